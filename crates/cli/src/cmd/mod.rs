@@ -1,0 +1,3 @@
+//! One module per service family: its clap subcommands and how they start services.
+
+pub mod upper;

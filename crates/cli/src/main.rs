@@ -1,0 +1,75 @@
+//! `appnet`: the Internet's application layer in one binary. This crate only turns flags and
+//! config files into services; all protocol logic lives in the protocol crates.
+
+mod cmd;
+mod context;
+
+use clap::{Parser, Subcommand};
+use context::Context;
+
+/// The Internet's application layer, as real servers and clients, plus a lab that runs the
+/// textbook's whole Internet on one machine.
+#[derive(Parser, Debug)]
+#[command(
+    name = "appnet",
+    version,
+    about,
+    long_about = None,
+    after_help = "Examples:\n  \
+        appnet upper serve --listen 127.0.0.1:12000      the uppercase server (TCP)\n  \
+        appnet upper ask 'hello world' --server 127.0.0.1:12000\n  \
+        appnet -v upper serve --udp                        more logging, UDP variant\n\n\
+        Logging: -v, -vv, or RUST_LOG (e.g. RUST_LOG=appnet_upper=debug).\n\
+        Config: --config FILE reads a TOML file with one table per service ([upper], ...);\n\
+        flags on the command line override it."
+)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// TOML config file with one table per service; command-line flags take precedence.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The socket-programming example: a server that upper-cases lines, and its client.
+    #[command(subcommand)]
+    Upper(cmd::upper::UpperCmd),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    context::init_logging(cli.verbose);
+    let ctx = match Context::load(cli.config.as_deref()) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            eprintln!("appnet: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("appnet: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Upper(cmd) => cmd::upper::run(cmd, &ctx).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("appnet: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

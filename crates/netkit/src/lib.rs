@@ -1,0 +1,20 @@
+//! netkit: the runtime pieces every appnet service shares, so no protocol crate writes its own.
+//!
+//! - [`listen`]: TCP/UDP listeners bound with socket2 (reuse-addr, optional SO_REUSEPORT, v4/v6).
+//! - [`shutdown`]: one shutdown signal that all service tasks observe, and a deadline-bounded drain.
+//! - [`rate`]: a token-bucket rate limiter (sans-IO core + async stream wrapper).
+//! - [`metrics`]: counters rendered in the Prometheus text format.
+//! - [`service`]: the `bind` → `run(shutdown)` contract every service follows.
+//! - [`harness`]: start services in-process on 127.0.0.1:0, wait until ready, stop them.
+//! - [`lines`]: bounded line reading, so no client can grow memory with an endless line.
+
+pub mod harness;
+pub mod lines;
+pub mod listen;
+pub mod metrics;
+pub mod rate;
+pub mod service;
+pub mod shutdown;
+
+pub use service::{BoxError, Service};
+pub use shutdown::Shutdown;

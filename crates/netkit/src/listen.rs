@@ -1,0 +1,107 @@
+//! Listener binding with socket2, so every service gets the same socket options and port 0 works.
+
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::SocketAddr;
+
+/// Socket options for a listening socket. `Default` suits a single-listener service.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenOpts {
+    /// SO_REUSEPORT: lets several sockets share one port (one per core) with kernel load balancing.
+    pub reuse_port: bool,
+    /// Accept backlog for TCP listeners.
+    pub backlog: i32,
+    /// For IPv6 addresses: accept only IPv6 (true) or also IPv4-mapped traffic (false).
+    pub v6_only: bool,
+    /// Receive buffer size in bytes for UDP sockets (0 keeps the kernel default).
+    pub recv_buffer: usize,
+    /// Send buffer size in bytes for UDP sockets (0 keeps the kernel default).
+    pub send_buffer: usize,
+}
+
+impl Default for ListenOpts {
+    fn default() -> Self {
+        ListenOpts { reuse_port: false, backlog: 1024, v6_only: true, recv_buffer: 0, send_buffer: 0 }
+    }
+}
+
+fn new_socket(addr: SocketAddr, ty: Type, proto: Protocol, opts: &ListenOpts) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), ty, Some(proto))?;
+    socket.set_reuse_address(true)?;
+    #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+    if opts.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        socket.set_only_v6(opts.v6_only)?;
+    }
+    if opts.recv_buffer > 0 {
+        socket.set_recv_buffer_size(opts.recv_buffer)?;
+    }
+    if opts.send_buffer > 0 {
+        socket.set_send_buffer_size(opts.send_buffer)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+/// Binds a TCP listener on `addr` (port 0 picks a free port; read it with `local_addr`).
+pub fn bind_tcp(addr: SocketAddr, opts: &ListenOpts) -> io::Result<tokio::net::TcpListener> {
+    let socket = new_socket(addr, Type::STREAM, Protocol::TCP, opts)?;
+    socket.set_tcp_nodelay(true)?; // inherited by accepted sockets on Linux
+    socket.listen(opts.backlog)?;
+    tokio::net::TcpListener::from_std(socket.into())
+}
+
+/// Binds a UDP socket on `addr` (port 0 picks a free port).
+pub fn bind_udp(addr: SocketAddr, opts: &ListenOpts) -> io::Result<tokio::net::UdpSocket> {
+    let socket = new_socket(addr, Type::DGRAM, Protocol::UDP, opts)?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
+/// Binds `count` UDP sockets sharing one port with SO_REUSEPORT (one per worker thread).
+/// With port 0 the first socket picks the port and the rest join it.
+pub fn bind_udp_group(
+    addr: SocketAddr,
+    count: usize,
+    opts: &ListenOpts,
+) -> io::Result<Vec<tokio::net::UdpSocket>> {
+    let opts = ListenOpts { reuse_port: count > 1 || opts.reuse_port, ..*opts };
+    let first = bind_udp(addr, &opts)?;
+    let bound = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..count.max(1) {
+        sockets.push(bind_udp(bound, &opts)?);
+    }
+    Ok(sockets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn port_zero_reports_the_bound_port() {
+        let tcp = bind_tcp("127.0.0.1:0".parse().unwrap(), &ListenOpts::default()).unwrap();
+        assert_ne!(tcp.local_addr().unwrap().port(), 0);
+        let udp = bind_udp("127.0.0.1:0".parse().unwrap(), &ListenOpts::default()).unwrap();
+        assert_ne!(udp.local_addr().unwrap().port(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_group_shares_one_port() {
+        let group = bind_udp_group("127.0.0.1:0".parse().unwrap(), 3, &ListenOpts::default()).unwrap();
+        let port = group[0].local_addr().unwrap().port();
+        assert!(group.iter().all(|s| s.local_addr().unwrap().port() == port));
+        assert_eq!(group.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn ipv6_loopback_binds() {
+        // Some sandboxes lack IPv6; only assert when ::1 exists.
+        if let Ok(l) = bind_tcp("[::1]:0".parse().unwrap(), &ListenOpts::default()) {
+            assert!(l.local_addr().unwrap().is_ipv6());
+        }
+    }
+}
