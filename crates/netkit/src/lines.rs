@@ -1,7 +1,8 @@
 //! Bounded line reading for line-based protocols (upper, SMTP, FTP, POP3, ...): a line longer
 //! than the limit is reported, never buffered, so no client can grow our memory.
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use std::time::Duration;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt};
 
 /// What one bounded read produced.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,6 +50,23 @@ pub async fn read_line_bounded<R: AsyncBufRead + Unpin>(
             }
         }
     }
+}
+
+/// A lingering close: after answering a protocol error, read and discard what the client is
+/// still sending (up to `max_bytes`, for at most `max_time`) so that closing the socket with
+/// unread input does not reset the connection and destroy the error reply in flight.
+pub async fn discard_input<R: AsyncRead + Unpin>(reader: &mut R, max_bytes: u64, max_time: Duration) {
+    let mut sink = [0u8; 8192];
+    let mut seen = 0u64;
+    let _ = tokio::time::timeout(max_time, async {
+        while seen < max_bytes {
+            match reader.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen += n as u64,
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]

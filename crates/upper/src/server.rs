@@ -6,7 +6,7 @@
 
 use crate::config::UpperConfig;
 use crate::transform::upper;
-use appnet_netkit::lines::{Line, read_line_bounded};
+use appnet_netkit::lines::{Line, discard_input, read_line_bounded};
 use appnet_netkit::listen::{ListenOpts, bind_tcp, bind_udp};
 use appnet_netkit::metrics::{Counter, Gauge, Registry};
 use appnet_netkit::{BoxError, Service, Shutdown};
@@ -20,6 +20,11 @@ use tokio::sync::Semaphore;
 
 /// How long in-flight connections get to finish after shutdown is triggered.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// After an over-long line, how much more input is read and dropped (and for how long) so the
+/// error reply reaches the client instead of being lost to a connection reset.
+const LINGER_BYTES: u64 = 32 * 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(2);
 
 /// A bound uppercase server (TCP or UDP), ready to [`run`](Service::run).
 pub struct UpperServer {
@@ -182,7 +187,9 @@ async fn serve_connection(
                 stats.too_long.inc();
                 let msg = format!("ERR line longer than {} bytes, closing\n", config.max_line);
                 write.write_all(msg.as_bytes()).await?;
-                return write.shutdown().await;
+                write.shutdown().await?;
+                discard_input(&mut reader, LINGER_BYTES, LINGER_TIME).await;
+                return Ok(());
             }
         }
     }
