@@ -1,0 +1,129 @@
+//! Configuration for the tracker (`[torrent-tracker]`) and the client (`[torrent]`), shared by
+//! CLI flags, TOML files and the lab. Every protocol constant is here so it can be tuned.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The tracker's listeners and policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrackerConfig {
+    /// HTTP address (announce, scrape, status page); the UDP tracker binds the same port.
+    pub listen: SocketAddr,
+    /// Also serve the UDP tracker protocol (BEP 15) on the same port.
+    pub udp: bool,
+    /// Seconds between announces asked of clients.
+    pub interval_secs: u32,
+    /// Minimum seconds between announces.
+    pub min_interval_secs: u32,
+    /// Peers silent this long are dropped (default: two intervals and a minute).
+    pub peer_timeout_secs: Option<u64>,
+    /// Peers per reply when the client does not ask.
+    pub default_numwant: u32,
+    /// Most peers per reply.
+    pub max_numwant: u32,
+    /// Most peers per torrent.
+    pub max_peers_per_torrent: usize,
+    /// Most torrents tracked.
+    pub max_torrents: usize,
+    /// Most peer entries per client IP address.
+    pub max_peers_per_ip: usize,
+    /// Sustained announces per second per IP (burst ten times that).
+    pub announces_per_ip_per_sec: u32,
+    /// Only track these info hashes (hex); empty allows any.
+    pub allow: Vec<String>,
+    /// Most simultaneous HTTP connections.
+    pub max_connections: usize,
+    /// Seconds to receive a whole HTTP request.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 6969)),
+            udp: true,
+            interval_secs: 1800,
+            min_interval_secs: 60,
+            peer_timeout_secs: None,
+            default_numwant: 50,
+            max_numwant: 200,
+            max_peers_per_torrent: 10_000,
+            max_torrents: 100_000,
+            max_peers_per_ip: 256,
+            announces_per_ip_per_sec: 20,
+            allow: Vec::new(),
+            max_connections: 1024,
+            request_timeout_secs: 10,
+        }
+    }
+}
+
+/// The client's behaviour: ports, limits, choking and piece-picking constants.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Address to accept peers on (port 0 picks one).
+    pub listen: SocketAddr,
+    /// Download directory (`get`) or data location (`seed`: the directory holding the torrent's
+    /// file or folder).
+    pub dir: PathBuf,
+    /// Download cap in bytes per second (all peers together); none by default.
+    pub download_rate: Option<u64>,
+    /// Upload cap in bytes per second (all peers together); none by default.
+    pub upload_rate: Option<u64>,
+    /// Most connected peers.
+    pub max_peers: usize,
+    /// Seconds to keep seeding after completing (`None`: forever, 0: leave at once).
+    pub seed_time_secs: Option<u64>,
+    /// Regular (tit-for-tat) unchoke slots.
+    pub unchoke_slots: usize,
+    /// Seconds between choker runs.
+    pub rechoke_secs: f64,
+    /// Seconds between optimistic unchoke rotations.
+    pub optimistic_secs: f64,
+    /// Window of the rolling transfer rates, in seconds.
+    pub rate_window_secs: f64,
+    /// A peer that sent no block for this long while we wanted one is snubbed.
+    pub snub_secs: f64,
+    /// Fewest and most outstanding block requests per peer (the pipeline grows with its rate).
+    pub min_requests: usize,
+    /// See `min_requests`.
+    pub max_requests: usize,
+    /// Peers sending this many pieces that fail their hash are banned.
+    pub max_hash_failures: u32,
+    /// fsync each piece before announcing it (crash safety; costs throughput).
+    pub fsync: bool,
+    /// Upload nothing (a "selfish" client; also the client-server experiment's clients).
+    pub no_upload: bool,
+    /// Seconds between tracker announces at most (the tracker's interval is used if shorter).
+    pub max_announce_secs: u64,
+    /// Peers asked of the tracker per announce.
+    pub numwant: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir: PathBuf::from("."),
+            download_rate: None,
+            upload_rate: None,
+            max_peers: 50,
+            seed_time_secs: Some(0),
+            unchoke_slots: 4,
+            rechoke_secs: 10.0,
+            optimistic_secs: 30.0,
+            rate_window_secs: 20.0,
+            snub_secs: 60.0,
+            min_requests: 8,
+            max_requests: 500,
+            max_hash_failures: 3,
+            fsync: true,
+            no_upload: false,
+            max_announce_secs: 1800,
+            numwant: 50,
+        }
+    }
+}
