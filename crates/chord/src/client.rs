@@ -1,0 +1,276 @@
+//! The Chord client: one RPC over TCP with a timeout, and the client-side operations built on
+//! it (iterative lookup with hop counting, put, get with fallback to replicas, delete, and a walk
+//! around the ring). The CLI and the tests use it; the server uses [`rpc`] for its own calls.
+
+use crate::id::Id;
+use crate::lookup::{Lookup, Step};
+use crate::node::LookupOutcome;
+use crate::wire::{self, ErrorCode, NodeRef, Request, Response, WireError};
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Connecting, writing or reading failed.
+    #[error("cannot talk to {0}: {1}")]
+    Io(SocketAddr, io::Error),
+    /// No answer within the timeout.
+    #[error("{0} did not answer within {1:?}")]
+    Timeout(SocketAddr, Duration),
+    /// The answer did not decode.
+    #[error("{0} sent a malformed answer: {1}")]
+    Wire(SocketAddr, WireError),
+    /// The node refused the request.
+    #[error("{addr} refused the request ({code:?}): {message}")]
+    Remote { addr: SocketAddr, code: ErrorCode, message: String },
+    /// The answer was of the wrong kind.
+    #[error("{0} answered with an unexpected message")]
+    Unexpected(SocketAddr),
+    /// The lookup ran out of live nodes.
+    #[error("lookup failed: no live node could route it (hops {hops}, timeouts {timeouts})")]
+    NoRoute { hops: u32, timeouts: u32 },
+}
+
+/// Reads one frame body (without its length prefix), bounded by [`wire::MAX_FRAME`].
+/// `Ok(None)` at a clean end of stream before a frame starts.
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<Result<Vec<u8>, WireError>>> {
+    let mut prefix = [0u8; 4];
+    match r.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = match wire::frame_len(prefix) {
+        Ok(n) => n,
+        Err(e) => return Ok(Some(Err(e))),
+    };
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    Ok(Some(Ok(body)))
+}
+
+/// Writes a whole frame.
+pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, frame: &[u8]) -> io::Result<()> {
+    w.write_all(frame).await?;
+    w.flush().await
+}
+
+/// One request/response exchange on a fresh connection, all within `timeout`. Returns the
+/// answering node's m and its response (an `Error` response is returned as `Ok`).
+pub async fn rpc(
+    addr: SocketAddr,
+    bits: u8,
+    req: &Request,
+    timeout: Duration,
+) -> Result<(u8, Response), ClientError> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await.map_err(|e| ClientError::Io(addr, e))?;
+        let _ = stream.set_nodelay(true);
+        write_frame(&mut stream, &wire::encode_request(bits, req))
+            .await
+            .map_err(|e| ClientError::Io(addr, e))?;
+        match read_frame(&mut stream).await.map_err(|e| ClientError::Io(addr, e))? {
+            None => Err(ClientError::Io(addr, io::ErrorKind::UnexpectedEof.into())),
+            Some(Err(e)) => Err(ClientError::Wire(addr, e)),
+            Some(Ok(body)) => wire::decode_response(&body).map_err(|e| ClientError::Wire(addr, e)),
+        }
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(r) => r,
+        Err(_) => Err(ClientError::Timeout(addr, timeout)),
+    }
+}
+
+/// Like [`rpc`], but an `Error` response becomes [`ClientError::Remote`].
+pub async fn call(
+    addr: SocketAddr,
+    bits: u8,
+    req: &Request,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    match rpc(addr, bits, req, timeout).await? {
+        (_, Response::Error { code, message }) => Err(ClientError::Remote { addr, code, message }),
+        (_, resp) => Ok(resp),
+    }
+}
+
+/// The result of a read.
+#[derive(Debug, Clone)]
+pub struct GetOutcome {
+    /// The value, if any replica had it.
+    pub value: Option<Vec<u8>>,
+    /// The node that answered with the value (or the owner, when nobody had it).
+    pub holder: Option<NodeRef>,
+    /// The lookup that found the owner.
+    pub lookup: LookupOutcome,
+}
+
+/// One node's state as reported by `Info`.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// The node.
+    pub node: NodeRef,
+    /// Its predecessor.
+    pub pred: Option<NodeRef>,
+    /// Its successor list.
+    pub succs: Vec<NodeRef>,
+    /// Its distinct fingers, as (index, node).
+    pub fingers: Vec<(u8, NodeRef)>,
+    /// Items it stores (own and replicas).
+    pub items: u64,
+}
+
+/// A client of one ring, entering it through one node.
+#[derive(Debug, Clone)]
+pub struct Client {
+    entry: SocketAddr,
+    bits: u8,
+    timeout: Duration,
+}
+
+impl Client {
+    /// Pings `entry` to learn the ring's m.
+    pub async fn connect(entry: SocketAddr, timeout: Duration) -> Result<Client, ClientError> {
+        match rpc(entry, 0, &Request::Ping, timeout).await? {
+            (bits, Response::Pong { .. }) => Ok(Client { entry, bits, timeout }),
+            (_, Response::Error { code, message }) => Err(ClientError::Remote { addr: entry, code, message }),
+            _ => Err(ClientError::Unexpected(entry)),
+        }
+    }
+
+    /// The ring's identifier width.
+    pub fn bits(&self) -> u8 {
+        self.bits
+    }
+
+    /// The id of `key` on this ring.
+    pub fn key_id(&self, key: &[u8]) -> Id {
+        Id::hash(key, self.bits)
+    }
+
+    /// Iterative find_successor(id) starting at the entry node; hops = FindSuccessor answers.
+    pub async fn lookup(&self, id: Id) -> Result<LookupOutcome, ClientError> {
+        let mut lookup = Lookup::new(id, self.bits, vec![NodeRef { id, addr: self.entry }]);
+        let mut step = lookup.next_step();
+        loop {
+            match step {
+                Step::Ask(node) => {
+                    let req = Request::FindSuccessor { id };
+                    step = match call(node.addr, self.bits, &req, self.timeout).await {
+                        Ok(resp) => lookup.on_response(resp),
+                        Err(e) => {
+                            tracing::debug!("lookup step failed: {e}");
+                            lookup.on_failure(&node)
+                        }
+                    };
+                }
+                Step::Done(succs) => {
+                    return Ok(LookupOutcome { succs, hops: lookup.hops, timeouts: lookup.timeouts });
+                }
+                Step::Failed => {
+                    return Err(ClientError::NoRoute { hops: lookup.hops, timeouts: lookup.timeouts });
+                }
+            }
+        }
+    }
+
+    /// Stores (key, value) on the key's owner (the first live node of its successor list), which
+    /// replicates it. Returns the owner and the lookup.
+    pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<(NodeRef, LookupOutcome), ClientError> {
+        let mut lookup = self.lookup(self.key_id(key)).await?;
+        let req = Request::Put { key: key.to_vec(), value: value.to_vec() };
+        let mut last = None;
+        for node in lookup.succs.clone() {
+            match call(node.addr, self.bits, &req, self.timeout).await {
+                Ok(Response::Ok) => return Ok((node, lookup)),
+                Ok(_) => last = Some(ClientError::Unexpected(node.addr)),
+                Err(e @ ClientError::Remote { .. }) => return Err(e),
+                Err(e) => {
+                    lookup.timeouts += 1;
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or(ClientError::NoRoute { hops: lookup.hops, timeouts: lookup.timeouts }))
+    }
+
+    /// Reads `key`: from its owner, else from the replicas that follow it.
+    pub async fn get(&self, key: &[u8]) -> Result<GetOutcome, ClientError> {
+        let mut lookup = self.lookup(self.key_id(key)).await?;
+        let req = Request::Get { key: key.to_vec() };
+        let mut answered = None;
+        let mut last = None;
+        for node in lookup.succs.clone() {
+            match call(node.addr, self.bits, &req, self.timeout).await {
+                Ok(Response::Value { value: Some(v) }) => {
+                    return Ok(GetOutcome { value: Some(v), holder: Some(node), lookup });
+                }
+                Ok(Response::Value { value: None }) => {
+                    answered.get_or_insert(node);
+                }
+                Ok(_) => last = Some(ClientError::Unexpected(node.addr)),
+                Err(e) => {
+                    lookup.timeouts += 1;
+                    last = Some(e);
+                }
+            }
+        }
+        match (answered, last) {
+            (None, Some(e)) => Err(e),
+            (holder, _) => Ok(GetOutcome { value: None, holder, lookup }),
+        }
+    }
+
+    /// Deletes `key` on its owner (which deletes the replicas). Whether it existed.
+    pub async fn delete(&self, key: &[u8]) -> Result<bool, ClientError> {
+        let lookup = self.lookup(self.key_id(key)).await?;
+        let req = Request::Delete { key: key.to_vec() };
+        let mut last = None;
+        for node in &lookup.succs {
+            match call(node.addr, self.bits, &req, self.timeout).await {
+                Ok(Response::Deleted { existed }) => return Ok(existed),
+                Ok(_) => last = Some(ClientError::Unexpected(node.addr)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(ClientError::NoRoute { hops: lookup.hops, timeouts: lookup.timeouts }))
+    }
+
+    /// One node's routing state.
+    pub async fn info(&self, addr: SocketAddr) -> Result<NodeInfo, ClientError> {
+        match call(addr, self.bits, &Request::Info, self.timeout).await? {
+            Response::Info { node, pred, succs, fingers, items } => {
+                Ok(NodeInfo { node, pred, succs, fingers, items })
+            }
+            _ => Err(ClientError::Unexpected(addr)),
+        }
+    }
+
+    /// Walks the ring from the entry node along first successors, up to `max` nodes.
+    pub async fn ring(&self, max: usize) -> Result<Vec<NodeInfo>, ClientError> {
+        let first = self.info(self.entry).await?;
+        let start = first.node.id;
+        let mut out = vec![first];
+        while out.len() < max {
+            let last = out.last().expect("non-empty");
+            let mut next = None;
+            for s in last.succs.clone() {
+                if let Ok(info) = self.info(s.addr).await {
+                    next = Some(info);
+                    break;
+                }
+            }
+            match next {
+                Some(info) if info.node.id != start && !out.iter().any(|n| n.node.id == info.node.id) => {
+                    out.push(info)
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+}

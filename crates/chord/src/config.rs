@@ -1,0 +1,123 @@
+//! Configuration of a Chord node, shared by CLI flags, TOML (`[chord]`) and the lab.
+
+use crate::id::{Id, MAX_BITS};
+use crate::node::Params;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Where a node listens, which ring it joins, and the protocol's timers and limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChordConfig {
+    /// Address to listen on (port 0 picks a free one). It is also the address other nodes use.
+    pub listen: SocketAddr,
+    /// Any node of the ring to join; none starts a new ring.
+    pub join: Option<SocketAddr>,
+    /// Explicit node id (decimal, or hex for wide rings); default SHA-1 of the listen address.
+    pub id: Option<String>,
+    /// Identifier width m, 1..=160.
+    pub bits: u8,
+    /// Successor list length r.
+    pub successors: usize,
+    /// Copies of each key (on its successor and the following nodes).
+    pub replicas: usize,
+    /// Mean milliseconds between stabilize rounds.
+    pub stabilize_ms: u64,
+    /// Mean milliseconds between fix_fingers steps.
+    pub fix_fingers_ms: u64,
+    /// Mean milliseconds between predecessor pings.
+    pub check_predecessor_ms: u64,
+    /// Milliseconds before an RPC counts as failed (the peer is presumed dead).
+    pub rpc_timeout_ms: u64,
+    /// Largest value accepted, in bytes.
+    pub max_value: usize,
+    /// Most items one node stores.
+    pub max_items: usize,
+    /// Most RPC connections served at once.
+    pub max_connections: usize,
+    /// Seconds an idle RPC connection is kept open.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for ChordConfig {
+    fn default() -> Self {
+        let p = Params::default();
+        ChordConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 14000)),
+            join: None,
+            id: None,
+            bits: p.bits,
+            successors: p.successors,
+            replicas: p.replicas,
+            stabilize_ms: p.stabilize_ms,
+            fix_fingers_ms: p.fix_fingers_ms,
+            check_predecessor_ms: p.check_predecessor_ms,
+            rpc_timeout_ms: 1000,
+            max_value: p.max_value,
+            max_items: p.max_items,
+            max_connections: 512,
+            idle_timeout_secs: 30,
+        }
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// m out of range.
+    #[error("bits must be between 1 and {MAX_BITS}, not {0}")]
+    Bits(u8),
+    /// The id does not parse or does not fit.
+    #[error("id {0:?} is not a number below 2^{1} (decimal, or hex for wide rings)")]
+    Id(String, u8),
+    /// Lists and replicas out of range.
+    #[error("successors must be 1..=32 and replicas 1..=successors+1")]
+    Lists,
+    /// Value limit over the wire's.
+    #[error("max_value must be at most {} bytes", crate::wire::MAX_VALUE)]
+    MaxValue,
+}
+
+impl ChordConfig {
+    /// Checks ranges and returns the protocol parameters.
+    pub fn params(&self) -> Result<Params, ConfigError> {
+        if self.bits == 0 || self.bits > MAX_BITS {
+            return Err(ConfigError::Bits(self.bits));
+        }
+        if self.successors == 0
+            || self.successors > 32
+            || self.replicas == 0
+            || self.replicas > self.successors + 1
+        {
+            return Err(ConfigError::Lists);
+        }
+        if self.max_value > crate::wire::MAX_VALUE {
+            return Err(ConfigError::MaxValue);
+        }
+        Ok(Params {
+            bits: self.bits,
+            successors: self.successors,
+            replicas: self.replicas,
+            stabilize_ms: self.stabilize_ms.max(1),
+            fix_fingers_ms: self.fix_fingers_ms.max(1),
+            check_predecessor_ms: self.check_predecessor_ms.max(1),
+            max_value: self.max_value,
+            max_items: self.max_items,
+            ..Params::default()
+        })
+    }
+
+    /// The node id: the configured one, or SHA-1 of the bound address.
+    pub fn node_id(&self, bound: SocketAddr) -> Result<Id, ConfigError> {
+        match &self.id {
+            Some(text) => Id::parse(text, self.bits).ok_or_else(|| ConfigError::Id(text.clone(), self.bits)),
+            None => Ok(Id::hash(bound.to_string().as_bytes(), self.bits)),
+        }
+    }
+
+    /// The RPC timeout as a duration.
+    pub fn rpc_timeout(&self) -> Duration {
+        Duration::from_millis(self.rpc_timeout_ms.max(1))
+    }
+}

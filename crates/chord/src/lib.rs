@@ -1,0 +1,27 @@
+//! Chord (Stoica et al., SIGCOMM 2001): a distributed hash table whose peers and keys share one
+//! identifier circle. Each key lives on its successor (and the next r-1 nodes, as replicas);
+//! finger tables make lookups take O(log N) hops; stabilization repairs the ring under churn.
+//!
+//! - [`id`]: m-bit identifiers, SHA-1 hashing, arcs of the circle.
+//! - [`wire`]: the versioned, length-prefixed binary RPC format (pure codecs).
+//! - [`routing`], [`lookup`], [`store`], [`node`]: the sans-IO node core.
+//! - [`server`] and [`client`]: the tokio driver over TCP, and the client used by the CLI.
+//! - [`sim`]: a discrete-event simulator that runs the same core with virtual time.
+//! - [`experiment`]: the paper's experiments (path length, load balance, failures, churn).
+
+pub mod client;
+pub mod config;
+pub mod id;
+pub mod lookup;
+pub mod node;
+pub mod routing;
+pub mod server;
+pub mod sim;
+pub mod store;
+pub mod wire;
+
+pub use config::ChordConfig;
+pub use id::Id;
+pub use node::{Node, Params};
+pub use server::ChordServer;
+pub use wire::NodeRef;

@@ -1,0 +1,306 @@
+//! The tokio driver: owns the TCP listener, the clock and the RPC tasks, and feeds the sans-IO
+//! [`Node`]. Requests are answered synchronously from the node's state; the node's own RPCs run
+//! in tasks whose replies (or timeouts) come back through a channel. On shutdown the node leaves
+//! gracefully (keys and neighbours handed over); [`ChordServer::killer`] stops it abruptly.
+
+use crate::client::{self, ClientError, read_frame, write_frame};
+use crate::config::{ChordConfig, ConfigError};
+use crate::node::{Event, Node, Output, RpcFailure};
+use crate::wire::{self, ErrorCode, NodeRef, Response};
+use appnet_netkit::listen::{ListenOpts, bind_tcp};
+use appnet_netkit::metrics::{Counter, Registry};
+use appnet_netkit::{BoxError, Service, Shutdown};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+
+/// A shared handle on a running node's state, for tests and the lab.
+pub type NodeHandle = Arc<Mutex<Node>>;
+
+type Reply = (u64, Result<Response, RpcFailure>);
+
+/// A bound Chord node, ready to [`run`](Service::run).
+pub struct ChordServer {
+    listener: TcpListener,
+    config: ChordConfig,
+    node: NodeHandle,
+    start: Instant,
+    kill: Shutdown,
+    stats: Stats,
+}
+
+#[derive(Clone)]
+struct Stats {
+    registry: Registry,
+    requests: Counter,
+    bad: Counter,
+    rpc_failures: Counter,
+}
+
+impl Stats {
+    fn new() -> Stats {
+        let registry = Registry::new();
+        Stats {
+            requests: registry.counter("chord_requests_total", "RPC requests answered.", &[]),
+            bad: registry.counter("chord_bad_requests_total", "Requests refused as malformed.", &[]),
+            rpc_failures: registry.counter("chord_rpc_failures_total", "Outgoing RPCs that failed.", &[]),
+            registry,
+        }
+    }
+}
+
+fn invalid(e: ConfigError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+}
+
+impl ChordServer {
+    /// Binds the listener and creates the node (its id: configured, or SHA-1 of the address).
+    pub async fn bind(config: ChordConfig) -> io::Result<ChordServer> {
+        let params = config.params().map_err(invalid)?;
+        let listener = bind_tcp(config.listen, &ListenOpts::default())?;
+        let addr = listener.local_addr()?;
+        let id = config.node_id(addr).map_err(invalid)?;
+        let node = Node::new(params, NodeRef { id, addr }, 0);
+        Ok(ChordServer {
+            listener,
+            config,
+            node: Arc::new(Mutex::new(node)),
+            start: Instant::now(),
+            kill: Shutdown::new(),
+            stats: Stats::new(),
+        })
+    }
+
+    /// This node's id and address.
+    pub fn node_ref(&self) -> NodeRef {
+        lock(&self.node).me()
+    }
+
+    /// The node's state, shared with the running server.
+    pub fn handle(&self) -> NodeHandle {
+        self.node.clone()
+    }
+
+    /// A handle that stops the node abruptly (no hand-over), as if its process were killed.
+    pub fn killer(&self) -> Shutdown {
+        self.kill.clone()
+    }
+
+    /// The node's counters in Prometheus text format.
+    pub fn metrics(&self) -> Registry {
+        self.stats.registry.clone()
+    }
+}
+
+fn lock(node: &NodeHandle) -> std::sync::MutexGuard<'_, Node> {
+    node.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Carries out a node's outputs: one task per RPC, replies into the channel.
+#[derive(Clone)]
+struct Dispatcher {
+    tx: mpsc::UnboundedSender<Reply>,
+    bits: u8,
+    timeout: Duration,
+    kill: Shutdown,
+    stats: Stats,
+}
+
+impl Dispatcher {
+    fn dispatch(&self, node: &mut Node) {
+        while let Some(Output::Send { token, to, req }) = node.poll_output() {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let result = tokio::select! {
+                    _ = this.kill.wait() => return,
+                    r = client::rpc(to, this.bits, &req, this.timeout) => r,
+                };
+                let reply = match result {
+                    Ok((_, resp @ Response::Error { .. })) => {
+                        tracing::debug!(%to, ?resp, "peer refused a request");
+                        Ok(resp)
+                    }
+                    Ok((_, resp)) => Ok(resp),
+                    Err(ClientError::Wire(..)) | Err(ClientError::Unexpected(_)) => Err(RpcFailure::Refused),
+                    Err(e) => {
+                        tracing::debug!("rpc failed: {e}");
+                        this.stats.rpc_failures.inc();
+                        Err(RpcFailure::Unreachable)
+                    }
+                };
+                let _ = this.tx.send((token, reply));
+            });
+        }
+    }
+}
+
+fn log_events(node: &mut Node) -> bool {
+    let mut left = false;
+    while let Some(ev) = node.poll_event() {
+        match ev {
+            Event::Joined => tracing::info!(node = ?node.me().addr, "joined the ring"),
+            Event::JoinFailed(why) => tracing::warn!("join failed, will retry: {why}"),
+            Event::Left => left = true,
+            other => tracing::debug!(?other, "node event"),
+        }
+    }
+    left
+}
+
+impl Service for ChordServer {
+    fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.config.listen)
+    }
+
+    async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
+        let ChordServer { listener, config, node, start, kill, stats } = self;
+        let now = move || start.elapsed().as_millis() as u64;
+        let (tx, mut rx) = mpsc::unbounded_channel::<Reply>();
+        let bits = lock(&node).params().bits;
+        let dispatcher =
+            Dispatcher { tx, bits, timeout: config.rpc_timeout(), kill: kill.clone(), stats: stats.clone() };
+        if let Some(bootstrap) = config.join {
+            let mut n = lock(&node);
+            n.join(now(), bootstrap);
+            dispatcher.dispatch(&mut n);
+        }
+        let conns = Shutdown::new();
+        let accept = {
+            let (node, dispatcher, kill, conns, stats) =
+                (node.clone(), dispatcher.clone(), kill.clone(), conns.clone(), stats.clone());
+            let limits = Arc::new(Semaphore::new(config.max_connections.max(1)));
+            let idle = Duration::from_secs(config.idle_timeout_secs.max(1));
+            tokio::spawn(async move {
+                loop {
+                    let (stream, peer) = tokio::select! {
+                        _ = kill.wait() => break,
+                        _ = conns.wait() => break,
+                        a = listener.accept() => match a {
+                            Ok(p) => p,
+                            Err(e) => {
+                                tracing::warn!("accept failed: {e}");
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                continue;
+                            }
+                        },
+                    };
+                    let Ok(permit) = limits.clone().try_acquire_owned() else {
+                        tracing::info!(%peer, "connection cap reached; refusing");
+                        continue;
+                    };
+                    let (node, dispatcher, kill, stats) =
+                        (node.clone(), dispatcher.clone(), kill.clone(), stats.clone());
+                    conns.spawn(async move {
+                        tokio::select! {
+                            _ = kill.wait() => {}
+                            r = serve_connection(stream, &node, &dispatcher, &stats, idle, now) => {
+                                if let Err(e) = r {
+                                    tracing::debug!(%peer, "connection ended: {e}");
+                                }
+                            }
+                        }
+                        drop(permit);
+                    });
+                }
+            })
+        };
+
+        let mut leaving_deadline: Option<Instant> = None;
+        loop {
+            let wake = {
+                let n = lock(&node);
+                n.poll_timeout().map(|t| start + Duration::from_millis(t))
+            };
+            let wake =
+                wake.or(leaving_deadline).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                _ = kill.wait() => break,
+                _ = shutdown.wait(), if leaving_deadline.is_none() => {
+                    let mut n = lock(&node);
+                    n.leave(now());
+                    dispatcher.dispatch(&mut n);
+                    if log_events(&mut n) { break; }
+                    leaving_deadline = Some(Instant::now() + config.rpc_timeout() * 2);
+                }
+                _ = tokio::time::sleep_until(wake) => {
+                    if leaving_deadline.is_some_and(|d| Instant::now() >= d) {
+                        tracing::warn!("leave hand-over did not finish in time");
+                        break;
+                    }
+                    let mut n = lock(&node);
+                    n.handle_timeout(now());
+                    dispatcher.dispatch(&mut n);
+                    if log_events(&mut n) { break; }
+                }
+                Some((token, reply)) = rx.recv() => {
+                    let mut n = lock(&node);
+                    n.handle_reply(now(), token, reply);
+                    dispatcher.dispatch(&mut n);
+                    if log_events(&mut n) { break; }
+                }
+            }
+        }
+        conns.trigger();
+        let _ = accept.await;
+        conns.drain(Duration::from_secs(2)).await;
+        Ok(())
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    node: &NodeHandle,
+    dispatcher: &Dispatcher,
+    stats: &Stats,
+    idle: Duration,
+    now: impl Fn() -> u64,
+) -> io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let (mut read, mut write) = stream.into_split();
+    loop {
+        let frame = match tokio::time::timeout(idle, read_frame(&mut read)).await {
+            Err(_) => return Ok(()),
+            Ok(r) => r?,
+        };
+        let body = match frame {
+            None => return Ok(()),
+            Some(Ok(body)) => body,
+            Some(Err(e)) => {
+                // An oversized frame: answer and close, we cannot resynchronise.
+                stats.bad.inc();
+                let resp = Response::Error { code: e.code(), message: e.to_string() };
+                write_frame(&mut write, &wire::encode_response(dispatcher.bits, &resp)).await?;
+                return Ok(());
+            }
+        };
+        let resp = match wire::decode_request(&body) {
+            Err(e) => {
+                stats.bad.inc();
+                tracing::debug!("bad request: {e}");
+                Response::Error { code: e.code(), message: e.to_string() }
+            }
+            Ok((bits, _)) if bits != 0 && bits != dispatcher.bits => {
+                stats.bad.inc();
+                Response::Error {
+                    code: ErrorCode::WrongRing,
+                    message: format!(
+                        "this ring uses {}-bit ids, the request {bits}-bit ids",
+                        dispatcher.bits
+                    ),
+                }
+            }
+            Ok((_, req)) => {
+                stats.requests.inc();
+                let mut n = lock(node);
+                let resp = n.handle_request(now(), req);
+                dispatcher.dispatch(&mut n);
+                resp
+            }
+        };
+        write_frame(&mut write, &wire::encode_response(dispatcher.bits, &resp)).await?;
+    }
+}
