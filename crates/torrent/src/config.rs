@@ -127,3 +127,16 @@ impl Default for ClientConfig {
         }
     }
 }
+
+impl ClientConfig {
+    /// The choker's constants from this config.
+    pub fn choke_params(&self) -> crate::choker::ChokeParams {
+        let secs = |s: f64| std::time::Duration::from_secs_f64(s.clamp(0.001, 1e6));
+        crate::choker::ChokeParams {
+            slots: self.unchoke_slots,
+            rechoke: secs(self.rechoke_secs),
+            optimistic: secs(self.optimistic_secs),
+            snub: secs(self.snub_secs),
+        }
+    }
+}

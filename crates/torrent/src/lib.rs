@@ -3,16 +3,26 @@
 //!
 //! - [`bencode`], [`metainfo`], [`create`], [`urlenc`]: .torrent files and magnet links.
 //! - [`wire`], [`bitfield`]: the peer wire protocol as pure codecs.
+//! - [`picker`], [`choker`], [`meter`]: the sans-IO cores (rarest first, tit-for-tat).
 //! - [`tracker`]: HTTP and UDP tracker server and client.
+//! - [`session`]: the tokio client/seeder for one torrent (peer connections in `peer`).
+//! - [`storage`]: pieces on plain files.
 //! - [`config`]: serde configuration for the tracker and the client.
 
 pub mod bencode;
 pub mod bitfield;
+pub mod choker;
 pub mod config;
 pub mod create;
 pub mod metainfo;
+pub mod meter;
+mod peer;
+pub mod picker;
+pub mod session;
+pub mod storage;
 pub mod tracker;
 pub mod urlenc;
 pub mod wire;
 
 pub use metainfo::{InfoHash, Metainfo};
+pub use session::{Progress, Session, TorrentHandle};

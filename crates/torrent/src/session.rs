@@ -1,0 +1,859 @@
+//! One torrent being downloaded or seeded: the shared state every peer connection feeds (picker,
+//! piece buffers, peer table, choker), the listener, the tracker announces and the choker timer.
+//! The per-connection protocol lives in [`crate::peer`]; the policies in the sans-IO cores.
+
+use crate::bitfield::Bitfield;
+use crate::choker::{ChokeParams, Choker, PeerStat};
+use crate::config::ClientConfig;
+use crate::metainfo::Metainfo;
+use crate::meter::RateMeter;
+use crate::picker::{Picker, Received};
+use crate::storage::{self, Storage};
+use crate::tracker::client as tracker_client;
+use crate::tracker::proto::{Announce, Event};
+use crate::wire::{BlockRef, Message};
+use appnet_netkit::listen::{ListenOpts, bind_tcp};
+use appnet_netkit::rate::Limiter;
+use appnet_netkit::{BoxError, Service, Shutdown};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+/// What a peer connection's writer is told to do.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// Send a message.
+    Msg(Message),
+    /// Queue a block upload.
+    Serve(BlockRef),
+    /// Drop a queued upload (the peer cancelled).
+    Unserve(BlockRef),
+    /// Close the connection.
+    Close,
+}
+
+/// Why a peer connection was closed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PeerError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    #[error("banned after repeated corrupt pieces")]
+    Banned,
+}
+
+pub(crate) struct PeerSlot {
+    pub addr: SocketAddr,
+    pub peer_id: [u8; 20],
+    pub outgoing: bool,
+    pub tx: mpsc::UnboundedSender<Out>,
+    pub bitfield: Bitfield,
+    pub fast: bool,
+    pub am_choking: bool,
+    pub am_interested: bool,
+    pub peer_choking: bool,
+    pub peer_interested: bool,
+    pub pending: HashSet<BlockRef>,
+    pub down: RateMeter,
+    pub up: RateMeter,
+    pub connected_at: Instant,
+    pub last_block: Option<Instant>,
+    pub got_bitfield: bool,
+}
+
+struct PieceBuf {
+    data: Vec<u8>,
+    contributors: HashSet<IpAddr>,
+}
+
+pub(crate) struct State {
+    pub picker: Picker,
+    bufs: HashMap<u32, PieceBuf>,
+    pub peers: HashMap<u64, PeerSlot>,
+    next_id: u64,
+    connecting: HashSet<SocketAddr>,
+    failures: HashMap<IpAddr, u32>,
+    banned: HashSet<IpAddr>,
+    choker: Choker,
+    rng: StdRng,
+    down_total: RateMeter,
+    up_total: RateMeter,
+    downloaded: u64,
+    uploaded: u64,
+    hash_failures: u64,
+    completed_at: Option<Instant>,
+    req_min: usize,
+    req_max: usize,
+}
+
+/// A snapshot for progress bars and tests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// Verified pieces.
+    pub have: u32,
+    /// Pieces in the torrent.
+    pub pieces: u32,
+    /// Bytes of the torrent.
+    pub total: u64,
+    /// Bytes still missing.
+    pub left: u64,
+    /// Payload bytes received.
+    pub downloaded: u64,
+    /// Payload bytes sent.
+    pub uploaded: u64,
+    /// Connected peers.
+    pub peers: usize,
+    /// Receive rate, bytes/s (last few seconds).
+    pub down_rate: f64,
+    /// Send rate, bytes/s (last few seconds).
+    pub up_rate: f64,
+    /// Pieces that failed their hash check.
+    pub hash_failures: u64,
+}
+
+pub(crate) struct Inner {
+    pub meta: Arc<Metainfo>,
+    pub cfg: ClientConfig,
+    pub peer_id: [u8; 20],
+    pub storage: Storage,
+    state: Mutex<State>,
+    pub up: Limiter,
+    pub down: Limiter,
+    pub params: ChokeParams,
+    pub listen: SocketAddr,
+    complete: watch::Sender<bool>,
+    pub shutdown: Shutdown,
+}
+
+/// A handle to a running (or bound) torrent session: progress, completion, extra peers.
+#[derive(Clone)]
+pub struct TorrentHandle {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// A bound torrent session; `run` it (it is a netkit [`Service`]).
+pub struct Session {
+    inner: Arc<Inner>,
+    listener: TcpListener,
+    initial_peers: Vec<SocketAddr>,
+}
+
+fn new_peer_id() -> [u8; 20] {
+    use rand::Rng;
+    let mut id = *b"-AN0100-000000000000";
+    let alphabet = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut rng = rand::rng();
+    for b in &mut id[8..] {
+        *b = alphabet[rng.random_range(0..alphabet.len())];
+    }
+    id
+}
+
+impl Session {
+    /// Opens the data (creating files when downloading), verifies what is already there, and
+    /// binds the peer listener. With `seed`, the data must be complete.
+    pub async fn bind(meta: Metainfo, cfg: ClientConfig, seed: bool) -> io::Result<Session> {
+        let meta = Arc::new(meta);
+        let (m2, dir) = (meta.clone(), cfg.dir.clone());
+        let (storage, have) = tokio::task::spawn_blocking(move || -> io::Result<(Storage, Bitfield)> {
+            let storage = Storage::open(&m2.info, &dir, !seed)?;
+            let have = storage.verify(&m2.info, |_| {});
+            Ok((storage, have))
+        })
+        .await
+        .map_err(io::Error::other)??;
+        if seed && !have.is_full() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "only {} of {} pieces under {} match the torrent; is --data the directory that holds {:?}?",
+                    have.count(),
+                    have.len(),
+                    cfg.dir.display(),
+                    meta.info.name
+                ),
+            ));
+        }
+        let listener = bind_tcp(cfg.listen, &ListenOpts::default())?;
+        let listen = listener.local_addr()?;
+        let mut picker = Picker::new(meta.info.piece_length, meta.info.total_length());
+        for i in have.ones() {
+            picker.set_have(i);
+        }
+        let now = Instant::now();
+        let done = picker.is_complete();
+        let state = State {
+            picker,
+            bufs: HashMap::new(),
+            peers: HashMap::new(),
+            next_id: 1,
+            connecting: HashSet::new(),
+            failures: HashMap::new(),
+            banned: HashSet::new(),
+            choker: Choker::new(),
+            rng: StdRng::from_rng(&mut rand::rng()),
+            down_total: RateMeter::new(Duration::from_secs(5), now),
+            up_total: RateMeter::new(Duration::from_secs(5), now),
+            downloaded: 0,
+            uploaded: 0,
+            hash_failures: 0,
+            completed_at: done.then_some(now),
+            req_min: cfg.min_requests,
+            req_max: cfg.max_requests,
+        };
+        let (complete, _) = watch::channel(done);
+        let inner = Inner {
+            params: cfg.choke_params(),
+            up: Limiter::from_rate(cfg.upload_rate),
+            down: Limiter::from_rate(cfg.download_rate),
+            meta,
+            peer_id: new_peer_id(),
+            storage,
+            state: Mutex::new(state),
+            listen,
+            complete,
+            shutdown: Shutdown::new(),
+            cfg,
+        };
+        Ok(Session { inner: Arc::new(inner), listener, initial_peers: Vec::new() })
+    }
+
+    /// A handle for progress and completion (valid before and while running).
+    pub fn handle(&self) -> TorrentHandle {
+        TorrentHandle { inner: self.inner.clone() }
+    }
+
+    /// Peers to contact at start besides the tracker's (for tracker-less swarms and tests).
+    pub fn add_peers(&mut self, peers: impl IntoIterator<Item = SocketAddr>) {
+        self.initial_peers.extend(peers);
+    }
+}
+
+impl Service for Session {
+    fn local_addr(&self) -> SocketAddr {
+        self.inner.listen
+    }
+
+    async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
+        let Session { inner, listener, initial_peers } = self;
+        let sd = inner.shutdown.clone();
+        // Our own shutdown follows the caller's.
+        {
+            let (outer, mine) = (shutdown.clone(), sd.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = outer.wait() => mine.trigger(),
+                    _ = mine.wait() => {}
+                }
+            });
+        }
+        let h = TorrentHandle { inner: inner.clone() };
+        for addr in initial_peers {
+            h.connect(addr);
+        }
+        {
+            let h = h.clone();
+            sd.spawn(async move { h.choke_loop().await });
+        }
+        {
+            let h = h.clone();
+            sd.spawn(async move { h.announce_loop().await });
+        }
+        {
+            let h = h.clone();
+            sd.spawn(async move { h.seed_timer().await });
+        }
+        loop {
+            tokio::select! {
+                _ = sd.wait() => break,
+                r = listener.accept() => match r {
+                    Ok((stream, addr)) => {
+                        let h = h.clone();
+                        sd.spawn(async move { crate::peer::run(h, stream, addr, false).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        {
+            let st = h.lock();
+            for p in st.peers.values() {
+                let _ = p.tx.send(Out::Close);
+            }
+        }
+        sd.drain(Duration::from_secs(5)).await;
+        Ok(())
+    }
+}
+
+impl TorrentHandle {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The torrent.
+    pub fn metainfo(&self) -> &Metainfo {
+        &self.inner.meta
+    }
+
+    /// Where we accept peers.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.inner.listen
+    }
+
+    /// Our peer id.
+    pub fn peer_id(&self) -> [u8; 20] {
+        self.inner.peer_id
+    }
+
+    /// Asks the session to stop (announcing `stopped`).
+    pub fn stop(&self) {
+        self.inner.shutdown.trigger();
+    }
+
+    /// Whether the session has been told to stop.
+    pub fn is_stopping(&self) -> bool {
+        self.inner.shutdown.is_triggered()
+    }
+
+    /// A progress snapshot.
+    pub fn progress(&self) -> Progress {
+        let mut st = self.lock();
+        let now = Instant::now();
+        let (down_rate, up_rate) = (st.down_total.rate(now), st.up_total.rate(now));
+        Progress {
+            have: st.picker.have().count(),
+            pieces: st.picker.num_pieces(),
+            total: self.inner.meta.info.total_length(),
+            left: st.picker.left(),
+            downloaded: st.downloaded,
+            uploaded: st.uploaded,
+            peers: st.peers.len(),
+            down_rate,
+            up_rate,
+            hash_failures: st.hash_failures,
+        }
+    }
+
+    /// Resolves once every piece is verified on disk.
+    pub async fn wait_complete(&self) {
+        let mut rx = self.inner.complete.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
+    /// Whether every piece is verified on disk.
+    pub fn is_complete(&self) -> bool {
+        *self.inner.complete.borrow()
+    }
+
+    /// Connects to `addr` unless already connected, banned, ourselves, or at the peer cap.
+    pub fn connect(&self, addr: SocketAddr) {
+        if addr == self.inner.listen || self.inner.shutdown.is_triggered() {
+            return;
+        }
+        {
+            let mut st = self.lock();
+            let busy = st.peers.values().any(|p| p.addr == addr) || st.connecting.contains(&addr);
+            if busy
+                || st.banned.contains(&addr.ip())
+                || st.peers.len() + st.connecting.len() >= self.inner.cfg.max_peers
+            {
+                return;
+            }
+            st.connecting.insert(addr);
+        }
+        let h = self.clone();
+        self.inner.shutdown.spawn(async move {
+            let r = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(addr)).await;
+            match r {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    crate::peer::run(h.clone(), stream, addr, true).await;
+                }
+                Ok(Err(e)) => tracing::debug!("connect {addr}: {e}"),
+                Err(_) => tracing::debug!("connect {addr}: timed out"),
+            }
+            h.lock().connecting.remove(&addr);
+        });
+    }
+
+    /// Whether a handshaking peer may join: not banned, under the cap.
+    pub(crate) fn admit(&self, addr: &SocketAddr, outgoing: bool) -> bool {
+        let st = self.lock();
+        let cap_used = st.peers.len() + if outgoing { 0 } else { st.connecting.len() };
+        !st.banned.contains(&addr.ip()) && cap_used < self.inner.cfg.max_peers
+    }
+
+    /// Adds a handshaken peer; returns its id, or None if it duplicates a connection we keep.
+    pub(crate) fn register(
+        &self,
+        addr: SocketAddr,
+        peer_id: [u8; 20],
+        outgoing: bool,
+        fast: bool,
+        tx: mpsc::UnboundedSender<Out>,
+    ) -> Option<u64> {
+        let mut st = self.lock();
+        if let Some((&old_id, old)) = st.peers.iter().find(|(_, p)| p.peer_id == peer_id) {
+            // Two connections between the same pair: both sides keep the one the lower id opened.
+            let ours_lower = self.inner.peer_id < peer_id;
+            if old.outgoing == outgoing || (outgoing != ours_lower) {
+                return None;
+            }
+            let _ = old.tx.send(Out::Close);
+            remove_peer(&mut st, old_id);
+        }
+        let id = st.next_id;
+        st.next_id += 1;
+        let now = Instant::now();
+        let window = Duration::from_secs_f64(self.inner.cfg.rate_window_secs.clamp(0.1, 3600.0));
+        let n = st.picker.num_pieces();
+        st.peers.insert(
+            id,
+            PeerSlot {
+                addr,
+                peer_id,
+                outgoing,
+                tx,
+                bitfield: Bitfield::new(n),
+                fast,
+                am_choking: true,
+                am_interested: false,
+                peer_choking: true,
+                peer_interested: false,
+                pending: HashSet::new(),
+                down: RateMeter::new(window, now),
+                up: RateMeter::new(window, now),
+                connected_at: now,
+                last_block: None,
+                got_bitfield: false,
+            },
+        );
+        Some(id)
+    }
+
+    /// What we announce right after the handshake.
+    pub(crate) fn opening_message(&self, fast: bool) -> Option<Message> {
+        let st = self.lock();
+        let have = st.picker.have();
+        if fast && have.is_full() {
+            Some(Message::HaveAll)
+        } else if fast && have.count() == 0 {
+            Some(Message::HaveNone)
+        } else if have.count() > 0 {
+            Some(Message::Bitfield(have.as_bytes().to_vec().into()))
+        } else {
+            None
+        }
+    }
+
+    /// Removes a closed peer, giving its outstanding requests back to the picker.
+    pub(crate) fn unregister(&self, id: u64) {
+        let mut st = self.lock();
+        remove_peer(&mut st, id);
+    }
+
+    /// Handles one message from peer `id` (validated here against the torrent).
+    pub(crate) async fn handle(&self, id: u64, msg: Message) -> Result<(), PeerError> {
+        if let Some((index, buf)) = self.on_message(id, msg)? {
+            self.finish_piece(id, index, buf).await?;
+        }
+        Ok(())
+    }
+
+    /// The synchronous part of [`Self::handle`]: returns a completed piece to verify.
+    fn on_message(&self, id: u64, msg: Message) -> Result<Option<(u32, PieceBuf)>, PeerError> {
+        let info = &self.inner.meta.info;
+        msg.validate(info.num_pieces(), |i| info.piece_size(i))
+            .map_err(|e| PeerError::Protocol(e.to_string()))?;
+        let mut st = self.lock();
+        let st = &mut *st;
+        let Some(slot) = st.peers.get_mut(&id) else {
+            return Err(PeerError::Protocol("unregistered".into()));
+        };
+        let now = Instant::now();
+        match msg {
+            Message::KeepAlive
+            | Message::Port(_)
+            | Message::Suggest(_)
+            | Message::AllowedFast(_)
+            | Message::Unknown(_) => {}
+            Message::Choke => {
+                slot.peer_choking = true;
+                for r in slot.pending.drain() {
+                    st.picker.cancel(&r);
+                }
+            }
+            Message::Unchoke => {
+                slot.peer_choking = false;
+                fill_requests(st, id);
+            }
+            Message::Interested => {
+                slot.peer_interested = true;
+                let unchoked = st.peers.values().filter(|p| !p.am_choking && p.peer_interested).count();
+                if !self.inner.cfg.no_upload && st.choker.has_free_slot(unchoked, &self.inner.params) {
+                    set_choke(st, id, false);
+                }
+            }
+            Message::NotInterested => slot.peer_interested = false,
+            Message::Have(i) => {
+                if slot.bitfield.set(i) {
+                    st.picker.peer_has(i);
+                }
+                update_interest(st, id);
+            }
+            Message::Bitfield(bytes) => {
+                let bf = Bitfield::from_bytes(&bytes, info.num_pieces())
+                    .ok_or_else(|| PeerError::Protocol("bitfield with spare bits set".into()))?;
+                if slot.got_bitfield {
+                    return Err(PeerError::Protocol("second bitfield".into()));
+                }
+                slot.got_bitfield = true;
+                st.picker.peer_bitfield(&slot.bitfield, false);
+                st.picker.peer_bitfield(&bf, true);
+                slot.bitfield = bf;
+                update_interest(st, id);
+            }
+            Message::HaveAll | Message::HaveNone => {
+                if !slot.fast {
+                    return Err(PeerError::Protocol("fast-extension message without the extension".into()));
+                }
+                if slot.got_bitfield {
+                    return Err(PeerError::Protocol("second bitfield".into()));
+                }
+                slot.got_bitfield = true;
+                if matches!(msg, Message::HaveAll) {
+                    let bf = Bitfield::full(info.num_pieces());
+                    st.picker.peer_bitfield(&bf, true);
+                    slot.bitfield = bf;
+                }
+                update_interest(st, id);
+            }
+            Message::Request(r) => {
+                let refuse = self.inner.cfg.no_upload || slot.am_choking || !st.picker.have().get(r.index);
+                if !refuse {
+                    let _ = slot.tx.send(Out::Serve(r));
+                } else if slot.fast {
+                    let _ = slot.tx.send(Out::Msg(Message::Reject(r)));
+                }
+            }
+            Message::Cancel(r) => {
+                let _ = slot.tx.send(Out::Unserve(r));
+            }
+            Message::Reject(r) => {
+                if !slot.fast {
+                    return Err(PeerError::Protocol("reject without the fast extension".into()));
+                }
+                if slot.pending.remove(&r) {
+                    st.picker.cancel(&r);
+                }
+                fill_requests(st, id);
+            }
+            Message::Piece { index, begin, data } => {
+                let r = BlockRef { index, begin, length: data.len() as u32 };
+                let was_pending = slot.pending.remove(&r);
+                slot.down.add(r.length as u64, now);
+                slot.last_block = Some(now);
+                st.down_total.add(r.length as u64, now);
+                if !was_pending && !st.picker.is_expected(&r) {
+                    // Late or unrequested: harmless (after a cancel or choke), ignore it.
+                    fill_requests(st, id);
+                    return Ok(None);
+                }
+                let ip = slot.addr.ip();
+                match st.picker.received(&r) {
+                    Received::Duplicate => {}
+                    Received::Fresh { others, piece_done } => {
+                        st.downloaded += r.length as u64;
+                        let size = info.piece_size(index) as usize;
+                        let buf = st.bufs.entry(index).or_insert_with(|| PieceBuf {
+                            data: vec![0; size],
+                            contributors: HashSet::new(),
+                        });
+                        buf.data[begin as usize..begin as usize + data.len()].copy_from_slice(&data);
+                        buf.contributors.insert(ip);
+                        if others > 0 {
+                            for (pid, p) in st.peers.iter_mut() {
+                                if *pid != id && p.pending.remove(&r) {
+                                    let _ = p.tx.send(Out::Msg(Message::Cancel(r)));
+                                }
+                            }
+                        }
+                        if piece_done && let Some(buf) = st.bufs.remove(&index) {
+                            return Ok(Some((index, buf)));
+                        }
+                    }
+                }
+                fill_requests(st, id);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Verifies a completed piece, writes it, and tells everyone (or blames its senders).
+    async fn finish_piece(&self, id: u64, index: u32, buf: PieceBuf) -> Result<(), PeerError> {
+        let inner = self.inner.clone();
+        let PieceBuf { data, contributors } = buf;
+        let ok = tokio::task::spawn_blocking(move || -> io::Result<bool> {
+            if !storage::piece_ok(&inner.meta.info, index, &data) {
+                return Ok(false);
+            }
+            inner.storage.write_piece(index, &data, inner.cfg.fsync)?;
+            Ok(true)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        let mut st = self.lock();
+        let st = &mut *st;
+        if ok {
+            st.picker.piece_verified(index);
+            let ids: Vec<u64> = st.peers.keys().copied().collect();
+            for pid in &ids {
+                if let Some(p) = st.peers.get(pid)
+                    && !p.bitfield.get(index)
+                {
+                    let _ = p.tx.send(Out::Msg(Message::Have(index)));
+                }
+                update_interest(st, *pid);
+            }
+            if st.picker.is_complete() && st.completed_at.is_none() {
+                st.completed_at = Some(Instant::now());
+                self.inner.complete.send_replace(true);
+                tracing::info!("download complete: {}", self.inner.meta.info.name);
+            }
+            fill_requests(st, id);
+            Ok(())
+        } else {
+            st.picker.piece_failed(index);
+            st.hash_failures += 1;
+            tracing::warn!("piece {index} failed its hash check (from {contributors:?})");
+            let mut banned_self = false;
+            for ip in contributors {
+                let n = st.failures.entry(ip).or_default();
+                *n += 1;
+                if *n >= self.inner.cfg.max_hash_failures {
+                    st.banned.insert(ip);
+                    for (pid, p) in st.peers.iter() {
+                        if p.addr.ip() == ip {
+                            let _ = p.tx.send(Out::Close);
+                            banned_self |= *pid == id;
+                        }
+                    }
+                }
+            }
+            if banned_self {
+                return Err(PeerError::Banned);
+            }
+            fill_requests(st, id);
+            Ok(())
+        }
+    }
+
+    /// Counts an uploaded block.
+    pub(crate) fn uploaded(&self, id: u64, bytes: u64) {
+        let mut st = self.lock();
+        let now = Instant::now();
+        st.uploaded += bytes;
+        st.up_total.add(bytes, now);
+        if let Some(p) = st.peers.get_mut(&id) {
+            p.up.add(bytes, now);
+        }
+    }
+
+    /// Whether we have piece `index` (uploads double-check before reading the disk).
+    pub(crate) fn has_piece(&self, index: u32) -> bool {
+        self.lock().picker.have().get(index)
+    }
+
+    async fn choke_loop(&self) {
+        let params = self.inner.params;
+        let mut tick = tokio::time::interval(params.rechoke);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.inner.shutdown.wait() => return,
+                _ = tick.tick() => {}
+            }
+            if self.inner.cfg.no_upload {
+                continue;
+            }
+            let mut st = self.lock();
+            let st = &mut *st;
+            let now = Instant::now();
+            let seeding = st.picker.is_complete();
+            let stats: Vec<PeerStat> = st
+                .peers
+                .iter_mut()
+                .map(|(id, p)| PeerStat {
+                    id: *id,
+                    interested: p.peer_interested,
+                    down_rate: p.down.rate(now),
+                    up_rate: p.up.rate(now),
+                    connected_at: p.connected_at,
+                    last_block: p.last_block,
+                    we_are_interested: p.am_interested,
+                })
+                .collect();
+            let unchoke = st.choker.rechoke(&stats, seeding, &params, now, &mut st.rng);
+            let ids: Vec<u64> = st.peers.keys().copied().collect();
+            for id in ids {
+                set_choke(st, id, !unchoke.contains(&id));
+            }
+        }
+    }
+
+    async fn seed_timer(&self) {
+        self.wait_complete().await;
+        match self.inner.cfg.seed_time_secs {
+            None => {}
+            Some(secs) => {
+                tokio::select! {
+                    _ = self.inner.shutdown.wait() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(secs)) => {
+                        tracing::info!("seed time over; leaving the swarm");
+                        self.inner.shutdown.trigger();
+                    }
+                }
+            }
+        }
+    }
+
+    fn announce(&self, event: Event) -> Announce {
+        let st = self.lock();
+        Announce {
+            info_hash: self.inner.meta.info_hash,
+            peer_id: self.inner.peer_id,
+            port: self.inner.listen.port(),
+            uploaded: st.uploaded,
+            downloaded: st.downloaded,
+            left: st.picker.left(),
+            event,
+            numwant: Some(self.inner.cfg.numwant),
+            compact: true,
+            no_peer_id: true,
+            key: Some(u32::from_be_bytes([
+                self.inner.peer_id[16],
+                self.inner.peer_id[17],
+                self.inner.peer_id[18],
+                self.inner.peer_id[19],
+            ])),
+        }
+    }
+
+    async fn announce_once(&self, event: Event, timeout: Duration) -> Option<u32> {
+        for url in self.inner.meta.trackers() {
+            match tracker_client::announce(&url, &self.announce(event), timeout).await {
+                Ok(reply) => {
+                    tracing::info!(
+                        "tracker {url}: {} peers ({} seeders, {} leechers)",
+                        reply.peers.len(),
+                        reply.complete,
+                        reply.incomplete
+                    );
+                    for p in reply.peers {
+                        self.connect(p.addr);
+                    }
+                    return Some(reply.interval);
+                }
+                Err(e) => tracing::warn!("tracker {url}: {e}"),
+            }
+        }
+        None
+    }
+
+    async fn announce_loop(&self) {
+        if self.inner.meta.trackers().is_empty() {
+            return;
+        }
+        let mut complete = self.inner.complete.subscribe();
+        let mut reported_complete = *complete.borrow();
+        let mut event = Event::Started;
+        let mut retry = Duration::from_secs(2);
+        loop {
+            let wait = match self.announce_once(event, Duration::from_secs(15)).await {
+                Some(interval) => {
+                    event = Event::None;
+                    retry = Duration::from_secs(2);
+                    Duration::from_secs((interval as u64).clamp(1, self.inner.cfg.max_announce_secs.max(1)))
+                }
+                None => {
+                    retry = (retry * 2).min(Duration::from_secs(300));
+                    retry
+                }
+            };
+            tokio::select! {
+                _ = self.inner.shutdown.wait() => break,
+                _ = tokio::time::sleep(wait) => {}
+                _ = complete.wait_for(|d| *d), if !reported_complete => {
+                    reported_complete = true;
+                    event = Event::Completed;
+                }
+            }
+        }
+        let _ = self.announce_once(Event::Stopped, Duration::from_secs(3)).await;
+    }
+}
+
+fn remove_peer(st: &mut State, id: u64) {
+    if let Some(p) = st.peers.remove(&id) {
+        st.picker.peer_bitfield(&p.bitfield, false);
+        for r in &p.pending {
+            st.picker.cancel(r);
+        }
+        if st.choker.optimistic() == Some(id) {
+            // The choker notices the missing peer at its next run.
+        }
+    }
+}
+
+fn set_choke(st: &mut State, id: u64, choke: bool) {
+    if let Some(p) = st.peers.get_mut(&id)
+        && p.am_choking != choke
+    {
+        p.am_choking = choke;
+        let _ = p.tx.send(Out::Msg(if choke { Message::Choke } else { Message::Unchoke }));
+    }
+}
+
+/// Sends INTERESTED / NOT INTERESTED when our interest in peer `id` changed, then requests.
+fn update_interest(st: &mut State, id: u64) {
+    let Some(p) = st.peers.get_mut(&id) else { return };
+    let want = st.picker.wants_from(&p.bitfield);
+    if want != p.am_interested {
+        p.am_interested = want;
+        let _ = p.tx.send(Out::Msg(if want { Message::Interested } else { Message::NotInterested }));
+    }
+    fill_requests(st, id);
+}
+
+/// Tops up the request pipeline to peer `id`, sized to its rate (about 2 s of data).
+fn fill_requests(st: &mut State, id: u64) {
+    let (min, max) = (st.req_min.max(1), st.req_max.max(st.req_min.max(1)));
+    let State { picker, peers, rng, .. } = st;
+    let Some(p) = peers.get_mut(&id) else { return };
+    if p.peer_choking || !p.am_interested || picker.is_complete() {
+        return;
+    }
+    let rate = p.down.rate(Instant::now());
+    let target = ((rate * 2.0 / crate::wire::BLOCK as f64) as usize).clamp(min, max);
+    if p.pending.len() >= target {
+        return;
+    }
+    let pending = &p.pending;
+    let picks = picker.pick(&p.bitfield, target - pending.len(), &|r| pending.contains(r), rng);
+    for r in picks {
+        p.pending.insert(r);
+        let _ = p.tx.send(Out::Msg(Message::Request(r)));
+    }
+}
