@@ -1,0 +1,373 @@
+//! The resolver's cache, sans-IO: answers (positive and negative, RFC 2308) keyed by
+//! (lower-cased name, type), and delegations (zone cut → name servers and their addresses)
+//! kept apart from answers. Every call takes `now`; TTLs count down in what `get` returns.
+//! Bounded: past the capacity the least recently used tenth is evicted in one sweep.
+
+use appnet_dns::wire::message::Record;
+use appnet_dns::wire::name::{self, NameBuf};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// What kind of result a cached answer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Records for the name and type (possibly through a CNAME chain).
+    Positive,
+    /// The name does not exist (NXDOMAIN).
+    NxDomain,
+    /// The name exists but has no records of the type (NOERROR, empty answer).
+    NoData,
+    /// Every server failed; remembered briefly so a dead zone is not hammered.
+    ServFail,
+}
+
+/// A resolved answer, as handed to clients and kept in the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// What kind of answer this is.
+    pub outcome: Outcome,
+    /// The answer section: CNAME chain first, then the records of the asked type.
+    pub records: Vec<Record>,
+    /// The authority section: the SOA that set a negative answer's lifetime.
+    pub authority: Vec<Record>,
+}
+
+impl Answer {
+    /// The DNS response code for this answer.
+    pub fn rcode(&self) -> u16 {
+        match self.outcome {
+            Outcome::Positive | Outcome::NoData => 0,
+            Outcome::NxDomain => 3,
+            Outcome::ServFail => 2,
+        }
+    }
+}
+
+/// Limits on what the cache keeps and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheLimits {
+    /// Most answers kept (delegations count separately, with the same bound).
+    pub capacity: usize,
+    /// Longest any positive answer is kept, whatever its TTL says.
+    pub max_ttl: u32,
+    /// Longest a negative answer is kept (RFC 2308 suggests up to 3 hours).
+    pub max_negative_ttl: u32,
+    /// How long a SERVFAIL is remembered.
+    pub servfail_ttl: u32,
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        CacheLimits { capacity: 100_000, max_ttl: 86_400, max_negative_ttl: 3_600, servfail_ttl: 5 }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry<T> {
+    value: T,
+    stored: Instant,
+    expires: Instant,
+    last_used: u64,
+}
+
+/// A zone cut learned from a referral: the zone's name servers and any addresses known for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delegation {
+    /// The zone apex (lower-cased wire name).
+    pub zone: NameBuf,
+    /// Name servers (lower-cased) with the addresses learned for them (glue or resolved).
+    pub servers: Vec<(NameBuf, Vec<IpAddr>)>,
+}
+
+/// Counters the cache keeps for the statistics page and the tour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+}
+
+type Key = (NameBuf, u16);
+
+/// The answer and delegation cache.
+#[derive(Debug)]
+pub struct Cache {
+    limits: CacheLimits,
+    answers: HashMap<Key, Entry<Answer>>,
+    delegations: HashMap<NameBuf, Entry<Delegation>>,
+    clock: u64,
+    stats: CacheStats,
+}
+
+impl Cache {
+    /// An empty cache.
+    pub fn new(limits: CacheLimits) -> Cache {
+        Cache {
+            limits,
+            answers: HashMap::new(),
+            delegations: HashMap::new(),
+            clock: 0,
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// Hit/miss/eviction counters.
+    pub fn stats(&self) -> CacheStats {
+        self.stats
+    }
+
+    /// Number of cached answers.
+    pub fn len(&self) -> usize {
+        self.answers.len()
+    }
+
+    /// Whether no answers are cached.
+    pub fn is_empty(&self) -> bool {
+        self.answers.is_empty()
+    }
+
+    /// The cached answer for `qname`/`qtype`, with TTLs decreased by the time spent in the cache.
+    pub fn get(&mut self, qname: &[u8], qtype: u16, now: Instant) -> Option<Answer> {
+        self.clock += 1;
+        let key = (name::to_lower(qname), qtype);
+        let found = match self.answers.get_mut(&key) {
+            Some(e) if e.expires > now => {
+                e.last_used = self.clock;
+                let age = now.saturating_duration_since(e.stored).as_secs() as u32;
+                let mut answer = e.value.clone();
+                for r in answer.records.iter_mut().chain(answer.authority.iter_mut()) {
+                    r.ttl = r.ttl.saturating_sub(age);
+                }
+                Some(answer)
+            }
+            Some(_) => {
+                self.answers.remove(&key);
+                None
+            }
+            None => None,
+        };
+        match found {
+            Some(_) => self.stats.hits += 1,
+            None => self.stats.misses += 1,
+        }
+        found
+    }
+
+    /// Stores an answer. Its lifetime: the smallest record TTL for positive answers; for negative
+    /// ones min(SOA TTL, SOA MINIMUM) (RFC 2308 §5); the configured time for SERVFAIL; all capped.
+    pub fn insert(&mut self, qname: &[u8], qtype: u16, answer: Answer, now: Instant) {
+        let ttl = self.lifetime(&answer);
+        if ttl == 0 {
+            return;
+        }
+        self.clock += 1;
+        let entry = Entry {
+            value: answer,
+            stored: now,
+            expires: now + Duration::from_secs(ttl as u64),
+            last_used: self.clock,
+        };
+        self.answers.insert((name::to_lower(qname), qtype), entry);
+        if self.answers.len() > self.limits.capacity {
+            self.stats.evictions += evict_lru(&mut self.answers, now) as u64;
+        }
+    }
+
+    fn lifetime(&self, answer: &Answer) -> u32 {
+        match answer.outcome {
+            Outcome::Positive => {
+                answer.records.iter().map(|r| r.ttl).min().unwrap_or(0).min(self.limits.max_ttl)
+            }
+            Outcome::NxDomain | Outcome::NoData => {
+                let soa = answer.authority.iter().find(|r| r.rtype == appnet_dns::wire::rrtype::code::SOA);
+                let ttl = soa
+                    .map(|r| {
+                        let minimum =
+                            appnet_dns::zone::SoaInfo::from_rdata(&r.rdata).map_or(0, |s| s.minimum);
+                        r.ttl.min(minimum)
+                    })
+                    .unwrap_or(0);
+                ttl.min(self.limits.max_negative_ttl)
+            }
+            Outcome::ServFail => self.limits.servfail_ttl,
+        }
+    }
+
+    /// Remembers a zone cut for `ttl` seconds (capped).
+    pub fn insert_delegation(&mut self, delegation: Delegation, ttl: u32, now: Instant) {
+        let ttl = ttl.min(self.limits.max_ttl);
+        if ttl == 0 {
+            return;
+        }
+        self.clock += 1;
+        let key = delegation.zone.clone();
+        let entry = Entry {
+            value: delegation,
+            stored: now,
+            expires: now + Duration::from_secs(ttl as u64),
+            last_used: self.clock,
+        };
+        self.delegations.insert(key, entry);
+        if self.delegations.len() > self.limits.capacity {
+            self.stats.evictions += evict_lru(&mut self.delegations, now) as u64;
+        }
+    }
+
+    /// Adds addresses learned for a name server to every cached delegation that names it.
+    pub fn add_server_addresses(&mut self, ns: &[u8], addrs: &[IpAddr]) {
+        let ns = name::to_lower(ns);
+        for e in self.delegations.values_mut() {
+            for (name, known) in e.value.servers.iter_mut() {
+                if *name == ns {
+                    for a in addrs {
+                        if !known.contains(a) {
+                            known.push(*a);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The deepest unexpired delegation at or above `qname`.
+    pub fn closest_delegation(&mut self, qname: &[u8], now: Instant) -> Option<Delegation> {
+        self.clock += 1;
+        let low = name::to_lower(qname);
+        let mut cur: &[u8] = &low;
+        loop {
+            if let Some(e) = self.delegations.get_mut(cur)
+                && e.expires > now
+            {
+                e.last_used = self.clock;
+                return Some(e.value.clone());
+            }
+            cur = name::parent(cur)?;
+        }
+    }
+
+    /// Drops everything (the CLI's flush, and tests).
+    pub fn clear(&mut self) {
+        self.answers.clear();
+        self.delegations.clear();
+    }
+}
+
+/// Evicts expired entries and then the least recently used tenth; returns how many went.
+fn evict_lru<K: Clone + Eq + std::hash::Hash, V>(map: &mut HashMap<K, Entry<V>>, now: Instant) -> usize {
+    let before = map.len();
+    map.retain(|_, e| e.expires > now);
+    let target = before - before / 10;
+    if map.len() > target {
+        let mut uses: Vec<u64> = map.values().map(|e| e.last_used).collect();
+        let cut_index = map.len() - target;
+        uses.select_nth_unstable(cut_index - 1);
+        let threshold = uses[cut_index - 1];
+        map.retain(|_, e| e.last_used > threshold);
+    }
+    before - map.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use appnet_dns::wire::name::from_text;
+    use appnet_dns::wire::rrtype::code;
+
+    fn a(owner: &str, ttl: u32) -> Record {
+        Record { owner: from_text(owner).unwrap(), rtype: code::A, class: 1, ttl, rdata: vec![10, 0, 0, 1] }
+    }
+
+    fn soa(owner: &str, ttl: u32, minimum: u32) -> Record {
+        let mut rdata = Vec::new();
+        rdata.extend_from_slice(&from_text("ns.example.").unwrap());
+        rdata.extend_from_slice(&from_text("admin.example.").unwrap());
+        for v in [1u32, 3600, 600, 86400, minimum] {
+            rdata.extend_from_slice(&v.to_be_bytes());
+        }
+        Record { owner: from_text(owner).unwrap(), rtype: code::SOA, class: 1, ttl, rdata }
+    }
+
+    fn positive(records: Vec<Record>) -> Answer {
+        Answer { outcome: Outcome::Positive, records, authority: vec![] }
+    }
+
+    #[test]
+    fn answers_expire_with_their_smallest_ttl_and_count_down() {
+        let t0 = Instant::now();
+        let mut c = Cache::new(CacheLimits::default());
+        let q = from_text("www.example.").unwrap();
+        c.insert(&q, code::A, positive(vec![a("www.example.", 300), a("www.example.", 60)]), t0);
+        let got = c.get(&from_text("WWW.Example.").unwrap(), code::A, t0 + Duration::from_secs(20)).unwrap();
+        assert_eq!(got.records.iter().map(|r| r.ttl).collect::<Vec<_>>(), vec![280, 40]);
+        assert!(c.get(&q, code::A, t0 + Duration::from_secs(60)).is_none());
+        assert_eq!(c.stats(), CacheStats { hits: 1, misses: 1, evictions: 0 });
+    }
+
+    #[test]
+    fn negative_answers_live_for_min_of_soa_ttl_and_minimum() {
+        let t0 = Instant::now();
+        let mut c = Cache::new(CacheLimits::default());
+        let q = from_text("nope.example.").unwrap();
+        let nx = Answer {
+            outcome: Outcome::NxDomain,
+            records: vec![],
+            authority: vec![soa("example.", 900, 120)],
+        };
+        c.insert(&q, code::A, nx, t0);
+        assert_eq!(c.get(&q, code::A, t0 + Duration::from_secs(119)).unwrap().outcome, Outcome::NxDomain);
+        assert!(c.get(&q, code::A, t0 + Duration::from_secs(120)).is_none());
+        // Without an SOA a negative answer is not cached at all.
+        let bare = Answer { outcome: Outcome::NoData, records: vec![], authority: vec![] };
+        c.insert(&q, code::MX, bare, t0);
+        assert!(c.get(&q, code::MX, t0).is_none());
+    }
+
+    #[test]
+    fn ttls_are_capped_and_servfail_is_brief() {
+        let t0 = Instant::now();
+        let limits = CacheLimits { max_ttl: 100, servfail_ttl: 3, ..CacheLimits::default() };
+        let mut c = Cache::new(limits);
+        let q = from_text("x.example.").unwrap();
+        c.insert(&q, code::A, positive(vec![a("x.example.", 1_000_000)]), t0);
+        assert!(c.get(&q, code::A, t0 + Duration::from_secs(100)).is_none());
+        let sf = Answer { outcome: Outcome::ServFail, records: vec![], authority: vec![] };
+        c.insert(&q, code::AAAA, sf, t0);
+        assert!(c.get(&q, code::AAAA, t0 + Duration::from_secs(2)).is_some());
+        assert!(c.get(&q, code::AAAA, t0 + Duration::from_secs(3)).is_none());
+    }
+
+    #[test]
+    fn bounded_with_least_recently_used_eviction() {
+        let t0 = Instant::now();
+        let mut c = Cache::new(CacheLimits { capacity: 100, ..CacheLimits::default() });
+        let hot = from_text("hot.example.").unwrap();
+        c.insert(&hot, code::A, positive(vec![a("hot.example.", 300)]), t0);
+        for i in 0..300 {
+            let n = from_text(&format!("n{i}.example.")).unwrap();
+            c.insert(&n, code::A, positive(vec![a("n.example.", 300)]), t0);
+            c.get(&hot, code::A, t0); // keep the hot entry in use
+        }
+        assert!(c.len() <= 100);
+        assert!(c.get(&hot, code::A, t0).is_some(), "the hot entry survived");
+        assert!(c.stats().evictions >= 200);
+    }
+
+    #[test]
+    fn the_closest_delegation_wins_and_learns_addresses() {
+        let t0 = Instant::now();
+        let mut c = Cache::new(CacheLimits::default());
+        let ns = from_text("dns.umass.edu.").unwrap();
+        for zone in ["edu.", "umass.edu."] {
+            let d = Delegation { zone: from_text(zone).unwrap(), servers: vec![(ns.clone(), vec![])] };
+            c.insert_delegation(d, 3600, t0);
+        }
+        let q = from_text("gaia.cs.umass.edu.").unwrap();
+        let d = c.closest_delegation(&q, t0).unwrap();
+        assert_eq!(d.zone, from_text("umass.edu.").unwrap());
+        c.add_server_addresses(&ns, &["127.0.3.5".parse().unwrap()]);
+        let d = c.closest_delegation(&q, t0).unwrap();
+        assert_eq!(d.servers[0].1, vec!["127.0.3.5".parse::<IpAddr>().unwrap()]);
+        assert!(c.closest_delegation(&q, t0 + Duration::from_secs(3600)).is_none());
+    }
+}

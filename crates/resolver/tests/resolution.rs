@@ -1,0 +1,157 @@
+//! The resolution algorithm over a simulated textbook hierarchy: referrals, caching, negative
+//! caching, failover, CNAMEs across zones, glueless delegations and poisoning attempts.
+
+mod support;
+
+use appnet_dns::wire::name::from_text;
+use appnet_dns::wire::rrtype::code;
+use appnet_resolver::cache::{CacheLimits, Outcome};
+use appnet_resolver::resolver::{Mode, Resolver, Settings};
+use appnet_resolver::trace::StepOutcome;
+use std::sync::atomic::Ordering;
+use support::{FakeNet, roots, textbook_net};
+
+fn resolver(net: &FakeNet, use_0x20: bool) -> Resolver<FakeNet> {
+    let settings = Settings {
+        mode: Mode::Iterative { roots: roots() },
+        upstream_port: 53,
+        use_0x20,
+        cache: CacheLimits::default(),
+    };
+    Resolver::new(settings, net.clone())
+}
+
+fn a_records(answer: &appnet_resolver::cache::Answer) -> Vec<[u8; 4]> {
+    answer.records.iter().filter(|r| r.rtype == code::A).map(|r| r.rdata[..].try_into().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn iterative_resolution_follows_referrals_root_tld_authoritative() {
+    let net = textbook_net();
+    let r = resolver(&net, false);
+    let (answer, steps) = r.resolve_traced(&from_text("gaia.cs.umass.edu.").unwrap(), code::A).await;
+    assert_eq!(answer.outcome, Outcome::Positive);
+    assert_eq!(a_records(&answer), vec![[128, 119, 245, 12]]);
+    // root → edu → umass.edu → cs.umass.edu: four exchanges, three referrals then the answer.
+    let kinds: Vec<_> = steps.iter().map(|s| &s.outcome).collect();
+    assert_eq!(steps.len(), 4, "{steps:#?}");
+    assert!(matches!(kinds[0], StepOutcome::Referral { zone, .. } if zone == "edu."));
+    assert!(matches!(kinds[1], StepOutcome::Referral { zone, .. } if zone == "umass.edu."));
+    assert!(matches!(kinds[2], StepOutcome::Referral { zone, .. } if zone == "cs.umass.edu."));
+    assert!(matches!(kinds[3], StepOutcome::Answer { .. }));
+}
+
+#[tokio::test]
+async fn a_repeat_is_served_from_the_cache_without_upstream_queries() {
+    let net = textbook_net();
+    let r = resolver(&net, false);
+    let name = from_text("gaia.cs.umass.edu.").unwrap();
+    r.resolve(&name, code::A).await;
+    let before = net.queries_to(None);
+    let again = r.resolve(&name, code::A).await;
+    assert_eq!(a_records(&again), vec![[128, 119, 245, 12]]);
+    assert_eq!(net.queries_to(None), before, "no upstream query for a cached answer");
+    assert_eq!(r.counters().served_from_cache.load(Ordering::Relaxed), 1);
+    // A sibling name reuses the cached delegation: one query, straight to cs.umass.edu.
+    let before = net.queries_to(None);
+    r.resolve(&from_text("dns.cs.umass.edu.").unwrap(), code::A).await;
+    assert_eq!(net.queries_to(None) - before, 1);
+    assert_eq!(net.queries_to(Some("127.0.3.3")), 2);
+}
+
+#[tokio::test]
+async fn nxdomain_is_cached_negatively() {
+    let net = textbook_net();
+    let r = resolver(&net, false);
+    let name = from_text("gaai.cs.umass.edu.").unwrap();
+    let first = r.resolve(&name, code::A).await;
+    assert_eq!(first.outcome, Outcome::NxDomain);
+    assert_eq!(first.authority.len(), 1, "the SOA comes along for the client to cache");
+    let before = net.queries_to(None);
+    let second = r.resolve(&name, code::A).await;
+    assert_eq!(second.outcome, Outcome::NxDomain);
+    assert_eq!(net.queries_to(None), before);
+    // NODATA as well: the name exists, the type does not.
+    let nodata = r.resolve(&from_text("gaia.cs.umass.edu.").unwrap(), code::MX).await;
+    assert_eq!(nodata.outcome, Outcome::NoData);
+}
+
+#[tokio::test]
+async fn a_dead_replica_times_out_and_the_other_answers() {
+    let net = textbook_net();
+    net.kill("127.0.3.30");
+    let r = resolver(&net, false);
+    for i in 0..3 {
+        let name =
+            from_text(&format!("www{}.stanford.edu.", if i == 0 { String::new() } else { i.to_string() }))
+                .unwrap();
+        let answer = r.resolve(&name, code::A).await;
+        if i == 0 {
+            assert_eq!(a_records(&answer), vec![[171, 64, 64, 64]]);
+        } else {
+            assert_eq!(answer.outcome, Outcome::NxDomain);
+        }
+    }
+    // After the first timeout the dead server is avoided, not asked again and again.
+    assert!(
+        net.queries_to(Some("127.0.3.30")) <= 1,
+        "asked the dead server {} times",
+        net.queries_to(Some("127.0.3.30"))
+    );
+    assert_eq!(net.queries_to(Some("127.0.3.31")), 3);
+}
+
+#[tokio::test]
+async fn every_server_dead_gives_servfail_and_it_is_remembered_briefly() {
+    let net = textbook_net();
+    net.kill("127.0.3.30");
+    net.kill("127.0.3.31");
+    let r = resolver(&net, false);
+    let name = from_text("www.stanford.edu.").unwrap();
+    assert_eq!(r.resolve(&name, code::A).await.outcome, Outcome::ServFail);
+    let before = net.queries_to(None);
+    assert_eq!(r.resolve(&name, code::A).await.outcome, Outcome::ServFail);
+    assert_eq!(net.queries_to(None), before, "the SERVFAIL is cached, the dead zone is not hammered");
+}
+
+#[tokio::test]
+async fn cnames_are_followed_within_and_across_zones() {
+    let net = textbook_net();
+    let r = resolver(&net, false);
+    let answer = r.resolve(&from_text("www.ibm.com.").unwrap(), code::A).await;
+    assert_eq!(answer.records[0].rtype, code::CNAME);
+    assert_eq!(a_records(&answer), vec![[129, 42, 38, 10]]);
+    let across = r.resolve(&from_text("mirror.ibm.com.").unwrap(), code::A).await;
+    assert_eq!(across.records[0].rtype, code::CNAME);
+    assert_eq!(a_records(&across), vec![[127, 0, 10, 1]]);
+}
+
+#[tokio::test]
+async fn glueless_delegations_resolve_their_name_server_first() {
+    let net = textbook_net();
+    let r = resolver(&net, false);
+    let answer = r.resolve(&from_text("www.glueless.com.").unwrap(), code::A).await;
+    assert_eq!(a_records(&answer), vec![[192, 0, 2, 80]]);
+}
+
+#[tokio::test]
+async fn out_of_bailiwick_records_are_never_cached() {
+    let net = textbook_net();
+    let r = resolver(&net, false);
+    // The evil server answers for its own name and slips in www.umass.edu → 6.6.6.6.
+    let evil = r.resolve(&from_text("www.evil.com.").unwrap(), code::A).await;
+    assert_eq!(a_records(&evil), vec![[127, 0, 66, 66]]);
+    assert!(r.counters().rejected_replies.load(Ordering::Relaxed) >= 1);
+    let before = net.queries_to(Some("127.0.3.1"));
+    let victim = r.resolve(&from_text("www.umass.edu.").unwrap(), code::A).await;
+    assert_eq!(a_records(&victim), vec![[127, 0, 10, 1]], "the forged address was not cached");
+    assert_eq!(net.queries_to(Some("127.0.3.1")), before + 1, "the real server was asked");
+}
+
+#[tokio::test]
+async fn case_randomisation_still_resolves() {
+    let net = textbook_net();
+    let r = resolver(&net, true);
+    let answer = r.resolve(&from_text("gaia.cs.umass.edu.").unwrap(), code::A).await;
+    assert_eq!(a_records(&answer), vec![[128, 119, 245, 12]]);
+}
