@@ -11,7 +11,6 @@
 
 pub mod client;
 pub mod config;
-pub mod experiment;
 pub mod id;
 pub mod lookup;
 pub mod node;

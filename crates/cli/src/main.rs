@@ -41,12 +41,6 @@ enum Command {
     /// The socket-programming example: a server that upper-cases lines, and its client.
     #[command(subcommand)]
     Upper(cmd::upper::UpperCmd),
-    /// A Chord distributed hash table: nodes, put/get, and a walk around the ring.
-    #[command(subcommand)]
-    Chord(cmd::chord::ChordCmd),
-    /// Reproduce published measurements (Chord paper, ...) and write SVG plots.
-    #[command(subcommand)]
-    Experiment(cmd::experiment::ExperimentCmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,8 +63,6 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Upper(cmd) => cmd::upper::run(cmd, &ctx).await,
-            Command::Chord(cmd) => cmd::chord::run(cmd, &ctx).await,
-            Command::Experiment(cmd) => cmd::experiment::run(cmd, &ctx).await,
         }
     });
     match result {

@@ -1,0 +1,192 @@
+//! `appnet web serve|get`: the static-site web server and a small client.
+
+use crate::context::Context;
+use anyhow::Context as _;
+use appnet_netkit::{Service, Shutdown};
+use appnet_web::client::{self, Proto};
+use appnet_web::{WebConfig, WebServer};
+use clap::{Args, Subcommand};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The web server and client.
+#[derive(Subcommand, Debug)]
+#[command(after_help = "Try it:\n  appnet web serve --root ./site &\n  curl -i http://127.0.0.1:8080/")]
+pub enum WebCmd {
+    /// Serve static sites over HTTP/1.0, HTTP/1.1 and HTTP/2 (h2c, or h2 over TLS).
+    #[command(after_help = "Examples:\n  \
+        appnet web serve --root ./site                         http://127.0.0.1:8080/\n  \
+        appnet web serve --root ./a --vhost www.foo.com=./foo   virtual hosts by Host header\n  \
+        appnet web serve --root ./site --tls --listen 127.0.0.1:8443\n                                                          \
+        HTTPS with a lab-CA certificate (prints the curl --cacert line)\n  \
+        appnet web serve --root ./site --cert cert.pem --key key.pem\n  \
+        appnet web serve --root ./site --allow-write            PUT and DELETE files\n\n\
+        Built in: /cart (a cookie shopping cart) and /echo (shows your request); --no-apps turns them off.\n\
+        Config: a [web] table in --config (cache rules, redirects, push lists, limits); flags override it.")]
+    Serve(ServeArgs),
+    /// Fetch a URL and print the body (-i: the status line and headers too).
+    #[command(after_help = "Examples:\n  \
+        appnet web get http://127.0.0.1:8080/\n  \
+        appnet web get -i --http1.0 http://127.0.0.1:8080/index.html\n  \
+        appnet web get --http2 http://127.0.0.1:8080/            h2c with prior knowledge\n  \
+        appnet web get --http2 https://localhost:8443/ --cacert ~/.local/share/appnet/lab-ca/ca.pem")]
+    Get(GetArgs),
+}
+
+/// Flags for `web serve`; each overrides the `[web]` table of --config.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The default site's directory [default: .].
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// A virtual host: NAME=DIR (repeatable); chosen by the Host header or :authority.
+    #[arg(long, value_name = "NAME=DIR")]
+    vhost: Vec<String>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Serve HTTPS (h2 and http/1.1 by ALPN); without --cert/--key the lab CA mints a certificate.
+    #[arg(long)]
+    tls: bool,
+    /// PEM certificate chain (implies --tls).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Allow PUT uploads and DELETE inside the site directories.
+    #[arg(long)]
+    allow_write: bool,
+    /// Largest request body accepted, in bytes [default: 10485760].
+    #[arg(long, value_name = "BYTES")]
+    max_body: Option<u64>,
+    /// Most connections at once [default: 10000].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Close keep-alive connections idle this many seconds [default: 60].
+    #[arg(long, value_name = "SECS")]
+    idle_timeout: Option<u64>,
+    /// Seconds a client gets to send a whole request head [default: 10].
+    #[arg(long, value_name = "SECS")]
+    header_timeout: Option<u64>,
+    /// No generated directory listings.
+    #[arg(long)]
+    no_listing: bool,
+    /// Turn off the built-in /cart and /echo apps.
+    #[arg(long)]
+    no_apps: bool,
+    /// Turn off HTTP/2 server push.
+    #[arg(long)]
+    no_push: bool,
+    /// No access log on stdout.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Flags for `web get`.
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// The URL (http:// or https://).
+    url: String,
+    /// Speak HTTP/1.0.
+    #[arg(long = "http1.0", conflicts_with = "http2")]
+    http10: bool,
+    /// Speak HTTP/2 (ALPN h2 over TLS, prior knowledge over cleartext).
+    #[arg(long)]
+    http2: bool,
+    /// Print the status line and headers before the body.
+    #[arg(short = 'i', long)]
+    include: bool,
+    /// CA certificate file for https [default: the lab CA].
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<PathBuf>,
+    /// Seconds to wait for the whole response.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    timeout: f64,
+}
+
+/// Runs a `web` subcommand.
+pub async fn run(cmd: WebCmd, ctx: &Context) -> anyhow::Result<()> {
+    match cmd {
+        WebCmd::Serve(args) => serve(args, ctx).await,
+        WebCmd::Get(args) => get(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
+    let mut config: WebConfig = ctx.section("web")?;
+    if let Some(root) = args.root {
+        config.root = root;
+    }
+    for v in &args.vhost {
+        let (name, dir) = v.split_once('=').with_context(|| format!("--vhost {v}: expected NAME=DIR"))?;
+        anyhow::ensure!(!name.is_empty() && !dir.is_empty(), "--vhost {v}: expected NAME=DIR");
+        config.vhosts.insert(name.to_ascii_lowercase(), PathBuf::from(dir));
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    config.tls |= args.tls || args.cert.is_some();
+    if args.cert.is_some() {
+        config.cert = args.cert;
+        config.key = args.key;
+    }
+    config.allow_write |= args.allow_write;
+    if let Some(n) = args.max_body {
+        config.max_body = n;
+    }
+    if let Some(n) = args.max_connections {
+        config.max_connections = n;
+    }
+    if let Some(s) = args.idle_timeout {
+        config.idle_timeout_secs = s;
+    }
+    if let Some(s) = args.header_timeout {
+        config.header_timeout_secs = s;
+    }
+    config.listing &= !args.no_listing;
+    config.apps &= !args.no_apps;
+    config.push &= !args.no_push;
+    config.access_log &= !args.quiet;
+    let listen = config.listen;
+    let server = WebServer::bind(config).await.with_context(|| format!("cannot serve on {listen}"))?;
+    let scheme = if server.is_tls() { "https" } else { "http" };
+    eprintln!("appnet web: serving {scheme}://{} (Ctrl-C to stop)", server.local_addr());
+    if let Some(note) = server.tls_note() {
+        eprintln!("appnet web: {note}");
+    }
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    server.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))
+}
+
+async fn get(args: GetArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.timeout > 0.0 && args.timeout.is_finite(), "--timeout must be a positive number");
+    let proto = if args.http10 {
+        Proto::Http10
+    } else if args.http2 {
+        Proto::Http2
+    } else {
+        Proto::Http11
+    };
+    let resp =
+        client::get(&args.url, proto, args.cacert.as_deref(), Duration::from_secs_f64(args.timeout)).await?;
+    let mut out = std::io::stdout().lock();
+    if args.include {
+        writeln!(out, "{:?} {}", resp.version(), resp.status())?;
+        for (name, value) in resp.headers() {
+            writeln!(out, "{name}: {}", String::from_utf8_lossy(value.as_bytes()))?;
+        }
+        writeln!(out)?;
+    }
+    out.write_all(resp.body())?;
+    out.flush()?;
+    anyhow::ensure!(
+        !resp.status().is_server_error() && !resp.status().is_client_error(),
+        "server answered {}",
+        resp.status()
+    );
+    Ok(())
+}

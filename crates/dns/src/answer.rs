@@ -1,0 +1,285 @@
+//! The authoritative lookup (RFC 1034 §4.3.2), sans-IO: given the catalog and a question, decide
+//! what goes in each section. No allocation: sections are fixed-capacity arrays on the stack
+//! whose entries borrow from the zones and the request packet.
+
+use crate::catalog::Catalog;
+use crate::wire::name::{MAX_NAME, is_at_or_below, label_count, lower_into, parent};
+use crate::wire::response::{RrRef, rcode};
+use crate::wire::rrtype::{code, embedded_name, target_name_offset};
+use crate::zone::{Node, Zone};
+
+/// Longest CNAME chain followed inside our zones.
+pub const MAX_CNAME_CHAIN: usize = 8;
+
+/// A fixed-capacity list of RRsets for one section; pushes beyond capacity are dropped.
+#[derive(Debug, Clone, Copy)]
+pub struct Section<'a, const N: usize> {
+    items: [RrRef<'a>; N],
+    len: usize,
+}
+
+const EMPTY: RrRef<'static> = RrRef { owner: &[], rtype: 0, ttl: 0, rdata: &[] };
+
+impl<'a, const N: usize> Section<'a, N> {
+    fn new() -> Self {
+        Section { items: [EMPTY; N], len: 0 }
+    }
+
+    fn push(&mut self, rr: RrRef<'a>) -> bool {
+        if self.len == N {
+            return false;
+        }
+        self.items[self.len] = rr;
+        self.len += 1;
+        true
+    }
+
+    /// The RRsets pushed so far.
+    pub fn as_slice(&self) -> &[RrRef<'a>] {
+        &self.items[..self.len]
+    }
+
+    fn contains(&self, owner: &[u8], rtype: u16) -> bool {
+        self.as_slice().iter().any(|r| r.rtype == rtype && r.owner.eq_ignore_ascii_case(owner))
+    }
+}
+
+/// What kind of answer this is (for statistics and rate limiting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Answer,
+    NoData,
+    NxDomain,
+    Referral,
+    Refused,
+    Error,
+}
+
+/// The lookup's result: response code, AA, and the three sections.
+#[derive(Debug, Clone)]
+pub struct Plan<'a> {
+    pub rcode: u16,
+    pub aa: bool,
+    pub kind: Kind,
+    pub answer: Section<'a, 32>,
+    pub authority: Section<'a, 8>,
+    pub additional: Section<'a, 32>,
+    /// Leading additional RRsets that must fit (in-zone glue of a referral).
+    pub required_additional: usize,
+    /// The apex of the zone that answered (for rate-limit keys), if any.
+    pub zone: Option<&'a [u8]>,
+}
+
+impl<'a> Plan<'a> {
+    fn new(rcode: u16, kind: Kind) -> Self {
+        Plan {
+            rcode,
+            aa: false,
+            kind,
+            answer: Section::new(),
+            authority: Section::new(),
+            additional: Section::new(),
+            required_additional: 0,
+            zone: None,
+        }
+    }
+
+    /// REFUSED: not a name we are authoritative for.
+    pub fn refused() -> Self {
+        Plan::new(rcode::REFUSED, Kind::Refused)
+    }
+}
+
+/// Answers `qname` (as sent, any case) / `qtype` from `catalog`.
+pub fn lookup<'a>(catalog: &'a Catalog, qname: &'a [u8], qtype: u16) -> Plan<'a> {
+    let mut buf = [0u8; MAX_NAME];
+    let low = lower_into(qname, &mut buf);
+    let Some(zone) = catalog.find(low) else { return Plan::refused() };
+    let mut plan = Plan::new(rcode::NOERROR, Kind::Answer);
+    plan.aa = true;
+    plan.zone = Some(zone.apex());
+    let mut zone: &'a Zone = zone;
+    let mut current: &'a [u8] = qname;
+    for step in 0..=MAX_CNAME_CHAIN {
+        let mut buf = [0u8; MAX_NAME];
+        let low = lower_into(current, &mut buf);
+        match find_node(zone, low, qtype) {
+            Found::Cut(cut_owner, ns_node) => {
+                referral(catalog, &mut plan, zone, cut_owner, ns_node);
+                if step == 0 {
+                    plan.aa = false;
+                    plan.kind = Kind::Referral;
+                }
+                return plan;
+            }
+            Found::Node(node) | Found::Wildcard(node) => {
+                if qtype != code::CNAME
+                    && let Some(cname) = node.get(code::CNAME)
+                {
+                    plan.answer.push(cname.at(current));
+                    let Some(target) = cname.rdatas().next().and_then(|rd| embedded_name(rd, 0)) else {
+                        return plan;
+                    };
+                    let mut tbuf = [0u8; MAX_NAME];
+                    let tlow = lower_into(target, &mut tbuf);
+                    // Follow only inside our zones, and never in a loop.
+                    let Some(next_zone) = catalog.find(tlow) else { return plan };
+                    if plan.answer.len > MAX_CNAME_CHAIN || plan.answer.contains(target, code::CNAME) {
+                        return plan;
+                    }
+                    zone = next_zone;
+                    current = target;
+                    continue;
+                }
+                let before = plan.answer.len;
+                if qtype == code::ANY {
+                    for set in node.rrsets.iter() {
+                        plan.answer.push(set.at(current));
+                    }
+                } else if let Some(set) = node.get(qtype) {
+                    plan.answer.push(set.at(current));
+                }
+                if plan.answer.len == before {
+                    plan.kind = if step == 0 { Kind::NoData } else { plan.kind };
+                    negative(&mut plan, zone);
+                } else {
+                    add_targets(catalog, &mut plan);
+                }
+                return plan;
+            }
+            Found::Nothing => {
+                plan.rcode = rcode::NXDOMAIN;
+                plan.kind = Kind::NxDomain;
+                negative(&mut plan, zone);
+                return plan;
+            }
+        }
+    }
+    plan
+}
+
+enum Found<'a> {
+    /// The name exists.
+    Node(&'a Node),
+    /// The name does not exist but a wildcard at its closest encloser does.
+    Wildcard(&'a Node),
+    /// A delegation at or above the name: the cut's owner and its node.
+    Cut(&'a [u8], &'a Node),
+    /// No such name.
+    Nothing,
+}
+
+/// Walks from the apex down to `name` (lower-cased), stopping at a zone cut.
+fn find_node<'a>(zone: &'a Zone, name: &[u8], qtype: u16) -> Found<'a> {
+    let apex_labels = label_count(zone.apex());
+    let labels = label_count(name);
+    let mut encloser: &'a Node = match zone.node(zone.apex()) {
+        Some(n) => n,
+        None => return Found::Nothing,
+    };
+    let mut encloser_name: &[u8] = zone.apex();
+    for depth in apex_labels + 1..=labels {
+        let suffix = suffix_with_labels(name, depth);
+        let Some((key, node)) = zone.node_entry(suffix) else {
+            // The closest encloser is `encloser_name`; try its wildcard.
+            let mut wbuf = [0u8; MAX_NAME + 2];
+            let wild = wildcard_into(encloser_name, &mut wbuf);
+            return match wild.and_then(|w| zone.node(w)) {
+                Some(w) => Found::Wildcard(w),
+                None => Found::Nothing,
+            };
+        };
+        let at_target = depth == labels;
+        if node.get(code::NS).is_some() && !(at_target && qtype == code::DS) {
+            return Found::Cut(key, node);
+        }
+        encloser = node;
+        encloser_name = key;
+    }
+    Found::Node(encloser)
+}
+
+/// The suffix of `name` that has `n` labels.
+fn suffix_with_labels(name: &[u8], n: usize) -> &[u8] {
+    let total = label_count(name);
+    let mut cur = name;
+    for _ in n..total {
+        match parent(cur) {
+            Some(p) => cur = p,
+            None => break,
+        }
+    }
+    cur
+}
+
+fn wildcard_into<'b>(name: &[u8], buf: &'b mut [u8; MAX_NAME + 2]) -> Option<&'b [u8]> {
+    if name.len() + 2 > MAX_NAME {
+        return None;
+    }
+    buf[0] = 1;
+    buf[1] = b'*';
+    buf[2..2 + name.len()].copy_from_slice(name);
+    Some(&buf[..2 + name.len()])
+}
+
+/// NXDOMAIN / NODATA: the zone's SOA in authority with TTL min(SOA TTL, MINIMUM).
+fn negative<'a>(plan: &mut Plan<'a>, zone: &'a Zone) {
+    if let Some(soa) = zone.soa_rrset() {
+        let mut rr = soa.at(zone.apex());
+        rr.ttl = zone.soa().negative_ttl();
+        plan.authority.push(rr);
+    }
+}
+
+/// A referral: the cut's NS in authority, their addresses (glue) in additional.
+fn referral<'a>(catalog: &'a Catalog, plan: &mut Plan<'a>, zone: &'a Zone, cut: &'a [u8], node: &'a Node) {
+    let Some(ns) = node.get(code::NS) else { return };
+    plan.authority.push(ns.at(cut));
+    // Glue below the cut is required; other addresses we happen to hold are a bonus.
+    for required in [true, false] {
+        for rd in ns.rdatas() {
+            let Some(target) = embedded_name(rd, 0) else { continue };
+            let mut tbuf = [0u8; MAX_NAME];
+            let tlow = lower_into(target, &mut tbuf);
+            if is_at_or_below(tlow, cut) != required {
+                continue;
+            }
+            let holder = if required { Some(zone) } else { catalog.find(tlow).map(|z| &**z) };
+            if let Some(n) = holder.and_then(|z| z.node(tlow)) {
+                push_addresses(plan, target, n);
+            }
+        }
+        if required {
+            plan.required_additional = plan.additional.len;
+        }
+    }
+}
+
+/// Additional-section addresses for NS, MX and SRV targets in the answer.
+fn add_targets<'a>(catalog: &'a Catalog, plan: &mut Plan<'a>) {
+    let answers = plan.answer;
+    for rr in answers.as_slice() {
+        let Some(offset) = target_name_offset(rr.rtype) else { continue };
+        if rr.rtype == code::CNAME {
+            continue;
+        }
+        for rd in crate::wire::rrtype::unpack_rdata(rr.rdata) {
+            let Some(target) = embedded_name(rd, offset) else { continue };
+            let mut tbuf = [0u8; MAX_NAME];
+            let tlow = lower_into(target, &mut tbuf);
+            if let Some(n) = catalog.find(tlow).and_then(|z| z.node(tlow)) {
+                push_addresses(plan, target, n);
+            }
+        }
+    }
+}
+
+fn push_addresses<'a>(plan: &mut Plan<'a>, owner: &'a [u8], node: &'a Node) {
+    for t in [code::A, code::AAAA] {
+        if let Some(set) = node.get(t)
+            && !plan.additional.contains(owner, t)
+        {
+            plan.additional.push(set.at(owner));
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Configuration of the authoritative server, shared by flags, TOML (`[dns]`) and the lab.
+
+use crate::rrl::RrlConfig;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A zone served from a file.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneSource {
+    /// The zone's name; `None` takes it from the file's `$ORIGIN`, else the file name
+    /// (`example.com.zone`, `db.example.com`).
+    #[serde(default)]
+    pub name: Option<String>,
+    pub file: PathBuf,
+}
+
+/// A zone this server is secondary for.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SecondaryZone {
+    pub name: String,
+    /// The primary to transfer from (and accept NOTIFY from).
+    pub primary: SocketAddr,
+}
+
+/// The authoritative server's settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsConfig {
+    /// UDP and TCP address (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Zones served from files (this server is their primary).
+    pub zones: Vec<ZoneSource>,
+    /// Zones transferred from a primary.
+    pub secondaries: Vec<SecondaryZone>,
+    /// Where secondary zones are kept on disk (written crash-safely after each transfer).
+    pub state_dir: Option<PathBuf>,
+    /// Addresses or prefixes allowed to transfer our zones (AXFR/IXFR); others get REFUSED.
+    pub allow_transfer: Vec<String>,
+    /// Secondaries to NOTIFY when a zone is reloaded with a higher serial.
+    pub notify: Vec<SocketAddr>,
+    /// UDP sockets (one task each, SO_REUSEPORT); 0 = one per CPU.
+    pub udp_workers: usize,
+    /// Largest UDP response we send, and the EDNS payload size we advertise.
+    pub max_udp_payload: u16,
+    /// Seconds an idle TCP connection stays open.
+    pub tcp_idle_timeout_secs: u64,
+    /// Most TCP connections at once; more are closed right away.
+    pub max_tcp_connections: usize,
+    /// Response rate limiting.
+    pub rrl: RrlConfig,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 10053)),
+            zones: Vec::new(),
+            secondaries: Vec::new(),
+            state_dir: None,
+            allow_transfer: Vec::new(),
+            notify: Vec::new(),
+            udp_workers: 0,
+            max_udp_payload: 1232,
+            tcp_idle_timeout_secs: 10,
+            max_tcp_connections: 512,
+            rrl: RrlConfig::default(),
+        }
+    }
+}
+
+impl DnsConfig {
+    /// The TCP idle timeout as a duration.
+    pub fn tcp_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.tcp_idle_timeout_secs.max(1))
+    }
+
+    /// Number of UDP worker sockets to open.
+    pub fn workers(&self) -> usize {
+        if self.udp_workers > 0 {
+            self.udp_workers
+        } else {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        }
+    }
+}
+
+/// The zone name for a file: the explicit one, the file's first `$ORIGIN`, or its file name.
+pub fn zone_name_for(source: &ZoneSource) -> Result<String, String> {
+    if let Some(name) = &source.name {
+        return Ok(name.clone());
+    }
+    if let Ok(text) = std::fs::read_to_string(&source.file) {
+        for line in text.lines() {
+            let t = line.trim();
+            if let Some(rest) = t.strip_prefix("$ORIGIN").or_else(|| t.strip_prefix("$origin"))
+                && let Some(name) = rest.split_whitespace().next()
+            {
+                return Ok(name.to_string());
+            }
+            if !t.is_empty() && !t.starts_with(';') && !t.starts_with('$') {
+                break;
+            }
+        }
+    }
+    let file = source.file.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+    let stem = file
+        .strip_suffix(".zone")
+        .or_else(|| file.strip_suffix(".db"))
+        .or_else(|| file.strip_prefix("db."))
+        .unwrap_or(file);
+    if stem.is_empty() || !stem.contains('.') {
+        return Err(format!(
+            "cannot tell the zone name of {}: add $ORIGIN to the file or pass NAME=FILE",
+            source.file.display()
+        ));
+    }
+    Ok(stem.to_string())
+}

@@ -1,0 +1,277 @@
+//! Request bytes → what to do, sans-IO: parse, look up, and write the response into a reused
+//! buffer. Zone transfers and NOTIFYs are returned to the driver, which owns connections and
+//! the secondary state.
+
+use crate::answer::{Kind, Plan, lookup};
+use crate::catalog::Catalog;
+use crate::wire::message::xfr_messages;
+use crate::wire::name::{MAX_NAME, NameBuf, lower_into, to_lower};
+use crate::wire::query::{self, BadQuery, Header, Query, opcode};
+use crate::wire::response::{self, OptOut, Question, Reply, rcode};
+use crate::wire::rrtype::{CLASS_ANY, CLASS_IN, code};
+use crate::zone::Zone;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// How the request arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// A set of address prefixes (transfer allow-lists, rate-limit exemptions).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessList {
+    prefixes: Vec<(IpAddr, u8)>,
+}
+
+impl AccessList {
+    /// Parses `192.0.2.1`, `192.0.2.0/24`, `::1`, `2001:db8::/32`.
+    pub fn parse<S: AsRef<str>>(items: &[S]) -> Result<AccessList, String> {
+        let mut prefixes = Vec::new();
+        for item in items {
+            let item = item.as_ref();
+            let (addr, len) = match item.split_once('/') {
+                Some((a, l)) => {
+                    (a, Some(l.parse::<u8>().map_err(|_| format!("bad prefix length in {item:?}"))?))
+                }
+                None => (item, None),
+            };
+            let addr: IpAddr = addr.parse().map_err(|_| format!("bad address {item:?}"))?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let len = len.unwrap_or(max);
+            if len > max {
+                return Err(format!("prefix length too long in {item:?}"));
+            }
+            prefixes.push((addr, len));
+        }
+        Ok(AccessList { prefixes })
+    }
+
+    /// Whether `ip` falls in one of the prefixes.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.prefixes.iter().any(|&(net, len)| match (canonical(net), ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                mask(u32::from(n) as u128, len, 32) == mask(u32::from(a) as u128, len, 32)
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => mask(u128::from(n), len, 128) == mask(u128::from(a), len, 128),
+            _ => false,
+        })
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.prefixes.is_empty()
+    }
+}
+
+/// IPv4-mapped IPv6 addresses count as IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+fn mask(v: u128, len: u8, bits: u8) -> u128 {
+    if len == 0 { 0 } else { v >> (bits - len) }
+}
+
+/// Answering policy shared by all requests of one server.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Our EDNS UDP payload size (advertised, and the cap on UDP replies).
+    pub max_udp_payload: u16,
+    /// Who may transfer zones (AXFR/IXFR).
+    pub allow_transfer: AccessList,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy { max_udp_payload: 1232, allow_transfer: AccessList::default() }
+    }
+}
+
+/// A zone transfer to stream: the messages are built by [`Transfer::messages`].
+#[derive(Debug, Clone)]
+pub struct Transfer {
+    pub zone: Arc<Zone>,
+    pub header: Header,
+    pub qname: NameBuf,
+    pub qtype: u16,
+}
+
+impl Transfer {
+    /// The transfer's messages (each at most `limit` bytes; use 16 KiB or so for TCP).
+    pub fn messages(&self, limit: usize) -> Vec<Vec<u8>> {
+        let rrsets = self.zone.rrsets().map(|(owner, set)| set.at(owner));
+        xfr_messages(self.header, &self.qname, self.qtype, rrsets, limit)
+    }
+}
+
+/// What the driver should do with a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send these bytes back; `kind` and `key` feed statistics and rate limiting.
+    Reply { bytes: Vec<u8>, kind: Kind, key: u64 },
+    /// Send nothing (not a request, or too broken to answer).
+    Ignore,
+    /// Stream a zone transfer (TCP only).
+    Transfer(Transfer),
+    /// A NOTIFY for `apex` (lower-cased); the driver decides and answers with [`notify_reply`].
+    Notify { apex: NameBuf, serial: Option<u32>, header: Header, qname: NameBuf },
+}
+
+/// Handles one request. `out` is reused for the reply (cleared first).
+pub fn handle(
+    catalog: &Catalog,
+    policy: &Policy,
+    packet: &[u8],
+    transport: Transport,
+    peer: IpAddr,
+    out: Vec<u8>,
+) -> Outcome {
+    let q = match query::parse(packet) {
+        Ok(q) => q,
+        Err(BadQuery::Ignore) => return Outcome::Ignore,
+        Err(BadQuery::FormErr(h)) => return error(h, None, None, rcode::FORMERR, out),
+        Err(BadQuery::NotImp(h)) => return error(h, None, None, rcode::NOTIMP, out),
+    };
+    let question = Question { qname: q.qname, qtype: q.qtype, qclass: q.qclass };
+    let opt = q.edns.map(|_| OptOut { payload: policy.max_udp_payload });
+    if let Some(e) = q.edns
+        && e.version != 0
+    {
+        return error(q.header(), Some(question), opt, rcode::BADVERS, out);
+    }
+    if q.qclass != CLASS_IN && q.qclass != CLASS_ANY {
+        return error(q.header(), Some(question), opt, rcode::REFUSED, out);
+    }
+    if q.opcode == opcode::NOTIFY {
+        return Outcome::Notify {
+            apex: to_lower(q.qname),
+            serial: q.serial,
+            header: q.header(),
+            qname: q.qname.into(),
+        };
+    }
+    match q.qtype {
+        code::AXFR | code::IXFR => return transfer(catalog, policy, &q, question, opt, transport, peer, out),
+        // MAILA/MAILB are obsolete; answer as NOTIMP like other servers.
+        253 | 254 => return error(q.header(), Some(question), opt, rcode::NOTIMP, out),
+        _ => {}
+    }
+    let plan = lookup(catalog, q.qname, q.qtype);
+    let limit = match transport {
+        Transport::Udp => response::udp_limit(q.edns, policy.max_udp_payload),
+        Transport::Tcp => 65535,
+    };
+    write_plan(&q, question, opt, &plan, limit, out)
+}
+
+fn write_plan(
+    q: &Query<'_>,
+    question: Question<'_>,
+    opt: Option<OptOut>,
+    plan: &Plan<'_>,
+    limit: usize,
+    out: Vec<u8>,
+) -> Outcome {
+    let reply = Reply {
+        rcode: plan.rcode,
+        aa: plan.aa,
+        answer: plan.answer.as_slice(),
+        authority: plan.authority.as_slice(),
+        additional: plan.additional.as_slice(),
+        required_additional: plan.required_additional,
+    };
+    let key = rrl_key(plan.kind, q.qname, plan.zone);
+    let bytes = response::write(q.header(), Some(question), opt, &reply, limit, out);
+    Outcome::Reply { bytes, kind: plan.kind, key }
+}
+
+/// Rate-limit key (RRL's "response class"): the qname for answers, the zone for negative
+/// answers and referrals (so random-subdomain floods share one bucket).
+fn rrl_key(kind: Kind, qname: &[u8], zone: Option<&[u8]>) -> u64 {
+    use std::hash::Hasher;
+    let mut h = crate::zone::Fnv::default();
+    h.write(&[kind as u8]);
+    let mut buf = [0u8; MAX_NAME];
+    match kind {
+        Kind::Answer | Kind::NoData => h.write(lower_into(qname, &mut buf)),
+        _ => h.write(zone.unwrap_or(&[])),
+    }
+    h.finish()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn transfer(
+    catalog: &Catalog,
+    policy: &Policy,
+    q: &Query<'_>,
+    question: Question<'_>,
+    opt: Option<OptOut>,
+    transport: Transport,
+    peer: IpAddr,
+    out: Vec<u8>,
+) -> Outcome {
+    let mut buf = [0u8; MAX_NAME];
+    let low = lower_into(q.qname, &mut buf);
+    let Some(zone) = catalog.zone(low) else {
+        return error(q.header(), Some(question), opt, rcode::NOTAUTH, out);
+    };
+    if !policy.allow_transfer.contains(peer) {
+        tracing::info!(%peer, zone = %zone.name(), "zone transfer refused (not in allow-transfer)");
+        return error(q.header(), Some(question), opt, rcode::REFUSED, out);
+    }
+    let up_to_date = q.serial.is_some_and(|s| !serial_lt(s, zone.soa().serial));
+    if q.qtype == code::IXFR && (transport == Transport::Udp || up_to_date) {
+        // RFC 1995 §4: the SOA alone says "up to date" (or, over UDP, "ask again over TCP").
+        let soa = zone.soa_rrset();
+        let rr = soa.map(|s| s.at(zone.apex()));
+        let answer: Vec<_> = rr.into_iter().collect();
+        let reply = Reply { aa: true, answer: &answer, ..Default::default() };
+        let bytes = response::write(q.header(), Some(question), opt, &reply, 65535, out);
+        return Outcome::Reply { bytes, kind: Kind::Answer, key: 0 };
+    }
+    if transport == Transport::Udp {
+        return error(q.header(), Some(question), opt, rcode::FORMERR, out);
+    }
+    tracing::info!(%peer, zone = %zone.name(), serial = zone.soa().serial, "zone transfer");
+    Outcome::Transfer(Transfer {
+        zone: zone.clone(),
+        header: q.header(),
+        qname: q.qname.into(),
+        qtype: q.qtype,
+    })
+}
+
+/// RFC 1982 serial number comparison: whether `a` is older than `b`.
+pub fn serial_lt(a: u32, b: u32) -> bool {
+    a != b && b.wrapping_sub(a) < 0x8000_0000
+}
+
+fn error(
+    header: Header,
+    question: Option<Question<'_>>,
+    opt: Option<OptOut>,
+    code: u16,
+    out: Vec<u8>,
+) -> Outcome {
+    let reply = Reply { rcode: code, ..Default::default() };
+    let bytes = response::write(header, question, opt, &reply, 65535, out);
+    let kind = if code == rcode::REFUSED { Kind::Refused } else { Kind::Error };
+    Outcome::Reply { bytes, kind, key: 0 }
+}
+
+/// The answer to a NOTIFY: NOERROR with AA when accepted, else the given rcode (NOTAUTH/REFUSED).
+pub fn notify_reply(header: Header, qname: &[u8], accepted: Option<u16>) -> Vec<u8> {
+    let question = Question { qname, qtype: code::SOA, qclass: CLASS_IN };
+    let reply = match accepted {
+        None => Reply { aa: true, ..Default::default() },
+        Some(code) => Reply { rcode: code, ..Default::default() },
+    };
+    response::write(header, Some(question), None, &reply, 512, Vec::new())
+}

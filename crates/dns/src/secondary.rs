@@ -1,0 +1,229 @@
+//! Secondary zones: transfer from the primary, follow the SOA refresh/retry/expire timers, react
+//! to NOTIFY, keep a crash-safe copy on disk, and keep serving until the zone expires.
+
+use crate::client;
+use crate::server::Shared;
+use crate::wire::name::{self, NameBuf};
+use crate::wire::zonefile::{Location, ZoneRecord};
+use crate::zone::{SoaInfo, Zone};
+use appnet_netkit::Shutdown;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Transfer timeout.
+const XFR_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bounds on the timers whatever the SOA says (seconds), so a bad SOA cannot stall or flood.
+const MIN_INTERVAL: u32 = 1;
+const MAX_INTERVAL: u32 = 86_400;
+
+/// The timers of one secondary zone, sans-IO: when to check next and whether the data expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    /// The SOA of the data we hold (None: nothing yet).
+    pub soa: Option<SoaInfo>,
+    /// When the data was last confirmed current with the primary.
+    pub confirmed: Option<Instant>,
+}
+
+impl Timers {
+    /// Time to wait before the next check: `refresh` after a success, `retry` after a failure
+    /// (a few seconds while we hold nothing).
+    pub fn next_check(&self, last_attempt_ok: bool) -> Duration {
+        let secs = match (self.soa, last_attempt_ok) {
+            (Some(s), true) => s.refresh,
+            (Some(s), false) => s.retry,
+            (None, _) => 5,
+        };
+        Duration::from_secs(secs.clamp(MIN_INTERVAL, MAX_INTERVAL) as u64)
+    }
+
+    /// Whether the data is past its `expire` time without confirmation (stop serving it).
+    pub fn expired(&self, now: Instant) -> bool {
+        match (self.soa, self.confirmed) {
+            (Some(s), Some(t)) => now.saturating_duration_since(t) > Duration::from_secs(s.expire as u64),
+            _ => false,
+        }
+    }
+}
+
+/// One secondary zone's configuration and live state.
+pub struct SecondaryState {
+    pub apex: NameBuf,
+    pub primary: SocketAddr,
+    state_dir: Option<PathBuf>,
+    pub(crate) refresh_now: tokio::sync::Notify,
+    timers: Mutex<Timers>,
+}
+
+impl SecondaryState {
+    /// A secondary for `apex` (lower-cased) transferring from `primary`.
+    pub fn new(apex: NameBuf, primary: SocketAddr, state_dir: Option<PathBuf>) -> SecondaryState {
+        SecondaryState {
+            apex,
+            primary,
+            state_dir,
+            refresh_now: tokio::sync::Notify::new(),
+            timers: Mutex::new(Timers { soa: None, confirmed: None }),
+        }
+    }
+
+    fn name(&self) -> String {
+        name::to_text(&self.apex)
+    }
+
+    fn file(&self) -> Option<PathBuf> {
+        let dir = self.state_dir.as_ref()?;
+        let n = self.name();
+        let n = n.trim_end_matches('.');
+        Some(dir.join(format!("{}.zone", if n.is_empty() { "root" } else { n })))
+    }
+
+    /// The copy kept on disk, if any; it counts as confirmed when the file was written.
+    pub fn load_persisted(&self) -> Option<Zone> {
+        let file = self.file()?;
+        if !file.exists() {
+            return None;
+        }
+        match Zone::load_file(&file, &self.name()) {
+            Ok(zone) => {
+                let age = std::fs::metadata(&file)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok())
+                    .unwrap_or_default();
+                let confirmed = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+                let mut t = self.timers.lock().unwrap_or_else(|p| p.into_inner());
+                *t = Timers { soa: Some(zone.soa()), confirmed: Some(confirmed) };
+                tracing::info!(zone = %self.name(), serial = zone.soa().serial, "secondary zone loaded from {}", file.display());
+                Some(zone)
+            }
+            Err(e) => {
+                tracing::warn!(zone = %self.name(), "ignoring the stored copy {}: {e}", file.display());
+                None
+            }
+        }
+    }
+
+    fn timers(&self) -> Timers {
+        *self.timers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_timers(&self, t: Timers) {
+        *self.timers.lock().unwrap_or_else(|p| p.into_inner()) = t;
+    }
+
+    /// Writes the zone to disk crash-safely: temp file, fsync, rename, fsync the directory.
+    fn persist(&self, zone: &Zone) -> std::io::Result<()> {
+        let Some(file) = self.file() else { return Ok(()) };
+        let dir = file.parent().map(PathBuf::from).unwrap_or_default();
+        std::fs::create_dir_all(&dir)?;
+        let tmp = file.with_extension("zone.tmp");
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(zone.to_text().as_bytes())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &file)?;
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+/// Checks the primary once: transfers when its serial is newer than ours. Returns whether the
+/// primary answered.
+async fn refresh_once(shared: &Shared, state: &SecondaryState) -> bool {
+    let ours = shared.catalog().zone(&state.apex).map(|z| z.soa().serial);
+    let theirs = match client::soa(state.primary, &state.apex, Duration::from_secs(3)).await {
+        Ok(rec) => SoaInfo::from_rdata(&rec.rdata).map(|s| s.serial),
+        Err(e) => {
+            tracing::warn!(zone = %state.name(), primary = %state.primary, "SOA check failed: {e}");
+            return false;
+        }
+    };
+    let Some(theirs) = theirs else { return false };
+    let mut timers = state.timers();
+    if ours.is_some_and(|o| !crate::respond::serial_lt(o, theirs)) {
+        timers.confirmed = Some(Instant::now());
+        state.set_timers(timers);
+        return true;
+    }
+    tracing::info!(zone = %state.name(), ?ours, theirs, "transferring from {}", state.primary);
+    let records = match client::axfr(state.primary, &state.apex, XFR_TIMEOUT).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(zone = %state.name(), "AXFR failed: {e}");
+            return false;
+        }
+    };
+    let records: Vec<ZoneRecord> = records
+        .into_iter()
+        .map(|r| ZoneRecord {
+            owner: name::to_lower(&r.owner),
+            rtype: r.rtype,
+            ttl: r.ttl,
+            rdata: r.rdata,
+            at: Location { file: format!("AXFR from {}", state.primary), line: 0 },
+        })
+        .collect();
+    let apex = state.apex.clone();
+    let built = tokio::task::spawn_blocking(move || Zone::from_records(&apex, records)).await;
+    let zone = match built {
+        Ok(Ok(z)) => Arc::new(z),
+        Ok(Err(e)) => {
+            tracing::warn!(zone = %state.name(), "transferred zone rejected: {e}");
+            return false;
+        }
+        Err(_) => return false,
+    };
+    if let Err(e) = state.persist(&zone) {
+        tracing::warn!(zone = %state.name(), "cannot store the zone on disk: {e}");
+    }
+    let serial = zone.soa().serial;
+    state.set_timers(Timers { soa: Some(zone.soa()), confirmed: Some(Instant::now()) });
+    shared.update(|c| c.with_zone(zone));
+    tracing::info!(zone = %state.name(), serial, "secondary zone updated");
+    true
+}
+
+/// The secondary loop: refresh now, then on the timers or a NOTIFY, until shutdown.
+pub(crate) async fn run(shared: Arc<Shared>, state: Arc<SecondaryState>, shutdown: Shutdown) {
+    loop {
+        let ok = refresh_once(&shared, &state).await;
+        let timers = state.timers();
+        if timers.expired(Instant::now()) && shared.catalog().zone(&state.apex).is_some() {
+            tracing::error!(zone = %state.name(), "zone expired (primary unreachable past SOA expire); no longer served");
+            shared.update(|c| c.without(&state.apex));
+        }
+        let wait = timers.next_check(ok);
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = state.refresh_now.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_follow_the_soa() {
+        let soa = SoaInfo { serial: 1, refresh: 100, retry: 10, expire: 1000, minimum: 5, ttl: 60 };
+        let t0 = Instant::now();
+        let t = Timers { soa: Some(soa), confirmed: Some(t0) };
+        assert_eq!(t.next_check(true), Duration::from_secs(100));
+        assert_eq!(t.next_check(false), Duration::from_secs(10));
+        assert!(!t.expired(t0 + Duration::from_secs(999)));
+        assert!(t.expired(t0 + Duration::from_secs(1001)));
+        let empty = Timers { soa: None, confirmed: None };
+        assert_eq!(empty.next_check(false), Duration::from_secs(5));
+        assert!(!empty.expired(t0 + Duration::from_secs(1_000_000)));
+    }
+}

@@ -1,0 +1,518 @@
+//! The authoritative server: a thin tokio driver around [`crate::respond`].
+//!
+//! UDP: one socket per worker on the same port (SO_REUSEPORT, the kernel spreads clients), each
+//! a loop that reuses its receive and send buffers, so answering a query allocates nothing.
+//! TCP on the same port: two-byte length framing, many queries per connection, an idle timeout
+//! and a connection cap; zone transfers are streamed here. The zone set is swapped atomically on
+//! reload or transfer; workers notice through a generation counter and pick up the new one.
+
+use crate::answer::Kind;
+use crate::catalog::Catalog;
+use crate::client::{read_framed, write_framed};
+use crate::config::{DnsConfig, zone_name_for};
+use crate::respond::{AccessList, Outcome, Policy, Transport, canonical, handle, notify_reply, serial_lt};
+use crate::rrl::{Rrl, Verdict, slip_response};
+use crate::secondary::{self, SecondaryState};
+use crate::wire::name::{self, NameBuf};
+use crate::wire::query::Header;
+use crate::wire::response::rcode;
+use crate::zone::{Zone, ZoneError};
+use appnet_netkit::listen::{ListenOpts, bind_tcp, bind_udp_group};
+use appnet_netkit::metrics::{Counter, Gauge, Registry};
+use appnet_netkit::{BoxError, Service, Shutdown};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+
+/// How long in-flight TCP connections get after shutdown.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
+/// Largest message in a zone transfer.
+const XFR_MESSAGE_SIZE: usize = 16 * 1024;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("zone {zone}: {source}")]
+    Zone { zone: String, source: ZoneError },
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot listen: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Counters in Prometheus text format.
+#[derive(Clone)]
+pub(crate) struct Stats {
+    pub registry: Registry,
+    answers: Counter,
+    nxdomain: Counter,
+    nodata: Counter,
+    referrals: Counter,
+    refused: Counter,
+    errors: Counter,
+    pub rrl_dropped: Counter,
+    pub rrl_slipped: Counter,
+    pub transfers: Counter,
+    pub tcp_open: Gauge,
+    pub tcp_refused: Counter,
+}
+
+impl Stats {
+    fn new() -> Stats {
+        let r = Registry::new();
+        let c = |kind: &str| r.counter("dns_responses_total", "Responses sent, by kind.", &[("kind", kind)]);
+        Stats {
+            answers: c("answer"),
+            nxdomain: c("nxdomain"),
+            nodata: c("nodata"),
+            referrals: c("referral"),
+            refused: c("refused"),
+            errors: c("error"),
+            rrl_dropped: r.counter("dns_rrl_dropped_total", "Responses dropped by rate limiting.", &[]),
+            rrl_slipped: r.counter(
+                "dns_rrl_slipped_total",
+                "Responses sent truncated by rate limiting.",
+                &[],
+            ),
+            transfers: r.counter("dns_transfers_total", "Outgoing zone transfers.", &[]),
+            tcp_open: r.gauge("dns_tcp_connections", "TCP connections open now.", &[]),
+            tcp_refused: r.counter("dns_tcp_refused_total", "TCP connections closed at the cap.", &[]),
+            registry: r,
+        }
+    }
+
+    fn count(&self, kind: Kind) {
+        match kind {
+            Kind::Answer => self.answers.inc(),
+            Kind::NoData => self.nodata.inc(),
+            Kind::NxDomain => self.nxdomain.inc(),
+            Kind::Referral => self.referrals.inc(),
+            Kind::Refused => self.refused.inc(),
+            Kind::Error => self.errors.inc(),
+        }
+    }
+}
+
+/// A zone loaded from a file, remembered for reloads.
+#[derive(Debug, Clone)]
+struct FileZone {
+    name: String,
+    file: std::path::PathBuf,
+}
+
+/// State shared by all tasks of one server.
+pub(crate) struct Shared {
+    pub config: DnsConfig,
+    pub policy: Policy,
+    catalog: RwLock<Arc<Catalog>>,
+    generation: AtomicU64,
+    files: Vec<FileZone>,
+    pub secondaries: Vec<Arc<SecondaryState>>,
+    pub stats: Stats,
+}
+
+impl Shared {
+    /// The current zone set.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.read().map(|c| c.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Replaces the zone set with `f(current)` atomically.
+    pub fn update(&self, f: impl FnOnce(&Catalog) -> Catalog) {
+        let mut guard = self.catalog.write().unwrap_or_else(|p| p.into_inner());
+        let next = Arc::new(f(&guard));
+        *guard = next;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Answers a NOTIFY: accepted (and a refresh triggered) only for a secondary zone from its
+    /// primary's address.
+    fn on_notify(
+        &self,
+        apex: &[u8],
+        peer: IpAddr,
+        serial: Option<u32>,
+        header: Header,
+        qname: &[u8],
+    ) -> Vec<u8> {
+        let verdict = match self.secondaries.iter().find(|s| &*s.apex == apex) {
+            Some(s) if canonical(s.primary.ip()) == canonical(peer) => {
+                tracing::info!(zone = %name::to_text(apex), %peer, ?serial, "NOTIFY received; refreshing");
+                s.refresh_now.notify_one();
+                None
+            }
+            Some(_) => {
+                tracing::warn!(zone = %name::to_text(apex), %peer, "NOTIFY from an address that is not the primary");
+                Some(rcode::REFUSED)
+            }
+            None => Some(rcode::NOTAUTH),
+        };
+        notify_reply(header, qname, verdict)
+    }
+}
+
+/// A handle for controlling a running server: reload its zone files, look at its zones.
+#[derive(Clone)]
+pub struct Control(Arc<Shared>);
+
+/// What a reload did.
+#[derive(Debug, Default, Clone)]
+pub struct ReloadReport {
+    /// Zones whose data changed, with old and new serials.
+    pub changed: Vec<(String, Option<u32>, u32)>,
+    /// Zones whose files were broken (old data kept), with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+impl Control {
+    /// The zones being served now.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.0.catalog()
+    }
+
+    /// The serial of zone `name` as served now.
+    pub fn serial(&self, name: &str) -> Option<u32> {
+        let apex = name::to_lower(&name::from_text(name).ok()?);
+        self.0.catalog().zone(&apex).map(|z| z.soa().serial)
+    }
+
+    /// Counters in Prometheus text format.
+    pub fn metrics(&self) -> String {
+        self.0.stats.registry.render()
+    }
+
+    /// Re-reads every zone file. A broken file keeps its old data (and is logged); zones with a
+    /// higher serial are swapped in atomically and announced with NOTIFY to the configured
+    /// secondaries.
+    pub async fn reload(&self) -> ReloadReport {
+        let shared = self.0.clone();
+        let files = shared.files.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            files.iter().map(|f| (f.name.clone(), Zone::load_file(&f.file, &f.name))).collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        let mut report = ReloadReport::default();
+        let mut fresh = Vec::new();
+        let current = shared.catalog();
+        for (zone_name, result) in loaded {
+            match result {
+                Ok(zone) => {
+                    let old = current.zone(zone.apex()).map(|z| z.soa().serial);
+                    let new = zone.soa().serial;
+                    if old == Some(new) {
+                        continue;
+                    }
+                    if let Some(o) = old
+                        && serial_lt(new, o)
+                    {
+                        tracing::warn!(zone = %zone_name, old = o, new, "reloaded zone has a lower serial; serving it anyway, secondaries will not follow");
+                    }
+                    report.changed.push((zone_name, old, new));
+                    fresh.push(Arc::new(zone));
+                }
+                Err(e) => {
+                    tracing::error!(zone = %zone_name, "reload failed, keeping the old data: {e}");
+                    report.failed.push((zone_name, e.to_string()));
+                }
+            }
+        }
+        if !fresh.is_empty() {
+            let announce: Vec<NameBuf> = fresh.iter().map(|z| NameBuf::from(z.apex())).collect();
+            shared.update(|c| fresh.iter().fold(c.clone(), |acc, z| acc.with_zone(z.clone())));
+            for (zone_name, old, new) in &report.changed {
+                tracing::info!(zone = %zone_name, ?old, new, "zone reloaded");
+            }
+            for apex in announce {
+                send_notifies(&shared.config.notify, apex);
+            }
+        }
+        report
+    }
+}
+
+/// Sends NOTIFY for `apex` to each target in the background (three tries each).
+pub(crate) fn send_notifies(targets: &[SocketAddr], apex: NameBuf) {
+    for &target in targets {
+        let apex = apex.clone();
+        tokio::spawn(async move {
+            for attempt in 1..=3 {
+                match crate::client::notify(target, &apex, Duration::from_secs(2)).await {
+                    Ok(()) => {
+                        tracing::info!(zone = %name::to_text(&apex), %target, "NOTIFY acknowledged");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(zone = %name::to_text(&apex), %target, attempt, "NOTIFY failed: {e}")
+                    }
+                }
+            }
+            tracing::warn!(zone = %name::to_text(&apex), %target, "NOTIFY not acknowledged after 3 tries");
+        });
+    }
+}
+
+/// A bound authoritative server, ready to [`run`](Service::run).
+pub struct DnsServer {
+    udp: Vec<UdpSocket>,
+    tcp: TcpListener,
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+}
+
+impl DnsServer {
+    /// Loads every zone (any error stops the start: never a half-loaded zone) and binds UDP and
+    /// TCP on the configured address.
+    pub async fn bind(config: DnsConfig) -> Result<DnsServer, StartError> {
+        let mut files = Vec::new();
+        for source in &config.zones {
+            let name = zone_name_for(source).map_err(StartError::Config)?;
+            files.push(FileZone { name, file: source.file.clone() });
+        }
+        let to_load = files.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            to_load.iter().map(|f| (f.name.clone(), Zone::load_file(&f.file, &f.name))).collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| StartError::Config(e.to_string()))?;
+        let mut zones = Vec::new();
+        for (zone, result) in loaded {
+            let z = result.map_err(|source| StartError::Zone { zone: zone.clone(), source })?;
+            tracing::info!(zone = %zone, serial = z.soa().serial, records = z.record_count(), "zone loaded");
+            zones.push(Arc::new(z));
+        }
+        let mut secondaries = Vec::new();
+        for s in &config.secondaries {
+            let apex = name::from_text(&s.name).map_err(StartError::Config)?;
+            let state = SecondaryState::new(name::to_lower(&apex), s.primary, config.state_dir.clone());
+            if let Some(z) = state.load_persisted() {
+                zones.push(Arc::new(z));
+            }
+            secondaries.push(Arc::new(state));
+        }
+        let policy = Policy {
+            max_udp_payload: config.max_udp_payload.max(512),
+            allow_transfer: AccessList::parse(&config.allow_transfer).map_err(StartError::Config)?,
+        };
+        let (udp, tcp) = bind_both(config.listen, config.workers())?;
+        let addr = tcp.local_addr()?;
+        let shared = Arc::new(Shared {
+            config,
+            policy,
+            catalog: RwLock::new(Arc::new(Catalog::new(zones))),
+            generation: AtomicU64::new(0),
+            files,
+            secondaries,
+            stats: Stats::new(),
+        });
+        Ok(DnsServer { udp, tcp, shared, addr })
+    }
+
+    /// A control handle (reload, zones, metrics) usable while the server runs.
+    pub fn control(&self) -> Control {
+        Control(self.shared.clone())
+    }
+}
+
+/// Binds the UDP group and a TCP listener on the same port (retrying when port 0 picked a port
+/// whose TCP side is taken).
+fn bind_both(addr: SocketAddr, workers: usize) -> io::Result<(Vec<UdpSocket>, TcpListener)> {
+    let opts = ListenOpts { recv_buffer: 4 << 20, send_buffer: 4 << 20, ..ListenOpts::default() };
+    let mut last_err = None;
+    for _ in 0..20 {
+        let udp = bind_udp_group(addr, workers, &opts)?;
+        let port = udp[0].local_addr()?.port();
+        match bind_tcp(SocketAddr::new(addr.ip(), port), &ListenOpts::default()) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() == 0 => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::other("no free port")))
+}
+
+impl Service for DnsServer {
+    fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
+        let shared = self.shared;
+        for sock in self.udp {
+            let (shared, sd) = (shared.clone(), shutdown.clone());
+            shutdown.spawn(async move { udp_worker(sock, shared, sd).await });
+        }
+        for state in &shared.secondaries {
+            let (shared, state, sd) = (shared.clone(), state.clone(), shutdown.clone());
+            shutdown.spawn(async move { secondary::run(shared, state, sd).await });
+        }
+        #[cfg(unix)]
+        {
+            let control = Control(shared.clone());
+            let sd = shutdown.clone();
+            if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            _ = sd.wait() => return,
+                            got = hup.recv() => if got.is_none() { return },
+                        }
+                        tracing::info!("SIGHUP: reloading zone files");
+                        let report = control.reload().await;
+                        tracing::info!(
+                            changed = report.changed.len(),
+                            failed = report.failed.len(),
+                            "reload done"
+                        );
+                    }
+                });
+            }
+        }
+        serve_tcp(self.tcp, shared, shutdown.clone()).await;
+        if !shutdown.drain(DRAIN_DEADLINE).await {
+            tracing::warn!("some DNS tasks were still running after {DRAIN_DEADLINE:?}");
+        }
+        Ok(())
+    }
+}
+
+async fn udp_worker(sock: UdpSocket, shared: Arc<Shared>, shutdown: Shutdown) {
+    let mut buf = vec![0u8; 65535];
+    let mut out: Vec<u8> = Vec::with_capacity(4096);
+    let mut generation = shared.generation();
+    let mut catalog = shared.catalog();
+    let mut rrl = Rrl::new(shared.config.rrl.clone());
+    loop {
+        let (n, peer) = tokio::select! {
+            _ = shutdown.wait() => return,
+            got = sock.recv_from(&mut buf) => match got {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::debug!("udp receive error: {e}");
+                    continue;
+                }
+            },
+        };
+        let g = shared.generation();
+        if g != generation {
+            generation = g;
+            catalog = shared.catalog();
+        }
+        let outcome =
+            handle(&catalog, &shared.policy, &buf[..n], Transport::Udp, peer.ip(), std::mem::take(&mut out));
+        let reply = match outcome {
+            Outcome::Reply { mut bytes, kind, key } => {
+                shared.stats.count(kind);
+                if rrl.active() {
+                    match rrl.check(peer.ip(), key, Instant::now()) {
+                        Verdict::Send => {}
+                        Verdict::Slip => {
+                            shared.stats.rrl_slipped.inc();
+                            slip_response(&mut bytes);
+                        }
+                        Verdict::Drop => {
+                            shared.stats.rrl_dropped.inc();
+                            out = bytes;
+                            continue;
+                        }
+                    }
+                }
+                bytes
+            }
+            Outcome::Notify { apex, serial, header, qname } => {
+                shared.on_notify(&apex, peer.ip(), serial, header, &qname)
+            }
+            Outcome::Ignore | Outcome::Transfer(_) => continue,
+        };
+        if let Err(e) = sock.send_to(&reply, peer).await {
+            tracing::debug!(%peer, "udp send failed: {e}");
+        }
+        out = reply;
+    }
+}
+
+async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, shutdown: Shutdown) {
+    let slots = Arc::new(Semaphore::new(shared.config.max_tcp_connections.max(1)));
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.wait() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            shared.stats.tcp_refused.inc();
+            tracing::info!(%peer, "TCP connection cap reached; closing");
+            drop(stream);
+            continue;
+        };
+        let (shared, sd) = (shared.clone(), shutdown.clone());
+        shutdown.spawn(async move {
+            shared.stats.tcp_open.inc();
+            if let Err(e) = tcp_connection(stream, peer, &shared, &sd).await {
+                tracing::debug!(%peer, "TCP connection ended: {e}");
+            }
+            shared.stats.tcp_open.dec();
+            drop(permit);
+        });
+    }
+}
+
+async fn tcp_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
+    let idle = shared.config.tcp_idle_timeout();
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let msg = tokio::select! {
+            _ = shutdown.wait() => return Ok(()),
+            read = tokio::time::timeout(idle, read_framed(&mut stream)) => match read {
+                Err(_) => return Ok(()), // idle timeout
+                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                Ok(r) => r?,
+            },
+        };
+        let catalog = shared.catalog();
+        match handle(&catalog, &shared.policy, &msg, Transport::Tcp, peer.ip(), std::mem::take(&mut out)) {
+            Outcome::Reply { bytes, kind, .. } => {
+                shared.stats.count(kind);
+                tokio::time::timeout(idle, write_framed(&mut stream, &bytes))
+                    .await
+                    .map_err(|_| io::ErrorKind::TimedOut)??;
+                out = bytes;
+            }
+            Outcome::Notify { apex, serial, header, qname } => {
+                let reply = shared.on_notify(&apex, peer.ip(), serial, header, &qname);
+                write_framed(&mut stream, &reply).await?;
+            }
+            Outcome::Transfer(t) => {
+                shared.stats.transfers.inc();
+                let msgs = tokio::task::spawn_blocking(move || t.messages(XFR_MESSAGE_SIZE))
+                    .await
+                    .unwrap_or_default();
+                for m in msgs {
+                    tokio::time::timeout(idle * 3, write_framed(&mut stream, &m))
+                        .await
+                        .map_err(|_| io::ErrorKind::TimedOut)??;
+                }
+            }
+            Outcome::Ignore => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! The DNS wire format and zone-file text, and the only room that touches NLnet Labs' `domain`
+//! crate (pinned `=0.12.3`), so its unstable API stays in one place.
+//!
+//! Everything outside this module sees plain data: names as uncompressed wire-format byte
+//! strings (lower-cased when used as keys), record types as `u16`, record data as uncompressed
+//! wire bytes. This module turns those into messages and zone text and back.
+//!
+//! - [`name`]: wire-format name helpers (lower-casing, parents, text).
+//! - [`query`]: zero-copy parsing of an incoming request.
+//! - [`response`]: building responses with name compression, EDNS and clean truncation.
+//! - [`zonefile`]: RFC 1035 master files (via domain's scanner) with file:line errors.
+//! - [`message`]: whole-message parsing and building for clients (queries, AXFR, NOTIFY).
+
+pub mod message;
+pub mod name;
+pub mod query;
+pub mod response;
+pub mod rrtype;
+pub mod zonefile;
+
+pub use name::NameBuf;

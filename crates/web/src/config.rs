@@ -1,0 +1,111 @@
+//! Configuration for the web server, shared by flags, TOML (`[web]`) and the lab.
+
+use crate::files::policy::{CacheRule, Redirect};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `appnet web serve` needs: sites, TLS, features and limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Address to listen on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// The default site's directory (used for unknown or absent Host names).
+    pub root: PathBuf,
+    /// Virtual hosts: host name (lower case, no port) → site directory.
+    pub vhosts: BTreeMap<String, PathBuf>,
+    /// Serve HTTPS (HTTP/1.1 and h2 by ALPN). Without `cert`/`key` the lab CA mints a certificate.
+    pub tls: bool,
+    /// PEM certificate chain file.
+    pub cert: Option<PathBuf>,
+    /// PEM private key file.
+    pub key: Option<PathBuf>,
+    /// Where the lab CA keeps `ca.pem` and `ca.key` (default: ~/.local/share/appnet/lab-ca).
+    pub ca_dir: Option<PathBuf>,
+    /// Allow PUT (upload) and DELETE inside the site directories.
+    pub allow_write: bool,
+    /// Index file names tried, in order, for a directory.
+    pub index: Vec<String>,
+    /// Generate a listing for directories without an index file.
+    pub listing: bool,
+    /// Serve the built-in apps: `/cart` (cookie shopping cart) and `/echo` (request echo).
+    pub apps: bool,
+    /// HTTP/2 server push of the resources an HTML page links (when the client allows push).
+    pub push: bool,
+    /// Explicit push lists per page path (override the links found in the page).
+    pub push_pages: BTreeMap<String, Vec<String>>,
+    /// Cache-Control/Expires rules, first match wins.
+    pub cache: Vec<CacheRule>,
+    /// Configured redirects.
+    pub redirects: Vec<Redirect>,
+    /// Write the access log (Combined Log Format) to stdout.
+    pub access_log: bool,
+    /// Largest request body accepted (PUT uploads, POST to the apps), in bytes.
+    pub max_body: u64,
+    /// Longest request line (method, target, version), in bytes; longer gets 414.
+    pub max_request_line: usize,
+    /// Largest request head (request line and all header fields), in bytes; larger gets 431.
+    pub max_header_bytes: usize,
+    /// Most header fields in one request; more gets 431.
+    pub max_headers: usize,
+    /// Seconds a client has to send a complete request head once it started (slowloris).
+    pub header_timeout_secs: u64,
+    /// Seconds an idle keep-alive connection stays open.
+    pub idle_timeout_secs: u64,
+    /// Most connections at once; more get 503 and are closed.
+    pub max_connections: usize,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub h2_max_streams: u32,
+    /// Files up to this size are kept in memory (checked against mtime on each use).
+    pub cache_file_max: u64,
+    /// Total bytes of the in-memory file cache (0 disables it).
+    pub cache_total: u64,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            root: PathBuf::from("."),
+            vhosts: BTreeMap::new(),
+            tls: false,
+            cert: None,
+            key: None,
+            ca_dir: None,
+            allow_write: false,
+            index: vec!["index.html".into(), "index.htm".into()],
+            listing: true,
+            apps: true,
+            push: true,
+            push_pages: BTreeMap::new(),
+            cache: Vec::new(),
+            redirects: Vec::new(),
+            access_log: true,
+            max_body: 10 * 1024 * 1024,
+            max_request_line: 8 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 10_000,
+            h2_max_streams: 128,
+            cache_file_max: 2 * 1024 * 1024,
+            cache_total: 128 * 1024 * 1024,
+        }
+    }
+}
+
+impl WebConfig {
+    /// The header read timeout.
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs.max(1))
+    }
+
+    /// The idle keep-alive timeout.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs.max(1))
+    }
+}

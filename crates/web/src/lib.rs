@@ -1,0 +1,27 @@
+//! appnet's Web server: a static-site server on hyper (HTTP/1.0 and 1.1) and h2 (HTTP/2 with
+//! server push), with TLS, virtual hosts, conditional and range requests, uploads, the textbook's
+//! cookie cart, limits against abusive clients, an access log and counters; and a small client.
+//!
+//! - [`files`]: the reusable file-serving core (pure path/conditional/range/encoding logic and
+//!   the file store) that the caching proxy builds on.
+//! - [`site`]: the request handler shared by both protocol drivers.
+//! - [`gate`]: the HTTP/1 request-head checks that sit in front of hyper.
+//! - [`server`] / [`h2srv`]: the tokio drivers. [`client`]: `appnet web get`.
+//! - [`config`], [`tls`] (files or the lab CA), [`stats`] (counters, access log), [`apps`], [`push`].
+
+pub mod apps;
+pub mod body;
+pub mod client;
+pub mod config;
+pub mod files;
+pub mod gate;
+pub mod h2srv;
+pub mod prefixed;
+pub mod push;
+pub mod server;
+pub mod site;
+pub mod stats;
+pub mod tls;
+
+pub use config::WebConfig;
+pub use server::WebServer;

@@ -1,0 +1,157 @@
+//! TLS for the web server: a rustls config from PEM files, or from the lab CA, a small
+//! certificate authority (rcgen) kept on disk that mints a server certificate at start-up, so
+//! clients trust the server with one `--cacert` flag.
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Errors setting up TLS.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A PEM file held no usable certificate or key.
+    #[error("{0}: no PEM certificate or private key found (expected PEM files)")]
+    Pem(PathBuf),
+    /// rustls refused the certificate and key.
+    #[error("certificate and key do not fit together: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// Certificate generation failed.
+    #[error("cannot mint a certificate: {0}")]
+    Mint(#[from] rcgen::Error),
+}
+
+/// ALPN protocols offered: HTTP/2 first, then HTTP/1.1.
+pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// A rustls server config from a PEM certificate chain and key.
+pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|_| TlsError::Pem(cert.to_path_buf()))?
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        return Err(TlsError::Pem(cert.to_path_buf()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|_| TlsError::Pem(key.to_path_buf()))?;
+    server_config(certs, key)
+}
+
+fn server_config(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// The lab certificate authority: `ca.pem` (give it to clients) and `ca.key` in one directory.
+pub struct LabCa {
+    dir: PathBuf,
+    key: rcgen::KeyPair,
+}
+
+fn ca_params() -> rcgen::CertificateParams {
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "appnet lab CA");
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "appnet");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2044, 1, 1);
+    params
+}
+
+fn file_err(path: &Path) -> impl FnOnce(io::Error) -> TlsError + '_ {
+    move |source| TlsError::File { path: path.to_path_buf(), source }
+}
+
+impl LabCa {
+    /// The default directory: `$APPNET_CA_DIR`, else `~/.local/share/appnet/lab-ca`.
+    pub fn default_dir() -> PathBuf {
+        if let Some(dir) = std::env::var_os("APPNET_CA_DIR") {
+            return PathBuf::from(dir);
+        }
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        home.join(".local/share/appnet/lab-ca")
+    }
+
+    /// Opens the CA in `dir`, creating it (key and self-signed certificate) the first time.
+    pub fn open(dir: &Path) -> Result<LabCa, TlsError> {
+        let key_path = dir.join("ca.key");
+        let cert_path = dir.join("ca.pem");
+        if key_path.exists() && cert_path.exists() {
+            let pem = std::fs::read_to_string(&key_path).map_err(file_err(&key_path))?;
+            let key = rcgen::KeyPair::from_pem(&pem)?;
+            return Ok(LabCa { dir: dir.to_path_buf(), key });
+        }
+        std::fs::create_dir_all(dir).map_err(file_err(dir))?;
+        let key = rcgen::KeyPair::generate()?;
+        let cert = ca_params().self_signed(&key)?;
+        write_private(&key_path, key.serialize_pem().as_bytes())?;
+        write_atomic(&cert_path, cert.pem().as_bytes())?;
+        Ok(LabCa { dir: dir.to_path_buf(), key })
+    }
+
+    /// The CA certificate file clients should trust.
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// Mints a server certificate for `names` (DNS names or IP addresses) and returns a rustls
+    /// server config using it.
+    pub fn server_config(&self, names: &[String]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let issuer = rcgen::Issuer::new(ca_params(), &self.key);
+        let mut params = rcgen::CertificateParams::new(names.to_vec())?;
+        params.distinguished_name.push(rcgen::DnType::CommonName, names.first().cloned().unwrap_or_default());
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2044, 1, 1);
+        let leaf_key = rcgen::KeyPair::generate()?;
+        let leaf = params.signed_by(&leaf_key, &issuer)?;
+        let ca_der = std::fs::read(self.cert_path()).map_err(file_err(&self.cert_path()))?;
+        let mut chain = vec![leaf.der().clone()];
+        chain.extend(CertificateDer::pem_slice_iter(&ca_der).filter_map(Result::ok));
+        let key = PrivateKeyDer::try_from(leaf_key.serialize_der())
+            .map_err(|_| TlsError::Pem(self.dir.join("(minted key)")))?;
+        server_config(chain, key)
+    }
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), TlsError> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(file_err(&tmp))?;
+    f.write_all(data).and_then(|_| f.sync_all()).map_err(file_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(file_err(path))
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(file_err(&tmp))?;
+    f.write_all(data).and_then(|_| f.sync_all()).map_err(file_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(file_err(path))
+}
