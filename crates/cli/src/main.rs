@@ -41,6 +41,9 @@ enum Command {
     /// The socket-programming example: a server that upper-cases lines, and its client.
     #[command(subcommand)]
     Upper(cmd::upper::UpperCmd),
+    /// The Web: a static-site server (HTTP/1.0, 1.1, HTTP/2 with push, TLS, virtual hosts) and a client.
+    #[command(subcommand)]
+    Web(cmd::web::WebCmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -63,6 +66,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Upper(cmd) => cmd::upper::run(cmd, &ctx).await,
+            Command::Web(cmd) => cmd::web::run(cmd, &ctx).await,
         }
     });
     match result {

@@ -1,3 +1,4 @@
 //! One module per service family: its clap subcommands and how they start services.
 
 pub mod upper;
+pub mod web;
