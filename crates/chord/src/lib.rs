@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod config;
+pub mod experiment;
 pub mod id;
 pub mod lookup;
 pub mod node;

@@ -41,6 +41,12 @@ enum Command {
     /// The socket-programming example: a server that upper-cases lines, and its client.
     #[command(subcommand)]
     Upper(cmd::upper::UpperCmd),
+    /// A Chord distributed hash table: nodes, put/get, and a walk around the ring.
+    #[command(subcommand)]
+    Chord(cmd::chord::ChordCmd),
+    /// Reproduce published measurements (Chord paper, ...) and write SVG plots.
+    #[command(subcommand)]
+    Experiment(cmd::experiment::ExperimentCmd),
     /// The Web: a static-site server (HTTP/1.0, 1.1, HTTP/2 with push, TLS, virtual hosts) and a client.
     #[command(subcommand)]
     Web(cmd::web::WebCmd),
@@ -66,6 +72,8 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Upper(cmd) => cmd::upper::run(cmd, &ctx).await,
+            Command::Chord(cmd) => cmd::chord::run(cmd, &ctx).await,
+            Command::Experiment(cmd) => cmd::experiment::run(cmd, &ctx).await,
             Command::Web(cmd) => cmd::web::run(cmd, &ctx).await,
         }
     });

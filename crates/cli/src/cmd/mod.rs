@@ -1,4 +1,6 @@
 //! One module per service family: its clap subcommands and how they start services.
 
+pub mod chord;
+pub mod experiment;
 pub mod upper;
 pub mod web;

@@ -1,0 +1,284 @@
+//! `appnet chord node|put|get|delete|lookup|ring`: a Chord DHT node and its client.
+
+use crate::context::Context;
+use anyhow::Context as _;
+use appnet_chord::client::{Client, NodeInfo};
+use appnet_chord::{ChordConfig, ChordServer, Id, NodeRef};
+use appnet_netkit::{Service, Shutdown};
+use clap::{Args, Subcommand};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+const DEFAULT_NODE: &str = "127.0.0.1:14000";
+
+/// A Chord distributed hash table: run nodes, store and read keys, look at the ring.
+#[derive(Subcommand, Debug)]
+#[command(after_help = "Try it (three nodes on one machine):\n  \
+    appnet chord node --listen 127.0.0.1:14000 &\n  \
+    appnet chord node --listen 127.0.0.1:14001 --join 127.0.0.1:14000 &\n  \
+    appnet chord node --listen 127.0.0.1:14002 --join 127.0.0.1:14000 &\n  \
+    appnet chord put alice 'lives at 12 Elm St' --node 127.0.0.1:14001\n  \
+    appnet chord get alice --node 127.0.0.1:14002\n  \
+    appnet chord ring --node 127.0.0.1:14000")]
+pub enum ChordCmd {
+    /// Run a node: start a new ring, or join one through any of its nodes.
+    #[command(after_help = "Examples:\n  \
+        appnet chord node                                     new ring on 127.0.0.1:14000\n  \
+        appnet chord node --listen 127.0.0.1:0 --join 127.0.0.1:14000\n  \
+        appnet chord node --bits 4 --id 5 --listen 127.0.0.1:14005 --join 127.0.0.1:14001\n\n\
+        The textbook's 4-bit ring: start nodes with --bits 4 and --id 1, 3, 4, 5, 8, 10, 12, 15.\n\
+        Ctrl-C leaves gracefully (keys handed to the successor); kill -9 is an abrupt failure.")]
+    Node(NodeArgs),
+    /// Store KEY = VALUE in the ring (on the key's successor and its replicas).
+    #[command(after_help = "Example:\n  appnet chord put alice 'lives at 12 Elm St' --node 127.0.0.1:14000")]
+    Put(PutArgs),
+    /// Read KEY from the ring; prints the value, then the hops the lookup took.
+    #[command(after_help = "Example:\n  appnet chord get alice --node 127.0.0.1:14000")]
+    Get(KeyArgs),
+    /// Delete KEY from the ring (and its replicas).
+    Delete(KeyArgs),
+    /// Who is responsible for a key (or a raw id with --id)? Prints the successor and the hops.
+    #[command(after_help = "Examples:\n  \
+        appnet chord lookup alice --node 127.0.0.1:14000\n  \
+        appnet chord lookup --id 14 --node 127.0.0.1:14001     on the 4-bit ring: answers 15")]
+    Lookup(LookupArgs),
+    /// Walk the ring along successors and print every node with its fingers.
+    #[command(after_help = "Example:\n  appnet chord ring --node 127.0.0.1:14000")]
+    Ring(RingArgs),
+}
+
+/// Flags for `chord node`; each overrides the `[chord]` table of --config.
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// Address to listen on, also the address other nodes reach it at [default: 127.0.0.1:14000].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Any node of the ring to join; without it this node starts a new ring.
+    #[arg(long, value_name = "ADDR")]
+    join: Option<SocketAddr>,
+    /// This node's id (decimal, or hex for wide rings) [default: SHA-1 of the listen address].
+    #[arg(long, value_name = "N")]
+    id: Option<String>,
+    /// Identifier width m, 1..=160 [default: 160]. All nodes of a ring must agree.
+    #[arg(long, value_name = "M")]
+    bits: Option<u8>,
+    /// Successor list length r [default: 3].
+    #[arg(long, value_name = "R")]
+    successors: Option<usize>,
+    /// Copies of each key [default: 3].
+    #[arg(long, value_name = "N")]
+    replicas: Option<usize>,
+    /// Mean milliseconds between stabilize rounds [default: 1000].
+    #[arg(long, value_name = "MS")]
+    stabilize_ms: Option<u64>,
+    /// Mean milliseconds between fix_fingers steps [default: 250].
+    #[arg(long, value_name = "MS")]
+    fix_fingers_ms: Option<u64>,
+    /// Milliseconds before a silent peer counts as failed [default: 1000].
+    #[arg(long, value_name = "MS")]
+    rpc_timeout_ms: Option<u64>,
+}
+
+/// Where to reach the ring, for the client commands.
+#[derive(Args, Debug)]
+pub struct NodeAddr {
+    /// Any node of the ring.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_NODE)]
+    node: SocketAddr,
+    /// Seconds to wait for each answer.
+    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    timeout: f64,
+}
+
+/// Flags for `chord put`.
+#[derive(Args, Debug)]
+pub struct PutArgs {
+    /// The key.
+    key: String,
+    /// The value.
+    value: String,
+    #[command(flatten)]
+    at: NodeAddr,
+}
+
+/// Flags for `chord get` and `chord delete`.
+#[derive(Args, Debug)]
+pub struct KeyArgs {
+    /// The key.
+    key: String,
+    #[command(flatten)]
+    at: NodeAddr,
+}
+
+/// Flags for `chord lookup`.
+#[derive(Args, Debug)]
+pub struct LookupArgs {
+    /// The key (its id is SHA-1 of it, modulo 2^m).
+    #[arg(required_unless_present = "id")]
+    key: Option<String>,
+    /// Look up this raw id instead of a key's hash.
+    #[arg(long, value_name = "N", conflicts_with = "key")]
+    id: Option<String>,
+    #[command(flatten)]
+    at: NodeAddr,
+}
+
+/// Flags for `chord ring`.
+#[derive(Args, Debug)]
+pub struct RingArgs {
+    #[command(flatten)]
+    at: NodeAddr,
+    /// Stop after this many nodes.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    max: usize,
+}
+
+/// Runs a `chord` subcommand.
+pub async fn run(cmd: ChordCmd, ctx: &Context) -> anyhow::Result<()> {
+    match cmd {
+        ChordCmd::Node(args) => node(args, ctx).await,
+        ChordCmd::Put(args) => {
+            let client = connect(&args.at).await?;
+            let (owner, lookup) = client.put(args.key.as_bytes(), args.value.as_bytes()).await?;
+            println!(
+                "stored {:?} on node {} at {} (key id {}, {} hops)",
+                args.key,
+                owner.id.display(client.bits()),
+                owner.addr,
+                client.key_id(args.key.as_bytes()).display(client.bits()),
+                lookup.hops
+            );
+            Ok(())
+        }
+        ChordCmd::Get(args) => {
+            let client = connect(&args.at).await?;
+            let got = client.get(args.key.as_bytes()).await?;
+            let Some(value) = got.value else {
+                anyhow::bail!("key {:?} not found ({} hops)", args.key, got.lookup.hops);
+            };
+            let mut out = std::io::stdout().lock();
+            out.write_all(&value)?;
+            out.write_all(b"\n")?;
+            let holder = got.holder.map(|h| describe(&h, client.bits())).unwrap_or_default();
+            writeln!(out, "hops: {} (from {holder}, timeouts {})", got.lookup.hops, got.lookup.timeouts)?;
+            Ok(())
+        }
+        ChordCmd::Delete(args) => {
+            let client = connect(&args.at).await?;
+            if client.delete(args.key.as_bytes()).await? {
+                println!("deleted {:?}", args.key);
+                Ok(())
+            } else {
+                anyhow::bail!("key {:?} not found", args.key)
+            }
+        }
+        ChordCmd::Lookup(args) => {
+            let client = connect(&args.at).await?;
+            let id = match (&args.id, &args.key) {
+                (Some(text), _) => Id::parse(text, client.bits())
+                    .with_context(|| format!("--id {text} is not a number below 2^{}", client.bits()))?,
+                (None, Some(key)) => client.key_id(key.as_bytes()),
+                (None, None) => anyhow::bail!("give a KEY or --id N"),
+            };
+            let o = client.lookup(id).await?;
+            println!("id {} -> node {}", id.display(client.bits()), describe(&o.succs[0], client.bits()));
+            println!("hops: {} (timeouts {})", o.hops, o.timeouts);
+            Ok(())
+        }
+        ChordCmd::Ring(args) => {
+            let client = connect(&args.at).await?;
+            let ring = client.ring(args.max).await?;
+            let bits = client.bits();
+            println!("{} nodes on a ring of {bits}-bit ids:", ring.len());
+            for info in &ring {
+                print_node(info, bits);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn describe(n: &NodeRef, bits: u8) -> String {
+    format!("{} at {}", n.id.display(bits), n.addr)
+}
+
+fn print_node(info: &NodeInfo, bits: u8) {
+    let ids = |v: &[NodeRef]| v.iter().map(|n| n.id.display(bits)).collect::<Vec<_>>().join(", ");
+    println!("node {} at {}  ({} items)", info.node.id.display(bits), info.node.addr, info.items);
+    println!("  predecessor: {}", info.pred.map(|p| p.id.display(bits)).unwrap_or_else(|| "none".into()));
+    println!("  successors:  {}", ids(&info.succs));
+    let fingers: Vec<String> = info
+        .fingers
+        .iter()
+        .map(|(k, n)| format!("[{k}] {}+2^{k} -> {}", info.node.id.display(bits), n.id.display(bits)))
+        .collect();
+    if bits <= 16 {
+        println!("  fingers:     {}", fingers.join(", "));
+    } else {
+        println!("  fingers:     {} distinct", fingers.len());
+        for f in fingers {
+            println!("    {f}");
+        }
+    }
+}
+
+async fn connect(at: &NodeAddr) -> anyhow::Result<Client> {
+    anyhow::ensure!(at.timeout > 0.0 && at.timeout.is_finite(), "--timeout must be a positive number");
+    Client::connect(at.node, Duration::from_secs_f64(at.timeout))
+        .await
+        .with_context(|| format!("no Chord node answers at {} (start one with `appnet chord node`)", at.node))
+}
+
+async fn node(args: NodeArgs, ctx: &Context) -> anyhow::Result<()> {
+    let mut config: ChordConfig = ctx.section("chord")?;
+    if let Some(v) = args.listen {
+        config.listen = v;
+    }
+    if args.join.is_some() {
+        config.join = args.join;
+    }
+    if args.id.is_some() {
+        config.id = args.id;
+    }
+    if let Some(v) = args.bits {
+        config.bits = v;
+    }
+    if let Some(v) = args.successors {
+        config.successors = v;
+    }
+    if let Some(v) = args.replicas {
+        config.replicas = v;
+    }
+    if let Some(v) = args.stabilize_ms {
+        config.stabilize_ms = v;
+    }
+    if let Some(v) = args.fix_fingers_ms {
+        config.fix_fingers_ms = v;
+    }
+    if let Some(v) = args.rpc_timeout_ms {
+        config.rpc_timeout_ms = v;
+    }
+    let listen = config.listen;
+    let join = config.join;
+    let bits = config.bits;
+    let server =
+        ChordServer::bind(config).await.with_context(|| format!("cannot start a Chord node on {listen}"))?;
+    let me = server.node_ref();
+    match join {
+        Some(j) => println!(
+            "appnet chord: node {} listening on {}, joining the ring through {j} (Ctrl-C to leave)",
+            me.id.display(bits),
+            me.addr
+        ),
+        None => println!(
+            "appnet chord: node {} listening on {}, new ring of {bits}-bit ids (Ctrl-C to leave)",
+            me.id.display(bits),
+            me.addr
+        ),
+    }
+    let _ = std::io::stdout().flush();
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    server.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))
+}
