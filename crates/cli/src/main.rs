@@ -41,6 +41,9 @@ enum Command {
     /// The socket-programming example: a server that upper-cases lines, and its client.
     #[command(subcommand)]
     Upper(cmd::upper::UpperCmd),
+    /// DNS: an authoritative server (zone files, primary/secondary), zone checks, a query client.
+    #[command(subcommand)]
+    Dns(cmd::dns::DnsCmd),
     /// A Chord distributed hash table: nodes, put/get, and a walk around the ring.
     #[command(subcommand)]
     Chord(cmd::chord::ChordCmd),
@@ -72,6 +75,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Upper(cmd) => cmd::upper::run(cmd, &ctx).await,
+            Command::Dns(cmd) => cmd::dns::run(cmd, &ctx).await,
             Command::Chord(cmd) => cmd::chord::run(cmd, &ctx).await,
             Command::Experiment(cmd) => cmd::experiment::run(cmd, &ctx).await,
             Command::Web(cmd) => cmd::web::run(cmd, &ctx).await,

@@ -1,6 +1,7 @@
 //! One module per service family: its clap subcommands and how they start services.
 
 pub mod chord;
+pub mod dns;
 pub mod experiment;
 pub mod upper;
 pub mod web;
