@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# appnet dns serve against clients and servers that are not ours: dig and kdig for every record
+# type and answer kind, dnspython as a second independent client, and zone transfers both ways
+# with NSD (appnet primary → NSD secondary) and Knot (Knot primary → appnet secondary).
+source "$(dirname "$0")/lib.sh"
+
+# A python that has dnspython (pyenv's python3 may not see the Debian package).
+PY=python3
+$PY -c 'import dns.message' 2>/dev/null || PY=/usr/bin/python3
+
+zone="$WORK/example.com.zone"
+write_zone() { # SERIAL WWW-ADDRESS
+  cat > "$zone" <<ZONE
+\$ORIGIN example.com.
+\$TTL 3600
+@       IN SOA ns1 hostmaster ( $1 7200 3600 1209600 300 ) ; serial refresh retry expire minimum
+@       NS    ns1
+@       NS    ns2.example.net.
+@       MX    10 mail
+@       CAA   0 issue "letsencrypt.org"
+ns1     A     127.0.0.1
+mail    A     192.0.2.25
+www     A     $2
+www     AAAA  2001:db8::80
+alias   CNAME www
+chain   CNAME alias
+*.wild  A     192.0.2.99
+txt     TXT   "hello world" "second string"
+4.2.0.192.in-addr.arpa.example.com. PTR www
+ptr     PTR   www.example.com.
+_sip._tcp SRV 0 5 5060 sip
+sip     A     192.0.2.60
+unk     TYPE65534 \# 3 010203
+sub     NS    ns.sub
+ns.sub  A     192.0.2.53
+ZONE
+  for i in $(seq -w 1 30); do
+    echo "big TXT \"$i-$(printf 'x%.0s' $(seq 1 90))\"" >> "$zone"
+  done
+}
+write_zone 2024010101 192.0.2.80
+
+check "check-zone accepts the zone" "OK" "$("$APPNET" dns check-zone "$zone" | tail -1)"
+printf '$ORIGIN bad.test.\n@ 300 SOA ns1 h 1 2 3 4 5\n@ 300 NS ns1\nwww 300 CNAME x\nwww 300 A 192.0.2.1\n' > "$WORK/bad.test.zone"
+bad=$("$APPNET" dns check-zone "$WORK/bad.test.zone" 2>&1 || true)
+check "check-zone: CNAME and other data, with file:line" "yes" \
+  "$(grep -q "bad.test.zone:5: error: CNAME and other data" <<<"$bad" && echo yes || echo "no: $bad")"
+check "check-zone: NS without address" "yes" "$(grep -q "NS without address" <<<"$bad" && echo yes || echo no)"
+if "$APPNET" dns serve --zone "$WORK/bad.test.zone" --listen 127.0.0.1:0 >/dev/null 2>&1; then
+  echo "  FAIL: a broken zone must stop the server from starting" >&2; exit 1
+fi
+echo "  ok: a broken zone stops the server from starting"
+
+nsd_port=$(free_port)
+port=$(free_port)
+bg "$APPNET" dns serve --zone "$zone" --listen "127.0.0.1:$port" --allow-transfer 127.0.0.1 \
+  --notify "127.0.0.1:$nsd_port"
+APPNET_PID=$LAST_PID
+wait_tcp 127.0.0.1 "$port"
+D=(dig @127.0.0.1 -p "$port" +norec +time=2 +tries=2)
+K=(kdig @127.0.0.1 -p "$port" +norec +time=2 +retry=1)
+
+echo "dig, every record type"
+check "A"        "192.0.2.80"                          "$("${D[@]}" +short www.example.com A)"
+check "AAAA"     "2001:db8::80"                        "$("${D[@]}" +short www.example.com AAAA)"
+check "NS"       "ns1.example.com.|ns2.example.net."   "$("${D[@]}" +short example.com NS | sort | paste -sd'|')"
+check "MX"       "10 mail.example.com."                "$("${D[@]}" +short example.com MX)"
+check "TXT multi-string" '"hello world" "second string"' "$("${D[@]}" +short txt.example.com TXT)"
+check "PTR"      "www.example.com."                    "$("${D[@]}" +short ptr.example.com PTR)"
+check "SRV"      "0 5 5060 sip.example.com."           "$("${D[@]}" +short _sip._tcp.example.com SRV)"
+check "CAA"      '0 issue "letsencrypt.org"'           "$("${D[@]}" +short example.com CAA)"
+check "SOA"      "ns1.example.com. hostmaster.example.com. 2024010101 7200 3600 1209600 300" \
+                 "$("${D[@]}" +short example.com SOA)"
+check "unknown type (RFC 3597)" '\# 3 010203'          "$("${D[@]}" +short unk.example.com TYPE65534)"
+check "AA bit on answers" "yes" "$("${D[@]}" www.example.com | grep -q 'flags: qr aa;' && echo yes || echo no)"
+check "SRV target address in additional" "sip.example.com. 3600 IN A 192.0.2.60" \
+  "$("${D[@]}" +noall +additional _sip._tcp.example.com SRV | awk '{print $1,$2,$3,$4,$5}')"
+check "MX target address in additional" "mail.example.com. 3600 IN A 192.0.2.25" \
+  "$("${D[@]}" +noall +additional example.com MX | awk '{print $1,$2,$3,$4,$5}')"
+
+echo "dig, answer kinds"
+check "CNAME chain" "alias.example.com.|www.example.com.|192.0.2.80" "$("${D[@]}" +short chain.example.com A | paste -sd'|')"
+check "wildcard" "anything.wild.example.com. 3600 IN A 192.0.2.99" \
+  "$("${D[@]}" +noall +answer anything.wild.example.com A | awk '{print $1,$2,$3,$4,$5}')"
+nx=$("${D[@]}" nope.example.com A)
+check "NXDOMAIN status" "yes" "$(grep -q 'status: NXDOMAIN' <<<"$nx" && echo yes || echo no)"
+check "NXDOMAIN: SOA in authority, TTL=min(SOA TTL, MINIMUM)" "example.com. 300 IN SOA" \
+  "$("${D[@]}" +noall +authority nope.example.com A | awk '{print $1,$2,$3,$4}')"
+nodata=$("${D[@]}" www.example.com MX)
+check "NODATA: NOERROR, no answer" "yes" "$(grep -q 'status: NOERROR.*' <<<"$nodata" && grep -q 'ANSWER: 0, AUTHORITY: 1' <<<"$nodata" && echo yes || echo no)"
+check "NODATA: SOA in authority" "example.com. 300 IN SOA" \
+  "$("${D[@]}" +noall +authority www.example.com MX | awk '{print $1,$2,$3,$4}')"
+ref=$("${D[@]}" host.sub.example.com A)
+check "referral: no AA" "yes" "$(grep -q 'flags: qr;' <<<"$ref" && echo yes || echo no)"
+check "referral: NS in authority" "sub.example.com. 3600 IN NS ns.sub.example.com." \
+  "$("${D[@]}" +noall +authority host.sub.example.com A | awk '{print $1,$2,$3,$4,$5}')"
+check "referral: glue in additional" "ns.sub.example.com. 3600 IN A 192.0.2.53" \
+  "$("${D[@]}" +noall +additional host.sub.example.com A | awk '{print $1,$2,$3,$4,$5}')"
+check "REFUSED outside our zones" "yes" "$("${D[@]}" www.example.org | grep -q 'status: REFUSED' && echo yes || echo no)"
+check "EDNS version 1 → BADVERS" "yes" "$("${D[@]}" +edns=1 +noednsneg www.example.com | grep -q 'status: BADVERS' && echo yes || echo no)"
+check "NOTIMP for opcode STATUS" "yes" "$("$PY" - "$port" <<'PY'
+import socket, struct, sys
+q = struct.pack(">HHHHHH", 77, 2 << 11, 0, 0, 0, 0)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+s.sendto(q, ("127.0.0.1", int(sys.argv[1])))
+r = s.recv(512)
+print("yes" if struct.unpack(">HH", r[:4]) == (77, 0x8000 | (2 << 11) | 4) else r)
+PY
+)"
+check "FORMERR for a malformed query" "yes" "$("$PY" - "$port" <<'PY'
+import socket, struct, sys
+q = struct.pack(">HHHHHH", 78, 0, 2, 0, 0, 0) + b"\x03www\x00\x00\x01\x00\x01"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+s.sendto(q, ("127.0.0.1", int(sys.argv[1])))
+r = s.recv(512)
+print("yes" if struct.unpack(">H", r[2:4])[0] & 0xf == 1 else r)
+PY
+)"
+
+echo "truncation and TCP retry"
+tc=$("${D[@]}" +bufsize=512 +ignore big.example.com TXT)
+check "+bufsize=512: TC set, no partial answer" "yes" "$(grep -q 'flags: qr aa tc;' <<<"$tc" && grep -q 'ANSWER: 0' <<<"$tc" && echo yes || echo no)"
+check "dig retries over TCP and gets all 30" "30" "$("${D[@]}" +bufsize=512 +noall +answer big.example.com TXT | wc -l)"
+check "kdig over TCP" "30" "$("${K[@]}" +tcp +short big.example.com TXT | wc -l)"
+
+echo "kdig"
+check "kdig A" "192.0.2.80" "$("${K[@]}" +short www.example.com A)"
+check "kdig MX" "10 mail.example.com." "$("${K[@]}" +short example.com MX)"
+check "kdig NXDOMAIN" "yes" "$("${K[@]}" nope.example.com | grep -q 'status: NXDOMAIN' && echo yes || echo no)"
+check "kdig wildcard" "192.0.2.99" "$("${K[@]}" +short x.wild.example.com)"
+check "kdig EDNS version 1 → BADVERS" "yes" "$("${K[@]}" +edns=1 www.example.com 2>&1 | grep -q 'BADVERS' && echo yes || echo no)"
+
+echo "AXFR"
+axfr=$("${D[@]}" example.com AXFR +noall +answer)
+check "dig axfr: SOA first and last" "SOA|SOA" "$(awk '{print $4}' <<<"$axfr" | sed -n '1p;$p' | paste -sd'|')"
+check "dig axfr: every record" "51" "$(wc -l <<<"$axfr")"
+check "kdig axfr" "51" "$("${K[@]}" example.com AXFR +noall +answer | grep -c IN)"
+check "appnet dns query AXFR" "51" "$("$APPNET" dns query example.com AXFR --server "127.0.0.1:$port" | grep -vc '^;')"
+
+echo "dnspython"
+"$PY" - "$port" <<'PY'
+import sys
+import dns.flags, dns.message, dns.query, dns.rcode, dns.rdatatype, dns.zone, dns.edns
+port = int(sys.argv[1]); srv = "127.0.0.1"
+def ask(name, t, **kw):
+    q = dns.message.make_query(name, t, use_edns=kw.pop("edns", 0), payload=kw.pop("payload", 1232))
+    return dns.query.udp(q, srv, port=port, timeout=3, ignore_trailing=True, **kw)
+r = ask("www.example.com", "A")
+assert r.flags & dns.flags.AA and r.answer[0][0].address == "192.0.2.80", r
+r = ask("chain.example.com", "A")
+assert [rr.rdtype for rr in r.answer] == [dns.rdatatype.CNAME, dns.rdatatype.CNAME, dns.rdatatype.A], r
+r = ask("nope.example.com", "A")
+assert r.rcode() == dns.rcode.NXDOMAIN and r.authority[0].rdtype == dns.rdatatype.SOA and r.authority[0].ttl == 300
+r = ask("host.sub.example.com", "A")
+assert not r.flags & dns.flags.AA and r.authority[0].rdtype == dns.rdatatype.NS and r.additional, r
+r = ask("big.example.com", "TXT", edns=-1)
+assert r.flags & dns.flags.TC and not r.answer
+r = dns.query.tcp(dns.message.make_query("big.example.com", "TXT"), srv, port=port, timeout=3)
+assert len(r.answer[0]) == 30
+r = ask("www.example.com", "A", edns=1)
+assert r.rcode() == dns.rcode.BADVERS, r.rcode()
+z = dns.zone.from_xfr(dns.query.xfr(srv, "example.com", port=port, timeout=5))
+assert z.get_rdataset("www", "A")[0].address == "192.0.2.80"
+print("  ok: dnspython (answer, CNAME chain, NXDOMAIN+SOA, referral, TC, TCP, BADVERS, AXFR)")
+PY
+
+echo "appnet dns query"
+check "query --short" "192.0.2.80" "$("$APPNET" dns query www.example.com A --server "127.0.0.1:$port" --short)"
+check "query over TCP" "yes" "$("$APPNET" dns query example.com MX --server "127.0.0.1:$port" --tcp | grep -q 'SERVER: 127.0.0.1:'"$port"'(TCP)' && echo yes || echo no)"
+
+echo "transfers refused outside the allow-list"
+port2=$(free_port)
+bg "$APPNET" dns serve --zone "$zone" --listen "127.0.0.1:$port2"
+wait_tcp 127.0.0.1 "$port2"
+check "AXFR without allow-transfer → REFUSED" "yes" "$(dig @127.0.0.1 -p "$port2" example.com AXFR | grep -q 'Transfer failed' && echo yes || echo no)"
+
+echo "appnet primary → NSD secondary"
+nsd_dir="$WORK/nsd"; mkdir -p "$nsd_dir"
+cat > "$nsd_dir/nsd.conf" <<CONF
+server:
+    ip-address: 127.0.0.1@$nsd_port
+    port: $nsd_port
+    username: ""
+    chroot: ""
+    zonesdir: "$nsd_dir"
+    database: ""
+    pidfile: "$nsd_dir/nsd.pid"
+    xfrdfile: "$nsd_dir/xfrd.state"
+    zonelistfile: "$nsd_dir/zone.list"
+    xfrdir: "$nsd_dir"
+    logfile: "$nsd_dir/nsd.log"
+    verbosity: 2
+remote-control:
+    control-enable: no
+zone:
+    name: example.com
+    zonefile: "example.com.zone"
+    request-xfr: 127.0.0.1@$port NOKEY
+    allow-notify: 127.0.0.1 NOKEY
+    provide-xfr: 127.0.0.1 NOKEY
+CONF
+bg sh -c 'exec nsd -d -c "$1" >"$2" 2>&1' sh "$nsd_dir/nsd.conf" "$nsd_dir/stdout.log"
+wait_tcp 127.0.0.1 "$nsd_port"
+serial_of() { dig @127.0.0.1 -p "$1" +short +time=1 +tries=1 "$2" SOA 2>/dev/null | awk '{print $3}'; }
+wait_serial() { # PORT ZONE SERIAL
+  local i
+  for ((i = 0; i < 100; i++)); do [ "$(serial_of "$1" "$2")" = "$3" ] && return 0; sleep 0.2; done
+  echo "  serial on port $1 for $2 is $(serial_of "$1" "$2"), wanted $3" >&2; return 1
+}
+norm_axfr() { dig @127.0.0.1 -p "$1" "$2" AXFR +noall +answer | awk '{ $1 = tolower($1); print }' | sort -u; }
+wait_serial "$nsd_port" example.com 2024010101
+check "NSD transferred appnet's zone" "$(norm_axfr "$port" example.com)" "$(norm_axfr "$nsd_port" example.com)"
+write_zone 2024010102 192.0.2.81
+kill -HUP "$APPNET_PID"
+wait_serial "$nsd_port" example.com 2024010102
+check "after serial bump + NOTIFY, NSD serves the new data" "192.0.2.81" "$(dig @127.0.0.1 -p "$nsd_port" +short www.example.com)"
+check "NSD and appnet serve identical data" "$(norm_axfr "$port" example.com)" "$(norm_axfr "$nsd_port" example.com)"
+
+echo "Knot primary → appnet secondary"
+knot_dir="$WORK/knot"; mkdir -p "$knot_dir"
+knot_port=$(free_port)
+sec_port=$(free_port)
+cat > "$knot_dir/example.org.zone" <<ZONE
+\$ORIGIN example.org.
+\$TTL 300
+@    SOA ns1 hostmaster 1 3600 600 86400 60
+@    NS  ns1
+ns1  A   127.0.0.1
+www  A   198.51.100.1
+mail MX  10 www
+ZONE
+cat > "$knot_dir/knot.conf" <<CONF
+server:
+    listen: 127.0.0.1@$knot_port
+    rundir: "$knot_dir"
+database:
+    storage: "$knot_dir"
+control:
+    listen: "$knot_dir/knot.sock"
+remote:
+  - id: appnet
+    address: 127.0.0.1@$sec_port
+acl:
+  - id: xfr
+    address: 127.0.0.1
+    action: transfer
+template:
+  - id: default
+    storage: "$knot_dir"
+    file: "%s.zone"
+    zonefile-sync: -1
+    journal-content: none
+zone:
+  - domain: example.org
+    notify: appnet
+    acl: xfr
+CONF
+bg sh -c 'exec knotd -c "$1" >"$2" 2>&1' sh "$knot_dir/knot.conf" "$knot_dir/stdout.log"
+wait_tcp 127.0.0.1 "$knot_port"
+bg "$APPNET" dns serve --secondary "example.org=127.0.0.1:$knot_port" --listen "127.0.0.1:$sec_port" \
+  --state-dir "$WORK/secondary" --allow-transfer 127.0.0.1
+wait_tcp 127.0.0.1 "$sec_port"
+wait_serial "$sec_port" example.org 1
+check "appnet transferred Knot's zone" "$(norm_axfr "$knot_port" example.org)" "$(norm_axfr "$sec_port" example.org)"
+check "the secondary copy is on disk" "yes" "$([ -s "$WORK/secondary/example.org.zone" ] && echo yes || echo no)"
+sed -i 's/SOA ns1 hostmaster 1 /SOA ns1 hostmaster 2 /; s/198.51.100.1/198.51.100.2/' "$knot_dir/example.org.zone"
+knotc -c "$knot_dir/knot.conf" zone-reload example.org >/dev/null
+wait_serial "$sec_port" example.org 2
+check "after serial bump + NOTIFY from Knot, appnet serves the new data" "198.51.100.2" \
+  "$(dig @127.0.0.1 -p "$sec_port" +short www.example.org)"
+check "Knot and appnet serve identical data" "$(norm_axfr "$knot_port" example.org)" "$(norm_axfr "$sec_port" example.org)"
+
+echo "dns-auth: $CHECKS checks passed"
