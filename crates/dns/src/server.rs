@@ -272,6 +272,12 @@ impl DnsServer {
     /// Loads every zone (any error stops the start: never a half-loaded zone) and binds UDP and
     /// TCP on the configured address.
     pub async fn bind(config: DnsConfig) -> Result<DnsServer, StartError> {
+        DnsServer::bind_with_zones(config, Vec::new()).await
+    }
+
+    /// Like [`bind`](Self::bind), also serving `zones` built in memory (e.g. with
+    /// [`Zone::from_text`]); these are not re-read on reload.
+    pub async fn bind_with_zones(config: DnsConfig, extra: Vec<Arc<Zone>>) -> Result<DnsServer, StartError> {
         let mut files = Vec::new();
         for source in &config.zones {
             let name = zone_name_for(source).map_err(StartError::Config)?;
@@ -283,7 +289,7 @@ impl DnsServer {
         })
         .await
         .map_err(|e| StartError::Config(e.to_string()))?;
-        let mut zones = Vec::new();
+        let mut zones = extra;
         for (zone, result) in loaded {
             let z = result.map_err(|source| StartError::Zone { zone: zone.clone(), source })?;
             tracing::info!(zone = %zone, serial = z.soa().serial, records = z.record_count(), "zone loaded");

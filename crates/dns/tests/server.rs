@@ -1,0 +1,244 @@
+//! The server on 127.0.0.1:0 with real sockets: UDP and TCP, framing, truncation and TCP retry,
+//! connection limits, transfers, reload, NOTIFY, secondaries, and rate limiting.
+
+use appnet_dns::client::{self, ClientError, QueryOpts, read_framed, write_framed};
+use appnet_dns::config::{SecondaryZone, ZoneSource};
+use appnet_dns::wire::message::{build_query, parse};
+use appnet_dns::wire::name::from_text;
+use appnet_dns::wire::rrtype::code;
+use appnet_dns::{DnsConfig, DnsServer};
+use appnet_netkit::harness::{Running, any_loopback, start, wait_until};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn zone_text(serial: u32, www: &str) -> String {
+    let mut z = format!(
+        "$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 hostmaster {serial} 1 1 5 60\n@ NS ns1\nns1 A 127.0.0.1\nwww A {www}\n"
+    );
+    for i in 0..30 {
+        z.push_str(&format!("big TXT \"{i:02}{}\"\n", "x".repeat(90)));
+    }
+    z
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("appnet-dns-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_zone(dir: &Path, serial: u32, www: &str) -> PathBuf {
+    let file = dir.join("example.com.zone");
+    std::fs::write(&file, zone_text(serial, www)).unwrap();
+    file
+}
+
+fn config(zone: Option<PathBuf>) -> DnsConfig {
+    let mut c = DnsConfig { listen: any_loopback(), udp_workers: 2, ..Default::default() };
+    if let Some(file) = zone {
+        c.zones.push(ZoneSource { name: None, file });
+    }
+    c.allow_transfer = vec!["127.0.0.1".into()];
+    c
+}
+
+async fn start_server(c: DnsConfig) -> (Running, appnet_dns::Control) {
+    let server = DnsServer::bind(c).await.expect("server starts");
+    let control = server.control();
+    (start(server), control)
+}
+
+async fn a_record(server: SocketAddr, name: &str) -> Option<Vec<u8>> {
+    let opts = QueryOpts { timeout: Duration::from_secs(2), ..Default::default() };
+    let ans = client::query(server, &from_text(name).unwrap(), code::A, opts).await.ok()?;
+    let p = parse(&ans.bytes).ok()?;
+    p.answer.into_iter().find(|r| r.rtype == code::A).map(|r| r.rdata)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_and_tcp_answers_with_truncation_retry() {
+    let dir = temp_dir("basic");
+    let (running, _) = start_server(config(Some(write_zone(&dir, 1, "192.0.2.80")))).await;
+    let addr = running.addr();
+    assert_eq!(a_record(addr, "www.example.com").await.unwrap(), vec![192, 0, 2, 80]);
+
+    // A large RRset: truncated over UDP, complete after the TCP retry.
+    let big = from_text("big.example.com").unwrap();
+    let opts = QueryOpts { edns: None, tcp_on_truncation: false, ..Default::default() };
+    let ans = client::query(addr, &big, code::TXT, opts).await.unwrap();
+    let p = parse(&ans.bytes).unwrap();
+    assert!(p.tc && p.answer.is_empty());
+    let ans =
+        client::query(addr, &big, code::TXT, QueryOpts { edns: None, ..Default::default() }).await.unwrap();
+    assert!(ans.retried_over_tcp);
+    assert_eq!(parse(&ans.bytes).unwrap().answer.len(), 30);
+
+    // Several queries on one TCP connection, sent back to back.
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let www = from_text("www.example.com").unwrap();
+    for id in 1..=3u16 {
+        write_framed(&mut tcp, &build_query(id, 0, &www, code::A, false, None)).await.unwrap();
+    }
+    for id in 1..=3u16 {
+        let reply = parse(&read_framed(&mut tcp).await.unwrap()).unwrap();
+        assert_eq!((reply.id, reply.answer.len()), (id, 1));
+    }
+    running.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_idle_timeout_and_connection_cap() {
+    let dir = temp_dir("limits");
+    let mut c = config(Some(write_zone(&dir, 1, "192.0.2.80")));
+    c.tcp_idle_timeout_secs = 1;
+    c.max_tcp_connections = 2;
+    let (running, _) = start_server(c).await;
+    let addr = running.addr();
+    let mut a = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _b = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Make sure both are accepted before the third.
+    let www = from_text("www.example.com").unwrap();
+    write_framed(&mut a, &build_query(1, 0, &www, code::A, false, None)).await.unwrap();
+    read_framed(&mut a).await.unwrap();
+    let mut c3 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = write_framed(&mut c3, &build_query(2, 0, &www, code::A, false, None)).await;
+    let third = tokio::time::timeout(Duration::from_secs(5), read_framed(&mut c3)).await.unwrap();
+    assert!(third.is_err(), "the third connection is closed at the cap");
+    // The idle connection is closed by the server within a few seconds.
+    let idle = tokio::time::timeout(Duration::from_secs(5), read_framed(&mut a)).await.unwrap();
+    assert!(idle.is_err());
+    running.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axfr_is_allowed_only_to_the_allow_list() {
+    let dir = temp_dir("axfr");
+    let file = write_zone(&dir, 7, "192.0.2.80");
+    let (running, _) = start_server(config(Some(file.clone()))).await;
+    let apex = from_text("example.com").unwrap();
+    let recs = client::axfr(running.addr(), &apex, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(recs.len(), 34);
+    assert_eq!(recs[0].rtype, code::SOA);
+    running.stop().await.unwrap();
+
+    let mut c = config(Some(file));
+    c.allow_transfer.clear();
+    let (running, _) = start_server(c).await;
+    let err = client::axfr(running.addr(), &apex, Duration::from_secs(5)).await.unwrap_err();
+    assert!(matches!(err, ClientError::Rcode { ref rcode, .. } if rcode == "REFUSED"), "{err}");
+    running.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_swaps_good_files_keeps_old_data_on_broken_ones_and_notifies() {
+    let dir = temp_dir("reload");
+    let file = write_zone(&dir, 1, "192.0.2.1");
+    // A fake secondary that records the NOTIFY it gets and acknowledges it.
+    let fake = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut c = config(Some(file.clone()));
+    c.notify = vec![fake.local_addr().unwrap()];
+    let (running, control) = start_server(c).await;
+    let addr = running.addr();
+
+    std::fs::write(&file, zone_text(2, "192.0.2.2")).unwrap();
+    let report = control.reload().await;
+    assert_eq!(report.changed.len(), 1);
+    assert_eq!(a_record(addr, "www.example.com").await.unwrap(), vec![192, 0, 2, 2]);
+    let mut buf = vec![0u8; 512];
+    let (n, from) =
+        tokio::time::timeout(Duration::from_secs(5), fake.recv_from(&mut buf)).await.unwrap().unwrap();
+    let notify = parse(&buf[..n]).unwrap();
+    assert_eq!((notify.opcode, notify.question.as_ref().unwrap().1), (4, code::SOA));
+    let mut ack = buf[..n].to_vec();
+    ack[2] |= 0x80;
+    fake.send_to(&ack, from).await.unwrap();
+
+    std::fs::write(&file, "$ORIGIN example.com.\n@ 300 SOA ns1 h 3 1 1 5 60\nwww A not-an-address\n")
+        .unwrap();
+    let report = control.reload().await;
+    assert_eq!(report.failed.len(), 1);
+    assert!(report.failed[0].1.contains(":3:"), "file:line in {}", report.failed[0].1);
+    assert_eq!(a_record(addr, "www.example.com").await.unwrap(), vec![192, 0, 2, 2], "old data kept");
+    assert_eq!(control.serial("example.com"), Some(2));
+    running.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secondary_transfers_follows_notify_and_survives_restart() {
+    let dir = temp_dir("secondary");
+    let file = write_zone(&dir, 10, "192.0.2.10");
+    let (primary, pcontrol) = start_server(config(Some(file.clone()))).await;
+    let state = dir.join("state");
+    let mut sc = config(None);
+    sc.secondaries = vec![SecondaryZone { name: "example.com".into(), primary: primary.addr() }];
+    sc.state_dir = Some(state.clone());
+    let (secondary, scontrol) = start_server(sc.clone()).await;
+    let saddr = secondary.addr();
+    let got = wait_until(Duration::from_secs(10), Duration::from_millis(50), || async {
+        scontrol.serial("example.com") == Some(10)
+    })
+    .await;
+    assert!(got, "secondary transferred the zone");
+    assert_eq!(a_record(saddr, "www.example.com").await.unwrap(), vec![192, 0, 2, 10]);
+    assert!(state.join("example.com.zone").exists(), "stored on disk");
+
+    // A new serial on the primary, then a NOTIFY (from 127.0.0.1, the primary's address).
+    std::fs::write(&file, zone_text(11, "192.0.2.11")).unwrap();
+    pcontrol.reload().await;
+    client::notify(saddr, &from_text("example.com").unwrap(), Duration::from_secs(3)).await.unwrap();
+    let got = wait_until(Duration::from_secs(10), Duration::from_millis(50), || async {
+        scontrol.serial("example.com") == Some(11)
+    })
+    .await;
+    assert!(got, "secondary followed the NOTIFY");
+    assert_eq!(a_record(saddr, "www.example.com").await.unwrap(), vec![192, 0, 2, 11]);
+
+    // NOTIFY for a zone we are not secondary for: NOTAUTH.
+    let err =
+        client::notify(saddr, &from_text("example.org").unwrap(), Duration::from_secs(3)).await.unwrap_err();
+    assert!(err.to_string().contains("NOTAUTH"), "{err}");
+
+    // Primary gone, secondary restarted: it serves the stored copy.
+    primary.stop().await.unwrap();
+    secondary.stop().await.unwrap();
+    let (secondary, scontrol) = start_server(sc).await;
+    assert_eq!(scontrol.serial("example.com"), Some(11));
+    assert_eq!(a_record(secondary.addr(), "www.example.com").await.unwrap(), vec![192, 0, 2, 11]);
+    secondary.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limiting_drops_and_slips() {
+    let dir = temp_dir("rrl");
+    let mut c = config(Some(write_zone(&dir, 1, "192.0.2.80")));
+    c.udp_workers = 1;
+    c.rrl.exempt_loopback = false;
+    c.rrl.responses_per_second = 5;
+    c.rrl.slip = 2;
+    let (running, control) = start_server(c).await;
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let www = from_text("www.example.com").unwrap();
+    for id in 0..40u16 {
+        sock.send_to(&build_query(id, 0, &www, code::A, false, None), running.addr()).await.unwrap();
+    }
+    let (mut full, mut slipped) = (0, 0);
+    let mut buf = vec![0u8; 512];
+    while let Ok(Ok((n, _))) =
+        tokio::time::timeout(Duration::from_millis(500), sock.recv_from(&mut buf)).await
+    {
+        let p = parse(&buf[..n]).unwrap();
+        if p.tc { slipped += 1 } else { full += 1 }
+    }
+    assert!((5..=7).contains(&full), "about the rate answered in full: {full}");
+    assert!(slipped >= 10 && full + slipped < 40, "half the rest slipped, the others dropped: {slipped}");
+    assert!(control.metrics().contains("dns_rrl_dropped_total"));
+    running.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
