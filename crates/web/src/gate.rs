@@ -15,6 +15,7 @@ use bytes::{Buf, BytesMut};
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -50,12 +51,37 @@ pub enum Verdict {
     },
 }
 
-/// The per-connection verdict queue shared by the gate and the service.
-pub type Verdicts = Arc<Mutex<VecDeque<Verdict>>>;
+/// What the gate and the connection's service share: the verdict queue, and how many requests
+/// the service is working on (no idle timeout while one is).
+#[derive(Debug, Default)]
+pub struct Shared {
+    queue: Mutex<VecDeque<Verdict>>,
+    in_service: AtomicUsize,
+}
+
+/// The per-connection shared state.
+pub type Verdicts = Arc<Shared>;
 
 /// Takes the verdict for the next request (Pass if the gate had none, e.g. for HTTP/2).
 pub fn next_verdict(v: &Verdicts) -> Verdict {
-    v.lock().unwrap_or_else(|e| e.into_inner()).pop_front().unwrap_or(Verdict::Pass)
+    v.queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front().unwrap_or(Verdict::Pass)
+}
+
+/// Marks a request as being served until dropped (the idle timer waits meanwhile).
+pub struct InService(Verdicts);
+
+impl InService {
+    /// Starts serving one request on the connection.
+    pub fn enter(v: &Verdicts) -> InService {
+        v.in_service.fetch_add(1, Ordering::SeqCst);
+        InService(v.clone())
+    }
+}
+
+impl Drop for InService {
+    fn drop(&mut self) {
+        self.0.in_service.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The pure head check: `Ok(Some((head_len, framing)))` for a complete acceptable head,
@@ -225,7 +251,7 @@ impl<IO> Gate<IO> {
     }
 
     fn push_verdict(&self, v: Verdict) {
-        self.verdicts.lock().unwrap_or_else(|e| e.into_inner()).push_back(v);
+        self.verdicts.queue.lock().unwrap_or_else(|e| e.into_inner()).push_back(v);
     }
 
     /// Feeds bytes read from the client through the state machine into `out`.
@@ -288,6 +314,8 @@ impl<IO> Gate<IO> {
         self.head.clear();
         self.head_started = None;
         self.state = State::Closed;
+        // The error response still has to go out: the idle clock starts again now.
+        self.last_activity = Instant::now();
     }
 
     /// Walks chunked framing; returns how many bytes of `data` belong to this body.
@@ -433,6 +461,11 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Gate<IO> {
                         if Instant::now() < this.deadline() {
                             continue;
                         }
+                        if this.verdicts.in_service.load(Ordering::SeqCst) > 0 {
+                            // The service is still working on a request: not idle.
+                            this.last_activity = Instant::now();
+                            continue;
+                        }
                         if this.head_started.is_some() && matches!(this.state, State::Head) {
                             this.reject(reject(408, "request head not received in time"));
                             break;
@@ -568,7 +601,7 @@ GET /c HTTP/9.9\r\nHost: x\r\n\r\nGET /d HTTP/1.1\r\nHost: x\r\n\r\n";
         assert!(text.contains("0\r\nT: 1\r\n\r\nGET /b"));
         assert!(text.ends_with("hiGET / HTTP/1.1\r\nhost: rejected.invalid\r\n\r\n"));
         assert!(!text.contains("/d"));
-        let v: Vec<_> = verdicts.lock().unwrap().iter().copied().collect();
+        let v: Vec<_> = verdicts.queue.lock().unwrap().iter().copied().collect();
         assert_eq!(v.len(), 3);
         assert_eq!(v[0], Verdict::Pass);
         assert_eq!(v[1], Verdict::Pass);

@@ -220,6 +220,7 @@ where
         let handler = svc_handler.clone();
         let verdicts = verdicts.clone();
         async move {
+            let _busy = gate::InService::enter(&verdicts);
             let mut resp = match gate::next_verdict(&verdicts) {
                 Verdict::Reject { status, why } => handler.rejected(status, why, &conn),
                 Verdict::Pass => handler.handle(req.map(RequestBody::H1), &conn).await,

@@ -1,0 +1,163 @@
+//! HTTP/2: h2c with prior knowledge, h2 over TLS (ALPN) with a lab-CA certificate, multiplexed
+//! streams, server push only when the client allows it, and GOAWAY on shutdown.
+
+mod common;
+use bytes::Bytes;
+use common::*;
+use http::Request;
+use rustls::pki_types::pem::PemObject;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+async fn body_of(mut body: h2::RecvStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        out.extend_from_slice(&chunk);
+    }
+    out
+}
+
+fn get(uri: &str) -> Request<()> {
+    Request::builder().uri(uri).body(()).unwrap()
+}
+
+#[tokio::test]
+async fn h2c_multiplexes_and_pushes_linked_resources() {
+    let site = site("h2c");
+    let srv = serve(config(site.path())).await;
+    let tcp = TcpStream::connect(srv.addr()).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    // Many streams at once on one connection.
+    let mut pending = Vec::new();
+    for _ in 0..20 {
+        let (resp, _) = client.send_request(get(&format!("http://{}/digits.txt", srv.addr())), true).unwrap();
+        pending.push(resp);
+    }
+    for resp in pending {
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(body_of(resp.into_body()).await, b"0123456789");
+    }
+    // The page comes with PUSH_PROMISEs for its stylesheet and image.
+    let (mut resp, _) = client.send_request(get(&format!("http://{}/", srv.addr())), true).unwrap();
+    let mut pushes = resp.push_promises();
+    let page = resp.await.unwrap();
+    assert_eq!(page.status(), 200);
+    let mut pushed = Vec::new();
+    while let Some(p) = tokio::time::timeout(Duration::from_secs(5), pushes.push_promise()).await.unwrap() {
+        let (req, resp) = p.unwrap().into_parts();
+        let resp = resp.await.unwrap();
+        pushed.push((req.uri().path().to_string(), body_of(resp.into_body()).await.len()));
+    }
+    pushed.sort();
+    assert_eq!(pushed, vec![("/img/a.jpg".to_string(), 3000), ("/style.css".to_string(), 22)]);
+    let html = body_of(page.into_body()).await;
+    assert!(String::from_utf8_lossy(&html).contains("style.css"));
+    // A 5 MB body goes through flow control intact.
+    let (resp, _) = client.send_request(get(&format!("http://{}/big.bin", srv.addr())), true).unwrap();
+    let big = body_of(resp.await.unwrap().into_body()).await;
+    assert_eq!(big.len(), 5_000_000);
+    assert!(big.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+    srv.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn no_push_when_the_client_disables_it_and_goaway_on_shutdown() {
+    let site = site("h2nopush");
+    let srv = serve(config(site.path())).await;
+    let tcp = TcpStream::connect(srv.addr()).await.unwrap();
+    let (client, mut conn) =
+        h2::client::Builder::new().enable_push(false).handshake::<_, Bytes>(tcp).await.unwrap();
+    let mut client = client;
+    let (resp, _) = client.send_request(get(&format!("http://{}/", srv.addr())), true).unwrap();
+    let (resp, conn_result) = {
+        let drive = async {
+            let r = resp.await.unwrap();
+            let b = body_of(r.into_body()).await;
+            (b, ())
+        };
+        tokio::select! {
+            r = drive => (r, None),
+            c = &mut conn => (Default::default(), Some(c)),
+        }
+    };
+    assert!(conn_result.is_none());
+    assert!(String::from_utf8_lossy(&resp.0).contains("<img"));
+    // Shutdown sends GOAWAY: the connection ends cleanly from our side's view.
+    let stop = tokio::spawn(srv.stop());
+    let ended =
+        tokio::time::timeout(Duration::from_secs(10), conn).await.expect("connection ends after GOAWAY");
+    assert!(ended.is_ok(), "graceful: {ended:?}");
+    stop.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn tls_with_the_lab_ca_speaks_h2_and_http11_by_alpn() {
+    let site = site("tls");
+    let ca_dir = TempDir::new("ca");
+    let mut cfg = config(site.path());
+    cfg.tls = true;
+    cfg.ca_dir = Some(ca_dir.path().to_path_buf());
+    let server = appnet_web::WebServer::bind(cfg).await.unwrap();
+    assert!(server.tls_note().unwrap().contains("curl --cacert"));
+    let srv = appnet_netkit::harness::start(server);
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca_dir.path().join("ca.pem")).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    for (alpn, want_h2) in
+        [(vec![b"h2".to_vec(), b"http/1.1".to_vec()], true), (vec![b"http/1.1".to_vec()], false)]
+    {
+        let mut cc = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        cc.alpn_protocols = alpn;
+        let tcp = TcpStream::connect(srv.addr()).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(cc)).connect(name, tcp).await.unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol() == Some(b"h2"), want_h2);
+        if want_h2 {
+            let (mut client, conn) = h2::client::handshake(tls).await.unwrap();
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            let (resp, _) = client.send_request(get("https://localhost/digits.txt"), true).unwrap();
+            let resp = resp.await.unwrap();
+            assert_eq!(resp.status(), 200);
+            assert_eq!(body_of(resp.into_body()).await, b"0123456789");
+        } else {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut tls = tls;
+            tls.write_all(b"GET /digits.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut out = Vec::new();
+            let _ = tls.read_to_end(&mut out).await;
+            let text = String::from_utf8_lossy(&out);
+            assert_eq!(status(&text), 200);
+            assert_eq!(body(&text), "0123456789");
+        }
+    }
+    // The cart marks its cookie Secure over TLS (checked through our own client).
+    let resp = appnet_web::client::get(
+        &format!("https://localhost:{}/cart?add=x", srv.addr().port()),
+        appnet_web::client::Proto::Http2,
+        Some(&ca_dir.path().join("ca.pem")),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert!(resp.headers()["set-cookie"].to_str().unwrap().contains("Secure"));
+    srv.stop().await.unwrap();
+}
