@@ -21,15 +21,25 @@ impl Context {
         Ok(Context { config })
     }
 
-    /// The service's config table `[name]` as `T`; `T::default()` when the table is absent.
-    pub fn section<T: DeserializeOwned + Default>(&self, name: &str) -> anyhow::Result<T> {
+    /// The config table `[name]` as `T`, or `fallback()` when the table is absent (for settings
+    /// whose default is not `Default`, like the lab's embedded topology).
+    pub fn section_or<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        fallback: impl FnOnce() -> T,
+    ) -> anyhow::Result<T> {
         match self.config.get(name) {
-            None => Ok(T::default()),
+            None => Ok(fallback()),
             Some(value) => value
                 .clone()
                 .try_into()
                 .with_context(|| format!("config table [{name}] has a wrong or unknown key")),
         }
+    }
+
+    /// The service's config table `[name]` as `T`; `T::default()` when the table is absent.
+    pub fn section<T: DeserializeOwned + Default>(&self, name: &str) -> anyhow::Result<T> {
+        self.section_or(name, T::default)
     }
 }
 

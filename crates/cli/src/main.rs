@@ -38,21 +38,27 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The textbook's Internet on 127.0.0.0/8: DNS root, TLD and authoritative servers, local
+    /// resolvers; `--tour` walks through the textbook's scenes.
+    Lab(cmd::lab::LabArgs),
     /// The socket-programming example: a server that upper-cases lines, and its client.
     #[command(subcommand)]
     Upper(cmd::upper::UpperCmd),
     /// DNS: an authoritative server (zone files, primary/secondary), zone checks, a query client.
     #[command(subcommand)]
     Dns(cmd::dns::DnsCmd),
-    /// A Chord distributed hash table: nodes, put/get, and a walk around the ring.
-    #[command(subcommand)]
-    Chord(cmd::chord::ChordCmd),
-    /// Reproduce published measurements (Chord paper, ...) and write SVG plots.
-    #[command(subcommand)]
-    Experiment(cmd::experiment::ExperimentCmd),
     /// The Web: a static-site server (HTTP/1.0, 1.1, HTTP/2 with push, TLS, virtual hosts) and a client.
     #[command(subcommand)]
     Web(cmd::web::WebCmd),
+    /// A Chord distributed hash table: nodes, put/get, and a walk around the ring.
+    #[command(subcommand)]
+    Chord(cmd::chord::ChordCmd),
+    /// BitTorrent: .torrent files, a tracker, and a client that seeds and downloads.
+    #[command(subcommand)]
+    Torrent(cmd::torrent::TorrentCmd),
+    /// Reproduce published measurements (Chord paper, ...) and write SVG plots.
+    #[command(subcommand)]
+    Experiment(cmd::experiment::ExperimentCmd),
 }
 
 fn main() -> std::process::ExitCode {
@@ -74,11 +80,13 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
+            Command::Lab(args) => cmd::lab::run(args, &ctx).await,
             Command::Upper(cmd) => cmd::upper::run(cmd, &ctx).await,
             Command::Dns(cmd) => cmd::dns::run(cmd, &ctx).await,
-            Command::Chord(cmd) => cmd::chord::run(cmd, &ctx).await,
-            Command::Experiment(cmd) => cmd::experiment::run(cmd, &ctx).await,
             Command::Web(cmd) => cmd::web::run(cmd, &ctx).await,
+            Command::Chord(cmd) => cmd::chord::run(cmd, &ctx).await,
+            Command::Torrent(cmd) => cmd::torrent::run(cmd, &ctx).await,
+            Command::Experiment(cmd) => cmd::experiment::run(cmd, &ctx).await,
         }
     });
     match result {

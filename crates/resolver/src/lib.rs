@@ -8,10 +8,20 @@
 //! - [`resolver`]: the algorithm, generic over a [`transport::Transport`].
 //! - [`transport`]: UDP/TCP exchanges with the anti-spoofing rules.
 //! - [`trace`]: the numbered steps `--trace` and the lab tour print.
+//! - [`clients`]: access control and per-client rate limits; [`respond`]: query → response.
+//! - [`server`]: the tokio service (UDP + TCP); [`config`], [`hints`]: its settings.
 
 pub mod cache;
+pub mod clients;
+pub mod config;
+pub mod hints;
 pub mod local;
 pub mod resolver;
+pub mod respond;
+pub mod server;
 pub mod servers;
 pub mod trace;
 pub mod transport;
+
+pub use config::ResolverConfig;
+pub use server::ResolverServer;

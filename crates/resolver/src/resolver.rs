@@ -82,6 +82,9 @@ pub struct Resolver<T: Transport> {
     settings: Settings,
     state: Mutex<State>,
     counters: Counters,
+    /// When set, every step of every resolution is recorded here too (the lab tour sends real
+    /// queries from a host and shows what the resolver did for them).
+    recorder: Mutex<Option<Vec<Step>>>,
 }
 
 /// Per-question bookkeeping: query budget, nesting depth, and the trace when asked for.
@@ -106,7 +109,13 @@ impl<T: Transport> Resolver<T> {
     pub fn new(settings: Settings, transport: T) -> Resolver<T> {
         let state =
             State { cache: Cache::new(settings.cache), servers: ServerStats::new(), no_edns: Vec::new() };
-        Resolver { transport, settings, state: Mutex::new(state), counters: Counters::default() }
+        Resolver {
+            transport,
+            settings,
+            state: Mutex::new(state),
+            counters: Counters::default(),
+            recorder: Mutex::new(None),
+        }
     }
 
     /// The counters.
@@ -126,6 +135,16 @@ impl<T: Transport> Resolver<T> {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts recording the steps of every resolution (replacing any earlier recording).
+    pub fn start_recording(&self) {
+        *self.recorder.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    }
+
+    /// Stops recording and returns the steps recorded since [`start_recording`](Self::start_recording).
+    pub fn take_recording(&self) -> Vec<Step> {
+        self.recorder.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default()
     }
 
     /// Looks only in the cache (for RD=0 questions).
@@ -168,7 +187,7 @@ impl<T: Transport> Resolver<T> {
                         if ctx.depth == 0 && chain.is_empty() {
                             self.counters.served_from_cache.fetch_add(1, Ordering::Relaxed);
                         }
-                        record_step(
+                        self.record_step(
                             ctx,
                             "cache",
                             None,
@@ -276,12 +295,12 @@ impl<T: Transport> Resolver<T> {
         qtype: u16,
         outcome: StepOutcome,
     ) {
-        record_step(ctx, server, Some(reply.from), question_text(qname, qtype), outcome, reply.rtt);
+        self.record_step(ctx, server, Some(reply.from), question_text(qname, qtype), outcome, reply.rtt);
     }
 
     fn give_up(&self, qname: &[u8], qtype: u16, ctx: &mut Ctx, why: String) -> Answer {
         tracing::info!("SERVFAIL for {}: {why}", question_text(qname, qtype));
-        record_step(
+        self.record_step(
             ctx,
             "resolver",
             None,
@@ -362,7 +381,7 @@ impl<T: Transport> Resolver<T> {
                             Failure::Timeout(waited) => StepOutcome::Timeout { waited },
                             Failure::Bad(why) => StepOutcome::Failed(why),
                         };
-                        record_step(
+                        self.record_step(
                             ctx,
                             &server_name,
                             Some(target),
@@ -577,16 +596,23 @@ enum Classified {
     Lame(String),
 }
 
-fn record_step(
-    ctx: &mut Ctx,
-    server: &str,
-    addr: Option<SocketAddr>,
-    question: String,
-    outcome: StepOutcome,
-    rtt: Duration,
-) {
-    if let Some(trace) = ctx.trace.as_mut() {
-        trace.push(Step { server_name: server.to_string(), server: addr, question, outcome, rtt });
+impl<T: Transport> Resolver<T> {
+    fn record_step(
+        &self,
+        ctx: &mut Ctx,
+        server: &str,
+        addr: Option<SocketAddr>,
+        question: String,
+        outcome: StepOutcome,
+        rtt: Duration,
+    ) {
+        let step = Step { server_name: server.to_string(), server: addr, question, outcome, rtt };
+        if let Some(all) = self.recorder.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            all.push(step.clone());
+        }
+        if let Some(trace) = ctx.trace.as_mut() {
+            trace.push(step);
+        }
     }
 }
 

@@ -5,10 +5,10 @@
 
 use std::future::Future;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::{TcpSocket, UdpSocket};
 
 /// One query/answer exchange with an upstream server. A trait so tests can stand in for the
 /// network (and count or corrupt what goes by).
@@ -24,9 +24,14 @@ pub trait Transport: Send + Sync + 'static {
     ) -> impl Future<Output = io::Result<Vec<u8>>> + Send;
 }
 
-/// The real network.
+/// The real network. Queries leave from `source` when set (a resolver listening on one
+/// address of a multi-homed host, like each lab resolver on its own 127.x address, queries from
+/// it too, so authoritative servers and CDNs see who is asking), else from the kernel's choice.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct NetTransport;
+pub struct NetTransport {
+    /// The local address to send from.
+    pub source: Option<IpAddr>,
+}
 
 /// Largest reply accepted over UDP.
 const MAX_UDP: usize = 65_535;
@@ -39,18 +44,30 @@ impl Transport for NetTransport {
         tcp: bool,
         timeout: Duration,
     ) -> io::Result<Vec<u8>> {
-        let work =
-            async { if tcp { exchange_tcp(server, query).await } else { exchange_udp(server, query).await } };
+        let work = async {
+            if tcp {
+                exchange_tcp(self.source, server, query).await
+            } else {
+                exchange_udp(self.source, server, query).await
+            }
+        };
         tokio::time::timeout(timeout, work)
             .await
             .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time")))
     }
 }
 
-async fn exchange_udp(server: SocketAddr, query: &[u8]) -> io::Result<Vec<u8>> {
-    let local: SocketAddr =
-        if server.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
-    let socket = UdpSocket::bind(local).await?;
+/// The address to bind for talking to `server`: `source` when it is of the same family.
+fn local_for(source: Option<IpAddr>, server: SocketAddr) -> SocketAddr {
+    match source {
+        Some(ip) if ip.is_ipv4() == server.is_ipv4() => SocketAddr::new(ip, 0),
+        _ if server.is_ipv4() => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        _ => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    }
+}
+
+async fn exchange_udp(source: Option<IpAddr>, server: SocketAddr, query: &[u8]) -> io::Result<Vec<u8>> {
+    let socket = UdpSocket::bind(local_for(source, server)).await?;
     socket.connect(server).await?;
     socket.send(query).await?;
     let mut buf = vec![0u8; MAX_UDP];
@@ -65,8 +82,13 @@ async fn exchange_udp(server: SocketAddr, query: &[u8]) -> io::Result<Vec<u8>> {
     }
 }
 
-async fn exchange_tcp(server: SocketAddr, query: &[u8]) -> io::Result<Vec<u8>> {
-    let mut stream = TcpStream::connect(server).await?;
+async fn exchange_tcp(source: Option<IpAddr>, server: SocketAddr, query: &[u8]) -> io::Result<Vec<u8>> {
+    let local = local_for(source, server);
+    let socket = if server.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    if !local.ip().is_unspecified() {
+        socket.bind(local)?;
+    }
+    let mut stream = socket.connect(server).await?;
     let len = u16::try_from(query.len()).map_err(|_| io::Error::other("query too long"))?;
     let mut framed = Vec::with_capacity(query.len() + 2);
     framed.extend_from_slice(&len.to_be_bytes());

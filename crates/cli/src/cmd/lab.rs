@@ -1,0 +1,54 @@
+//! `appnet lab`: the textbook's Internet on 127.0.0.0/8, its directory, and the guided tour.
+
+use crate::context::Context;
+use appnet_lab::{Lab, Topology};
+use appnet_netkit::Shutdown;
+use clap::Args;
+use std::io::Write;
+
+/// Flags for `appnet lab`; the `[lab]` table of --config replaces the embedded topology.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+    appnet lab                       start everything, print the directory, run until Ctrl-C\n  \
+    appnet lab --tour                run the textbook's DNS scenes step by step, then exit\n  \
+    sudo appnet lab --dns-port 53    standard port, so any resolver can use the lab\n  \
+    dig @127.0.4.1 -p 10053 gaia.cs.umass.edu   ask the lab's local DNS server dns.poly.edu")]
+pub struct LabArgs {
+    /// Run the guided tour of the DNS scenes, then stop the lab.
+    #[arg(long)]
+    tour: bool,
+    /// The port every lab DNS server listens on [default: 10053; 53 needs root].
+    #[arg(long, value_name = "N")]
+    dns_port: Option<u16>,
+    /// Where to write the generated zone files and root hints [default: a temporary directory].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
+}
+
+/// Runs `appnet lab`.
+pub async fn run(args: LabArgs, ctx: &Context) -> anyhow::Result<()> {
+    let mut topology: Topology = ctx.section_or("lab", Topology::default)?;
+    if let Some(port) = args.dns_port {
+        topology.dns_port = port;
+    }
+    let dir =
+        args.dir.unwrap_or_else(|| std::env::temp_dir().join(format!("appnet-lab-{}", std::process::id())));
+    let mut lab = Lab::start(topology, &dir).await?;
+    println!("{}", lab.directory());
+    if args.tour {
+        let mut say = |line: String| {
+            println!("{line}");
+            let _ = std::io::stdout().flush();
+        };
+        let result = appnet_lab::tour::run(&mut lab, &mut say).await;
+        lab.stop().await;
+        return result.map_err(|e| anyhow::anyhow!("the tour stopped: {e}"));
+    }
+    println!("The lab is up. Ctrl-C stops it.");
+    let _ = std::io::stdout().flush();
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    shutdown.wait().await;
+    lab.stop().await;
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! The lab: the textbook's Internet on one machine. One topology description generates the DNS
+//! hierarchy (root, TLD and authoritative servers with the textbook's names, a primary and a
+//! secondary) and the local resolvers, all real services on their own 127.x addresses; the tour
+//! walks through the textbook's DNS scenes against them.
+//!
+//! - [`topology`]: the TOML description (embedded default in `lab.toml`).
+//! - [`zones`]: zone files generated from it.
+//! - [`run`]: starting, stopping and listing the services.
+//! - [`tour`]: the guided scenes.
+
+pub mod run;
+pub mod topology;
+pub mod tour;
+pub mod zones;
+
+pub use run::{Lab, LabError};
+pub use topology::Topology;

@@ -1,0 +1,242 @@
+//! Starting the lab: zone files written, one authoritative server per name-server address
+//! (primaries first, then secondaries that transfer by AXFR), then the local resolvers.
+
+use crate::topology::Topology;
+use crate::zones::{self, fqdn};
+use appnet_dns::config::{SecondaryZone, ZoneSource};
+use appnet_dns::{DnsConfig, DnsServer};
+use appnet_netkit::harness::{self, Running};
+use appnet_resolver::server::SharedFrontend;
+use appnet_resolver::{ResolverConfig, ResolverServer};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Why the lab could not start.
+#[derive(Debug, Error)]
+pub enum LabError {
+    #[error("the lab topology is invalid: {0}")]
+    Topology(String),
+    #[error("cannot write the lab's files in {dir}: {source}")]
+    Files { dir: PathBuf, source: std::io::Error },
+    #[error("cannot start {name} on {addr}: {reason} (is another lab running? try --dns-port)")]
+    Start { name: String, addr: SocketAddr, reason: String },
+}
+
+/// What a lab service is, for the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Root,
+    Tld,
+    Authoritative,
+    Resolver,
+}
+
+impl Role {
+    /// The directory's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Root => "root DNS server",
+            Role::Tld => "TLD DNS server",
+            Role::Authoritative => "authoritative DNS server",
+            Role::Resolver => "local DNS server (resolver)",
+        }
+    }
+}
+
+/// One running lab service.
+pub struct Member {
+    /// Its role.
+    pub role: Role,
+    /// Its host name.
+    pub name: String,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// What it serves (zones, with "secondary" marked).
+    pub serves: String,
+    running: Option<Running>,
+}
+
+/// The running lab.
+pub struct Lab {
+    /// The topology it was built from.
+    pub topology: Topology,
+    /// Where its zone files and root hints are.
+    pub dir: PathBuf,
+    /// Every service, in start order.
+    pub members: Vec<Member>,
+    resolvers: Vec<(String, SharedFrontend)>,
+    holes: Vec<appnet_netkit::Shutdown>,
+}
+
+impl Lab {
+    /// Writes the zone files under `dir` and starts every service.
+    pub async fn start(topology: Topology, dir: &Path) -> Result<Lab, LabError> {
+        topology.validate().map_err(LabError::Topology)?;
+        let files = |source| LabError::Files { dir: dir.to_path_buf(), source };
+        let zone_dir = dir.join("zones");
+        std::fs::create_dir_all(&zone_dir).map_err(files)?;
+        std::fs::create_dir_all(dir.join("secondary")).map_err(files)?;
+        for z in &topology.zones {
+            std::fs::write(zone_dir.join(zones::file_name(z)), zones::zone_text(&topology, z, 1))
+                .map_err(files)?;
+        }
+        let hints = dir.join("root.hints");
+        std::fs::write(&hints, zones::root_hints(&topology)).map_err(files)?;
+
+        let port = topology.dns_port;
+        let mut members = Vec::new();
+        // Primaries first so secondaries find them.
+        let mut hosts = topology.server_hosts();
+        hosts.sort_by_key(|(_, addr)| topology.zones_at(*addr).iter().any(|(_, secondary)| *secondary));
+        for (name, ip) in hosts {
+            let served = topology.zones_at(ip);
+            let addr = SocketAddr::new(IpAddr::V4(ip), port);
+            let mut config = DnsConfig { listen: addr, udp_workers: 1, ..DnsConfig::default() };
+            config.state_dir = Some(dir.join("secondary"));
+            let mut labels = Vec::new();
+            for (zone, secondary) in &served {
+                let zname = fqdn(&zone.name);
+                if *secondary {
+                    let primary = zone.servers.iter().find(|s| !s.secondary).expect("validated: a primary");
+                    let primary = SocketAddr::new(IpAddr::V4(primary.addr), port);
+                    config.secondaries.push(SecondaryZone { name: zname.clone(), primary });
+                    labels.push(format!("{zname} (secondary)"));
+                } else {
+                    config.zones.push(ZoneSource {
+                        name: Some(zname.clone()),
+                        file: zone_dir.join(zones::file_name(zone)),
+                    });
+                    for s in zone.servers.iter().filter(|s| s.secondary) {
+                        config.notify.push(SocketAddr::new(IpAddr::V4(s.addr), port));
+                    }
+                    if zone.servers.iter().any(|s| s.secondary) {
+                        // Transfers on loopback leave from whichever 127.x address the kernel
+                        // picks, so the lab allows its whole loopback network.
+                        config.allow_transfer.push("127.0.0.0/8".into());
+                    }
+                    labels.push(zname);
+                }
+            }
+            let role = if served.iter().any(|(z, _)| fqdn(&z.name) == ".") {
+                Role::Root
+            } else if served
+                .iter()
+                .any(|(z, _)| zones::parent_of(&topology, z).is_some_and(|p| fqdn(&p.name) == "."))
+            {
+                Role::Tld
+            } else {
+                Role::Authoritative
+            };
+            let server = DnsServer::bind(config).await.map_err(|e| LabError::Start {
+                name: name.clone(),
+                addr,
+                reason: e.to_string(),
+            })?;
+            members.push(Member {
+                role,
+                name,
+                addr,
+                serves: labels.join(", "),
+                running: Some(harness::start(server)),
+            });
+        }
+        let mut resolvers = Vec::new();
+        for r in &topology.resolvers {
+            let addr = SocketAddr::new(IpAddr::V4(r.addr), port);
+            let config = ResolverConfig {
+                listen: addr,
+                root_hints: Some(hints.clone()),
+                upstream_port: port,
+                ..ResolverConfig::default()
+            };
+            let server = ResolverServer::bind(config).await.map_err(|e| LabError::Start {
+                name: r.name.clone(),
+                addr,
+                reason: e.to_string(),
+            })?;
+            resolvers.push((r.name.clone(), server.frontend()));
+            members.push(Member {
+                role: Role::Resolver,
+                name: r.name.clone(),
+                addr,
+                serves: "recursive queries from lab hosts".into(),
+                running: Some(harness::start(server)),
+            });
+        }
+        Ok(Lab { topology, dir: dir.to_path_buf(), members, resolvers, holes: Vec::new() })
+    }
+
+    /// The resolver named `name` (its cache, counters and trace recorder).
+    pub fn resolver(&self, name: &str) -> Option<&SharedFrontend> {
+        self.resolvers.iter().find(|(n, _)| n == name).map(|(_, f)| f)
+    }
+
+    /// The address of the service named `name`.
+    pub fn addr_of(&self, name: &str) -> Option<SocketAddr> {
+        self.members.iter().find(|m| m.name == name).map(|m| m.addr)
+    }
+
+    /// Stops one service (to show failover); returns whether it was running.
+    pub async fn stop_member(&mut self, name: &str) -> bool {
+        let Some(m) = self.members.iter_mut().find(|m| m.name == name) else { return false };
+        match m.running.take() {
+            Some(r) => {
+                let _ = r.stop().await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes a service's host "go dark": the service stops and its address swallows every
+    /// datagram without a reply, as a crashed or unreachable host does (a stopped port on a live
+    /// host would answer "connection refused" at once instead of letting clients time out).
+    pub async fn black_hole(&mut self, name: &str) -> bool {
+        let Some(addr) = self.addr_of(name) else { return false };
+        self.stop_member(name).await;
+        let Ok(socket) = tokio::net::UdpSocket::bind(addr).await else { return false };
+        let hole = appnet_netkit::Shutdown::new();
+        let watch = hole.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1500];
+            loop {
+                tokio::select! {
+                    _ = watch.wait() => return,
+                    got = socket.recv_from(&mut buf) => if got.is_err() { return },
+                }
+            }
+        });
+        self.holes.push(hole);
+        true
+    }
+
+    /// Stops every service.
+    pub async fn stop(mut self) {
+        for hole in &self.holes {
+            hole.trigger();
+        }
+        for m in self.members.iter_mut().rev() {
+            if let Some(r) = m.running.take() {
+                let _ = r.stop().await;
+            }
+        }
+    }
+
+    /// The directory: every service with its name, role and address.
+    pub fn directory(&self) -> String {
+        let mut out = String::from("appnet lab: the textbook's Internet on 127.0.0.0/8\n\n");
+        out.push_str(&format!("{:<28} {:<27} {:<18} serves\n", "role", "name", "address"));
+        for m in &self.members {
+            out.push_str(&format!("{:<28} {:<27} {:<18} {}\n", m.role.label(), m.name, m.addr, m.serves));
+        }
+        out.push_str(&format!("\nzone files and root hints: {}\n", self.dir.display()));
+        if let Some(r) = self.topology.resolvers.first() {
+            out.push_str(&format!(
+                "try: dig @{} -p {} gaia.cs.umass.edu     (or: appnet dns query gaia.cs.umass.edu A --server {}:{})\n",
+                r.addr, self.topology.dns_port, r.addr, self.topology.dns_port
+            ));
+        }
+        out
+    }
+}

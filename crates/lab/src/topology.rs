@@ -1,0 +1,127 @@
+//! The lab's topology: zones, their name servers and host records, and the local resolvers.
+//! One TOML description (embedded, or the `[lab]` table of `--config`) generates everything.
+
+use serde::Deserialize;
+use std::net::Ipv4Addr;
+
+/// The embedded default topology (the textbook's names, see DESIGN.md's lab table).
+pub const DEFAULT_TOML: &str = include_str!("lab.toml");
+
+/// The whole lab.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// The port every lab name server listens on (and the resolvers query upstream).
+    #[serde(default = "default_dns_port")]
+    pub dns_port: u16,
+    /// Every zone, the root first.
+    #[serde(rename = "zone")]
+    pub zones: Vec<ZoneSpec>,
+    /// The local (recursive) resolvers.
+    #[serde(rename = "resolver", default)]
+    pub resolvers: Vec<ResolverSpec>,
+}
+
+fn default_dns_port() -> u16 {
+    10053
+}
+
+/// One zone and where it is served.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneSpec {
+    /// The zone's name ("." for the root).
+    pub name: String,
+    /// Its name servers; the first non-secondary one is the primary (named in the SOA).
+    pub servers: Vec<ServerSpec>,
+    /// Host records in zone-file syntax, relative to the zone (`www A 127.0.10.1`).
+    #[serde(default)]
+    pub records: Vec<String>,
+}
+
+/// A name server of a zone.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    /// Its host name.
+    pub name: String,
+    /// Its loopback address.
+    pub addr: Ipv4Addr,
+    /// A secondary: it transfers the zone from the primary by AXFR instead of loading it.
+    #[serde(default)]
+    pub secondary: bool,
+}
+
+/// A local resolver.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ResolverSpec {
+    /// Its host name.
+    pub name: String,
+    /// Its loopback address.
+    pub addr: Ipv4Addr,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        toml::from_str(DEFAULT_TOML).expect("the embedded lab topology is valid")
+    }
+}
+
+impl Topology {
+    /// Checks what serde cannot: a root zone, unique server addresses per role, a primary per zone.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.zones.iter().any(|z| z.name == ".") {
+            return Err("the lab topology needs a root zone (name = \".\")".into());
+        }
+        for z in &self.zones {
+            if z.servers.is_empty() {
+                return Err(format!("zone {} has no servers", z.name));
+            }
+            if z.servers.iter().all(|s| s.secondary) {
+                return Err(format!("zone {} has only secondaries; one server must be its primary", z.name));
+            }
+        }
+        for r in &self.resolvers {
+            if self.zones.iter().flat_map(|z| &z.servers).any(|s| s.addr == r.addr) {
+                return Err(format!("resolver {} shares address {} with a name server", r.name, r.addr));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every distinct name-server address with its host name, in order of appearance.
+    pub fn server_hosts(&self) -> Vec<(String, Ipv4Addr)> {
+        let mut out: Vec<(String, Ipv4Addr)> = Vec::new();
+        for s in self.zones.iter().flat_map(|z| &z.servers) {
+            if !out.iter().any(|(_, a)| *a == s.addr) {
+                out.push((s.name.clone(), s.addr));
+            }
+        }
+        out
+    }
+
+    /// The zones served by the server at `addr`, with whether it is their secondary.
+    pub fn zones_at(&self, addr: Ipv4Addr) -> Vec<(&ZoneSpec, bool)> {
+        self.zones
+            .iter()
+            .filter_map(|z| z.servers.iter().find(|s| s.addr == addr).map(|s| (z, s.secondary)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_topology_is_valid() {
+        let t = Topology::default();
+        t.validate().unwrap();
+        assert_eq!(t.dns_port, 10053);
+        assert_eq!(t.resolvers.len(), 2);
+        // com and net share a.gtld-servers.net, like the real gTLD servers.
+        let gtld = t.zones_at("127.0.2.1".parse().unwrap());
+        assert_eq!(gtld.iter().map(|(z, _)| z.name.as_str()).collect::<Vec<_>>(), vec!["com", "net"]);
+    }
+}

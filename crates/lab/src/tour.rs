@@ -1,0 +1,206 @@
+//! The guided tour: the textbook's DNS scenes, run against the live lab with real queries from
+//! lab hosts, each exchange printed as a numbered step.
+
+use crate::run::Lab;
+use appnet_dns::wire::message::{self, Parsed};
+use appnet_dns::wire::name::{from_text, to_text};
+use appnet_dns::wire::query::opcode;
+use appnet_dns::wire::rrtype::{code, type_name};
+use appnet_dns::wire::zonefile::record_text;
+use appnet_resolver::trace::{Step, StepOutcome};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+
+/// Sends one recursive query from the host at `from` (a lab address) to `server`.
+pub async fn ask_from(
+    from: IpAddr,
+    server: SocketAddr,
+    qname: &str,
+    qtype: u16,
+) -> Result<(Parsed, Duration), String> {
+    let name = from_text(qname)?;
+    let socket =
+        UdpSocket::bind(SocketAddr::new(from, 0)).await.map_err(|e| format!("cannot bind {from}: {e}"))?;
+    socket.connect(server).await.map_err(|e| e.to_string())?;
+    let id: u16 = rand_id();
+    let query = message::build_query(id, opcode::QUERY, &name, qtype, true, Some((1232, 0)));
+    let started = Instant::now();
+    let mut buf = vec![0u8; 65_535];
+    for _ in 0..3 {
+        socket.send(&query).await.map_err(|e| e.to_string())?;
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(4), socket.recv(&mut buf)).await {
+            let parsed = message::parse(&buf[..n])?;
+            if parsed.id == id {
+                return Ok((parsed, started.elapsed()));
+            }
+        }
+    }
+    Err(format!("no answer from {server}"))
+}
+
+fn rand_id() -> u16 {
+    // Good enough for a tour query: nanosecond clock bits.
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u16)
+        .unwrap_or(1)
+}
+
+fn answer_text(p: &Parsed) -> String {
+    if p.rcode == 3 {
+        return "NXDOMAIN (no such name)".into();
+    }
+    if p.answer.is_empty() {
+        return format!("no records (rcode {})", p.rcode);
+    }
+    p.answer.iter().map(|r| record_text(&r.owner, r.rtype, r.ttl, &r.rdata)).collect::<Vec<_>>().join("; ")
+}
+
+/// Prints one exchange as two numbered lines (query, then reply), like the textbook figure.
+fn print_steps(steps: &[Step], resolver: &str, n: &mut usize, say: &mut dyn FnMut(String)) {
+    for s in steps {
+        let server =
+            s.server.map(|a| format!("{} ({a})", s.server_name)).unwrap_or_else(|| s.server_name.clone());
+        let ms = s.rtt.as_secs_f64() * 1000.0;
+        match &s.outcome {
+            StepOutcome::Cached => {
+                say(format!("   {resolver} finds {} in its cache: no query sent", s.question))
+            }
+            StepOutcome::Local => say(format!("   {resolver} answers {} locally", s.question)),
+            StepOutcome::Timeout { waited } => {
+                say(format!("{:>2}. {resolver} → {server}: query {} (iterative)", *n, s.question));
+                say(format!(
+                    "    … no reply within {:.0} ms: TIMEOUT; back off and try another replica",
+                    waited.as_secs_f64() * 1000.0
+                ));
+                *n += 1;
+            }
+            outcome => {
+                say(format!("{:>2}. {resolver} → {server}: query {} (iterative)", *n, s.question));
+                let reply = match outcome {
+                    StepOutcome::Referral { zone, servers } => {
+                        format!("referral: ask the {zone} servers [{}]", servers.join(", "))
+                    }
+                    StepOutcome::Answer { records } => format!("answer: {}", records.join("; ")),
+                    StepOutcome::NxDomain => "NXDOMAIN: no such name".into(),
+                    StepOutcome::NoData => "no records of that type".into(),
+                    StepOutcome::Failed(why) => why.clone(),
+                    _ => String::new(),
+                };
+                say(format!("{:>2}. {server} → {resolver}: {reply} ({ms:.1} ms)", *n + 1));
+                *n += 2;
+            }
+        }
+    }
+}
+
+/// One host asking its local resolver, with the resolver's work shown step by step.
+/// Returns the answer and how many upstream queries it took.
+async fn scene_query(
+    lab: &Lab,
+    host: (&str, IpAddr),
+    resolver_name: &str,
+    qname: &str,
+    qtype: u16,
+    say: &mut dyn FnMut(String),
+) -> Result<(Parsed, u64), String> {
+    let frontend = lab.resolver(resolver_name).ok_or(format!("no resolver {resolver_name}"))?;
+    let server = lab.addr_of(resolver_name).ok_or(format!("no address for {resolver_name}"))?;
+    let upstream = &frontend.resolver.counters().upstream_queries;
+    let before = upstream.load(Ordering::Relaxed);
+    frontend.resolver.start_recording();
+    let result = ask_from(host.1, server, qname, qtype).await;
+    let steps = frontend.resolver.take_recording();
+    let (reply, elapsed) = result?;
+    let sent = upstream.load(Ordering::Relaxed) - before;
+    let mut n = 1;
+    say(format!(
+        "{:>2}. {} ({}) → {resolver_name} ({server}): recursive query {qname} {}",
+        n,
+        host.0,
+        host.1,
+        type_name(qtype)
+    ));
+    n += 1;
+    print_steps(&steps, resolver_name, &mut n, say);
+    say(format!(
+        "{:>2}. {resolver_name} → {}: {} ({:.1} ms in all, {sent} upstream queries)",
+        n,
+        host.0,
+        answer_text(&reply),
+        elapsed.as_secs_f64() * 1000.0
+    ));
+    Ok((reply, sent))
+}
+
+/// Runs the DNS scenes in order, printing through `say`.
+pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<(), String> {
+    let cis: IpAddr = "127.0.10.4".parse().expect("static");
+    let cam_host: IpAddr = "127.0.10.10".parse().expect("static");
+
+    say("\n== Scene 1: iterative resolution (textbook figure: cis.poly.edu wants gaia.cs.umass.edu)".into());
+    say("The host sends one recursive query to its local DNS server, which walks the hierarchy".into());
+    say("iteratively. umass.edu delegates cs.umass.edu to its own server, so the walk has one more".into());
+    say("exchange than the textbook's 8-step figure (which skips the intermediate dns.umass.edu).".into());
+    let (first, sent) =
+        scene_query(lab, ("cis.poly.edu", cis), "dns.poly.edu", "gaia.cs.umass.edu", code::A, say).await?;
+    if first.answer.is_empty() || sent == 0 {
+        return Err("scene 1 did not resolve gaia.cs.umass.edu through the hierarchy".into());
+    }
+
+    say("\n== Scene 2: the same name again — answered from the cache".into());
+    let (_, sent) =
+        scene_query(lab, ("cis.poly.edu", cis), "dns.poly.edu", "gaia.cs.umass.edu", code::A, say).await?;
+    say(format!("   upstream queries this time: {sent} (the TTL counts down in the cached answer)"));
+    if sent != 0 {
+        return Err("scene 2 went upstream for a cached name".into());
+    }
+
+    say("\n== Scene 3: a misspelt name — NXDOMAIN, then from the negative cache (RFC 2308)".into());
+    let (nx, _) =
+        scene_query(lab, ("cis.poly.edu", cis), "dns.poly.edu", "gaai.cs.umass.edu", code::A, say).await?;
+    let (_, sent) =
+        scene_query(lab, ("cis.poly.edu", cis), "dns.poly.edu", "gaai.cs.umass.edu", code::A, say).await?;
+    say(format!(
+        "   the second time: {sent} upstream queries; the SOA's MINIMUM ({}s) bounds how long it is remembered",
+        crate::zones::NEGATIVE_TTL
+    ));
+    if nx.rcode != 3 || sent != 0 {
+        return Err("scene 3 did not serve the negative answer from the cache".into());
+    }
+
+    say("\n== Scene 4: a replica is down — timeout, backoff, the other replica answers".into());
+    say("dns1.stanford.edu goes dark (its packets vanish); a host at Cambridge asks dns.cam.ac.uk".into());
+    say("for www.stanford.edu.".into());
+    lab.black_hole("dns1.stanford.edu").await;
+    let (www, _) =
+        scene_query(lab, ("www.cl.cam.ac.uk", cam_host), "dns.cam.ac.uk", "www.stanford.edu", code::A, say)
+            .await?;
+    if www.answer.is_empty() {
+        return Err("scene 4 got no answer from the surviving replica".into());
+    }
+
+    say("\n== Scene 5: replication — dns2.networkutopia.com is a secondary, filled by zone transfer".into());
+    if let Some(dns2) = lab.addr_of("dns2.networkutopia.com") {
+        let ready = appnet_netkit::harness::wait_until(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || async {
+                ask_from(cis, dns2, "www.networkutopia.com", code::A)
+                    .await
+                    .is_ok_and(|(p, _)| !p.answer.is_empty())
+            },
+        )
+        .await;
+        let (p, _) = ask_from(cis, dns2, "www.networkutopia.com", code::A).await?;
+        say(format!(
+            "   dns2.networkutopia.com ({dns2}) answers {} with AA={} after its AXFR from dns1 ({})",
+            to_text(&from_text("www.networkutopia.com")?),
+            p.aa,
+            if ready { answer_text(&p) } else { "transfer not finished".into() }
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! One client query → one response: parse, admit, answer locally or from the resolver, and
+//! write the response (RA set, EDNS echoed, truncated with TC when it does not fit).
+
+use crate::cache::Answer;
+use crate::clients::{Admission, Clients};
+use crate::local::LocalZones;
+use crate::resolver::Resolver;
+use crate::transport::Transport;
+use appnet_dns::wire::message::Record;
+use appnet_dns::wire::query::{self, BadQuery, Header, opcode};
+use appnet_dns::wire::response::{self, OptOut, Question, Reply, RrRef, rcode};
+use appnet_dns::wire::rrtype::{CLASS_IN, code, pack_rdata};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Our EDNS payload size towards clients.
+pub const CLIENT_PAYLOAD: u16 = 1232;
+
+/// Per-service counters (Prometheus names in [`crate::server`]).
+#[derive(Debug, Default)]
+pub struct ServiceCounters {
+    pub queries: AtomicU64,
+    pub refused: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub local_answers: AtomicU64,
+    pub servfail: AtomicU64,
+}
+
+/// Everything a query needs: the resolver, the local zones and the client policy.
+pub struct Frontend<T: Transport> {
+    pub resolver: Resolver<T>,
+    pub local: LocalZones,
+    pub clients: Mutex<Clients>,
+    pub counters: ServiceCounters,
+}
+
+/// How the query arrived (UDP replies are size-limited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Udp,
+    Tcp,
+}
+
+impl<T: Transport> Frontend<T> {
+    /// Answers one query packet from `peer`; `None` means send nothing.
+    pub async fn answer(&self, packet: &[u8], peer: IpAddr, via: Via) -> Option<Vec<u8>> {
+        self.counters.queries.fetch_add(1, Ordering::Relaxed);
+        let q = match query::parse(packet) {
+            Ok(q) => q,
+            Err(BadQuery::Ignore) => return None,
+            Err(BadQuery::FormErr(h)) => return Some(error(h, None, None, rcode::FORMERR)),
+            Err(BadQuery::NotImp(h)) => return Some(error(h, None, None, rcode::NOTIMP)),
+        };
+        let question = Question { qname: q.qname, qtype: q.qtype, qclass: q.qclass };
+        let opt = q.edns.map(|_| OptOut { payload: CLIENT_PAYLOAD });
+        match self.clients.lock().unwrap_or_else(|e| e.into_inner()).admit(peer, Instant::now()) {
+            Admission::Allowed => {}
+            Admission::Refused => {
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, "recursion refused: client not in the allow list");
+                return Some(error(q.header(), Some(question), opt, rcode::REFUSED));
+            }
+            Admission::Limited => {
+                self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
+        if q.edns.is_some_and(|e| e.version != 0) {
+            return Some(error(q.header(), Some(question), opt, rcode::BADVERS));
+        }
+        if q.opcode != opcode::QUERY {
+            return Some(error(q.header(), Some(question), opt, rcode::NOTIMP));
+        }
+        if q.qclass != CLASS_IN || matches!(q.qtype, code::AXFR | code::IXFR | 253 | 254) {
+            return Some(error(q.header(), Some(question), opt, rcode::REFUSED));
+        }
+        let limit = match via {
+            Via::Udp => response::udp_limit(q.edns, CLIENT_PAYLOAD),
+            Via::Tcp => 65_535,
+        };
+        if let Some((_, answer)) = self.local.answer(q.qname, q.qtype) {
+            self.counters.local_answers.fetch_add(1, Ordering::Relaxed);
+            return Some(write_answer(q.header(), question, opt, &answer, true, limit));
+        }
+        let answer = if q.rd {
+            self.resolver.resolve(q.qname, q.qtype).await
+        } else {
+            // RD clear: the client asks what we already know; never go upstream for it.
+            match self.resolver.cached(q.qname, q.qtype) {
+                Some(a) => a,
+                None => return Some(error(q.header(), Some(question), opt, rcode::REFUSED)),
+            }
+        };
+        if answer.rcode() == rcode::SERVFAIL {
+            self.counters.servfail.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(write_answer(q.header(), question, opt, &answer, false, limit))
+    }
+}
+
+fn error(header: Header, question: Option<Question<'_>>, opt: Option<OptOut>, code: u16) -> Vec<u8> {
+    let reply = Reply { rcode: code, ..Default::default() };
+    let mut out = response::write(header, question, opt, &reply, 512, Vec::new());
+    set_ra(&mut out);
+    out
+}
+
+/// Borrows grouped RRsets as section entries.
+fn to_refs<'a>(sets: &'a [(&'a [u8], u16, u32, Vec<u8>)]) -> Vec<RrRef<'a>> {
+    sets.iter()
+        .map(|(owner, rtype, ttl, data)| RrRef { owner, rtype: *rtype, ttl: *ttl, rdata: data })
+        .collect()
+}
+
+/// Groups records into RRsets (same owner, type) with packed rdata, in order of appearance.
+fn rrsets(records: &[Record]) -> Vec<(&[u8], u16, u32, Vec<u8>)> {
+    let mut sets: Vec<(&[u8], u16, u32, Vec<u8>)> = Vec::new();
+    for r in records {
+        match sets.iter_mut().find(|(o, t, _, _)| *t == r.rtype && o.eq_ignore_ascii_case(&r.owner)) {
+            Some(set) => {
+                set.2 = set.2.min(r.ttl);
+                pack_rdata(&mut set.3, &r.rdata);
+            }
+            None => {
+                let mut packed = Vec::new();
+                pack_rdata(&mut packed, &r.rdata);
+                sets.push((&r.owner, r.rtype, r.ttl, packed));
+            }
+        }
+    }
+    sets
+}
+
+fn write_answer(
+    header: Header,
+    question: Question<'_>,
+    opt: Option<OptOut>,
+    answer: &Answer,
+    aa: bool,
+    limit: usize,
+) -> Vec<u8> {
+    let answer_sets = rrsets(&answer.records);
+    let authority_sets = rrsets(&answer.authority);
+    let answer_refs = to_refs(&answer_sets);
+    let authority_refs = to_refs(&authority_sets);
+    let reply = Reply {
+        rcode: answer.rcode(),
+        aa,
+        answer: &answer_refs,
+        authority: &authority_refs,
+        additional: &[],
+        required_additional: 0,
+    };
+    let mut out = response::write(header, Some(question), opt, &reply, limit, Vec::new());
+    set_ra(&mut out);
+    out
+}
+
+/// Sets the RA (recursion available) bit: byte 3, top bit, of the DNS header (RFC 1035 §4.1.1).
+fn set_ra(message: &mut [u8]) {
+    if let Some(flags) = message.get_mut(3) {
+        *flags |= 0x80;
+    }
+}

@@ -1,0 +1,234 @@
+//! The resolver service: UDP and TCP on one address for clients, a task per question so a slow
+//! resolution never blocks others, bounded in-flight work, graceful shutdown.
+
+use crate::cache::CacheLimits;
+use crate::clients::Clients;
+use crate::config::ResolverConfig;
+use crate::hints;
+use crate::local::LocalZones;
+use crate::resolver::{Mode, Resolver, Settings};
+use crate::respond::{Frontend, ServiceCounters, Via};
+use crate::transport::NetTransport;
+use appnet_netkit::listen::{ListenOpts, bind_tcp, bind_udp};
+use appnet_netkit::{BoxError, Service, Shutdown};
+use std::fmt::Write as _;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+
+/// The shared state of a running resolver (counters and cache are readable from outside).
+pub type SharedFrontend = Arc<Frontend<NetTransport>>;
+
+/// A bound resolver service.
+pub struct ResolverServer {
+    udp: Arc<UdpSocket>,
+    tcp: TcpListener,
+    frontend: SharedFrontend,
+    config: ResolverConfig,
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+/// Builds the resolution settings from the config (root hints loaded here).
+pub fn settings_from(config: &ResolverConfig) -> io::Result<Settings> {
+    let mode = match config.forward {
+        Some(upstream) => Mode::Forward { upstream },
+        None => {
+            let roots = match &config.root_hints {
+                Some(path) => hints::load(path).map_err(invalid)?,
+                None => hints::built_in(),
+            };
+            Mode::Iterative { roots }
+        }
+    };
+    Ok(Settings {
+        mode,
+        upstream_port: config.upstream_port,
+        use_0x20: config.use_0x20,
+        cache: CacheLimits {
+            capacity: config.cache_size.max(1),
+            max_ttl: config.max_ttl,
+            max_negative_ttl: config.max_negative_ttl,
+            servfail_ttl: config.servfail_ttl,
+        },
+    })
+}
+
+impl ResolverServer {
+    /// Binds UDP and TCP on the configured address and prepares the resolver.
+    pub async fn bind(config: ResolverConfig) -> io::Result<ResolverServer> {
+        let settings = settings_from(&config)?;
+        let clients = Clients::new(&config.allow, config.rate_limit_qps, config.rate_limit_loopback)
+            .map_err(invalid)?;
+        let local = LocalZones::new(&config.extra_local_zones).map_err(invalid)?;
+        let opts = ListenOpts::default();
+        let udp = bind_udp(config.listen, &opts)?;
+        let addr = udp.local_addr()?;
+        let tcp = bind_tcp(addr, &opts)?;
+        let frontend = Arc::new(Frontend {
+            resolver: Resolver::new(
+                settings,
+                NetTransport { source: Some(addr.ip()).filter(|ip| !ip.is_unspecified()) },
+            ),
+            local,
+            clients: std::sync::Mutex::new(clients),
+            counters: ServiceCounters::default(),
+        });
+        Ok(ResolverServer { udp: Arc::new(udp), tcp, frontend, config })
+    }
+
+    /// The resolver's shared state: counters, cache statistics, flush.
+    pub fn frontend(&self) -> SharedFrontend {
+        self.frontend.clone()
+    }
+}
+
+/// The service counters in Prometheus text format.
+pub fn metrics_text(f: &Frontend<NetTransport>) -> String {
+    let mut out = String::new();
+    let c: &ServiceCounters = &f.counters;
+    let r = f.resolver.counters();
+    let cache = f.resolver.cache_stats();
+    let rows = [
+        ("resolver_queries_total", c.queries.load(Ordering::Relaxed)),
+        ("resolver_refused_total", c.refused.load(Ordering::Relaxed)),
+        ("resolver_rate_limited_total", c.rate_limited.load(Ordering::Relaxed)),
+        ("resolver_local_answers_total", c.local_answers.load(Ordering::Relaxed)),
+        ("resolver_servfail_total", c.servfail.load(Ordering::Relaxed)),
+        ("resolver_served_from_cache_total", r.served_from_cache.load(Ordering::Relaxed)),
+        ("resolver_upstream_queries_total", r.upstream_queries.load(Ordering::Relaxed)),
+        ("resolver_upstream_timeouts_total", r.timeouts.load(Ordering::Relaxed)),
+        ("resolver_rejected_replies_total", r.rejected_replies.load(Ordering::Relaxed)),
+        ("resolver_cache_hits_total", cache.hits),
+        ("resolver_cache_misses_total", cache.misses),
+        ("resolver_cache_evictions_total", cache.evictions),
+    ];
+    for (name, value) in rows {
+        let _ = writeln!(out, "# TYPE {name} counter\n{name} {value}");
+    }
+    out
+}
+
+impl Service for ResolverServer {
+    fn local_addr(&self) -> SocketAddr {
+        self.udp.local_addr().unwrap_or(self.config.listen)
+    }
+
+    async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
+        let in_flight = Arc::new(Semaphore::new(self.config.max_in_flight.max(1)));
+        let udp = shutdown.spawn(serve_udp(self.udp, self.frontend.clone(), in_flight, shutdown.clone()));
+        let tcp = shutdown.spawn(serve_tcp(self.tcp, self.frontend, self.config, shutdown.clone()));
+        shutdown.wait().await;
+        let _ = udp.await;
+        let _ = tcp.await;
+        if !shutdown.drain(Duration::from_secs(5)).await {
+            tracing::warn!("some resolutions were still running at shutdown");
+        }
+        Ok(())
+    }
+}
+
+async fn serve_udp(
+    socket: Arc<UdpSocket>,
+    frontend: SharedFrontend,
+    in_flight: Arc<Semaphore>,
+    shutdown: Shutdown,
+) {
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let (n, peer) = tokio::select! {
+            _ = shutdown.wait() => return,
+            got = socket.recv_from(&mut buf) => match got {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::debug!("udp receive error: {e}");
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "too many questions in flight; dropping one");
+            continue;
+        };
+        let packet = buf[..n].to_vec();
+        let (socket, frontend) = (socket.clone(), frontend.clone());
+        shutdown.spawn(async move {
+            if let Some(reply) = frontend.answer(&packet, peer.ip(), Via::Udp).await
+                && let Err(e) = socket.send_to(&reply, peer).await
+            {
+                tracing::debug!(%peer, "udp send failed: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_tcp(
+    listener: TcpListener,
+    frontend: SharedFrontend,
+    config: ResolverConfig,
+    shutdown: Shutdown,
+) {
+    let slots = Arc::new(Semaphore::new(config.max_tcp_connections.max(1)));
+    let idle = Duration::from_secs(config.tcp_idle_timeout_secs.max(1));
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.wait() => return,
+            got = listener.accept() => match got {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::info!(%peer, "TCP connection cap reached; closing");
+            continue;
+        };
+        let (frontend, sd) = (frontend.clone(), shutdown.clone());
+        shutdown.spawn(async move {
+            if let Err(e) = serve_connection(stream, peer, &frontend, idle, &sd).await {
+                tracing::debug!(%peer, "tcp connection ended: {e}");
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    frontend: &SharedFrontend,
+    idle: Duration,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
+    loop {
+        let mut len = [0u8; 2];
+        tokio::select! {
+            _ = shutdown.wait() => return Ok(()),
+            read = tokio::time::timeout(idle, stream.read_exact(&mut len)) => match read {
+                Err(_) | Ok(Err(_)) => return Ok(()),
+                Ok(Ok(_)) => {}
+            },
+        }
+        let mut packet = vec![0u8; u16::from_be_bytes(len) as usize];
+        tokio::time::timeout(idle, stream.read_exact(&mut packet))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "slow query"))??;
+        if let Some(reply) = frontend.answer(&packet, peer.ip(), Via::Tcp).await {
+            let mut framed = Vec::with_capacity(reply.len() + 2);
+            framed.extend_from_slice(&(reply.len() as u16).to_be_bytes());
+            framed.extend_from_slice(&reply);
+            stream.write_all(&framed).await?;
+        }
+    }
+}
