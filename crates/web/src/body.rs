@@ -118,6 +118,8 @@ pub enum RequestBody {
     H1(hyper::body::Incoming),
     /// HTTP/2 via h2 (flow-control capacity is released as data is read).
     H2(h2::RecvStream),
+    /// A body already read in full (HTTP/2 reads bodies before answering).
+    Buffered(Bytes),
     /// No body.
     Empty,
 }
@@ -128,6 +130,12 @@ impl RequestBody {
         let mut out = bytes::BytesMut::new();
         match self {
             RequestBody::Empty => {}
+            RequestBody::Buffered(b) => {
+                if b.len() as u64 > limit {
+                    return Err(BodyError::TooLarge(limit));
+                }
+                return Ok(b);
+            }
             RequestBody::H1(mut body) => {
                 while let Some(frame) = body.frame().await {
                     let frame = frame.map_err(|e| BodyError::Broken(e.to_string()))?;

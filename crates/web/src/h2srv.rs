@@ -79,7 +79,43 @@ async fn stream(
     let scheme = req.uri().scheme_str().unwrap_or(if conn.secure { "https" } else { "http" }).to_string();
     let authority = req.uri().authority().map(|a| a.to_string());
     let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
-    let resp = handler.handle(req.map(RequestBody::H2), &conn).await;
+    if let Err(why) = malformed(&req) {
+        tracing::debug!(peer = %conn.peer, "malformed HTTP/2 request: {why}");
+        respond.send_reset(Reason::PROTOCOL_ERROR);
+        return;
+    }
+    // Read the request body before answering, so h2 checks it in full (content-length,
+    // trailers) while the stream is still open; the handlers buffer bodies anyway.
+    let (parts, mut recv) = req.into_parts();
+    let body = if recv.is_end_stream() {
+        RequestBody::Empty
+    } else {
+        let limit = handler.config().max_body;
+        let mut buf = bytes::BytesMut::new();
+        let mut too_large = false;
+        while let Some(chunk) = recv.data().await {
+            let Ok(chunk) = chunk else { return }; // h2 has already reset the stream
+            let _ = recv.flow_control().release_capacity(chunk.len());
+            if buf.len() as u64 + chunk.len() as u64 > limit {
+                too_large = true;
+                break;
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        if !too_large && recv.trailers().await.is_err() {
+            return;
+        }
+        if too_large {
+            let resp =
+                crate::site::error_page(http::StatusCode::PAYLOAD_TOO_LARGE, "request body too large", false);
+            let (parts, body) = resp.into_parts();
+            send(respond_parts(parts), body, |head, eos| respond.send_response(head, eos)).await;
+            return;
+        }
+        RequestBody::Buffered(buf.freeze())
+    };
+    let req = Request::from_parts(parts, body);
+    let resp = handler.handle(req, &conn).await;
     let (mut parts, body) = resp.into_parts();
     let push = parts.extensions.remove::<PushList>();
     // Pushes are promised before the page itself, so the client knows not to fetch them.
@@ -107,6 +143,29 @@ async fn stream(
             send(respond_parts(parts), body, |head, eos| pushed.send_response(head, eos)).await;
         });
     }
+}
+
+/// Request shapes RFC 9113 §8 calls malformed, that h2 leaves to the application: field values
+/// with leading or trailing whitespace, a Host that disagrees with :authority, CONNECT without
+/// an authority.
+fn malformed(req: &Request<h2::RecvStream>) -> Result<(), &'static str> {
+    for value in req.headers().values() {
+        let v = value.as_bytes();
+        if v.first().is_some_and(|b| *b == b' ' || *b == b'\t')
+            || v.last().is_some_and(|b| *b == b' ' || *b == b'\t')
+        {
+            return Err("field value with leading or trailing whitespace");
+        }
+    }
+    if let (Some(host), Some(authority)) = (req.headers().get(header::HOST), req.uri().authority())
+        && host.as_bytes() != authority.as_str().as_bytes()
+    {
+        return Err("Host differs from :authority");
+    }
+    if req.method() == http::Method::CONNECT && req.uri().authority().is_none() {
+        return Err("CONNECT without :authority");
+    }
+    Ok(())
 }
 
 /// Strips HTTP/1 connection headers (forbidden in HTTP/2) and adds Date.
