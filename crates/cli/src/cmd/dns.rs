@@ -45,6 +45,12 @@ pub enum DnsCmd {
         appnet dns query example.com MX --server 127.0.0.1:10053 --tcp\n  \
         appnet dns query example.com AXFR --server 127.0.0.1:10053")]
     Query(QueryArgs),
+    /// Run a recursive resolver (the "local DNS server"): iterative from the root, or forwarding.
+    #[command(after_help = "Examples:\n  \
+        appnet dns resolver                                   iterate from the real root servers\n  \
+        appnet dns resolver --root-hints lab.hints --upstream-port 10053\n  \
+        appnet dns resolver --forward 192.0.2.53:53 --listen 0.0.0.0:53 --allow 192.168.0.0/16")]
+    Resolver(super::resolver::ResolverArgs),
 }
 
 /// Flags for `dns serve`; each overrides the `[dns]` table of --config.
@@ -139,6 +145,15 @@ pub struct QueryArgs {
     /// Seconds to wait (UDP retries three times within it).
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     timeout: f64,
+    /// Resolve iteratively from the root yourself and print every step (like dig +trace).
+    #[arg(long)]
+    trace: bool,
+    /// With --trace: root hints file [default: the real root servers].
+    #[arg(long, value_name = "FILE", requires = "trace")]
+    root_hints: Option<PathBuf>,
+    /// With --trace: the port authoritative servers listen on [default: 53].
+    #[arg(long, value_name = "N", default_value_t = 53, requires = "trace")]
+    upstream_port: u16,
 }
 
 /// Runs a `dns` subcommand.
@@ -146,7 +161,11 @@ pub async fn run(cmd: DnsCmd, ctx: &Context) -> anyhow::Result<()> {
     match cmd {
         DnsCmd::Serve(args) => serve(args, ctx).await,
         DnsCmd::CheckZone(args) => check_zone(args),
+        DnsCmd::Query(args) if args.trace => {
+            super::resolver::trace(&args.name, &args.qtype, args.root_hints, args.upstream_port).await
+        }
         DnsCmd::Query(args) => query(args).await,
+        DnsCmd::Resolver(args) => super::resolver::serve(args, ctx).await,
     }
 }
 

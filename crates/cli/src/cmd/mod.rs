@@ -4,6 +4,7 @@ pub mod chord;
 pub mod dns;
 pub mod experiment;
 pub mod lab;
+pub mod resolver;
 pub mod torrent;
 pub mod upper;
 pub mod web;

@@ -1,0 +1,114 @@
+//! `appnet dns resolver` (the recursive resolver service) and `appnet dns query --trace`
+//! (iterative resolution done by the command itself, printed step by step).
+
+use crate::context::Context;
+use anyhow::Context as _;
+use appnet_dns::wire::name::from_text;
+use appnet_dns::wire::rrtype::type_from_text;
+use appnet_dns::wire::zonefile::record_text;
+use appnet_netkit::{Service, Shutdown};
+use appnet_resolver::cache::Outcome;
+use appnet_resolver::resolver::Resolver;
+use appnet_resolver::server::settings_from;
+use appnet_resolver::transport::NetTransport;
+use appnet_resolver::{ResolverConfig, ResolverServer};
+use clap::Args;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Flags for `dns resolver`; each overrides the `[resolver]` table of --config.
+#[derive(Args, Debug)]
+pub struct ResolverArgs {
+    /// Address for clients, UDP and TCP [default: 127.0.0.1:8053].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Root hints file (named.root format) [default: the real root servers].
+    #[arg(long, value_name = "FILE")]
+    root_hints: Option<PathBuf>,
+    /// Port the authoritative servers listen on [default: 53; the lab uses 10053].
+    #[arg(long, value_name = "N")]
+    upstream_port: Option<u16>,
+    /// Forward all questions to this recursive resolver instead of iterating (like a home router).
+    #[arg(long, value_name = "ADDR")]
+    forward: Option<SocketAddr>,
+    /// Client network allowed to recurse (repeatable) [default: 127.0.0.0/8 and ::1].
+    #[arg(long = "allow", value_name = "PREFIX")]
+    allow: Vec<String>,
+    /// Queries per second per client (0 = unlimited; loopback is exempt) [default: 200].
+    #[arg(long, value_name = "QPS")]
+    rate_limit: Option<u32>,
+    /// Randomise letter case in upstream queries (DNS 0x20) against spoofing.
+    #[arg(long)]
+    use_0x20: bool,
+    /// Extra zone answered NXDOMAIN locally (repeatable), besides the built-in special-use ones.
+    #[arg(long = "local-zone", value_name = "ZONE")]
+    local_zones: Vec<String>,
+}
+
+/// Runs the resolver service until Ctrl-C.
+pub async fn serve(args: ResolverArgs, ctx: &Context) -> anyhow::Result<()> {
+    let mut config: ResolverConfig = ctx.section("resolver")?;
+    if let Some(a) = args.listen {
+        config.listen = a;
+    }
+    if args.root_hints.is_some() {
+        config.root_hints = args.root_hints;
+    }
+    if let Some(p) = args.upstream_port {
+        config.upstream_port = p;
+    }
+    if args.forward.is_some() {
+        config.forward = args.forward;
+    }
+    if !args.allow.is_empty() {
+        config.allow = args.allow;
+    }
+    if let Some(q) = args.rate_limit {
+        config.rate_limit_qps = q;
+    }
+    config.use_0x20 |= args.use_0x20;
+    config.extra_local_zones.extend(args.local_zones);
+    let listen = config.listen;
+    let mode = if config.forward.is_some() { "forwarding" } else { "iterative" };
+    let server = ResolverServer::bind(config)
+        .await
+        .with_context(|| format!("cannot start the resolver on {listen}"))?;
+    println!("appnet dns resolver: {mode} resolver on {} (UDP and TCP; Ctrl-C to stop)", server.local_addr());
+    let _ = std::io::stdout().flush();
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    server.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Resolves `name`/`qtype` iteratively from the root hints and prints each step, numbered.
+pub async fn trace(
+    name: &str,
+    qtype: &str,
+    root_hints: Option<PathBuf>,
+    upstream_port: u16,
+) -> anyhow::Result<()> {
+    let qtype_code = type_from_text(qtype).map_err(|e| anyhow::anyhow!(e))?;
+    let qname = from_text(name).map_err(|e| anyhow::anyhow!(e))?;
+    let config = ResolverConfig { root_hints, upstream_port, ..ResolverConfig::default() };
+    let resolver = Resolver::new(settings_from(&config)?, NetTransport::default());
+    println!(";; resolving {name} {} iteratively, starting at the root servers", qtype.to_uppercase());
+    let (answer, steps) = resolver.resolve_traced(&qname, qtype_code).await;
+    for (i, step) in steps.iter().enumerate() {
+        println!("{:>2}. {step}", i + 1);
+    }
+    match answer.outcome {
+        Outcome::Positive => {
+            println!(";; answer:");
+            for r in &answer.records {
+                println!("{}", record_text(&r.owner, r.rtype, r.ttl, &r.rdata));
+            }
+        }
+        Outcome::NxDomain => println!(";; NXDOMAIN: {name} does not exist"),
+        Outcome::NoData => println!(";; NODATA: {name} has no {} records", qtype.to_uppercase()),
+        Outcome::ServFail => anyhow::bail!("SERVFAIL: resolution of {name} failed (see the steps above)"),
+    }
+    let sent = resolver.counters().upstream_queries.load(std::sync::atomic::Ordering::Relaxed);
+    println!(";; {sent} queries sent");
+    Ok(())
+}
