@@ -1,0 +1,176 @@
+//! The resolver service on real sockets: access control, junk answered locally with no
+//! upstream traffic, TC → TCP fallback on both sides, and forged replies on the wire.
+
+use appnet_dns::client::{self, QueryOpts};
+use appnet_dns::wire::message::{self, Parsed};
+use appnet_dns::wire::name::from_text;
+use appnet_dns::wire::response::rcode;
+use appnet_dns::wire::rrtype::code;
+use appnet_dns::zone::Zone;
+use appnet_dns::{DnsConfig, DnsServer};
+use appnet_netkit::harness::{self, Running};
+use appnet_resolver::{ResolverConfig, ResolverServer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+fn hints_file(tag: &str, root: SocketAddr) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("appnet-resolver-{tag}-{}.hints", std::process::id()));
+    std::fs::write(&path, format!(". 3600 NS root.test-lab.\nroot.test-lab. 3600 A {}\n", root.ip()))
+        .unwrap();
+    path
+}
+
+async fn resolver(
+    root: Option<SocketAddr>,
+    tag: &str,
+    tweak: impl FnOnce(&mut ResolverConfig),
+) -> (Running, Arc<appnet_resolver::respond::Frontend<appnet_resolver::transport::NetTransport>>) {
+    let mut config = ResolverConfig { listen: harness::any_loopback(), ..ResolverConfig::default() };
+    if let Some(root) = root {
+        config.root_hints = Some(hints_file(tag, root));
+        config.upstream_port = root.port();
+    }
+    tweak(&mut config);
+    let server = ResolverServer::bind(config).await.unwrap();
+    let frontend = server.frontend();
+    (harness::start(server), frontend)
+}
+
+async fn ask(server: SocketAddr, name: &str, qtype: u16, opts: QueryOpts) -> (Parsed, client::Answer) {
+    let opts = QueryOpts { recursion_desired: true, ..opts };
+    let answer = client::query(server, &from_text(name).unwrap(), qtype, opts).await.unwrap();
+    (message::parse(&answer.bytes).unwrap(), answer)
+}
+
+/// A root server on 127.0.0.1:0 that is also authoritative for `big.example.` (a large TXT set).
+async fn root_server() -> Running {
+    let root = Zone::from_text(
+        ".",
+        "$TTL 3600\n@ SOA root.test-lab. admin.test-lab. 1 3600 600 86400 60\n@ NS root.test-lab.\n\
+         root.test-lab. A 127.0.0.1\nwww.test-lab. A 192.0.2.1\n",
+    )
+    .unwrap();
+    let mut big = String::from(
+        "$TTL 3600\n@ SOA root.test-lab. admin.test-lab. 1 3600 600 86400 60\n@ NS root.test-lab.\n",
+    );
+    for i in 0..40 {
+        big.push_str(&format!("txt TXT \"record number {i} with enough text to make the answer large\"\n"));
+    }
+    let big = Zone::from_text("big.example.", &big).unwrap();
+    let config = DnsConfig { listen: harness::any_loopback(), udp_workers: 1, ..DnsConfig::default() };
+    let server = DnsServer::bind_with_zones(config, vec![Arc::new(root), Arc::new(big)]).await.unwrap();
+    harness::start(server)
+}
+
+#[tokio::test]
+async fn clients_outside_the_allow_list_are_refused() {
+    let (svc, f) = resolver(None, "acl", |c| c.allow = vec!["10.0.0.0/8".into()]).await;
+    let (reply, _) = ask(svc.addr(), "www.example.com", code::A, QueryOpts::default()).await;
+    assert_eq!(reply.rcode, rcode::REFUSED);
+    assert!(reply.ra);
+    assert_eq!(f.resolver.counters().upstream_queries.load(Ordering::Relaxed), 0);
+    svc.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn junk_is_answered_locally_without_upstream_traffic() {
+    // No reachable root at all: anything that went upstream would fail.
+    let (svc, f) = resolver(None, "junk", |_| {}).await;
+    let cases = [
+        ("localhost", code::A, rcode::NOERROR),
+        ("printer.invalid", code::A, rcode::NXDOMAIN),
+        ("x.test", code::AAAA, rcode::NXDOMAIN),
+        ("abcdefgh.onion", code::A, rcode::NXDOMAIN),
+        ("nas.home.arpa", code::A, rcode::NXDOMAIN),
+        ("1.1.168.192.in-addr.arpa", code::PTR, rcode::NXDOMAIN),
+        ("5.0.16.172.in-addr.arpa", code::PTR, rcode::NXDOMAIN),
+        ("192.168.1.1", code::A, rcode::NXDOMAIN),
+        ("fileserver.corp", code::A, rcode::NXDOMAIN),
+        ("router.lan", code::A, rcode::NXDOMAIN),
+        ("mac.local", code::A, rcode::NXDOMAIN),
+    ];
+    for (name, qtype, want) in cases {
+        let (reply, _) = ask(svc.addr(), name, qtype, QueryOpts::default()).await;
+        assert_eq!(reply.rcode, want, "{name}");
+        if want == rcode::NXDOMAIN {
+            assert_eq!(reply.authority.len(), 1, "{name}: an SOA so clients cache the negative answer");
+        }
+    }
+    assert_eq!(f.resolver.counters().upstream_queries.load(Ordering::Relaxed), 0);
+    assert_eq!(f.counters.local_answers.load(Ordering::Relaxed), cases.len() as u64);
+    svc.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn truncation_falls_back_to_tcp_upstream_and_for_clients() {
+    let root = root_server().await;
+    let (svc, f) = resolver(Some(root.addr()), "tc", |_| {}).await;
+    // Upstream: the 40-record TXT set does not fit 1232 bytes; the resolver retries over TCP.
+    let (reply, answer) = ask(svc.addr(), "txt.big.example", code::TXT, QueryOpts::default()).await;
+    assert_eq!(reply.answer.len(), 40);
+    assert!(answer.retried_over_tcp, "our answer to the client did not fit UDP either");
+    // Client side without EDNS: 512 bytes, TC set, and the full answer over TCP.
+    let plain = QueryOpts { edns: None, tcp_on_truncation: false, ..QueryOpts::default() };
+    let (truncated, _) = ask(svc.addr(), "txt.big.example", code::TXT, plain).await;
+    assert!(truncated.tc);
+    let tcp = QueryOpts { tcp: true, ..QueryOpts::default() };
+    let (full, _) = ask(svc.addr(), "txt.big.example", code::TXT, tcp).await;
+    assert_eq!(full.answer.len(), 40);
+    assert!(f.resolver.counters().served_from_cache.load(Ordering::Relaxed) >= 2);
+    svc.stop().await.unwrap();
+    root.stop().await.unwrap();
+}
+
+/// A hostile "root": for every query it first sprays forged replies (wrong IDs, and one with the
+/// right ID from another address), then sends the real answer a moment later.
+async fn spoofing_root() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let real = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let other = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let addr = real.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        for _ in 0..10 {
+            let Ok((n, peer)) = real.recv_from(&mut buf).await else { return };
+            let q = appnet_dns::wire::query::parse(&buf[..n]).unwrap();
+            let reply_with = |id: u16, ip: [u8; 4]| {
+                let mut rdata = Vec::new();
+                appnet_dns::wire::rrtype::pack_rdata(&mut rdata, &ip);
+                let rr = [appnet_dns::wire::response::RrRef {
+                    owner: q.qname,
+                    rtype: code::A,
+                    ttl: 3600,
+                    rdata: &rdata,
+                }];
+                let reply = appnet_dns::wire::response::Reply { aa: true, answer: &rr, ..Default::default() };
+                let mut header = q.header();
+                header.id = id;
+                let question =
+                    appnet_dns::wire::response::Question { qname: q.qname, qtype: q.qtype, qclass: q.qclass };
+                appnet_dns::wire::response::write(header, Some(question), None, &reply, 512, Vec::new())
+            };
+            for wrong in 1..=20u16 {
+                let _ = real.send_to(&reply_with(q.id.wrapping_add(wrong), [6, 6, 6, 6]), peer).await;
+            }
+            let _ = other.send_to(&reply_with(q.id, [6, 6, 6, 6]), peer).await;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let _ = real.send_to(&reply_with(q.id, [192, 0, 2, 7]), peer).await;
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn forged_replies_with_wrong_ids_or_sources_are_ignored() {
+    let (root, task) = spoofing_root().await;
+    let (svc, _) = resolver(Some(root), "spoof", |_| {}).await;
+    let (reply, _) = ask(svc.addr(), "www.victim.example", code::A, QueryOpts::default()).await;
+    assert_eq!(reply.answer.len(), 1);
+    assert_eq!(reply.answer[0].rdata, vec![192, 0, 2, 7], "only the genuine reply was accepted");
+    // And it is what got cached.
+    let (again, _) = ask(svc.addr(), "www.victim.example", code::A, QueryOpts::default()).await;
+    assert_eq!(again.answer[0].rdata, vec![192, 0, 2, 7]);
+    svc.stop().await.unwrap();
+    task.abort();
+}
