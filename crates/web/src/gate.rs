@@ -229,7 +229,15 @@ pub struct Gate<IO> {
     last_activity: Instant,
     timer: Pin<Box<Sleep>>,
     eof: bool,
+    /// Lingering close: (FIN sent, bytes discarded so far, deadline).
+    closing: Option<(bool, u64, Instant)>,
 }
+
+/// How long a closing connection keeps reading (and discarding) what the client still sends,
+/// so an error response is not destroyed by a TCP reset while the client is mid-upload.
+const LINGER: Duration = Duration::from_secs(2);
+/// Most bytes discarded while lingering.
+const LINGER_BYTES: u64 = 64 * 1024 * 1024;
 
 impl<IO> Gate<IO> {
     /// Wraps `io`; verdicts go to `verdicts` in request order.
@@ -247,6 +255,7 @@ impl<IO> Gate<IO> {
             last_activity: now,
             timer: Box::pin(tokio::time::sleep_until(now + limits.idle_timeout)),
             eof: false,
+            closing: None,
         }
     }
 
@@ -480,7 +489,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Gate<IO> {
     }
 }
 
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Gate<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Gate<IO> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let n = ready!(Pin::new(&mut self.io).poll_write(cx, data))?;
         self.last_activity = Instant::now();
@@ -506,7 +515,37 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Gate<IO> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        let this = &mut *self;
+        let (fin_sent, mut drained, deadline) =
+            *this.closing.get_or_insert((false, 0, Instant::now() + LINGER));
+        if !fin_sent {
+            ready!(Pin::new(&mut this.io).poll_shutdown(cx))?;
+            this.closing = Some((true, drained, deadline));
+        }
+        if this.eof {
+            return Poll::Ready(Ok(()));
+        }
+        // Lingering close: discard what the client still sends until it closes too.
+        loop {
+            let mut rb = ReadBuf::new(&mut this.inbuf);
+            match Pin::new(&mut this.io).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
+                    drained += rb.filled().len() as u64;
+                    this.closing = Some((true, drained, deadline));
+                    if drained > LINGER_BYTES {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    if this.timer.deadline() != deadline {
+                        this.timer.as_mut().reset(deadline);
+                    }
+                    ready!(this.timer.as_mut().poll(cx));
+                    return Poll::Ready(Ok(()));
+                }
+            }
+        }
     }
 }
 
