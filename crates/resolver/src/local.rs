@@ -70,10 +70,14 @@ pub enum Junk {
     Unprintable,
 }
 
-/// The local-zone policy: the built-in zones plus configured extras.
+/// The local-zone policy: the built-in zones plus configured extras. Names are prepared once,
+/// so checking a query allocates nothing unless it is answered locally.
 #[derive(Debug, Clone)]
 pub struct LocalZones {
     zones: Vec<NameBuf>,
+    localhost: NameBuf,
+    reverse_v4: NameBuf,
+    reverse_v6: NameBuf,
 }
 
 impl LocalZones {
@@ -83,31 +87,34 @@ impl LocalZones {
         for z in STATIC_ZONES.iter().copied().map(str::to_string).chain(extra.iter().cloned()) {
             zones.push(name::to_lower(&from_text(&z)?));
         }
-        Ok(LocalZones { zones })
+        let name = |t: &str| from_text(t).expect("static name");
+        Ok(LocalZones {
+            zones,
+            localhost: name("localhost."),
+            reverse_v4: name("127.in-addr.arpa."),
+            reverse_v6: name("1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa."),
+        })
     }
 
     /// The local answer for `qname`/`qtype`, or `None` when the query should be resolved.
     pub fn answer(&self, qname: &[u8], qtype: u16) -> Option<(Junk, Answer)> {
-        let low = name::to_lower(qname);
-        if has_unprintable(&low) {
+        let mut buf = [0u8; name::MAX_NAME];
+        let low = name::lower_into(qname, &mut buf);
+        if has_unprintable(low) {
             return Some((Junk::Unprintable, nxdomain(name::ROOT)));
         }
-        if is_ipv4_literal(&low) {
+        if is_ipv4_literal(low) {
             return Some((Junk::AForA, nxdomain(name::ROOT)));
         }
-        let localhost = from_text("localhost.").expect("static name");
-        if is_at_or_below(&low, &localhost) {
-            return Some((Junk::Localhost, localhost_answer(qname, qtype, &localhost)));
+        if is_at_or_below(low, &self.localhost) {
+            return Some((Junk::Localhost, localhost_answer(qname, qtype, &self.localhost)));
         }
-        for rev in
-            ["127.in-addr.arpa.", "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa."]
-        {
-            let zone = from_text(rev).expect("static name");
-            if is_at_or_below(&low, &zone) {
-                return Some((Junk::Localhost, reverse_localhost(qname, qtype, &low, &zone)));
+        for zone in [&self.reverse_v4, &self.reverse_v6] {
+            if is_at_or_below(low, zone) {
+                return Some((Junk::Localhost, reverse_localhost(qname, qtype, low, zone)));
             }
         }
-        let zone = self.zones.iter().find(|z| is_at_or_below(&low, z))?;
+        let zone = self.zones.iter().find(|z| is_at_or_below(low, z))?;
         Some((Junk::LocalZone, nxdomain(zone)))
     }
 }
@@ -127,10 +134,21 @@ fn has_unprintable(name: &[u8]) -> bool {
     false
 }
 
+/// Four labels of one to three digits, each at most 255: "192.168.1.1." as a name.
 fn is_ipv4_literal(name: &[u8]) -> bool {
-    let text = name::to_text(name);
-    let text = text.trim_end_matches('.');
-    text.parse::<std::net::Ipv4Addr>().is_ok()
+    let mut pos = 0;
+    for _ in 0..4 {
+        let len = name.get(pos).copied().unwrap_or(0) as usize;
+        let Some(label) = name.get(pos + 1..pos + 1 + len) else { return false };
+        if !(1..=3).contains(&len) || !label.iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+        if label.iter().fold(0u32, |n, d| n * 10 + (d - b'0') as u32) > 255 {
+            return false;
+        }
+        pos += 1 + len;
+    }
+    name.get(pos) == Some(&0) && pos + 1 == name.len()
 }
 
 /// The SOA a local zone answers with (as Unbound's: a day-long negative TTL would be too long

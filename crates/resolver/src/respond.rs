@@ -46,57 +46,93 @@ pub enum Via {
 impl<T: Transport> Frontend<T> {
     /// Answers one query packet from `peer`; `None` means send nothing.
     pub async fn answer(&self, packet: &[u8], peer: IpAddr, via: Via) -> Option<Vec<u8>> {
+        match self.answer_now(packet, peer, via) {
+            Immediate::Reply(reply) => reply,
+            Immediate::Resolve => self.answer_resolving(packet, via).await,
+        }
+    }
+
+    /// Everything that needs no upstream query: errors, refusals, local zones and cache hits.
+    /// The UDP loop answers these inline and spawns a task only for [`Immediate::Resolve`].
+    pub fn answer_now(&self, packet: &[u8], peer: IpAddr, via: Via) -> Immediate {
         self.counters.queries.fetch_add(1, Ordering::Relaxed);
         let q = match query::parse(packet) {
             Ok(q) => q,
-            Err(BadQuery::Ignore) => return None,
-            Err(BadQuery::FormErr(h)) => return Some(error(h, None, None, rcode::FORMERR)),
-            Err(BadQuery::NotImp(h)) => return Some(error(h, None, None, rcode::NOTIMP)),
+            Err(BadQuery::Ignore) => return Immediate::Reply(None),
+            Err(BadQuery::FormErr(h)) => return Immediate::Reply(Some(error(h, None, None, rcode::FORMERR))),
+            Err(BadQuery::NotImp(h)) => return Immediate::Reply(Some(error(h, None, None, rcode::NOTIMP))),
         };
         let question = Question { qname: q.qname, qtype: q.qtype, qclass: q.qclass };
         let opt = q.edns.map(|_| OptOut { payload: CLIENT_PAYLOAD });
+        let reply = |code| Immediate::Reply(Some(error(q.header(), Some(question), opt, code)));
         match self.clients.lock().unwrap_or_else(|e| e.into_inner()).admit(peer, Instant::now()) {
             Admission::Allowed => {}
             Admission::Refused => {
                 self.counters.refused.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%peer, "recursion refused: client not in the allow list");
-                return Some(error(q.header(), Some(question), opt, rcode::REFUSED));
+                return reply(rcode::REFUSED);
             }
             Admission::Limited => {
                 self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-                return None;
+                return Immediate::Reply(None);
             }
         }
         if q.edns.is_some_and(|e| e.version != 0) {
-            return Some(error(q.header(), Some(question), opt, rcode::BADVERS));
+            return reply(rcode::BADVERS);
         }
         if q.opcode != opcode::QUERY {
-            return Some(error(q.header(), Some(question), opt, rcode::NOTIMP));
+            return reply(rcode::NOTIMP);
         }
         if q.qclass != CLASS_IN || matches!(q.qtype, code::AXFR | code::IXFR | 253 | 254) {
-            return Some(error(q.header(), Some(question), opt, rcode::REFUSED));
+            return reply(rcode::REFUSED);
         }
-        let limit = match via {
-            Via::Udp => response::udp_limit(q.edns, CLIENT_PAYLOAD),
-            Via::Tcp => 65_535,
-        };
+        let limit = limit_for(via, q.edns);
         if let Some((_, answer)) = self.local.answer(q.qname, q.qtype) {
             self.counters.local_answers.fetch_add(1, Ordering::Relaxed);
-            return Some(write_answer(q.header(), question, opt, &answer, true, limit));
+            return Immediate::Reply(Some(write_answer(q.header(), question, opt, &answer, true, limit)));
         }
-        let answer = if q.rd {
-            self.resolver.resolve(q.qname, q.qtype).await
-        } else {
-            // RD clear: the client asks what we already know; never go upstream for it.
-            match self.resolver.cached(q.qname, q.qtype) {
-                Some(a) => a,
-                None => return Some(error(q.header(), Some(question), opt, rcode::REFUSED)),
+        match self.resolver.cached(q.qname, q.qtype) {
+            Some(answer) => {
+                self.resolver.counters().served_from_cache.fetch_add(1, Ordering::Relaxed);
+                self.count_servfail(&answer);
+                Immediate::Reply(Some(write_answer(q.header(), question, opt, &answer, false, limit)))
             }
-        };
+            // RD clear: the client asks what we already know; never go upstream for it.
+            None if !q.rd => reply(rcode::REFUSED),
+            None => Immediate::Resolve,
+        }
+    }
+
+    /// The slow path: resolve upstream (the packet already passed [`answer_now`](Self::answer_now)).
+    pub async fn answer_resolving(&self, packet: &[u8], via: Via) -> Option<Vec<u8>> {
+        let q = query::parse(packet).ok()?;
+        let question = Question { qname: q.qname, qtype: q.qtype, qclass: q.qclass };
+        let opt = q.edns.map(|_| OptOut { payload: CLIENT_PAYLOAD });
+        let answer = self.resolver.resolve(q.qname, q.qtype).await;
+        self.count_servfail(&answer);
+        Some(write_answer(q.header(), question, opt, &answer, false, limit_for(via, q.edns)))
+    }
+
+    fn count_servfail(&self, answer: &Answer) {
         if answer.rcode() == rcode::SERVFAIL {
             self.counters.servfail.fetch_add(1, Ordering::Relaxed);
         }
-        Some(write_answer(q.header(), question, opt, &answer, false, limit))
+    }
+}
+
+/// What [`Frontend::answer_now`] decided.
+#[derive(Debug)]
+pub enum Immediate {
+    /// Send this (or nothing) now.
+    Reply(Option<Vec<u8>>),
+    /// The answer needs upstream queries: call [`Frontend::answer_resolving`] in a task.
+    Resolve,
+}
+
+fn limit_for(via: Via, edns: Option<appnet_dns::wire::query::Edns>) -> usize {
+    match via {
+        Via::Udp => response::udp_limit(edns, CLIENT_PAYLOAD),
+        Via::Tcp => 65_535,
     }
 }
 

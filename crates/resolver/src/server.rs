@@ -7,9 +7,9 @@ use crate::config::ResolverConfig;
 use crate::hints;
 use crate::local::LocalZones;
 use crate::resolver::{Mode, Resolver, Settings};
-use crate::respond::{Frontend, ServiceCounters, Via};
+use crate::respond::{Frontend, Immediate, ServiceCounters, Via};
 use crate::transport::NetTransport;
-use appnet_netkit::listen::{ListenOpts, bind_tcp, bind_udp};
+use appnet_netkit::listen::{ListenOpts, bind_tcp, bind_udp_group};
 use appnet_netkit::{BoxError, Service, Shutdown};
 use std::fmt::Write as _;
 use std::io;
@@ -26,7 +26,8 @@ pub type SharedFrontend = Arc<Frontend<NetTransport>>;
 
 /// A bound resolver service.
 pub struct ResolverServer {
-    udp: Arc<UdpSocket>,
+    /// One socket per worker thread on the same port (SO_REUSEPORT spreads clients over them).
+    udp: Vec<Arc<UdpSocket>>,
     tcp: TcpListener,
     frontend: SharedFrontend,
     config: ResolverConfig,
@@ -69,8 +70,9 @@ impl ResolverServer {
             .map_err(invalid)?;
         let local = LocalZones::new(&config.extra_local_zones).map_err(invalid)?;
         let opts = ListenOpts::default();
-        let udp = bind_udp(config.listen, &opts)?;
-        let addr = udp.local_addr()?;
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let udp = bind_udp_group(config.listen, workers, &opts)?;
+        let addr = udp[0].local_addr()?;
         let tcp = bind_tcp(addr, &opts)?;
         let frontend = Arc::new(Frontend {
             resolver: Resolver::new(
@@ -81,7 +83,7 @@ impl ResolverServer {
             clients: std::sync::Mutex::new(clients),
             counters: ServiceCounters::default(),
         });
-        Ok(ResolverServer { udp: Arc::new(udp), tcp, frontend, config })
+        Ok(ResolverServer { udp: udp.into_iter().map(Arc::new).collect(), tcp, frontend, config })
     }
 
     /// The resolver's shared state: counters, cache statistics, flush.
@@ -118,16 +120,21 @@ pub fn metrics_text(f: &Frontend<NetTransport>) -> String {
 
 impl Service for ResolverServer {
     fn local_addr(&self) -> SocketAddr {
-        self.udp.local_addr().unwrap_or(self.config.listen)
+        self.udp[0].local_addr().unwrap_or(self.config.listen)
     }
 
     async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
         let in_flight = Arc::new(Semaphore::new(self.config.max_in_flight.max(1)));
-        let udp = shutdown.spawn(serve_udp(self.udp, self.frontend.clone(), in_flight, shutdown.clone()));
-        let tcp = shutdown.spawn(serve_tcp(self.tcp, self.frontend, self.config, shutdown.clone()));
+        let mut loops = Vec::new();
+        for socket in self.udp {
+            let (frontend, in_flight, sd) = (self.frontend.clone(), in_flight.clone(), shutdown.clone());
+            loops.push(shutdown.spawn(serve_udp(socket, frontend, in_flight, sd)));
+        }
+        loops.push(shutdown.spawn(serve_tcp(self.tcp, self.frontend, self.config, shutdown.clone())));
         shutdown.wait().await;
-        let _ = udp.await;
-        let _ = tcp.await;
+        for l in loops {
+            let _ = l.await;
+        }
         if !shutdown.drain(Duration::from_secs(5)).await {
             tracing::warn!("some resolutions were still running at shutdown");
         }
@@ -153,14 +160,23 @@ async fn serve_udp(
                 }
             },
         };
+        let packet = match frontend.answer_now(&buf[..n], peer.ip(), Via::Udp) {
+            Immediate::Reply(Some(reply)) => {
+                if let Err(e) = socket.send_to(&reply, peer).await {
+                    tracing::debug!(%peer, "udp send failed: {e}");
+                }
+                continue;
+            }
+            Immediate::Reply(None) => continue,
+            Immediate::Resolve => buf[..n].to_vec(),
+        };
         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "too many questions in flight; dropping one");
             continue;
         };
-        let packet = buf[..n].to_vec();
         let (socket, frontend) = (socket.clone(), frontend.clone());
         shutdown.spawn(async move {
-            if let Some(reply) = frontend.answer(&packet, peer.ip(), Via::Udp).await
+            if let Some(reply) = frontend.answer_resolving(&packet, Via::Udp).await
                 && let Err(e) = socket.send_to(&reply, peer).await
             {
                 tracing::debug!(%peer, "udp send failed: {e}");
