@@ -18,6 +18,7 @@ pub mod metainfo;
 pub mod meter;
 mod peer;
 pub mod picker;
+pub mod progress;
 pub mod session;
 pub mod storage;
 pub mod tracker;

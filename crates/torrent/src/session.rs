@@ -65,7 +65,6 @@ pub(crate) struct PeerSlot {
     pub up: RateMeter,
     pub connected_at: Instant,
     pub last_block: Option<Instant>,
-    pub got_bitfield: bool,
 }
 
 struct PieceBuf {
@@ -437,7 +436,6 @@ impl TorrentHandle {
                 up: RateMeter::new(window, now),
                 connected_at: now,
                 last_block: None,
-                got_bitfield: false,
             },
         );
         Some(id)
@@ -516,10 +514,7 @@ impl TorrentHandle {
             Message::Bitfield(bytes) => {
                 let bf = Bitfield::from_bytes(&bytes, info.num_pieces())
                     .ok_or_else(|| PeerError::Protocol("bitfield with spare bits set".into()))?;
-                if slot.got_bitfield {
-                    return Err(PeerError::Protocol("second bitfield".into()));
-                }
-                slot.got_bitfield = true;
+                // A repeated bitfield (some clients follow HAVE NONE with one) replaces the last.
                 st.picker.peer_bitfield(&slot.bitfield, false);
                 st.picker.peer_bitfield(&bf, true);
                 slot.bitfield = bf;
@@ -529,15 +524,14 @@ impl TorrentHandle {
                 if !slot.fast {
                     return Err(PeerError::Protocol("fast-extension message without the extension".into()));
                 }
-                if slot.got_bitfield {
-                    return Err(PeerError::Protocol("second bitfield".into()));
-                }
-                slot.got_bitfield = true;
-                if matches!(msg, Message::HaveAll) {
-                    let bf = Bitfield::full(info.num_pieces());
-                    st.picker.peer_bitfield(&bf, true);
-                    slot.bitfield = bf;
-                }
+                let bf = if matches!(msg, Message::HaveAll) {
+                    Bitfield::full(info.num_pieces())
+                } else {
+                    Bitfield::new(info.num_pieces())
+                };
+                st.picker.peer_bitfield(&slot.bitfield, false);
+                st.picker.peer_bitfield(&bf, true);
+                slot.bitfield = bf;
                 update_interest(st, id);
             }
             Message::Request(r) => {

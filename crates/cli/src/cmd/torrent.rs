@@ -1,0 +1,420 @@
+//! `appnet torrent create|info|tracker|seed|get`: BitTorrent metainfo, tracker and client.
+
+use crate::context::Context;
+use anyhow::Context as _;
+use appnet_netkit::{Service, Shutdown};
+use appnet_torrent::config::{ClientConfig, TrackerConfig};
+use appnet_torrent::create::{CreateOptions, create};
+use appnet_torrent::metainfo::Magnet;
+use appnet_torrent::tracker::TrackerServer;
+use appnet_torrent::{Metainfo, Session, urlenc};
+use clap::{Args, Subcommand};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// BitTorrent: make .torrent files, run a tracker, seed and download.
+#[derive(Subcommand, Debug)]
+#[command(after_help = "A swarm on one machine:\n  \
+    appnet torrent tracker &\n  \
+    appnet torrent create big.iso --tracker http://127.0.0.1:6969/announce\n  \
+    appnet torrent seed big.iso.torrent --data big.iso --listen 127.0.0.1:6881 &\n  \
+    appnet torrent get big.iso.torrent -o downloads/")]
+pub enum TorrentCmd {
+    /// Make a .torrent for a file or a directory (multi-file).
+    #[command(after_help = "Examples:\n  \
+        appnet torrent create song.mp3 --tracker http://127.0.0.1:6969/announce\n  \
+        appnet torrent create album/ -o album.torrent --piece-size 1MiB --private\n  \
+        appnet torrent create f --tracker http://a/announce --tracker udp://b:6969   (BEP 12 tiers)")]
+    Create(CreateArgs),
+    /// Show what a .torrent file or a magnet link holds.
+    #[command(after_help = "Examples:\n  \
+        appnet torrent info ubuntu.iso.torrent\n  \
+        appnet torrent info 'magnet:?xt=urn:btih:...&dn=name'")]
+    Info(InfoArgs),
+    /// Run a tracker: HTTP announce/scrape and a status page, UDP (BEP 15) on the same port.
+    #[command(after_help = "Examples:\n  \
+        appnet torrent tracker                               127.0.0.1:6969, HTTP and UDP\n  \
+        appnet torrent tracker --listen 0.0.0.0:6969 --allow 0123...abcd\n  \
+        curl http://127.0.0.1:6969/stats                     the status page")]
+    Tracker(TrackerArgs),
+    /// Seed: serve a torrent's data to peers.
+    #[command(after_help = "Examples:\n  \
+        appnet torrent seed big.iso.torrent --data big.iso\n  \
+        appnet torrent seed album.torrent --data ~/music/album --upload-rate 1MiB")]
+    Seed(SeedArgs),
+    /// Download a torrent (resumes from data already in the output directory).
+    #[command(after_help = "Examples:\n  \
+        appnet torrent get big.iso.torrent -o downloads/\n  \
+        appnet torrent get big.iso.torrent --seed-time 600     stay 10 minutes to seed\n  \
+        appnet torrent get big.iso.torrent --download-rate 2MiB --max-peers 20")]
+    Get(GetArgs),
+}
+
+/// Flags for `torrent create`.
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// The file or directory to share.
+    path: PathBuf,
+    /// Where to write the .torrent [default: PATH.torrent in the current directory].
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Tracker announce URL (repeat for backup tiers).
+    #[arg(long = "tracker", value_name = "URL")]
+    trackers: Vec<String>,
+    /// Bytes per piece: 256KiB (the default), 1MiB, 16384, ...
+    #[arg(long, value_name = "SIZE", default_value = "256KiB")]
+    piece_size: String,
+    /// Mark the torrent private (BEP 27: peers from the tracker only).
+    #[arg(long)]
+    private: bool,
+    /// A comment stored in the torrent.
+    #[arg(long)]
+    comment: Option<String>,
+    /// Leave out the creation date (byte-identical output for the same input).
+    #[arg(long)]
+    no_date: bool,
+}
+
+/// Flags for `torrent info`.
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// A .torrent file or a magnet link.
+    what: String,
+}
+
+/// Flags for `torrent tracker`; each overrides the `[torrent-tracker]` table of --config.
+#[derive(Args, Debug)]
+pub struct TrackerArgs {
+    /// Address for HTTP and UDP [default: 127.0.0.1:6969].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Serve HTTP only (no BEP 15 UDP tracker).
+    #[arg(long)]
+    no_udp: bool,
+    /// Seconds between announces asked of clients [default: 1800].
+    #[arg(long, value_name = "SECS")]
+    interval: Option<u32>,
+    /// Minimum seconds between announces [default: 60].
+    #[arg(long, value_name = "SECS")]
+    min_interval: Option<u32>,
+    /// Only track this info hash (40 hex digits; repeat).
+    #[arg(long, value_name = "HASH")]
+    allow: Vec<String>,
+    /// Most peer entries per client IP address [default: 256].
+    #[arg(long, value_name = "N")]
+    max_peers_per_ip: Option<usize>,
+}
+
+/// Flags shared by `seed` and `get`; each overrides the `[torrent]` table of --config.
+#[derive(Args, Debug)]
+pub struct PeerArgs {
+    /// Address to accept peers on [default: 127.0.0.1, any free port].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Upload cap for all peers together, e.g. 500KiB (per second).
+    #[arg(long, value_name = "RATE")]
+    upload_rate: Option<String>,
+    /// Download cap for all peers together, e.g. 2MiB (per second).
+    #[arg(long, value_name = "RATE")]
+    download_rate: Option<String>,
+    /// Most connected peers [default: 50].
+    #[arg(long, value_name = "N")]
+    max_peers: Option<usize>,
+    /// Also connect to this peer (repeat; for swarms without a tracker).
+    #[arg(long = "peer", value_name = "ADDR")]
+    peers: Vec<SocketAddr>,
+    /// Regular unchoke slots (tit-for-tat) [default: 4].
+    #[arg(long, value_name = "N")]
+    unchoke_slots: Option<usize>,
+    /// Do not fsync each piece before announcing it (faster, less crash-safe).
+    #[arg(long)]
+    no_fsync: bool,
+}
+
+/// Flags for `torrent seed`.
+#[derive(Args, Debug)]
+pub struct SeedArgs {
+    /// The .torrent file.
+    torrent: PathBuf,
+    /// The data: the torrent's file or directory itself, or the directory that holds it.
+    #[arg(long, value_name = "PATH")]
+    data: PathBuf,
+    /// Stop after this many seconds [default: seed until Ctrl-C].
+    #[arg(long, value_name = "SECS")]
+    seed_time: Option<u64>,
+    #[command(flatten)]
+    peer: PeerArgs,
+}
+
+/// Flags for `torrent get`.
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// The .torrent file.
+    torrent: PathBuf,
+    /// Directory to download into [default: current directory].
+    #[arg(short, long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Keep seeding this many seconds after completing [default: 0, leave at once]; "forever"
+    /// seeds until Ctrl-C.
+    #[arg(long, value_name = "SECS|forever")]
+    seed_time: Option<String>,
+    /// No progress bar (a summary line at the end only).
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    peer: PeerArgs,
+}
+
+/// Runs a `torrent` subcommand.
+pub async fn run(cmd: TorrentCmd, ctx: &Context) -> anyhow::Result<()> {
+    match cmd {
+        TorrentCmd::Create(a) => create_cmd(a).await,
+        TorrentCmd::Info(a) => info_cmd(a),
+        TorrentCmd::Tracker(a) => tracker_cmd(a, ctx).await,
+        TorrentCmd::Seed(a) => seed_cmd(a, ctx).await,
+        TorrentCmd::Get(a) => get_cmd(a, ctx).await,
+    }
+}
+
+/// Parses `256KiB`, `1MiB`, `4M`, `16384`, `2.5MB` into bytes.
+fn parse_size(s: &str) -> anyhow::Result<u64> {
+    let t = s.trim().trim_end_matches("/s");
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().with_context(|| format!("{s:?} is not a size like 256KiB or 1048576"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "kb" => 1000,
+        "m" | "mib" => 1 << 20,
+        "mb" => 1_000_000,
+        "g" | "gib" => 1 << 30,
+        "gb" => 1_000_000_000,
+        other => anyhow::bail!("unknown unit {other:?} in {s:?} (use KiB, MiB, GiB, kB, MB, GB)"),
+    };
+    anyhow::ensure!(n > 0.0 && n.is_finite(), "{s:?} must be positive");
+    Ok((n * mult as f64) as u64)
+}
+
+fn read_torrent(path: &Path) -> anyhow::Result<Metainfo> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Metainfo::from_bytes(&bytes).with_context(|| format!("{} is not a valid .torrent file", path.display()))
+}
+
+async fn create_cmd(a: CreateArgs) -> anyhow::Result<()> {
+    let piece_length = parse_size(&a.piece_size)?;
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).ok();
+    let opts = CreateOptions {
+        piece_length,
+        trackers: a.trackers,
+        private: a.private,
+        comment: a.comment,
+        creation_date: if a.no_date { None } else { now },
+    };
+    let path = a.path.clone();
+    let meta = tokio::task::spawn_blocking(move || create(&path, &opts)).await??;
+    let out = a.output.unwrap_or_else(|| PathBuf::from(format!("{}.torrent", meta.info.name)));
+    let tmp = out.with_extension("torrent.tmp");
+    std::fs::write(&tmp, meta.to_bytes()).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &out).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "{}: {} in {} pieces of {}, info hash {}",
+        out.display(),
+        human(meta.info.total_length()),
+        meta.info.num_pieces(),
+        human(meta.info.piece_length),
+        urlenc::hex(&meta.info_hash)
+    );
+    Ok(())
+}
+
+fn human(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.2} {}", units[u]) }
+}
+
+fn info_cmd(a: InfoArgs) -> anyhow::Result<()> {
+    if a.what.starts_with("magnet:") {
+        let m = Magnet::parse(&a.what)?;
+        println!("info hash: {}", urlenc::hex(&m.info_hash));
+        println!("name:      {}", m.name.as_deref().unwrap_or("(none)"));
+        for t in &m.trackers {
+            println!("tracker:   {t}");
+        }
+        return Ok(());
+    }
+    let m = read_torrent(Path::new(&a.what))?;
+    println!("name:         {}", m.info.name);
+    println!("info hash:    {}", urlenc::hex(&m.info_hash));
+    println!("size:         {} ({} bytes)", human(m.info.total_length()), m.info.total_length());
+    println!("pieces:       {} of {}", m.info.num_pieces(), human(m.info.piece_length));
+    println!("private:      {}", if m.info.private { "yes" } else { "no" });
+    if let Some(c) = &m.comment {
+        println!("comment:      {c}");
+    }
+    if let Some(c) = &m.created_by {
+        println!("created by:   {c}");
+    }
+    if let Some(d) = m.creation_date {
+        println!("created:      {d} (Unix time)");
+    }
+    for (i, tier) in m.announce_list.iter().enumerate() {
+        println!("tier {i}:       {}", tier.join(" "));
+    }
+    if m.announce_list.is_empty()
+        && let Some(a) = &m.announce
+    {
+        println!("tracker:      {a}");
+    }
+    println!("magnet:       {}", m.magnet());
+    if m.info.multi_file {
+        for f in &m.info.files {
+            println!("  {:>12}  {}{}", f.length, f.path.join("/"), if f.pad { "  (padding)" } else { "" });
+        }
+    }
+    Ok(())
+}
+
+async fn tracker_cmd(a: TrackerArgs, ctx: &Context) -> anyhow::Result<()> {
+    let mut config: TrackerConfig = ctx.section("torrent-tracker")?;
+    if let Some(l) = a.listen {
+        config.listen = l;
+    }
+    config.udp &= !a.no_udp;
+    if let Some(i) = a.interval {
+        config.interval_secs = i;
+    }
+    if let Some(i) = a.min_interval {
+        config.min_interval_secs = i;
+    }
+    if let Some(n) = a.max_peers_per_ip {
+        config.max_peers_per_ip = n;
+    }
+    config.allow.extend(a.allow);
+    let (listen, udp) = (config.listen, config.udp);
+    let server = TrackerServer::bind(config).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = server.local_addr();
+    println!(
+        "appnet torrent tracker: http://{addr}/announce{} — status page http://{addr}/stats (Ctrl-C to stop)",
+        if udp { format!(" and udp://{addr}/announce") } else { String::new() }
+    );
+    let _ = std::io::stdout().flush();
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    server.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))
+}
+
+fn client_config(p: &PeerArgs, ctx: &Context) -> anyhow::Result<ClientConfig> {
+    let mut c: ClientConfig = ctx.section("torrent")?;
+    if let Some(l) = p.listen {
+        c.listen = l;
+    }
+    if let Some(r) = &p.upload_rate {
+        c.upload_rate = Some(parse_size(r)?);
+    }
+    if let Some(r) = &p.download_rate {
+        c.download_rate = Some(parse_size(r)?);
+    }
+    if let Some(n) = p.max_peers {
+        c.max_peers = n;
+    }
+    if let Some(n) = p.unchoke_slots {
+        c.unchoke_slots = n;
+    }
+    c.fsync &= !p.no_fsync;
+    Ok(c)
+}
+
+async fn seed_cmd(a: SeedArgs, ctx: &Context) -> anyhow::Result<()> {
+    let meta = read_torrent(&a.torrent)?;
+    let mut c = client_config(&a.peer, ctx)?;
+    // --data may name the torrent's file/directory itself or the directory holding it.
+    c.dir = if a.data.file_name().is_some_and(|n| n.to_string_lossy() == meta.info.name) && a.data.exists() {
+        a.data.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    } else {
+        a.data.clone()
+    };
+    if c.dir.as_os_str().is_empty() {
+        c.dir = PathBuf::from(".");
+    }
+    c.seed_time_secs = a.seed_time;
+    let name = meta.info.name.clone();
+    let hash = urlenc::hex(&meta.info_hash);
+    let mut session = Session::bind(meta, c, true).await.context("cannot start seeding")?;
+    session.add_peers(a.peer.peers.iter().copied());
+    println!("appnet torrent: seeding {name} ({hash}) on {} (Ctrl-C to stop)", session.local_addr());
+    let _ = std::io::stdout().flush();
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    let h = session.handle();
+    session.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))?;
+    let p = h.progress();
+    println!("appnet torrent: uploaded {} to {} peers' requests", human(p.uploaded), p.peers);
+    Ok(())
+}
+
+async fn get_cmd(a: GetArgs, ctx: &Context) -> anyhow::Result<()> {
+    let meta = read_torrent(&a.torrent)?;
+    let mut c = client_config(&a.peer, ctx)?;
+    if let Some(o) = &a.output {
+        std::fs::create_dir_all(o).with_context(|| format!("cannot create {}", o.display()))?;
+        c.dir = o.clone();
+    }
+    c.seed_time_secs = match a.seed_time.as_deref() {
+        None => Some(0),
+        Some("forever") => None,
+        Some(s) => Some(s.parse().with_context(|| format!("--seed-time {s:?}: seconds or \"forever\""))?),
+    };
+    let started = std::time::Instant::now();
+    let mut session = Session::bind(meta, c, false).await.context("cannot start the download")?;
+    session.add_peers(a.peer.peers.iter().copied());
+    let h = session.handle();
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    let run = tokio::spawn(session.run(shutdown.clone()));
+    if a.quiet {
+        tokio::select! {
+            _ = h.wait_complete() => {}
+            _ = shutdown.wait() => {}
+        }
+    } else {
+        appnet_torrent::progress::show(&h).await;
+    }
+    let complete = h.is_complete();
+    let took = started.elapsed().as_secs_f64();
+    let p = h.progress();
+    if complete {
+        println!(
+            "appnet torrent: {} complete in {took:.1} s ({}/s), uploaded {}",
+            h.metainfo().info.name,
+            human((p.downloaded as f64 / took.max(1e-3)) as u64),
+            human(p.uploaded)
+        );
+        let _ = std::io::stdout().flush();
+    }
+    run.await?.map_err(|e| anyhow::anyhow!(e))?;
+    anyhow::ensure!(complete, "download stopped at {} of {} pieces; run again to resume", p.have, p.pieces);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("256KiB").unwrap(), 262_144);
+        assert_eq!(parse_size("1MiB/s").unwrap(), 1 << 20);
+        assert_eq!(parse_size("16384").unwrap(), 16384);
+        assert_eq!(parse_size("2.5MB").unwrap(), 2_500_000);
+        assert!(parse_size("12 parsecs").is_err());
+    }
+}
