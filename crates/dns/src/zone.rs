@@ -423,3 +423,28 @@ mod tests {
         assert!(Zone::from_records(&apex, recs).is_err());
     }
 }
+
+#[cfg(test)]
+mod text_round_trip {
+    use super::*;
+    use crate::wire::name::{ROOT, from_text};
+
+    /// Fuzzer-found: names with `;`, `\` and other special characters survive writing the zone
+    /// to disk (as a secondary does) and reading it back.
+    #[test]
+    fn odd_names_survive_to_text() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/odd-names.zone"))
+            .unwrap();
+        let apex = from_text("example.com").unwrap();
+        let zone = Zone::from_records(
+            &apex,
+            zonefile::parse_text(&text, "odd", &apex, &Includes::Forbidden).unwrap(),
+        )
+        .unwrap();
+        let printed = zone.to_text();
+        let back = zonefile::parse_text(&printed, "printed", ROOT, &Includes::Forbidden).unwrap();
+        assert_eq!(back.len(), zone.record_count(), "{printed}");
+        let again = Zone::from_records(&apex, back).unwrap();
+        assert_eq!(again.to_text().lines().count(), printed.lines().count());
+    }
+}

@@ -98,6 +98,35 @@ pub fn to_text(name: &[u8]) -> String {
     }
 }
 
+/// The name in zone-file syntax with every special character escaped (`\;`, `\032`, ...), so
+/// it reads back as the same name whatever its labels hold.
+pub fn to_zone_text(name: &[u8]) -> String {
+    let mut out = String::new();
+    let mut pos = 0;
+    while pos < name.len() {
+        let len = name[pos] as usize;
+        if len == 0 {
+            break;
+        }
+        for &b in name.get(pos + 1..pos + 1 + len).unwrap_or(&[]) {
+            match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'*' | b'/' => out.push(b as char),
+                0x21..=0x7e => {
+                    out.push('\\');
+                    out.push(b as char);
+                }
+                _ => out.push_str(&format!("\\{b:03}")),
+            }
+        }
+        out.push('.');
+        pos += 1 + len;
+    }
+    if out.is_empty() {
+        out.push('.');
+    }
+    out
+}
+
 /// Parses a presentation-format name (`example.com` or `example.com.`; always absolute).
 pub fn from_text(text: &str) -> Result<NameBuf, String> {
     let name = domain::base::Name::<Vec<u8>>::from_str(text)
@@ -129,5 +158,8 @@ mod tests {
         assert_eq!(to_text(ROOT), ".");
         assert_eq!(from_text(".").unwrap().as_ref(), ROOT);
         assert!(!is_valid(&[3, b'a']));
+        let odd = [3, b'a', b';', b' ', 0];
+        assert_eq!(to_zone_text(&odd), "a\\;\\032.");
+        assert_eq!(from_text(&to_zone_text(&odd)).unwrap().as_ref(), &odd[..]);
     }
 }

@@ -1,0 +1,47 @@
+//! Any bytes as a DNS request (UDP and TCP paths, including transfers and NOTIFY), and as a
+//! response for the client-side parser: never a panic, replies within their size limits.
+#![no_main]
+
+use appnet_dns::catalog::Catalog;
+use appnet_dns::respond::{AccessList, Outcome, Policy, Transport, handle};
+use appnet_dns::wire::message::parse;
+use appnet_dns::zone::Zone;
+use libfuzzer_sys::fuzz_target;
+use std::sync::{Arc, OnceLock};
+
+const ZONE: &str = "$TTL 300\n@ SOA ns1 h 1 2 3 4 5\n@ NS ns1\n@ MX 10 mail\nns1 A 192.0.2.1\nmail A 192.0.2.2\n\
+    www CNAME alias\nalias A 192.0.2.3\n*.wild TXT \"w\"\nsub NS ns.sub\nns.sub A 192.0.2.4\n\
+    big TXT \"0123456789012345678901234567890123456789012345678901234567890123456789\"\n\
+    big TXT \"abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij\"\n\
+    _s._tcp SRV 0 0 1 mail\nloop CNAME loop\n";
+
+fn catalog() -> &'static (Catalog, Policy) {
+    static C: OnceLock<(Catalog, Policy)> = OnceLock::new();
+    C.get_or_init(|| {
+        let zone = Zone::from_text("example.com", ZONE).expect("fuzz zone");
+        let policy =
+            Policy { max_udp_payload: 1232, allow_transfer: AccessList::parse(&["0.0.0.0/0"]).unwrap() };
+        (Catalog::new([Arc::new(zone)]), policy)
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (cat, policy) = catalog();
+    let peer = "192.0.2.9".parse().unwrap();
+    for transport in [Transport::Udp, Transport::Tcp] {
+        match handle(cat, policy, data, transport, peer, Vec::new()) {
+            Outcome::Reply { bytes, .. } => {
+                let limit = if transport == Transport::Udp { 1232 } else { 65535 };
+                assert!(bytes.len() <= limit, "reply of {} bytes over the limit", bytes.len());
+                parse(&bytes).expect("our own replies parse");
+            }
+            Outcome::Transfer(t) => {
+                for m in t.messages(16384) {
+                    assert!(m.len() <= 16384);
+                }
+            }
+            Outcome::Notify { .. } | Outcome::Ignore => {}
+        }
+    }
+    let _ = parse(data);
+});
