@@ -159,7 +159,7 @@ impl Client {
         loop {
             match step {
                 Step::Ask(node) => {
-                    let req = Request::FindSuccessor { id };
+                    let req = Request::FindSuccessor { id, avoid: lookup.avoid() };
                     step = match call(node.addr, self.bits, &req, self.timeout).await {
                         Ok(resp) => lookup.on_response(resp),
                         Err(e) => {

@@ -1,6 +1,11 @@
 //! The iterative lookup state machine, shared by nodes (join, fix_fingers, user lookups) and by
 //! the client: ask the best candidate, follow `Closer` answers, route around nodes that time out,
 //! count hops and timeouts.
+//!
+//! Nodes learn about failures only through their own RPCs, so an answer may still name a dead
+//! node. Every `FindSuccessor` therefore carries the nodes this lookup found dead, and when the
+//! candidates run out the lookup asks the best node that already answered again, now telling
+//! it which nodes to avoid: that node then answers from the rest of its fingers and successors.
 
 use crate::id::Id;
 use crate::wire::{NodeRef, Response};
@@ -13,7 +18,7 @@ pub const MAX_STEPS: u32 = 256;
 /// What the lookup wants next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Send `FindSuccessor(target)` to this node.
+    /// Send `FindSuccessor(target, avoid)` to this node (see [`Lookup::avoid`]).
     Ask(NodeRef),
     /// The target's successor list (first entry = the successor).
     Done(Vec<NodeRef>),
@@ -28,7 +33,10 @@ pub struct Lookup {
     bits: u8,
     queue: Vec<NodeRef>,
     tried: HashSet<SocketAddr>,
-    dead: HashSet<SocketAddr>,
+    dead: Vec<NodeRef>,
+    /// Nodes that answered, with how many dead nodes the lookup knew when they did.
+    answered: Vec<(NodeRef, usize)>,
+    current: Option<NodeRef>,
     /// FindSuccessor answers received.
     pub hops: u32,
     /// Candidates that failed to answer.
@@ -44,7 +52,9 @@ impl Lookup {
             bits,
             queue: Vec::new(),
             tried: HashSet::new(),
-            dead: HashSet::new(),
+            dead: Vec::new(),
+            answered: Vec::new(),
+            current: None,
             hops: 0,
             timeouts: 0,
         };
@@ -57,9 +67,22 @@ impl Lookup {
         self.target
     }
 
+    /// Ids of the nodes found dead so far (at most [`crate::wire::MAX_AVOID`], latest first):
+    /// sent with every `FindSuccessor` so the answer leaves them out.
+    pub fn avoid(&self) -> Vec<Id> {
+        self.dead.iter().rev().take(crate::wire::MAX_AVOID).map(|n| n.id).collect()
+    }
+
+    fn is_dead(&self, n: &NodeRef) -> bool {
+        self.dead.iter().any(|d| d.addr == n.addr)
+    }
+
     fn add(&mut self, nodes: Vec<NodeRef>) {
         for n in nodes {
-            if !self.tried.contains(&n.addr) && !self.queue.iter().any(|q| q.addr == n.addr) {
+            if !self.tried.contains(&n.addr)
+                && !self.is_dead(&n)
+                && !self.queue.iter().any(|q| q.addr == n.addr)
+            {
                 self.queue.push(n);
             }
         }
@@ -68,14 +91,29 @@ impl Lookup {
         self.queue.sort_by_key(|n| std::cmp::Reverse(n.id.distance_to(&t, bits)));
     }
 
-    /// The next step: ask the best untried candidate.
+    /// The next step: ask the best untried candidate, or re-ask the best node that answered
+    /// before the lookup learned of more dead nodes.
     pub fn next_step(&mut self) -> Step {
         if self.hops + self.timeouts >= MAX_STEPS {
             return Step::Failed;
         }
-        match self.queue.pop() {
-            Some(n) => {
-                self.tried.insert(n.addr);
+        if let Some(n) = self.queue.pop() {
+            self.tried.insert(n.addr);
+            self.current = Some(n);
+            return Step::Ask(n);
+        }
+        let known_dead = self.dead.len();
+        let (t, bits) = (self.target, self.bits);
+        let best = self
+            .answered
+            .iter_mut()
+            .filter(|(_, seen)| *seen < known_dead)
+            .min_by_key(|(n, _)| n.id.distance_to(&t, bits));
+        match best {
+            Some((n, seen)) => {
+                *seen = known_dead;
+                let n = *n;
+                self.current = Some(n);
                 Step::Ask(n)
             }
             None => Step::Failed,
@@ -85,13 +123,19 @@ impl Lookup {
     /// Feeds the answer of the node last asked.
     pub fn on_response(&mut self, resp: Response) -> Step {
         self.hops += 1;
+        if let Some(n) = self.current.take() {
+            let known = self.dead.len();
+            match self.answered.iter_mut().find(|(a, _)| a.addr == n.addr) {
+                Some(entry) => entry.1 = known,
+                None => self.answered.push((n, known)),
+            }
+        }
         match resp {
             Response::Found { succs } => {
-                let live: Vec<NodeRef> = succs.into_iter().filter(|n| !self.dead.contains(&n.addr)).collect();
+                let live: Vec<NodeRef> = succs.into_iter().filter(|n| !self.is_dead(n)).collect();
                 if live.is_empty() { self.next_step() } else { Step::Done(live) }
             }
             Response::Closer { nodes } => {
-                let nodes = nodes.into_iter().filter(|n| !self.dead.contains(&n.addr)).collect();
                 self.add(nodes);
                 self.next_step()
             }
@@ -102,7 +146,11 @@ impl Lookup {
     /// The node last asked did not answer (or answered with an error).
     pub fn on_failure(&mut self, node: &NodeRef) -> Step {
         self.timeouts += 1;
-        self.dead.insert(node.addr);
+        self.current = None;
+        if !self.is_dead(node) {
+            self.dead.push(*node);
+        }
+        self.answered.retain(|(a, _)| a.addr != node.addr);
         self.next_step()
     }
 }
@@ -121,8 +169,24 @@ mod tests {
         let mut l = Lookup::new(Id::from_u64(14), 4, vec![n(8), n(12), n(4)]);
         assert_eq!(l.next_step(), Step::Ask(n(12)));
         assert_eq!(l.on_failure(&n(12)), Step::Ask(n(8)));
+        assert_eq!(l.avoid(), vec![Id::from_u64(12)]);
         assert_eq!(l.on_response(Response::Closer { nodes: vec![n(12), n(10)] }), Step::Ask(n(10)));
         assert_eq!(l.on_response(Response::Found { succs: vec![n(12), n(15)] }), Step::Done(vec![n(15)]));
         assert_eq!((l.hops, l.timeouts), (2, 1));
+    }
+
+    #[test]
+    fn re_asks_an_answered_node_once_its_suggestion_died() {
+        let mut l = Lookup::new(Id::from_u64(6), 4, vec![n(1)]);
+        assert_eq!(l.next_step(), Step::Ask(n(1)));
+        // 1 only knows 5 (dead) as closer; after 5 fails, 1 is asked again with avoid = [5].
+        assert_eq!(l.on_response(Response::Closer { nodes: vec![n(5)] }), Step::Ask(n(5)));
+        assert_eq!(l.on_failure(&n(5)), Step::Ask(n(1)));
+        assert_eq!(l.avoid(), vec![Id::from_u64(5)]);
+        assert_eq!(l.on_response(Response::Found { succs: vec![n(8)] }), Step::Done(vec![n(8)]));
+        // Nothing left to re-ask once everyone answered with what is known.
+        let mut l = Lookup::new(Id::from_u64(6), 4, vec![n(1)]);
+        l.next_step();
+        assert_eq!(l.on_response(Response::Closer { nodes: vec![] }), Step::Failed);
     }
 }

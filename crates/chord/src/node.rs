@@ -370,7 +370,7 @@ impl Node {
 
     fn start_lookup(&mut self, purpose: Purpose, target: Id) {
         // The first step is local: no message when this node already knows the answer.
-        match self.rt.route(&target) {
+        match self.rt.route(&target, &[]) {
             Response::Found { succs } => {
                 self.lookup_done(purpose, Some(LookupOutcome { succs, hops: 0, timeouts: 0 }))
             }
@@ -386,7 +386,7 @@ impl Node {
         let step = step.unwrap_or_else(|| lookup.next_step());
         match step {
             Step::Ask(node) => {
-                let req = Request::FindSuccessor { id: lookup.target() };
+                let req = Request::FindSuccessor { id: lookup.target(), avoid: lookup.avoid() };
                 self.send(node.addr, req, Pending::Lookup { purpose, lookup, asked: node });
             }
             Step::Done(succs) => {
@@ -431,8 +431,9 @@ impl Node {
             Purpose::Get(op, key) => match outcome {
                 None => self.events.push_back(Event::GetDone { op, value: None, outcome: None }),
                 Some(o) => {
-                    let mut rest: Vec<NodeRef> =
-                        o.succs.iter().take(self.params.replicas.max(1)).copied().collect();
+                    // The whole list: if the first ones are dead but not yet purged, a later
+                    // entry still holds a replica.
+                    let mut rest: Vec<NodeRef> = o.succs.clone();
                     rest.reverse();
                     self.fetch_next(op, key, rest, o);
                 }
@@ -582,14 +583,14 @@ impl Node {
                 fingers: self.rt.distinct_fingers(),
                 items: self.store.len() as u64,
             },
-            Request::FindSuccessor { id } => {
+            Request::FindSuccessor { id, avoid } => {
                 if self.phase == Phase::Joining {
                     return Response::Error {
                         code: ErrorCode::Unavailable,
                         message: "this node is still joining".into(),
                     };
                 }
-                self.rt.route(&id)
+                self.rt.route(&id, &avoid)
             }
             Request::GetNeighbors => Response::Neighbors { pred: self.rt.pred, succs: self.rt.succs.clone() },
             Request::Notify { node } => {

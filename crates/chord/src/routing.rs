@@ -84,36 +84,45 @@ impl Routing {
 
     /// Up to `k` known nodes strictly between this node and `target`, closest to `target` first
     /// (fingers and successor list both count).
-    pub fn closest_preceding(&self, target: &Id, k: usize) -> Vec<NodeRef> {
+    pub fn closest_preceding(&self, target: &Id, k: usize, avoid: &[Id]) -> Vec<NodeRef> {
         let me = self.me.id;
-        let mut v: Vec<NodeRef> = self
-            .fingers
-            .iter()
-            .flatten()
-            .chain(self.succs.iter())
-            .filter(|n| n.id.in_open(&me, target))
-            .copied()
-            .collect();
-        v.sort_by_key(|n| n.id.distance_to(target, self.bits));
-        v.dedup_by(|a, b| a.id == b.id);
-        v.truncate(k);
-        v
+        // Keep the k best by insertion: fingers repeat a lot, so this beats sort + dedup.
+        let mut best: Vec<(Id, NodeRef)> = Vec::with_capacity(k + 1);
+        for n in self.fingers.iter().rev().flatten().chain(self.succs.iter()) {
+            if !n.id.in_open(&me, target) || best.iter().any(|(_, b)| b.id == n.id) || avoid.contains(&n.id) {
+                continue;
+            }
+            let d = n.id.distance_to(target, self.bits);
+            if best.len() == k && best.last().is_some_and(|(worst, _)| d >= *worst) {
+                continue;
+            }
+            let pos = best.partition_point(|(bd, _)| *bd <= d);
+            best.insert(pos, (d, *n));
+            best.truncate(k);
+        }
+        best.into_iter().map(|(_, n)| n).collect()
     }
 
     /// One step of find_successor(target) at this node: `Found` when target is in
-    /// (me, successor], else the closest preceding nodes to ask next.
-    pub fn route(&self, target: &Id) -> Response {
+    /// (me, successor], else the closest preceding nodes to ask next. Nodes in `avoid` (dead,
+    /// as far as the asker knows) are left out of both answers.
+    pub fn route(&self, target: &Id, avoid: &[Id]) -> Response {
         if self.succs.is_empty() {
             return Response::Found { succs: vec![self.me] };
         }
-        if target.in_half_open(&self.me.id, &self.succs[0].id) {
-            return Response::Found { succs: self.succs.clone() };
+        let succs: Vec<NodeRef> = self.succs.iter().filter(|s| !avoid.contains(&s.id)).copied().collect();
+        if let Some(first) = succs.first()
+            && target.in_half_open(&self.me.id, &first.id)
+        {
+            return Response::Found { succs };
         }
-        let nodes = self.closest_preceding(target, CLOSER_CANDIDATES);
-        if nodes.is_empty() {
-            Response::Found { succs: self.succs.clone() }
-        } else {
-            Response::Closer { nodes }
+        let nodes = self.closest_preceding(target, CLOSER_CANDIDATES, avoid);
+        match (nodes.is_empty(), succs.is_empty()) {
+            (false, _) => Response::Closer { nodes },
+            (true, false) => Response::Found { succs },
+            // Every successor we know is avoided: we cannot name the target's successor; the
+            // asker goes on with its other candidates.
+            (true, true) => Response::Found { succs: Vec::new() },
         }
     }
 

@@ -20,6 +20,8 @@ pub const MAX_KEY: usize = 1024;
 pub const MAX_VALUE: usize = 1024 * 1024;
 /// Most nodes in one list (successor lists, candidates, fingers).
 pub const MAX_NODES: usize = 255;
+/// Most ids in the avoid list of one `FindSuccessor`.
+pub const MAX_AVOID: usize = 32;
 /// Most items in one `Store`.
 pub const MAX_ITEMS: usize = 65_535;
 
@@ -48,8 +50,9 @@ pub enum Request {
     Ping,
     /// The node's whole routing state, for `appnet chord ring`.
     Info,
-    /// One step of an iterative lookup for `id`.
-    FindSuccessor { id: Id },
+    /// One step of an iterative lookup for `id`, leaving out the nodes in `avoid` (found dead
+    /// by the asker).
+    FindSuccessor { id: Id, avoid: Vec<Id> },
     /// Predecessor and successor list, for stabilize.
     GetNeighbors,
     /// "I might be your predecessor."
@@ -377,7 +380,14 @@ pub fn encode_request(bits: u8, req: &Request) -> Vec<u8> {
     let mut w = Writer::new(bits, kind);
     match req {
         Request::Ping | Request::Info | Request::GetNeighbors => {}
-        Request::FindSuccessor { id } => w.id(id),
+        Request::FindSuccessor { id, avoid } => {
+            w.id(id);
+            let n = avoid.len().min(MAX_AVOID);
+            w.u8(n as u8);
+            for a in &avoid[..n] {
+                w.id(a);
+            }
+        }
         Request::Notify { node } => w.node(node),
         Request::Get { key } | Request::Delete { key } => w.key(key),
         Request::Put { key, value } => {
@@ -407,7 +417,18 @@ pub fn decode_request(body: &[u8]) -> Result<(u8, Request), WireError> {
     let req = match kind {
         T_PING => Request::Ping,
         T_INFO => Request::Info,
-        T_FIND => Request::FindSuccessor { id: r.id()? },
+        T_FIND => {
+            let id = r.id()?;
+            let n = r.u8()? as usize;
+            if n > MAX_AVOID {
+                return Err(WireError::TooLarge("avoid list"));
+            }
+            let mut avoid = Vec::with_capacity(n);
+            for _ in 0..n {
+                avoid.push(r.id()?);
+            }
+            Request::FindSuccessor { id, avoid }
+        }
         T_NEIGHBORS => Request::GetNeighbors,
         T_NOTIFY => Request::Notify { node: r.node()? },
         T_GET => Request::Get { key: r.key()? },
@@ -555,7 +576,14 @@ mod tests {
             Just(Request::Ping),
             Just(Request::Info),
             Just(Request::GetNeighbors),
-            any::<[u8; 20]>().prop_map(move |b| Request::FindSuccessor { id: Id(b).masked(bits) }),
+            (any::<[u8; 20]>(), proptest::collection::vec(any::<[u8; 20]>(), 0..4)).prop_map(
+                move |(b, a)| {
+                    Request::FindSuccessor {
+                        id: Id(b).masked(bits),
+                        avoid: a.into_iter().map(|x| Id(x).masked(bits)).collect(),
+                    }
+                }
+            ),
             arb_node(bits).prop_map(|node| Request::Notify { node }),
             arb_bytes(40).prop_map(|key| Request::Get { key }),
             arb_bytes(40).prop_map(|key| Request::Delete { key }),
@@ -625,13 +653,16 @@ mod tests {
         assert_eq!(decode_request(&f[4..]), Err(WireError::Version(2)));
         assert_eq!(WireError::Version(2).code(), ErrorCode::BadVersion);
         // id 16 does not fit in 4 bits
-        let body = [VERSION, 4, T_FIND, 16];
+        let body = [VERSION, 4, T_FIND, 16, 0];
         assert!(matches!(decode_request(&body), Err(WireError::BadId(_))));
         // wrong id length for m = 4 (one byte expected)
-        let body = [VERSION, 4, T_FIND, 0, 1];
+        let body = [VERSION, 4, T_FIND, 0, 0, 1];
         assert_eq!(decode_request(&body), Err(WireError::Trailing(1)));
+        // avoid list over its limit
+        let body = [VERSION, 4, T_FIND, 0, 33];
+        assert_eq!(decode_request(&body), Err(WireError::TooLarge("avoid list")));
         // ids in a message with m = 0
-        let body = [VERSION, 0, T_FIND, 1];
+        let body = [VERSION, 0, T_FIND, 1, 0];
         assert!(matches!(decode_request(&body), Err(WireError::BadId(_))));
         // an over-long key
         let mut body = vec![VERSION, 0, T_GET];

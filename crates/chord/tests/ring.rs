@@ -190,7 +190,7 @@ async fn rejects_a_request_from_another_ring_and_a_bad_version() {
     let resp = appnet_chord::client::rpc(
         addr,
         6,
-        &Request::FindSuccessor { id: Id::from_u64(5) },
+        &Request::FindSuccessor { id: Id::from_u64(5), avoid: vec![] },
         Duration::from_secs(2),
     )
     .await

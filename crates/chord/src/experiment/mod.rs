@@ -93,14 +93,16 @@ pub fn run_all(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Vec<Tab
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| ExperimentError::Write { path: opts.out.clone(), message: e.to_string() })?;
     let mut tables = Vec::new();
+    let started = std::time::Instant::now();
     progress("path length");
     tables.push(path_length(opts)?);
-    progress("load balance");
+    progress(&format!("load balance ({:.0?} so far)", started.elapsed()));
     tables.extend(load_balance(opts)?);
-    progress("simultaneous failures");
+    progress(&format!("simultaneous failures ({:.0?} so far)", started.elapsed()));
     tables.push(failures(opts)?);
-    progress("churn");
+    progress(&format!("churn ({:.0?} so far)", started.elapsed()));
     tables.push(churn(opts)?);
+    progress(&format!("done in {:.0?}", started.elapsed()));
     Ok(tables)
 }
 

@@ -37,7 +37,7 @@ pub async fn run(cmd: ExperimentCmd, _ctx: &Context) -> anyhow::Result<()> {
             let opts =
                 appnet_chord::experiment::Options { out: args.out, quick: args.quick, seed: args.seed };
             let tables = tokio::task::spawn_blocking(move || {
-                appnet_chord::experiment::run_all(&opts, |name| eprintln!("running: {name} ..."))
+                appnet_chord::experiment::run_all(&opts, |name| eprintln!("chord experiment: {name}"))
             })
             .await??;
             for t in tables {
