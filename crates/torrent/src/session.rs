@@ -465,7 +465,12 @@ impl TorrentHandle {
     /// Handles one message from peer `id` (validated here against the torrent).
     pub(crate) async fn handle(&self, id: u64, msg: Message) -> Result<(), PeerError> {
         if let Some((index, buf)) = self.on_message(id, msg)? {
-            self.finish_piece(id, index, buf).await?;
+            // Its own task: if this connection is closed meanwhile (a duplicate connection
+            // replaced it, say), the verified piece must still be recorded, not lost.
+            let h = self.clone();
+            tokio::spawn(async move { h.finish_piece(id, index, buf).await })
+                .await
+                .map_err(|e| PeerError::Io(io::Error::other(e)))??;
         }
         Ok(())
     }

@@ -76,7 +76,10 @@ async fn seeder_and_two_leechers_via_tracker() {
         leechers.push(harness::start(s));
     }
     for (h, dir) in &handles {
-        tokio::time::timeout(Duration::from_secs(30), h.wait_complete()).await.expect("download finishes");
+        if tokio::time::timeout(Duration::from_secs(30), h.wait_complete()).await.is_err() {
+            let all: Vec<_> = handles.iter().map(|(h, _)| h.progress()).collect();
+            panic!("download did not finish: {all:#?}");
+        }
         assert_eq!(std::fs::read(dir.join("album/a.bin")).unwrap(), a);
         assert_eq!(std::fs::read(dir.join("album/cd2/b.bin")).unwrap(), b);
         let p = h.progress();
