@@ -17,6 +17,7 @@ pub mod files;
 pub mod gate;
 pub mod h2srv;
 pub mod prefixed;
+pub mod proxy;
 pub mod push;
 pub mod server;
 pub mod site;

@@ -1,0 +1,108 @@
+//! Configuration of the caching proxy, shared by `appnet web proxy` flags, the `[proxy]` table
+//! of a TOML file and the lab.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `appnet web proxy` needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Address to listen on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Reverse-proxy mode: the origin (`http://host:port`) every request goes to. Without it
+    /// (and without `origins`) the proxy is a forward proxy for configured clients.
+    pub reverse: Option<String>,
+    /// Reverse-proxy mode: origin per Host name (lower case, no port), before `reverse`.
+    pub origins: BTreeMap<String, String>,
+    /// Keep bodies on disk in this directory (survives restarts); otherwise in memory.
+    pub cache_dir: Option<PathBuf>,
+    /// Bytes of bodies kept in memory (without `cache_dir`).
+    pub memory_size: u64,
+    /// Bytes of bodies kept on disk (with `cache_dir`).
+    pub disk_size: u64,
+    /// Largest object stored; larger ones pass through.
+    pub max_object_size: u64,
+    /// Most Vary variants kept per URL.
+    pub max_variants: usize,
+    /// Clients allowed to use the proxy (addresses or CIDR prefixes; empty: everyone).
+    pub allow: Vec<String>,
+    /// Clients allowed to PURGE and to read the metrics.
+    pub purge_allow: Vec<String>,
+    /// Ports CONNECT may reach (forward mode).
+    pub connect_ports: Vec<u16>,
+    /// Path answered with statistics in the Prometheus text format (empty: off). In reverse
+    /// mode only `purge_allow` clients get it; others reach the origin's path.
+    pub metrics_path: String,
+    /// Seconds to connect to an origin.
+    pub connect_timeout_secs: u64,
+    /// Seconds an origin has to start answering; then 504.
+    pub origin_timeout_secs: u64,
+    /// Seconds an origin body may stall between chunks.
+    pub body_idle_timeout_secs: u64,
+    /// Seconds an idle client connection stays open.
+    pub idle_timeout_secs: u64,
+    /// Seconds a client has to send a request head.
+    pub header_timeout_secs: u64,
+    /// Most client connections at once; more get 503.
+    pub max_connections: usize,
+    /// Most idle pooled connections kept per origin.
+    pub pool_per_host: usize,
+    /// Fraction of (Date − Last-Modified) used as heuristic freshness.
+    pub heuristic_fraction: f32,
+    /// Cap on heuristic freshness, in seconds.
+    pub heuristic_max_secs: u64,
+    /// Collapse concurrent misses for one URL into one origin request.
+    pub collapse: bool,
+    /// Name used in Via and Cache-Status.
+    pub name: String,
+    /// Log each request on stdout.
+    pub access_log: bool,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3128)),
+            reverse: None,
+            origins: BTreeMap::new(),
+            cache_dir: None,
+            memory_size: 256 * 1024 * 1024,
+            disk_size: 4 * 1024 * 1024 * 1024,
+            max_object_size: 64 * 1024 * 1024,
+            max_variants: 16,
+            allow: ["127.0.0.0/8", "::1", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+                .map(String::from)
+                .to_vec(),
+            purge_allow: vec!["127.0.0.0/8".into(), "::1".into()],
+            connect_ports: vec![443, 8443],
+            metrics_path: "/metrics".into(),
+            connect_timeout_secs: 5,
+            origin_timeout_secs: 30,
+            body_idle_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            header_timeout_secs: 10,
+            max_connections: 10_000,
+            pool_per_host: 64,
+            heuristic_fraction: 0.1,
+            heuristic_max_secs: 86_400,
+            collapse: true,
+            name: "appnet".into(),
+            access_log: false,
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// Whether the proxy runs in reverse mode.
+    pub fn is_reverse(&self) -> bool {
+        self.reverse.is_some() || !self.origins.is_empty()
+    }
+
+    pub(crate) fn secs(v: u64) -> Duration {
+        Duration::from_secs(v.max(1))
+    }
+}

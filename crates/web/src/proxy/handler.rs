@@ -1,0 +1,755 @@
+//! The caching proxy's request flow: ACL, purge, metrics, pass-through of unsafe methods (with
+//! invalidation), and for GET/HEAD the cache: lookup, fresh hit, stale-while-revalidate,
+//! revalidation with a conditional GET, collapsed misses, storing while streaming, and
+//! stale-if-error / 502 / 504 when the origin fails.
+
+use super::collapse::{self, Collapser, LeadGuard, Turn};
+use super::config::ProxyConfig;
+use super::metrics::{Fwd, Outcome, ProxyMetrics};
+use super::origin::{self, CLIENT_CONDITIONALS, Origin, OriginClient};
+use super::policy::{self, Decision, PolicyOptions, Stored, strip_hop_by_hop};
+use super::store::{BodyRef, Entry, Store, StoreConfig, Writer};
+use crate::body::{self, Body};
+use appnet_dns::respond::AccessList;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Errors building a proxy from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// An origin URL is unusable.
+    #[error("origin: {0}")]
+    Origin(String),
+    /// An ACL entry is not an address or prefix.
+    #[error("access list: {0}")]
+    Acl(String),
+    /// The cache directory could not be opened.
+    #[error("cache directory: {0}")]
+    Store(#[from] io::Error),
+}
+
+/// The proxy's shared state (one per listener, shared by all connections).
+pub struct Proxy {
+    cfg: ProxyConfig,
+    store: Store,
+    collapser: Arc<Collapser>,
+    metrics: ProxyMetrics,
+    client: OriginClient,
+    opts: PolicyOptions,
+    allow: AccessList,
+    purge_allow: AccessList,
+    reverse: Option<Origin>,
+    origins: HashMap<String, Origin>,
+    via: HeaderValue,
+}
+
+/// Where a request goes and under which cache key.
+struct Target {
+    origin: Origin,
+    key: String,
+    path_and_query: String,
+}
+
+fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
+    let mut msg = msg.into();
+    msg.push('\n');
+    let mut r = Response::new(body::full(msg));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+enum FetchError {
+    Timeout,
+    Failed(String),
+}
+
+impl Proxy {
+    /// Builds the proxy: origins, ACLs, the store (loading a cache directory) and the client.
+    pub fn new(cfg: ProxyConfig) -> Result<Proxy, SetupError> {
+        let reverse = cfg.reverse.as_deref().map(Origin::parse).transpose().map_err(SetupError::Origin)?;
+        let mut origins = HashMap::new();
+        for (host, url) in &cfg.origins {
+            origins.insert(host.to_ascii_lowercase(), Origin::parse(url).map_err(SetupError::Origin)?);
+        }
+        let opts = PolicyOptions {
+            heuristic_fraction: cfg.heuristic_fraction,
+            heuristic_max: Duration::from_secs(cfg.heuristic_max_secs),
+        };
+        let store = Store::open(
+            StoreConfig {
+                capacity: if cfg.cache_dir.is_some() { cfg.disk_size } else { cfg.memory_size },
+                max_object: cfg.max_object_size,
+                max_variants: cfg.max_variants,
+                dir: cfg.cache_dir.clone(),
+            },
+            &opts,
+        )?;
+        let via = HeaderValue::from_str(&format!("1.1 {}", cfg.name))
+            .map_err(|_| SetupError::Origin("bad name".into()))?;
+        Ok(Proxy {
+            allow: AccessList::parse(&cfg.allow).map_err(SetupError::Acl)?,
+            purge_allow: AccessList::parse(&cfg.purge_allow).map_err(SetupError::Acl)?,
+            client: origin::client(ProxyConfig::secs(cfg.connect_timeout_secs), cfg.pool_per_host),
+            store,
+            collapser: Arc::new(Collapser::default()),
+            metrics: ProxyMetrics::new(),
+            opts,
+            reverse,
+            origins,
+            via,
+            cfg,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ProxyConfig {
+        &self.cfg
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &ProxyMetrics {
+        &self.metrics
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Whether `peer` may use the proxy at all.
+    pub fn allowed(&self, peer: SocketAddr) -> bool {
+        self.allow.is_empty() || self.allow.contains(peer.ip())
+    }
+
+    /// Whether `peer` may purge and read metrics.
+    pub fn admin(&self, peer: SocketAddr) -> bool {
+        self.purge_allow.contains(peer.ip())
+    }
+
+    /// Renders the metrics (with store usage).
+    pub fn render_metrics(&self) -> String {
+        let (objects, bytes) = self.store.usage();
+        self.metrics.objects.set(objects as i64);
+        self.metrics.stored_bytes.set(bytes as i64);
+        self.metrics.render()
+    }
+
+    fn target(&self, req: &Request<hyper::body::Incoming>) -> Result<Target, Box<Response<Body>>> {
+        let uri = req.uri();
+        let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+        if self.cfg.is_reverse() {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .or_else(|| uri.authority().map(|a| a.to_string()))
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let bare = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host);
+            let origin = self.origins.get(bare).or(self.reverse.as_ref()).cloned().ok_or_else(|| {
+                Box::new(text(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    format!("no origin is configured for host {bare:?}"),
+                ))
+            })?;
+            let host = if host.is_empty() { origin.authority.clone() } else { host };
+            return Ok(Target { key: format!("http://{host}{pq}"), origin, path_and_query: pq });
+        }
+        match (uri.scheme_str(), uri.authority()) {
+            (Some("http"), Some(auth)) => {
+                let a = auth.as_str().to_ascii_lowercase();
+                let a = a.strip_suffix(":80").unwrap_or(&a).to_string();
+                Ok(Target {
+                    key: format!("http://{a}{pq}"),
+                    origin: Origin { authority: a },
+                    path_and_query: pq,
+                })
+            }
+            (Some(s), Some(_)) => Err(Box::new(text(
+                StatusCode::BAD_REQUEST,
+                format!("this proxy fetches http:// URLs; use CONNECT for {s}:// (curl does this with -x)"),
+            ))),
+            _ => Err(Box::new(text(
+                StatusCode::BAD_REQUEST,
+                "this is a forward proxy: send absolute-form requests (configure it as your HTTP proxy, e.g. curl -x)",
+            ))),
+        }
+    }
+
+    /// Handles one request (not CONNECT, which the server driver tunnels).
+    pub async fn handle(
+        self: &Arc<Self>,
+        req: Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        self.metrics.requests.inc();
+        if !self.allowed(peer) {
+            self.metrics.denied.inc();
+            return text(StatusCode::FORBIDDEN, format!("{} is not allowed to use this proxy", peer.ip()));
+        }
+        let origin_form = req.uri().authority().is_none();
+        if !self.cfg.metrics_path.is_empty()
+            && req.method() == Method::GET
+            && req.uri().path() == self.cfg.metrics_path
+            && ((origin_form && !self.cfg.is_reverse()) || (self.cfg.is_reverse() && self.admin(peer)))
+        {
+            if !self.admin(peer) {
+                return text(StatusCode::FORBIDDEN, "metrics are for purge_allow clients");
+            }
+            let mut r = text(StatusCode::OK, self.render_metrics());
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+            return r;
+        }
+        let target = match self.target(&req) {
+            Ok(t) => t,
+            Err(resp) => return *resp,
+        };
+        if req.method().as_str() == "PURGE" {
+            return self.purge(&target, peer);
+        }
+        let resp = if policy::is_cacheable_method(req.method()) {
+            self.cached(req, target, peer).await
+        } else {
+            self.pass(req, target, peer).await
+        };
+        let mut resp = resp;
+        resp.headers_mut().append(header::VIA, self.via.clone());
+        resp
+    }
+
+    fn purge(&self, target: &Target, peer: SocketAddr) -> Response<Body> {
+        if !self.admin(peer) {
+            return text(StatusCode::FORBIDDEN, format!("{} may not purge", peer.ip()));
+        }
+        let n = self.store.remove(&target.key);
+        self.metrics.purged.add(n as u64);
+        if n == 0 {
+            text(StatusCode::NOT_FOUND, format!("{} is not in the cache", target.key))
+        } else {
+            text(StatusCode::OK, format!("purged {} ({n} variant(s))", target.key))
+        }
+    }
+
+    async fn fetch(&self, req: Request<Body>) -> Result<Response<hyper::body::Incoming>, FetchError> {
+        self.metrics.origin_requests.inc();
+        let limit = ProxyConfig::secs(self.cfg.origin_timeout_secs);
+        match tokio::time::timeout(limit, self.client.request(req)).await {
+            Err(_) => {
+                self.metrics.origin_errors.inc();
+                Err(FetchError::Timeout)
+            }
+            Ok(Err(e)) => {
+                self.metrics.origin_errors.inc();
+                let mut msg = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    msg = format!("{msg}: {s}");
+                    src = s.source();
+                }
+                Err(FetchError::Failed(msg))
+            }
+            Ok(Ok(r)) => Ok(r),
+        }
+    }
+
+    fn origin_failure(&self, target: &Target, err: FetchError) -> Response<Body> {
+        match err {
+            FetchError::Timeout => text(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "504 gateway timeout: the origin {} did not answer within {} s",
+                    target.origin.authority,
+                    self.cfg.origin_timeout_secs.max(1)
+                ),
+            ),
+            FetchError::Failed(why) => text(
+                StatusCode::BAD_GATEWAY,
+                format!("502 bad gateway: cannot reach the origin {}: {why}", target.origin.authority),
+            ),
+        }
+    }
+
+    /// Unsafe and other uncacheable methods: forward, stream back, invalidate on success.
+    async fn pass(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        target: Target,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        self.metrics.passes.inc();
+        let (parts, incoming) = req.into_parts();
+        let body = incoming.map_err(io::Error::other).boxed();
+        let up = match origin::upstream_request(
+            parts.method.clone(),
+            &target.origin,
+            &target.path_and_query,
+            &parts.headers,
+            peer.ip(),
+            &self.via,
+            body,
+        ) {
+            Ok(r) => r,
+            Err(e) => return text(StatusCode::BAD_REQUEST, format!("cannot forward this request: {e}")),
+        };
+        let resp = match self.fetch(up).await {
+            Ok(r) => r,
+            Err(e) => return self.origin_failure(&target, e),
+        };
+        if policy::is_unsafe(&parts.method) {
+            for url in policy::invalidation_targets(&target.key, resp.status(), resp.headers()) {
+                let n = self.store.remove(&url);
+                self.metrics.purged.add(n as u64);
+            }
+        }
+        let (mut rp, incoming) = resp.into_parts();
+        strip_hop_by_hop(&mut rp.headers);
+        add_status(&mut rp.headers, Outcome::Pass, &self.cfg.name);
+        let metrics = self.metrics.clone();
+        let body = incoming
+            .map_frame(move |f| {
+                if let Some(d) = f.data_ref() {
+                    metrics.bytes_fetched.add(d.len() as u64);
+                }
+                f
+            })
+            .map_err(io::Error::other)
+            .boxed();
+        Response::from_parts(rp, body)
+    }
+
+    /// GET and HEAD through the cache.
+    async fn cached(
+        self: &Arc<Self>,
+        req: Request<hyper::body::Incoming>,
+        target: Target,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let (parts, _body) = req.into_parts();
+        let method = parts.method.clone();
+        let headers = parts.headers;
+        let only_cached = policy::only_if_cached(&headers);
+        let mut why = Fwd::UriMiss;
+        for round in 0..3 {
+            let now = SystemTime::now();
+            if let Some(entry) = self.store.lookup(&target.key, &headers) {
+                match entry.stored.decide(&method, &headers, now) {
+                    Decision::Fresh => {
+                        self.metrics.hits.inc();
+                        let ttl = entry.stored.ttl(now);
+                        return self.serve(&entry, &method, &headers, Outcome::Hit { ttl }).await;
+                    }
+                    Decision::StaleWhileRevalidate => {
+                        self.metrics.stale.inc();
+                        self.background_revalidate(entry.clone(), &target, &headers, peer);
+                        let ttl = entry.stored.ttl(now);
+                        return self.serve(&entry, &method, &headers, Outcome::Stale { ttl }).await;
+                    }
+                    Decision::Revalidate(validators) => {
+                        if only_cached {
+                            return only_if_cached_miss();
+                        }
+                        return self.revalidate(entry, validators, &method, &headers, &target, peer).await;
+                    }
+                }
+            }
+            if only_cached {
+                return only_if_cached_miss();
+            }
+            if self.store.lookup_any(&target.key) {
+                why = Fwd::VaryMiss;
+            }
+            if method == Method::HEAD {
+                break;
+            }
+            if policy::CacheControl::parse(&headers).has("no-cache") {
+                why = Fwd::Request;
+            }
+            if !self.cfg.collapse || round == 2 {
+                break;
+            }
+            match self.collapser.turn(&target.key, Instant::now()) {
+                Turn::Lead(guard) => {
+                    return self.miss(&method, &headers, &target, peer, Some(guard), why, None).await;
+                }
+                Turn::Bypass => break,
+                Turn::Wait(rx) => {
+                    self.metrics.collapsed.inc();
+                    collapse::wait(rx, ProxyConfig::secs(self.cfg.origin_timeout_secs)).await;
+                }
+            }
+        }
+        self.miss(&method, &headers, &target, peer, None, why, None).await
+    }
+
+    /// Conditional GET to the origin for a stale (or client-refreshed) stored response.
+    async fn revalidate(
+        self: &Arc<Self>,
+        entry: Arc<Entry>,
+        validators: HeaderMap,
+        method: &Method,
+        headers: &HeaderMap,
+        target: &Target,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let mut h = headers.clone();
+        for name in &CLIENT_CONDITIONALS {
+            h.remove(name);
+        }
+        h.extend(validators);
+        let request_time = SystemTime::now();
+        let up = match origin::upstream_request(
+            Method::GET,
+            &target.origin,
+            &target.path_and_query,
+            &h,
+            peer.ip(),
+            &self.via,
+            body::empty(),
+        ) {
+            Ok(r) => r,
+            Err(e) => return text(StatusCode::BAD_REQUEST, format!("cannot forward this request: {e}")),
+        };
+        let resp = match self.fetch(up).await {
+            Ok(r) => r,
+            Err(e) => {
+                if entry.stored.stale_if_error_ok(headers, SystemTime::now()) {
+                    self.metrics.stale.inc();
+                    let ttl = entry.stored.ttl(SystemTime::now());
+                    return self.serve(&entry, method, headers, Outcome::Stale { ttl }).await;
+                }
+                return self.origin_failure(target, e);
+            }
+        };
+        let response_time = SystemTime::now();
+        if resp.status() == StatusCode::NOT_MODIFIED
+            && let Some(fresh) =
+                entry.stored.refreshed(resp.headers(), request_time, response_time, &self.opts)
+        {
+            self.metrics.revalidations.inc();
+            let entry = self.store.refresh(&entry, fresh).await;
+            let ttl = entry.stored.ttl(response_time);
+            return self.serve(&entry, method, headers, Outcome::Revalidated { ttl }).await;
+        }
+        if resp.status().is_server_error() && entry.stored.stale_if_error_ok(headers, response_time) {
+            self.metrics.stale.inc();
+            let ttl = entry.stored.ttl(response_time);
+            return self.serve(&entry, method, headers, Outcome::Stale { ttl }).await;
+        }
+        if resp.status() == StatusCode::NOT_MODIFIED {
+            // A 304 for another representation: fetch it whole.
+            return self.miss(method, headers, target, peer, None, Fwd::Stale, None).await;
+        }
+        self.metrics.misses.inc();
+        self.respond_from_origin(resp, method, headers, target, None, Fwd::Stale, request_time)
+    }
+
+    fn background_revalidate(
+        self: &Arc<Self>,
+        entry: Arc<Entry>,
+        target: &Target,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+    ) {
+        let Turn::Lead(guard) = self.collapser.turn(&target.key, Instant::now()) else { return };
+        let me = self.clone();
+        let target = Target {
+            origin: target.origin.clone(),
+            key: target.key.clone(),
+            path_and_query: target.path_and_query.clone(),
+        };
+        let headers = headers.clone();
+        tokio::spawn(async move {
+            let _ = me
+                .miss(
+                    &Method::GET,
+                    &headers,
+                    &target,
+                    peer,
+                    Some(guard),
+                    Fwd::Stale,
+                    Some(entry.stored.validators()),
+                )
+                .await;
+        });
+    }
+
+    /// Fetches from the origin (optionally conditional on `validators` of a stored entry) and
+    /// answers, storing what may be stored.
+    #[allow(clippy::too_many_arguments)]
+    async fn miss(
+        self: &Arc<Self>,
+        method: &Method,
+        headers: &HeaderMap,
+        target: &Target,
+        peer: SocketAddr,
+        guard: Option<LeadGuard>,
+        why: Fwd,
+        validators: Option<HeaderMap>,
+    ) -> Response<Body> {
+        let mut h = headers.clone();
+        if *method == Method::GET {
+            for name in &CLIENT_CONDITIONALS {
+                h.remove(name);
+            }
+        }
+        let conditional = validators.is_some();
+        if let Some(v) = validators {
+            h.extend(v);
+        }
+        let request_time = SystemTime::now();
+        let up = match origin::upstream_request(
+            method.clone(),
+            &target.origin,
+            &target.path_and_query,
+            &h,
+            peer.ip(),
+            &self.via,
+            body::empty(),
+        ) {
+            Ok(r) => r,
+            Err(e) => return text(StatusCode::BAD_REQUEST, format!("cannot forward this request: {e}")),
+        };
+        let resp = match self.fetch(up).await {
+            Ok(r) => r,
+            Err(e) => return self.origin_failure(target, e),
+        };
+        if conditional && resp.status() == StatusCode::NOT_MODIFIED {
+            // Background revalidation of a stale-while-revalidate entry.
+            if let Some(entry) = self.store.lookup(&target.key, headers)
+                && let Some(fresh) =
+                    entry.stored.refreshed(resp.headers(), request_time, SystemTime::now(), &self.opts)
+            {
+                self.metrics.revalidations.inc();
+                self.store.refresh(&entry, fresh).await;
+            }
+            drop(guard);
+            return text(StatusCode::NOT_MODIFIED, "");
+        }
+        self.metrics.misses.inc();
+        self.respond_from_origin(resp, method, headers, target, guard, why, request_time)
+    }
+
+    /// Streams an origin response to the client, storing it on the way when allowed.
+    #[allow(clippy::too_many_arguments)]
+    fn respond_from_origin(
+        self: &Arc<Self>,
+        resp: Response<hyper::body::Incoming>,
+        method: &Method,
+        req_headers: &HeaderMap,
+        target: &Target,
+        guard: Option<LeadGuard>,
+        why: Fwd,
+        request_time: SystemTime,
+    ) -> Response<Body> {
+        let response_time = SystemTime::now();
+        let (mut rp, incoming) = resp.into_parts();
+        strip_hop_by_hop(&mut rp.headers);
+        let storable = if *method == Method::GET
+            && !policy::request_no_store(req_headers)
+            && rp.status != StatusCode::PARTIAL_CONTENT
+        {
+            Stored::from_response(
+                &target.key,
+                method,
+                req_headers,
+                rp.status,
+                &rp.headers,
+                request_time,
+                response_time,
+                &self.opts,
+            )
+            .ok()
+        } else {
+            None
+        };
+        let Some(stored) = storable else {
+            if let Some(g) = guard {
+                g.uncacheable();
+            }
+            add_status(&mut rp.headers, Outcome::Miss { stored: false, why }, &self.cfg.name);
+            let metrics = self.metrics.clone();
+            let body = incoming
+                .map_frame(move |f| {
+                    if let Some(d) = f.data_ref() {
+                        metrics.bytes_fetched.add(d.len() as u64);
+                    }
+                    f
+                })
+                .map_err(io::Error::other)
+                .boxed();
+            return Response::from_parts(rp, body);
+        };
+        let expected =
+            rp.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        add_status(&mut rp.headers, Outcome::Miss { stored: true, why }, &self.cfg.name);
+        // The client may answer itself from what is being stored (its own conditionals).
+        let client_304 = stored.client_not_modified(req_headers);
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(16);
+        let me = self.clone();
+        tokio::spawn(async move {
+            me.store_body(incoming, stored, expected, tx, guard).await;
+        });
+        if client_304 {
+            rp.status = StatusCode::NOT_MODIFIED;
+            strip_body_fields(&mut rp.headers);
+            return Response::from_parts(rp, body::empty());
+        }
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            let item = rx.recv().await?;
+            Some((item.map(hyper::body::Frame::data), rx))
+        });
+        Response::from_parts(rp, http_body_util::StreamBody::new(stream).boxed())
+    }
+
+    /// Reads the origin body, feeding the client (while it listens) and the store; commits
+    /// only a complete body.
+    async fn store_body(
+        self: Arc<Self>,
+        mut incoming: hyper::body::Incoming,
+        stored: Stored,
+        expected: Option<u64>,
+        tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+        guard: Option<LeadGuard>,
+    ) {
+        let mut writer: Option<Writer> = self.store.writer(expected).await;
+        let idle = ProxyConfig::secs(self.cfg.body_idle_timeout_secs);
+        let mut client_gone = false;
+        let mut complete = false;
+        loop {
+            let frame = match tokio::time::timeout(idle, incoming.frame()).await {
+                Err(_) => {
+                    let _ =
+                        tx.send(Err(io::Error::new(io::ErrorKind::TimedOut, "origin body stalled"))).await;
+                    break;
+                }
+                Ok(None) => {
+                    complete = true;
+                    break;
+                }
+                Ok(Some(Err(e))) => {
+                    let _ = tx.send(Err(io::Error::other(e))).await;
+                    break;
+                }
+                Ok(Some(Ok(f))) => f,
+            };
+            let Ok(data) = frame.into_data() else { continue };
+            self.metrics.bytes_fetched.add(data.len() as u64);
+            if let Some(w) = writer.as_mut() {
+                w.write(&data).await;
+            }
+            if !client_gone && tx.send(Ok(data)).await.is_err() {
+                client_gone = true;
+                if writer.as_ref().is_none_or(|w| w.failed()) {
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let Some(w) = writer else {
+            if let Some(g) = guard {
+                g.uncacheable();
+            }
+            return;
+        };
+        if !complete || expected.is_some_and(|e| e != w.written()) {
+            w.abort().await;
+            return;
+        }
+        if let Err(e) = self.store.commit(w, stored).await {
+            tracing::debug!("not stored: {e}");
+            if let Some(g) = guard {
+                g.uncacheable();
+            }
+        }
+    }
+
+    /// Answers from a stored entry.
+    async fn serve(
+        &self,
+        entry: &Arc<Entry>,
+        method: &Method,
+        req: &HeaderMap,
+        outcome: Outcome,
+    ) -> Response<Body> {
+        let now = SystemTime::now();
+        let mut h = entry.stored.response_headers(now);
+        add_status(&mut h, outcome, &self.cfg.name);
+        let len = entry.stored.meta.body_len;
+        if entry.stored.client_not_modified(req) {
+            strip_body_fields(&mut h);
+            let mut r = Response::new(body::empty());
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            *r.headers_mut() = h;
+            return r;
+        }
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        let body = if *method == Method::HEAD {
+            body::empty()
+        } else {
+            self.metrics.bytes_saved.add(len);
+            match &entry.body {
+                BodyRef::Memory(b) => body::full(b.clone()),
+                BodyRef::Disk(path) => match tokio::fs::File::open(path).await {
+                    Ok(f) => file_body(f, len),
+                    Err(e) => {
+                        tracing::warn!("cache directory: {} unreadable: {e}", path.display());
+                        self.store.remove(&entry.stored.meta.key);
+                        return text(StatusCode::SERVICE_UNAVAILABLE, "cached object vanished; retry");
+                    }
+                },
+            }
+        };
+        let mut r = Response::new(body);
+        *r.status_mut() = entry.stored.meta.status;
+        *r.headers_mut() = h;
+        r
+    }
+}
+
+fn only_if_cached_miss() -> Response<Body> {
+    text(StatusCode::GATEWAY_TIMEOUT, "504 gateway timeout: only-if-cached, and no usable stored response")
+}
+
+fn strip_body_fields(h: &mut HeaderMap) {
+    for name in
+        [header::CONTENT_LENGTH, header::CONTENT_TYPE, header::CONTENT_RANGE, header::CONTENT_ENCODING]
+    {
+        h.remove(name);
+    }
+}
+
+fn add_status(h: &mut HeaderMap, outcome: Outcome, name: &str) {
+    h.insert("x-cache", outcome.x_cache());
+    if let Ok(v) = HeaderValue::from_str(&outcome.cache_status(name)) {
+        h.append("cache-status", v);
+    }
+}
+
+/// Streams `len` bytes of an open file (opened before answering, so eviction cannot pull it
+/// away mid-response).
+fn file_body(file: tokio::fs::File, len: u64) -> Body {
+    let stream = futures_util::stream::unfold((file, len), |(mut file, left)| async move {
+        use tokio::io::AsyncReadExt;
+        if left == 0 {
+            return None;
+        }
+        let want = left.min(256 * 1024) as usize;
+        let mut buf = vec![0u8; want];
+        match file.read_exact(&mut buf).await {
+            Ok(_) => Some((Ok(hyper::body::Frame::data(Bytes::from(buf))), (file, left - want as u64))),
+            Err(e) => Some((Err(e), (file, 0))),
+        }
+    });
+    http_body_util::StreamBody::new(stream).boxed()
+}

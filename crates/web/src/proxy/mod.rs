@@ -1,0 +1,21 @@
+//! `appnet web proxy`: a caching forward and reverse HTTP proxy, to run instead of Varnish or
+//! Squid.
+//!
+//! - [`policy`]: the RFC 9111 core (sans-IO, on `http-cache-semantics` plus what it lacks).
+//! - [`store`]: memory and disk storage with CLOCK eviction; crash-safe disk objects.
+//! - [`collapse`]: request collapsing, so concurrent misses make one origin request.
+//! - [`handler`]: the request flow; [`origin`]: the pooled origin client.
+//! - [`server`]: the tokio driver ([`ProxyServer::bind`] → `Service`), CONNECT tunnels.
+//! - [`metrics`]: counters, `X-Cache` and `Cache-Status` (RFC 9211).
+
+pub mod collapse;
+pub mod config;
+pub mod handler;
+pub mod metrics;
+pub mod origin;
+pub mod policy;
+pub mod server;
+pub mod store;
+
+pub use config::ProxyConfig;
+pub use server::ProxyServer;

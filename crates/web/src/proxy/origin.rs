@@ -1,0 +1,97 @@
+//! Talking to origins: where a request goes (forward: the absolute-form target; reverse: the
+//! configured origin for the Host), the pooled keep-alive hyper client, and the hop-by-hop
+//! clean-up of forwarded requests.
+
+use super::policy::strip_hop_by_hop;
+use crate::body::Body;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// An origin server (`http://authority`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// `host:port` (port omitted when 80).
+    pub authority: String,
+}
+
+impl Origin {
+    /// Parses `http://host[:port][/]` (or a bare `host:port`).
+    pub fn parse(url: &str) -> Result<Origin, String> {
+        let rest = if let Some(r) = url.strip_prefix("http://") {
+            r
+        } else if url.starts_with("https://") {
+            return Err(format!(
+                "{url}: only http:// origins are supported (terminate TLS in front of the origin)"
+            ));
+        } else if url.contains("://") {
+            return Err(format!("{url}: not an http:// URL"));
+        } else {
+            url
+        };
+        let authority = rest.split('/').next().unwrap_or("").to_ascii_lowercase();
+        if authority.is_empty() || authority.parse::<http::uri::Authority>().is_err() {
+            return Err(format!("{url}: no host in the origin URL"));
+        }
+        Ok(Origin { authority: authority.strip_suffix(":80").unwrap_or(&authority).to_string() })
+    }
+}
+
+/// The origin client: pooled keep-alive HTTP/1.1 connections.
+pub type OriginClient = Client<HttpConnector, Body>;
+
+/// Builds the origin client.
+pub fn client(connect_timeout: Duration, per_host: usize) -> OriginClient {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    http.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(per_host)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(http)
+}
+
+/// Header fields a cache sends instead of the client's own conditionals when it wants a full
+/// response to store.
+pub const CLIENT_CONDITIONALS: [header::HeaderName; 5] = [
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_MATCH,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_RANGE,
+];
+
+/// The request to send to `origin` for `path_and_query`: hop-by-hop fields removed, Via and
+/// X-Forwarded-For added, Host kept (reverse) or set to the origin (forward).
+pub fn upstream_request(
+    method: http::Method,
+    origin: &Origin,
+    path_and_query: &str,
+    headers: &HeaderMap,
+    peer: IpAddr,
+    via: &HeaderValue,
+    body: Body,
+) -> Result<Request<Body>, http::Error> {
+    let uri: Uri = format!("http://{}{}", origin.authority, path_and_query).parse()?;
+    let mut h = headers.clone();
+    strip_hop_by_hop(&mut h);
+    if !h.contains_key(header::HOST) {
+        h.insert(header::HOST, HeaderValue::from_str(&origin.authority)?);
+    }
+    h.append(header::VIA, via.clone());
+    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {peer}"),
+        None => peer.to_string(),
+    };
+    h.insert("x-forwarded-for", HeaderValue::from_str(&xff)?);
+    let mut req = Request::builder().method(method).uri(uri).body(body)?;
+    *req.headers_mut() = h;
+    Ok(req)
+}

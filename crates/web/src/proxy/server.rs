@@ -1,0 +1,195 @@
+//! The proxy's tokio driver: accepts connections (capped), serves HTTP/1.1 and HTTP/2 (h2c)
+//! with hyper-util's auto builder, and tunnels CONNECT (never cached) in forward mode.
+
+use super::config::ProxyConfig;
+use super::handler::{Proxy, SetupError};
+use crate::body::{self, Body};
+use appnet_netkit::listen::{ListenOpts, bind_tcp};
+use appnet_netkit::{BoxError, Service, Shutdown};
+use http::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// How long open connections get to finish after shutdown.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A bound caching proxy (forward or reverse), ready to [`run`](Service::run).
+pub struct ProxyServer {
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+}
+
+impl ProxyServer {
+    /// Binds the listener and opens the store (loading `cache_dir` if set).
+    pub async fn bind(config: ProxyConfig) -> io::Result<ProxyServer> {
+        let listener = bind_tcp(config.listen, &ListenOpts::default())?;
+        let proxy = Proxy::new(config).map_err(|e| match e {
+            SetupError::Store(e) => e,
+            other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
+        })?;
+        Ok(ProxyServer { listener, proxy: Arc::new(proxy) })
+    }
+
+    /// The shared proxy state (counters, store).
+    pub fn proxy(&self) -> Arc<Proxy> {
+        self.proxy.clone()
+    }
+}
+
+impl Service for ProxyServer {
+    fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| self.proxy.config().listen)
+    }
+
+    async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
+        let slots = Arc::new(Semaphore::new(self.proxy.config().max_connections.max(1)));
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = shutdown.wait() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                shutdown.spawn(async move {
+                    let mut stream = stream;
+                    let msg = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\nRetry-After: 1\r\n\r\n";
+                    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(msg)).await;
+                });
+                continue;
+            };
+            let (proxy, sd) = (self.proxy.clone(), shutdown.clone());
+            shutdown.spawn(async move {
+                let _ = stream.set_nodelay(true);
+                connection(stream, peer, proxy, sd).await;
+                drop(permit);
+            });
+        }
+        drop(self.listener);
+        if !shutdown.drain(DRAIN_DEADLINE).await {
+            tracing::warn!("some proxy connections were still open after {DRAIN_DEADLINE:?}");
+        }
+        Ok(())
+    }
+}
+
+async fn connection(stream: TcpStream, peer: SocketAddr, proxy: Arc<Proxy>, shutdown: Shutdown) {
+    let cfg = proxy.config();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(ProxyConfig::secs(cfg.header_timeout_secs))
+        .keep_alive(true)
+        .max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(128)
+        .keep_alive_interval(Some(ProxyConfig::secs(cfg.idle_timeout_secs)));
+    let svc_proxy = proxy.clone();
+    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let proxy = svc_proxy.clone();
+        async move {
+            let resp = if req.method() == Method::CONNECT {
+                connect(&proxy, req, peer).await
+            } else {
+                proxy.handle(req, peer).await
+            };
+            if proxy.config().access_log {
+                println!("{} {}", peer.ip(), resp.status().as_u16());
+            }
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!(%peer, "proxy connection ended: {e}");
+            }
+        }
+        _ = shutdown.wait() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+        }
+    }
+}
+
+fn plain(status: StatusCode, msg: String) -> Response<Body> {
+    let mut r = Response::new(body::full(msg + "\n"));
+    *r.status_mut() = status;
+    r
+}
+
+/// CONNECT host:port: checks the ACL and port, connects, answers 200 and splices bytes both
+/// ways (nothing is cached or inspected).
+async fn connect(
+    proxy: &Arc<Proxy>,
+    mut req: Request<hyper::body::Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let cfg = proxy.config();
+    proxy.metrics().requests.inc();
+    if cfg.is_reverse() {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is for forward proxies".into());
+    }
+    if !proxy.allowed(peer) {
+        proxy.metrics().denied.inc();
+        return plain(StatusCode::FORBIDDEN, format!("{} is not allowed to use this proxy", peer.ip()));
+    }
+    let Some(auth) = req.uri().authority().cloned() else {
+        return plain(StatusCode::BAD_REQUEST, "CONNECT needs host:port".into());
+    };
+    let Some(port) = auth.port_u16() else {
+        return plain(StatusCode::BAD_REQUEST, "CONNECT needs host:port".into());
+    };
+    if !cfg.connect_ports.contains(&port) {
+        return plain(
+            StatusCode::FORBIDDEN,
+            format!("CONNECT to port {port} is not allowed (allowed: {:?})", cfg.connect_ports),
+        );
+    }
+    let limit = ProxyConfig::secs(cfg.connect_timeout_secs);
+    let upstream = match tokio::time::timeout(limit, TcpStream::connect((auth.host(), port))).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            proxy.metrics().origin_errors.inc();
+            return plain(StatusCode::BAD_GATEWAY, format!("502 bad gateway: cannot connect to {auth}: {e}"));
+        }
+        Err(_) => {
+            proxy.metrics().origin_errors.inc();
+            return plain(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("504 gateway timeout: {auth} did not accept within {limit:?}"),
+            );
+        }
+    };
+    proxy.metrics().tunnels.inc();
+    proxy.metrics().passes.inc();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let idle = ProxyConfig::secs(cfg.idle_timeout_secs);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let mut client = TokioIo::new(upgraded);
+        let mut upstream = upstream;
+        let _ = upstream.set_nodelay(true);
+        // A generous overall cap; idle tunnels end with the peers' own timeouts.
+        let cap = idle * 60;
+        let _ = tokio::time::timeout(cap, tokio::io::copy_bidirectional(&mut client, &mut upstream)).await;
+    });
+    Response::new(body::empty())
+}
