@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Web server benchmark (a report, not a test): the same 612-byte file (h2o's published
+# benchmark size) and a 1 MB file served by appnet, nginx and h2o in turn, each with the same
+# number of worker threads and pinned to the same CPUs; wrk for HTTP/1.1 keep-alive and h2load
+# for HTTP/2 (h2c prior knowledge), same connections and duration. Prints req/s, p99 and ratios.
+#
+#   bench/web-server.sh                 # release build of appnet, 10 s per run
+#   DURATION=5 CONNS=50 WORKERS=1 bench/web-server.sh
+#   APPNET=target/release/appnet bench/web-server.sh
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/.."
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+STREAMS=${STREAMS:-10}          # concurrent streams per HTTP/2 connection
+WORKERS=${WORKERS:-1}           # server worker threads/processes, the same for every server
+NCPU=$(nproc)
+# Server on the first CPUs, load generator on the rest (on 2 cores: one each).
+SERVER_CPUS=${SERVER_CPUS:-0-$((WORKERS - 1))}
+CLIENT_CPUS=${CLIENT_CPUS:-$WORKERS-$((NCPU - 1))}
+[ "$WORKERS" -ge "$NCPU" ] && CLIENT_CPUS=0-$((NCPU - 1))
+for tool in wrk h2load nginx h2o python3; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install wrk nghttp2-client nginx-light h2o)" >&2; exit 1; }
+done
+if [ -z "${APPNET:-}" ]; then
+  cargo build --release --quiet --bin appnet
+  APPNET=$PWD/target/release/appnet
+fi
+WORK=$(mktemp -d)
+chmod 755 "$WORK"   # nginx and h2o workers drop root privileges and must read the site
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 not ready" >&2; return 1; }
+
+site=$WORK/site; mkdir -p "$site"
+python3 - "$site" <<'PY'
+import sys, os
+d = sys.argv[1]
+head = "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome!</title>\n</head>\n<body>\n<h1>Welcome!</h1>\n<p>"
+tail = "</p>\n</body>\n</html>\n"
+open(os.path.join(d, "small.html"), "w").write(head + "x" * (612 - len(head) - len(tail)) + tail)
+open(os.path.join(d, "1m.bin"), "wb").write(os.urandom(1024 * 1024))
+PY
+[ "$(stat -c %s "$site/small.html")" = 612 ]
+
+# --- the servers: each prints "H1PORT H2PORT" once listening -----------------------------
+start_appnet() {
+  local p; p=$(free_port)
+  TOKIO_WORKER_THREADS=$WORKERS taskset -c "$SERVER_CPUS" "$APPNET" web serve --root "$site" --listen "127.0.0.1:$p" --quiet --no-push 2>"$WORK/appnet.err" &
+  PIDS+=($!); SERVER_PID=$!; wait_port "$p"; H1=$p; H2=$p
+}
+start_nginx() {
+  local p q; p=$(free_port); q=$(free_port)
+  mkdir -p "$WORK/nginx"
+  cat > "$WORK/nginx/nginx.conf" <<CONF
+worker_processes $WORKERS;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  include /etc/nginx/mime.types;
+  access_log off;
+  sendfile on; tcp_nopush on; tcp_nodelay on;
+  keepalive_requests 1000000; keepalive_timeout 60;
+  client_body_temp_path $WORK/nginx/body; proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi; uwsgi_temp_path $WORK/nginx/uwsgi; scgi_temp_path $WORK/nginx/scgi;
+  server { listen 127.0.0.1:$p; root $site; }
+  server { listen 127.0.0.1:$q http2; root $site; }
+}
+CONF
+  taskset -c "$SERVER_CPUS" nginx -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
+  PIDS+=($!); SERVER_PID=$!; wait_port "$p"; wait_port "$q"; H1=$p; H2=$q
+}
+start_h2o() {
+  local p; p=$(free_port)
+  cat > "$WORK/h2o.conf" <<CONF
+num-threads: $WORKERS
+listen:
+  host: 127.0.0.1
+  port: $p
+http2-idle-timeout: 60
+hosts:
+  default:
+    paths:
+      /:
+        file.dir: $site
+CONF
+  taskset -c "$SERVER_CPUS" h2o -c "$WORK/h2o.conf" >"$WORK/h2o.log" 2>&1 &
+  PIDS+=($!); SERVER_PID=$!; wait_port "$p"; H1=$p; H2=$p
+}
+stop_server() { kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
+
+# --- the load generators: print "REQS_PER_SEC P99_MS" ----------------------------------------
+run_wrk() {
+  local out; out=$(taskset -c "$CLIENT_CPUS" wrk -t1 -c "$CONNS" -d "${DURATION}s" --latency "$1")
+  local rps p99
+  if echo "$out" | grep -q 'Non-2xx'; then echo "  warning: non-2xx answers from $1" >&2; fi
+  rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+  echo "$rps $(to_ms "$p99")"
+}
+to_ms() { python3 -c '
+import sys, re
+v = sys.argv[1]; m = re.match(r"([0-9.]+)(us|ms|s)$", v)
+print("nan" if not m else "%.2f" % (float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]))' "$1"; }
+run_h2load() {
+  local log=$WORK/h2load.log
+  local out; out=$(taskset -c "$CLIENT_CPUS" h2load -c "$CONNS" -m "$STREAMS" -t1 -D "$DURATION" --log-file="$log" "$1" 2>&1)
+  local rps; rps=$(echo "$out" | awk '/^finished in/ {for (i=1;i<=NF;i++) if ($i ~ /req\/s/) {gsub(",","",$(i-1)); print $(i-1)}}')
+  local ok; ok=$(echo "$out" | awk '/^requests:/ {print $8}')
+  local p99; p99=$(python3 -c '
+import sys
+d = sorted(int(l.split()[2]) for l in open(sys.argv[1]) if len(l.split()) >= 3 and l.split()[1] == "200")
+print("%.2f" % (d[int(len(d) * 0.99) - 1] / 1000) if d else "nan")' "$log")
+  echo "$rps $p99 $ok"
+}
+
+declare -A RPS P99
+echo "web-server bench: ${DURATION}s per run, $CONNS connections ($STREAMS streams each for h2), $WORKERS worker thread(s) per server on CPU $SERVER_CPUS, load on CPU $CLIENT_CPUS"
+for server in appnet nginx h2o; do
+  "start_$server"
+  # Warm up (file caches, connection setup paths).
+  taskset -c "$CLIENT_CPUS" wrk -t1 -c 8 -d 1s "http://127.0.0.1:$H1/small.html" >/dev/null
+  for file in small.html 1m.bin; do
+    read -r rps p99 < <(run_wrk "http://127.0.0.1:$H1/$file")
+    RPS[$server,h1,$file]=$rps; P99[$server,h1,$file]=$p99
+    read -r rps p99 ok < <(run_h2load "http://127.0.0.1:$H2/$file")
+    RPS[$server,h2,$file]=$rps; P99[$server,h2,$file]=$p99
+    [ "${ok:-0}" -gt 0 ] || echo "  warning: $server h2 $file: no successful requests" >&2
+  done
+  stop_server
+done
+
+printf '\n%-22s %12s %10s %12s %10s %12s %10s %10s %10s\n' test appnet_req/s p99_ms nginx_req/s p99_ms h2o_req/s p99_ms vs_nginx vs_h2o
+for proto in h1 h2; do
+  for file in small.html 1m.bin; do
+    name="$([ $proto = h1 ] && echo 'HTTP/1.1 wrk' || echo 'HTTP/2 h2load') $([ $file = small.html ] && echo 612B || echo 1MB)"
+    a=${RPS[appnet,$proto,$file]}; n=${RPS[nginx,$proto,$file]}; h=${RPS[h2o,$proto,$file]}
+    printf '%-22s %12s %10s %12s %10s %12s %10s %10s %10s\n' "$name" "$a" "${P99[appnet,$proto,$file]}" "$n" "${P99[nginx,$proto,$file]}" "$h" "${P99[h2o,$proto,$file]}" \
+      "$(python3 -c "import sys; a,b=map(float,sys.argv[1:]); print('%.2fx' % (a/b) if b else 'n/a')" "$a" "$n")" \
+      "$(python3 -c "import sys; a,b=map(float,sys.argv[1:]); print('%.2fx' % (a/b) if b else 'n/a')" "$a" "$h")"
+  done
+done
