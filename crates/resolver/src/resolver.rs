@@ -204,7 +204,7 @@ impl<T: Transport> Resolver<T> {
                 };
                 if answer.outcome == Outcome::Positive
                     && qtype != code::CNAME
-                    && let Some(target) = dangling_cname(&answer.records, &current, qtype)
+                    && let Some(target) = dangling_cname(&answer.records, qtype)
                 {
                     chain.extend(answer.records);
                     current = target;
@@ -538,22 +538,14 @@ impl<T: Transport> Resolver<T> {
     }
 
     async fn forward(&self, upstream: SocketAddr, qname: &[u8], qtype: u16, ctx: &mut Ctx) -> Answer {
-        let cut =
-            Delegation { zone: name::ROOT.into(), servers: vec![(name::ROOT.into(), vec![upstream.ip()])] };
-        let saved_port = upstream.port();
-        let reply = {
-            // The forwarder may listen on any port; ask it directly.
-            let mut result = None;
-            for _ in 0..2 {
-                if let Ok(r) =
-                    self.exchange(SocketAddr::new(upstream.ip(), saved_port), qname, qtype, true, ctx).await
-                {
-                    result = Some(r);
-                    break;
-                }
+        // Two tries (the second with the backed-off timeout), with RD set: the upstream recurses.
+        let mut reply = None;
+        for _ in 0..2 {
+            if let Ok(r) = self.exchange(upstream, qname, qtype, true, ctx).await {
+                reply = Some(r);
+                break;
             }
-            result
-        };
+        }
         let Some(reply) = reply else {
             return self.give_up(qname, qtype, ctx, format!("forwarder {upstream} did not answer"));
         };
@@ -571,7 +563,6 @@ impl<T: Transport> Resolver<T> {
         } else {
             (Answer { outcome: Outcome::NoData, records: vec![], authority: soa }, StepOutcome::NoData)
         };
-        let _ = cut;
         self.note(ctx, &upstream.to_string(), &reply, qname, qtype, outcome);
         self.lock().cache.insert(qname, qtype, answer.clone(), Instant::now());
         answer
@@ -657,7 +648,7 @@ fn follow_chain(records: &[Record], qname: &[u8], qtype: u16) -> Vec<Record> {
 }
 
 /// The CNAME target the chain ends on, when the answer has no records of `qtype` there.
-fn dangling_cname(records: &[Record], qname: &[u8], qtype: u16) -> Option<NameBuf> {
+fn dangling_cname(records: &[Record], qtype: u16) -> Option<NameBuf> {
     let last = records.last()?;
     if last.rtype == qtype || qtype == code::ANY {
         return None;
@@ -665,7 +656,6 @@ fn dangling_cname(records: &[Record], qname: &[u8], qtype: u16) -> Option<NameBu
     if last.rtype != code::CNAME {
         return None;
     }
-    let _ = qname;
     embedded_name(&last.rdata, 0).map(NameBuf::from)
 }
 

@@ -105,8 +105,10 @@ impl ServerStats {
             (dark, (self.srtt(*a).as_secs_f64() * 1e6) as u64)
         };
         list.sort_by_key(key);
-        if list.len() > 1 && roll < PROBE_PERCENT {
-            let i = 1 + pick % (list.len() - 1);
+        // Probe only servers not in their blackout: a server that just timed out waits its turn.
+        let healthy = list.iter().filter(|a| !key(a).0).count();
+        if healthy > 1 && roll < PROBE_PERCENT {
+            let i = 1 + pick % (healthy - 1);
             let probe = list.remove(i);
             list.insert(0, probe);
         }
@@ -146,6 +148,18 @@ mod tests {
         let all = [ip("127.0.0.1"), ip("127.0.0.2")];
         assert_eq!(s.order(&all, now, PROBE_PERCENT - 1, 7)[0], ip("127.0.0.2"));
         assert_eq!(s.order(&all, now, PROBE_PERCENT, 7)[0], ip("127.0.0.1"));
+    }
+
+    #[test]
+    fn probing_never_picks_a_server_in_its_blackout() {
+        let now = Instant::now();
+        let mut s = ServerStats::new();
+        s.answered(ip("127.0.0.1"), Duration::from_millis(1));
+        s.timed_out(ip("127.0.0.2"), now);
+        let all = [ip("127.0.0.1"), ip("127.0.0.2")];
+        for pick in 0..10 {
+            assert_eq!(s.order(&all, now, 0, pick)[0], ip("127.0.0.1"));
+        }
     }
 
     #[test]

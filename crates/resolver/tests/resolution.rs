@@ -155,3 +155,35 @@ async fn case_randomisation_still_resolves() {
     let answer = r.resolve(&from_text("gaia.cs.umass.edu.").unwrap(), code::A).await;
     assert_eq!(a_records(&answer), vec![[128, 119, 245, 12]]);
 }
+
+#[tokio::test]
+async fn servers_that_reject_edns_are_asked_again_without_it() {
+    let net = textbook_net();
+    net.reject_edns("127.0.3.3");
+    let r = resolver(&net, false);
+    let answer = r.resolve(&from_text("gaia.cs.umass.edu.").unwrap(), code::A).await;
+    assert_eq!(a_records(&answer), vec![[128, 119, 245, 12]]);
+    // One FORMERR, one plain retry; later questions go without EDNS straight away.
+    assert_eq!(net.queries_to(Some("127.0.3.3")), 2);
+    r.resolve(&from_text("dns.cs.umass.edu.").unwrap(), code::A).await;
+    assert_eq!(net.queries_to(Some("127.0.3.3")), 3);
+}
+
+#[tokio::test]
+async fn forwarding_mode_asks_the_upstream_resolver_and_caches() {
+    let net = textbook_net();
+    let settings = Settings {
+        mode: Mode::Forward { upstream: "127.0.3.10:53".parse().unwrap() },
+        upstream_port: 53,
+        use_0x20: false,
+        cache: CacheLimits::default(),
+    };
+    let r = Resolver::new(settings, net.clone());
+    let answer = r.resolve(&from_text("www.ibm.com.").unwrap(), code::A).await;
+    assert_eq!(a_records(&answer), vec![[129, 42, 38, 10]]);
+    assert_eq!(net.queries_to(None), 1, "one recursive query to the forwarder, nothing else");
+    r.resolve(&from_text("www.ibm.com.").unwrap(), code::A).await;
+    assert_eq!(net.queries_to(None), 1);
+    let nx = r.resolve(&from_text("nope.ibm.com.").unwrap(), code::A).await;
+    assert_eq!(nx.outcome, Outcome::NxDomain);
+}

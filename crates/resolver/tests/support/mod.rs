@@ -29,6 +29,7 @@ struct Inner {
     servers: Mutex<HashMap<IpAddr, Catalog>>,
     dead: Mutex<HashSet<IpAddr>>,
     poisoners: Mutex<HashSet<IpAddr>>,
+    edns_haters: Mutex<HashSet<IpAddr>>,
     log: Mutex<Vec<(IpAddr, Vec<u8>)>>,
 }
 
@@ -39,6 +40,10 @@ impl FakeNet {
     }
     pub fn kill(&self, ip: &str) {
         self.inner.dead.lock().unwrap().insert(ip.parse().unwrap());
+    }
+    /// The server at `ip` answers FORMERR to any query carrying EDNS (an old middlebox's view).
+    pub fn reject_edns(&self, ip: &str) {
+        self.inner.edns_haters.lock().unwrap().insert(ip.parse().unwrap());
     }
     pub fn poison_from(&self, ip: &str) {
         self.inner.poisoners.lock().unwrap().insert(ip.parse().unwrap());
@@ -68,6 +73,14 @@ impl Transport for FakeNet {
         self.inner.log.lock().unwrap().push((ip, query.to_vec()));
         if self.inner.dead.lock().unwrap().contains(&ip) {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time"));
+        }
+        if self.inner.edns_haters.lock().unwrap().contains(&ip) {
+            let q = query::parse(query).expect("a query");
+            if q.edns.is_some() {
+                let reply = Reply { rcode: appnet_dns::wire::response::rcode::FORMERR, ..Default::default() };
+                let question = Question { qname: q.qname, qtype: q.qtype, qclass: q.qclass };
+                return Ok(response::write(q.header(), Some(question), None, &reply, 512, Vec::new()));
+            }
         }
         if self.inner.poisoners.lock().unwrap().contains(&ip) {
             return Ok(poisoned_reply(query));
