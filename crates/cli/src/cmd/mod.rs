@@ -4,6 +4,7 @@ pub mod chord;
 pub mod dns;
 pub mod experiment;
 pub mod lab;
+pub mod proxy;
 pub mod resolver;
 pub mod torrent;
 pub mod upper;

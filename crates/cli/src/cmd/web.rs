@@ -33,6 +33,17 @@ pub enum WebCmd {
         appnet web get --http2 http://127.0.0.1:8080/            h2c with prior knowledge\n  \
         appnet web get --http2 https://localhost:8443/ --cacert ~/.local/share/appnet/lab-ca/ca.pem")]
     Get(GetArgs),
+    /// A caching HTTP proxy: forward (clients use it with curl -x) or reverse (--reverse URL).
+    #[command(after_help = "Examples:\n  \
+        appnet web proxy                                       forward proxy on 127.0.0.1:3128\n  \
+        curl -x http://127.0.0.1:3128 http://example.com/      (CONNECT for https:// too)\n  \
+        appnet web proxy --reverse http://127.0.0.1:8080 --listen 127.0.0.1:6081\n  \
+        appnet web proxy --reverse http://origin:80 --cache-dir /var/cache/appnet --disk-size 10GiB\n  \
+        curl -X PURGE http://127.0.0.1:6081/page.html          drop a cached object (--purge-allow)\n  \
+        curl http://127.0.0.1:6081/metrics                     hits, misses, revalidations, hit ratio\n\n\
+        Responses carry X-Cache (HIT, MISS, REVALIDATED, STALE, PASS) and Cache-Status (RFC 9211).\n\
+        Config: a [proxy] table in --config (every flag, plus origins per host); flags override it.")]
+    Proxy(super::proxy::ProxyArgs),
 }
 
 /// Flags for `web serve`; each overrides the `[web]` table of --config.
@@ -112,6 +123,7 @@ pub async fn run(cmd: WebCmd, ctx: &Context) -> anyhow::Result<()> {
     match cmd {
         WebCmd::Serve(args) => serve(args, ctx).await,
         WebCmd::Get(args) => get(args).await,
+        WebCmd::Proxy(args) => super::proxy::run(args, ctx).await,
     }
 }
 

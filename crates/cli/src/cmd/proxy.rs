@@ -1,0 +1,152 @@
+//! `appnet web proxy`: the caching forward/reverse proxy (flags → [`ProxyConfig`]).
+
+use crate::context::Context;
+use anyhow::Context as _;
+use appnet_netkit::{Service, Shutdown};
+use appnet_web::proxy::{ProxyConfig, ProxyServer};
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Flags for `web proxy`; each overrides the `[proxy]` table of --config.
+#[derive(Args, Debug)]
+pub struct ProxyArgs {
+    /// Address to listen on [default: 127.0.0.1:3128].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Reverse-proxy (accelerator) mode: every request goes to this origin, http://HOST[:PORT].
+    #[arg(long, value_name = "URL")]
+    reverse: Option<String>,
+    /// Reverse mode, per Host: NAME=URL (repeatable; before --reverse).
+    #[arg(long, value_name = "NAME=URL")]
+    origin: Vec<String>,
+    /// Keep the cache on disk here (survives restarts); default: memory only.
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Memory cache size, e.g. 256MiB, 1GiB [default: 256MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    memory_size: Option<u64>,
+    /// Disk cache size with --cache-dir [default: 4GiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    disk_size: Option<u64>,
+    /// Largest object stored; larger ones pass through [default: 64MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_object_size: Option<u64>,
+    /// Clients allowed to use the proxy: address or CIDR (repeatable) [default: loopback and
+    /// private networks]. `all` allows everyone.
+    #[arg(long, value_name = "NET")]
+    allow: Vec<String>,
+    /// Clients allowed to PURGE and read /metrics (repeatable) [default: loopback].
+    #[arg(long, value_name = "NET")]
+    purge_allow: Vec<String>,
+    /// Ports CONNECT may reach (repeatable) [default: 443, 8443].
+    #[arg(long, value_name = "PORT")]
+    connect_port: Vec<u16>,
+    /// Seconds an origin has to start answering before 504 [default: 30].
+    #[arg(long, value_name = "SECS")]
+    origin_timeout: Option<u64>,
+    /// Seconds to connect to an origin [default: 5].
+    #[arg(long, value_name = "SECS")]
+    connect_timeout: Option<u64>,
+    /// Cap on heuristic freshness (10% of Last-Modified age), in seconds [default: 86400].
+    #[arg(long, value_name = "SECS")]
+    heuristic_max: Option<u64>,
+    /// Do not collapse concurrent misses into one origin request.
+    #[arg(long)]
+    no_collapse: bool,
+    /// Statistics path (Prometheus text); "" turns it off [default: /metrics].
+    #[arg(long, value_name = "PATH")]
+    metrics_path: Option<String>,
+    /// Most client connections at once [default: 10000].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Log each request's status on stdout.
+    #[arg(long)]
+    access_log: bool,
+}
+
+/// Runs `appnet web proxy`.
+pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<()> {
+    let mut config: ProxyConfig = ctx.section("proxy")?;
+    if let Some(a) = args.listen {
+        config.listen = a;
+    }
+    if args.reverse.is_some() {
+        config.reverse = args.reverse;
+    }
+    for o in &args.origin {
+        let (name, url) = o.split_once('=').with_context(|| format!("--origin {o}: expected NAME=URL"))?;
+        config.origins.insert(name.to_ascii_lowercase(), url.to_string());
+    }
+    if args.cache_dir.is_some() {
+        config.cache_dir = args.cache_dir;
+    }
+    if let Some(n) = args.memory_size {
+        config.memory_size = n;
+    }
+    if let Some(n) = args.disk_size {
+        config.disk_size = n;
+    }
+    if let Some(n) = args.max_object_size {
+        config.max_object_size = n;
+    }
+    if !args.allow.is_empty() {
+        config.allow = if args.allow.iter().any(|a| a == "all") { Vec::new() } else { args.allow };
+    }
+    if !args.purge_allow.is_empty() {
+        config.purge_allow = args.purge_allow;
+    }
+    if !args.connect_port.is_empty() {
+        config.connect_ports = args.connect_port;
+    }
+    if let Some(s) = args.origin_timeout {
+        config.origin_timeout_secs = s;
+    }
+    if let Some(s) = args.connect_timeout {
+        config.connect_timeout_secs = s;
+    }
+    if let Some(s) = args.heuristic_max {
+        config.heuristic_max_secs = s;
+    }
+    config.collapse &= !args.no_collapse;
+    if let Some(p) = args.metrics_path {
+        config.metrics_path = p;
+    }
+    if let Some(n) = args.max_connections {
+        config.max_connections = n;
+    }
+    config.access_log |= args.access_log;
+    let listen = config.listen;
+    let mode = match (&config.reverse, config.origins.is_empty()) {
+        (Some(url), true) => format!("reverse proxy for {url}"),
+        (_, false) => format!("reverse proxy for {} host(s)", config.origins.len()),
+        (None, true) => "forward proxy".to_string(),
+    };
+    let store = match &config.cache_dir {
+        Some(d) => format!("disk cache {}", d.display()),
+        None => format!("memory cache {} MiB", config.memory_size / (1024 * 1024)),
+    };
+    let server =
+        ProxyServer::bind(config).await.with_context(|| format!("cannot start the proxy on {listen}"))?;
+    eprintln!("appnet web proxy: {mode} on http://{} ({store}; Ctrl-C to stop)", server.local_addr());
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    server.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Parses `256MiB`, `1GiB`, `64M`, `512k`, `4096` into bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("{s:?}: expected a size like 256MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(format!("{s:?}: unknown unit (use KiB, MiB, GiB)")),
+    };
+    Ok((n * mult as f64) as u64)
+}
