@@ -1,5 +1,6 @@
 //! netkit: the runtime pieces every appnet service shares, so no protocol crate writes its own.
 //!
+//! - [`accept`]: the capped accept loop every TCP service runs.
 //! - [`listen`]: TCP/UDP listeners bound with socket2 (reuse-addr, optional SO_REUSEPORT, v4/v6).
 //! - [`shutdown`]: one shutdown signal that all service tasks observe, and a deadline-bounded drain.
 //! - [`rate`]: a token-bucket rate limiter (sans-IO core + async stream wrapper).
@@ -8,6 +9,7 @@
 //! - [`harness`]: start services in-process on 127.0.0.1:0, wait until ready, stop them.
 //! - [`lines`]: bounded line reading, so no client can grow memory with an endless line.
 
+pub mod accept;
 pub mod harness;
 pub mod lines;
 pub mod listen;

@@ -9,6 +9,7 @@ use crate::local::LocalZones;
 use crate::resolver::{Mode, Resolver, Settings};
 use crate::respond::{Frontend, Immediate, ServiceCounters, Via};
 use crate::transport::NetTransport;
+use appnet_netkit::accept::{Accepted, Acceptor};
 use appnet_netkit::listen::{ListenOpts, bind_tcp, bind_udp_group};
 use appnet_netkit::{BoxError, Service, Shutdown};
 use std::fmt::Write as _;
@@ -192,23 +193,15 @@ async fn serve_tcp(
     config: ResolverConfig,
     shutdown: Shutdown,
 ) {
-    let slots = Arc::new(Semaphore::new(config.max_tcp_connections.max(1)));
+    let acceptor = Acceptor::new(listener, config.max_tcp_connections);
     let idle = Duration::from_secs(config.tcp_idle_timeout_secs.max(1));
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.wait() => return,
-            got = listener.accept() => match got {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::info!(%peer, "TCP connection cap reached; closing");
-            continue;
+    while let Some(accepted) = acceptor.next(&shutdown).await {
+        let (stream, peer, permit) = match accepted {
+            Accepted::Conn(stream, peer, permit) => (stream, peer, permit),
+            Accepted::OverCap(_, peer) => {
+                tracing::info!(%peer, "TCP connection cap reached; closing");
+                continue;
+            }
         };
         let (frontend, sd) = (frontend.clone(), shutdown.clone());
         shutdown.spawn(async move {

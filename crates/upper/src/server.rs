@@ -6,6 +6,7 @@
 
 use crate::config::UpperConfig;
 use crate::transform::upper;
+use appnet_netkit::accept::{Accepted, Acceptor};
 use appnet_netkit::lines::{Line, discard_input, read_line_bounded};
 use appnet_netkit::listen::{ListenOpts, bind_tcp, bind_udp};
 use appnet_netkit::metrics::{Counter, Gauge, Registry};
@@ -16,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::Semaphore;
 
 /// How long in-flight connections get to finish after shutdown is triggered.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
@@ -103,26 +103,17 @@ async fn serve_tcp(
     stats: Stats,
     shutdown: Shutdown,
 ) -> Result<(), BoxError> {
-    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let acceptor = Acceptor::new(listener, config.max_connections);
     let config = Arc::new(config);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.wait() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // EMFILE and friends: log, back off briefly, keep serving.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            stats.busy.inc();
-            tracing::info!(%peer, "connection cap reached; refusing");
-            shutdown.spawn(refuse_busy(stream));
-            continue;
+    while let Some(accepted) = acceptor.next(&shutdown).await {
+        let (stream, peer, permit) = match accepted {
+            Accepted::Conn(stream, peer, permit) => (stream, peer, permit),
+            Accepted::OverCap(stream, peer) => {
+                stats.busy.inc();
+                tracing::info!(%peer, "connection cap reached; refusing");
+                shutdown.spawn(refuse_busy(stream));
+                continue;
+            }
         };
         let (config, stats, sd) = (config.clone(), stats.clone(), shutdown.clone());
         shutdown.spawn(async move {
@@ -134,7 +125,7 @@ async fn serve_tcp(
             drop(permit);
         });
     }
-    drop(listener);
+    drop(acceptor);
     if !shutdown.drain(DRAIN_DEADLINE).await {
         tracing::warn!("some connections were still open after {DRAIN_DEADLINE:?}");
     }
