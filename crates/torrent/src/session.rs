@@ -19,7 +19,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -69,7 +69,7 @@ pub(crate) struct PeerSlot {
 
 struct PieceBuf {
     data: Vec<u8>,
-    contributors: HashSet<IpAddr>,
+    contributors: HashSet<SocketAddr>,
 }
 
 pub(crate) struct State {
@@ -78,8 +78,8 @@ pub(crate) struct State {
     pub peers: HashMap<u64, PeerSlot>,
     next_id: u64,
     connecting: HashSet<SocketAddr>,
-    failures: HashMap<IpAddr, u32>,
-    banned: HashSet<IpAddr>,
+    failures: HashMap<SocketAddr, u32>,
+    banned: HashSet<SocketAddr>,
     choker: Choker,
     rng: StdRng,
     down_total: RateMeter,
@@ -365,7 +365,7 @@ impl TorrentHandle {
             let mut st = self.lock();
             let busy = st.peers.values().any(|p| p.addr == addr) || st.connecting.contains(&addr);
             if busy
-                || st.banned.contains(&addr.ip())
+                || st.banned.contains(&ban_key(&addr))
                 || st.peers.len() + st.connecting.len() >= self.inner.cfg.max_peers
             {
                 return;
@@ -391,7 +391,7 @@ impl TorrentHandle {
     pub(crate) fn admit(&self, addr: &SocketAddr, outgoing: bool) -> bool {
         let st = self.lock();
         let cap_used = st.peers.len() + if outgoing { 0 } else { st.connecting.len() };
-        !st.banned.contains(&addr.ip()) && cap_used < self.inner.cfg.max_peers
+        !st.banned.contains(&ban_key(addr)) && cap_used < self.inner.cfg.max_peers
     }
 
     /// Adds a handshaken peer; returns its id, or None if it duplicates a connection we keep.
@@ -570,7 +570,7 @@ impl TorrentHandle {
                     fill_requests(st, id);
                     return Ok(None);
                 }
-                let ip = slot.addr.ip();
+                let ip = ban_key(&slot.addr);
                 match st.picker.received(&r) {
                     Received::Duplicate => {}
                     Received::Fresh { others, piece_done } => {
@@ -644,7 +644,7 @@ impl TorrentHandle {
                 if *n >= self.inner.cfg.max_hash_failures {
                     st.banned.insert(ip);
                     for (pid, p) in st.peers.iter() {
-                        if p.addr.ip() == ip {
+                        if ban_key(&p.addr) == ip {
                             let _ = p.tx.send(Out::Close);
                             banned_self |= *pid == id;
                         }
@@ -802,6 +802,12 @@ impl TorrentHandle {
         }
         let _ = self.announce_once(Event::Stopped, Duration::from_secs(3)).await;
     }
+}
+
+/// Whom a ban or a hash failure is charged to: the IP address, except on loopback, where many
+/// peers (a lab, a test swarm) share 127.0.0.1 and the port tells them apart.
+fn ban_key(addr: &SocketAddr) -> SocketAddr {
+    if addr.ip().is_loopback() { *addr } else { SocketAddr::new(addr.ip(), 0) }
 }
 
 fn remove_peer(st: &mut State, id: u64) {
