@@ -5,10 +5,12 @@
 //!
 //! - [`topology`]: the TOML description (embedded default in `lab.toml`).
 //! - [`zones`]: zone files generated from it.
+//! - [`sites`]: the web servers' generated content.
 //! - [`run`]: starting, stopping and listing the services.
 //! - [`tour`]: the guided scenes.
 
 pub mod run;
+pub mod sites;
 pub mod topology;
 pub mod tour;
 pub mod zones;

@@ -30,6 +30,7 @@ pub enum Role {
     Tld,
     Authoritative,
     Resolver,
+    Web,
 }
 
 impl Role {
@@ -40,6 +41,7 @@ impl Role {
             Role::Tld => "TLD DNS server",
             Role::Authoritative => "authoritative DNS server",
             Role::Resolver => "local DNS server (resolver)",
+            Role::Web => "web server",
         }
     }
 }
@@ -161,6 +163,35 @@ impl Lab {
                 name: r.name.clone(),
                 addr,
                 serves: "recursive queries from lab hosts".into(),
+                running: Some(harness::start(server)),
+            });
+        }
+        let site_root = dir.join("sites");
+        for web in &topology.webs {
+            let root = crate::sites::write_site(web, &site_root).map_err(files)?;
+            let addr = SocketAddr::new(IpAddr::V4(web.addr), topology.web_port);
+            let config = appnet_web::WebConfig {
+                listen: addr,
+                root,
+                apps: true,
+                listing: true,
+                access_log: false,
+                ..appnet_web::WebConfig::default()
+            };
+            let server = appnet_web::WebServer::bind(config).await.map_err(|e| LabError::Start {
+                name: web.name.clone(),
+                addr,
+                reason: e.to_string(),
+            })?;
+            let serves = match &web.page {
+                Some(page) => format!("http://{}:{}/{page}", web.name, topology.web_port),
+                None => format!("http://{}:{}/", web.name, topology.web_port),
+            };
+            members.push(Member {
+                role: Role::Web,
+                name: web.name.clone(),
+                addr,
+                serves,
                 running: Some(harness::start(server)),
             });
         }

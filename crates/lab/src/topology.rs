@@ -20,6 +20,32 @@ pub struct Topology {
     /// The local (recursive) resolvers.
     #[serde(rename = "resolver", default)]
     pub resolvers: Vec<ResolverSpec>,
+    /// The port every lab web server listens on.
+    #[serde(default = "default_web_port")]
+    pub web_port: u16,
+    /// The web servers.
+    #[serde(rename = "web", default)]
+    pub webs: Vec<WebSpec>,
+}
+
+fn default_web_port() -> u16 {
+    8080
+}
+
+/// A web server host and the site it serves.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WebSpec {
+    /// Its host name (the site's name; replicas share one).
+    pub name: String,
+    /// Its loopback address.
+    pub addr: Ipv4Addr,
+    /// A page of the textbook served besides the home page (e.g. `someDepartment/home.index`).
+    #[serde(default)]
+    pub page: Option<String>,
+    /// How many JPEG images that page references (the textbook's page has ten).
+    #[serde(default)]
+    pub images: u32,
 }
 
 fn default_dns_port() -> u16 {
@@ -80,6 +106,13 @@ impl Topology {
             }
             if z.servers.iter().all(|s| s.secondary) {
                 return Err(format!("zone {} has only secondaries; one server must be its primary", z.name));
+            }
+        }
+        for w in &self.webs {
+            if let Some(page) = &w.page
+                && (page.starts_with('/') || page.split('/').any(|part| part == ".." || part.is_empty()))
+            {
+                return Err(format!("web page {page:?} of {} must be a relative path without ..", w.name));
             }
         }
         for r in &self.resolvers {

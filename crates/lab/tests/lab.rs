@@ -17,7 +17,7 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lab_resolves_through_its_hierarchy_and_the_tour_passes() {
     let dir = std::env::temp_dir().join(format!("appnet-lab-test-{}", std::process::id()));
-    let topology = Topology { dns_port: free_port(), ..Topology::default() };
+    let topology = Topology { dns_port: free_port(), web_port: free_port(), ..Topology::default() };
     let mut lab = Lab::start(topology, &dir).await.expect("lab starts");
     let directory = lab.directory();
     for name in [
@@ -42,6 +42,14 @@ async fn the_lab_resolves_through_its_hierarchy_and_the_tour_passes() {
     assert_eq!(mx.answer.len(), 1);
     assert!(mx.ra, "recursion available");
 
+    // The textbook's page and its images over HTTP from www.someschool.edu.
+    let web = lab.addr_of("www.someschool.edu").unwrap();
+    let page = http_get(web, "www.someschool.edu", "/someDepartment/home.index").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert_eq!(page.matches("<img ").count(), 10);
+    let pic = http_get(web, "www.someschool.edu", "/someDepartment/pic3.jpg").await;
+    assert!(pic.contains("image/jpeg"), "{}", &pic[..200.min(pic.len())]);
+
     let mut printed = Vec::new();
     let result = appnet_lab::tour::run(&mut lab, &mut |line| printed.push(line)).await;
     let text = printed.join("\n");
@@ -50,4 +58,15 @@ async fn the_lab_resolves_through_its_hierarchy_and_the_tour_passes() {
     assert!(text.contains("TIMEOUT") || text.contains("127.0.3.2"), "{text}");
     lab.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One HTTP/1.1 request with Connection: close; the whole response as (lossy) text.
+async fn http_get(addr: std::net::SocketAddr, host: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&out).into_owned()
 }

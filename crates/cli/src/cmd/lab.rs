@@ -20,6 +20,9 @@ pub struct LabArgs {
     /// The port every lab DNS server listens on [default: 10053; 53 needs root].
     #[arg(long, value_name = "N")]
     dns_port: Option<u16>,
+    /// The port every lab web server listens on [default: 8080; 80 needs root].
+    #[arg(long, value_name = "N")]
+    web_port: Option<u16>,
     /// Where to write the generated zone files and root hints [default: a temporary directory].
     #[arg(long, value_name = "DIR")]
     dir: Option<std::path::PathBuf>,
@@ -30,6 +33,9 @@ pub async fn run(args: LabArgs, ctx: &Context) -> anyhow::Result<()> {
     let mut topology: Topology = ctx.section_or("lab", Topology::default)?;
     if let Some(port) = args.dns_port {
         topology.dns_port = port;
+    }
+    if let Some(port) = args.web_port {
+        topology.web_port = port;
     }
     let dir =
         args.dir.unwrap_or_else(|| std::env::temp_dir().join(format!("appnet-lab-{}", std::process::id())));
