@@ -140,4 +140,14 @@ echo "appnet web get"
 check "get --http1.0" "body { color: black }" "$("$APPNET" web get --http1.0 $base/style.css)"
 check "get --http2 (h2c)" "HTTP/2.0 200 OK" "$("$APPNET" web get -i --http2 $base/style.css | head -1)"
 check "get --http2 over TLS" "HTTP/2.0 200 OK" "$("$APPNET" web get -i --http2 --cacert "$cacert" "https://localhost:$tport/" | head -1)"
+echo "HTTP/2 conformance"
+# httpwg comes from crates.io (cargo install --locked httpwg-cli), not from Debian: run it when present.
+if command -v httpwg >/dev/null; then
+  cport=$(free_port)
+  printf '[web]\necho_paths = ["/"]\naccess_log = false\n' > "$WORK/conformance.toml"
+  result=$(timeout 120 httpwg --frame-timeout 1000 -a "127.0.0.1:$cport" -- "$APPNET" --config "$WORK/conformance.toml" web serve --root "$site" --listen "127.0.0.1:$cport" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' | grep -o 'Passed [0-9]*/[0-9]*' || true)
+  check "httpwg (h2c, echo app at /)" "Passed 107/107" "$result"
+else
+  echo "  skipped: httpwg is not installed (cargo install --locked httpwg-cli)"
+fi
 echo "web-server: $CHECKS checks passed"

@@ -33,6 +33,9 @@ pub struct WebConfig {
     pub listing: bool,
     /// Serve the built-in apps: `/cart` (cookie shopping cart) and `/echo` (request echo).
     pub apps: bool,
+    /// Where the echo app answers (each path and everything below it); `["/"]` makes the whole
+    /// server an echo server, as conformance suites that POST to `/` expect.
+    pub echo_paths: Vec<String>,
     /// HTTP/2 server push of the resources an HTML page links (when the client allows push).
     pub push: bool,
     /// Explicit push lists per page path (override the links found in the page).
@@ -79,6 +82,7 @@ impl Default for WebConfig {
             index: vec!["index.html".into(), "index.htm".into()],
             listing: true,
             apps: true,
+            echo_paths: vec!["/echo".into()],
             push: true,
             push_pages: BTreeMap::new(),
             cache: Vec::new(),

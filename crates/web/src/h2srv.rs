@@ -28,6 +28,7 @@ where
         .initial_window_size(1 << 20)
         .initial_connection_window_size(4 << 20)
         .max_send_buffer_size(1 << 20);
+    let io = crate::h2gate::H2Gate::new(io);
     let mut connection =
         match tokio::time::timeout(cfg.header_timeout(), builder.handshake::<_, Bytes>(io)).await {
             Ok(Ok(c)) => c,
@@ -52,7 +53,13 @@ where
                     tracing::debug!(peer = %conn.peer, "h2 connection error: {e}");
                     break;
                 }
-                None => break,
+                None => {
+                    // No more streams (GOAWAY either way): keep answering PINGs and flushing
+                    // until the peer closes, for a bounded time.
+                    let closed = std::future::poll_fn(|cx| connection.poll_closed(cx));
+                    let _ = tokio::time::timeout(idle.min(DRAIN), closed).await;
+                    break;
+                }
             },
             _ = shutdown.wait(), if !closing => {
                 closing = true;

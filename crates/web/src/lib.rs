@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod files;
 pub mod gate;
+pub mod h2gate;
 pub mod h2srv;
 pub mod prefixed;
 pub mod proxy;

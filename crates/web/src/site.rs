@@ -182,7 +182,11 @@ impl Handler {
         }
         let raw_path = req.uri().path().to_string();
         if self.config.apps {
-            if raw_path == "/echo" || raw_path.starts_with("/echo/") {
+            let under = |mount: &String| {
+                let mount = mount.trim_end_matches('/');
+                raw_path == mount || raw_path.strip_prefix(mount).is_some_and(|rest| rest.starts_with('/'))
+            };
+            if self.config.echo_paths.iter().any(under) {
                 return self.echo(req).await;
             }
             if raw_path == "/cart" || raw_path == "/cart/" {

@@ -1,0 +1,627 @@
+//! The HTTP/2 gate: an I/O wrapper in front of the `h2` crate that checks the client's frame
+//! headers for the errors RFC 9113 gives specific codes that h2 reports differently (mostly
+//! PROTOCOL_ERROR where FRAME_SIZE_ERROR or FLOW_CONTROL_ERROR is due), and for HEADERS on a
+//! stream the client already closed (STREAM_CLOSED). On a violation nothing more reaches h2;
+//! the gate waits for h2's current outgoing frame to end, writes GOAWAY with the right code
+//! and closes. Everything else passes through untouched.
+
+use std::collections::{HashSet, VecDeque};
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// HTTP/2 error codes the gate sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ErrorCode {
+    /// PROTOCOL_ERROR.
+    Protocol = 0x1,
+    /// FLOW_CONTROL_ERROR.
+    FlowControl = 0x3,
+    /// STREAM_CLOSED.
+    StreamClosed = 0x5,
+    /// COMPRESSION_ERROR.
+    Compression = 0x9,
+    /// FRAME_SIZE_ERROR.
+    FrameSize = 0x6,
+}
+
+const PREFACE_LEN: usize = 24;
+const HEADER_LEN: usize = 9;
+/// Client streams remembered as closed (the oldest are forgotten beyond this).
+const MAX_CLOSED: usize = 4096;
+/// Largest header block checked here.
+const MAX_BLOCK: usize = 256 * 1024;
+
+/// The pure frame checker for the client → server direction.
+#[derive(Debug)]
+pub struct Inbound {
+    preface_left: usize,
+    header: [u8; HEADER_LEN],
+    header_len: usize,
+    /// Payload bytes of the current frame still to pass.
+    payload_left: usize,
+    /// SETTINGS, HEADERS and CONTINUATION frames are held until complete so they can be checked.
+    held: Option<Vec<u8>>,
+    /// The header block being assembled (HEADERS + CONTINUATION): stream, is-trailer, bytes.
+    block: Option<(u32, bool, Vec<u8>)>,
+    /// Client streams with request headers received and not yet ended.
+    open: HashSet<u32>,
+    closed: HashSet<u32>,
+    closed_order: VecDeque<u32>,
+    last_stream: u32,
+    /// A header block is open on this stream: only its CONTINUATION frames may follow.
+    in_block: Option<u32>,
+}
+
+impl Default for Inbound {
+    fn default() -> Self {
+        Inbound {
+            preface_left: PREFACE_LEN,
+            header: [0; HEADER_LEN],
+            header_len: 0,
+            payload_left: 0,
+            held: None,
+            block: None,
+            open: HashSet::new(),
+            closed: HashSet::new(),
+            closed_order: VecDeque::new(),
+            last_stream: 0,
+            in_block: None,
+        }
+    }
+}
+
+impl Inbound {
+    /// The highest client stream id seen in a HEADERS frame (GOAWAY's last-stream-id).
+    pub fn last_stream(&self) -> u32 {
+        self.last_stream
+    }
+
+    /// Checks `data`, appending what may pass to h2 onto `out`; `Err` on a violation.
+    pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> Result<(), ErrorCode> {
+        while !data.is_empty() {
+            if self.preface_left > 0 {
+                let n = self.preface_left.min(data.len());
+                out.extend_from_slice(&data[..n]);
+                self.preface_left -= n;
+                data = &data[n..];
+                continue;
+            }
+            if let Some(buf) = &mut self.held {
+                let n = self.payload_left.min(data.len());
+                buf.extend_from_slice(&data[..n]);
+                self.payload_left -= n;
+                data = &data[n..];
+                if self.payload_left == 0 {
+                    let frame = self.held.take().unwrap_or_default();
+                    self.check_held(&frame)?;
+                    if frame[3] != 0x7 {
+                        out.extend_from_slice(&frame);
+                    }
+                }
+                continue;
+            }
+            if self.payload_left > 0 {
+                let n = self.payload_left.min(data.len());
+                out.extend_from_slice(&data[..n]);
+                self.payload_left -= n;
+                data = &data[n..];
+                continue;
+            }
+            let n = (HEADER_LEN - self.header_len).min(data.len());
+            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
+            self.header_len += n;
+            data = &data[n..];
+            if self.header_len == HEADER_LEN {
+                self.header_len = 0;
+                let header = self.header;
+                self.frame(&header)?;
+                let len = usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+                if matches!(header[3], 0x1 | 0x4 | 0x7 | 0x9) {
+                    // Held: the header goes out with the payload once both are checked.
+                    let mut buf = Vec::with_capacity(HEADER_LEN + len);
+                    buf.extend_from_slice(&header);
+                    if len == 0 {
+                        self.check_held(&buf)?;
+                        if header[3] != 0x7 {
+                            out.extend_from_slice(&buf);
+                        }
+                    } else {
+                        self.held = Some(buf);
+                    }
+                } else {
+                    out.extend_from_slice(&header);
+                }
+                self.payload_left = len;
+            }
+        }
+        Ok(())
+    }
+
+    fn frame(&mut self, h: &[u8; HEADER_LEN]) -> Result<(), ErrorCode> {
+        let len = u32::from(h[0]) << 16 | u32::from(h[1]) << 8 | u32::from(h[2]);
+        let (kind, flags) = (h[3], h[4]);
+        let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+        // RFC 9113 §6.10: a header block is contiguous CONTINUATION frames on its own stream.
+        match self.in_block {
+            Some(open) if kind != 0x9 || stream != open => return Err(ErrorCode::Protocol),
+            None if kind == 0x9 => return Err(ErrorCode::Protocol),
+            _ => {}
+        }
+        if matches!(kind, 0x1 | 0x9) {
+            self.in_block = (flags & 0x4 == 0).then_some(stream);
+        }
+        match kind {
+            // DATA: not after the client ended or reset the stream; END_STREAM ends it.
+            0x0 => {
+                if self.closed.contains(&stream) {
+                    return Err(ErrorCode::StreamClosed);
+                }
+                if flags & 0x1 != 0 {
+                    self.close(stream);
+                }
+            }
+            // HEADERS on a stream the client already closed.
+            0x1 => {
+                if self.closed.contains(&stream) {
+                    return Err(ErrorCode::StreamClosed);
+                }
+                self.last_stream = self.last_stream.max(stream);
+            }
+            0x2 if len != 5 => return Err(ErrorCode::FrameSize),
+            0x3 => {
+                if len != 4 {
+                    return Err(ErrorCode::FrameSize);
+                }
+                self.close(stream);
+            }
+            0x4 => {
+                if flags & 0x1 != 0 && len != 0 || len % 6 != 0 {
+                    return Err(ErrorCode::FrameSize);
+                }
+                if len > 16384 {
+                    return Err(ErrorCode::FrameSize);
+                }
+            }
+            // A client never sends PUSH_PROMISE.
+            0x5 => return Err(ErrorCode::Protocol),
+            0x6 if len != 8 => return Err(ErrorCode::FrameSize),
+            // GOAWAY from the client: checked, then kept from h2, which would otherwise close
+            // the connection at once; the client closes it when it is done (RFC 9113 §6.8
+            // lets the connection carry on, and a server opens no streams but pushes).
+            0x7 if stream != 0 => return Err(ErrorCode::Protocol),
+            0x7 if len < 8 => return Err(ErrorCode::FrameSize),
+            0x8 if len != 4 => return Err(ErrorCode::FrameSize),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Checks a complete held frame (SETTINGS values, header blocks).
+    fn check_held(&mut self, frame: &[u8]) -> Result<(), ErrorCode> {
+        let (kind, flags) = (frame[3], frame[4]);
+        let stream = u32::from_be_bytes([frame[5], frame[6], frame[7], frame[8]]) & 0x7fff_ffff;
+        let payload = &frame[HEADER_LEN..];
+        match kind {
+            0x4 => check_settings(frame),
+            0x1 => {
+                let mut fragment = payload;
+                if flags & 0x8 != 0 {
+                    let pad = usize::from(*fragment.first().ok_or(ErrorCode::FrameSize)?);
+                    if pad >= fragment.len() {
+                        return Err(ErrorCode::Protocol);
+                    }
+                    fragment = &fragment[1..fragment.len() - pad];
+                }
+                if flags & 0x20 != 0 {
+                    fragment = fragment.get(5..).ok_or(ErrorCode::FrameSize)?;
+                }
+                let trailer = self.open.contains(&stream);
+                if flags & 0x1 != 0 {
+                    self.open.remove(&stream);
+                    self.close(stream);
+                } else if !trailer {
+                    self.open.insert(stream);
+                }
+                self.block = Some((stream, trailer, fragment.to_vec()));
+                self.end_of_block(flags)
+            }
+            0x9 => {
+                if let Some((s, _, block)) = &mut self.block
+                    && *s == stream
+                {
+                    if block.len() + payload.len() > MAX_BLOCK {
+                        self.block = None; // too big to check here; h2's own limits apply
+                        return Ok(());
+                    }
+                    block.extend_from_slice(payload);
+                }
+                self.end_of_block(flags)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn end_of_block(&mut self, flags: u8) -> Result<(), ErrorCode> {
+        if flags & 0x4 == 0 {
+            return Ok(());
+        }
+        match self.block.take() {
+            Some((_, trailer, block)) => hpack_check(&block, trailer),
+            None => Ok(()),
+        }
+    }
+
+    fn close(&mut self, stream: u32) {
+        self.open.remove(&stream);
+        if stream != 0 && self.closed.insert(stream) {
+            self.closed_order.push_back(stream);
+            if self.closed_order.len() > MAX_CLOSED
+                && let Some(old) = self.closed_order.pop_front()
+            {
+                self.closed.remove(&old);
+            }
+        }
+    }
+}
+
+/// Checks SETTINGS values (header included in `frame`).
+fn check_settings(frame: &[u8]) -> Result<(), ErrorCode> {
+    for s in frame[HEADER_LEN..].chunks_exact(6) {
+        let id = u16::from_be_bytes([s[0], s[1]]);
+        let value = u32::from_be_bytes([s[2], s[3], s[4], s[5]]);
+        match id {
+            0x2 if value > 1 => return Err(ErrorCode::Protocol),
+            0x4 if value > 0x7fff_ffff => return Err(ErrorCode::FlowControl),
+            0x5 if !(16_384..=16_777_215).contains(&value) => return Err(ErrorCode::Protocol),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Walks an HPACK header block's structure (RFC 7541 §6): integers and string lengths must fit
+/// in the block (COMPRESSION_ERROR otherwise). In trailers, a pseudo-header field (a static
+/// table name 1–14 or a literal name starting with ':') is a PROTOCOL_ERROR. Table contents and
+/// Huffman codes are left to h2's decoder.
+pub fn hpack_check(block: &[u8], trailer: bool) -> Result<(), ErrorCode> {
+    let mut i = 0;
+    while i < block.len() {
+        let b = block[i];
+        if b & 0x80 != 0 {
+            let index = hpack_int(block, &mut i, 7)?;
+            if index == 0 {
+                return Err(ErrorCode::Compression);
+            }
+            if trailer && index <= 14 {
+                return Err(ErrorCode::Protocol);
+            }
+        } else if b & 0xe0 == 0x20 {
+            hpack_int(block, &mut i, 5)?;
+        } else {
+            let prefix = if b & 0xc0 == 0x40 { 6 } else { 4 };
+            let index = hpack_int(block, &mut i, prefix)?;
+            if index == 0 {
+                let (huffman, name) = hpack_string(block, &mut i)?;
+                let pseudo = match name.first() {
+                    Some(&c) if huffman => c & 0xfe == 0xb8, // ':' is 1011100 in the Huffman code
+                    Some(&c) => c == b':',
+                    None => false,
+                };
+                if trailer && pseudo {
+                    return Err(ErrorCode::Protocol);
+                }
+            } else if trailer && index <= 14 {
+                return Err(ErrorCode::Protocol);
+            }
+            hpack_string(block, &mut i)?;
+        }
+    }
+    Ok(())
+}
+
+fn hpack_int(block: &[u8], i: &mut usize, prefix: u8) -> Result<u64, ErrorCode> {
+    let mask = (1u16 << prefix) as u8 - 1;
+    let first = *block.get(*i).ok_or(ErrorCode::Compression)?;
+    *i += 1;
+    let mut value = u64::from(first & mask);
+    if value < u64::from(mask) {
+        return Ok(value);
+    }
+    let mut shift = 0;
+    loop {
+        let b = *block.get(*i).ok_or(ErrorCode::Compression)?;
+        *i += 1;
+        value += u64::from(b & 0x7f) << shift;
+        shift += 7;
+        if b & 0x80 == 0 {
+            return Ok(value);
+        }
+        if shift > 28 {
+            return Err(ErrorCode::Compression);
+        }
+    }
+}
+
+fn hpack_string<'a>(block: &'a [u8], i: &mut usize) -> Result<(bool, &'a [u8]), ErrorCode> {
+    let huffman = block.get(*i).ok_or(ErrorCode::Compression)? & 0x80 != 0;
+    let len = hpack_int(block, i, 7)? as usize;
+    let s = block.get(*i..*i + len).ok_or(ErrorCode::Compression)?;
+    *i += len;
+    Ok((huffman, s))
+}
+
+/// A GOAWAY frame.
+pub fn goaway(last_stream: u32, code: ErrorCode) -> Vec<u8> {
+    let mut f = vec![0, 0, 8, 0x7, 0, 0, 0, 0, 0];
+    f.extend_from_slice(&(last_stream & 0x7fff_ffff).to_be_bytes());
+    f.extend_from_slice(&(code as u32).to_be_bytes());
+    f
+}
+
+/// Tracks frame boundaries in the server → client stream, so a GOAWAY is never written into
+/// the middle of one of h2's frames.
+#[derive(Debug, Default)]
+struct Outbound {
+    header: [u8; HEADER_LEN],
+    header_len: usize,
+    payload_left: usize,
+}
+
+impl Outbound {
+    fn at_boundary(&self) -> bool {
+        self.header_len == 0 && self.payload_left == 0
+    }
+
+    fn written(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.payload_left > 0 {
+                let n = self.payload_left.min(data.len());
+                self.payload_left -= n;
+                data = &data[n..];
+                continue;
+            }
+            let n = (HEADER_LEN - self.header_len).min(data.len());
+            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
+            self.header_len += n;
+            data = &data[n..];
+            if self.header_len == HEADER_LEN {
+                self.header_len = 0;
+                let h = self.header;
+                self.payload_left = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+            }
+        }
+    }
+}
+
+/// The gate around an HTTP/2 connection's byte stream.
+pub struct H2Gate<IO> {
+    io: IO,
+    inbound: Inbound,
+    outbound: Outbound,
+    pass: Vec<u8>,
+    pass_pos: usize,
+    buf: Vec<u8>,
+    /// A GOAWAY waiting for a frame boundary, and how much of it is written.
+    goaway: Option<(Vec<u8>, usize)>,
+    done: bool,
+}
+
+impl<IO> H2Gate<IO> {
+    /// Wraps a connection whose first client bytes are the HTTP/2 preface.
+    pub fn new(io: IO) -> H2Gate<IO> {
+        H2Gate {
+            io,
+            inbound: Inbound::default(),
+            outbound: Outbound::default(),
+            pass: Vec::new(),
+            pass_pos: 0,
+            buf: vec![0; 16 * 1024],
+            goaway: None,
+            done: false,
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> H2Gate<IO> {
+    /// Writes the pending GOAWAY if we are between frames; Ready(()) once it is out (or gone).
+    fn poll_goaway(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some((frame, pos)) = &mut self.goaway else { return Poll::Ready(()) };
+        if !self.outbound.at_boundary() {
+            return Poll::Pending;
+        }
+        while *pos < frame.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &frame[*pos..]) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => break,
+                Poll::Ready(Ok(n)) => *pos += n,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let _ = Pin::new(&mut self.io).poll_flush(cx);
+        self.goaway = None;
+        self.done = true;
+        Poll::Ready(())
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for H2Gate<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if this.pass_pos < this.pass.len() {
+                let n = (this.pass.len() - this.pass_pos).min(buf.remaining());
+                buf.put_slice(&this.pass[this.pass_pos..this.pass_pos + n]);
+                this.pass_pos += n;
+                return Poll::Ready(Ok(()));
+            }
+            if this.done {
+                return Poll::Ready(Ok(()));
+            }
+            if this.goaway.is_some() {
+                ready!(this.poll_goaway(cx));
+                return Poll::Ready(Ok(()));
+            }
+            let mut rb = ReadBuf::new(&mut this.buf);
+            ready!(Pin::new(&mut this.io).poll_read(cx, &mut rb))?;
+            let n = rb.filled().len();
+            if n == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            this.pass.clear();
+            this.pass_pos = 0;
+            if let Err(code) = this.inbound.feed(&this.buf[..n], &mut this.pass) {
+                tracing::debug!(?code, "HTTP/2 frame violation; sending GOAWAY");
+                // What passed the checks before the bad frame still goes to h2 first.
+                this.goaway = Some((goaway(this.inbound.last_stream(), code), 0));
+            }
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Gate<IO> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        if this.goaway.is_some() && this.outbound.at_boundary() {
+            ready!(this.poll_goaway(cx));
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let n = ready!(Pin::new(&mut this.io).poll_write(cx, data))?;
+        this.outbound.written(&data[..n]);
+        if this.goaway.is_some() && this.outbound.at_boundary() {
+            let _ = this.poll_goaway(cx);
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+        f.extend_from_slice(&stream.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn run(frames: &[Vec<u8>]) -> (Result<(), ErrorCode>, usize) {
+        let mut input = PREFACE.to_vec();
+        for f in frames {
+            input.extend_from_slice(f);
+        }
+        let mut g = Inbound::default();
+        let mut out = Vec::new();
+        // Byte by byte: the checker must not depend on how reads split the stream.
+        for b in &input {
+            if let Err(e) = g.feed(std::slice::from_ref(b), &mut out) {
+                return (Err(e), out.len());
+            }
+        }
+        (Ok(()), out.len())
+    }
+
+    #[test]
+    fn good_frames_pass_unchanged() {
+        let frames = vec![
+            frame(0x4, 0, 0, &[0, 4, 0, 1, 0, 0]),
+            frame(0x4, 1, 0, &[]),
+            frame(0x1, 0x5, 1, &[0x82, 0x86, 0x84]),
+            frame(0x8, 0, 0, &[0, 0, 1, 0]),
+            frame(0x6, 0, 0, &[0; 8]),
+            frame(0x1, 0x4, 3, &[0x82]),
+            frame(0x0, 0x1, 3, b"body"),
+        ];
+        let total: usize = PREFACE.len() + frames.iter().map(Vec::len).sum::<usize>();
+        assert_eq!(run(&frames), (Ok(()), total));
+    }
+
+    #[test]
+    fn violations_get_their_codes() {
+        assert_eq!(run(&[frame(0x6, 0, 0, &[0; 6])]).0, Err(ErrorCode::FrameSize));
+        assert_eq!(run(&[frame(0x8, 0, 0, &[0; 3])]).0, Err(ErrorCode::FrameSize));
+        assert_eq!(run(&[frame(0x3, 0, 1, &[0; 5])]).0, Err(ErrorCode::FrameSize));
+        assert_eq!(run(&[frame(0x2, 0, 1, &[0; 4])]).0, Err(ErrorCode::FrameSize));
+        assert_eq!(run(&[frame(0x4, 0, 0, &[0; 5])]).0, Err(ErrorCode::FrameSize));
+        assert_eq!(run(&[frame(0x4, 1, 0, &[0; 6])]).0, Err(ErrorCode::FrameSize));
+        assert_eq!(run(&[frame(0x4, 0, 0, &[0, 4, 0x80, 0, 0, 0])]).0, Err(ErrorCode::FlowControl));
+        assert_eq!(run(&[frame(0x4, 0, 0, &[0, 2, 0, 0, 0, 2])]).0, Err(ErrorCode::Protocol));
+        assert_eq!(run(&[frame(0x4, 0, 0, &[0, 5, 0, 0, 0x3f, 0xff])]).0, Err(ErrorCode::Protocol));
+        // HEADERS again on a stream the client ended, or reset.
+        assert_eq!(
+            run(&[frame(0x1, 0x5, 1, &[0x82]), frame(0x1, 0x5, 1, &[0x82])]).0,
+            Err(ErrorCode::StreamClosed)
+        );
+        assert_eq!(
+            run(&[frame(0x1, 0x4, 1, &[0x82]), frame(0x3, 0, 1, &[0, 0, 0, 8]), frame(0x1, 0x5, 1, &[0x82])])
+                .0,
+            Err(ErrorCode::StreamClosed)
+        );
+        assert_eq!(
+            run(&[frame(0x1, 0x5, 1, &[0x82]), frame(0x0, 0x1, 1, b"late")]).0,
+            Err(ErrorCode::StreamClosed)
+        );
+        // Trailers after data are fine, unless they carry a pseudo-header.
+        let get = [0x82, 0x86, 0x84]; // :method GET, :scheme http, :path /
+        let trailer = [0x40, 0x01, b'x', 0x01, b'y']; // x: y
+        assert_eq!(
+            run(&[frame(0x1, 0x4, 1, &get), frame(0x0, 0, 1, b"d"), frame(0x1, 0x5, 1, &trailer)]).0,
+            Ok(())
+        );
+        assert_eq!(run(&[frame(0x1, 0x4, 1, &get), frame(0x1, 0x5, 1, &[0x83])]).0, Err(ErrorCode::Protocol));
+        assert_eq!(
+            run(&[frame(0x1, 0x4, 1, &get), frame(0x1, 0x5, 1, &[0x40, 0x02, b':', b'm', 0x00])]).0,
+            Err(ErrorCode::Protocol)
+        );
+        // Truncated header blocks, also split over CONTINUATION.
+        assert_eq!(run(&[frame(0x1, 0x5, 1, &[0x40])]).0, Err(ErrorCode::Compression));
+        assert_eq!(
+            run(&[frame(0x1, 0x1, 1, &[0x40, 0x05]), frame(0x9, 0x4, 1, b"ab")]).0,
+            Err(ErrorCode::Compression)
+        );
+        assert_eq!(run(&[frame(0x1, 0x1, 1, &[0x40, 0x01]), frame(0x9, 0x4, 1, b"a\x01b")]).0, Ok(()));
+        // CONTINUATION must follow an open header block on the same stream, and nothing else may.
+        assert_eq!(run(&[frame(0x9, 0x4, 1, &[0x82])]).0, Err(ErrorCode::Protocol));
+        assert_eq!(run(&[frame(0x1, 0x1, 1, &[0x82]), frame(0x0, 0x1, 1, b"x")]).0, Err(ErrorCode::Protocol));
+        assert_eq!(
+            run(&[frame(0x1, 0x1, 1, &[0x82]), frame(0x9, 0x4, 3, &[0x82])]).0,
+            Err(ErrorCode::Protocol)
+        );
+        assert_eq!(run(&[frame(0x5, 0x4, 1, &[0, 0, 0, 2, 0x82])]).0, Err(ErrorCode::Protocol));
+        // A client's GOAWAY is checked and kept from h2.
+        let goaway_frame = frame(0x7, 0, 0, &[0, 0, 0, 0, 0, 0, 0, 0xff]);
+        assert_eq!(run(std::slice::from_ref(&goaway_frame)), (Ok(()), PREFACE.len()));
+        assert_eq!(run(&[frame(0x7, 0, 1, &[0; 8])]).0, Err(ErrorCode::Protocol));
+        // Padding and priority fields are skipped.
+        assert_eq!(run(&[frame(0x1, 0x2d, 1, &[2, 0, 0, 0, 0, 16, 0x82, 0, 0])]).0, Ok(()));
+    }
+
+    #[test]
+    fn a_violation_holds_back_the_bad_frame() {
+        let ok = frame(0x6, 0, 0, &[0; 8]);
+        let (res, passed) = run(&[ok.clone(), frame(0x6, 0, 0, &[0; 2])]);
+        assert_eq!(res, Err(ErrorCode::FrameSize));
+        assert_eq!(passed, PREFACE.len() + ok.len());
+        assert_eq!(goaway(7, ErrorCode::FrameSize), vec![0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 6]);
+    }
+}
