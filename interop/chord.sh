@@ -62,6 +62,10 @@ check "python and CLI lookups agree on the owner" "$py_owner" "$cli_owner"
 check "unknown version is rejected clearly" "error 1: unsupported protocol version 9 (this node speaks version 1)" \
   "$(python3 "$PY" badversion "127.0.0.1:${ports[0]}")"
 
+"$APPNET" chord put doomed 'short-lived' --node "127.0.0.1:${ports[0]}" >/dev/null
+check "delete" 'deleted "doomed"' "$("$APPNET" chord delete doomed --node "127.0.0.1:${ports[2]}")"
+check "a deleted key is gone (exit status 1)" 1 "$("$APPNET" chord get doomed --node "127.0.0.1:${ports[4]}" >/dev/null 2>&1; echo $?)"
+
 for i in $(seq 1 30); do "$APPNET" chord put "k$i" "v$i" --node "127.0.0.1:${ports[$((i % 5))]}" >/dev/null; done
 # kill -9 two nodes (r = 3 replicas): every key stays readable once the ring has repaired itself.
 kill -9 "${pids[1]}" "${pids[2]}"

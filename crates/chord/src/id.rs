@@ -42,13 +42,10 @@ impl Id {
     pub fn masked(mut self, bits: u8) -> Id {
         let bits = bits.min(MAX_BITS) as usize;
         let clear = LEN * 8 - bits; // leading bits to clear
-        for (i, byte) in self.0.iter_mut().enumerate() {
-            let start = i * 8;
-            if start + 8 <= clear {
-                *byte = 0;
-            } else if start < clear {
-                *byte &= 0xffu8 >> (clear - start);
-            }
+        let (whole, part) = (clear / 8, clear % 8);
+        self.0[..whole].fill(0);
+        if part != 0 {
+            self.0[whole] &= 0xffu8 >> part;
         }
         self
     }

@@ -88,7 +88,7 @@ impl Lookup {
         }
         let (t, bits) = (self.target, self.bits);
         // Closest to the target (smallest clockwise distance to it) last, so pop() takes it.
-        self.queue.sort_by_key(|n| std::cmp::Reverse(n.id.distance_to(&t, bits)));
+        self.queue.sort_by_cached_key(|n| std::cmp::Reverse(n.id.distance_to(&t, bits)));
     }
 
     /// The next step: ask the best untried candidate, or re-ask the best node that answered

@@ -47,7 +47,7 @@ impl Routing {
         let me = self.me;
         let bits = self.bits;
         let mut v: Vec<NodeRef> = list.into_iter().filter(|n| n.addr != me.addr && n.id != me.id).collect();
-        v.sort_by_key(|n| me.id.distance_to(&n.id, bits));
+        v.sort_by_cached_key(|n| me.id.distance_to(&n.id, bits));
         v.dedup_by(|a, b| a.id == b.id);
         v.truncate(self.r);
         self.succs = v;
@@ -88,7 +88,13 @@ impl Routing {
         let me = self.me.id;
         // Keep the k best by insertion: fingers repeat a lot, so this beats sort + dedup.
         let mut best: Vec<(Id, NodeRef)> = Vec::with_capacity(k + 1);
+        let mut last: Option<Id> = None;
         for n in self.fingers.iter().rev().flatten().chain(self.succs.iter()) {
+            // Neighbouring fingers usually name the same node: skip repeats cheaply.
+            if last == Some(n.id) {
+                continue;
+            }
+            last = Some(n.id);
             if !n.id.in_open(&me, target) || best.iter().any(|(_, b)| b.id == n.id) || avoid.contains(&n.id) {
                 continue;
             }

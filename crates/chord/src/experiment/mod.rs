@@ -9,10 +9,10 @@ mod load;
 mod paths;
 mod plot;
 
-pub use churn::churn;
-pub use failures::failures;
+pub use churn::{ChurnRun, churn, churn_run};
+pub use failures::{FailureRun, failure_run, failures};
 pub use load::load_balance;
-pub use paths::path_length;
+pub use paths::{measure_paths, path_length};
 
 use std::fmt;
 use std::path::PathBuf;

@@ -1,0 +1,94 @@
+//! The node core at scale in the simulator: failures with and without replication, churn, and
+//! graceful leaves, checked against the oracle ring.
+
+use appnet_chord::Id;
+use appnet_chord::experiment::{churn_run, failure_run, measure_paths};
+use appnet_chord::node::{Event, Params};
+use appnet_chord::sim::{Sim, SimConfig};
+
+#[test]
+fn no_key_is_lost_while_a_replica_lives() {
+    let r = failure_run(400, 4000, 400, 0.3, 3, 11);
+    assert_eq!(r.lost_with_live_replica, 0, "{r:?}");
+    assert_eq!(r.failed, r.all_replicas_dead, "{r:?}");
+    // Without replication, exactly the keys whose single holder died are lost.
+    let r = failure_run(400, 4000, 400, 0.3, 1, 12);
+    assert_eq!(r.lost_with_live_replica, 0, "{r:?}");
+    let lost = r.failed as f64 / r.reads as f64;
+    assert!((0.2..0.4).contains(&lost), "lost {lost} with p = 0.3: {r:?}");
+}
+
+#[test]
+fn lookups_stay_correct_under_moderate_churn() {
+    let r = churn_run(100, 500, 600, 1.0, 5);
+    assert!(r.joins > 5 && r.failures > 5, "{r:?}");
+    assert!(r.failed_lookups * 20 <= r.lookups, "more than 5% failed lookups: {r:?}");
+    assert!(r.failed_reads * 50 <= r.lookups, "more than 2% failed reads: {r:?}");
+}
+
+#[test]
+fn path_length_grows_like_half_log2_n() {
+    let mut hops = measure_paths(1024, 500, 3);
+    hops.sort_by(f64::total_cmp);
+    let mean = hops.iter().sum::<f64>() / hops.len() as f64;
+    assert!((3.5..6.0).contains(&mean), "mean {mean} hops for 1024 nodes (½·log2 N = 5)");
+}
+
+#[test]
+fn graceful_leave_hands_keys_over() {
+    // One copy per key: only the hand-over keeps keys alive when their node leaves.
+    let params = Params {
+        bits: 32,
+        replicas: 1,
+        stabilize_ms: 200,
+        fix_fingers_ms: 50,
+        check_predecessor_ms: 200,
+        ..Params::default()
+    };
+    let mut sim = Sim::new(params, SimConfig { seed: 9, ..SimConfig::default() });
+    let ids: Vec<Id> = (0..20).map(|_| sim.rng.id(32)).collect();
+    let first = sim.add_node(ids[0]);
+    for id in &ids[1..] {
+        sim.join(*id, first);
+        let t = sim.now + 500;
+        sim.run_until(t);
+    }
+    let t = sim.now + 10_000;
+    sim.run_until(t);
+    // Store 200 keys on their owners.
+    for i in 0..200 {
+        let key = format!("k{i}").into_bytes();
+        let kid = Id::hash(&key, 32);
+        let ring = sim.live_ring();
+        let owner = appnet_chord::sim::successor_in(&ring, &kid);
+        let idx = appnet_chord::sim::index_of(owner.addr).unwrap();
+        let resp = sim.nodes[idx]
+            .node
+            .handle_request(sim.now, appnet_chord::wire::Request::Put { key, value: b"v".to_vec() });
+        assert_eq!(resp, appnet_chord::wire::Response::Ok);
+    }
+    let t = sim.now + 5_000;
+    sim.run_until(t);
+    sim.take_events();
+    // Five nodes leave gracefully one after the other.
+    for i in 1..6 {
+        sim.leave(i);
+        let t = sim.now + 2_000;
+        sim.run_until(t);
+        sim.kill(i);
+    }
+    let t = sim.now + 10_000;
+    sim.run_until(t);
+    let left: Vec<usize> =
+        sim.take_events().iter().filter(|(_, e)| *e == Event::Left).map(|(i, _)| *i).collect();
+    assert_eq!(left, vec![1, 2, 3, 4, 5]);
+    let mut ops = Vec::new();
+    for i in 0..200 {
+        ops.push(sim.get(10, format!("k{i}").into_bytes()));
+    }
+    let t = sim.now + 20_000;
+    sim.run_until(t);
+    let found =
+        sim.take_events().iter().filter(|(_, e)| matches!(e, Event::GetDone { value: Some(_), .. })).count();
+    assert_eq!(found, 200);
+}
