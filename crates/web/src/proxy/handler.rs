@@ -355,10 +355,12 @@ impl Proxy {
                         let ttl = entry.stored.ttl(now);
                         return self.serve(&entry, &method, &headers, Outcome::Stale { ttl }).await;
                     }
+                    Decision::Revalidate(_) if only_cached => return only_if_cached_miss(),
+                    Decision::Revalidate(_) if method == Method::HEAD => {
+                        // A HEAD needing the origin goes there as HEAD (write-through).
+                        return self.miss(&method, &headers, &target, peer, None, Fwd::Stale, None).await;
+                    }
                     Decision::Revalidate(validators) => {
-                        if only_cached {
-                            return only_if_cached_miss();
-                        }
                         return self.revalidate(entry, validators, &method, &headers, &target, peer).await;
                     }
                 }
@@ -369,8 +371,10 @@ impl Proxy {
             if self.store.lookup_any(&target.key) {
                 why = Fwd::VaryMiss;
             }
-            if method == Method::HEAD {
-                break;
+            // HEAD, and conditional requests for something not stored, go to the origin as
+            // they are (a 304 passes through); no lock, since they are not stored.
+            if method == Method::HEAD || CLIENT_CONDITIONALS.iter().any(|h| headers.contains_key(h)) {
+                return self.miss(&method, &headers, &target, peer, None, why, Some(HeaderMap::new())).await;
             }
             if policy::CacheControl::parse(&headers).has("no-cache") {
                 why = Fwd::Request;
@@ -423,7 +427,8 @@ impl Proxy {
         let resp = match self.fetch(up).await {
             Ok(r) => r,
             Err(e) => {
-                if entry.stored.stale_if_error_ok(headers, SystemTime::now()) {
+                let now = SystemTime::now();
+                if entry.stored.stale_if_error_ok(headers, now) || entry.stored.stale_if_disconnected_ok() {
                     self.metrics.stale.inc();
                     let ttl = entry.stored.ttl(SystemTime::now());
                     return self.serve(&entry, method, headers, Outcome::Stale { ttl }).await;
@@ -478,7 +483,7 @@ impl Proxy {
                     peer,
                     Some(guard),
                     Fwd::Stale,
-                    Some(entry.stored.validators()),
+                    Some(entry.stored.validators()).filter(|v| !v.is_empty()),
                 )
                 .await;
         });
@@ -498,14 +503,23 @@ impl Proxy {
         validators: Option<HeaderMap>,
     ) -> Response<Body> {
         let mut h = headers.clone();
-        if *method == Method::GET {
-            for name in &CLIENT_CONDITIONALS {
-                h.remove(name);
+        // `validators`: None = a plain fetch to store (client conditionals removed, answered
+        // from the result); Some(empty) = forward the client's request as is; Some(v) = our
+        // own revalidation.
+        let conditional = validators.as_ref().is_some_and(|v| !v.is_empty());
+        match validators {
+            None => {
+                for name in &CLIENT_CONDITIONALS {
+                    h.remove(name);
+                }
             }
-        }
-        let conditional = validators.is_some();
-        if let Some(v) = validators {
-            h.extend(v);
+            Some(v) if !v.is_empty() => {
+                for name in &CLIENT_CONDITIONALS {
+                    h.remove(name);
+                }
+                h.extend(v);
+            }
+            Some(_) => {}
         }
         let request_time = SystemTime::now();
         let up = match origin::upstream_request(

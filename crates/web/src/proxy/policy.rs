@@ -284,11 +284,7 @@ impl Stored {
         let mut res = res_headers.clone();
         strip_hop_by_hop(&mut res);
         // RFC 9111 §4.2.3: corrected initial age.
-        let age_value: u64 = res
-            .get(header::AGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
+        let age_value = parse_age(&res);
         let apparent = date_header(&res, header::DATE)
             .and_then(|d| response_time.duration_since(d).ok())
             .map(|d| d.as_secs())
@@ -351,6 +347,14 @@ impl Stored {
             && let Ok(v) = HeaderValue::from_str(&directives.join(", "))
         {
             policy_res.insert(header::CACHE_CONTROL, v);
+        }
+        // The library reads only IMF-fixdate; RFC 9110 §5.6.7 also allows RFC 850 and asctime.
+        for name in [header::DATE, header::EXPIRES, header::LAST_MODIFIED] {
+            if let Some(t) = date_header(&policy_res, name.clone())
+                && let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(t))
+            {
+                policy_res.insert(name, v);
+            }
         }
         let mut resp = http::Response::new(());
         *resp.status_mut() = meta.status;
@@ -448,6 +452,12 @@ impl Stored {
             }
         }
         Decision::Revalidate(self.validators())
+    }
+
+    /// Whether the stored response may be served stale because the origin cannot be reached
+    /// at all (RFC 9111 §4.2.4 "disconnected"), unless the origin forbade stale use.
+    pub fn stale_if_disconnected_ok(&self) -> bool {
+        !self.stale_forbidden()
     }
 
     /// The conditional header fields that revalidate this response.
@@ -550,6 +560,18 @@ impl Stored {
             _ => false,
         }
     }
+}
+
+/// The Age value: the leading digits of the first field (`7200.5`, `7200;x=1` → 7200); a
+/// field without digits counts as very old, so the response is stale rather than wrongly fresh.
+fn parse_age(res: &HeaderMap) -> u64 {
+    let Some(v) = res.get(header::AGE) else { return 0 };
+    let s = String::from_utf8_lossy(v.as_bytes());
+    let digits: String = s.trim().chars().take_while(|c| c.is_ascii_digit()).collect();
+    if digits.is_empty() {
+        return u32::MAX as u64;
+    }
+    digits.parse().unwrap_or(u32::MAX as u64)
 }
 
 fn normalise(s: &str) -> String {
