@@ -9,7 +9,7 @@ use crate::files::conditional::{self, Outcome, Preconditions, Validators};
 use crate::files::encoding::{self, Coding};
 use crate::files::path::{self, CleanPath, PathError};
 use crate::files::range::{self, RangeRequest};
-use crate::files::store::{self, FileCache, FileInfo, Lookup};
+use crate::files::store::{self, FileCache, FileInfo, Lookup, ResolveCache};
 use crate::files::{listing, mime, policy};
 use crate::stats::{AccessLog, LogRecord, Stats};
 use bytes::Bytes;
@@ -44,6 +44,7 @@ pub struct Handler {
     default_root: PathBuf,
     vhosts: HashMap<String, PathBuf>,
     cache: FileCache,
+    resolve: ResolveCache,
     carts: Carts,
     stats: Stats,
     log: Option<AccessLog>,
@@ -80,6 +81,7 @@ impl Handler {
         });
         Ok(Handler {
             cache: FileCache::new(config.cache_file_max, config.cache_total),
+            resolve: ResolveCache::new(std::time::Duration::from_secs(1), 10_000),
             log: config.access_log.then(AccessLog::to_stdout),
             carts: Carts::default(),
             default_root,
@@ -228,7 +230,7 @@ impl Handler {
 
     fn get(&self, req: &Request<RequestBody>, root: &Path, clean: &CleanPath) -> Response<Body> {
         let head = req.method() == Method::HEAD;
-        match store::lookup(root, &clean.relative()) {
+        match self.resolve.lookup(root, &clean.relative(), Instant::now()) {
             Lookup::NotFound => error_page(StatusCode::NOT_FOUND, "not found", head),
             Lookup::Forbidden => error_page(StatusCode::FORBIDDEN, "forbidden", head),
             Lookup::File(info) => {
@@ -248,7 +250,7 @@ impl Handler {
                 }
                 for index in &self.config.index {
                     if let Ok(rel) = dir.join(index).strip_prefix(root)
-                        && let Lookup::File(info) = store::lookup(root, rel)
+                        && let Lookup::File(info) = self.resolve.lookup(root, rel, Instant::now())
                     {
                         return self.file(req, root, &format!("{}{index}", clean.url()), info);
                     }
@@ -278,7 +280,9 @@ impl Handler {
         // Precompressed siblings: pick the best one the client accepts.
         let siblings: Vec<(Coding, FileInfo)> = [Coding::Br, Coding::Gzip]
             .into_iter()
-            .filter_map(|c| store::sibling(root, &info.path, c.suffix()).map(|f| (c, f)))
+            .filter_map(|c| {
+                self.resolve.sibling(root, &info.path, c.suffix(), Instant::now()).map(|f| (c, f))
+            })
             .collect();
         let (coding, info) = if siblings.is_empty() {
             (None, info)
@@ -456,7 +460,9 @@ impl Handler {
             Err(BodyError::TooLarge(n)) => return too_large(n),
             Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string(), false),
         };
-        if let Err(e) = write_atomic(&target, &data) {
+        let written = write_atomic(&target, &data);
+        self.resolve.clear();
+        if let Err(e) = written {
             tracing::warn!("upload to {} failed: {e}", target.display());
             return error_page(StatusCode::INTERNAL_SERVER_ERROR, "could not store the file", false);
         }
@@ -487,7 +493,9 @@ impl Handler {
                 {
                     return error_page(StatusCode::PRECONDITION_FAILED, "precondition failed", false);
                 }
-                match std::fs::remove_file(&f.path) {
+                let removed = std::fs::remove_file(&f.path);
+                self.resolve.clear();
+                match removed {
                     Ok(()) => {
                         let mut r = Response::new(body::empty());
                         *r.status_mut() = StatusCode::NO_CONTENT;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// A regular file found under a root.
 #[derive(Debug, Clone)]
@@ -63,6 +63,75 @@ pub fn sibling(root: &Path, file: &Path, suffix: &str) -> Option<FileInfo> {
     match lookup(root, Path::new(&name).strip_prefix(root).ok()?) {
         Lookup::File(info) => Some(info),
         _ => None,
+    }
+}
+
+/// A short-lived cache of path resolutions (symlinks followed and checked against the root),
+/// so a hot path costs one `stat` per request instead of a `realpath` walk. Entries live for
+/// `ttl`; the size and mtime still come from a fresh `stat` every time.
+pub struct ResolveCache {
+    ttl: Duration,
+    max: usize,
+    map: Mutex<HashMap<PathBuf, (Instant, Option<PathBuf>)>>,
+}
+
+impl ResolveCache {
+    /// A cache keeping resolutions for `ttl`, at most `max` of them.
+    pub fn new(ttl: Duration, max: usize) -> ResolveCache {
+        ResolveCache { ttl, max, map: Mutex::new(HashMap::new()) }
+    }
+
+    /// Forgets everything (after the server itself changed files).
+    pub fn clear(&self) {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Like [`lookup`], through the cache.
+    pub fn lookup(&self, root: &Path, rel: &Path, now: Instant) -> Lookup {
+        let joined = root.join(rel);
+        let cached = {
+            let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            map.get(&joined)
+                .filter(|(at, _)| now.saturating_duration_since(*at) < self.ttl)
+                .map(|(_, r)| r.clone())
+        };
+        let resolved = match cached {
+            Some(r) => r,
+            None => {
+                let r = match std::fs::canonicalize(&joined) {
+                    Ok(p) if within_root(root, &p) => Some(p),
+                    Ok(_) => return Lookup::Forbidden,
+                    Err(_) => None,
+                };
+                let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+                if map.len() >= self.max {
+                    map.clear();
+                }
+                map.insert(joined, (now, r.clone()));
+                r
+            }
+        };
+        let Some(path) = resolved else { return Lookup::NotFound };
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => Lookup::File(FileInfo {
+                len: m.len(),
+                mtime: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                path,
+            }),
+            Ok(m) if m.is_dir() => Lookup::Dir(path),
+            Ok(_) => Lookup::Forbidden,
+            Err(_) => Lookup::NotFound,
+        }
+    }
+
+    /// Like [`sibling`], through the cache.
+    pub fn sibling(&self, root: &Path, file: &Path, suffix: &str, now: Instant) -> Option<FileInfo> {
+        let mut name = file.as_os_str().to_owned();
+        name.push(suffix);
+        match self.lookup(root, Path::new(&name).strip_prefix(root).ok()?, now) {
+            Lookup::File(info) => Some(info),
+            _ => None,
+        }
     }
 }
 
@@ -180,6 +249,31 @@ mod tests {
             ));
             assert!(matches!(lookup(&root, Path::new("escape")), Lookup::Forbidden));
             assert!(matches!(lookup(&root, Path::new("inside")), Lookup::File(_)));
+        }
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn resolve_cache_keeps_resolutions_not_metadata() {
+        let root = tmp();
+        let cache = ResolveCache::new(Duration::from_secs(60), 100);
+        let now = Instant::now();
+        assert!(matches!(cache.lookup(&root, Path::new("a.txt"), now), Lookup::File(f) if f.len == 5));
+        std::fs::write(root.join("a.txt"), b"longer!").unwrap();
+        assert!(matches!(cache.lookup(&root, Path::new("a.txt"), now), Lookup::File(f) if f.len == 7));
+        assert!(matches!(cache.lookup(&root, Path::new("new.txt"), now), Lookup::NotFound));
+        std::fs::write(root.join("new.txt"), b"x").unwrap();
+        assert!(matches!(cache.lookup(&root, Path::new("new.txt"), now), Lookup::NotFound), "cached miss");
+        assert!(matches!(
+            cache.lookup(&root, Path::new("new.txt"), now + Duration::from_secs(61)),
+            Lookup::File(_)
+        ));
+        std::fs::remove_file(root.join("a.txt")).unwrap();
+        assert!(matches!(cache.lookup(&root, Path::new("a.txt"), now), Lookup::NotFound));
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/etc", root.join("escape")).unwrap();
+            assert!(matches!(cache.lookup(&root, Path::new("escape"), now), Lookup::Forbidden));
         }
         let _ = std::fs::remove_dir_all(&root);
     }
