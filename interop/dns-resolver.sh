@@ -31,6 +31,15 @@ check "kdig: EDNS version 1 gets BADVERS" "BADVERS" \
 check "appnet dns query --trace from the lab's root hints" "127.0.10.3" \
   "$("$APPNET" dns query gaia.cs.umass.edu A --trace --root-hints "$WORK/lab/root.hints" --upstream-port "$port" | sed -n 's/^gaia.cs.umass.edu. .* A //p')"
 
+# The lab's web servers, found through the lab's DNS: appnet web get --resolver, and curl.
+check "appnet web get through the lab resolver (CNAME www.ibm.com)" "<h1>www.ibm.com</h1>" \
+  "$("$APPNET" web get "http://www.ibm.com:8080/" --resolver "$resolver:$port" | grep -o '<h1>.*</h1>')"
+someschool=$(q +short www.someschool.edu)
+check "curl: the textbook page references ten images" "10" \
+  "$(curl -s --resolve "www.someschool.edu:8080:$someschool" http://www.someschool.edu:8080/someDepartment/home.index | grep -c '<img ')"
+check "curl: a JPEG" "image/jpeg" \
+  "$(curl -s -o /dev/null -w '%{content_type}' --resolve "www.someschool.edu:8080:$someschool" http://www.someschool.edu:8080/someDepartment/pic1.jpg)"
+
 # Unbound, given the lab's root hints, must agree with appnet's resolver.
 if [ "$port" != 53 ]; then
   echo "  skipped: the Unbound comparison needs the lab on port 53 (run as root)"

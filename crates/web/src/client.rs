@@ -50,12 +50,30 @@ pub async fn get(
     cacert: Option<&Path>,
     timeout: Duration,
 ) -> Result<Response<Bytes>, ClientError> {
-    tokio::time::timeout(timeout, fetch(url, proto, cacert))
+    get_at(url, proto, cacert, timeout, None).await
+}
+
+/// Like [`get`], connecting to `address` instead of resolving the URL's host with the system
+/// resolver (the Host header and TLS name still come from the URL), as curl's `--resolve` does.
+/// The lab resolves names through its own DNS this way.
+pub async fn get_at(
+    url: &str,
+    proto: Proto,
+    cacert: Option<&Path>,
+    timeout: Duration,
+    address: Option<std::net::IpAddr>,
+) -> Result<Response<Bytes>, ClientError> {
+    tokio::time::timeout(timeout, fetch(url, proto, cacert, address))
         .await
         .map_err(|_| ClientError::Timeout(timeout))?
 }
 
-async fn fetch(url: &str, proto: Proto, cacert: Option<&Path>) -> Result<Response<Bytes>, ClientError> {
+async fn fetch(
+    url: &str,
+    proto: Proto,
+    cacert: Option<&Path>,
+    address: Option<std::net::IpAddr>,
+) -> Result<Response<Bytes>, ClientError> {
     let uri: Uri = url.parse().map_err(|_| ClientError::Url(url.into()))?;
     let https = match uri.scheme_str() {
         Some("http") => false,
@@ -65,7 +83,10 @@ async fn fetch(url: &str, proto: Proto, cacert: Option<&Path>) -> Result<Respons
     let host = uri.host().ok_or_else(|| ClientError::Url(url.into()))?.to_string();
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let connect_host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    let tcp = TcpStream::connect((connect_host.as_str(), port)).await?;
+    let tcp = match address {
+        Some(ip) => TcpStream::connect((ip, port)).await?,
+        None => TcpStream::connect((connect_host.as_str(), port)).await?,
+    };
     let _ = tcp.set_nodelay(true);
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     let authority = uri.authority().map(|a| a.to_string()).unwrap_or(host.clone());

@@ -116,6 +116,10 @@ pub struct GetArgs {
     /// Seconds to wait for the whole response.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     timeout: f64,
+    /// Resolve the URL's host through this DNS resolver (ADDR:PORT) instead of the system's,
+    /// e.g. the lab's dns.poly.edu: --resolver 127.0.4.1:10053.
+    #[arg(long, value_name = "ADDR")]
+    resolver: Option<std::net::SocketAddr>,
 }
 
 /// Runs a `web` subcommand.
@@ -183,8 +187,12 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
     } else {
         Proto::Http11
     };
-    let resp =
-        client::get(&args.url, proto, args.cacert.as_deref(), Duration::from_secs_f64(args.timeout)).await?;
+    let address = match args.resolver {
+        Some(server) => Some(super::resolver::lookup_address(&args.url, server).await?),
+        None => None,
+    };
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let resp = client::get_at(&args.url, proto, args.cacert.as_deref(), timeout, address).await?;
     let mut out = std::io::stdout().lock();
     if args.include {
         writeln!(out, "{:?} {}", resp.version(), resp.status())?;
