@@ -140,6 +140,6 @@ pub async fn lookup_address(url: &str, server: SocketAddr) -> anyhow::Result<std
         .find_map(|r| {
             <[u8; 4]>::try_from(&r.rdata[..]).ok().filter(|_| r.rtype == appnet_dns::wire::rrtype::code::A)
         })
-        .map(|octets| std::net::IpAddr::from(octets))
+        .map(std::net::IpAddr::from)
         .with_context(|| format!("{server} has no address for {host} (rcode {})", parsed.rcode))
 }
