@@ -73,6 +73,8 @@ pub struct ClientConfig {
     pub download_rate: Option<u64>,
     /// Upload cap in bytes per second (all peers together); none by default.
     pub upload_rate: Option<u64>,
+    /// Token-bucket burst for both caps, in bytes (default: a tenth of a second at the rate).
+    pub rate_burst: Option<u64>,
     /// Most connected peers.
     pub max_peers: usize,
     /// Seconds to keep seeding after completing (`None`: forever, 0: leave at once).
@@ -87,6 +89,8 @@ pub struct ClientConfig {
     pub rate_window_secs: f64,
     /// A peer that sent no block for this long while we wanted one is snubbed.
     pub snub_secs: f64,
+    /// Seconds of a peer's download rate kept requested ahead (the pipeline depth).
+    pub request_queue_secs: f64,
     /// Fewest and most outstanding block requests per peer (the pipeline grows with its rate).
     pub min_requests: usize,
     /// See `min_requests`.
@@ -110,6 +114,7 @@ impl Default for ClientConfig {
             dir: PathBuf::from("."),
             download_rate: None,
             upload_rate: None,
+            rate_burst: None,
             max_peers: 50,
             seed_time_secs: Some(0),
             unchoke_slots: 4,
@@ -117,6 +122,7 @@ impl Default for ClientConfig {
             optimistic_secs: 30.0,
             rate_window_secs: 20.0,
             snub_secs: 60.0,
+            request_queue_secs: 2.0,
             min_requests: 8,
             max_requests: 500,
             max_hash_failures: 3,
@@ -137,6 +143,16 @@ impl ClientConfig {
             rechoke: secs(self.rechoke_secs),
             optimistic: secs(self.optimistic_secs),
             snub: secs(self.snub_secs),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// A limiter for `rate` bytes/s with this config's burst (`None`: unlimited).
+    pub fn limiter(&self, rate: Option<u64>) -> appnet_netkit::rate::Limiter {
+        match (rate, self.rate_burst) {
+            (Some(r), Some(b)) => appnet_netkit::rate::Limiter::new(r, b.max(1)),
+            (r, _) => appnet_netkit::rate::Limiter::from_rate(r),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod bitfield;
 pub mod choker;
 pub mod config;
 pub mod create;
+pub mod experiment;
 pub mod metainfo;
 pub mod meter;
 mod peer;

@@ -1,7 +1,7 @@
 //! One peer connection: the handshake (wrong info hash or self-connections are dropped), then a
 //! reader that decodes and validates every message and feeds the session, and a writer that
-//! sends control messages first and then queued block uploads read from disk. Both halves are
-//! shaped by the session's shared rate limiters.
+//! sends control messages first and then queued block uploads read from disk. Downloads are
+//! shaped by wrapping the read half; uploads block by block through one FIFO gate per session.
 
 use crate::session::{Out, PeerError, TorrentHandle};
 use crate::wire::{HANDSHAKE_LEN, Handshake, MAX_REQUEST, Message, piece_header};
@@ -44,7 +44,8 @@ async fn run_inner(
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     let mut rd = Limited::new(rd, h.inner.down.clone(), Limiter::unlimited());
-    let mut wr = Limited::new(wr, Limiter::unlimited(), h.inner.up.clone());
+    // Uploads are shaped per block in the writer (see `write_loop`), not per write.
+    let mut wr = wr;
     let ours = Handshake::new(h.inner.meta.info_hash, h.inner.peer_id);
     let theirs = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         wr.write_all(&ours.encode()).await?;
@@ -142,7 +143,7 @@ fn apply(o: Out, ctrl: &mut BytesMut, queue: &mut VecDeque<crate::wire::BlockRef
 async fn write_loop(
     h: TorrentHandle,
     id: u64,
-    mut wr: Limited<OwnedWriteHalf>,
+    mut wr: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Out>,
     fast: bool,
 ) -> Result<(), PeerError> {
@@ -175,6 +176,10 @@ async fn write_loop(
             block.extend_from_slice(&piece_header(r.index, r.begin, r.length));
             block.resize(13 + r.length as usize, 0);
             h.inner.storage.read_into(r.index, r.begin, &mut block[13..])?;
+            if h.inner.up.is_limited() {
+                let _turn = h.inner.up_gate.lock().await;
+                h.inner.up.acquire(block.len() as u64).await;
+            }
             wr.write_all(&block).await?;
             h.uploaded(id, r.length as u64);
             continue;

@@ -90,6 +90,7 @@ pub(crate) struct State {
     completed_at: Option<Instant>,
     req_min: usize,
     req_max: usize,
+    req_secs: f64,
 }
 
 /// A snapshot for progress bars and tests.
@@ -124,6 +125,9 @@ pub(crate) struct Inner {
     pub storage: Storage,
     state: Mutex<State>,
     pub up: Limiter,
+    /// One block upload at a time waits on `up` (FIFO across connections), so a shaped peer
+    /// with many connections does not have them all polling the bucket.
+    pub up_gate: tokio::sync::Mutex<()>,
     pub down: Limiter,
     pub params: ChokeParams,
     pub listen: SocketAddr,
@@ -206,12 +210,14 @@ impl Session {
             completed_at: done.then_some(now),
             req_min: cfg.min_requests,
             req_max: cfg.max_requests,
+            req_secs: cfg.request_queue_secs.clamp(0.01, 60.0),
         };
         let (complete, _) = watch::channel(done);
         let inner = Inner {
             params: cfg.choke_params(),
-            up: Limiter::from_rate(cfg.upload_rate),
-            down: Limiter::from_rate(cfg.download_rate),
+            up: cfg.limiter(cfg.upload_rate),
+            up_gate: tokio::sync::Mutex::new(()),
+            down: cfg.limiter(cfg.download_rate),
             meta,
             peer_id: new_peer_id(),
             storage,
@@ -842,16 +848,17 @@ fn update_interest(st: &mut State, id: u64) {
     fill_requests(st, id);
 }
 
-/// Tops up the request pipeline to peer `id`, sized to its rate (about 2 s of data).
+/// Tops up the request pipeline to peer `id`, sized to its rate (`request_queue_secs` of data).
 fn fill_requests(st: &mut State, id: u64) {
     let (min, max) = (st.req_min.max(1), st.req_max.max(st.req_min.max(1)));
+    let secs = st.req_secs;
     let State { picker, peers, rng, .. } = st;
     let Some(p) = peers.get_mut(&id) else { return };
     if p.peer_choking || !p.am_interested || picker.is_complete() {
         return;
     }
     let rate = p.down.rate(Instant::now());
-    let target = ((rate * 2.0 / crate::wire::BLOCK as f64) as usize).clamp(min, max);
+    let target = ((rate * secs / crate::wire::BLOCK as f64) as usize).clamp(min, max);
     if p.pending.len() >= target {
         return;
     }

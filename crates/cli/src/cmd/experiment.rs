@@ -14,6 +14,35 @@ pub enum ExperimentCmd {
         appnet experiment chord                     full run (a few minutes with --release)\n  \
         appnet experiment chord --quick --out /tmp/chord")]
     Chord(ChordArgs),
+    /// BitTorrent: client-server vs P2P minimum distribution time for N = 1..32 downloaders,
+    /// with real shaped transfers on loopback, against the textbook's bounds.
+    #[command(
+        name = "p2p-vs-cs",
+        after_help = "Examples:\n  \
+        appnet experiment p2p-vs-cs                         F = 4 MiB, u = 1 MiB/s, us = 10u\n  \
+        appnet experiment p2p-vs-cs --ns 1,2,4 --out /tmp/p2p"
+    )]
+    P2pVsCs(P2pArgs),
+}
+
+/// Flags for `experiment p2p-vs-cs`.
+#[derive(Args, Debug)]
+pub struct P2pArgs {
+    /// Directory for the SVG plot.
+    #[arg(long, value_name = "DIR", default_value = "experiments")]
+    out: PathBuf,
+    /// File size F in KiB.
+    #[arg(long, value_name = "KIB", default_value_t = 4096)]
+    file_kib: u64,
+    /// Peer upload rate u in KiB/s (the server uploads at 10u).
+    #[arg(long, value_name = "KIB", default_value_t = 1024)]
+    u_kib: u64,
+    /// Numbers of downloaders, comma-separated.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "1,2,4,8,16,32")]
+    ns: Vec<usize>,
+    /// Piece size in KiB.
+    #[arg(long, value_name = "KIB", default_value_t = 32)]
+    piece_kib: u64,
 }
 
 /// Flags for `experiment chord`.
@@ -33,6 +62,24 @@ pub struct ChordArgs {
 /// Runs an experiment.
 pub async fn run(cmd: ExperimentCmd, _ctx: &Context) -> anyhow::Result<()> {
     match cmd {
+        ExperimentCmd::P2pVsCs(a) => {
+            anyhow::ensure!(
+                a.file_kib > 0 && a.u_kib > 0 && a.piece_kib >= 16,
+                "sizes must be positive (pieces >= 16 KiB)"
+            );
+            anyhow::ensure!(a.ns.iter().all(|&n| (1..=200).contains(&n)), "--ns values must be 1..=200");
+            let opts = appnet_torrent::experiment::Options {
+                file_size: a.file_kib * 1024,
+                u: a.u_kib * 1024,
+                ns: a.ns,
+                piece_size: a.piece_kib * 1024,
+                out: a.out,
+                ..Default::default()
+            };
+            let report = appnet_torrent::experiment::run(opts, |step| eprintln!("p2p-vs-cs: {step}")).await?;
+            println!("{report}");
+            Ok(())
+        }
         ExperimentCmd::Chord(args) => {
             let opts =
                 appnet_chord::experiment::Options { out: args.out, quick: args.quick, seed: args.seed };
