@@ -11,6 +11,7 @@
 
 pub mod apps;
 pub mod body;
+pub mod cdn;
 pub mod client;
 pub mod config;
 pub mod files;
