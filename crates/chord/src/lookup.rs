@@ -37,6 +37,7 @@ pub struct Lookup {
     /// Nodes that answered, with how many dead nodes the lookup knew when they did.
     answered: Vec<(NodeRef, usize)>,
     current: Option<NodeRef>,
+    rerouted_at: Option<usize>,
     /// FindSuccessor answers received.
     pub hops: u32,
     /// Candidates that failed to answer.
@@ -55,6 +56,7 @@ impl Lookup {
             dead: Vec::new(),
             answered: Vec::new(),
             current: None,
+            rerouted_at: None,
             hops: 0,
             timeouts: 0,
         };
@@ -73,7 +75,26 @@ impl Lookup {
         self.dead.iter().rev().take(crate::wire::MAX_AVOID).map(|n| n.id).collect()
     }
 
-    fn is_dead(&self, n: &NodeRef) -> bool {
+    /// For the node that started the lookup: whether it should consult its own routing table
+    /// again (with [`avoid`](Self::avoid)) because the lookup ran out of candidates after
+    /// finding more dead nodes than the last time it did so.
+    pub fn may_reroute(&mut self) -> bool {
+        let n = self.dead.len();
+        if n == 0 || self.rerouted_at == Some(n) || self.hops + self.timeouts >= MAX_STEPS {
+            return false;
+        }
+        self.rerouted_at = Some(n);
+        true
+    }
+
+    /// Adds candidates (from the starting node's own table) and takes the next step.
+    pub fn reseed(&mut self, nodes: Vec<NodeRef>) -> Step {
+        self.add(nodes);
+        self.next_step()
+    }
+
+    /// Whether the lookup already found `n` dead.
+    pub fn is_dead(&self, n: &NodeRef) -> bool {
         self.dead.iter().any(|d| d.addr == n.addr)
     }
 

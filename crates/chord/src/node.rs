@@ -393,7 +393,23 @@ impl Node {
                 let outcome = LookupOutcome { succs, hops: lookup.hops, timeouts: lookup.timeouts };
                 self.lookup_done(purpose, Some(outcome));
             }
-            Step::Failed => self.lookup_done(purpose, None),
+            Step::Failed => {
+                // Out of candidates: the starting node asks its own table again, now without the
+                // nodes found dead (they are purged from it too).
+                if lookup.may_reroute() {
+                    let step = match self.rt.route(&lookup.target(), &lookup.avoid()) {
+                        Response::Found { succs } => {
+                            let live: Vec<NodeRef> =
+                                succs.into_iter().filter(|s| !lookup.is_dead(s)).collect();
+                            if live.is_empty() { Step::Failed } else { Step::Done(live) }
+                        }
+                        Response::Closer { nodes } => lookup.reseed(nodes),
+                        _ => Step::Failed,
+                    };
+                    return self.drive_lookup(purpose, lookup, Some(step));
+                }
+                self.lookup_done(purpose, None)
+            }
         }
     }
 

@@ -56,7 +56,7 @@ pub fn path_length(opts: &Options) -> Result<Table, ExperimentError> {
         &["N", "lookups", "mean hops", "1st pct", "99th pct", "paper: ½·log2 N", "mean / paper"],
     );
     let (mut m, mut p1, mut p99, mut theory) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut worst: f64 = 0.0;
+    let (mut worst, mut worst_large): (f64, f64) = (0.0, 0.0);
     for k in 3..=max_k {
         let n = 1usize << k;
         let mut hops = measure_paths(n, lookups, opts.seed ^ k as u64);
@@ -64,6 +64,9 @@ pub fn path_length(opts: &Options) -> Result<Table, ExperimentError> {
         let (mu, lo, hi) = (mean(&hops), quantile(&hops, 0.01), quantile(&hops, 0.99));
         let half = 0.5 * k as f64;
         worst = worst.max((mu / half - 1.0).abs());
+        if k >= 6 {
+            worst_large = worst_large.max((mu / half - 1.0).abs());
+        }
         t.rows.push(vec![
             format!("2^{k}"),
             hops.len().to_string(),
@@ -92,9 +95,13 @@ pub fn path_length(opts: &Options) -> Result<Table, ExperimentError> {
         ],
     )?;
     t.notes.push(format!(
-        "largest deviation of the mean from ½·log2 N: {:.0}% (the paper's figure 10 tracks ½·log2 N)",
+        "mean vs ½·log2 N: within {:.0}% for N ≥ 64, {:.0}% over all N (the paper's figure 10: about ½·log2 N)",
+        worst_large * 100.0,
         worst * 100.0
     ));
+    t.notes.push(
+        "hops = FindSuccessor answers until the key's predecessor names the successor; reaching the successor itself is not counted".into(),
+    );
     t.notes.push(format!("plot: {}", path.display()));
     Ok(t)
 }
