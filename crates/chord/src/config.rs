@@ -34,6 +34,8 @@ pub struct ChordConfig {
     pub max_value: usize,
     /// Most items one node stores.
     pub max_items: usize,
+    /// Most bytes of keys and values one node stores.
+    pub max_bytes: usize,
     /// Most RPC connections served at once.
     pub max_connections: usize,
     /// Seconds an idle RPC connection is kept open.
@@ -56,6 +58,7 @@ impl Default for ChordConfig {
             rpc_timeout_ms: 1000,
             max_value: p.max_value,
             max_items: p.max_items,
+            max_bytes: p.max_bytes,
             max_connections: 512,
             idle_timeout_secs: 30,
         }
@@ -104,6 +107,7 @@ impl ChordConfig {
             check_predecessor_ms: self.check_predecessor_ms.max(1),
             max_value: self.max_value,
             max_items: self.max_items,
+            max_bytes: self.max_bytes,
             ..Params::default()
         })
     }

@@ -39,6 +39,8 @@ pub struct Params {
     pub max_value: usize,
     /// Most items this node stores; `Put` beyond it is refused.
     pub max_items: usize,
+    /// Most bytes of keys and values this node stores.
+    pub max_bytes: usize,
 }
 
 impl Default for Params {
@@ -53,6 +55,7 @@ impl Default for Params {
             replicate_every: 10,
             max_value: 64 * 1024,
             max_items: 1_000_000,
+            max_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -625,7 +628,7 @@ impl Node {
                         ),
                     };
                 }
-                if self.store.len() >= self.params.max_items && self.store.get(&key).is_none() {
+                if !self.has_room(&key, &value) {
                     return Response::Error {
                         code: ErrorCode::Unavailable,
                         message: "this node's store is full".into(),
@@ -649,9 +652,7 @@ impl Node {
             }
             Request::Store { items } => {
                 for item in items {
-                    if item.value.len() <= self.params.max_value
-                        && (self.store.len() < self.params.max_items || self.store.get(&item.key).is_some())
-                    {
+                    if item.value.len() <= self.params.max_value && self.has_room(&item.key, &item.value) {
                         self.store.insert(item.key, item.value);
                     }
                 }
@@ -662,6 +663,14 @@ impl Node {
                 Response::Ok
             }
         }
+    }
+
+    /// Whether storing (key, value) stays within the item and byte limits.
+    fn has_room(&self, key: &[u8], value: &[u8]) -> bool {
+        let old = self.store.get(key).map(|v| key.len() + v.len());
+        let items = self.store.len() + usize::from(old.is_none());
+        let bytes = self.store.bytes() - old.unwrap_or(0) + key.len() + value.len();
+        items <= self.params.max_items && bytes <= self.params.max_bytes
     }
 
     fn replica_targets(&self) -> Vec<NodeRef> {
@@ -815,4 +824,48 @@ fn batches(items: Vec<Item>) -> Vec<Vec<Item>> {
         out.push(cur);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(params: Params) -> Node {
+        let me = NodeRef { id: Id::from_u64(7), addr: "127.0.0.1:7".parse().unwrap() };
+        Node::new(params, me, 0)
+    }
+
+    #[test]
+    fn puts_over_the_limits_are_refused() {
+        let mut n = node(Params { bits: 8, max_value: 4, max_items: 2, max_bytes: 12, ..Params::default() });
+        let put = |k: &str, v: &str| Request::Put { key: k.into(), value: v.into() };
+        assert!(matches!(
+            n.handle_request(0, put("a", "12345")),
+            Response::Error { code: ErrorCode::TooLarge, .. }
+        ));
+        assert_eq!(n.handle_request(0, put("a", "1234")), Response::Ok);
+        assert_eq!(n.handle_request(0, put("b", "1234")), Response::Ok);
+        // Two items of 5 bytes: a third item, or growing one past 12 bytes, is refused.
+        assert!(matches!(
+            n.handle_request(0, put("c", "1")),
+            Response::Error { code: ErrorCode::Unavailable, .. }
+        ));
+        assert_eq!(n.handle_request(0, put("a", "12")), Response::Ok);
+        let items = vec![Item { key: b"d".to_vec(), value: b"1".to_vec() }];
+        assert_eq!(n.handle_request(0, Request::Store { items }), Response::Ok);
+        assert_eq!(n.store().len(), 2, "Store beyond max_items is dropped");
+    }
+
+    #[test]
+    fn alone_node_answers_every_lookup_itself_and_left_node_refuses() {
+        let mut n = node(Params { bits: 8, ..Params::default() });
+        let resp = n.handle_request(0, Request::FindSuccessor { id: Id::from_u64(200), avoid: vec![] });
+        assert_eq!(resp, Response::Found { succs: vec![n.me()] });
+        n.leave(0);
+        assert_eq!(n.poll_event(), Some(Event::Left));
+        assert!(matches!(
+            n.handle_request(0, Request::Ping),
+            Response::Error { code: ErrorCode::Unavailable, .. }
+        ));
+    }
 }

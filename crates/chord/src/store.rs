@@ -10,12 +10,13 @@ use std::collections::BTreeMap;
 pub struct Store {
     bits: u8,
     map: BTreeMap<(Id, Vec<u8>), Vec<u8>>,
+    bytes: usize,
 }
 
 impl Store {
     /// An empty store for a ring of `bits`-bit ids.
     pub fn new(bits: u8) -> Store {
-        Store { bits, map: BTreeMap::new() }
+        Store { bits, map: BTreeMap::new(), bytes: 0 }
     }
 
     /// The id of `key` on this ring.
@@ -26,7 +27,10 @@ impl Store {
     /// Inserts or replaces a value.
     pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
         let id = self.key_id(&key);
-        self.map.insert((id, key), value);
+        self.bytes += key.len() + value.len();
+        if let Some(old) = self.map.insert((id, key.clone()), value) {
+            self.bytes -= key.len() + old.len();
+        }
     }
 
     /// The value of `key`, if held here.
@@ -37,12 +41,23 @@ impl Store {
     /// Removes `key`; whether it was present.
     pub fn remove(&mut self, key: &[u8]) -> bool {
         let id = self.key_id(key);
-        self.map.remove(&(id, key.to_vec())).is_some()
+        match self.map.remove(&(id, key.to_vec())) {
+            Some(v) => {
+                self.bytes -= key.len() + v.len();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Number of items held.
     pub fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// Bytes of keys and values held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Whether nothing is held.
@@ -67,5 +82,25 @@ impl Store {
     /// Every key id held (with repeats for colliding keys), in order.
     pub fn ids(&self) -> impl Iterator<Item = &Id> {
         self.map.keys().map(|(id, _)| id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_bytes_and_hands_out_arcs() {
+        let mut s = Store::new(8);
+        s.insert(b"a".to_vec(), b"123".to_vec());
+        s.insert(b"a".to_vec(), b"12".to_vec());
+        s.insert(b"bb".to_vec(), b"x".to_vec());
+        assert_eq!((s.len(), s.bytes()), (2, 6));
+        assert!(s.remove(b"a"));
+        assert!(!s.remove(b"a"));
+        assert_eq!(s.bytes(), 3);
+        let id = s.key_id(b"bb");
+        assert_eq!(s.items_in(&id, &id).len(), 1, "(a, a] is the whole circle");
+        assert_eq!(s.items_in(&id.add_pow2(0, 8), &id.add_pow2(1, 8)).len(), 0);
     }
 }
