@@ -344,7 +344,13 @@ impl Handler {
             }
             _ => RangeRequest::Full,
         };
-        let cached = if self.cache.holds(total) { self.cache.get(&info).ok() } else { None };
+        // A file that changed size between the stat and the read is streamed instead (and the
+        // stream ends early with an error rather than a body of the wrong length).
+        let cached = if self.cache.holds(total) {
+            self.cache.get(&info).ok().filter(|d| d.len() as u64 == total)
+        } else {
+            None
+        };
         let (status, segments, len) = match ranges {
             RangeRequest::Unsatisfiable => {
                 let mut r = error_page(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable", head);

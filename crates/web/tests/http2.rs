@@ -161,3 +161,39 @@ async fn tls_with_the_lab_ca_speaks_h2_and_http11_by_alpn() {
     assert!(resp.headers()["set-cookie"].to_str().unwrap().contains("Secure"));
     srv.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn tls_from_pem_files() {
+    let site = site("pem");
+    let dir = TempDir::new("pem-files");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert =
+        rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), key.serialize_pem()).unwrap();
+    let mut cfg = config(site.path());
+    cfg.tls = true;
+    cfg.cert = Some(dir.path().join("cert.pem"));
+    cfg.key = Some(dir.path().join("key.pem"));
+    let server = appnet_web::WebServer::bind(cfg).await.unwrap();
+    assert!(server.is_tls() && server.tls_note().is_none());
+    let srv = appnet_netkit::harness::start(server);
+    let resp = appnet_web::client::get(
+        &format!("https://localhost:{}/digits.txt", srv.addr().port()),
+        appnet_web::client::Proto::Http11,
+        Some(&dir.path().join("cert.pem")),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(&resp.body()[..], b"0123456789");
+    srv.stop().await.unwrap();
+    // A key file that is not PEM is refused with a message naming it.
+    std::fs::write(dir.path().join("bad.pem"), "not pem").unwrap();
+    let mut cfg = config(site.path());
+    cfg.cert = Some(dir.path().join("cert.pem"));
+    cfg.key = Some(dir.path().join("bad.pem"));
+    let err = appnet_web::WebServer::bind(cfg).await.err().expect("bad key refused");
+    assert!(err.to_string().contains("bad.pem"), "{err}");
+}
