@@ -8,6 +8,10 @@ source "$(dirname "$0")/lib.sh"
 PY=python3
 $PY -c 'import dns.message' 2>/dev/null || PY=/usr/bin/python3
 
+# contains PATTERN CMD...: "yes" if CMD's output matches PATTERN (output captured first, so an
+# early grep exit cannot break CMD's pipe under pipefail).
+contains() { local out; out=$("${@:2}" 2>&1) || true; grep -q -- "$1" <<<"$out" && echo yes || echo no; }
+
 zone="$WORK/example.com.zone"
 write_zone() { # SERIAL WWW-ADDRESS
   cat > "$zone" <<ZONE
@@ -54,8 +58,7 @@ echo "  ok: a broken zone stops the server from starting"
 nsd_port=$(free_port)
 port=$(free_port)
 bg "$APPNET" dns serve --zone "$zone" --listen "127.0.0.1:$port" --allow-transfer 127.0.0.1 \
-  --notify "127.0.0.1:$nsd_port"
-APPNET_PID=$LAST_PID
+  --notify "127.0.0.1:$nsd_port" --pid-file "$WORK/appnet.pid"
 wait_tcp 127.0.0.1 "$port"
 D=(dig @127.0.0.1 -p "$port" +norec +time=2 +tries=2)
 K=(kdig @127.0.0.1 -p "$port" +norec +time=2 +retry=1)
@@ -72,7 +75,7 @@ check "CAA"      '0 issue "letsencrypt.org"'           "$("${D[@]}" +short examp
 check "SOA"      "ns1.example.com. hostmaster.example.com. 2024010101 7200 3600 1209600 300" \
                  "$("${D[@]}" +short example.com SOA)"
 check "unknown type (RFC 3597)" '\# 3 010203'          "$("${D[@]}" +short unk.example.com TYPE65534)"
-check "AA bit on answers" "yes" "$("${D[@]}" www.example.com | grep -q 'flags: qr aa;' && echo yes || echo no)"
+check "AA bit on answers" "yes" "$(contains 'flags: qr aa;' "${D[@]}" www.example.com)"
 check "SRV target address in additional" "sip.example.com. 3600 IN A 192.0.2.60" \
   "$("${D[@]}" +noall +additional _sip._tcp.example.com SRV | awk '{print $1,$2,$3,$4,$5}')"
 check "MX target address in additional" "mail.example.com. 3600 IN A 192.0.2.25" \
@@ -96,8 +99,8 @@ check "referral: NS in authority" "sub.example.com. 3600 IN NS ns.sub.example.co
   "$("${D[@]}" +noall +authority host.sub.example.com A | awk '{print $1,$2,$3,$4,$5}')"
 check "referral: glue in additional" "ns.sub.example.com. 3600 IN A 192.0.2.53" \
   "$("${D[@]}" +noall +additional host.sub.example.com A | awk '{print $1,$2,$3,$4,$5}')"
-check "REFUSED outside our zones" "yes" "$("${D[@]}" www.example.org | grep -q 'status: REFUSED' && echo yes || echo no)"
-check "EDNS version 1 → BADVERS" "yes" "$("${D[@]}" +edns=1 +noednsneg www.example.com | grep -q 'status: BADVERS' && echo yes || echo no)"
+check "REFUSED outside our zones" "yes" "$(contains 'status: REFUSED' "${D[@]}" www.example.org)"
+check "EDNS version 1 → BADVERS" "yes" "$(contains 'status: BADVERS' "${D[@]}" +edns=1 +noednsneg www.example.com)"
 check "NOTIMP for opcode STATUS" "yes" "$("$PY" - "$port" <<'PY'
 import socket, struct, sys
 q = struct.pack(">HHHHHH", 77, 2 << 11, 0, 0, 0, 0)
@@ -126,9 +129,9 @@ check "kdig over TCP" "30" "$("${K[@]}" +tcp +short big.example.com TXT | wc -l)
 echo "kdig"
 check "kdig A" "192.0.2.80" "$("${K[@]}" +short www.example.com A)"
 check "kdig MX" "10 mail.example.com." "$("${K[@]}" +short example.com MX)"
-check "kdig NXDOMAIN" "yes" "$("${K[@]}" nope.example.com | grep -q 'status: NXDOMAIN' && echo yes || echo no)"
+check "kdig NXDOMAIN" "yes" "$(contains 'status: NXDOMAIN' "${K[@]}" nope.example.com)"
 check "kdig wildcard" "192.0.2.99" "$("${K[@]}" +short x.wild.example.com)"
-check "kdig EDNS version 1 → BADVERS" "yes" "$("${K[@]}" +edns=1 www.example.com 2>&1 | grep -q 'BADVERS' && echo yes || echo no)"
+check "kdig EDNS version 1 → BADVERS" "yes" "$(contains 'BADVERS' "${K[@]}" +edns=1 www.example.com)"
 
 echo "AXFR"
 axfr=$("${D[@]}" example.com AXFR +noall +answer)
@@ -166,13 +169,13 @@ PY
 
 echo "appnet dns query"
 check "query --short" "192.0.2.80" "$("$APPNET" dns query www.example.com A --server "127.0.0.1:$port" --short)"
-check "query over TCP" "yes" "$("$APPNET" dns query example.com MX --server "127.0.0.1:$port" --tcp | grep -q 'SERVER: 127.0.0.1:'"$port"'(TCP)' && echo yes || echo no)"
+check "query over TCP" "yes" "$(contains "SERVER: 127.0.0.1:$port(TCP)" "$APPNET" dns query example.com MX --server "127.0.0.1:$port" --tcp)"
 
 echo "transfers refused outside the allow-list"
 port2=$(free_port)
 bg "$APPNET" dns serve --zone "$zone" --listen "127.0.0.1:$port2"
 wait_tcp 127.0.0.1 "$port2"
-check "AXFR without allow-transfer → REFUSED" "yes" "$(dig @127.0.0.1 -p "$port2" example.com AXFR | grep -q 'Transfer failed' && echo yes || echo no)"
+check "AXFR without allow-transfer → REFUSED" "yes" "$(contains 'Transfer failed' dig @127.0.0.1 -p "$port2" example.com AXFR)"
 
 echo "appnet primary → NSD secondary"
 nsd_dir="$WORK/nsd"; mkdir -p "$nsd_dir"
@@ -211,7 +214,7 @@ norm_axfr() { dig @127.0.0.1 -p "$1" "$2" AXFR +noall +answer | awk '{ $1 = tolo
 wait_serial "$nsd_port" example.com 2024010101
 check "NSD transferred appnet's zone" "$(norm_axfr "$port" example.com)" "$(norm_axfr "$nsd_port" example.com)"
 write_zone 2024010102 192.0.2.81
-kill -HUP "$APPNET_PID"
+"$APPNET" dns reload --pid-file "$WORK/appnet.pid" >/dev/null
 wait_serial "$nsd_port" example.com 2024010102
 check "after serial bump + NOTIFY, NSD serves the new data" "192.0.2.81" "$(dig @127.0.0.1 -p "$nsd_port" +short www.example.com)"
 check "NSD and appnet serve identical data" "$(norm_axfr "$port" example.com)" "$(norm_axfr "$nsd_port" example.com)"

@@ -133,7 +133,7 @@ pub fn lookup<'a>(catalog: &'a Catalog, qname: &'a [u8], qtype: u16) -> Plan<'a>
                 }
                 let before = plan.answer.len;
                 if qtype == code::ANY {
-                    for set in node.rrsets.iter() {
+                    for set in node.rrsets() {
                         plan.answer.push(set.at(current));
                     }
                 } else if let Some(set) = node.get(qtype) {
@@ -160,11 +160,11 @@ pub fn lookup<'a>(catalog: &'a Catalog, qname: &'a [u8], qtype: u16) -> Plan<'a>
 
 enum Found<'a> {
     /// The name exists.
-    Node(&'a Node),
+    Node(Node<'a>),
     /// The name does not exist but a wildcard at its closest encloser does.
-    Wildcard(&'a Node),
+    Wildcard(Node<'a>),
     /// A delegation at or above the name: the cut's owner and its node.
-    Cut(&'a [u8], &'a Node),
+    Cut(&'a [u8], Node<'a>),
     /// No such name.
     Nothing,
 }
@@ -173,7 +173,7 @@ enum Found<'a> {
 fn find_node<'a>(zone: &'a Zone, name: &[u8], qtype: u16) -> Found<'a> {
     let apex_labels = label_count(zone.apex());
     let labels = label_count(name);
-    let mut encloser: &'a Node = match zone.node(zone.apex()) {
+    let mut encloser: Node<'a> = match zone.node(zone.apex()) {
         Some(n) => n,
         None => return Found::Nothing,
     };
@@ -232,7 +232,7 @@ fn negative<'a>(plan: &mut Plan<'a>, zone: &'a Zone) {
 }
 
 /// A referral: the cut's NS in authority, their addresses (glue) in additional.
-fn referral<'a>(catalog: &'a Catalog, plan: &mut Plan<'a>, zone: &'a Zone, cut: &'a [u8], node: &'a Node) {
+fn referral<'a>(catalog: &'a Catalog, plan: &mut Plan<'a>, zone: &'a Zone, cut: &'a [u8], node: Node<'a>) {
     let Some(ns) = node.get(code::NS) else { return };
     plan.authority.push(ns.at(cut));
     // Glue below the cut is required; other addresses we happen to hold are a bonus.
@@ -274,7 +274,7 @@ fn add_targets<'a>(catalog: &'a Catalog, plan: &mut Plan<'a>) {
     }
 }
 
-fn push_addresses<'a>(plan: &mut Plan<'a>, owner: &'a [u8], node: &'a Node) {
+fn push_addresses<'a>(plan: &mut Plan<'a>, owner: &'a [u8], node: Node<'a>) {
     for t in [code::A, code::AAAA] {
         if let Some(set) = node.get(t)
             && !plan.additional.contains(owner, t)

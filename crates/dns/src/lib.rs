@@ -12,6 +12,7 @@ pub mod answer;
 pub mod catalog;
 pub mod client;
 pub mod config;
+pub mod memory;
 pub mod respond;
 pub mod rrl;
 pub mod secondary;

@@ -161,6 +161,7 @@ async fn refresh_once(shared: &Shared, state: &SecondaryState) -> bool {
             return false;
         }
     };
+    let from: std::sync::Arc<str> = format!("AXFR from {}", state.primary).into();
     let records: Vec<ZoneRecord> = records
         .into_iter()
         .map(|r| ZoneRecord {
@@ -168,7 +169,7 @@ async fn refresh_once(shared: &Shared, state: &SecondaryState) -> bool {
             rtype: r.rtype,
             ttl: r.ttl,
             rdata: r.rdata,
-            at: Location { file: format!("AXFR from {}", state.primary), line: 0 },
+            at: Location { file: from.clone(), line: 0 },
         })
         .collect();
     let apex = state.apex.clone();
@@ -181,6 +182,7 @@ async fn refresh_once(shared: &Shared, state: &SecondaryState) -> bool {
         }
         Err(_) => return false,
     };
+    crate::memory::release_free_memory();
     if let Err(e) = state.persist(&zone) {
         tracing::warn!(zone = %state.name(), "cannot store the zone on disk: {e}");
     }

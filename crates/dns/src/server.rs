@@ -225,6 +225,7 @@ impl Control {
                 }
             }
         }
+        crate::memory::release_free_memory();
         if !fresh.is_empty() {
             let announce: Vec<NameBuf> = fresh.iter().map(|z| NameBuf::from(z.apex())).collect();
             shared.update(|c| fresh.iter().fold(c.clone(), |acc, z| acc.with_zone(z.clone())));
@@ -295,6 +296,7 @@ impl DnsServer {
             tracing::info!(zone = %zone, serial = z.soa().serial, records = z.record_count(), "zone loaded");
             zones.push(Arc::new(z));
         }
+        crate::memory::release_free_memory();
         let mut secondaries = Vec::new();
         for s in &config.secondaries {
             let apex = name::from_text(&s.name).map_err(StartError::Config)?;

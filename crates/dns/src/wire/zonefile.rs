@@ -29,7 +29,8 @@ pub struct ZoneRecord {
 /// A place in a zone file.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Location {
-    pub file: String,
+    /// Shared by all records of a file (a million records need not hold a million copies).
+    pub file: std::sync::Arc<str>,
     pub line: usize,
 }
 
@@ -64,7 +65,7 @@ pub enum Includes<'a> {
 pub fn read_file(path: &Path, origin: &[u8]) -> Result<Vec<ZoneRecord>, ZoneFileError> {
     let label = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ZoneFileError {
-        at: Location { file: label.clone(), line: 0 },
+        at: Location { file: label.as_str().into(), line: 0 },
         reason: format!("cannot read the file: {e}"),
     })?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -93,8 +94,11 @@ fn parse_into(
     depth: usize,
     out: &mut Vec<ZoneRecord>,
 ) -> Result<(), ZoneFileError> {
-    let err =
-        |line: usize, reason: String| ZoneFileError { at: Location { file: file.to_string(), line }, reason };
+    let file_name: std::sync::Arc<str> = file.into();
+    let err = |line: usize, reason: String| ZoneFileError {
+        at: Location { file: file_name.clone(), line },
+        reason,
+    };
     let origin_name = Name::<bytes::Bytes>::from_octets(bytes::Bytes::copy_from_slice(origin))
         .map_err(|e| err(0, format!("bad origin: {e}")))?;
     let mut zf = Zonefile::from(text);
@@ -147,7 +151,7 @@ fn parse_into(
                     rtype: rec.rtype().to_int(),
                     ttl: rec.ttl().as_secs(),
                     rdata,
-                    at: Location { file: file.to_string(), line },
+                    at: Location { file: file_name.clone(), line },
                 });
             }
             Entry::Include { path, origin: inc_origin } => {
@@ -307,7 +311,7 @@ mod tests {
             &Includes::Forbidden,
         )
         .unwrap_err();
-        assert_eq!(e.at.file, "bad.zone");
+        assert_eq!(&*e.at.file, "bad.zone");
         assert_eq!(e.at.line, 2, "{e}");
     }
 
@@ -322,7 +326,7 @@ mod tests {
             parse_text("$INCLUDE hosts.inc sub.example.com.\n", "m", &origin, &Includes::Custom(&read))
                 .unwrap();
         assert_eq!(to_text(&recs[0].owner), "host.sub.example.com.");
-        assert_eq!(recs[0].at.file, "hosts.inc");
+        assert_eq!(&*recs[0].at.file, "hosts.inc");
         assert!(parse_text("$INCLUDE x\n", "m", &origin, &Includes::Forbidden).is_err());
     }
 }
