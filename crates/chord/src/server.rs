@@ -190,6 +190,21 @@ impl Service for ChordServer {
                     };
                     let Ok(permit) = limits.clone().try_acquire_owned() else {
                         tracing::info!(%peer, "connection cap reached; refusing");
+                        let frame = wire::encode_response(
+                            dispatcher.bits,
+                            &Response::Error {
+                                code: ErrorCode::Unavailable,
+                                message: "too many connections; try again later".into(),
+                            },
+                        );
+                        tokio::spawn(async move {
+                            let mut stream = stream;
+                            let _ = tokio::time::timeout(
+                                Duration::from_secs(1),
+                                write_frame(&mut stream, &frame),
+                            )
+                            .await;
+                        });
                         continue;
                     };
                     let (node, dispatcher, kill, stats) =

@@ -8,11 +8,13 @@ mod failures;
 mod load;
 mod paths;
 mod plot;
+mod real;
 
 pub use churn::{ChurnRun, churn, churn_run};
 pub use failures::{FailureRun, failure_run, failures};
 pub use load::load_balance;
 pub use paths::{measure_paths, path_length};
+pub use real::real_path_length;
 
 use std::fmt;
 use std::path::PathBuf;

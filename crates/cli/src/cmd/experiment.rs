@@ -57,6 +57,10 @@ pub struct ChordArgs {
     /// Random seed (runs are reproducible for a seed).
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
+    /// Also measure path length on rings of real TCP nodes on 127.0.0.1, of 8, 16, ... up to N
+    /// nodes (at most 256; takes about a minute per size at the top).
+    #[arg(long, value_name = "N")]
+    real_nodes: Option<usize>,
 }
 
 /// Runs an experiment.
@@ -83,12 +87,18 @@ pub async fn run(cmd: ExperimentCmd, _ctx: &Context) -> anyhow::Result<()> {
         ExperimentCmd::Chord(args) => {
             let opts =
                 appnet_chord::experiment::Options { out: args.out, quick: args.quick, seed: args.seed };
+            let sim_opts = opts.clone();
             let tables = tokio::task::spawn_blocking(move || {
-                appnet_chord::experiment::run_all(&opts, |name| eprintln!("chord experiment: {name}"))
+                appnet_chord::experiment::run_all(&sim_opts, |name| eprintln!("chord experiment: {name}"))
             })
             .await??;
             for t in tables {
                 println!("{t}");
+            }
+            if let Some(max) = args.real_nodes {
+                anyhow::ensure!((8..=256).contains(&max), "--real-nodes must be between 8 and 256");
+                eprintln!("chord experiment: path length on real nodes (8 to {max})");
+                println!("{}", appnet_chord::experiment::real_path_length(&opts, max).await?);
             }
             Ok(())
         }
