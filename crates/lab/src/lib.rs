@@ -7,8 +7,9 @@
 //! - [`zones`]: zone files generated from it.
 //! - [`sites`]: the web servers' generated content.
 //! - [`run`]: starting, stopping and listing the services.
-//! - [`tour`]: the guided scenes.
+//! - [`tour`]: the guided scenes; [`http_scene`]: the Web scene's fetching.
 
+pub mod http_scene;
 pub mod run;
 pub mod sites;
 pub mod topology;
