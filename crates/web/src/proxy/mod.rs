@@ -10,6 +10,7 @@
 
 pub mod collapse;
 pub mod config;
+pub mod experiment;
 pub mod handler;
 pub mod metrics;
 pub mod origin;
