@@ -79,8 +79,9 @@ impl Rrl {
         self.config.enabled && self.config.responses_per_second > 0
     }
 
-    /// Decides about one response of class `class_key` to `client` at `now`.
-    pub fn check(&mut self, client: IpAddr, class_key: u64, now: Instant) -> Verdict {
+    /// Decides about one response of class `class_key` to `client`; `now` is only asked for
+    /// when limiting applies (the common exempt case costs no clock read).
+    pub fn check(&mut self, client: IpAddr, class_key: u64, now: impl FnOnce() -> Instant) -> Verdict {
         if !self.active() {
             return Verdict::Send;
         }
@@ -88,6 +89,7 @@ impl Rrl {
         if self.config.exempt_loopback && client.is_loopback() {
             return Verdict::Send;
         }
+        let now = now();
         let prefix = match client {
             IpAddr::V4(v4) => {
                 let len = self.config.ipv4_prefix.min(32);
@@ -156,17 +158,17 @@ mod tests {
         let same_net: IpAddr = "192.0.2.77".parse().unwrap();
         let other: IpAddr = "198.51.100.1".parse().unwrap();
         for _ in 0..5 {
-            assert_eq!(rrl.check(a, 1, t0), Verdict::Send);
+            assert_eq!(rrl.check(a, 1, || t0), Verdict::Send);
         }
-        assert_eq!(rrl.check(same_net, 1, t0), Verdict::Drop, "the /24 shares the budget");
-        assert_eq!(rrl.check(a, 1, t0), Verdict::Slip);
-        assert_eq!(rrl.check(a, 1, t0), Verdict::Drop);
-        assert_eq!(rrl.check(other, 1, t0), Verdict::Send);
-        assert_eq!(rrl.check(a, 2, t0), Verdict::Send, "another response class");
-        assert_eq!(rrl.check(a, 1, t0 + Duration::from_secs(1)), Verdict::Send, "refilled");
+        assert_eq!(rrl.check(same_net, 1, || t0), Verdict::Drop, "the /24 shares the budget");
+        assert_eq!(rrl.check(a, 1, || t0), Verdict::Slip);
+        assert_eq!(rrl.check(a, 1, || t0), Verdict::Drop);
+        assert_eq!(rrl.check(other, 1, || t0), Verdict::Send);
+        assert_eq!(rrl.check(a, 2, || t0), Verdict::Send, "another response class");
+        assert_eq!(rrl.check(a, 1, || t0 + Duration::from_secs(1)), Verdict::Send, "refilled");
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         for _ in 0..100 {
-            assert_eq!(rrl.check(lo, 1, t0), Verdict::Send);
+            assert_eq!(rrl.check(lo, 1, || t0), Verdict::Send);
         }
     }
 

@@ -146,8 +146,9 @@ pub struct Zone {
     nodes: Vec<NodeRec>,
     sets: Vec<SetRec>,
     data: Vec<u8>,
-    /// Open addressing: node index + 1, 0 = empty; length a power of two, at most half full.
-    slots: Vec<u32>,
+    /// Open addressing: (hash tag << 32) | (node index + 1), 0 = empty; a power of two long, at
+    /// most half full. The tag spares most name comparisons on collisions.
+    slots: Vec<u64>,
     soa: SoaInfo,
     records: usize,
 }
@@ -313,11 +314,12 @@ impl Zone {
 
     fn insert_slot(&mut self, k: usize) {
         let mask = self.slots.len() - 1;
-        let mut pos = hash_name(self.name_of(&self.nodes[k])) as usize & mask;
+        let h = hash_name(self.name_of(&self.nodes[k]));
+        let mut pos = h as usize & mask;
         while self.slots[pos] != 0 {
             pos = (pos + 1) & mask;
         }
-        self.slots[pos] = k as u32 + 1;
+        self.slots[pos] = (h >> 32 << 32) | (k as u64 + 1);
     }
 
     fn find(&self, name: &[u8]) -> Option<&NodeRec> {
@@ -325,15 +327,19 @@ impl Zone {
             return None;
         }
         let mask = self.slots.len() - 1;
-        let mut pos = hash_name(name) as usize & mask;
+        let h = hash_name(name);
+        let tag = h >> 32;
+        let mut pos = h as usize & mask;
         loop {
             let slot = self.slots[pos];
             if slot == 0 {
                 return None;
             }
-            let rec = &self.nodes[slot as usize - 1];
-            if self.name_of(rec) == name {
-                return Some(rec);
+            if slot >> 32 == tag {
+                let rec = &self.nodes[(slot as u32) as usize - 1];
+                if self.name_of(rec) == name {
+                    return Some(rec);
+                }
             }
             pos = (pos + 1) & mask;
         }
