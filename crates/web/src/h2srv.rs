@@ -165,7 +165,7 @@ fn malformed(req: &Request<h2::RecvStream>) -> Result<(), &'static str> {
         }
     }
     if let (Some(host), Some(authority)) = (req.headers().get(header::HOST), req.uri().authority())
-        && host.as_bytes() != authority.as_str().as_bytes()
+        && !host.as_bytes().eq_ignore_ascii_case(authority.as_str().as_bytes())
     {
         return Err("Host differs from :authority");
     }
