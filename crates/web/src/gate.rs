@@ -15,7 +15,7 @@ use bytes::{Buf, BytesMut};
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -57,6 +57,14 @@ pub enum Verdict {
 pub struct Shared {
     queue: Mutex<VecDeque<Verdict>>,
     in_service: AtomicUsize,
+    linger: AtomicBool,
+}
+
+/// Asks for a lingering close: the connection is closing after an error response, possibly
+/// while the client is still sending, so the gate reads and discards for a while before the
+/// socket closes (a reset would destroy the response).
+pub fn request_linger(v: &Verdicts) {
+    v.linger.store(true, Ordering::SeqCst);
 }
 
 /// The per-connection shared state.
@@ -522,7 +530,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Gate<IO> {
             ready!(Pin::new(&mut this.io).poll_shutdown(cx))?;
             this.closing = Some((true, drained, deadline));
         }
-        if this.eof {
+        if this.eof || !this.verdicts.linger.load(Ordering::SeqCst) {
             return Poll::Ready(Ok(()));
         }
         // Lingering close: discard what the client still sends until it closes too.

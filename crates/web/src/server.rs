@@ -156,7 +156,11 @@ async fn connection(
 ) {
     let header_timeout = handler.config().header_timeout();
     if let Some(acceptor) = tls {
-        let Ok(Ok(tls_stream)) = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await else {
+        let handshake = tokio::select! {
+            _ = shutdown.wait() => return,
+            h = tokio::time::timeout(header_timeout, acceptor.accept(stream)) => h,
+        };
+        let Ok(Ok(tls_stream)) = handshake else {
             tracing::debug!(%peer, "TLS handshake failed or timed out");
             return;
         };
@@ -172,7 +176,10 @@ async fn connection(
     // Cleartext: HTTP/2 with prior knowledge starts with the preface; anything else is HTTP/1.
     let mut first = BytesMut::with_capacity(4096);
     loop {
-        let read = tokio::time::timeout(handler.config().idle_timeout(), stream.read_buf(&mut first)).await;
+        let read = tokio::select! {
+            _ = shutdown.wait() => return,
+            r = tokio::time::timeout(handler.config().idle_timeout(), stream.read_buf(&mut first)) => r,
+        };
         match read {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
             Ok(Ok(_)) => {}
@@ -227,6 +234,7 @@ where
             };
             if resp.extensions().get::<CloseAfter>().is_some() {
                 resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                gate::request_linger(&verdicts);
             }
             Ok::<_, Infallible>(resp)
         }
