@@ -136,7 +136,7 @@ fn peer_config(dir: &Path, up: Option<u64>, no_upload: bool, slots: usize) -> Cl
         rate_window_secs: 2.0,
         // Short request queues: blocks queued at a busy uploader are blocks nobody else serves.
         request_queue_secs: 0.25,
-        min_requests: 2,
+        min_requests: 1,
         max_requests: 64,
         max_peers: slots + 8,
         max_announce_secs: 1,

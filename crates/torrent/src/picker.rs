@@ -8,6 +8,9 @@ use crate::wire::{BLOCK, BlockRef};
 use rand::Rng;
 use std::collections::BTreeMap;
 
+/// Most peers one block is requested from at once in endgame.
+const ENDGAME_COPIES: u16 = 2;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Block {
     Free,
@@ -157,7 +160,8 @@ impl Picker {
             self.partial.insert(i, Partial { blocks: vec![Block::Free; n as usize], received: 0 });
             self.take_free(i, max, &mut out);
         }
-        // 3. Endgame: request blocks others already have requested.
+        // 3. Endgame: request blocks already requested from one other peer (at most two copies
+        // in flight, so a large swarm's last blocks do not flood every uploader).
         if out.len() < max && self.in_endgame() {
             let idx: Vec<u32> = self.partial.keys().copied().filter(|i| peer.get(*i)).collect();
             for i in idx {
@@ -168,6 +172,7 @@ impl Picker {
                     }
                     let r = self.block_ref(i, b);
                     if let Some(Block::Requested(n)) = self.partial.get(&i).map(|p| p.blocks[b as usize])
+                        && n < ENDGAME_COPIES
                         && !pending(&r)
                         && !out.contains(&r)
                     {
@@ -350,6 +355,7 @@ mod tests {
         assert!(p.pick(&all, 10, &pending_a, &mut rng).is_empty(), "same peer gets no duplicates");
         let b = p.pick(&all, 10, &none, &mut rng);
         assert_eq!(b.len(), 4, "another peer gets the same blocks");
+        assert!(p.pick(&all, 10, &none, &mut rng).is_empty(), "but not a third");
         assert_eq!(p.received(&a[0]), Received::Fresh { others: 1, piece_done: false });
         assert_eq!(p.received(&b[0]), Received::Duplicate);
         for r in &a[1..] {
