@@ -38,7 +38,8 @@ pub struct WebConfig {
     pub echo_paths: Vec<String>,
     /// HTTP/2 server push of the resources an HTML page links (when the client allows push).
     pub push: bool,
-    /// Explicit push lists per page path (override the links found in the page).
+    /// Explicit push lists per page (the request path, e.g. `/`, or the file's, `/index.html`);
+    /// they replace the links found in the page.
     pub push_pages: BTreeMap<String, Vec<String>>,
     /// Cache-Control/Expires rules, first match wins.
     pub cache: Vec<CacheRule>,

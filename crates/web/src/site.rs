@@ -406,7 +406,8 @@ impl Handler {
         *r.status_mut() = status;
         *r.headers_mut() = headers;
         if self.config.push && status == StatusCode::OK && !head && content_type.starts_with("text/html") {
-            let list = match self.config.push_pages.get(url) {
+            let pages = &self.config.push_pages;
+            let list = match pages.get(req.uri().path()).or_else(|| pages.get(url)) {
                 Some(list) => list.clone(),
                 None => cached.as_ref().map(|d| crate::push::linked_resources(d, url)).unwrap_or_default(),
             };

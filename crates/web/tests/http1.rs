@@ -387,3 +387,22 @@ async fn connection_cap_answers_503() {
     assert!(seen);
     srv.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_idle_connections() {
+    let site = site("stop");
+    let srv = serve(config(site.path())).await;
+    // One connection that never says anything, one idle keep-alive connection after a request.
+    let _silent = TcpStream::connect(srv.addr()).await.unwrap();
+    let mut ka = TcpStream::connect(srv.addr()).await.unwrap();
+    ka.write_all(b"GET /digits.txt HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 512];
+    let n = ka.read(&mut buf).await.unwrap();
+    assert_eq!(status(&String::from_utf8_lossy(&buf[..n])), 200);
+    let started = std::time::Instant::now();
+    srv.stop().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "stopped in {:?}", started.elapsed());
+    // The keep-alive connection was closed by the server.
+    let n = tokio::time::timeout(Duration::from_secs(2), ka.read(&mut buf)).await.unwrap().unwrap_or(0);
+    assert_eq!(n, 0);
+}

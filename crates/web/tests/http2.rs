@@ -197,3 +197,28 @@ async fn tls_from_pem_files() {
     let err = appnet_web::WebServer::bind(cfg).await.err().expect("bad key refused");
     assert!(err.to_string().contains("bad.pem"), "{err}");
 }
+
+#[tokio::test]
+async fn configured_push_list_replaces_the_page_links() {
+    let site = site("pushcfg");
+    let mut cfg = config(site.path());
+    cfg.push_pages.insert("/".into(), vec!["/digits.txt".into()]);
+    let srv = serve(cfg).await;
+    let tcp = TcpStream::connect(srv.addr()).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let (mut resp, _) = client.send_request(get(&format!("http://{}/", srv.addr())), true).unwrap();
+    let mut pushes = resp.push_promises();
+    let page = resp.await.unwrap();
+    let mut pushed = Vec::new();
+    while let Some(p) = tokio::time::timeout(Duration::from_secs(5), pushes.push_promise()).await.unwrap() {
+        let (req, resp) = p.unwrap().into_parts();
+        pushed.push((req.uri().path().to_string(), body_of(resp.await.unwrap().into_body()).await));
+    }
+    assert_eq!(pushed, vec![("/digits.txt".to_string(), b"0123456789".to_vec())]);
+    assert_eq!(page.status(), 200);
+    srv.stop().await.unwrap();
+}
