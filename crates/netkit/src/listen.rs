@@ -77,6 +77,28 @@ pub fn bind_udp_group(
     Ok(sockets)
 }
 
+/// Binds `workers` UDP sockets (SO_REUSEPORT) and a TCP listener on one port, as DNS servers
+/// need. With port 0 the UDP side picks the port; if that port's TCP side is taken, it tries
+/// again with another (up to 20 times).
+pub fn bind_udp_group_and_tcp(
+    addr: SocketAddr,
+    workers: usize,
+    udp_opts: &ListenOpts,
+    tcp_opts: &ListenOpts,
+) -> io::Result<(Vec<tokio::net::UdpSocket>, tokio::net::TcpListener)> {
+    let mut last_err = None;
+    for _ in 0..20 {
+        let udp = bind_udp_group(addr, workers, udp_opts)?;
+        let port = udp[0].local_addr()?.port();
+        match bind_tcp(SocketAddr::new(addr.ip(), port), tcp_opts) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() == 0 => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::other("no port free for both UDP and TCP")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +117,15 @@ mod tests {
         let port = group[0].local_addr().unwrap().port();
         assert!(group.iter().all(|s| s.local_addr().unwrap().port() == port));
         assert_eq!(group.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn udp_and_tcp_share_a_port() {
+        let opts = ListenOpts::default();
+        for _ in 0..20 {
+            let (udp, tcp) = bind_udp_group_and_tcp("127.0.0.1:0".parse().unwrap(), 2, &opts, &opts).unwrap();
+            assert_eq!(udp[0].local_addr().unwrap().port(), tcp.local_addr().unwrap().port());
+        }
     }
 
     #[tokio::test]

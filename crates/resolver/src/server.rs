@@ -10,7 +10,7 @@ use crate::resolver::{Mode, Resolver, Settings};
 use crate::respond::{Frontend, Immediate, ServiceCounters, Via};
 use crate::transport::NetTransport;
 use appnet_netkit::accept::{Accepted, Acceptor};
-use appnet_netkit::listen::{ListenOpts, bind_tcp, bind_udp_group};
+use appnet_netkit::listen::{ListenOpts, bind_udp_group_and_tcp};
 use appnet_netkit::{BoxError, Service, Shutdown};
 use std::fmt::Write as _;
 use std::io;
@@ -72,9 +72,8 @@ impl ResolverServer {
         let local = LocalZones::new(&config.extra_local_zones).map_err(invalid)?;
         let opts = ListenOpts::default();
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        let udp = bind_udp_group(config.listen, workers, &opts)?;
+        let (udp, tcp) = bind_udp_group_and_tcp(config.listen, workers, &opts, &opts)?;
         let addr = udp[0].local_addr()?;
-        let tcp = bind_tcp(addr, &opts)?;
         let frontend = Arc::new(Frontend {
             resolver: Resolver::new(
                 settings,
