@@ -8,12 +8,13 @@ use appnet_dns::wire::query::opcode;
 use appnet_dns::wire::rrtype::{code, type_name};
 use appnet_dns::wire::zonefile::record_text;
 use appnet_resolver::trace::{Step, StepOutcome};
+use appnet_resolver::transport::{NetTransport, Transport};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
 
-/// Sends one recursive query from the host at `from` (a lab address) to `server`.
+/// Sends one recursive query from the host at `from` (a lab address) to `server`, over UDP with
+/// the resolver's own transport (a fresh socket bound to the host's address), retrying twice.
 pub async fn ask_from(
     from: IpAddr,
     server: SocketAddr,
@@ -21,20 +22,12 @@ pub async fn ask_from(
     qtype: u16,
 ) -> Result<(Parsed, Duration), String> {
     let name = from_text(qname)?;
-    let socket =
-        UdpSocket::bind(SocketAddr::new(from, 0)).await.map_err(|e| format!("cannot bind {from}: {e}"))?;
-    socket.connect(server).await.map_err(|e| e.to_string())?;
-    let id: u16 = rand_id();
-    let query = message::build_query(id, opcode::QUERY, &name, qtype, true, Some((1232, 0)));
+    let transport = NetTransport { source: Some(from) };
+    let query = message::build_query(rand_id(), opcode::QUERY, &name, qtype, true, Some((1232, 0)));
     let started = Instant::now();
-    let mut buf = vec![0u8; 65_535];
     for _ in 0..3 {
-        socket.send(&query).await.map_err(|e| e.to_string())?;
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(4), socket.recv(&mut buf)).await {
-            let parsed = message::parse(&buf[..n])?;
-            if parsed.id == id {
-                return Ok((parsed, started.elapsed()));
-            }
+        if let Ok(reply) = transport.exchange(server, &query, false, Duration::from_secs(4)).await {
+            return Ok((message::parse(&reply)?, started.elapsed()));
         }
     }
     Err(format!("no answer from {server}"))
