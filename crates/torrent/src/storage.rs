@@ -9,11 +9,14 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The torrent's files, opened.
 #[derive(Debug)]
 pub struct Storage {
     files: Vec<(FileEntry, Option<File>)>,
+    /// Files that did not exist before `open` created them: nothing in them to verify.
+    fresh: Vec<AtomicBool>,
     piece_length: u64,
     total: u64,
     writable: bool,
@@ -25,12 +28,15 @@ impl Storage {
     /// otherwise missing files read as absent pieces.
     pub fn open(info: &Info, dir: &Path, create: bool) -> io::Result<Storage> {
         let mut files = Vec::with_capacity(info.files.len());
+        let mut fresh = Vec::with_capacity(info.files.len());
         for f in &info.files {
             if f.pad {
                 files.push((f.clone(), None));
+                fresh.push(AtomicBool::new(false));
                 continue;
             }
             let path = info.file_path(dir, f);
+            fresh.push(AtomicBool::new(create && !path.exists()));
             let file = if create {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)?;
@@ -50,7 +56,13 @@ impl Storage {
             };
             files.push((f.clone(), file));
         }
-        Ok(Storage { files, piece_length: info.piece_length, total: info.total_length(), writable: create })
+        Ok(Storage {
+            files,
+            fresh,
+            piece_length: info.piece_length,
+            total: info.total_length(),
+            writable: create,
+        })
     }
 
     /// Calls `f(file index, offset in file, range in buf)` for each file span of `[start, start+len)`.
@@ -107,6 +119,7 @@ impl Storage {
         let mut touched = Vec::new();
         self.spans(start, data.len(), |i, off, range| {
             if let Some(file) = &self.files[i].1 {
+                self.fresh[i].store(false, Ordering::Relaxed);
                 file.write_all_at(&data[range], off)?;
                 touched.push(i);
             }
@@ -127,6 +140,16 @@ impl Storage {
     pub fn verify(&self, info: &Info, mut progress: impl FnMut(u32)) -> Bitfield {
         let mut have = Bitfield::new(info.num_pieces());
         for i in 0..info.num_pieces() {
+            let mut all_fresh = true;
+            let start = i as u64 * self.piece_length;
+            let _ = self.spans(start, info.piece_size(i) as usize, |f, _, _| {
+                all_fresh &= self.fresh[f].load(Ordering::Relaxed);
+                Ok(())
+            });
+            if all_fresh {
+                progress(i);
+                continue; // a file we just created holds nothing yet
+            }
             if let Ok(data) = self.read(i, 0, info.piece_size(i))
                 && <[u8; 20]>::from(Sha1::digest(&data)) == info.pieces[i as usize]
             {
