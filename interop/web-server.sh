@@ -17,7 +17,7 @@ echo 'www.foo.com home' > "$foo/index.html"
 export APPNET_CA_DIR=$WORK/ca
 
 port=$(free_port)
-bg "$APPNET" web serve --root "$site" --vhost www.foo.com="$foo" --listen "127.0.0.1:$port" --allow-write --max-body 2000000 > "$WORK/access.log"
+bg "$APPNET" web serve --root "$site" --vhost www.foo.com="$foo" --listen "127.0.0.1:$port" --allow-write --max-body 2000000 --metrics-path /server-metrics > "$WORK/access.log"
 wait_tcp 127.0.0.1 "$port"
 tport=$(free_port)
 bg "$APPNET" web serve --root "$site" --listen "127.0.0.1:$tport" --tls --quiet
@@ -135,6 +135,8 @@ print("  ok: HTTP/1.0 keep-alive, then close")
 PY
 
 check "access log in Combined Log Format" "1" "$(grep -cE '^127\.0\.0\.1 - - \[[0-9]{2}/[A-Z][a-z]{2}/[0-9]{4}:[0-9:]{8} \+0000\] "GET /style.css HTTP/1.0" 200 22 "-" "curl/' "$WORK/access.log")"
+
+check "per-status counters (Prometheus text)" "1" "$("${C[@]}" $base/server-metrics | grep -c '^web_responses_total{code="505"} 1$')"
 
 echo "appnet web get"
 check "get --http1.0" "body { color: black }" "$("$APPNET" web get --http1.0 $base/style.css)"

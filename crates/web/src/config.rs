@@ -45,6 +45,8 @@ pub struct WebConfig {
     pub cache: Vec<CacheRule>,
     /// Configured redirects.
     pub redirects: Vec<Redirect>,
+    /// Serve the counters in the Prometheus text format at this path (off when absent).
+    pub metrics_path: Option<String>,
     /// Write the access log (Combined Log Format) to stdout.
     pub access_log: bool,
     /// Largest request body accepted (PUT uploads, POST to the apps), in bytes.
@@ -88,6 +90,7 @@ impl Default for WebConfig {
             push_pages: BTreeMap::new(),
             cache: Vec::new(),
             redirects: Vec::new(),
+            metrics_path: None,
             access_log: true,
             max_body: 10 * 1024 * 1024,
             max_request_line: 8 * 1024,

@@ -183,6 +183,14 @@ impl Handler {
             };
         }
         let raw_path = req.uri().path().to_string();
+        if self.config.metrics_path.as_deref() == Some(raw_path.as_str())
+            && matches!(*req.method(), Method::GET | Method::HEAD)
+        {
+            let text = self.stats.registry.render();
+            let mut r = bytes_response(StatusCode::OK, "text/plain; version=0.0.4", text.into(), head);
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return r;
+        }
         if self.config.apps {
             let under = |mount: &String| {
                 let mount = mount.trim_end_matches('/');

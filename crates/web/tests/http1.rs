@@ -344,7 +344,9 @@ async fn uploads_deletes_expect_continue_and_chunked_bodies() {
 #[tokio::test]
 async fn cart_keeps_state_behind_a_cookie_and_echo_returns_the_request() {
     let site = site("apps");
-    let srv = serve(config(site.path())).await;
+    let mut cfg = config(site.path());
+    cfg.metrics_path = Some("/server-metrics".into());
+    let srv = serve(cfg).await;
     let a = srv.addr();
     let r = raw(a, b"GET /cart?add=book HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
     let cookie = header(&r, "set-cookie").unwrap().to_string();
@@ -363,6 +365,9 @@ async fn cart_keeps_state_behind_a_cookie_and_echo_returns_the_request() {
     let b = body(&r);
     assert!(b.starts_with("POST /echo?q=1 HTTP/1.1\n"), "{b}");
     assert!(b.contains("x-test: yes\n") && b.ends_with("\n\nping"));
+    // The counters, in the Prometheus text format.
+    let r = raw(a, b"GET /server-metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert!(body(&r).contains("web_responses_total{code=\"200\"} 4"), "{r}");
     srv.stop().await.unwrap();
 }
 

@@ -94,6 +94,9 @@ pub struct ServeArgs {
     /// No access log on stdout.
     #[arg(long)]
     quiet: bool,
+    /// Serve the counters (Prometheus text format) at this path, e.g. /server-metrics.
+    #[arg(long, value_name = "PATH")]
+    metrics_path: Option<String>,
 }
 
 /// Flags for `web get`.
@@ -166,6 +169,10 @@ async fn serve(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
     config.apps &= !args.no_apps;
     config.push &= !args.no_push;
     config.access_log &= !args.quiet;
+    if let Some(p) = args.metrics_path {
+        anyhow::ensure!(p.starts_with('/'), "--metrics-path must start with /");
+        config.metrics_path = Some(p);
+    }
     let listen = config.listen;
     let server = WebServer::bind(config).await.with_context(|| format!("cannot serve on {listen}"))?;
     let scheme = if server.is_tls() { "https" } else { "http" };
