@@ -298,3 +298,21 @@ async fn origin_failures_give_502_and_504_with_clear_bodies() {
     assert_eq!(g.status, 502);
     assert!(String::from_utf8_lossy(&g.body).contains("cannot reach the origin"), "{:?}", g.body);
 }
+
+#[tokio::test]
+async fn byte_ranges_are_served_from_a_stored_response() {
+    let origin =
+        Origin::start(|_, _| Reply::ok("0123456789", &[("cache-control", "max-age=60"), ("etag", "\"r\"")]))
+            .await;
+    let proxy = reverse(&origin, |_| {}).await;
+    send(proxy.addr(), "GET", "/r", &[]).await;
+    let g = send(proxy.addr(), "GET", "/r", &[("range", "bytes=2-4")]).await;
+    assert_eq!((g.status, &g.body[..], g.header("content-range")), (206, &b"234"[..], "bytes 2-4/10"));
+    let g = send(proxy.addr(), "GET", "/r", &[("range", "bytes=-3")]).await;
+    assert_eq!(&g.body[..], b"789");
+    assert_eq!(send(proxy.addr(), "GET", "/r", &[("range", "bytes=50-")]).await.status, 416);
+    // If-Range with another validator: the whole representation.
+    let g = send(proxy.addr(), "GET", "/r", &[("range", "bytes=2-4"), ("if-range", "\"old\"")]).await;
+    assert_eq!((g.status, g.body.len()), (200, 10));
+    assert_eq!(origin.hits(), 1);
+}

@@ -10,6 +10,7 @@ use super::origin::{self, CLIENT_CONDITIONALS, Origin, OriginClient};
 use super::policy::{self, Decision, PolicyOptions, Stored, strip_hop_by_hop};
 use super::store::{BodyRef, Entry, Store, StoreConfig, Writer};
 use crate::body::{self, Body};
+use crate::files::range;
 use appnet_dns::respond::AccessList;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -48,6 +49,8 @@ pub struct Proxy {
     reverse: Option<Origin>,
     origins: HashMap<String, Origin>,
     via: HeaderValue,
+    /// Header fields added to requests to origins: Via, and Surrogate-Capability in reverse mode.
+    upstream_added: HeaderMap,
 }
 
 /// Where a request goes and under which cache key.
@@ -95,6 +98,13 @@ impl Proxy {
         )?;
         let via = HeaderValue::from_str(&format!("1.1 {}", cfg.name))
             .map_err(|_| SetupError::Origin("bad name".into()))?;
+        let mut upstream_added = HeaderMap::new();
+        upstream_added.insert(header::VIA, via.clone());
+        if cfg.is_reverse()
+            && let Ok(v) = HeaderValue::from_str(&format!("{}=\"Surrogate/1.0\"", cfg.name))
+        {
+            upstream_added.insert("surrogate-capability", v);
+        }
         Ok(Proxy {
             allow: AccessList::parse(&cfg.allow).map_err(SetupError::Acl)?,
             purge_allow: AccessList::parse(&cfg.purge_allow).map_err(SetupError::Acl)?,
@@ -106,6 +116,7 @@ impl Proxy {
             reverse,
             origins,
             via,
+            upstream_added,
             cfg,
         })
     }
@@ -296,7 +307,7 @@ impl Proxy {
             &target.path_and_query,
             &parts.headers,
             peer.ip(),
-            &self.via,
+            &self.upstream_added,
             body,
         ) {
             Ok(r) => r,
@@ -371,9 +382,12 @@ impl Proxy {
             if self.store.lookup_any(&target.key) {
                 why = Fwd::VaryMiss;
             }
-            // HEAD, and conditional requests for something not stored, go to the origin as
-            // they are (a 304 passes through); no lock, since they are not stored.
-            if method == Method::HEAD || CLIENT_CONDITIONALS.iter().any(|h| headers.contains_key(h)) {
+            // HEAD, range and conditional requests for something not stored go to the origin as
+            // they are (a 206 or 304 passes through); no lock, since they are not stored.
+            if method == Method::HEAD
+                || headers.contains_key(header::RANGE)
+                || CLIENT_CONDITIONALS.iter().any(|h| headers.contains_key(h))
+            {
                 return self.miss(&method, &headers, &target, peer, None, why, Some(HeaderMap::new())).await;
             }
             if policy::CacheControl::parse(&headers).has("no-cache") {
@@ -418,7 +432,7 @@ impl Proxy {
             &target.path_and_query,
             &h,
             peer.ip(),
-            &self.via,
+            &self.upstream_added,
             body::empty(),
         ) {
             Ok(r) => r,
@@ -528,7 +542,7 @@ impl Proxy {
             &target.path_and_query,
             &h,
             peer.ip(),
-            &self.via,
+            &self.upstream_added,
             body::empty(),
         ) {
             Ok(r) => r,
@@ -569,16 +583,21 @@ impl Proxy {
         let response_time = SystemTime::now();
         let (mut rp, incoming) = resp.into_parts();
         strip_hop_by_hop(&mut rp.headers);
+        let surrogate = rp.headers.remove(policy::SURROGATE_CONTROL);
         let storable = if *method == Method::GET
             && !policy::request_no_store(req_headers)
             && rp.status != StatusCode::PARTIAL_CONTENT
         {
+            let mut stored_headers = rp.headers.clone();
+            if let Some(sc) = surrogate {
+                stored_headers.insert(policy::SURROGATE_CONTROL, sc);
+            }
             Stored::from_response(
                 &target.key,
                 method,
                 req_headers,
                 rp.status,
-                &rp.headers,
+                &stored_headers,
                 request_time,
                 response_time,
                 &self.opts,
@@ -707,15 +726,43 @@ impl Proxy {
             *r.headers_mut() = h;
             return r;
         }
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        // A single byte range of a stored complete 200 (If-Range permitting); several ranges
+        // get the whole representation, which RFC 9110 allows.
+        let mut status = entry.stored.meta.status;
+        let mut slice = (0, len);
+        if status == StatusCode::OK
+            && let Some(range) = req.get(header::RANGE).and_then(|v| v.to_str().ok())
+            && if_range_allows(req, &entry.stored.meta.res_headers)
+        {
+            match range::parse(range, len) {
+                range::RangeRequest::Partial(ranges) if ranges.len() == 1 => {
+                    let r = &ranges[0];
+                    status = StatusCode::PARTIAL_CONTENT;
+                    slice = (r.start, r.len());
+                    if let Ok(v) = HeaderValue::from_str(&r.content_range(len)) {
+                        h.insert(header::CONTENT_RANGE, v);
+                    }
+                }
+                range::RangeRequest::Unsatisfiable => {
+                    let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                        r.headers_mut().insert(header::CONTENT_RANGE, v);
+                    }
+                    return r;
+                }
+                _ => {}
+            }
+        }
+        let (offset, count) = slice;
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
         let body = if *method == Method::HEAD {
             body::empty()
         } else {
-            self.metrics.bytes_saved.add(len);
+            self.metrics.bytes_saved.add(count);
             match &entry.body {
-                BodyRef::Memory(b) => body::full(b.clone()),
-                BodyRef::Disk(path) => match tokio::fs::File::open(path).await {
-                    Ok(f) => file_body(f, len),
+                BodyRef::Memory(b) => body::full(b.slice(offset as usize..(offset + count) as usize)),
+                BodyRef::Disk(path) => match open_at(path, offset).await {
+                    Ok(f) => file_body(f, count),
                     Err(e) => {
                         tracing::warn!("cache directory: {} unreadable: {e}", path.display());
                         self.store.remove(&entry.stored.meta.key);
@@ -725,10 +772,30 @@ impl Proxy {
             }
         };
         let mut r = Response::new(body);
-        *r.status_mut() = entry.stored.meta.status;
+        *r.status_mut() = status;
         *r.headers_mut() = h;
         r
     }
+}
+
+async fn open_at(path: &std::path::Path, offset: u64) -> io::Result<tokio::fs::File> {
+    use tokio::io::AsyncSeekExt;
+    let mut f = tokio::fs::File::open(path).await?;
+    if offset > 0 {
+        f.seek(io::SeekFrom::Start(offset)).await?;
+    }
+    Ok(f)
+}
+
+/// If-Range (RFC 9110 §13.1.5): a strong ETag equal to the stored one, or exactly its
+/// Last-Modified date; absent means yes.
+fn if_range_allows(req: &HeaderMap, stored: &HeaderMap) -> bool {
+    let Some(v) = req.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) else { return true };
+    let v = v.trim();
+    if v.starts_with('"') {
+        return stored.get(header::ETAG).and_then(|e| e.to_str().ok()).is_some_and(|e| e.trim() == v);
+    }
+    stored.get(header::LAST_MODIFIED).and_then(|l| l.to_str().ok()).is_some_and(|l| l.trim() == v)
 }
 
 fn only_if_cached_miss() -> Response<Body> {

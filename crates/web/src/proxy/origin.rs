@@ -68,15 +68,16 @@ pub const CLIENT_CONDITIONALS: [header::HeaderName; 5] = [
     header::IF_RANGE,
 ];
 
-/// The request to send to `origin` for `path_and_query`: hop-by-hop fields removed, Via and
-/// X-Forwarded-For added, Host kept (reverse) or set to the origin (forward).
+/// The request to send to `origin` for `path_and_query`: hop-by-hop fields removed, `added`
+/// (Via, and Surrogate-Capability in reverse mode) and X-Forwarded-For appended, Host kept
+/// (reverse) or set to the origin (forward).
 pub fn upstream_request(
     method: http::Method,
     origin: &Origin,
     path_and_query: &str,
     headers: &HeaderMap,
     peer: IpAddr,
-    via: &HeaderValue,
+    added: &HeaderMap,
     body: Body,
 ) -> Result<Request<Body>, http::Error> {
     let uri: Uri = format!("http://{}{}", origin.authority, path_and_query).parse()?;
@@ -85,7 +86,9 @@ pub fn upstream_request(
     if !h.contains_key(header::HOST) {
         h.insert(header::HOST, HeaderValue::from_str(&origin.authority)?);
     }
-    h.append(header::VIA, via.clone());
+    for (name, value) in added {
+        h.append(name.clone(), value.clone());
+    }
     let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {peer}"),
         None => peer.to_string(),

@@ -304,6 +304,9 @@ impl Stored {
             response_time,
             body_len: 0,
         };
+        if surrogate_control(&meta.res_headers).has("no-store") {
+            return Err(NotStored::Forbidden);
+        }
         let stored = Stored::from_meta(meta, opts);
         if !stored.policy.is_storable() {
             return Err(NotStored::Forbidden);
@@ -341,6 +344,14 @@ impl Stored {
                 let secs = (since.as_secs_f64() * f64::from(opts.heuristic_fraction)) as u64;
                 directives.push(format!("max-age={}", secs.min(opts.heuristic_max.as_secs())));
             }
+        }
+        // Surrogate-Control (Edge Architecture 1.0) is addressed to reverse proxies and takes
+        // precedence over Cache-Control for them.
+        let sc = surrogate_control(&meta.res_headers);
+        if let Some(secs) = sc.secs("max-age") {
+            directives = vec![format!("max-age={secs}")];
+            policy_res.remove(header::EXPIRES);
+            policy_res.remove(header::PRAGMA);
         }
         policy_res.remove(header::CACHE_CONTROL);
         if !directives.is_empty()
@@ -531,9 +542,11 @@ impl Stored {
         Some(fresh)
     }
 
-    /// The response header fields to send for this stored response at `now` (Age updated).
+    /// The response header fields to send for this stored response at `now` (Age updated,
+    /// Surrogate-Control consumed).
     pub fn response_headers(&self, now: SystemTime) -> HeaderMap {
         let mut h = self.meta.res_headers.clone();
+        h.remove(SURROGATE_CONTROL);
         h.insert(header::AGE, HeaderValue::from(self.age(now)));
         h
     }
@@ -572,6 +585,24 @@ fn parse_age(res: &HeaderMap) -> u64 {
         return u32::MAX as u64;
     }
     digits.parse().unwrap_or(u32::MAX as u64)
+}
+
+/// The Surrogate-Control field name.
+pub const SURROGATE_CONTROL: &str = "surrogate-control";
+
+/// The Surrogate-Control directives meant for every surrogate (targeted ones, `;name`, are
+/// for other surrogates and ignored), parsed like Cache-Control.
+pub fn surrogate_control(headers: &HeaderMap) -> CacheControl {
+    let mut h = HeaderMap::new();
+    for v in headers.get_all(SURROGATE_CONTROL) {
+        let Ok(s) = v.to_str() else { continue };
+        let untargeted: Vec<&str> =
+            split_outside_quotes(s).into_iter().filter(|d| !d.contains(';')).collect();
+        if let Ok(v) = HeaderValue::from_str(&untargeted.join(",")) {
+            h.append(header::CACHE_CONTROL, v);
+        }
+    }
+    CacheControl::parse(&h)
 }
 
 fn normalise(s: &str) -> String {

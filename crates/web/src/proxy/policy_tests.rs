@@ -313,3 +313,35 @@ fn cache_control_parsing_handles_quotes_and_case() {
     assert_eq!(cc.secs("max-age"), Some(5));
     assert!(cc.has("private") && cc.has("no-cache"));
 }
+
+#[test]
+fn surrogate_control_overrides_cache_control_for_this_reverse_proxy() {
+    let d = date(0);
+    let s = store_at(
+        &[],
+        200,
+        &[("date", &d), ("cache-control", "no-store"), ("surrogate-control", "max-age=60")],
+        0,
+    )
+    .expect("Surrogate-Control wins");
+    assert_eq!(get(&s, &[], 30), Decision::Fresh);
+    assert!(s.response_headers(t(1)).get("surrogate-control").is_none(), "consumed, not forwarded");
+    assert!(
+        store_at(
+            &[],
+            200,
+            &[("date", &d), ("cache-control", "max-age=60"), ("surrogate-control", "no-store")],
+            0
+        )
+        .is_err()
+    );
+    // Directives targeted at another surrogate are ignored.
+    let s = store_at(
+        &[],
+        200,
+        &[("date", &d), ("cache-control", "max-age=1"), ("surrogate-control", "max-age=600;other")],
+        0,
+    )
+    .unwrap();
+    assert!(matches!(get(&s, &[], 30), Decision::Revalidate(_)));
+}
