@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# appnet web proxy, driven by clients that are not ours: curl through the forward proxy (-x),
-# including CONNECT to an HTTPS site, and the HTTP working group's cache test suite
+# appnet web proxy and the CDN, driven by clients that are not ours: curl through the forward
+# proxy (-x), including CONNECT to an HTTPS site; dig against the CDN's DNS from two resolver
+# addresses; and the HTTP working group's cache test suite
 # (http-cache-tests from npm) against appnet in reverse-proxy mode, with its pass count printed
 # next to the suite's published results for Varnish, Squid and nginx.
 source "$(dirname "$0")/lib.sh"
@@ -43,6 +44,34 @@ metrics=$(curl -s --max-time 10 "http://127.0.0.1:$pport/metrics")
 check "metrics: hits counted" "yes" "$(echo "$metrics" | awk '$1=="appnet_proxy_hits_total" && $2>=2 {print "yes"}')"
 check "metrics: one tunnel" "1" "$(echo "$metrics" | awk '$1=="appnet_proxy_tunnels_total"{print $2}')"
 check "metrics: bytes saved" "yes" "$(echo "$metrics" | awk '$1=="appnet_proxy_bytes_saved_total" && $2>=200000 {print "yes"}')"
+
+echo "CDN: DNS sends each resolver to its nearest healthy replica (dig -b picks the resolver address)"
+command -v dig > /dev/null || { echo "  FAIL: dig is needed (bind9-dnsutils)" >&2; exit 1; }
+rport=$(free_port); cport=$(free_port)
+bg "$APPNET" web proxy --reverse "$origin" --listen "127.0.20.1:$rport"
+east_pid=$LAST_PID
+bg "$APPNET" web proxy --reverse "$origin" --listen "127.0.20.2:$rport"
+wait_tcp 127.0.20.1 "$rport"; wait_tcp 127.0.20.2 "$rport"
+bg "$APPNET" web cdn --listen "127.0.0.1:$cport" --check-interval 100 \
+  --replica "east=127.0.20.1@127.0.20.1:$rport" --replica "west=127.0.20.2@127.0.20.2:$rport" \
+  --network 127.0.4.0/24=east,west --network 127.0.5.0/24=west,east
+wait_tcp 127.0.0.1 "$cport"
+D=(dig +short +time=2 +tries=2 -p "$cport" @127.0.0.1 a128.g.akamai.net)
+check "resolver 127.0.4.1 gets the east replica" "127.0.20.1" "$("${D[@]}" -b 127.0.4.1)"
+check "resolver 127.0.5.1 gets the west replica" "127.0.20.2" "$("${D[@]}" -b 127.0.5.1)"
+check "short TTL" "20" "$(dig +noall +answer -p "$cport" @127.0.0.1 a128.g.akamai.net -b 127.0.4.1 | awk '{print $2}')"
+check "over TCP too" "127.0.20.1" "$("${D[@]}" +tcp -b 127.0.4.1)"
+R=(curl -s --max-time 10 --resolve "a128.g.akamai.net:$rport:127.0.20.1" -o /dev/null -D -)
+check "the replica pulls from the origin on a miss" "MISS" "$("${R[@]}" "http://a128.g.akamai.net:$rport/popular-image.jpg" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache"{print $2}')"
+check "and serves hits after" "HIT" "$("${R[@]}" "http://a128.g.akamai.net:$rport/popular-image.jpg" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache"{print $2}')"
+kill "$east_pid"
+moved=""
+for _ in $(seq 50); do
+  moved=$("${D[@]}" -b 127.0.4.1)
+  [ "$moved" = 127.0.20.2 ] && break
+  sleep 0.1
+done
+check "a dead replica is not handed out" "127.0.20.2" "$moved"
 
 echo "HTTP working group cache tests (reverse proxy)"
 command -v npm > /dev/null || { echo "  FAIL: npm is needed for http-cache-tests" >&2; exit 1; }

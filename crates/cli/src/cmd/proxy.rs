@@ -150,3 +150,96 @@ fn parse_size(s: &str) -> Result<u64, String> {
     };
     Ok((n * mult as f64) as u64)
 }
+
+/// Flags for `web cdn`; each overrides the `[cdn]` table of --config.
+#[derive(Args, Debug)]
+pub struct CdnArgs {
+    /// Address to listen on, UDP and TCP [default: 127.0.0.1:10053].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// The CDN zone this server is authoritative for [default: akamai.net].
+    #[arg(long, value_name = "ZONE")]
+    zone: Option<String>,
+    /// A name answered with the nearest replica (repeatable) [default: a128.g.akamai.net].
+    #[arg(long, value_name = "NAME")]
+    name: Vec<String>,
+    /// A replica: NAME=IP, or NAME=IP@HOST:PORT to health-check another address (repeatable).
+    #[arg(long, value_name = "NAME=IP[@CHECK]")]
+    replica: Vec<String>,
+    /// Resolvers in PREFIX go to these replicas, nearest first: PREFIX=NAME,NAME (repeatable).
+    #[arg(long, value_name = "PREFIX=NAMES")]
+    network: Vec<String>,
+    /// A name server of the zone for its NS records: NAME=IP (repeatable).
+    #[arg(long, value_name = "NAME=IP")]
+    ns: Vec<String>,
+    /// TTL of replica answers in seconds [default: 20].
+    #[arg(long, value_name = "SECS")]
+    ttl: Option<u32>,
+    /// Milliseconds between health checks; 0 turns them off [default: 1000].
+    #[arg(long, value_name = "MS")]
+    check_interval: Option<u64>,
+    /// Path requested by health checks [default: /].
+    #[arg(long, value_name = "PATH")]
+    check_path: Option<String>,
+}
+
+/// Runs `appnet web cdn`.
+pub async fn run_cdn(args: CdnArgs, ctx: &Context) -> anyhow::Result<()> {
+    use appnet_web::cdn::config::{Network, Replica};
+    use appnet_web::cdn::{CdnConfig, CdnDnsServer};
+    let mut config: CdnConfig = ctx.section("cdn")?;
+    if let Some(a) = args.listen {
+        config.listen = a;
+    }
+    if let Some(z) = args.zone {
+        config.zone = z;
+    }
+    if !args.name.is_empty() {
+        config.names = args.name;
+    }
+    for r in &args.replica {
+        let (name, rest) =
+            r.split_once('=').with_context(|| format!("--replica {r}: expected NAME=IP[@HOST:PORT]"))?;
+        let (ip, check) = match rest.split_once('@') {
+            Some((ip, check)) => {
+                (ip, Some(check.parse().with_context(|| format!("--replica {r}: bad check address"))?))
+            }
+            None => (rest, None),
+        };
+        let addr = ip.parse().with_context(|| format!("--replica {r}: bad address {ip:?}"))?;
+        config.replicas.push(Replica { name: name.to_string(), addr, check });
+    }
+    for n in &args.network {
+        let (prefix, names) =
+            n.split_once('=').with_context(|| format!("--network {n}: expected PREFIX=NAME,NAME"))?;
+        let replicas = names.split(',').map(str::to_string).collect();
+        config.networks.push(Network { prefix: prefix.to_string(), replicas });
+    }
+    for n in &args.ns {
+        let (name, ip) = n.split_once('=').with_context(|| format!("--ns {n}: expected NAME=IP"))?;
+        config
+            .nameservers
+            .push((name.to_string(), ip.parse().with_context(|| format!("--ns {n}: bad address"))?));
+    }
+    if let Some(t) = args.ttl {
+        config.ttl = t;
+    }
+    if let Some(ms) = args.check_interval {
+        config.check_interval_ms = ms;
+    }
+    if let Some(p) = args.check_path {
+        config.check_path = p;
+    }
+    anyhow::ensure!(!config.replicas.is_empty(), "no replicas: give at least one --replica NAME=IP");
+    let listen = config.listen;
+    let (zone, replicas) = (config.zone.clone(), config.replicas.len());
+    let server =
+        CdnDnsServer::bind(config).await.with_context(|| format!("cannot start the CDN DNS on {listen}"))?;
+    eprintln!(
+        "appnet web cdn: authoritative for {zone} on {} (UDP and TCP), {replicas} replica(s); Ctrl-C to stop",
+        server.local_addr()
+    );
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    server.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))
+}

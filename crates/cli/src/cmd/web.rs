@@ -44,6 +44,15 @@ pub enum WebCmd {
         Responses carry X-Cache (HIT, MISS, REVALIDATED, STALE, PASS) and Cache-Status (RFC 9211).\n\
         Config: a [proxy] table in --config (every flag, plus origins per host); flags override it.")]
     Proxy(super::proxy::ProxyArgs),
+    /// The CDN's DNS: answers a CDN name with the nearest healthy replica for each resolver.
+    #[command(after_help = "Examples:\n  \
+        appnet web cdn --listen 127.0.0.1:10053 \\\n      \
+          --replica east=127.0.20.1@127.0.20.1:8080 --replica west=127.0.20.2@127.0.20.2:8080 \\\n      \
+          --network 127.0.4.0/24=east,west --network 127.0.5.0/24=west,east\n  \
+        dig @127.0.0.1 -p 10053 a128.g.akamai.net           the replica nearest to the asker\n\n\
+        Replicas are usually appnet web proxy --reverse instances; dead ones (failed HTTP health\n\
+        checks) are not handed out. Config: a [cdn] table in --config; flags override it.")]
+    Cdn(super::proxy::CdnArgs),
 }
 
 /// Flags for `web serve`; each overrides the `[web]` table of --config.
@@ -131,6 +140,7 @@ pub async fn run(cmd: WebCmd, ctx: &Context) -> anyhow::Result<()> {
         WebCmd::Serve(args) => serve(args, ctx).await,
         WebCmd::Get(args) => get(args).await,
         WebCmd::Proxy(args) => super::proxy::run(args, ctx).await,
+        WebCmd::Cdn(args) => super::proxy::run_cdn(args, ctx).await,
     }
 }
 
