@@ -102,6 +102,8 @@ done
 wait_ring "127.0.0.1:${tport[1]}" 8
 check "who is responsible for key 1110 (14)?" "id 14 -> node 15" \
   "$(first_line "$APPNET" chord lookup --id 14 --node "127.0.0.1:${tport[3]}" | cut -d' ' -f1-5)"
+check "the same, recursively (forwarded node to node)" "id 14 -> node 15" \
+  "$(first_line "$APPNET" chord lookup --recursive --id 14 --node "127.0.0.1:${tport[3]}" | cut -d' ' -f1-5)"
 eventually "peer 4's successors" "successors:  5, 8" ring_line "127.0.0.1:${tport[4]}" 4
 kill -9 "${tpid[5]}"
 wait_ring "127.0.0.1:${tport[1]}" 7

@@ -130,13 +130,14 @@ pub struct Client {
     entry: SocketAddr,
     bits: u8,
     timeout: Duration,
+    recursive: bool,
 }
 
 impl Client {
     /// Pings `entry` to learn the ring's m.
     pub async fn connect(entry: SocketAddr, timeout: Duration) -> Result<Client, ClientError> {
         match rpc(entry, 0, &Request::Ping, timeout).await? {
-            (bits, Response::Pong { .. }) => Ok(Client { entry, bits, timeout }),
+            (bits, Response::Pong { .. }) => Ok(Client { entry, bits, timeout, recursive: false }),
             (_, Response::Error { code, message }) => Err(ClientError::Remote { addr: entry, code, message }),
             _ => Err(ClientError::Unexpected(entry)),
         }
@@ -152,8 +153,31 @@ impl Client {
         Id::hash(key, self.bits)
     }
 
-    /// Iterative find_successor(id) starting at the entry node; hops = FindSuccessor answers.
+    /// Makes every lookup of this client recursive (the entry node forwards the query node to
+    /// node) instead of iterative.
+    pub fn recursive(mut self, yes: bool) -> Client {
+        self.recursive = yes;
+        self
+    }
+
+    /// Recursive find_successor(id): one request to the entry node, which forwards it; hops =
+    /// the request to the entry plus the forwards between nodes.
+    pub async fn lookup_recursive(&self, id: Id) -> Result<LookupOutcome, ClientError> {
+        let timeout = self.timeout * 8;
+        match call(self.entry, self.bits, &Request::Route { id, hops: 0 }, timeout).await? {
+            Response::Routed { succs, hops } if !succs.is_empty() => {
+                Ok(LookupOutcome { succs, hops: hops as u32 + 1, timeouts: 0 })
+            }
+            _ => Err(ClientError::Unexpected(self.entry)),
+        }
+    }
+
+    /// find_successor(id) from the entry node: iterative (hops = FindSuccessor answers), or
+    /// recursive when the client was made so.
     pub async fn lookup(&self, id: Id) -> Result<LookupOutcome, ClientError> {
+        if self.recursive {
+            return self.lookup_recursive(id).await;
+        }
         let mut lookup = Lookup::new(id, self.bits, vec![NodeRef { id, addr: self.entry }]);
         let mut step = lookup.next_step();
         loop {

@@ -98,6 +98,8 @@ pub enum Event {
     Left,
     /// A lookup started with [`Node::lookup`] finished (`None` = failed).
     LookupDone { op: u64, outcome: Option<LookupOutcome> },
+    /// The deferred answer to a request handed in with [`Node::handle_request_deferred`].
+    Reply { reply_to: u64, response: Response },
     /// A read started with [`Node::get`] finished.
     GetDone { op: u64, value: Option<Vec<u8>>, outcome: Option<LookupOutcome> },
 }
@@ -123,12 +125,25 @@ enum Purpose {
     Get(u64, Vec<u8>),
 }
 
+/// Who waits for a recursive lookup this node forwarded.
+#[derive(Debug, Clone, Copy)]
+enum ReplyTo {
+    /// A request from the network, answered through [`Event::Reply`].
+    Remote(u64),
+    /// A lookup started here with [`Node::lookup_recursive`].
+    Local(u64),
+}
+
+/// Longest path a recursive lookup may travel.
+const MAX_ROUTE_HOPS: u8 = 64;
+
 #[derive(Debug)]
 enum Pending {
     Lookup { purpose: Purpose, lookup: Lookup, asked: NodeRef },
     Fetch { op: u64, key: Vec<u8>, rest: Vec<NodeRef>, asked: NodeRef, outcome: LookupOutcome },
     Stabilize { to: NodeRef },
     CheckPredecessor { to: NodeRef },
+    Forward { reply: ReplyTo, id: Id, hops: u8, asked: NodeRef, rest: Vec<NodeRef>, dead: Vec<Id> },
     Fire,
     LeaveHandover,
 }
@@ -662,6 +677,80 @@ impl Node {
                 self.on_leaving(node, pred, succs);
                 Response::Ok
             }
+            // Without a way to answer later, only a lookup this node can answer itself.
+            Request::Route { id, hops } => match self.rt.route(&id, &[]) {
+                Response::Found { succs } if !succs.is_empty() => Response::Routed { succs, hops },
+                _ => Response::Error {
+                    code: ErrorCode::Unavailable,
+                    message: "recursive lookup needs forwarding; use handle_request_deferred".into(),
+                },
+            },
+        }
+    }
+
+    /// Like [`handle_request`](Self::handle_request), but a recursive lookup (`Route`) that must
+    /// be forwarded returns `None`; its answer comes later as [`Event::Reply`] with `reply_to`.
+    pub fn handle_request_deferred(&mut self, now: Millis, req: Request, reply_to: u64) -> Option<Response> {
+        match req {
+            Request::Route { id, hops } if self.phase == Phase::Active => {
+                self.route_recursive(ReplyTo::Remote(reply_to), id, hops, Vec::new())
+            }
+            other => Some(self.handle_request(now, other)),
+        }
+    }
+
+    /// Starts a recursive lookup of `target` from this node: each node forwards the query to
+    /// its closest preceding node until the key's predecessor answers. The result arrives as
+    /// [`Event::LookupDone`] (hops = forwards between nodes).
+    pub fn lookup_recursive(&mut self, _now: Millis, target: Id) -> u64 {
+        let op = self.next_token;
+        self.next_token += 1;
+        if let Some(resp) = self.route_recursive(ReplyTo::Local(op), target, 0, Vec::new()) {
+            self.finish_route(ReplyTo::Local(op), resp, 0);
+        }
+        op
+    }
+
+    /// One recursive step: answer now (`Some`) or forward to the best candidate not in `dead`.
+    fn route_recursive(&mut self, reply: ReplyTo, id: Id, hops: u8, dead: Vec<Id>) -> Option<Response> {
+        if hops >= MAX_ROUTE_HOPS || dead.len() > crate::wire::MAX_AVOID {
+            return Some(Response::Error {
+                code: ErrorCode::Unavailable,
+                message: format!("recursive lookup gave up after {hops} hops"),
+            });
+        }
+        match self.rt.route(&id, &dead) {
+            Response::Found { succs } if !succs.is_empty() => Some(Response::Routed { succs, hops }),
+            Response::Closer { mut nodes } => {
+                nodes.reverse();
+                let next = nodes.pop()?;
+                let req = Request::Route { id, hops: hops + 1 };
+                self.send(
+                    next.addr,
+                    req,
+                    Pending::Forward { reply, id, hops, asked: next, rest: nodes, dead },
+                );
+                None
+            }
+            _ => Some(Response::Error {
+                code: ErrorCode::Unavailable,
+                message: "no live node to forward the lookup to".into(),
+            }),
+        }
+    }
+
+    fn finish_route(&mut self, reply: ReplyTo, response: Response, timeouts: u32) {
+        match reply {
+            ReplyTo::Remote(reply_to) => self.events.push_back(Event::Reply { reply_to, response }),
+            ReplyTo::Local(op) => {
+                let outcome = match response {
+                    Response::Routed { succs, hops } => {
+                        Some(LookupOutcome { succs, hops: hops as u32, timeouts })
+                    }
+                    _ => None,
+                };
+                self.events.push_back(Event::LookupDone { op, outcome });
+            }
         }
     }
 
@@ -761,8 +850,37 @@ impl Node {
                 }
             }
             Pending::CheckPredecessor { .. } => self.checking = false,
+            Pending::Forward { reply, id, hops, asked, rest, dead } => match resp {
+                Response::Routed { .. } => self.finish_route(reply, resp, 0),
+                _ => self.forward_failed(reply, id, hops, asked, rest, dead),
+            },
             Pending::Fire => {}
             Pending::LeaveHandover => self.finish_leave_if_done(),
+        }
+    }
+
+    /// The next hop of a recursive lookup failed: try the other candidates, then route again
+    /// without the nodes that failed.
+    fn forward_failed(
+        &mut self,
+        reply: ReplyTo,
+        id: Id,
+        hops: u8,
+        asked: NodeRef,
+        mut rest: Vec<NodeRef>,
+        mut dead: Vec<Id>,
+    ) {
+        dead.push(asked.id);
+        let outcome = match rest.pop() {
+            Some(next) => {
+                let req = Request::Route { id, hops: hops + 1 };
+                self.send(next.addr, req, Pending::Forward { reply, id, hops, asked: next, rest, dead });
+                None
+            }
+            None => self.route_recursive(reply, id, hops, dead),
+        };
+        if let Some(resp) = outcome {
+            self.finish_route(reply, resp, 1);
         }
     }
 
@@ -793,6 +911,12 @@ impl Node {
                         self.stabilize();
                     }
                 }
+            }
+            Pending::Forward { reply, id, hops, asked, rest, dead } => {
+                if failure == RpcFailure::Unreachable {
+                    self.rt.purge(asked.addr);
+                }
+                self.forward_failed(reply, id, hops, asked, rest, dead);
             }
             Pending::CheckPredecessor { to } => {
                 self.checking = false;

@@ -6,22 +6,31 @@
 use crate::client::{self, ClientError, read_frame, write_frame};
 use crate::config::{ChordConfig, ConfigError};
 use crate::node::{Event, Node, Output, RpcFailure};
-use crate::wire::{self, ErrorCode, NodeRef, Response};
+use crate::wire::{self, ErrorCode, NodeRef, Request, Response};
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::metrics::{Counter, Registry};
 use appnet_netkit::{BoxError, Service, Shutdown};
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
 /// A shared handle on a running node's state, for tests and the lab.
 pub type NodeHandle = Arc<Mutex<Node>>;
 
 type Reply = (u64, Result<Response, RpcFailure>);
+
+/// Connections waiting for the deferred answer to a recursive lookup, by reply token.
+type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
+
+/// How much longer than a plain RPC a forwarded (recursive) lookup may take: the hops after
+/// the next one may each wait out a timeout of their own.
+const ROUTE_TIMEOUT_FACTOR: u32 = 8;
 
 /// A bound Chord node, ready to [`run`](Service::run).
 pub struct ChordServer {
@@ -108,6 +117,8 @@ struct Dispatcher {
     timeout: Duration,
     kill: Shutdown,
     stats: Stats,
+    waiters: Waiters,
+    next_reply: Arc<AtomicU64>,
 }
 
 impl Dispatcher {
@@ -115,9 +126,13 @@ impl Dispatcher {
         while let Some(Output::Send { token, to, req }) = node.poll_output() {
             let this = self.clone();
             tokio::spawn(async move {
+                let timeout = match req {
+                    Request::Route { .. } => this.timeout * ROUTE_TIMEOUT_FACTOR,
+                    _ => this.timeout,
+                };
                 let result = tokio::select! {
                     _ = this.kill.wait() => return,
-                    r = client::rpc(to, this.bits, &req, this.timeout) => r,
+                    r = client::rpc(to, this.bits, &req, timeout) => r,
                 };
                 let reply = match result {
                     Ok((_, resp @ Response::Error { .. })) => {
@@ -138,10 +153,16 @@ impl Dispatcher {
     }
 }
 
-fn log_events(node: &mut Node) -> bool {
+fn log_events(node: &mut Node, waiters: &Waiters) -> bool {
     let mut left = false;
     while let Some(ev) = node.poll_event() {
         match ev {
+            Event::Reply { reply_to, response } => {
+                let waiter = waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&reply_to);
+                if let Some(tx) = waiter {
+                    let _ = tx.send(response);
+                }
+            }
             Event::Joined => tracing::info!(node = ?node.me().addr, "joined the ring"),
             Event::JoinFailed(why) => tracing::warn!("join failed, will retry: {why}"),
             Event::Left => left = true,
@@ -161,8 +182,15 @@ impl Service for ChordServer {
         let now = move || start.elapsed().as_millis() as u64;
         let (tx, mut rx) = mpsc::unbounded_channel::<Reply>();
         let bits = lock(&node).params().bits;
-        let dispatcher =
-            Dispatcher { tx, bits, timeout: config.rpc_timeout(), kill: kill.clone(), stats: stats.clone() };
+        let dispatcher = Dispatcher {
+            tx,
+            bits,
+            timeout: config.rpc_timeout(),
+            kill: kill.clone(),
+            stats: stats.clone(),
+            waiters: Arc::new(Mutex::new(HashMap::new())),
+            next_reply: Arc::new(AtomicU64::new(1)),
+        };
         if let Some(bootstrap) = config.join {
             let mut n = lock(&node);
             n.join(now(), bootstrap);
@@ -238,7 +266,7 @@ impl Service for ChordServer {
                     let mut n = lock(&node);
                     n.leave(now());
                     dispatcher.dispatch(&mut n);
-                    if log_events(&mut n) { break; }
+                    if log_events(&mut n, &dispatcher.waiters) { break; }
                     leaving_deadline = Some(Instant::now() + config.rpc_timeout() * 2);
                 }
                 _ = tokio::time::sleep_until(wake) => {
@@ -249,13 +277,13 @@ impl Service for ChordServer {
                     let mut n = lock(&node);
                     n.handle_timeout(now());
                     dispatcher.dispatch(&mut n);
-                    if log_events(&mut n) { break; }
+                    if log_events(&mut n, &dispatcher.waiters) { break; }
                 }
                 Some((token, reply)) = rx.recv() => {
                     let mut n = lock(&node);
                     n.handle_reply(now(), token, reply);
                     dispatcher.dispatch(&mut n);
-                    if log_events(&mut n) { break; }
+                    if log_events(&mut n, &dispatcher.waiters) { break; }
                 }
             }
         }
@@ -310,12 +338,43 @@ async fn serve_connection(
             }
             Ok((_, req)) => {
                 stats.requests.inc();
-                let mut n = lock(node);
-                let resp = n.handle_request(now(), req);
-                dispatcher.dispatch(&mut n);
-                resp
+                answer(req, node, dispatcher, &now).await
             }
         };
         write_frame(&mut write, &wire::encode_response(dispatcher.bits, &resp)).await?;
+    }
+}
+
+/// Answers one request: at once, or (a recursive lookup this node forwarded) when the answer
+/// comes back, within the forwarding timeout.
+async fn answer(
+    req: Request,
+    node: &NodeHandle,
+    dispatcher: &Dispatcher,
+    now: &impl Fn() -> u64,
+) -> Response {
+    let token = dispatcher.next_reply.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = oneshot::channel();
+    let waiters = || dispatcher.waiters.lock().unwrap_or_else(|p| p.into_inner());
+    waiters().insert(token, tx);
+    let now_answer = {
+        let mut n = lock(node);
+        let resp = n.handle_request_deferred(now(), req, token);
+        dispatcher.dispatch(&mut n);
+        resp
+    };
+    if let Some(resp) = now_answer {
+        waiters().remove(&token);
+        return resp;
+    }
+    match tokio::time::timeout(dispatcher.timeout * ROUTE_TIMEOUT_FACTOR, rx).await {
+        Ok(Ok(resp)) => resp,
+        _ => {
+            waiters().remove(&token);
+            Response::Error {
+                code: ErrorCode::Unavailable,
+                message: "the recursive lookup got no answer in time".into(),
+            }
+        }
     }
 }

@@ -67,6 +67,9 @@ pub enum Request {
     Store { items: Vec<Item> },
     /// Graceful leave: `node` is leaving; here are its predecessor and successors.
     Leaving { node: NodeRef, pred: Option<NodeRef>, succs: Vec<NodeRef> },
+    /// Recursive lookup of `id`: the node forwards it hop by hop and answers with `Routed`;
+    /// `hops` counts the forwards so far.
+    Route { id: Id, hops: u8 },
 }
 
 /// Why a request was refused.
@@ -123,6 +126,8 @@ pub enum Response {
     Value { value: Option<Vec<u8>> },
     /// Answer to `Delete`.
     Deleted { existed: bool },
+    /// Answer to `Route`: the id's successor list and the hops the query travelled.
+    Routed { succs: Vec<NodeRef>, hops: u8 },
     /// The request was refused.
     Error { code: ErrorCode, message: String },
 }
@@ -175,6 +180,7 @@ const T_PUT: u8 = 0x07;
 const T_DELETE: u8 = 0x08;
 const T_STORE: u8 = 0x09;
 const T_LEAVING: u8 = 0x0a;
+const T_ROUTE: u8 = 0x0b;
 const R_PONG: u8 = 0x81;
 const R_INFO: u8 = 0x82;
 const R_FOUND: u8 = 0x83;
@@ -183,6 +189,7 @@ const R_NEIGHBORS: u8 = 0x85;
 const R_OK: u8 = 0x86;
 const R_VALUE: u8 = 0x87;
 const R_DELETED: u8 = 0x88;
+const R_ROUTED: u8 = 0x89;
 const R_ERROR: u8 = 0xff;
 
 /// Appends fields to a frame under construction.
@@ -376,6 +383,7 @@ pub fn encode_request(bits: u8, req: &Request) -> Vec<u8> {
         Request::Delete { .. } => T_DELETE,
         Request::Store { .. } => T_STORE,
         Request::Leaving { .. } => T_LEAVING,
+        Request::Route { .. } => T_ROUTE,
     };
     let mut w = Writer::new(bits, kind);
     match req {
@@ -406,6 +414,10 @@ pub fn encode_request(bits: u8, req: &Request) -> Vec<u8> {
             w.node(node);
             w.opt_node(pred);
             w.nodes(succs);
+        }
+        Request::Route { id, hops } => {
+            w.id(id);
+            w.u8(*hops);
         }
     }
     w.finish()
@@ -443,6 +455,7 @@ pub fn decode_request(body: &[u8]) -> Result<(u8, Request), WireError> {
             Request::Store { items }
         }
         T_LEAVING => Request::Leaving { node: r.node()?, pred: r.opt_node()?, succs: r.nodes()? },
+        T_ROUTE => Request::Route { id: r.id()?, hops: r.u8()? },
         other => return Err(WireError::UnknownType(other)),
     };
     r.end()?;
@@ -460,6 +473,7 @@ pub fn encode_response(bits: u8, resp: &Response) -> Vec<u8> {
         Response::Ok => R_OK,
         Response::Value { .. } => R_VALUE,
         Response::Deleted { .. } => R_DELETED,
+        Response::Routed { .. } => R_ROUTED,
         Response::Error { .. } => R_ERROR,
     };
     let mut w = Writer::new(bits, kind);
@@ -492,6 +506,10 @@ pub fn encode_response(bits: u8, resp: &Response) -> Vec<u8> {
             }
         },
         Response::Deleted { existed } => w.u8(*existed as u8),
+        Response::Routed { succs, hops } => {
+            w.nodes(succs);
+            w.u8(*hops);
+        }
         Response::Error { code, message } => {
             w.u8(*code as u8);
             let m = message.as_bytes();
@@ -534,6 +552,7 @@ pub fn decode_response(body: &[u8]) -> Result<(u8, Response), WireError> {
             1 => Response::Value { value: Some(r.value()?) },
             _ => return Err(WireError::Malformed("value flag must be 0 or 1")),
         },
+        R_ROUTED => Response::Routed { succs: r.nodes()?, hops: r.u8()? },
         R_DELETED => match r.u8()? {
             0 => Response::Deleted { existed: false },
             1 => Response::Deleted { existed: true },
@@ -585,6 +604,8 @@ mod tests {
                 }
             ),
             arb_node(bits).prop_map(|node| Request::Notify { node }),
+            (any::<[u8; 20]>(), any::<u8>())
+                .prop_map(move |(b, hops)| Request::Route { id: Id(b).masked(bits), hops }),
             arb_bytes(40).prop_map(|key| Request::Get { key }),
             arb_bytes(40).prop_map(|key| Request::Delete { key }),
             (arb_bytes(40), arb_bytes(300)).prop_map(|(key, value)| Request::Put { key, value }),
@@ -621,6 +642,7 @@ mod tests {
             Just(Response::Ok),
             proptest::option::of(arb_bytes(100)).prop_map(|value| Response::Value { value }),
             any::<bool>().prop_map(|existed| Response::Deleted { existed }),
+            (nodes(), any::<u8>()).prop_map(|(succs, hops)| Response::Routed { succs, hops }),
             "[a-z é]{0,30}".prop_map(|message| Response::Error { code: ErrorCode::WrongRing, message }),
         ]
     }

@@ -125,6 +125,15 @@ async fn sixteen_nodes_survive_failures_and_joins() {
     eprintln!("put {KEYS} keys in {:?}, {hops} hops", t0.elapsed());
     let live: Vec<&Peer> = peers.iter().collect();
     read_all(&live, &mut rng, KEYS).await;
+    // Recursive lookups (forwarded node to node) find the same owners as iterative ones.
+    for i in 0..50 {
+        let client = clients[rng.below(clients.len())].clone();
+        let id = client.key_id(&key(i));
+        let iterative = client.lookup(id).await.expect("iterative lookup");
+        let recursive = client.recursive(true).lookup(id).await.expect("recursive lookup");
+        assert_eq!(iterative.succs[0], recursive.succs[0], "owner of key-{i}");
+        assert!(recursive.hops <= 8, "{} hops", recursive.hops);
+    }
     assert!(hops as usize <= KEYS * 8, "lookups took {hops} hops for {KEYS} puts");
 
     // Every key on three nodes before anything fails.

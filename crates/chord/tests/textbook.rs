@@ -34,12 +34,13 @@ fn ring(ids: &[u64], bits: u8, r: usize) -> Sim {
     sim
 }
 
-/// Asks every node of the ring who is responsible for `key`.
+/// Asks every node of the ring who is responsible for `key`, iteratively and recursively.
 fn responsible(sim: &mut Sim, key: u64) -> Vec<u64> {
     let n = sim.nodes.len();
     for i in 0..n {
         if sim.nodes[i].alive {
             sim.lookup(i, Id::from_u64(key));
+            sim.lookup_recursive(i, Id::from_u64(key));
         }
     }
     let t = sim.now + 5_000;
@@ -62,7 +63,7 @@ fn successors_of(sim: &Sim, id: u64) -> Vec<u64> {
 fn four_bit_ring_key_1110_is_at_15() {
     let mut sim = ring(&[1, 3, 4, 5, 8, 10, 12, 15], 4, 2);
     let answers = responsible(&mut sim, 0b1110);
-    assert_eq!(answers.len(), 8);
+    assert_eq!(answers.len(), 16);
     assert!(answers.iter().all(|&a| a == 15), "{answers:?}");
     // Each peer knows its two successors.
     assert_eq!(successors_of(&sim, 4), vec![5, 8]);

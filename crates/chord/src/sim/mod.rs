@@ -88,6 +88,8 @@ pub struct Sim {
     queue: BinaryHeap<Reverse<Entry>>,
     seq: u64,
     events: Vec<(usize, Event)>,
+    /// Recursive lookups waiting for their answer: reply token → (asking node, its RPC token).
+    deferred: std::collections::HashMap<u64, (usize, u64)>,
     /// Messages delivered so far.
     pub messages: u64,
 }
@@ -118,6 +120,7 @@ impl Sim {
             queue: BinaryHeap::new(),
             seq: 0,
             events: Vec::new(),
+            deferred: std::collections::HashMap::new(),
             messages: 0,
         }
     }
@@ -180,6 +183,13 @@ impl Sim {
         op
     }
 
+    /// Starts a recursive lookup of `id` at node i (forwarded node to node).
+    pub fn lookup_recursive(&mut self, i: usize, id: Id) -> u64 {
+        let op = self.nodes[i].node.lookup_recursive(self.now, id);
+        self.pump(i);
+        op
+    }
+
     /// Starts a read of `key` at node i.
     pub fn get(&mut self, i: usize, key: Vec<u8>) -> u64 {
         let op = self.nodes[i].node.get(self.now, key);
@@ -231,7 +241,15 @@ impl Sim {
             }
         }
         while let Some(ev) = self.nodes[i].node.poll_event() {
-            self.events.push((i, ev));
+            match ev {
+                Event::Reply { reply_to, response } => {
+                    if let Some((from, token)) = self.deferred.remove(&reply_to) {
+                        let at = self.now + self.latency();
+                        self.push(at, Ev::Reply { to: from, token, result: Ok(response) });
+                    }
+                }
+                ev => self.events.push((i, ev)),
+            }
         }
         let want = self.nodes[i].node.poll_timeout();
         if want.is_some() && want != self.nodes[i].wake {
@@ -263,10 +281,18 @@ impl Sim {
                     self.push(at, Ev::Reply { to: from, token, result: Err(RpcFailure::Unreachable) });
                     return;
                 }
-                let resp = self.nodes[to].node.handle_request(self.now, req);
+                self.seq += 1;
+                let reply_to = self.seq;
+                match self.nodes[to].node.handle_request_deferred(self.now, req, reply_to) {
+                    Some(resp) => {
+                        let at = self.now + self.latency();
+                        self.push(at, Ev::Reply { to: from, token, result: Ok(resp) });
+                    }
+                    None => {
+                        self.deferred.insert(reply_to, (from, token));
+                    }
+                }
                 self.pump(to);
-                let at = self.now + self.latency();
-                self.push(at, Ev::Reply { to: from, token, result: Ok(resp) });
             }
             Ev::Reply { to, token, result } => {
                 if self.nodes[to].alive {

@@ -41,7 +41,8 @@ pub enum ChordCmd {
     /// Who is responsible for a key (or a raw id with --id)? Prints the successor and the hops.
     #[command(after_help = "Examples:\n  \
         appnet chord lookup alice --node 127.0.0.1:14000\n  \
-        appnet chord lookup --id 14 --node 127.0.0.1:14001     on the 4-bit ring: answers 15")]
+        appnet chord lookup --id 14 --node 127.0.0.1:14001     on the 4-bit ring: answers 15\n  \
+        appnet chord lookup alice --recursive                  forwarded node to node")]
     Lookup(LookupArgs),
     /// Walk the ring along successors and print every node with its fingers.
     #[command(after_help = "Example:\n  appnet chord ring --node 127.0.0.1:14000")]
@@ -89,6 +90,10 @@ pub struct NodeAddr {
     /// Seconds to wait for each answer.
     #[arg(long, value_name = "SECS", default_value_t = 3.0)]
     timeout: f64,
+    /// Recursive lookup: the node forwards the query hop by hop (default: iterative, the client
+    /// asks each hop itself).
+    #[arg(long)]
+    recursive: bool,
 }
 
 /// Flags for `chord put`.
@@ -225,9 +230,10 @@ fn print_node(info: &NodeInfo, bits: u8) {
 
 async fn connect(at: &NodeAddr) -> anyhow::Result<Client> {
     anyhow::ensure!(at.timeout > 0.0 && at.timeout.is_finite(), "--timeout must be a positive number");
-    Client::connect(at.node, Duration::from_secs_f64(at.timeout))
+    let client = Client::connect(at.node, Duration::from_secs_f64(at.timeout))
         .await
-        .with_context(|| format!("no Chord node answers at {} (start one with `appnet chord node`)", at.node))
+        .with_context(|| format!("no Chord node answers at {} (start one with `appnet chord node`)", at.node))?;
+    Ok(client.recursive(at.recursive))
 }
 
 async fn node(args: NodeArgs, ctx: &Context) -> anyhow::Result<()> {
