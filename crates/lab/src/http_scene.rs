@@ -76,6 +76,28 @@ async fn read_response(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Result<
     }
 }
 
+/// One GET from the host at `from` to `server` with Host `host` (and extra header lines, each
+/// ending in CRLF); returns the response head and body.
+pub async fn get_once(
+    from: IpAddr,
+    server: SocketAddr,
+    host: &str,
+    target: &str,
+    extra_headers: &str,
+) -> Result<(String, Vec<u8>), String> {
+    let mut s = connect(from, server).await.map_err(|e| format!("cannot connect to {server}: {e}"))?;
+    let req = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n{extra_headers}Connection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+    read_response(&mut s, &mut Vec::new()).await
+}
+
+/// The value of header `name` in a response head.
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim())
+    })
+}
+
 /// The image paths a page references (`<img src="...">`), resolved against the page's path.
 pub fn image_paths(page_path: &str, html: &str) -> Vec<String> {
     let base = page_path.rsplit_once('/').map_or("", |(dir, _)| dir);

@@ -5,10 +5,12 @@
 //!
 //! - [`topology`]: the TOML description (embedded default in `lab.toml`).
 //! - [`zones`]: zone files generated from it.
+//! - [`cdn`]: the CDN's DNS and its replica caches.
 //! - [`sites`]: the web servers' generated content.
 //! - [`run`]: starting, stopping and listing the services.
 //! - [`tour`]: the guided scenes; [`http_scene`]: the Web scene's fetching.
 
+pub mod cdn;
 pub mod http_scene;
 pub mod run;
 pub mod sites;

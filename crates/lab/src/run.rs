@@ -23,6 +23,11 @@ pub enum LabError {
     Start { name: String, addr: SocketAddr, reason: String },
 }
 
+/// Whether `served` is exactly the one zone `zone`.
+fn serves_only(served: &[(&crate::topology::ZoneSpec, bool)], zone: &str) -> bool {
+    matches!(served, [(z, false)] if fqdn(&z.name) == fqdn(zone))
+}
+
 /// What a lab service is, for the directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -31,6 +36,7 @@ pub enum Role {
     Authoritative,
     Resolver,
     Web,
+    CdnReplica,
 }
 
 impl Role {
@@ -42,6 +48,7 @@ impl Role {
             Role::Authoritative => "authoritative DNS server",
             Role::Resolver => "local DNS server (resolver)",
             Role::Web => "web server",
+            Role::CdnReplica => "CDN replica (cache)",
         }
     }
 }
@@ -130,6 +137,12 @@ impl Lab {
             } else {
                 Role::Authoritative
             };
+            if let Some(cdn) = topology.cdn.as_ref().filter(|c| serves_only(&served, &c.zone)) {
+                let server = crate::cdn::dns_server(&topology, cdn, addr).await?;
+                let serves = format!("{} (CDN: nearest healthy replica for {})", fqdn(&cdn.zone), cdn.name);
+                members.push(Member { role, name, addr, serves, running: Some(harness::start(server)) });
+                continue;
+            }
             let server = DnsServer::bind(config).await.map_err(|e| LabError::Start {
                 name: name.clone(),
                 addr,
@@ -168,7 +181,8 @@ impl Lab {
         }
         let site_root = dir.join("sites");
         for web in &topology.webs {
-            let root = crate::sites::write_site(web, &site_root).map_err(files)?;
+            let cdn_url = topology.cdn.as_ref().map(|c| format!("http://{}:{}", c.name, topology.web_port));
+            let root = crate::sites::write_site(web, &site_root, cdn_url.as_deref()).map_err(files)?;
             let addr = SocketAddr::new(IpAddr::V4(web.addr), topology.web_port);
             let config = appnet_web::WebConfig {
                 listen: addr,
@@ -176,6 +190,13 @@ impl Lab {
                 apps: true,
                 listing: true,
                 access_log: false,
+                // Images may be cached for an hour (the CDN and the caches keep them); pages carry
+                // no lifetime, so caches revalidate them with a conditional GET.
+                cache: vec![appnet_web::files::policy::CacheRule {
+                    suffix: ".jpg".into(),
+                    max_age: Some(3600),
+                    ..Default::default()
+                }],
                 ..appnet_web::WebConfig::default()
             };
             let server = appnet_web::WebServer::bind(config).await.map_err(|e| LabError::Start {
@@ -194,6 +215,19 @@ impl Lab {
                 serves,
                 running: Some(harness::start(server)),
             });
+        }
+        if let Some(cdn) = &topology.cdn {
+            for (name, addr, server) in crate::cdn::replicas(&topology, cdn).await? {
+                let serves =
+                    format!("cache of http://{}:{}/ for {}", cdn.origin, topology.web_port, cdn.name);
+                members.push(Member {
+                    role: Role::CdnReplica,
+                    name,
+                    addr,
+                    serves,
+                    running: Some(harness::start(server)),
+                });
+            }
         }
         Ok(Lab { topology, dir: dir.to_path_buf(), members, resolvers, holes: Vec::new() })
     }

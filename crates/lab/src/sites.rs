@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 const IMAGE_SIZE: (u16, u16) = (320, 240);
 
 /// Writes the site of `web` under `root` (one directory per host address) and returns it.
-pub fn write_site(web: &WebSpec, root: &Path) -> std::io::Result<PathBuf> {
+/// `cdn_url` is where the site's CDN image is published (`http://a128.g.akamai.net:8080`).
+pub fn write_site(web: &WebSpec, root: &Path, cdn_url: Option<&str>) -> std::io::Result<PathBuf> {
     let dir = root.join(web.addr.to_string());
     std::fs::create_dir_all(&dir)?;
     let mut home = format!(
@@ -22,14 +23,14 @@ pub fn write_site(web: &WebSpec, root: &Path) -> std::io::Result<PathBuf> {
     );
     if let Some(page) = &web.page {
         let _ = writeln!(home, "<p><a href=\"/{page}\">{page}</a></p>");
-        write_page(web, &dir, page)?;
+        write_page(web, &dir, page, cdn_url)?;
     }
     home.push_str("</body></html>\n");
     std::fs::write(dir.join("index.html"), home)?;
     Ok(dir)
 }
 
-fn write_page(web: &WebSpec, dir: &Path, page: &str) -> std::io::Result<()> {
+fn write_page(web: &WebSpec, dir: &Path, page: &str, cdn_url: Option<&str>) -> std::io::Result<()> {
     let path = dir.join(page);
     let page_dir = path.parent().unwrap_or(dir).to_path_buf();
     std::fs::create_dir_all(&page_dir)?;
@@ -41,6 +42,11 @@ fn write_page(web: &WebSpec, dir: &Path, page: &str) -> std::io::Result<()> {
         let file = format!("pic{i}.jpg");
         std::fs::write(page_dir.join(&file), jpeg(i))?;
         let _ = writeln!(html, "<img src=\"{file}\" alt=\"picture {i}\" width=\"160\">");
+    }
+    if let (Some(image), Some(url)) = (&web.cdn_image, cdn_url) {
+        // The origin keeps the file; the page points browsers at the CDN's name for it.
+        std::fs::write(dir.join(image), jpeg(42))?;
+        let _ = writeln!(html, "<img src=\"{url}/{image}\" alt=\"served by the CDN\">");
     }
     html.push_str("</body></html>\n");
     std::fs::write(path, html)
@@ -75,8 +81,9 @@ mod tests {
             addr: "127.0.10.14".parse().unwrap(),
             page: Some("someDepartment/home.index".into()),
             images: 10,
+            cdn_image: None,
         };
-        let dir = write_site(&web, &root).unwrap();
+        let dir = write_site(&web, &root, None).unwrap();
         let page = std::fs::read_to_string(dir.join("someDepartment/home.index")).unwrap();
         assert_eq!(page.matches("<img ").count(), 10);
         let pic = std::fs::read(dir.join("someDepartment/pic10.jpg")).unwrap();

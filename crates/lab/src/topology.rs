@@ -26,6 +26,46 @@ pub struct Topology {
     /// The web servers.
     #[serde(rename = "web", default)]
     pub webs: Vec<WebSpec>,
+    /// The CDN: its DNS zone, replicas and which resolvers are near which replica.
+    #[serde(default)]
+    pub cdn: Option<CdnSpec>,
+}
+
+/// The textbook's Akamai scene: a zone answered by the CDN's own DNS with the nearest healthy
+/// replica for each querying resolver, and replicas that are reverse-proxy caches of an origin.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CdnSpec {
+    /// The zone the CDN's DNS serves instead of a plain authoritative server (one of `[[zone]]`).
+    pub zone: String,
+    /// The name handed out as a replica (`a128.g.akamai.net`).
+    pub name: String,
+    /// The web host whose content the replicas cache (a `[[web]]` name).
+    pub origin: String,
+    /// The replicas (reverse-proxy caches on `web_port`).
+    pub replicas: Vec<ReplicaSpec>,
+    /// Resolver networks → replica names, nearest first.
+    pub networks: Vec<NearSpec>,
+}
+
+/// One CDN replica.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaSpec {
+    /// Its name (used in `networks`).
+    pub name: String,
+    /// Its loopback address.
+    pub addr: Ipv4Addr,
+}
+
+/// Which replicas are near the resolvers of one network.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NearSpec {
+    /// Resolver addresses (`127.0.4.1/32`).
+    pub prefix: String,
+    /// Replica names, nearest first.
+    pub replicas: Vec<String>,
 }
 
 fn default_web_port() -> u16 {
@@ -43,6 +83,10 @@ pub struct WebSpec {
     /// A page of the textbook served besides the home page (e.g. `someDepartment/home.index`).
     #[serde(default)]
     pub page: Option<String>,
+    /// An image this site publishes through the CDN: the file is served here (the origin) and
+    /// the page references it at the CDN's name (`popular-image.jpg`).
+    #[serde(default)]
+    pub cdn_image: Option<String>,
     /// How many JPEG images that page references (the textbook's page has ten).
     #[serde(default)]
     pub images: u32,
@@ -113,6 +157,21 @@ impl Topology {
                 && (page.starts_with('/') || page.split('/').any(|part| part == ".." || part.is_empty()))
             {
                 return Err(format!("web page {page:?} of {} must be a relative path without ..", w.name));
+            }
+        }
+        if let Some(cdn) = &self.cdn {
+            if !self.zones.iter().any(|z| z.name.trim_end_matches('.') == cdn.zone.trim_end_matches('.')) {
+                return Err(format!("the CDN zone {} is not one of the lab's zones", cdn.zone));
+            }
+            if !self.webs.iter().any(|w| w.name == cdn.origin) {
+                return Err(format!("the CDN origin {} is not one of the lab's web hosts", cdn.origin));
+            }
+            for near in &cdn.networks {
+                if let Some(unknown) =
+                    near.replicas.iter().find(|r| !cdn.replicas.iter().any(|x| &x.name == *r))
+                {
+                    return Err(format!("CDN network {} names an unknown replica {unknown}", near.prefix));
+                }
             }
         }
         for r in &self.resolvers {

@@ -235,5 +235,57 @@ pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<(), Strin
             .into());
         say("   for all ten images when the requests are pipelined.".into());
     }
+    if let Some(cdn) = lab.topology.cdn.clone() {
+        cdn_scene(lab, &cdn, say).await?;
+    }
+    Ok(())
+}
+
+/// Two clients in different networks are sent to different CDN replicas by the CDN's DNS, and
+/// each replica fetches the image from the origin once, then serves it from its cache.
+async fn cdn_scene(
+    lab: &Lab,
+    cdn: &crate::topology::CdnSpec,
+    say: &mut dyn FnMut(String),
+) -> Result<(), String> {
+    use crate::http_scene::{get_once, header};
+    say(format!("\n== Scene 8: a CDN — {} answered with the nearest replica", cdn.name));
+    say(format!(
+        "www.bbc.co.uk's page refers to http://{}:{}/{}; the CDN's DNS ({}) picks a replica by",
+        cdn.name, lab.topology.web_port, "popular-image.jpg", cdn.zone
+    ));
+    say("the address of the resolver that asks, so clients in different networks go to different caches."
+        .into());
+    let clients = [
+        ("cis.poly.edu", "127.0.10.4", "dns.poly.edu"),
+        ("www.cl.cam.ac.uk", "127.0.10.10", "dns.cam.ac.uk"),
+    ];
+    let mut chosen = Vec::new();
+    for (host, ip, resolver) in clients {
+        let from: IpAddr = ip.parse().expect("static");
+        let server = lab.addr_of(resolver).ok_or(format!("no {resolver}"))?;
+        let (reply, _) = ask_from(from, server, &cdn.name, code::A).await?;
+        let addr = reply
+            .answer
+            .iter()
+            .find(|r| r.rtype == code::A && r.rdata.len() == 4)
+            .map(|r| IpAddr::from(<[u8; 4]>::try_from(&r.rdata[..]).expect("length checked")))
+            .ok_or(format!("{resolver} found no address for {}", cdn.name))?;
+        let replica =
+            cdn.replicas.iter().find(|r| IpAddr::V4(r.addr) == addr).map_or("?", |r| r.name.as_str());
+        say(format!("   {host} asks {resolver}: {} → {addr} ({replica})", cdn.name));
+        let target = SocketAddr::new(addr, lab.topology.web_port);
+        let host_header = format!("{}:{}", cdn.name, lab.topology.web_port);
+        for attempt in ["first", "again"] {
+            let (head, body) = get_once(from, target, &host_header, "/popular-image.jpg", "").await?;
+            let status = head.lines().next().unwrap_or("");
+            let cache = header(&head, "x-cache").unwrap_or("-");
+            say(format!("     {attempt}: {status}, {} bytes, X-Cache: {cache}", body.len()));
+        }
+        chosen.push(addr);
+    }
+    if chosen.len() == 2 && chosen[0] == chosen[1] {
+        return Err("scene 8: both networks were sent to the same replica".into());
+    }
     Ok(())
 }
