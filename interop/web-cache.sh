@@ -64,6 +64,7 @@ check "over TCP too" "127.0.20.1" "$("${D[@]}" +tcp -b 127.0.4.1)"
 R=(curl -s --max-time 10 --resolve "a128.g.akamai.net:$rport:127.0.20.1" -o /dev/null -D -)
 check "the replica pulls from the origin on a miss" "MISS" "$("${R[@]}" "http://a128.g.akamai.net:$rport/popular-image.jpg" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache"{print $2}')"
 check "and serves hits after" "HIT" "$("${R[@]}" "http://a128.g.akamai.net:$rport/popular-image.jpg" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache"{print $2}')"
+check "HTTP/2 (h2c) clients of a replica" "2 200" "$(curl -s --max-time 10 --http2-prior-knowledge -o /dev/null -w '%{http_version} %{http_code}' "http://127.0.0.1:$rport/popular-image.jpg" --connect-to "127.0.0.1:$rport:127.0.20.2:$rport")"
 kill "$east_pid"
 moved=""
 for _ in $(seq 50); do
