@@ -68,7 +68,13 @@ proptest! {
             prop_assert_eq!(to_lower(&got.owner), to_lower(owner));
             prop_assert_eq!(got.rtype, *t);
             prop_assert_eq!(got.ttl, *ttl & 0x7fff_ffff);
-            prop_assert_eq!(&got.rdata, rd);
+            if matches!(*t, code::NS | code::CNAME | code::MX) {
+                // Compression matches names case-insensitively, so a name in the data may come
+                // back in the case of an equal name written earlier.
+                prop_assert_eq!(got.rdata.to_ascii_lowercase(), rd.to_ascii_lowercase());
+            } else {
+                prop_assert_eq!(&got.rdata, rd);
+            }
         }
     }
 

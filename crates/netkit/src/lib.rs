@@ -1,6 +1,7 @@
 //! netkit: the runtime pieces every appnet service shares, so no protocol crate writes its own.
 //!
 //! - [`accept`]: the capped accept loop every TCP service runs.
+//! - [`batch`]: many UDP datagrams per system call (recvmmsg/sendmmsg on Linux).
 //! - [`listen`]: TCP/UDP listeners bound with socket2 (reuse-addr, optional SO_REUSEPORT, v4/v6).
 //! - [`shutdown`]: one shutdown signal that all service tasks observe, and a deadline-bounded drain.
 //! - [`rate`]: a token-bucket rate limiter (sans-IO core + async stream wrapper).
@@ -10,6 +11,7 @@
 //! - [`lines`]: bounded line reading, so no client can grow memory with an endless line.
 
 pub mod accept;
+pub mod batch;
 pub mod harness;
 pub mod lines;
 pub mod listen;
