@@ -114,3 +114,19 @@ async fn metrics_count_hits_misses_revalidations_and_bytes_saved() {
     assert_eq!(value("appnet_proxy_hit_ratio"), 0.75);
     assert!(m.contains("appnet_proxy_revalidations_total"));
 }
+
+#[tokio::test]
+async fn reverse_mode_routes_by_host_to_many_origins() {
+    let a = Origin::start(|_, _| Reply::ok("site a", &[("cache-control", "max-age=60")])).await;
+    let b = Origin::start(|_, _| Reply::ok("site b", &[("cache-control", "max-age=60")])).await;
+    let mut cfg = forward();
+    cfg.origins.insert("a.test".into(), a.url());
+    cfg.origins.insert("b.test".into(), b.url());
+    let proxy = run(cfg).await;
+    let ga = send(proxy.addr(), "GET", "/", &[("host", "a.test")]).await;
+    let gb = send(proxy.addr(), "GET", "/", &[("host", "b.test:80")]).await;
+    assert_eq!((&ga.body[..], &gb.body[..]), (&b"site a"[..], &b"site b"[..]));
+    // Same path, different hosts: separate cache entries.
+    assert_eq!(send(proxy.addr(), "GET", "/", &[("host", "a.test")]).await.x_cache(), "HIT");
+    assert_eq!(send(proxy.addr(), "GET", "/", &[("host", "c.test")]).await.status, 421);
+}

@@ -118,3 +118,58 @@ async fn large_bodies_stream_through_and_are_stored() {
     assert_eq!(send(small.addr(), "GET", "/big", &[]).await.body.len(), big.len());
     assert_eq!(send(small.addr(), "GET", "/big", &[]).await.x_cache(), "MISS");
 }
+
+#[tokio::test]
+async fn bodies_reach_the_client_before_the_origin_has_finished() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A raw origin that sends the head and half the body, then waits for a signal.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let oaddr = listener.local_addr().unwrap();
+    let go = std::sync::Arc::new(tokio::sync::Notify::new());
+    let g2 = go.clone();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await.unwrap();
+        let half = vec![b'a'; 64 * 1024];
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 131072\r\nCache-Control: max-age=60\r\n\r\n")
+            .await
+            .unwrap();
+        s.write_all(&half).await.unwrap();
+        g2.notified().await;
+        s.write_all(&half).await.unwrap();
+        let _ = s.read(&mut buf).await;
+    });
+    let proxy = run(appnet_web::proxy::ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        reverse: Some(format!("http://{oaddr}")),
+        ..Default::default()
+    })
+    .await;
+    let mut c = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    c.write_all(b"GET /big HTTP/1.1\r\nHost: site.test\r\n\r\n").await.unwrap();
+    // The first half arrives while the origin is still holding back the second.
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let first = tokio::time::timeout(Duration::from_secs(5), async {
+        while got.len() < 60 * 1024 {
+            let n = c.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(first.is_ok(), "the client got nothing until the origin finished");
+    go.notify_one();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        while got.len() - head_end < 131_072 {
+            let n = c.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the rest arrives");
+    wait_stored(&proxy, "/big").await;
+}
