@@ -8,6 +8,7 @@
 //! - [`session`]: the tokio client/seeder for one torrent (peer connections in `peer`).
 //! - [`storage`]: pieces on plain files.
 //! - [`config`]: serde configuration for the tracker and the client.
+//! - [`progress`]: the terminal progress bar; [`experiment`]: `appnet experiment p2p-vs-cs`.
 
 pub mod bencode;
 pub mod bitfield;
