@@ -252,6 +252,28 @@ impl Proxy {
         }
     }
 
+    /// The request to the origin for `target` (see [`origin::upstream_request`]); a 400 when
+    /// the client's request cannot be forwarded.
+    fn upstream(
+        &self,
+        method: Method,
+        target: &Target,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+        body: Body,
+    ) -> Result<Request<Body>, Box<Response<Body>>> {
+        origin::upstream_request(
+            method,
+            &target.origin,
+            &target.path_and_query,
+            headers,
+            peer.ip(),
+            &self.upstream_added,
+            body,
+        )
+        .map_err(|e| Box::new(text(StatusCode::BAD_REQUEST, format!("cannot forward this request: {e}"))))
+    }
+
     async fn fetch(&self, req: Request<Body>) -> Result<Response<hyper::body::Incoming>, FetchError> {
         self.metrics.origin_requests.inc();
         let limit = ProxyConfig::secs(self.cfg.origin_timeout_secs);
@@ -301,17 +323,9 @@ impl Proxy {
         self.metrics.passes.inc();
         let (parts, incoming) = req.into_parts();
         let body = incoming.map_err(io::Error::other).boxed();
-        let up = match origin::upstream_request(
-            parts.method.clone(),
-            &target.origin,
-            &target.path_and_query,
-            &parts.headers,
-            peer.ip(),
-            &self.upstream_added,
-            body,
-        ) {
+        let up = match self.upstream(parts.method.clone(), &target, &parts.headers, peer, body) {
             Ok(r) => r,
-            Err(e) => return text(StatusCode::BAD_REQUEST, format!("cannot forward this request: {e}")),
+            Err(resp) => return *resp,
         };
         let resp = match self.fetch(up).await {
             Ok(r) => r,
@@ -426,17 +440,9 @@ impl Proxy {
         }
         h.extend(validators);
         let request_time = SystemTime::now();
-        let up = match origin::upstream_request(
-            Method::GET,
-            &target.origin,
-            &target.path_and_query,
-            &h,
-            peer.ip(),
-            &self.upstream_added,
-            body::empty(),
-        ) {
+        let up = match self.upstream(Method::GET, &target, &h, peer, body::empty()) {
             Ok(r) => r,
-            Err(e) => return text(StatusCode::BAD_REQUEST, format!("cannot forward this request: {e}")),
+            Err(resp) => return *resp,
         };
         let resp = match self.fetch(up).await {
             Ok(r) => r,
@@ -536,17 +542,9 @@ impl Proxy {
             Some(_) => {}
         }
         let request_time = SystemTime::now();
-        let up = match origin::upstream_request(
-            method.clone(),
-            &target.origin,
-            &target.path_and_query,
-            &h,
-            peer.ip(),
-            &self.upstream_added,
-            body::empty(),
-        ) {
+        let up = match self.upstream(method.clone(), &target, &h, peer, body::empty()) {
             Ok(r) => r,
-            Err(e) => return text(StatusCode::BAD_REQUEST, format!("cannot forward this request: {e}")),
+            Err(resp) => return *resp,
         };
         let resp = match self.fetch(up).await {
             Ok(r) => r,
