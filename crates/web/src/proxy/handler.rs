@@ -440,7 +440,7 @@ impl Proxy {
         }
         h.extend(validators);
         let request_time = SystemTime::now();
-        let up = match self.upstream(Method::GET, &target, &h, peer, body::empty()) {
+        let up = match self.upstream(Method::GET, target, &h, peer, body::empty()) {
             Ok(r) => r,
             Err(resp) => return *resp,
         };
@@ -542,7 +542,7 @@ impl Proxy {
             Some(_) => {}
         }
         let request_time = SystemTime::now();
-        let up = match self.upstream(method.clone(), &target, &h, peer, body::empty()) {
+        let up = match self.upstream(method.clone(), target, &h, peer, body::empty()) {
             Ok(r) => r,
             Err(resp) => return *resp,
         };
