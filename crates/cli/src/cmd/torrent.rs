@@ -357,7 +357,7 @@ async fn seed_cmd(a: SeedArgs, ctx: &Context) -> anyhow::Result<()> {
     let h = session.handle();
     session.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))?;
     let p = h.progress();
-    println!("appnet torrent: uploaded {} to {} peers' requests", human(p.uploaded), p.peers);
+    println!("appnet torrent: stopped seeding after uploading {}", human(p.uploaded));
     Ok(())
 }
 
