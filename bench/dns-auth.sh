@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# Authoritative DNS benchmark: appnet, NSD and Knot serve the same zones in turn, each on its own
+# port with the same number of server threads, and dnsperf loads each with the same query file
+# for the same time. Prints queries/s, latency percentiles at a fixed rate, the ratios
+# appnet/NSD and appnet/Knot, and memory after loading a 1M-record zone. A report, not a test.
+#
+#   bench/dns-auth.sh                       release build, 10 s per run, threads = CPUs
+#   DURATION=30 THREADS=2 bench/dns-auth.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+THREADS=${THREADS:-$(nproc)}
+CLIENTS=${CLIENTS:-8}
+OUTSTANDING=${OUTSTANDING:-200}
+RATE=${RATE:-20000}          # queries/s for the latency runs
+LAT_SECONDS=${LAT_SECONDS:-5}
+BIG=${BIG:-100000}           # names in the big zone
+HUGE=${HUGE:-1000000}        # records in the memory zone
+if [ -z "${APPNET:-}" ]; then
+  cargo build --release --quiet --bin appnet
+  APPNET="$PWD/target/release/appnet"
+fi
+for tool in nsd knotd dnsperf dig python3; do
+  command -v "$tool" >/dev/null || { echo "bench needs $tool (see .ci/apt.d/dns.txt)" >&2; exit 2; }
+done
+
+WORK=$(mktemp -d)
+PIDS=()
+stop_all() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  PIDS=()
+}
+trap 'stop_all; rm -rf "$WORK"' EXIT
+
+free_port() {
+  python3 -c 'import socket
+while True:
+    t = socket.socket(); t.bind(("127.0.0.1", 0)); p = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("127.0.0.1", p)); print(p); break
+    except OSError: pass
+    finally: u.close(); t.close()'
+}
+
+echo "generating zones and query files in $WORK ..."
+python3 - "$WORK" "$BIG" "$HUGE" <<'PY'
+import random, sys
+work, big, huge = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+random.seed(1)
+head = "$ORIGIN {z}.\n$TTL 3600\n@ SOA ns1 hostmaster 1 7200 3600 1209600 300\n@ NS ns1\nns1 A 127.0.0.1\n"
+def host_zone(path, zone, n, extra=True):
+    with open(path, "w") as f:
+        f.write(head.format(z=zone))
+        for i in range(n):
+            f.write(f"host{i} A 10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}\n")
+            if extra and i % 10 == 0:
+                f.write(f"host{i} AAAA 2001:db8::{i & 0xffff:x}\n")
+            if extra and i % 100 == 0:
+                f.write(f"host{i} MX 10 host{(i + 1) % n}\n")
+host_zone(f"{work}/big.test.zone", "big.test", big)
+host_zone(f"{work}/huge.test.zone", "huge.test", huge, extra=False)
+with open(f"{work}/small.test.zone", "w") as f:
+    f.write(head.format(z="small.test"))
+    f.write("www A 192.0.2.80\nwww AAAA 2001:db8::80\nmail A 192.0.2.25\n@ MX 10 mail\nalias CNAME www\n"
+            "*.wild A 192.0.2.99\ntxt TXT \"hello world\"\n")
+with open(f"{work}/big.q", "w") as f:
+    for _ in range(200000):
+        r = random.random()
+        i = random.randrange(big)
+        if r < 0.80: f.write(f"host{i}.big.test A\n")
+        elif r < 0.90: f.write(f"host{i - i % 10}.big.test AAAA\n")
+        else: f.write(f"nohost{i}.big.test A\n")
+with open(f"{work}/small.q", "w") as f:
+    for q in ["www.small.test A", "www.small.test AAAA", "small.test MX", "alias.small.test A",
+              "x.wild.small.test A", "txt.small.test TXT", "nope.small.test A", "small.test SOA"]:
+        f.write(q + "\n")
+PY
+
+# start_SERVER NAME ZONEFILE PORT: starts the server in the background, sets SERVER_PID.
+start_appnet() {
+  "$APPNET" dns serve --zone "$1=$2" --listen "127.0.0.1:$3" --workers "$THREADS" >"$WORK/appnet.log" 2>&1 &
+  SERVER_PID=$!; PIDS+=("$SERVER_PID")
+}
+start_nsd() {
+  local d="$WORK/nsd-$3"; mkdir -p "$d"
+  cat > "$d/nsd.conf" <<CONF
+server:
+    ip-address: 127.0.0.1@$3
+    port: $3
+    server-count: $THREADS
+    username: ""
+    chroot: ""
+    zonesdir: "$d"
+    database: ""
+    pidfile: "$d/nsd.pid"
+    xfrdfile: "$d/xfrd.state"
+    zonelistfile: "$d/zone.list"
+    xfrdir: "$d"
+    logfile: "$d/nsd.log"
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
+remote-control:
+    control-enable: no
+zone:
+    name: $1
+    zonefile: "$2"
+CONF
+  nsd -d -c "$d/nsd.conf" >"$d/stdout.log" 2>&1 &
+  SERVER_PID=$!; PIDS+=("$SERVER_PID")
+}
+start_knot() {
+  local d="$WORK/knot-$3"; mkdir -p "$d"
+  cat > "$d/knot.conf" <<CONF
+server:
+    listen: 127.0.0.1@$3
+    rundir: "$d"
+    udp-workers: $THREADS
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "$d"
+template:
+  - id: default
+    storage: "$d"
+    zonefile-sync: -1
+    journal-content: none
+zone:
+  - domain: $1
+    file: "$2"
+CONF
+  knotd -c "$d/knot.conf" >"$d/stdout.log" 2>&1 &
+  SERVER_PID=$!; PIDS+=("$SERVER_PID")
+}
+
+wait_ready() { # PORT ZONE SECONDS
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    # dig prints connection errors on stdout too: wait for a real SOA (five numbers at the end).
+    dig @127.0.0.1 -p "$1" +short +time=1 +tries=1 "$2" SOA 2>/dev/null \
+      | grep -Eq '^[^;].* [0-9]+ [0-9]+ [0-9]+ [0-9]+ [0-9]+$' && return 0
+    sleep 0.1
+  done
+  echo "server on port $1 did not serve $2 within $3 s" >&2; return 1
+}
+
+# Proportional set size of a process and its children, in MiB (shared pages counted once).
+pss_mib() {
+  local total=0 p
+  for p in $1 $(pgrep -P "$1" 2>/dev/null || true); do
+    local kb; kb=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)
+    total=$((total + ${kb:-0}))
+  done
+  echo $((total / 1024))
+}
+
+qps_of() { # PORT QUERYFILE
+  dnsperf -s 127.0.0.1 -p "$1" -d "$2" -l "$DURATION" -c "$CLIENTS" -q "$OUTSTANDING" -T 1 2>&1 \
+    | awk '/Queries per second/ {printf "%d", $4}'
+}
+latency_of() { # PORT QUERYFILE → "p50 p99 p99.9" in microseconds at $RATE q/s
+  dnsperf -s 127.0.0.1 -p "$1" -d "$2" -l "$LAT_SECONDS" -Q "$RATE" -c "$CLIENTS" -T 1 -v 2>/dev/null \
+    | awk '/^> / {print $NF * 1000000}' | sort -n \
+    | awk 'function at(p,  i) { i = int(NR * p); if (i < 1) i = 1; return a[i] }
+           { a[NR] = $1 }
+           END { if (NR == 0) print "- - -"; else printf "%d %d %d", at(0.50), at(0.99), at(0.999) }'
+}
+
+declare -A QPS LAT
+echo "threads per server: $THREADS; dnsperf: $CLIENTS clients, $OUTSTANDING outstanding, $DURATION s per run"
+for zone in small big; do
+  for server in appnet nsd knot; do
+    port=$(free_port)
+    "start_$server" "$zone.test" "$WORK/$zone.test.zone" "$port"
+    wait_ready "$port" "$zone.test" 60
+    QPS[$server-$zone]=$(qps_of "$port" "$WORK/$zone.q")
+    LAT[$server-$zone]=$(latency_of "$port" "$WORK/$zone.q")
+    stop_all
+    printf '  %-6s %-5s zone: %8s q/s   latency at %d q/s p50/p99/p99.9: %s us\n' \
+      "$server" "$zone" "${QPS[$server-$zone]}" "$RATE" "${LAT[$server-$zone]}"
+  done
+done
+
+declare -A MEM LOADTIME
+for server in appnet nsd knot; do
+  port=$(free_port)
+  t0=$(date +%s.%N)
+  "start_$server" huge.test "$WORK/huge.test.zone" "$port"
+  wait_ready "$port" huge.test 600
+  t1=$(date +%s.%N)
+  sleep 1
+  MEM[$server]=$(pss_mib "$SERVER_PID")
+  LOADTIME[$server]=$(python3 -c "print(f'{$t1 - $t0:.1f}')")
+  stop_all
+  printf '  %-6s %d-record zone: %5s MiB (PSS), ready in %s s\n' "$server" "$HUGE" "${MEM[$server]}" "${LOADTIME[$server]}"
+done
+
+ratio() { python3 -c "a, b = float('$1' or 0), float('$2' or 0); print(f'{a / b:.2f}' if b else '-')"; }
+echo
+echo "| zone | appnet q/s | NSD q/s | Knot q/s | appnet/NSD | appnet/Knot | p50/p99/p99.9 µs at $RATE q/s (appnet; NSD; Knot) |"
+echo "|---|---|---|---|---|---|---|"
+for zone in small big; do
+  a=${QPS[appnet-$zone]}; n=${QPS[nsd-$zone]}; k=${QPS[knot-$zone]}
+  echo "| $zone | $a | $n | $k | $(ratio "$a" "$n") | $(ratio "$a" "$k") | ${LAT[appnet-$zone]// //}; ${LAT[nsd-$zone]// //}; ${LAT[knot-$zone]// //} |"
+done
+echo
+echo "| $HUGE-record zone | appnet | NSD | Knot | appnet/NSD |"
+echo "|---|---|---|---|---|"
+echo "| memory (PSS MiB) | ${MEM[appnet]} | ${MEM[nsd]} | ${MEM[knot]} | $(ratio "${MEM[appnet]}" "${MEM[nsd]}") |"
+echo "| load time (s) | ${LOADTIME[appnet]} | ${LOADTIME[nsd]} | ${LOADTIME[knot]} | |"
