@@ -44,7 +44,7 @@ impl Default for Options {
             u: 1 << 20,
             us_over_u: 10,
             ns: vec![1, 2, 4, 8, 16, 32],
-            piece_size: 32 * 1024,
+            piece_size: 16 * 1024,
             out: PathBuf::from("experiments"),
         }
     }

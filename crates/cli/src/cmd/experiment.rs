@@ -66,8 +66,8 @@ pub struct P2pArgs {
     /// Numbers of downloaders, comma-separated.
     #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "1,2,4,8,16,32")]
     ns: Vec<usize>,
-    /// Piece size in KiB.
-    #[arg(long, value_name = "KIB", default_value_t = 32)]
+    /// Piece size in KiB (one 16 KiB block per piece lets peers re-share soonest).
+    #[arg(long, value_name = "KIB", default_value_t = 16)]
     piece_kib: u64,
 }
 
