@@ -46,7 +46,9 @@ check "appnet got the mktorrent torrent from aria2c" "$(sums src2)" "$(sums dl2)
 if python3 -c 'import libtorrent' 2>/dev/null; then
   mkdir -p src3
   head -c 6000000 /dev/urandom >src3/mixed.bin
-  "$APPNET" torrent create src3/mixed.bin -o mixed.torrent --tracker "http://127.0.0.1:$TP/announce" --piece-size 32KiB >/dev/null
+  # UDP tier first: libtorrent announces to appnet's BEP 15 tracker.
+  "$APPNET" torrent create src3/mixed.bin -o mixed.torrent --tracker "udp://127.0.0.1:$TP/announce" \
+    --tracker "http://127.0.0.1:$TP/announce" --piece-size 32KiB >/dev/null
   SP3=$(free_port)
   bg "$APPNET" torrent seed mixed.torrent --data src3 --listen "127.0.0.1:$SP3" --upload-rate 3MiB >seed3.log 2>&1
   wait_tcp 127.0.0.1 "$SP3"
@@ -74,6 +76,9 @@ PY
   wait "$LT" || { echo "libtorrent peer failed" >&2; exit 1; }
   check "appnet leecher in the mixed swarm" "$(sums src3)" "$(sums dl3)"
   check "libtorrent leecher in the mixed swarm" "$(sums src3)" "$(sums lt3)"
+  UDP=$(python3 -c "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:$TP/metrics').read().decode())" |
+    awk '/^tracker_udp_packets_total/ {print ($2 > 0) ? "yes" : "no"}')
+  check "the swarm announced over UDP (BEP 15)" "yes" "$UDP"
 else
   echo "  skip: python libtorrent not installed (pip install libtorrent)"
 fi
