@@ -384,7 +384,10 @@ impl TorrentHandle {
             match r {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
+                    // Connected: it counts as a peer from here on, not as a pending connect.
+                    h.lock().connecting.remove(&addr);
                     crate::peer::run(h.clone(), stream, addr, true).await;
+                    return;
                 }
                 Ok(Err(e)) => tracing::debug!("connect {addr}: {e}"),
                 Err(_) => tracing::debug!("connect {addr}: timed out"),
