@@ -64,11 +64,8 @@ async fn run_inner(
     }
     let fast = theirs.fast();
     let (tx, rx) = mpsc::unbounded_channel();
-    let Some(id) = h.register(addr, theirs.peer_id, outgoing, fast, tx.clone()) else { return Ok(()) };
+    let Some(id) = h.register(addr, theirs.peer_id, outgoing, fast, tx) else { return Ok(()) };
     tracing::debug!("peer {addr} connected (fast extension: {fast})");
-    if let Some(m) = h.opening_message(fast) {
-        let _ = tx.send(Out::Msg(m));
-    }
     let mut writer = tokio::spawn(write_loop(h.clone(), id, wr, rx, fast));
     let res = tokio::select! {
         r = read_loop(h, id, &mut rd) => r,

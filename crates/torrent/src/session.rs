@@ -422,6 +422,10 @@ impl TorrentHandle {
             let _ = old.tx.send(Out::Close);
             remove_peer(&mut st, old_id);
         }
+        // Queued under the lock, so no HAVE broadcast can overtake it.
+        if let Some(m) = Self::opening_message(st.picker.have(), fast) {
+            let _ = tx.send(Out::Msg(m));
+        }
         let id = st.next_id;
         st.next_id += 1;
         let now = Instant::now();
@@ -450,10 +454,8 @@ impl TorrentHandle {
         Some(id)
     }
 
-    /// What we announce right after the handshake.
-    pub(crate) fn opening_message(&self, fast: bool) -> Option<Message> {
-        let st = self.lock();
-        let have = st.picker.have();
+    /// What we announce right after the handshake (BITFIELD, or HAVE ALL/NONE with BEP 6).
+    fn opening_message(have: &Bitfield, fast: bool) -> Option<Message> {
         if fast && have.is_full() {
             Some(Message::HaveAll)
         } else if fast && have.count() == 0 {
