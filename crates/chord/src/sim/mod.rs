@@ -90,6 +90,7 @@ pub struct Sim {
     events: Vec<(usize, Event)>,
     /// Recursive lookups waiting for their answer: reply token → (asking node, its RPC token).
     deferred: std::collections::HashMap<u64, (usize, u64)>,
+    next_reply: u64,
     /// Messages delivered so far.
     pub messages: u64,
 }
@@ -121,6 +122,7 @@ impl Sim {
             seq: 0,
             events: Vec::new(),
             deferred: std::collections::HashMap::new(),
+            next_reply: 0,
             messages: 0,
         }
     }
@@ -281,9 +283,13 @@ impl Sim {
                     self.push(at, Ev::Reply { to: from, token, result: Err(RpcFailure::Unreachable) });
                     return;
                 }
-                self.seq += 1;
-                let reply_to = self.seq;
-                match self.nodes[to].node.handle_request_deferred(self.now, req, reply_to) {
+                // A separate counter: event order (and so every result) stays independent of
+                // how many requests were handed in.
+                self.next_reply += 1;
+                let reply_to = self.next_reply;
+                let answer = self.nodes[to].node.handle_request_deferred(self.now, req, reply_to);
+                self.pump(to);
+                match answer {
                     Some(resp) => {
                         let at = self.now + self.latency();
                         self.push(at, Ev::Reply { to: from, token, result: Ok(resp) });
@@ -292,7 +298,6 @@ impl Sim {
                         self.deferred.insert(reply_to, (from, token));
                     }
                 }
-                self.pump(to);
             }
             Ev::Reply { to, token, result } => {
                 if self.nodes[to].alive {
