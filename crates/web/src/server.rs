@@ -10,6 +10,7 @@ use crate::prefixed::Prefixed;
 use crate::site::{CloseAfter, ConnInfo, Handler};
 use crate::stats::Stats;
 use crate::{h2srv, tls};
+use appnet_netkit::accept::{Accepted, Acceptor};
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::{BoxError, Service, Shutdown};
 use bytes::{Bytes, BytesMut};
@@ -22,7 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 /// How long open connections get to finish after shutdown is triggered.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
@@ -100,27 +100,19 @@ impl Service for WebServer {
     }
 
     async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
-        let slots = Arc::new(Semaphore::new(self.handler.config().max_connections.max(1)));
+        let acceptor = Acceptor::new(self.listener, self.handler.config().max_connections);
         let stats = self.handler.stats().clone();
-        loop {
-            let (stream, peer) = tokio::select! {
-                _ = shutdown.wait() => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
+        while let Some(accepted) = acceptor.next(&shutdown).await {
             stats.connections.inc();
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                stats.refused.inc();
-                tracing::info!(%peer, "connection cap reached; refusing");
-                let plain = self.tls.is_none();
-                shutdown.spawn(refuse_busy(stream, plain));
-                continue;
+            let (stream, peer, permit) = match accepted {
+                Accepted::Conn(stream, peer, permit) => (stream, peer, permit),
+                Accepted::OverCap(stream, peer) => {
+                    stats.refused.inc();
+                    tracing::info!(%peer, "connection cap reached; refusing");
+                    let plain = self.tls.is_none();
+                    shutdown.spawn(refuse_busy(stream, plain));
+                    continue;
+                }
             };
             let (handler, tls, sd, stats) =
                 (self.handler.clone(), self.tls.clone(), shutdown.clone(), stats.clone());
@@ -132,7 +124,7 @@ impl Service for WebServer {
                 drop(permit);
             });
         }
-        drop(self.listener);
+        drop(acceptor);
         if !shutdown.drain(DRAIN_DEADLINE).await {
             tracing::warn!("some connections were still open after {DRAIN_DEADLINE:?}");
         }

@@ -7,6 +7,7 @@ use super::proto::{self, Announce};
 use super::udp;
 use crate::config::TrackerConfig;
 use crate::urlenc;
+use appnet_netkit::accept::{Accepted, Acceptor};
 use appnet_netkit::listen::{ListenOpts, bind_tcp, bind_udp};
 use appnet_netkit::metrics::{Counter, Registry};
 use appnet_netkit::{BoxError, Service, Shutdown};
@@ -17,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::Semaphore;
 
 /// Longest HTTP request head accepted.
 const MAX_HEAD: usize = 8 * 1024;
@@ -124,24 +124,10 @@ impl Service for TrackerServer {
                 }
             });
         }
-        let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
+        let acceptor = Acceptor::new(tcp, config.max_connections);
         let timeout = Duration::from_secs(config.request_timeout_secs.max(1));
-        loop {
-            let (stream, peer) = tokio::select! {
-                _ = shutdown.wait() => break,
-                r = tcp.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!("tracker accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                drop(stream);
-                continue;
-            };
+        while let Some(accepted) = acceptor.next(&shutdown).await {
+            let Accepted::Conn(stream, peer, permit) = accepted else { continue };
             let s = shared.clone();
             shutdown.spawn(async move {
                 let _permit = permit;
