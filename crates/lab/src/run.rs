@@ -37,6 +37,7 @@ pub enum Role {
     Resolver,
     Web,
     CdnReplica,
+    Cache,
 }
 
 impl Role {
@@ -49,6 +50,7 @@ impl Role {
             Role::Resolver => "local DNS server (resolver)",
             Role::Web => "web server",
             Role::CdnReplica => "CDN replica (cache)",
+            Role::Cache => "institutional web cache",
         }
     }
 }
@@ -192,11 +194,18 @@ impl Lab {
                 access_log: false,
                 // Images may be cached for an hour (the CDN and the caches keep them); pages carry
                 // no lifetime, so caches revalidate them with a conditional GET.
-                cache: vec![appnet_web::files::policy::CacheRule {
-                    suffix: ".jpg".into(),
-                    max_age: Some(3600),
-                    ..Default::default()
-                }],
+                cache: vec![
+                    appnet_web::files::policy::CacheRule {
+                        suffix: ".jpg".into(),
+                        max_age: Some(3600),
+                        ..Default::default()
+                    },
+                    appnet_web::files::policy::CacheRule {
+                        suffix: ".html".into(),
+                        max_age: Some(60),
+                        ..Default::default()
+                    },
+                ],
                 ..appnet_web::WebConfig::default()
             };
             let server = appnet_web::WebServer::bind(config).await.map_err(|e| LabError::Start {
@@ -213,6 +222,33 @@ impl Lab {
                 name: web.name.clone(),
                 addr,
                 serves,
+                running: Some(harness::start(server)),
+            });
+        }
+        for cache in &topology.caches {
+            let addr = SocketAddr::new(IpAddr::V4(cache.addr), cache.port);
+            let dns = topology
+                .resolvers
+                .iter()
+                .find(|r| r.name == cache.resolver)
+                .map(|r| SocketAddr::new(IpAddr::V4(r.addr), topology.dns_port));
+            let config = appnet_web::proxy::ProxyConfig {
+                listen: addr,
+                dns,
+                name: cache.name.clone(),
+                access_log: false,
+                ..appnet_web::proxy::ProxyConfig::default()
+            };
+            let server = appnet_web::proxy::ProxyServer::bind(config).await.map_err(|e| LabError::Start {
+                name: cache.name.clone(),
+                addr,
+                reason: e.to_string(),
+            })?;
+            members.push(Member {
+                role: Role::Cache,
+                name: cache.name.clone(),
+                addr,
+                serves: format!("forward proxy for lab hosts, names via {}", cache.resolver),
                 running: Some(harness::start(server)),
             });
         }

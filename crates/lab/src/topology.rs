@@ -29,6 +29,24 @@ pub struct Topology {
     /// The CDN: its DNS zone, replicas and which resolvers are near which replica.
     #[serde(default)]
     pub cdn: Option<CdnSpec>,
+    /// Institutional web caches (forward proxies that browsers are configured to use).
+    #[serde(rename = "cache", default)]
+    pub caches: Vec<CacheSpec>,
+}
+
+/// An institutional cache: a forward proxy on its own address that resolves origin names
+/// through one of the lab's local resolvers.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSpec {
+    /// Its host name (`cache.poly.edu`).
+    pub name: String,
+    /// Its loopback address.
+    pub addr: Ipv4Addr,
+    /// Its port (3128, Squid's).
+    pub port: u16,
+    /// The lab resolver it asks for origin addresses (a `[[resolver]]` name).
+    pub resolver: String,
 }
 
 /// The textbook's Akamai scene: a zone answered by the CDN's own DNS with the nearest healthy
@@ -172,6 +190,11 @@ impl Topology {
                 {
                     return Err(format!("CDN network {} names an unknown replica {unknown}", near.prefix));
                 }
+            }
+        }
+        for c in &self.caches {
+            if !self.resolvers.iter().any(|r| r.name == c.resolver) {
+                return Err(format!("cache {} names an unknown resolver {}", c.name, c.resolver));
             }
         }
         for r in &self.resolvers {

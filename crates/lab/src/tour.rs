@@ -235,9 +235,50 @@ pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<(), Strin
             .into());
         say("   for all ten images when the requests are pipelined.".into());
     }
+    if let Some(cache) = lab.topology.caches.first().cloned() {
+        cache_scene(lab, &cache, say).await?;
+    }
     if let Some(cdn) = lab.topology.cdn.clone() {
         cdn_scene(lab, &cdn, say).await?;
     }
+    Ok(())
+}
+
+/// A conditional GET through the institutional cache: a miss (200 from the origin), a forced
+/// revalidation (the cache asks with If-None-Match, the origin answers 304), then a fresh hit.
+async fn cache_scene(
+    lab: &Lab,
+    cache: &crate::topology::CacheSpec,
+    say: &mut dyn FnMut(String),
+) -> Result<(), String> {
+    use crate::http_scene::{get_once, header};
+    let proxy = SocketAddr::new(IpAddr::V4(cache.addr), cache.port);
+    let url = format!("http://gaia.cs.umass.edu:{}/kurose_ross/index.html", lab.topology.web_port);
+    let host = format!("gaia.cs.umass.edu:{}", lab.topology.web_port);
+    let cis: IpAddr = "127.0.10.4".parse().expect("static");
+    say("\n== Scene 7: the institutional cache — conditional GET (200, then 304 revalidated, then a hit)"
+        .into());
+    say(format!("cis.poly.edu's browser uses the proxy {} ({proxy}) for {url}", cache.name));
+    let steps = [
+        ("first request", "", "MISS"),
+        ("with Cache-Control: no-cache", "Cache-Control: no-cache\r\n", "REVALIDATED"),
+        ("again", "", "HIT"),
+    ];
+    for (what, extra, want) in steps {
+        let (head, body) = get_once(cis, proxy, &host, &url, extra).await?;
+        let status = head.lines().next().unwrap_or("").to_string();
+        let x_cache = header(&head, "x-cache").unwrap_or("-").to_string();
+        let cache_status = header(&head, "cache-status").unwrap_or("-").to_string();
+        say(format!(
+            "   {what}: {status}, {} bytes, X-Cache: {x_cache}; Cache-Status: {cache_status}",
+            body.len()
+        ));
+        if !x_cache.starts_with(want) {
+            return Err(format!("scene 7: expected X-Cache {want} for the {what}, got {x_cache}"));
+        }
+    }
+    say("   The revalidation sent If-None-Match to the origin, which answered 304 Not Modified: the".into());
+    say("   cache refreshed its copy without the body crossing the access link again.".into());
     Ok(())
 }
 

@@ -48,6 +48,10 @@ pub struct ProxyArgs {
     /// Seconds to connect to an origin [default: 5].
     #[arg(long, value_name = "SECS")]
     connect_timeout: Option<u64>,
+    /// Resolve origin names through this recursive DNS resolver, ADDR:PORT (e.g. the lab's
+    /// 127.0.4.1:10053) [default: the system's resolver].
+    #[arg(long, value_name = "ADDR")]
+    dns: Option<std::net::SocketAddr>,
     /// Cap on heuristic freshness (10% of Last-Modified age), in seconds [default: 86400].
     #[arg(long, value_name = "SECS")]
     heuristic_max: Option<u64>,
@@ -104,6 +108,9 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<()> {
     }
     if let Some(s) = args.connect_timeout {
         config.connect_timeout_secs = s;
+    }
+    if args.dns.is_some() {
+        config.dns = args.dns;
     }
     if let Some(s) = args.heuristic_max {
         config.heuristic_max_secs = s;

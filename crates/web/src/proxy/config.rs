@@ -37,6 +37,8 @@ pub struct ProxyConfig {
     /// Path answered with statistics in the Prometheus text format (empty: off). In reverse
     /// mode only `purge_allow` clients get it; others reach the origin's path.
     pub metrics_path: String,
+    /// Resolve origin host names by asking this recursive DNS resolver (`None`: the system's).
+    pub dns: Option<SocketAddr>,
     /// Seconds to connect to an origin.
     pub connect_timeout_secs: u64,
     /// Seconds an origin has to start answering; then 504.
@@ -80,6 +82,7 @@ impl Default for ProxyConfig {
             purge_allow: vec!["127.0.0.0/8".into(), "::1".into()],
             connect_ports: vec![443, 8443],
             metrics_path: "/metrics".into(),
+            dns: None,
             connect_timeout_secs: 5,
             origin_timeout_secs: 30,
             body_idle_timeout_secs: 30,

@@ -108,7 +108,7 @@ impl Proxy {
         Ok(Proxy {
             allow: AccessList::parse(&cfg.allow).map_err(SetupError::Acl)?,
             purge_allow: AccessList::parse(&cfg.purge_allow).map_err(SetupError::Acl)?,
-            client: origin::client(ProxyConfig::secs(cfg.connect_timeout_secs), cfg.pool_per_host),
+            client: origin::client(ProxyConfig::secs(cfg.connect_timeout_secs), cfg.pool_per_host, cfg.dns),
             store,
             collapser: Arc::new(Collapser::default()),
             metrics: ProxyMetrics::new(),
