@@ -230,9 +230,9 @@ fn print_node(info: &NodeInfo, bits: u8) {
 
 async fn connect(at: &NodeAddr) -> anyhow::Result<Client> {
     anyhow::ensure!(at.timeout > 0.0 && at.timeout.is_finite(), "--timeout must be a positive number");
-    let client = Client::connect(at.node, Duration::from_secs_f64(at.timeout))
-        .await
-        .with_context(|| format!("no Chord node answers at {} (start one with `appnet chord node`)", at.node))?;
+    let client = Client::connect(at.node, Duration::from_secs_f64(at.timeout)).await.with_context(|| {
+        format!("no Chord node answers at {} (start one with `appnet chord node`)", at.node)
+    })?;
     Ok(client.recursive(at.recursive))
 }
 
