@@ -17,8 +17,9 @@ use crate::wire::name::{self, NameBuf};
 use crate::wire::query::Header;
 use crate::wire::response::rcode;
 use crate::zone::{Zone, ZoneError};
+use appnet_netkit::accept::{Accepted, Acceptor};
 use appnet_netkit::batch::{RecvBatch, SendBatch};
-use appnet_netkit::listen::{ListenOpts, bind_tcp, bind_udp_group};
+use appnet_netkit::listen::{ListenOpts, bind_udp_group_and_tcp};
 use appnet_netkit::metrics::{Counter, Gauge, Registry};
 use appnet_netkit::{BoxError, Service, Shutdown};
 use std::io;
@@ -27,7 +28,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::Semaphore;
 
 /// How long in-flight TCP connections get after shutdown.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
@@ -343,21 +343,10 @@ impl DnsServer {
     }
 }
 
-/// Binds the UDP group and a TCP listener on the same port (retrying when port 0 picked a port
-/// whose TCP side is taken).
+/// Binds the UDP group (with large socket buffers) and a TCP listener on the same port.
 fn bind_both(addr: SocketAddr, workers: usize) -> io::Result<(Vec<UdpSocket>, TcpListener)> {
-    let opts = ListenOpts { recv_buffer: 4 << 20, send_buffer: 4 << 20, ..ListenOpts::default() };
-    let mut last_err = None;
-    for _ in 0..20 {
-        let udp = bind_udp_group(addr, workers, &opts)?;
-        let port = udp[0].local_addr()?.port();
-        match bind_tcp(SocketAddr::new(addr.ip(), port), &ListenOpts::default()) {
-            Ok(tcp) => return Ok((udp, tcp)),
-            Err(e) if addr.port() == 0 => last_err = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last_err.unwrap_or_else(|| io::Error::other("no free port")))
+    let udp_opts = ListenOpts { recv_buffer: 4 << 20, send_buffer: 4 << 20, ..ListenOpts::default() };
+    bind_udp_group_and_tcp(addr, workers, &udp_opts, &ListenOpts::default())
 }
 
 impl Service for DnsServer {
@@ -512,24 +501,15 @@ impl LocalStats {
 }
 
 async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, shutdown: Shutdown) {
-    let slots = Arc::new(Semaphore::new(shared.config.max_tcp_connections.max(1)));
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.wait() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            shared.stats.tcp_refused.inc();
-            tracing::info!(%peer, "TCP connection cap reached; closing");
-            drop(stream);
-            continue;
+    let acceptor = Acceptor::new(listener, shared.config.max_tcp_connections);
+    while let Some(accepted) = acceptor.next(&shutdown).await {
+        let (stream, peer, permit) = match accepted {
+            Accepted::Conn(stream, peer, permit) => (stream, peer, permit),
+            Accepted::OverCap(_, peer) => {
+                shared.stats.tcp_refused.inc();
+                tracing::info!(%peer, "TCP connection cap reached; closing");
+                continue;
+            }
         };
         let (shared, sd) = (shared.clone(), shutdown.clone());
         shutdown.spawn(async move {
