@@ -4,6 +4,7 @@
 use super::config::ProxyConfig;
 use super::handler::{Proxy, SetupError};
 use crate::body::{self, Body};
+use appnet_netkit::accept::{Accepted, Acceptor};
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::{BoxError, Service, Shutdown};
 use http::{Method, Request, Response, StatusCode};
@@ -15,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 /// How long open connections get to finish after shutdown.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
@@ -49,26 +49,17 @@ impl Service for ProxyServer {
     }
 
     async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
-        let slots = Arc::new(Semaphore::new(self.proxy.config().max_connections.max(1)));
-        loop {
-            let (stream, peer) = tokio::select! {
-                _ = shutdown.wait() => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                shutdown.spawn(async move {
-                    let mut stream = stream;
-                    let msg = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\nRetry-After: 1\r\n\r\n";
-                    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(msg)).await;
-                });
-                continue;
+        let acceptor = Acceptor::new(self.listener, self.proxy.config().max_connections);
+        while let Some(accepted) = acceptor.next(&shutdown).await {
+            let (stream, peer, permit) = match accepted {
+                Accepted::Conn(stream, peer, permit) => (stream, peer, permit),
+                Accepted::OverCap(mut stream, _) => {
+                    shutdown.spawn(async move {
+                        let msg = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\nRetry-After: 1\r\n\r\n";
+                        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(msg)).await;
+                    });
+                    continue;
+                }
             };
             let (proxy, sd) = (self.proxy.clone(), shutdown.clone());
             shutdown.spawn(async move {
@@ -77,7 +68,7 @@ impl Service for ProxyServer {
                 drop(permit);
             });
         }
-        drop(self.listener);
+        drop(acceptor);
         if !shutdown.drain(DRAIN_DEADLINE).await {
             tracing::warn!("some proxy connections were still open after {DRAIN_DEADLINE:?}");
         }
