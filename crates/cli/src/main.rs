@@ -16,8 +16,11 @@ use context::Context;
     about,
     long_about = None,
     after_help = "Examples:\n  \
-        appnet upper serve --listen 127.0.0.1:12000      the uppercase server (TCP)\n  \
-        appnet upper ask 'hello world' --server 127.0.0.1:12000\n  \
+        appnet lab --tour                                  the textbook's Internet, scene by scene\n  \
+        appnet dns query gaia.cs.umass.edu --server 127.0.4.1:10053 --rd   ask the lab's resolver\n  \
+        appnet web serve --root ./site --listen 127.0.0.1:8080\n  \
+        appnet torrent create big.iso --tracker http://127.0.0.1:6969/announce\n  \
+        appnet upper serve --listen 127.0.0.1:12000        the uppercase server (TCP)\n  \
         appnet -v upper serve --udp                        more logging, UDP variant\n\n\
         Logging: -v, -vv, or RUST_LOG (e.g. RUST_LOG=appnet_upper=debug).\n\
         Config: --config FILE reads a TOML file with one table per service ([upper], ...);\n\
@@ -44,7 +47,7 @@ enum Command {
     /// The socket-programming example: a server that upper-cases lines, and its client.
     #[command(subcommand)]
     Upper(cmd::upper::UpperCmd),
-    /// DNS: an authoritative server (zone files, primary/secondary), zone checks, a query client.
+    /// DNS: an authoritative server (zone files, primary/secondary), a recursive resolver, zone checks, a query client.
     #[command(subcommand)]
     Dns(cmd::dns::DnsCmd),
     /// The Web: a static-site server (HTTP/1.0, 1.1, HTTP/2 with push, TLS, virtual hosts) and a client.
