@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     let frontend = Frontend {
         resolver: Resolver::new(settings, Echo(data.to_vec())),
         local: LocalZones::new(&[]).unwrap(),
-        clients: std::sync::Mutex::new(Clients::new(&["127.0.0.0/8".into()], 0, false).unwrap()),
+        clients: Clients::new(&["127.0.0.0/8".into()], 0, false).unwrap(),
         counters: ServiceCounters::default(),
     };
     rt.block_on(async {

@@ -7,6 +7,7 @@ use appnet_dns::wire::message::Record;
 use appnet_dns::wire::name::{self, NameBuf};
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What kind of result a cached answer is.
@@ -88,13 +89,25 @@ pub struct CacheStats {
     pub evictions: u64,
 }
 
-type Key = (NameBuf, u16);
+/// The answer key: the lower-cased wire name followed by the type (two bytes), one allocation,
+/// and looked up by a slice built on the stack, so a cache hit allocates nothing.
+type Key = Box<[u8]>;
+
+/// Writes the key for `qname`/`qtype` into `buf` and returns it.
+fn key_into<'b>(qname: &[u8], qtype: u16, buf: &'b mut [u8; name::MAX_NAME + 2]) -> &'b [u8] {
+    let n = qname.len().min(name::MAX_NAME);
+    for (d, s) in buf[..n].iter_mut().zip(qname) {
+        *d = s.to_ascii_lowercase();
+    }
+    buf[n..n + 2].copy_from_slice(&qtype.to_be_bytes());
+    &buf[..n + 2]
+}
 
 /// The answer and delegation cache.
 #[derive(Debug)]
 pub struct Cache {
     limits: CacheLimits,
-    answers: HashMap<Key, Entry<Answer>>,
+    answers: HashMap<Key, Entry<Arc<Answer>>>,
     delegations: HashMap<NameBuf, Entry<Delegation>>,
     clock: u64,
     stats: CacheStats,
@@ -129,20 +142,28 @@ impl Cache {
 
     /// The cached answer for `qname`/`qtype`, with TTLs decreased by the time spent in the cache.
     pub fn get(&mut self, qname: &[u8], qtype: u16, now: Instant) -> Option<Answer> {
+        let (shared, age) = self.get_shared(qname, qtype, now)?;
+        let mut answer = (*shared).clone();
+        for r in answer.records.iter_mut().chain(answer.authority.iter_mut()) {
+            r.ttl = r.ttl.saturating_sub(age);
+        }
+        Some(answer)
+    }
+
+    /// The cached answer as stored (shared, TTLs as received) and its age in seconds: the fast
+    /// path for answering clients, which subtract the age while writing the response.
+    pub fn get_shared(&mut self, qname: &[u8], qtype: u16, now: Instant) -> Option<(Arc<Answer>, u32)> {
         self.clock += 1;
-        let key = (name::to_lower(qname), qtype);
-        let found = match self.answers.get_mut(&key) {
+        let mut buf = [0u8; name::MAX_NAME + 2];
+        let key = key_into(qname, qtype, &mut buf);
+        let found = match self.answers.get_mut(key) {
             Some(e) if e.expires > now => {
                 e.last_used = self.clock;
                 let age = now.saturating_duration_since(e.stored).as_secs() as u32;
-                let mut answer = e.value.clone();
-                for r in answer.records.iter_mut().chain(answer.authority.iter_mut()) {
-                    r.ttl = r.ttl.saturating_sub(age);
-                }
-                Some(answer)
+                Some((e.value.clone(), age))
             }
             Some(_) => {
-                self.answers.remove(&key);
+                self.answers.remove(key);
                 None
             }
             None => None,
@@ -163,12 +184,13 @@ impl Cache {
         }
         self.clock += 1;
         let entry = Entry {
-            value: answer,
+            value: Arc::new(answer),
             stored: now,
             expires: now + Duration::from_secs(ttl as u64),
             last_used: self.clock,
         };
-        self.answers.insert((name::to_lower(qname), qtype), entry);
+        let mut buf = [0u8; name::MAX_NAME + 2];
+        self.answers.insert(key_into(qname, qtype, &mut buf).into(), entry);
         if self.answers.len() > self.limits.capacity {
             self.stats.evictions += evict_lru(&mut self.answers, now) as u64;
         }

@@ -5,6 +5,7 @@ use appnet_dns::respond::AccessList;
 use appnet_netkit::rate::TokenBucket;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// Most clients tracked before idle buckets are swept.
@@ -21,23 +22,29 @@ pub enum Admission {
     Limited,
 }
 
-/// Client access control and rate limiting.
+/// Client access control and rate limiting. The allow list and the exemptions are checked
+/// without a lock; only rate-limited clients touch the shared buckets.
 #[derive(Debug)]
 pub struct Clients {
     allow: AccessList,
     qps: u32,
     limit_loopback: bool,
-    buckets: HashMap<IpAddr, TokenBucket>,
+    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
 }
 
 impl Clients {
     /// `allow` lists networks (`127.0.0.0/8`, `::1`, ...); `qps` 0 disables rate limiting.
     pub fn new(allow: &[String], qps: u32, limit_loopback: bool) -> Result<Clients, String> {
-        Ok(Clients { allow: AccessList::parse(allow)?, qps, limit_loopback, buckets: HashMap::new() })
+        Ok(Clients {
+            allow: AccessList::parse(allow)?,
+            qps,
+            limit_loopback,
+            buckets: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Decides whether to serve a query from `client` at `now`.
-    pub fn admit(&mut self, client: IpAddr, now: Instant) -> Admission {
+    pub fn admit(&self, client: IpAddr, now: Instant) -> Admission {
         let client = appnet_dns::respond::canonical(client);
         if !self.allow.contains(client) {
             return Admission::Refused;
@@ -45,13 +52,13 @@ impl Clients {
         if self.qps == 0 || (client.is_loopback() && !self.limit_loopback) {
             return Admission::Allowed;
         }
-        if self.buckets.len() >= MAX_TRACKED && !self.buckets.contains_key(&client) {
-            // Full buckets belong to clients idle for at least a second: forget them.
-            let qps = self.qps as u64;
-            self.buckets.retain(|_, b| b.available(now) < qps);
-        }
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let qps = self.qps as u64;
-        let bucket = self.buckets.entry(client).or_insert_with(|| TokenBucket::new(qps, qps, now));
+        if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&client) {
+            // Full buckets belong to clients idle for at least a second: forget them.
+            buckets.retain(|_, b| b.available(now) < qps);
+        }
+        let bucket = buckets.entry(client).or_insert_with(|| TokenBucket::new(qps, qps, now));
         if bucket.try_take(1, now) { Admission::Allowed } else { Admission::Limited }
     }
 }
@@ -63,7 +70,7 @@ mod tests {
 
     #[test]
     fn only_configured_networks_are_served() {
-        let mut c = Clients::new(&["127.0.0.0/8".into(), "10.1.0.0/16".into()], 0, false).unwrap();
+        let c = Clients::new(&["127.0.0.0/8".into(), "10.1.0.0/16".into()], 0, false).unwrap();
         let now = Instant::now();
         assert_eq!(c.admit("127.0.4.1".parse().unwrap(), now), Admission::Allowed);
         assert_eq!(c.admit("10.1.2.3".parse().unwrap(), now), Admission::Allowed);
@@ -73,7 +80,7 @@ mod tests {
 
     #[test]
     fn each_client_gets_its_own_rate() {
-        let mut c = Clients::new(&["0.0.0.0/0".into()], 10, false).unwrap();
+        let c = Clients::new(&["0.0.0.0/0".into()], 10, false).unwrap();
         let now = Instant::now();
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
@@ -83,7 +90,7 @@ mod tests {
         assert_eq!(c.admit(a, now + Duration::from_millis(100)), Admission::Allowed);
         // Loopback is exempt unless asked for.
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
-        let mut c = Clients::new(&["127.0.0.0/8".into()], 1, false).unwrap();
+        let c = Clients::new(&["127.0.0.0/8".into()], 1, false).unwrap();
         assert!((0..5).all(|_| c.admit(lo, now) == Admission::Allowed));
     }
 }

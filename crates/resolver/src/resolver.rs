@@ -152,6 +152,12 @@ impl<T: Transport> Resolver<T> {
         self.lock().cache.get(qname, qtype, Instant::now())
     }
 
+    /// The cached answer as stored and its age in seconds (the lock is held for a lookup and a
+    /// reference count only; the caller subtracts the age from the TTLs it sends).
+    pub fn cached_shared(&self, qname: &[u8], qtype: u16) -> Option<(std::sync::Arc<Answer>, u32)> {
+        self.lock().cache.get_shared(qname, qtype, Instant::now())
+    }
+
     /// Resolves `qname`/`qtype`.
     pub async fn resolve(&self, qname: &[u8], qtype: u16) -> Answer {
         let mut ctx = Ctx { queries: 0, depth: 0, trace: None };

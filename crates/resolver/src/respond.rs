@@ -11,7 +11,6 @@ use appnet_dns::wire::query::{self, BadQuery, Header, opcode};
 use appnet_dns::wire::response::{self, OptOut, Question, Reply, RrRef, rcode};
 use appnet_dns::wire::rrtype::{CLASS_IN, code, pack_rdata};
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -32,7 +31,7 @@ pub struct ServiceCounters {
 pub struct Frontend<T: Transport> {
     pub resolver: Resolver<T>,
     pub local: LocalZones,
-    pub clients: Mutex<Clients>,
+    pub clients: Clients,
     pub counters: ServiceCounters,
 }
 
@@ -65,7 +64,7 @@ impl<T: Transport> Frontend<T> {
         let question = Question { qname: q.qname, qtype: q.qtype, qclass: q.qclass };
         let opt = q.edns.map(|_| OptOut { payload: CLIENT_PAYLOAD });
         let reply = |code| Immediate::Reply(Some(error(q.header(), Some(question), opt, code)));
-        match self.clients.lock().unwrap_or_else(|e| e.into_inner()).admit(peer, Instant::now()) {
+        match self.clients.admit(peer, Instant::now()) {
             Admission::Allowed => {}
             Admission::Refused => {
                 self.counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -89,13 +88,13 @@ impl<T: Transport> Frontend<T> {
         let limit = limit_for(via, q.edns);
         if let Some((_, answer)) = self.local.answer(q.qname, q.qtype) {
             self.counters.local_answers.fetch_add(1, Ordering::Relaxed);
-            return Immediate::Reply(Some(write_answer(q.header(), question, opt, &answer, true, limit)));
+            return Immediate::Reply(Some(write_answer(q.header(), question, opt, &answer, 0, true, limit)));
         }
-        match self.resolver.cached(q.qname, q.qtype) {
-            Some(answer) => {
+        match self.resolver.cached_shared(q.qname, q.qtype) {
+            Some((answer, age)) => {
                 self.resolver.counters().served_from_cache.fetch_add(1, Ordering::Relaxed);
                 self.count_servfail(&answer);
-                Immediate::Reply(Some(write_answer(q.header(), question, opt, &answer, false, limit)))
+                Immediate::Reply(Some(write_answer(q.header(), question, opt, &answer, age, false, limit)))
             }
             // RD clear: the client asks what we already know; never go upstream for it.
             None if !q.rd => reply(rcode::REFUSED),
@@ -110,7 +109,7 @@ impl<T: Transport> Frontend<T> {
         let opt = q.edns.map(|_| OptOut { payload: CLIENT_PAYLOAD });
         let answer = self.resolver.resolve(q.qname, q.qtype).await;
         self.count_servfail(&answer);
-        Some(write_answer(q.header(), question, opt, &answer, false, limit_for(via, q.edns)))
+        Some(write_answer(q.header(), question, opt, &answer, 0, false, limit_for(via, q.edns)))
     }
 
     fn count_servfail(&self, answer: &Answer) {
@@ -151,18 +150,19 @@ fn to_refs<'a>(sets: &'a [(&'a [u8], u16, u32, Vec<u8>)]) -> Vec<RrRef<'a>> {
 }
 
 /// Groups records into RRsets (same owner, type) with packed rdata, in order of appearance.
-fn rrsets(records: &[Record]) -> Vec<(&[u8], u16, u32, Vec<u8>)> {
+/// `age` (seconds in the cache) is taken off every TTL.
+fn rrsets(records: &[Record], age: u32) -> Vec<(&[u8], u16, u32, Vec<u8>)> {
     let mut sets: Vec<(&[u8], u16, u32, Vec<u8>)> = Vec::new();
     for r in records {
         match sets.iter_mut().find(|(o, t, _, _)| *t == r.rtype && o.eq_ignore_ascii_case(&r.owner)) {
             Some(set) => {
-                set.2 = set.2.min(r.ttl);
+                set.2 = set.2.min(r.ttl.saturating_sub(age));
                 pack_rdata(&mut set.3, &r.rdata);
             }
             None => {
                 let mut packed = Vec::new();
                 pack_rdata(&mut packed, &r.rdata);
-                sets.push((&r.owner, r.rtype, r.ttl, packed));
+                sets.push((&r.owner, r.rtype, r.ttl.saturating_sub(age), packed));
             }
         }
     }
@@ -174,11 +174,12 @@ fn write_answer(
     question: Question<'_>,
     opt: Option<OptOut>,
     answer: &Answer,
+    age: u32,
     aa: bool,
     limit: usize,
 ) -> Vec<u8> {
-    let answer_sets = rrsets(&answer.records);
-    let authority_sets = rrsets(&answer.authority);
+    let answer_sets = rrsets(&answer.records, age);
+    let authority_sets = rrsets(&answer.authority, age);
     let answer_refs = to_refs(&answer_sets);
     let authority_refs = to_refs(&authority_sets);
     let reply = Reply {

@@ -10,6 +10,7 @@ use crate::resolver::{Mode, Resolver, Settings};
 use crate::respond::{Frontend, Immediate, ServiceCounters, Via};
 use crate::transport::NetTransport;
 use appnet_netkit::accept::{Accepted, Acceptor};
+use appnet_netkit::batch::{RecvBatch, SendBatch};
 use appnet_netkit::listen::{ListenOpts, bind_udp_group_and_tcp};
 use appnet_netkit::{BoxError, Service, Shutdown};
 use std::fmt::Write as _;
@@ -80,7 +81,7 @@ impl ResolverServer {
                 NetTransport { source: Some(addr.ip()).filter(|ip| !ip.is_unspecified()) },
             ),
             local,
-            clients: std::sync::Mutex::new(clients),
+            clients,
             counters: ServiceCounters::default(),
         });
         Ok(ResolverServer { udp: udp.into_iter().map(Arc::new).collect(), tcp, frontend, config })
@@ -142,47 +143,70 @@ impl Service for ResolverServer {
     }
 }
 
+/// Datagrams taken off the socket (and replies sent) per system call.
+const UDP_BATCH: usize = 32;
+/// Largest query accepted over UDP (longer ones are truncated and fail to parse).
+const UDP_MAX_QUERY: usize = 4096;
+
 async fn serve_udp(
     socket: Arc<UdpSocket>,
     frontend: SharedFrontend,
     in_flight: Arc<Semaphore>,
     shutdown: Shutdown,
 ) {
-    let mut buf = vec![0u8; 65_535];
+    // Many datagrams per system call: on cache hits the two calls per query dominate the cost.
+    let mut rx = RecvBatch::new(UDP_BATCH, UDP_MAX_QUERY);
+    let mut tx = SendBatch::new(UDP_BATCH);
     loop {
-        let (n, peer) = tokio::select! {
-            _ = shutdown.wait() => return,
-            got = socket.recv_from(&mut buf) => match got {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::debug!("udp receive error: {e}");
-                    continue;
+        let n = match rx.recv(&socket) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    ready = socket.readable() => {
+                        if let Err(e) = ready {
+                            tracing::debug!("udp socket error: {e}");
+                        }
+                        continue;
+                    }
                 }
-            },
-        };
-        let packet = match frontend.answer_now(&buf[..n], peer.ip(), Via::Udp) {
-            Immediate::Reply(Some(reply)) => {
-                if let Err(e) = socket.send_to(&reply, peer).await {
-                    tracing::debug!(%peer, "udp send failed: {e}");
-                }
+            }
+            Err(e) => {
+                // ICMP errors from earlier replies can surface here; keep serving.
+                tracing::debug!("udp receive error: {e}");
+                tokio::task::yield_now().await;
                 continue;
             }
-            Immediate::Reply(None) => continue,
-            Immediate::Resolve => buf[..n].to_vec(),
         };
-        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "too many questions in flight; dropping one");
-            continue;
-        };
-        let (socket, frontend) = (socket.clone(), frontend.clone());
-        shutdown.spawn(async move {
-            if let Some(reply) = frontend.answer_resolving(&packet, Via::Udp).await
-                && let Err(e) = socket.send_to(&reply, peer).await
-            {
-                tracing::debug!(%peer, "udp send failed: {e}");
-            }
-            drop(permit);
-        });
+        for i in 0..n {
+            let (packet, peer) = rx.get(i);
+            let packet = match frontend.answer_now(packet, peer.ip(), Via::Udp) {
+                Immediate::Reply(Some(reply)) => {
+                    tx.push(reply, peer);
+                    continue;
+                }
+                Immediate::Reply(None) => continue,
+                Immediate::Resolve => packet.to_vec(),
+            };
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, "too many questions in flight; dropping one");
+                continue;
+            };
+            let (socket, frontend) = (socket.clone(), frontend.clone());
+            shutdown.spawn(async move {
+                if let Some(reply) = frontend.answer_resolving(&packet, Via::Udp).await
+                    && let Err(e) = socket.send_to(&reply, peer).await
+                {
+                    tracing::debug!(%peer, "udp send failed: {e}");
+                }
+                drop(permit);
+            });
+        }
+        if !tx.is_empty()
+            && let Err(e) = tx.send(&socket).await
+        {
+            tracing::debug!("udp send failed: {e}");
+        }
     }
 }
 
