@@ -411,29 +411,8 @@ async fn udp_worker(sock: UdpSocket, shared: Arc<Shared>, shutdown: Shutdown) {
     let mut catalog = shared.catalog();
     let mut rrl = Rrl::new(shared.config.rrl.clone());
     let mut local = LocalStats::default();
-    loop {
-        // Busy: take what is waiting straight off the socket; idle: wait for more (or shutdown).
-        let n = match rx.recv(&sock) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                local.flush(&shared.stats);
-                tokio::select! {
-                    _ = shutdown.wait() => return,
-                    ready = sock.readable() => {
-                        if let Err(e) = ready {
-                            tracing::debug!("udp socket error: {e}");
-                        }
-                        continue;
-                    }
-                }
-            }
-            Err(e) => {
-                // ICMP errors from earlier replies can surface here; keep serving.
-                tracing::debug!("udp receive error: {e}");
-                tokio::task::yield_now().await;
-                continue;
-            }
-        };
+    // Busy: take what is waiting straight off the socket; idle: flush counters, wait for more.
+    while let Some(n) = rx.recv_next(&sock, &shutdown, || local.flush(&shared.stats)).await {
         let g = shared.generation();
         if g != generation {
             generation = g;

@@ -31,6 +31,37 @@ impl RecvBatch {
         }
     }
 
+    /// The next batch for a server loop: what is waiting now, else (after calling `on_idle`,
+    /// e.g. to flush counters) it waits until the socket is readable; `None` once `shutdown`
+    /// fires. Receive errors (ICMP reports about earlier replies) are logged and skipped.
+    pub async fn recv_next(
+        &mut self,
+        sock: &UdpSocket,
+        shutdown: &crate::Shutdown,
+        mut on_idle: impl FnMut(),
+    ) -> Option<usize> {
+        loop {
+            match self.recv(sock) {
+                Ok(n) => return Some(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    on_idle();
+                    tokio::select! {
+                        _ = shutdown.wait() => return None,
+                        ready = sock.readable() => {
+                            if let Err(e) = ready {
+                                tracing::debug!("udp socket error: {e}");
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!("udp receive error: {e}");
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+
     /// Receives as many waiting datagrams as fit, without waiting; `WouldBlock` when none.
     /// Returns how many arrived; read them with [`get`](Self::get).
     pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {

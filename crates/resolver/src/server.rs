@@ -157,27 +157,7 @@ async fn serve_udp(
     // Many datagrams per system call: on cache hits the two calls per query dominate the cost.
     let mut rx = RecvBatch::new(UDP_BATCH, UDP_MAX_QUERY);
     let mut tx = SendBatch::new(UDP_BATCH);
-    loop {
-        let n = match rx.recv(&socket) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                tokio::select! {
-                    _ = shutdown.wait() => return,
-                    ready = socket.readable() => {
-                        if let Err(e) = ready {
-                            tracing::debug!("udp socket error: {e}");
-                        }
-                        continue;
-                    }
-                }
-            }
-            Err(e) => {
-                // ICMP errors from earlier replies can surface here; keep serving.
-                tracing::debug!("udp receive error: {e}");
-                tokio::task::yield_now().await;
-                continue;
-            }
-        };
+    while let Some(n) = rx.recv_next(&socket, &shutdown, || {}).await {
         for i in 0..n {
             let (packet, peer) = rx.get(i);
             let packet = match frontend.answer_now(packet, peer.ip(), Via::Udp) {
