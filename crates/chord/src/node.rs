@@ -139,13 +139,39 @@ const MAX_ROUTE_HOPS: u8 = 64;
 
 #[derive(Debug)]
 enum Pending {
-    Lookup { purpose: Purpose, lookup: Lookup, asked: NodeRef },
-    Fetch { op: u64, key: Vec<u8>, rest: Vec<NodeRef>, asked: NodeRef, outcome: LookupOutcome },
-    Stabilize { to: NodeRef },
-    CheckPredecessor { to: NodeRef },
-    Forward { reply: ReplyTo, id: Id, hops: u8, asked: NodeRef, rest: Vec<NodeRef>, dead: Vec<Id> },
+    Lookup {
+        purpose: Purpose,
+        lookup: Lookup,
+        asked: NodeRef,
+    },
+    Fetch {
+        op: u64,
+        key: Vec<u8>,
+        rest: Vec<NodeRef>,
+        asked: NodeRef,
+        outcome: LookupOutcome,
+    },
+    Stabilize {
+        to: NodeRef,
+    },
+    CheckPredecessor {
+        to: NodeRef,
+    },
+    Forward {
+        reply: ReplyTo,
+        id: Id,
+        hops: u8,
+        asked: NodeRef,
+        rest: Vec<NodeRef>,
+        dead: Vec<Id>,
+    },
     Fire,
-    LeaveHandover,
+    /// Part of a graceful leave: `req` goes to the next of `rest` if this recipient fails, so
+    /// a dead first successor does not take the handed-over items with it.
+    LeaveHandover {
+        req: Request,
+        rest: Vec<NodeRef>,
+    },
 }
 
 /// One Chord node's protocol state.
@@ -335,32 +361,42 @@ impl Node {
         self.drive_lookup(Purpose::Join, lookup, None);
     }
 
-    /// Leaves gracefully: hands every item to the successor and tells both neighbours.
-    /// [`Event::Left`] follows once they have answered (or failed to).
+    /// Leaves gracefully: hands every item to the successor and tells both neighbours. A
+    /// successor that fails is replaced by the next live one in the list.
+    /// [`Event::Left`] follows once they have answered (or all failed).
     pub fn leave(&mut self, _now: Millis) {
         if matches!(self.phase, Phase::Left | Phase::Leaving) {
             return;
         }
         self.phase = Phase::Leaving;
         let me = self.rt.me;
-        let succ = self.rt.succs.first().copied();
+        let succs: Vec<NodeRef> = self.rt.succs.iter().filter(|s| s.id != me.id).copied().collect();
         let pred = self.rt.pred;
-        if let Some(s) = succ {
-            for batch in batches(self.store.all_items()) {
-                self.send(s.addr, Request::Store { items: batch }, Pending::LeaveHandover);
+        if let Some((s, rest)) = succs.split_first() {
+            let leaving = Request::Leaving { node: me, pred, succs: succs.clone() };
+            let handover = batches(self.store.all_items()).into_iter().map(|items| Request::Store { items });
+            for req in handover.chain([leaving]) {
+                self.send(s.addr, req.clone(), Pending::LeaveHandover { req, rest: rest.to_vec() });
             }
-            let req = Request::Leaving { node: me, pred, succs: self.rt.succs.clone() };
-            self.send(s.addr, req, Pending::LeaveHandover);
         }
-        if let Some(p) = pred.filter(|p| Some(p.addr) != succ.map(|s| s.addr)) {
-            let req = Request::Leaving { node: me, pred, succs: self.rt.succs.clone() };
-            self.send(p.addr, req, Pending::LeaveHandover);
+        if let Some(p) = pred.filter(|p| Some(p.addr) != succs.first().map(|s| s.addr)) {
+            let req = Request::Leaving { node: me, pred, succs: succs.clone() };
+            self.send(p.addr, req.clone(), Pending::LeaveHandover { req, rest: Vec::new() });
+        }
+        self.finish_leave_if_done();
+    }
+
+    /// A leave message failed: send it to the next successor, if any is left to try.
+    fn retry_leave(&mut self, req: Request, rest: Vec<NodeRef>) {
+        if let Some((next, rest)) = rest.split_first() {
+            self.send(next.addr, req.clone(), Pending::LeaveHandover { req, rest: rest.to_vec() });
         }
         self.finish_leave_if_done();
     }
 
     fn finish_leave_if_done(&mut self) {
-        if self.phase == Phase::Leaving && !self.pending.values().any(|p| matches!(p, Pending::LeaveHandover))
+        if self.phase == Phase::Leaving
+            && !self.pending.values().any(|p| matches!(p, Pending::LeaveHandover { .. }))
         {
             self.phase = Phase::Left;
             self.pending.clear();
@@ -855,7 +891,7 @@ impl Node {
                 _ => self.forward_failed(reply, id, hops, asked, rest, dead),
             },
             Pending::Fire => {}
-            Pending::LeaveHandover => self.finish_leave_if_done(),
+            Pending::LeaveHandover { .. } => self.finish_leave_if_done(),
         }
     }
 
@@ -925,7 +961,7 @@ impl Node {
                 }
             }
             Pending::Fire => {}
-            Pending::LeaveHandover => self.finish_leave_if_done(),
+            Pending::LeaveHandover { req, rest } => self.retry_leave(req, rest),
         }
     }
 }
@@ -991,5 +1027,42 @@ mod tests {
             n.handle_request(0, Request::Ping),
             Response::Error { code: ErrorCode::Unavailable, .. }
         ));
+    }
+
+    #[test]
+    fn leave_hands_items_to_the_next_successor_when_the_first_is_dead() {
+        let mut n = node(Params { bits: 8, ..Params::default() });
+        let at = |id: u64, port: u16| NodeRef { id: Id::from_u64(id), addr: ([127, 0, 0, 1], port).into() };
+        let (dead, live, pred) = (at(9, 9), at(11, 11), at(3, 3));
+        n.install(Some(pred), vec![dead, live], vec![]);
+        let items = vec![Item { key: b"k".to_vec(), value: b"v".to_vec() }];
+        assert_eq!(n.handle_request(0, Request::Store { items }), Response::Ok);
+        n.leave(0);
+        let mut to_dead = Vec::new();
+        while let Some(Output::Send { token, to, req }) = n.poll_output() {
+            if to == dead.addr {
+                to_dead.push((token, req));
+            } else {
+                assert_eq!(to, pred.addr);
+                n.handle_reply(0, token, Ok(Response::Ok));
+            }
+        }
+        assert_eq!(to_dead.len(), 2, "the items and the Leaving notice go to the first successor");
+        for (token, _) in &to_dead {
+            n.handle_reply(0, *token, Err(RpcFailure::Unreachable));
+        }
+        let retried: Vec<_> = std::iter::from_fn(|| n.poll_output()).collect();
+        let Output::Send { to, req: Request::Store { items }, .. } = &retried[0] else {
+            panic!("{retried:?}")
+        };
+        assert_eq!((*to, items[0].key.as_slice()), (live.addr, b"k".as_slice()));
+        assert!(
+            matches!(&retried[1], Output::Send { to, req: Request::Leaving { .. }, .. } if *to == live.addr)
+        );
+        assert_eq!(n.poll_event(), None, "not left while the retries are in flight");
+        for Output::Send { token, .. } in retried {
+            n.handle_reply(0, token, Ok(Response::Ok));
+        }
+        assert_eq!(n.poll_event(), Some(Event::Left));
     }
 }

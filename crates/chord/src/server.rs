@@ -267,7 +267,9 @@ impl Service for ChordServer {
                     n.leave(now());
                     dispatcher.dispatch(&mut n);
                     if log_events(&mut n, &dispatcher.waiters) { break; }
-                    leaving_deadline = Some(Instant::now() + config.rpc_timeout() * 2);
+                    // Room for every successor to be tried in turn before the items are given up.
+                    let tries = config.successors as u32 + 1;
+                    leaving_deadline = Some(Instant::now() + config.rpc_timeout() * tries);
                 }
                 _ = tokio::time::sleep_until(wake) => {
                     if leaving_deadline.is_some_and(|d| Instant::now() >= d) {
