@@ -61,6 +61,16 @@ cli_owner=$("$APPNET" chord lookup bob --node "127.0.0.1:${ports[4]}" | sed -n '
 check "python and CLI lookups agree on the owner" "$py_owner" "$cli_owner"
 check "unknown version is rejected clearly" "error 1: unsupported protocol version 9 (this node speaks version 1)" \
   "$(python3 "$PY" badversion "127.0.0.1:${ports[0]}")"
+# Stats: the python client sends Ping then Stats on one connection; same counters as the CLI's.
+python3 "$PY" stats "127.0.0.1:${ports[0]}" >"$WORK/pystats"
+"$APPNET" chord stats --raw --node "127.0.0.1:${ports[0]}" >"$WORK/clistats"
+check "python and CLI read the same counters" "$(cut -d' ' -f1 "$WORK/clistats" | tr '\n' ' ')" \
+  "$(cut -d' ' -f1 "$WORK/pystats" | tr '\n' ' ')"
+check "stats: three successors" 3 "$(awk '$1 == "successors" {print $2}' "$WORK/pystats")"
+check "stats: the node's RPCs reuse pooled connections" yes \
+  "$(awk '$1 == "connections_out_reused" {print ($2 > 0 ? "yes" : "no " $2)}' "$WORK/clistats")"
+check "stats: readable summary" "store: lookups: connections:" \
+  "$("$APPNET" chord stats --node "127.0.0.1:${ports[0]}" | awk '{print $1}' | grep -E '^(store|lookups|connections):$' | tr '\n' ' ' | sed 's/ $//')"
 
 "$APPNET" chord put doomed 'short-lived' --node "127.0.0.1:${ports[0]}" >/dev/null
 check "delete" 'deleted "doomed"' "$("$APPNET" chord delete doomed --node "127.0.0.1:${ports[2]}")"
@@ -92,6 +102,54 @@ for _ in $(seq 1 30); do
   sleep 0.5
 done
 check "30 keys readable after a graceful leave" 30 "$ok"
+
+echo "== stale replicas are collected (after joins and deletes)"
+GC=(--gc-ms 300)
+gports=()
+for i in 0 1 2 3 4 5; do gports+=("$(free_port)"); done
+for i in 0 1 2; do
+  join=()
+  [ "$i" -gt 0 ] && join=(--join "127.0.0.1:${gports[0]}")
+  bg "$APPNET" chord node --listen "127.0.0.1:${gports[$i]}" "${join[@]}" "${FAST[@]}" "${GC[@]}"
+  wait_tcp 127.0.0.1 "${gports[$i]}"
+done
+wait_ring "127.0.0.1:${gports[0]}" 3
+for i in $(seq 1 20); do "$APPNET" chord put "g$i" "w$i" --node "127.0.0.1:${gports[$((i % 3))]}" >/dev/null; done
+# total_items: items held by all six nodes (a node not answering counts 0).
+total_items() {
+  local p sum=0 n
+  for p in "${gports[@]}"; do
+    n=$("$APPNET" chord stats --raw --node "127.0.0.1:$p" 2>/dev/null | awk '$1 == "items" {print $2}')
+    sum=$((sum + ${n:-0}))
+  done
+  echo "$sum"
+}
+# wait_total N: polls (bounded, 30 s) until the ring holds N items in all.
+wait_total() {
+  local i got
+  for ((i = 0; i < 60; i++)); do
+    got=$(total_items)
+    [ "$got" == "$1" ] && break
+    sleep 0.5
+  done
+  echo "$got"
+}
+check "20 keys on 3 nodes: 60 copies" 60 "$(wait_total 60)"
+for i in 3 4 5; do
+  bg "$APPNET" chord node --listen "127.0.0.1:${gports[$i]}" --join "127.0.0.1:${gports[0]}" "${FAST[@]}" "${GC[@]}"
+  wait_tcp 127.0.0.1 "${gports[$i]}"
+done
+wait_ring "127.0.0.1:${gports[0]}" 6
+# The old nodes held every key; each key must end on exactly its 3 holders.
+check "after 3 joins, stale copies are collected: 60 copies" 60 "$(wait_total 60)"
+for i in $(seq 1 5); do "$APPNET" chord delete "g$i" --node "127.0.0.1:${gports[$((i % 6))]}" >/dev/null; done
+check "after 5 deletes: 45 copies" 45 "$(wait_total 45)"
+ok=0
+for i in $(seq 6 20); do
+  [ "$(first_line "$APPNET" chord get "g$i" --node "127.0.0.1:${gports[$((i % 6))]}")" == "w$i" ] && ok=$((ok + 1))
+done
+check "the 15 remaining keys are readable" 15 "$ok"
+check "a deleted key stays deleted" 1 "$("$APPNET" chord get g1 --node "127.0.0.1:${gports[4]}" >/dev/null 2>&1; echo $?)"
 
 echo "== the textbook's 4-bit ring 1,3,4,5,8,10,12,15"
 declare -A tport tpid

@@ -5,6 +5,8 @@ the Python standard library. Usage:
   chord_client.py get HOST:PORT KEY           iterative lookup, then Get from the owner/replicas
   chord_client.py owner HOST:PORT KEY         prints the owner's id (hex or decimal) and hops
   chord_client.py badversion HOST:PORT        sends version 9, prints the error code and text
+  chord_client.py stats HOST:PORT             Ping then Stats on one connection; prints
+                                              `name value` lines
 """
 import hashlib
 import socket
@@ -12,8 +14,8 @@ import struct
 import sys
 
 VERSION = 1
-PING, FIND, GET, PUT = 0x01, 0x03, 0x06, 0x07
-PONG, FOUND, CLOSER, OK, VALUE, ERROR = 0x81, 0x83, 0x84, 0x86, 0x87, 0xFF
+PING, FIND, GET, PUT, STATS = 0x01, 0x03, 0x06, 0x07, 0x0C
+PONG, FOUND, CLOSER, OK, VALUE, STATS_R, ERROR = 0x81, 0x83, 0x84, 0x86, 0x87, 0x8A, 0xFF
 
 
 def recvn(s, n):
@@ -26,17 +28,40 @@ def recvn(s, n):
     return buf
 
 
-def call(addr, bits, kind, payload=b"", version=VERSION):
+def exchange(s, bits, kind, payload=b"", version=VERSION):
+    """One request/response on an open connection (several may follow on the same one)."""
     body = bytes([version, bits, kind]) + payload
-    with socket.create_connection(addr, timeout=5) as s:
-        s.sendall(struct.pack(">I", len(body)) + body)
-        (n,) = struct.unpack(">I", recvn(s, 4))
-        resp = recvn(s, n)
+    s.sendall(struct.pack(">I", len(body)) + body)
+    (n,) = struct.unpack(">I", recvn(s, 4))
+    resp = recvn(s, n)
     assert resp[0] == VERSION, "response version"
     if resp[2] == ERROR:
         (tlen,) = struct.unpack(">H", resp[4:6])
         raise RuntimeError(f"error {resp[3]}: {resp[6:6 + tlen].decode()}")
     return resp[1], resp[2], resp[3:]
+
+
+def call(addr, bits, kind, payload=b"", version=VERSION):
+    with socket.create_connection(addr, timeout=5) as s:
+        return exchange(s, bits, kind, payload, version)
+
+
+def stats(addr):
+    """Ping, then Stats on the same connection: [(name, value)]."""
+    with socket.create_connection(addr, timeout=5) as s:
+        bits, kind, _ = exchange(s, 0, PING)
+        assert kind == PONG
+        _, kind, p = exchange(s, bits, STATS)
+    assert kind == STATS_R, kind
+    count, off, out = p[0], 1, []
+    for _ in range(count):
+        (n,) = struct.unpack(">H", p[off:off + 2])
+        name = p[off + 2:off + 2 + n].decode()
+        (value,) = struct.unpack(">Q", p[off + 2 + n:off + 10 + n])
+        out.append((name, value))
+        off += 10 + n
+    assert off == len(p), "trailing bytes after the counters"
+    return out
 
 
 def parse_node(buf, off, bits):
@@ -103,6 +128,10 @@ def main():
             call(entry, 0, PING, version=9)
         except RuntimeError as e:
             print(e)
+        return
+    if cmd == "stats":
+        for name, value in stats(entry):
+            print(name, value)
         return
     key = sys.argv[3].encode()
     bits, succs, hops = lookup(entry, key)

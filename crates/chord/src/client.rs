@@ -1,16 +1,17 @@
 //! The Chord client: one RPC over TCP with a timeout, and the client-side operations built on
 //! it (iterative lookup with hop counting, put, get with fallback to replicas, delete, and a walk
-//! around the ring). The CLI and the tests use it; the server uses [`rpc`] for its own calls.
+//! around the ring). The CLI and the tests use it; the server makes its own calls through a
+//! [`Pool`] as the client does.
 
 use crate::id::Id;
 use crate::lookup::{Lookup, Step};
 use crate::node::LookupOutcome;
+use crate::pool::{Pool, PoolLimits};
 use crate::wire::{self, ErrorCode, NodeRef, Request, Response, WireError};
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -67,32 +68,18 @@ pub async fn rpc(
     req: &Request,
     timeout: Duration,
 ) -> Result<(u8, Response), ClientError> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await.map_err(|e| ClientError::Io(addr, e))?;
-        let _ = stream.set_nodelay(true);
-        write_frame(&mut stream, &wire::encode_request(bits, req))
-            .await
-            .map_err(|e| ClientError::Io(addr, e))?;
-        match read_frame(&mut stream).await.map_err(|e| ClientError::Io(addr, e))? {
-            None => Err(ClientError::Io(addr, io::ErrorKind::UnexpectedEof.into())),
-            Some(Err(e)) => Err(ClientError::Wire(addr, e)),
-            Some(Ok(body)) => wire::decode_response(&body).map_err(|e| ClientError::Wire(addr, e)),
-        }
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(r) => r,
-        Err(_) => Err(ClientError::Timeout(addr, timeout)),
-    }
+    Pool::disabled().rpc(addr, bits, req, timeout).await
 }
 
-/// Like [`rpc`], but an `Error` response becomes [`ClientError::Remote`].
-pub async fn call(
+/// Like [`Pool::rpc`], but an `Error` response becomes [`ClientError::Remote`].
+async fn call(
+    pool: &Pool,
     addr: SocketAddr,
     bits: u8,
     req: &Request,
     timeout: Duration,
 ) -> Result<Response, ClientError> {
-    match rpc(addr, bits, req, timeout).await? {
+    match pool.rpc(addr, bits, req, timeout).await? {
         (_, Response::Error { code, message }) => Err(ClientError::Remote { addr, code, message }),
         (_, resp) => Ok(resp),
     }
@@ -124,23 +111,49 @@ pub struct NodeInfo {
     pub items: u64,
 }
 
-/// A client of one ring, entering it through one node.
+/// A client of one ring, entering it through one node. Its RPCs reuse pooled connections
+/// (clones share the pool).
 #[derive(Debug, Clone)]
 pub struct Client {
     entry: SocketAddr,
     bits: u8,
     timeout: Duration,
     recursive: bool,
+    pool: Pool,
 }
 
 impl Client {
-    /// Pings `entry` to learn the ring's m.
+    /// Pings `entry` to learn the ring's m (connections pooled with the default limits).
     pub async fn connect(entry: SocketAddr, timeout: Duration) -> Result<Client, ClientError> {
-        match rpc(entry, 0, &Request::Ping, timeout).await? {
-            (bits, Response::Pong { .. }) => Ok(Client { entry, bits, timeout, recursive: false }),
+        Client::connect_with(entry, timeout, Pool::new(PoolLimits::default())).await
+    }
+
+    /// Like [`connect`](Self::connect), with the given connection pool (e.g.
+    /// [`Pool::disabled`] for one connection per RPC, or a pool shared by several clients).
+    pub async fn connect_with(
+        entry: SocketAddr,
+        timeout: Duration,
+        pool: Pool,
+    ) -> Result<Client, ClientError> {
+        match pool.rpc(entry, 0, &Request::Ping, timeout).await? {
+            (bits, Response::Pong { .. }) => Ok(Client { entry, bits, timeout, recursive: false, pool }),
             (_, Response::Error { code, message }) => Err(ClientError::Remote { addr: entry, code, message }),
             _ => Err(ClientError::Unexpected(entry)),
         }
+    }
+
+    /// The client's connection pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn call(
+        &self,
+        addr: SocketAddr,
+        req: &Request,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
+        call(&self.pool, addr, self.bits, req, timeout).await
     }
 
     /// The ring's identifier width.
@@ -164,7 +177,7 @@ impl Client {
     /// the request to the entry plus the forwards between nodes.
     pub async fn lookup_recursive(&self, id: Id) -> Result<LookupOutcome, ClientError> {
         let timeout = self.timeout * 8;
-        match call(self.entry, self.bits, &Request::Route { id, hops: 0 }, timeout).await? {
+        match self.call(self.entry, &Request::Route { id, hops: 0 }, timeout).await? {
             Response::Routed { succs, hops } if !succs.is_empty() => {
                 Ok(LookupOutcome { succs, hops: hops as u32 + 1, timeouts: 0 })
             }
@@ -184,7 +197,7 @@ impl Client {
             match step {
                 Step::Ask(node) => {
                     let req = Request::FindSuccessor { id, avoid: lookup.avoid() };
-                    step = match call(node.addr, self.bits, &req, self.timeout).await {
+                    step = match self.call(node.addr, &req, self.timeout).await {
                         Ok(resp) => lookup.on_response(resp),
                         Err(e) => {
                             tracing::debug!("lookup step failed: {e}");
@@ -209,7 +222,7 @@ impl Client {
         let req = Request::Put { key: key.to_vec(), value: value.to_vec() };
         let mut last = None;
         for node in lookup.succs.clone() {
-            match call(node.addr, self.bits, &req, self.timeout).await {
+            match self.call(node.addr, &req, self.timeout).await {
                 Ok(Response::Ok) => return Ok((node, lookup)),
                 Ok(_) => last = Some(ClientError::Unexpected(node.addr)),
                 Err(e @ ClientError::Remote { .. }) => return Err(e),
@@ -229,7 +242,7 @@ impl Client {
         let mut answered = None;
         let mut last = None;
         for node in lookup.succs.clone() {
-            match call(node.addr, self.bits, &req, self.timeout).await {
+            match self.call(node.addr, &req, self.timeout).await {
                 Ok(Response::Value { value: Some(v) }) => {
                     return Ok(GetOutcome { value: Some(v), holder: Some(node), lookup });
                 }
@@ -255,7 +268,7 @@ impl Client {
         let req = Request::Delete { key: key.to_vec() };
         let mut last = None;
         for node in &lookup.succs {
-            match call(node.addr, self.bits, &req, self.timeout).await {
+            match self.call(node.addr, &req, self.timeout).await {
                 Ok(Response::Deleted { existed }) => return Ok(existed),
                 Ok(_) => last = Some(ClientError::Unexpected(node.addr)),
                 Err(e) => last = Some(e),
@@ -266,10 +279,18 @@ impl Client {
 
     /// One node's routing state.
     pub async fn info(&self, addr: SocketAddr) -> Result<NodeInfo, ClientError> {
-        match call(addr, self.bits, &Request::Info, self.timeout).await? {
+        match self.call(addr, &Request::Info, self.timeout).await? {
             Response::Info { node, pred, succs, fingers, items } => {
                 Ok(NodeInfo { node, pred, succs, fingers, items })
             }
+            _ => Err(ClientError::Unexpected(addr)),
+        }
+    }
+
+    /// One node's counters, as (name, value) pairs in the node's order.
+    pub async fn stats(&self, addr: SocketAddr) -> Result<Vec<(String, u64)>, ClientError> {
+        match self.call(addr, &Request::Stats, self.timeout).await? {
+            Response::Stats { counters } => Ok(counters),
             _ => Err(ClientError::Unexpected(addr)),
         }
     }

@@ -2,6 +2,7 @@
 
 use crate::id::{Id, MAX_BITS};
 use crate::node::Params;
+use crate::pool::PoolLimits;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -40,6 +41,16 @@ pub struct ChordConfig {
     pub max_connections: usize,
     /// Seconds an idle RPC connection is kept open.
     pub idle_timeout_secs: u64,
+    /// Idle connections this node keeps per peer for its own RPCs; 0 = a new connection per RPC.
+    pub pool_per_peer: usize,
+    /// Idle connections this node keeps in all.
+    pub pool_max_idle: usize,
+    /// Seconds an idle pooled connection is kept (capped below `idle_timeout_secs`, the peers'
+    /// own idle limit, so they rarely close one under us).
+    pub pool_idle_secs: u64,
+    /// Milliseconds between garbage-collection rounds (dropping items this node is no longer
+    /// a replica holder for); 0 = never.
+    pub gc_ms: u64,
 }
 
 impl Default for ChordConfig {
@@ -61,6 +72,10 @@ impl Default for ChordConfig {
             max_bytes: p.max_bytes,
             max_connections: 512,
             idle_timeout_secs: 30,
+            pool_per_peer: PoolLimits::default().per_peer,
+            pool_max_idle: PoolLimits::default().total,
+            pool_idle_secs: PoolLimits::default().idle.as_secs(),
+            gc_ms: p.gc_ms,
         }
     }
 }
@@ -108,6 +123,7 @@ impl ChordConfig {
             max_value: self.max_value,
             max_items: self.max_items,
             max_bytes: self.max_bytes,
+            gc_ms: self.gc_ms,
             ..Params::default()
         })
     }
@@ -117,6 +133,16 @@ impl ChordConfig {
         match &self.id {
             Some(text) => Id::parse(text, self.bits).ok_or_else(|| ConfigError::Id(text.clone(), self.bits)),
             None => Ok(Id::hash(bound.to_string().as_bytes(), self.bits)),
+        }
+    }
+
+    /// Limits of the pool of connections the node uses for its own RPCs.
+    pub fn pool_limits(&self) -> PoolLimits {
+        let idle = self.pool_idle_secs.min(self.idle_timeout_secs.saturating_sub(1)).max(1);
+        PoolLimits {
+            per_peer: self.pool_per_peer,
+            total: self.pool_max_idle,
+            idle: Duration::from_secs(idle),
         }
     }
 

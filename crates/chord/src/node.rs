@@ -7,7 +7,8 @@
 use crate::id::Id;
 use crate::lookup::{Lookup, Step};
 use crate::routing::Routing;
-use crate::store::Store;
+use crate::stats::Counters;
+use crate::store::{Store, Tombstones};
 use crate::wire::{ErrorCode, Item, NodeRef, Request, Response};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -17,6 +18,10 @@ pub type Millis = u64;
 
 /// Most bytes of item data sent in one `Store` message during hand-over or replication.
 const STORE_BATCH_BYTES: usize = 1024 * 1024;
+
+/// Most arcs of foreign items one garbage-collection round checks (a lookup and a
+/// `GetNeighbors` each), so a round's cost stays bounded however many arcs a node holds.
+const MAX_GC_ARCS: u32 = 16;
 
 /// Tunables of the protocol (not of the transport).
 #[derive(Debug, Clone)]
@@ -41,6 +46,9 @@ pub struct Params {
     pub max_items: usize,
     /// Most bytes of keys and values this node stores.
     pub max_bytes: usize,
+    /// Interval between garbage-collection rounds, which drop items this node holds although
+    /// it is neither their owner nor one of the owner's replica holders; 0 = never.
+    pub gc_ms: Millis,
 }
 
 impl Default for Params {
@@ -56,6 +64,7 @@ impl Default for Params {
             max_value: 64 * 1024,
             max_items: 1_000_000,
             max_bytes: 256 * 1024 * 1024,
+            gc_ms: 10_000,
         }
     }
 }
@@ -123,6 +132,26 @@ enum Purpose {
     Finger(u8),
     User(u64),
     Get(u64, Vec<u8>),
+    /// Who owns this id? (garbage collection)
+    Gc(Id),
+}
+
+/// An arc of the circle whose items garbage collection has already decided on this round.
+#[derive(Debug, Clone, Copy)]
+enum Checked {
+    /// (a, b]
+    Arc(Id, Id),
+    /// Just this id (its owner's predecessor was unknown).
+    Id(Id),
+}
+
+impl Checked {
+    fn covers(&self, id: &Id) -> bool {
+        match self {
+            Checked::Arc(a, b) => id.in_half_open(a, b),
+            Checked::Id(x) => x == id,
+        }
+    }
 }
 
 /// Who waits for a recursive lookup this node forwarded.
@@ -172,6 +201,15 @@ enum Pending {
         req: Request,
         rest: Vec<NodeRef>,
     },
+    /// Garbage collection asked the owner of `key` for its predecessor and successors.
+    GcNeighbors {
+        owner: NodeRef,
+        key: Id,
+    },
+    /// Garbage collection handed these items to their owner; dropped here once it accepts.
+    GcAdopt {
+        items: Vec<Item>,
+    },
 }
 
 /// One Chord node's protocol state.
@@ -196,6 +234,13 @@ pub struct Node {
     outputs: VecDeque<Output>,
     events: VecDeque<Event>,
     rng: u64,
+    started: Millis,
+    counters: Counters,
+    tombstones: Tombstones,
+    next_gc: Millis,
+    /// The garbage-collection round in progress: arcs decided so far, arcs asked about.
+    gc: Option<(Vec<Checked>, u32)>,
+    gc_started: Millis,
 }
 
 impl Node {
@@ -225,8 +270,18 @@ impl Node {
             outputs: VecDeque::new(),
             events: VecDeque::new(),
             rng: seed | 1,
+            started: now,
+            counters: Counters::default(),
+            tombstones: Tombstones::default(),
+            next_gc: now,
+            gc: None,
+            gc_started: now,
             params,
         };
+        // No draw from the jitter generator: with gc off the timers stay as they always were.
+        if node.params.gc_ms > 0 {
+            node.next_gc = now + node.params.gc_ms / 2 + node.rng % (node.params.gc_ms + 1);
+        }
         node.next_stabilize = now + node.jitter(node.params.stabilize_ms);
         node.next_fix = now + node.jitter(node.params.fix_fingers_ms);
         node.next_check = now + node.jitter(node.params.check_predecessor_ms);
@@ -258,6 +313,41 @@ impl Node {
         &self.store
     }
 
+    /// What the node counted so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Items whose id lies in this node's own arc (pred, me]: the ones it owns.
+    pub fn owned_items(&self) -> usize {
+        let me = self.rt.me.id;
+        match self.rt.pred {
+            Some(p) => self.store.ids().filter(|id| id.in_half_open(&p.id, &me)).count(),
+            None => self.store.len(),
+        }
+    }
+
+    /// Every figure `Stats` answers with: the store, the routing table and the counters.
+    pub fn stats(&self, now: Millis) -> Vec<(String, u64)> {
+        let owned = self.owned_items();
+        let mut out: Vec<(String, u64)> = [
+            ("uptime_ms", now.saturating_sub(self.started)),
+            ("items", self.store.len() as u64),
+            ("items_owned", owned as u64),
+            ("items_replica", (self.store.len() - owned) as u64),
+            ("bytes", self.store.bytes() as u64),
+            ("deleted_keys_remembered", self.tombstones.len() as u64),
+            ("successors", self.rt.succs.len() as u64),
+            ("fingers_distinct", self.rt.distinct_fingers().len() as u64),
+            ("pending_rpcs", self.pending.len() as u64),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        out.extend(self.counters.list());
+        out
+    }
+
     /// Stores an item directly (simulator set-up and tests).
     pub fn store_mut(&mut self) -> &mut Store {
         &mut self.store
@@ -286,6 +376,7 @@ impl Node {
     fn send(&mut self, to: SocketAddr, req: Request, pending: Pending) -> u64 {
         let token = self.next_token;
         self.next_token += 1;
+        self.counters.rpcs_out += 1;
         self.pending.insert(token, pending);
         self.outputs.push_back(Output::Send { token, to, req });
         token
@@ -306,7 +397,10 @@ impl Node {
         match self.phase {
             Phase::Left | Phase::Leaving => None,
             Phase::Joining => Some(self.next_stabilize),
-            Phase::Active => Some(self.next_stabilize.min(self.next_fix).min(self.next_check)),
+            Phase::Active => {
+                let next = self.next_stabilize.min(self.next_fix).min(self.next_check);
+                Some(if self.params.gc_ms > 0 { next.min(self.next_gc) } else { next })
+            }
         }
     }
 
@@ -338,6 +432,10 @@ impl Node {
                 if now >= self.next_check {
                     self.next_check = now + self.jitter(self.params.check_predecessor_ms);
                     self.check_predecessor();
+                }
+                if self.params.gc_ms > 0 && now >= self.next_gc {
+                    self.next_gc = now + self.params.gc_ms;
+                    self.start_gc(now);
                 }
             }
         }
@@ -468,6 +566,14 @@ impl Node {
     }
 
     fn lookup_done(&mut self, purpose: Purpose, outcome: Option<LookupOutcome>) {
+        self.counters.lookups += 1;
+        match &outcome {
+            Some(o) => {
+                self.counters.lookup_hops += o.hops as u64;
+                self.counters.lookup_timeouts += o.timeouts as u64;
+            }
+            None => self.counters.lookup_failures += 1,
+        }
         match purpose {
             Purpose::Join => match outcome {
                 Some(o) if o.succs.iter().any(|s| s.id == self.rt.me.id && s.addr != self.rt.me.addr) => {
@@ -506,6 +612,17 @@ impl Node {
                     let mut rest: Vec<NodeRef> = o.succs.clone();
                     rest.reverse();
                     self.fetch_next(op, key, rest, o);
+                }
+            },
+            Purpose::Gc(key) => match outcome {
+                None => self.end_gc(),
+                Some(o) if o.succs[0].addr == self.rt.me.addr => {
+                    // We own it after all (our predecessor pointer is behind): keep it.
+                    self.gc_checked(Checked::Id(key));
+                }
+                Some(o) => {
+                    let owner = o.succs[0];
+                    self.send(owner.addr, Request::GetNeighbors, Pending::GcNeighbors { owner, key });
                 }
             },
         }
@@ -636,14 +753,153 @@ impl Node {
         }
     }
 
+    /// Starts a garbage-collection round unless one is running: for each arc of items this
+    /// node does not own, it finds the owner and asks it for its successors. Items of an arc
+    /// whose replica set (the owner and its first `replicas - 1` successors) does not include
+    /// this node are handed to the owner with `Adopt`, and dropped only once it accepted them,
+    /// so the last copy is never lost.
+    fn start_gc(&mut self, now: Millis) {
+        // A round normally ends within a few RPC timeouts; one that did not is abandoned.
+        let stuck = now.saturating_sub(self.gc_started) > 10 * self.params.gc_ms.max(6_000);
+        if (self.gc.is_some() && !stuck) || self.rt.pred.is_none() || self.rt.succs.is_empty() {
+            return;
+        }
+        self.gc = Some((Vec::new(), 0));
+        self.gc_started = now;
+        self.gc_next_arc();
+    }
+
+    fn end_gc(&mut self) {
+        if self.gc.take().is_some() {
+            self.counters.gc_rounds += 1;
+        }
+    }
+
+    /// Records a decided arc and moves on to the next one.
+    fn gc_checked(&mut self, arc: Checked) {
+        if let Some((checked, _)) = self.gc.as_mut() {
+            checked.push(arc);
+        }
+        self.gc_next_arc();
+    }
+
+    fn gc_next_arc(&mut self) {
+        let (Some((checked, arcs)), Some(pred)) = (self.gc.as_ref(), self.rt.pred) else {
+            return self.end_gc();
+        };
+        if *arcs >= MAX_GC_ARCS || self.phase != Phase::Active {
+            return self.end_gc();
+        }
+        let me = self.rt.me.id;
+        let next = self
+            .store
+            .ids()
+            .find(|id| !id.in_half_open(&pred.id, &me) && !checked.iter().any(|c| c.covers(id)))
+            .copied();
+        match next {
+            None => self.end_gc(),
+            Some(key) => {
+                if let Some((_, arcs)) = self.gc.as_mut() {
+                    *arcs += 1;
+                }
+                self.start_lookup(Purpose::Gc(key), key);
+            }
+        }
+    }
+
+    /// The owner of `key` told us its neighbours: keep its arc if we are one of its replica
+    /// holders, else hand the arc's items to it.
+    fn gc_decide(&mut self, owner: NodeRef, key: Id, pred: Option<NodeRef>, succs: Vec<NodeRef>) {
+        let me = self.rt.me;
+        let arc = match pred {
+            Some(p) if key.in_half_open(&p.id, &owner.id) => Checked::Arc(p.id, owner.id),
+            _ => Checked::Id(key),
+        };
+        let holders = succs.iter().take(self.params.replicas.saturating_sub(1));
+        if holders.chain([&owner]).any(|n| n.addr == me.addr || n.id == me.id) {
+            return self.gc_checked(arc);
+        }
+        let stale: Vec<Item> = self
+            .store
+            .all_items()
+            .into_iter()
+            .filter(|item| {
+                let id = self.store.key_id(&item.key);
+                arc.covers(&id) && !self.rt.owns(&id)
+            })
+            .collect();
+        if let Some((checked, _)) = self.gc.as_mut() {
+            checked.push(arc);
+        }
+        // One bounded batch per arc and round; what is left waits for the next round.
+        match batches(stale).into_iter().next() {
+            None => self.gc_next_arc(),
+            Some(items) => {
+                self.send(owner.addr, Request::Adopt { items: items.clone() }, Pending::GcAdopt { items });
+            }
+        }
+    }
+
+    /// The owner accepted our stale items: drop each one still holding the value we sent.
+    fn gc_drop(&mut self, items: Vec<Item>) {
+        for item in items {
+            let id = self.store.key_id(&item.key);
+            if self.store.get(&item.key) == Some(&item.value) && !self.rt.owns(&id) {
+                self.store.remove(&item.key);
+                self.counters.gc_dropped += 1;
+            }
+        }
+        self.gc_next_arc();
+    }
+
+    /// Another node's garbage collection offers items it should not hold: keep those we lack
+    /// and did not delete recently (never overwriting a value), and replicate the ones we own.
+    fn on_adopt(&mut self, now: Millis, items: Vec<Item>) -> Response {
+        if self.phase != Phase::Active {
+            return Response::Error {
+                code: ErrorCode::Unavailable,
+                message: "this node is not active".into(),
+            };
+        }
+        let mut full = false;
+        let mut replicate = Vec::new();
+        for item in items {
+            if self.store.get(&item.key).is_some() || self.tombstones.contains(&item.key, now) {
+                continue;
+            }
+            if item.value.len() > self.params.max_value || !self.has_room(&item.key, &item.value) {
+                full = true;
+                continue;
+            }
+            self.counters.gc_adopted += 1;
+            if self.rt.owns(&self.store.key_id(&item.key)) {
+                replicate.push(item.clone());
+            }
+            self.store.insert(item.key, item.value);
+        }
+        if !replicate.is_empty() {
+            for t in self.replica_targets() {
+                for batch in batches(replicate.clone()) {
+                    self.send(t.addr, Request::Store { items: batch }, Pending::Fire);
+                }
+            }
+        }
+        if full {
+            Response::Error { code: ErrorCode::Unavailable, message: "this node's store is full".into() }
+        } else {
+            Response::Ok
+        }
+    }
+
     /// Answers a request from another node or a client.
-    pub fn handle_request(&mut self, _now: Millis, req: Request) -> Response {
+    pub fn handle_request(&mut self, now: Millis, req: Request) -> Response {
         if matches!(self.phase, Phase::Left) {
             return Response::Error {
                 code: ErrorCode::Unavailable,
                 message: "this node has left the ring".into(),
             };
         }
+        self.counters.requests_in += 1;
         match req {
             Request::Ping => Response::Pong { node: self.rt.me },
             Request::Info => Response::Info {
@@ -686,6 +942,7 @@ impl Node {
                     };
                 }
                 let item = Item { key: key.clone(), value: value.clone() };
+                self.tombstones.remove(&key);
                 self.store.insert(key, value);
                 for t in self.replica_targets() {
                     self.send(t.addr, Request::Store { items: vec![item.clone()] }, Pending::Fire);
@@ -694,6 +951,7 @@ impl Node {
             }
             Request::Delete { key } => {
                 let existed = self.store.remove(&key);
+                self.tombstones.insert(&key, now);
                 if self.rt.owns(&self.store.key_id(&key)) {
                     for t in self.replica_targets() {
                         self.send(t.addr, Request::Delete { key: key.clone() }, Pending::Fire);
@@ -713,6 +971,8 @@ impl Node {
                 self.on_leaving(node, pred, succs);
                 Response::Ok
             }
+            Request::Stats => Response::Stats { counters: self.stats(now) },
+            Request::Adopt { items } => self.on_adopt(now, items),
             // Without a way to answer later, only a lookup this node can answer itself.
             Request::Route { id, hops } => match self.rt.route(&id, &[]) {
                 Response::Found { succs } if !succs.is_empty() => Response::Routed { succs, hops },
@@ -785,6 +1045,11 @@ impl Node {
                     }
                     _ => None,
                 };
+                self.counters.lookups += 1;
+                match &outcome {
+                    Some(o) => self.counters.lookup_hops += o.hops as u64,
+                    None => self.counters.lookup_failures += 1,
+                }
                 self.events.push_back(Event::LookupDone { op, outcome });
             }
         }
@@ -850,6 +1115,11 @@ impl Node {
     /// Feeds the reply (or failure) of an RPC sent through [`Output::Send`].
     pub fn handle_reply(&mut self, _now: Millis, token: u64, reply: Result<Response, RpcFailure>) {
         let Some(pending) = self.pending.remove(&token) else { return };
+        match &reply {
+            Ok(Response::Error { .. }) | Err(RpcFailure::Refused) => self.counters.rpc_refused += 1,
+            Err(RpcFailure::Unreachable) => self.counters.rpc_unreachable += 1,
+            Ok(_) => {}
+        }
         if let Ok(Response::Error { .. }) = reply {
             return self.on_failure(pending, RpcFailure::Refused);
         }
@@ -892,6 +1162,14 @@ impl Node {
             },
             Pending::Fire => {}
             Pending::LeaveHandover { .. } => self.finish_leave_if_done(),
+            Pending::GcNeighbors { owner, key } => match resp {
+                Response::Neighbors { pred, succs } => self.gc_decide(owner, key, pred, succs),
+                _ => self.end_gc(),
+            },
+            Pending::GcAdopt { items } => match resp {
+                Response::Ok => self.gc_drop(items),
+                _ => self.gc_next_arc(),
+            },
         }
     }
 
@@ -962,6 +1240,9 @@ impl Node {
             }
             Pending::Fire => {}
             Pending::LeaveHandover { req, rest } => self.retry_leave(req, rest),
+            // Keep everything; the next round tries again.
+            Pending::GcNeighbors { .. } => self.end_gc(),
+            Pending::GcAdopt { .. } => self.gc_next_arc(),
         }
     }
 }
@@ -1064,5 +1345,178 @@ mod tests {
             n.handle_reply(0, token, Ok(Response::Ok));
         }
         assert_eq!(n.poll_event(), Some(Event::Left));
+    }
+
+    fn at(id: u64) -> NodeRef {
+        NodeRef { id: Id::from_u64(id), addr: ([127, 0, 0, 1], 1000 + id as u16).into() }
+    }
+
+    /// A key whose 8-bit id lies in (a, b].
+    fn key_in(a: u64, b: u64) -> Vec<u8> {
+        (0..10_000)
+            .map(|i| format!("key-{i}").into_bytes())
+            .find(|k| Id::hash(k, 8).in_half_open(&Id::from_u64(a), &Id::from_u64(b)))
+            .expect("some key hashes there")
+    }
+
+    /// Answers the node's RPCs with `respond` (None = leave unanswered) until it sends nothing
+    /// more; returns every request sent, with its recipient.
+    fn drive(
+        n: &mut Node,
+        now: Millis,
+        mut respond: impl FnMut(SocketAddr, &Request) -> Option<Result<Response, RpcFailure>>,
+    ) -> Vec<(SocketAddr, Request)> {
+        let mut sent = Vec::new();
+        for _ in 0..1000 {
+            let Some(Output::Send { token, to, req }) = n.poll_output() else { break };
+            if let Some(reply) = respond(to, &req) {
+                n.handle_reply(now, token, reply);
+            }
+            sent.push((to, req));
+        }
+        sent
+    }
+
+    /// Node 7 (pred 5, successors 9, 11, 13) holding one item it owns and one of the arc
+    /// (200, 210], owned by node 210, whose successors are `owner_succs`.
+    fn gc_setup(owner_succs: Vec<NodeRef>) -> (Node, Vec<u8>, Vec<u8>, Vec<NodeRef>) {
+        let params = Params { bits: 8, gc_ms: 1000, ..Params::default() };
+        let mut n = Node::new(params, at(7), 0);
+        n.install(Some(at(5)), vec![at(9), at(11), at(13)], vec![]);
+        let (mine, foreign) = (key_in(5, 7), key_in(200, 210));
+        n.store_mut().insert(mine.clone(), b"mine".to_vec());
+        n.store_mut().insert(foreign.clone(), b"old".to_vec());
+        (n, mine, foreign, owner_succs)
+    }
+
+    /// Runs one garbage-collection round at t = 2 s (the first is due within 1.5 s), the
+    /// owner answering with its successors and `adopt` to an `Adopt`.
+    fn gc_round(
+        n: &mut Node,
+        foreign: &[u8],
+        owner_succs: &[NodeRef],
+        adopt: Result<Response, RpcFailure>,
+    ) -> Vec<(SocketAddr, Request)> {
+        let kid = Id::hash(foreign, 8);
+        n.handle_timeout(2000);
+        drive(n, 2000, |to, req| match req {
+            Request::FindSuccessor { id, .. } if *id == kid => {
+                Some(Ok(Response::Found { succs: vec![at(210), at(220), at(230)] }))
+            }
+            Request::GetNeighbors if to == at(210).addr => {
+                Some(Ok(Response::Neighbors { pred: Some(at(200)), succs: owner_succs.to_vec() }))
+            }
+            Request::Adopt { .. } => Some(adopt.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn gc_hands_a_stale_item_to_its_owner_then_drops_it() {
+        let (mut n, mine, foreign, succs) = gc_setup(vec![at(220), at(230), at(240)]);
+        let sent = gc_round(&mut n, &foreign, &succs, Ok(Response::Ok));
+        let adopts: Vec<_> = sent.iter().filter(|(_, r)| matches!(r, Request::Adopt { .. })).collect();
+        assert_eq!(adopts.len(), 1, "{sent:?}");
+        let (to, Request::Adopt { items }) = adopts[0] else { unreachable!() };
+        assert_eq!((*to, items.len(), items[0].key.as_slice()), (at(210).addr, 1, foreign.as_slice()));
+        assert_eq!(n.store().get(&foreign), None, "dropped once the owner accepted it");
+        assert_eq!(n.store().get(&mine), Some(&b"mine".to_vec()), "its own items are never collected");
+        assert_eq!((n.counters().gc_dropped, n.counters().gc_rounds), (1, 1));
+    }
+
+    #[test]
+    fn gc_keeps_items_it_is_a_replica_holder_for_or_could_not_hand_over() {
+        // The owner's first successor is this node: a legitimate replica, no Adopt.
+        let (mut n, _, foreign, succs) = gc_setup(vec![at(7), at(9), at(11)]);
+        let sent = gc_round(&mut n, &foreign, &succs, Ok(Response::Ok));
+        assert!(!sent.iter().any(|(_, r)| matches!(r, Request::Adopt { .. })), "{sent:?}");
+        assert!(n.store().get(&foreign).is_some());
+        // The owner is out of the replica set, but the hand-over fails or is refused: keep it.
+        for failure in [
+            Err(RpcFailure::Unreachable),
+            Ok(Response::Error { code: ErrorCode::Unavailable, message: "full".into() }),
+        ] {
+            let (mut n, _, foreign, succs) = gc_setup(vec![at(220), at(230), at(240)]);
+            gc_round(&mut n, &foreign, &succs, failure);
+            assert_eq!(n.store().get(&foreign), Some(&b"old".to_vec()));
+            assert_eq!(n.counters().gc_dropped, 0);
+        }
+        // No predecessor: the node cannot tell what it owns, so it collects nothing.
+        let (mut n, _, foreign, succs) = gc_setup(vec![at(220)]);
+        n.install(None, vec![at(9)], vec![]);
+        let sent = gc_round(&mut n, &foreign, &succs, Ok(Response::Ok));
+        assert!(
+            !sent
+                .iter()
+                .any(|(_, r)| matches!(r, Request::FindSuccessor { id, .. } if *id == Id::hash(&foreign, 8)))
+        );
+    }
+
+    #[test]
+    fn gc_waits_for_its_period() {
+        let (mut n, _, foreign, _) = gc_setup(vec![]);
+        let kid = Id::hash(&foreign, 8);
+        n.handle_timeout(400);
+        let sent = drive(&mut n, 400, |_, _| None);
+        assert!(!sent.iter().any(|(_, r)| matches!(r, Request::FindSuccessor { id, .. } if *id == kid)));
+        assert!(n.poll_timeout().is_some_and(|t| t <= 1500));
+    }
+
+    #[test]
+    fn adopt_keeps_what_is_missing_but_never_a_deleted_key_or_over_a_value() {
+        let mut n = node(Params { bits: 8, ..Params::default() });
+        n.install(Some(at(5)), vec![at(9), at(11)], vec![]);
+        let (owned, deleted, present) = (key_in(5, 7), key_in(150, 160), key_in(100, 110));
+        n.handle_request(
+            10,
+            Request::Store { items: vec![Item { key: deleted.clone(), value: b"x".to_vec() }] },
+        );
+        assert_eq!(
+            n.handle_request(20, Request::Delete { key: deleted.clone() }),
+            Response::Deleted { existed: true }
+        );
+        n.store_mut().insert(present.clone(), b"new".to_vec());
+        while n.poll_output().is_some() {}
+        let items = [(&owned, "a"), (&deleted, "b"), (&present, "old")]
+            .map(|(k, v)| Item { key: k.clone(), value: v.as_bytes().to_vec() })
+            .to_vec();
+        assert_eq!(n.handle_request(30, Request::Adopt { items }), Response::Ok);
+        assert_eq!(n.store().get(&owned), Some(&b"a".to_vec()));
+        assert_eq!(n.store().get(&deleted), None, "a key deleted here is not brought back");
+        assert_eq!(n.store().get(&present), Some(&b"new".to_vec()), "a value held is not overwritten");
+        assert_eq!(n.counters().gc_adopted, 1);
+        // The adopted item it owns goes to its replica holders.
+        let sent = drive(&mut n, 30, |_, _| None);
+        let stored: Vec<_> =
+            sent.iter().filter(|(_, r)| matches!(r, Request::Store { .. })).map(|(to, _)| *to).collect();
+        assert_eq!(stored, vec![at(9).addr, at(11).addr]);
+        // Put clears the tombstone: a later Adopt may bring the key again.
+        n.handle_request(40, Request::Put { key: deleted.clone(), value: b"v2".to_vec() });
+        n.handle_request(41, Request::Delete { key: deleted.clone() });
+        n.handle_request(42, Request::Put { key: deleted.clone(), value: b"v3".to_vec() });
+        n.store_mut().remove(&deleted);
+        let items = vec![Item { key: deleted.clone(), value: b"v3".to_vec() }];
+        assert_eq!(n.handle_request(50, Request::Adopt { items }), Response::Ok);
+        assert_eq!(n.store().get(&deleted), Some(&b"v3".to_vec()));
+    }
+
+    #[test]
+    fn stats_report_the_store_and_the_counters() {
+        let mut n = node(Params { bits: 8, ..Params::default() });
+        n.install(Some(at(5)), vec![at(9)], vec![]);
+        n.handle_request(0, Request::Put { key: key_in(5, 7), value: b"12345".to_vec() });
+        n.handle_request(
+            0,
+            Request::Store { items: vec![Item { key: key_in(100, 110), value: b"1".to_vec() }] },
+        );
+        let Response::Stats { counters } = n.handle_request(2500, Request::Stats) else { panic!() };
+        let get = |name: &str| counters.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+        assert_eq!(get("items"), Some(2));
+        assert_eq!(get("items_owned"), Some(1));
+        assert_eq!(get("items_replica"), Some(1));
+        assert_eq!(get("uptime_ms"), Some(2500));
+        assert_eq!(get("requests_in"), Some(3));
+        assert_eq!(get("rpcs_out"), Some(1), "the Put's replica");
+        assert!(counters.iter().all(|(k, _)| k.len() <= crate::wire::MAX_COUNTER_NAME));
     }
 }

@@ -3,9 +3,10 @@
 //! in tasks whose replies (or timeouts) come back through a channel. On shutdown the node leaves
 //! gracefully (keys and neighbours handed over); [`ChordServer::killer`] stops it abruptly.
 
-use crate::client::{self, ClientError, read_frame, write_frame};
+use crate::client::{ClientError, read_frame, write_frame};
 use crate::config::{ChordConfig, ConfigError};
 use crate::node::{Event, Node, Output, RpcFailure};
+use crate::pool::Pool;
 use crate::wire::{self, ErrorCode, NodeRef, Request, Response};
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::metrics::{Counter, Registry};
@@ -48,6 +49,9 @@ struct Stats {
     requests: Counter,
     bad: Counter,
     rpc_failures: Counter,
+    connections: Counter,
+    refused_connections: Counter,
+    open: Arc<AtomicU64>,
 }
 
 impl Stats {
@@ -57,8 +61,33 @@ impl Stats {
             requests: registry.counter("chord_requests_total", "RPC requests answered.", &[]),
             bad: registry.counter("chord_bad_requests_total", "Requests refused as malformed.", &[]),
             rpc_failures: registry.counter("chord_rpc_failures_total", "Outgoing RPCs that failed.", &[]),
+            connections: registry.counter("chord_connections_total", "RPC connections accepted.", &[]),
+            refused_connections: registry.counter(
+                "chord_refused_connections_total",
+                "Connections refused at the connection cap.",
+                &[],
+            ),
+            open: Arc::new(AtomicU64::new(0)),
             registry,
         }
+    }
+
+    /// The driver's figures, appended to the core's in a `Stats` answer.
+    fn list(&self, pool: &Pool) -> Vec<(String, u64)> {
+        let p = pool.stats();
+        [
+            ("bad_requests", self.bad.get()),
+            ("connections_in_total", self.connections.get()),
+            ("connections_in_open", self.open.load(Ordering::Relaxed)),
+            ("connections_in_refused", self.refused_connections.get()),
+            ("connections_out_opened", p.opened),
+            ("connections_out_reused", p.reused),
+            ("connections_out_stale", p.stale),
+            ("connections_out_pooled", p.idle),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
     }
 }
 
@@ -119,6 +148,7 @@ struct Dispatcher {
     stats: Stats,
     waiters: Waiters,
     next_reply: Arc<AtomicU64>,
+    pool: Pool,
 }
 
 impl Dispatcher {
@@ -132,7 +162,7 @@ impl Dispatcher {
                 };
                 let result = tokio::select! {
                     _ = this.kill.wait() => return,
-                    r = client::rpc(to, this.bits, &req, timeout) => r,
+                    r = this.pool.rpc(to, this.bits, &req, timeout) => r,
                 };
                 let reply = match result {
                     Ok((_, resp @ Response::Error { .. })) => {
@@ -190,6 +220,7 @@ impl Service for ChordServer {
             stats: stats.clone(),
             waiters: Arc::new(Mutex::new(HashMap::new())),
             next_reply: Arc::new(AtomicU64::new(1)),
+            pool: Pool::new(config.pool_limits()),
         };
         if let Some(bootstrap) = config.join {
             let mut n = lock(&node);
@@ -217,6 +248,7 @@ impl Service for ChordServer {
                         },
                     };
                     let Ok(permit) = limits.clone().try_acquire_owned() else {
+                        stats.refused_connections.inc();
                         tracing::info!(%peer, "connection cap reached; refusing");
                         let frame = wire::encode_response(
                             dispatcher.bits,
@@ -237,15 +269,19 @@ impl Service for ChordServer {
                     };
                     let (node, dispatcher, kill, stats) =
                         (node.clone(), dispatcher.clone(), kill.clone(), stats.clone());
+                    stats.connections.inc();
+                    let stop = conns.clone();
                     conns.spawn(async move {
+                        stats.open.fetch_add(1, Ordering::Relaxed);
                         tokio::select! {
                             _ = kill.wait() => {}
-                            r = serve_connection(stream, &node, &dispatcher, &stats, idle, now) => {
+                            r = serve_connection(stream, &node, &dispatcher, &stats, idle, &stop, now) => {
                                 if let Err(e) = r {
                                     tracing::debug!(%peer, "connection ended: {e}");
                                 }
                             }
                         }
+                        stats.open.fetch_sub(1, Ordering::Relaxed);
                         drop(permit);
                     });
                 }
@@ -289,6 +325,7 @@ impl Service for ChordServer {
                 }
             }
         }
+        dispatcher.pool.clear();
         conns.trigger();
         let _ = accept.await;
         conns.drain(Duration::from_secs(2)).await;
@@ -302,14 +339,20 @@ async fn serve_connection(
     dispatcher: &Dispatcher,
     stats: &Stats,
     idle: Duration,
+    stop: &Shutdown,
     now: impl Fn() -> u64,
 ) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let (mut read, mut write) = stream.into_split();
     loop {
-        let frame = match tokio::time::timeout(idle, read_frame(&mut read)).await {
-            Err(_) => return Ok(()),
-            Ok(r) => r?,
+        // Between exchanges the connection may sit idle in a peer's pool: it ends at the idle
+        // timeout, or at once when the node stops.
+        let frame = tokio::select! {
+            _ = stop.wait() => return Ok(()),
+            r = tokio::time::timeout(idle, read_frame(&mut read)) => match r {
+                Err(_) => return Ok(()),
+                Ok(r) => r?,
+            },
         };
         let body = match frame {
             None => return Ok(()),
@@ -340,7 +383,13 @@ async fn serve_connection(
             }
             Ok((_, req)) => {
                 stats.requests.inc();
-                answer(req, node, dispatcher, &now).await
+                match answer(req, node, dispatcher, &now).await {
+                    Response::Stats { mut counters } => {
+                        counters.extend(stats.list(&dispatcher.pool));
+                        Response::Stats { counters }
+                    }
+                    other => other,
+                }
             }
         };
         write_frame(&mut write, &wire::encode_response(dispatcher.bits, &resp)).await?;

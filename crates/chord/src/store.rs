@@ -3,7 +3,7 @@
 
 use crate::id::Id;
 use crate::wire::Item;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// Items a node keeps: the ones it owns and the replicas it holds for its predecessors.
 #[derive(Debug, Default, Clone)]
@@ -85,9 +85,96 @@ impl Store {
     }
 }
 
+/// How long a deleted key is remembered (milliseconds).
+pub const TOMBSTONE_TTL_MS: u64 = 60 * 60 * 1000;
+/// Most deleted keys remembered at once (the oldest are forgotten first).
+pub const MAX_TOMBSTONES: usize = 65_536;
+
+/// Keys deleted recently, so that a stale copy offered back by another node's garbage
+/// collection (`Adopt`) does not bring a deleted key back. Bounded in count and age; keys are
+/// kept as their SHA-1 digest.
+#[derive(Debug, Default, Clone)]
+pub struct Tombstones {
+    at: HashMap<[u8; 20], u64>,
+    order: VecDeque<([u8; 20], u64)>,
+}
+
+impl Tombstones {
+    fn digest(key: &[u8]) -> [u8; 20] {
+        Id::hash(key, 160).0
+    }
+
+    /// Remembers that `key` was deleted at `now`.
+    pub fn insert(&mut self, key: &[u8], now: u64) {
+        let d = Tombstones::digest(key);
+        self.at.insert(d, now);
+        self.order.push_back((d, now));
+        self.expire(now);
+    }
+
+    /// Forgets `key` (it was stored again).
+    pub fn remove(&mut self, key: &[u8]) {
+        self.at.remove(&Tombstones::digest(key));
+    }
+
+    /// Whether `key` was deleted less than [`TOMBSTONE_TTL_MS`] ago.
+    pub fn contains(&mut self, key: &[u8], now: u64) -> bool {
+        self.expire(now);
+        self.at.contains_key(&Tombstones::digest(key))
+    }
+
+    /// Deleted keys remembered.
+    pub fn len(&self) -> usize {
+        self.at.len()
+    }
+
+    /// Whether no deleted key is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+
+    fn expire(&mut self, now: u64) {
+        while let Some(&(d, t)) = self.order.front() {
+            let live = self.at.get(&d) == Some(&t);
+            if !live {
+                // Superseded by a later insert of the same key, or removed.
+                self.order.pop_front();
+            } else if now.saturating_sub(t) >= TOMBSTONE_TTL_MS || self.at.len() > MAX_TOMBSTONES {
+                self.order.pop_front();
+                self.at.remove(&d);
+            } else {
+                break;
+            }
+        }
+        if self.order.len() > 2 * MAX_TOMBSTONES {
+            // Superseded entries behind a live one: drop them.
+            let at = &self.at;
+            self.order.retain(|(d, t)| at.get(d) == Some(t));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tombstones_expire_and_are_bounded() {
+        let mut t = Tombstones::default();
+        t.insert(b"a", 0);
+        assert!(t.contains(b"a", 10));
+        assert!(!t.contains(b"b", 10));
+        t.remove(b"a");
+        assert!(!t.contains(b"a", 10));
+        t.insert(b"a", 100);
+        assert!(t.contains(b"a", TOMBSTONE_TTL_MS + 99));
+        assert!(!t.contains(b"a", TOMBSTONE_TTL_MS + 100));
+        for i in 0..MAX_TOMBSTONES + 10 {
+            t.insert(format!("k{i}").as_bytes(), 200);
+        }
+        assert_eq!(t.len(), MAX_TOMBSTONES);
+        assert!(!t.contains(b"k0", 200) && t.contains(format!("k{}", MAX_TOMBSTONES + 9).as_bytes(), 200));
+    }
 
     #[test]
     fn counts_bytes_and_hands_out_arcs() {

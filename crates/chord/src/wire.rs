@@ -24,6 +24,10 @@ pub const MAX_NODES: usize = 255;
 pub const MAX_AVOID: usize = 32;
 /// Most items in one `Store`.
 pub const MAX_ITEMS: usize = 65_535;
+/// Most counters in one `Stats` answer.
+pub const MAX_COUNTERS: usize = 255;
+/// Longest counter name in a `Stats` answer.
+pub const MAX_COUNTER_NAME: usize = 64;
 
 /// A node on the ring: its identifier and where to reach it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -70,6 +74,12 @@ pub enum Request {
     /// Recursive lookup of `id`: the node forwards it hop by hop and answers with `Routed`;
     /// `hops` counts the forwards so far.
     Route { id: Id, hops: u8 },
+    /// The node's counters (items, bytes, RPCs, lookups, connections), for `appnet chord stats`.
+    Stats,
+    /// Garbage collection: the sender holds these items but is not among the owner's replica
+    /// holders. Keep each one this node lacks (unless it deleted the key recently), never
+    /// overwriting a value it has; `Ok` means the sender may drop them.
+    Adopt { items: Vec<Item> },
 }
 
 /// Why a request was refused.
@@ -128,6 +138,8 @@ pub enum Response {
     Deleted { existed: bool },
     /// Answer to `Route`: the id's successor list and the hops the query travelled.
     Routed { succs: Vec<NodeRef>, hops: u8 },
+    /// Answer to `Stats`: named counters, in a stable order.
+    Stats { counters: Vec<(String, u64)> },
     /// The request was refused.
     Error { code: ErrorCode, message: String },
 }
@@ -181,6 +193,8 @@ const T_DELETE: u8 = 0x08;
 const T_STORE: u8 = 0x09;
 const T_LEAVING: u8 = 0x0a;
 const T_ROUTE: u8 = 0x0b;
+const T_STATS: u8 = 0x0c;
+const T_ADOPT: u8 = 0x0d;
 const R_PONG: u8 = 0x81;
 const R_INFO: u8 = 0x82;
 const R_FOUND: u8 = 0x83;
@@ -190,6 +204,7 @@ const R_OK: u8 = 0x86;
 const R_VALUE: u8 = 0x87;
 const R_DELETED: u8 = 0x88;
 const R_ROUTED: u8 = 0x89;
+const R_STATS: u8 = 0x8a;
 const R_ERROR: u8 = 0xff;
 
 /// Appends fields to a frame under construction.
@@ -247,6 +262,22 @@ impl Writer {
     fn value(&mut self, v: &[u8]) {
         self.buf.extend_from_slice(&(v.len() as u32).to_be_bytes());
         self.buf.extend_from_slice(v);
+    }
+    fn items(&mut self, items: &[Item]) {
+        let n = items.len().min(MAX_ITEMS);
+        self.buf.extend_from_slice(&(n as u16).to_be_bytes());
+        for item in &items[..n] {
+            self.key(&item.key);
+            self.value(&item.value);
+        }
+    }
+    /// UTF-8 text cut (at a character boundary) to at most `max` bytes.
+    fn text(&mut self, text: &str, max: usize) {
+        let mut end = text.len().min(max);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.key(&text.as_bytes()[..end]);
     }
     fn finish(mut self) -> Vec<u8> {
         let len = (self.buf.len() - 4) as u32;
@@ -340,6 +371,17 @@ impl<'a> Reader<'a> {
         }
         Ok(self.take(n)?.to_vec())
     }
+    fn items(&mut self) -> Result<Vec<Item>, WireError> {
+        let n = self.u16()? as usize;
+        let mut items = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            items.push(Item { key: self.key()?, value: self.value()? });
+        }
+        Ok(items)
+    }
+    fn text(&mut self) -> Result<String, WireError> {
+        String::from_utf8(self.key()?).map_err(|_| WireError::Malformed("text is not UTF-8"))
+    }
     fn end(&self) -> Result<(), WireError> {
         if self.buf.is_empty() { Ok(()) } else { Err(WireError::Trailing(self.buf.len())) }
     }
@@ -384,10 +426,12 @@ pub fn encode_request(bits: u8, req: &Request) -> Vec<u8> {
         Request::Store { .. } => T_STORE,
         Request::Leaving { .. } => T_LEAVING,
         Request::Route { .. } => T_ROUTE,
+        Request::Stats => T_STATS,
+        Request::Adopt { .. } => T_ADOPT,
     };
     let mut w = Writer::new(bits, kind);
     match req {
-        Request::Ping | Request::Info | Request::GetNeighbors => {}
+        Request::Ping | Request::Info | Request::GetNeighbors | Request::Stats => {}
         Request::FindSuccessor { id, avoid } => {
             w.id(id);
             let n = avoid.len().min(MAX_AVOID);
@@ -402,14 +446,7 @@ pub fn encode_request(bits: u8, req: &Request) -> Vec<u8> {
             w.key(key);
             w.value(value);
         }
-        Request::Store { items } => {
-            let n = items.len().min(MAX_ITEMS);
-            w.buf.extend_from_slice(&(n as u16).to_be_bytes());
-            for item in &items[..n] {
-                w.key(&item.key);
-                w.value(&item.value);
-            }
-        }
+        Request::Store { items } | Request::Adopt { items } => w.items(items),
         Request::Leaving { node, pred, succs } => {
             w.node(node);
             w.opt_node(pred);
@@ -446,14 +483,9 @@ pub fn decode_request(body: &[u8]) -> Result<(u8, Request), WireError> {
         T_GET => Request::Get { key: r.key()? },
         T_PUT => Request::Put { key: r.key()?, value: r.value()? },
         T_DELETE => Request::Delete { key: r.key()? },
-        T_STORE => {
-            let n = r.u16()? as usize;
-            let mut items = Vec::with_capacity(n.min(1024));
-            for _ in 0..n {
-                items.push(Item { key: r.key()?, value: r.value()? });
-            }
-            Request::Store { items }
-        }
+        T_STORE => Request::Store { items: r.items()? },
+        T_ADOPT => Request::Adopt { items: r.items()? },
+        T_STATS => Request::Stats,
         T_LEAVING => Request::Leaving { node: r.node()?, pred: r.opt_node()?, succs: r.nodes()? },
         T_ROUTE => Request::Route { id: r.id()?, hops: r.u8()? },
         other => return Err(WireError::UnknownType(other)),
@@ -474,6 +506,7 @@ pub fn encode_response(bits: u8, resp: &Response) -> Vec<u8> {
         Response::Value { .. } => R_VALUE,
         Response::Deleted { .. } => R_DELETED,
         Response::Routed { .. } => R_ROUTED,
+        Response::Stats { .. } => R_STATS,
         Response::Error { .. } => R_ERROR,
     };
     let mut w = Writer::new(bits, kind);
@@ -510,14 +543,17 @@ pub fn encode_response(bits: u8, resp: &Response) -> Vec<u8> {
             w.nodes(succs);
             w.u8(*hops);
         }
+        Response::Stats { counters } => {
+            let n = counters.len().min(MAX_COUNTERS);
+            w.u8(n as u8);
+            for (name, value) in &counters[..n] {
+                w.text(name, MAX_COUNTER_NAME);
+                w.buf.extend_from_slice(&value.to_be_bytes());
+            }
+        }
         Response::Error { code, message } => {
             w.u8(*code as u8);
-            let m = message.as_bytes();
-            let mut end = m.len().min(1024);
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            w.key(&m[..end]);
+            w.text(message, 1024);
         }
     }
     w.finish()
@@ -558,12 +594,21 @@ pub fn decode_response(body: &[u8]) -> Result<(u8, Response), WireError> {
             1 => Response::Deleted { existed: true },
             _ => return Err(WireError::Malformed("deleted flag must be 0 or 1")),
         },
+        R_STATS => {
+            let n = r.u8()? as usize;
+            let mut counters = Vec::with_capacity(n);
+            for _ in 0..n {
+                let name = r.text()?;
+                if name.len() > MAX_COUNTER_NAME {
+                    return Err(WireError::TooLarge("counter name"));
+                }
+                counters.push((name, r.u64()?));
+            }
+            Response::Stats { counters }
+        }
         R_ERROR => {
             let code = ErrorCode::from_u8(r.u8()?).ok_or(WireError::Malformed("unknown error code"))?;
-            let text = r.key()?;
-            let message =
-                String::from_utf8(text).map_err(|_| WireError::Malformed("error text is not UTF-8"))?;
-            Response::Error { code, message }
+            Response::Error { code, message: r.text()? }
         }
         other => return Err(WireError::UnknownType(other)),
     };
@@ -595,6 +640,7 @@ mod tests {
             Just(Request::Ping),
             Just(Request::Info),
             Just(Request::GetNeighbors),
+            Just(Request::Stats),
             (any::<[u8; 20]>(), proptest::collection::vec(any::<[u8; 20]>(), 0..4)).prop_map(
                 move |(b, a)| {
                     Request::FindSuccessor {
@@ -610,6 +656,9 @@ mod tests {
             arb_bytes(40).prop_map(|key| Request::Delete { key }),
             (arb_bytes(40), arb_bytes(300)).prop_map(|(key, value)| Request::Put { key, value }),
             proptest::collection::vec((arb_bytes(20), arb_bytes(50)), 0..6).prop_map(|v| Request::Store {
+                items: v.into_iter().map(|(key, value)| Item { key, value }).collect()
+            }),
+            proptest::collection::vec((arb_bytes(20), arb_bytes(50)), 0..6).prop_map(|v| Request::Adopt {
                 items: v.into_iter().map(|(key, value)| Item { key, value }).collect()
             }),
             (arb_node(bits), proptest::option::of(arb_node(bits)), nodes)
@@ -643,6 +692,8 @@ mod tests {
             proptest::option::of(arb_bytes(100)).prop_map(|value| Response::Value { value }),
             any::<bool>().prop_map(|existed| Response::Deleted { existed }),
             (nodes(), any::<u8>()).prop_map(|(succs, hops)| Response::Routed { succs, hops }),
+            proptest::collection::vec(("[a-z_]{1,64}", any::<u64>()), 0..8)
+                .prop_map(|counters| Response::Stats { counters }),
             "[a-z é]{0,30}".prop_map(|message| Response::Error { code: ErrorCode::WrongRing, message }),
         ]
     }

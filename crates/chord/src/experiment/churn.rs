@@ -43,6 +43,8 @@ pub fn churn_run(n: usize, keys: usize, seconds: u64, per_period: f64, seed: u64
         stabilize_ms: STABILIZE_MS,
         fix_fingers_ms: 3_000,
         check_predecessor_ms: STABILIZE_MS,
+        // Garbage collection off: the published figures were measured without it.
+        gc_ms: 0,
         ..Params::default()
     };
     let mut sim = Sim::new(params, SimConfig { seed, ..SimConfig::default() });

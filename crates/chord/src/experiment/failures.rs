@@ -45,6 +45,8 @@ pub fn failure_run(n: usize, keys: usize, reads: usize, p: f64, replicas: usize,
         stabilize_ms: 30_000,
         fix_fingers_ms: 10_000,
         check_predecessor_ms: 30_000,
+        // Garbage collection off: the published figures were measured without it.
+        gc_ms: 0,
         ..Params::default()
     };
     let mut sim = Sim::new(params, SimConfig { seed, ..SimConfig::default() });

@@ -20,6 +20,8 @@ pub fn measure_paths(n: usize, lookups: usize, seed: u64) -> Vec<f64> {
         stabilize_ms: 600_000,
         fix_fingers_ms: 600_000,
         check_predecessor_ms: 600_000,
+        // Garbage collection off: the published figures were measured without it.
+        gc_ms: 0,
         ..Params::default()
     };
     let mut sim = Sim::new(params, SimConfig { seed, ..SimConfig::default() });

@@ -1,4 +1,4 @@
-//! `appnet chord node|put|get|delete|lookup|ring`: a Chord DHT node and its client.
+//! `appnet chord node|put|get|delete|lookup|ring|stats`: a Chord DHT node and its client.
 
 use crate::context::Context;
 use anyhow::Context as _;
@@ -20,7 +20,8 @@ const DEFAULT_NODE: &str = "127.0.0.1:14000";
     appnet chord node --listen 127.0.0.1:14002 --join 127.0.0.1:14000 &\n  \
     appnet chord put alice 'lives at 12 Elm St' --node 127.0.0.1:14001\n  \
     appnet chord get alice --node 127.0.0.1:14002\n  \
-    appnet chord ring --node 127.0.0.1:14000")]
+    appnet chord ring --node 127.0.0.1:14000\n  \
+    appnet chord stats --node 127.0.0.1:14000")]
 pub enum ChordCmd {
     /// Run a node: start a new ring, or join one through any of its nodes.
     #[command(after_help = "Examples:\n  \
@@ -47,6 +48,12 @@ pub enum ChordCmd {
     /// Walk the ring along successors and print every node with its fingers.
     #[command(after_help = "Example:\n  appnet chord ring --node 127.0.0.1:14000")]
     Ring(RingArgs),
+    /// Print one node's counters: items and bytes stored, requests and RPCs, lookups and hops,
+    /// connections (pooled and reused), garbage collection.
+    #[command(after_help = "Examples:\n  \
+        appnet chord stats --node 127.0.0.1:14000\n  \
+        appnet chord stats --node 127.0.0.1:14000 --raw     one `name value` line per counter")]
+    Stats(StatsArgs),
 }
 
 /// Flags for `chord node`; each overrides the `[chord]` table of --config.
@@ -79,6 +86,10 @@ pub struct NodeArgs {
     /// Milliseconds before a silent peer counts as failed [default: 1000].
     #[arg(long, value_name = "MS")]
     rpc_timeout_ms: Option<u64>,
+    /// Milliseconds between garbage-collection rounds, which drop items this node is no longer
+    /// a replica holder for (after handing them to their owner); 0 = never [default: 10000].
+    #[arg(long, value_name = "MS")]
+    gc_ms: Option<u64>,
 }
 
 /// Where to reach the ring, for the client commands.
@@ -137,6 +148,16 @@ pub struct RingArgs {
     /// Stop after this many nodes.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     max: usize,
+}
+
+/// Flags for `chord stats`.
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    at: NodeAddr,
+    /// One `name value` line per counter, for scripts.
+    #[arg(long)]
+    raw: bool,
 }
 
 /// Runs a `chord` subcommand.
@@ -201,6 +222,105 @@ pub async fn run(cmd: ChordCmd, ctx: &Context) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        ChordCmd::Stats(args) => {
+            let client = connect(&args.at).await?;
+            let counters = client.stats(args.at.node).await?;
+            if args.raw {
+                for (name, value) in &counters {
+                    println!("{name} {value}");
+                }
+                return Ok(());
+            }
+            let info = client.info(args.at.node).await?;
+            print_stats(&describe(&info.node, client.bits()), &counters);
+            Ok(())
+        }
+    }
+}
+
+/// The counters of `chord stats`, a few lines by topic; counters this version does not know
+/// (a newer node) are listed at the end as they came.
+fn print_stats(node: &str, counters: &[(String, u64)]) {
+    let get = |name: &str| counters.iter().find(|(k, _)| k == name).map(|(_, v)| *v).unwrap_or(0);
+    let per = |total: u64, n: u64| if n == 0 { 0.0 } else { total as f64 / n as f64 };
+    let secs = get("uptime_ms") / 1000;
+    println!("node {node}, up {}h {:02}m {:02}s", secs / 3600, secs / 60 % 60, secs % 60);
+    println!(
+        "  store:        {} items ({} owned, {} replicas), {} bytes; {} deleted keys remembered",
+        get("items"),
+        get("items_owned"),
+        get("items_replica"),
+        get("bytes"),
+        get("deleted_keys_remembered")
+    );
+    println!(
+        "  routing:      {} successors, {} distinct fingers, {} RPCs in flight",
+        get("successors"),
+        get("fingers_distinct"),
+        get("pending_rpcs")
+    );
+    println!("  requests in:  {} answered, {} malformed", get("requests_in"), get("bad_requests"));
+    println!(
+        "  RPCs out:     {} sent, {} unreachable, {} refused",
+        get("rpcs_out"),
+        get("rpc_unreachable"),
+        get("rpc_refused")
+    );
+    println!(
+        "  lookups:      {} done, {} failed; {:.2} hops and {:.2} timeouts per lookup",
+        get("lookups"),
+        get("lookup_failures"),
+        per(get("lookup_hops"), get("lookups") - get("lookup_failures")),
+        per(get("lookup_timeouts"), get("lookups") - get("lookup_failures"))
+    );
+    println!(
+        "  connections:  in {} accepted, {} open, {} refused; out {} opened, {} reused, {} stale, {} pooled",
+        get("connections_in_total"),
+        get("connections_in_open"),
+        get("connections_in_refused"),
+        get("connections_out_opened"),
+        get("connections_out_reused"),
+        get("connections_out_stale"),
+        get("connections_out_pooled")
+    );
+    println!(
+        "  garbage:      {} rounds, {} stale items dropped, {} items adopted",
+        get("gc_rounds"),
+        get("gc_dropped"),
+        get("gc_adopted")
+    );
+    const KNOWN: &[&str] = &[
+        "uptime_ms",
+        "items",
+        "items_owned",
+        "items_replica",
+        "bytes",
+        "deleted_keys_remembered",
+        "successors",
+        "fingers_distinct",
+        "pending_rpcs",
+        "requests_in",
+        "bad_requests",
+        "rpcs_out",
+        "rpc_unreachable",
+        "rpc_refused",
+        "lookups",
+        "lookup_failures",
+        "lookup_hops",
+        "lookup_timeouts",
+        "connections_in_total",
+        "connections_in_open",
+        "connections_in_refused",
+        "connections_out_opened",
+        "connections_out_reused",
+        "connections_out_stale",
+        "connections_out_pooled",
+        "gc_rounds",
+        "gc_dropped",
+        "gc_adopted",
+    ];
+    for (name, value) in counters.iter().filter(|(k, _)| !KNOWN.contains(&k.as_str())) {
+        println!("  {name}: {value}");
     }
 }
 
@@ -264,6 +384,9 @@ async fn node(args: NodeArgs, ctx: &Context) -> anyhow::Result<()> {
     }
     if let Some(v) = args.rpc_timeout_ms {
         config.rpc_timeout_ms = v;
+    }
+    if let Some(v) = args.gc_ms {
+        config.gc_ms = v;
     }
     let listen = config.listen;
     let join = config.join;
