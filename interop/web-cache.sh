@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # appnet web proxy and the CDN, driven by clients that are not ours: curl through the forward
-# proxy (-x), including CONNECT to an HTTPS site; dig against the CDN's DNS from two resolver
+# proxy (-x), including CONNECT to an HTTPS site; curl and nghttp over TLS to the proxy in front
+# of an https:// origin; dig against the CDN's DNS from two resolver
 # addresses; and the HTTP working group's cache test suite
 # (http-cache-tests from npm) against appnet in reverse-proxy mode, with its pass count printed
 # next to the suite's published results for Varnish, Squid and nginx.
@@ -44,6 +45,30 @@ metrics=$(curl -s --max-time 10 "http://127.0.0.1:$pport/metrics")
 check "metrics: hits counted" "yes" "$(echo "$metrics" | awk '$1=="appnet_proxy_hits_total" && $2>=2 {print "yes"}')"
 check "metrics: one tunnel" "1" "$(echo "$metrics" | awk '$1=="appnet_proxy_tunnels_total"{print $2}')"
 check "metrics: bytes saved" "yes" "$(echo "$metrics" | awk '$1=="appnet_proxy_bytes_saved_total" && $2>=200000 {print "yes"}')"
+
+echo "HTTPS: an https:// origin behind the proxy, and the proxy's own TLS listener (lab CA)"
+xport=$(free_port); fport=$(free_port); uport=$(free_port)
+bg "$APPNET" web proxy --reverse "https://localhost:$tport" --tls --listen "127.0.0.1:$xport"
+bg "$APPNET" web proxy --tls --listen "127.0.0.1:$fport"
+mkdir -p "$WORK/other-ca"
+bg "$APPNET" web proxy --reverse "https://localhost:$tport" --ca-dir "$WORK/other-ca" --listen "127.0.0.1:$uport"
+for p in $xport $fport $uport; do wait_tcp 127.0.0.1 "$p"; done
+S=(curl -s --max-time 10 --cacert "$WORK/ca/ca.pem")
+# sget ARGS...: "HTTP-VERSION STATUS X-CACHE" of one request.
+sget() {
+  local v
+  v=$("${S[@]}" -o /dev/null -D "$WORK/h" -w '%{http_version} %{http_code}' "$@")
+  echo "$v $(tr -d '\r' < "$WORK/h" | awk -F': ' 'tolower($1)=="x-cache"{print $2}')"
+}
+https_url=https://localhost:$xport/popular-image.jpg
+check "curl --cacert over TLS, https origin: a miss" "1.1 200 MISS" "$(sget --http1.1 "$https_url")"
+check "then a hit" "1.1 200 HIT" "$(sget --http1.1 "$https_url")"
+check "HTTP/2 by ALPN: a hit from the same cache" "2 200 HIT" "$(sget --http2 "$https_url")"
+check "body intact over TLS on both sides" "$(sha256sum < "$site/popular-image.jpg")" "$("${S[@]}" "$https_url" | sha256sum)"
+check "nghttp (h2 over TLS) gets a hit" "HIT" "$(nghttp -y -n -v "$https_url" | awk '$(NF-1)=="x-cache:"{print $NF}')"
+check "another object over TLS on both sides" "200" "$("${S[@]}" -o /dev/null -w '%{http_code}' https://localhost:$xport/index.html)"
+check "an origin signed by an untrusted CA: 502" "502" "$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' http://127.0.0.1:$uport/index.html)"
+check "forward proxy over TLS (curl -x https://, --proxy-cacert)" "200 MISS" "$(curl -s --max-time 10 --proxy-cacert "$WORK/ca/ca.pem" -x "https://localhost:$fport" -o /dev/null -D "$WORK/h" -w '%{http_code}' $origin/index.html; echo " $(tr -d '\r' < "$WORK/h" | awk -F': ' 'tolower($1)=="x-cache"{print $2}')")"
 
 echo "CDN: DNS sends each resolver to its nearest healthy replica (dig -b picks the resolver address)"
 command -v dig > /dev/null || { echo "  FAIL: dig is needed (bind9-dnsutils)" >&2; exit 1; }

@@ -7,7 +7,8 @@
 //! - [`site`]: the request handler shared by both protocol drivers.
 //! - [`gate`]: the HTTP/1 request-head checks that sit in front of hyper.
 //! - [`server`] / [`h2srv`]: the tokio drivers. [`client`]: `appnet web get`.
-//! - [`config`], [`tls`] (files or the lab CA), [`stats`] (counters, access log), [`apps`], [`push`].
+//! - [`config`], [`tls`] (files or the lab CA), [`tls_client`] (trust for outgoing TLS),
+//!   [`stats`] (counters, access log), [`apps`], [`push`].
 
 pub mod apps;
 pub mod body;
@@ -25,6 +26,7 @@ pub mod server;
 pub mod site;
 pub mod stats;
 pub mod tls;
+pub mod tls_client;
 
 pub use config::WebConfig;
 pub use server::WebServer;

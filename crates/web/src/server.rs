@@ -73,25 +73,14 @@ fn tls_config(
     config: &WebConfig,
     addr: SocketAddr,
 ) -> Result<(Arc<rustls::ServerConfig>, Option<String>), tls::TlsError> {
-    if let (Some(cert), Some(key)) = (&config.cert, &config.key) {
-        return Ok((tls::from_files(cert, key)?, None));
-    }
-    let dir = config.ca_dir.clone().unwrap_or_else(tls::LabCa::default_dir);
-    let ca = tls::LabCa::open(&dir)?;
-    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
-    let ip = addr.ip();
-    if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
-        names.push(ip.to_string());
-    }
-    names.extend(config.vhosts.keys().cloned());
-    let cfg = ca.server_config(&names)?;
-    let note = format!(
-        "certificate for {} minted by the appnet lab CA; trust it with: curl --cacert {} https://localhost:{}/",
-        names.join(", "),
-        ca.cert_path().display(),
-        addr.port()
-    );
-    Ok((cfg, Some(note)))
+    let names: Vec<String> = config.vhosts.keys().cloned().collect();
+    tls::listener_config(
+        config.cert.as_deref(),
+        config.key.as_deref(),
+        config.ca_dir.as_deref(),
+        addr,
+        &names,
+    )
 }
 
 impl Service for WebServer {

@@ -46,6 +46,38 @@ pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
     server_config(certs, key)
 }
 
+/// The TLS config of a listener, as `appnet web serve --tls` and `appnet web proxy --tls` set it
+/// up: the PEM `cert` and `key` when given, else a certificate minted by the lab CA in `ca_dir`
+/// (default [`LabCa::default_dir`]) for localhost, the loopback addresses, the listening address
+/// and `extra_names`. With the lab CA, also a note telling clients how to trust it (a curl line).
+pub fn listener_config(
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    ca_dir: Option<&Path>,
+    addr: std::net::SocketAddr,
+    extra_names: &[String],
+) -> Result<(Arc<rustls::ServerConfig>, Option<String>), TlsError> {
+    if let (Some(cert), Some(key)) = (cert, key) {
+        return Ok((from_files(cert, key)?, None));
+    }
+    let dir = ca_dir.map(Path::to_path_buf).unwrap_or_else(LabCa::default_dir);
+    let ca = LabCa::open(&dir)?;
+    let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    let ip = addr.ip();
+    if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
+        names.push(ip.to_string());
+    }
+    names.extend(extra_names.iter().filter(|n| !n.is_empty()).cloned());
+    let cfg = ca.server_config(&names)?;
+    let note = format!(
+        "certificate for {} minted by the appnet lab CA; trust it with: curl --cacert {} https://localhost:{}/",
+        names.join(", "),
+        ca.cert_path().display(),
+        addr.port()
+    );
+    Ok((cfg, Some(note)))
+}
+
 fn server_config(
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -111,6 +143,11 @@ impl LabCa {
     /// The CA certificate file clients should trust.
     pub fn cert_path(&self) -> PathBuf {
         self.dir.join("ca.pem")
+    }
+
+    /// Where the CA certificate of a lab CA kept in `dir` is (whether or not it exists yet).
+    pub fn cert_path_in(dir: &Path) -> PathBuf {
+        dir.join("ca.pem")
     }
 
     /// Mints a server certificate for `names` (DNS names or IP addresses) and returns a rustls

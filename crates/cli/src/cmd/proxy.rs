@@ -14,12 +14,35 @@ pub struct ProxyArgs {
     /// Address to listen on [default: 127.0.0.1:3128].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
-    /// Reverse-proxy (accelerator) mode: every request goes to this origin, http://HOST[:PORT].
+    /// Reverse-proxy (accelerator) mode: every request goes to this origin, http://HOST[:PORT]
+    /// or https://HOST[:PORT] (verified against the system's roots, the lab CA and --origin-ca).
     #[arg(long, value_name = "URL")]
     reverse: Option<String>,
     /// Reverse mode, per Host: NAME=URL (repeatable; before --reverse).
     #[arg(long, value_name = "NAME=URL")]
     origin: Vec<String>,
+    /// Serve HTTPS to clients (HTTP/2 and HTTP/1.1 by ALPN); without --cert/--key the lab CA
+    /// mints a certificate (the curl --cacert line is printed).
+    #[arg(long)]
+    tls: bool,
+    /// PEM certificate chain of the listener (implies --tls).
+    #[arg(long, alias = "tls-cert", value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key of the listener.
+    #[arg(long, alias = "tls-key", value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Another name for the lab-CA certificate, e.g. the site's public name (repeatable).
+    #[arg(long, value_name = "NAME")]
+    tls_name: Vec<String>,
+    /// The lab CA's directory [default: ~/.local/share/appnet/lab-ca, or $APPNET_CA_DIR].
+    #[arg(long, value_name = "DIR")]
+    ca_dir: Option<PathBuf>,
+    /// Also trust the CA certificates in this PEM file for https:// origins (repeatable).
+    #[arg(long, value_name = "FILE")]
+    origin_ca: Vec<PathBuf>,
+    /// Trust only --origin-ca (and the lab CA) for https:// origins, not the system's roots.
+    #[arg(long)]
+    no_system_roots: bool,
     /// Keep the cache on disk here (survives restarts); default: memory only.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -123,6 +146,17 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<()> {
         config.max_connections = n;
     }
     config.access_log |= args.access_log;
+    config.tls |= args.tls || args.cert.is_some();
+    if args.cert.is_some() {
+        config.cert = args.cert;
+        config.key = args.key;
+    }
+    config.tls_names.extend(args.tls_name);
+    if args.ca_dir.is_some() {
+        config.ca_dir = args.ca_dir;
+    }
+    config.origin_ca.extend(args.origin_ca);
+    config.origin_system_roots &= !args.no_system_roots;
     let listen = config.listen;
     let mode = match (&config.reverse, config.origins.is_empty()) {
         (Some(url), true) => format!("reverse proxy for {url}"),
@@ -135,7 +169,11 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<()> {
     };
     let server =
         ProxyServer::bind(config).await.with_context(|| format!("cannot start the proxy on {listen}"))?;
-    eprintln!("appnet web proxy: {mode} on http://{} ({store}; Ctrl-C to stop)", server.local_addr());
+    let scheme = if server.is_tls() { "https" } else { "http" };
+    eprintln!("appnet web proxy: {mode} on {scheme}://{} ({store}; Ctrl-C to stop)", server.local_addr());
+    if let Some(note) = server.tls_note() {
+        eprintln!("appnet web proxy: {note}");
+    }
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     server.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))

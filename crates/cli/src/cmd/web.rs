@@ -39,11 +39,13 @@ pub enum WebCmd {
         curl -x http://127.0.0.1:3128 http://example.com/      (CONNECT for https:// too)\n  \
         appnet web proxy --reverse http://127.0.0.1:8080 --listen 127.0.0.1:6081\n  \
         appnet web proxy --reverse http://origin:80 --cache-dir /var/cache/appnet --disk-size 10GiB\n  \
+        appnet web proxy --reverse https://origin.example --tls --listen 127.0.0.1:6443\n                                                          \
+        HTTPS on both sides (lab-CA certificate; prints the curl --cacert line)\n  \
         curl -X PURGE http://127.0.0.1:6081/page.html          drop a cached object (--purge-allow)\n  \
         curl http://127.0.0.1:6081/metrics                     hits, misses, revalidations, hit ratio\n\n\
         Responses carry X-Cache (HIT, MISS, REVALIDATED, STALE, PASS) and Cache-Status (RFC 9211).\n\
         Config: a [proxy] table in --config (every flag, plus origins per host); flags override it.")]
-    Proxy(super::proxy::ProxyArgs),
+    Proxy(Box<super::proxy::ProxyArgs>),
     /// The CDN's DNS: answers a CDN name with the nearest healthy replica for each resolver.
     #[command(after_help = "Examples:\n  \
         appnet web cdn --listen 127.0.0.1:10053 \\\n      \
@@ -139,7 +141,7 @@ pub async fn run(cmd: WebCmd, ctx: &Context) -> anyhow::Result<()> {
     match cmd {
         WebCmd::Serve(args) => serve(args, ctx).await,
         WebCmd::Get(args) => get(args).await,
-        WebCmd::Proxy(args) => super::proxy::run(args, ctx).await,
+        WebCmd::Proxy(args) => super::proxy::run(*args, ctx).await,
         WebCmd::Cdn(args) => super::proxy::run_cdn(args, ctx).await,
     }
 }

@@ -13,8 +13,9 @@ use std::time::Duration;
 pub struct ProxyConfig {
     /// Address to listen on (port 0 picks a free one).
     pub listen: SocketAddr,
-    /// Reverse-proxy mode: the origin (`http://host:port`) every request goes to. Without it
-    /// (and without `origins`) the proxy is a forward proxy for configured clients.
+    /// Reverse-proxy mode: the origin (`http://host[:port]` or `https://host[:port]`) every
+    /// request goes to. Without it (and without `origins`) the proxy is a forward proxy for
+    /// configured clients.
     pub reverse: Option<String>,
     /// Reverse-proxy mode: origin per Host name (lower case, no port), before `reverse`.
     pub origins: BTreeMap<String, String>,
@@ -37,6 +38,26 @@ pub struct ProxyConfig {
     /// Path answered with statistics in the Prometheus text format (empty: off). In reverse
     /// mode only `purge_allow` clients get it; others reach the origin's path.
     pub metrics_path: String,
+    /// Serve HTTPS to clients (HTTP/1.1 and HTTP/2 by ALPN). Without `cert`/`key` the lab CA
+    /// mints a certificate, as for `appnet web serve --tls`.
+    pub tls: bool,
+    /// PEM certificate chain of the listener (implies `tls`).
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the listener.
+    pub key: Option<PathBuf>,
+    /// Extra names for a lab-CA certificate (besides localhost and the listening address).
+    pub tls_names: Vec<String>,
+    /// The lab CA's directory (default: ~/.local/share/appnet/lab-ca): it mints the listener's
+    /// certificate, and `https://` origins it signed are trusted when `origin_lab_ca` is on.
+    pub ca_dir: Option<PathBuf>,
+    /// PEM files of further CAs trusted for `https://` origins (besides the system's roots).
+    pub origin_ca: Vec<PathBuf>,
+    /// Trust the system's roots (/etc/ssl/certs) for `https://` origins.
+    pub origin_system_roots: bool,
+    /// Trust the lab CA (when it exists) for `https://` origins.
+    pub origin_lab_ca: bool,
+    /// Offer HTTP/2 to `https://` origins by ALPN (HTTP/1.1 is always offered).
+    pub origin_h2: bool,
     /// Resolve origin host names by asking this recursive DNS resolver (`None`: the system's).
     pub dns: Option<SocketAddr>,
     /// Seconds to connect to an origin.
@@ -45,7 +66,8 @@ pub struct ProxyConfig {
     pub origin_timeout_secs: u64,
     /// Seconds an origin body may stall between chunks.
     pub body_idle_timeout_secs: u64,
-    /// Seconds an idle client connection stays open.
+    /// Seconds a client connection with no request in progress stays open (HTTP/1 keep-alive
+    /// and HTTP/2).
     pub idle_timeout_secs: u64,
     /// Seconds a client has to send a request head.
     pub header_timeout_secs: u64,
@@ -82,6 +104,15 @@ impl Default for ProxyConfig {
             purge_allow: vec!["127.0.0.0/8".into(), "::1".into()],
             connect_ports: vec![443, 8443],
             metrics_path: "/metrics".into(),
+            tls: false,
+            cert: None,
+            key: None,
+            tls_names: Vec::new(),
+            ca_dir: None,
+            origin_ca: Vec::new(),
+            origin_system_roots: true,
+            origin_lab_ca: true,
+            origin_h2: true,
             dns: None,
             connect_timeout_secs: 5,
             origin_timeout_secs: 30,
@@ -103,6 +134,11 @@ impl ProxyConfig {
     /// Whether the proxy runs in reverse mode.
     pub fn is_reverse(&self) -> bool {
         self.reverse.is_some() || !self.origins.is_empty()
+    }
+
+    /// Whether the listener speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls || self.cert.is_some()
     }
 
     pub(crate) fn secs(v: u64) -> Duration {

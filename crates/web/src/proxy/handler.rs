@@ -34,6 +34,9 @@ pub enum SetupError {
     /// The cache directory could not be opened.
     #[error("cache directory: {0}")]
     Store(#[from] io::Error),
+    /// TLS towards `https://` origins could not be set up (CA files).
+    #[error("TLS to origins: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// The proxy's shared state (one per listener, shared by all connections).
@@ -43,6 +46,8 @@ pub struct Proxy {
     collapser: Arc<Collapser>,
     metrics: ProxyMetrics,
     client: OriginClient,
+    /// One client per `https://` origin (by authority), each pinned to it.
+    tls_clients: HashMap<String, OriginClient>,
     opts: PolicyOptions,
     allow: AccessList,
     purge_allow: AccessList,
@@ -83,6 +88,12 @@ impl Proxy {
         for (host, url) in &cfg.origins {
             origins.insert(host.to_ascii_lowercase(), Origin::parse(url).map_err(SetupError::Origin)?);
         }
+        let client_opts = origin::ClientOpts {
+            connect_timeout: ProxyConfig::secs(cfg.connect_timeout_secs),
+            per_host: cfg.pool_per_host,
+            dns: cfg.dns,
+        };
+        let tls_clients = tls_clients(&cfg, reverse.iter().chain(origins.values()), &client_opts)?;
         let opts = PolicyOptions {
             heuristic_fraction: cfg.heuristic_fraction,
             heuristic_max: Duration::from_secs(cfg.heuristic_max_secs),
@@ -108,7 +119,8 @@ impl Proxy {
         Ok(Proxy {
             allow: AccessList::parse(&cfg.allow).map_err(SetupError::Acl)?,
             purge_allow: AccessList::parse(&cfg.purge_allow).map_err(SetupError::Acl)?,
-            client: origin::client(ProxyConfig::secs(cfg.connect_timeout_secs), cfg.pool_per_host, cfg.dns),
+            client: origin::client(&client_opts),
+            tls_clients,
             store,
             collapser: Arc::new(Collapser::default()),
             metrics: ProxyMetrics::new(),
@@ -174,17 +186,14 @@ impl Proxy {
                 ))
             })?;
             let host = if host.is_empty() { origin.authority.clone() } else { host };
-            return Ok(Target { key: format!("http://{host}{pq}"), origin, path_and_query: pq });
+            let scheme = if self.cfg.is_tls() { "https" } else { "http" };
+            return Ok(Target { key: format!("{scheme}://{host}{pq}"), origin, path_and_query: pq });
         }
         match (uri.scheme_str(), uri.authority()) {
             (Some("http"), Some(auth)) => {
                 let a = auth.as_str().to_ascii_lowercase();
                 let a = a.strip_suffix(":80").unwrap_or(&a).to_string();
-                Ok(Target {
-                    key: format!("http://{a}{pq}"),
-                    origin: Origin { authority: a },
-                    path_and_query: pq,
-                })
+                Ok(Target { key: format!("http://{a}{pq}"), origin: Origin::http(a), path_and_query: pq })
             }
             (Some(s), Some(_)) => Err(Box::new(text(
                 StatusCode::BAD_REQUEST,
@@ -274,10 +283,24 @@ impl Proxy {
         .map_err(|e| Box::new(text(StatusCode::BAD_REQUEST, format!("cannot forward this request: {e}"))))
     }
 
-    async fn fetch(&self, req: Request<Body>) -> Result<Response<hyper::body::Incoming>, FetchError> {
+    async fn fetch(
+        &self,
+        origin: &Origin,
+        req: Request<Body>,
+    ) -> Result<Response<hyper::body::Incoming>, FetchError> {
         self.metrics.origin_requests.inc();
         let limit = ProxyConfig::secs(self.cfg.origin_timeout_secs);
-        match tokio::time::timeout(limit, self.client.request(req)).await {
+        let client = match origin.https {
+            false => &self.client,
+            true => match self.tls_clients.get(&origin.authority) {
+                Some(c) => c,
+                None => {
+                    self.metrics.origin_errors.inc();
+                    return Err(FetchError::Failed("no TLS client for this origin".into()));
+                }
+            },
+        };
+        match tokio::time::timeout(limit, client.request(req)).await {
             Err(_) => {
                 self.metrics.origin_errors.inc();
                 Err(FetchError::Timeout)
@@ -327,7 +350,7 @@ impl Proxy {
             Ok(r) => r,
             Err(resp) => return *resp,
         };
-        let resp = match self.fetch(up).await {
+        let resp = match self.fetch(&target.origin, up).await {
             Ok(r) => r,
             Err(e) => return self.origin_failure(&target, e),
         };
@@ -444,7 +467,7 @@ impl Proxy {
             Ok(r) => r,
             Err(resp) => return *resp,
         };
-        let resp = match self.fetch(up).await {
+        let resp = match self.fetch(&target.origin, up).await {
             Ok(r) => r,
             Err(e) => {
                 let now = SystemTime::now();
@@ -546,7 +569,7 @@ impl Proxy {
             Ok(r) => r,
             Err(resp) => return *resp,
         };
-        let resp = match self.fetch(up).await {
+        let resp = match self.fetch(&target.origin, up).await {
             Ok(r) => r,
             Err(e) => return self.origin_failure(target, e),
         };
@@ -774,6 +797,36 @@ impl Proxy {
         *r.headers_mut() = h;
         r
     }
+}
+
+/// The clients of the `https://` origins among `origins`, sharing one rustls config that trusts
+/// the system's roots, the lab CA and the configured CA files (as configured).
+fn tls_clients<'a>(
+    cfg: &ProxyConfig,
+    origins: impl Iterator<Item = &'a Origin>,
+    opts: &origin::ClientOpts,
+) -> Result<HashMap<String, OriginClient>, SetupError> {
+    let https: Vec<&Origin> = origins.filter(|o| o.https).collect();
+    let mut out = HashMap::new();
+    if https.is_empty() {
+        return Ok(out);
+    }
+    let trust = crate::tls_client::Trust {
+        system: cfg.origin_system_roots,
+        lab_ca_dir: cfg
+            .origin_lab_ca
+            .then(|| cfg.ca_dir.clone().unwrap_or_else(crate::tls::LabCa::default_dir)),
+        extra: cfg.origin_ca.clone(),
+    };
+    let alpn: &[&[u8]] = if cfg.origin_h2 { &[b"h2", b"http/1.1"] } else { &[b"http/1.1"] };
+    let tls = crate::tls_client::client_config(&trust, alpn)?;
+    for o in https {
+        if !out.contains_key(&o.authority) {
+            let client = origin::tls_client(o, tls.clone(), opts).map_err(SetupError::Origin)?;
+            out.insert(o.authority.clone(), client);
+        }
+    }
+    Ok(out)
 }
 
 async fn open_at(path: &std::path::Path, offset: u64) -> io::Result<tokio::fs::File> {

@@ -4,12 +4,14 @@
 //! - [`policy`]: the RFC 9111 core (sans-IO, on `http-cache-semantics` plus what it lacks).
 //! - [`store`]: memory and disk storage with CLOCK eviction; crash-safe disk objects.
 //! - [`collapse`]: request collapsing, so concurrent misses make one origin request.
-//! - [`handler`]: the request flow; [`origin`]: the pooled origin client.
+//! - [`handler`]: the request flow; [`origin`]: the pooled origin clients; [`connector`]:
+//!   their connections (TCP, and TLS to `https://` origins).
 //! - [`server`]: the tokio driver ([`ProxyServer::bind`] → `Service`), CONNECT tunnels.
 //! - [`metrics`]: counters, `X-Cache` and `Cache-Status` (RFC 9211).
 
 pub mod collapse;
 pub mod config;
+pub mod connector;
 pub mod experiment;
 pub mod handler;
 pub mod metrics;

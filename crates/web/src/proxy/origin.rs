@@ -1,7 +1,9 @@
 //! Talking to origins: where a request goes (forward: the absolute-form target; reverse: the
-//! configured origin for the Host), the pooled keep-alive hyper client, and the hop-by-hop
-//! clean-up of forwarded requests.
+//! configured `http://` or `https://` origin for the Host), the pooled keep-alive hyper
+//! clients (see [`connector`](super::connector) for TLS), and the hop-by-hop clean-up of
+//! forwarded requests.
 
+use super::connector::OriginConnector;
 use super::policy::strip_hop_by_hop;
 use crate::body::Body;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -14,40 +16,65 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-/// An origin server (`http://authority`).
+/// An origin server (`http://authority` or `https://authority`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    /// `host:port` (port omitted when 80).
+    /// `host:port` (port omitted when it is the scheme's default).
     pub authority: String,
+    /// Whether the origin speaks TLS (`https://`).
+    pub https: bool,
 }
 
 impl Origin {
-    /// Parses `http://host[:port][/]` (or a bare `host:port`).
+    /// A cleartext origin at `authority` (forward-proxy targets).
+    pub fn http(authority: String) -> Origin {
+        Origin { authority, https: false }
+    }
+
+    /// Parses `http://host[:port][/]`, `https://host[:port][/]` or a bare `host:port`.
     pub fn parse(url: &str) -> Result<Origin, String> {
-        let rest = if let Some(r) = url.strip_prefix("http://") {
-            r
-        } else if url.starts_with("https://") {
-            return Err(format!(
-                "{url}: only http:// origins are supported (terminate TLS in front of the origin)"
-            ));
+        let (rest, https) = if let Some(r) = url.strip_prefix("http://") {
+            (r, false)
+        } else if let Some(r) = url.strip_prefix("https://") {
+            (r, true)
         } else if url.contains("://") {
-            return Err(format!("{url}: not an http:// URL"));
+            return Err(format!("{url}: not an http:// or https:// URL"));
         } else {
-            url
+            (url, false)
         };
         let authority = rest.split('/').next().unwrap_or("").to_ascii_lowercase();
-        if authority.is_empty() || authority.parse::<http::uri::Authority>().is_err() {
+        if authority.is_empty()
+            || authority.contains('@')
+            || authority.parse::<http::uri::Authority>().is_err()
+        {
             return Err(format!("{url}: no host in the origin URL"));
         }
-        Ok(Origin { authority: authority.strip_suffix(":80").unwrap_or(&authority).to_string() })
+        let default = if https { ":443" } else { ":80" };
+        Ok(Origin { authority: authority.strip_suffix(default).unwrap_or(&authority).to_string(), https })
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.https { "https" } else { "http" }
+    }
+
+    /// The host (brackets kept for IPv6) and port to connect to.
+    pub fn host_port(&self) -> (String, u16) {
+        let default = if self.https { 443 } else { 80 };
+        match self.authority.parse::<http::uri::Authority>() {
+            Ok(a) => (a.host().to_string(), a.port_u16().unwrap_or(default)),
+            Err(_) => (self.authority.clone(), default),
+        }
     }
 }
 
-/// The origin client: pooled keep-alive HTTP/1.1 connections.
-pub type OriginClient = Client<HttpConnector<OriginResolver>, Body>;
+/// The origin client: pooled keep-alive connections (HTTP/1.1, or HTTP/2 when a TLS origin
+/// picks it by ALPN).
+pub type OriginClient = Client<OriginConnector, Body>;
 
 /// How origin host names become addresses: the system's resolver, or a given DNS server asked
 /// recursively (an institutional cache in the lab resolves through the lab's local DNS server).
@@ -115,18 +142,48 @@ async fn lookup(server: SocketAddr, host: &str) -> Result<Vec<SocketAddr>, std::
     Ok(out)
 }
 
-/// Builds the origin client; `dns` overrides the system resolver for origin names.
-pub fn client(connect_timeout: Duration, per_host: usize, dns: Option<SocketAddr>) -> OriginClient {
-    let mut http = HttpConnector::new_with_resolver(OriginResolver::new(dns));
-    http.set_connect_timeout(Some(connect_timeout));
+/// How origin clients are built: timeouts, pool size, and the resolver.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientOpts {
+    /// Time to connect (TCP, and again for a TLS handshake).
+    pub connect_timeout: Duration,
+    /// Most idle pooled connections per origin.
+    pub per_host: usize,
+    /// The recursive resolver for origin names (`None`: the system's).
+    pub dns: Option<SocketAddr>,
+}
+
+fn tcp_connector(opts: &ClientOpts) -> HttpConnector<OriginResolver> {
+    let mut http = HttpConnector::new_with_resolver(OriginResolver::new(opts.dns));
+    http.set_connect_timeout(Some(opts.connect_timeout));
     http.set_nodelay(true);
     http.enforce_http(true);
+    http
+}
+
+fn build(connector: OriginConnector, opts: &ClientOpts) -> OriginClient {
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(per_host)
+        .pool_max_idle_per_host(opts.per_host)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
-        .build(http)
+        .build(connector)
+}
+
+/// The client for `http://` origins (the request URI says where to connect).
+pub fn client(opts: &ClientOpts) -> OriginClient {
+    build(OriginConnector::plain(tcp_connector(opts)), opts)
+}
+
+/// The client for one `https://` origin, trusting what `tls` trusts.
+pub fn tls_client(
+    origin: &Origin,
+    tls: Arc<rustls::ClientConfig>,
+    opts: &ClientOpts,
+) -> Result<OriginClient, String> {
+    let (host, port) = origin.host_port();
+    let connector = OriginConnector::pinned_tls(tcp_connector(opts), tls, &host, port, opts.connect_timeout)?;
+    Ok(build(connector, opts))
 }
 
 /// Header fields a cache sends instead of the client's own conditionals when it wants a full
@@ -151,9 +208,15 @@ pub fn upstream_request(
     added: &HeaderMap,
     body: Body,
 ) -> Result<Request<Body>, http::Error> {
-    let uri: Uri = format!("http://{}{}", origin.authority, path_and_query).parse()?;
     let mut h = headers.clone();
     strip_hop_by_hop(&mut h);
+    // A TLS origin's connector is pinned, so the URI names the authority to present: the Host
+    // being forwarded (`:authority` over HTTP/2 must agree with it).
+    let presented = match h.get(header::HOST).and_then(|v| v.to_str().ok()) {
+        Some(host) if origin.https && host.parse::<http::uri::Authority>().is_ok() => host,
+        _ => origin.authority.as_str(),
+    };
+    let uri: Uri = format!("{}://{}{}", origin.scheme(), presented, path_and_query).parse()?;
     if !h.contains_key(header::HOST) {
         h.insert(header::HOST, HeaderValue::from_str(&origin.authority)?);
     }

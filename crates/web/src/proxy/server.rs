@@ -1,5 +1,7 @@
-//! The proxy's tokio driver: accepts connections (capped), serves HTTP/1.1 and HTTP/2 (h2c)
-//! with hyper-util's auto builder, and tunnels CONNECT (never cached) in forward mode.
+//! The proxy's tokio driver: accepts connections (capped), optionally does TLS (ALPN h2 and
+//! http/1.1, the web server's certificate set-up), serves HTTP/1.1 and HTTP/2 (h2c in
+//! cleartext) with hyper-util's auto builder, and tunnels CONNECT (never cached) in forward
+//! mode.
 
 use super::config::ProxyConfig;
 use super::handler::{Proxy, SetupError};
@@ -14,7 +16,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// How long open connections get to finish after shutdown.
@@ -24,17 +26,42 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 pub struct ProxyServer {
     listener: TcpListener,
     proxy: Arc<Proxy>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls_note: Option<String>,
 }
 
 impl ProxyServer {
     /// Binds the listener and opens the store (loading `cache_dir` if set).
     pub async fn bind(config: ProxyConfig) -> io::Result<ProxyServer> {
         let listener = bind_tcp(config.listen, &ListenOpts::default())?;
+        let (tls, tls_note) = if config.is_tls() {
+            let (cfg, note) = crate::tls::listener_config(
+                config.cert.as_deref(),
+                config.key.as_deref(),
+                config.ca_dir.as_deref(),
+                listener.local_addr()?,
+                &config.tls_names,
+            )
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+            (Some(tokio_rustls::TlsAcceptor::from(cfg)), note)
+        } else {
+            (None, None)
+        };
         let proxy = Proxy::new(config).map_err(|e| match e {
             SetupError::Store(e) => e,
             other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
         })?;
-        Ok(ProxyServer { listener, proxy: Arc::new(proxy) })
+        Ok(ProxyServer { listener, proxy: Arc::new(proxy), tls, tls_note })
+    }
+
+    /// For a lab-CA certificate on the listener: how clients trust it (a `curl --cacert` line).
+    pub fn tls_note(&self) -> Option<&str> {
+        self.tls_note.as_deref()
+    }
+
+    /// Whether the listener speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The shared proxy state (counters, store).
@@ -54,17 +81,34 @@ impl Service for ProxyServer {
             let (stream, peer, permit) = match accepted {
                 Accepted::Conn(stream, peer, permit) => (stream, peer, permit),
                 Accepted::OverCap(mut stream, _) => {
+                    let plain = self.tls.is_none();
                     shutdown.spawn(async move {
+                        if !plain {
+                            return;
+                        }
                         let msg = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\nRetry-After: 1\r\n\r\n";
                         let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(msg)).await;
                     });
                     continue;
                 }
             };
-            let (proxy, sd) = (self.proxy.clone(), shutdown.clone());
+            let (proxy, sd, tls) = (self.proxy.clone(), shutdown.clone(), self.tls.clone());
             shutdown.spawn(async move {
                 let _ = stream.set_nodelay(true);
-                connection(stream, peer, proxy, sd).await;
+                match tls {
+                    None => connection(stream, peer, proxy, sd).await,
+                    Some(acceptor) => {
+                        let limit = ProxyConfig::secs(proxy.config().header_timeout_secs);
+                        let handshake = tokio::select! {
+                            _ = sd.wait() => return,
+                            h = tokio::time::timeout(limit, acceptor.accept(stream)) => h,
+                        };
+                        match handshake {
+                            Ok(Ok(tls_stream)) => connection(tls_stream, peer, proxy, sd).await,
+                            _ => tracing::debug!(%peer, "TLS handshake failed or timed out"),
+                        }
+                    }
+                }
                 drop(permit);
             });
         }
@@ -76,7 +120,10 @@ impl Service for ProxyServer {
     }
 }
 
-async fn connection(stream: TcpStream, peer: SocketAddr, proxy: Arc<Proxy>, shutdown: Shutdown) {
+async fn connection<IO>(stream: IO, peer: SocketAddr, proxy: Arc<Proxy>, shutdown: Shutdown)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let cfg = proxy.config();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
