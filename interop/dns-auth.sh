@@ -273,4 +273,128 @@ check "after serial bump + NOTIFY from Knot, appnet serves the new data" "198.51
   "$(dig @127.0.0.1 -p "$sec_port" +short www.example.org)"
 check "Knot and appnet serve identical data" "$(norm_axfr "$knot_port" example.org)" "$(norm_axfr "$sec_port" example.org)"
 
+echo "TSIG (RFC 8945) and IXFR (RFC 1995)"
+secret=$("$PY" -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')
+wrong=$("$PY" -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')
+printf 'key "xfr-key" {\n\talgorithm hmac-sha256;\n\tsecret "%s";\n};\n' "$secret" > "$WORK/xfr.key"
+tzone="$WORK/tsig.test.zone"
+write_tzone() { # SERIAL WWW-ADDRESS
+  { printf '$ORIGIN tsig.test.\n$TTL 300\n@ SOA ns1 hostmaster %s 3600 600 86400 60\n@ NS ns1\nns1 A 127.0.0.1\nwww A %s\n' "$1" "$2"
+    for i in $(seq 1 1500); do echo "h$i A 10.1.$((i / 250)).$((i % 250))"; done; } > "$tzone"
+}
+write_tzone 1 192.0.2.1
+knot2_dir="$WORK/knot2"; mkdir -p "$knot2_dir"
+knot2_port=$(free_port)
+tsig_port=$(free_port)
+sec2_port=$(free_port)
+bg "$APPNET" dns serve --zone "$tzone" --listen "127.0.0.1:$tsig_port" --tsig-key-file "$WORK/xfr.key" \
+  --allow-transfer "127.0.0.1 key xfr-key" --notify "127.0.0.1:$knot2_port key xfr-key" --pid-file "$WORK/tsig.pid"
+wait_tcp 127.0.0.1 "$tsig_port"
+TD=(dig @127.0.0.1 -p "$tsig_port" +time=3 +tries=1)
+signed=$("${TD[@]}" -y "hmac-sha256:xfr-key:$secret" tsig.test AXFR)
+check "dig -y AXFR: every record (several messages)" "1505" "$(grep -c '	IN	' <<<"$signed")"
+check "dig -y AXFR: TSIG on the answer, verified (no failure reported)" "yes|0" \
+  "$(grep -q 'xfr-key.*TSIG.*hmac-sha256.*NOERROR' <<<"$signed" && echo yes || echo no)|$(grep -ci 'verify\|failed\|BADSIG' <<<"$signed" || true)"
+check "dig -y AXFR: more than one message, each signed" "yes" \
+  "$(n=$(grep -c 'TSIG.*NOERROR' <<<"$signed"); m=$(sed -n 's/.*messages \([0-9]*\),.*/\1/p' <<<"$signed"); [ "$m" -gt 1 ] && [ "$n" = "$m" ] && echo yes || echo "no: $n TSIGs, $m messages")"
+check "kdig -y AXFR" "1505" "$(kdig @127.0.0.1 -p "$tsig_port" -y "hmac-sha256:xfr-key:$secret" tsig.test AXFR +noall +answer | grep -c '	IN	')"
+check "appnet dns query -y AXFR" "1505" \
+  "$("$APPNET" dns query tsig.test AXFR --server "127.0.0.1:$tsig_port" -y "hmac-sha256:xfr-key:$secret" | grep -vc '^;')"
+check "unsigned AXFR refused by a keyed allow-transfer" "yes" "$(contains 'Transfer failed' "${TD[@]}" tsig.test AXFR)"
+check "wrong secret → BADSIG" "yes" "$(contains 'BADSIG' "${TD[@]}" -y "hmac-sha256:xfr-key:$wrong" tsig.test AXFR)"
+check "unknown key → BADKEY" "yes" "$(contains 'BADKEY' "${TD[@]}" -y "hmac-sha256:nokey:$secret" tsig.test AXFR)"
+check "signed SOA query answered signed" "yes" \
+  "$(contains 'xfr-key.*TSIG.*NOERROR' "${TD[@]}" -y "hmac-sha256:xfr-key:$secret" tsig.test SOA)"
+
+echo "appnet primary → Knot secondary with TSIG, then IXFR after a change"
+cat > "$knot2_dir/knot.conf" <<CONF
+server:
+    listen: 127.0.0.1@$knot2_port
+    rundir: "$knot2_dir"
+log:
+  - target: "$knot2_dir/knot.log"
+    any: info
+database:
+    storage: "$knot2_dir"
+control:
+    listen: "$knot2_dir/knot.sock"
+key:
+  - id: xfr-key
+    algorithm: hmac-sha256
+    secret: $secret
+remote:
+  - id: appnet
+    address: 127.0.0.1@$tsig_port
+    key: xfr-key
+  - id: appnet-secondary
+    address: 127.0.0.1@$sec2_port
+    key: xfr-key
+acl:
+  - id: from-appnet
+    address: 127.0.0.1
+    key: xfr-key
+    action: [notify, transfer]
+template:
+  - id: default
+    storage: "$knot2_dir"
+    file: "%s.zone"
+    zonefile-sync: -1
+    journal-content: changes
+    zonefile-load: difference
+zone:
+  - domain: tsig.test
+    master: appnet
+    acl: from-appnet
+  - domain: example.net
+    notify: appnet-secondary
+    acl: from-appnet
+CONF
+cat > "$knot2_dir/example.net.zone" <<ZONE
+\$ORIGIN example.net.
+\$TTL 300
+@    SOA ns1 hostmaster 10 3600 600 86400 60
+@    NS  ns1
+ns1  A   127.0.0.1
+www  A   203.0.113.1
+ZONE
+bg sh -c 'exec knotd -c "$1" >"$2" 2>&1' sh "$knot2_dir/knot.conf" "$knot2_dir/stdout.log"
+wait_tcp 127.0.0.1 "$knot2_port"
+wait_serial "$knot2_port" tsig.test 1
+signed_axfr() { dig @127.0.0.1 -p "$1" -y "hmac-sha256:xfr-key:$secret" "$2" AXFR +noall +answer | grep -v TSIG | awk '{ $1 = tolower($1); print }' | sort -u; }
+check "Knot transferred appnet's zone with TSIG (identical data)" "$(signed_axfr "$tsig_port" tsig.test)" "$(signed_axfr "$knot2_port" tsig.test)"
+# appnet's allow-transfer takes only requests signed with xfr-key, and Knot drops answers
+# whose TSIG does not verify: the transfer above happened signed both ways.
+check "Knot's log: AXFR over several signed messages, no TSIG failure" "yes|0" \
+  "$(grep -q 'tsig.test.*AXFR, incoming.*finished.*[2-9] messages' "$knot2_dir/knot.log" && echo yes || echo no)|$(grep -c 'TSIG, \|verification failed\|BADSIG\|BADKEY\|BADTIME' "$knot2_dir/knot.log" || true)"
+write_tzone 2 192.0.2.2
+"$APPNET" dns reload --pid-file "$WORK/tsig.pid" >/dev/null
+wait_serial "$knot2_port" tsig.test 2
+check "after a serial bump + signed NOTIFY, Knot serves the change" "192.0.2.2" \
+  "$(dig @127.0.0.1 -p "$knot2_port" +short www.tsig.test)"
+check "Knot's log: it came by IXFR" "yes" \
+  "$(grep -q 'tsig.test.*IXFR, incoming.*finished' "$knot2_dir/knot.log" && echo yes || grep 'tsig.test' "$knot2_dir/knot.log" | tail -4)"
+ixfr=$("${TD[@]}" -y "hmac-sha256:xfr-key:$secret" tsig.test IXFR=1 +noall +answer)
+check "dig IXFR=1: the incremental answer (SOA 2, SOA 1, -www, SOA 2, +www, SOA 2)" \
+  "SOA 2|SOA 1|A 192.0.2.1|SOA 2|A 192.0.2.2|SOA 2" \
+  "$(grep -v TSIG <<<"$ixfr" | awk '$4 == "SOA" {print "SOA", $7} $4 == "A" {print "A", $5}' | paste -sd'|')"
+check "dig IXFR=0 (unknown serial): the whole zone" "1505" \
+  "$("${TD[@]}" -y "hmac-sha256:xfr-key:$secret" tsig.test IXFR=0 +noall +answer | grep -v TSIG | grep -c '	IN	')"
+
+echo "Knot primary → appnet secondary with TSIG, then IXFR after a change"
+bg "$APPNET" dns serve --secondary "example.net=127.0.0.1:$knot2_port key xfr-key" --tsig-key-file "$WORK/xfr.key" \
+  --listen "127.0.0.1:$sec2_port" --state-dir "$WORK/secondary2" --allow-transfer 127.0.0.1
+wait_tcp 127.0.0.1 "$sec2_port"
+wait_serial "$sec2_port" example.net 10
+check "appnet transferred Knot's zone with TSIG" "$(signed_axfr "$knot2_port" example.net)" "$(norm_axfr "$sec2_port" example.net)"
+sed -i 's/hostmaster 10 /hostmaster 11 /; s/203.0.113.1/203.0.113.2/' "$knot2_dir/example.net.zone"
+echo "mail A 203.0.113.25" >> "$knot2_dir/example.net.zone"
+knotc -c "$knot2_dir/knot.conf" zone-reload example.net >/dev/null
+wait_serial "$sec2_port" example.net 11
+check "after Knot's signed NOTIFY, appnet serves the change" "203.0.113.2|203.0.113.25" \
+  "$(dig @127.0.0.1 -p "$sec2_port" +short www.example.net)|$(dig @127.0.0.1 -p "$sec2_port" +short mail.example.net)"
+check "Knot and appnet serve identical data after the IXFR" "$(signed_axfr "$knot2_port" example.net)" "$(norm_axfr "$sec2_port" example.net)"
+# Knot's ACL takes only signed transfer requests; it logs the IXFR it served.
+check "Knot's log: appnet's change came by IXFR (10 -> 11)" "yes" \
+  "$(grep -q 'example.net.*IXFR, outgoing.*serial 10 -> 11' "$knot2_dir/knot.log" && echo yes || grep 'example.net.*XFR' "$knot2_dir/knot.log" | tail -3)"
+
 echo "dns-auth: $CHECKS checks passed"

@@ -3,7 +3,9 @@
 #![no_main]
 
 use appnet_dns::catalog::Catalog;
-use appnet_dns::respond::{AccessList, Outcome, Policy, Transport, handle};
+use appnet_dns::acl::TransferAcl;
+use appnet_dns::respond::{Outcome, Policy, Transport, handle_at};
+use appnet_dns::wire::tsig::{Key, Keyring};
 use appnet_dns::wire::message::parse;
 use appnet_dns::zone::Zone;
 use libfuzzer_sys::fuzz_target;
@@ -19,8 +21,10 @@ fn catalog() -> &'static (Catalog, Policy) {
     static C: OnceLock<(Catalog, Policy)> = OnceLock::new();
     C.get_or_init(|| {
         let zone = Zone::from_text("example.com", ZONE).expect("fuzz zone");
-        let policy =
-            Policy { max_udp_payload: 1232, allow_transfer: AccessList::parse(&["0.0.0.0/0"]).unwrap() };
+        // A key the fuzzer can name (signed requests take the TSIG path up to the MAC check).
+        let keys = Keyring::new([Key::parse_spec("k:hmac-sha256:c2VjcmV0").unwrap()]);
+        let allow = TransferAcl::parse(&["0.0.0.0/0", "key k"], &keys).unwrap();
+        let policy = Policy { max_udp_payload: 1232, allow_transfer: allow, keys };
         (Catalog::new([Arc::new(zone)]), policy)
     })
 }
@@ -29,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     let (cat, policy) = catalog();
     let peer = "192.0.2.9".parse().unwrap();
     for transport in [Transport::Udp, Transport::Tcp] {
-        match handle(cat, policy, data, transport, peer, Vec::new()) {
+        match handle_at(cat, policy, data, transport, peer, || 1_800_000_000, Vec::new()) {
             Outcome::Reply { bytes, .. } => {
                 let limit = if transport == Transport::Udp { 1232 } else { 65535 };
                 assert!(bytes.len() <= limit, "reply of {} bytes over the limit", bytes.len());

@@ -1,12 +1,18 @@
 //! A small DNS client: one query over UDP (with retries, and a TCP retry when truncated) or TCP,
-//! zone transfers (AXFR) for secondaries, and NOTIFY for primaries.
+//! zone transfers (AXFR, IXFR) for secondaries, and NOTIFY for primaries; each optionally
+//! signed with a TSIG key (and the answers then verified).
 
-use crate::wire::message::{self, Parsed, Record, build_query};
+use crate::journal::Delta;
+use crate::respond::serial_lt;
+use crate::wire::message::{self, Parsed, Record, build_ixfr, build_query};
 use crate::wire::query::opcode;
 use crate::wire::response::rcode;
 use crate::wire::rrtype::code;
+use crate::wire::tsig::{Key, Verifier, sign_request, strip, unix_now};
+use crate::zone::SoaInfo;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -22,6 +28,28 @@ pub enum ClientError {
     Bad { server: SocketAddr, reason: String },
     #[error("{server} answered {rcode}")]
     Rcode { server: SocketAddr, rcode: String },
+    #[error("TSIG with {server}: {reason}")]
+    Tsig { server: SocketAddr, reason: String },
+}
+
+/// Signs `packet` with `key` (if any) and returns the verifier for the answers.
+fn sign(packet: &mut Vec<u8>, key: Option<&Arc<Key>>) -> Option<Verifier> {
+    key.map(|k| Verifier::new(k.clone(), sign_request(packet, k, unix_now())))
+}
+
+/// Verifies one answer (when we signed) and returns it without its TSIG record.
+fn verified(
+    server: SocketAddr,
+    verifier: &mut Option<Verifier>,
+    bytes: Vec<u8>,
+) -> Result<Vec<u8>, ClientError> {
+    match verifier {
+        None => Ok(bytes),
+        Some(v) => {
+            v.check(&bytes, unix_now()).map_err(|e| ClientError::Tsig { server, reason: e.to_string() })?;
+            Ok(strip(&bytes))
+        }
+    }
 }
 
 /// Options for one query.
@@ -146,11 +174,23 @@ pub async fn read_framed<R: AsyncReadExt + Unpin>(r: &mut R) -> io::Result<Vec<u
     Ok(buf)
 }
 
-/// The serial (and SOA record) a server has for `apex`, asked over UDP.
-pub async fn soa(server: SocketAddr, apex: &[u8], timeout: Duration) -> Result<Record, ClientError> {
-    let opts = QueryOpts { timeout, ..Default::default() };
-    let ans = query(server, apex, code::SOA, opts).await?;
-    let parsed = message::parse(&ans.bytes).map_err(|reason| ClientError::Bad { server, reason })?;
+/// The serial (and SOA record) a server has for `apex`, asked over UDP (TCP if truncated),
+/// signed with `key` if given.
+pub async fn soa(
+    server: SocketAddr,
+    apex: &[u8],
+    timeout: Duration,
+    key: Option<&Arc<Key>>,
+) -> Result<Record, ClientError> {
+    let id: u16 = rand::random();
+    let mut packet = build_query(id, opcode::QUERY, apex, code::SOA, false, Some((1232, 0)));
+    let mut verifier = sign(&mut packet, key);
+    let mut bytes = udp_exchange(server, &packet, id, timeout).await?;
+    if bytes.len() > 2 && bytes[2] & 0x02 != 0 {
+        bytes = tcp_exchange(server, &packet, timeout).await?;
+    }
+    let bytes = verified(server, &mut verifier, bytes)?;
+    let parsed = message::parse(&bytes).map_err(|reason| ClientError::Bad { server, reason })?;
     check_rcode(server, &parsed)?;
     parsed
         .answer
@@ -176,6 +216,7 @@ pub fn rcode_name(rc: u16) -> String {
         4 => "NOTIMP".into(),
         5 => "REFUSED".into(),
         9 => "NOTAUTH".into(),
+        10 => "NOTZONE".into(),
         16 => "BADVERS".into(),
         n => format!("RCODE{n}"),
     }
@@ -184,39 +225,77 @@ pub fn rcode_name(rc: u16) -> String {
 /// Most records accepted in one transfer (a limit on what a primary can make us hold).
 pub const MAX_XFR_RECORDS: usize = 5_000_000;
 
+/// What a zone transfer brought.
+#[derive(Debug, Clone)]
+pub enum Transferred {
+    /// The IXFR answer says we are current (its only record is an SOA not newer than ours).
+    UpToDate,
+    /// The whole zone (SOA first, the closing SOA removed): an AXFR, or an IXFR answered so.
+    Full(Vec<Record>),
+    /// The changes from our serial (IXFR, RFC 1995), oldest first.
+    Incremental(Vec<Delta>),
+}
+
 /// Transfers the zone `apex` from `server` with AXFR; returns its records (SOA first, the closing
 /// SOA removed).
-pub async fn axfr(server: SocketAddr, apex: &[u8], timeout: Duration) -> Result<Vec<Record>, ClientError> {
+pub async fn axfr(
+    server: SocketAddr,
+    apex: &[u8],
+    timeout: Duration,
+    key: Option<&Arc<Key>>,
+) -> Result<Vec<Record>, ClientError> {
+    match transfer(server, apex, None, timeout, key).await? {
+        Transferred::Full(records) => Ok(records),
+        _ => Err(ClientError::Bad { server, reason: "not a full zone".into() }),
+    }
+}
+
+/// Transfers `apex` from `server`: IXFR from `ours` (our SOA record) when given, else AXFR.
+/// Signed with `key` when given; then every message of the answer is verified.
+pub async fn transfer(
+    server: SocketAddr,
+    apex: &[u8],
+    ours: Option<&Record>,
+    timeout: Duration,
+    key: Option<&Arc<Key>>,
+) -> Result<Transferred, ClientError> {
     let id: u16 = rand::random();
-    let packet = build_query(id, opcode::QUERY, apex, code::AXFR, false, None);
+    let mut packet = match ours {
+        Some(soa) => build_ixfr(id, apex, soa.ttl, &soa.rdata),
+        None => build_query(id, opcode::QUERY, apex, code::AXFR, false, None),
+    };
+    let mut verifier = sign(&mut packet, key);
+    let bad = |reason: &str| ClientError::Bad { server, reason: reason.to_string() };
     tokio::time::timeout(timeout, async {
         let mut stream = TcpStream::connect(server).await?;
         write_framed(&mut stream, &packet).await?;
-        let mut records: Vec<Record> = Vec::new();
+        let mut reader = XfrReader::new(ours.and_then(|r| SoaInfo::from_rdata(&r.rdata)).map(|s| s.serial));
         loop {
             let msg = read_framed(&mut stream).await?;
+            if verifier.is_none() && u16::from_be_bytes([msg[0], msg[1]]) != id {
+                return Err(bad("answer with a different id"));
+            }
+            let msg = verified(server, &mut verifier, msg)?;
             let parsed = message::parse(&msg).map_err(|reason| ClientError::Bad { server, reason })?;
             if parsed.id != id {
-                return Err(ClientError::Bad { server, reason: "answer with a different id".into() });
+                return Err(bad("answer with a different id"));
             }
             check_rcode(server, &parsed)?;
+            let mut done = None;
             for rec in parsed.answer {
-                if records.is_empty() && rec.rtype != code::SOA {
-                    return Err(ClientError::Bad {
-                        server,
-                        reason: "transfer does not start with the SOA".into(),
-                    });
+                if done.is_some() {
+                    return Err(bad("records after the end of the transfer"));
                 }
-                if !records.is_empty() && rec.rtype == code::SOA && rec.rdata == records[0].rdata {
-                    return Ok(records);
+                done = reader.push(rec).map_err(&bad)?;
+            }
+            if done.is_none() {
+                done = reader.end_of_message();
+            }
+            if let Some(result) = done {
+                if let Some(v) = &verifier {
+                    v.finish().map_err(|e| ClientError::Tsig { server, reason: e.to_string() })?;
                 }
-                records.push(rec);
-                if records.len() > MAX_XFR_RECORDS {
-                    return Err(ClientError::Bad {
-                        server,
-                        reason: "transfer larger than the record limit".into(),
-                    });
-                }
+                return Ok(result);
             }
         }
     })
@@ -224,11 +303,122 @@ pub async fn axfr(server: SocketAddr, apex: &[u8], timeout: Duration) -> Result<
     .map_err(|_| ClientError::Timeout(server))?
 }
 
-/// Sends a NOTIFY for `apex` (with its SOA in the answer section) and waits for the ack.
-pub async fn notify(server: SocketAddr, apex: &[u8], timeout: Duration) -> Result<(), ClientError> {
+/// Reads the records of an AXFR or IXFR answer one by one (they may span messages) and says
+/// when the transfer is complete (RFC 5936 §2.2, RFC 1995 §4).
+struct XfrReader {
+    /// Our serial, when we asked for IXFR.
+    ours: Option<u32>,
+    first: Option<Record>,
+    records: Vec<Record>,
+    incremental: bool,
+    deltas: Vec<Delta>,
+    current: Option<Delta>,
+    in_additions: bool,
+    count: usize,
+}
+
+fn serial(r: &Record) -> u32 {
+    SoaInfo::from_rdata(&r.rdata).map(|s| s.serial).unwrap_or(0)
+}
+
+impl XfrReader {
+    fn new(ours: Option<u32>) -> XfrReader {
+        XfrReader {
+            ours,
+            first: None,
+            records: Vec::new(),
+            incremental: false,
+            deltas: Vec::new(),
+            current: None,
+            in_additions: false,
+            count: 0,
+        }
+    }
+
+    /// Takes the next record; `Some` when the transfer is complete.
+    fn push(&mut self, rec: Record) -> Result<Option<Transferred>, &'static str> {
+        self.count += 1;
+        if self.count > MAX_XFR_RECORDS {
+            return Err("transfer larger than the record limit");
+        }
+        let is_soa = rec.rtype == code::SOA;
+        let Some(first) = &self.first else {
+            if !is_soa {
+                return Err("transfer does not start with the SOA");
+            }
+            self.first = Some(rec);
+            return Ok(None);
+        };
+        let new_serial = serial(first);
+        if self.count == 2 {
+            if is_soa && self.ours.is_some() && serial(&rec) != new_serial {
+                self.incremental = true;
+                self.current = Some(Delta {
+                    old_soa: rec.clone(),
+                    new_soa: rec,
+                    deleted: Vec::new(),
+                    added: Vec::new(),
+                });
+                return Ok(None);
+            }
+            self.records.push(first.clone());
+        }
+        if !self.incremental {
+            if is_soa && rec.rdata == first.rdata {
+                return Ok(Some(Transferred::Full(std::mem::take(&mut self.records))));
+            }
+            self.records.push(rec);
+            return Ok(None);
+        }
+        match (is_soa, self.in_additions, self.current.as_mut()) {
+            (true, false, Some(cur)) => {
+                cur.new_soa = rec;
+                self.in_additions = true;
+            }
+            (true, true, Some(_)) => {
+                self.deltas.extend(self.current.take());
+                self.in_additions = false;
+                if serial(&rec) == new_serial {
+                    return Ok(Some(Transferred::Incremental(std::mem::take(&mut self.deltas))));
+                }
+                self.current = Some(Delta {
+                    old_soa: rec.clone(),
+                    new_soa: rec,
+                    deleted: Vec::new(),
+                    added: Vec::new(),
+                });
+            }
+            (false, false, Some(cur)) => cur.deleted.push(rec),
+            (false, true, Some(cur)) => cur.added.push(rec),
+            (_, _, None) => return Err("malformed incremental transfer"),
+        }
+        Ok(None)
+    }
+
+    /// At the end of a message: an IXFR answer of just the SOA, not newer than ours, is complete.
+    fn end_of_message(&self) -> Option<Transferred> {
+        match (&self.first, self.ours) {
+            (Some(first), Some(ours)) if self.count == 1 && !serial_lt(ours, serial(first)) => {
+                Some(Transferred::UpToDate)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Sends a NOTIFY for `apex` and waits for the ack; signed with `key` when given (the ack must
+/// then be signed too).
+pub async fn notify(
+    server: SocketAddr,
+    apex: &[u8],
+    timeout: Duration,
+    key: Option<&Arc<Key>>,
+) -> Result<(), ClientError> {
     let id: u16 = rand::random();
-    let packet = build_query(id, opcode::NOTIFY, apex, code::SOA, false, None);
+    let mut packet = build_query(id, opcode::NOTIFY, apex, code::SOA, false, None);
+    let mut verifier = sign(&mut packet, key);
     let bytes = udp_exchange(server, &packet, id, timeout).await?;
+    let bytes = verified(server, &mut verifier, bytes)?;
     let parsed = message::parse(&bytes).map_err(|reason| ClientError::Bad { server, reason })?;
     check_rcode(server, &parsed)
 }

@@ -1,6 +1,7 @@
 //! Configuration of the authoritative server, shared by flags, TOML (`[dns]`) and the lab.
 
 use crate::rrl::RrlConfig;
+use crate::wire::tsig::{Key, Keyring, parse_key_file};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,10 +39,21 @@ pub struct DnsConfig {
     pub secondaries: Vec<SecondaryZone>,
     /// Where secondary zones are kept on disk (written crash-safely after each transfer).
     pub state_dir: Option<PathBuf>,
-    /// Addresses or prefixes allowed to transfer our zones (AXFR/IXFR); others get REFUSED.
+    /// Who may transfer our zones (AXFR/IXFR); others get REFUSED. Entries: `PREFIX`,
+    /// `PREFIX key NAME` (also signed with that TSIG key) or `key NAME` (any address, signed).
     pub allow_transfer: Vec<String>,
     /// Secondaries to NOTIFY when a zone is reloaded with a higher serial.
     pub notify: Vec<SocketAddr>,
+    /// TSIG keys as `NAME:ALGORITHM:BASE64SECRET` (hmac-sha1/-sha256/-sha384/-sha512).
+    pub tsig_keys: Vec<String>,
+    /// Files of TSIG keys in BIND's format (`key "NAME" { algorithm ...; secret "..."; };`).
+    pub tsig_key_files: Vec<PathBuf>,
+    /// The TSIG key to use with a remote server, `ADDR[:PORT] key NAME` (like BIND's `server`
+    /// statement): our SOA/IXFR/AXFR queries to that primary and NOTIFYs to that secondary are
+    /// signed with it, its answers and its NOTIFYs must be signed with it.
+    pub server_keys: Vec<String>,
+    /// Bytes of zone changes kept per zone for IXFR (older changes are answered with AXFR).
+    pub journal_max_bytes: usize,
     /// UDP sockets (one task each, SO_REUSEPORT); 0 = one per CPU.
     pub udp_workers: usize,
     /// Largest UDP response we send, and the EDNS payload size we advertise.
@@ -63,6 +75,10 @@ impl Default for DnsConfig {
             state_dir: None,
             allow_transfer: Vec::new(),
             notify: Vec::new(),
+            tsig_keys: Vec::new(),
+            tsig_key_files: Vec::new(),
+            server_keys: Vec::new(),
+            journal_max_bytes: 16 << 20,
             udp_workers: 0,
             max_udp_payload: 1232,
             tcp_idle_timeout_secs: 10,
@@ -76,6 +92,20 @@ impl DnsConfig {
     /// The TCP idle timeout as a duration.
     pub fn tcp_idle_timeout(&self) -> Duration {
         Duration::from_secs(self.tcp_idle_timeout_secs.max(1))
+    }
+
+    /// The TSIG keys of `tsig_keys` and `tsig_key_files`.
+    pub fn keyring(&self) -> Result<Keyring, String> {
+        let mut keys = Vec::new();
+        for spec in &self.tsig_keys {
+            keys.push(Key::parse_spec(spec)?);
+        }
+        for file in &self.tsig_key_files {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read the TSIG key file {}: {e}", file.display()))?;
+            keys.extend(parse_key_file(&text).map_err(|e| format!("{}: {e}", file.display()))?);
+        }
+        Ok(Keyring::new(keys))
     }
 
     /// Number of UDP worker sockets to open.

@@ -4,14 +4,18 @@
 //! - [`zone`], [`catalog`]: the in-memory zones a server answers from (buildable from text, so
 //!   the lab and tests can run many servers in one process).
 //! - [`answer`]: the RFC 1034 §4.3.2 lookup, sans-IO; [`respond`]: request bytes → response
-//!   bytes (errors, EDNS, transfers); [`rrl`]: response rate limiting, sans-IO.
+//!   bytes (errors, EDNS, transfers, TSIG); [`rrl`]: response rate limiting, sans-IO.
+//! - [`journal`]: what changed between zone versions, for IXFR; [`acl`]: allow-transfer
+//!   entries and the TSIG key of each remote server.
 //! - [`server`]: the tokio driver (UDP per core + TCP); [`secondary`]: transfers and timers;
 //!   [`client`]: queries, AXFR and NOTIFY; [`config`]: settings.
 
+pub mod acl;
 pub mod answer;
 pub mod catalog;
 pub mod client;
 pub mod config;
+pub mod journal;
 pub mod memory;
 pub mod respond;
 pub mod rrl;

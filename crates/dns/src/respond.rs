@@ -2,13 +2,16 @@
 //! buffer. Zone transfers and NOTIFYs are returned to the driver, which owns connections and
 //! the secondary state.
 
+use crate::acl::TransferAcl;
 use crate::answer::{Kind, Plan, lookup};
 use crate::catalog::Catalog;
-use crate::wire::message::xfr_messages;
+use crate::journal::Delta;
+use crate::wire::message::{Record, xfr_messages};
 use crate::wire::name::{MAX_NAME, NameBuf, lower_into, to_lower};
 use crate::wire::query::{self, BadQuery, Header, Query, opcode};
 use crate::wire::response::{self, OptOut, Question, Reply, rcode};
-use crate::wire::rrtype::{CLASS_ANY, CLASS_IN, code};
+use crate::wire::rrtype::{CLASS_ANY, CLASS_IN, code, pack_rdata};
+use crate::wire::tsig::{self, Keyring, Signer, TsigError, Verified};
 use crate::zone::Zone;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -84,13 +87,15 @@ fn mask(v: u128, len: u8, bits: u8) -> u128 {
 pub struct Policy {
     /// Our EDNS UDP payload size (advertised, and the cap on UDP replies).
     pub max_udp_payload: u16,
-    /// Who may transfer zones (AXFR/IXFR).
-    pub allow_transfer: AccessList,
+    /// Who may transfer zones (AXFR/IXFR), by address and TSIG key.
+    pub allow_transfer: TransferAcl,
+    /// TSIG keys we verify requests with.
+    pub keys: Keyring,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { max_udp_payload: 1232, allow_transfer: AccessList::default() }
+        Policy { max_udp_payload: 1232, allow_transfer: TransferAcl::default(), keys: Keyring::default() }
     }
 }
 
@@ -101,13 +106,53 @@ pub struct Transfer {
     pub header: Header,
     pub qname: NameBuf,
     pub qtype: u16,
+    /// For an IXFR answered incrementally: the (condensed) change from the client's serial.
+    pub delta: Option<Delta>,
+    /// Sign every message with this (RFC 8945 §5.3.1), with time `now`.
+    pub tsig: Option<(Signer, u64)>,
 }
 
 impl Transfer {
     /// The transfer's messages (each at most `limit` bytes; use 16 KiB or so for TCP).
     pub fn messages(&self, limit: usize) -> Vec<Vec<u8>> {
-        let rrsets = self.zone.rrsets().map(|(owner, set)| set.at(owner));
-        xfr_messages(self.header, &self.qname, self.qtype, rrsets, limit)
+        let room = self.tsig.as_ref().map(|(s, _)| tsig::record_size(s.key())).unwrap_or(0);
+        let limit = limit.saturating_sub(room);
+        let mut msgs = match &self.delta {
+            // RFC 1995 §4: new SOA, old SOA, deletions, new SOA, additions, new SOA (the
+            // closing copy is added by xfr_messages, which repeats the first SOA).
+            Some(d) => {
+                let seq = std::iter::once(&d.new_soa)
+                    .chain(std::iter::once(&d.old_soa))
+                    .chain(&d.deleted)
+                    .chain(std::iter::once(&d.new_soa))
+                    .chain(&d.added);
+                let packed: Vec<(&Record, Vec<u8>)> = seq
+                    .map(|r| {
+                        let mut blob = Vec::with_capacity(r.rdata.len() + 2);
+                        pack_rdata(&mut blob, &r.rdata);
+                        (r, blob)
+                    })
+                    .collect();
+                let rrs = packed.iter().map(|(r, blob)| response::RrRef {
+                    owner: &r.owner,
+                    rtype: r.rtype,
+                    ttl: r.ttl,
+                    rdata: blob,
+                });
+                xfr_messages(self.header, &self.qname, self.qtype, rrs, limit)
+            }
+            None => {
+                let rrsets = self.zone.rrsets().map(|(owner, set)| set.at(owner));
+                xfr_messages(self.header, &self.qname, self.qtype, rrsets, limit)
+            }
+        };
+        if let Some((signer, now)) = &self.tsig {
+            let mut signer = signer.clone();
+            for m in &mut msgs {
+                signer.sign(m, *now);
+            }
+        }
+        msgs
     }
 }
 
@@ -121,7 +166,8 @@ pub enum Outcome {
     /// Stream a zone transfer (TCP only).
     Transfer(Transfer),
     /// A NOTIFY for `apex` (lower-cased); the driver decides and answers with [`notify_reply`].
-    Notify { apex: NameBuf, serial: Option<u32>, header: Header, qname: NameBuf },
+    /// `tsig`: the key it was signed with (verified).
+    Notify { apex: NameBuf, serial: Option<u32>, header: Header, qname: NameBuf, tsig: Option<Verified> },
 }
 
 /// Handles one request. `out` is reused for the reply (cleared first).
@@ -131,6 +177,20 @@ pub fn handle(
     packet: &[u8],
     transport: Transport,
     peer: IpAddr,
+    out: Vec<u8>,
+) -> Outcome {
+    handle_at(catalog, policy, packet, transport, peer, tsig::unix_now, out)
+}
+
+/// [`handle`] with the clock injected: `now` (seconds since the epoch) is asked only for signed
+/// requests, to check and make TSIG signatures.
+pub fn handle_at(
+    catalog: &Catalog,
+    policy: &Policy,
+    packet: &[u8],
+    transport: Transport,
+    peer: IpAddr,
+    now: impl FnOnce() -> u64,
     out: Vec<u8>,
 ) -> Outcome {
     let q = match query::parse(packet) {
@@ -146,6 +206,32 @@ pub fn handle(
     {
         return error(q.header(), Some(question), opt, rcode::BADVERS, out);
     }
+    if q.signed {
+        let now = now();
+        return match tsig::verify_request(&policy.keys, packet, now) {
+            Ok(Some(v)) => {
+                let outcome = answer(catalog, policy, &q, question, opt, transport, peer, Some(&v), out);
+                sign_outcome(outcome, v, now)
+            }
+            Ok(None) => error(q.header(), Some(question), opt, rcode::FORMERR, out),
+            Err(rejected) => tsig_error(q.header(), question, packet, rejected, now, out),
+        };
+    }
+    answer(catalog, policy, &q, question, opt, transport, peer, None, out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn answer(
+    catalog: &Catalog,
+    policy: &Policy,
+    q: &Query<'_>,
+    question: Question<'_>,
+    opt: Option<OptOut>,
+    transport: Transport,
+    peer: IpAddr,
+    signed: Option<&Verified>,
+    out: Vec<u8>,
+) -> Outcome {
     if q.qclass != CLASS_IN && q.qclass != CLASS_ANY {
         return error(q.header(), Some(question), opt, rcode::REFUSED, out);
     }
@@ -155,10 +241,13 @@ pub fn handle(
             serial: q.serial,
             header: q.header(),
             qname: q.qname.into(),
+            tsig: signed.cloned(),
         };
     }
     match q.qtype {
-        code::AXFR | code::IXFR => return transfer(catalog, policy, &q, question, opt, transport, peer, out),
+        code::AXFR | code::IXFR => {
+            return transfer(catalog, policy, q, question, opt, transport, peer, signed, out);
+        }
         // MAILA/MAILB are obsolete; answer as NOTIMP like other servers.
         253 | 254 => return error(q.header(), Some(question), opt, rcode::NOTIMP, out),
         _ => {}
@@ -168,7 +257,52 @@ pub fn handle(
         Transport::Udp => response::udp_limit(q.edns, policy.max_udp_payload),
         Transport::Tcp => 65535,
     };
-    write_plan(&q, question, opt, &plan, limit, out)
+    let room = signed.map(|v| tsig::record_size(&v.key)).unwrap_or(0);
+    write_plan(q, question, opt, &plan, limit.saturating_sub(room), out)
+}
+
+/// Signs whatever goes back to a verified request (a transfer signs each of its messages).
+fn sign_outcome(outcome: Outcome, v: Verified, now: u64) -> Outcome {
+    match outcome {
+        Outcome::Reply { mut bytes, kind, key } => {
+            Signer::new(v.key, v.mac).sign(&mut bytes, now);
+            Outcome::Reply { bytes, kind, key }
+        }
+        Outcome::Transfer(mut t) => {
+            t.tsig = Some((Signer::new(v.key, v.mac), now));
+            Outcome::Transfer(t)
+        }
+        other => other,
+    }
+}
+
+/// The answer to a request whose TSIG failed (RFC 8945 §5.2): NOTAUTH with the TSIG error;
+/// unsigned for BADKEY/BADSIG, signed for BADTIME (with our time); FORMERR for a broken record.
+fn tsig_error(
+    header: Header,
+    question: Question<'_>,
+    packet: &[u8],
+    rejected: tsig::Rejected,
+    now: u64,
+    out: Vec<u8>,
+) -> Outcome {
+    tracing::info!(error = %rejected.error, "TSIG check failed");
+    if rejected.error == TsigError::FormErr {
+        return error(header, Some(question), None, rcode::FORMERR, out);
+    }
+    let mut bytes = match error(header, Some(question), None, rcode::NOTAUTH, out) {
+        Outcome::Reply { bytes, .. } => bytes,
+        other => return other,
+    };
+    match (rejected.signer, tsig::find(packet)) {
+        (Some(v), _) => {
+            let other = &now.to_be_bytes()[2..];
+            Signer::new(v.key, v.mac).sign_error(&mut bytes, now, rejected.error.code(), other);
+        }
+        (None, Ok(Some(rec))) => tsig::append_unsigned_error(&mut bytes, &rec, now, rejected.error.code()),
+        (None, _) => {}
+    }
+    Outcome::Reply { bytes, kind: Kind::Error, key: 0 }
 }
 
 fn write_plan(
@@ -215,6 +349,7 @@ fn transfer(
     opt: Option<OptOut>,
     transport: Transport,
     peer: IpAddr,
+    signed: Option<&Verified>,
     out: Vec<u8>,
 ) -> Outcome {
     let mut buf = [0u8; MAX_NAME];
@@ -222,8 +357,9 @@ fn transfer(
     let Some(zone) = catalog.zone(low) else {
         return error(q.header(), Some(question), opt, rcode::NOTAUTH, out);
     };
-    if !policy.allow_transfer.contains(peer) {
-        tracing::info!(%peer, zone = %zone.name(), "zone transfer refused (not in allow-transfer)");
+    let key = signed.map(|v| &v.key.name[..]);
+    if !policy.allow_transfer.allows(peer, key) {
+        tracing::info!(%peer, zone = %zone.name(), signed = key.is_some(), "zone transfer refused (not in allow-transfer)");
         return error(q.header(), Some(question), opt, rcode::REFUSED, out);
     }
     let up_to_date = q.serial.is_some_and(|s| !serial_lt(s, zone.soa().serial));
@@ -239,12 +375,26 @@ fn transfer(
     if transport == Transport::Udp {
         return error(q.header(), Some(question), opt, rcode::FORMERR, out);
     }
-    tracing::info!(%peer, zone = %zone.name(), serial = zone.soa().serial, "zone transfer");
+    // IXFR from a serial the journal knows: only the difference; otherwise the whole zone.
+    let delta = match (q.qtype, q.serial) {
+        (code::IXFR, Some(s)) => zone.journal().since(s),
+        _ => None,
+    };
+    tracing::info!(
+        %peer,
+        zone = %zone.name(),
+        serial = zone.soa().serial,
+        kind = if delta.is_some() { "incremental" } else { "full" },
+        tsig = ?signed.map(|v| v.key.name_text()),
+        "zone transfer"
+    );
     Outcome::Transfer(Transfer {
         zone: zone.clone(),
         header: q.header(),
         qname: q.qname.into(),
         qtype: q.qtype,
+        delta,
+        tsig: None,
     })
 }
 
@@ -266,12 +416,23 @@ fn error(
     Outcome::Reply { bytes, kind, key: 0 }
 }
 
-/// The answer to a NOTIFY: NOERROR with AA when accepted, else the given rcode (NOTAUTH/REFUSED).
-pub fn notify_reply(header: Header, qname: &[u8], accepted: Option<u16>) -> Vec<u8> {
+/// The answer to a NOTIFY: NOERROR with AA when accepted, else the given rcode (NOTAUTH/REFUSED);
+/// signed when the NOTIFY was (`tsig`, at `now`).
+pub fn notify_reply(
+    header: Header,
+    qname: &[u8],
+    accepted: Option<u16>,
+    tsig: Option<Verified>,
+    now: u64,
+) -> Vec<u8> {
     let question = Question { qname, qtype: code::SOA, qclass: CLASS_IN };
     let reply = match accepted {
         None => Reply { aa: true, ..Default::default() },
         Some(code) => Reply { rcode: code, ..Default::default() },
     };
-    response::write(header, Some(question), None, &reply, 512, Vec::new())
+    let mut bytes = response::write(header, Some(question), None, &reply, 512, Vec::new());
+    if let Some(v) = tsig {
+        Signer::new(v.key, v.mac).sign(&mut bytes, now);
+    }
+    bytes
 }

@@ -1,8 +1,10 @@
 //! Secondary zones: transfer from the primary, follow the SOA refresh/retry/expire timers, react
 //! to NOTIFY, keep a crash-safe copy on disk, and keep serving until the zone expires.
 
-use crate::client;
+use crate::client::{self, Transferred};
+use crate::journal;
 use crate::server::Shared;
+use crate::wire::message::Record;
 use crate::wire::name::{self, NameBuf};
 use crate::wire::zonefile::{Location, ZoneRecord};
 use crate::zone::{SoaInfo, Zone};
@@ -135,11 +137,13 @@ impl SecondaryState {
     }
 }
 
-/// Checks the primary once: transfers when its serial is newer than ours. Returns whether the
-/// primary answered.
+/// Checks the primary once: transfers when its serial is newer than ours (IXFR first when we
+/// hold a version, AXFR if that fails). Returns whether the primary answered.
 async fn refresh_once(shared: &Shared, state: &SecondaryState) -> bool {
-    let ours = shared.catalog().zone(&state.apex).map(|z| z.soa().serial);
-    let theirs = match client::soa(state.primary, &state.apex, Duration::from_secs(3)).await {
+    let key = shared.server_keys.for_server(state.primary).cloned();
+    let current = shared.catalog().zone(&state.apex).cloned();
+    let ours = current.as_ref().map(|z| z.soa().serial);
+    let theirs = match client::soa(state.primary, &state.apex, Duration::from_secs(3), key.as_ref()).await {
         Ok(rec) => SoaInfo::from_rdata(&rec.rdata).map(|s| s.serial),
         Err(e) => {
             tracing::warn!(zone = %state.name(), primary = %state.primary, "SOA check failed: {e}");
@@ -153,14 +157,75 @@ async fn refresh_once(shared: &Shared, state: &SecondaryState) -> bool {
         state.set_timers(timers);
         return true;
     }
-    tracing::info!(zone = %state.name(), ?ours, theirs, "transferring from {}", state.primary);
-    let records = match client::axfr(state.primary, &state.apex, XFR_TIMEOUT).await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(zone = %state.name(), "AXFR failed: {e}");
-            return false;
+    let max_journal = shared.config.journal_max_bytes;
+    let mut zone = None;
+    if let Some(cur) = &current
+        && let Some(our_soa) = journal::soa_record(cur)
+    {
+        tracing::info!(zone = %state.name(), ?ours, theirs, "IXFR from {}", state.primary);
+        match client::transfer(state.primary, &state.apex, Some(&our_soa), XFR_TIMEOUT, key.as_ref()).await {
+            Ok(Transferred::UpToDate) => {
+                timers.confirmed = Some(Instant::now());
+                state.set_timers(timers);
+                return true;
+            }
+            Ok(Transferred::Incremental(steps)) => {
+                let (cur, n) = (cur.clone(), steps.len());
+                match tokio::task::spawn_blocking(move || journal::apply(&cur, &steps, max_journal)).await {
+                    Ok(Ok(z)) => {
+                        tracing::info!(zone = %state.name(), steps = n, "applied an incremental transfer");
+                        zone = Some(z);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(zone = %state.name(), "IXFR not applicable ({e}); trying AXFR")
+                    }
+                    Err(_) => return false,
+                }
+            }
+            Ok(Transferred::Full(records)) => match build(state, records, current.clone(), max_journal).await
+            {
+                Some(z) => zone = Some(z),
+                None => return false,
+            },
+            Err(e) => tracing::warn!(zone = %state.name(), "IXFR failed ({e}); trying AXFR"),
+        }
+    }
+    let zone = match zone {
+        Some(z) => Arc::new(z),
+        None => {
+            tracing::info!(zone = %state.name(), ?ours, theirs, "AXFR from {}", state.primary);
+            let records = match client::axfr(state.primary, &state.apex, XFR_TIMEOUT, key.as_ref()).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(zone = %state.name(), "AXFR failed: {e}");
+                    return false;
+                }
+            };
+            match build(state, records, current, max_journal).await {
+                Some(z) => Arc::new(z),
+                None => return false,
+            }
         }
     };
+    crate::memory::release_free_memory();
+    if let Err(e) = state.persist(&zone) {
+        tracing::warn!(zone = %state.name(), "cannot store the zone on disk: {e}");
+    }
+    let serial = zone.soa().serial;
+    state.set_timers(Timers { soa: Some(zone.soa()), confirmed: Some(Instant::now()) });
+    shared.update(|c| c.with_zone(zone));
+    tracing::info!(zone = %state.name(), serial, "secondary zone updated");
+    true
+}
+
+/// A zone from the records of a full transfer (checked like a zone file), successor of
+/// `current` (so its journal continues and we can serve IXFR to our own secondaries).
+async fn build(
+    state: &SecondaryState,
+    records: Vec<Record>,
+    current: Option<Arc<Zone>>,
+    max_journal: usize,
+) -> Option<Zone> {
     let from: std::sync::Arc<str> = format!("AXFR from {}", state.primary).into();
     let records: Vec<ZoneRecord> = records
         .into_iter()
@@ -173,24 +238,18 @@ async fn refresh_once(shared: &Shared, state: &SecondaryState) -> bool {
         })
         .collect();
     let apex = state.apex.clone();
-    let built = tokio::task::spawn_blocking(move || Zone::from_records(&apex, records)).await;
-    let zone = match built {
-        Ok(Ok(z)) => Arc::new(z),
+    let built = tokio::task::spawn_blocking(move || {
+        Zone::from_records(&apex, records).map(|z| journal::successor(current.as_deref(), z, max_journal))
+    })
+    .await;
+    match built {
+        Ok(Ok(z)) => Some(z),
         Ok(Err(e)) => {
             tracing::warn!(zone = %state.name(), "transferred zone rejected: {e}");
-            return false;
+            None
         }
-        Err(_) => return false,
-    };
-    crate::memory::release_free_memory();
-    if let Err(e) = state.persist(&zone) {
-        tracing::warn!(zone = %state.name(), "cannot store the zone on disk: {e}");
+        Err(_) => None,
     }
-    let serial = zone.soa().serial;
-    state.set_timers(Timers { soa: Some(zone.soa()), confirmed: Some(Instant::now()) });
-    shared.update(|c| c.with_zone(zone));
-    tracing::info!(zone = %state.name(), serial, "secondary zone updated");
-    true
 }
 
 /// The secondary loop: refresh now, then on the timers or a NOTIFY, until shutdown.

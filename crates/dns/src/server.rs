@@ -6,16 +6,18 @@
 //! and a connection cap; zone transfers are streamed here. The zone set is swapped atomically on
 //! reload or transfer; workers notice through a generation counter and pick up the new one.
 
+use crate::acl::{ServerKeys, TransferAcl};
 use crate::answer::Kind;
 use crate::catalog::Catalog;
 use crate::client::{read_framed, write_framed};
 use crate::config::{DnsConfig, zone_name_for};
-use crate::respond::{AccessList, Outcome, Policy, Transport, canonical, handle, notify_reply, serial_lt};
+use crate::respond::{Outcome, Policy, Transport, canonical, handle, notify_reply, serial_lt};
 use crate::rrl::{Rrl, Verdict, slip_response};
 use crate::secondary::{self, SecondaryState};
 use crate::wire::name::{self, NameBuf};
 use crate::wire::query::Header;
 use crate::wire::response::rcode;
+use crate::wire::tsig::{Verified, unix_now};
 use crate::zone::{Zone, ZoneError};
 use appnet_netkit::accept::{Accepted, Acceptor};
 use appnet_netkit::batch::{RecvBatch, SendBatch};
@@ -126,6 +128,8 @@ pub(crate) struct Shared {
     files: Vec<FileZone>,
     pub secondaries: Vec<Arc<SecondaryState>>,
     pub stats: Stats,
+    /// The TSIG key for each remote server (primaries, NOTIFY targets).
+    pub server_keys: ServerKeys,
 }
 
 impl Shared {
@@ -155,8 +159,19 @@ impl Shared {
         serial: Option<u32>,
         header: Header,
         qname: &[u8],
+        tsig: Option<Verified>,
     ) -> Vec<u8> {
+        let wanted = |s: &SecondaryState| self.server_keys.for_server(s.primary).map(|k| k.name.clone());
+        let got = tsig.as_ref().map(|v| v.key.name.clone());
         let verdict = match self.secondaries.iter().find(|s| &*s.apex == apex) {
+            Some(s)
+                if canonical(s.primary.ip()) == canonical(peer)
+                    && wanted(s).is_some()
+                    && wanted(s) != got =>
+            {
+                tracing::warn!(zone = %name::to_text(apex), %peer, "NOTIFY not signed with the primary's TSIG key; refused");
+                Some(rcode::REFUSED)
+            }
             Some(s) if canonical(s.primary.ip()) == canonical(peer) => {
                 tracing::info!(zone = %name::to_text(apex), %peer, ?serial, "NOTIFY received; refreshing");
                 s.refresh_now.notify_one();
@@ -168,7 +183,7 @@ impl Shared {
             }
             None => Some(rcode::NOTAUTH),
         };
-        notify_reply(header, qname, verdict)
+        notify_reply(header, qname, verdict, tsig, unix_now())
     }
 }
 
@@ -216,6 +231,7 @@ impl Control {
         let mut report = ReloadReport::default();
         let mut fresh = Vec::new();
         let current = shared.catalog();
+        let max_journal = shared.config.journal_max_bytes;
         for (zone_name, result) in loaded {
             match result {
                 Ok(zone) => {
@@ -230,6 +246,13 @@ impl Control {
                         tracing::warn!(zone = %zone_name, old = o, new, "reloaded zone has a lower serial; serving it anyway, secondaries will not follow");
                     }
                     report.changed.push((zone_name, old, new));
+                    // Keep the difference for IXFR (computed off the async threads).
+                    let previous = current.zone(zone.apex()).cloned();
+                    let zone = tokio::task::spawn_blocking(move || {
+                        crate::journal::successor(previous.as_deref(), zone, max_journal)
+                    })
+                    .await;
+                    let Ok(zone) = zone else { continue };
                     fresh.push(Arc::new(zone));
                 }
                 Err(e) => {
@@ -246,20 +269,22 @@ impl Control {
                 tracing::info!(zone = %zone_name, ?old, new, "zone reloaded");
             }
             for apex in announce {
-                send_notifies(&shared.config.notify, apex);
+                send_notifies(&shared, apex);
             }
         }
         report
     }
 }
 
-/// Sends NOTIFY for `apex` to each target in the background (three tries each).
-pub(crate) fn send_notifies(targets: &[SocketAddr], apex: NameBuf) {
-    for &target in targets {
+/// Sends NOTIFY for `apex` to each target in the background (three tries each), signed with
+/// the target's TSIG key if it has one.
+pub(crate) fn send_notifies(shared: &Shared, apex: NameBuf) {
+    for &target in &shared.config.notify {
         let apex = apex.clone();
+        let key = shared.server_keys.for_server(target).cloned();
         tokio::spawn(async move {
             for attempt in 1..=3 {
-                match crate::client::notify(target, &apex, Duration::from_secs(2)).await {
+                match crate::client::notify(target, &apex, Duration::from_secs(2), key.as_ref()).await {
                     Ok(()) => {
                         tracing::info!(zone = %name::to_text(&apex), %target, "NOTIFY acknowledged");
                         return;
@@ -319,9 +344,12 @@ impl DnsServer {
             }
             secondaries.push(Arc::new(state));
         }
+        let keys = config.keyring().map_err(StartError::Config)?;
+        let server_keys = ServerKeys::parse(&config.server_keys, &keys).map_err(StartError::Config)?;
         let policy = Policy {
             max_udp_payload: config.max_udp_payload.max(512),
-            allow_transfer: AccessList::parse(&config.allow_transfer).map_err(StartError::Config)?,
+            allow_transfer: TransferAcl::parse(&config.allow_transfer, &keys).map_err(StartError::Config)?,
+            keys,
         };
         let (udp, tcp) = bind_both(config.listen, config.workers())?;
         let addr = tcp.local_addr()?;
@@ -333,6 +361,7 @@ impl DnsServer {
             files,
             secondaries,
             stats: Stats::new(),
+            server_keys,
         });
         Ok(DnsServer { udp, tcp, shared, addr })
     }
@@ -438,8 +467,8 @@ async fn udp_worker(sock: UdpSocket, shared: Arc<Shared>, shutdown: Shutdown) {
                     }
                     bytes
                 }
-                Outcome::Notify { apex, serial, header, qname } => {
-                    shared.on_notify(&apex, peer.ip(), serial, header, &qname)
+                Outcome::Notify { apex, serial, header, qname, tsig } => {
+                    shared.on_notify(&apex, peer.ip(), serial, header, &qname, tsig)
                 }
                 Outcome::Ignore | Outcome::Transfer(_) => continue,
             };
@@ -528,8 +557,8 @@ async fn tcp_connection(
                     .map_err(|_| io::ErrorKind::TimedOut)??;
                 out = bytes;
             }
-            Outcome::Notify { apex, serial, header, qname } => {
-                let reply = shared.on_notify(&apex, peer.ip(), serial, header, &qname);
+            Outcome::Notify { apex, serial, header, qname, tsig } => {
+                let reply = shared.on_notify(&apex, peer.ip(), serial, header, &qname, tsig);
                 write_framed(&mut stream, &reply).await?;
             }
             Outcome::Transfer(t) => {

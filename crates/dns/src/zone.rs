@@ -151,6 +151,8 @@ pub struct Zone {
     slots: Vec<u64>,
     soa: SoaInfo,
     records: usize,
+    /// The changes that led to this version, for IXFR.
+    journal: crate::journal::Journal,
 }
 
 /// How bad a zone problem is: errors stop the zone from loading, warnings are only reported.
@@ -225,6 +227,7 @@ impl Zone {
             slots: Vec::new(),
             soa: SoaInfo::default(),
             records: 0,
+            journal: crate::journal::Journal::default(),
         };
         let in_zone: Vec<&ZoneRecord> =
             records.iter().filter(|r| is_at_or_below(&r.owner, &z.apex)).collect();
@@ -353,6 +356,17 @@ impl Zone {
     fn view(&self, s: &SetRec) -> RRset<'_> {
         let off = s.data_off as usize;
         RRset { rtype: s.rtype, ttl: s.ttl, data: &self.data[off..off + s.data_len as usize] }
+    }
+
+    /// This zone carrying `journal` (the steps that led to it).
+    pub fn with_journal(mut self, journal: crate::journal::Journal) -> Zone {
+        self.journal = journal;
+        self
+    }
+
+    /// The steps that led to this version (for IXFR).
+    pub fn journal(&self) -> &crate::journal::Journal {
+        &self.journal
     }
 
     /// The zone's name (lower-cased wire format).

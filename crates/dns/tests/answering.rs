@@ -1,11 +1,13 @@
 //! The answering core end to end but without sockets: request bytes in, response bytes out,
 //! checked by parsing the response.
 
+use appnet_dns::acl::TransferAcl;
 use appnet_dns::catalog::Catalog;
-use appnet_dns::respond::{AccessList, Outcome, Policy, Transport, handle};
+use appnet_dns::respond::{Outcome, Policy, Transport, handle};
 use appnet_dns::wire::message::{Parsed, build_query, parse};
 use appnet_dns::wire::name::{from_text, to_text};
 use appnet_dns::wire::rrtype::{code, type_from_text};
+use appnet_dns::wire::tsig::Keyring;
 use appnet_dns::zone::Zone;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -42,7 +44,11 @@ fn catalog() -> Catalog {
 }
 
 fn policy() -> Policy {
-    Policy { max_udp_payload: 1232, allow_transfer: AccessList::parse(&["127.0.0.0/8"]).unwrap() }
+    Policy {
+        max_udp_payload: 1232,
+        allow_transfer: TransferAcl::parse(&["127.0.0.0/8"], &Keyring::default()).unwrap(),
+        keys: Keyring::default(),
+    }
 }
 
 fn ask_with(cat: &Catalog, packet: &[u8], transport: Transport, peer: &str) -> Parsed {

@@ -120,7 +120,7 @@ async fn axfr_is_allowed_only_to_the_allow_list() {
     let file = write_zone(&dir, 7, "192.0.2.80");
     let (running, _) = start_server(config(Some(file.clone()))).await;
     let apex = from_text("example.com").unwrap();
-    let recs = client::axfr(running.addr(), &apex, Duration::from_secs(5)).await.unwrap();
+    let recs = client::axfr(running.addr(), &apex, Duration::from_secs(5), None).await.unwrap();
     assert_eq!(recs.len(), 34);
     assert_eq!(recs[0].rtype, code::SOA);
     running.stop().await.unwrap();
@@ -128,7 +128,7 @@ async fn axfr_is_allowed_only_to_the_allow_list() {
     let mut c = config(Some(file));
     c.allow_transfer.clear();
     let (running, _) = start_server(c).await;
-    let err = client::axfr(running.addr(), &apex, Duration::from_secs(5)).await.unwrap_err();
+    let err = client::axfr(running.addr(), &apex, Duration::from_secs(5), None).await.unwrap_err();
     assert!(matches!(err, ClientError::Rcode { ref rcode, .. } if rcode == "REFUSED"), "{err}");
     running.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
@@ -191,7 +191,7 @@ async fn secondary_transfers_follows_notify_and_survives_restart() {
     // A new serial on the primary, then a NOTIFY (from 127.0.0.1, the primary's address).
     std::fs::write(&file, zone_text(11, "192.0.2.11")).unwrap();
     pcontrol.reload().await;
-    client::notify(saddr, &from_text("example.com").unwrap(), Duration::from_secs(3)).await.unwrap();
+    client::notify(saddr, &from_text("example.com").unwrap(), Duration::from_secs(3), None).await.unwrap();
     let got = wait_until(Duration::from_secs(10), Duration::from_millis(50), || async {
         scontrol.serial("example.com") == Some(11)
     })
@@ -200,8 +200,9 @@ async fn secondary_transfers_follows_notify_and_survives_restart() {
     assert_eq!(a_record(saddr, "www.example.com").await.unwrap(), vec![192, 0, 2, 11]);
 
     // NOTIFY for a zone we are not secondary for: NOTAUTH.
-    let err =
-        client::notify(saddr, &from_text("example.org").unwrap(), Duration::from_secs(3)).await.unwrap_err();
+    let err = client::notify(saddr, &from_text("example.org").unwrap(), Duration::from_secs(3), None)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("NOTAUTH"), "{err}");
 
     // Primary gone, secondary restarted: it serves the stored copy.

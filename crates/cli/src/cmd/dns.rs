@@ -3,11 +3,14 @@
 
 use crate::context::Context;
 use anyhow::{Context as _, bail};
-use appnet_dns::client::{self, QueryOpts, rcode_name};
+use appnet_dns::acl::split_keyed;
+use appnet_dns::client::{self, QueryOpts, Transferred, rcode_name};
 use appnet_dns::config::{SecondaryZone, ZoneSource, zone_name_for};
+use appnet_dns::wire::message::Record;
 use appnet_dns::wire::message::{dig_text, parse};
 use appnet_dns::wire::name::{from_text, to_lower};
 use appnet_dns::wire::rrtype::{code, type_from_text};
+use appnet_dns::wire::tsig::Key;
 use appnet_dns::wire::zonefile::{self, record_text};
 use appnet_dns::zone::{Severity, Zone, check};
 use appnet_dns::{DnsConfig, DnsServer};
@@ -31,6 +34,10 @@ pub enum DnsCmd {
         appnet dns serve --zone example.com=db.example --zone net.zone --listen 0.0.0.0:53\n  \
         appnet dns serve --zone ex.zone --allow-transfer 192.0.2.0/24 --notify 192.0.2.2:53\n  \
         appnet dns serve --secondary example.com=192.0.2.1:53 --state-dir /var/lib/appnet-dns\n\n\
+        TSIG (RFC 8945) for transfers and NOTIFY, keys like BIND's (tsig-keygen) or NAME:ALG:SECRET:\n  \
+        appnet dns serve --zone ex.zone --tsig-key xfr:hmac-sha256:c2VjcmV0 \\\n      \
+        --allow-transfer '192.0.2.0/24 key xfr' --notify '192.0.2.2:53 key xfr'\n  \
+        appnet dns serve --tsig-key-file xfr.key --secondary 'example.com=192.0.2.1:53 key xfr'\n\n\
         Reload: send SIGHUP (kill -HUP PID); broken files keep their old data, zones with a\n\
         higher serial are swapped in and announced to --notify targets.")]
     Serve(ServeArgs),
@@ -67,18 +74,30 @@ pub struct ServeArgs {
     /// Address for UDP and TCP [default: 127.0.0.1:10053].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
-    /// Be secondary for ZONE, transferring from PRIMARY (ADDR:PORT) (repeatable).
+    /// Be secondary for ZONE, transferring from PRIMARY (ADDR:PORT), IXFR first (repeatable);
+    /// `ZONE=PRIMARY key NAME` signs our queries with TSIG key NAME and requires it back.
     #[arg(long = "secondary", value_name = "ZONE=PRIMARY")]
     secondaries: Vec<String>,
     /// Directory where secondary zones are stored (crash-safe writes).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
-    /// Address or prefix allowed to transfer zones (repeatable); others get REFUSED.
+    /// Who may transfer zones (repeatable; others get REFUSED): `PREFIX`, `PREFIX key NAME`
+    /// (that address, signed with TSIG key NAME) or `key NAME` (any address, signed).
     #[arg(long = "allow-transfer", value_name = "PREFIX")]
     allow_transfer: Vec<String>,
-    /// Secondary to NOTIFY when a reloaded zone has a higher serial (repeatable).
+    /// Secondary to NOTIFY when a reloaded zone has a higher serial (repeatable);
+    /// `ADDR key NAME` signs the NOTIFY with TSIG key NAME.
     #[arg(long = "notify", value_name = "ADDR")]
-    notify: Vec<SocketAddr>,
+    notify: Vec<String>,
+    /// TSIG key NAME:ALGORITHM:BASE64SECRET (hmac-sha256, hmac-sha512, hmac-sha1, ...) (repeatable).
+    #[arg(long = "tsig-key", value_name = "NAME:ALG:SECRET")]
+    tsig_keys: Vec<String>,
+    /// File of TSIG keys in BIND's format, as tsig-keygen prints them (repeatable).
+    #[arg(long = "tsig-key-file", value_name = "FILE")]
+    tsig_key_files: Vec<PathBuf>,
+    /// Bytes of zone changes kept per zone for IXFR [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    journal_max_bytes: Option<usize>,
     /// UDP sockets sharing the port (SO_REUSEPORT) [default: one per CPU].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
@@ -134,9 +153,12 @@ pub struct CheckArgs {
 pub struct QueryArgs {
     /// The name to look up.
     name: String,
-    /// Record type (A, AAAA, MX, TXT, NS, SOA, ANY, AXFR, TYPE65534, ...).
+    /// Record type (A, AAAA, MX, TXT, NS, SOA, ANY, AXFR, IXFR=SERIAL, TYPE65534, ...).
     #[arg(default_value = "A")]
     qtype: String,
+    /// Sign with TSIG (zone transfers and SOA queries), as NAME:ALG:SECRET or dig's ALG:NAME:SECRET.
+    #[arg(short = 'y', long = "tsig-key", value_name = "KEY")]
+    tsig_key: Option<String>,
     /// The server, ADDR:PORT (port 53 if left out).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:10053")]
     server: String,
@@ -209,15 +231,31 @@ async fn serve(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
         let Some((zone, primary)) = s.split_once('=') else {
             bail!("--secondary wants ZONE=PRIMARY (e.g. example.com=192.0.2.1:53), got {s:?}");
         };
+        let (primary, key) = split_keyed(primary).map_err(anyhow::Error::msg)?;
         let primary =
             parse_server(primary).with_context(|| format!("bad primary address in --secondary {s}"))?;
+        if let Some(key) = key {
+            config.server_keys.push(format!("{primary} key {key}"));
+        }
         config.secondaries.push(SecondaryZone { name: zone.to_string(), primary });
+    }
+    for n in &args.notify {
+        let (target, key) = split_keyed(n).map_err(anyhow::Error::msg)?;
+        let target = parse_server(target).with_context(|| format!("bad address in --notify {n}"))?;
+        if let Some(key) = key {
+            config.server_keys.push(format!("{target} key {key}"));
+        }
+        config.notify.push(target);
+    }
+    config.tsig_keys.extend(args.tsig_keys);
+    config.tsig_key_files.extend(args.tsig_key_files);
+    if let Some(n) = args.journal_max_bytes {
+        config.journal_max_bytes = n;
     }
     if args.state_dir.is_some() {
         config.state_dir = args.state_dir;
     }
     config.allow_transfer.extend(args.allow_transfer);
-    config.notify.extend(args.notify);
     if let Some(n) = args.workers {
         config.udp_workers = n;
     }
@@ -325,6 +363,14 @@ fn check_zone(args: CheckArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An SOA record carrying only `serial`, for the authority section of an IXFR request.
+fn soa_with_serial(apex: &[u8], serial: u32) -> Record {
+    let mut rdata = vec![0u8, 0u8];
+    rdata.extend_from_slice(&serial.to_be_bytes());
+    rdata.extend_from_slice(&[0; 16]);
+    Record { owner: apex.into(), rtype: code::SOA, class: 1, ttl: 0, rdata }
+}
+
 fn parse_server(s: &str) -> anyhow::Result<SocketAddr> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
@@ -339,24 +385,49 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.timeout > 0.0 && args.timeout.is_finite(), "--timeout must be a positive number");
     let server = parse_server(&args.server)?;
     let qname = from_text(&args.name).map_err(anyhow::Error::msg)?;
-    let qtype = type_from_text(&args.qtype).map_err(anyhow::Error::msg)?;
+    let key = match &args.tsig_key {
+        Some(spec) => Some(std::sync::Arc::new(Key::parse_spec(spec).map_err(anyhow::Error::msg)?)),
+        None => None,
+    };
+    let ixfr_from = match args.qtype.to_ascii_uppercase().strip_prefix("IXFR=") {
+        Some(n) => Some(n.parse::<u32>().with_context(|| format!("IXFR=SERIAL wants a number, got {n:?}"))?),
+        None => None,
+    };
+    let qtype = match ixfr_from {
+        Some(_) => code::IXFR,
+        None => type_from_text(&args.qtype).map_err(anyhow::Error::msg)?,
+    };
     let timeout = Duration::from_secs_f64(args.timeout);
     let started = Instant::now();
     let mut out = std::io::stdout().lock();
-    if qtype == code::AXFR {
-        let records = client::axfr(server, &qname, timeout).await?;
+    if qtype == code::AXFR || qtype == code::IXFR {
+        let ours = ixfr_from.map(|serial| soa_with_serial(&qname, serial));
+        let records = match client::transfer(server, &qname, ours.as_ref(), timeout, key.as_ref()).await? {
+            Transferred::UpToDate => {
+                writeln!(out, ";; zone is up to date (serial {})", ixfr_from.unwrap_or_default())?;
+                return Ok(());
+            }
+            Transferred::Full(mut records) => {
+                records.extend(records.first().cloned());
+                records
+            }
+            Transferred::Incremental(steps) => {
+                let newest = steps.last().map(|d| d.new_soa.clone());
+                let mut records: Vec<Record> = newest.iter().cloned().collect();
+                for d in steps {
+                    records.push(d.old_soa);
+                    records.extend(d.deleted);
+                    records.push(d.new_soa);
+                    records.extend(d.added);
+                }
+                records.extend(newest);
+                records
+            }
+        };
         for r in &records {
             writeln!(out, "{}", record_text(&r.owner, r.rtype, r.ttl, &r.rdata))?;
         }
-        if let Some(soa) = records.first() {
-            writeln!(out, "{}", record_text(&soa.owner, soa.rtype, soa.ttl, &soa.rdata))?;
-        }
-        writeln!(
-            out,
-            ";; {} records transferred from {server} in {:?}",
-            records.len() + 1,
-            started.elapsed()
-        )?;
+        writeln!(out, ";; {} records transferred from {server} in {:?}", records.len(), started.elapsed())?;
         return Ok(());
     }
     let opts = QueryOpts {

@@ -13,7 +13,7 @@ use domain::base::{Message, Name, Ttl};
 use domain::rdata::ZoneRecordData;
 
 /// A record from a received message, owned, with names decompressed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Record {
     /// Owner name as received (wire format).
     pub owner: NameBuf,

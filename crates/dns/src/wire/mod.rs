@@ -10,12 +10,14 @@
 //! - [`response`]: building responses with name compression, EDNS and clean truncation.
 //! - [`zonefile`]: RFC 1035 master files (via domain's scanner) with file:line errors.
 //! - [`message`]: whole-message parsing and building for clients (queries, AXFR, NOTIFY).
+//! - [`tsig`]: RFC 8945 transaction signatures (sign, verify, multi-message transfers).
 
 pub mod message;
 pub mod name;
 pub mod query;
 pub mod response;
 pub mod rrtype;
+pub mod tsig;
 pub mod zonefile;
 
 pub use name::NameBuf;

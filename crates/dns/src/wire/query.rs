@@ -38,6 +38,8 @@ pub struct Query<'a> {
     pub edns: Option<Edns>,
     /// The SOA serial in the authority (IXFR) or answer (NOTIFY) section, if any.
     pub serial: Option<u32>,
+    /// Whether the additional section holds a TSIG record (checked by [`super::tsig`]).
+    pub signed: bool,
 }
 
 /// Why a request could not be parsed into a [`Query`].
@@ -90,10 +92,12 @@ pub fn parse(packet: &[u8]) -> Result<Query<'_>, BadQuery> {
 
     // EDNS: at most one OPT, owned by the root.
     let mut edns = None;
+    let mut signed = false;
     if counts.arcount() > 0 {
         let additional = msg.additional().map_err(|_| formerr)?;
         for rec in additional {
             let rec = rec.map_err(|_| formerr)?;
+            signed |= rec.rtype() == Rtype::from_int(super::tsig::TYPE_TSIG);
             if rec.rtype() == Rtype::OPT {
                 if edns.is_some() || !rec.owner().is_root() {
                     return Err(formerr);
@@ -137,6 +141,7 @@ pub fn parse(packet: &[u8]) -> Result<Query<'_>, BadQuery> {
         qclass: question.qclass().to_int(),
         edns,
         serial,
+        signed,
     })
 }
 

@@ -1,0 +1,282 @@
+//! The IXFR journal (RFC 1995): what changed between successive versions of a zone, kept in
+//! memory (bounded) so a secondary that is a few serials behind gets only the difference.
+//!
+//! A [`Delta`] is one version step (the records deleted and added, SOA aside). The journal is an
+//! immutable chain carried by each [`Zone`](crate::zone::Zone) version, so the answering core
+//! decides IXFR-or-AXFR without I/O; [`Journal::since`] condenses the steps from a client's
+//! serial into one (RFC 1995 §4 allows the condensed form).
+
+use crate::respond::serial_lt;
+use crate::wire::message::Record;
+use crate::wire::rrtype::{CLASS_IN, code};
+use crate::wire::zonefile::{Location, ZoneRecord};
+use crate::zone::{SoaInfo, Zone, ZoneError};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Steps kept at most, whatever their size.
+const MAX_STEPS: usize = 128;
+
+/// One change of a zone: from `old_soa`'s serial to `new_soa`'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta {
+    pub old_soa: Record,
+    pub new_soa: Record,
+    pub deleted: Vec<Record>,
+    pub added: Vec<Record>,
+}
+
+impl Delta {
+    /// The serial this step starts from.
+    pub fn from_serial(&self) -> u32 {
+        soa_serial(&self.old_soa)
+    }
+
+    /// The serial this step leads to.
+    pub fn to_serial(&self) -> u32 {
+        soa_serial(&self.new_soa)
+    }
+
+    /// Approximate memory held, for the journal's bound.
+    pub fn size(&self) -> usize {
+        self.deleted.iter().chain(&self.added).map(|r| r.owner.len() + r.rdata.len() + 48).sum::<usize>()
+            + 256
+    }
+}
+
+fn soa_serial(r: &Record) -> u32 {
+    SoaInfo::from_rdata(&r.rdata).map(|s| s.serial).unwrap_or(0)
+}
+
+/// The chain of steps that led to a zone version, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct Journal {
+    steps: Vec<Arc<Delta>>,
+    bytes: usize,
+}
+
+impl Journal {
+    /// This journal with `delta` appended, then trimmed (oldest first) to `max_bytes`. A step
+    /// that does not continue the chain starts a new one.
+    pub fn push(&self, delta: Delta, max_bytes: usize) -> Journal {
+        let mut j = self.clone();
+        if j.steps.last().is_some_and(|last| last.to_serial() != delta.from_serial()) {
+            j = Journal::default();
+        }
+        j.bytes += delta.size();
+        j.steps.push(Arc::new(delta));
+        while !j.steps.is_empty() && (j.bytes > max_bytes || j.steps.len() > MAX_STEPS) {
+            let gone = j.steps.remove(0);
+            j.bytes -= gone.size();
+        }
+        j
+    }
+
+    /// Number of steps kept.
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Whether no steps are kept.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The change from `serial` to the newest version, condensed into one step; `None` when
+    /// `serial` is not in the journal (too old, or never ours): answer with the whole zone.
+    pub fn since(&self, serial: u32) -> Option<Delta> {
+        let i = self.steps.iter().position(|d| d.from_serial() == serial)?;
+        let chain = &self.steps[i..];
+        if chain.len() == 1 {
+            return Some((*chain[0]).clone());
+        }
+        Some(condense(chain.iter().map(|d| &**d)))
+    }
+}
+
+/// Several consecutive steps as one: records added then deleted again cancel out.
+pub fn condense<'a>(steps: impl IntoIterator<Item = &'a Delta>) -> Delta {
+    let mut steps = steps.into_iter();
+    let Some(first) = steps.next() else {
+        let empty =
+            Record { owner: Box::new([0]), rtype: code::SOA, class: CLASS_IN, ttl: 0, rdata: Vec::new() };
+        return Delta { old_soa: empty.clone(), new_soa: empty, deleted: Vec::new(), added: Vec::new() };
+    };
+    let mut out = first.clone();
+    for d in steps {
+        out.new_soa = d.new_soa.clone();
+        for r in &d.deleted {
+            if let Some(p) = out.added.iter().position(|a| a == r) {
+                out.added.swap_remove(p);
+            } else {
+                out.deleted.push(r.clone());
+            }
+        }
+        for r in &d.added {
+            if let Some(p) = out.deleted.iter().position(|x| x == r) {
+                out.deleted.swap_remove(p);
+            } else {
+                out.added.push(r.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Every record of a zone but its SOA.
+fn records_of(zone: &Zone) -> impl Iterator<Item = Record> + '_ {
+    zone.rrsets().filter(move |(owner, s)| !(s.rtype == code::SOA && *owner == zone.apex())).flat_map(
+        |(owner, s)| {
+            s.rdatas().map(move |rd| Record {
+                owner: owner.into(),
+                rtype: s.rtype,
+                class: CLASS_IN,
+                ttl: s.ttl,
+                rdata: rd.to_vec(),
+            })
+        },
+    )
+}
+
+/// The SOA record of a zone.
+pub fn soa_record(zone: &Zone) -> Option<Record> {
+    let s = zone.soa_rrset()?;
+    let rd = s.rdatas().next()?;
+    Some(Record {
+        owner: zone.apex().into(),
+        rtype: code::SOA,
+        class: CLASS_IN,
+        ttl: s.ttl,
+        rdata: rd.to_vec(),
+    })
+}
+
+/// What changed from `old` to `new` (a TTL change is a delete and an add, as in RFC 1995).
+pub fn diff(old: &Zone, new: &Zone) -> Option<Delta> {
+    let before: HashSet<Record> = records_of(old).collect();
+    let after: HashSet<Record> = records_of(new).collect();
+    Some(Delta {
+        old_soa: soa_record(old)?,
+        new_soa: soa_record(new)?,
+        deleted: records_of(old).filter(|r| !after.contains(r)).collect(),
+        added: records_of(new).filter(|r| !before.contains(r)).collect(),
+    })
+}
+
+/// Why an incremental transfer could not be applied (fall back to AXFR).
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("the IXFR starts from serial {got}, we hold {ours}")]
+    WrongStart { got: u32, ours: u32 },
+    #[error("the IXFR deletes a record we do not hold")]
+    Missing,
+    #[error("{0}")]
+    Zone(#[from] ZoneError),
+}
+
+/// Applies `steps` to `zone`: the new version, its journal extended by the steps.
+pub fn apply(zone: &Zone, steps: &[Delta], max_bytes: usize) -> Result<Zone, ApplyError> {
+    let mut set: HashSet<Record> = records_of(zone).collect();
+    let mut serial = zone.soa().serial;
+    let mut soa = soa_record(zone);
+    let mut journal = zone.journal().clone();
+    for d in steps {
+        if d.from_serial() != serial {
+            return Err(ApplyError::WrongStart { got: d.from_serial(), ours: serial });
+        }
+        for r in &d.deleted {
+            let r = lowered(r);
+            if !set.remove(&r) {
+                // An RRset keeps one TTL here: match a deletion that names another TTL too.
+                let same =
+                    set.iter().find(|x| x.owner == r.owner && x.rtype == r.rtype && x.rdata == r.rdata);
+                let same = same.cloned().ok_or(ApplyError::Missing)?;
+                set.remove(&same);
+            }
+        }
+        set.extend(d.added.iter().map(lowered));
+        serial = d.to_serial();
+        soa = Some(lowered(&d.new_soa));
+        journal = journal.push(d.clone(), max_bytes);
+    }
+    let from: Arc<str> = "IXFR".into();
+    let records = soa.into_iter().chain(set).map(|r| ZoneRecord {
+        owner: r.owner,
+        rtype: r.rtype,
+        ttl: r.ttl,
+        rdata: r.rdata,
+        at: Location { file: from.clone(), line: 0 },
+    });
+    Ok(Zone::from_records(zone.apex(), records.collect())?.with_journal(journal))
+}
+
+fn lowered(r: &Record) -> Record {
+    Record { owner: crate::wire::name::to_lower(&r.owner), class: CLASS_IN, ..r.clone() }
+}
+
+/// `new` as the successor of `old` (a reload or a full transfer): when the serial went up, it
+/// carries `old`'s journal plus the step between them; otherwise an empty journal.
+pub fn successor(old: Option<&Zone>, new: Zone, max_bytes: usize) -> Zone {
+    match old {
+        Some(old) if serial_lt(old.soa().serial, new.soa().serial) => match diff(old, &new) {
+            Some(d) => {
+                let journal = old.journal().push(d, max_bytes);
+                new.with_journal(journal)
+            }
+            None => new,
+        },
+        _ => new,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zone(serial: u32, body: &str) -> Zone {
+        let text =
+            format!("$TTL 300\n@ SOA ns h {serial} 3600 600 86400 60\n@ NS ns\nns A 192.0.2.1\n{body}");
+        Zone::from_text("example.com", &text).unwrap()
+    }
+
+    #[test]
+    fn diff_and_apply_round_trip() {
+        let v1 = zone(1, "www A 192.0.2.10\nold TXT \"x\"\n");
+        let v2 = zone(2, "www A 192.0.2.11\nnew TXT \"y\"\n");
+        let d = diff(&v1, &v2).unwrap();
+        assert_eq!((d.from_serial(), d.to_serial()), (1, 2));
+        assert_eq!(d.deleted.len(), 2);
+        assert_eq!(d.added.len(), 2);
+        let applied = apply(&v1, std::slice::from_ref(&d), 1 << 20).unwrap();
+        assert_eq!(applied.to_text(), v2.to_text());
+        assert_eq!(applied.journal().len(), 1);
+        // Applying to the wrong version fails.
+        assert!(matches!(apply(&v2, &[d], 1 << 20), Err(ApplyError::WrongStart { .. })));
+    }
+
+    #[test]
+    fn journal_condenses_and_forgets() {
+        let v1 = zone(1, "a A 192.0.2.1\n");
+        let v2 = zone(2, "a A 192.0.2.2\n");
+        let v3 = zone(3, "a A 192.0.2.1\nb A 192.0.2.3\n");
+        let j =
+            Journal::default().push(diff(&v1, &v2).unwrap(), 1 << 20).push(diff(&v2, &v3).unwrap(), 1 << 20);
+        assert_eq!(j.len(), 2);
+        let c = j.since(1).unwrap();
+        assert_eq!((c.from_serial(), c.to_serial()), (1, 3));
+        // a=192.0.2.1 was deleted then added back: gone from the condensed step.
+        assert!(c.deleted.is_empty(), "{:?}", c.deleted);
+        assert_eq!(c.added.len(), 1);
+        assert_eq!(apply(&v1, &[c], 1 << 20).unwrap().to_text(), v3.to_text());
+        assert_eq!(j.since(2).unwrap().to_serial(), 3);
+        assert!(j.since(3).is_none());
+        assert!(j.since(7).is_none());
+        // The byte bound drops the oldest steps.
+        let small = Journal::default().push(diff(&v1, &v2).unwrap(), 600).push(diff(&v2, &v3).unwrap(), 600);
+        assert_eq!(small.len(), 1);
+        assert!(small.since(1).is_none());
+        // A step that does not follow the chain restarts it.
+        let broken = j.push(diff(&v1, &v2).unwrap(), 1 << 20);
+        assert_eq!(broken.len(), 1);
+    }
+}

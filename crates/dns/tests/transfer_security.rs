@@ -1,0 +1,154 @@
+//! The answering core for signed requests (TSIG, RFC 8945) and incremental transfers (IXFR from
+//! the journal, RFC 1995), with the clock injected: bytes in, bytes out, checked by parsing.
+
+use appnet_dns::acl::TransferAcl;
+use appnet_dns::catalog::Catalog;
+use appnet_dns::journal::successor;
+use appnet_dns::respond::{Outcome, Policy, Transport, handle_at};
+use appnet_dns::wire::message::{Record, build_ixfr, build_query, parse};
+use appnet_dns::wire::name::from_text;
+use appnet_dns::wire::rrtype::code;
+use appnet_dns::wire::tsig::{self, Key, Keyring, TsigError, Verifier, sign_request, strip};
+use appnet_dns::zone::Zone;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+const NOW: u64 = 1_800_000_000;
+
+fn key() -> Key {
+    Key::parse_spec("xfr:hmac-sha256:c2VjcmV0LXNlY3JldC1zZWNyZXQ=").unwrap()
+}
+
+fn zone(serial: u32, extra: &str) -> Zone {
+    let mut text =
+        format!("$TTL 300\n@ SOA ns1 h {serial} 3600 600 86400 60\n@ NS ns1\nns1 A 192.0.2.1\n{extra}");
+    for i in 0..400 {
+        text.push_str(&format!("h{i} TXT \"{}\"\n", "x".repeat(60)));
+    }
+    Zone::from_text("example.com", &text).unwrap()
+}
+
+fn policy(acl: &[&str]) -> Policy {
+    let keys = Keyring::new([key()]);
+    Policy { max_udp_payload: 1232, allow_transfer: TransferAcl::parse(acl, &keys).unwrap(), keys }
+}
+
+fn run(cat: &Catalog, policy: &Policy, packet: &[u8], peer: &str, now: u64) -> Outcome {
+    let peer: IpAddr = peer.parse().unwrap();
+    handle_at(cat, policy, packet, Transport::Tcp, peer, || now, Vec::new())
+}
+
+fn apex() -> Vec<u8> {
+    from_text("example.com").unwrap().into()
+}
+
+#[test]
+fn signed_axfr_is_signed_in_every_message() {
+    let cat = Catalog::new([Arc::new(zone(1, ""))]);
+    let mut q = build_query(9, 0, &apex(), code::AXFR, false, None);
+    let k = Arc::new(key());
+    let mac = sign_request(&mut q, &k, NOW);
+    let Outcome::Transfer(t) = run(&cat, &policy(&["127.0.0.1 key xfr"]), &q, "127.0.0.1", NOW + 5) else {
+        panic!("expected a transfer")
+    };
+    let msgs = t.messages(4096);
+    assert!(msgs.len() > 3, "a multi-message transfer");
+    let mut v = Verifier::new(k, mac);
+    let mut records = 0;
+    for m in &msgs {
+        assert!(m.len() <= 4096);
+        tsig::find(m).unwrap().expect("every message carries a TSIG (RFC 8945 §5.3.1)");
+        v.check(m, NOW + 6).unwrap();
+        records += parse(&strip(m)).unwrap().answer.len();
+    }
+    v.finish().unwrap();
+    assert_eq!(records, t.zone.record_count() + 1);
+}
+
+#[test]
+fn keyed_allow_transfer_refuses_unsigned_and_wrong_keys() {
+    let cat = Catalog::new([Arc::new(zone(1, ""))]);
+    let p = policy(&["127.0.0.1 key xfr"]);
+    let q = build_query(9, 0, &apex(), code::AXFR, false, None);
+    let Outcome::Reply { bytes, .. } = run(&cat, &p, &q, "127.0.0.1", NOW) else { panic!("a reply") };
+    assert_eq!(parse(&bytes).unwrap().rcode, 5, "unsigned → REFUSED");
+
+    // Unknown key → NOTAUTH with an unsigned TSIG carrying BADKEY.
+    let mut q2 = q.clone();
+    let other = Key::parse_spec("other:hmac-sha256:c2VjcmV0").unwrap();
+    sign_request(&mut q2, &other, NOW);
+    let Outcome::Reply { bytes, .. } = run(&cat, &p, &q2, "127.0.0.1", NOW) else { panic!("a reply") };
+    let t = tsig::find(&bytes).unwrap().unwrap();
+    assert_eq!((bytes[3] & 0x0f, t.error, t.mac.len()), (9, tsig::error::BADKEY, 0));
+
+    // Right name, wrong secret → BADSIG.
+    let mut q3 = q.clone();
+    sign_request(&mut q3, &Key::parse_spec("xfr:hmac-sha256:b3RoZXI=").unwrap(), NOW);
+    let Outcome::Reply { bytes, .. } = run(&cat, &p, &q3, "127.0.0.1", NOW) else { panic!("a reply") };
+    assert_eq!(tsig::find(&bytes).unwrap().unwrap().error, tsig::error::BADSIG);
+
+    // Good signature, clock 10 minutes off → BADTIME, signed, with our time in Other Data.
+    let mut q4 = q.clone();
+    let k = Arc::new(key());
+    let mac = sign_request(&mut q4, &k, NOW);
+    let Outcome::Reply { bytes, .. } = run(&cat, &p, &q4, "127.0.0.1", NOW + 600) else { panic!("a reply") };
+    let t = tsig::find(&bytes).unwrap().unwrap();
+    assert_eq!((t.error, t.other.len()), (tsig::error::BADTIME, 6));
+    assert_eq!(Verifier::new(k, mac).check(&bytes, NOW + 600), Err(TsigError::Peer(tsig::error::BADTIME)));
+
+    // Signed from an address outside the entry → REFUSED (and still signed).
+    let Outcome::Reply { bytes, .. } = run(&cat, &p, &q4, "192.0.2.9", NOW) else { panic!("a reply") };
+    assert!(tsig::find(&bytes).unwrap().is_some());
+    assert_eq!(parse(&strip(&bytes)).unwrap().rcode, 5);
+}
+
+#[test]
+fn signed_queries_get_signed_answers_over_udp() {
+    let cat = Catalog::new([Arc::new(zone(1, ""))]);
+    let mut q = build_query(3, 0, &from_text("ns1.example.com").unwrap(), code::A, false, Some((512, 0)));
+    let k = Arc::new(key());
+    let mac = sign_request(&mut q, &k, NOW);
+    let peer: IpAddr = "192.0.2.1".parse().unwrap();
+    let Outcome::Reply { bytes, .. } =
+        handle_at(&cat, &policy(&[]), &q, Transport::Udp, peer, || NOW, Vec::new())
+    else {
+        panic!("a reply")
+    };
+    Verifier::new(k, mac).check(&bytes, NOW).unwrap();
+    assert_eq!(parse(&strip(&bytes)).unwrap().answer.len(), 1);
+}
+
+fn soa_of(z: &Zone) -> Record {
+    appnet_dns::journal::soa_record(z).unwrap()
+}
+
+#[test]
+fn ixfr_from_the_journal_and_full_fallback() {
+    let v1 = zone(1, "www A 192.0.2.10\n");
+    let v2 = successor(Some(&v1), zone(2, "www A 192.0.2.11\n"), 1 << 20);
+    let v3 = successor(Some(&v2), zone(3, "www A 192.0.2.11\nnew A 192.0.2.12\n"), 1 << 20);
+    let cat = Catalog::new([Arc::new(v3.clone())]);
+    let p = policy(&["127.0.0.1"]);
+    let ask = |from: &Zone| {
+        let soa = soa_of(from);
+        let q = build_ixfr(4, &apex(), soa.ttl, &soa.rdata);
+        let Outcome::Transfer(t) = run(&cat, &p, &q, "127.0.0.1", NOW) else { panic!("a transfer") };
+        t.messages(16384).iter().flat_map(|m| parse(m).unwrap().answer).collect::<Vec<_>>()
+    };
+    // From serial 1: condensed (1 → 3): SOA3, SOA1, -www .10, SOA3, +www .11, +new, SOA3.
+    let recs = ask(&v1);
+    let kinds: Vec<u16> = recs.iter().map(|r| r.rtype).collect();
+    assert_eq!(kinds, [code::SOA, code::SOA, code::A, code::SOA, code::A, code::A, code::SOA], "{recs:?}");
+    assert_eq!(recs[1].rdata, soa_of(&v1).rdata);
+    assert_eq!(recs[2].rdata, [192, 0, 2, 10]);
+    // From serial 2: just the last step.
+    assert_eq!(ask(&v2).len(), 5);
+    // From an unknown serial: the whole zone (AXFR form).
+    let v0 = zone(0, "");
+    assert_eq!(ask(&v0).len(), v3.record_count() + 1);
+    // Up to date: the SOA alone.
+    let soa = soa_of(&v3);
+    let q = build_ixfr(4, &apex(), soa.ttl, &soa.rdata);
+    let Outcome::Reply { bytes, .. } = run(&cat, &p, &q, "127.0.0.1", NOW) else { panic!("a reply") };
+    assert_eq!(parse(&bytes).unwrap().answer.len(), 1);
+}
