@@ -106,4 +106,60 @@ else
   echo "  skip: opentracker not installed"
 fi
 
+# --- 5. Magnet links (BEP 9 metadata exchange over BEP 10). (a) appnet fetches the metadata
+# from an aria2c seeder, then downloads: once through appnet's tracker (hex btih, tr=), once
+# with no tracker at all (base32 btih, x.pe= the seeder's address).
+mkdir -p src5/pics
+head -c 2500000 /dev/urandom >src5/pics/p1.bin
+head -c 600000 /dev/urandom >src5/pics/p2.bin
+mktorrent -a "http://127.0.0.1:$TP/announce" -l 16 -o pics.torrent src5/pics >/dev/null
+AP5=$(free_port)
+bg aria2c --seed-ratio=0 -V --enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=false \
+  --summary-interval=0 --console-log-level=warn --file-allocation=none --dir=src5 --seed-time=120 \
+  --listen-port="$AP5" pics.torrent >aria5.log 2>&1
+wait_tcp 127.0.0.1 "$AP5" 30
+PICS=$("$APPNET" torrent info pics.torrent | awk '/^info hash/ {print $3}')
+timeout 90 "$APPNET" torrent get "magnet:?xt=urn:btih:$PICS&dn=pics&tr=http%3A%2F%2F127.0.0.1%3A$TP%2Fannounce" \
+  -o dl5a --quiet --save-torrent dl5a.torrent >get5a.log 2>&1 || { cat get5a.log; exit 1; }
+check "appnet got a magnet link's metadata and data from aria2c (tracker, hex btih)" "$(sums src5)" "$(sums dl5a)"
+check "the fetched metadata is the torrent's info dictionary" "$PICS" \
+  "$("$APPNET" torrent info dl5a.torrent | awk '/^info hash/ {print $3}')"
+B32=$(python3 -c "import base64,sys;print(base64.b32encode(bytes.fromhex(sys.argv[1])).decode())" "$PICS")
+timeout 90 "$APPNET" torrent get "magnet:?xt=urn:btih:$B32&x.pe=127.0.0.1:$AP5" -o dl5b --quiet >get5b.log 2>&1 ||
+  { cat get5b.log; exit 1; }
+check "appnet got a magnet link from aria2c with no tracker (base32 btih, x.pe)" "$(sums src5)" "$(sums dl5b)"
+
+# (b) aria2c and python libtorrent download appnet's seeded multi-file torrent (section 1) from
+# a magnet link: the appnet seeder answers their ut_metadata requests.
+MAG=$("$APPNET" torrent info album.torrent | awk '/^magnet/ {print $2}')
+mkdir -p dl6
+timeout 90 "${ARIA[@]}" --dir=dl6 --seed-time=0 --bt-metadata-only=false --bt-save-metadata=true "$MAG" >aria6.log 2>&1 ||
+  { cat aria6.log; exit 1; }
+check "aria2c got appnet's torrent from a magnet link" "$(sums src1)" "$(sums dl6 | grep -v '\.torrent$')"
+check "aria2c saved the metadata appnet served" "$HASH" \
+  "$("$APPNET" torrent info "dl6/$HASH.torrent" | awk '/^info hash/ {print $3}')"
+if python3 -c 'import libtorrent' 2>/dev/null; then
+  cat >ltmagnet.py <<'PY'
+import sys, time, libtorrent as lt
+link, save, port, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+s = lt.session({"listen_interfaces": f"127.0.0.1:{port}", "enable_dht": False, "enable_lsd": False,
+                "enable_upnp": False, "enable_natpmp": False, "allow_multiple_connections_per_ip": True,
+                "alert_mask": 0})
+p = lt.parse_magnet_uri(link)
+p.save_path = save
+h = s.add_torrent(p)
+end = time.time() + limit
+while not h.status().is_seeding:
+    if time.time() > end:
+        st = h.status()
+        sys.exit(f"libtorrent: timed out at {st.progress:.0%}, metadata {st.has_metadata}, {st.num_peers} peers")
+    time.sleep(0.1)
+print(h.torrent_file().info_hash())
+PY
+  LP7=$(free_port)
+  timeout 90 python3 ltmagnet.py "$MAG" lt7 "$LP7" 80 >lt7.log 2>&1 || { cat lt7.log; exit 1; }
+  check "python libtorrent got appnet's torrent from a magnet link" "$(sums src1)" "$(sums lt7)"
+  check "libtorrent's metadata has the magnet's info hash" "$HASH" "$(tail -1 lt7.log)"
+fi
+
 echo "torrent: $CHECKS checks passed"

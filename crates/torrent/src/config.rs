@@ -105,6 +105,10 @@ pub struct ClientConfig {
     pub max_announce_secs: u64,
     /// Peers asked of the tracker per announce.
     pub numwant: u32,
+    /// Exchange peer lists with peers (BEP 11 `ut_pex`; never for private torrents).
+    pub pex: bool,
+    /// Seconds between PEX messages to a peer (BEP 11 asks for at least 60).
+    pub pex_interval_secs: f64,
 }
 
 impl Default for ClientConfig {
@@ -130,6 +134,8 @@ impl Default for ClientConfig {
             no_upload: false,
             max_announce_secs: 1800,
             numwant: 50,
+            pex: true,
+            pex_interval_secs: 60.0,
         }
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! - [`bencode`], [`metainfo`], [`create`], [`urlenc`]: .torrent files and magnet links.
 //! - [`wire`], [`bitfield`]: the peer wire protocol as pure codecs.
-//! - [`picker`], [`choker`], [`meter`]: the sans-IO cores (rarest first, tit-for-tat).
+//! - [`picker`], [`choker`], [`meter`], [`metadata`]: the sans-IO cores (rarest first,
+//!   tit-for-tat, BEP 9 metadata assembly).
+//! - [`magnet`]: fetching a magnet link's metadata from peers (BEP 9/10) before downloading.
 //! - [`tracker`]: HTTP and UDP tracker server and client.
 //! - [`session`]: the tokio client/seeder for one torrent (peer connections in `peer`).
 //! - [`storage`]: pieces on plain files.
@@ -16,9 +18,12 @@ pub mod choker;
 pub mod config;
 pub mod create;
 pub mod experiment;
+pub mod magnet;
+pub mod metadata;
 pub mod metainfo;
 pub mod meter;
 mod peer;
+mod peer_ext;
 pub mod picker;
 pub mod progress;
 pub mod session;

@@ -282,7 +282,7 @@ fn parse_info(v: &Value) -> Result<Info, MetainfoError> {
     Ok(info)
 }
 
-/// A parsed magnet link (for display; fetching metadata over BEP 9 is not implemented).
+/// A parsed magnet link: what a download needs before the metadata is fetched from peers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Magnet {
     /// The v1 info hash.
@@ -291,6 +291,8 @@ pub struct Magnet {
     pub name: Option<String>,
     /// Tracker URLs (`tr`).
     pub trackers: Vec<String>,
+    /// Peer addresses (`x.pe`, `host:port`), to contact without a tracker.
+    pub peers: Vec<String>,
 }
 
 impl Magnet {
@@ -298,7 +300,7 @@ impl Magnet {
     pub fn parse(link: &str) -> Result<Magnet, MetainfoError> {
         let q = link.strip_prefix("magnet:?").ok_or_else(|| invalid("not a magnet link"))?;
         let pairs = crate::urlenc::parse_query(q).ok_or_else(|| invalid("bad escape in magnet link"))?;
-        let mut out = Magnet { info_hash: [0; 20], name: None, trackers: vec![] };
+        let mut out = Magnet { info_hash: [0; 20], name: None, trackers: vec![], peers: vec![] };
         let mut found = false;
         for (k, v) in pairs {
             let v = String::from_utf8_lossy(&v).into_owned();
@@ -312,7 +314,8 @@ impl Magnet {
                     }
                 }
                 "dn" => out.name = Some(v),
-                "tr" => out.trackers.push(v),
+                "tr" if !out.trackers.contains(&v) => out.trackers.push(v),
+                "x.pe" => out.peers.push(v),
                 _ => {}
             }
         }
@@ -320,6 +323,30 @@ impl Magnet {
             return Err(invalid("magnet link has no urn:btih"));
         }
         Ok(out)
+    }
+
+    /// The torrent, once its info dictionary has been fetched (and its hash checked): the raw
+    /// info bytes with the magnet's trackers as the announce-list (one tier each, in order).
+    pub fn to_metainfo(&self, info_bytes: &[u8]) -> Result<Metainfo, MetainfoError> {
+        let str_ = |s: &str| format!("{}:{s}", s.len());
+        let mut t = String::from("d");
+        if let Some(first) = self.trackers.first() {
+            t.push_str(&format!("8:announce{}", str_(first)));
+            t.push_str("13:announce-listl");
+            for tr in &self.trackers {
+                t.push_str(&format!("l{}e", str_(tr)));
+            }
+            t.push('e');
+        }
+        let mut bytes = t.into_bytes();
+        bytes.extend_from_slice(b"4:info");
+        bytes.extend_from_slice(info_bytes);
+        bytes.push(b'e');
+        let m = Metainfo::from_bytes(&bytes)?;
+        if m.info_hash != self.info_hash {
+            return Err(invalid("info dictionary does not match the magnet's info hash"));
+        }
+        Ok(m)
     }
 }
 
@@ -402,5 +429,23 @@ mod tests {
         let b32 = Magnet::parse("magnet:?xt=urn:btih:YEX6DQDLXISUVHOJ6UM3GNNKPQJWPKEK").unwrap();
         assert_eq!(b32.info_hash, m.info_hash);
         assert!(Magnet::parse("magnet:?dn=x").is_err());
+        let pe = Magnet::parse(
+            "magnet:?xt=urn:btih:YEX6DQDLXISUVHOJ6UM3GNNKPQJWPKEK&x.pe=127.0.0.1:6881&x.pe=%5B%3A%3A1%5D:7",
+        )
+        .unwrap();
+        assert_eq!(pe.peers, vec!["127.0.0.1:6881", "[::1]:7"]);
+    }
+
+    #[test]
+    fn magnet_plus_info_bytes_is_the_torrent() {
+        let t = sample();
+        let m = Metainfo::from_bytes(&t).unwrap();
+        let link = Magnet::parse(&m.magnet()).unwrap();
+        let back = link.to_metainfo(&m.info_bytes).unwrap();
+        assert_eq!(back.info_hash, m.info_hash);
+        assert_eq!(back.trackers(), m.trackers());
+        assert_eq!(back.info.name, "a.bin");
+        let other = Magnet { info_hash: [9; 20], ..link };
+        assert!(other.to_metainfo(&m.info_bytes).is_err());
     }
 }

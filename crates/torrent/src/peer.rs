@@ -64,7 +64,9 @@ async fn run_inner(
     }
     let fast = theirs.fast();
     let (tx, rx) = mpsc::unbounded_channel();
-    let Some(id) = h.register(addr, theirs.peer_id, outgoing, fast, tx) else { return Ok(()) };
+    let Some(id) = h.register(addr, theirs.peer_id, outgoing, fast, theirs.extended(), tx) else {
+        return Ok(());
+    };
     tracing::debug!("peer {addr} connected (fast extension: {fast})");
     let mut writer = tokio::spawn(write_loop(h.clone(), id, wr, rx, fast));
     let res = tokio::select! {

@@ -65,6 +65,25 @@ pub(crate) struct PeerSlot {
     pub up: RateMeter,
     pub connected_at: Instant,
     pub last_block: Option<Instant>,
+    /// BEP 10 state (empty when the peer does not speak the extension protocol).
+    pub ext: PeerExt,
+}
+
+/// What a peer told us in its extension handshake, and what we exchanged over extensions.
+#[derive(Debug, Default)]
+pub(crate) struct PeerExt {
+    /// Its id for `ut_metadata` messages.
+    pub ut_metadata: Option<u8>,
+    /// Its id for `ut_pex` messages.
+    pub ut_pex: Option<u8>,
+    /// Where it accepts connections (for PEX when it connected to us).
+    pub listen_port: Option<u16>,
+    /// Metadata pieces sent to it (bounded per connection).
+    pub metadata_served: u32,
+    /// When we last acted on a PEX message from it.
+    pub last_pex_in: Option<Instant>,
+    /// Peers our PEX messages told it about (so the next one sends only the changes).
+    pub pex_sent: HashSet<SocketAddr>,
 }
 
 struct PieceBuf {
@@ -148,7 +167,8 @@ pub struct Session {
     initial_peers: Vec<SocketAddr>,
 }
 
-fn new_peer_id() -> [u8; 20] {
+/// A fresh peer id: `-AN0100-` and 12 random characters (Azureus style).
+pub fn new_peer_id() -> [u8; 20] {
     use rand::Rng;
     let mut id = *b"-AN0100-000000000000";
     let alphabet = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -163,6 +183,19 @@ impl Session {
     /// Opens the data (creating files when downloading), verifies what is already there, and
     /// binds the peer listener. With `seed`, the data must be complete.
     pub async fn bind(meta: Metainfo, cfg: ClientConfig, seed: bool) -> io::Result<Session> {
+        let listener = bind_tcp(cfg.listen, &ListenOpts::default())?;
+        Self::bind_on(meta, cfg, seed, listener, new_peer_id()).await
+    }
+
+    /// Like [`Session::bind`] on a listener bound earlier and with a given peer id: a magnet
+    /// download announces its port and id while fetching the metadata, before the session.
+    pub async fn bind_on(
+        meta: Metainfo,
+        cfg: ClientConfig,
+        seed: bool,
+        listener: TcpListener,
+        peer_id: [u8; 20],
+    ) -> io::Result<Session> {
         let meta = Arc::new(meta);
         let (m2, dir) = (meta.clone(), cfg.dir.clone());
         let (storage, have) = tokio::task::spawn_blocking(move || -> io::Result<(Storage, Bitfield)> {
@@ -184,7 +217,6 @@ impl Session {
                 ),
             ));
         }
-        let listener = bind_tcp(cfg.listen, &ListenOpts::default())?;
         let listen = listener.local_addr()?;
         let mut picker = Picker::new(meta.info.piece_length, meta.info.total_length());
         for i in have.ones() {
@@ -219,7 +251,7 @@ impl Session {
             up_gate: tokio::sync::Mutex::new(()),
             down: cfg.limiter(cfg.download_rate),
             meta,
-            peer_id: new_peer_id(),
+            peer_id,
             storage,
             state: Mutex::new(state),
             listen,
@@ -274,6 +306,10 @@ impl Service for Session {
         {
             let h = h.clone();
             sd.spawn(async move { h.seed_timer().await });
+        }
+        {
+            let h = h.clone();
+            sd.spawn(async move { h.pex_loop().await });
         }
         loop {
             tokio::select! {
@@ -410,6 +446,7 @@ impl TorrentHandle {
         peer_id: [u8; 20],
         outgoing: bool,
         fast: bool,
+        extended: bool,
         tx: mpsc::UnboundedSender<Out>,
     ) -> Option<u64> {
         let mut st = self.lock();
@@ -425,6 +462,9 @@ impl TorrentHandle {
         // Queued under the lock, so no HAVE broadcast can overtake it.
         if let Some(m) = Self::opening_message(st.picker.have(), fast) {
             let _ = tx.send(Out::Msg(m));
+        }
+        if extended {
+            let _ = tx.send(Out::Msg(self.ext_handshake()));
         }
         let id = st.next_id;
         st.next_id += 1;
@@ -449,6 +489,7 @@ impl TorrentHandle {
                 up: RateMeter::new(window, now),
                 connected_at: now,
                 last_block: None,
+                ext: PeerExt::default(),
             },
         );
         Some(id)
@@ -475,6 +516,9 @@ impl TorrentHandle {
 
     /// Handles one message from peer `id` (validated here against the torrent).
     pub(crate) async fn handle(&self, id: u64, msg: Message) -> Result<(), PeerError> {
+        if let Message::Extended { id: ext_id, payload } = msg {
+            return self.on_extended(id, ext_id, payload);
+        }
         if let Some((index, buf)) = self.on_message(id, msg)? {
             // Its own task: if this connection is closed meanwhile (a duplicate connection
             // replaced it, say), the verified piece must still be recorded, not lost.
@@ -499,6 +543,7 @@ impl TorrentHandle {
         let now = Instant::now();
         match msg {
             Message::KeepAlive
+            | Message::Extended { .. }
             | Message::Port(_)
             | Message::Suggest(_)
             | Message::AllowedFast(_)

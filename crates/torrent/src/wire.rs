@@ -1,6 +1,9 @@
 //! The peer wire protocol (BEP 3) and the fast extension (BEP 6): handshake and length-prefixed
 //! messages, as pure codecs. Structural limits are enforced here; indexes and lengths against a
-//! particular torrent are checked by [`Message::validate`].
+//! particular torrent are checked by [`Message::validate`]. The payloads of BEP 10 extended
+//! messages (metadata exchange, peer exchange) are in [`ext`].
+
+pub mod ext;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use thiserror::Error;
@@ -48,16 +51,22 @@ pub struct Handshake {
 }
 
 impl Handshake {
-    /// Our handshake: fast extension (BEP 6) advertised.
+    /// Our handshake: fast extension (BEP 6) and extension protocol (BEP 10) advertised.
     pub fn new(info_hash: [u8; 20], peer_id: [u8; 20]) -> Self {
         let mut reserved = [0u8; 8];
         reserved[7] |= 0x04;
+        reserved[5] |= 0x10;
         Handshake { reserved, info_hash, peer_id }
     }
 
     /// Whether the sender supports the fast extension.
     pub fn fast(&self) -> bool {
         self.reserved[7] & 0x04 != 0
+    }
+
+    /// Whether the sender supports the extension protocol (BEP 10).
+    pub fn extended(&self) -> bool {
+        self.reserved[5] & 0x10 != 0
     }
 
     /// Wire bytes.
@@ -137,7 +146,15 @@ pub enum Message {
     Reject(BlockRef),
     /// 0x11 (BEP 6): you may request this piece even while choked.
     AllowedFast(u32),
-    /// An id we do not implement (for example BEP 10 extended messages); ignored.
+    /// 20 (BEP 10): an extension message; `id` 0 is the extension handshake, others are the
+    /// ids the receiver assigned in its handshake. Payloads are parsed by [`ext`].
+    Extended {
+        /// Extended message id.
+        id: u8,
+        /// The rest of the message.
+        payload: Bytes,
+    },
+    /// An id we do not implement; ignored.
     Unknown(u8),
 }
 
@@ -210,6 +227,13 @@ impl Message {
                 fixed(id, n, 2)?;
                 Message::Port(p.get_u16())
             }
+            ext::EXTENDED => {
+                if n < 1 {
+                    return Err(WireError::BadLength { id, len: 0 });
+                }
+                let id = p.get_u8();
+                Message::Extended { id, payload: p }
+            }
             other => Message::Unknown(other),
         };
         Ok(Some(msg))
@@ -261,6 +285,12 @@ impl Message {
             Message::HaveNone => simple(out, 0x0F),
             Message::Reject(b) => with_block(out, 0x10, b),
             Message::AllowedFast(i) => with_u32(out, 0x11, *i),
+            Message::Extended { id, payload } => {
+                out.put_u32(2 + payload.len() as u32);
+                out.put_u8(ext::EXTENDED);
+                out.put_u8(*id);
+                out.put_slice(payload);
+            }
             Message::Unknown(id) => simple(out, *id),
         }
     }
@@ -339,6 +369,8 @@ mod tests {
             arb_block().prop_map(Message::Reject),
             (any::<u32>(), any::<u32>(), proptest::collection::vec(any::<u8>(), 0..300))
                 .prop_map(|(index, begin, d)| Message::Piece { index, begin, data: d.into() }),
+            (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..100))
+                .prop_map(|(id, d)| Message::Extended { id, payload: d.into() }),
         ]
     }
 
@@ -394,6 +426,7 @@ mod tests {
         let d = Handshake::decode(&h.encode()).unwrap();
         assert_eq!(d, h);
         assert!(d.fast());
+        assert!(d.extended());
         let mut bad = h.encode();
         bad[3] = b'x';
         assert_eq!(Handshake::decode(&bad), Err(WireError::NotBitTorrent));

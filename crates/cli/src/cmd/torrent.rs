@@ -2,10 +2,13 @@
 
 use crate::context::Context;
 use anyhow::Context as _;
+use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::{Service, Shutdown};
 use appnet_torrent::config::{ClientConfig, TrackerConfig};
 use appnet_torrent::create::{CreateOptions, create};
+use appnet_torrent::magnet::{FetchOptions, FetchStatus, fetch};
 use appnet_torrent::metainfo::Magnet;
+use appnet_torrent::session::new_peer_id;
 use appnet_torrent::tracker::TrackerServer;
 use appnet_torrent::{Metainfo, Session, urlenc};
 use clap::{Args, Subcommand};
@@ -43,9 +46,11 @@ pub enum TorrentCmd {
         appnet torrent seed big.iso.torrent --data big.iso\n  \
         appnet torrent seed album.torrent --data ~/music/album --upload-rate 1MiB")]
     Seed(SeedArgs),
-    /// Download a torrent (resumes from data already in the output directory).
+    /// Download a torrent or a magnet link (resumes from data already in the output directory).
     #[command(after_help = "Examples:\n  \
         appnet torrent get big.iso.torrent -o downloads/\n  \
+        appnet torrent get 'magnet:?xt=urn:btih:<hash>&tr=http://127.0.0.1:6969/announce'\n  \
+        appnet torrent get 'magnet:?xt=urn:btih:<hash>&x.pe=127.0.0.1:6881' --save-torrent x.torrent\n  \
         appnet torrent get big.iso.torrent --seed-time 600     stay 10 minutes to seed\n  \
         appnet torrent get big.iso.torrent --download-rate 2MiB --max-peers 20")]
     Get(GetArgs),
@@ -150,8 +155,12 @@ pub struct SeedArgs {
 /// Flags for `torrent get`.
 #[derive(Args, Debug)]
 pub struct GetArgs {
-    /// The .torrent file.
-    torrent: PathBuf,
+    /// The .torrent file, or a magnet link (hex or base32 btih; `tr` trackers, `x.pe` peers):
+    /// the metadata is then fetched from peers first (BEP 9).
+    torrent: String,
+    /// With a magnet link: also write the fetched metadata as a .torrent file.
+    #[arg(long, value_name = "FILE")]
+    save_torrent: Option<PathBuf>,
     /// Directory to download into [default: current directory].
     #[arg(short, long, value_name = "DIR")]
     output: Option<PathBuf>,
@@ -362,7 +371,6 @@ async fn seed_cmd(a: SeedArgs, ctx: &Context) -> anyhow::Result<()> {
 }
 
 async fn get_cmd(a: GetArgs, ctx: &Context) -> anyhow::Result<()> {
-    let meta = read_torrent(&a.torrent)?;
     let mut c = client_config(&a.peer, ctx)?;
     if let Some(o) = &a.output {
         std::fs::create_dir_all(o).with_context(|| format!("cannot create {}", o.display()))?;
@@ -374,11 +382,59 @@ async fn get_cmd(a: GetArgs, ctx: &Context) -> anyhow::Result<()> {
         Some(s) => Some(s.parse().with_context(|| format!("--seed-time {s:?}: seconds or \"forever\""))?),
     };
     let started = std::time::Instant::now();
-    let mut session = Session::bind(meta, c, false).await.context("cannot start the download")?;
-    session.add_peers(a.peer.peers.iter().copied());
-    let h = session.handle();
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
+    let listener = bind_tcp(c.listen, &ListenOpts::default())
+        .with_context(|| format!("cannot listen on {}", c.listen))?;
+    let peer_id = new_peer_id();
+    let (meta, found) = if a.torrent.starts_with("magnet:") {
+        let m = Magnet::parse(&a.torrent)?;
+        anyhow::ensure!(
+            !m.trackers.is_empty() || !m.peers.is_empty() || !a.peer.peers.is_empty(),
+            "the magnet link names no tracker (tr=) and no peer (x.pe=); add --peer ADDR"
+        );
+        let opts = FetchOptions {
+            peer_id,
+            listen_port: listener.local_addr()?.port(),
+            peers: a.peer.peers.clone(),
+            max_peers: c.max_peers,
+            numwant: c.numwant,
+            announce_every: std::time::Duration::from_secs(10),
+        };
+        let quiet = a.quiet;
+        let show = move |s: FetchStatus| {
+            if !quiet {
+                eprint!(
+                    "\rfetching metadata: {} peers known, {} connected, {}/{} pieces   ",
+                    s.known, s.connected, s.have, s.pieces
+                );
+            }
+        };
+        let fetched = fetch(&m, opts, &shutdown, show).await;
+        if !a.quiet {
+            eprintln!();
+        }
+        let f = fetched.context("no metadata")?;
+        println!(
+            "appnet torrent: metadata for {} ({}, {} pieces) fetched from peers",
+            f.meta.info.name,
+            human(f.meta.info.total_length()),
+            f.meta.info.num_pieces()
+        );
+        if let Some(path) = &a.save_torrent {
+            std::fs::write(path, f.meta.to_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        (f.meta, f.peers)
+    } else {
+        anyhow::ensure!(a.save_torrent.is_none(), "--save-torrent is for magnet links");
+        (read_torrent(Path::new(&a.torrent))?, Vec::new())
+    };
+    let mut session =
+        Session::bind_on(meta, c, false, listener, peer_id).await.context("cannot start the download")?;
+    session.add_peers(a.peer.peers.iter().copied());
+    session.add_peers(found);
+    let h = session.handle();
     let run = tokio::spawn(session.run(shutdown.clone()));
     if a.quiet {
         tokio::select! {

@@ -162,13 +162,21 @@ impl Tracker {
         let want = a.numwant.unwrap_or(self.policy.default_numwant).min(self.policy.max_numwant) as usize;
         let seeder = a.left == 0;
         let mut rng = rand::rng();
-        // Seeders gain nothing from other seeders: give them leechers only.
-        let peers = swarm
-            .peers
-            .iter()
-            .filter(|(id, p)| **id != a.peer_id && !(seeder && p.seeder))
-            .map(|(id, p)| PeerAddr { addr: p.addr, peer_id: Some(*id) })
-            .choose_multiple(&mut rng, want);
+        // Seeders gain little from other seeders: give them leechers first. Seeders still fill
+        // the rest, because a magnet client fetching metadata does not know the size yet and
+        // announces `left=0` (aria2c does) though it needs a seeder most of all.
+        let others = swarm.peers.iter().filter(|(id, _)| **id != a.peer_id);
+        let entry = |(id, p): (&[u8; 20], &Peer)| PeerAddr { addr: p.addr, peer_id: Some(*id) };
+        let mut peers: Vec<PeerAddr> = if seeder {
+            others.clone().filter(|(_, p)| !p.seeder).map(entry).choose_multiple(&mut rng, want)
+        } else {
+            others.clone().map(entry).choose_multiple(&mut rng, want)
+        };
+        if seeder && peers.len() < want {
+            let more =
+                others.filter(|(_, p)| p.seeder).map(entry).choose_multiple(&mut rng, want - peers.len());
+            peers.extend(more);
+        }
         let c = swarm.counts();
         Ok(AnnounceReply {
             interval: self.policy.interval,
@@ -254,8 +262,11 @@ mod tests {
         let r = t.announce(&ann(2, 10, Event::Started), IP, t0).unwrap();
         assert_eq!(r.peers.len(), 1);
         assert_eq!(r.peers[0].addr.port(), 6001);
-        // A seeder is not told about other seeders.
+        // A seeder hears of leechers first, then of other seeders (a magnet client announces
+        // left=0 before it knows the size).
         let r = t.announce(&ann(3, 0, Event::Started), IP, t0).unwrap();
+        assert_eq!(r.peers.iter().map(|p| p.addr.port()).collect::<Vec<_>>(), vec![6002, 6001]);
+        let r = t.announce(&Announce { numwant: Some(1), ..ann(3, 0, Event::None) }, IP, t0).unwrap();
         assert_eq!(r.peers.iter().map(|p| p.addr.port()).collect::<Vec<_>>(), vec![6002]);
         t.announce(&ann(2, 0, Event::Completed), IP, t0).unwrap();
         assert_eq!(t.scrape(&[[1; 20]])[0].1, ScrapeEntry { complete: 3, downloaded: 1, incomplete: 0 });
