@@ -258,6 +258,9 @@ fn info_cmd(a: InfoArgs) -> anyhow::Result<()> {
         for t in &m.trackers {
             println!("tracker:   {t}");
         }
+        for p in &m.peers {
+            println!("peer:      {p}");
+        }
         return Ok(());
     }
     let m = read_torrent(Path::new(&a.what))?;
