@@ -10,17 +10,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 APPNET=${APPNET:-$ROOT/target/release/appnet}
 SIZE_MIB=${1:-1024}
 [ -x "$APPNET" ] || { echo "build first: cargo build --release -p appnet" >&2; exit 1; }
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+source "$ROOT/bench/lib.sh"
 cd "$WORK"
 
-port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 # cpu PID: user+system seconds a live process has used so far.
 cpu() { awk -v t="$(getconf CLK_TCK)" '{print ($14+$15)/t}' "/proc/$1/stat"; }
 wait_tcp() { for _ in $(seq 1 400); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
@@ -57,7 +49,7 @@ run() {
   leech=("$@")
   rm -rf dl && mkdir dl
   # A fresh tracker per run, so a killed seeder from an earlier run is not counted.
-  TP=$(port)
+  TP=$(free_port)
   "$APPNET" torrent tracker --listen "127.0.0.1:$TP" >"tracker-$name.log" 2>&1 &
   local tp=$!
   PIDS+=("$tp")
@@ -88,7 +80,7 @@ run() {
   sync
 }
 
-SP=$(port)
+SP=$(free_port)
 run appnet "$APPNET" torrent seed big.torrent --data src --listen "127.0.0.1:$SP" \
   -- "$APPNET" torrent get big.torrent -o dl --quiet --no-fsync
 
@@ -112,16 +104,16 @@ if mode == "seed":
 while not h.status().is_seeding:
     time.sleep(0.02)
 PY
-  LP=$(port)
-  run libtorrent python3 lt.py seed big.torrent src "$LP" -- python3 lt.py get big.torrent dl "$(port)"
+  LP=$(free_port)
+  run libtorrent python3 lt.py seed big.torrent src "$LP" -- python3 lt.py get big.torrent dl "$(free_port)"
 fi
 
 if command -v aria2c >/dev/null; then
   ARIA=(aria2c --enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=false
     --summary-interval=0 --console-log-level=warn --file-allocation=none)
-  AP=$(port)
+  AP=$(free_port)
   run aria2c "${ARIA[@]}" --dir=src --bt-seed-unverified=true --seed-ratio=0.0 --listen-port="$AP" big.torrent \
-    -- "${ARIA[@]}" --dir=dl --seed-time=0 --listen-port="$(port)" big.torrent
+    -- "${ARIA[@]}" --dir=dl --seed-time=0 --listen-port="$(free_port)" big.torrent
 fi
 
 echo "appnet/anchor (time ratio < 1 means appnet is faster; CPU ratio < 1 means appnet uses less):"

@@ -22,32 +22,10 @@ CLIENT_CPUS=${CLIENT_CPUS:-$WORKERS-$((NCPU - 1))}
 for tool in wrk h2load nginx h2o python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install wrk nghttp2-client nginx-light h2o)" >&2; exit 1; }
 done
-if [ -z "${APPNET:-}" ]; then
-  cargo build --release --quiet --bin appnet
-  APPNET=$PWD/target/release/appnet
-fi
-WORK=$(mktemp -d)
-chmod 755 "$WORK"   # nginx and h2o workers drop root privileges and must read the site
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 not ready" >&2; return 1; }
-
-site=$WORK/site; mkdir -p "$site"
-python3 - "$site" <<'PY'
-import sys, os
-d = sys.argv[1]
-head = "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome!</title>\n</head>\n<body>\n<h1>Welcome!</h1>\n<p>"
-tail = "</p>\n</body>\n</html>\n"
-open(os.path.join(d, "small.html"), "w").write(head + "x" * (612 - len(head) - len(tail)) + tail)
-open(os.path.join(d, "1m.bin"), "wb").write(os.urandom(1024 * 1024))
-PY
-[ "$(stat -c %s "$site/small.html")" = 612 ]
+source "$here/lib.sh"
+release_appnet
+site=$WORK/site
+write_site "$site" 1m.bin $((1024 * 1024))
 
 # --- the servers: each prints "H1PORT H2PORT" once listening -----------------------------
 start_appnet() {

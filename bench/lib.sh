@@ -1,0 +1,40 @@
+# Shared setup of the benchmarks (source it; it is not a benchmark itself): a work directory
+# removed at exit, every process in PIDS killed at exit, free loopback ports and readiness waits.
+WORK=$(mktemp -d)
+chmod 755 "$WORK"   # nginx, h2o and squid workers drop root privileges and must read files here
+PIDS=()
+# stop_all: kills and reaps every process recorded in PIDS.
+stop_all() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+  PIDS=()
+}
+trap 'stop_all; rm -rf "$WORK"' EXIT
+# free_port: a TCP port on 127.0.0.1 that nothing listens on right now.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# wait_port PORT: waits (10 s at most) until 127.0.0.1:PORT accepts connections.
+wait_port() {
+  for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
+  echo "port $1 not ready" >&2; return 1
+}
+# release_appnet: sets APPNET to a fresh release build unless the caller gave one.
+release_appnet() {
+  if [ -z "${APPNET:-}" ]; then
+    cargo build --release --quiet --bin appnet
+    APPNET=$PWD/target/release/appnet
+  fi
+}
+# write_site DIR NAME BYTES: DIR/small.html of 612 bytes (h2o's published benchmark size) and
+# DIR/NAME of BYTES random bytes.
+write_site() {
+  mkdir -p "$1"
+  python3 - "$1" "$2" "$3" <<'PY'
+import sys, os
+d, name, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+head = "<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome!</title>\n</head>\n<body>\n<h1>Welcome!</h1>\n<p>"
+tail = "</p>\n</body>\n</html>\n"
+open(os.path.join(d, "small.html"), "w").write(head + "x" * (612 - len(head) - len(tail)) + tail)
+open(os.path.join(d, name), "wb").write(os.urandom(size))
+PY
+  [ "$(stat -c %s "$1/small.html")" = 612 ]
+}
