@@ -16,33 +16,12 @@ RATE=${RATE:-20000}          # queries/s for the latency runs
 LAT_SECONDS=${LAT_SECONDS:-5}
 BIG=${BIG:-100000}           # names in the big zone
 HUGE=${HUGE:-1000000}        # records in the memory zone
-if [ -z "${APPNET:-}" ]; then
-  cargo build --release --quiet --bin appnet
-  APPNET="$PWD/target/release/appnet"
-fi
 for tool in nsd knotd dnsperf dig python3; do
   command -v "$tool" >/dev/null || { echo "bench needs $tool (see .ci/apt.d/dns.txt)" >&2; exit 2; }
 done
 
-WORK=$(mktemp -d)
-PIDS=()
-stop_all() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
-  PIDS=()
-}
-trap 'stop_all; rm -rf "$WORK"' EXIT
-
-free_port() {
-  python3 -c 'import socket
-while True:
-    t = socket.socket(); t.bind(("127.0.0.1", 0)); p = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind(("127.0.0.1", p)); print(p); break
-    except OSError: pass
-    finally: u.close(); t.close()'
-}
+source bench/lib.sh
+release_appnet
 
 echo "generating zones and query files in $WORK ..."
 python3 - "$WORK" "$BIG" "$HUGE" <<'PY'

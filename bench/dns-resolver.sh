@@ -18,18 +18,8 @@ CLIENTS=${CLIENTS:-8}
 for tool in unbound dnsperf dig tshark python3; do
   command -v "$tool" >/dev/null || { echo "bench needs $tool (see .ci/apt.d/resolver.txt)" >&2; exit 2; }
 done
-if [ -z "${APPNET:-}" ]; then
-  cargo build --release --quiet --bin appnet
-  APPNET="$PWD/target/release/appnet"
-fi
-WORK=$(mktemp -d)
-PIDS=()
-stop_all() {
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap stop_all EXIT
+source bench/lib.sh
+release_appnet
 
 wait_dns() { # server port
   for _ in $(seq 1 100); do

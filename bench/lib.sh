@@ -10,8 +10,17 @@ stop_all() {
   PIDS=()
 }
 trap 'stop_all; rm -rf "$WORK"' EXIT
-# free_port: a TCP port on 127.0.0.1 that nothing listens on right now.
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# free_port: a port on 127.0.0.1 free for both TCP and UDP right now (DNS servers take both).
+free_port() {
+  python3 -c 'import socket
+while True:
+    t = socket.socket(); t.bind(("127.0.0.1", 0)); p = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("127.0.0.1", p)); print(p); break
+    except OSError: pass
+    finally: u.close(); t.close()'
+}
 # wait_port PORT: waits (10 s at most) until 127.0.0.1:PORT accepts connections.
 wait_port() {
   for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
