@@ -92,3 +92,99 @@ fn graceful_leave_hands_keys_over() {
         sim.take_events().iter().filter(|(_, e)| matches!(e, Event::GetDone { value: Some(_), .. })).count();
     assert_eq!(found, 200);
 }
+
+/// Which live nodes hold `key`, and which should (the owner and the next `r - 1`).
+fn holders(sim: &Sim, key: &[u8], r: usize) -> (Vec<Id>, Vec<Id>) {
+    let ring = sim.live_ring();
+    let kid = Id::hash(key, 32);
+    let pos = ring.partition_point(|n| n.id < kid);
+    let mut want: Vec<Id> = (0..r.min(ring.len())).map(|j| ring[(pos + j) % ring.len()].id).collect();
+    let mut have: Vec<Id> = sim
+        .live()
+        .into_iter()
+        .filter(|&i| sim.nodes[i].node.store().get(key).is_some())
+        .map(|i| sim.nodes[i].node.me().id)
+        .collect();
+    want.sort();
+    have.sort();
+    (have, want)
+}
+
+/// Keys (by index) not held by exactly their r holders, with how many nodes hold them.
+fn misplaced(sim: &Sim, keys: impl Iterator<Item = usize>, r: usize) -> Vec<(usize, usize)> {
+    keys.filter_map(|i| {
+        let (have, want) = holders(sim, format!("k{i}").as_bytes(), r);
+        (have != want).then_some((i, have.len()))
+    })
+    .collect()
+}
+
+#[test]
+fn stale_replicas_are_collected_and_no_copy_is_lost() {
+    let params = Params {
+        bits: 32,
+        replicas: 3,
+        stabilize_ms: 200,
+        fix_fingers_ms: 50,
+        check_predecessor_ms: 200,
+        gc_ms: 1_000,
+        ..Params::default()
+    };
+    let mut sim = Sim::new(params, SimConfig { seed: 21, ..SimConfig::default() });
+    let ids: Vec<Id> = (0..30).map(|_| sim.rng.id(32)).collect();
+    let first = sim.add_node(ids[0]);
+    for id in &ids[1..10] {
+        sim.join(*id, first);
+        let t = sim.now + 500;
+        sim.run_until(t);
+    }
+    let t = sim.now + 10_000;
+    sim.run_until(t);
+    // 300 keys put on their owners, which replicate them.
+    for i in 0..300 {
+        let key = format!("k{i}").into_bytes();
+        let owner = appnet_chord::sim::successor_in(&sim.live_ring(), &Id::hash(&key, 32));
+        let idx = appnet_chord::sim::index_of(owner.addr).unwrap();
+        let put = appnet_chord::wire::Request::Put { key, value: b"v".to_vec() };
+        assert_eq!(sim.nodes[idx].node.handle_request(sim.now, put), appnet_chord::wire::Response::Ok);
+    }
+    let t = sim.now + 5_000;
+    sim.run_until(t);
+    assert_eq!(misplaced(&sim, 0..300, 3), vec![], "before any change");
+
+    // Twenty joins: the nodes that were replica holders before now hold copies they should not.
+    for id in &ids[10..] {
+        sim.join(*id, first);
+        let t = sim.now + 300;
+        sim.run_until(t);
+    }
+    let t = sim.now + 30_000;
+    sim.run_until(t);
+    assert_eq!(misplaced(&sim, 0..300, 3), vec![], "after 20 joins");
+    let dropped: u64 = sim.nodes.iter().map(|n| n.node.counters().gc_dropped).sum();
+    assert!(dropped > 0, "garbage collection dropped nothing");
+
+    // Deletes at the owners: no copy anywhere afterwards, not even a stale one.
+    for i in 0..50 {
+        let key = format!("k{i}").into_bytes();
+        let owner = appnet_chord::sim::successor_in(&sim.live_ring(), &Id::hash(&key, 32));
+        let idx = appnet_chord::sim::index_of(owner.addr).unwrap();
+        sim.nodes[idx].node.handle_request(sim.now, appnet_chord::wire::Request::Delete { key });
+    }
+    // Two failures (not adjacent) and a graceful leave: replicas refill, extras are collected.
+    let ring = sim.live_ring();
+    for k in [3, 12] {
+        sim.kill(appnet_chord::sim::index_of(ring[k].addr).unwrap());
+    }
+    let leaving = appnet_chord::sim::index_of(ring[20].addr).unwrap();
+    sim.leave(leaving);
+    let t = sim.now + 2_000;
+    sim.run_until(t);
+    sim.kill(leaving);
+    let t = sim.now + 30_000;
+    sim.run_until(t);
+    let gone: Vec<usize> =
+        (0..50).filter(|&i| !holders(&sim, format!("k{i}").as_bytes(), 3).0.is_empty()).collect();
+    assert_eq!(gone, Vec::<usize>::new(), "deleted keys still held somewhere");
+    assert_eq!(misplaced(&sim, 50..300, 3), vec![], "after failures and a leave");
+}

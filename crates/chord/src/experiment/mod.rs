@@ -14,7 +14,7 @@ pub use churn::{ChurnRun, churn, churn_run};
 pub use failures::{FailureRun, failure_run, failures};
 pub use load::load_balance;
 pub use paths::{measure_paths, path_length};
-pub use real::real_path_length;
+pub use real::{real_path_length, real_pooling};
 
 use std::fmt;
 use std::path::PathBuf;

@@ -1,10 +1,12 @@
 //! Path length on real nodes: rings of 2^3 … 2^k `ChordServer`s on 127.0.0.1 (one process, real
-//! TCP), lookups from random nodes through the client, next to the simulator's figure.
+//! TCP), lookups from random nodes through the client, next to the simulator's figure; and the
+//! lookup rate of such a ring with pooled connections against one connection per RPC.
 
 use super::{ExperimentError, Options, Table, mean, quantile};
 use crate::client::Client;
 use crate::config::ChordConfig;
 use crate::id::Id;
+use crate::pool::{Pool, PoolLimits};
 use crate::server::{ChordServer, NodeHandle};
 use crate::sim::{Rng, successor_in};
 use crate::wire::NodeRef;
@@ -26,33 +28,61 @@ fn converged(nodes: &[(NodeRef, NodeHandle)], ring: &[NodeRef]) -> bool {
     })
 }
 
+/// A ring of real nodes in this process.
+struct RealRing {
+    running: Vec<Running>,
+    nodes: Vec<(NodeRef, NodeHandle)>,
+}
+
+impl RealRing {
+    /// Starts `n` nodes (each joining through a random earlier one), keeping up to `pool` idle
+    /// connections per peer (0 = a connection per RPC); `None` if the ring did not converge
+    /// within 120 s.
+    async fn start(n: usize, pool: usize, rng: &mut Rng) -> Result<(RealRing, bool), ExperimentError> {
+        let io =
+            |e: std::io::Error| ExperimentError::Write { path: "127.0.0.1".into(), message: e.to_string() };
+        let config = |join| ChordConfig {
+            listen: any_loopback(),
+            join,
+            bits: 32,
+            stabilize_ms: 300,
+            fix_fingers_ms: 60,
+            check_predecessor_ms: 1000,
+            rpc_timeout_ms: 2000,
+            pool_per_peer: pool,
+            // 256 nodes in one process: both ends of every pooled connection count against
+            // the process's file descriptors.
+            pool_max_idle: 16,
+            ..ChordConfig::default()
+        };
+        let mut running: Vec<Running> = Vec::new();
+        let mut nodes: Vec<(NodeRef, NodeHandle)> = Vec::new();
+        for i in 0..n {
+            let join = (i > 0).then(|| nodes[rng.below(nodes.len())].0.addr);
+            let server = ChordServer::bind(config(join)).await.map_err(io)?;
+            nodes.push((server.node_ref(), server.handle()));
+            running.push(harness::start(server));
+        }
+        let mut ring: Vec<NodeRef> = nodes.iter().map(|(n, _)| *n).collect();
+        ring.sort_by_key(|n| n.id);
+        let ok = harness::wait_until(Duration::from_secs(120), Duration::from_millis(200), || async {
+            converged(&nodes, &ring)
+        })
+        .await;
+        Ok((RealRing { running, nodes }, ok))
+    }
+
+    async fn stop(self) {
+        for r in self.running {
+            let _ = r.stop().await;
+        }
+    }
+}
+
 /// Hops of `lookups` random lookups on a ring of `n` real nodes (None if it did not converge).
 async fn real_ring(n: usize, lookups: usize, rng: &mut Rng) -> Result<Option<Vec<f64>>, ExperimentError> {
-    let io = |e: std::io::Error| ExperimentError::Write { path: "127.0.0.1".into(), message: e.to_string() };
-    let config = |join| ChordConfig {
-        listen: any_loopback(),
-        join,
-        bits: 32,
-        stabilize_ms: 300,
-        fix_fingers_ms: 60,
-        check_predecessor_ms: 1000,
-        rpc_timeout_ms: 2000,
-        ..ChordConfig::default()
-    };
-    let mut running: Vec<Running> = Vec::new();
-    let mut nodes: Vec<(NodeRef, NodeHandle)> = Vec::new();
-    for i in 0..n {
-        let join = (i > 0).then(|| nodes[rng.below(nodes.len())].0.addr);
-        let server = ChordServer::bind(config(join)).await.map_err(io)?;
-        nodes.push((server.node_ref(), server.handle()));
-        running.push(harness::start(server));
-    }
-    let mut ring: Vec<NodeRef> = nodes.iter().map(|(n, _)| *n).collect();
-    ring.sort_by_key(|n| n.id);
-    let ok = harness::wait_until(Duration::from_secs(120), Duration::from_millis(200), || async {
-        converged(&nodes, &ring)
-    })
-    .await;
+    let (ring, ok) = RealRing::start(n, PoolLimits::default().per_peer, rng).await?;
+    let nodes = &ring.nodes;
     let mut hops = Vec::with_capacity(lookups);
     if ok {
         for _ in 0..lookups {
@@ -67,10 +97,78 @@ async fn real_ring(n: usize, lookups: usize, rng: &mut Rng) -> Result<Option<Vec
             }
         }
     }
-    for r in running {
-        let _ = r.stop().await;
-    }
+    ring.stop().await;
     Ok(ok.then_some(hops))
+}
+
+/// Lookups per second on a ring of `n` real nodes, one after the other from random entry
+/// nodes: iterative (the client asks each hop) and recursive (the nodes forward the query),
+/// with pooled connections (the default) and with a new TCP connection per RPC (pooling off in
+/// the nodes and the client), each on a fresh ring.
+pub async fn real_pooling(opts: &Options, n: usize) -> Result<Table, ExperimentError> {
+    let lookups = if opts.quick { 300 } else { 2000 };
+    let mut t = Table::new(
+        &format!(
+            "Connection pooling on {n} real nodes (TCP on 127.0.0.1, one process, {lookups} lookups each)"
+        ),
+        &[
+            "connections",
+            "iterative lookups/s",
+            "ms per RPC",
+            "recursive lookups/s",
+            "client connections opened",
+        ],
+    );
+    let mut rates = Vec::new();
+    for pool in [0, PoolLimits::default().per_peer] {
+        let mut rng = Rng::new(opts.seed ^ 0x9001);
+        let (ring, ok) = RealRing::start(n, pool, &mut rng).await?;
+        let label = if pool == 0 { "one per RPC".to_string() } else { format!("pooled ({pool} per peer)") };
+        if !ok {
+            t.rows.push(vec![label, "ring did not converge in 120 s".into()]);
+            ring.stop().await;
+            continue;
+        }
+        let shared = if pool == 0 { Pool::disabled() } else { Pool::new(PoolLimits::default()) };
+        let mut clients = Vec::new();
+        for (node, _) in &ring.nodes {
+            let client = Client::connect_with(node.addr, Duration::from_secs(5), shared.clone()).await;
+            clients.push(client.map_err(|e| ExperimentError::Write {
+                path: node.addr.to_string().into(),
+                message: e.to_string(),
+            })?);
+        }
+        let mut row = vec![label];
+        for recursive in [false, true] {
+            let started = std::time::Instant::now();
+            let (mut done, mut rpcs) = (0u32, 0u64);
+            for _ in 0..lookups {
+                let client = clients[rng.below(clients.len())].clone().recursive(recursive);
+                if let Ok(o) = client.lookup(Id::from_u64(rng.next_u64() & 0xffff_ffff)).await {
+                    done += 1;
+                    rpcs += if recursive { 1 } else { u64::from(o.hops + o.timeouts) };
+                }
+            }
+            let secs = started.elapsed().as_secs_f64();
+            let rate = done as f64 / secs;
+            rates.push(rate);
+            row.push(format!("{rate:.0}"));
+            if !recursive {
+                row.push(format!("{:.3}", 1000.0 * secs / rpcs.max(1) as f64));
+            }
+        }
+        row.push(shared.stats().opened.to_string());
+        t.rows.push(row);
+        ring.stop().await;
+    }
+    if let [it0, rec0, it1, rec1] = rates[..] {
+        t.notes.push(format!(
+            "pooled vs one connection per RPC: {:.2}× iterative, {:.2}× recursive lookups per second",
+            it1 / it0,
+            rec1 / rec0
+        ));
+    }
+    Ok(t)
 }
 
 /// Path length on rings of real nodes, N = 2^3 … `max_nodes`.

@@ -84,7 +84,8 @@ pub struct ChordArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
     /// Also measure path length on rings of real TCP nodes on 127.0.0.1, of 8, 16, ... up to N
-    /// nodes (at most 256; takes about a minute per size at the top).
+    /// nodes (at most 256; takes about a minute per size at the top), and the lookup rate on
+    /// min(N, 64) nodes with pooled connections against one connection per RPC.
     #[arg(long, value_name = "N")]
     real_nodes: Option<usize>,
 }
@@ -141,6 +142,9 @@ pub async fn run(cmd: ExperimentCmd, _ctx: &Context) -> anyhow::Result<()> {
                 anyhow::ensure!((8..=256).contains(&max), "--real-nodes must be between 8 and 256");
                 eprintln!("chord experiment: path length on real nodes (8 to {max})");
                 println!("{}", appnet_chord::experiment::real_path_length(&opts, max).await?);
+                let n = max.min(64);
+                eprintln!("chord experiment: lookup rate on {n} real nodes, pooled connections or not");
+                println!("{}", appnet_chord::experiment::real_pooling(&opts, n).await?);
             }
             Ok(())
         }
