@@ -243,3 +243,50 @@ async fn rate_limiting_drops_and_slips() {
     running.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tsig_secondary_follows_by_ixfr_and_unsigned_peers_are_refused() {
+    const KEY: &str = "xfr:hmac-sha256:c2VjcmV0LXNlY3JldC1zZWNyZXQ=";
+    let dir = temp_dir("tsig");
+    let file = write_zone(&dir, 20, "192.0.2.20");
+    let mut pc = config(Some(file.clone()));
+    pc.tsig_keys = vec![KEY.into()];
+    pc.allow_transfer = vec!["127.0.0.1 key xfr".into()];
+    let (primary, pcontrol) = start_server(pc).await;
+    let apex = from_text("example.com").unwrap();
+    // Unsigned: refused. Signed with the key: the whole zone.
+    let err = client::axfr(primary.addr(), &apex, Duration::from_secs(5), None).await.unwrap_err();
+    assert!(err.to_string().contains("REFUSED"), "{err}");
+    let key = std::sync::Arc::new(appnet_dns::wire::tsig::Key::parse_spec(KEY).unwrap());
+    let recs = client::axfr(primary.addr(), &apex, Duration::from_secs(5), Some(&key)).await.unwrap();
+    assert_eq!(recs.len(), 34);
+
+    let mut sc = config(None);
+    sc.tsig_keys = vec![KEY.into()];
+    sc.server_keys = vec![format!("{} key xfr", primary.addr())];
+    sc.secondaries = vec![SecondaryZone { name: "example.com".into(), primary: primary.addr() }];
+    let (secondary, scontrol) = start_server(sc).await;
+    let serial_is = |n| {
+        let scontrol = scontrol.clone();
+        async move { scontrol.serial("example.com") == Some(n) }
+    };
+    assert!(wait_until(Duration::from_secs(10), Duration::from_millis(50), || serial_is(20)).await);
+
+    // A change on the primary: the secondary's IXFR carries just it (the journal step).
+    std::fs::write(&file, zone_text(21, "192.0.2.21")).unwrap();
+    pcontrol.reload().await;
+    let pz = pcontrol.catalog().zone(&appnet_dns::wire::name::to_lower(&apex)).cloned().unwrap();
+    let step = pz.journal().since(20).expect("the primary kept the change");
+    assert_eq!((step.deleted.len(), step.added.len()), (1, 1));
+    // An unsigned NOTIFY is refused (the primary has a key); a signed one is taken.
+    let err = client::notify(secondary.addr(), &apex, Duration::from_secs(3), None).await.unwrap_err();
+    assert!(err.to_string().contains("REFUSED"), "{err}");
+    client::notify(secondary.addr(), &apex, Duration::from_secs(3), Some(&key)).await.unwrap();
+    assert!(wait_until(Duration::from_secs(10), Duration::from_millis(50), || serial_is(21)).await);
+    assert_eq!(a_record(secondary.addr(), "www.example.com").await.unwrap(), vec![192, 0, 2, 21]);
+    let sz = scontrol.catalog().zone(&appnet_dns::wire::name::to_lower(&apex)).cloned().unwrap();
+    assert_eq!(sz.journal().len(), 1, "the secondary keeps the step too, for its own secondaries");
+    secondary.stop().await.unwrap();
+    primary.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
