@@ -116,7 +116,8 @@ impl<P: Copy + Eq + Hash> MetadataFetch<P> {
             return None;
         }
         let theirs = *self.sizes.get(&peer)?;
-        if self.size.is_none() {
+        // Nobody left offers the size being assembled (its peers went away): switch to this one.
+        if self.size != Some(theirs) && !self.sizes.values().any(|s| Some(*s) == self.size) {
             self.adopt(theirs);
         }
         if self.size != Some(theirs) {
@@ -276,6 +277,20 @@ mod tests {
         assert_eq!(f.next_request(1, now), Some(0));
         assert!(matches!(f.on_data(1, 0, 500, &data[..500]), DataOutcome::HashMismatch(_)));
         assert_eq!(f.next_request(2, now), Some(0));
+        assert_eq!(f.on_data(2, 0, 1000, &data), DataOutcome::Done(data));
+    }
+
+    #[test]
+    fn the_size_follows_the_peers_that_are_left() {
+        let (data, hash) = info(1000);
+        let now = Instant::now();
+        let mut f = MetadataFetch::new(hash, Duration::from_secs(5));
+        assert!(f.offer(1, 500)); // adopted, then its only source leaves
+        assert!(f.offer(2, 1000));
+        assert_eq!(f.next_request(1, now), Some(0));
+        f.peer_gone(&1);
+        assert_eq!(f.next_request(2, now), Some(0));
+        assert_eq!(f.num_pieces(), 1);
         assert_eq!(f.on_data(2, 0, 1000, &data), DataOutcome::Done(data));
     }
 

@@ -49,23 +49,19 @@ fn client(dir: &Path) -> ClientConfig {
     }
 }
 
-/// A multi-file torrent whose info dictionary spans several 16 KiB metadata pieces (many
-/// files with long names), seeded from `root/seed`; returns it and the files' contents.
-fn torrent(root: &Path) -> (Metainfo, Vec<(String, Vec<u8>)>) {
-    let dir = root.join("seed/many");
-    std::fs::create_dir_all(&dir).unwrap();
-    let files: Vec<(String, Vec<u8>)> = (0..700)
-        .map(|i| {
-            (
-                format!("file-{i:04}-with-a-rather-long-name-to-grow-the-info-dictionary.bin"),
-                data(1500 + i, i as u32),
-            )
-        })
-        .collect();
+/// A multi-file torrent whose info dictionary spans several 16 KiB metadata pieces (files deep
+/// under long directory names, which every file entry repeats), seeded from `root/seed`;
+/// returns it and the files' paths under the torrent and contents.
+fn torrent(root: &Path) -> (Metainfo, Vec<(PathBuf, Vec<u8>)>) {
+    let top = root.join("seed/many");
+    let deep: PathBuf = (0..9).map(|i| format!("{i}{}", "d".repeat(200))).collect();
+    std::fs::create_dir_all(top.join(&deep)).unwrap();
+    let files: Vec<(PathBuf, Vec<u8>)> =
+        (0..22).map(|i| (deep.join(format!("f{i}.bin")), data(20_000 + i, i as u32))).collect();
     for (name, bytes) in &files {
-        std::fs::write(dir.join(name), bytes).unwrap();
+        std::fs::write(top.join(name), bytes).unwrap();
     }
-    let meta = create(&dir, &CreateOptions { piece_length: 16384, ..Default::default() }).unwrap();
+    let meta = create(&top, &CreateOptions { piece_length: 16384, ..Default::default() }).unwrap();
     let meta = Metainfo::from_bytes(&meta.to_bytes()).unwrap();
     assert!(meta.info_bytes.len() > 2 * 16384, "metadata must span pieces");
     (meta, files)
@@ -107,7 +103,7 @@ async fn magnet_fetches_metadata_then_downloads() {
     let leech = harness::start(s);
     tokio::time::timeout(Duration::from_secs(60), h.wait_complete()).await.expect("download in time");
     for (name, bytes) in &files {
-        assert_eq!(&std::fs::read(dir.join("many").join(name)).unwrap(), bytes, "{name}");
+        assert_eq!(&std::fs::read(dir.join("many").join(name)).unwrap(), bytes, "{}", name.display());
     }
     let _ = leech.stop().await;
     let _ = seeder.stop().await;
@@ -234,6 +230,59 @@ async fn leechers_find_each_other_through_pex() {
     for (_, r) in leechers {
         let _ = r.stop().await;
     }
+    let _ = seeder.stop().await;
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeder_answers_metadata_requests_and_rejects_bad_ones() {
+    let root = tmp("serve");
+    let (meta, _) = torrent(&root);
+    let seeder = harness::start(Session::bind(meta.clone(), client(&root.join("seed")), true).await.unwrap());
+    let mut s = tokio::net::TcpStream::connect(seeder.addr()).await.unwrap();
+    s.write_all(&Handshake::new(meta.info_hash, [b'R'; 20]).encode()).await.unwrap();
+    let mut hs = [0u8; HANDSHAKE_LEN];
+    s.read_exact(&mut hs).await.unwrap();
+    assert!(Handshake::decode(&hs).unwrap().extended());
+    let mut hello = ExtHandshake::default();
+    hello.m.insert("ut_metadata".into(), 7);
+    let mut out = BytesMut::new();
+    Message::Extended { id: 0, payload: hello.encode().into() }.encode(&mut out);
+    let mut buf = BytesMut::new();
+    // Read until the seeder's extension handshake: it names its ut_metadata id and the size.
+    let theirs = 'found: loop {
+        while let Some(m) = Message::decode(&mut buf, 1 << 20).unwrap() {
+            if let Message::Extended { id: 0, payload } = m {
+                break 'found ExtHandshake::decode(&payload).unwrap();
+            }
+        }
+        assert!(s.read_buf(&mut buf).await.unwrap() > 0, "seeder closed");
+    };
+    assert_eq!(theirs.metadata_size, Some(meta.info_bytes.len() as u64));
+    assert!(theirs.client.as_deref().unwrap().starts_with("appnet"));
+    let id = theirs.id_of("ut_metadata").unwrap();
+    let last = (meta.info_bytes.len() / 16384) as u32;
+    for req in [MetadataMsg::Request(last + 1), MetadataMsg::Request(last)] {
+        Message::Extended { id, payload: req.encode().into() }.encode(&mut out);
+    }
+    s.write_all(&out).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        while let Some(m) = Message::decode(&mut buf, 1 << 20).unwrap() {
+            if let Message::Extended { id: 7, payload } = m {
+                got.push(MetadataMsg::decode(&payload).unwrap());
+            }
+        }
+        if got.len() < 2 {
+            assert!(s.read_buf(&mut buf).await.unwrap() > 0, "seeder closed");
+        }
+    }
+    assert_eq!(got[0], MetadataMsg::Reject(last + 1));
+    let tail = Bytes::copy_from_slice(&meta.info_bytes[last as usize * 16384..]);
+    assert_eq!(
+        got[1],
+        MetadataMsg::Data { piece: last, total_size: meta.info_bytes.len() as u64, data: tail }
+    );
     let _ = seeder.stop().await;
     let _ = std::fs::remove_dir_all(&root);
 }
