@@ -392,6 +392,8 @@ knotc -c "$knot2_dir/knot.conf" zone-reload example.net >/dev/null
 wait_serial "$sec2_port" example.net 11
 check "after Knot's signed NOTIFY, appnet serves the change" "203.0.113.2|203.0.113.25" \
   "$(dig @127.0.0.1 -p "$sec2_port" +short www.example.net)|$(dig @127.0.0.1 -p "$sec2_port" +short mail.example.net)"
+check "the secondary keeps its IXFR journal on disk (serial 10 -> 11)" "yes" \
+  "$(grep -q 'hostmaster.example.net. 10 ' "$WORK/secondary2/example.net.zone.journal" && grep -q '203.0.113.25' "$WORK/secondary2/example.net.zone.journal" && echo yes || echo no)"
 check "Knot and appnet serve identical data after the IXFR" "$(signed_axfr "$knot2_port" example.net)" "$(norm_axfr "$sec2_port" example.net)"
 # Knot's ACL takes only signed transfer requests; it logs the IXFR it served.
 check "Knot's log: appnet's change came by IXFR (10 -> 11)" "yes" \

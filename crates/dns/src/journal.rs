@@ -10,7 +10,7 @@ use crate::respond::serial_lt;
 use crate::wire::message::Record;
 use crate::wire::name::{self, NameBuf};
 use crate::wire::rrtype::{CLASS_IN, code};
-use crate::wire::zonefile::{Location, ZoneRecord};
+use crate::wire::zonefile::{Includes, Location, ZoneRecord, parse_text, record_text};
 use crate::zone::{SoaInfo, Zone, ZoneError};
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -93,6 +93,56 @@ impl Journal {
             return Some((*chain[0]).clone());
         }
         Some(condense(chain.iter().map(|d| &**d)))
+    }
+}
+
+impl Journal {
+    /// The steps as zone-file text, each as in an IXFR answer (old SOA, deletions, new SOA,
+    /// additions), so a secondary can keep its journal next to its zone file.
+    pub fn to_text(&self) -> String {
+        let mut out = String::from("$ORIGIN .\n");
+        for d in &self.steps {
+            let seq = std::iter::once(&d.old_soa)
+                .chain(&d.deleted)
+                .chain(std::iter::once(&d.new_soa))
+                .chain(&d.added);
+            for r in seq {
+                out.push_str(&record_text(&r.owner, r.rtype, r.ttl, &r.rdata));
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Reads what [`to_text`](Self::to_text) wrote, for the zone at `apex`, as the journal of
+    /// a version with serial `serial`; `None` if it does not parse or does not lead there.
+    pub fn from_text(text: &str, apex: &[u8], serial: u32, max_bytes: usize) -> Option<Journal> {
+        let records = parse_text(text, "<journal>", apex, &Includes::Forbidden).ok()?;
+        let mut steps: Vec<Delta> = Vec::new();
+        let mut soas = 0usize;
+        for r in records {
+            let rec = Record { owner: r.owner, rtype: r.rtype, class: CLASS_IN, ttl: r.ttl, rdata: r.rdata };
+            if rec.rtype == code::SOA && rec.owner[..] == *apex {
+                soas += 1;
+                if soas % 2 == 1 {
+                    steps.push(Delta {
+                        old_soa: rec.clone(),
+                        new_soa: rec,
+                        deleted: Vec::new(),
+                        added: Vec::new(),
+                    });
+                } else {
+                    steps.last_mut()?.new_soa = rec;
+                }
+                continue;
+            }
+            let step = steps.last_mut()?;
+            if soas % 2 == 1 { step.deleted.push(rec) } else { step.added.push(rec) }
+        }
+        if soas % 2 == 1 || steps.last().is_some_and(|d| d.to_serial() != serial) {
+            return None;
+        }
+        Some(steps.into_iter().fold(Journal::default(), |j, d| j.push(d, max_bytes)))
     }
 }
 
@@ -304,6 +354,20 @@ mod tests {
         assert_eq!(applied.journal().len(), 1);
         // Applying to the wrong version fails.
         assert!(matches!(apply(&v2, &[d], 1 << 20), Err(ApplyError::WrongStart { .. })));
+    }
+
+    #[test]
+    fn journal_text_round_trip() {
+        let v1 = zone(1, "a A 192.0.2.1\n");
+        let v2 = successor(Some(&v1), zone(2, "a A 192.0.2.2\nb TXT \"x y\"\n"), 1 << 20);
+        let v3 = successor(Some(&v2), zone(3, "b TXT \"x y\"\n"), 1 << 20);
+        let text = v3.journal().to_text();
+        let back = Journal::from_text(&text, v3.apex(), 3, 1 << 20).expect("reads back");
+        assert_eq!(back.len(), 2);
+        assert_eq!(back.since(1), v3.journal().since(1));
+        assert!(Journal::from_text(&text, v3.apex(), 4, 1 << 20).is_none(), "leads elsewhere");
+        assert!(Journal::from_text("$ORIGIN .\nnot a record\n", v3.apex(), 3, 1 << 20).is_none());
+        assert_eq!(Journal::from_text("", v3.apex(), 3, 1 << 20).map(|j| j.len()), Some(0));
     }
 
     #[test]

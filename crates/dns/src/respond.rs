@@ -375,9 +375,12 @@ fn transfer(
     if transport == Transport::Udp {
         return error(q.header(), Some(question), opt, rcode::FORMERR, out);
     }
-    // IXFR from a serial the journal knows: only the difference; otherwise the whole zone.
+    // IXFR from a serial the journal knows: only the difference, unless it is as big as the
+    // zone itself (like BIND's max-ixfr-ratio); otherwise the whole zone.
     let delta = match (q.qtype, q.serial) {
-        (code::IXFR, Some(s)) => zone.journal().since(s),
+        (code::IXFR, Some(s)) => {
+            zone.journal().since(s).filter(|d| d.deleted.len() + d.added.len() < zone.record_count())
+        }
         _ => None,
     };
     tracing::info!(

@@ -2,7 +2,7 @@
 //! to NOTIFY, keep a crash-safe copy on disk, and keep serving until the zone expires.
 
 use crate::client::{self, Transferred};
-use crate::journal;
+use crate::journal::{self, Journal};
 use crate::server::Shared;
 use crate::wire::message::Record;
 use crate::wire::name::{self, NameBuf};
@@ -85,7 +85,7 @@ impl SecondaryState {
     }
 
     /// The copy kept on disk, if any; it counts as confirmed when the file was written.
-    pub fn load_persisted(&self) -> Option<Zone> {
+    pub fn load_persisted(&self, journal_max_bytes: usize) -> Option<Zone> {
         let file = self.file()?;
         if !file.exists() {
             return None;
@@ -101,7 +101,14 @@ impl SecondaryState {
                 let mut t = self.timers.lock().unwrap_or_else(|p| p.into_inner());
                 *t = Timers { soa: Some(zone.soa()), confirmed: Some(confirmed) };
                 tracing::info!(zone = %self.name(), serial = zone.soa().serial, "secondary zone loaded from {}", file.display());
-                Some(zone)
+                // Its journal, if it leads to this serial: our own secondaries can still IXFR.
+                let journal = std::fs::read_to_string(journal_file(&file)).ok().and_then(|text| {
+                    Journal::from_text(&text, zone.apex(), zone.soa().serial, journal_max_bytes)
+                });
+                Some(match journal {
+                    Some(j) => zone.with_journal(j),
+                    None => zone,
+                })
             }
             Err(e) => {
                 tracing::warn!(zone = %self.name(), "ignoring the stored copy {}: {e}", file.display());
@@ -118,23 +125,36 @@ impl SecondaryState {
         *self.timers.lock().unwrap_or_else(|p| p.into_inner()) = t;
     }
 
-    /// Writes the zone to disk crash-safely: temp file, fsync, rename, fsync the directory.
+    /// Writes the zone, then its journal (`NAME.zone.journal`), to disk crash-safely: temp file,
+    /// fsync, rename, fsync the directory. A journal that does not lead to the stored zone's
+    /// serial is ignored when loading, so a crash between the two writes is harmless.
     fn persist(&self, zone: &Zone) -> std::io::Result<()> {
         let Some(file) = self.file() else { return Ok(()) };
-        let dir = file.parent().map(PathBuf::from).unwrap_or_default();
-        std::fs::create_dir_all(&dir)?;
-        let tmp = file.with_extension("zone.tmp");
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(zone.to_text().as_bytes())?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &file)?;
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        write_atomically(&file, zone.to_text().as_bytes())?;
+        write_atomically(&journal_file(&file), zone.journal().to_text().as_bytes())
     }
+}
+
+fn journal_file(zone_file: &std::path::Path) -> PathBuf {
+    zone_file.with_extension("zone.journal")
+}
+
+fn write_atomically(file: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = file.parent().map(PathBuf::from).unwrap_or_default();
+    std::fs::create_dir_all(&dir)?;
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, file)?;
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Checks the primary once: transfers when its serial is newer than ours (IXFR first when we

@@ -339,7 +339,7 @@ impl DnsServer {
         for s in &config.secondaries {
             let apex = name::from_text(&s.name).map_err(StartError::Config)?;
             let state = SecondaryState::new(name::to_lower(&apex), s.primary, config.state_dir.clone());
-            if let Some(z) = state.load_persisted() {
+            if let Some(z) = state.load_persisted(config.journal_max_bytes) {
                 zones.push(Arc::new(z));
             }
             secondaries.push(Arc::new(state));

@@ -265,7 +265,8 @@ async fn tsig_secondary_follows_by_ixfr_and_unsigned_peers_are_refused() {
     sc.tsig_keys = vec![KEY.into()];
     sc.server_keys = vec![format!("{} key xfr", primary.addr())];
     sc.secondaries = vec![SecondaryZone { name: "example.com".into(), primary: primary.addr() }];
-    let (secondary, scontrol) = start_server(sc).await;
+    sc.state_dir = Some(dir.join("state"));
+    let (secondary, scontrol) = start_server(sc.clone()).await;
     let serial_is = |n| {
         let scontrol = scontrol.clone();
         async move { scontrol.serial("example.com") == Some(n) }
@@ -286,7 +287,12 @@ async fn tsig_secondary_follows_by_ixfr_and_unsigned_peers_are_refused() {
     assert_eq!(a_record(secondary.addr(), "www.example.com").await.unwrap(), vec![192, 0, 2, 21]);
     let sz = scontrol.catalog().zone(&appnet_dns::wire::name::to_lower(&apex)).cloned().unwrap();
     assert_eq!(sz.journal().len(), 1, "the secondary keeps the step too, for its own secondaries");
+    // Restarted from its state dir, it still has the step (the journal is kept on disk).
     secondary.stop().await.unwrap();
     primary.stop().await.unwrap();
+    let (secondary, scontrol) = start_server(sc).await;
+    let sz = scontrol.catalog().zone(&appnet_dns::wire::name::to_lower(&apex)).cloned().unwrap();
+    assert_eq!((sz.soa().serial, sz.journal().len()), (21, 1));
+    secondary.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
