@@ -285,12 +285,15 @@ write_tzone() { # SERIAL WWW-ADDRESS
 write_tzone 1 192.0.2.1
 knot2_dir="$WORK/knot2"; mkdir -p "$knot2_dir"
 knot2_port=$(free_port)
+nsd2_port=$(free_port)
 tsig_port=$(free_port)
 sec2_port=$(free_port)
 bg "$APPNET" dns serve --zone "$tzone" --listen "127.0.0.1:$tsig_port" --tsig-key-file "$WORK/xfr.key" \
-  --allow-transfer "127.0.0.1 key xfr-key" --notify "127.0.0.1:$knot2_port key xfr-key" --pid-file "$WORK/tsig.pid"
+  --allow-transfer "127.0.0.1 key xfr-key" --notify "127.0.0.1:$knot2_port key xfr-key" \
+  --notify "127.0.0.1:$nsd2_port key xfr-key" --pid-file "$WORK/tsig.pid"
 wait_tcp 127.0.0.1 "$tsig_port"
 TD=(dig @127.0.0.1 -p "$tsig_port" +time=3 +tries=1)
+signed_axfr() { dig @127.0.0.1 -p "$1" -y "hmac-sha256:xfr-key:$secret" "$2" AXFR +noall +answer | grep -v TSIG | awk '{ $1 = tolower($1); print }' | sort -u; }
 signed=$("${TD[@]}" -y "hmac-sha256:xfr-key:$secret" tsig.test AXFR)
 check "dig -y AXFR: every record (several messages)" "1505" "$(grep -c '	IN	' <<<"$signed")"
 check "dig -y AXFR: TSIG on the answer, verified (no failure reported)" "yes|0" \
@@ -360,7 +363,51 @@ ZONE
 bg sh -c 'exec knotd -c "$1" >"$2" 2>&1' sh "$knot2_dir/knot.conf" "$knot2_dir/stdout.log"
 wait_tcp 127.0.0.1 "$knot2_port"
 wait_serial "$knot2_port" tsig.test 1
-signed_axfr() { dig @127.0.0.1 -p "$1" -y "hmac-sha256:xfr-key:$secret" "$2" AXFR +noall +answer | grep -v TSIG | awk '{ $1 = tolower($1); print }' | sort -u; }
+
+# NSD: secondary of appnet for tsig.test, and primary of nsd.test for an appnet secondary.
+nsd2_dir="$WORK/nsd2"; mkdir -p "$nsd2_dir"
+write_nzone() { # SERIAL WWW-ADDRESS
+  { printf '$ORIGIN nsd.test.\n$TTL 300\n@ SOA ns1 hostmaster %s 3600 600 86400 60\n@ NS ns1\nns1 A 127.0.0.1\nwww A %s\n' "$1" "$2"
+    for i in $(seq 1 3000); do echo "n$i TXT \"nsd record $i\""; done; } > "$nsd2_dir/nsd.test.zone"
+}
+write_nzone 100 198.51.100.100
+cat > "$nsd2_dir/nsd.conf" <<CONF
+server:
+    ip-address: 127.0.0.1@$nsd2_port
+    port: $nsd2_port
+    username: ""
+    chroot: ""
+    zonesdir: "$nsd2_dir"
+    database: ""
+    pidfile: "$nsd2_dir/nsd.pid"
+    xfrdfile: "$nsd2_dir/xfrd.state"
+    zonelistfile: "$nsd2_dir/zone.list"
+    xfrdir: "$nsd2_dir"
+    logfile: "$nsd2_dir/nsd.log"
+    verbosity: 2
+remote-control:
+    control-enable: no
+key:
+    name: "xfr-key"
+    algorithm: hmac-sha256
+    secret: "$secret"
+zone:
+    name: tsig.test
+    zonefile: "tsig.test.zone"
+    request-xfr: 127.0.0.1@$tsig_port xfr-key
+    allow-notify: 127.0.0.1 xfr-key
+    provide-xfr: 127.0.0.1 xfr-key
+zone:
+    name: nsd.test
+    zonefile: "nsd.test.zone"
+    provide-xfr: 127.0.0.1 xfr-key
+    notify: 127.0.0.1@$sec2_port xfr-key
+CONF
+bg sh -c 'exec nsd -d -c "$1" >"$2" 2>&1' sh "$nsd2_dir/nsd.conf" "$nsd2_dir/stdout.log"
+nsd2_pid=$LAST_PID
+wait_tcp 127.0.0.1 "$nsd2_port"
+wait_serial "$nsd2_port" tsig.test 1
+check "NSD transferred appnet's zone with TSIG (identical data)" "$(signed_axfr "$tsig_port" tsig.test)" "$(signed_axfr "$nsd2_port" tsig.test)"
 check "Knot transferred appnet's zone with TSIG (identical data)" "$(signed_axfr "$tsig_port" tsig.test)" "$(signed_axfr "$knot2_port" tsig.test)"
 # appnet's allow-transfer takes only requests signed with xfr-key, and Knot drops answers
 # whose TSIG does not verify: the transfer above happened signed both ways.
@@ -369,6 +416,9 @@ check "Knot's log: AXFR over several signed messages, no TSIG failure" "yes|0" \
 write_tzone 2 192.0.2.2
 "$APPNET" dns reload --pid-file "$WORK/tsig.pid" >/dev/null
 wait_serial "$knot2_port" tsig.test 2
+wait_serial "$nsd2_port" tsig.test 2
+check "NSD followed the signed NOTIFY too, its log says TSIG verified" "192.0.2.2|yes" \
+  "$(dig @127.0.0.1 -p "$nsd2_port" +short www.tsig.test)|$(grep -q 'tsig.test.*serial 2.*TSIG verified with key xfr-key' "$nsd2_dir/nsd.log" && echo yes || grep 'tsig.test' "$nsd2_dir/nsd.log" | tail -3)"
 check "after a serial bump + signed NOTIFY, Knot serves the change" "192.0.2.2" \
   "$(dig @127.0.0.1 -p "$knot2_port" +short www.tsig.test)"
 check "Knot's log: it came by IXFR" "yes" \
@@ -382,7 +432,7 @@ check "dig IXFR=0 (unknown serial): the whole zone" "1505" \
 
 echo "Knot primary → appnet secondary with TSIG, then IXFR after a change"
 bg "$APPNET" dns serve --secondary "example.net=127.0.0.1:$knot2_port key xfr-key" --tsig-key-file "$WORK/xfr.key" \
-  --listen "127.0.0.1:$sec2_port" --state-dir "$WORK/secondary2" --allow-transfer 127.0.0.1
+  --secondary "nsd.test=127.0.0.1:$nsd2_port key xfr-key" --listen "127.0.0.1:$sec2_port" --state-dir "$WORK/secondary2" --allow-transfer 127.0.0.1
 wait_tcp 127.0.0.1 "$sec2_port"
 wait_serial "$sec2_port" example.net 10
 check "appnet transferred Knot's zone with TSIG" "$(signed_axfr "$knot2_port" example.net)" "$(norm_axfr "$sec2_port" example.net)"
@@ -398,5 +448,13 @@ check "Knot and appnet serve identical data after the IXFR" "$(signed_axfr "$kno
 # Knot's ACL takes only signed transfer requests; it logs the IXFR it served.
 check "Knot's log: appnet's change came by IXFR (10 -> 11)" "yes" \
   "$(grep -q 'example.net.*IXFR, outgoing.*serial 10 -> 11' "$knot2_dir/knot.log" && echo yes || grep 'example.net.*XFR' "$knot2_dir/knot.log" | tail -3)"
+
+echo "NSD primary → appnet secondary with TSIG"
+wait_serial "$sec2_port" nsd.test 100
+check "appnet transferred NSD's zone with TSIG (identical data)" "$(signed_axfr "$nsd2_port" nsd.test)" "$(norm_axfr "$sec2_port" nsd.test)"
+write_nzone 101 198.51.100.101
+kill -HUP "$nsd2_pid"
+wait_serial "$sec2_port" nsd.test 101
+check "after NSD's reload and signed NOTIFY, appnet serves the change (identical data)" "$(signed_axfr "$nsd2_port" nsd.test)" "$(norm_axfr "$sec2_port" nsd.test)"
 
 echo "dns-auth: $CHECKS checks passed"
