@@ -272,9 +272,6 @@ pub async fn transfer(
         let mut reader = XfrReader::new(ours.and_then(|r| SoaInfo::from_rdata(&r.rdata)).map(|s| s.serial));
         loop {
             let msg = read_framed(&mut stream).await?;
-            if verifier.is_none() && u16::from_be_bytes([msg[0], msg[1]]) != id {
-                return Err(bad("answer with a different id"));
-            }
             let msg = verified(server, &mut verifier, msg)?;
             let parsed = message::parse(&msg).map_err(|reason| ClientError::Bad { server, reason })?;
             if parsed.id != id {

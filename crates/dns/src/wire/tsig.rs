@@ -490,8 +490,19 @@ pub enum TsigError {
     BadTime { signed: u64, now: u64 },
     #[error("message not signed")]
     Unsigned,
-    #[error("the other side answered TSIG error {0}")]
+    #[error("the other side answered {}", error_name(*.0))]
     Peer(u16),
+}
+
+/// The mnemonic of a TSIG error code.
+pub fn error_name(code: u16) -> String {
+    match code {
+        error::BADSIG => "BADSIG".into(),
+        error::BADKEY => "BADKEY".into(),
+        error::BADTIME => "BADTIME".into(),
+        error::BADTRUNC => "BADTRUNC".into(),
+        n => format!("TSIG error {n}"),
+    }
 }
 
 impl TsigError {
