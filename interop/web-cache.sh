@@ -70,6 +70,43 @@ check "another object over TLS on both sides" "200" "$("${S[@]}" -o /dev/null -w
 check "an origin signed by an untrusted CA: 502" "502" "$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' http://127.0.0.1:$uport/index.html)"
 check "forward proxy over TLS (curl -x https://, --proxy-cacert)" "200 MISS" "$(curl -s --max-time 10 --proxy-cacert "$WORK/ca/ca.pem" -x "https://localhost:$fport" -o /dev/null -D "$WORK/h" -w '%{http_code}' $origin/index.html; echo " $(tr -d '\r' < "$WORK/h" | awk -F': ' 'tolower($1)=="x-cache"{print $2}')")"
 
+echo "client timers: idle keep-alive connections outlive the header timeout"
+iport=$(free_port)
+bg "$APPNET" web proxy --reverse "$origin" --listen "127.0.0.1:$iport" --header-timeout 1 --idle-timeout 3
+wait_tcp 127.0.0.1 "$iport"
+keepalive=$(python3 - "$iport" <<'PY'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+req = b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n"
+def response():
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(4096)
+    head, body = data.split(b"\r\n\r\n", 1)
+    n = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")][0])
+    while len(body) < n:
+        body += s.recv(4096)
+    return head.split(b"\r\n")[0].decode()
+s.sendall(req); first = response()
+time.sleep(1.6)
+s.sendall(req); second = response()
+t = time.monotonic()
+closed = s.recv(1) == b""
+print(first, "|", second, "|", "closed after idle" if closed and time.monotonic() - t > 2.5 else "closed early")
+PY
+)
+check "second request after 1.6 s idle (header timeout 1 s), then closed at the 3 s idle timeout" \
+  "HTTP/1.1 200 OK | HTTP/1.1 200 OK | closed after idle" "$keepalive"
+slow=$(python3 - "$iport" <<'PY'
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(b"GET / HTTP/1.1\r\nHost: sl")
+t = time.monotonic()
+print("cut" if s.recv(1) == b"" and time.monotonic() - t < 5 else "not cut")
+PY
+)
+check "a stalled request head is cut at the header timeout" "cut" "$slow"
+
 echo "CDN: DNS sends each resolver to its nearest healthy replica (dig -b picks the resolver address)"
 command -v dig > /dev/null || { echo "  FAIL: dig is needed (bind9-dnsutils)" >&2; exit 1; }
 rport=$(free_port); cport=$(free_port)

@@ -68,6 +68,12 @@ pub struct ProxyArgs {
     /// Seconds an origin has to start answering before 504 [default: 30].
     #[arg(long, value_name = "SECS")]
     origin_timeout: Option<u64>,
+    /// Seconds a client connection with no request in progress stays open [default: 60].
+    #[arg(long, alias = "idle-timeout-secs", value_name = "SECS")]
+    idle_timeout: Option<u64>,
+    /// Seconds a client has to send a whole request head once it started [default: 10].
+    #[arg(long, alias = "header-timeout-secs", value_name = "SECS")]
+    header_timeout: Option<u64>,
     /// Seconds to connect to an origin [default: 5].
     #[arg(long, value_name = "SECS")]
     connect_timeout: Option<u64>,
@@ -131,6 +137,12 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<()> {
     }
     if let Some(s) = args.connect_timeout {
         config.connect_timeout_secs = s;
+    }
+    if let Some(s) = args.idle_timeout {
+        config.idle_timeout_secs = s;
+    }
+    if let Some(s) = args.header_timeout {
+        config.header_timeout_secs = s;
     }
     if args.dns.is_some() {
         config.dns = args.dns;

@@ -6,7 +6,8 @@
 //! - [`collapse`]: request collapsing, so concurrent misses make one origin request.
 //! - [`handler`]: the request flow; [`origin`]: the pooled origin clients; [`connector`]:
 //!   their connections (TCP, and TLS to `https://` origins).
-//! - [`server`]: the tokio driver ([`ProxyServer::bind`] → `Service`), CONNECT tunnels.
+//! - [`server`]: the tokio driver ([`ProxyServer::bind`] → `Service`), CONNECT tunnels;
+//!   [`idle`]: its client-connection idle and header timers.
 //! - [`metrics`]: counters, `X-Cache` and `Cache-Status` (RFC 9211).
 
 pub mod collapse;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod connector;
 pub mod experiment;
 pub mod handler;
+pub mod idle;
 pub mod metrics;
 pub mod origin;
 pub mod policy;

@@ -5,6 +5,7 @@
 
 use super::config::ProxyConfig;
 use super::handler::{Proxy, SetupError};
+use super::idle::{Activity, Guarded, InService, Timed};
 use crate::body::{self, Body};
 use appnet_netkit::accept::{Accepted, Acceptor};
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
@@ -125,11 +126,19 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let cfg = proxy.config();
+    let activity = Activity::default();
+    let stream = Timed::new(
+        stream,
+        activity.clone(),
+        ProxyConfig::secs(cfg.idle_timeout_secs),
+        ProxyConfig::secs(cfg.header_timeout_secs),
+    );
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(ProxyConfig::secs(cfg.header_timeout_secs))
+        // `Timed` keeps the header timeout from a head's first byte, and the idle timeout.
+        .header_read_timeout(None)
         .keep_alive(true)
         .max_buf_size(64 * 1024);
     builder
@@ -140,16 +149,17 @@ where
     let svc_proxy = proxy.clone();
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let proxy = svc_proxy.clone();
+        let busy = activity.enter();
         async move {
-            let resp = if req.method() == Method::CONNECT {
-                connect(&proxy, req, peer).await
+            let (resp, busy) = if req.method() == Method::CONNECT {
+                (connect(&proxy, req, peer, busy).await, None)
             } else {
-                proxy.handle(req, peer).await
+                (proxy.handle(req, peer).await, Some(busy))
             };
             if proxy.config().access_log {
                 println!("{} {}", peer.ip(), resp.status().as_u16());
             }
-            Ok::<_, Infallible>(resp)
+            Ok::<_, Infallible>(resp.map(|body| Guarded::new(body, busy)))
         }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
@@ -179,6 +189,7 @@ async fn connect(
     proxy: &Arc<Proxy>,
     mut req: Request<hyper::body::Incoming>,
     peer: SocketAddr,
+    busy: InService,
 ) -> Response<Body> {
     let cfg = proxy.config();
     proxy.metrics().requests.inc();
@@ -221,6 +232,8 @@ async fn connect(
     let on_upgrade = hyper::upgrade::on(&mut req);
     let idle = ProxyConfig::secs(cfg.idle_timeout_secs);
     tokio::spawn(async move {
+        // The client connection's timers wait while the tunnel is open.
+        let _busy = busy;
         let Ok(upgraded) = on_upgrade.await else { return };
         let mut client = TokioIo::new(upgraded);
         let mut upstream = upstream;

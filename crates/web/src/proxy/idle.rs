@@ -1,0 +1,309 @@
+//! Client-connection timers of the proxy, as an I/O wrapper under hyper: a connection with no
+//! request in progress closes after the idle timeout (HTTP/1 keep-alive and HTTP/2 alike), and
+//! an HTTP/1 request head must be complete within the header timeout of its first byte
+//! (slowloris). hyper's own header timer starts as soon as it waits for the next request, so
+//! alone it would close every idle keep-alive connection at the header timeout.
+//!
+//! A request counts as in progress from the service call until its response body is dropped
+//! (hyper drops it once written), or for CONNECT until the tunnel ends; no timer runs meanwhile
+//! (the origin and body timeouts bound that time).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// What the connection's service tells the timers: requests entering and leaving.
+#[derive(Debug)]
+struct Shared {
+    start: Instant,
+    in_service: AtomicUsize,
+    /// Requests entered so far (a head that started before the latest entry is complete).
+    entered: AtomicU64,
+    /// Milliseconds after `start` when the last request left.
+    last_done_ms: AtomicU64,
+}
+
+/// One connection's request accounting, shared by its service and its [`Timed`] I/O.
+#[derive(Debug, Clone)]
+pub struct Activity(Arc<Shared>);
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity(Arc::new(Shared {
+            start: Instant::now(),
+            in_service: AtomicUsize::new(0),
+            entered: AtomicU64::new(0),
+            last_done_ms: AtomicU64::new(0),
+        }))
+    }
+}
+
+impl Activity {
+    /// A request enters service; it is in progress until the guard is dropped.
+    pub fn enter(&self) -> InService {
+        self.0.entered.fetch_add(1, Ordering::SeqCst);
+        self.0.in_service.fetch_add(1, Ordering::SeqCst);
+        InService(self.0.clone())
+    }
+}
+
+/// A request in progress (see [`Activity::enter`]).
+#[derive(Debug)]
+pub struct InService(Arc<Shared>);
+
+impl Drop for InService {
+    fn drop(&mut self) {
+        let ms = self.0.start.elapsed().as_millis() as u64;
+        self.0.last_done_ms.fetch_max(ms, Ordering::SeqCst);
+        self.0.in_service.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The HTTP/2 connection preface's start: such connections have no HTTP/1 heads to time.
+const H2_START: &[u8] = b"PRI * HTTP/2";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    Unknown,
+    H1,
+    H2,
+}
+
+/// The I/O wrapper: reads end (EOF) when a timer expires.
+pub struct Timed<IO> {
+    io: IO,
+    activity: Activity,
+    idle: Duration,
+    header: Duration,
+    sleep: Pin<Box<Sleep>>,
+    proto: Proto,
+    /// An HTTP/1 head under way: the entry count when its first byte came, and when.
+    head: Option<(u64, Instant)>,
+    last_write: Instant,
+    expired: bool,
+}
+
+impl<IO> Timed<IO> {
+    /// Wraps `io`: idle connections close after `idle`, HTTP/1 heads must take at most `header`.
+    pub fn new(io: IO, activity: Activity, idle: Duration, header: Duration) -> Timed<IO> {
+        let now = Instant::now();
+        Timed {
+            io,
+            activity,
+            idle,
+            header,
+            sleep: Box::pin(tokio::time::sleep_until(now + idle)),
+            proto: Proto::Unknown,
+            head: None,
+            last_write: now,
+            expired: false,
+        }
+    }
+
+    /// When the connection must close if nothing changes; `None` while a request is in progress.
+    fn deadline(&mut self) -> Option<Instant> {
+        let shared = &self.activity.0;
+        if shared.in_service.load(Ordering::SeqCst) > 0 {
+            self.head = None;
+            return None;
+        }
+        if let Some((entered, t)) = self.head {
+            if entered == shared.entered.load(Ordering::SeqCst) {
+                return Some(t + self.header);
+            }
+            self.head = None;
+        }
+        let done = shared.start + Duration::from_millis(shared.last_done_ms.load(Ordering::SeqCst));
+        Some(done.max(self.last_write) + self.idle)
+    }
+
+    fn saw_bytes(&mut self, data: &[u8]) {
+        if self.proto == Proto::Unknown {
+            let n = data.len().min(H2_START.len());
+            self.proto = if data[..n] == H2_START[..n] { Proto::H2 } else { Proto::H1 };
+        }
+        let shared = &self.activity.0;
+        if self.proto == Proto::H1 && self.head.is_none() && shared.in_service.load(Ordering::SeqCst) == 0 {
+            self.head = Some((shared.entered.load(Ordering::SeqCst), Instant::now()));
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Timed<IO> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.expired {
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    this.saw_bytes(&buf.filled()[before..]);
+                }
+                return Poll::Ready(Ok(()));
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {}
+        }
+        // Nothing to read: arm the timer, or end the connection when it has expired. While a
+        // request is in progress, look again after `idle` (its end wakes nobody). The timer is
+        // only moved earlier, or re-armed once it fired: a later deadline is found when an
+        // earlier wake-up looks again, so a busy connection does not touch the timer wheel on
+        // every request.
+        loop {
+            let now = Instant::now();
+            let armed = this.sleep.deadline();
+            match this.deadline() {
+                Some(d) if d <= now => {
+                    this.expired = true;
+                    tracing::debug!("proxy client connection timed out");
+                    return Poll::Ready(Ok(()));
+                }
+                Some(d) if d < armed || armed <= now => this.sleep.as_mut().reset(d),
+                None if armed <= now => this.sleep.as_mut().reset(now + this.idle),
+                _ => {}
+            }
+            if this.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Timed<IO> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.last_write = Instant::now();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.last_write = Instant::now();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+/// A response body that keeps its request [`InService`] until hyper has written and dropped it.
+pub struct Guarded<B> {
+    body: B,
+    _busy: Option<InService>,
+}
+
+impl<B> Guarded<B> {
+    /// Ties `busy` (if any: a CONNECT tunnel keeps its own) to `body`.
+    pub fn new(body: B, busy: Option<InService>) -> Guarded<B> {
+        Guarded { body, _busy: busy }
+    }
+}
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for Guarded<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn read_outcome(t: &mut Timed<tokio::io::DuplexStream>) -> (usize, Duration) {
+        let started = Instant::now();
+        let mut buf = [0u8; 64];
+        let n = t.read(&mut buf).await.unwrap();
+        (n, started.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connections_close_after_the_idle_timeout_not_the_header_timeout() {
+        let (_client, server) = tokio::io::duplex(1024);
+        let mut t = Timed::new(server, Activity::default(), Duration::from_secs(60), Duration::from_secs(10));
+        let (n, took) = read_outcome(&mut t).await;
+        assert_eq!(n, 0);
+        assert!(took >= Duration::from_secs(60) && took < Duration::from_secs(61), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_started_head_must_finish_within_the_header_timeout() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut t = Timed::new(server, Activity::default(), Duration::from_secs(60), Duration::from_secs(10));
+        client.write_all(b"GET / HT").await.unwrap();
+        assert_eq!(read_outcome(&mut t).await.0, 8);
+        let (n, took) = read_outcome(&mut t).await;
+        assert_eq!(n, 0);
+        assert!(took <= Duration::from_secs(10), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_timer_runs_while_a_request_is_in_service_and_idle_counts_from_its_end() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let activity = Activity::default();
+        let mut t = Timed::new(server, activity.clone(), Duration::from_secs(60), Duration::from_secs(10));
+        client.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+        read_outcome(&mut t).await;
+        let busy = activity.enter();
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(300)).await;
+            drop(busy);
+        });
+        let (n, took) = read_outcome(&mut t).await;
+        assert_eq!(n, 0);
+        // 300 s in service, then 60 s idle (checked at most one idle period late).
+        assert!(took >= Duration::from_secs(360) && took <= Duration::from_secs(420), "{took:?}");
+        release.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn http2_connections_only_have_the_idle_timer() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut t = Timed::new(server, Activity::default(), Duration::from_secs(60), Duration::from_secs(10));
+        client.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+        read_outcome(&mut t).await;
+        let (n, took) = read_outcome(&mut t).await;
+        assert_eq!(n, 0);
+        assert!(took >= Duration::from_secs(59), "{took:?}");
+    }
+}

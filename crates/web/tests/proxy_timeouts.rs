@@ -1,0 +1,86 @@
+//! Client-connection timers: an idle keep-alive connection outlives the header timeout and
+//! closes at the idle timeout; a request head that stalls is cut at the header timeout.
+
+mod proxy_support;
+
+use proxy_support::*;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads one response (head and a Content-Length body) from `s`.
+async fn read_response(s: &mut TcpStream) -> String {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&data).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if data.len() >= end + 4 + len {
+                return text;
+            }
+        }
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "connection closed before a whole response: {text}");
+        data.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Waits (at most `limit`) for the peer to close `s`; returns how long that took.
+async fn closed_within(s: &mut TcpStream, limit: Duration) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    tokio::time::timeout(limit, async {
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the proxy closes the connection");
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_outlive_the_header_timeout() {
+    let origin = Origin::start(|_, _| Reply::ok("fresh", &[("cache-control", "max-age=60")])).await;
+    let proxy = reverse(&origin, |c| {
+        c.header_timeout_secs = 1;
+        c.idle_timeout_secs = 3;
+    })
+    .await;
+    let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
+    let req = b"GET /a HTTP/1.1\r\nHost: site.test\r\n\r\n";
+    s.write_all(req).await.unwrap();
+    assert!(read_response(&mut s).await.starts_with("HTTP/1.1 200"));
+    // Idle for longer than the header timeout: the connection still serves.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    s.write_all(req).await.unwrap();
+    let second = read_response(&mut s).await;
+    assert!(second.starts_with("HTTP/1.1 200") && second.contains("HIT"), "{second}");
+    // Then it closes at the idle timeout (3 s after the last response).
+    let took = closed_within(&mut s, Duration::from_secs(10)).await;
+    assert!(took >= Duration::from_millis(2500), "closed after {took:?}");
+}
+
+#[tokio::test]
+async fn a_stalled_request_head_is_cut_at_the_header_timeout() {
+    let origin = Origin::start(|_, _| Reply::ok("x", &[])).await;
+    let proxy = reverse(&origin, |c| {
+        c.header_timeout_secs = 1;
+        c.idle_timeout_secs = 30;
+    })
+    .await;
+    let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: site").await.unwrap();
+    let took = closed_within(&mut s, Duration::from_secs(10)).await;
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+    assert_eq!(origin.hits(), 0);
+}
