@@ -87,6 +87,16 @@ async fn https_origin_responses_are_cached_and_hosts_kept_over_h2_and_http11() {
         let want = if h2 { "HTTP/2.0" } else { "HTTP/1.1" };
         assert!(echo.lines().next().unwrap().ends_with(want), "h2={h2}: {echo}");
         assert!(echo.contains("host: site.test"), "{echo}");
+        // Request bodies stream through to the TLS origin (POST passes, never cached).
+        let posted =
+            send_body(proxy.addr(), "POST", "/echo", &[("host", "site.test")], Bytes::from_static(b"form=1"))
+                .await;
+        assert_eq!((posted.status, posted.x_cache()), (200, "PASS"));
+        assert!(
+            text(&posted).starts_with("POST ") && text(&posted).ends_with("\n\nform=1"),
+            "{}",
+            text(&posted)
+        );
     }
 }
 
