@@ -288,9 +288,17 @@ knot2_port=$(free_port)
 nsd2_port=$(free_port)
 tsig_port=$(free_port)
 sec2_port=$(free_port)
-bg "$APPNET" dns serve --zone "$tzone" --listen "127.0.0.1:$tsig_port" --tsig-key-file "$WORK/xfr.key" \
-  --allow-transfer "127.0.0.1 key xfr-key" --notify "127.0.0.1:$knot2_port key xfr-key" \
-  --notify "127.0.0.1:$nsd2_port key xfr-key" --pid-file "$WORK/tsig.pid"
+# This one from a [dns] config table (keys, keyed allow-transfer, per-server keys for NOTIFY).
+cat > "$WORK/tsig.toml" <<CONF
+[dns]
+listen = "127.0.0.1:$tsig_port"
+zones = [{ file = "$tzone" }]
+tsig_key_files = ["$WORK/xfr.key"]
+allow_transfer = ["127.0.0.1 key xfr-key"]
+notify = ["127.0.0.1:$knot2_port", "127.0.0.1:$nsd2_port"]
+server_keys = ["127.0.0.1:$knot2_port key xfr-key", "127.0.0.1:$nsd2_port key xfr-key"]
+CONF
+bg "$APPNET" --config "$WORK/tsig.toml" dns serve --pid-file "$WORK/tsig.pid"
 wait_tcp 127.0.0.1 "$tsig_port"
 TD=(dig @127.0.0.1 -p "$tsig_port" +time=3 +tries=1)
 signed_axfr() { dig @127.0.0.1 -p "$1" -y "hmac-sha256:xfr-key:$secret" "$2" AXFR +noall +answer | grep -v TSIG | awk '{ $1 = tolower($1); print }' | sort -u; }
