@@ -152,3 +152,71 @@ fn ixfr_from_the_journal_and_full_fallback() {
     let Outcome::Reply { bytes, .. } = run(&cat, &p, &q, "127.0.0.1", NOW) else { panic!("a reply") };
     assert_eq!(parse(&bytes).unwrap().answer.len(), 1);
 }
+
+mod properties {
+    use super::*;
+    use appnet_dns::journal::{Journal, apply, diff};
+    use proptest::prelude::*;
+
+    /// Zone text from (name index, type choice, value) triples: a few names, A/TXT/MX, some TTLs.
+    fn zone_from(serial: u32, recs: &[(u8, u8, u8)]) -> Zone {
+        let mut text =
+            format!("$TTL 300\n@ SOA ns1 h {serial} 3600 600 86400 60\n@ NS ns1\nns1 A 192.0.2.1\n");
+        for &(n, t, v) in recs {
+            let owner = ["a", "b", "c.b", "d", "*.w"][n as usize % 5];
+            let ttl = [300, 600][(v % 2) as usize];
+            match t % 3 {
+                0 => text.push_str(&format!("{owner} {ttl} A 10.0.0.{v}\n")),
+                1 => text.push_str(&format!("{owner} {ttl} TXT \"t{v}\"\n")),
+                _ => text.push_str(&format!("{owner} {ttl} MX {v} mx{}.example.net.\n", v % 3)),
+            }
+        }
+        Zone::from_text("example.com", &text).unwrap()
+    }
+
+    fn lines(z: &Zone) -> Vec<String> {
+        let mut l: Vec<String> = z.to_text().lines().map(String::from).collect();
+        l.sort();
+        l
+    }
+
+    proptest! {
+        #[test]
+        fn any_changed_byte_breaks_the_signature(
+            label in "[a-z]{1,20}",
+            qtype in 1u16..300,
+            at in any::<prop::sample::Index>(),
+            flip in 1u8..=255,
+        ) {
+            let k = key();
+            let keys = Keyring::new([k.clone()]);
+            let mut q = build_query(77, 0, &from_text(&format!("{label}.example.com")).unwrap(), qtype, false, Some((1232, 0)));
+            sign_request(&mut q, &k, NOW);
+            prop_assert!(tsig::verify_request(&keys, &q, NOW).unwrap().is_some());
+            // The signed bytes (all but the id, which TSIG carries as Original ID) and the MAC.
+            let t = tsig::find(&q).unwrap().unwrap();
+            let mac_at = t.mac.as_ptr() as usize - q.as_ptr() as usize;
+            let covered: Vec<usize> = (2..t.start).chain(mac_at..mac_at + t.mac.len()).collect();
+            let mut bad = q.clone();
+            bad[covered[at.index(covered.len())]] ^= flip;
+            // Whatever byte changed: not accepted (parse error, FORMERR, BADKEY, BADSIG).
+            prop_assert!(!matches!(tsig::verify_request(&keys, &bad, NOW), Ok(Some(_))));
+        }
+
+        #[test]
+        fn diff_then_apply_gives_the_new_version(
+            a in prop::collection::vec((0u8..5, 0u8..3, 0u8..8), 0..20),
+            b in prop::collection::vec((0u8..5, 0u8..3, 0u8..8), 0..20),
+            c in prop::collection::vec((0u8..5, 0u8..3, 0u8..8), 0..20),
+        ) {
+            let (v1, v2, v3) = (zone_from(1, &a), zone_from(2, &b), zone_from(3, &c));
+            let (d12, d23) = (diff(&v1, &v2).unwrap(), diff(&v2, &v3).unwrap());
+            prop_assert_eq!(lines(&apply(&v1, std::slice::from_ref(&d12), 1 << 20).unwrap()), lines(&v2));
+            // Two steps, applied in turn or condensed from the journal, end at v3.
+            prop_assert_eq!(lines(&apply(&v1, &[d12.clone(), d23.clone()], 1 << 20).unwrap()), lines(&v3));
+            let journal = Journal::default().push(d12, 1 << 20).push(d23, 1 << 20);
+            let condensed = journal.since(1).unwrap();
+            prop_assert_eq!(lines(&apply(&v1, &[condensed], 1 << 20).unwrap()), lines(&v3));
+        }
+    }
+}
