@@ -314,6 +314,10 @@ check "kdig -y AXFR: every record, TSIG verified (no warning)" "1505|0" \
   "$(grep -c '	IN	' <<<"$kaxfr")|$(grep -c 'WARNING' <<<"$kaxfr" || true)"
 check "appnet dns query -y AXFR" "1505" \
   "$("$APPNET" dns query tsig.test AXFR --server "127.0.0.1:$tsig_port" -y "hmac-sha256:xfr-key:$secret" | grep -vc '^;')"
+check "appnet dns query -y: signed answer, verified" "yes" \
+  "$(contains ';; TSIG verified (key xfr-key., hmac-sha256)' "$APPNET" dns query www.tsig.test A --server "127.0.0.1:$tsig_port" -y "xfr-key:hmac-sha256:$secret")"
+check "appnet dns query -y with a wrong secret: BADSIG" "yes" \
+  "$(contains 'BADSIG' "$APPNET" dns query www.tsig.test A --server "127.0.0.1:$tsig_port" -y "xfr-key:hmac-sha256:$wrong")"
 check "unsigned AXFR refused by a keyed allow-transfer" "yes" "$(contains 'Transfer failed' "${TD[@]}" tsig.test AXFR)"
 check "wrong secret → BADSIG" "yes" "$(contains 'BADSIG' "${TD[@]}" -y "hmac-sha256:xfr-key:$wrong" tsig.test AXFR)"
 check "unknown key → BADKEY" "yes" "$(contains 'BADKEY' "${TD[@]}" -y "hmac-sha256:nokey:$secret" tsig.test AXFR)"

@@ -94,18 +94,41 @@ pub async fn query(
     qtype: u16,
     opts: QueryOpts,
 ) -> Result<Answer, ClientError> {
+    query_signed(server, qname, qtype, opts, None).await
+}
+
+/// Like [`query`], signed with TSIG `key` when given; the answer must then be signed too (it is
+/// returned with its TSIG record, verified).
+pub async fn query_signed(
+    server: SocketAddr,
+    qname: &[u8],
+    qtype: u16,
+    opts: QueryOpts,
+    key: Option<&Arc<Key>>,
+) -> Result<Answer, ClientError> {
     let id: u16 = rand::random();
-    let packet = build_query(id, opcode::QUERY, qname, qtype, opts.recursion_desired, opts.edns);
+    let mut packet = build_query(id, opcode::QUERY, qname, qtype, opts.recursion_desired, opts.edns);
+    let mut verifier = sign(&mut packet, key);
+    let mut check = |bytes: Vec<u8>| -> Result<Vec<u8>, ClientError> {
+        match &mut verifier {
+            Some(v) => {
+                v.check(&bytes, unix_now())
+                    .map_err(|e| ClientError::Tsig { server, reason: e.to_string() })?;
+                Ok(bytes)
+            }
+            None => Ok(bytes),
+        }
+    };
     if opts.tcp {
-        let bytes = tcp_exchange(server, &packet, opts.timeout).await?;
+        let bytes = check(tcp_exchange(server, &packet, opts.timeout).await?)?;
         return Ok(Answer { bytes, retried_over_tcp: false, used_tcp: true });
     }
     let bytes = udp_exchange(server, &packet, id, opts.timeout).await?;
     if opts.tcp_on_truncation && bytes.len() > 2 && bytes[2] & 0x02 != 0 {
-        let bytes = tcp_exchange(server, &packet, opts.timeout).await?;
+        let bytes = check(tcp_exchange(server, &packet, opts.timeout).await?)?;
         return Ok(Answer { bytes, retried_over_tcp: true, used_tcp: true });
     }
-    Ok(Answer { bytes, retried_over_tcp: false, used_tcp: false })
+    Ok(Answer { bytes: check(bytes)?, retried_over_tcp: false, used_tcp: false })
 }
 
 /// One UDP request/response, retried three times within `timeout`; answers with another id or
@@ -182,14 +205,8 @@ pub async fn soa(
     timeout: Duration,
     key: Option<&Arc<Key>>,
 ) -> Result<Record, ClientError> {
-    let id: u16 = rand::random();
-    let mut packet = build_query(id, opcode::QUERY, apex, code::SOA, false, Some((1232, 0)));
-    let mut verifier = sign(&mut packet, key);
-    let mut bytes = udp_exchange(server, &packet, id, timeout).await?;
-    if bytes.len() > 2 && bytes[2] & 0x02 != 0 {
-        bytes = tcp_exchange(server, &packet, timeout).await?;
-    }
-    let bytes = verified(server, &mut verifier, bytes)?;
+    let opts = QueryOpts { timeout, ..Default::default() };
+    let bytes = strip(&query_signed(server, apex, code::SOA, opts, key).await?.bytes);
     let parsed = message::parse(&bytes).map_err(|reason| ClientError::Bad { server, reason })?;
     check_rcode(server, &parsed)?;
     parsed

@@ -10,7 +10,7 @@ use appnet_dns::wire::message::Record;
 use appnet_dns::wire::message::{dig_text, parse};
 use appnet_dns::wire::name::{from_text, to_lower};
 use appnet_dns::wire::rrtype::{code, type_from_text};
-use appnet_dns::wire::tsig::Key;
+use appnet_dns::wire::tsig::{Key, strip};
 use appnet_dns::wire::zonefile::{self, record_text};
 use appnet_dns::zone::{Severity, Zone, check};
 use appnet_dns::{DnsConfig, DnsServer};
@@ -156,7 +156,7 @@ pub struct QueryArgs {
     /// Record type (A, AAAA, MX, TXT, NS, SOA, ANY, AXFR, IXFR=SERIAL, TYPE65534, ...).
     #[arg(default_value = "A")]
     qtype: String,
-    /// Sign with TSIG (zone transfers and SOA queries), as NAME:ALG:SECRET or dig's ALG:NAME:SECRET.
+    /// Sign with TSIG (and require a signed answer), as NAME:ALG:SECRET or dig's ALG:NAME:SECRET.
     #[arg(short = 'y', long = "tsig-key", value_name = "KEY")]
     tsig_key: Option<String>,
     /// The server, ADDR:PORT (port 53 if left out).
@@ -437,10 +437,10 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
         timeout,
         tcp_on_truncation: !args.ignore_tc,
     };
-    let answer = client::query(server, &qname, qtype, opts).await?;
+    let answer = client::query_signed(server, &qname, qtype, opts, key.as_ref()).await?;
     let elapsed = started.elapsed();
     if args.short {
-        let parsed = parse(&answer.bytes).map_err(anyhow::Error::msg)?;
+        let parsed = parse(&strip(&answer.bytes)).map_err(anyhow::Error::msg)?;
         if parsed.rcode != 0 {
             bail!("{server} answered {}", rcode_name(parsed.rcode));
         }
@@ -453,6 +453,9 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
     }
     if answer.retried_over_tcp {
         writeln!(out, ";; Truncated, retrying in TCP mode.")?;
+    }
+    if let Some(k) = &key {
+        writeln!(out, ";; TSIG verified (key {}, {})", k.name_text(), k.algorithm.text())?;
     }
     write!(out, "{}", dig_text(&answer.bytes))?;
     writeln!(out, ";; Query time: {} msec", elapsed.as_millis())?;
