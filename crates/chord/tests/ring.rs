@@ -233,3 +233,62 @@ async fn rejects_a_request_from_another_ring_and_a_bad_version() {
     ));
     drop(peer);
 }
+
+/// Counter `name` of a `Stats` answer.
+fn counter(stats: &[(String, u64)], name: &str) -> u64 {
+    stats.iter().find(|(k, _)| k == name).map(|(_, v)| *v).unwrap_or_else(|| panic!("no counter {name}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_are_served_and_a_killed_peer_still_fails_fast_through_the_pool() {
+    // Six nodes: with r = 3, a ring of r + 1 nodes or fewer can keep relearning a dead node from
+    // its own successor lists for seconds (every list wraps around the whole ring).
+    let mut peers = vec![start(None).await];
+    let first = peers[0].me.addr;
+    for _ in 1..6 {
+        peers.push(start(Some(first)).await);
+    }
+    wait_converged(&peers.iter().collect::<Vec<_>>(), "6 nodes").await;
+    let client = Client::connect(first, Duration::from_secs(2)).await.expect("connect");
+    for i in 0..20 {
+        client.put(&key(i), &value(i)).await.expect("put");
+    }
+    // Every node reuses its pooled connections for its own RPCs and serves its counters.
+    let mut items = 0;
+    for p in &peers {
+        let stats = client.stats(p.me.addr).await.expect("stats");
+        let (reused, opened) =
+            (counter(&stats, "connections_out_reused"), counter(&stats, "connections_out_opened"));
+        assert!(reused > opened, "most RPCs should reuse a connection: {stats:?}");
+        assert_eq!(counter(&stats, "successors"), 3);
+        items += counter(&stats, "items");
+    }
+    assert!(items >= 20, "{items} items on the ring");
+    // The client holds a pooled connection to the victim; once it is killed, the next RPC finds
+    // that connection dead and the fresh one refused: an error at once, not after a timeout.
+    let victim = peers.pop().unwrap();
+    client.info(victim.me.addr).await.expect("info before the kill");
+    victim.killer.trigger();
+    let _ = victim.running.unwrap().stop().await;
+    let t0 = std::time::Instant::now();
+    assert!(client.info(victim.me.addr).await.is_err());
+    assert!(t0.elapsed() < Duration::from_millis(300), "took {:?}", t0.elapsed());
+    // The nodes' own pooled connections to it fail the same way: the ring repairs itself.
+    wait_converged(&peers.iter().collect::<Vec<_>>(), "after the kill").await;
+    let unreachable: u64 = {
+        let mut sum = 0;
+        for p in &peers {
+            sum += counter(&client.stats(p.me.addr).await.expect("stats"), "rpc_unreachable");
+        }
+        sum
+    };
+    assert!(unreachable > 0, "no node noticed the dead peer");
+    for i in 0..20 {
+        assert_eq!(client.get(&key(i)).await.expect("get").value.as_deref(), Some(&value(i)[..]));
+    }
+    for p in peers.iter_mut() {
+        if let Some(r) = p.running.take() {
+            let _ = r.stop().await;
+        }
+    }
+}
