@@ -160,6 +160,57 @@ PY
   timeout 90 python3 ltmagnet.py "$MAG" lt7 "$LP7" 80 >lt7.log 2>&1 || { cat lt7.log; exit 1; }
   check "python libtorrent got appnet's torrent from a magnet link" "$(sums src1)" "$(sums lt7)"
   check "libtorrent's metadata has the magnet's info hash" "$HASH" "$(tail -1 lt7.log)"
+
+  # --- 6. Peer exchange (BEP 11) with libtorrent, no tracker. (a) An appnet seeder tells a
+  # libtorrent leecher about an appnet leecher (which has PEX off, so only libtorrent can have
+  # dialled it): libtorrent must list that peer with the PEX source bit. (b) A libtorrent seeder
+  # tells an appnet leecher about another appnet leecher, which it then dials.
+  mkdir -p src8 && head -c 3000000 /dev/urandom >src8/x.bin
+  "$APPNET" torrent create src8/x.bin -o pex.torrent --piece-size 32KiB >/dev/null
+  printf '[torrent]\npex_interval_secs = 3\n' >pex-fast.toml
+  printf '[torrent]\npex = false\n' >pex-off.toml
+  cat >ltpex.py <<'PY'
+import sys, time, libtorrent as lt
+torrent, save, port, seeder, other, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+s = lt.session({"listen_interfaces": f"127.0.0.1:{port}", "enable_dht": False, "enable_lsd": False,
+                "enable_upnp": False, "enable_natpmp": False, "allow_multiple_connections_per_ip": True,
+                "alert_mask": 0, "upload_rate_limit": 400000})
+p = lt.add_torrent_params()
+p.ti, p.save_path = lt.torrent_info(torrent), save
+h = s.add_torrent(p)
+if seeder:
+    h.connect_peer(("127.0.0.1", seeder))
+else:
+    while not h.status().is_seeding:  # checked the data: ready to serve
+        time.sleep(0.1)
+    print("ready", flush=True)
+end = time.time() + limit
+while time.time() < end:
+    if other and any(pi.ip[1] == other and pi.source & lt.peer_info.pex for pi in h.get_peer_info()):
+        print("pex")
+        sys.exit(0)
+    time.sleep(0.1)
+if other:
+    sys.exit(f"libtorrent heard of no peer over PEX: {[(pi.ip, pi.source) for pi in h.get_peer_info()]}")
+PY
+  SP8=$(free_port) LP8=$(free_port) BP8=$(free_port)
+  bg "$APPNET" --config pex-fast.toml torrent seed pex.torrent --data src8 --listen "127.0.0.1:$SP8" --upload-rate 200KiB >seed8.log 2>&1
+  wait_tcp 127.0.0.1 "$SP8"
+  bg python3 ltpex.py pex.torrent lt8 "$LP8" "$SP8" "$BP8" 40 >lt8.log 2>&1
+  LT8=$LAST_PID
+  sleep 1 # libtorrent first, so the appnet leecher is news in the seeder's next PEX message
+  bg "$APPNET" --config pex-off.toml torrent get pex.torrent -o dl8 --peer "127.0.0.1:$SP8" --listen "127.0.0.1:$BP8" --quiet >get8.log 2>&1
+  wait "$LT8" || { cat lt8.log; exit 1; }
+  check "libtorrent dialled a peer it learned from the appnet seeder's PEX" "pex" "$(tail -1 lt8.log)"
+  LS9=$(free_port) CP9=$(free_port) DP9=$(free_port)
+  bg python3 ltpex.py pex.torrent src8 "$LS9" 0 0 40 >lt9.log 2>&1
+  for ((i = 0; i < 100; i++)); do grep -q ready lt9.log && break; sleep 0.1; done
+  bg env RUST_LOG=appnet_torrent=debug "$APPNET" torrent get pex.torrent -o dl9c --peer "127.0.0.1:$LS9" \
+    --listen "127.0.0.1:$CP9" --quiet --seed-time 30 >get9c.log 2>&1
+  bg "$APPNET" --config pex-off.toml torrent get pex.torrent -o dl9d --peer "127.0.0.1:$LS9" \
+    --listen "127.0.0.1:$DP9" --quiet --seed-time 30 >get9d.log 2>&1
+  for ((i = 0; i < 150; i++)); do grep -q "peer 127.0.0.1:$DP9 connected" get9c.log && break; sleep 0.2; done
+  check "appnet dialled a peer it learned from libtorrent's PEX" "1" "$(grep -c "peer 127.0.0.1:$DP9 connected" get9c.log)"
 fi
 
 echo "torrent: $CHECKS checks passed"

@@ -68,7 +68,7 @@ fn scan(buf: &[u8], pos: usize, depth: usize) -> Result<usize, ScanError> {
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .ok_or(err(pos, "bad string length"))?;
-            let end = colon.checked_add(1 + len).ok_or(err(pos, "string too long"))?;
+            let end = len.checked_add(colon + 1).ok_or(err(pos, "string too long"))?;
             if end > buf.len() {
                 return Err(err(pos, "string runs past the end"));
             }
@@ -115,7 +115,16 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in [&b"d3:foo"[..], b"i12", b"5:abc", b"x", b"ie", b"di1e1:ae", b"99999999999999999999999:"] {
+        for bad in [
+            &b"d3:foo"[..],
+            b"i12",
+            b"5:abc",
+            b"x",
+            b"ie",
+            b"di1e1:ae",
+            b"99999999999999999999999:",
+            b"18446744073709551615:2",
+        ] {
             assert!(value_end(bad, 0).is_err(), "{bad:?}");
         }
         let deep = vec![b'l'; 1000];

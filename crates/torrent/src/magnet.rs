@@ -8,10 +8,10 @@ use crate::metadata::{DataOutcome, MetadataFetch};
 use crate::metainfo::{Magnet, Metainfo, MetainfoError};
 use crate::tracker::client as tracker_client;
 use crate::tracker::proto::{Announce, Event};
-use crate::wire::ext::{ExtHandshake, HANDSHAKE_ID, MetadataMsg, OUR_UT_METADATA, OUR_UT_PEX, Pex};
+use crate::wire::ext::{ExtHandshake, HANDSHAKE_ID, MetadataMsg, OUR_UT_METADATA, OUR_UT_PEX, Pex, message};
 use crate::wire::{HANDSHAKE_LEN, Handshake, Message};
 use appnet_netkit::Shutdown;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -250,10 +250,6 @@ fn proto(e: impl std::fmt::Display) -> PeerFail {
     PeerFail::Protocol(e.to_string())
 }
 
-fn ext(id: u8, payload: Vec<u8>) -> Message {
-    Message::Extended { id, payload: Bytes::from(payload) }
-}
-
 /// One peer: handshakes, then asks it for metadata pieces until the fetch is done or the peer
 /// cannot help.
 async fn peer(s: &Shared, addr: SocketAddr) -> Result<(), PeerFail> {
@@ -287,7 +283,7 @@ async fn peer(s: &Shared, addr: SocketAddr) -> Result<(), PeerFail> {
     };
     hello.m.insert("ut_metadata".into(), OUR_UT_METADATA);
     hello.m.insert("ut_pex".into(), OUR_UT_PEX);
-    ext(HANDSHAKE_ID, hello.encode()).encode(&mut out);
+    message(HANDSHAKE_ID, hello.encode()).encode(&mut out);
     if theirs.fast() {
         Message::HaveNone.encode(&mut out);
     }
@@ -315,7 +311,7 @@ async fn peer(s: &Shared, addr: SocketAddr) -> Result<(), PeerFail> {
                 OUR_UT_METADATA => match MetadataMsg::decode(&payload).map_err(proto)? {
                     MetadataMsg::Request(piece) => {
                         if let Some(id) = their_id {
-                            ext(id, MetadataMsg::Reject(piece).encode()).encode(&mut out);
+                            message(id, MetadataMsg::Reject(piece).encode()).encode(&mut out);
                         }
                     }
                     MetadataMsg::Reject(piece) => {
@@ -362,7 +358,7 @@ async fn peer(s: &Shared, addr: SocketAddr) -> Result<(), PeerFail> {
             let now = Instant::now();
             while f.inflight_to(&addr) < PIPELINE {
                 let Some(piece) = f.next_request(addr, now) else { break };
-                ext(id, MetadataMsg::Request(piece).encode()).encode(&mut out);
+                message(id, MetadataMsg::Request(piece).encode()).encode(&mut out);
             }
         }
         if !out.is_empty() {

@@ -7,7 +7,7 @@ use crate::magnet::CLIENT_NAME;
 use crate::session::{Out, PeerError, TorrentHandle};
 use crate::wire::Message;
 use crate::wire::ext::{
-    ExtHandshake, HANDSHAKE_ID, METADATA_PIECE, MetadataMsg, OUR_UT_METADATA, OUR_UT_PEX, Pex,
+    ExtHandshake, HANDSHAKE_ID, METADATA_PIECE, MetadataMsg, OUR_UT_METADATA, OUR_UT_PEX, Pex, message,
 };
 use bytes::Bytes;
 use std::collections::HashSet;
@@ -21,10 +21,6 @@ const PEX_MAX_DIAL: usize = 50;
 /// Requests queued to the peer's write queue per connection beyond the metadata's own size
 /// (a peer re-asking after a choke, say); past this, requests are rejected.
 const METADATA_SERVE_SLACK: u32 = 16;
-
-fn ext(id: u8, payload: Vec<u8>) -> Message {
-    Message::Extended { id, payload: Bytes::from(payload) }
-}
 
 impl TorrentHandle {
     fn pex_enabled(&self) -> bool {
@@ -45,7 +41,7 @@ impl TorrentHandle {
         if self.pex_enabled() {
             h.m.insert("ut_pex".into(), OUR_UT_PEX);
         }
-        ext(HANDSHAKE_ID, h.encode())
+        message(HANDSHAKE_ID, h.encode())
     }
 
     /// Handles an EXTENDED message from peer `id`.
@@ -81,7 +77,7 @@ impl TorrentHandle {
                     } else {
                         MetadataMsg::Reject(piece)
                     };
-                    let _ = slot.tx.send(Out::Msg(ext(their, reply.encode())));
+                    let _ = slot.tx.send(Out::Msg(message(their, reply.encode())));
                 }
                 OUR_UT_PEX if self.pex_enabled() => {
                     let now = Instant::now();
@@ -146,7 +142,7 @@ impl TorrentHandle {
                 for a in &dropped {
                     p.ext.pex_sent.remove(a);
                 }
-                let _ = p.tx.send(Out::Msg(ext(their, Pex { added, dropped }.encode())));
+                let _ = p.tx.send(Out::Msg(message(their, Pex { added, dropped }.encode())));
             }
         }
     }

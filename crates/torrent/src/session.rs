@@ -167,6 +167,9 @@ pub struct Session {
     initial_peers: Vec<SocketAddr>,
 }
 
+/// How often peers given to [`Session::add_peers`] are dialled again while not connected.
+const REDIAL_GIVEN_PEERS: Duration = Duration::from_secs(15);
+
 /// A fresh peer id: `-AN0100-` and 12 random characters (Azureus style).
 pub fn new_peer_id() -> [u8; 20] {
     use rand::Rng;
@@ -267,7 +270,8 @@ impl Session {
         TorrentHandle { inner: self.inner.clone() }
     }
 
-    /// Peers to contact at start besides the tracker's (for tracker-less swarms and tests).
+    /// Peers to contact besides the tracker's (for tracker-less swarms and tests), at start and
+    /// again every 15 s while not connected.
     pub fn add_peers(&mut self, peers: impl IntoIterator<Item = SocketAddr>) {
         self.initial_peers.extend(peers);
     }
@@ -292,8 +296,23 @@ impl Service for Session {
             });
         }
         let h = TorrentHandle { inner: inner.clone() };
-        for addr in initial_peers {
-            h.connect(addr);
+        {
+            // Given peers are dialled at once and again every 15 s while not connected (a peer
+            // that was not ready, or dropped us, is tried again; `connect` skips live ones).
+            let h = h.clone();
+            sd.spawn(async move {
+                let mut tick = tokio::time::interval(REDIAL_GIVEN_PEERS);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = h.inner.shutdown.wait() => return,
+                        _ = tick.tick() => {}
+                    }
+                    for addr in &initial_peers {
+                        h.connect(*addr);
+                    }
+                }
+            });
         }
         {
             let h = h.clone();

@@ -3,6 +3,8 @@
 //! the hash check and the fetch finishes from an honest peer it told us about over PEX; and
 //! leechers that only know the seeder find each other through the seeder's PEX messages.
 
+mod common;
+
 use appnet_netkit::Shutdown;
 use appnet_netkit::harness::{self, any_loopback};
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
@@ -15,39 +17,11 @@ use appnet_torrent::wire::ext::{ExtHandshake, MetadataMsg, Pex};
 use appnet_torrent::wire::{HANDSHAKE_LEN, Handshake, Message};
 use appnet_torrent::{Metainfo, Session};
 use bytes::{Bytes, BytesMut};
+use common::{client, data, tmp};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("appnet-torrent-magnet-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn data(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2654435761).max(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
-fn client(dir: &Path) -> ClientConfig {
-    ClientConfig {
-        listen: any_loopback(),
-        dir: dir.to_path_buf(),
-        seed_time_secs: None,
-        fsync: false,
-        ..ClientConfig::default()
-    }
-}
 
 /// A multi-file torrent whose info dictionary spans several 16 KiB metadata pieces (files deep
 /// under long directory names, which every file entry repeats), seeded from `root/seed`;

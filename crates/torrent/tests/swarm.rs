@@ -1,42 +1,15 @@
 //! End-to-end on loopback: a tracker, a seeder and leechers in one process; every leecher ends
 //! with identical data. Also resume from partial data and a peer sending garbage.
 
+mod common;
+
 use appnet_netkit::harness::{self, any_loopback};
-use appnet_torrent::config::{ClientConfig, TrackerConfig};
+use appnet_torrent::config::TrackerConfig;
 use appnet_torrent::create::{CreateOptions, create};
 use appnet_torrent::tracker::TrackerServer;
 use appnet_torrent::{Metainfo, Session};
-use std::path::{Path, PathBuf};
+use common::{client, data, tmp};
 use std::time::Duration;
-
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("appnet-torrent-it-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn data(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2654435761).max(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
-fn client(dir: &Path) -> ClientConfig {
-    ClientConfig {
-        listen: any_loopback(),
-        dir: dir.to_path_buf(),
-        seed_time_secs: None,
-        fsync: false,
-        ..ClientConfig::default()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeder_and_two_leechers_via_tracker() {

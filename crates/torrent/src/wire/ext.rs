@@ -24,6 +24,11 @@ pub const MAX_METADATA_SIZE: u64 = 8 * 1024 * 1024;
 /// Most peers read from one PEX message (BEP 11 asks senders for at most 50).
 pub const MAX_PEX_PEERS: usize = 200;
 
+/// An EXTENDED message carrying `payload` under extended id `id`.
+pub fn message(id: u8, payload: Vec<u8>) -> crate::wire::Message {
+    crate::wire::Message::Extended { id, payload: Bytes::from(payload) }
+}
+
 /// Why an extension payload is not valid.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ExtError {
