@@ -313,6 +313,9 @@ impl Proxy {
                     msg = format!("{msg}: {s}");
                     src = s.source();
                 }
+                if msg.contains("invalid peer certificate") {
+                    msg.push_str(" (is the origin's CA trusted? add it with --origin-ca FILE)");
+                }
                 Err(FetchError::Failed(msg))
             }
             Ok(Ok(r)) => Ok(r),
