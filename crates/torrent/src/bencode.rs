@@ -21,6 +21,12 @@ fn err(at: usize, what: &'static str) -> ScanError {
     ScanError { at, what }
 }
 
+/// An integer whichever way bt_bencode stored it (it keeps non-negative ones as unsigned, so
+/// `Value::as_i64` alone misses them).
+pub fn as_int(v: &bt_bencode::Value) -> Option<i64> {
+    v.as_i64().or_else(|| v.as_u64().and_then(|u| i64::try_from(u).ok()))
+}
+
 /// Returns the offset just past the value starting at `pos`.
 pub fn value_end(buf: &[u8], pos: usize) -> Result<usize, ScanError> {
     scan(buf, pos, 0)

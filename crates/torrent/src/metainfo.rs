@@ -164,7 +164,7 @@ impl Metainfo {
             announce_list,
             comment: get(&extra, "comment").and_then(text),
             created_by: get(&extra, "created by").and_then(text),
-            creation_date: get(&extra, "creation date").and_then(Value::as_i64),
+            creation_date: get(&extra, "creation date").and_then(bencode::as_int),
             info_bytes: info_bytes.to_vec(),
             extra,
         })
@@ -401,6 +401,8 @@ mod tests {
         assert!(m.info.private);
         assert_eq!(m.trackers(), vec!["http://t.example/annou".to_string(), "udp://u.ex:80".into()]);
         assert!(m.extra.contains_key(&b"x-unknown"[..]));
+        let dated = b"d13:creation datei1700000000e4:infod6:lengthi1e4:name1:a12:piece lengthi16384e6:pieces20:aaaaaaaaaaaaaaaaaaaaee";
+        assert_eq!(Metainfo::from_bytes(dated).unwrap().creation_date, Some(1_700_000_000));
     }
 
     #[test]

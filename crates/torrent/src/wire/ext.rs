@@ -2,7 +2,7 @@
 //! (BEP 9, `ut_metadata`) and peer exchange (BEP 11, `ut_pex`). Pure codecs for the payload of
 //! an EXTENDED message (id 20): the handshake (id 0) and the bencoded extension messages.
 
-use crate::bencode;
+use crate::bencode::{self, as_int};
 use bt_bencode::{ByteString, Value};
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -51,11 +51,6 @@ fn dict_of(buf: &[u8]) -> Result<BTreeMap<ByteString, Value>, ExtError> {
         Ok(_) => Err(ExtError::Malformed("not a dictionary")),
         Err(_) => Err(ExtError::Malformed("bad bencode")),
     }
-}
-
-/// An integer whichever way bt_bencode stored it (it keeps non-negative ones as unsigned).
-pub(crate) fn as_int(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| v.as_u64().and_then(|u| i64::try_from(u).ok()))
 }
 
 fn int(d: &BTreeMap<ByteString, Value>, k: &str) -> Option<i64> {
