@@ -124,19 +124,66 @@ impl LabCa {
     }
 
     /// Opens the CA in `dir`, creating it (key and self-signed certificate) the first time.
+    /// Several processes may start at once on a new directory (a web server and a proxy with
+    /// `--tls`): one creates the CA while holding `ca.lock`, the others wait for it (up to 10 s;
+    /// a lock left by a creator that died is then taken over) and load the result.
     pub fn open(dir: &Path) -> Result<LabCa, TlsError> {
-        let key_path = dir.join("ca.key");
-        let cert_path = dir.join("ca.pem");
-        if key_path.exists() && cert_path.exists() {
-            let pem = std::fs::read_to_string(&key_path).map_err(file_err(&key_path))?;
-            let key = rcgen::KeyPair::from_pem(&pem)?;
-            return Ok(LabCa { dir: dir.to_path_buf(), key });
+        if let Some(ca) = LabCa::load(dir)? {
+            return Ok(ca);
         }
         std::fs::create_dir_all(dir).map_err(file_err(dir))?;
+        let lock = dir.join("ca.lock");
+        let mut deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut took_over = false;
+        loop {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&lock) {
+                Ok(_) => {
+                    let made = match LabCa::load(dir) {
+                        Ok(Some(ca)) => Ok(ca),
+                        Ok(None) => LabCa::create(dir),
+                        Err(e) => Err(e),
+                    };
+                    let _ = std::fs::remove_file(&lock);
+                    return made;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if let Some(ca) = LabCa::load(dir)? {
+                        return Ok(ca);
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        if took_over {
+                            return Err(file_err(&lock)(io::Error::other(
+                                "another process holds this lock; remove it if none is creating the CA",
+                            )));
+                        }
+                        took_over = true;
+                        let _ = std::fs::remove_file(&lock);
+                        deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                        continue;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(file_err(&lock)(e)),
+            }
+        }
+    }
+
+    /// The CA in `dir` if both its files exist (each is written whole, then renamed).
+    fn load(dir: &Path) -> Result<Option<LabCa>, TlsError> {
+        let key_path = dir.join("ca.key");
+        if !(key_path.exists() && dir.join("ca.pem").exists()) {
+            return Ok(None);
+        }
+        let pem = std::fs::read_to_string(&key_path).map_err(file_err(&key_path))?;
+        let key = rcgen::KeyPair::from_pem(&pem)?;
+        Ok(Some(LabCa { dir: dir.to_path_buf(), key }))
+    }
+
+    fn create(dir: &Path) -> Result<LabCa, TlsError> {
         let key = rcgen::KeyPair::generate()?;
         let cert = ca_params().self_signed(&key)?;
-        write_private(&key_path, key.serialize_pem().as_bytes())?;
-        write_atomic(&cert_path, cert.pem().as_bytes())?;
+        write_private(&dir.join("ca.key"), key.serialize_pem().as_bytes())?;
+        write_atomic(&dir.join("ca.pem"), cert.pem().as_bytes())?;
         Ok(LabCa { dir: dir.to_path_buf(), key })
     }
 
@@ -191,4 +238,24 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
         .map_err(file_err(&tmp))?;
     f.write_all(data).and_then(|_| f.sync_all()).map_err(file_err(&tmp))?;
     std::fs::rename(&tmp, path).map_err(file_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_opens_of_a_new_directory_share_one_ca() {
+        let dir = std::env::temp_dir().join(format!("appnet-lab-ca-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let keys: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> =
+                (0..8).map(|_| s.spawn(|| LabCa::open(&dir).unwrap().key.serialize_pem())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|k| k == &keys[0]), "every opener got the same CA key");
+        assert_eq!(std::fs::read_to_string(dir.join("ca.key")).unwrap(), keys[0]);
+        assert!(!dir.join("ca.lock").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
