@@ -128,6 +128,9 @@ B32=$(python3 -c "import base64,sys;print(base64.b32encode(bytes.fromhex(sys.arg
 timeout 90 "$APPNET" torrent get "magnet:?xt=urn:btih:$B32&x.pe=127.0.0.1:$AP5" -o dl5b --quiet >get5b.log 2>&1 ||
   { cat get5b.log; exit 1; }
 check "appnet got a magnet link from aria2c with no tracker (base32 btih, x.pe)" "$(sums src5)" "$(sums dl5b)"
+timeout 90 "$APPNET" torrent get "magnet:?xt=urn:btih:$PICS&tr=udp%3A%2F%2F127.0.0.1%3A$TP%2Fannounce" -o dl5c --quiet \
+  >get5c.log 2>&1 || { cat get5c.log; exit 1; }
+check "appnet got a magnet link from aria2c through the UDP tracker (BEP 15)" "$(sums src5)" "$(sums dl5c)"
 
 # (b) aria2c and python libtorrent download appnet's seeded multi-file torrent (section 1) from
 # a magnet link: the appnet seeder answers their ut_metadata requests.
