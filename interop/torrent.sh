@@ -53,27 +53,49 @@ if python3 -c 'import libtorrent' 2>/dev/null; then
   bg "$APPNET" torrent seed mixed.torrent --data src3 --listen "127.0.0.1:$SP3" --upload-rate 3MiB >seed3.log 2>&1
   wait_tcp 127.0.0.1 "$SP3"
   LP=$(free_port)
+  # One python libtorrent peer for every libtorrent step: SOURCE is a .torrent file or a magnet
+  # link. It waits until it has everything (printing "seeding HASH"), then stays --stay seconds;
+  # with --expect-pex PORT it instead exits once connected to that port learned over PEX.
   cat >lt.py <<'PY'
-import sys, time, libtorrent as lt
-torrent, save, port, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-s = lt.session({"listen_interfaces": f"127.0.0.1:{port}", "enable_dht": False, "enable_lsd": False,
+import argparse, sys, time, libtorrent as lt
+a = argparse.ArgumentParser()
+a.add_argument("source"); a.add_argument("save"); a.add_argument("port", type=int)
+a.add_argument("limit", type=float)
+a.add_argument("--connect", type=int, default=0)
+a.add_argument("--expect-pex", type=int, default=0)
+a.add_argument("--stay", type=float, default=0)
+a.add_argument("--upload-rate", type=int, default=0)
+o = a.parse_args()
+s = lt.session({"listen_interfaces": f"127.0.0.1:{o.port}", "enable_dht": False, "enable_lsd": False,
                 "enable_upnp": False, "enable_natpmp": False, "allow_multiple_connections_per_ip": True,
-                "alert_mask": 0})
-p = lt.add_torrent_params()
-p.ti, p.save_path = lt.torrent_info(torrent), save
+                "alert_mask": 0, "upload_rate_limit": o.upload_rate})
+p = lt.parse_magnet_uri(o.source) if o.source.startswith("magnet:") else lt.add_torrent_params()
+if not o.source.startswith("magnet:"):
+    p.ti = lt.torrent_info(o.source)
+p.save_path = o.save
 h = s.add_torrent(p)
-end = time.time() + limit
-while not h.status().is_seeding:
+if o.connect:
+    h.connect_peer(("127.0.0.1", o.connect))
+end = time.time() + o.limit
+while True:
+    if o.expect_pex:
+        if any(pi.ip[1] == o.expect_pex and pi.source & lt.peer_info.pex for pi in h.get_peer_info()):
+            print("pex")
+            sys.exit(0)
+    elif h.status().is_seeding:
+        break
     if time.time() > end:
         st = h.status()
-        sys.exit(f"libtorrent: timed out at {st.progress:.0%} with {st.num_peers} peers")
+        sys.exit(f"libtorrent: timed out at {st.progress:.0%}, metadata {st.has_metadata}, peers "
+                 f"{[(pi.ip, pi.source) for pi in h.get_peer_info()]}")
     time.sleep(0.1)
-time.sleep(3)  # stay a moment so the appnet leecher can trade with us
+print("seeding", h.torrent_file().info_hash(), flush=True)
+time.sleep(o.stay)
 PY
-  bg python3 lt.py mixed.torrent lt3 "$LP" 90
+  bg python3 lt.py mixed.torrent lt3 "$LP" 90 --stay 3 >lt3.log 2>&1
   LT=$LAST_PID
   timeout 90 "$APPNET" torrent get mixed.torrent -o dl3 --quiet --seed-time 5 >get3.log 2>&1 || { cat get3.log; exit 1; }
-  wait "$LT" || { echo "libtorrent peer failed" >&2; exit 1; }
+  wait "$LT" || { cat lt3.log; echo "libtorrent peer failed" >&2; exit 1; }
   check "appnet leecher in the mixed swarm" "$(sums src3)" "$(sums dl3)"
   check "libtorrent leecher in the mixed swarm" "$(sums src3)" "$(sums lt3)"
   UDP=$(python3 -c "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:$TP/metrics').read().decode())" |
@@ -142,27 +164,10 @@ check "aria2c got appnet's torrent from a magnet link" "$(sums src1)" "$(sums dl
 check "aria2c saved the metadata appnet served" "$HASH" \
   "$("$APPNET" torrent info "dl6/$HASH.torrent" | awk '/^info hash/ {print $3}')"
 if python3 -c 'import libtorrent' 2>/dev/null; then
-  cat >ltmagnet.py <<'PY'
-import sys, time, libtorrent as lt
-link, save, port, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
-s = lt.session({"listen_interfaces": f"127.0.0.1:{port}", "enable_dht": False, "enable_lsd": False,
-                "enable_upnp": False, "enable_natpmp": False, "allow_multiple_connections_per_ip": True,
-                "alert_mask": 0})
-p = lt.parse_magnet_uri(link)
-p.save_path = save
-h = s.add_torrent(p)
-end = time.time() + limit
-while not h.status().is_seeding:
-    if time.time() > end:
-        st = h.status()
-        sys.exit(f"libtorrent: timed out at {st.progress:.0%}, metadata {st.has_metadata}, {st.num_peers} peers")
-    time.sleep(0.1)
-print(h.torrent_file().info_hash())
-PY
   LP7=$(free_port)
-  timeout 90 python3 ltmagnet.py "$MAG" lt7 "$LP7" 80 >lt7.log 2>&1 || { cat lt7.log; exit 1; }
+  timeout 90 python3 lt.py "$MAG" lt7 "$LP7" 80 >lt7.log 2>&1 || { cat lt7.log; exit 1; }
   check "python libtorrent got appnet's torrent from a magnet link" "$(sums src1)" "$(sums lt7)"
-  check "libtorrent's metadata has the magnet's info hash" "$HASH" "$(tail -1 lt7.log)"
+  check "libtorrent's metadata has the magnet's info hash" "$HASH" "$(awk '/^seeding/ {print $2}' lt7.log)"
 
   # --- 6. Peer exchange (BEP 11) with libtorrent, no tracker. (a) An appnet seeder tells a
   # libtorrent leecher about an appnet leecher (which has PEX off, so only libtorrent can have
@@ -172,48 +177,33 @@ PY
   "$APPNET" torrent create src8/x.bin -o pex.torrent --piece-size 32KiB >/dev/null
   printf '[torrent]\npex_interval_secs = 3\n' >pex-fast.toml
   printf '[torrent]\npex = false\n' >pex-off.toml
-  cat >ltpex.py <<'PY'
-import sys, time, libtorrent as lt
-torrent, save, port, seeder, other, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
-s = lt.session({"listen_interfaces": f"127.0.0.1:{port}", "enable_dht": False, "enable_lsd": False,
-                "enable_upnp": False, "enable_natpmp": False, "allow_multiple_connections_per_ip": True,
-                "alert_mask": 0, "upload_rate_limit": 400000})
-p = lt.add_torrent_params()
-p.ti, p.save_path = lt.torrent_info(torrent), save
-h = s.add_torrent(p)
-if seeder:
-    h.connect_peer(("127.0.0.1", seeder))
-else:
-    while not h.status().is_seeding:  # checked the data: ready to serve
-        time.sleep(0.1)
-    print("ready", flush=True)
-end = time.time() + limit
-while time.time() < end:
-    if other and any(pi.ip[1] == other and pi.source & lt.peer_info.pex for pi in h.get_peer_info()):
-        print("pex")
-        sys.exit(0)
-    time.sleep(0.1)
-if other:
-    sys.exit(f"libtorrent heard of no peer over PEX: {[(pi.ip, pi.source) for pi in h.get_peer_info()]}")
-PY
   SP8=$(free_port) LP8=$(free_port) BP8=$(free_port)
   bg "$APPNET" --config pex-fast.toml torrent seed pex.torrent --data src8 --listen "127.0.0.1:$SP8" --upload-rate 200KiB >seed8.log 2>&1
   wait_tcp 127.0.0.1 "$SP8"
-  bg python3 ltpex.py pex.torrent lt8 "$LP8" "$SP8" "$BP8" 40 >lt8.log 2>&1
+  bg python3 lt.py pex.torrent lt8 "$LP8" 40 --connect "$SP8" --expect-pex "$BP8" --upload-rate 400000 >lt8.log 2>&1
   LT8=$LAST_PID
   sleep 1 # libtorrent first, so the appnet leecher is news in the seeder's next PEX message
   bg "$APPNET" --config pex-off.toml torrent get pex.torrent -o dl8 --peer "127.0.0.1:$SP8" --listen "127.0.0.1:$BP8" --quiet >get8.log 2>&1
   wait "$LT8" || { cat lt8.log; exit 1; }
   check "libtorrent dialled a peer it learned from the appnet seeder's PEX" "pex" "$(tail -1 lt8.log)"
   LS9=$(free_port) CP9=$(free_port) DP9=$(free_port)
-  bg python3 ltpex.py pex.torrent src8 "$LS9" 0 0 40 >lt9.log 2>&1
-  for ((i = 0; i < 100; i++)); do grep -q ready lt9.log && break; sleep 0.1; done
+  bg python3 lt.py pex.torrent src8 "$LS9" 30 --stay 60 --upload-rate 400000 >lt9.log 2>&1
+  for ((i = 0; i < 100; i++)); do grep -q seeding lt9.log && break; sleep 0.1; done
   bg env RUST_LOG=appnet_torrent=debug "$APPNET" torrent get pex.torrent -o dl9c --peer "127.0.0.1:$LS9" \
     --listen "127.0.0.1:$CP9" --quiet --seed-time 30 >get9c.log 2>&1
+  C9=$LAST_PID
   bg "$APPNET" --config pex-off.toml torrent get pex.torrent -o dl9d --peer "127.0.0.1:$LS9" \
     --listen "127.0.0.1:$DP9" --quiet --seed-time 30 >get9d.log 2>&1
+  D9=$LAST_PID
   for ((i = 0; i < 150; i++)); do grep -q "peer 127.0.0.1:$DP9 connected" get9c.log && break; sleep 0.2; done
   check "appnet dialled a peer it learned from libtorrent's PEX" "1" "$(grep -c "peer 127.0.0.1:$DP9 connected" get9c.log)"
+  kill "$C9" "$D9" 2>/dev/null || true
+
+  # --- 7. appnet fetches a magnet link's metadata from libtorrent (its ut_metadata, not aria2c's).
+  PEXH=$("$APPNET" torrent info pex.torrent | awk '/^info hash/ {print $3}')
+  timeout 60 "$APPNET" torrent get "magnet:?xt=urn:btih:$PEXH&x.pe=127.0.0.1:$LS9" -o dl10 --quiet >get10.log 2>&1 ||
+    { cat get10.log; exit 1; }
+  check "appnet got a magnet link's metadata and data from libtorrent" "$(sums src8)" "$(sums dl10)"
 fi
 
 echo "torrent: $CHECKS checks passed"
