@@ -129,21 +129,58 @@ impl TorrentHandle {
                 let Some(their) = p.ext.ut_pex else { continue };
                 let now: HashSet<SocketAddr> =
                     listening.iter().filter(|(other, _)| other != id).map(|(_, a)| *a).collect();
-                let added: Vec<SocketAddr> =
-                    now.difference(&p.ext.pex_sent).copied().take(PEX_MAX_ADDED).collect();
-                let dropped: Vec<SocketAddr> =
-                    p.ext.pex_sent.difference(&now).copied().take(PEX_MAX_ADDED).collect();
-                if added.is_empty() && dropped.is_empty() {
-                    continue;
+                if let Some(pex) = pex_diff(&now, &mut p.ext.pex_sent) {
+                    let _ = p.tx.send(Out::Msg(message(their, pex.encode())));
                 }
-                for a in &added {
-                    p.ext.pex_sent.insert(*a);
-                }
-                for a in &dropped {
-                    p.ext.pex_sent.remove(a);
-                }
-                let _ = p.tx.send(Out::Msg(message(their, Pex { added, dropped }.encode())));
             }
         }
+    }
+}
+
+/// The next PEX message to a peer that was last told `sent`, now that our peers are `now`:
+/// at most [`PEX_MAX_ADDED`] additions and as many drops (the rest go in later messages), or
+/// `None` when nothing changed. `sent` is updated to what the peer will know.
+fn pex_diff(now: &HashSet<SocketAddr>, sent: &mut HashSet<SocketAddr>) -> Option<Pex> {
+    let added: Vec<SocketAddr> = now.difference(sent).copied().take(PEX_MAX_ADDED).collect();
+    let dropped: Vec<SocketAddr> = sent.difference(now).copied().take(PEX_MAX_ADDED).collect();
+    if added.is_empty() && dropped.is_empty() {
+        return None;
+    }
+    sent.extend(added.iter().copied());
+    for a in &dropped {
+        sent.remove(a);
+    }
+    Some(Pex { added, dropped })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(ports: impl IntoIterator<Item = u16>) -> HashSet<SocketAddr> {
+        ports.into_iter().map(|p| SocketAddr::from(([127, 0, 0, 1], p))).collect()
+    }
+
+    #[test]
+    fn pex_sends_changes_only_and_in_bounded_batches() {
+        let mut sent = HashSet::new();
+        let first = pex_diff(&addrs([1, 2]), &mut sent).unwrap();
+        assert_eq!(first.added.iter().copied().collect::<HashSet<_>>(), addrs([1, 2]));
+        assert!(first.dropped.is_empty());
+        assert_eq!(pex_diff(&addrs([1, 2]), &mut sent), None, "nothing changed");
+        let next = pex_diff(&addrs([2, 3]), &mut sent).unwrap();
+        assert_eq!(
+            (next.added, next.dropped),
+            (vec![SocketAddr::from(([127, 0, 0, 1], 3))], vec![SocketAddr::from(([127, 0, 0, 1], 1))])
+        );
+        assert_eq!(sent, addrs([2, 3]));
+        let many = addrs(100..220);
+        let mut sent = HashSet::new();
+        let mut messages = 0;
+        while let Some(p) = pex_diff(&many, &mut sent) {
+            assert!(p.added.len() <= PEX_MAX_ADDED);
+            messages += 1;
+        }
+        assert_eq!((messages, sent), (3, many));
     }
 }
