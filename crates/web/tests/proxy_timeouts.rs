@@ -84,3 +84,34 @@ async fn a_stalled_request_head_is_cut_at_the_header_timeout() {
     assert!(took < Duration::from_secs(5), "closed after {took:?}");
     assert_eq!(origin.hits(), 0);
 }
+
+#[tokio::test]
+async fn idle_http2_connections_get_goaway_then_close() {
+    let origin = Origin::start(|_, _| Reply::ok("x", &[])).await;
+    let proxy = reverse(&origin, |c| c.idle_timeout_secs = 2).await;
+    let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
+    // h2c with prior knowledge: the preface and an empty SETTINGS frame, then silence.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00").await.unwrap();
+    let started = Instant::now();
+    let mut data = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), async {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            data.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the proxy closes the idle connection");
+    assert!(started.elapsed() >= Duration::from_millis(1500), "closed after {:?}", started.elapsed());
+    // Walk the frames (9-byte headers): a GOAWAY (type 7) came before the close.
+    let (mut at, mut types) = (0, Vec::new());
+    while at + 9 <= data.len() {
+        let len = u32::from_be_bytes([0, data[at], data[at + 1], data[at + 2]]) as usize;
+        types.push(data[at + 3]);
+        at += 9 + len;
+    }
+    assert!(types.contains(&7), "frame types {types:?}");
+}

@@ -6,7 +6,9 @@
 //!
 //! A request counts as in progress from the service call until its response body is dropped
 //! (hyper drops it once written), or for CONNECT until the tunnel ends; no timer runs meanwhile
-//! (the origin and body timeouts bound that time).
+//! (the origin and body timeouts bound that time). An idle HTTP/1 connection simply ends; an
+//! idle HTTP/2 connection is first told to shut down gracefully ([`Activity::expired`]: the
+//! driver sends GOAWAY) and ends [`GRACE`] later if the client has not closed it by then.
 
 use std::io;
 use std::pin::Pin;
@@ -15,7 +17,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
+
+/// How long an idle HTTP/2 connection gets after GOAWAY before it is closed.
+pub const GRACE: Duration = Duration::from_secs(2);
 
 /// What the connection's service tells the timers: requests entering and leaving.
 #[derive(Debug)]
@@ -26,6 +32,8 @@ struct Shared {
     entered: AtomicU64,
     /// Milliseconds after `start` when the last request left.
     last_done_ms: AtomicU64,
+    /// Signalled when an idle HTTP/2 connection should shut down gracefully.
+    expired: Notify,
 }
 
 /// One connection's request accounting, shared by its service and its [`Timed`] I/O.
@@ -39,6 +47,7 @@ impl Default for Activity {
             in_service: AtomicUsize::new(0),
             entered: AtomicU64::new(0),
             last_done_ms: AtomicU64::new(0),
+            expired: Notify::new(),
         }))
     }
 }
@@ -49,6 +58,12 @@ impl Activity {
         self.0.entered.fetch_add(1, Ordering::SeqCst);
         self.0.in_service.fetch_add(1, Ordering::SeqCst);
         InService(self.0.clone())
+    }
+
+    /// Resolves when the connection has been idle too long and should shut down gracefully
+    /// (HTTP/2: GOAWAY); the I/O ends anyway [`GRACE`] later.
+    pub async fn expired(&self) {
+        self.0.expired.notified().await
     }
 }
 
@@ -85,6 +100,8 @@ pub struct Timed<IO> {
     /// An HTTP/1 head under way: the entry count when its first byte came, and when.
     head: Option<(u64, Instant)>,
     last_write: Instant,
+    /// HTTP/2: when the graceful shutdown asked for at the idle timeout must be over.
+    grace: Option<Instant>,
     expired: bool,
 }
 
@@ -101,6 +118,7 @@ impl<IO> Timed<IO> {
             proto: Proto::Unknown,
             head: None,
             last_write: now,
+            grace: None,
             expired: false,
         }
     }
@@ -112,6 +130,9 @@ impl<IO> Timed<IO> {
             self.head = None;
             return None;
         }
+        if let Some(grace) = self.grace {
+            return Some(grace);
+        }
         if let Some((entered, t)) = self.head {
             if entered == shared.entered.load(Ordering::SeqCst) {
                 return Some(t + self.header);
@@ -119,7 +140,10 @@ impl<IO> Timed<IO> {
             self.head = None;
         }
         let done = shared.start + Duration::from_millis(shared.last_done_ms.load(Ordering::SeqCst));
-        Some(done.max(self.last_write) + self.idle)
+        // HTTP/1 counts the end of a slow flush too; HTTP/2 writes include keep-alive PINGs,
+        // which must not keep an idle connection open.
+        let since = if self.proto == Proto::H2 { done } else { done.max(self.last_write) };
+        Some(since + self.idle)
     }
 
     fn saw_bytes(&mut self, data: &[u8]) {
@@ -160,6 +184,11 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Timed<IO> {
             let now = Instant::now();
             let armed = this.sleep.deadline();
             match this.deadline() {
+                Some(d) if d <= now && this.proto == Proto::H2 && this.grace.is_none() => {
+                    this.grace = Some(now + GRACE);
+                    this.activity.0.expired.notify_one();
+                    continue;
+                }
                 Some(d) if d <= now => {
                     this.expired = true;
                     tracing::debug!("proxy client connection timed out");
@@ -297,13 +326,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn http2_connections_only_have_the_idle_timer() {
+    async fn http2_connections_only_have_the_idle_timer_and_a_graceful_end() {
         let (mut client, server) = tokio::io::duplex(1024);
-        let mut t = Timed::new(server, Activity::default(), Duration::from_secs(60), Duration::from_secs(10));
+        let activity = Activity::default();
+        let mut t = Timed::new(server, activity.clone(), Duration::from_secs(60), Duration::from_secs(10));
         client.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
         read_outcome(&mut t).await;
-        let (n, took) = read_outcome(&mut t).await;
+        // Server writes (PINGs) do not count as activity for HTTP/2.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        t.write_all(b"ping").await.unwrap();
+        let started = Instant::now();
+        let signalled = tokio::spawn(async move {
+            activity.expired().await;
+            Instant::now()
+        });
+        let (n, _) = read_outcome(&mut t).await;
         assert_eq!(n, 0);
-        assert!(took >= Duration::from_secs(59), "{took:?}");
+        let asked = signalled.await.unwrap();
+        assert!(asked - started <= Duration::from_secs(31), "GOAWAY asked after {:?}", asked - started);
+        assert_eq!(Instant::now() - asked, GRACE);
     }
 }

@@ -146,10 +146,10 @@ where
         .timer(TokioTimer::new())
         .max_concurrent_streams(128)
         .keep_alive_interval(Some(ProxyConfig::secs(cfg.idle_timeout_secs)));
-    let svc_proxy = proxy.clone();
+    let (svc_proxy, svc_activity) = (proxy.clone(), activity.clone());
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let proxy = svc_proxy.clone();
-        let busy = activity.enter();
+        let busy = svc_activity.enter();
         async move {
             let (resp, busy) = if req.method() == Method::CONNECT {
                 (connect(&proxy, req, peer, busy).await, None)
@@ -173,6 +173,11 @@ where
         _ = shutdown.wait() => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
+        }
+        _ = activity.expired() => {
+            // Idle HTTP/2: GOAWAY, then `Timed` ends the I/O after its grace period.
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
         }
     }
 }
