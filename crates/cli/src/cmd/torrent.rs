@@ -424,9 +424,17 @@ async fn get_cmd(a: GetArgs, ctx: &Context) -> anyhow::Result<()> {
             human(f.meta.info.total_length()),
             f.meta.info.num_pieces()
         );
+        if f.hash_failures > 0 {
+            println!(
+                "appnet torrent: discarded {} forged or corrupt copies of the metadata",
+                f.hash_failures
+            );
+        }
         if let Some(path) = &a.save_torrent {
-            std::fs::write(path, f.meta.to_bytes())
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            let tmp = path.with_extension("torrent.tmp");
+            std::fs::write(&tmp, f.meta.to_bytes())
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
         }
         (f.meta, f.peers)
     } else {
