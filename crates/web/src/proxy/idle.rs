@@ -97,6 +97,8 @@ pub struct Timed<IO> {
     header: Duration,
     sleep: Pin<Box<Sleep>>,
     proto: Proto,
+    /// The first bytes, until they tell HTTP/2's preface from an HTTP/1 request.
+    sniffed: Vec<u8>,
     /// An HTTP/1 head under way: the entry count when its first byte came, and when.
     head: Option<(u64, Instant)>,
     last_write: Instant,
@@ -116,6 +118,7 @@ impl<IO> Timed<IO> {
             header,
             sleep: Box::pin(tokio::time::sleep_until(now + idle)),
             proto: Proto::Unknown,
+            sniffed: Vec::new(),
             head: None,
             last_write: now,
             grace: None,
@@ -148,11 +151,19 @@ impl<IO> Timed<IO> {
 
     fn saw_bytes(&mut self, data: &[u8]) {
         if self.proto == Proto::Unknown {
-            let n = data.len().min(H2_START.len());
-            self.proto = if data[..n] == H2_START[..n] { Proto::H2 } else { Proto::H1 };
+            let want = H2_START.len() - self.sniffed.len();
+            self.sniffed.extend_from_slice(&data[..data.len().min(want)]);
+            if !H2_START.starts_with(&self.sniffed) {
+                self.proto = Proto::H1;
+            } else if self.sniffed.len() == H2_START.len() {
+                self.proto = Proto::H2;
+                self.head = None;
+                return;
+            }
         }
         let shared = &self.activity.0;
-        if self.proto == Proto::H1 && self.head.is_none() && shared.in_service.load(Ordering::SeqCst) == 0 {
+        // Until the first bytes are told apart, they are timed as an HTTP/1 head.
+        if self.proto != Proto::H2 && self.head.is_none() && shared.in_service.load(Ordering::SeqCst) == 0 {
             self.head = Some((shared.entered.load(Ordering::SeqCst), Instant::now()));
         }
     }
@@ -301,6 +312,17 @@ mod tests {
         let mut t = Timed::new(server, Activity::default(), Duration::from_secs(60), Duration::from_secs(10));
         client.write_all(b"GET / HT").await.unwrap();
         assert_eq!(read_outcome(&mut t).await.0, 8);
+        let (n, took) = read_outcome(&mut t).await;
+        assert_eq!(n, 0);
+        assert!(took <= Duration::from_secs(10), "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_sent_byte_by_byte_is_timed_even_when_it_starts_like_the_http2_preface() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut t = Timed::new(server, Activity::default(), Duration::from_secs(60), Duration::from_secs(10));
+        client.write_all(b"P").await.unwrap();
+        assert_eq!(read_outcome(&mut t).await.0, 1);
         let (n, took) = read_outcome(&mut t).await;
         assert_eq!(n, 0);
         assert!(took <= Duration::from_secs(10), "{took:?}");
