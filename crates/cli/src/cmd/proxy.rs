@@ -179,12 +179,19 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<()> {
         Some(d) => format!("disk cache {}", d.display()),
         None => format!("memory cache {} MiB", config.memory_size / (1024 * 1024)),
     };
+    let forward = !config.is_reverse();
     let server =
         ProxyServer::bind(config).await.with_context(|| format!("cannot start the proxy on {listen}"))?;
     let scheme = if server.is_tls() { "https" } else { "http" };
     eprintln!("appnet web proxy: {mode} on {scheme}://{} ({store}; Ctrl-C to stop)", server.local_addr());
     if let Some(note) = server.tls_note() {
         eprintln!("appnet web proxy: {note}");
+        if forward {
+            eprintln!(
+                "appnet web proxy: as a proxy: curl -x https://localhost:{} --proxy-cacert CA.pem URL",
+                server.local_addr().port()
+            );
+        }
     }
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
