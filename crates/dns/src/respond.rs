@@ -206,32 +206,36 @@ pub fn handle_at(
     {
         return error(q.header(), Some(question), opt, rcode::BADVERS, out);
     }
+    let cx = Ctx { catalog, policy, q: &q, question, opt, transport, peer, signed: None };
     if q.signed {
         let now = now();
         return match tsig::verify_request(&policy.keys, packet, now) {
             Ok(Some(v)) => {
-                let outcome = answer(catalog, policy, &q, question, opt, transport, peer, Some(&v), out);
+                let outcome = answer(&Ctx { signed: Some(&v), ..cx }, out);
                 sign_outcome(outcome, v, now)
             }
             Ok(None) => error(q.header(), Some(question), opt, rcode::FORMERR, out),
             Err(rejected) => tsig_error(q.header(), question, packet, rejected, now, out),
         };
     }
-    answer(catalog, policy, &q, question, opt, transport, peer, None, out)
+    answer(&cx, out)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn answer(
-    catalog: &Catalog,
-    policy: &Policy,
-    q: &Query<'_>,
-    question: Question<'_>,
+/// One parsed request and everything answering it depends on.
+#[derive(Clone, Copy)]
+struct Ctx<'a, 'q> {
+    catalog: &'a Catalog,
+    policy: &'a Policy,
+    q: &'a Query<'q>,
+    question: Question<'q>,
     opt: Option<OptOut>,
     transport: Transport,
     peer: IpAddr,
-    signed: Option<&Verified>,
-    out: Vec<u8>,
-) -> Outcome {
+    signed: Option<&'a Verified>,
+}
+
+fn answer(cx: &Ctx<'_, '_>, out: Vec<u8>) -> Outcome {
+    let Ctx { catalog, policy, q, question, opt, transport, signed, .. } = *cx;
     if q.qclass != CLASS_IN && q.qclass != CLASS_ANY {
         return error(q.header(), Some(question), opt, rcode::REFUSED, out);
     }
@@ -246,7 +250,7 @@ fn answer(
     }
     match q.qtype {
         code::AXFR | code::IXFR => {
-            return transfer(catalog, policy, q, question, opt, transport, peer, signed, out);
+            return transfer(cx, out);
         }
         // MAILA/MAILB are obsolete; answer as NOTIMP like other servers.
         253 | 254 => return error(q.header(), Some(question), opt, rcode::NOTIMP, out),
@@ -340,18 +344,8 @@ fn rrl_key(kind: Kind, qname: &[u8], zone: Option<&[u8]>) -> u64 {
     h.finish()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn transfer(
-    catalog: &Catalog,
-    policy: &Policy,
-    q: &Query<'_>,
-    question: Question<'_>,
-    opt: Option<OptOut>,
-    transport: Transport,
-    peer: IpAddr,
-    signed: Option<&Verified>,
-    out: Vec<u8>,
-) -> Outcome {
+fn transfer(cx: &Ctx<'_, '_>, out: Vec<u8>) -> Outcome {
+    let Ctx { catalog, policy, q, question, opt, transport, peer, signed } = *cx;
     let mut buf = [0u8; MAX_NAME];
     let low = lower_into(q.qname, &mut buf);
     let Some(zone) = catalog.zone(low) else {
