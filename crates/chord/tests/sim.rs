@@ -5,6 +5,51 @@ use appnet_chord::Id;
 use appnet_chord::experiment::{churn_run, failure_run, measure_paths};
 use appnet_chord::node::{Event, Params};
 use appnet_chord::sim::{Sim, SimConfig};
+use appnet_chord::wire::{Request, Response};
+
+/// Fast timers for the simulated rings below, with `replicas` copies and GC every `gc_ms`.
+fn fast_params(replicas: usize, gc_ms: u64) -> Params {
+    Params {
+        bits: 32,
+        replicas,
+        stabilize_ms: 200,
+        fix_fingers_ms: 50,
+        check_predecessor_ms: 200,
+        gc_ms,
+        ..Params::default()
+    }
+}
+
+/// Starts a ring with `ids[0]`, joins the others half a second apart, lets it settle for 10 s,
+/// and returns the first node's index.
+fn grow_ring(sim: &mut Sim, ids: &[Id]) -> usize {
+    let first = sim.add_node(ids[0]);
+    for id in &ids[1..] {
+        sim.join(*id, first);
+        let t = sim.now + 500;
+        sim.run_until(t);
+    }
+    let t = sim.now + 10_000;
+    sim.run_until(t);
+    first
+}
+
+/// `Put k{i} = v`.
+fn put(i: usize) -> Request {
+    Request::Put { key: format!("k{i}").into_bytes(), value: b"v".to_vec() }
+}
+
+/// Hands a key's request straight to the node that owns the key on the live ring.
+fn at_owner(sim: &mut Sim, req: Request) -> Response {
+    let key = match &req {
+        Request::Put { key, .. } | Request::Delete { key } | Request::Get { key } => key.clone(),
+        other => panic!("not a key request: {other:?}"),
+    };
+    let owner = appnet_chord::sim::successor_in(&sim.live_ring(), &Id::hash(&key, 32));
+    let idx = appnet_chord::sim::index_of(owner.addr).unwrap();
+    let now = sim.now;
+    sim.nodes[idx].node.handle_request(now, req)
+}
 
 #[test]
 fn no_key_is_lost_while_a_replica_lives() {
@@ -37,35 +82,13 @@ fn path_length_grows_like_half_log2_n() {
 #[test]
 fn graceful_leave_hands_keys_over() {
     // One copy per key: only the hand-over keeps keys alive when their node leaves.
-    let params = Params {
-        bits: 32,
-        replicas: 1,
-        stabilize_ms: 200,
-        fix_fingers_ms: 50,
-        check_predecessor_ms: 200,
-        ..Params::default()
-    };
-    let mut sim = Sim::new(params, SimConfig { seed: 9, ..SimConfig::default() });
+    let mut sim =
+        Sim::new(fast_params(1, Params::default().gc_ms), SimConfig { seed: 9, ..SimConfig::default() });
     let ids: Vec<Id> = (0..20).map(|_| sim.rng.id(32)).collect();
-    let first = sim.add_node(ids[0]);
-    for id in &ids[1..] {
-        sim.join(*id, first);
-        let t = sim.now + 500;
-        sim.run_until(t);
-    }
-    let t = sim.now + 10_000;
-    sim.run_until(t);
+    grow_ring(&mut sim, &ids);
     // Store 200 keys on their owners.
     for i in 0..200 {
-        let key = format!("k{i}").into_bytes();
-        let kid = Id::hash(&key, 32);
-        let ring = sim.live_ring();
-        let owner = appnet_chord::sim::successor_in(&ring, &kid);
-        let idx = appnet_chord::sim::index_of(owner.addr).unwrap();
-        let resp = sim.nodes[idx]
-            .node
-            .handle_request(sim.now, appnet_chord::wire::Request::Put { key, value: b"v".to_vec() });
-        assert_eq!(resp, appnet_chord::wire::Response::Ok);
+        assert_eq!(at_owner(&mut sim, put(i)), Response::Ok);
     }
     let t = sim.now + 5_000;
     sim.run_until(t);
@@ -121,32 +144,12 @@ fn misplaced(sim: &Sim, keys: impl Iterator<Item = usize>, r: usize) -> Vec<(usi
 
 #[test]
 fn stale_replicas_are_collected_and_no_copy_is_lost() {
-    let params = Params {
-        bits: 32,
-        replicas: 3,
-        stabilize_ms: 200,
-        fix_fingers_ms: 50,
-        check_predecessor_ms: 200,
-        gc_ms: 1_000,
-        ..Params::default()
-    };
-    let mut sim = Sim::new(params, SimConfig { seed: 21, ..SimConfig::default() });
+    let mut sim = Sim::new(fast_params(3, 1_000), SimConfig { seed: 21, ..SimConfig::default() });
     let ids: Vec<Id> = (0..30).map(|_| sim.rng.id(32)).collect();
-    let first = sim.add_node(ids[0]);
-    for id in &ids[1..10] {
-        sim.join(*id, first);
-        let t = sim.now + 500;
-        sim.run_until(t);
-    }
-    let t = sim.now + 10_000;
-    sim.run_until(t);
+    let first = grow_ring(&mut sim, &ids[..10]);
     // 300 keys put on their owners, which replicate them.
     for i in 0..300 {
-        let key = format!("k{i}").into_bytes();
-        let owner = appnet_chord::sim::successor_in(&sim.live_ring(), &Id::hash(&key, 32));
-        let idx = appnet_chord::sim::index_of(owner.addr).unwrap();
-        let put = appnet_chord::wire::Request::Put { key, value: b"v".to_vec() };
-        assert_eq!(sim.nodes[idx].node.handle_request(sim.now, put), appnet_chord::wire::Response::Ok);
+        assert_eq!(at_owner(&mut sim, put(i)), Response::Ok);
     }
     let t = sim.now + 5_000;
     sim.run_until(t);
@@ -166,10 +169,7 @@ fn stale_replicas_are_collected_and_no_copy_is_lost() {
 
     // Deletes at the owners: no copy anywhere afterwards, not even a stale one.
     for i in 0..50 {
-        let key = format!("k{i}").into_bytes();
-        let owner = appnet_chord::sim::successor_in(&sim.live_ring(), &Id::hash(&key, 32));
-        let idx = appnet_chord::sim::index_of(owner.addr).unwrap();
-        sim.nodes[idx].node.handle_request(sim.now, appnet_chord::wire::Request::Delete { key });
+        at_owner(&mut sim, Request::Delete { key: format!("k{i}").into_bytes() });
     }
     // Two failures (not adjacent) and a graceful leave: replicas refill, extras are collected.
     let ring = sim.live_ring();
