@@ -7,6 +7,7 @@
 //!   tit-for-tat, BEP 9 metadata assembly).
 //! - [`magnet`]: fetching a magnet link's metadata from peers (BEP 9/10) before downloading.
 //! - [`tracker`]: HTTP and UDP tracker server and client.
+//! - [`dht`]: the mainline DHT (BEP 5) for magnet links without trackers.
 //! - [`session`]: the tokio client/seeder for one torrent (peer connections in `peer`).
 //! - [`storage`]: pieces on plain files.
 //! - [`config`]: serde configuration for the tracker and the client.
@@ -17,6 +18,7 @@ pub mod bitfield;
 pub mod choker;
 pub mod config;
 pub mod create;
+pub mod dht;
 pub mod experiment;
 pub mod magnet;
 pub mod metadata;
