@@ -318,8 +318,9 @@ pub async fn transfer(
 }
 
 /// Reads the records of an AXFR or IXFR answer one by one (they may span messages) and says
-/// when the transfer is complete (RFC 5936 §2.2, RFC 1995 §4).
-struct XfrReader {
+/// when the transfer is complete (RFC 5936 §2.2, RFC 1995 §4). Public so the fuzz target can
+/// drive it with arbitrary answers.
+pub struct XfrReader {
     /// Our serial, when we asked for IXFR.
     ours: Option<u32>,
     first: Option<Record>,
@@ -336,7 +337,8 @@ fn serial(r: &Record) -> u32 {
 }
 
 impl XfrReader {
-    fn new(ours: Option<u32>) -> XfrReader {
+    /// A reader for an AXFR (`ours` is `None`) or an IXFR from serial `ours`.
+    pub fn new(ours: Option<u32>) -> XfrReader {
         XfrReader {
             ours,
             first: None,
@@ -350,7 +352,7 @@ impl XfrReader {
     }
 
     /// Takes the next record; `Some` when the transfer is complete.
-    fn push(&mut self, rec: Record) -> Result<Option<Transferred>, &'static str> {
+    pub fn push(&mut self, rec: Record) -> Result<Option<Transferred>, &'static str> {
         self.count += 1;
         if self.count > MAX_XFR_RECORDS {
             return Err("transfer larger than the record limit");
@@ -410,7 +412,7 @@ impl XfrReader {
     }
 
     /// At the end of a message: an IXFR answer of just the SOA, not newer than ours, is complete.
-    fn end_of_message(&self) -> Option<Transferred> {
+    pub fn end_of_message(&self) -> Option<Transferred> {
         match (&self.first, self.ours) {
             (Some(first), Some(ours)) if self.count == 1 && !serial_lt(ours, serial(first)) => {
                 Some(Transferred::UpToDate)
