@@ -1,12 +1,13 @@
 //! Any bytes as a DNS request (UDP and TCP paths, including transfers and NOTIFY), and as a
-//! response for the client-side parser: never a panic, replies within their size limits.
+//! response for the client-side parser: never a panic, replies within their size limits. The
+//! zone has a journal, so IXFR requests reach the incremental answer too.
 #![no_main]
 
-use appnet_dns::catalog::Catalog;
 use appnet_dns::acl::TransferAcl;
+use appnet_dns::catalog::Catalog;
 use appnet_dns::respond::{Outcome, Policy, Transport, handle_at};
-use appnet_dns::wire::tsig::{Key, Keyring};
 use appnet_dns::wire::message::parse;
+use appnet_dns::wire::tsig::{Key, Keyring};
 use appnet_dns::zone::Zone;
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Arc, OnceLock};
@@ -20,7 +21,12 @@ const ZONE: &str = "$TTL 300\n@ SOA ns1 h 1 2 3 4 5\n@ NS ns1\n@ MX 10 mail\nns1
 fn catalog() -> &'static (Catalog, Policy) {
     static C: OnceLock<(Catalog, Policy)> = OnceLock::new();
     C.get_or_init(|| {
+        // The zone carries a journal from serial 0, so IXFR from 0 is answered incrementally.
+        let older = ZONE.replace("h 1 2 3 4 5", "h 0 2 3 4 5").replace("192.0.2.2", "192.0.2.20");
+        let older = Zone::from_text("example.com", &older).expect("older fuzz zone");
         let zone = Zone::from_text("example.com", ZONE).expect("fuzz zone");
+        let zone = appnet_dns::journal::successor(Some(&older), zone, 64 * 1024);
+        assert_eq!(zone.journal().len(), 1);
         // A key the fuzzer can name (signed requests take the TSIG path up to the MAC check).
         let keys = Keyring::new([Key::parse_spec("k:hmac-sha256:c2VjcmV0").unwrap()]);
         let allow = TransferAcl::parse(&["0.0.0.0/0", "key k"], &keys).unwrap();
