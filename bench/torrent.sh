@@ -81,8 +81,8 @@ run() {
 }
 
 SP=$(free_port)
-run appnet "$APPNET" torrent seed big.torrent --data src --listen "127.0.0.1:$SP" \
-  -- "$APPNET" torrent get big.torrent -o dl --quiet --no-fsync
+run appnet "$APPNET" torrent seed --no-dht big.torrent --data src --listen "127.0.0.1:$SP" \
+  -- "$APPNET" torrent get --no-dht big.torrent -o dl --quiet --no-fsync
 
 if python3 -c 'import libtorrent' 2>/dev/null; then
   cat >lt.py <<'PY'

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# BitTorrent interop: appnet's tracker, seeder and client trading with aria2c, python
-# libtorrent and opentracker on loopback (DHT, LPD, PEX, UPnP off everywhere). Every download
-# must end with the same SHA-256 as the original data.
+# BitTorrent interop: appnet's tracker, seeder, client and DHT node trading with aria2c, python
+# libtorrent and opentracker on loopback (DHT, LPD, PEX, UPnP off except where a step tests
+# one). Every download must end with the same SHA-256 as the original data.
 source "$(dirname "$0")/lib.sh"
 cd "$WORK"
 
@@ -20,7 +20,7 @@ head -c 5000000 /dev/urandom >src1/album/track1.bin
 head -c 777777 /dev/urandom >src1/album/cd2/track2.bin
 "$APPNET" torrent create src1/album -o album.torrent --tracker "http://127.0.0.1:$TP/announce" --piece-size 64KiB >/dev/null
 SP=$(free_port)
-bg "$APPNET" torrent seed album.torrent --data src1/album --listen "127.0.0.1:$SP" >seed1.log 2>&1
+bg "$APPNET" torrent seed --no-dht album.torrent --data src1/album --listen "127.0.0.1:$SP" >seed1.log 2>&1
 wait_tcp 127.0.0.1 "$SP"
 timeout 90 "${ARIA[@]}" --dir=dl1 --seed-time=0 album.torrent >aria1.log 2>&1 || { cat aria1.log; exit 1; }
 check "aria2c got appnet's multi-file torrent, byte for byte" "$(sums src1)" "$(sums dl1)"
@@ -39,7 +39,7 @@ mktorrent -a "udp://127.0.0.1:$TP/announce" -a "http://127.0.0.1:$TP/announce" -
 AP=$(free_port)
 bg "${ARIA[@]}" --dir=src2 --check-integrity=true --seed-ratio=0.0 --seed-time=120 --listen-port="$AP" docs.torrent >aria2.log 2>&1
 wait_tcp 127.0.0.1 "$AP" 30
-timeout 90 "$APPNET" torrent get docs.torrent -o dl2 --quiet >get2.log 2>&1 || { cat get2.log; exit 1; }
+timeout 90 "$APPNET" torrent get --no-dht docs.torrent -o dl2 --quiet >get2.log 2>&1 || { cat get2.log; exit 1; }
 check "appnet got the mktorrent torrent from aria2c" "$(sums src2)" "$(sums dl2)"
 
 # --- 3. A mixed swarm: appnet seeder, python libtorrent and appnet leechers; then opentracker.
@@ -50,7 +50,7 @@ if python3 -c 'import libtorrent' 2>/dev/null; then
   "$APPNET" torrent create src3/mixed.bin -o mixed.torrent --tracker "udp://127.0.0.1:$TP/announce" \
     --tracker "http://127.0.0.1:$TP/announce" --piece-size 32KiB >/dev/null
   SP3=$(free_port)
-  bg "$APPNET" torrent seed mixed.torrent --data src3 --listen "127.0.0.1:$SP3" --upload-rate 3MiB >seed3.log 2>&1
+  bg "$APPNET" torrent seed --no-dht mixed.torrent --data src3 --listen "127.0.0.1:$SP3" --upload-rate 3MiB >seed3.log 2>&1
   wait_tcp 127.0.0.1 "$SP3"
   LP=$(free_port)
   # One python libtorrent peer for every libtorrent step: SOURCE is a .torrent file or a magnet
@@ -94,7 +94,7 @@ time.sleep(o.stay)
 PY
   bg python3 lt.py mixed.torrent lt3 "$LP" 90 --stay 3 >lt3.log 2>&1
   LT=$LAST_PID
-  timeout 90 "$APPNET" torrent get mixed.torrent -o dl3 --quiet --seed-time 5 >get3.log 2>&1 || { cat get3.log; exit 1; }
+  timeout 90 "$APPNET" torrent get --no-dht mixed.torrent -o dl3 --quiet --seed-time 5 >get3.log 2>&1 || { cat get3.log; exit 1; }
   wait "$LT" || { cat lt3.log; echo "libtorrent peer failed" >&2; exit 1; }
   check "appnet leecher in the mixed swarm" "$(sums src3)" "$(sums dl3)"
   check "libtorrent leecher in the mixed swarm" "$(sums src3)" "$(sums lt3)"
@@ -120,9 +120,9 @@ if command -v opentracker >/dev/null; then
   # opentracker's whitelist is the new torrent's hash (different announce URL, same info dict).
   check "same info dict, same info hash" "$HASH" "$OTHASH"
   SP4=$(free_port)
-  bg "$APPNET" torrent seed ot.torrent --data src4 --listen "127.0.0.1:$SP4" >seed4.log 2>&1
+  bg "$APPNET" torrent seed --no-dht ot.torrent --data src4 --listen "127.0.0.1:$SP4" >seed4.log 2>&1
   wait_tcp 127.0.0.1 "$SP4"
-  timeout 90 "$APPNET" torrent get ot.torrent -o dl4 --quiet >get4.log 2>&1 || { cat get4.log; exit 1; }
+  timeout 90 "$APPNET" torrent get --no-dht ot.torrent -o dl4 --quiet >get4.log 2>&1 || { cat get4.log; exit 1; }
   check "appnet peers swarm through opentracker (allow-listed hash)" "$(sums src4)" "$(sums dl4)"
 else
   echo "  skip: opentracker not installed"
@@ -141,16 +141,16 @@ bg aria2c --seed-ratio=0 -V --enable-dht=false --enable-dht6=false --bt-enable-l
   --listen-port="$AP5" pics.torrent >aria5.log 2>&1
 wait_tcp 127.0.0.1 "$AP5" 30
 PICS=$("$APPNET" torrent info pics.torrent | awk '/^info hash/ {print $3}')
-timeout 90 "$APPNET" torrent get "magnet:?xt=urn:btih:$PICS&dn=pics&tr=http%3A%2F%2F127.0.0.1%3A$TP%2Fannounce" \
+timeout 90 "$APPNET" torrent get --no-dht "magnet:?xt=urn:btih:$PICS&dn=pics&tr=http%3A%2F%2F127.0.0.1%3A$TP%2Fannounce" \
   -o dl5a --quiet --save-torrent dl5a.torrent >get5a.log 2>&1 || { cat get5a.log; exit 1; }
 check "appnet got a magnet link's metadata and data from aria2c (tracker, hex btih)" "$(sums src5)" "$(sums dl5a)"
 check "the fetched metadata is the torrent's info dictionary" "$PICS" \
   "$("$APPNET" torrent info dl5a.torrent | awk '/^info hash/ {print $3}')"
 B32=$(python3 -c "import base64,sys;print(base64.b32encode(bytes.fromhex(sys.argv[1])).decode())" "$PICS")
-timeout 90 "$APPNET" torrent get "magnet:?xt=urn:btih:$B32&x.pe=127.0.0.1:$AP5" -o dl5b --quiet >get5b.log 2>&1 ||
+timeout 90 "$APPNET" torrent get --no-dht "magnet:?xt=urn:btih:$B32&x.pe=127.0.0.1:$AP5" -o dl5b --quiet >get5b.log 2>&1 ||
   { cat get5b.log; exit 1; }
 check "appnet got a magnet link from aria2c with no tracker (base32 btih, x.pe)" "$(sums src5)" "$(sums dl5b)"
-timeout 90 "$APPNET" torrent get "magnet:?xt=urn:btih:$PICS&tr=udp%3A%2F%2F127.0.0.1%3A$TP%2Fannounce" -o dl5c --quiet \
+timeout 90 "$APPNET" torrent get --no-dht "magnet:?xt=urn:btih:$PICS&tr=udp%3A%2F%2F127.0.0.1%3A$TP%2Fannounce" -o dl5c --quiet \
   >get5c.log 2>&1 || { cat get5c.log; exit 1; }
 check "appnet got a magnet link from aria2c through the UDP tracker (BEP 15)" "$(sums src5)" "$(sums dl5c)"
 
@@ -178,21 +178,21 @@ if python3 -c 'import libtorrent' 2>/dev/null; then
   printf '[torrent]\npex_interval_secs = 3\n' >pex-fast.toml
   printf '[torrent]\npex = false\n' >pex-off.toml
   SP8=$(free_port) LP8=$(free_port) BP8=$(free_port)
-  bg "$APPNET" --config pex-fast.toml torrent seed pex.torrent --data src8 --listen "127.0.0.1:$SP8" --upload-rate 200KiB >seed8.log 2>&1
+  bg "$APPNET" --config pex-fast.toml torrent seed --no-dht pex.torrent --data src8 --listen "127.0.0.1:$SP8" --upload-rate 200KiB >seed8.log 2>&1
   wait_tcp 127.0.0.1 "$SP8"
   bg python3 lt.py pex.torrent lt8 "$LP8" 40 --connect "$SP8" --expect-pex "$BP8" --upload-rate 400000 >lt8.log 2>&1
   LT8=$LAST_PID
   sleep 1 # libtorrent first, so the appnet leecher is news in the seeder's next PEX message
-  bg "$APPNET" --config pex-off.toml torrent get pex.torrent -o dl8 --peer "127.0.0.1:$SP8" --listen "127.0.0.1:$BP8" --quiet >get8.log 2>&1
+  bg "$APPNET" --config pex-off.toml torrent get --no-dht pex.torrent -o dl8 --peer "127.0.0.1:$SP8" --listen "127.0.0.1:$BP8" --quiet >get8.log 2>&1
   wait "$LT8" || { cat lt8.log; exit 1; }
   check "libtorrent dialled a peer it learned from the appnet seeder's PEX" "pex" "$(tail -1 lt8.log)"
   LS9=$(free_port) CP9=$(free_port) DP9=$(free_port)
   bg python3 lt.py pex.torrent src8 "$LS9" 30 --stay 60 --upload-rate 400000 >lt9.log 2>&1
   for ((i = 0; i < 100; i++)); do grep -q seeding lt9.log && break; sleep 0.1; done
-  bg env RUST_LOG=appnet_torrent=debug "$APPNET" torrent get pex.torrent -o dl9c --peer "127.0.0.1:$LS9" \
+  bg env RUST_LOG=appnet_torrent=debug "$APPNET" torrent get --no-dht pex.torrent -o dl9c --peer "127.0.0.1:$LS9" \
     --listen "127.0.0.1:$CP9" --quiet --seed-time 30 >get9c.log 2>&1
   C9=$LAST_PID
-  bg "$APPNET" --config pex-off.toml torrent get pex.torrent -o dl9d --peer "127.0.0.1:$LS9" \
+  bg "$APPNET" --config pex-off.toml torrent get --no-dht pex.torrent -o dl9d --peer "127.0.0.1:$LS9" \
     --listen "127.0.0.1:$DP9" --quiet --seed-time 30 >get9d.log 2>&1
   D9=$LAST_PID
   for ((i = 0; i < 150; i++)); do grep -q "peer 127.0.0.1:$DP9 connected" get9c.log && break; sleep 0.2; done
@@ -201,9 +201,57 @@ if python3 -c 'import libtorrent' 2>/dev/null; then
 
   # --- 7. appnet fetches a magnet link's metadata from libtorrent (its ut_metadata, not aria2c's).
   PEXH=$("$APPNET" torrent info pex.torrent | awk '/^info hash/ {print $3}')
-  timeout 60 "$APPNET" torrent get "magnet:?xt=urn:btih:$PEXH&x.pe=127.0.0.1:$LS9" -o dl10 --quiet >get10.log 2>&1 ||
+  timeout 60 "$APPNET" torrent get --no-dht "magnet:?xt=urn:btih:$PEXH&x.pe=127.0.0.1:$LS9" -o dl10 --quiet >get10.log 2>&1 ||
     { cat get10.log; exit 1; }
   check "appnet got a magnet link's metadata and data from libtorrent" "$(sums src8)" "$(sums dl10)"
+
+  # --- 8. The mainline DHT (BEP 5), magnet links with no tr= and no x.pe=. A standalone appnet
+  # DHT node is the only bootstrap node. (a) libtorrent seeds and announces into the DHT; appnet
+  # finds it by get_peers and downloads. (b) appnet seeds and announces; libtorrent finds it.
+  cat >ltdht.py <<'PY'
+import sys, time, libtorrent as lt
+source, save, port, dht, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+s = lt.session({"listen_interfaces": f"127.0.0.1:{port}", "enable_dht": True, "enable_lsd": False,
+                "enable_upnp": False, "enable_natpmp": False, "alert_mask": 0,
+                "allow_multiple_connections_per_ip": True,
+                "dht_bootstrap_nodes": f"127.0.0.1:{dht}", "dht_restrict_routing_ips": False,
+                "dht_restrict_search_ips": False, "dht_enforce_node_id": False,
+                "dht_ignore_dark_internet": False, "dht_prefer_verified_node_ids": False,
+                "dht_announce_interval": 5})
+p = lt.parse_magnet_uri(source) if source.startswith("magnet:") else lt.add_torrent_params()
+if not source.startswith("magnet:"):
+    p.ti = lt.torrent_info(source)
+p.save_path = save
+h = s.add_torrent(p)
+end = time.time() + limit
+while not h.status().is_seeding:
+    if time.time() > end:
+        sys.exit(f"libtorrent: timed out at {h.status().progress:.0%}, metadata {h.status().has_metadata}")
+    time.sleep(0.1)
+print("seeding", h.torrent_file().info_hash(), flush=True)
+if not source.startswith("magnet:"):
+    time.sleep(limit)
+PY
+  mkdir -p src11 src12 && head -c 2500000 /dev/urandom >src11/d.bin && head -c 1700000 /dev/urandom >src12/e.bin
+  "$APPNET" torrent create src11/d.bin -o dht11.torrent --piece-size 64KiB >/dev/null
+  "$APPNET" torrent create src12/e.bin -o dht12.torrent --piece-size 64KiB >/dev/null
+  DN=$(free_port)
+  bg "$APPNET" torrent dht --listen "127.0.0.1:$DN" --bootstrap none --status-secs 1 >dht.log 2>&1
+  for ((i = 0; i < 50; i++)); do grep -q "^appnet torrent dht: node" dht.log && break; sleep 0.1; done
+  LP11=$(free_port)
+  bg python3 ltdht.py dht11.torrent src11 "$LP11" "$DN" 90 >lt11.log 2>&1
+  H11=$("$APPNET" torrent info dht11.torrent | awk '/^info hash/ {print $3}')
+  timeout 60 "$APPNET" torrent get "magnet:?xt=urn:btih:$H11" --dht-bootstrap "127.0.0.1:$DN" -o dl11 --quiet \
+    >get11.log 2>&1 || { cat get11.log lt11.log; tail -3 dht.log; exit 1; }
+  check "appnet found libtorrent through the DHT (magnet, no tracker, no x.pe)" "$(sums src11)" "$(sums dl11)"
+  SP12=$(free_port) LP12=$(free_port)
+  bg "$APPNET" torrent seed dht12.torrent --data src12 --listen "127.0.0.1:$SP12" --dht-bootstrap "127.0.0.1:$DN" >seed12.log 2>&1
+  H12=$("$APPNET" torrent info dht12.torrent | awk '/^info hash/ {print $3}')
+  timeout 60 python3 ltdht.py "magnet:?xt=urn:btih:$H12" lt12 "$LP12" "$DN" 55 >lt12.log 2>&1 ||
+    { cat lt12.log seed12.log; tail -3 dht.log; exit 1; }
+  check "libtorrent found appnet's seeder through the DHT" "$(sums src12)" "$(sums lt12)"
+  for ((i = 0; i < 30; i++)); do grep -q ", 2 torrents stored" dht.log && break; sleep 0.1; done
+  check "the appnet DHT node stores both announces" "yes" "$(grep -q ", 2 torrents stored" dht.log && echo yes)"
 fi
 
 echo "torrent: $CHECKS checks passed"

@@ -162,3 +162,30 @@ impl ClientConfig {
         }
     }
 }
+
+/// Well-known DHT routers used when no `--dht-bootstrap` is given (real use only; tests always
+/// name their own).
+pub const DEFAULT_DHT_ROUTERS: &[&str] =
+    &["router.bittorrent.com:6881", "dht.transmissionbt.com:6881", "router.utorrent.com:6881"];
+
+/// The mainline DHT node (`[torrent-dht]`, and the DHT of `get`/`seed`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DhtConfig {
+    /// UDP address of the node (port 0 picks one).
+    pub listen: SocketAddr,
+    /// Nodes to join through (`host:port`); asked again while the routing table is nearly empty.
+    pub bootstrap: Vec<String>,
+    /// Seconds between status lines of `appnet torrent dht` (0: none).
+    pub status_secs: u64,
+}
+
+impl Default for DhtConfig {
+    fn default() -> Self {
+        DhtConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 6881)),
+            bootstrap: DEFAULT_DHT_ROUTERS.iter().map(|s| s.to_string()).collect(),
+            status_secs: 60,
+        }
+    }
+}

@@ -63,6 +63,8 @@ pub struct FetchOptions {
     pub numwant: u32,
     /// Seconds between tracker announces while fetching.
     pub announce_every: Duration,
+    /// A running DHT node to find peers through (and announce `listen_port` to), if any.
+    pub dht: Option<crate::dht::DhtHandle>,
 }
 
 /// The fetched torrent and the peers found on the way (hand them to the session).
@@ -153,6 +155,11 @@ pub async fn fetch(
     });
     shared.learn(shared.opts.peers.clone());
     shared.learn(resolve_peers(magnet).await);
+    if let Some(dht) = shared.opts.dht.clone() {
+        let (s, until) = (shared.clone(), stop.clone());
+        let port = shared.opts.listen_port;
+        stop.spawn(async move { dht.find_peers(s.info_hash, Some(port), until, |b| s.learn(b)).await });
+    }
     for url in magnet.trackers.clone() {
         let s = shared.clone();
         stop.spawn(async move { announce_loop(s, url).await });

@@ -49,6 +49,7 @@ fn opts(peers: Vec<SocketAddr>) -> FetchOptions {
         max_peers: 10,
         numwant: 50,
         announce_every: Duration::from_secs(10),
+        dht: None,
     }
 }
 

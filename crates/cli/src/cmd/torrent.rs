@@ -1,16 +1,17 @@
-//! `appnet torrent create|info|tracker|seed|get`: BitTorrent metainfo, tracker and client.
+//! `appnet torrent create|info|tracker|seed|get|dht`: BitTorrent metainfo, tracker and client.
 
 use crate::context::Context;
 use anyhow::Context as _;
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::{Service, Shutdown};
-use appnet_torrent::config::{ClientConfig, TrackerConfig};
+use appnet_torrent::config::{ClientConfig, DhtConfig, TrackerConfig};
 use appnet_torrent::create::{CreateOptions, create};
+use appnet_torrent::dht::{Dht, DhtHandle};
 use appnet_torrent::magnet::{FetchOptions, FetchStatus, fetch};
 use appnet_torrent::metainfo::Magnet;
 use appnet_torrent::session::new_peer_id;
 use appnet_torrent::tracker::TrackerServer;
-use appnet_torrent::{Metainfo, Session, urlenc};
+use appnet_torrent::{Metainfo, Session, TorrentHandle, urlenc};
 use clap::{Args, Subcommand};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -54,6 +55,28 @@ pub enum TorrentCmd {
         appnet torrent get big.iso.torrent --seed-time 600     stay 10 minutes to seed\n  \
         appnet torrent get big.iso.torrent --download-rate 2MiB --max-peers 20")]
     Get(GetArgs),
+    /// Run a standalone mainline DHT node (BEP 5): answers other nodes, stores announced peers.
+    #[command(after_help = "Examples:\n  \
+        appnet torrent dht --listen 0.0.0.0:6881                    joins via router.bittorrent.com etc.\n  \
+        appnet torrent dht --listen 127.0.0.1:7000 --bootstrap none   a first node for a lab\n  \
+        appnet torrent dht --listen 127.0.0.1:7001 --bootstrap 127.0.0.1:7000 --status-secs 5")]
+    Dht(DhtArgs),
+}
+
+/// Flags for `torrent dht`; each overrides the `[torrent-dht]` table of --config.
+#[derive(Args, Debug)]
+pub struct DhtArgs {
+    /// UDP address of the node [default: 0.0.0.0:6881].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Node to join through, HOST:PORT (repeat; "none" for no bootstrap) [default: the public
+    /// routers].
+    #[arg(long, value_name = "HOST:PORT")]
+    bootstrap: Vec<String>,
+    /// Seconds between status lines (node id, routing table size, stored torrents; 0: none)
+    /// [default: 60].
+    #[arg(long, value_name = "SECS")]
+    status_secs: Option<u64>,
 }
 
 /// Flags for `torrent create`.
@@ -135,6 +158,14 @@ pub struct PeerArgs {
     /// Do not fsync each piece before announcing it (faster, less crash-safe).
     #[arg(long)]
     no_fsync: bool,
+    /// Do not use the mainline DHT (BEP 5) to find peers and announce; private torrents never
+    /// use it.
+    #[arg(long)]
+    no_dht: bool,
+    /// DHT node to join through, HOST:PORT (repeat) [default: the `[torrent-dht]` bootstrap
+    /// list, i.e. router.bittorrent.com:6881 and friends].
+    #[arg(long, value_name = "HOST:PORT")]
+    dht_bootstrap: Vec<String>,
 }
 
 /// Flags for `torrent seed`.
@@ -183,6 +214,7 @@ pub async fn run(cmd: TorrentCmd, ctx: &Context) -> anyhow::Result<()> {
         TorrentCmd::Tracker(a) => tracker_cmd(a, ctx).await,
         TorrentCmd::Seed(a) => seed_cmd(a, ctx).await,
         TorrentCmd::Get(a) => get_cmd(a, ctx).await,
+        TorrentCmd::Dht(a) => dht_cmd(a, ctx).await,
     }
 }
 
@@ -324,6 +356,92 @@ async fn tracker_cmd(a: TrackerArgs, ctx: &Context) -> anyhow::Result<()> {
     server.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))
 }
 
+async fn dht_cmd(a: DhtArgs, ctx: &Context) -> anyhow::Result<()> {
+    let mut config: DhtConfig = ctx.section("torrent-dht")?;
+    if let Some(l) = a.listen {
+        config.listen = l;
+    }
+    if !a.bootstrap.is_empty() {
+        config.bootstrap = a.bootstrap.into_iter().filter(|b| b != "none").collect();
+    }
+    if let Some(s) = a.status_secs {
+        config.status_secs = s;
+    }
+    let dht = Dht::bind(&config).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let (addr, id, handle) = (dht.local_addr(), urlenc::hex(&dht.id()), dht.handle());
+    println!("appnet torrent dht: node {id} on udp {addr} (Ctrl-C to stop)");
+    let _ = std::io::stdout().flush();
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    if config.status_secs > 0 {
+        let every = std::time::Duration::from_secs(config.status_secs);
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.wait() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let Some(s) = handle.status().await else { return };
+                println!(
+                    "appnet torrent dht: node {} — {} nodes ({} good) in {} buckets, {} torrents stored, {} lookups",
+                    urlenc::hex(&s.id),
+                    s.nodes,
+                    s.good,
+                    s.buckets,
+                    s.torrents,
+                    s.lookups
+                );
+                let _ = std::io::stdout().flush();
+            }
+        });
+    }
+    dht.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Starts the DHT node of a `seed`/`get` on the peer listener's address (UDP), unless --no-dht.
+async fn start_dht(
+    p: &PeerArgs,
+    ctx: &Context,
+    listen: SocketAddr,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<DhtHandle>> {
+    if p.no_dht {
+        return Ok(None);
+    }
+    let mut cfg: DhtConfig = ctx.section("torrent-dht")?;
+    if !p.dht_bootstrap.is_empty() {
+        cfg.bootstrap = p.dht_bootstrap.clone();
+    }
+    cfg.listen = listen;
+    let dht = match Dht::bind(&cfg).await {
+        Ok(d) => d,
+        Err(_) => {
+            cfg.listen.set_port(0);
+            Dht::bind(&cfg).await.with_context(|| format!("cannot start the DHT on {}", cfg.listen))?
+        }
+    };
+    tracing::info!("DHT node {} on udp {}", urlenc::hex(&dht.id()), dht.local_addr());
+    let handle = dht.handle();
+    let stop = shutdown.clone();
+    tokio::spawn(async move { dht.run(stop).await });
+    Ok(Some(handle))
+}
+
+/// Keeps finding peers of the session's torrent on the DHT and announcing it there.
+fn dht_for_session(dht: Option<DhtHandle>, h: &TorrentHandle, port: u16, shutdown: &Shutdown) {
+    let Some(dht) = dht else { return };
+    if h.metainfo().info.private {
+        return;
+    }
+    let (h, stop) = (h.clone(), shutdown.clone());
+    let info_hash = h.metainfo().info_hash;
+    tokio::spawn(async move {
+        dht.find_peers(info_hash, Some(port), stop, |peers| peers.into_iter().for_each(|a| h.connect(a)))
+            .await
+    });
+}
+
 fn client_config(p: &PeerArgs, ctx: &Context) -> anyhow::Result<ClientConfig> {
     let mut c: ClientConfig = ctx.section("torrent")?;
     if let Some(l) = p.listen {
@@ -367,6 +485,11 @@ async fn seed_cmd(a: SeedArgs, ctx: &Context) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     let h = session.handle();
+    let listen = session.local_addr();
+    if !h.metainfo().info.private {
+        let dht = start_dht(&a.peer, ctx, listen, &shutdown).await?;
+        dht_for_session(dht, &h, listen.port(), &shutdown);
+    }
     session.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))?;
     let p = h.progress();
     println!("appnet torrent: stopped seeding after uploading {}", human(p.uploaded));
@@ -390,12 +513,15 @@ async fn get_cmd(a: GetArgs, ctx: &Context) -> anyhow::Result<()> {
     let listener = bind_tcp(c.listen, &ListenOpts::default())
         .with_context(|| format!("cannot listen on {}", c.listen))?;
     let peer_id = new_peer_id();
+    let listen = listener.local_addr()?;
+    let mut dht = None;
     let (meta, found) = if a.torrent.starts_with("magnet:") {
         let m = Magnet::parse(&a.torrent)?;
         anyhow::ensure!(
-            !m.trackers.is_empty() || !m.peers.is_empty() || !a.peer.peers.is_empty(),
-            "the magnet link names no tracker (tr=) and no peer (x.pe=); add --peer ADDR"
+            !a.peer.no_dht || !m.trackers.is_empty() || !m.peers.is_empty() || !a.peer.peers.is_empty(),
+            "the magnet link names no tracker (tr=) and no peer (x.pe=), and --no-dht is set; add --peer ADDR"
         );
+        dht = start_dht(&a.peer, ctx, listen, &shutdown).await?;
         let opts = FetchOptions {
             peer_id,
             listen_port: listener.local_addr()?.port(),
@@ -403,6 +529,7 @@ async fn get_cmd(a: GetArgs, ctx: &Context) -> anyhow::Result<()> {
             max_peers: c.max_peers,
             numwant: c.numwant,
             announce_every: std::time::Duration::from_secs(10),
+            dht: dht.clone(),
         };
         let quiet = a.quiet;
         let show = move |s: FetchStatus| {
@@ -439,13 +566,18 @@ async fn get_cmd(a: GetArgs, ctx: &Context) -> anyhow::Result<()> {
         (f.meta, f.peers)
     } else {
         anyhow::ensure!(a.save_torrent.is_none(), "--save-torrent is for magnet links");
-        (read_torrent(Path::new(&a.torrent))?, Vec::new())
+        let meta = read_torrent(Path::new(&a.torrent))?;
+        if !meta.info.private {
+            dht = start_dht(&a.peer, ctx, listen, &shutdown).await?;
+        }
+        (meta, Vec::new())
     };
     let mut session =
         Session::bind_on(meta, c, false, listener, peer_id).await.context("cannot start the download")?;
     session.add_peers(a.peer.peers.iter().copied());
     session.add_peers(found);
     let h = session.handle();
+    dht_for_session(dht, &h, listen.port(), &shutdown);
     let run = tokio::spawn(session.run(shutdown.clone()));
     if a.quiet {
         tokio::select! {

@@ -3,14 +3,16 @@
 //!
 //! - [`krpc`]: the KRPC message codec (pure, bounded).
 //! - [`table`], [`lookup`], [`token`], [`store`]: the pieces of the sans-IO node.
-//! - [`node`]: the sans-IO node taking `now`.
+//! - [`node`]: the sans-IO node taking `now`; [`server`]: its tokio driver and handle.
 
 pub mod krpc;
 pub mod lookup;
 pub mod node;
+pub mod server;
 pub mod store;
 pub mod table;
 pub mod token;
 
 pub use krpc::{Id, NodeInfo};
 pub use node::{Event, LookupId, Node, Status};
+pub use server::{Dht, DhtHandle};

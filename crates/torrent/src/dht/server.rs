@@ -1,0 +1,192 @@
+//! The thin tokio driver of the DHT node: one UDP socket, a 250 ms tick, and a handle through
+//! which a torrent client asks for peers and announces itself.
+
+use super::krpc::{Id, MAX_PACKET};
+use super::node::{Event, LookupId, Node, Status};
+use super::table::K;
+use crate::config::DhtConfig;
+use appnet_netkit::listen::{ListenOpts, bind_udp};
+use appnet_netkit::{BoxError, Service, Shutdown};
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+/// How often time is fed to the node.
+const TICK: Duration = Duration::from_millis(250);
+/// How often to ask the routers again while the routing table is nearly empty.
+const REBOOTSTRAP: Duration = Duration::from_secs(10);
+
+enum Command {
+    Lookup { info_hash: Id, announce: Option<u16>, peers: mpsc::Sender<Vec<SocketAddr>> },
+    Status(oneshot::Sender<Status>),
+}
+
+/// Talks to a running [`Dht`] (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct DhtHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dht command")
+    }
+}
+
+impl DhtHandle {
+    /// Runs one get_peers lookup for `info_hash` (announcing `port` to the closest nodes when
+    /// given); peers arrive on the receiver, which closes when the lookup ends.
+    pub async fn lookup(&self, info_hash: Id, announce: Option<u16>) -> mpsc::Receiver<Vec<SocketAddr>> {
+        let (peers, rx) = mpsc::channel(64);
+        let _ = self.tx.send(Command::Lookup { info_hash, announce, peers }).await;
+        rx
+    }
+
+    /// The node's status (`None` once it stopped).
+    pub async fn status(&self) -> Option<Status> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Status(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Looks for peers of `info_hash` (and announces `announce`) until `stop`: every 5 s while
+    /// none were found, then every 15 minutes as BEP 5 announces expire. `sink` gets each batch.
+    pub async fn find_peers(
+        &self,
+        info_hash: Id,
+        announce: Option<u16>,
+        stop: Shutdown,
+        mut sink: impl FnMut(Vec<SocketAddr>) + Send,
+    ) {
+        let mut found = false;
+        while !stop.is_triggered() {
+            let mut rx = self.lookup(info_hash, announce).await;
+            loop {
+                tokio::select! {
+                    _ = stop.wait() => return,
+                    batch = rx.recv() => match batch {
+                        Some(b) => { found |= !b.is_empty(); sink(b) }
+                        None => break,
+                    },
+                }
+            }
+            let wait = if found { Duration::from_secs(15 * 60) } else { Duration::from_secs(5) };
+            tokio::select! {
+                _ = stop.wait() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+/// A bound DHT node; `run` it (a netkit [`Service`]).
+pub struct Dht {
+    socket: UdpSocket,
+    node: Node,
+    routers: Vec<String>,
+    rx: mpsc::Receiver<Command>,
+    tx: mpsc::Sender<Command>,
+}
+
+impl Dht {
+    /// Binds the UDP socket with a random node id.
+    pub async fn bind(cfg: &DhtConfig) -> io::Result<Dht> {
+        let socket = bind_udp(cfg.listen, &ListenOpts::default())?;
+        let now = Instant::now();
+        let node = Node::new(rand::random(), rand::random(), now);
+        let (tx, rx) = mpsc::channel(64);
+        Ok(Dht { socket, node, routers: cfg.bootstrap.clone(), rx, tx })
+    }
+
+    /// A handle for lookups and status.
+    pub fn handle(&self) -> DhtHandle {
+        DhtHandle { tx: self.tx.clone() }
+    }
+
+    /// Our node id.
+    pub fn id(&self) -> Id {
+        self.node.id()
+    }
+}
+
+async fn resolve(routers: &[String]) -> Vec<SocketAddrV4> {
+    let mut out = Vec::new();
+    for r in routers.iter().take(16) {
+        match tokio::net::lookup_host(r.as_str()).await {
+            Ok(addrs) => out.extend(addrs.filter_map(|a| match a {
+                SocketAddr::V4(v4) => Some(v4),
+                SocketAddr::V6(_) => None,
+            })),
+            Err(e) => tracing::warn!("dht bootstrap {r}: {e}"),
+        }
+    }
+    out
+}
+
+impl Service for Dht {
+    fn local_addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
+        let Dht { socket, mut node, routers, mut rx, tx: _keep } = self;
+        let mut subs: HashMap<LookupId, mpsc::Sender<Vec<SocketAddr>>> = HashMap::new();
+        let mut buf = vec![0u8; MAX_PACKET + 1];
+        let mut tick = tokio::time::interval(TICK);
+        let mut last_boot: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => break,
+                r = socket.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => node.handle(from, &buf[..n], Instant::now()),
+                    Err(e) => tracing::debug!("dht recv: {e}"),
+                },
+                Some(cmd) = rx.recv() => match cmd {
+                    Command::Lookup { info_hash, announce, peers } => {
+                        let id = match announce {
+                            Some(port) => node.announce(info_hash, Some(port), Instant::now()),
+                            None => node.get_peers(info_hash, Instant::now()),
+                        };
+                        subs.insert(id, peers);
+                    }
+                    Command::Status(reply) => { let _ = reply.send(node.status(Instant::now())); }
+                },
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    node.tick(now);
+                    if !routers.is_empty()
+                        && node.table().len() < K
+                        && last_boot.is_none_or(|t| now.duration_since(t) >= REBOOTSTRAP)
+                    {
+                        last_boot = Some(now);
+                        let addrs = resolve(&routers).await;
+                        node.bootstrap(&addrs, Instant::now());
+                    }
+                }
+            }
+            while let Some((to, data)) = node.poll_transmit() {
+                if let Err(e) = socket.send_to(&data, to).await {
+                    tracing::debug!("dht send to {to}: {e}");
+                }
+            }
+            while let Some(ev) = node.poll_event() {
+                match ev {
+                    Event::Peers { lookup, peers, .. } => {
+                        if let Some(s) = subs.get(&lookup) {
+                            let _ = s.try_send(peers.into_iter().map(SocketAddr::V4).collect());
+                        }
+                    }
+                    Event::LookupDone { lookup, announced, .. } => {
+                        if subs.remove(&lookup).is_some() {
+                            tracing::debug!("dht lookup {lookup} done, announced to {announced} nodes");
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,83 @@
+//! The DHT over real UDP sockets: nodes join through a first node, one announces a torrent, and
+//! another finds that peer with get_peers; garbage datagrams get a KRPC error and the node keeps
+//! serving.
+
+use appnet_netkit::harness;
+use appnet_torrent::config::DhtConfig;
+use appnet_torrent::dht::krpc::{Body, Message, Query};
+use appnet_torrent::dht::{Dht, DhtHandle};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+async fn node(bootstrap: Option<SocketAddr>) -> (harness::Running, DhtHandle) {
+    let cfg = DhtConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        bootstrap: bootstrap.into_iter().map(|a| a.to_string()).collect(),
+        status_secs: 0,
+    };
+    let dht = Dht::bind(&cfg).await.unwrap();
+    let h = dht.handle();
+    (harness::start(dht), h)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announce_then_get_peers_across_nodes() {
+    let (first, h0) = node(None).await;
+    let mut others = Vec::new();
+    for _ in 0..4 {
+        others.push(node(Some(first.addr())).await);
+    }
+    let joined = harness::wait_until(Duration::from_secs(10), Duration::from_millis(100), || async {
+        h0.status().await.is_some_and(|s| s.nodes >= 4)
+    })
+    .await;
+    assert!(joined, "nodes did not join: {:?}", h0.status().await);
+    let info_hash = [0x5a; 20];
+    // Announce from node 1 (port 4242), then look the torrent up from node 3.
+    let mut rx = others[1].1.lookup(info_hash, Some(4242)).await;
+    tokio::time::timeout(Duration::from_secs(10), async { while rx.recv().await.is_some() {} })
+        .await
+        .unwrap();
+    let want: SocketAddr = "127.0.0.1:4242".parse().unwrap();
+    let found = harness::wait_until(Duration::from_secs(10), Duration::from_millis(200), || async {
+        let mut rx = others[3].1.lookup(info_hash, None).await;
+        let mut peers = Vec::new();
+        while let Ok(Some(b)) = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            peers.extend(b);
+        }
+        peers.contains(&want)
+    })
+    .await;
+    assert!(found, "announced peer not found");
+    assert!(h0.status().await.unwrap().torrents >= 1, "the first node stores the announce");
+
+    // Garbage and unknown methods: KRPC errors, and the node still answers a ping.
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut buf = [0u8; 2048];
+    sock.send_to(b"d1:ad2:id20:abcdefghij0123456789e1:q4:vote1:t2:xy1:y1:qe", first.addr()).await.unwrap();
+    let (n, _) =
+        tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf)).await.unwrap().unwrap();
+    assert!(matches!(Message::decode(&buf[..n]).unwrap().body, Body::Error { code: 204, .. }));
+    sock.send_to(&[0xff; 3000], first.addr()).await.unwrap();
+    let ping = Message {
+        tid: b"pp".to_vec(),
+        version: None,
+        ip: None,
+        body: Body::Query(Query::Ping { id: [1; 20] }),
+    };
+    sock.send_to(&ping.encode(), first.addr()).await.unwrap();
+    let reply = loop {
+        let (n, _) =
+            tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf)).await.unwrap().unwrap();
+        let m = Message::decode(&buf[..n]).unwrap();
+        if m.tid == b"pp" {
+            break m;
+        }
+    };
+    assert!(matches!(reply.body, Body::Response(_)));
+
+    for (r, _) in others {
+        r.stop().await.unwrap();
+    }
+    first.stop().await.unwrap();
+}
