@@ -33,6 +33,11 @@ const HEADER_LEN: usize = 9;
 const MAX_CLOSED: usize = 4096;
 /// Largest header block checked here.
 const MAX_BLOCK: usize = 256 * 1024;
+/// SETTINGS_MAX_FRAME_SIZE of our side: h2's default, which `h2srv` keeps. Frames the gate
+/// holds until complete (HEADERS, CONTINUATION, SETTINGS, GOAWAY) may not be longer, so a
+/// 9-byte frame header cannot make the gate hold up to 16 MiB (RFC 9113 §4.2: FRAME_SIZE_ERROR,
+/// a connection error for these frames).
+const MAX_HELD_FRAME: u32 = 16_384;
 
 /// The pure frame checker for the client → server direction.
 #[derive(Debug)]
@@ -150,6 +155,9 @@ impl Inbound {
             None if kind == 0x9 => return Err(ErrorCode::Protocol),
             _ => {}
         }
+        if matches!(kind, 0x1 | 0x4 | 0x7 | 0x9) && len > MAX_HELD_FRAME {
+            return Err(ErrorCode::FrameSize);
+        }
         if matches!(kind, 0x1 | 0x9) {
             self.in_block = (flags & 0x4 == 0).then_some(stream);
         }
@@ -177,14 +185,7 @@ impl Inbound {
                 }
                 self.close(stream);
             }
-            0x4 => {
-                if flags & 0x1 != 0 && len != 0 || len % 6 != 0 {
-                    return Err(ErrorCode::FrameSize);
-                }
-                if len > 16384 {
-                    return Err(ErrorCode::FrameSize);
-                }
-            }
+            0x4 if flags & 0x1 != 0 && len != 0 || len % 6 != 0 => return Err(ErrorCode::FrameSize),
             // A client never sends PUSH_PROMISE.
             0x5 => return Err(ErrorCode::Protocol),
             0x6 if len != 8 => return Err(ErrorCode::FrameSize),
@@ -564,6 +565,16 @@ mod tests {
         assert_eq!(run(&[frame(0x2, 0, 1, &[0; 4])]).0, Err(ErrorCode::FrameSize));
         assert_eq!(run(&[frame(0x4, 0, 0, &[0; 5])]).0, Err(ErrorCode::FrameSize));
         assert_eq!(run(&[frame(0x4, 1, 0, &[0; 6])]).0, Err(ErrorCode::FrameSize));
+        // A frame the gate holds, announced longer than our SETTINGS_MAX_FRAME_SIZE: refused at
+        // its header, before anything of it is held or passed on.
+        for kind in [0x1, 0x4, 0x7] {
+            let mut head = frame(kind, 0x4, if kind == 0x1 { 1 } else { 0 }, &[]);
+            head[..3].copy_from_slice(&[0x00, 0x40, 0x01]); // 16 385 bytes
+            assert_eq!(run(&[head]), (Err(ErrorCode::FrameSize), PREFACE.len()));
+        }
+        let mut head = frame(0x9, 0x4, 1, &[]);
+        head[..3].copy_from_slice(&[0xff, 0xff, 0xff]);
+        assert_eq!(run(&[frame(0x1, 0x1, 1, &[0x82]), head]).0, Err(ErrorCode::FrameSize));
         assert_eq!(run(&[frame(0x4, 0, 0, &[0, 4, 0x80, 0, 0, 0])]).0, Err(ErrorCode::FlowControl));
         assert_eq!(run(&[frame(0x4, 0, 0, &[0, 2, 0, 0, 0, 2])]).0, Err(ErrorCode::Protocol));
         assert_eq!(run(&[frame(0x4, 0, 0, &[0, 5, 0, 0, 0x3f, 0xff])]).0, Err(ErrorCode::Protocol));
