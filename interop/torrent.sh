@@ -254,4 +254,29 @@ PY
   check "the appnet DHT node stores both announces" "yes" "$(grep -q ", 2 torrents stored" dht.log && echo yes)"
 fi
 
+# --- 9. The DHT with aria2c as the other client: aria2c seeds and announces into an appnet DHT
+# node, appnet downloads by a bare magnet link; appnet seeds and announces, aria2c downloads by
+# a bare magnet link.
+ADHT=(--enable-dht=true --dht-file-path="$WORK/aria-dht.dat" --enable-dht6=false --bt-enable-lpd=false
+  --enable-peer-exchange=false --summary-interval=0 --console-log-level=warn --file-allocation=none)
+mkdir -p src13 src14 && head -c 2200000 /dev/urandom >src13/f.bin && head -c 1300000 /dev/urandom >src14/g.bin
+"$APPNET" torrent create src13/f.bin -o dht13.torrent --piece-size 64KiB >/dev/null
+"$APPNET" torrent create src14/g.bin -o dht14.torrent --piece-size 64KiB >/dev/null
+DN9=$(free_port)
+bg "$APPNET" torrent dht --listen "127.0.0.1:$DN9" --bootstrap none --status-secs 0 >dht9.log 2>&1
+for ((i = 0; i < 50; i++)); do grep -q "^appnet torrent dht: node" dht9.log && break; sleep 0.1; done
+bg aria2c "${ADHT[@]}" --dht-entry-point="127.0.0.1:$DN9" --dht-listen-port="$(free_port)" --listen-port="$(free_port)" \
+  -V --seed-ratio=0.0 --bt-stop-timeout=90 -d src13 dht13.torrent >aria13.log 2>&1
+H13=$("$APPNET" torrent info dht13.torrent | awk '/^info hash/ {print $3}')
+timeout 60 "$APPNET" torrent get "magnet:?xt=urn:btih:$H13" --dht-bootstrap "127.0.0.1:$DN9" -o dl13 --quiet \
+  >get13.log 2>&1 || { cat get13.log aria13.log; exit 1; }
+check "appnet found aria2c through the DHT (magnet, no tracker, no x.pe)" "$(sums src13)" "$(sums dl13)"
+SP14=$(free_port)
+bg "$APPNET" torrent seed dht14.torrent --data src14 --listen "127.0.0.1:$SP14" --dht-bootstrap "127.0.0.1:$DN9" >seed14.log 2>&1
+H14=$("$APPNET" torrent info dht14.torrent | awk '/^info hash/ {print $3}')
+timeout 60 aria2c "${ADHT[@]}" --dht-file-path="$WORK/aria-dht14.dat" --dht-entry-point="127.0.0.1:$DN9" \
+  --dht-listen-port="$(free_port)" --listen-port="$(free_port)" --seed-time=0 -d dl14 \
+  "magnet:?xt=urn:btih:$H14" >aria14.log 2>&1 || { cat aria14.log seed14.log; exit 1; }
+check "aria2c found appnet's seeder through the DHT" "$(sums src14)" "$(sums dl14)"
+
 echo "torrent: $CHECKS checks passed"
