@@ -1,7 +1,8 @@
 //! The web server's own handling of request input: the HTTP/1 gate's head checks and framing
 //! state machine over arbitrary bytes, request-path cleaning, Range parsing against a length,
-//! precondition evaluation, Accept-Encoding negotiation and the push-link scanner. Must never
-//! panic; cleaned paths never hold `..`, and ranges stay inside the representation.
+//! precondition evaluation, Accept-Encoding negotiation, the push-link scanner and the cart app's
+//! form and cookie parsing. Must never panic; cleaned paths never hold `..`, and ranges stay
+//! inside the representation.
 #![no_main]
 
 use appnet_web::files::conditional::{self, Preconditions, Validators};
@@ -46,6 +47,11 @@ fuzz_target!(|data: &[u8]| {
     let _ = conditional::if_range_allows(ir, &v);
     let _ = encoding::acceptable(Some(ae));
     let _ = appnet_web::push::linked_resources(data, "/dir/page.html");
+    // The cart app's query/form and Cookie input.
+    let _ = appnet_web::apps::parse_op(&text);
+    if let Some(id) = appnet_web::apps::session_from_cookie(&text) {
+        assert_eq!(id.len(), 32);
+    }
 
     // The gate's streaming state machine: the bytes arrive in small reads.
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
