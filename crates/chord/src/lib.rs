@@ -4,7 +4,7 @@
 //!
 //! - [`id`]: m-bit identifiers, SHA-1 hashing, arcs of the circle.
 //! - [`wire`]: the versioned, length-prefixed binary RPC format (pure codecs).
-//! - [`routing`], [`lookup`], [`store`], [`node`], [`stats`]: the sans-IO node core.
+//! - [`routing`], [`lookup`], [`store`], [`node`], [`stats`], [`suspects`]: the sans-IO node core.
 //! - [`server`] and [`client`]: the tokio driver over TCP, and the client used by the CLI.
 //! - [`sim`]: a discrete-event simulator that runs the same core with virtual time.
 //! - [`experiment`]: the paper's experiments (path length, load balance, failures, churn).
@@ -21,6 +21,7 @@ pub mod server;
 pub mod sim;
 pub mod stats;
 pub mod store;
+pub mod suspects;
 pub mod wire;
 
 pub use config::ChordConfig;

@@ -143,12 +143,26 @@ impl Lookup {
 
     /// Feeds the answer of the node last asked.
     pub fn on_response(&mut self, resp: Response) -> Step {
+        self.on_response_presuming(resp, Vec::new())
+    }
+
+    /// Feeds the answer of the node last asked, treating the nodes in `presumed` as dead
+    /// without asking them (the starting node found them dead lately): they are no
+    /// candidates, and they join [`avoid`](Self::avoid), so the node that named them may be
+    /// asked again without them.
+    pub fn on_response_presuming(&mut self, resp: Response, presumed: Vec<NodeRef>) -> Step {
         self.hops += 1;
         if let Some(n) = self.current.take() {
             let known = self.dead.len();
             match self.answered.iter_mut().find(|(a, _)| a.addr == n.addr) {
                 Some(entry) => entry.1 = known,
                 None => self.answered.push((n, known)),
+            }
+        }
+        for node in presumed {
+            if !self.is_dead(&node) {
+                self.dead.push(node);
+                self.queue.retain(|q| q.addr != node.addr);
             }
         }
         match resp {
@@ -209,5 +223,18 @@ mod tests {
         let mut l = Lookup::new(Id::from_u64(6), 4, vec![n(1)]);
         l.next_step();
         assert_eq!(l.on_response(Response::Closer { nodes: vec![] }), Step::Failed);
+    }
+
+    #[test]
+    fn a_node_presumed_dead_is_avoided_like_one_that_timed_out() {
+        let mut l = Lookup::new(Id::from_u64(6), 4, vec![n(1)]);
+        assert_eq!(l.next_step(), Step::Ask(n(1)));
+        // 1 names 5 (which the starting node found dead lately): 1 is asked again, told to
+        // avoid 5, without a timeout on the way.
+        let step = l.on_response_presuming(Response::Closer { nodes: vec![n(5)] }, vec![n(5)]);
+        assert_eq!(step, Step::Ask(n(1)));
+        assert_eq!(l.avoid(), vec![Id::from_u64(5)]);
+        assert_eq!(l.on_response(Response::Found { succs: vec![n(5), n(8)] }), Step::Done(vec![n(8)]));
+        assert_eq!((l.hops, l.timeouts), (2, 0));
     }
 }

@@ -9,6 +9,7 @@ use crate::lookup::{Lookup, Step};
 use crate::routing::Routing;
 use crate::stats::Counters;
 use crate::store::{Store, Tombstones};
+use crate::suspects::Suspects;
 use crate::wire::{ErrorCode, Item, NodeRef, Request, Response};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -49,6 +50,16 @@ pub struct Params {
     /// Interval between garbage-collection rounds, which drop items this node holds although
     /// it is neither their owner nor one of the owner's replica holders; 0 = never.
     pub gc_ms: Millis,
+}
+
+impl Params {
+    /// How long a peer found dead is kept out of what this node adopts from other nodes
+    /// (successor lists, predecessor pointers, lookup answers): long enough for every node
+    /// that still names it to notice the failure itself (a few stabilize and predecessor
+    /// check periods), short enough that a wrongly suspected peer soon comes back.
+    pub fn suspect_ms(&self) -> Millis {
+        4 * self.stabilize_ms.max(self.check_predecessor_ms).max(1)
+    }
 }
 
 impl Default for Params {
@@ -229,7 +240,10 @@ pub struct Node {
     checking: bool,
     rounds: u32,
     replicated: Option<(Option<Id>, Vec<Id>)>,
-    pending: HashMap<u64, Pending>,
+    /// RPCs awaiting an answer: the peer asked and what to do with the answer.
+    pending: HashMap<u64, (SocketAddr, Pending)>,
+    /// Peers found dead lately, not adopted again from other nodes' state meanwhile.
+    suspects: Suspects,
     next_token: u64,
     outputs: VecDeque<Output>,
     events: VecDeque<Event>,
@@ -266,6 +280,7 @@ impl Node {
             rounds: 0,
             replicated: None,
             pending: HashMap::new(),
+            suspects: Suspects::new(params.suspect_ms()),
             next_token: 1,
             outputs: VecDeque::new(),
             events: VecDeque::new(),
@@ -340,6 +355,7 @@ impl Node {
             ("successors", self.rt.succs.len() as u64),
             ("fingers_distinct", self.rt.distinct_fingers().len() as u64),
             ("pending_rpcs", self.pending.len() as u64),
+            ("peers_suspected", self.suspects.len() as u64),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -377,7 +393,7 @@ impl Node {
         let token = self.next_token;
         self.next_token += 1;
         self.counters.rpcs_out += 1;
-        self.pending.insert(token, pending);
+        self.pending.insert(token, (to, pending));
         self.outputs.push_back(Output::Send { token, to, req });
         token
     }
@@ -414,7 +430,7 @@ impl Node {
                     if !self
                         .pending
                         .values()
-                        .any(|p| matches!(p, Pending::Lookup { purpose: Purpose::Join, .. }))
+                        .any(|(_, p)| matches!(p, Pending::Lookup { purpose: Purpose::Join, .. }))
                     {
                         self.start_join();
                     }
@@ -494,7 +510,7 @@ impl Node {
 
     fn finish_leave_if_done(&mut self) {
         if self.phase == Phase::Leaving
-            && !self.pending.values().any(|p| matches!(p, Pending::LeaveHandover { .. }))
+            && !self.pending.values().any(|(_, p)| matches!(p, Pending::LeaveHandover { .. }))
         {
             self.phase = Phase::Left;
             self.pending.clear();
@@ -920,6 +936,8 @@ impl Node {
             }
             Request::GetNeighbors => Response::Neighbors { pred: self.rt.pred, succs: self.rt.succs.clone() },
             Request::Notify { node } => {
+                // A direct sign of life.
+                self.suspects.clear(node.addr);
                 self.on_notify(node);
                 Response::Ok
             }
@@ -967,7 +985,11 @@ impl Node {
                 }
                 Response::Ok
             }
-            Request::Leaving { node, pred, succs } => {
+            Request::Leaving { node, pred, mut succs } => {
+                // Gone on purpose: the others' lists may still name it for a while.
+                self.suspects.mark(node.addr, now);
+                self.suspects.retain_live(&mut succs, now);
+                let pred = self.suspects.live(pred, now);
                 self.on_leaving(node, pred, succs);
                 Response::Ok
             }
@@ -1113,26 +1135,64 @@ impl Node {
     }
 
     /// Feeds the reply (or failure) of an RPC sent through [`Output::Send`].
-    pub fn handle_reply(&mut self, _now: Millis, token: u64, reply: Result<Response, RpcFailure>) {
-        let Some(pending) = self.pending.remove(&token) else { return };
+    pub fn handle_reply(&mut self, now: Millis, token: u64, reply: Result<Response, RpcFailure>) {
+        let Some((peer, pending)) = self.pending.remove(&token) else { return };
         match &reply {
             Ok(Response::Error { .. }) | Err(RpcFailure::Refused) => self.counters.rpc_refused += 1,
-            Err(RpcFailure::Unreachable) => self.counters.rpc_unreachable += 1,
+            Err(RpcFailure::Unreachable) => {
+                self.counters.rpc_unreachable += 1;
+                // A forwarded recursive lookup also times out when a node further on is slow:
+                // that says too little about the peer itself.
+                if !matches!(pending, Pending::Forward { .. }) {
+                    self.suspects.mark(peer, now);
+                }
+            }
             Ok(_) => {}
         }
+        // Any answer, even an error, is a sign of life; the nodes it names are taken at face
+        // value only if this node has not found them dead lately.
+        let reply = reply.map(|resp| {
+            self.suspects.clear(peer);
+            // A lookup routes around them instead (see on_success).
+            if matches!(pending, Pending::Lookup { .. }) { resp } else { self.without_suspects(resp, now) }
+        });
         if let Ok(Response::Error { .. }) = reply {
             return self.on_failure(pending, RpcFailure::Refused);
         }
         match reply {
             Err(f) => self.on_failure(pending, f),
-            Ok(resp) => self.on_success(pending, resp),
+            Ok(resp) => self.on_success(now, pending, resp),
         }
     }
 
-    fn on_success(&mut self, pending: Pending, resp: Response) {
+    /// `resp` without the nodes this node found dead lately. (Lookups route around them
+    /// instead; a recursive lookup's answer is passed on as it came, for the asker to judge.)
+    fn without_suspects(&self, resp: Response, now: Millis) -> Response {
+        if self.suspects.is_empty() {
+            return resp;
+        }
+        let s = &self.suspects;
+        match resp {
+            Response::Neighbors { pred, mut succs } => {
+                s.retain_live(&mut succs, now);
+                Response::Neighbors { pred: s.live(pred, now), succs }
+            }
+            other => other,
+        }
+    }
+
+    fn on_success(&mut self, now: Millis, pending: Pending, resp: Response) {
         match pending {
             Pending::Lookup { purpose, mut lookup, .. } => {
-                let step = lookup.on_response(resp);
+                // Nodes found dead lately count as found dead by this lookup: it routes around
+                // them and tells the nodes it asks next to avoid them.
+                let named = match &resp {
+                    Response::Found { succs: nodes } | Response::Closer { nodes } => nodes.as_slice(),
+                    _ => &[],
+                };
+                let presumed: Vec<NodeRef> =
+                    named.iter().filter(|n| self.suspects.contains(n.addr, now)).copied().collect();
+                let step = lookup.on_response_presuming(resp, presumed);
                 self.drive_lookup(purpose, lookup, Some(step));
             }
             Pending::Fetch { op, key, rest, outcome, .. } => match resp {
@@ -1375,6 +1435,48 @@ mod tests {
             sent.push((to, req));
         }
         sent
+    }
+
+    /// One stabilize round of node 7 at `now` (9 answers only if `nine_alive`; 11 names 9 as
+    /// its predecessor and 20, 9 as its successors; the rest answer Ok). Returns node 7's
+    /// successors afterwards.
+    fn stabilize_with(n: &mut Node, now: Millis, nine_alive: bool) -> Vec<NodeRef> {
+        n.next_stabilize = now;
+        n.handle_timeout(now);
+        drive(n, now, |to, req| match req {
+            _ if to == at(9).addr && !nine_alive => Some(Err(RpcFailure::Unreachable)),
+            Request::GetNeighbors if to == at(9).addr => {
+                Some(Ok(Response::Neighbors { pred: Some(at(7)), succs: vec![at(11), at(20)] }))
+            }
+            Request::GetNeighbors => {
+                Some(Ok(Response::Neighbors { pred: Some(at(9)), succs: vec![at(20), at(9)] }))
+            }
+            _ => Some(Ok(Response::Ok)),
+        });
+        n.routing().succs.clone()
+    }
+
+    #[test]
+    fn a_peer_found_dead_is_not_adopted_from_others_until_it_shows_life_or_the_mark_expires() {
+        let params = Params { bits: 8, gc_ms: 0, ..Params::default() };
+        let ttl = params.suspect_ms();
+        let mut n = Node::new(params, at(7), 0);
+        n.install(Some(at(5)), vec![at(9), at(11)], vec![]);
+        // 9 does not answer: 7 moves on to 11, whose predecessor pointer and list still name 9.
+        assert_eq!(stabilize_with(&mut n, 1000, false), vec![at(11), at(20)]);
+        assert_eq!(stabilize_with(&mut n, 2000, false), vec![at(11), at(20)], "9 came back");
+        // Nor from a lookup answer.
+        let op = n.lookup(2000, Id::from_u64(100));
+        drive(&mut n, 2000, |_, _| Some(Ok(Response::Found { succs: vec![at(9), at(20)] })));
+        let Some(Event::LookupDone { op: done, outcome: Some(o) }) = n.poll_event() else { panic!() };
+        assert_eq!((done, o.succs), (op, vec![at(20)]));
+        // Its own Notify is a sign of life: 11's pointer to it is believed again.
+        assert_eq!(n.handle_request(2500, Request::Notify { node: at(9) }), Response::Ok);
+        assert_eq!(stabilize_with(&mut n, 3000, true), vec![at(9), at(11), at(20)]);
+        // Found dead again; after the mark expires, others' word is taken again.
+        assert_eq!(stabilize_with(&mut n, 4000, false), vec![at(11), at(20)]);
+        assert_eq!(stabilize_with(&mut n, 4000 + ttl - 1, false), vec![at(11), at(20)]);
+        assert_eq!(stabilize_with(&mut n, 4000 + ttl, false)[0], at(9), "mark expired");
     }
 
     /// Node 7 (pred 5, successors 9, 11, 13) holding one item it owns and one of the arc

@@ -188,3 +188,49 @@ fn stale_replicas_are_collected_and_no_copy_is_lost() {
     assert_eq!(gone, Vec::<usize>::new(), "deleted keys still held somewhere");
     assert_eq!(misplaced(&sim, 50..300, 3), vec![], "after failures and a leave");
 }
+
+/// Every live node's successor list, predecessor first, per node index.
+fn pointers(sim: &Sim) -> Vec<(usize, Vec<std::net::SocketAddr>)> {
+    sim.live()
+        .into_iter()
+        .map(|i| {
+            let rt = sim.nodes[i].node.routing();
+            (i, rt.pred.iter().chain(rt.succs.iter()).map(|n| n.addr).collect())
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_node_never_comes_back_into_a_small_ring() {
+    // 4 nodes, 3 successors: every successor list wraps around the whole ring, so lists merged
+    // from other nodes name the dead node until every node has noticed it. Once a node has
+    // dropped it, it must not adopt it again from anyone.
+    for seed in 1..=8 {
+        let mut sim = Sim::new(fast_params(3, 0), SimConfig { seed, ..SimConfig::default() });
+        let ids: Vec<Id> = (0..4).map(|_| sim.rng.id(32)).collect();
+        grow_ring(&mut sim, &ids);
+        let victim = 1 + (seed as usize % 3);
+        let dead = appnet_chord::sim::addr_of(victim);
+        for (i, p) in pointers(&sim).into_iter().filter(|(i, _)| *i != victim) {
+            assert!(p.contains(&dead), "seed {seed}: node {i} does not know node {victim} before the kill");
+        }
+        sim.kill(victim);
+        let mut dropped = std::collections::HashSet::new();
+        for _ in 0..1500 {
+            let t = sim.now + 10;
+            sim.run_until(t);
+            for (i, p) in pointers(&sim) {
+                if !p.contains(&dead) {
+                    dropped.insert(i);
+                } else {
+                    assert!(
+                        !dropped.contains(&i),
+                        "seed {seed} at {} ms: node {i} took the dead node back: {p:?}",
+                        sim.now
+                    );
+                }
+            }
+        }
+        assert_eq!(dropped.len(), 3, "seed {seed}: the dead node is still known after 15 s");
+    }
+}

@@ -254,10 +254,11 @@ fn print_stats(node: &str, counters: &[(String, u64)]) {
         get("deleted_keys_remembered")
     );
     println!(
-        "  routing:      {} successors, {} distinct fingers, {} RPCs in flight",
+        "  routing:      {} successors, {} distinct fingers, {} RPCs in flight, {} peers presumed dead",
         get("successors"),
         get("fingers_distinct"),
-        get("pending_rpcs")
+        get("pending_rpcs"),
+        get("peers_suspected")
     );
     println!("  requests in:  {} answered, {} malformed", get("requests_in"), get("bad_requests"));
     println!(
@@ -299,6 +300,7 @@ fn print_stats(node: &str, counters: &[(String, u64)]) {
         "successors",
         "fingers_distinct",
         "pending_rpcs",
+        "peers_suspected",
         "requests_in",
         "bad_requests",
         "rpcs_out",
