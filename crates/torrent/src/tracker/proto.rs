@@ -220,6 +220,12 @@ impl AnnounceReply {
 
     /// Parses a tracker's reply (compact or not). `Err` carries the failure reason.
     pub fn decode(body: &[u8]) -> Result<AnnounceReply, String> {
+        // The scanner first: it bounds nesting before bt_bencode recurses, and rejects string
+        // lengths past the end (bt_bencode 0.8.2 overflows on a length near usize::MAX).
+        match crate::bencode::value_end(body, 0) {
+            Ok(end) if end == body.len() => {}
+            _ => return Err("tracker reply is not bencode".into()),
+        }
         let v: Value =
             bt_bencode::from_slice(body).map_err(|e| format!("tracker reply is not bencode: {e}"))?;
         let d = v.as_dict().ok_or("tracker reply is not a dictionary")?;
@@ -343,6 +349,17 @@ mod tests {
         assert!(q("info_hash=aaaaaaaaaaaaaaaaaaaa&peer_id=aaaaaaaaaaaaaaaaaaaa&port=99999").is_err());
         assert!(q("info_hash=aaaaaaaaaaaaaaaaaaaa&peer_id=aaaaaaaaaaaaaaaaaaaa&port=1&event=bogus").is_err());
         assert!(q("info_hash=aaaaaaaaaaaaaaaaaaaa&peer_id=aaaaaaaaaaaaaaaaaaaa&port=1").is_ok());
+    }
+
+    #[test]
+    fn reply_with_a_huge_string_length_is_an_error() {
+        // Found by fuzzing (torrent_tracker): a string length of u64::MAX overflowed in
+        // bt_bencode (minimised input, then the original one with it as a dictionary key).
+        for reply in [&b"18446744073709551615:"[..], b"d0000000000000000000018446744073709551615:de0:dee"] {
+            assert!(AnnounceReply::decode(reply).unwrap_err().contains("not bencode"));
+        }
+        let deep = [b"l".repeat(10_000), b"e".repeat(10_000)].concat();
+        assert!(AnnounceReply::decode(&deep).is_err());
     }
 
     #[test]
