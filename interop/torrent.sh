@@ -3,6 +3,14 @@
 # libtorrent and opentracker on loopback (DHT, LPD, PEX, UPnP off except where a step tests
 # one). Every download must end with the same SHA-256 as the original data.
 source "$(dirname "$0")/lib.sh"
+# start_dht_node PORT LOG STATUS_SECS: a standalone appnet DHT node on 127.0.0.1:PORT with no
+# bootstrap of its own (the clients of sections 8 and 9 join through it); returns once it is up.
+start_dht_node() {
+  local i
+  bg "$APPNET" torrent dht --listen "127.0.0.1:$1" --bootstrap none --status-secs "$3" >"$2" 2>&1
+  for ((i = 0; i < 50; i++)); do grep -q "^appnet torrent dht: node" "$2" && break; sleep 0.1; done
+}
+
 cd "$WORK"
 
 ARIA=(aria2c --enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=false
@@ -236,8 +244,7 @@ PY
   "$APPNET" torrent create src11/d.bin -o dht11.torrent --piece-size 64KiB >/dev/null
   "$APPNET" torrent create src12/e.bin -o dht12.torrent --piece-size 64KiB >/dev/null
   DN=$(free_port)
-  bg "$APPNET" torrent dht --listen "127.0.0.1:$DN" --bootstrap none --status-secs 1 >dht.log 2>&1
-  for ((i = 0; i < 50; i++)); do grep -q "^appnet torrent dht: node" dht.log && break; sleep 0.1; done
+  start_dht_node "$DN" dht.log 1
   LP11=$(free_port)
   bg python3 ltdht.py dht11.torrent src11 "$LP11" "$DN" 90 >lt11.log 2>&1
   H11=$("$APPNET" torrent info dht11.torrent | awk '/^info hash/ {print $3}')
@@ -263,8 +270,7 @@ mkdir -p src13 src14 && head -c 2200000 /dev/urandom >src13/f.bin && head -c 130
 "$APPNET" torrent create src13/f.bin -o dht13.torrent --piece-size 64KiB >/dev/null
 "$APPNET" torrent create src14/g.bin -o dht14.torrent --piece-size 64KiB >/dev/null
 DN9=$(free_port)
-bg "$APPNET" torrent dht --listen "127.0.0.1:$DN9" --bootstrap none --status-secs 0 >dht9.log 2>&1
-for ((i = 0; i < 50; i++)); do grep -q "^appnet torrent dht: node" dht9.log && break; sleep 0.1; done
+start_dht_node "$DN9" dht9.log 0
 bg aria2c "${ADHT[@]}" --dht-entry-point="127.0.0.1:$DN9" --dht-listen-port="$(free_port)" --listen-port="$(free_port)" \
   -V --seed-ratio=0.0 --bt-stop-timeout=90 -d src13 dht13.torrent >aria13.log 2>&1
 H13=$("$APPNET" torrent info dht13.torrent | awk '/^info hash/ {print $3}')

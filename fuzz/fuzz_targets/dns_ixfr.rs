@@ -17,21 +17,9 @@ const ZONE: &str = "$TTL 300\n@ SOA ns1 h 1 2 3 4 5\n@ NS ns1\nns1 A 192.0.2.1\n
     www A 192.0.2.3\nmail MX 10 www\nsub NS ns.sub\nns.sub A 192.0.2.4\n";
 const MAX_JOURNAL: usize = 64 * 1024;
 
-/// domain 0.12.3's zone scanner can panic on malformed text (read back from our own journal
-/// text here); appnet contains that with `catch_unwind`, so let those panics unwind (as in
-/// dns_zone); any other panic still aborts.
-fn tolerate_scanner_panics() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let fuzzer_hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let in_scanner = info.location().is_some_and(|l| l.file().contains("src/zonefile/inplace.rs"));
-            if !in_scanner {
-                fuzzer_hook(info);
-            }
-        }));
-    });
-}
+#[path = "shared/scanner_panics.rs"]
+mod scanner_panics;
+use scanner_panics::tolerate_scanner_panics;
 
 fn ours() -> &'static Zone {
     static Z: OnceLock<Zone> = OnceLock::new();
