@@ -1,6 +1,7 @@
 //! The binary's user contract: help text that lists the services, version, and a clear error
 //! for a bad config file; plus one end-to-end run of `upper serve` and `upper ask`.
 
+use appnet_netkit::harness::TempDir;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -30,15 +31,13 @@ fn version_is_printed() {
 
 #[test]
 fn a_bad_config_file_is_reported_with_its_name() {
-    let dir = std::env::temp_dir().join(format!("appnet-cli-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("cli-test");
     let file = dir.join("bad.toml");
     std::fs::write(&file, "[upper]\nlisten = 12\n").unwrap();
     let out = appnet().args(["--config", file.to_str().unwrap(), "upper", "serve"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("[upper]"), "{err}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Kills the child when the test ends, whatever happens.
@@ -52,8 +51,7 @@ impl Drop for Killed {
 
 #[test]
 fn serve_and_ask_end_to_end_with_a_config_file() {
-    let dir = std::env::temp_dir().join(format!("appnet-cli-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("cli-e2e");
     let file = dir.join("appnet.toml");
     std::fs::write(&file, "[upper]\nlisten = \"127.0.0.1:0\"\nmax_line = 10\n").unwrap();
     let mut server = Killed(
@@ -86,5 +84,4 @@ fn serve_and_ask_end_to_end_with_a_config_file() {
     }
     assert!(status.expect("exited within 5 s").success());
     drop(server);
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -7,7 +7,7 @@ use appnet_dns::wire::message::{build_query, parse};
 use appnet_dns::wire::name::from_text;
 use appnet_dns::wire::rrtype::code;
 use appnet_dns::{DnsConfig, DnsServer};
-use appnet_netkit::harness::{Running, any_loopback, start, wait_until};
+use appnet_netkit::harness::{Running, TempDir, any_loopback, start, wait_until};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,11 +22,9 @@ fn zone_text(serial: u32, www: &str) -> String {
     z
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("appnet-dns-test-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A scratch directory for test `tag`, removed when dropped (also when the test fails).
+fn temp_dir(tag: &str) -> TempDir {
+    TempDir::new(&format!("dns-test-{tag}"))
 }
 
 fn write_zone(dir: &Path, serial: u32, www: &str) -> PathBuf {
@@ -86,7 +84,6 @@ async fn udp_and_tcp_answers_with_truncation_retry() {
         assert_eq!((reply.id, reply.answer.len()), (id, 1));
     }
     running.stop().await.unwrap();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +108,6 @@ async fn tcp_idle_timeout_and_connection_cap() {
     let idle = tokio::time::timeout(Duration::from_secs(5), read_framed(&mut a)).await.unwrap();
     assert!(idle.is_err());
     running.stop().await.unwrap();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,7 +127,6 @@ async fn axfr_is_allowed_only_to_the_allow_list() {
     let err = client::axfr(running.addr(), &apex, Duration::from_secs(5), None).await.unwrap_err();
     assert!(matches!(err, ClientError::Rcode { ref rcode, .. } if rcode == "REFUSED"), "{err}");
     running.stop().await.unwrap();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,7 +161,6 @@ async fn reload_swaps_good_files_keeps_old_data_on_broken_ones_and_notifies() {
     assert_eq!(a_record(addr, "www.example.com").await.unwrap(), vec![192, 0, 2, 2], "old data kept");
     assert_eq!(control.serial("example.com"), Some(2));
     running.stop().await.unwrap();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,7 +206,6 @@ async fn secondary_transfers_follows_notify_and_survives_restart() {
     assert_eq!(scontrol.serial("example.com"), Some(11));
     assert_eq!(a_record(secondary.addr(), "www.example.com").await.unwrap(), vec![192, 0, 2, 11]);
     secondary.stop().await.unwrap();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,7 +234,6 @@ async fn rate_limiting_drops_and_slips() {
     assert!(slipped >= 10 && full + slipped < 40, "half the rest slipped, the others dropped: {slipped}");
     assert!(control.metrics().contains("dns_rrl_dropped_total"));
     running.stop().await.unwrap();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -294,5 +286,4 @@ async fn tsig_secondary_follows_by_ixfr_and_unsigned_peers_are_refused() {
     let sz = scontrol.catalog().zone(&appnet_dns::wire::name::to_lower(&apex)).cloned().unwrap();
     assert_eq!((sz.soa().serial, sz.journal().len()), (21, 1));
     secondary.stop().await.unwrap();
-    let _ = std::fs::remove_dir_all(dir);
 }

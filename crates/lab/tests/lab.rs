@@ -16,7 +16,7 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lab_resolves_through_its_hierarchy_and_the_tour_passes() {
-    let dir = std::env::temp_dir().join(format!("appnet-lab-test-{}", std::process::id()));
+    let dir = appnet_netkit::harness::TempDir::new("lab-test");
     let topology = Topology { dns_port: free_port(), web_port: free_port(), ..Topology::default() };
     let mut lab = Lab::start(topology, &dir).await.expect("lab starts");
     let directory = lab.directory();
@@ -63,7 +63,6 @@ async fn the_lab_resolves_through_its_hierarchy_and_the_tour_passes() {
     assert_eq!(text.matches("X-Cache: MISS").count(), 3, "{text}");
     assert_eq!(text.matches("X-Cache: HIT").count(), 3, "{text}");
     lab.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// One HTTP/1.1 request with Connection: close; the whole response as (lossy) text.

@@ -8,18 +8,20 @@ use appnet_dns::wire::response::rcode;
 use appnet_dns::wire::rrtype::code;
 use appnet_dns::zone::Zone;
 use appnet_dns::{DnsConfig, DnsServer};
-use appnet_netkit::harness::{self, Running};
+use appnet_netkit::harness::{self, Running, TempDir};
 use appnet_resolver::{ResolverConfig, ResolverServer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-fn hints_file(tag: &str, root: SocketAddr) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("appnet-resolver-{tag}-{}.hints", std::process::id()));
+/// A root hints file naming `root`, in a scratch directory removed when dropped.
+fn hints_file(tag: &str, root: SocketAddr) -> (TempDir, std::path::PathBuf) {
+    let dir = TempDir::new(&format!("resolver-{tag}"));
+    let path = dir.join("root.hints");
     std::fs::write(&path, format!(". 3600 NS root.test-lab.\nroot.test-lab. 3600 A {}\n", root.ip()))
         .unwrap();
-    path
+    (dir, path)
 }
 
 async fn resolver(
@@ -28,9 +30,13 @@ async fn resolver(
     tweak: impl FnOnce(&mut ResolverConfig),
 ) -> (Running, Arc<appnet_resolver::respond::Frontend<appnet_resolver::transport::NetTransport>>) {
     let mut config = ResolverConfig { listen: harness::any_loopback(), ..ResolverConfig::default() };
+    // The hints are read at bind; their scratch directory goes once the server is bound.
+    let mut _hints_dir = None;
     if let Some(root) = root {
-        config.root_hints = Some(hints_file(tag, root));
+        let (dir, path) = hints_file(tag, root);
+        config.root_hints = Some(path);
         config.upstream_port = root.port();
+        _hints_dir = Some(dir);
     }
     tweak(&mut config);
     let server = ResolverServer::bind(config).await.unwrap();

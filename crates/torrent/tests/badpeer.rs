@@ -80,8 +80,7 @@ async fn fake_peer(bad: Bad, hash: InfoHash, pieces: u32, closed: Arc<AtomicUsiz
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_peers_are_dropped_and_the_download_completes() {
-    let root = std::env::temp_dir().join(format!("appnet-torrent-bad-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    let root = appnet_netkit::harness::TempDir::new("torrent-bad");
     std::fs::create_dir_all(root.join("seed")).unwrap();
     let body: Vec<u8> = (0..600_000u32).map(|i| (i.wrapping_mul(7919) >> 3) as u8).collect();
     std::fs::write(root.join("seed/f.bin"), &body).unwrap();
@@ -133,5 +132,4 @@ async fn hostile_peers_are_dropped_and_the_download_completes() {
     }
     leech.stop().await.unwrap();
     seeder.stop().await.unwrap();
-    std::fs::remove_dir_all(&root).unwrap();
 }

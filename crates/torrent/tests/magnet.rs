@@ -82,7 +82,6 @@ async fn magnet_fetches_metadata_then_downloads() {
     }
     let _ = leech.stop().await;
     let _ = seeder.stop().await;
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// A peer that announces the right metadata size but serves forged pieces, and tells the
@@ -173,7 +172,6 @@ async fn forged_metadata_is_discarded_and_fetched_from_a_pex_peer() {
     assert!(fetched.peers.contains(&honest_addr), "the honest peer came from PEX");
     let _ = starter.await.unwrap().stop().await;
     liar_task.abort();
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,7 +204,6 @@ async fn leechers_find_each_other_through_pex() {
         let _ = r.stop().await;
     }
     let _ = seeder.stop().await;
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,5 +256,4 @@ async fn seeder_answers_metadata_requests_and_rejects_bad_ones() {
         MetadataMsg::Data { piece: last, total_size: meta.info_bytes.len() as u64, data: tail }
     );
     let _ = seeder.stop().await;
-    let _ = std::fs::remove_dir_all(&root);
 }

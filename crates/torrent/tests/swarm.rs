@@ -63,7 +63,6 @@ async fn seeder_and_two_leechers_via_tracker() {
     }
     seeder.stop().await.unwrap();
     tracker.stop().await.unwrap();
-    std::fs::remove_dir_all(&root).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,5 +95,4 @@ async fn resume_verifies_existing_data_and_fetches_the_rest() {
     assert!(h.progress().downloaded < 300_000, "only the missing part was fetched");
     leech.stop().await.unwrap();
     seeder.stop().await.unwrap();
-    std::fs::remove_dir_all(&root).unwrap();
 }

@@ -3,6 +3,7 @@
 use crate::context::Context;
 use appnet_lab::{Lab, Topology};
 use appnet_netkit::Shutdown;
+use appnet_netkit::harness::TempDir;
 use clap::Args;
 use std::io::Write;
 
@@ -23,7 +24,8 @@ pub struct LabArgs {
     /// The port every lab web server listens on [default: 8080; 80 needs root].
     #[arg(long, value_name = "N")]
     web_port: Option<u16>,
-    /// Where to write the generated zone files and root hints [default: a temporary directory].
+    /// Where to write (and keep) the generated zone files and root hints [default: a temporary
+    /// directory removed when the lab stops].
     #[arg(long, value_name = "DIR")]
     dir: Option<std::path::PathBuf>,
 }
@@ -37,8 +39,15 @@ pub async fn run(args: LabArgs, ctx: &Context) -> anyhow::Result<()> {
     if let Some(port) = args.web_port {
         topology.web_port = port;
     }
-    let dir =
-        args.dir.unwrap_or_else(|| std::env::temp_dir().join(format!("appnet-lab-{}", std::process::id())));
+    // Without --dir the generated files live in a scratch directory removed when the lab stops.
+    let scratch;
+    let dir = match args.dir {
+        Some(dir) => dir,
+        None => {
+            scratch = TempDir::new("lab");
+            scratch.to_path_buf()
+        }
+    };
     let mut lab = Lab::start(topology, &dir).await?;
     println!("{}", lab.directory());
     if args.tour {

@@ -1,16 +1,13 @@
 //! Helpers shared by the integration tests: scratch directories, deterministic data, a
 //! loopback client configuration.
 
-use appnet_netkit::harness::any_loopback;
+use appnet_netkit::harness::{TempDir, any_loopback};
 use appnet_torrent::config::ClientConfig;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// A fresh scratch directory for test `tag` of this process.
-pub fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("appnet-torrent-it-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh scratch directory for test `tag` of this process, removed when dropped.
+pub fn tmp(tag: &str) -> TempDir {
+    TempDir::new(&format!("torrent-it-{tag}"))
 }
 
 /// `len` pseudo-random bytes from `seed` (xorshift: the same every run).

@@ -4,33 +4,12 @@
 use appnet_netkit::harness::{Running, any_loopback, start, wait_tcp};
 use appnet_web::{WebConfig, WebServer};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A temporary directory removed on drop.
-pub struct TempDir(pub PathBuf);
-impl TempDir {
-    pub fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("appnet-web-{tag}-{}-{}", std::process::id(), rand_u32()));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn rand_u32() -> u32 {
-    use std::time::SystemTime;
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().subsec_nanos()
-}
+pub use appnet_netkit::harness::TempDir;
 
 /// The textbook page: an HTML file linking a stylesheet and images, a big file, a directory.
 pub fn site(tag: &str) -> TempDir {
