@@ -440,7 +440,11 @@ impl<IO: AsyncWrite + Unpin> H2Gate<IO> {
                 Poll::Pending => return Poll::Pending,
             }
         }
-        let _ = Pin::new(&mut self.io).poll_flush(cx);
+        // The transport may gather writes: the GOAWAY counts as sent once it is flushed.
+        // (A failed flush means the peer is gone: then we are done all the same.)
+        if Pin::new(&mut self.io).poll_flush(cx).is_pending() {
+            return Poll::Pending;
+        }
         self.goaway = None;
         self.done = true;
         Poll::Ready(())

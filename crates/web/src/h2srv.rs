@@ -28,7 +28,8 @@ where
         .initial_window_size(1 << 20)
         .initial_connection_window_size(4 << 20)
         .max_send_buffer_size(1 << 20);
-    let io = crate::h2gate::H2Gate::new(io);
+    // Small frames are gathered per flush, big DATA frames go out in one writev each.
+    let io = crate::h2gate::H2Gate::new(crate::write_combine::WriteCombine::new(io));
     let mut connection =
         match tokio::time::timeout(cfg.header_timeout(), builder.handshake::<_, Bytes>(io)).await {
             Ok(Ok(c)) => c,

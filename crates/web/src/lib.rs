@@ -27,6 +27,7 @@ pub mod site;
 pub mod stats;
 pub mod tls;
 pub mod tls_client;
+pub mod write_combine;
 
 pub use config::WebConfig;
 pub use server::WebServer;

@@ -1,0 +1,223 @@
+//! Write combining under the HTTP/2 connection: small writes are gathered in a buffer and go
+//! out together at the next flush; a large write goes out at once, in the same writev as
+//! whatever is buffered.
+//!
+//! Why: the h2 crate copies a DATA payload into its own buffer only below a threshold that
+//! depends on whether the transport can do vectored writes (256 bytes if it can, 1024 if not);
+//! a larger payload is written on its own. With vectored writes, a 16 KiB frame of a big file
+//! costs one writev instead of two writes, but every 612-byte response would cost a syscall of
+//! its own. Gathering small writes here gives both: one writev per big frame, and many small
+//! responses per syscall.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Writes of at most this many bytes are gathered; larger ones go out at once.
+const GATHER_BELOW: usize = 4096;
+/// The most bytes held before they are written out even without a flush.
+const CAPACITY: usize = 64 * 1024;
+/// The most caller slices passed on in one writev (beyond the buffered bytes).
+const MAX_SLICES: usize = 32;
+
+/// A transport that gathers small writes until the next flush (see the module docs).
+pub struct WriteCombine<IO> {
+    io: IO,
+    buf: Vec<u8>,
+    /// How much of `buf` is already written.
+    pos: usize,
+}
+
+impl<IO> WriteCombine<IO> {
+    /// Wraps `io`.
+    pub fn new(io: IO) -> WriteCombine<IO> {
+        WriteCombine { io, buf: Vec::with_capacity(CAPACITY), pos: 0 }
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Records that `n` buffered bytes were written.
+    fn consumed(&mut self, n: usize) {
+        self.pos += n;
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> WriteCombine<IO> {
+    /// Writes out everything buffered.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.pending().is_empty() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.buf[self.pos..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.consumed(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for WriteCombine<IO> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteCombine<IO> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(data)])
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        if total <= GATHER_BELOW && this.buf.len() + total <= CAPACITY {
+            for b in bufs {
+                this.buf.extend_from_slice(b);
+            }
+            return Poll::Ready(Ok(total));
+        }
+        if !this.io.is_write_vectored() {
+            // Without writev, the buffered bytes go first, then the caller's.
+            ready!(this.poll_drain(cx))?;
+            return Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        }
+        loop {
+            let buffered = this.pending().len();
+            if buffered == 0 {
+                return Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+            }
+            let mut slices = Vec::with_capacity(1 + bufs.len().min(MAX_SLICES));
+            slices.push(IoSlice::new(&this.buf[this.pos..]));
+            slices.extend(bufs.iter().take(MAX_SLICES).map(|b| IoSlice::new(b)));
+            let n = ready!(Pin::new(&mut this.io).poll_write_vectored(cx, &slices))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            if n <= buffered {
+                // Only (some of) our own bytes went: none of the caller's yet; go on writing.
+                this.consumed(n);
+                continue;
+            }
+            this.consumed(buffered);
+            return Poll::Ready(Ok(n - buffered));
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A transport that records each write call and accepts at most `limit` bytes per call.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Vec<Vec<u8>>,
+        limit: usize,
+        vectored: bool,
+    }
+
+    impl AsyncWrite for Recorder {
+        fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+            let n = data.len().min(self.limit);
+            self.calls.push(data[..n].to_vec());
+            Poll::Ready(Ok(n))
+        }
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let mut call = Vec::new();
+            for b in bufs {
+                call.extend_from_slice(b);
+            }
+            call.truncate(self.limit);
+            let n = call.len();
+            self.calls.push(call);
+            Poll::Ready(Ok(n))
+        }
+        fn is_write_vectored(&self) -> bool {
+            self.vectored
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn combine(limit: usize, vectored: bool) -> WriteCombine<Recorder> {
+        WriteCombine::new(Recorder { calls: Vec::new(), limit, vectored })
+    }
+
+    #[tokio::test]
+    async fn small_writes_go_out_together_at_flush() {
+        let mut w = combine(usize::MAX, true);
+        for i in 0..10u8 {
+            w.write_all(&[i; 612]).await.unwrap();
+        }
+        assert!(w.io.calls.is_empty(), "nothing written before the flush");
+        w.flush().await.unwrap();
+        assert_eq!(w.io.calls.len(), 1);
+        assert_eq!(w.io.calls[0].len(), 6120);
+    }
+
+    #[tokio::test]
+    async fn a_large_write_carries_the_buffered_bytes_in_one_writev() {
+        let mut w = combine(usize::MAX, true);
+        w.write_all(b"head").await.unwrap();
+        let payload = vec![7u8; 16384];
+        let n = w.write_vectored(&[IoSlice::new(b"frame-header"), IoSlice::new(&payload)]).await.unwrap();
+        assert_eq!(n, 12 + 16384);
+        assert_eq!(w.io.calls.len(), 1);
+        assert!(w.io.calls[0].starts_with(b"headframe-header"));
+        w.flush().await.unwrap();
+        assert_eq!(w.io.calls.len(), 1, "nothing left to flush");
+    }
+
+    #[tokio::test]
+    async fn partial_writes_keep_the_byte_order() {
+        for vectored in [true, false] {
+            let mut w = combine(1000, vectored);
+            let mut want = Vec::new();
+            for i in 0..50u32 {
+                let chunk: Vec<u8> = (0..(i * 397 % 9000)).map(|j| (i + j) as u8).collect();
+                w.write_all(&chunk).await.unwrap();
+                want.extend_from_slice(&chunk);
+            }
+            w.shutdown().await.unwrap();
+            let got: Vec<u8> = w.io.calls.concat();
+            assert_eq!(got, want, "vectored={vectored}");
+        }
+    }
+}
