@@ -64,7 +64,11 @@ impl<IO: AsyncWrite + Unpin> WriteCombine<IO> {
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for WriteCombine<IO> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
