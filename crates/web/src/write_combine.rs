@@ -3,11 +3,13 @@
 //! whatever is buffered.
 //!
 //! Why: the h2 crate copies a DATA payload into its own buffer only below a threshold that
-//! depends on whether the transport can do vectored writes (256 bytes if it can, 1024 if not);
-//! a larger payload is written on its own. With vectored writes, a 16 KiB frame of a big file
-//! costs one writev instead of two writes, but every 612-byte response would cost a syscall of
-//! its own. Gathering small writes here gives both: one writev per big frame, and many small
-//! responses per syscall.
+//! depends on whether the transport says it can do vectored writes (256 bytes if so, 1024 if
+//! not); a larger payload is written on its own, and h2 flushes before the next frame. Told
+//! "vectored", h2 writes a 16 KiB frame in one writev but also gives every 612-byte response a
+//! syscall of its own (measured: 0.55-0.75x the small-file rate). Told "not vectored", h2
+//! batches small responses but writes each big frame as head, then payload: two syscalls.
+//! This layer says "not vectored" and joins the head it gathered with the payload that
+//! follows into one writev: big frames cost one syscall and small responses stay batched.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -121,8 +123,11 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteCombine<IO> {
         }
     }
 
+    /// Deliberately false, whatever the transport can do: h2 then copies DATA payloads under
+    /// 1 KiB into its own buffer (small responses leave in batches), and hands a big frame over
+    /// as two writes (head, payload) that the gathering above joins into one writev.
     fn is_write_vectored(&self) -> bool {
-        true
+        false
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -207,6 +212,18 @@ mod tests {
         assert!(w.io.calls[0].starts_with(b"headframe-header"));
         w.flush().await.unwrap();
         assert_eq!(w.io.calls.len(), 1, "nothing left to flush");
+    }
+
+    #[tokio::test]
+    async fn a_big_frame_written_as_head_then_payload_costs_one_syscall() {
+        // What h2 does for a 16 KiB DATA frame on a transport that is not vectored: the head
+        // with the first 1015 payload bytes, then the rest of the payload.
+        let mut w = combine(usize::MAX, true);
+        let frame = vec![3u8; 9 + 16384];
+        w.write_all(&frame[..1024]).await.unwrap();
+        w.write_all(&frame[1024..]).await.unwrap();
+        w.flush().await.unwrap();
+        assert_eq!(w.io.calls, vec![frame]);
     }
 
     #[tokio::test]
