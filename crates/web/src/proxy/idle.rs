@@ -79,6 +79,11 @@ impl Drop for InService {
     }
 }
 
+/// What a client whose request head took longer than the header timeout is told before the
+/// connection closes (hyper has seen only part of the head, so it cannot answer itself).
+const HEAD_TIMEOUT_RESPONSE: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n\
+Content-Length: 34\r\nConnection: close\r\n\r\nrequest head not received in time\n";
+
 /// The HTTP/2 connection preface's start: such connections have no HTTP/1 heads to time.
 const H2_START: &[u8] = b"PRI * HTTP/2";
 
@@ -169,7 +174,7 @@ impl<IO> Timed<IO> {
     }
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for Timed<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Timed<IO> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.expired {
@@ -203,6 +208,12 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Timed<IO> {
                 Some(d) if d <= now => {
                     this.expired = true;
                     tracing::debug!("proxy client connection timed out");
+                    if this.head.is_some() {
+                        // A head under way ran out of time: 408, best effort (the connection
+                        // closes whether or not the socket takes it now).
+                        let _ = Pin::new(&mut this.io).poll_write(cx, HEAD_TIMEOUT_RESPONSE);
+                        let _ = Pin::new(&mut this.io).poll_flush(cx);
+                    }
                     return Poll::Ready(Ok(()));
                 }
                 Some(d) if d < armed || armed <= now => this.sleep.as_mut().reset(d),
@@ -315,6 +326,26 @@ mod tests {
         let (n, took) = read_outcome(&mut t).await;
         assert_eq!(n, 0);
         assert!(took <= Duration::from_secs(10), "{took:?}");
+        // The client is told why.
+        drop(t);
+        let mut reply = Vec::new();
+        client.read_to_end(&mut reply).await.unwrap();
+        assert_eq!(reply, HEAD_TIMEOUT_RESPONSE);
+        let text = String::from_utf8(reply).unwrap();
+        assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}", body.len())), "{text}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_closes_without_a_408() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut t = Timed::new(server, Activity::default(), Duration::from_secs(60), Duration::from_secs(10));
+        assert_eq!(read_outcome(&mut t).await.0, 0);
+        drop(t);
+        let mut reply = Vec::new();
+        client.read_to_end(&mut reply).await.unwrap();
+        assert!(reply.is_empty());
     }
 
     #[tokio::test(start_paused = true)]
