@@ -10,11 +10,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 async fn node(bootstrap: Option<SocketAddr>) -> (harness::Running, DhtHandle) {
-    let cfg = DhtConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        bootstrap: bootstrap.into_iter().map(|a| a.to_string()).collect(),
-        status_secs: 0,
-    };
+    node_with_routers(bootstrap.into_iter().map(|a| a.to_string()).collect()).await
+}
+
+async fn node_with_routers(bootstrap: Vec<String>) -> (harness::Running, DhtHandle) {
+    let cfg = DhtConfig { listen: "127.0.0.1:0".parse().unwrap(), bootstrap, status_secs: 0 };
     let dht = Dht::bind(&cfg).await.unwrap();
     let h = dht.handle();
     (harness::start(dht), h)
@@ -79,5 +79,23 @@ async fn announce_then_get_peers_across_nodes() {
     for (r, _) in others {
         r.stop().await.unwrap();
     }
+    first.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_name_that_does_not_resolve_holds_back_neither_the_node_nor_the_other_routers() {
+    let (first, h0) = node(None).await;
+    // `.invalid` never resolves (RFC 6761); with no DNS reachable the lookup may also hang.
+    let routers = vec!["router.invalid:6881".to_string(), first.addr().to_string()];
+    let (second, h1) = node_with_routers(routers).await;
+    let joined = harness::wait_until(Duration::from_secs(10), Duration::from_millis(100), || async {
+        h0.status().await.is_some_and(|s| s.nodes >= 1)
+    })
+    .await;
+    assert!(joined, "bootstrapped through the router that resolves: {:?}", h0.status().await);
+    // The node answers at once while names are being looked up.
+    let status = tokio::time::timeout(Duration::from_millis(500), h1.status()).await;
+    assert!(status.is_ok_and(|s| s.is_some()), "status answered promptly");
+    second.stop().await.unwrap();
     first.stop().await.unwrap();
 }

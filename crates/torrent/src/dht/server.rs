@@ -18,6 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 const TICK: Duration = Duration::from_millis(250);
 /// How often to ask the routers again while the routing table is nearly empty.
 const REBOOTSTRAP: Duration = Duration::from_secs(10);
+/// How long resolving one bootstrap router's name may take.
+const RESOLVE_LIMIT: Duration = Duration::from_secs(10);
 
 enum Command {
     Lookup { info_hash: Id, announce: Option<u16>, peers: mpsc::Sender<Vec<SocketAddr>> },
@@ -112,16 +114,34 @@ impl Dht {
     }
 }
 
+/// The routers' IPv4 addresses: names are looked up side by side, each within
+/// [`RESOLVE_LIMIT`], so one hanging name does not hold back the others.
 async fn resolve(routers: &[String]) -> Vec<SocketAddrV4> {
-    let mut out = Vec::new();
+    let mut lookups = tokio::task::JoinSet::new();
     for r in routers.iter().take(16) {
-        match tokio::net::lookup_host(r.as_str()).await {
-            Ok(addrs) => out.extend(addrs.filter_map(|a| match a {
-                SocketAddr::V4(v4) => Some(v4),
-                SocketAddr::V6(_) => None,
-            })),
-            Err(e) => tracing::warn!("dht bootstrap {r}: {e}"),
-        }
+        let r = r.clone(); // the task outlives this borrow
+        lookups.spawn(async move {
+            match tokio::time::timeout(RESOLVE_LIMIT, tokio::net::lookup_host(r.as_str())).await {
+                Ok(Ok(addrs)) => addrs
+                    .filter_map(|a| match a {
+                        SocketAddr::V4(v4) => Some(v4),
+                        SocketAddr::V6(_) => None,
+                    })
+                    .collect(),
+                Ok(Err(e)) => {
+                    tracing::warn!("dht bootstrap {r}: {e}");
+                    Vec::new()
+                }
+                Err(_) => {
+                    tracing::warn!("dht bootstrap {r}: not resolved within {RESOLVE_LIMIT:?}");
+                    Vec::new()
+                }
+            }
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(done) = lookups.join_next().await {
+        out.extend(done.unwrap_or_default());
     }
     out
 }
@@ -137,6 +157,9 @@ impl Service for Dht {
         let mut buf = vec![0u8; MAX_PACKET + 1];
         let mut tick = tokio::time::interval(TICK);
         let mut last_boot: Option<Instant> = None;
+        // Router names are resolved off the loop: a hanging DNS server must not stall the DHT.
+        let (boot_tx, mut boot_rx) = mpsc::channel::<Vec<SocketAddrV4>>(1);
+        let mut resolving = false;
         loop {
             tokio::select! {
                 _ = shutdown.wait() => break,
@@ -154,16 +177,24 @@ impl Service for Dht {
                     }
                     Command::Status(reply) => { let _ = reply.send(node.status(Instant::now())); }
                 },
+                Some(addrs) = boot_rx.recv() => {
+                    resolving = false;
+                    node.bootstrap(&addrs, Instant::now());
+                }
                 _ = tick.tick() => {
                     let now = Instant::now();
                     node.tick(now);
                     if !routers.is_empty()
+                        && !resolving
                         && node.table().len() < K
                         && last_boot.is_none_or(|t| now.duration_since(t) >= REBOOTSTRAP)
                     {
                         last_boot = Some(now);
-                        let addrs = resolve(&routers).await;
-                        node.bootstrap(&addrs, Instant::now());
+                        resolving = true;
+                        let (routers, boot_tx) = (routers.clone(), boot_tx.clone());
+                        tokio::spawn(async move {
+                            let _ = boot_tx.send(resolve(&routers).await).await;
+                        });
                     }
                 }
             }
