@@ -297,8 +297,10 @@ tsig_key_files = ["$WORK/xfr.key"]
 allow_transfer = ["127.0.0.1 key xfr-key"]
 notify = ["127.0.0.1:$knot2_port", "127.0.0.1:$nsd2_port"]
 server_keys = ["127.0.0.1:$knot2_port key xfr-key", "127.0.0.1:$nsd2_port key xfr-key"]
+state_dir = "$WORK/primary-state"
 CONF
 bg "$APPNET" --config "$WORK/tsig.toml" dns serve --pid-file "$WORK/tsig.pid"
+tsig_pid=$LAST_PID
 wait_tcp 127.0.0.1 "$tsig_port"
 TD=(dig @127.0.0.1 -p "$tsig_port" +time=3 +tries=1)
 signed_axfr() { dig @127.0.0.1 -p "$1" -y "hmac-sha256:xfr-key:$secret" "$2" AXFR +noall +answer | grep -v TSIG | awk '{ $1 = tolower($1); print }' | sort -u; }
@@ -318,6 +320,9 @@ check "appnet dns query -y: signed answer, verified" "yes" \
   "$(contains ';; TSIG verified (key xfr-key., hmac-sha256)' "$APPNET" dns query www.tsig.test A --server "127.0.0.1:$tsig_port" -y "xfr-key:hmac-sha256:$secret")"
 check "appnet dns query -y with a wrong secret: BADSIG" "yes" \
   "$(contains 'BADSIG' "$APPNET" dns query www.tsig.test A --server "127.0.0.1:$tsig_port" -y "xfr-key:hmac-sha256:$wrong")"
+badvers=$("${TD[@]}" -y "hmac-sha256:xfr-key:$secret" +edns=1 +noednsneg www.tsig.test A 2>&1 || true)
+check "dig -y +edns=1: BADVERS, signed, TSIG verified" "yes|yes|0" \
+  "$(grep -q 'status: BADVERS' <<<"$badvers" && echo yes || echo no)|$(grep -q ';; TSIG PSEUDOSECTION' <<<"$badvers" && echo yes || echo no)|$(grep -ci 'verify failure\|failed\|BADSIG\|expected a TSIG' <<<"$badvers" || true)"
 check "unsigned AXFR refused by a keyed allow-transfer" "yes" "$(contains 'Transfer failed' "${TD[@]}" tsig.test AXFR)"
 check "wrong secret → BADSIG" "yes" "$(contains 'BADSIG' "${TD[@]}" -y "hmac-sha256:xfr-key:$wrong" tsig.test AXFR)"
 check "unknown key → BADKEY" "yes" "$(contains 'BADKEY' "${TD[@]}" -y "hmac-sha256:nokey:$secret" tsig.test AXFR)"
@@ -449,6 +454,16 @@ check "appnet dns query IXFR=1 -y: the same incremental answer" "SOA 2|SOA 1|A 1
   "$("$APPNET" dns query tsig.test IXFR=1 --server "127.0.0.1:$tsig_port" -y "hmac-sha256:xfr-key:$secret" | grep -v '^;' | awk '$4 == "SOA" {print "SOA", $7} $4 == "A" {print "A", $5}' | paste -sd'|')"
 check "dig IXFR=0 (unknown serial): the whole zone" "1505" \
   "$("${TD[@]}" -y "hmac-sha256:xfr-key:$secret" tsig.test IXFR=0 +noall +answer | grep -v TSIG | grep -c '	IN	')"
+kill "$tsig_pid"; wait "$tsig_pid" 2>/dev/null || true
+check "the primary's IXFR journal is on disk (state_dir)" "yes" \
+  "$(grep -q 'leading to serial 2 ' "$WORK/primary-state/tsig.test.zone.journal" && echo yes || echo no)"
+bg "$APPNET" --config "$WORK/tsig.toml" dns serve --pid-file "$WORK/tsig.pid"
+tsig_pid=$LAST_PID
+wait_tcp 127.0.0.1 "$tsig_port"
+ixfr=$("${TD[@]}" -y "hmac-sha256:xfr-key:$secret" tsig.test IXFR=1 +noall +answer)
+check "primary restarted: dig IXFR=1 is still incremental (journal loaded from disk)" \
+  "SOA 2|SOA 1|A 192.0.2.1|SOA 2|A 192.0.2.2|SOA 2" \
+  "$(grep -v TSIG <<<"$ixfr" | awk '$4 == "SOA" {print "SOA", $7} $4 == "A" {print "A", $5}' | paste -sd'|')"
 
 echo "Knot primary → appnet secondary with TSIG, then IXFR after a change"
 bg "$APPNET" dns serve --secondary "example.net=127.0.0.1:$knot2_port key xfr-key" --tsig-key-file "$WORK/xfr.key" \

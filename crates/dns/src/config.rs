@@ -37,7 +37,10 @@ pub struct DnsConfig {
     pub zones: Vec<ZoneSource>,
     /// Zones transferred from a primary.
     pub secondaries: Vec<SecondaryZone>,
-    /// Where secondary zones are kept on disk (written crash-safely after each transfer).
+    /// Where secondary zones are kept on disk (written crash-safely after each transfer), and
+    /// the IXFR journal of every zone, primary zones included (`NAME.zone.journal`, written
+    /// after each reload or transfer that changes the zone), so IXFR survives a restart.
+    /// `None`: secondary zones and journals are kept in memory only.
     pub state_dir: Option<PathBuf>,
     /// Who may transfer our zones (AXFR/IXFR); others get REFUSED. Entries: `PREFIX`,
     /// `PREFIX key NAME` (also signed with that TSIG key) or `key NAME` (any address, signed).

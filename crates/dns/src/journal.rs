@@ -117,6 +117,22 @@ impl Journal {
     /// Reads what [`to_text`](Self::to_text) wrote, for the zone at `apex`, as the journal of
     /// a version with serial `serial`; `None` if it does not parse or does not lead there.
     pub fn from_text(text: &str, apex: &[u8], serial: u32, max_bytes: usize) -> Option<Journal> {
+        Journal::parse(text, apex, max_bytes).filter(|j| j.newest_serial().is_none_or(|s| s == serial))
+    }
+
+    /// The serial the newest step leads to (`None` when empty).
+    pub fn newest_serial(&self) -> Option<u32> {
+        self.steps.last().map(|d| d.to_serial())
+    }
+
+    /// The serial the oldest step starts from (`None` when empty).
+    pub fn oldest_serial(&self) -> Option<u32> {
+        self.steps.first().map(|d| d.from_serial())
+    }
+
+    /// Reads what [`to_text`](Self::to_text) wrote, for the zone at `apex`, wherever it leads;
+    /// `None` if it does not parse as a chain of steps.
+    pub fn parse(text: &str, apex: &[u8], max_bytes: usize) -> Option<Journal> {
         let records = parse_text(text, "<journal>", apex, &Includes::Forbidden).ok()?;
         let mut steps: Vec<Delta> = Vec::new();
         let mut soas = 0usize;
@@ -139,7 +155,7 @@ impl Journal {
             let step = steps.last_mut()?;
             if soas % 2 == 1 { step.deleted.push(rec) } else { step.added.push(rec) }
         }
-        if soas % 2 == 1 || steps.last().is_some_and(|d| d.to_serial() != serial) {
+        if soas % 2 == 1 || steps.windows(2).any(|w| w[0].to_serial() != w[1].from_serial()) {
             return None;
         }
         Some(steps.into_iter().fold(Journal::default(), |j, d| j.push(d, max_bytes)))

@@ -5,8 +5,9 @@
 //!   the lab and tests can run many servers in one process).
 //! - [`answer`]: the RFC 1034 §4.3.2 lookup, sans-IO; [`respond`]: request bytes → response
 //!   bytes (errors, EDNS, transfers, TSIG); [`rrl`]: response rate limiting, sans-IO.
-//! - [`journal`]: what changed between zone versions, for IXFR; [`acl`]: allow-transfer
-//!   entries and the TSIG key of each remote server.
+//! - [`journal`]: what changed between zone versions, for IXFR; [`store`]: the state directory
+//!   (secondary zones, journals) written crash-safely; [`acl`]: allow-transfer entries and the
+//!   TSIG key of each remote server.
 //! - [`server`]: the tokio driver (UDP per core + TCP); [`secondary`]: transfers and timers;
 //!   [`client`]: queries, AXFR and NOTIFY; [`config`]: settings.
 
@@ -21,6 +22,7 @@ pub mod respond;
 pub mod rrl;
 pub mod secondary;
 pub mod server;
+pub mod store;
 pub mod wire;
 pub mod zone;
 

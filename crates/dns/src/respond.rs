@@ -201,22 +201,28 @@ pub fn handle_at(
     };
     let question = Question { qname: q.qname, qtype: q.qtype, qclass: q.qclass };
     let opt = q.edns.map(|_| OptOut { payload: policy.max_udp_payload });
-    if let Some(e) = q.edns
-        && e.version != 0
-    {
-        return error(q.header(), Some(question), opt, rcode::BADVERS, out);
-    }
+    // RFC 6891 §6.1.3: an EDNS version we do not speak gets BADVERS and nothing else.
+    let badvers = q.edns.is_some_and(|e| e.version != 0);
     let cx = Ctx { catalog, policy, q: &q, question, opt, transport, peer, signed: None };
     if q.signed {
+        // The TSIG is checked first: a failed one is answered with its own error; a good one
+        // signs whatever we answer, BADVERS included (RFC 8945 §5.3).
         let now = now();
         return match tsig::verify_request(&policy.keys, packet, now) {
             Ok(Some(v)) => {
-                let outcome = answer(&Ctx { signed: Some(&v), ..cx }, out);
+                let outcome = if badvers {
+                    error(q.header(), Some(question), opt, rcode::BADVERS, out)
+                } else {
+                    answer(&Ctx { signed: Some(&v), ..cx }, out)
+                };
                 sign_outcome(outcome, v, now)
             }
             Ok(None) => error(q.header(), Some(question), opt, rcode::FORMERR, out),
             Err(rejected) => tsig_error(q.header(), question, packet, rejected, now, out),
         };
+    }
+    if badvers {
+        return error(q.header(), Some(question), opt, rcode::BADVERS, out);
     }
     answer(&cx, out)
 }

@@ -2,14 +2,14 @@
 //! to NOTIFY, keep a crash-safe copy on disk, and keep serving until the zone expires.
 
 use crate::client::{self, Transferred};
-use crate::journal::{self, Journal};
+use crate::journal;
 use crate::server::Shared;
+use crate::store;
 use crate::wire::message::Record;
 use crate::wire::name::{self, NameBuf};
 use crate::wire::zonefile::{Location, ZoneRecord};
 use crate::zone::{SoaInfo, Zone};
 use appnet_netkit::Shutdown;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -78,10 +78,7 @@ impl SecondaryState {
     }
 
     fn file(&self) -> Option<PathBuf> {
-        let dir = self.state_dir.as_ref()?;
-        let n = self.name();
-        let n = n.trim_end_matches('.');
-        Some(dir.join(format!("{}.zone", if n.is_empty() { "root" } else { n })))
+        Some(store::zone_path(self.state_dir.as_ref()?, &self.apex))
     }
 
     /// The copy kept on disk, if any; it counts as confirmed when the file was written.
@@ -101,14 +98,9 @@ impl SecondaryState {
                 let mut t = self.timers.lock().unwrap_or_else(|p| p.into_inner());
                 *t = Timers { soa: Some(zone.soa()), confirmed: Some(confirmed) };
                 tracing::info!(zone = %self.name(), serial = zone.soa().serial, "secondary zone loaded from {}", file.display());
-                // Its journal, if it leads to this serial: our own secondaries can still IXFR.
-                let journal = std::fs::read_to_string(journal_file(&file)).ok().and_then(|text| {
-                    Journal::from_text(&text, zone.apex(), zone.soa().serial, journal_max_bytes)
-                });
-                Some(match journal {
-                    Some(j) => zone.with_journal(j),
-                    None => zone,
-                })
+                // Its journal, if it leads to this version: our own secondaries can still IXFR.
+                let dir = self.state_dir.as_deref()?;
+                Some(store::with_stored_journal(zone, dir, journal_max_bytes))
             }
             Err(e) => {
                 tracing::warn!(zone = %self.name(), "ignoring the stored copy {}: {e}", file.display());
@@ -125,36 +117,14 @@ impl SecondaryState {
         *self.timers.lock().unwrap_or_else(|p| p.into_inner()) = t;
     }
 
-    /// Writes the zone, then its journal (`NAME.zone.journal`), to disk crash-safely: temp file,
-    /// fsync, rename, fsync the directory. A journal that does not lead to the stored zone's
-    /// serial is ignored when loading, so a crash between the two writes is harmless.
+    /// Writes the zone, then its journal (`NAME.zone.journal`), to disk crash-safely. A journal
+    /// that does not lead to the stored zone is ignored when loading, so a crash between the two
+    /// writes is harmless.
     fn persist(&self, zone: &Zone) -> std::io::Result<()> {
-        let Some(file) = self.file() else { return Ok(()) };
-        write_atomically(&file, zone.to_text().as_bytes())?;
-        write_atomically(&journal_file(&file), zone.journal().to_text().as_bytes())
+        let Some(dir) = &self.state_dir else { return Ok(()) };
+        store::write_atomically(&store::zone_path(dir, &self.apex), zone.to_text().as_bytes())?;
+        store::save_journal(&store::journal_path(dir, &self.apex), zone)
     }
-}
-
-fn journal_file(zone_file: &std::path::Path) -> PathBuf {
-    zone_file.with_extension("zone.journal")
-}
-
-fn write_atomically(file: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = file.parent().map(PathBuf::from).unwrap_or_default();
-    std::fs::create_dir_all(&dir)?;
-    let mut tmp = file.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, file)?;
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 /// Checks the primary once: transfers when its serial is newer than ours (IXFR first when we

@@ -14,6 +14,7 @@ use crate::config::{DnsConfig, zone_name_for};
 use crate::respond::{Outcome, Policy, Transport, canonical, handle, notify_reply, serial_lt};
 use crate::rrl::{Rrl, Verdict, slip_response};
 use crate::secondary::{self, SecondaryState};
+use crate::store;
 use crate::wire::name::{self, NameBuf};
 use crate::wire::query::Header;
 use crate::wire::response::rcode;
@@ -268,11 +269,32 @@ impl Control {
             for (zone_name, old, new) in &report.changed {
                 tracing::info!(zone = %zone_name, ?old, new, "zone reloaded");
             }
+            if let Some(dir) = shared.config.state_dir.clone() {
+                save_journals(dir, fresh.clone()).await;
+            }
             for apex in announce {
                 send_notifies(&shared, apex);
             }
         }
         report
+    }
+}
+
+/// Stores the journal of each reloaded zone in `dir` (crash-safely, off the async threads), so
+/// IXFR survives a restart. A failure is logged: the zone is served anyway.
+async fn save_journals(dir: std::path::PathBuf, zones: Vec<Arc<Zone>>) {
+    let saved = tokio::task::spawn_blocking(move || {
+        for zone in zones {
+            let file = store::journal_path(&dir, zone.apex());
+            match store::save_journal(&file, &zone) {
+                Ok(()) => tracing::debug!(zone = %zone.name(), steps = zone.journal().len(), "IXFR journal stored in {}", file.display()),
+                Err(e) => tracing::warn!(zone = %zone.name(), "cannot store the IXFR journal in {}: {e}", file.display()),
+            }
+        }
+    })
+    .await;
+    if saved.is_err() {
+        tracing::warn!("storing the IXFR journals failed");
     }
 }
 
@@ -323,8 +345,17 @@ impl DnsServer {
             files.push(FileZone { name, file: source.file.clone() });
         }
         let to_load = files.clone();
+        // Each zone with its journal from the state directory, if one leads to it (IXFR
+        // survives a restart).
+        let (state_dir, max_journal) = (config.state_dir.clone(), config.journal_max_bytes);
         let loaded = tokio::task::spawn_blocking(move || {
-            to_load.iter().map(|f| (f.name.clone(), Zone::load_file(&f.file, &f.name))).collect::<Vec<_>>()
+            let load = |f: &FileZone| {
+                Zone::load_file(&f.file, &f.name).map(|z| match &state_dir {
+                    Some(dir) => store::with_stored_journal(z, dir, max_journal),
+                    None => z,
+                })
+            };
+            to_load.iter().map(|f| (f.name.clone(), load(f))).collect::<Vec<_>>()
         })
         .await
         .map_err(|e| StartError::Config(e.to_string()))?;

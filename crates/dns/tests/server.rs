@@ -287,3 +287,75 @@ async fn tsig_secondary_follows_by_ixfr_and_unsigned_peers_are_refused() {
     assert_eq!((sz.soa().serial, sz.journal().len()), (21, 1));
     secondary.stop().await.unwrap();
 }
+
+/// IXFR from `serial` (our SOA at that serial given as `soa`): what the server sent.
+async fn ixfr_from(server: SocketAddr, soa: &appnet_dns::wire::message::Record) -> client::Transferred {
+    let apex = from_text("example.com").unwrap();
+    client::transfer(server, &apex, Some(soa), Duration::from_secs(5), None).await.expect("IXFR answered")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_journal_survives_a_restart_and_a_bad_one_is_ignored() {
+    let dir = temp_dir("primary-journal");
+    let file = write_zone(&dir, 30, "192.0.2.30");
+    let mut c = config(Some(file.clone()));
+    c.state_dir = Some(dir.join("state"));
+    let (running, control) = start_server(c.clone()).await;
+    let apex = appnet_dns::wire::name::to_lower(&from_text("example.com").unwrap());
+    let v30 = control.catalog().zone(&apex).cloned().unwrap();
+    let soa30 = appnet_dns::journal::soa_record(&v30).unwrap();
+    std::fs::write(&file, zone_text(31, "192.0.2.31")).unwrap();
+    assert_eq!(control.reload().await.changed.len(), 1);
+    let journal = dir.join("state").join("example.com.zone.journal");
+    assert!(journal.exists(), "the journal is stored after the reload");
+    running.stop().await.unwrap();
+
+    // Restarted: a secondary at serial 30 still gets just the change.
+    let (running, control) = start_server(c.clone()).await;
+    assert_eq!(control.serial("example.com"), Some(31));
+    match ixfr_from(running.addr(), &soa30).await {
+        client::Transferred::Incremental(steps) => {
+            assert_eq!(steps.len(), 1);
+            let s = &steps[0];
+            assert_eq!((s.from_serial(), s.to_serial()), (30, 31));
+            assert_eq!((s.deleted.len(), s.added.len()), (1, 1));
+            assert_eq!(
+                (s.deleted[0].rdata.clone(), s.added[0].rdata.clone()),
+                (vec![192, 0, 2, 30], vec![192, 0, 2, 31])
+            );
+        }
+        other => panic!("expected an incremental answer, got {other:?}"),
+    }
+    // One more reload after the restart: the journal goes on (30 → 32 condensed).
+    std::fs::write(&file, zone_text(32, "192.0.2.32")).unwrap();
+    control.reload().await;
+    running.stop().await.unwrap();
+    let (running, control) = start_server(c.clone()).await;
+    assert_eq!(control.catalog().zone(&apex).unwrap().journal().len(), 2);
+    assert!(matches!(ixfr_from(running.addr(), &soa30).await, client::Transferred::Incremental(_)));
+    running.stop().await.unwrap();
+
+    // A truncated journal, then one of garbage: the server starts with an empty journal and
+    // answers IXFR with the whole zone.
+    let good = std::fs::read(&journal).unwrap();
+    for bad in [&good[..good.len() / 2], &b"\x00\xffnot a journal"[..]] {
+        std::fs::write(&journal, bad).unwrap();
+        let (running, control) = start_server(c.clone()).await;
+        assert_eq!(control.serial("example.com"), Some(32));
+        assert!(control.catalog().zone(&apex).unwrap().journal().is_empty());
+        assert!(
+            matches!(ixfr_from(running.addr(), &soa30).await, client::Transferred::Full(r) if r.len() == 34)
+        );
+        assert_eq!(a_record(running.addr(), "www.example.com").await.unwrap(), vec![192, 0, 2, 32]);
+        running.stop().await.unwrap();
+    }
+
+    // The zone file changed while the server was down: the journal no longer leads to it.
+    std::fs::write(&journal, &good).unwrap();
+    std::fs::write(&file, zone_text(33, "192.0.2.33")).unwrap();
+    let (running, control) = start_server(c).await;
+    assert_eq!(control.serial("example.com"), Some(33));
+    assert!(control.catalog().zone(&apex).unwrap().journal().is_empty());
+    assert!(matches!(ixfr_from(running.addr(), &soa30).await, client::Transferred::Full(_)));
+    running.stop().await.unwrap();
+}

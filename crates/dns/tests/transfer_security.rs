@@ -118,6 +118,47 @@ fn signed_queries_get_signed_answers_over_udp() {
     assert_eq!(parse(&strip(&bytes)).unwrap().answer.len(), 1);
 }
 
+#[test]
+fn badvers_answers_to_signed_queries_are_signed() {
+    let cat = Catalog::new([Arc::new(zone(1, ""))]);
+    let www = from_text("ns1.example.com").unwrap();
+    let k = Arc::new(key());
+    let peer: IpAddr = "192.0.2.1".parse().unwrap();
+    for transport in [Transport::Udp, Transport::Tcp] {
+        // EDNS version 1, signed: BADVERS (RFC 6891), carrying a TSIG that verifies (RFC 8945 §5.3).
+        let mut q = build_query(5, 0, &www, code::A, false, Some((1232, 1)));
+        let mac = sign_request(&mut q, &k, NOW);
+        let Outcome::Reply { bytes, .. } =
+            handle_at(&cat, &policy(&[]), &q, transport, peer, || NOW, Vec::new())
+        else {
+            panic!("a reply")
+        };
+        let t = tsig::find(&bytes).unwrap().expect("the BADVERS answer is signed");
+        assert_eq!(t.error, 0);
+        Verifier::new(k.clone(), mac).check(&bytes, NOW).unwrap();
+        let p = parse(&strip(&bytes)).unwrap();
+        assert_eq!((p.rcode, p.answer.len()), (16, 0), "BADVERS, no answer");
+    }
+    // A bad signature on such a query: the TSIG error wins (NOTAUTH/BADSIG), as for any request.
+    let mut q = build_query(6, 0, &www, code::A, false, Some((1232, 1)));
+    sign_request(&mut q, &Key::parse_spec("xfr:hmac-sha256:b3RoZXI=").unwrap(), NOW);
+    let Outcome::Reply { bytes, .. } =
+        handle_at(&cat, &policy(&[]), &q, Transport::Udp, peer, || NOW, Vec::new())
+    else {
+        panic!("a reply")
+    };
+    assert_eq!((bytes[3] & 0x0f, tsig::find(&bytes).unwrap().unwrap().error), (9, tsig::error::BADSIG));
+    // Unsigned: BADVERS without a TSIG, as before.
+    let q = build_query(7, 0, &www, code::A, false, Some((1232, 1)));
+    let Outcome::Reply { bytes, .. } =
+        handle_at(&cat, &policy(&[]), &q, Transport::Udp, peer, || NOW, Vec::new())
+    else {
+        panic!("a reply")
+    };
+    assert!(tsig::find(&bytes).unwrap().is_none());
+    assert_eq!(parse(&bytes).unwrap().rcode, 16);
+}
+
 fn soa_of(z: &Zone) -> Record {
     appnet_dns::journal::soa_record(z).unwrap()
 }
