@@ -58,10 +58,12 @@ pub fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// file is the same zone): tells a journal whether the zone it meets is the one it leads to.
 pub fn zone_digest(zone: &Zone) -> u64 {
     let mut sum = zone.record_count() as u64;
+    let mut buf = [0u8; name::MAX_NAME];
     for (owner, set) in zone.rrsets() {
+        let owner = name::lower_into(owner, &mut buf);
         for rd in set.rdatas() {
             let mut h = Fnv::default();
-            h.write(&name::to_lower(owner));
+            h.write(owner);
             h.write(&set.rtype.to_be_bytes());
             h.write(&set.ttl.to_be_bytes());
             h.write(&(rd.len() as u32).to_be_bytes());
