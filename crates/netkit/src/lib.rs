@@ -9,9 +9,11 @@
 //! - [`service`]: the `bind` → `run(shutdown)` contract every service follows.
 //! - [`harness`]: start services in-process on 127.0.0.1:0, wait until ready, stop them.
 //! - [`lines`]: bounded line reading, so no client can grow memory with an endless line.
+//! - [`files`]: crash-safe replacement of state files kept across restarts.
 
 pub mod accept;
 pub mod batch;
+pub mod files;
 pub mod harness;
 pub mod lines;
 pub mod listen;

@@ -178,6 +178,8 @@ pub struct DhtConfig {
     pub bootstrap: Vec<String>,
     /// Seconds between status lines of `appnet torrent dht` (0: none).
     pub status_secs: u64,
+    /// Where the node keeps its id and the nodes it knows across restarts (none: nowhere).
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for DhtConfig {
@@ -186,6 +188,7 @@ impl Default for DhtConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 6881)),
             bootstrap: DEFAULT_DHT_ROUTERS.iter().map(|s| s.to_string()).collect(),
             status_secs: 60,
+            state_file: None,
         }
     }
 }

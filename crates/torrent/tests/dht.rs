@@ -7,14 +7,15 @@ use appnet_torrent::config::DhtConfig;
 use appnet_torrent::dht::krpc::{Body, Message, Query};
 use appnet_torrent::dht::{Dht, DhtHandle};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 async fn node(bootstrap: Option<SocketAddr>) -> (harness::Running, DhtHandle) {
-    node_with_routers(bootstrap.into_iter().map(|a| a.to_string()).collect()).await
+    node_with(bootstrap.into_iter().map(|a| a.to_string()).collect(), None).await
 }
 
-async fn node_with_routers(bootstrap: Vec<String>) -> (harness::Running, DhtHandle) {
-    let cfg = DhtConfig { listen: "127.0.0.1:0".parse().unwrap(), bootstrap, status_secs: 0 };
+async fn node_with(bootstrap: Vec<String>, state_file: Option<PathBuf>) -> (harness::Running, DhtHandle) {
+    let cfg = DhtConfig { listen: "127.0.0.1:0".parse().unwrap(), bootstrap, status_secs: 0, state_file };
     let dht = Dht::bind(&cfg).await.unwrap();
     let h = dht.handle();
     (harness::start(dht), h)
@@ -87,7 +88,7 @@ async fn a_router_name_that_does_not_resolve_holds_back_neither_the_node_nor_the
     let (first, h0) = node(None).await;
     // `.invalid` never resolves (RFC 6761); with no DNS reachable the lookup may also hang.
     let routers = vec!["router.invalid:6881".to_string(), first.addr().to_string()];
-    let (second, h1) = node_with_routers(routers).await;
+    let (second, h1) = node_with(routers, None).await;
     let joined = harness::wait_until(Duration::from_secs(10), Duration::from_millis(100), || async {
         h0.status().await.is_some_and(|s| s.nodes >= 1)
     })
@@ -97,5 +98,40 @@ async fn a_router_name_that_does_not_resolve_holds_back_neither_the_node_nor_the
     let status = tokio::time::timeout(Duration::from_millis(500), h1.status()).await;
     assert!(status.is_ok_and(|s| s.is_some()), "status answered promptly");
     second.stop().await.unwrap();
+    first.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_keeps_its_id_and_rejoins_without_routers() {
+    let dir = harness::TempDir::new("dht-restart");
+    let state = dir.join("dht.dat");
+    let (first, _) = node(None).await;
+    let (second, h1) = node_with(vec![first.addr().to_string()], Some(state.clone())).await;
+    let joined = harness::wait_until(Duration::from_secs(10), Duration::from_millis(100), || async {
+        h1.status().await.is_some_and(|s| s.good >= 1)
+    })
+    .await;
+    assert!(joined, "joined through the router: {:?}", h1.status().await);
+    let id = h1.status().await.unwrap().id;
+    second.stop().await.unwrap();
+    let saved = appnet_torrent::dht::state::SavedState::load(&state).unwrap().expect("saved at shutdown");
+    assert_eq!(saved.id, id);
+    assert!(saved.nodes.iter().any(|n| SocketAddr::V4(n.addr) == first.addr()), "{saved:?}");
+
+    // Back with no routers at all: the same id, and the first node answers again.
+    let (again, h2) = node_with(Vec::new(), Some(state.clone())).await;
+    assert_eq!(h2.status().await.unwrap().id, id);
+    let rejoined = harness::wait_until(Duration::from_secs(10), Duration::from_millis(100), || async {
+        h2.status().await.is_some_and(|s| s.good >= 1)
+    })
+    .await;
+    assert!(rejoined, "rejoined through the saved nodes: {:?}", h2.status().await);
+    again.stop().await.unwrap();
+
+    // A corrupt state file: a new id, and the node still starts.
+    std::fs::write(&state, b"not bencode").unwrap();
+    let (fresh, h3) = node_with(Vec::new(), Some(state.clone())).await;
+    assert_ne!(h3.status().await.unwrap().id, id);
+    fresh.stop().await.unwrap();
     first.stop().await.unwrap();
 }

@@ -59,7 +59,9 @@ pub enum TorrentCmd {
     #[command(after_help = "Examples:\n  \
         appnet torrent dht --listen 0.0.0.0:6881                    joins via router.bittorrent.com etc.\n  \
         appnet torrent dht --listen 127.0.0.1:7000 --bootstrap none   a first node for a lab\n  \
-        appnet torrent dht --listen 127.0.0.1:7001 --bootstrap 127.0.0.1:7000 --status-secs 5")]
+        appnet torrent dht --listen 127.0.0.1:7001 --bootstrap 127.0.0.1:7000 --status-secs 5
+  \
+        appnet torrent dht --state ~/.appnet-dht.dat      same id and known nodes after a restart")]
     Dht(DhtArgs),
 }
 
@@ -77,6 +79,10 @@ pub struct DhtArgs {
     /// [default: 60].
     #[arg(long, value_name = "SECS")]
     status_secs: Option<u64>,
+    /// Keep the node id and the nodes that answered in FILE (read at start, written every 5
+    /// minutes and at exit), so a restart rejoins through them [default: nowhere].
+    #[arg(long, value_name = "FILE")]
+    state: Option<std::path::PathBuf>,
 }
 
 /// Flags for `torrent create`.
@@ -166,6 +172,9 @@ pub struct PeerArgs {
     /// list, i.e. router.bittorrent.com:6881 and friends].
     #[arg(long, value_name = "HOST:PORT")]
     dht_bootstrap: Vec<String>,
+    /// Keep the DHT node's id and known nodes in FILE across runs (like `torrent dht --state`).
+    #[arg(long, value_name = "FILE")]
+    dht_state: Option<std::path::PathBuf>,
 }
 
 /// Flags for `torrent seed`.
@@ -367,6 +376,9 @@ async fn dht_cmd(a: DhtArgs, ctx: &Context) -> anyhow::Result<()> {
     if let Some(s) = a.status_secs {
         config.status_secs = s;
     }
+    if a.state.is_some() {
+        config.state_file = a.state;
+    }
     let dht = Dht::bind(&config).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let (addr, id, handle) = (dht.local_addr(), urlenc::hex(&dht.id()), dht.handle());
     println!("appnet torrent dht: node {id} on udp {addr} (Ctrl-C to stop)");
@@ -413,6 +425,9 @@ async fn start_dht(
     if !p.dht_bootstrap.is_empty() {
         cfg.bootstrap = p.dht_bootstrap.clone();
     }
+    if p.dht_state.is_some() {
+        cfg.state_file = p.dht_state.clone();
+    }
     cfg.listen = listen;
     let dht = match Dht::bind(&cfg).await {
         Ok(d) => d,
@@ -424,7 +439,8 @@ async fn start_dht(
     tracing::info!("DHT node {} on udp {}", urlenc::hex(&dht.id()), dht.local_addr());
     let handle = dht.handle();
     let stop = shutdown.clone();
-    tokio::spawn(async move { dht.run(stop).await });
+    // Tracked: the session's drain at exit waits for the node to save its state file.
+    shutdown.spawn(async move { dht.run(stop).await });
     Ok(Some(handle))
 }
 

@@ -183,7 +183,18 @@ impl Node {
         self.start(info_hash, LookupKind::Announce(port), now)
     }
 
+    /// Rejoins through the nodes a previous run knew (see [`super::state`]): a find_node
+    /// lookup for our own id that asks them first. Only those that answer enter the table.
+    pub fn restore(&mut self, known: &[NodeInfo], now: Instant) -> LookupId {
+        let own = self.id();
+        self.start_with(own, LookupKind::FindNode, known, now)
+    }
+
     fn start(&mut self, target: Id, kind: LookupKind, now: Instant) -> LookupId {
+        self.start_with(target, kind, &[], now)
+    }
+
+    fn start_with(&mut self, target: Id, kind: LookupKind, extra: &[NodeInfo], now: Instant) -> LookupId {
         let id = self.next_lookup;
         self.next_lookup += 1;
         if self.lookups.len() >= MAX_LOOKUPS {
@@ -196,6 +207,7 @@ impl Node {
             return id;
         }
         let mut seeds = self.table.closest(&target, K, now);
+        seeds.extend(extra.iter().filter(|n| n.id != target));
         if seeds.len() < K {
             // Routers' ids are unknown: a placeholder equal to the target puts them first.
             seeds.extend(self.routers.iter().map(|&addr| NodeInfo { id: target, addr }));

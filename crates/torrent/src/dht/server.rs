@@ -1,15 +1,18 @@
 //! The thin tokio driver of the DHT node: one UDP socket, a 250 ms tick, and a handle through
 //! which a torrent client asks for peers and announces itself.
 
+use super::krpc::NodeInfo;
 use super::krpc::{Id, MAX_PACKET};
 use super::node::{Event, LookupId, Node, Status};
-use super::table::K;
+use super::state::{MAX_SAVED, SavedState};
+use super::table::{Health, K};
 use crate::config::DhtConfig;
 use appnet_netkit::listen::{ListenOpts, bind_udp};
 use appnet_netkit::{BoxError, Service, Shutdown};
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
@@ -18,6 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 const TICK: Duration = Duration::from_millis(250);
 /// How often to ask the routers again while the routing table is nearly empty.
 const REBOOTSTRAP: Duration = Duration::from_secs(10);
+/// How often the state file (if any) is rewritten while the node runs; also at shutdown.
+const SAVE_EVERY: Duration = Duration::from_secs(5 * 60);
 /// How long resolving one bootstrap router's name may take.
 const RESOLVE_LIMIT: Duration = Duration::from_secs(10);
 
@@ -89,18 +94,40 @@ pub struct Dht {
     socket: UdpSocket,
     node: Node,
     routers: Vec<String>,
+    /// Where the id and known nodes are kept across restarts, and the nodes read from there.
+    state_file: Option<PathBuf>,
+    known: Vec<NodeInfo>,
     rx: mpsc::Receiver<Command>,
     tx: mpsc::Sender<Command>,
 }
 
 impl Dht {
-    /// Binds the UDP socket with a random node id.
+    /// Binds the UDP socket; the node id comes from the state file when there is one, else it
+    /// is random. A state file that cannot be read is reported and replaced later.
     pub async fn bind(cfg: &DhtConfig) -> io::Result<Dht> {
         let socket = bind_udp(cfg.listen, &ListenOpts::default())?;
-        let now = Instant::now();
-        let node = Node::new(rand::random(), rand::random(), now);
+        let saved = match &cfg.state_file {
+            Some(path) => SavedState::load(path).unwrap_or_else(|e| {
+                tracing::warn!("dht state {}: {e}; starting with a new id", path.display());
+                None
+            }),
+            None => None,
+        };
+        let (id, known) = match saved {
+            Some(s) => (s.id, s.nodes),
+            None => (rand::random(), Vec::new()),
+        };
+        let node = Node::new(id, rand::random(), Instant::now());
         let (tx, rx) = mpsc::channel(64);
-        Ok(Dht { socket, node, routers: cfg.bootstrap.clone(), rx, tx })
+        Ok(Dht {
+            socket,
+            node,
+            routers: cfg.bootstrap.clone(),
+            state_file: cfg.state_file.clone(),
+            known,
+            rx,
+            tx,
+        })
     }
 
     /// A handle for lookups and status.
@@ -152,7 +179,12 @@ impl Service for Dht {
     }
 
     async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
-        let Dht { socket, mut node, routers, mut rx, tx: _keep } = self;
+        let Dht { socket, mut node, routers, state_file, known, mut rx, tx: _keep } = self;
+        if !known.is_empty() {
+            tracing::info!("dht: rejoining through {} nodes from the last run", known.len());
+            node.restore(&known, Instant::now());
+        }
+        let mut last_save = Instant::now();
         let mut subs: HashMap<LookupId, mpsc::Sender<Vec<SocketAddr>>> = HashMap::new();
         let mut buf = vec![0u8; MAX_PACKET + 1];
         let mut tick = tokio::time::interval(TICK);
@@ -184,6 +216,12 @@ impl Service for Dht {
                 _ = tick.tick() => {
                     let now = Instant::now();
                     node.tick(now);
+                    if let Some(path) = &state_file
+                        && now.duration_since(last_save) >= SAVE_EVERY
+                    {
+                        last_save = now;
+                        save_state(&node, path, now);
+                    }
                     if !routers.is_empty()
                         && !resolving
                         && node.table().len() < K
@@ -218,6 +256,21 @@ impl Service for Dht {
                 }
             }
         }
+        if let Some(path) = &state_file {
+            save_state(&node, path, Instant::now());
+        }
         Ok(())
+    }
+}
+
+/// Saves the node's id and the nodes that have answered it (good ones first).
+fn save_state(node: &Node, path: &Path, now: Instant) {
+    let mut answered: Vec<_> = node.table().entries().filter(|e| e.last_response.is_some()).collect();
+    answered.sort_by_key(|e| e.health(now) != Health::Good);
+    let state =
+        SavedState { id: node.id(), nodes: answered.iter().map(|e| e.node).take(MAX_SAVED).collect() };
+    match state.save(path) {
+        Ok(()) => tracing::debug!("dht state saved to {} ({} nodes)", path.display(), state.nodes.len()),
+        Err(e) => tracing::warn!("dht state {}: {e}", path.display()),
     }
 }
