@@ -12,7 +12,6 @@ use crate::journal::Journal;
 use crate::wire::name;
 use crate::zone::{Fnv, Zone};
 use std::hash::Hasher;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const HEADER: &str = "; appnet IXFR journal";
@@ -34,24 +33,13 @@ fn file_stem(apex: &[u8]) -> String {
     if n.is_empty() { "root".to_string() } else { n.to_string() }
 }
 
-/// Writes `bytes` to `file` so that after a crash it holds either the old or the new content:
-/// a temp file beside it, fsync, rename over, fsync the directory.
+/// Writes `bytes` to `file` so that after a crash it holds either the old or the new content
+/// (netkit's temp file, fsync, rename, directory fsync), creating the directory if needed.
 pub fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = file.parent().map(PathBuf::from).unwrap_or_default();
-    std::fs::create_dir_all(&dir)?;
-    let mut tmp = file.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
     }
-    std::fs::rename(&tmp, file)?;
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    appnet_netkit::files::write_atomic(file, bytes)
 }
 
 /// A digest of a zone's content, independent of record order within an RRset (a reordered

@@ -3,6 +3,7 @@
 
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Replaces `path` with `data`: written to a temporary sibling, synced, renamed over `path`,
 /// then the directory synced so the rename itself survives a crash.
@@ -12,9 +13,11 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
         _ => Path::new("."),
     };
     let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    // Unique per process and call: concurrent writers of one file never share a temporary.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    tmp_name.push(format!(".tmp-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
     let tmp = dir.join(tmp_name);
     let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;

@@ -475,7 +475,7 @@ impl Handler {
             Err(BodyError::TooLarge(n)) => return too_large(n),
             Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.to_string(), false),
         };
-        let written = write_atomic(&target, &data);
+        let written = appnet_netkit::files::write_atomic(&target, &data);
         self.resolve.clear();
         if let Err(e) = written {
             tracing::warn!("upload to {} failed: {e}", target.display());
@@ -650,23 +650,6 @@ fn redirect(status: StatusCode, to: &str, head: bool) -> Response<Body> {
         r.headers_mut().insert(header::LOCATION, v);
     }
     r
-}
-
-/// Writes `data` to `target` crash-safely: a temp file in the same directory, fsync, rename.
-fn write_atomic(target: &Path, data: &[u8]) -> io::Result<()> {
-    use std::io::Write;
-    let dir = target.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".appnet-upload-{:016x}", rand::random::<u64>()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, target)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Whether a request version is HTTP/1.x (for the drivers' keep-alive decisions).

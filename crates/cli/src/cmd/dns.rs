@@ -78,7 +78,8 @@ pub struct ServeArgs {
     /// `ZONE=PRIMARY key NAME` signs our queries with TSIG key NAME and requires it back.
     #[arg(long = "secondary", value_name = "ZONE=PRIMARY")]
     secondaries: Vec<String>,
-    /// Directory where secondary zones are stored (crash-safe writes).
+    /// Directory where secondary zones and every zone's IXFR journal are kept across restarts
+    /// (crash-safe writes).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Who may transfer zones (repeatable; others get REFUSED): `PREFIX`, `PREFIX key NAME`
