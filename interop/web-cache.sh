@@ -102,10 +102,17 @@ import socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
 s.sendall(b"GET / HTTP/1.1\r\nHost: sl")
 t = time.monotonic()
-print("cut" if s.recv(1) == b"" and time.monotonic() - t < 5 else "not cut")
+reply = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    reply += chunk
+status = reply.split(b"\r\n", 1)[0].decode(errors="replace")
+print(status, "|", "cut" if time.monotonic() - t < 5 else "not cut")
 PY
 )
-check "a stalled request head is cut at the header timeout" "cut" "$slow"
+check "a stalled request head gets 408 and is cut at the header timeout" "HTTP/1.1 408 Request Timeout | cut" "$slow"
 
 echo "CDN: DNS sends each resolver to its nearest healthy replica (dig -b picks the resolver address)"
 command -v dig > /dev/null || { echo "  FAIL: dig is needed (bind9-dnsutils)" >&2; exit 1; }
