@@ -198,7 +198,10 @@ where
     builder
         .keep_alive(true)
         .half_close(false)
-        .pipeline_flush(true)
+        // No pipeline_flush: it switches hyper to its "flatten" write strategy, which copies
+        // every body (1 MB files included) into its own buffer before writing. With the default
+        // queue strategy a body goes out by writev straight from the file cache's bytes.
+        // Pipelined responses are still written in order, only not coalesced.
         .header_read_timeout(None)
         // The gate enforces the real limits with the right status codes; hyper's are looser.
         .max_headers(cfg.max_headers + 8)
