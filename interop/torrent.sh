@@ -47,8 +47,8 @@ mktorrent -a "udp://127.0.0.1:$TP/announce" -a "http://127.0.0.1:$TP/announce" -
 AP=$(free_port)
 bg "${ARIA[@]}" --dir=src2 --check-integrity=true --seed-ratio=0.0 --seed-time=120 --listen-port="$AP" docs.torrent >aria2.log 2>&1
 wait_tcp 127.0.0.1 "$AP" 30
-timeout 90 "$APPNET" torrent get --no-dht docs.torrent -o dl2 --quiet >get2.log 2>&1 || { cat get2.log; exit 1; }
-check "appnet got the mktorrent torrent from aria2c" "$(sums src2)" "$(sums dl2)"
+timeout 90 "$APPNET" torrent get --no-dht --preallocate docs.torrent -o dl2 --quiet >get2.log 2>&1 || { cat get2.log; exit 1; }
+check "appnet got the mktorrent torrent from aria2c (files preallocated)" "$(sums src2)" "$(sums dl2)"
 
 # --- 3. A mixed swarm: appnet seeder, python libtorrent and appnet leechers; then opentracker.
 if python3 -c 'import libtorrent' 2>/dev/null; then

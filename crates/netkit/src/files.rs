@@ -1,5 +1,6 @@
-//! Crash-safe file replacement for state that services keep across restarts (zone copies,
-//! DHT routing tables, ...): a reader sees the old file or the new one, never a torn one.
+//! Files services write: crash-safe replacement for state kept across restarts (zone copies,
+//! DHT routing tables, ...: a reader sees the old file or the new one, never a torn one), and
+//! disk reservation for downloads.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -35,6 +36,22 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Reserves disk blocks for the first `len` bytes of `file` (data already there is kept), so
+/// a download that cannot fit fails at once with "no space" instead of part-way through, and
+/// its file is laid out in one piece instead of in the order blocks happen to arrive.
+pub fn preallocate(file: &std::fs::File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    if len == 0 {
+        return Ok(());
+    }
+    let len = libc::off_t::try_from(len)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too large to reserve"))?;
+    // SAFETY: `file` is an open descriptor for the call's duration; posix_fallocate only
+    // changes its allocation and reports errors through its return value.
+    let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+    if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,5 +67,28 @@ mod tests {
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.dat")]);
         assert!(write_atomic(&dir.join("missing/state.dat"), b"x").is_err());
+    }
+
+    #[test]
+    fn preallocation_reserves_blocks_and_keeps_data() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = TempDir::new("files-prealloc");
+        let path = dir.join("big.bin");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&file, b"head", 0).unwrap();
+        file.set_len(4 << 20).unwrap();
+        let sparse = file.metadata().unwrap().blocks() * 512;
+        assert!(sparse < 1 << 20, "a set_len file is sparse: {sparse} bytes allocated");
+        preallocate(&file, 4 << 20).unwrap();
+        assert!(file.metadata().unwrap().blocks() * 512 >= 4 << 20, "every block reserved");
+        assert_eq!(file.metadata().unwrap().len(), 4 << 20);
+        assert_eq!(&std::fs::read(&path).unwrap()[..4], b"head");
+        preallocate(&file, 0).unwrap();
     }
 }

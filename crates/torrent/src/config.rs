@@ -99,6 +99,9 @@ pub struct ClientConfig {
     pub max_hash_failures: u32,
     /// fsync each piece before announcing it (crash safety; costs throughput).
     pub fsync: bool,
+    /// Reserve the whole download's disk space before the first piece (files are sparse
+    /// otherwise): no "disk full" half-way, and unfragmented files.
+    pub preallocate: bool,
     /// Upload nothing (a "selfish" client; also the client-server experiment's clients).
     pub no_upload: bool,
     /// Seconds between tracker announces at most (the tracker's interval is used if shorter).
@@ -131,6 +134,7 @@ impl Default for ClientConfig {
             max_requests: 500,
             max_hash_failures: 3,
             fsync: true,
+            preallocate: false,
             no_upload: false,
             max_announce_secs: 1800,
             numwant: 50,

@@ -200,9 +200,12 @@ impl Session {
         peer_id: [u8; 20],
     ) -> io::Result<Session> {
         let meta = Arc::new(meta);
-        let (m2, dir) = (meta.clone(), cfg.dir.clone());
+        let (m2, dir, preallocate) = (meta.clone(), cfg.dir.clone(), cfg.preallocate);
         let (storage, have) = tokio::task::spawn_blocking(move || -> io::Result<(Storage, Bitfield)> {
             let storage = Storage::open(&m2.info, &dir, !seed)?;
+            if preallocate {
+                storage.preallocate()?;
+            }
             let have = storage.verify(&m2.info, |_| {});
             Ok((storage, have))
         })

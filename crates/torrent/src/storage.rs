@@ -65,6 +65,24 @@ impl Storage {
         })
     }
 
+    /// Reserves disk space for every file this storage writes (pad files excepted), so a
+    /// download that cannot fit fails now rather than part-way through.
+    pub fn preallocate(&self) -> io::Result<()> {
+        if !self.writable {
+            return Ok(());
+        }
+        for (entry, file) in &self.files {
+            let Some(file) = file else { continue };
+            appnet_netkit::files::preallocate(file, entry.length).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot reserve {} bytes for {}: {e}", entry.length, entry.path.join("/")),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// Calls `f(file index, offset in file, range in buf)` for each file span of `[start, start+len)`.
     fn spans(
         &self,
@@ -195,5 +213,26 @@ mod tests {
         assert!(dst.verify(&m.info, |_| {}).is_full());
         assert!(seed.read(m.info.num_pieces(), 0, 1).is_err());
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn preallocation_reserves_every_file_and_keeps_pieces() {
+        use std::os::unix::fs::MetadataExt;
+        let d = appnet_netkit::harness::TempDir::new("storage-prealloc");
+        let src = d.join("src/multi");
+        std::fs::create_dir_all(src.join("x")).unwrap();
+        let a: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(src.join("a"), &a).unwrap();
+        std::fs::write(src.join("x/b"), vec![7u8; 700_000]).unwrap();
+        let m = create(&src, &CreateOptions { piece_length: 262_144, ..Default::default() }).unwrap();
+        let seed = Storage::open(&m.info, &d.join("src"), false).unwrap();
+        seed.preallocate().unwrap(); // read-only storage: nothing to reserve
+        let dst = Storage::open(&m.info, &d.join("dst"), true).unwrap();
+        dst.write_piece(0, &seed.read(0, 0, m.info.piece_size(0)).unwrap(), false).unwrap();
+        let allocated = |rel: &str| std::fs::metadata(d.join("dst/multi").join(rel)).unwrap().blocks() * 512;
+        assert!(allocated("a") < 1_000_000, "sparse before: {}", allocated("a"));
+        dst.preallocate().unwrap();
+        assert!(allocated("a") >= 3_000_000 && allocated("x/b") >= 700_000);
+        assert!(dst.verify(&m.info, |_| {}).get(0), "the piece written before is still there");
     }
 }

@@ -211,6 +211,10 @@ pub struct GetArgs {
     /// No progress bar (a summary line at the end only).
     #[arg(long, short)]
     quiet: bool,
+    /// Reserve the files' whole size on disk before downloading (fails at once if it does not
+    /// fit; files are otherwise sparse until their pieces arrive).
+    #[arg(long)]
+    preallocate: bool,
     #[command(flatten)]
     peer: PeerArgs,
 }
@@ -518,6 +522,7 @@ async fn get_cmd(a: GetArgs, ctx: &Context) -> anyhow::Result<()> {
         std::fs::create_dir_all(o).with_context(|| format!("cannot create {}", o.display()))?;
         c.dir = o.clone();
     }
+    c.preallocate |= a.preallocate;
     c.seed_time_secs = match a.seed_time.as_deref() {
         None => Some(0),
         Some("forever") => None,
