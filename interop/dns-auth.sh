@@ -450,6 +450,11 @@ ixfr=$("${TD[@]}" -y "hmac-sha256:xfr-key:$secret" tsig.test IXFR=1 +noall +answ
 check "dig IXFR=1: the incremental answer (SOA 2, SOA 1, -www, SOA 2, +www, SOA 2)" \
   "SOA 2|SOA 1|A 192.0.2.1|SOA 2|A 192.0.2.2|SOA 2" \
   "$(grep -v TSIG <<<"$ixfr" | awk '$4 == "SOA" {print "SOA", $7} $4 == "A" {print "A", $5}' | paste -sd'|')"
+# Over UDP (RFC 1995 §2) the same answer comes in one datagram when it fits, signed, with OPT.
+ixfr_udp=$("${TD[@]}" +notcp -y "hmac-sha256:xfr-key:$secret" tsig.test IXFR=1 +noall +answer +comments +stats)
+check "dig +notcp IXFR=1: the incremental answer in one UDP message (TSIG verified, OPT back)" \
+  "SOA 2|SOA 1|A 192.0.2.1|SOA 2|A 192.0.2.2|SOA 2|UDP|OPT|0" \
+  "$(grep -v TSIG <<<"$ixfr_udp" | awk '$4 == "SOA" {print "SOA", $7} $4 == "A" {print "A", $5}' | paste -sd'|')|$(grep -o '(UDP)' <<<"$ixfr_udp" | tr -d '()')|$(grep -q 'OPT PSEUDOSECTION' <<<"$ixfr_udp" && echo OPT)|$(grep -ci 'verify\|failed\|BADSIG' <<<"$ixfr_udp" || true)"
 check "appnet dns query IXFR=1 -y: the same incremental answer" "SOA 2|SOA 1|A 192.0.2.1|SOA 2|A 192.0.2.2|SOA 2" \
   "$("$APPNET" dns query tsig.test IXFR=1 --server "127.0.0.1:$tsig_port" -y "hmac-sha256:xfr-key:$secret" | grep -v '^;' | awk '$4 == "SOA" {print "SOA", $7} $4 == "A" {print "A", $5}' | paste -sd'|')"
 check "dig IXFR=0 (unknown serial): the whole zone" "1505" \

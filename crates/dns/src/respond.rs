@@ -363,6 +363,22 @@ fn transfer(cx: &Ctx<'_, '_>, out: Vec<u8>) -> Outcome {
         return error(q.header(), Some(question), opt, rcode::REFUSED, out);
     }
     let up_to_date = q.serial.is_some_and(|s| !serial_lt(s, zone.soa().serial));
+    // IXFR from a serial the journal knows: only the difference, unless it is as big as the
+    // zone itself (like BIND's max-ixfr-ratio); otherwise the whole zone.
+    let delta = match (q.qtype, q.serial) {
+        (code::IXFR, Some(s)) if !up_to_date => {
+            zone.journal().since(s).filter(|d| d.deleted.len() + d.added.len() < zone.record_count())
+        }
+        _ => None,
+    };
+    // RFC 1995 §2: over UDP the incremental answer goes out when it fits one message.
+    if q.qtype == code::IXFR
+        && transport == Transport::Udp
+        && let Some(d) = &delta
+        && let Some(bytes) = udp_incremental(cx, zone, d.clone())
+    {
+        return Outcome::Reply { bytes, kind: Kind::Answer, key: 0 };
+    }
     if q.qtype == code::IXFR && (transport == Transport::Udp || up_to_date) {
         // RFC 1995 §4: the SOA alone says "up to date" (or, over UDP, "ask again over TCP").
         let soa = zone.soa_rrset();
@@ -375,14 +391,6 @@ fn transfer(cx: &Ctx<'_, '_>, out: Vec<u8>) -> Outcome {
     if transport == Transport::Udp {
         return error(q.header(), Some(question), opt, rcode::FORMERR, out);
     }
-    // IXFR from a serial the journal knows: only the difference, unless it is as big as the
-    // zone itself (like BIND's max-ixfr-ratio); otherwise the whole zone.
-    let delta = match (q.qtype, q.serial) {
-        (code::IXFR, Some(s)) => {
-            zone.journal().since(s).filter(|d| d.deleted.len() + d.added.len() < zone.record_count())
-        }
-        _ => None,
-    };
     tracing::info!(
         %peer,
         zone = %zone.name(),
@@ -399,6 +407,45 @@ fn transfer(cx: &Ctx<'_, '_>, out: Vec<u8>) -> Outcome {
         delta,
         tsig: None,
     })
+}
+
+/// The incremental IXFR answer as one UDP message, or `None` when it does not fit: within the
+/// client's UDP size, leaving room for the TSIG record [`sign_outcome`] adds to a signed
+/// request and for the OPT record (added here when the request had EDNS, RFC 6891 §7).
+fn udp_incremental(cx: &Ctx<'_, '_>, zone: &Arc<Zone>, delta: Delta) -> Option<Vec<u8>> {
+    let Ctx { policy, q, opt, peer, signed, .. } = *cx;
+    let room =
+        signed.map(|v| tsig::record_size(&v.key)).unwrap_or(0) + opt.map(|_| response::OPT_LEN).unwrap_or(0);
+    let limit = response::udp_limit(q.edns, policy.max_udp_payload).saturating_sub(room);
+    // New SOA, old SOA, deletions, new SOA, additions, new SOA: one record each.
+    let records = delta.deleted.len() + delta.added.len() + 4;
+    let transfer = Transfer {
+        zone: zone.clone(),
+        header: q.header(),
+        qname: q.qname.into(),
+        qtype: q.qtype,
+        delta: Some(delta),
+        tsig: None,
+    };
+    let mut msgs = transfer.messages(limit);
+    // A record too big for any message is left out by xfr_messages: then it is not complete.
+    let complete = |m: &Vec<u8>| m.len() >= 12 && usize::from(u16::from_be_bytes([m[6], m[7]])) == records;
+    if msgs.len() != 1 || !complete(&msgs[0]) {
+        return None;
+    }
+    let mut bytes = msgs.pop()?;
+    if let Some(o) = opt {
+        response::append_opt(&mut bytes, o);
+    }
+    tracing::info!(
+        %peer,
+        zone = %zone.name(),
+        serial = zone.soa().serial,
+        kind = "incremental over UDP",
+        tsig = ?signed.map(|v| v.key.name_text()),
+        "zone transfer"
+    );
+    Some(bytes)
 }
 
 /// RFC 1982 serial number comparison: whether `a` is older than `b`.

@@ -7,6 +7,7 @@ use appnet_dns::journal::successor;
 use appnet_dns::respond::{Outcome, Policy, Transport, handle_at};
 use appnet_dns::wire::message::{Record, build_ixfr, build_query, parse};
 use appnet_dns::wire::name::from_text;
+use appnet_dns::wire::response::{OptOut, append_opt};
 use appnet_dns::wire::rrtype::code;
 use appnet_dns::wire::tsig::{self, Key, Keyring, TsigError, Verifier, sign_request, strip};
 use appnet_dns::zone::Zone;
@@ -192,6 +193,111 @@ fn ixfr_from_the_journal_and_full_fallback() {
     let q = build_ixfr(4, &apex(), soa.ttl, &soa.rdata);
     let Outcome::Reply { bytes, .. } = run(&cat, &p, &q, "127.0.0.1", NOW) else { panic!("a reply") };
     assert_eq!(parse(&bytes).unwrap().answer.len(), 1);
+}
+
+/// An IXFR request from `from`'s serial, with an OPT record of `payload` when given.
+fn ixfr_query(from: &Zone, payload: Option<u16>) -> Vec<u8> {
+    let soa = soa_of(from);
+    let mut q = build_ixfr(4, &apex(), soa.ttl, &soa.rdata);
+    if let Some(payload) = payload {
+        append_opt(&mut q, OptOut { payload });
+    }
+    q
+}
+
+fn udp(cat: &Catalog, policy: &Policy, packet: &[u8]) -> Vec<u8> {
+    let peer: IpAddr = "127.0.0.1".parse().unwrap();
+    match handle_at(cat, policy, packet, Transport::Udp, peer, || NOW, Vec::new()) {
+        Outcome::Reply { bytes, .. } => bytes,
+        other => panic!("a reply, not {other:?}"),
+    }
+}
+
+/// Serial of a SOA record's (uncompressed) rdata: after MNAME and RNAME.
+fn serial(rdata: &[u8]) -> u32 {
+    let skip_name = |mut at: usize| {
+        while rdata[at] != 0 {
+            at += 1 + rdata[at] as usize;
+        }
+        at + 1
+    };
+    let at = skip_name(skip_name(0));
+    u32::from_be_bytes(rdata[at..at + 4].try_into().unwrap())
+}
+
+#[test]
+fn ixfr_over_udp_is_incremental_when_it_fits_one_message() {
+    let v1 = zone(1, "www A 192.0.2.10\n");
+    let v2 = successor(Some(&v1), zone(2, "www A 192.0.2.11\n"), 1 << 20);
+    let cat = Catalog::new([Arc::new(v2.clone())]);
+    let p = policy(&["127.0.0.1"]);
+    for payload in [None, Some(1232)] {
+        let bytes = udp(&cat, &p, &ixfr_query(&v1, payload));
+        assert!(bytes.len() <= 512);
+        let m = parse(&bytes).unwrap();
+        assert!(m.aa && !m.tc && m.rcode == 0, "{m:?}");
+        // RFC 1995 §4: new SOA, old SOA, deletions, new SOA, additions, new SOA.
+        let seq: Vec<(u16, u32)> = m
+            .answer
+            .iter()
+            .map(|r| (r.rtype, if r.rtype == code::SOA { serial(&r.rdata) } else { 0 }))
+            .collect();
+        let soa = |s| (code::SOA, s);
+        assert_eq!(seq, [soa(2), soa(1), (code::A, 0), soa(2), (code::A, 0), soa(2)], "{m:?}");
+        assert_eq!(
+            (m.answer[2].rdata.as_slice(), m.answer[4].rdata.as_slice()),
+            (&[192, 0, 2, 10][..], &[192, 0, 2, 11][..])
+        );
+        // RFC 6891 §7: an EDNS request gets an OPT record back, with our payload size.
+        assert_eq!(m.edns.map(|e| (e.payload, e.version)), payload.map(|_| (1232, 0)));
+        assert!(m.additional.is_empty());
+    }
+    // Up to date: still the SOA alone.
+    let m = parse(&udp(&cat, &p, &ixfr_query(&v2, Some(1232)))).unwrap();
+    assert_eq!((m.answer.len(), m.answer[0].rtype), (1, code::SOA));
+}
+
+#[test]
+fn ixfr_over_udp_too_big_for_the_message_gets_the_soa_alone() {
+    let v1 = zone(1, "");
+    // Twelve new 60-byte TXT records: ~900 bytes, over 512 but within 1232.
+    let extra: String = (0..12).map(|i| format!("n{i} TXT \"{}\"\n", "y".repeat(60))).collect();
+    let v2 = successor(Some(&v1), zone(2, &extra), 1 << 20);
+    let cat = Catalog::new([Arc::new(v2)]);
+    let p = policy(&["127.0.0.1"]);
+    let m = parse(&udp(&cat, &p, &ixfr_query(&v1, None))).unwrap();
+    assert_eq!((m.answer.len(), m.answer[0].rtype, serial(&m.answer[0].rdata)), (1, code::SOA, 2), "{m:?}");
+    assert!(!m.tc);
+    // With EDNS and 1232 bytes it fits: SOA 2, SOA 1, SOA 2, twelve TXT, SOA 2.
+    let bytes = udp(&cat, &p, &ixfr_query(&v1, Some(1232)));
+    assert!(bytes.len() > 512 && bytes.len() <= 1232, "{}", bytes.len());
+    let m = parse(&bytes).unwrap();
+    assert_eq!(m.answer.len(), 16);
+    assert_eq!(m.answer.iter().filter(|r| r.rtype == code::TXT).count(), 12);
+    assert!(m.edns.is_some());
+    // AXFR over UDP stays FORMERR.
+    let q = build_query(9, 0, &apex(), code::AXFR, false, None);
+    assert_eq!(parse(&udp(&cat, &p, &q)).unwrap().rcode, 1);
+}
+
+#[test]
+fn signed_ixfr_over_udp_gets_a_signed_incremental_answer() {
+    let v1 = zone(1, "www A 192.0.2.10\n");
+    let v2 = successor(Some(&v1), zone(2, "www A 192.0.2.11\n"), 1 << 20);
+    let cat = Catalog::new([Arc::new(v2)]);
+    let p = policy(&["127.0.0.1 key xfr"]);
+    let k = Arc::new(key());
+    for payload in [None, Some(1232)] {
+        let mut q = ixfr_query(&v1, payload);
+        let mac = sign_request(&mut q, &k, NOW);
+        let bytes = udp(&cat, &p, &q);
+        assert!(bytes.len() <= 512);
+        Verifier::new(k.clone(), mac).check(&bytes, NOW).unwrap();
+        let m = parse(&strip(&bytes)).unwrap();
+        let kinds: Vec<u16> = m.answer.iter().map(|r| r.rtype).collect();
+        assert_eq!(kinds, [code::SOA, code::SOA, code::A, code::SOA, code::A, code::SOA], "{m:?}");
+        assert_eq!(m.edns.is_some(), payload.is_some());
+    }
 }
 
 mod properties {

@@ -76,6 +76,24 @@ pub fn udp_limit(edns: Option<Edns>, our_max: u16) -> usize {
     }
 }
 
+/// Size of the OPT record [`append_opt`] adds (RFC 6891 §6.1.2, no options).
+pub const OPT_LEN: usize = 11;
+
+/// Appends an OPT record (root owner, our payload size, extended rcode 0, version 0, no
+/// options) to a finished message and counts it in ARCOUNT: for replies built elsewhere (an
+/// incremental transfer that fits one UDP message) that must still carry EDNS (RFC 6891 §7).
+pub fn append_opt(msg: &mut Vec<u8>, opt: OptOut) {
+    if msg.len() < 12 {
+        return;
+    }
+    let arcount = u16::from_be_bytes([msg[10], msg[11]]).saturating_add(1);
+    msg[10..12].copy_from_slice(&arcount.to_be_bytes());
+    msg.push(0); // owner: the root
+    msg.extend_from_slice(&41u16.to_be_bytes());
+    msg.extend_from_slice(&opt.payload.to_be_bytes());
+    msg.extend_from_slice(&[0, 0, 0, 0, 0, 0]); // TTL (ext. rcode, version, flags), RDLEN
+}
+
 type Target = StaticCompressor<Vec<u8>>;
 
 /// Writes a complete response into `out` (cleared first) and returns it, never larger than
@@ -101,7 +119,7 @@ fn build(
     reply: &Reply<'_>,
     limit: usize,
 ) -> Vec<u8> {
-    let opt_len = if opt.is_some() { 11 } else { 0 };
+    let opt_len = if opt.is_some() { OPT_LEN } else { 0 };
     // The builder refuses a push that reaches the limit, so allow one byte more.
     builder.set_push_limit(limit.saturating_sub(opt_len) + 1);
     {
