@@ -419,6 +419,11 @@ fn udp_incremental(cx: &Ctx<'_, '_>, zone: &Arc<Zone>, delta: Delta) -> Option<V
     let limit = response::udp_limit(q.edns, policy.max_udp_payload).saturating_sub(room);
     // New SOA, old SOA, deletions, new SOA, additions, new SOA: one record each.
     let records = delta.deleted.len() + delta.added.len() + 4;
+    // Every record takes at least 12 bytes (a compressed owner and the fixed fields): a delta
+    // that cannot fit is not built at all.
+    if records.saturating_mul(12) > limit {
+        return None;
+    }
     let transfer = Transfer {
         zone: zone.clone(),
         header: q.header(),
