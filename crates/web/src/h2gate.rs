@@ -521,33 +521,6 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Gate<IO> {
         Poll::Ready(Ok(n))
     }
 
-    /// h2 writes a DATA frame's header and its payload (a slice of the cached file) in one
-    /// writev when the transport supports it, instead of two writes per frame.
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        ready!(this.poll_before_write(cx))?;
-        let n = ready!(Pin::new(&mut this.io).poll_write_vectored(cx, bufs))?;
-        let mut left = n;
-        for buf in bufs {
-            if left == 0 {
-                break;
-            }
-            let k = left.min(buf.len());
-            this.outbound.written(&buf[..k]);
-            left -= k;
-        }
-        this.after_write(cx);
-        Poll::Ready(Ok(n))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_flush(cx)
     }

@@ -106,10 +106,11 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteCombine<IO> {
             if buffered == 0 {
                 return Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
             }
-            let mut slices = Vec::with_capacity(1 + bufs.len().min(MAX_SLICES));
-            slices.push(IoSlice::new(&this.buf[this.pos..]));
-            slices.extend(bufs.iter().take(MAX_SLICES).map(|b| IoSlice::new(b)));
-            let n = ready!(Pin::new(&mut this.io).poll_write_vectored(cx, &slices))?;
+            let mut slices = [IoSlice::new(&[]); 1 + MAX_SLICES];
+            slices[0] = IoSlice::new(&this.buf[this.pos..]);
+            let count = bufs.len().min(MAX_SLICES);
+            slices[1..=count].copy_from_slice(&bufs[..count]);
+            let n = ready!(Pin::new(&mut this.io).poll_write_vectored(cx, &slices[..=count]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }

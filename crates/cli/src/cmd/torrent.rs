@@ -270,9 +270,8 @@ async fn create_cmd(a: CreateArgs) -> anyhow::Result<()> {
     let path = a.path.clone();
     let meta = tokio::task::spawn_blocking(move || create(&path, &opts)).await??;
     let out = a.output.unwrap_or_else(|| PathBuf::from(format!("{}.torrent", meta.info.name)));
-    let tmp = out.with_extension("torrent.tmp");
-    std::fs::write(&tmp, meta.to_bytes()).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &out).with_context(|| format!("cannot write {}", out.display()))?;
+    appnet_netkit::files::write_atomic(&out, &meta.to_bytes())
+        .with_context(|| format!("cannot write {}", out.display()))?;
     println!(
         "{}: {} in {} pieces of {}, info hash {}",
         out.display(),
@@ -579,10 +578,8 @@ async fn get_cmd(a: GetArgs, ctx: &Context) -> anyhow::Result<()> {
             );
         }
         if let Some(path) = &a.save_torrent {
-            let tmp = path.with_extension("torrent.tmp");
-            std::fs::write(&tmp, f.meta.to_bytes())
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
-            std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+            appnet_netkit::files::write_atomic(path, &f.meta.to_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
         (f.meta, f.peers)
     } else {

@@ -220,7 +220,9 @@ impl Service for Dht {
                         && now.duration_since(last_save) >= SAVE_EVERY
                     {
                         last_save = now;
-                        save_state(&node, path, now);
+                        // The write and its fsync run off the loop, which keeps answering.
+                        let (state, path) = (saved_state(&node, now), path.clone());
+                        tokio::task::spawn_blocking(move || save(&state, &path));
                     }
                     if !routers.is_empty()
                         && !resolving
@@ -256,19 +258,23 @@ impl Service for Dht {
                 }
             }
         }
-        if let Some(path) = &state_file {
-            save_state(&node, path, Instant::now());
+        if let Some(path) = state_file {
+            let state = saved_state(&node, Instant::now());
+            let _ = tokio::task::spawn_blocking(move || save(&state, &path)).await;
         }
         Ok(())
     }
 }
 
-/// Saves the node's id and the nodes that have answered it (good ones first).
-fn save_state(node: &Node, path: &Path, now: Instant) {
+/// What to save: the node's id and the nodes that have answered it (good ones first).
+fn saved_state(node: &Node, now: Instant) -> SavedState {
     let mut answered: Vec<_> = node.table().entries().filter(|e| e.last_response.is_some()).collect();
     answered.sort_by_key(|e| e.health(now) != Health::Good);
-    let state =
-        SavedState { id: node.id(), nodes: answered.iter().map(|e| e.node).take(MAX_SAVED).collect() };
+    SavedState { id: node.id(), nodes: answered.iter().map(|e| e.node).take(MAX_SAVED).collect() }
+}
+
+/// Writes the state file (blocking: it fsyncs), logging the outcome.
+fn save(state: &SavedState, path: &Path) {
     match state.save(path) {
         Ok(()) => tracing::debug!("dht state saved to {} ({} nodes)", path.display(), state.nodes.len()),
         Err(e) => tracing::warn!("dht state {}: {e}", path.display()),
