@@ -6,8 +6,18 @@
 //! below 2^m. A node is `id, u8 family (4|6), address (4|16 bytes), u16 port`. A list is `u8 count`
 //! then its elements; a key is `u16 length` + bytes, a value `u32 length` + bytes, a text
 //! `u16 length` + UTF-8. The README's Chord section has the full table.
+//!
+//! A ring with a secret ([`RingKey`]) authenticates every frame: the message is followed by a
+//! 48-byte trailer, `u64 timestamp` (ms since the Unix epoch), `u64 request id` (random per
+//! request; a response repeats its request's) and the HMAC-SHA256 of the direction, timestamp,
+//! request id and message under the ring secret. A request is refused when its HMAC is wrong,
+//! its timestamp is outside a window around the receiver's clock, or its (timestamp, request id)
+//! was already seen within that window ([`ReplayGuard`]): a captured frame cannot be replayed
+//! later, and a response answers only the request that carries its id.
 
 use crate::id::{Id, MAX_BITS};
+use ring::hmac;
+use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The protocol version this code speaks.
@@ -96,6 +106,8 @@ pub enum ErrorCode {
     TooLarge = 4,
     /// Anything else (the node is leaving, ...).
     Unavailable = 5,
+    /// The ring has a secret and the request carried no valid HMAC (or was stale or replayed).
+    Unauthenticated = 6,
 }
 
 impl ErrorCode {
@@ -106,6 +118,7 @@ impl ErrorCode {
             3 => ErrorCode::WrongRing,
             4 => ErrorCode::TooLarge,
             5 => ErrorCode::Unavailable,
+            6 => ErrorCode::Unauthenticated,
             _ => return None,
         })
     }
@@ -616,6 +629,215 @@ pub fn decode_response(body: &[u8]) -> Result<(u8, Response), WireError> {
     Ok((bits, resp))
 }
 
+/// Bytes an authenticated frame carries after its message: timestamp, request id, HMAC.
+pub const AUTH_TRAILER: usize = 8 + 8 + 32;
+
+/// Domain separation of the HMAC input: protocol, then a direction byte.
+const AUTH_LABEL: &[u8] = b"appnet-chord-1";
+const DIR_REQUEST: u8 = 0;
+const DIR_RESPONSE: u8 = 1;
+
+/// Why an authenticated frame was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// Too short to carry the trailer (sent without the ring secret).
+    #[error("no authentication trailer (is the sender using the ring's --secret?)")]
+    Missing,
+    /// The HMAC does not match: another secret, or the frame was altered.
+    #[error("bad HMAC (another secret, or the frame was altered)")]
+    BadMac,
+    /// The timestamp is outside the window around this node's clock (or below the replay
+    /// guard's floor).
+    #[error("timestamp outside the accepted window (clocks apart, or a replay)")]
+    Stale,
+    /// This (timestamp, request id) was already accepted.
+    #[error("replayed frame")]
+    Replayed,
+    /// A response carrying another request's id.
+    #[error("response to another request")]
+    WrongRequest,
+}
+
+impl AuthError {
+    /// The error code a node answers this failure with.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::Unauthenticated
+    }
+}
+
+/// When and under which id a request was sent (from its trailer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Stamp {
+    /// Milliseconds since the Unix epoch, on the sender's clock.
+    pub unix_ms: u64,
+    /// Random per request; the response repeats it.
+    pub request_id: u64,
+}
+
+/// The ring secret as an HMAC-SHA256 key: seals and opens frames. Exists so that nodes of a
+/// ring (and its clients) can refuse forged control messages (`Leaving`, `Notify`, `Store`).
+pub struct RingKey {
+    key: hmac::Key,
+}
+
+impl std::fmt::Debug for RingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RingKey(..)")
+    }
+}
+
+impl RingKey {
+    /// The key for `secret` (any bytes; every node of the ring must have the same).
+    pub fn new(secret: &[u8]) -> RingKey {
+        RingKey { key: hmac::Key::new(hmac::HMAC_SHA256, secret) }
+    }
+
+    fn tag(&self, dir: u8, stamp: Stamp, message: &[u8]) -> hmac::Tag {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(AUTH_LABEL);
+        ctx.update(&[dir]);
+        ctx.update(&stamp.unix_ms.to_be_bytes());
+        ctx.update(&stamp.request_id.to_be_bytes());
+        ctx.update(message);
+        ctx.sign()
+    }
+
+    fn seal(&self, dir: u8, mut frame: Vec<u8>, stamp: Stamp) -> Vec<u8> {
+        let tag = self.tag(dir, stamp, frame.get(4..).unwrap_or(&[]));
+        frame.extend_from_slice(&stamp.unix_ms.to_be_bytes());
+        frame.extend_from_slice(&stamp.request_id.to_be_bytes());
+        frame.extend_from_slice(tag.as_ref());
+        let len = (frame.len().saturating_sub(4)) as u32;
+        frame[..4].copy_from_slice(&len.to_be_bytes());
+        frame
+    }
+
+    fn open<'a>(&self, dir: u8, body: &'a [u8]) -> Result<(&'a [u8], Stamp), AuthError> {
+        let Some(split) = body.len().checked_sub(AUTH_TRAILER) else { return Err(AuthError::Missing) };
+        let (message, trailer) = body.split_at(split);
+        let word = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&trailer[i..i + 8]);
+            u64::from_be_bytes(a)
+        };
+        let stamp = Stamp { unix_ms: word(0), request_id: word(8) };
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(AUTH_LABEL);
+        ctx.update(&[dir]);
+        ctx.update(&trailer[..16]);
+        ctx.update(message);
+        let expected = ctx.sign();
+        if !constant_time_eq(expected.as_ref(), &trailer[16..]) {
+            return Err(AuthError::BadMac);
+        }
+        Ok((message, stamp))
+    }
+
+    /// Appends the trailer to a whole request frame (as built by [`encode_request`]).
+    pub fn seal_request(&self, frame: Vec<u8>, stamp: Stamp) -> Vec<u8> {
+        self.seal(DIR_REQUEST, frame, stamp)
+    }
+
+    /// Appends the trailer to a whole response frame, answering the request `request_id`.
+    pub fn seal_response(&self, frame: Vec<u8>, unix_ms: u64, request_id: u64) -> Vec<u8> {
+        self.seal(DIR_RESPONSE, frame, Stamp { unix_ms, request_id })
+    }
+
+    /// Checks a request frame body's HMAC: the message (for [`decode_request`]) and its stamp,
+    /// which the caller checks against its [`ReplayGuard`].
+    pub fn open_request<'a>(&self, body: &'a [u8]) -> Result<(&'a [u8], Stamp), AuthError> {
+        self.open(DIR_REQUEST, body)
+    }
+
+    /// Checks a response frame body's HMAC and that it answers `request_id`: the message.
+    pub fn open_response<'a>(&self, body: &'a [u8], request_id: u64) -> Result<&'a [u8], AuthError> {
+        let (message, stamp) = self.open(DIR_RESPONSE, body)?;
+        if stamp.request_id != request_id {
+            return Err(AuthError::WrongRequest);
+        }
+        Ok(message)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Refuses authenticated requests that are stale or replayed: a request is accepted when its
+/// timestamp is within `window_ms` of the receiver's clock and its (timestamp, request id) was
+/// not seen before. Remembered stamps are dropped once outside the window; when more than
+/// `max_entries` are held, the oldest is dropped and timestamps up to it are refused from then
+/// on, so the memory is bounded without opening a replay hole.
+#[derive(Debug)]
+pub struct ReplayGuard {
+    window_ms: u64,
+    max_entries: usize,
+    seen: BTreeSet<Stamp>,
+    floor: u64,
+}
+
+impl ReplayGuard {
+    /// A guard accepting timestamps within `window_ms` of now, remembering at most
+    /// `max_entries` stamps.
+    pub fn new(window_ms: u64, max_entries: usize) -> ReplayGuard {
+        ReplayGuard { window_ms, max_entries: max_entries.max(1), seen: BTreeSet::new(), floor: 0 }
+    }
+
+    /// Accepts `stamp` at `now_unix_ms` (and remembers it), or says why not.
+    pub fn check(&mut self, stamp: Stamp, now_unix_ms: u64) -> Result<(), AuthError> {
+        let oldest = now_unix_ms.saturating_sub(self.window_ms);
+        while self.seen.first().is_some_and(|s| s.unix_ms < oldest) {
+            self.seen.pop_first();
+        }
+        if stamp.unix_ms < oldest
+            || stamp.unix_ms > now_unix_ms.saturating_add(self.window_ms)
+            || (self.floor > 0 && stamp.unix_ms <= self.floor)
+        {
+            return Err(AuthError::Stale);
+        }
+        if !self.seen.insert(stamp) {
+            return Err(AuthError::Replayed);
+        }
+        while self.seen.len() > self.max_entries {
+            if let Some(old) = self.seen.pop_first() {
+                self.floor = self.floor.max(old.unix_ms);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stamps remembered now.
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether no stamp is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+/// Milliseconds since the Unix epoch (the clock authenticated frames are stamped with).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A fresh random request id (from the system's secure random source).
+pub fn fresh_request_id() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        // Unreachable on supported systems; a clock-derived id still differs per request.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return unix_ms().rotate_left(20) ^ n;
+    }
+    u64::from_be_bytes(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -744,5 +966,79 @@ mod tests {
         assert_eq!(decode_request(&body), Err(WireError::TooLarge("key")));
         assert!(frame_len((MAX_FRAME as u32 + 1).to_be_bytes()).is_err());
         assert_eq!(decode_request(&[VERSION, 0, 0x77]), Err(WireError::UnknownType(0x77)));
+    }
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+
+    fn sealed_ping(key: &RingKey, stamp: Stamp) -> Vec<u8> {
+        key.seal_request(encode_request(8, &Request::Ping), stamp)
+    }
+
+    #[test]
+    fn sealed_frames_round_trip_and_keep_the_length_prefix_right() {
+        let key = RingKey::new(b"ring secret");
+        let stamp = Stamp { unix_ms: 1_000_000, request_id: 42 };
+        let req = Request::Leaving {
+            node: NodeRef { id: Id::from_u64(5), addr: "127.0.0.1:9".parse().unwrap() },
+            pred: None,
+            succs: vec![],
+        };
+        let frame = key.seal_request(encode_request(8, &req), stamp);
+        assert_eq!(frame_len(frame[..4].try_into().unwrap()).unwrap(), frame.len() - 4);
+        let (message, got) = key.open_request(&frame[4..]).unwrap();
+        assert_eq!(got, stamp);
+        assert_eq!(decode_request(message).unwrap(), (8, req));
+        let resp = key.seal_response(encode_response(8, &Response::Ok), 1_000_001, 42);
+        let message = key.open_response(&resp[4..], 42).unwrap();
+        assert_eq!(decode_response(message).unwrap(), (8, Response::Ok));
+        assert_eq!(key.open_response(&resp[4..], 43), Err(AuthError::WrongRequest));
+    }
+
+    #[test]
+    fn tampered_unsigned_or_foreign_frames_are_refused() {
+        let key = RingKey::new(b"ring secret");
+        let stamp = Stamp { unix_ms: 1_000_000, request_id: 7 };
+        let frame = sealed_ping(&key, stamp);
+        // Every single flipped bit of the body (message, timestamp, id, tag) is caught.
+        for i in 4..frame.len() {
+            let mut bad = frame.clone();
+            bad[i] ^= 0x01;
+            assert_eq!(key.open_request(&bad[4..]), Err(AuthError::BadMac), "byte {i}");
+        }
+        // Another secret, an unsigned frame, a response presented as a request.
+        assert_eq!(RingKey::new(b"other").open_request(&frame[4..]), Err(AuthError::BadMac));
+        let plain = encode_request(8, &Request::Ping);
+        assert_eq!(key.open_request(&plain[4..]), Err(AuthError::Missing));
+        let resp = key.seal_response(encode_response(8, &Response::Ok), 1, 7);
+        assert_eq!(key.open_request(&resp[4..]), Err(AuthError::BadMac));
+        assert_eq!(AuthError::BadMac.code(), ErrorCode::Unauthenticated);
+        // Error code 6 travels on the wire.
+        let err = Response::Error { code: ErrorCode::Unauthenticated, message: "no".into() };
+        assert_eq!(decode_response(&encode_response(8, &err)[4..]).unwrap().1, err);
+    }
+
+    #[test]
+    fn the_replay_guard_refuses_repeats_and_stale_frames_within_bounded_memory() {
+        let mut g = ReplayGuard::new(30_000, 3);
+        let at = |ms, id| Stamp { unix_ms: ms, request_id: id };
+        let now = 1_000_000;
+        assert_eq!(g.check(at(now, 1), now), Ok(()));
+        assert_eq!(g.check(at(now, 1), now + 10), Err(AuthError::Replayed));
+        assert_eq!(g.check(at(now, 2), now + 10), Ok(()), "another id at the same time");
+        assert_eq!(g.check(at(now - 30_001, 3), now), Err(AuthError::Stale));
+        assert_eq!(g.check(at(now + 30_001, 3), now), Err(AuthError::Stale));
+        // Once outside the window the stamp is forgotten, and still refused as stale.
+        assert_eq!(g.check(at(now, 1), now + 30_001), Err(AuthError::Stale));
+        // At most 3 remembered: the oldest is dropped and its time becomes the floor.
+        let mut g = ReplayGuard::new(30_000, 3);
+        for (i, ms) in [(1, now), (2, now + 1), (3, now + 2), (4, now + 3)] {
+            assert_eq!(g.check(at(ms, i), now + 3), Ok(()));
+        }
+        assert_eq!(g.len(), 3);
+        assert_eq!(g.check(at(now, 1), now + 3), Err(AuthError::Stale), "the dropped stamp");
+        assert_eq!(g.check(at(now + 3, 9), now + 3), Ok(()));
     }
 }
