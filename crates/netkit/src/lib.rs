@@ -1,6 +1,7 @@
 //! netkit: the runtime pieces every appnet service shares, so no protocol crate writes its own.
 //!
-//! - [`accept`]: the capped accept loop every TCP service runs.
+//! - [`accept`]: the accept loop every TCP service runs, with per-address caps, eviction of
+//!   waiting connections when full, and whole-request deadlines ([`conn_table`] is its policy).
 //! - [`batch`]: many UDP datagrams per system call (recvmmsg/sendmmsg on Linux).
 //! - [`listen`]: TCP/UDP listeners bound with socket2 (reuse-addr, optional SO_REUSEPORT, v4/v6).
 //! - [`shutdown`]: one shutdown signal that all service tasks observe, and a deadline-bounded drain.
@@ -13,6 +14,7 @@
 
 pub mod accept;
 pub mod batch;
+pub mod conn_table;
 pub mod files;
 pub mod harness;
 pub mod lines;
