@@ -31,6 +31,8 @@ pub struct TrackerConfig {
     pub max_peers_per_ip: usize,
     /// Sustained announces per second per IP (burst ten times that).
     pub announces_per_ip_per_sec: u32,
+    /// New torrents one source (IPv4 address or IPv6 /64) may add to the table per minute.
+    pub new_torrents_per_ip_per_min: u32,
     /// Only track these info hashes (hex); empty allows any.
     pub allow: Vec<String>,
     /// Most simultaneous HTTP connections.
@@ -53,6 +55,7 @@ impl Default for TrackerConfig {
             max_torrents: 100_000,
             max_peers_per_ip: 256,
             announces_per_ip_per_sec: 20,
+            new_torrents_per_ip_per_min: 30,
             allow: Vec::new(),
             max_connections: 1024,
             request_timeout_secs: 10,

@@ -138,6 +138,12 @@ pub struct TrackerArgs {
     /// Most peer entries per client IP address [default: 256].
     #[arg(long, value_name = "N")]
     max_peers_per_ip: Option<usize>,
+    /// Most torrents tracked [default: 100000].
+    #[arg(long, value_name = "N")]
+    max_torrents: Option<usize>,
+    /// New torrents one address (IPv6: one /64) may add per minute [default: 30].
+    #[arg(long, value_name = "N")]
+    new_torrents_per_ip: Option<u32>,
 }
 
 /// Flags shared by `seed` and `get`; each overrides the `[torrent]` table of --config.
@@ -353,6 +359,12 @@ async fn tracker_cmd(a: TrackerArgs, ctx: &Context) -> anyhow::Result<()> {
     }
     if let Some(n) = a.max_peers_per_ip {
         config.max_peers_per_ip = n;
+    }
+    if let Some(n) = a.max_torrents {
+        config.max_torrents = n;
+    }
+    if let Some(n) = a.new_torrents_per_ip {
+        config.new_torrents_per_ip_per_min = n;
     }
     config.allow.extend(a.allow);
     let (listen, udp) = (config.listen, config.udp);

@@ -71,6 +71,7 @@ impl TrackerServer {
             max_torrents: config.max_torrents,
             max_peers_per_ip: config.max_peers_per_ip,
             announces_per_ip_per_sec: config.announces_per_ip_per_sec,
+            new_torrents_per_ip_per_min: config.new_torrents_per_ip_per_min,
             allow: (!allow.is_empty()).then_some(allow),
         };
         let tcp = bind_tcp(config.listen, &ListenOpts::default())?;
@@ -311,6 +312,15 @@ fn udp_reply(pkt: &[u8], from: SocketAddr, shared: &Shared) -> Option<Vec<u8>> {
         conn == udp::connection_id(secret, &from, e)
             || conn == udp::connection_id(secret, &from, e.saturating_sub(1))
     };
+    // The connection id is checked first (BEP 15: it proves the source address), so nothing
+    // else of an announce or scrape from an unproven source is parsed or answered on its merits.
+    if let Some((conn, action, tx)) = udp::header(pkt)
+        && action != udp::ACTION_CONNECT
+        && !valid(conn)
+    {
+        shared.metrics.bad_requests.inc();
+        return Some(udp::error_reply(tx, "bad connection id; connect again"));
+    }
     match udp::Request::decode(pkt) {
         Err(None) => {
             shared.metrics.bad_requests.inc();
@@ -322,11 +332,6 @@ fn udp_reply(pkt: &[u8], from: SocketAddr, shared: &Shared) -> Option<Vec<u8>> {
         }
         Ok(udp::Request::Connect { tx }) => {
             Some(udp::connect_reply(tx, udp::connection_id(secret, &from, epoch())))
-        }
-        Ok(udp::Request::Announce { conn, tx, .. } | udp::Request::Scrape { conn, tx, .. })
-            if !valid(conn) =>
-        {
-            Some(udp::error_reply(tx, "unknown connection id; connect again"))
         }
         Ok(udp::Request::Announce { tx, announce, .. }) => {
             let res = shared.tracker.lock().unwrap_or_else(|e| e.into_inner()).announce(
@@ -359,5 +364,69 @@ fn udp_reply(pkt: &[u8], from: SocketAddr, shared: &Shared) -> Option<Vec<u8>> {
             let entries: Vec<_> = t.scrape(&hashes).into_iter().map(|(_, e)| e).collect();
             Some(udp::scrape_reply(tx, &entries))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::proto::Event;
+
+    fn announce_pkt(conn: u64, event: u32) -> Vec<u8> {
+        let a = Announce {
+            info_hash: [7; 20],
+            peer_id: [8; 20],
+            port: 6881,
+            uploaded: 0,
+            downloaded: 0,
+            left: 10,
+            event: Event::Started,
+            numwant: None,
+            compact: true,
+            no_peer_id: true,
+            key: Some(1),
+        };
+        let mut p = udp::Request::Announce { conn, tx: 42, announce: a }.encode();
+        p[80..84].copy_from_slice(&event.to_be_bytes());
+        p
+    }
+
+    fn error_of(reply: Option<Vec<u8>>) -> Option<String> {
+        match udp::Reply::decode(&reply?, false)? {
+            udp::Reply::Error { tx: 42, message } => Some(message),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn udp_connection_id_is_checked_before_any_other_field() {
+        let config = TrackerConfig { listen: "127.0.0.1:0".parse().unwrap(), ..TrackerConfig::default() };
+        let server = TrackerServer::bind(config).await.unwrap();
+        let shared = &server.shared;
+        let from: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        // A forged connection id with a bad event, and a truncated announce: both are refused
+        // for the connection id, not for what follows it.
+        let e = error_of(udp_reply(&announce_pkt(12345, 9), from, shared)).unwrap();
+        assert!(e.contains("connection id"), "{e}");
+        let e = error_of(udp_reply(&announce_pkt(12345, 2)[..40], from, shared)).unwrap();
+        assert!(e.contains("connection id"), "{e}");
+        let mut scrape = udp::Request::Scrape { conn: 1, tx: 42, hashes: vec![[7; 20]] }.encode();
+        let e = error_of(udp_reply(&scrape, from, shared)).unwrap();
+        assert!(e.contains("connection id"), "{e}");
+        assert!(shared.tracker.lock().unwrap().status().is_empty());
+        // With a real connection id the fields are checked and the announce is served.
+        let Some(udp::Reply::Connect { conn, .. }) = udp::Reply::decode(
+            &udp_reply(&udp::Request::Connect { tx: 1 }.encode(), from, shared).unwrap(),
+            false,
+        ) else {
+            panic!("no connect reply");
+        };
+        let e = error_of(udp_reply(&announce_pkt(conn, 9), from, shared)).unwrap();
+        assert_eq!(e, "bad event");
+        let ok = udp::Reply::decode(&udp_reply(&announce_pkt(conn, 2), from, shared).unwrap(), false);
+        assert!(matches!(ok, Some(udp::Reply::Announce { tx: 42, .. })), "{ok:?}");
+        scrape[..8].copy_from_slice(&conn.to_be_bytes());
+        let reply = udp_reply(&scrape, from, shared).unwrap();
+        assert_eq!(reply[..8], [0, 0, 0, 2, 0, 0, 0, 42], "a scrape reply");
     }
 }

@@ -38,6 +38,15 @@ pub enum Request {
     },
 }
 
+/// The action number of a connect request.
+pub const ACTION_CONNECT: u32 = 0;
+
+/// The fixed header of every request: (connection id, action, transaction id), or `None` for a
+/// datagram too short to have one. Lets the server check the connection id before the body.
+pub fn header(b: &[u8]) -> Option<(u64, u32, u32)> {
+    (b.len() >= 16).then(|| (u64_at(b, 0), u32_at(b, 8), u32_at(b, 12)))
+}
+
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
