@@ -8,8 +8,41 @@ use crate::wire::response::{RrRef, rcode};
 use crate::wire::rrtype::{code, embedded_name, target_name_offset};
 use crate::zone::{Node, Zone};
 
-/// Longest CNAME chain followed inside our zones.
+/// Longest CNAME chain followed inside our zones (DNAME substitutions count as links).
 pub const MAX_CNAME_CHAIN: usize = 8;
+
+/// Room for the CNAMEs synthesised from DNAMEs (RFC 6672) while answering one question: each
+/// link needs its packed rdata (two length bytes and a name).
+const SCRATCH_LEN: usize = (MAX_CNAME_CHAIN + 1) * (MAX_NAME + 2);
+
+/// Caller-provided room the lookup writes synthesised records into (a DNAME's CNAME), so the
+/// plan can borrow them like zone data and the lookup still allocates nothing.
+pub struct Scratch {
+    buf: [u8; SCRATCH_LEN],
+}
+
+impl Scratch {
+    /// Empty room for one lookup.
+    pub fn new() -> Scratch {
+        Scratch { buf: [0; SCRATCH_LEN] }
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch::new()
+    }
+}
+
+/// How to answer QTYPE ANY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnyPolicy {
+    /// Every RRset at the name (over TCP, where there is no amplification).
+    All,
+    /// RFC 8482: one RRset (the SOA at the apex, else the lowest type), used over UDP so ANY
+    /// cannot be used for amplification.
+    Minimal,
+}
 
 /// A fixed-capacity list of RRsets for one section; pushes beyond capacity are dropped.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +101,10 @@ pub struct Plan<'a> {
     pub required_additional: usize,
     /// The apex of the zone that answered (for rate-limit keys), if any.
     pub zone: Option<&'a [u8]>,
+    /// For an answer synthesised for the question name: the wildcard or DNAME owner it came
+    /// from. Rate limiting accounts such answers to that owner, not to the (attacker-chosen,
+    /// random) question name, as BIND and Knot do.
+    pub synthesized_from: Option<&'a [u8]>,
 }
 
 impl<'a> Plan<'a> {
@@ -81,6 +118,7 @@ impl<'a> Plan<'a> {
             additional: Section::new(),
             required_additional: 0,
             zone: None,
+            synthesized_from: None,
         }
     }
 
@@ -90,8 +128,20 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// Answers `qname` (as sent, any case) / `qtype` from `catalog`.
-pub fn lookup<'a>(catalog: &'a Catalog, qname: &'a [u8], qtype: u16) -> Plan<'a> {
+/// Answers `qname` (as sent, any case) / `qtype` from `catalog`; ANY gets every RRset, and
+/// CNAMEs synthesised from DNAMEs are written into `scratch`.
+pub fn lookup<'a>(catalog: &'a Catalog, qname: &'a [u8], qtype: u16, scratch: &'a mut Scratch) -> Plan<'a> {
+    lookup_with(catalog, qname, qtype, AnyPolicy::All, scratch)
+}
+
+/// [`lookup`] with a choice of how ANY is answered (RFC 8482 minimal over UDP).
+pub fn lookup_with<'a>(
+    catalog: &'a Catalog,
+    qname: &'a [u8],
+    qtype: u16,
+    any: AnyPolicy,
+    scratch: &'a mut Scratch,
+) -> Plan<'a> {
     let mut buf = [0u8; MAX_NAME];
     let low = lower_into(qname, &mut buf);
     let Some(zone) = catalog.find(low) else { return Plan::refused() };
@@ -100,6 +150,7 @@ pub fn lookup<'a>(catalog: &'a Catalog, qname: &'a [u8], qtype: u16) -> Plan<'a>
     plan.zone = Some(zone.apex());
     let mut zone: &'a Zone = zone;
     let mut current: &'a [u8] = qname;
+    let mut free: &'a mut [u8] = &mut scratch.buf[..];
     for step in 0..=MAX_CNAME_CHAIN {
         let mut buf = [0u8; MAX_NAME];
         let low = lower_into(current, &mut buf);
@@ -112,8 +163,55 @@ pub fn lookup<'a>(catalog: &'a Catalog, qname: &'a [u8], qtype: u16) -> Plan<'a>
                 }
                 return plan;
             }
+            Found::Dname(owner, node) => {
+                // RFC 6672 §3.2: the DNAME, then a CNAME from the name to the name with the
+                // DNAME's owner replaced by its target (TTL of the DNAME), then follow it.
+                let Some(dname) = node.get(code::DNAME) else { return plan };
+                let Some(target) = dname.rdatas().next().and_then(|rd| embedded_name(rd, 0)) else {
+                    return plan;
+                };
+                if !plan.answer.contains(owner, code::DNAME) {
+                    plan.answer.push(dname.at(owner));
+                }
+                if step == 0 {
+                    plan.synthesized_from = Some(owner);
+                }
+                let prefix = current.len().saturating_sub(owner.len());
+                let new_len = prefix + target.len();
+                if new_len > MAX_NAME {
+                    plan.rcode = rcode::YXDOMAIN;
+                    return plan;
+                }
+                if free.len() < new_len + 2 || plan.answer.len > MAX_CNAME_CHAIN * 2 {
+                    return plan;
+                }
+                let (head, tail) = std::mem::take(&mut free).split_at_mut(new_len + 2);
+                free = tail;
+                head[..2].copy_from_slice(&(new_len as u16).to_be_bytes());
+                head[2..2 + prefix].copy_from_slice(&current[..prefix]);
+                head[2 + prefix..].copy_from_slice(target);
+                let head: &'a [u8] = head;
+                let synthesized = &head[2..];
+                if plan.answer.contains(current, code::CNAME) {
+                    return plan;
+                }
+                plan.answer.push(RrRef { owner: current, rtype: code::CNAME, ttl: dname.ttl, rdata: head });
+                if qtype == code::CNAME || plan.answer.contains(synthesized, code::CNAME) {
+                    return plan;
+                }
+                let mut tbuf = [0u8; MAX_NAME];
+                let Some(next_zone) = catalog.find(lower_into(synthesized, &mut tbuf)) else { return plan };
+                zone = next_zone;
+                current = synthesized;
+                continue;
+            }
             Found::Node(node) | Found::Wildcard(node) => {
+                if step == 0 && node.name().first() == Some(&1) && node.name().get(1) == Some(&b'*') {
+                    // Found through the wildcard (or the question was the wildcard itself).
+                    plan.synthesized_from = Some(node.name());
+                }
                 if qtype != code::CNAME
+                    && qtype != code::ANY
                     && let Some(cname) = node.get(code::CNAME)
                 {
                     plan.answer.push(cname.at(current));
@@ -132,7 +230,11 @@ pub fn lookup<'a>(catalog: &'a Catalog, qname: &'a [u8], qtype: u16) -> Plan<'a>
                     continue;
                 }
                 let before = plan.answer.len;
-                if qtype == code::ANY {
+                if qtype == code::ANY && any == AnyPolicy::Minimal {
+                    if let Some(set) = node.get(code::SOA).or_else(|| node.rrsets().next()) {
+                        plan.answer.push(set.at(current));
+                    }
+                } else if qtype == code::ANY {
                     for set in node.rrsets() {
                         plan.answer.push(set.at(current));
                     }
@@ -165,6 +267,8 @@ enum Found<'a> {
     Wildcard(Node<'a>),
     /// A delegation at or above the name: the cut's owner and its node.
     Cut(&'a [u8], Node<'a>),
+    /// A DNAME strictly above the name (RFC 6672): its owner and node.
+    Dname(&'a [u8], Node<'a>),
     /// No such name.
     Nothing,
 }
@@ -178,6 +282,9 @@ fn find_node<'a>(zone: &'a Zone, name: &[u8], qtype: u16) -> Found<'a> {
         None => return Found::Nothing,
     };
     let mut encloser_name: &[u8] = zone.apex();
+    if labels > apex_labels && encloser.get(code::DNAME).is_some() {
+        return Found::Dname(encloser_name, encloser);
+    }
     for depth in apex_labels + 1..=labels {
         let suffix = suffix_with_labels(name, depth);
         let Some((key, node)) = zone.node_entry(suffix) else {
@@ -192,6 +299,9 @@ fn find_node<'a>(zone: &'a Zone, name: &[u8], qtype: u16) -> Found<'a> {
         let at_target = depth == labels;
         if node.get(code::NS).is_some() && !(at_target && qtype == code::DS) {
             return Found::Cut(key, node);
+        }
+        if !at_target && node.get(code::DNAME).is_some() {
+            return Found::Dname(key, node);
         }
         encloser = node;
         encloser_name = key;

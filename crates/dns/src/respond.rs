@@ -3,7 +3,7 @@
 //! the secondary state.
 
 use crate::acl::TransferAcl;
-use crate::answer::{Kind, Plan, lookup};
+use crate::answer::{AnyPolicy, Kind, Plan, Scratch, lookup_with};
 use crate::catalog::Catalog;
 use crate::journal::Delta;
 use crate::wire::message::{Record, xfr_messages};
@@ -262,7 +262,12 @@ fn answer(cx: &Ctx<'_, '_>, out: Vec<u8>) -> Outcome {
         253 | 254 => return error(q.header(), Some(question), opt, rcode::NOTIMP, out),
         _ => {}
     }
-    let plan = lookup(catalog, q.qname, q.qtype);
+    let any = match transport {
+        Transport::Udp => AnyPolicy::Minimal,
+        Transport::Tcp => AnyPolicy::All,
+    };
+    let mut scratch = Scratch::new();
+    let plan = lookup_with(catalog, q.qname, q.qtype, any, &mut scratch);
     let limit = match transport {
         Transport::Udp => response::udp_limit(q.edns, policy.max_udp_payload),
         Transport::Tcp => 65535,
@@ -331,20 +336,21 @@ fn write_plan(
         additional: plan.additional.as_slice(),
         required_additional: plan.required_additional,
     };
-    let key = rrl_key(plan.kind, q.qname, plan.zone);
+    let key = rrl_key(plan.kind, plan.synthesized_from.unwrap_or(q.qname), plan.zone);
     let bytes = response::write(q.header(), Some(question), opt, &reply, limit, out);
     Outcome::Reply { bytes, kind: plan.kind, key }
 }
 
-/// Rate-limit key (RRL's "response class"): the qname for answers, the zone for negative
-/// answers and referrals (so random-subdomain floods share one bucket).
-fn rrl_key(kind: Kind, qname: &[u8], zone: Option<&[u8]>) -> u64 {
+/// Rate-limit key (RRL's "response class"): for answers the name they were found at (the
+/// qname, or the wildcard/DNAME owner that synthesised them), the zone for NXDOMAIN, NODATA
+/// and referrals, so random-subdomain floods share one bucket (as in BIND and Knot).
+fn rrl_key(kind: Kind, name: &[u8], zone: Option<&[u8]>) -> u64 {
     use std::hash::Hasher;
     let mut h = crate::zone::Fnv::default();
     h.write(&[kind as u8]);
     let mut buf = [0u8; MAX_NAME];
     match kind {
-        Kind::Answer | Kind::NoData => h.write(lower_into(qname, &mut buf)),
+        Kind::Answer => h.write(lower_into(name, &mut buf)),
         _ => h.write(zone.unwrap_or(&[])),
     }
     h.finish()

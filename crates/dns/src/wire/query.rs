@@ -86,7 +86,7 @@ pub fn parse(packet: &[u8]) -> Result<Query<'_>, BadQuery> {
     let qlen: usize = qname.iter().map(|l| l.len() + 1).sum();
     let raw = packet.get(12..12 + qlen).ok_or(formerr)?;
     let qtype = question.qtype().to_int();
-    if qtype == code::OPT {
+    if is_forbidden_qtype(qtype) {
         return Err(formerr);
     }
 
@@ -143,6 +143,13 @@ pub fn parse(packet: &[u8]) -> Result<Query<'_>, BadQuery> {
         serial,
         signed,
     })
+}
+
+/// Types that cannot be asked for (RFC 6895 §3.1): 0 is reserved, and OPT (41), TKEY (249)
+/// and TSIG (250) are meta-types that live only in the additional section. Asking for them gets
+/// FORMERR, as BIND answers (NSD 4.6 answers NODATA), never an answer that looks like data.
+pub fn is_forbidden_qtype(qtype: u16) -> bool {
+    matches!(qtype, 0 | code::OPT | 249 | 250)
 }
 
 impl Query<'_> {

@@ -19,6 +19,8 @@ pub mod rcode {
     pub const NXDOMAIN: u16 = 3;
     pub const NOTIMP: u16 = 4;
     pub const REFUSED: u16 = 5;
+    /// A DNAME substitution made a name longer than 255 bytes (RFC 6672 §2.2).
+    pub const YXDOMAIN: u16 = 6;
     pub const NOTAUTH: u16 = 9;
     pub const BADVERS: u16 = 16;
 }
