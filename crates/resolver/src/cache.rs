@@ -1,11 +1,13 @@
 //! The resolver's cache, sans-IO: answers (positive and negative, RFC 2308) keyed by
 //! (lower-cased name, type), and delegations (zone cut → name servers and their addresses)
 //! kept apart from answers. Every call takes `now`; TTLs count down in what `get` returns.
-//! Bounded: past the capacity the least recently used tenth is evicted in one sweep.
+//! Bounded by accounted bytes: past the budget the least recently used entries go, one at a
+//! time, O(1) each (see [`crate::lru`]). TTLs are capped on the way in, so clients never see
+//! more than the configured maximum.
 
+use crate::lru::ByteLru;
 use appnet_dns::wire::message::Record;
 use appnet_dns::wire::name::{self, NameBuf};
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,19 +50,29 @@ impl Answer {
 /// Limits on what the cache keeps and for how long.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheLimits {
-    /// Most answers kept (delegations count separately, with the same bound).
-    pub capacity: usize,
-    /// Longest any positive answer is kept, whatever its TTL says.
+    /// Most bytes the cache accounts for (answers and delegations together; a quarter of it is
+    /// set aside for delegations). Least recently used entries go first.
+    pub max_bytes: usize,
+    /// Longest any positive answer is kept, and the largest TTL clients are given.
     pub max_ttl: u32,
-    /// Longest a negative answer is kept (RFC 2308 suggests up to 3 hours).
+    /// Longest a negative answer is kept (RFC 2308 suggests up to 3 hours), and the largest TTL
+    /// its SOA is given.
     pub max_negative_ttl: u32,
     /// How long a SERVFAIL is remembered.
     pub servfail_ttl: u32,
 }
 
+/// The default cache budget: 32 MiB (Unbound's msg-cache plus rrset-cache defaults are 12 MiB).
+pub const DEFAULT_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 impl Default for CacheLimits {
     fn default() -> Self {
-        CacheLimits { capacity: 100_000, max_ttl: 86_400, max_negative_ttl: 3_600, servfail_ttl: 5 }
+        CacheLimits {
+            max_bytes: DEFAULT_CACHE_BYTES,
+            max_ttl: 86_400,
+            max_negative_ttl: 3_600,
+            servfail_ttl: 5,
+        }
     }
 }
 
@@ -69,7 +81,6 @@ struct Entry<T> {
     value: T,
     stored: Instant,
     expires: Instant,
-    last_used: u64,
 }
 
 /// A zone cut learned from a referral: the zone's name servers and any addresses known for them.
@@ -89,11 +100,8 @@ pub struct CacheStats {
     pub evictions: u64,
 }
 
-/// The answer key: the lower-cased wire name followed by the type (two bytes), one allocation,
-/// and looked up by a slice built on the stack, so a cache hit allocates nothing.
-type Key = Box<[u8]>;
-
-/// Writes the key for `qname`/`qtype` into `buf` and returns it.
+/// Writes the key for `qname`/`qtype` into `buf` and returns it: the lower-cased wire name
+/// followed by the type (two bytes), built on the stack so a cache hit allocates nothing.
 fn key_into<'b>(qname: &[u8], qtype: u16, buf: &'b mut [u8; name::MAX_NAME + 2]) -> &'b [u8] {
     let n = qname.len().min(name::MAX_NAME);
     for (d, s) in buf[..n].iter_mut().zip(qname) {
@@ -103,24 +111,53 @@ fn key_into<'b>(qname: &[u8], qtype: u16, buf: &'b mut [u8; name::MAX_NAME + 2])
     &buf[..n + 2]
 }
 
-/// The answer and delegation cache.
+/// Heap bytes behind one allocation besides its contents (the allocator's header, rounded).
+const ALLOC_OVERHEAD: usize = 16;
+
+fn record_bytes(r: &Record) -> usize {
+    size_of::<Record>() + r.owner.len() + r.rdata.capacity() + 2 * ALLOC_OVERHEAD
+}
+
+/// The bytes an answer is charged: the entry, the shared allocation and every record.
+fn answer_bytes(a: &Answer) -> usize {
+    size_of::<Entry<Arc<Answer>>>()
+        + size_of::<Answer>()
+        + 2 * size_of::<usize>()
+        + ALLOC_OVERHEAD
+        + (a.records.capacity() + a.authority.capacity()) * size_of::<Record>()
+        + a.records.iter().chain(&a.authority).map(|r| record_bytes(r) - size_of::<Record>()).sum::<usize>()
+        + 2 * ALLOC_OVERHEAD
+}
+
+/// The bytes a delegation is charged.
+fn delegation_bytes(d: &Delegation) -> usize {
+    size_of::<Entry<Delegation>>()
+        + d.zone.len()
+        + d.servers.capacity() * size_of::<(NameBuf, Vec<IpAddr>)>()
+        + d.servers
+            .iter()
+            .map(|(n, a)| n.len() + a.capacity() * size_of::<IpAddr>() + 2 * ALLOC_OVERHEAD)
+            .sum::<usize>()
+        + 2 * ALLOC_OVERHEAD
+}
+
+/// The answer and delegation cache, bounded by bytes (see [`CacheLimits::max_bytes`]).
 #[derive(Debug)]
 pub struct Cache {
     limits: CacheLimits,
-    answers: HashMap<Key, Entry<Arc<Answer>>>,
-    delegations: HashMap<NameBuf, Entry<Delegation>>,
-    clock: u64,
+    answers: ByteLru<Entry<Arc<Answer>>>,
+    delegations: ByteLru<Entry<Delegation>>,
     stats: CacheStats,
 }
 
 impl Cache {
     /// An empty cache.
     pub fn new(limits: CacheLimits) -> Cache {
+        let for_delegations = limits.max_bytes / 4;
         Cache {
             limits,
-            answers: HashMap::new(),
-            delegations: HashMap::new(),
-            clock: 0,
+            answers: ByteLru::new(limits.max_bytes - for_delegations),
+            delegations: ByteLru::new(for_delegations),
             stats: CacheStats::default(),
         }
     }
@@ -140,6 +177,11 @@ impl Cache {
         self.answers.is_empty()
     }
 
+    /// The bytes accounted to answers and delegations (at most [`CacheLimits::max_bytes`]).
+    pub fn bytes(&self) -> usize {
+        self.answers.used() + self.delegations.used()
+    }
+
     /// The cached answer for `qname`/`qtype`, with TTLs decreased by the time spent in the cache.
     pub fn get(&mut self, qname: &[u8], qtype: u16, now: Instant) -> Option<Answer> {
         let (shared, age) = self.get_shared(qname, qtype, now)?;
@@ -150,15 +192,13 @@ impl Cache {
         Some(answer)
     }
 
-    /// The cached answer as stored (shared, TTLs as received) and its age in seconds: the fast
-    /// path for answering clients, which subtract the age while writing the response.
+    /// The cached answer as stored (shared, TTLs already capped) and its age in seconds: the
+    /// fast path for answering clients, which subtract the age while writing the response.
     pub fn get_shared(&mut self, qname: &[u8], qtype: u16, now: Instant) -> Option<(Arc<Answer>, u32)> {
-        self.clock += 1;
         let mut buf = [0u8; name::MAX_NAME + 2];
         let key = key_into(qname, qtype, &mut buf);
         let found = match self.answers.get_mut(key) {
             Some(e) if e.expires > now => {
-                e.last_used = self.clock;
                 let age = now.saturating_duration_since(e.stored).as_secs() as u32;
                 Some((e.value.clone(), age))
             }
@@ -175,32 +215,32 @@ impl Cache {
         found
     }
 
-    /// Stores an answer. Its lifetime: the smallest record TTL for positive answers; for negative
-    /// ones min(SOA TTL, SOA MINIMUM) (RFC 2308 §5); the configured time for SERVFAIL; all capped.
-    pub fn insert(&mut self, qname: &[u8], qtype: u16, answer: Answer, now: Instant) {
-        let ttl = self.lifetime(&answer);
+    /// Stores an answer and returns it as stored, with every TTL capped: positive records at
+    /// `max_ttl`, a negative answer's SOA at its negative lifetime. Its lifetime: the smallest
+    /// record TTL for positive answers; for negative ones min(SOA TTL, SOA MINIMUM) (RFC 2308
+    /// §5); the configured time for SERVFAIL; all capped.
+    pub fn insert(&mut self, qname: &[u8], qtype: u16, mut answer: Answer, now: Instant) -> Answer {
+        let ttl = self.cap_ttls(&mut answer);
         if ttl == 0 {
-            return;
+            return answer;
         }
-        self.clock += 1;
-        let entry = Entry {
-            value: Arc::new(answer),
-            stored: now,
-            expires: now + Duration::from_secs(ttl as u64),
-            last_used: self.clock,
-        };
+        let stored = answer.clone();
+        let bytes = answer_bytes(&stored);
+        let entry =
+            Entry { value: Arc::new(stored), stored: now, expires: now + Duration::from_secs(ttl as u64) };
         let mut buf = [0u8; name::MAX_NAME + 2];
-        self.answers.insert(key_into(qname, qtype, &mut buf).into(), entry);
-        if self.answers.len() > self.limits.capacity {
-            self.stats.evictions += evict_lru(&mut self.answers, now) as u64;
-        }
+        self.stats.evictions += self.answers.insert(key_into(qname, qtype, &mut buf), entry, bytes) as u64;
+        answer
     }
 
-    fn lifetime(&self, answer: &Answer) -> u32 {
+    /// Caps the TTLs in `answer` (as [`insert`](Self::insert) describes) and returns its
+    /// lifetime in the cache.
+    pub fn cap_ttls(&self, answer: &mut Answer) -> u32 {
+        for r in answer.records.iter_mut() {
+            r.ttl = r.ttl.min(self.limits.max_ttl);
+        }
         match answer.outcome {
-            Outcome::Positive => {
-                answer.records.iter().map(|r| r.ttl).min().unwrap_or(0).min(self.limits.max_ttl)
-            }
+            Outcome::Positive => answer.records.iter().map(|r| r.ttl).min().unwrap_or(0),
             Outcome::NxDomain | Outcome::NoData => {
                 let soa = answer.authority.iter().find(|r| r.rtype == appnet_dns::wire::rrtype::code::SOA);
                 let ttl = soa
@@ -209,8 +249,12 @@ impl Cache {
                             appnet_dns::zone::SoaInfo::from_rdata(&r.rdata).map_or(0, |s| s.minimum);
                         r.ttl.min(minimum)
                     })
-                    .unwrap_or(0);
-                ttl.min(self.limits.max_negative_ttl)
+                    .unwrap_or(0)
+                    .min(self.limits.max_negative_ttl);
+                for r in answer.authority.iter_mut() {
+                    r.ttl = r.ttl.min(ttl);
+                }
+                ttl
             }
             Outcome::ServFail => self.limits.servfail_ttl,
         }
@@ -222,47 +266,42 @@ impl Cache {
         if ttl == 0 {
             return;
         }
-        self.clock += 1;
+        let bytes = delegation_bytes(&delegation);
         let key = delegation.zone.clone();
-        let entry = Entry {
-            value: delegation,
-            stored: now,
-            expires: now + Duration::from_secs(ttl as u64),
-            last_used: self.clock,
-        };
-        self.delegations.insert(key, entry);
-        if self.delegations.len() > self.limits.capacity {
-            self.stats.evictions += evict_lru(&mut self.delegations, now) as u64;
-        }
+        let entry = Entry { value: delegation, stored: now, expires: now + Duration::from_secs(ttl as u64) };
+        self.stats.evictions += self.delegations.insert(&key, entry, bytes) as u64;
     }
 
     /// Adds addresses learned for a name server to every cached delegation that names it.
     pub fn add_server_addresses(&mut self, ns: &[u8], addrs: &[IpAddr]) {
         let ns = name::to_lower(ns);
-        for e in self.delegations.values_mut() {
+        self.stats.evictions += self.delegations.update_all(|e| {
+            let mut changed = false;
             for (name, known) in e.value.servers.iter_mut() {
                 if *name == ns {
                     for a in addrs {
                         if !known.contains(a) {
                             known.push(*a);
+                            changed = true;
                         }
                     }
                 }
             }
-        }
+            changed.then(|| delegation_bytes(&e.value))
+        }) as u64;
     }
 
     /// The deepest unexpired delegation at or above `qname`.
     pub fn closest_delegation(&mut self, qname: &[u8], now: Instant) -> Option<Delegation> {
-        self.clock += 1;
         let low = name::to_lower(qname);
         let mut cur: &[u8] = &low;
         loop {
-            if let Some(e) = self.delegations.get_mut(cur)
-                && e.expires > now
-            {
-                e.last_used = self.clock;
-                return Some(e.value.clone());
+            match self.delegations.get_mut(cur) {
+                Some(e) if e.expires > now => return Some(e.value.clone()),
+                Some(_) => {
+                    self.delegations.remove(cur);
+                }
+                None => {}
             }
             cur = name::parent(cur)?;
         }
@@ -273,21 +312,6 @@ impl Cache {
         self.answers.clear();
         self.delegations.clear();
     }
-}
-
-/// Evicts expired entries and then the least recently used tenth; returns how many went.
-fn evict_lru<K: Clone + Eq + std::hash::Hash, V>(map: &mut HashMap<K, Entry<V>>, now: Instant) -> usize {
-    let before = map.len();
-    map.retain(|_, e| e.expires > now);
-    let target = before - before / 10;
-    if map.len() > target {
-        let mut uses: Vec<u64> = map.values().map(|e| e.last_used).collect();
-        let cut_index = map.len() - target;
-        uses.select_nth_unstable(cut_index - 1);
-        let threshold = uses[cut_index - 1];
-        map.retain(|_, e| e.last_used > threshold);
-    }
-    before - map.len()
 }
 
 #[cfg(test)]
@@ -360,19 +384,77 @@ mod tests {
     }
 
     #[test]
-    fn bounded_with_least_recently_used_eviction() {
+    fn bounded_by_bytes_with_least_recently_used_eviction() {
         let t0 = Instant::now();
-        let mut c = Cache::new(CacheLimits { capacity: 100, ..CacheLimits::default() });
+        let budget = 64 * 1024;
+        let mut c = Cache::new(CacheLimits { max_bytes: budget, ..CacheLimits::default() });
         let hot = from_text("hot.example.").unwrap();
         c.insert(&hot, code::A, positive(vec![a("hot.example.", 300)]), t0);
-        for i in 0..300 {
-            let n = from_text(&format!("n{i}.example.")).unwrap();
-            c.insert(&n, code::A, positive(vec![a("n.example.", 300)]), t0);
+        // A random-subdomain flood: many distinct names, answers of varying size.
+        for i in 0..5_000 {
+            let owner = format!("r{i}.wt.zz.");
+            let n = from_text(&owner).unwrap();
+            let records = (0..1 + i % 7).map(|_| a(&owner, 300)).collect();
+            c.insert(&n, code::A, positive(records), t0);
+            assert!(c.bytes() <= budget, "over budget after {i} inserts: {}", c.bytes());
             c.get(&hot, code::A, t0); // keep the hot entry in use
         }
-        assert!(c.len() <= 100);
         assert!(c.get(&hot, code::A, t0).is_some(), "the hot entry survived");
-        assert!(c.stats().evictions >= 200);
+        assert!(c.stats().evictions >= 4_000, "{:?}", c.stats());
+        // The accounting is not a token figure: each entry is charged at least its real size.
+        let one = answer_bytes(&positive(vec![a("r1.wt.zz.", 300)]));
+        assert!(one > size_of::<Record>() + 10 + 4);
+        assert!(c.len() * one <= budget);
+    }
+
+    #[test]
+    fn delegations_have_their_own_share_of_the_budget() {
+        let t0 = Instant::now();
+        let budget = 64 * 1024;
+        let mut c = Cache::new(CacheLimits { max_bytes: budget, ..CacheLimits::default() });
+        let ns = from_text("ns.attacker.example.").unwrap();
+        for i in 0..5_000 {
+            let zone = from_text(&format!("z{i}.example.")).unwrap();
+            let d = Delegation { zone, servers: vec![(ns.clone(), vec!["192.0.2.1".parse().unwrap()])] };
+            c.insert_delegation(d, 3600, t0);
+            assert!(c.delegations.used() <= budget / 4);
+        }
+        // Learning addresses grows entries in place and is accounted too.
+        let many: Vec<IpAddr> = (0..50u8).map(|i| IpAddr::from([192, 0, 2, i])).collect();
+        c.add_server_addresses(&ns, &many);
+        assert!(c.delegations.used() <= budget / 4);
+        assert!(c.bytes() <= budget);
+    }
+
+    #[test]
+    fn clients_never_see_a_ttl_above_the_caps() {
+        let t0 = Instant::now();
+        let limits = CacheLimits { max_ttl: 86_400, max_negative_ttl: 3_600, ..CacheLimits::default() };
+        let mut c = Cache::new(limits);
+        let q = from_text("big.example.").unwrap();
+        let stored = c.insert(&q, code::A, positive(vec![a("big.example.", 2_147_483_647)]), t0);
+        assert_eq!(stored.records[0].ttl, 86_400, "the fresh answer is capped too");
+        let got = c.get(&q, code::A, t0 + Duration::from_secs(1)).unwrap();
+        assert_eq!(got.records[0].ttl, 86_399);
+        let (shared, age) = c.get_shared(&q, code::A, t0 + Duration::from_secs(1)).unwrap();
+        assert_eq!((shared.records[0].ttl, age), (86_400, 1));
+        // A negative answer's SOA: min(TTL, MINIMUM) capped at max_negative_ttl.
+        let nx = Answer {
+            outcome: Outcome::NxDomain,
+            records: vec![],
+            authority: vec![soa("example.", 2_147_483_647, 2_147_483_647)],
+        };
+        let stored = c.insert(&q, code::MX, nx, t0);
+        assert_eq!(stored.authority[0].ttl, 3_600);
+        assert_eq!(c.get(&q, code::MX, t0).unwrap().authority[0].ttl, 3_600);
+        assert!(c.get(&q, code::MX, t0 + Duration::from_secs(3_600)).is_none());
+        // Below the caps, the SOA carries the negative lifetime (RFC 2308 §5).
+        let nx = Answer {
+            outcome: Outcome::NxDomain,
+            records: vec![],
+            authority: vec![soa("example.", 900, 120)],
+        };
+        assert_eq!(c.insert(&q, code::TXT, nx, t0).authority[0].ttl, 120);
     }
 
     #[test]

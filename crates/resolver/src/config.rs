@@ -1,5 +1,6 @@
 //! Configuration of the recursive resolver, shared by flags, TOML (`[resolver]`) and the lab.
 
+use crate::cache::DEFAULT_CACHE_BYTES;
 use crate::local::DEFAULT_EXTRA_ZONES;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -26,11 +27,13 @@ pub struct ResolverConfig {
     pub rate_limit_loopback: bool,
     /// Randomise the case of names in upstream queries (DNS 0x20) and insist it is echoed.
     pub use_0x20: bool,
-    /// Most cached answers.
+    /// Most bytes the cache holds (answers and delegations; LRU eviction past it). In TOML a
+    /// number of bytes or a string with a unit: `"32MiB"`, `"512KiB"`, `"1GiB"`.
+    #[serde(deserialize_with = "de_size")]
     pub cache_size: usize,
-    /// Longest time (seconds) any answer is cached.
+    /// Longest time (seconds) any answer is cached, and the largest TTL clients are given.
     pub max_ttl: u32,
-    /// Longest time (seconds) a negative answer is cached.
+    /// Longest time (seconds) a negative answer is cached, and the largest TTL its SOA is given.
     pub max_negative_ttl: u32,
     /// Seconds a SERVFAIL is remembered so a dead zone is not hammered.
     pub servfail_ttl: u32,
@@ -42,6 +45,47 @@ pub struct ResolverConfig {
     pub max_tcp_connections: usize,
     /// Most questions being resolved at once; more are answered SERVFAIL.
     pub max_in_flight: usize,
+    /// Most upstream exchanges in flight towards one zone (delegation point) at once, like
+    /// Unbound's `ratelimit`: a random-subdomain flood of one zone gets SERVFAIL past it instead
+    /// of piling up waits on that zone's servers (0 = no limit).
+    pub max_in_flight_per_zone: usize,
+    /// Most questions one client (an IPv4 address, an IPv6 /64) may have being resolved at once;
+    /// its further uncached questions get SERVFAIL at once while other clients proceed; cached
+    /// answers are still served (0 = no limit).
+    pub max_in_flight_per_client: usize,
+}
+
+/// Parses a size in bytes: `33554432`, `32MiB`, `512KiB`, `1GiB`, `64M`, `10kB` (K/M/G alone
+/// mean the binary units, as in Unbound's `msg-cache-size: 4m`).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num.parse().map_err(|_| format!("{text:?} is not a size like 32MiB or 1048576"))?;
+    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => return Err(format!("unknown unit {other:?} in {text:?} (use KiB, MiB, GiB, kB, MB, GB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{text:?} is too large"))
+}
+
+fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(usize),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Bytes(n) => Ok(n),
+        Size::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
+    }
 }
 
 impl Default for ResolverConfig {
@@ -55,7 +99,7 @@ impl Default for ResolverConfig {
             rate_limit_qps: 200,
             rate_limit_loopback: false,
             use_0x20: false,
-            cache_size: 100_000,
+            cache_size: DEFAULT_CACHE_BYTES,
             max_ttl: 86_400,
             max_negative_ttl: 3_600,
             servfail_ttl: 5,
@@ -63,6 +107,25 @@ impl Default for ResolverConfig {
             tcp_idle_timeout_secs: 10,
             max_tcp_connections: 256,
             max_in_flight: 2_048,
+            max_in_flight_per_zone: 64,
+            max_in_flight_per_client: 32,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_and_without_units() {
+        assert_eq!(parse_size("33554432"), Ok(32 << 20));
+        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_size("4m"), Ok(4 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("10kB"), Ok(10_000));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+        assert!(parse_size("99999999999999999999GiB").is_err());
     }
 }

@@ -2,20 +2,23 @@
 //! query and resolves it iteratively from the root, caches by TTL (negative answers too),
 //! retries other replicas with backoff, and resists poisoning.
 //!
-//! - [`cache`]: answers and delegations, sans-IO.
+//! - [`cache`]: answers and delegations, sans-IO, bounded by bytes through [`lru`].
 //! - [`servers`]: smoothed RTTs, server choice and exponential backoff, sans-IO.
 //! - [`local`]: junk and local-zone names answered without going upstream.
 //! - [`resolver`]: the algorithm, generic over a [`transport::Transport`].
 //! - [`transport`]: UDP/TCP exchanges with the anti-spoofing rules.
 //! - [`trace`]: the numbered steps `--trace` and the lab tour print.
 //! - [`clients`]: access control and per-client rate limits; [`respond`]: query → response.
+//! - [`admission`]: caps on questions in flight per client and upstream exchanges per zone.
 //! - [`server`]: the tokio service (UDP + TCP); [`config`], [`hints`]: its settings.
 
+pub mod admission;
 pub mod cache;
 pub mod clients;
 pub mod config;
 pub mod hints;
 pub mod local;
+pub mod lru;
 pub mod resolver;
 pub mod respond;
 pub mod server;

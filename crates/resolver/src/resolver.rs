@@ -8,6 +8,7 @@
 //! outside the answering server's bailiwick dropped, glue used only for delegations and only
 //! when in bailiwick, additional-section data never cached as an answer.
 
+use crate::admission::Gate;
 use crate::cache::{Answer, Cache, CacheLimits, CacheStats, Delegation, Outcome};
 use crate::servers::ServerStats;
 use crate::trace::{Step, StepOutcome};
@@ -55,6 +56,9 @@ pub struct Settings {
     pub use_0x20: bool,
     /// Cache bounds.
     pub cache: CacheLimits,
+    /// Most upstream exchanges in flight towards one zone at once (0 = no limit); questions
+    /// past it get SERVFAIL at once, uncached, instead of queueing behind a slow or dead zone.
+    pub max_in_flight_per_zone: usize,
 }
 
 /// Counters for the statistics page, the tour and the tests.
@@ -68,6 +72,8 @@ pub struct Counters {
     pub rejected_replies: AtomicU64,
     /// Upstream tries that timed out.
     pub timeouts: AtomicU64,
+    /// Questions answered SERVFAIL because their zone had its limit of exchanges in flight.
+    pub zone_limited: AtomicU64,
 }
 
 struct State {
@@ -81,6 +87,8 @@ pub struct Resolver<T: Transport> {
     transport: T,
     settings: Settings,
     state: Mutex<State>,
+    /// Upstream exchanges in flight per zone cut.
+    zones: Gate<NameBuf>,
     counters: Counters,
     /// When set, every step of every resolution is recorded here too (the lab tour sends real
     /// queries from a host and shows what the resolver did for them).
@@ -111,6 +119,7 @@ impl<T: Transport> Resolver<T> {
             State { cache: Cache::new(settings.cache), servers: ServerStats::new(), no_edns: Vec::new() };
         Resolver {
             transport,
+            zones: Gate::new(settings.max_in_flight_per_zone),
             settings,
             state: Mutex::new(state),
             counters: Counters::default(),
@@ -248,7 +257,12 @@ impl<T: Transport> Resolver<T> {
                     format!("no address for any {} server", name::to_text(&cut.zone)),
                 );
             }
-            let Some((server_name, reply)) = self.ask_zone(&cut, qname, qtype, false, ctx).await else {
+            let Some(ticket) = self.zones.try_enter(cut.zone.clone()) else {
+                return self.zone_busy(qname, qtype, ctx, &cut.zone);
+            };
+            let asked = self.ask_zone(&cut, qname, qtype, false, ctx).await;
+            drop(ticket);
+            let Some((server_name, reply)) = asked else {
                 return self.give_up(
                     qname,
                     qtype,
@@ -269,8 +283,7 @@ impl<T: Transport> Resolver<T> {
                         };
                         st.cache.insert(&r.owner, code::CNAME, single, now);
                     }
-                    st.cache.insert(qname, qtype, answer.clone(), now);
-                    return answer;
+                    return st.cache.insert(qname, qtype, answer, now);
                 }
                 Classified::Referral(next, ttl) => {
                     let outcome = StepOutcome::Referral {
@@ -314,9 +327,24 @@ impl<T: Transport> Resolver<T> {
             StepOutcome::Failed(format!("SERVFAIL: {why}")),
             Duration::ZERO,
         );
-        let answer = servfail();
-        self.lock().cache.insert(qname, qtype, answer.clone(), Instant::now());
-        answer
+        self.lock().cache.insert(qname, qtype, servfail(), Instant::now())
+    }
+
+    /// The zone already has its limit of exchanges in flight: SERVFAIL now, not cached (the
+    /// question may well succeed a moment later, and a flood's names are not worth keeping).
+    fn zone_busy(&self, qname: &[u8], qtype: u16, ctx: &mut Ctx, zone: &[u8]) -> Answer {
+        self.counters.zone_limited.fetch_add(1, Ordering::Relaxed);
+        let why = format!("{} has its limit of queries in flight", name::to_text(zone));
+        tracing::debug!("SERVFAIL for {}: {why}", question_text(qname, qtype));
+        self.record_step(
+            ctx,
+            "resolver",
+            None,
+            question_text(qname, qtype),
+            StepOutcome::Failed(format!("SERVFAIL: {why}")),
+            Duration::ZERO,
+        );
+        servfail()
     }
 
     /// A glueless delegation: resolve the addresses of its name servers (not those inside the
@@ -570,8 +598,7 @@ impl<T: Transport> Resolver<T> {
             (Answer { outcome: Outcome::NoData, records: vec![], authority: soa }, StepOutcome::NoData)
         };
         self.note(ctx, &upstream.to_string(), &reply, qname, qtype, outcome);
-        self.lock().cache.insert(qname, qtype, answer.clone(), Instant::now());
-        answer
+        self.lock().cache.insert(qname, qtype, answer, Instant::now())
     }
 }
 

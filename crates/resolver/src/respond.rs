@@ -1,6 +1,7 @@
 //! One client query → one response: parse, admit, answer locally or from the resolver, and
 //! write the response (RA set, EDNS echoed, truncated with TC when it does not fit).
 
+use crate::admission::{Gate, Ticket, client_key};
 use crate::cache::Answer;
 use crate::clients::{Admission, Clients};
 use crate::local::LocalZones;
@@ -11,8 +12,10 @@ use appnet_dns::wire::query::{self, BadQuery, Header, opcode};
 use appnet_dns::wire::response::{self, OptOut, Question, Reply, RrRef, rcode};
 use appnet_dns::wire::rrtype::{CLASS_IN, code, pack_rdata};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Our EDNS payload size towards clients.
 pub const CLIENT_PAYLOAD: u16 = 1232;
@@ -25,6 +28,10 @@ pub struct ServiceCounters {
     pub rate_limited: AtomicU64,
     pub local_answers: AtomicU64,
     pub servfail: AtomicU64,
+    /// Uncached questions answered SERVFAIL at once: the client had its limit in flight.
+    pub client_limited: AtomicU64,
+    /// Uncached questions answered SERVFAIL at once: the resolver had its limit in flight.
+    pub busy: AtomicU64,
 }
 
 /// Everything a query needs: the resolver, the local zones and the client policy.
@@ -33,6 +40,18 @@ pub struct Frontend<T: Transport> {
     pub local: LocalZones,
     pub clients: Clients,
     pub counters: ServiceCounters,
+    /// Questions being resolved per client (see [`client_key`]): one client's flood of
+    /// uncached names cannot take the slots everyone else needs.
+    pub per_client: Gate<IpAddr>,
+    /// Questions being resolved in all (the service's `max_in_flight`).
+    pub in_flight: Arc<Semaphore>,
+}
+
+/// The slots held by a question being resolved; dropping it frees them.
+#[derive(Debug)]
+pub struct Admitted {
+    _client: Ticket<IpAddr>,
+    _global: OwnedSemaphorePermit,
 }
 
 /// How the query arrived (UDP replies are size-limited).
@@ -47,7 +66,11 @@ impl<T: Transport> Frontend<T> {
     pub async fn answer(&self, packet: &[u8], peer: IpAddr, via: Via) -> Option<Vec<u8>> {
         match self.answer_now(packet, peer, via) {
             Immediate::Reply(reply) => reply,
-            Immediate::Resolve => self.answer_resolving(packet, via).await,
+            Immediate::Resolve(admitted) => {
+                let reply = self.answer_resolving(packet, via).await;
+                drop(admitted);
+                reply
+            }
         }
     }
 
@@ -98,8 +121,29 @@ impl<T: Transport> Frontend<T> {
             }
             // RD clear: the client asks what we already know; never go upstream for it.
             None if !q.rd => reply(rcode::REFUSED),
-            None => Immediate::Resolve,
+            None => match self.admit_resolution(peer) {
+                Ok(admitted) => Immediate::Resolve(admitted),
+                Err(why) => {
+                    tracing::debug!(%peer, "SERVFAIL without resolving: {why}");
+                    self.counters.servfail.fetch_add(1, Ordering::Relaxed);
+                    reply(rcode::SERVFAIL)
+                }
+            },
         }
+    }
+
+    /// Slots for one more question being resolved for `peer`: its own cap first (so a flooder
+    /// is stopped before it takes global slots), then the service's.
+    fn admit_resolution(&self, peer: IpAddr) -> Result<Admitted, &'static str> {
+        let Some(client) = self.per_client.try_enter(client_key(peer)) else {
+            self.counters.client_limited.fetch_add(1, Ordering::Relaxed);
+            return Err("the client has its limit of questions in flight");
+        };
+        let Ok(global) = self.in_flight.clone().try_acquire_owned() else {
+            self.counters.busy.fetch_add(1, Ordering::Relaxed);
+            return Err("too many questions in flight");
+        };
+        Ok(Admitted { _client: client, _global: global })
     }
 
     /// The slow path: resolve upstream (the packet already passed [`answer_now`](Self::answer_now)).
@@ -124,8 +168,9 @@ impl<T: Transport> Frontend<T> {
 pub enum Immediate {
     /// Send this (or nothing) now.
     Reply(Option<Vec<u8>>),
-    /// The answer needs upstream queries: call [`Frontend::answer_resolving`] in a task.
-    Resolve,
+    /// The answer needs upstream queries: call [`Frontend::answer_resolving`] in a task that
+    /// holds these slots until it is done.
+    Resolve(Admitted),
 }
 
 fn limit_for(via: Via, edns: Option<appnet_dns::wire::query::Edns>) -> usize {

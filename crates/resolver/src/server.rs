@@ -1,6 +1,7 @@
 //! The resolver service: UDP and TCP on one address for clients, a task per question so a slow
 //! resolution never blocks others, bounded in-flight work, graceful shutdown.
 
+use crate::admission::Gate;
 use crate::cache::CacheLimits;
 use crate::clients::Clients;
 use crate::config::ResolverConfig;
@@ -56,11 +57,12 @@ pub fn settings_from(config: &ResolverConfig) -> io::Result<Settings> {
         upstream_port: config.upstream_port,
         use_0x20: config.use_0x20,
         cache: CacheLimits {
-            capacity: config.cache_size.max(1),
+            max_bytes: config.cache_size,
             max_ttl: config.max_ttl,
             max_negative_ttl: config.max_negative_ttl,
             servfail_ttl: config.servfail_ttl,
         },
+        max_in_flight_per_zone: config.max_in_flight_per_zone,
     })
 }
 
@@ -83,6 +85,8 @@ impl ResolverServer {
             local,
             clients,
             counters: ServiceCounters::default(),
+            per_client: Gate::new(config.max_in_flight_per_client),
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
         });
         Ok(ResolverServer { udp: udp.into_iter().map(Arc::new).collect(), tcp, frontend, config })
     }
@@ -105,6 +109,9 @@ pub fn metrics_text(f: &Frontend<NetTransport>) -> String {
         ("resolver_rate_limited_total", c.rate_limited.load(Ordering::Relaxed)),
         ("resolver_local_answers_total", c.local_answers.load(Ordering::Relaxed)),
         ("resolver_servfail_total", c.servfail.load(Ordering::Relaxed)),
+        ("resolver_client_limited_total", c.client_limited.load(Ordering::Relaxed)),
+        ("resolver_busy_total", c.busy.load(Ordering::Relaxed)),
+        ("resolver_zone_limited_total", r.zone_limited.load(Ordering::Relaxed)),
         ("resolver_served_from_cache_total", r.served_from_cache.load(Ordering::Relaxed)),
         ("resolver_upstream_queries_total", r.upstream_queries.load(Ordering::Relaxed)),
         ("resolver_upstream_timeouts_total", r.timeouts.load(Ordering::Relaxed)),
@@ -125,11 +132,10 @@ impl Service for ResolverServer {
     }
 
     async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
-        let in_flight = Arc::new(Semaphore::new(self.config.max_in_flight.max(1)));
         let mut loops = Vec::new();
         for socket in self.udp {
-            let (frontend, in_flight, sd) = (self.frontend.clone(), in_flight.clone(), shutdown.clone());
-            loops.push(shutdown.spawn(serve_udp(socket, frontend, in_flight, sd)));
+            let (frontend, sd) = (self.frontend.clone(), shutdown.clone());
+            loops.push(shutdown.spawn(serve_udp(socket, frontend, sd)));
         }
         loops.push(shutdown.spawn(serve_tcp(self.tcp, self.frontend, self.config, shutdown.clone())));
         shutdown.wait().await;
@@ -148,29 +154,20 @@ const UDP_BATCH: usize = 32;
 /// Largest query accepted over UDP (longer ones are truncated and fail to parse).
 const UDP_MAX_QUERY: usize = 4096;
 
-async fn serve_udp(
-    socket: Arc<UdpSocket>,
-    frontend: SharedFrontend,
-    in_flight: Arc<Semaphore>,
-    shutdown: Shutdown,
-) {
+async fn serve_udp(socket: Arc<UdpSocket>, frontend: SharedFrontend, shutdown: Shutdown) {
     // Many datagrams per system call: on cache hits the two calls per query dominate the cost.
     let mut rx = RecvBatch::new(UDP_BATCH, UDP_MAX_QUERY);
     let mut tx = SendBatch::new(UDP_BATCH);
     while let Some(n) = rx.recv_next(&socket, &shutdown, || {}).await {
         for i in 0..n {
             let (packet, peer) = rx.get(i);
-            let packet = match frontend.answer_now(packet, peer.ip(), Via::Udp) {
+            let (packet, admitted) = match frontend.answer_now(packet, peer.ip(), Via::Udp) {
                 Immediate::Reply(Some(reply)) => {
                     tx.push(reply, peer);
                     continue;
                 }
                 Immediate::Reply(None) => continue,
-                Immediate::Resolve => packet.to_vec(),
-            };
-            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-                tracing::warn!(%peer, "too many questions in flight; dropping one");
-                continue;
+                Immediate::Resolve(admitted) => (packet.to_vec(), admitted),
             };
             let (socket, frontend) = (socket.clone(), frontend.clone());
             shutdown.spawn(async move {
@@ -179,7 +176,7 @@ async fn serve_udp(
                 {
                     tracing::debug!(%peer, "udp send failed: {e}");
                 }
-                drop(permit);
+                drop(admitted);
             });
         }
         if !tx.is_empty()

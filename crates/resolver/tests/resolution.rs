@@ -17,6 +17,7 @@ fn resolver(net: &FakeNet, use_0x20: bool) -> Resolver<FakeNet> {
         upstream_port: 53,
         use_0x20,
         cache: CacheLimits::default(),
+        max_in_flight_per_zone: 64,
     };
     Resolver::new(settings, net.clone())
 }
@@ -177,6 +178,7 @@ async fn forwarding_mode_asks_the_upstream_resolver_and_caches() {
         upstream_port: 53,
         use_0x20: false,
         cache: CacheLimits::default(),
+        max_in_flight_per_zone: 64,
     };
     let r = Resolver::new(settings, net.clone());
     let answer = r.resolve(&from_text("www.ibm.com.").unwrap(), code::A).await;
