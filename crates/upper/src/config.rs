@@ -1,5 +1,6 @@
 //! Configuration for the uppercase server, shared by flags, TOML (`[upper]`) and the lab.
 
+use appnet_netkit::accept::ConnLimits;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,10 +15,20 @@ pub struct UpperConfig {
     pub udp: bool,
     /// Longest accepted line (TCP) or datagram (UDP), in bytes; longer input gets an error.
     pub max_line: usize,
-    /// Seconds a TCP connection may stay silent before it is closed.
+    /// Seconds a TCP connection has, after an answer, to deliver its whole next line
+    /// (trickled bytes do not extend it).
     pub idle_timeout_secs: u64,
-    /// Most TCP connections served at once; more are told the server is busy.
+    /// Seconds a new TCP connection has to deliver its whole first line.
+    pub request_timeout_secs: u64,
+    /// Most TCP connections at once; when full, the connection that has waited longest
+    /// without a complete line is closed to make room.
     pub max_connections: usize,
+    /// Most TCP connections from one source address; more are told the server is busy.
+    pub max_per_ip: usize,
+    /// Largest UDP reply, as a multiple of the request's size. Upper-casing valid UTF-8 can
+    /// triple a text (U+0390 "ΐ", 2 bytes, becomes 6), so the default 3 answers every request;
+    /// 1 makes the service useless as a reflector. Replies over it are not sent.
+    pub udp_max_amplification: usize,
 }
 
 impl Default for UpperConfig {
@@ -27,7 +38,10 @@ impl Default for UpperConfig {
             udp: false,
             max_line: 64 * 1024,
             idle_timeout_secs: 60,
+            request_timeout_secs: 10,
             max_connections: 1024,
+            max_per_ip: 64,
+            udp_max_amplification: 3,
         }
     }
 }
@@ -36,5 +50,15 @@ impl UpperConfig {
     /// The idle timeout as a duration.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs.max(1))
+    }
+
+    /// The connection policy for the TCP listener.
+    pub fn conn_limits(&self) -> ConnLimits {
+        ConnLimits {
+            max_connections: self.max_connections.max(1),
+            max_per_ip: self.max_per_ip.max(1),
+            request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+            idle_timeout: self.idle_timeout(),
+        }
     }
 }

@@ -18,7 +18,8 @@ async fn start(config: UpperConfig) -> harness::Running {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_clients_each_get_their_own_answers() {
-    let server = start(config()).await;
+    // All 200 come from 127.0.0.1, so the per-address cap is raised to let them in.
+    let server = start(UpperConfig { max_per_ip: 200, ..config() }).await;
     let addr = server.addr();
     // Open all 200 connections first so they are truly concurrent, then talk on each.
     let mut streams = Vec::new();
@@ -115,7 +116,7 @@ async fn a_client_that_never_sends_a_newline_is_cut_off_at_the_limit() {
 
 #[tokio::test]
 async fn idle_connections_are_closed() {
-    let server = start(UpperConfig { idle_timeout_secs: 1, ..config() }).await;
+    let server = start(UpperConfig { idle_timeout_secs: 1, request_timeout_secs: 1, ..config() }).await;
     let mut stream = TcpStream::connect(server.addr()).await.unwrap();
     stream.write_all(b"partial, never finished").await.unwrap();
     let mut answer = Vec::new();
@@ -127,30 +128,83 @@ async fn idle_connections_are_closed() {
     server.stop().await.unwrap();
 }
 
+/// Connects from a chosen loopback source address (Linux answers all of 127.0.0.0/8).
+async fn connect_from(src: [u8; 4], to: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((src, 0).into()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// One line's round trip on an open connection.
+async fn round_trip(s: &mut TcpStream, line: &[u8]) -> Vec<u8> {
+    s.write_all(line).await.unwrap();
+    let mut buf = vec![0u8; line.len()];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf)).await.unwrap().unwrap();
+    buf
+}
+
 #[tokio::test]
-async fn connections_over_the_cap_are_told_the_server_is_busy() {
+async fn a_full_server_closes_the_longest_waiting_connection_for_a_newcomer() {
     let server = start(UpperConfig { max_connections: 2, ..config() }).await;
     let addr = server.addr();
+    let mut oldest = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(round_trip(&mut oldest, b"one\n").await, b"ONE\n");
+    let mut newer = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(round_trip(&mut newer, b"two\n").await, b"TWO\n");
+    // Both wait idle; a third client is served and the one idle the longest makes room.
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(round_trip(&mut third, b"three\n").await, b"THREE\n");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), oldest.read_to_end(&mut answer)).await.unwrap().unwrap();
+    assert_eq!(answer, b"ERR server busy, closing\n");
+    assert_eq!(round_trip(&mut newer, b"still\n").await, b"STILL\n");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_every_slot() {
+    let server = start(UpperConfig { max_connections: 100, max_per_ip: 3, ..config() }).await;
+    let addr = server.addr();
     let mut held = Vec::new();
-    for _ in 0..2 {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        // A round trip proves the server has accepted and counted this connection.
-        s.write_all(b"hold\n").await.unwrap();
-        let mut buf = [0u8; 5];
-        s.read_exact(&mut buf).await.unwrap();
+    for _ in 0..3 {
+        let mut s = connect_from([127, 0, 0, 1], addr).await;
+        round_trip(&mut s, b"hold\n").await;
         held.push(s);
     }
-    let mut third = TcpStream::connect(addr).await.unwrap();
+    let mut fourth = connect_from([127, 0, 0, 1], addr).await;
     let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut answer)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), fourth.read_to_end(&mut answer)).await.unwrap().unwrap();
     assert_eq!(answer, b"ERR server busy, try later\n");
+    let mut other = connect_from([127, 0, 0, 2], addr).await;
+    assert_eq!(round_trip(&mut other, b"other\n").await, b"OTHER\n");
     drop(held);
-    // Once the held connections close, new clients are served again.
+    // Once the held connections close, the address is served again.
     let ok = harness::wait_until(Duration::from_secs(5), Duration::from_millis(20), || async {
         client::ask_tcp(addr, b"again", Duration::from_secs(1)).await.is_ok()
     })
     .await;
     assert!(ok);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_trickled_line_gets_one_deadline_not_one_per_byte() {
+    let server = start(UpperConfig { request_timeout_secs: 1, idle_timeout_secs: 1, ..config() }).await;
+    let mut stream = TcpStream::connect(server.addr()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    // One byte every 200 ms never completes a line; the whole line's deadline still applies.
+    for _ in 0..50 {
+        if stream.write_all(b"x").await.is_err() {
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(200), stream.read_to_end(&mut answer)).await {
+            Ok(_) => break,
+            Err(_) => continue,
+        }
+    }
+    assert_eq!(answer, b"ERR idle timeout, closing\n");
+    assert!(started.elapsed() < Duration::from_secs(4), "cut after {:?}", started.elapsed());
     server.stop().await.unwrap();
 }
 
@@ -180,6 +234,21 @@ async fn udp_answers_each_datagram_and_rejects_oversized_ones() {
     let err = client::ask_udp(addr, &[b'z'; 101], Duration::from_secs(3), 3).await.unwrap_err();
     assert!(matches!(err, client::AskError::Server(ref m) if m.contains("longer than 100")), "{err}");
     server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn udp_replies_never_exceed_the_amplification_limit() {
+    let worst = "\u{390}".repeat(50); // upper-cases to three times its size
+    let strict = start(UpperConfig { udp: true, udp_max_amplification: 1, ..config() }).await;
+    let answer = client::ask_udp(strict.addr(), b"same size", Duration::from_secs(3), 3).await.unwrap();
+    assert_eq!(answer, b"SAME SIZE");
+    let err = client::ask_udp(strict.addr(), worst.as_bytes(), Duration::from_millis(600), 2).await;
+    assert!(err.is_err(), "a reply three times the request is not sent at 1x");
+    strict.stop().await.unwrap();
+    let default = start(UpperConfig { udp: true, ..config() }).await;
+    let answer = client::ask_udp(default.addr(), worst.as_bytes(), Duration::from_secs(3), 3).await.unwrap();
+    assert_eq!(answer.len(), 3 * worst.len(), "the default (3x) answers the Unicode worst case");
+    default.stop().await.unwrap();
 }
 
 #[tokio::test]

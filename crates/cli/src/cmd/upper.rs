@@ -38,12 +38,21 @@ pub struct ServeArgs {
     /// Longest accepted line or datagram, in bytes [default: 65536].
     #[arg(long, value_name = "BYTES")]
     max_line: Option<usize>,
-    /// Close TCP connections silent for this many seconds [default: 60].
+    /// Seconds a TCP connection has after an answer to send its whole next line [default: 60].
     #[arg(long, value_name = "SECS")]
     idle_timeout: Option<u64>,
-    /// Most TCP connections at once [default: 1024].
+    /// Seconds a new TCP connection has to send its whole first line [default: 10].
+    #[arg(long, value_name = "SECS")]
+    request_timeout: Option<u64>,
+    /// Most TCP connections at once; when full, the longest-waiting one makes room [default: 1024].
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+    /// Most TCP connections from one address [default: 64].
+    #[arg(long, value_name = "N")]
+    max_per_ip: Option<usize>,
+    /// Largest UDP reply as a multiple of the request's size; larger ones are not sent [default: 3].
+    #[arg(long, value_name = "N")]
+    udp_max_amplification: Option<usize>,
 }
 
 /// Flags for `upper ask`.
@@ -82,8 +91,17 @@ async fn serve(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
     if let Some(s) = args.idle_timeout {
         config.idle_timeout_secs = s;
     }
+    if let Some(s) = args.request_timeout {
+        config.request_timeout_secs = s;
+    }
     if let Some(n) = args.max_connections {
         config.max_connections = n;
+    }
+    if let Some(n) = args.max_per_ip {
+        config.max_per_ip = n;
+    }
+    if let Some(n) = args.udp_max_amplification {
+        config.udp_max_amplification = n;
     }
     let proto = if config.udp { "udp" } else { "tcp" };
     let listen = config.listen;
