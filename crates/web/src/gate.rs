@@ -130,6 +130,7 @@ pub fn check_head(buf: &[u8], limits: &Limits) -> Result<Option<(usize, Framing)
     let mut content_length: Option<u64> = None;
     let mut te: Vec<String> = Vec::new();
     let mut hosts = 0;
+    let mut expectation = false;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             let v = std::str::from_utf8(h.value).unwrap_or("").trim();
@@ -145,6 +146,11 @@ pub fn check_head(buf: &[u8], limits: &Limits) -> Result<Option<(usize, Framing)
             te.extend(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
         } else if h.name.eq_ignore_ascii_case("host") {
             hosts += 1;
+            if !valid_host(h.value) {
+                return Err(reject(400, "invalid Host"));
+            }
+        } else if h.name.eq_ignore_ascii_case("expect") && !expect_ok(h.value) {
+            expectation = true;
         }
     }
     if version == 1 && hosts != 1 {
@@ -155,6 +161,9 @@ pub fn check_head(buf: &[u8], limits: &Limits) -> Result<Option<(usize, Framing)
     }
     if hosts > 1 {
         return Err(reject(400, "more than one Host"));
+    }
+    if expectation {
+        return Err(reject(417, "the only expectation supported is 100-continue"));
     }
     let framing = if !te.is_empty() {
         if content_length.is_some() {
@@ -177,6 +186,74 @@ pub fn check_head(buf: &[u8], limits: &Limits) -> Result<Option<(usize, Framing)
         }
     };
     Ok(Some((len, framing)))
+}
+
+/// Whether a Host field value (or HTTP/2 `:authority`) is `uri-host [ ":" port ]` (RFC 9110
+/// §7.2, RFC 3986 §3.2.2): a reg-name of unreserved, pct-encoded and sub-delims characters, an
+/// IPv4 address (a reg-name too), or an IP literal in brackets; the port is digits. An empty
+/// value is allowed (RFC 9112 §3.2: a target without an authority). Anything else gets 400,
+/// so a name with spaces or userinfo never reaches virtual-host selection or the logs.
+pub fn valid_host(value: &[u8]) -> bool {
+    let (host, port) = if let Some(rest) = value.strip_prefix(b"[") {
+        let Some(end) = rest.iter().position(|&b| b == b']') else { return false };
+        if !ip_literal(&rest[..end]) {
+            return false;
+        }
+        match &rest[end + 1..] {
+            [] => return true,
+            [b':', port @ ..] => (&[][..], port),
+            _ => return false,
+        }
+    } else {
+        match value.iter().rposition(|&b| b == b':') {
+            Some(i) => (&value[..i], &value[i + 1..]),
+            None => (value, &[][..]),
+        }
+    };
+    port.len() <= 5 && port.iter().all(u8::is_ascii_digit) && reg_name(host)
+}
+
+fn unreserved_or_sub_delim(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
+}
+
+fn reg_name(s: &[u8]) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            if !(i + 2 < s.len() && s[i + 1].is_ascii_hexdigit() && s[i + 2].is_ascii_hexdigit()) {
+                return false;
+            }
+            i += 3;
+        } else if unreserved_or_sub_delim(s[i]) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// `IPv6address / IPvFuture` (RFC 3986 §3.2.2), the inside of the brackets.
+fn ip_literal(s: &[u8]) -> bool {
+    if let [b'v' | b'V', rest @ ..] = s {
+        let Some(dot) = rest.iter().position(|&b| b == b'.') else { return false };
+        return dot > 0
+            && rest[..dot].iter().all(u8::is_ascii_hexdigit)
+            && rest.len() > dot + 1
+            && rest[dot + 1..].iter().all(|&b| b == b':' || unreserved_or_sub_delim(b));
+    }
+    std::str::from_utf8(s).is_ok_and(|t| t.parse::<std::net::Ipv6Addr>().is_ok())
+}
+
+/// Whether an Expect field value asks only for `100-continue` (which hyper answers); any
+/// other expectation gets 417 (RFC 9110 §10.1.1). An empty list expects nothing.
+pub fn expect_ok(value: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .map(|m| m.trim_ascii())
+        .filter(|m| !m.is_empty())
+        .all(|m| m.eq_ignore_ascii_case(b"100-continue"))
 }
 
 fn reject(status: u16, why: &'static str) -> Verdict {
@@ -621,6 +698,57 @@ mod tests {
         assert_eq!(status("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"), 400);
         assert_eq!(status("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), 400);
         assert_eq!(status("GET\x01 / HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn host_values_must_be_uri_hosts() {
+        for good in [
+            "a",
+            "www.example.com:8080",
+            "127.0.0.1",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "[v1.fe80::a+en1]",
+            "xn--bcher-kva.example",
+            "a%20b",
+            "example.com.",
+            "",
+            "host:",
+        ] {
+            assert_eq!(status(&format!("GET / HTTP/1.1\r\nHost: {good}\r\n\r\n")), 200, "{good:?}");
+        }
+        for bad in [
+            "a b",
+            "a\tb",
+            "user@host",
+            "a/b",
+            "a:b:c",
+            "a:80x",
+            "a:123456",
+            "[::1",
+            "[::g]",
+            "[::1]x",
+            "[::1]:a",
+            "a%2",
+            "a%zz",
+            "\"quoted\"",
+            "a<b>",
+            "caf\u{e9}",
+        ] {
+            assert_eq!(status(&format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n")), 400, "{bad:?}");
+        }
+        assert_eq!(status("GET / HTTP/1.0\r\nHost: a b\r\n\r\n"), 400, "HTTP/1.0 too");
+    }
+
+    #[test]
+    fn expectations_other_than_100_continue_get_417() {
+        let req = |e: &str| status(&format!("POST / HTTP/1.1\r\nHost: a\r\nExpect: {e}\r\n\r\n"));
+        assert_eq!(req("100-continue"), 200);
+        assert_eq!(req("100-Continue"), 200, "case-insensitive");
+        assert_eq!(req("foo"), 417);
+        assert_eq!(req("100-continue, foo"), 417);
+        assert_eq!(req("200-ok"), 417);
     }
 
     fn drain(input: &'static [u8], limits: Limits, verdicts: Verdicts) -> Vec<u8> {

@@ -87,6 +87,13 @@ async fn stream(
     let scheme = req.uri().scheme_str().unwrap_or(if conn.secure { "https" } else { "http" }).to_string();
     let authority = req.uri().authority().map(|a| a.to_string());
     let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
+    if let Some(why) = bad_host(&req) {
+        tracing::debug!(peer = %conn.peer, "HTTP/2 request refused: {why}");
+        let resp = handler.rejected(400, why, &conn);
+        let (parts, body) = resp.into_parts();
+        send(respond_parts(parts), body, |head, eos| respond.send_response(head, eos)).await;
+        return;
+    }
     if let Err(why) = malformed(&req) {
         tracing::debug!(peer = %conn.peer, "malformed HTTP/2 request: {why}");
         respond.send_reset(Reason::PROTOCOL_ERROR);
@@ -174,6 +181,25 @@ fn malformed(req: &Request<h2::RecvStream>) -> Result<(), &'static str> {
         return Err("CONNECT without :authority");
     }
     Ok(())
+}
+
+/// A Host or `:authority` that is not `uri-host [":" port]` (RFC 9110 §7.2; RFC 9113 §8.3.1
+/// forbids userinfo in `:authority`): the request gets 400, as over HTTP/1. More than one
+/// Host is refused too.
+fn bad_host<B>(req: &Request<B>) -> Option<&'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    if hosts.next().is_some_and(|h| !crate::gate::valid_host(h.as_bytes())) {
+        return Some("invalid Host");
+    }
+    if hosts.next().is_some() {
+        return Some("more than one Host");
+    }
+    if let Some(a) = req.uri().authority()
+        && !crate::gate::valid_host(a.as_str().as_bytes())
+    {
+        return Some("invalid :authority");
+    }
+    None
 }
 
 /// Strips HTTP/1 connection headers (forbidden in HTTP/2) and adds Date.

@@ -222,3 +222,25 @@ async fn configured_push_list_replaces_the_page_links() {
     assert_eq!(page.status(), 200);
     srv.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_invalid_host_gets_400_over_h2_too() {
+    let site = site("h2host");
+    let srv = serve(config(site.path())).await;
+    let tcp = TcpStream::connect(srv.addr()).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let uri = format!("http://{}/digits.txt", srv.addr());
+    let bad = Request::builder().uri(&uri).header("host", "a b").body(()).unwrap();
+    let (resp, _) = client.send_request(bad, true).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), resp).await.unwrap().unwrap();
+    assert_eq!(resp.status(), 400);
+    // The connection keeps serving good requests.
+    let mut client = client.ready().await.unwrap();
+    let (resp, _) = client.send_request(get(&uri), true).unwrap();
+    assert_eq!(resp.await.unwrap().status(), 200);
+    srv.stop().await.unwrap();
+}
