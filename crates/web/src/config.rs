@@ -61,8 +61,18 @@ pub struct WebConfig {
     pub header_timeout_secs: u64,
     /// Seconds an idle keep-alive connection stays open.
     pub idle_timeout_secs: u64,
-    /// Most connections at once; more get 503 and are closed.
+    /// Most connections at once. At the cap a newcomer takes the slot of the connection that
+    /// has waited longest without a request; only when all are busy does it get 503.
     pub max_connections: usize,
+    /// Most connections from one client address (absent: `max_connections`/8, from 1 to 64);
+    /// more get 503.
+    pub max_per_ip: Option<usize>,
+    /// `/cart` sessions kept at most; at the cap the least recently used is dropped.
+    pub cart_max_sessions: usize,
+    /// `/cart` sessions one client address (IPv6: one /64) may create per second; more get 429.
+    pub cart_new_per_sec: u64,
+    /// ... and in a burst.
+    pub cart_new_burst: u64,
     /// Most concurrent HTTP/2 streams per connection.
     pub h2_max_streams: u32,
     /// Files up to this size are kept in memory (checked against mtime on each use).
@@ -99,6 +109,10 @@ impl Default for WebConfig {
             header_timeout_secs: 10,
             idle_timeout_secs: 60,
             max_connections: 10_000,
+            max_per_ip: None,
+            cart_max_sessions: crate::apps::MAX_SESSIONS,
+            cart_new_per_sec: 2,
+            cart_new_burst: 20,
             h2_max_streams: 128,
             cache_file_max: 2 * 1024 * 1024,
             cache_total: 128 * 1024 * 1024,

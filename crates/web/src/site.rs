@@ -83,7 +83,11 @@ impl Handler {
             cache: FileCache::new(config.cache_file_max, config.cache_total),
             resolve: ResolveCache::new(std::time::Duration::from_secs(1), 10_000),
             log: config.access_log.then(AccessLog::to_stdout),
-            carts: Carts::default(),
+            carts: Carts::new(apps::CartLimits {
+                max_sessions: config.cart_max_sessions,
+                new_per_sec: config.cart_new_per_sec,
+                new_burst: config.cart_new_burst,
+            }),
             default_root,
             vhosts,
             stats,
@@ -576,14 +580,18 @@ impl Handler {
                 return r;
             }
         };
-        let view = self.carts.apply(cookie.as_deref(), op, Instant::now());
-        let mut r =
-            bytes_response(StatusCode::OK, "text/plain; charset=utf-8", apps::render(&view).into(), head);
+        let view = self.carts.apply(cookie.as_deref(), op, conn.peer.ip(), Instant::now());
+        let status = if view.rate_limited { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::OK };
+        let mut r = bytes_response(status, "text/plain; charset=utf-8", apps::render(&view).into(), head);
         let hs = r.headers_mut();
         hs.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         hs.insert(header::VARY, HeaderValue::from_static("Cookie"));
+        if view.rate_limited {
+            hs.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if view.new_session
-            && let Ok(v) = HeaderValue::from_str(&apps::set_cookie(&view.session, conn.secure))
+            && let Some(id) = &view.session
+            && let Ok(v) = HeaderValue::from_str(&apps::set_cookie(id, conn.secure))
         {
             hs.insert(header::SET_COOKIE, v);
         }

@@ -232,6 +232,9 @@ async fn bad_requests_get_their_status_and_others_are_still_served() {
         ("garbage", "\x01\x02 nonsense\r\n\r\n".into(), 400),
         ("no Host in 1.1", "GET / HTTP/1.1\r\n\r\n".into(), 400),
         ("two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".into(), 400),
+        ("Host with a space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n".into(), 400),
+        ("Host with userinfo", "GET / HTTP/1.1\r\nHost: u@x\r\n\r\n".into(), 400),
+        ("Expect: foo", "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Length: 4\r\n\r\nabcd".into(), 417),
         ("long request line", long_uri, 414),
         ("too many headers", many, 431),
         ("header too large", big, 431),
@@ -368,6 +371,30 @@ async fn cart_keeps_state_behind_a_cookie_and_echo_returns_the_request() {
     // The counters, in the Prometheus text format.
     let r = raw(a, b"GET /server-metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
     assert!(body(&r).contains("web_responses_total{code=\"200\"} 4"), "{r}");
+    srv.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn cart_sessions_start_at_the_first_item_and_are_rate_limited_per_client() {
+    let site = site("cartlimits");
+    let mut cfg = config(site.path());
+    cfg.cart_new_burst = 2;
+    cfg.cart_new_per_sec = 1;
+    let srv = serve(cfg).await;
+    let a = srv.addr();
+    for _ in 0..5 {
+        let r = raw(a, b"GET /cart HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        assert_eq!(status(&r), 200);
+        assert!(header(&r, "set-cookie").is_none(), "looking creates no session: {r}");
+    }
+    let add = b"GET /cart?add=pen HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    for _ in 0..2 {
+        assert!(header(&raw(a, add).await, "set-cookie").is_some());
+    }
+    let r = raw(a, add).await;
+    assert_eq!(status(&r), 429, "{r}");
+    assert_eq!(header(&r, "retry-after"), Some("1"));
+    assert!(header(&r, "set-cookie").is_none());
     srv.stop().await.unwrap();
 }
 
