@@ -7,9 +7,11 @@ use crate::id::Id;
 use crate::lookup::{Lookup, Step};
 use crate::node::LookupOutcome;
 use crate::pool::{Pool, PoolLimits};
-use crate::wire::{self, ErrorCode, NodeRef, Request, Response, WireError};
+use crate::wire::{self, AuthError, ErrorCode, NodeRef, Request, Response, WireError};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -25,6 +27,10 @@ pub enum ClientError {
     /// The answer did not decode.
     #[error("{0} sent a malformed answer: {1}")]
     Wire(SocketAddr, WireError),
+    /// The ring has a secret and the answer carried no valid HMAC; `.2` is the text of an
+    /// unauthenticated error answer, if it was one (the node may have no secret, or another).
+    #[error("{0} sent an answer that is not authenticated with the ring secret ({1}){extra}", extra = .2.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Auth(SocketAddr, AuthError, Option<String>),
     /// The node refused the request.
     #[error("{addr} refused the request ({code:?}): {message}")]
     Remote { addr: SocketAddr, code: ErrorCode, message: String },
@@ -36,9 +42,70 @@ pub enum ClientError {
     NoRoute { hops: u32, timeouts: u32 },
 }
 
+/// Memory for frames being read, shared by the connections of a server. A frame's buffer
+/// grows as its bytes arrive (never preallocated to the announced length), and each growth is
+/// taken from this budget; a frame that would go over it is refused with [`WireError::Busy`].
+/// Exists so that many connections announcing large frames cannot take the node's memory.
+#[derive(Debug, Clone)]
+pub struct FrameBudget {
+    used: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl FrameBudget {
+    /// A budget of `max` bytes for all frames being read at once.
+    pub fn new(max: usize) -> FrameBudget {
+        FrameBudget { used: Arc::new(AtomicUsize::new(0)), max }
+    }
+
+    /// No shared limit (each frame is still bounded by [`wire::MAX_FRAME`]).
+    pub fn unlimited() -> FrameBudget {
+        FrameBudget::new(usize::MAX)
+    }
+
+    /// Bytes held by frames being read now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(n).filter(|&t| t <= self.max)
+            })
+            .is_ok()
+    }
+}
+
+/// Bytes of a [`FrameBudget`] held by one frame being read; given back on drop.
+struct Held<'a> {
+    budget: &'a FrameBudget,
+    bytes: usize,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// First read of a frame body; later reads double it (up to [`MAX_READ_STEP`]).
+const FIRST_READ_STEP: usize = 4096;
+/// Largest single growth of a frame buffer.
+const MAX_READ_STEP: usize = 256 * 1024;
+
 /// Reads one frame body (without its length prefix), bounded by [`wire::MAX_FRAME`].
 /// `Ok(None)` at a clean end of stream before a frame starts.
 pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<Result<Vec<u8>, WireError>>> {
+    read_frame_within(r, &FrameBudget::unlimited()).await
+}
+
+/// Like [`read_frame`], growing the buffer step by step as the bytes arrive and taking each
+/// step from `budget`: `Some(Err(WireError::Busy))` when the budget cannot cover the next step.
+pub async fn read_frame_within<R: AsyncRead + Unpin>(
+    r: &mut R,
+    budget: &FrameBudget,
+) -> io::Result<Option<Result<Vec<u8>, WireError>>> {
     let mut prefix = [0u8; 4];
     match r.read_exact(&mut prefix).await {
         Ok(_) => {}
@@ -49,8 +116,19 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<Re
         Ok(n) => n,
         Err(e) => return Ok(Some(Err(e))),
     };
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await?;
+    let mut body = Vec::new();
+    let mut held = Held { budget, bytes: 0 };
+    while body.len() < len {
+        let start = body.len();
+        let step = start.clamp(FIRST_READ_STEP, MAX_READ_STEP).min(len - start);
+        if !budget.take(step) {
+            return Ok(Some(Err(WireError::Busy)));
+        }
+        held.bytes += step;
+        body.reserve_exact(step);
+        body.resize(start + step, 0);
+        r.read_exact(&mut body[start..]).await?;
+    }
     Ok(Some(Ok(body)))
 }
 

@@ -5,7 +5,11 @@ use crate::node::Params;
 use crate::pool::PoolLimits;
 use serde::Deserialize;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// Shortest ring secret accepted, in bytes.
+pub const MIN_SECRET: usize = 16;
 
 /// Where a node listens, which ring it joins, and the protocol's timers and limits.
 #[derive(Debug, Clone, Deserialize)]
@@ -51,6 +55,24 @@ pub struct ChordConfig {
     /// Milliseconds between garbage-collection rounds (dropping items this node is no longer
     /// a replica holder for); 0 = never.
     pub gc_ms: u64,
+    /// File holding the ring secret (at least 16 bytes, surrounding whitespace ignored). With
+    /// it every frame carries an HMAC-SHA256 under the secret and frames without a valid one
+    /// are refused; every node and client of the ring needs the same file.
+    pub secret_file: Option<PathBuf>,
+    /// Seconds an authenticated request's timestamp may be off this node's clock (and how long
+    /// its request id is remembered against replays).
+    pub auth_window_secs: u64,
+    /// Most authenticated requests remembered against replays; beyond it the oldest are
+    /// forgotten and requests stamped no later than them refused.
+    pub max_replay_entries: usize,
+    /// Bytes of frames being read, over all connections at once (a frame's buffer grows as
+    /// its bytes arrive).
+    pub max_frame_buffer_bytes: usize,
+    /// Most RPC connections from one IP address; 0 = an eighth of `max_connections` (1..=64).
+    /// Raise it when many nodes share one address (a lab on loopback).
+    pub max_connections_per_ip: usize,
+    /// Seconds a new connection has to deliver its whole first frame.
+    pub request_timeout_secs: u64,
 }
 
 impl Default for ChordConfig {
@@ -76,6 +98,12 @@ impl Default for ChordConfig {
             pool_max_idle: PoolLimits::default().total,
             pool_idle_secs: PoolLimits::default().idle.as_secs(),
             gc_ms: p.gc_ms,
+            secret_file: None,
+            auth_window_secs: 30,
+            max_replay_entries: 1 << 20,
+            max_frame_buffer_bytes: 64 * 1024 * 1024,
+            max_connections_per_ip: 0,
+            request_timeout_secs: 10,
         }
     }
 }
@@ -95,6 +123,9 @@ pub enum ConfigError {
     /// Value limit over the wire's.
     #[error("max_value must be at most {} bytes", crate::wire::MAX_VALUE)]
     MaxValue,
+    /// The secret file cannot be read or is too short.
+    #[error("ring secret {0}: {1}")]
+    Secret(PathBuf, String),
 }
 
 impl ChordConfig {
@@ -146,8 +177,27 @@ impl ChordConfig {
         }
     }
 
+    /// The ring secret's key, read from `secret_file` (None without one).
+    pub fn ring_key(&self) -> Result<Option<crate::wire::RingKey>, ConfigError> {
+        self.secret_file.as_deref().map(read_secret).transpose()
+    }
+
     /// The RPC timeout as a duration.
     pub fn rpc_timeout(&self) -> Duration {
         Duration::from_millis(self.rpc_timeout_ms.max(1))
     }
+}
+
+/// Reads a ring secret file: its bytes without surrounding whitespace, at least [`MIN_SECRET`].
+pub fn read_secret(path: &std::path::Path) -> Result<crate::wire::RingKey, ConfigError> {
+    let err = |m: String| ConfigError::Secret(path.to_path_buf(), m);
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let secret = bytes.trim_ascii();
+    if secret.len() < MIN_SECRET {
+        return Err(err(format!(
+            "is {} bytes; use at least {MIN_SECRET} (e.g. head -c 32 /dev/urandom | base64 > FILE)",
+            secret.len()
+        )));
+    }
+    Ok(crate::wire::RingKey::new(secret))
 }

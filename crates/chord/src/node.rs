@@ -12,7 +12,7 @@ use crate::store::{Store, Tombstones};
 use crate::suspects::Suspects;
 use crate::wire::{ErrorCode, Item, NodeRef, Request, Response};
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Milliseconds on the driver's monotonic clock (real or virtual).
 pub type Millis = u64;
@@ -23,6 +23,26 @@ const STORE_BATCH_BYTES: usize = 1024 * 1024;
 /// Most arcs of foreign items one garbage-collection round checks (a lookup and a
 /// `GetNeighbors` each), so a round's cost stays bounded however many arcs a node holds.
 const MAX_GC_ARCS: u32 = 16;
+
+/// Most claim checks (probes of a `Notify` or `Leaving` node, owner lookups for a `Store`)
+/// in flight at once; claims beyond it are refused, so forged messages cannot make a node send
+/// unbounded traffic.
+pub const MAX_CLAIM_CHECKS: usize = 16;
+
+/// Who sent a request, as far as the node can tell. Exists so that the node believes the
+/// messages that change its routing or its data (`Notify`, `Leaving`, `Store`) only as far as
+/// their sender is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A node of the ring: the frame carried a valid HMAC under the ring secret (or the
+    /// driver is the simulator, or a test). Claims are believed.
+    Trusted,
+    /// Anyone who can reach the port, from this IP address (no ring secret). A `Notify` must
+    /// name a node at this IP whose id is SHA-1 of its address or who confirms it when probed;
+    /// a `Leaving` is believed only once a probe of the named node fails; a `Store` is kept
+    /// only from the IP of a neighbour, or of the key's holders as a lookup finds them.
+    Peer(IpAddr),
+}
 
 /// Tunables of the protocol (not of the transport).
 #[derive(Debug, Clone)]
@@ -145,6 +165,8 @@ enum Purpose {
     Get(u64, Vec<u8>),
     /// Who owns this id? (garbage collection)
     Gc(Id),
+    /// Who holds these items? Kept if a holder has the sender's IP.
+    StoreCheck(IpAddr, Vec<Item>),
 }
 
 /// An arc of the circle whose items garbage collection has already decided on this round.
@@ -220,6 +242,16 @@ enum Pending {
     /// Garbage collection handed these items to their owner; dropped here once it accepts.
     GcAdopt {
         items: Vec<Item>,
+    },
+    /// An unauthenticated `Notify` named `node`: believed if it answers the probe as itself.
+    VerifyNotify {
+        node: NodeRef,
+    },
+    /// An unauthenticated `Leaving` named `node`: believed only if the probe fails.
+    VerifyLeaving {
+        node: NodeRef,
+        pred: Option<NodeRef>,
+        succs: Vec<NodeRef>,
     },
 }
 
@@ -641,6 +673,22 @@ impl Node {
                     self.send(owner.addr, Request::GetNeighbors, Pending::GcNeighbors { owner, key });
                 }
             },
+            Purpose::StoreCheck(ip, items) => match outcome {
+                Some(o)
+                    if o.succs[0].addr != self.rt.me.addr && o.succs.iter().any(|n| n.addr.ip() == ip) =>
+                {
+                    // The owner's items lie between this node and the owner, going clockwise.
+                    let (me, owner) = (self.rt.me.id, o.succs[0].id);
+                    let (keep, drop): (Vec<Item>, Vec<Item>) = items
+                        .into_iter()
+                        .partition(|item| self.store.key_id(&item.key).in_half_open(&me, &owner));
+                    if !drop.is_empty() {
+                        self.counters.claims_refused += 1;
+                    }
+                    self.keep_items(keep);
+                }
+                _ => self.counters.claims_refused += 1,
+            },
         }
     }
 
@@ -907,8 +955,123 @@ impl Node {
         }
     }
 
-    /// Answers a request from another node or a client.
+    /// Answers a request from a trusted sender (see [`Origin::Trusted`]).
     pub fn handle_request(&mut self, now: Millis, req: Request) -> Response {
+        self.handle_request_from(now, Origin::Trusted, req)
+    }
+
+    /// Claim checks in flight (probes and owner lookups).
+    fn claim_checks(&self) -> usize {
+        self.pending
+            .values()
+            .filter(|(_, p)| match p {
+                Pending::VerifyNotify { .. } | Pending::VerifyLeaving { .. } => true,
+                Pending::Lookup { purpose: Purpose::StoreCheck(..), .. } => true,
+                _ => false,
+            })
+            .count()
+    }
+
+    /// Whether a probe of `addr` for a claim is already in flight.
+    fn probing(&self, addr: SocketAddr) -> bool {
+        self.pending.values().any(|(to, p)| {
+            *to == addr && matches!(p, Pending::VerifyNotify { .. } | Pending::VerifyLeaving { .. })
+        })
+    }
+
+    fn refuse_claim(&mut self, why: &str) -> Response {
+        self.counters.claims_refused += 1;
+        Response::Error { code: ErrorCode::Unavailable, message: why.into() }
+    }
+
+    /// Whether `ip` is the address of a node in this node's routing state.
+    fn is_neighbour_ip(&self, ip: IpAddr) -> bool {
+        self.rt
+            .pred
+            .iter()
+            .chain(&self.rt.succs)
+            .chain(self.rt.fingers.iter().flatten())
+            .any(|n| n.addr.ip() == ip)
+    }
+
+    /// An unauthenticated `Notify`: the node must be at the sender's IP, and its id SHA-1 of
+    /// its address (derived ids), or else confirmed by a probe.
+    fn notify_from(&mut self, ip: IpAddr, node: NodeRef) -> Response {
+        if node.addr.ip() != ip {
+            return self.refuse_claim("Notify names a node at another address than the sender's");
+        }
+        let derived = Id::hash(node.addr.to_string().as_bytes(), self.params.bits) == node.id;
+        if derived || self.rt.pred == Some(node) {
+            self.suspects.clear(node.addr);
+            self.on_notify(node);
+            return Response::Ok;
+        }
+        if self.probing(node.addr) {
+            return Response::Ok;
+        }
+        if self.claim_checks() >= MAX_CLAIM_CHECKS {
+            return self.refuse_claim("too many claims being checked; try again later");
+        }
+        self.send(node.addr, Request::Ping, Pending::VerifyNotify { node });
+        Response::Ok
+    }
+
+    /// An unauthenticated `Leaving`: probe the named node; believed only if it does not
+    /// answer as itself (a leaving node answers `Ping` with an error).
+    fn leaving_from(&mut self, node: NodeRef, pred: Option<NodeRef>, succs: Vec<NodeRef>) -> Response {
+        if node.addr == self.rt.me.addr || self.probing(node.addr) {
+            return Response::Ok;
+        }
+        if self.claim_checks() >= MAX_CLAIM_CHECKS {
+            return self.refuse_claim("too many claims being checked; try again later");
+        }
+        self.send(node.addr, Request::Ping, Pending::VerifyLeaving { node, pred, succs });
+        Response::Ok
+    }
+
+    /// An unauthenticated `Store`: kept at once from a neighbour's IP; otherwise kept once a
+    /// lookup shows a holder of the first key at the sender's IP (and only the items of that
+    /// owner's side of the ring).
+    fn store_from(&mut self, ip: IpAddr, items: Vec<Item>) -> Response {
+        if self.is_neighbour_ip(ip) {
+            self.keep_items(items);
+            return Response::Ok;
+        }
+        let Some(first) = items.first() else { return Response::Ok };
+        if self.claim_checks() >= MAX_CLAIM_CHECKS {
+            return self.refuse_claim("too many claims being checked; try again later");
+        }
+        let target = self.store.key_id(&first.key);
+        self.start_lookup(Purpose::StoreCheck(ip, items), target);
+        Response::Ok
+    }
+
+    fn keep_items(&mut self, items: Vec<Item>) {
+        for item in items {
+            if item.value.len() <= self.params.max_value && self.has_room(&item.key, &item.value) {
+                self.store.insert(item.key, item.value);
+            }
+        }
+    }
+
+    /// A `Leaving` believed: the node is gone; link its neighbours.
+    fn believe_leaving(
+        &mut self,
+        now: Millis,
+        node: NodeRef,
+        pred: Option<NodeRef>,
+        mut succs: Vec<NodeRef>,
+    ) {
+        // Gone on purpose: the others' lists may still name it for a while.
+        self.suspects.mark(node.addr, now);
+        self.suspects.retain_live(&mut succs, now);
+        let pred = self.suspects.live(pred, now);
+        self.on_leaving(node, pred, succs);
+    }
+
+    /// Answers a request from another node or a client; `origin` says how far its claims are
+    /// believed.
+    pub fn handle_request_from(&mut self, now: Millis, origin: Origin, req: Request) -> Response {
         if matches!(self.phase, Phase::Left) {
             return Response::Error {
                 code: ErrorCode::Unavailable,
@@ -916,7 +1079,20 @@ impl Node {
             };
         }
         self.counters.requests_in += 1;
+        if let Origin::Peer(ip) = origin {
+            match req {
+                Request::Notify { node } => return self.notify_from(ip, node),
+                Request::Leaving { node, pred, succs } => return self.leaving_from(node, pred, succs),
+                Request::Store { items } => return self.store_from(ip, items),
+                _ => {}
+            }
+        }
         match req {
+            // A leaving node says so to probes, so a `Leaving` it sent is believed at once.
+            Request::Ping if self.phase == Phase::Leaving => Response::Error {
+                code: ErrorCode::Unavailable,
+                message: "this node is leaving the ring".into(),
+            },
             Request::Ping => Response::Pong { node: self.rt.me },
             Request::Info => Response::Info {
                 node: self.rt.me,
@@ -978,19 +1154,11 @@ impl Node {
                 Response::Deleted { existed }
             }
             Request::Store { items } => {
-                for item in items {
-                    if item.value.len() <= self.params.max_value && self.has_room(&item.key, &item.value) {
-                        self.store.insert(item.key, item.value);
-                    }
-                }
+                self.keep_items(items);
                 Response::Ok
             }
-            Request::Leaving { node, pred, mut succs } => {
-                // Gone on purpose: the others' lists may still name it for a while.
-                self.suspects.mark(node.addr, now);
-                self.suspects.retain_live(&mut succs, now);
-                let pred = self.suspects.live(pred, now);
-                self.on_leaving(node, pred, succs);
+            Request::Leaving { node, pred, succs } => {
+                self.believe_leaving(now, node, pred, succs);
                 Response::Ok
             }
             Request::Stats => Response::Stats { counters: self.stats(now) },
@@ -1006,14 +1174,21 @@ impl Node {
         }
     }
 
-    /// Like [`handle_request`](Self::handle_request), but a recursive lookup (`Route`) that must
-    /// be forwarded returns `None`; its answer comes later as [`Event::Reply`] with `reply_to`.
-    pub fn handle_request_deferred(&mut self, now: Millis, req: Request, reply_to: u64) -> Option<Response> {
+    /// Like [`handle_request_from`](Self::handle_request_from), but a recursive lookup
+    /// (`Route`) that must be forwarded returns `None`; its answer comes later as
+    /// [`Event::Reply`] with `reply_to`.
+    pub fn handle_request_deferred(
+        &mut self,
+        now: Millis,
+        origin: Origin,
+        req: Request,
+        reply_to: u64,
+    ) -> Option<Response> {
         match req {
             Request::Route { id, hops } if self.phase == Phase::Active => {
                 self.route_recursive(ReplyTo::Remote(reply_to), id, hops, Vec::new())
             }
-            other => Some(self.handle_request(now, other)),
+            other => Some(self.handle_request_from(now, origin, other)),
         }
     }
 
@@ -1157,10 +1332,10 @@ impl Node {
             if matches!(pending, Pending::Lookup { .. }) { resp } else { self.without_suspects(resp, now) }
         });
         if let Ok(Response::Error { .. }) = reply {
-            return self.on_failure(pending, RpcFailure::Refused);
+            return self.on_failure(now, pending, RpcFailure::Refused);
         }
         match reply {
-            Err(f) => self.on_failure(pending, f),
+            Err(f) => self.on_failure(now, pending, f),
             Ok(resp) => self.on_success(now, pending, resp),
         }
     }
@@ -1230,6 +1405,20 @@ impl Node {
                 Response::Ok => self.gc_drop(items),
                 _ => self.gc_next_arc(),
             },
+            Pending::VerifyNotify { node } => match resp {
+                Response::Pong { node: n } if n == node => {
+                    self.suspects.clear(node.addr);
+                    self.on_notify(node);
+                }
+                _ => self.counters.claims_refused += 1,
+            },
+            Pending::VerifyLeaving { node, pred, succs } => match resp {
+                Response::Pong { node: n } if n.id == node.id => {
+                    tracing::info!(node = %node.addr, "ignored a Leaving for a node that still answers");
+                    self.counters.claims_refused += 1;
+                }
+                _ => self.believe_leaving(now, node, pred, succs),
+            },
         }
     }
 
@@ -1258,7 +1447,7 @@ impl Node {
         }
     }
 
-    fn on_failure(&mut self, pending: Pending, failure: RpcFailure) {
+    fn on_failure(&mut self, now: Millis, pending: Pending, failure: RpcFailure) {
         match pending {
             Pending::Lookup { purpose, mut lookup, asked } => {
                 if failure == RpcFailure::Unreachable && !matches!(purpose, Purpose::Join) {
@@ -1303,6 +1492,9 @@ impl Node {
             // Keep everything; the next round tries again.
             Pending::GcNeighbors { .. } => self.end_gc(),
             Pending::GcAdopt { .. } => self.gc_next_arc(),
+            Pending::VerifyNotify { .. } => self.counters.claims_refused += 1,
+            // No answer, or "leaving": the node is gone.
+            Pending::VerifyLeaving { node, pred, succs } => self.believe_leaving(now, node, pred, succs),
         }
     }
 }

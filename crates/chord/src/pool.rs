@@ -10,7 +10,7 @@
 //! dead peer is still reported unreachable as quickly as without the pool.
 
 use crate::client::{ClientError, read_frame, write_frame};
-use crate::wire::{self, Request, Response};
+use crate::wire::{self, Request, Response, RingKey, Stamp};
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
@@ -53,6 +53,8 @@ pub struct PoolStats {
 #[derive(Debug)]
 struct Inner {
     limits: PoolLimits,
+    /// The ring secret: requests are sealed with it and answers must carry a valid HMAC.
+    auth: Option<Arc<RingKey>>,
     idle: Mutex<Idle>,
     opened: AtomicU64,
     reused: AtomicU64,
@@ -78,26 +80,57 @@ fn looks_alive(stream: &TcpStream) -> bool {
     matches!(stream.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
-/// One request/response exchange on an open connection.
+/// One request/response exchange on an open connection: `frame` is sent as is, or sealed
+/// under the ring secret with a fresh request id (whose answer must carry it).
 async fn exchange(
     stream: &mut TcpStream,
     addr: SocketAddr,
     frame: &[u8],
+    auth: Option<&RingKey>,
 ) -> Result<(u8, Response), ClientError> {
+    let request_id = wire::fresh_request_id();
+    let sealed;
+    let frame = match auth {
+        None => frame,
+        Some(key) => {
+            sealed = key.seal_request(frame.to_vec(), Stamp { unix_ms: wire::unix_ms(), request_id });
+            sealed.as_slice()
+        }
+    };
     write_frame(stream, frame).await.map_err(|e| ClientError::Io(addr, e))?;
-    match read_frame(stream).await.map_err(|e| ClientError::Io(addr, e))? {
-        None => Err(ClientError::Io(addr, io::ErrorKind::UnexpectedEof.into())),
-        Some(Err(e)) => Err(ClientError::Wire(addr, e)),
-        Some(Ok(body)) => wire::decode_response(&body).map_err(|e| ClientError::Wire(addr, e)),
-    }
+    let body = match read_frame(stream).await.map_err(|e| ClientError::Io(addr, e))? {
+        None => return Err(ClientError::Io(addr, io::ErrorKind::UnexpectedEof.into())),
+        Some(Err(e)) => return Err(ClientError::Wire(addr, e)),
+        Some(Ok(body)) => body,
+    };
+    let message = match auth {
+        None => body.as_slice(),
+        Some(key) => match key.open_response(&body, request_id) {
+            Ok(message) => message,
+            Err(e) => {
+                let text = match wire::decode_response(&body) {
+                    Ok((_, Response::Error { message, .. })) => Some(message),
+                    _ => None,
+                };
+                return Err(ClientError::Auth(addr, e, text));
+            }
+        },
+    };
+    wire::decode_response(message).map_err(|e| ClientError::Wire(addr, e))
 }
 
 impl Pool {
     /// An empty pool with these limits.
     pub fn new(limits: PoolLimits) -> Pool {
+        Pool::with_auth(limits, None)
+    }
+
+    /// An empty pool whose RPCs are authenticated with the ring secret `auth`, if any.
+    pub fn with_auth(limits: PoolLimits, auth: Option<Arc<RingKey>>) -> Pool {
         Pool {
             inner: Arc::new(Inner {
                 limits,
+                auth,
                 idle: Mutex::new(Idle { by_peer: HashMap::new(), count: 0, swept: Instant::now() }),
                 opened: AtomicU64::new(0),
                 reused: AtomicU64::new(0),
@@ -109,6 +142,11 @@ impl Pool {
     /// A pool that keeps nothing: every RPC opens its own connection.
     pub fn disabled() -> Pool {
         Pool::new(PoolLimits { per_peer: 0, total: 0, idle: Duration::ZERO })
+    }
+
+    /// The ring secret its RPCs are authenticated with, if any.
+    pub fn auth(&self) -> Option<&Arc<RingKey>> {
+        self.inner.auth.as_ref()
     }
 
     /// The pool's limits.
@@ -199,7 +237,7 @@ impl Pool {
         let frame = wire::encode_request(bits, req);
         let run = async {
             if let Some(mut stream) = self.checkout(addr) {
-                match exchange(&mut stream, addr, &frame).await {
+                match exchange(&mut stream, addr, &frame, self.inner.auth.as_deref()).await {
                     Ok(answer) => {
                         self.inner.reused.fetch_add(1, Ordering::Relaxed);
                         self.finish(addr, stream, &answer);
@@ -215,7 +253,7 @@ impl Pool {
             let mut stream = TcpStream::connect(addr).await.map_err(|e| ClientError::Io(addr, e))?;
             self.inner.opened.fetch_add(1, Ordering::Relaxed);
             let _ = stream.set_nodelay(true);
-            let answer = exchange(&mut stream, addr, &frame).await?;
+            let answer = exchange(&mut stream, addr, &frame, self.inner.auth.as_deref()).await?;
             self.finish(addr, stream, &answer);
             Ok(answer)
         };

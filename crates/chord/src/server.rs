@@ -3,11 +3,12 @@
 //! in tasks whose replies (or timeouts) come back through a channel. On shutdown the node leaves
 //! gracefully (keys and neighbours handed over); [`ChordServer::killer`] stops it abruptly.
 
-use crate::client::{ClientError, read_frame, write_frame};
+use crate::client::{ClientError, FrameBudget, read_frame_within, write_frame};
 use crate::config::{ChordConfig, ConfigError};
-use crate::node::{Event, Node, Output, RpcFailure};
+use crate::node::{Event, Node, Origin, Output, RpcFailure};
 use crate::pool::Pool;
-use crate::wire::{self, ErrorCode, NodeRef, Request, Response};
+use crate::wire::{self, AuthError, ErrorCode, NodeRef, ReplayGuard, Request, Response, RingKey, Stamp};
+use appnet_netkit::accept::{Accepted, Acceptor, ConnLimits, ConnSlot, default_per_ip};
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::metrics::{Counter, Registry};
 use appnet_netkit::{BoxError, Service, Shutdown};
@@ -18,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 /// A shared handle on a running node's state, for tests and the lab.
@@ -33,6 +34,21 @@ type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
 /// the next one may each wait out a timeout of their own.
 const ROUTE_TIMEOUT_FACTOR: u32 = 8;
 
+/// The ring secret and the replay guard of a node whose ring has one.
+struct Auth {
+    key: Arc<RingKey>,
+    guard: Mutex<ReplayGuard>,
+}
+
+impl Auth {
+    /// Checks a request frame body: its message and stamp, or why it is refused.
+    fn open<'a>(&self, body: &'a [u8]) -> Result<(&'a [u8], Stamp), AuthError> {
+        let (message, stamp) = self.key.open_request(body)?;
+        self.guard.lock().unwrap_or_else(|p| p.into_inner()).check(stamp, wire::unix_ms())?;
+        Ok((message, stamp))
+    }
+}
+
 /// A bound Chord node, ready to [`run`](Service::run).
 pub struct ChordServer {
     listener: TcpListener,
@@ -41,6 +57,7 @@ pub struct ChordServer {
     start: Instant,
     kill: Shutdown,
     stats: Stats,
+    auth: Option<Arc<Auth>>,
 }
 
 #[derive(Clone)]
@@ -51,6 +68,8 @@ struct Stats {
     rpc_failures: Counter,
     connections: Counter,
     refused_connections: Counter,
+    unauthenticated: Counter,
+    busy: Counter,
     open: Arc<AtomicU64>,
 }
 
@@ -67,6 +86,16 @@ impl Stats {
                 "Connections refused at the connection cap.",
                 &[],
             ),
+            unauthenticated: registry.counter(
+                "chord_unauthenticated_total",
+                "Requests refused for a missing, wrong, stale or replayed ring HMAC.",
+                &[],
+            ),
+            busy: registry.counter(
+                "chord_frames_over_budget_total",
+                "Frames refused because the memory for frames being read was used up.",
+                &[],
+            ),
             open: Arc::new(AtomicU64::new(0)),
             registry,
         }
@@ -80,6 +109,8 @@ impl Stats {
             ("connections_in_total", self.connections.get()),
             ("connections_in_open", self.open.load(Ordering::Relaxed)),
             ("connections_in_refused", self.refused_connections.get()),
+            ("requests_unauthenticated", self.unauthenticated.get()),
+            ("frames_over_budget", self.busy.get()),
             ("connections_out_opened", p.opened),
             ("connections_out_reused", p.reused),
             ("connections_out_stale", p.stale),
@@ -103,6 +134,13 @@ impl ChordServer {
         let addr = listener.local_addr()?;
         let id = config.node_id(addr).map_err(invalid)?;
         let node = Node::new(params, NodeRef { id, addr }, 0);
+        let auth = config.ring_key().map_err(invalid)?.map(|key| {
+            let window = config.auth_window_secs.max(1).saturating_mul(1000);
+            Arc::new(Auth {
+                key: Arc::new(key),
+                guard: Mutex::new(ReplayGuard::new(window, config.max_replay_entries)),
+            })
+        });
         Ok(ChordServer {
             listener,
             config,
@@ -110,6 +148,7 @@ impl ChordServer {
             start: Instant::now(),
             kill: Shutdown::new(),
             stats: Stats::new(),
+            auth,
         })
     }
 
@@ -149,6 +188,8 @@ struct Dispatcher {
     waiters: Waiters,
     next_reply: Arc<AtomicU64>,
     pool: Pool,
+    auth: Option<Arc<Auth>>,
+    budget: FrameBudget,
 }
 
 impl Dispatcher {
@@ -170,7 +211,9 @@ impl Dispatcher {
                         Ok(resp)
                     }
                     Ok((_, resp)) => Ok(resp),
-                    Err(ClientError::Wire(..)) | Err(ClientError::Unexpected(_)) => Err(RpcFailure::Refused),
+                    Err(ClientError::Wire(..))
+                    | Err(ClientError::Unexpected(_))
+                    | Err(ClientError::Auth(..)) => Err(RpcFailure::Refused),
                     Err(e) => {
                         tracing::debug!("rpc failed: {e}");
                         this.stats.rpc_failures.inc();
@@ -208,7 +251,7 @@ impl Service for ChordServer {
     }
 
     async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
-        let ChordServer { listener, config, node, start, kill, stats } = self;
+        let ChordServer { listener, config, node, start, kill, stats, auth } = self;
         let now = move || start.elapsed().as_millis() as u64;
         let (tx, mut rx) = mpsc::unbounded_channel::<Reply>();
         let bits = lock(&node).params().bits;
@@ -220,7 +263,9 @@ impl Service for ChordServer {
             stats: stats.clone(),
             waiters: Arc::new(Mutex::new(HashMap::new())),
             next_reply: Arc::new(AtomicU64::new(1)),
-            pool: Pool::new(config.pool_limits()),
+            pool: Pool::with_auth(config.pool_limits(), auth.as_ref().map(|a| a.key.clone())),
+            auth,
+            budget: FrameBudget::new(config.max_frame_buffer_bytes.max(wire::MAX_FRAME / 4)),
         };
         if let Some(bootstrap) = config.join {
             let mut n = lock(&node);
@@ -231,41 +276,47 @@ impl Service for ChordServer {
         let accept = {
             let (node, dispatcher, kill, conns, stats) =
                 (node.clone(), dispatcher.clone(), kill.clone(), conns.clone(), stats.clone());
-            let limits = Arc::new(Semaphore::new(config.max_connections.max(1)));
-            let idle = Duration::from_secs(config.idle_timeout_secs.max(1));
+            let max = config.max_connections.max(1);
+            let per_ip = match config.max_connections_per_ip {
+                0 => default_per_ip(max),
+                n => n,
+            };
+            let limits = ConnLimits {
+                max_connections: max,
+                max_per_ip: per_ip,
+                request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
+                idle_timeout: Duration::from_secs(config.idle_timeout_secs.max(1)),
+            };
+            let acceptor = Acceptor::with_limits(listener, limits);
             tokio::spawn(async move {
                 loop {
-                    let (stream, peer) = tokio::select! {
+                    let accepted = tokio::select! {
                         _ = kill.wait() => break,
-                        _ = conns.wait() => break,
-                        a = listener.accept() => match a {
-                            Ok(p) => p,
-                            Err(e) => {
-                                tracing::warn!("accept failed: {e}");
-                                tokio::time::sleep(Duration::from_millis(50)).await;
-                                continue;
-                            }
-                        },
+                        a = acceptor.next(&conns) => a,
                     };
-                    let Ok(permit) = limits.clone().try_acquire_owned() else {
-                        stats.refused_connections.inc();
-                        tracing::info!(%peer, "connection cap reached; refusing");
-                        let frame = wire::encode_response(
-                            dispatcher.bits,
-                            &Response::Error {
-                                code: ErrorCode::Unavailable,
-                                message: "too many connections; try again later".into(),
-                            },
-                        );
-                        tokio::spawn(async move {
-                            let mut stream = stream;
-                            let _ = tokio::time::timeout(
-                                Duration::from_secs(1),
-                                write_frame(&mut stream, &frame),
-                            )
-                            .await;
-                        });
-                        continue;
+                    let (stream, peer, slot) = match accepted {
+                        None => break,
+                        Some(Accepted::Conn(stream, peer, slot)) => (stream, peer, slot),
+                        Some(Accepted::OverCap(stream, peer)) => {
+                            stats.refused_connections.inc();
+                            tracing::info!(%peer, "connection cap reached; refusing");
+                            let frame = wire::encode_response(
+                                dispatcher.bits,
+                                &Response::Error {
+                                    code: ErrorCode::Unavailable,
+                                    message: "too many connections; try again later".into(),
+                                },
+                            );
+                            tokio::spawn(async move {
+                                let mut stream = stream;
+                                let _ = tokio::time::timeout(
+                                    Duration::from_secs(1),
+                                    write_frame(&mut stream, &frame),
+                                )
+                                .await;
+                            });
+                            continue;
+                        }
                     };
                     let (node, dispatcher, kill, stats) =
                         (node.clone(), dispatcher.clone(), kill.clone(), stats.clone());
@@ -275,14 +326,14 @@ impl Service for ChordServer {
                         stats.open.fetch_add(1, Ordering::Relaxed);
                         tokio::select! {
                             _ = kill.wait() => {}
-                            r = serve_connection(stream, &node, &dispatcher, &stats, idle, &stop, now) => {
+                            r = serve_connection(stream, peer, &slot, &node, &dispatcher, &stats, &stop, now) => {
                                 if let Err(e) = r {
                                     tracing::debug!(%peer, "connection ended: {e}");
                                 }
                             }
                         }
                         stats.open.fetch_sub(1, Ordering::Relaxed);
-                        drop(permit);
+                        drop(slot);
                     });
                 }
             })
@@ -333,39 +384,64 @@ impl Service for ChordServer {
     }
 }
 
+/// Serves the frames of one connection until the peer closes it, the node stops, or the
+/// connection's slot says it must go (no whole frame within the deadline, or evicted for a
+/// newcomer while idle).
+#[allow(clippy::too_many_arguments)]
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
+    slot: &ConnSlot,
     node: &NodeHandle,
     dispatcher: &Dispatcher,
     stats: &Stats,
-    idle: Duration,
     stop: &Shutdown,
     now: impl Fn() -> u64,
 ) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let (mut read, mut write) = stream.into_split();
+    let bits = dispatcher.bits;
+    let refuse =
+        |code: ErrorCode, message: String| wire::encode_response(bits, &Response::Error { code, message });
     loop {
-        // Between exchanges the connection may sit idle in a peer's pool: it ends at the idle
-        // timeout, or at once when the node stops.
+        // Between exchanges the connection may sit idle in a peer's pool: it ends when its
+        // slot's deadline passes (a whole frame each time), or at once when the node stops.
         let frame = tokio::select! {
             _ = stop.wait() => return Ok(()),
-            r = tokio::time::timeout(idle, read_frame(&mut read)) => match r {
-                Err(_) => return Ok(()),
-                Ok(r) => r?,
-            },
+            reason = slot.closed() => {
+                tracing::debug!(%peer, ?reason, "closing connection");
+                return Ok(());
+            }
+            r = read_frame_within(&mut read, &dispatcher.budget) => r?,
         };
         let body = match frame {
             None => return Ok(()),
             Some(Ok(body)) => body,
             Some(Err(e)) => {
-                // An oversized frame: answer and close, we cannot resynchronise.
+                // An oversized frame, or no memory left for it: answer and close, we cannot
+                // resynchronise.
+                if e == wire::WireError::Busy {
+                    stats.busy.inc();
+                }
                 stats.bad.inc();
-                let resp = Response::Error { code: e.code(), message: e.to_string() };
-                write_frame(&mut write, &wire::encode_response(dispatcher.bits, &resp)).await?;
+                write_frame(&mut write, &refuse(e.code(), e.to_string())).await?;
                 return Ok(());
             }
         };
-        let resp = match wire::decode_request(&body) {
+        slot.busy();
+        let (message, request_id, origin) = match &dispatcher.auth {
+            None => (body.as_slice(), None, Origin::Peer(peer.ip())),
+            Some(auth) => match auth.open(&body) {
+                Ok((message, stamp)) => (message, Some(stamp.request_id), Origin::Trusted),
+                Err(e) => {
+                    stats.unauthenticated.inc();
+                    tracing::info!(%peer, "refused a request: {e}");
+                    write_frame(&mut write, &refuse(e.code(), e.to_string())).await?;
+                    return Ok(());
+                }
+            },
+        };
+        let resp = match wire::decode_request(message) {
             Err(e) => {
                 stats.bad.inc();
                 tracing::debug!("bad request: {e}");
@@ -383,7 +459,7 @@ async fn serve_connection(
             }
             Ok((_, req)) => {
                 stats.requests.inc();
-                match answer(req, node, dispatcher, &now).await {
+                match answer(req, origin, node, dispatcher, &now).await {
                     Response::Stats { mut counters } => {
                         counters.extend(stats.list(&dispatcher.pool));
                         Response::Stats { counters }
@@ -392,7 +468,12 @@ async fn serve_connection(
                 }
             }
         };
-        write_frame(&mut write, &wire::encode_response(dispatcher.bits, &resp)).await?;
+        let mut frame = wire::encode_response(dispatcher.bits, &resp);
+        if let (Some(auth), Some(id)) = (&dispatcher.auth, request_id) {
+            frame = auth.key.seal_response(frame, wire::unix_ms(), id);
+        }
+        write_frame(&mut write, &frame).await?;
+        slot.idle();
     }
 }
 
@@ -400,6 +481,7 @@ async fn serve_connection(
 /// comes back, within the forwarding timeout.
 async fn answer(
     req: Request,
+    origin: Origin,
     node: &NodeHandle,
     dispatcher: &Dispatcher,
     now: &impl Fn() -> u64,
@@ -410,7 +492,7 @@ async fn answer(
     waiters().insert(token, tx);
     let now_answer = {
         let mut n = lock(node);
-        let resp = n.handle_request_deferred(now(), req, token);
+        let resp = n.handle_request_deferred(now(), origin, req, token);
         dispatcher.dispatch(&mut n);
         resp
     };

@@ -26,6 +26,9 @@ pub struct Counters {
     pub gc_dropped: u64,
     /// Items another node's garbage collection handed to this one and it kept.
     pub gc_adopted: u64,
+    /// Unauthenticated claims refused: a `Notify` or `Store` from an address that does not
+    /// match, a `Notify` whose node did not confirm it, a `Leaving` whose node still answers.
+    pub claims_refused: u64,
 }
 
 impl Counters {
@@ -43,6 +46,7 @@ impl Counters {
             ("gc_rounds", self.gc_rounds),
             ("gc_dropped", self.gc_dropped),
             ("gc_adopted", self.gc_adopted),
+            ("claims_refused", self.claims_refused),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

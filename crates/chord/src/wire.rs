@@ -181,6 +181,9 @@ pub enum WireError {
     /// Anything else malformed.
     #[error("malformed message: {0}")]
     Malformed(&'static str),
+    /// The receiver's memory for frames being read (shared by its connections) is used up.
+    #[error("this node is receiving too much at once; try again later")]
+    Busy,
 }
 
 impl WireError {
@@ -189,6 +192,7 @@ impl WireError {
         match self {
             WireError::Version(_) => ErrorCode::BadVersion,
             WireError::TooLarge(_) => ErrorCode::TooLarge,
+            WireError::Busy => ErrorCode::Unavailable,
             _ => ErrorCode::Malformed,
         }
     }

@@ -53,6 +53,8 @@ impl RealRing {
             // 256 nodes in one process: both ends of every pooled connection count against
             // the process's file descriptors.
             pool_max_idle: 16,
+            // Every node and the client share one address.
+            max_connections_per_ip: 512,
             ..ChordConfig::default()
         };
         let mut running: Vec<Running> = Vec::new();

@@ -9,11 +9,11 @@ mod rng;
 pub use rng::Rng;
 
 use crate::id::Id;
-use crate::node::{Event, Millis, Node, Output, Params, RpcFailure};
+use crate::node::{Event, Millis, Node, Origin, Output, Params, RpcFailure};
 use crate::wire::{NodeRef, Request, Response};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Network model of the simulator.
 #[derive(Debug, Clone)]
@@ -26,19 +26,45 @@ pub struct SimConfig {
     pub rpc_timeout_ms: Millis,
     /// Seed of every random choice.
     pub seed: u64,
+    /// Hand requests to nodes as from an unauthenticated sender at the sending node's address
+    /// ([`Origin::Peer`]), as on a ring without a secret; false = [`Origin::Trusted`].
+    pub verify_claims: bool,
 }
 
 impl Default for SimConfig {
     fn default() -> SimConfig {
-        SimConfig { mean_latency_ms: 50.0, max_latency_ms: 400, rpc_timeout_ms: 500, seed: 1 }
+        SimConfig {
+            mean_latency_ms: 50.0,
+            max_latency_ms: 400,
+            rpc_timeout_ms: 500,
+            seed: 1,
+            verify_claims: false,
+        }
     }
 }
 
 #[derive(Debug)]
 enum Ev {
-    Deliver { from: usize, to: usize, token: u64, req: Request },
-    Reply { to: usize, token: u64, result: Result<Response, RpcFailure> },
-    Wake { node: usize },
+    Deliver {
+        from: usize,
+        to: usize,
+        token: u64,
+        req: Request,
+    },
+    /// A request from outside the ring (a forger at `from`); its answer is dropped.
+    Inject {
+        from: IpAddr,
+        to: usize,
+        req: Request,
+    },
+    Reply {
+        to: usize,
+        token: u64,
+        result: Result<Response, RpcFailure>,
+    },
+    Wake {
+        node: usize,
+    },
 }
 
 struct Entry {
@@ -178,6 +204,13 @@ impl Sim {
         self.pump(i);
     }
 
+    /// Delivers `req` to node `to` after one latency, as sent by a host at `from` that is not
+    /// a node (an attacker): always unauthenticated ([`Origin::Peer`]); the answer is dropped.
+    pub fn inject(&mut self, from: IpAddr, to: usize, req: Request) {
+        let at = self.now + self.latency();
+        self.push(at, Ev::Inject { from, to, req });
+    }
+
     /// Starts a lookup of `id` at node i; the result comes back from [`take_events`](Self::take_events).
     pub fn lookup(&mut self, i: usize, id: Id) -> u64 {
         let op = self.nodes[i].node.lookup(self.now, id);
@@ -287,7 +320,12 @@ impl Sim {
                 // how many requests were handed in.
                 self.next_reply += 1;
                 let reply_to = self.next_reply;
-                let answer = self.nodes[to].node.handle_request_deferred(self.now, req, reply_to);
+                let origin = if self.config.verify_claims {
+                    Origin::Peer(addr_of(from).ip())
+                } else {
+                    Origin::Trusted
+                };
+                let answer = self.nodes[to].node.handle_request_deferred(self.now, origin, req, reply_to);
                 self.pump(to);
                 match answer {
                     Some(resp) => {
@@ -297,6 +335,20 @@ impl Sim {
                     None => {
                         self.deferred.insert(reply_to, (from, token));
                     }
+                }
+            }
+            Ev::Inject { from, to, req } => {
+                self.messages += 1;
+                if self.nodes[to].alive {
+                    self.next_reply += 1;
+                    let reply_to = self.next_reply;
+                    let _ = self.nodes[to].node.handle_request_deferred(
+                        self.now,
+                        Origin::Peer(from),
+                        req,
+                        reply_to,
+                    );
+                    self.pump(to);
                 }
             }
             Ev::Reply { to, token, result } => {
