@@ -18,7 +18,7 @@ export APPNET_CA_DIR=$WORK/ca
 oport=$(free_port); tport=$(free_port); pport=$(free_port); dport=$(free_port)
 bg "$APPNET" web serve --root "$site" --listen "127.0.0.1:$oport" --quiet
 bg "$APPNET" web serve --root "$site" --listen "127.0.0.1:$tport" --tls --quiet
-bg "$APPNET" web proxy --listen "127.0.0.1:$pport" --connect-port "$tport"
+bg "$APPNET" web proxy --listen "127.0.0.1:$pport" --connect-port "$tport" --allow-dest 127.0.0.0/8
 bg "$APPNET" web proxy --listen "127.0.0.1:$dport" --allow 10.0.0.0/8
 for p in $oport $tport $pport $dport; do wait_tcp 127.0.0.1 "$p"; done
 origin=http://127.0.0.1:$oport
@@ -49,7 +49,7 @@ check "metrics: bytes saved" "yes" "$(echo "$metrics" | awk '$1=="appnet_proxy_b
 echo "HTTPS: an https:// origin behind the proxy, and the proxy's own TLS listener (lab CA)"
 xport=$(free_port); fport=$(free_port); uport=$(free_port)
 bg "$APPNET" web proxy --reverse "https://localhost:$tport" --tls --listen "127.0.0.1:$xport"
-bg "$APPNET" web proxy --tls --listen "127.0.0.1:$fport"
+bg "$APPNET" web proxy --tls --listen "127.0.0.1:$fport" --allow-dest 127.0.0.0/8
 mkdir -p "$WORK/other-ca"
 bg "$APPNET" web proxy --reverse "https://localhost:$tport" --ca-dir "$WORK/other-ca" --listen "127.0.0.1:$uport"
 for p in $xport $fport $uport; do wait_tcp 127.0.0.1 "$p"; done

@@ -237,6 +237,8 @@ impl Lab {
                 dns,
                 name: cache.name.clone(),
                 access_log: false,
+                // The lab's origins live on 127.0.0.0/8, which a forward proxy refuses by default.
+                allow_dest: vec!["127.0.0.0/8".into()],
                 ..appnet_web::proxy::ProxyConfig::default()
             };
             let server = appnet_web::proxy::ProxyServer::bind(config).await.map_err(|e| LabError::Start {

@@ -62,9 +62,22 @@ pub struct ProxyArgs {
     /// Clients allowed to PURGE and read /metrics (repeatable) [default: loopback].
     #[arg(long, value_name = "NET")]
     purge_allow: Vec<String>,
-    /// Ports CONNECT may reach (repeatable) [default: 443, 8443].
+    /// Ports CONNECT may reach (repeatable) [default: 443].
     #[arg(long, value_name = "PORT")]
     connect_port: Vec<u16>,
+    /// Forward mode: let clients reach these internal destinations, address or CIDR
+    /// (repeatable), e.g. 127.0.0.0/8 for origins on loopback [default: none; loopback,
+    /// private and link-local addresses are refused, and the proxy's own address always is].
+    #[arg(long, value_name = "NET")]
+    allow_dest: Vec<String>,
+    /// Forward the client's X-Forwarded-Host (and X-Host, X-Original-URL, ...) to origins
+    /// [default: removed, since they are not part of the cache key].
+    #[arg(long)]
+    forward_host_overrides: bool,
+    /// Bytes of bodies being stored in memory at once by all misses together; a miss that
+    /// would exceed it streams through uncached [default: 64MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_inflight: Option<u64>,
     /// Seconds an origin has to start answering before 504 [default: 30].
     #[arg(long, value_name = "SECS")]
     origin_timeout: Option<u64>,
@@ -131,6 +144,11 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<()> {
     }
     if !args.connect_port.is_empty() {
         config.connect_ports = args.connect_port;
+    }
+    config.allow_dest.extend(args.allow_dest);
+    config.forward_host_overrides |= args.forward_host_overrides;
+    if let Some(n) = args.max_inflight {
+        config.max_inflight_bytes = n;
     }
     if let Some(s) = args.origin_timeout {
         config.origin_timeout_secs = s;

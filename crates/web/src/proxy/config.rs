@@ -35,6 +35,18 @@ pub struct ProxyConfig {
     pub purge_allow: Vec<String>,
     /// Ports CONNECT may reach (forward mode).
     pub connect_ports: Vec<u16>,
+    /// Forward mode: internal destinations (loopback, private, link-local...; addresses or
+    /// CIDR prefixes) that may be reached anyway. Empty: none. The proxy's own listening
+    /// address is refused regardless.
+    pub allow_dest: Vec<String>,
+    /// Forward the client's `X-Forwarded-Host` (and `X-Host`, `X-Forwarded-Server`,
+    /// `X-Original-URL`, `X-Rewrite-URL`) upstream. Off by default: they are not part of the
+    /// cache key, and origins that reflect them would let one client poison the cache.
+    pub forward_host_overrides: bool,
+    /// Bytes of bodies being stored in memory at once, all misses together (memory store
+    /// only; they count against `memory_size` too). A miss that would exceed it stops
+    /// storing and streams through uncached.
+    pub max_inflight_bytes: u64,
     /// Path answered with statistics in the Prometheus text format (empty: off). In reverse
     /// mode only `purge_allow` clients get it; others reach the origin's path.
     pub metrics_path: String,
@@ -102,7 +114,10 @@ impl Default for ProxyConfig {
                 .map(String::from)
                 .to_vec(),
             purge_allow: vec!["127.0.0.0/8".into(), "::1".into()],
-            connect_ports: vec![443, 8443],
+            connect_ports: vec![443],
+            allow_dest: Vec::new(),
+            forward_host_overrides: false,
+            max_inflight_bytes: 64 * 1024 * 1024,
             metrics_path: "/metrics".into(),
             tls: false,
             cert: None,

@@ -4,6 +4,7 @@
 //! request URI carries (the Host the client asked for, which becomes `:authority` over HTTP/2),
 //! the connection goes to the configured origin.
 
+use super::dest::{DestDenied, DestPolicy};
 use super::origin::OriginResolver;
 use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
@@ -11,6 +12,7 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use std::future::Future;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -23,6 +25,16 @@ use tokio_rustls::client::TlsStream;
 pub struct OriginConnector {
     http: HttpConnector<OriginResolver>,
     tls: Option<Pinned>,
+    /// Forward mode: resolve here, check each address against the policy, and connect only
+    /// to an allowed one (by address, so what was checked is what is reached).
+    guard: Option<Guard>,
+}
+
+/// The destination check of a forward proxy's connector.
+#[derive(Clone)]
+struct Guard {
+    policy: Arc<DestPolicy>,
+    resolver: OriginResolver,
 }
 
 /// The TLS side of a connector pinned to one `https://` origin.
@@ -38,7 +50,17 @@ struct Pinned {
 impl OriginConnector {
     /// A cleartext connector: connects to the host of each request's URI.
     pub fn plain(http: HttpConnector<OriginResolver>) -> OriginConnector {
-        OriginConnector { http, tls: None }
+        OriginConnector { http, tls: None, guard: None }
+    }
+
+    /// A cleartext connector for a forward proxy: every destination is resolved with
+    /// `resolver` and checked against `policy` before connecting.
+    pub fn guarded(
+        http: HttpConnector<OriginResolver>,
+        resolver: OriginResolver,
+        policy: Arc<DestPolicy>,
+    ) -> OriginConnector {
+        OriginConnector { http, tls: None, guard: Some(Guard { policy, resolver }) }
     }
 
     /// A TLS connector for the origin `host:port`, whatever the request URIs say.
@@ -54,7 +76,8 @@ impl OriginConnector {
             .map_err(|_| format!("{host} is not a host name or address for TLS"))?;
         let tcp: Uri = format!("http://{host}:{port}/").parse().map_err(|e| format!("{host}: {e}"))?;
         let connector = tokio_rustls::TlsConnector::from(config);
-        Ok(OriginConnector { http, tls: Some(Pinned { connector, tcp, name, handshake_timeout }) })
+        let tls = Some(Pinned { connector, tcp, name, handshake_timeout });
+        Ok(OriginConnector { http, tls, guard: None })
     }
 }
 
@@ -70,6 +93,29 @@ impl tower_service::Service<Uri> for OriginConnector {
     }
 
     fn call(&mut self, dst: Uri) -> Self::Future {
+        if let (None, Some(guard)) = (&self.tls, self.guard.clone()) {
+            let mut http = self.http.clone();
+            return Box::pin(async move {
+                let host = dst.host().unwrap_or("");
+                let port = dst.port_u16().unwrap_or(80);
+                let addrs = allowed_addrs(&guard.resolver, &guard.policy, host, port).await?;
+                let mut last: Option<BoxError> = None;
+                for addr in addrs {
+                    let uri: Uri = match format!("http://{addr}/").parse() {
+                        Ok(u) => u,
+                        Err(e) => {
+                            last = Some(Box::new(e));
+                            continue;
+                        }
+                    };
+                    match http.call(uri).await {
+                        Ok(tcp) => return Ok(OriginStream::Plain(tcp)),
+                        Err(e) => last = Some(e.into()),
+                    }
+                }
+                Err(last.unwrap_or_else(|| "no address to connect to".into()))
+            });
+        }
         let Some(pinned) = self.tls.clone() else {
             let tcp = self.http.call(dst);
             return Box::pin(async move { Ok(OriginStream::Plain(tcp.await?)) });
@@ -86,6 +132,39 @@ impl tower_service::Service<Uri> for OriginConnector {
             })??;
             Ok(OriginStream::Tls(Box::new(TokioIo::new(tls))))
         })
+    }
+}
+
+/// Most resolved addresses tried for one destination.
+const MAX_ADDRS: usize = 4;
+
+/// The addresses of `host` (a name or an address literal, IPv6 in brackets or not) with
+/// `port` that `policy` allows, in resolver order; [`DestDenied`] when there were addresses
+/// but none was allowed.
+pub async fn allowed_addrs(
+    resolver: &OriginResolver,
+    policy: &DestPolicy,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, BoxError> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let found: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => resolver.resolve(bare).await?.into_iter().map(|a| SocketAddr::new(a.ip(), port)).collect(),
+    };
+    let mut refusal = None;
+    let mut ok = Vec::new();
+    for addr in found {
+        match policy.check_here(addr) {
+            Ok(()) if ok.len() < MAX_ADDRS => ok.push(addr),
+            Ok(()) => {}
+            Err(r) => refusal = refusal.or(Some(r)),
+        }
+    }
+    match (ok.is_empty(), refusal) {
+        (true, Some(r)) => Err(Box::new(DestDenied(r))),
+        (true, None) => Err(format!("{host} has no address").into()),
+        (false, _) => Ok(ok),
     }
 }
 

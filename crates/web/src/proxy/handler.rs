@@ -5,8 +5,9 @@
 
 use super::collapse::{self, Collapser, LeadGuard, Turn};
 use super::config::ProxyConfig;
+use super::dest::{DestDenied, DestPolicy, Refusal};
 use super::metrics::{Fwd, Outcome, ProxyMetrics};
-use super::origin::{self, CLIENT_CONDITIONALS, Origin, OriginClient};
+use super::origin::{self, CLIENT_CONDITIONALS, Origin, OriginClient, OriginResolver};
 use super::policy::{self, Decision, PolicyOptions, Stored, strip_hop_by_hop};
 use super::store::{BodyRef, Entry, Store, StoreConfig, Writer};
 use crate::body::{self, Body};
@@ -56,12 +57,30 @@ pub struct Proxy {
     via: HeaderValue,
     /// Header fields added to requests to origins: Via, and Surrogate-Capability in reverse mode.
     upstream_added: HeaderMap,
+    /// Forward mode: where the proxy may connect (also for CONNECT).
+    dest: Option<Arc<DestPolicy>>,
+    /// Resolves CONNECT targets (the same resolver as the origin client's).
+    resolver: OriginResolver,
+    /// This proxy's token in the `Via` of requests it forwards: seeing it again in a request
+    /// means a forwarding loop.
+    loop_token: String,
+    /// Client header fields not forwarded upstream (host overrides, unless configured).
+    strip_upstream: Vec<header::HeaderName>,
 }
+
+/// Client header fields that name another host and are not part of the cache key (an origin
+/// reflecting one would let a client poison the cache); not forwarded unless
+/// `forward_host_overrides`.
+pub const HOST_OVERRIDES: [&str; 5] =
+    ["x-forwarded-host", "x-host", "x-forwarded-server", "x-original-url", "x-rewrite-url"];
 
 /// Where a request goes and under which cache key.
 struct Target {
     origin: Origin,
     key: String,
+    /// The `Host` sent upstream: always the authority inside `key`, so what is fetched is what
+    /// is stored under it.
+    host: String,
     path_and_query: String,
 }
 
@@ -78,6 +97,8 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
 enum FetchError {
     Timeout,
     Failed(String),
+    /// The destination is refused by the forward proxy's policy.
+    Denied(Refusal),
 }
 
 impl Proxy {
@@ -109,17 +130,50 @@ impl Proxy {
         )?;
         let via = HeaderValue::from_str(&format!("1.1 {}", cfg.name))
             .map_err(|_| SetupError::Origin("bad name".into()))?;
+        let loop_token = format!("appnet-{:016x}", {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(std::process::id() as u64);
+            h.write_u128(
+                SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
+            );
+            h.finish()
+        });
         let mut upstream_added = HeaderMap::new();
-        upstream_added.insert(header::VIA, via.clone());
+        upstream_added.insert(
+            header::VIA,
+            HeaderValue::from_str(&format!("1.1 {} ({loop_token})", cfg.name))
+                .map_err(|_| SetupError::Origin("bad name".into()))?,
+        );
         if cfg.is_reverse()
             && let Ok(v) = HeaderValue::from_str(&format!("{}=\"Surrogate/1.0\"", cfg.name))
         {
             upstream_added.insert("surrogate-capability", v);
         }
+        let dest = match cfg.is_reverse() {
+            true => None,
+            false => Some(Arc::new(DestPolicy::new(
+                AccessList::parse(&cfg.allow_dest)
+                    .map_err(|e| SetupError::Acl(format!("allow_dest: {e}")))?,
+                cfg.listen,
+            ))),
+        };
+        let client = match &dest {
+            Some(policy) => origin::guarded_client(&client_opts, policy.clone()),
+            None => origin::client(&client_opts),
+        };
+        let strip_upstream = match cfg.forward_host_overrides {
+            true => Vec::new(),
+            false => HOST_OVERRIDES.iter().map(|n| header::HeaderName::from_static(n)).collect(),
+        };
         Ok(Proxy {
             allow: AccessList::parse(&cfg.allow).map_err(SetupError::Acl)?,
             purge_allow: AccessList::parse(&cfg.purge_allow).map_err(SetupError::Acl)?,
-            client: origin::client(&client_opts),
+            client,
+            dest,
+            resolver: OriginResolver::new(cfg.dns),
+            loop_token,
+            strip_upstream,
             tls_clients,
             store,
             collapser: Arc::new(Collapser::default()),
@@ -170,12 +224,12 @@ impl Proxy {
         let uri = req.uri();
         let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
         if self.cfg.is_reverse() {
-            let host = req
-                .headers()
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-                .or_else(|| uri.authority().map(|a| a.to_string()))
+            // An absolute-form target (or HTTP/2's :authority) wins over Host (RFC 9112
+            // §3.2.2).
+            let host = uri
+                .authority()
+                .map(|a| a.to_string())
+                .or_else(|| req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).map(str::to_string))
                 .unwrap_or_default()
                 .to_ascii_lowercase();
             let bare = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host);
@@ -187,13 +241,18 @@ impl Proxy {
             })?;
             let host = if host.is_empty() { origin.authority.clone() } else { host };
             let scheme = if self.cfg.is_tls() { "https" } else { "http" };
-            return Ok(Target { key: format!("{scheme}://{host}{pq}"), origin, path_and_query: pq });
+            return Ok(Target { key: format!("{scheme}://{host}{pq}"), host, origin, path_and_query: pq });
         }
         match (uri.scheme_str(), uri.authority()) {
             (Some("http"), Some(auth)) => {
                 let a = auth.as_str().to_ascii_lowercase();
                 let a = a.strip_suffix(":80").unwrap_or(&a).to_string();
-                Ok(Target { key: format!("http://{a}{pq}"), origin: Origin::http(a), path_and_query: pq })
+                Ok(Target {
+                    key: format!("http://{a}{pq}"),
+                    host: a.clone(),
+                    origin: Origin::http(a),
+                    path_and_query: pq,
+                })
             }
             (Some(s), Some(_)) => Err(Box::new(text(
                 StatusCode::BAD_REQUEST,
@@ -216,6 +275,9 @@ impl Proxy {
         if !self.allowed(peer) {
             self.metrics.denied.inc();
             return text(StatusCode::FORBIDDEN, format!("{} is not allowed to use this proxy", peer.ip()));
+        }
+        if let Some(resp) = self.precheck(&req) {
+            return resp;
         }
         let origin_form = req.uri().authority().is_none();
         if !self.cfg.metrics_path.is_empty()
@@ -248,6 +310,52 @@ impl Proxy {
         resp
     }
 
+    /// Refuses malformed heads (Host, Expect: see [`reqcheck`](super::reqcheck)) and
+    /// requests that already passed through this proxy (a forwarding loop).
+    pub fn precheck<B>(&self, req: &Request<B>) -> Option<Response<Body>> {
+        if let Err((status, why)) = super::reqcheck::check(req.version(), req.headers()) {
+            return Some(text(status, why));
+        }
+        let looped = req
+            .headers()
+            .get_all(header::VIA)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.contains(&self.loop_token)));
+        if looped {
+            self.metrics.denied.inc();
+            return Some(text(
+                StatusCode::FORBIDDEN,
+                "forwarding loop detected (this request already passed this proxy)",
+            ));
+        }
+        None
+    }
+
+    /// Forward mode: the addresses CONNECT may reach for `host:port` (resolved, checked
+    /// against the destination policy), or the response refusing it.
+    pub async fn connect_addrs(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Box<Response<Body>>> {
+        let Some(policy) = &self.dest else {
+            return Err(Box::new(text(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is for forward proxies")));
+        };
+        match super::connector::allowed_addrs(&self.resolver, policy, host, port).await {
+            Ok(a) => Ok(a),
+            Err(e) => match e.downcast_ref::<DestDenied>() {
+                Some(DestDenied(r)) => {
+                    self.metrics.denied.inc();
+                    Err(Box::new(text(StatusCode::FORBIDDEN, format!("CONNECT to {r} is not allowed"))))
+                }
+                None => {
+                    tracing::debug!("CONNECT {host}:{port}: {e}");
+                    self.metrics.origin_errors.inc();
+                    Err(Box::new(text(
+                        StatusCode::BAD_GATEWAY,
+                        format!("502 bad gateway: cannot resolve {host}"),
+                    )))
+                }
+            },
+        }
+    }
+
     fn purge(&self, target: &Target, peer: SocketAddr) -> Response<Body> {
         if !self.admin(peer) {
             return text(StatusCode::FORBIDDEN, format!("{} may not purge", peer.ip()));
@@ -274,10 +382,12 @@ impl Proxy {
         origin::upstream_request(
             method,
             &target.origin,
+            &target.host,
             &target.path_and_query,
             headers,
             peer.ip(),
             &self.upstream_added,
+            &self.strip_upstream,
             body,
         )
         .map_err(|e| Box::new(text(StatusCode::BAD_REQUEST, format!("cannot forward this request: {e}"))))
@@ -306,13 +416,17 @@ impl Proxy {
                 Err(FetchError::Timeout)
             }
             Ok(Err(e)) => {
-                self.metrics.origin_errors.inc();
                 let mut msg = e.to_string();
                 let mut src = std::error::Error::source(&e);
                 while let Some(s) = src {
+                    if let Some(DestDenied(r)) = s.downcast_ref::<DestDenied>() {
+                        self.metrics.denied.inc();
+                        return Err(FetchError::Denied(*r));
+                    }
                     msg = format!("{msg}: {s}");
                     src = s.source();
                 }
+                self.metrics.origin_errors.inc();
                 if msg.contains("invalid peer certificate") {
                     msg.push_str(" (is the origin's CA trusted? add it with --origin-ca FILE)");
                 }
@@ -332,9 +446,23 @@ impl Proxy {
                     self.cfg.origin_timeout_secs.max(1)
                 ),
             ),
-            FetchError::Failed(why) => text(
-                StatusCode::BAD_GATEWAY,
-                format!("502 bad gateway: cannot reach the origin {}: {why}", target.origin.authority),
+            FetchError::Failed(why) => {
+                // The details (OS error text) go to the log only: in a body they would tell a
+                // client which ports of the origin's host are open.
+                tracing::info!(origin = %target.origin.authority, "origin failed: {why}");
+                let hint = if why.contains("invalid peer certificate") {
+                    " (its certificate is not trusted: see --origin-ca)"
+                } else {
+                    ""
+                };
+                text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("502 bad gateway: cannot reach the origin {}{hint}", target.origin.authority),
+                )
+            }
+            FetchError::Denied(r) => text(
+                StatusCode::FORBIDDEN,
+                format!("403 forbidden: {} is {r}; this proxy does not go there", target.origin.authority),
             ),
         }
     }
@@ -517,6 +645,7 @@ impl Proxy {
         let target = Target {
             origin: target.origin.clone(),
             key: target.key.clone(),
+            host: target.host.clone(),
             path_and_query: target.path_and_query.clone(),
         };
         let headers = headers.clone();

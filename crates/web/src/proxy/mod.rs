@@ -13,12 +13,14 @@
 pub mod collapse;
 pub mod config;
 pub mod connector;
+pub mod dest;
 pub mod experiment;
 pub mod handler;
 pub mod idle;
 pub mod metrics;
 pub mod origin;
 pub mod policy;
+pub mod reqcheck;
 pub mod server;
 pub mod store;
 

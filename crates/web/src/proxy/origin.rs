@@ -4,6 +4,7 @@
 //! forwarded requests.
 
 use super::connector::OriginConnector;
+use super::dest::DestPolicy;
 use super::policy::strip_hop_by_hop;
 use crate::body::Body;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -88,6 +89,15 @@ impl OriginResolver {
     /// `dns`: the recursive resolver to ask (`None`: the system's resolver).
     pub fn new(dns: Option<SocketAddr>) -> OriginResolver {
         OriginResolver { dns, system: GaiResolver::new() }
+    }
+
+    /// The addresses of `host` (port 0), for callers outside hyper's connector (CONNECT and
+    /// the forward proxy's destination check).
+    pub async fn resolve(&self, host: &str) -> Result<Vec<SocketAddr>, std::io::Error> {
+        use std::str::FromStr;
+        let name = Name::from_str(host).map_err(std::io::Error::other)?;
+        let mut me = self.clone();
+        tower_service::Service::call(&mut me, name).await.map(Iterator::collect)
     }
 }
 
@@ -175,6 +185,13 @@ pub fn client(opts: &ClientOpts) -> OriginClient {
     build(OriginConnector::plain(tcp_connector(opts)), opts)
 }
 
+/// The client of a forward proxy: every destination is resolved, checked against `policy`
+/// and connected to by address.
+pub fn guarded_client(opts: &ClientOpts, policy: Arc<DestPolicy>) -> OriginClient {
+    let connector = OriginConnector::guarded(tcp_connector(opts), OriginResolver::new(opts.dns), policy);
+    build(connector, opts)
+}
+
 /// The client for one `https://` origin, trusting what `tls` trusts.
 pub fn tls_client(
     origin: &Origin,
@@ -196,30 +213,36 @@ pub const CLIENT_CONDITIONALS: [header::HeaderName; 5] = [
     header::IF_RANGE,
 ];
 
-/// The request to send to `origin` for `path_and_query`: hop-by-hop fields removed, `added`
-/// (Via, and Surrogate-Capability in reverse mode) and X-Forwarded-For appended, Host kept
-/// (reverse) or set to the origin (forward).
+/// The request to send to `origin` for `path_and_query`: hop-by-hop fields and `strip`
+/// removed, `added` (Via, and Surrogate-Capability in reverse mode) and X-Forwarded-For
+/// appended, and Host set to `host` — the authority of the cache key, whatever the client
+/// sent (RFC 9112 §3.2.2), so the stored response is the one for the key.
+#[allow(clippy::too_many_arguments)]
 pub fn upstream_request(
     method: http::Method,
     origin: &Origin,
+    host: &str,
     path_and_query: &str,
     headers: &HeaderMap,
     peer: IpAddr,
     added: &HeaderMap,
+    strip: &[header::HeaderName],
     body: Body,
 ) -> Result<Request<Body>, http::Error> {
     let mut h = headers.clone();
     strip_hop_by_hop(&mut h);
+    for name in strip {
+        h.remove(name);
+    }
+    let host = if host.is_empty() { origin.authority.as_str() } else { host };
     // A TLS origin's connector is pinned, so the URI names the authority to present: the Host
     // being forwarded (`:authority` over HTTP/2 must agree with it).
-    let presented = match h.get(header::HOST).and_then(|v| v.to_str().ok()) {
-        Some(host) if origin.https && host.parse::<http::uri::Authority>().is_ok() => host,
-        _ => origin.authority.as_str(),
+    let presented = match origin.https && host.parse::<http::uri::Authority>().is_ok() {
+        true => host,
+        false => origin.authority.as_str(),
     };
     let uri: Uri = format!("{}://{}{}", origin.scheme(), presented, path_and_query).parse()?;
-    if !h.contains_key(header::HOST) {
-        h.insert(header::HOST, HeaderValue::from_str(&origin.authority)?);
-    }
+    h.insert(header::HOST, HeaderValue::from_str(host)?);
     for (name, value) in added {
         h.append(name.clone(), value.clone());
     }

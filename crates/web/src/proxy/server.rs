@@ -33,8 +33,10 @@ pub struct ProxyServer {
 
 impl ProxyServer {
     /// Binds the listener and opens the store (loading `cache_dir` if set).
-    pub async fn bind(config: ProxyConfig) -> io::Result<ProxyServer> {
+    pub async fn bind(mut config: ProxyConfig) -> io::Result<ProxyServer> {
         let listener = bind_tcp(config.listen, &ListenOpts::default())?;
+        // The bound address (port 0 resolved): the forward proxy refuses to connect to it.
+        config.listen = listener.local_addr()?;
         let (tls, tls_note) = if config.is_tls() {
             let (cfg, note) = crate::tls::listener_config(
                 config.cert.as_deref(),
@@ -205,6 +207,9 @@ async fn connect(
         proxy.metrics().denied.inc();
         return plain(StatusCode::FORBIDDEN, format!("{} is not allowed to use this proxy", peer.ip()));
     }
+    if let Some(resp) = proxy.precheck(&req) {
+        return resp;
+    }
     let Some(auth) = req.uri().authority().cloned() else {
         return plain(StatusCode::BAD_REQUEST, "CONNECT needs host:port".into());
     };
@@ -218,19 +223,29 @@ async fn connect(
         );
     }
     let limit = ProxyConfig::secs(cfg.connect_timeout_secs);
-    let upstream = match tokio::time::timeout(limit, TcpStream::connect((auth.host(), port))).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            proxy.metrics().origin_errors.inc();
-            return plain(StatusCode::BAD_GATEWAY, format!("502 bad gateway: cannot connect to {auth}: {e}"));
-        }
+    let addrs = match tokio::time::timeout(limit, proxy.connect_addrs(auth.host(), port)).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(resp)) => return *resp,
         Err(_) => {
             proxy.metrics().origin_errors.inc();
-            return plain(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!("504 gateway timeout: {auth} did not accept within {limit:?}"),
-            );
+            return plain(StatusCode::GATEWAY_TIMEOUT, format!("504 gateway timeout: cannot resolve {auth}"));
         }
+    };
+    let mut upstream = None;
+    for addr in addrs {
+        match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                upstream = Some(s);
+                break;
+            }
+            // The OS error goes to the log only (in a body it would map open and closed ports).
+            Ok(Err(e)) => tracing::debug!("CONNECT {auth} via {addr}: {e}"),
+            Err(_) => tracing::debug!("CONNECT {auth} via {addr}: no answer within {limit:?}"),
+        }
+    }
+    let Some(upstream) = upstream else {
+        proxy.metrics().origin_errors.inc();
+        return plain(StatusCode::BAD_GATEWAY, format!("502 bad gateway: cannot connect to {auth}"));
     };
     proxy.metrics().tunnels.inc();
     proxy.metrics().passes.inc();
