@@ -140,3 +140,54 @@ async fn answers_over_tcp_too() {
     assert!(p.aa);
     dns.stop().await.unwrap();
 }
+
+/// One query over TCP from source address `from`; the A record's address.
+async fn tcp_query(addr: SocketAddr, from: [u8; 4]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    let q = message::build_query(
+        7,
+        opcode::QUERY,
+        &from_text("a128.g.akamai.net").unwrap(),
+        code::A,
+        false,
+        None,
+    );
+    s.write_all(&(q.len() as u16).to_be_bytes()).await.unwrap();
+    s.write_all(&q).await.unwrap();
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).await.unwrap();
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).await.unwrap();
+    message::parse(&buf).unwrap().answer[0].rdata.clone()
+}
+
+#[tokio::test]
+async fn silent_tcp_connections_cannot_lock_out_other_clients() {
+    let cfg = CdnConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        replicas: vec![Replica { name: "only".into(), addr: "127.0.20.9".parse().unwrap(), check: None }],
+        check_interval_ms: 0,
+        ..CdnConfig::default()
+    };
+    let server = CdnDnsServer::bind(cfg).await.unwrap();
+    let addr = server.local_addr();
+    let dns = start(server);
+    // More silent connections than the server's 256 slots, from nine addresses (each within
+    // its per-address share): the server makes room by closing the longest-waiting ones.
+    let mut silent = Vec::new();
+    for i in 0..288u32 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(([127, 0, 7, (i / 32 + 1) as u8], 0).into()).unwrap();
+        silent.push(socket.connect(addr).await.unwrap());
+    }
+    let answer = tokio::time::timeout(Duration::from_secs(5), tcp_query(addr, [127, 0, 8, 1])).await;
+    assert_eq!(
+        answer.expect("a newcomer is answered while silent connections fill the server"),
+        vec![127, 0, 20, 9]
+    );
+    drop(silent);
+    dns.stop().await.unwrap();
+}

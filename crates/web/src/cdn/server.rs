@@ -5,6 +5,7 @@ use super::config::CdnConfig;
 use super::health::{self, SharedHealth};
 use super::policy::{Health, Table};
 use super::respond::{self, Answered, CdnZone};
+use appnet_netkit::accept::{Accepted, Acceptor, ConnLimits, ConnSlot};
 use appnet_netkit::listen::{ListenOpts, bind_tcp, bind_udp};
 use appnet_netkit::metrics::{Counter, Registry};
 use appnet_netkit::{BoxError, Service, Shutdown};
@@ -14,7 +15,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::Semaphore;
 
 /// Most TCP connections at once.
 const MAX_TCP: usize = 256;
@@ -156,40 +156,47 @@ impl Service for CdnDnsServer {
 }
 
 async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, shutdown: Shutdown) {
-    let slots = Arc::new(Semaphore::new(MAX_TCP));
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.wait() => return,
-            r = listener.accept() => match r { Ok(p) => p, Err(_) => continue },
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else { continue };
+    // netkit's policy: per-address caps, eviction of the longest-waiting connection when
+    // full, and a deadline for each whole query (RFC 7766 §6.2.3 idle timeout).
+    let limits = ConnLimits { request_timeout: TCP_IDLE, idle_timeout: TCP_IDLE, ..ConnLimits::new(MAX_TCP) };
+    let acceptor = Acceptor::with_limits(listener, limits);
+    while let Some(accepted) = acceptor.next(&shutdown).await {
+        let Accepted::Conn(stream, peer, slot) = accepted else { continue };
         let (shared, sd) = (shared.clone(), shutdown.clone());
         shutdown.spawn(async move {
             tokio::select! {
-                _ = tcp_connection(stream, peer, &shared) => {}
+                _ = tcp_connection(stream, peer, &shared, &slot) => {}
+                _ = slot.closed() => {}
                 _ = sd.wait() => {}
             }
-            drop(permit);
         });
     }
 }
 
-async fn tcp_connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) -> io::Result<()> {
+/// Answers length-prefixed queries (RFC 1035 §4.2.2) until the client closes; the caller's
+/// `slot.closed()` cuts a query that does not arrive whole in time.
+async fn tcp_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    slot: &ConnSlot,
+) -> io::Result<()> {
     for _ in 0..100 {
         let mut len = [0u8; 2];
-        match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await {
-            Ok(Ok(_)) => {}
-            _ => return Ok(()),
+        if stream.read_exact(&mut len).await.is_err() {
+            return Ok(());
         }
         let mut msg = vec![0u8; u16::from_be_bytes(len) as usize];
-        tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut msg))
-            .await
-            .map_err(|_| io::ErrorKind::TimedOut)??;
+        stream.read_exact(&mut msg).await?;
+        slot.busy();
         let Some(reply) = shared.answer(&msg, peer, true) else { return Ok(()) };
         let mut out = Vec::with_capacity(reply.len() + 2);
         out.extend_from_slice(&(reply.len() as u16).to_be_bytes());
         out.extend_from_slice(&reply);
-        stream.write_all(&out).await?;
+        tokio::time::timeout(TCP_IDLE, stream.write_all(&out))
+            .await
+            .map_err(|_| io::ErrorKind::TimedOut)??;
+        slot.idle();
     }
     Ok(())
 }
