@@ -189,3 +189,81 @@ async fn forwarding_mode_asks_the_upstream_resolver_and_caches() {
     let nx = r.resolve(&from_text("nope.ibm.com.").unwrap(), code::A).await;
     assert_eq!(nx.outcome, Outcome::NxDomain);
 }
+
+/// The textbook net plus, delegated from the root, `wt.zz.` on a black hole (127.0.3.99) and
+/// `huge.example.` whose records and SOA carry the largest TTL there is.
+fn hostile_net() -> FakeNet {
+    let net = textbook_net();
+    let root = format!(
+        "{}wt.zz. NS ns.wt.zz.\nns.wt.zz. A 127.0.3.99\nhuge.example. NS ns.huge.example.\n\
+         ns.huge.example. A 127.0.3.98\n",
+        support::ROOT
+    );
+    net.serve("127.0.1.1", &[(".", &root)]);
+    net.serve("127.0.1.2", &[(".", &root)]);
+    net.serve(
+        "127.0.3.98",
+        &[(
+            "huge.example.",
+            "$TTL 2147483647\n@ SOA ns admin 1 3600 600 86400 2147483647\n@ NS ns\nns A 127.0.3.98\n\
+             www A 192.0.2.80\n",
+        )],
+    );
+    net.black_hole("127.0.3.99");
+    net
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flooded_zone_gets_servfail_past_its_in_flight_limit_while_others_resolve() {
+    let net = hostile_net();
+    let settings = Settings {
+        mode: Mode::Iterative { roots: roots() },
+        upstream_port: 53,
+        use_0x20: false,
+        cache: CacheLimits::default(),
+        max_in_flight_per_zone: 8,
+    };
+    let r = std::sync::Arc::new(Resolver::new(settings, net.clone()));
+    let start = tokio::time::Instant::now();
+    let mut flood = Vec::new();
+    for i in 0..100 {
+        let r = r.clone();
+        flood.push(tokio::spawn(async move {
+            let answer = r.resolve(&from_text(&format!("r{i}.wt.zz.")).unwrap(), code::A).await;
+            (answer.outcome, start.elapsed())
+        }));
+    }
+    // Meanwhile another zone resolves at once: no upstream wait is shared with the flood.
+    let other = r.resolve(&from_text("gaia.cs.umass.edu.").unwrap(), code::A).await;
+    assert_eq!(a_records(&other), vec![[128, 119, 245, 12]]);
+    assert_eq!(start.elapsed(), std::time::Duration::ZERO);
+    let mut instant = 0;
+    for task in flood {
+        let (outcome, took) = task.await.unwrap();
+        assert_eq!(outcome, Outcome::ServFail);
+        if took.is_zero() {
+            instant += 1;
+        }
+    }
+    assert_eq!(net.peak_concurrency("127.0.3.99"), 8, "never more than the limit at the dead zone");
+    assert!(instant >= 92, "past the limit, SERVFAIL without waiting ({instant} of 100)");
+    assert!(r.counters().zone_limited.load(Ordering::Relaxed) >= 92);
+    // The slots come back: once the flood is over, the zone is asked again.
+    let before = net.queries_to(Some("127.0.3.99"));
+    r.resolve(&from_text("late.wt.zz.").unwrap(), code::A).await;
+    assert!(net.queries_to(Some("127.0.3.99")) > before);
+}
+
+#[tokio::test]
+async fn huge_upstream_ttls_are_capped_in_answers_fresh_and_cached() {
+    let net = hostile_net();
+    let r = resolver(&net, false);
+    let www = from_text("www.huge.example.").unwrap();
+    let fresh = r.resolve(&www, code::A).await;
+    assert_eq!(fresh.records.iter().map(|rec| rec.ttl).collect::<Vec<_>>(), vec![86_400]);
+    let cached = r.resolve(&www, code::A).await;
+    assert!(cached.records[0].ttl <= 86_400);
+    let nx = r.resolve(&from_text("nope.huge.example.").unwrap(), code::A).await;
+    assert_eq!(nx.outcome, Outcome::NxDomain);
+    assert_eq!(nx.authority.iter().map(|rec| rec.ttl).collect::<Vec<_>>(), vec![3_600]);
+}

@@ -180,3 +180,84 @@ async fn forged_replies_with_wrong_ids_or_sources_are_ignored() {
     svc.stop().await.unwrap();
     task.abort();
 }
+
+/// A root on 127.0.0.1:P authoritative for `test-lab.` names (one with the largest TTL there
+/// is), delegating `blackhole.example.` to 127.0.0.2:P, where a socket swallows every query.
+async fn root_with_black_hole() -> (Running, tokio::net::UdpSocket) {
+    for _ in 0..20 {
+        let root = Zone::from_text(
+            ".",
+            "$TTL 3600\n@ SOA root.test-lab. admin.test-lab. 1 3600 600 86400 60\n@ NS root.test-lab.\n\
+             root.test-lab. A 127.0.0.1\nwww.test-lab. A 192.0.2.1\nhuge.test-lab. 2147483647 A 192.0.2.2\n\
+             blackhole.example. NS ns.blackhole.example.\nns.blackhole.example. A 127.0.0.2\n",
+        )
+        .unwrap();
+        let config = DnsConfig { listen: harness::any_loopback(), udp_workers: 1, ..DnsConfig::default() };
+        let server = DnsServer::bind_with_zones(config, vec![Arc::new(root)]).await.unwrap();
+        let running = harness::start(server);
+        match tokio::net::UdpSocket::bind(("127.0.0.2", running.addr().port())).await {
+            Ok(hole) => return (running, hole),
+            Err(_) => running.stop().await.unwrap(),
+        }
+    }
+    panic!("no port free on both 127.0.0.1 and 127.0.0.2");
+}
+
+#[tokio::test]
+async fn one_clients_flood_of_a_dead_zone_does_not_starve_another_client() {
+    let (root, _hole) = root_with_black_hole().await;
+    // A small global cap, so a flood that is not stopped per client fills it.
+    let (svc, f) = resolver(Some(root.addr()), "flood", |c| c.max_in_flight = 64).await;
+    // Client A (127.0.0.5) fires 150 random names of the dead zone without waiting.
+    let flooder = tokio::net::UdpSocket::bind("127.0.0.5:0").await.unwrap();
+    for i in 0..150u16 {
+        let name = from_text(&format!("r{i}x{}.blackhole.example.", rand_label(i))).unwrap();
+        let q = message::build_query(i, appnet_dns::wire::query::opcode::QUERY, &name, code::A, true, None);
+        flooder.send_to(&q, svc.addr()).await.unwrap();
+    }
+    // Client B (127.0.0.1) asks for a name in another zone and gets it promptly: it must not
+    // wait for A's questions to time out upstream (each holds its slot for over a second).
+    let started = std::time::Instant::now();
+    let quick = QueryOpts { timeout: Duration::from_millis(900), ..QueryOpts::default() };
+    let (reply, _) = ask(svc.addr(), "www.test-lab", code::A, quick).await;
+    assert_eq!(reply.rcode, rcode::NOERROR);
+    assert_eq!(reply.answer[0].rdata, vec![192, 0, 2, 1]);
+    assert!(started.elapsed() < Duration::from_millis(900));
+    // A's excess was answered SERVFAIL at once rather than queued or dropped.
+    let mut buf = [0u8; 1500];
+    let mut servfails = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while servfails < 118 {
+        match tokio::time::timeout_at(deadline, flooder.recv(&mut buf)).await {
+            Ok(Ok(n)) => {
+                if message::parse(&buf[..n]).is_ok_and(|p| p.rcode == rcode::SERVFAIL) {
+                    servfails += 1;
+                }
+            }
+            _ => break,
+        }
+    }
+    assert!(servfails >= 118, "only {servfails} quick SERVFAILs");
+    assert!(f.counters.client_limited.load(Ordering::Relaxed) >= 118);
+    svc.stop().await.unwrap();
+    root.stop().await.unwrap();
+}
+
+/// A label that differs per query, like a random-subdomain attack's.
+fn rand_label(i: u16) -> u32 {
+    (i as u32).wrapping_mul(2_654_435_761)
+}
+
+#[tokio::test]
+async fn clients_never_see_an_upstream_ttl_above_max_ttl() {
+    let (root, _hole) = root_with_black_hole().await;
+    let (svc, _) = resolver(Some(root.addr()), "ttl", |c| c.max_ttl = 3_000).await;
+    for _ in 0..2 {
+        // Fresh, then from the cache.
+        let (reply, _) = ask(svc.addr(), "huge.test-lab", code::A, QueryOpts::default()).await;
+        assert_eq!(reply.answer.len(), 1);
+        assert!(reply.answer[0].ttl <= 3_000 && reply.answer[0].ttl >= 2_990, "{}", reply.answer[0].ttl);
+    }
+    svc.stop().await.unwrap();
+    root.stop().await.unwrap();
+}

@@ -30,7 +30,22 @@ struct Inner {
     dead: Mutex<HashSet<IpAddr>>,
     poisoners: Mutex<HashSet<IpAddr>>,
     edns_haters: Mutex<HashSet<IpAddr>>,
+    /// Black holes: queries to them wait out their whole timeout (tokio time) unanswered.
+    holes: Mutex<HashSet<IpAddr>>,
+    /// Exchanges in progress per address, and the most seen at once.
+    active: Mutex<HashMap<IpAddr, (usize, usize)>>,
     log: Mutex<Vec<(IpAddr, Vec<u8>)>>,
+}
+
+/// Counts one exchange in progress towards an address until dropped.
+struct Active<'a>(&'a Inner, IpAddr);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        if let Some(e) = self.0.active.lock().unwrap().get_mut(&self.1) {
+            e.0 -= 1;
+        }
+    }
 }
 
 impl FakeNet {
@@ -44,6 +59,14 @@ impl FakeNet {
     /// The server at `ip` answers FORMERR to any query carrying EDNS (an old middlebox's view).
     pub fn reject_edns(&self, ip: &str) {
         self.inner.edns_haters.lock().unwrap().insert(ip.parse().unwrap());
+    }
+    /// The server at `ip` swallows every query: each exchange waits its whole timeout.
+    pub fn black_hole(&self, ip: &str) {
+        self.inner.holes.lock().unwrap().insert(ip.parse().unwrap());
+    }
+    /// The most exchanges ever in progress at once towards `ip`.
+    pub fn peak_concurrency(&self, ip: &str) -> usize {
+        self.inner.active.lock().unwrap().get(&ip.parse().unwrap()).map_or(0, |e| e.1)
     }
     pub fn poison_from(&self, ip: &str) {
         self.inner.poisoners.lock().unwrap().insert(ip.parse().unwrap());
@@ -67,10 +90,21 @@ impl Transport for FakeNet {
         server: SocketAddr,
         query: &[u8],
         tcp: bool,
-        _timeout: Duration,
+        timeout: Duration,
     ) -> io::Result<Vec<u8>> {
         let ip = server.ip();
         self.inner.log.lock().unwrap().push((ip, query.to_vec()));
+        let _active = {
+            let mut active = self.inner.active.lock().unwrap();
+            let e = active.entry(ip).or_default();
+            e.0 += 1;
+            e.1 = e.1.max(e.0);
+            Active(&self.inner, ip)
+        };
+        if self.inner.holes.lock().unwrap().contains(&ip) {
+            tokio::time::sleep(timeout).await;
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time"));
+        }
         if self.inner.dead.lock().unwrap().contains(&ip) {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time"));
         }
