@@ -105,6 +105,9 @@ pub struct ClientConfig {
     /// Reserve the whole download's disk space before the first piece (files are sparse
     /// otherwise): no "disk full" half-way, and unfragmented files.
     pub preallocate: bool,
+    /// Take over existing files that are not verifiably this torrent's partial download
+    /// (larger than the torrent's file, or no piece of it matches); off, such a file is an error.
+    pub overwrite: bool,
     /// Upload nothing (a "selfish" client; also the client-server experiment's clients).
     pub no_upload: bool,
     /// Seconds between tracker announces at most (the tracker's interval is used if shorter).
@@ -138,6 +141,7 @@ impl Default for ClientConfig {
             max_hash_failures: 3,
             fsync: true,
             preallocate: false,
+            overwrite: false,
             no_upload: false,
             max_announce_secs: 1800,
             numwant: 50,

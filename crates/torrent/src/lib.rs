@@ -28,6 +28,7 @@ mod peer;
 mod peer_ext;
 pub mod picker;
 pub mod progress;
+mod safe_fs;
 pub mod session;
 pub mod storage;
 pub mod tracker;

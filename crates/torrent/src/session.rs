@@ -200,14 +200,16 @@ impl Session {
         peer_id: [u8; 20],
     ) -> io::Result<Session> {
         let meta = Arc::new(meta);
-        let (m2, dir, preallocate) = (meta.clone(), cfg.dir.clone(), cfg.preallocate);
+        let (m2, dir) = (meta.clone(), cfg.dir.clone());
+        let opts = storage::DownloadOptions { overwrite: cfg.overwrite, preallocate: cfg.preallocate };
         let (storage, have) = tokio::task::spawn_blocking(move || -> io::Result<(Storage, Bitfield)> {
-            let storage = Storage::open(&m2.info, &dir, !seed)?;
-            if preallocate {
-                storage.preallocate()?;
+            if seed {
+                let storage = Storage::open(&m2.info, &dir, false)?;
+                let have = storage.verify(&m2.info, |_| {});
+                Ok((storage, have))
+            } else {
+                Storage::open_download(&m2.info, &dir, opts)
             }
-            let have = storage.verify(&m2.info, |_| {});
-            Ok((storage, have))
         })
         .await
         .map_err(io::Error::other)??;

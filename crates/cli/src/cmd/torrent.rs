@@ -221,6 +221,10 @@ pub struct GetArgs {
     /// fit; files are otherwise sparse until their pieces arrive).
     #[arg(long)]
     preallocate: bool,
+    /// Take over files already in the output directory even when they are not this torrent's
+    /// partial download (without it such a file is an error, never truncated or overwritten).
+    #[arg(long)]
+    overwrite: bool,
     #[command(flatten)]
     peer: PeerArgs,
 }
@@ -529,11 +533,17 @@ async fn seed_cmd(a: SeedArgs, ctx: &Context) -> anyhow::Result<()> {
 
 async fn get_cmd(a: GetArgs, ctx: &Context) -> anyhow::Result<()> {
     let mut c = client_config(&a.peer, ctx)?;
+    // An output directory this run creates is removed again if the download cannot start.
+    let mut made_output = None;
     if let Some(o) = &a.output {
+        if !o.exists() {
+            made_output = Some(o.clone());
+        }
         std::fs::create_dir_all(o).with_context(|| format!("cannot create {}", o.display()))?;
         c.dir = o.clone();
     }
     c.preallocate |= a.preallocate;
+    c.overwrite |= a.overwrite;
     c.seed_time_secs = match a.seed_time.as_deref() {
         None => Some(0),
         Some("forever") => None,
@@ -602,8 +612,15 @@ async fn get_cmd(a: GetArgs, ctx: &Context) -> anyhow::Result<()> {
         }
         (meta, Vec::new())
     };
-    let mut session =
-        Session::bind_on(meta, c, false, listener, peer_id).await.context("cannot start the download")?;
+    let mut session = match Session::bind_on(meta, c, false, listener, peer_id).await {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(o) = made_output {
+                let _ = std::fs::remove_dir(o); // only if still empty
+            }
+            return Err(anyhow::Error::new(e).context("cannot start the download"));
+        }
+    };
     session.add_peers(a.peer.peers.iter().copied());
     session.add_peers(found);
     let h = session.handle();
