@@ -39,10 +39,15 @@ pub struct ResolverConfig {
     pub servfail_ttl: u32,
     /// Zones answered NXDOMAIN locally besides the built-in special-use ones.
     pub extra_local_zones: Vec<String>,
-    /// Seconds an idle client TCP connection stays open.
+    /// Seconds a client TCP connection has to send each whole query (the first one too); an
+    /// idle connection is closed after it, and may be closed earlier for a newcomer when
+    /// `max_tcp_connections` are open.
     pub tcp_idle_timeout_secs: u64,
     /// Most client TCP connections at once.
     pub max_tcp_connections: usize,
+    /// Most client TCP connections from one address (0 = an eighth of `max_tcp_connections`,
+    /// between 1 and 64).
+    pub max_tcp_per_ip: usize,
     /// Most questions being resolved at once; more are answered SERVFAIL.
     pub max_in_flight: usize,
     /// Most upstream exchanges in flight towards one zone (delegation point) at once, like
@@ -106,6 +111,7 @@ impl Default for ResolverConfig {
             extra_local_zones: DEFAULT_EXTRA_ZONES.iter().map(|s| s.to_string()).collect(),
             tcp_idle_timeout_secs: 10,
             max_tcp_connections: 256,
+            max_tcp_per_ip: 0,
             max_in_flight: 2_048,
             max_in_flight_per_zone: 64,
             max_in_flight_per_client: 32,

@@ -10,7 +10,7 @@ use crate::local::LocalZones;
 use crate::resolver::{Mode, Resolver, Settings};
 use crate::respond::{Frontend, Immediate, ServiceCounters, Via};
 use crate::transport::NetTransport;
-use appnet_netkit::accept::{Accepted, Acceptor};
+use appnet_netkit::accept::{Accepted, Acceptor, ConnLimits, ConnSlot};
 use appnet_netkit::batch::{RecvBatch, SendBatch};
 use appnet_netkit::listen::{ListenOpts, bind_udp_group_and_tcp};
 use appnet_netkit::{BoxError, Service, Shutdown};
@@ -193,51 +193,87 @@ async fn serve_tcp(
     config: ResolverConfig,
     shutdown: Shutdown,
 ) {
-    let acceptor = Acceptor::new(listener, config.max_tcp_connections);
-    let idle = Duration::from_secs(config.tcp_idle_timeout_secs.max(1));
+    let acceptor = Acceptor::with_limits(listener, tcp_limits(&config));
     while let Some(accepted) = acceptor.next(&shutdown).await {
-        let (stream, peer, permit) = match accepted {
-            Accepted::Conn(stream, peer, permit) => (stream, peer, permit),
+        let (stream, peer, slot) = match accepted {
+            Accepted::Conn(stream, peer, slot) => (stream, peer, slot),
             Accepted::OverCap(_, peer) => {
-                tracing::info!(%peer, "TCP connection cap reached; closing");
+                tracing::info!(%peer, "TCP connection refused (address cap, or every connection busy)");
                 continue;
             }
         };
         let (frontend, sd) = (frontend.clone(), shutdown.clone());
         shutdown.spawn(async move {
-            if let Err(e) = serve_connection(stream, peer, &frontend, idle, &sd).await {
+            if let Err(e) = serve_connection(stream, peer, &frontend, &slot, &sd).await {
                 tracing::debug!(%peer, "tcp connection ended: {e}");
             }
-            drop(permit);
         });
     }
 }
 
+/// The shared TCP connection policy with the resolver's settings: a whole query within the
+/// idle timeout (the first one too), per-address cap as configured (0 = netkit's default).
+fn tcp_limits(config: &ResolverConfig) -> ConnLimits {
+    let idle = Duration::from_secs(config.tcp_idle_timeout_secs.max(1));
+    let mut limits = ConnLimits::new(config.max_tcp_connections);
+    if config.max_tcp_per_ip > 0 {
+        limits.max_per_ip = config.max_tcp_per_ip;
+    }
+    limits.request_timeout = idle;
+    limits.idle_timeout = idle;
+    limits
+}
+
+/// Reads one length-prefixed query (RFC 1035 §4.2.2); `None` at a clean end of stream.
+async fn read_query(stream: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 2];
+    match stream.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let mut packet = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut packet).await?;
+    Ok(Some(packet))
+}
+
+/// Serves one client connection: each query must arrive whole before the slot's deadline (a
+/// silent or byte-trickling client is closed, and an idle one may be evicted for a newcomer);
+/// while a query is being answered the connection is busy and keeps its slot.
 async fn serve_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
     frontend: &SharedFrontend,
-    idle: Duration,
+    slot: &ConnSlot,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
     loop {
-        let mut len = [0u8; 2];
-        tokio::select! {
+        let packet = tokio::select! {
             _ = shutdown.wait() => return Ok(()),
-            read = tokio::time::timeout(idle, stream.read_exact(&mut len)) => match read {
-                Err(_) | Ok(Err(_)) => return Ok(()),
-                Ok(Ok(_)) => {}
+            reason = slot.closed() => {
+                tracing::debug!(%peer, "tcp connection closed: {reason:?}");
+                return Ok(());
+            }
+            read = read_query(&mut stream) => match read? {
+                Some(packet) => packet,
+                None => return Ok(()),
             },
-        }
-        let mut packet = vec![0u8; u16::from_be_bytes(len) as usize];
-        tokio::time::timeout(idle, stream.read_exact(&mut packet))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "slow query"))??;
+        };
+        slot.busy();
         if let Some(reply) = frontend.answer(&packet, peer.ip(), Via::Tcp).await {
             let mut framed = Vec::with_capacity(reply.len() + 2);
             framed.extend_from_slice(&(reply.len() as u16).to_be_bytes());
             framed.extend_from_slice(&reply);
-            stream.write_all(&framed).await?;
+            // The write gets the idle deadline too: a client that does not read is dropped.
+            slot.idle();
+            tokio::select! {
+                reason = slot.closed() => {
+                    tracing::debug!(%peer, "tcp connection closed while writing: {reason:?}");
+                    return Ok(());
+                }
+                written = stream.write_all(&framed) => written?,
+            }
         }
+        slot.idle();
     }
 }

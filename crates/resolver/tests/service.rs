@@ -261,3 +261,66 @@ async fn clients_never_see_an_upstream_ttl_above_max_ttl() {
     svc.stop().await.unwrap();
     root.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn silent_tcp_connections_make_room_for_a_real_client() {
+    // Four slots, all taken by connections from other addresses that never send a query.
+    let (svc, _) = resolver(None, "tcp-evict", |c| c.max_tcp_connections = 4).await;
+    let mut silent = Vec::new();
+    for i in 10..14u8 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from(([127, 0, 0, i], 0))).unwrap();
+        silent.push(socket.connect(svc.addr()).await.unwrap());
+    }
+    // A real client still gets its answer over TCP: the longest-waiting silent one goes.
+    let tcp = QueryOpts { tcp: true, timeout: Duration::from_secs(3), ..QueryOpts::default() };
+    let (reply, _) = ask(svc.addr(), "localhost", code::A, tcp).await;
+    assert_eq!(reply.rcode, rcode::NOERROR);
+    assert_eq!(reply.answer[0].rdata, vec![127, 0, 0, 1]);
+    // The evicted connection was closed by the server: reading it ends (bounded wait).
+    let mut buf = [0u8; 16];
+    let n =
+        tokio::time::timeout(Duration::from_secs(3), tokio::io::AsyncReadExt::read(&mut silent[0], &mut buf))
+            .await
+            .expect("the oldest silent connection was closed")
+            .unwrap_or(0);
+    assert_eq!(n, 0);
+    svc.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_tcp_query_trickled_byte_by_byte_is_cut_off_at_the_deadline() {
+    // One deadline for the whole query: 1 s from the connection, however the bytes trickle
+    // (per-read timeouts would let the length take 0.9 s and the body another 1 s).
+    let (svc, _) = resolver(None, "tcp-trickle", |c| c.tcp_idle_timeout_secs = 1).await;
+    let mut stream = tokio::net::TcpStream::connect(svc.addr()).await.unwrap();
+    let started = std::time::Instant::now();
+    let query = message::build_query(7, 0, &from_text("localhost.").unwrap(), code::A, true, None);
+    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&query);
+    let mut closed = false;
+    for (i, b) in framed.into_iter().enumerate() {
+        if tokio::io::AsyncWriteExt::write_all(&mut stream, &[b]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let pause = if i == 0 { 900 } else { 150 };
+        let mut buf = [0u8; 16];
+        let read = tokio::io::AsyncReadExt::read(&mut stream, &mut buf);
+        match tokio::time::timeout(Duration::from_millis(pause), read).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(_)) => panic!("an answer to an incomplete query"),
+            Err(_) => {}
+        }
+    }
+    assert!(closed, "the server never closed the trickling connection");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(1_600),
+        "closed after {took:?}"
+    );
+    svc.stop().await.unwrap();
+}
