@@ -44,6 +44,35 @@ pub struct ResolverArgs {
     /// Extra zone answered NXDOMAIN locally (repeatable), besides the built-in special-use ones.
     #[arg(long = "local-zone", value_name = "ZONE")]
     local_zones: Vec<String>,
+    /// Memory for cached answers and delegations, e.g. 32MiB, 512KiB; least recently used
+    /// entries go past it [default: 32MiB].
+    #[arg(long, value_name = "SIZE", value_parser = appnet_resolver::config::parse_size)]
+    cache_size: Option<usize>,
+    /// Largest TTL (seconds) kept in the cache and given to clients [default: 86400].
+    #[arg(long, value_name = "SECS")]
+    max_ttl: Option<u32>,
+    /// Largest TTL (seconds) for negative answers (NXDOMAIN, NODATA) [default: 3600].
+    #[arg(long, value_name = "SECS")]
+    max_negative_ttl: Option<u32>,
+    /// Questions being resolved at once in all; more get SERVFAIL [default: 2048].
+    #[arg(long, value_name = "N")]
+    max_in_flight: Option<usize>,
+    /// Upstream queries in flight to one zone at once; more get SERVFAIL (0 = no limit) [default: 64].
+    #[arg(long, value_name = "N")]
+    max_in_flight_per_zone: Option<usize>,
+    /// Questions being resolved at once for one client address (IPv6: per /64); its further
+    /// uncached questions get SERVFAIL (0 = no limit) [default: 32].
+    #[arg(long, value_name = "N")]
+    max_in_flight_per_client: Option<usize>,
+    /// Client TCP connections at once [default: 256].
+    #[arg(long, value_name = "N")]
+    max_tcp_connections: Option<usize>,
+    /// Client TCP connections from one address (0 = an eighth of --max-tcp-connections, 1-64) [default: 0].
+    #[arg(long, value_name = "N")]
+    max_tcp_per_ip: Option<usize>,
+    /// Seconds a TCP client has for each whole query [default: 10].
+    #[arg(long, value_name = "SECS")]
+    tcp_idle_timeout: Option<u64>,
 }
 
 /// Runs the resolver service until Ctrl-C.
@@ -68,6 +97,33 @@ pub async fn serve(args: ResolverArgs, ctx: &Context) -> anyhow::Result<()> {
         config.rate_limit_qps = q;
     }
     config.use_0x20 |= args.use_0x20;
+    if let Some(n) = args.cache_size {
+        config.cache_size = n;
+    }
+    if let Some(n) = args.max_ttl {
+        config.max_ttl = n;
+    }
+    if let Some(n) = args.max_negative_ttl {
+        config.max_negative_ttl = n;
+    }
+    if let Some(n) = args.max_in_flight {
+        config.max_in_flight = n;
+    }
+    if let Some(n) = args.max_in_flight_per_zone {
+        config.max_in_flight_per_zone = n;
+    }
+    if let Some(n) = args.max_in_flight_per_client {
+        config.max_in_flight_per_client = n;
+    }
+    if let Some(n) = args.max_tcp_connections {
+        config.max_tcp_connections = n;
+    }
+    if let Some(n) = args.max_tcp_per_ip {
+        config.max_tcp_per_ip = n;
+    }
+    if let Some(n) = args.tcp_idle_timeout {
+        config.tcp_idle_timeout_secs = n;
+    }
     config.extra_local_zones.extend(args.local_zones);
     let listen = config.listen;
     let mode = if config.forward.is_some() { "forwarding" } else { "iterative" };
