@@ -1794,6 +1794,126 @@ mod tests {
         assert_eq!(n.store().get(&deleted), Some(&b"v3".to_vec()));
     }
 
+    const ATTACKER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 6, 6, 6));
+
+    /// Node 7 of the 8-bit ring 5, 7, 9, 11 (all on 127.0.0.1).
+    fn ring_node() -> Node {
+        let mut n = Node::new(Params { bits: 8, gc_ms: 0, ..Params::default() }, at(7), 0);
+        n.install(Some(at(5)), vec![at(9), at(11)], vec![]);
+        n
+    }
+
+    #[test]
+    fn a_forged_leaving_for_a_live_node_is_refuted_by_a_probe() {
+        let mut n = ring_node();
+        let forged = Request::Leaving { node: at(9), pred: Some(at(7)), succs: vec![at(11)] };
+        assert_eq!(n.handle_request_from(10, Origin::Peer(ATTACKER), forged.clone()), Response::Ok);
+        assert_eq!(n.routing().succs, vec![at(9), at(11)], "nothing changes before the probe answers");
+        // The only message: a Ping to the named node; it answers as itself.
+        let sent = drive(&mut n, 20, |_, _| Some(Ok(Response::Pong { node: at(9) })));
+        assert_eq!(sent, vec![(at(9).addr, Request::Ping)]);
+        assert_eq!(n.routing().succs, vec![at(9), at(11)]);
+        assert_eq!(n.counters().claims_refused, 1);
+        // Repeating it while a probe is in flight sends no second probe.
+        n.handle_request_from(30, Origin::Peer(ATTACKER), forged.clone());
+        n.handle_request_from(30, Origin::Peer(ATTACKER), forged);
+        assert_eq!(std::iter::from_fn(|| n.poll_output()).count(), 1);
+    }
+
+    #[test]
+    fn a_real_leaving_is_believed_once_the_probe_fails_or_says_leaving() {
+        for probe in [
+            Err(RpcFailure::Unreachable),
+            Ok(Response::Error { code: ErrorCode::Unavailable, message: "leaving".into() }),
+        ] {
+            let mut n = ring_node();
+            let leaving = Request::Leaving { node: at(9), pred: Some(at(7)), succs: vec![at(11), at(13)] };
+            n.handle_request_from(10, Origin::Peer(at(9).addr.ip()), leaving);
+            drive(&mut n, 20, |to, req| match req {
+                Request::Ping if to == at(9).addr => Some(probe.clone()),
+                _ => None,
+            });
+            assert_eq!(n.routing().succs[0], at(11), "{probe:?}");
+            assert!(!n.routing().succs.contains(&at(9)));
+        }
+        // Trusted (an authenticated ring): believed at once, no probe.
+        let mut n = ring_node();
+        let leaving = Request::Leaving { node: at(9), pred: Some(at(7)), succs: vec![at(11)] };
+        n.handle_request(10, leaving);
+        assert_eq!(n.routing().succs[0], at(11));
+        assert!(
+            !std::iter::from_fn(|| n.poll_output())
+                .any(|o| matches!(o, Output::Send { req: Request::Ping, .. }))
+        );
+    }
+
+    #[test]
+    fn a_leaving_node_answers_probes_with_an_error() {
+        let mut n = ring_node();
+        n.leave(0);
+        assert!(matches!(
+            n.handle_request(1, Request::Ping),
+            Response::Error { code: ErrorCode::Unavailable, .. }
+        ));
+    }
+
+    #[test]
+    fn notify_claims_are_checked_against_the_sender() {
+        // From another IP than the node it names: refused outright.
+        let mut n = ring_node();
+        let six = at(6);
+        let r = n.handle_request_from(10, Origin::Peer(ATTACKER), Request::Notify { node: six });
+        assert!(matches!(r, Response::Error { code: ErrorCode::Unavailable, .. }), "{r:?}");
+        assert_eq!(n.routing().pred, Some(at(5)));
+        // From its IP with an id that is not SHA-1 of its address: probed; an answer as
+        // another node (or none) leaves the predecessor alone.
+        n.handle_request_from(10, Origin::Peer(six.addr.ip()), Request::Notify { node: six });
+        assert_eq!(n.routing().pred, Some(at(5)), "not before the probe");
+        drive(&mut n, 20, |_, _| Some(Ok(Response::Pong { node: at(200) })));
+        assert_eq!(n.routing().pred, Some(at(5)));
+        assert_eq!(n.counters().claims_refused, 2);
+        // ... and it is believed once the node confirms.
+        n.handle_request_from(30, Origin::Peer(six.addr.ip()), Request::Notify { node: six });
+        drive(&mut n, 40, |to, req| match req {
+            Request::Ping if to == six.addr => Some(Ok(Response::Pong { node: six })),
+            _ => None,
+        });
+        assert_eq!(n.routing().pred, Some(six));
+        // A derived id (SHA-1 of the address) is believed without a probe.
+        let addr: SocketAddr = "127.0.0.1:4242".parse().unwrap();
+        let derived = NodeRef { id: Id::hash(addr.to_string().as_bytes(), 8), addr };
+        let mut n = Node::new(Params { bits: 8, gc_ms: 0, ..Params::default() }, at(7), 0);
+        n.install(None, vec![at(9)], vec![]);
+        n.handle_request_from(10, Origin::Peer(addr.ip()), Request::Notify { node: derived });
+        assert_eq!(n.routing().pred, Some(derived));
+    }
+
+    #[test]
+    fn stores_from_strangers_are_kept_only_for_a_key_holder_at_their_address() {
+        let item = |k: &[u8]| Item { key: k.to_vec(), value: b"forged".to_vec() };
+        // From a neighbour's IP: kept at once.
+        let mut n = ring_node();
+        let k = key_in(100, 110);
+        n.handle_request_from(10, Origin::Peer(at(5).addr.ip()), Request::Store { items: vec![item(&k)] });
+        assert_eq!(n.store().get(&k), Some(&b"forged".to_vec()));
+        // From elsewhere: the first key's holders are looked up; none is at the sender's IP.
+        let mut n = ring_node();
+        n.store_mut().insert(k.clone(), b"real".to_vec());
+        let r = n.handle_request_from(10, Origin::Peer(ATTACKER), Request::Store { items: vec![item(&k)] });
+        assert_eq!(r, Response::Ok);
+        drive(&mut n, 20, |_, _| Some(Ok(Response::Found { succs: vec![at(110), at(120)] })));
+        assert_eq!(n.store().get(&k), Some(&b"real".to_vec()), "not overwritten");
+        assert_eq!(n.counters().claims_refused, 1);
+        // The key's owner sending from another host: kept (its own arc only).
+        let owner = NodeRef { id: Id::from_u64(110), addr: (ATTACKER, 4000).into() };
+        let mine = key_in(5, 7);
+        let items = vec![item(&k), item(&mine)];
+        n.handle_request_from(30, Origin::Peer(ATTACKER), Request::Store { items });
+        drive(&mut n, 40, |_, _| Some(Ok(Response::Found { succs: vec![owner, at(120)] })));
+        assert_eq!(n.store().get(&k), Some(&b"forged".to_vec()));
+        assert_eq!(n.store().get(&mine), None, "an item of this node's own arc is not the sender's");
+    }
+
     #[test]
     fn stats_report_the_store_and_the_counters() {
         let mut n = node(Params { bits: 8, ..Params::default() });

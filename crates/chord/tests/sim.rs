@@ -234,3 +234,73 @@ fn a_killed_node_never_comes_back_into_a_small_ring() {
         assert_eq!(dropped.len(), 3, "seed {seed}: the dead node is still known after 15 s");
     }
 }
+
+/// A forger outside the ring sends each neighbour of a live node a `Leaving` naming it, every
+/// 500 ms for 5 s. Returns how many nodes' pointers named it before, and the fewest that did
+/// at any time meanwhile (sampled every 20 ms).
+fn forged_leavings(verify_claims: bool) -> (usize, usize) {
+    let mut sim = Sim::new(fast_params(3, 0), SimConfig { seed: 5, verify_claims, ..SimConfig::default() });
+    let ids: Vec<Id> = (0..6).map(|_| sim.rng.id(32)).collect();
+    grow_ring(&mut sim, &ids);
+    let victim = 2;
+    let me = sim.nodes[victim].node.me();
+    let knowing =
+        |sim: &Sim| pointers(sim).into_iter().filter(|(i, p)| *i != victim && p.contains(&me.addr)).count();
+    let before = knowing(&sim);
+    let targets: Vec<usize> =
+        pointers(&sim).into_iter().filter(|(_, p)| p.contains(&me.addr)).map(|(i, _)| i).collect();
+    let forger: std::net::IpAddr = [192, 0, 2, 66].into();
+    let mut worst = before;
+    for _ in 0..10 {
+        for &t in &targets {
+            sim.inject(forger, t, Request::Leaving { node: me, pred: None, succs: vec![] });
+        }
+        for _ in 0..25 {
+            let t = sim.now + 20;
+            sim.run_until(t);
+            worst = worst.min(knowing(&sim));
+        }
+    }
+    (before, worst)
+}
+
+#[test]
+fn a_forged_leaving_does_not_remove_a_live_node() {
+    let (before, worst) = forged_leavings(true);
+    assert!(before >= 3, "{before}");
+    assert_eq!(worst, before, "a neighbour dropped the live node on a forged Leaving");
+    // What the forger achieved when a Leaving was believed from anyone.
+    let (before, worst) = forged_leavings(false);
+    assert!(worst < before, "the trusting ring should have been fooled ({worst} of {before})");
+}
+
+#[test]
+fn a_ring_that_checks_claims_still_joins_leaves_and_repairs() {
+    let mut sim =
+        Sim::new(fast_params(3, 0), SimConfig { seed: 3, verify_claims: true, ..SimConfig::default() });
+    let ids: Vec<Id> = (0..12).map(|_| sim.rng.id(32)).collect();
+    grow_ring(&mut sim, &ids);
+    let consistent = |sim: &Sim| {
+        let ring = sim.live_ring();
+        sim.live().into_iter().all(|i| {
+            let me = sim.nodes[i].node.me();
+            let pos = ring.iter().position(|n| *n == me).unwrap();
+            sim.nodes[i].node.routing().succs.first() == Some(&ring[(pos + 1) % ring.len()])
+                && sim.nodes[i].node.routing().pred == Some(ring[(pos + ring.len() - 1) % ring.len()])
+        })
+    };
+    assert!(consistent(&sim), "after the joins");
+    let refused: u64 = sim.nodes.iter().map(|n| n.node.counters().claims_refused).sum();
+    assert_eq!(refused, 0, "honest nodes' claims were refused");
+    let ring = sim.live_ring();
+    let leaving = appnet_chord::sim::index_of(ring[4].addr).unwrap();
+    sim.leave(leaving);
+    let t = sim.now + 1_000;
+    sim.run_until(t);
+    sim.kill(leaving);
+    let t = sim.now + 5_000;
+    sim.run_until(t);
+    // (A Notify the leaving node sent just before it left may be refused: it no longer
+    // answers the probe as itself.)
+    assert!(consistent(&sim), "after a graceful leave");
+}

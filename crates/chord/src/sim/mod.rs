@@ -205,7 +205,8 @@ impl Sim {
     }
 
     /// Delivers `req` to node `to` after one latency, as sent by a host at `from` that is not
-    /// a node (an attacker): always unauthenticated ([`Origin::Peer`]); the answer is dropped.
+    /// a node (an attacker): unauthenticated ([`Origin::Peer`]) when the simulator checks
+    /// claims, else believed as every sender is; the answer is dropped.
     pub fn inject(&mut self, from: IpAddr, to: usize, req: Request) {
         let at = self.now + self.latency();
         self.push(at, Ev::Inject { from, to, req });
@@ -342,12 +343,8 @@ impl Sim {
                 if self.nodes[to].alive {
                     self.next_reply += 1;
                     let reply_to = self.next_reply;
-                    let _ = self.nodes[to].node.handle_request_deferred(
-                        self.now,
-                        Origin::Peer(from),
-                        req,
-                        reply_to,
-                    );
+                    let origin = if self.config.verify_claims { Origin::Peer(from) } else { Origin::Trusted };
+                    let _ = self.nodes[to].node.handle_request_deferred(self.now, origin, req, reply_to);
                     self.pump(to);
                 }
             }
