@@ -78,8 +78,11 @@ pub struct ClientConfig {
     pub upload_rate: Option<u64>,
     /// Token-bucket burst for both caps, in bytes (default: a tenth of a second at the rate).
     pub rate_burst: Option<u64>,
-    /// Most connected peers.
+    /// Most connected peers. When all slots are taken, a newcomer takes the slot of the oldest
+    /// peer that never became useful (not interested, no block either way).
     pub max_peers: usize,
+    /// Most connected peers from one IP address (the same eviction applies within it).
+    pub max_peers_per_ip: usize,
     /// Seconds to keep seeding after completing (`None`: forever, 0: leave at once).
     pub seed_time_secs: Option<u64>,
     /// Regular (tit-for-tat) unchoke slots.
@@ -129,6 +132,7 @@ impl Default for ClientConfig {
             upload_rate: None,
             rate_burst: None,
             max_peers: 50,
+            max_peers_per_ip: 4,
             seed_time_secs: Some(0),
             unchoke_slots: 4,
             rechoke_secs: 10.0,

@@ -139,6 +139,8 @@ fn peer_config(dir: &Path, up: Option<u64>, no_upload: bool, slots: usize) -> Cl
         min_requests: 1,
         max_requests: 64,
         max_peers: slots + 8,
+        // Every peer of the experiment is on 127.0.0.1.
+        max_peers_per_ip: slots + 8,
         max_announce_secs: 1,
         ..ClientConfig::default()
     }

@@ -3,7 +3,7 @@
 //!
 //! - [`bencode`], [`metainfo`], [`create`], [`urlenc`]: .torrent files and magnet links.
 //! - [`wire`], [`bitfield`]: the peer wire protocol as pure codecs.
-//! - [`picker`], [`choker`], [`meter`], [`metadata`]: the sans-IO cores (rarest first,
+//! - [`picker`], [`choker`], [`admission`], [`meter`], [`metadata`]: the sans-IO cores (rarest first,
 //!   tit-for-tat, BEP 9 metadata assembly).
 //! - [`magnet`]: fetching a magnet link's metadata from peers (BEP 9/10) before downloading.
 //! - [`tracker`]: HTTP and UDP tracker server and client.
@@ -13,6 +13,7 @@
 //! - [`config`]: serde configuration for the tracker and the client.
 //! - [`progress`]: the terminal progress bar; [`experiment`]: `appnet experiment p2p-vs-cs`.
 
+pub mod admission;
 pub mod bencode;
 pub mod bitfield;
 pub mod choker;

@@ -38,9 +38,9 @@ async fn run_inner(
     addr: SocketAddr,
     outgoing: bool,
 ) -> Result<(), PeerError> {
-    if !h.admit(&addr, outgoing) {
+    let Some(ticket) = h.admit(&addr, outgoing) else {
         return Ok(());
-    }
+    };
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     let mut rd = Limited::new(rd, h.inner.down.clone(), Limiter::unlimited());
@@ -55,6 +55,7 @@ async fn run_inner(
     })
     .await
     .map_err(|_| PeerError::Protocol("handshake timed out".into()))??;
+    drop(ticket);
     let theirs = Handshake::decode(&theirs).map_err(|e| PeerError::Protocol(e.to_string()))?;
     if theirs.info_hash != ours.info_hash {
         return Err(PeerError::Protocol("wrong info hash".into()));

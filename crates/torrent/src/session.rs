@@ -2,6 +2,7 @@
 //! piece buffers, peer table, choker), the listener, the tracker announces and the choker timer.
 //! The per-connection protocol lives in [`crate::peer`]; the policies in the sans-IO cores.
 
+use crate::admission;
 use crate::bitfield::Bitfield;
 use crate::choker::{ChokeParams, Choker, PeerStat};
 use crate::config::ClientConfig;
@@ -19,7 +20,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -65,6 +66,8 @@ pub(crate) struct PeerSlot {
     pub up: RateMeter,
     pub connected_at: Instant,
     pub last_block: Option<Instant>,
+    /// It was interested in us or a block went either way: never evicted for a newcomer.
+    pub useful: bool,
     /// BEP 10 state (empty when the peer does not speak the extension protocol).
     pub ext: PeerExt,
 }
@@ -97,6 +100,8 @@ pub(crate) struct State {
     pub peers: HashMap<u64, PeerSlot>,
     next_id: u64,
     connecting: HashSet<SocketAddr>,
+    /// Incoming connections still handshaking, per IP address (bounded like peers).
+    handshaking: HashMap<IpAddr, usize>,
     failures: HashMap<SocketAddr, u32>,
     banned: HashSet<SocketAddr>,
     choker: Choker,
@@ -165,6 +170,26 @@ pub struct Session {
     inner: Arc<Inner>,
     listener: TcpListener,
     initial_peers: Vec<SocketAddr>,
+}
+
+/// An incoming connection's place among the handshakes in flight; freed when dropped.
+pub(crate) struct Handshaking {
+    h: TorrentHandle,
+    /// The address counted (`None`: an outgoing connection, not counted).
+    ip: Option<IpAddr>,
+}
+
+impl Drop for Handshaking {
+    fn drop(&mut self) {
+        let Some(ip) = self.ip else { return };
+        let mut st = self.h.lock();
+        if let Some(n) = st.handshaking.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                st.handshaking.remove(&ip);
+            }
+        }
+    }
 }
 
 /// How often peers given to [`Session::add_peers`] are dialled again while not connected.
@@ -238,6 +263,7 @@ impl Session {
             peers: HashMap::new(),
             next_id: 1,
             connecting: HashSet::new(),
+            handshaking: HashMap::new(),
             failures: HashMap::new(),
             banned: HashSet::new(),
             choker: Choker::new(),
@@ -432,7 +458,7 @@ impl TorrentHandle {
             let busy = st.peers.values().any(|p| p.addr == addr) || st.connecting.contains(&addr);
             if busy
                 || st.banned.contains(&ban_key(&addr))
-                || st.peers.len() + st.connecting.len() >= self.inner.cfg.max_peers
+                || matches!(self.admission(&st, addr.ip()), admission::Admit::Refuse(_))
             {
                 return;
             }
@@ -456,11 +482,46 @@ impl TorrentHandle {
         });
     }
 
-    /// Whether a handshaking peer may join: not banned, under the cap.
-    pub(crate) fn admit(&self, addr: &SocketAddr, outgoing: bool) -> bool {
-        let st = self.lock();
-        let cap_used = st.peers.len() + if outgoing { 0 } else { st.connecting.len() };
-        !st.banned.contains(&ban_key(addr)) && cap_used < self.inner.cfg.max_peers
+    /// The admission policy's verdict on a newcomer from `ip` given the peers held now.
+    fn admission(&self, st: &State, ip: IpAddr) -> admission::Admit {
+        let held: Vec<admission::Held> = st
+            .peers
+            .iter()
+            .map(|(id, p)| admission::Held {
+                id: *id,
+                ip: p.addr.ip().to_canonical(),
+                since: p.connected_at,
+                useful: p.useful,
+            })
+            .collect();
+        let pending: Vec<IpAddr> = st.connecting.iter().map(|a| a.ip().to_canonical()).collect();
+        admission::admit(&held, &pending, ip.to_canonical(), self.limits())
+    }
+
+    fn limits(&self) -> admission::Limits {
+        admission::Limits { max_peers: self.inner.cfg.max_peers, max_per_ip: self.inner.cfg.max_peers_per_ip }
+    }
+
+    /// Whether a connection may start its handshake: not banned, and (incoming) within the
+    /// bound on handshakes in flight, `max_peers` in all and `max_peers_per_ip` per address.
+    /// The ticket is held until the handshake is over. The peer slot is decided at `register`.
+    pub(crate) fn admit(&self, addr: &SocketAddr, outgoing: bool) -> Option<Handshaking> {
+        let mut st = self.lock();
+        if st.banned.contains(&ban_key(addr)) {
+            return None;
+        }
+        if outgoing {
+            return Some(Handshaking { h: self.clone(), ip: None });
+        }
+        let ip = addr.ip().to_canonical();
+        let limits = self.limits();
+        let total: usize = st.handshaking.values().sum();
+        let from_ip = st.handshaking.get(&ip).copied().unwrap_or(0);
+        if total >= limits.max_peers.max(1) || from_ip >= limits.max_per_ip.max(1) {
+            return None;
+        }
+        *st.handshaking.entry(ip).or_default() += 1;
+        Some(Handshaking { h: self.clone(), ip: Some(ip) })
     }
 
     /// Adds a handshaken peer; returns its id, or None if it duplicates a connection we keep.
@@ -482,6 +543,20 @@ impl TorrentHandle {
             }
             let _ = old.tx.send(Out::Close);
             remove_peer(&mut st, old_id);
+        }
+        match self.admission(&st, addr.ip()) {
+            admission::Admit::Yes => {}
+            admission::Admit::Evict(victim) => {
+                if let Some(p) = st.peers.get(&victim) {
+                    tracing::debug!("peer {} evicted for {addr}: it never became useful", p.addr);
+                    let _ = p.tx.send(Out::Close);
+                }
+                remove_peer(&mut st, victim);
+            }
+            admission::Admit::Refuse(why) => {
+                tracing::debug!("peer {addr} refused: {why}");
+                return None;
+            }
         }
         // Queued under the lock, so no HAVE broadcast can overtake it.
         if let Some(m) = Self::opening_message(st.picker.have(), fast) {
@@ -513,6 +588,7 @@ impl TorrentHandle {
                 up: RateMeter::new(window, now),
                 connected_at: now,
                 last_block: None,
+                useful: false,
                 ext: PeerExt::default(),
             },
         );
@@ -584,6 +660,7 @@ impl TorrentHandle {
             }
             Message::Interested => {
                 slot.peer_interested = true;
+                slot.useful = true;
                 let unchoked = st.peers.values().filter(|p| !p.am_choking && p.peer_interested).count();
                 if !self.inner.cfg.no_upload && st.choker.has_free_slot(unchoked, &self.inner.params) {
                     set_choke(st, id, false);
@@ -642,6 +719,7 @@ impl TorrentHandle {
             Message::Piece { index, begin, data } => {
                 let r = BlockRef { index, begin, length: data.len() as u32 };
                 let was_pending = slot.pending.remove(&r);
+                slot.useful |= was_pending;
                 slot.down.add(r.length as u64, now);
                 slot.last_block = Some(now);
                 st.down_total.add(r.length as u64, now);
@@ -747,6 +825,7 @@ impl TorrentHandle {
         st.up_total.add(bytes, now);
         if let Some(p) = st.peers.get_mut(&id) {
             p.up.add(bytes, now);
+            p.useful = true;
         }
     }
 

@@ -158,9 +158,13 @@ pub struct PeerArgs {
     /// Download cap for all peers together, e.g. 2MiB (per second).
     #[arg(long, value_name = "RATE")]
     download_rate: Option<String>,
-    /// Most connected peers [default: 50].
+    /// Most connected peers; when full, a newcomer replaces the oldest peer that never became
+    /// useful (not interested, no block either way) [default: 50].
     #[arg(long, value_name = "N")]
     max_peers: Option<usize>,
+    /// Most connected peers from one IP address [default: 4].
+    #[arg(long, value_name = "N")]
+    max_peers_per_ip: Option<usize>,
     /// Also connect to this peer (repeat; for swarms without a tracker).
     #[arg(long = "peer", value_name = "ADDR")]
     peers: Vec<SocketAddr>,
@@ -490,6 +494,9 @@ fn client_config(p: &PeerArgs, ctx: &Context) -> anyhow::Result<ClientConfig> {
     }
     if let Some(n) = p.max_peers {
         c.max_peers = n;
+    }
+    if let Some(n) = p.max_peers_per_ip {
+        c.max_peers_per_ip = n;
     }
     if let Some(n) = p.unchoke_slots {
         c.unchoke_slots = n;
