@@ -241,14 +241,14 @@ impl Zone {
             while i < in_zone.len() && in_zone[i].owner == *owner {
                 let rtype = in_zone[i].rtype;
                 let data_off = z.data.len();
-                let mut ttl = u32::MAX;
+                // One TTL per RRset: the first record's, as BIND does ("TTL set to prior TTL").
+                let ttl = in_zone[i].ttl;
                 let start = i;
                 while i < in_zone.len() && in_zone[i].owner == *owner && in_zone[i].rtype == rtype {
                     let r = in_zone[i];
                     let dup = in_zone[start..i].iter().any(|p| p.rdata == r.rdata);
                     if !dup {
                         crate::wire::rrtype::pack_rdata(&mut z.data, &r.rdata);
-                        ttl = ttl.min(r.ttl);
                         z.records += 1;
                     }
                     i += 1;
@@ -436,8 +436,8 @@ fn origin_name(origin: &str, file: &str) -> Result<NameBuf, ZoneFileError> {
 }
 
 /// The checks `named-checkzone` makes, on records as read: SOA present (once, at the apex), NS at
-/// the apex, no data outside the zone (out-of-zone glue included), CNAME alone at its name, and
-/// every in-zone name server with an address.
+/// the apex, CNAME alone at its name, one DNAME per name, and every in-zone name server with an
+/// address; data outside the zone (out-of-zone glue included) is a warning and is not served.
 pub fn check(apex: &[u8], records: &[ZoneRecord]) -> Vec<Problem> {
     let mut sorted: Vec<ZoneRecord> = records.to_vec();
     sorted.sort_by(|a, b| (&a.owner[..], a.rtype).cmp(&(&b.owner[..], b.rtype)));
@@ -476,22 +476,24 @@ fn check_sorted(apex: &[u8], records: &[ZoneRecord]) -> Vec<Problem> {
         }
         let group = &records[start..i];
         if !is_at_or_below(owner, apex) {
+            // Like named-checkzone: out-of-zone data (glue included) is ignored with a warning.
             for r in group {
-                let what = if matches!(r.rtype, code::A | code::AAAA) {
-                    "out-of-zone glue"
-                } else {
-                    "out-of-zone data"
-                };
-                problems.push(err(
-                    &r.at,
-                    format!(
-                        "{what}: {} {} is not in zone {zone_name}",
+                problems.push(Problem {
+                    severity: Severity::Warning,
+                    at: r.at.clone(),
+                    message: format!(
+                        "ignoring out-of-zone data: {} {} is not in zone {zone_name}",
                         to_text(&r.owner),
                         type_name(r.rtype)
                     ),
-                ));
+                });
             }
             continue;
+        }
+        // DNAME is a singleton type (RFC 6672 §2.4): one record per name.
+        let dnames: Vec<&ZoneRecord> = group.iter().filter(|r| r.rtype == code::DNAME).collect();
+        if dnames.len() > 1 && dnames[1..].iter().any(|r| r.rdata != dnames[0].rdata) {
+            problems.push(err(&dnames[1].at, format!("{} has more than one DNAME record", to_text(owner))));
         }
         let cnames: Vec<&ZoneRecord> = group.iter().filter(|r| r.rtype == code::CNAME).collect();
         if cnames.len() > 1 {
@@ -577,7 +579,7 @@ mod tests {
         let all = text.join("\n");
         assert!(all.contains("has no SOA record"), "{all}");
         assert!(all.contains("bad.zone:4: error: CNAME and other data"), "{all}");
-        assert!(all.contains("bad.zone:5: error: out-of-zone glue"), "{all}");
+        assert!(all.contains("bad.zone:5: warning: ignoring out-of-zone data"), "{all}");
         assert!(all.contains("bad.zone:6: error: NS without address"), "{all}");
         assert!(Zone::from_records(&apex, recs).is_err());
     }

@@ -101,6 +101,10 @@ fn parse_into(
     };
     let origin_name = Name::<bytes::Bytes>::from_octets(bytes::Bytes::copy_from_slice(origin))
         .map_err(|e| err(0, format!("bad origin: {e}")))?;
+    // domain's scanner reads `@` in record data as a label "@" (RFC 1035 §5.1 says it is the
+    // origin wherever a name may appear) and knows no TTL units (`1h`, BIND's syntax).
+    let expanded = expand_at_in_rdata(text, origin);
+    let text = expanded.as_deref().unwrap_or(text);
     let mut zf = Zonefile::from(text);
     if !text.ends_with('\n') {
         // The scanner needs the last entry terminated.
@@ -180,6 +184,252 @@ fn parse_into(
             }
         }
     }
+}
+
+/// Indexes of the domain-name fields in the presentation form of a type's record data (the
+/// fields where `@` means the origin); empty for types without names.
+fn name_fields(rtype: &str) -> &'static [usize] {
+    match rtype.to_ascii_uppercase().as_str() {
+        "NS" | "CNAME" | "PTR" | "DNAME" | "MB" | "MD" | "MF" | "MG" | "MR" | "NSEC" | "NXT" => &[0],
+        "SOA" | "RP" | "MINFO" | "TALINK" => &[0, 1],
+        "MX" | "AFSDB" | "RT" | "KX" | "LP" | "SVCB" | "HTTPS" => &[1],
+        "PX" => &[1, 2],
+        "SRV" => &[3],
+        "NAPTR" => &[5],
+        "RRSIG" | "SIG" => &[7],
+        _ => &[],
+    }
+}
+
+/// Rewrites what domain's scanner would misread: every bare `@` that stands for a domain name
+/// in record data (CNAME @, MX 10 @, the SOA names, SRV targets, ...) as the current origin in
+/// absolute form, following `$ORIGIN`; and TTLs with BIND's units (`$TTL 1h`, `1d` before the
+/// type, the SOA timers `2w 1h30m`) as seconds. `None` when there is nothing to rewrite. Line
+/// breaks are kept, so line numbers stay right. Quoted and escaped text, comments, `\#`
+/// generic data and owner names are left alone.
+pub fn expand_at_in_rdata(text: &str, origin: &[u8]) -> Option<String> {
+    let has_unit = |b: &u8| matches!(b.to_ascii_lowercase(), b'w' | b'd' | b'h' | b'm' | b's');
+    let may_have_units = text.as_bytes().windows(2).any(|w| w[0].is_ascii_digit() && has_unit(&w[1]));
+    let has_ttl_directive = text.lines().any(|l| l.len() >= 4 && l[..4].eq_ignore_ascii_case("$TTL"));
+    if !text.contains('@') && !may_have_units && has_ttl_directive {
+        return None;
+    }
+    let bytes = text.as_bytes();
+    let mut state = EntryState { origin: origin.into(), ttl_directive: false, soa_minimum: None };
+    let mut replace: Vec<(usize, usize, String)> = Vec::new();
+    // The current entry's tokens: (start, end, quoted), and whether it began with an owner.
+    let mut tokens: Vec<(usize, usize, bool)> = Vec::new();
+    let mut has_owner = false;
+    let mut depth = 0usize;
+    let mut i = 0;
+    let mut at_line_start = true;
+    loop {
+        let end_of_entry = i >= bytes.len() || (bytes[i] == b'\n' && depth == 0);
+        if end_of_entry {
+            if !tokens.is_empty() {
+                finish_entry(text, &tokens, has_owner, &mut state, &mut replace);
+            }
+            tokens.clear();
+            if i >= bytes.len() {
+                break;
+            }
+            i += 1;
+            at_line_start = true;
+            continue;
+        }
+        let b = bytes[i];
+        match b {
+            b'\n' => {
+                i += 1;
+                at_line_start = true;
+            }
+            b' ' | b'\t' | b'\r' => {
+                i += 1;
+                at_line_start = false;
+            }
+            b';' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'(' => {
+                depth += 1;
+                i += 1;
+                at_line_start = false;
+            }
+            b')' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+                at_line_start = false;
+            }
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i = (i + 1).min(bytes.len());
+                if tokens.is_empty() {
+                    has_owner = at_line_start;
+                }
+                tokens.push((start, i, true));
+                at_line_start = false;
+            }
+            _ => {
+                let start = i;
+                while i < bytes.len()
+                    && !matches!(bytes[i], b' ' | b'\t' | b'\r' | b'\n' | b';' | b'(' | b')' | b'"')
+                {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i = i.min(bytes.len());
+                if tokens.is_empty() {
+                    has_owner = at_line_start;
+                }
+                tokens.push((start, i, false));
+                at_line_start = false;
+            }
+        }
+    }
+    if replace.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() + replace.len() * 32);
+    let mut last = 0;
+    for (start, end, with) in replace {
+        out.push_str(text.get(last..start).unwrap_or_default());
+        out.push_str(&with);
+        last = end;
+    }
+    out.push_str(text.get(last..).unwrap_or_default());
+    Some(out)
+}
+
+/// What [`expand_at_in_rdata`] carries from one entry to the next.
+struct EntryState {
+    /// The current origin (`$ORIGIN`).
+    origin: NameBuf,
+    /// Whether a `$TTL` was seen.
+    ttl_directive: bool,
+    /// The SOA's MINIMUM: BIND's TTL for records without one when there is no `$TTL`.
+    soa_minimum: Option<u32>,
+}
+
+/// One entry's tokens for [`expand_at_in_rdata`]: follows `$ORIGIN` and `$TTL`, finds the type,
+/// marks the `@` name fields of its data and TTLs with units, and gives records without a TTL
+/// (and no `$TTL` before them) the SOA's MINIMUM, as BIND does.
+fn finish_entry(
+    text: &str,
+    tokens: &[(usize, usize, bool)],
+    has_owner: bool,
+    state: &mut EntryState,
+    replace: &mut Vec<(usize, usize, String)>,
+) {
+    let origin = &mut state.origin;
+    let tok = |k: usize| tokens.get(k).filter(|t| !t.2).and_then(|t| text.get(t.0..t.1));
+    let seconds = |k: usize, replace: &mut Vec<(usize, usize, String)>| {
+        if let (Some(t), Some(&(start, end, _))) = (tok(k), tokens.get(k))
+            && let Some(secs) = ttl_with_units(t)
+        {
+            replace.push((start, end, secs.to_string()));
+        }
+    };
+    if let Some(first) = tok(0).filter(|t| t.starts_with('$')) {
+        if first.eq_ignore_ascii_case("$TTL") {
+            state.ttl_directive = true;
+            seconds(1, replace);
+        }
+        if first.eq_ignore_ascii_case("$ORIGIN")
+            && let Some(arg) = tok(1)
+        {
+            let absolute = arg.ends_with('.') && !arg.ends_with("\\.");
+            let full = if absolute || arg == "@" {
+                arg.to_string()
+            } else if origin.len() <= 1 {
+                format!("{arg}.")
+            } else {
+                format!("{arg}.{}", super::name::to_zone_text(origin))
+            };
+            if arg != "@"
+                && let Ok(n) = super::name::from_text(&full)
+            {
+                *origin = n;
+            }
+        }
+        return;
+    }
+    let mut k = usize::from(has_owner);
+    let is_class = |t: &str| {
+        let u = t.to_ascii_uppercase();
+        matches!(u.as_str(), "IN" | "CH" | "CHAOS" | "HS" | "HESIOD" | "CS" | "NONE" | "ANY")
+            || (u.starts_with("CLASS") && u.len() > 5 && u[5..].bytes().all(|c| c.is_ascii_digit()))
+    };
+    let mut has_ttl = false;
+    while let Some(t) = tok(k) {
+        if t.as_bytes()[0].is_ascii_digit() {
+            seconds(k, replace);
+            has_ttl = true;
+            k += 1;
+        } else if is_class(t) {
+            k += 1;
+        } else {
+            break;
+        }
+    }
+    let Some(rtype) = tok(k) else { return };
+    if rtype.eq_ignore_ascii_case("SOA") && tok(k + 1) != Some("\\#") {
+        // MNAME RNAME SERIAL then the four timers.
+        if state.soa_minimum.is_none() {
+            state.soa_minimum = tok(k + 7).and_then(|t| t.parse().ok().or_else(|| ttl_with_units(t)));
+        }
+        for f in 3..=6 {
+            seconds(k + 1 + f, replace);
+        }
+    }
+    if !has_ttl
+        && !state.ttl_directive
+        && let (Some(min), Some(&(start, _, _))) = (state.soa_minimum, tokens.get(k))
+    {
+        replace.push((start, start, format!("{min} ")));
+    }
+    let fields = name_fields(rtype);
+    if fields.is_empty() || tok(k + 1) == Some("\\#") {
+        return;
+    }
+    for &f in fields {
+        if let Some(&(start, end, false)) = tokens.get(k + 1 + f)
+            && text.get(start..end) == Some("@")
+        {
+            replace.push((start, end, super::name::to_zone_text(origin)));
+        }
+    }
+}
+
+/// Seconds for a TTL written with units (`1h30m`, `2W`, `1d2h`; a bare number at the end counts
+/// as seconds); `None` for a plain number (already fine) or anything else.
+fn ttl_with_units(t: &str) -> Option<u32> {
+    if t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut total: u64 = 0;
+    let mut num: Option<u64> = None;
+    for b in t.bytes() {
+        if b.is_ascii_digit() {
+            num = Some(num.unwrap_or(0).checked_mul(10)?.checked_add(u64::from(b - b'0'))?);
+            continue;
+        }
+        let unit = match b.to_ascii_lowercase() {
+            b'w' => 604_800,
+            b'd' => 86_400,
+            b'h' => 3_600,
+            b'm' => 60,
+            b's' => 1,
+            _ => return None,
+        };
+        total = total.checked_add(num.take()?.checked_mul(unit)?)?;
+    }
+    total = total.checked_add(num.unwrap_or(0))?;
+    u32::try_from(total).ok()
 }
 
 /// Splits domain's "LINE:COL: reason" error text.
@@ -298,6 +548,32 @@ mod tests {
             let again = parse_text(&text, "rt", crate::wire::name::ROOT, &Includes::Forbidden).unwrap();
             assert_eq!(again[0].rdata, r.rdata, "{text}");
             assert_eq!(again[0].rtype, r.rtype, "{text}");
+        }
+    }
+
+    #[test]
+    fn at_in_record_data_is_the_origin_but_not_when_escaped_or_quoted() {
+        let origin = from_text("example.com").unwrap();
+        let text = "$TTL 60\n@ SOA @ h.@ 1 2 3 4 5\nwww CNAME @\nesc CNAME \\@\nq TXT \"@\" @ ; @ comment\n\
+            mx MX 10 @\nuni TXT \"a\\\" @\" @\nx\\; CNAME @\n";
+        let recs = parse_text(text, "t", &origin, &Includes::Forbidden).unwrap();
+        let name_at =
+            |i: usize, off: usize| to_text(crate::wire::rrtype::embedded_name(&recs[i].rdata, off).unwrap());
+        assert_eq!(name_at(0, 0), "example.com.");
+        assert_eq!(name_at(0, 13), "h.@.example.com.", "only a bare @ is the origin");
+        assert_eq!(name_at(1, 0), "example.com.");
+        assert_eq!(name_at(2, 0), "@.example.com.", "an escaped @ is a label");
+        assert_eq!(recs[3].rdata, b"\x01@\x01@");
+        assert_eq!(name_at(4, 2), "example.com.");
+        assert_eq!(recs[5].rdata.last(), Some(&b'@'));
+        assert_eq!(name_at(6, 0), "example.com.");
+        // Line numbers survive the rewrite.
+        assert_eq!(recs[4].at.line, 6);
+        // Odd input never panics.
+        for junk in
+            ["@ @ @", "\\", "( @", "\"@", "é\\", "x CNAME é\\@ @", "x CNAME @\\", "$ORIGIN\n@ CNAME @"]
+        {
+            let _ = parse_text(junk, "j", &origin, &Includes::Forbidden);
         }
     }
 
