@@ -397,3 +397,36 @@ impl Client {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_frame_buffer_grows_with_the_bytes_not_the_announced_length() {
+        let budget = FrameBudget::new(64 * 1024);
+        let (mut tx, mut rx) = tokio::io::duplex(1 << 20);
+        tx.write_all(&(wire::MAX_FRAME as u32).to_be_bytes()).await.unwrap();
+        tx.write_all(&[1, 2, 3]).await.unwrap();
+        let reader = budget.clone();
+        let task = tokio::spawn(async move { read_frame_within(&mut rx, &reader).await });
+        // The reader waits for the rest of a 4 MiB frame holding one small step of memory.
+        for _ in 0..1000 {
+            if budget.used() > 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(budget.used(), FIRST_READ_STEP);
+        // More bytes than the budget allows: refused as busy, and the memory given back.
+        tx.write_all(&vec![0u8; 100 * 1024]).await.unwrap();
+        assert_eq!(task.await.unwrap().unwrap(), Some(Err(WireError::Busy)));
+        assert_eq!(budget.used(), 0);
+        // A whole frame within the budget reads back intact.
+        let frame = wire::encode_request(8, &Request::Get { key: vec![7; 1000] });
+        let (mut tx, mut rx) = tokio::io::duplex(1 << 16);
+        tx.write_all(&frame).await.unwrap();
+        assert_eq!(read_frame_within(&mut rx, &budget).await.unwrap(), Some(Ok(frame[4..].to_vec())));
+        assert_eq!(budget.used(), 0);
+    }
+}
