@@ -9,7 +9,7 @@ use super::dest::{DestDenied, DestPolicy, Refusal};
 use super::metrics::{Fwd, Outcome, ProxyMetrics};
 use super::origin::{self, CLIENT_CONDITIONALS, Origin, OriginClient, OriginResolver};
 use super::policy::{self, Decision, PolicyOptions, Stored, strip_hop_by_hop};
-use super::store::{BodyRef, Entry, Store, StoreConfig, Writer};
+use super::store::{BodyRef, Entry, Inflight, Store, StoreConfig, Writer};
 use crate::body::{self, Body};
 use crate::files::range;
 use appnet_dns::respond::AccessList;
@@ -94,6 +94,27 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
     r
 }
 
+/// Chunks queued between an origin body and its client (kept short: back-pressure).
+const QUEUE_CHUNKS: usize = 4;
+
+/// The client's end of the queue from [`Proxy::store_body`]: counts what it takes out of the
+/// in-flight gauge, and what it never took when dropped.
+struct Queued {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    inflight: Arc<Inflight>,
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.rx.close();
+        while let Ok(item) = self.rx.try_recv() {
+            if let Ok(b) = item {
+                self.inflight.dequeue(b.len() as u64);
+            }
+        }
+    }
+}
+
 enum FetchError {
     Timeout,
     Failed(String),
@@ -125,6 +146,7 @@ impl Proxy {
                 max_object: cfg.max_object_size,
                 max_variants: cfg.max_variants,
                 dir: cfg.cache_dir.clone(),
+                max_inflight: cfg.max_inflight_bytes,
             },
             &opts,
         )?;
@@ -217,6 +239,10 @@ impl Proxy {
         let (objects, bytes) = self.store.usage();
         self.metrics.objects.set(objects as i64);
         self.metrics.stored_bytes.set(bytes as i64);
+        let inflight = self.store.inflight();
+        self.metrics.inflight_bytes.set(inflight.current() as i64);
+        self.metrics.inflight_peak.set(inflight.peak() as i64);
+        self.metrics.inflight_refused.set(inflight.refused() as i64);
         self.metrics.render()
     }
 
@@ -781,7 +807,8 @@ impl Proxy {
         add_status(&mut rp.headers, Outcome::Miss { stored: true, why }, &self.cfg.name);
         // The client may answer itself from what is being stored (its own conditionals).
         let client_304 = stored.client_not_modified(req_headers);
-        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(16);
+        // A short queue: the origin is read only as fast as the client takes the body.
+        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(QUEUE_CHUNKS);
         let me = self.clone();
         tokio::spawn(async move {
             me.store_body(incoming, stored, expected, tx, guard).await;
@@ -791,9 +818,13 @@ impl Proxy {
             strip_body_fields(&mut rp.headers);
             return Response::from_parts(rp, body::empty());
         }
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            let item = rx.recv().await?;
-            Some((item.map(hyper::body::Frame::data), rx))
+        let queue = Queued { rx, inflight: self.store.inflight().clone() };
+        let stream = futures_util::stream::unfold(queue, |mut q| async move {
+            let item = q.rx.recv().await?;
+            if let Ok(b) = &item {
+                q.inflight.dequeue(b.len() as u64);
+            }
+            Some((item.map(hyper::body::Frame::data), q))
         });
         Response::from_parts(rp, http_body_util::StreamBody::new(stream).boxed())
     }
@@ -806,9 +837,10 @@ impl Proxy {
         stored: Stored,
         expected: Option<u64>,
         tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
-        guard: Option<LeadGuard>,
+        mut guard: Option<LeadGuard>,
     ) {
         let mut writer: Option<Writer> = self.store.writer(expected).await;
+        let inflight = self.store.inflight().clone();
         let idle = ProxyConfig::secs(self.cfg.body_idle_timeout_secs);
         let mut client_gone = false;
         let mut complete = false;
@@ -833,12 +865,24 @@ impl Proxy {
             self.metrics.bytes_fetched.add(data.len() as u64);
             if let Some(w) = writer.as_mut() {
                 w.write(&data).await;
-            }
-            if !client_gone && tx.send(Ok(data)).await.is_err() {
-                client_gone = true;
-                if writer.as_ref().is_none_or(|w| w.failed()) {
-                    break;
+                if w.failed()
+                    && let Some(g) = guard.take()
+                {
+                    // Too large, or the in-flight budget is exhausted: waiters fetch for
+                    // themselves now rather than after this (maybe slow) transfer.
+                    g.uncacheable();
                 }
+            }
+            if !client_gone {
+                let n = data.len() as u64;
+                inflight.queue(n);
+                if tx.send(Ok(data)).await.is_err() {
+                    inflight.dequeue(n);
+                    client_gone = true;
+                }
+            }
+            if client_gone && writer.as_ref().is_none_or(|w| w.failed()) {
+                break;
             }
         }
         drop(tx);
@@ -913,7 +957,17 @@ impl Proxy {
         } else {
             self.metrics.bytes_saved.add(count);
             match &entry.body {
-                BodyRef::Memory(b) => body::full(b.slice(offset as usize..(offset + count) as usize)),
+                BodyRef::Memory(b) => {
+                    let mut parts = b.slices(offset, count);
+                    match parts.len() {
+                        0 => body::empty(),
+                        1 => body::full(parts.remove(0)),
+                        _ => {
+                            let frames = parts.into_iter().map(|p| Ok(hyper::body::Frame::data(p)));
+                            http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed()
+                        }
+                    }
+                }
                 BodyRef::Disk(path) => match open_at(path, offset).await {
                     Ok(f) => file_body(f, count),
                     Err(e) => {

@@ -40,6 +40,13 @@ pub struct ProxyMetrics {
     pub objects: Gauge,
     /// Body bytes stored now.
     pub stored_bytes: Gauge,
+    /// Body bytes in flight now: parts of bodies being stored in memory, and chunks queued
+    /// between an origin and a client.
+    pub inflight_bytes: Gauge,
+    /// The highest `inflight_bytes` since start.
+    pub inflight_peak: Gauge,
+    /// Misses that stopped storing because the in-flight budget was exhausted.
+    pub inflight_refused: Gauge,
 }
 
 impl ProxyMetrics {
@@ -64,6 +71,17 @@ impl ProxyMetrics {
             denied: c("appnet_proxy_denied_total", "Requests refused by the client ACL"),
             objects: r.gauge("appnet_proxy_objects", "Objects stored", &[]),
             stored_bytes: r.gauge("appnet_proxy_stored_bytes", "Body bytes stored", &[]),
+            inflight_bytes: r.gauge(
+                "appnet_proxy_inflight_bytes",
+                "Body bytes in flight (being stored, queued)",
+                &[],
+            ),
+            inflight_peak: r.gauge("appnet_proxy_inflight_bytes_peak", "Highest in-flight body bytes", &[]),
+            inflight_refused: r.gauge(
+                "appnet_proxy_inflight_refused",
+                "Misses served uncached because the in-flight budget was exhausted",
+                &[],
+            ),
             registry: r,
         }
     }

@@ -2,6 +2,14 @@
 //! selection) with CLOCK eviction (a second-chance approximation of LRU that needs no lock on
 //! a hit), and the bodies either in memory or on disk ([`disk`]). Bodies are written while
 //! they stream to the client ([`Writer`]) and only become visible once complete.
+//!
+//! A body being stored in memory grows in [`CHUNK`]-sized pieces, each charged to a global
+//! in-flight budget ([`Inflight`]) before it is allocated: in-flight bytes count against the
+//! store's capacity (stored objects are evicted to make room) and against
+//! `max_inflight`; a writer that cannot get its next piece gives up at once (freeing what it
+//! held) and the response streams through uncached. So memory stays under the store's
+//! capacity however many large misses run at once, and no miss ever holds a whole object in a
+//! second copy.
 
 pub mod disk;
 
@@ -13,11 +21,107 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+/// Granularity of memory bodies: a body being stored grows by pieces of this size, each
+/// charged to the in-flight budget before it is allocated.
+pub const CHUNK: usize = 256 * 1024;
+
+/// A body kept in memory: [`CHUNK`]-sized pieces (the last one shorter).
+#[derive(Debug, Clone, Default)]
+pub struct MemBody {
+    chunks: Arc<Vec<Bytes>>,
+    len: u64,
+}
+
+impl MemBody {
+    /// A body of one piece (tests, small objects).
+    pub fn from_bytes(b: Bytes) -> MemBody {
+        MemBody { len: b.len() as u64, chunks: Arc::new(vec![b]) }
+    }
+
+    /// Its length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The pieces covering `offset..offset + count` (shared, not copied).
+    pub fn slices(&self, offset: u64, count: u64) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        let (mut pos, end) = (0u64, offset.saturating_add(count).min(self.len));
+        for c in self.chunks.iter() {
+            let (start, stop) = (pos, pos + c.len() as u64);
+            pos = stop;
+            if stop <= offset || start >= end {
+                continue;
+            }
+            let a = offset.max(start) - start;
+            let b = end.min(stop) - start;
+            out.push(c.slice(a as usize..b as usize));
+        }
+        out
+    }
+}
+
+/// The global budget of bytes held by bodies being stored in memory, plus what the handler
+/// queues for clients (for the gauge); shared by the store and its writers.
+#[derive(Debug, Default)]
+pub struct Inflight {
+    /// Bytes reserved by memory writers.
+    reserved: AtomicU64,
+    /// Bytes queued between origin and client connections (counted, not limited here).
+    queued: AtomicU64,
+    /// Highest `reserved + queued` seen.
+    peak: AtomicU64,
+    /// Writers that gave up because the budget was exhausted.
+    refused: AtomicU64,
+}
+
+impl Inflight {
+    /// Bytes in flight now (reserved by writers plus queued for clients).
+    pub fn current(&self) -> u64 {
+        self.reserved.load(Ordering::Relaxed) + self.queued.load(Ordering::Relaxed)
+    }
+
+    /// The highest [`current`](Self::current) seen.
+    pub fn peak(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    /// Writers that stopped storing because the budget was exhausted.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// `n` bytes were queued for a client.
+    pub fn queue(&self, n: u64) {
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        self.note_peak();
+    }
+
+    /// `n` queued bytes were taken by the client.
+    pub fn dequeue(&self, n: u64) {
+        let _ = self.queued.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| Some(q.saturating_sub(n)));
+    }
+
+    fn release(&self, n: u64) {
+        let _ =
+            self.reserved.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| Some(q.saturating_sub(n)));
+    }
+
+    fn note_peak(&self) {
+        self.peak.fetch_max(self.current(), Ordering::Relaxed);
+    }
+}
+
 /// Where a stored body is.
 #[derive(Debug, Clone)]
 pub enum BodyRef {
     /// In memory.
-    Memory(Bytes),
+    Memory(MemBody),
     /// In a file of the cache directory.
     Disk(PathBuf),
 }
@@ -52,6 +156,8 @@ pub struct StoreConfig {
     pub max_variants: usize,
     /// Keep bodies on disk here (survives restarts).
     pub dir: Option<PathBuf>,
+    /// Most bytes of bodies being stored in memory at once (all writers together).
+    pub max_inflight: u64,
 }
 
 #[derive(Default)]
@@ -64,10 +170,11 @@ struct Inner {
 
 /// The cache store: index plus bodies.
 pub struct Store {
-    inner: RwLock<Inner>,
+    inner: Arc<RwLock<Inner>>,
     cfg: StoreConfig,
     disk: Option<disk::DiskDir>,
     next_id: AtomicU64,
+    inflight: Arc<Inflight>,
 }
 
 impl Store {
@@ -79,7 +186,8 @@ impl Store {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1);
         let store = Store {
-            inner: RwLock::new(Inner::default()),
+            inner: Arc::new(RwLock::new(Inner::default())),
+            inflight: Arc::new(Inflight::default()),
             disk: match &cfg.dir {
                 Some(d) => Some(disk::DiskDir::open(d)?),
                 None => None,
@@ -105,6 +213,11 @@ impl Store {
     /// The configuration.
     pub fn config(&self) -> &StoreConfig {
         &self.cfg
+    }
+
+    /// The in-flight budget (and its gauge).
+    pub fn inflight(&self) -> &Arc<Inflight> {
+        &self.inflight
     }
 
     /// Whether bodies go to disk.
@@ -146,9 +259,18 @@ impl Store {
                     return None;
                 }
             },
-            None => {
-                Sink::Memory(BytesMut::with_capacity(expected_len.unwrap_or(16 * 1024).min(1 << 20) as usize))
-            }
+            None => Sink::Memory(MemSink {
+                chunks: Vec::new(),
+                current: BytesMut::new(),
+                first: expected_len.map_or(16 * 1024, |l| l.clamp(1, CHUNK as u64) as usize),
+                held: 0,
+                budget: Budget {
+                    inflight: self.inflight.clone(),
+                    inner: self.inner.clone(),
+                    capacity: self.cfg.capacity,
+                    max: self.cfg.max_inflight.min(self.cfg.capacity),
+                },
+            }),
         };
         Some(Writer { id, sink, written: 0, limit: self.cfg.max_object, failed: false })
     }
@@ -161,7 +283,7 @@ impl Store {
         }
         stored.meta.body_len = writer.written;
         let body = match writer.sink {
-            Sink::Memory(buf) => BodyRef::Memory(buf.freeze()),
+            Sink::Memory(mut m) => BodyRef::Memory(m.finish()),
             Sink::Disk { file, path } => {
                 let d = self.disk.as_ref().ok_or_else(|| io::Error::other("no cache directory"))?;
                 BodyRef::Disk(d.commit(writer.id, file, &path, &stored.meta).await?)
@@ -249,11 +371,12 @@ impl Store {
     }
 }
 
-/// CLOCK eviction until `bytes <= capacity`; returns the evicted entries.
-fn evict(inner: &mut Inner, capacity: u64) -> Vec<Arc<Entry>> {
+/// CLOCK eviction until `bytes + reserved <= capacity` (`reserved`: in-flight memory bodies);
+/// returns the evicted entries.
+fn evict_for(inner: &mut Inner, capacity: u64, reserved: u64) -> Vec<Arc<Entry>> {
     let mut dead = Vec::new();
     let mut budget = inner.clock.len() * 2 + 2;
-    while inner.bytes > capacity && budget > 0 {
+    while inner.bytes.saturating_add(reserved) > capacity && budget > 0 {
         budget -= 1;
         let Some((key, id)) = inner.clock.pop_front() else { break };
         let Some(vs) = inner.map.get_mut(&key) else { continue };
@@ -278,8 +401,110 @@ fn evict(inner: &mut Inner, capacity: u64) -> Vec<Arc<Entry>> {
     dead
 }
 
+/// CLOCK eviction until `bytes <= capacity`; returns the evicted entries.
+fn evict(inner: &mut Inner, capacity: u64) -> Vec<Arc<Entry>> {
+    evict_for(inner, capacity, 0)
+}
+
+/// A memory writer's handle on the in-flight budget.
+struct Budget {
+    inflight: Arc<Inflight>,
+    inner: Arc<RwLock<Inner>>,
+    capacity: u64,
+    max: u64,
+}
+
+impl Budget {
+    /// Reserves `n` more bytes: within `max`, and with stored objects evicted so that stored
+    /// plus in-flight bytes fit the capacity. `false` when the budget is exhausted.
+    fn reserve(&self, n: u64) -> bool {
+        let ok = self
+            .inflight
+            .reserved
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| (r + n <= self.max).then_some(r + n))
+            .is_ok();
+        if !ok {
+            return false;
+        }
+        self.inflight.note_peak();
+        let reserved = self.inflight.reserved.load(Ordering::Acquire);
+        // Memory bodies only: evicted entries have no files to delete.
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if inner.bytes.saturating_add(reserved) > self.capacity {
+            drop(evict_for(&mut inner, self.capacity, reserved));
+        }
+        true
+    }
+}
+
+/// A body being stored in memory: full pieces, the piece being filled, and the bytes
+/// reserved for them (released when the sink is dropped, committed or not).
+struct MemSink {
+    chunks: Vec<Bytes>,
+    current: BytesMut,
+    /// Size of the first piece (the expected length when small), so small bodies do not
+    /// hold a whole [`CHUNK`].
+    first: usize,
+    held: u64,
+    budget: Budget,
+}
+
+impl MemSink {
+    /// Appends `data`, reserving a new piece whenever the current one is full.
+    fn push(&mut self, mut data: &[u8]) -> bool {
+        while !data.is_empty() {
+            if self.current.len() == self.current.capacity() {
+                if !self.current.is_empty() {
+                    self.chunks.push(std::mem::take(&mut self.current).freeze());
+                }
+                let size = if self.held == 0 { self.first } else { CHUNK };
+                if !self.budget.reserve(size as u64) {
+                    return false;
+                }
+                self.held += size as u64;
+                self.current = BytesMut::with_capacity(size);
+            }
+            let room = self.current.capacity() - self.current.len();
+            let take = room.min(data.len());
+            self.current.extend_from_slice(&data[..take]);
+            data = &data[take..];
+        }
+        true
+    }
+
+    /// The finished body (the reservation is released when the sink drops, as the store
+    /// then counts the body itself).
+    fn finish(&mut self) -> MemBody {
+        if !self.current.is_empty() {
+            let last = std::mem::take(&mut self.current);
+            // A mostly empty last piece is copied to its size rather than kept whole.
+            let last = match last.capacity() > 2 * last.len() {
+                true => Bytes::copy_from_slice(&last),
+                false => last.freeze(),
+            };
+            self.chunks.push(last);
+        }
+        let chunks = std::mem::take(&mut self.chunks);
+        let len = chunks.iter().map(|c| c.len() as u64).sum();
+        MemBody { chunks: Arc::new(chunks), len }
+    }
+
+    /// Frees everything held now (the writer gave up).
+    fn clear(&mut self) {
+        self.chunks = Vec::new();
+        self.current = BytesMut::new();
+        self.budget.inflight.release(std::mem::take(&mut self.held));
+    }
+}
+
+impl Drop for MemSink {
+    fn drop(&mut self) {
+        self.budget.inflight.release(self.held);
+    }
+}
+
 enum Sink {
-    Memory(BytesMut),
+    Memory(MemSink),
     Disk { file: tokio::fs::File, path: PathBuf },
 }
 
@@ -300,11 +525,22 @@ impl Writer {
             return;
         }
         if self.written + chunk.len() as u64 > self.limit {
+            if let Sink::Memory(m) = &mut self.sink {
+                m.clear();
+            }
             self.failed = true;
             return;
         }
         match &mut self.sink {
-            Sink::Memory(buf) => buf.extend_from_slice(chunk),
+            Sink::Memory(m) => {
+                if !m.push(chunk) {
+                    m.clear();
+                    m.budget.inflight.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!("in-flight budget exhausted: this response streams through uncached");
+                    self.failed = true;
+                    return;
+                }
+            }
             Sink::Disk { file, .. } => {
                 use tokio::io::AsyncWriteExt;
                 if let Err(e) = file.write_all(chunk).await {
@@ -333,5 +569,64 @@ impl Writer {
             drop(file);
             let _ = tokio::fs::remove_file(&path).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory_store(capacity: u64, max_inflight: u64) -> Store {
+        let cfg = StoreConfig { capacity, max_object: 64 << 20, max_variants: 4, dir: None, max_inflight };
+        Store::open(cfg, &PolicyOptions::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn memory_writers_share_a_bounded_inflight_budget() {
+        let store = memory_store(8 << 20, 1 << 20);
+        let chunk = Bytes::from(vec![7u8; 64 * 1024]);
+        let mut a = store.writer(None).await.unwrap();
+        let mut b = store.writer(None).await.unwrap();
+        // Two bodies grow together until the budget (1 MiB) is exhausted: the one that cannot
+        // get its next piece gives up and frees what it held at once.
+        for _ in 0..16 {
+            a.write(&chunk).await;
+            b.write(&chunk).await;
+            assert!(store.inflight().current() <= 1 << 20);
+        }
+        assert!(a.failed() || b.failed(), "someone gave up");
+        assert!(store.inflight().refused() >= 1);
+        assert!(store.inflight().peak() <= 1 << 20);
+        let survivor_held = store.inflight().current();
+        drop(a);
+        drop(b);
+        assert_eq!(store.inflight().current(), 0, "dropping writers releases their reservations");
+        assert!(survivor_held <= 1 << 20);
+    }
+
+    #[tokio::test]
+    async fn a_small_body_reserves_only_its_expected_length() {
+        let store = memory_store(8 << 20, 1 << 20);
+        let mut w = store.writer(Some(1000)).await.unwrap();
+        w.write(&Bytes::from(vec![1u8; 1000])).await;
+        assert_eq!(store.inflight().current(), 1000);
+        assert!(!w.failed());
+    }
+
+    #[test]
+    fn memory_bodies_slice_across_pieces() {
+        let body = MemBody {
+            chunks: Arc::new(vec![
+                Bytes::from_static(b"abc"),
+                Bytes::from_static(b"defg"),
+                Bytes::from_static(b"h"),
+            ]),
+            len: 8,
+        };
+        let join = |v: Vec<Bytes>| v.iter().flat_map(|b| b.to_vec()).collect::<Vec<u8>>();
+        assert_eq!(join(body.slices(0, 8)), b"abcdefgh");
+        assert_eq!(join(body.slices(2, 3)), b"cde");
+        assert_eq!(join(body.slices(7, 5)), b"h");
+        assert!(body.slices(8, 1).is_empty());
     }
 }
