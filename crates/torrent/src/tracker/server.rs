@@ -7,7 +7,7 @@ use super::proto::{self, Announce};
 use super::udp;
 use crate::config::TrackerConfig;
 use crate::urlenc;
-use appnet_netkit::accept::{Accepted, Acceptor};
+use appnet_netkit::accept::{Accepted, Acceptor, ConnLimits, ConnSlot};
 use appnet_netkit::listen::{ListenOpts, bind_tcp, bind_udp};
 use appnet_netkit::metrics::{Counter, Registry};
 use appnet_netkit::{BoxError, Service, Shutdown};
@@ -125,17 +125,26 @@ impl Service for TrackerServer {
                 }
             });
         }
-        let acceptor = Acceptor::new(tcp, config.max_connections);
+        // The shared connection policy: a whole request within the timeout, per-address caps,
+        // and a full table evicting the oldest connection still waiting for its request.
         let timeout = Duration::from_secs(config.request_timeout_secs.max(1));
+        let limits = ConnLimits { request_timeout: timeout, ..ConnLimits::new(config.max_connections) };
+        let acceptor = Acceptor::with_limits(tcp, limits);
         while let Some(accepted) = acceptor.next(&shutdown).await {
-            let Accepted::Conn(stream, peer, permit) = accepted else { continue };
+            let Accepted::Conn(stream, peer, slot) = accepted else { continue };
             let s = shared.clone();
             shutdown.spawn(async move {
-                let _permit = permit;
-                if let Err(e) =
-                    tokio::time::timeout(timeout, serve_http(stream, peer, &s)).await.unwrap_or(Ok(()))
-                {
-                    tracing::debug!("tracker connection from {peer}: {e}");
+                // Writing the answer is bounded too: a client that never reads it is dropped.
+                let served = async {
+                    tokio::select! {
+                        r = serve_http(stream, peer, &s, &slot) => r,
+                        why = slot.closed() => Err(io::Error::new(io::ErrorKind::TimedOut, format!("{why:?}"))),
+                    }
+                };
+                match tokio::time::timeout(timeout, served).await {
+                    Ok(Err(e)) => tracing::debug!("tracker connection from {peer}: {e}"),
+                    Err(_) => tracing::debug!("tracker connection from {peer}: answer not taken in time"),
+                    Ok(Ok(())) => {}
                 }
             });
         }
@@ -145,7 +154,12 @@ impl Service for TrackerServer {
 }
 
 /// Reads one request head (bounded) and answers it.
-async fn serve_http(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) -> io::Result<()> {
+async fn serve_http(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    slot: &ConnSlot,
+) -> io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     let head_end = loop {
@@ -162,6 +176,7 @@ async fn serve_http(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) ->
         }
         buf.extend_from_slice(&chunk[..n]);
     };
+    slot.busy();
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let line = head.lines().next().unwrap_or("");
     let mut parts = line.split(' ');
