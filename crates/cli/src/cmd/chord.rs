@@ -3,6 +3,7 @@
 use crate::context::Context;
 use anyhow::Context as _;
 use appnet_chord::client::{Client, NodeInfo};
+use appnet_chord::pool::{Pool, PoolLimits};
 use appnet_chord::{ChordConfig, ChordServer, Id, NodeRef};
 use appnet_netkit::{Service, Shutdown};
 use clap::{Args, Subcommand};
@@ -90,6 +91,30 @@ pub struct NodeArgs {
     /// a replica holder for (after handing them to their owner); 0 = never [default: 10000].
     #[arg(long, value_name = "MS")]
     gc_ms: Option<u64>,
+    /// Ring secret file (at least 16 bytes; every node and client of the ring uses the same):
+    /// every frame then carries an HMAC-SHA256 and frames without a valid one are refused.
+    /// Without it, Leaving/Notify/Store claims are checked against the sender's address.
+    #[arg(long, value_name = "FILE")]
+    secret: Option<std::path::PathBuf>,
+    /// Most RPC connections at once [default: 512].
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Most RPC connections from one IP address; 0 = an eighth of --max-connections, 1..=64
+    /// [default: 0]. Raise it when many nodes share an address.
+    #[arg(long, value_name = "N")]
+    max_connections_per_ip: Option<usize>,
+    /// Seconds a new connection has to deliver its whole first frame [default: 10].
+    #[arg(long, value_name = "SECS")]
+    request_timeout_secs: Option<u64>,
+    /// Seconds an idle connection has to deliver its whole next frame [default: 30].
+    #[arg(long, value_name = "SECS")]
+    idle_timeout_secs: Option<u64>,
+    /// Bytes of partly read frames held over all connections [default: 67108864 (64 MiB)].
+    #[arg(long, value_name = "BYTES")]
+    max_frame_buffer_bytes: Option<usize>,
+    /// With --secret: seconds a request's timestamp may be off this node's clock [default: 30].
+    #[arg(long, value_name = "SECS")]
+    auth_window_secs: Option<u64>,
 }
 
 /// Where to reach the ring, for the client commands.
@@ -105,6 +130,9 @@ pub struct NodeAddr {
     /// asks each hop itself).
     #[arg(long)]
     recursive: bool,
+    /// The ring's secret file, when its nodes run with --secret.
+    #[arg(long, value_name = "FILE")]
+    secret: Option<std::path::PathBuf>,
 }
 
 /// Flags for `chord put`.
@@ -290,6 +318,12 @@ fn print_stats(node: &str, counters: &[(String, u64)]) {
         get("gc_dropped"),
         get("gc_adopted")
     );
+    println!(
+        "  refused:      {} unauthenticated requests, {} unverified claims, {} frames over the buffer budget",
+        get("requests_unauthenticated"),
+        get("claims_refused"),
+        get("frames_over_budget")
+    );
     const KNOWN: &[&str] = &[
         "uptime_ms",
         "items",
@@ -320,6 +354,9 @@ fn print_stats(node: &str, counters: &[(String, u64)]) {
         "gc_rounds",
         "gc_dropped",
         "gc_adopted",
+        "requests_unauthenticated",
+        "claims_refused",
+        "frames_over_budget",
     ];
     for (name, value) in counters.iter().filter(|(k, _)| !KNOWN.contains(&k.as_str())) {
         println!("  {name}: {value}");
@@ -352,7 +389,13 @@ fn print_node(info: &NodeInfo, bits: u8) {
 
 async fn connect(at: &NodeAddr) -> anyhow::Result<Client> {
     anyhow::ensure!(at.timeout > 0.0 && at.timeout.is_finite(), "--timeout must be a positive number");
-    let client = Client::connect(at.node, Duration::from_secs_f64(at.timeout)).await.with_context(|| {
+    let auth = match &at.secret {
+        Some(path) => Some(std::sync::Arc::new(appnet_chord::config::read_secret(path)?)),
+        None => None,
+    };
+    let pool = Pool::with_auth(PoolLimits::default(), auth);
+    let timeout = Duration::from_secs_f64(at.timeout);
+    let client = Client::connect_with(at.node, timeout, pool).await.with_context(|| {
         format!("no Chord node answers at {} (start one with `appnet chord node`)", at.node)
     })?;
     Ok(client.recursive(at.recursive))
@@ -389,6 +432,27 @@ async fn node(args: NodeArgs, ctx: &Context) -> anyhow::Result<()> {
     }
     if let Some(v) = args.gc_ms {
         config.gc_ms = v;
+    }
+    if args.secret.is_some() {
+        config.secret_file = args.secret;
+    }
+    if let Some(v) = args.max_connections {
+        config.max_connections = v;
+    }
+    if let Some(v) = args.max_connections_per_ip {
+        config.max_connections_per_ip = v;
+    }
+    if let Some(v) = args.request_timeout_secs {
+        config.request_timeout_secs = v;
+    }
+    if let Some(v) = args.idle_timeout_secs {
+        config.idle_timeout_secs = v;
+    }
+    if let Some(v) = args.max_frame_buffer_bytes {
+        config.max_frame_buffer_bytes = v;
+    }
+    if let Some(v) = args.auth_window_secs {
+        config.auth_window_secs = v;
     }
     let listen = config.listen;
     let join = config.join;
