@@ -344,6 +344,15 @@ impl<IO> Gate<IO> {
         }
     }
 
+    /// The connection's first head must be complete by `deadline` (408 otherwise), counted
+    /// from when the connection was accepted rather than from its first byte, so a client that
+    /// connects and stays silent (or is slow through TLS) is cut at the header timeout too.
+    pub fn first_head_by(mut self, deadline: Instant) -> Gate<IO> {
+        let start = deadline.checked_sub(self.limits.header_timeout).unwrap_or_else(Instant::now);
+        self.head_started = Some(start);
+        self
+    }
+
     fn push_verdict(&self, v: Verdict) {
         self.verdicts.queue.lock().unwrap_or_else(|e| e.into_inner()).push_back(v);
     }
@@ -372,7 +381,7 @@ impl<IO> Gate<IO> {
                     data = &data[used..];
                 }
                 State::Head => {
-                    if self.head.is_empty() {
+                    if self.head.is_empty() && self.head_started.is_none() {
                         self.head_started = Some(Instant::now());
                     }
                     self.head.extend_from_slice(data);
@@ -560,7 +569,13 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Gate<IO> {
                             this.last_activity = Instant::now();
                             continue;
                         }
-                        if this.head_started.is_some() && matches!(this.state, State::Head) {
+                        // A started head gets 408; a connection that sent nothing is just
+                        // closed (as when idle), so a client's unused spare connection is not
+                        // handed a response to a request it never made.
+                        if this.head_started.is_some()
+                            && matches!(this.state, State::Head)
+                            && !this.head.is_empty()
+                        {
                             this.reject(reject(408, "request head not received in time"));
                             break;
                         }
@@ -760,6 +775,32 @@ mod tests {
             gate.read_to_end(&mut out).await.unwrap();
             out
         })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_head_is_due_at_the_connections_deadline() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let ms = Duration::from_millis;
+        // Silent: a quiet end of input at the deadline (not after the 5 s idle timeout).
+        let (_client, server) = tokio::io::duplex(1024);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut gate = Gate::new(server, limits(), Verdicts::default()).first_head_by(deadline);
+        let mut out = Vec::new();
+        gate.read_to_end(&mut out).await.unwrap();
+        assert!(out.is_empty());
+        assert!(Instant::now() >= deadline && Instant::now() < deadline + ms(100));
+        // A head whose first byte comes late is still due at the connection's deadline: 408.
+        let (mut client, server) = tokio::io::duplex(1024);
+        let verdicts = Verdicts::default();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut gate = Gate::new(server, limits(), verdicts.clone()).first_head_by(deadline);
+        tokio::time::sleep(ms(900)).await;
+        client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let mut buf = [0u8; 256];
+        let n = gate.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], SYNTHETIC);
+        assert!(Instant::now() < deadline + ms(100), "not a whole header timeout after the first byte");
+        assert!(matches!(next_verdict(&verdicts), Verdict::Reject { status: 408, .. }));
     }
 
     #[test]

@@ -15,8 +15,13 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Serves one HTTP/2 connection (after TLS/ALPN or the h2c preface) until it ends.
-pub async fn serve<IO>(io: IO, handler: Arc<Handler>, conn: ConnInfo, shutdown: appnet_netkit::Shutdown)
-where
+pub async fn serve<IO>(
+    io: IO,
+    handler: Arc<Handler>,
+    conn: ConnInfo,
+    shutdown: appnet_netkit::Shutdown,
+    activity: crate::server::Activity,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let cfg = handler.config();
@@ -48,7 +53,13 @@ where
                 Some(Ok((req, respond))) => {
                     idle_timer.as_mut().reset(tokio::time::Instant::now() + idle);
                     let handler = handler.clone();
-                    tokio::spawn(async move { stream(req, respond, handler, conn).await });
+                    // Busy while any stream is being answered (pushes included).
+                    let activity = activity.clone();
+                    let busy = activity.start();
+                    tokio::spawn(async move {
+                        stream(req, respond, handler, conn, &activity).await;
+                        drop(busy);
+                    });
                 }
                 Some(Err(e)) => {
                     tracing::debug!(peer = %conn.peer, "h2 connection error: {e}");
@@ -83,6 +94,7 @@ async fn stream(
     mut respond: SendResponse<Bytes>,
     handler: Arc<Handler>,
     conn: ConnInfo,
+    activity: &crate::server::Activity,
 ) {
     let scheme = req.uri().scheme_str().unwrap_or(if conn.secure { "https" } else { "http" }).to_string();
     let authority = req.uri().authority().map(|a| a.to_string());
@@ -151,7 +163,9 @@ async fn stream(
     send(respond_parts(parts), body, |head, eos| respond.send_response(head, eos)).await;
     for (push_req, mut pushed) in promised {
         let handler = handler.clone();
+        let busy = activity.start();
         tokio::spawn(async move {
+            let _busy = busy;
             let resp = handler.handle(push_req.map(|()| RequestBody::Empty), &conn).await;
             handler.stats().pushed.inc();
             let (parts, body) = resp.into_parts();

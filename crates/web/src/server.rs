@@ -10,7 +10,7 @@ use crate::prefixed::Prefixed;
 use crate::site::{CloseAfter, ConnInfo, Handler};
 use crate::stats::Stats;
 use crate::{h2srv, tls};
-use appnet_netkit::accept::{Accepted, Acceptor};
+use appnet_netkit::accept::{Accepted, Acceptor, CloseReason, ConnLimits, ConnSlot};
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::{BoxError, Service, Shutdown};
 use bytes::{Bytes, BytesMut};
@@ -19,7 +19,9 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -89,12 +91,12 @@ impl Service for WebServer {
     }
 
     async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
-        let acceptor = Acceptor::new(self.listener, self.handler.config().max_connections);
+        let acceptor = Acceptor::with_limits(self.listener, conn_limits(self.handler.config()));
         let stats = self.handler.stats().clone();
         while let Some(accepted) = acceptor.next(&shutdown).await {
             stats.connections.inc();
-            let (stream, peer, permit) = match accepted {
-                Accepted::Conn(stream, peer, permit) => (stream, peer, permit),
+            let (stream, peer, slot) = match accepted {
+                Accepted::Conn(stream, peer, slot) => (stream, peer, slot),
                 Accepted::OverCap(stream, peer) => {
                     stats.refused.inc();
                     tracing::info!(%peer, "connection cap reached; refusing");
@@ -108,9 +110,23 @@ impl Service for WebServer {
             shutdown.spawn(async move {
                 stats.open.inc();
                 let _ = stream.set_nodelay(true);
-                connection(stream, peer, handler, tls, sd).await;
+                let activity = Activity::new(slot);
+                // The slot closes the connection when it is evicted for a newcomer or misses its
+                // deadline; it only can while no request is being served.
+                tokio::select! {
+                    _ = connection(stream, peer, handler, tls, sd, activity.clone()) => {}
+                    why = activity.slot.closed() => match why {
+                        CloseReason::Evicted => {
+                            stats.evicted.inc();
+                            tracing::debug!(%peer, "closed to make room for a newcomer");
+                        }
+                        CloseReason::TimedOut => {
+                            stats.timed_out.inc();
+                            tracing::debug!(%peer, "no complete request in time; closed");
+                        }
+                    },
+                }
                 stats.open.dec();
-                drop(permit);
             });
         }
         drop(acceptor);
@@ -121,10 +137,110 @@ impl Service for WebServer {
     }
 }
 
+/// The connection policy from the config: the global and per-address caps, the header
+/// timeout for a fresh connection's whole first request, the idle timeout between requests.
+pub fn conn_limits(cfg: &WebConfig) -> ConnLimits {
+    let mut limits = ConnLimits::new(cfg.max_connections);
+    if let Some(n) = cfg.max_per_ip {
+        limits.max_per_ip = n.max(1);
+    }
+    // The drivers cut a fresh connection at the header timeout themselves (HTTP/1 with a 408
+    // for a started head); the slot's deadline is the backstop, a moment later.
+    limits.request_timeout = cfg.header_timeout() + REQUEST_GRACE;
+    limits.idle_timeout = cfg.idle_timeout();
+    limits
+}
+
+/// How much later than the header timeout the connection slot closes a connection that has
+/// not delivered its first request, if the protocol driver has not already.
+const REQUEST_GRACE: Duration = Duration::from_secs(1);
+
+/// Tells a connection's [`ConnSlot`] whether it is serving: busy from a complete request head
+/// until the last response body in flight is finished (then idle, evictable, with the idle
+/// deadline). Shared by the connection's requests (HTTP/2 streams run concurrently).
+#[derive(Clone)]
+pub struct Activity {
+    slot: Arc<ConnSlot>,
+    in_flight: Arc<Mutex<usize>>,
+}
+
+impl Activity {
+    /// Wraps the connection's slot.
+    pub fn new(slot: ConnSlot) -> Activity {
+        Activity { slot: Arc::new(slot), in_flight: Arc::new(Mutex::new(0)) }
+    }
+
+    /// A request is being served until the returned guard drops.
+    pub fn start(&self) -> Busy {
+        // The count and the slot change together, so a finishing request cannot mark the
+        // slot idle after a starting one marked it busy.
+        let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        *n += 1;
+        if *n == 1 {
+            self.slot.busy();
+        }
+        Busy(self.clone())
+    }
+}
+
+/// One request in service (see [`Activity::start`]).
+pub struct Busy(Activity);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut n = self.0.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.0.slot.idle();
+        }
+    }
+}
+
+/// A response body that keeps its request [`Busy`] until hyper has sent and dropped it.
+struct Tracked {
+    body: crate::body::Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, io::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// How long a refused connection's request is read and discarded after the 503, so closing
+/// with unread bytes does not reset the connection before the client reads the answer.
+const REFUSE_LINGER: Duration = Duration::from_millis(250);
+
 async fn refuse_busy(mut stream: TcpStream, plain: bool) {
     if plain {
         let msg = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\nRetry-After: 1\r\n\r\n";
-        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(msg)).await;
+        let answered = async {
+            stream.write_all(msg).await?;
+            stream.shutdown().await?;
+            let mut sink = [0u8; 4096];
+            for _ in 0..4 {
+                if stream.read(&mut sink).await? == 0 {
+                    break;
+                }
+            }
+            io::Result::Ok(())
+        };
+        let _ = tokio::time::timeout(REFUSE_LINGER, answered).await;
     }
 }
 
@@ -134,8 +250,12 @@ async fn connection(
     handler: Arc<Handler>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: Shutdown,
+    activity: Activity,
 ) {
     let header_timeout = handler.config().header_timeout();
+    // A fresh connection has the header timeout for its whole first request head, whatever
+    // comes before it (TLS handshake, protocol sniffing).
+    let first_deadline = tokio::time::Instant::now() + header_timeout;
     if let Some(acceptor) = tls {
         let handshake = tokio::select! {
             _ = shutdown.wait() => return,
@@ -148,9 +268,9 @@ async fn connection(
         let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
         let conn = ConnInfo { peer, secure: true };
         if h2 {
-            h2srv::serve(tls_stream, handler, conn, shutdown).await;
+            h2srv::serve(tls_stream, handler, conn, shutdown, activity).await;
         } else {
-            serve_h1(tls_stream, handler, conn, shutdown).await;
+            serve_h1(tls_stream, handler, conn, shutdown, activity, first_deadline).await;
         }
         return;
     }
@@ -159,7 +279,7 @@ async fn connection(
     loop {
         let read = tokio::select! {
             _ = shutdown.wait() => return,
-            r = tokio::time::timeout(handler.config().idle_timeout(), stream.read_buf(&mut first)) => r,
+            r = tokio::time::timeout_at(first_deadline, stream.read_buf(&mut first)) => r,
         };
         match read {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
@@ -174,14 +294,20 @@ async fn connection(
     let io = Prefixed::new(Bytes::from(first), stream);
     let conn = ConnInfo { peer, secure: false };
     if is_h2 {
-        h2srv::serve(io, handler, conn, shutdown).await;
+        h2srv::serve(io, handler, conn, shutdown, activity).await;
     } else {
-        serve_h1(io, handler, conn, shutdown).await;
+        serve_h1(io, handler, conn, shutdown, activity, first_deadline).await;
     }
 }
 
-async fn serve_h1<IO>(io: IO, handler: Arc<Handler>, conn: ConnInfo, shutdown: Shutdown)
-where
+async fn serve_h1<IO>(
+    io: IO,
+    handler: Arc<Handler>,
+    conn: ConnInfo,
+    shutdown: Shutdown,
+    activity: Activity,
+    first_deadline: tokio::time::Instant,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let cfg = handler.config();
@@ -193,7 +319,7 @@ where
         idle_timeout: cfg.idle_timeout(),
     };
     let verdicts = Verdicts::default();
-    let gated = Gate::new(io, limits, verdicts.clone());
+    let gated = Gate::new(io, limits, verdicts.clone()).first_head_by(first_deadline);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .keep_alive(true)
@@ -210,6 +336,8 @@ where
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let handler = svc_handler.clone();
         let verdicts = verdicts.clone();
+        // hyper calls the service once a request head is complete: busy until its body is out.
+        let busy = activity.start();
         async move {
             let _busy = gate::InService::enter(&verdicts);
             let mut resp = match gate::next_verdict(&verdicts) {
@@ -220,7 +348,7 @@ where
                 resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
                 gate::request_linger(&verdicts);
             }
-            Ok::<_, Infallible>(resp)
+            Ok::<_, Infallible>(resp.map(|body| Tracked { body, _busy: busy }))
         }
     });
     let conn_fut = builder.serve_connection(TokioIo::new(gated), service);

@@ -22,8 +22,12 @@ pub struct Stats {
     other: Counter,
     /// Connections accepted.
     pub connections: Counter,
-    /// Connections refused at the cap.
+    /// Connections refused: their address held its cap, or every slot was busy.
     pub refused: Counter,
+    /// Connections closed to make room for a newcomer (the longest waiting without a request).
+    pub evicted: Counter,
+    /// Connections closed because no complete request arrived in time.
+    pub timed_out: Counter,
     /// Connections open now.
     pub open: Gauge,
     /// HTTP/2 resources pushed.
@@ -45,7 +49,17 @@ impl Stats {
             connections: registry.counter("web_connections_total", "Connections accepted.", &[]),
             refused: registry.counter(
                 "web_connections_refused_total",
-                "Connections refused at the cap.",
+                "Connections refused (per-address cap, or every slot busy).",
+                &[],
+            ),
+            evicted: registry.counter(
+                "web_connections_evicted_total",
+                "Idle or silent connections closed to make room for a newcomer.",
+                &[],
+            ),
+            timed_out: registry.counter(
+                "web_connections_timed_out_total",
+                "Connections closed for not sending a complete request in time.",
                 &[],
             ),
             open: registry.gauge("web_open_connections", "Connections open now.", &[]),

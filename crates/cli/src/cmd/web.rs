@@ -84,15 +84,26 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes [default: 10485760].
     #[arg(long, value_name = "BYTES")]
     max_body: Option<u64>,
-    /// Most connections at once [default: 10000].
+    /// Most connections at once; when full, the one waiting longest without a request is
+    /// closed for a newcomer [default: 10000].
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+    /// Most connections from one client address [default: max-connections/8, 1 to 64].
+    #[arg(long, value_name = "N")]
+    max_per_ip: Option<usize>,
     /// Close keep-alive connections idle this many seconds [default: 60].
     #[arg(long, value_name = "SECS")]
     idle_timeout: Option<u64>,
-    /// Seconds a client gets to send a whole request head [default: 10].
+    /// Seconds a client gets to send a whole request head, and a new connection its whole
+    /// first request [default: 10].
     #[arg(long, value_name = "SECS")]
     header_timeout: Option<u64>,
+    /// Most /cart sessions kept; the least recently used go first [default: 10000].
+    #[arg(long, value_name = "N")]
+    cart_sessions: Option<usize>,
+    /// New /cart sessions one client address may create per second (burst 10x) [default: 2].
+    #[arg(long, value_name = "N")]
+    cart_session_rate: Option<u64>,
     /// No generated directory listings.
     #[arg(long)]
     no_listing: bool,
@@ -170,6 +181,16 @@ async fn serve(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
     }
     if let Some(n) = args.max_connections {
         config.max_connections = n;
+    }
+    if let Some(n) = args.max_per_ip {
+        config.max_per_ip = Some(n);
+    }
+    if let Some(n) = args.cart_sessions {
+        config.cart_max_sessions = n;
+    }
+    if let Some(n) = args.cart_session_rate {
+        config.cart_new_per_sec = n;
+        config.cart_new_burst = n.saturating_mul(10);
     }
     if let Some(s) = args.idle_timeout {
         config.idle_timeout_secs = s;
