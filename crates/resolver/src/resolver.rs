@@ -33,6 +33,8 @@ pub const MAX_CNAME_CHAIN: usize = 8;
 pub const MAX_QUERIES: usize = 48;
 /// How deeply name-server address lookups may nest.
 pub const MAX_DEPTH: usize = 5;
+/// Most servers remembered as not speaking EDNS (the oldest is forgotten past it).
+pub const MAX_NO_EDNS: usize = 1_024;
 /// The EDNS payload size we advertise upstream (the DNS flag day 2020 value).
 pub const EDNS_PAYLOAD: u16 = 1232;
 
@@ -135,6 +137,11 @@ impl<T: Transport> Resolver<T> {
     /// Cache hit/miss counters.
     pub fn cache_stats(&self) -> CacheStats {
         self.lock().cache.stats()
+    }
+
+    /// Bytes the cache accounts for now (at most its budget).
+    pub fn cache_bytes(&self) -> usize {
+        self.lock().cache.bytes()
     }
 
     /// Empties the cache (answers and delegations).
@@ -488,8 +495,8 @@ impl<T: Transport> Resolver<T> {
                 continue;
             }
             if edns && matches!(parsed.rcode, rcode::FORMERR | rcode::NOTIMP) {
-                // A server that does not speak EDNS: remember and ask plainly.
-                self.lock().no_edns.push(server.ip());
+                // A server that does not speak EDNS: remember (a bounded list) and ask plainly.
+                remember_bounded(&mut self.lock().no_edns, server.ip(), MAX_NO_EDNS);
                 edns = false;
                 continue;
             }
@@ -640,6 +647,17 @@ impl<T: Transport> Resolver<T> {
     }
 }
 
+/// Adds `ip` to a list kept to `max` entries, the oldest forgotten first.
+fn remember_bounded(list: &mut Vec<IpAddr>, ip: IpAddr, max: usize) {
+    if list.contains(&ip) {
+        return;
+    }
+    if list.len() >= max.max(1) {
+        list.remove(0);
+    }
+    list.push(ip);
+}
+
 /// The reply must answer our question: same ID, QR set, same name (exactly, with 0x20) and type.
 fn matches_question(p: &Parsed, id: u16, sent: &[u8], qtype: u16, exact_case: bool) -> Result<(), String> {
     if p.id != id || !p.qr {
@@ -718,4 +736,22 @@ fn randomize_case(qname: &[u8]) -> NameBuf {
         pos += 1 + len;
     }
     out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_no_edns_list_is_bounded_and_keeps_the_newest() {
+        let mut list = Vec::new();
+        for i in 0..(3 * MAX_NO_EDNS as u32) {
+            remember_bounded(&mut list, IpAddr::from(i.to_be_bytes()), MAX_NO_EDNS);
+            assert!(list.len() <= MAX_NO_EDNS);
+        }
+        let newest = IpAddr::from((3 * MAX_NO_EDNS as u32 - 1).to_be_bytes());
+        assert_eq!(list.last(), Some(&newest));
+        remember_bounded(&mut list, newest, MAX_NO_EDNS);
+        assert_eq!(list.iter().filter(|a| **a == newest).count(), 1, "no duplicates");
+    }
 }

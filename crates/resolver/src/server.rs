@@ -123,6 +123,8 @@ pub fn metrics_text(f: &Frontend<NetTransport>) -> String {
     for (name, value) in rows {
         let _ = writeln!(out, "# TYPE {name} counter\n{name} {value}");
     }
+    let bytes = f.resolver.cache_bytes();
+    let _ = writeln!(out, "# TYPE resolver_cache_bytes gauge\nresolver_cache_bytes {bytes}");
     out
 }
 

@@ -16,6 +16,9 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(3);
 pub const PROBE_PERCENT: u32 = 5;
 /// How long a timed-out server stays at the back of the queue.
 pub const BLACKOUT: Duration = Duration::from_secs(30);
+/// Most server addresses remembered: zones an attacker controls can name any number of
+/// addresses, so past this half the entries are forgotten (amortised O(1) per new address).
+pub const MAX_SERVERS: usize = 16_384;
 
 #[derive(Debug, Clone, Copy)]
 struct Stat {
@@ -53,8 +56,30 @@ impl ServerStats {
         backoff.clamp(MIN_TIMEOUT, MAX_TIMEOUT)
     }
 
+    /// Number of server addresses remembered.
+    pub fn len(&self) -> usize {
+        self.stats.len()
+    }
+
+    /// Whether nothing is known yet.
+    pub fn is_empty(&self) -> bool {
+        self.stats.is_empty()
+    }
+
+    /// Before remembering a new address: keeps the table under [`MAX_SERVERS`].
+    fn make_room(&mut self, addr: IpAddr) {
+        if self.stats.len() >= MAX_SERVERS && !self.stats.contains_key(&addr) {
+            let mut keep = false;
+            self.stats.retain(|_, _| {
+                keep = !keep;
+                keep
+            });
+        }
+    }
+
     /// Records an answer from `addr` after `rtt`.
     pub fn answered(&mut self, addr: IpAddr, rtt: Duration) {
+        self.make_room(addr);
         let ms = rtt.as_secs_f64() * 1000.0;
         let s = self.stats.entry(addr).or_insert(Stat {
             srtt: ms,
@@ -76,6 +101,7 @@ impl ServerStats {
 
     /// Records a timeout (or a broken answer) from `addr`.
     pub fn timed_out(&mut self, addr: IpAddr, now: Instant) {
+        self.make_room(addr);
         let ms = UNKNOWN_RTT.as_secs_f64() * 1000.0;
         let s = self.stats.entry(addr).or_insert(Stat {
             srtt: ms,
@@ -160,6 +186,24 @@ mod tests {
         for pick in 0..10 {
             assert_eq!(s.order(&all, now, 0, pick)[0], ip("127.0.0.1"));
         }
+    }
+
+    #[test]
+    fn the_table_of_servers_is_bounded() {
+        let now = Instant::now();
+        let mut s = ServerStats::new();
+        for i in 0..=(3 * MAX_SERVERS as u32) {
+            let addr = IpAddr::from((0x0a00_0000 + i).to_be_bytes());
+            if i % 2 == 0 {
+                s.answered(addr, Duration::from_millis(5));
+            } else {
+                s.timed_out(addr, now);
+            }
+            assert!(s.len() <= MAX_SERVERS);
+        }
+        // The latest one (an answer: i is even) is always kept.
+        let last = IpAddr::from((0x0a00_0000 + 3 * MAX_SERVERS as u32).to_be_bytes());
+        assert_eq!(s.srtt(last), Duration::from_millis(5));
     }
 
     #[test]

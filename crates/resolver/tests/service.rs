@@ -251,13 +251,21 @@ fn rand_label(i: u16) -> u32 {
 #[tokio::test]
 async fn clients_never_see_an_upstream_ttl_above_max_ttl() {
     let (root, _hole) = root_with_black_hole().await;
-    let (svc, _) = resolver(Some(root.addr()), "ttl", |c| c.max_ttl = 3_000).await;
+    let (svc, f) = resolver(Some(root.addr()), "ttl", |c| c.max_ttl = 3_000).await;
     for _ in 0..2 {
         // Fresh, then from the cache.
         let (reply, _) = ask(svc.addr(), "huge.test-lab", code::A, QueryOpts::default()).await;
         assert_eq!(reply.answer.len(), 1);
         assert!(reply.answer[0].ttl <= 3_000 && reply.answer[0].ttl >= 2_990, "{}", reply.answer[0].ttl);
     }
+    // The cache's memory is on the metrics page, within its budget.
+    let metrics = appnet_resolver::server::metrics_text(&f);
+    let bytes: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("resolver_cache_bytes "))
+        .and_then(|v| v.parse().ok())
+        .expect("a resolver_cache_bytes gauge");
+    assert!(bytes > 0 && bytes <= ResolverConfig::default().cache_size, "{bytes}");
     svc.stop().await.unwrap();
     root.stop().await.unwrap();
 }
