@@ -61,10 +61,15 @@ pub struct DnsConfig {
     pub udp_workers: usize,
     /// Largest UDP response we send, and the EDNS payload size we advertise.
     pub max_udp_payload: u16,
-    /// Seconds an idle TCP connection stays open.
+    /// Seconds a TCP connection may wait for its next whole query (RFC 7766 §6.2.3), the first
+    /// included; trickled bytes do not extend it.
     pub tcp_idle_timeout_secs: u64,
-    /// Most TCP connections at once; more are closed right away.
+    /// Most TCP connections at once. When full, a newcomer takes the place of the connection
+    /// that has waited longest for a query; it is refused only if every connection is busy.
     pub max_tcp_connections: usize,
+    /// Most TCP connections from one address; 0 = an eighth of `max_tcp_connections`, 1 to 64
+    /// (64 at the default cap), so one client cannot hold every connection.
+    pub max_tcp_per_ip: usize,
     /// Response rate limiting.
     pub rrl: RrlConfig,
 }
@@ -86,6 +91,7 @@ impl Default for DnsConfig {
             max_udp_payload: 1232,
             tcp_idle_timeout_secs: 10,
             max_tcp_connections: 512,
+            max_tcp_per_ip: 0,
             rrl: RrlConfig::default(),
         }
     }
@@ -95,6 +101,22 @@ impl DnsConfig {
     /// The TCP idle timeout as a duration.
     pub fn tcp_idle_timeout(&self) -> Duration {
         Duration::from_secs(self.tcp_idle_timeout_secs.max(1))
+    }
+
+    /// The TCP connection policy: caps, and the idle timeout as the deadline for every whole
+    /// query (the first one too).
+    pub fn tcp_limits(&self) -> appnet_netkit::accept::ConnLimits {
+        let max = self.max_tcp_connections.max(1);
+        let per_ip = match self.max_tcp_per_ip {
+            0 => appnet_netkit::accept::default_per_ip(max),
+            n => n.min(max),
+        };
+        appnet_netkit::accept::ConnLimits {
+            max_connections: max,
+            max_per_ip: per_ip,
+            request_timeout: self.tcp_idle_timeout(),
+            idle_timeout: self.tcp_idle_timeout(),
+        }
     }
 
     /// The TSIG keys of `tsig_keys` and `tsig_key_files`.

@@ -20,7 +20,7 @@ use crate::wire::query::Header;
 use crate::wire::response::rcode;
 use crate::wire::tsig::{Verified, unix_now};
 use crate::zone::{Zone, ZoneError};
-use appnet_netkit::accept::{Accepted, Acceptor};
+use appnet_netkit::accept::{Accepted, Acceptor, ConnSlot};
 use appnet_netkit::batch::{RecvBatch, SendBatch};
 use appnet_netkit::listen::{ListenOpts, bind_udp_group_and_tcp};
 use appnet_netkit::metrics::{Counter, Gauge, Registry};
@@ -539,25 +539,28 @@ impl LocalStats {
     }
 }
 
+/// The TCP side, through netkit's connection policy: a per-address cap, a deadline for each
+/// whole query (RFC 7766 idle timeout; trickling bytes does not extend it), and, at the global
+/// cap, the connection that has waited longest for a query gives its place to a newcomer.
 async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, shutdown: Shutdown) {
-    let acceptor = Acceptor::new(listener, shared.config.max_tcp_connections);
+    let acceptor = Acceptor::with_limits(listener, shared.config.tcp_limits());
     while let Some(accepted) = acceptor.next(&shutdown).await {
-        let (stream, peer, permit) = match accepted {
-            Accepted::Conn(stream, peer, permit) => (stream, peer, permit),
+        let (stream, peer, slot) = match accepted {
+            Accepted::Conn(stream, peer, slot) => (stream, peer, slot),
             Accepted::OverCap(_, peer) => {
                 shared.stats.tcp_refused.inc();
-                tracing::info!(%peer, "TCP connection cap reached; closing");
+                tracing::info!(%peer, "TCP connection not admitted (per-address cap, or every connection busy); closing");
                 continue;
             }
         };
         let (shared, sd) = (shared.clone(), shutdown.clone());
         shutdown.spawn(async move {
             shared.stats.tcp_open.inc();
-            if let Err(e) = tcp_connection(stream, peer, &shared, &sd).await {
+            if let Err(e) = tcp_connection(stream, peer, &slot, &shared, &sd).await {
                 tracing::debug!(%peer, "TCP connection ended: {e}");
             }
             shared.stats.tcp_open.dec();
-            drop(permit);
+            drop(slot);
         });
     }
 }
@@ -565,20 +568,26 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>, shutdown: Shutdow
 async fn tcp_connection(
     mut stream: TcpStream,
     peer: SocketAddr,
+    slot: &ConnSlot,
     shared: &Shared,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
     let idle = shared.config.tcp_idle_timeout();
     let mut out = Vec::with_capacity(4096);
     loop {
+        // Waiting for a whole query: the slot's deadline runs, and it may be evicted.
         let msg = tokio::select! {
             _ = shutdown.wait() => return Ok(()),
-            read = tokio::time::timeout(idle, read_framed(&mut stream)) => match read {
-                Err(_) => return Ok(()), // idle timeout
-                Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-                Ok(r) => r?,
+            reason = slot.closed() => {
+                tracing::debug!(%peer, ?reason, "TCP connection closed while waiting for a query");
+                return Ok(());
+            }
+            read = read_framed(&mut stream) => match read {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+                r => r?,
             },
         };
+        slot.busy();
         let catalog = shared.catalog();
         match handle(&catalog, &shared.policy, &msg, Transport::Tcp, peer.ip(), std::mem::take(&mut out)) {
             Outcome::Reply { bytes, kind, .. } => {
@@ -590,7 +599,9 @@ async fn tcp_connection(
             }
             Outcome::Notify { apex, serial, header, qname, tsig } => {
                 let reply = shared.on_notify(&apex, peer.ip(), serial, header, &qname, tsig);
-                write_framed(&mut stream, &reply).await?;
+                tokio::time::timeout(idle, write_framed(&mut stream, &reply))
+                    .await
+                    .map_err(|_| io::ErrorKind::TimedOut)??;
             }
             Outcome::Transfer(t) => {
                 shared.stats.transfers.inc();
@@ -605,5 +616,6 @@ async fn tcp_connection(
             }
             Outcome::Ignore => return Ok(()),
         }
+        slot.idle();
     }
 }

@@ -110,6 +110,70 @@ async fn tcp_idle_timeout_and_connection_cap() {
     running.stop().await.unwrap();
 }
 
+/// A TCP connection to `server` from the loopback address `from`.
+async fn connect_from(from: &str, server: SocketAddr) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    sock.connect(server).await.unwrap()
+}
+
+/// One TCP query and its answer's A record, within `limit`.
+async fn tcp_a(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    let www = from_text("www.example.com").unwrap();
+    write_framed(stream, &build_query(9, 0, &www, code::A, false, None)).await.ok()?;
+    let bytes = tokio::time::timeout(limit, read_framed(stream)).await.ok()?.ok()?;
+    parse(&bytes).ok()?.answer.into_iter().find(|r| r.rtype == code::A).map(|r| r.rdata)
+}
+
+/// Issue 22: one client holding idle connections up to the cap made everyone else's TCP
+/// queries fail. Now one address gets at most its share, and at the global cap a newcomer
+/// takes the place of the longest-idle connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connection_hoarders_do_not_lock_out_other_clients() {
+    let dir = temp_dir("hoard");
+    let mut c = config(Some(write_zone(&dir, 1, "192.0.2.80")));
+    c.max_tcp_connections = 8;
+    c.max_tcp_per_ip = 4;
+    c.tcp_idle_timeout_secs = 30;
+    let (running, control) = start_server(c).await;
+    let addr = running.addr();
+    let metric = |name: &str| -> u64 {
+        let text = control.metrics();
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    // 127.0.0.1 opens twice its share of idle connections: the extra ones are refused.
+    let mut hoard = Vec::new();
+    for _ in 0..8 {
+        hoard.push(connect_from("127.0.0.1", addr).await);
+    }
+    let refused = wait_until(Duration::from_secs(5), Duration::from_millis(20), || async {
+        metric("dns_tcp_refused_total") >= 4
+    })
+    .await;
+    assert!(refused && metric("dns_tcp_refused_total") == 4, "{}", control.metrics());
+    // Another client is still answered.
+    let mut other = connect_from("127.0.0.2", addr).await;
+    assert_eq!(tcp_a(&mut other, Duration::from_secs(5)).await, Some(vec![192, 0, 2, 80]));
+    drop(other);
+    // Fill the global cap with idle connections from a second address ...
+    for _ in 0..4 {
+        hoard.push(connect_from("127.0.0.3", addr).await);
+    }
+    let full = wait_until(Duration::from_secs(5), Duration::from_millis(20), || async {
+        metric("dns_tcp_connections") >= 8
+    })
+    .await;
+    assert!(full, "{}", control.metrics());
+    // ... and a third client still gets its answer: the longest-idle connection makes room.
+    let mut late = connect_from("127.0.0.4", addr).await;
+    assert_eq!(tcp_a(&mut late, Duration::from_secs(5)).await, Some(vec![192, 0, 2, 80]));
+    drop(hoard);
+    running.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn axfr_is_allowed_only_to_the_allow_list() {
     let dir = temp_dir("axfr");

@@ -44,6 +44,7 @@ pub enum DnsCmd {
     /// Check a zone file like named-checkzone: syntax (file:line), SOA, NS, CNAME, glue.
     #[command(after_help = "Examples:\n  \
         appnet dns check-zone example.com.zone\n  \
+        appnet dns check-zone example.com.zone --print     the zone as loaded, canonical\n  \
         appnet dns check-zone db.example --origin example.com")]
     CheckZone(CheckArgs),
     /// Tell a running `dns serve` (started with --pid-file) to reload its zone files (SIGHUP).
@@ -120,12 +121,16 @@ pub struct ServeArgs {
     /// Write the process id here (for `appnet dns reload`); removed at exit.
     #[arg(long, value_name = "FILE")]
     pid_file: Option<PathBuf>,
-    /// Close idle TCP connections after this many seconds [default: 10].
+    /// Seconds a TCP connection may take to send each whole query, the first one included
+    /// (RFC 7766 idle timeout) [default: 10].
     #[arg(long, value_name = "SECS")]
     tcp_idle_timeout: Option<u64>,
-    /// Most TCP connections at once [default: 512].
+    /// Most TCP connections at once; when full, the longest-idle one makes room [default: 512].
     #[arg(long, value_name = "N")]
     max_tcp_connections: Option<usize>,
+    /// Most TCP connections from one address [default: an eighth of --max-tcp-connections, 1-64].
+    #[arg(long, value_name = "N")]
+    max_tcp_per_ip: Option<usize>,
 }
 
 /// Flags for `dns reload`.
@@ -147,6 +152,10 @@ pub struct CheckArgs {
     /// The zone's name [default: the file's $ORIGIN, else its file name].
     #[arg(long, value_name = "NAME")]
     origin: Option<String>,
+    /// Also print the zone as loaded, one record a line with absolute names (like
+    /// `named-checkzone -D`), to compare with other servers.
+    #[arg(long)]
+    print: bool,
 }
 
 /// Flags for `dns query`.
@@ -281,6 +290,9 @@ async fn serve(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
     if let Some(n) = args.max_tcp_connections {
         config.max_tcp_connections = n;
     }
+    if let Some(n) = args.max_tcp_per_ip {
+        config.max_tcp_per_ip = n;
+    }
     if config.zones.is_empty() && config.secondaries.is_empty() {
         bail!("nothing to serve: give --zone FILE or --secondary ZONE=PRIMARY");
     }
@@ -354,6 +366,9 @@ fn check_zone(args: CheckArgs) -> anyhow::Result<()> {
         bail!("zone {origin}/IN: not loaded due to errors");
     }
     let zone = Zone::from_records(&apex, records)?;
+    if args.print {
+        print!("{}", zone.to_text());
+    }
     println!(
         "zone {}/IN: loaded serial {} ({} records)",
         zone.name(),
