@@ -30,7 +30,7 @@ write_site "$site" 1m.bin $((1024 * 1024))
 # --- the servers: each prints "H1PORT H2PORT" once listening -----------------------------
 start_appnet() {
   local p; p=$(free_port)
-  TOKIO_WORKER_THREADS=$WORKERS taskset -c "$SERVER_CPUS" "$APPNET" web serve --root "$site" --listen "127.0.0.1:$p" --quiet --no-push 2>"$WORK/appnet.err" &
+  TOKIO_WORKER_THREADS=$WORKERS taskset -c "$SERVER_CPUS" "$APPNET" web serve --root "$site" --listen "127.0.0.1:$p" --quiet --no-push --max-per-ip $((CONNS + 16)) 2>"$WORK/appnet.err" &
   PIDS+=($!); SERVER_PID=$!; wait_port "$p"; H1=$p; H2=$p
 }
 start_nginx() {
