@@ -1,5 +1,6 @@
 //! Client-connection timers: an idle keep-alive connection outlives the header timeout and
-//! closes at the idle timeout; a request head that stalls is cut at the header timeout.
+//! closes at the idle timeout; a request head that stalls is cut at the header timeout; the
+//! connection cap closes an idle connection for a newcomer, and one address gets only its share.
 
 mod proxy_support;
 
@@ -122,4 +123,69 @@ async fn idle_http2_connections_get_goaway_then_close() {
         at += 9 + len;
     }
     assert!(types.contains(&7), "frame types {types:?}");
+}
+
+#[tokio::test]
+async fn a_full_proxy_closes_an_idle_connection_for_a_newcomer() {
+    let origin = Origin::start(|_, _| Reply::ok("x", &[("cache-control", "max-age=60")])).await;
+    let proxy = reverse(&origin, |c| c.max_connections = 2).await;
+    // Two connections that have sent nothing hold both slots.
+    let mut idle_a = TcpStream::connect(proxy.addr()).await.unwrap();
+    let mut idle_b = TcpStream::connect(proxy.addr()).await.unwrap();
+    // A newcomer is served (the oldest idle one is evicted) instead of getting 503.
+    let g = send(proxy.addr(), "GET", "/x", &[]).await;
+    assert_eq!(g.status, 200);
+    let mut closed = 0;
+    for s in [&mut idle_a, &mut idle_b] {
+        let mut buf = [0u8; 64];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 1, "an idle connection made room");
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_more_than_its_connection_share() {
+    let origin = Origin::start(|_, _| Reply::ok("x", &[])).await;
+    let proxy = reverse(&origin, |c| c.max_connections_per_ip = 2).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(TcpStream::connect(proxy.addr()).await.unwrap());
+    }
+    let mut third = TcpStream::connect(proxy.addr()).await.unwrap();
+    third.write_all(b"GET /x HTTP/1.1\r\nHost: site.test\r\n\r\n").await.unwrap();
+    let reply = read_response(&mut third).await;
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+}
+
+#[tokio::test]
+async fn a_request_in_progress_is_neither_timed_out_nor_evicted() {
+    let origin = Origin::start(|_, _| {
+        let mut r = Reply::ok("slow", &[]);
+        r.delay = Duration::from_millis(3500);
+        r
+    })
+    .await;
+    // A fresh connection has 2 s (header timeout + 1) for its request; the origin takes 3.5.
+    let proxy = reverse(&origin, |c| {
+        c.header_timeout_secs = 1;
+        c.max_connections = 1;
+    })
+    .await;
+    let addr = proxy.addr();
+    let slow = tokio::spawn(async move { send(addr, "GET", "/slow", &[]).await });
+    assert!(
+        appnet_netkit::harness::wait_until(Duration::from_secs(5), Duration::from_millis(10), || async {
+            origin.hits() == 1
+        })
+        .await
+    );
+    // The only slot is busy: a newcomer is refused, the request in progress is kept.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: site.test\r\n\r\n").await.unwrap();
+    let reply = read_response(&mut s).await;
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    let g = slow.await.unwrap();
+    assert_eq!((g.status, &g.body[..]), (200, &b"slow"[..]));
 }

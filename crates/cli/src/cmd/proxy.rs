@@ -103,9 +103,13 @@ pub struct ProxyArgs {
     /// Statistics path (Prometheus text); "" turns it off [default: /metrics].
     #[arg(long, value_name = "PATH")]
     metrics_path: Option<String>,
-    /// Most client connections at once [default: 10000].
+    /// Most client connections at once; when full, the longest-idle one is closed for a
+    /// newcomer [default: 10000].
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+    /// Most client connections from one address [default: 64].
+    #[arg(long, value_name = "N")]
+    max_connections_per_ip: Option<usize>,
     /// Log each request's status on stdout.
     #[arg(long)]
     access_log: bool,
@@ -174,6 +178,9 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<()> {
     }
     if let Some(n) = args.max_connections {
         config.max_connections = n;
+    }
+    if let Some(n) = args.max_connections_per_ip {
+        config.max_connections_per_ip = n;
     }
     config.access_log |= args.access_log;
     config.tls |= args.tls || args.cert.is_some();

@@ -83,8 +83,11 @@ pub struct ProxyConfig {
     pub idle_timeout_secs: u64,
     /// Seconds a client has to send a request head.
     pub header_timeout_secs: u64,
-    /// Most client connections at once; more get 503.
+    /// Most client connections at once; when full, the longest-idle connection without a
+    /// request in progress is closed for a newcomer (503 only when every one is busy).
     pub max_connections: usize,
+    /// Most client connections from one address; more get 503.
+    pub max_connections_per_ip: usize,
     /// Most idle pooled connections kept per origin.
     pub pool_per_host: usize,
     /// Fraction of (Date − Last-Modified) used as heuristic freshness.
@@ -135,6 +138,7 @@ impl Default for ProxyConfig {
             idle_timeout_secs: 60,
             header_timeout_secs: 10,
             max_connections: 10_000,
+            max_connections_per_ip: 64,
             pool_per_host: 64,
             heuristic_fraction: 0.1,
             heuristic_max_secs: 86_400,

@@ -10,6 +10,7 @@
 //! idle HTTP/2 connection is first told to shut down gracefully ([`Activity::expired`]: the
 //! driver sends GOAWAY) and ends [`GRACE`] later if the client has not closed it by then.
 
+use appnet_netkit::accept::ConnSlot;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,8 +25,13 @@ use tokio::time::{Instant, Sleep};
 pub const GRACE: Duration = Duration::from_secs(2);
 
 /// What the connection's service tells the timers: requests entering and leaving.
-#[derive(Debug)]
 struct Shared {
+    /// The connection's place in the listener's table (netkit's connection policy): marked
+    /// busy while requests are in service and idle between them, so only connections
+    /// without a request in progress are evicted for newcomers or cut at its deadlines.
+    slot: Option<Arc<ConnSlot>>,
+    /// Serialises the busy/idle transitions told to `slot`.
+    phase: std::sync::Mutex<()>,
     start: Instant,
     in_service: AtomicUsize,
     /// Requests entered so far (a head that started before the latest entry is complete).
@@ -37,12 +43,22 @@ struct Shared {
 }
 
 /// One connection's request accounting, shared by its service and its [`Timed`] I/O.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Activity(Arc<Shared>);
 
 impl Default for Activity {
     fn default() -> Self {
+        Activity::new(None)
+    }
+}
+
+impl Activity {
+    /// The accounting of a connection holding `slot` (marked busy and idle as requests enter
+    /// and leave).
+    pub fn new(slot: Option<Arc<ConnSlot>>) -> Activity {
         Activity(Arc::new(Shared {
+            slot,
+            phase: std::sync::Mutex::new(()),
             start: Instant::now(),
             in_service: AtomicUsize::new(0),
             entered: AtomicU64::new(0),
@@ -50,13 +66,15 @@ impl Default for Activity {
             expired: Notify::new(),
         }))
     }
-}
-
-impl Activity {
     /// A request enters service; it is in progress until the guard is dropped.
     pub fn enter(&self) -> InService {
         self.0.entered.fetch_add(1, Ordering::SeqCst);
-        self.0.in_service.fetch_add(1, Ordering::SeqCst);
+        let _phase = self.0.phase.lock().unwrap_or_else(|e| e.into_inner());
+        if self.0.in_service.fetch_add(1, Ordering::SeqCst) == 0
+            && let Some(slot) = &self.0.slot
+        {
+            slot.busy();
+        }
         InService(self.0.clone())
     }
 
@@ -68,14 +86,18 @@ impl Activity {
 }
 
 /// A request in progress (see [`Activity::enter`]).
-#[derive(Debug)]
 pub struct InService(Arc<Shared>);
 
 impl Drop for InService {
     fn drop(&mut self) {
         let ms = self.0.start.elapsed().as_millis() as u64;
         self.0.last_done_ms.fetch_max(ms, Ordering::SeqCst);
-        self.0.in_service.fetch_sub(1, Ordering::SeqCst);
+        let _phase = self.0.phase.lock().unwrap_or_else(|e| e.into_inner());
+        if self.0.in_service.fetch_sub(1, Ordering::SeqCst) == 1
+            && let Some(slot) = &self.0.slot
+        {
+            slot.idle();
+        }
     }
 }
 

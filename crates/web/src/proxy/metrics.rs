@@ -34,8 +34,10 @@ pub struct ProxyMetrics {
     pub purged: Counter,
     /// CONNECT tunnels opened.
     pub tunnels: Counter,
-    /// Requests refused by the client ACL.
+    /// Requests refused by the client ACL or the destination policy.
     pub denied: Counter,
+    /// Idle client connections closed to make room for new ones (the connection cap).
+    pub evicted: Counter,
     /// Objects stored now.
     pub objects: Gauge,
     /// Body bytes stored now.
@@ -68,7 +70,11 @@ impl ProxyMetrics {
             collapsed: c("appnet_proxy_collapsed_total", "Misses that waited for a fetch in progress"),
             purged: c("appnet_proxy_purged_total", "Objects purged or invalidated"),
             tunnels: c("appnet_proxy_tunnels_total", "CONNECT tunnels opened"),
-            denied: c("appnet_proxy_denied_total", "Requests refused by the client ACL"),
+            denied: c(
+                "appnet_proxy_denied_total",
+                "Requests refused by the client ACL or destination policy",
+            ),
+            evicted: c("appnet_proxy_evicted_total", "Idle client connections closed for new ones"),
             objects: r.gauge("appnet_proxy_objects", "Objects stored", &[]),
             stored_bytes: r.gauge("appnet_proxy_stored_bytes", "Body bytes stored", &[]),
             inflight_bytes: r.gauge(

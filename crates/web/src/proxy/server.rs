@@ -7,7 +7,7 @@ use super::config::ProxyConfig;
 use super::handler::{Proxy, SetupError};
 use super::idle::{Activity, Guarded, InService, Timed};
 use crate::body::{self, Body};
-use appnet_netkit::accept::{Accepted, Acceptor};
+use appnet_netkit::accept::{Accepted, Acceptor, CloseReason, ConnLimits, ConnSlot};
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::{BoxError, Service, Shutdown};
 use http::{Method, Request, Response, StatusCode};
@@ -79,10 +79,10 @@ impl Service for ProxyServer {
     }
 
     async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
-        let acceptor = Acceptor::new(self.listener, self.proxy.config().max_connections);
+        let acceptor = Acceptor::with_limits(self.listener, conn_limits(self.proxy.config()));
         while let Some(accepted) = acceptor.next(&shutdown).await {
-            let (stream, peer, permit) = match accepted {
-                Accepted::Conn(stream, peer, permit) => (stream, peer, permit),
+            let (stream, peer, slot) = match accepted {
+                Accepted::Conn(stream, peer, slot) => (stream, peer, Arc::new(slot)),
                 Accepted::OverCap(mut stream, _) => {
                     let plain = self.tls.is_none();
                     shutdown.spawn(async move {
@@ -99,20 +99,20 @@ impl Service for ProxyServer {
             shutdown.spawn(async move {
                 let _ = stream.set_nodelay(true);
                 match tls {
-                    None => connection(stream, peer, proxy, sd).await,
+                    None => connection(stream, peer, proxy, sd, slot).await,
                     Some(acceptor) => {
                         let limit = ProxyConfig::secs(proxy.config().header_timeout_secs);
                         let handshake = tokio::select! {
                             _ = sd.wait() => return,
+                            _ = slot.closed() => return,
                             h = tokio::time::timeout(limit, acceptor.accept(stream)) => h,
                         };
                         match handshake {
-                            Ok(Ok(tls_stream)) => connection(tls_stream, peer, proxy, sd).await,
+                            Ok(Ok(tls_stream)) => connection(tls_stream, peer, proxy, sd, slot).await,
                             _ => tracing::debug!(%peer, "TLS handshake failed or timed out"),
                         }
                     }
                 }
-                drop(permit);
             });
         }
         drop(acceptor);
@@ -123,12 +123,32 @@ impl Service for ProxyServer {
     }
 }
 
-async fn connection<IO>(stream: IO, peer: SocketAddr, proxy: Arc<Proxy>, shutdown: Shutdown)
-where
+/// The shared connection policy with the proxy's settings: `max_connections` in all,
+/// `max_connections_per_ip` per client address. Its deadlines back up [`Timed`]'s (which
+/// answer a late head with 408 and close idle HTTP/2 with GOAWAY first): a silent new
+/// connection goes a second after the header timeout, an idle one a header timeout after the
+/// idle timeout.
+fn conn_limits(cfg: &ProxyConfig) -> ConnLimits {
+    let header = ProxyConfig::secs(cfg.header_timeout_secs);
+    ConnLimits {
+        max_connections: cfg.max_connections.max(1),
+        max_per_ip: cfg.max_connections_per_ip.max(1),
+        request_timeout: header + Duration::from_secs(1),
+        idle_timeout: ProxyConfig::secs(cfg.idle_timeout_secs) + header,
+    }
+}
+
+async fn connection<IO>(
+    stream: IO,
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+    shutdown: Shutdown,
+    slot: Arc<ConnSlot>,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let cfg = proxy.config();
-    let activity = Activity::default();
+    let activity = Activity::new(Some(slot.clone()));
     let stream = Timed::new(
         stream,
         activity.clone(),
@@ -180,6 +200,16 @@ where
             // Idle HTTP/2: GOAWAY, then `Timed` ends the I/O after its grace period.
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
+        }
+        reason = slot.closed() => {
+            // Evicted for a newcomer, or past the policy's deadline, with no request in
+            // progress: HTTP/2 gets a GOAWAY and a moment; HTTP/1 just closes.
+            tracing::debug!(%peer, ?reason, "proxy connection closed by the connection policy");
+            if reason == CloseReason::Evicted {
+                proxy.metrics().evicted.inc();
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_millis(500), conn).await;
         }
     }
 }
