@@ -99,9 +99,18 @@ async fn stream(
     let scheme = req.uri().scheme_str().unwrap_or(if conn.secure { "https" } else { "http" }).to_string();
     let authority = req.uri().authority().map(|a| a.to_string());
     let accept_encoding = req.headers().get(header::ACCEPT_ENCODING).cloned();
-    if let Some(why) = bad_host(&req) {
+    let refused = match bad_host(&req) {
+        Some(why) => Some((400, why)),
+        None => req
+            .headers()
+            .get_all(header::EXPECT)
+            .iter()
+            .any(|v| !crate::gate::expect_ok(v.as_bytes()))
+            .then_some((417, "the only expectation supported is 100-continue")),
+    };
+    if let Some((status, why)) = refused {
         tracing::debug!(peer = %conn.peer, "HTTP/2 request refused: {why}");
-        let resp = handler.rejected(400, why, &conn);
+        let resp = handler.rejected(status, why, &conn);
         let (parts, body) = resp.into_parts();
         send(respond_parts(parts), body, |head, eos| respond.send_response(head, eos)).await;
         return;

@@ -224,7 +224,7 @@ async fn configured_push_list_replaces_the_page_links() {
 }
 
 #[tokio::test]
-async fn an_invalid_host_gets_400_over_h2_too() {
+async fn an_invalid_host_gets_400_and_an_unknown_expectation_417_over_h2_too() {
     let site = site("h2host");
     let srv = serve(config(site.path())).await;
     let tcp = TcpStream::connect(srv.addr()).await.unwrap();
@@ -238,6 +238,10 @@ async fn an_invalid_host_gets_400_over_h2_too() {
     let (resp, _) = client.send_request(bad, true).unwrap();
     let resp = tokio::time::timeout(Duration::from_secs(5), resp).await.unwrap().unwrap();
     assert_eq!(resp.status(), 400);
+    let mut client = client.ready().await.unwrap();
+    let expect = Request::builder().uri(&uri).header("expect", "foo").body(()).unwrap();
+    let (resp, _) = client.send_request(expect, true).unwrap();
+    assert_eq!(resp.await.unwrap().status(), 417);
     // The connection keeps serving good requests.
     let mut client = client.ready().await.unwrap();
     let (resp, _) = client.send_request(get(&uri), true).unwrap();
