@@ -137,3 +137,33 @@ async fn a_connection_being_served_is_never_evicted() {
     assert_eq!(all.len() - split, 5_000_000, "the download finished intact");
     srv.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_http2_stream_in_progress_keeps_its_connection() {
+    let site = site("h2busy");
+    let mut cfg = config(site.path());
+    cfg.max_connections = 2;
+    cfg.max_per_ip = Some(2);
+    let srv = serve(cfg).await;
+    let tcp = connect_from([127, 0, 0, 1], srv.addr()).await;
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::builder().uri(format!("http://{}/big.bin", srv.addr())).body(()).unwrap();
+    let (resp, _) = client.send_request(req, true).unwrap();
+    // The body stalls on flow control while we do not read it: the stream stays open.
+    let mut body = resp.await.unwrap().into_body();
+    let _silent = connect_from([127, 0, 0, 1], srv.addr()).await;
+    let r = get_from([127, 0, 0, 2], srv.addr(), "/digits.txt").await;
+    assert_eq!(status(&r), 200, "{r}");
+    let mut got = 0;
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), body.data()).await.unwrap() {
+        let chunk = chunk.expect("the HTTP/2 connection was not closed");
+        let _ = body.flow_control().release_capacity(chunk.len());
+        got += chunk.len();
+    }
+    assert_eq!(got, 5_000_000);
+    srv.stop().await.unwrap();
+}
