@@ -5,6 +5,7 @@
 
 use crate::session::{Out, PeerError, TorrentHandle};
 use crate::wire::{HANDSHAKE_LEN, Handshake, MAX_REQUEST, Message, piece_header};
+use appnet_netkit::accept::ConnSlot;
 use appnet_netkit::rate::{Limited, Limiter};
 use bytes::BytesMut;
 use std::collections::VecDeque;
@@ -16,7 +17,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 /// Time allowed for the handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A peer silent this long (no keep-alive either) is dropped.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(180);
 /// We send a keep-alive after this much silence.
@@ -24,9 +25,10 @@ const KEEPALIVE: Duration = Duration::from_secs(90);
 /// Most block requests queued from one peer.
 const MAX_QUEUED_REQUESTS: usize = 1000;
 
-/// Runs a connection to the end, logging why it ended.
-pub(crate) async fn run(h: TorrentHandle, stream: TcpStream, addr: SocketAddr, outgoing: bool) {
-    match run_inner(&h, stream, addr, outgoing).await {
+/// Runs a connection to the end, logging why it ended. `slot`: an incoming connection's place
+/// in the listener's table (`None` for connections we opened).
+pub(crate) async fn run(h: TorrentHandle, stream: TcpStream, addr: SocketAddr, slot: Option<ConnSlot>) {
+    match run_inner(&h, stream, addr, slot.as_ref()).await {
         Ok(()) => tracing::debug!("peer {addr} closed"),
         Err(e) => tracing::info!("peer {addr} dropped: {e}"),
     }
@@ -36,26 +38,38 @@ async fn run_inner(
     h: &TorrentHandle,
     stream: TcpStream,
     addr: SocketAddr,
-    outgoing: bool,
+    slot: Option<&ConnSlot>,
 ) -> Result<(), PeerError> {
-    let Some(ticket) = h.admit(&addr, outgoing) else {
+    let outgoing = slot.is_none();
+    if !h.admit(&addr) {
         return Ok(());
-    };
+    }
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     let mut rd = Limited::new(rd, h.inner.down.clone(), Limiter::unlimited());
     // Uploads are shaped per block in the writer (see `write_loop`), not per write.
     let mut wr = wr;
     let ours = Handshake::new(h.inner.meta.info_hash, h.inner.peer_id);
-    let theirs = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         wr.write_all(&ours.encode()).await?;
         let mut b = [0u8; HANDSHAKE_LEN];
         rd.read_exact(&mut b).await?;
         Ok::<_, std::io::Error>(b)
-    })
-    .await
+    });
+    let closed = async {
+        match slot {
+            Some(slot) => slot.closed().await,
+            None => std::future::pending().await,
+        }
+    };
+    let theirs = tokio::select! {
+        r = handshake => r,
+        why = closed => {
+            return Err(PeerError::Protocol(format!("closed during the handshake ({why:?})")));
+        }
+        _ = h.inner.shutdown.wait() => return Ok(()),
+    }
     .map_err(|_| PeerError::Protocol("handshake timed out".into()))??;
-    drop(ticket);
     let theirs = Handshake::decode(&theirs).map_err(|e| PeerError::Protocol(e.to_string()))?;
     if theirs.info_hash != ours.info_hash {
         return Err(PeerError::Protocol("wrong info hash".into()));
@@ -68,6 +82,9 @@ async fn run_inner(
     let Some(id) = h.register(addr, theirs.peer_id, outgoing, fast, theirs.extended(), tx) else {
         return Ok(());
     };
+    if let Some(slot) = slot {
+        slot.busy(); // a peer now: the admission core governs its slot
+    }
     tracing::debug!("peer {addr} connected (fast extension: {fast})");
     let mut writer = tokio::spawn(write_loop(h.clone(), id, wr, rx, fast));
     let res = tokio::select! {

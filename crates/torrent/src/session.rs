@@ -13,6 +13,7 @@ use crate::storage::{self, Storage};
 use crate::tracker::client as tracker_client;
 use crate::tracker::proto::{Announce, Event};
 use crate::wire::{BlockRef, Message};
+use appnet_netkit::accept::{Accepted, Acceptor, ConnLimits};
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::rate::Limiter;
 use appnet_netkit::{BoxError, Service, Shutdown};
@@ -100,8 +101,6 @@ pub(crate) struct State {
     pub peers: HashMap<u64, PeerSlot>,
     next_id: u64,
     connecting: HashSet<SocketAddr>,
-    /// Incoming connections still handshaking, per IP address (bounded like peers).
-    handshaking: HashMap<IpAddr, usize>,
     failures: HashMap<SocketAddr, u32>,
     banned: HashSet<SocketAddr>,
     choker: Choker,
@@ -170,26 +169,6 @@ pub struct Session {
     inner: Arc<Inner>,
     listener: TcpListener,
     initial_peers: Vec<SocketAddr>,
-}
-
-/// An incoming connection's place among the handshakes in flight; freed when dropped.
-pub(crate) struct Handshaking {
-    h: TorrentHandle,
-    /// The address counted (`None`: an outgoing connection, not counted).
-    ip: Option<IpAddr>,
-}
-
-impl Drop for Handshaking {
-    fn drop(&mut self) {
-        let Some(ip) = self.ip else { return };
-        let mut st = self.h.lock();
-        if let Some(n) = st.handshaking.get_mut(&ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                st.handshaking.remove(&ip);
-            }
-        }
-    }
 }
 
 /// How often peers given to [`Session::add_peers`] are dialled again while not connected.
@@ -263,7 +242,6 @@ impl Session {
             peers: HashMap::new(),
             next_id: 1,
             connecting: HashSet::new(),
-            handshaking: HashMap::new(),
             failures: HashMap::new(),
             banned: HashSet::new(),
             choker: Choker::new(),
@@ -361,22 +339,23 @@ impl Service for Session {
             let h = h.clone();
             sd.spawn(async move { h.pex_loop().await });
         }
-        loop {
-            tokio::select! {
-                _ = sd.wait() => break,
-                r = listener.accept() => match r {
-                    Ok((stream, addr)) => {
-                        let h = h.clone();
-                        sd.spawn(async move { crate::peer::run(h, stream, addr, false).await });
-                    }
-                    Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-            }
+        // netkit's connection policy bounds the handshake stage: room for as many handshakes
+        // as peers, a whole handshake within its deadline, and when full the oldest connection
+        // still handshaking makes way. A registered peer's slot is marked busy; from then on
+        // the admission core decides (see `register`).
+        let limits = ConnLimits {
+            max_connections: inner.cfg.max_peers.max(1) * 2,
+            max_per_ip: inner.cfg.max_peers_per_ip.max(1) * 2,
+            request_timeout: crate::peer::HANDSHAKE_TIMEOUT,
+            idle_timeout: crate::peer::HANDSHAKE_TIMEOUT,
+        };
+        let acceptor = Acceptor::with_limits(listener, limits);
+        while let Some(accepted) = acceptor.next(&sd).await {
+            let Accepted::Conn(stream, addr, slot) = accepted else { continue };
+            let h = h.clone();
+            sd.spawn(async move { crate::peer::run(h, stream, addr, Some(slot)).await });
         }
-        drop(listener);
+        drop(acceptor);
         {
             let st = h.lock();
             for p in st.peers.values() {
@@ -472,7 +451,7 @@ impl TorrentHandle {
                     let _ = stream.set_nodelay(true);
                     // Connected: it counts as a peer from here on, not as a pending connect.
                     h.lock().connecting.remove(&addr);
-                    crate::peer::run(h.clone(), stream, addr, true).await;
+                    crate::peer::run(h.clone(), stream, addr, None).await;
                     return;
                 }
                 Ok(Err(e)) => tracing::debug!("connect {addr}: {e}"),
@@ -502,26 +481,11 @@ impl TorrentHandle {
         admission::Limits { max_peers: self.inner.cfg.max_peers, max_per_ip: self.inner.cfg.max_peers_per_ip }
     }
 
-    /// Whether a connection may start its handshake: not banned, and (incoming) within the
-    /// bound on handshakes in flight, `max_peers` in all and `max_peers_per_ip` per address.
-    /// The ticket is held until the handshake is over. The peer slot is decided at `register`.
-    pub(crate) fn admit(&self, addr: &SocketAddr, outgoing: bool) -> Option<Handshaking> {
-        let mut st = self.lock();
-        if st.banned.contains(&ban_key(addr)) {
-            return None;
-        }
-        if outgoing {
-            return Some(Handshaking { h: self.clone(), ip: None });
-        }
-        let ip = addr.ip().to_canonical();
-        let limits = self.limits();
-        let total: usize = st.handshaking.values().sum();
-        let from_ip = st.handshaking.get(&ip).copied().unwrap_or(0);
-        if total >= limits.max_peers.max(1) || from_ip >= limits.max_per_ip.max(1) {
-            return None;
-        }
-        *st.handshaking.entry(ip).or_default() += 1;
-        Some(Handshaking { h: self.clone(), ip: Some(ip) })
+    /// Whether a connection may start its handshake: its address is not banned. (Incoming
+    /// handshakes are bounded by the listener's connection policy; the peer slot is decided
+    /// at `register`.)
+    pub(crate) fn admit(&self, addr: &SocketAddr) -> bool {
+        !self.lock().banned.contains(&ban_key(addr))
     }
 
     /// Adds a handshaken peer; returns its id, or None if it duplicates a connection we keep.
