@@ -16,7 +16,8 @@ const ZONE: &str = "$TTL 300\n@ SOA ns1 h 1 2 3 4 5\n@ NS ns1\n@ MX 10 mail\nns1
     www CNAME alias\nalias A 192.0.2.3\n*.wild TXT \"w\"\nsub NS ns.sub\nns.sub A 192.0.2.4\n\
     big TXT \"0123456789012345678901234567890123456789012345678901234567890123456789\"\n\
     big TXT \"abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghijabcdefghij\"\n\
-    _s._tcp SRV 0 0 1 mail\nloop CNAME loop\n";
+    _s._tcp SRV 0 0 1 mail\nloop CNAME loop\ndn DNAME other.test.\ndn2 DNAME www\nself DNAME self\n\
+    long DNAME aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.\n";
 
 fn catalog() -> &'static (Catalog, Policy) {
     static C: OnceLock<(Catalog, Policy)> = OnceLock::new();

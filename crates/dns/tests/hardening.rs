@@ -122,6 +122,26 @@ fn dname_synthesises_a_cname_and_follows_it() {
 }
 
 #[test]
+fn a_dname_at_the_apex_redirects_everything_below_it() {
+    let zone = Zone::from_text(
+        "old.test",
+        "@ 60 SOA ns.new.test. h 1 2 3 4 5\n@ 60 NS ns.new.test.\n@ 120 DNAME new.test.\n",
+    )
+    .unwrap();
+    let cat = Catalog::new([Arc::new(zone)]);
+    let p = ask(&cat, "www.old.test", "A", Transport::Udp);
+    assert_eq!((p.rcode, p.aa), (0, true));
+    assert_eq!(
+        owners_types(&p),
+        [("old.test.".to_string(), code::DNAME), ("www.old.test.".to_string(), code::CNAME)]
+    );
+    assert_eq!(to_text(&p.answer[1].rdata), "www.new.test.");
+    // The apex itself answers as usual.
+    let p = ask(&cat, "old.test", "SOA", Transport::Udp);
+    assert_eq!(owners_types(&p), [("old.test.".to_string(), code::SOA)]);
+}
+
+#[test]
 fn rrl_accounts_synthesised_and_negative_answers_to_their_source() {
     let cat = catalog();
     let key = |name: &str, qtype: u16| reply(&cat, name, qtype, Transport::Udp).1;
@@ -136,4 +156,42 @@ fn rrl_accounts_synthesised_and_negative_answers_to_their_source() {
     assert_eq!(key("nx1.t.test", code::A), key("nx2.t.test", code::A));
     assert_eq!(key("www.t.test", code::MX), key("ns1.t.test", code::MX));
     assert_ne!(key("www.t.test", code::MX), key("nx1.t.test", code::A));
+}
+
+proptest::proptest! {
+    /// Any question about names around wildcards, DNAMEs (chained, self-referencing, too
+    /// long), CNAMEs and cuts, over either transport: a well-formed reply within its size limit.
+    #[test]
+    fn any_question_gets_a_bounded_well_formed_reply(
+        labels in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just("x".to_string()),
+                proptest::strategy::Just("a".repeat(63)),
+                "[a-z0-9]{1,20}",
+            ],
+            0..4,
+        ),
+        base in proptest::sample::select(vec!["dn", "dn2", "self", "long", "wild", "c1", "www", "sub", "nx", ""]),
+        qtype in proptest::sample::select(vec![1u16, 5, 6, 15, 16, 28, 39, 43, 255, 0, 250, 65535]),
+        tcp in proptest::bool::ANY,
+    ) {
+        let cat = catalog();
+        let mut name: Vec<String> = labels;
+        if !base.is_empty() {
+            name.push(base.to_string());
+        }
+        name.push("t.test".to_string());
+        let text = name.join(".");
+        let Ok(qname) = from_text(&text) else { return Ok(()) };
+        let q = build_query(1, 0, &qname, qtype, false, None);
+        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+        if let Outcome::Reply { bytes, .. } =
+            handle(&cat, &Policy::default(), &q, transport, "192.0.2.1".parse().unwrap(), Vec::new())
+        {
+            let limit = if tcp { 65535 } else { 512 };
+            proptest::prop_assert!(bytes.len() <= limit, "{} bytes", bytes.len());
+            let p = parse(&bytes).expect("our reply parses");
+            proptest::prop_assert!(p.answer.len() <= 2 * appnet_dns::answer::MAX_CNAME_CHAIN + 3);
+        }
+    }
 }
