@@ -95,7 +95,7 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
 }
 
 /// Chunks queued between an origin body and its client (kept short: back-pressure).
-const QUEUE_CHUNKS: usize = 4;
+const QUEUE_CHUNKS: usize = 2;
 
 /// The client's end of the queue from [`Proxy::store_body`]: counts what it takes out of the
 /// in-flight gauge, and what it never took when dropped.

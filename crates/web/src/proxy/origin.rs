@@ -171,8 +171,14 @@ fn tcp_connector(opts: &ClientOpts) -> HttpConnector<OriginResolver> {
     http
 }
 
+/// The origin client's HTTP/1 read buffer limit (response heads must fit it too).
+const ORIGIN_READ_BUF: usize = 128 * 1024;
+
 fn build(connector: OriginConnector, opts: &ClientOpts) -> OriginClient {
     Client::builder(TokioExecutor::new())
+        // Origin bodies arrive in pieces of at most this size, so what waits for a slow
+        // client (a short queue of pieces) stays small.
+        .http1_max_buf_size(ORIGIN_READ_BUF)
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(opts.per_host)
         .pool_timer(TokioTimer::new())
