@@ -964,10 +964,13 @@ impl Node {
     fn claim_checks(&self) -> usize {
         self.pending
             .values()
-            .filter(|(_, p)| match p {
-                Pending::VerifyNotify { .. } | Pending::VerifyLeaving { .. } => true,
-                Pending::Lookup { purpose: Purpose::StoreCheck(..), .. } => true,
-                _ => false,
+            .filter(|(_, p)| {
+                matches!(
+                    p,
+                    Pending::VerifyNotify { .. }
+                        | Pending::VerifyLeaving { .. }
+                        | Pending::Lookup { purpose: Purpose::StoreCheck(..), .. }
+                )
             })
             .count()
     }

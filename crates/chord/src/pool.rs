@@ -13,11 +13,11 @@ use crate::client::{ClientError, read_frame, write_frame};
 use crate::wire::{self, Request, Response, RingKey, Stamp};
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
 /// How many connections a pool keeps, and for how long.
@@ -55,6 +55,9 @@ struct Inner {
     limits: PoolLimits,
     /// The ring secret: requests are sealed with it and answers must carry a valid HMAC.
     auth: Option<Arc<RingKey>>,
+    /// The address new connections are made from (a node's own listening IP, so that peers
+    /// checking its claims against the connection's address see the address it announces).
+    source: Option<IpAddr>,
     idle: Mutex<Idle>,
     opened: AtomicU64,
     reused: AtomicU64,
@@ -127,10 +130,17 @@ impl Pool {
 
     /// An empty pool whose RPCs are authenticated with the ring secret `auth`, if any.
     pub fn with_auth(limits: PoolLimits, auth: Option<Arc<RingKey>>) -> Pool {
+        Pool::for_node(limits, auth, None)
+    }
+
+    /// Like [`with_auth`](Self::with_auth), connecting from `source` (a node's listening IP;
+    /// ignored when unspecified or of the other family than a peer's).
+    pub fn for_node(limits: PoolLimits, auth: Option<Arc<RingKey>>, source: Option<IpAddr>) -> Pool {
         Pool {
             inner: Arc::new(Inner {
                 limits,
                 auth,
+                source: source.filter(|ip| !ip.is_unspecified()),
                 idle: Mutex::new(Idle { by_peer: HashMap::new(), count: 0, swept: Instant::now() }),
                 opened: AtomicU64::new(0),
                 reused: AtomicU64::new(0),
@@ -250,7 +260,7 @@ impl Pool {
                     Err(e) => return Err(e),
                 }
             }
-            let mut stream = TcpStream::connect(addr).await.map_err(|e| ClientError::Io(addr, e))?;
+            let mut stream = self.connect(addr).await.map_err(|e| ClientError::Io(addr, e))?;
             self.inner.opened.fetch_add(1, Ordering::Relaxed);
             let _ = stream.set_nodelay(true);
             let answer = exchange(&mut stream, addr, &frame, self.inner.auth.as_deref()).await?;
@@ -260,6 +270,18 @@ impl Pool {
         match tokio::time::timeout(timeout, run).await {
             Ok(r) => r,
             Err(_) => Err(ClientError::Timeout(addr, timeout)),
+        }
+    }
+
+    /// A new connection to `addr`, from the pool's source address if it has one.
+    async fn connect(&self, addr: SocketAddr) -> io::Result<TcpStream> {
+        match self.inner.source {
+            Some(ip) if ip.is_ipv4() == addr.is_ipv4() => {
+                let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(addr).await
+            }
+            _ => TcpStream::connect(addr).await,
         }
     }
 

@@ -263,7 +263,11 @@ impl Service for ChordServer {
             stats: stats.clone(),
             waiters: Arc::new(Mutex::new(HashMap::new())),
             next_reply: Arc::new(AtomicU64::new(1)),
-            pool: Pool::with_auth(config.pool_limits(), auth.as_ref().map(|a| a.key.clone())),
+            pool: Pool::for_node(
+                config.pool_limits(),
+                auth.as_ref().map(|a| a.key.clone()),
+                Some(lock(&node).me().addr.ip()),
+            ),
             auth,
             budget: FrameBudget::new(config.max_frame_buffer_bytes.max(wire::MAX_FRAME / 4)),
         };

@@ -180,3 +180,24 @@ async fn partial_frames_share_a_bounded_buffer_and_must_arrive_whole_in_time() {
         assert!(matches!(end, Ok(Ok(0)) | Ok(Err(_))), "a partial frame kept its connection: {end:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_on_their_own_loopback_addresses_pass_the_address_checks() {
+    // Each node on its own 127.x address (as in the lab): its RPCs must come from that
+    // address, or its Notify claims would not match the connection's.
+    let on = |ip: [u8; 4], join| ChordConfig { listen: SocketAddr::from((ip, 0)), ..config(join, None) };
+    let (a, ha, _ra) = start(on([127, 0, 0, 2], None)).await;
+    let (b, hb, _rb) = start(on([127, 0, 0, 3], Some(a.addr))).await;
+    let (c, hc, _rc) = start(on([127, 0, 0, 4], Some(a.addr))).await;
+    let all = [(&a, &ha), (&b, &hb), (&c, &hc)];
+    let formed = harness::wait_until(Duration::from_secs(20), Duration::from_millis(20), || async {
+        all.iter().all(|(_, h)| {
+            let node = h.lock().unwrap();
+            node.routing().pred.is_some() && node.routing().succs.len() == 2
+        })
+    })
+    .await;
+    assert!(formed, "the ring did not form");
+    let refused: u64 = all.iter().map(|(_, h)| h.lock().unwrap().counters().claims_refused).sum();
+    assert_eq!(refused, 0);
+}
