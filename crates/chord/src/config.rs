@@ -73,6 +73,9 @@ pub struct ChordConfig {
     pub max_connections_per_ip: usize,
     /// Seconds a new connection has to deliver its whole first frame.
     pub request_timeout_secs: u64,
+    /// Without a secret: most checks of `Notify`, `Leaving` and `Store` claims in flight at
+    /// once (more claims are refused).
+    pub max_claim_checks: usize,
 }
 
 impl Default for ChordConfig {
@@ -100,10 +103,11 @@ impl Default for ChordConfig {
             gc_ms: p.gc_ms,
             secret_file: None,
             auth_window_secs: 30,
-            max_replay_entries: 1 << 20,
+            max_replay_entries: 1 << 18,
             max_frame_buffer_bytes: 64 * 1024 * 1024,
             max_connections_per_ip: 0,
             request_timeout_secs: 10,
+            max_claim_checks: p.max_claim_checks,
         }
     }
 }
@@ -155,6 +159,7 @@ impl ChordConfig {
             max_items: self.max_items,
             max_bytes: self.max_bytes,
             gc_ms: self.gc_ms,
+            max_claim_checks: self.max_claim_checks,
             ..Params::default()
         })
     }
@@ -200,4 +205,29 @@ pub fn read_secret(path: &std::path::Path) -> Result<crate::wire::RingKey, Confi
         )));
     }
     Ok(crate::wire::RingKey::new(secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use appnet_netkit::harness::TempDir;
+
+    #[test]
+    fn secrets_are_read_trimmed_and_must_be_long_enough() {
+        let dir = TempDir::new("chord-config");
+        let path = dir.path().join("key");
+        let config = ChordConfig { secret_file: Some(path.clone()), ..ChordConfig::default() };
+        assert!(matches!(config.ring_key(), Err(ConfigError::Secret(..))), "missing file");
+        std::fs::write(&path, "  short\n").unwrap();
+        let err = config.ring_key().unwrap_err().to_string();
+        assert!(err.contains("is 5 bytes; use at least 16"), "{err}");
+        std::fs::write(&path, "0123456789abcdef0123\n").unwrap();
+        let key = config.ring_key().unwrap().expect("a key");
+        // Trailing whitespace is not part of the secret.
+        let frame = crate::wire::encode_request(8, &crate::wire::Request::Ping);
+        let stamp = crate::wire::Stamp { unix_ms: 1, request_id: 2 };
+        let sealed = crate::wire::RingKey::new(b"0123456789abcdef0123").seal_request(frame, stamp);
+        assert!(key.open_request(&sealed[4..]).is_ok());
+        assert!(ChordConfig::default().ring_key().unwrap().is_none());
+    }
 }

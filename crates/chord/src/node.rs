@@ -24,11 +24,6 @@ const STORE_BATCH_BYTES: usize = 1024 * 1024;
 /// `GetNeighbors` each), so a round's cost stays bounded however many arcs a node holds.
 const MAX_GC_ARCS: u32 = 16;
 
-/// Most claim checks (probes of a `Notify` or `Leaving` node, owner lookups for a `Store`)
-/// in flight at once; claims beyond it are refused, so forged messages cannot make a node send
-/// unbounded traffic.
-pub const MAX_CLAIM_CHECKS: usize = 16;
-
 /// Who sent a request, as far as the node can tell. Exists so that the node believes the
 /// messages that change its routing or its data (`Notify`, `Leaving`, `Store`) only as far as
 /// their sender is known.
@@ -70,6 +65,10 @@ pub struct Params {
     /// Interval between garbage-collection rounds, which drop items this node holds although
     /// it is neither their owner nor one of the owner's replica holders; 0 = never.
     pub gc_ms: Millis,
+    /// Most checks of unauthenticated claims (probes of a `Notify` or `Leaving` node, owner
+    /// lookups for a `Store`) in flight at once; claims beyond it are refused, so forged
+    /// messages cannot make a node send unbounded traffic.
+    pub max_claim_checks: usize,
 }
 
 impl Params {
@@ -96,6 +95,7 @@ impl Default for Params {
             max_items: 1_000_000,
             max_bytes: 256 * 1024 * 1024,
             gc_ms: 10_000,
+            max_claim_checks: 16,
         }
     }
 }
@@ -1012,7 +1012,7 @@ impl Node {
         if self.probing(node.addr) {
             return Response::Ok;
         }
-        if self.claim_checks() >= MAX_CLAIM_CHECKS {
+        if self.claim_checks() >= self.params.max_claim_checks {
             return self.refuse_claim("too many claims being checked; try again later");
         }
         self.send(node.addr, Request::Ping, Pending::VerifyNotify { node });
@@ -1025,7 +1025,7 @@ impl Node {
         if node.addr == self.rt.me.addr || self.probing(node.addr) {
             return Response::Ok;
         }
-        if self.claim_checks() >= MAX_CLAIM_CHECKS {
+        if self.claim_checks() >= self.params.max_claim_checks {
             return self.refuse_claim("too many claims being checked; try again later");
         }
         self.send(node.addr, Request::Ping, Pending::VerifyLeaving { node, pred, succs });
@@ -1041,7 +1041,7 @@ impl Node {
             return Response::Ok;
         }
         let Some(first) = items.first() else { return Response::Ok };
-        if self.claim_checks() >= MAX_CLAIM_CHECKS {
+        if self.claim_checks() >= self.params.max_claim_checks {
             return self.refuse_claim("too many claims being checked; try again later");
         }
         let target = self.store.key_id(&first.key);
@@ -1848,6 +1848,20 @@ mod tests {
             !std::iter::from_fn(|| n.poll_output())
                 .any(|o| matches!(o, Output::Send { req: Request::Ping, .. }))
         );
+    }
+
+    #[test]
+    fn claim_checks_in_flight_are_bounded() {
+        let mut n =
+            Node::new(Params { bits: 8, gc_ms: 0, max_claim_checks: 3, ..Params::default() }, at(7), 0);
+        n.install(Some(at(5)), vec![at(9), at(11)], vec![]);
+        let leaving = |id| Request::Leaving { node: at(id), pred: None, succs: vec![] };
+        for id in [20, 30, 40] {
+            assert_eq!(n.handle_request_from(0, Origin::Peer(ATTACKER), leaving(id)), Response::Ok);
+        }
+        let r = n.handle_request_from(0, Origin::Peer(ATTACKER), leaving(50));
+        assert!(matches!(r, Response::Error { code: ErrorCode::Unavailable, .. }), "{r:?}");
+        assert_eq!(std::iter::from_fn(|| n.poll_output()).count(), 3, "three probes, no fourth");
     }
 
     #[test]

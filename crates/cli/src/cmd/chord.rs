@@ -115,6 +115,13 @@ pub struct NodeArgs {
     /// With --secret: seconds a request's timestamp may be off this node's clock [default: 30].
     #[arg(long, value_name = "SECS")]
     auth_window_secs: Option<u64>,
+    /// With --secret: authenticated requests remembered against replays [default: 262144].
+    #[arg(long, value_name = "N")]
+    max_replay_entries: Option<usize>,
+    /// Without --secret: most Notify/Leaving/Store claim checks (probes, owner lookups) in
+    /// flight at once; more claims are refused [default: 16].
+    #[arg(long, value_name = "N")]
+    max_claim_checks: Option<usize>,
 }
 
 /// Where to reach the ring, for the client commands.
@@ -453,6 +460,12 @@ async fn node(args: NodeArgs, ctx: &Context) -> anyhow::Result<()> {
     }
     if let Some(v) = args.auth_window_secs {
         config.auth_window_secs = v;
+    }
+    if let Some(v) = args.max_replay_entries {
+        config.max_replay_entries = v;
+    }
+    if let Some(v) = args.max_claim_checks {
+        config.max_claim_checks = v;
     }
     let listen = config.listen;
     let join = config.join;
