@@ -71,6 +71,8 @@ struct Stats {
     unauthenticated: Counter,
     busy: Counter,
     open: Arc<AtomicU64>,
+    /// The connection policy, once running (its eviction and deadline counters).
+    acceptor: Arc<std::sync::OnceLock<Arc<Acceptor>>>,
 }
 
 impl Stats {
@@ -97,8 +99,14 @@ impl Stats {
                 &[],
             ),
             open: Arc::new(AtomicU64::new(0)),
+            acceptor: Arc::new(std::sync::OnceLock::new()),
             registry,
         }
+    }
+
+    /// One of the connection policy's counters (0 before the node runs).
+    fn conn_stat(&self, which: impl Fn(&appnet_netkit::accept::ConnStats) -> &AtomicU64) -> u64 {
+        self.acceptor.get().map(|a| which(a.stats()).load(Ordering::Relaxed)).unwrap_or(0)
     }
 
     /// The driver's figures, appended to the core's in a `Stats` answer.
@@ -109,6 +117,8 @@ impl Stats {
             ("connections_in_total", self.connections.get()),
             ("connections_in_open", self.open.load(Ordering::Relaxed)),
             ("connections_in_refused", self.refused_connections.get()),
+            ("connections_in_evicted", self.conn_stat(|c| &c.evicted)),
+            ("connections_in_timed_out", self.conn_stat(|c| &c.timed_out)),
             ("requests_unauthenticated", self.unauthenticated.get()),
             ("frames_over_budget", self.busy.get()),
             ("connections_out_opened", p.opened),
@@ -291,7 +301,8 @@ impl Service for ChordServer {
                 request_timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
                 idle_timeout: Duration::from_secs(config.idle_timeout_secs.max(1)),
             };
-            let acceptor = Acceptor::with_limits(listener, limits);
+            let acceptor = Arc::new(Acceptor::with_limits(listener, limits));
+            let _ = stats.acceptor.set(acceptor.clone());
             tokio::spawn(async move {
                 loop {
                     let accepted = tokio::select! {

@@ -179,6 +179,11 @@ async fn partial_frames_share_a_bounded_buffer_and_must_arrive_whole_in_time() {
         let end = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await;
         assert!(matches!(end, Ok(Ok(0)) | Ok(Err(_))), "a partial frame kept its connection: {end:?}");
     }
+    let client = Client::connect(a.addr, Duration::from_secs(2)).await.unwrap();
+    let stats = client.stats(a.addr).await.unwrap();
+    let get = |name: &str| stats.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+    assert!(get("frames_over_budget") >= Some(busy), "{stats:?}");
+    assert!(get("connections_in_timed_out") >= Some(1), "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -310,10 +310,12 @@ fn print_stats(node: &str, counters: &[(String, u64)]) {
         per(get("lookup_timeouts"), get("lookups") - get("lookup_failures"))
     );
     println!(
-        "  connections:  in {} accepted, {} open, {} refused; out {} opened, {} reused, {} stale, {} pooled",
+        "  connections:  in {} accepted, {} open, {} refused, {} evicted, {} timed out; out {} opened, {} reused, {} stale, {} pooled",
         get("connections_in_total"),
         get("connections_in_open"),
         get("connections_in_refused"),
+        get("connections_in_evicted"),
+        get("connections_in_timed_out"),
         get("connections_out_opened"),
         get("connections_out_reused"),
         get("connections_out_stale"),
@@ -354,6 +356,8 @@ fn print_stats(node: &str, counters: &[(String, u64)]) {
         "connections_in_total",
         "connections_in_open",
         "connections_in_refused",
+        "connections_in_evicted",
+        "connections_in_timed_out",
         "connections_out_opened",
         "connections_out_reused",
         "connections_out_stale",
