@@ -31,7 +31,7 @@ pub enum ChordCmd {
         appnet chord node --bits 4 --id 5 --listen 127.0.0.1:14005 --join 127.0.0.1:14001\n\n\
         The textbook's 4-bit ring: start nodes with --bits 4 and --id 1, 3, 4, 5, 8, 10, 12, 15.\n\
         Ctrl-C leaves gracefully (keys handed to the successor); kill -9 is an abrupt failure.")]
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Store KEY = VALUE in the ring (on the key's successor and its replicas).
     #[command(after_help = "Example:\n  appnet chord put alice 'lives at 12 Elm St' --node 127.0.0.1:14000")]
     Put(PutArgs),
@@ -198,7 +198,7 @@ pub struct StatsArgs {
 /// Runs a `chord` subcommand.
 pub async fn run(cmd: ChordCmd, ctx: &Context) -> anyhow::Result<()> {
     match cmd {
-        ChordCmd::Node(args) => node(args, ctx).await,
+        ChordCmd::Node(args) => node(*args, ctx).await,
         ChordCmd::Put(args) => {
             let client = connect(&args.at).await?;
             let (owner, lookup) = client.put(args.key.as_bytes(), args.value.as_bytes()).await?;
