@@ -521,20 +521,50 @@ fn check_sorted(apex: &[u8], records: &[ZoneRecord]) -> Vec<Problem> {
             .take_while(|r| &r.owner[..] == target)
             .any(|r| matches!(r.rtype, code::A | code::AAAA))
     };
+    // Delegation points and DNAME owners, for where name-server targets may live.
+    let owners_of = |t: u16, with_apex: bool| -> Vec<&[u8]> {
+        records
+            .iter()
+            .filter(|r| r.rtype == t && (with_apex || &r.owner[..] != apex) && is_at_or_below(&r.owner, apex))
+            .map(|r| &r.owner[..])
+            .collect()
+    };
+    let (cuts, dnames) = (owners_of(code::NS, false), owners_of(code::DNAME, true));
+    let below = |name: &[u8], owners: &[&[u8]], strictly: bool| {
+        owners.iter().find(|o| is_at_or_below(name, o) && !(strictly && name == **o)).map(|o| to_text(o))
+    };
     for r in records.iter().filter(|r| r.rtype == code::NS && is_at_or_below(&r.owner, apex)) {
+        if name::is_wildcard(&r.owner) {
+            problems.push(err(&r.at, format!("invalid NS owner name (wildcard): {}", to_text(&r.owner))));
+            continue;
+        }
         let Some(target) = target_name_offset(code::NS).and_then(|o| embedded_name(&r.rdata, o)) else {
             continue;
         };
         let target = name::to_lower(target);
-        if is_at_or_below(&target, apex) && !has_address(&target) {
-            problems.push(err(
-                &r.at,
-                format!(
-                    "NS without address: {} NS {} has no address records (A or AAAA)",
-                    to_text(&r.owner),
-                    to_text(&target)
-                ),
-            ));
+        if !is_at_or_below(&target, apex) {
+            continue;
+        }
+        let line = |what: &str| format!("{} NS {} {what}", to_text(&r.owner), to_text(&target));
+        // Like named-checkzone: the zone's own name servers must be reachable in it (an error);
+        // a delegation's missing glue is only reported.
+        let apex_ns = &r.owner[..] == apex;
+        if let Some(dname) = below(&target, &dnames, true) {
+            let p = Problem {
+                severity: if apex_ns { Severity::Error } else { Severity::Warning },
+                at: r.at.clone(),
+                message: line(&format!("is below a DNAME {dname} (illegal)")),
+            };
+            problems.push(p);
+        } else if !has_address(&target) {
+            let glue = below(&target, &cuts, false).is_some();
+            let severity = if apex_ns && !glue { Severity::Error } else { Severity::Warning };
+            let message = if glue {
+                format!("NS without glue: {}", line("has no address records (A or AAAA)"))
+            } else {
+                format!("NS without address: {}", line("has no address records (A or AAAA)"))
+            };
+            problems.push(Problem { severity, at: r.at.clone(), message });
         }
     }
     problems.sort_by(|a, b| (&*a.at.file, a.at.line).cmp(&(&*b.at.file, b.at.line)));
@@ -571,7 +601,9 @@ mod tests {
             ns1 3600 A 192.0.2.1\n\
             www 3600 CNAME x\nwww 3600 A 192.0.2.5\n\
             glue.other.org. 3600 A 192.0.2.9\n\
-            sub 3600 NS ns.sub\n";
+            sub 3600 NS ns.sub\n\
+            @ 3600 NS nowhere\n\
+            *.w 3600 NS ns1\n";
         let apex = from_text("example.com").unwrap();
         let recs = zonefile::parse_text(bad, "bad.zone", &apex, &Includes::Forbidden).unwrap();
         let problems = check(&apex, &recs);
@@ -580,7 +612,9 @@ mod tests {
         assert!(all.contains("has no SOA record"), "{all}");
         assert!(all.contains("bad.zone:4: error: CNAME and other data"), "{all}");
         assert!(all.contains("bad.zone:5: warning: ignoring out-of-zone data"), "{all}");
-        assert!(all.contains("bad.zone:6: error: NS without address"), "{all}");
+        assert!(all.contains("bad.zone:6: warning: NS without glue"), "{all}");
+        assert!(all.contains("bad.zone:7: error: NS without address"), "{all}");
+        assert!(all.contains("bad.zone:8: error: invalid NS owner name (wildcard)"), "{all}");
         assert!(Zone::from_records(&apex, recs).is_err());
     }
 }

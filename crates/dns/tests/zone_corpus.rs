@@ -96,6 +96,30 @@ fn ttl_units_and_the_soa_minimum_default_read_like_bind() {
     let recs = load("ok-no-ttl.zone");
     let ttl_of = |t: u16| recs.iter().find(|r| r.rtype == t).unwrap().ttl;
     assert_eq!((ttl_of(code::SOA), ttl_of(code::NS), ttl_of(code::A)), (300, 3600, 300));
+    // RFC 2181 §8: a TTL above 2^31 - 1 is read as 0.
+    let recs = load("ok-ttl-too-big.zone");
+    let w = from_text("w.example.com").unwrap();
+    assert_eq!(recs.iter().find(|r| r.owner == w).unwrap().ttl, 0);
+}
+
+#[test]
+fn name_server_checks_follow_named_checkzone() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/zones");
+    let problems = |file: &str| {
+        let apex = from_text("example.com").unwrap();
+        let recs = zonefile::read_file(&dir.join(file), &apex).unwrap();
+        check(&apex, &recs).iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+    };
+    // A delegation without glue, or to an in-zone name without address: reported, not fatal.
+    assert!(problems("ok-glue-missing.zone").contains("warning: NS without glue"));
+    assert!(problems("ok-delegation-ns-without-address.zone").contains("warning: NS without address"));
+    // The zone's own name servers must be reachable: not below a DNAME, not at a wildcard.
+    assert!(
+        problems("bad-apex-ns-below-dname.zone")
+            .contains("error: example.com. NS ns.dn.example.com. is below a DNAME")
+    );
+    assert!(problems("bad-dname-at-apex-over-ns.zone").contains("is below a DNAME example.com."));
+    assert!(problems("bad-wildcard-ns.zone").contains("error: invalid NS owner name (wildcard)"));
 }
 
 #[test]

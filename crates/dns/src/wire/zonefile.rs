@@ -150,10 +150,12 @@ fn parse_into(
                 if rdata.len() > 65535 {
                     return Err(err(line, "record data longer than 65535 bytes".into()));
                 }
+                // RFC 2181 §8: a TTL with the top bit set counts as 0 (as BIND loads it).
+                let ttl = rec.ttl().as_secs();
                 out.push(ZoneRecord {
                     owner: to_lower(&owner),
                     rtype: rec.rtype().to_int(),
-                    ttl: rec.ttl().as_secs(),
+                    ttl: if ttl > 0x7fff_ffff { 0 } else { ttl },
                     rdata,
                     at: Location { file: file_name.clone(), line },
                 });
