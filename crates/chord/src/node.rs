@@ -1020,10 +1020,22 @@ impl Node {
     }
 
     /// An unauthenticated `Leaving`: probe the named node; believed only if it does not
-    /// answer as itself (a leaving node answers `Ping` with an error).
-    fn leaving_from(&mut self, node: NodeRef, pred: Option<NodeRef>, succs: Vec<NodeRef>) -> Response {
+    /// answer as itself (a leaving node answers `Ping` with an error). The neighbours it names
+    /// are taken only from the node's own IP: a forger could otherwise slip its own nodes in
+    /// when a node really went away.
+    fn leaving_from(
+        &mut self,
+        ip: IpAddr,
+        node: NodeRef,
+        mut pred: Option<NodeRef>,
+        mut succs: Vec<NodeRef>,
+    ) -> Response {
         if node.addr == self.rt.me.addr || self.probing(node.addr) {
             return Response::Ok;
+        }
+        if node.addr.ip() != ip {
+            pred = None;
+            succs.clear();
         }
         if self.claim_checks() >= self.params.max_claim_checks {
             return self.refuse_claim("too many claims being checked; try again later");
@@ -1085,7 +1097,7 @@ impl Node {
         if let Origin::Peer(ip) = origin {
             match req {
                 Request::Notify { node } => return self.notify_from(ip, node),
-                Request::Leaving { node, pred, succs } => return self.leaving_from(node, pred, succs),
+                Request::Leaving { node, pred, succs } => return self.leaving_from(ip, node, pred, succs),
                 Request::Store { items } => return self.store_from(ip, items),
                 _ => {}
             }
@@ -1862,6 +1874,16 @@ mod tests {
         let r = n.handle_request_from(0, Origin::Peer(ATTACKER), leaving(50));
         assert!(matches!(r, Response::Error { code: ErrorCode::Unavailable, .. }), "{r:?}");
         assert_eq!(std::iter::from_fn(|| n.poll_output()).count(), 3, "three probes, no fourth");
+    }
+
+    #[test]
+    fn a_leaving_from_elsewhere_for_a_dead_node_brings_no_neighbours_of_its_own() {
+        let mut n = ring_node();
+        let planted = NodeRef { id: Id::from_u64(10), addr: (ATTACKER, 1).into() };
+        let forged = Request::Leaving { node: at(9), pred: Some(planted), succs: vec![planted] };
+        n.handle_request_from(10, Origin::Peer(ATTACKER), forged);
+        drive(&mut n, 20, |_, _| Some(Err(RpcFailure::Unreachable)));
+        assert_eq!(n.routing().succs, vec![at(11)], "9 is gone, and nothing planted in its place");
     }
 
     #[test]
