@@ -163,6 +163,8 @@ assert answered >= 14000, "only %d answers" % answered
 margin = 6 * 1024
 assert growth < budget // 1024 + margin, "RSS grew %d KiB (budget %d KiB + %d)" % (growth, budget // 1024, margin)
 print("  ok: RSS grew %d KiB, within the 2 MiB cache budget + 6 MiB" % growth)
+assert after < budget // 1024 + 30 * 1024, "RSS %d KiB" % after
+print("  ok: RSS %d KiB in all, under the 2 MiB cache budget + 30 MiB" % after)
 PY
 check "the resolver still answers after the floods" "192.0.2.1" \
   "$(dig @127.0.0.1 -p "$rport" ok.zz A +short +time=3 +tries=1)"
