@@ -9,7 +9,7 @@ use appnet_dns::wire::rrtype::code;
 use appnet_resolver::cache::CacheLimits;
 use appnet_resolver::clients::Clients;
 use appnet_resolver::local::LocalZones;
-use appnet_resolver::resolver::{Mode, Resolver, Settings};
+use appnet_resolver::iterate::{Mode, Resolver, Settings};
 use appnet_resolver::respond::{Frontend, ServiceCounters, Via};
 use appnet_resolver::transport::Transport;
 use libfuzzer_sys::fuzz_target;

@@ -3,9 +3,10 @@
 //! retries other replicas with backoff, and resists poisoning.
 //!
 //! - [`cache`]: answers and delegations, sans-IO, bounded by bytes through [`lru`].
-//! - [`servers`]: smoothed RTTs, server choice and exponential backoff, sans-IO.
+//! - [`infra`]: the infra cache (Unbound's name): smoothed RTTs, server choice and exponential
+//!   backoff per upstream address, sans-IO.
 //! - [`local`]: junk and local-zone names answered without going upstream.
-//! - [`resolver`]: the algorithm, generic over a [`transport::Transport`].
+//! - [`iterate`]: the iteration algorithm (RFC 1034 §5.3.3), generic over a [`transport::Transport`].
 //! - [`transport`]: UDP/TCP exchanges with the anti-spoofing rules.
 //! - [`trace`]: the numbered steps `--trace` and the lab tour print.
 //! - [`clients`]: access control and per-client rate limits; [`respond`]: query → response.
@@ -17,12 +18,12 @@ pub mod cache;
 pub mod clients;
 pub mod config;
 pub mod hints;
+pub mod infra;
+pub mod iterate;
 pub mod local;
 pub mod lru;
-pub mod resolver;
 pub mod respond;
 pub mod server;
-pub mod servers;
 pub mod trace;
 pub mod transport;
 

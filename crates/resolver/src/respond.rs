@@ -4,8 +4,8 @@
 use crate::admission::{Gate, Ticket, client_key};
 use crate::cache::Answer;
 use crate::clients::{Admission, Clients};
+use crate::iterate::Resolver;
 use crate::local::LocalZones;
-use crate::resolver::Resolver;
 use crate::transport::Transport;
 use appnet_dns::wire::message::Record;
 use appnet_dns::wire::query::{self, BadQuery, Header, opcode};

@@ -6,7 +6,7 @@ mod support;
 use appnet_dns::wire::name::from_text;
 use appnet_dns::wire::rrtype::code;
 use appnet_resolver::cache::{CacheLimits, Outcome};
-use appnet_resolver::resolver::{Mode, Resolver, Settings};
+use appnet_resolver::iterate::{Mode, Resolver, Settings};
 use appnet_resolver::trace::StepOutcome;
 use std::sync::atomic::Ordering;
 use support::{FakeNet, roots, textbook_net};

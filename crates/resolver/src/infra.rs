@@ -1,4 +1,4 @@
-//! Upstream server selection, sans-IO: a smoothed RTT per server address (as TCP estimates it,
+//! The infra cache (as Unbound calls it): upstream server selection, sans-IO: a smoothed RTT per server address (as TCP estimates it,
 //! RFC 6298), timeouts derived from it, exponential backoff after timeouts, and a choice that
 //! prefers the fastest server but sometimes probes the others so a recovered one is noticed.
 
@@ -31,11 +31,11 @@ struct Stat {
 
 /// What the resolver knows about each upstream server's speed and health.
 #[derive(Debug, Default)]
-pub struct ServerStats {
+pub struct InfraCache {
     stats: HashMap<IpAddr, Stat>,
 }
 
-impl ServerStats {
+impl InfraCache {
     /// No knowledge yet.
     pub fn new() -> Self {
         Self::default()
@@ -153,7 +153,7 @@ mod tests {
     #[test]
     fn fastest_first_and_timed_out_last() {
         let now = Instant::now();
-        let mut s = ServerStats::new();
+        let mut s = InfraCache::new();
         s.answered(ip("127.0.0.1"), Duration::from_millis(30));
         s.answered(ip("127.0.0.2"), Duration::from_millis(5));
         s.timed_out(ip("127.0.0.3"), now);
@@ -168,7 +168,7 @@ mod tests {
     #[test]
     fn probing_sometimes_puts_another_server_first() {
         let now = Instant::now();
-        let mut s = ServerStats::new();
+        let mut s = InfraCache::new();
         s.answered(ip("127.0.0.1"), Duration::from_millis(1));
         s.answered(ip("127.0.0.2"), Duration::from_millis(50));
         let all = [ip("127.0.0.1"), ip("127.0.0.2")];
@@ -179,7 +179,7 @@ mod tests {
     #[test]
     fn probing_never_picks_a_server_in_its_blackout() {
         let now = Instant::now();
-        let mut s = ServerStats::new();
+        let mut s = InfraCache::new();
         s.answered(ip("127.0.0.1"), Duration::from_millis(1));
         s.timed_out(ip("127.0.0.2"), now);
         let all = [ip("127.0.0.1"), ip("127.0.0.2")];
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn the_table_of_servers_is_bounded() {
         let now = Instant::now();
-        let mut s = ServerStats::new();
+        let mut s = InfraCache::new();
         for i in 0..=(3 * MAX_SERVERS as u32) {
             let addr = IpAddr::from((0x0a00_0000 + i).to_be_bytes());
             if i % 2 == 0 {
@@ -209,7 +209,7 @@ mod tests {
     #[test]
     fn timeouts_back_off_exponentially_and_reset_on_an_answer() {
         let now = Instant::now();
-        let mut s = ServerStats::new();
+        let mut s = InfraCache::new();
         let a = ip("127.0.0.9");
         s.answered(a, Duration::from_millis(100));
         let t0 = s.timeout(a);

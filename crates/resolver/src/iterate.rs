@@ -10,7 +10,7 @@
 
 use crate::admission::Gate;
 use crate::cache::{Answer, Cache, CacheLimits, CacheStats, Delegation, Outcome};
-use crate::servers::ServerStats;
+use crate::infra::InfraCache;
 use crate::trace::{Step, StepOutcome};
 use crate::transport::Transport;
 use appnet_dns::wire::message::{self, Parsed, Record};
@@ -80,7 +80,7 @@ pub struct Counters {
 
 struct State {
     cache: Cache,
-    servers: ServerStats,
+    servers: InfraCache,
     no_edns: Vec<IpAddr>,
 }
 
@@ -118,7 +118,7 @@ impl<T: Transport> Resolver<T> {
     /// A resolver with an empty cache.
     pub fn new(settings: Settings, transport: T) -> Resolver<T> {
         let state =
-            State { cache: Cache::new(settings.cache), servers: ServerStats::new(), no_edns: Vec::new() };
+            State { cache: Cache::new(settings.cache), servers: InfraCache::new(), no_edns: Vec::new() };
         Resolver {
             transport,
             zones: Gate::new(settings.max_in_flight_per_zone),
