@@ -252,14 +252,13 @@ async fn connection(
     shutdown: Shutdown,
     activity: Activity,
 ) {
-    let header_timeout = handler.config().header_timeout();
     // A fresh connection has the header timeout for its whole first request head, whatever
     // comes before it (TLS handshake, protocol sniffing).
-    let first_deadline = tokio::time::Instant::now() + header_timeout;
+    let first_deadline = tokio::time::Instant::now() + handler.config().header_timeout();
     if let Some(acceptor) = tls {
         let handshake = tokio::select! {
             _ = shutdown.wait() => return,
-            h = tokio::time::timeout(header_timeout, acceptor.accept(stream)) => h,
+            h = tokio::time::timeout_at(first_deadline, acceptor.accept(stream)) => h,
         };
         let Ok(Ok(tls_stream)) = handshake else {
             tracing::debug!(%peer, "TLS handshake failed or timed out");
