@@ -1,18 +1,28 @@
-//! The resolution algorithm (RFC 1034 §5.3.3): answer from the cache when possible, otherwise
-//! start at the closest known zone cut (the root hints at first), ask one of its servers, follow
-//! referrals down, resolve glueless name servers, follow CNAMEs across zones, and cache what is
-//! learned: answers, negative answers (RFC 2308), delegations apart from answers.
+//! The iteration algorithm (RFC 1034 §5.3.3) as a sans-IO state machine, one [`Resolution`] per
+//! client question, in the style of quinn-proto: it never reads a clock or touches a socket.
+//! Every call takes `now`; it says what to send with [`Resolution::poll_transmit`], when its
+//! exchange times out with [`Resolution::poll_timeout`], and what happened with
+//! [`Resolution::poll_event`] (the trace steps, then [`Event::Done`] with the answer). The
+//! driver ([`crate::driver`]) only sends, receives, sleeps and feeds back
+//! [`handle_response`](Resolution::handle_response), [`handle_timeout`](Resolution::handle_timeout)
+//! and [`handle_error`](Resolution::handle_error).
 //!
-//! Defences against poisoning: random IDs and source ports (see [`crate::transport`]), replies
+//! The algorithm: answer from the cache when possible, otherwise start at the closest known
+//! zone cut (the root hints at first), ask one of its servers (chosen by the infra cache,
+//! [`crate::infra`]), follow referrals down, resolve glueless name servers (nested lookups on a
+//! stack inside the same resolution), follow CNAMEs across zones, and cache what is learned:
+//! answers, negative answers (RFC 2308), delegations apart from answers. One exchange retries
+//! over TCP when truncated and without EDNS when the server rejects it.
+//!
+//! Defences against poisoning: random IDs (and source ports, see [`crate::transport`]), replies
 //! checked against the question asked (optionally with 0x20 case randomisation), records
 //! outside the answering server's bailiwick dropped, glue used only for delegations and only
 //! when in bailiwick, additional-section data never cached as an answer.
 
-use crate::admission::Gate;
-use crate::cache::{Answer, Cache, CacheLimits, CacheStats, Delegation, Outcome};
+use crate::admission::{Gate, Ticket};
+use crate::cache::{Answer, Cache, CacheLimits, Delegation, Outcome};
 use crate::infra::InfraCache;
 use crate::trace::{Step, StepOutcome};
-use crate::transport::Transport;
 use appnet_dns::wire::message::{self, Parsed, Record};
 use appnet_dns::wire::name::{self, NameBuf, is_at_or_below};
 use appnet_dns::wire::query::opcode;
@@ -20,10 +30,10 @@ use appnet_dns::wire::response::rcode;
 use appnet_dns::wire::rrtype::{code, embedded_name, type_name};
 use appnet_dns::wire::zonefile::record_text;
 use rand::Rng;
-use std::future::Future;
+use rand::rngs::StdRng;
+use std::collections::VecDeque;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -37,6 +47,9 @@ pub const MAX_DEPTH: usize = 5;
 pub const MAX_NO_EDNS: usize = 1_024;
 /// The EDNS payload size we advertise upstream (the DNS flag day 2020 value).
 pub const EDNS_PAYLOAD: u16 = 1232;
+/// Tries of one exchange with one server: the first, over TCP after a truncated reply, and
+/// without EDNS after a FORMERR/NOTIMP.
+const MAX_ATTEMPTS: u8 = 3;
 
 /// How the resolver finds answers.
 #[derive(Debug, Clone)]
@@ -78,535 +91,126 @@ pub struct Counters {
     pub zone_limited: AtomicU64,
 }
 
-struct State {
-    cache: Cache,
-    servers: InfraCache,
-    no_edns: Vec<IpAddr>,
+/// What every resolution reads and updates, owned by the driver (behind one lock there, never
+/// held across I/O): the cache, the infra cache, and the servers known not to speak EDNS.
+#[derive(Debug)]
+pub struct Shared {
+    /// Answers and delegations.
+    pub cache: Cache,
+    /// RTTs, timeouts and back-off per upstream address.
+    pub infra: InfraCache,
+    /// Servers that rejected EDNS (bounded by [`MAX_NO_EDNS`]).
+    pub no_edns: Vec<IpAddr>,
 }
 
-/// A resolver: shared by every client task; the cache sits behind a mutex never held across I/O.
-pub struct Resolver<T: Transport> {
-    transport: T,
-    settings: Settings,
-    state: Mutex<State>,
-    /// Upstream exchanges in flight per zone cut.
-    zones: Gate<NameBuf>,
-    counters: Counters,
-    /// When set, every step of every resolution is recorded here too (the lab tour sends real
-    /// queries from a host and shows what the resolver did for them).
-    recorder: Mutex<Option<Vec<Step>>>,
+impl Shared {
+    /// An empty cache and infra cache.
+    pub fn new(limits: CacheLimits) -> Shared {
+        Shared { cache: Cache::new(limits), infra: InfraCache::new(), no_edns: Vec::new() }
+    }
 }
 
-/// Per-question bookkeeping: query budget, nesting depth, and the trace when asked for.
-struct Ctx {
+/// Everything a [`Resolution`] consults on a call besides its own state: the settings, the
+/// shared cache and infra cache, the per-zone admission gate and the counters.
+pub struct Env<'a> {
+    /// The algorithm's settings.
+    pub settings: &'a Settings,
+    /// Cache, infra cache, no-EDNS list.
+    pub shared: &'a mut Shared,
+    /// Upstream exchanges in flight per zone cut (the slot is held while a zone is asked).
+    pub zones: &'a Gate<NameBuf>,
+    /// Counters.
+    pub counters: &'a Counters,
+}
+
+/// A query the driver must send: to `server`, over TCP or UDP, waiting at most `timeout`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it.
+    pub server: SocketAddr,
+    /// The DNS message.
+    pub query: Vec<u8>,
+    /// Over TCP (after a truncated reply) rather than UDP.
+    pub tcp: bool,
+    /// How long the exchange may take (also [`Resolution::poll_timeout`] − now at sending).
+    pub timeout: Duration,
+}
+
+/// What a resolution reports, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// One step of the trace (an exchange, a cache hit, a failure).
+    Step(Step),
+    /// The resolution is over: its answer (positive, NXDOMAIN, NODATA or SERVFAIL). Last event.
+    Done(Answer),
+}
+
+/// The state machine for one client question: a stack of lookups (the question itself at the
+/// bottom, name-server address lookups for glueless delegations above it) and at most one
+/// exchange in flight.
+pub struct Resolution {
+    rng: StdRng,
+    /// Queries sent for this question, nested lookups included (bounded by [`MAX_QUERIES`]).
     queries: usize,
+    stack: Vec<Frame>,
+    pending: Option<Pending>,
+    transmit: Option<Transmit>,
+    events: VecDeque<Event>,
+    done: bool,
+}
+
+/// One lookup (name, type) with its CNAME chain so far.
+struct Frame {
+    qtype: u16,
+    current: NameBuf,
+    chain: Vec<Record>,
+    /// Lookups done along the CNAME chain (at most MAX_CNAME_CHAIN + 1).
+    links: usize,
     depth: usize,
-    trace: Option<Vec<Step>>,
+    task: Task,
 }
 
-type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-fn servfail() -> Answer {
-    Answer { outcome: Outcome::ServFail, records: vec![], authority: vec![] }
+enum Task {
+    /// Look in the cache for `current`, then start iterating or forwarding.
+    Lookup,
+    Iterate(Iter),
+    Forward {
+        upstream: SocketAddr,
+        tries: u8,
+    },
 }
 
-fn question_text(qname: &[u8], qtype: u16) -> String {
-    format!("{} {}", name::to_text(qname), type_name(qtype))
+struct Iter {
+    cut: Delegation,
+    /// Resolving addresses of a glueless delegation's servers: the names to try (the first
+    /// four) and the index of the one being looked up (its frame is above this one).
+    glueless: Option<(Vec<NameBuf>, usize)>,
+    ask: Option<Ask>,
 }
 
-impl<T: Transport> Resolver<T> {
-    /// A resolver with an empty cache.
-    pub fn new(settings: Settings, transport: T) -> Resolver<T> {
-        let state =
-            State { cache: Cache::new(settings.cache), servers: InfraCache::new(), no_edns: Vec::new() };
-        Resolver {
-            transport,
-            zones: Gate::new(settings.max_in_flight_per_zone),
-            settings,
-            state: Mutex::new(state),
-            counters: Counters::default(),
-            recorder: Mutex::new(None),
-        }
-    }
+/// Asking one zone's servers in order: each gets one try per round; a second round (with the
+/// backed-off timeout) only when the zone has three servers or fewer.
+struct Ask {
+    _ticket: Ticket<NameBuf>,
+    candidates: Vec<(String, IpAddr)>,
+    order: Vec<IpAddr>,
+    round: usize,
+    index: usize,
+}
 
-    /// The counters.
-    pub fn counters(&self) -> &Counters {
-        &self.counters
-    }
-
-    /// Cache hit/miss counters.
-    pub fn cache_stats(&self) -> CacheStats {
-        self.lock().cache.stats()
-    }
-
-    /// Bytes the cache accounts for now (at most its budget).
-    pub fn cache_bytes(&self) -> usize {
-        self.lock().cache.bytes()
-    }
-
-    /// Empties the cache (answers and delegations).
-    pub fn flush(&self) {
-        self.lock().cache.clear();
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Starts recording the steps of every resolution (replacing any earlier recording).
-    pub fn start_recording(&self) {
-        *self.recorder.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
-    }
-
-    /// Stops recording and returns the steps recorded since [`start_recording`](Self::start_recording).
-    pub fn take_recording(&self) -> Vec<Step> {
-        self.recorder.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default()
-    }
-
-    /// Looks only in the cache (for RD=0 questions).
-    pub fn cached(&self, qname: &[u8], qtype: u16) -> Option<Answer> {
-        self.lock().cache.get(qname, qtype, Instant::now())
-    }
-
-    /// The cached answer as stored and its age in seconds (the lock is held for a lookup and a
-    /// reference count only; the caller subtracts the age from the TTLs it sends).
-    pub fn cached_shared(&self, qname: &[u8], qtype: u16) -> Option<(std::sync::Arc<Answer>, u32)> {
-        self.lock().cache.get_shared(qname, qtype, Instant::now())
-    }
-
-    /// Resolves `qname`/`qtype`.
-    pub async fn resolve(&self, qname: &[u8], qtype: u16) -> Answer {
-        let mut ctx = Ctx { queries: 0, depth: 0, trace: None };
-        self.resolve_in(qname.into(), qtype, &mut ctx).await
-    }
-
-    /// Resolves and also returns every step taken (for `--trace` and the tour).
-    pub async fn resolve_traced(&self, qname: &[u8], qtype: u16) -> (Answer, Vec<Step>) {
-        let mut ctx = Ctx { queries: 0, depth: 0, trace: Some(Vec::new()) };
-        let answer = self.resolve_in(qname.into(), qtype, &mut ctx).await;
-        (answer, ctx.trace.unwrap_or_default())
-    }
-
-    fn resolve_in<'a>(&'a self, qname: NameBuf, qtype: u16, ctx: &'a mut Ctx) -> Boxed<'a, Answer> {
-        Box::pin(async move {
-            let mut chain: Vec<Record> = Vec::new();
-            let mut current = qname;
-            for _ in 0..=MAX_CNAME_CHAIN {
-                let cached = {
-                    let mut st = self.lock();
-                    let now = Instant::now();
-                    match st.cache.get(&current, qtype, now) {
-                        Some(a) => Some(a),
-                        None if qtype != code::CNAME => st
-                            .cache
-                            .get(&current, code::CNAME, now)
-                            .filter(|a| a.outcome == Outcome::Positive),
-                        None => None,
-                    }
-                };
-                let answer = match cached {
-                    Some(a) => {
-                        if ctx.depth == 0 && chain.is_empty() {
-                            self.counters.served_from_cache.fetch_add(1, Ordering::Relaxed);
-                        }
-                        self.record_step(
-                            ctx,
-                            "cache",
-                            None,
-                            question_text(&current, qtype),
-                            StepOutcome::Cached,
-                            Duration::ZERO,
-                        );
-                        a
-                    }
-                    None => match &self.settings.mode {
-                        Mode::Iterative { .. } => self.iterate(&current, qtype, ctx).await,
-                        Mode::Forward { upstream } => self.forward(*upstream, &current, qtype, ctx).await,
-                    },
-                };
-                if answer.outcome == Outcome::Positive
-                    && qtype != code::CNAME
-                    && let Some(target) = dangling_cname(&answer.records, qtype)
-                {
-                    chain.extend(answer.records);
-                    current = target;
-                    continue;
-                }
-                chain.extend(answer.records);
-                return Answer { outcome: answer.outcome, records: chain, authority: answer.authority };
-            }
-            servfail()
-        })
-    }
-
-    /// The starting zone cut for `qname`: the deepest cached delegation, else the root hints.
-    fn start_cut(&self, qname: &[u8]) -> Delegation {
-        if let Some(d) = self.lock().cache.closest_delegation(qname, Instant::now()) {
-            return d;
-        }
-        let roots = match &self.settings.mode {
-            Mode::Iterative { roots } => roots.clone(),
-            Mode::Forward { .. } => Vec::new(),
-        };
-        Delegation { zone: name::ROOT.into(), servers: roots }
-    }
-
-    async fn iterate(&self, qname: &[u8], qtype: u16, ctx: &mut Ctx) -> Answer {
-        let mut cut = self.start_cut(qname);
-        loop {
-            if !cut.servers.iter().any(|(_, a)| !a.is_empty())
-                && !self.find_server_addresses(&mut cut, ctx).await
-            {
-                return self.give_up(
-                    qname,
-                    qtype,
-                    ctx,
-                    format!("no address for any {} server", name::to_text(&cut.zone)),
-                );
-            }
-            let Some(ticket) = self.zones.try_enter(cut.zone.clone()) else {
-                return self.zone_busy(qname, qtype, ctx, &cut.zone);
-            };
-            let asked = self.ask_zone(&cut, qname, qtype, false, ctx).await;
-            drop(ticket);
-            let Some((server_name, reply)) = asked else {
-                return self.give_up(
-                    qname,
-                    qtype,
-                    ctx,
-                    format!("every {} server failed", name::to_text(&cut.zone)),
-                );
-            };
-            match self.classify(&cut, qname, qtype, &reply) {
-                Classified::Done(answer, outcome) => {
-                    self.note(ctx, &server_name, &reply, qname, qtype, outcome);
-                    let mut st = self.lock();
-                    let now = Instant::now();
-                    for r in answer.records.iter().filter(|r| r.rtype == code::CNAME) {
-                        let single = Answer {
-                            outcome: Outcome::Positive,
-                            records: vec![r.clone()],
-                            authority: vec![],
-                        };
-                        st.cache.insert(&r.owner, code::CNAME, single, now);
-                    }
-                    return st.cache.insert(qname, qtype, answer, now);
-                }
-                Classified::Referral(next, ttl) => {
-                    let outcome = StepOutcome::Referral {
-                        zone: name::to_text(&next.zone),
-                        servers: next.servers.iter().map(|(n, _)| name::to_text(n)).collect(),
-                    };
-                    self.note(ctx, &server_name, &reply, qname, qtype, outcome);
-                    let mut st = self.lock();
-                    st.cache.insert_delegation(next.clone(), ttl, Instant::now());
-                    drop(st);
-                    cut = next;
-                }
-                Classified::Lame(why) => {
-                    self.counters.rejected_replies.fetch_add(1, Ordering::Relaxed);
-                    self.note(ctx, &server_name, &reply, qname, qtype, StepOutcome::Failed(why.clone()));
-                    return self.give_up(qname, qtype, ctx, why);
-                }
-            }
-        }
-    }
-
-    fn note(
-        &self,
-        ctx: &mut Ctx,
-        server: &str,
-        reply: &Reply,
-        qname: &[u8],
-        qtype: u16,
-        outcome: StepOutcome,
-    ) {
-        self.record_step(ctx, server, Some(reply.from), question_text(qname, qtype), outcome, reply.rtt);
-    }
-
-    fn give_up(&self, qname: &[u8], qtype: u16, ctx: &mut Ctx, why: String) -> Answer {
-        tracing::info!("SERVFAIL for {}: {why}", question_text(qname, qtype));
-        self.record_step(
-            ctx,
-            "resolver",
-            None,
-            question_text(qname, qtype),
-            StepOutcome::Failed(format!("SERVFAIL: {why}")),
-            Duration::ZERO,
-        );
-        self.lock().cache.insert(qname, qtype, servfail(), Instant::now())
-    }
-
-    /// The zone already has its limit of exchanges in flight: SERVFAIL now, not cached (the
-    /// question may well succeed a moment later, and a flood's names are not worth keeping).
-    fn zone_busy(&self, qname: &[u8], qtype: u16, ctx: &mut Ctx, zone: &[u8]) -> Answer {
-        self.counters.zone_limited.fetch_add(1, Ordering::Relaxed);
-        let why = format!("{} has its limit of queries in flight", name::to_text(zone));
-        tracing::debug!("SERVFAIL for {}: {why}", question_text(qname, qtype));
-        self.record_step(
-            ctx,
-            "resolver",
-            None,
-            question_text(qname, qtype),
-            StepOutcome::Failed(format!("SERVFAIL: {why}")),
-            Duration::ZERO,
-        );
-        servfail()
-    }
-
-    /// A glueless delegation: resolve the addresses of its name servers (not those inside the
-    /// zone itself, which would need glue we lack). Returns whether any address was found.
-    async fn find_server_addresses(&self, cut: &mut Delegation, ctx: &mut Ctx) -> bool {
-        if ctx.depth >= MAX_DEPTH {
-            return false;
-        }
-        let names: Vec<NameBuf> = cut.servers.iter().map(|(n, _)| n.clone()).collect();
-        for ns in names.iter().take(4) {
-            if is_at_or_below(ns, &cut.zone) {
-                continue;
-            }
-            ctx.depth += 1;
-            let answer = self.resolve_in(ns.clone(), code::A, ctx).await;
-            ctx.depth -= 1;
-            let addrs: Vec<IpAddr> = answer.records.iter().filter_map(address_of).collect();
-            if !addrs.is_empty() {
-                self.lock().cache.add_server_addresses(ns, &addrs);
-                if let Some(entry) = cut.servers.iter_mut().find(|(n, _)| n == ns) {
-                    entry.1 = addrs;
-                }
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Asks the zone's servers in order of preference until one gives a usable reply.
-    async fn ask_zone(
-        &self,
-        cut: &Delegation,
-        qname: &[u8],
-        qtype: u16,
-        rd: bool,
-        ctx: &mut Ctx,
-    ) -> Option<(String, Reply)> {
-        let candidates: Vec<(String, IpAddr)> = cut
-            .servers
-            .iter()
-            .flat_map(|(n, addrs)| addrs.iter().map(move |a| (name::to_text(n), *a)))
-            .collect();
-        let addrs: Vec<IpAddr> = candidates.iter().map(|(_, a)| *a).collect();
-        let order = {
-            let st = self.lock();
-            let mut rng = rand::rng();
-            st.servers.order(
-                &addrs,
-                Instant::now(),
-                rng.random_range(0..100),
-                rng.random_range(0..usize::MAX),
-            )
-        };
-        // Each server gets one try per round; two rounds, so a lost datagram is retried with
-        // a backed-off timeout.
-        for round in 0..2 {
-            for addr in &order {
-                if ctx.queries >= MAX_QUERIES {
-                    return None;
-                }
-                let server_name =
-                    candidates.iter().find(|(_, a)| a == addr).map(|(n, _)| n.clone()).unwrap_or_default();
-                let target = SocketAddr::new(*addr, self.settings.upstream_port);
-                match self.exchange(target, qname, qtype, rd, ctx).await {
-                    Ok(reply) => return Some((server_name, reply)),
-                    Err(failure) => {
-                        let outcome = match failure {
-                            Failure::Timeout(waited) => StepOutcome::Timeout { waited },
-                            Failure::Bad(why) => StepOutcome::Failed(why),
-                        };
-                        self.record_step(
-                            ctx,
-                            &server_name,
-                            Some(target),
-                            question_text(qname, qtype),
-                            outcome,
-                            Duration::ZERO,
-                        );
-                    }
-                }
-            }
-            if round == 0 && order.len() > 3 {
-                break;
-            }
-        }
-        None
-    }
-
-    /// One query to one server, with TCP fallback on TC and EDNS fallback on FORMERR/NOTIMP.
-    async fn exchange(
-        &self,
-        server: SocketAddr,
-        qname: &[u8],
-        qtype: u16,
-        rd: bool,
-        ctx: &mut Ctx,
-    ) -> Result<Reply, Failure> {
-        let sent_name: NameBuf = if self.settings.use_0x20 { randomize_case(qname) } else { qname.into() };
-        let mut edns = !self.lock().no_edns.contains(&server.ip());
-        let mut tcp = false;
-        for _attempt in 0..3 {
-            ctx.queries += 1;
-            self.counters.upstream_queries.fetch_add(1, Ordering::Relaxed);
-            let id: u16 = rand::rng().random();
-            let query = message::build_query(
-                id,
-                opcode::QUERY,
-                &sent_name,
-                qtype,
-                rd,
-                edns.then_some((EDNS_PAYLOAD, 0)),
-            );
-            let timeout = self.lock().servers.timeout(server.ip());
-            let started = Instant::now();
-            let bytes = match self.transport.exchange(server, &query, tcp, timeout).await {
-                Ok(b) => b,
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                    self.lock().servers.timed_out(server.ip(), Instant::now());
-                    return Err(Failure::Timeout(timeout));
-                }
-                Err(e) => {
-                    self.lock().servers.timed_out(server.ip(), Instant::now());
-                    return Err(Failure::Bad(format!("network error: {e}")));
-                }
-            };
-            let rtt = started.elapsed();
-            let parsed = match message::parse(&bytes) {
-                Ok(p) => p,
-                Err(e) => {
-                    self.counters.rejected_replies.fetch_add(1, Ordering::Relaxed);
-                    return Err(Failure::Bad(format!("malformed reply: {e}")));
-                }
-            };
-            if let Err(why) = matches_question(&parsed, id, &sent_name, qtype, self.settings.use_0x20) {
-                self.counters.rejected_replies.fetch_add(1, Ordering::Relaxed);
-                return Err(Failure::Bad(why));
-            }
-            if parsed.tc && !tcp {
-                tcp = true;
-                continue;
-            }
-            if edns && matches!(parsed.rcode, rcode::FORMERR | rcode::NOTIMP) {
-                // A server that does not speak EDNS: remember (a bounded list) and ask plainly.
-                remember_bounded(&mut self.lock().no_edns, server.ip(), MAX_NO_EDNS);
-                edns = false;
-                continue;
-            }
-            if matches!(parsed.rcode, rcode::SERVFAIL | rcode::REFUSED | rcode::NOTIMP | rcode::FORMERR) {
-                self.lock().servers.timed_out(server.ip(), Instant::now());
-                return Err(Failure::Bad(format!("server answered rcode {}", parsed.rcode)));
-            }
-            self.lock().servers.answered(server.ip(), rtt);
-            return Ok(Reply { from: server, parsed, rtt });
-        }
-        Err(Failure::Bad("gave up after retries".into()))
-    }
-
-    /// Sorts a reply into a final answer, a referral downwards, or a lame/bogus reply.
-    fn classify(&self, cut: &Delegation, qname: &[u8], qtype: u16, reply: &Reply) -> Classified {
-        let p = &reply.parsed;
-        let zone = &cut.zone;
-        // Only records at or below the zone the server was asked about count (its bailiwick).
-        let in_zone = |r: &&Record| is_at_or_below(&name::to_lower(&r.owner), zone);
-        let answers: Vec<Record> = p.answer.iter().filter(in_zone).cloned().collect();
-        let dropped = p.answer.len() - answers.len();
-        if dropped > 0 {
-            self.counters.rejected_replies.fetch_add(dropped as u64, Ordering::Relaxed);
-            tracing::debug!("dropped {dropped} out-of-bailiwick answer records from {}", reply.from);
-        }
-        let soa: Vec<Record> =
-            p.authority.iter().filter(in_zone).filter(|r| r.rtype == code::SOA).cloned().collect();
-        let chain = follow_chain(&answers, qname, qtype);
-        if p.rcode == rcode::NXDOMAIN {
-            let answer = Answer { outcome: Outcome::NxDomain, records: chain, authority: soa };
-            return Classified::Done(answer, StepOutcome::NxDomain);
-        }
-        if !chain.is_empty() {
-            let texts = chain.iter().map(|r| record_text(&r.owner, r.rtype, r.ttl, &r.rdata)).collect();
-            let answer = Answer { outcome: Outcome::Positive, records: chain, authority: vec![] };
-            return Classified::Done(answer, StepOutcome::Answer { records: texts });
-        }
-        // A referral: NS records for a zone strictly below the cut that contains the name.
-        let ns: Vec<&Record> = p.authority.iter().filter(|r| r.rtype == code::NS).collect();
-        if let Some(first) = ns.first() {
-            let child = name::to_lower(&first.owner);
-            if is_at_or_below(&child, zone)
-                && child.len() > zone.len()
-                && is_at_or_below(&name::to_lower(qname), &child)
-            {
-                let mut servers: Vec<(NameBuf, Vec<IpAddr>)> = Vec::new();
-                for r in ns.iter().filter(|r| name::to_lower(&r.owner) == child) {
-                    if let Some(target) = embedded_name(&r.rdata, 0) {
-                        servers.push((name::to_lower(target), Vec::new()));
-                    }
-                }
-                // Glue only from the additional section, only for these servers, only in bailiwick.
-                for g in &p.additional {
-                    let owner = name::to_lower(&g.owner);
-                    if !is_at_or_below(&owner, zone) {
-                        continue;
-                    }
-                    if let (Some(entry), Some(ip)) =
-                        (servers.iter_mut().find(|(n, _)| *n == owner), address_of(g))
-                    {
-                        entry.1.push(ip);
-                    }
-                }
-                let ttl = ns.iter().map(|r| r.ttl).min().unwrap_or(0);
-                return Classified::Referral(Delegation { zone: child, servers }, ttl);
-            }
-            if !is_at_or_below(&child, zone) || child.len() <= zone.len() {
-                return Classified::Lame(format!(
-                    "lame referral to {} from a {} server",
-                    name::to_text(&child),
-                    name::to_text(zone)
-                ));
-            }
-        }
-        if p.rcode == rcode::NOERROR {
-            let answer = Answer { outcome: Outcome::NoData, records: vec![], authority: soa };
-            return Classified::Done(answer, StepOutcome::NoData);
-        }
-        Classified::Lame(format!("unexpected reply (rcode {})", p.rcode))
-    }
-
-    async fn forward(&self, upstream: SocketAddr, qname: &[u8], qtype: u16, ctx: &mut Ctx) -> Answer {
-        // Two tries (the second with the backed-off timeout), with RD set: the upstream recurses.
-        let mut reply = None;
-        for _ in 0..2 {
-            if let Ok(r) = self.exchange(upstream, qname, qtype, true, ctx).await {
-                reply = Some(r);
-                break;
-            }
-        }
-        let Some(reply) = reply else {
-            return self.give_up(qname, qtype, ctx, format!("forwarder {upstream} did not answer"));
-        };
-        let p = &reply.parsed;
-        let chain = follow_chain(&p.answer, qname, qtype);
-        let soa: Vec<Record> = p.authority.iter().filter(|r| r.rtype == code::SOA).cloned().collect();
-        let (answer, outcome) = if p.rcode == rcode::NXDOMAIN {
-            (Answer { outcome: Outcome::NxDomain, records: chain, authority: soa }, StepOutcome::NxDomain)
-        } else if !chain.is_empty() {
-            let texts = chain.iter().map(|r| record_text(&r.owner, r.rtype, r.ttl, &r.rdata)).collect();
-            (
-                Answer { outcome: Outcome::Positive, records: chain, authority: vec![] },
-                StepOutcome::Answer { records: texts },
-            )
-        } else {
-            (Answer { outcome: Outcome::NoData, records: vec![], authority: soa }, StepOutcome::NoData)
-        };
-        self.note(ctx, &upstream.to_string(), &reply, qname, qtype, outcome);
-        self.lock().cache.insert(qname, qtype, answer, Instant::now())
-    }
+/// The exchange in flight with one server.
+struct Pending {
+    server: SocketAddr,
+    sent_name: NameBuf,
+    qtype: u16,
+    rd: bool,
+    edns: bool,
+    tcp: bool,
+    attempt: u8,
+    id: u16,
+    sent_at: Instant,
+    deadline: Instant,
+    timeout: Duration,
 }
 
 /// A validated reply from the server asked.
@@ -627,10 +231,544 @@ enum Classified {
     Lame(String),
 }
 
-impl<T: Transport> Resolver<T> {
-    fn record_step(
-        &self,
-        ctx: &mut Ctx,
+/// What a frame does next after a piece of work.
+enum Flow {
+    /// A query is queued: wait for the network.
+    Wait,
+    /// The frame finished with this answer.
+    Finished(Answer),
+    /// Keep working on the top frame (it may have changed).
+    Continue,
+}
+
+fn servfail() -> Answer {
+    Answer { outcome: Outcome::ServFail, records: vec![], authority: vec![] }
+}
+
+fn question_text(qname: &[u8], qtype: u16) -> String {
+    format!("{} {}", name::to_text(qname), type_name(qtype))
+}
+
+impl Resolution {
+    /// Starts resolving `qname`/`qtype`: answers from the cache at once when it can, else queues
+    /// the first query. `rng` draws query IDs, 0x20 case and server probes (seed it from the
+    /// OS in service; tests pass a fixed seed).
+    pub fn start(now: Instant, qname: &[u8], qtype: u16, rng: StdRng, env: &mut Env<'_>) -> Resolution {
+        let frame =
+            Frame { qtype, current: qname.into(), chain: Vec::new(), links: 0, depth: 0, task: Task::Lookup };
+        let mut res = Resolution {
+            rng,
+            queries: 0,
+            stack: vec![frame],
+            pending: None,
+            transmit: None,
+            events: VecDeque::new(),
+            done: false,
+        };
+        res.run(now, env);
+        res
+    }
+
+    /// The next query to send, if one is queued (at most one is in flight at a time).
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmit.take()
+    }
+
+    /// When the exchange in flight times out: call [`handle_timeout`](Self::handle_timeout)
+    /// then. `None` when nothing is in flight.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.pending.as_ref().map(|p| p.deadline)
+    }
+
+    /// The next trace step, and finally [`Event::Done`].
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Whether the answer is known (it is, or was, in [`Event::Done`]).
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Upstream queries sent so far for this question.
+    pub fn queries(&self) -> usize {
+        self.queries
+    }
+
+    /// A reply arrived from `from`. Replies from anyone but the server asked, or when nothing is
+    /// in flight, are ignored; malformed or mismatched ones fail the exchange (the next server
+    /// is tried).
+    pub fn handle_response(&mut self, now: Instant, from: SocketAddr, bytes: &[u8], env: &mut Env<'_>) {
+        let Some(p) = self.pending.as_ref() else { return };
+        if p.server != from {
+            return;
+        }
+        let rtt = now.saturating_duration_since(p.sent_at);
+        let result = match message::parse(bytes) {
+            Err(e) => {
+                env.counters.rejected_replies.fetch_add(1, Ordering::Relaxed);
+                Err(Failure::Bad(format!("malformed reply: {e}")))
+            }
+            Ok(parsed) => {
+                if let Err(why) =
+                    matches_question(&parsed, p.id, &p.sent_name, p.qtype, env.settings.use_0x20)
+                {
+                    env.counters.rejected_replies.fetch_add(1, Ordering::Relaxed);
+                    Err(Failure::Bad(why))
+                } else if parsed.tc && !p.tcp {
+                    self.retry(now, env, |p| p.tcp = true);
+                    return;
+                } else if p.edns && matches!(parsed.rcode, rcode::FORMERR | rcode::NOTIMP) {
+                    // A server that does not speak EDNS: remember (a bounded list) and ask plainly.
+                    remember_bounded(&mut env.shared.no_edns, from.ip(), MAX_NO_EDNS);
+                    self.retry(now, env, |p| p.edns = false);
+                    return;
+                } else if matches!(
+                    parsed.rcode,
+                    rcode::SERVFAIL | rcode::REFUSED | rcode::NOTIMP | rcode::FORMERR
+                ) {
+                    env.shared.infra.timed_out(from.ip(), now);
+                    Err(Failure::Bad(format!("server answered rcode {}", parsed.rcode)))
+                } else {
+                    env.shared.infra.answered(from.ip(), rtt);
+                    Ok(Reply { from, parsed, rtt })
+                }
+            }
+        };
+        self.pending = None;
+        self.exchanged(now, env, result);
+    }
+
+    /// Time passed: the exchange in flight fails if its deadline is reached (the server's
+    /// timeout backs off in the infra cache and the next server is tried).
+    pub fn handle_timeout(&mut self, now: Instant, env: &mut Env<'_>) {
+        let Some(p) = self.pending.as_ref() else { return };
+        if now < p.deadline {
+            return;
+        }
+        let (ip, waited) = (p.server.ip(), p.timeout);
+        self.pending = None;
+        env.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+        env.shared.infra.timed_out(ip, now);
+        self.exchanged(now, env, Err(Failure::Timeout(waited)));
+    }
+
+    /// The driver could not complete the exchange (connection refused, reset, ...); an error of
+    /// kind `TimedOut` is the transport's own deadline and counts as a timeout.
+    pub fn handle_error(&mut self, now: Instant, error: &io::Error, env: &mut Env<'_>) {
+        let Some(p) = self.pending.take() else { return };
+        env.shared.infra.timed_out(p.server.ip(), now);
+        let failure = if error.kind() == io::ErrorKind::TimedOut {
+            env.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+            Failure::Timeout(p.timeout)
+        } else {
+            Failure::Bad(format!("network error: {error}"))
+        };
+        self.exchanged(now, env, Err(failure));
+    }
+
+    /// Works on the stack until a query is queued or the question is answered.
+    fn run(&mut self, now: Instant, env: &mut Env<'_>) {
+        while !self.done && self.pending.is_none() {
+            match self.advance(now, env) {
+                Flow::Wait => {}
+                Flow::Continue => {}
+                Flow::Finished(answer) => self.finish_frame(env, answer),
+            }
+        }
+    }
+
+    /// The top frame finished: hand its answer to the frame below, or end the resolution.
+    fn finish_frame(&mut self, env: &mut Env<'_>, mut answer: Answer) {
+        loop {
+            self.stack.pop();
+            if self.stack.is_empty() {
+                self.done = true;
+                self.events.push_back(Event::Done(answer));
+                return;
+            }
+            match self.glueless_done(env, answer) {
+                Flow::Finished(a) => answer = a,
+                Flow::Wait | Flow::Continue => return,
+            }
+        }
+    }
+
+    /// One piece of work on the top frame.
+    fn advance(&mut self, now: Instant, env: &mut Env<'_>) -> Flow {
+        let Some(frame) = self.stack.last_mut() else {
+            self.done = true;
+            return Flow::Wait;
+        };
+        match &frame.task {
+            Task::Lookup => self.lookup(now, env),
+            Task::Iterate(_) => self.iterate(now, env),
+            // Forwarding always has an exchange in flight or is finished.
+            Task::Forward { .. } => Flow::Finished(servfail()),
+        }
+    }
+
+    fn top(&mut self) -> &mut Frame {
+        self.stack.last_mut().expect("a frame while running")
+    }
+
+    /// The start of each link of the CNAME chain: the cache, else iterate or forward.
+    fn lookup(&mut self, now: Instant, env: &mut Env<'_>) -> Flow {
+        let frame = self.top();
+        if frame.links > MAX_CNAME_CHAIN {
+            return Flow::Finished(servfail());
+        }
+        let (current, qtype) = (frame.current.clone(), frame.qtype);
+        let cache = &mut env.shared.cache;
+        let cached = match cache.get(&current, qtype, now) {
+            Some(a) => Some(a),
+            None if qtype != code::CNAME => {
+                cache.get(&current, code::CNAME, now).filter(|a| a.outcome == Outcome::Positive)
+            }
+            None => None,
+        };
+        if let Some(answer) = cached {
+            if frame.depth == 0 && frame.chain.is_empty() {
+                env.counters.served_from_cache.fetch_add(1, Ordering::Relaxed);
+            }
+            self.step("cache", None, question_text(&current, qtype), StepOutcome::Cached, Duration::ZERO);
+            return self.link_answered(answer);
+        }
+        match &env.settings.mode {
+            Mode::Iterative { roots } => {
+                let cut = env
+                    .shared
+                    .cache
+                    .closest_delegation(&current, now)
+                    .unwrap_or_else(|| Delegation { zone: name::ROOT.into(), servers: roots.clone() });
+                self.top().task = Task::Iterate(Iter { cut, glueless: None, ask: None });
+                Flow::Continue
+            }
+            Mode::Forward { upstream } => {
+                let upstream = *upstream;
+                self.top().task = Task::Forward { upstream, tries: 0 };
+                self.send(now, env, upstream, &current, qtype, true);
+                Flow::Wait
+            }
+        }
+    }
+
+    /// A link of the chain has its answer: follow a dangling CNAME, or finish the frame.
+    fn link_answered(&mut self, answer: Answer) -> Flow {
+        let frame = self.top();
+        if answer.outcome == Outcome::Positive
+            && frame.qtype != code::CNAME
+            && let Some(target) = dangling_cname(&answer.records, frame.qtype)
+        {
+            frame.chain.extend(answer.records);
+            frame.current = target;
+            frame.links += 1;
+            frame.task = Task::Lookup;
+            return Flow::Continue;
+        }
+        let mut records = std::mem::take(&mut frame.chain);
+        records.extend(answer.records);
+        Flow::Finished(Answer { outcome: answer.outcome, records, authority: answer.authority })
+    }
+
+    /// The top of the iteration loop: find server addresses if the cut has none, then take the
+    /// zone's slot and ask its servers.
+    fn iterate(&mut self, now: Instant, env: &mut Env<'_>) -> Flow {
+        let frame = self.stack.last_mut().expect("a frame");
+        let (current, qtype, depth) = (frame.current.clone(), frame.qtype, frame.depth);
+        let Task::Iterate(it) = &mut frame.task else { return Flow::Finished(servfail()) };
+        if !it.cut.servers.iter().any(|(_, a)| !a.is_empty()) {
+            // A glueless delegation: resolve the addresses of its name servers (not those inside
+            // the zone itself, which would need glue we lack), the first four at most.
+            if depth >= MAX_DEPTH {
+                let why = format!("no address for any {} server", name::to_text(&it.cut.zone));
+                return self.give_up(now, env, why);
+            }
+            let (names, next) = it
+                .glueless
+                .get_or_insert_with(|| (it.cut.servers.iter().take(4).map(|(n, _)| n.clone()).collect(), 0));
+            while *next < names.len() && is_at_or_below(&names[*next], &it.cut.zone) {
+                *next += 1;
+            }
+            if *next >= names.len() {
+                let why = format!("no address for any {} server", name::to_text(&it.cut.zone));
+                return self.give_up(now, env, why);
+            }
+            let ns = names[*next].clone();
+            self.stack.push(Frame {
+                qtype: code::A,
+                current: ns,
+                chain: Vec::new(),
+                links: 0,
+                depth: depth + 1,
+                task: Task::Lookup,
+            });
+            return Flow::Continue;
+        }
+        let Some(ticket) = env.zones.try_enter(it.cut.zone.clone()) else {
+            env.counters.zone_limited.fetch_add(1, Ordering::Relaxed);
+            let why = format!("{} has its limit of queries in flight", name::to_text(&it.cut.zone));
+            tracing::debug!("SERVFAIL for {}: {why}", question_text(&current, qtype));
+            self.step(
+                "resolver",
+                None,
+                question_text(&current, qtype),
+                StepOutcome::Failed(format!("SERVFAIL: {why}")),
+                Duration::ZERO,
+            );
+            // Not cached: the question may well succeed a moment later, and a flood's names are
+            // not worth keeping.
+            return self.link_answered(servfail());
+        };
+        let candidates: Vec<(String, IpAddr)> = it
+            .cut
+            .servers
+            .iter()
+            .flat_map(|(n, addrs)| addrs.iter().map(move |a| (name::to_text(n), *a)))
+            .collect();
+        let addrs: Vec<IpAddr> = candidates.iter().map(|(_, a)| *a).collect();
+        let order = env.shared.infra.order(
+            &addrs,
+            now,
+            self.rng.random_range(0..100),
+            self.rng.random_range(0..usize::MAX),
+        );
+        it.ask = Some(Ask { _ticket: ticket, candidates, order, round: 0, index: 0 });
+        self.ask_next(now, env)
+    }
+
+    /// Sends to the next server of the zone in order, or gives up when all have failed.
+    fn ask_next(&mut self, now: Instant, env: &mut Env<'_>) -> Flow {
+        let queries = self.queries;
+        let frame = self.stack.last_mut().expect("a frame");
+        let (current, qtype) = (frame.current.clone(), frame.qtype);
+        let Task::Iterate(it) = &mut frame.task else { return Flow::Finished(servfail()) };
+        let Some(ask) = it.ask.as_mut() else { return Flow::Finished(servfail()) };
+        if ask.index >= ask.order.len() && ask.round == 0 && ask.order.len() <= 3 {
+            ask.round = 1;
+            ask.index = 0;
+        }
+        if ask.index >= ask.order.len() || queries >= MAX_QUERIES {
+            let why = format!("every {} server failed", name::to_text(&it.cut.zone));
+            it.ask = None;
+            return self.give_up(now, env, why);
+        }
+        let target = SocketAddr::new(ask.order[ask.index], env.settings.upstream_port);
+        self.send(now, env, target, &current, qtype, false);
+        Flow::Wait
+    }
+
+    /// The exchange in flight ended (after its retries): hand the result to the top frame.
+    fn exchanged(&mut self, now: Instant, env: &mut Env<'_>, result: Result<Reply, Failure>) {
+        let flow = match &self.top().task {
+            Task::Iterate(_) => self.zone_replied(now, env, result),
+            Task::Forward { .. } => self.forwarder_replied(now, env, result),
+            Task::Lookup => Flow::Continue,
+        };
+        if let Flow::Finished(answer) = flow {
+            self.finish_frame(env, answer);
+        }
+        self.run(now, env);
+    }
+
+    fn zone_replied(&mut self, now: Instant, env: &mut Env<'_>, result: Result<Reply, Failure>) -> Flow {
+        let frame = self.stack.last_mut().expect("a frame");
+        let (current, qtype) = (frame.current.clone(), frame.qtype);
+        let Task::Iterate(it) = &mut frame.task else { return Flow::Finished(servfail()) };
+        let Some(ask) = it.ask.as_mut() else { return Flow::Finished(servfail()) };
+        let addr = ask.order[ask.index];
+        let server_name =
+            ask.candidates.iter().find(|(_, a)| *a == addr).map(|(n, _)| n.clone()).unwrap_or_default();
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(failure) => {
+                ask.index += 1;
+                let outcome = match failure {
+                    Failure::Timeout(waited) => StepOutcome::Timeout { waited },
+                    Failure::Bad(why) => StepOutcome::Failed(why),
+                };
+                let target = SocketAddr::new(addr, env.settings.upstream_port);
+                self.step(
+                    &server_name,
+                    Some(target),
+                    question_text(&current, qtype),
+                    outcome,
+                    Duration::ZERO,
+                );
+                return self.ask_next(now, env);
+            }
+        };
+        // The zone's slot is given back as soon as it has answered.
+        it.ask = None;
+        match classify(&it.cut, &current, qtype, &reply, env.counters) {
+            Classified::Done(answer, outcome) => {
+                self.note(&server_name, &reply, &current, qtype, outcome);
+                let cache = &mut env.shared.cache;
+                for r in answer.records.iter().filter(|r| r.rtype == code::CNAME) {
+                    let single =
+                        Answer { outcome: Outcome::Positive, records: vec![r.clone()], authority: vec![] };
+                    cache.insert(&r.owner, code::CNAME, single, now);
+                }
+                let answer = cache.insert(&current, qtype, answer, now);
+                self.link_answered(answer)
+            }
+            Classified::Referral(next, ttl) => {
+                let outcome = StepOutcome::Referral {
+                    zone: name::to_text(&next.zone),
+                    servers: next.servers.iter().map(|(n, _)| name::to_text(n)).collect(),
+                };
+                env.shared.cache.insert_delegation(next.clone(), ttl, now);
+                *it = Iter { cut: next, glueless: None, ask: None };
+                self.note(&server_name, &reply, &current, qtype, outcome);
+                Flow::Continue
+            }
+            Classified::Lame(why) => {
+                env.counters.rejected_replies.fetch_add(1, Ordering::Relaxed);
+                self.note(&server_name, &reply, &current, qtype, StepOutcome::Failed(why.clone()));
+                self.give_up(now, env, why)
+            }
+        }
+    }
+
+    /// A glueless name server's address lookup (the frame just popped) ended.
+    fn glueless_done(&mut self, env: &mut Env<'_>, answer: Answer) -> Flow {
+        let frame = self.top();
+        let Task::Iterate(it) = &mut frame.task else { return Flow::Finished(servfail()) };
+        let Some((names, next)) = it.glueless.as_mut() else { return Flow::Finished(servfail()) };
+        let ns = names[*next].clone();
+        let addrs: Vec<IpAddr> = answer.records.iter().filter_map(address_of).collect();
+        if addrs.is_empty() {
+            *next += 1;
+            return Flow::Continue;
+        }
+        env.shared.cache.add_server_addresses(&ns, &addrs);
+        if let Some(entry) = it.cut.servers.iter_mut().find(|(n, _)| *n == ns) {
+            entry.1 = addrs;
+        }
+        it.glueless = None;
+        Flow::Continue
+    }
+
+    fn forwarder_replied(&mut self, now: Instant, env: &mut Env<'_>, result: Result<Reply, Failure>) -> Flow {
+        let frame = self.stack.last_mut().expect("a frame");
+        let (current, qtype) = (frame.current.clone(), frame.qtype);
+        let Task::Forward { upstream, tries } = &mut frame.task else { return Flow::Finished(servfail()) };
+        let upstream = *upstream;
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(_) => {
+                // Two tries (the second with the backed-off timeout), with RD set.
+                *tries += 1;
+                if *tries < 2 {
+                    self.send(now, env, upstream, &current, qtype, true);
+                    return Flow::Wait;
+                }
+                return self.give_up(now, env, format!("forwarder {upstream} did not answer"));
+            }
+        };
+        let p = &reply.parsed;
+        let chain = follow_chain(&p.answer, &current, qtype);
+        let soa: Vec<Record> = p.authority.iter().filter(|r| r.rtype == code::SOA).cloned().collect();
+        let (answer, outcome) = if p.rcode == rcode::NXDOMAIN {
+            (Answer { outcome: Outcome::NxDomain, records: chain, authority: soa }, StepOutcome::NxDomain)
+        } else if !chain.is_empty() {
+            let texts = chain.iter().map(|r| record_text(&r.owner, r.rtype, r.ttl, &r.rdata)).collect();
+            (
+                Answer { outcome: Outcome::Positive, records: chain, authority: vec![] },
+                StepOutcome::Answer { records: texts },
+            )
+        } else {
+            (Answer { outcome: Outcome::NoData, records: vec![], authority: soa }, StepOutcome::NoData)
+        };
+        self.note(&upstream.to_string(), &reply, &current, qtype, outcome);
+        let answer = env.shared.cache.insert(&current, qtype, answer, now);
+        self.link_answered(answer)
+    }
+
+    /// SERVFAIL for the top frame's name, remembered briefly in the cache.
+    fn give_up(&mut self, now: Instant, env: &mut Env<'_>, why: String) -> Flow {
+        let frame = self.top();
+        let (current, qtype) = (frame.current.clone(), frame.qtype);
+        tracing::info!("SERVFAIL for {}: {why}", question_text(&current, qtype));
+        self.step(
+            "resolver",
+            None,
+            question_text(&current, qtype),
+            StepOutcome::Failed(format!("SERVFAIL: {why}")),
+            Duration::ZERO,
+        );
+        let answer = env.shared.cache.insert(&current, qtype, servfail(), now);
+        self.link_answered(answer)
+    }
+
+    /// Starts an exchange with `server` (a fresh 0x20 case, EDNS unless it is known not to work).
+    fn send(
+        &mut self,
+        now: Instant,
+        env: &mut Env<'_>,
+        server: SocketAddr,
+        qname: &[u8],
+        qtype: u16,
+        rd: bool,
+    ) {
+        let sent_name: NameBuf =
+            if env.settings.use_0x20 { randomize_case(qname, &mut self.rng) } else { qname.into() };
+        let edns = !env.shared.no_edns.contains(&server.ip());
+        self.pending = Some(Pending {
+            server,
+            sent_name,
+            qtype,
+            rd,
+            edns,
+            tcp: false,
+            attempt: 0,
+            id: 0,
+            sent_at: now,
+            deadline: now,
+            timeout: Duration::ZERO,
+        });
+        self.transmit_pending(now, env);
+    }
+
+    /// The exchange goes again with a change (TCP, or no EDNS), if it has tries left.
+    fn retry(&mut self, now: Instant, env: &mut Env<'_>, change: impl FnOnce(&mut Pending)) {
+        let Some(p) = self.pending.as_mut() else { return };
+        change(p);
+        p.attempt += 1;
+        if p.attempt >= MAX_ATTEMPTS {
+            self.pending = None;
+            self.exchanged(now, env, Err(Failure::Bad("gave up after retries".into())));
+            return;
+        }
+        self.transmit_pending(now, env);
+    }
+
+    /// Queues the pending exchange's current attempt with a fresh ID and the server's timeout.
+    fn transmit_pending(&mut self, now: Instant, env: &mut Env<'_>) {
+        let Some(p) = self.pending.as_mut() else { return };
+        self.queries += 1;
+        env.counters.upstream_queries.fetch_add(1, Ordering::Relaxed);
+        p.id = self.rng.random();
+        let query = message::build_query(
+            p.id,
+            opcode::QUERY,
+            &p.sent_name,
+            p.qtype,
+            p.rd,
+            p.edns.then_some((EDNS_PAYLOAD, 0)),
+        );
+        p.timeout = env.shared.infra.timeout(p.server.ip());
+        p.sent_at = now;
+        p.deadline = now + p.timeout;
+        self.transmit = Some(Transmit { server: p.server, query, tcp: p.tcp, timeout: p.timeout });
+    }
+
+    fn note(&mut self, server: &str, reply: &Reply, qname: &[u8], qtype: u16, outcome: StepOutcome) {
+        self.step(server, Some(reply.from), question_text(qname, qtype), outcome, reply.rtt);
+    }
+
+    fn step(
+        &mut self,
         server: &str,
         addr: Option<SocketAddr>,
         question: String,
@@ -638,13 +776,76 @@ impl<T: Transport> Resolver<T> {
         rtt: Duration,
     ) {
         let step = Step { server_name: server.to_string(), server: addr, question, outcome, rtt };
-        if let Some(all) = self.recorder.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            all.push(step.clone());
+        self.events.push_back(Event::Step(step));
+    }
+}
+
+/// Sorts a reply into a final answer, a referral downwards, or a lame/bogus reply.
+fn classify(cut: &Delegation, qname: &[u8], qtype: u16, reply: &Reply, counters: &Counters) -> Classified {
+    let p = &reply.parsed;
+    let zone = &cut.zone;
+    // Only records at or below the zone the server was asked about count (its bailiwick).
+    let in_zone = |r: &&Record| is_at_or_below(&name::to_lower(&r.owner), zone);
+    let answers: Vec<Record> = p.answer.iter().filter(in_zone).cloned().collect();
+    let dropped = p.answer.len() - answers.len();
+    if dropped > 0 {
+        counters.rejected_replies.fetch_add(dropped as u64, Ordering::Relaxed);
+        tracing::debug!("dropped {dropped} out-of-bailiwick answer records from {}", reply.from);
+    }
+    let soa: Vec<Record> =
+        p.authority.iter().filter(in_zone).filter(|r| r.rtype == code::SOA).cloned().collect();
+    let chain = follow_chain(&answers, qname, qtype);
+    if p.rcode == rcode::NXDOMAIN {
+        let answer = Answer { outcome: Outcome::NxDomain, records: chain, authority: soa };
+        return Classified::Done(answer, StepOutcome::NxDomain);
+    }
+    if !chain.is_empty() {
+        let texts = chain.iter().map(|r| record_text(&r.owner, r.rtype, r.ttl, &r.rdata)).collect();
+        let answer = Answer { outcome: Outcome::Positive, records: chain, authority: vec![] };
+        return Classified::Done(answer, StepOutcome::Answer { records: texts });
+    }
+    // A referral: NS records for a zone strictly below the cut that contains the name.
+    let ns: Vec<&Record> = p.authority.iter().filter(|r| r.rtype == code::NS).collect();
+    if let Some(first) = ns.first() {
+        let child = name::to_lower(&first.owner);
+        if is_at_or_below(&child, zone)
+            && child.len() > zone.len()
+            && is_at_or_below(&name::to_lower(qname), &child)
+        {
+            let mut servers: Vec<(NameBuf, Vec<IpAddr>)> = Vec::new();
+            for r in ns.iter().filter(|r| name::to_lower(&r.owner) == child) {
+                if let Some(target) = embedded_name(&r.rdata, 0) {
+                    servers.push((name::to_lower(target), Vec::new()));
+                }
+            }
+            // Glue only from the additional section, only for these servers, only in bailiwick.
+            for g in &p.additional {
+                let owner = name::to_lower(&g.owner);
+                if !is_at_or_below(&owner, zone) {
+                    continue;
+                }
+                if let (Some(entry), Some(ip)) =
+                    (servers.iter_mut().find(|(n, _)| *n == owner), address_of(g))
+                {
+                    entry.1.push(ip);
+                }
+            }
+            let ttl = ns.iter().map(|r| r.ttl).min().unwrap_or(0);
+            return Classified::Referral(Delegation { zone: child, servers }, ttl);
         }
-        if let Some(trace) = ctx.trace.as_mut() {
-            trace.push(step);
+        if !is_at_or_below(&child, zone) || child.len() <= zone.len() {
+            return Classified::Lame(format!(
+                "lame referral to {} from a {} server",
+                name::to_text(&child),
+                name::to_text(zone)
+            ));
         }
     }
+    if p.rcode == rcode::NOERROR {
+        let answer = Answer { outcome: Outcome::NoData, records: vec![], authority: soa };
+        return Classified::Done(answer, StepOutcome::NoData);
+    }
+    Classified::Lame(format!("unexpected reply (rcode {})", p.rcode))
 }
 
 /// Adds `ip` to a list kept to `max` entries, the oldest forgotten first.
@@ -719,8 +920,7 @@ fn address_of(r: &Record) -> Option<IpAddr> {
 }
 
 /// DNS 0x20: flips the case of each letter at random, so a forger must also guess the case.
-fn randomize_case(qname: &[u8]) -> NameBuf {
-    let mut rng = rand::rng();
+fn randomize_case(qname: &[u8], rng: &mut impl Rng) -> NameBuf {
     let mut out = qname.to_vec();
     let mut pos = 0;
     while pos < out.len() {

@@ -6,7 +6,8 @@
 //! - [`infra`]: the infra cache (Unbound's name): smoothed RTTs, server choice and exponential
 //!   backoff per upstream address, sans-IO.
 //! - [`local`]: junk and local-zone names answered without going upstream.
-//! - [`iterate`]: the iteration algorithm (RFC 1034 §5.3.3), generic over a [`transport::Transport`].
+//! - [`iterate`]: the iteration algorithm (RFC 1034 §5.3.3), a sans-IO [`iterate::Resolution`]
+//!   per question; [`driver`]: the thin tokio driver that sends its queries ([`driver::Resolver`]).
 //! - [`transport`]: UDP/TCP exchanges with the anti-spoofing rules.
 //! - [`trace`]: the numbered steps `--trace` and the lab tour print.
 //! - [`clients`]: access control and per-client rate limits; [`respond`]: query → response.
@@ -17,6 +18,7 @@ pub mod admission;
 pub mod cache;
 pub mod clients;
 pub mod config;
+pub mod driver;
 pub mod hints;
 pub mod infra;
 pub mod iterate;

@@ -4,7 +4,7 @@
 use crate::admission::{Gate, Ticket, client_key};
 use crate::cache::Answer;
 use crate::clients::{Admission, Clients};
-use crate::iterate::Resolver;
+use crate::driver::Resolver;
 use crate::local::LocalZones;
 use crate::transport::Transport;
 use appnet_dns::wire::message::Record;

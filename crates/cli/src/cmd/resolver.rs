@@ -8,7 +8,7 @@ use appnet_dns::wire::rrtype::type_from_text;
 use appnet_dns::wire::zonefile::record_text;
 use appnet_netkit::{Service, Shutdown};
 use appnet_resolver::cache::Outcome;
-use appnet_resolver::iterate::Resolver;
+use appnet_resolver::driver::Resolver;
 use appnet_resolver::server::settings_from;
 use appnet_resolver::transport::NetTransport;
 use appnet_resolver::{ResolverConfig, ResolverServer};

@@ -1,0 +1,157 @@
+//! The thin tokio driver of the iteration core ([`crate::iterate`]): it owns what every
+//! resolution shares (cache, infra cache, zone gate, counters) behind one lock never held
+//! across I/O, reads the clock, sends each [`Transmit`] through a [`Transport`], sleeps until
+//! [`Resolution::poll_timeout`], and feeds back what happened. All decisions are the core's.
+
+use crate::admission::Gate;
+use crate::cache::{Answer, CacheStats, Outcome};
+use crate::iterate::{Counters, Env, Event, MAX_QUERIES, Resolution, Settings, Shared};
+use crate::trace::Step;
+use crate::transport::Transport;
+use appnet_dns::wire::name::NameBuf;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Most network round trips one question may take in the driver: the core stops well before
+/// (MAX_QUERIES, a bounded CNAME chain); this only guards against a core bug looping forever.
+const MAX_ROUNDS: usize = 4 * MAX_QUERIES + 64;
+
+/// The driver's clock: tokio's, so tests with paused time run in virtual time, and the same
+/// instants the timers sleep until.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// A resolver: shared by every client task; each question runs its own [`Resolution`].
+pub struct Resolver<T: Transport> {
+    transport: T,
+    settings: Settings,
+    shared: Mutex<Shared>,
+    /// Upstream exchanges in flight per zone cut.
+    zones: Gate<NameBuf>,
+    counters: Counters,
+    /// When set, every step of every resolution is recorded here too (the lab tour sends real
+    /// queries from a host and shows what the resolver did for them).
+    recorder: Mutex<Option<Vec<Step>>>,
+}
+
+impl<T: Transport> Resolver<T> {
+    /// A resolver with an empty cache.
+    pub fn new(settings: Settings, transport: T) -> Resolver<T> {
+        Resolver {
+            transport,
+            zones: Gate::new(settings.max_in_flight_per_zone),
+            shared: Mutex::new(Shared::new(settings.cache)),
+            settings,
+            counters: Counters::default(),
+            recorder: Mutex::new(None),
+        }
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Cache hit/miss counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.lock().cache.stats()
+    }
+
+    /// Bytes the cache accounts for now (at most its budget).
+    pub fn cache_bytes(&self) -> usize {
+        self.lock().cache.bytes()
+    }
+
+    /// Empties the cache (answers and delegations).
+    pub fn flush(&self) {
+        self.lock().cache.clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts recording the steps of every resolution (replacing any earlier recording).
+    pub fn start_recording(&self) {
+        *self.recorder.lock().unwrap_or_else(|e| e.into_inner()) = Some(Vec::new());
+    }
+
+    /// Stops recording and returns the steps recorded since [`start_recording`](Self::start_recording).
+    pub fn take_recording(&self) -> Vec<Step> {
+        self.recorder.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default()
+    }
+
+    /// Looks only in the cache (for RD=0 questions).
+    pub fn cached(&self, qname: &[u8], qtype: u16) -> Option<Answer> {
+        self.lock().cache.get(qname, qtype, now())
+    }
+
+    /// The cached answer as stored and its age in seconds (the lock is held for a lookup and a
+    /// reference count only; the caller subtracts the age from the TTLs it sends).
+    pub fn cached_shared(&self, qname: &[u8], qtype: u16) -> Option<(Arc<Answer>, u32)> {
+        self.lock().cache.get_shared(qname, qtype, now())
+    }
+
+    /// Resolves `qname`/`qtype`.
+    pub async fn resolve(&self, qname: &[u8], qtype: u16) -> Answer {
+        self.drive(qname, qtype, false).await.0
+    }
+
+    /// Resolves and also returns every step taken (for `--trace` and the tour).
+    pub async fn resolve_traced(&self, qname: &[u8], qtype: u16) -> (Answer, Vec<Step>) {
+        self.drive(qname, qtype, true).await
+    }
+
+    /// Calls the core with the shared state locked for the call only.
+    fn with_env<R>(&self, f: impl FnOnce(&mut Env<'_>) -> R) -> R {
+        let mut shared = self.lock();
+        let mut env = Env {
+            settings: &self.settings,
+            shared: &mut shared,
+            zones: &self.zones,
+            counters: &self.counters,
+        };
+        f(&mut env)
+    }
+
+    /// Runs one resolution: send what it asks, wait for the reply or its timeout, repeat.
+    async fn drive(&self, qname: &[u8], qtype: u16, traced: bool) -> (Answer, Vec<Step>) {
+        let rng = StdRng::from_rng(&mut rand::rng());
+        let mut res = self.with_env(|env| Resolution::start(now(), qname, qtype, rng, env));
+        let mut steps = Vec::new();
+        for _ in 0..MAX_ROUNDS {
+            while let Some(event) = res.poll_event() {
+                match event {
+                    Event::Step(step) => self.record(step, traced.then_some(&mut steps)),
+                    Event::Done(answer) => return (answer, steps),
+                }
+            }
+            let (Some(tx), Some(deadline)) = (res.poll_transmit(), res.poll_timeout()) else { break };
+            let exchange = self.transport.exchange(tx.server, &tx.query, tx.tcp, tx.timeout);
+            let result = tokio::select! {
+                result = exchange => Some(result),
+                _ = tokio::time::sleep_until(deadline.into()) => None,
+            };
+            let at = now();
+            self.with_env(|env| match result {
+                Some(Ok(bytes)) => res.handle_response(at, tx.server, &bytes, env),
+                Some(Err(e)) => res.handle_error(at, &e, env),
+                None => res.handle_timeout(at, env),
+            });
+        }
+        tracing::warn!("resolution stopped without an answer after {} queries", res.queries());
+        (Answer { outcome: Outcome::ServFail, records: vec![], authority: vec![] }, steps)
+    }
+
+    fn record(&self, step: Step, trace: Option<&mut Vec<Step>>) {
+        if let Some(all) = self.recorder.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            all.push(step.clone());
+        }
+        if let Some(trace) = trace {
+            trace.push(step);
+        }
+    }
+}
