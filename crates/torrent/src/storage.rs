@@ -356,8 +356,16 @@ fn overlaps_verified(info: &Info, entry: &FileEntry, have: &Bitfield) -> bool {
 
 /// Whether the first `len` bytes of `file` are all zero (a sparse file of an interrupted start).
 fn all_zero(file: &File, len: u64) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // Skip the leading hole: a file nobody wrote to is one hole (ENXIO: no data at all).
+    // SAFETY: `file` is open for the call; lseek only moves its offset (reads use pread).
+    let data = unsafe { libc::lseek(file.as_raw_fd(), 0, libc::SEEK_DATA) };
+    let mut off = match data {
+        d if d >= 0 => d as u64,
+        _ if io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) => return Ok(true),
+        _ => 0, // SEEK_DATA unsupported here: scan it all
+    };
     let mut buf = vec![0u8; 256 * 1024];
-    let mut off = 0;
     while off < len {
         let n = buf.len().min((len - off) as usize);
         let got = file.read_at(&mut buf[..n], off)?;
@@ -496,6 +504,12 @@ mod tests {
         std::fs::write(out.join("f.bin"), vec![0u8; 50_000]).unwrap();
         let (_, have) = Storage::open_download(&m.info, &out, DownloadOptions::default()).unwrap();
         assert_eq!(have.count(), 0);
+        // The same as a hole (how a start leaves it), and a hole with data at its end.
+        std::fs::remove_file(out.join("f.bin")).unwrap();
+        File::create(out.join("f.bin")).unwrap().set_len(50_000).unwrap();
+        Storage::open_download(&m.info, &out, DownloadOptions::default()).unwrap();
+        File::options().write(true).open(out.join("f.bin")).unwrap().write_all_at(b"x", 49_999).unwrap();
+        assert!(Storage::open_download(&m.info, &out, DownloadOptions::default()).is_err());
     }
 
     #[test]
