@@ -105,6 +105,15 @@ impl Transport for FakeNet {
             tokio::time::sleep(timeout).await;
             return Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time"));
         }
+        self.answer(server, query, tcp)
+    }
+}
+
+impl FakeNet {
+    /// What the server at `server` replies to `query` right away (a dead server's "reply" is a
+    /// timeout error). Synchronous, so sans-IO tests can use the same network in virtual time.
+    pub fn answer(&self, server: SocketAddr, query: &[u8], tcp: bool) -> io::Result<Vec<u8>> {
+        let ip = server.ip();
         if self.inner.dead.lock().unwrap().contains(&ip) {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time"));
         }
