@@ -6,17 +6,20 @@
 
 use appnet_dns::wire::name::from_text;
 use appnet_dns::wire::rrtype::code;
+use appnet_resolver::admission::Gate;
 use appnet_resolver::cache::CacheLimits;
 use appnet_resolver::clients::Clients;
-use appnet_resolver::local::LocalZones;
 use appnet_resolver::driver::Resolver;
 use appnet_resolver::iterate::{Mode, Settings};
+use appnet_resolver::local::LocalZones;
 use appnet_resolver::respond::{Frontend, ServiceCounters, Via};
 use appnet_resolver::transport::Transport;
 use libfuzzer_sys::fuzz_target;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 struct Echo(Vec<u8>);
 
@@ -33,16 +36,21 @@ impl Transport for Echo {
 fuzz_target!(|data: &[u8]| {
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
     let settings = Settings {
-        mode: Mode::Iterative { roots: vec![(from_text("a.root.").unwrap(), vec!["127.0.0.1".parse().unwrap()])] },
+        mode: Mode::Iterative {
+            roots: vec![(from_text("a.root.").unwrap(), vec!["127.0.0.1".parse().unwrap()])],
+        },
         upstream_port: 53,
         use_0x20: false,
         cache: CacheLimits::default(),
+        max_in_flight_per_zone: 64,
     };
     let frontend = Frontend {
         resolver: Resolver::new(settings, Echo(data.to_vec())),
         local: LocalZones::new(&[]).unwrap(),
         clients: Clients::new(&["127.0.0.0/8".into()], 0, false).unwrap(),
         counters: ServiceCounters::default(),
+        per_client: Gate::new(64),
+        in_flight: Arc::new(Semaphore::new(64)),
     };
     rt.block_on(async {
         let _ = frontend.answer(data, "127.0.0.1".parse().unwrap(), Via::Udp).await;
