@@ -344,8 +344,8 @@ impl Service for Session {
         // still handshaking makes way. A registered peer's slot is marked busy; from then on
         // the admission core decides (see `register`).
         let limits = ConnLimits {
-            max_connections: inner.cfg.max_peers.max(1) * 2,
-            max_per_ip: inner.cfg.max_peers_per_ip.max(1) * 2,
+            max_connections: inner.cfg.max_peers.max(1).saturating_mul(2),
+            max_per_ip: inner.cfg.max_peers_per_ip.max(1).saturating_mul(2),
             request_timeout: crate::peer::HANDSHAKE_TIMEOUT,
             idle_timeout: crate::peer::HANDSHAKE_TIMEOUT,
         };
