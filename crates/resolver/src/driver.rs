@@ -1,6 +1,6 @@
 //! The thin tokio driver of the iteration core ([`crate::iterate`]): it owns what every
-//! resolution shares (cache, infra cache, zone gate, counters) behind one lock never held
-//! across I/O, reads the clock, sends each [`Transmit`] through a [`Transport`], sleeps until
+//! resolution shares (cache, infra cache, zone gate, counters; the core takes the lock for each
+//! use, never across I/O), reads the clock, sends each [`Transmit`] through a [`Transport`], sleeps until
 //! [`Resolution::poll_timeout`], and feeds back what happened. All decisions are the core's.
 
 use crate::admission::Gate;
@@ -105,22 +105,15 @@ impl<T: Transport> Resolver<T> {
         self.drive(qname, qtype, true).await
     }
 
-    /// Calls the core with the shared state locked for the call only.
-    fn with_env<R>(&self, f: impl FnOnce(&mut Env<'_>) -> R) -> R {
-        let mut shared = self.lock();
-        let mut env = Env {
-            settings: &self.settings,
-            shared: &mut shared,
-            zones: &self.zones,
-            counters: &self.counters,
-        };
-        f(&mut env)
+    /// What the core consults: it locks the shared state itself, for each use only.
+    fn env(&self) -> Env<'_> {
+        Env { settings: &self.settings, shared: &self.shared, zones: &self.zones, counters: &self.counters }
     }
 
     /// Runs one resolution: send what it asks, wait for the reply or its timeout, repeat.
     async fn drive(&self, qname: &[u8], qtype: u16, traced: bool) -> (Answer, Vec<Step>) {
         let rng = StdRng::from_rng(&mut rand::rng());
-        let mut res = self.with_env(|env| Resolution::start(now(), qname, qtype, rng, env));
+        let mut res = Resolution::start(now(), qname, qtype, rng, &self.env());
         let mut steps = Vec::new();
         for _ in 0..MAX_ROUNDS {
             while let Some(event) = res.poll_event() {
@@ -136,11 +129,11 @@ impl<T: Transport> Resolver<T> {
                 _ = tokio::time::sleep_until(deadline.into()) => None,
             };
             let at = now();
-            self.with_env(|env| match result {
-                Some(Ok(bytes)) => res.handle_response(at, tx.server, &bytes, env),
-                Some(Err(e)) => res.handle_error(at, &e, env),
-                None => res.handle_timeout(at, env),
-            });
+            match result {
+                Some(Ok(bytes)) => res.handle_response(at, tx.server, &bytes, &self.env()),
+                Some(Err(e)) => res.handle_error(at, &e, &self.env()),
+                None => res.handle_timeout(at, &self.env()),
+            }
         }
         tracing::warn!("resolution stopped without an answer after {} queries", res.queries());
         (Answer { outcome: Outcome::ServFail, records: vec![], authority: vec![] }, steps)

@@ -35,6 +35,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Longest CNAME chain followed.
@@ -115,12 +116,20 @@ impl Shared {
 pub struct Env<'a> {
     /// The algorithm's settings.
     pub settings: &'a Settings,
-    /// Cache, infra cache, no-EDNS list.
-    pub shared: &'a mut Shared,
+    /// Cache, infra cache, no-EDNS list: locked by the core for each use only, so replies are
+    /// parsed and classified outside the lock.
+    pub shared: &'a Mutex<Shared>,
     /// Upstream exchanges in flight per zone cut (the slot is held while a zone is asked).
     pub zones: &'a Gate<NameBuf>,
     /// Counters.
     pub counters: &'a Counters,
+}
+
+impl Env<'_> {
+    /// The shared state, locked (a poisoned lock is still usable: every update is complete).
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A query the driver must send: to `server`, over TCP or UDP, waiting at most `timeout`.
@@ -253,7 +262,7 @@ impl Resolution {
     /// Starts resolving `qname`/`qtype`: answers from the cache at once when it can, else queues
     /// the first query. `rng` draws query IDs, 0x20 case and server probes (seed it from the
     /// OS in service; tests pass a fixed seed).
-    pub fn start(now: Instant, qname: &[u8], qtype: u16, rng: StdRng, env: &mut Env<'_>) -> Resolution {
+    pub fn start(now: Instant, qname: &[u8], qtype: u16, rng: StdRng, env: &Env<'_>) -> Resolution {
         let frame =
             Frame { qtype, current: qname.into(), chain: Vec::new(), links: 0, depth: 0, task: Task::Lookup };
         let mut res = Resolution {
@@ -298,7 +307,7 @@ impl Resolution {
     /// A reply arrived from `from`. Replies from anyone but the server asked, or when nothing is
     /// in flight, are ignored; malformed or mismatched ones fail the exchange (the next server
     /// is tried).
-    pub fn handle_response(&mut self, now: Instant, from: SocketAddr, bytes: &[u8], env: &mut Env<'_>) {
+    pub fn handle_response(&mut self, now: Instant, from: SocketAddr, bytes: &[u8], env: &Env<'_>) {
         let Some(p) = self.pending.as_ref() else { return };
         if p.server != from {
             return;
@@ -320,17 +329,17 @@ impl Resolution {
                     return;
                 } else if p.edns && matches!(parsed.rcode, rcode::FORMERR | rcode::NOTIMP) {
                     // A server that does not speak EDNS: remember (a bounded list) and ask plainly.
-                    remember_bounded(&mut env.shared.no_edns, from.ip(), MAX_NO_EDNS);
+                    remember_bounded(&mut env.shared().no_edns, from.ip(), MAX_NO_EDNS);
                     self.retry(now, env, |p| p.edns = false);
                     return;
                 } else if matches!(
                     parsed.rcode,
                     rcode::SERVFAIL | rcode::REFUSED | rcode::NOTIMP | rcode::FORMERR
                 ) {
-                    env.shared.infra.timed_out(from.ip(), now);
+                    env.shared().infra.timed_out(from.ip(), now);
                     Err(Failure::Bad(format!("server answered rcode {}", parsed.rcode)))
                 } else {
-                    env.shared.infra.answered(from.ip(), rtt);
+                    env.shared().infra.answered(from.ip(), rtt);
                     Ok(Reply { from, parsed, rtt })
                 }
             }
@@ -341,7 +350,7 @@ impl Resolution {
 
     /// Time passed: the exchange in flight fails if its deadline is reached (the server's
     /// timeout backs off in the infra cache and the next server is tried).
-    pub fn handle_timeout(&mut self, now: Instant, env: &mut Env<'_>) {
+    pub fn handle_timeout(&mut self, now: Instant, env: &Env<'_>) {
         let Some(p) = self.pending.as_ref() else { return };
         if now < p.deadline {
             return;
@@ -349,15 +358,15 @@ impl Resolution {
         let (ip, waited) = (p.server.ip(), p.timeout);
         self.pending = None;
         env.counters.timeouts.fetch_add(1, Ordering::Relaxed);
-        env.shared.infra.timed_out(ip, now);
+        env.shared().infra.timed_out(ip, now);
         self.exchanged(now, env, Err(Failure::Timeout(waited)));
     }
 
     /// The driver could not complete the exchange (connection refused, reset, ...); an error of
     /// kind `TimedOut` is the transport's own deadline and counts as a timeout.
-    pub fn handle_error(&mut self, now: Instant, error: &io::Error, env: &mut Env<'_>) {
+    pub fn handle_error(&mut self, now: Instant, error: &io::Error, env: &Env<'_>) {
         let Some(p) = self.pending.take() else { return };
-        env.shared.infra.timed_out(p.server.ip(), now);
+        env.shared().infra.timed_out(p.server.ip(), now);
         let failure = if error.kind() == io::ErrorKind::TimedOut {
             env.counters.timeouts.fetch_add(1, Ordering::Relaxed);
             Failure::Timeout(p.timeout)
@@ -368,7 +377,7 @@ impl Resolution {
     }
 
     /// Works on the stack until a query is queued or the question is answered.
-    fn run(&mut self, now: Instant, env: &mut Env<'_>) {
+    fn run(&mut self, now: Instant, env: &Env<'_>) {
         while !self.done && self.pending.is_none() {
             match self.advance(now, env) {
                 Flow::Wait => {}
@@ -379,7 +388,7 @@ impl Resolution {
     }
 
     /// The top frame finished: hand its answer to the frame below, or end the resolution.
-    fn finish_frame(&mut self, env: &mut Env<'_>, mut answer: Answer) {
+    fn finish_frame(&mut self, env: &Env<'_>, mut answer: Answer) {
         loop {
             self.stack.pop();
             if self.stack.is_empty() {
@@ -395,7 +404,7 @@ impl Resolution {
     }
 
     /// One piece of work on the top frame.
-    fn advance(&mut self, now: Instant, env: &mut Env<'_>) -> Flow {
+    fn advance(&mut self, now: Instant, env: &Env<'_>) -> Flow {
         let Some(frame) = self.stack.last_mut() else {
             self.done = true;
             return Flow::Wait;
@@ -413,19 +422,21 @@ impl Resolution {
     }
 
     /// The start of each link of the CNAME chain: the cache, else iterate or forward.
-    fn lookup(&mut self, now: Instant, env: &mut Env<'_>) -> Flow {
+    fn lookup(&mut self, now: Instant, env: &Env<'_>) -> Flow {
         let frame = self.top();
         if frame.links > MAX_CNAME_CHAIN {
             return Flow::Finished(servfail());
         }
         let (current, qtype) = (frame.current.clone(), frame.qtype);
-        let cache = &mut env.shared.cache;
-        let cached = match cache.get(&current, qtype, now) {
-            Some(a) => Some(a),
-            None if qtype != code::CNAME => {
-                cache.get(&current, code::CNAME, now).filter(|a| a.outcome == Outcome::Positive)
+        let cached = {
+            let cache = &mut env.shared().cache;
+            match cache.get(&current, qtype, now) {
+                Some(a) => Some(a),
+                None if qtype != code::CNAME => {
+                    cache.get(&current, code::CNAME, now).filter(|a| a.outcome == Outcome::Positive)
+                }
+                None => None,
             }
-            None => None,
         };
         if let Some(answer) = cached {
             if frame.depth == 0 && frame.chain.is_empty() {
@@ -437,7 +448,7 @@ impl Resolution {
         match &env.settings.mode {
             Mode::Iterative { roots } => {
                 let cut = env
-                    .shared
+                    .shared()
                     .cache
                     .closest_delegation(&current, now)
                     .unwrap_or_else(|| Delegation { zone: name::ROOT.into(), servers: roots.clone() });
@@ -473,7 +484,7 @@ impl Resolution {
 
     /// The top of the iteration loop: find server addresses if the cut has none, then take the
     /// zone's slot and ask its servers.
-    fn iterate(&mut self, now: Instant, env: &mut Env<'_>) -> Flow {
+    fn iterate(&mut self, now: Instant, env: &Env<'_>) -> Flow {
         let frame = self.stack.last_mut().expect("a frame");
         let (current, qtype, depth) = (frame.current.clone(), frame.qtype, frame.depth);
         let Task::Iterate(it) = &mut frame.task else { return Flow::Finished(servfail()) };
@@ -527,7 +538,7 @@ impl Resolution {
             .flat_map(|(n, addrs)| addrs.iter().map(move |a| (name::to_text(n), *a)))
             .collect();
         let addrs: Vec<IpAddr> = candidates.iter().map(|(_, a)| *a).collect();
-        let order = env.shared.infra.order(
+        let order = env.shared().infra.order(
             &addrs,
             now,
             self.rng.random_range(0..100),
@@ -538,7 +549,7 @@ impl Resolution {
     }
 
     /// Sends to the next server of the zone in order, or gives up when all have failed.
-    fn ask_next(&mut self, now: Instant, env: &mut Env<'_>) -> Flow {
+    fn ask_next(&mut self, now: Instant, env: &Env<'_>) -> Flow {
         let queries = self.queries;
         let frame = self.stack.last_mut().expect("a frame");
         let (current, qtype) = (frame.current.clone(), frame.qtype);
@@ -559,7 +570,7 @@ impl Resolution {
     }
 
     /// The exchange in flight ended (after its retries): hand the result to the top frame.
-    fn exchanged(&mut self, now: Instant, env: &mut Env<'_>, result: Result<Reply, Failure>) {
+    fn exchanged(&mut self, now: Instant, env: &Env<'_>, result: Result<Reply, Failure>) {
         let flow = match &self.top().task {
             Task::Iterate(_) => self.zone_replied(now, env, result),
             Task::Forward { .. } => self.forwarder_replied(now, env, result),
@@ -571,7 +582,7 @@ impl Resolution {
         self.run(now, env);
     }
 
-    fn zone_replied(&mut self, now: Instant, env: &mut Env<'_>, result: Result<Reply, Failure>) -> Flow {
+    fn zone_replied(&mut self, now: Instant, env: &Env<'_>, result: Result<Reply, Failure>) -> Flow {
         let frame = self.stack.last_mut().expect("a frame");
         let (current, qtype) = (frame.current.clone(), frame.qtype);
         let Task::Iterate(it) = &mut frame.task else { return Flow::Finished(servfail()) };
@@ -603,13 +614,15 @@ impl Resolution {
         match classify(&it.cut, &current, qtype, &reply, env.counters) {
             Classified::Done(answer, outcome) => {
                 self.note(&server_name, &reply, &current, qtype, outcome);
-                let cache = &mut env.shared.cache;
+                let mut shared = env.shared();
+                let cache = &mut shared.cache;
                 for r in answer.records.iter().filter(|r| r.rtype == code::CNAME) {
                     let single =
                         Answer { outcome: Outcome::Positive, records: vec![r.clone()], authority: vec![] };
                     cache.insert(&r.owner, code::CNAME, single, now);
                 }
                 let answer = cache.insert(&current, qtype, answer, now);
+                drop(shared);
                 self.link_answered(answer)
             }
             Classified::Referral(next, ttl) => {
@@ -617,7 +630,7 @@ impl Resolution {
                     zone: name::to_text(&next.zone),
                     servers: next.servers.iter().map(|(n, _)| name::to_text(n)).collect(),
                 };
-                env.shared.cache.insert_delegation(next.clone(), ttl, now);
+                env.shared().cache.insert_delegation(next.clone(), ttl, now);
                 *it = Iter { cut: next, glueless: None, ask: None };
                 self.note(&server_name, &reply, &current, qtype, outcome);
                 Flow::Continue
@@ -631,7 +644,7 @@ impl Resolution {
     }
 
     /// A glueless name server's address lookup (the frame just popped) ended.
-    fn glueless_done(&mut self, env: &mut Env<'_>, answer: Answer) -> Flow {
+    fn glueless_done(&mut self, env: &Env<'_>, answer: Answer) -> Flow {
         let frame = self.top();
         let Task::Iterate(it) = &mut frame.task else { return Flow::Finished(servfail()) };
         let Some((names, next)) = it.glueless.as_mut() else { return Flow::Finished(servfail()) };
@@ -641,7 +654,7 @@ impl Resolution {
             *next += 1;
             return Flow::Continue;
         }
-        env.shared.cache.add_server_addresses(&ns, &addrs);
+        env.shared().cache.add_server_addresses(&ns, &addrs);
         if let Some(entry) = it.cut.servers.iter_mut().find(|(n, _)| *n == ns) {
             entry.1 = addrs;
         }
@@ -649,7 +662,7 @@ impl Resolution {
         Flow::Continue
     }
 
-    fn forwarder_replied(&mut self, now: Instant, env: &mut Env<'_>, result: Result<Reply, Failure>) -> Flow {
+    fn forwarder_replied(&mut self, now: Instant, env: &Env<'_>, result: Result<Reply, Failure>) -> Flow {
         let frame = self.stack.last_mut().expect("a frame");
         let (current, qtype) = (frame.current.clone(), frame.qtype);
         let Task::Forward { upstream, tries } = &mut frame.task else { return Flow::Finished(servfail()) };
@@ -681,12 +694,12 @@ impl Resolution {
             (Answer { outcome: Outcome::NoData, records: vec![], authority: soa }, StepOutcome::NoData)
         };
         self.note(&upstream.to_string(), &reply, &current, qtype, outcome);
-        let answer = env.shared.cache.insert(&current, qtype, answer, now);
+        let answer = env.shared().cache.insert(&current, qtype, answer, now);
         self.link_answered(answer)
     }
 
     /// SERVFAIL for the top frame's name, remembered briefly in the cache.
-    fn give_up(&mut self, now: Instant, env: &mut Env<'_>, why: String) -> Flow {
+    fn give_up(&mut self, now: Instant, env: &Env<'_>, why: String) -> Flow {
         let frame = self.top();
         let (current, qtype) = (frame.current.clone(), frame.qtype);
         tracing::info!("SERVFAIL for {}: {why}", question_text(&current, qtype));
@@ -697,23 +710,15 @@ impl Resolution {
             StepOutcome::Failed(format!("SERVFAIL: {why}")),
             Duration::ZERO,
         );
-        let answer = env.shared.cache.insert(&current, qtype, servfail(), now);
+        let answer = env.shared().cache.insert(&current, qtype, servfail(), now);
         self.link_answered(answer)
     }
 
     /// Starts an exchange with `server` (a fresh 0x20 case, EDNS unless it is known not to work).
-    fn send(
-        &mut self,
-        now: Instant,
-        env: &mut Env<'_>,
-        server: SocketAddr,
-        qname: &[u8],
-        qtype: u16,
-        rd: bool,
-    ) {
+    fn send(&mut self, now: Instant, env: &Env<'_>, server: SocketAddr, qname: &[u8], qtype: u16, rd: bool) {
         let sent_name: NameBuf =
             if env.settings.use_0x20 { randomize_case(qname, &mut self.rng) } else { qname.into() };
-        let edns = !env.shared.no_edns.contains(&server.ip());
+        let edns = !env.shared().no_edns.contains(&server.ip());
         self.pending = Some(Pending {
             server,
             sent_name,
@@ -731,7 +736,7 @@ impl Resolution {
     }
 
     /// The exchange goes again with a change (TCP, or no EDNS), if it has tries left.
-    fn retry(&mut self, now: Instant, env: &mut Env<'_>, change: impl FnOnce(&mut Pending)) {
+    fn retry(&mut self, now: Instant, env: &Env<'_>, change: impl FnOnce(&mut Pending)) {
         let Some(p) = self.pending.as_mut() else { return };
         change(p);
         p.attempt += 1;
@@ -744,7 +749,7 @@ impl Resolution {
     }
 
     /// Queues the pending exchange's current attempt with a fresh ID and the server's timeout.
-    fn transmit_pending(&mut self, now: Instant, env: &mut Env<'_>) {
+    fn transmit_pending(&mut self, now: Instant, env: &Env<'_>) {
         let Some(p) = self.pending.as_mut() else { return };
         self.queries += 1;
         env.counters.upstream_queries.fetch_add(1, Ordering::Relaxed);
@@ -757,7 +762,7 @@ impl Resolution {
             p.rd,
             p.edns.then_some((EDNS_PAYLOAD, 0)),
         );
-        p.timeout = env.shared.infra.timeout(p.server.ip());
+        p.timeout = env.shared().infra.timeout(p.server.ip());
         p.sent_at = now;
         p.deadline = now + p.timeout;
         self.transmit = Some(Transmit { server: p.server, query, tcp: p.tcp, timeout: p.timeout });

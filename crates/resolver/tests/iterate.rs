@@ -17,6 +17,7 @@ use rand::rngs::StdRng;
 use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use support::{FakeNet, roots, textbook_net};
@@ -41,7 +42,7 @@ fn sent(server: &str, question: &str) -> Sent {
 struct Sim {
     net: FakeNet,
     settings: Settings,
-    shared: Shared,
+    shared: Mutex<Shared>,
     zones: Gate<NameBuf>,
     counters: Counters,
     now: Instant,
@@ -63,7 +64,7 @@ impl Sim {
         };
         Sim {
             net,
-            shared: Shared::new(settings.cache),
+            shared: Mutex::new(Shared::new(settings.cache)),
             zones: Gate::new(settings.max_in_flight_per_zone),
             settings,
             counters: Counters::default(),
@@ -86,7 +87,7 @@ impl Sim {
     fn start(&mut self, qname: &str, qtype: u16) -> Resolution {
         let qname = from_text(qname).unwrap();
         let now = self.now;
-        Resolution::start(now, &qname, qtype, StdRng::seed_from_u64(11), &mut self.env())
+        Resolution::start(now, &qname, qtype, StdRng::seed_from_u64(11), &self.env())
     }
 
     /// Runs one resolution to its end: every transmit answered by the scripted network (or left
@@ -115,11 +116,11 @@ impl Sim {
             });
             if self.silent.contains(&tx.server.ip()) {
                 // Nothing comes back: before the deadline time passing changes nothing.
-                res.handle_timeout(deadline - Duration::from_millis(1), &mut self.env());
+                res.handle_timeout(deadline - Duration::from_millis(1), &self.env());
                 assert_eq!(res.poll_timeout(), Some(deadline));
                 self.now = deadline;
                 let now = self.now;
-                res.handle_timeout(now, &mut self.env());
+                res.handle_timeout(now, &self.env());
                 continue;
             }
             self.now += RTT;
@@ -129,9 +130,9 @@ impl Sim {
                     if !tx.tcp && self.truncating.contains(&tx.server.ip()) {
                         bytes[2] |= 0x02;
                     }
-                    res.handle_response(now, tx.server, &bytes, &mut self.env())
+                    res.handle_response(now, tx.server, &bytes, &self.env())
                 }
-                Err(e) => res.handle_error(now, &e, &mut self.env()),
+                Err(e) => res.handle_error(now, &e, &self.env()),
             }
         }
         panic!("no answer after 200 rounds");
@@ -400,17 +401,17 @@ fn replies_from_elsewhere_are_ignored_and_bad_ones_fail_over() {
     // The same bytes from another address change nothing.
     let other: SocketAddr = "127.0.1.2:53".parse().unwrap();
     let now = sim.now + RTT;
-    res.handle_response(now, other, &reply, &mut sim.env());
+    res.handle_response(now, other, &reply, &sim.env());
     assert_eq!(res.poll_timeout(), Some(deadline));
     assert!(res.poll_transmit().is_none());
     // Garbage from the right address fails this server; the other root is asked next.
-    res.handle_response(now, tx.server, &[0xde, 0xad], &mut sim.env());
+    res.handle_response(now, tx.server, &[0xde, 0xad], &sim.env());
     let next = res.poll_transmit().expect("the other root");
     assert_eq!(next.server, other);
     assert!(matches!(res.poll_event(), Some(Event::Step(s)) if matches!(s.outcome, StepOutcome::Failed(_))));
     // A refused connection likewise moves on (there is no third server: SERVFAIL, round 2 first).
     let refused = io::Error::new(io::ErrorKind::ConnectionRefused, "refused");
-    res.handle_error(now, &refused, &mut sim.env());
+    res.handle_error(now, &refused, &sim.env());
     let again = res.poll_transmit().expect("a second round: only two servers");
     assert_eq!(again.server, tx.server);
     assert_eq!(sim.counters.rejected_replies.load(Ordering::Relaxed), 1);
