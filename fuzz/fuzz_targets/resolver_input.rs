@@ -10,7 +10,7 @@ use appnet_resolver::admission::Gate;
 use appnet_resolver::cache::CacheLimits;
 use appnet_resolver::clients::Clients;
 use appnet_resolver::driver::Resolver;
-use appnet_resolver::iterate::{Mode, Settings};
+use appnet_resolver::iterate::{DEFAULT_MAX_QUERIES, Mode, Settings};
 use appnet_resolver::local::LocalZones;
 use appnet_resolver::respond::{Frontend, ServiceCounters, Via};
 use appnet_resolver::transport::Transport;
@@ -43,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
         use_0x20: false,
         cache: CacheLimits::default(),
         max_in_flight_per_zone: 64,
+        max_queries: DEFAULT_MAX_QUERIES,
     };
     let frontend = Frontend {
         resolver: Resolver::new(settings, Echo(data.to_vec())),

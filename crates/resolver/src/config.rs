@@ -58,6 +58,9 @@ pub struct ResolverConfig {
     /// its further uncached questions get SERVFAIL at once while other clients proceed; cached
     /// answers are still served (0 = no limit).
     pub max_in_flight_per_client: usize,
+    /// Most upstream queries one client question may cause, name-server address lookups and
+    /// retries included; past it the question gets SERVFAIL (at least 1).
+    pub max_queries_per_question: usize,
 }
 
 /// Parses a size in bytes: `33554432`, `32MiB`, `512KiB`, `1GiB`, `64M`, `10kB` (K/M/G alone
@@ -115,6 +118,7 @@ impl Default for ResolverConfig {
             max_in_flight: 2_048,
             max_in_flight_per_zone: 64,
             max_in_flight_per_client: 32,
+            max_queries_per_question: crate::iterate::DEFAULT_MAX_QUERIES,
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::admission::Gate;
 use crate::cache::{Answer, CacheStats, Outcome};
-use crate::iterate::{Counters, Env, Event, MAX_QUERIES, Resolution, Settings, Shared};
+use crate::iterate::{Counters, Env, Event, Resolution, Settings, Shared};
 use crate::trace::Step;
 use crate::transport::Transport;
 use appnet_dns::wire::name::NameBuf;
@@ -14,9 +14,10 @@ use rand::rngs::StdRng;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Most network round trips one question may take in the driver: the core stops well before
-/// (MAX_QUERIES, a bounded CNAME chain); this only guards against a core bug looping forever.
-const MAX_ROUNDS: usize = 4 * MAX_QUERIES + 64;
+/// Network round trips one question may take in the driver beyond 4 per allowed query: the
+/// core stops well before (its query budget, a bounded CNAME chain); this only guards against
+/// a core bug looping forever.
+const EXTRA_ROUNDS: usize = 64;
 
 /// The driver's clock: tokio's, so tests with paused time run in virtual time, and the same
 /// instants the timers sleep until.
@@ -115,7 +116,8 @@ impl<T: Transport> Resolver<T> {
         let rng = StdRng::from_rng(&mut rand::rng());
         let mut res = Resolution::start(now(), qname, qtype, rng, &self.env());
         let mut steps = Vec::new();
-        for _ in 0..MAX_ROUNDS {
+        let rounds = 4 * self.settings.max_queries.max(1) + EXTRA_ROUNDS;
+        for _ in 0..rounds {
             while let Some(event) = res.poll_event() {
                 match event {
                     Event::Step(step) => self.record(step, traced.then_some(&mut steps)),

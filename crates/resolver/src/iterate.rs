@@ -40,8 +40,9 @@ use std::time::{Duration, Instant};
 
 /// Longest CNAME chain followed.
 pub const MAX_CNAME_CHAIN: usize = 8;
-/// Most upstream queries one client question may cause (loops and deep chains stop here).
-pub const MAX_QUERIES: usize = 48;
+/// Default of [`Settings::max_queries`]: most upstream queries one client question may cause
+/// (loops and deep chains stop here).
+pub const DEFAULT_MAX_QUERIES: usize = 48;
 /// How deeply name-server address lookups may nest.
 pub const MAX_DEPTH: usize = 5;
 /// Most servers remembered as not speaking EDNS (the oldest is forgotten past it).
@@ -75,6 +76,9 @@ pub struct Settings {
     /// Most upstream exchanges in flight towards one zone at once (0 = no limit); questions
     /// past it get SERVFAIL at once, uncached, instead of queueing behind a slow or dead zone.
     pub max_in_flight_per_zone: usize,
+    /// Most upstream queries one client question may cause, nested lookups included (at least
+    /// 1); past it the zone being asked counts as failed (SERVFAIL).
+    pub max_queries: usize,
 }
 
 /// Counters for the statistics page, the tour and the tests.
@@ -159,7 +163,7 @@ pub enum Event {
 /// exchange in flight.
 pub struct Resolution {
     rng: StdRng,
-    /// Queries sent for this question, nested lookups included (bounded by [`MAX_QUERIES`]).
+    /// Queries sent for this question, nested lookups included (see [`Settings::max_queries`]).
     queries: usize,
     stack: Vec<Frame>,
     pending: Option<Pending>,
@@ -559,7 +563,7 @@ impl Resolution {
             ask.round = 1;
             ask.index = 0;
         }
-        if ask.index >= ask.order.len() || queries >= MAX_QUERIES {
+        if ask.index >= ask.order.len() || queries >= env.settings.max_queries.max(1) {
             let why = format!("every {} server failed", name::to_text(&it.cut.zone));
             it.ask = None;
             return self.give_up(now, env, why);

@@ -64,6 +64,7 @@ pub fn settings_from(config: &ResolverConfig) -> io::Result<Settings> {
             servfail_ttl: config.servfail_ttl,
         },
         max_in_flight_per_zone: config.max_in_flight_per_zone,
+        max_queries: config.max_queries_per_question,
     })
 }
 

@@ -10,7 +10,9 @@ use appnet_dns::wire::rrtype::{code, type_name};
 use appnet_resolver::admission::Gate;
 use appnet_resolver::cache::{Answer, CacheLimits, Outcome};
 use appnet_resolver::infra::UNKNOWN_RTT;
-use appnet_resolver::iterate::{Counters, Env, Event, Mode, Resolution, Settings, Shared};
+use appnet_resolver::iterate::{
+    Counters, DEFAULT_MAX_QUERIES, Env, Event, Mode, Resolution, Settings, Shared,
+};
 use appnet_resolver::trace::{Step, StepOutcome};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -61,6 +63,7 @@ impl Sim {
             use_0x20: false,
             cache: CacheLimits::default(),
             max_in_flight_per_zone: 64,
+            max_queries: DEFAULT_MAX_QUERIES,
         };
         Sim {
             net,
@@ -415,4 +418,26 @@ fn replies_from_elsewhere_are_ignored_and_bad_ones_fail_over() {
     let again = res.poll_transmit().expect("a second round: only two servers");
     assert_eq!(again.server, tx.server);
     assert_eq!(sim.counters.rejected_replies.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn the_query_budget_ends_a_question_with_servfail() {
+    let mut sim = Sim::new(textbook_net());
+    // gaia.cs.umass.edu needs four queries from a cold cache; three are allowed.
+    sim.settings.max_queries = 3;
+    let (answer, steps) = sim.resolve("gaia.cs.umass.edu.", code::A);
+    assert_eq!(answer.outcome, Outcome::ServFail);
+    let q = "gaia.cs.umass.edu. A";
+    assert_eq!(sim.sent, vec![sent("127.0.1.1", q), sent("127.0.2.1", q), sent("127.0.3.1", q)]);
+    assert_eq!(
+        steps.last().unwrap().outcome,
+        StepOutcome::Failed("SERVFAIL: every cs.umass.edu. server failed".into())
+    );
+    // With four allowed (and the remembered SERVFAIL flushed) the same question resolves.
+    sim.sent.clear();
+    sim.shared.lock().unwrap().cache.clear();
+    sim.settings.max_queries = 4;
+    let (answer, _) = sim.resolve("gaia.cs.umass.edu.", code::A);
+    assert_eq!(a_records(&answer), vec![[128, 119, 245, 12]]);
+    assert_eq!(sim.sent.len(), 4);
 }

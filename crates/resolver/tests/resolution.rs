@@ -7,7 +7,7 @@ use appnet_dns::wire::name::from_text;
 use appnet_dns::wire::rrtype::code;
 use appnet_resolver::cache::{CacheLimits, Outcome};
 use appnet_resolver::driver::Resolver;
-use appnet_resolver::iterate::{Mode, Settings};
+use appnet_resolver::iterate::{DEFAULT_MAX_QUERIES, Mode, Settings};
 use appnet_resolver::trace::StepOutcome;
 use std::sync::atomic::Ordering;
 use support::{FakeNet, roots, textbook_net};
@@ -19,6 +19,7 @@ fn resolver(net: &FakeNet, use_0x20: bool) -> Resolver<FakeNet> {
         use_0x20,
         cache: CacheLimits::default(),
         max_in_flight_per_zone: 64,
+        max_queries: DEFAULT_MAX_QUERIES,
     };
     Resolver::new(settings, net.clone())
 }
@@ -180,6 +181,7 @@ async fn forwarding_mode_asks_the_upstream_resolver_and_caches() {
         use_0x20: false,
         cache: CacheLimits::default(),
         max_in_flight_per_zone: 64,
+        max_queries: DEFAULT_MAX_QUERIES,
     };
     let r = Resolver::new(settings, net.clone());
     let answer = r.resolve(&from_text("www.ibm.com.").unwrap(), code::A).await;
@@ -223,6 +225,7 @@ async fn a_flooded_zone_gets_servfail_past_its_in_flight_limit_while_others_reso
         use_0x20: false,
         cache: CacheLimits::default(),
         max_in_flight_per_zone: 8,
+        max_queries: DEFAULT_MAX_QUERIES,
     };
     let r = std::sync::Arc::new(Resolver::new(settings, net.clone()));
     let start = tokio::time::Instant::now();

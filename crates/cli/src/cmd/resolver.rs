@@ -64,6 +64,10 @@ pub struct ResolverArgs {
     /// uncached questions get SERVFAIL (0 = no limit) [default: 32].
     #[arg(long, value_name = "N")]
     max_in_flight_per_client: Option<usize>,
+    /// Upstream queries one question may cause, name-server lookups and retries included;
+    /// past it SERVFAIL [default: 48].
+    #[arg(long, value_name = "N")]
+    max_queries_per_question: Option<usize>,
     /// Client TCP connections at once [default: 256].
     #[arg(long, value_name = "N")]
     max_tcp_connections: Option<usize>,
@@ -114,6 +118,9 @@ pub async fn serve(args: ResolverArgs, ctx: &Context) -> anyhow::Result<()> {
     }
     if let Some(n) = args.max_in_flight_per_client {
         config.max_in_flight_per_client = n;
+    }
+    if let Some(n) = args.max_queries_per_question {
+        config.max_queries_per_question = n;
     }
     if let Some(n) = args.max_tcp_connections {
         config.max_tcp_connections = n;
