@@ -137,3 +137,15 @@ fn one_rrset_has_one_ttl_the_first_as_bind_does() {
     let node = zone.node(&from_text("ttls.example.com").unwrap()).unwrap();
     assert_eq!(node.get(code::A).unwrap().ttl, 100);
 }
+
+proptest::proptest! {
+    /// Zone text made of the characters the BIND-syntax rewriting looks at (`@`, `$`,
+    /// parentheses, quotes, escapes, comments, units, multi-byte letters) never panics the reader.
+    #[test]
+    fn any_zone_text_is_read_or_rejected_without_panic(
+        text in "(\\$TTL |\\$ORIGIN |@ |SOA |MX |CNAME |1h |\\\\|\"|\\(|\\)|;|é|[a-z0-9. ]|\n){0,80}"
+    ) {
+        let apex = from_text("example.com").unwrap();
+        let _ = zonefile::parse_text(&text, "p", &apex, &zonefile::Includes::Forbidden);
+    }
+}

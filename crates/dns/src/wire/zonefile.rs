@@ -212,7 +212,8 @@ fn name_fields(rtype: &str) -> &'static [usize] {
 pub fn expand_at_in_rdata(text: &str, origin: &[u8]) -> Option<String> {
     let has_unit = |b: &u8| matches!(b.to_ascii_lowercase(), b'w' | b'd' | b'h' | b'm' | b's');
     let may_have_units = text.as_bytes().windows(2).any(|w| w[0].is_ascii_digit() && has_unit(&w[1]));
-    let has_ttl_directive = text.lines().any(|l| l.len() >= 4 && l[..4].eq_ignore_ascii_case("$TTL"));
+    let has_ttl_directive =
+        text.lines().any(|l| l.as_bytes().get(..4).is_some_and(|b| b.eq_ignore_ascii_case(b"$TTL")));
     if !text.contains('@') && !may_have_units && has_ttl_directive {
         return None;
     }
@@ -572,9 +573,17 @@ mod tests {
         // Line numbers survive the rewrite.
         assert_eq!(recs[4].at.line, 6);
         // Odd input never panics.
-        for junk in
-            ["@ @ @", "\\", "( @", "\"@", "é\\", "x CNAME é\\@ @", "x CNAME @\\", "$ORIGIN\n@ CNAME @"]
-        {
+        for junk in [
+            "abcé\nx A 1.2.3.4",
+            "@ @ @",
+            "\\",
+            "( @",
+            "\"@",
+            "é\\",
+            "x CNAME é\\@ @",
+            "x CNAME @\\",
+            "$ORIGIN\n@ CNAME @",
+        ] {
             let _ = parse_text(junk, "j", &origin, &Includes::Forbidden);
         }
     }
