@@ -20,7 +20,7 @@ use crate::wire::query::Header;
 use crate::wire::response::rcode;
 use crate::wire::tsig::{Verified, unix_now};
 use crate::zone::{Zone, ZoneError};
-use appnet_netkit::accept::{Accepted, Acceptor, ConnSlot};
+use appnet_netkit::accept::{Accepted, Acceptor, CloseReason, ConnSlot};
 use appnet_netkit::batch::{RecvBatch, SendBatch};
 use appnet_netkit::listen::{ListenOpts, bind_udp_group_and_tcp};
 use appnet_netkit::metrics::{Counter, Gauge, Registry};
@@ -63,6 +63,8 @@ pub(crate) struct Stats {
     pub transfers: Counter,
     pub tcp_open: Gauge,
     pub tcp_refused: Counter,
+    pub tcp_evicted: Counter,
+    pub tcp_timed_out: Counter,
 }
 
 impl Stats {
@@ -85,6 +87,16 @@ impl Stats {
             transfers: r.counter("dns_transfers_total", "Outgoing zone transfers.", &[]),
             tcp_open: r.gauge("dns_tcp_connections", "TCP connections open now.", &[]),
             tcp_refused: r.counter("dns_tcp_refused_total", "TCP connections closed at the cap.", &[]),
+            tcp_evicted: r.counter(
+                "dns_tcp_evicted_total",
+                "Idle TCP connections closed to make room for a newcomer.",
+                &[],
+            ),
+            tcp_timed_out: r.counter(
+                "dns_tcp_timed_out_total",
+                "TCP connections closed because a whole query did not arrive in time.",
+                &[],
+            ),
             registry: r,
         }
     }
@@ -579,6 +591,10 @@ async fn tcp_connection(
         let msg = tokio::select! {
             _ = shutdown.wait() => return Ok(()),
             reason = slot.closed() => {
+                match reason {
+                    CloseReason::Evicted => shared.stats.tcp_evicted.inc(),
+                    CloseReason::TimedOut => shared.stats.tcp_timed_out.inc(),
+                }
                 tracing::debug!(%peer, ?reason, "TCP connection closed while waiting for a query");
                 return Ok(());
             }

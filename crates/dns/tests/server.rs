@@ -170,6 +170,11 @@ async fn idle_connection_hoarders_do_not_lock_out_other_clients() {
     // ... and a third client still gets its answer: the longest-idle connection makes room.
     let mut late = connect_from("127.0.0.4", addr).await;
     assert_eq!(tcp_a(&mut late, Duration::from_secs(5)).await, Some(vec![192, 0, 2, 80]));
+    let evicted = wait_until(Duration::from_secs(5), Duration::from_millis(20), || async {
+        metric("dns_tcp_evicted_total") >= 1
+    })
+    .await;
+    assert!(evicted, "{}", control.metrics());
     drop(hoard);
     running.stop().await.unwrap();
 }
