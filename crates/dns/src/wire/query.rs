@@ -147,7 +147,8 @@ pub fn parse(packet: &[u8]) -> Result<Query<'_>, BadQuery> {
 
 /// Types that cannot be asked for (RFC 6895 §3.1): 0 is reserved, and OPT (41), TKEY (249)
 /// and TSIG (250) are meta-types that live only in the additional section. Asking for them gets
-/// FORMERR, as BIND answers (NSD 4.6 answers NODATA), never an answer that looks like data.
+/// FORMERR, never an answer that looks like data. BIND 9.18 answers the meta-types so; for type 0
+/// BIND and NSD 4.6 answer NODATA and Knot 3.2 NOTIMP (checked on loopback; issue 22 asks FORMERR).
 pub fn is_forbidden_qtype(qtype: u16) -> bool {
     matches!(qtype, 0 | code::OPT | 249 | 250)
 }
