@@ -32,6 +32,7 @@ pub mod progress;
 mod safe_fs;
 pub mod session;
 pub mod storage;
+pub mod swarm;
 pub mod tracker;
 pub mod urlenc;
 pub mod wire;
