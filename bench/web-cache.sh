@@ -40,7 +40,7 @@ PIDS+=($!); wait_port "$OPORT"
 start_appnet() {
   local p; p=$(free_port)
   TOKIO_WORKER_THREADS=$WORKERS taskset -c "$SERVER_CPUS" "$APPNET" web proxy --reverse "http://127.0.0.1:$OPORT" \
-    --listen "127.0.0.1:$p" --max-connections-per-ip $((CONNS + 16)) 2>"$WORK/appnet.err" &
+    --listen "127.0.0.1:$p" 2>"$WORK/appnet.err" &
   PIDS+=($!); SERVER_PID=$!; wait_port "$p"; PORT=$p
 }
 start_varnish() {

@@ -128,7 +128,11 @@ async fn idle_http2_connections_get_goaway_then_close() {
 #[tokio::test]
 async fn a_full_proxy_closes_an_idle_connection_for_a_newcomer() {
     let origin = Origin::start(|_, _| Reply::ok("x", &[("cache-control", "max-age=60")])).await;
-    let proxy = reverse(&origin, |c| c.max_connections = 2).await;
+    let proxy = reverse(&origin, |c| {
+        c.max_connections = 2;
+        c.max_connections_per_ip = Some(8);
+    })
+    .await;
     // Two connections that have sent nothing hold both slots.
     let mut idle_a = TcpStream::connect(proxy.addr()).await.unwrap();
     let mut idle_b = TcpStream::connect(proxy.addr()).await.unwrap();
@@ -148,7 +152,7 @@ async fn a_full_proxy_closes_an_idle_connection_for_a_newcomer() {
 #[tokio::test]
 async fn one_address_cannot_hold_more_than_its_connection_share() {
     let origin = Origin::start(|_, _| Reply::ok("x", &[])).await;
-    let proxy = reverse(&origin, |c| c.max_connections_per_ip = 2).await;
+    let proxy = reverse(&origin, |c| c.max_connections_per_ip = Some(2)).await;
     let mut held = Vec::new();
     for _ in 0..2 {
         held.push(TcpStream::connect(proxy.addr()).await.unwrap());
@@ -171,6 +175,7 @@ async fn a_request_in_progress_is_neither_timed_out_nor_evicted() {
     let proxy = reverse(&origin, |c| {
         c.header_timeout_secs = 1;
         c.max_connections = 1;
+        c.max_connections_per_ip = Some(8);
     })
     .await;
     let addr = proxy.addr();

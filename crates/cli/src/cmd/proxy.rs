@@ -107,7 +107,7 @@ pub struct ProxyArgs {
     /// newcomer [default: 10000].
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
-    /// Most client connections from one address [default: 64].
+    /// Most client connections from one address [default: an eighth of --max-connections].
     #[arg(long, value_name = "N")]
     max_connections_per_ip: Option<usize>,
     /// Log each request's status on stdout.
@@ -180,7 +180,7 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<()> {
         config.max_connections = n;
     }
     if let Some(n) = args.max_connections_per_ip {
-        config.max_connections_per_ip = n;
+        config.max_connections_per_ip = Some(n);
     }
     config.access_log |= args.access_log;
     config.tls |= args.tls || args.cert.is_some();

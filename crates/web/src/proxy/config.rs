@@ -86,8 +86,10 @@ pub struct ProxyConfig {
     /// Most client connections at once; when full, the longest-idle connection without a
     /// request in progress is closed for a newcomer (503 only when every one is busy).
     pub max_connections: usize,
-    /// Most client connections from one address; more get 503.
-    pub max_connections_per_ip: usize,
+    /// Most client connections from one address; more get 503. `None`: an eighth of
+    /// `max_connections` (1,250 by default: a proxy's clients often share one address
+    /// behind NAT, and idle connections are evicted when the proxy is full anyway).
+    pub max_connections_per_ip: Option<usize>,
     /// Most idle pooled connections kept per origin.
     pub pool_per_host: usize,
     /// Fraction of (Date − Last-Modified) used as heuristic freshness.
@@ -138,7 +140,7 @@ impl Default for ProxyConfig {
             idle_timeout_secs: 60,
             header_timeout_secs: 10,
             max_connections: 10_000,
-            max_connections_per_ip: 64,
+            max_connections_per_ip: None,
             pool_per_host: 64,
             heuristic_fraction: 0.1,
             heuristic_max_secs: 86_400,

@@ -132,7 +132,7 @@ fn conn_limits(cfg: &ProxyConfig) -> ConnLimits {
     let header = ProxyConfig::secs(cfg.header_timeout_secs);
     ConnLimits {
         max_connections: cfg.max_connections.max(1),
-        max_per_ip: cfg.max_connections_per_ip.max(1),
+        max_per_ip: cfg.max_connections_per_ip.unwrap_or(cfg.max_connections / 8).max(1),
         request_timeout: header + Duration::from_secs(1),
         idle_timeout: ProxyConfig::secs(cfg.idle_timeout_secs) + header,
     }

@@ -339,7 +339,9 @@ impl Store {
             inner.bytes += size;
             inner.objects += 1;
             inner.clock.push_back((key, entry.id));
-            dead.extend(evict(&mut inner, self.cfg.capacity));
+            // Room for the bodies being stored in memory too.
+            let reserved = self.inflight.reserved.load(Ordering::Acquire);
+            dead.extend(evict_for(&mut inner, self.cfg.capacity, reserved));
         }
         self.delete_files(dead);
     }
@@ -399,11 +401,6 @@ fn evict_for(inner: &mut Inner, capacity: u64, reserved: u64) -> Vec<Arc<Entry>>
         inner.clock.retain(|(k, id)| map.get(k).is_some_and(|vs| vs.iter().any(|e| e.id == *id)));
     }
     dead
-}
-
-/// CLOCK eviction until `bytes <= capacity`; returns the evicted entries.
-fn evict(inner: &mut Inner, capacity: u64) -> Vec<Arc<Entry>> {
-    evict_for(inner, capacity, 0)
 }
 
 /// A memory writer's handle on the in-flight budget.
@@ -611,6 +608,38 @@ mod tests {
         w.write(&Bytes::from(vec![1u8; 1000])).await;
         assert_eq!(store.inflight().current(), 1000);
         assert!(!w.failed());
+    }
+
+    #[tokio::test]
+    async fn bodies_in_flight_count_against_the_memory_size() {
+        let store = memory_store(1 << 20, 1 << 20);
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("max-age=60"));
+        let now = std::time::SystemTime::now();
+        let stored = Stored::from_response(
+            "http://a.test/old",
+            &http::Method::GET,
+            &http::HeaderMap::new(),
+            http::StatusCode::OK,
+            &h,
+            now,
+            now,
+            &PolicyOptions::default(),
+        )
+        .unwrap();
+        let mut w = store.writer(Some(600 * 1024)).await.unwrap();
+        w.write(&Bytes::from(vec![1u8; 600 * 1024])).await;
+        store.commit(w, stored).await.unwrap();
+        assert_eq!(store.usage().0, 1);
+        assert_eq!(store.inflight().current(), 0, "a committed body is stored, not in flight");
+        // A new 600 KiB body in flight does not fit next to it: the stored one makes room.
+        let mut w = store.writer(None).await.unwrap();
+        for _ in 0..10 {
+            w.write(&Bytes::from(vec![2u8; 60 * 1024])).await;
+        }
+        assert!(!w.failed());
+        assert_eq!(store.usage().0, 0);
+        assert!(store.usage().1 + store.inflight().current() <= 1 << 20);
     }
 
     #[test]
