@@ -134,7 +134,8 @@ impl<T: Transport> Resolver<T> {
             match result {
                 Some(Ok(bytes)) => res.handle_response(at, tx.server, &bytes, &self.env()),
                 Some(Err(e)) => res.handle_error(at, &e, &self.env()),
-                None => res.handle_timeout(at, &self.env()),
+                // The timer for `deadline` fired (whatever rounding the clock read has).
+                None => res.handle_timeout(at.max(deadline), &self.env()),
             }
         }
         tracing::warn!("resolution stopped without an answer after {} queries", res.queries());
