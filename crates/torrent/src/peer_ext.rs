@@ -50,7 +50,7 @@ impl TorrentHandle {
         let mut dial = Vec::new();
         {
             let mut st = self.lock();
-            let Some(slot) = st.peers.get_mut(&id) else {
+            let Some(slot) = st.conns.get_mut(&id) else {
                 return Err(PeerError::Protocol("unregistered".into()));
             };
             match ext_id {
@@ -114,7 +114,7 @@ impl TorrentHandle {
             let mut st = self.lock();
             // Where each connected peer listens: the address we dialled, or the port it gave.
             let listening: Vec<(u64, SocketAddr)> = st
-                .peers
+                .conns
                 .iter()
                 .filter_map(|(id, p)| {
                     let a = if p.outgoing {
@@ -125,7 +125,7 @@ impl TorrentHandle {
                     a.map(|a| (*id, a))
                 })
                 .collect();
-            for (id, p) in st.peers.iter_mut() {
+            for (id, p) in st.conns.iter_mut() {
                 let Some(their) = p.ext.ut_pex else { continue };
                 let now: HashSet<SocketAddr> =
                     listening.iter().filter(|(other, _)| other != id).map(|(_, a)| *a).collect();

@@ -1,15 +1,13 @@
-//! One torrent being downloaded or seeded: the shared state every peer connection feeds (picker,
-//! piece buffers, peer table, choker), the listener, the tracker announces and the choker timer.
-//! The per-connection protocol lives in [`crate::peer`]; the policies in the sans-IO cores.
+//! One torrent being downloaded or seeded, the thin tokio driver of the sans-IO
+//! [`crate::swarm::Swarm`]: it owns the listener, the peer connections ([`crate::peer`]), the
+//! disk, the clock and the timers, feeds the core what happens and carries out its actions.
+//! Tracker announces and the BEP 10 extensions ([`crate::bep10_extension`]) are here too.
 
-use crate::admission;
 use crate::bitfield::Bitfield;
-use crate::choker::{ChokeParams, Choker, PeerStat};
 use crate::config::ClientConfig;
 use crate::metainfo::Metainfo;
-use crate::meter::RateMeter;
-use crate::picker::{Picker, Received};
 use crate::storage::{self, Storage};
+use crate::swarm::{Action, Connected, PeerKey, Swarm, SwarmConfig, SwarmError};
 use crate::tracker::client as tracker_client;
 use crate::tracker::proto::{Announce, Event};
 use crate::wire::{BlockRef, Message};
@@ -17,11 +15,9 @@ use appnet_netkit::accept::{Accepted, Acceptor, ConnLimits};
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::rate::Limiter;
 use appnet_netkit::{BoxError, Service, Shutdown};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -47,28 +43,14 @@ pub(crate) enum PeerError {
     Io(#[from] io::Error),
     #[error("protocol violation: {0}")]
     Protocol(String),
-    #[error("banned after repeated corrupt pieces")]
-    Banned,
 }
 
-pub(crate) struct PeerSlot {
+/// The driver's side of one peer connection: where its writer listens, and its BEP 10 state.
+/// (The peer-wire state is the core's, under the same key.)
+pub(crate) struct Conn {
     pub addr: SocketAddr,
-    pub peer_id: [u8; 20],
     pub outgoing: bool,
     pub tx: mpsc::UnboundedSender<Out>,
-    pub bitfield: Bitfield,
-    pub fast: bool,
-    pub am_choking: bool,
-    pub am_interested: bool,
-    pub peer_choking: bool,
-    pub peer_interested: bool,
-    pub pending: HashSet<BlockRef>,
-    pub down: RateMeter,
-    pub up: RateMeter,
-    pub connected_at: Instant,
-    pub last_block: Option<Instant>,
-    /// It was interested in us or a block went either way: never evicted for a newcomer.
-    pub useful: bool,
     /// BEP 10 state (empty when the peer does not speak the extension protocol).
     pub ext: PeerExt,
 }
@@ -90,30 +72,10 @@ pub(crate) struct PeerExt {
     pub pex_sent: HashSet<SocketAddr>,
 }
 
-struct PieceBuf {
-    data: Vec<u8>,
-    contributors: HashSet<SocketAddr>,
-}
-
+/// Everything behind the session's lock: the sans-IO core and the connections it names.
 pub(crate) struct State {
-    pub picker: Picker,
-    bufs: HashMap<u32, PieceBuf>,
-    pub peers: HashMap<u64, PeerSlot>,
-    next_id: u64,
-    connecting: HashSet<SocketAddr>,
-    failures: HashMap<SocketAddr, u32>,
-    banned: HashSet<SocketAddr>,
-    choker: Choker,
-    rng: StdRng,
-    down_total: RateMeter,
-    up_total: RateMeter,
-    downloaded: u64,
-    uploaded: u64,
-    hash_failures: u64,
-    completed_at: Option<Instant>,
-    req_min: usize,
-    req_max: usize,
-    req_secs: f64,
+    pub swarm: Swarm,
+    pub conns: HashMap<PeerKey, Conn>,
 }
 
 /// A snapshot for progress bars and tests.
@@ -152,7 +114,6 @@ pub(crate) struct Inner {
     /// with many connections does not have them all polling the bucket.
     pub up_gate: tokio::sync::Mutex<()>,
     pub down: Limiter,
-    pub params: ChokeParams,
     pub listen: SocketAddr,
     complete: watch::Sender<bool>,
     pub shutdown: Shutdown,
@@ -230,35 +191,19 @@ impl Session {
             ));
         }
         let listen = listener.local_addr()?;
-        let mut picker = Picker::new(meta.info.piece_length, meta.info.total_length());
-        for i in have.ones() {
-            picker.set_have(i);
-        }
-        let now = Instant::now();
-        let done = picker.is_complete();
-        let state = State {
-            picker,
-            bufs: HashMap::new(),
-            peers: HashMap::new(),
-            next_id: 1,
-            connecting: HashSet::new(),
-            failures: HashMap::new(),
-            banned: HashSet::new(),
-            choker: Choker::new(),
-            rng: StdRng::from_rng(&mut rand::rng()),
-            down_total: RateMeter::new(Duration::from_secs(5), now),
-            up_total: RateMeter::new(Duration::from_secs(5), now),
-            downloaded: 0,
-            uploaded: 0,
-            hash_failures: 0,
-            completed_at: done.then_some(now),
-            req_min: cfg.min_requests,
-            req_max: cfg.max_requests,
-            req_secs: cfg.request_queue_secs.clamp(0.01, 60.0),
-        };
+        let swarm = Swarm::new(
+            SwarmConfig::from_client(&cfg),
+            peer_id,
+            meta.info.piece_length,
+            meta.info.total_length(),
+            &have,
+            rand::random(),
+            Instant::now(),
+        );
+        let done = swarm.is_complete();
+        let state = State { swarm, conns: HashMap::new() };
         let (complete, _) = watch::channel(done);
         let inner = Inner {
-            params: cfg.choke_params(),
             up: cfg.limiter(cfg.upload_rate),
             up_gate: tokio::sync::Mutex::new(()),
             down: cfg.limiter(cfg.download_rate),
@@ -325,7 +270,7 @@ impl Service for Session {
         }
         {
             let h = h.clone();
-            sd.spawn(async move { h.choke_loop().await });
+            sd.spawn(async move { h.timer_loop().await });
         }
         {
             let h = h.clone();
@@ -358,8 +303,8 @@ impl Service for Session {
         drop(acceptor);
         {
             let st = h.lock();
-            for p in st.peers.values() {
-                let _ = p.tx.send(Out::Close);
+            for c in st.conns.values() {
+                let _ = c.tx.send(Out::Close);
             }
         }
         sd.drain(Duration::from_secs(5)).await;
@@ -399,20 +344,18 @@ impl TorrentHandle {
 
     /// A progress snapshot.
     pub fn progress(&self) -> Progress {
-        let mut st = self.lock();
-        let now = Instant::now();
-        let (down_rate, up_rate) = (st.down_total.rate(now), st.up_total.rate(now));
+        let s = self.lock().swarm.stats(Instant::now());
         Progress {
-            have: st.picker.have().count(),
-            pieces: st.picker.num_pieces(),
+            have: s.have,
+            pieces: s.pieces,
             total: self.inner.meta.info.total_length(),
-            left: st.picker.left(),
-            downloaded: st.downloaded,
-            uploaded: st.uploaded,
-            peers: st.peers.len(),
-            down_rate,
-            up_rate,
-            hash_failures: st.hash_failures,
+            left: s.left,
+            downloaded: s.downloaded,
+            uploaded: s.uploaded,
+            peers: s.peers,
+            down_rate: s.down_rate,
+            up_rate: s.up_rate,
+            hash_failures: s.hash_failures,
         }
     }
 
@@ -432,63 +375,35 @@ impl TorrentHandle {
         if addr == self.inner.listen || self.inner.shutdown.is_triggered() {
             return;
         }
-        {
-            let mut st = self.lock();
-            let busy = st.peers.values().any(|p| p.addr == addr) || st.connecting.contains(&addr);
-            if busy
-                || st.banned.contains(&ban_key(&addr))
-                || matches!(self.admission(&st, addr.ip()), admission::Admit::Refuse(_))
-            {
-                return;
-            }
-            st.connecting.insert(addr);
+        if !self.lock().swarm.start_dial(addr) {
+            return;
         }
         let h = self.clone();
         self.inner.shutdown.spawn(async move {
             let r = tokio::time::timeout(Duration::from_secs(10), tokio::net::TcpStream::connect(addr)).await;
+            // Connected or not, it no longer counts as a pending dial: a connected one is a
+            // peer once its handshake is done.
+            h.lock().swarm.dial_finished(addr);
             match r {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
-                    // Connected: it counts as a peer from here on, not as a pending connect.
-                    h.lock().connecting.remove(&addr);
                     crate::peer::run(h.clone(), stream, addr, None).await;
-                    return;
                 }
                 Ok(Err(e)) => tracing::debug!("connect {addr}: {e}"),
                 Err(_) => tracing::debug!("connect {addr}: timed out"),
             }
-            h.lock().connecting.remove(&addr);
         });
-    }
-
-    /// The admission policy's verdict on a newcomer from `ip` given the peers held now.
-    fn admission(&self, st: &State, ip: IpAddr) -> admission::Admit {
-        let held: Vec<admission::Held> = st
-            .peers
-            .iter()
-            .map(|(id, p)| admission::Held {
-                id: *id,
-                ip: p.addr.ip().to_canonical(),
-                since: p.connected_at,
-                useful: p.useful,
-            })
-            .collect();
-        let pending: Vec<IpAddr> = st.connecting.iter().map(|a| a.ip().to_canonical()).collect();
-        admission::admit(&held, &pending, ip.to_canonical(), self.limits())
-    }
-
-    fn limits(&self) -> admission::Limits {
-        admission::Limits { max_peers: self.inner.cfg.max_peers, max_per_ip: self.inner.cfg.max_peers_per_ip }
     }
 
     /// Whether a connection may start its handshake: its address is not banned. (Incoming
     /// handshakes are bounded by the listener's connection policy; the peer slot is decided
     /// at `register`.)
     pub(crate) fn admit(&self, addr: &SocketAddr) -> bool {
-        !self.lock().banned.contains(&ban_key(addr))
+        !self.lock().swarm.is_banned(addr)
     }
 
-    /// Adds a handshaken peer; returns its id, or None if it duplicates a connection we keep.
+    /// Adds a handshaken peer; returns its key, or None if the core refused it (a duplicate
+    /// connection, or no slot under the admission policy).
     pub(crate) fn register(
         &self,
         addr: SocketAddr,
@@ -497,236 +412,91 @@ impl TorrentHandle {
         fast: bool,
         extended: bool,
         tx: mpsc::UnboundedSender<Out>,
-    ) -> Option<u64> {
+    ) -> Option<PeerKey> {
         let mut st = self.lock();
-        if let Some((&old_id, old)) = st.peers.iter().find(|(_, p)| p.peer_id == peer_id) {
-            // Two connections between the same pair: both sides keep the one the lower id opened.
-            let ours_lower = self.inner.peer_id < peer_id;
-            if old.outgoing == outgoing || (outgoing != ours_lower) {
-                return None;
-            }
-            let _ = old.tx.send(Out::Close);
-            remove_peer(&mut st, old_id);
+        let st = &mut *st;
+        let key = st.swarm.handle_connected(Connected { addr, peer_id, outgoing, fast }, Instant::now())?;
+        st.conns.insert(key, Conn { addr, outgoing, tx, ext: PeerExt::default() });
+        // Queued under the lock, so no HAVE broadcast can overtake the opening message.
+        let verify = self.dispatch(st);
+        debug_assert!(verify.is_empty());
+        if extended && let Some(c) = st.conns.get(&key) {
+            let _ = c.tx.send(Out::Msg(self.ext_handshake()));
         }
-        match self.admission(&st, addr.ip()) {
-            admission::Admit::Yes => {}
-            admission::Admit::Evict(victim) => {
-                if let Some(p) = st.peers.get(&victim) {
-                    tracing::debug!("peer {} evicted for {addr}: it never became useful", p.addr);
-                    let _ = p.tx.send(Out::Close);
-                }
-                remove_peer(&mut st, victim);
-            }
-            admission::Admit::Refuse(why) => {
-                tracing::debug!("peer {addr} refused: {why}");
-                return None;
-            }
-        }
-        // Queued under the lock, so no HAVE broadcast can overtake it.
-        if let Some(m) = Self::opening_message(st.picker.have(), fast) {
-            let _ = tx.send(Out::Msg(m));
-        }
-        if extended {
-            let _ = tx.send(Out::Msg(self.ext_handshake()));
-        }
-        let id = st.next_id;
-        st.next_id += 1;
-        let now = Instant::now();
-        let window = Duration::from_secs_f64(self.inner.cfg.rate_window_secs.clamp(0.1, 3600.0));
-        let n = st.picker.num_pieces();
-        st.peers.insert(
-            id,
-            PeerSlot {
-                addr,
-                peer_id,
-                outgoing,
-                tx,
-                bitfield: Bitfield::new(n),
-                fast,
-                am_choking: true,
-                am_interested: false,
-                peer_choking: true,
-                peer_interested: false,
-                pending: HashSet::new(),
-                down: RateMeter::new(window, now),
-                up: RateMeter::new(window, now),
-                connected_at: now,
-                last_block: None,
-                useful: false,
-                ext: PeerExt::default(),
-            },
-        );
-        Some(id)
-    }
-
-    /// What we announce right after the handshake (BITFIELD, or HAVE ALL/NONE with BEP 6).
-    fn opening_message(have: &Bitfield, fast: bool) -> Option<Message> {
-        if fast && have.is_full() {
-            Some(Message::HaveAll)
-        } else if fast && have.count() == 0 {
-            Some(Message::HaveNone)
-        } else if have.count() > 0 {
-            Some(Message::Bitfield(have.as_bytes().to_vec().into()))
-        } else {
-            None
-        }
+        Some(key)
     }
 
     /// Removes a closed peer, giving its outstanding requests back to the picker.
-    pub(crate) fn unregister(&self, id: u64) {
+    pub(crate) fn unregister(&self, id: PeerKey) {
         let mut st = self.lock();
-        remove_peer(&mut st, id);
+        let st = &mut *st;
+        st.conns.remove(&id);
+        st.swarm.handle_disconnected(id, Instant::now());
+        self.dispatch(st);
     }
 
-    /// Handles one message from peer `id` (validated here against the torrent).
-    pub(crate) async fn handle(&self, id: u64, msg: Message) -> Result<(), PeerError> {
+    /// Carries out the core's actions (under the lock, so messages keep their order), except
+    /// piece verification, which is returned for the caller to run off the lock.
+    fn dispatch(&self, st: &mut State) -> Vec<(u32, Vec<u8>)> {
+        let mut verify = Vec::new();
+        while let Some(a) = st.swarm.poll_action() {
+            let (peer, out) = match a {
+                Action::Send { peer, msg } => (peer, Out::Msg(msg)),
+                Action::Upload { peer, block } => (peer, Out::Serve(block)),
+                Action::CancelUpload { peer, block } => (peer, Out::Unserve(block)),
+                Action::Disconnect { peer, reason } => {
+                    if let Some(c) = st.conns.get(&peer) {
+                        tracing::debug!("peer {} dropped: {reason}", c.addr);
+                    }
+                    (peer, Out::Close)
+                }
+                Action::Verify { piece, data } => {
+                    verify.push((piece, data));
+                    continue;
+                }
+                Action::Completed => {
+                    self.inner.complete.send_replace(true);
+                    tracing::info!("download complete: {}", self.inner.meta.info.name);
+                    continue;
+                }
+            };
+            if let Some(c) = st.conns.get(&peer) {
+                let _ = c.tx.send(out);
+            }
+        }
+        verify
+    }
+
+    /// Handles one message from peer `id`: extension messages here, the rest in the core.
+    pub(crate) async fn handle(&self, id: PeerKey, msg: Message) -> Result<(), PeerError> {
         if let Message::Extended { id: ext_id, payload } = msg {
             return self.on_extended(id, ext_id, payload);
         }
-        if let Some((index, buf)) = self.on_message(id, msg)? {
+        let (res, verify) = {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let res = st.swarm.handle_message(id, msg, Instant::now());
+            (res, self.dispatch(st))
+        };
+        for (piece, data) in verify {
             // Its own task: if this connection is closed meanwhile (a duplicate connection
-            // replaced it, say), the verified piece must still be recorded, not lost.
+            // replaced it, say), the verified piece must still be recorded, not lost. The
+            // reader waits for it, so a fast peer cannot queue unverified pieces without bound.
             let h = self.clone();
-            tokio::spawn(async move { h.finish_piece(id, index, buf).await })
+            tokio::spawn(async move { h.finish_piece(piece, data).await })
                 .await
                 .map_err(|e| PeerError::Io(io::Error::other(e)))??;
         }
-        Ok(())
+        res.map_err(|e| match e {
+            SwarmError::Protocol(why) => PeerError::Protocol(why),
+            SwarmError::UnknownPeer => PeerError::Protocol("unregistered".into()),
+        })
     }
 
-    /// The synchronous part of [`Self::handle`]: returns a completed piece to verify.
-    fn on_message(&self, id: u64, msg: Message) -> Result<Option<(u32, PieceBuf)>, PeerError> {
-        let info = &self.inner.meta.info;
-        msg.validate(info.num_pieces(), |i| info.piece_size(i))
-            .map_err(|e| PeerError::Protocol(e.to_string()))?;
-        let mut st = self.lock();
-        let st = &mut *st;
-        let Some(slot) = st.peers.get_mut(&id) else {
-            return Err(PeerError::Protocol("unregistered".into()));
-        };
-        let now = Instant::now();
-        match msg {
-            Message::KeepAlive
-            | Message::Extended { .. }
-            | Message::Port(_)
-            | Message::Suggest(_)
-            | Message::AllowedFast(_)
-            | Message::Unknown(_) => {}
-            Message::Choke => {
-                slot.peer_choking = true;
-                for r in slot.pending.drain() {
-                    st.picker.cancel(&r);
-                }
-            }
-            Message::Unchoke => {
-                slot.peer_choking = false;
-                fill_requests(st, id);
-            }
-            Message::Interested => {
-                slot.peer_interested = true;
-                slot.useful = true;
-                let unchoked = st.peers.values().filter(|p| !p.am_choking && p.peer_interested).count();
-                if !self.inner.cfg.no_upload && st.choker.has_free_slot(unchoked, &self.inner.params) {
-                    set_choke(st, id, false);
-                }
-            }
-            Message::NotInterested => slot.peer_interested = false,
-            Message::Have(i) => {
-                if slot.bitfield.set(i) {
-                    st.picker.peer_has(i);
-                }
-                update_interest(st, id);
-            }
-            Message::Bitfield(bytes) => {
-                let bf = Bitfield::from_bytes(&bytes, info.num_pieces())
-                    .ok_or_else(|| PeerError::Protocol("bitfield with spare bits set".into()))?;
-                // A repeated bitfield (some clients follow HAVE NONE with one) replaces the last.
-                st.picker.peer_bitfield(&slot.bitfield, false);
-                st.picker.peer_bitfield(&bf, true);
-                slot.bitfield = bf;
-                update_interest(st, id);
-            }
-            Message::HaveAll | Message::HaveNone => {
-                if !slot.fast {
-                    return Err(PeerError::Protocol("fast-extension message without the extension".into()));
-                }
-                let bf = if matches!(msg, Message::HaveAll) {
-                    Bitfield::full(info.num_pieces())
-                } else {
-                    Bitfield::new(info.num_pieces())
-                };
-                st.picker.peer_bitfield(&slot.bitfield, false);
-                st.picker.peer_bitfield(&bf, true);
-                slot.bitfield = bf;
-                update_interest(st, id);
-            }
-            Message::Request(r) => {
-                let refuse = self.inner.cfg.no_upload || slot.am_choking || !st.picker.have().get(r.index);
-                if !refuse {
-                    let _ = slot.tx.send(Out::Serve(r));
-                } else if slot.fast {
-                    let _ = slot.tx.send(Out::Msg(Message::Reject(r)));
-                }
-            }
-            Message::Cancel(r) => {
-                let _ = slot.tx.send(Out::Unserve(r));
-            }
-            Message::Reject(r) => {
-                if !slot.fast {
-                    return Err(PeerError::Protocol("reject without the fast extension".into()));
-                }
-                if slot.pending.remove(&r) {
-                    st.picker.cancel(&r);
-                }
-                fill_requests(st, id);
-            }
-            Message::Piece { index, begin, data } => {
-                let r = BlockRef { index, begin, length: data.len() as u32 };
-                let was_pending = slot.pending.remove(&r);
-                slot.useful |= was_pending;
-                slot.down.add(r.length as u64, now);
-                slot.last_block = Some(now);
-                st.down_total.add(r.length as u64, now);
-                if !was_pending && !st.picker.is_expected(&r) {
-                    // Late or unrequested: harmless (after a cancel or choke), ignore it.
-                    fill_requests(st, id);
-                    return Ok(None);
-                }
-                let ip = ban_key(&slot.addr);
-                match st.picker.received(&r) {
-                    Received::Duplicate => {}
-                    Received::Fresh { others, piece_done } => {
-                        st.downloaded += r.length as u64;
-                        let size = info.piece_size(index) as usize;
-                        let buf = st.bufs.entry(index).or_insert_with(|| PieceBuf {
-                            data: vec![0; size],
-                            contributors: HashSet::new(),
-                        });
-                        buf.data[begin as usize..begin as usize + data.len()].copy_from_slice(&data);
-                        buf.contributors.insert(ip);
-                        if others > 0 {
-                            for (pid, p) in st.peers.iter_mut() {
-                                if *pid != id && p.pending.remove(&r) {
-                                    let _ = p.tx.send(Out::Msg(Message::Cancel(r)));
-                                }
-                            }
-                        }
-                        if piece_done && let Some(buf) = st.bufs.remove(&index) {
-                            return Ok(Some((index, buf)));
-                        }
-                    }
-                }
-                fill_requests(st, id);
-            }
-        }
-        Ok(None)
-    }
-
-    /// Verifies a completed piece, writes it, and tells everyone (or blames its senders).
-    async fn finish_piece(&self, id: u64, index: u32, buf: PieceBuf) -> Result<(), PeerError> {
+    /// Verifies a completed piece and writes it, then tells the core the verdict.
+    async fn finish_piece(&self, index: u32, data: Vec<u8>) -> Result<(), PeerError> {
         let inner = self.inner.clone();
-        let PieceBuf { data, contributors } = buf;
-        let ok = tokio::task::spawn_blocking(move || -> io::Result<bool> {
+        let verdict = tokio::task::spawn_blocking(move || -> io::Result<bool> {
             if !storage::piece_ok(&inner.meta.info, index, &data) {
                 return Ok(false);
             }
@@ -734,104 +504,43 @@ impl TorrentHandle {
             Ok(true)
         })
         .await
-        .map_err(io::Error::other)??;
+        .map_err(io::Error::other)?;
         let mut st = self.lock();
         let st = &mut *st;
-        if ok {
-            st.picker.piece_verified(index);
-            let ids: Vec<u64> = st.peers.keys().copied().collect();
-            for pid in &ids {
-                if let Some(p) = st.peers.get(pid)
-                    && !p.bitfield.get(index)
-                {
-                    let _ = p.tx.send(Out::Msg(Message::Have(index)));
-                }
-                update_interest(st, *pid);
-            }
-            if st.picker.is_complete() && st.completed_at.is_none() {
-                st.completed_at = Some(Instant::now());
-                self.inner.complete.send_replace(true);
-                tracing::info!("download complete: {}", self.inner.meta.info.name);
-            }
-            fill_requests(st, id);
-            Ok(())
-        } else {
-            st.picker.piece_failed(index);
-            st.hash_failures += 1;
-            tracing::warn!("piece {index} failed its hash check (from {contributors:?})");
-            let mut banned_self = false;
-            for ip in contributors {
-                let n = st.failures.entry(ip).or_default();
-                *n += 1;
-                if *n >= self.inner.cfg.max_hash_failures {
-                    st.banned.insert(ip);
-                    for (pid, p) in st.peers.iter() {
-                        if ban_key(&p.addr) == ip {
-                            let _ = p.tx.send(Out::Close);
-                            banned_self |= *pid == id;
-                        }
-                    }
-                }
-            }
-            if banned_self {
-                return Err(PeerError::Banned);
-            }
-            fill_requests(st, id);
-            Ok(())
+        let now = Instant::now();
+        match &verdict {
+            Ok(true) => st.swarm.handle_piece_verified(index, now),
+            Ok(false) => st.swarm.handle_piece_failed(index, now),
+            Err(_) => st.swarm.handle_piece_unwritten(index, now),
         }
+        let more = self.dispatch(st);
+        debug_assert!(more.is_empty(), "a verdict completes no piece");
+        verdict?;
+        Ok(())
     }
 
     /// Counts an uploaded block.
-    pub(crate) fn uploaded(&self, id: u64, bytes: u64) {
-        let mut st = self.lock();
-        let now = Instant::now();
-        st.uploaded += bytes;
-        st.up_total.add(bytes, now);
-        if let Some(p) = st.peers.get_mut(&id) {
-            p.up.add(bytes, now);
-            p.useful = true;
-        }
+    pub(crate) fn uploaded(&self, id: PeerKey, bytes: u64) {
+        self.lock().swarm.handle_uploaded(id, bytes, Instant::now());
     }
 
     /// Whether we have piece `index` (uploads double-check before reading the disk).
     pub(crate) fn has_piece(&self, index: u32) -> bool {
-        self.lock().picker.have().get(index)
+        self.lock().swarm.has_piece(index)
     }
 
-    async fn choke_loop(&self) {
-        let params = self.inner.params;
-        let mut tick = tokio::time::interval(params.rechoke);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// The core's timer: sleeps until `poll_timeout` and runs `handle_timeout` (the choker).
+    async fn timer_loop(&self) {
         loop {
+            let Some(at) = self.lock().swarm.poll_timeout() else { return };
             tokio::select! {
                 _ = self.inner.shutdown.wait() => return,
-                _ = tick.tick() => {}
-            }
-            if self.inner.cfg.no_upload {
-                continue;
+                _ = tokio::time::sleep_until(at.into()) => {}
             }
             let mut st = self.lock();
             let st = &mut *st;
-            let now = Instant::now();
-            let seeding = st.picker.is_complete();
-            let stats: Vec<PeerStat> = st
-                .peers
-                .iter_mut()
-                .map(|(id, p)| PeerStat {
-                    id: *id,
-                    interested: p.peer_interested,
-                    down_rate: p.down.rate(now),
-                    up_rate: p.up.rate(now),
-                    connected_at: p.connected_at,
-                    last_block: p.last_block,
-                    we_are_interested: p.am_interested,
-                })
-                .collect();
-            let unchoke = st.choker.rechoke(&stats, seeding, &params, now, &mut st.rng);
-            let ids: Vec<u64> = st.peers.keys().copied().collect();
-            for id in ids {
-                set_choke(st, id, !unchoke.contains(&id));
-            }
+            st.swarm.handle_timeout(Instant::now());
+            self.dispatch(st);
         }
     }
 
@@ -852,14 +561,14 @@ impl TorrentHandle {
     }
 
     fn announce(&self, event: Event) -> Announce {
-        let st = self.lock();
+        let s = self.lock().swarm.stats(Instant::now());
         Announce {
             info_hash: self.inner.meta.info_hash,
             peer_id: self.inner.peer_id,
             port: self.inner.listen.port(),
-            uploaded: st.uploaded,
-            downloaded: st.downloaded,
-            left: st.picker.left(),
+            uploaded: s.uploaded,
+            downloaded: s.downloaded,
+            left: s.left,
             event,
             numwant: Some(self.inner.cfg.numwant),
             compact: true,
@@ -924,65 +633,5 @@ impl TorrentHandle {
             }
         }
         let _ = self.announce_once(Event::Stopped, Duration::from_secs(3)).await;
-    }
-}
-
-/// Whom a ban or a hash failure is charged to: the IP address, except on loopback, where many
-/// peers (a lab, a test swarm) share 127.0.0.1 and the port tells them apart.
-fn ban_key(addr: &SocketAddr) -> SocketAddr {
-    if addr.ip().is_loopback() { *addr } else { SocketAddr::new(addr.ip(), 0) }
-}
-
-fn remove_peer(st: &mut State, id: u64) {
-    if let Some(p) = st.peers.remove(&id) {
-        st.picker.peer_bitfield(&p.bitfield, false);
-        for r in &p.pending {
-            st.picker.cancel(r);
-        }
-        if st.choker.optimistic() == Some(id) {
-            // The choker notices the missing peer at its next run.
-        }
-    }
-}
-
-fn set_choke(st: &mut State, id: u64, choke: bool) {
-    if let Some(p) = st.peers.get_mut(&id)
-        && p.am_choking != choke
-    {
-        p.am_choking = choke;
-        let _ = p.tx.send(Out::Msg(if choke { Message::Choke } else { Message::Unchoke }));
-    }
-}
-
-/// Sends INTERESTED / NOT INTERESTED when our interest in peer `id` changed, then requests.
-fn update_interest(st: &mut State, id: u64) {
-    let Some(p) = st.peers.get_mut(&id) else { return };
-    let want = st.picker.wants_from(&p.bitfield);
-    if want != p.am_interested {
-        p.am_interested = want;
-        let _ = p.tx.send(Out::Msg(if want { Message::Interested } else { Message::NotInterested }));
-    }
-    fill_requests(st, id);
-}
-
-/// Tops up the request pipeline to peer `id`, sized to its rate (`request_queue_secs` of data).
-fn fill_requests(st: &mut State, id: u64) {
-    let (min, max) = (st.req_min.max(1), st.req_max.max(st.req_min.max(1)));
-    let secs = st.req_secs;
-    let State { picker, peers, rng, .. } = st;
-    let Some(p) = peers.get_mut(&id) else { return };
-    if p.peer_choking || !p.am_interested || picker.is_complete() {
-        return;
-    }
-    let rate = p.down.rate(Instant::now());
-    let target = ((rate * secs / crate::wire::BLOCK as f64) as usize).clamp(min, max);
-    if p.pending.len() >= target {
-        return;
-    }
-    let pending = &p.pending;
-    let picks = picker.pick(&p.bitfield, target - pending.len(), &|r| pending.contains(r), rng);
-    for r in picks {
-        p.pending.insert(r);
-        let _ = p.tx.send(Out::Msg(Message::Request(r)));
     }
 }
