@@ -142,3 +142,49 @@ async fn a_large_object_within_the_budget_is_stored_in_pieces_and_served_whole()
     assert_eq!(metric(proxy.addr(), "appnet_proxy_inflight_bytes").await, 0.0);
     assert_eq!(origin.hits(), 1);
 }
+
+#[tokio::test]
+async fn collapsed_waiters_fetch_for_themselves_when_the_leader_stops_storing() {
+    // Larger than what socket buffers can absorb for a stalled client.
+    let body = Bytes::from(vec![5u8; 24 * 1024 * 1024]);
+    let b = body.clone();
+    let origin = Origin::start(move |_, _| {
+        let mut r = Reply::ok("", &[("cache-control", "max-age=600")]);
+        r.body = b.clone();
+        r
+    })
+    .await;
+    // The budget is one piece: the leader gives up storing after its first 256 KiB.
+    let proxy = reverse(&origin, |c| {
+        c.max_inflight_bytes = 256 * 1024;
+        c.origin_timeout_secs = 20;
+    })
+    .await;
+    let addr = proxy.addr();
+    // The leader's client reads the start of the body, then stalls.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let mut leader = socket.connect(addr).await.unwrap();
+    leader.write_all(b"GET /huge HTTP/1.1\r\nHost: site.test\r\n\r\n").await.unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), leader.read(&mut buf)).await.unwrap().unwrap();
+    assert!(n > 0);
+    assert!(
+        wait_until(Duration::from_secs(5), Duration::from_millis(10), || async move {
+            metric(addr, "appnet_proxy_inflight_refused").await == 1.0
+        })
+        .await,
+        "the leader stopped storing"
+    );
+    // Others asking for it now are not held behind the stalled leader (until the origin
+    // timeout): they fetch for themselves.
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> =
+        (0..3).map(|_| tokio::spawn(async move { send(addr, "GET", "/huge", &[]).await })).collect();
+    for t in tasks {
+        let g = t.await.unwrap();
+        assert_eq!((g.status, g.body.len()), (200, body.len()));
+    }
+    assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
+    drop(leader);
+}

@@ -475,7 +475,11 @@ impl Proxy {
             FetchError::Failed(why) => {
                 // The details (OS error text) go to the log only: in a body they would tell a
                 // client which ports of the origin's host are open.
-                tracing::info!(origin = %target.origin.authority, "origin failed: {why}");
+                match self.cfg.is_reverse() {
+                    true => tracing::info!(origin = %target.origin.authority, "origin failed: {why}"),
+                    // Forward mode: any client can name any origin; keep it out of the default log.
+                    false => tracing::debug!(origin = %target.origin.authority, "origin failed: {why}"),
+                }
                 let hint = if why.contains("invalid peer certificate") {
                     " (its certificate is not trusted: see --origin-ca)"
                 } else {
