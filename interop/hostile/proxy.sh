@@ -31,6 +31,23 @@ check "the attacker's Host: evil.test is not what gets fetched" "good page" "$("
 got=$("${C[@]}" -D "$WORK/h" "$origin/page.html")
 check "the next clean client gets a hit with the origin's own page" "HIT good page" "$(tr -d '\r' < "$WORK/h" | awk -F': ' 'tolower($1)=="x-cache"{print $2}') $got"
 
+# An origin that reflects X-Forwarded-Host (as some frameworks do when building links).
+xport=$(free_port)
+bg python3 -c "
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ('xfh=%s' % self.headers.get('X-Forwarded-Host')).encode()
+        self.send_response(200); self.send_header('Cache-Control', 'max-age=60')
+        self.send_header('Content-Length', str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.ThreadingHTTPServer(('127.0.0.1', $xport), H).serve_forever()
+"
+wait_tcp 127.0.0.1 "$xport"
+check "a client's X-Forwarded-Host is not forwarded (it is not in the cache key)" "xfh=None" \
+  "$("${C[@]}" -H 'X-Forwarded-Host: evil.test' "http://127.0.0.1:$xport/links")"
+check "so the next client's hit is clean" "xfh=None" "$("${C[@]}" "http://127.0.0.1:$xport/links")"
+
 echo "forward-proxy SSRF and ACL bypass"
 check "loopback origin refused by default" "403" "$(code "${S[@]}" "$origin/page.html")"
 check "a name resolving to loopback refused too" "403" "$(code "${S[@]}" "http://localhost:$oport/page.html")"
