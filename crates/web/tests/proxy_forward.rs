@@ -58,6 +58,10 @@ async fn a_client_host_header_cannot_poison_the_cache() {
     assert_eq!(clean.x_cache(), "HIT");
     assert_eq!(clean.body, poison.body);
     assert_eq!(String::from_utf8_lossy(&clean.body), format!("good page for {host} xfh=-"));
+    // Userinfo in the target is not part of the key nor of the Host sent.
+    let with_user = format!("http://someone@{host}/page.html");
+    let g = send(proxy.addr(), "GET", &with_user, &[("host", "evil.test")]).await;
+    assert_eq!((g.x_cache(), &g.body[..]), ("HIT", &clean.body[..]));
     // Configured on, X-Forwarded-Host goes through.
     let mut cfg = forward();
     cfg.forward_host_overrides = true;

@@ -271,7 +271,12 @@ impl Proxy {
         }
         match (uri.scheme_str(), uri.authority()) {
             (Some("http"), Some(auth)) => {
-                let a = auth.as_str().to_ascii_lowercase();
+                // Host and port only: userinfo is neither part of the key nor a Host.
+                let a = match auth.port() {
+                    Some(p) => format!("{}:{}", auth.host(), p.as_str()),
+                    None => auth.host().to_string(),
+                }
+                .to_ascii_lowercase();
                 let a = a.strip_suffix(":80").unwrap_or(&a).to_string();
                 Ok(Target {
                     key: format!("http://{a}{pq}"),
