@@ -1,6 +1,8 @@
-//! The infra cache (as Unbound calls it): upstream server selection, sans-IO: a smoothed RTT per server address (as TCP estimates it,
-//! RFC 6298), timeouts derived from it, exponential backoff after timeouts, and a choice that
-//! prefers the fastest server but sometimes probes the others so a recovered one is noticed.
+//! The infra cache (as Unbound calls it): upstream server selection, sans-IO. A smoothed RTT
+//! per server address (as TCP estimates it, RFC 6298), timeouts derived from it, exponential
+//! backoff after timeouts, and a choice that prefers the fastest server but sometimes probes
+//! the others so a recovered one is noticed. Every call takes `now`; the iteration core
+//! ([`crate::iterate`]) consults it for each zone it asks.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -29,7 +31,7 @@ struct Stat {
     last_timeout: Option<Instant>,
 }
 
-/// What the resolver knows about each upstream server's speed and health.
+/// What the resolver knows about each upstream server's speed and health (the infra cache).
 #[derive(Debug, Default)]
 pub struct InfraCache {
     stats: HashMap<IpAddr, Stat>,
