@@ -3,7 +3,7 @@
 //! Must never panic, and must only ever finish with bytes whose SHA-1 is the info hash.
 #![no_main]
 
-use appnet_torrent::metadata::{DataOutcome, MetadataFetch};
+use appnet_torrent::bep9_metadata::{DataOutcome, MetadataFetch};
 use libfuzzer_sys::fuzz_target;
 use sha1::{Digest, Sha1};
 use std::time::{Duration, Instant};

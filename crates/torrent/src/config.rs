@@ -119,6 +119,8 @@ pub struct ClientConfig {
     pub numwant: u32,
     /// Exchange peer lists with peers (BEP 11 `ut_pex`; never for private torrents).
     pub pex: bool,
+    /// Find peers on the mainline DHT (BEP 5; never for private torrents, BEP 27).
+    pub dht: bool,
     /// Seconds between PEX messages to a peer (BEP 11 asks for at least 60).
     pub pex_interval_secs: f64,
 }
@@ -150,6 +152,7 @@ impl Default for ClientConfig {
             max_announce_secs: 1800,
             numwant: 50,
             pex: true,
+            dht: true,
             pex_interval_secs: 60.0,
         }
     }

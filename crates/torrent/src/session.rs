@@ -322,6 +322,11 @@ impl TorrentHandle {
         &self.inner.meta
     }
 
+    /// The configuration the session runs with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.cfg
+    }
+
     /// Where we accept peers.
     pub fn listen_addr(&self) -> SocketAddr {
         self.inner.listen

@@ -10,7 +10,7 @@ use appnet_netkit::harness::{self, any_loopback};
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_torrent::config::ClientConfig;
 use appnet_torrent::create::{CreateOptions, create};
-use appnet_torrent::magnet::{FetchOptions, fetch};
+use appnet_torrent::bep9_magnet::{FetchOptions, fetch};
 use appnet_torrent::metainfo::Magnet;
 use appnet_torrent::session::new_peer_id;
 use appnet_torrent::wire::ext::{ExtHandshake, MetadataMsg, Pex};

@@ -4,14 +4,15 @@ use crate::context::Context;
 use anyhow::Context as _;
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::{Service, Shutdown};
+use appnet_torrent::bep9_magnet::{FetchOptions, FetchStatus, fetch};
 use appnet_torrent::config::{ClientConfig, DhtConfig, TrackerConfig};
 use appnet_torrent::create::{CreateOptions, create};
 use appnet_torrent::dht::{Dht, DhtHandle};
-use appnet_torrent::magnet::{FetchOptions, FetchStatus, fetch};
+use appnet_torrent::discovery;
 use appnet_torrent::metainfo::Magnet;
 use appnet_torrent::session::new_peer_id;
 use appnet_torrent::tracker::TrackerServer;
-use appnet_torrent::{Metainfo, Session, TorrentHandle, urlenc};
+use appnet_torrent::{Metainfo, Session, urlenc};
 use clap::{Args, Subcommand};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -434,16 +435,10 @@ async fn dht_cmd(a: DhtArgs, ctx: &Context) -> anyhow::Result<()> {
     dht.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))
 }
 
-/// Starts the DHT node of a `seed`/`get` on the peer listener's address (UDP), unless --no-dht.
-async fn start_dht(
-    p: &PeerArgs,
-    ctx: &Context,
-    listen: SocketAddr,
-    shutdown: &Shutdown,
-) -> anyhow::Result<Option<DhtHandle>> {
-    if p.no_dht {
-        return Ok(None);
-    }
+/// The `[torrent-dht]` table with --dht-bootstrap and --dht-state applied, for the DHT node
+/// of a `seed`/`get` (where it runs and whether at all is the library's policy:
+/// [`appnet_torrent::discovery::start_dht`]).
+fn session_dht_config(p: &PeerArgs, ctx: &Context) -> anyhow::Result<DhtConfig> {
     let mut cfg: DhtConfig = ctx.section("torrent-dht")?;
     if !p.dht_bootstrap.is_empty() {
         cfg.bootstrap = p.dht_bootstrap.clone();
@@ -451,34 +446,21 @@ async fn start_dht(
     if p.dht_state.is_some() {
         cfg.state_file = p.dht_state.clone();
     }
-    cfg.listen = listen;
-    let dht = match Dht::bind(&cfg).await {
-        Ok(d) => d,
-        Err(_) => {
-            cfg.listen.set_port(0);
-            Dht::bind(&cfg).await.with_context(|| format!("cannot start the DHT on {}", cfg.listen))?
-        }
-    };
-    tracing::info!("DHT node {} on udp {}", urlenc::hex(&dht.id()), dht.local_addr());
-    let handle = dht.handle();
-    let stop = shutdown.clone();
-    // Tracked: the session's drain at exit waits for the node to save its state file.
-    shutdown.spawn(async move { dht.run(stop).await });
-    Ok(Some(handle))
+    Ok(cfg)
 }
 
-/// Keeps finding peers of the session's torrent on the DHT and announcing it there.
-fn dht_for_session(dht: Option<DhtHandle>, h: &TorrentHandle, port: u16, shutdown: &Shutdown) {
-    let Some(dht) = dht else { return };
-    if h.metainfo().info.private {
-        return;
-    }
-    let (h, stop) = (h.clone(), shutdown.clone());
-    let info_hash = h.metainfo().info_hash;
-    tokio::spawn(async move {
-        dht.find_peers(info_hash, Some(port), stop, |peers| peers.into_iter().for_each(|a| h.connect(a)))
-            .await
-    });
+/// Starts the DHT node of a `seed`/`get` (see [`discovery::start_dht`]).
+async fn start_dht(
+    c: &ClientConfig,
+    p: &PeerArgs,
+    ctx: &Context,
+    listen: SocketAddr,
+    private: Option<bool>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<DhtHandle>> {
+    discovery::start_dht(c, session_dht_config(p, ctx)?, listen, private, shutdown)
+        .await
+        .with_context(|| format!("cannot start the DHT on {listen} or another port"))
 }
 
 fn client_config(p: &PeerArgs, ctx: &Context) -> anyhow::Result<ClientConfig> {
@@ -502,6 +484,7 @@ fn client_config(p: &PeerArgs, ctx: &Context) -> anyhow::Result<ClientConfig> {
         c.unchoke_slots = n;
     }
     c.fsync &= !p.no_fsync;
+    c.dht &= !p.no_dht;
     Ok(c)
 }
 
@@ -528,10 +511,8 @@ async fn seed_cmd(a: SeedArgs, ctx: &Context) -> anyhow::Result<()> {
     shutdown.trigger_on_signals();
     let h = session.handle();
     let listen = session.local_addr();
-    if !h.metainfo().info.private {
-        let dht = start_dht(&a.peer, ctx, listen, &shutdown).await?;
-        dht_for_session(dht, &h, listen.port(), &shutdown);
-    }
+    let dht = start_dht(h.config(), &a.peer, ctx, listen, Some(h.metainfo().info.private), &shutdown).await?;
+    discovery::find_peers_for(dht, &h, &shutdown);
     session.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))?;
     let p = h.progress();
     println!("appnet torrent: stopped seeding after uploading {}", human(p.uploaded));
@@ -563,14 +544,14 @@ async fn get_cmd(a: GetArgs, ctx: &Context) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", c.listen))?;
     let peer_id = new_peer_id();
     let listen = listener.local_addr()?;
-    let mut dht = None;
+    let dht;
     let (meta, found) = if a.torrent.starts_with("magnet:") {
         let m = Magnet::parse(&a.torrent)?;
         anyhow::ensure!(
             !a.peer.no_dht || !m.trackers.is_empty() || !m.peers.is_empty() || !a.peer.peers.is_empty(),
             "the magnet link names no tracker (tr=) and no peer (x.pe=), and --no-dht is set; add --peer ADDR"
         );
-        dht = start_dht(&a.peer, ctx, listen, &shutdown).await?;
+        dht = start_dht(&c, &a.peer, ctx, listen, None, &shutdown).await?;
         let opts = FetchOptions {
             peer_id,
             listen_port: listener.local_addr()?.port(),
@@ -614,9 +595,7 @@ async fn get_cmd(a: GetArgs, ctx: &Context) -> anyhow::Result<()> {
     } else {
         anyhow::ensure!(a.save_torrent.is_none(), "--save-torrent is for magnet links");
         let meta = read_torrent(Path::new(&a.torrent))?;
-        if !meta.info.private {
-            dht = start_dht(&a.peer, ctx, listen, &shutdown).await?;
-        }
+        dht = start_dht(&c, &a.peer, ctx, listen, Some(meta.info.private), &shutdown).await?;
         (meta, Vec::new())
     };
     let mut session = match Session::bind_on(meta, c, false, listener, peer_id).await {
@@ -631,7 +610,7 @@ async fn get_cmd(a: GetArgs, ctx: &Context) -> anyhow::Result<()> {
     session.add_peers(a.peer.peers.iter().copied());
     session.add_peers(found);
     let h = session.handle();
-    dht_for_session(dht, &h, listen.port(), &shutdown);
+    discovery::find_peers_for(dht, &h, &shutdown);
     let run = tokio::spawn(session.run(shutdown.clone()));
     if a.quiet {
         tokio::select! {

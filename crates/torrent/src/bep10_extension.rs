@@ -3,7 +3,7 @@
 //! exchange (BEP 11 `ut_pex`): acting on the peers others tell us about, and telling each peer
 //! every `pex_interval_secs` which peers we connected to or lost since our last message.
 
-use crate::magnet::CLIENT_NAME;
+use crate::bep9_magnet::CLIENT_NAME;
 use crate::session::{Out, PeerError, TorrentHandle};
 use crate::wire::Message;
 use crate::wire::ext::{
@@ -24,7 +24,7 @@ const METADATA_SERVE_SLACK: u32 = 16;
 
 impl TorrentHandle {
     fn pex_enabled(&self) -> bool {
-        self.inner.cfg.pex && !self.inner.meta.info.private
+        crate::discovery::pex_allowed(&self.inner.cfg, &self.inner.meta.info)
     }
 
     /// Our extension handshake: `ut_metadata` with the info dictionary's size, `ut_pex` unless

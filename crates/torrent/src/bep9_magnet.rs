@@ -4,7 +4,7 @@
 //! check are the sans-IO [`MetadataFetch`]; this is the thin tokio driver around it. The result
 //! is an ordinary [`Metainfo`] for [`crate::Session`].
 
-use crate::metadata::{DataOutcome, MetadataFetch};
+use crate::bep9_metadata::{DataOutcome, MetadataFetch};
 use crate::metainfo::{Magnet, Metainfo, MetainfoError};
 use crate::tracker::client as tracker_client;
 use crate::tracker::proto::{Announce, Event};
