@@ -8,13 +8,14 @@ use crate::wire::message::{self, Parsed, Record, build_ixfr, build_query};
 use crate::wire::query::opcode;
 use crate::wire::response::rcode;
 use crate::wire::rrtype::code;
+use crate::wire::tcp;
 use crate::wire::tsig::{Key, Verifier, sign_request, strip, unix_now};
 use crate::zone::SoaInfo;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UdpSocket};
 
 /// Why a client operation failed.
@@ -179,22 +180,15 @@ pub async fn tcp_exchange(
     .map_err(ClientError::Io)
 }
 
-/// Writes one length-prefixed message.
-pub async fn write_framed<W: AsyncWriteExt + Unpin>(w: &mut W, msg: &[u8]) -> io::Result<()> {
-    let len = u16::try_from(msg.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message too long"))?;
-    let mut frame = Vec::with_capacity(msg.len() + 2);
-    frame.extend_from_slice(&len.to_be_bytes());
-    frame.extend_from_slice(msg);
-    w.write_all(&frame).await
+/// Writes one length-prefixed message (see [`crate::wire::tcp::write_message`]).
+pub async fn write_framed<W: AsyncWrite + Unpin>(w: &mut W, msg: &[u8]) -> io::Result<()> {
+    tcp::write_message(w, msg).await
 }
 
-/// Reads one length-prefixed message.
-pub async fn read_framed<R: AsyncReadExt + Unpin>(r: &mut R) -> io::Result<Vec<u8>> {
-    let len = r.read_u16().await? as usize;
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
-    Ok(buf)
+/// Reads one length-prefixed message; the stream ending before it is `UnexpectedEof` (see
+/// [`crate::wire::tcp::read_message`], which tells a clean end apart).
+pub async fn read_framed<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Vec<u8>> {
+    tcp::read_message(r, tcp::MAX_MESSAGE).await?.ok_or_else(|| io::ErrorKind::UnexpectedEof.into())
 }
 
 /// The serial (and SOA record) a server has for `apex`, asked over UDP (TCP if truncated),

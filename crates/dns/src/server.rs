@@ -9,7 +9,6 @@
 use crate::acl::{ServerKeys, TransferAcl};
 use crate::answer::Kind;
 use crate::catalog::Catalog;
-use crate::client::{read_framed, write_framed};
 use crate::config::{DnsConfig, zone_name_for};
 use crate::respond::{Outcome, Policy, Transport, canonical, handle, notify_reply, serial_lt};
 use crate::rrl::{Rrl, Verdict, slip_response};
@@ -18,6 +17,7 @@ use crate::store;
 use crate::wire::name::{self, NameBuf};
 use crate::wire::query::Header;
 use crate::wire::response::rcode;
+use crate::wire::tcp::{self, read_message, write_message};
 use crate::wire::tsig::{Verified, unix_now};
 use crate::zone::{Zone, ZoneError};
 use appnet_netkit::accept::{Accepted, Acceptor, CloseReason, ConnSlot};
@@ -598,9 +598,9 @@ async fn tcp_connection(
                 tracing::debug!(%peer, ?reason, "TCP connection closed while waiting for a query");
                 return Ok(());
             }
-            read = read_framed(&mut stream) => match read {
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
-                r => r?,
+            read = read_message(&mut stream, tcp::MAX_MESSAGE) => match read? {
+                Some(msg) => msg,
+                None => return Ok(()),
             },
         };
         slot.busy();
@@ -608,14 +608,14 @@ async fn tcp_connection(
         match handle(&catalog, &shared.policy, &msg, Transport::Tcp, peer.ip(), std::mem::take(&mut out)) {
             Outcome::Reply { bytes, kind, .. } => {
                 shared.stats.count(kind);
-                tokio::time::timeout(idle, write_framed(&mut stream, &bytes))
+                tokio::time::timeout(idle, write_message(&mut stream, &bytes))
                     .await
                     .map_err(|_| io::ErrorKind::TimedOut)??;
                 out = bytes;
             }
             Outcome::Notify { apex, serial, header, qname, tsig } => {
                 let reply = shared.on_notify(&apex, peer.ip(), serial, header, &qname, tsig);
-                tokio::time::timeout(idle, write_framed(&mut stream, &reply))
+                tokio::time::timeout(idle, write_message(&mut stream, &reply))
                     .await
                     .map_err(|_| io::ErrorKind::TimedOut)??;
             }
@@ -625,7 +625,7 @@ async fn tcp_connection(
                     .await
                     .unwrap_or_default();
                 for m in msgs {
-                    tokio::time::timeout(idle * 3, write_framed(&mut stream, &m))
+                    tokio::time::timeout(idle * 3, write_message(&mut stream, &m))
                         .await
                         .map_err(|_| io::ErrorKind::TimedOut)??;
                 }

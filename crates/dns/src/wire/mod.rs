@@ -10,6 +10,7 @@
 //! - [`response`]: building responses with name compression, EDNS and clean truncation.
 //! - [`zonefile`]: RFC 1035 master files (via domain's scanner) with file:line errors.
 //! - [`message`]: whole-message parsing and building for clients (queries, AXFR, NOTIFY).
+//! - [`tcp`]: the two-byte length framing of DNS over TCP (RFC 1035 §4.2.2, RFC 7766).
 //! - [`tsig`]: RFC 8945 transaction signatures (sign, verify, multi-message transfers).
 
 pub mod message;
@@ -17,6 +18,7 @@ pub mod name;
 pub mod query;
 pub mod response;
 pub mod rrtype;
+pub mod tcp;
 pub mod tsig;
 pub mod zonefile;
 
