@@ -5,6 +5,7 @@ use super::config::CdnConfig;
 use super::health::{self, SharedHealth};
 use super::policy::{Health, Table};
 use super::respond::{self, Answered, CdnZone};
+use appnet_dns::wire::tcp::{MAX_MESSAGE, read_message, write_message};
 use appnet_netkit::accept::{Accepted, Acceptor, ConnLimits, ConnSlot};
 use appnet_netkit::listen::{ListenOpts, bind_tcp, bind_udp};
 use appnet_netkit::metrics::{Counter, Registry};
@@ -13,7 +14,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 /// Most TCP connections at once.
@@ -182,18 +182,10 @@ async fn tcp_connection(
     slot: &ConnSlot,
 ) -> io::Result<()> {
     for _ in 0..100 {
-        let mut len = [0u8; 2];
-        if stream.read_exact(&mut len).await.is_err() {
-            return Ok(());
-        }
-        let mut msg = vec![0u8; u16::from_be_bytes(len) as usize];
-        stream.read_exact(&mut msg).await?;
+        let Some(msg) = read_message(&mut stream, MAX_MESSAGE).await? else { return Ok(()) };
         slot.busy();
         let Some(reply) = shared.answer(&msg, peer, true) else { return Ok(()) };
-        let mut out = Vec::with_capacity(reply.len() + 2);
-        out.extend_from_slice(&(reply.len() as u16).to_be_bytes());
-        out.extend_from_slice(&reply);
-        tokio::time::timeout(TCP_IDLE, stream.write_all(&out))
+        tokio::time::timeout(TCP_IDLE, write_message(&mut stream, &reply))
             .await
             .map_err(|_| io::ErrorKind::TimedOut)??;
         slot.idle();
