@@ -3,7 +3,7 @@
 //! signed with a TSIG key (and the answers then verified).
 
 use crate::journal::Delta;
-use crate::respond::serial_lt;
+use crate::serial::Serial;
 use crate::wire::message::{self, Parsed, Record, build_ixfr, build_query};
 use crate::wire::query::opcode;
 use crate::wire::response::rcode;
@@ -408,7 +408,9 @@ impl XfrReader {
     /// At the end of a message: an IXFR answer of just the SOA, not newer than ours, is complete.
     pub fn end_of_message(&self) -> Option<Transferred> {
         match (&self.first, self.ours) {
-            (Some(first), Some(ours)) if self.count == 1 && !serial_lt(ours, serial(first)) => {
+            (Some(first), Some(ours))
+                if self.count == 1 && !Serial(ours).is_older_than(Serial(serial(first))) =>
+            {
                 Some(Transferred::UpToDate)
             }
             _ => None,

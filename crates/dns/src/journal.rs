@@ -6,7 +6,7 @@
 //! decides IXFR-or-AXFR without I/O; [`Journal::since`] condenses the steps from a client's
 //! serial into one (RFC 1995 §4 allows the condensed form).
 
-use crate::respond::serial_lt;
+use crate::serial::Serial;
 use crate::wire::message::Record;
 use crate::wire::name::{self, NameBuf};
 use crate::wire::rrtype::{CLASS_IN, code};
@@ -326,7 +326,7 @@ fn lowered(r: &Record) -> Record {
 /// carries `old`'s journal plus the step between them; otherwise an empty journal.
 pub fn successor(old: Option<&Zone>, new: Zone, max_bytes: usize) -> Zone {
     match old {
-        Some(old) if serial_lt(old.soa().serial, new.soa().serial) => match diff(old, &new) {
+        Some(old) if Serial(old.soa().serial) < Serial(new.soa().serial) => match diff(old, &new) {
             Some(d) => {
                 let journal = old.journal().push(d, max_bytes);
                 new.with_journal(journal)

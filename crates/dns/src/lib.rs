@@ -5,6 +5,7 @@
 //!   the lab and tests can run many servers in one process).
 //! - [`answer`]: the RFC 1034 §4.3.2 lookup, sans-IO; [`respond`]: request bytes → response
 //!   bytes (errors, EDNS, transfers, TSIG); [`rrl`]: response rate limiting, sans-IO.
+//! - [`serial`]: zone serials with RFC 1982 ordering.
 //! - [`journal`]: what changed between zone versions, for IXFR; [`store`]: the state directory
 //!   (secondary zones, journals) written crash-safely; [`acl`]: allow-transfer entries and the
 //!   TSIG key of each remote server.
@@ -21,6 +22,7 @@ pub mod memory;
 pub mod respond;
 pub mod rrl;
 pub mod secondary;
+pub mod serial;
 pub mod server;
 pub mod store;
 pub mod wire;

@@ -6,6 +6,7 @@ use crate::acl::TransferAcl;
 use crate::answer::{AnyPolicy, Kind, Plan, Scratch, lookup_with};
 use crate::catalog::Catalog;
 use crate::journal::Delta;
+use crate::serial::Serial;
 use crate::wire::message::{Record, xfr_messages};
 use crate::wire::name::{MAX_NAME, NameBuf, lower_into, to_lower};
 use crate::wire::query::{self, BadQuery, Header, Query, opcode};
@@ -368,7 +369,7 @@ fn transfer(cx: &Ctx<'_, '_>, out: Vec<u8>) -> Outcome {
         tracing::info!(%peer, zone = %zone.name(), signed = key.is_some(), "zone transfer refused (not in allow-transfer)");
         return error(q.header(), Some(question), opt, rcode::REFUSED, out);
     }
-    let up_to_date = q.serial.is_some_and(|s| !serial_lt(s, zone.soa().serial));
+    let up_to_date = q.serial.is_some_and(|s| !Serial(s).is_older_than(Serial(zone.soa().serial)));
     // IXFR from a serial the journal knows: only the difference, unless it is as big as the
     // zone itself (like BIND's max-ixfr-ratio); otherwise the whole zone.
     let delta = match (q.qtype, q.serial) {
@@ -457,11 +458,6 @@ fn udp_incremental(cx: &Ctx<'_, '_>, zone: &Arc<Zone>, delta: Delta) -> Option<V
         "zone transfer"
     );
     Some(bytes)
-}
-
-/// RFC 1982 serial number comparison: whether `a` is older than `b`.
-pub fn serial_lt(a: u32, b: u32) -> bool {
-    a != b && b.wrapping_sub(a) < 0x8000_0000
 }
 
 fn error(

@@ -142,7 +142,7 @@ async fn refresh_once(shared: &Shared, state: &SecondaryState) -> bool {
     };
     let Some(theirs) = theirs else { return false };
     let mut timers = state.timers();
-    if ours.is_some_and(|o| !crate::respond::serial_lt(o, theirs)) {
+    if ours.is_some_and(|o| !crate::serial::Serial(o).is_older_than(crate::serial::Serial(theirs))) {
         timers.confirmed = Some(Instant::now());
         state.set_timers(timers);
         return true;

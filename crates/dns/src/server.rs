@@ -10,9 +10,10 @@ use crate::acl::{ServerKeys, TransferAcl};
 use crate::answer::Kind;
 use crate::catalog::Catalog;
 use crate::config::{DnsConfig, zone_name_for};
-use crate::respond::{Outcome, Policy, Transport, canonical, handle, notify_reply, serial_lt};
+use crate::respond::{Outcome, Policy, Transport, canonical, handle, notify_reply};
 use crate::rrl::{Rrl, Verdict, slip_response};
 use crate::secondary::{self, SecondaryState};
+use crate::serial::Serial;
 use crate::store;
 use crate::wire::name::{self, NameBuf};
 use crate::wire::query::Header;
@@ -254,7 +255,7 @@ impl Control {
                         continue;
                     }
                     if let Some(o) = old
-                        && serial_lt(new, o)
+                        && Serial(new) < Serial(o)
                     {
                         tracing::warn!(zone = %zone_name, old = o, new, "reloaded zone has a lower serial; serving it anyway, secondaries will not follow");
                     }
