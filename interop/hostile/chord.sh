@@ -113,6 +113,8 @@ wait_ring() {
   echo "ring at $addr never reached $n nodes" >&2; return 1
 }
 rss_kb() { awk '$1 == "VmRSS:" {print $2}' "/proc/$1/status"; }
+# first_line CMD...: the first line CMD prints (no SIGPIPE under pipefail).
+first_line() { "$@" >"$WORK/out" 2>/dev/null || true; head -1 "$WORK/out"; }
 
 echo "== forged Leaving frames against a ring without a secret"
 p=(); for i in 0 1 2; do p+=("$(free_port)"); done
@@ -128,9 +130,10 @@ wait_ring "127.0.0.1:${p[0]}" 3
 check "a forged Leaving removes no live node from its neighbours' views" \
   "views that lost the live node: 0" \
   "$("${FORGE[@]}" leaving "127.0.0.1:${p[2]}" 20 "127.0.0.1:${p[0]}" "127.0.0.1:${p[1]}")"
-id2=$("$APPNET" chord ring --node "127.0.0.1:${p[2]}" | sed -n 's/^node \([0-9a-f]*\) at.*/\1/p' | head -1)
+"$APPNET" chord ring --node "127.0.0.1:${p[2]}" >"$WORK/ring2"
+id2=$(sed -n '/^node /{s/^node \([0-9a-f]*\) at.*/\1/p;q}' "$WORK/ring2")
 check "a lookup of its id still routes to it" "127.0.0.1:${p[2]}" \
-  "$("$APPNET" chord lookup --id "$id2" --node "127.0.0.1:${p[0]}" | sed -n 's/.* at \([0-9.:]*\).*/\1/p' | head -1)"
+  "$("$APPNET" chord lookup --id "$id2" --node "127.0.0.1:${p[0]}" | sed -n '1s/.* at \([0-9.:]*\).*/\1/p')"
 check "the ring walk still finds 3 nodes" 3 \
   "$("$APPNET" chord ring --node "127.0.0.1:${p[1]}" | awk 'NR == 1 {print $1}')"
 
@@ -145,7 +148,7 @@ echo "  RSS ${before} kB -> ${after} kB"
 check "RSS grows by less than 32 MiB" yes "$([ "$grown" -lt 32 ] && echo yes || echo "no ($grown MiB)")"
 "$APPNET" chord put hostile survived --node "127.0.0.1:${p[1]}" >/dev/null
 check "the ring serves while they hang" survived \
-  "$("$APPNET" chord get hostile --node "127.0.0.1:${p[0]}" | head -1)"
+  "$(first_line "$APPNET" chord get hostile --node "127.0.0.1:${p[0]}")"
 wait "$holder" 2>/dev/null || true
 
 echo "== a ring with a secret"
@@ -169,7 +172,7 @@ check "a client without the secret is refused" 1 \
   "$("$APPNET" chord get alice --node "127.0.0.1:${s[0]}" >/dev/null 2>&1; echo $?)"
 "$APPNET" chord put alice 'lives at 12 Elm St' --node "127.0.0.1:${s[1]}" "${SECRET[@]}" >/dev/null
 check "the ring works for clients with the secret" "lives at 12 Elm St" \
-  "$("$APPNET" chord get alice --node "127.0.0.1:${s[2]}" "${SECRET[@]}" | head -1)"
+  "$(first_line "$APPNET" chord get alice --node "127.0.0.1:${s[2]}" "${SECRET[@]}")"
 check "after the refused frames the ring still has 3 nodes" 3 \
   "$("$APPNET" chord ring --node "127.0.0.1:${s[0]}" "${SECRET[@]}" | awk 'NR == 1 {print $1}')"
 echo "chord (hostile): $CHECKS checks passed"
