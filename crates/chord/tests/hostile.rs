@@ -206,3 +206,32 @@ async fn nodes_on_their_own_loopback_addresses_pass_the_address_checks() {
     let refused: u64 = all.iter().map(|(_, h)| h.lock().unwrap().counters().claims_refused).sum();
     assert_eq!(refused, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_connection() {
+    let (a, _, _ra) = start(ChordConfig { max_connections_per_ip: 4, ..config(None, None) }).await;
+    let from = |ip: [u8; 4]| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from((ip, 0))).unwrap();
+        socket.connect(a.addr).await.unwrap()
+    };
+    // Four silent connections from 127.0.0.9 hold its share; a fifth is told so and closed.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(from([127, 0, 0, 9]).await);
+    }
+    let mut fifth = from([127, 0, 0, 9]).await;
+    let mut len = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(2), fifth.read_exact(&mut len)).await.unwrap().unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    fifth.read_exact(&mut body).await.unwrap();
+    assert_eq!(error_code(&body), Some(ErrorCode::Unavailable));
+    // Another address is served meanwhile.
+    let mut other = from([127, 0, 0, 10]).await;
+    other.write_all(&wire::encode_request(0, &Request::Ping)).await.unwrap();
+    other.read_exact(&mut len).await.unwrap();
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    other.read_exact(&mut body).await.unwrap();
+    assert!(matches!(wire::decode_response(&body), Ok((_, Response::Pong { .. }))));
+    drop(held);
+}
