@@ -673,22 +673,24 @@ impl Node {
                     self.send(owner.addr, Request::GetNeighbors, Pending::GcNeighbors { owner, key });
                 }
             },
-            Purpose::StoreCheck(ip, items) => match outcome {
-                Some(o)
-                    if o.succs[0].addr != self.rt.me.addr && o.succs.iter().any(|n| n.addr.ip() == ip) =>
-                {
-                    // The owner's items lie between this node and the owner, going clockwise.
-                    let (me, owner) = (self.rt.me.id, o.succs[0].id);
-                    let (keep, drop): (Vec<Item>, Vec<Item>) = items
-                        .into_iter()
-                        .partition(|item| self.store.key_id(&item.key).in_half_open(&me, &owner));
-                    if !drop.is_empty() {
-                        self.counters.claims_refused += 1;
+            Purpose::StoreCheck(ip, items) => {
+                match outcome.and_then(|o| o.succs.first().copied().zip(Some(o))) {
+                    Some((owner, o))
+                        if owner.addr != self.rt.me.addr && o.succs.iter().any(|n| n.addr.ip() == ip) =>
+                    {
+                        // The owner's items lie between this node and the owner, going clockwise.
+                        let (me, owner) = (self.rt.me.id, owner.id);
+                        let (keep, drop): (Vec<Item>, Vec<Item>) = items
+                            .into_iter()
+                            .partition(|item| self.store.key_id(&item.key).in_half_open(&me, &owner));
+                        if !drop.is_empty() {
+                            self.counters.claims_refused += 1;
+                        }
+                        self.keep_items(keep);
                     }
-                    self.keep_items(keep);
+                    _ => self.counters.claims_refused += 1,
                 }
-                _ => self.counters.claims_refused += 1,
-            },
+            }
         }
     }
 

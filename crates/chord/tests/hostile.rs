@@ -1,7 +1,8 @@
 //! Real nodes against hostile peers: a ring secret refuses unauthenticated and replayed frames
 //! (and the ring still works), frames are read within a shared memory budget, a connection
-//! that does not deliver a whole frame in time is closed, and a forged `Leaving` does not
-//! remove a live node from a ring without a secret.
+//! that does not deliver a whole frame in time is closed, one address cannot take every
+//! connection, a forged `Leaving` does not remove a live node from a ring without a secret,
+//! and nodes on their own loopback addresses still pass the address checks.
 
 use appnet_chord::client::{Client, ClientError};
 use appnet_chord::pool::{Pool, PoolLimits};
