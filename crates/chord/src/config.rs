@@ -43,7 +43,8 @@ pub struct ChordConfig {
     pub max_bytes: usize,
     /// Most RPC connections served at once.
     pub max_connections: usize,
-    /// Seconds an idle RPC connection is kept open.
+    /// Seconds an idle RPC connection has to deliver its whole next frame (and a peer has to
+    /// read an answer).
     pub idle_timeout_secs: u64,
     /// Idle connections this node keeps per peer for its own RPCs; 0 = a new connection per RPC.
     pub pool_per_peer: usize,

@@ -200,6 +200,8 @@ struct Dispatcher {
     pool: Pool,
     auth: Option<Arc<Auth>>,
     budget: FrameBudget,
+    /// Longest an answer may take to write (a peer that stops reading is cut off).
+    write_timeout: Duration,
 }
 
 impl Dispatcher {
@@ -280,6 +282,7 @@ impl Service for ChordServer {
             ),
             auth,
             budget: FrameBudget::new(config.max_frame_buffer_bytes.max(wire::MAX_FRAME / 4)),
+            write_timeout: Duration::from_secs(config.idle_timeout_secs.max(1)),
         };
         if let Some(bootstrap) = config.join {
             let mut n = lock(&node);
@@ -439,7 +442,7 @@ async fn serve_connection(
                     stats.busy.inc();
                 }
                 stats.bad.inc();
-                write_frame(&mut write, &refuse(e.code(), e.to_string())).await?;
+                write_within(&mut write, dispatcher.write_timeout, &refuse(e.code(), e.to_string())).await?;
                 return Ok(());
             }
         };
@@ -450,8 +453,9 @@ async fn serve_connection(
                 Ok((message, stamp)) => (message, Some(stamp.request_id), Origin::Trusted),
                 Err(e) => {
                     stats.unauthenticated.inc();
-                    tracing::info!(%peer, "refused a request: {e}");
-                    write_frame(&mut write, &refuse(e.code(), e.to_string())).await?;
+                    tracing::debug!(%peer, "refused a request: {e}");
+                    write_within(&mut write, dispatcher.write_timeout, &refuse(e.code(), e.to_string()))
+                        .await?;
                     return Ok(());
                 }
             },
@@ -487,8 +491,21 @@ async fn serve_connection(
         if let (Some(auth), Some(id)) = (&dispatcher.auth, request_id) {
             frame = auth.key.seal_response(frame, wire::unix_ms(), id);
         }
-        write_frame(&mut write, &frame).await?;
+        write_within(&mut write, dispatcher.write_timeout, &frame).await?;
         slot.idle();
+    }
+}
+
+/// Writes a whole frame within `limit`: a peer that does not read its answers cannot hold
+/// the connection (whose slot is busy meanwhile) for ever.
+async fn write_within<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut W,
+    limit: Duration,
+    frame: &[u8],
+) -> io::Result<()> {
+    match tokio::time::timeout(limit, write_frame(w, frame)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "the peer did not read its answer in time")),
     }
 }
 
@@ -524,5 +541,24 @@ async fn answer(
                 message: "the recursive lookup got no answer in time".into(),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_answer_the_peer_does_not_read_is_given_up_after_the_limit() {
+        let (_reader, mut writer) = tokio::io::duplex(64);
+        let started = std::time::Instant::now();
+        let r = write_within(&mut writer, Duration::from_millis(100), &[0u8; 4096]).await;
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let (mut reader, mut writer) = tokio::io::duplex(8192);
+        write_within(&mut writer, Duration::from_millis(100), &[7u8; 4096]).await.unwrap();
+        let mut back = [0u8; 4096];
+        tokio::io::AsyncReadExt::read_exact(&mut reader, &mut back).await.unwrap();
+        assert_eq!(back, [7u8; 4096]);
     }
 }
