@@ -2,7 +2,7 @@
 //! what goes in each section. No allocation: sections are fixed-capacity arrays on the stack
 //! whose entries borrow from the zones and the request packet.
 
-use crate::catalog::Catalog;
+use crate::served::{Served, ServedZones};
 use crate::wire::name::{MAX_NAME, is_at_or_below, label_count, lower_into, parent};
 use crate::wire::response::{RrRef, rcode};
 use crate::wire::rrtype::{code, embedded_name, target_name_offset};
@@ -130,13 +130,18 @@ impl<'a> Plan<'a> {
 
 /// Answers `qname` (as sent, any case) / `qtype` from `catalog`; ANY gets every RRset, and
 /// CNAMEs synthesised from DNAMEs are written into `scratch`.
-pub fn lookup<'a>(catalog: &'a Catalog, qname: &'a [u8], qtype: u16, scratch: &'a mut Scratch) -> Plan<'a> {
+pub fn lookup<'a>(
+    catalog: &'a ServedZones,
+    qname: &'a [u8],
+    qtype: u16,
+    scratch: &'a mut Scratch,
+) -> Plan<'a> {
     lookup_with(catalog, qname, qtype, AnyPolicy::All, scratch)
 }
 
 /// [`lookup`] with a choice of how ANY is answered (RFC 8482 minimal over UDP).
 pub fn lookup_with<'a>(
-    catalog: &'a Catalog,
+    catalog: &'a ServedZones,
     qname: &'a [u8],
     qtype: u16,
     any: AnyPolicy,
@@ -144,7 +149,11 @@ pub fn lookup_with<'a>(
 ) -> Plan<'a> {
     let mut buf = [0u8; MAX_NAME];
     let low = lower_into(qname, &mut buf);
-    let Some(zone) = catalog.find(low) else { return Plan::refused() };
+    let zone = match catalog.lookup(low) {
+        Served::Zone(z) => z,
+        Served::Expired => return Plan::new(rcode::SERVFAIL, Kind::Error),
+        Served::NotAuthoritative => return Plan::refused(),
+    };
     let mut plan = Plan::new(rcode::NOERROR, Kind::Answer);
     plan.aa = true;
     plan.zone = Some(zone.apex());
@@ -342,7 +351,13 @@ fn negative<'a>(plan: &mut Plan<'a>, zone: &'a Zone) {
 }
 
 /// A referral: the cut's NS in authority, their addresses (glue) in additional.
-fn referral<'a>(catalog: &'a Catalog, plan: &mut Plan<'a>, zone: &'a Zone, cut: &'a [u8], node: Node<'a>) {
+fn referral<'a>(
+    catalog: &'a ServedZones,
+    plan: &mut Plan<'a>,
+    zone: &'a Zone,
+    cut: &'a [u8],
+    node: Node<'a>,
+) {
     let Some(ns) = node.get(code::NS) else { return };
     plan.authority.push(ns.at(cut));
     // Glue below the cut is required; other addresses we happen to hold are a bonus.
@@ -366,7 +381,7 @@ fn referral<'a>(catalog: &'a Catalog, plan: &mut Plan<'a>, zone: &'a Zone, cut: 
 }
 
 /// Additional-section addresses for NS, MX and SRV targets in the answer.
-fn add_targets<'a>(catalog: &'a Catalog, plan: &mut Plan<'a>) {
+fn add_targets<'a>(catalog: &'a ServedZones, plan: &mut Plan<'a>) {
     let answers = plan.answer;
     for rr in answers.as_slice() {
         let Some(offset) = target_name_offset(rr.rtype) else { continue };

@@ -72,6 +72,9 @@ pub struct DnsConfig {
     pub max_tcp_per_ip: usize,
     /// Response rate limiting.
     pub rrl: RrlConfig,
+    /// Seconds between SOA checks that NOTIFYs may start for one secondary zone; NOTIFYs in
+    /// between are folded into one check at the interval's end (0: no pacing).
+    pub notify_min_interval_secs: u64,
 }
 
 impl Default for DnsConfig {
@@ -93,11 +96,20 @@ impl Default for DnsConfig {
             max_tcp_connections: 512,
             max_tcp_per_ip: 0,
             rrl: RrlConfig::default(),
+            notify_min_interval_secs: 1,
         }
     }
 }
 
 impl DnsConfig {
+    /// The timer bounds and NOTIFY pacing of secondary zones.
+    pub fn secondary_params(&self) -> crate::secondary::Params {
+        crate::secondary::Params {
+            notify_min_interval: Duration::from_secs(self.notify_min_interval_secs),
+            ..Default::default()
+        }
+    }
+
     /// The TCP idle timeout as a duration.
     pub fn tcp_idle_timeout(&self) -> Duration {
         Duration::from_secs(self.tcp_idle_timeout_secs.max(1))

@@ -1,7 +1,7 @@
 //! DNS for appnet: zone files, an authoritative server (primary and secondary), and a client.
 //!
 //! - [`wire`]: the only room that uses NLnet Labs' `domain` (messages, zone-file text).
-//! - [`zone`], [`catalog`]: the in-memory zones a server answers from (buildable from text, so
+//! - [`zone`], [`served`]: the in-memory zones a server answers from (buildable from text, so
 //!   the lab and tests can run many servers in one process).
 //! - [`answer`]: the RFC 1034 §4.3.2 lookup, sans-IO; [`respond`]: request bytes → response
 //!   bytes (errors, EDNS, transfers, TSIG); [`rrl`]: response rate limiting, sans-IO.
@@ -9,12 +9,12 @@
 //! - [`journal`]: what changed between zone versions, for IXFR; [`store`]: the state directory
 //!   (secondary zones, journals) written crash-safely; [`acl`]: allow-transfer entries and the
 //!   TSIG key of each remote server.
-//! - [`server`]: the tokio driver (UDP per core + TCP); [`secondary`]: transfers and timers;
+//! - [`server`]: the tokio driver (UDP per core + TCP); [`secondary`]: the sans-IO refresh,
+//!   transfer and NOTIFY logic of a secondary zone, driven by [`secondary_driver`];
 //!   [`client`]: queries, AXFR and NOTIFY; [`config`]: settings.
 
 pub mod acl;
 pub mod answer;
-pub mod catalog;
 pub mod client;
 pub mod config;
 pub mod journal;
@@ -22,7 +22,9 @@ pub mod memory;
 pub mod respond;
 pub mod rrl;
 pub mod secondary;
+pub mod secondary_driver;
 pub mod serial;
+pub mod served;
 pub mod server;
 pub mod store;
 pub mod wire;
@@ -30,3 +32,10 @@ pub mod zone;
 
 pub use config::DnsConfig;
 pub use server::{Control, DnsServer};
+
+/// The old name of [`served`], kept so code written against it still compiles ("catalog"
+/// now means RFC 9432 catalog zones, which this is not).
+pub mod catalog {
+    /// The old name of [`ServedZones`](crate::served::ServedZones).
+    pub type Catalog = crate::served::ServedZones;
+}

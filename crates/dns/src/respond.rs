@@ -4,9 +4,9 @@
 
 use crate::acl::TransferAcl;
 use crate::answer::{AnyPolicy, Kind, Plan, Scratch, lookup_with};
-use crate::catalog::Catalog;
 use crate::journal::Delta;
 use crate::serial::Serial;
+use crate::served::ServedZones;
 use crate::wire::message::{Record, xfr_messages};
 use crate::wire::name::{MAX_NAME, NameBuf, lower_into, to_lower};
 use crate::wire::query::{self, BadQuery, Header, Query, opcode};
@@ -173,7 +173,7 @@ pub enum Outcome {
 
 /// Handles one request. `out` is reused for the reply (cleared first).
 pub fn handle(
-    catalog: &Catalog,
+    catalog: &ServedZones,
     policy: &Policy,
     packet: &[u8],
     transport: Transport,
@@ -186,7 +186,7 @@ pub fn handle(
 /// [`handle`] with the clock injected: `now` (seconds since the epoch) is asked only for signed
 /// requests, to check and make TSIG signatures.
 pub fn handle_at(
-    catalog: &Catalog,
+    catalog: &ServedZones,
     policy: &Policy,
     packet: &[u8],
     transport: Transport,
@@ -231,7 +231,7 @@ pub fn handle_at(
 /// One parsed request and everything answering it depends on.
 #[derive(Clone, Copy)]
 struct Ctx<'a, 'q> {
-    catalog: &'a Catalog,
+    catalog: &'a ServedZones,
     policy: &'a Policy,
     q: &'a Query<'q>,
     question: Question<'q>,

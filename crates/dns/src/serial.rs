@@ -16,7 +16,7 @@ pub const MAX_ADD: u32 = 0x7fff_ffff;
 
 impl Serial {
     /// The serial `n` later (RFC 1982 §3.1); `None` when `n` exceeds [`MAX_ADD`] (undefined).
-    pub fn add(self, n: u32) -> Option<Serial> {
+    pub fn checked_add(self, n: u32) -> Option<Serial> {
         (n <= MAX_ADD).then(|| Serial(self.0.wrapping_add(n)))
     }
 
@@ -84,13 +84,13 @@ mod tests {
 
     #[test]
     fn addition_wraps_and_is_bounded() {
-        assert_eq!(Serial(1).add(1), Some(Serial(2)));
-        assert_eq!(Serial(u32::MAX).add(1), Some(Serial(0)));
-        assert_eq!(Serial(5).add(MAX_ADD), Some(Serial(5u32.wrapping_add(MAX_ADD))));
-        assert_eq!(Serial(5).add(MAX_ADD + 1), None);
+        assert_eq!(Serial(1).checked_add(1), Some(Serial(2)));
+        assert_eq!(Serial(u32::MAX).checked_add(1), Some(Serial(0)));
+        assert_eq!(Serial(5).checked_add(MAX_ADD), Some(Serial(5u32.wrapping_add(MAX_ADD))));
+        assert_eq!(Serial(5).checked_add(MAX_ADD + 1), None);
         // Any defined addition gives a newer serial.
         for (base, n) in [(0u32, 1u32), (u32::MAX, 10), (0x8000_0000, MAX_ADD), (12345, 1 << 30)] {
-            assert!(Serial(base).add(n).unwrap() > Serial(base), "{base} + {n}");
+            assert!(Serial(base).checked_add(n).unwrap() > Serial(base), "{base} + {n}");
         }
     }
 }

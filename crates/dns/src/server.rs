@@ -8,12 +8,13 @@
 
 use crate::acl::{ServerKeys, TransferAcl};
 use crate::answer::Kind;
-use crate::catalog::Catalog;
 use crate::config::{DnsConfig, zone_name_for};
 use crate::respond::{Outcome, Policy, Transport, canonical, handle, notify_reply};
 use crate::rrl::{Rrl, Verdict, slip_response};
-use crate::secondary::{self, SecondaryState};
+use crate::secondary::NotifyVerdict;
+use crate::secondary_driver::{self, SecondaryState};
 use crate::serial::Serial;
+use crate::served::ServedZones;
 use crate::store;
 use crate::wire::name::{self, NameBuf};
 use crate::wire::query::Header;
@@ -137,7 +138,7 @@ struct FileZone {
 pub(crate) struct Shared {
     pub config: DnsConfig,
     pub policy: Policy,
-    catalog: RwLock<Arc<Catalog>>,
+    catalog: RwLock<Arc<ServedZones>>,
     generation: AtomicU64,
     files: Vec<FileZone>,
     pub secondaries: Vec<Arc<SecondaryState>>,
@@ -148,12 +149,12 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The current zone set.
-    pub fn catalog(&self) -> Arc<Catalog> {
+    pub fn served(&self) -> Arc<ServedZones> {
         self.catalog.read().map(|c| c.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// Replaces the zone set with `f(current)` atomically.
-    pub fn update(&self, f: impl FnOnce(&Catalog) -> Catalog) {
+    pub fn update(&self, f: impl FnOnce(&ServedZones) -> ServedZones) {
         let mut guard = self.catalog.write().unwrap_or_else(|p| p.into_inner());
         let next = Arc::new(f(&guard));
         *guard = next;
@@ -186,15 +187,13 @@ impl Shared {
                 tracing::warn!(zone = %name::to_text(apex), %peer, "NOTIFY not signed with the primary's TSIG key; refused");
                 Some(rcode::REFUSED)
             }
-            Some(s) if canonical(s.primary.ip()) == canonical(peer) => {
-                tracing::info!(zone = %name::to_text(apex), %peer, ?serial, "NOTIFY received; refreshing");
-                s.refresh_now.notify_one();
-                None
-            }
-            Some(_) => {
-                tracing::warn!(zone = %name::to_text(apex), %peer, "NOTIFY from an address that is not the primary");
-                Some(rcode::REFUSED)
-            }
+            Some(s) => match s.on_notify(peer, serial) {
+                NotifyVerdict::NotPrimary => Some(rcode::REFUSED),
+                verdict => {
+                    tracing::info!(zone = %name::to_text(apex), %peer, ?serial, ?verdict, "NOTIFY received");
+                    None
+                }
+            },
             None => Some(rcode::NOTAUTH),
         };
         notify_reply(header, qname, verdict, tsig, unix_now())
@@ -216,14 +215,14 @@ pub struct ReloadReport {
 
 impl Control {
     /// The zones being served now.
-    pub fn catalog(&self) -> Arc<Catalog> {
-        self.0.catalog()
+    pub fn catalog(&self) -> Arc<ServedZones> {
+        self.0.served()
     }
 
     /// The serial of zone `name` as served now.
     pub fn serial(&self, name: &str) -> Option<u32> {
         let apex = name::to_lower(&name::from_text(name).ok()?);
-        self.0.catalog().zone(&apex).map(|z| z.soa().serial)
+        self.0.served().zone(&apex).map(|z| z.soa().serial)
     }
 
     /// Counters in Prometheus text format.
@@ -244,7 +243,7 @@ impl Control {
         .unwrap_or_default();
         let mut report = ReloadReport::default();
         let mut fresh = Vec::new();
-        let current = shared.catalog();
+        let current = shared.served();
         let max_journal = shared.config.journal_max_bytes;
         for (zone_name, result) in loaded {
             match result {
@@ -382,8 +381,10 @@ impl DnsServer {
         let mut secondaries = Vec::new();
         for s in &config.secondaries {
             let apex = name::from_text(&s.name).map_err(StartError::Config)?;
-            let state = SecondaryState::new(name::to_lower(&apex), s.primary, config.state_dir.clone());
-            if let Some(z) = state.load_persisted(config.journal_max_bytes) {
+            let params = config.secondary_params();
+            let state =
+                SecondaryState::new(name::to_lower(&apex), s.primary, config.state_dir.clone(), params);
+            if let Some(z) = state.load_persisted(config.journal_max_bytes, params) {
                 zones.push(Arc::new(z));
             }
             secondaries.push(Arc::new(state));
@@ -400,7 +401,7 @@ impl DnsServer {
         let shared = Arc::new(Shared {
             config,
             policy,
-            catalog: RwLock::new(Arc::new(Catalog::new(zones))),
+            catalog: RwLock::new(Arc::new(ServedZones::new(zones))),
             generation: AtomicU64::new(0),
             files,
             secondaries,
@@ -435,7 +436,7 @@ impl Service for DnsServer {
         }
         for state in &shared.secondaries {
             let (shared, state, sd) = (shared.clone(), state.clone(), shutdown.clone());
-            shutdown.spawn(async move { secondary::run(shared, state, sd).await });
+            shutdown.spawn(async move { secondary_driver::run(shared, state, sd).await });
         }
         #[cfg(unix)]
         {
@@ -481,7 +482,7 @@ async fn udp_worker(sock: UdpSocket, shared: Arc<Shared>, shutdown: Shutdown) {
     let mut rx = RecvBatch::new(UDP_BATCH, UDP_MAX_REQUEST);
     let mut tx = SendBatch::new(UDP_BATCH);
     let mut generation = shared.generation();
-    let mut catalog = shared.catalog();
+    let mut catalog = shared.served();
     let mut rrl = Rrl::new(shared.config.rrl.clone());
     let mut local = LocalStats::default();
     // Busy: take what is waiting straight off the socket; idle: flush counters, wait for more.
@@ -489,7 +490,7 @@ async fn udp_worker(sock: UdpSocket, shared: Arc<Shared>, shutdown: Shutdown) {
         let g = shared.generation();
         if g != generation {
             generation = g;
-            catalog = shared.catalog();
+            catalog = shared.served();
         }
         for i in 0..n {
             let (packet, peer) = rx.get(i);
@@ -605,7 +606,7 @@ async fn tcp_connection(
             },
         };
         slot.busy();
-        let catalog = shared.catalog();
+        let catalog = shared.served();
         match handle(&catalog, &shared.policy, &msg, Transport::Tcp, peer.ip(), std::mem::take(&mut out)) {
             Outcome::Reply { bytes, kind, .. } => {
                 shared.stats.count(kind);

@@ -2,8 +2,8 @@
 //! checked by parsing the response.
 
 use appnet_dns::acl::TransferAcl;
-use appnet_dns::catalog::Catalog;
 use appnet_dns::respond::{Outcome, Policy, Transport, handle};
+use appnet_dns::served::ServedZones;
 use appnet_dns::wire::message::{Parsed, build_query, parse};
 use appnet_dns::wire::name::{from_text, to_text};
 use appnet_dns::wire::rrtype::{code, type_from_text};
@@ -33,14 +33,14 @@ fn zone_text() -> String {
     z
 }
 
-fn catalog() -> Catalog {
+fn catalog() -> ServedZones {
     let zone = Zone::from_text("example.com", &zone_text()).expect("test zone loads");
     let other = Zone::from_text(
         "example.net",
         "@ 60 SOA ns1.example.com. h 1 2 3 4 5\n@ 60 NS ns1.example.com.\nwww 60 A 198.51.100.1\n",
     )
     .unwrap();
-    Catalog::new([Arc::new(zone), Arc::new(other)])
+    ServedZones::new([Arc::new(zone), Arc::new(other)])
 }
 
 fn policy() -> Policy {
@@ -51,7 +51,7 @@ fn policy() -> Policy {
     }
 }
 
-fn ask_with(cat: &Catalog, packet: &[u8], transport: Transport, peer: &str) -> Parsed {
+fn ask_with(cat: &ServedZones, packet: &[u8], transport: Transport, peer: &str) -> Parsed {
     let peer: IpAddr = peer.parse().unwrap();
     match handle(cat, &policy(), packet, transport, peer, Vec::new()) {
         Outcome::Reply { bytes, .. } => parse(&bytes).expect("response parses"),
@@ -59,7 +59,7 @@ fn ask_with(cat: &Catalog, packet: &[u8], transport: Transport, peer: &str) -> P
     }
 }
 
-fn ask(cat: &Catalog, name: &str, qtype: &str) -> Parsed {
+fn ask(cat: &ServedZones, name: &str, qtype: &str) -> Parsed {
     let q =
         build_query(42, 0, &from_text(name).unwrap(), type_from_text(qtype).unwrap(), false, Some((1232, 0)));
     ask_with(cat, &q, Transport::Udp, "192.0.2.200")

@@ -2,8 +2,8 @@
 //! (RFC 6672), minimal ANY over UDP (RFC 8482), meta-types in the question (RFC 6895), and the
 //! rate-limit classes of synthesised and negative answers.
 
-use appnet_dns::catalog::Catalog;
 use appnet_dns::respond::{Outcome, Policy, Transport, handle};
+use appnet_dns::served::ServedZones;
 use appnet_dns::wire::message::{Parsed, build_query, parse};
 use appnet_dns::wire::name::{from_text, to_text};
 use appnet_dns::wire::rrtype::{code, type_from_text};
@@ -18,17 +18,17 @@ const ZONE: &str = "$ORIGIN t.test.\n$TTL 300\n\
     long DNAME aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.t.test.\n\
     sub NS ns.sub\nns.sub A 192.0.2.53\n";
 
-fn catalog() -> Catalog {
+fn catalog() -> ServedZones {
     let zone = Zone::from_text("t.test", ZONE).expect("test zone loads");
     let other = Zone::from_text(
         "other.test",
         "@ 60 SOA ns1.t.test. h 1 2 3 4 5\n@ 60 NS ns1.t.test.\nx 60 A 198.51.100.1\n",
     )
     .unwrap();
-    Catalog::new([Arc::new(zone), Arc::new(other)])
+    ServedZones::new([Arc::new(zone), Arc::new(other)])
 }
 
-fn reply(cat: &Catalog, name: &str, qtype: u16, transport: Transport) -> (Vec<u8>, u64) {
+fn reply(cat: &ServedZones, name: &str, qtype: u16, transport: Transport) -> (Vec<u8>, u64) {
     let q = build_query(7, 0, &from_text(name).unwrap(), qtype, false, Some((1232, 0)));
     match handle(cat, &Policy::default(), &q, transport, "192.0.2.200".parse().unwrap(), Vec::new()) {
         Outcome::Reply { bytes, key, .. } => (bytes, key),
@@ -36,7 +36,7 @@ fn reply(cat: &Catalog, name: &str, qtype: u16, transport: Transport) -> (Vec<u8
     }
 }
 
-fn ask(cat: &Catalog, name: &str, qtype: &str, transport: Transport) -> Parsed {
+fn ask(cat: &ServedZones, name: &str, qtype: &str, transport: Transport) -> Parsed {
     parse(&reply(cat, name, type_from_text(qtype).unwrap(), transport).0).expect("response parses")
 }
 
@@ -128,7 +128,7 @@ fn a_dname_at_the_apex_redirects_everything_below_it() {
         "@ 60 SOA ns.new.test. h 1 2 3 4 5\n@ 60 NS ns.new.test.\n@ 120 DNAME new.test.\n",
     )
     .unwrap();
-    let cat = Catalog::new([Arc::new(zone)]);
+    let cat = ServedZones::new([Arc::new(zone)]);
     let p = ask(&cat, "www.old.test", "A", Transport::Udp);
     assert_eq!((p.rcode, p.aa), (0, true));
     assert_eq!(

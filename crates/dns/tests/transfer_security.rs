@@ -2,9 +2,9 @@
 //! the journal, RFC 1995), with the clock injected: bytes in, bytes out, checked by parsing.
 
 use appnet_dns::acl::TransferAcl;
-use appnet_dns::catalog::Catalog;
 use appnet_dns::journal::successor;
 use appnet_dns::respond::{Outcome, Policy, Transport, handle_at};
+use appnet_dns::served::ServedZones;
 use appnet_dns::wire::message::{Record, build_ixfr, build_query, parse};
 use appnet_dns::wire::name::from_text;
 use appnet_dns::wire::response::{OptOut, append_opt};
@@ -34,7 +34,7 @@ fn policy(acl: &[&str]) -> Policy {
     Policy { max_udp_payload: 1232, allow_transfer: TransferAcl::parse(acl, &keys).unwrap(), keys }
 }
 
-fn run(cat: &Catalog, policy: &Policy, packet: &[u8], peer: &str, now: u64) -> Outcome {
+fn run(cat: &ServedZones, policy: &Policy, packet: &[u8], peer: &str, now: u64) -> Outcome {
     let peer: IpAddr = peer.parse().unwrap();
     handle_at(cat, policy, packet, Transport::Tcp, peer, || now, Vec::new())
 }
@@ -45,7 +45,7 @@ fn apex() -> Vec<u8> {
 
 #[test]
 fn signed_axfr_is_signed_in_every_message() {
-    let cat = Catalog::new([Arc::new(zone(1, ""))]);
+    let cat = ServedZones::new([Arc::new(zone(1, ""))]);
     let mut q = build_query(9, 0, &apex(), code::AXFR, false, None);
     let k = Arc::new(key());
     let mac = sign_request(&mut q, &k, NOW);
@@ -68,7 +68,7 @@ fn signed_axfr_is_signed_in_every_message() {
 
 #[test]
 fn keyed_allow_transfer_refuses_unsigned_and_wrong_keys() {
-    let cat = Catalog::new([Arc::new(zone(1, ""))]);
+    let cat = ServedZones::new([Arc::new(zone(1, ""))]);
     let p = policy(&["127.0.0.1 key xfr"]);
     let q = build_query(9, 0, &apex(), code::AXFR, false, None);
     let Outcome::Reply { bytes, .. } = run(&cat, &p, &q, "127.0.0.1", NOW) else { panic!("a reply") };
@@ -105,7 +105,7 @@ fn keyed_allow_transfer_refuses_unsigned_and_wrong_keys() {
 
 #[test]
 fn signed_queries_get_signed_answers_over_udp() {
-    let cat = Catalog::new([Arc::new(zone(1, ""))]);
+    let cat = ServedZones::new([Arc::new(zone(1, ""))]);
     let mut q = build_query(3, 0, &from_text("ns1.example.com").unwrap(), code::A, false, Some((512, 0)));
     let k = Arc::new(key());
     let mac = sign_request(&mut q, &k, NOW);
@@ -121,7 +121,7 @@ fn signed_queries_get_signed_answers_over_udp() {
 
 #[test]
 fn badvers_answers_to_signed_queries_are_signed() {
-    let cat = Catalog::new([Arc::new(zone(1, ""))]);
+    let cat = ServedZones::new([Arc::new(zone(1, ""))]);
     let www = from_text("ns1.example.com").unwrap();
     let k = Arc::new(key());
     let peer: IpAddr = "192.0.2.1".parse().unwrap();
@@ -169,7 +169,7 @@ fn ixfr_from_the_journal_and_full_fallback() {
     let v1 = zone(1, "www A 192.0.2.10\n");
     let v2 = successor(Some(&v1), zone(2, "www A 192.0.2.11\n"), 1 << 20);
     let v3 = successor(Some(&v2), zone(3, "www A 192.0.2.11\nnew A 192.0.2.12\n"), 1 << 20);
-    let cat = Catalog::new([Arc::new(v3.clone())]);
+    let cat = ServedZones::new([Arc::new(v3.clone())]);
     let p = policy(&["127.0.0.1"]);
     let ask = |from: &Zone| {
         let soa = soa_of(from);
@@ -205,7 +205,7 @@ fn ixfr_query(from: &Zone, payload: Option<u16>) -> Vec<u8> {
     q
 }
 
-fn udp(cat: &Catalog, policy: &Policy, packet: &[u8]) -> Vec<u8> {
+fn udp(cat: &ServedZones, policy: &Policy, packet: &[u8]) -> Vec<u8> {
     let peer: IpAddr = "127.0.0.1".parse().unwrap();
     match handle_at(cat, policy, packet, Transport::Udp, peer, || NOW, Vec::new()) {
         Outcome::Reply { bytes, .. } => bytes,
@@ -229,7 +229,7 @@ fn serial(rdata: &[u8]) -> u32 {
 fn ixfr_over_udp_is_incremental_when_it_fits_one_message() {
     let v1 = zone(1, "www A 192.0.2.10\n");
     let v2 = successor(Some(&v1), zone(2, "www A 192.0.2.11\n"), 1 << 20);
-    let cat = Catalog::new([Arc::new(v2.clone())]);
+    let cat = ServedZones::new([Arc::new(v2.clone())]);
     let p = policy(&["127.0.0.1"]);
     for payload in [None, Some(1232)] {
         let bytes = udp(&cat, &p, &ixfr_query(&v1, payload));
@@ -263,7 +263,7 @@ fn ixfr_over_udp_too_big_for_the_message_gets_the_soa_alone() {
     // Twelve new 60-byte TXT records: ~900 bytes, over 512 but within 1232.
     let extra: String = (0..12).map(|i| format!("n{i} TXT \"{}\"\n", "y".repeat(60))).collect();
     let v2 = successor(Some(&v1), zone(2, &extra), 1 << 20);
-    let cat = Catalog::new([Arc::new(v2)]);
+    let cat = ServedZones::new([Arc::new(v2)]);
     let p = policy(&["127.0.0.1"]);
     let m = parse(&udp(&cat, &p, &ixfr_query(&v1, None))).unwrap();
     assert_eq!((m.answer.len(), m.answer[0].rtype, serial(&m.answer[0].rdata)), (1, code::SOA, 2), "{m:?}");
@@ -284,7 +284,7 @@ fn ixfr_over_udp_too_big_for_the_message_gets_the_soa_alone() {
 fn signed_ixfr_over_udp_gets_a_signed_incremental_answer() {
     let v1 = zone(1, "www A 192.0.2.10\n");
     let v2 = successor(Some(&v1), zone(2, "www A 192.0.2.11\n"), 1 << 20);
-    let cat = Catalog::new([Arc::new(v2)]);
+    let cat = ServedZones::new([Arc::new(v2)]);
     let p = policy(&["127.0.0.1 key xfr"]);
     let k = Arc::new(key());
     for payload in [None, Some(1232)] {
