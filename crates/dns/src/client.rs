@@ -2,6 +2,7 @@
 //! zone transfers (AXFR, IXFR) for secondaries, and NOTIFY for primaries; each optionally
 //! signed with a TSIG key (and the answers then verified).
 
+use crate::clock::unix_now;
 use crate::journal::Delta;
 use crate::serial::Serial;
 use crate::wire::message::{self, Parsed, Record, build_ixfr, build_query};
@@ -9,7 +10,7 @@ use crate::wire::query::opcode;
 use crate::wire::response::rcode;
 use crate::wire::rrtype::code;
 use crate::wire::tcp;
-use crate::wire::tsig::{Key, Verifier, sign_request, strip, unix_now};
+use crate::wire::tsig::{Key, Verifier, sign_request, strip};
 use crate::zone::SoaInfo;
 use std::io;
 use std::net::SocketAddr;

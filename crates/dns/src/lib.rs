@@ -11,11 +11,12 @@
 //!   TSIG key of each remote server.
 //! - [`server`]: the tokio driver (UDP per core + TCP); [`secondary`]: the sans-IO refresh,
 //!   transfer and NOTIFY logic of a secondary zone, driven by [`secondary_driver`];
-//!   [`client`]: queries, AXFR and NOTIFY; [`config`]: settings.
+//!   [`client`]: queries, AXFR and NOTIFY; [`config`]: settings; [`clock`]: the drivers' clock.
 
 pub mod acl;
 pub mod answer;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod journal;
 pub mod memory;

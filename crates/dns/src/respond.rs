@@ -180,7 +180,7 @@ pub fn handle(
     peer: IpAddr,
     out: Vec<u8>,
 ) -> Outcome {
-    handle_at(catalog, policy, packet, transport, peer, tsig::unix_now, out)
+    handle_at(catalog, policy, packet, transport, peer, crate::clock::unix_now, out)
 }
 
 /// [`handle`] with the clock injected: `now` (seconds since the epoch) is asked only for signed

@@ -8,8 +8,9 @@
 
 use crate::acl::{ServerKeys, TransferAcl};
 use crate::answer::Kind;
+use crate::clock::unix_now;
 use crate::config::{DnsConfig, zone_name_for};
-use crate::respond::{Outcome, Policy, Transport, canonical, handle, notify_reply};
+use crate::respond::{Outcome, Policy, Transport, canonical, handle_at, notify_reply};
 use crate::rrl::{Rrl, Verdict, slip_response};
 use crate::secondary::NotifyVerdict;
 use crate::secondary_driver::{self, SecondaryState};
@@ -20,7 +21,7 @@ use crate::wire::name::{self, NameBuf};
 use crate::wire::query::Header;
 use crate::wire::response::rcode;
 use crate::wire::tcp::{self, read_message, write_message};
-use crate::wire::tsig::{Verified, unix_now};
+use crate::wire::tsig::Verified;
 use crate::zone::{Zone, ZoneError};
 use appnet_netkit::accept::{Accepted, Acceptor, CloseReason, ConnSlot};
 use appnet_netkit::batch::{RecvBatch, SendBatch};
@@ -494,8 +495,15 @@ async fn udp_worker(sock: UdpSocket, shared: Arc<Shared>, shutdown: Shutdown) {
         }
         for i in 0..n {
             let (packet, peer) = rx.get(i);
-            let outcome =
-                handle(&catalog, &shared.policy, packet, Transport::Udp, peer.ip(), tx.take_buffer());
+            let outcome = handle_at(
+                &catalog,
+                &shared.policy,
+                packet,
+                Transport::Udp,
+                peer.ip(),
+                unix_now,
+                tx.take_buffer(),
+            );
             let reply = match outcome {
                 Outcome::Reply { mut bytes, kind, key } => {
                     local.count(kind, &shared.stats);
@@ -607,7 +615,15 @@ async fn tcp_connection(
         };
         slot.busy();
         let catalog = shared.served();
-        match handle(&catalog, &shared.policy, &msg, Transport::Tcp, peer.ip(), std::mem::take(&mut out)) {
+        match handle_at(
+            &catalog,
+            &shared.policy,
+            &msg,
+            Transport::Tcp,
+            peer.ip(),
+            unix_now,
+            std::mem::take(&mut out),
+        ) {
             Outcome::Reply { bytes, kind, .. } => {
                 shared.stats.count(kind);
                 tokio::time::timeout(idle, write_message(&mut stream, &bytes))

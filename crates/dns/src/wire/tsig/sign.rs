@@ -1,324 +1,17 @@
-//! TSIG (RFC 8945): shared-secret signatures on DNS messages, for zone transfers and NOTIFY.
-//!
-//! Works on finished message bytes: [`sign`] appends a TSIG record (and bumps ARCOUNT),
-//! [`find`] locates and reads the one a received message carries, [`verify_request`] checks a
-//! request on the server side, and [`Verifier`] checks a reply or a multi-message transfer on
-//! the client side (RFC 8945 §5.3.1: every message after the first is digested with the
-//! previous MAC and only the timers). Time is always passed in (`now`, seconds since the epoch).
-//! HMAC comes from `ring` (already in the tree for TLS).
+//! The TSIG signing transaction (RFC 8945 §5): a request's MAC, the reply signed over it, and
+//! multi-message TCP sequences where each message is digested with the previous MAC and only
+//! the timers (§5.3.1). Time is always passed in (`now`, seconds since the epoch).
 
-use super::name::{self, NameBuf};
-use domain::base::Message;
-use domain::base::iana::Rtype;
-use domain::base::name::ToName;
+use super::key::{Algorithm, Key, Keyring};
+use super::record::{CLASS_ANY, Fields, Malformed, append, error, find};
+use crate::wire::name;
 use ring::hmac;
 use std::sync::Arc;
 
-/// The TSIG record type.
-pub const TYPE_TSIG: u16 = 250;
-/// Class ANY, which TSIG records carry.
-const CLASS_ANY: u16 = 255;
 /// The fudge we sign with (seconds of clock difference allowed), as RFC 8945 recommends.
 pub const FUDGE: u16 = 300;
 /// Unsigned messages a transfer may carry between signed ones (RFC 8945 §5.3.1).
 const MAX_UNSIGNED: usize = 99;
-
-/// TSIG error codes (in the record's Error field; the header RCODE is NOTAUTH).
-pub mod error {
-    pub const BADSIG: u16 = 16;
-    pub const BADKEY: u16 = 17;
-    pub const BADTIME: u16 = 18;
-    pub const BADTRUNC: u16 = 22;
-}
-
-/// The HMAC algorithms we sign and verify with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Algorithm {
-    Sha1,
-    Sha256,
-    Sha384,
-    Sha512,
-}
-
-impl Algorithm {
-    const ALL: [Algorithm; 4] = [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha384, Algorithm::Sha512];
-
-    /// The algorithm's name as in configuration files (`hmac-sha256`).
-    pub fn text(self) -> &'static str {
-        match self {
-            Algorithm::Sha1 => "hmac-sha1",
-            Algorithm::Sha256 => "hmac-sha256",
-            Algorithm::Sha384 => "hmac-sha384",
-            Algorithm::Sha512 => "hmac-sha512",
-        }
-    }
-
-    /// Parses `hmac-sha256` (any case, trailing dot allowed).
-    pub fn from_text(s: &str) -> Option<Algorithm> {
-        let s = s.trim_end_matches('.').to_ascii_lowercase();
-        Algorithm::ALL.into_iter().find(|a| a.text() == s)
-    }
-
-    /// The algorithm's name in wire format (lower case), as TSIG records carry it.
-    pub fn wire_name(self) -> NameBuf {
-        name::from_text(self.text()).unwrap_or_default()
-    }
-
-    fn from_wire(wire: &[u8]) -> Option<Algorithm> {
-        let low = name::to_lower(wire);
-        Algorithm::ALL.into_iter().find(|a| a.wire_name() == low)
-    }
-
-    fn ring(self) -> hmac::Algorithm {
-        match self {
-            Algorithm::Sha1 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
-            Algorithm::Sha256 => hmac::HMAC_SHA256,
-            Algorithm::Sha384 => hmac::HMAC_SHA384,
-            Algorithm::Sha512 => hmac::HMAC_SHA512,
-        }
-    }
-
-    /// Length of a full MAC.
-    pub fn mac_len(self) -> usize {
-        match self {
-            Algorithm::Sha1 => 20,
-            Algorithm::Sha256 => 32,
-            Algorithm::Sha384 => 48,
-            Algorithm::Sha512 => 64,
-        }
-    }
-}
-
-/// A named shared secret for one algorithm.
-#[derive(Clone)]
-pub struct Key {
-    /// The key's name (lower-cased wire format).
-    pub name: NameBuf,
-    pub algorithm: Algorithm,
-    secret: hmac::Key,
-}
-
-impl std::fmt::Debug for Key {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Key({} {})", self.name_text(), self.algorithm.text())
-    }
-}
-
-impl Key {
-    /// A key from its name, algorithm name and base64 secret.
-    pub fn new(name_text: &str, algorithm: &str, secret_base64: &str) -> Result<Key, String> {
-        let algorithm =
-            Algorithm::from_text(algorithm).ok_or_else(|| format!("unknown TSIG algorithm {algorithm:?}"))?;
-        let secret: Vec<u8> = domain::utils::base64::decode(secret_base64.trim())
-            .map_err(|e| format!("TSIG key {name_text}: the secret is not base64 ({e})"))?;
-        if secret.is_empty() {
-            return Err(format!("TSIG key {name_text}: empty secret"));
-        }
-        let name = name::to_lower(&name::from_text(name_text)?);
-        Ok(Key { name, algorithm, secret: hmac::Key::new(algorithm.ring(), &secret) })
-    }
-
-    /// Parses `NAME:ALGORITHM:SECRET` or, as `dig -y` takes it, `ALGORITHM:NAME:SECRET`
-    /// (`NAME:SECRET` means hmac-sha256).
-    pub fn parse_spec(spec: &str) -> Result<Key, String> {
-        let parts: Vec<&str> = spec.splitn(3, ':').collect();
-        match parts[..] {
-            [a, n, s] if Algorithm::from_text(a).is_some() => Key::new(n, a, s),
-            [n, a, s] => Key::new(n, a, s),
-            [n, s] => Key::new(n, "hmac-sha256", s),
-            _ => Err(format!("TSIG key wants NAME:ALGORITHM:SECRET, got {spec:?}")),
-        }
-    }
-
-    /// The key name as text (with the final dot).
-    pub fn name_text(&self) -> String {
-        name::to_text(&self.name)
-    }
-
-    fn context(&self) -> hmac::Context {
-        hmac::Context::with_key(&self.secret)
-    }
-}
-
-/// The keys a server knows, looked up by name.
-#[derive(Debug, Clone, Default)]
-pub struct Keyring {
-    keys: Vec<Arc<Key>>,
-}
-
-impl Keyring {
-    /// A keyring of `keys`; a later key with the same name replaces an earlier one.
-    pub fn new(keys: impl IntoIterator<Item = Key>) -> Keyring {
-        let mut ring = Keyring::default();
-        for k in keys {
-            ring.keys.retain(|o| o.name != k.name);
-            ring.keys.push(Arc::new(k));
-        }
-        ring
-    }
-
-    /// The key called `name` (wire format, any case).
-    pub fn get(&self, name_wire: &[u8]) -> Option<&Arc<Key>> {
-        let low = name::to_lower(name_wire);
-        self.keys.iter().find(|k| k.name == low)
-    }
-
-    /// The key called `name` (text).
-    pub fn by_text(&self, name_text: &str) -> Option<&Arc<Key>> {
-        self.get(&name::from_text(name_text).ok()?)
-    }
-
-    /// Whether there are no keys.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-}
-
-/// Reads the keys of a BIND-style key file (what `tsig-keygen` and `ddns-confgen` print, also
-/// accepted by Knot's `keymgr` import): `key "NAME" { algorithm ALG; secret "BASE64"; };`.
-pub fn parse_key_file(text: &str) -> Result<Vec<Key>, String> {
-    // Comments out, then tokens split on whitespace, braces, semicolons and quotes.
-    let cleaned: String = text
-        .lines()
-        .map(|l| {
-            let l = l.split('#').next().unwrap_or_default();
-            l.split("//").next().unwrap_or_default()
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut tokens = cleaned
-        .split(|c: char| c.is_whitespace() || matches!(c, '{' | '}' | ';' | '"'))
-        .filter(|t| !t.is_empty())
-        .peekable();
-    let mut keys = Vec::new();
-    while let Some(t) = tokens.next() {
-        if t != "key" {
-            return Err(format!("expected `key`, found {t:?}"));
-        }
-        let name = tokens.next().ok_or("key without a name")?;
-        let (mut alg, mut secret) = (None, None);
-        while let Some(&t) = tokens.peek() {
-            match t {
-                "algorithm" => {
-                    tokens.next();
-                    alg = tokens.next();
-                }
-                "secret" => {
-                    tokens.next();
-                    secret = tokens.next();
-                }
-                "key" => break,
-                other => return Err(format!("key {name}: unexpected {other:?}")),
-            }
-        }
-        let alg = alg.ok_or_else(|| format!("key {name}: no algorithm"))?;
-        let secret = secret.ok_or_else(|| format!("key {name}: no secret"))?;
-        keys.push(Key::new(name, alg, secret)?);
-    }
-    Ok(keys)
-}
-
-/// The TSIG record of a received message, borrowed from it.
-#[derive(Debug, Clone)]
-pub struct TsigRecord<'a> {
-    /// Where the record starts (the message without it is `msg[..start]`).
-    pub start: usize,
-    /// The key name (wire format, as sent).
-    pub key_name: NameBuf,
-    /// The algorithm name (wire format).
-    pub algorithm: &'a [u8],
-    pub time_signed: u64,
-    pub fudge: u16,
-    pub mac: &'a [u8],
-    pub original_id: u16,
-    pub error: u16,
-    pub other: &'a [u8],
-}
-
-/// A message whose TSIG record is broken or misplaced (answer FORMERR).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Malformed;
-
-/// The TSIG record of `msg` if it has one. It must be the last record of the additional
-/// section and the only one (RFC 8945 §5.1); otherwise the message is malformed.
-pub fn find(msg: &[u8]) -> Result<Option<TsigRecord<'_>>, Malformed> {
-    let m = Message::from_octets(msg).map_err(|_| Malformed)?;
-    if m.header_counts().arcount() == 0 {
-        return Ok(None);
-    }
-    let mut section = m.additional().map_err(|_| Malformed)?;
-    let mut found = None;
-    loop {
-        let start = section.pos();
-        let Some(rec) = section.next() else { break };
-        let rec = rec.map_err(|_| Malformed)?;
-        if found.is_some() {
-            return Err(Malformed); // TSIG not last
-        }
-        if rec.rtype() == Rtype::from_int(TYPE_TSIG) {
-            let mut owner = Vec::new();
-            let _ = rec.owner().compose(&mut owner);
-            found = Some((start, owner.into_boxed_slice()));
-        }
-    }
-    let Some((start, key_name)) = found else { return Ok(None) };
-    read_record(msg, start, key_name).map(Some).ok_or(Malformed)
-}
-
-fn read_record(msg: &[u8], start: usize, key_name: NameBuf) -> Option<TsigRecord<'_>> {
-    let mut p = skip_name(msg, start)?;
-    let fixed = msg.get(p..p + 10)?;
-    let class = u16::from_be_bytes([fixed[2], fixed[3]]);
-    let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
-    p += 10;
-    let rdata = msg.get(p..p + rdlen)?;
-    if class != CLASS_ANY || p + rdlen != msg.len() {
-        return None;
-    }
-    // Algorithm name, uncompressed.
-    let mut q = 0;
-    loop {
-        let len = *rdata.get(q)? as usize;
-        if len > 63 {
-            return None;
-        }
-        q += 1 + len;
-        if len == 0 {
-            break;
-        }
-    }
-    let algorithm = &rdata[..q];
-    let rest = rdata.get(q..q + 10)?;
-    let time_signed = rest[..6].iter().fold(0u64, |acc, &b| (acc << 8) | b as u64);
-    let fudge = u16::from_be_bytes([rest[6], rest[7]]);
-    let mac_len = u16::from_be_bytes([rest[8], rest[9]]) as usize;
-    q += 10;
-    let mac = rdata.get(q..q + mac_len)?;
-    q += mac_len;
-    let tail = rdata.get(q..q + 6)?;
-    let original_id = u16::from_be_bytes([tail[0], tail[1]]);
-    let error = u16::from_be_bytes([tail[2], tail[3]]);
-    let other_len = u16::from_be_bytes([tail[4], tail[5]]) as usize;
-    q += 6;
-    let other = rdata.get(q..q + other_len)?;
-    if q + other_len != rdata.len() {
-        return None;
-    }
-    Some(TsigRecord { start, key_name, algorithm, time_signed, fudge, mac, original_id, error, other })
-}
-
-/// Skips a (possibly compressed) name starting at `pos`; returns the position after it.
-fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
-    loop {
-        let len = *msg.get(pos)?;
-        match len {
-            0 => return Some(pos + 1),
-            l if l & 0xc0 == 0xc0 => return Some(pos + 2).filter(|&e| e <= msg.len()),
-            l if l > 63 => return None,
-            l => pos += 1 + l as usize,
-        }
-    }
-}
 
 /// What goes into the MAC besides the message: the full variables (first message of an
 /// exchange) or only the timers (later messages of a transfer).
@@ -326,15 +19,6 @@ fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
 enum Vars {
     Full,
     Timers,
-}
-
-/// The fields of the TSIG record being signed or checked.
-#[derive(Debug, Clone, Copy)]
-struct Fields<'a> {
-    time: u64,
-    fudge: u16,
-    error: u16,
-    other: &'a [u8],
 }
 
 /// Digests the message as it was before the TSIG was added: the original id, one record less.
@@ -374,34 +58,6 @@ fn context_after(key: &Key, prior: Option<&[u8]>) -> hmac::Context {
         ctx.update(p);
     }
     ctx
-}
-
-/// Appends a TSIG record with `mac` to `msg` (bumping ARCOUNT).
-fn append(msg: &mut Vec<u8>, key: &Key, mac: &[u8], f: &Fields<'_>) {
-    let original_id = u16::from_be_bytes([msg[0], msg[1]]);
-    let alg = key.algorithm.wire_name();
-    msg.extend_from_slice(&key.name);
-    msg.extend_from_slice(&TYPE_TSIG.to_be_bytes());
-    msg.extend_from_slice(&CLASS_ANY.to_be_bytes());
-    msg.extend_from_slice(&0u32.to_be_bytes());
-    let rdlen = alg.len() + 16 + mac.len() + f.other.len();
-    msg.extend_from_slice(&(rdlen as u16).to_be_bytes());
-    msg.extend_from_slice(&alg);
-    msg.extend_from_slice(&f.time.to_be_bytes()[2..]);
-    msg.extend_from_slice(&f.fudge.to_be_bytes());
-    msg.extend_from_slice(&(mac.len() as u16).to_be_bytes());
-    msg.extend_from_slice(mac);
-    msg.extend_from_slice(&original_id.to_be_bytes());
-    msg.extend_from_slice(&f.error.to_be_bytes());
-    msg.extend_from_slice(&(f.other.len() as u16).to_be_bytes());
-    msg.extend_from_slice(f.other);
-    let ar = u16::from_be_bytes([msg[10], msg[11]]).wrapping_add(1);
-    msg[10..12].copy_from_slice(&ar.to_be_bytes());
-}
-
-/// Bytes a TSIG record with `key` adds to a message (for leaving room when building it).
-pub fn record_size(key: &Key) -> usize {
-    key.name.len() + 10 + key.algorithm.wire_name().len() + 16 + key.algorithm.mac_len() + 6
 }
 
 fn sign_with(msg: &mut Vec<u8>, key: &Key, prior: Option<&[u8]>, vars: Vars, f: &Fields<'_>) -> Vec<u8> {
@@ -454,27 +110,6 @@ impl Signer {
         self.prior = sign_with(msg, &self.key, Some(&self.prior), vars, &f);
         self.first = false;
     }
-}
-
-/// Appends an unsigned TSIG record carrying `error` (BADKEY, BADSIG: RFC 8945 §5.3.2), naming
-/// the key and algorithm the request used.
-pub fn append_unsigned_error(msg: &mut Vec<u8>, request: &TsigRecord<'_>, now: u64, error: u16) {
-    let original_id = u16::from_be_bytes([msg[0], msg[1]]);
-    msg.extend_from_slice(&request.key_name);
-    msg.extend_from_slice(&TYPE_TSIG.to_be_bytes());
-    msg.extend_from_slice(&CLASS_ANY.to_be_bytes());
-    msg.extend_from_slice(&0u32.to_be_bytes());
-    let rdlen = request.algorithm.len() + 16;
-    msg.extend_from_slice(&(rdlen as u16).to_be_bytes());
-    msg.extend_from_slice(request.algorithm);
-    msg.extend_from_slice(&now.to_be_bytes()[2..]);
-    msg.extend_from_slice(&request.fudge.to_be_bytes());
-    msg.extend_from_slice(&0u16.to_be_bytes());
-    msg.extend_from_slice(&original_id.to_be_bytes());
-    msg.extend_from_slice(&error.to_be_bytes());
-    msg.extend_from_slice(&0u16.to_be_bytes());
-    let ar = u16::from_be_bytes([msg[10], msg[11]]).wrapping_add(1);
-    msg[10..12].copy_from_slice(&ar.to_be_bytes());
 }
 
 /// Why a signed message was not accepted.
@@ -638,29 +273,12 @@ impl Verifier {
     }
 }
 
-/// Removes the TSIG record from a verified message (so it parses as the plain message).
-pub fn strip(msg: &[u8]) -> Vec<u8> {
-    match find(msg) {
-        Ok(Some(t)) => {
-            let mut out = msg[..t.start].to_vec();
-            out[..2].copy_from_slice(&t.original_id.to_be_bytes());
-            let ar = u16::from_be_bytes([out[10], out[11]]).saturating_sub(1);
-            out[10..12].copy_from_slice(&ar.to_be_bytes());
-            out
-        }
-        _ => msg.to_vec(),
-    }
-}
-
-/// Seconds since the Unix epoch, for the drivers (the cores take `now` as an argument).
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::wire::message::build_query;
+    use crate::wire::tsig::key::parse_key_file;
+    use crate::wire::tsig::record::{Malformed, strip};
 
     const NOW: u64 = 1_700_000_000;
 
