@@ -248,6 +248,34 @@ pub enum Transferred {
     Incremental(Vec<Delta>),
 }
 
+impl Transferred {
+    /// The records in the order a transfer carries them on the wire, for display: an AXFR
+    /// ends with the SOA again; an IXFR is the new SOA, then per step the old SOA, the
+    /// deletions, the new SOA and the additions (RFC 1995 §4), then the new SOA again. Up to
+    /// date: no records.
+    pub fn into_wire_records(self) -> Vec<Record> {
+        match self {
+            Transferred::UpToDate => Vec::new(),
+            Transferred::Full(mut records) => {
+                records.extend(records.first().cloned());
+                records
+            }
+            Transferred::Incremental(steps) => {
+                let newest = steps.last().map(|d| d.new_soa.clone());
+                let mut records: Vec<Record> = newest.iter().cloned().collect();
+                for d in steps {
+                    records.push(d.old_soa);
+                    records.extend(d.deleted);
+                    records.push(d.new_soa);
+                    records.extend(d.added);
+                }
+                records.extend(newest);
+                records
+            }
+        }
+    }
+}
+
 /// Transfers the zone `apex` from `server` with AXFR; returns its records (SOA first, the closing
 /// SOA removed).
 pub async fn axfr(
@@ -434,4 +462,77 @@ pub async fn notify(
     let bytes = verified(server, &mut verifier, bytes)?;
     let parsed = message::parse(&bytes).map_err(|reason| ClientError::Bad { server, reason })?;
     check_rcode(server, &parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::message::soa_with_serial;
+    use crate::wire::name::from_text;
+
+    fn soa(serial: u32) -> Record {
+        soa_with_serial(&from_text("example.").unwrap(), serial)
+    }
+
+    fn a(owner: &str, last: u8) -> Record {
+        let owner = from_text(owner).unwrap();
+        Record { owner, rtype: code::A, class: 1, ttl: 60, rdata: vec![192, 0, 2, last] }
+    }
+
+    /// Feeds `records` to a reader as one message.
+    fn read(ours: Option<u32>, records: Vec<Record>) -> Option<Transferred> {
+        let mut reader = XfrReader::new(ours);
+        for r in records {
+            if let Some(done) = reader.push(r).unwrap() {
+                return Some(done);
+            }
+        }
+        reader.end_of_message()
+    }
+
+    #[test]
+    fn soa_with_serial_carries_just_the_serial() {
+        let r = soa(42);
+        assert_eq!(r.rtype, code::SOA);
+        let info = SoaInfo::from_rdata(&r.rdata).unwrap();
+        assert_eq!((info.serial, info.refresh, info.retry, info.expire, info.minimum), (42, 0, 0, 0, 0));
+    }
+
+    #[test]
+    fn wire_records_read_back_as_the_same_transfer() {
+        // AXFR: SOA, records, SOA.
+        let full = Transferred::Full(vec![soa(5), a("www.example.", 1), a("mail.example.", 2)]);
+        let wire = full.clone().into_wire_records();
+        assert_eq!(wire.len(), 4);
+        assert_eq!(wire.first().map(|r| &r.rdata), wire.last().map(|r| &r.rdata));
+        match read(None, wire) {
+            Some(Transferred::Full(records)) => assert_eq!(records.len(), 3),
+            other => panic!("{other:?}"),
+        }
+        // IXFR 1 -> 2 -> 3: new SOA, (old, deleted, new, added) per step, new SOA.
+        let steps = vec![
+            Delta {
+                old_soa: soa(1),
+                new_soa: soa(2),
+                deleted: vec![a("www.example.", 1)],
+                added: vec![a("www.example.", 2)],
+            },
+            Delta { old_soa: soa(2), new_soa: soa(3), deleted: vec![], added: vec![a("ftp.example.", 3)] },
+        ];
+        let wire = Transferred::Incremental(steps).into_wire_records();
+        let serials: Vec<Option<u32>> = wire
+            .iter()
+            .map(|r| SoaInfo::from_rdata(&r.rdata).filter(|_| r.rtype == code::SOA).map(|s| s.serial))
+            .collect();
+        assert_eq!(serials, vec![Some(3), Some(1), None, Some(2), None, Some(2), Some(3), None, Some(3)]);
+        match read(Some(1), wire) {
+            Some(Transferred::Incremental(back)) => {
+                assert_eq!(back.len(), 2);
+                assert_eq!(back[0].deleted.len(), 1);
+                assert_eq!(back[1].added.len(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Transferred::UpToDate.into_wire_records().is_empty());
+    }
 }

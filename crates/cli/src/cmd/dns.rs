@@ -6,8 +6,7 @@ use anyhow::{Context as _, bail};
 use appnet_dns::acl::split_keyed;
 use appnet_dns::client::{self, QueryOpts, Transferred, rcode_name};
 use appnet_dns::config::{SecondaryZone, ZoneSource, zone_name_for};
-use appnet_dns::wire::message::Record;
-use appnet_dns::wire::message::{dig_text, parse};
+use appnet_dns::wire::message::{dig_text, parse, soa_with_serial};
 use appnet_dns::wire::name::{from_text, to_lower};
 use appnet_dns::wire::rrtype::{code, type_from_text};
 use appnet_dns::wire::tsig::{Key, strip};
@@ -131,6 +130,10 @@ pub struct ServeArgs {
     /// Most TCP connections from one address [default: an eighth of --max-tcp-connections, 1-64].
     #[arg(long, value_name = "N")]
     max_tcp_per_ip: Option<usize>,
+    /// Seconds between the SOA checks NOTIFYs may start for one secondary zone; NOTIFYs in
+    /// between are folded into one check (0: no pacing) [default: 1].
+    #[arg(long, value_name = "SECS")]
+    notify_min_interval: Option<u64>,
 }
 
 /// Flags for `dns reload`.
@@ -293,6 +296,9 @@ async fn serve(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
     if let Some(n) = args.max_tcp_per_ip {
         config.max_tcp_per_ip = n;
     }
+    if let Some(s) = args.notify_min_interval {
+        config.notify_min_interval_secs = s;
+    }
     if config.zones.is_empty() && config.secondaries.is_empty() {
         bail!("nothing to serve: give --zone FILE or --secondary ZONE=PRIMARY");
     }
@@ -379,14 +385,6 @@ fn check_zone(args: CheckArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An SOA record carrying only `serial`, for the authority section of an IXFR request.
-fn soa_with_serial(apex: &[u8], serial: u32) -> Record {
-    let mut rdata = vec![0u8, 0u8];
-    rdata.extend_from_slice(&serial.to_be_bytes());
-    rdata.extend_from_slice(&[0; 16]);
-    Record { owner: apex.into(), rtype: code::SOA, class: 1, ttl: 0, rdata }
-}
-
 fn parse_server(s: &str) -> anyhow::Result<SocketAddr> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
@@ -423,22 +421,7 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
                 writeln!(out, ";; zone is up to date (serial {})", ixfr_from.unwrap_or_default())?;
                 return Ok(());
             }
-            Transferred::Full(mut records) => {
-                records.extend(records.first().cloned());
-                records
-            }
-            Transferred::Incremental(steps) => {
-                let newest = steps.last().map(|d| d.new_soa.clone());
-                let mut records: Vec<Record> = newest.iter().cloned().collect();
-                for d in steps {
-                    records.push(d.old_soa);
-                    records.extend(d.deleted);
-                    records.push(d.new_soa);
-                    records.extend(d.added);
-                }
-                records.extend(newest);
-                records
-            }
+            transferred => transferred.into_wire_records(),
         };
         for r in &records {
             writeln!(out, "{}", record_text(&r.owner, r.rtype, r.ttl, &r.rdata))?;

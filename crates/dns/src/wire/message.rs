@@ -113,6 +113,16 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, String> {
     Ok(out)
 }
 
+/// An SOA record for `apex` carrying only `serial` (root MNAME and RNAME, zero timers): what an
+/// IXFR request's authority section needs to say "I have this version" (RFC 1995 §3) when the
+/// rest of our SOA is unknown, as for `dig IXFR=N`.
+pub fn soa_with_serial(apex: &[u8], serial: u32) -> Record {
+    let mut rdata = vec![0u8, 0u8];
+    rdata.extend_from_slice(&serial.to_be_bytes());
+    rdata.extend_from_slice(&[0; 16]);
+    Record { owner: apex.into(), rtype: code::SOA, class: CLASS_IN, ttl: 0, rdata }
+}
+
 /// Builds a query (or NOTIFY, by opcode) for `qname`/`qtype`; `edns` adds an OPT record with
 /// that payload size and version.
 pub fn build_query(
