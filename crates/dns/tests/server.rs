@@ -278,6 +278,34 @@ async fn secondary_transfers_follows_notify_and_survives_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_secondary_zone_answers_servfail() {
+    // The zone's SOA says refresh 1 s, retry 1 s, expire 5 s.
+    let dir = temp_dir("expiry");
+    let (primary, _) = start_server(config(Some(write_zone(&dir, 7, "192.0.2.7")))).await;
+    let mut sc = config(None);
+    sc.secondaries = vec![SecondaryZone { name: "example.com".into(), primary: primary.addr() }];
+    let (secondary, scontrol) = start_server(sc).await;
+    let got = wait_until(Duration::from_secs(10), Duration::from_millis(50), || async {
+        scontrol.serial("example.com") == Some(7)
+    })
+    .await;
+    assert!(got, "secondary transferred the zone");
+    // The primary goes away: served until SOA expire, then SERVFAIL (not another answer).
+    primary.stop().await.unwrap();
+    assert_eq!(a_record(secondary.addr(), "www.example.com").await.unwrap(), vec![192, 0, 2, 7]);
+    let www = from_text("www.example.com").unwrap();
+    let opts = QueryOpts { timeout: Duration::from_secs(2), ..Default::default() };
+    let servfail = wait_until(Duration::from_secs(20), Duration::from_millis(200), || async {
+        let ans = client::query(secondary.addr(), &www, code::A, opts).await;
+        ans.ok().and_then(|a| parse(&a.bytes).ok()).is_some_and(|p| p.rcode == 2)
+    })
+    .await;
+    assert!(servfail, "expired zone answered SERVFAIL");
+    assert_eq!(scontrol.serial("example.com"), None, "no longer served");
+    secondary.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limiting_drops_and_slips() {
     let dir = temp_dir("rrl");
     let mut c = config(Some(write_zone(&dir, 1, "192.0.2.80")));
