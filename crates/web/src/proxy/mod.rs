@@ -3,6 +3,7 @@
 //!
 //! - [`policy`]: the RFC 9111 core (sans-IO, on `http-cache-semantics` plus what it lacks).
 //! - [`store`]: memory and disk storage with CLOCK eviction; crash-safe disk objects.
+//! - [`plan`]: the cache flow as a pure planner (request + stored entry + `now` → step).
 //! - [`collapse`]: request collapsing, so concurrent misses make one origin request.
 //! - [`handler`]: the request flow; [`origin`]: the pooled origin clients; [`connector`]:
 //!   their connections (TCP, and TLS to `https://` origins).
@@ -19,6 +20,7 @@ pub mod handler;
 pub mod idle;
 pub mod metrics;
 pub mod origin;
+pub mod plan;
 pub mod policy;
 pub mod reqcheck;
 pub mod server;
