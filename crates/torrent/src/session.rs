@@ -1,7 +1,7 @@
 //! One torrent being downloaded or seeded, the thin tokio driver of the sans-IO
-//! [`crate::swarm::Swarm`]: it owns the listener, the peer connections ([`crate::peer`]), the
-//! disk, the clock and the timers, feeds the core what happens and carries out its actions.
-//! Tracker announces and the BEP 10 extensions ([`crate::bep10_extension`]) are here too.
+//! [`crate::swarm::Swarm`]: it owns the listener, the peer connections (`peer.rs`), the disk,
+//! the clock and the timers, feeds the core what happens and carries out its actions. Tracker
+//! announces are here too, and the BEP 10 extensions in `bep10_extension.rs`.
 
 use crate::bitfield::Bitfield;
 use crate::config::ClientConfig;
