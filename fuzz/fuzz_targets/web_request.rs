@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         header_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_millis(1),
     };
-    let _ = gate::check_head(data, &limits);
+    let _ = appnet_web::http1_guard::check_head(data, &limits.head());
 
     // Split the input into fields for the pure cores.
     let text = String::from_utf8_lossy(data);

@@ -5,7 +5,8 @@
 //! - [`files`]: the reusable file-serving core (pure path/conditional/range/encoding logic and
 //!   the file store) that the caching proxy builds on.
 //! - [`site`]: the request handler shared by both protocol drivers.
-//! - [`gate`]: the HTTP/1 request-head checks that sit in front of hyper.
+//! - [`http1_guard`]: the pure HTTP/1 request-head and framing checks, shared by the server
+//!   and the proxy; [`gate`]: the server's I/O wrapper running them in front of hyper.
 //! - [`server`] / [`h2srv`]: the tokio drivers. [`client`]: `appnet web get`.
 //! - [`config`], [`tls`] (files or the lab CA), [`tls_client`] (trust for outgoing TLS),
 //!   [`stats`] (counters, access log), [`apps`], [`push`].
@@ -19,6 +20,7 @@ pub mod files;
 pub mod gate;
 pub mod h2gate;
 pub mod h2srv;
+pub mod http1_guard;
 pub mod prefixed;
 pub mod proxy;
 pub mod push;
