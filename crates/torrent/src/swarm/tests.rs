@@ -314,3 +314,33 @@ fn violations_refusals_and_duplicates() {
     );
     assert_eq!(s.swarm.handle_connected(c, s.t0), None, "and the incoming one is refused");
 }
+
+/// Dialling: a peer being dialled or connected is not dialled twice, and the per-address cap
+/// counts dials in progress; a selfish client (`no_upload`) has no choker timer and refuses
+/// every request.
+#[test]
+fn dials_and_no_upload() {
+    let cfg =
+        SwarmConfig { limits: admission::Limits { max_peers: 50, max_per_ip: 2 }, ..SwarmConfig::default() };
+    let mut s = Script::new(cfg, 4, true);
+    let a = SocketAddr::from(([10, 0, 0, 1], 1000));
+    assert!(s.swarm.start_dial(a));
+    assert!(!s.swarm.start_dial(a), "already being dialled");
+    assert!(s.swarm.start_dial(SocketAddr::from(([10, 0, 0, 1], 1001))));
+    assert!(!s.swarm.start_dial(SocketAddr::from(([10, 0, 0, 1], 1002))), "two per address");
+    s.swarm.dial_finished(a);
+    assert!(s.swarm.start_dial(a));
+
+    let mut s = Script::new(SwarmConfig { no_upload: true, ..SwarmConfig::default() }, 4, true);
+    assert_eq!(s.swarm.poll_timeout(), None);
+    let k = s.connect(1, true);
+    s.actions();
+    s.swarm.handle_message(k, Message::Interested, s.t0).unwrap();
+    let r = BlockRef { index: 0, begin: 0, length: BLOCK };
+    s.swarm.handle_message(k, Message::Request(r), s.t0).unwrap();
+    assert_eq!(
+        s.actions(),
+        vec![Action::Send { peer: k, msg: Message::Reject(r) }],
+        "never unchoked, rejected"
+    );
+}
