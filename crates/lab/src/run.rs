@@ -38,6 +38,7 @@ pub enum Role {
     Web,
     CdnReplica,
     Cache,
+    ChordNode,
 }
 
 impl Role {
@@ -51,6 +52,7 @@ impl Role {
             Role::Web => "web server",
             Role::CdnReplica => "CDN replica (cache)",
             Role::Cache => "institutional web cache",
+            Role::ChordNode => "Chord DHT node",
         }
     }
 }
@@ -78,6 +80,44 @@ pub struct Lab {
     pub members: Vec<Member>,
     resolvers: Vec<(String, SharedFrontend)>,
     holes: Vec<appnet_netkit::Shutdown>,
+    chord: Vec<ChordPeer>,
+}
+
+/// A running node of the lab's Chord ring: its id, address and the handle that kills it.
+#[derive(Clone)]
+pub struct ChordPeer {
+    /// Its id on the ring.
+    pub id: u64,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Stops it abruptly (no hand-over), as a crashed peer.
+    pub killer: appnet_netkit::Shutdown,
+}
+
+/// The lab name of the Chord node with id `id`.
+pub fn chord_name(id: u64) -> String {
+    format!("chord-peer-{id}")
+}
+
+/// The configuration of the lab ring's node `node`, joining through `join`.
+pub fn chord_config(
+    spec: &crate::topology::ChordSpec,
+    node: &crate::topology::ChordNodeSpec,
+    join: Option<SocketAddr>,
+) -> appnet_chord::ChordConfig {
+    appnet_chord::ChordConfig {
+        listen: SocketAddr::new(IpAddr::V4(node.addr), spec.port),
+        join,
+        id: Some(node.id.to_string()),
+        bits: spec.bits,
+        successors: spec.successors,
+        replicas: spec.successors.min(2),
+        stabilize_ms: spec.stabilize_ms,
+        fix_fingers_ms: (spec.stabilize_ms / 4).max(1),
+        check_predecessor_ms: spec.stabilize_ms,
+        rpc_timeout_ms: spec.rpc_timeout_ms,
+        ..appnet_chord::ChordConfig::default()
+    }
 }
 
 impl Lab {
@@ -267,7 +307,68 @@ impl Lab {
                 });
             }
         }
-        Ok(Lab { topology, dir: dir.to_path_buf(), members, resolvers, holes: Vec::new() })
+        let mut lab = Lab {
+            topology,
+            dir: dir.to_path_buf(),
+            members,
+            resolvers,
+            holes: Vec::new(),
+            chord: Vec::new(),
+        };
+        if let Some(spec) = lab.topology.chord.clone() {
+            let mut nodes: Vec<_> = spec.nodes.iter().filter(|n| !n.late).collect();
+            nodes.sort_by_key(|n| n.id);
+            let mut first = None;
+            for node in nodes {
+                lab.start_chord_node(&spec, node, first).await?;
+                first = first.or(lab.chord.first().map(|p| p.addr));
+            }
+        }
+        Ok(lab)
+    }
+
+    /// Starts one node of the lab's Chord ring, joining through `join` (none: a new ring).
+    pub async fn start_chord_node(
+        &mut self,
+        spec: &crate::topology::ChordSpec,
+        node: &crate::topology::ChordNodeSpec,
+        join: Option<SocketAddr>,
+    ) -> Result<ChordPeer, LabError> {
+        let config = chord_config(spec, node, join);
+        let name = chord_name(node.id);
+        let server = appnet_chord::ChordServer::bind(config.clone()).await.map_err(|e| LabError::Start {
+            name: name.clone(),
+            addr: config.listen,
+            reason: e.to_string(),
+        })?;
+        let peer = ChordPeer { id: node.id, addr: server.node_ref().addr, killer: server.killer() };
+        let serves = match join {
+            Some(via) => format!("id {} of the {}-bit ring (joined via {via})", node.id, spec.bits),
+            None => format!("id {} of the {}-bit ring (its first node)", node.id, spec.bits),
+        };
+        self.members.push(Member {
+            role: Role::ChordNode,
+            name,
+            addr: peer.addr,
+            serves,
+            running: Some(harness::start(server)),
+        });
+        self.chord.push(peer.clone());
+        Ok(peer)
+    }
+
+    /// The running nodes of the Chord ring, in start order.
+    pub fn chord_peers(&self) -> &[ChordPeer] {
+        &self.chord
+    }
+
+    /// Kills the Chord node `id` abruptly (no hand-over): its neighbours must notice by
+    /// themselves. Returns whether it was running.
+    pub async fn kill_chord_node(&mut self, id: u64) -> bool {
+        let Some(pos) = self.chord.iter().position(|p| p.id == id) else { return false };
+        let peer = self.chord.remove(pos);
+        peer.killer.trigger();
+        self.stop_member(&chord_name(id)).await
     }
 
     /// The resolver named `name` (its cache, counters and trace recorder).
@@ -318,6 +419,10 @@ impl Lab {
     pub async fn stop(mut self) {
         for hole in &self.holes {
             hole.trigger();
+        }
+        // The whole lab goes down: Chord nodes need not hand their keys over.
+        for peer in &self.chord {
+            peer.killer.trigger();
         }
         for m in self.members.iter_mut().rev() {
             if let Some(r) = m.running.take() {

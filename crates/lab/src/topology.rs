@@ -32,6 +32,62 @@ pub struct Topology {
     /// Institutional web caches (forward proxies that browsers are configured to use).
     #[serde(rename = "cache", default)]
     pub caches: Vec<CacheSpec>,
+    /// The textbook's Chord ring (real nodes with fixed ids), for the DHT scene.
+    #[serde(default)]
+    pub chord: Option<ChordSpec>,
+}
+
+/// A Chord ring of real nodes with fixed ids on their own loopback addresses. Nodes marked
+/// `late` are not started with the lab: the tour has them join the ring.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ChordSpec {
+    /// Identifier width m (the textbook's ring has 4 bits: ids 0..15).
+    pub bits: u8,
+    /// The port every node listens on (0: each picks a free one).
+    #[serde(default = "default_chord_port")]
+    pub port: u16,
+    /// Successor list length r (the textbook keeps two successors).
+    #[serde(default = "default_chord_successors")]
+    pub successors: usize,
+    /// Milliseconds between stabilize rounds and predecessor checks (fast, so the tour's
+    /// repairs take a second, not minutes).
+    #[serde(default = "default_chord_stabilize_ms")]
+    pub stabilize_ms: u64,
+    /// Milliseconds before an unanswered RPC counts as a dead peer.
+    #[serde(default = "default_chord_rpc_timeout_ms")]
+    pub rpc_timeout_ms: u64,
+    /// The nodes, in any order.
+    pub nodes: Vec<ChordNodeSpec>,
+}
+
+/// One Chord node of the lab ring.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ChordNodeSpec {
+    /// Its id on the ring (below 2^bits).
+    pub id: u64,
+    /// Its loopback address.
+    pub addr: Ipv4Addr,
+    /// Not started with the lab; the tour has it join.
+    #[serde(default)]
+    pub late: bool,
+}
+
+fn default_chord_port() -> u16 {
+    14000
+}
+
+fn default_chord_successors() -> usize {
+    2
+}
+
+fn default_chord_stabilize_ms() -> u64 {
+    100
+}
+
+fn default_chord_rpc_timeout_ms() -> u64 {
+    300
 }
 
 /// An institutional cache: a forward proxy on its own address that resolves origin names
@@ -197,6 +253,22 @@ impl Topology {
                 return Err(format!("cache {} names an unknown resolver {}", c.name, c.resolver));
             }
         }
+        if let Some(chord) = &self.chord {
+            if !(1..=63).contains(&chord.bits) {
+                return Err(format!("the chord ring's bits must be 1..=63, not {}", chord.bits));
+            }
+            if !chord.nodes.iter().any(|n| !n.late) {
+                return Err("the chord ring needs at least one node that is not late".into());
+            }
+            for (i, n) in chord.nodes.iter().enumerate() {
+                if n.id >> chord.bits != 0 {
+                    return Err(format!("chord node id {} does not fit in {} bits", n.id, chord.bits));
+                }
+                if chord.nodes[..i].iter().any(|m| m.id == n.id || m.addr == n.addr) {
+                    return Err(format!("chord node {} ({}) repeats an id or address", n.id, n.addr));
+                }
+            }
+        }
         for r in &self.resolvers {
             if self.zones.iter().flat_map(|z| &z.servers).any(|s| s.addr == r.addr) {
                 return Err(format!("resolver {} shares address {} with a name server", r.name, r.addr));
@@ -238,5 +310,22 @@ mod tests {
         // com and net share a.gtld-servers.net, like the real gTLD servers.
         let gtld = t.zones_at("127.0.2.1".parse().unwrap());
         assert_eq!(gtld.iter().map(|(z, _)| z.name.as_str()).collect::<Vec<_>>(), vec!["com", "net"]);
+        // The textbook's 4-bit ring, with peer 13 joining later.
+        let chord = t.chord.expect("a chord ring");
+        let ids: Vec<u64> = chord.nodes.iter().filter(|n| !n.late).map(|n| n.id).collect();
+        assert_eq!(ids, vec![1, 3, 4, 5, 8, 10, 12, 15]);
+        assert!(chord.nodes.iter().any(|n| n.late && n.id == 13));
+    }
+
+    #[test]
+    fn chord_ids_must_fit_and_be_unique() {
+        let mut t = Topology::default();
+        let chord = t.chord.as_mut().unwrap();
+        chord.nodes[0].id = 16;
+        assert!(t.validate().unwrap_err().contains("does not fit in 4 bits"));
+        let mut t = Topology::default();
+        let chord = t.chord.as_mut().unwrap();
+        chord.nodes[1].id = chord.nodes[0].id;
+        assert!(t.validate().unwrap_err().contains("repeats"));
     }
 }
