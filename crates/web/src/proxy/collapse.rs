@@ -2,7 +2,8 @@
 //! misses for the same URL wait for it and then read the cache, so a flash crowd makes one
 //! origin request. When the fetched response turns out not to be storable, the URL is marked
 //! for a short while so that waiting requests (and the next ones) go to the origin in
-//! parallel instead of queueing one by one ("hit-for-miss").
+//! parallel instead of queueing one by one ("hit-for-miss"). The clock is the caller's:
+//! every decision takes `now`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -71,13 +72,13 @@ pub struct LeadGuard {
 }
 
 impl LeadGuard {
-    /// The response cannot be stored: let waiters (and others for a while) bypass the lock.
-    pub fn uncacheable(mut self) {
-        let until = Instant::now() + UNCACHEABLE_FOR;
+    /// The response cannot be stored (found out at `now`): let waiters (and others for a
+    /// while) bypass the lock.
+    pub fn uncacheable(mut self, now: Instant) {
+        let until = now + UNCACHEABLE_FOR;
         {
             let mut unc = self.table.uncacheable.lock().unwrap_or_else(|e| e.into_inner());
             if unc.len() > 100_000 {
-                let now = Instant::now();
                 unc.retain(|_, t| *t > now);
             }
             unc.insert(self.key.clone(), until);
@@ -112,8 +113,8 @@ mod tests {
         let Turn::Lead(g) = c.turn("k", now) else { panic!("first should lead") };
         assert!(matches!(c.turn("k", now), Turn::Wait(_)));
         assert!(matches!(c.turn("other", now), Turn::Lead(_)));
-        g.uncacheable();
-        assert!(matches!(c.turn("k", Instant::now()), Turn::Bypass));
-        assert!(matches!(c.turn("k", Instant::now() + UNCACHEABLE_FOR * 2), Turn::Lead(_)));
+        g.uncacheable(now);
+        assert!(matches!(c.turn("k", now + UNCACHEABLE_FOR / 2), Turn::Bypass));
+        assert!(matches!(c.turn("k", now + UNCACHEABLE_FOR * 2), Turn::Lead(_)));
     }
 }

@@ -1,19 +1,23 @@
-//! The caching proxy's request flow: ACL, purge, metrics, pass-through of unsafe methods (with
-//! invalidation), and for GET/HEAD the cache: lookup, fresh hit, stale-while-revalidate,
-//! revalidation with a conditional GET, collapsed misses, storing while streaming, and
-//! stale-if-error / 502 / 504 when the origin fails.
+//! The caching proxy's request flow, as a thin driver: setup, ACL and loop checks, then for
+//! GET/HEAD the cache flow decided by the pure [planner](super::plan) (fresh hit,
+//! stale-while-revalidate, revalidation, collapsed misses, only-if-cached) and performed with
+//! the I/O modules: [`fetch`](super::fetch) (origin requests), [`tee`](super::tee) (storing
+//! while streaming), [`serve`](super::serve) (answers from the store), [`admin`](super::admin)
+//! (metrics, purge). Unsafe methods pass through and invalidate. Only this driver reads the
+//! clock.
 
 use super::collapse::{self, Collapser, LeadGuard, Turn};
 use super::config::ProxyConfig;
-use super::dest::{DestDenied, DestPolicy, Refusal};
+use super::dest::{DestDenied, DestPolicy};
+use super::fetch::{Target, tls_clients};
 use super::metrics::{Fwd, Outcome, ProxyMetrics};
 use super::origin::{self, CLIENT_CONDITIONALS, Origin, OriginClient, OriginResolver};
-use super::policy::{self, Decision, PolicyOptions, Stored, strip_hop_by_hop};
-use super::store::{BodyRef, Entry, Inflight, Store, StoreConfig, Writer};
+use super::plan::{self, AfterOrigin, Lookup, Step};
+use super::policy::{self, PolicyOptions, strip_hop_by_hop};
+use super::serve::{add_status, only_if_cached_miss, text};
+use super::store::{Entry, Store, StoreConfig};
 use crate::body::{self, Body};
-use crate::files::range;
 use appnet_dns::respond::AccessList;
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -23,7 +27,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// Errors building a proxy from its configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// An origin URL is unusable.
@@ -42,30 +45,30 @@ pub enum SetupError {
 
 /// The proxy's shared state (one per listener, shared by all connections).
 pub struct Proxy {
-    cfg: ProxyConfig,
-    store: Store,
-    collapser: Arc<Collapser>,
-    metrics: ProxyMetrics,
-    client: OriginClient,
+    pub(super) cfg: ProxyConfig,
+    pub(super) store: Store,
+    pub(super) collapser: Arc<Collapser>,
+    pub(super) metrics: ProxyMetrics,
+    pub(super) client: OriginClient,
     /// One client per `https://` origin (by authority), each pinned to it.
-    tls_clients: HashMap<String, OriginClient>,
-    opts: PolicyOptions,
-    allow: AccessList,
-    purge_allow: AccessList,
-    reverse: Option<Origin>,
-    origins: HashMap<String, Origin>,
-    via: HeaderValue,
+    pub(super) tls_clients: HashMap<String, OriginClient>,
+    pub(super) opts: PolicyOptions,
+    pub(super) allow: AccessList,
+    pub(super) purge_allow: AccessList,
+    pub(super) reverse: Option<Origin>,
+    pub(super) origins: HashMap<String, Origin>,
+    pub(super) via: HeaderValue,
     /// Header fields added to requests to origins: Via, and Surrogate-Capability in reverse mode.
-    upstream_added: HeaderMap,
+    pub(super) upstream_added: HeaderMap,
     /// Forward mode: where the proxy may connect (also for CONNECT).
-    dest: Option<Arc<DestPolicy>>,
+    pub(super) dest: Option<Arc<DestPolicy>>,
     /// Resolves CONNECT targets (the same resolver as the origin client's).
-    resolver: OriginResolver,
+    pub(super) resolver: OriginResolver,
     /// This proxy's token in the `Via` of requests it forwards: seeing it again in a request
     /// means a forwarding loop.
-    loop_token: String,
+    pub(super) loop_token: String,
     /// Client header fields not forwarded upstream (host overrides, unless configured).
-    strip_upstream: Vec<header::HeaderName>,
+    pub(super) strip_upstream: Vec<header::HeaderName>,
 }
 
 /// Client header fields that name another host and are not part of the cache key (an origin
@@ -73,54 +76,6 @@ pub struct Proxy {
 /// `forward_host_overrides`.
 pub const HOST_OVERRIDES: [&str; 5] =
     ["x-forwarded-host", "x-host", "x-forwarded-server", "x-original-url", "x-rewrite-url"];
-
-/// Where a request goes and under which cache key.
-struct Target {
-    origin: Origin,
-    key: String,
-    /// The `Host` sent upstream: always the authority inside `key`, so what is fetched is what
-    /// is stored under it.
-    host: String,
-    path_and_query: String,
-}
-
-fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
-    let mut msg = msg.into();
-    msg.push('\n');
-    let mut r = Response::new(body::full(msg));
-    *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
-}
-
-/// Chunks queued between an origin body and its client (kept short: back-pressure).
-const QUEUE_CHUNKS: usize = 2;
-
-/// The client's end of the queue from [`Proxy::store_body`]: counts what it takes out of the
-/// in-flight gauge, and what it never took when dropped.
-struct Queued {
-    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
-    inflight: Arc<Inflight>,
-}
-
-impl Drop for Queued {
-    fn drop(&mut self) {
-        self.rx.close();
-        while let Ok(item) = self.rx.try_recv() {
-            if let Ok(b) = item {
-                self.inflight.dequeue(b.len() as u64);
-            }
-        }
-    }
-}
-
-enum FetchError {
-    Timeout,
-    Failed(String),
-    /// The destination is refused by the forward proxy's policy.
-    Denied(Refusal),
-}
 
 impl Proxy {
     /// Builds the proxy: origins, ACLs, the store (loading a cache directory) and the client.
@@ -229,23 +184,7 @@ impl Proxy {
         self.allow.is_empty() || self.allow.contains(peer.ip())
     }
 
-    /// Whether `peer` may purge and read metrics.
-    pub fn admin(&self, peer: SocketAddr) -> bool {
-        self.purge_allow.contains(peer.ip())
-    }
-
-    /// Renders the metrics (with store usage).
-    pub fn render_metrics(&self) -> String {
-        let (objects, bytes) = self.store.usage();
-        self.metrics.objects.set(objects as i64);
-        self.metrics.stored_bytes.set(bytes as i64);
-        let inflight = self.store.inflight();
-        self.metrics.inflight_bytes.set(inflight.current() as i64);
-        self.metrics.inflight_peak.set(inflight.peak() as i64);
-        self.metrics.inflight_refused.set(inflight.refused() as i64);
-        self.metrics.render()
-    }
-
+    /// Where a request goes (origin, cache key, upstream Host), or the answer refusing it.
     fn target(&self, req: &Request<hyper::body::Incoming>) -> Result<Target, Box<Response<Body>>> {
         let uri = req.uri();
         let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
@@ -310,19 +249,8 @@ impl Proxy {
         if let Some(resp) = self.precheck(&req) {
             return resp;
         }
-        let origin_form = req.uri().authority().is_none();
-        if !self.cfg.metrics_path.is_empty()
-            && req.method() == Method::GET
-            && req.uri().path() == self.cfg.metrics_path
-            && ((origin_form && !self.cfg.is_reverse()) || (self.cfg.is_reverse() && self.admin(peer)))
-        {
-            if !self.admin(peer) {
-                return text(StatusCode::FORBIDDEN, "metrics are for purge_allow clients");
-            }
-            let mut r = text(StatusCode::OK, self.render_metrics());
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
-            return r;
+        if let Some(resp) = self.metrics_page(&req, peer) {
+            return resp;
         }
         let target = match self.target(&req) {
             Ok(t) => t,
@@ -387,121 +315,6 @@ impl Proxy {
         }
     }
 
-    fn purge(&self, target: &Target, peer: SocketAddr) -> Response<Body> {
-        if !self.admin(peer) {
-            return text(StatusCode::FORBIDDEN, format!("{} may not purge", peer.ip()));
-        }
-        let n = self.store.remove(&target.key);
-        self.metrics.purged.add(n as u64);
-        if n == 0 {
-            text(StatusCode::NOT_FOUND, format!("{} is not in the cache", target.key))
-        } else {
-            text(StatusCode::OK, format!("purged {} ({n} variant(s))", target.key))
-        }
-    }
-
-    /// The request to the origin for `target` (see [`origin::upstream_request`]); a 400 when
-    /// the client's request cannot be forwarded.
-    fn upstream(
-        &self,
-        method: Method,
-        target: &Target,
-        headers: &HeaderMap,
-        peer: SocketAddr,
-        body: Body,
-    ) -> Result<Request<Body>, Box<Response<Body>>> {
-        origin::upstream_request(
-            method,
-            &target.origin,
-            &target.host,
-            &target.path_and_query,
-            headers,
-            peer.ip(),
-            &self.upstream_added,
-            &self.strip_upstream,
-            body,
-        )
-        .map_err(|e| Box::new(text(StatusCode::BAD_REQUEST, format!("cannot forward this request: {e}"))))
-    }
-
-    async fn fetch(
-        &self,
-        origin: &Origin,
-        req: Request<Body>,
-    ) -> Result<Response<hyper::body::Incoming>, FetchError> {
-        self.metrics.origin_requests.inc();
-        let limit = ProxyConfig::secs(self.cfg.origin_timeout_secs);
-        let client = match origin.https {
-            false => &self.client,
-            true => match self.tls_clients.get(&origin.authority) {
-                Some(c) => c,
-                None => {
-                    self.metrics.origin_errors.inc();
-                    return Err(FetchError::Failed("no TLS client for this origin".into()));
-                }
-            },
-        };
-        match tokio::time::timeout(limit, client.request(req)).await {
-            Err(_) => {
-                self.metrics.origin_errors.inc();
-                Err(FetchError::Timeout)
-            }
-            Ok(Err(e)) => {
-                let mut msg = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    if let Some(DestDenied(r)) = s.downcast_ref::<DestDenied>() {
-                        self.metrics.denied.inc();
-                        return Err(FetchError::Denied(*r));
-                    }
-                    msg = format!("{msg}: {s}");
-                    src = s.source();
-                }
-                self.metrics.origin_errors.inc();
-                if msg.contains("invalid peer certificate") {
-                    msg.push_str(" (is the origin's CA trusted? add it with --origin-ca FILE)");
-                }
-                Err(FetchError::Failed(msg))
-            }
-            Ok(Ok(r)) => Ok(r),
-        }
-    }
-
-    fn origin_failure(&self, target: &Target, err: FetchError) -> Response<Body> {
-        match err {
-            FetchError::Timeout => text(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!(
-                    "504 gateway timeout: the origin {} did not answer within {} s",
-                    target.origin.authority,
-                    self.cfg.origin_timeout_secs.max(1)
-                ),
-            ),
-            FetchError::Failed(why) => {
-                // The details (OS error text) go to the log only: in a body they would tell a
-                // client which ports of the origin's host are open.
-                match self.cfg.is_reverse() {
-                    true => tracing::info!(origin = %target.origin.authority, "origin failed: {why}"),
-                    // Forward mode: any client can name any origin; keep it out of the default log.
-                    false => tracing::debug!(origin = %target.origin.authority, "origin failed: {why}"),
-                }
-                let hint = if why.contains("invalid peer certificate") {
-                    " (its certificate is not trusted: see --origin-ca)"
-                } else {
-                    ""
-                };
-                text(
-                    StatusCode::BAD_GATEWAY,
-                    format!("502 bad gateway: cannot reach the origin {}{hint}", target.origin.authority),
-                )
-            }
-            FetchError::Denied(r) => text(
-                StatusCode::FORBIDDEN,
-                format!("403 forbidden: {} is {r}; this proxy does not go there", target.origin.authority),
-            ),
-        }
-    }
-
     /// Unsafe and other uncacheable methods: forward, stream back, invalidate on success.
     async fn pass(
         &self,
@@ -520,17 +333,20 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => return self.origin_failure(&target, e),
         };
-        if policy::is_unsafe(&parts.method) {
-            for url in policy::invalidation_targets(&target.key, resp.status(), resp.headers()) {
-                let n = self.store.remove(&url);
-                self.metrics.purged.add(n as u64);
-            }
+        for url in plan::invalidations(&parts.method, &target.key, resp.status(), resp.headers()) {
+            let n = self.store.remove(&url);
+            self.metrics.purged.add(n as u64);
         }
         let (mut rp, incoming) = resp.into_parts();
         strip_hop_by_hop(&mut rp.headers);
         add_status(&mut rp.headers, Outcome::Pass, &self.cfg.name);
+        Response::from_parts(rp, self.counted(incoming))
+    }
+
+    /// An origin body passed to the client as it comes, counted in `bytes_fetched`.
+    fn counted(&self, incoming: hyper::body::Incoming) -> Body {
         let metrics = self.metrics.clone();
-        let body = incoming
+        incoming
             .map_frame(move |f| {
                 if let Some(d) = f.data_ref() {
                     metrics.bytes_fetched.add(d.len() as u64);
@@ -538,11 +354,12 @@ impl Proxy {
                 f
             })
             .map_err(io::Error::other)
-            .boxed();
-        Response::from_parts(rp, body)
+            .boxed()
     }
 
-    /// GET and HEAD through the cache.
+    /// GET and HEAD through the cache: asks the [planner](plan::plan) what to do with the
+    /// request and what the store holds, and does it. A collapsed miss waits for its leader
+    /// and plans again (at most three rounds).
     async fn cached(
         self: &Arc<Self>,
         req: Request<hyper::body::Incoming>,
@@ -550,70 +367,65 @@ impl Proxy {
         peer: SocketAddr,
     ) -> Response<Body> {
         let (parts, _body) = req.into_parts();
-        let method = parts.method.clone();
+        let method = parts.method;
         let headers = parts.headers;
-        let only_cached = policy::only_if_cached(&headers);
         let mut why = Fwd::UriMiss;
         for round in 0..3 {
             let now = SystemTime::now();
-            if let Some(entry) = self.store.lookup(&target.key, &headers) {
-                match entry.stored.decide(&method, &headers, now) {
-                    Decision::Fresh => {
-                        self.metrics.hits.inc();
-                        let ttl = entry.stored.ttl(now);
-                        return self.serve(&entry, &method, &headers, Outcome::Hit { ttl }).await;
+            let entry = self.store.lookup(&target.key, &headers);
+            let lookup = match &entry {
+                Some(e) => Lookup::Found(&e.stored),
+                None if self.store.lookup_any(&target.key) => Lookup::OtherVariants,
+                None => Lookup::Nothing,
+            };
+            let step = plan::plan(lookup, &method, &headers, now);
+            match (step, entry) {
+                (Step::ServeStored { outcome, answer }, Some(entry)) => {
+                    self.metrics.hits.inc();
+                    return self.serve(&entry, &method, answer, outcome, now).await;
+                }
+                (Step::ServeStaleAndRevalidate { ttl, answer, validators }, Some(entry)) => {
+                    self.metrics.stale.inc();
+                    self.background_revalidate(validators, &target, &headers, peer);
+                    return self.serve(&entry, &method, answer, Outcome::Stale { ttl }, now).await;
+                }
+                (Step::Revalidate { validators }, Some(entry)) => {
+                    return self.revalidate(entry, validators, &method, &headers, &target, peer).await;
+                }
+                (Step::Answer504OnlyIfCached, _) => return only_if_cached_miss(),
+                (Step::FetchPassThrough { why }, _) => {
+                    let as_is = Some(HeaderMap::new());
+                    return self.miss(&method, &headers, &target, peer, None, why, as_is).await;
+                }
+                (Step::FetchAndStore { why: w, collapse }, _) => {
+                    why = w;
+                    if !collapse || !self.cfg.collapse || round == 2 {
+                        break;
                     }
-                    Decision::StaleWhileRevalidate => {
-                        self.metrics.stale.inc();
-                        self.background_revalidate(entry.clone(), &target, &headers, peer);
-                        let ttl = entry.stored.ttl(now);
-                        return self.serve(&entry, &method, &headers, Outcome::Stale { ttl }).await;
-                    }
-                    Decision::Revalidate(_) if only_cached => return only_if_cached_miss(),
-                    Decision::Revalidate(_) if method == Method::HEAD => {
-                        // A HEAD needing the origin goes there as HEAD (write-through).
-                        return self.miss(&method, &headers, &target, peer, None, Fwd::Stale, None).await;
-                    }
-                    Decision::Revalidate(validators) => {
-                        return self.revalidate(entry, validators, &method, &headers, &target, peer).await;
+                    match self.collapser.turn(&target.key, Instant::now()) {
+                        Turn::Lead(guard) => {
+                            return self.miss(&method, &headers, &target, peer, Some(guard), why, None).await;
+                        }
+                        Turn::Bypass => break,
+                        Turn::Wait(rx) => {
+                            self.metrics.collapsed.inc();
+                            collapse::wait(rx, ProxyConfig::secs(self.cfg.origin_timeout_secs)).await;
+                        }
                     }
                 }
-            }
-            if only_cached {
-                return only_if_cached_miss();
-            }
-            if self.store.lookup_any(&target.key) {
-                why = Fwd::VaryMiss;
-            }
-            // HEAD, range and conditional requests for something not stored go to the origin as
-            // they are (a 206 or 304 passes through); no lock, since they are not stored.
-            if method == Method::HEAD
-                || headers.contains_key(header::RANGE)
-                || CLIENT_CONDITIONALS.iter().any(|h| headers.contains_key(h))
-            {
-                return self.miss(&method, &headers, &target, peer, None, why, Some(HeaderMap::new())).await;
-            }
-            if policy::CacheControl::parse(&headers).has("no-cache") {
-                why = Fwd::Request;
-            }
-            if !self.cfg.collapse || round == 2 {
-                break;
-            }
-            match self.collapser.turn(&target.key, Instant::now()) {
-                Turn::Lead(guard) => {
-                    return self.miss(&method, &headers, &target, peer, Some(guard), why, None).await;
-                }
-                Turn::Bypass => break,
-                Turn::Wait(rx) => {
-                    self.metrics.collapsed.inc();
-                    collapse::wait(rx, ProxyConfig::secs(self.cfg.origin_timeout_secs)).await;
+                // Steps on a stored entry come only with one, and `Pass` only for methods
+                // `handle` does not send here; a plain fetch is the safe answer regardless.
+                (step, _) => {
+                    tracing::debug!(?step, "unexpected cache step; fetching");
+                    break;
                 }
             }
         }
         self.miss(&method, &headers, &target, peer, None, why, None).await
     }
 
-    /// Conditional GET to the origin for a stale (or client-refreshed) stored response.
+    /// Conditional GET to the origin for a stale (or client-refreshed) stored response; the
+    /// planner's [`on_origin_response`](plan::on_origin_response) says what its answer means.
     async fn revalidate(
         self: &Arc<Self>,
         entry: Arc<Entry>,
@@ -637,65 +449,62 @@ impl Proxy {
             Ok(r) => r,
             Err(e) => {
                 let now = SystemTime::now();
-                if entry.stored.stale_if_error_ok(headers, now) || entry.stored.stale_if_disconnected_ok() {
+                if plan::on_origin_failure(&entry.stored, headers, now) {
                     self.metrics.stale.inc();
-                    let ttl = entry.stored.ttl(SystemTime::now());
-                    return self.serve(&entry, method, headers, Outcome::Stale { ttl }).await;
+                    let outcome = Outcome::Stale { ttl: entry.stored.ttl(now) };
+                    return self
+                        .serve(&entry, method, plan::answer(&entry.stored, headers), outcome, now)
+                        .await;
                 }
                 return self.origin_failure(target, e);
             }
         };
-        let response_time = SystemTime::now();
-        if resp.status() == StatusCode::NOT_MODIFIED
-            && let Some(fresh) =
-                entry.stored.refreshed(resp.headers(), request_time, response_time, &self.opts)
-        {
-            self.metrics.revalidations.inc();
-            let entry = self.store.refresh(&entry, fresh).await;
-            let ttl = entry.stored.ttl(response_time);
-            return self.serve(&entry, method, headers, Outcome::Revalidated { ttl }).await;
-        }
-        if resp.status().is_server_error() && entry.stored.stale_if_error_ok(headers, response_time) {
-            self.metrics.stale.inc();
-            let ttl = entry.stored.ttl(response_time);
-            return self.serve(&entry, method, headers, Outcome::Stale { ttl }).await;
-        }
-        if resp.status() == StatusCode::NOT_MODIFIED {
+        let now = SystemTime::now();
+        let after = plan::on_origin_response(
+            &entry.stored,
+            headers,
+            resp.status(),
+            resp.headers(),
+            request_time,
+            now,
+            &self.opts,
+        );
+        match after {
+            AfterOrigin::Freshen(fresh) => {
+                self.metrics.revalidations.inc();
+                let entry = self.store.refresh(&entry, *fresh).await;
+                let outcome = Outcome::Revalidated { ttl: entry.stored.ttl(now) };
+                self.serve(&entry, method, plan::answer(&entry.stored, headers), outcome, now).await
+            }
+            AfterOrigin::ServeStale => {
+                self.metrics.stale.inc();
+                let outcome = Outcome::Stale { ttl: entry.stored.ttl(now) };
+                self.serve(&entry, method, plan::answer(&entry.stored, headers), outcome, now).await
+            }
             // A 304 for another representation: fetch it whole.
-            return self.miss(method, headers, target, peer, None, Fwd::Stale, None).await;
+            AfterOrigin::Refetch => self.miss(method, headers, target, peer, None, Fwd::Stale, None).await,
+            AfterOrigin::Forward => {
+                self.metrics.misses.inc();
+                self.respond_from_origin(resp, method, headers, target, None, Fwd::Stale, request_time)
+            }
         }
-        self.metrics.misses.inc();
-        self.respond_from_origin(resp, method, headers, target, None, Fwd::Stale, request_time)
     }
 
+    /// Stale-while-revalidate: refreshes the stored response in the background (one request
+    /// per key at a time), conditional on `validators` when there are any.
     fn background_revalidate(
         self: &Arc<Self>,
-        entry: Arc<Entry>,
+        validators: Option<HeaderMap>,
         target: &Target,
         headers: &HeaderMap,
         peer: SocketAddr,
     ) {
         let Turn::Lead(guard) = self.collapser.turn(&target.key, Instant::now()) else { return };
         let me = self.clone();
-        let target = Target {
-            origin: target.origin.clone(),
-            key: target.key.clone(),
-            host: target.host.clone(),
-            path_and_query: target.path_and_query.clone(),
-        };
+        let target = target.clone();
         let headers = headers.clone();
         tokio::spawn(async move {
-            let _ = me
-                .miss(
-                    &Method::GET,
-                    &headers,
-                    &target,
-                    peer,
-                    Some(guard),
-                    Fwd::Stale,
-                    Some(entry.stored.validators()).filter(|v| !v.is_empty()),
-                )
-                .await;
+            let _ = me.miss(&Method::GET, &headers, &target, peer, Some(guard), Fwd::Stale, validators).await;
         });
     }
 
@@ -743,11 +552,18 @@ impl Proxy {
         if conditional && resp.status() == StatusCode::NOT_MODIFIED {
             // Background revalidation of a stale-while-revalidate entry.
             if let Some(entry) = self.store.lookup(&target.key, headers)
-                && let Some(fresh) =
-                    entry.stored.refreshed(resp.headers(), request_time, SystemTime::now(), &self.opts)
+                && let AfterOrigin::Freshen(fresh) = plan::on_origin_response(
+                    &entry.stored,
+                    headers,
+                    StatusCode::NOT_MODIFIED,
+                    resp.headers(),
+                    request_time,
+                    SystemTime::now(),
+                    &self.opts,
+                )
             {
                 self.metrics.revalidations.inc();
-                self.store.refresh(&entry, fresh).await;
+                self.store.refresh(&entry, *fresh).await;
             }
             drop(guard);
             return text(StatusCode::NOT_MODIFIED, "");
@@ -756,7 +572,8 @@ impl Proxy {
         self.respond_from_origin(resp, method, headers, target, guard, why, request_time)
     }
 
-    /// Streams an origin response to the client, storing it on the way when allowed.
+    /// Streams an origin response to the client, through the [store tee](super::tee) when
+    /// the planner says it may be [stored](plan::storable).
     #[allow(clippy::too_many_arguments)]
     fn respond_from_origin(
         self: &Arc<Self>,
@@ -771,312 +588,42 @@ impl Proxy {
         let response_time = SystemTime::now();
         let (mut rp, incoming) = resp.into_parts();
         strip_hop_by_hop(&mut rp.headers);
-        let surrogate = rp.headers.remove(policy::SURROGATE_CONTROL);
-        let storable = if *method == Method::GET
-            && !policy::request_no_store(req_headers)
-            && rp.status != StatusCode::PARTIAL_CONTENT
-        {
-            let mut stored_headers = rp.headers.clone();
-            if let Some(sc) = surrogate {
-                stored_headers.insert(policy::SURROGATE_CONTROL, sc);
+        // Surrogate-Control is for this proxy: stored (it sets freshness), not forwarded.
+        let stored = match rp.headers.remove(policy::SURROGATE_CONTROL) {
+            Some(sc) => {
+                let mut with_sc = rp.headers.clone();
+                with_sc.insert(policy::SURROGATE_CONTROL, sc);
+                let (key, opts) = (&target.key, &self.opts);
+                plan::storable(
+                    key,
+                    method,
+                    req_headers,
+                    rp.status,
+                    &with_sc,
+                    request_time,
+                    response_time,
+                    opts,
+                )
             }
-            Stored::from_response(
+            None => plan::storable(
                 &target.key,
                 method,
                 req_headers,
                 rp.status,
-                &stored_headers,
+                &rp.headers,
                 request_time,
                 response_time,
                 &self.opts,
-            )
-            .ok()
-        } else {
-            None
+            ),
         };
-        let Some(stored) = storable else {
+        let Some(stored) = stored else {
             if let Some(g) = guard {
-                g.uncacheable();
+                g.uncacheable(Instant::now());
             }
             add_status(&mut rp.headers, Outcome::Miss { stored: false, why }, &self.cfg.name);
-            let metrics = self.metrics.clone();
-            let body = incoming
-                .map_frame(move |f| {
-                    if let Some(d) = f.data_ref() {
-                        metrics.bytes_fetched.add(d.len() as u64);
-                    }
-                    f
-                })
-                .map_err(io::Error::other)
-                .boxed();
-            return Response::from_parts(rp, body);
+            return Response::from_parts(rp, self.counted(incoming));
         };
-        let expected =
-            rp.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         add_status(&mut rp.headers, Outcome::Miss { stored: true, why }, &self.cfg.name);
-        // The client may answer itself from what is being stored (its own conditionals).
-        let client_304 = stored.client_not_modified(req_headers);
-        // A short queue: the origin is read only as fast as the client takes the body.
-        let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(QUEUE_CHUNKS);
-        let me = self.clone();
-        tokio::spawn(async move {
-            me.store_body(incoming, stored, expected, tx, guard).await;
-        });
-        if client_304 {
-            rp.status = StatusCode::NOT_MODIFIED;
-            strip_body_fields(&mut rp.headers);
-            return Response::from_parts(rp, body::empty());
-        }
-        let queue = Queued { rx, inflight: self.store.inflight().clone() };
-        let stream = futures_util::stream::unfold(queue, |mut q| async move {
-            let item = q.rx.recv().await?;
-            if let Ok(b) = &item {
-                q.inflight.dequeue(b.len() as u64);
-            }
-            Some((item.map(hyper::body::Frame::data), q))
-        });
-        Response::from_parts(rp, http_body_util::StreamBody::new(stream).boxed())
+        self.tee(rp, incoming, stored, req_headers, guard)
     }
-
-    /// Reads the origin body, feeding the client (while it listens) and the store; commits
-    /// only a complete body.
-    async fn store_body(
-        self: Arc<Self>,
-        mut incoming: hyper::body::Incoming,
-        stored: Stored,
-        expected: Option<u64>,
-        tx: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
-        mut guard: Option<LeadGuard>,
-    ) {
-        let mut writer: Option<Writer> = self.store.writer(expected).await;
-        let inflight = self.store.inflight().clone();
-        let idle = ProxyConfig::secs(self.cfg.body_idle_timeout_secs);
-        let mut client_gone = false;
-        let mut complete = false;
-        loop {
-            let frame = match tokio::time::timeout(idle, incoming.frame()).await {
-                Err(_) => {
-                    let _ =
-                        tx.send(Err(io::Error::new(io::ErrorKind::TimedOut, "origin body stalled"))).await;
-                    break;
-                }
-                Ok(None) => {
-                    complete = true;
-                    break;
-                }
-                Ok(Some(Err(e))) => {
-                    let _ = tx.send(Err(io::Error::other(e))).await;
-                    break;
-                }
-                Ok(Some(Ok(f))) => f,
-            };
-            let Ok(data) = frame.into_data() else { continue };
-            self.metrics.bytes_fetched.add(data.len() as u64);
-            if let Some(w) = writer.as_mut() {
-                w.write(&data).await;
-                if w.failed()
-                    && let Some(g) = guard.take()
-                {
-                    // Too large, or the in-flight budget is exhausted: waiters fetch for
-                    // themselves now rather than after this (maybe slow) transfer.
-                    g.uncacheable();
-                }
-            }
-            if !client_gone {
-                let n = data.len() as u64;
-                inflight.queue(n);
-                if tx.send(Ok(data)).await.is_err() {
-                    inflight.dequeue(n);
-                    client_gone = true;
-                }
-            }
-            if client_gone && writer.as_ref().is_none_or(|w| w.failed()) {
-                break;
-            }
-        }
-        drop(tx);
-        let Some(w) = writer else {
-            if let Some(g) = guard {
-                g.uncacheable();
-            }
-            return;
-        };
-        if !complete || expected.is_some_and(|e| e != w.written()) {
-            w.abort().await;
-            return;
-        }
-        if let Err(e) = self.store.commit(w, stored).await {
-            tracing::debug!("not stored: {e}");
-            if let Some(g) = guard {
-                g.uncacheable();
-            }
-        }
-    }
-
-    /// Answers from a stored entry.
-    async fn serve(
-        &self,
-        entry: &Arc<Entry>,
-        method: &Method,
-        req: &HeaderMap,
-        outcome: Outcome,
-    ) -> Response<Body> {
-        let now = SystemTime::now();
-        let mut h = entry.stored.response_headers(now);
-        add_status(&mut h, outcome, &self.cfg.name);
-        let len = entry.stored.meta.body_len;
-        if entry.stored.client_not_modified(req) {
-            strip_body_fields(&mut h);
-            let mut r = Response::new(body::empty());
-            *r.status_mut() = StatusCode::NOT_MODIFIED;
-            *r.headers_mut() = h;
-            return r;
-        }
-        // A single byte range of a stored complete 200 (If-Range permitting); several ranges
-        // get the whole representation, which RFC 9110 allows.
-        let mut status = entry.stored.meta.status;
-        let mut slice = (0, len);
-        if status == StatusCode::OK
-            && let Some(range) = req.get(header::RANGE).and_then(|v| v.to_str().ok())
-            && if_range_allows(req, &entry.stored.meta.res_headers)
-        {
-            match range::parse(range, len) {
-                range::RangeRequest::Partial(ranges) if ranges.len() == 1 => {
-                    let r = &ranges[0];
-                    status = StatusCode::PARTIAL_CONTENT;
-                    slice = (r.start, r.len());
-                    if let Ok(v) = HeaderValue::from_str(&r.content_range(len)) {
-                        h.insert(header::CONTENT_RANGE, v);
-                    }
-                }
-                range::RangeRequest::Unsatisfiable => {
-                    let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
-                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                        r.headers_mut().insert(header::CONTENT_RANGE, v);
-                    }
-                    return r;
-                }
-                _ => {}
-            }
-        }
-        let (offset, count) = slice;
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
-        let body = if *method == Method::HEAD {
-            body::empty()
-        } else {
-            self.metrics.bytes_saved.add(count);
-            match &entry.body {
-                BodyRef::Memory(b) => {
-                    let mut parts = b.slices(offset, count);
-                    match parts.len() {
-                        0 => body::empty(),
-                        1 => body::full(parts.remove(0)),
-                        _ => {
-                            let frames = parts.into_iter().map(|p| Ok(hyper::body::Frame::data(p)));
-                            http_body_util::StreamBody::new(futures_util::stream::iter(frames)).boxed()
-                        }
-                    }
-                }
-                BodyRef::Disk(path) => match open_at(path, offset).await {
-                    Ok(f) => file_body(f, count),
-                    Err(e) => {
-                        tracing::warn!("cache directory: {} unreadable: {e}", path.display());
-                        self.store.remove(&entry.stored.meta.key);
-                        return text(StatusCode::SERVICE_UNAVAILABLE, "cached object vanished; retry");
-                    }
-                },
-            }
-        };
-        let mut r = Response::new(body);
-        *r.status_mut() = status;
-        *r.headers_mut() = h;
-        r
-    }
-}
-
-/// The clients of the `https://` origins among `origins`, sharing one rustls config that trusts
-/// the system's roots, the lab CA and the configured CA files (as configured).
-fn tls_clients<'a>(
-    cfg: &ProxyConfig,
-    origins: impl Iterator<Item = &'a Origin>,
-    opts: &origin::ClientOpts,
-) -> Result<HashMap<String, OriginClient>, SetupError> {
-    let https: Vec<&Origin> = origins.filter(|o| o.https).collect();
-    let mut out = HashMap::new();
-    if https.is_empty() {
-        return Ok(out);
-    }
-    let trust = crate::tls_client::Trust {
-        system: cfg.origin_system_roots,
-        lab_ca_dir: cfg
-            .origin_lab_ca
-            .then(|| cfg.ca_dir.clone().unwrap_or_else(crate::tls::LabCa::default_dir)),
-        extra: cfg.origin_ca.clone(),
-    };
-    let alpn: &[&[u8]] = if cfg.origin_h2 { &[b"h2", b"http/1.1"] } else { &[b"http/1.1"] };
-    let tls = crate::tls_client::client_config(&trust, alpn)?;
-    for o in https {
-        if !out.contains_key(&o.authority) {
-            let client = origin::tls_client(o, tls.clone(), opts).map_err(SetupError::Origin)?;
-            out.insert(o.authority.clone(), client);
-        }
-    }
-    Ok(out)
-}
-
-async fn open_at(path: &std::path::Path, offset: u64) -> io::Result<tokio::fs::File> {
-    use tokio::io::AsyncSeekExt;
-    let mut f = tokio::fs::File::open(path).await?;
-    if offset > 0 {
-        f.seek(io::SeekFrom::Start(offset)).await?;
-    }
-    Ok(f)
-}
-
-/// If-Range (RFC 9110 §13.1.5): a strong ETag equal to the stored one, or exactly its
-/// Last-Modified date; absent means yes.
-fn if_range_allows(req: &HeaderMap, stored: &HeaderMap) -> bool {
-    let Some(v) = req.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) else { return true };
-    let v = v.trim();
-    if v.starts_with('"') {
-        return stored.get(header::ETAG).and_then(|e| e.to_str().ok()).is_some_and(|e| e.trim() == v);
-    }
-    stored.get(header::LAST_MODIFIED).and_then(|l| l.to_str().ok()).is_some_and(|l| l.trim() == v)
-}
-
-fn only_if_cached_miss() -> Response<Body> {
-    text(StatusCode::GATEWAY_TIMEOUT, "504 gateway timeout: only-if-cached, and no usable stored response")
-}
-
-fn strip_body_fields(h: &mut HeaderMap) {
-    for name in
-        [header::CONTENT_LENGTH, header::CONTENT_TYPE, header::CONTENT_RANGE, header::CONTENT_ENCODING]
-    {
-        h.remove(name);
-    }
-}
-
-fn add_status(h: &mut HeaderMap, outcome: Outcome, name: &str) {
-    h.insert("x-cache", outcome.x_cache());
-    if let Ok(v) = HeaderValue::from_str(&outcome.cache_status(name)) {
-        h.append("cache-status", v);
-    }
-}
-
-/// Streams `len` bytes of an open file (opened before answering, so eviction cannot pull it
-/// away mid-response).
-fn file_body(file: tokio::fs::File, len: u64) -> Body {
-    let stream = futures_util::stream::unfold((file, len), |(mut file, left)| async move {
-        use tokio::io::AsyncReadExt;
-        if left == 0 {
-            return None;
-        }
-        let want = left.min(256 * 1024) as usize;
-        let mut buf = vec![0u8; want];
-        match file.read_exact(&mut buf).await {
-            Ok(_) => Some((Ok(hyper::body::Frame::data(Bytes::from(buf))), (file, left - want as u64))),
-            Err(e) => Some((Err(e), (file, 0))),
-        }
-    });
-    http_body_util::StreamBody::new(stream).boxed()
 }
