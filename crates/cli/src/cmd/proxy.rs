@@ -87,6 +87,15 @@ pub struct ProxyArgs {
     /// Seconds a client has to send a whole request head once it started [default: 10].
     #[arg(long, alias = "header-timeout-secs", value_name = "SECS")]
     header_timeout: Option<u64>,
+    /// Longest HTTP/1 request line in bytes; longer gets 414 [default: 8192].
+    #[arg(long, value_name = "BYTES")]
+    max_request_line: Option<usize>,
+    /// Largest HTTP/1 request head in bytes; larger gets 431 [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    max_header_bytes: Option<usize>,
+    /// Most header fields in an HTTP/1 request head; more get 431 [default: 100].
+    #[arg(long, value_name = "N")]
+    max_headers: Option<usize>,
     /// Seconds to connect to an origin [default: 5].
     #[arg(long, value_name = "SECS")]
     connect_timeout: Option<u64>,
@@ -165,6 +174,15 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<()> {
     }
     if let Some(s) = args.header_timeout {
         config.header_timeout_secs = s;
+    }
+    if let Some(n) = args.max_request_line {
+        config.max_request_line = n;
+    }
+    if let Some(n) = args.max_header_bytes {
+        config.max_header_bytes = n;
+    }
+    if let Some(n) = args.max_headers {
+        config.max_headers = n;
     }
     if args.dns.is_some() {
         config.dns = args.dns;

@@ -102,6 +102,12 @@ pub struct ProxyConfig {
     pub name: String,
     /// Log each request on stdout.
     pub access_log: bool,
+    /// Longest HTTP/1 request line in bytes (414 beyond).
+    pub max_request_line: usize,
+    /// Largest HTTP/1 request head in bytes (431 beyond).
+    pub max_header_bytes: usize,
+    /// Most header fields in an HTTP/1 request head (431 beyond).
+    pub max_headers: usize,
 }
 
 impl Default for ProxyConfig {
@@ -147,6 +153,9 @@ impl Default for ProxyConfig {
             collapse: true,
             name: "appnet".into(),
             access_log: false,
+            max_request_line: 8 * 1024,
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
         }
     }
 }

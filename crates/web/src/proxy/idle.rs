@@ -1,7 +1,10 @@
-//! Client-connection timers of the proxy, as an I/O wrapper under hyper: a connection with no
-//! request in progress closes after the idle timeout (HTTP/1 keep-alive and HTTP/2 alike), and
-//! an HTTP/1 request head must be complete within the header timeout of its first byte
-//! (slowloris). hyper's own header timer starts as soon as it waits for the next request, so
+//! The proxy's client-connection I/O wrapper under hyper: HTTP/1 bytes go through the shared
+//! request guard ([`crate::http1_guard`], the same head and framing checks as the web server:
+//! smuggling shapes, bad versions, oversized heads, Host and Expect), and the timers run: a
+//! connection with no request in progress closes after the idle timeout (HTTP/1 keep-alive
+//! and HTTP/2 alike), and an HTTP/1 request head must be complete within the header timeout
+//! of its first byte (slowloris). A refused head reaches hyper as a harmless synthetic request
+//! whose [`Verdict`] the service takes with [`Activity::next_verdict`] and answers. hyper's own header timer starts as soon as it waits for the next request, so
 //! alone it would close every idle keep-alive connection at the header timeout.
 //!
 //! A request counts as in progress from the service call until its response body is dropped
@@ -10,7 +13,10 @@
 //! idle HTTP/2 connection is first told to shut down gracefully ([`Activity::expired`]: the
 //! driver sends GOAWAY) and ends [`GRACE`] later if the client has not closed it by then.
 
+use crate::http1_guard::{Framer, HeadLimits, Verdict};
 use appnet_netkit::accept::ConnSlot;
+use bytes::{Buf, BytesMut};
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -40,6 +46,8 @@ struct Shared {
     last_done_ms: AtomicU64,
     /// Signalled when an idle HTTP/2 connection should shut down gracefully.
     expired: Notify,
+    /// The guard's verdicts on HTTP/1 heads, in request order.
+    verdicts: std::sync::Mutex<VecDeque<Verdict>>,
 }
 
 /// One connection's request accounting, shared by its service and its [`Timed`] I/O.
@@ -64,7 +72,14 @@ impl Activity {
             entered: AtomicU64::new(0),
             last_done_ms: AtomicU64::new(0),
             expired: Notify::new(),
+            verdicts: std::sync::Mutex::new(VecDeque::new()),
         }))
+    }
+
+    /// The guard's verdict on the next request, to be taken once per request in the order
+    /// hyper calls the service ([`Verdict::Pass`] for HTTP/2, which has no HTTP/1 heads).
+    pub fn next_verdict(&self) -> Verdict {
+        self.0.verdicts.lock().unwrap_or_else(|e| e.into_inner()).pop_front().unwrap_or(Verdict::Pass)
     }
     /// A request enters service; it is in progress until the guard is dropped.
     pub fn enter(&self) -> InService {
@@ -132,7 +147,19 @@ pub struct Timed<IO> {
     /// HTTP/2: when the graceful shutdown asked for at the idle timeout must be over.
     grace: Option<Instant>,
     expired: bool,
+    /// The HTTP/1 request guard.
+    framer: Framer,
+    /// Bytes read before the protocol is known.
+    held: Vec<u8>,
+    /// Bytes for hyper (checked by the guard for HTTP/1).
+    out: BytesMut,
+    inbuf: Vec<u8>,
 }
+
+/// The head limits of a [`Timed`] made with [`Timed::new`] (those of hyper's defaults: an
+/// 8 KiB request line, 64 KiB of head, 100 fields).
+pub const DEFAULT_HEAD_LIMITS: HeadLimits =
+    HeadLimits { max_request_line: 8 * 1024, max_header_bytes: 64 * 1024, max_headers: 100 };
 
 impl<IO> Timed<IO> {
     /// Wraps `io`: idle connections close after `idle`, HTTP/1 heads must take at most `header`.
@@ -150,6 +177,44 @@ impl<IO> Timed<IO> {
             last_write: now,
             grace: None,
             expired: false,
+            framer: Framer::new(DEFAULT_HEAD_LIMITS),
+            held: Vec::new(),
+            out: BytesMut::new(),
+            inbuf: vec![0; 16 * 1024],
+        }
+    }
+
+    /// Checks HTTP/1 heads against `limits` instead of [`DEFAULT_HEAD_LIMITS`].
+    pub fn head_limits(mut self, limits: HeadLimits) -> Timed<IO> {
+        self.framer = Framer::new(limits);
+        self
+    }
+
+    /// Routes bytes from the client: held until HTTP/2's preface is told from HTTP/1, then
+    /// straight through (HTTP/2) or through the guard (HTTP/1).
+    fn route(&mut self, data: &[u8]) {
+        let was_unknown = self.proto == Proto::Unknown;
+        self.saw_bytes(data);
+        let held;
+        let data = match (was_unknown, self.proto) {
+            (_, Proto::Unknown) => {
+                self.held.extend_from_slice(data);
+                return;
+            }
+            (true, _) => {
+                self.held.extend_from_slice(data);
+                held = std::mem::take(&mut self.held);
+                &held[..]
+            }
+            (false, _) => data,
+        };
+        if self.proto == Proto::H2 {
+            self.out.extend_from_slice(data);
+        } else {
+            let verdicts = &self.activity.0.verdicts;
+            self.framer.feed(data, &mut self.out, &mut |v| {
+                verdicts.lock().unwrap_or_else(|e| e.into_inner()).push_back(v)
+            });
         }
     }
 
@@ -199,19 +264,34 @@ impl<IO> Timed<IO> {
 impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Timed<IO> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.expired {
-            return Poll::Ready(Ok(()));
-        }
-        let before = buf.filled().len();
-        match Pin::new(&mut this.io).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
-                    this.saw_bytes(&buf.filled()[before..]);
-                }
+        loop {
+            if !this.out.is_empty() {
+                let n = this.out.len().min(buf.remaining());
+                buf.put_slice(&this.out[..n]);
+                this.out.advance(n);
                 return Poll::Ready(Ok(()));
             }
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => {}
+            if this.expired {
+                return Poll::Ready(Ok(()));
+            }
+            // After a refused head nothing more is read; hyper answers it and closes.
+            if this.framer.is_closed() {
+                break;
+            }
+            let mut rb = ReadBuf::new(&mut this.inbuf);
+            match Pin::new(&mut this.io).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    if n == 0 {
+                        return Poll::Ready(Ok(()));
+                    }
+                    let data = std::mem::take(&mut this.inbuf);
+                    this.route(&data[..n]);
+                    this.inbuf = data;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => break,
+            }
         }
         // Nothing to read: arm the timer, or end the connection when it has expired. While a
         // request is in progress, look again after `idle` (its end wakes nobody). The timer is
@@ -344,7 +424,7 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(1024);
         let mut t = Timed::new(server, Activity::default(), Duration::from_secs(60), Duration::from_secs(10));
         client.write_all(b"GET / HT").await.unwrap();
-        assert_eq!(read_outcome(&mut t).await.0, 8);
+        // The guard holds a partial head back from hyper: the next read is the end.
         let (n, took) = read_outcome(&mut t).await;
         assert_eq!(n, 0);
         assert!(took <= Duration::from_secs(10), "{took:?}");
@@ -357,6 +437,37 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("Content-Length: {}", body.len())), "{text}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn http1_heads_go_through_the_guard_and_http2_bytes_do_not() {
+        let (mut client, server) = tokio::io::duplex(4096);
+        let activity = Activity::default();
+        let mut t = Timed::new(server, activity.clone(), Duration::from_secs(60), Duration::from_secs(10));
+        let good = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        client.write_all(good).await.unwrap();
+        client
+            .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = vec![0u8; good.len() + crate::http1_guard::SYNTHETIC.len()];
+        t.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[..good.len()], good);
+        assert_eq!(&got[good.len()..], crate::http1_guard::SYNTHETIC);
+        assert_eq!(activity.next_verdict(), Verdict::Pass);
+        assert!(matches!(activity.next_verdict(), Verdict::Reject { status: 400, .. }));
+        // HTTP/2: the preface (which the guard would refuse as a version) passes unchanged.
+        let (mut client, server) = tokio::io::duplex(4096);
+        let activity = Activity::default();
+        let mut t = Timed::new(server, activity.clone(), Duration::from_secs(60), Duration::from_secs(10));
+        let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        for b in preface {
+            client.write_all(&[*b]).await.unwrap();
+        }
+        let mut got = [0u8; 24];
+        t.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, preface);
+        assert_eq!(activity.next_verdict(), Verdict::Pass, "no verdicts queued for HTTP/2");
     }
 
     #[tokio::test(start_paused = true)]
@@ -375,7 +486,6 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(1024);
         let mut t = Timed::new(server, Activity::default(), Duration::from_secs(60), Duration::from_secs(10));
         client.write_all(b"P").await.unwrap();
-        assert_eq!(read_outcome(&mut t).await.0, 1);
         let (n, took) = read_outcome(&mut t).await;
         assert_eq!(n, 0);
         assert!(took <= Duration::from_secs(10), "{took:?}");

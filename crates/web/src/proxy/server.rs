@@ -7,6 +7,7 @@ use super::config::ProxyConfig;
 use super::handler::{Proxy, SetupError};
 use super::idle::{Activity, Guarded, InService, Timed};
 use crate::body::{self, Body};
+use crate::http1_guard::{HeadLimits, Verdict};
 use appnet_netkit::accept::{Accepted, Acceptor, CloseReason, ConnLimits, ConnSlot};
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::{BoxError, Service, Shutdown};
@@ -154,7 +155,12 @@ async fn connection<IO>(
         activity.clone(),
         ProxyConfig::secs(cfg.idle_timeout_secs),
         ProxyConfig::secs(cfg.header_timeout_secs),
-    );
+    )
+    .head_limits(HeadLimits {
+        max_request_line: cfg.max_request_line,
+        max_header_bytes: cfg.max_header_bytes,
+        max_headers: cfg.max_headers,
+    });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -162,7 +168,9 @@ async fn connection<IO>(
         // `Timed` keeps the header timeout from a head's first byte, and the idle timeout.
         .header_read_timeout(None)
         .keep_alive(true)
-        .max_buf_size(64 * 1024);
+        // The guard enforces the head limits with the right status codes; hyper's are looser.
+        .max_headers(cfg.max_headers + 8)
+        .max_buf_size((cfg.max_header_bytes * 2).max(64 * 1024));
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -172,8 +180,12 @@ async fn connection<IO>(
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let proxy = svc_proxy.clone();
         let busy = svc_activity.enter();
+        // Taken here, in the order hyper calls the service: one verdict per HTTP/1 head.
+        let verdict = svc_activity.next_verdict();
         async move {
-            let (resp, busy) = if req.method() == Method::CONNECT {
+            let (resp, busy) = if let Verdict::Reject { status, why } = verdict {
+                (refused(&proxy, status, why, peer), Some(busy))
+            } else if req.method() == Method::CONNECT {
                 (connect(&proxy, req, peer, busy).await, None)
             } else {
                 (proxy.handle(req, peer).await, Some(busy))
@@ -212,6 +224,17 @@ async fn connection<IO>(
             let _ = tokio::time::timeout(Duration::from_millis(500), conn).await;
         }
     }
+}
+
+/// The answer to a head the guard refused (a smuggling shape, a bad version, an oversized or
+/// late head...): its status, and the connection closes (nothing after the head was read).
+fn refused(proxy: &Proxy, status: u16, why: &'static str, peer: SocketAddr) -> Response<Body> {
+    proxy.metrics().requests.inc();
+    tracing::debug!(%peer, status, "request refused: {why}");
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut resp = plain(status, format!("{} {why}", status.as_u16()));
+    resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    resp
 }
 
 fn plain(status: StatusCode, msg: String) -> Response<Body> {
