@@ -2,7 +2,9 @@
 //! the protocol's own error instead of being forwarded (or keyed) as they are: a `Host` that
 //! is missing (HTTP/1.1), repeated or not a valid `uri-host[:port]` gets 400 (RFC 9112 §3.2,
 //! RFC 9110 §7.2, RFC 3986 §3.2.2), and an `Expect` other than `100-continue` gets 417
-//! (RFC 9110 §10.1.1). Pure functions of the request head.
+//! (RFC 9110 §10.1.1). Pure functions of the request head, on the same rules as the HTTP/1
+//! guard ([`crate::http1_guard`]), which refuses such HTTP/1 heads before hyper parses them;
+//! these checks cover HTTP/2 requests too.
 
 use http::header::{self, HeaderMap};
 use http::{StatusCode, Version};
@@ -24,7 +26,7 @@ pub fn check(version: Version, headers: &HeaderMap) -> Result<(), Refused> {
         _ => {}
     }
     for e in headers.get_all(header::EXPECT) {
-        if !e.as_bytes().trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+        if !crate::http1_guard::expect_ok(e.as_bytes()) {
             return Err((StatusCode::EXPECTATION_FAILED, "only Expect: 100-continue is supported"));
         }
     }
@@ -32,58 +34,10 @@ pub fn check(version: Version, headers: &HeaderMap) -> Result<(), Refused> {
 }
 
 /// Whether `v` is `uri-host [ ":" port ]` (an empty value is allowed: RFC 9112 §3.2 for
-/// targets without an authority).
+/// targets without an authority): the shared guard's check, so the proxy and the web server
+/// agree on every Host.
 pub fn valid_host(v: &[u8]) -> bool {
-    if v.is_empty() {
-        return true;
-    }
-    let (host, port) = if v[0] == b'[' {
-        let Some(end) = v.iter().position(|&b| b == b']') else { return false };
-        let inside = &v[1..end];
-        let ok =
-            std::str::from_utf8(inside).ok().and_then(|s| s.parse::<std::net::Ipv6Addr>().ok()).is_some();
-        if !ok {
-            return false;
-        }
-        match &v[end + 1..] {
-            [] => return true,
-            [b':', port @ ..] => (&v[..0], port),
-            _ => return false,
-        }
-    } else {
-        match v.iter().rposition(|&b| b == b':') {
-            Some(i) => (&v[..i], &v[i + 1..]),
-            None => (v, &v[..0]),
-        }
-    };
-    if port.len() > 5 || !port.iter().all(u8::is_ascii_digit) {
-        return false;
-    }
-    if v[0] == b'[' {
-        return true;
-    }
-    !host.is_empty() && reg_name(host)
-}
-
-/// RFC 3986 reg-name (which also covers IPv4 literals): unreserved, pct-encoded, sub-delims.
-fn reg_name(h: &[u8]) -> bool {
-    let mut i = 0;
-    while i < h.len() {
-        let b = h[i];
-        if b == b'%' {
-            if i + 2 >= h.len() || !h[i + 1].is_ascii_hexdigit() || !h[i + 2].is_ascii_hexdigit() {
-                return false;
-            }
-            i += 3;
-            continue;
-        }
-        let ok = b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b);
-        if !ok {
-            return false;
-        }
-        i += 1;
-    }
-    true
+    crate::http1_guard::valid_host(v)
 }
 
 #[cfg(test)]
