@@ -7,11 +7,11 @@
 //! - [`routing`], [`lookup`], [`store`], [`node`], [`stats`], [`suspects`]: the sans-IO node core.
 //! - [`server`] and [`client`]: the tokio driver over TCP, and the client used by the CLI.
 //! - [`sim`]: a discrete-event simulator that runs the same core with virtual time.
-//! - [`experiment`]: the paper's experiments (path length, load balance, failures, churn).
+//!
+//! The paper's experiments (path length, load balance, failures, churn) live in appnet-lab.
 
 pub mod client;
 pub mod config;
-pub mod experiment;
 pub mod id;
 pub mod lookup;
 pub mod node;

@@ -8,11 +8,13 @@
 //! - [`cdn`]: the CDN's DNS and its replica caches.
 //! - [`sites`]: the web servers' generated content.
 //! - [`run`]: starting, stopping and listing the services.
+//! - [`experiment`]: `appnet experiment`'s runs and the shared SVG plotting.
 //! - [`tour`]: the guided scenes; [`http_scene`]: the Web scene's fetching; [`chord_scene`]:
 //!   the 4-bit Chord ring.
 
 pub mod cdn;
 pub mod chord_scene;
+pub mod experiment;
 pub mod http_scene;
 pub mod run;
 pub mod sites;

@@ -129,10 +129,12 @@ pub async fn run(cmd: ExperimentCmd, _ctx: &Context) -> anyhow::Result<()> {
         }
         ExperimentCmd::Chord(args) => {
             let opts =
-                appnet_chord::experiment::Options { out: args.out, quick: args.quick, seed: args.seed };
+                appnet_lab::experiment::chord::Options { out: args.out, quick: args.quick, seed: args.seed };
             let sim_opts = opts.clone();
             let tables = tokio::task::spawn_blocking(move || {
-                appnet_chord::experiment::run_all(&sim_opts, |name| eprintln!("chord experiment: {name}"))
+                appnet_lab::experiment::chord::run_all(&sim_opts, |name| {
+                    eprintln!("chord experiment: {name}")
+                })
             })
             .await??;
             for t in tables {
@@ -141,10 +143,10 @@ pub async fn run(cmd: ExperimentCmd, _ctx: &Context) -> anyhow::Result<()> {
             if let Some(max) = args.real_nodes {
                 anyhow::ensure!((8..=256).contains(&max), "--real-nodes must be between 8 and 256");
                 eprintln!("chord experiment: path length on real nodes (8 to {max})");
-                println!("{}", appnet_chord::experiment::real_path_length(&opts, max).await?);
+                println!("{}", appnet_lab::experiment::chord::real_path_length(&opts, max).await?);
                 let n = max.min(64);
                 eprintln!("chord experiment: lookup rate on {n} real nodes, pooled connections or not");
-                println!("{}", appnet_chord::experiment::real_pooling(&opts, n).await?);
+                println!("{}", appnet_lab::experiment::chord::real_pooling(&opts, n).await?);
             }
             Ok(())
         }

@@ -1,34 +1,15 @@
-//! The Chord paper's experiments (Stoica et al., SIGCOMM 2001, section 6), run on the simulator
-//! with the real node core: path length vs network size, load balance with virtual nodes,
-//! simultaneous failures with and without replication, and lookups under churn. Each returns a
-//! table of measured figures next to the paper's and writes an SVG plot.
+//! `appnet experiment`: reproductions of the textbook's and the papers' quantitative claims,
+//! each printing measured figures next to the published ones and writing SVG plots. The
+//! experiments live here, not in the protocol crates, so those stay free of plotting.
+//!
+//! - [`plot`]: the shared SVG line chart (plotters, SVG backend only).
+//! - [`chord`]: the Chord paper's experiments (path length, load balance, failures, churn).
 
-mod churn;
-mod failures;
-mod load;
-mod paths;
-mod plot;
-mod real;
-
-pub use churn::{ChurnRun, churn, churn_run};
-pub use failures::{FailureRun, failure_run, failures};
-pub use load::load_balance;
-pub use paths::{measure_paths, path_length};
-pub use real::{real_path_length, real_pooling};
+pub mod chord;
+pub mod plot;
 
 use std::fmt;
 use std::path::PathBuf;
-
-/// How big and where: shared by every experiment.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Directory for the SVG plots (created if missing).
-    pub out: PathBuf,
-    /// Smaller networks and fewer samples, for a run of a few seconds.
-    pub quick: bool,
-    /// Seed of every random choice.
-    pub seed: u64,
-}
 
 /// Why an experiment could not finish.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +33,8 @@ pub struct Table {
 }
 
 impl Table {
-    fn new(title: &str, headers: &[&str]) -> Table {
+    /// An empty table with a title and column names.
+    pub fn new(title: &str, headers: &[&str]) -> Table {
         Table {
             title: title.into(),
             headers: headers.iter().map(|s| s.to_string()).collect(),
@@ -90,26 +72,8 @@ impl fmt::Display for Table {
     }
 }
 
-/// Runs every experiment in turn; `progress` is told the name of each before it starts.
-pub fn run_all(opts: &Options, mut progress: impl FnMut(&str)) -> Result<Vec<Table>, ExperimentError> {
-    std::fs::create_dir_all(&opts.out)
-        .map_err(|e| ExperimentError::Write { path: opts.out.clone(), message: e.to_string() })?;
-    let mut tables = Vec::new();
-    let started = std::time::Instant::now();
-    progress("path length");
-    tables.push(path_length(opts)?);
-    progress(&format!("load balance ({:.0?} so far)", started.elapsed()));
-    tables.extend(load_balance(opts)?);
-    progress(&format!("simultaneous failures ({:.0?} so far)", started.elapsed()));
-    tables.push(failures(opts)?);
-    progress(&format!("churn ({:.0?} so far)", started.elapsed()));
-    tables.push(churn(opts)?);
-    progress(&format!("done in {:.0?}", started.elapsed()));
-    Ok(tables)
-}
-
 /// The value at quantile q (0..=1) of sorted data.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -118,6 +82,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-fn mean(v: &[f64]) -> f64 {
+/// The arithmetic mean (0 for no data).
+pub fn mean(v: &[f64]) -> f64 {
     if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
 }

@@ -1,10 +1,11 @@
 //! Path length vs network size (the paper's figure 10): N = 2^k nodes, lookups of random keys
 //! from random nodes, hops counted by the node core. The paper finds mean ≈ ½·log2 N.
 
-use super::plot::{Series, line_chart};
-use super::{ExperimentError, Options, Table, mean, quantile};
-use crate::node::{Event, Params};
-use crate::sim::{Sim, SimConfig};
+use super::Options;
+use crate::experiment::plot::{Series, line_chart};
+use crate::experiment::{ExperimentError, Table, mean, quantile};
+use appnet_chord::node::{Event, Params};
+use appnet_chord::sim::{Sim, SimConfig};
 
 /// Identifier width used in the simulator: wide enough that ids never collide, narrow enough to
 /// keep 16 384 finger tables small.

@@ -2,9 +2,10 @@
 //! keys, then the spread with 1, 2, 5, 10, 20 virtual nodes per real node. Placement is pure
 //! consistent hashing (successor of SHA-1(key)), so it is computed directly.
 
-use super::plot::{Series, line_chart};
-use super::{ExperimentError, Options, Table, mean, quantile};
-use crate::sim::Rng;
+use super::Options;
+use crate::experiment::plot::{Series, line_chart};
+use crate::experiment::{ExperimentError, Table, mean, quantile};
+use appnet_chord::sim::Rng;
 use sha1::{Digest, Sha1};
 
 /// The top 64 bits of SHA-1(key-i): the key's position on the circle.

@@ -2,14 +2,15 @@
 //! TCP), lookups from random nodes through the client, next to the simulator's figure; and the
 //! lookup rate of such a ring with pooled connections against one connection per RPC.
 
-use super::{ExperimentError, Options, Table, mean, quantile};
-use crate::client::Client;
-use crate::config::ChordConfig;
-use crate::id::Id;
-use crate::pool::{Pool, PoolLimits};
-use crate::server::{ChordServer, NodeHandle};
-use crate::sim::{Rng, successor_in};
-use crate::wire::NodeRef;
+use super::Options;
+use crate::experiment::{ExperimentError, Table, mean, quantile};
+use appnet_chord::client::Client;
+use appnet_chord::config::ChordConfig;
+use appnet_chord::id::Id;
+use appnet_chord::pool::{Pool, PoolLimits};
+use appnet_chord::server::{ChordServer, NodeHandle};
+use appnet_chord::sim::{Rng, successor_in};
+use appnet_chord::wire::NodeRef;
 use appnet_netkit::harness::{self, Running, any_loopback};
 use std::time::Duration;
 

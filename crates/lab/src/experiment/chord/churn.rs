@@ -3,12 +3,13 @@
 //! A lookup fails when it does not end at the key's current successor (or gives up); a read
 //! fails when no replica returns the value.
 
+use super::Options;
 use super::paths::SIM_BITS;
-use super::plot::{Series, line_chart};
-use super::{ExperimentError, Options, Table};
-use crate::id::Id;
-use crate::node::{Event, Params};
-use crate::sim::{Sim, SimConfig, successor_in};
+use crate::experiment::plot::{Series, line_chart};
+use crate::experiment::{ExperimentError, Table};
+use appnet_chord::id::Id;
+use appnet_chord::node::{Event, Params};
+use appnet_chord::sim::{Sim, SimConfig, successor_in};
 use std::collections::HashMap;
 
 /// Outcome of one churn run.
@@ -90,7 +91,7 @@ pub fn churn_run(n: usize, keys: usize, seconds: u64, per_period: f64, seed: u64
         let op = sim.get(from, key(k));
         asked.insert((from, op), k);
         sim.run_until(sec * 1000);
-        let mut oracle: Option<Vec<crate::wire::NodeRef>> = None;
+        let mut oracle: Option<Vec<appnet_chord::wire::NodeRef>> = None;
         for (node, ev) in sim.take_events() {
             if let Event::GetDone { op, value, outcome } = ev {
                 let Some(k) = asked.remove(&(node, op)) else { continue };

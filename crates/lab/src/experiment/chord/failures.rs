@@ -4,12 +4,13 @@
 //! each key on r nodes a key can only be lost when all r fail, and no key whose replicas did not
 //! all fail may be lost.
 
+use super::Options;
 use super::paths::SIM_BITS;
-use super::plot::{Series, line_chart};
-use super::{ExperimentError, Options, Table};
-use crate::id::Id;
-use crate::node::{Event, Params};
-use crate::sim::{Sim, SimConfig};
+use crate::experiment::plot::{Series, line_chart};
+use crate::experiment::{ExperimentError, Table};
+use appnet_chord::id::Id;
+use appnet_chord::node::{Event, Params};
+use appnet_chord::sim::{Sim, SimConfig};
 use std::collections::HashMap;
 
 /// Outcome of one failure run.
