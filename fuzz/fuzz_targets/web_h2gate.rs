@@ -3,7 +3,7 @@
 //! way (same verdict, same bytes passed on) whether the bytes arrive at once or in small reads.
 #![no_main]
 
-use appnet_web::h2gate::{Inbound, hpack_check};
+use appnet_web::h2_frames::{Inbound, hpack_check};
 use libfuzzer_sys::fuzz_target;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

@@ -1,10 +1,10 @@
 //! The HTTP/2 driver, on the `h2` crate directly (hyper has no server push): streams are
-//! handled concurrently by the shared [`Handler`], response bodies are sent under flow control,
+//! handled concurrently by the shared [`Router`], response bodies are sent under flow control,
 //! HTML pages push the resources they link when the client allows push, idle connections and
 //! shutdown end with a graceful GOAWAY.
 
 use crate::body::{Body, RequestBody};
-use crate::site::{ConnInfo, Handler, PushList};
+use crate::site::{ConnInfo, PushList, Router};
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{Reason, SendStream};
@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// Serves one HTTP/2 connection (after TLS/ALPN or the h2c preface) until it ends.
 pub async fn serve<IO>(
     io: IO,
-    handler: Arc<Handler>,
+    handler: Arc<Router>,
     conn: ConnInfo,
     shutdown: appnet_netkit::Shutdown,
     activity: crate::server::Activity,
@@ -34,7 +34,7 @@ pub async fn serve<IO>(
         .initial_connection_window_size(4 << 20)
         .max_send_buffer_size(1 << 20);
     // Small frames are gathered per flush, big DATA frames go out in one writev each.
-    let io = crate::h2gate::H2Gate::new(crate::write_combine::WriteCombine::new(io));
+    let io = crate::h2_frames::H2FrameCheck::new(crate::write_combine::WriteCombine::new(io));
     let mut connection =
         match tokio::time::timeout(cfg.header_timeout(), builder.handshake::<_, Bytes>(io)).await {
             Ok(Ok(c)) => c,
@@ -92,7 +92,7 @@ pub async fn serve<IO>(
 async fn stream(
     req: Request<h2::RecvStream>,
     mut respond: SendResponse<Bytes>,
-    handler: Arc<Handler>,
+    handler: Arc<Router>,
     conn: ConnInfo,
     activity: &crate::server::Activity,
 ) {
@@ -105,7 +105,7 @@ async fn stream(
             .headers()
             .get_all(header::EXPECT)
             .iter()
-            .any(|v| !crate::gate::expect_ok(v.as_bytes()))
+            .any(|v| !crate::http1_guard::expect_ok(v.as_bytes()))
             .then_some((417, "the only expectation supported is 100-continue")),
     };
     if let Some((status, why)) = refused {
@@ -211,14 +211,14 @@ fn malformed(req: &Request<h2::RecvStream>) -> Result<(), &'static str> {
 /// Host is refused too.
 fn bad_host<B>(req: &Request<B>) -> Option<&'static str> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
-    if hosts.next().is_some_and(|h| !crate::gate::valid_host(h.as_bytes())) {
+    if hosts.next().is_some_and(|h| !crate::http1_guard::valid_host(h.as_bytes())) {
         return Some("invalid Host");
     }
     if hosts.next().is_some() {
         return Some("more than one Host");
     }
     if let Some(a) = req.uri().authority()
-        && !crate::gate::valid_host(a.as_str().as_bytes())
+        && !crate::http1_guard::valid_host(a.as_str().as_bytes())
     {
         return Some("invalid :authority");
     }

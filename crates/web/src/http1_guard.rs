@@ -13,7 +13,7 @@
 //! reported as a [`Verdict`]; the connection's service takes one verdict per request, in order,
 //! so the error response goes out by the normal response path after the responses to earlier
 //! pipelined requests. Nothing after a rejected head is passed on. The I/O (and the timers)
-//! live in the drivers: [`crate::gate::Gate`] for the server, `proxy::idle::Timed` for the proxy.
+//! live in the drivers: [`crate::http1_conn::Http1Conn`] for the server, `proxy::idle::Timed` for the proxy.
 
 use bytes::BytesMut;
 

@@ -4,9 +4,10 @@
 //!
 //! - [`files`]: the reusable file-serving core (pure path/conditional/range/encoding logic and
 //!   the file store) that the caching proxy builds on.
-//! - [`site`]: the request handler shared by both protocol drivers.
+//! - [`site`]: the [`site::Router`] shared by both protocol drivers.
 //! - [`http1_guard`]: the pure HTTP/1 request-head and framing checks, shared by the server
-//!   and the proxy; [`gate`]: the server's I/O wrapper running them in front of hyper.
+//!   and the proxy; [`http1_conn`]: the server's HTTP/1 connection wrapper running them (and
+//!   the timers) in front of hyper; [`h2_frames`]: the RFC 9113 frame checker in front of h2.
 //! - [`server`] / [`h2srv`]: the tokio drivers. [`client`]: `appnet web get`.
 //! - [`config`], [`tls`] (files or the lab CA), [`tls_client`] (trust for outgoing TLS),
 //!   [`stats`] (counters, access log), [`apps`], [`push`].
@@ -17,8 +18,8 @@ pub mod cdn;
 pub mod client;
 pub mod config;
 pub mod files;
-pub mod gate;
-pub mod h2gate;
+pub mod http1_conn;
+pub mod h2_frames;
 pub mod h2srv;
 pub mod http1_guard;
 pub mod prefixed;

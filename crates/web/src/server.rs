@@ -1,13 +1,13 @@
 //! The web server's tokio driver: accepts TCP connections (capped), does TLS with ALPN or
 //! sniffs the h2c preface, and hands each connection to HTTP/1 (hyper behind the
-//! [`gate`](crate::gate)) or HTTP/2 ([`h2srv`](crate::h2srv)). All request logic is in
-//! [`Handler`].
+//! [`http1_conn`](crate::http1_conn)) or HTTP/2 ([`h2srv`](crate::h2srv)). All request logic is in
+//! [`Router`].
 
 use crate::body::RequestBody;
 use crate::config::WebConfig;
-use crate::gate::{self, Gate, Verdict, Verdicts};
+use crate::http1_conn::{self, Http1Conn, Verdict, Verdicts};
 use crate::prefixed::Prefixed;
-use crate::site::{CloseAfter, ConnInfo, Handler};
+use crate::site::{CloseAfter, ConnInfo, Router};
 use crate::stats::Stats;
 use crate::{h2srv, tls};
 use appnet_netkit::accept::{Accepted, Acceptor, CloseReason, ConnLimits, ConnSlot};
@@ -35,7 +35,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// A bound web server, ready to [`run`](Service::run).
 pub struct WebServer {
     listener: TcpListener,
-    handler: Arc<Handler>,
+    handler: Arc<Router>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     tls_note: Option<String>,
 }
@@ -51,7 +51,7 @@ impl WebServer {
         } else {
             (None, None)
         };
-        let handler = Arc::new(Handler::new(config, Stats::new())?);
+        let handler = Arc::new(Router::new(config, Stats::new())?);
         Ok(WebServer { listener, handler, tls, tls_note })
     }
 
@@ -247,7 +247,7 @@ async fn refuse_busy(mut stream: TcpStream, plain: bool) {
 async fn connection(
     mut stream: TcpStream,
     peer: SocketAddr,
-    handler: Arc<Handler>,
+    handler: Arc<Router>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: Shutdown,
     activity: Activity,
@@ -301,7 +301,7 @@ async fn connection(
 
 async fn serve_h1<IO>(
     io: IO,
-    handler: Arc<Handler>,
+    handler: Arc<Router>,
     conn: ConnInfo,
     shutdown: Shutdown,
     activity: Activity,
@@ -310,7 +310,7 @@ async fn serve_h1<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let cfg = handler.config();
-    let limits = gate::Limits {
+    let limits = http1_conn::Limits {
         max_request_line: cfg.max_request_line,
         max_header_bytes: cfg.max_header_bytes,
         max_headers: cfg.max_headers,
@@ -318,7 +318,7 @@ async fn serve_h1<IO>(
         idle_timeout: cfg.idle_timeout(),
     };
     let verdicts = Verdicts::default();
-    let gated = Gate::new(io, limits, verdicts.clone()).first_head_by(first_deadline);
+    let gated = Http1Conn::new(io, limits, verdicts.clone()).first_head_by(first_deadline);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .keep_alive(true)
@@ -328,7 +328,7 @@ async fn serve_h1<IO>(
         // queue strategy a body goes out by writev straight from the file cache's bytes.
         // Pipelined responses are still written in order, only not coalesced.
         .header_read_timeout(None)
-        // The gate enforces the real limits with the right status codes; hyper's are looser.
+        // The guard enforces the real limits with the right status codes; hyper's are looser.
         .max_headers(cfg.max_headers + 8)
         .max_buf_size((cfg.max_header_bytes * 2).max(64 * 1024));
     let svc_handler = handler.clone();
@@ -338,14 +338,14 @@ async fn serve_h1<IO>(
         // hyper calls the service once a request head is complete: busy until its body is out.
         let busy = activity.start();
         async move {
-            let _busy = gate::InService::enter(&verdicts);
-            let mut resp = match gate::next_verdict(&verdicts) {
+            let _busy = http1_conn::InService::enter(&verdicts);
+            let mut resp = match http1_conn::next_verdict(&verdicts) {
                 Verdict::Reject { status, why } => handler.rejected(status, why, &conn),
                 Verdict::Pass => handler.handle(req.map(RequestBody::H1), &conn).await,
             };
             if resp.extensions().get::<CloseAfter>().is_some() {
                 resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-                gate::request_linger(&verdicts);
+                http1_conn::request_linger(&verdicts);
             }
             Ok::<_, Infallible>(resp.map(|body| Tracked { body, _busy: busy }))
         }

@@ -1,5 +1,5 @@
-//! The request handler shared by the HTTP/1 and HTTP/2 drivers: virtual-host selection, the
-//! built-in apps, static files (conditional requests, ranges, precompressed variants, listings,
+//! The router shared by the HTTP/1 and HTTP/2 drivers: virtual-host selection, routes to the
+//! built-in apps and static files (conditional requests, ranges, precompressed variants, listings,
 //! redirects, cache policy), uploads and deletes, error pages, counters and the access log.
 
 use crate::apps::{self, Carts};
@@ -38,8 +38,8 @@ pub struct PushList(pub Vec<String>);
 #[derive(Debug, Clone, Copy)]
 pub struct CloseAfter;
 
-/// The handler: sites, caches, apps, counters.
-pub struct Handler {
+/// The router over virtual hosts and routes (apps, files, uploads), with its caches and counters.
+pub struct Router {
     config: WebConfig,
     default_root: PathBuf,
     vhosts: HashMap<String, PathBuf>,
@@ -66,9 +66,9 @@ fn canonical_dir(dir: &Path) -> io::Result<PathBuf> {
     Ok(c)
 }
 
-impl Handler {
+impl Router {
     /// Builds the handler; every site directory must exist.
-    pub fn new(config: WebConfig, stats: Stats) -> io::Result<Handler> {
+    pub fn new(config: WebConfig, stats: Stats) -> io::Result<Router> {
         let default_root = canonical_dir(&config.root)?;
         let mut vhosts = HashMap::new();
         for (name, dir) in &config.vhosts {
@@ -79,7 +79,7 @@ impl Handler {
         } else {
             "GET, HEAD, OPTIONS"
         });
-        Ok(Handler {
+        Ok(Router {
             cache: FileCache::new(config.cache_file_max, config.cache_total),
             resolve: ResolveCache::new(std::time::Duration::from_secs(1), 10_000),
             log: config.access_log.then(AccessLog::to_stdout),
@@ -143,7 +143,7 @@ impl Handler {
         resp
     }
 
-    /// The response for a request the HTTP/1 gate refused (counted and logged; closes).
+    /// The response for a request the HTTP/1 guard refused (counted and logged; closes).
     pub fn rejected(&self, status: u16, why: &str, conn: &ConnInfo) -> Response<Body> {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
         let mut resp = error_page(status, why, false);

@@ -1,6 +1,6 @@
-//! The HTTP/1 gate: the web server's I/O wrapper in front of hyper. Every byte from the client
+//! The web server's HTTP/1 connection wrapper in front of hyper. Every byte from the client
 //! goes through the shared request guard ([`crate::http1_guard`]: head checks and body
-//! framing) before hyper sees it; the gate adds the timers: 408 for heads that arrive too
+//! framing) before hyper sees it; the wrapper adds the timers: 408 for heads that arrive too
 //! slowly (slowloris), closing of idle keep-alive connections, and a lingering close after an
 //! error response.
 //!
@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-/// Limits the gate enforces on request heads, and its timers.
+/// Limits the wrapper enforces on request heads, and its timers.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Longest request line in bytes (414 beyond).
@@ -49,7 +49,7 @@ impl Limits {
 use crate::http1_guard::{Framer, HeadLimits};
 pub use crate::http1_guard::{Framing, Verdict, check_head, expect_ok, valid_host};
 
-/// What the gate and the connection's service share: the verdict queue, and how many requests
+/// What the wrapper and the connection's service share: the verdict queue, and how many requests
 /// the service is working on (no idle timeout while one is).
 #[derive(Debug, Default)]
 pub struct Shared {
@@ -59,7 +59,7 @@ pub struct Shared {
 }
 
 /// Asks for a lingering close: the connection is closing after an error response, possibly
-/// while the client is still sending, so the gate reads and discards for a while before the
+/// while the client is still sending, so the wrapper reads and discards for a while before the
 /// socket closes (a reset would destroy the response).
 pub fn request_linger(v: &Verdicts) {
     v.linger.store(true, Ordering::SeqCst);
@@ -68,7 +68,7 @@ pub fn request_linger(v: &Verdicts) {
 /// The per-connection shared state.
 pub type Verdicts = Arc<Shared>;
 
-/// Takes the verdict for the next request (Pass if the gate had none, e.g. for HTTP/2).
+/// Takes the verdict for the next request (Pass if the guard had none, e.g. for HTTP/2).
 pub fn next_verdict(v: &Verdicts) -> Verdict {
     v.queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front().unwrap_or(Verdict::Pass)
 }
@@ -94,8 +94,8 @@ impl Drop for InService {
     }
 }
 
-/// The gate around a connection's byte stream (see the module docs).
-pub struct Gate<IO> {
+/// The wrapper around an HTTP/1 connection's byte stream (see the module docs).
+pub struct Http1Conn<IO> {
     io: IO,
     limits: Limits,
     verdicts: Verdicts,
@@ -116,11 +116,11 @@ const LINGER: Duration = Duration::from_secs(2);
 /// Most bytes discarded while lingering.
 const LINGER_BYTES: u64 = 64 * 1024 * 1024;
 
-impl<IO> Gate<IO> {
+impl<IO> Http1Conn<IO> {
     /// Wraps `io`; verdicts go to `verdicts` in request order.
-    pub fn new(io: IO, limits: Limits, verdicts: Verdicts) -> Gate<IO> {
+    pub fn new(io: IO, limits: Limits, verdicts: Verdicts) -> Http1Conn<IO> {
         let now = Instant::now();
-        Gate {
+        Http1Conn {
             io,
             limits,
             verdicts,
@@ -138,7 +138,7 @@ impl<IO> Gate<IO> {
     /// The connection's first head must be complete by `deadline` (408 otherwise), counted
     /// from when the connection was accepted rather than from its first byte, so a client that
     /// connects and stays silent (or is slow through TLS) is cut at the header timeout too.
-    pub fn first_head_by(mut self, deadline: Instant) -> Gate<IO> {
+    pub fn first_head_by(mut self, deadline: Instant) -> Http1Conn<IO> {
         let start = deadline.checked_sub(self.limits.header_timeout).unwrap_or_else(Instant::now);
         self.head_started = Some(start);
         self
@@ -177,7 +177,7 @@ impl<IO> Gate<IO> {
     }
 }
 
-impl<IO: AsyncRead + Unpin> AsyncRead for Gate<IO> {
+impl<IO: AsyncRead + Unpin> AsyncRead for Http1Conn<IO> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -249,7 +249,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Gate<IO> {
     }
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Gate<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Http1Conn<IO> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let n = ready!(Pin::new(&mut self.io).poll_write(cx, data))?;
         self.last_activity = Instant::now();
@@ -327,7 +327,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         rt.block_on(async {
             use tokio::io::AsyncReadExt;
-            let mut gate = Gate::new(input, limits, verdicts);
+            let mut gate = Http1Conn::new(input, limits, verdicts);
             let mut out = Vec::new();
             gate.read_to_end(&mut out).await.unwrap();
             out
@@ -341,7 +341,7 @@ mod tests {
         // Silent: a quiet end of input at the deadline (not after the 5 s idle timeout).
         let (_client, server) = tokio::io::duplex(1024);
         let deadline = Instant::now() + Duration::from_secs(1);
-        let mut gate = Gate::new(server, limits(), Verdicts::default()).first_head_by(deadline);
+        let mut gate = Http1Conn::new(server, limits(), Verdicts::default()).first_head_by(deadline);
         let mut out = Vec::new();
         gate.read_to_end(&mut out).await.unwrap();
         assert!(out.is_empty());
@@ -350,7 +350,7 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(1024);
         let verdicts = Verdicts::default();
         let deadline = Instant::now() + Duration::from_secs(1);
-        let mut gate = Gate::new(server, limits(), verdicts.clone()).first_head_by(deadline);
+        let mut gate = Http1Conn::new(server, limits(), verdicts.clone()).first_head_by(deadline);
         tokio::time::sleep(ms(900)).await;
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         let mut buf = [0u8; 256];

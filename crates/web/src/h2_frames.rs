@@ -1,9 +1,9 @@
-//! The HTTP/2 gate: an I/O wrapper in front of the `h2` crate that checks the client's frame
-//! headers for the errors RFC 9113 gives specific codes that h2 reports differently (mostly
-//! PROTOCOL_ERROR where FRAME_SIZE_ERROR or FLOW_CONTROL_ERROR is due), and for HEADERS on a
-//! stream the client already closed (STREAM_CLOSED). On a violation nothing more reaches h2;
-//! the gate waits for h2's current outgoing frame to end, writes GOAWAY with the right code
-//! and closes. Everything else passes through untouched.
+//! The RFC 9113 frame checker: an I/O wrapper in front of the `h2` crate that checks the
+//! client's frame headers for the errors RFC 9113 gives specific codes that h2 reports
+//! differently (mostly PROTOCOL_ERROR where FRAME_SIZE_ERROR or FLOW_CONTROL_ERROR is due), and
+//! for HEADERS on a stream the client already closed (STREAM_CLOSED). On a violation nothing
+//! more reaches h2; the checker waits for h2's current outgoing frame to end, writes GOAWAY
+//! with the right code and closes. Everything else passes through untouched.
 
 use std::collections::{HashSet, VecDeque};
 use std::io;
@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// HTTP/2 error codes the gate sends.
+/// HTTP/2 error codes the checker sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum ErrorCode {
@@ -33,9 +33,9 @@ const HEADER_LEN: usize = 9;
 const MAX_CLOSED: usize = 4096;
 /// Largest header block checked here.
 const MAX_BLOCK: usize = 256 * 1024;
-/// SETTINGS_MAX_FRAME_SIZE of our side: h2's default, which `h2srv` keeps. Frames the gate
+/// SETTINGS_MAX_FRAME_SIZE of our side: h2's default, which `h2srv` keeps. Frames the checker
 /// holds until complete (HEADERS, CONTINUATION, SETTINGS, GOAWAY) may not be longer, so a
-/// 9-byte frame header cannot make the gate hold up to 16 MiB (RFC 9113 §4.2: FRAME_SIZE_ERROR,
+/// 9-byte frame header cannot make the checker hold up to 16 MiB (RFC 9113 §4.2: FRAME_SIZE_ERROR,
 /// a connection error for these frames).
 const MAX_HELD_FRAME: u32 = 16_384;
 
@@ -397,8 +397,8 @@ impl Outbound {
     }
 }
 
-/// The gate around an HTTP/2 connection's byte stream.
-pub struct H2Gate<IO> {
+/// The checker around an HTTP/2 connection's byte stream.
+pub struct H2FrameCheck<IO> {
     io: IO,
     inbound: Inbound,
     outbound: Outbound,
@@ -410,10 +410,10 @@ pub struct H2Gate<IO> {
     done: bool,
 }
 
-impl<IO> H2Gate<IO> {
+impl<IO> H2FrameCheck<IO> {
     /// Wraps a connection whose first client bytes are the HTTP/2 preface.
-    pub fn new(io: IO) -> H2Gate<IO> {
-        H2Gate {
+    pub fn new(io: IO) -> H2FrameCheck<IO> {
+        H2FrameCheck {
             io,
             inbound: Inbound::default(),
             outbound: Outbound::default(),
@@ -426,7 +426,7 @@ impl<IO> H2Gate<IO> {
     }
 }
 
-impl<IO: AsyncWrite + Unpin> H2Gate<IO> {
+impl<IO: AsyncWrite + Unpin> H2FrameCheck<IO> {
     /// Writes the pending GOAWAY if we are between frames; Ready(()) once it is out (or gone).
     fn poll_goaway(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let Some((frame, pos)) = &mut self.goaway else { return Poll::Ready(()) };
@@ -451,7 +451,7 @@ impl<IO: AsyncWrite + Unpin> H2Gate<IO> {
     }
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for H2Gate<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for H2FrameCheck<IO> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -489,7 +489,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for H2Gate<IO> {
     }
 }
 
-impl<IO: AsyncWrite + Unpin> H2Gate<IO> {
+impl<IO: AsyncWrite + Unpin> H2FrameCheck<IO> {
     /// Before h2 writes: refuses once the connection is done, and sends a pending GOAWAY first
     /// when h2's output is between frames (after which h2 may not write any more).
     fn poll_before_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -511,7 +511,7 @@ impl<IO: AsyncWrite + Unpin> H2Gate<IO> {
     }
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2Gate<IO> {
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H2FrameCheck<IO> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         ready!(this.poll_before_write(cx))?;
@@ -583,7 +583,7 @@ mod tests {
         assert_eq!(run(&[frame(0x2, 0, 1, &[0; 4])]).0, Err(ErrorCode::FrameSize));
         assert_eq!(run(&[frame(0x4, 0, 0, &[0; 5])]).0, Err(ErrorCode::FrameSize));
         assert_eq!(run(&[frame(0x4, 1, 0, &[0; 6])]).0, Err(ErrorCode::FrameSize));
-        // A frame the gate holds, announced longer than our SETTINGS_MAX_FRAME_SIZE: refused at
+        // A frame the checker holds, announced longer than our SETTINGS_MAX_FRAME_SIZE: refused at
         // its header, before anything of it is held or passed on.
         for kind in [0x1, 0x4, 0x7] {
             let mut head = frame(kind, 0x4, if kind == 0x1 { 1 } else { 0 }, &[]);
@@ -658,7 +658,7 @@ mod tests {
     async fn vectored_writes_keep_a_goaway_between_frames() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let (ours, mut peer) = tokio::io::duplex(1 << 16);
-        let mut gate = H2Gate::new(ours);
+        let mut gate = H2FrameCheck::new(ours);
         let data = frame(0x0, 0x1, 1, &[7u8; 100]);
         let (head, payload) = data.split_at(HEADER_LEN);
         let mut sent = 0;
