@@ -39,12 +39,82 @@ const MAX_BLOCK: usize = 256 * 1024;
 /// a connection error for these frames).
 const MAX_HELD_FRAME: u32 = 16_384;
 
+/// A frame header (RFC 9113 §4.1), a view in the style of smoltcp's `wire` modules: parsed
+/// from its 9 bytes into typed fields and emitted back, so the checker reads fields by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Payload length (24 bits).
+    pub len: u32,
+    /// Frame type (0x0 DATA, 0x1 HEADERS, ... 0x9 CONTINUATION).
+    pub kind: u8,
+    /// Type-specific flags.
+    pub flags: u8,
+    /// Stream identifier (31 bits; the reserved bit is dropped).
+    pub stream: u32,
+}
+
+impl FrameHeader {
+    /// Bytes in a frame header.
+    pub const LEN: usize = HEADER_LEN;
+
+    /// Reads a frame header.
+    pub fn parse(b: &[u8; HEADER_LEN]) -> FrameHeader {
+        FrameHeader {
+            len: u32::from_be_bytes([0, b[0], b[1], b[2]]),
+            kind: b[3],
+            flags: b[4],
+            stream: u32::from_be_bytes([b[5], b[6], b[7], b[8]]) & 0x7fff_ffff,
+        }
+    }
+
+    /// Reads the header at the start of a frame of at least [`FrameHeader::LEN`] bytes.
+    pub fn of(frame: &[u8]) -> Option<FrameHeader> {
+        frame.get(..HEADER_LEN).and_then(|h| h.try_into().ok()).map(FrameHeader::parse)
+    }
+
+    /// Writes the header (a length beyond 24 bits is cut to its low 24 bits).
+    pub fn emit(&self) -> [u8; HEADER_LEN] {
+        let [_, l0, l1, l2] = self.len.to_be_bytes();
+        let [s0, s1, s2, s3] = (self.stream & 0x7fff_ffff).to_be_bytes();
+        [l0, l1, l2, self.kind, self.flags, s0, s1, s2, s3]
+    }
+
+    /// The payload length as a `usize`.
+    pub fn payload_len(&self) -> usize {
+        self.len as usize
+    }
+}
+
+/// Gathers a frame header that may arrive split across reads or writes (both directions).
+#[derive(Debug, Default)]
+struct HeaderBytes {
+    buf: [u8; HEADER_LEN],
+    len: usize,
+}
+
+impl HeaderBytes {
+    /// Takes what it needs of `data`: how many bytes it took, and the header once complete.
+    fn push(&mut self, data: &[u8]) -> (usize, Option<FrameHeader>) {
+        let n = (HEADER_LEN - self.len).min(data.len());
+        self.buf[self.len..self.len + n].copy_from_slice(&data[..n]);
+        self.len += n;
+        if self.len < HEADER_LEN {
+            return (n, None);
+        }
+        self.len = 0;
+        (n, Some(FrameHeader::parse(&self.buf)))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// The pure frame checker for the client → server direction.
 #[derive(Debug)]
 pub struct Inbound {
     preface_left: usize,
-    header: [u8; HEADER_LEN],
-    header_len: usize,
+    header: HeaderBytes,
     /// Payload bytes of the current frame still to pass.
     payload_left: usize,
     /// SETTINGS, HEADERS and CONTINUATION frames are held until complete so they can be checked.
@@ -64,8 +134,7 @@ impl Default for Inbound {
     fn default() -> Self {
         Inbound {
             preface_left: PREFACE_LEN,
-            header: [0; HEADER_LEN],
-            header_len: 0,
+            header: HeaderBytes::default(),
             payload_left: 0,
             held: None,
             block: None,
@@ -102,7 +171,7 @@ impl Inbound {
                 if self.payload_left == 0 {
                     let frame = self.held.take().unwrap_or_default();
                     self.check_held(&frame)?;
-                    if frame[3] != 0x7 {
+                    if FrameHeader::of(&frame).is_some_and(|h| h.kind != 0x7) {
                         out.extend_from_slice(&frame);
                     }
                 }
@@ -115,29 +184,25 @@ impl Inbound {
                 data = &data[n..];
                 continue;
             }
-            let n = (HEADER_LEN - self.header_len).min(data.len());
-            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
-            self.header_len += n;
+            let (n, header) = self.header.push(data);
             data = &data[n..];
-            if self.header_len == HEADER_LEN {
-                self.header_len = 0;
-                let header = self.header;
+            if let Some(header) = header {
                 self.frame(&header)?;
-                let len = usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
-                if matches!(header[3], 0x1 | 0x4 | 0x7 | 0x9) {
+                let len = header.payload_len();
+                if matches!(header.kind, 0x1 | 0x4 | 0x7 | 0x9) {
                     // Held: the header goes out with the payload once both are checked.
                     let mut buf = Vec::with_capacity(HEADER_LEN + len);
-                    buf.extend_from_slice(&header);
+                    buf.extend_from_slice(&header.emit());
                     if len == 0 {
                         self.check_held(&buf)?;
-                        if header[3] != 0x7 {
+                        if header.kind != 0x7 {
                             out.extend_from_slice(&buf);
                         }
                     } else {
                         self.held = Some(buf);
                     }
                 } else {
-                    out.extend_from_slice(&header);
+                    out.extend_from_slice(&header.emit());
                 }
                 self.payload_left = len;
             }
@@ -145,10 +210,8 @@ impl Inbound {
         Ok(())
     }
 
-    fn frame(&mut self, h: &[u8; HEADER_LEN]) -> Result<(), ErrorCode> {
-        let len = u32::from(h[0]) << 16 | u32::from(h[1]) << 8 | u32::from(h[2]);
-        let (kind, flags) = (h[3], h[4]);
-        let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+    fn frame(&mut self, h: &FrameHeader) -> Result<(), ErrorCode> {
+        let FrameHeader { len, kind, flags, stream } = *h;
         // RFC 9113 §6.10: a header block is contiguous CONTINUATION frames on its own stream.
         match self.in_block {
             Some(open) if kind != 0x9 || stream != open => return Err(ErrorCode::Protocol),
@@ -202,8 +265,7 @@ impl Inbound {
 
     /// Checks a complete held frame (SETTINGS values, header blocks).
     fn check_held(&mut self, frame: &[u8]) -> Result<(), ErrorCode> {
-        let (kind, flags) = (frame[3], frame[4]);
-        let stream = u32::from_be_bytes([frame[5], frame[6], frame[7], frame[8]]) & 0x7fff_ffff;
+        let Some(FrameHeader { kind, flags, stream, .. }) = FrameHeader::of(frame) else { return Ok(()) };
         let payload = &frame[HEADER_LEN..];
         match kind {
             0x4 => check_settings(frame),
@@ -356,7 +418,7 @@ fn hpack_string<'a>(block: &'a [u8], i: &mut usize) -> Result<(bool, &'a [u8]), 
 
 /// A GOAWAY frame.
 pub fn goaway(last_stream: u32, code: ErrorCode) -> Vec<u8> {
-    let mut f = vec![0, 0, 8, 0x7, 0, 0, 0, 0, 0];
+    let mut f = FrameHeader { len: 8, kind: 0x7, flags: 0, stream: 0 }.emit().to_vec();
     f.extend_from_slice(&(last_stream & 0x7fff_ffff).to_be_bytes());
     f.extend_from_slice(&(code as u32).to_be_bytes());
     f
@@ -366,14 +428,13 @@ pub fn goaway(last_stream: u32, code: ErrorCode) -> Vec<u8> {
 /// the middle of one of h2's frames.
 #[derive(Debug, Default)]
 struct Outbound {
-    header: [u8; HEADER_LEN],
-    header_len: usize,
+    header: HeaderBytes,
     payload_left: usize,
 }
 
 impl Outbound {
     fn at_boundary(&self) -> bool {
-        self.header_len == 0 && self.payload_left == 0
+        self.header.is_empty() && self.payload_left == 0
     }
 
     fn written(&mut self, mut data: &[u8]) {
@@ -384,14 +445,10 @@ impl Outbound {
                 data = &data[n..];
                 continue;
             }
-            let n = (HEADER_LEN - self.header_len).min(data.len());
-            self.header[self.header_len..self.header_len + n].copy_from_slice(&data[..n]);
-            self.header_len += n;
+            let (n, header) = self.header.push(data);
             data = &data[n..];
-            if self.header_len == HEADER_LEN {
-                self.header_len = 0;
-                let h = self.header;
-                self.payload_left = usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+            if let Some(h) = header {
+                self.payload_left = h.payload_len();
             }
         }
     }
@@ -537,11 +594,38 @@ mod tests {
     const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
     fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let len = payload.len() as u32;
-        let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-        f.extend_from_slice(&stream.to_be_bytes());
+        let mut f = FrameHeader { len: payload.len() as u32, kind, flags, stream }.emit().to_vec();
         f.extend_from_slice(payload);
         f
+    }
+
+    #[test]
+    fn frame_headers_parse_and_emit() {
+        let bytes = [0x01, 0x02, 0x03, 0x1, 0x25, 0x80, 0, 0, 7];
+        let h = FrameHeader::parse(&bytes);
+        assert_eq!(
+            h,
+            FrameHeader { len: 0x010203, kind: 0x1, flags: 0x25, stream: 7 },
+            "reserved bit dropped"
+        );
+        assert_eq!(h.emit(), [0x01, 0x02, 0x03, 0x1, 0x25, 0, 0, 0, 7]);
+        for h in [
+            FrameHeader { len: 0, kind: 0x4, flags: 0x1, stream: 0 },
+            FrameHeader { len: 0xff_ffff, kind: 0x9, flags: 0x4, stream: 0x7fff_ffff },
+        ] {
+            assert_eq!(FrameHeader::parse(&h.emit()), h);
+        }
+        assert_eq!(FrameHeader::of(&bytes[..8]), None);
+        // Split anywhere, the accumulator yields the same header once.
+        for cut in 0..=9 {
+            let mut acc = HeaderBytes::default();
+            let (a, first) = acc.push(&bytes[..cut]);
+            let (b, second) = acc.push(&bytes[cut..]);
+            assert_eq!(a + b, 9);
+            assert_eq!(first.or(second), Some(h));
+            assert!(first.is_none() || cut == 9);
+            assert!(acc.is_empty());
+        }
     }
 
     fn run(frames: &[Vec<u8>]) -> (Result<(), ErrorCode>, usize) {
