@@ -11,12 +11,14 @@
 //! - [`harness`]: start services in-process on 127.0.0.1:0, wait until ready, stop them.
 //! - [`lines`]: bounded line reading, so no client can grow memory with an endless line.
 //! - [`files`]: crash-safe replacement of state files kept across restarts.
+//! - [`io`]: generic I/O wrappers: replaying sniffed bytes, gathering small writes.
 
 pub mod accept;
 pub mod batch;
 pub mod conn_table;
 pub mod files;
 pub mod harness;
+pub mod io;
 pub mod lines;
 pub mod listen;
 pub mod metrics;

@@ -34,7 +34,7 @@ pub async fn serve<IO>(
         .initial_connection_window_size(4 << 20)
         .max_send_buffer_size(1 << 20);
     // Small frames are gathered per flush, big DATA frames go out in one writev each.
-    let io = crate::h2_frames::H2FrameCheck::new(crate::write_combine::WriteCombine::new(io));
+    let io = crate::h2_frames::H2FrameCheck::new(appnet_netkit::io::WriteCombine::new(io));
     let mut connection =
         match tokio::time::timeout(cfg.header_timeout(), builder.handshake::<_, Bytes>(io)).await {
             Ok(Ok(c)) => c,

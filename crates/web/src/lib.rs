@@ -22,7 +22,6 @@ pub mod http1_conn;
 pub mod h2_frames;
 pub mod h2srv;
 pub mod http1_guard;
-pub mod prefixed;
 pub mod proxy;
 pub mod push;
 pub mod server;
@@ -30,7 +29,6 @@ pub mod site;
 pub mod stats;
 pub mod tls;
 pub mod tls_client;
-pub mod write_combine;
 
 pub use config::WebConfig;
 pub use server::WebServer;

@@ -6,11 +6,11 @@
 use crate::body::RequestBody;
 use crate::config::WebConfig;
 use crate::http1_conn::{self, Http1Conn, Verdict, Verdicts};
-use crate::prefixed::Prefixed;
 use crate::site::{CloseAfter, ConnInfo, Router};
 use crate::stats::Stats;
 use crate::{h2srv, tls};
 use appnet_netkit::accept::{Accepted, Acceptor, CloseReason, ConnLimits, ConnSlot};
+use appnet_netkit::io::Rewind;
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::{BoxError, Service, Shutdown};
 use bytes::{Bytes, BytesMut};
@@ -290,7 +290,7 @@ async fn connection(
         }
     }
     let is_h2 = first.starts_with(H2_PREFACE);
-    let io = Prefixed::new(Bytes::from(first), stream);
+    let io = Rewind::new(first, stream);
     let conn = ConnInfo { peer, secure: false };
     if is_h2 {
         h2srv::serve(io, handler, conn, shutdown, activity).await;

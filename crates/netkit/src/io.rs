@@ -1,20 +1,71 @@
-//! Write combining under the HTTP/2 connection: small writes are gathered in a buffer and go
-//! out together at the next flush; a large write goes out at once, in the same writev as
-//! whatever is buffered.
-//!
-//! Why: the h2 crate copies a DATA payload into its own buffer only below a threshold that
-//! depends on whether the transport says it can do vectored writes (256 bytes if so, 1024 if
-//! not); a larger payload is written on its own, and h2 flushes before the next frame. Told
-//! "vectored", h2 writes a 16 KiB frame in one writev but also gives every 612-byte response a
-//! syscall of its own (measured: 0.55-0.75x the small-file rate). Told "not vectored", h2
-//! batches small responses but writes each big frame as head, then payload: two syscalls.
-//! This layer says "not vectored" and joins the head it gathered with the payload that
-//! follows into one writev: big frames cost one syscall and small responses stay batched.
+//! Generic I/O wrappers the protocol drivers share: [`Rewind`] (replay sniffed bytes) and
+//! [`WriteCombine`] (gather small writes until a flush).
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// `io` with bytes already read from it put back in front: replays what protocol sniffing
+/// consumed at connection start (TLS vs HTTP, h2c preface vs HTTP/1), then reads `io` again.
+/// hyper-util calls the same idea `Rewind`.
+pub struct Rewind<IO> {
+    prefix: Vec<u8>,
+    /// How much of `prefix` is replayed.
+    pos: usize,
+    io: IO,
+}
+
+impl<IO> Rewind<IO> {
+    /// Replays `prefix`, then reads `io`.
+    pub fn new(prefix: impl Into<Vec<u8>>, io: IO) -> Rewind<IO> {
+        Rewind { prefix: prefix.into(), pos: 0, io }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Rewind<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.pos < this.prefix.len() && buf.remaining() > 0 {
+            let rest = &this.prefix[this.pos..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.pos += n;
+            if this.pos == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.pos = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Rewind<IO> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, data)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
 
 /// Writes of at most this many bytes are gathered; larger ones go out at once.
 const GATHER_BELOW: usize = 4096;
@@ -23,7 +74,18 @@ const CAPACITY: usize = 64 * 1024;
 /// The most caller slices passed on in one writev (beyond the buffered bytes).
 const MAX_SLICES: usize = 32;
 
-/// A transport that gathers small writes until the next flush (see the module docs).
+/// Write combining (e.g. under an HTTP/2 connection): small writes are gathered in a buffer and go
+/// out together at the next flush; a large write goes out at once, in the same writev as
+/// whatever is buffered.
+///
+/// Why: the h2 crate copies a DATA payload into its own buffer only below a threshold that
+/// depends on whether the transport says it can do vectored writes (256 bytes if so, 1024 if
+/// not); a larger payload is written on its own, and h2 flushes before the next frame. Told
+/// "vectored", h2 writes a 16 KiB frame in one writev but also gives every 612-byte response a
+/// syscall of its own (measured: 0.55-0.75x the small-file rate). Told "not vectored", h2
+/// batches small responses but writes each big frame as head, then payload: two syscalls.
+/// This layer says "not vectored" and joins the head it gathered with the payload that
+/// follows into one writev: big frames cost one syscall and small responses stay batched.
 pub struct WriteCombine<IO> {
     io: IO,
     buf: Vec<u8>,
@@ -241,5 +303,25 @@ mod tests {
             let got: Vec<u8> = w.io.calls.concat();
             assert_eq!(got, want, "vectored={vectored}");
         }
+    }
+
+    #[tokio::test]
+    async fn rewind_replays_the_prefix_then_reads_the_stream() {
+        use tokio::io::AsyncReadExt;
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(b" world").await.unwrap();
+        drop(client);
+        let mut io = Rewind::new(b"hello".to_vec(), server);
+        // Small reads split the prefix; nothing is lost or repeated.
+        let mut first = [0u8; 3];
+        io.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"hel");
+        let mut rest = Vec::new();
+        io.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"lo world");
+        let mut empty = Rewind::new(Vec::new(), &b"x"[..]);
+        let mut got = Vec::new();
+        empty.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"x");
     }
 }
