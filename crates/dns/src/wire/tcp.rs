@@ -36,11 +36,14 @@ pub async fn read_message<R: AsyncRead + Unpin + ?Sized>(
     max: usize,
 ) -> io::Result<Option<Vec<u8>>> {
     let mut prefix = [0u8; 2];
-    let first = r.read(&mut prefix[..1]).await?;
-    if first == 0 {
-        return Ok(None);
+    // One read for the whole prefix in the usual case; the second byte may come later.
+    match r.read(&mut prefix).await? {
+        0 => return Ok(None),
+        1 => {
+            r.read_exact(&mut prefix[1..]).await?;
+        }
+        _ => {}
     }
-    r.read_exact(&mut prefix[1..]).await?;
     let len = u16::from_be_bytes(prefix) as usize;
     if len > max {
         return Err(io::Error::new(
@@ -77,6 +80,28 @@ mod tests {
         assert_eq!(read_message(&mut r, 65535).await.unwrap().unwrap(), b"");
         assert_eq!(read_message(&mut r, 65535).await.unwrap().unwrap(), vec![9u8; 1000]);
         assert_eq!(read_message(&mut r, 65535).await.unwrap(), None, "clean end of stream");
+    }
+
+    #[tokio::test]
+    async fn a_prefix_split_across_reads_is_joined() {
+        // The prefix arrives one byte at a time, then the message.
+        let mut r = tokio_test_reader(&[&[0], &[3], b"a", b"bc"]);
+        assert_eq!(read_message(&mut r, 100).await.unwrap().unwrap(), b"abc");
+        assert_eq!(read_message(&mut r, 100).await.unwrap(), None);
+    }
+
+    /// A reader that hands out `chunks` one read at a time.
+    fn tokio_test_reader(chunks: &[&[u8]]) -> impl AsyncRead + Unpin {
+        let (mut tx, rx) = tokio::io::duplex(64);
+        let chunks: Vec<Vec<u8>> = chunks.iter().map(|c| c.to_vec()).collect();
+        tokio::spawn(async move {
+            for c in chunks {
+                tx.write_all(&c).await.unwrap();
+                tx.flush().await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        });
+        rx
     }
 
     #[tokio::test]
