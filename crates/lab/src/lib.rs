@@ -10,7 +10,7 @@
 //! - [`run`]: starting, stopping and listing the services.
 //! - [`experiment`]: `appnet experiment`'s runs and the shared SVG plotting.
 //! - [`tour`]: the guided scenes; [`http_scene`]: the Web scene's fetching; [`chord_scene`]:
-//!   the 4-bit Chord ring.
+//!   the 4-bit Chord ring; [`torrent_scene`]: Alice joining a torrent.
 
 pub mod cdn;
 pub mod chord_scene;
@@ -19,6 +19,7 @@ pub mod http_scene;
 pub mod run;
 pub mod sites;
 pub mod topology;
+pub mod torrent_scene;
 pub mod tour;
 pub mod zones;
 

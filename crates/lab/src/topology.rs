@@ -35,6 +35,80 @@ pub struct Topology {
     /// The textbook's Chord ring (real nodes with fixed ids), for the DHT scene.
     #[serde(default)]
     pub chord: Option<ChordSpec>,
+    /// The BitTorrent swarm Alice joins in the tour (tracker, seeder, peers).
+    #[serde(default)]
+    pub swarm: Option<SwarmSpec>,
+}
+
+/// The tour's swarm: a tracker, a seeder and peers on their own loopback addresses, and Alice,
+/// who joins during the scene. The choker's rounds are compressed in time.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SwarmSpec {
+    /// The tracker's address.
+    pub tracker: Ipv4Addr,
+    /// The tracker's port (0: a free one).
+    #[serde(default = "default_tracker_port")]
+    pub tracker_port: u16,
+    /// The port every peer listens on (0: each picks a free one).
+    #[serde(default = "default_peer_port")]
+    pub port: u16,
+    /// The seeder's address.
+    pub seeder: Ipv4Addr,
+    /// The other peers, already downloading when Alice arrives.
+    pub peers: Vec<Ipv4Addr>,
+    /// Alice's address.
+    pub alice: Ipv4Addr,
+    /// Pieces in the generated file.
+    #[serde(default = "default_pieces")]
+    pub pieces: u32,
+    /// Piece size in KiB (16 = one block per piece).
+    #[serde(default = "default_piece_kib")]
+    pub piece_kib: u64,
+    /// Each peer's upload limit in KiB/s (so the swarm takes seconds, not milliseconds).
+    #[serde(default = "default_upload_kib")]
+    pub upload_kib: u64,
+    /// Milliseconds between tit-for-tat rechoke rounds (BitTorrent: 10 000).
+    #[serde(default = "default_rechoke_ms")]
+    pub rechoke_ms: u64,
+    /// Milliseconds between optimistic unchokes (BitTorrent: 30 000).
+    #[serde(default = "default_optimistic_ms")]
+    pub optimistic_ms: u64,
+    /// Seconds Alice may take before the scene gives up.
+    #[serde(default = "default_swarm_max_secs")]
+    pub max_secs: u64,
+}
+
+fn default_tracker_port() -> u16 {
+    6969
+}
+
+fn default_peer_port() -> u16 {
+    6881
+}
+
+fn default_pieces() -> u32 {
+    24
+}
+
+fn default_piece_kib() -> u64 {
+    16
+}
+
+fn default_upload_kib() -> u64 {
+    64
+}
+
+fn default_rechoke_ms() -> u64 {
+    1000
+}
+
+fn default_optimistic_ms() -> u64 {
+    3000
+}
+
+fn default_swarm_max_secs() -> u64 {
+    60
 }
 
 /// A Chord ring of real nodes with fixed ids on their own loopback addresses. Nodes marked
@@ -267,6 +341,23 @@ impl Topology {
                 if chord.nodes[..i].iter().any(|m| m.id == n.id || m.addr == n.addr) {
                     return Err(format!("chord node {} ({}) repeats an id or address", n.id, n.addr));
                 }
+            }
+        }
+        if let Some(swarm) = &self.swarm {
+            if !(1..=1024).contains(&swarm.pieces) || !(16..=1024).contains(&swarm.piece_kib) {
+                return Err("the swarm needs 1..=1024 pieces of 16..=1024 KiB".into());
+            }
+            if swarm.upload_kib == 0
+                || swarm.rechoke_ms == 0
+                || swarm.optimistic_ms == 0
+                || swarm.max_secs == 0
+            {
+                return Err(
+                    "the swarm's upload_kib, rechoke_ms, optimistic_ms and max_secs must be positive".into(),
+                );
+            }
+            if swarm.peers.is_empty() {
+                return Err("the swarm needs at least one peer besides the seeder".into());
             }
         }
         for r in &self.resolvers {

@@ -1,5 +1,6 @@
-//! The guided tour: the textbook's scenes (DNS, the Web, caches, the CDN, the Chord ring), run
-//! against the live lab with real queries from lab hosts, each exchange printed step by step.
+//! The guided tour: the textbook's scenes (DNS, the Web, caches, the CDN, a torrent, the Chord
+//! ring), run against the live lab with real queries from lab hosts, each exchange printed step
+//! by step.
 
 use crate::run::Lab;
 use appnet_dns::wire::message::{self, Parsed};
@@ -240,6 +241,9 @@ pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<(), Strin
     }
     if let Some(cdn) = lab.topology.cdn.clone() {
         cdn_scene(lab, &cdn, say).await?;
+    }
+    if lab.topology.swarm.is_some() {
+        crate::torrent_scene::run(lab, say).await?;
     }
     if lab.topology.chord.is_some() {
         crate::chord_scene::run(lab, say).await?;

@@ -11,12 +11,12 @@ use std::io::Write;
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
     appnet lab                       start everything, print the directory, run until Ctrl-C\n  \
-    appnet lab --tour                run the textbook's scenes (DNS, Web, caches, CDN, Chord), then exit\n  \
+    appnet lab --tour                run the textbook's scenes (DNS, Web, caches, CDN, torrent, Chord), then exit\n  \
     sudo appnet lab --dns-port 53    standard port, so any resolver can use the lab\n  \
     dig @127.0.4.1 -p 10053 gaia.cs.umass.edu   ask the lab's local DNS server dns.poly.edu")]
 pub struct LabArgs {
-    /// Run the guided tour (DNS, the Web page, the institutional cache, the CDN, the Chord ring),
-    /// then stop the lab.
+    /// Run the guided tour (DNS, the Web page, the institutional cache, the CDN, Alice joining a
+    /// torrent, the Chord ring), then stop the lab.
     #[arg(long)]
     tour: bool,
     /// The port every lab DNS server listens on [default: 10053; 53 needs root].
