@@ -17,7 +17,12 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lab_resolves_through_its_hierarchy_and_the_tour_passes() {
     let dir = appnet_netkit::harness::TempDir::new("lab-test");
-    let topology = Topology { dns_port: free_port(), web_port: free_port(), ..Topology::default() };
+    let mut topology = Topology { dns_port: free_port(), web_port: free_port(), ..Topology::default() };
+    // The ring and the swarm pick free ports on their addresses.
+    topology.chord.as_mut().expect("a ring").port = 0;
+    let swarm = topology.swarm.as_mut().expect("a swarm");
+    swarm.port = 0;
+    swarm.tracker_port = 0;
     let mut lab = Lab::start(topology, &dir).await.expect("lab starts");
     let directory = lab.directory();
     for name in [
@@ -62,6 +67,9 @@ async fn the_lab_resolves_through_its_hierarchy_and_the_tour_passes() {
     assert!(text.contains("(cdn-us-east)") && text.contains("(cdn-europe)"), "{text}");
     assert_eq!(text.matches("X-Cache: MISS").count(), 3, "{text}");
     assert_eq!(text.matches("X-Cache: HIT").count(), 3, "{text}");
+    // The torrent and Chord scenes ran to their ends (their facts are tested on their own).
+    assert!(text.contains("alice has the whole file"), "{text}");
+    assert!(text.contains("key 14 lies in (12, 15]"), "{text}");
     lab.stop().await;
 }
 
