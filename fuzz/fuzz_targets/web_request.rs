@@ -7,7 +7,7 @@
 
 use appnet_web::files::conditional::{self, Preconditions, Validators};
 use appnet_web::files::{encoding, path, range};
-use appnet_web::http1_conn::{Http1Conn, Limits, Verdicts};
+use appnet_web::http1_conn::{Activity, Http1Conn, Limits};
 use libfuzzer_sys::fuzz_target;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
     rt.block_on(async {
         use tokio::io::AsyncReadExt;
         let reader = tokio::io::BufReader::with_capacity(7, data);
-        let mut gate = Http1Conn::new(reader, limits, Verdicts::default());
+        let mut gate = Http1Conn::new(reader, limits, Activity::default());
         let mut out = Vec::new();
         let _ = tokio::time::timeout(Duration::from_millis(50), gate.read_to_end(&mut out)).await;
     });

@@ -20,7 +20,7 @@ pub async fn serve<IO>(
     handler: Arc<Router>,
     conn: ConnInfo,
     shutdown: appnet_netkit::Shutdown,
-    activity: crate::server::Activity,
+    activity: crate::conn_activity::Activity,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -55,7 +55,7 @@ pub async fn serve<IO>(
                     let handler = handler.clone();
                     // Busy while any stream is being answered (pushes included).
                     let activity = activity.clone();
-                    let busy = activity.start();
+                    let busy = activity.enter();
                     tokio::spawn(async move {
                         stream(req, respond, handler, conn, &activity).await;
                         drop(busy);
@@ -94,7 +94,7 @@ async fn stream(
     mut respond: SendResponse<Bytes>,
     handler: Arc<Router>,
     conn: ConnInfo,
-    activity: &crate::server::Activity,
+    activity: &crate::conn_activity::Activity,
 ) {
     let scheme = req.uri().scheme_str().unwrap_or(if conn.secure { "https" } else { "http" }).to_string();
     let authority = req.uri().authority().map(|a| a.to_string());
@@ -172,7 +172,7 @@ async fn stream(
     send(respond_parts(parts), body, |head, eos| respond.send_response(head, eos)).await;
     for (push_req, mut pushed) in promised {
         let handler = handler.clone();
-        let busy = activity.start();
+        let busy = activity.enter();
         tokio::spawn(async move {
             let _busy = busy;
             let resp = handler.handle(push_req.map(|()| RequestBody::Empty), &conn).await;

@@ -10,11 +10,8 @@
 //! requests. Nothing after a rejected head is read.
 
 use bytes::{Buf, BytesMut};
-use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -46,59 +43,15 @@ impl Limits {
     }
 }
 
+pub use crate::conn_activity::{Activity, InService};
 use crate::http1_guard::{Framer, HeadLimits};
 pub use crate::http1_guard::{Framing, Verdict, check_head, expect_ok, valid_host};
-
-/// What the wrapper and the connection's service share: the verdict queue, and how many requests
-/// the service is working on (no idle timeout while one is).
-#[derive(Debug, Default)]
-pub struct Shared {
-    queue: Mutex<VecDeque<Verdict>>,
-    in_service: AtomicUsize,
-    linger: AtomicBool,
-}
-
-/// Asks for a lingering close: the connection is closing after an error response, possibly
-/// while the client is still sending, so the wrapper reads and discards for a while before the
-/// socket closes (a reset would destroy the response).
-pub fn request_linger(v: &Verdicts) {
-    v.linger.store(true, Ordering::SeqCst);
-}
-
-/// The per-connection shared state.
-pub type Verdicts = Arc<Shared>;
-
-/// Takes the verdict for the next request (Pass if the guard had none, e.g. for HTTP/2).
-pub fn next_verdict(v: &Verdicts) -> Verdict {
-    v.queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front().unwrap_or(Verdict::Pass)
-}
-
-fn push_verdict(v: &Verdicts, verdict: Verdict) {
-    v.queue.lock().unwrap_or_else(|e| e.into_inner()).push_back(verdict);
-}
-
-/// Marks a request as being served until dropped (the idle timer waits meanwhile).
-pub struct InService(Verdicts);
-
-impl InService {
-    /// Starts serving one request on the connection.
-    pub fn enter(v: &Verdicts) -> InService {
-        v.in_service.fetch_add(1, Ordering::SeqCst);
-        InService(v.clone())
-    }
-}
-
-impl Drop for InService {
-    fn drop(&mut self) {
-        self.0.in_service.fetch_sub(1, Ordering::SeqCst);
-    }
-}
 
 /// The wrapper around an HTTP/1 connection's byte stream (see the module docs).
 pub struct Http1Conn<IO> {
     io: IO,
     limits: Limits,
-    verdicts: Verdicts,
+    activity: Activity,
     framer: Framer,
     out: BytesMut,
     inbuf: Vec<u8>,
@@ -117,13 +70,14 @@ const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: u64 = 64 * 1024 * 1024;
 
 impl<IO> Http1Conn<IO> {
-    /// Wraps `io`; verdicts go to `verdicts` in request order.
-    pub fn new(io: IO, limits: Limits, verdicts: Verdicts) -> Http1Conn<IO> {
+    /// Wraps `io`; the guard's verdicts go to `activity` in request order, and its requests in
+    /// service hold the idle timer.
+    pub fn new(io: IO, limits: Limits, activity: Activity) -> Http1Conn<IO> {
         let now = Instant::now();
         Http1Conn {
             io,
             limits,
-            verdicts,
+            activity,
             framer: Framer::new(limits.head()),
             out: BytesMut::new(),
             inbuf: vec![0; 16 * 1024],
@@ -147,8 +101,8 @@ impl<IO> Http1Conn<IO> {
     /// Feeds bytes read from the client through the guard into `out`, timing heads.
     fn feed(&mut self, data: &[u8]) {
         let heads = self.framer.heads();
-        let verdicts = &self.verdicts;
-        self.framer.feed(data, &mut self.out, &mut |v| push_verdict(verdicts, v));
+        let activity = &self.activity;
+        self.framer.feed(data, &mut self.out, &mut |v| activity.push_verdict(v));
         if self.framer.heads() != heads {
             self.head_started = None;
         }
@@ -162,8 +116,8 @@ impl<IO> Http1Conn<IO> {
     }
 
     fn reject(&mut self, v: Verdict) {
-        let verdicts = &self.verdicts;
-        self.framer.reject(v, &mut self.out, &mut |v| push_verdict(verdicts, v));
+        let activity = &self.activity;
+        self.framer.reject(v, &mut self.out, &mut |v| activity.push_verdict(v));
         self.head_started = None;
         self.last_activity = Instant::now();
     }
@@ -226,7 +180,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Http1Conn<IO> {
                         if Instant::now() < this.deadline() {
                             continue;
                         }
-                        if this.verdicts.in_service.load(Ordering::SeqCst) > 0 {
+                        if this.activity.in_service() > 0 {
                             // The service is still working on a request: not idle.
                             this.last_activity = Instant::now();
                             continue;
@@ -282,7 +236,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Http1Conn<IO> {
             ready!(Pin::new(&mut this.io).poll_shutdown(cx))?;
             this.closing = Some((true, drained, deadline));
         }
-        if this.eof || !this.verdicts.linger.load(Ordering::SeqCst) {
+        if this.eof || !this.activity.linger_requested() {
             return Poll::Ready(Ok(()));
         }
         // Lingering close: discard what the client still sends until it closes too.
@@ -323,11 +277,11 @@ mod tests {
         }
     }
 
-    fn drain(input: &'static [u8], limits: Limits, verdicts: Verdicts) -> Vec<u8> {
+    fn drain(input: &'static [u8], limits: Limits, activity: Activity) -> Vec<u8> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         rt.block_on(async {
             use tokio::io::AsyncReadExt;
-            let mut gate = Http1Conn::new(input, limits, verdicts);
+            let mut gate = Http1Conn::new(input, limits, activity);
             let mut out = Vec::new();
             gate.read_to_end(&mut out).await.unwrap();
             out
@@ -341,37 +295,36 @@ mod tests {
         // Silent: a quiet end of input at the deadline (not after the 5 s idle timeout).
         let (_client, server) = tokio::io::duplex(1024);
         let deadline = Instant::now() + Duration::from_secs(1);
-        let mut gate = Http1Conn::new(server, limits(), Verdicts::default()).first_head_by(deadline);
+        let mut gate = Http1Conn::new(server, limits(), Activity::default()).first_head_by(deadline);
         let mut out = Vec::new();
         gate.read_to_end(&mut out).await.unwrap();
         assert!(out.is_empty());
         assert!(Instant::now() >= deadline && Instant::now() < deadline + ms(100));
         // A head whose first byte comes late is still due at the connection's deadline: 408.
         let (mut client, server) = tokio::io::duplex(1024);
-        let verdicts = Verdicts::default();
+        let activity = Activity::default();
         let deadline = Instant::now() + Duration::from_secs(1);
-        let mut gate = Http1Conn::new(server, limits(), verdicts.clone()).first_head_by(deadline);
+        let mut gate = Http1Conn::new(server, limits(), activity.clone()).first_head_by(deadline);
         tokio::time::sleep(ms(900)).await;
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         let mut buf = [0u8; 256];
         let n = gate.read(&mut buf).await.unwrap();
         assert_eq!(&buf[..n], crate::http1_guard::SYNTHETIC);
         assert!(Instant::now() < deadline + ms(100), "not a whole header timeout after the first byte");
-        assert!(matches!(next_verdict(&verdicts), Verdict::Reject { status: 408, .. }));
+        assert!(matches!(activity.next_verdict(), Verdict::Reject { status: 408, .. }));
     }
 
     #[test]
     fn pipelined_requests_through_the_gate_stop_at_a_bad_one() {
         let input: &[u8] = b"GET /b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi\
 GET /c HTTP/9.9\r\nHost: x\r\n\r\nGET /d HTTP/1.1\r\nHost: x\r\n\r\n";
-        let verdicts = Verdicts::default();
+        let activity = Activity::default();
         let quick = Limits { idle_timeout: Duration::from_millis(100), ..limits() };
-        let out = drain(input, quick, verdicts.clone());
+        let out = drain(input, quick, activity.clone());
         let text = String::from_utf8(out).unwrap();
         assert!(text.ends_with("hiGET / HTTP/1.1\r\nhost: rejected.invalid\r\n\r\n"));
         assert!(!text.contains("/d"));
-        let v: Vec<_> = verdicts.queue.lock().unwrap().iter().copied().collect();
-        assert_eq!(v[0], Verdict::Pass);
-        assert!(matches!(v[1], Verdict::Reject { status: 505, .. }));
+        assert_eq!(activity.next_verdict(), Verdict::Pass);
+        assert!(matches!(activity.next_verdict(), Verdict::Reject { status: 505, .. }));
     }
 }

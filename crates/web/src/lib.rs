@@ -17,6 +17,7 @@ pub mod body;
 pub mod cdn;
 pub mod client;
 pub mod config;
+pub mod conn_activity;
 pub mod files;
 pub mod http1_conn;
 pub mod h2_frames;

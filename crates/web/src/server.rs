@@ -5,11 +5,12 @@
 
 use crate::body::RequestBody;
 use crate::config::WebConfig;
-use crate::http1_conn::{self, Http1Conn, Verdict, Verdicts};
+use crate::conn_activity::{Activity, InService};
+use crate::http1_conn::{self, Http1Conn, Verdict};
 use crate::site::{CloseAfter, ConnInfo, Router};
 use crate::stats::Stats;
 use crate::{h2srv, tls};
-use appnet_netkit::accept::{Accepted, Acceptor, CloseReason, ConnLimits, ConnSlot};
+use appnet_netkit::accept::{Accepted, Acceptor, CloseReason, ConnLimits};
 use appnet_netkit::io::Rewind;
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::{BoxError, Service, Shutdown};
@@ -20,7 +21,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -110,12 +111,13 @@ impl Service for WebServer {
             shutdown.spawn(async move {
                 stats.open.inc();
                 let _ = stream.set_nodelay(true);
-                let activity = Activity::new(slot);
+                let slot = Arc::new(slot);
+                let activity = Activity::new(Some(slot.clone()));
                 // The slot closes the connection when it is evicted for a newcomer or misses its
                 // deadline; it only can while no request is being served.
                 tokio::select! {
                     _ = connection(stream, peer, handler, tls, sd, activity.clone()) => {}
-                    why = activity.slot.closed() => match why {
+                    why = slot.closed() => match why {
                         CloseReason::Evicted => {
                             stats.evicted.inc();
                             tracing::debug!(%peer, "closed to make room for a newcomer");
@@ -155,51 +157,10 @@ pub fn conn_limits(cfg: &WebConfig) -> ConnLimits {
 /// not delivered its first request, if the protocol driver has not already.
 const REQUEST_GRACE: Duration = Duration::from_secs(1);
 
-/// Tells a connection's [`ConnSlot`] whether it is serving: busy from a complete request head
-/// until the last response body in flight is finished (then idle, evictable, with the idle
-/// deadline). Shared by the connection's requests (HTTP/2 streams run concurrently).
-#[derive(Clone)]
-pub struct Activity {
-    slot: Arc<ConnSlot>,
-    in_flight: Arc<Mutex<usize>>,
-}
-
-impl Activity {
-    /// Wraps the connection's slot.
-    pub fn new(slot: ConnSlot) -> Activity {
-        Activity { slot: Arc::new(slot), in_flight: Arc::new(Mutex::new(0)) }
-    }
-
-    /// A request is being served until the returned guard drops.
-    pub fn start(&self) -> Busy {
-        // The count and the slot change together, so a finishing request cannot mark the
-        // slot idle after a starting one marked it busy.
-        let mut n = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        *n += 1;
-        if *n == 1 {
-            self.slot.busy();
-        }
-        Busy(self.clone())
-    }
-}
-
-/// One request in service (see [`Activity::start`]).
-pub struct Busy(Activity);
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        let mut n = self.0.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        *n = n.saturating_sub(1);
-        if *n == 0 {
-            self.0.slot.idle();
-        }
-    }
-}
-
-/// A response body that keeps its request [`Busy`] until hyper has sent and dropped it.
+/// A response body that keeps its request [`InService`] until hyper has sent and dropped it.
 struct Tracked {
     body: crate::body::Body,
-    _busy: Busy,
+    _busy: InService,
 }
 
 impl hyper::body::Body for Tracked {
@@ -317,8 +278,7 @@ async fn serve_h1<IO>(
         header_timeout: cfg.header_timeout(),
         idle_timeout: cfg.idle_timeout(),
     };
-    let verdicts = Verdicts::default();
-    let gated = Http1Conn::new(io, limits, verdicts.clone()).first_head_by(first_deadline);
+    let gated = Http1Conn::new(io, limits, activity.clone()).first_head_by(first_deadline);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .keep_alive(true)
@@ -334,18 +294,19 @@ async fn serve_h1<IO>(
     let svc_handler = handler.clone();
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let handler = svc_handler.clone();
-        let verdicts = verdicts.clone();
+        let activity = activity.clone();
         // hyper calls the service once a request head is complete: busy until its body is out.
-        let busy = activity.start();
+        let busy = activity.enter();
+        // Taken here, in the order hyper calls the service: one verdict per head.
+        let verdict = activity.next_verdict();
         async move {
-            let _busy = http1_conn::InService::enter(&verdicts);
-            let mut resp = match http1_conn::next_verdict(&verdicts) {
+            let mut resp = match verdict {
                 Verdict::Reject { status, why } => handler.rejected(status, why, &conn),
                 Verdict::Pass => handler.handle(req.map(RequestBody::H1), &conn).await,
             };
             if resp.extensions().get::<CloseAfter>().is_some() {
                 resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-                http1_conn::request_linger(&verdicts);
+                activity.request_linger();
             }
             Ok::<_, Infallible>(resp.map(|body| Tracked { body, _busy: busy }))
         }

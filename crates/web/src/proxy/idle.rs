@@ -4,8 +4,10 @@
 //! connection with no request in progress closes after the idle timeout (HTTP/1 keep-alive
 //! and HTTP/2 alike), and an HTTP/1 request head must be complete within the header timeout
 //! of its first byte (slowloris). A refused head reaches hyper as a harmless synthetic request
-//! whose [`Verdict`] the service takes with [`Activity::next_verdict`] and answers. hyper's own header timer starts as soon as it waits for the next request, so
-//! alone it would close every idle keep-alive connection at the header timeout.
+//! whose verdict the service takes with [`Activity::next_verdict`] and answers. (hyper's own
+//! header timer starts as soon as it waits for the next request, so alone it would close every
+//! idle keep-alive connection at the header timeout.) The request accounting is the one the
+//! web server uses too ([`crate::conn_activity`]).
 //!
 //! A request counts as in progress from the service call until its response body is dropped
 //! (hyper drops it once written), or for CONNECT until the tunnel ends; no timer runs meanwhile
@@ -13,108 +15,18 @@
 //! idle HTTP/2 connection is first told to shut down gracefully ([`Activity::expired`]: the
 //! driver sends GOAWAY) and ends [`GRACE`] later if the client has not closed it by then.
 
-use crate::http1_guard::{Framer, HeadLimits, Verdict};
-use appnet_netkit::accept::ConnSlot;
+pub use crate::conn_activity::{Activity, InService};
+use crate::http1_guard::{Framer, HeadLimits};
 use bytes::{Buf, BytesMut};
-use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 /// How long an idle HTTP/2 connection gets after GOAWAY before it is closed.
 pub const GRACE: Duration = Duration::from_secs(2);
-
-/// What the connection's service tells the timers: requests entering and leaving.
-struct Shared {
-    /// The connection's place in the listener's table (netkit's connection policy): marked
-    /// busy while requests are in service and idle between them, so only connections
-    /// without a request in progress are evicted for newcomers or cut at its deadlines.
-    slot: Option<Arc<ConnSlot>>,
-    /// Serialises the busy/idle transitions told to `slot`.
-    phase: std::sync::Mutex<()>,
-    start: Instant,
-    in_service: AtomicUsize,
-    /// Requests entered so far (a head that started before the latest entry is complete).
-    entered: AtomicU64,
-    /// Milliseconds after `start` when the last request left.
-    last_done_ms: AtomicU64,
-    /// Signalled when an idle HTTP/2 connection should shut down gracefully.
-    expired: Notify,
-    /// The guard's verdicts on HTTP/1 heads, in request order.
-    verdicts: std::sync::Mutex<VecDeque<Verdict>>,
-}
-
-/// One connection's request accounting, shared by its service and its [`Timed`] I/O.
-#[derive(Clone)]
-pub struct Activity(Arc<Shared>);
-
-impl Default for Activity {
-    fn default() -> Self {
-        Activity::new(None)
-    }
-}
-
-impl Activity {
-    /// The accounting of a connection holding `slot` (marked busy and idle as requests enter
-    /// and leave).
-    pub fn new(slot: Option<Arc<ConnSlot>>) -> Activity {
-        Activity(Arc::new(Shared {
-            slot,
-            phase: std::sync::Mutex::new(()),
-            start: Instant::now(),
-            in_service: AtomicUsize::new(0),
-            entered: AtomicU64::new(0),
-            last_done_ms: AtomicU64::new(0),
-            expired: Notify::new(),
-            verdicts: std::sync::Mutex::new(VecDeque::new()),
-        }))
-    }
-
-    /// The guard's verdict on the next request, to be taken once per request in the order
-    /// hyper calls the service ([`Verdict::Pass`] for HTTP/2, which has no HTTP/1 heads).
-    pub fn next_verdict(&self) -> Verdict {
-        self.0.verdicts.lock().unwrap_or_else(|e| e.into_inner()).pop_front().unwrap_or(Verdict::Pass)
-    }
-    /// A request enters service; it is in progress until the guard is dropped.
-    pub fn enter(&self) -> InService {
-        self.0.entered.fetch_add(1, Ordering::SeqCst);
-        let _phase = self.0.phase.lock().unwrap_or_else(|e| e.into_inner());
-        if self.0.in_service.fetch_add(1, Ordering::SeqCst) == 0
-            && let Some(slot) = &self.0.slot
-        {
-            slot.busy();
-        }
-        InService(self.0.clone())
-    }
-
-    /// Resolves when the connection has been idle too long and should shut down gracefully
-    /// (HTTP/2: GOAWAY); the I/O ends anyway [`GRACE`] later.
-    pub async fn expired(&self) {
-        self.0.expired.notified().await
-    }
-}
-
-/// A request in progress (see [`Activity::enter`]).
-pub struct InService(Arc<Shared>);
-
-impl Drop for InService {
-    fn drop(&mut self) {
-        let ms = self.0.start.elapsed().as_millis() as u64;
-        self.0.last_done_ms.fetch_max(ms, Ordering::SeqCst);
-        let _phase = self.0.phase.lock().unwrap_or_else(|e| e.into_inner());
-        if self.0.in_service.fetch_sub(1, Ordering::SeqCst) == 1
-            && let Some(slot) = &self.0.slot
-        {
-            slot.idle();
-        }
-    }
-}
 
 /// What a client whose request head took longer than the header timeout is told before the
 /// connection closes (hyper has seen only part of the head, so it cannot answer itself).
@@ -211,17 +123,15 @@ impl<IO> Timed<IO> {
         if self.proto == Proto::H2 {
             self.out.extend_from_slice(data);
         } else {
-            let verdicts = &self.activity.0.verdicts;
-            self.framer.feed(data, &mut self.out, &mut |v| {
-                verdicts.lock().unwrap_or_else(|e| e.into_inner()).push_back(v)
-            });
+            let activity = &self.activity;
+            self.framer.feed(data, &mut self.out, &mut |v| activity.push_verdict(v));
         }
     }
 
     /// When the connection must close if nothing changes; `None` while a request is in progress.
     fn deadline(&mut self) -> Option<Instant> {
-        let shared = &self.activity.0;
-        if shared.in_service.load(Ordering::SeqCst) > 0 {
+        let activity = &self.activity;
+        if activity.in_service() > 0 {
             self.head = None;
             return None;
         }
@@ -229,12 +139,12 @@ impl<IO> Timed<IO> {
             return Some(grace);
         }
         if let Some((entered, t)) = self.head {
-            if entered == shared.entered.load(Ordering::SeqCst) {
+            if entered == activity.entered() {
                 return Some(t + self.header);
             }
             self.head = None;
         }
-        let done = shared.start + Duration::from_millis(shared.last_done_ms.load(Ordering::SeqCst));
+        let done = activity.last_done();
         // HTTP/1 counts the end of a slow flush too; HTTP/2 writes include keep-alive PINGs,
         // which must not keep an idle connection open.
         let since = if self.proto == Proto::H2 { done } else { done.max(self.last_write) };
@@ -253,10 +163,10 @@ impl<IO> Timed<IO> {
                 return;
             }
         }
-        let shared = &self.activity.0;
+        let activity = &self.activity;
         // Until the first bytes are told apart, they are timed as an HTTP/1 head.
-        if self.proto != Proto::H2 && self.head.is_none() && shared.in_service.load(Ordering::SeqCst) == 0 {
-            self.head = Some((shared.entered.load(Ordering::SeqCst), Instant::now()));
+        if self.proto != Proto::H2 && self.head.is_none() && activity.in_service() == 0 {
+            self.head = Some((activity.entered(), Instant::now()));
         }
     }
 }
@@ -304,7 +214,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Timed<IO> {
             match this.deadline() {
                 Some(d) if d <= now && this.proto == Proto::H2 && this.grace.is_none() => {
                     this.grace = Some(now + GRACE);
-                    this.activity.0.expired.notify_one();
+                    this.activity.expire();
                     continue;
                 }
                 Some(d) if d <= now => {
@@ -401,6 +311,7 @@ impl<B: hyper::body::Body + Unpin> hyper::body::Body for Guarded<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http1_guard::Verdict;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn read_outcome(t: &mut Timed<tokio::io::DuplexStream>) -> (usize, Duration) {
