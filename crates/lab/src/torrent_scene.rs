@@ -71,6 +71,7 @@ enum Msg {
     Choke,
     Unchoke,
     Interested,
+    NotInterested,
 }
 
 type Log = Arc<Mutex<Vec<Seen>>>;
@@ -89,6 +90,7 @@ fn summary(m: &Message, pieces: u32) -> Vec<Msg> {
         Message::Choke => vec![Msg::Choke],
         Message::Unchoke => vec![Msg::Unchoke],
         Message::Interested => vec![Msg::Interested],
+        Message::NotInterested => vec![Msg::NotInterested],
         _ => Vec::new(),
     }
 }
@@ -513,6 +515,12 @@ fn report(spec: &SwarmSpec, seen: &[Seen], facts: &mut TorrentFacts, say: &mut d
             }
             (Msg::Interested, true) => {
                 lines.push(format!("   {:>5.2}s {} → alice: INTERESTED", s.at.as_secs_f64(), s.peer))
+            }
+            (Msg::NotInterested, false) => {
+                lines.push(format!("   {:>5.2}s alice → {}: NOT INTERESTED", s.at.as_secs_f64(), s.peer))
+            }
+            (Msg::NotInterested, true) => {
+                lines.push(format!("   {:>5.2}s {} → alice: NOT INTERESTED", s.at.as_secs_f64(), s.peer))
             }
             (Msg::Bytes(b), false) if s.at <= last_piece_in => facts.uploaded_while_downloading += b,
             _ => {}
