@@ -409,6 +409,20 @@ mod tests {
     }
 
     #[test]
+    fn the_swarm_is_checked() {
+        let t = Topology::default();
+        let swarm = t.swarm.as_ref().expect("a swarm");
+        assert_eq!((swarm.pieces, swarm.piece_kib, swarm.peers.len()), (24, 16, 2));
+        assert_eq!((swarm.rechoke_ms, swarm.optimistic_ms), (1000, 3000));
+        let mut bad = t.clone();
+        bad.swarm.as_mut().unwrap().pieces = 0;
+        assert!(bad.validate().unwrap_err().contains("1..=1024 pieces"));
+        let mut bad = t;
+        bad.swarm.as_mut().unwrap().optimistic_ms = 0;
+        assert!(bad.validate().unwrap_err().contains("must be positive"));
+    }
+
+    #[test]
     fn chord_ids_must_fit_and_be_unique() {
         let mut t = Topology::default();
         let chord = t.chord.as_mut().unwrap();
