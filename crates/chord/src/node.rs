@@ -716,7 +716,9 @@ impl Node {
         let mut j = k;
         while (j as usize) < self.rt.fingers.len() {
             let s = self.rt.finger_start(j);
-            if j != k && !s.in_half_open(&start, &node.id) {
+            // Later fingers share `node` only if their start lies in (start, node]; when the
+            // start is the node's own id that arc is empty, not the whole circle.
+            if j != k && (start == node.id || !s.in_half_open(&start, &node.id)) {
                 break;
             }
             self.rt.fingers[j as usize] = Some(node);
@@ -1686,6 +1688,23 @@ mod tests {
         assert_eq!(stabilize_with(&mut n, 4000, false), vec![at(11), at(20)]);
         assert_eq!(stabilize_with(&mut n, 4000 + ttl - 1, false), vec![at(11), at(20)]);
         assert_eq!(stabilize_with(&mut n, 4000 + ttl, false)[0], at(9), "mark expired");
+    }
+
+    #[test]
+    fn a_finger_whose_start_is_the_found_node_fills_no_later_finger() {
+        // The textbook ring 1, 3, 4, 5, 8, 10, 12, 15 (m = 4): node 3's finger starts are
+        // 4, 5, 7, 11; the successor of 4 is 4 itself, which must not claim fingers 5, 7, 11.
+        let mut n = Node::new(Params { bits: 4, ..Params::default() }, at(3), 0);
+        n.set_fingers_from(0, at(4));
+        let fingers: Vec<_> = n.routing().fingers.iter().map(|f| f.map(|f| f.id)).collect();
+        assert_eq!(fingers, vec![Some(Id::from_u64(4)), None, None, None]);
+        // A node past several starts still fills each start up to it: 8 succeeds 7 but not 11.
+        n.set_fingers_from(1, at(5));
+        n.set_fingers_from(2, at(8));
+        let fingers: Vec<_> = n.routing().fingers.iter().map(|f| f.map(|f| f.id)).collect();
+        assert_eq!(fingers[1], Some(Id::from_u64(5)));
+        assert_eq!(fingers[2], Some(Id::from_u64(8)));
+        assert_eq!(fingers[3], None, "start 11 is past 8");
     }
 
     /// Node 7 (pred 5, successors 9, 11, 13) holding one item it owns and one of the arc

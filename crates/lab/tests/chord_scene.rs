@@ -34,9 +34,8 @@ async fn the_chord_scene_answers_key_14_survives_peer_5_and_takes_in_peer_13() {
     assert_eq!(facts.finger_path.first(), Some(&3), "{text}");
     assert_eq!(facts.finger_path.last(), Some(&12), "{text}");
     assert!(facts.finger_path.len() < facts.successor_path.len(), "{text}");
-    if facts.fingers_ideal {
-        assert_eq!(facts.finger_path, vec![3, 12], "{text}");
-    }
+    assert!(facts.fingers_ideal, "every finger is the successor of n + 2^k once the ring settles\n{text}");
+    assert_eq!(facts.finger_path, vec![3, 12], "{text}");
     assert_eq!(facts.owner, vec![15, 15], "{text}");
     // Peer 4 made 8 its successor and took 8's successor 10 as its second.
     assert_eq!(facts.killed, 5);
