@@ -3,9 +3,9 @@
 //! one per string: `PREFIX`, `PREFIX key NAME` (that address *and* signed with that key) or
 //! `key NAME` (any address, signed with that key).
 
-use crate::respond::AccessList;
 use crate::wire::name::{self, NameBuf};
 use crate::wire::tsig::{Key, Keyring};
+use appnet_netkit::acl::AccessList;
 use std::net::IpAddr;
 use std::sync::Arc;
 

@@ -24,64 +24,8 @@ pub enum Transport {
     Tcp,
 }
 
-/// A set of address prefixes (transfer allow-lists, rate-limit exemptions).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AccessList {
-    prefixes: Vec<(IpAddr, u8)>,
-}
-
-impl AccessList {
-    /// Parses `192.0.2.1`, `192.0.2.0/24`, `::1`, `2001:db8::/32`.
-    pub fn parse<S: AsRef<str>>(items: &[S]) -> Result<AccessList, String> {
-        let mut prefixes = Vec::new();
-        for item in items {
-            let item = item.as_ref();
-            let (addr, len) = match item.split_once('/') {
-                Some((a, l)) => {
-                    (a, Some(l.parse::<u8>().map_err(|_| format!("bad prefix length in {item:?}"))?))
-                }
-                None => (item, None),
-            };
-            let addr: IpAddr = addr.parse().map_err(|_| format!("bad address {item:?}"))?;
-            let max = if addr.is_ipv4() { 32 } else { 128 };
-            let len = len.unwrap_or(max);
-            if len > max {
-                return Err(format!("prefix length too long in {item:?}"));
-            }
-            prefixes.push((addr, len));
-        }
-        Ok(AccessList { prefixes })
-    }
-
-    /// Whether `ip` falls in one of the prefixes.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        self.prefixes.iter().any(|&(net, len)| match (canonical(net), ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                mask(u32::from(n) as u128, len, 32) == mask(u32::from(a) as u128, len, 32)
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => mask(u128::from(n), len, 128) == mask(u128::from(a), len, 128),
-            _ => false,
-        })
-    }
-
-    /// Whether the list is empty.
-    pub fn is_empty(&self) -> bool {
-        self.prefixes.is_empty()
-    }
-}
-
-/// IPv4-mapped IPv6 addresses count as IPv4.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    }
-}
-
-fn mask(v: u128, len: u8, bits: u8) -> u128 {
-    if len == 0 { 0 } else { v >> (bits - len) }
-}
+/// The allow-lists every service shares; re-exported here for existing callers.
+pub use appnet_netkit::acl::{AccessList, canonical};
 
 /// Answering policy shared by all requests of one server.
 #[derive(Debug, Clone)]

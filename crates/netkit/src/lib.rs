@@ -2,6 +2,7 @@
 //!
 //! - [`accept`]: the accept loop every TCP service runs, with per-address caps, eviction of
 //!   waiting connections when full, and whole-request deadlines ([`conn_table`] is its policy).
+//! - [`acl`]: address allow-lists (`192.0.2.0/24`, `2001:db8::/32`) every service reads alike.
 //! - [`batch`]: many UDP datagrams per system call (recvmmsg/sendmmsg on Linux).
 //! - [`listen`]: TCP/UDP listeners bound with socket2 (reuse-addr, optional SO_REUSEPORT, v4/v6).
 //! - [`shutdown`]: one shutdown signal that all service tasks observe, and a deadline-bounded drain.
@@ -14,6 +15,7 @@
 //! - [`io`]: generic I/O wrappers: replaying sniffed bytes, gathering small writes.
 
 pub mod accept;
+pub mod acl;
 pub mod batch;
 pub mod conn_table;
 pub mod files;

@@ -1,7 +1,7 @@
 //! Who may ask, and how fast: recursion only for configured client networks (no open resolver
 //! for amplification attacks), and a per-client token bucket. Sans-IO: takes `now`.
 
-use appnet_dns::respond::AccessList;
+use appnet_netkit::acl::AccessList;
 use appnet_netkit::rate::TokenBucket;
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -3,11 +3,11 @@
 //! server asked (so datagrams from anyone else are dropped by the kernel), and only a reply
 //! with the query's ID accepted. TCP for truncated answers, with length framing.
 
+use appnet_dns::wire::tcp;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, UdpSocket};
 
 /// One query/answer exchange with an upstream server. A trait so tests can stand in for the
@@ -91,15 +91,10 @@ async fn exchange_tcp(source: Option<IpAddr>, server: SocketAddr, query: &[u8]) 
         socket.bind(local)?;
     }
     let mut stream = socket.connect(server).await?;
-    let len = u16::try_from(query.len()).map_err(|_| io::Error::other("query too long"))?;
-    let mut framed = Vec::with_capacity(query.len() + 2);
-    framed.extend_from_slice(&len.to_be_bytes());
-    framed.extend_from_slice(query);
-    stream.write_all(&framed).await?;
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).await?;
-    let mut reply = vec![0u8; u16::from_be_bytes(len) as usize];
-    stream.read_exact(&mut reply).await?;
+    tcp::write_message(&mut stream, query).await?;
+    let reply = tcp::read_message(&mut stream, usize::from(u16::MAX)).await?.ok_or_else(|| {
+        io::Error::new(io::ErrorKind::UnexpectedEof, "TCP connection closed before a reply")
+    })?;
     if reply.len() < 12 || reply[..2] != query[..2] {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "TCP reply with a mismatched ID"));
     }

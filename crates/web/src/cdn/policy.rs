@@ -3,7 +3,7 @@
 //! the per-replica health state machine (down after `fall` failures, up after `rise` successes).
 
 use super::config::{CdnConfig, Replica};
-use appnet_dns::respond::AccessList;
+use appnet_netkit::acl::AccessList;
 use std::net::IpAddr;
 
 /// One replica's health.

@@ -7,7 +7,7 @@
 //!
 //! Pure: [`DestPolicy::check`] takes the address and a "is this one of my addresses" oracle.
 
-use appnet_dns::respond::{AccessList, canonical};
+use appnet_netkit::acl::{AccessList, canonical};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// Why a destination is refused.

@@ -17,7 +17,7 @@ use super::policy::{self, PolicyOptions, strip_hop_by_hop};
 use super::serve::{add_status, only_if_cached_miss, text};
 use super::store::{Entry, Store, StoreConfig};
 use crate::body::{self, Body};
-use appnet_dns::respond::AccessList;
+use appnet_netkit::acl::AccessList;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
