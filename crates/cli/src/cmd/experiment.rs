@@ -115,7 +115,7 @@ pub async fn run(cmd: ExperimentCmd, _ctx: &Context) -> anyhow::Result<()> {
             anyhow::ensure!(a.duration > 0.0 && a.duration <= 3600.0, "--duration must be in (0, 3600]");
             anyhow::ensure!((0.1..=50.0).contains(&a.scale), "--scale must be between 0.1 and 50");
             anyhow::ensure!((0.0..1.0).contains(&a.hit_rate), "--hit-rate must be in [0, 1)");
-            let opts = appnet_web::proxy::experiment::Options {
+            let opts = appnet_lab::experiment::web_cache::Options {
                 duration: std::time::Duration::from_secs_f64(a.duration),
                 scale: a.scale,
                 hit_rate: a.hit_rate,
@@ -123,7 +123,7 @@ pub async fn run(cmd: ExperimentCmd, _ctx: &Context) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let report =
-                appnet_web::proxy::experiment::run(opts, |step| eprintln!("web-cache: {step}")).await?;
+                appnet_lab::experiment::web_cache::run(opts, |step| eprintln!("web-cache: {step}")).await?;
             println!("{report}");
             Ok(())
         }

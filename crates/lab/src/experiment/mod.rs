@@ -4,9 +4,11 @@
 //!
 //! - [`plot`]: the shared SVG line chart (plotters, SVG backend only).
 //! - [`chord`]: the Chord paper's experiments (path length, load balance, failures, churn).
+//! - [`web_cache`]: an institutional cache's hit rate and response time (textbook §2.2.5).
 
 pub mod chord;
 pub mod plot;
+pub mod web_cache;
 
 use std::fmt;
 use std::path::PathBuf;

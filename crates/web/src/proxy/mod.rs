@@ -18,7 +18,6 @@ pub mod collapse;
 pub mod config;
 pub mod connector;
 pub mod dest;
-pub mod experiment;
 mod fetch;
 pub mod handler;
 pub mod idle;

@@ -6,10 +6,10 @@
 //! utilisation and mean delay against the textbook's figures. `scale` speeds everything up
 //! (rates × scale, delays ÷ scale) for shorter runs.
 
-use super::{ProxyConfig, ProxyServer};
-use crate::body::{self, Body};
 use appnet_netkit::harness::{Running, start};
 use appnet_netkit::rate::{Limited, Limiter};
+use appnet_web::body::{self, Body};
+use appnet_web::proxy::{ProxyConfig, ProxyServer};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::BodyExt;
