@@ -5,9 +5,10 @@
 
 use super::config::ProxyConfig;
 use super::handler::{Proxy, SetupError};
-use super::idle::{Activity, Guarded, InService, Timed};
+use super::idle::{Activity, Guarded, InService};
 use crate::body::{self, Body};
-use crate::http1_guard::{HeadLimits, Verdict};
+use crate::http1_conn::{self, Http1Conn};
+use crate::http1_guard::Verdict;
 use appnet_netkit::accept::{Accepted, Acceptor, CloseReason, ConnLimits, ConnSlot};
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::{BoxError, Service, Shutdown};
@@ -125,7 +126,7 @@ impl Service for ProxyServer {
 }
 
 /// The shared connection policy with the proxy's settings: `max_connections` in all,
-/// `max_connections_per_ip` per client address. Its deadlines back up [`Timed`]'s (which
+/// `max_connections_per_ip` per client address. Its deadlines back up [`Http1Conn`]'s (which
 /// answer a late head with 408 and close idle HTTP/2 with GOAWAY first): a silent new
 /// connection goes a second after the header timeout, an idle one a header timeout after the
 /// idle timeout.
@@ -150,22 +151,20 @@ async fn connection<IO>(
 {
     let cfg = proxy.config();
     let activity = Activity::new(Some(slot.clone()));
-    let stream = Timed::new(
-        stream,
-        activity.clone(),
-        ProxyConfig::secs(cfg.idle_timeout_secs),
-        ProxyConfig::secs(cfg.header_timeout_secs),
-    )
-    .head_limits(HeadLimits {
+    let limits = http1_conn::Limits {
         max_request_line: cfg.max_request_line,
         max_header_bytes: cfg.max_header_bytes,
         max_headers: cfg.max_headers,
-    });
+        header_timeout: ProxyConfig::secs(cfg.header_timeout_secs),
+        idle_timeout: ProxyConfig::secs(cfg.idle_timeout_secs),
+    };
+    // The web server's HTTP/1 wrapper (guard and timers), letting h2c through.
+    let stream = Http1Conn::new(stream, limits, activity.clone()).sniff_h2();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        // `Timed` keeps the header timeout from a head's first byte, and the idle timeout.
+        // `Http1Conn` keeps the header timeout from a head's first byte, and the idle timeout.
         .header_read_timeout(None)
         .keep_alive(true)
         // The guard enforces the head limits with the right status codes; hyper's are looser.
@@ -209,7 +208,7 @@ async fn connection<IO>(
             let _ = tokio::time::timeout(Duration::from_secs(2), conn).await;
         }
         _ = activity.expired() => {
-            // Idle HTTP/2: GOAWAY, then `Timed` ends the I/O after its grace period.
+            // Idle HTTP/2: GOAWAY, then `Http1Conn` ends the I/O after its grace period.
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
