@@ -12,8 +12,8 @@
 //! rejected head is replaced by a harmless synthetic request ([`SYNTHETIC`]) and its status is
 //! reported as a [`Verdict`]; the connection's service takes one verdict per request, in order,
 //! so the error response goes out by the normal response path after the responses to earlier
-//! pipelined requests. Nothing after a rejected head is passed on. The I/O (and the timers)
-//! live in the drivers: [`crate::http1_conn::Http1Conn`] for the server, `proxy::idle::Timed` for the proxy.
+//! pipelined requests. Nothing after a rejected head is passed on. The I/O and the timers
+//! live in [`crate::http1_conn::Http1Conn`], which the server and the proxy both use.
 
 use bytes::BytesMut;
 
