@@ -1,5 +1,5 @@
 //! BitTorrent for appnet: .torrent files, a tracker, the peer wire protocol, and a client that
-//! trades with real clients (aria2c, libtorrent), plus the client-server vs P2P experiment.
+//! trades with real clients (aria2c, libtorrent).
 //!
 //! - [`bencode`], [`metainfo`], [`create`], [`urlenc`]: .torrent files and magnet links.
 //! - [`wire`], [`bitfield`]: the peer wire protocol as pure codecs.
@@ -15,7 +15,6 @@
 //! - [`session`]: the tokio driver of [`swarm`] for one torrent (peer connections in `peer`).
 //! - [`storage`]: pieces on plain files.
 //! - [`config`]: serde configuration for the tracker and the client.
-//! - [`progress`]: the terminal progress bar; [`experiment`]: `appnet experiment p2p-vs-cs`.
 
 pub mod admission;
 pub mod bencode;
@@ -28,12 +27,10 @@ pub mod config;
 pub mod create;
 pub mod dht;
 pub mod discovery;
-pub mod experiment;
 pub mod metainfo;
 pub mod meter;
 mod peer;
 pub mod picker;
-pub mod progress;
 mod safe_fs;
 pub mod session;
 pub mod storage;

@@ -99,7 +99,7 @@ pub async fn run(cmd: ExperimentCmd, _ctx: &Context) -> anyhow::Result<()> {
                 "sizes must be positive (pieces >= 16 KiB)"
             );
             anyhow::ensure!(a.ns.iter().all(|&n| (1..=200).contains(&n)), "--ns values must be 1..=200");
-            let opts = appnet_torrent::experiment::Options {
+            let opts = appnet_lab::experiment::p2p_vs_cs::Options {
                 file_size: a.file_kib * 1024,
                 u: a.u_kib * 1024,
                 ns: a.ns,
@@ -107,7 +107,8 @@ pub async fn run(cmd: ExperimentCmd, _ctx: &Context) -> anyhow::Result<()> {
                 out: a.out,
                 ..Default::default()
             };
-            let report = appnet_torrent::experiment::run(opts, |step| eprintln!("p2p-vs-cs: {step}")).await?;
+            let report =
+                appnet_lab::experiment::p2p_vs_cs::run(opts, |step| eprintln!("p2p-vs-cs: {step}")).await?;
             println!("{report}");
             Ok(())
         }

@@ -7,5 +7,6 @@ pub mod lab;
 pub mod proxy;
 pub mod resolver;
 pub mod torrent;
+pub mod torrent_progress;
 pub mod upper;
 pub mod web;

@@ -618,7 +618,7 @@ async fn get_cmd(a: GetArgs, ctx: &Context) -> anyhow::Result<()> {
             _ = shutdown.wait() => {}
         }
     } else {
-        appnet_torrent::progress::show(&h).await;
+        super::torrent_progress::show(&h).await;
     }
     let complete = h.is_complete();
     let took = started.elapsed().as_secs_f64();

@@ -1,6 +1,6 @@
 //! A terminal progress bar for a running torrent: bytes done, rate, peers and ETA (indicatif).
 
-use crate::session::TorrentHandle;
+use appnet_torrent::session::TorrentHandle;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use std::time::Duration;
 

@@ -8,13 +8,14 @@
 //! decides either bound; downloads are left unshaped (loopback is far faster than `us`) and the
 //! bounds are computed with `dmin = us`. Every upload is a netkit token bucket.
 
-use crate::Metainfo;
-use crate::config::{ClientConfig, TrackerConfig};
-use crate::create::{CreateOptions, create};
-use crate::session::Session;
-use crate::tracker::TrackerServer;
+use super::plot::{Series, line_chart};
 use appnet_netkit::Service;
 use appnet_netkit::harness::{self, any_loopback};
+use appnet_torrent::Metainfo;
+use appnet_torrent::config::{ClientConfig, TrackerConfig};
+use appnet_torrent::create::{CreateOptions, create};
+use appnet_torrent::session::Session;
+use appnet_torrent::tracker::TrackerServer;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -247,56 +248,21 @@ pub async fn run(opts: Options, mut progress: impl FnMut(&str)) -> io::Result<Re
 
 /// The textbook's figure: distribution time (in units of F/u) against N.
 fn plot(path: &Path, rows: &[Row], fu: f64) -> Result<(), String> {
-    use plotters::prelude::*;
-    let e = |e: &dyn std::fmt::Display| e.to_string();
-    let max_n = rows.iter().map(|r| r.n).max().unwrap_or(1) as f64;
-    let max_y = rows.iter().map(|r| r.cs.max(r.cs_bound).max(r.p2p) / fu).fold(0.5f64, f64::max) * 1.1;
-    let root = SVGBackend::new(path, (800, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(|x| e(&x))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Distribution time: client-server vs P2P (us = 10u)", ("sans-serif", 22))
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..max_n * 1.05, 0.0..max_y)
-        .map_err(|x| e(&x))?;
-    chart
-        .configure_mesh()
-        .x_desc("N (downloaders)")
-        .y_desc("minimum distribution time (units of F/u)")
-        .draw()
-        .map_err(|x| e(&x))?;
-    type Series = (&'static str, Vec<(f64, f64)>, RGBColor, bool);
-    let series: [Series; 4] = [
-        ("client-server bound", rows.iter().map(|r| (r.n as f64, r.cs_bound / fu)).collect(), RED, true),
-        ("client-server measured", rows.iter().map(|r| (r.n as f64, r.cs / fu)).collect(), RED, false),
-        ("P2P bound", rows.iter().map(|r| (r.n as f64, r.p2p_bound / fu)).collect(), BLUE, true),
-        ("P2P measured", rows.iter().map(|r| (r.n as f64, r.p2p / fu)).collect(), BLUE, false),
+    let points = |f: &dyn Fn(&Row) -> f64| rows.iter().map(|r| (r.n as f64, f(r) / fu)).collect::<Vec<_>>();
+    let series = [
+        Series::theory("client-server bound", points(&|r| r.cs_bound)),
+        Series::measured("client-server measured", points(&|r| r.cs)),
+        Series::theory("P2P bound", points(&|r| r.p2p_bound)),
+        Series::measured("P2P measured", points(&|r| r.p2p)),
     ];
-    for (name, pts, color, theory) in series {
-        let style = if theory { color.stroke_width(1) } else { color.stroke_width(2) };
-        chart
-            .draw_series(LineSeries::new(pts.clone(), style))
-            .map_err(|x| e(&x))?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        if !theory {
-            chart
-                .draw_series(PointSeries::of_element(pts, 4, color.filled(), &|c, s, st| {
-                    EmptyElement::at(c) + Circle::new((0, 0), s, st)
-                }))
-                .map_err(|x| e(&x))?;
-        }
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(|x| e(&x))?;
-    root.present().map_err(|x| e(&x))?;
-    Ok(())
+    line_chart(
+        path,
+        "Distribution time: client-server vs P2P (us = 10u)",
+        "N (downloaders)",
+        "minimum distribution time (units of F/u)",
+        &series,
+    )
+    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
