@@ -13,6 +13,7 @@
 //! - [`lines`]: bounded line reading, so no client can grow memory with an endless line.
 //! - [`files`]: crash-safe replacement of state files kept across restarts.
 //! - [`io`]: generic I/O wrappers: replaying sniffed bytes, gathering small writes.
+//! - [`units`]: sizes written by people (`64KiB`, `10MB`), one rule for every flag and config.
 
 pub mod accept;
 pub mod acl;
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod rate;
 pub mod service;
 pub mod shutdown;
+pub mod units;
 
 pub use service::{BoxError, Service};
 pub use shutdown::Shutdown;
