@@ -4,14 +4,18 @@
 //!
 //! - [`id`]: m-bit identifiers, SHA-1 hashing, arcs of the circle.
 //! - [`wire`]: the versioned, length-prefixed binary RPC format (pure codecs).
-//! - [`routing`], [`lookup`], [`store`], [`node`], [`stats`], [`suspects`]: the sans-IO node core.
-//! - [`server`] and [`client`]: the tokio driver over TCP, and the client used by the CLI.
+//! - [`routing`], [`lookup`], [`store`], [`node`], [`stats`], [`suspects`], [`time`]: the sans-IO
+//!   node core.
+//! - [`server`] and [`client`]: the tokio driver over TCP, and the client used by the CLI; [`pool`],
+//!   [`frame`] and [`error`] beneath both (pooled connections, framing, the RPC error).
 //! - [`sim`]: a discrete-event simulator that runs the same core with virtual time.
 //!
 //! The paper's experiments (path length, load balance, failures, churn) live in appnet-lab.
 
 pub mod client;
 pub mod config;
+pub mod error;
+pub mod frame;
 pub mod id;
 pub mod lookup;
 pub mod node;
@@ -22,6 +26,7 @@ pub mod sim;
 pub mod stats;
 pub mod store;
 pub mod suspects;
+pub mod time;
 pub mod wire;
 
 pub use config::ChordConfig;

@@ -10,12 +10,10 @@ use crate::routing::Routing;
 use crate::stats::Counters;
 use crate::store::{Store, Tombstones};
 use crate::suspects::Suspects;
+use crate::time::Millis;
 use crate::wire::{ErrorCode, Item, NodeRef, Request, Response};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-
-/// Milliseconds on the driver's monotonic clock (real or virtual).
-pub type Millis = u64;
 
 /// Most bytes of item data sent in one `Store` message during hand-over or replication.
 const STORE_BATCH_BYTES: usize = 1024 * 1024;

@@ -9,7 +9,8 @@
 //! once on a fresh connection, which to a dead peer fails at once (refused) or times out, so a
 //! dead peer is still reported unreachable as quickly as without the pool.
 
-use crate::client::{ClientError, read_frame, write_frame};
+use crate::error::ClientError;
+use crate::frame::{read_frame, write_frame};
 use crate::wire::{self, Request, Response, RingKey, Stamp};
 use std::collections::HashMap;
 use std::io;

@@ -3,8 +3,9 @@
 //! in tasks whose replies (or timeouts) come back through a channel. On shutdown the node leaves
 //! gracefully (keys and neighbours handed over); [`ChordServer::killer`] stops it abruptly.
 
-use crate::client::{ClientError, FrameBudget, read_frame_within, write_frame};
 use crate::config::{ChordConfig, ConfigError};
+use crate::error::ClientError;
+use crate::frame::{FrameBudget, read_frame_within, write_frame};
 use crate::node::{Event, Node, Origin, Output, RpcFailure};
 use crate::pool::Pool;
 use crate::wire::{self, AuthError, ErrorCode, NodeRef, ReplayGuard, Request, Response, RingKey, Stamp};

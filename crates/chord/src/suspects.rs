@@ -9,7 +9,7 @@
 //! for a bounded time and leaves it out of whatever it adopts from others meanwhile; a direct
 //! sign of life (the peer answers one of our RPCs or notifies us) clears the mark at once.
 
-use crate::node::Millis;
+use crate::time::Millis;
 use crate::wire::NodeRef;
 use std::net::SocketAddr;
 

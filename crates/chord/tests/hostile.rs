@@ -4,7 +4,8 @@
 //! connection, a forged `Leaving` does not remove a live node from a ring without a secret,
 //! and nodes on their own loopback addresses still pass the address checks.
 
-use appnet_chord::client::{Client, ClientError};
+use appnet_chord::client::Client;
+use appnet_chord::error::ClientError;
 use appnet_chord::pool::{Pool, PoolLimits};
 use appnet_chord::wire::{self, ErrorCode, NodeRef, Request, Response, RingKey, Stamp};
 use appnet_chord::{ChordConfig, ChordServer};

@@ -9,7 +9,8 @@ mod rng;
 pub use rng::Rng;
 
 use crate::id::Id;
-use crate::node::{Event, Millis, Node, Origin, Output, Params, RpcFailure};
+use crate::node::{Event, Node, Origin, Output, Params, RpcFailure};
+use crate::time::Millis;
 use crate::wire::{NodeRef, Request, Response};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
