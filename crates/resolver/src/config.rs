@@ -63,26 +63,6 @@ pub struct ResolverConfig {
     pub max_queries_per_question: usize,
 }
 
-/// Parses a size in bytes: `33554432`, `32MiB`, `512KiB`, `1GiB`, `64M`, `10kB` (K/M/G alone
-/// mean the binary units, as in Unbound's `msg-cache-size: 4m`).
-pub fn parse_size(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: usize = num.parse().map_err(|_| format!("{text:?} is not a size like 32MiB or 1048576"))?;
-    let mult: usize = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        other => return Err(format!("unknown unit {other:?} in {text:?} (use KiB, MiB, GiB, kB, MB, GB)")),
-    };
-    n.checked_mul(mult).ok_or_else(|| format!("{text:?} is too large"))
-}
-
 fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -92,7 +72,7 @@ fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     }
     match Size::deserialize(d)? {
         Size::Bytes(n) => Ok(n),
-        Size::Text(t) => parse_size(&t).map_err(serde::de::Error::custom),
+        Size::Text(t) => appnet_netkit::units::parse_size_usize(&t).map_err(serde::de::Error::custom),
     }
 }
 
@@ -128,14 +108,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_parse_with_and_without_units() {
-        assert_eq!(parse_size("33554432"), Ok(32 << 20));
-        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
-        assert_eq!(parse_size("4m"), Ok(4 << 20));
-        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
-        assert_eq!(parse_size("10kB"), Ok(10_000));
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("3 parsecs").is_err());
-        assert!(parse_size("99999999999999999999GiB").is_err());
+    fn cache_size_reads_bytes_or_text() {
+        use serde::de::IntoDeserializer;
+        use serde::de::value::Error;
+        let text = |t: &str| de_size(IntoDeserializer::<Error>::into_deserializer(t));
+        assert_eq!(de_size(IntoDeserializer::<Error>::into_deserializer(33_554_432u64)), Ok(32 << 20));
+        assert_eq!(text("4m"), Ok(4 << 20));
+        assert_eq!(text("32MiB"), Ok(32 << 20));
+        assert_eq!(text("10kB"), Ok(10_000));
+        assert!(text("lots").is_err());
+        assert!(text("99999999999999999999GiB").is_err());
     }
 }

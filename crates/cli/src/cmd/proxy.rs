@@ -47,13 +47,13 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
     /// Memory cache size, e.g. 256MiB, 1GiB [default: 256MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = appnet_netkit::units::parse_size)]
     memory_size: Option<u64>,
     /// Disk cache size with --cache-dir [default: 4GiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = appnet_netkit::units::parse_size)]
     disk_size: Option<u64>,
     /// Largest object stored; larger ones pass through [default: 64MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = appnet_netkit::units::parse_size)]
     max_object_size: Option<u64>,
     /// Clients allowed to use the proxy: address or CIDR (repeatable) [default: loopback and
     /// private networks]. `all` allows everyone.
@@ -76,7 +76,7 @@ pub struct ProxyArgs {
     forward_host_overrides: bool,
     /// Bytes of bodies being stored in memory at once by all misses together; a miss that
     /// would exceed it streams through uncached [default: 64MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = appnet_netkit::units::parse_size)]
     max_inflight: Option<u64>,
     /// Seconds an origin has to start answering before 504 [default: 30].
     #[arg(long, value_name = "SECS")]
@@ -239,23 +239,6 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     server.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))
-}
-
-/// Parses `256MiB`, `1GiB`, `64M`, `512k`, `4096` into bytes.
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| format!("{s:?}: expected a size like 256MiB"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        _ => return Err(format!("{s:?}: unknown unit (use KiB, MiB, GiB)")),
-    };
-    Ok((n * mult as f64) as u64)
 }
 
 /// Flags for `web cdn`; each overrides the `[cdn]` table of --config.

@@ -46,7 +46,7 @@ pub struct ResolverArgs {
     local_zones: Vec<String>,
     /// Memory for cached answers and delegations, e.g. 32MiB, 512KiB; least recently used
     /// entries go past it [default: 32MiB].
-    #[arg(long, value_name = "SIZE", value_parser = appnet_resolver::config::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = appnet_netkit::units::parse_size_usize)]
     cache_size: Option<usize>,
     /// Largest TTL (seconds) kept in the cache and given to clients [default: 86400].
     #[arg(long, value_name = "SECS")]

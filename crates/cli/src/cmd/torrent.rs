@@ -98,8 +98,8 @@ pub struct CreateArgs {
     #[arg(long = "tracker", value_name = "URL")]
     trackers: Vec<String>,
     /// Bytes per piece: 256KiB (the default), 1MiB, 16384, ...
-    #[arg(long, value_name = "SIZE", default_value = "256KiB")]
-    piece_size: String,
+    #[arg(long, value_name = "SIZE", default_value = "256KiB", value_parser = positive_size)]
+    piece_size: u64,
     /// Mark the torrent private (BEP 27: peers from the tracker only).
     #[arg(long)]
     private: bool,
@@ -154,11 +154,11 @@ pub struct PeerArgs {
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
     /// Upload cap for all peers together, e.g. 500KiB (per second).
-    #[arg(long, value_name = "RATE")]
-    upload_rate: Option<String>,
+    #[arg(long, value_name = "RATE", value_parser = positive_rate)]
+    upload_rate: Option<u64>,
     /// Download cap for all peers together, e.g. 2MiB (per second).
-    #[arg(long, value_name = "RATE")]
-    download_rate: Option<String>,
+    #[arg(long, value_name = "RATE", value_parser = positive_rate)]
+    download_rate: Option<u64>,
     /// Most connected peers; when full, a newcomer replaces the oldest peer that never became
     /// useful (not interested, no block either way) [default: 50].
     #[arg(long, value_name = "N")]
@@ -246,24 +246,21 @@ pub async fn run(cmd: TorrentCmd, ctx: &Context) -> anyhow::Result<()> {
     }
 }
 
-/// Parses `256KiB`, `1MiB`, `4M`, `16384`, `2.5MB` into bytes.
-fn parse_size(s: &str) -> anyhow::Result<u64> {
-    let t = s.trim().trim_end_matches("/s");
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().with_context(|| format!("{s:?} is not a size like 256KiB or 1048576"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "kb" => 1000,
-        "m" | "mib" => 1 << 20,
-        "mb" => 1_000_000,
-        "g" | "gib" => 1 << 30,
-        "gb" => 1_000_000_000,
-        other => anyhow::bail!("unknown unit {other:?} in {s:?} (use KiB, MiB, GiB, kB, MB, GB)"),
-    };
-    anyhow::ensure!(n > 0.0 && n.is_finite(), "{s:?} must be positive");
-    Ok((n * mult as f64) as u64)
+/// A piece size for `--piece-size` ([`appnet_netkit::units::parse_size`]; zero is refused).
+fn positive_size(s: &str) -> Result<u64, String> {
+    match appnet_netkit::units::parse_size(s) {
+        Ok(0) => Err(format!("{s:?} must be positive")),
+        r => r.map_err(|e| e.to_string()),
+    }
+}
+
+/// A rate cap for `--upload-rate`/`--download-rate` ([`appnet_netkit::units::parse_rate`];
+/// zero is refused: leave the flag out for no cap).
+fn positive_rate(s: &str) -> Result<u64, String> {
+    match appnet_netkit::units::parse_rate(s) {
+        Ok(0) => Err(format!("{s:?} must be positive (leave the flag out for no cap)")),
+        r => r.map_err(|e| e.to_string()),
+    }
 }
 
 fn read_torrent(path: &Path) -> anyhow::Result<Metainfo> {
@@ -272,7 +269,7 @@ fn read_torrent(path: &Path) -> anyhow::Result<Metainfo> {
 }
 
 async fn create_cmd(a: CreateArgs) -> anyhow::Result<()> {
-    let piece_length = parse_size(&a.piece_size)?;
+    let piece_length = a.piece_size;
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).ok();
     let opts = CreateOptions {
@@ -468,11 +465,11 @@ fn client_config(p: &PeerArgs, ctx: &Context) -> anyhow::Result<ClientConfig> {
     if let Some(l) = p.listen {
         c.listen = l;
     }
-    if let Some(r) = &p.upload_rate {
-        c.upload_rate = Some(parse_size(r)?);
+    if let Some(r) = p.upload_rate {
+        c.upload_rate = Some(r);
     }
-    if let Some(r) = &p.download_rate {
-        c.download_rate = Some(parse_size(r)?);
+    if let Some(r) = p.download_rate {
+        c.download_rate = Some(r);
     }
     if let Some(n) = p.max_peers {
         c.max_peers = n;
@@ -639,14 +636,16 @@ async fn get_cmd(a: GetArgs, ctx: &Context) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{positive_rate, positive_size};
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("256KiB").unwrap(), 262_144);
-        assert_eq!(parse_size("1MiB/s").unwrap(), 1 << 20);
-        assert_eq!(parse_size("16384").unwrap(), 16384);
-        assert_eq!(parse_size("2.5MB").unwrap(), 2_500_000);
-        assert!(parse_size("12 parsecs").is_err());
+    fn sizes_and_rates_use_the_shared_parser_and_refuse_zero() {
+        assert_eq!(positive_size("256KiB"), Ok(262_144));
+        assert_eq!(positive_size("16384"), Ok(16384));
+        assert_eq!(positive_size("2.5MB"), Ok(2_500_000));
+        assert_eq!(positive_rate("1MiB/s"), Ok(1 << 20));
+        assert!(positive_size("0").is_err());
+        assert!(positive_rate("0KiB/s").is_err());
+        assert!(positive_size("12 parsecs").is_err());
     }
 }
