@@ -10,6 +10,7 @@
 //!   per question; [`driver`]: the thin tokio driver that sends its queries ([`driver::Resolver`]).
 //! - [`transport`]: UDP/TCP exchanges with the anti-spoofing rules.
 //! - [`trace`]: the numbered steps `--trace` and the lab tour print.
+//! - [`lookup`]: a URL's host (`[::1]:5353`, `host:port`) and its address, for clients.
 //! - [`clients`]: access control and per-client rate limits; [`respond`]: query → response.
 //! - [`admission`]: caps on questions in flight per client and upstream exchanges per zone.
 //! - [`server`]: the tokio service (UDP + TCP); [`config`], [`hints`]: its settings.
@@ -23,6 +24,7 @@ pub mod hints;
 pub mod infra;
 pub mod iterate;
 pub mod local;
+pub mod lookup;
 pub mod lru;
 pub mod respond;
 pub mod server;

@@ -176,33 +176,8 @@ pub async fn trace(
     Ok(())
 }
 
-/// The address of a URL's host, asked of the recursive resolver `server` (an A record; a host
-/// that is already an address is returned as it is).
+/// The address of a URL's host, asked of the recursive resolver `server` (see
+/// [`appnet_resolver::lookup::lookup_url`]).
 pub async fn lookup_address(url: &str, server: SocketAddr) -> anyhow::Result<std::net::IpAddr> {
-    use appnet_dns::client::{QueryOpts, query};
-    let host = url
-        .split_once("://")
-        .map(|(_, rest)| rest)
-        .and_then(|rest| rest.split(['/', '?', '#']).next())
-        .map(|authority| authority.rsplit_once(':').map_or(authority, |(h, _)| h))
-        .filter(|h| !h.is_empty())
-        .with_context(|| format!("no host in {url}"))?;
-    if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse() {
-        return Ok(ip);
-    }
-    let name = from_text(host).map_err(|e| anyhow::anyhow!(e))?;
-    let opts = QueryOpts { recursion_desired: true, ..QueryOpts::default() };
-    let answer = query(server, &name, appnet_dns::wire::rrtype::code::A, opts)
-        .await
-        .with_context(|| format!("cannot ask {server} for {host}"))?;
-    let parsed = appnet_dns::wire::message::parse(&answer.bytes).map_err(|e| anyhow::anyhow!(e))?;
-    parsed
-        .answer
-        .iter()
-        .rev()
-        .find_map(|r| {
-            <[u8; 4]>::try_from(&r.rdata[..]).ok().filter(|_| r.rtype == appnet_dns::wire::rrtype::code::A)
-        })
-        .map(std::net::IpAddr::from)
-        .with_context(|| format!("{server} has no address for {host} (rcode {})", parsed.rcode))
+    Ok(appnet_resolver::lookup::lookup_url(url, server).await?)
 }
