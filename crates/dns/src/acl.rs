@@ -91,14 +91,14 @@ impl ServerKeys {
             } else {
                 (addr.parse::<IpAddr>().map_err(|_| format!("bad server address {addr:?}"))?, None)
             };
-            entries.push((crate::respond::canonical(ip), port, key));
+            entries.push((appnet_netkit::acl::canonical(ip), port, key));
         }
         Ok(ServerKeys { entries })
     }
 
     /// The key for `server` (an entry with its port first, then one for any port).
     pub fn for_server(&self, server: std::net::SocketAddr) -> Option<&Arc<Key>> {
-        let ip = crate::respond::canonical(server.ip());
+        let ip = appnet_netkit::acl::canonical(server.ip());
         let exact = self.entries.iter().find(|(i, p, _)| *i == ip && *p == Some(server.port()));
         exact.or_else(|| self.entries.iter().find(|(i, p, _)| *i == ip && p.is_none())).map(|(_, _, k)| k)
     }

@@ -408,3 +408,29 @@ fn push_addresses<'a>(plan: &mut Plan<'a>, owner: &'a [u8], node: Node<'a>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::name::from_text;
+    use std::sync::Arc;
+
+    fn zone(apex: &str) -> Arc<Zone> {
+        let text = format!("$ORIGIN {apex}.\n@ 3600 SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n");
+        Arc::new(Zone::from_text(apex, &text).unwrap())
+    }
+
+    #[test]
+    fn an_expired_zone_answers_servfail_and_its_parent_answers_the_rest() {
+        let apex = from_text("sub.example").unwrap();
+        let expired = ServedZones::new([zone("example"), zone("sub.example")]).with_expired(&apex);
+        let (inside, parent_name) =
+            (from_text("www.sub.example").unwrap(), from_text("www.example").unwrap());
+        let mut scratch = Scratch::new();
+        let plan = lookup(&expired, &inside, code::A, &mut scratch);
+        assert_eq!(plan.rcode, rcode::SERVFAIL);
+        let mut scratch = Scratch::new();
+        let plan = lookup(&expired, &parent_name, code::A, &mut scratch);
+        assert_eq!(plan.rcode, rcode::NXDOMAIN);
+    }
+}

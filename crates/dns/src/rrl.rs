@@ -3,7 +3,7 @@
 //! out truncated (TC, empty sections) so a real client retries over TCP, and the rest are dropped
 //! so a spoofed victim gets no amplified traffic.
 
-use crate::respond::canonical;
+use appnet_netkit::acl::canonical;
 use appnet_netkit::rate::TokenBucket;
 use serde::Deserialize;
 use std::net::IpAddr;

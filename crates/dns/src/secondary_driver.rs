@@ -5,10 +5,11 @@
 use crate::client::{self, Transferred};
 use crate::journal;
 use crate::secondary::{Action, Event, NotifyVerdict, Params, Secondary, TransferOutcome, Xfr};
-use crate::server::Shared;
+use crate::served::Catalog;
 use crate::store;
 use crate::wire::message::Record;
 use crate::wire::name::{self, NameBuf};
+use crate::wire::tsig::Key;
 use crate::wire::zonefile::{Location, ZoneRecord};
 use crate::zone::{SoaInfo, Zone};
 use appnet_netkit::Shutdown;
@@ -109,10 +110,21 @@ impl SecondaryState {
     }
 }
 
+/// What the driver of one secondary zone needs from its server: the zone set to install into,
+/// the TSIG key for its primary, and the journal bound. Given by value, so the driver does not
+/// depend on the server's own state.
+pub(crate) struct Env {
+    /// The server's zone set.
+    pub catalog: Arc<Catalog>,
+    /// The key the primary wants on SOA queries and transfers, if any.
+    pub key: Option<Arc<Key>>,
+    /// Most bytes of IXFR journal kept per zone.
+    pub max_journal: usize,
+}
+
 /// Asks the primary for its SOA.
-async fn query_soa(shared: &Shared, state: &SecondaryState) -> Option<SoaInfo> {
-    let key = shared.server_keys.for_server(state.primary).cloned();
-    match client::soa(state.primary, &state.apex, SOA_TIMEOUT, key.as_ref()).await {
+async fn query_soa(env: &Env, state: &SecondaryState) -> Option<SoaInfo> {
+    match client::soa(state.primary, &state.apex, SOA_TIMEOUT, env.key.as_ref()).await {
         Ok(rec) => SoaInfo::from_rdata(&rec.rdata),
         Err(e) => {
             tracing::debug!(zone = %state.name(), primary = %state.primary, "SOA query: {e}");
@@ -123,10 +135,9 @@ async fn query_soa(shared: &Shared, state: &SecondaryState) -> Option<SoaInfo> {
 
 /// Runs one transfer and builds the zone it brings (checked like a zone file, successor of the
 /// zone served now so its journal continues).
-async fn transfer(shared: &Shared, state: &SecondaryState, xfr: Xfr) -> (TransferOutcome, Option<Zone>) {
-    let key = shared.server_keys.for_server(state.primary).cloned();
-    let current = shared.served().zone(&state.apex).cloned();
-    let max_journal = shared.config.journal_max_bytes;
+async fn transfer(env: &Env, state: &SecondaryState, xfr: Xfr) -> (TransferOutcome, Option<Zone>) {
+    let current = env.catalog.served().zone(&state.apex).cloned();
+    let max_journal = env.max_journal;
     let ours = match xfr {
         Xfr::Ixfr { .. } => current.as_deref().and_then(journal::soa_record),
         Xfr::Axfr => None,
@@ -134,7 +145,8 @@ async fn transfer(shared: &Shared, state: &SecondaryState, xfr: Xfr) -> (Transfe
     if matches!(xfr, Xfr::Ixfr { .. }) && ours.is_none() {
         return (TransferOutcome::Failed, None);
     }
-    let got = client::transfer(state.primary, &state.apex, ours.as_ref(), XFR_TIMEOUT, key.as_ref()).await;
+    let got =
+        client::transfer(state.primary, &state.apex, ours.as_ref(), XFR_TIMEOUT, env.key.as_ref()).await;
     let built = match got {
         Ok(Transferred::UpToDate) => return (TransferOutcome::UpToDate, None),
         Ok(Transferred::Incremental(steps)) => {
@@ -199,7 +211,7 @@ async fn build(
 
 /// The driver loop of one secondary zone: perform the core's actions, sleep until its timer or
 /// a NOTIFY, until shutdown.
-pub(crate) async fn run(shared: Arc<Shared>, state: Arc<SecondaryState>, shutdown: Shutdown) {
+pub(crate) async fn run(env: Env, state: Arc<SecondaryState>, shutdown: Shutdown) {
     // The zone a transfer brought, until the core says to install it.
     let mut ready: Option<Zone> = None;
     loop {
@@ -211,14 +223,14 @@ pub(crate) async fn run(shared: Arc<Shared>, state: Arc<SecondaryState>, shutdow
                 Action::QuerySoa { .. } => {
                     let soa = tokio::select! {
                         _ = shutdown.wait() => return,
-                        soa = query_soa(&shared, &state) => soa,
+                        soa = query_soa(&env, &state) => soa,
                     };
                     state.core().on_soa(Instant::now(), soa);
                 }
                 Action::Transfer { xfr, .. } => {
                     let (outcome, zone) = tokio::select! {
                         _ = shutdown.wait() => return,
-                        got = transfer(&shared, &state, xfr) => got,
+                        got = transfer(&env, &state, xfr) => got,
                     };
                     ready = zone;
                     state.core().on_transfer(Instant::now(), outcome);
@@ -230,9 +242,9 @@ pub(crate) async fn run(shared: Arc<Shared>, state: Arc<SecondaryState>, shutdow
                     if let Err(e) = state.persist(&zone) {
                         tracing::warn!(zone = %state.name(), "cannot store the zone on disk: {e}");
                     }
-                    shared.update(|c| c.with_zone(zone));
+                    env.catalog.update(|c| c.with_zone(zone));
                 }
-                Action::Expire => shared.update(|c| c.with_expired(&state.apex)),
+                Action::Expire => env.catalog.update(|c| c.with_expired(&state.apex)),
                 Action::Log(e) => state.log(e),
             }
         }

@@ -6,7 +6,8 @@ use crate::wire::name::{MAX_NAME, NameBuf, lower_into, parent};
 use crate::zone::{Fnv, Zone};
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 /// Zones by apex name, and the secondary zones that expired (answered with SERVFAIL until a
 /// transfer brings them back).
@@ -123,6 +124,40 @@ impl ServedZones {
     }
 }
 
+/// The zone set a running server answers from, swapped atomically on reload or transfer. It
+/// exists apart from the server so that the drivers that change the set (the secondary zones'
+/// loops) need only this, not the server; readers notice a swap through the generation counter.
+#[derive(Debug, Default)]
+pub(crate) struct Catalog {
+    zones: RwLock<Arc<ServedZones>>,
+    generation: AtomicU64,
+}
+
+impl Catalog {
+    /// A catalog serving `zones`.
+    pub fn new(zones: ServedZones) -> Catalog {
+        Catalog { zones: RwLock::new(Arc::new(zones)), generation: AtomicU64::new(0) }
+    }
+
+    /// The current zone set.
+    pub fn served(&self) -> Arc<ServedZones> {
+        self.zones.read().map(|c| c.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Replaces the zone set with `f(current)` atomically.
+    pub fn update(&self, f: impl FnOnce(&ServedZones) -> ServedZones) {
+        let mut guard = self.zones.write().unwrap_or_else(|p| p.into_inner());
+        let next = Arc::new(f(&guard));
+        *guard = next;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Bumped by every [`update`](Catalog::update).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,15 +181,21 @@ mod tests {
         let other = from_text("www.example").unwrap();
         assert!(matches!(expired.lookup(&other), Served::Zone(_)), "the parent still answers");
         assert!(matches!(expired.lookup(&from_text("nowhere").unwrap()), Served::NotAuthoritative));
-        // Over the wire: SERVFAIL for names in the expired zone, the parent answers the rest.
-        let mut scratch = crate::answer::Scratch::new();
-        let plan = crate::answer::lookup(&expired, &name, crate::wire::rrtype::code::A, &mut scratch);
-        assert_eq!(plan.rcode, crate::wire::response::rcode::SERVFAIL);
-        let mut scratch = crate::answer::Scratch::new();
-        let plan = crate::answer::lookup(&expired, &other, crate::wire::rrtype::code::A, &mut scratch);
-        assert_eq!(plan.rcode, crate::wire::response::rcode::NXDOMAIN);
         let back = expired.with_zone(zone("sub.example"));
         assert!(!back.is_expired(&apex));
         assert!(matches!(back.lookup(&name), Served::Zone(_)));
+    }
+
+    #[test]
+    fn a_catalog_swaps_the_set_and_counts_each_swap() {
+        let catalog = Catalog::new(ServedZones::new([zone("example")]));
+        let apex = from_text("sub.example").unwrap();
+        assert_eq!(catalog.generation(), 0);
+        catalog.update(|c| c.with_zone(zone("sub.example")));
+        assert_eq!(catalog.generation(), 1);
+        assert!(catalog.served().zone(&apex).is_some());
+        catalog.update(|c| c.with_expired(&apex));
+        assert_eq!(catalog.generation(), 2);
+        assert!(catalog.served().is_expired(&apex));
     }
 }

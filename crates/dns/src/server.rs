@@ -15,7 +15,7 @@ use crate::rrl::{Rrl, Verdict, slip_response};
 use crate::secondary::NotifyVerdict;
 use crate::secondary_driver::{self, SecondaryState};
 use crate::serial::Serial;
-use crate::served::ServedZones;
+use crate::served::{Catalog, ServedZones};
 use crate::store;
 use crate::wire::name::{self, NameBuf};
 use crate::wire::query::Header;
@@ -30,8 +30,7 @@ use appnet_netkit::metrics::{Counter, Gauge, Registry};
 use appnet_netkit::{BoxError, Service, Shutdown};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
@@ -139,8 +138,7 @@ struct FileZone {
 pub(crate) struct Shared {
     pub config: DnsConfig,
     pub policy: Policy,
-    catalog: RwLock<Arc<ServedZones>>,
-    generation: AtomicU64,
+    catalog: Arc<Catalog>,
     files: Vec<FileZone>,
     pub secondaries: Vec<Arc<SecondaryState>>,
     pub stats: Stats,
@@ -151,19 +149,16 @@ pub(crate) struct Shared {
 impl Shared {
     /// The current zone set.
     pub fn served(&self) -> Arc<ServedZones> {
-        self.catalog.read().map(|c| c.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.catalog.served()
     }
 
     /// Replaces the zone set with `f(current)` atomically.
     pub fn update(&self, f: impl FnOnce(&ServedZones) -> ServedZones) {
-        let mut guard = self.catalog.write().unwrap_or_else(|p| p.into_inner());
-        let next = Arc::new(f(&guard));
-        *guard = next;
-        self.generation.fetch_add(1, Ordering::Release);
+        self.catalog.update(f)
     }
 
     fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.catalog.generation()
     }
 
     /// Answers a NOTIFY: accepted (and a refresh triggered) only for a secondary zone from its
@@ -402,8 +397,7 @@ impl DnsServer {
         let shared = Arc::new(Shared {
             config,
             policy,
-            catalog: RwLock::new(Arc::new(ServedZones::new(zones))),
-            generation: AtomicU64::new(0),
+            catalog: Arc::new(Catalog::new(ServedZones::new(zones))),
             files,
             secondaries,
             stats: Stats::new(),
@@ -436,8 +430,13 @@ impl Service for DnsServer {
             shutdown.spawn(async move { udp_worker(sock, shared, sd).await });
         }
         for state in &shared.secondaries {
-            let (shared, state, sd) = (shared.clone(), state.clone(), shutdown.clone());
-            shutdown.spawn(async move { secondary_driver::run(shared, state, sd).await });
+            let env = secondary_driver::Env {
+                catalog: shared.catalog.clone(),
+                key: shared.server_keys.for_server(state.primary).cloned(),
+                max_journal: shared.config.journal_max_bytes,
+            };
+            let (state, sd) = (state.clone(), shutdown.clone());
+            shutdown.spawn(async move { secondary_driver::run(env, state, sd).await });
         }
         #[cfg(unix)]
         {
