@@ -10,3 +10,11 @@ pub mod torrent;
 pub mod torrent_progress;
 pub mod upper;
 pub mod web;
+
+/// Puts a flag's value over a config field: every service's `XOptions::apply` is built from
+/// this, so "a flag given overrides the config file, a flag left out keeps it" holds everywhere.
+pub fn set<T>(field: &mut T, flag: Option<T>) {
+    if let Some(v) = flag {
+        *field = v;
+    }
+}

@@ -1,5 +1,6 @@
 //! `appnet upper serve|ask`: the uppercase server and client.
 
+use super::set;
 use crate::context::Context;
 use anyhow::Context as _;
 use appnet_netkit::{Service, Shutdown};
@@ -26,17 +27,24 @@ pub enum UpperCmd {
     Ask(AskArgs),
 }
 
-/// Flags for `upper serve`; each overrides the `[upper]` table of --config.
+/// Flags for `upper serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    options: UpperOptions,
+}
+
+/// The service flags of `upper serve`; each overrides the `[upper]` table of --config.
+#[derive(Args, Debug, Default)]
+pub struct UpperOptions {
     /// Address to listen on [default: 127.0.0.1:12000].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
     /// Serve UDP datagrams instead of TCP connections.
     #[arg(long)]
     udp: bool,
-    /// Longest accepted line or datagram, in bytes [default: 65536].
-    #[arg(long, value_name = "BYTES")]
+    /// Longest accepted line or datagram, e.g. 4096, 64KiB [default: 64KiB].
+    #[arg(long, value_name = "SIZE", value_parser = appnet_netkit::units::parse_size_usize)]
     max_line: Option<usize>,
     /// Seconds a TCP connection has after an answer to send its whole next line [default: 60].
     #[arg(long, value_name = "SECS")]
@@ -53,6 +61,20 @@ pub struct ServeArgs {
     /// Largest UDP reply as a multiple of the request's size; larger ones are not sent [default: 3].
     #[arg(long, value_name = "N")]
     udp_max_amplification: Option<usize>,
+}
+
+impl UpperOptions {
+    /// Puts the flags given over `config` (the `[upper]` table); absent flags keep its values.
+    pub fn apply(self, config: &mut UpperConfig) {
+        set(&mut config.listen, self.listen);
+        config.udp |= self.udp;
+        set(&mut config.max_line, self.max_line);
+        set(&mut config.idle_timeout_secs, self.idle_timeout);
+        set(&mut config.request_timeout_secs, self.request_timeout);
+        set(&mut config.max_connections, self.max_connections);
+        set(&mut config.max_per_ip, self.max_per_ip);
+        set(&mut config.udp_max_amplification, self.udp_max_amplification);
+    }
 }
 
 /// Flags for `upper ask`.
@@ -81,28 +103,7 @@ pub async fn run(cmd: UpperCmd, ctx: &Context) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
     let mut config: UpperConfig = ctx.section("upper")?;
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    config.udp |= args.udp;
-    if let Some(n) = args.max_line {
-        config.max_line = n;
-    }
-    if let Some(s) = args.idle_timeout {
-        config.idle_timeout_secs = s;
-    }
-    if let Some(s) = args.request_timeout {
-        config.request_timeout_secs = s;
-    }
-    if let Some(n) = args.max_connections {
-        config.max_connections = n;
-    }
-    if let Some(n) = args.max_per_ip {
-        config.max_per_ip = n;
-    }
-    if let Some(n) = args.udp_max_amplification {
-        config.udp_max_amplification = n;
-    }
+    args.options.apply(&mut config);
     let proto = if config.udp { "udp" } else { "tcp" };
     let listen = config.listen;
     let server = UpperServer::bind(config).await.with_context(|| format!("cannot listen on {listen}"))?;
@@ -125,4 +126,33 @@ async fn ask(args: AskArgs) -> anyhow::Result<()> {
     out.write_all(&answer)?;
     out.write_all(b"\n")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_config_and_absent_flags_keep_it() {
+        let mut config = UpperConfig { max_line: 100, max_per_ip: 7, ..UpperConfig::default() };
+        let options = UpperOptions { max_line: Some(4096), udp: true, ..UpperOptions::default() };
+        options.apply(&mut config);
+        assert_eq!((config.max_line, config.udp, config.max_per_ip), (4096, true, 7));
+        let before = format!("{config:?}");
+        UpperOptions::default().apply(&mut config);
+        assert_eq!(format!("{config:?}"), before);
+    }
+
+    #[test]
+    fn max_line_takes_a_size() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            options: UpperOptions,
+        }
+        let cli = Cli::try_parse_from(["upper", "--max-line", "64KiB"]).unwrap();
+        assert_eq!(cli.options.max_line, Some(64 << 10));
+        assert!(Cli::try_parse_from(["upper", "--max-line", "lots"]).is_err());
+    }
 }
