@@ -1,5 +1,6 @@
 //! `appnet chord node|put|get|delete|lookup|ring|stats`: a Chord DHT node and its client.
 
+use super::set;
 use crate::context::Context;
 use anyhow::Context as _;
 use appnet_chord::client::{Client, NodeInfo};
@@ -57,9 +58,16 @@ pub enum ChordCmd {
     Stats(StatsArgs),
 }
 
-/// Flags for `chord node`; each overrides the `[chord]` table of --config.
+/// Flags for `chord node`.
 #[derive(Args, Debug)]
 pub struct NodeArgs {
+    #[command(flatten)]
+    options: ChordOptions,
+}
+
+/// The service flags of `chord node`; each overrides the `[chord]` table of --config.
+#[derive(Args, Debug, Default)]
+pub struct ChordOptions {
     /// Address to listen on, also the address other nodes reach it at [default: 127.0.0.1:14000].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
@@ -109,8 +117,8 @@ pub struct NodeArgs {
     /// Seconds an idle connection has to deliver its whole next frame [default: 30].
     #[arg(long, value_name = "SECS")]
     idle_timeout_secs: Option<u64>,
-    /// Bytes of partly read frames held over all connections [default: 67108864 (64 MiB)].
-    #[arg(long, value_name = "BYTES")]
+    /// Memory for partly read frames over all connections, e.g. 16MiB [default: 64MiB].
+    #[arg(long, value_name = "SIZE", value_parser = appnet_netkit::units::parse_size_usize)]
     max_frame_buffer_bytes: Option<usize>,
     /// With --secret: seconds a request's timestamp may be off this node's clock [default: 30].
     #[arg(long, value_name = "SECS")]
@@ -122,6 +130,31 @@ pub struct NodeArgs {
     /// flight at once; more claims are refused [default: 16].
     #[arg(long, value_name = "N")]
     max_claim_checks: Option<usize>,
+}
+
+impl ChordOptions {
+    /// Puts the flags given over `config` (the `[chord]` table); absent flags keep its values.
+    pub fn apply(self, config: &mut ChordConfig) {
+        set(&mut config.listen, self.listen);
+        set(&mut config.join, self.join.map(Some));
+        set(&mut config.id, self.id.map(Some));
+        set(&mut config.bits, self.bits);
+        set(&mut config.successors, self.successors);
+        set(&mut config.replicas, self.replicas);
+        set(&mut config.stabilize_ms, self.stabilize_ms);
+        set(&mut config.fix_fingers_ms, self.fix_fingers_ms);
+        set(&mut config.rpc_timeout_ms, self.rpc_timeout_ms);
+        set(&mut config.gc_ms, self.gc_ms);
+        set(&mut config.secret_file, self.secret.map(Some));
+        set(&mut config.max_connections, self.max_connections);
+        set(&mut config.max_connections_per_ip, self.max_connections_per_ip);
+        set(&mut config.request_timeout_secs, self.request_timeout_secs);
+        set(&mut config.idle_timeout_secs, self.idle_timeout_secs);
+        set(&mut config.max_frame_buffer_bytes, self.max_frame_buffer_bytes);
+        set(&mut config.auth_window_secs, self.auth_window_secs);
+        set(&mut config.max_replay_entries, self.max_replay_entries);
+        set(&mut config.max_claim_checks, self.max_claim_checks);
+    }
 }
 
 /// Where to reach the ring, for the client commands.
@@ -414,63 +447,7 @@ async fn connect(at: &NodeAddr) -> anyhow::Result<Client> {
 
 async fn node(args: NodeArgs, ctx: &Context) -> anyhow::Result<()> {
     let mut config: ChordConfig = ctx.section("chord")?;
-    if let Some(v) = args.listen {
-        config.listen = v;
-    }
-    if args.join.is_some() {
-        config.join = args.join;
-    }
-    if args.id.is_some() {
-        config.id = args.id;
-    }
-    if let Some(v) = args.bits {
-        config.bits = v;
-    }
-    if let Some(v) = args.successors {
-        config.successors = v;
-    }
-    if let Some(v) = args.replicas {
-        config.replicas = v;
-    }
-    if let Some(v) = args.stabilize_ms {
-        config.stabilize_ms = v;
-    }
-    if let Some(v) = args.fix_fingers_ms {
-        config.fix_fingers_ms = v;
-    }
-    if let Some(v) = args.rpc_timeout_ms {
-        config.rpc_timeout_ms = v;
-    }
-    if let Some(v) = args.gc_ms {
-        config.gc_ms = v;
-    }
-    if args.secret.is_some() {
-        config.secret_file = args.secret;
-    }
-    if let Some(v) = args.max_connections {
-        config.max_connections = v;
-    }
-    if let Some(v) = args.max_connections_per_ip {
-        config.max_connections_per_ip = v;
-    }
-    if let Some(v) = args.request_timeout_secs {
-        config.request_timeout_secs = v;
-    }
-    if let Some(v) = args.idle_timeout_secs {
-        config.idle_timeout_secs = v;
-    }
-    if let Some(v) = args.max_frame_buffer_bytes {
-        config.max_frame_buffer_bytes = v;
-    }
-    if let Some(v) = args.auth_window_secs {
-        config.auth_window_secs = v;
-    }
-    if let Some(v) = args.max_replay_entries {
-        config.max_replay_entries = v;
-    }
-    if let Some(v) = args.max_claim_checks {
-        config.max_claim_checks = v;
-    }
+    args.options.apply(&mut config);
     let listen = config.listen;
     let join = config.join;
     let bits = config.bits;
@@ -493,4 +470,27 @@ async fn node(args: NodeArgs, ctx: &Context) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     server.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_config_and_absent_flags_keep_it() {
+        let mut config = ChordConfig { bits: 4, replicas: 2, ..ChordConfig::default() };
+        let join = SocketAddr::from(([127, 0, 0, 1], 14000));
+        let options = ChordOptions {
+            bits: Some(8),
+            join: Some(join),
+            max_frame_buffer_bytes: Some(1 << 20),
+            ..ChordOptions::default()
+        };
+        options.apply(&mut config);
+        assert_eq!((config.bits, config.join, config.replicas), (8, Some(join), 2));
+        assert_eq!(config.max_frame_buffer_bytes, 1 << 20);
+        let before = format!("{config:?}");
+        ChordOptions::default().apply(&mut config);
+        assert_eq!(format!("{config:?}"), before);
+    }
 }
