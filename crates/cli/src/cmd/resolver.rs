@@ -1,6 +1,7 @@
 //! `appnet dns resolver` (the recursive resolver service) and `appnet dns query --trace`
 //! (iterative resolution done by the command itself, printed step by step).
 
+use super::set;
 use crate::context::Context;
 use anyhow::Context as _;
 use appnet_dns::wire::name::from_text;
@@ -17,9 +18,16 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Flags for `dns resolver`; each overrides the `[resolver]` table of --config.
+/// Flags for `dns resolver`.
 #[derive(Args, Debug)]
 pub struct ResolverArgs {
+    #[command(flatten)]
+    options: ResolverOptions,
+}
+
+/// The service flags of `dns resolver`; each overrides the `[resolver]` table of --config.
+#[derive(Args, Debug, Default)]
+pub struct ResolverOptions {
     /// Address for clients, UDP and TCP [default: 127.0.0.1:8053].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
@@ -79,59 +87,37 @@ pub struct ResolverArgs {
     tcp_idle_timeout: Option<u64>,
 }
 
+impl ResolverOptions {
+    /// Puts the flags given over `config` (the `[resolver]` table); absent flags keep its
+    /// values. `--allow` replaces the configured list, `--local-zone` adds to it.
+    pub fn apply(self, config: &mut ResolverConfig) {
+        set(&mut config.listen, self.listen);
+        set(&mut config.root_hints, self.root_hints.map(Some));
+        set(&mut config.upstream_port, self.upstream_port);
+        set(&mut config.forward, self.forward.map(Some));
+        if !self.allow.is_empty() {
+            config.allow = self.allow;
+        }
+        set(&mut config.rate_limit_qps, self.rate_limit);
+        config.use_0x20 |= self.use_0x20;
+        set(&mut config.cache_size, self.cache_size);
+        set(&mut config.max_ttl, self.max_ttl);
+        set(&mut config.max_negative_ttl, self.max_negative_ttl);
+        set(&mut config.max_in_flight, self.max_in_flight);
+        set(&mut config.max_in_flight_per_zone, self.max_in_flight_per_zone);
+        set(&mut config.max_in_flight_per_client, self.max_in_flight_per_client);
+        set(&mut config.max_queries_per_question, self.max_queries_per_question);
+        set(&mut config.max_tcp_connections, self.max_tcp_connections);
+        set(&mut config.max_tcp_per_ip, self.max_tcp_per_ip);
+        set(&mut config.tcp_idle_timeout_secs, self.tcp_idle_timeout);
+        config.extra_local_zones.extend(self.local_zones);
+    }
+}
+
 /// Runs the resolver service until Ctrl-C.
 pub async fn serve(args: ResolverArgs, ctx: &Context) -> anyhow::Result<()> {
     let mut config: ResolverConfig = ctx.section("resolver")?;
-    if let Some(a) = args.listen {
-        config.listen = a;
-    }
-    if args.root_hints.is_some() {
-        config.root_hints = args.root_hints;
-    }
-    if let Some(p) = args.upstream_port {
-        config.upstream_port = p;
-    }
-    if args.forward.is_some() {
-        config.forward = args.forward;
-    }
-    if !args.allow.is_empty() {
-        config.allow = args.allow;
-    }
-    if let Some(q) = args.rate_limit {
-        config.rate_limit_qps = q;
-    }
-    config.use_0x20 |= args.use_0x20;
-    if let Some(n) = args.cache_size {
-        config.cache_size = n;
-    }
-    if let Some(n) = args.max_ttl {
-        config.max_ttl = n;
-    }
-    if let Some(n) = args.max_negative_ttl {
-        config.max_negative_ttl = n;
-    }
-    if let Some(n) = args.max_in_flight {
-        config.max_in_flight = n;
-    }
-    if let Some(n) = args.max_in_flight_per_zone {
-        config.max_in_flight_per_zone = n;
-    }
-    if let Some(n) = args.max_in_flight_per_client {
-        config.max_in_flight_per_client = n;
-    }
-    if let Some(n) = args.max_queries_per_question {
-        config.max_queries_per_question = n;
-    }
-    if let Some(n) = args.max_tcp_connections {
-        config.max_tcp_connections = n;
-    }
-    if let Some(n) = args.max_tcp_per_ip {
-        config.max_tcp_per_ip = n;
-    }
-    if let Some(n) = args.tcp_idle_timeout {
-        config.tcp_idle_timeout_secs = n;
-    }
-    config.extra_local_zones.extend(args.local_zones);
+    args.options.apply(&mut config);
     let listen = config.listen;
     let mode = if config.forward.is_some() { "forwarding" } else { "iterative" };
     let server = ResolverServer::bind(config)
@@ -180,4 +166,34 @@ pub async fn trace(
 /// [`appnet_resolver::lookup::lookup_url`]).
 pub async fn lookup_address(url: &str, server: SocketAddr) -> anyhow::Result<std::net::IpAddr> {
     Ok(appnet_resolver::lookup::lookup_url(url, server).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_config_and_absent_flags_keep_it() {
+        let mut config = ResolverConfig {
+            upstream_port: 10053,
+            max_ttl: 60,
+            allow: vec!["10.0.0.0/8".into()],
+            ..Default::default()
+        };
+        let zones = config.extra_local_zones.len();
+        let options = ResolverOptions {
+            cache_size: Some(1 << 20),
+            forward: Some(SocketAddr::from(([192, 0, 2, 53], 53))),
+            local_zones: vec!["corp.".into()],
+            ..ResolverOptions::default()
+        };
+        options.apply(&mut config);
+        assert_eq!((config.cache_size, config.upstream_port, config.max_ttl), (1 << 20, 10053, 60));
+        assert_eq!(config.forward, Some(SocketAddr::from(([192, 0, 2, 53], 53))));
+        assert_eq!(config.allow, ["10.0.0.0/8"]);
+        assert_eq!(config.extra_local_zones.len(), zones + 1);
+        let before = format!("{config:?}");
+        ResolverOptions::default().apply(&mut config);
+        assert_eq!(format!("{config:?}"), before);
+    }
 }
