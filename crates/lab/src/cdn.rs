@@ -2,7 +2,7 @@
 //! resolver, from the topology's network table) and the replicas, reverse-proxy caches that
 //! pull from the origin web host on a miss.
 
-use crate::run::LabError;
+use crate::error::LabError;
 use crate::topology::{CdnSpec, Topology};
 use crate::zones::fqdn;
 use appnet_web::cdn::config::{Network, Replica};

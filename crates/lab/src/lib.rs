@@ -7,13 +7,14 @@
 //! - [`zones`]: zone files generated from it.
 //! - [`cdn`]: the CDN's DNS and its replica caches.
 //! - [`sites`]: the web servers' generated content.
-//! - [`run`]: starting, stopping and listing the services.
+//! - [`run`]: starting, stopping and listing the services; [`error`]: why starting failed.
 //! - [`experiment`]: `appnet experiment`'s runs and the shared SVG plotting.
 //! - [`tour`]: the guided scenes; [`http_scene`]: the Web scene's fetching; [`chord_scene`]:
 //!   the 4-bit Chord ring; [`torrent_scene`]: Alice joining a torrent.
 
 pub mod cdn;
 pub mod chord_scene;
+pub mod error;
 pub mod experiment;
 pub mod http_scene;
 pub mod run;
@@ -23,5 +24,6 @@ pub mod torrent_scene;
 pub mod tour;
 pub mod zones;
 
-pub use run::{Lab, LabError};
+pub use error::LabError;
+pub use run::Lab;
 pub use topology::Topology;

@@ -1,6 +1,7 @@
 //! Starting the lab: zone files written, one authoritative server per name-server address
 //! (primaries first, then secondaries that transfer by AXFR), then the local resolvers.
 
+use crate::error::LabError;
 use crate::topology::Topology;
 use crate::zones::{self, fqdn};
 use appnet_dns::config::{SecondaryZone, ZoneSource};
@@ -10,18 +11,6 @@ use appnet_resolver::server::SharedFrontend;
 use appnet_resolver::{ResolverConfig, ResolverServer};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use thiserror::Error;
-
-/// Why the lab could not start.
-#[derive(Debug, Error)]
-pub enum LabError {
-    #[error("the lab topology is invalid: {0}")]
-    Topology(String),
-    #[error("cannot write the lab's files in {dir}: {source}")]
-    Files { dir: PathBuf, source: std::io::Error },
-    #[error("cannot start {name} on {addr}: {reason} (is another lab running? try --dns-port)")]
-    Start { name: String, addr: SocketAddr, reason: String },
-}
 
 /// Whether `served` is exactly the one zone `zone`.
 fn serves_only(served: &[(&crate::topology::ZoneSpec, bool)], zone: &str) -> bool {
