@@ -4,7 +4,8 @@
 //! every `pex_interval_secs` which peers we connected to or lost since our last message.
 
 use crate::bep9_magnet::CLIENT_NAME;
-use crate::session::{Out, PeerError, TorrentHandle};
+use crate::peer::{Out, PeerError};
+use crate::session::TorrentHandle;
 use crate::wire::Message;
 use crate::wire::ext::{
     ExtHandshake, HANDSHAKE_ID, METADATA_PIECE, MetadataMsg, OUR_UT_METADATA, OUR_UT_PEX, Pex, message,

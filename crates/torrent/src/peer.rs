@@ -3,18 +3,82 @@
 //! sends control messages first and then queued block uploads read from disk. Downloads are
 //! shaped by wrapping the read half; uploads block by block through one FIFO gate per session.
 
-use crate::session::{Out, PeerError, TorrentHandle};
-use crate::wire::{HANDSHAKE_LEN, Handshake, MAX_REQUEST, Message, piece_header};
+use crate::swarm::PeerKey;
+use crate::wire::{BlockRef, HANDSHAKE_LEN, Handshake, MAX_REQUEST, Message, piece_header};
+use appnet_netkit::Shutdown;
 use appnet_netkit::accept::ConnSlot;
 use appnet_netkit::rate::{Limited, Limiter};
 use bytes::BytesMut;
 use std::collections::VecDeque;
+use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
+
+/// What the session offers each of its peer connections: admission, the handshake, the core's
+/// message handling, and the disk and upload shaping for uploads. A trait so that this module
+/// runs connections without depending on the session that spawns them.
+pub(crate) trait PeerHost: Clone + Send + Sync + 'static {
+    /// Whether a connection from or to `addr` may start its handshake (not banned).
+    fn admit(&self, addr: &SocketAddr) -> bool;
+    /// Our handshake (info hash and peer id).
+    fn handshake(&self) -> Handshake;
+    /// Pieces in the torrent (bounds the messages a peer may send).
+    fn num_pieces(&self) -> u32;
+    /// The download shaper the read half is wrapped in.
+    fn download_limiter(&self) -> Limiter;
+    /// The session's shutdown.
+    fn shutdown(&self) -> &Shutdown;
+    /// Adds a handshaken peer whose writer listens on `tx`; `None` if it is refused.
+    fn register(
+        &self,
+        addr: SocketAddr,
+        peer_id: [u8; 20],
+        outgoing: bool,
+        fast: bool,
+        extended: bool,
+        tx: mpsc::UnboundedSender<Out>,
+    ) -> Option<PeerKey>;
+    /// Removes a closed peer.
+    fn unregister(&self, id: PeerKey);
+    /// Handles one message from peer `id`.
+    fn handle(&self, id: PeerKey, msg: Message) -> impl Future<Output = Result<(), PeerError>> + Send;
+    /// Whether the session is stopping.
+    fn is_stopping(&self) -> bool;
+    /// Whether we have piece `index` (checked again before each upload).
+    fn has_piece(&self, index: u32) -> bool;
+    /// Reads a block of a verified piece from disk into `buf`.
+    fn read_block(&self, index: u32, begin: u32, buf: &mut [u8]) -> io::Result<()>;
+    /// Waits for the upload shaper to allow `bytes` more (one upload at a time).
+    fn upload_turn(&self, bytes: u64) -> impl Future<Output = ()> + Send;
+    /// Counts an uploaded block.
+    fn uploaded(&self, id: PeerKey, bytes: u64);
+}
+
+/// What a peer connection's writer is told to do.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// Send a message.
+    Msg(Message),
+    /// Queue a block upload.
+    Serve(BlockRef),
+    /// Drop a queued upload (the peer cancelled).
+    Unserve(BlockRef),
+    /// Close the connection.
+    Close,
+}
+
+/// Why a peer connection was closed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PeerError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+}
 
 /// Time allowed for the handshake.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,15 +91,15 @@ const MAX_QUEUED_REQUESTS: usize = 1000;
 
 /// Runs a connection to the end, logging why it ended. `slot`: an incoming connection's place
 /// in the listener's table (`None` for connections we opened).
-pub(crate) async fn run(h: TorrentHandle, stream: TcpStream, addr: SocketAddr, slot: Option<ConnSlot>) {
+pub(crate) async fn run<H: PeerHost>(h: H, stream: TcpStream, addr: SocketAddr, slot: Option<ConnSlot>) {
     match run_inner(&h, stream, addr, slot.as_ref()).await {
         Ok(()) => tracing::debug!("peer {addr} closed"),
         Err(e) => tracing::info!("peer {addr} dropped: {e}"),
     }
 }
 
-async fn run_inner(
-    h: &TorrentHandle,
+async fn run_inner<H: PeerHost>(
+    h: &H,
     stream: TcpStream,
     addr: SocketAddr,
     slot: Option<&ConnSlot>,
@@ -46,10 +110,10 @@ async fn run_inner(
     }
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
-    let mut rd = Limited::new(rd, h.inner.down.clone(), Limiter::unlimited());
+    let mut rd = Limited::new(rd, h.download_limiter(), Limiter::unlimited());
     // Uploads are shaped per block in the writer (see `write_loop`), not per write.
     let mut wr = wr;
-    let ours = Handshake::new(h.inner.meta.info_hash, h.inner.peer_id);
+    let ours = h.handshake();
     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
         wr.write_all(&ours.encode()).await?;
         let mut b = [0u8; HANDSHAKE_LEN];
@@ -67,7 +131,7 @@ async fn run_inner(
         why = closed => {
             return Err(PeerError::Protocol(format!("closed during the handshake ({why:?})")));
         }
-        _ = h.inner.shutdown.wait() => return Ok(()),
+        _ = h.shutdown().wait() => return Ok(()),
     }
     .map_err(|_| PeerError::Protocol("handshake timed out".into()))??;
     let theirs = Handshake::decode(&theirs).map_err(|e| PeerError::Protocol(e.to_string()))?;
@@ -99,8 +163,12 @@ async fn run_inner(
     res
 }
 
-async fn read_loop(h: &TorrentHandle, id: u64, rd: &mut Limited<OwnedReadHalf>) -> Result<(), PeerError> {
-    let n = h.inner.meta.info.num_pieces();
+async fn read_loop<H: PeerHost>(
+    h: &H,
+    id: PeerKey,
+    rd: &mut Limited<OwnedReadHalf>,
+) -> Result<(), PeerError> {
+    let n = h.num_pieces();
     let max_len = (n.div_ceil(8) + 1).max(MAX_REQUEST + 9);
     let mut buf = BytesMut::with_capacity(256 * 1024);
     loop {
@@ -157,9 +225,9 @@ fn apply(o: Out, ctrl: &mut BytesMut, queue: &mut VecDeque<crate::wire::BlockRef
     true
 }
 
-async fn write_loop(
-    h: TorrentHandle,
-    id: u64,
+async fn write_loop<H: PeerHost>(
+    h: H,
+    id: PeerKey,
     mut wr: OwnedWriteHalf,
     mut rx: mpsc::UnboundedReceiver<Out>,
     fast: bool,
@@ -192,11 +260,8 @@ async fn write_loop(
             block.clear();
             block.extend_from_slice(&piece_header(r.index, r.begin, r.length));
             block.resize(13 + r.length as usize, 0);
-            h.inner.storage.read_into(r.index, r.begin, &mut block[13..])?;
-            if h.inner.up.is_limited() {
-                let _turn = h.inner.up_gate.lock().await;
-                h.inner.up.acquire(block.len() as u64).await;
-            }
+            h.read_block(r.index, r.begin, &mut block[13..])?;
+            h.upload_turn(block.len() as u64).await;
             wr.write_all(&block).await?;
             h.uploaded(id, r.length as u64);
             continue;

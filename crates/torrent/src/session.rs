@@ -6,11 +6,12 @@
 use crate::bitfield::Bitfield;
 use crate::config::ClientConfig;
 use crate::metainfo::Metainfo;
+use crate::peer::{self, Out, PeerError, PeerHost};
 use crate::storage::{self, Storage};
 use crate::swarm::{Action, Connected, PeerKey, Swarm, SwarmConfig, SwarmError};
 use crate::tracker::client as tracker_client;
 use crate::tracker::proto::{Announce, Event};
-use crate::wire::{BlockRef, Message};
+use crate::wire::{Handshake, Message};
 use appnet_netkit::accept::{Accepted, Acceptor, ConnLimits};
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::rate::Limiter;
@@ -22,28 +23,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-
-/// What a peer connection's writer is told to do.
-#[derive(Debug)]
-pub(crate) enum Out {
-    /// Send a message.
-    Msg(Message),
-    /// Queue a block upload.
-    Serve(BlockRef),
-    /// Drop a queued upload (the peer cancelled).
-    Unserve(BlockRef),
-    /// Close the connection.
-    Close,
-}
-
-/// Why a peer connection was closed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum PeerError {
-    #[error("{0}")]
-    Io(#[from] io::Error),
-    #[error("protocol violation: {0}")]
-    Protocol(String),
-}
 
 /// The driver's side of one peer connection: where its writer listens, and its BEP 10 state.
 /// (The peer-wire state is the core's, under the same key.)
@@ -291,14 +270,14 @@ impl Service for Session {
         let limits = ConnLimits {
             max_connections: inner.cfg.max_peers.max(1).saturating_mul(2),
             max_per_ip: inner.cfg.max_peers_per_ip.max(1).saturating_mul(2),
-            request_timeout: crate::peer::HANDSHAKE_TIMEOUT,
-            idle_timeout: crate::peer::HANDSHAKE_TIMEOUT,
+            request_timeout: peer::HANDSHAKE_TIMEOUT,
+            idle_timeout: peer::HANDSHAKE_TIMEOUT,
         };
         let acceptor = Acceptor::with_limits(listener, limits);
         while let Some(accepted) = acceptor.next(&sd).await {
             let Accepted::Conn(stream, addr, slot) = accepted else { continue };
             let h = h.clone();
-            sd.spawn(async move { crate::peer::run(h, stream, addr, Some(slot)).await });
+            sd.spawn(async move { peer::run(h, stream, addr, Some(slot)).await });
         }
         drop(acceptor);
         {
@@ -392,7 +371,7 @@ impl TorrentHandle {
             match r {
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
-                    crate::peer::run(h.clone(), stream, addr, None).await;
+                    peer::run(h.clone(), stream, addr, None).await;
                 }
                 Ok(Err(e)) => tracing::debug!("connect {addr}: {e}"),
                 Err(_) => tracing::debug!("connect {addr}: timed out"),
@@ -638,5 +617,72 @@ impl TorrentHandle {
             }
         }
         let _ = self.announce_once(Event::Stopped, Duration::from_secs(3)).await;
+    }
+}
+
+/// The session's side of each peer connection: `peer.rs` runs a connection against this
+/// interface, so it does not depend on the session.
+impl PeerHost for TorrentHandle {
+    fn admit(&self, addr: &SocketAddr) -> bool {
+        TorrentHandle::admit(self, addr)
+    }
+
+    fn handshake(&self) -> Handshake {
+        Handshake::new(self.inner.meta.info_hash, self.inner.peer_id)
+    }
+
+    fn num_pieces(&self) -> u32 {
+        self.inner.meta.info.num_pieces()
+    }
+
+    fn download_limiter(&self) -> Limiter {
+        self.inner.down.clone()
+    }
+
+    fn shutdown(&self) -> &Shutdown {
+        &self.inner.shutdown
+    }
+
+    fn register(
+        &self,
+        addr: SocketAddr,
+        peer_id: [u8; 20],
+        outgoing: bool,
+        fast: bool,
+        extended: bool,
+        tx: mpsc::UnboundedSender<Out>,
+    ) -> Option<PeerKey> {
+        TorrentHandle::register(self, addr, peer_id, outgoing, fast, extended, tx)
+    }
+
+    fn unregister(&self, id: PeerKey) {
+        TorrentHandle::unregister(self, id)
+    }
+
+    fn handle(&self, id: PeerKey, msg: Message) -> impl Future<Output = Result<(), PeerError>> + Send {
+        TorrentHandle::handle(self, id, msg)
+    }
+
+    fn is_stopping(&self) -> bool {
+        TorrentHandle::is_stopping(self)
+    }
+
+    fn has_piece(&self, index: u32) -> bool {
+        TorrentHandle::has_piece(self, index)
+    }
+
+    fn read_block(&self, index: u32, begin: u32, buf: &mut [u8]) -> io::Result<()> {
+        self.inner.storage.read_into(index, begin, buf)
+    }
+
+    async fn upload_turn(&self, bytes: u64) {
+        if self.inner.up.is_limited() {
+            let _turn = self.inner.up_gate.lock().await;
+            self.inner.up.acquire(bytes).await;
+        }
+    }
+
+    fn uploaded(&self, id: PeerKey, bytes: u64) {
+        TorrentHandle::uploaded(self, id, bytes)
     }
 }
