@@ -155,6 +155,63 @@ impl DnsConfig {
     }
 }
 
+impl ZoneSource {
+    /// A zone from the `--zone` flag's form: `NAME=FILE`, or `FILE` (also when the whole
+    /// argument names an existing file, since file names may contain '=').
+    pub fn from_arg(arg: &str) -> ZoneSource {
+        match arg.split_once('=') {
+            Some((name, file)) if !std::path::Path::new(arg).exists() => {
+                ZoneSource { name: Some(name.to_string()), file: PathBuf::from(file) }
+            }
+            _ => ZoneSource { name: None, file: PathBuf::from(arg) },
+        }
+    }
+}
+
+impl DnsConfig {
+    /// Adds a secondary zone from `ZONE=PRIMARY` or `ZONE=PRIMARY key NAME` (the `--secondary`
+    /// flag's form); a key is recorded for that primary in `server_keys`.
+    pub fn add_secondary(&mut self, spec: &str) -> Result<(), String> {
+        let Some((zone, primary)) = spec.split_once('=') else {
+            return Err(format!(
+                "--secondary wants ZONE=PRIMARY (e.g. example.com=192.0.2.1:53), got {spec:?}"
+            ));
+        };
+        let (primary, key) = crate::acl::split_keyed(primary)?;
+        let primary =
+            server_addr(primary).map_err(|e| format!("bad primary address in --secondary {spec}: {e}"))?;
+        if let Some(key) = key {
+            self.server_keys.push(format!("{primary} key {key}"));
+        }
+        self.secondaries.push(SecondaryZone { name: zone.to_string(), primary });
+        Ok(())
+    }
+
+    /// Adds a NOTIFY target from `ADDR` or `ADDR key NAME` (the `--notify` flag's form).
+    pub fn add_notify(&mut self, spec: &str) -> Result<(), String> {
+        let (target, key) = crate::acl::split_keyed(spec)?;
+        let target = server_addr(target).map_err(|e| format!("bad address in --notify {spec}: {e}"))?;
+        if let Some(key) = key {
+            self.server_keys.push(format!("{target} key {key}"));
+        }
+        self.notify.push(target);
+        Ok(())
+    }
+}
+
+/// A DNS server's address: `ADDR:PORT`, `[V6]:PORT`, or an address alone (`192.0.2.1`, `::1`,
+/// `[::1]`) meaning port 53.
+pub fn server_addr(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = text.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let bare = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => Ok(SocketAddr::new(ip, 53)),
+        Err(_) => Err(format!("expected ADDR or ADDR:PORT, got {text:?}")),
+    }
+}
+
 /// The zone name for a file: the explicit one, the file's first `$ORIGIN`, or its file name.
 pub fn zone_name_for(source: &ZoneSource) -> Result<String, String> {
     if let Some(name) = &source.name {
@@ -186,4 +243,52 @@ pub fn zone_name_for(source: &ZoneSource) -> Result<String, String> {
         ));
     }
     Ok(stem.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addresses_default_to_port_53() {
+        let a = |t: &str| server_addr(t).unwrap().to_string();
+        assert_eq!(a("192.0.2.1"), "192.0.2.1:53");
+        assert_eq!(a("192.0.2.1:5353"), "192.0.2.1:5353");
+        assert_eq!(a("::1"), "[::1]:53");
+        assert_eq!(a("[::1]"), "[::1]:53");
+        assert_eq!(a("[::1]:5353"), "[::1]:5353");
+        for bad in ["", "ns1.example", "192.0.2.1:x", "[::1"] {
+            assert!(server_addr(bad).unwrap_err().contains(&format!("{bad:?}")), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secondary_and_notify_specs() {
+        let mut c = DnsConfig::default();
+        c.add_secondary("example.com=192.0.2.1:53").unwrap();
+        c.add_secondary("example.net=[::1]:5353 key xfr").unwrap();
+        c.add_notify("192.0.2.2 key xfr").unwrap();
+        assert_eq!(
+            c.secondaries[0],
+            SecondaryZone { name: "example.com".into(), primary: "192.0.2.1:53".parse().unwrap() }
+        );
+        assert_eq!(c.secondaries[1].primary, "[::1]:5353".parse().unwrap());
+        assert_eq!(c.notify, ["192.0.2.2:53".parse().unwrap()]);
+        assert_eq!(c.server_keys, ["[::1]:5353 key xfr", "192.0.2.2:53 key xfr"]);
+        assert!(c.add_secondary("example.com").unwrap_err().contains("ZONE=PRIMARY"));
+        assert!(c.add_secondary("example.com=primary.example").is_err());
+        assert!(c.add_notify("192.0.2.2 key").is_err());
+    }
+
+    #[test]
+    fn zone_args() {
+        assert_eq!(
+            ZoneSource::from_arg("example.com=db.example"),
+            ZoneSource { name: Some("example.com".into()), file: "db.example".into() }
+        );
+        assert_eq!(
+            ZoneSource::from_arg("example.com.zone"),
+            ZoneSource { name: None, file: "example.com.zone".into() }
+        );
+    }
 }

@@ -1,11 +1,11 @@
 //! `appnet dns serve|check-zone|query`: the authoritative server, a zone checker, and a small
 //! dig-like client.
 
+use super::set;
 use crate::context::Context;
 use anyhow::{Context as _, bail};
-use appnet_dns::acl::split_keyed;
 use appnet_dns::client::{self, QueryOpts, Transferred, rcode_name};
-use appnet_dns::config::{SecondaryZone, ZoneSource, zone_name_for};
+use appnet_dns::config::{ZoneSource, server_addr, zone_name_for};
 use appnet_dns::wire::message::{dig_text, parse, soa_with_serial};
 use appnet_dns::wire::name::{from_text, to_lower};
 use appnet_dns::wire::rrtype::{code, type_from_text};
@@ -65,9 +65,20 @@ pub enum DnsCmd {
     Resolver(super::resolver::ResolverArgs),
 }
 
-/// Flags for `dns serve`; each overrides the `[dns]` table of --config.
+/// Flags for `dns serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    options: DnsOptions,
+    /// Write the process id here (for `appnet dns reload`); removed at exit.
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+}
+
+/// The service flags of `dns serve`; each overrides the `[dns]` table of --config (the
+/// repeatable ones add to its lists).
+#[derive(Args, Debug, Default)]
+pub struct DnsOptions {
     /// Zone file to serve, as FILE or NAME=FILE (repeatable).
     #[arg(long = "zone", value_name = "FILE")]
     zones: Vec<String>,
@@ -96,8 +107,8 @@ pub struct ServeArgs {
     /// File of TSIG keys in BIND's format, as tsig-keygen prints them (repeatable).
     #[arg(long = "tsig-key-file", value_name = "FILE")]
     tsig_key_files: Vec<PathBuf>,
-    /// Bytes of zone changes kept per zone for IXFR [default: 16777216].
-    #[arg(long, value_name = "BYTES")]
+    /// Zone changes kept per zone for IXFR, e.g. 16MiB [default: 16MiB].
+    #[arg(long, value_name = "SIZE", value_parser = appnet_netkit::units::parse_size_usize)]
     journal_max_bytes: Option<usize>,
     /// UDP sockets sharing the port (SO_REUSEPORT) [default: one per CPU].
     #[arg(long, value_name = "N")]
@@ -117,9 +128,6 @@ pub struct ServeArgs {
     /// Rate-limit loopback clients too (they are exempt by default).
     #[arg(long)]
     rrl_loopback: bool,
-    /// Write the process id here (for `appnet dns reload`); removed at exit.
-    #[arg(long, value_name = "FILE")]
-    pid_file: Option<PathBuf>,
     /// Seconds a TCP connection may take to send each whole query, the first one included
     /// (RFC 7766 idle timeout) [default: 10].
     #[arg(long, value_name = "SECS")]
@@ -134,6 +142,37 @@ pub struct ServeArgs {
     /// between are folded into one check (0: no pacing) [default: 1].
     #[arg(long, value_name = "SECS")]
     notify_min_interval: Option<u64>,
+}
+
+impl DnsOptions {
+    /// Puts the flags given over `config` (the `[dns]` table): single values replace, the
+    /// repeatable zones, secondaries, NOTIFY targets, keys and transfer rules are added.
+    pub fn apply(self, config: &mut DnsConfig) -> anyhow::Result<()> {
+        set(&mut config.listen, self.listen);
+        config.zones.extend(self.zones.iter().map(|z| ZoneSource::from_arg(z)));
+        for spec in &self.secondaries {
+            config.add_secondary(spec).map_err(anyhow::Error::msg)?;
+        }
+        for spec in &self.notify {
+            config.add_notify(spec).map_err(anyhow::Error::msg)?;
+        }
+        config.tsig_keys.extend(self.tsig_keys);
+        config.tsig_key_files.extend(self.tsig_key_files);
+        set(&mut config.journal_max_bytes, self.journal_max_bytes);
+        set(&mut config.state_dir, self.state_dir.map(Some));
+        config.allow_transfer.extend(self.allow_transfer);
+        set(&mut config.udp_workers, self.workers);
+        set(&mut config.max_udp_payload, self.max_udp_payload);
+        set(&mut config.rrl.responses_per_second, self.rrl_rate);
+        set(&mut config.rrl.slip, self.rrl_slip);
+        config.rrl.enabled &= !self.no_rrl;
+        config.rrl.exempt_loopback &= !self.rrl_loopback;
+        set(&mut config.tcp_idle_timeout_secs, self.tcp_idle_timeout);
+        set(&mut config.max_tcp_connections, self.max_tcp_connections);
+        set(&mut config.max_tcp_per_ip, self.max_tcp_per_ip);
+        set(&mut config.notify_min_interval_secs, self.notify_min_interval);
+        Ok(())
+    }
 }
 
 /// Flags for `dns reload`.
@@ -224,81 +263,9 @@ pub async fn run(cmd: DnsCmd, ctx: &Context) -> anyhow::Result<()> {
     }
 }
 
-fn parse_zone_arg(arg: &str) -> ZoneSource {
-    // NAME=FILE, unless the whole thing is an existing file (file names may contain '=').
-    match arg.split_once('=') {
-        Some((name, file)) if !std::path::Path::new(arg).exists() => {
-            ZoneSource { name: Some(name.to_string()), file: PathBuf::from(file) }
-        }
-        _ => ZoneSource { name: None, file: PathBuf::from(arg) },
-    }
-}
-
 async fn serve(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
     let mut config: DnsConfig = ctx.section("dns")?;
-    if let Some(l) = args.listen {
-        config.listen = l;
-    }
-    config.zones.extend(args.zones.iter().map(|z| parse_zone_arg(z)));
-    for s in &args.secondaries {
-        let Some((zone, primary)) = s.split_once('=') else {
-            bail!("--secondary wants ZONE=PRIMARY (e.g. example.com=192.0.2.1:53), got {s:?}");
-        };
-        let (primary, key) = split_keyed(primary).map_err(anyhow::Error::msg)?;
-        let primary =
-            parse_server(primary).with_context(|| format!("bad primary address in --secondary {s}"))?;
-        if let Some(key) = key {
-            config.server_keys.push(format!("{primary} key {key}"));
-        }
-        config.secondaries.push(SecondaryZone { name: zone.to_string(), primary });
-    }
-    for n in &args.notify {
-        let (target, key) = split_keyed(n).map_err(anyhow::Error::msg)?;
-        let target = parse_server(target).with_context(|| format!("bad address in --notify {n}"))?;
-        if let Some(key) = key {
-            config.server_keys.push(format!("{target} key {key}"));
-        }
-        config.notify.push(target);
-    }
-    config.tsig_keys.extend(args.tsig_keys);
-    config.tsig_key_files.extend(args.tsig_key_files);
-    if let Some(n) = args.journal_max_bytes {
-        config.journal_max_bytes = n;
-    }
-    if args.state_dir.is_some() {
-        config.state_dir = args.state_dir;
-    }
-    config.allow_transfer.extend(args.allow_transfer);
-    if let Some(n) = args.workers {
-        config.udp_workers = n;
-    }
-    if let Some(n) = args.max_udp_payload {
-        config.max_udp_payload = n;
-    }
-    if let Some(n) = args.rrl_rate {
-        config.rrl.responses_per_second = n;
-    }
-    if let Some(n) = args.rrl_slip {
-        config.rrl.slip = n;
-    }
-    if args.no_rrl {
-        config.rrl.enabled = false;
-    }
-    if args.rrl_loopback {
-        config.rrl.exempt_loopback = false;
-    }
-    if let Some(s) = args.tcp_idle_timeout {
-        config.tcp_idle_timeout_secs = s;
-    }
-    if let Some(n) = args.max_tcp_connections {
-        config.max_tcp_connections = n;
-    }
-    if let Some(n) = args.max_tcp_per_ip {
-        config.max_tcp_per_ip = n;
-    }
-    if let Some(s) = args.notify_min_interval {
-        config.notify_min_interval_secs = s;
-    }
+    args.options.apply(&mut config)?;
     if config.zones.is_empty() && config.secondaries.is_empty() {
         bail!("nothing to serve: give --zone FILE or --secondary ZONE=PRIMARY");
     }
@@ -385,19 +352,9 @@ fn check_zone(args: CheckArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_server(s: &str) -> anyhow::Result<SocketAddr> {
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
-        return Ok(SocketAddr::new(ip, 53));
-    }
-    bail!("expected ADDR or ADDR:PORT, got {s:?}")
-}
-
 async fn query(args: QueryArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.timeout > 0.0 && args.timeout.is_finite(), "--timeout must be a positive number");
-    let server = parse_server(&args.server)?;
+    let server = server_addr(&args.server).map_err(anyhow::Error::msg)?;
     let qname = from_text(&args.name).map_err(anyhow::Error::msg)?;
     let key = match &args.tsig_key {
         Some(spec) => Some(std::sync::Arc::new(Key::parse_spec(spec).map_err(anyhow::Error::msg)?)),
@@ -461,4 +418,31 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
     writeln!(out, ";; SERVER: {server}({})", if answer.used_tcp { "TCP" } else { "UDP" })?;
     writeln!(out, ";; MSG SIZE  rcvd: {}", answer.bytes.len())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_config_and_absent_flags_keep_it() {
+        let mut config = DnsConfig { max_tcp_connections: 99, udp_workers: 2, ..DnsConfig::default() };
+        let options = DnsOptions {
+            workers: Some(4),
+            no_rrl: true,
+            journal_max_bytes: Some(1 << 20),
+            secondaries: vec!["example.com=192.0.2.1 key xfr".into()],
+            ..DnsOptions::default()
+        };
+        options.apply(&mut config).unwrap();
+        assert_eq!((config.udp_workers, config.max_tcp_connections, config.rrl.enabled), (4, 99, false));
+        assert_eq!(config.journal_max_bytes, 1 << 20);
+        assert_eq!(config.secondaries[0].primary, SocketAddr::from(([192, 0, 2, 1], 53)));
+        assert_eq!(config.server_keys, ["192.0.2.1:53 key xfr"]);
+        let before = format!("{config:?}");
+        DnsOptions::default().apply(&mut config).unwrap();
+        assert_eq!(format!("{config:?}"), before);
+        let bad = DnsOptions { notify: vec!["nowhere".into()], ..DnsOptions::default() };
+        assert!(bad.apply(&mut config).is_err());
+    }
 }
