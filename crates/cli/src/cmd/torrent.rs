@@ -1,5 +1,6 @@
 //! `appnet torrent create|info|tracker|seed|get|dht`: BitTorrent metainfo, tracker and client.
 
+use super::set;
 use crate::context::Context;
 use anyhow::Context as _;
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
@@ -66,9 +67,16 @@ pub enum TorrentCmd {
     Dht(DhtArgs),
 }
 
-/// Flags for `torrent dht`; each overrides the `[torrent-dht]` table of --config.
+/// Flags for `torrent dht`.
 #[derive(Args, Debug)]
 pub struct DhtArgs {
+    #[command(flatten)]
+    options: DhtOptions,
+}
+
+/// The service flags of `torrent dht`; each overrides the `[torrent-dht]` table of --config.
+#[derive(Args, Debug, Default)]
+pub struct DhtOptions {
     /// UDP address of the node [default: 0.0.0.0:6881].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
@@ -118,9 +126,17 @@ pub struct InfoArgs {
     what: String,
 }
 
-/// Flags for `torrent tracker`; each overrides the `[torrent-tracker]` table of --config.
+/// Flags for `torrent tracker`.
 #[derive(Args, Debug)]
 pub struct TrackerArgs {
+    #[command(flatten)]
+    options: TrackerOptions,
+}
+
+/// The service flags of `torrent tracker`; each overrides the `[torrent-tracker]` table of
+/// --config (`--allow` adds to its list).
+#[derive(Args, Debug, Default)]
+pub struct TrackerOptions {
     /// Address for HTTP and UDP [default: 127.0.0.1:6969].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
@@ -147,9 +163,10 @@ pub struct TrackerArgs {
     new_torrents_per_ip: Option<u32>,
 }
 
-/// Flags shared by `seed` and `get`; each overrides the `[torrent]` table of --config.
-#[derive(Args, Debug)]
-pub struct PeerArgs {
+/// The service flags shared by `seed` and `get`; each overrides the `[torrent]` table of
+/// --config (`--dht-bootstrap` and `--dht-state` the `[torrent-dht]` table).
+#[derive(Args, Debug, Default)]
+pub struct PeerOptions {
     /// Address to accept peers on [default: 127.0.0.1, any free port].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
@@ -188,6 +205,57 @@ pub struct PeerArgs {
     dht_state: Option<std::path::PathBuf>,
 }
 
+impl TrackerOptions {
+    /// Puts the flags given over `config` (the `[torrent-tracker]` table); absent flags keep
+    /// its values.
+    pub fn apply(self, config: &mut TrackerConfig) {
+        set(&mut config.listen, self.listen);
+        config.udp &= !self.no_udp;
+        set(&mut config.interval_secs, self.interval);
+        set(&mut config.min_interval_secs, self.min_interval);
+        set(&mut config.max_peers_per_ip, self.max_peers_per_ip);
+        set(&mut config.max_torrents, self.max_torrents);
+        set(&mut config.new_torrents_per_ip_per_min, self.new_torrents_per_ip);
+        config.allow.extend(self.allow);
+    }
+}
+
+impl DhtOptions {
+    /// Puts the flags given over `config` (the `[torrent-dht]` table); `--bootstrap none`
+    /// empties the bootstrap list.
+    pub fn apply(self, config: &mut DhtConfig) {
+        set(&mut config.listen, self.listen);
+        if !self.bootstrap.is_empty() {
+            config.bootstrap = self.bootstrap.into_iter().filter(|b| b != "none").collect();
+        }
+        set(&mut config.status_secs, self.status_secs);
+        set(&mut config.state_file, self.state.map(Some));
+    }
+}
+
+impl PeerOptions {
+    /// Puts the flags given over `config` (the `[torrent]` table); absent flags keep its values.
+    pub fn apply(&self, config: &mut ClientConfig) {
+        set(&mut config.listen, self.listen);
+        set(&mut config.upload_rate, self.upload_rate.map(Some));
+        set(&mut config.download_rate, self.download_rate.map(Some));
+        set(&mut config.max_peers, self.max_peers);
+        set(&mut config.max_peers_per_ip, self.max_peers_per_ip);
+        set(&mut config.unchoke_slots, self.unchoke_slots);
+        config.fsync &= !self.no_fsync;
+        config.dht &= !self.no_dht;
+    }
+
+    /// Puts `--dht-bootstrap` and `--dht-state` over the `[torrent-dht]` table, for the DHT
+    /// node of a `seed`/`get`.
+    pub fn apply_dht(&self, config: &mut DhtConfig) {
+        if !self.dht_bootstrap.is_empty() {
+            config.bootstrap = self.dht_bootstrap.clone();
+        }
+        set(&mut config.state_file, self.dht_state.clone().map(Some));
+    }
+}
+
 /// Flags for `torrent seed`.
 #[derive(Args, Debug)]
 pub struct SeedArgs {
@@ -200,7 +268,7 @@ pub struct SeedArgs {
     #[arg(long, value_name = "SECS")]
     seed_time: Option<u64>,
     #[command(flatten)]
-    peer: PeerArgs,
+    peer: PeerOptions,
 }
 
 /// Flags for `torrent get`.
@@ -231,7 +299,7 @@ pub struct GetArgs {
     #[arg(long)]
     overwrite: bool,
     #[command(flatten)]
-    peer: PeerArgs,
+    peer: PeerOptions,
 }
 
 /// Runs a `torrent` subcommand.
@@ -353,26 +421,7 @@ fn info_cmd(a: InfoArgs) -> anyhow::Result<()> {
 
 async fn tracker_cmd(a: TrackerArgs, ctx: &Context) -> anyhow::Result<()> {
     let mut config: TrackerConfig = ctx.section("torrent-tracker")?;
-    if let Some(l) = a.listen {
-        config.listen = l;
-    }
-    config.udp &= !a.no_udp;
-    if let Some(i) = a.interval {
-        config.interval_secs = i;
-    }
-    if let Some(i) = a.min_interval {
-        config.min_interval_secs = i;
-    }
-    if let Some(n) = a.max_peers_per_ip {
-        config.max_peers_per_ip = n;
-    }
-    if let Some(n) = a.max_torrents {
-        config.max_torrents = n;
-    }
-    if let Some(n) = a.new_torrents_per_ip {
-        config.new_torrents_per_ip_per_min = n;
-    }
-    config.allow.extend(a.allow);
+    a.options.apply(&mut config);
     let (listen, udp) = (config.listen, config.udp);
     let server = TrackerServer::bind(config).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = server.local_addr();
@@ -388,18 +437,7 @@ async fn tracker_cmd(a: TrackerArgs, ctx: &Context) -> anyhow::Result<()> {
 
 async fn dht_cmd(a: DhtArgs, ctx: &Context) -> anyhow::Result<()> {
     let mut config: DhtConfig = ctx.section("torrent-dht")?;
-    if let Some(l) = a.listen {
-        config.listen = l;
-    }
-    if !a.bootstrap.is_empty() {
-        config.bootstrap = a.bootstrap.into_iter().filter(|b| b != "none").collect();
-    }
-    if let Some(s) = a.status_secs {
-        config.status_secs = s;
-    }
-    if a.state.is_some() {
-        config.state_file = a.state;
-    }
+    a.options.apply(&mut config);
     let dht = Dht::bind(&config).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let (addr, id, handle) = (dht.local_addr(), urlenc::hex(&dht.id()), dht.handle());
     println!("appnet torrent dht: node {id} on udp {addr} (Ctrl-C to stop)");
@@ -435,21 +473,16 @@ async fn dht_cmd(a: DhtArgs, ctx: &Context) -> anyhow::Result<()> {
 /// The `[torrent-dht]` table with --dht-bootstrap and --dht-state applied, for the DHT node
 /// of a `seed`/`get` (where it runs and whether at all is the library's policy:
 /// [`appnet_torrent::discovery::start_dht`]).
-fn session_dht_config(p: &PeerArgs, ctx: &Context) -> anyhow::Result<DhtConfig> {
+fn session_dht_config(p: &PeerOptions, ctx: &Context) -> anyhow::Result<DhtConfig> {
     let mut cfg: DhtConfig = ctx.section("torrent-dht")?;
-    if !p.dht_bootstrap.is_empty() {
-        cfg.bootstrap = p.dht_bootstrap.clone();
-    }
-    if p.dht_state.is_some() {
-        cfg.state_file = p.dht_state.clone();
-    }
+    p.apply_dht(&mut cfg);
     Ok(cfg)
 }
 
 /// Starts the DHT node of a `seed`/`get` (see [`discovery::start_dht`]).
 async fn start_dht(
     c: &ClientConfig,
-    p: &PeerArgs,
+    p: &PeerOptions,
     ctx: &Context,
     listen: SocketAddr,
     private: Option<bool>,
@@ -460,28 +493,9 @@ async fn start_dht(
         .with_context(|| format!("cannot start the DHT on {listen} or another port"))
 }
 
-fn client_config(p: &PeerArgs, ctx: &Context) -> anyhow::Result<ClientConfig> {
+fn client_config(p: &PeerOptions, ctx: &Context) -> anyhow::Result<ClientConfig> {
     let mut c: ClientConfig = ctx.section("torrent")?;
-    if let Some(l) = p.listen {
-        c.listen = l;
-    }
-    if let Some(r) = p.upload_rate {
-        c.upload_rate = Some(r);
-    }
-    if let Some(r) = p.download_rate {
-        c.download_rate = Some(r);
-    }
-    if let Some(n) = p.max_peers {
-        c.max_peers = n;
-    }
-    if let Some(n) = p.max_peers_per_ip {
-        c.max_peers_per_ip = n;
-    }
-    if let Some(n) = p.unchoke_slots {
-        c.unchoke_slots = n;
-    }
-    c.fsync &= !p.no_fsync;
-    c.dht &= !p.no_dht;
+    p.apply(&mut c);
     Ok(c)
 }
 
@@ -647,5 +661,35 @@ mod tests {
         assert!(positive_size("0").is_err());
         assert!(positive_rate("0KiB/s").is_err());
         assert!(positive_size("12 parsecs").is_err());
+    }
+
+    use super::*;
+
+    #[test]
+    fn flags_override_the_config_and_absent_flags_keep_it() {
+        let mut config = ClientConfig { max_peers: 7, upload_rate: Some(1000), ..ClientConfig::default() };
+        let options = PeerOptions { download_rate: Some(2 << 20), no_dht: true, ..PeerOptions::default() };
+        options.apply(&mut config);
+        assert_eq!(
+            (config.max_peers, config.upload_rate, config.download_rate),
+            (7, Some(1000), Some(2 << 20))
+        );
+        assert!(!config.dht);
+        let before = format!("{config:?}");
+        PeerOptions::default().apply(&mut config);
+        assert_eq!(format!("{config:?}"), before);
+
+        let mut tracker = TrackerConfig { interval_secs: 60, ..TrackerConfig::default() };
+        let options = TrackerOptions {
+            max_torrents: Some(10),
+            allow: vec!["ab".repeat(20)],
+            ..TrackerOptions::default()
+        };
+        options.apply(&mut tracker);
+        assert_eq!((tracker.interval_secs, tracker.max_torrents, tracker.allow.len()), (60, 10, 1));
+
+        let mut dht = DhtConfig::default();
+        DhtOptions { bootstrap: vec!["none".into()], ..DhtOptions::default() }.apply(&mut dht);
+        assert!(dht.bootstrap.is_empty());
     }
 }
