@@ -280,3 +280,123 @@ async fn write_loop<H: PeerHost>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tokio::net::TcpListener;
+
+    /// A host that records what the connection asked of it.
+    #[derive(Clone)]
+    struct Recorder {
+        ours: Handshake,
+        shutdown: Shutdown,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Recorder {
+        fn new() -> Recorder {
+            Recorder {
+                ours: Handshake::new([7; 20], [1; 20]),
+                shutdown: Shutdown::new(),
+                log: Arc::default(),
+            }
+        }
+
+        fn note(&self, what: String) {
+            self.log.lock().unwrap().push(what);
+        }
+
+        fn log(&self) -> Vec<String> {
+            self.log.lock().unwrap().clone()
+        }
+    }
+
+    impl PeerHost for Recorder {
+        fn admit(&self, _addr: &SocketAddr) -> bool {
+            true
+        }
+        fn handshake(&self) -> Handshake {
+            self.ours
+        }
+        fn num_pieces(&self) -> u32 {
+            4
+        }
+        fn download_limiter(&self) -> Limiter {
+            Limiter::unlimited()
+        }
+        fn shutdown(&self) -> &Shutdown {
+            &self.shutdown
+        }
+        fn register(
+            &self,
+            _addr: SocketAddr,
+            peer_id: [u8; 20],
+            _outgoing: bool,
+            _fast: bool,
+            _extended: bool,
+            _tx: mpsc::UnboundedSender<Out>,
+        ) -> Option<PeerKey> {
+            self.note(format!("register {}", peer_id[0]));
+            Some(9)
+        }
+        fn unregister(&self, id: PeerKey) {
+            self.note(format!("unregister {id}"));
+        }
+        async fn handle(&self, id: PeerKey, msg: Message) -> Result<(), PeerError> {
+            self.note(format!("{id}: {msg:?}"));
+            Ok(())
+        }
+        fn is_stopping(&self) -> bool {
+            false
+        }
+        fn has_piece(&self, _index: u32) -> bool {
+            false
+        }
+        fn read_block(&self, _index: u32, _begin: u32, _buf: &mut [u8]) -> io::Result<()> {
+            Ok(())
+        }
+        async fn upload_turn(&self, _bytes: u64) {}
+        fn uploaded(&self, _id: PeerKey, _bytes: u64) {}
+    }
+
+    /// Runs our side of a connection whose other end sends `bytes` and closes.
+    async fn connect_and_send(host: &Recorder, bytes: Vec<u8>) -> Result<(), PeerError> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let remote = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(&bytes).await.unwrap();
+            let mut sink = Vec::new();
+            let _ = s.read_to_end(&mut sink).await;
+        });
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(10), run_inner(host, stream, addr, None))
+            .await
+            .expect("the connection ends by itself");
+        remote.abort();
+        r
+    }
+
+    #[tokio::test]
+    async fn a_handshake_for_another_torrent_is_dropped_before_the_session_sees_the_peer() {
+        let host = Recorder::new();
+        let theirs = Handshake::new([8; 20], [2; 20]);
+        let r = connect_and_send(&host, theirs.encode().to_vec()).await;
+        assert!(matches!(r, Err(PeerError::Protocol(ref why)) if why == "wrong info hash"), "{r:?}");
+        assert!(host.log().is_empty(), "{:?}", host.log());
+    }
+
+    #[tokio::test]
+    async fn a_peer_is_registered_its_messages_handed_over_and_unregistered_at_close() {
+        let host = Recorder::new();
+        let mut bytes = Handshake::new([7; 20], [2; 20]).encode().to_vec();
+        let mut msg = BytesMut::new();
+        Message::Interested.encode(&mut msg);
+        bytes.extend_from_slice(&msg);
+        let r = connect_and_send(&host, bytes).await;
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(host.log(), ["register 2", "9: Interested", "unregister 9"]);
+    }
+}
