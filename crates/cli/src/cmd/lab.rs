@@ -19,27 +19,37 @@ pub struct LabArgs {
     /// torrent, the Chord ring), then stop the lab.
     #[arg(long)]
     tour: bool,
-    /// The port every lab DNS server listens on [default: 10053; 53 needs root].
-    #[arg(long, value_name = "N")]
-    dns_port: Option<u16>,
-    /// The port every lab web server listens on [default: 8080; 80 needs root].
-    #[arg(long, value_name = "N")]
-    web_port: Option<u16>,
+    #[command(flatten)]
+    options: LabOptions,
     /// Where to write (and keep) the generated zone files and root hints [default: a temporary
     /// directory removed when the lab stops].
     #[arg(long, value_name = "DIR")]
     dir: Option<std::path::PathBuf>,
 }
 
+/// The topology flags of `appnet lab`; each overrides the `[lab]` table of --config.
+#[derive(Args, Debug, Default)]
+pub struct LabOptions {
+    /// The port every lab DNS server listens on [default: 10053; 53 needs root].
+    #[arg(long, value_name = "N")]
+    dns_port: Option<u16>,
+    /// The port every lab web server listens on [default: 8080; 80 needs root].
+    #[arg(long, value_name = "N")]
+    web_port: Option<u16>,
+}
+
+impl LabOptions {
+    /// Puts the flags given over `topology`; absent flags keep its values.
+    pub fn apply(self, topology: &mut Topology) {
+        super::set(&mut topology.dns_port, self.dns_port);
+        super::set(&mut topology.web_port, self.web_port);
+    }
+}
+
 /// Runs `appnet lab`.
 pub async fn run(args: LabArgs, ctx: &Context) -> anyhow::Result<()> {
     let mut topology: Topology = ctx.section_or("lab", Topology::default)?;
-    if let Some(port) = args.dns_port {
-        topology.dns_port = port;
-    }
-    if let Some(port) = args.web_port {
-        topology.web_port = port;
-    }
+    args.options.apply(&mut topology);
     // Without --dir the generated files live in a scratch directory removed when the lab stops.
     let scratch;
     let dir = match args.dir {
@@ -67,4 +77,19 @@ pub async fn run(args: LabArgs, ctx: &Context) -> anyhow::Result<()> {
     shutdown.wait().await;
     lab.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_topology_and_absent_flags_keep_it() {
+        let mut topology = Topology::default();
+        let web = topology.web_port;
+        LabOptions { dns_port: Some(53), web_port: None }.apply(&mut topology);
+        assert_eq!((topology.dns_port, topology.web_port), (53, web));
+        LabOptions::default().apply(&mut topology);
+        assert_eq!((topology.dns_port, topology.web_port), (53, web));
+    }
 }
