@@ -1,5 +1,6 @@
 //! `appnet web proxy`: the caching forward/reverse proxy (flags → [`ProxyConfig`]).
 
+use super::set;
 use crate::context::Context;
 use anyhow::Context as _;
 use appnet_netkit::{Service, Shutdown};
@@ -8,9 +9,16 @@ use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Flags for `web proxy`; each overrides the `[proxy]` table of --config.
+/// Flags for `web proxy`.
 #[derive(Args, Debug)]
 pub struct ProxyArgs {
+    #[command(flatten)]
+    options: ProxyOptions,
+}
+
+/// The service flags of `web proxy`; each overrides the `[proxy]` table of --config.
+#[derive(Args, Debug, Default)]
+pub struct ProxyOptions {
     /// Address to listen on [default: 127.0.0.1:3128].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
@@ -87,11 +95,11 @@ pub struct ProxyArgs {
     /// Seconds a client has to send a whole request head once it started [default: 10].
     #[arg(long, alias = "header-timeout-secs", value_name = "SECS")]
     header_timeout: Option<u64>,
-    /// Longest HTTP/1 request line in bytes; longer gets 414 [default: 8192].
-    #[arg(long, value_name = "BYTES")]
+    /// Longest HTTP/1 request line, e.g. 8192, 16KiB; longer gets 414 [default: 8KiB].
+    #[arg(long, value_name = "SIZE", value_parser = appnet_netkit::units::parse_size_usize)]
     max_request_line: Option<usize>,
-    /// Largest HTTP/1 request head in bytes; larger gets 431 [default: 65536].
-    #[arg(long, value_name = "BYTES")]
+    /// Largest HTTP/1 request head, e.g. 64KiB; larger gets 431 [default: 64KiB].
+    #[arg(long, value_name = "SIZE", value_parser = appnet_netkit::units::parse_size_usize)]
     max_header_bytes: Option<usize>,
     /// Most header fields in an HTTP/1 request head; more get 431 [default: 100].
     #[arg(long, value_name = "N")]
@@ -124,94 +132,65 @@ pub struct ProxyArgs {
     access_log: bool,
 }
 
+impl ProxyOptions {
+    /// Puts the flags given over `config` (the `[proxy]` table); absent flags keep its values,
+    /// repeatable list flags replace (`--allow`, `--purge-allow`, `--connect-port`) or extend
+    /// (`--allow-dest`, `--tls-name`, `--origin-ca`, `--origin`) the configured lists.
+    pub fn apply(self, config: &mut ProxyConfig) -> anyhow::Result<()> {
+        set(&mut config.listen, self.listen);
+        set(&mut config.reverse, self.reverse.map(Some));
+        for o in &self.origin {
+            let (name, url) =
+                o.split_once('=').with_context(|| format!("--origin {o}: expected NAME=URL"))?;
+            config.origins.insert(name.to_ascii_lowercase(), url.to_string());
+        }
+        set(&mut config.cache_dir, self.cache_dir.map(Some));
+        set(&mut config.memory_size, self.memory_size);
+        set(&mut config.disk_size, self.disk_size);
+        set(&mut config.max_object_size, self.max_object_size);
+        if !self.allow.is_empty() {
+            config.allow = if self.allow.iter().any(|a| a == "all") { Vec::new() } else { self.allow };
+        }
+        if !self.purge_allow.is_empty() {
+            config.purge_allow = self.purge_allow;
+        }
+        if !self.connect_port.is_empty() {
+            config.connect_ports = self.connect_port;
+        }
+        config.allow_dest.extend(self.allow_dest);
+        config.forward_host_overrides |= self.forward_host_overrides;
+        set(&mut config.max_inflight_bytes, self.max_inflight);
+        set(&mut config.origin_timeout_secs, self.origin_timeout);
+        set(&mut config.connect_timeout_secs, self.connect_timeout);
+        set(&mut config.idle_timeout_secs, self.idle_timeout);
+        set(&mut config.header_timeout_secs, self.header_timeout);
+        set(&mut config.max_request_line, self.max_request_line);
+        set(&mut config.max_header_bytes, self.max_header_bytes);
+        set(&mut config.max_headers, self.max_headers);
+        set(&mut config.dns, self.dns.map(Some));
+        set(&mut config.heuristic_max_secs, self.heuristic_max);
+        config.collapse &= !self.no_collapse;
+        set(&mut config.metrics_path, self.metrics_path);
+        set(&mut config.max_connections, self.max_connections);
+        set(&mut config.max_connections_per_ip, self.max_connections_per_ip.map(Some));
+        config.access_log |= self.access_log;
+        config.tls |= self.tls || self.cert.is_some();
+        if self.cert.is_some() {
+            config.cert = self.cert;
+            config.key = self.key;
+        }
+        config.tls_names.extend(self.tls_name);
+        set(&mut config.ca_dir, self.ca_dir.map(Some));
+        config.origin_ca.extend(self.origin_ca);
+        config.origin_system_roots &= !self.no_system_roots;
+        Ok(())
+    }
+}
+
 /// Runs `appnet web proxy`.
 pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<()> {
     let mut config: ProxyConfig = ctx.section("proxy")?;
-    if let Some(a) = args.listen {
-        config.listen = a;
-    }
-    if args.reverse.is_some() {
-        config.reverse = args.reverse;
-    }
-    for o in &args.origin {
-        let (name, url) = o.split_once('=').with_context(|| format!("--origin {o}: expected NAME=URL"))?;
-        config.origins.insert(name.to_ascii_lowercase(), url.to_string());
-    }
-    if args.cache_dir.is_some() {
-        config.cache_dir = args.cache_dir;
-    }
-    if let Some(n) = args.memory_size {
-        config.memory_size = n;
-    }
-    if let Some(n) = args.disk_size {
-        config.disk_size = n;
-    }
-    if let Some(n) = args.max_object_size {
-        config.max_object_size = n;
-    }
-    if !args.allow.is_empty() {
-        config.allow = if args.allow.iter().any(|a| a == "all") { Vec::new() } else { args.allow };
-    }
-    if !args.purge_allow.is_empty() {
-        config.purge_allow = args.purge_allow;
-    }
-    if !args.connect_port.is_empty() {
-        config.connect_ports = args.connect_port;
-    }
-    config.allow_dest.extend(args.allow_dest);
-    config.forward_host_overrides |= args.forward_host_overrides;
-    if let Some(n) = args.max_inflight {
-        config.max_inflight_bytes = n;
-    }
-    if let Some(s) = args.origin_timeout {
-        config.origin_timeout_secs = s;
-    }
-    if let Some(s) = args.connect_timeout {
-        config.connect_timeout_secs = s;
-    }
-    if let Some(s) = args.idle_timeout {
-        config.idle_timeout_secs = s;
-    }
-    if let Some(s) = args.header_timeout {
-        config.header_timeout_secs = s;
-    }
-    if let Some(n) = args.max_request_line {
-        config.max_request_line = n;
-    }
-    if let Some(n) = args.max_header_bytes {
-        config.max_header_bytes = n;
-    }
-    if let Some(n) = args.max_headers {
-        config.max_headers = n;
-    }
-    if args.dns.is_some() {
-        config.dns = args.dns;
-    }
-    if let Some(s) = args.heuristic_max {
-        config.heuristic_max_secs = s;
-    }
-    config.collapse &= !args.no_collapse;
-    if let Some(p) = args.metrics_path {
-        config.metrics_path = p;
-    }
-    if let Some(n) = args.max_connections {
-        config.max_connections = n;
-    }
-    if let Some(n) = args.max_connections_per_ip {
-        config.max_connections_per_ip = Some(n);
-    }
-    config.access_log |= args.access_log;
-    config.tls |= args.tls || args.cert.is_some();
-    if args.cert.is_some() {
-        config.cert = args.cert;
-        config.key = args.key;
-    }
-    config.tls_names.extend(args.tls_name);
-    if args.ca_dir.is_some() {
-        config.ca_dir = args.ca_dir;
-    }
-    config.origin_ca.extend(args.origin_ca);
-    config.origin_system_roots &= !args.no_system_roots;
+    args.options.apply(&mut config)?;
     let listen = config.listen;
     let mode = match (&config.reverse, config.origins.is_empty()) {
         (Some(url), true) => format!("reverse proxy for {url}"),
@@ -332,4 +311,33 @@ pub async fn run_cdn(args: CdnArgs, ctx: &Context) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     server.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_config_and_absent_flags_keep_it() {
+        let mut config = ProxyConfig { max_headers: 50, ..ProxyConfig::default() };
+        let options = ProxyOptions {
+            memory_size: Some(1 << 20),
+            max_header_bytes: Some(16 << 10),
+            origin: vec!["WWW.Example=http://127.0.0.1:8080".into()],
+            allow: vec!["all".into()],
+            ..ProxyOptions::default()
+        };
+        options.apply(&mut config).unwrap();
+        assert_eq!(
+            (config.memory_size, config.max_header_bytes, config.max_headers),
+            (1 << 20, 16 << 10, 50)
+        );
+        assert_eq!(config.origins.get("www.example").map(String::as_str), Some("http://127.0.0.1:8080"));
+        assert!(config.allow.is_empty());
+        let before = format!("{config:?}");
+        ProxyOptions::default().apply(&mut config).unwrap();
+        assert_eq!(format!("{config:?}"), before);
+        let bad = ProxyOptions { origin: vec!["no-equals".into()], ..ProxyOptions::default() };
+        assert!(bad.apply(&mut config).is_err());
+    }
 }
