@@ -4,6 +4,8 @@ use super::set;
 use crate::context::Context;
 use anyhow::Context as _;
 use appnet_netkit::{Service, Shutdown};
+use appnet_web::cdn::CdnConfig;
+use appnet_web::cdn::config::{Network, Replica};
 use appnet_web::proxy::{ProxyConfig, ProxyServer};
 use clap::Args;
 use std::net::SocketAddr;
@@ -220,9 +222,17 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<()> {
     server.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))
 }
 
-/// Flags for `web cdn`; each overrides the `[cdn]` table of --config.
+/// Flags for `web cdn`.
 #[derive(Args, Debug)]
 pub struct CdnArgs {
+    #[command(flatten)]
+    options: CdnOptions,
+}
+
+/// The service flags of `web cdn`; each overrides the `[cdn]` table of --config (replicas,
+/// networks and name servers are added to its lists).
+#[derive(Args, Debug, Default)]
+pub struct CdnOptions {
     /// Address to listen on, UDP and TCP [default: 127.0.0.1:10053].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
@@ -252,53 +262,50 @@ pub struct CdnArgs {
     check_path: Option<String>,
 }
 
+impl CdnOptions {
+    /// Puts the flags given over `config` (the `[cdn]` table); absent flags keep its values.
+    pub fn apply(self, config: &mut CdnConfig) -> anyhow::Result<()> {
+        set(&mut config.listen, self.listen);
+        set(&mut config.zone, self.zone);
+        if !self.name.is_empty() {
+            config.names = self.name;
+        }
+        for r in &self.replica {
+            let (name, rest) =
+                r.split_once('=').with_context(|| format!("--replica {r}: expected NAME=IP[@HOST:PORT]"))?;
+            let (ip, check) = match rest.split_once('@') {
+                Some((ip, check)) => {
+                    (ip, Some(check.parse().with_context(|| format!("--replica {r}: bad check address"))?))
+                }
+                None => (rest, None),
+            };
+            let addr = ip.parse().with_context(|| format!("--replica {r}: bad address {ip:?}"))?;
+            config.replicas.push(Replica { name: name.to_string(), addr, check });
+        }
+        for n in &self.network {
+            let (prefix, names) =
+                n.split_once('=').with_context(|| format!("--network {n}: expected PREFIX=NAME,NAME"))?;
+            let replicas = names.split(',').map(str::to_string).collect();
+            config.networks.push(Network { prefix: prefix.to_string(), replicas });
+        }
+        for n in &self.ns {
+            let (name, ip) = n.split_once('=').with_context(|| format!("--ns {n}: expected NAME=IP"))?;
+            config
+                .nameservers
+                .push((name.to_string(), ip.parse().with_context(|| format!("--ns {n}: bad address"))?));
+        }
+        set(&mut config.ttl, self.ttl);
+        set(&mut config.check_interval_ms, self.check_interval);
+        set(&mut config.check_path, self.check_path);
+        Ok(())
+    }
+}
+
 /// Runs `appnet web cdn`.
 pub async fn run_cdn(args: CdnArgs, ctx: &Context) -> anyhow::Result<()> {
-    use appnet_web::cdn::config::{Network, Replica};
-    use appnet_web::cdn::{CdnConfig, CdnDnsServer};
+    use appnet_web::cdn::CdnDnsServer;
     let mut config: CdnConfig = ctx.section("cdn")?;
-    if let Some(a) = args.listen {
-        config.listen = a;
-    }
-    if let Some(z) = args.zone {
-        config.zone = z;
-    }
-    if !args.name.is_empty() {
-        config.names = args.name;
-    }
-    for r in &args.replica {
-        let (name, rest) =
-            r.split_once('=').with_context(|| format!("--replica {r}: expected NAME=IP[@HOST:PORT]"))?;
-        let (ip, check) = match rest.split_once('@') {
-            Some((ip, check)) => {
-                (ip, Some(check.parse().with_context(|| format!("--replica {r}: bad check address"))?))
-            }
-            None => (rest, None),
-        };
-        let addr = ip.parse().with_context(|| format!("--replica {r}: bad address {ip:?}"))?;
-        config.replicas.push(Replica { name: name.to_string(), addr, check });
-    }
-    for n in &args.network {
-        let (prefix, names) =
-            n.split_once('=').with_context(|| format!("--network {n}: expected PREFIX=NAME,NAME"))?;
-        let replicas = names.split(',').map(str::to_string).collect();
-        config.networks.push(Network { prefix: prefix.to_string(), replicas });
-    }
-    for n in &args.ns {
-        let (name, ip) = n.split_once('=').with_context(|| format!("--ns {n}: expected NAME=IP"))?;
-        config
-            .nameservers
-            .push((name.to_string(), ip.parse().with_context(|| format!("--ns {n}: bad address"))?));
-    }
-    if let Some(t) = args.ttl {
-        config.ttl = t;
-    }
-    if let Some(ms) = args.check_interval {
-        config.check_interval_ms = ms;
-    }
-    if let Some(p) = args.check_path {
-        config.check_path = p;
-    }
+    args.options.apply(&mut config)?;
     anyhow::ensure!(!config.replicas.is_empty(), "no replicas: give at least one --replica NAME=IP");
     let listen = config.listen;
     let (zone, replicas) = (config.zone.clone(), config.replicas.len());
@@ -338,6 +345,25 @@ mod tests {
         ProxyOptions::default().apply(&mut config).unwrap();
         assert_eq!(format!("{config:?}"), before);
         let bad = ProxyOptions { origin: vec!["no-equals".into()], ..ProxyOptions::default() };
+        assert!(bad.apply(&mut config).is_err());
+    }
+
+    #[test]
+    fn cdn_flags_add_replicas_and_keep_the_rest() {
+        let mut config = CdnConfig { ttl: 7, ..CdnConfig::default() };
+        let replicas = config.replicas.len();
+        let options = CdnOptions {
+            replica: vec!["east=127.0.20.1@127.0.20.1:8080".into()],
+            network: vec!["127.0.4.0/24=east".into()],
+            check_interval: Some(0),
+            ..CdnOptions::default()
+        };
+        options.apply(&mut config).unwrap();
+        assert_eq!((config.ttl, config.check_interval_ms, config.replicas.len()), (7, 0, replicas + 1));
+        let before = format!("{config:?}");
+        CdnOptions::default().apply(&mut config).unwrap();
+        assert_eq!(format!("{config:?}"), before);
+        let bad = CdnOptions { replica: vec!["east=not-an-ip".into()], ..CdnOptions::default() };
         assert!(bad.apply(&mut config).is_err());
     }
 }
