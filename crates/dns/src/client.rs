@@ -3,7 +3,7 @@
 //! signed with a TSIG key (and the answers then verified).
 
 use crate::clock::unix_now;
-use crate::journal::Delta;
+use crate::delta::Delta;
 use crate::serial::Serial;
 use crate::wire::message::{self, Parsed, Record, build_ixfr, build_query};
 use crate::wire::query::opcode;

@@ -6,7 +6,8 @@
 //! - [`answer`]: the RFC 1034 §4.3.2 lookup, sans-IO; [`respond`]: request bytes → response
 //!   bytes (errors, EDNS, transfers, TSIG); [`rrl`]: response rate limiting, sans-IO.
 //! - [`serial`]: zone serials with RFC 1982 ordering.
-//! - [`journal`]: what changed between zone versions, for IXFR; [`store`]: the state directory
+//! - [`delta`]: what changed between zone versions, for IXFR, and [`journal`] that builds and
+//!   applies it; [`soa`]: the SOA timers; [`store`]: the state directory
 //!   (secondary zones, journals) written crash-safely; [`acl`]: allow-transfer entries and the
 //!   TSIG key of each remote server.
 //! - [`server`]: the tokio driver (UDP per core + TCP); [`secondary`]: the sans-IO refresh,
@@ -18,6 +19,7 @@ pub mod answer;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod delta;
 pub mod journal;
 pub mod memory;
 pub mod respond;
@@ -27,6 +29,7 @@ pub mod secondary_driver;
 pub mod serial;
 pub mod served;
 pub mod server;
+pub mod soa;
 pub mod store;
 pub mod wire;
 pub mod zone;

@@ -4,7 +4,7 @@
 
 use crate::acl::TransferAcl;
 use crate::answer::{AnyPolicy, Kind, Plan, Scratch, lookup_with};
-use crate::journal::Delta;
+use crate::delta::Delta;
 use crate::serial::Serial;
 use crate::served::ServedZones;
 use crate::wire::message::{Record, xfr_messages};

@@ -8,7 +8,7 @@
 //! while the server was down, truncated or damaged file) it is ignored and the server starts
 //! with an empty journal, so secondaries that are behind get the whole zone, never a wrong diff.
 
-use crate::journal::Journal;
+use crate::delta::Journal;
 use crate::wire::name;
 use crate::zone::{Fnv, Zone};
 use std::hash::Hasher;

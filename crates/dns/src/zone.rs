@@ -7,6 +7,9 @@
 //! open-addressing table of node indices keyed by the lower-cased wire-format name. About 60
 //! bytes per A record instead of several heap allocations each.
 
+use crate::delta::Journal;
+/// Re-exported for the resolver, which reads negative TTLs with it.
+pub use crate::soa::SoaInfo;
 use crate::wire::name::{self, NameBuf, is_at_or_below, parent, to_text};
 use crate::wire::response::RrRef;
 use crate::wire::rrtype::{code, embedded_name, target_name_offset, type_name, unpack_rdata};
@@ -109,35 +112,6 @@ fn hash_name(name: &[u8]) -> u64 {
     h.finish()
 }
 
-/// The SOA timers the server and secondaries act on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SoaInfo {
-    pub serial: u32,
-    pub refresh: u32,
-    pub retry: u32,
-    pub expire: u32,
-    pub minimum: u32,
-    /// TTL of the SOA record itself.
-    pub ttl: u32,
-}
-
-impl SoaInfo {
-    /// Reads the timers from SOA rdata (two names then five 32-bit numbers).
-    pub fn from_rdata(rdata: &[u8]) -> Option<SoaInfo> {
-        let m = embedded_name(rdata, 0)?.len();
-        let r = embedded_name(rdata, m)?.len();
-        let nums = rdata.get(m + r..m + r + 20)?;
-        let n =
-            |i: usize| u32::from_be_bytes([nums[i * 4], nums[i * 4 + 1], nums[i * 4 + 2], nums[i * 4 + 3]]);
-        Some(SoaInfo { serial: n(0), refresh: n(1), retry: n(2), expire: n(3), minimum: n(4), ttl: 0 })
-    }
-
-    /// TTL for negative answers (RFC 2308 §3): min(SOA TTL, MINIMUM).
-    pub fn negative_ttl(&self) -> u32 {
-        self.ttl.min(self.minimum)
-    }
-}
-
 /// An authoritative zone, ready to answer from.
 #[derive(Debug, Clone)]
 pub struct Zone {
@@ -152,7 +126,7 @@ pub struct Zone {
     soa: SoaInfo,
     records: usize,
     /// The changes that led to this version, for IXFR.
-    journal: crate::journal::Journal,
+    journal: Journal,
 }
 
 /// How bad a zone problem is: errors stop the zone from loading, warnings are only reported.
@@ -227,7 +201,7 @@ impl Zone {
             slots: Vec::new(),
             soa: SoaInfo::default(),
             records: 0,
-            journal: crate::journal::Journal::default(),
+            journal: Journal::default(),
         };
         let in_zone: Vec<&ZoneRecord> =
             records.iter().filter(|r| is_at_or_below(&r.owner, &z.apex)).collect();
@@ -359,13 +333,13 @@ impl Zone {
     }
 
     /// This zone carrying `journal` (the steps that led to it).
-    pub fn with_journal(mut self, journal: crate::journal::Journal) -> Zone {
+    pub fn with_journal(mut self, journal: Journal) -> Zone {
         self.journal = journal;
         self
     }
 
     /// The steps that led to this version (for IXFR).
-    pub fn journal(&self) -> &crate::journal::Journal {
+    pub fn journal(&self) -> &Journal {
         &self.journal
     }
 
