@@ -162,12 +162,6 @@ pub async fn trace(
     Ok(())
 }
 
-/// The address of a URL's host, asked of the recursive resolver `server` (see
-/// [`appnet_resolver::lookup::lookup_url`]).
-pub async fn lookup_address(url: &str, server: SocketAddr) -> anyhow::Result<std::net::IpAddr> {
-    Ok(appnet_resolver::lookup::lookup_url(url, server).await?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! `appnet web serve|get`: the static-site web server and a small client.
 
+use super::set;
 use crate::context::Context;
 use anyhow::Context as _;
 use appnet_netkit::{Service, Shutdown};
@@ -57,9 +58,16 @@ pub enum WebCmd {
     Cdn(super::proxy::CdnArgs),
 }
 
-/// Flags for `web serve`; each overrides the `[web]` table of --config.
+/// Flags for `web serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    options: WebOptions,
+}
+
+/// The service flags of `web serve`; each overrides the `[web]` table of --config.
+#[derive(Args, Debug, Default)]
+pub struct WebOptions {
     /// The default site's directory [default: .].
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
@@ -81,8 +89,8 @@ pub struct ServeArgs {
     /// Allow PUT uploads and DELETE inside the site directories.
     #[arg(long)]
     allow_write: bool,
-    /// Largest request body accepted, in bytes [default: 10485760].
-    #[arg(long, value_name = "BYTES")]
+    /// Largest request body accepted, e.g. 1MiB [default: 10MiB].
+    #[arg(long, value_name = "SIZE", value_parser = appnet_netkit::units::parse_size)]
     max_body: Option<u64>,
     /// Most connections at once; when full, the one waiting longest without a request is
     /// closed for a newcomer [default: 10000].
@@ -119,6 +127,45 @@ pub struct ServeArgs {
     /// Serve the counters (Prometheus text format) at this path, e.g. /server-metrics.
     #[arg(long, value_name = "PATH")]
     metrics_path: Option<String>,
+}
+
+impl WebOptions {
+    /// Puts the flags given over `config` (the `[web]` table); absent flags keep its values,
+    /// `--vhost` adds to the configured hosts.
+    pub fn apply(self, config: &mut WebConfig) -> anyhow::Result<()> {
+        set(&mut config.root, self.root);
+        for v in &self.vhost {
+            let (name, dir) = v.split_once('=').with_context(|| format!("--vhost {v}: expected NAME=DIR"))?;
+            anyhow::ensure!(!name.is_empty() && !dir.is_empty(), "--vhost {v}: expected NAME=DIR");
+            config.vhosts.insert(name.to_ascii_lowercase(), PathBuf::from(dir));
+        }
+        set(&mut config.listen, self.listen);
+        config.tls |= self.tls || self.cert.is_some();
+        if self.cert.is_some() {
+            config.cert = self.cert;
+            config.key = self.key;
+        }
+        config.allow_write |= self.allow_write;
+        set(&mut config.max_body, self.max_body);
+        set(&mut config.max_connections, self.max_connections);
+        set(&mut config.max_per_ip, self.max_per_ip.map(Some));
+        set(&mut config.cart_max_sessions, self.cart_sessions);
+        if let Some(n) = self.cart_session_rate {
+            config.cart_new_per_sec = n;
+            config.cart_new_burst = n.saturating_mul(10);
+        }
+        set(&mut config.idle_timeout_secs, self.idle_timeout);
+        set(&mut config.header_timeout_secs, self.header_timeout);
+        config.listing &= !self.no_listing;
+        config.apps &= !self.no_apps;
+        config.push &= !self.no_push;
+        config.access_log &= !self.quiet;
+        if let Some(p) = self.metrics_path {
+            anyhow::ensure!(p.starts_with('/'), "--metrics-path must start with /");
+            config.metrics_path = Some(p);
+        }
+        Ok(())
+    }
 }
 
 /// Flags for `web get`.
@@ -159,53 +206,7 @@ pub async fn run(cmd: WebCmd, ctx: &Context) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
     let mut config: WebConfig = ctx.section("web")?;
-    if let Some(root) = args.root {
-        config.root = root;
-    }
-    for v in &args.vhost {
-        let (name, dir) = v.split_once('=').with_context(|| format!("--vhost {v}: expected NAME=DIR"))?;
-        anyhow::ensure!(!name.is_empty() && !dir.is_empty(), "--vhost {v}: expected NAME=DIR");
-        config.vhosts.insert(name.to_ascii_lowercase(), PathBuf::from(dir));
-    }
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    config.tls |= args.tls || args.cert.is_some();
-    if args.cert.is_some() {
-        config.cert = args.cert;
-        config.key = args.key;
-    }
-    config.allow_write |= args.allow_write;
-    if let Some(n) = args.max_body {
-        config.max_body = n;
-    }
-    if let Some(n) = args.max_connections {
-        config.max_connections = n;
-    }
-    if let Some(n) = args.max_per_ip {
-        config.max_per_ip = Some(n);
-    }
-    if let Some(n) = args.cart_sessions {
-        config.cart_max_sessions = n;
-    }
-    if let Some(n) = args.cart_session_rate {
-        config.cart_new_per_sec = n;
-        config.cart_new_burst = n.saturating_mul(10);
-    }
-    if let Some(s) = args.idle_timeout {
-        config.idle_timeout_secs = s;
-    }
-    if let Some(s) = args.header_timeout {
-        config.header_timeout_secs = s;
-    }
-    config.listing &= !args.no_listing;
-    config.apps &= !args.no_apps;
-    config.push &= !args.no_push;
-    config.access_log &= !args.quiet;
-    if let Some(p) = args.metrics_path {
-        anyhow::ensure!(p.starts_with('/'), "--metrics-path must start with /");
-        config.metrics_path = Some(p);
-    }
+    args.options.apply(&mut config)?;
     let listen = config.listen;
     let server = WebServer::bind(config).await.with_context(|| format!("cannot serve on {listen}"))?;
     let scheme = if server.is_tls() { "https" } else { "http" };
@@ -228,7 +229,7 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
         Proto::Http11
     };
     let address = match args.resolver {
-        Some(server) => Some(super::resolver::lookup_address(&args.url, server).await?),
+        Some(server) => Some(appnet_resolver::lookup::lookup_url(&args.url, server).await?),
         None => None,
     };
     let timeout = Duration::from_secs_f64(args.timeout);
@@ -249,4 +250,28 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
         resp.status()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_config_and_absent_flags_keep_it() {
+        let mut config = WebConfig { max_connections: 5, ..WebConfig::default() };
+        let options = WebOptions {
+            max_body: Some(1 << 20),
+            vhost: vec!["WWW.Foo.com=./foo".into()],
+            no_push: true,
+            ..WebOptions::default()
+        };
+        options.apply(&mut config).unwrap();
+        assert_eq!((config.max_body, config.max_connections, config.push), (1 << 20, 5, false));
+        assert_eq!(config.vhosts.get("www.foo.com"), Some(&PathBuf::from("./foo")));
+        let before = format!("{config:?}");
+        WebOptions::default().apply(&mut config).unwrap();
+        assert_eq!(format!("{config:?}"), before);
+        let bad = WebOptions { metrics_path: Some("metrics".into()), ..WebOptions::default() };
+        assert!(bad.apply(&mut config).is_err());
+    }
 }
