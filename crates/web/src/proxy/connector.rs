@@ -5,7 +5,7 @@
 //! the connection goes to the configured origin.
 
 use super::dest::{DestDenied, DestPolicy};
-use super::origin::OriginResolver;
+use super::origin_dns::OriginResolver;
 use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioIo;

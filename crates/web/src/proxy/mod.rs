@@ -23,6 +23,7 @@ pub mod handler;
 pub mod idle;
 pub mod metrics;
 pub mod origin;
+pub mod origin_dns;
 pub mod plan;
 pub mod policy;
 pub mod reqcheck;
