@@ -143,11 +143,19 @@ mkdir -p src5/pics
 head -c 2500000 /dev/urandom >src5/pics/p1.bin
 head -c 600000 /dev/urandom >src5/pics/p2.bin
 mktorrent -a "http://127.0.0.1:$TP/announce" -l 16 -o pics.torrent src5/pics >/dev/null
-AP5=$(free_port)
-bg aria2c --seed-ratio=0 -V --enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=false \
-  --summary-interval=0 --console-log-level=warn --file-allocation=none --dir=src5 --seed-time=120 \
-  --listen-port="$AP5" pics.torrent >aria5.log 2>&1
-wait_tcp 127.0.0.1 "$AP5" 30
+start_aria5() {
+  AP5=$(free_port)
+  bg aria2c --seed-ratio=0 -V --enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=false \
+    --summary-interval=0 --console-log-level=warn --file-allocation=none --dir=src5 --seed-time=120 \
+    --listen-port="$AP5" pics.torrent >aria5.log 2>&1
+  wait_tcp 127.0.0.1 "$AP5" 30
+}
+# aria2c has (rarely) not come up on its port in CI; show why and give it one more start.
+start_aria5 || {
+  echo "  aria2c did not listen on $AP5; its log:"; cat aria5.log
+  kill "$LAST_PID" 2>/dev/null || true
+  start_aria5
+}
 PICS=$("$APPNET" torrent info pics.torrent | awk '/^info hash/ {print $3}')
 timeout 90 "$APPNET" torrent get --no-dht "magnet:?xt=urn:btih:$PICS&dn=pics&tr=http%3A%2F%2F127.0.0.1%3A$TP%2Fannounce" \
   -o dl5a --quiet --save-torrent dl5a.torrent >get5a.log 2>&1 || { cat get5a.log; exit 1; }
