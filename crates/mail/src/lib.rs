@@ -1,0 +1,1 @@
+//! Mail: SMTP with MX delivery and a queue, submission, POP3 and IMAP over Maildir.
