@@ -13,6 +13,8 @@
 //! - [`lines`]: bounded line reading, so no client can grow memory with an endless line.
 //! - [`files`]: crash-safe replacement of state files kept across restarts.
 //! - [`io`]: generic I/O wrappers: replaying sniffed bytes, gathering small writes.
+//! - `tls`, `tls_client` (feature `tls`): the lab CA and rustls configs every TLS service and
+//!   client shares.
 //! - [`units`]: sizes written by people (`64KiB`, `10MB`), one rule for every flag and config.
 
 pub mod accept;
@@ -28,6 +30,10 @@ pub mod metrics;
 pub mod rate;
 pub mod service;
 pub mod shutdown;
+#[cfg(feature = "tls")]
+pub mod tls;
+#[cfg(feature = "tls")]
+pub mod tls_client;
 pub mod units;
 
 pub use service::{BoxError, Service};
