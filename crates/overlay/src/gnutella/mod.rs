@@ -1,0 +1,5 @@
+//! Gnutella 0.6: descriptors on the wire, the sans-IO routing core of one servent, and the Query
+//! Routing Protocol that lets ultrapeers forward queries to a leaf only when it may have a match.
+
+pub mod base32;
+pub mod wire;
