@@ -1,3 +1,4 @@
 //! Unstructured P2P: a Napster directory, Gnutella 0.6 query flooding and ultrapeers (KaZaA-style group leaders).
 
 pub mod gnutella;
+pub mod index;
