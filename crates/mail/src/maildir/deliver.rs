@@ -22,13 +22,23 @@ pub fn deliver(root: &Path, domain: &str, user: &str, message: &[u8]) -> std::io
         super::create(&dir)?;
     }
     let data = to_lf(message);
-    store(&dir, &data, "")
+    store(&dir, &data)
 }
 
-/// Writes `data` (already LF line endings) as a new message of the Maildir folder `dir`:
-/// into `new/` when `flags` is empty, else into `cur/` with the `:2,<flags>` info. Returns the
-/// final path.
-pub fn store(dir: &Path, data: &[u8], flags: &str) -> std::io::Result<PathBuf> {
+/// Writes `data` (already LF line endings) as a new message of the Maildir folder `dir`
+/// into `new/`. Returns the final path.
+pub fn store(dir: &Path, data: &[u8]) -> std::io::Result<PathBuf> {
+    store_with(dir, data, None, None)
+}
+
+/// Like [`store`], but with `Some(info)` the message goes to `cur/` with `:2,<info>` (an
+/// IMAP APPEND or COPY), and `date` becomes its arrival time (the file's mtime).
+pub fn store_with(
+    dir: &Path,
+    data: &[u8],
+    info: Option<&str>,
+    date: Option<std::time::SystemTime>,
+) -> std::io::Result<PathBuf> {
     use std::os::unix::fs::OpenOptionsExt;
     let name = unique_name(data);
     let tmp = dir.join("tmp").join(&name);
@@ -40,14 +50,19 @@ pub fn store(dir: &Path, data: &[u8], flags: &str) -> std::io::Result<PathBuf> {
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(data)?;
+        if let Some(date) = date {
+            f.set_modified(date)?;
+        }
         f.sync_all()
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    let (sub, final_name) =
-        if flags.is_empty() { ("new", name) } else { ("cur", format!("{name}:2,{flags}")) };
+    let (sub, final_name) = match info {
+        None => ("new", name),
+        Some(info) => ("cur", format!("{name}:2,{info}")),
+    };
     let target = dir.join(sub).join(final_name);
     if let Err(e) = std::fs::rename(&tmp, &target) {
         let _ = std::fs::remove_file(&tmp);

@@ -3,6 +3,9 @@
 //! mutt use, so an existing tree is served as it is.
 
 pub mod deliver;
+pub mod flags;
+pub mod folder;
+pub mod uidlist;
 
 use std::path::{Path, PathBuf};
 
