@@ -2,3 +2,5 @@
 
 pub mod gnutella;
 pub mod index;
+pub mod http;
+pub mod napster;
