@@ -108,6 +108,20 @@ pub struct ProxyConfig {
     pub max_header_bytes: usize,
     /// Most header fields in an HTTP/1 request head (431 beyond).
     pub max_headers: usize,
+    /// CDN push: the file holding the secret shared with the content provider (at least 16
+    /// bytes). Without it `POST /.appnet/push` is refused (push is off).
+    pub push_secret_file: Option<PathBuf>,
+    /// Seconds a push's timestamp may differ from this replica's clock.
+    pub push_window_secs: u64,
+    /// Most URLs in one push (413 beyond).
+    pub push_max_urls: usize,
+    /// Largest push body in bytes (413 beyond).
+    pub push_max_body: usize,
+    /// Most push fetches to origins at once, all pushes together.
+    pub push_concurrency: usize,
+    /// Most accepted push signatures remembered (against replays) within the window; when
+    /// full, further pushes get 503 until older ones expire.
+    pub push_max_remembered: usize,
 }
 
 impl Default for ProxyConfig {
@@ -156,6 +170,12 @@ impl Default for ProxyConfig {
             max_request_line: 8 * 1024,
             max_header_bytes: 64 * 1024,
             max_headers: 100,
+            push_secret_file: None,
+            push_window_secs: 300,
+            push_max_urls: 1000,
+            push_max_body: 1024 * 1024,
+            push_concurrency: 8,
+            push_max_remembered: 10_000,
         }
     }
 }

@@ -39,6 +39,9 @@ pub enum SetupError {
     /// The cache directory could not be opened.
     #[error("cache directory: {0}")]
     Store(#[from] io::Error),
+    /// CDN push could not be set up (the secret file).
+    #[error("{0}")]
+    Push(String),
     /// TLS towards `https://` origins could not be set up (CA files).
     #[error("TLS to origins: {0}")]
     Tls(#[from] crate::tls::TlsError),
@@ -70,6 +73,8 @@ pub struct Proxy {
     pub(super) loop_token: String,
     /// Client header fields not forwarded upstream (host overrides, unless configured).
     pub(super) strip_upstream: Vec<header::HeaderName>,
+    /// CDN push (when a secret file is configured).
+    pub(super) push: Option<super::push::PushState>,
 }
 
 /// Client header fields that name another host and are not part of the cache key (an origin
@@ -144,7 +149,20 @@ impl Proxy {
             true => Vec::new(),
             false => HOST_OVERRIDES.iter().map(|n| header::HeaderName::from_static(n)).collect(),
         };
+        let push = match &cfg.push_secret_file {
+            None => None,
+            Some(f) => Some(
+                super::push::PushState::new(
+                    f,
+                    Duration::from_secs(cfg.push_window_secs.max(1)),
+                    cfg.push_max_remembered,
+                    cfg.push_concurrency,
+                )
+                .map_err(SetupError::Push)?,
+            ),
+        };
         Ok(Proxy {
+            push,
             allow: AccessList::parse(&cfg.allow).map_err(SetupError::Acl)?,
             purge_allow: AccessList::parse(&cfg.purge_allow).map_err(SetupError::Acl)?,
             client,
@@ -186,7 +204,7 @@ impl Proxy {
     }
 
     /// Where a request goes (origin, cache key, upstream Host), or the answer refusing it.
-    fn target(&self, req: &Request<hyper::body::Incoming>) -> Result<Target, Box<Response<Body>>> {
+    pub(super) fn target<B>(&self, req: &Request<B>) -> Result<Target, Box<Response<Body>>> {
         let uri = req.uri();
         let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
         if self.cfg.is_reverse() {
@@ -252,6 +270,9 @@ impl Proxy {
         }
         if let Some(resp) = self.metrics_page(&req, peer) {
             return resp;
+        }
+        if self.is_push(&req) {
+            return self.push(req, peer).await;
         }
         let target = match self.target(&req) {
             Ok(t) => t,
@@ -589,12 +610,36 @@ impl Proxy {
         let response_time = SystemTime::now();
         let (mut rp, incoming) = resp.into_parts();
         strip_hop_by_hop(&mut rp.headers);
-        // Surrogate-Control is for this proxy: stored (it sets freshness), not forwarded.
-        let stored = match rp.headers.remove(policy::SURROGATE_CONTROL) {
+        let stored =
+            self.storable_response(&target.key, method, req_headers, &mut rp, request_time, response_time);
+        let Some(stored) = stored else {
+            if let Some(g) = guard {
+                g.uncacheable(Instant::now());
+            }
+            add_status(&mut rp.headers, Outcome::Miss { stored: false, why }, &self.cfg.name);
+            return Response::from_parts(rp, self.counted(incoming));
+        };
+        add_status(&mut rp.headers, Outcome::Miss { stored: true, why }, &self.cfg.name);
+        self.tee(rp, incoming, stored, req_headers, guard)
+    }
+
+    /// The policy to store an origin response under `key` (see [`plan::storable`]), or `None`
+    /// when it may not be stored. Surrogate-Control is for this proxy: it sets the stored
+    /// freshness, and is removed from `rp` (not forwarded).
+    pub(super) fn storable_response(
+        &self,
+        key: &str,
+        method: &Method,
+        req_headers: &HeaderMap,
+        rp: &mut http::response::Parts,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> Option<policy::Stored> {
+        let opts = &self.opts;
+        match rp.headers.remove(policy::SURROGATE_CONTROL) {
             Some(sc) => {
                 let mut with_sc = rp.headers.clone();
                 with_sc.insert(policy::SURROGATE_CONTROL, sc);
-                let (key, opts) = (&target.key, &self.opts);
                 plan::storable(
                     key,
                     method,
@@ -607,24 +652,15 @@ impl Proxy {
                 )
             }
             None => plan::storable(
-                &target.key,
+                key,
                 method,
                 req_headers,
                 rp.status,
                 &rp.headers,
                 request_time,
                 response_time,
-                &self.opts,
+                opts,
             ),
-        };
-        let Some(stored) = stored else {
-            if let Some(g) = guard {
-                g.uncacheable(Instant::now());
-            }
-            add_status(&mut rp.headers, Outcome::Miss { stored: false, why }, &self.cfg.name);
-            return Response::from_parts(rp, self.counted(incoming));
-        };
-        add_status(&mut rp.headers, Outcome::Miss { stored: true, why }, &self.cfg.name);
-        self.tee(rp, incoming, stored, req_headers, guard)
+        }
     }
 }

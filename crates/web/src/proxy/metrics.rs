@@ -38,6 +38,12 @@ pub struct ProxyMetrics {
     pub denied: Counter,
     /// Idle client connections closed to make room for new ones (the connection cap).
     pub evicted: Counter,
+    /// Pushes accepted (signed correctly).
+    pub pushes: Counter,
+    /// Objects fetched and stored because of a push.
+    pub pushed: Counter,
+    /// Pushes refused (bad or missing signature, expired timestamp, replay).
+    pub push_refused: Counter,
     /// Objects stored now.
     pub objects: Gauge,
     /// Body bytes stored now.
@@ -75,6 +81,9 @@ impl ProxyMetrics {
                 "Requests refused by the client ACL or destination policy",
             ),
             evicted: c("appnet_proxy_evicted_total", "Idle client connections closed for new ones"),
+            pushes: c("appnet_proxy_pushes_total", "Signed pushes accepted"),
+            pushed: c("appnet_proxy_pushed_objects_total", "Objects stored because of a push"),
+            push_refused: c("appnet_proxy_push_refused_total", "Pushes refused (signature, time, replay)"),
             objects: r.gauge("appnet_proxy_objects", "Objects stored", &[]),
             stored_bytes: r.gauge("appnet_proxy_stored_bytes", "Body bytes stored", &[]),
             inflight_bytes: r.gauge(

@@ -11,6 +11,8 @@
 //!   their connections (TCP, and TLS to `https://` origins).
 //! - [`server`]: the tokio driver ([`ProxyServer::bind`] → `Service`), CONNECT tunnels;
 //!   [`idle`]: its client-connection idle and header timers.
+//! - [`push`]: CDN push, a signed list of URLs the replica fetches and stores ahead of
+//!   requests.
 //! - [`metrics`]: counters, `X-Cache` and `Cache-Status` (RFC 9211).
 
 mod admin;
@@ -26,6 +28,7 @@ pub mod origin;
 pub mod origin_dns;
 pub mod plan;
 pub mod policy;
+pub mod push;
 pub mod reqcheck;
 mod serve;
 pub mod server;
