@@ -2,5 +2,6 @@
 //! Routing Protocol that lets ultrapeers forward queries to a leaf only when it may have a match.
 
 pub mod base32;
+pub mod handshake;
 pub mod qrp;
 pub mod wire;
