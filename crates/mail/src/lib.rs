@@ -1,8 +1,17 @@
 //! Mail: SMTP with MX delivery and a queue, submission, POP3 and IMAP over Maildir.
 
+pub mod config;
 pub mod error;
+pub mod headers;
+pub mod local;
 pub mod maildir;
+pub mod queue;
+pub mod send;
+pub mod server;
+pub mod smtp;
 pub mod users;
 
+pub use config::MailConfig;
 pub use error::MailError;
+pub use server::MailServer;
 pub use users::{Users, add_user};
