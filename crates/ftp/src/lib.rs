@@ -1,1 +1,13 @@
 //! FTP (RFC 959): a server with separate control and data connections, and a client that traces both.
+
+pub mod client;
+pub mod config;
+pub mod fs;
+pub mod server;
+pub mod session;
+mod transfer;
+pub mod users;
+pub mod wire;
+
+pub use config::FtpConfig;
+pub use server::FtpServer;
