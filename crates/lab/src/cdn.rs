@@ -9,6 +9,7 @@ use appnet_web::cdn::config::{Network, Replica};
 use appnet_web::cdn::{CdnConfig, CdnDnsServer};
 use appnet_web::proxy::{ProxyConfig, ProxyServer};
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 
 /// The CDN's DNS server for `cdn.zone`, listening on `addr`.
 pub async fn dns_server(
@@ -49,11 +50,33 @@ pub async fn dns_server(
     })
 }
 
-/// The replicas: one reverse-proxy cache per replica address, pulling from the origin.
+/// The file (in the lab directory) holding the secret the content provider signs pushes with.
+pub fn push_secret_file(dir: &Path) -> PathBuf {
+    dir.join("cdn-push.secret")
+}
+
+/// Writes a fresh random push secret (owner-only) to [`push_secret_file`].
+fn write_push_secret(dir: &Path) -> std::io::Result<PathBuf> {
+    use rand::Rng;
+    let path = push_secret_file(dir);
+    let secret: String = (0..32).map(|_| format!("{:02x}", rand::rng().random::<u8>())).collect();
+    appnet_netkit::files::write_atomic(&path, secret.as_bytes())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(path)
+}
+
+/// The replicas: one reverse-proxy cache per replica address, pulling from the origin, and
+/// accepting CDN pushes signed with the secret written to [`push_secret_file`] in `dir`.
 pub async fn replicas(
     topology: &Topology,
     cdn: &CdnSpec,
+    dir: &Path,
 ) -> Result<Vec<(String, SocketAddr, ProxyServer)>, LabError> {
+    let secret = write_push_secret(dir).map_err(|e| LabError::Topology(format!("CDN push secret: {e}")))?;
     let origin = topology
         .webs
         .iter()
@@ -67,6 +90,7 @@ pub async fn replicas(
             reverse: Some(format!("http://{}:{}", origin.addr, topology.web_port)),
             name: r.name.clone(),
             access_log: false,
+            push_secret_file: Some(secret.clone()),
             ..ProxyConfig::default()
         };
         let server = ProxyServer::bind(config).await.map_err(|e| LabError::Start {

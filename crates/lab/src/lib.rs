@@ -7,6 +7,7 @@
 //! - [`zones`]: zone files generated from it.
 //! - [`cdn`]: the CDN's DNS and its replica caches.
 //! - [`sites`]: the web servers' generated content.
+//! - [`netns`]: anycast with network namespaces (`--netns`); [`push_scene`]: CDN push.
 //! - [`run`]: starting, stopping and listing the services; [`error`]: why starting failed.
 //! - [`experiment`]: `appnet experiment`'s runs and the shared SVG plotting.
 //! - [`tour`]: the guided scenes; [`http_scene`]: the Web scene's fetching; [`chord_scene`]:
@@ -17,6 +18,8 @@ pub mod chord_scene;
 pub mod error;
 pub mod experiment;
 pub mod http_scene;
+pub mod netns;
+pub mod push_scene;
 pub mod run;
 pub mod sites;
 pub mod topology;

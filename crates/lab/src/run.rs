@@ -284,7 +284,7 @@ impl Lab {
             });
         }
         if let Some(cdn) = &topology.cdn {
-            for (name, addr, server) in crate::cdn::replicas(&topology, cdn).await? {
+            for (name, addr, server) in crate::cdn::replicas(&topology, cdn, dir).await? {
                 let serves =
                     format!("cache of http://{}:{}/ for {}", cdn.origin, topology.web_port, cdn.name);
                 members.push(Member {

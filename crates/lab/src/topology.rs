@@ -38,6 +38,9 @@ pub struct Topology {
     /// The BitTorrent swarm Alice joins in the tour (tracker, seeder, peers).
     #[serde(default)]
     pub swarm: Option<SwarmSpec>,
+    /// Anycast in network namespaces (`appnet lab --netns`, root only).
+    #[serde(default)]
+    pub anycast: Option<crate::netns::AnycastSpec>,
 }
 
 /// The tour's swarm: a tracker, a seeder and peers on their own loopback addresses, and Alice,
@@ -289,6 +292,9 @@ impl Default for Topology {
 impl Topology {
     /// Checks what serde cannot: a root zone, unique server addresses per role, a primary per zone.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(a) = &self.anycast {
+            a.validate()?;
+        }
         if !self.zones.iter().any(|z| z.name == ".") {
             return Err("the lab topology needs a root zone (name = \".\")".into());
         }

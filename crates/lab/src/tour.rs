@@ -241,6 +241,7 @@ pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<(), Strin
     }
     if let Some(cdn) = lab.topology.cdn.clone() {
         cdn_scene(lab, &cdn, say).await?;
+        crate::push_scene::run(lab, &cdn, say).await?;
     }
     if lab.topology.swarm.is_some() {
         crate::torrent_scene::run(lab, say).await?;
