@@ -59,6 +59,17 @@ enum Command {
     /// BitTorrent: .torrent files, a tracker, and a client that seeds and downloads.
     #[command(subcommand)]
     Torrent(cmd::torrent::TorrentCmd),
+    /// Napster: a central directory of who shares what; files go peer to peer over HTTP.
+    #[command(subcommand)]
+    Napster(cmd::napster::NapsterCmd),
+    /// FTP: a server with separate control and data connections, and a client that shows both.
+    #[command(subcommand)]
+    Ftp(cmd::ftp::FtpCmd),
+    /// Mail: SMTP and submission for your domains, the queue that delivers to MX hosts, and `mail send`.
+    #[command(subcommand)]
+    Mail(cmd::mail::MailCmd),
+    /// A layer-4 TCP/UDP load balancer: one address, many replicas (Maglev, health checks, PROXY protocol).
+    Lb(cmd::lb::LbArgs),
     /// Reproduce published measurements (Chord paper, ...) and write SVG plots.
     #[command(subcommand)]
     Experiment(cmd::experiment::ExperimentCmd),
@@ -90,6 +101,10 @@ fn main() -> std::process::ExitCode {
             Command::Chord(cmd) => cmd::chord::run(cmd, &ctx).await,
             Command::Torrent(cmd) => cmd::torrent::run(cmd, &ctx).await,
             Command::Experiment(cmd) => cmd::experiment::run(cmd, &ctx).await,
+            Command::Lb(args) => cmd::lb::run(args, &ctx).await,
+            Command::Mail(cmd) => cmd::mail::run(cmd, &ctx).await,
+            Command::Ftp(cmd) => cmd::ftp::run(cmd, &ctx).await,
+            Command::Napster(cmd) => cmd::napster::run(cmd, &ctx).await,
         }
     });
     match result {

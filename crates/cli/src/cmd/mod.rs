@@ -3,7 +3,12 @@
 pub mod chord;
 pub mod dns;
 pub mod experiment;
+pub mod ftp;
+pub mod ftp_client;
 pub mod lab;
+pub mod lb;
+pub mod mail;
+pub mod napster;
 pub mod proxy;
 pub mod resolver;
 pub mod torrent;
