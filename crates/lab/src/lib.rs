@@ -11,12 +11,15 @@
 //! - [`run`]: starting, stopping and listing the services; [`error`]: why starting failed.
 //! - [`experiment`]: `appnet experiment`'s runs and the shared SVG plotting.
 //! - [`tour`]: the guided scenes; [`http_scene`]: the Web scene's fetching; [`chord_scene`]:
-//!   the 4-bit Chord ring; [`torrent_scene`]: Alice joining a torrent.
+//!   the 4-bit Chord ring; [`torrent_scene`]: Alice joining a torrent; [`ftp_scene`]: FTP's
+//!   control and data connections ([`ftp_site`]: the anonymous FTP tree).
 
 pub mod cdn;
 pub mod chord_scene;
 pub mod error;
 pub mod experiment;
+pub mod ftp_scene;
+pub mod ftp_site;
 pub mod http_scene;
 pub mod netns;
 pub mod push_scene;

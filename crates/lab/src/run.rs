@@ -28,6 +28,7 @@ pub enum Role {
     CdnReplica,
     Cache,
     ChordNode,
+    Ftp,
 }
 
 impl Role {
@@ -42,6 +43,7 @@ impl Role {
             Role::CdnReplica => "CDN replica (cache)",
             Role::Cache => "institutional web cache",
             Role::ChordNode => "Chord DHT node",
+            Role::Ftp => "FTP server (anonymous)",
         }
     }
 }
@@ -295,6 +297,25 @@ impl Lab {
                     running: Some(harness::start(server)),
                 });
             }
+        }
+        for ftp in &topology.ftps {
+            let root = crate::ftp_site::write_tree(ftp, &dir.join("ftp")).map_err(files)?;
+            let addr = SocketAddr::new(IpAddr::V4(ftp.addr), ftp.port);
+            let config = appnet_ftp::FtpConfig { listen: addr, root, anonymous: true, ..Default::default() };
+            let server = appnet_ftp::FtpServer::bind(config).await.map_err(|e| LabError::Start {
+                name: ftp.name.clone(),
+                addr,
+                reason: e.to_string(),
+            })?;
+            let addr = appnet_netkit::Service::local_addr(&server);
+            let serves = format!("ftp://{}:{}/pub/ (anonymous, read-only)", ftp.name, addr.port());
+            members.push(Member {
+                role: Role::Ftp,
+                name: ftp.name.clone(),
+                addr,
+                serves,
+                running: Some(harness::start(server)),
+            });
         }
         let mut lab = Lab {
             topology,

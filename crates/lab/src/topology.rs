@@ -41,6 +41,26 @@ pub struct Topology {
     /// Anycast in network namespaces (`appnet lab --netns`, root only).
     #[serde(default)]
     pub anycast: Option<crate::netns::AnycastSpec>,
+    /// Anonymous FTP servers, each serving a generated tree of course material.
+    #[serde(rename = "ftp", default)]
+    pub ftps: Vec<FtpSpec>,
+}
+
+/// An anonymous, read-only FTP server of the lab (the tour's control/data connection scene).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FtpSpec {
+    /// Its host name (`ftp.cs.umass.edu`).
+    pub name: String,
+    /// Its loopback address.
+    pub addr: Ipv4Addr,
+    /// Its control port (0: a free one); active-mode data leaves from the port below it.
+    #[serde(default = "default_ftp_port")]
+    pub port: u16,
+}
+
+fn default_ftp_port() -> u16 {
+    2121
 }
 
 /// The tour's swarm: a tracker, a seeder and peers on their own loopback addresses, and Alice,

@@ -360,6 +360,9 @@ impl FtpClient {
                     .await
                     .map_err(|_| ClientError::Timeout(format!("opening the data connection to {to}")))?
                     .map_err(io(format!("cannot open the data connection to {to}")))?;
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr().map_err(io("data connection"))?;
+                self.trace(TraceEvent::DataOpen { local, remote: to, mode: DataMode::Passive });
                 Ok(Pending::Passive(stream))
             }
             DataMode::Active => {
@@ -394,6 +397,9 @@ impl FtpClient {
             let command = format!("REST {rest}");
             let reply = self.command(&command).await?;
             if reply.code != 350 {
+                if let Pending::Passive(stream) = &pending {
+                    self.traced_close(stream, 0);
+                }
                 return Err(refused(&command, reply));
             }
         }
@@ -401,14 +407,10 @@ impl FtpClient {
             Pending::Passive(stream) => {
                 let reply = self.command(line).await?;
                 if reply.is_preliminary() {
-                    let local = stream.local_addr().map_err(io("data connection"))?;
-                    let remote = stream.peer_addr().map_err(io("data connection"))?;
-                    self.trace(TraceEvent::DataOpen { local, remote, mode: DataMode::Passive });
                     Ok(Some(stream))
-                } else if reply.is_completion() {
-                    Ok(None)
                 } else {
-                    Err(refused(line, reply))
+                    self.traced_close(&stream, 0);
+                    if reply.is_completion() { Ok(None) } else { Err(refused(line, reply)) }
                 }
             }
             Pending::Active(listener) => {
@@ -432,9 +434,6 @@ impl FtpClient {
                 let stream = accept
                     .await
                     .map_err(|e| ClientError::Protocol(format!("data connection task: {e}")))??;
-                let local = stream.local_addr().map_err(io("data connection"))?;
-                let remote = stream.peer_addr().map_err(io("data connection"))?;
-                self.trace(TraceEvent::DataOpen { local, remote, mode: DataMode::Active });
                 Ok(Some(stream))
             }
         }
@@ -589,6 +588,9 @@ async fn accept_from(
             .map_err(io("accepting the data connection"))?;
         if from.ip() == server {
             let _ = stream.set_nodelay(true);
+            if let (Some(t), Ok(local)) = (&trace, stream.local_addr()) {
+                t(&TraceEvent::DataOpen { local, remote: from, mode: DataMode::Active });
+            }
             return Ok(stream);
         }
         if let Some(t) = &trace {
