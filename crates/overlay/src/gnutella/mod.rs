@@ -2,6 +2,8 @@
 //! Routing Protocol that lets ultrapeers forward queries to a leaf only when it may have a match.
 
 pub mod base32;
+pub mod guid_table;
 pub mod handshake;
 pub mod qrp;
+pub mod router;
 pub mod wire;

@@ -121,12 +121,12 @@ impl QrpTable {
 
     fn get(&self, i: usize) -> u8 {
         let b = self.nibbles[i / 2];
-        if i % 2 == 0 { b >> 4 } else { b & 0x0F }
+        if i.is_multiple_of(2) { b >> 4 } else { b & 0x0F }
     }
 
     fn set(&mut self, i: usize, v: u8) {
         let b = &mut self.nibbles[i / 2];
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             *b = (*b & 0x0F) | (v << 4);
         } else {
             *b = (*b & 0xF0) | (v & 0x0F);

@@ -104,7 +104,7 @@ impl Service for UploadServer {
                 Accepted::Conn(stream, peer, slot) => {
                     let (ctx, sd) = (self.ctx.clone(), shutdown.clone());
                     shutdown.spawn(async move {
-                        if let Err(e) = serve_http(stream, peer, Vec::new(), &slot, &ctx, &sd).await {
+                        if let Err(e) = serve_http(stream, peer, Vec::new(), Some(&slot), &ctx, &sd).await {
                             tracing::debug!(%peer, "upload connection ended: {e}");
                         }
                     });
@@ -153,11 +153,13 @@ fn simple(code: u16, _what: &str, body: &str, keep_alive: bool) -> String {
 
 /// Serves HTTP requests on one connection until it closes, times out or asks to close.
 /// `buffered` holds bytes already read from `stream` (the Gnutella port's sniffed prefix).
+/// `slot` is the accepted connection's place (its deadlines); an outgoing connection (a
+/// Push answered with GIV) has none and gets the idle timeout per request instead.
 pub async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: SocketAddr,
     mut buffered: Vec<u8>,
-    slot: &ConnSlot,
+    slot: Option<&ConnSlot>,
     ctx: &UploadCtx,
     shutdown: &Shutdown,
 ) -> io::Result<()> {
@@ -185,9 +187,17 @@ pub async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
             let mut chunk = [0u8; 4096];
+            let deadline = async {
+                match slot {
+                    Some(s) => drop(s.closed().await),
+                    None => {
+                        tokio::time::sleep(Duration::from_secs(ctx.config.idle_timeout_secs.max(1))).await
+                    }
+                }
+            };
             let n = tokio::select! {
                 n = stream.read(&mut chunk) => n?,
-                _ = slot.closed() => return Ok(()),
+                _ = deadline => return Ok(()),
                 _ = shutdown.wait() => return Ok(()),
             };
             if n == 0 {
@@ -195,13 +205,13 @@ pub async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(
             }
             buffered.extend_from_slice(&chunk[..n]);
         };
-        slot.busy();
+        slot.inspect(|s| s.busy());
         let keep_alive = respond(&mut stream, peer, &head, ctx).await?;
         stream.flush().await?;
         if !keep_alive || shutdown.is_triggered() {
             return Ok(());
         }
-        slot.idle();
+        slot.inspect(|s| s.idle());
     }
 }
 
