@@ -9,6 +9,7 @@
 //! ```
 //! Each block is bounded ([`MAX_BLOCK`] bytes, [`MAX_HEADERS`] lines); anything else is refused.
 
+use super::router::Role;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
@@ -199,23 +200,14 @@ pub fn parse_block(buf: &[u8]) -> Result<Option<(Block, usize)>, HandshakeError>
     Ok(Some((Block { start, headers }, end)))
 }
 
-/// How the new neighbour relates to us, decided from both sides' `X-Ultrapeer`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Same tier (two plain nodes flooding, or two ultrapeers).
-    Peer,
-    /// It is our leaf (we are an ultrapeer, it is not).
-    Leaf,
-    /// It is our ultrapeer (we are a leaf).
-    Ultrapeer,
-}
-
-/// The role of a neighbour given who we are and what it announced.
+/// The role of a new neighbour, from both sides' `X-Ultrapeer`: two plain nodes flood to
+/// each other (`Peer`), two ultrapeers are fellow `Ultrapeer`s, and a plain node meeting an
+/// ultrapeer becomes its leaf.
 pub fn role(we_ultrapeer: bool, they_ultrapeer: bool) -> Role {
     match (we_ultrapeer, they_ultrapeer) {
         (true, false) => Role::Leaf,
-        (false, true) => Role::Ultrapeer,
-        _ => Role::Peer,
+        (_, true) => Role::Ultrapeer,
+        (false, false) => Role::Peer,
     }
 }
 
@@ -275,7 +267,7 @@ mod tests {
         assert_eq!(role(true, false), Role::Leaf);
         assert_eq!(role(false, true), Role::Ultrapeer);
         assert_eq!(role(false, false), Role::Peer);
-        assert_eq!(role(true, true), Role::Peer);
+        assert_eq!(role(true, true), Role::Ultrapeer);
     }
 
     #[test]
