@@ -1,10 +1,12 @@
 //! Mail: SMTP with MX delivery and a queue, submission, POP3 and IMAP over Maildir.
 
+pub mod access;
 pub mod config;
 pub mod error;
 pub mod headers;
 pub mod local;
 pub mod maildir;
+pub mod pop3;
 pub mod queue;
 pub mod send;
 pub mod server;

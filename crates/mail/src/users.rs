@@ -262,7 +262,6 @@ impl FileLock {
     }
 
     /// Like `acquire` but fails at once with `None` when someone else holds it.
-    #[allow(dead_code)]
     pub(crate) fn try_acquire(path: &Path) -> Result<Option<FileLock>, MailError> {
         match Self::lock(path, libc::LOCK_EX | libc::LOCK_NB) {
             Ok(l) => Ok(Some(l)),

@@ -75,10 +75,10 @@ pub fn imap_flags(info: &str, keywords: &Keywords) -> Vec<String> {
     for b in info.bytes() {
         if let Some((_, name)) = SYSTEM.iter().find(|(l, _)| *l == b) {
             out.push((*name).to_string());
-        } else if b.is_ascii_lowercase() {
-            if let Some(n) = keywords.0.get((b - b'a') as usize).filter(|n| !n.is_empty()) {
-                out.push(n.clone());
-            }
+        } else if b.is_ascii_lowercase()
+            && let Some(n) = keywords.0.get((b - b'a') as usize).filter(|n| !n.is_empty())
+        {
+            out.push(n.clone());
         }
     }
     out
