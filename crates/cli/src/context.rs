@@ -8,6 +8,7 @@ use std::path::Path;
 #[derive(Debug, Default)]
 pub struct Context {
     config: toml::Table,
+    path: Option<std::path::PathBuf>,
 }
 
 impl Context {
@@ -18,7 +19,12 @@ impl Context {
             .with_context(|| format!("cannot read config file {}", path.display()))?;
         let config: toml::Table =
             text.parse().with_context(|| format!("config file {} is not valid TOML", path.display()))?;
-        Ok(Context { config })
+        Ok(Context { config, path: Some(path.to_path_buf()) })
+    }
+
+    /// The config file given with --config, for services that re-read it (SIGHUP).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// The config table `[name]` as `T`, or `fallback()` when the table is absent (for settings

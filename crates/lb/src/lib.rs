@@ -26,3 +26,23 @@ pub use balance::Policy;
 pub use config::{HashBy, HealthCheck, LbConfig};
 pub use pool::Event;
 pub use server::{LbError, LbHandle, LbServer};
+
+/// Raises this process's open-file limit to its hard maximum: every proxied connection holds
+/// two descriptors and every UDP flow one, and the usual soft limit (1024) would cap the
+/// balancer long before `max_conns`. Returns the limit now in force.
+pub fn raise_fd_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur;
+            }
+        }
+    }
+    lim.rlim_cur
+}

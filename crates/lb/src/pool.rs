@@ -209,7 +209,7 @@ impl Pool {
             }
             Transition::CameUp => Event::Up { backend: backend.addr, moved },
         };
-        tracing::warn!("{event}");
+        tracing::info!("{event}");
         let _ = self.events.send(event);
     }
 
@@ -282,7 +282,7 @@ impl Pool {
     /// Applies a reload and announces it.
     pub fn reload(&self, addrs: &[SocketAddr], now: Instant) -> Event {
         let event = self.set_addrs(addrs, now);
-        tracing::warn!("{event}");
+        tracing::info!("{event}");
         let _ = self.events.send(event.clone());
         event
     }
