@@ -14,4 +14,7 @@ pub enum LabError {
     Files { dir: PathBuf, source: std::io::Error },
     #[error("cannot start {name} on {addr}: {reason} (is another lab running? try --dns-port)")]
     Start { name: String, addr: SocketAddr, reason: String },
+    /// The anycast network (`--netns`) could not be built.
+    #[error("anycast (--netns): {0}")]
+    Netns(String),
 }

@@ -169,7 +169,7 @@ impl AnycastNet {
     /// Builds the network and starts the servers (root only). Stale namespaces with the
     /// spec's prefix are removed first; on any failure everything created is removed again.
     pub fn create(spec: &AnycastSpec, dir: &Path) -> Result<AnycastNet, LabError> {
-        let fail = |reason: String| LabError::Topology(format!("anycast (--netns): {reason}"));
+        let fail = LabError::Netns;
         if !is_root() {
             return Err(fail("network namespaces need root: run `sudo appnet lab --netns`".into()));
         }
@@ -186,6 +186,7 @@ impl AnycastNet {
     fn build(&mut self, dir: &Path) -> Result<(), String> {
         let spec = self.spec.clone();
         let any = format!("{}/32", spec.address);
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let zone_file = dir.join("anycast.zone");
         std::fs::write(&zone_file, zone_text(&spec)).map_err(|e| format!("{}: {e}", zone_file.display()))?;
         for (i, site) in spec.sites.iter().enumerate() {

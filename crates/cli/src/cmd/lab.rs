@@ -13,12 +13,17 @@ use std::io::Write;
     appnet lab                       start everything, print the directory, run until Ctrl-C\n  \
     appnet lab --tour                run the textbook's scenes (DNS, Web, caches, CDN, torrent, Chord), then exit\n  \
     sudo appnet lab --dns-port 53    standard port, so any resolver can use the lab\n  \
+    sudo appnet lab --netns --tour   also anycast: replicas in network namespaces sharing one address\n  \
     dig @127.0.4.1 -p 10053 gaia.cs.umass.edu   ask the lab's local DNS server dns.poly.edu")]
 pub struct LabArgs {
     /// Run the guided tour (DNS, the Web page, the institutional cache, the CDN, Alice joining a
     /// torrent, the Chord ring), then stop the lab.
     #[arg(long)]
     tour: bool,
+    /// Also build the anycast network in Linux network namespaces (root only): replicas sharing
+    /// one address, each client namespace routed to its nearest; all removed when the lab stops.
+    #[arg(long)]
+    netns: bool,
     #[command(flatten)]
     options: LabOptions,
     /// Where to write (and keep) the generated zone files and root hints [default: a temporary
@@ -59,15 +64,48 @@ pub async fn run(args: LabArgs, ctx: &Context) -> anyhow::Result<()> {
             scratch.to_path_buf()
         }
     };
+    // Anycast first (it removes stale namespaces and needs root): fail before starting the rest.
+    let anycast = match (args.netns, topology.anycast.clone()) {
+        (false, _) => None,
+        (true, None) => anyhow::bail!("--netns: the topology has no [anycast] table"),
+        (true, Some(spec)) => {
+            let d = dir.clone();
+            Some(
+                tokio::task::spawn_blocking(move || appnet_lab::netns::AnycastNet::create(&spec, &d))
+                    .await??,
+            )
+        }
+    };
     let mut lab = Lab::start(topology, &dir).await?;
     println!("{}", lab.directory());
+    if let Some(net) = &anycast {
+        println!("{}", net.directory());
+    }
     if args.tour {
         let mut say = |line: String| {
             println!("{line}");
             let _ = std::io::stdout().flush();
         };
-        let result = appnet_lab::tour::run(&mut lab, &mut say).await;
+        // Ctrl-C ends the tour too, so the namespaces are removed (`anycast` is dropped).
+        let interrupted = Shutdown::new();
+        interrupted.trigger_on_signals();
+        let mut result = tokio::select! {
+            r = appnet_lab::tour::run(&mut lab, &mut say) => r,
+            _ = interrupted.wait() => Err("interrupted".to_string()),
+        };
+        if let (Ok(()), Some(net)) = (&result, &anycast) {
+            let spec = net.spec().clone();
+            let lines = tokio::task::spawn_blocking(move || {
+                let mut lines = Vec::new();
+                let r = appnet_lab::netns::scene(&spec, &mut |l| lines.push(l));
+                (lines, r)
+            });
+            let (lines, r) = lines.await?;
+            lines.into_iter().for_each(&mut say);
+            result = r;
+        }
         lab.stop().await;
+        drop(anycast);
         return result.map_err(|e| anyhow::anyhow!("the tour stopped: {e}"));
     }
     println!("The lab is up. Ctrl-C stops it.");
@@ -76,6 +114,7 @@ pub async fn run(args: LabArgs, ctx: &Context) -> anyhow::Result<()> {
     shutdown.trigger_on_signals();
     shutdown.wait().await;
     lab.stop().await;
+    drop(anycast);
     Ok(())
 }
 

@@ -132,6 +132,25 @@ pub struct ProxyOptions {
     /// Log each request's status on stdout.
     #[arg(long)]
     access_log: bool,
+    /// CDN push: accept signed `POST /.appnet/push` with the secret in this file (at least 16
+    /// bytes; the same file as `appnet web push --secret-file`) [default: push off].
+    #[arg(long, value_name = "FILE")]
+    push_secret_file: Option<PathBuf>,
+    /// Seconds a push's timestamp may differ from this replica's clock [default: 300].
+    #[arg(long, value_name = "SECS")]
+    push_window: Option<u64>,
+    /// Most URLs in one push [default: 1000].
+    #[arg(long, value_name = "N")]
+    push_max_urls: Option<usize>,
+    /// Largest push body, e.g. 1MiB [default: 1MiB].
+    #[arg(long, value_name = "SIZE", value_parser = appnet_netkit::units::parse_size_usize)]
+    push_max_body: Option<usize>,
+    /// Most push fetches to origins at once, all pushes together [default: 8].
+    #[arg(long, value_name = "N")]
+    push_concurrency: Option<usize>,
+    /// Most push signatures remembered against replays within the window [default: 10000].
+    #[arg(long, value_name = "N")]
+    push_max_remembered: Option<usize>,
 }
 
 impl ProxyOptions {
@@ -176,6 +195,12 @@ impl ProxyOptions {
         set(&mut config.max_connections, self.max_connections);
         set(&mut config.max_connections_per_ip, self.max_connections_per_ip.map(Some));
         config.access_log |= self.access_log;
+        set(&mut config.push_secret_file, self.push_secret_file.map(Some));
+        set(&mut config.push_window_secs, self.push_window);
+        set(&mut config.push_max_urls, self.push_max_urls);
+        set(&mut config.push_max_body, self.push_max_body);
+        set(&mut config.push_concurrency, self.push_concurrency);
+        set(&mut config.push_max_remembered, self.push_max_remembered);
         config.tls |= self.tls || self.cert.is_some();
         if self.cert.is_some() {
             config.cert = self.cert;
@@ -204,10 +229,14 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<()> {
         None => format!("memory cache {} MiB", config.memory_size / (1024 * 1024)),
     };
     let forward = !config.is_reverse();
+    let push = config.push_secret_file.is_some();
     let server =
         ProxyServer::bind(config).await.with_context(|| format!("cannot start the proxy on {listen}"))?;
     let scheme = if server.is_tls() { "https" } else { "http" };
     eprintln!("appnet web proxy: {mode} on {scheme}://{} ({store}; Ctrl-C to stop)", server.local_addr());
+    if push {
+        eprintln!("appnet web proxy: CDN push on {scheme}://{}/.appnet/push (signed)", server.local_addr());
+    }
     if let Some(note) = server.tls_note() {
         eprintln!("appnet web proxy: {note}");
         if forward {
@@ -220,6 +249,70 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     server.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Flags for `web push`.
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// The URLs to pre-position, exactly as clients will ask for them (http://NAME[:PORT]/PATH).
+    #[arg(required = true, value_name = "URL")]
+    urls: Vec<String>,
+    /// A replica to push to, HOST:PORT or http://HOST:PORT (repeatable).
+    #[arg(long, required = true, value_name = "ADDR")]
+    replica: Vec<String>,
+    /// The file holding the secret shared with the replicas (their --push-secret-file).
+    #[arg(long, value_name = "FILE")]
+    secret_file: PathBuf,
+    /// Seconds to wait for each replica (it fetches every URL before answering).
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    timeout: f64,
+}
+
+/// Runs `appnet web push`: one signed push per replica (all at once), then one line per
+/// replica and URL. Fails when a replica refused the push or an object could not be fetched.
+pub async fn run_push(args: PushArgs) -> anyhow::Result<()> {
+    use appnet_web::proxy::push::{client, read_secret, wire::Outcome};
+    anyhow::ensure!(args.timeout > 0.0 && args.timeout.is_finite(), "--timeout must be a positive number");
+    let secret = read_secret(&args.secret_file).map_err(anyhow::Error::msg)?;
+    let body = client::body(&args.urls);
+    let timeout = std::time::Duration::from_secs_f64(args.timeout);
+    let tasks: Vec<_> = args
+        .replica
+        .iter()
+        .map(|r| {
+            let (r, body, secret) = (r.clone(), body.clone(), secret.clone());
+            tokio::spawn(async move { client::push(&r, &body, &secret, timeout).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await?);
+    }
+    let (mut failed, mut stored) = (0usize, 0usize);
+    for (replica, result) in args.replica.iter().zip(results) {
+        match result {
+            Err(e) => {
+                failed += 1;
+                println!("{replica}\tfailed\t(all)\t{e}");
+            }
+            Ok(lines) => {
+                for l in lines {
+                    match l.outcome {
+                        Outcome::Stored => stored += 1,
+                        Outcome::Failed => failed += 1,
+                        Outcome::NotStored => {}
+                    }
+                    println!("{replica}\t{}\t{}\t{}", l.outcome.word(), l.url, l.detail);
+                }
+            }
+        }
+    }
+    eprintln!(
+        "appnet web push: {stored} object(s) stored on {} replica(s), {failed} failure(s)",
+        args.replica.len()
+    );
+    anyhow::ensure!(failed == 0, "{failed} push(es) failed");
+    Ok(())
 }
 
 /// Flags for `web cdn`.

@@ -56,6 +56,15 @@ pub enum WebCmd {
         Replicas are usually appnet web proxy --reverse instances; dead ones (failed HTTP health\n\
         checks) are not handed out. Config: a [cdn] table in --config; flags override it.")]
     Cdn(super::proxy::CdnArgs),
+    /// CDN push: make replicas (appnet web proxy --push-secret-file) fetch and store objects
+    /// before anyone asks; prints per replica and URL: stored, not-stored (and why) or failed.
+    #[command(after_help = "Examples:\n  \
+        head -c 32 /dev/urandom | base64 > push.secret           shared with every replica\n  \
+        appnet web proxy --reverse http://127.0.0.1:8080 --listen 127.0.0.1:6081 --push-secret-file push.secret\n  \
+        appnet web push http://www.example.com:6081/logo.png --replica 127.0.0.1:6081 --secret-file push.secret\n\n\
+        Each push is an HMAC-SHA256 of the timestamp and the URL list (X-Appnet-Push-Timestamp,\n\
+        X-Appnet-Push-Signature); replicas refuse bad, expired (--push-window) and replayed pushes.")]
+    Push(super::proxy::PushArgs),
 }
 
 /// Flags for `web serve`.
@@ -201,6 +210,7 @@ pub async fn run(cmd: WebCmd, ctx: &Context) -> anyhow::Result<()> {
         WebCmd::Get(args) => get(args).await,
         WebCmd::Proxy(args) => super::proxy::run(*args, ctx).await,
         WebCmd::Cdn(args) => super::proxy::run_cdn(args, ctx).await,
+        WebCmd::Push(args) => super::proxy::run_push(args).await,
     }
 }
 
