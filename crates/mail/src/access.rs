@@ -59,6 +59,26 @@ impl Default for AccessLimits {
     }
 }
 
+impl AccessLimits {
+    /// The limits the `[mail]` settings give POP3 and IMAP.
+    pub fn from_config(c: &crate::config::MailConfig) -> AccessLimits {
+        AccessLimits {
+            max_connections: c.max_connections.max(1),
+            max_per_ip: c.max_per_ip.max(1),
+            login_timeout: Duration::from_secs(c.greeting_timeout_secs.max(1)),
+            pop3_idle_timeout: Duration::from_secs(c.pop3_idle_timeout_secs.max(1)),
+            imap_idle_timeout: Duration::from_secs(c.imap_idle_timeout_secs.max(1)),
+            max_errors: c.max_errors.max(1),
+            max_auth_failures: c.max_auth_failures.max(1),
+            auth_failure_delay: Duration::from_secs(c.auth_failure_delay_secs),
+            lockout_failures: c.login_lockout_failures.max(1),
+            lockout: Duration::from_secs(c.login_lockout_secs),
+            max_message_size: c.max_message_size,
+            max_sessions_per_user: c.max_imap_sessions_per_user.max(1),
+        }
+    }
+}
+
 /// Everything a POP3 or IMAP session needs from its server.
 pub struct AccessContext {
     /// The mail root (`users`, `mail/<domain>/<user>/`).

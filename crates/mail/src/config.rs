@@ -55,6 +55,16 @@ pub struct MailConfig {
     pub max_auth_failures: u32,
     /// Seconds each failed AUTH is answered late (slows password guessing).
     pub auth_failure_delay_secs: u64,
+    /// POP3's inactivity autologout in seconds (RFC 1939 §3: at least 600).
+    pub pop3_idle_timeout_secs: u64,
+    /// IMAP's inactivity autologout in seconds, IDLE included (RFC 3501 §5.4: at least 1800).
+    pub imap_idle_timeout_secs: u64,
+    /// Failed POP3/IMAP logins from one address after which it is locked out.
+    pub login_lockout_failures: u32,
+    /// Seconds an address stays locked out after its last failed login.
+    pub login_lockout_secs: u64,
+    /// Most IMAP sessions one user may hold at once.
+    pub max_imap_sessions_per_user: usize,
     /// Seconds a client has to send its next command (RFC 5321 §4.5.3.2.7: at least 5 min).
     pub command_timeout_secs: u64,
     /// Seconds a client has for each line of message data (RFC 5321 §4.5.3.2.6 uses 3 min).
@@ -101,6 +111,11 @@ impl Default for MailConfig {
             max_errors: 10,
             max_auth_failures: 3,
             auth_failure_delay_secs: 2,
+            pop3_idle_timeout_secs: 600,
+            imap_idle_timeout_secs: 1800,
+            login_lockout_failures: 10,
+            login_lockout_secs: 300,
+            max_imap_sessions_per_user: 10,
             command_timeout_secs: 300,
             data_timeout_secs: 180,
             greeting_timeout_secs: 60,
