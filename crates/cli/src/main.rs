@@ -62,6 +62,9 @@ enum Command {
     /// Napster: a central directory of who shares what; files go peer to peer over HTTP.
     #[command(subcommand)]
     Napster(cmd::napster::NapsterCmd),
+    /// Gnutella 0.6: query flooding over TCP neighbours; ultrapeers as KaZaA-style group leaders.
+    #[command(subcommand)]
+    Gnutella(cmd::gnutella::GnutellaCmd),
     /// FTP: a server with separate control and data connections, and a client that shows both.
     #[command(subcommand)]
     Ftp(cmd::ftp::FtpCmd),
@@ -105,6 +108,7 @@ fn main() -> std::process::ExitCode {
             Command::Mail(cmd) => cmd::mail::run(cmd, &ctx).await,
             Command::Ftp(cmd) => cmd::ftp::run(cmd, &ctx).await,
             Command::Napster(cmd) => cmd::napster::run(cmd, &ctx).await,
+            Command::Gnutella(cmd) => cmd::gnutella::run(cmd, &ctx).await,
         }
     });
     match result {

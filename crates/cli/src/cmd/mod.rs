@@ -3,6 +3,7 @@
 pub mod chord;
 pub mod dns;
 pub mod experiment;
+pub mod gnutella;
 pub mod ftp;
 pub mod ftp_client;
 pub mod lab;
