@@ -108,9 +108,10 @@ async fn run_inner(mut job: Job) -> Done {
                     return Done::default();
                 }
             }
-            let Some(mut conn) = open_data(&mut job).await else { return Done::default() };
+            let Some(stream) = open_data(&mut job).await else { return Done::default() };
             let mode = if job.ascii { "ASCII" } else { "BINARY" };
             send(150, &format!("Opening {mode} mode data connection ({} bytes).", size - offset));
+            let Some(mut conn) = secure(&job, stream).await else { return Done::default() };
             let result = send_source(&mut conn, Source::File(file, size - offset), &job).await;
             finish_send(&job, conn, result).await
         }
@@ -125,8 +126,9 @@ async fn run_inner(mut job: Job) -> Done {
                     return Done::default();
                 }
             };
-            let Some(mut conn) = open_data(&mut job).await else { return Done::default() };
+            let Some(stream) = open_data(&mut job).await else { return Done::default() };
             send(150, "Here comes the directory listing.");
+            let Some(mut conn) = secure(&job, stream).await else { return Done::default() };
             let result = send_source(&mut conn, Source::Listing(body), &job).await;
             finish_send(&job, conn, result).await
         }
@@ -198,8 +200,8 @@ fn listing(
     Ok(out)
 }
 
-/// Opens the data connection (425 on failure) and wraps it in TLS under PROT P.
-async fn open_data(job: &mut Job) -> Option<DataConn> {
+/// Opens the data connection (425 on failure).
+async fn open_data(job: &mut Job) -> Option<TcpStream> {
     let opened = match job.target {
         DataTarget::Passive => match job.passive.take() {
             Some(listener) => accept_from(&listener, job.peer_ip, job.limits.connect_timeout).await,
@@ -207,15 +209,22 @@ async fn open_data(job: &mut Job) -> Option<DataConn> {
         },
         DataTarget::Active(addr) => connect_active(job.local, addr, job.limits.connect_timeout).await,
     };
-    let stream = match opened {
-        Ok(s) => s,
+    match opened {
+        Ok(s) => {
+            let _ = s.set_nodelay(true);
+            Some(s)
+        }
         Err(e) => {
             tracing::debug!("data connection failed: {e}");
             let _ = job.replies.send(Reply::new(425, "Failed to establish connection."));
-            return None;
+            None
         }
-    };
-    let _ = stream.set_nodelay(true);
+    }
+}
+
+/// After the 150 reply (clients such as Python's ftplib start TLS only once they have it):
+/// the TLS handshake under PROT P, or the plain connection.
+async fn secure(job: &Job, stream: TcpStream) -> Option<DataConn> {
     match &job.tls {
         None => Some(DataConn::Plain(stream)),
         Some(acceptor) => {
@@ -437,7 +446,7 @@ async fn store(mut job: Job, path: Vec<String>, mode: StoreMode) -> Done {
         send(&job, 552, "Exceeded storage allocation (the upload size limit).");
         return Done::default();
     }
-    let Some(mut conn) = open_data(&mut job).await else { return Done::default() };
+    let Some(stream) = open_data(&mut job).await else { return Done::default() };
     match mode {
         StoreMode::Unique => {
             let name = path.last().cloned().unwrap_or_default();
@@ -445,10 +454,13 @@ async fn store(mut job: Job, path: Vec<String>, mode: StoreMode) -> Done {
         }
         _ => send(&job, 150, "Ok to send data."),
     }
+    let Some(mut conn) = secure(&job, stream).await else { return Done::default() };
     let result = match &mut conn {
         DataConn::Plain(s) => receive(s, file, start, &job).await,
         DataConn::Tls(s) => receive(s.as_mut(), file, start, &job).await,
     };
+    // Our close_notify answers the client's (ftplib's unwrap() waits for it).
+    let _ = tokio::time::timeout(Duration::from_secs(5), shutdown(conn)).await;
     let (file, received) = match result {
         Ok(x) => x,
         Err(ReceiveError::TooBig(n)) => {
