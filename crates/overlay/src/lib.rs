@@ -4,3 +4,4 @@ pub mod gnutella;
 pub mod index;
 pub mod http;
 pub mod napster;
+pub mod sim;
