@@ -66,7 +66,10 @@ async fn the_lab_resolves_through_its_hierarchy_and_the_tour_passes() {
     // The CDN scene: the two networks got different replicas, each a miss then a hit.
     assert!(text.contains("(cdn-us-east)") && text.contains("(cdn-europe)"), "{text}");
     assert_eq!(text.matches("X-Cache: MISS").count(), 3, "{text}");
-    assert_eq!(text.matches("X-Cache: HIT").count(), 3, "{text}");
+    // ... and CDN push (8b): the pushed page is a HIT on its first request at all three replicas.
+    assert_eq!(text.matches("X-Cache: HIT").count(), 6, "{text}");
+    assert_eq!(text.matches("first request at cdn-").count(), 3, "{text}");
+    assert_eq!(text.matches(": stored — 200 OK").count(), 3, "{text}");
     // The torrent and Chord scenes ran to their ends (their facts are tested on their own).
     assert!(text.contains("alice has the whole file"), "{text}");
     assert!(text.contains("key 14 lies in (12, 15]"), "{text}");
