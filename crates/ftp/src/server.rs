@@ -10,7 +10,7 @@ use crate::transfer::{self, Job, Limits};
 use crate::wire::addr::{format_epsv, format_pasv};
 use crate::wire::command::Command;
 use crate::wire::reply::Reply;
-use crate::wire::{parse_command, strip_telnet};
+use crate::wire::strip_telnet;
 use appnet_netkit::accept::{Accepted, Acceptor, ConnSlot};
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::metrics::{Counter, Gauge, Registry};
@@ -221,7 +221,7 @@ async fn serve(
     let local = stream.local_addr()?;
     let _ = stream.set_nodelay(true);
     let mut conn = Conn {
-        io: Box::new(stream),
+        io: Box::new(control::Control(stream)),
         lines: Lines { buf: Vec::new(), max: shared.config.max_line, skipping: false },
         session: Session::new(shared.config.policy(), peer.ip()),
         root: None,
@@ -327,7 +327,7 @@ impl Conn<'_> {
     /// Handles one command line; `true` when the connection should close.
     async fn command(&mut self, raw: &[u8]) -> io::Result<bool> {
         let line = strip_telnet(raw);
-        let parsed = parse_command(&line);
+        let parsed = crate::wire::parse_line(raw);
         if let Ok(cmd) = &parsed {
             tracing::trace!(peer = %self.peer, "<- {}", if matches!(cmd, Command::Pass(_)) { "PASS ****".into() } else { String::from_utf8_lossy(&line).into_owned() });
         }
@@ -581,6 +581,48 @@ mod empty {
         }
         fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
             Poll::Ready(Ok(()))
+        }
+    }
+}
+
+/// The control connection's TCP stream, read so that Telnet Synch (urgent data) cannot stall it.
+mod control {
+    use super::*;
+    use std::task::{Context, Poll};
+
+    /// A read that stops at the urgent mark returns short while more bytes wait; tokio takes a
+    /// short read to mean "drained" and waits for the next edge, which never comes (lftp's
+    /// `IAC IP IAC` + urgent `DM` + `ABOR` would hang). So every read first tries the socket
+    /// directly, and only waits for readiness when the socket says it would block.
+    pub struct Control(pub TcpStream);
+
+    impl AsyncRead for Control {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let me = self.get_mut();
+            match me.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    Poll::Ready(Ok(()))
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Pin::new(&mut me.0).poll_read(cx, buf),
+                Err(e) => Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    impl AsyncWrite for Control {
+        fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+            Pin::new(&mut self.get_mut().0).poll_write(cx, data)
+        }
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().0).poll_flush(cx)
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
         }
     }
 }

@@ -264,8 +264,9 @@ async fn stat_and_abor_are_answered_during_a_slow_transfer() {
     let (code, text) = c.cmd("STAT").await;
     assert_eq!(code, 213, "{text}");
     assert!(text.contains("RETR /big"), "{text}");
-    // lftp's form: Telnet IP and Synch before ABOR.
+    // lftp's form: Telnet IP, then Synch (IAC inline, DM as TCP urgent data), then ABOR.
     c.w.write_all(b"\xff\xf4\xff").await.unwrap();
+    socket2::SockRef::from(c.w.as_ref()).send_out_of_band(b"\xf2").unwrap();
     assert_eq!(c.cmd("ABOR").await.0, 426);
     assert_eq!(c.reply().await.0, 226);
     assert_eq!(c.cmd("NOOP").await.0, 200);

@@ -305,6 +305,7 @@ mod tests {
             let len = (seed % 40) as usize;
             let bytes: Vec<u8> = (0..len).map(|i| (seed >> (i % 56)) as u8).collect();
             let _ = parse_command(&bytes);
+            let _ = super::super::parse_line(&bytes);
             let mut with_verb = b"PORT ".to_vec();
             with_verb.extend_from_slice(&bytes);
             let _ = parse_command(&with_verb);
