@@ -3,7 +3,7 @@
 //! a trace that shows both kinds of connection.
 //!
 //! - [`reply`]: server replies (multi-line, 227/229 addresses) and PORT/EPRT arguments; pure.
-//! - [`url`]: `ftp://[user@]host[:port]/path`.
+//! - [`url`]: URLs of the form `ftp://[user@]host[:port]/path`.
 //! - [`trace`]: the events `--trace` prints.
 //! - [`conn`]: the tokio driver ([`FtpClient`]).
 //! - [`ops`]: log in from a URL, crash-safe and resumable downloads, uploads.

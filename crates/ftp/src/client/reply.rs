@@ -154,6 +154,15 @@ pub fn parse_reply(text: &[u8]) -> Result<Reply, ReplyError> {
     Err(ReplyError::BadLine(String::from_utf8_lossy(text).into_owned()))
 }
 
+/// Everything the client reads out of one reply received as bytes: the reply and, for a 227
+/// or 229, the data address or port it names (the fuzz target's one entry point).
+pub fn read_reply_and_address(text: &[u8]) -> Result<(Reply, Option<SocketAddr>, Option<u16>), ReplyError> {
+    let reply = parse_reply(text)?;
+    let pasv = if reply.code == 227 { parse_227(reply.first_text()) } else { None };
+    let epsv = if reply.code == 229 { parse_229(reply.first_text()) } else { None };
+    Ok((reply, pasv, epsv))
+}
+
 /// The address in a 227 reply: `227 Entering Passive Mode (h1,h2,h3,h4,p1,p2)`. The six
 /// numbers are found anywhere in the text (some servers leave out the parentheses).
 pub fn parse_227(text: &str) -> Option<SocketAddr> {
@@ -263,6 +272,30 @@ mod tests {
         assert!(parse_reply(b"").is_err());
         assert!(parse_reply(b"211-never ends\r\nmore\r\n").is_err());
         assert_eq!(parse_reply(b"\r\n331 Password\r\n").unwrap().code, 331);
+    }
+
+    #[test]
+    fn replies_with_addresses_and_junk_through_the_fuzz_entry_point() {
+        let (r, pasv, epsv) =
+            read_reply_and_address(b"227 Entering Passive Mode (10,0,0,1,4,1)\r\n").unwrap();
+        assert_eq!((r.code, pasv, epsv), (227, Some("10.0.0.1:1025".parse().unwrap()), None));
+        let (_, pasv, epsv) = read_reply_and_address(b"229-x\r\n229 (|||2121|)\r\n").unwrap();
+        assert_eq!((pasv, epsv), (None, None), "the port is read from the first line only");
+        let (_, _, epsv) = read_reply_and_address(b"229 Extended (|||2121|)\n").unwrap();
+        assert_eq!(epsv, Some(2121));
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        for len in 0..400 {
+            let junk: Vec<u8> = (0..len)
+                .map(|i| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    [b'2', b'7', b'(', b',', b'|', b'-', b' ', b'\n', b'9', seed as u8]
+                        [(seed as usize + i) % 10]
+                })
+                .collect();
+            let _ = read_reply_and_address(&junk);
+        }
     }
 
     #[test]
