@@ -209,6 +209,7 @@ struct Conn<'a> {
     peer: SocketAddr,
     local: SocketAddr,
     shared: &'a Shared,
+    started: Instant,
 }
 
 async fn serve(
@@ -230,6 +231,7 @@ async fn serve(
         peer,
         local,
         shared,
+        started: Instant::now(),
     };
     conn.send(&greeting()).await?;
     loop {
@@ -257,7 +259,7 @@ async fn serve(
                     let _ = conn.io.shutdown().await;
                     return Ok(());
                 }
-                if conn.running.is_some() { slot.busy() } else { slot.idle() }
+                conn.rest(slot);
             }
             Ev::Line(Ok(Line::TooLong)) => {
                 conn.send(&Reply::new(500, "Command line too long.")).await?;
@@ -270,9 +272,7 @@ async fn serve(
             }
             Ev::Transfer(reply) => {
                 conn.transfer_event(reply).await?;
-                if conn.running.is_none() {
-                    slot.idle();
-                }
+                conn.rest(slot);
             }
             Ev::Closed => {
                 let _ = conn.send(&Reply::new(421, "Timeout: closing the control connection.")).await;
@@ -287,6 +287,20 @@ async fn serve(
 }
 
 impl Conn<'_> {
+    /// Sets the deadline for the next command: none while a transfer runs, the login timeout
+    /// (counted from the first byte of the session, not reset by each command) until logged
+    /// in, the idle timeout after.
+    fn rest(&self, slot: &ConnSlot) {
+        if self.running.is_some() {
+            slot.busy();
+        } else if self.session.user().is_none() {
+            let login = Duration::from_secs(self.shared.config.login_timeout_secs.max(1));
+            slot.idle_for(login.saturating_sub(self.started.elapsed()).max(Duration::from_millis(1)));
+        } else {
+            slot.idle();
+        }
+    }
+
     async fn send(&mut self, reply: &Reply) -> io::Result<()> {
         let bytes = reply.encode();
         tokio::time::timeout(Duration::from_secs(60), async {
@@ -402,6 +416,7 @@ impl Conn<'_> {
                     None => {
                         self.root = None;
                         self.passive = None;
+                        self.started = Instant::now();
                     }
                     Some(LoggedIn { home, name, .. }) => match Root::open(&home) {
                         Ok(root) => {

@@ -320,3 +320,30 @@ async fn sessions_per_address_are_capped_with_421() {
     assert!(buf.starts_with("421 "), "{buf}");
     running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn commands_do_not_extend_the_login_deadline() {
+    let dir = tree("ftp-login-deadline");
+    let config = FtpConfig { root: dir.path().into(), login_timeout_secs: 1, ..FtpConfig::default() };
+    let running = server(config).await;
+    let mut c = Client::connect(running.addr()).await;
+    let start = std::time::Instant::now();
+    let mut closed = false;
+    for _ in 0..40 {
+        let (code, _) = c.cmd("NOOP").await;
+        if code == 421 {
+            closed = true;
+            break;
+        }
+        assert_eq!(code, 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(closed, "a client that never logs in is closed at the login timeout");
+    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    // A logged-in session is not subject to it.
+    let mut ok = Client::connect(running.addr()).await;
+    ok.login_anonymous().await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(ok.cmd("NOOP").await.0, 200);
+    running.stop().await.unwrap();
+}
