@@ -442,6 +442,25 @@ mod tests {
     }
 
     #[test]
+    fn push_flags_set_the_push_fields_and_absent_ones_keep_them() {
+        let mut config = ProxyConfig { push_window_secs: 60, ..ProxyConfig::default() };
+        let options = ProxyOptions {
+            push_secret_file: Some("push.secret".into()),
+            push_max_urls: Some(5),
+            push_max_body: Some(4096),
+            push_concurrency: Some(2),
+            ..ProxyOptions::default()
+        };
+        options.apply(&mut config).unwrap();
+        assert_eq!(config.push_secret_file.as_deref(), Some(std::path::Path::new("push.secret")));
+        assert_eq!(
+            (config.push_window_secs, config.push_max_urls, config.push_max_body, config.push_concurrency),
+            (60, 5, 4096, 2)
+        );
+        assert_eq!(config.push_max_remembered, ProxyConfig::default().push_max_remembered);
+    }
+
+    #[test]
     fn cdn_flags_add_replicas_and_keep_the_rest() {
         let mut config = CdnConfig { ttl: 7, ..CdnConfig::default() };
         let replicas = config.replicas.len();
