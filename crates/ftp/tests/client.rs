@@ -64,7 +64,15 @@ async fn scripted_server(seen: Arc<Mutex<Seen>>) -> SocketAddr {
                     w.write_all(b"150 opening data connection\r\n").await.unwrap();
                     let mut data = match (passive.take(), active.take()) {
                         (Some(l), _) => l.accept().await.unwrap().0,
-                        (None, Some(to)) => TcpStream::connect(to).await.unwrap(),
+                        (None, Some(to)) => {
+                            // A third party reaches the client's data port first: the client
+                            // must turn it away and keep waiting for the server.
+                            let rogue = tokio::net::TcpSocket::new_v4().unwrap();
+                            rogue.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+                            let mut rogue = rogue.connect(to).await.unwrap();
+                            let _ = rogue.write_all(b"not the file").await;
+                            TcpStream::connect(to).await.unwrap()
+                        }
                         _ => panic!("no data connection prepared"),
                     };
                     match verb {
@@ -180,6 +188,12 @@ async fn active_mode_names_a_port_on_the_control_address_and_the_server_connects
     let open = events.iter().find(|e| matches!(e, TraceEvent::DataOpen { .. })).unwrap();
     let TraceEvent::DataOpen { local, mode, .. } = open else { unreachable!() };
     assert_eq!(*mode, DataMode::Active);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, TraceEvent::DataRefused { from } if from.ip().to_string() == "127.0.0.2")),
+        "the foreign connection was refused: {events:?}"
+    );
     assert_eq!(format!("PORT 127,0,0,1,{},{}", local.port() >> 8, local.port() & 0xff), port);
 }
 
