@@ -4,6 +4,7 @@ pub mod access;
 pub mod config;
 pub mod error;
 pub mod headers;
+pub mod imap;
 pub mod local;
 pub mod maildir;
 pub mod pop3;
