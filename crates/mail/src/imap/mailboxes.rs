@@ -76,11 +76,11 @@ pub fn matches(pattern: &str, name: &str) -> bool {
         return false;
     }
     if name.eq_ignore_ascii_case("INBOX") {
-        let upper_pattern = if pattern.len() >= 5 && pattern[..5].eq_ignore_ascii_case("INBOX") {
-            format!("INBOX{}", &pattern[5..])
-        } else {
-            pattern.to_string()
-        };
+        // INBOX is case-insensitive: fold the pattern's literal prefix (up to its length).
+        let upper_pattern: String = pattern
+            .char_indices()
+            .map(|(i, c)| if i < 5 && !pattern[..=i].contains(['*', '%']) { c.to_ascii_uppercase() } else { c })
+            .collect();
         return m(upper_pattern.as_bytes(), b"INBOX");
     }
     m(pattern.as_bytes(), name.as_bytes())
