@@ -17,7 +17,7 @@ use std::io::Write;
     dig @127.0.4.1 -p 10053 gaia.cs.umass.edu   ask the lab's local DNS server dns.poly.edu")]
 pub struct LabArgs {
     /// Run the guided tour (DNS, the Web page, the institutional cache, the CDN, Alice joining a
-    /// torrent, the Chord ring), then stop the lab.
+    /// torrent, the Chord ring, FTP's control and data connections), then stop the lab.
     #[arg(long)]
     tour: bool,
     /// Also build the anycast network in Linux network namespaces (root only): replicas sharing
@@ -41,6 +41,9 @@ pub struct LabOptions {
     /// The port every lab web server listens on [default: 8080; 80 needs root].
     #[arg(long, value_name = "N")]
     web_port: Option<u16>,
+    /// The control port of every lab FTP server [default: 2121; 21 needs root].
+    #[arg(long, value_name = "N")]
+    ftp_port: Option<u16>,
 }
 
 impl LabOptions {
@@ -48,6 +51,9 @@ impl LabOptions {
     pub fn apply(self, topology: &mut Topology) {
         super::set(&mut topology.dns_port, self.dns_port);
         super::set(&mut topology.web_port, self.web_port);
+        if let Some(port) = self.ftp_port {
+            topology.ftps.iter_mut().for_each(|f| f.port = port);
+        }
     }
 }
 
@@ -126,9 +132,9 @@ mod tests {
     fn flags_override_the_topology_and_absent_flags_keep_it() {
         let mut topology = Topology::default();
         let web = topology.web_port;
-        LabOptions { dns_port: Some(53), web_port: None }.apply(&mut topology);
-        assert_eq!((topology.dns_port, topology.web_port), (53, web));
+        LabOptions { dns_port: Some(53), web_port: None, ftp_port: Some(21) }.apply(&mut topology);
+        assert_eq!((topology.dns_port, topology.web_port, topology.ftps[0].port), (53, web, 21));
         LabOptions::default().apply(&mut topology);
-        assert_eq!((topology.dns_port, topology.web_port), (53, web));
+        assert_eq!((topology.dns_port, topology.web_port, topology.ftps[0].port), (53, web, 21));
     }
 }
