@@ -63,7 +63,11 @@ impl LbMetrics {
                 "Clients closed because no backend could be reached.",
                 &[],
             ),
-            idle_closed: r.counter("lb_idle_closed_total", "Connections closed after the idle timeout.", &[]),
+            idle_closed: r.counter(
+                "lb_idle_closed_total",
+                "Connections closed idle, or evicted while idle for a newcomer.",
+                &[],
+            ),
             udp_refused: r.counter("lb_udp_refused_total", "UDP datagrams dropped at the flow caps.", &[]),
             udp_flows: r.gauge("lb_udp_flows", "UDP flows held now.", &[]),
             registry: r,

@@ -265,7 +265,6 @@ async fn proxy_connection(
         tracing::info!(%peer, "no backend reachable; closing the client connection");
         return;
     };
-    slot.busy();
     let _ = upstream.set_nodelay(true);
     if let Some(version) = config.proxy_protocol {
         let header = proxy_protocol::encode(version, peer, local);
@@ -274,6 +273,22 @@ async fn proxy_connection(
             return;
         }
     }
+    // Until either side says something the connection may be evicted for a newcomer when the
+    // balancer is full (silent connections cannot hold every slot), and is closed after the
+    // idle timeout. The first byte from either side (a server-first protocol like SMTP
+    // counts) makes it busy: never evicted, cut only by the relay's idle timeout.
+    slot.idle_for(config.idle_timeout());
+    let (mut first, mut first2) = ([0u8; 1], [0u8; 1]);
+    tokio::select! {
+        _ = client.peek(&mut first) => {}
+        _ = upstream.peek(&mut first2) => {}
+        reason = slot.closed() => {
+            tracing::debug!(%peer, "closed before a first byte: {reason:?}");
+            metrics.idle_closed.inc();
+            return;
+        }
+    }
+    slot.busy();
     let m = &lease.backend.metrics;
     let end = relay(
         &mut client,

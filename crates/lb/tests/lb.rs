@@ -460,3 +460,35 @@ async fn udp_flows_stick_and_only_the_dead_replicas_flows_move() {
     drop((a.1, c.1));
     lb.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_connections_make_room_for_a_newcomer_when_full() {
+    let r = replica("a", loopback(), false).await;
+    let (lb, h) = start(LbConfig { max_conns: 2, ..config(&[&r]) }).await;
+    let mut silent = TcpStream::connect(lb.addr()).await.unwrap();
+    let mut silent2 = TcpStream::connect(lb.addr()).await.unwrap();
+    // Both are connected through (the replica counts them) before the newcomer arrives.
+    assert!(
+        harness::wait_until(LIMIT, Duration::from_millis(10), || {
+            let h = h.clone();
+            async move { h.backends()[0].2 == 2 }
+        })
+        .await
+    );
+    let mut newcomer = Client::connect(lb.addr()).await;
+    let got = newcomer.ask("hello").await;
+    assert_eq!(got.as_deref(), Some("a"), "{}", h.registry().render());
+    // One silent connection was closed to make room.
+    let (mut b1, mut b2) = ([0u8; 16], [0u8; 16]);
+    let closed = tokio::time::timeout(LIMIT, async {
+        tokio::select! {
+            r = silent.read(&mut b1) => r.unwrap_or(0),
+            r = silent2.read(&mut b2) => r.unwrap_or(0),
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(closed, 0);
+    drop((newcomer, silent, silent2));
+    lb.stop().await.unwrap();
+}
