@@ -78,7 +78,7 @@ fn addresses_in(host: &str, records: &[appnet_dns::wire::message::Record]) -> Ve
         .filter(|r| to_text(&r.owner).trim_end_matches('.').eq_ignore_ascii_case(host))
         .filter_map(|r| match (r.rtype, r.rdata.len()) {
             (code::A, 4) => Some(IpAddr::V4(Ipv4Addr::new(r.rdata[0], r.rdata[1], r.rdata[2], r.rdata[3]))),
-            (code::AAAA, 16) => <[u8; 16]>::try_from(&r.rdata[..]).ok().map(|b| IpAddr::from(b)),
+            (code::AAAA, 16) => <[u8; 16]>::try_from(&r.rdata[..]).ok().map(IpAddr::from),
             _ => None,
         })
         .collect()
@@ -182,15 +182,17 @@ mod tests {
 
     #[test]
     fn exchangers_by_preference_then_implicit_and_null_mx() {
-        let mut p = Parsed::default();
-        p.answer = vec![mx(20, "b.x.example."), mx(10, "a.x.example."), mx(20, "c.x.example.")];
-        p.additional = vec![Record {
-            owner: from_text("a.x.example.").unwrap(),
-            rtype: code::A,
-            class: 1,
-            ttl: 60,
-            rdata: vec![127, 0, 10, 12],
-        }];
+        let p = Parsed {
+            answer: vec![mx(20, "b.x.example."), mx(10, "a.x.example."), mx(20, "c.x.example.")],
+            additional: vec![Record {
+                owner: from_text("a.x.example.").unwrap(),
+                rtype: code::A,
+                class: 1,
+                ttl: 60,
+                rdata: vec![127, 0, 10, 12],
+            }],
+            ..Parsed::default()
+        };
         let MxAnswer::Exchangers(list) = read_mx("x.example", &p) else { panic!() };
         assert_eq!(list[0], ("a.x.example".to_string(), vec![IpAddr::from([127, 0, 10, 12])]));
         let rest: std::collections::BTreeSet<&str> = list[1..].iter().map(|(h, _)| h.as_str()).collect();

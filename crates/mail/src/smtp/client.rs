@@ -16,6 +16,9 @@ use tokio::net::TcpStream;
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// A callback that sees each line of the dialogue.
+pub type Trace = Box<dyn FnMut(&str) + Send>;
+
 /// Longest reply line accepted.
 const MAX_REPLY_LINE: usize = 4096;
 
@@ -34,7 +37,7 @@ pub struct ClientOptions {
     /// Fail when TLS is configured but the server does not offer STARTTLS.
     pub require_tls: bool,
     /// Called with every line sent (`C: ...`) and received (`S: ...`).
-    pub trace: Option<Box<dyn FnMut(&str) + Send>>,
+    pub trace: Option<Trace>,
 }
 
 impl ClientOptions {

@@ -36,11 +36,14 @@ pub struct Shared {
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
+/// The users file's modification time and size, to notice changes.
+type Stamp = Option<(SystemTime, u64)>;
+
 /// The users file, re-read when its modification time or size changes (after `mail user add`).
 pub struct UsersCache {
     path: PathBuf,
     root: PathBuf,
-    current: Mutex<(Option<(SystemTime, u64)>, Arc<Users>)>,
+    current: Mutex<(Stamp, Arc<Users>)>,
 }
 
 impl UsersCache {
@@ -57,7 +60,7 @@ impl UsersCache {
         Ok(cache)
     }
 
-    fn stamp(&self) -> Option<(SystemTime, u64)> {
+    fn stamp(&self) -> Stamp {
         let m = std::fs::metadata(&self.path).ok()?;
         Some((m.modified().ok()?, m.len()))
     }
@@ -236,7 +239,9 @@ async fn converse(
                 session.on_line(&line, SystemTime::now(), &view)
             }
             Line::TooLong => {
-                skip_rest_of_line(io, &mut line, max).await?;
+                if tokio::time::timeout(timeout, skip_rest_of_line(io)).await.is_err() {
+                    return Ok(Next::Close);
+                }
                 session.on_long_line()
             }
             Line::Eof => return Ok(Next::Close),
@@ -273,16 +278,23 @@ async fn converse(
     }
 }
 
-/// After an over-long line, reads and drops the rest of it.
-async fn skip_rest_of_line(
-    io: &mut BufReader<Box<dyn Io>>,
-    line: &mut Vec<u8>,
-    max: usize,
-) -> std::io::Result<()> {
+/// After an over-long line, reads and drops the rest of it (up to and including its LF).
+async fn skip_rest_of_line(io: &mut BufReader<Box<dyn Io>>) -> std::io::Result<()> {
+    use tokio::io::AsyncBufReadExt;
     loop {
-        match read_line_bounded(io, line, max).await? {
-            Line::TooLong => continue,
-            Line::Complete | Line::Eof => return Ok(()),
+        let available = io.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(());
+        }
+        match available.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                io.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = available.len();
+                io.consume(n);
+            }
         }
     }
 }
