@@ -92,7 +92,9 @@ decode=()
 for p in $u1 $u2 $p1 $p2 $l1 $l2; do decode+=(-d "tcp.port==$p,gnutella"); done
 tshark -r "$cap" "${decode[@]}" -Y gnutella -V > "$WORK/decoded.txt" 2>&1
 # (TCP's own expert notes, e.g. window full during a 3 MB download, are not the dissector's.)
-check "no malformed packets, no Gnutella warnings" 0 "$(tshark -r "$cap" "${decode[@]}" -Y '_ws.malformed || (gnutella && _ws.expert.severity >= warning && !tcp.analysis.flags)' 2>/dev/null | wc -l)"
+bad=$(tshark -r "$cap" "${decode[@]}" -Y '_ws.malformed || (gnutella && _ws.expert.severity >= warning && !tcp.analysis.flags)' 2>/dev/null || true)
+[ -z "$bad" ] || { echo "$bad" >&2; cp "$cap" /tmp/overlay-malformed.pcap; }
+check "no malformed packets, no Gnutella warnings" 0 "$(printf '%s' "$bad" | grep -c . || true)"
 check "no 'Malformed Packet' in the decode" 0 "$(grep -c 'Malformed Packet' "$WORK/decoded.txt" || true)"
 # The dissector shows the handshake's header blocks as the connection's text stream.
 for line in 'GNUTELLA CONNECT/0.6' 'GNUTELLA/0.6 200 OK' 'GNUTELLA/0.6 503'; do

@@ -115,6 +115,9 @@ impl Service for Node {
             query_burst: cfg.query_burst,
             keepalive: Duration::from_secs(cfg.keepalive_secs.max(1)),
             idle_timeout: Duration::from_secs(cfg.neighbour_timeout_secs.max(2)),
+            // QRP PATCH fragments of 2 KiB keep every descriptor we send under 4 KiB of payload,
+            // the size Wireshark's Gnutella dissector (and some old servents) handle in one piece.
+            qrp_fragment: 2048,
             seed: u64::from_le_bytes(self.servent.0[..8].try_into().unwrap_or([1; 8])) | 1,
             ..RouterConfig::default()
         };
