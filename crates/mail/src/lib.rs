@@ -3,6 +3,7 @@
 pub mod access;
 pub mod config;
 pub mod error;
+pub mod fetch;
 pub mod headers;
 pub mod imap;
 pub mod local;

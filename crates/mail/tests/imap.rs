@@ -251,3 +251,18 @@ async fn two_sessions_idle_and_restart() {
     c.ok("NOOP").await;
     shutdown.trigger();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fetch_client_lists_and_gets() {
+    let (_dir, ctx) = setup("imap-fetch");
+    let (addr, shutdown) = start(ctx).await;
+    let list = appnet_mail::fetch::imap_list(addr, "bob@hamburger.edu", "hunter2").await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].subject, "Hello Bob");
+    assert_eq!(list[1].from, "carol@x.org");
+    let m = appnet_mail::fetch::imap_get(addr, "bob@hamburger.edu", "hunter2", 1).await.unwrap();
+    assert_eq!(m.len() as u64, list[0].size);
+    assert!(String::from_utf8(m).unwrap().ends_with("How about pickles?\r\n"));
+    assert!(appnet_mail::fetch::imap_get(addr, "bob@hamburger.edu", "hunter2", 9).await.is_err());
+    shutdown.trigger();
+}

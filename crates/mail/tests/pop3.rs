@@ -191,3 +191,18 @@ async fn failed_logins_are_delayed_then_locked_out() {
     assert!(String::from_utf8_lossy(&rest).starts_with("+OK"));
     shutdown.trigger();
 }
+
+#[tokio::test]
+async fn the_fetch_client_lists_and_gets() {
+    let (_dir, ctx) = setup("pop3-fetch");
+    let (addr, shutdown) = start(ctx).await;
+    let list = appnet_mail::fetch::pop3_list(addr, "bob@hamburger.edu", "hunter2").await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].subject, "one");
+    assert_eq!(list[0].from, "alice@crepes.fr");
+    let m = appnet_mail::fetch::pop3_get(addr, "bob@hamburger.edu", "hunter2", 1).await.unwrap();
+    assert_eq!(m.len() as u64, list[0].size, "undone dot-stuffing gives LIST's size");
+    assert!(String::from_utf8(m).unwrap().contains("\r\n.dotted line\r\n"));
+    assert!(appnet_mail::fetch::pop3_get(addr, "bob@hamburger.edu", "bad", 1).await.is_err());
+    shutdown.trigger();
+}

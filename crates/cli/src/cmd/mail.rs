@@ -42,6 +42,11 @@ pub enum MailCmd {
         --subject Hi --server 127.0.10.13:2587 --user alice@crepes.fr --password-file pw --trace\n  \
         appnet mail send --direct --resolver 127.0.4.1:10053 --remote-smtp-port 2525 --from a@b.c --to bob@hamburger.edu < body.txt")]
     Send(Box<SendArgs>),
+    /// Read a mailbox over POP3 or IMAP: list it, or print one message (password on stdin).
+    #[command(after_help = "Examples:\n  \
+        echo PASSWORD | appnet mail fetch --pop3 127.0.0.1:2110 --user bob@hamburger.edu --password-stdin --list\n  \
+        echo PASSWORD | appnet mail fetch --imap 127.0.0.1:2143 --user bob@hamburger.edu --password-stdin --get 1")]
+    Fetch(super::mail_fetch::FetchArgs),
 }
 
 /// Flags for `mail serve`.
@@ -288,6 +293,7 @@ pub async fn run(cmd: MailCmd, ctx: &Context) -> anyhow::Result<()> {
         MailCmd::User(UserCmd::Add(args)) => user_add(args),
         MailCmd::Queue(args) => queue(args),
         MailCmd::Send(args) => send(*args).await,
+        MailCmd::Fetch(args) => super::mail_fetch::fetch(args).await,
     }
 }
 

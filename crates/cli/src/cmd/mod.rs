@@ -9,6 +9,7 @@ pub mod ftp_client;
 pub mod lab;
 pub mod lb;
 pub mod mail;
+pub mod mail_fetch;
 pub mod napster;
 pub mod proxy;
 pub mod resolver;
