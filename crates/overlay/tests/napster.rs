@@ -110,3 +110,58 @@ async fn a_bad_hash_is_not_kept() {
     bob.stop().await.unwrap();
     directory.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kazaa_one_upload_slot_queues_the_next_request_with_x_queue() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let data = song(30_000_000);
+    let bob_dir = share_dir("nap-queue", &data);
+    let directory = harness::start(
+        DirectoryServer::bind(DirectoryConfig { listen: harness::any_loopback(), ..Default::default() })
+            .await
+            .unwrap(),
+    );
+    let mut config = ShareConfig { server: directory.addr(), keepalive_secs: 1, ..ShareConfig::default() };
+    config.upload.listen = harness::any_loopback();
+    config.upload.max_uploads = 1;
+    config.upload.poll_min_secs = 1;
+    let bob = harness::start(Sharer::bind(config, bob_dir.path()).await.unwrap());
+    assert!(hits_for(directory.addr(), "hey jude", 1).await);
+    let hits = search(directory.addr(), "hey jude", T).await.unwrap();
+    let target = appnet_overlay::http::Source::by_urn(bob.addr(), &hits[0].sha1).target;
+
+    // A slow reader holds the only slot (30 MB do not fit in the socket buffers).
+    let mut holder = tokio::net::TcpStream::connect(bob.addr()).await.unwrap();
+    holder.write_all(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let mut first = [0u8; 64];
+    let n = holder.read(&mut first).await.unwrap();
+    assert!(first[..n].starts_with(b"HTTP/1.1 200"));
+
+    // The next request is queued: 503 with its place.
+    let mut next = tokio::net::TcpStream::connect(bob.addr()).await.unwrap();
+    next.write_all(format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    next.read_to_end(&mut reply).await.unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    assert!(reply.contains("X-Queue: position=1,length=1,limit=1,pollMin=1,pollMax=60"), "{reply}");
+
+    // A downloader waits in the queue (asking again after pollMin) and gets the file once the
+    // slot frees.
+    let out = TempDir::new("nap-queue-out");
+    let (hit, sources) = pick(&hits).unwrap();
+    let (name, size, sha1) = (hit.name.clone(), hit.size, hit.sha1);
+    let path = out.path().to_path_buf();
+    let download = tokio::spawn(async move {
+        appnet_overlay::http::download(&sources, &name, size, sha1, &path, DownloadOptions::default()).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!download.is_finished(), "queued while the slot is held");
+    drop(holder);
+    let done = download.await.unwrap().unwrap();
+    assert_eq!(std::fs::read(done.path).unwrap().len(), data.len());
+    bob.stop().await.unwrap();
+    directory.stop().await.unwrap();
+}

@@ -459,6 +459,14 @@ async fn route_loop(
                     router.add_neighbour(id, role, Instant::now())
                 }
                 Some(Event::Descriptor(id, d)) => {
+                    // KaZaA's incentive: servents that offer files to the overlay (their Pong
+                    // says they share some) are queued ahead of those that only download.
+                    if let Payload::Pong(p) = &d.payload
+                        && p.files > 0
+                        && !p.ip.is_unspecified()
+                    {
+                        shared.upload.record_uploader(IpAddr::V4(p.ip));
+                    }
                     tracing::trace!(neighbour = id, ptype = d.payload.ptype(), ttl = d.ttl, hops = d.hops, "descriptor");
                     router.on_descriptor(id, d, Instant::now())
                 }

@@ -26,7 +26,9 @@ pub struct UploadCtx {
     pub index: Arc<ShareIndex>,
     /// Upload slots and queue.
     pub slots: Arc<Mutex<UploadSlots>>,
-    /// Addresses that uploaded to us (recorded by our downloads): they get priority.
+    /// Addresses of peers that upload: they get priority in the queue. Filled by
+    /// [`UploadCtx::record_uploader`]: a node records servents whose Pongs advertise shared
+    /// files, and a process that downloads records the sources that delivered bytes.
     pub uploaders: Arc<Mutex<HashSet<IpAddr>>>,
     /// The settings.
     pub config: Arc<UploadConfig>,
@@ -62,6 +64,16 @@ impl UploadCtx {
             config: Arc::new(config),
             stats,
         }
+    }
+
+    /// Marks `ip` as a peer that uploads (priority in the upload queue). Bounded: beyond
+    /// 65536 addresses the set is cleared and starts again.
+    pub fn record_uploader(&self, ip: IpAddr) {
+        let mut set = self.uploaders.lock().unwrap_or_else(|p| p.into_inner());
+        if set.len() >= 65_536 && !set.contains(&ip) {
+            set.clear();
+        }
+        set.insert(ip);
     }
 
     /// The upload counters.
