@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod fuzz;
 pub mod server;
 pub mod session;
 pub mod wire;
