@@ -107,6 +107,7 @@ pub async fn run(lab: &Lab, say: &mut dyn FnMut(String)) -> Result<FtpFacts, Str
         mode: DataMode::Passive,
         timeout: Duration::from_secs(10),
         source: Some(client_ip),
+        tls: None,
         trace: Some(Arc::new(move |e: &TraceEvent| {
             sink.lock().unwrap_or_else(|p| p.into_inner()).push(e.clone())
         })),

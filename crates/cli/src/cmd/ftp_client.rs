@@ -6,6 +6,8 @@ use anyhow::Context as _;
 use appnet_ftp::client::ops::{self, get_to_file, put_file};
 use appnet_ftp::client::trace::stderr_tracer;
 use appnet_ftp::client::{ClientConfig, ClientError, DataMode, FtpClient, FtpUrl, ListKind};
+use appnet_netkit::tls::LabCa;
+use appnet_netkit::tls_client::{Trust, client_config};
 use clap::Args;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,14 @@ pub struct ClientFlags {
     /// two reads or writes of a transfer.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     timeout: f64,
+    /// Explicit FTPS (RFC 4217): AUTH TLS before logging in, then PROT P so every data
+    /// connection is TLS too; fails rather than falling back to plain FTP.
+    #[arg(long)]
+    tls: bool,
+    /// With --tls: also trust the CA certificates in this PEM file (the system's store and the
+    /// lab CA of $APPNET_CA_DIR or ~/.local/share/appnet/lab-ca are trusted already).
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    cacert: Option<PathBuf>,
 }
 
 /// Flags for `ftp ls`.
@@ -92,11 +102,22 @@ async fn connect(url: &str, flags: &ClientFlags) -> anyhow::Result<(FtpUrl, FtpC
         anyhow::bail!("--password-stdin needs a user in the URL (ftp://user@host/...)");
     }
     let password = read_password(flags)?;
+    let tls = if flags.tls {
+        let trust = Trust {
+            system: true,
+            lab_ca_dir: Some(LabCa::default_dir()),
+            extra: flags.cacert.iter().cloned().collect(),
+        };
+        Some(client_config(&trust, &[]).context("--tls: cannot set up the trusted certificates")?)
+    } else {
+        None
+    };
     let config = ClientConfig {
         mode: if flags.active { DataMode::Active } else { DataMode::Passive },
         timeout: Duration::from_secs_f64(flags.timeout),
         source: None,
         trace: flags.trace.then(stderr_tracer),
+        tls,
     };
     let client = ops::open(&url, password.as_deref(), config)
         .await
@@ -234,6 +255,14 @@ mod tests {
         let cli = Cli::try_parse_from(["ftp", "get", "ftp://h/f", "-o", "out", "--resume"]).unwrap();
         let Cmd::Get(get) = cli.cmd else { panic!("get") };
         assert_eq!((get.output, get.resume, get.flags.timeout), (Some(PathBuf::from("out")), true, 30.0));
+        assert!(
+            Cli::try_parse_from(["ftp", "get", "ftp://h/f", "--cacert", "ca.pem"]).is_err(),
+            "--cacert needs --tls"
+        );
+        let cli = Cli::try_parse_from(["ftp", "get", "ftp://h/f", "--tls", "--cacert", "ca.pem"]).unwrap();
+        assert!(
+            matches!(cli.cmd, Cmd::Get(g) if g.flags.tls && g.flags.cacert == Some(PathBuf::from("ca.pem")))
+        );
         let cli = Cli::try_parse_from(["ftp", "put", "a.txt", "ftp://u@h/d/", "--trace"]).unwrap();
         assert!(matches!(cli.cmd, Cmd::Put(p) if p.flags.trace && p.file == Path::new("a.txt")));
         assert!(Cli::try_parse_from(["ftp", "ls", "ftp://h/", "--names", "--mlsd"]).is_err());

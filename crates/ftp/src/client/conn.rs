@@ -1,7 +1,9 @@
 //! The client's tokio driver: one control connection that carries commands and replies and
 //! keeps the session's state (login, current directory, TYPE), and a new data connection for
 //! every listing or file, opened passively (the client connects to the port PASV/EPSV names)
-//! or actively (PORT/EPRT name a port on the client, the server connects to it).
+//! or actively (PORT/EPRT name a port on the client, the server connects to it). With TLS
+//! (RFC 4217 explicit FTPS) the control connection is upgraded by AUTH TLS and every data
+//! connection is TLS too (PBSZ 0, PROT P).
 
 use super::reply::{
     MAX_REPLY_LINE, Reply, ReplyError, ReplyParser, eprt_argument, parse_227, parse_229, port_argument,
@@ -9,11 +11,13 @@ use super::reply::{
 use super::trace::{DataMode, TraceEvent, Tracer};
 use appnet_netkit::lines::{Line, read_line_bounded};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::{self, pki_types::ServerName};
 
 /// Largest listing (LIST, NLST, MLSD) the client keeps in memory.
 pub const MAX_LISTING: usize = 64 << 20;
@@ -34,11 +38,21 @@ pub struct ClientConfig {
     pub source: Option<IpAddr>,
     /// Where the control dialogue and the data connections are reported.
     pub trace: Option<Tracer>,
+    /// Explicit FTPS (RFC 4217): AUTH TLS right after the greeting, then PBSZ 0 and PROT P
+    /// after the login, so commands, passwords and every data connection are encrypted.
+    /// None: plain FTP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
-        ClientConfig { mode: DataMode::Passive, timeout: Duration::from_secs(30), source: None, trace: None }
+        ClientConfig {
+            mode: DataMode::Passive,
+            timeout: Duration::from_secs(30),
+            source: None,
+            trace: None,
+            tls: None,
+        }
     }
 }
 
@@ -49,6 +63,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("timeout", &self.timeout)
             .field("source", &self.source)
             .field("trace", &self.trace.is_some())
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -124,10 +139,22 @@ enum Pending {
     Active(TcpListener),
 }
 
+/// A byte stream the client talks over: plain TCP, or TLS over it.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+type BoxStream = Box<dyn Stream>;
+
+/// An open data connection and its two ends.
+struct Data {
+    io: BoxStream,
+    local: SocketAddr,
+    remote: SocketAddr,
+}
+
 /// One logged-in (or not yet) FTP session: the control connection and what it knows.
 pub struct FtpClient {
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
+    reader: BufReader<ReadHalf<BoxStream>>,
+    writer: WriteHalf<BoxStream>,
     local: SocketAddr,
     remote: SocketAddr,
     config: ClientConfig,
@@ -135,6 +162,10 @@ pub struct FtpClient {
     line: Vec<u8>,
     /// The server refused PASV once: use EPSV from then on.
     no_pasv: bool,
+    /// The name the server's certificate must carry, once AUTH TLS succeeded.
+    server_name: Option<ServerName<'static>>,
+    /// PROT P is on: data connections are TLS.
+    protected: bool,
 }
 
 async fn connect_from(source: Option<IpAddr>, to: SocketAddr) -> std::io::Result<TcpStream> {
@@ -162,7 +193,7 @@ impl FtpClient {
         };
         let mut last = None;
         for addr in addrs {
-            match FtpClient::connect(addr, config.clone()).await {
+            match FtpClient::connect_named(addr, host, config.clone()).await {
                 Ok(c) => return Ok(c),
                 Err(e) => last = Some(e),
             }
@@ -173,15 +204,27 @@ impl FtpClient {
         }))
     }
 
-    /// Connects to `addr` and reads the greeting (220, perhaps after 120 "ready in n minutes").
+    /// Connects to `addr` and reads the greeting (220, perhaps after 120 "ready in n minutes");
+    /// with TLS configured, the server's certificate must name the address.
     pub async fn connect(addr: SocketAddr, config: ClientConfig) -> Result<FtpClient, ClientError> {
+        FtpClient::connect_named(addr, &addr.ip().to_string(), config).await
+    }
+
+    /// Connects to `addr`, reads the greeting, and with TLS configured upgrades the control
+    /// connection (AUTH TLS) verifying the certificate against `host`.
+    async fn connect_named(
+        addr: SocketAddr,
+        host: &str,
+        config: ClientConfig,
+    ) -> Result<FtpClient, ClientError> {
         let stream = timeout(config.timeout, connect_from(config.source, addr))
             .await
             .map_err(|_| ClientError::Timeout(format!("connecting to {addr}")))?
             .map_err(io(format!("cannot connect to {addr}")))?;
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().map_err(io("control connection"))?;
-        let (r, w) = stream.into_split();
+        let (r, w) = tokio::io::split(Box::new(stream) as BoxStream);
+        let tls = config.tls.clone();
         let mut client = FtpClient {
             reader: BufReader::new(r),
             writer: w,
@@ -191,6 +234,8 @@ impl FtpClient {
             parser: ReplyParser::new(),
             line: Vec::new(),
             no_pasv: false,
+            server_name: None,
+            protected: false,
         };
         client.trace(TraceEvent::ControlOpen { local, remote: addr });
         let mut greeting = client.read_reply().await?;
@@ -200,7 +245,63 @@ impl FtpClient {
         if greeting.code != 220 {
             return Err(ClientError::Refused { command: "the connection".into(), reply: greeting });
         }
+        match tls {
+            Some(tls) => client.start_tls(tls, host).await,
+            None => Ok(client),
+        }
+    }
+
+    /// AUTH TLS (RFC 4217 §4): on 234, the TLS handshake runs on the control connection and
+    /// every later command and reply is encrypted.
+    async fn start_tls(
+        mut self,
+        tls: Arc<rustls::ClientConfig>,
+        host: &str,
+    ) -> Result<FtpClient, ClientError> {
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|_| ClientError::Protocol(format!("{host:?} is not a name TLS can verify")))?;
+        let reply = self.command("AUTH TLS").await?;
+        if reply.code != 234 {
+            return Err(refused("AUTH TLS", reply));
+        }
+        if !self.reader.buffer().is_empty() {
+            return Err(ClientError::Protocol(
+                "the server sent more after 234, before the TLS handshake".into(),
+            ));
+        }
+        let FtpClient { reader, writer, local, remote, config, parser, line, no_pasv, .. } = self;
+        let stream = reader.into_inner().unsplit(writer);
+        let tls_stream = timeout(config.timeout, TlsConnector::from(tls).connect(name.clone(), stream))
+            .await
+            .map_err(|_| ClientError::Timeout("in the control connection's TLS handshake".into()))?
+            .map_err(io("TLS handshake on the control connection"))?;
+        let version = tls_stream.get_ref().1.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
+        let (r, w) = tokio::io::split(Box::new(tls_stream) as BoxStream);
+        let client = FtpClient {
+            reader: BufReader::new(r),
+            writer: w,
+            local,
+            remote,
+            config,
+            parser,
+            line,
+            no_pasv,
+            server_name: Some(name),
+            protected: false,
+        };
+        client.trace(TraceEvent::TlsStarted { local, remote, version });
         Ok(client)
+    }
+
+    /// After a login over TLS: PBSZ 0 and PROT P, so data connections are TLS as well.
+    async fn protect_data(&mut self) -> Result<(), ClientError> {
+        if self.server_name.is_none() || self.protected {
+            return Ok(());
+        }
+        self.command_ok("PBSZ 0").await?;
+        self.command_ok("PROT P").await?;
+        self.protected = true;
+        Ok(())
     }
 
     /// The control connection's client end.
@@ -292,14 +393,14 @@ impl FtpClient {
     pub async fn login(&mut self, user: &str, password: Option<&str>) -> Result<(), ClientError> {
         let reply = self.command(&format!("USER {user}")).await?;
         match reply.code {
-            230 => return Ok(()),
+            230 => return self.protect_data().await,
             331 => {}
             _ => return Err(refused(&format!("USER {user}"), reply)),
         }
         let password = password.ok_or_else(|| ClientError::NeedPassword(user.to_string()))?;
         let reply = self.command(&format!("PASS {password}")).await?;
         match reply.code {
-            230 | 202 => Ok(()),
+            230 | 202 => self.protect_data().await,
             _ => Err(refused("PASS ****", reply)),
         }
     }
@@ -391,14 +492,14 @@ impl FtpClient {
     /// Sends a transfer command and returns its open data connection once the server has
     /// answered 1xx; None when the server completed it (2xx) without one. A `rest` offset is
     /// sent as REST just before the command (after PASV/PORT, as RFC 3659 §5.3 wants).
-    async fn open_transfer(&mut self, line: &str, rest: u64) -> Result<Option<TcpStream>, ClientError> {
+    async fn open_transfer(&mut self, line: &str, rest: u64) -> Result<Option<Data>, ClientError> {
         let pending = self.prepare_data().await?;
         if rest > 0 {
             let command = format!("REST {rest}");
             let reply = self.command(&command).await?;
             if reply.code != 350 {
                 if let Pending::Passive(stream) = &pending {
-                    self.traced_close(stream, 0);
+                    self.traced_close_tcp(stream);
                 }
                 return Err(refused(&command, reply));
             }
@@ -407,9 +508,9 @@ impl FtpClient {
             Pending::Passive(stream) => {
                 let reply = self.command(line).await?;
                 if reply.is_preliminary() {
-                    Ok(Some(stream))
+                    self.wrap_data(stream).await.map(Some)
                 } else {
-                    self.traced_close(&stream, 0);
+                    self.traced_close_tcp(&stream);
                     if reply.is_completion() { Ok(None) } else { Err(refused(line, reply)) }
                 }
             }
@@ -434,7 +535,7 @@ impl FtpClient {
                 let stream = accept
                     .await
                     .map_err(|e| ClientError::Protocol(format!("data connection task: {e}")))??;
-                Ok(Some(stream))
+                self.wrap_data(stream).await.map(Some)
             }
         }
     }
@@ -448,26 +549,51 @@ impl FtpClient {
         if reply.is_completion() { Ok(()) } else { Err(refused(line, reply)) }
     }
 
-    fn traced_close(&self, stream: &TcpStream, bytes: u64) {
+    /// The data connection as the transfer uses it: TLS (a client handshake, after the 1xx
+    /// reply as RFC 4217 servers expect) when PROT P is on, plain TCP otherwise.
+    async fn wrap_data(&self, tcp: TcpStream) -> Result<Data, ClientError> {
+        let local = tcp.local_addr().map_err(io("data connection"))?;
+        let remote = tcp.peer_addr().map_err(io("data connection"))?;
+        let (true, Some(tls), Some(name)) = (self.protected, &self.config.tls, &self.server_name) else {
+            return Ok(Data { io: Box::new(tcp), local, remote });
+        };
+        let connect = TlsConnector::from(tls.clone()).connect(name.clone(), tcp);
+        let stream = timeout(self.config.timeout, connect)
+            .await
+            .map_err(|_| ClientError::Timeout("in the data connection's TLS handshake".into()))?
+            .map_err(io("TLS handshake on the data connection"))?;
+        self.trace(TraceEvent::DataTls { local, remote });
+        Ok(Data { io: Box::new(stream), local, remote })
+    }
+
+    fn traced_close(&self, data: &Data, bytes: u64) {
+        self.trace(TraceEvent::DataClose { local: data.local, remote: data.remote, bytes });
+    }
+
+    fn traced_close_tcp(&self, stream: &TcpStream) {
         if let (Ok(local), Ok(remote)) = (stream.local_addr(), stream.peer_addr()) {
-            self.trace(TraceEvent::DataClose { local, remote, bytes });
+            self.trace(TraceEvent::DataClose { local, remote, bytes: 0 });
         }
     }
 
     /// Reads a data connection to its end into `out`; returns the bytes copied.
     async fn receive<W: AsyncWrite + Unpin>(
         &self,
-        data: &mut TcpStream,
+        data: &mut Data,
         out: &mut W,
         max: Option<usize>,
     ) -> Result<u64, ClientError> {
         let mut buf = vec![0u8; COPY_BUF];
         let mut total = 0u64;
         loop {
-            let n = timeout(self.config.timeout, data.read(&mut buf))
-                .await
-                .map_err(|_| ClientError::Timeout("waiting for data".into()))?
-                .map_err(io("reading the data connection"))?;
+            let n = match timeout(self.config.timeout, data.io.read(&mut buf)).await {
+                Err(_) => return Err(ClientError::Timeout("waiting for data".into())),
+                Ok(Ok(n)) => n,
+                // A TLS peer that closes without close_notify: the 226 still says whether the
+                // file was complete, as it does for plain connections.
+                Ok(Err(e)) if self.protected && e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+                Ok(Err(e)) => return Err(io("reading the data connection")(e)),
+            };
             if n == 0 {
                 break;
             }
@@ -535,14 +661,14 @@ impl FtpClient {
                 if n == 0 {
                     break;
                 }
-                timeout(self.config.timeout, data.write_all(&buf[..n]))
+                timeout(self.config.timeout, data.io.write_all(&buf[..n]))
                     .await
                     .map_err(|_| ClientError::Timeout("sending data".into()))?
                     .map_err(io("writing the data connection"))?;
                 total += n as u64;
             }
             // The end of the file is the end of the data connection (MODE S).
-            data.shutdown().await.map_err(io("closing the data connection"))
+            data.io.shutdown().await.map_err(io("closing the data connection"))
         }
         .await;
         self.traced_close(&data, total);

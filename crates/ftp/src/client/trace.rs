@@ -33,8 +33,12 @@ pub enum TraceEvent {
     Sent(String),
     /// A reply line received on the control connection.
     Received(String),
+    /// AUTH TLS succeeded: the control connection is encrypted from here on.
+    TlsStarted { local: SocketAddr, remote: SocketAddr, version: String },
     /// A data connection opened (client end, server end).
     DataOpen { local: SocketAddr, remote: SocketAddr, mode: DataMode },
+    /// The data connection's TLS handshake completed (PROT P).
+    DataTls { local: SocketAddr, remote: SocketAddr },
     /// A data connection closed after carrying `bytes`.
     DataClose { local: SocketAddr, remote: SocketAddr, bytes: u64 },
     /// An active-mode connection from an address other than the server's was turned away.
@@ -53,6 +57,15 @@ impl fmt::Display for TraceEvent {
             TraceEvent::Received(line) => write!(f, "S: {line}"),
             TraceEvent::DataOpen { local, remote, mode } => {
                 write!(f, "== data connection open: {local} ⇄ {remote} ({mode})")
+            }
+            TraceEvent::TlsStarted { local, remote, version } => {
+                write!(
+                    f,
+                    "== control connection {local} → {remote} is TLS now ({version}): commands and replies encrypted"
+                )
+            }
+            TraceEvent::DataTls { local, remote } => {
+                write!(f, "== data connection {local} ⇄ {remote} is TLS now (PROT P)")
             }
             TraceEvent::DataClose { local, remote, bytes } => {
                 write!(f, "== data connection closed: {local} ⇄ {remote} ({bytes} bytes)")
