@@ -32,6 +32,27 @@ pub enum ExperimentCmd {
         appnet experiment web-cache --scale 1         in real time (2 minutes)"
     )]
     WebCache(WebCacheArgs),
+    /// Locating content (deck 004): messages per search and the fraction of searches that find
+    /// a file with r copies, for the Napster directory, Gnutella flooding at TTL 1..7, the
+    /// two-tier ultrapeer overlay and Chord, on simulated overlays of 10^3 to 10^5 peers.
+    #[command(after_help = "Examples:\n  \
+        appnet experiment search                    10^3, 10^4, 10^5 peers (minutes with --release)\n  \
+        appnet experiment search --quick --out /tmp/search")]
+    Search(SearchArgs),
+}
+
+/// Flags for `experiment search`.
+#[derive(Args, Debug)]
+pub struct SearchArgs {
+    /// Directory for the SVG plots.
+    #[arg(long, value_name = "DIR", default_value = "experiments")]
+    out: PathBuf,
+    /// 10^3 and 10^4 peers and fewer searches (under two minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Random seed (runs are reproducible for a seed).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seed: u64,
 }
 
 /// Flags for `experiment web-cache`.
@@ -126,6 +147,18 @@ pub async fn run(cmd: ExperimentCmd, _ctx: &Context) -> anyhow::Result<()> {
             let report =
                 appnet_lab::experiment::web_cache::run(opts, |step| eprintln!("web-cache: {step}")).await?;
             println!("{report}");
+            Ok(())
+        }
+        ExperimentCmd::Search(args) => {
+            let opts =
+                appnet_lab::experiment::search::Options { out: args.out, quick: args.quick, seed: args.seed };
+            let tables = tokio::task::spawn_blocking(move || {
+                appnet_lab::experiment::search::run(&opts, |step| eprintln!("search experiment: {step}"))
+            })
+            .await??;
+            for t in tables {
+                println!("{t}");
+            }
             Ok(())
         }
         ExperimentCmd::Chord(args) => {
