@@ -4,7 +4,7 @@
 # attempt (PORT naming another host) refused; and `appnet ftp ls|get|put` against vsftpd and
 # against appnet's own server, with the trace showing one data connection per transfer.
 source "$(dirname "$0")/lib.sh"
-for tool in lftp curl wget vsftpd python3 sha256sum; do
+for tool in lftp curl wget vsftpd python3 sha256sum openssl; do
   command -v "$tool" >/dev/null || { echo "ftp interop needs $tool (.ci/apt.d/ftp.txt)" >&2; exit 1; }
 done
 export APPNET_CA_DIR=$WORK/ca
@@ -182,4 +182,28 @@ print("ok")
 PY
 )"
 
+"${T[@]}" "$APPNET" ftp get "ftp://127.0.0.1:$tport/pub/big.bin" -o "$WORK/tls-big.bin" --tls --trace 2> "$WORK/tls.trace"
+check "appnet ftp get --tls (lab CA via \$APPNET_CA_DIR)" "$(sum "$root/pub/big.bin")" "$(sum "$WORK/tls-big.bin")"
+check "get --tls: AUTH TLS, PROT P, TLS data connection" "yes" "$(grep -q '^C: AUTH TLS' "$WORK/tls.trace" && grep -q '^C: PROT P' "$WORK/tls.trace" && grep -q 'is TLS now (PROT P)' "$WORK/tls.trace" && echo yes)"
+printf 'secret\n' | "${T[@]}" "$APPNET" ftp put "$WORK/note.txt" "ftp://alice@127.0.0.1:$tport/up/tls-note.txt" --tls --active --password-stdin
+check "appnet ftp put --tls --active" "alice was here" "$(cat "$alice/up/tls-note.txt")"
+
+echo "appnet ftp --tls against vsftpd (ssl_enable, a certificate from an openssl CA)"
+tls=$WORK/vs-tls; mkdir -p "$tls"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tls/ca.key" -out "$tls/ca.pem" -days 2 -subj /CN=interop-ca 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout "$tls/key.pem" -out "$tls/leaf.csr" -subj /CN=localhost 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$tls/ext.cnf"
+openssl x509 -req -in "$tls/leaf.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial -out "$tls/cert.pem" -days 2 -extfile "$tls/ext.cnf" 2>/dev/null
+vtport=$(free_port)
+sed -e "s/^listen_port=.*/listen_port=$vtport/" -e "s|^vsftpd_log_file=.*|vsftpd_log_file=$tls/log|" "$WORK/vsftpd.conf" > "$tls/vsftpd.conf"
+printf 'ssl_enable=YES\nallow_anon_ssl=YES\nforce_anon_logins_ssl=YES\nforce_anon_data_ssl=YES\nrsa_cert_file=%s\nrsa_private_key_file=%s\n' "$tls/cert.pem" "$tls/key.pem" >> "$tls/vsftpd.conf"
+bg vsftpd "$tls/vsftpd.conf"
+wait_tcp 127.0.0.1 "$vtport"
+check "vsftpd refuses a plain login (force_anon_logins_ssl)" "yes" "$("${T[@]}" "$APPNET" ftp ls "ftp://127.0.0.1:$vtport/" >/dev/null 2>&1 || echo yes)"
+"${T[@]}" "$APPNET" ftp get "ftp://localhost:$vtport/pub/big.bin" -o "$WORK/vst-big.bin" --tls --cacert "$tls/ca.pem"
+check "get --tls from vsftpd (passive, session reuse on the data connection)" "$(sum "$root/pub/big.bin")" "$(sum "$WORK/vst-big.bin")"
+"${T[@]}" "$APPNET" ftp get "ftp://127.0.0.1:$vtport/pub/big.bin" -o "$WORK/vst-active.bin" --tls --cacert "$tls/ca.pem" --active
+check "get --tls --active from vsftpd" "$(sum "$root/pub/big.bin")" "$(sum "$WORK/vst-active.bin")"
+check "ls --tls from vsftpd" "yes" "$("${T[@]}" "$APPNET" ftp ls --names "ftp://127.0.0.1:$vtport/pub/" --tls --cacert "$tls/ca.pem" | grep -qx 'hello.txt' && echo yes)"
+check "a certificate from an untrusted CA is refused" "yes" "$("${T[@]}" "$APPNET" ftp ls "ftp://127.0.0.1:$vtport/" --tls >/dev/null 2>&1 || echo yes)"
 echo "ftp interop: $CHECKS checks passed"
