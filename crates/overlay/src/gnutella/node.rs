@@ -39,11 +39,35 @@ pub struct Node {
     config: NodeConfig,
     index: Arc<ShareIndex>,
     servent: Guid,
+    trace: Option<NodeTrace>,
 }
+
+/// One descriptor a node received or sent, for the lab's tour (which draws Query hop counts
+/// and QueryHit reverse paths from them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceEvent {
+    /// The node's own advertised address.
+    pub node: SocketAddr,
+    /// Whether it was received (`true`) or sent.
+    pub received: bool,
+    /// The neighbour's listen address (its TCP address if it announced none).
+    pub neighbour: SocketAddr,
+    /// "Ping", "Query", "QueryHit", ...
+    pub kind: &'static str,
+    /// The descriptor's GUID.
+    pub guid: Guid,
+    /// Its TTL and hops as on the wire.
+    pub ttl: u8,
+    /// Hops travelled.
+    pub hops: u8,
+}
+
+/// Where a node reports its descriptors (cheap: called from the routing loop).
+pub type NodeTrace = Arc<dyn Fn(TraceEvent) + Send + Sync>;
 
 /// What the neighbour tasks tell the routing loop.
 enum Event {
-    Up { id: NeighbourId, role: Role, tx: mpsc::Sender<Vec<u8>>, kill: Arc<Notify> },
+    Up { id: NeighbourId, role: Role, addr: SocketAddr, tx: mpsc::Sender<Vec<u8>>, kill: Arc<Notify> },
     Descriptor(NeighbourId, Descriptor),
     Down(NeighbourId),
 }
@@ -54,7 +78,7 @@ struct Shared {
     ours: Capabilities,
     /// Neighbour connections open or being admitted (the `--max-peers` count).
     neighbours: AtomicUsize,
-    /// Of which ultrapeers (a leaf keeps at most `want_peers` of them).
+    /// Of which ultrapeers (a leaf keeps at most `want_peers`, at most 3, of them).
     ultrapeers: AtomicUsize,
     /// Listen addresses of connected neighbours (not dialled again).
     connected: Mutex<HashSet<SocketAddr>>,
@@ -74,7 +98,25 @@ impl Node {
         let index =
             tokio::task::spawn_blocking(move || ShareIndex::scan(&dir)).await.map_err(io::Error::other)??;
         let listener = bind_tcp(config.upload.listen, &ListenOpts::default())?;
-        Ok(Node { listener, config, index: Arc::new(index), servent: super::client::random_guid() })
+        Ok(Node {
+            listener,
+            config,
+            index: Arc::new(index),
+            servent: super::client::random_guid(),
+            trace: None,
+        })
+    }
+
+    /// Reports every descriptor received and sent to `trace`.
+    pub fn with_trace(mut self, trace: NodeTrace) -> Node {
+        self.trace = Some(trace);
+        self
+    }
+
+    /// Replaces the candidates to join through (when they are only known after binding, as
+    /// in the lab's overlays on port 0).
+    pub fn set_connect(&mut self, connect: Vec<SocketAddr>) {
+        self.config.connect = connect;
     }
 
     /// The files shared.
@@ -146,7 +188,7 @@ impl Service for Node {
             servent: self.servent,
         });
         tracing::info!(listen = %local, ultrapeer = cfg.ultrapeer, files = self.index.len(), "gnutella node up");
-        shutdown.spawn(route_loop(router, events_rx, shared.clone(), shutdown.clone()));
+        shutdown.spawn(route_loop(router, events_rx, shared.clone(), self.trace.clone(), shutdown.clone()));
         shutdown.spawn(dial_loop(shared.clone(), shutdown.clone()));
         let mut limits = cfg.upload.conn_limits();
         limits.max_connections = limits.max_connections.max(cfg.max_peers + 1);
@@ -230,7 +272,7 @@ fn admit(shared: &Shared, they: &Capabilities) -> Result<Role, (String, Vec<Sock
     if taken.is_err() {
         return Err(("Full".into(), try_instead()));
     }
-    if role == Role::Ultrapeer && !cfg.ultrapeer {
+    if role == Role::Ultrapeer {
         shared.ultrapeers.fetch_add(1, Ordering::SeqCst);
     }
     Ok(role)
@@ -238,7 +280,7 @@ fn admit(shared: &Shared, they: &Capabilities) -> Result<Role, (String, Vec<Sock
 
 fn release(shared: &Shared, role: Role) {
     shared.neighbours.fetch_sub(1, Ordering::SeqCst);
-    if role == Role::Ultrapeer && !shared.config.ultrapeer {
+    if role == Role::Ultrapeer {
         shared.ultrapeers.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -293,7 +335,7 @@ async fn run_neighbour(
     let kill = Arc::new(Notify::new());
     let key = listen.unwrap_or(peer);
     shared.connected.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
-    let up = Event::Up { id, role, tx, kill: kill.clone() };
+    let up = Event::Up { id, role, addr: key, tx, kill: kill.clone() };
     if shared.events.send(up).await.is_err() {
         release(shared, role);
         return;
@@ -350,11 +392,15 @@ async fn dial_loop(shared: Arc<Shared>, shutdown: Shutdown) {
     let mut failures: HashMap<SocketAddr, (u32, Instant)> = HashMap::new();
     loop {
         let want = shared.config.want_peers.min(shared.config.max_peers);
+        let (ups, all) = (shared.ultrapeers.load(Ordering::SeqCst), shared.neighbours.load(Ordering::SeqCst));
+        // An ultrapeer counts its fellow ultrapeers (leaves come to it); a leaf its 1-3
+        // ultrapeers; a plain node every neighbour.
         let enough = if shared.config.ultrapeer {
-            shared.neighbours.load(Ordering::SeqCst) >= want
+            ups >= want || all >= shared.config.max_peers
+        } else if ups > 0 {
+            ups >= want.clamp(1, 3)
         } else {
-            shared.ultrapeers.load(Ordering::SeqCst) >= want.clamp(1, 3)
-                || shared.neighbours.load(Ordering::SeqCst) >= want
+            all >= want
         };
         if !enough {
             let mut candidates: Vec<SocketAddr> = shared.config.connect.clone();
@@ -405,7 +451,7 @@ async fn dial(addr: SocketAddr, shared: &Arc<Shared>, shutdown: &Shutdown) -> Re
     match attempt.await {
         Ok((stream, theirs, rest)) => {
             let role = handshake::role(shared.config.ultrapeer, theirs.ultrapeer);
-            if role == Role::Ultrapeer && !shared.config.ultrapeer {
+            if role == Role::Ultrapeer {
                 shared.ultrapeers.fetch_add(1, Ordering::SeqCst);
             }
             tracing::info!(%addr, ?role, agent = %theirs.user_agent, "joined a neighbour");
@@ -440,6 +486,7 @@ fn learn(shared: &Shared, addrs: impl Iterator<Item = SocketAddr>) {
 struct Link {
     tx: mpsc::Sender<Vec<u8>>,
     kill: Arc<Notify>,
+    addr: SocketAddr,
 }
 
 /// Feeds the router and carries out its actions.
@@ -447,15 +494,30 @@ async fn route_loop(
     mut router: Router,
     mut events: mpsc::Receiver<Event>,
     shared: Arc<Shared>,
+    trace: Option<NodeTrace>,
     shutdown: Shutdown,
 ) {
     let mut links: HashMap<NeighbourId, Link> = HashMap::new();
+    let me = shared.ours.listen.unwrap_or(shared.config.upload.listen);
+    let report = |received: bool, neighbour: SocketAddr, d: &Descriptor| {
+        if let Some(t) = &trace {
+            t(TraceEvent {
+                node: me,
+                received,
+                neighbour,
+                kind: descriptor_name(d),
+                guid: d.guid,
+                ttl: d.ttl,
+                hops: d.hops,
+            });
+        }
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let actions = tokio::select! {
             ev = events.recv() => match ev {
-                Some(Event::Up { id, role, tx, kill }) => {
-                    links.insert(id, Link { tx, kill });
+                Some(Event::Up { id, role, addr, tx, kill }) => {
+                    links.insert(id, Link { tx, kill, addr });
                     router.add_neighbour(id, role, Instant::now())
                 }
                 Some(Event::Descriptor(id, d)) => {
@@ -468,6 +530,9 @@ async fn route_loop(
                         shared.upload.record_uploader(IpAddr::V4(p.ip));
                     }
                     tracing::trace!(neighbour = id, ptype = d.payload.ptype(), ttl = d.ttl, hops = d.hops, "descriptor");
+                    if let Some(link) = links.get(&id) {
+                        report(true, link.addr, &d);
+                    }
                     router.on_descriptor(id, d, Instant::now())
                 }
                 Some(Event::Down(id)) => {
@@ -483,10 +548,12 @@ async fn route_loop(
         for action in actions {
             match action {
                 Action::Send(id, d) => {
-                    if let Some(link) = links.get(&id)
-                        && link.tx.try_send(d.encode()).is_err()
-                    {
-                        tracing::debug!(neighbour = id, "send queue full; descriptor dropped");
+                    if let Some(link) = links.get(&id) {
+                        if link.tx.try_send(d.encode()).is_err() {
+                            tracing::debug!(neighbour = id, "send queue full; descriptor dropped");
+                        } else {
+                            report(false, link.addr, &d);
+                        }
                     }
                 }
                 Action::Drop(id, why) => {
@@ -530,7 +597,7 @@ async fn answer_push(push: &Push, shared: &Arc<Shared>, shutdown: &Shutdown) -> 
     serve_http(stream, to, Vec::new(), None, &shared.upload, shutdown).await
 }
 
-/// Whether `d` is one of the descriptor types a capture should show (tests and the tour).
+/// The descriptor's type name, as traces and the tour print it.
 pub fn descriptor_name(d: &Descriptor) -> &'static str {
     match d.payload {
         Payload::Ping(_) => "Ping",
