@@ -42,6 +42,9 @@ pub struct MailServer {
     shared: Arc<Shared>,
     smtp: Option<TcpListener>,
     submission: Option<TcpListener>,
+    pop3: Option<TcpListener>,
+    imap: Option<TcpListener>,
+    access: Arc<crate::access::AccessContext>,
     tls_note: Option<String>,
 }
 
@@ -74,6 +77,8 @@ impl MailServer {
             .map_err(|e| ServeError::Storage(format!("{}: {e}", config.root.join("queue").display())))?;
         let smtp = bind(config.smtp, "SMTP")?;
         let submission = bind(config.submission, "submission")?;
+        let pop3 = bind(config.pop3, "POP3")?;
+        let imap = bind(config.imap, "IMAP")?;
         let (tls, tls_note) = if config.tls {
             let addr =
                 config.smtp.or(config.submission).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -91,8 +96,15 @@ impl MailServer {
         } else {
             (None, None)
         };
+        let access = Arc::new(crate::access::AccessContext::new(
+            &config.root,
+            &config.hostname(),
+            tls.clone(),
+            config.allow_plain_auth,
+            crate::access::AccessLimits::from_config(&config),
+        ));
         let shared = Arc::new(Shared { config: Arc::new(config), users, queue, relay, tls });
-        Ok(MailServer { shared, smtp, submission, tls_note })
+        Ok(MailServer { shared, smtp, submission, pop3, imap, access, tls_note })
     }
 
     /// The SMTP listener's address.
@@ -103,6 +115,16 @@ impl MailServer {
     /// The submission listener's address.
     pub fn submission_addr(&self) -> Option<SocketAddr> {
         self.submission.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The POP3 listener's address.
+    pub fn pop3_addr(&self) -> Option<SocketAddr> {
+        self.pop3.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The IMAP listener's address.
+    pub fn imap_addr(&self) -> Option<SocketAddr> {
+        self.imap.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// How clients trust the lab CA's certificate, when one was minted.
@@ -133,6 +155,22 @@ impl Service for MailServer {
         }
         if let Some(l) = self.submission {
             tasks.spawn(smtp_server::serve(l, Port::Submission, self.shared.clone(), shutdown.clone()));
+        }
+        if let Some(l) = self.pop3 {
+            let (access, shutdown) = (self.access.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                if let Err(e) = crate::pop3::serve_pop3(l, access, shutdown).await {
+                    tracing::error!("POP3 server stopped: {e}");
+                }
+            });
+        }
+        if let Some(l) = self.imap {
+            let (access, shutdown) = (self.access.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                if let Err(e) = crate::imap::serve_imap(l, access, shutdown).await {
+                    tracing::error!("IMAP server stopped: {e}");
+                }
+            });
         }
         tasks.spawn(queue::run(self.shared.queue.clone(), self.shared.config.clone(), shutdown.clone()));
         while tasks.join_next().await.is_some() {}

@@ -136,7 +136,7 @@ async fn a_full_session() {
     let env = c.ok("FETCH 1 (ENVELOPE)").await.join("");
     assert!(env.contains("\"Hello Bob\" ((\"Alice\" NIL \"alice\" \"crepes.fr\"))"), "{env}");
     let bs = c.ok("FETCH 2 (BODYSTRUCTURE)").await.join("");
-    assert!(bs.contains("(\"IMAGE\" \"PNG\" NIL NIL NIL \"BASE64\" 12") && bs.contains("\"MIXED\""), "{bs}");
+    assert!(bs.contains("(\"image\" \"png\" NIL NIL NIL \"base64\" 12") && bs.contains("\"mixed\""), "{bs}");
     let part = c.ok("FETCH 2 BODY.PEEK[1]").await.join("");
     assert!(part.contains("BODY[1] {12}\r\nsee attached"), "{part}");
     let hf = c.ok("FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT)]").await.join("");
@@ -146,13 +146,13 @@ async fn a_full_session() {
     assert!(c.ok("SEARCH UNSEEN").await[0].starts_with("* SEARCH 1 2"));
     // BODY[] without PEEK sets \Seen and says so.
     let seen = c.ok("FETCH 1 BODY[TEXT]").await.join("");
-    assert!(seen.contains("FLAGS (\\Seen \\Recent)"), "{seen}");
+    assert!(seen.contains("FLAGS (\\Recent \\Seen)"), "{seen}");
     assert_eq!(c.ok("SEARCH UNSEEN").await[0].trim_end(), "* SEARCH 2");
     assert_eq!(c.ok("SEARCH SUBJECT pictures").await[0].trim_end(), "* SEARCH 2");
     assert_eq!(c.ok("SEARCH FROM alice BODY ketchup").await[0].trim_end(), "* SEARCH 1");
     assert_eq!(c.ok("UID SEARCH OR SEEN LARGER 100000").await[0].trim_end(), "* SEARCH 1");
     let st = c.ok("STORE 2 +FLAGS (\\Flagged Work)").await.join("");
-    assert!(st.contains("* 2 FETCH (FLAGS (\\Flagged Work \\Recent))"), "{st}");
+    assert!(st.contains("* 2 FETCH (FLAGS (\\Recent \\Flagged Work))"), "{st}");
     assert!(c.ok("UID STORE 2 -FLAGS.SILENT (Work)").await.is_empty());
 
     // COPY and MOVE report the new UIDs (UIDPLUS).
@@ -211,7 +211,7 @@ async fn two_sessions_idle_and_restart() {
     // b's flag change and expunge reach a.
     b.ok("STORE 1 +FLAGS (\\Seen)").await;
     let n = a.ok("NOOP").await.join("");
-    assert!(n.contains("* 1 FETCH (FLAGS (\\Seen \\Recent))"), "{n}");
+    assert!(n.contains("* 1 FETCH (FLAGS (\\Recent \\Seen))"), "{n}");
     b.ok("STORE 2 +FLAGS (\\Deleted)").await;
     b.ok("EXPUNGE").await;
     let n = a.ok("NOOP").await.join("");
@@ -243,8 +243,8 @@ async fn two_sessions_idle_and_restart() {
     assert!(sel.contains(&format!("[UIDVALIDITY {validity}]")), "{sel}");
     let uids = c.ok("UID FETCH 1:* (FLAGS)").await.join("");
     assert!(uids.contains("UID 1 ") && uids.contains("UID 3 ") && !uids.contains("UID 2 "), "{uids}");
-    let (_, t) = c.cmd("STORE 1 +FLAGS (\\Flagged)").await;
-    assert!(t.contains("NO [READ-ONLY]"), "{t}");
+    let (u, t) = c.cmd("STORE 1 +FLAGS (\\Flagged)").await;
+    assert!(t.contains("OK Store ignored") && u.is_empty(), "{t}");
     // A huge synchronising literal is refused before it is sent.
     let (_, t) = c.cmd("APPEND INBOX {999999999}").await;
     assert!(t.contains("BAD"), "{t}");

@@ -74,6 +74,27 @@ pub struct MailOptions {
     /// Submission listening address, or "off" [default: 127.0.0.1:2587].
     #[arg(long, value_name = "ADDR|off", value_parser = parse_listen)]
     submission: Option<Listen>,
+    /// POP3 listening address, or "off" [default: 127.0.0.1:2110].
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_listen)]
+    pop3: Option<Listen>,
+    /// IMAP listening address, or "off" [default: 127.0.0.1:2143].
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_listen)]
+    imap: Option<Listen>,
+    /// POP3 autologout after this many idle seconds [default: 600].
+    #[arg(long, value_name = "SECS")]
+    pop3_idle_timeout: Option<u64>,
+    /// IMAP autologout after this many idle seconds, IDLE included [default: 1800].
+    #[arg(long, value_name = "SECS")]
+    imap_idle_timeout: Option<u64>,
+    /// Failed POP3/IMAP logins from one address before it is locked out [default: 10].
+    #[arg(long, value_name = "N")]
+    login_lockout_failures: Option<u32>,
+    /// Seconds an address stays locked out after its last failed login [default: 300].
+    #[arg(long, value_name = "SECS")]
+    login_lockout: Option<u64>,
+    /// Most IMAP sessions one user may hold at once [default: 10].
+    #[arg(long, value_name = "N")]
+    max_imap_sessions_per_user: Option<usize>,
     /// DNS resolver for MX lookups [default: the first nameserver of /etc/resolv.conf].
     #[arg(long, value_name = "ADDR")]
     resolver: Option<SocketAddr>,
@@ -169,6 +190,13 @@ impl MailOptions {
         set(&mut config.hostname, self.hostname.map(Some));
         set(&mut config.smtp, self.smtp.map(|l| l.0));
         set(&mut config.submission, self.submission.map(|l| l.0));
+        set(&mut config.pop3, self.pop3.map(|l| l.0));
+        set(&mut config.imap, self.imap.map(|l| l.0));
+        set(&mut config.pop3_idle_timeout_secs, self.pop3_idle_timeout);
+        set(&mut config.imap_idle_timeout_secs, self.imap_idle_timeout);
+        set(&mut config.login_lockout_failures, self.login_lockout_failures);
+        set(&mut config.login_lockout_secs, self.login_lockout);
+        set(&mut config.max_imap_sessions_per_user, self.max_imap_sessions_per_user);
         set(&mut config.resolver, self.resolver.map(Some));
         set(&mut config.remote_smtp_port, self.remote_smtp_port);
         if !self.relay_nets.is_empty() {
@@ -304,11 +332,13 @@ async fn serve(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
     let c = server.config();
     let show = |a: Option<SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
     println!(
-        "appnet mail: {} for {} — SMTP {}, submission {}; data in {} (Ctrl-C to stop)",
+        "appnet mail: {} for {} — SMTP {}, submission {}, POP3 {}, IMAP {}; data in {} (Ctrl-C to stop)",
         c.hostname(),
         c.domains.join(", "),
         show(server.smtp_addr()),
         show(server.submission_addr()),
+        show(server.pop3_addr()),
+        show(server.imap_addr()),
         c.root.display()
     );
     if let Some(note) = server.tls_note() {

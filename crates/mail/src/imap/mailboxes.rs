@@ -79,7 +79,11 @@ pub fn matches(pattern: &str, name: &str) -> bool {
         // INBOX is case-insensitive: fold the pattern's literal prefix (up to its length).
         let upper_pattern: String = pattern
             .char_indices()
-            .map(|(i, c)| if i < 5 && !pattern[..=i].contains(['*', '%']) { c.to_ascii_uppercase() } else { c })
+            .map(
+                |(i, c)| {
+                    if i < 5 && !pattern[..=i].contains(['*', '%']) { c.to_ascii_uppercase() } else { c }
+                },
+            )
             .collect();
         return m(upper_pattern.as_bytes(), b"INBOX");
     }

@@ -154,14 +154,14 @@ fn node_of_message(
                 let mut s = b"(".to_vec();
                 if children.is_empty() {
                     // RFC 3501 needs at least one part: show an empty text part.
-                    s.extend_from_slice(b"(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 0 0)");
+                    s.extend_from_slice(b"(\"text\" \"plain\" NIL NIL NIL \"7bit\" 0 0)");
                 }
                 for c in children {
                     s.extend_from_slice(if extended { &c.structure } else { &c.structure_basic });
                 }
                 let ct = part.content_type();
                 s.push(b' ');
-                string(&mut s, upper(ct.and_then(|c| c.subtype()).unwrap_or("MIXED")).as_bytes());
+                string(&mut s, ct.and_then(|c| c.subtype()).unwrap_or("mixed").as_bytes());
                 if extended {
                     s.push(b' ');
                     params(&mut s, ct.and_then(|c| c.attributes()));
@@ -202,10 +202,6 @@ fn clamp(a: u32, b: u32, len: usize) -> Range<usize> {
     a..b
 }
 
-fn upper(s: &str) -> String {
-    s.to_ascii_uppercase()
-}
-
 fn line_count(body: &[u8]) -> usize {
     let n = body.iter().filter(|&&b| b == b'\n').count();
     if !body.is_empty() && body.last() != Some(&b'\n') { n + 1 } else { n }
@@ -216,14 +212,12 @@ fn leaf_head(raw: &[u8], part: Option<&MessagePart>, body: &Range<usize>, _exten
     let ct = part.and_then(|p| p.content_type());
     let (t, st) = match ct {
         Some(c) => (
-            upper(c.ctype()),
-            upper(c.subtype().unwrap_or(if c.ctype().eq_ignore_ascii_case("text") {
-                "plain"
-            } else {
-                "octet-stream"
-            })),
+            c.ctype().to_string(),
+            c.subtype()
+                .unwrap_or(if c.ctype().eq_ignore_ascii_case("text") { "plain" } else { "octet-stream" })
+                .to_string(),
         ),
-        None => ("TEXT".to_string(), "PLAIN".to_string()),
+        None => ("text".to_string(), "plain".to_string()),
     };
     let mut s = b"(".to_vec();
     string(&mut s, t.as_bytes());
@@ -232,7 +226,7 @@ fn leaf_head(raw: &[u8], part: Option<&MessagePart>, body: &Range<usize>, _exten
     s.push(b' ');
     match ct.and_then(|c| c.attributes()) {
         Some(a) if !a.is_empty() => params(&mut s, Some(a)),
-        _ if t == "TEXT" => s.extend_from_slice(b"(\"CHARSET\" \"us-ascii\")"),
+        _ if t.eq_ignore_ascii_case("text") => s.extend_from_slice(b"(\"charset\" \"us-ascii\")"),
         _ => s.extend_from_slice(b"NIL"),
     }
     s.push(b' ');
@@ -245,7 +239,7 @@ fn leaf_head(raw: &[u8], part: Option<&MessagePart>, body: &Range<usize>, _exten
     s.push(b' ');
     nstring(&mut s, part.and_then(|p| p.content_description()).map(str::as_bytes));
     s.push(b' ');
-    string(&mut s, upper(part.and_then(|p| p.content_transfer_encoding()).unwrap_or("7bit")).as_bytes());
+    string(&mut s, part.and_then(|p| p.content_transfer_encoding()).unwrap_or("7bit").as_bytes());
     s.extend_from_slice(format!(" {}", raw[body.clone()].len()).as_bytes());
     let _ = raw;
     s
@@ -282,7 +276,7 @@ fn extension_tail(s: &mut Vec<u8>, part: &MessagePart) {
     match part.content_disposition() {
         Some(d) => {
             s.push(b'(');
-            string(s, upper(d.ctype()).as_bytes());
+            string(s, d.ctype().as_bytes());
             s.push(b' ');
             params(s, d.attributes());
             s.push(b')');
@@ -320,7 +314,7 @@ fn params(s: &mut Vec<u8>, attrs: Option<&[mail_parser::Attribute]>) {
                 if i > 0 {
                     s.push(b' ');
                 }
-                string(s, upper(&at.name).as_bytes());
+                string(s, at.name.as_bytes());
                 s.push(b' ');
                 string(s, encode_word(&at.value).as_bytes());
             }
@@ -527,10 +521,10 @@ mod tests {
         );
         assert!(env.ends_with("NIL \"<1@crepes.fr>\")"), "{env}");
         let bs = String::from_utf8(p.root.structure(true).to_vec()).unwrap();
-        assert!(bs.starts_with("((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 12 2 NIL NIL NIL NIL)(\"MESSAGE\" \"RFC822\""), "{bs}");
-        assert!(bs.ends_with(" \"MIXED\" (\"BOUNDARY\" \"b1\") NIL NIL NIL)"), "{bs}");
+        assert!(bs.starts_with("((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 12 2 NIL NIL NIL NIL)(\"message\" \"rfc822\""), "{bs}");
+        assert!(bs.ends_with(" \"mixed\" (\"boundary\" \"b1\") NIL NIL NIL)"), "{bs}");
         let body = String::from_utf8(p.root.structure(false).to_vec()).unwrap();
-        assert!(body.ends_with(" \"MIXED\")"), "{body}");
+        assert!(body.ends_with(" \"mixed\")"), "{body}");
         let one = p.root.find(&[1]).unwrap();
         assert_eq!(&MULTI[one.body.clone()], b"hello\r\nworld", "the CRLF before a boundary belongs to it");
         let inner = p.root.find(&[2]).unwrap().message().unwrap();
@@ -547,7 +541,7 @@ mod tests {
         assert_eq!(&raw[p.root.find(&[1]).unwrap().body.clone()], b"body\r\n");
         assert_eq!(
             p.root.structure(true),
-            b"(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 6 1 NIL NIL NIL NIL)"
+            b"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 6 1 NIL NIL NIL NIL)"
         );
         let h = &raw[p.root.header.clone()];
         assert_eq!(

@@ -664,7 +664,8 @@ impl Session {
                 let targets = self.resolve(&sequence_set, uid);
                 let Some(sel) = self.selected.as_mut() else { return bad("No mailbox selected") };
                 if sel.read_only {
-                    return no("[READ-ONLY] Mailbox is read-only");
+                    // As Dovecot: the client is told, the session goes on.
+                    return ok(out, "Store ignored with read-only mailbox");
                 }
                 let before = sel.keywords.clone();
                 let letters: Vec<u8> = fl
@@ -1327,11 +1328,10 @@ fn keyword_list(k: &Keywords) -> String {
     k.names().map(|n| format!(" {n}")).collect()
 }
 
+/// The FLAGS list, `\Recent` first as Dovecot writes it.
 fn flag_text(info: &str, keywords: &Keywords, recent: bool) -> String {
-    let mut f = flags::imap_flags(info, keywords);
-    if recent {
-        f.push("\\Recent".to_string());
-    }
+    let mut f = if recent { vec!["\\Recent".to_string()] } else { Vec::new() };
+    f.extend(flags::imap_flags(info, keywords));
     f.join(" ")
 }
 
