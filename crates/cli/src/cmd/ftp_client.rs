@@ -61,7 +61,8 @@ pub struct LsArgs {
 pub struct GetArgs {
     /// The file: ftp://[user@]host[:port]/path/file
     url: String,
-    /// Where to write it ("-": stdout) [default: the file's name in the current directory].
+    /// Where to write it: a file, a directory, or "-" for stdout [default: the file's name in
+    /// the current directory].
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// Continue an interrupted download (FILE.part, or a FILE shorter than the server's) from
@@ -177,7 +178,12 @@ pub async fn get(args: GetArgs) -> anyhow::Result<()> {
         client.quit().await?;
         return Ok(());
     }
-    let dest = args.output.unwrap_or_else(|| PathBuf::from(name));
+    let dest = match args.output {
+        // An existing directory receives the file under its own name, as cp does.
+        Some(dir) if dir.is_dir() => dir.join(name),
+        Some(file) => file,
+        None => PathBuf::from(name),
+    };
     let got = get_to_file(&mut client, name, &dest, args.resume).await?;
     client.quit().await?;
     if got.already_complete {
