@@ -21,6 +21,7 @@ pub mod experiment;
 pub mod ftp_scene;
 pub mod ftp_site;
 pub mod http_scene;
+pub mod mail_scene;
 pub mod netns;
 pub mod push_scene;
 pub mod run;

@@ -29,6 +29,7 @@ pub enum Role {
     Cache,
     ChordNode,
     Ftp,
+    Mail,
 }
 
 impl Role {
@@ -44,6 +45,7 @@ impl Role {
             Role::Cache => "institutional web cache",
             Role::ChordNode => "Chord DHT node",
             Role::Ftp => "FTP server (anonymous)",
+            Role::Mail => "mail server (SMTP, submission, queue)",
         }
     }
 }
@@ -72,6 +74,8 @@ pub struct Lab {
     resolvers: Vec<(String, SharedFrontend)>,
     holes: Vec<appnet_netkit::Shutdown>,
     chord: Vec<ChordPeer>,
+    /// The mail servers (the "Alice sends a message to Bob" scene).
+    pub mail: Vec<crate::mail_scene::MailHost>,
 }
 
 /// A running node of the lab's Chord ring: its id, address and the handle that kills it.
@@ -317,6 +321,10 @@ impl Lab {
                 running: Some(harness::start(server)),
             });
         }
+        let (mail_started, mail) = crate::mail_scene::start(&topology, dir).await?;
+        for (name, addr, serves, server) in mail_started {
+            members.push(Member { role: Role::Mail, name, addr, serves, running: Some(harness::start(server)) });
+        }
         let mut lab = Lab {
             topology,
             dir: dir.to_path_buf(),
@@ -324,6 +332,7 @@ impl Lab {
             resolvers,
             holes: Vec::new(),
             chord: Vec::new(),
+            mail,
         };
         if let Some(spec) = lab.topology.chord.clone() {
             let mut nodes: Vec<_> = spec.nodes.iter().filter(|n| !n.late).collect();

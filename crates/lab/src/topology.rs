@@ -44,6 +44,9 @@ pub struct Topology {
     /// Anonymous FTP servers, each serving a generated tree of course material.
     #[serde(rename = "ftp", default)]
     pub ftps: Vec<FtpSpec>,
+    /// Mail servers (SMTP, submission, the queue) for "Alice sends a message to Bob".
+    #[serde(rename = "mail", default)]
+    pub mails: Vec<crate::mail_scene::MailSpec>,
 }
 
 /// An anonymous, read-only FTP server of the lab (the tour's control/data connection scene).

@@ -249,6 +249,9 @@ pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<(), Strin
     if lab.topology.chord.is_some() {
         crate::chord_scene::run(lab, say).await?;
     }
+    if lab.mail.len() >= 2 {
+        crate::mail_scene::run(lab, say).await?;
+    }
     if !lab.topology.ftps.is_empty() {
         crate::ftp_scene::run(lab, say).await?;
     }

@@ -1,0 +1,307 @@
+//! The lab's mail servers and the tour's mail scene, "Alice sends a message to Bob", numbered
+//! like the textbook's six steps: (1) Alice's user agent submits the message to her mail
+//! server, mail.crepes.fr; (2) the message waits in its queue; (3) the server looks up
+//! hamburger.edu's MX through the lab resolver and (4) opens SMTP to mail.hamburger.edu, the
+//! dialogue printed line by line; (5) the server there puts it in Bob's Maildir; (6) Bob reads
+//! it (with POP3 and IMAP once the lab runs them; until then straight from the Maildir).
+
+use crate::LabError;
+use crate::topology::Topology;
+use appnet_mail::queue::{Queue, Spool};
+use appnet_mail::smtp::client::{ClientOptions, Outcome};
+use appnet_mail::{MailConfig, MailServer};
+use serde::Deserialize;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A mail server of the lab (`[[mail]]` in lab.toml).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MailSpec {
+    /// Its host name, the target of the domain's MX record (`mail.hamburger.edu`).
+    pub name: String,
+    /// Its loopback address.
+    pub addr: Ipv4Addr,
+    /// The domain it receives mail for.
+    pub domain: String,
+    /// Its users, with their lab passwords (printed in the directory).
+    #[serde(default)]
+    pub users: Vec<MailUser>,
+    /// SMTP port, the same on every lab mail server since MX records carry no port
+    /// (0: one free port shared by all of them).
+    #[serde(default = "default_smtp_port")]
+    pub smtp_port: u16,
+    /// Submission port (0: a free one).
+    #[serde(default = "default_submission_port")]
+    pub submission_port: u16,
+}
+
+/// A lab mail user.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MailUser {
+    /// `user@domain`.
+    pub address: String,
+    /// The lab password.
+    pub password: String,
+}
+
+fn default_smtp_port() -> u16 {
+    2525
+}
+
+fn default_submission_port() -> u16 {
+    2587
+}
+
+/// A running lab mail server, for the scene.
+#[derive(Clone)]
+pub struct MailHost {
+    /// Its host name.
+    pub name: String,
+    /// Its domain.
+    pub domain: String,
+    /// SMTP address.
+    pub smtp: SocketAddr,
+    /// Submission address.
+    pub submission: SocketAddr,
+    /// Its data directory.
+    pub root: PathBuf,
+    /// Its outbound queue.
+    pub queue: Arc<Queue>,
+    /// Its users.
+    pub users: Vec<MailUser>,
+}
+
+/// A bound lab mail server: its name, SMTP address, what the directory says it serves.
+pub type Started = (String, SocketAddr, String, MailServer);
+
+/// Binds every `[[mail]]` server: users added, SMTP and submission on its address, the queue
+/// asking the first lab resolver for MX records and delivering to the shared SMTP port.
+pub async fn start(topology: &Topology, dir: &Path) -> Result<(Vec<Started>, Vec<MailHost>), LabError> {
+    let mut members = Vec::new();
+    let mut hosts = Vec::new();
+    if topology.mails.is_empty() {
+        return Ok((members, hosts));
+    }
+    let resolver = topology.resolvers.first().map(|r| SocketAddr::new(IpAddr::V4(r.addr), topology.dns_port));
+    let port = shared_smtp_port(&topology.mails);
+    for spec in &topology.mails {
+        let root = dir.join("mail").join(&spec.name);
+        let fail = |reason: String| LabError::Start {
+            name: spec.name.clone(),
+            addr: SocketAddr::new(IpAddr::V4(spec.addr), port),
+            reason,
+        };
+        for u in &spec.users {
+            appnet_mail::add_user(&root, &u.address, &u.password).map_err(|e| fail(e.to_string()))?;
+        }
+        let config = MailConfig {
+            domains: vec![spec.domain.clone()],
+            root: root.clone(),
+            hostname: Some(spec.name.clone()),
+            smtp: Some(SocketAddr::new(IpAddr::V4(spec.addr), port)),
+            submission: Some(SocketAddr::new(IpAddr::V4(spec.addr), spec.submission_port)),
+            pop3: None,
+            imap: None,
+            resolver,
+            remote_smtp_port: port,
+            allow_plain_auth: true,
+            retry_initial_secs: 2,
+            retry_max_secs: 30,
+            ..MailConfig::default()
+        };
+        let server = MailServer::bind(config).await.map_err(|e| fail(e.to_string()))?;
+        let (smtp, submission) = match (server.smtp_addr(), server.submission_addr()) {
+            (Some(s), Some(u)) => (s, u),
+            _ => return Err(fail("no listener".into())),
+        };
+        let logins: Vec<String> =
+            spec.users.iter().map(|u| format!("{} / {}", u.address, u.password)).collect();
+        let serves = format!(
+            "mail for {}: SMTP :{}, submission :{} (users: {})",
+            spec.domain,
+            smtp.port(),
+            submission.port(),
+            logins.join(", ")
+        );
+        hosts.push(MailHost {
+            name: spec.name.clone(),
+            domain: spec.domain.clone(),
+            smtp,
+            submission,
+            root,
+            queue: server.queue(),
+            users: spec.users.clone(),
+        });
+        members.push((spec.name.clone(), smtp, serves, server));
+    }
+    Ok((members, hosts))
+}
+
+/// The SMTP port all lab mail servers use: the configured one, or (0) a port free on every
+/// mail server's address.
+fn shared_smtp_port(specs: &[MailSpec]) -> u16 {
+    let wanted = specs.iter().map(|s| s.smtp_port).find(|p| *p != 0);
+    if let Some(p) = wanted {
+        return p;
+    }
+    for _ in 0..50 {
+        let Ok(first) = std::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(specs[0].addr), 0)) else {
+            break;
+        };
+        let Ok(port) = first.local_addr().map(|a| a.port()) else { break };
+        drop(first);
+        if specs
+            .iter()
+            .all(|s| std::net::TcpListener::bind(SocketAddr::new(IpAddr::V4(s.addr), port)).is_ok())
+        {
+            return port;
+        }
+    }
+    default_smtp_port()
+}
+
+/// What the scene saw, for its test.
+#[derive(Debug, Default)]
+pub struct MailFacts {
+    /// The submission dialogue (C:/S: lines).
+    pub submission: Vec<String>,
+    /// The queue's SMTP dialogue between the two servers (C:/S: lines, MX line).
+    pub relay: Vec<String>,
+    /// The message as it landed in Bob's Maildir.
+    pub delivered: String,
+    /// Where it landed.
+    pub path: PathBuf,
+}
+
+fn new_files(root: &Path, domain: &str, user: &str) -> Vec<PathBuf> {
+    let dir = root.join("mail").join(domain).join(user).join("new");
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Runs the scene: Alice (first user of the first mail server) writes to Bob (first user of
+/// the second).
+pub async fn run(lab: &crate::Lab, say: &mut dyn FnMut(String)) -> Result<MailFacts, String> {
+    let (Some(from_host), Some(to_host)) = (lab.mail.first(), lab.mail.get(1)) else {
+        return Err("the lab has fewer than two mail servers".into());
+    };
+    let (Some(alice), Some(bob)) = (from_host.users.first(), to_host.users.first()) else {
+        return Err("the lab's mail servers have no users".into());
+    };
+    let (bob_user, bob_domain) = bob.address.split_once('@').ok_or("bad lab address")?;
+    let before = new_files(&to_host.root, bob_domain, bob_user).len();
+    let mut facts = MailFacts::default();
+
+    say(format!("\n== Scene: Alice sends a message to Bob ({} → {})", alice.address, bob.address));
+    say(format!(
+        "1) Alice's user agent submits the message to her mail server, {} (submission port {}),",
+        from_host.name,
+        from_host.submission.port()
+    ));
+    say("   logging in with AUTH PLAIN (C: what the agent sends, S: what the server answers):".into());
+    let relay = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = relay.clone();
+    from_host
+        .queue
+        .set_trace(Some(Arc::new(move |l: String| sink.lock().unwrap_or_else(|p| p.into_inner()).push(l))));
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = lines.clone();
+    let mut opts = ClientOptions::new(from_host.domain.clone());
+    opts.timeout = Duration::from_secs(10);
+    opts.auth = Some((alice.address.clone(), alice.password.clone()));
+    opts.trace =
+        Some(Box::new(move |l: &str| seen.lock().unwrap_or_else(|p| p.into_inner()).push(l.to_string())));
+    let message = format!(
+        "From: Alice <{}>\r\nTo: Bob <{}>\r\nSubject: Ketchup?\r\n\r\nDo you like ketchup?\r\nHow about pickles?\r\n",
+        alice.address, bob.address
+    );
+    let result = appnet_mail::smtp::client::deliver(
+        from_host.submission,
+        &mut opts,
+        &alice.address,
+        std::slice::from_ref(&bob.address),
+        message.as_bytes(),
+    )
+    .await;
+    let spool = Spool::open(&from_host.root).map_err(|e| e.to_string())?;
+    let waiting = spool.list().unwrap_or_default();
+    facts.submission = std::mem::take(&mut *lines.lock().unwrap_or_else(|p| p.into_inner()));
+    for l in &facts.submission {
+        say(format!("   {l}"));
+    }
+    match result {
+        Ok(outcomes) if matches!(outcomes.first(), Some(Outcome::Delivered(_))) => {}
+        Ok(outcomes) => return Err(format!("mail scene: submission refused: {outcomes:?}")),
+        Err(e) => return Err(format!("mail scene: submission failed: {e}")),
+    }
+    say(format!("2) The message waits in {}'s queue ({}):", from_host.name, spool.dir().display()));
+    match waiting.first() {
+        Some(e) => say(format!("   {}  {} -> {}", e.id, e.from, e.rcpts.join(", "))),
+        None => say("   (already on its way: the queue picked it up at once)".into()),
+    }
+    say(format!("3) {} asks the lab resolver for the MX record of {bob_domain}:", from_host.name));
+    if let Some(r) = lab.topology.resolvers.first() {
+        let resolver = SocketAddr::new(IpAddr::V4(r.addr), lab.topology.dns_port);
+        let from_ip = match from_host.smtp.ip() {
+            IpAddr::V4(a) => IpAddr::V4(a),
+            other => other,
+        };
+        let (reply, took) =
+            crate::tour::ask_from(from_ip, resolver, bob_domain, appnet_dns::wire::rrtype::code::MX).await?;
+        for rec in
+            reply.answer.iter().filter(|r| r.rtype == appnet_dns::wire::rrtype::code::MX && r.rdata.len() > 2)
+        {
+            let pref = u16::from_be_bytes([rec.rdata[0], rec.rdata[1]]);
+            let host = appnet_dns::wire::name::to_text(&rec.rdata[2..]);
+            say(format!(
+                "   {} ({resolver}) answers in {} ms: {bob_domain} MX {pref} {host}",
+                r.name,
+                took.as_millis()
+            ));
+        }
+    }
+    let arrived =
+        wait_for(|| new_files(&to_host.root, bob_domain, bob_user).len() > before, Duration::from_secs(15))
+            .await;
+    from_host.queue.set_trace(None);
+    facts.relay = std::mem::take(&mut *relay.lock().unwrap_or_else(|p| p.into_inner()));
+    say(format!(
+        "4) {} opens a TCP connection to {} port {} and the two servers speak SMTP:",
+        from_host.name,
+        to_host.name,
+        to_host.smtp.port()
+    ));
+    for l in &facts.relay {
+        say(format!("   {l}"));
+    }
+    if !arrived {
+        return Err(format!("mail scene: the message did not reach {}'s Maildir", bob.address));
+    }
+    let path = new_files(&to_host.root, bob_domain, bob_user).pop().ok_or("no message")?;
+    facts.delivered = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+    facts.path = path.clone();
+    say(format!("5) {} puts the message in Bob's Maildir: {}", to_host.name, path.display()));
+    say("6) Bob reads it. (The lab's POP3 and IMAP servers are not running yet, so here is the".into());
+    say("   Maildir file itself; note the Received: line each server added on the way.)".into());
+    for l in facts.delivered.lines() {
+        say(format!("     | {l}"));
+    }
+    Ok(facts)
+}
+
+async fn wait_for(mut check: impl FnMut() -> bool, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    check()
+}
