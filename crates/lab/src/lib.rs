@@ -22,6 +22,7 @@ pub mod ftp_scene;
 pub mod ftp_site;
 pub mod http_scene;
 pub mod mail_scene;
+pub mod lb_scene;
 pub mod netns;
 pub mod push_scene;
 pub mod run;

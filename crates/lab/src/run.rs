@@ -30,6 +30,7 @@ pub enum Role {
     ChordNode,
     Ftp,
     Mail,
+    LoadBalancer,
 }
 
 impl Role {
@@ -46,6 +47,7 @@ impl Role {
             Role::ChordNode => "Chord DHT node",
             Role::Ftp => "FTP server (anonymous)",
             Role::Mail => "mail server (SMTP, submission, queue)",
+            Role::LoadBalancer => "load balancer (layer 4)",
         }
     }
 }
@@ -74,6 +76,7 @@ pub struct Lab {
     resolvers: Vec<(String, SharedFrontend)>,
     holes: Vec<appnet_netkit::Shutdown>,
     chord: Vec<ChordPeer>,
+    lbs: Vec<(String, appnet_lb::LbHandle)>,
     /// The mail servers (the "Alice sends a message to Bob" scene).
     pub mail: Vec<crate::mail_scene::MailHost>,
 }
@@ -260,6 +263,36 @@ impl Lab {
                 running: Some(harness::start(server)),
             });
         }
+        let mut lbs = Vec::new();
+        for lb in &topology.lbs {
+            let addr = SocketAddr::new(IpAddr::V4(lb.addr), topology.web_port);
+            let config = appnet_lb::LbConfig {
+                listen: addr,
+                backends: lb
+                    .replicas
+                    .iter()
+                    .map(|r| SocketAddr::new(IpAddr::V4(*r), topology.web_port))
+                    .collect(),
+                health_interval_ms: 500,
+                fall: 2,
+                slow_start_secs: 5,
+                ..appnet_lb::LbConfig::default()
+            };
+            let server = appnet_lb::LbServer::bind(config).await.map_err(|e| LabError::Start {
+                name: lb.name.clone(),
+                addr,
+                reason: e.to_string(),
+            })?;
+            lbs.push((lb.name.clone(), server.handle()));
+            let replicas: Vec<String> = lb.replicas.iter().map(|r| r.to_string()).collect();
+            members.push(Member {
+                role: Role::LoadBalancer,
+                name: lb.name.clone(),
+                addr,
+                serves: format!("one address for {} (Maglev over {})", lb.name, replicas.join(", ")),
+                running: Some(harness::start(server)),
+            });
+        }
         for cache in &topology.caches {
             let addr = SocketAddr::new(IpAddr::V4(cache.addr), cache.port);
             let dns = topology
@@ -332,6 +365,7 @@ impl Lab {
             resolvers,
             holes: Vec::new(),
             chord: Vec::new(),
+            lbs,
             mail,
         };
         if let Some(spec) = lab.topology.chord.clone() {
@@ -398,6 +432,23 @@ impl Lab {
     /// The address of the service named `name`.
     pub fn addr_of(&self, name: &str) -> Option<SocketAddr> {
         self.members.iter().find(|m| m.name == name).map(|m| m.addr)
+    }
+
+    /// The control handle of the load balancer in front of `name`.
+    pub fn lb(&self, name: &str) -> Option<&appnet_lb::LbHandle> {
+        self.lbs.iter().find(|(n, _)| n == name).map(|(_, h)| h)
+    }
+
+    /// Stops the service listening at `addr` (replicas share a name); returns whether it ran.
+    pub async fn stop_member_at(&mut self, addr: SocketAddr) -> bool {
+        let Some(m) = self.members.iter_mut().find(|m| m.addr == addr) else { return false };
+        match m.running.take() {
+            Some(r) => {
+                let _ = r.stop().await;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Stops one service (to show failover); returns whether it was running.

@@ -47,6 +47,22 @@ pub struct Topology {
     /// Mail servers (SMTP, submission, the queue) for "Alice sends a message to Bob".
     #[serde(rename = "mail", default)]
     pub mails: Vec<crate::mail_scene::MailSpec>,
+    /// Layer-4 load balancers: one site's address in front of its replica web servers.
+    #[serde(rename = "lb", default)]
+    pub lbs: Vec<LbSpec>,
+}
+
+/// A load balancer of the lab: `addr` (the address the site's name resolves to) on the web port,
+/// in front of the `[[web]]` hosts of the same name at `replicas`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LbSpec {
+    /// The site's host name (`www.stanford.edu`).
+    pub name: String,
+    /// The one address clients connect to.
+    pub addr: Ipv4Addr,
+    /// The replicas' addresses (each a `[[web]]` host of the same name).
+    pub replicas: Vec<Ipv4Addr>,
 }
 
 /// An anonymous, read-only FTP server of the lab (the tour's control/data connection scene).
@@ -334,6 +350,19 @@ impl Topology {
                 && (page.starts_with('/') || page.split('/').any(|part| part == ".." || part.is_empty()))
             {
                 return Err(format!("web page {page:?} of {} must be a relative path without ..", w.name));
+            }
+        }
+        for lb in &self.lbs {
+            if let Some(r) =
+                lb.replicas.iter().find(|r| !self.webs.iter().any(|w| w.addr == **r && w.name == lb.name))
+            {
+                return Err(format!(
+                    "load balancer {}: replica {r} is not a [[web]] host of that name",
+                    lb.name
+                ));
+            }
+            if lb.replicas.is_empty() {
+                return Err(format!("load balancer {} has no replicas", lb.name));
             }
         }
         if let Some(cdn) = &self.cdn {

@@ -255,6 +255,9 @@ pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<(), Strin
     if !lab.topology.ftps.is_empty() {
         crate::ftp_scene::run(lab, say).await?;
     }
+    if let Some(lb) = lab.topology.lbs.first().cloned() {
+        crate::lb_scene::run(lab, &lb, say).await?;
+    }
     Ok(())
 }
 

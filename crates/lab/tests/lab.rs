@@ -75,6 +75,10 @@ async fn the_lab_resolves_through_its_hierarchy_and_the_tour_passes() {
     assert!(text.contains("key 14 lies in (12, 15]"), "{text}");
     // The FTP scene: one control connection, a data connection for the listing and each file.
     assert!(text.contains("4 data connections, one per"), "{text}");
+    // The load balancer: a connection per machine of www.stanford.edu; one machine dies, only its
+    // connection breaks, the other two keep their machine.
+    assert_eq!(text.matches(": still served by 127.0.10.2").count(), 2, "{text}");
+    assert!(text.contains(": broken (its machine is gone)"), "{text}");
     lab.stop().await;
 }
 
