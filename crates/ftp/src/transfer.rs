@@ -11,7 +11,7 @@ use crate::wire::listing::{Kind, list_line, mlsx_facts};
 use crate::wire::reply::Reply;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -291,38 +291,60 @@ async fn send_source(conn: &mut DataConn, source: Source, job: &Job) -> io::Resu
     }
 }
 
-/// TYPE I RETR on a plain connection: the kernel copies file pages to the socket.
+/// TYPE I RETR on a plain connection: the kernel copies file pages to the socket, in a
+/// blocking `sendfile` on the blocking pool (as vsftpd does: one system call moves as much as
+/// the socket takes, sleeping in the kernel instead of a wake-up per buffer's worth). The
+/// thread works on a duplicate of the socket; the stall timeout is the socket's send timeout,
+/// and an abort (the future dropped) shuts the socket down, which ends the blocked call.
 async fn sendfile_all(stream: &TcpStream, file: &std::fs::File, len: u64, job: &Job) -> io::Result<u64> {
-    let mut sent = 0u64;
-    while sent < len {
-        let want = (len - sent).min(16 << 20) as usize;
-        let wrote = tokio::time::timeout(job.limits.stall_timeout, async {
-            loop {
-                stream.writable().await?;
-                match stream.try_io(tokio::io::Interest::WRITABLE, || {
-                    // SAFETY: both descriptors are open for the call; a null offset uses and
-                    // advances the file's own position.
-                    let n = unsafe {
-                        libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), std::ptr::null_mut(), want)
-                    };
-                    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
-                }) {
-                    Ok(n) => return Ok::<usize, io::Error>(n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(e),
+    let sock = stream.as_fd().try_clone_to_owned()?;
+    let file = file.try_clone()?;
+    let sref = socket2::SockRef::from(&sock);
+    sref.set_nonblocking(false)?;
+    sref.set_write_timeout(Some(job.limits.stall_timeout))?;
+    /// Shuts the socket down if the transfer is dropped mid-way (ABOR, session end).
+    struct Abort(Option<OwnedFd>);
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            if let Some(fd) = self.0.take() {
+                let _ = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+    let mut guard = Abort(Some(sock.try_clone()?));
+    let progress = job.progress.clone();
+    let sent = tokio::task::spawn_blocking(move || -> io::Result<u64> {
+        let mut sent = 0u64;
+        while sent < len {
+            let want = (len - sent).min(1 << 30) as usize;
+            // SAFETY: both descriptors are owned by this closure for the call; a null offset
+            // uses and advances the file's own position.
+            let n = unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), std::ptr::null_mut(), want) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock => {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "data connection stalled"));
+                    }
+                    _ => return Err(e),
                 }
             }
-        })
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "data connection stalled"))??;
-        if wrote == 0 {
-            // The file shrank under us: send what there was.
-            break;
+            if n == 0 {
+                // The file shrank under us: send what there was.
+                break;
+            }
+            sent += n as u64;
+            progress.fetch_add(n as u64, Ordering::Relaxed);
         }
-        sent += wrote as u64;
-        job.progress.fetch_add(wrote as u64, Ordering::Relaxed);
-    }
-    Ok(sent)
+        Ok(sent)
+    })
+    .await
+    .map_err(io::Error::other)?;
+    guard.0 = None;
+    // Back to non-blocking for tokio's shutdown of the connection.
+    socket2::SockRef::from(stream).set_nonblocking(true)?;
+    sent
 }
 
 /// Reads the source in chunks (on the blocking pool for files), converting LF to CRLF for
