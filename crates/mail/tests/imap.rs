@@ -146,13 +146,13 @@ async fn a_full_session() {
     assert!(c.ok("SEARCH UNSEEN").await[0].starts_with("* SEARCH 1 2"));
     // BODY[] without PEEK sets \Seen and says so.
     let seen = c.ok("FETCH 1 BODY[TEXT]").await.join("");
-    assert!(seen.contains("FLAGS (\\Recent \\Seen)"), "{seen}");
+    assert!(seen.contains("FLAGS (\\Seen \\Recent)"), "{seen}");
     assert_eq!(c.ok("SEARCH UNSEEN").await[0].trim_end(), "* SEARCH 2");
     assert_eq!(c.ok("SEARCH SUBJECT pictures").await[0].trim_end(), "* SEARCH 2");
     assert_eq!(c.ok("SEARCH FROM alice BODY ketchup").await[0].trim_end(), "* SEARCH 1");
     assert_eq!(c.ok("UID SEARCH OR SEEN LARGER 100000").await[0].trim_end(), "* SEARCH 1");
     let st = c.ok("STORE 2 +FLAGS (\\Flagged Work)").await.join("");
-    assert!(st.contains("* 2 FETCH (FLAGS (\\Recent \\Flagged Work))"), "{st}");
+    assert!(st.contains("* 2 FETCH (FLAGS (\\Flagged \\Recent Work))"), "{st}");
     assert!(c.ok("UID STORE 2 -FLAGS.SILENT (Work)").await.is_empty());
 
     // COPY and MOVE report the new UIDs (UIDPLUS).
@@ -211,7 +211,7 @@ async fn two_sessions_idle_and_restart() {
     // b's flag change and expunge reach a.
     b.ok("STORE 1 +FLAGS (\\Seen)").await;
     let n = a.ok("NOOP").await.join("");
-    assert!(n.contains("* 1 FETCH (FLAGS (\\Recent \\Seen))"), "{n}");
+    assert!(n.contains("* 1 FETCH (FLAGS (\\Seen \\Recent))"), "{n}");
     b.ok("STORE 2 +FLAGS (\\Deleted)").await;
     b.ok("EXPUNGE").await;
     let n = a.ok("NOOP").await.join("");

@@ -1328,10 +1328,17 @@ fn keyword_list(k: &Keywords) -> String {
     k.names().map(|n| format!(" {n}")).collect()
 }
 
-/// The FLAGS list, `\Recent` first as Dovecot writes it.
+/// The FLAGS list in Dovecot's order: system flags, `\Recent`, then keywords.
 fn flag_text(info: &str, keywords: &Keywords, recent: bool) -> String {
-    let mut f = if recent { vec!["\\Recent".to_string()] } else { Vec::new() };
-    f.extend(flags::imap_flags(info, keywords));
+    const ORDER: [(char, &str); 5] =
+        [('R', "\\Answered"), ('F', "\\Flagged"), ('T', "\\Deleted"), ('S', "\\Seen"), ('D', "\\Draft")];
+    let mut f: Vec<String> =
+        ORDER.iter().filter(|(l, _)| info.contains(*l)).map(|(_, n)| (*n).to_string()).collect();
+    if recent {
+        f.push("\\Recent".to_string());
+    }
+    let lower: String = info.chars().filter(char::is_ascii_lowercase).collect();
+    f.extend(flags::imap_flags(&lower, keywords));
     f.join(" ")
 }
 

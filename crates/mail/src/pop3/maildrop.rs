@@ -16,6 +16,9 @@ use crate::users::FileLock;
 /// The lock file POP3 holds in the user's Maildir while a session is open.
 pub const LOCK_FILE: &str = "appnet-pop3.lock";
 
+/// Attempts 50 ms apart to take the lock (1 s in all) before answering `[IN-USE]`.
+const LOCK_TRIES: u32 = 20;
+
 /// A Maildir INBOX locked for one POP3 session.
 pub struct MaildirDrop {
     folder: Folder,
@@ -30,11 +33,20 @@ impl MaildirDrop {
         if !dir.join("cur").is_dir() {
             crate::maildir::create(dir).map_err(OpenError::Io)?;
         }
-        let lock = match FileLock::try_acquire(&dir.join(LOCK_FILE)) {
-            Ok(Some(l)) => l,
-            Ok(None) => return Err(OpenError::InUse),
-            Err(e) => return Err(OpenError::Io(std::io::Error::other(e))),
-        };
+        // A client that reconnects at once may find its previous session still finishing
+        // (it did not wait for QUIT's answer): wait a little before saying "in use".
+        let mut lock = None;
+        for _ in 0..LOCK_TRIES {
+            match FileLock::try_acquire(&dir.join(LOCK_FILE)) {
+                Ok(Some(l)) => {
+                    lock = Some(l);
+                    break;
+                }
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(50)),
+                Err(e) => return Err(OpenError::Io(std::io::Error::other(e))),
+            }
+        }
+        let Some(lock) = lock else { return Err(OpenError::InUse) };
         let mut folder = Folder::open(dir).map_err(OpenError::Io)?;
         let (snap, _) = folder.scan(true).map_err(OpenError::Io)?;
         let mut messages = Vec::with_capacity(snap.messages.len());
