@@ -347,3 +347,56 @@ async fn commands_do_not_extend_the_login_deadline() {
     assert_eq!(ok.cmd("NOOP").await.0, 200);
     running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn uploads_are_refused_when_the_disk_would_fill() {
+    let dir = tree("ftp-full");
+    // A floor above any real disk's free space: every upload finds the disk "full".
+    let config = FtpConfig {
+        root: dir.path().into(),
+        write: true,
+        min_free_space: u64::MAX / 2,
+        ..FtpConfig::default()
+    };
+    let running = server(config).await;
+    let mut c = Client::connect(running.addr()).await;
+    c.login_anonymous().await;
+    let _data = c.epsv().await;
+    assert_eq!(c.cmd("STOR f").await.0, 452);
+    assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| e.unwrap().file_name() == "pub"));
+    assert_eq!(c.cmd("NOOP").await.0, 200);
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn ipv6_control_uses_epsv_and_eprt() {
+    let dir = tree("ftp-v6");
+    let Ok(server) = FtpServer::bind(FtpConfig {
+        listen: "[::1]:0".parse().unwrap(),
+        root: dir.path().into(),
+        ..FtpConfig::default()
+    })
+    .await
+    else {
+        return; // no IPv6 loopback on this machine
+    };
+    let running = harness::start(server);
+    let mut c = Client::connect(running.addr()).await;
+    c.login_anonymous().await;
+    assert_eq!(c.cmd("PASV").await.0, 522);
+    c.cmd("TYPE I").await;
+    let (body, code) = c.fetch("RETR pub/hello.txt").await;
+    assert_eq!((body.as_slice(), code), (&b"line one\nline two\n"[..], 226));
+    assert_eq!(c.cmd("EPRT |1|127.0.0.1|40000|").await.0, 500, "another address family is another host");
+    let listener = TcpListener::bind("[::1]:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    assert_eq!(c.cmd(&format!("EPRT |2|::1|{port}|")).await.0, 200);
+    c.w.write_all(b"NLST pub\r\n").await.unwrap();
+    let (mut data, _) = tokio::time::timeout(T, listener.accept()).await.unwrap().unwrap();
+    let mut names = Vec::new();
+    data.read_to_end(&mut names).await.unwrap();
+    assert_eq!(names, b"hello.txt\r\nsub\r\n");
+    assert_eq!(c.reply().await.0, 150);
+    assert_eq!(c.reply().await.0, 226);
+    running.stop().await.unwrap();
+}
