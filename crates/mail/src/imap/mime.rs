@@ -499,6 +499,24 @@ pub fn header_fields(header: &[u8], names: &[Vec<u8>], not: bool) -> Vec<u8> {
     out
 }
 
+/// The fuzz target's body: parses `data` as a message in both line-ending forms and walks
+/// every structure, envelope and section the server would send; must never panic.
+pub fn fuzz(data: &[u8]) {
+    for raw in [data.to_vec(), to_crlf(data)] {
+        let p = parse(&raw);
+        let _ = (p.root.structure(true), p.root.structure(false), &p.envelope);
+        for path in [&[][..], &[1], &[2], &[1, 1], &[1, 2, 1], &[3, 1]] {
+            if let Some(n) = p.root.find(path) {
+                let _ = (&raw[n.header.clone()], &raw[n.body.clone()]);
+                if let Some(m) = n.message() {
+                    let _ = header_fields(&raw[m.header.clone()], &[b"subject".to_vec()], true);
+                }
+            }
+        }
+        let _ = raw_header(&raw, "From");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -576,6 +594,7 @@ mod tests {
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                 m.extend_from_slice(pieces[(seed >> 40) as usize % pieces.len()]);
             }
+            fuzz(&m);
             let p = parse(&m);
             let _ = p.root.structure(true);
             for path in [&[1u32][..], &[1, 1], &[2, 1, 1], &[3]] {

@@ -100,6 +100,24 @@ pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// The fuzz target's body: splits `data` with the fragmentizer the server uses (a small size
+/// cap, so oversized input is exercised too) and decodes every complete command; must never
+/// panic.
+pub fn fuzz(data: &[u8]) {
+    let mut frag = imap_codec::fragmentizer::Fragmentizer::new(4096);
+    frag.enqueue_bytes(data);
+    for _ in 0..data.len() + 1 {
+        if frag.progress().is_none() {
+            break;
+        }
+        if frag.is_message_complete() {
+            let _ = decode_command(frag.message_bytes());
+            let _ = tag_of(frag.message_bytes());
+        }
+    }
+    let _ = decode_command(data);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +140,15 @@ mod tests {
         assert_eq!(decode_command(b"a2 FROB\r\n").unwrap_err().as_deref(), Some("a2"));
         assert_eq!(decode_command(b"\xff\r\n").unwrap_err(), None);
         assert!(decode_command(b"a3 SELECT INBOX\r\nextra").is_err());
+        for junk in [
+            &b"a APPEND x {99999999}\r\n"[..],
+            b"* FETCH 1:* (BODY[1.2.3.HEADER.FIELDS (a)]<0.9>)\r\n",
+            b"a LOGIN {3+}\r\nabc {1}\r\n",
+            b"\r\n\r\n",
+            b"a UID SEARCH OR OR OR NOT NOT ALL\r\n",
+            &[0xff; 300],
+        ] {
+            fuzz(junk);
+        }
     }
 }

@@ -127,6 +127,18 @@ pub fn encode_message(data: &[u8], top: Option<u32>, out: &mut Vec<u8>) {
     out.extend_from_slice(b".\r\n");
 }
 
+/// The fuzz target's body: parses `data` as command lines and encodes it as a message (RETR
+/// and TOP); must never panic.
+pub fn fuzz(data: &[u8]) {
+    for line in data.split(|&b| b == b'\n') {
+        let _ = parse_command(line.strip_suffix(b"\r").unwrap_or(line));
+    }
+    let mut out = Vec::new();
+    encode_message(data, None, &mut out);
+    out.clear();
+    encode_message(data, Some(data.first().copied().unwrap_or(0) as u32 % 5), &mut out);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +189,7 @@ mod tests {
                 })
                 .collect();
             let _ = parse_command(&bytes);
+            fuzz(&bytes);
             let mut out = Vec::new();
             encode_message(&bytes, Some((seed % 3) as u32), &mut out);
             assert!(out.ends_with(b".\r\n"));
