@@ -77,6 +77,7 @@ async fn connection(mut stream: MailStream, slot: ConnSlot, ctx: Arc<AccessConte
     stream.write_all(&greeting).await?;
     let mut frag = Fragmentizer::new(max as u32);
     let mut mode = Mode::Command;
+    let mut literal_too_big = false;
     let mut buf = vec![0u8; 16 * 1024];
     let mut idle_tick = tokio::time::interval(IDLE_POLL);
     idle_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -87,7 +88,13 @@ async fn connection(mut stream: MailStream, slot: ConnSlot, ctx: Arc<AccessConte
                 announcement: Some(LiteralAnnouncement { mode: lm, length }), ..
             } = info
             {
-                if (length as usize) <= max && !frag.is_max_message_size_exceeded() {
+                let fits =
+                    (length as usize) <= ctx.limits.max_message_size && !frag.is_max_message_size_exceeded();
+                if !fits {
+                    // A LITERAL+ literal arrives anyway: it is read and dropped, then refused.
+                    literal_too_big = true;
+                }
+                if fits {
                     if lm == LiteralMode::Sync {
                         stream.write_all(b"+ Ready for literal data\r\n").await?;
                     }
@@ -96,6 +103,7 @@ async fn connection(mut stream: MailStream, slot: ConnSlot, ctx: Arc<AccessConte
                     let tag = wire::tag_of(frag.message_bytes()).unwrap_or_else(|| "*".into());
                     stream.write_all(format!("{tag} BAD [TOOBIG] Literal too large\r\n").as_bytes()).await?;
                     frag.skip_message();
+                    literal_too_big = false;
                 }
                 continue;
             }
@@ -104,7 +112,7 @@ async fn connection(mut stream: MailStream, slot: ConnSlot, ctx: Arc<AccessConte
             }
             slot.busy();
             let bytes = frag.message_bytes().to_vec();
-            let too_big = frag.is_max_message_size_exceeded();
+            let too_big = frag.is_max_message_size_exceeded() || std::mem::take(&mut literal_too_big);
             let Some(mut s) = session.take() else { return Ok(()) };
             let m = mode;
             let (s, outcome) = tokio::task::spawn_blocking(move || {
