@@ -1,5 +1,6 @@
 use super::*;
 use crate::wire::parse_command;
+use std::time::Duration;
 
 fn policy() -> Policy {
     Policy {
