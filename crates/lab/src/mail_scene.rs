@@ -108,6 +108,7 @@ pub async fn start(topology: &Topology, dir: &Path) -> Result<(Vec<Started>, Vec
             imap: None,
             resolver,
             remote_smtp_port: port,
+            source_address: Some(IpAddr::V4(spec.addr)),
             allow_plain_auth: true,
             retry_initial_secs: 2,
             retry_max_secs: 30,
@@ -248,10 +249,7 @@ pub async fn run(lab: &crate::Lab, say: &mut dyn FnMut(String)) -> Result<MailFa
     say(format!("3) {} asks the lab resolver for the MX record of {bob_domain}:", from_host.name));
     if let Some(r) = lab.topology.resolvers.first() {
         let resolver = SocketAddr::new(IpAddr::V4(r.addr), lab.topology.dns_port);
-        let from_ip = match from_host.smtp.ip() {
-            IpAddr::V4(a) => IpAddr::V4(a),
-            other => other,
-        };
+        let from_ip = from_host.smtp.ip();
         let (reply, took) =
             crate::tour::ask_from(from_ip, resolver, bob_domain, appnet_dns::wire::rrtype::code::MX).await?;
         for rec in

@@ -31,6 +31,8 @@ pub struct MailConfig {
     pub resolver: Option<SocketAddr>,
     /// The port the queue connects to on remote mail exchangers (MX records carry no port).
     pub remote_smtp_port: u16,
+    /// The local address the queue's connections leave from (default: the system's choice).
+    pub source_address: Option<std::net::IpAddr>,
     /// Client networks (CIDR) that may relay to other domains without authenticating.
     pub relay_nets: Vec<String>,
     /// Offer STARTTLS (a certificate from `tls_cert`/`tls_key`, else minted by the lab CA).
@@ -99,6 +101,7 @@ impl Default for MailConfig {
             imap: Some(SocketAddr::from(([127, 0, 0, 1], 2143))),
             resolver: None,
             remote_smtp_port: 25,
+            source_address: None,
             relay_nets: Vec::new(),
             tls: false,
             tls_cert: None,

@@ -2,6 +2,7 @@
 //! submission listeners, sets up STARTTLS, opens the users file and the queue, and runs the
 //! listeners and the queue runner until shutdown.
 
+use crate::access::LoginGuard;
 use crate::config::MailConfig;
 use crate::queue::{self, Queue};
 use crate::smtp::server::{self as smtp_server, Shared, UsersCache};
@@ -10,7 +11,7 @@ use appnet_netkit::acl::AccessList;
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::{BoxError, Service, Shutdown};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 
 /// Errors starting the mail server.
@@ -103,7 +104,11 @@ impl MailServer {
             config.allow_plain_auth,
             crate::access::AccessLimits::from_config(&config),
         ));
-        let shared = Arc::new(Shared { config: Arc::new(config), users, queue, relay, tls });
+        let guard = Mutex::new(LoginGuard::new(
+            config.login_lockout_failures,
+            std::time::Duration::from_secs(config.login_lockout_secs),
+        ));
+        let shared = Arc::new(Shared { config: Arc::new(config), users, queue, relay, tls, guard });
         Ok(MailServer { shared, smtp, submission, pop3, imap, access, tls_note })
     }
 

@@ -268,3 +268,31 @@ async fn limits_silent_clients_long_lines_and_error_floods() {
     assert!(big.say("MAIL FROM:<a@b.example> SIZE=999999999").await.starts_with("552 5.3.4"));
     mail.running.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_keeps_guessing_is_locked_out_across_sessions() {
+    let dir = TempDir::new("mail-smtp-lockout");
+    add_user(dir.path(), "alice@crepes.fr", "secret").unwrap();
+    let mail = serve(MailConfig {
+        allow_plain_auth: true,
+        login_lockout_failures: 2,
+        ..config(dir.path(), "crepes.fr")
+    })
+    .await;
+    for _ in 0..2 {
+        let mut c = Raw::connect(mail.submission).await;
+        c.reply().await;
+        c.say("EHLO guesser").await;
+        assert!(
+            c.say(&format!("AUTH PLAIN {}", plain_response("alice@crepes.fr", "guess")))
+                .await
+                .starts_with("535")
+        );
+    }
+    let mut c = Raw::connect(mail.submission).await;
+    c.reply().await;
+    c.say("EHLO guesser").await;
+    let r = c.say(&format!("AUTH PLAIN {}", plain_response("alice@crepes.fr", "secret"))).await;
+    assert!(r.starts_with("535"), "the right password is refused while the address is locked out: {r}");
+    mail.running.stop().await.unwrap();
+}

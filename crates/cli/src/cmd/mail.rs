@@ -101,6 +101,9 @@ pub struct MailOptions {
     /// Port of remote mail exchangers (MX records carry none) [default: 25].
     #[arg(long, value_name = "PORT")]
     remote_smtp_port: Option<u16>,
+    /// Local address the queue's outgoing connections leave from [default: the system's choice].
+    #[arg(long, value_name = "IP")]
+    source_address: Option<std::net::IpAddr>,
     /// A client network (CIDR) allowed to relay without AUTH (repeat) [default: none].
     #[arg(long = "relay-net", value_name = "CIDR")]
     relay_nets: Vec<String>,
@@ -199,6 +202,7 @@ impl MailOptions {
         set(&mut config.max_imap_sessions_per_user, self.max_imap_sessions_per_user);
         set(&mut config.resolver, self.resolver.map(Some));
         set(&mut config.remote_smtp_port, self.remote_smtp_port);
+        set(&mut config.source_address, self.source_address.map(Some));
         if !self.relay_nets.is_empty() {
             config.relay_nets = self.relay_nets;
         }

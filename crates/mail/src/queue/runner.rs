@@ -275,6 +275,7 @@ async fn deliver_domain(
     let mut last = String::from("no mail exchanger answered");
     for (host, addr) in dests {
         let mut opts = ClientOptions::new(config.hostname());
+        opts.source = config.source_address;
         opts.timeout = timeout;
         opts.data_timeout = timeout.max(Duration::from_secs(1)) * 2;
         if let Some(t) = trace.clone() {

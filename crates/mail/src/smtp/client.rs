@@ -38,6 +38,8 @@ pub struct ClientOptions {
     pub require_tls: bool,
     /// Called with every line sent (`C: ...`) and received (`S: ...`).
     pub trace: Option<Trace>,
+    /// The local address to connect from.
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl ClientOptions {
@@ -51,6 +53,7 @@ impl ClientOptions {
             tls: None,
             require_tls: false,
             trace: None,
+            source: None,
         }
     }
 }
@@ -137,6 +140,15 @@ impl Conn {
     }
 }
 
+/// Connects to `addr`, from `source` when given.
+async fn connect(addr: SocketAddr, source: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(ip) = source else { return TcpStream::connect(addr).await };
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(addr).await
+}
+
 fn refused(stage: &str, r: &Reply) -> ClientError {
     ClientError::Refused(format!("{stage}: {}", r.text()), r.is_permanent())
 }
@@ -150,7 +162,7 @@ pub async fn deliver(
     rcpts: &[String],
     data: &[u8],
 ) -> Result<Vec<Outcome>, ClientError> {
-    let stream = tokio::time::timeout(opts.timeout, TcpStream::connect(addr))
+    let stream = tokio::time::timeout(opts.timeout, connect(addr, opts.source))
         .await
         .map_err(|_| ClientError::Timeout)??;
     let _ = stream.set_nodelay(true);

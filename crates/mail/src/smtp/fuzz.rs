@@ -74,7 +74,7 @@ mod tests {
                 .map(|_| {
                     seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                     let b = (seed >> 33) as u8;
-                    if b % 7 == 0 { b'\n' } else { b }
+                    if b.is_multiple_of(7) { b'\n' } else { b }
                 })
                 .collect();
             super::exercise(&bytes);

@@ -7,6 +7,7 @@
 
 use super::client::Io;
 use super::session::{Action, Directory, Envelope, Expecting, Port, Session, SessionParams};
+use crate::access::LoginGuard;
 use crate::config::MailConfig;
 use crate::local::deliver_local;
 use crate::queue::Queue;
@@ -34,6 +35,8 @@ pub struct Shared {
     pub relay: AccessList,
     /// STARTTLS, when configured.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Failed AUTHs per client address (shared with POP3 and IMAP's policy: lock-out).
+    pub guard: Mutex<LoginGuard>,
 }
 
 /// The users file's modification time and size, to notice changes.
@@ -82,6 +85,8 @@ impl UsersCache {
 struct View<'a> {
     config: &'a MailConfig,
     users: &'a Users,
+    guard: &'a Mutex<LoginGuard>,
+    peer: std::net::IpAddr,
 }
 
 impl Directory for View<'_> {
@@ -91,8 +96,21 @@ impl Directory for View<'_> {
     fn user_exists(&self, address: &str) -> bool {
         self.users.exists(address)
     }
+    /// A locked-out address fails whatever it sends; every failure counts towards the lock.
     fn verify(&self, address: &str, password: &str) -> bool {
-        self.users.verify(address, password)
+        let now = std::time::Instant::now();
+        let mut guard = self.guard.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.check(self.peer, now).is_err() {
+            tracing::info!(peer = %self.peer, "AUTH from a locked-out address");
+            return false;
+        }
+        if self.users.verify(address, password) {
+            guard.success(self.peer);
+            true
+        } else {
+            guard.failure(self.peer, now);
+            false
+        }
     }
 }
 
@@ -235,7 +253,7 @@ async fn converse(
         let actions = match read {
             Line::Complete => {
                 let users = shared.users.get();
-                let view = View { config, users: &users };
+                let view = View { config, users: &users, guard: &shared.guard, peer: slot.ip() };
                 session.on_line(&line, SystemTime::now(), &view)
             }
             Line::TooLong => {
