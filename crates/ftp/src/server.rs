@@ -401,7 +401,13 @@ impl Conn<'_> {
                     let file = self.shared.config.users.clone();
                     let name = user.clone();
                     let home = tokio::task::spawn_blocking(move || {
-                        let users = file.as_deref().map(crate::users::load).transpose().ok().flatten()?;
+                        let users = match file.as_deref().map(crate::users::load)? {
+                            Ok(users) => users,
+                            Err(e) => {
+                                tracing::warn!("cannot read the users file: {e}");
+                                return None;
+                            }
+                        };
                         crate::users::verify(&users, &name, &password)
                     })
                     .await

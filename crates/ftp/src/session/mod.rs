@@ -443,6 +443,16 @@ impl Session {
         let Some(target) = self.data.take() else {
             return vec![reply(425, "Use PORT, PASV, EPRT or EPSV first.")];
         };
+        // RFC 4217 §9: a server that requires TLS may refuse clear data connections.
+        if self.policy.tls && self.policy.require_tls && !self.prot_private {
+            if target == DataTarget::Passive {
+                return vec![
+                    Action::DropPassive,
+                    reply(521, "Data connections must be encrypted: send PBSZ 0 and PROT P."),
+                ];
+            }
+            return vec![reply(521, "Data connections must be encrypted: send PBSZ 0 and PROT P.")];
+        }
         let ascii = self.ttype == TransferType::Ascii;
         vec![Action::Transfer { transfer, target, ascii }]
     }

@@ -159,3 +159,21 @@ fn tls_commands_follow_rfc_4217_order() {
     let mut plain = Session::new(policy(), peer());
     assert_eq!(code(&run(&mut plain, "AUTH TLS")), 502);
 }
+
+#[test]
+fn require_tls_refuses_clear_logins_and_clear_data() {
+    let mut s = Session::new(Policy { tls: true, require_tls: true, ..policy() }, peer());
+    assert_eq!(code(&run(&mut s, "USER anonymous")), 530);
+    run(&mut s, "AUTH TLS");
+    assert_eq!(code(&run(&mut s, "USER anonymous")), 331);
+    assert_eq!(code(&run(&mut s, "PASS x")), 230);
+    run(&mut s, "EPSV");
+    assert_eq!(
+        run(&mut s, "NLST"),
+        vec![Action::DropPassive, reply(521, "Data connections must be encrypted: send PBSZ 0 and PROT P.")]
+    );
+    run(&mut s, "PBSZ 0");
+    run(&mut s, "PROT P");
+    run(&mut s, "EPSV");
+    assert!(matches!(&run(&mut s, "NLST")[0], Action::Transfer { .. }));
+}
