@@ -111,3 +111,22 @@ fn junk_uidlists_and_names_do_not_break_scans() {
     assert!(snap.validity > 1);
     assert!(Folder::open(&dir.join("nope")).is_err());
 }
+
+#[test]
+fn header_reads_stop_at_the_empty_line() {
+    let dir = TempDir::new("maildir-header");
+    let inbox = dir.join("box");
+    maildir::create(&inbox).unwrap();
+    let body = "x".repeat(20_000);
+    for (name, text) in [
+        ("a:2,", format!("A: 1\nB: 2\n\n{body}")),
+        ("b:2,", format!("A: 1\r\n\r\n{body}")),
+        ("c:2,", "A: no body".to_string()),
+    ] {
+        std::fs::write(inbox.join("cur").join(name), text).unwrap();
+    }
+    let mut f = Folder::open(&inbox).unwrap();
+    let (snap, _) = f.scan(false).unwrap();
+    let heads: Vec<Vec<u8>> = snap.messages.iter().map(|e| f.read_header(e).unwrap().unwrap()).collect();
+    assert_eq!(heads, vec![b"A: 1\nB: 2\n\n".to_vec(), b"A: 1\r\n\r\n".to_vec(), b"A: no body".to_vec()]);
+}

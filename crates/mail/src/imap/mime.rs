@@ -9,7 +9,8 @@ use mail_parser::{Address, HeaderValue, Message, MessageParser, MessagePart, Mim
 
 use super::wire::{nstring, string};
 
-fn parser() -> &'static MessageParser {
+/// The shared parser (building one allocates its header table).
+pub(crate) fn parser() -> &'static MessageParser {
     static P: std::sync::OnceLock<MessageParser> = std::sync::OnceLock::new();
     P.get_or_init(MessageParser::default)
 }

@@ -961,8 +961,29 @@ impl Session {
             _ => false,
         });
         let entry = sel.msgs[i].clone();
+        // Header sections of the message itself need only its header block.
+        let header_only = items.iter().all(|it| match it {
+            MessageDataItemName::BodyExt { section: Some(s), .. } => matches!(
+                s,
+                Section::Header(None) | Section::HeaderFields(None, _) | Section::HeaderFieldsNot(None, _)
+            ),
+            MessageDataItemName::Rfc822Header => true,
+            it => !matches!(
+                it,
+                MessageDataItemName::Envelope
+                    | MessageDataItemName::Body
+                    | MessageDataItemName::BodyStructure
+                    | MessageDataItemName::BodyExt { .. }
+                    | MessageDataItemName::Rfc822
+                    | MessageDataItemName::Rfc822Text
+                    | MessageDataItemName::Binary { .. }
+                    | MessageDataItemName::BinarySize { .. }
+            ),
+        });
         let raw: Option<Vec<u8>> = if needs_data {
-            match sel.folder.read(&entry, u64::MAX) {
+            let read =
+                if header_only { sel.folder.read_header(&entry) } else { sel.folder.read(&entry, u64::MAX) };
+            match read {
                 Ok(Some(d)) => Some(mime::to_crlf(&d)),
                 _ => return false,
             }
@@ -1013,8 +1034,8 @@ impl Session {
                 ),
                 MessageDataItemName::Rfc822Size => {
                     let size = match &raw {
-                        Some(r) => r.len() as u64,
-                        None => sel.folder.size(&e).unwrap_or(0),
+                        Some(r) if !header_only => r.len() as u64,
+                        _ => sel.folder.size(&e).unwrap_or(0),
                     };
                     p.extend_from_slice(format!("RFC822.SIZE {size}").as_bytes());
                 }
@@ -1121,7 +1142,7 @@ impl Session {
         let n = sel.msgs.len();
         let mut hits = Vec::new();
         for i in 0..n {
-            let mut ctx = MsgCtx { i, cache: None };
+            let mut ctx = MsgCtx { i, cache: None, head: None };
             if self.matches(key, &mut ctx) {
                 hits.push(if uid { sel.msgs[i].uid } else { i as u32 + 1 });
             }
@@ -1183,8 +1204,8 @@ impl Session {
             SearchKey::SentBefore(d) | SearchKey::SentOn(d) | SearchKey::SentSince(d) => {
                 let day =
                     date_key(d.as_ref().and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()).unwrap_or(0));
-                let Some(raw) = self.msg_raw(m) else { return false };
-                let sent = mail_parser::MessageParser::new()
+                let Some(raw) = self.msg_head(m) else { return false };
+                let sent = mime::parser()
                     .parse_headers(&raw[..mime::header_end(&raw)])
                     .and_then(|p| p.date().map(|d| d.to_timestamp()));
                 let Some(sent) = sent else { return false };
@@ -1207,11 +1228,11 @@ impl Session {
                     SearchKey::Bcc(_) => "Bcc",
                     _ => "Subject",
                 };
-                let Some(raw) = self.msg_raw(m) else { return false };
+                let Some(raw) = self.msg_head(m) else { return false };
                 header_contains(&raw, field, s.as_ref())
             }
             SearchKey::Header(name, value) => {
-                let Some(raw) = self.msg_raw(m) else { return false };
+                let Some(raw) = self.msg_head(m) else { return false };
                 let name = String::from_utf8_lossy(name.as_ref()).into_owned();
                 header_contains(&raw, &name, value.as_ref())
             }
@@ -1237,6 +1258,19 @@ impl Session {
         m.cache.clone()
     }
 
+    /// The header block only (the whole message when it was read already).
+    fn msg_head(&self, m: &mut MsgCtx) -> Option<Arc<Vec<u8>>> {
+        if let Some(c) = &m.cache {
+            return Some(c.clone());
+        }
+        if m.head.is_none() {
+            let sel = self.selected.as_ref()?;
+            let data = sel.folder.read_header(&sel.msgs[m.i]).ok().flatten()?;
+            m.head = Some(Arc::new(mime::to_crlf(&data)));
+        }
+        m.head.clone()
+    }
+
     fn msg_size(&self, m: &mut MsgCtx) -> u64 {
         let Some(sel) = self.selected.as_ref() else { return 0 };
         match sel.msgs[m.i].size_hint() {
@@ -1254,53 +1288,60 @@ impl Session {
 struct MsgCtx {
     i: usize,
     cache: Option<Arc<Vec<u8>>>,
+    head: Option<Arc<Vec<u8>>>,
 }
 
 fn date_key(ts: i64) -> i64 {
     ts.div_euclid(86_400)
 }
 
+/// Whether some `field` header of the message contains `needle` (case-insensitive), as
+/// written or, for RFC 2047 encoded words, decoded. An empty needle matches any message that
+/// has the field.
 fn header_contains(raw: &[u8], field: &str, needle: &[u8]) -> bool {
     let head = &raw[..mime::header_end(raw)];
-    let mut found = false;
-    let mut rest = head;
-    // Every occurrence of the field counts, raw and decoded (RFC 2047 words).
-    while let Some(v) = mime::raw_header(rest, field) {
-        found = true;
-        if needle.is_empty() || contains_ci(&v, needle) {
-            return true;
-        }
-        let decoded = mail_parser::MessageParser::new().parse_headers(head);
-        if let Some(p) = decoded {
-            for h in p.headers() {
-                if h.name().eq_ignore_ascii_case(field) {
-                    let text = match h.value() {
-                        mail_parser::HeaderValue::Text(t) => t.to_string(),
-                        mail_parser::HeaderValue::Address(a) => a
-                            .iter()
-                            .map(|x| {
-                                format!(
-                                    "{} <{}>",
-                                    x.name.as_deref().unwrap_or(""),
-                                    x.address.as_deref().unwrap_or("")
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        _ => String::new(),
-                    };
-                    if contains_ci(text.as_bytes(), needle) {
-                        return true;
-                    }
-                }
+    let mut encoded = false;
+    let mut i = 0;
+    while i < head.len() {
+        let end = head[i..].iter().position(|&b| b == b'\n').map(|p| i + p + 1).unwrap_or(head.len());
+        let line = &head[i..end];
+        let mut next = end;
+        if let Some(colon) = line.iter().position(|&b| b == b':')
+            && line[..colon].trim_ascii().eq_ignore_ascii_case(field.as_bytes())
+        {
+            let mut value = line[colon + 1..].to_vec();
+            while next < head.len() && (head[next] == b' ' || head[next] == b'\t') {
+                let e =
+                    head[next..].iter().position(|&b| b == b'\n').map(|p| next + p + 1).unwrap_or(head.len());
+                value.extend_from_slice(&head[next..e]);
+                next = e;
             }
+            if needle.is_empty() || contains_ci(&value, needle) {
+                return true;
+            }
+            encoded |= find_ci(&value, b"=?").is_some();
         }
-        // raw_header only finds the first: look past it.
-        let Some(pos) = find_ci(rest, format!("{field}:").as_bytes()) else { break };
-        rest = &rest[pos + field.len() + 1..];
+        i = next;
     }
-    let _ = found;
-    false
+    if !encoded {
+        return false;
+    }
+    let Some(p) = mime::parser().parse_headers(head) else { return false };
+    p.headers().iter().filter(|h| h.name().eq_ignore_ascii_case(field)).any(|h| {
+        let text = match h.value() {
+            mail_parser::HeaderValue::Text(t) => t.to_string(),
+            mail_parser::HeaderValue::TextList(l) => l.join(" "),
+            mail_parser::HeaderValue::Address(a) => a
+                .iter()
+                .map(|x| {
+                    format!("{} <{}>", x.name.as_deref().unwrap_or(""), x.address.as_deref().unwrap_or(""))
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => String::new(),
+        };
+        contains_ci(text.as_bytes(), needle)
+    })
 }
 
 fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {

@@ -273,6 +273,35 @@ impl Folder {
         Ok(Some(data))
     }
 
+    /// The message's header block (through the empty line), read in small chunks so large
+    /// bodies are not read (`None`: expunged meanwhile). At most 1 MiB.
+    pub fn read_header(&self, e: &Entry) -> io::Result<Option<Vec<u8>>> {
+        let Some(mut f) = self.open_message(e)? else { return Ok(None) };
+        let mut data = Vec::with_capacity(4096);
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = f.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(Some(data));
+            }
+            let from = data.len().saturating_sub(2);
+            data.extend_from_slice(&chunk[..n]);
+            // The header ends at the first empty line ("\n\n" or "\n\r\n").
+            let end = (from..data.len()).find_map(|k| match &data[k..] {
+                [b'\n', b'\n', ..] => Some(k + 2),
+                [b'\n', b'\r', b'\n', ..] => Some(k + 3),
+                _ => None,
+            });
+            if let Some(end) = end {
+                data.truncate(end);
+                return Ok(Some(data));
+            }
+            if data.len() > 1 << 20 {
+                return Ok(Some(data));
+            }
+        }
+    }
+
     /// The message's size with CRLF line endings (RFC822.SIZE, POP3 LIST), from the name when
     /// it carries `,W=`, else by reading the file.
     pub fn size(&self, e: &Entry) -> io::Result<u64> {
