@@ -53,6 +53,10 @@ pub struct SearchArgs {
     /// Random seed (runs are reproducible for a seed).
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
+    /// Also search real Gnutella nodes on 127.0.61-62.x (tasks of this process, real TCP):
+    /// this many nodes in a flat and in a two-tier overlay (8 to 200; 0 = skip).
+    #[arg(long, value_name = "N", default_value_t = 24)]
+    real_nodes: usize,
 }
 
 /// Flags for `experiment web-cache`.
@@ -150,14 +154,29 @@ pub async fn run(cmd: ExperimentCmd, _ctx: &Context) -> anyhow::Result<()> {
             Ok(())
         }
         ExperimentCmd::Search(args) => {
+            anyhow::ensure!(
+                args.real_nodes == 0 || (8..=200).contains(&args.real_nodes),
+                "--real-nodes must be 0 or between 8 and 200"
+            );
             let opts =
                 appnet_lab::experiment::search::Options { out: args.out, quick: args.quick, seed: args.seed };
+            let sim_opts = opts.clone();
             let tables = tokio::task::spawn_blocking(move || {
-                appnet_lab::experiment::search::run(&opts, |step| eprintln!("search experiment: {step}"))
+                appnet_lab::experiment::search::run(&sim_opts, |step| eprintln!("search experiment: {step}"))
             })
             .await??;
             for t in tables {
                 println!("{t}");
+            }
+            if args.real_nodes > 0 {
+                eprintln!(
+                    "search experiment: {} real nodes on 127.0.61-62.x, flat and two-tier",
+                    args.real_nodes
+                );
+                println!(
+                    "{}",
+                    appnet_lab::experiment::search_real::real_nodes(&opts, args.real_nodes).await?
+                );
             }
             Ok(())
         }

@@ -13,6 +13,7 @@ pub mod chord;
 pub mod p2p_vs_cs;
 pub mod plot;
 pub mod search;
+pub mod search_real;
 pub mod web_cache;
 
 use std::fmt;
