@@ -50,6 +50,9 @@ pub struct FtpConfig {
     pub data_stall_timeout_secs: u64,
     /// Failed logins before the connection is closed.
     pub max_login_failures: u32,
+    /// Failed logins from one client address (over any number of connections) after which
+    /// the address is refused for 10 minutes (0: no limit).
+    pub max_login_failures_per_ip: u32,
     /// Milliseconds to wait before answering a failed login.
     pub login_failure_delay_ms: u64,
     /// Largest file one upload may write, in bytes.
@@ -82,6 +85,7 @@ impl Default for FtpConfig {
             data_connect_timeout_secs: 30,
             data_stall_timeout_secs: 120,
             max_login_failures: 3,
+            max_login_failures_per_ip: 20,
             login_failure_delay_ms: 1000,
             max_upload: 4 << 30,
             min_free_space: 256 << 20,

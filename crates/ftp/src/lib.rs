@@ -5,6 +5,7 @@ pub mod config;
 pub mod fs;
 pub mod server;
 pub mod session;
+pub mod throttle;
 mod transfer;
 pub mod users;
 pub mod wire;

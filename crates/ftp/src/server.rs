@@ -37,6 +37,7 @@ pub struct FtpServer {
 
 struct Shared {
     config: FtpConfig,
+    failures: std::sync::Mutex<crate::throttle::LoginFailures>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     tls_note: Option<String>,
     stats: Stats,
@@ -90,7 +91,12 @@ impl FtpServer {
         } else {
             (None, None)
         };
-        Ok(FtpServer { listener, shared: Arc::new(Shared { config, tls, tls_note, stats: Stats::new() }) })
+        let failures =
+            std::sync::Mutex::new(crate::throttle::LoginFailures::new(config.max_login_failures_per_ip));
+        Ok(FtpServer {
+            listener,
+            shared: Arc::new(Shared { config, failures, tls, tls_note, stats: Stats::new() }),
+        })
     }
 
     /// How clients trust the lab CA certificate (with `--tls` and no certificate given).
@@ -124,6 +130,17 @@ impl Service for FtpServer {
                     continue;
                 }
             };
+            if self.shared.guessing(peer.ip()) {
+                self.shared.stats.busy.inc();
+                tracing::info!(%peer, "refused: too many failed logins from this address");
+                let mut stream = stream;
+                shutdown.spawn(async move {
+                    let msg = b"421 Too many failed logins from your address; try again later.\r\n";
+                    let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(msg)).await;
+                    drop(slot);
+                });
+                continue;
+            }
             let shared = self.shared.clone();
             let sd = shutdown.clone();
             shutdown.spawn(async move {
@@ -141,6 +158,17 @@ impl Service for FtpServer {
             tracing::warn!("ftp: sessions still open after the drain deadline");
         }
         Ok(())
+    }
+}
+
+impl Shared {
+    fn failures(&self) -> std::sync::MutexGuard<'_, crate::throttle::LoginFailures> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether `ip` used up its failed logins (across connections).
+    fn guessing(&self, ip: IpAddr) -> bool {
+        self.failures().blocked(crate::session::canonical(ip), Instant::now())
     }
 }
 
@@ -412,11 +440,28 @@ impl Conn<'_> {
                     })
                     .await
                     .unwrap_or(None);
-                    if home.is_none() {
+                    let failed = home.is_none();
+                    if failed {
                         self.shared.stats.login_failures.inc();
                         tracing::info!(peer = %self.peer, %user, "failed login");
+                        self.shared
+                            .failures()
+                            .record(crate::session::canonical(self.peer.ip()), Instant::now());
                     }
-                    queue.extend(self.session.login_result(user, home, Instant::now()));
+                    let next = self.session.login_result(user, home, Instant::now());
+                    if failed && self.shared.guessing(self.peer.ip()) {
+                        let delay = Duration::from_millis(self.shared.config.login_failure_delay_ms);
+                        queue.extend([
+                            Action::Delay(delay),
+                            Action::Reply(Reply::new(
+                                421,
+                                "Too many failed logins from your address; try again later.",
+                            )),
+                            Action::Close,
+                        ]);
+                    } else {
+                        queue.extend(next);
+                    }
                 }
                 Action::SetRoot(who) => match who {
                     None => {

@@ -400,3 +400,35 @@ async fn ipv6_control_uses_epsv_and_eprt() {
     assert_eq!(c.reply().await.0, 226);
     running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_address_that_keeps_guessing_is_refused_across_connections() {
+    let dir = tree("ftp-guess");
+    let users = dir.path().join("users");
+    appnet_ftp::users::add_user(&users, "alice", "secret", dir.path()).unwrap();
+    let config = FtpConfig {
+        root: dir.path().into(),
+        users: Some(users),
+        login_failure_delay_ms: 1,
+        max_login_failures: 2,
+        max_login_failures_per_ip: 3,
+        ..FtpConfig::default()
+    };
+    let running = server(config).await;
+    let mut first = Client::connect(running.addr()).await;
+    first.cmd("USER alice").await;
+    assert_eq!(first.cmd("PASS a").await.0, 530);
+    first.cmd("USER alice").await;
+    assert_eq!(first.cmd("PASS b").await.0, 421);
+    let mut second = Client::connect(running.addr()).await;
+    second.cmd("USER alice").await;
+    let (code, text) = second.cmd("PASS c").await;
+    assert_eq!(code, 421, "{text}");
+    assert!(text.contains("your address"), "{text}");
+    // Now even the right password cannot be tried from this address.
+    let mut third = TcpStream::connect(running.addr()).await.unwrap();
+    let mut buf = String::new();
+    tokio::time::timeout(T, third.read_to_string(&mut buf)).await.unwrap().unwrap();
+    assert!(buf.starts_with("421 Too many failed logins"), "{buf}");
+    running.stop().await.unwrap();
+}
