@@ -127,6 +127,7 @@ fn header_reads_stop_at_the_empty_line() {
     }
     let mut f = Folder::open(&inbox).unwrap();
     let (snap, _) = f.scan(false).unwrap();
-    let heads: Vec<Vec<u8>> = snap.messages.iter().map(|e| f.read_header(e).unwrap().unwrap()).collect();
+    let heads: Vec<Vec<u8>> =
+        snap.messages.iter().map(|e| f.read_header(e).unwrap().unwrap().to_vec()).collect();
     assert_eq!(heads, vec![b"A: 1\nB: 2\n\n".to_vec(), b"A: 1\r\n\r\n".to_vec(), b"A: no body".to_vec()]);
 }

@@ -981,8 +981,11 @@ impl Session {
             ),
         });
         let raw: Option<Vec<u8>> = if needs_data {
-            let read =
-                if header_only { sel.folder.read_header(&entry) } else { sel.folder.read(&entry, u64::MAX) };
+            let read = if header_only {
+                sel.folder.read_header(&entry).map(|h| h.map(|h| h.to_vec()))
+            } else {
+                sel.folder.read(&entry, u64::MAX)
+            };
             match read {
                 Ok(Some(d)) => Some(mime::to_crlf(&d)),
                 _ => return false,

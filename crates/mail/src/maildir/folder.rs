@@ -275,7 +275,20 @@ impl Folder {
 
     /// The message's header block (through the empty line), read in small chunks so large
     /// bodies are not read (`None`: expunged meanwhile). At most 1 MiB.
-    pub fn read_header(&self, e: &Entry) -> io::Result<Option<Vec<u8>>> {
+    pub fn read_header(&self, e: &Entry) -> io::Result<Option<Arc<Vec<u8>>>> {
+        // A message's content never changes (flags live in its name): header blocks are
+        // cached across sessions, the way Dovecot keeps them in its index cache.
+        let key = self.dir.join(&e.base);
+        if let Some(h) = header_cache::get(&key) {
+            return Ok(Some(h));
+        }
+        let Some(h) = self.read_header_uncached(e)? else { return Ok(None) };
+        let h = Arc::new(h);
+        header_cache::put(key, h.clone());
+        Ok(Some(h))
+    }
+
+    fn read_header_uncached(&self, e: &Entry) -> io::Result<Option<Vec<u8>>> {
         let Some(mut f) = self.open_message(e)? else { return Ok(None) };
         let mut data = Vec::with_capacity(4096);
         let mut chunk = [0u8; 4096];
@@ -409,4 +422,41 @@ fn maildir_order(a: &str, b: &str) -> std::cmp::Ordering {
 fn now_validity() -> u32 {
     let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1);
     u32::try_from(secs).unwrap_or(u32::MAX).max(1)
+}
+
+/// The process-wide cache of message header blocks, bounded in bytes.
+mod header_cache {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+    use std::sync::{Arc, Mutex};
+
+    /// Bytes of headers kept; past it the cache starts over.
+    const CAP: usize = 64 << 20;
+
+    struct Cache {
+        map: HashMap<PathBuf, Arc<Vec<u8>>>,
+        bytes: usize,
+    }
+
+    fn cache() -> &'static Mutex<Cache> {
+        static C: std::sync::OnceLock<Mutex<Cache>> = std::sync::OnceLock::new();
+        C.get_or_init(|| Mutex::new(Cache { map: HashMap::new(), bytes: 0 }))
+    }
+
+    pub(super) fn get(key: &PathBuf) -> Option<Arc<Vec<u8>>> {
+        cache().lock().ok()?.map.get(key).cloned()
+    }
+
+    pub(super) fn put(key: PathBuf, value: Arc<Vec<u8>>) {
+        let Ok(mut c) = cache().lock() else { return };
+        let size = value.len() + key.as_os_str().len() + 64;
+        if c.bytes + size > CAP {
+            c.map.clear();
+            c.bytes = 0;
+        }
+        c.bytes += size;
+        if let Some(old) = c.map.insert(key, value) {
+            c.bytes = c.bytes.saturating_sub(old.len());
+        }
+    }
 }
