@@ -3,7 +3,7 @@
 //! server, mail.crepes.fr; (2) the message waits in its queue; (3) the server looks up
 //! hamburger.edu's MX through the lab resolver and (4) opens SMTP to mail.hamburger.edu, the
 //! dialogue printed line by line; (5) the server there puts it in Bob's Maildir; (6) Bob reads
-//! it (with POP3 and IMAP once the lab runs them; until then straight from the Maildir).
+//! it with POP3 and then with IMAP.
 
 use crate::LabError;
 use crate::topology::Topology;
@@ -36,6 +36,12 @@ pub struct MailSpec {
     /// Submission port (0: a free one).
     #[serde(default = "default_submission_port")]
     pub submission_port: u16,
+    /// POP3 port (0: a free one).
+    #[serde(default = "default_pop3_port")]
+    pub pop3_port: u16,
+    /// IMAP port (0: a free one).
+    #[serde(default = "default_imap_port")]
+    pub imap_port: u16,
 }
 
 /// A lab mail user.
@@ -56,6 +62,14 @@ fn default_submission_port() -> u16 {
     2587
 }
 
+fn default_pop3_port() -> u16 {
+    2110
+}
+
+fn default_imap_port() -> u16 {
+    2143
+}
+
 /// A running lab mail server, for the scene.
 #[derive(Clone)]
 pub struct MailHost {
@@ -67,6 +81,10 @@ pub struct MailHost {
     pub smtp: SocketAddr,
     /// Submission address.
     pub submission: SocketAddr,
+    /// POP3 address.
+    pub pop3: Option<SocketAddr>,
+    /// IMAP address.
+    pub imap: Option<SocketAddr>,
     /// Its data directory.
     pub root: PathBuf,
     /// Its outbound queue.
@@ -104,8 +122,8 @@ pub async fn start(topology: &Topology, dir: &Path) -> Result<(Vec<Started>, Vec
             hostname: Some(spec.name.clone()),
             smtp: Some(SocketAddr::new(IpAddr::V4(spec.addr), port)),
             submission: Some(SocketAddr::new(IpAddr::V4(spec.addr), spec.submission_port)),
-            pop3: None,
-            imap: None,
+            pop3: Some(SocketAddr::new(IpAddr::V4(spec.addr), spec.pop3_port)),
+            imap: Some(SocketAddr::new(IpAddr::V4(spec.addr), spec.imap_port)),
             resolver,
             remote_smtp_port: port,
             source_address: Some(IpAddr::V4(spec.addr)),
@@ -121,11 +139,14 @@ pub async fn start(topology: &Topology, dir: &Path) -> Result<(Vec<Started>, Vec
         };
         let logins: Vec<String> =
             spec.users.iter().map(|u| format!("{} / {}", u.address, u.password)).collect();
+        let port_of = |a: Option<SocketAddr>| a.map_or("-".to_string(), |a| a.port().to_string());
         let serves = format!(
-            "mail for {}: SMTP :{}, submission :{} (users: {})",
+            "mail for {}: SMTP :{}, submission :{}, POP3 :{}, IMAP :{} (users: {})",
             spec.domain,
             smtp.port(),
             submission.port(),
+            port_of(server.pop3_addr()),
+            port_of(server.imap_addr()),
             logins.join(", ")
         );
         hosts.push(MailHost {
@@ -133,6 +154,8 @@ pub async fn start(topology: &Topology, dir: &Path) -> Result<(Vec<Started>, Vec
             domain: spec.domain.clone(),
             smtp,
             submission,
+            pop3: server.pop3_addr(),
+            imap: server.imap_addr(),
             root,
             queue: server.queue(),
             users: spec.users.clone(),
@@ -176,6 +199,10 @@ pub struct MailFacts {
     pub delivered: String,
     /// Where it landed.
     pub path: PathBuf,
+    /// The message as Bob's agent fetched it over POP3 (RETR).
+    pub pop3: String,
+    /// The message as Bob's agent fetched it over IMAP (BODY.PEEK[]).
+    pub imap: String,
 }
 
 fn new_files(root: &Path, domain: &str, user: &str) -> Vec<PathBuf> {
@@ -285,11 +312,58 @@ pub async fn run(lab: &crate::Lab, say: &mut dyn FnMut(String)) -> Result<MailFa
     facts.delivered = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
     facts.path = path.clone();
     say(format!("5) {} puts the message in Bob's Maildir: {}", to_host.name, path.display()));
-    say("6) Bob reads it. (The lab's POP3 and IMAP servers are not running yet, so here is the".into());
-    say("   Maildir file itself; note the Received: line each server added on the way.)".into());
+    say("   (note the Received: line each server added on the way):".into());
     for l in facts.delivered.lines() {
         say(format!("     | {l}"));
     }
+    let (Some(pop3), Some(imap)) = (to_host.pop3, to_host.imap) else {
+        return Err(format!("mail scene: {} runs no POP3 or IMAP server", to_host.name));
+    };
+    say(format!(
+        "6) Bob's user agent pulls the message from {}: first with POP3 (port {}),",
+        to_host.name,
+        pop3.port()
+    ));
+    let fetch_err = |what: &str, e: appnet_mail::fetch::FetchError| format!("mail scene: {what}: {e}");
+    let list = appnet_mail::fetch::pop3_list(pop3, &bob.address, &bob.password)
+        .await
+        .map_err(|e| fetch_err("POP3 LIST", e))?;
+    for m in &list {
+        say(format!(
+            "   POP3 LIST/TOP: {}  {} octets  From: {}  Subject: {}",
+            m.number, m.size, m.from, m.subject
+        ));
+    }
+    let last = list.last().ok_or("mail scene: Bob's POP3 maildrop is empty")?;
+    let got = appnet_mail::fetch::pop3_get(pop3, &bob.address, &bob.password, last.number)
+        .await
+        .map_err(|e| fetch_err("POP3 RETR", e))?;
+    facts.pop3 = String::from_utf8_lossy(&got).into_owned();
+    say(format!(
+        "   POP3 RETR {}: {} octets, the message above (left on the server: no DELE)",
+        last.number,
+        got.len()
+    ));
+    say(format!("   then with IMAP (port {}), where the message stays on the server in INBOX:", imap.port()));
+    let list = appnet_mail::fetch::imap_list(imap, &bob.address, &bob.password)
+        .await
+        .map_err(|e| fetch_err("IMAP FETCH", e))?;
+    for m in &list {
+        say(format!(
+            "   IMAP INBOX {}: {} octets  From: {}  Subject: {}",
+            m.number, m.size, m.from, m.subject
+        ));
+    }
+    let last = list.last().ok_or("mail scene: Bob's INBOX is empty over IMAP")?;
+    let got = appnet_mail::fetch::imap_get(imap, &bob.address, &bob.password, last.number)
+        .await
+        .map_err(|e| fetch_err("IMAP BODY.PEEK[]", e))?;
+    facts.imap = String::from_utf8_lossy(&got).into_owned();
+    say(format!(
+        "   IMAP FETCH {} BODY.PEEK[]: {} octets, the same message (its \\Seen flag untouched)",
+        last.number,
+        got.len()
+    ));
     Ok(facts)
 }
 

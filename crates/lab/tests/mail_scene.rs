@@ -22,6 +22,8 @@ async fn alice_sends_a_message_to_bob_through_the_mx() {
     for m in &mut topology.mails {
         m.smtp_port = 0;
         m.submission_port = 0;
+        m.pop3_port = 0;
+        m.imap_port = 0;
     }
     let lab = Lab::start(topology, &dir).await.expect("lab starts");
     let directory = lab.directory();
@@ -48,5 +50,14 @@ async fn alice_sends_a_message_to_bob_through_the_mx() {
     assert!(facts.delivered.contains("by mail.crepes.fr (appnet) with ESMTPA"), "{text}");
     assert!(facts.delivered.contains("Do you like ketchup?"), "{text}");
     assert!(facts.path.starts_with(dir.path()), "{text}");
+    assert!(
+        facts.pop3.contains("Do you like ketchup?") && facts.pop3.contains("Subject: Ketchup?"),
+        "{text}"
+    );
+    assert!(
+        facts.imap.contains("Do you like ketchup?") && facts.imap.contains("Subject: Ketchup?"),
+        "{text}"
+    );
+    assert!(text.contains("POP3 LIST/TOP: 1") && text.contains("IMAP INBOX 1:"), "{text}");
     println!("{text}");
 }
