@@ -383,6 +383,12 @@ fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
 }
 
 fn queue(args: QueueArgs) -> anyhow::Result<()> {
+    if !args.root.is_dir() {
+        bail!(
+            "{} is not a mail data directory (give the --root of `appnet mail serve`)",
+            args.root.display()
+        );
+    }
     let spool = Spool::open(&args.root)
         .with_context(|| format!("cannot open {}", args.root.join("queue").display()))?;
     let list = spool.list()?;
