@@ -18,7 +18,8 @@ printf 'right\n' | "$APPNET" ftp user add alice --users "$users" --home "$root" 
 
 port=$(free_port)
 bg "$APPNET" ftp serve --root "$root" --listen "127.0.0.1:$port" --anonymous --users "$users" --write \
-  --max-upload 1MiB --max-sessions-per-ip 5 --login-timeout 2 --login-failure-delay 200 --max-login-failures 3
+  --max-upload 1MiB --max-sessions-per-ip 5 --login-timeout 2 --login-failure-delay 200 --max-login-failures 3 \
+  --max-login-failures-per-ip 5
 wait_tcp 127.0.0.1 "$port"
 
 rc=0
@@ -129,6 +130,14 @@ assert codes == [530, 530, 421], codes
 assert time.time() - t0 >= 0.6
 assert g.f.readline() == b""
 ok("three wrong passwords: delayed 530, 530, then 421 and disconnect")
+# ... and reconnecting does not buy more guesses: after 5 from one address it is refused.
+g = C("127.0.0.4")
+g.cmd("USER alice"); assert g.cmd("PASS guess3")[0] == 530
+g.cmd("USER alice"); code, text = g.cmd("PASS guess4"); assert code == 421 and "your address" in text, text
+late = socket.socket(); late.bind(("127.0.0.4", 0)); late.settimeout(5); late.connect(("127.0.0.1", port))
+assert late.makefile("rb").readline().startswith(b"421 Too many failed logins")
+assert C("127.0.0.9").cmd("USER alice")[0] == 331
+ok("a guesser who reconnects is refused after 5 failures from its address; others are not")
 
 # 7. One address may hold only its cap of sessions; others are still served.
 held = [C("127.0.0.5") for _ in range(5)]

@@ -128,6 +128,10 @@ pub struct FtpOptions {
     /// Failed logins before the connection is closed [default: 3].
     #[arg(long, value_name = "N")]
     max_login_failures: Option<u32>,
+    /// Failed logins from one address (over any connections) before it is refused for 10
+    /// minutes; 0 turns it off [default: 20].
+    #[arg(long, value_name = "N")]
+    max_login_failures_per_ip: Option<u32>,
     /// Milliseconds before answering a failed login [default: 1000].
     #[arg(long, value_name = "MS")]
     login_failure_delay: Option<u64>,
@@ -168,6 +172,7 @@ impl FtpOptions {
         set(&mut config.data_connect_timeout_secs, self.data_timeout);
         set(&mut config.data_stall_timeout_secs, self.data_stall_timeout);
         set(&mut config.max_login_failures, self.max_login_failures);
+        set(&mut config.max_login_failures_per_ip, self.max_login_failures_per_ip);
         set(&mut config.login_failure_delay_ms, self.login_failure_delay);
         set(&mut config.max_upload, self.max_upload);
         set(&mut config.min_free_space, self.min_free_space);
