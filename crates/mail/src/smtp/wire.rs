@@ -214,4 +214,37 @@ mod tests {
         assert_eq!(dot_stuff(b".hi\r\n..x\nend"), b"..hi\r\n...x\r\nend\r\n.\r\n".to_vec());
         assert_eq!(dot_stuff(b""), b".\r\n".to_vec());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn replies_round_trip(code in 200u16..600, lines in proptest::collection::vec("[ -~]{0,40}", 1..5)) {
+            let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let text = format_reply(code, &refs);
+            let mut p = ReplyParser::default();
+            let mut got = None;
+            for l in text.split_terminator("\r\n") {
+                got = p.push(l.as_bytes()).unwrap();
+            }
+            let got = got.unwrap();
+            proptest::prop_assert_eq!(got.code, code);
+            proptest::prop_assert_eq!(got.lines, lines);
+        }
+
+        #[test]
+        fn dot_stuffing_round_trips(lines in proptest::collection::vec("[.a-z ]{0,20}", 0..8)) {
+            let message: String = lines.iter().map(|l| format!("{l}\r\n")).collect();
+            let stuffed = dot_stuff(message.as_bytes());
+            let mut back = String::new();
+            let text = String::from_utf8(stuffed).unwrap();
+            let mut it = text.split_terminator("\r\n").peekable();
+            while let Some(l) = it.next() {
+                if l == "." && it.peek().is_none() {
+                    break;
+                }
+                back.push_str(l.strip_prefix('.').unwrap_or(l));
+                back.push_str("\r\n");
+            }
+            proptest::prop_assert_eq!(back, message);
+        }
+    }
 }
