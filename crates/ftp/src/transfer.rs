@@ -285,7 +285,18 @@ async fn connect_active(local: SocketAddr, to: SocketAddr, limit: Duration) -> i
 
 async fn send_source(conn: &mut DataConn, source: Source, job: &Job) -> io::Result<u64> {
     match (conn, source) {
-        (DataConn::Plain(s), Source::File(file, len)) if !job.ascii => sendfile_all(s, &file, len, job).await,
+        (DataConn::Plain(s), Source::File(file, len)) if !job.ascii => {
+            match sendfile_all(s, &file, len, job).await {
+                // A file system without sendfile support: copy through user space instead.
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS))
+                        && job.progress.load(Ordering::Relaxed) == 0 =>
+                {
+                    copy_out(s, Source::File(file, len), job).await
+                }
+                other => other,
+            }
+        }
         (DataConn::Plain(s), source) => copy_out(s, source, job).await,
         (DataConn::Tls(s), source) => copy_out(s.as_mut(), source, job).await,
     }
@@ -340,11 +351,11 @@ async fn sendfile_all(stream: &TcpStream, file: &std::fs::File, len: u64, job: &
         Ok(sent)
     })
     .await
-    .map_err(io::Error::other)?;
+    .map_err(io::Error::other);
     guard.0 = None;
-    // Back to non-blocking for tokio's shutdown of the connection.
+    // Back to non-blocking for tokio's shutdown of the connection (or the fallback copy).
     socket2::SockRef::from(stream).set_nonblocking(true)?;
-    sent
+    sent?
 }
 
 /// Reads the source in chunks (on the blocking pool for files), converting LF to CRLF for
