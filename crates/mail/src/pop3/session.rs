@@ -388,3 +388,123 @@ impl<D: Maildrop> Session<D> {
 fn live<D: Maildrop>(t: &Transaction<D>) -> impl Iterator<Item = (usize, &DropMessage)> {
     t.drop.messages().iter().enumerate().filter(|(i, _)| !t.deleted[*i])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    struct MemDrop {
+        messages: Vec<DropMessage>,
+        data: Vec<Vec<u8>>,
+        committed: Arc<Mutex<Option<(Vec<usize>, Vec<usize>)>>>,
+    }
+
+    impl Maildrop for MemDrop {
+        fn messages(&self) -> &[DropMessage] {
+            &self.messages
+        }
+        fn retrieve(&mut self, index: usize) -> std::io::Result<Option<Vec<u8>>> {
+            Ok(self.data.get(index).cloned())
+        }
+        fn commit(&mut self, deleted: &[usize], retrieved: &[usize]) -> std::io::Result<()> {
+            *self.committed.lock().unwrap() = Some((deleted.to_vec(), retrieved.to_vec()));
+            Ok(())
+        }
+    }
+
+    struct Mem {
+        in_use: bool,
+        committed: Arc<Mutex<Option<(Vec<usize>, Vec<usize>)>>>,
+    }
+
+    impl Backend for Mem {
+        type Drop = MemDrop;
+        fn login(&self, user: &str, password: &str, _now: Instant) -> Result<String, Option<u64>> {
+            if user == "bob@x.org" && password == "pw" { Ok(user.to_string()) } else { Err(None) }
+        }
+        fn open(&self, _user: &str) -> Result<MemDrop, OpenError> {
+            if self.in_use {
+                return Err(OpenError::InUse);
+            }
+            let data = vec![b"A: 1\n\nbody\n.dot\n".to_vec(), b"B: 2\n\nx\n".to_vec()];
+            let messages = data
+                .iter()
+                .enumerate()
+                .map(|(i, d)| DropMessage {
+                    size: crate::maildir::deliver::crlf_size(d),
+                    uidl: format!("u{i}"),
+                })
+                .collect();
+            Ok(MemDrop { messages, data, committed: self.committed.clone() })
+        }
+    }
+
+    fn params() -> Params {
+        Params {
+            tls_available: false,
+            tls_active: false,
+            allow_plain_auth: true,
+            max_errors: 3,
+            max_auth_failures: 2,
+            hostname: "h".into(),
+        }
+    }
+
+    fn text(a: Action) -> String {
+        match a {
+            Action::Send(b) | Action::SendDelayed(b) | Action::Close(b) | Action::StartTls(b) => {
+                String::from_utf8(b).unwrap()
+            }
+        }
+    }
+
+    #[test]
+    fn transaction_and_update_states() {
+        let committed = Arc::new(Mutex::new(None));
+        let b = Mem { in_use: false, committed: committed.clone() };
+        let now = Instant::now();
+        let mut s: Session<MemDrop> = Session::new(params());
+        assert!(text(s.on_line(b"STAT", &b, now)).starts_with("-ERR"));
+        assert!(text(s.on_line(b"USER bob@x.org", &b, now)).starts_with("+OK"));
+        assert!(text(s.on_line(b"PASS pw", &b, now)).starts_with("+OK Logged in. 2 messages (31 octets)"));
+        assert_eq!(text(s.on_line(b"STAT", &b, now)), "+OK 2 31\r\n");
+        assert_eq!(
+            text(s.on_line(b"RETR 1", &b, now)),
+            "+OK 20 octets\r\nA: 1\r\n\r\nbody\r\n..dot\r\n.\r\n"
+        );
+        assert!(text(s.on_line(b"DELE 2", &b, now)).starts_with("+OK"));
+        assert!(text(s.on_line(b"LIST 2", &b, now)).starts_with("-ERR"));
+        assert_eq!(text(s.on_line(b"UIDL", &b, now)), "+OK\r\n1 u0\r\n.\r\n");
+        assert!(committed.lock().unwrap().is_none(), "nothing changes before QUIT");
+        assert!(matches!(s.on_line(b"QUIT", &b, now), Action::Close(_)));
+        assert_eq!(*committed.lock().unwrap(), Some((vec![1], vec![0])));
+    }
+
+    #[test]
+    fn errors_locks_and_failures() {
+        let committed = Arc::new(Mutex::new(None));
+        let now = Instant::now();
+        let busy = Mem { in_use: true, committed: committed.clone() };
+        let mut s: Session<MemDrop> = Session::new(params());
+        s.on_line(b"USER bob@x.org", &busy, now);
+        assert!(text(s.on_line(b"PASS pw", &busy, now)).starts_with("-ERR [IN-USE]"));
+        assert!(!s.is_authenticated());
+        // Failed logins: delayed, then the session ends.
+        let b = Mem { in_use: false, committed };
+        let mut s: Session<MemDrop> = Session::new(params());
+        s.on_line(b"USER bob@x.org", &b, now);
+        assert!(matches!(s.on_line(b"PASS no", &b, now), Action::SendDelayed(_)));
+        s.on_line(b"USER bob@x.org", &b, now);
+        assert!(matches!(s.on_line(b"PASS no", &b, now), Action::Close(_)));
+        // Bad commands: -ERR until the limit.
+        let mut s: Session<MemDrop> = Session::new(params());
+        assert!(matches!(s.on_line(b"FROB", &b, now), Action::Send(_)));
+        assert!(matches!(s.on_line(b"\xff", &b, now), Action::Send(_)));
+        assert!(matches!(s.on_line(b"RETR", &b, now), Action::Close(_)));
+        // Without TLS and without --allow-plain-auth, USER is refused and CAPA does not offer it.
+        let mut s: Session<MemDrop> = Session::new(Params { allow_plain_auth: false, ..params() });
+        assert!(!text(s.on_line(b"CAPA", &b, now)).contains("USER"));
+        assert!(text(s.on_line(b"USER bob@x.org", &b, now)).starts_with("-ERR [AUTH]"));
+    }
+}
