@@ -7,7 +7,7 @@
 
 use crate::fs::{PartMode, Root, fs_error};
 use crate::session::{DataTarget, ListFormat, StoreMode, Transfer};
-use crate::wire::listing::{Kind, list_line, mlsx_facts};
+use crate::wire::listing::{Kind, glob_match, is_glob, list_line, mlsx_facts};
 use crate::wire::reply::Reply;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -171,6 +171,24 @@ fn listing(
     now: i64,
     writable: bool,
 ) -> io::Result<Vec<u8>> {
+    // `NLST *.txt` (mget in classic clients), `LIST a?c`: a pattern in the last component
+    // lists the matching entries of its directory (MLSD takes no patterns, RFC 3659 §7.1).
+    if format != ListFormat::Machine
+        && let Some((pattern, dir)) = path.split_last()
+        && is_glob(pattern)
+        && root.stat(path).is_err()
+    {
+        let mut out = Vec::new();
+        for e in root.list(dir)?.iter().filter(|e| glob_match(pattern.as_bytes(), e.name.as_bytes())) {
+            if e.name.contains(['\r', '\n']) {
+                continue;
+            }
+            let line = if format == ListFormat::Long { list_line(e, now) } else { e.name.clone() };
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        return Ok(out);
+    }
     let me = root.stat(path)?;
     let entries = if me.kind == Kind::Dir {
         root.list(path)?

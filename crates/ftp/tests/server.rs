@@ -119,6 +119,10 @@ async fn anonymous_session_lists_retrieves_and_cannot_write() {
     assert!(list.lines().any(|l| l.starts_with("drwx") && l.ends_with(" sub")), "{list}");
     let (names, _) = c.fetch("NLST").await;
     assert_eq!(names, b"hello.txt\r\nsub\r\n");
+    let (names, _) = c.fetch("NLST *.txt").await;
+    assert_eq!(names, b"hello.txt\r\n", "a wildcard in the last component lists the matches");
+    let (long, _) = c.fetch("LIST s?b").await;
+    assert!(String::from_utf8_lossy(&long).ends_with(" sub\r\n"));
     let (mlsd, _) = c.fetch("MLSD").await;
     assert!(
         String::from_utf8_lossy(&mlsd).contains("type=file;size=18;"),

@@ -131,6 +131,89 @@ pub fn mlsx_facts(e: &Entry, name: &str, cdir: bool, writable: bool) -> String {
     s
 }
 
+/// Whether a name holds shell wildcards (`*`, `?`, `[`).
+pub fn is_glob(name: &str) -> bool {
+    name.contains(['*', '?', '['])
+}
+
+/// Shell-style matching of one name: `*` any run, `?` one byte, `[abc]`/`[a-z]`/`[!x]` a set.
+/// Iterative with one backtrack point, so no pattern costs more than O(pattern × name).
+pub fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
+    let (mut p, mut n) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if p < pattern.len() {
+            match pattern[p] {
+                b'*' => {
+                    star = Some((p, n));
+                    p += 1;
+                    continue;
+                }
+                b'?' => {
+                    p += 1;
+                    n += 1;
+                    continue;
+                }
+                b'[' => match class(&pattern[p..], name[n]) {
+                    Some((true, len)) => {
+                        p += len;
+                        n += 1;
+                        continue;
+                    }
+                    // An unclosed `[` is an ordinary byte.
+                    None if name[n] == b'[' => {
+                        p += 1;
+                        n += 1;
+                        continue;
+                    }
+                    _ => {}
+                },
+                c if c == name[n] => {
+                    p += 1;
+                    n += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        match star {
+            Some((sp, sn)) => {
+                p = sp + 1;
+                n = sn + 1;
+                star = Some((sp, sn + 1));
+            }
+            None => return false,
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// A `[...]` set at the start of `pat`: whether `c` matches, and the set's length. `None` if
+/// the bracket is not closed (then `[` is an ordinary byte that did not match).
+fn class(pat: &[u8], c: u8) -> Option<(bool, usize)> {
+    let mut i = 1;
+    let negate = matches!(pat.get(1), Some(b'!') | Some(b'^'));
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    while i < pat.len() {
+        if pat[i] == b']' && !first {
+            return Some((matched != negate, i + 1));
+        }
+        first = false;
+        if i + 2 < pat.len() && pat[i + 1] == b'-' && pat[i + 2] != b']' {
+            matched |= pat[i] <= c && c <= pat[i + 2];
+            i += 3;
+        } else {
+            matched |= pat[i] == c;
+            i += 1;
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +252,19 @@ mod tests {
         );
         let d = Entry { kind: Kind::Dir, mode: 0o755, ..file("d", 0) };
         assert!(mlsx_facts(&d, ".", true, true).starts_with("type=cdir;modify="));
+    }
+
+    #[test]
+    fn globs_match_like_the_shell() {
+        let m = |p: &str, n: &str| glob_match(p.as_bytes(), n.as_bytes());
+        assert!(m("*.txt", "a.txt") && m("*.txt", ".txt") && !m("*.txt", "a.txt.gz"));
+        assert!(m("f?.bin", "f1.bin") && !m("f?.bin", "f10.bin"));
+        assert!(m("[ab]*", "apple") && !m("[!ab]*", "apple") && m("[a-c]x", "bx"));
+        assert!(m("*", "") && m("a*b*c", "aXbYc") && !m("a*b*c", "aXbY"));
+        assert!(!m("[abc", "a") && m("[abc", "[abc"));
+        assert!(is_glob("*.txt") && !is_glob("plain"));
+        // Pathological patterns stay cheap.
+        let long = "a".repeat(5000);
+        assert!(!m(&"*a".repeat(200), &(long + "b")));
     }
 }
