@@ -33,6 +33,9 @@ pub struct MailConfig {
     pub remote_smtp_port: u16,
     /// The local address the queue's connections leave from (default: the system's choice).
     pub source_address: Option<std::net::IpAddr>,
+    /// The queue uses STARTTLS when a remote server offers it (opportunistic, certificate not
+    /// checked; a failed handshake is retried in the clear).
+    pub outbound_tls: bool,
     /// Client networks (CIDR) that may relay to other domains without authenticating.
     pub relay_nets: Vec<String>,
     /// Offer STARTTLS (a certificate from `tls_cert`/`tls_key`, else minted by the lab CA).
@@ -102,6 +105,7 @@ impl Default for MailConfig {
             resolver: None,
             remote_smtp_port: 25,
             source_address: None,
+            outbound_tls: true,
             relay_nets: Vec::new(),
             tls: false,
             tls_cert: None,

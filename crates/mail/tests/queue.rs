@@ -154,3 +154,30 @@ async fn a_queued_message_survives_a_restart_and_expiry_bounces() {
     let bounce = std::fs::read_to_string(&new_mail(&a_dir, "crepes.fr", "alice")[0]).unwrap();
     assert!(bounce.contains("Status: 5.4.7") && bounce.contains("delivery time expired"), "{bounce}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_uses_starttls_when_the_mx_offers_it() {
+    let dir = TempDir::new("mail-queue-tls");
+    let (a_dir, b_dir) = (dir.path().join("crepes"), dir.path().join("hamburger"));
+    add_user(&a_dir, "alice@crepes.fr", "pw").unwrap();
+    add_user(&b_dir, "bob@hamburger.edu", "pw").unwrap();
+    let (_dns, resolver) = dns(dir.path()).await;
+    let b_config =
+        MailConfig { tls: true, ca_dir: Some(dir.path().join("ca")), ..config(&b_dir, "hamburger.edu") };
+    let b = MailServer::bind(b_config).await.unwrap();
+    let b_port = b.smtp_addr().unwrap().port();
+    let _b = start(b);
+    let a = MailServer::bind(MailConfig {
+        resolver: Some(resolver),
+        remote_smtp_port: b_port,
+        ..config(&a_dir, "crepes.fr")
+    })
+    .await
+    .unwrap();
+    let a_sub = a.submission_addr().unwrap();
+    let _a = start(a);
+    submit(a_sub, "bob@hamburger.edu", "encrypted hop").await;
+    assert!(arrives(&b_dir, "hamburger.edu", "bob", 1).await);
+    let text = std::fs::read_to_string(&new_mail(&b_dir, "hamburger.edu", "bob")[0]).unwrap();
+    assert!(text.contains("by mail.hamburger.edu (appnet) with ESMTPS"), "{text}");
+}

@@ -104,6 +104,9 @@ pub struct MailOptions {
     /// Local address the queue's outgoing connections leave from [default: the system's choice].
     #[arg(long, value_name = "IP")]
     source_address: Option<std::net::IpAddr>,
+    /// Never use STARTTLS towards remote servers (by default the queue uses it when offered).
+    #[arg(long)]
+    no_outbound_tls: bool,
     /// A client network (CIDR) allowed to relay without AUTH (repeat) [default: none].
     #[arg(long = "relay-net", value_name = "CIDR")]
     relay_nets: Vec<String>,
@@ -203,6 +206,7 @@ impl MailOptions {
         set(&mut config.resolver, self.resolver.map(Some));
         set(&mut config.remote_smtp_port, self.remote_smtp_port);
         set(&mut config.source_address, self.source_address.map(Some));
+        config.outbound_tls &= !self.no_outbound_tls;
         if !self.relay_nets.is_empty() {
             config.relay_nets = self.relay_nets;
         }

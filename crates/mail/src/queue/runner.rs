@@ -273,29 +273,45 @@ async fn deliver_domain(
         t(format!("(MX for {domain}: {})", list.join(", ")));
     }
     let mut last = String::from("no mail exchanger answered");
+    let tls = if config.outbound_tls { crate::smtp::opportunistic::client_config().ok() } else { None };
     for (host, addr) in dests {
-        let mut opts = ClientOptions::new(config.hostname());
-        opts.source = config.source_address;
-        opts.timeout = timeout;
-        opts.data_timeout = timeout.max(Duration::from_secs(1)) * 2;
-        if let Some(t) = trace.clone() {
-            opts.trace = Some(Box::new(move |line: &str| t(line.to_string())));
-        }
-        match client::deliver(addr, &mut opts, &env.from, rcpts, data).await {
-            Ok(outcomes) => {
-                return outcomes
-                    .into_iter()
-                    .map(|o| match o {
-                        Outcome::Permanent(w) => Outcome::Permanent(format!("{host}[{addr}] said: {w}")),
-                        Outcome::Temporary(w) => Outcome::Temporary(format!("{host}[{addr}] said: {w}")),
-                        d => d,
-                    })
-                    .collect();
+        let mut with_tls = tls.is_some();
+        loop {
+            let mut opts = ClientOptions::new(config.hostname());
+            opts.source = config.source_address;
+            opts.timeout = timeout;
+            opts.data_timeout = timeout.max(Duration::from_secs(1)) * 2;
+            if with_tls {
+                opts.tls = tls.clone().map(|c| (c, host.clone()));
             }
-            Err(e) if e.is_permanent() => {
-                return all(Outcome::Permanent(format!("{host}[{addr}] said: {e}")));
+            if let Some(t) = trace.clone() {
+                opts.trace = Some(Box::new(move |line: &str| t(line.to_string())));
             }
-            Err(e) => last = format!("{host}[{addr}]: {e}"),
+            match client::deliver(addr, &mut opts, &env.from, rcpts, data).await {
+                Ok(outcomes) => {
+                    return outcomes
+                        .into_iter()
+                        .map(|o| match o {
+                            Outcome::Permanent(w) => Outcome::Permanent(format!("{host}[{addr}] said: {w}")),
+                            Outcome::Temporary(w) => Outcome::Temporary(format!("{host}[{addr}] said: {w}")),
+                            d => d,
+                        })
+                        .collect();
+                }
+                Err(e) if e.is_permanent() => {
+                    return all(Outcome::Permanent(format!("{host}[{addr}] said: {e}")));
+                }
+                Err(e) if opts.tls_attempted && with_tls => {
+                    tracing::info!(
+                        "queue: STARTTLS with {host}[{addr}] failed ({e}); trying again in the clear"
+                    );
+                    with_tls = false;
+                }
+                Err(e) => {
+                    last = format!("{host}[{addr}]: {e}");
+                    break;
+                }
+            }
         }
     }
     all(Outcome::Temporary(format!("4.4.1 {last}")))

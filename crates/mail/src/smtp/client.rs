@@ -40,6 +40,8 @@ pub struct ClientOptions {
     pub trace: Option<Trace>,
     /// The local address to connect from.
     pub source: Option<std::net::IpAddr>,
+    /// Set by [`deliver`] when STARTTLS was sent (so a failed handshake can be retried in the clear).
+    pub tls_attempted: bool,
 }
 
 impl ClientOptions {
@@ -54,6 +56,7 @@ impl ClientOptions {
             require_tls: false,
             trace: None,
             source: None,
+            tls_attempted: false,
         }
     }
 }
@@ -195,9 +198,11 @@ async fn transact(
     if let Some((config, name)) = opts.tls.clone() {
         if ehlo.has_extension("STARTTLS") {
             conn.send(opts, "STARTTLS");
+            opts.tls_attempted = true;
             let r = conn.reply(opts, t).await?;
             if r.code != 220 {
-                return Err(refused("STARTTLS", &r));
+                // Never final: the caller may retry without TLS.
+                return Err(ClientError::Refused(format!("STARTTLS: {}", r.text()), false));
             }
             let server_name = rustls::pki_types::ServerName::try_from(name.clone())
                 .map_err(|_| ClientError::Protocol(format!("{name:?} is not a valid TLS server name")))?;

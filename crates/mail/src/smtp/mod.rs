@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod client;
 pub mod fuzz;
+pub mod opportunistic;
 pub mod server;
 pub mod session;
 pub mod wire;
