@@ -181,3 +181,29 @@ async fn the_queue_uses_starttls_when_the_mx_offers_it() {
     let text = std::fs::read_to_string(&new_mail(&b_dir, "hamburger.edu", "bob")[0]).unwrap();
     assert!(text.contains("by mail.hamburger.edu (appnet) with ESMTPS"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_send_direct_finds_the_mx_itself() {
+    let dir = TempDir::new("mail-send-direct");
+    let b_dir = dir.path().join("hamburger");
+    add_user(&b_dir, "bob@hamburger.edu", "pw").unwrap();
+    let (_dns, resolver) = dns(dir.path()).await;
+    let b = MailServer::bind(config(&b_dir, "hamburger.edu")).await.unwrap();
+    let port = b.smtp_addr().unwrap().port();
+    let _b = start(b);
+    let draft = appnet_mail::send::Draft {
+        from: "alice@crepes.fr".into(),
+        to: vec!["bob@hamburger.edu".into(), "ghost@hamburger.edu".into()],
+        subject: "direct".into(),
+        body: "no submission server in between\n".into(),
+        ..Default::default()
+    };
+    let data = draft.build().unwrap();
+    let route = appnet_mail::send::Route::Direct { resolver, port };
+    let mut make = || ClientOptions::new("crepes.fr");
+    let out =
+        appnet_mail::send::send(route, &mut make, &draft.from, &draft.recipients(), &data).await.unwrap();
+    assert!(matches!(out[0].1, Outcome::Delivered(_)), "{out:?}");
+    assert!(matches!(&out[1].1, Outcome::Permanent(w) if w.contains("5.1.1")), "{out:?}");
+    assert_eq!(new_mail(&b_dir, "hamburger.edu", "bob").len(), 1);
+}
