@@ -518,7 +518,8 @@ impl Conn<'_> {
         let ip = self.local.ip();
         let listener = match self.shared.config.passive_ports {
             None => bind_tcp(SocketAddr::new(ip, 0), &ListenOpts::default()).ok(),
-            Some((lo, hi)) => {
+            Some((a, b)) => {
+                let (lo, hi) = (a.min(b), a.max(b));
                 let span = u32::from(hi - lo) + 1;
                 let start = rand::random::<u32>() % span;
                 (0..span.min(512)).find_map(|i| {
@@ -585,10 +586,20 @@ impl Conn<'_> {
             writable: self.session.user().is_some_and(|u| u.write),
         };
         let stats = self.shared.stats.clone();
+        let (peer, user, label) = (self.peer, self.session.user().map(|u| u.name.clone()), what.clone());
         tokio::spawn(async move {
+            let started = Instant::now();
             let done = transfer::run(job).await;
             stats.bytes_sent.add(done.sent);
             stats.bytes_received.add(done.received);
+            tracing::info!(
+                %peer,
+                user = user.as_deref().unwrap_or("-"),
+                sent = done.sent,
+                received = done.received,
+                secs = started.elapsed().as_secs_f64(),
+                "{label}"
+            );
         });
         self.running =
             Some(Running { replies: rx, cancel, progress, started: Instant::now(), what, aborted: false });

@@ -91,7 +91,7 @@ pub fn list_line(e: &Entry, now_secs: i64) -> String {
     }
     let d = datetime(e.mtime);
     let month = MONTHS[(d.month as usize).clamp(1, 12) - 1];
-    let recent = e.mtime <= now_secs + 3600 && now_secs - e.mtime < 183 * 86_400;
+    let recent = e.mtime <= now_secs.saturating_add(3600) && now_secs.saturating_sub(e.mtime) < 183 * 86_400;
     let when = if recent {
         format!("{month} {:02} {:02}:{:02}", d.day, d.hms.0, d.hms.1)
     } else {
@@ -238,6 +238,10 @@ mod tests {
             "-rw-r--r--   1 ftp      ftp              1234 May 28 20:25 a b.txt"
         );
         let old = list_line(&file("old", 951_782_400), now);
+        for extreme in [i64::MIN, i64::MAX, -1] {
+            assert!(!list_line(&file("x", extreme), now).is_empty());
+            assert!(timeval(extreme).len() >= 14);
+        }
         assert!(old.ends_with("Feb 29  2000 old"), "{old}");
         let dir = Entry { kind: Kind::Dir, mode: 0o755, ..file("pub", now) };
         assert!(list_line(&dir, now).starts_with("drwxr-xr-x"));
