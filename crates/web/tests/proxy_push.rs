@@ -171,3 +171,34 @@ async fn push_limits_and_push_off() {
     assert_eq!(origin.hits(), 1);
     off.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_forward_proxy_stores_a_push_under_the_absolute_url() {
+    let dir = TempDir::new("push-forward");
+    let origin = origin().await;
+    let file = secret_file(&dir);
+    let proxy = run(appnet_web::proxy::ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        allow_dest: vec!["127.0.0.0/8".into()],
+        push_secret_file: Some(file),
+        ..Default::default()
+    })
+    .await;
+    let url = format!("{}/fwd.css", origin.url());
+    let secret = Secret::new(SECRET).unwrap();
+    let lines = client::push(
+        &proxy.addr().to_string(),
+        &client::body(std::slice::from_ref(&url)),
+        &secret,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(lines[0].outcome, Outcome::Stored, "{}", lines[0].detail);
+    assert_eq!(origin.hits(), 1);
+    // A client of the forward proxy asks for the absolute URL: a HIT.
+    let got = send(proxy.addr(), "GET", &url, &[]).await;
+    assert_eq!((got.x_cache(), &got.body[..]), ("HIT", &b"/fwd.css #1"[..]));
+    assert_eq!(origin.hits(), 1);
+    proxy.stop().await.unwrap();
+}
