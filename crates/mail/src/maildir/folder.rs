@@ -82,6 +82,9 @@ pub struct Folder {
     /// The folder's directory (holding cur/ new/ tmp/).
     pub dir: PathBuf,
     cache: Option<(Sig, Arc<Snapshot>, SystemTime)>,
+    /// Current names by base name, read when a message was renamed under us (other sessions'
+    /// flag changes), reused while fresh so a burst of renames costs one directory read.
+    names: std::sync::Mutex<Option<(std::time::Instant, HashMap<String, Entry>)>>,
 }
 
 fn ctime(path: &Path) -> (i64, i64, u64) {
@@ -109,7 +112,7 @@ impl Folder {
         if !dir.join("tmp").is_dir() {
             std::fs::create_dir(dir.join("tmp"))?;
         }
-        Ok(Folder { dir: dir.to_path_buf(), cache: None })
+        Ok(Folder { dir: dir.to_path_buf(), cache: None, names: std::sync::Mutex::new(None) })
     }
 
     fn sig(&self) -> Sig {
@@ -222,23 +225,30 @@ impl Folder {
         self.cache = None;
     }
 
-    fn find_current(&self, base: &str) -> io::Result<Option<Entry>> {
-        for sub in ["cur", "new"] {
-            for entry in std::fs::read_dir(self.dir.join(sub))? {
-                let entry = entry?;
-                let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
-                let (b, info) = split_name(&name);
-                if b == base {
-                    return Ok(Some(Entry {
-                        uid: 0,
-                        base: b.to_string(),
-                        info: info.to_string(),
-                        in_new: sub == "new",
-                    }));
+    /// The current name of message `base` (after other sessions renamed it). `fresh` forces a
+    /// new directory read instead of the names read in the last 100 ms.
+    fn find_current(&self, base: &str, fresh: bool) -> io::Result<Option<Entry>> {
+        let mut names = self.names.lock().map_err(|_| io::Error::other("names lock poisoned"))?;
+        let stale = match &*names {
+            Some((at, _)) => fresh || at.elapsed() > std::time::Duration::from_millis(100),
+            None => true,
+        };
+        if stale {
+            let mut map = HashMap::new();
+            for sub in ["new", "cur"] {
+                for entry in std::fs::read_dir(self.dir.join(sub))? {
+                    let entry = entry?;
+                    let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+                    let (b, info) = split_name(&name);
+                    map.insert(
+                        b.to_string(),
+                        Entry { uid: 0, base: b.to_string(), info: info.to_string(), in_new: sub == "new" },
+                    );
                 }
             }
+            *names = Some((std::time::Instant::now(), map));
         }
-        Ok(None)
+        Ok(names.as_ref().and_then(|(_, m)| m.get(base).cloned()))
     }
 
     /// Opens a message for reading (never through a symlink); when another session renamed it
@@ -251,18 +261,22 @@ impl Folder {
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(self.dir.join(rel))
         };
-        match open(e.rel_path()) {
-            Ok(f) => Ok(Some(f)),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => match self.find_current(&e.base)? {
-                Some(now) => match open(now.rel_path()) {
-                    Ok(f) => Ok(Some(f)),
-                    Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-                    Err(err) => Err(err),
-                },
-                None => Ok(None),
-            },
-            Err(err) => Err(err),
+        let mut current = e.rel_path();
+        // Renames race with us: look the name up again (a fresh directory read after the
+        // first retry) a few times before calling the message gone.
+        for attempt in 0..4 {
+            match open(current) {
+                Ok(f) => return Ok(Some(f)),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    match self.find_current(&e.base, attempt > 0)? {
+                        Some(now) => current = now.rel_path(),
+                        None => return Ok(None),
+                    }
+                }
+                Err(err) => return Err(err),
+            }
         }
+        Ok(None)
     }
 
     /// The whole message as stored (`None`: expunged meanwhile), at most `limit` bytes.
@@ -327,7 +341,7 @@ impl Folder {
     /// The message's arrival time (the file's modification time, as Dovecot uses it).
     pub fn internal_date(&self, e: &Entry) -> SystemTime {
         let m = std::fs::symlink_metadata(self.dir.join(e.rel_path())).or_else(|_| {
-            self.find_current(&e.base)?
+            self.find_current(&e.base, true)?
                 .map(|n| std::fs::symlink_metadata(self.dir.join(n.rel_path())))
                 .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?
         });
@@ -345,10 +359,12 @@ impl Folder {
             let to = Entry { info: info.to_string(), in_new: false, ..current.clone() };
             match std::fs::rename(self.dir.join(current.rel_path()), self.dir.join(to.rel_path())) {
                 Ok(()) => return Ok(Some(to)),
-                Err(err) if err.kind() == io::ErrorKind::NotFound => match self.find_current(&e.base)? {
-                    Some(now) => current = Entry { uid: e.uid, ..now },
-                    None => return Ok(None),
-                },
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    match self.find_current(&e.base, true)? {
+                        Some(now) => current = Entry { uid: e.uid, ..now },
+                        None => return Ok(None),
+                    }
+                }
                 Err(err) => return Err(err),
             }
         }
@@ -361,10 +377,12 @@ impl Folder {
         for _ in 0..3 {
             match std::fs::remove_file(self.dir.join(current.rel_path())) {
                 Ok(()) => return Ok(()),
-                Err(err) if err.kind() == io::ErrorKind::NotFound => match self.find_current(&e.base)? {
-                    Some(now) => current = now,
-                    None => return Ok(()),
-                },
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    match self.find_current(&e.base, true)? {
+                        Some(now) => current = now,
+                        None => return Ok(()),
+                    }
+                }
                 Err(err) => return Err(err),
             }
         }
