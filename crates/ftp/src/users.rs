@@ -174,6 +174,38 @@ pub fn add_user(path: &Path, name: &str, password: &str, home: &Path) -> Result<
     Ok(())
 }
 
+/// Asks for a password on the terminal without echoing it (stdin that is not a terminal is
+/// read as is): the first line, without its line end.
+pub fn prompt_password(prompt: &str) -> io::Result<String> {
+    use std::io::{BufRead, Write};
+    let fd = libc::STDIN_FILENO;
+    // SAFETY: isatty only inspects the descriptor.
+    let tty = unsafe { libc::isatty(fd) } == 1;
+    // SAFETY: a zeroed termios is a valid out-parameter for tcgetattr.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor and out-pointer.
+    let echo_off = tty && unsafe { libc::tcgetattr(fd, &mut saved) } == 0;
+    if echo_off {
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        quiet.c_lflag |= libc::ECHONL;
+        // SAFETY: valid descriptor and a termios derived from the current one.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    }
+    if tty {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if echo_off {
+        // SAFETY: restores the settings read above.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    }
+    read?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,7 +59,7 @@ pub struct UserAddArgs {
     /// The server root, used as the home when --home is not given.
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
-    /// Read the password from the first line of stdin instead of asking.
+    /// Read the password from the first line of stdin instead of asking on the terminal.
     #[arg(long)]
     password_stdin: bool,
 }
@@ -228,10 +228,8 @@ fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
         std::io::stdin().read_line(&mut line).context("cannot read the password from stdin")?;
         line.trim_end_matches(['\r', '\n']).to_string()
     } else {
-        eprint!("Password for {}: ", args.name);
-        let mut line = String::new();
-        std::io::stdin().read_line(&mut line).context("cannot read the password")?;
-        line.trim_end_matches(['\r', '\n']).to_string()
+        appnet_ftp::users::prompt_password(&format!("Password for {}: ", args.name))
+            .context("cannot read the password")?
     };
     anyhow::ensure!(!password.is_empty(), "the password is empty");
     let home = match (args.home, args.root) {
