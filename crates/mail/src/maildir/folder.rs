@@ -85,6 +85,8 @@ pub struct Folder {
     /// Current names by base name, read when a message was renamed under us (other sessions'
     /// flag changes), reused while fresh so a burst of renames costs one directory read.
     names: std::sync::Mutex<Option<(std::time::Instant, HashMap<String, Entry>)>>,
+    /// The UID list as last read, with the file's identity (time, size, inode) then.
+    list: Option<((i64, i64, u64, u64), UidList)>,
 }
 
 fn ctime(path: &Path) -> (i64, i64, u64) {
@@ -112,7 +114,7 @@ impl Folder {
         if !dir.join("tmp").is_dir() {
             std::fs::create_dir(dir.join("tmp"))?;
         }
-        Ok(Folder { dir: dir.to_path_buf(), cache: None, names: std::sync::Mutex::new(None) })
+        Ok(Folder { dir: dir.to_path_buf(), cache: None, names: std::sync::Mutex::new(None), list: None })
     }
 
     fn sig(&self) -> Sig {
@@ -185,13 +187,22 @@ impl Folder {
             }
         }
         let list_path = self.dir.join(uidlist::FILE);
-        let old_list = std::fs::read_to_string(&list_path).ok().and_then(|t| UidList::parse(&t));
-        let mut list = old_list.clone().unwrap_or_else(|| UidList::new(now_validity()));
+        // Re-read only when the file changed (flag renames leave it alone).
+        let stamp = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(&list_path).ok().map(|m| (m.mtime(), m.mtime_nsec(), m.size(), m.ino()))
+        };
+        let old_list = match (self.list.take(), stamp) {
+            (Some((at, l)), Some(now)) if at == now => Some(l),
+            _ => std::fs::read_to_string(&list_path).ok().and_then(|t| UidList::parse(&t)),
+        };
+        let had_list = old_list.is_some();
+        let mut list = old_list.unwrap_or_else(|| UidList::new(now_validity()));
         // New messages get UIDs in delivery order (Maildir names start with the time).
         let mut unknown: Vec<&(String, String, bool)> =
             files.iter().filter(|f| !list.uids.contains_key(&f.0)).collect();
         unknown.sort_by(|a, b| maildir_order(&a.0, &b.0));
-        let mut changed = old_list.is_none();
+        let mut changed = !had_list;
         for f in unknown {
             list.assign(&f.0);
             changed = true;
@@ -203,6 +214,7 @@ impl Folder {
         if changed {
             appnet_netkit::files::write_atomic(&list_path, list.render().as_bytes())?;
         }
+
         let mut messages: Vec<Entry> = files
             .into_iter()
             .map(|(base, info, in_new)| Entry { uid: list.uids[&base], base, info, in_new })
@@ -217,6 +229,10 @@ impl Folder {
             keywords: Keywords::load(&self.dir),
         });
         self.cache = Some((self.sig(), snap.clone(), started));
+        self.list = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(&list_path).ok().map(|m| ((m.mtime(), m.mtime_nsec(), m.size(), m.ino()), list))
+        };
         Ok((snap, recent))
     }
 
