@@ -25,19 +25,28 @@ fn share(tag: &str, with_song: bool) -> TempDir {
     dir
 }
 
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 async fn node(
     dir: &TempDir,
     ultrapeer: bool,
     connect: Vec<SocketAddr>,
     max_peers: usize,
 ) -> harness::Running {
-    // want_peers 1: no extra connections to hosts learnt from Pongs, so the topology is the
-    // one the test draws.
+    logs();
+    // One outgoing connection to the given candidate, none without one: no extra connections
+    // to hosts learnt from Pongs, so the topology is the one the test draws.
+    let want_peers = usize::from(!connect.is_empty());
     let mut config = NodeConfig {
         ultrapeer,
         connect,
         max_peers,
-        want_peers: 1,
+        want_peers,
         dial_interval_secs: 1,
         ..NodeConfig::default()
     };

@@ -80,6 +80,9 @@ struct Shared {
     neighbours: AtomicUsize,
     /// Of which ultrapeers (a leaf keeps at most `want_peers`, at most 3, of them).
     ultrapeers: AtomicUsize,
+    /// Connections we opened (a plain node or leaf keeps `want_peers` of them; neighbours
+    /// that connect to us, such as a searching client, do not count).
+    outbound: AtomicUsize,
     /// Listen addresses of connected neighbours (not dialled again).
     connected: Mutex<HashSet<SocketAddr>>,
     /// Hosts learnt from Pongs and X-Try-Ultrapeers, newest last.
@@ -179,6 +182,7 @@ impl Service for Node {
             ours,
             neighbours: AtomicUsize::new(0),
             ultrapeers: AtomicUsize::new(0),
+            outbound: AtomicUsize::new(0),
             connected: Mutex::new(HashSet::new()),
             hosts: Mutex::new(VecDeque::new()),
             next_id: AtomicU64::new(1),
@@ -304,7 +308,7 @@ async fn inbound_neighbour(
         Ok((theirs, rest)) => {
             let role = admitted.unwrap_or(Role::Peer);
             tracing::info!(%peer, ?role, agent = %theirs.user_agent, "neighbour accepted");
-            run_neighbour(stream, peer, theirs.listen, role, rest, shared, shutdown).await;
+            run_neighbour(stream, peer, theirs.listen, role, false, rest, shared, shutdown).await;
             Ok(())
         }
         Err(e) => {
@@ -321,11 +325,13 @@ async fn inbound_neighbour(
 }
 
 /// Runs one neighbour connection until it closes or is dropped; releases its place.
+#[allow(clippy::too_many_arguments)]
 async fn run_neighbour(
     stream: TcpStream,
     peer: SocketAddr,
     listen: Option<SocketAddr>,
     role: Role,
+    outbound: bool,
     rest: Vec<u8>,
     shared: &Arc<Shared>,
     shutdown: &Shutdown,
@@ -380,6 +386,9 @@ async fn run_neighbour(
     let _ = shared.events.send(Event::Down(id)).await;
     writer.abort();
     shared.connected.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+    if outbound {
+        shared.outbound.fetch_sub(1, Ordering::SeqCst);
+    }
     release(shared, role);
     tracing::info!(%peer, ?role, "neighbour gone");
 }
@@ -392,16 +401,15 @@ async fn dial_loop(shared: Arc<Shared>, shutdown: Shutdown) {
     let mut failures: HashMap<SocketAddr, (u32, Instant)> = HashMap::new();
     loop {
         let want = shared.config.want_peers.min(shared.config.max_peers);
-        let (ups, all) = (shared.ultrapeers.load(Ordering::SeqCst), shared.neighbours.load(Ordering::SeqCst));
-        // An ultrapeer counts its fellow ultrapeers (leaves come to it); a leaf its 1-3
-        // ultrapeers; a plain node every neighbour.
+        let ups = shared.ultrapeers.load(Ordering::SeqCst);
+        let (all, out) = (shared.neighbours.load(Ordering::SeqCst), shared.outbound.load(Ordering::SeqCst));
+        // An ultrapeer counts its fellow ultrapeers (leaves come to it); a leaf or plain node
+        // the connections it opened (a leaf keeps 1-3 ultrapeers).
         let enough = if shared.config.ultrapeer {
-            ups >= want || all >= shared.config.max_peers
-        } else if ups > 0 {
-            ups >= want.clamp(1, 3)
+            ups >= want
         } else {
-            all >= want
-        };
+            out >= if ups > 0 { want.clamp(1, 3) } else { want }
+        } || all >= shared.config.max_peers;
         if !enough {
             let mut candidates: Vec<SocketAddr> = shared.config.connect.clone();
             candidates.extend(shared.hosts.lock().unwrap_or_else(|p| p.into_inner()).iter().rev());
@@ -457,8 +465,10 @@ async fn dial(addr: SocketAddr, shared: &Arc<Shared>, shutdown: &Shutdown) -> Re
             tracing::info!(%addr, ?role, agent = %theirs.user_agent, "joined a neighbour");
             let (shared, sd) = (shared.clone(), shutdown.clone());
             let listen = theirs.listen.or(Some(addr));
-            shutdown
-                .spawn(async move { run_neighbour(stream, addr, listen, role, rest, &shared, &sd).await });
+            shared.outbound.fetch_add(1, Ordering::SeqCst);
+            shutdown.spawn(async move {
+                run_neighbour(stream, addr, listen, role, true, rest, &shared, &sd).await
+            });
             Ok(())
         }
         Err(e) => {

@@ -14,8 +14,8 @@ pub struct NodeConfig {
     pub ultrapeer: bool,
     /// Most neighbour connections, in and out together; a full node answers `503 Full`.
     pub max_peers: usize,
-    /// Outgoing connections a node keeps open when candidates are known (a leaf keeps 1–3
-    /// ultrapeers).
+    /// Outgoing connections a plain node keeps open when candidates are known (0: it only
+    /// accepts); a leaf keeps 1–3 ultrapeers; an ultrapeer this many fellow ultrapeers.
     pub want_peers: usize,
     /// Seconds between attempts to open more connections or replace lost ones.
     pub dial_interval_secs: u64,

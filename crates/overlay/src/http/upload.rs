@@ -14,10 +14,14 @@ use appnet_netkit::{BoxError, Service, Shutdown};
 use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+/// Bytes read from a shared file per trip to the blocking pool (and held per upload).
+const READ_CHUNK: u64 = 256 * 1024;
 
 /// What every upload connection shares: the index, the slots, who uploads to us, counters.
 #[derive(Clone)]
@@ -294,22 +298,49 @@ async fn respond<S: AsyncWrite + Unpin>(
         }
     }
     let _done = SlotGuard(&ctx.slots);
-    let mut f = match open_shared(file).await {
-        Ok(f) => f,
+    // Open and read the first piece in one trip to the blocking pool; the header goes out in
+    // the same write as the first bytes.
+    let first_len = len.min(READ_CHUNK);
+    let shared = file.clone();
+    let opened = tokio::task::spawn_blocking(move || -> io::Result<(std::fs::File, Vec<u8>)> {
+        let f = shared.open()?;
+        let mut buf = vec![0u8; first_len as usize];
+        f.read_exact_at(&mut buf, start)?;
+        Ok((f, buf))
+    })
+    .await
+    .map_err(io::Error::other)?;
+    let (mut f, first) = match opened {
+        Ok(x) => x,
         Err(e) => {
             tracing::warn!(path = %file.path.display(), "cannot serve a shared file: {e}");
             stream.write_all(simple(404, "", "file no longer shared\n", head.keep_alive).as_bytes()).await?;
             return Ok(head.keep_alive);
         }
     };
-    f.seek(std::io::SeekFrom::Start(start)).await?;
-    stream.write_all(headers(code, file, &urn, start, end, len, head.keep_alive).as_bytes()).await?;
-    let sent = tokio::io::copy(&mut f.take(len), stream).await?;
+    let mut out = headers(code, file, &urn, start, end, len, head.keep_alive).into_bytes();
+    out.extend_from_slice(&first);
+    stream.write_all(&out).await?;
+    let mut sent = first_len;
+    let mut buf = Vec::new();
+    while sent < len {
+        let n = (len - sent).min(READ_CHUNK) as usize;
+        let at = start + sent;
+        let mut chunk = std::mem::take(&mut buf);
+        chunk.resize(n, 0);
+        let (back_f, back_chunk) = tokio::task::spawn_blocking(move || -> io::Result<_> {
+            f.read_exact_at(&mut chunk, at)?;
+            Ok((f, chunk))
+        })
+        .await
+        .map_err(io::Error::other)??;
+        f = back_f;
+        stream.write_all(&back_chunk).await?;
+        buf = back_chunk;
+        sent += n as u64;
+    }
     ctx.stats.uploads.inc();
     ctx.stats.bytes.add(sent);
-    if sent < len {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "shared file shrank while being sent"));
-    }
     tracing::info!(%peer, name = %file.name, start, len, "uploaded");
     Ok(head.keep_alive)
 }
@@ -343,11 +374,4 @@ fn headers(
         reason(code),
         if keep_alive { "" } else { "Connection: close\r\n" }
     )
-}
-
-/// Opens a shared file (no symlink followed, still the file scanned) off the async threads.
-async fn open_shared(file: &SharedFile) -> io::Result<tokio::fs::File> {
-    let file = file.clone();
-    let f = tokio::task::spawn_blocking(move || file.open()).await.map_err(io::Error::other)??;
-    Ok(tokio::fs::File::from_std(f))
 }
