@@ -12,7 +12,8 @@
 //! - [`experiment`]: `appnet experiment`'s runs and the shared SVG plotting.
 //! - [`tour`]: the guided scenes; [`http_scene`]: the Web scene's fetching; [`chord_scene`]:
 //!   the 4-bit Chord ring; [`torrent_scene`]: Alice joining a torrent; [`ftp_scene`]: FTP's
-//!   control and data connections ([`ftp_site`]: the anonymous FTP tree).
+//!   control and data connections ([`ftp_site`]: the anonymous FTP tree); [`overlay_scene`]:
+//!   "Hey Jude" found by Napster, flooding and ultrapeers ([`overlay_lab`]: its peers).
 
 pub mod cdn;
 pub mod chord_scene;
@@ -24,6 +25,8 @@ pub mod http_scene;
 pub mod mail_scene;
 pub mod lb_scene;
 pub mod netns;
+pub mod overlay_lab;
+pub mod overlay_scene;
 pub mod push_scene;
 pub mod run;
 pub mod sites;

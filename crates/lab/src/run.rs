@@ -31,6 +31,10 @@ pub enum Role {
     Ftp,
     Mail,
     LoadBalancer,
+    NapsterDirectory,
+    NapsterPeer,
+    GnutellaPeer,
+    Ultrapeer,
 }
 
 impl Role {
@@ -48,6 +52,10 @@ impl Role {
             Role::Ftp => "FTP server (anonymous)",
             Role::Mail => "mail server (SMTP, submission, queue)",
             Role::LoadBalancer => "load balancer (layer 4)",
+            Role::NapsterDirectory => "Napster directory",
+            Role::NapsterPeer => "Napster peer (HTTP)",
+            Role::GnutellaPeer => "Gnutella servent",
+            Role::Ultrapeer => "Gnutella ultrapeer",
         }
     }
 }
@@ -76,9 +84,11 @@ pub struct Lab {
     resolvers: Vec<(String, SharedFrontend)>,
     holes: Vec<appnet_netkit::Shutdown>,
     chord: Vec<ChordPeer>,
-    lbs: Vec<(String, appnet_lb::LbHandle)>,
     /// The mail servers (the "Alice sends a message to Bob" scene).
     pub mail: Vec<crate::mail_scene::MailHost>,
+    lbs: Vec<(String, appnet_lb::LbHandle)>,
+    /// The unstructured P2P peers (the "Hey Jude" scene), if the topology has them.
+    pub overlay: Option<crate::overlay_lab::OverlayRun>,
 }
 
 /// A running node of the lab's Chord ring: its id, address and the handle that kills it.
@@ -365,9 +375,17 @@ impl Lab {
             resolvers,
             holes: Vec::new(),
             chord: Vec::new(),
-            lbs,
             mail,
+            lbs,
+            overlay: None,
         };
+        if let Some(spec) = lab.topology.overlay.clone() {
+            let (run, started) = crate::overlay_lab::start(&spec, dir).await?;
+            for (role, name, addr, serves, running) in started {
+                lab.members.push(Member { role, name, addr, serves, running: Some(running) });
+            }
+            lab.overlay = Some(run);
+        }
         if let Some(spec) = lab.topology.chord.clone() {
             let mut nodes: Vec<_> = spec.nodes.iter().filter(|n| !n.late).collect();
             nodes.sort_by_key(|n| n.id);

@@ -50,6 +50,47 @@ pub struct Topology {
     /// Layer-4 load balancers: one site's address in front of its replica web servers.
     #[serde(rename = "lb", default)]
     pub lbs: Vec<LbSpec>,
+    /// Unstructured P2P: a Napster directory and two Gnutella overlays on the same peers.
+    #[serde(default)]
+    pub overlay: Option<OverlaySpec>,
+}
+
+/// The "Hey Jude" scene's peers: a Napster directory, and `peers` servents on consecutive
+/// addresses from `first_peer`, each running a node of a plain flooding overlay (`flat_port`)
+/// and of a two-tier overlay whose first `ultrapeers` are ultrapeers (`gnutella_port`). Peers
+/// are numbered from 0; `bob` and `carol` share "Hey Jude", `alice` searches.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OverlaySpec {
+    /// The Napster directory's address.
+    pub directory: Ipv4Addr,
+    /// Its port (0: a free one).
+    pub napster_port: u16,
+    /// The port of Bob's and Carol's Napster HTTP side (0: a free one).
+    pub share_port: u16,
+    /// The first peer's address.
+    pub first_peer: Ipv4Addr,
+    /// How many peers.
+    pub peers: u8,
+    /// How many of them are ultrapeers in the two-tier overlay.
+    pub ultrapeers: u8,
+    /// Port of the two-tier overlay (0: free ports).
+    pub gnutella_port: u16,
+    /// Port of the flat overlay (0: free ports).
+    pub flat_port: u16,
+    /// Bob's peer number.
+    pub bob: u8,
+    /// Carol's peer number (a second copy, for the parallel download).
+    pub carol: u8,
+    /// Alice's peer number.
+    pub alice: u8,
+}
+
+impl OverlaySpec {
+    /// Peer `n`'s address.
+    pub fn peer_addr(&self, n: u8) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.first_peer) + u32::from(n))
+    }
 }
 
 /// A load balancer of the lab: `addr` (the address the site's name resolves to) on the web port,

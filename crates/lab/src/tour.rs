@@ -258,6 +258,9 @@ pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<(), Strin
     if let Some(lb) = lab.topology.lbs.first().cloned() {
         crate::lb_scene::run(lab, &lb, say).await?;
     }
+    if lab.overlay.is_some() {
+        crate::overlay_scene::run(lab, say).await?;
+    }
     Ok(())
 }
 
