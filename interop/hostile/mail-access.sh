@@ -55,8 +55,7 @@ s.sendall(b"X" * 200000 + b"\r\n"); assert f.readline().startswith(b"-ERR")
 s.sendall(b"CAPA\r\n"); assert f.readline().startswith(b"+OK")
 while f.readline() != b".\r\n":
     pass
-for i in range(10):
-    s.sendall(b"JUNK\r\n")
+s.sendall(b"JUNK\r\n" * 10)
 lines = []
 while True:
     l = f.readline()
@@ -80,8 +79,7 @@ for name in (b"../../etc", b"a/b", b"..", b".hidden", b"x..y"):
     s.sendall(b"c SELECT \"" + name + b"\"\r\n"); r = until(f, b"c")
     assert b"c NO" in r or b"c BAD" in r, (name, r)
 assert not os.path.exists(os.path.join(root, "mail", "etc")) and not os.path.exists("/etc/cur")
-for i in range(6):
-    s.sendall(b"z BOGUS\r\n")
+s.sendall(b"z BOGUS\r\n" * 6)
 data = b""
 while True:
     l = f.readline()

@@ -153,6 +153,8 @@ async fn connection(mut stream: MailStream, slot: ConnSlot, ctx: Arc<AccessConte
                 Outcome::Close(b) => {
                     stream.write_all(&b).await?;
                     let _ = stream.shutdown().await;
+                    // A lingering close, so unread input does not reset the reply in flight.
+                    appnet_netkit::lines::discard_input(&mut stream, 64 * 1024, Duration::from_secs(1)).await;
                     return Ok(());
                 }
                 Outcome::StartTls(b) => {

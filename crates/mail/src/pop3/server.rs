@@ -115,6 +115,10 @@ async fn connection(stream: MailStream, slot: ConnSlot, ctx: Arc<AccessContext>)
             Some(Action::Close(bytes)) => {
                 io.get_mut().write_all(&bytes).await?;
                 let _ = io.get_mut().shutdown().await;
+                // A lingering close: unread input would make the kernel reset the connection
+                // and destroy the reply in flight.
+                appnet_netkit::lines::discard_input(&mut io, 64 * 1024, std::time::Duration::from_secs(1))
+                    .await;
                 return Ok(());
             }
             Some(Action::StartTls(bytes)) => {
