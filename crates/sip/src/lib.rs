@@ -1,4 +1,5 @@
 //! SIP (RFC 3261): message codec, transaction state machines, registrar with Digest
 //! authentication, and a stateful proxy with forwarding, presence and admission control.
 
+pub mod transaction;
 pub mod wire;
