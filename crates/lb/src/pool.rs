@@ -351,6 +351,31 @@ mod tests {
     }
 
     #[test]
+    fn a_recovered_backend_ramps_up_through_ticks() {
+        let c = LbConfig { slow_start_secs: 10, rise: 1, fall: 1, ..config(3, Policy::Maglev) };
+        let metrics = LbMetrics::new();
+        let pool = Pool::new(&c, metrics.clone());
+        let b = pool.backends()[2].clone();
+        let t0 = Instant::now();
+        pool.check_result(&b, false, t0);
+        assert_eq!(b.metrics.weight.get(), 0);
+        pool.check_result(&b, true, t0);
+        assert_eq!(b.metrics.weight.get(), 10, "slow start begins at a tenth");
+        let share = |pool: &Pool| {
+            (0..3000u64).filter(|&k| pool.pick(mix64(k), &[]).unwrap().backend.id == b.id).count()
+        };
+        let early = share(&pool);
+        pool.tick(t0 + std::time::Duration::from_secs(5));
+        assert_eq!(b.metrics.weight.get(), 60);
+        let later = share(&pool);
+        pool.tick(t0 + std::time::Duration::from_secs(10));
+        assert_eq!(b.metrics.weight.get(), 100);
+        let full = share(&pool);
+        assert!(early < later && later < full, "{early} < {later} < {full}");
+        assert!((full as f64 / 3000.0 - 1.0 / 3.0).abs() < 0.05);
+    }
+
+    #[test]
     fn exclusion_and_an_empty_pool() {
         let pool = Pool::new(&config(2, Policy::Maglev), LbMetrics::new());
         let ids: Vec<u64> = pool.backends().iter().map(|b| b.id).collect();

@@ -309,3 +309,19 @@ async fn proxy_connection(
     }
     drop(slot);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_keys_follow_the_hash_setting() {
+        let a: SocketAddr = "192.0.2.1:1000".parse().unwrap();
+        let b: SocketAddr = "192.0.2.1:1001".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:1000".parse().unwrap();
+        assert_ne!(flow_key(a, HashBy::Flow), flow_key(b, HashBy::Flow));
+        assert_eq!(flow_key(a, HashBy::ClientIp), flow_key(b, HashBy::ClientIp));
+        assert_eq!(flow_key(a, HashBy::Flow), flow_key(a, HashBy::Flow));
+        assert_ne!(flow_key(v6, HashBy::Flow), flow_key(a, HashBy::Flow));
+    }
+}
