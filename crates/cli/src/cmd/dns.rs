@@ -63,6 +63,20 @@ pub enum DnsCmd {
         appnet dns resolver --root-hints lab.hints --upstream-port 10053\n  \
         appnet dns resolver --forward 192.0.2.53:53 --listen 0.0.0.0:53 --allow 192.168.0.0/16")]
     Resolver(super::resolver::ResolverArgs),
+    /// Make a DNSSEC key (one per call; BIND's K<zone>+<alg>+<tag>.key/.private files).
+    #[command(after_help = "Examples:\n  \
+        appnet dns keygen example.com --ksk --keys keys/       key-signing key (flags 257)\n  \
+        appnet dns keygen example.com --keys keys/             zone-signing key (flags 256)\n  \
+        appnet dns keygen example.com -a ed25519 --keys keys/")]
+    Keygen(super::dnssec::KeygenArgs),
+    /// Print the DS record (SHA-256) of a key file, for the parent zone.
+    #[command(after_help = "Example:\n  appnet dns ds keys/Kexample.com+013+12345.key >> com.zone")]
+    Ds(super::dnssec::DsArgs),
+    /// Sign a zone file offline (like dnssec-signzone): DNSKEY, RRSIG, NSEC or NSEC3, DS.
+    #[command(after_help = "Examples:\n  \
+        appnet dns sign example.com.zone --keys keys/            writes example.com.zone.signed\n  \
+        appnet dns sign example.com.zone --keys keys/ --nsec3 --expire 14d -o signed.zone")]
+    Sign(super::dnssec::SignArgs),
 }
 
 /// Flags for `dns serve`.
@@ -260,6 +274,9 @@ pub async fn run(cmd: DnsCmd, ctx: &Context) -> anyhow::Result<()> {
         DnsCmd::Query(args) => query(args).await,
         DnsCmd::Reload(args) => reload(args),
         DnsCmd::Resolver(args) => super::resolver::serve(args, ctx).await,
+        DnsCmd::Keygen(args) => super::dnssec::keygen(args),
+        DnsCmd::Ds(args) => super::dnssec::ds(args),
+        DnsCmd::Sign(args) => super::dnssec::sign(args),
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod chord;
 pub mod dns;
+pub mod dnssec;
 pub mod experiment;
 pub mod gnutella;
 pub mod ftp;

@@ -11,6 +11,7 @@
 //! - [`zonefile`]: RFC 1035 master files (via domain's scanner) with file:line errors.
 //! - [`message`]: whole-message parsing and building for clients (queries, AXFR, NOTIFY).
 //! - [`tcp`]: the two-byte length framing of DNS over TCP (RFC 1035 §4.2.2, RFC 7766).
+//! - [`dnssec`]: DNSSEC keys (BIND files), DS, zone signing (domain's `unstable-sign`).
 //! - [`tsig`]: RFC 8945 transaction signatures (sign, verify, multi-message transfers).
 
 pub mod message;
@@ -18,6 +19,7 @@ pub mod name;
 pub mod query;
 pub mod response;
 pub mod rrtype;
+pub mod dnssec;
 pub mod tcp;
 pub mod tsig;
 pub mod zonefile;
