@@ -394,10 +394,13 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
+    /// What UPDATE was asked to do: (deleted, retrieved).
+    type Committed = Arc<Mutex<Option<(Vec<usize>, Vec<usize>)>>>;
+
     struct MemDrop {
         messages: Vec<DropMessage>,
         data: Vec<Vec<u8>>,
-        committed: Arc<Mutex<Option<(Vec<usize>, Vec<usize>)>>>,
+        committed: Committed,
     }
 
     impl Maildrop for MemDrop {
@@ -415,7 +418,7 @@ mod tests {
 
     struct Mem {
         in_use: bool,
-        committed: Arc<Mutex<Option<(Vec<usize>, Vec<usize>)>>>,
+        committed: Committed,
     }
 
     impl Backend for Mem {
