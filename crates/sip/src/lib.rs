@@ -1,5 +1,8 @@
 //! SIP (RFC 3261): message codec, transaction state machines, registrar with Digest
 //! authentication, and a stateful proxy with forwarding, presence and admission control.
 
+pub mod digest;
+pub mod registrar;
 pub mod transaction;
+pub mod users;
 pub mod wire;
