@@ -296,3 +296,37 @@ async fn an_address_that_keeps_guessing_is_locked_out_across_sessions() {
     assert!(r.starts_with("535"), "the right password is refused while the address is locked out: {r}");
     mail.running.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bdat_chunks_pipelined_with_their_octets() {
+    let dir = TempDir::new("mail-smtp-bdat");
+    add_user(dir.path(), "bob@hamburger.edu", "pw").unwrap();
+    let mail = serve(config(dir.path(), "hamburger.edu")).await;
+    let mut c = Raw::connect(mail.smtp).await;
+    c.reply().await;
+    assert!(c.say("EHLO chunker").await.contains("CHUNKING"));
+    let first = "Subject: chunks\r\n\r\nBDAT 1 LAST\r\n";
+    let second = "in two chunks\r\n";
+    c.send(&format!(
+        "MAIL FROM:<a@example.org>\r\nRCPT TO:<bob@hamburger.edu>\r\nBDAT {}\r\n{first}BDAT {} LAST\r\n{second}",
+        first.len(),
+        second.len()
+    ))
+    .await;
+    assert!(c.reply().await.starts_with("250 2.1.0"));
+    assert!(c.reply().await.starts_with("250 2.1.5"));
+    let r = c.reply().await;
+    assert!(r.starts_with(&format!("250 2.0.0 Ok: {} octets", first.len())), "{r}");
+    assert!(c.reply().await.starts_with("250 2.0.0 Ok: queued as"));
+    let files = maildir_new(dir.path(), "hamburger.edu", "bob");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(
+        text.ends_with("Subject: chunks\n\nBDAT 1 LAST\nin two chunks\n"),
+        "chunk octets are data, not commands: {text}"
+    );
+    // A refused chunk's octets are read and dropped, not run as commands.
+    c.send("BDAT 6\r\nQUIT\r\n").await;
+    assert!(c.reply().await.starts_with("503"));
+    assert!(c.say("NOOP").await.starts_with("250"), "the session goes on");
+    mail.running.stop().await.unwrap();
+}

@@ -53,6 +53,14 @@ pub fn exercise(data: &[u8]) {
                     let _ = session.delivered(&env.id, Ok(()));
                 }
                 Action::StartTls => session.tls_started(),
+                Action::ReadChunk { size, last } => {
+                    let chunk = &line[..size.min(line.len())];
+                    for b in session.on_chunk(chunk, size > 4096, last, SystemTime::UNIX_EPOCH) {
+                        if let Action::Deliver(env) = b {
+                            let _ = session.delivered(&env.id, Ok(()));
+                        }
+                    }
+                }
                 _ => {}
             }
         }

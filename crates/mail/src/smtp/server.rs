@@ -285,6 +285,20 @@ async fn converse(
                     out.clear();
                     tokio::time::sleep(Duration::from_secs(config.auth_failure_delay_secs)).await;
                 }
+                Action::ReadChunk { size, last } => {
+                    let too_big = size > session.max_chunk();
+                    let mut data = Vec::new();
+                    let sink = if too_big { None } else { Some(&mut data) };
+                    if !read_chunk(io, size, sink, config.data_timeout()).await? {
+                        return Ok(Next::Close);
+                    }
+                    queue.extend(session.on_chunk(&data, too_big, last, SystemTime::now()));
+                }
+                Action::SkipChunk(size) => {
+                    if !read_chunk(io, size, None, config.data_timeout()).await? {
+                        return Ok(Next::Close);
+                    }
+                }
                 Action::Close => {
                     io.get_mut().write_all(out).await?;
                     io.get_mut().flush().await?;
@@ -294,6 +308,37 @@ async fn converse(
             }
         }
     }
+}
+
+/// Reads exactly `size` octets of a BDAT chunk into `sink` (or drops them); each read must
+/// make progress within `timeout`. `false` when the client went away or stalled.
+async fn read_chunk(
+    io: &mut BufReader<Box<dyn Io>>,
+    size: usize,
+    mut sink: Option<&mut Vec<u8>>,
+    timeout: Duration,
+) -> std::io::Result<bool> {
+    use tokio::io::AsyncBufReadExt;
+    let mut left = size;
+    if let Some(buf) = sink.as_deref_mut() {
+        buf.reserve(size.min(1 << 20));
+    }
+    while left > 0 {
+        let available = match tokio::time::timeout(timeout, io.fill_buf()).await {
+            Ok(r) => r?,
+            Err(_) => return Ok(false),
+        };
+        if available.is_empty() {
+            return Ok(false);
+        }
+        let n = available.len().min(left);
+        if let Some(buf) = sink.as_deref_mut() {
+            buf.extend_from_slice(&available[..n]);
+        }
+        io.consume(n);
+        left -= n;
+    }
+    Ok(true)
 }
 
 /// After an over-long line, reads and drops the rest of it (up to and including its LF).

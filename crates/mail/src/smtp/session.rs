@@ -95,6 +95,16 @@ pub enum Action {
     AuthDelay,
     /// Close the connection (after sending what came before).
     Close,
+    /// Read exactly this many octets of BDAT chunk (RFC 3030) and hand them to
+    /// [`Session::on_chunk`]; `last` is the BDAT LAST flag.
+    ReadChunk {
+        /// Octets to read.
+        size: usize,
+        /// The message ends with this chunk.
+        last: bool,
+    },
+    /// Read and drop this many octets (a BDAT chunk that was refused).
+    SkipChunk(usize),
 }
 
 /// What kind of input the session waits for.
@@ -124,6 +134,8 @@ enum Mode {
 struct Txn {
     from: String,
     rcpts: Vec<Recipient>,
+    /// Octets of BDAT chunks so far, and whether they passed the size limit.
+    chunks: Option<(Vec<u8>, bool)>,
 }
 
 /// One session's state.
@@ -304,7 +316,7 @@ impl Session {
             Command::Mail { from } => self.mail(from.address, from.size),
             Command::Rcpt { to } => self.rcpt(to.address, dir),
             Command::Data => self.data(),
-            Command::Bdat { .. } => self.error("502 5.5.1 BDAT not implemented (CHUNKING is not offered)"),
+            Command::Bdat { chunk_size, is_last } => self.bdat(chunk_size, is_last),
             Command::Auth { mechanism, initial_response } => self.auth(mechanism, &initial_response, dir),
             Command::Noop { .. } => Self::ok("250 2.0.0 Ok"),
             Command::Rset => {
@@ -342,7 +354,7 @@ impl Session {
         let greet = format!("{} Hello {}", self.params.hostname, self.helo.as_deref().unwrap_or(""));
         let size = format!("SIZE {}", self.params.max_message_size);
         let mut lines: Vec<&str> =
-            vec![&greet, "PIPELINING", &size, "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8"];
+            vec![&greet, "PIPELINING", &size, "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING"];
         if self.params.tls_offered && !self.tls {
             lines.push("STARTTLS");
         }
@@ -372,7 +384,7 @@ impl Session {
                 self.params.max_message_size
             ));
         }
-        self.txn = Some(Txn { from, rcpts: Vec::new() });
+        self.txn = Some(Txn { from, rcpts: Vec::new(), chunks: None });
         Self::ok("250 2.1.0 Ok")
     }
 
@@ -402,9 +414,54 @@ impl Session {
         Self::ok("250 2.1.5 Ok")
     }
 
+    fn bdat(&mut self, size: usize, last: bool) -> Vec<Action> {
+        let refusal = match &self.txn {
+            None => Some("503 5.5.1 Error: need MAIL command"),
+            Some(t) if t.rcpts.is_empty() => Some("554 5.5.1 Error: no valid recipients"),
+            Some(_) => None,
+        };
+        if let Some(reply) = refusal {
+            // The chunk's octets follow the command whatever the answer: they must be read.
+            let mut out = vec![Action::SkipChunk(size)];
+            out.extend(self.error(reply));
+            return out;
+        }
+        vec![Action::ReadChunk { size, last }]
+    }
+
+    /// The octets of the BDAT chunk announced by the last [`Action::ReadChunk`]; `too_big` when
+    /// the driver dropped them because the chunk alone broke the size limit.
+    pub fn on_chunk(&mut self, data: &[u8], too_big: bool, last: bool, now: SystemTime) -> Vec<Action> {
+        let max = self.params.max_message_size;
+        let Some(txn) = &mut self.txn else {
+            return self.error("503 5.5.1 Error: need MAIL command");
+        };
+        let (buf, big) = txn.chunks.get_or_insert_with(|| (Vec::new(), false));
+        if too_big || *big || buf.len() + data.len() > max {
+            *big = true;
+            *buf = Vec::new();
+        } else {
+            buf.extend_from_slice(data);
+        }
+        if !last {
+            let n = data.len();
+            return Self::ok(&format!("250 2.0.0 Ok: {n} octets received"));
+        }
+        let (body, big) = txn.chunks.take().unwrap_or_default();
+        self.end_of_data(body, big, false, now)
+    }
+
+    /// The largest chunk the driver should buffer (larger ones are read and dropped).
+    pub fn max_chunk(&self) -> usize {
+        self.params.max_message_size
+    }
+
     fn data(&mut self) -> Vec<Action> {
         match &self.txn {
             None => self.error("503 5.5.1 Error: need MAIL command"),
+            Some(t) if t.chunks.is_some() => {
+                self.error("503 5.5.1 Error: BDAT in progress, DATA not allowed")
+            }
             Some(t) if t.rcpts.is_empty() => self.error("554 5.5.1 Error: no valid recipients"),
             Some(_) => {
                 self.mode = Mode::Data { buf: Vec::new(), too_big: false, long_line: false };

@@ -225,3 +225,28 @@ fn arbitrary_bytes_never_panic() {
         }
     }
 }
+
+#[test]
+fn bdat_chunks_make_one_message_and_refused_chunks_are_skipped() {
+    let mut s = Session::new(params(Port::Smtp));
+    assert!(say(&mut s, "EHLO c").0.contains("CHUNKING"));
+    let (text, others) = say(&mut s, "BDAT 5");
+    assert!(text.starts_with("503") && matches!(others[..], [Action::SkipChunk(5)]), "{text}");
+    say(&mut s, "MAIL FROM:<a@b.example>");
+    say(&mut s, "RCPT TO:<bob@hamburger.edu>");
+    assert!(matches!(say(&mut s, "BDAT 6").1[..], [Action::ReadChunk { size: 6, last: false }]));
+    let r = s.on_chunk(b"Hi Bob", false, false, now());
+    assert!(matches!(&r[0], Action::Reply(t) if t.starts_with("250 2.0.0 Ok: 6 octets")));
+    assert!(say(&mut s, "DATA").0.starts_with("503"), "no DATA in the middle of BDAT");
+    assert!(matches!(say(&mut s, "BDAT 3 LAST").1[..], [Action::ReadChunk { size: 3, last: true }]));
+    let Some(Action::Deliver(env)) = s.on_chunk(b"!\r\n", false, true, now()).into_iter().next() else {
+        panic!()
+    };
+    assert!(env.data.ends_with(b"Hi Bob!\r\n"));
+    s.delivered(&env.id, Ok(()));
+    say(&mut s, "MAIL FROM:<a@b.example>");
+    say(&mut s, "RCPT TO:<bob@hamburger.edu>");
+    say(&mut s, "BDAT 2000 LAST");
+    let r = s.on_chunk(&[], true, true, now());
+    assert!(matches!(&r[0], Action::Reply(t) if t.starts_with("552 5.3.4")));
+}
