@@ -266,3 +266,29 @@ async fn the_fetch_client_lists_and_gets() {
     assert!(appnet_mail::fetch::imap_get(addr, "bob@hamburger.edu", "hunter2", 9).await.is_err());
     shutdown.trigger();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_per_user_are_capped() {
+    let dir = TempDir::new("imap-per-user");
+    appnet_mail::add_user(dir.path(), "bob@hamburger.edu", "hunter2").unwrap();
+    let limits = AccessLimits { max_sessions_per_user: 2, ..AccessLimits::default() };
+    let ctx = Arc::new(AccessContext::new(dir.path(), "h", None, true, limits));
+    let (addr, shutdown) = start(ctx.clone()).await;
+    let mut a = Client::connect(addr).await;
+    let mut b = Client::connect(addr).await;
+    let mut c = Client::connect(addr).await;
+    a.ok("LOGIN bob@hamburger.edu hunter2").await;
+    b.ok("LOGIN bob@hamburger.edu hunter2").await;
+    let (_, t) = c.cmd("LOGIN bob@hamburger.edu hunter2").await;
+    assert!(t.contains("NO [LIMIT]"), "{t}");
+    a.ok("LOGOUT").await;
+    drop(a);
+    let freed = appnet_netkit::harness::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        let ctx = ctx.clone();
+        async move { ctx.sessions.lock().unwrap().get("bob@hamburger.edu").copied() == Some(1) }
+    })
+    .await;
+    assert!(freed, "the closed session is no longer counted");
+    c.ok("LOGIN bob@hamburger.edu hunter2").await;
+    shutdown.trigger();
+}
