@@ -58,7 +58,7 @@ impl<'a, const N: usize> Section<'a, N> {
         Section { items: [EMPTY; N], len: 0 }
     }
 
-    fn push(&mut self, rr: RrRef<'a>) -> bool {
+    pub(crate) fn push(&mut self, rr: RrRef<'a>) -> bool {
         if self.len == N {
             return false;
         }

@@ -5,6 +5,8 @@
 //!   the lab and tests can run many servers in one process).
 //! - [`answer`]: the RFC 1034 §4.3.2 lookup, sans-IO; [`respond`]: request bytes → response
 //!   bytes (errors, EDNS, transfers, TSIG); [`rrl`]: response rate limiting, sans-IO.
+//! - [`proofs`]: RRSIGs and NSEC/NSEC3 denial proofs for DO=1 answers; [`denial`]: the
+//!   chains' order index.
 //! - [`serial`]: zone serials with RFC 1982 ordering.
 //! - [`delta`]: what changed between zone versions, for IXFR, and [`journal`] that builds and
 //!   applies it; [`soa`]: the SOA timers; [`store`]: the state directory
@@ -20,8 +22,10 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod delta;
+pub mod denial;
 pub mod journal;
 pub mod memory;
+pub mod proofs;
 pub mod respond;
 pub mod rrl;
 pub mod secondary;

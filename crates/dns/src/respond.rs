@@ -212,7 +212,10 @@ fn answer(cx: &Ctx<'_, '_>, out: Vec<u8>) -> Outcome {
         Transport::Tcp => AnyPolicy::All,
     };
     let mut scratch = Scratch::new();
-    let plan = lookup_with(catalog, q.qname, q.qtype, any, &mut scratch);
+    let mut plan = lookup_with(catalog, q.qname, q.qtype, any, &mut scratch);
+    if q.edns.is_some_and(|e| e.dnssec_ok) {
+        crate::proofs::add(catalog, &mut plan, q.qname);
+    }
     let limit = match transport {
         Transport::Udp => response::udp_limit(q.edns, policy.max_udp_payload),
         Transport::Tcp => 65535,
@@ -282,7 +285,10 @@ fn write_plan(
         required_additional: plan.required_additional,
     };
     let key = rrl_key(plan.kind, plan.synthesized_from.unwrap_or(q.qname), plan.zone);
-    let bytes = response::write(q.header(), Some(question), opt, &reply, limit, out);
+    let mut bytes = response::write(q.header(), Some(question), opt, &reply, limit, out);
+    if q.edns.is_some_and(|e| e.dnssec_ok) {
+        response::set_do_bit(&mut bytes);
+    }
     Outcome::Reply { bytes, kind: plan.kind, key }
 }
 

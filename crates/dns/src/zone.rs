@@ -59,6 +59,14 @@ impl<'a> Node<'a> {
         zone.sets[first..first + self.rec.set_count as usize].iter().map(move |s| zone.view(s))
     }
 
+    /// The RRSIGs at this name covering `covered` (their own set per covered type).
+    pub fn sigs(&self, covered: u16) -> Option<RRset<'a>> {
+        self.rrsets().find(|r| {
+            r.rtype == code::RRSIG
+                && r.rdatas().next().is_some_and(|rd| rd.len() >= 2 && rd[..2] == covered.to_be_bytes())
+        })
+    }
+
     /// Whether the name holds no data (an empty non-terminal).
     pub fn is_empty(&self) -> bool {
         self.rec.set_count == 0
@@ -127,6 +135,8 @@ pub struct Zone {
     records: usize,
     /// The changes that led to this version, for IXFR.
     journal: Journal,
+    /// NSEC/NSEC3 chains in order, for DNSSEC denial proofs.
+    denial: crate::denial::DenialIndex,
 }
 
 /// How bad a zone problem is: errors stop the zone from loading, warnings are only reported.
@@ -182,7 +192,8 @@ impl Zone {
     pub fn from_records(apex: &[u8], mut records: Vec<ZoneRecord>) -> Result<Zone, ZoneError> {
         let apex = name::to_lower(apex);
         // Sorted by (owner, type), file order kept within an RRset.
-        records.sort_by(|a, b| (&a.owner[..], a.rtype).cmp(&(&b.owner[..], b.rtype)));
+        // RRSIGs grouped by the type they cover (one set per covered type, RFC 4035 §3.1.1).
+        records.sort_by(|a, b| (&a.owner[..], a.rtype, covered(a)).cmp(&(&b.owner[..], b.rtype, covered(b))));
         let problems = check_sorted(&apex, &records);
         if problems.iter().any(|p| p.severity == Severity::Error) {
             return Err(ZoneError::Invalid { problems });
@@ -202,6 +213,7 @@ impl Zone {
             soa: SoaInfo::default(),
             records: 0,
             journal: Journal::default(),
+            denial: Default::default(),
         };
         let in_zone: Vec<&ZoneRecord> =
             records.iter().filter(|r| is_at_or_below(&r.owner, &z.apex)).collect();
@@ -214,11 +226,16 @@ impl Zone {
             let first_set = z.sets.len();
             while i < in_zone.len() && in_zone[i].owner == *owner {
                 let rtype = in_zone[i].rtype;
+                let cov = covered(in_zone[i]);
                 let data_off = z.data.len();
                 // One TTL per RRset: the first record's, as BIND does ("TTL set to prior TTL").
                 let ttl = in_zone[i].ttl;
                 let start = i;
-                while i < in_zone.len() && in_zone[i].owner == *owner && in_zone[i].rtype == rtype {
+                while i < in_zone.len()
+                    && in_zone[i].owner == *owner
+                    && in_zone[i].rtype == rtype
+                    && covered(in_zone[i]) == cov
+                {
                     let r = in_zone[i];
                     let dup = in_zone[start..i].iter().any(|p| p.rdata == r.rdata);
                     if !dup {
@@ -256,6 +273,7 @@ impl Zone {
             Some(info)
         });
         z.soa = soa.unwrap_or_default();
+        z.denial = crate::denial::DenialIndex::build(&z);
         z.names.shrink_to_fit();
         z.nodes.shrink_to_fit();
         z.sets.shrink_to_fit();
@@ -338,6 +356,16 @@ impl Zone {
         self
     }
 
+    /// The NSEC/NSEC3 chains of a signed zone, for denial proofs.
+    pub fn denial(&self) -> &crate::denial::DenialIndex {
+        &self.denial
+    }
+
+    /// Every node (owner names in storage order), for building indexes.
+    pub fn nodes(&self) -> impl Iterator<Item = Node<'_>> {
+        self.nodes.iter().map(move |rec| Node { zone: self, rec: *rec })
+    }
+
     /// The steps that led to this version (for IXFR).
     pub fn journal(&self) -> &Journal {
         &self.journal
@@ -400,6 +428,15 @@ impl Zone {
             }
         }
         out
+    }
+}
+
+/// The type an RRSIG covers (0 for other records): RRSIGs are stored one set per covered type.
+fn covered(r: &ZoneRecord) -> u16 {
+    if r.rtype == code::RRSIG && r.rdata.len() >= 2 {
+        u16::from_be_bytes([r.rdata[0], r.rdata[1]])
+    } else {
+        0
     }
 }
 

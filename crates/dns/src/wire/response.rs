@@ -78,6 +78,15 @@ pub fn udp_limit(edns: Option<Edns>, our_max: u16) -> usize {
     }
 }
 
+/// Sets the DO bit in a finished message's trailing OPT record (RFC 3225 §3: a DO=1 request's
+/// answer echoes it); a message that does not end in an option-less OPT is left alone.
+pub fn set_do_bit(msg: &mut [u8]) {
+    let n = msg.len();
+    if n >= 12 + OPT_LEN && msg[n - 11] == 0 && msg[n - 10..n - 8] == [0, 41] && msg[n - 2..] == [0, 0] {
+        msg[n - 4] |= 0x80;
+    }
+}
+
 /// Size of the OPT record [`append_opt`] adds (RFC 6891 §6.1.2, no options).
 pub const OPT_LEN: usize = 11;
 
