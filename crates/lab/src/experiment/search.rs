@@ -110,8 +110,10 @@ fn pct(x: f64) -> String {
     format!("{:.0}%", 100.0 * x)
 }
 
-/// Upper bound on Query messages of a flood with TTL t on a graph of degree d: the origin sends
-/// d, every later peer forwards to d − 1: d · Σ (d−1)^k for k < t.
+/// Query messages of a flood with TTL t in a d-regular tree: the origin sends d, every later
+/// peer forwards to d − 1: d · Σ (d−1)^k for k < t. A random graph of mean degree d can exceed
+/// it before the flood saturates (a neighbour's expected degree is above the mean), and falls
+/// below it once messages meet peers that have already seen the query.
 pub fn flood_bound(d: usize, ttl: u8) -> f64 {
     let d = d as f64;
     (0..ttl as i32).map(|k| d * (d - 1.0).powi(k)).sum()
@@ -142,7 +144,7 @@ pub fn report(opts: &Options, points: &[Point]) -> Result<Vec<Table>, Experiment
                     "found r=1",
                     "found r=5",
                     "found r=25",
-                    "bound d·Σ(d−1)^k",
+                    "tree d·Σ(d−1)^k",
                 ],
             );
             for ttl in 1..=7u8 {
@@ -291,20 +293,31 @@ fn claims(ns: &[usize], points: &[Point]) -> Table {
             format!("r = 1: found {} at TTL 3, {} at TTL 7", pct(f3.success()), pct(f7.success())),
         ]);
     }
-    if let (Some(f), Some(u)) =
-        (find(points, "flooding", n, 1, Some(4)), find(points, "ultrapeers", n, 1, Some(4)))
-    {
-        t.rows.push(vec![
-            "Group leaders (ultrapeers) cut the flood to the top tier".into(),
-            format!(
-                "TTL 4: {:.0} vs {:.0} messages ({:.1}x fewer), found {} vs {}",
-                u.messages_per_query(),
-                f.messages_per_query(),
-                f.messages_per_query() / u.messages_per_query().max(1.0),
-                pct(u.success()),
-                pct(f.success())
-            ),
-        ]);
+    // The fair comparison: the cheapest TTL at which each design finds a single copy 90% of
+    // the time.
+    let cheapest = |system: &str| {
+        (1..=7u8)
+            .filter_map(|ttl| find(points, system, n, 1, Some(ttl)).map(|o| (ttl, o)))
+            .find(|(_, o)| o.success() >= 0.9)
+    };
+    let flood7 = find(points, "flooding", n, 1, Some(7));
+    let text = match (cheapest("ultrapeers"), cheapest("flooding"), flood7) {
+        (Some((tu, u)), Some((tf, f)), _) => Some(format!(
+            "to find a single copy ≥ 90% of the time: {:.0} messages (TTL {tu}) vs {:.0} flooding (TTL {tf}), {:.1}x fewer",
+            u.messages_per_query(),
+            f.messages_per_query(),
+            f.messages_per_query() / u.messages_per_query().max(1.0),
+        )),
+        (Some((tu, u)), None, Some(f)) => Some(format!(
+            "a single copy is found ≥ 90% of the time with {:.0} messages (TTL {tu}); flooding never gets there: TTL 7 costs {:.0} and finds {}",
+            u.messages_per_query(),
+            f.messages_per_query(),
+            pct(f.success()),
+        )),
+        _ => None,
+    };
+    if let Some(text) = text {
+        t.rows.push(vec!["Group leaders (ultrapeers) cut the flood to the top tier".into(), text]);
     }
     let chord: Vec<(usize, &Outcome)> =
         ns.iter().filter_map(|&n| find(points, "chord", n, 1, None).map(|o| (n, o))).collect();
