@@ -110,4 +110,28 @@ for chain in nsec nsec3; do
   kill "$LAST_PID"
 done
 
+echo "online signing: dns serve --dnssec-keys signs the unsigned file at load and again after a reload"
+for chain in nsec nsec3; do
+  port=$(free_port)
+  cp "$zone" "$WORK/online.zone"
+  flag=(); [ "$chain" = nsec3 ] && flag=(--nsec3)
+  bg $APPNET dns serve --zone "example.com=$WORK/online.zone" --listen "127.0.0.1:$port" --dnssec-keys "$K" \
+    --pid-file "$WORK/online.pid" "${flag[@]}"
+  wait_tcp 127.0.0.1 "$port"
+  dv() { delv @127.0.0.1 -p "$port" -a "$WORK/anchor.conf" +root=example.com "$@" 2>&1 | head -1; }
+  check "online $chain: delv validates an A" "; fully validated" "$(dv www.example.com A)"
+  check "online $chain: delv validates NXDOMAIN" "; negative response, fully validated" \
+    "$(delv @127.0.0.1 -p "$port" -a "$WORK/anchor.conf" +root=example.com nope.example.com A 2>&1 | grep '^; negative')"
+  check "online $chain: the right chain" yes \
+    "$(kdig @127.0.0.1 -p "$port" +dnssec nope.example.com A | grep -qE "IN\s+$(echo $chain | tr a-z A-Z)\s" && echo yes || echo no)"
+  echo "new TXT \"added\"" >> "$WORK/online.zone"   # the serial is not touched: the server bumps it
+  $APPNET dns reload --pid-file "$WORK/online.pid"
+  for _ in $(seq 1 100); do
+    [ "$(kdig @127.0.0.1 -p "$port" +short new.example.com TXT)" = '"added"' ] && break; sleep 0.1
+  done
+  check "online $chain: a reload is re-signed and validates" "; fully validated" "$(dv new.example.com TXT)"
+  check "online $chain: serial bumped past the file's" 2 "$(kdig @127.0.0.1 -p "$port" +short example.com SOA | awk '{print $3}')"
+  kill "$LAST_PID"; wait "$LAST_PID" 2>/dev/null || true
+done
+
 echo "dnssec: $CHECKS checks passed"

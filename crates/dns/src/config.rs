@@ -75,6 +75,15 @@ pub struct DnsConfig {
     /// Seconds between SOA checks that NOTIFYs may start for one secondary zone; NOTIFYs in
     /// between are folded into one check at the interval's end (0: no pacing).
     pub notify_min_interval_secs: u64,
+    /// Sign the zone files at load with the keys in this directory (BIND's K*.key/.private, as
+    /// `appnet dns keygen` writes), re-sign after each reload and before signatures expire.
+    /// `None`: zones are served as they are (pre-signed zones included).
+    pub dnssec_keys: Option<PathBuf>,
+    /// Seconds a signature made online is valid; zones are re-signed (next serial) once less
+    /// than a quarter of it is left.
+    pub dnssec_validity_secs: u64,
+    /// Sign online with NSEC3 (RFC 9276: no salt, 0 iterations) instead of NSEC.
+    pub dnssec_nsec3: bool,
 }
 
 impl Default for DnsConfig {
@@ -97,11 +106,23 @@ impl Default for DnsConfig {
             max_tcp_per_ip: 0,
             rrl: RrlConfig::default(),
             notify_min_interval_secs: 1,
+            dnssec_keys: None,
+            dnssec_validity_secs: 14 * 86_400,
+            dnssec_nsec3: false,
         }
     }
 }
 
 impl DnsConfig {
+    /// The online signing policy, when `dnssec_keys` is set.
+    pub fn sign_policy(&self) -> Option<(PathBuf, crate::online::SignPolicy)> {
+        let validity =
+            u32::try_from(self.dnssec_validity_secs.clamp(3600, 0x7fff_ffff)).unwrap_or(0x7fff_ffff);
+        self.dnssec_keys
+            .clone()
+            .map(|d| (d, crate::online::SignPolicy { validity_secs: validity, nsec3: self.dnssec_nsec3 }))
+    }
+
     /// The timer bounds and NOTIFY pacing of secondary zones.
     pub fn secondary_params(&self) -> crate::secondary::Params {
         crate::secondary::Params {

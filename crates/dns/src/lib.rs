@@ -7,6 +7,7 @@
 //!   bytes (errors, EDNS, transfers, TSIG); [`rrl`]: response rate limiting, sans-IO.
 //! - [`proofs`]: RRSIGs and NSEC/NSEC3 denial proofs for DO=1 answers; [`denial`]: the
 //!   chains' order index.
+//! - [`online`]: signing served zones (`--dnssec-keys`) and deciding when to re-sign.
 //! - [`serial`]: zone serials with RFC 1982 ordering.
 //! - [`delta`]: what changed between zone versions, for IXFR, and [`journal`] that builds and
 //!   applies it; [`soa`]: the SOA timers; [`store`]: the state directory
@@ -25,6 +26,7 @@ pub mod delta;
 pub mod denial;
 pub mod journal;
 pub mod memory;
+pub mod online;
 pub mod proofs;
 pub mod respond;
 pub mod rrl;

@@ -127,6 +127,28 @@ impl Stats {
     }
 }
 
+/// Reads a zone file and, with online signing configured, signs it at `now` (keys re-read
+/// each time, so a key added to the directory is used from the next load). `after`: the serial
+/// served so far; a signed zone must go past it even if the file's serial did not move.
+fn load_zone(
+    f: &FileZone,
+    signer: Option<&(std::path::PathBuf, crate::online::SignPolicy)>,
+    after: Option<u32>,
+    now: u64,
+) -> Result<Zone, ZoneError> {
+    let zone = Zone::load_file(&f.file, &f.name)?;
+    let Some((dir, policy)) = signer else { return Ok(zone) };
+    let keys = crate::wire::dnssec::load_keys_dir(dir).map_err(|e| ZoneError::Signing(e.to_string()))?;
+    let mut records = crate::online::zone_records(&zone);
+    if let Some(old) = after
+        && !Serial(zone.soa().serial).is_newer_than(Serial(old))
+    {
+        records = crate::online::with_serial(zone.apex(), records, old.wrapping_add(1));
+    }
+    crate::online::sign_records(zone.apex(), &records, &keys, *policy, now)
+        .map_err(|e| ZoneError::Signing(e.to_string()))
+}
+
 /// A zone loaded from a file, remembered for reloads.
 #[derive(Debug, Clone)]
 struct FileZone {
@@ -232,8 +254,20 @@ impl Control {
     pub async fn reload(&self) -> ReloadReport {
         let shared = self.0.clone();
         let files = shared.files.clone();
+        let signer = shared.config.sign_policy();
+        let served_now = shared.served();
         let loaded = tokio::task::spawn_blocking(move || {
-            files.iter().map(|f| (f.name.clone(), Zone::load_file(&f.file, &f.name))).collect::<Vec<_>>()
+            let now = crate::clock::unix_now();
+            files
+                .iter()
+                .map(|f| {
+                    let after = signer.as_ref().and_then(|_| {
+                        let apex = name::to_lower(&name::from_text(&f.name).ok()?);
+                        served_now.zone(&apex).map(|z| z.soa().serial)
+                    });
+                    (f.name.clone(), load_zone(f, signer.as_ref(), after, now))
+                })
+                .collect::<Vec<_>>()
         })
         .await
         .unwrap_or_default();
@@ -356,9 +390,11 @@ impl DnsServer {
         // Each zone with its journal from the state directory, if one leads to it (IXFR
         // survives a restart).
         let (state_dir, max_journal) = (config.state_dir.clone(), config.journal_max_bytes);
+        let signer = config.sign_policy();
         let loaded = tokio::task::spawn_blocking(move || {
+            let now = crate::clock::unix_now();
             let load = |f: &FileZone| {
-                Zone::load_file(&f.file, &f.name).map(|z| match &state_dir {
+                load_zone(f, signer.as_ref(), None, now).map(|z| match &state_dir {
                     Some(dir) => store::with_stored_journal(z, dir, max_journal),
                     None => z,
                 })
@@ -412,6 +448,58 @@ impl DnsServer {
     }
 }
 
+/// Re-signs file zones whose signatures near expiry (checked every validity/16, 1 s to 60 s):
+/// the next serial, journaled for IXFR, announced with NOTIFY.
+async fn resign_loop(shared: Arc<Shared>, policy: crate::online::SignPolicy, shutdown: Shutdown) {
+    let every = Duration::from_secs(u64::from(policy.validity_secs / 16).clamp(1, 60));
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let Some((dir, _)) = shared.config.sign_policy() else { return };
+        let now = crate::clock::unix_now();
+        let current = shared.served();
+        let due: Vec<Arc<Zone>> = shared
+            .files
+            .iter()
+            .filter_map(|f| current.zone(&name::to_lower(&name::from_text(&f.name).ok()?)).cloned())
+            .filter(|z| crate::online::needs_resign(z, policy, now))
+            .collect();
+        if due.is_empty() {
+            continue;
+        }
+        let max_journal = shared.config.journal_max_bytes;
+        let done = tokio::task::spawn_blocking(move || {
+            let keys = match crate::wire::dnssec::load_keys_dir(&dir) {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::error!("re-signing: {e}");
+                    return Vec::new();
+                }
+            };
+            due.iter()
+                .filter_map(|z| match crate::online::resign(z, &keys, policy, now) {
+                    Ok(new) => Some(Arc::new(crate::journal::successor(Some(z), new, max_journal))),
+                    Err(e) => {
+                        tracing::error!(zone = %z.name(), "re-signing failed, keeping the old signatures: {e}");
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        for z in &done {
+            tracing::info!(zone = %z.name(), serial = z.soa().serial, "zone re-signed");
+        }
+        shared.update(|c| done.iter().fold(c.clone(), |acc, z| acc.with_zone(z.clone())));
+        for z in done {
+            send_notifies(&shared, NameBuf::from(z.apex()));
+        }
+    }
+}
+
 /// Binds the UDP group (with large socket buffers) and a TCP listener on the same port.
 fn bind_both(addr: SocketAddr, workers: usize) -> io::Result<(Vec<UdpSocket>, TcpListener)> {
     let udp_opts = ListenOpts { recv_buffer: 4 << 20, send_buffer: 4 << 20, ..ListenOpts::default() };
@@ -459,6 +547,10 @@ impl Service for DnsServer {
                     }
                 });
             }
+        }
+        if let Some((_, policy)) = shared.config.sign_policy() {
+            let (shared, sd) = (shared.clone(), shutdown.clone());
+            shutdown.spawn(async move { resign_loop(shared, policy, sd).await });
         }
         serve_tcp(self.tcp, shared, shutdown.clone()).await;
         if !shutdown.drain(DRAIN_DEADLINE).await {

@@ -170,6 +170,8 @@ pub enum ZoneError {
     Invalid { problems: Vec<Problem> },
     #[error("zone too large (more than 4 GiB of names or data)")]
     TooLarge,
+    #[error("DNSSEC signing: {0}")]
+    Signing(String),
 }
 
 impl Zone {

@@ -156,6 +156,17 @@ pub struct DnsOptions {
     /// between are folded into one check (0: no pacing) [default: 1].
     #[arg(long, value_name = "SECS")]
     notify_min_interval: Option<u64>,
+    /// Sign the zone files at load with the keys in DIR (from `appnet dns keygen`), re-sign
+    /// after each reload and before signatures expire. Without it zones are served as they are.
+    #[arg(long, value_name = "DIR")]
+    dnssec_keys: Option<PathBuf>,
+    /// Validity of signatures made online (s, m, h, d, w); re-signed with a quarter left
+    /// [default: 14d, at least 1h].
+    #[arg(long, value_name = "DURATION")]
+    dnssec_validity: Option<String>,
+    /// Sign online with NSEC3 (RFC 9276: no salt, 0 iterations) instead of NSEC.
+    #[arg(long)]
+    nsec3: bool,
 }
 
 impl DnsOptions {
@@ -185,6 +196,11 @@ impl DnsOptions {
         set(&mut config.max_tcp_connections, self.max_tcp_connections);
         set(&mut config.max_tcp_per_ip, self.max_tcp_per_ip);
         set(&mut config.notify_min_interval_secs, self.notify_min_interval);
+        set(&mut config.dnssec_keys, self.dnssec_keys.map(Some));
+        if let Some(v) = &self.dnssec_validity {
+            config.dnssec_validity_secs = super::dnssec::parse_duration_secs(v)?;
+        }
+        config.dnssec_nsec3 |= self.nsec3;
         Ok(())
     }
 }

@@ -14,12 +14,12 @@
 //! - [`dnssec`]: DNSSEC keys (BIND files), DS, zone signing (domain's `unstable-sign`).
 //! - [`tsig`]: RFC 8945 transaction signatures (sign, verify, multi-message transfers).
 
+pub mod dnssec;
 pub mod message;
 pub mod name;
 pub mod query;
 pub mod response;
 pub mod rrtype;
-pub mod dnssec;
 pub mod tcp;
 pub mod tsig;
 pub mod zonefile;
