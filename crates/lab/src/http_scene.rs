@@ -3,6 +3,7 @@
 //! and pipelined (one connection, the ten image requests sent back to back) — counting
 //! connections and round trips the way the textbook does.
 
+use crate::events::{self, Endpoint};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,6 +31,48 @@ pub struct Fetch {
 
 const LIMIT: usize = 16 << 20;
 
+/// The lab name for an address on the page: the Host header's name for the server, the
+/// address for the client (the page names it from the map).
+fn endpoints(s: &TcpStream, server_name: &str) -> (Endpoint, Endpoint) {
+    let local = s.local_addr().map_or(String::new(), |a| a.to_string());
+    let peer = s.peer_addr().map_or(String::new(), |a| a.to_string());
+    let client_ip = local.rsplit_once(':').map_or(local.clone(), |(ip, _)| ip.to_string());
+    let name = server_name.rsplit_once(':').map_or(server_name, |(n, _)| n);
+    (Endpoint::new(client_ip, local), Endpoint::new(name, peer))
+}
+
+/// Puts each request in `reqs` (one or several back to back) on the event bus.
+fn emit_requests(s: &TcpStream, server_name: &str, reqs: &str) {
+    events::bus().emit_all(|| {
+        let (client, server) = endpoints(s, server_name);
+        reqs.split_inclusive("\r\n\r\n")
+            .map(|r| {
+                let line = r.lines().next().unwrap_or("").to_string();
+                let fields = head_fields(r);
+                events::event(
+                    client.clone(),
+                    server.clone(),
+                    "HTTP",
+                    line,
+                    fields,
+                    r.as_bytes().to_vec(),
+                    None,
+                )
+            })
+            .collect()
+    });
+}
+
+/// A request or response head as (name, value) pairs, the start line first.
+fn head_fields(head: &str) -> Vec<(String, String)> {
+    let mut lines = head.lines();
+    let mut f = vec![("Start line".to_string(), lines.next().unwrap_or("").to_string())];
+    f.extend(
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())),
+    );
+    f
+}
+
 async fn connect(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = if to.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.bind(SocketAddr::new(from, 0))?;
@@ -42,7 +85,28 @@ fn request(host: &str, path: &str, close: bool) -> String {
 }
 
 /// Reads one response (status line, headers, Content-Length body) and returns (head, body).
-async fn read_response(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Result<(String, Vec<u8>), String> {
+async fn read_response(
+    stream: &mut TcpStream,
+    server_name: &str,
+    pending: &mut Vec<u8>,
+) -> Result<(String, Vec<u8>), String> {
+    let started = Instant::now();
+    let (head, body) = read_one(stream, pending).await?;
+    events::bus().emit(|| {
+        let (client, server) = endpoints(stream, server_name);
+        let mut fields = head_fields(&head);
+        fields.push(("Body".into(), format!("{} bytes", body.len())));
+        let line = head.lines().next().unwrap_or("").to_string();
+        let mut wire = head.clone().into_bytes();
+        wire.extend_from_slice(b"\r\n\r\n");
+        wire.extend_from_slice(&body[..body.len().min(256)]);
+        let latency = Some(started.elapsed().as_secs_f64() * 1000.0);
+        events::event(server, client, "HTTP", line, fields, wire, latency)
+    });
+    Ok((head, body))
+}
+
+async fn read_one(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Result<(String, Vec<u8>), String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -87,8 +151,9 @@ pub async fn get_once(
 ) -> Result<(String, Vec<u8>), String> {
     let mut s = connect(from, server).await.map_err(|e| format!("cannot connect to {server}: {e}"))?;
     let req = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n{extra_headers}Connection: close\r\n\r\n");
+    emit_requests(&s, host, &req);
     s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
-    read_response(&mut s, &mut Vec::new()).await
+    read_response(&mut s, host, &mut Vec::new()).await
 }
 
 /// The value of header `name` in a response head.
@@ -123,8 +188,10 @@ pub async fn fetch_page(
         Mode::NonPersistent => {
             let get = async |p: &str| -> Result<Vec<u8>, String> {
                 let mut s = connect(from, server).await.map_err(err)?;
-                s.write_all(request(host, p, true).as_bytes()).await.map_err(err)?;
-                let (_, body) = read_response(&mut s, &mut Vec::new()).await?;
+                let req = request(host, p, true);
+                emit_requests(&s, host, &req);
+                s.write_all(req.as_bytes()).await.map_err(err)?;
+                let (_, body) = read_response(&mut s, host, &mut Vec::new()).await?;
                 Ok(body)
             };
             let page = get(path).await?;
@@ -138,20 +205,25 @@ pub async fn fetch_page(
         Mode::Persistent | Mode::Pipelined => {
             let mut s = connect(from, server).await.map_err(err)?;
             let mut pending = Vec::new();
-            s.write_all(request(host, path, false).as_bytes()).await.map_err(err)?;
-            let (_, page) = read_response(&mut s, &mut pending).await?;
+            let req = request(host, path, false);
+            emit_requests(&s, host, &req);
+            s.write_all(req.as_bytes()).await.map_err(err)?;
+            let (_, page) = read_response(&mut s, host, &mut pending).await?;
             bytes += page.len();
             let images = image_paths(path, &String::from_utf8_lossy(&page));
             if mode == Mode::Pipelined {
                 let all: String = images.iter().map(|p| request(host, p, false)).collect();
+                emit_requests(&s, host, &all);
                 s.write_all(all.as_bytes()).await.map_err(err)?;
                 for _ in &images {
-                    bytes += read_response(&mut s, &mut pending).await?.1.len();
+                    bytes += read_response(&mut s, host, &mut pending).await?.1.len();
                 }
             } else {
                 for img in &images {
-                    s.write_all(request(host, img, false).as_bytes()).await.map_err(err)?;
-                    bytes += read_response(&mut s, &mut pending).await?.1.len();
+                    let req = request(host, img, false);
+                    emit_requests(&s, host, &req);
+                    s.write_all(req.as_bytes()).await.map_err(err)?;
+                    bytes += read_response(&mut s, host, &mut pending).await?.1.len();
                 }
             }
             (1, images.len())

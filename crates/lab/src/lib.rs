@@ -10,6 +10,7 @@
 //! - [`netns`]: anycast with network namespaces (`--netns`); [`push_scene`]: CDN push.
 //! - [`run`]: starting, stopping and listing the services; [`error`]: why starting failed.
 //! - [`experiment`]: `appnet experiment`'s runs and the shared SVG plotting.
+//! - [`events`]: the bus every exchange travels on; [`ui`]: the page that draws them.
 //! - [`tour`]: the guided scenes; [`http_scene`]: the Web scene's fetching; [`chord_scene`]:
 //!   the 4-bit Chord ring; [`torrent_scene`]: Alice joining a torrent; [`ftp_scene`]: FTP's
 //!   control and data connections ([`ftp_site`]: the anonymous FTP tree); [`overlay_scene`]:
@@ -18,6 +19,7 @@
 pub mod cdn;
 pub mod chord_scene;
 pub mod error;
+pub mod events;
 pub mod experiment;
 pub mod ftp_scene;
 pub mod ftp_site;
@@ -33,6 +35,7 @@ pub mod sites;
 pub mod topology;
 pub mod torrent_scene;
 pub mod tour;
+pub mod ui;
 pub mod zones;
 
 pub use error::LabError;

@@ -2,6 +2,7 @@
 //! ring), run against the live lab with real queries from lab hosts, each exchange printed step
 //! by step.
 
+use crate::events::{self, Endpoint};
 use crate::run::Lab;
 use appnet_dns::wire::message::{self, Parsed};
 use appnet_dns::wire::name::{from_text, to_text};
@@ -22,16 +23,96 @@ pub async fn ask_from(
     qname: &str,
     qtype: u16,
 ) -> Result<(Parsed, Duration), String> {
+    ask_exchange(from, server, qname, qtype).await.map(|x| (x.reply, x.elapsed))
+}
+
+/// One stub exchange with the bytes on the wire (what the page decodes).
+pub struct Exchange {
+    /// The query as sent.
+    pub query: Vec<u8>,
+    /// The reply as received.
+    pub raw: Vec<u8>,
+    /// The reply, parsed.
+    pub reply: Parsed,
+    /// Time from the first send to the reply.
+    pub elapsed: Duration,
+}
+
+/// [`ask_from`], keeping the query's and the reply's bytes.
+pub async fn ask_exchange(
+    from: IpAddr,
+    server: SocketAddr,
+    qname: &str,
+    qtype: u16,
+) -> Result<Exchange, String> {
     let name = from_text(qname)?;
     let transport = NetTransport { source: Some(from) };
     let query = message::build_query(rand_id(), opcode::QUERY, &name, qtype, true, Some((1232, 0)));
     let started = Instant::now();
     for _ in 0..3 {
-        if let Ok(reply) = transport.exchange(server, &query, false, Duration::from_secs(4)).await {
-            return Ok((message::parse(&reply)?, started.elapsed()));
+        if let Ok(raw) = transport.exchange(server, &query, false, Duration::from_secs(4)).await {
+            let reply = message::parse(&raw)?;
+            return Ok(Exchange { query, raw, reply, elapsed: started.elapsed() });
         }
     }
     Err(format!("no answer from {server}"))
+}
+
+/// One numbered line of an exchange, printed and emitted as the same event.
+struct Line<'a> {
+    n: usize,
+    from_label: &'a str,
+    to_label: &'a str,
+    from: Endpoint,
+    to: Endpoint,
+    summary: String,
+}
+
+fn tell(
+    say: &mut dyn FnMut(String),
+    line: Line,
+    fields: impl FnOnce() -> Vec<(String, String)>,
+    bytes: &[u8],
+    latency: Option<Duration>,
+) {
+    say(format!("{:>2}. {} → {}: {}", line.n, line.from_label, line.to_label, line.summary));
+    events::bus().emit(|| {
+        events::event(
+            line.from,
+            line.to,
+            "DNS",
+            line.summary,
+            fields(),
+            bytes.to_vec(),
+            latency.map(|d| d.as_secs_f64() * 1000.0),
+        )
+    });
+}
+
+fn step_fields(s: &Step, reply: bool) -> Vec<(String, String)> {
+    let flags = if reply { "QR (reply), RD=0 (iterative)" } else { "RD=0 (iterative)" };
+    let mut f = vec![("Question".to_string(), s.question.clone()), ("Flags".to_string(), flags.to_string())];
+    if reply {
+        match &s.outcome {
+            StepOutcome::Referral { zone, servers } => {
+                f.push(("Outcome".into(), format!("referral to the {zone} zone")));
+                f.push(("Authority (NS)".into(), servers.join(", ")));
+            }
+            StepOutcome::Answer { records } => {
+                f.push(("Outcome".into(), "answer".into()));
+                for (i, r) in records.iter().enumerate() {
+                    f.push((format!("Answer {}", i + 1), r.clone()));
+                }
+            }
+            StepOutcome::NxDomain => f.push(("Outcome".into(), "NXDOMAIN (rcode 3)".into())),
+            StepOutcome::NoData => f.push(("Outcome".into(), "NODATA (no records of that type)".into())),
+            StepOutcome::Failed(why) => f.push(("Outcome".into(), why.clone())),
+            _ => {}
+        }
+        f.push(("RTT".into(), format!("{:.3} ms", s.rtt.as_secs_f64() * 1000.0)));
+    }
+    f.push(("Bytes".into(), "not kept by the resolver's trace (the stub exchanges carry theirs)".into()));
+    f
 }
 
 fn rand_id() -> u16 {
@@ -52,19 +133,28 @@ fn answer_text(p: &Parsed) -> String {
     p.answer.iter().map(|r| record_text(&r.owner, r.rtype, r.ttl, &r.rdata)).collect::<Vec<_>>().join("; ")
 }
 
-/// Prints one exchange as two numbered lines (query, then reply), like the textbook figure.
-fn print_steps(steps: &[Step], resolver: &str, n: &mut usize, say: &mut dyn FnMut(String)) {
+/// Prints one exchange as two numbered lines (query, then reply), like the textbook figure, each
+/// also emitted on the event bus.
+fn print_steps(steps: &[Step], resolver: &Endpoint, n: &mut usize, say: &mut dyn FnMut(String)) {
+    let name = resolver.host.as_str();
     for s in steps {
         let server =
             s.server.map(|a| format!("{} ({a})", s.server_name)).unwrap_or_else(|| s.server_name.clone());
+        let peer = Endpoint::new(&s.server_name, s.server.map_or(String::new(), |a| a.to_string()));
         let ms = s.rtt.as_secs_f64() * 1000.0;
+        let query = |n: usize| Line {
+            n,
+            from_label: name,
+            to_label: &server,
+            from: resolver.clone(),
+            to: peer.clone(),
+            summary: format!("query {} (iterative)", s.question),
+        };
         match &s.outcome {
-            StepOutcome::Cached => {
-                say(format!("   {resolver} finds {} in its cache: no query sent", s.question))
-            }
-            StepOutcome::Local => say(format!("   {resolver} answers {} locally", s.question)),
+            StepOutcome::Cached => say(format!("   {name} finds {} in its cache: no query sent", s.question)),
+            StepOutcome::Local => say(format!("   {name} answers {} locally", s.question)),
             StepOutcome::Timeout { waited } => {
-                say(format!("{:>2}. {resolver} → {server}: query {} (iterative)", *n, s.question));
+                tell(say, query(*n), || step_fields(s, false), &[], None);
                 say(format!(
                     "    … no reply within {:.0} ms: TIMEOUT; back off and try another replica",
                     waited.as_secs_f64() * 1000.0
@@ -72,7 +162,7 @@ fn print_steps(steps: &[Step], resolver: &str, n: &mut usize, say: &mut dyn FnMu
                 *n += 1;
             }
             outcome => {
-                say(format!("{:>2}. {resolver} → {server}: query {} (iterative)", *n, s.question));
+                tell(say, query(*n), || step_fields(s, false), &[], None);
                 let reply = match outcome {
                     StepOutcome::Referral { zone, servers } => {
                         format!("referral: ask the {zone} servers [{}]", servers.join(", "))
@@ -83,7 +173,15 @@ fn print_steps(steps: &[Step], resolver: &str, n: &mut usize, say: &mut dyn FnMu
                     StepOutcome::Failed(why) => why.clone(),
                     _ => String::new(),
                 };
-                say(format!("{:>2}. {server} → {resolver}: {reply} ({ms:.1} ms)", *n + 1));
+                let line = Line {
+                    n: *n + 1,
+                    from_label: &server,
+                    to_label: name,
+                    from: peer.clone(),
+                    to: resolver.clone(),
+                    summary: format!("{reply} ({ms:.1} ms)"),
+                };
+                tell(say, line, || step_fields(s, true), &[], Some(s.rtt));
                 *n += 2;
             }
         }
@@ -92,7 +190,7 @@ fn print_steps(steps: &[Step], resolver: &str, n: &mut usize, say: &mut dyn FnMu
 
 /// One host asking its local resolver, with the resolver's work shown step by step.
 /// Returns the answer and how many upstream queries it took.
-async fn scene_query(
+pub async fn scene_query(
     lab: &Lab,
     host: (&str, IpAddr),
     resolver_name: &str,
@@ -105,149 +203,96 @@ async fn scene_query(
     let upstream = &frontend.resolver.counters().upstream_queries;
     let before = upstream.load(Ordering::Relaxed);
     frontend.resolver.start_recording();
-    let result = ask_from(host.1, server, qname, qtype).await;
+    let result = ask_exchange(host.1, server, qname, qtype).await;
     let steps = frontend.resolver.take_recording();
-    let (reply, elapsed) = result?;
+    let x = result?;
     let sent = upstream.load(Ordering::Relaxed) - before;
+    let client = Endpoint::new(host.0, host.1);
+    let resolver = Endpoint::new(resolver_name, server);
+    let client_label = format!("{} ({})", host.0, host.1);
+    let resolver_label = format!("{resolver_name} ({server})");
     let mut n = 1;
-    say(format!(
-        "{:>2}. {} ({}) → {resolver_name} ({server}): recursive query {qname} {}",
+    let line = Line {
         n,
-        host.0,
-        host.1,
-        type_name(qtype)
-    ));
+        from_label: &client_label,
+        to_label: &resolver_label,
+        from: client.clone(),
+        to: resolver.clone(),
+        summary: format!("recursive query {qname} {}", type_name(qtype)),
+    };
+    let query_fields = || message::parse(&x.query).map(|p| dns_fields(&p)).unwrap_or_default();
+    tell(say, line, query_fields, &x.query, None);
     n += 1;
-    print_steps(&steps, resolver_name, &mut n, say);
-    say(format!(
-        "{:>2}. {resolver_name} → {}: {} ({:.1} ms in all, {sent} upstream queries)",
+    print_steps(&steps, &resolver, &mut n, say);
+    let line = Line {
         n,
-        host.0,
-        answer_text(&reply),
-        elapsed.as_secs_f64() * 1000.0
-    ));
-    Ok((reply, sent))
+        from_label: resolver_name,
+        to_label: host.0,
+        from: resolver,
+        to: client,
+        summary: format!(
+            "{} ({:.1} ms in all, {sent} upstream queries)",
+            answer_text(&x.reply),
+            x.elapsed.as_secs_f64() * 1000.0
+        ),
+    };
+    tell(say, line, || dns_fields(&x.reply), &x.raw, Some(x.elapsed));
+    Ok((x.reply, sent))
 }
 
-/// Runs the DNS scenes in order, printing through `say`.
-pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<(), String> {
-    let cis: IpAddr = "127.0.10.4".parse().expect("static");
-    let cam_host: IpAddr = "127.0.10.10".parse().expect("static");
-
-    say("\n== Scene 1: iterative resolution (textbook figure: cis.poly.edu wants gaia.cs.umass.edu)".into());
-    say("The host sends one recursive query to its local DNS server, which walks the hierarchy".into());
-    say("iteratively. umass.edu delegates cs.umass.edu to its own server, so the walk has one more".into());
-    say("exchange than the textbook's 8-step figure (which skips the intermediate dns.umass.edu).".into());
-    let (first, sent) =
-        scene_query(lab, ("cis.poly.edu", cis), "dns.poly.edu", "gaia.cs.umass.edu", code::A, say).await?;
-    if first.answer.is_empty() || sent == 0 {
-        return Err("scene 1 did not resolve gaia.cs.umass.edu through the hierarchy".into());
-    }
-
-    say("\n== Scene 2: the same name again — answered from the cache".into());
-    let (_, sent) =
-        scene_query(lab, ("cis.poly.edu", cis), "dns.poly.edu", "gaia.cs.umass.edu", code::A, say).await?;
-    say(format!("   upstream queries this time: {sent} (the TTL counts down in the cached answer)"));
-    if sent != 0 {
-        return Err("scene 2 went upstream for a cached name".into());
-    }
-
-    say("\n== Scene 3: a misspelt name — NXDOMAIN, then from the negative cache (RFC 2308)".into());
-    let (nx, _) =
-        scene_query(lab, ("cis.poly.edu", cis), "dns.poly.edu", "gaai.cs.umass.edu", code::A, say).await?;
-    let (_, sent) =
-        scene_query(lab, ("cis.poly.edu", cis), "dns.poly.edu", "gaai.cs.umass.edu", code::A, say).await?;
-    say(format!(
-        "   the second time: {sent} upstream queries; the SOA's MINIMUM ({}s) bounds how long it is remembered",
-        crate::zones::NEGATIVE_TTL
-    ));
-    if nx.rcode != 3 || sent != 0 {
-        return Err("scene 3 did not serve the negative answer from the cache".into());
-    }
-
-    say("\n== Scene 4: a replica is down — timeout, backoff, the other replica answers".into());
-    say("dns1.stanford.edu goes dark (its packets vanish); a host at Cambridge asks dns.cam.ac.uk".into());
-    say("for www.stanford.edu.".into());
-    lab.black_hole("dns1.stanford.edu").await;
-    let (www, _) =
-        scene_query(lab, ("www.cl.cam.ac.uk", cam_host), "dns.cam.ac.uk", "www.stanford.edu", code::A, say)
-            .await?;
-    if www.answer.is_empty() {
-        return Err("scene 4 got no answer from the surviving replica".into());
-    }
-
-    say("\n== Scene 5: replication — dns2.networkutopia.com is a secondary, filled by zone transfer".into());
-    if let Some(dns2) = lab.addr_of("dns2.networkutopia.com") {
-        let ready = appnet_netkit::harness::wait_until(
-            Duration::from_secs(10),
-            Duration::from_millis(50),
-            || async {
-                ask_from(cis, dns2, "www.networkutopia.com", code::A)
-                    .await
-                    .is_ok_and(|(p, _)| !p.answer.is_empty())
-            },
-        )
-        .await;
-        let (p, _) = ask_from(cis, dns2, "www.networkutopia.com", code::A).await?;
-        say(format!(
-            "   dns2.networkutopia.com ({dns2}) answers {} with AA={} after its AXFR from dns1 ({})",
-            to_text(&from_text("www.networkutopia.com")?),
-            p.aa,
-            if ready { answer_text(&p) } else { "transfer not finished".into() }
-        ));
-    }
-
-    say("\n== Scene 6: the Web page with ten images — non-persistent, persistent, pipelined".into());
-    if let Some(web) = lab.addr_of("www.someschool.edu") {
-        say(format!(
-            "cis.poly.edu fetches http://www.someschool.edu:{}/someDepartment/home.index",
-            web.port()
-        ));
-        say(format!(
-            "   {:<14} {:>11} {:>8} {:>9} {:>14} {:>10}",
-            "mode", "connections", "objects", "bytes", "textbook RTTs", "measured"
-        ));
-        for mode in [
-            crate::http_scene::Mode::NonPersistent,
-            crate::http_scene::Mode::Persistent,
-            crate::http_scene::Mode::Pipelined,
-        ] {
-            let page = "/someDepartment/home.index";
-            let f = crate::http_scene::fetch_page(cis, web, "www.someschool.edu", page, mode).await?;
-            say(format!(
-                "   {:<14} {:>11} {:>8} {:>9} {:>14} {:>8.2}ms",
-                format!("{mode:?}"),
-                f.connections,
-                f.objects,
-                f.bytes,
-                f.rtts,
-                f.elapsed.as_secs_f64() * 1000.0
-            ));
-            if f.objects != 11 {
-                return Err(format!(
-                    "scene 6 fetched {} objects, expected the page and ten images",
-                    f.objects
-                ));
-            }
+/// A DNS message decoded field by field for the page: header, question and each section.
+pub fn dns_fields(p: &Parsed) -> Vec<(String, String)> {
+    let mut flags = Vec::new();
+    for (on, name) in [(p.qr, "QR"), (p.aa, "AA"), (p.tc, "TC"), (p.rd, "RD"), (p.ra, "RA")] {
+        if on {
+            flags.push(name);
         }
-        say("   On loopback an RTT is microseconds, so the times differ little; the RTT counts are what"
-            .into());
-        say("   the textbook compares: 2 per object without persistence, 1 per object with it, and one"
-            .into());
-        say("   for all ten images when the requests are pipelined.".into());
     }
-    if let Some(cache) = lab.topology.caches.first().cloned() {
-        cache_scene(lab, &cache, say).await?;
+    let rcode = match p.rcode {
+        0 => "NOERROR".to_string(),
+        2 => "SERVFAIL".to_string(),
+        3 => "NXDOMAIN".to_string(),
+        5 => "REFUSED".to_string(),
+        c => format!("rcode {c}"),
+    };
+    let mut f = vec![
+        ("ID".to_string(), p.id.to_string()),
+        ("Flags".to_string(), format!("{} opcode {} {rcode}", flags.join(" "), p.opcode)),
+    ];
+    if let Some((name, qtype, class)) = &p.question {
+        f.push(("Question".into(), format!("{} {} class {class}", to_text(name), type_name(*qtype))));
     }
-    if let Some(cdn) = lab.topology.cdn.clone() {
-        cdn_scene(lab, &cdn, say).await?;
-        crate::push_scene::run(lab, &cdn, say).await?;
+    let sections = [("Answer", &p.answer), ("Authority", &p.authority), ("Additional", &p.additional)];
+    for (section, records) in sections {
+        f.push((format!("{section} section"), format!("{} records", records.len())));
+        for (i, r) in records.iter().enumerate() {
+            f.push((format!("{section} {}", i + 1), record_text(&r.owner, r.rtype, r.ttl, &r.rdata)));
+        }
     }
-    if lab.topology.swarm.is_some() {
-        crate::torrent_scene::run(lab, say).await?;
+    if let Some(e) = &p.edns {
+        f.push(("EDNS".into(), format!("payload {} version {} DO={}", e.payload, e.version, e.dnssec_ok)));
     }
-    if lab.topology.chord.is_some() {
-        crate::chord_scene::run(lab, say).await?;
+    f
+}
+
+/// The tour's numbered scenes, by number and title as the tour prints them (the page's buttons).
+pub const SCENES: &[(u32, &str)] = &[
+    (1, "iterative resolution"),
+    (2, "the same name again — answered from the cache"),
+    (3, "a misspelt name — NXDOMAIN, then from the negative cache"),
+    (4, "a replica is down — timeout, backoff, the other replica answers"),
+    (5, "replication — a secondary filled by zone transfer"),
+    (6, "the Web page with ten images"),
+    (7, "the institutional cache — conditional GET"),
+    (8, "a CDN — the nearest replica"),
+    (9, "Alice joins a torrent"),
+    (10, "the Chord ring"),
+];
+
+/// Runs every scene in order, printing through `say`.
+pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<(), String> {
+    for (n, _) in SCENES {
+        run_scene(lab, *n, say).await?;
     }
     if lab.mail.len() >= 2 {
         crate::mail_scene::run(lab, say).await?;
@@ -260,6 +305,170 @@ pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<(), Strin
     }
     if lab.overlay.is_some() {
         crate::overlay_scene::run(lab, say).await?;
+    }
+    Ok(())
+}
+
+const CIS: &str = "127.0.10.4";
+const CAM_HOST: &str = "127.0.10.10";
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("static")
+}
+
+/// Runs scene `n` of [`SCENES`] alone (scenes 2 and 3 expect the cache the scenes before them
+/// filled); a scene whose part of the topology is absent prints nothing.
+pub async fn run_scene(lab: &mut Lab, n: u32, say: &mut dyn FnMut(String)) -> Result<(), String> {
+    let cis = ip(CIS);
+    let cam_host = ip(CAM_HOST);
+    match n {
+        1 => {
+            say("\n== Scene 1: iterative resolution (textbook figure: cis.poly.edu wants gaia.cs.umass.edu)"
+                .into());
+            say("The host sends one recursive query to its local DNS server, which walks the hierarchy"
+                .into());
+            say("iteratively. umass.edu delegates cs.umass.edu to its own server, so the walk has one more"
+                .into());
+            say("exchange than the textbook's 8-step figure (which skips the intermediate dns.umass.edu)."
+                .into());
+            let (first, sent) =
+                scene_query(lab, ("cis.poly.edu", cis), "dns.poly.edu", "gaia.cs.umass.edu", code::A, say)
+                    .await?;
+            if first.answer.is_empty() || sent == 0 {
+                return Err("scene 1 did not resolve gaia.cs.umass.edu through the hierarchy".into());
+            }
+        }
+        2 => {
+            say("\n== Scene 2: the same name again — answered from the cache".into());
+            let (_, sent) =
+                scene_query(lab, ("cis.poly.edu", cis), "dns.poly.edu", "gaia.cs.umass.edu", code::A, say)
+                    .await?;
+            say(format!("   upstream queries this time: {sent} (the TTL counts down in the cached answer)"));
+            if sent != 0 {
+                return Err("scene 2 went upstream for a cached name".into());
+            }
+        }
+        3 => {
+            say("\n== Scene 3: a misspelt name — NXDOMAIN, then from the negative cache (RFC 2308)".into());
+            let (nx, _) =
+                scene_query(lab, ("cis.poly.edu", cis), "dns.poly.edu", "gaai.cs.umass.edu", code::A, say)
+                    .await?;
+            let (_, sent) =
+                scene_query(lab, ("cis.poly.edu", cis), "dns.poly.edu", "gaai.cs.umass.edu", code::A, say)
+                    .await?;
+            say(format!(
+                "   the second time: {sent} upstream queries; the SOA's MINIMUM ({}s) bounds how long it is remembered",
+                crate::zones::NEGATIVE_TTL
+            ));
+            if nx.rcode != 3 || sent != 0 {
+                return Err("scene 3 did not serve the negative answer from the cache".into());
+            }
+        }
+        4 => {
+            say("\n== Scene 4: a replica is down — timeout, backoff, the other replica answers".into());
+            say("dns1.stanford.edu goes dark (its packets vanish); a host at Cambridge asks dns.cam.ac.uk"
+                .into());
+            say("for www.stanford.edu.".into());
+            lab.black_hole("dns1.stanford.edu").await;
+            let (www, _) = scene_query(
+                lab,
+                ("www.cl.cam.ac.uk", cam_host),
+                "dns.cam.ac.uk",
+                "www.stanford.edu",
+                code::A,
+                say,
+            )
+            .await?;
+            if www.answer.is_empty() {
+                return Err("scene 4 got no answer from the surviving replica".into());
+            }
+        }
+        5 => {
+            say("\n== Scene 5: replication — dns2.networkutopia.com is a secondary, filled by zone transfer"
+                .into());
+            if let Some(dns2) = lab.addr_of("dns2.networkutopia.com") {
+                let ready = appnet_netkit::harness::wait_until(
+                    Duration::from_secs(10),
+                    Duration::from_millis(50),
+                    || async {
+                        ask_from(cis, dns2, "www.networkutopia.com", code::A)
+                            .await
+                            .is_ok_and(|(p, _)| !p.answer.is_empty())
+                    },
+                )
+                .await;
+                let (p, _) = ask_from(cis, dns2, "www.networkutopia.com", code::A).await?;
+                say(format!(
+                    "   dns2.networkutopia.com ({dns2}) answers {} with AA={} after its AXFR from dns1 ({})",
+                    to_text(&from_text("www.networkutopia.com")?),
+                    p.aa,
+                    if ready { answer_text(&p) } else { "transfer not finished".into() }
+                ));
+            }
+        }
+        6 => {
+            say("\n== Scene 6: the Web page with ten images — non-persistent, persistent, pipelined".into());
+            if let Some(web) = lab.addr_of("www.someschool.edu") {
+                say(format!(
+                    "cis.poly.edu fetches http://www.someschool.edu:{}/someDepartment/home.index",
+                    web.port()
+                ));
+                say(format!(
+                    "   {:<14} {:>11} {:>8} {:>9} {:>14} {:>10}",
+                    "mode", "connections", "objects", "bytes", "textbook RTTs", "measured"
+                ));
+                for mode in [
+                    crate::http_scene::Mode::NonPersistent,
+                    crate::http_scene::Mode::Persistent,
+                    crate::http_scene::Mode::Pipelined,
+                ] {
+                    let page = "/someDepartment/home.index";
+                    let f = crate::http_scene::fetch_page(cis, web, "www.someschool.edu", page, mode).await?;
+                    say(format!(
+                        "   {:<14} {:>11} {:>8} {:>9} {:>14} {:>8.2}ms",
+                        format!("{mode:?}"),
+                        f.connections,
+                        f.objects,
+                        f.bytes,
+                        f.rtts,
+                        f.elapsed.as_secs_f64() * 1000.0
+                    ));
+                    if f.objects != 11 {
+                        return Err(format!(
+                            "scene 6 fetched {} objects, expected the page and ten images",
+                            f.objects
+                        ));
+                    }
+                }
+                say("   On loopback an RTT is microseconds, so the times differ little; the RTT counts are what"
+                    .into());
+                say("   the textbook compares: 2 per object without persistence, 1 per object with it, and one"
+                    .into());
+                say("   for all ten images when the requests are pipelined.".into());
+            }
+        }
+        7 => {
+            if let Some(cache) = lab.topology.caches.first().cloned() {
+                cache_scene(lab, &cache, say).await?;
+            }
+        }
+        8 => {
+            if let Some(cdn) = lab.topology.cdn.clone() {
+                cdn_scene(lab, &cdn, say).await?;
+                crate::push_scene::run(lab, &cdn, say).await?;
+            }
+        }
+        9 => {
+            if lab.topology.swarm.is_some() {
+                crate::torrent_scene::run(lab, say).await?;
+            }
+        }
+        10 => {
+            if lab.topology.chord.is_some() {
+                crate::chord_scene::run(lab, say).await?;
+            }
+        }
+        _ => return Err(format!("no scene {n}: the tour has scenes 1 to {}", SCENES.len())),
     }
     Ok(())
 }

@@ -24,6 +24,17 @@ pub struct LabArgs {
     /// one address, each client namespace routed to its nearest; all removed when the lab stops.
     #[arg(long)]
     netns: bool,
+    /// Serve the lab's page (a map of the hosts and a live message-sequence chart of every
+    /// exchange, with buttons for the scenes) on ADDR [default: 127.0.0.1:8000]; the lab then
+    /// stays up until Ctrl-C, also after --tour.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8000")]
+    ui: Option<std::net::SocketAddr>,
+    /// Connections the page's server accepts in all [default: 64].
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    ui_max_connections: usize,
+    /// Connections the page's server accepts from one address [default: 32].
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    ui_max_per_ip: usize,
     #[command(flatten)]
     options: LabOptions,
     /// Where to write (and keep) the generated zone files and root hints [default: a temporary
@@ -87,6 +98,63 @@ pub async fn run(args: LabArgs, ctx: &Context) -> anyhow::Result<()> {
     if let Some(net) = &anycast {
         println!("{}", net.directory());
     }
+    let ui = match args.ui {
+        None => None,
+        Some(listen) => {
+            let config = appnet_lab::ui::UiConfig {
+                listen,
+                max_connections: args.ui_max_connections.max(1),
+                max_per_ip: args.ui_max_per_ip.max(1),
+                ..Default::default()
+            };
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("--ui: cannot listen on {listen}: {e}"))?;
+            println!("The lab's page: http://{}/", listener.local_addr()?);
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            let stop = Shutdown::new();
+            let json = appnet_lab::ui::page::lab_json(&lab);
+            tokio::spawn(appnet_lab::ui::serve(listener, config, json, tx, stop.clone()));
+            Some((rx, stop))
+        }
+    };
+    if let Some((mut commands, stop)) = ui {
+        let mut say = |line: String| {
+            println!("{line}");
+            let _ = std::io::stdout().flush();
+        };
+        let shutdown = Shutdown::new();
+        shutdown.trigger_on_signals();
+        if args.tour {
+            let r = tokio::select! {
+                r = appnet_lab::tour::run(&mut lab, &mut say) => r,
+                _ = shutdown.wait() => Ok(()),
+            };
+            if let Err(e) = r {
+                println!("the tour stopped: {e}");
+            }
+        }
+        println!("The lab is up with its page. Ctrl-C stops it.");
+        let _ = std::io::stdout().flush();
+        loop {
+            let command = tokio::select! {
+                c = commands.recv() => c,
+                _ = shutdown.wait() => None,
+            };
+            let Some(command) = command else { break };
+            let r = tokio::select! {
+                r = run_ui_command(&mut lab, command, &mut say) => r,
+                _ = shutdown.wait() => break,
+            };
+            if let Err(e) = r {
+                say(format!("   (stopped: {e})"));
+            }
+        }
+        stop.trigger();
+        lab.stop().await;
+        drop(anycast);
+        return Ok(());
+    }
     if args.tour {
         let mut say = |line: String| {
             println!("{line}");
@@ -122,6 +190,27 @@ pub async fn run(args: LabArgs, ctx: &Context) -> anyhow::Result<()> {
     lab.stop().await;
     drop(anycast);
     Ok(())
+}
+
+/// Runs what the page asked for: a scene, or a lookup from one of the tour's client hosts.
+async fn run_ui_command(
+    lab: &mut Lab,
+    command: appnet_lab::ui::Command,
+    say: &mut dyn FnMut(String),
+) -> Result<(), String> {
+    match command {
+        appnet_lab::ui::Command::Scene(n) => appnet_lab::tour::run_scene(lab, n, say).await,
+        appnet_lab::ui::Command::Resolve { from, name } => {
+            let (host, addr, resolver) = appnet_lab::ui::page::CLIENTS
+                .iter()
+                .find(|(c, _, _)| *c == from)
+                .ok_or(format!("no client host {from}"))?;
+            let ip: std::net::IpAddr = addr.parse().map_err(|_| "bad client address".to_string())?;
+            say(format!("\n== From the page: {host} resolves {name}"));
+            let a = appnet_dns::wire::rrtype::code::A;
+            appnet_lab::tour::scene_query(lab, (host, ip), resolver, &name, a, say).await.map(|_| ())
+        }
+    }
 }
 
 #[cfg(test)]
