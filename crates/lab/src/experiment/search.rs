@@ -395,6 +395,7 @@ mod tests {
         let text: String = tables.iter().map(|t| t.to_string()).collect();
         assert!(text.contains("single point of failure"), "{text}");
         assert!(text.contains("O(log N)"));
+        assert!(text.contains("Group leaders"), "the ultrapeer comparison row: {text}");
         assert!(std::fs::metadata(dir.path().join("search-messages-vs-success.svg")).unwrap().len() > 1000);
         assert!(std::fs::metadata(dir.path().join("search-messages-vs-n.svg")).unwrap().len() > 1000);
     }
