@@ -3,6 +3,8 @@
 
 pub mod digest;
 pub mod registrar;
+pub mod rtp;
 pub mod transaction;
+pub mod ua;
 pub mod users;
 pub mod wire;
