@@ -156,6 +156,33 @@ pub fn parse_with(bytes: &[u8], limits: Limits) -> Result<Message, ParseError> {
         None => rest.len(),
     };
     let msg = Message { start, headers, body: rest[..body_len].to_vec() };
+    validate(msg)
+}
+
+/// Parses without the mandatory-header checks, so a server can still answer `400` to a
+/// request whose Via it can read. Never use the result for anything but that answer.
+pub fn parse_lenient(bytes: &[u8], limits: Limits) -> Option<Message> {
+    match parse_with(bytes, limits) {
+        Ok(m) => Some(m),
+        Err(ParseError::Missing(_) | ParseError::BadValue(_)) => parse_raw(bytes, limits),
+        Err(_) => None,
+    }
+}
+
+fn parse_raw(bytes: &[u8], limits: Limits) -> Option<Message> {
+    let end = find(bytes, b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&bytes[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let start = parse_start(lines.next()?).ok()?;
+    let mut headers = Vec::new();
+    for line in lines.take(limits.max_headers) {
+        let (n, v) = line.split_once(':')?;
+        headers.push(Header { name: canonical_name(n.trim()), value: v.trim().to_string() });
+    }
+    Some(Message { start, headers, body: Vec::new() })
+}
+
+fn validate(msg: Message) -> Result<Message, ParseError> {
     for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
         if msg.header(name).is_none() {
             return Err(ParseError::Missing(match name {

@@ -1,0 +1,70 @@
+//! Settings of `appnet sip serve`, shared by its flags, the `[sip]` TOML table and the lab.
+//! Every limit has a default here.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The server's settings and limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// The domain served (`bob@DOMAIN`); requests to the listen address count as it too.
+    pub domain: String,
+    /// UDP address (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// The users file (`appnet sip user add`); without one, registration is not authenticated.
+    pub users: Option<PathBuf>,
+    /// Answer 302 with the contacts instead of proxying.
+    pub redirect: bool,
+    /// Admission control: link capacity per direction in kbit/s (None: off).
+    pub link_kbps: Option<u32>,
+    /// Largest message in bytes.
+    pub max_message: usize,
+    /// Most header fields in one message.
+    pub max_headers: usize,
+    /// Server transactions in flight, in all.
+    pub max_transactions: usize,
+    /// Server transactions in flight from one client address.
+    pub max_transactions_per_ip: usize,
+    /// Contacts one user may register.
+    pub max_bindings_per_user: usize,
+    /// Registration expiry when the client asks none (seconds).
+    pub default_expires: u32,
+    /// Shortest registration accepted (seconds; shorter gets 423).
+    pub min_expires: u32,
+    /// Longest registration granted (seconds).
+    pub max_expires: u32,
+    /// Seconds a Digest nonce stays valid.
+    pub nonce_lifetime_secs: u64,
+    /// Seconds after which an admitted call's bandwidth is released without a BYE.
+    pub dialog_timeout_secs: u64,
+    /// Default seconds before no-answer forwarding (per user: noanswer-secs=).
+    pub noanswer_secs: u64,
+    /// Timer T1 in milliseconds (RFC 3261: 500).
+    pub t1_ms: u64,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            domain: "localhost".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            users: None,
+            redirect: false,
+            link_kbps: None,
+            max_message: 65_535,
+            max_headers: 100,
+            max_transactions: 20_000,
+            max_transactions_per_ip: 2_000,
+            max_bindings_per_user: 10,
+            default_expires: 3600,
+            min_expires: 60,
+            max_expires: 86_400,
+            nonce_lifetime_secs: 300,
+            dialog_timeout_secs: 4 * 3600,
+            noanswer_secs: 20,
+            t1_ms: 500,
+        }
+    }
+}

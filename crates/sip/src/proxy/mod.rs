@@ -1,0 +1,918 @@
+//! The stateful proxy and registrar core (RFC 3261 §16, §10), sans-IO: bytes and a source
+//! address in, datagrams out. The driver in `server.rs` owns the socket and calls `tick`.
+//!
+//! Requests for the domain (or the server's own address) are served locally (REGISTER,
+//! OPTIONS) or forked in parallel to the registered contacts; the first 2xx wins and the
+//! other branches are cancelled. In-dialog requests follow Route (we Record-Route with `;lr`).
+//! Requests for other domains are refused unless they carry our Route (no open relay).
+
+pub mod admission;
+mod context;
+
+use crate::digest::{self, AuthError, NonceStore};
+use crate::registrar::{RegisterOutcome, Registrar, RegistrarLimits};
+use crate::transaction::{ClientTransaction, Key, Output, ServerTransaction, Timers, key_of};
+use crate::users::User;
+use crate::wire::{self, Limits, Message, SipUri, Via};
+use admission::Admission;
+use context::Context;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: SocketAddr,
+    pub msg: Message,
+}
+
+/// The core's settings (built from `SipConfig`).
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub domain: String,
+    /// Our address as others reach it (Via sent-by, Record-Route).
+    pub local: SocketAddr,
+    pub redirect: bool,
+    pub link_kbps: Option<u32>,
+    pub max_transactions: usize,
+    pub max_transactions_per_ip: usize,
+    pub nonce_lifetime: Duration,
+    pub dialog_timeout: Duration,
+    pub noanswer_default: Duration,
+    pub registrar: RegistrarLimits,
+    pub limits: Limits,
+    pub timers: Timers,
+}
+
+struct ServerEntry {
+    tx: ServerTransaction,
+    source: SocketAddr,
+    ctx: Option<u64>,
+}
+
+struct ClientEntry {
+    tx: ClientTransaction,
+    to: SocketAddr,
+    ctx: u64,
+}
+
+/// Counters for the log and metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counters {
+    pub requests: u64,
+    pub responses: u64,
+    pub bad: u64,
+    pub retransmissions_absorbed: u64,
+    pub registrations: u64,
+    pub forwarded: u64,
+}
+
+/// The proxy/registrar state.
+pub struct Proxy {
+    cfg: ProxyConfig,
+    users: HashMap<String, User>,
+    registrar: Registrar,
+    nonces: NonceStore,
+    server_tx: HashMap<Key, ServerEntry>,
+    client_tx: HashMap<String, ClientEntry>,
+    contexts: HashMap<u64, Context>,
+    next_ctx: u64,
+    per_ip: HashMap<IpAddr, usize>,
+    admission: Option<Admission>,
+    pub counters: Counters,
+}
+
+const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, PRACK, REFER, NOTIFY";
+
+impl Proxy {
+    /// A proxy for `cfg.domain` with these users (empty: registration is open).
+    pub fn new(cfg: ProxyConfig, users: HashMap<String, User>) -> Self {
+        Proxy {
+            registrar: Registrar::new(cfg.registrar),
+            nonces: NonceStore::new(cfg.nonce_lifetime, 10_000),
+            admission: cfg.link_kbps.map(|k| Admission::new(k, cfg.dialog_timeout)),
+            cfg,
+            users,
+            server_tx: HashMap::new(),
+            client_tx: HashMap::new(),
+            contexts: HashMap::new(),
+            next_ctx: 1,
+            per_ip: HashMap::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Transactions in flight (server side).
+    pub fn transactions(&self) -> usize {
+        self.server_tx.len()
+    }
+
+    /// Bandwidth reserved by admission control.
+    pub fn reserved_kbps(&self) -> u32 {
+        self.admission.as_ref().map(|a| a.used_kbps()).unwrap_or(0)
+    }
+
+    /// The location service (read-only), for tests and presence.
+    pub fn registrar(&self) -> &Registrar {
+        &self.registrar
+    }
+
+    /// One datagram (or one framed stream message) from `from`.
+    pub fn on_message(&mut self, bytes: &[u8], from: SocketAddr, now: Instant) -> Vec<Transmit> {
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return Vec::new(); // keep-alive
+        }
+        match wire::parse_with(bytes, self.cfg.limits) {
+            Ok(m) if m.is_request() => {
+                self.counters.requests += 1;
+                self.on_request(m, from, now)
+            }
+            Ok(m) => {
+                self.counters.responses += 1;
+                self.on_response(m, now)
+            }
+            Err(e) => {
+                self.counters.bad += 1;
+                tracing::debug!(peer = %from, error = %e, "malformed SIP message");
+                match wire::parse_lenient(bytes, self.cfg.limits) {
+                    Some(m) if m.is_request() && m.method() != "ACK" && m.header("Via").is_some() => {
+                        let reason = format!("Bad Request ({e})");
+                        let resp = Message::response_to(&m, 400, &reason, None);
+                        vec![Transmit { to: from, msg: resp }]
+                    }
+                    _ => Vec::new(),
+                }
+            }
+        }
+    }
+
+    fn on_request(&mut self, mut req: Message, from: SocketAddr, now: Instant) -> Vec<Transmit> {
+        stamp_received(&mut req, from);
+        let Some(key) = key_of(&req) else {
+            // Pre-RFC 3261 branch: answer statelessly.
+            let resp = Message::response_to(&req, 400, "Bad Request (RFC 3261 branch required)", None);
+            return self.reply_stateless(&req, resp, from);
+        };
+        if req.method() == "ACK" {
+            if let Some(e) = self.server_tx.get_mut(&key) {
+                let out = e.tx.on_request(&req, now);
+                self.counters.retransmissions_absorbed += 1;
+                return self.run_server_outputs(&key, out);
+            }
+            // ACK for a 2xx: end to end, forwarded statelessly along its route.
+            return self.forward_stateless(req, now);
+        }
+        if let Some(e) = self.server_tx.get_mut(&key) {
+            self.counters.retransmissions_absorbed += 1;
+            let out = e.tx.on_request(&req, now);
+            return self.run_server_outputs(&key, out);
+        }
+        if req.method() == "CANCEL" {
+            return self.on_cancel(req, from, key, now);
+        }
+        // Caps: all transactions, and per client address.
+        let n_ip = self.per_ip.get(&from.ip()).copied().unwrap_or(0);
+        if self.server_tx.len() >= self.cfg.max_transactions || n_ip >= self.cfg.max_transactions_per_ip {
+            let mut resp = Message::response_to(&req, 503, "Service Unavailable", None);
+            resp.push("Retry-After", "5");
+            return self.reply_stateless(&req, resp, from);
+        }
+        *self.per_ip.entry(from.ip()).or_default() += 1;
+        let reliable = false;
+        let tx = ServerTransaction::new(&req, reliable, self.cfg.timers);
+        self.server_tx.insert(key.clone(), ServerEntry { tx, source: from, ctx: None });
+        let mut out = Vec::new();
+        if req.method() == "INVITE" {
+            let trying = Message::response_to(&req, 100, "Trying", None);
+            out.extend(self.respond(&key, trying, now));
+        }
+        out.extend(self.route_request(req, key, now));
+        out
+    }
+
+    /// §16.3 validation and §16.4 route processing, then local service or forwarding.
+    fn route_request(&mut self, mut req: Message, key: Key, now: Instant) -> Vec<Transmit> {
+        let mf = req.max_forwards().unwrap_or(70);
+        if mf == 0 {
+            if req.method() == "OPTIONS" && self.is_ours(req.uri().unwrap_or("")) {
+                return self.answer_options(&req, key, now);
+            }
+            let resp = Message::response_to(&req, 483, "Too Many Hops", Some(&tag_for(&key)));
+            return self.respond(&key, resp, now);
+        }
+        if let Some(pr) = req.header("Proxy-Require") {
+            let mut resp = Message::response_to(&req, 420, "Bad Extension", Some(&tag_for(&key)));
+            resp.push("Unsupported", pr.to_string());
+            return self.respond(&key, resp, now);
+        }
+        // Loop detection (§16.3 step 4): our own Via with the branch we would compute.
+        let branch = self.branch_for(&req, 0);
+        let me = self.sent_by();
+        let looped = req.header_values("Via").iter().filter_map(|v| Via::parse(v)).any(|v| {
+            v.sent_by.eq_ignore_ascii_case(&me)
+                && v.branch().is_some_and(|b| b.starts_with(&branch[..branch.len() - 2]))
+        });
+        if looped {
+            let resp = Message::response_to(&req, 482, "Loop Detected", Some(&tag_for(&key)));
+            return self.respond(&key, resp, now);
+        }
+        // Route processing: pop a Route that names us.
+        let mut routed_by_us = false;
+        if let Some(first) = req.header_values("Route").first()
+            && let Some(na) = wire::NameAddr::parse(first)
+            && self.is_us(&na.uri)
+        {
+            req.remove_first_value("Route");
+            routed_by_us = true;
+        }
+        let uri = req.uri().unwrap_or("").to_string();
+        let in_dialog = req.to().and_then(|t| t.tag().map(str::to_string)).is_some();
+        if req.header("Route").is_some()
+            || (in_dialog && !self.is_ours(&uri))
+            || (routed_by_us && !self.is_ours(&uri))
+        {
+            if req.method() == "BYE"
+                && let (Some(a), Some(cid)) = (self.admission.as_mut(), req.call_id())
+            {
+                a.release(cid);
+            }
+            return self.forward_to_next_hop(req, key, now);
+        }
+        if !self.is_ours(&uri) {
+            let resp = Message::response_to(
+                &req,
+                403,
+                "Forbidden (not a relay for other domains)",
+                Some(&tag_for(&key)),
+            );
+            return self.respond(&key, resp, now);
+        }
+        let target = SipUri::parse(&uri);
+        match req.method() {
+            "REGISTER" => return self.on_register(req, key, now),
+            "OPTIONS" if target.as_ref().is_none_or(|u| u.user.is_none()) => {
+                return self.answer_options(&req, key, now);
+            }
+            "SUBSCRIBE" | "PUBLISH" => {
+                let mut resp = Message::response_to(&req, 489, "Bad Event", Some(&tag_for(&key)));
+                resp.push("Allow-Events", "");
+                return self.respond(&key, resp, now);
+            }
+            _ => {}
+        }
+        let Some(target) = target.filter(|t| t.user.is_some()) else {
+            let resp = Message::response_to(&req, 404, "Not Found", Some(&tag_for(&key)));
+            return self.respond(&key, resp, now);
+        };
+        let aor = format!("{}@{}", target.user.as_deref().unwrap_or(""), self.cfg.domain);
+        self.locate_and_fork(req, key, aor, now)
+    }
+
+    fn locate_and_fork(&mut self, req: Message, key: Key, aor: String, now: Instant) -> Vec<Transmit> {
+        let forwarding = self.users.get(&aor).map(|u| u.forwarding.clone()).unwrap_or_default();
+        let mut targets: Vec<String> =
+            self.registrar.lookup(&aor, now).into_iter().map(|b| b.contact).collect();
+        if let Some(always) = &forwarding.always {
+            targets = vec![always.clone()];
+        }
+        if targets.is_empty() {
+            let (code, reason) = if self.users.contains_key(&aor) || self.users.is_empty() {
+                (480, "Temporarily Unavailable")
+            } else {
+                (404, "Not Found")
+            };
+            let resp = Message::response_to(&req, code, reason, Some(&tag_for(&key)));
+            return self.respond(&key, resp, now);
+        }
+        if self.cfg.redirect {
+            let mut resp = Message::response_to(&req, 302, "Moved Temporarily", Some(&tag_for(&key)));
+            for t in &targets {
+                resp.push("Contact", format!("<{t}>"));
+            }
+            return self.respond(&key, resp, now);
+        }
+        // Admission control for new calls with an SDP offer.
+        let mut cost = 0;
+        let initial_invite = req.method() == "INVITE" && req.to().is_some_and(|t| t.tag().is_none());
+        if initial_invite && let Some(adm) = self.admission.as_mut() {
+            if let Ok(sdp) = wire::sdp::parse(&req.body) {
+                cost = sdp.cost_kbps();
+            }
+            let cid = req.call_id().unwrap_or("").to_string();
+            if cost > 0 && !adm.admit(&cid, cost, now) {
+                let mut resp = Message::response_to(&req, 503, "Service Unavailable", Some(&tag_for(&key)));
+                resp.push("Retry-After", "30");
+                resp.push(
+                    "Warning",
+                    format!("370 {} \"Insufficient bandwidth on the link\"", self.sent_by()),
+                );
+                return self.respond(&key, resp, now);
+            }
+        }
+        let id = self.next_ctx;
+        self.next_ctx += 1;
+        let noanswer_at = forwarding
+            .noanswer
+            .as_ref()
+            .filter(|_| req.method() == "INVITE" && forwarding.always.is_none())
+            .map(|_| {
+                now + forwarding.noanswer_secs.map(Duration::from_secs).unwrap_or(self.cfg.noanswer_default)
+            });
+        let ctx = Context::new(key.clone(), req, forwarding, noanswer_at, cost);
+        self.contexts.insert(id, ctx);
+        if let Some(e) = self.server_tx.get_mut(&key) {
+            e.ctx = Some(id);
+        }
+        self.fork(id, targets, now)
+    }
+
+    /// Starts one client transaction per target (§16.6).
+    fn fork(&mut self, id: u64, targets: Vec<String>, now: Instant) -> Vec<Transmit> {
+        let mut out = Vec::new();
+        let Some(ctx) = self.contexts.get(&id) else { return out };
+        let base = ctx.request.clone();
+        let start = ctx.branches.len();
+        let mut started = Vec::new();
+        for (i, target) in targets.into_iter().enumerate().take(16) {
+            let Some(dest) = resolve_uri(&target) else { continue };
+            let mut fwd = base.clone();
+            fwd.set_uri(&target);
+            let branch = self.branch_for(&base, start + i + 1);
+            self.prepare_forward(&mut fwd, &branch, true);
+            let (tx, outs) = ClientTransaction::start(fwd, false, self.cfg.timers, now);
+            self.client_tx.insert(branch.clone(), ClientEntry { tx, to: dest, ctx: id });
+            started.push(branch.clone());
+            for o in outs {
+                if let Output::Send(m) = o {
+                    out.push(Transmit { to: dest, msg: m });
+                }
+            }
+        }
+        self.counters.forwarded += started.len() as u64;
+        let none = started.is_empty();
+        if let Some(ctx) = self.contexts.get_mut(&id) {
+            ctx.branches.extend(started);
+        }
+        if none {
+            out.extend(self.finish_context(
+                id,
+                now,
+                Some((503, "Service Unavailable (no reachable contact)")),
+            ));
+        }
+        out
+    }
+
+    /// Via, Max-Forwards and Record-Route for a request we forward.
+    fn prepare_forward(&self, fwd: &mut Message, branch: &str, record_route: bool) {
+        let mf = fwd.max_forwards().unwrap_or(70).saturating_sub(1);
+        fwd.set("Max-Forwards", mf.to_string());
+        if record_route && matches!(fwd.method(), "INVITE" | "SUBSCRIBE" | "REFER") {
+            fwd.push_front("Record-Route", format!("<sip:{};lr>", self.sent_by()));
+        }
+        fwd.push_front("Via", format!("SIP/2.0/UDP {};branch={branch};rport", self.sent_by()));
+    }
+
+    /// Forwards along Route or to the Request-URI, statefully (one branch).
+    fn forward_to_next_hop(&mut self, req: Message, key: Key, now: Instant) -> Vec<Transmit> {
+        let next = match req.header_values("Route").first().and_then(|r| wire::NameAddr::parse(r)) {
+            Some(na) => na.uri,
+            None => req.uri().unwrap_or("").to_string(),
+        };
+        let Some(dest) = resolve_uri(&next) else {
+            let resp = Message::response_to(
+                &req,
+                503,
+                "Service Unavailable (next hop not resolvable)",
+                Some(&tag_for(&key)),
+            );
+            return self.respond(&key, resp, now);
+        };
+        let id = self.next_ctx;
+        self.next_ctx += 1;
+        let ctx = Context::new(key.clone(), req, Default::default(), None, 0);
+        self.contexts.insert(id, ctx);
+        if let Some(e) = self.server_tx.get_mut(&key) {
+            e.ctx = Some(id);
+        }
+        let Some(ctx) = self.contexts.get(&id) else { return Vec::new() };
+        let mut fwd = ctx.request.clone();
+        let branch = self.branch_for(&ctx.request, 1);
+        self.prepare_forward(&mut fwd, &branch, false);
+        let (tx, outs) = ClientTransaction::start(fwd, false, self.cfg.timers, now);
+        self.client_tx.insert(branch.clone(), ClientEntry { tx, to: dest, ctx: id });
+        if let Some(ctx) = self.contexts.get_mut(&id) {
+            ctx.branches.push(branch);
+        }
+        self.counters.forwarded += 1;
+        outs.into_iter()
+            .filter_map(|o| match o {
+                Output::Send(m) => Some(Transmit { to: dest, msg: m }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// ACK for 2xx and other requests we do not keep state for (§16.11).
+    fn forward_stateless(&mut self, mut req: Message, _now: Instant) -> Vec<Transmit> {
+        if let Some(first) = req.header_values("Route").first()
+            && let Some(na) = wire::NameAddr::parse(first)
+            && self.is_us(&na.uri)
+        {
+            req.remove_first_value("Route");
+        }
+        let next = match req.header_values("Route").first().and_then(|r| wire::NameAddr::parse(r)) {
+            Some(na) => na.uri,
+            None => req.uri().unwrap_or("").to_string(),
+        };
+        if self.is_us(&next) || req.max_forwards() == Some(0) {
+            return Vec::new();
+        }
+        let Some(dest) = resolve_uri(&next) else { return Vec::new() };
+        let incoming = req.top_via().and_then(|v| v.branch().map(str::to_string)).unwrap_or_default();
+        let branch = format!("{}{}", wire::BRANCH_COOKIE, short_hash(&format!("ack{incoming}{next}")));
+        self.prepare_forward(&mut req, &branch, false);
+        vec![Transmit { to: dest, msg: req }]
+    }
+
+    fn on_cancel(&mut self, req: Message, from: SocketAddr, key: Key, now: Instant) -> Vec<Transmit> {
+        let invite_key = Key { method: "INVITE".into(), ..key };
+        let ok = Message::response_to(&req, 200, "OK", Some(&tag_for(&invite_key)));
+        let Some(entry) = self.server_tx.get(&invite_key) else {
+            let resp = Message::response_to(&req, 481, "Call/Transaction Does Not Exist", None);
+            return self.reply_stateless(&req, resp, from);
+        };
+        let ctx = entry.ctx;
+        let mut out = self.reply_stateless(&req, ok, from);
+        if let Some(id) = ctx {
+            out.extend(self.cancel_branches(id, None));
+            if let Some(c) = self.contexts.get_mut(&id) {
+                c.cancelled = true;
+            }
+        } else {
+            let resp = Message::response_to(&req, 487, "Request Terminated", Some(&tag_for(&invite_key)));
+            out.extend(self.respond(&invite_key, resp, now));
+        }
+        out
+    }
+
+    /// CANCELs every pending branch of a context except `keep` (§16.10).
+    fn cancel_branches(&mut self, id: u64, keep: Option<&str>) -> Vec<Transmit> {
+        let mut out = Vec::new();
+        let Some(ctx) = self.contexts.get(&id) else { return out };
+        if ctx.request.method() != "INVITE" {
+            return out;
+        }
+        for b in &ctx.branches {
+            if Some(b.as_str()) == keep {
+                continue;
+            }
+            let Some(e) = self.client_tx.get(b) else { continue };
+            if e.tx.state() != crate::transaction::ClientState::Proceeding {
+                continue;
+            }
+            let inv = e.tx.request();
+            let mut cancel = Message::request("CANCEL", inv.uri().unwrap_or("sip:invalid"));
+            if let Some(v) = inv.header_values("Via").first() {
+                cancel.push("Via", v.clone());
+            }
+            for h in ["Max-Forwards", "From", "To", "Call-ID", "Route"] {
+                if let Some(v) = inv.header(h) {
+                    cancel.push(h, v.to_string());
+                }
+            }
+            let n = inv.cseq().map(|c| c.0).unwrap_or(1);
+            cancel.push("CSeq", format!("{n} CANCEL"));
+            out.push(Transmit { to: e.to, msg: cancel });
+        }
+        out
+    }
+
+    fn on_response(&mut self, mut resp: Message, now: Instant) -> Vec<Transmit> {
+        let Some(via) = resp.top_via() else { return Vec::new() };
+        if !via.sent_by.eq_ignore_ascii_case(&self.sent_by()) {
+            return Vec::new(); // not ours: drop (§16.7 step 1 / §18.1.2)
+        }
+        let branch = via.branch().unwrap_or("").to_string();
+        if resp.method() == "CANCEL" {
+            return Vec::new(); // the 200 to our CANCEL
+        }
+        let Some(entry) = self.client_tx.get_mut(&branch) else {
+            // No transaction (2xx retransmission after it ended): forward statelessly.
+            resp.remove_first_value("Via");
+            return match resp.top_via() {
+                Some(v) => vec![Transmit { to: via_dest(&v), msg: resp }],
+                None => Vec::new(),
+            };
+        };
+        let id = entry.ctx;
+        let outs = entry.tx.on_response(resp, now);
+        let to = entry.to;
+        self.run_client_outputs(&branch, id, to, outs, now)
+    }
+
+    fn run_client_outputs(
+        &mut self,
+        branch: &str,
+        id: u64,
+        to: SocketAddr,
+        outs: Vec<Output>,
+        now: Instant,
+    ) -> Vec<Transmit> {
+        let mut out = Vec::new();
+        for o in outs {
+            match o {
+                Output::Send(m) => out.push(Transmit { to, msg: m }),
+                Output::Deliver(r) => out.extend(self.on_branch_response(id, branch, r, now)),
+                Output::Timeout => {
+                    let code = 408;
+                    if let Some(ctx) = self.contexts.get_mut(&id) {
+                        let timeout = Message::response_to(
+                            &ctx.request,
+                            code,
+                            "Request Timeout",
+                            Some(&tag_for(&ctx.server_key)),
+                        );
+                        out.extend(self.on_branch_response(id, branch, timeout, now));
+                    }
+                }
+                Output::Terminated => {
+                    self.client_tx.remove(branch);
+                }
+            }
+        }
+        out
+    }
+
+    /// §16.7: choose what goes upstream.
+    fn on_branch_response(
+        &mut self,
+        id: u64,
+        branch: &str,
+        mut resp: Message,
+        now: Instant,
+    ) -> Vec<Transmit> {
+        let Some(code) = resp.code() else { return Vec::new() };
+        resp.remove_first_value("Via");
+        let Some(ctx) = self.contexts.get_mut(&id) else { return Vec::new() };
+        let key = ctx.server_key.clone();
+        if code == 100 {
+            return Vec::new();
+        }
+        if code < 200 {
+            if ctx.final_sent {
+                return Vec::new();
+            }
+            return self.respond(&key, resp, now);
+        }
+        ctx.done.insert(branch.to_string());
+        if code < 300 {
+            let first = !ctx.final_sent;
+            ctx.final_sent = true;
+            ctx.noanswer_at = None;
+            let mut out = Vec::new();
+            if first {
+                out.extend(self.cancel_branches(id, Some(branch)));
+                out.extend(self.respond(&key, resp.clone(), now));
+            } else {
+                // Later 2xx are forwarded too (§16.7 step 5), statelessly.
+                if let Some(v) = resp.top_via() {
+                    out.push(Transmit { to: via_dest(&v), msg: resp });
+                }
+            }
+            out.extend(self.maybe_finish(id, now));
+            return out;
+        }
+        if (300..400).contains(&code) && !ctx.final_sent {
+            // Recurse on the contacts of a 3xx (§16.7 step 4), at most once per context.
+            let contacts: Vec<String> = resp
+                .header_values("Contact")
+                .iter()
+                .filter_map(|c| wire::NameAddr::parse(c))
+                .map(|n| n.uri)
+                .collect();
+            if !contacts.is_empty() && ctx.recursions < 1 {
+                ctx.recursions += 1;
+                let mut out = self.fork(id, contacts, now);
+                out.extend(self.maybe_finish(id, now));
+                return out;
+            }
+        }
+        ctx.consider(resp);
+        self.maybe_finish(id, now)
+    }
+
+    /// When every branch is done, send the best response (or retarget on busy).
+    fn maybe_finish(&mut self, id: u64, now: Instant) -> Vec<Transmit> {
+        let Some(ctx) = self.contexts.get(&id) else { return Vec::new() };
+        let pending = ctx.branches.iter().any(|b| !ctx.done.contains(b));
+        if pending {
+            return Vec::new();
+        }
+        self.finish_context(id, now, None)
+    }
+
+    fn finish_context(&mut self, id: u64, now: Instant, fallback: Option<(u16, &str)>) -> Vec<Transmit> {
+        let Some(ctx) = self.contexts.get_mut(&id) else { return Vec::new() };
+        let key = ctx.server_key.clone();
+        if ctx.final_sent {
+            self.contexts.remove(&id);
+            return Vec::new();
+        }
+        let best_code = ctx.best.as_ref().and_then(|b| b.code());
+        // Forwarding on busy: the proxy retargets itself.
+        if matches!(best_code, Some(486 | 600))
+            && !ctx.cancelled
+            && ctx.retargets == 0
+            && let Some(busy) = ctx.forwarding.busy.clone()
+        {
+            ctx.retargets += 1;
+            ctx.best = None;
+            return self.fork(id, vec![busy], now);
+        }
+        let resp = match ctx.best.take() {
+            Some(b) => b,
+            None => {
+                let (code, reason) = fallback.unwrap_or((408, "Request Timeout"));
+                Message::response_to(&ctx.request, code, reason, Some(&tag_for(&key)))
+            }
+        };
+        ctx.final_sent = true;
+        let cost = ctx.cost;
+        let cid = ctx.request.call_id().unwrap_or("").to_string();
+        self.contexts.remove(&id);
+        if cost > 0
+            && let Some(a) = self.admission.as_mut()
+        {
+            a.release(&cid);
+        }
+        self.respond(&key, resp, now)
+    }
+
+    fn on_register(&mut self, req: Message, key: Key, now: Instant) -> Vec<Transmit> {
+        let tag = tag_for(&key);
+        let Some(to) = req.to().and_then(|t| SipUri::parse(&t.uri)) else {
+            let resp = Message::response_to(&req, 400, "Bad Request (To)", Some(&tag));
+            return self.respond(&key, resp, now);
+        };
+        let aor = format!("{}@{}", to.user.clone().unwrap_or_default(), self.cfg.domain);
+        if !self.users.is_empty() {
+            let user = self.users.get(&aor).cloned();
+            let creds = req
+                .headers
+                .iter()
+                .filter(|h| h.name == "Authorization")
+                .filter_map(|h| digest::parse_credentials(&h.value))
+                .find(|c| c.realm.eq_ignore_ascii_case(&self.cfg.domain));
+            let result = match (&creds, &user) {
+                (None, _) => Err(AuthError::Missing),
+                (Some(c), _) if Some(c.username.as_str()) != to.user.as_deref() => Err(AuthError::Denied),
+                (Some(c), u) => {
+                    self.nonces.verify(c, "REGISTER", |a| u.as_ref().map(|u| u.ha1(a).to_string()), now)
+                }
+            };
+            match result {
+                Ok(()) => {}
+                Err(AuthError::Denied) if creds.is_some() && user.is_some() => {
+                    let resp = Message::response_to(&req, 403, "Forbidden", Some(&tag));
+                    return self.respond(&key, resp, now);
+                }
+                Err(e) => {
+                    let mut resp = Message::response_to(&req, 401, "Unauthorized", Some(&tag));
+                    for c in self.nonces.challenge(&self.cfg.domain, e == AuthError::Stale, now) {
+                        resp.push("WWW-Authenticate", c);
+                    }
+                    return self.respond(&key, resp, now);
+                }
+            }
+        }
+        let resp = match self.registrar.register(&req, &aor, now) {
+            RegisterOutcome::Ok(bindings) => {
+                self.counters.registrations += 1;
+                let mut r = Message::response_to(&req, 200, "OK", Some(&tag));
+                for c in Registrar::contact_values(&bindings, now) {
+                    r.push("Contact", c);
+                }
+                r
+            }
+            RegisterOutcome::IntervalTooBrief(min) => {
+                let mut r = Message::response_to(&req, 423, "Interval Too Brief", Some(&tag));
+                r.push("Min-Expires", min.to_string());
+                r
+            }
+            RegisterOutcome::Bad(why) => {
+                Message::response_to(&req, 400, &format!("Bad Request ({why})"), Some(&tag))
+            }
+            RegisterOutcome::OutOfOrder => {
+                Message::response_to(&req, 500, "Server Internal Error (CSeq out of order)", Some(&tag))
+            }
+            RegisterOutcome::TooMany => {
+                Message::response_to(&req, 403, "Forbidden (too many contacts)", Some(&tag))
+            }
+        };
+        self.respond(&key, resp, now)
+    }
+
+    fn answer_options(&mut self, req: &Message, key: Key, now: Instant) -> Vec<Transmit> {
+        let mut resp = Message::response_to(req, 200, "OK", Some(&tag_for(&key)));
+        resp.push("Allow", ALLOW);
+        resp.push("Accept", "application/sdp");
+        resp.push("Supported", "path");
+        resp.push("Server", "appnet-sip");
+        self.respond(&key, resp, now)
+    }
+
+    /// Sends a response through the server transaction `key`.
+    fn respond(&mut self, key: &Key, mut resp: Message, now: Instant) -> Vec<Transmit> {
+        let Some(e) = self.server_tx.get_mut(key) else { return Vec::new() };
+        if resp.header("Server").is_none()
+            && resp.code().is_some_and(|c| c >= 200)
+            && resp.header("Contact").is_none()
+        {
+            resp.push("Server", "appnet-sip");
+        }
+        let out = e.tx.respond(resp, now);
+        self.run_server_outputs(key, out)
+    }
+
+    fn run_server_outputs(&mut self, key: &Key, outs: Vec<Output>) -> Vec<Transmit> {
+        let mut out = Vec::new();
+        for o in outs {
+            match o {
+                Output::Send(m) => {
+                    let to = m.top_via().map(|v| via_dest(&v));
+                    let src = self.server_tx.get(key).map(|e| e.source);
+                    if let Some(to) = to.or(src) {
+                        out.push(Transmit { to, msg: m });
+                    }
+                }
+                Output::Terminated | Output::Timeout => {
+                    if let Some(e) = self.server_tx.remove(key)
+                        && let Some(n) = self.per_ip.get_mut(&e.source.ip())
+                    {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            self.per_ip.remove(&e.source.ip());
+                        }
+                    }
+                }
+                Output::Deliver(_) => {}
+            }
+        }
+        out
+    }
+
+    fn reply_stateless(&self, _req: &Message, resp: Message, from: SocketAddr) -> Vec<Transmit> {
+        let to = resp.top_via().map(|v| via_dest(&v)).unwrap_or(from);
+        vec![Transmit { to, msg: resp }]
+    }
+
+    /// Runs due timers: transaction retransmissions and timeouts, no-answer forwarding,
+    /// binding and reservation expiry.
+    pub fn tick(&mut self, now: Instant) -> Vec<Transmit> {
+        let mut out = Vec::new();
+        let due: Vec<Key> = self
+            .server_tx
+            .iter()
+            .filter(|(_, e)| e.tx.deadline().is_some_and(|d| d <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in due {
+            if let Some(e) = self.server_tx.get_mut(&k) {
+                let outs = e.tx.on_tick(now);
+                out.extend(self.run_server_outputs(&k, outs));
+            }
+        }
+        let due: Vec<String> = self
+            .client_tx
+            .iter()
+            .filter(|(_, e)| e.tx.deadline().is_some_and(|d| d <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for b in due {
+            if let Some(e) = self.client_tx.get_mut(&b) {
+                let outs = e.tx.on_tick(now);
+                let (id, to) = (e.ctx, e.to);
+                out.extend(self.run_client_outputs(&b, id, to, outs, now));
+            }
+        }
+        // No answer in time: cancel the branches and retarget (call forwarding).
+        let due: Vec<u64> = self
+            .contexts
+            .iter()
+            .filter(|(_, c)| c.noanswer_at.is_some_and(|t| t <= now) && !c.final_sent)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            out.extend(self.cancel_branches(id, None));
+            let Some(ctx) = self.contexts.get_mut(&id) else { continue };
+            ctx.noanswer_at = None;
+            let Some(target) = ctx.forwarding.noanswer.clone() else { continue };
+            // The old branches still finish (487); their responses no longer count.
+            let old: Vec<String> = ctx.branches.clone();
+            ctx.done.extend(old);
+            ctx.retargets += 1;
+            out.extend(self.fork(id, vec![target], now));
+        }
+        // Contexts whose server transaction is gone and whose branches are over.
+        self.contexts.retain(|_, c| !c.final_sent || c.branches.iter().any(|b| !c.done.contains(b)));
+        self.registrar.expire(now);
+        if let Some(a) = self.admission.as_mut() {
+            a.expire(now);
+        }
+        out
+    }
+
+    fn sent_by(&self) -> String {
+        self.cfg.local.to_string()
+    }
+
+    /// Is this URI's host our domain or our own address?
+    fn is_ours(&self, uri: &str) -> bool {
+        match SipUri::parse(uri) {
+            Some(u) => u.host.eq_ignore_ascii_case(&self.cfg.domain) || self.is_us(uri),
+            None => false,
+        }
+    }
+
+    /// Does this URI name this server (address and port)?
+    fn is_us(&self, uri: &str) -> bool {
+        let Some(u) = SipUri::parse(uri) else { return false };
+        let port = u.port.unwrap_or(5060);
+        let host_is_us = u.host.parse::<IpAddr>().is_ok_and(|ip| ip == self.cfg.local.ip())
+            || (u.user.is_none() && u.host.eq_ignore_ascii_case(&self.cfg.domain));
+        host_is_us && port == self.cfg.local.port()
+    }
+
+    /// Our branch for a forwarded request (§16.6 step 8): a hash of what stays the same if
+    /// the request comes back to us (Call-ID, tags, CSeq, method, Request-URI as received;
+    /// not the Via), plus the branch index, so a looped request is recognised (§16.3 step 4).
+    fn branch_for(&self, req: &Message, index: usize) -> String {
+        let from_tag = req.from().and_then(|f| f.tag().map(str::to_string)).unwrap_or_default();
+        let to_tag = req.to().and_then(|f| f.tag().map(str::to_string)).unwrap_or_default();
+        let h = short_hash(&format!(
+            "{}|{}|{}|{}|{}|{}",
+            req.call_id().unwrap_or(""),
+            from_tag,
+            to_tag,
+            req.cseq().map(|c| c.0).unwrap_or(0),
+            req.method(),
+            req.uri().unwrap_or("")
+        ));
+        format!("{}{}{:02x}", wire::BRANCH_COOKIE, h, index % 256)
+    }
+}
+
+/// Adds received= and rport= to the top Via (RFC 3261 §18.2.1, RFC 3581).
+fn stamp_received(req: &mut Message, from: SocketAddr) {
+    let Some(mut via) = req.top_via() else { return };
+    let (host, _) = via.host_port();
+    let ip = from.ip().to_string();
+    if host != ip {
+        via.params.retain(|(k, _)| k != "received");
+        via.params.push(("received".into(), Some(ip)));
+    }
+    if let Some(i) = via.params.iter().position(|(k, _)| k == "rport") {
+        via.params[i].1 = Some(from.port().to_string());
+        if !via.params.iter().any(|(k, _)| k == "received") {
+            via.params.push(("received".into(), Some(from.ip().to_string())));
+        }
+    }
+    req.remove_first_value("Via");
+    req.push_front("Via", via.to_string());
+}
+
+/// Where a response goes: received/rport if present, else sent-by (§18.2.2).
+fn via_dest(v: &Via) -> SocketAddr {
+    let (host, port) = v.host_port();
+    let ip = v.param("received").and_then(|r| r.parse::<IpAddr>().ok()).or_else(|| host.parse().ok());
+    let port = v.param("rport").and_then(|p| p.parse().ok()).unwrap_or(port);
+    SocketAddr::new(ip.unwrap_or(IpAddr::from([127, 0, 0, 1])), port)
+}
+
+/// A contact/route URI with an IP-literal host (or localhost) as a socket address.
+fn resolve_uri(uri: &str) -> Option<SocketAddr> {
+    let u = SipUri::parse(uri)?;
+    let ip: IpAddr = match u.host.as_str() {
+        "localhost" => IpAddr::from([127, 0, 0, 1]),
+        h => h.parse().ok()?,
+    };
+    Some(SocketAddr::new(ip, u.port.unwrap_or(5060)))
+}
+
+/// The To tag we put on responses we generate for a transaction (stable across retransmissions).
+fn tag_for(key: &Key) -> String {
+    short_hash(&format!("tag{}{}", key.branch, key.sent_by))
+}
+
+/// 64-bit FNV-1a as 16 hex digits: stable identifiers, not security.
+fn short_hash(s: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    format!("{h:016x}")
+}

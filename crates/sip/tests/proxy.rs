@@ -1,0 +1,302 @@
+//! The proxy/registrar core, sans-IO: registration with Digest, parallel forking with the
+//! first 2xx winning, CANCEL, Max-Forwards, loops, no open relay, forwarding on busy and on
+//! no answer, admission control, retransmissions absorbed, junk answered with 400.
+
+use appnet_sip::digest::Algorithm;
+use appnet_sip::proxy::{Proxy, ProxyConfig, Transmit};
+use appnet_sip::registrar::RegistrarLimits;
+use appnet_sip::transaction::Timers;
+use appnet_sip::users::{Forwarding, User};
+use appnet_sip::wire::{Limits, Message};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const PROXY: &str = "127.0.0.1:5060";
+const ALICE: &str = "127.0.0.1:6001";
+const PHONE1: &str = "127.0.0.1:7001";
+const PHONE2: &str = "127.0.0.1:7002";
+const VOICEMAIL: &str = "127.0.0.1:7009";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn config() -> ProxyConfig {
+    ProxyConfig {
+        domain: "umass.edu".into(),
+        local: addr(PROXY),
+        redirect: false,
+        link_kbps: None,
+        max_transactions: 1000,
+        max_transactions_per_ip: 100,
+        nonce_lifetime: Duration::from_secs(300),
+        dialog_timeout: Duration::from_secs(3600),
+        noanswer_default: Duration::from_secs(20),
+        registrar: RegistrarLimits::default(),
+        limits: Limits::default(),
+        timers: Timers::default(),
+    }
+}
+
+fn user(aor: &str, pw: &str, forwarding: Forwarding) -> (String, User) {
+    let (n, d) = aor.split_once('@').unwrap();
+    let u = User {
+        aor: aor.into(),
+        ha1_md5: Algorithm::Md5.ha1(n, d, pw),
+        ha1_sha256: Algorithm::Sha256.ha1(n, d, pw),
+        forwarding,
+    };
+    (aor.to_string(), u)
+}
+
+fn msg(text: &str) -> Vec<u8> {
+    text.replace('\n', "\r\n").into_bytes()
+}
+
+fn register(contact: &str, from: &str, cseq: u32, auth: Option<String>) -> Vec<u8> {
+    let auth = auth.map(|a| format!("Authorization: {a}\n")).unwrap_or_default();
+    msg(&format!(
+        "REGISTER sip:umass.edu SIP/2.0\nVia: SIP/2.0/UDP {from};branch=z9hG4bKreg{cseq}{contact}\n\
+         From: <sip:bob@umass.edu>;tag=r\nTo: <sip:bob@umass.edu>\nCall-ID: reg-{contact}\nCSeq: {cseq} REGISTER\n\
+         Contact: <sip:bob@{contact}>\nExpires: 600\n{auth}Max-Forwards: 70\n\n"
+    ))
+}
+
+fn only(out: &[Transmit]) -> &Transmit {
+    assert_eq!(out.len(), 1, "{out:#?}");
+    &out[0]
+}
+
+/// Registers bob's contact with Digest (`alg`), checking the challenge first.
+fn register_with_digest(p: &mut Proxy, contact: &str, alg: Algorithm, now: Instant) {
+    let out = p.on_message(&register(contact, contact, 1, None), addr(contact), now);
+    let r = &only(&out).msg;
+    assert_eq!(r.code(), Some(401));
+    let challenges = r.header_values("WWW-Authenticate");
+    let ch = &r
+        .headers
+        .iter()
+        .filter(|h| h.name == "WWW-Authenticate")
+        .map(|h| h.value.clone())
+        .collect::<Vec<_>>();
+    assert!(ch[0].contains("algorithm=MD5") && ch[1].contains("algorithm=SHA-256"), "{challenges:?}");
+    let nonce = ch[0].split("nonce=\"").nth(1).unwrap().split('"').next().unwrap();
+    let ha1 = alg.ha1("bob", "umass.edu", "pw");
+    let ha2 = alg.hex("REGISTER:sip:umass.edu");
+    let resp = alg.hex(&format!("{ha1}:{nonce}:00000001:c0:auth:{ha2}"));
+    let auth = format!(
+        "Digest username=\"bob\", realm=\"umass.edu\", nonce=\"{nonce}\", uri=\"sip:umass.edu\", response=\"{resp}\", algorithm={}, qop=auth, nc=00000001, cnonce=\"c0\"",
+        alg.name()
+    );
+    let out = p.on_message(&register(contact, contact, 2, Some(auth.clone())), addr(contact), now);
+    assert_eq!(only(&out).msg.code(), Some(200));
+    assert_eq!(only(&out).to, addr(contact));
+    // The same credentials again (a replay with a fresh transaction): refused.
+    let out = p.on_message(&register(contact, contact, 3, Some(auth)), addr(contact), now);
+    assert_eq!(only(&out).msg.code(), Some(403));
+}
+
+fn invite(branch: &str, sdp: &str) -> Vec<u8> {
+    let body = sdp.replace('\n', "\r\n");
+    let mut m = msg(&format!(
+        "INVITE sip:bob@umass.edu SIP/2.0\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bK{branch}\nMax-Forwards: 70\n\
+         From: <sip:alice@poly.edu>;tag=a1\nTo: <sip:bob@umass.edu>\nCall-ID: call-{branch}\nCSeq: 1 INVITE\n\
+         Contact: <sip:alice@{ALICE}>\nContent-Type: application/sdp\nContent-Length: {}\n\n",
+        body.len()
+    ));
+    m.extend_from_slice(body.as_bytes());
+    m
+}
+
+fn answer(req: &Message, code: u16, reason: &str, tag: &str) -> Vec<u8> {
+    let mut r = Message::response_to(req, code, reason, Some(tag));
+    r.push("Contact", format!("<sip:bob@{PHONE1}>"));
+    r.to_bytes()
+}
+
+fn to(out: &[Transmit], dest: &str) -> Vec<Message> {
+    out.iter().filter(|t| t.to == addr(dest)).map(|t| t.msg.clone()).collect()
+}
+
+#[test]
+fn register_then_fork_first_2xx_wins_and_others_are_cancelled() {
+    let t0 = Instant::now();
+    let users = HashMap::from([user("bob@umass.edu", "pw", Forwarding::default())]);
+    let mut p = Proxy::new(config(), users);
+    register_with_digest(&mut p, PHONE1, Algorithm::Md5, t0);
+    register_with_digest(&mut p, PHONE2, Algorithm::Sha256, t0);
+    assert_eq!(p.registrar().lookup("bob@umass.edu", t0).len(), 2);
+
+    let out = p.on_message(&invite("i1", ""), addr(ALICE), t0);
+    assert_eq!(to(&out, ALICE)[0].code(), Some(100));
+    let f1 = to(&out, PHONE1).pop().expect("branch to phone 1");
+    let f2 = to(&out, PHONE2).pop().expect("branch to phone 2");
+    for f in [&f1, &f2] {
+        assert_eq!(f.max_forwards(), Some(69));
+        assert_eq!(f.header_values("Via").len(), 2);
+        assert!(f.header("Record-Route").unwrap().contains(";lr"));
+    }
+    assert_ne!(f1.top_via().unwrap().branch(), f2.top_via().unwrap().branch());
+    assert_eq!(f1.uri(), Some(format!("sip:bob@{PHONE1}").as_str()));
+
+    // Alice retransmits the INVITE: absorbed (100 again), not forked twice.
+    let out = p.on_message(&invite("i1", ""), addr(ALICE), t0);
+    assert!(to(&out, PHONE1).is_empty() && to(&out, PHONE2).is_empty());
+
+    let out = p.on_message(&answer(&f1, 180, "Ringing", "p1"), addr(PHONE1), t0);
+    let ringing = &only(&out).msg;
+    assert_eq!((only(&out).to, ringing.code()), (addr(ALICE), Some(180)));
+    assert_eq!(ringing.header_values("Via").len(), 1, "our Via removed");
+    p.on_message(&answer(&f2, 180, "Ringing", "p2"), addr(PHONE2), t0);
+
+    let out = p.on_message(&answer(&f2, 200, "OK", "p2"), addr(PHONE2), t0);
+    assert_eq!(to(&out, ALICE)[0].code(), Some(200));
+    let cancels = to(&out, PHONE1);
+    assert_eq!(cancels.len(), 1);
+    assert_eq!(cancels[0].method(), "CANCEL");
+    assert_eq!(cancels[0].top_via().unwrap().branch(), f1.top_via().unwrap().branch());
+    // Phone 1 answers the CANCEL and the INVITE with 487: nothing more reaches Alice.
+    let out = p.on_message(&answer(&f1, 487, "Request Terminated", "p1"), addr(PHONE1), t0);
+    assert!(to(&out, ALICE).is_empty());
+    assert_eq!(to(&out, PHONE1)[0].method(), "ACK", "the 487 is ACKed hop by hop");
+
+    // In-dialog BYE along the Record-Route goes to phone 2.
+    let bye = msg(&format!(
+        "BYE sip:bob@{PHONE2} SIP/2.0\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKbye1\nMax-Forwards: 70\n\
+         Route: <sip:{PROXY};lr>\nFrom: <sip:alice@poly.edu>;tag=a1\nTo: <sip:bob@umass.edu>;tag=p2\n\
+         Call-ID: call-i1\nCSeq: 2 BYE\n\n"
+    ));
+    let out = p.on_message(&bye, addr(ALICE), t0);
+    let fwd = &only(&out).msg;
+    assert_eq!(only(&out).to, addr(PHONE2));
+    assert!(fwd.header("Route").is_none(), "our Route popped");
+}
+
+#[test]
+fn cancel_from_the_caller() {
+    let t0 = Instant::now();
+    let mut p = Proxy::new(config(), HashMap::new());
+    p.on_message(&register(PHONE1, PHONE1, 1, None), addr(PHONE1), t0);
+    let out = p.on_message(&invite("c1", ""), addr(ALICE), t0);
+    let f1 = to(&out, PHONE1).pop().unwrap();
+    p.on_message(&answer(&f1, 180, "Ringing", "p1"), addr(PHONE1), t0);
+    let cancel = msg(&format!(
+        "CANCEL sip:bob@umass.edu SIP/2.0\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKc1\nMax-Forwards: 70\n\
+         From: <sip:alice@poly.edu>;tag=a1\nTo: <sip:bob@umass.edu>\nCall-ID: call-c1\nCSeq: 1 CANCEL\n\n"
+    ));
+    let out = p.on_message(&cancel, addr(ALICE), t0);
+    assert_eq!(to(&out, ALICE)[0].code(), Some(200));
+    assert_eq!(to(&out, PHONE1)[0].method(), "CANCEL");
+    let out = p.on_message(&answer(&f1, 487, "Request Terminated", "p1"), addr(PHONE1), t0);
+    assert_eq!(to(&out, ALICE)[0].code(), Some(487));
+}
+
+#[test]
+fn hop_limit_loops_relay_and_junk() {
+    let t0 = Instant::now();
+    let mut p = Proxy::new(config(), HashMap::new());
+    let mf0 = String::from_utf8(invite("m0", "")).unwrap().replace("Max-Forwards: 70", "Max-Forwards: 0");
+    let out = p.on_message(mf0.as_bytes(), addr(ALICE), t0);
+    assert_eq!(to(&out, ALICE).last().unwrap().code(), Some(483));
+    let relay = String::from_utf8(invite("r0", ""))
+        .unwrap()
+        .replace("INVITE sip:bob@umass.edu", "INVITE sip:carol@example.com");
+    let out = p.on_message(relay.as_bytes(), addr(ALICE), t0);
+    assert_eq!(to(&out, ALICE).last().unwrap().code(), Some(403));
+    let out = p.on_message(&invite("n0", ""), addr(ALICE), t0);
+    assert_eq!(to(&out, ALICE).last().unwrap().code(), Some(480), "nobody registered");
+    // A loop: bob registered the proxy itself as his contact.
+    p.on_message(&register(PROXY, PHONE1, 1, None), addr(PHONE1), t0);
+    let out = p.on_message(&invite("l0", ""), addr(ALICE), t0);
+    let looped = to(&out, PROXY).pop().expect("forwarded to itself");
+    // The first pass retargeted the Request-URI; from the second pass on the request is
+    // unchanged, so the third arrival carries a Via with the branch we would compute.
+    let out = p.on_message(&looped.to_bytes(), addr(PROXY), t0);
+    let again = to(&out, PROXY).into_iter().find(|m| m.is_request()).expect("second pass");
+    let out = p.on_message(&again.to_bytes(), addr(PROXY), t0);
+    assert_eq!(to(&out, PROXY).last().unwrap().code(), Some(482));
+    // Junk with a readable Via: 400; unreadable junk: silence.
+    let bad =
+        msg(&format!("OPTIONS sip:umass.edu SIP/2.0\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKj\nCSeq: x\n\n"));
+    assert_eq!(only(&p.on_message(&bad, addr(ALICE), t0)).msg.code(), Some(400));
+    assert!(p.on_message(b"\x00\x01garbage", addr(ALICE), t0).is_empty());
+    let options = msg(&format!(
+        "OPTIONS sip:umass.edu SIP/2.0\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKo\nFrom: <sip:a@b>;tag=1\nTo: <sip:umass.edu>\nCall-ID: o\nCSeq: 1 OPTIONS\n\n"
+    ));
+    let out = p.on_message(&options, addr(ALICE), t0);
+    let r = &only(&out).msg;
+    assert_eq!(r.code(), Some(200));
+    assert!(r.header("Allow").unwrap().contains("INVITE"));
+}
+
+#[test]
+fn forwarding_on_busy_and_on_no_answer() {
+    let t0 = Instant::now();
+    let fwd = Forwarding {
+        busy: Some(format!("sip:vm@{VOICEMAIL}")),
+        noanswer: Some(format!("sip:bob@{PHONE2}")),
+        noanswer_secs: Some(5),
+        ..Forwarding::default()
+    };
+    let mut p = Proxy::new(config(), HashMap::from([user("bob@umass.edu", "pw", fwd)]));
+    register_with_digest(&mut p, PHONE1, Algorithm::Md5, t0);
+    // Busy: the proxy retargets to voicemail itself; Alice never sees the 486.
+    let out = p.on_message(&invite("b1", ""), addr(ALICE), t0);
+    let f1 = to(&out, PHONE1).pop().unwrap();
+    let out = p.on_message(&answer(&f1, 486, "Busy Here", "p1"), addr(PHONE1), t0);
+    assert!(to(&out, ALICE).is_empty());
+    let vm = to(&out, VOICEMAIL).pop().expect("retargeted to voicemail");
+    assert_eq!(vm.uri(), Some(format!("sip:vm@{VOICEMAIL}").as_str()));
+    let out = p.on_message(&answer(&vm, 200, "OK", "vm"), addr(VOICEMAIL), t0);
+    assert_eq!(to(&out, ALICE)[0].code(), Some(200));
+    // No answer for 5 s: phone 1 is cancelled and phone 2 rings.
+    let out = p.on_message(&invite("n1", ""), addr(ALICE), t0);
+    let f1 = to(&out, PHONE1).pop().unwrap();
+    p.on_message(&answer(&f1, 180, "Ringing", "p1"), addr(PHONE1), t0);
+    assert!(to(&p.tick(t0 + Duration::from_secs(4)), PHONE2).is_empty());
+    let out = p.tick(t0 + Duration::from_secs(5));
+    assert_eq!(to(&out, PHONE1)[0].method(), "CANCEL");
+    let f2 = to(&out, PHONE2).pop().expect("retargeted on no answer");
+    let out = p.on_message(&answer(&f1, 487, "Request Terminated", "p1"), addr(PHONE1), t0);
+    assert!(to(&out, ALICE).is_empty(), "the cancelled branch's 487 is not the answer");
+    let out = p.on_message(&answer(&f2, 200, "OK", "p2"), addr(PHONE2), t0);
+    assert_eq!(to(&out, ALICE)[0].code(), Some(200));
+}
+
+#[test]
+fn admission_control_and_redirect() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.link_kbps = Some(160);
+    let mut p = Proxy::new(cfg, HashMap::new());
+    p.on_message(&register(PHONE1, PHONE1, 1, None), addr(PHONE1), t0);
+    let sdp = "v=0\no=- 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 4000 RTP/AVP 0\n";
+    for call in ["a1", "a2"] {
+        let out = p.on_message(&invite(call, sdp), addr(ALICE), t0);
+        let f = to(&out, PHONE1).pop().expect("admitted");
+        p.on_message(&answer(&f, 200, "OK", "p"), addr(PHONE1), t0);
+    }
+    assert_eq!(p.reserved_kbps(), 160);
+    let out = p.on_message(&invite("a3", sdp), addr(ALICE), t0);
+    let refused = to(&out, ALICE).pop().unwrap();
+    assert_eq!(refused.code(), Some(503));
+    assert!(refused.header("Retry-After").is_some());
+    assert!(refused.header("Warning").unwrap().starts_with("370 "));
+    // BYE releases one call.
+    let bye = msg(&format!(
+        "BYE sip:bob@{PHONE1} SIP/2.0\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKbyea1\nMax-Forwards: 70\n\
+         Route: <sip:{PROXY};lr>\nFrom: <sip:alice@poly.edu>;tag=a1\nTo: <sip:bob@umass.edu>;tag=p\nCall-ID: call-a1\nCSeq: 2 BYE\n\n"
+    ));
+    p.on_message(&bye, addr(ALICE), t0);
+    assert_eq!(p.reserved_kbps(), 80);
+
+    let mut cfg = config();
+    cfg.redirect = true;
+    let mut r = Proxy::new(cfg, HashMap::new());
+    r.on_message(&register(PHONE1, PHONE1, 1, None), addr(PHONE1), t0);
+    let out = r.on_message(&invite("d1", ""), addr(ALICE), t0);
+    let moved = to(&out, ALICE).pop().unwrap();
+    assert_eq!(moved.code(), Some(302));
+    assert_eq!(moved.header("Contact"), Some(format!("<sip:bob@{PHONE1}>").as_str()));
+}
