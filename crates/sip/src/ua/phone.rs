@@ -243,18 +243,9 @@ impl Phone {
                 }
                 r = self.sock.recv_from(&mut buf) => {
                     let Ok((n, src)) = r else { continue };
-                    let m = match crate::wire::parse(&buf[..n]) {
-                        Ok(m) => m,
-                        Err(_) => {
-                            if let Some(m) = crate::wire::parse_lenient(&buf[..n], Default::default())
-                                && m.is_request()
-                            {
-                                let resp = Message::response_to(&m, 400, "Bad Request", None);
-                                self.send_to(&resp, src).await;
-                            }
-                            continue;
-                        }
-                    };
+                    // A datagram that is not a well-formed SIP message is dropped: without a
+                    // readable Via there is nowhere to send a 400 (§18.2.1 lets a UA discard).
+                    let Ok(m) = crate::wire::parse(&buf[..n]) else { continue };
                     if !m.is_request() {
                         let ours = reg.tx.as_ref().is_some_and(|(_, b)| {
                             m.top_via().and_then(|v| v.branch().map(|x| x == b)).unwrap_or(false)
