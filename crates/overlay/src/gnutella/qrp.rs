@@ -281,6 +281,31 @@ impl QrpReceiver {
     }
 }
 
+/// Feeds arbitrary bytes to a [`QrpReceiver`] as a sequence of ROUTE_TABLE_UPDATE payloads
+/// (each prefixed by a one-byte length): the fuzz target's body. Returns how many were applied.
+pub fn fuzz_updates(data: &[u8]) -> usize {
+    let mut r = QrpReceiver::new(12);
+    let mut applied = 0;
+    let mut rest = data;
+    while let Some((&len, tail)) = rest.split_first() {
+        let n = (len as usize).min(tail.len());
+        let (payload, next) = tail.split_at(n);
+        rest = next;
+        if let Ok(super::wire::Payload::RouteTable(u)) =
+            super::wire::decode_payload(super::wire::ptype::ROUTE_TABLE_UPDATE, payload)
+            && r.on_update(&u).is_ok()
+        {
+            applied += 1;
+        }
+    }
+    if let Some(t) = r.table() {
+        // Whatever was applied, lookups stay in bounds.
+        let _ = t.matches_keywords("hey jude");
+        let _ = t.present();
+    }
+    applied
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,6 +426,25 @@ mod tests {
         };
         r.on_update(&patch8).unwrap();
         assert_eq!(r.table().unwrap().get(1), 2);
+    }
+
+    #[test]
+    fn fuzz_body_survives_junk() {
+        assert_eq!(fuzz_updates(&[]), 0);
+        // RESET to 64 slots, then a one-fragment 4-bit patch: both applied.
+        let ok = [6, 0, 64, 0, 0, 0, 7, 7, 1, 1, 1, 0, 4, 0xA0, 0x0A];
+        assert_eq!(fuzz_updates(&ok), 2);
+        let mut x: u64 = 99;
+        for _ in 0..3000 {
+            let mut buf = Vec::new();
+            for _ in 0..(x % 120) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                buf.push(x as u8);
+            }
+            fuzz_updates(&buf);
+        }
     }
 
     #[test]
