@@ -140,7 +140,10 @@ fn print_steps(steps: &[Step], resolver: &Endpoint, n: &mut usize, say: &mut dyn
     for s in steps {
         let server =
             s.server.map(|a| format!("{} ({a})", s.server_name)).unwrap_or_else(|| s.server_name.clone());
-        let peer = Endpoint::new(&s.server_name, s.server.map_or(String::new(), |a| a.to_string()));
+        let peer = Endpoint::new(
+            s.server_name.trim_end_matches('.'),
+            s.server.map_or(String::new(), |a| a.to_string()),
+        );
         let ms = s.rtt.as_secs_f64() * 1000.0;
         let query = |n: usize| Line {
             n,

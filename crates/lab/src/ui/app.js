@@ -84,7 +84,7 @@ function drawChart() {
   const shown = state.events.filter(visible);
   const lanes = [];
   for (const e of shown) for (const n of [nameOf(e.from), nameOf(e.to)]) if (!lanes.includes(n)) lanes.push(n);
-  const laneW = 190, top = 50, rowH = 34, left = 20;
+  const laneW = 150, top = 50, rowH = 34, left = 20;
   const width = Math.max(600, left * 2 + lanes.length * laneW);
   const height = top + shown.length * rowH + 30;
   svg.setAttribute("width", width);
@@ -118,7 +118,7 @@ function drawChart() {
     g.appendChild(el("rect", { class: "hit", x: 0, y: y - 16, width, height: rowH - 2 }));
     g.appendChild(el("line", { x1, y1: y, x2: x1 === x2 ? x2 + 30 : x2, y2: y, "marker-end": `url(#arrow-${cls})` }));
     const label = `${i + 1}. ${e.protocol} ${e.summary}`;
-    const short = label.length > 90 ? label.slice(0, 87) + "…" : label;
+    const short = label.length > 110 ? label.slice(0, 107) + "…" : label;
     const lx = Math.min(x1, x2) + 4;
     g.appendChild(el("text", { class: "summary", x: lx, y: y - 4 }, short));
     if (e.latency_ms !== null) g.appendChild(el("text", { class: "latency", x: Math.max(x1, x2) - 4, y: y + 13, "text-anchor": "end" }, e.latency_ms.toFixed(1) + " ms"));
