@@ -1,0 +1,10 @@
+//! STUN (RFC 8489) and TURN (RFC 8656): the wire codec, a sans-IO TURN server core that also
+//! answers STUN Binding requests, its tokio driver, and a STUN client.
+
+pub mod client;
+pub mod config;
+pub mod stun;
+pub mod turn;
+
+pub use config::TurnConfig;
+pub use turn::server::TurnServer;

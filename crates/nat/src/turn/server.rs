@@ -1,0 +1,174 @@
+//! The tokio driver of the TURN core: one UDP listener for STUN/TURN, one UDP socket per
+//! relayed port (each read by its own task), and a once-a-second expiry tick.
+
+use super::core::{Action, Core, CoreConfig};
+use crate::config::{TurnConfig, parse_ports, parse_users};
+use appnet_netkit::acl::AccessList;
+use appnet_netkit::service::BoxError;
+use appnet_netkit::{Service, Shutdown};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot read {0}: {1}")]
+    Users(String, std::io::Error),
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A bound STUN/TURN server.
+pub struct TurnServer {
+    socket: Arc<UdpSocket>,
+    core: Arc<Mutex<Core>>,
+    relay_ip: IpAddr,
+}
+
+type Relays = HashMap<u16, (Arc<UdpSocket>, JoinHandle<()>)>;
+
+impl TurnServer {
+    /// Reads the users file, binds the listener.
+    pub async fn bind(config: TurnConfig) -> Result<TurnServer, StartError> {
+        let ports = parse_ports(&config.ports).map_err(StartError::Config)?;
+        let allow_peer = AccessList::parse(&config.allow_peer).map_err(StartError::Config)?;
+        let users = match &config.users {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| StartError::Users(path.display().to_string(), e))?;
+                parse_users(&text).map_err(|e| StartError::Config(format!("{}: {e}", path.display())))?
+            }
+            None => Vec::new(),
+        };
+        let socket = UdpSocket::bind(config.listen).await?;
+        let local = socket.local_addr()?;
+        let relay_ip = match config.relay_ip {
+            Some(ip) => ip,
+            None if local.ip().is_unspecified() => {
+                return Err(StartError::Config(
+                    "--relay-ip is needed when listening on a wildcard address".into(),
+                ));
+            }
+            None => local.ip(),
+        };
+        let core = Core::new(
+            CoreConfig {
+                realm: config.realm.clone(),
+                users,
+                relay_ip,
+                ports,
+                allow_peer,
+                user_quota: config.user_quota,
+                ip_quota: config.ip_quota,
+                max_allocations: config.max_allocations,
+                nonce_lifetime: Duration::from_secs(config.nonce_lifetime_secs.max(1)),
+                max_lifetime: config.max_lifetime_secs.max(1),
+                other_address: None,
+            },
+            Instant::now(),
+        );
+        Ok(TurnServer { socket: Arc::new(socket), core: Arc::new(Mutex::new(core)), relay_ip })
+    }
+}
+
+fn lock(core: &Mutex<Core>) -> std::sync::MutexGuard<'_, Core> {
+    core.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn execute(actions: Vec<Action>, socket: &UdpSocket, relays: &mut Relays) {
+    for action in actions {
+        match action {
+            Action::ToClient { to, data } => {
+                let _ = socket.send_to(&data, to).await;
+            }
+            Action::ToPeer { port, peer, data } => {
+                if let Some((relay, _)) = relays.get(&port) {
+                    let _ = relay.send_to(&data, peer).await;
+                }
+            }
+            Action::CloseRelay { port } => {
+                if let Some((_, task)) = relays.remove(&port) {
+                    task.abort();
+                }
+            }
+        }
+    }
+}
+
+fn spawn_relay(
+    port: u16,
+    relay: Arc<UdpSocket>,
+    socket: Arc<UdpSocket>,
+    core: Arc<Mutex<Core>>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let Ok((n, peer)) = relay.recv_from(&mut buf).await else { continue };
+            let action = lock(&core).from_peer(port, peer, &buf[..n], Instant::now());
+            if let Some(Action::ToClient { to, data }) = action {
+                let _ = socket.send_to(&data, to).await;
+            }
+        }
+    })
+}
+
+impl Service for TurnServer {
+    fn local_addr(&self) -> SocketAddr {
+        self.socket.local_addr().expect("bound socket")
+    }
+
+    async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
+        let mut relays: Relays = HashMap::new();
+        let mut buf = vec![0u8; 65536];
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => break,
+                _ = tick.tick() => {
+                    let actions = lock(&self.core).expire(Instant::now());
+                    execute(actions, &self.socket, &mut relays).await;
+                }
+                got = self.socket.recv_from(&mut buf) => {
+                    let Ok((n, from)) = got else { continue };
+                    let mut fresh: Vec<(u16, std::net::UdpSocket)> = Vec::new();
+                    let relay_ip = self.relay_ip;
+                    let actions = {
+                        let mut core = lock(&self.core);
+                        let actions = core.from_client(from, &buf[..n], Instant::now(), &mut |p| {
+                            match std::net::UdpSocket::bind((relay_ip, p)) {
+                                Ok(s) => {
+                                    fresh.push((p, s));
+                                    true
+                                }
+                                Err(_) => false,
+                            }
+                        });
+                        fresh.retain(|(p, _)| core.port_used(*p));
+                        actions
+                    };
+                    for (port, s) in fresh {
+                        if s.set_nonblocking(true).is_err() {
+                            continue;
+                        }
+                        let Ok(s) = UdpSocket::from_std(s) else { continue };
+                        let s = Arc::new(s);
+                        let task = spawn_relay(port, s.clone(), self.socket.clone(), self.core.clone());
+                        relays.insert(port, (s, task));
+                    }
+                    execute(actions, &self.socket, &mut relays).await;
+                }
+            }
+        }
+        for (_, (_, task)) in relays.drain() {
+            task.abort();
+        }
+        Ok(())
+    }
+}
