@@ -23,7 +23,7 @@ pub enum FtpCmd {
         appnet ftp serve --root /srv/ftp --users users --write   named users may upload\n  \
         appnet ftp serve --root /srv/ftp --tls                   AUTH TLS with a lab-CA certificate\n  \
         appnet ftp serve --root /srv/ftp --listen 0.0.0.0:2121 --passive-ports 30000-30100")]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage the users file of `ftp serve --users`.
     #[command(subcommand)]
     User(UserCmd),
@@ -182,7 +182,7 @@ impl FtpOptions {
 /// Runs an `ftp` subcommand.
 pub async fn run(cmd: FtpCmd, ctx: &Context) -> anyhow::Result<()> {
     match cmd {
-        FtpCmd::Serve(args) => serve(args, ctx).await,
+        FtpCmd::Serve(args) => serve(*args, ctx).await,
         FtpCmd::User(UserCmd::Add(args)) => user_add(args),
         FtpCmd::Ls(args) => super::ftp_client::ls(args).await,
         FtpCmd::Get(args) => super::ftp_client::get(args).await,
