@@ -26,7 +26,7 @@ use std::time::Duration;
     appnet gnutella get 'hey jude' --node 127.0.0.1:6347 -o /tmp")]
 pub enum GnutellaCmd {
     /// Run a servent: neighbours and HTTP downloads on one port.
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Search through a node; prints one line per hit: name, size, urn:sha1, peer IP:PORT, hops.
     Search(SearchArgs),
     /// Search (by keywords or urn:sha1) and fetch the file from every peer that has it, verified.
@@ -147,6 +147,7 @@ fn secs(v: f64) -> anyhow::Result<Duration> {
 pub async fn run(cmd: GnutellaCmd, ctx: &Context) -> anyhow::Result<()> {
     match cmd {
         GnutellaCmd::Node(args) => {
+            let args = *args;
             let mut config: NodeConfig = ctx.section("gnutella")?;
             args.options.apply(&mut config);
             let listen = config.upload.listen;
