@@ -416,7 +416,7 @@ impl Proxy {
     }
 
     /// ACK for 2xx and other requests we do not keep state for (§16.11).
-    fn forward_stateless(&mut self, mut req: Message, _now: Instant) -> Vec<Transmit> {
+    fn forward_stateless(&mut self, mut req: Message, now: Instant) -> Vec<Transmit> {
         if let Some(first) = req.header_values("Route").first()
             && let Some(na) = wire::NameAddr::parse(first)
             && self.is_us(&na.uri)
@@ -427,9 +427,24 @@ impl Proxy {
             Some(na) => na.uri,
             None => req.uri().unwrap_or("").to_string(),
         };
-        if self.is_us(&next) || req.max_forwards() == Some(0) {
+        if req.max_forwards() == Some(0) {
             return Vec::new();
         }
+        // An ACK sent to the domain itself (a UA that ignored Record-Route): the location
+        // service names the contact, as for the INVITE.
+        let next = if self.is_ours(&next) {
+            let Some(user) = SipUri::parse(&next).and_then(|u| u.user) else { return Vec::new() };
+            let aor = format!("{user}@{}", self.cfg.domain);
+            match self.registrar.lookup(&aor, now).into_iter().next() {
+                Some(b) => {
+                    req.set_uri(&b.contact);
+                    b.contact
+                }
+                None => return Vec::new(),
+            }
+        } else {
+            next
+        };
         let Some(dest) = resolve_uri(&next) else { return Vec::new() };
         let incoming = req.top_via().and_then(|v| v.branch().map(str::to_string)).unwrap_or_default();
         let branch = format!("{}{}", wire::BRANCH_COOKIE, short_hash(&format!("ack{incoming}{next}")));

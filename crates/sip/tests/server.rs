@@ -1,0 +1,66 @@
+//! The UDP driver end to end: a phone registers, a caller's INVITE reaches it through the
+//! proxy, the 200 comes back; the server keeps serving after junk.
+
+use appnet_netkit::Service;
+use appnet_netkit::harness;
+use appnet_sip::wire::{self, Message};
+use appnet_sip::{SipConfig, SipServer};
+use std::time::Duration;
+use tokio::net::UdpSocket;
+
+async fn recv(s: &UdpSocket) -> Message {
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), s.recv_from(&mut buf))
+        .await
+        .expect("answer in time")
+        .unwrap();
+    wire::parse(&buf[..n]).expect("a valid SIP message")
+}
+
+async fn recv_final(s: &UdpSocket) -> Message {
+    for _ in 0..10 {
+        let m = recv(s).await;
+        if m.code().is_none_or(|c| c >= 200) {
+            return m;
+        }
+    }
+    panic!("no final response")
+}
+
+#[tokio::test]
+async fn register_and_call_through_the_udp_server() {
+    let cfg =
+        SipConfig { domain: "umass.edu".into(), listen: harness::any_loopback(), ..SipConfig::default() };
+    let server = SipServer::bind(cfg).await.unwrap();
+    let addr = server.local_addr();
+    let running = harness::start(server);
+    let phone = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let caller = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (p, c) = (phone.local_addr().unwrap(), caller.local_addr().unwrap());
+
+    caller.send_to(b"\x00junk\r\n\r\n", addr).await.unwrap();
+    let reg = format!(
+        "REGISTER sip:umass.edu SIP/2.0\r\nVia: SIP/2.0/UDP {p};branch=z9hG4bKr1\r\nFrom: <sip:bob@umass.edu>;tag=1\r\n\
+         To: <sip:bob@umass.edu>\r\nCall-ID: r1\r\nCSeq: 1 REGISTER\r\nContact: <sip:bob@{p}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    phone.send_to(reg.as_bytes(), addr).await.unwrap();
+    let ok = recv(&phone).await;
+    assert_eq!(ok.code(), Some(200));
+    assert!(ok.header("Contact").unwrap().contains(&p.to_string()));
+
+    let inv = format!(
+        "INVITE sip:bob@umass.edu SIP/2.0\r\nVia: SIP/2.0/UDP {c};branch=z9hG4bKi1;rport\r\nMax-Forwards: 70\r\n\
+         From: <sip:alice@poly.edu>;tag=a\r\nTo: <sip:bob@umass.edu>\r\nCall-ID: i1\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@{c}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    caller.send_to(inv.as_bytes(), addr).await.unwrap();
+    let fwd = recv(&phone).await;
+    assert_eq!(fwd.method(), "INVITE");
+    assert_eq!(fwd.header_values("Via").len(), 2);
+    let ok = Message::response_to(&fwd, 200, "OK", Some("b"));
+    phone.send_to(&ok.to_bytes(), addr).await.unwrap();
+    let answer = recv_final(&caller).await;
+    assert_eq!(answer.code(), Some(200));
+    assert_eq!(answer.to().unwrap().tag(), Some("b"));
+    running.stop().await.unwrap();
+}
