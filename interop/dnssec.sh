@@ -134,4 +134,46 @@ for chain in nsec nsec3; do
   kill "$LAST_PID"; wait "$LAST_PID" 2>/dev/null || true
 done
 
+echo "RFC 2136: nsupdate -y updates appnet (the registrar inserting networkutopia.com into com)"
+command -v nsupdate >/dev/null || { echo "FAIL: nsupdate missing (see .ci/apt.d/dnssec.txt)" >&2; exit 1; }
+cat > "$WORK/com.zone" <<'ZONE'
+$ORIGIN com.
+$TTL 3600
+@ SOA a.gtld-servers.net. nstld.verisign-grs.com. 100 1800 900 604800 86400
+@ NS a.gtld-servers.net.
+ZONE
+KC="$WORK/comkeys"
+comksk=$($APPNET dns keygen com --ksk --keys "$KC")
+set -- $(awk '/DNSKEY 257/ {print $1, $4, $5, $6, $7}' "$KC/$comksk.key")
+printf 'trust-anchors {\n  %s static-key %s %s %s "%s";\n};\n' "$1" "$2" "$3" "$4" "$5" > "$WORK/com-anchor.conf"
+secret=$(head -c 32 /dev/urandom | base64)
+port=$(free_port)
+bg $APPNET dns serve --zone "com=$WORK/com.zone" --listen "127.0.0.1:$port" --tsig-key "registrar:hmac-sha256:$secret" \
+  --allow-update com=registrar --dnssec-keys "$KC"
+wait_tcp 127.0.0.1 "$port"
+nsu() { printf 'server 127.0.0.1 %s\nzone com.\n%s\nsend\n' "$port" "$1" | nsupdate -t 5 "${@:2}" 2>&1 || true; }
+has() { grep -q -- "$1" <<<"$2" && echo yes || echo no; }
+check "before: networkutopia.com does not exist" NXDOMAIN \
+  "$(kdig @127.0.0.1 -p "$port" +norec networkutopia.com NS | grep -o 'status: [A-Z]*' | cut -d' ' -f2)"
+check "nsupdate -y: prereq nxdomain + NS + glue accepted" "" \
+  "$(nsu $'prereq nxdomain networkutopia.com.\nupdate add networkutopia.com. 3600 NS dns1.networkutopia.com.\nupdate add dns1.networkutopia.com. 3600 A 212.212.212.1' -y "hmac-sha256:registrar:$secret")"
+check "the delegation is served" "dns1.networkutopia.com." \
+  "$(kdig @127.0.0.1 -p "$port" +norec www.networkutopia.com A | awk '$4 == "NS" {print $5}')"
+check "the glue is in the referral" "212.212.212.1" \
+  "$(kdig @127.0.0.1 -p "$port" +norec www.networkutopia.com A | awk '$1 == "dns1.networkutopia.com." && $4 == "A" {print $5}')"
+check "serial bumped" 101 "$(kdig @127.0.0.1 -p "$port" +short com SOA | awk '{print $3}')"
+check "re-signed: delv proves the insecure delegation (no DS)" "; negative response, fully validated" \
+  "$(delv @127.0.0.1 -p "$port" -a "$WORK/com-anchor.conf" +root=com networkutopia.com DS 2>&1 | grep '^; negative')"
+check "the same prerequisite now fails" yes \
+  "$(has YXDOMAIN "$(nsu $'prereq nxdomain networkutopia.com.\nupdate add x.com. 60 A 192.0.2.1' -y "hmac-sha256:registrar:$secret")")"
+check "a wrong secret: NOTAUTH/BADSIG" yes \
+  "$(has 'NOTAUTH(BADSIG)' "$(nsu 'update add x.com. 60 A 192.0.2.1' -y "hmac-sha256:registrar:$(head -c 32 /dev/urandom | base64)")")"
+check "unsigned: REFUSED" yes "$(has REFUSED "$(nsu 'update add x.com. 60 A 192.0.2.1')")"
+check "nothing changed by the refused ones" "101 " \
+  "$(kdig @127.0.0.1 -p "$port" +short com SOA | awk '{print $3}') $(kdig @127.0.0.1 -p "$port" +short x.com A)"
+check "delete the glue" "" "$(nsu 'update delete dns1.networkutopia.com. A' -y "hmac-sha256:registrar:$secret")"
+check "glue gone, serial 102" "102 " \
+  "$(kdig @127.0.0.1 -p "$port" +short com SOA | awk '{print $3}') $(kdig @127.0.0.1 -p "$port" +norec www.networkutopia.com A | awk '$1 == "dns1.networkutopia.com." && $4 == "A" {print $5}')"
+kill "$LAST_PID"
+
 echo "dnssec: $CHECKS checks passed"

@@ -84,6 +84,9 @@ pub struct DnsConfig {
     pub dnssec_validity_secs: u64,
     /// Sign online with NSEC3 (RFC 9276: no salt, 0 iterations) instead of NSEC.
     pub dnssec_nsec3: bool,
+    /// RFC 2136 updates allowed, `ZONE=KEYNAME` (KEYNAME: a TSIG key given with `tsig_keys` or
+    /// `tsig_key_files`); updates of other zones, unsigned or signed with another key are REFUSED.
+    pub allow_update: Vec<String>,
 }
 
 impl Default for DnsConfig {
@@ -109,11 +112,27 @@ impl Default for DnsConfig {
             dnssec_keys: None,
             dnssec_validity_secs: 14 * 86_400,
             dnssec_nsec3: false,
+            allow_update: Vec::new(),
         }
     }
 }
 
 impl DnsConfig {
+    /// `allow_update` as (zone apex, key name), checked against the keyring.
+    pub fn update_acl(&self, keys: &Keyring) -> Result<Vec<(crate::wire::name::NameBuf, String)>, String> {
+        self.allow_update
+            .iter()
+            .map(|spec| {
+                let (zone, key) = spec.split_once('=').ok_or_else(|| format!("--allow-update {spec:?}: want ZONE=KEYNAME"))?;
+                let apex = crate::wire::name::from_text(zone.trim()).map_err(|e| format!("--allow-update {spec:?}: {e}"))?;
+                if keys.by_text(key.trim()).is_none() {
+                    return Err(format!("--allow-update {spec:?}: no TSIG key named {:?} (give it with --tsig-key or --tsig-key-file)", key.trim()));
+                }
+                Ok((crate::wire::name::to_lower(&apex), key.trim().to_string()))
+            })
+            .collect()
+    }
+
     /// The online signing policy, when `dnssec_keys` is set.
     pub fn sign_policy(&self) -> Option<(PathBuf, crate::online::SignPolicy)> {
         let validity =

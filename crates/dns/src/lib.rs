@@ -8,6 +8,7 @@
 //! - [`proofs`]: RRSIGs and NSEC/NSEC3 denial proofs for DO=1 answers; [`denial`]: the
 //!   chains' order index.
 //! - [`online`]: signing served zones (`--dnssec-keys`) and deciding when to re-sign.
+//! - [`update`]: RFC 2136 dynamic updates (prerequisites, changes), sans-IO.
 //! - [`serial`]: zone serials with RFC 1982 ordering.
 //! - [`delta`]: what changed between zone versions, for IXFR, and [`journal`] that builds and
 //!   applies it; [`soa`]: the SOA timers; [`store`]: the state directory
@@ -37,6 +38,7 @@ pub mod served;
 pub mod server;
 pub mod soa;
 pub mod store;
+pub mod update;
 pub mod wire;
 pub mod zone;
 

@@ -36,11 +36,19 @@ pub struct Policy {
     pub allow_transfer: TransferAcl,
     /// TSIG keys we verify requests with.
     pub keys: Keyring,
+    /// RFC 2136 updates: (zone apex, TSIG key name) pairs; an update must be signed with its
+    /// zone's key, anything else is REFUSED.
+    pub allow_update: Vec<(NameBuf, String)>,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { max_udp_payload: 1232, allow_transfer: TransferAcl::default(), keys: Keyring::default() }
+        Policy {
+            max_udp_payload: 1232,
+            allow_transfer: TransferAcl::default(),
+            keys: Keyring::default(),
+            allow_update: Vec::new(),
+        }
     }
 }
 
@@ -113,6 +121,16 @@ pub enum Outcome {
     /// A NOTIFY for `apex` (lower-cased); the driver decides and answers with [`notify_reply`].
     /// `tsig`: the key it was signed with (verified).
     Notify { apex: NameBuf, serial: Option<u32>, header: Header, qname: NameBuf, tsig: Option<Verified> },
+    /// An accepted RFC 2136 update of `apex` computed against serial `base`: the driver swaps in
+    /// `records` (re-signing, journal, NOTIFY) and sends `ok`, or `fail` (SERVFAIL) if it
+    /// cannot (the zone moved on meanwhile, or signing failed). Both replies are signed.
+    Update {
+        apex: NameBuf,
+        base: u32,
+        records: Vec<crate::wire::zonefile::ZoneRecord>,
+        ok: Vec<u8>,
+        fail: Vec<u8>,
+    },
 }
 
 /// Handles one request. `out` is reused for the reply (cleared first).
@@ -148,7 +166,7 @@ pub fn handle_at(
     let opt = q.edns.map(|_| OptOut { payload: policy.max_udp_payload });
     // RFC 6891 §6.1.3: an EDNS version we do not speak gets BADVERS and nothing else.
     let badvers = q.edns.is_some_and(|e| e.version != 0);
-    let cx = Ctx { catalog, policy, q: &q, question, opt, transport, peer, signed: None };
+    let cx = Ctx { catalog, policy, q: &q, question, opt, transport, peer, signed: None, packet, now: 0 };
     if q.signed {
         // The TSIG is checked first: a failed one is answered with its own error; a good one
         // signs whatever we answer, BADVERS included (RFC 8945 §5.3).
@@ -158,7 +176,7 @@ pub fn handle_at(
                 let outcome = if badvers {
                     error(q.header(), Some(question), opt, rcode::BADVERS, out)
                 } else {
-                    answer(&Ctx { signed: Some(&v), ..cx }, out)
+                    answer(&Ctx { signed: Some(&v), now, ..cx }, out)
                 };
                 sign_outcome(outcome, v, now)
             }
@@ -183,12 +201,19 @@ struct Ctx<'a, 'q> {
     transport: Transport,
     peer: IpAddr,
     signed: Option<&'a Verified>,
+    /// The whole request (UPDATE reads its sections).
+    packet: &'a [u8],
+    /// The clock, for signed requests (0 otherwise).
+    now: u64,
 }
 
 fn answer(cx: &Ctx<'_, '_>, out: Vec<u8>) -> Outcome {
     let Ctx { catalog, policy, q, question, opt, transport, signed, .. } = *cx;
     if q.qclass != CLASS_IN && q.qclass != CLASS_ANY {
         return error(q.header(), Some(question), opt, rcode::REFUSED, out);
+    }
+    if q.opcode == opcode::UPDATE {
+        return update(cx, out);
     }
     if q.opcode == opcode::NOTIFY {
         return Outcome::Notify {
@@ -308,7 +333,7 @@ fn rrl_key(kind: Kind, name: &[u8], zone: Option<&[u8]>) -> u64 {
 }
 
 fn transfer(cx: &Ctx<'_, '_>, out: Vec<u8>) -> Outcome {
-    let Ctx { catalog, policy, q, question, opt, transport, peer, signed } = *cx;
+    let Ctx { catalog, policy, q, question, opt, transport, peer, signed, .. } = *cx;
     let mut buf = [0u8; MAX_NAME];
     let low = lower_into(q.qname, &mut buf);
     let Some(zone) = catalog.zone(low) else {
@@ -408,6 +433,41 @@ fn udp_incremental(cx: &Ctx<'_, '_>, zone: &Arc<Zone>, delta: Delta) -> Option<V
         "zone transfer"
     );
     Some(bytes)
+}
+
+/// RFC 2136: only TSIG-signed updates with the zone's key; the prerequisites and changes are
+/// checked here, the swap is the driver's.
+fn update(cx: &Ctx<'_, '_>, out: Vec<u8>) -> Outcome {
+    let Ctx { catalog, policy, q, question, opt, signed, packet, now, .. } = *cx;
+    let apex = to_lower(q.qname);
+    let Some(v) = signed else { return error(q.header(), Some(question), opt, rcode::REFUSED, out) };
+    let allowed = policy
+        .allow_update
+        .iter()
+        .any(|(z, k)| *z == apex && v.key.name_text().trim_end_matches('.') == k.trim_end_matches('.'));
+    if !allowed {
+        return error(q.header(), Some(question), opt, rcode::REFUSED, out);
+    }
+    let Some(zone) = catalog.zone(&apex) else {
+        return error(q.header(), Some(question), opt, crate::update::NOTAUTH, out);
+    };
+    let result = crate::update::parse(packet).and_then(|req| crate::update::apply(zone, &req));
+    match result {
+        Ok(Some(records)) => {
+            let sign = |code: u16| {
+                let mut bytes = match error(q.header(), Some(question), opt, code, Vec::new()) {
+                    Outcome::Reply { bytes, .. } => bytes,
+                    _ => Vec::new(),
+                };
+                Signer::new(v.key.clone(), v.mac.clone()).sign(&mut bytes, now);
+                bytes
+            };
+            let (ok, fail) = (sign(rcode::NOERROR), sign(rcode::SERVFAIL));
+            Outcome::Update { apex, base: zone.soa().serial, records, ok, fail }
+        }
+        Ok(None) => error(q.header(), Some(question), opt, rcode::NOERROR, out),
+        Err(code) => error(q.header(), Some(question), opt, code, out),
+    }
 }
 
 fn error(

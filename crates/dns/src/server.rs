@@ -166,12 +166,62 @@ pub(crate) struct Shared {
     pub stats: Stats,
     /// The TSIG key for each remote server (primaries, NOTIFY targets).
     pub server_keys: ServerKeys,
+    /// RFC 2136 updates are applied one at a time.
+    update_lock: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
     /// The current zone set.
     pub fn served(&self) -> Arc<ServedZones> {
         self.catalog.served()
+    }
+
+    /// Swaps in the records of an accepted update of `apex` made against serial `base`
+    /// (re-signed when signing online, journaled for IXFR, saved to the state directory,
+    /// announced with NOTIFY). False when the zone changed meanwhile or signing failed: the
+    /// client gets SERVFAIL and may retry; nothing changed.
+    pub async fn apply_update(
+        &self,
+        apex: NameBuf,
+        base: u32,
+        records: Vec<crate::wire::zonefile::ZoneRecord>,
+    ) -> bool {
+        let _one_at_a_time = self.update_lock.lock().await;
+        let current = self.served();
+        let Some(old) = current.zone(&apex).cloned() else { return false };
+        if old.soa().serial != base {
+            return false;
+        }
+        let signer = self.config.sign_policy();
+        let max_journal = self.config.journal_max_bytes;
+        let built = tokio::task::spawn_blocking(move || {
+            let zone = match &signer {
+                Some((dir, policy)) => {
+                    let keys = crate::wire::dnssec::load_keys_dir(dir).map_err(|e| e.to_string())?;
+                    crate::online::sign_records(&apex, &records, &keys, *policy, unix_now())
+                        .map_err(|e| e.to_string())?
+                }
+                None => Zone::from_records(&apex, records).map_err(|e| e.to_string())?,
+            };
+            Ok::<Zone, String>(crate::journal::successor(Some(&old), zone, max_journal))
+        })
+        .await;
+        let zone = match built {
+            Ok(Ok(z)) => Arc::new(z),
+            Ok(Err(e)) => {
+                tracing::error!("update refused at apply: {e}");
+                return false;
+            }
+            Err(_) => return false,
+        };
+        tracing::info!(zone = %zone.name(), serial = zone.soa().serial, "zone updated (RFC 2136)");
+        let apex = NameBuf::from(zone.apex());
+        self.update(|c| c.with_zone(zone.clone()));
+        if let Some(dir) = self.config.state_dir.clone() {
+            save_journals(dir, vec![zone]).await;
+        }
+        send_notifies(self, apex);
+        true
     }
 
     /// Replaces the zone set with `f(current)` atomically.
@@ -426,6 +476,7 @@ impl DnsServer {
         let policy = Policy {
             max_udp_payload: config.max_udp_payload.max(512),
             allow_transfer: TransferAcl::parse(&config.allow_transfer, &keys).map_err(StartError::Config)?,
+            allow_update: config.update_acl(&keys).map_err(StartError::Config)?,
             keys,
         };
         let (udp, tcp) = bind_both(config.listen, config.workers())?;
@@ -438,6 +489,7 @@ impl DnsServer {
             secondaries,
             stats: Stats::new(),
             server_keys,
+            update_lock: tokio::sync::Mutex::new(()),
         });
         Ok(DnsServer { udp, tcp, shared, addr })
     }
@@ -614,6 +666,9 @@ async fn udp_worker(sock: UdpSocket, shared: Arc<Shared>, shutdown: Shutdown) {
                 Outcome::Notify { apex, serial, header, qname, tsig } => {
                     shared.on_notify(&apex, peer.ip(), serial, header, &qname, tsig)
                 }
+                Outcome::Update { apex, base, records, ok, fail } => {
+                    if shared.apply_update(apex, base, records).await { ok } else { fail }
+                }
                 Outcome::Ignore | Outcome::Transfer(_) => continue,
             };
             tx.push(reply, peer);
@@ -738,6 +793,12 @@ async fn tcp_connection(
                         .await
                         .map_err(|_| io::ErrorKind::TimedOut)??;
                 }
+            }
+            Outcome::Update { apex, base, records, ok, fail } => {
+                let reply = if shared.apply_update(apex, base, records).await { ok } else { fail };
+                tokio::time::timeout(idle, write_message(&mut stream, &reply))
+                    .await
+                    .map_err(|_| io::ErrorKind::TimedOut)??;
             }
             Outcome::Ignore => return Ok(()),
         }

@@ -48,6 +48,7 @@ fn policy() -> Policy {
         max_udp_payload: 1232,
         allow_transfer: TransferAcl::parse(&["127.0.0.0/8"], &Keyring::default()).unwrap(),
         keys: Keyring::default(),
+        ..Policy::default()
     }
 }
 

@@ -31,7 +31,12 @@ fn zone(serial: u32, extra: &str) -> Zone {
 
 fn policy(acl: &[&str]) -> Policy {
     let keys = Keyring::new([key()]);
-    Policy { max_udp_payload: 1232, allow_transfer: TransferAcl::parse(acl, &keys).unwrap(), keys }
+    Policy {
+        max_udp_payload: 1232,
+        allow_transfer: TransferAcl::parse(acl, &keys).unwrap(),
+        keys,
+        ..Policy::default()
+    }
 }
 
 fn run(cat: &ServedZones, policy: &Policy, packet: &[u8], peer: &str, now: u64) -> Outcome {

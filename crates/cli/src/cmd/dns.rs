@@ -167,6 +167,10 @@ pub struct DnsOptions {
     /// Sign online with NSEC3 (RFC 9276: no salt, 0 iterations) instead of NSEC.
     #[arg(long)]
     nsec3: bool,
+    /// Accept RFC 2136 updates of ZONE signed with the TSIG key KEYNAME (given with --tsig-key
+    /// or --tsig-key-file); repeatable. Others are REFUSED.
+    #[arg(long = "allow-update", value_name = "ZONE=KEYNAME")]
+    allow_update: Vec<String>,
 }
 
 impl DnsOptions {
@@ -201,6 +205,7 @@ impl DnsOptions {
             config.dnssec_validity_secs = super::dnssec::parse_duration_secs(v)?;
         }
         config.dnssec_nsec3 |= self.nsec3;
+        config.allow_update.extend(self.allow_update);
         Ok(())
     }
 }

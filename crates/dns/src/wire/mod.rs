@@ -12,6 +12,7 @@
 //! - [`message`]: whole-message parsing and building for clients (queries, AXFR, NOTIFY).
 //! - [`tcp`]: the two-byte length framing of DNS over TCP (RFC 1035 §4.2.2, RFC 7766).
 //! - [`dnssec`]: DNSSEC keys (BIND files), DS, zone signing (domain's `unstable-sign`).
+//! - [`update`]: RFC 2136 UPDATE messages (parsing).
 //! - [`tsig`]: RFC 8945 transaction signatures (sign, verify, multi-message transfers).
 
 pub mod dnssec;
@@ -22,6 +23,7 @@ pub mod response;
 pub mod rrtype;
 pub mod tcp;
 pub mod tsig;
+pub mod update;
 pub mod zonefile;
 
 pub use name::NameBuf;

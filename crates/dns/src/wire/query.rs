@@ -11,6 +11,8 @@ use domain::rdata::Soa;
 pub mod opcode {
     pub const QUERY: u8 = 0;
     pub const NOTIFY: u8 = 4;
+    /// RFC 2136 dynamic update.
+    pub const UPDATE: u8 = 5;
 }
 
 /// EDNS(0) parameters from the request's OPT record.
@@ -70,7 +72,7 @@ pub fn parse(packet: &[u8]) -> Result<Query<'_>, BadQuery> {
         return Err(BadQuery::Ignore);
     }
     let header = Header { id: h.id(), opcode: h.opcode().to_int(), rd: h.rd(), cd: h.cd() };
-    if header.opcode != opcode::QUERY && header.opcode != opcode::NOTIFY {
+    if header.opcode != opcode::QUERY && header.opcode != opcode::NOTIFY && header.opcode != opcode::UPDATE {
         return Err(BadQuery::NotImp(header));
     }
     let formerr = BadQuery::FormErr(header);
