@@ -70,6 +70,8 @@ pub async fn serve(
             Accepted::OverCap(mut stream, _) => {
                 tokio::spawn(async move {
                     let _ = stream.write_all(&response(503, "text/plain", b"too many connections\n")).await;
+                    let _ = stream.shutdown().await;
+                    appnet_netkit::lines::discard_input(&mut stream, 16 * 1024, Duration::from_secs(1)).await;
                 });
             }
             Accepted::Conn(stream, _, slot) => {
@@ -94,7 +96,7 @@ fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
-        413 => "Request Header Fields Too Large",
+        431 => "Request Header Fields Too Large",
         _ => "Service Unavailable",
     };
     let mut out = format!(
@@ -107,15 +109,15 @@ fn response(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
 }
 
 /// Reads a request head (up to [`MAX_HEAD`]); None when the client went away or sent too much.
-async fn read_head(stream: &mut TcpStream) -> Option<Result<String, u16>> {
+async fn read_head(stream: &mut TcpStream) -> Option<Result<Vec<u8>, u16>> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            return Some(Ok(String::from_utf8_lossy(&buf[..end]).into_owned()));
+            return Some(Ok(buf[..end].to_vec()));
         }
         if buf.len() > MAX_HEAD {
-            return Some(Err(413));
+            return Some(Err(431));
         }
         match stream.read(&mut chunk).await {
             Ok(0) | Err(_) => return None,
@@ -169,6 +171,13 @@ pub enum Route {
     Error(u16),
 }
 
+/// Routes a raw request head (what the network sent, up to the blank line): the fuzz target's
+/// entry point.
+pub fn route_head(head: &[u8]) -> Route {
+    let text = String::from_utf8_lossy(head);
+    route(text.lines().next().unwrap_or(""))
+}
+
 /// Routes a request line.
 pub fn route(request_line: &str) -> Route {
     let mut parts = request_line.split(' ');
@@ -213,13 +222,16 @@ async fn handle(
         None => return,
         Some(Err(status)) => {
             let _ = stream.write_all(&response(status, "text/plain", b"request head too large\n")).await;
+            // Half-close and swallow what the client is still sending, so the refusal is read
+            // instead of being lost to a reset.
+            let _ = stream.shutdown().await;
+            appnet_netkit::lines::discard_input(&mut stream, 256 * 1024, Duration::from_secs(2)).await;
             return;
         }
         Some(Ok(head)) => head,
     };
     slot.busy();
-    let line = head.lines().next().unwrap_or("");
-    let reply = match route(line) {
+    let reply = match route_head(&head) {
         Route::Asset(ct, body) => response(200, ct, body.as_bytes()),
         Route::LabJson => response(200, "application/json", lab_json.as_bytes()),
         Route::Do(cmd) => match commands.try_send(cmd) {
@@ -279,6 +291,80 @@ mod tests {
         assert_eq!(route("GET /../../etc/passwd HTTP/1.1"), Route::Error(404));
         assert_eq!(route(""), Route::Error(400));
         assert_eq!(route("\u{0}\u{ff} \u{1}"), Route::Error(404));
+    }
+
+    #[test]
+    fn junk_heads_route_to_errors() {
+        for junk in
+            [&b""[..], b"\xff\xfe\x00", b"GET", b"POST /resolve?from=%ff%fe&name=%", b"GET /events?\r\n\r\n"]
+        {
+            let r = route_head(junk);
+            assert!(matches!(r, Route::Error(_) | Route::Events), "{junk:?} -> {r:?}");
+        }
+        let long = format!("POST /resolve?from=cis.poly.edu&name={} HTTP/1.1", "a".repeat(300));
+        assert_eq!(route_head(long.as_bytes()), Route::Error(400));
+    }
+
+    #[tokio::test]
+    async fn serves_the_page_the_map_and_the_event_stream() {
+        use tokio::io::AsyncBufReadExt;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, mut rx) = mpsc::channel(1);
+        let stop = Shutdown::new();
+        let server =
+            tokio::spawn(serve(listener, UiConfig::default(), "{\"hosts\":[]}".into(), tx, stop.clone()));
+        let get = async |req: &str| {
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            s.write_all(req.as_bytes()).await.expect("write");
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.expect("read");
+            out
+        };
+        let page = get("GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(page.starts_with("HTTP/1.1 200") && page.contains("<svg id=\"chart\""), "{page}");
+        assert!(get("GET /lab.json HTTP/1.1\r\n\r\n").await.ends_with("{\"hosts\":[]}"));
+        assert!(get("GET /nope HTTP/1.1\r\n\r\n").await.starts_with("HTTP/1.1 404"));
+        assert!(get("POST /scene/1 HTTP/1.1\r\n\r\n").await.starts_with("HTTP/1.1 202"));
+        assert_eq!(rx.recv().await, Some(Command::Scene(1)));
+        let huge = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_HEAD + 10));
+        assert!(get(&huge).await.starts_with("HTTP/1.1 431"));
+
+        // The stream: attach, then an emitted event arrives as one SSE message.
+        let s = TcpStream::connect(addr).await.expect("connect");
+        let (r, mut w) = s.into_split();
+        w.write_all(b"GET /events HTTP/1.1\r\n\r\n").await.expect("write");
+        let mut lines = tokio::io::BufReader::new(r).lines();
+        let attached =
+            appnet_netkit::harness::wait_until(Duration::from_secs(5), Duration::from_millis(10), || async {
+                events::bus().active()
+            })
+            .await;
+        assert!(attached);
+        let e = || {
+            events::event(
+                events::Endpoint::new("a", "127.0.0.1"),
+                events::Endpoint::new("b", "127.0.0.2"),
+                "DNS",
+                "unit-test event".into(),
+                vec![],
+                vec![1],
+                None,
+            )
+        };
+        let mut found = false;
+        for _ in 0..50 {
+            events::bus().emit(e);
+            let line = tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await;
+            let Ok(Ok(Some(line))) = line else { break };
+            if line.starts_with("data: ") && line.contains("unit-test event") {
+                found = true;
+                break;
+            }
+        }
+        assert!(found);
+        stop.trigger();
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     }
 
     #[test]
