@@ -68,6 +68,9 @@ enum Command {
     /// FTP: a server with separate control and data connections, and a client that shows both.
     #[command(subcommand)]
     Ftp(cmd::ftp::FtpCmd),
+    /// SIP: registrar and stateful proxy with forwarding and admission control.
+    #[command(subcommand)]
+    Sip(cmd::sip::SipCmd),
     /// Mail: SMTP and submission for your domains, the queue that delivers to MX hosts, and `mail send`.
     #[command(subcommand)]
     Mail(cmd::mail::MailCmd),
@@ -107,6 +110,7 @@ fn main() -> std::process::ExitCode {
             Command::Lb(args) => cmd::lb::run(args, &ctx).await,
             Command::Mail(cmd) => cmd::mail::run(cmd, &ctx).await,
             Command::Ftp(cmd) => cmd::ftp::run(cmd, &ctx).await,
+            Command::Sip(cmd) => cmd::sip::run(cmd, &ctx).await,
             Command::Napster(cmd) => cmd::napster::run(cmd, &ctx).await,
             Command::Gnutella(cmd) => cmd::gnutella::run(cmd, &ctx).await,
         }

@@ -14,6 +14,8 @@ pub mod mail_fetch;
 pub mod napster;
 pub mod proxy;
 pub mod resolver;
+pub mod sip;
+pub mod sip_ua;
 pub mod torrent;
 pub mod torrent_progress;
 pub mod upper;

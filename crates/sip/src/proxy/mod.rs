@@ -138,8 +138,11 @@ impl Proxy {
                 tracing::debug!(peer = %from, error = %e, "malformed SIP message");
                 match wire::parse_lenient(bytes, self.cfg.limits) {
                     Some(m) if m.is_request() && m.method() != "ACK" && m.header("Via").is_some() => {
-                        let reason = format!("Bad Request ({e})");
-                        let resp = Message::response_to(&m, 400, &reason, None);
+                        let (code, reason) = match e {
+                            wire::ParseError::TooLarge(_) => (513, "Message Too Large".to_string()),
+                            _ => (400, format!("Bad Request ({e})")),
+                        };
+                        let resp = Message::response_to(&m, code, &reason, None);
                         vec![Transmit { to: from, msg: resp }]
                     }
                     _ => Vec::new(),

@@ -164,7 +164,12 @@ pub fn parse_with(bytes: &[u8], limits: Limits) -> Result<Message, ParseError> {
 pub fn parse_lenient(bytes: &[u8], limits: Limits) -> Option<Message> {
     match parse_with(bytes, limits) {
         Ok(m) => Some(m),
-        Err(ParseError::Missing(_) | ParseError::BadValue(_)) => parse_raw(bytes, limits),
+        Err(
+            ParseError::Missing(_)
+            | ParseError::BadValue(_)
+            | ParseError::TooLarge(_)
+            | ParseError::TooManyHeaders(_),
+        ) => parse_raw(&bytes[..bytes.len().min(limits.max_size)], limits),
         Err(_) => None,
     }
 }

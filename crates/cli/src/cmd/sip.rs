@@ -1,0 +1,214 @@
+//! `appnet sip serve|user add`: the SIP registrar and proxy, and its users file.
+
+use super::set;
+use crate::context::Context;
+use anyhow::Context as _;
+use appnet_netkit::{Service, Shutdown};
+use appnet_sip::{SipConfig, SipServer};
+use clap::{Args, Subcommand};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// SIP: registrar, stateful proxy, call forwarding and admission control.
+#[derive(Subcommand, Debug)]
+#[command(after_help = "Try it:\n  \
+    appnet sip user add bob@umass.edu --users users.txt\n  \
+    appnet sip serve --domain umass.edu --users users.txt\n  \
+    sipsak -U -C sip:bob@127.0.0.1:5070 -s sip:bob@127.0.0.1:5060 -a PASSWORD")]
+pub enum SipCmd {
+    /// Serve a domain: registrar (Digest), stateful forking proxy, forwarding, admission control.
+    #[command(after_help = "Examples:\n  \
+        appnet sip serve --domain umass.edu --users users.txt\n  \
+        appnet sip serve --domain umass.edu --redirect                 302 with the contacts\n  \
+        appnet sip serve --domain umass.edu --link-kbps 160            at most two G.711 calls")]
+    Serve(ServeArgs),
+    /// Manage the users file.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// A phone: registers, answers (180, 200, or 486 when busy) and echoes the caller's audio.
+    #[command(after_help = "Examples:\n  \
+        echo secret | appnet sip phone --user bob@umass.edu --proxy 127.0.0.1:5060 --password-stdin --auto-answer\n  \
+        appnet sip phone --user bob@umass.edu --listen 127.0.0.1:5070 --auto-answer   no registrar: dial it directly")]
+    Phone(super::sip_ua::PhoneArgs),
+    /// Place one call: INVITE with SDP, RTP µ-law media both ways for --duration, then BYE.
+    #[command(after_help = "Examples:\n  \
+        appnet sip call --from alice@poly.edu --to bob@umass.edu --proxy 127.0.0.1:5060 --trace\n  \
+        appnet sip call --from alice@poly.edu --to bob@umass.edu --proxy 127.0.0.1:5070 --wav hello.wav")]
+    Call(super::sip_ua::CallArgs),
+}
+
+/// `sip user ...`
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Add a user or change their password or forwarding (creates FILE if needed).
+    #[command(after_help = "Examples:\n  \
+        appnet sip user add bob@umass.edu --users users.txt\n  \
+        echo secret | appnet sip user add bob@umass.edu --users users.txt --password-stdin\n  \
+        appnet sip user add bob@umass.edu --users users.txt --forward noanswer=sip:bob@127.0.0.1:5072 --forward noanswer-secs=5")]
+    Add(UserAddArgs),
+}
+
+/// Flags for `sip serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    options: SipOptions,
+}
+
+/// The service flags of `sip serve`; each overrides the `[sip]` table of --config.
+#[derive(Args, Debug, Default)]
+pub struct SipOptions {
+    /// The domain served (users are NAME@DOMAIN).
+    #[arg(long, value_name = "DOMAIN")]
+    domain: Option<String>,
+    /// UDP address to listen on [default: 127.0.0.1:5060].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Users file (`sip user add`); without it REGISTER is not authenticated.
+    #[arg(long, value_name = "FILE")]
+    users: Option<PathBuf>,
+    /// Be a redirect server: answer 302 with the registered contacts.
+    #[arg(long)]
+    redirect: bool,
+    /// Admission control: link capacity per direction in kbit/s; calls beyond it get 503.
+    #[arg(long, value_name = "N")]
+    link_kbps: Option<u32>,
+    /// Largest message in bytes [default: 65535].
+    #[arg(long, value_name = "BYTES")]
+    max_message: Option<usize>,
+    /// Most header fields in a message [default: 100].
+    #[arg(long, value_name = "N")]
+    max_headers: Option<usize>,
+    /// Transactions in flight in all [default: 20000].
+    #[arg(long, value_name = "N")]
+    max_transactions: Option<usize>,
+    /// Transactions in flight from one address [default: 2000].
+    #[arg(long, value_name = "N")]
+    max_transactions_per_ip: Option<usize>,
+    /// Contacts one user may register [default: 10].
+    #[arg(long, value_name = "N")]
+    max_bindings_per_user: Option<usize>,
+    /// Shortest registration accepted, seconds [default: 60].
+    #[arg(long, value_name = "SECS")]
+    min_expires: Option<u32>,
+    /// Longest registration granted, seconds [default: 86400].
+    #[arg(long, value_name = "SECS")]
+    max_expires: Option<u32>,
+    /// Seconds a Digest nonce stays valid [default: 300].
+    #[arg(long, value_name = "SECS")]
+    nonce_lifetime: Option<u64>,
+    /// Seconds before an admitted call's bandwidth is released without BYE [default: 14400].
+    #[arg(long, value_name = "SECS")]
+    dialog_timeout: Option<u64>,
+    /// Default seconds before no-answer forwarding [default: 20].
+    #[arg(long, value_name = "SECS")]
+    noanswer_secs: Option<u64>,
+}
+
+impl SipOptions {
+    /// Puts the flags given over `config`; absent flags keep its values.
+    pub fn apply(self, config: &mut SipConfig) {
+        set(&mut config.domain, self.domain);
+        set(&mut config.listen, self.listen);
+        if self.users.is_some() {
+            config.users = self.users;
+        }
+        config.redirect |= self.redirect;
+        if self.link_kbps.is_some() {
+            config.link_kbps = self.link_kbps;
+        }
+        set(&mut config.max_message, self.max_message);
+        set(&mut config.max_headers, self.max_headers);
+        set(&mut config.max_transactions, self.max_transactions);
+        set(&mut config.max_transactions_per_ip, self.max_transactions_per_ip);
+        set(&mut config.max_bindings_per_user, self.max_bindings_per_user);
+        set(&mut config.min_expires, self.min_expires);
+        set(&mut config.max_expires, self.max_expires);
+        set(&mut config.nonce_lifetime_secs, self.nonce_lifetime);
+        set(&mut config.dialog_timeout_secs, self.dialog_timeout);
+        set(&mut config.noanswer_secs, self.noanswer_secs);
+    }
+}
+
+/// Flags for `sip user add`.
+#[derive(Args, Debug)]
+pub struct UserAddArgs {
+    /// user@domain
+    user: String,
+    /// The users file (created if missing).
+    #[arg(long, value_name = "FILE")]
+    users: PathBuf,
+    /// Read the password from the first line of stdin instead of prompting.
+    #[arg(long)]
+    password_stdin: bool,
+    /// Keep the password of an existing user; only change forwarding.
+    #[arg(long, conflicts_with = "password_stdin")]
+    keep_password: bool,
+    /// Forwarding: always=URI, busy=URI, noanswer=URI, noanswer-secs=N (empty URI clears).
+    #[arg(long, value_name = "RULE")]
+    forward: Vec<String>,
+}
+
+/// Runs a `sip` subcommand.
+pub async fn run(cmd: SipCmd, ctx: &Context) -> anyhow::Result<()> {
+    match cmd {
+        SipCmd::Serve(args) => serve(args, ctx).await,
+        SipCmd::User(UserCmd::Add(args)) => user_add(args),
+        SipCmd::Phone(args) => super::sip_ua::phone(args).await,
+        SipCmd::Call(args) => super::sip_ua::place_call(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
+    let mut config: SipConfig = ctx.section("sip")?;
+    args.options.apply(&mut config);
+    let domain = config.domain.clone();
+    let server = SipServer::bind(config).await?;
+    println!("appnet sip: serving {domain} on udp {} (Ctrl-C to stop)", server.local_addr());
+    let _ = std::io::stdout().flush();
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    server.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))
+}
+
+fn user_add(args: UserAddArgs) -> anyhow::Result<()> {
+    let password = if args.keep_password {
+        None
+    } else if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).context("cannot read the password from stdin")?;
+        Some(line.trim_end_matches(['\r', '\n']).to_string())
+    } else {
+        Some(
+            appnet_ftp::users::prompt_password(&format!("Password for {}: ", args.user))
+                .context("cannot read the password")?,
+        )
+    };
+    if let Some(p) = &password {
+        anyhow::ensure!(!p.is_empty(), "the password is empty");
+    }
+    let user = appnet_sip::users::add_user(&args.users, &args.user, password.as_deref(), &args.forward)?;
+    println!("appnet sip: {} saved in {}", user.aor, args.users.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_config_and_absent_flags_keep_it() {
+        let mut config = SipConfig { min_expires: 30, ..SipConfig::default() };
+        let options =
+            SipOptions { domain: Some("umass.edu".into()), link_kbps: Some(160), ..SipOptions::default() };
+        options.apply(&mut config);
+        assert_eq!(
+            (config.domain.as_str(), config.link_kbps, config.min_expires),
+            ("umass.edu", Some(160), 30)
+        );
+        let before = format!("{config:?}");
+        SipOptions::default().apply(&mut config);
+        assert_eq!(format!("{config:?}"), before);
+    }
+}
