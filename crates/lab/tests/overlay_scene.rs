@@ -15,9 +15,13 @@ fn free_port() -> u16 {
 async fn hey_jude_is_found_by_the_directory_by_flooding_and_by_ultrapeers() {
     let dir = appnet_netkit::harness::TempDir::new("lab-overlay");
     let mut topology = Topology { dns_port: free_port(), web_port: free_port(), ..Topology::default() };
+    // Only what the scene needs (other services' fixed ports could clash with other tests).
     topology.chord = None;
     topology.swarm = None;
+    topology.cdn = None;
+    topology.caches.clear();
     topology.ftps.clear();
+    topology.mails.clear();
     topology.lbs.clear();
     let spec = topology.overlay.as_mut().expect("the default lab has an overlay");
     (spec.napster_port, spec.share_port, spec.gnutella_port, spec.flat_port) = (0, 0, 0, 0);
