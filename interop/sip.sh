@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# SIP: appnet's registrar/proxy and user agent against sipp (REGISTER with Digest, 1,000
+# record-routed calls UAC -> proxy -> UAS), sipsak (OPTIONS, REGISTER with Digest), sipp as
+# the far end of appnet's phone and caller, and tshark's SIP dissector over everything the
+# proxy, phone and caller sent.
+source "$(dirname "$0")/lib.sh"
+SIPDIR="$(cd "$(dirname "$0")/sip" && pwd)"
+for tool in sipp sipsak tshark; do
+  command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed (.ci/apt.d/sip.txt)" >&2; exit 1; }
+done
+
+# sipsak 0.9.8 cuts a port to four digits in the URIs it builds: give it a port < 10000.
+low_port() {
+  python3 - <<'PY'
+import socket, random
+for _ in range(500):
+    port = random.randint(5100, 9900)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("127.0.0.1", port)); print(port); break
+    except OSError:
+        pass
+    finally:
+        u.close()
+PY
+}
+# wait_udp_line FILE PATTERN: waits (10 s at most) until FILE holds PATTERN.
+wait_for() {
+  local i
+  for ((i = 0; i < 200; i++)); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; return 1
+}
+
+cd "$WORK"
+printf 'pw-bob\n' | "$APPNET" sip user add bob@umass.edu --users users.txt --password-stdin >/dev/null
+printf 'pw-carol\n' | "$APPNET" sip user add carol@umass.edu --users users.txt --password-stdin >/dev/null
+printf 'pw-alice\n' | "$APPNET" sip user add alice@umass.edu --users users.txt --password-stdin >/dev/null
+port=$(low_port)
+bg "$APPNET" sip serve --domain umass.edu --listen "127.0.0.1:$port" --users users.txt
+sleep 0.3
+
+# tshark watches every datagram to and from the proxy from here on.
+bg tshark -i lo -f "udp port $port" -w "$WORK/sip.pcapng" -q 2>"$WORK/tshark.err"
+TSHARK=$LAST_PID
+wait_for "$WORK/tshark.err" "Capturing on"
+
+echo "sipsak"
+out=$(timeout 10 sipsak -s "sip:127.0.0.1:$port" -vv 2>&1 || true)
+check "sipsak OPTIONS to the server is answered 200" "yes" "$(grep -q 'SIP/2.0 200' <<<"$out" && echo yes || echo no)"
+# usrloc mode: REGISTER, answer the 401, expect 200 (-u: sipsak's own username is "carol@").
+ok() { "$@" >/dev/null 2>&1 && echo yes || echo no; }
+check "sipsak REGISTER with Digest is accepted" "yes" \
+  "$(ok timeout 20 sipsak -U -C "sip:carol@127.0.0.1:$((port + 1))" -s "sip:carol@127.0.0.1:$port" -u carol -a pw-carol -x 60)"
+check "sipsak REGISTER with a wrong password is refused" "no" \
+  "$(ok timeout 20 sipsak -U -C "sip:carol@127.0.0.1:$((port + 1))" -s "sip:carol@127.0.0.1:$port" -u carol -a wrong -x 60)"
+
+echo "sipp: REGISTER with Digest, then 1,000 calls through the record-routing proxy"
+uas=$(free_port)
+bg sipp -sf "$SIPDIR/uas-rr.xml" -i 127.0.0.1 -p "$uas" -nostdin >/dev/null 2>&1
+UAS=$LAST_PID
+printf 'SEQUENTIAL\nbob;127.0.0.1:%s;[authentication username=bob password=pw-bob]\n' "$uas" >reg.csv
+rc=0; timeout 30 sipp -sf "$SIPDIR/register.xml" -inf reg.csv -i 127.0.0.1 -p "$(free_port)" -m 1 \
+  "127.0.0.1:$port" -nostdin -trace_err >/dev/null 2>&1 || rc=$?
+check "sipp REGISTER answers the 401 challenge and gets 200" "0" "$rc"
+printf 'SEQUENTIAL\nbob;127.0.0.1:%s;[authentication username=bob password=wrong]\n' "$uas" >bad.csv
+rc=0; timeout 30 sipp -sf "$SIPDIR/register.xml" -inf bad.csv -i 127.0.0.1 -p "$(free_port)" -m 1 \
+  -recv_timeout 3000 "127.0.0.1:$port" -nostdin >/dev/null 2>&1 || rc=$?
+check "sipp REGISTER with a wrong password fails" "fails" "$([ "$rc" != 0 ] && echo fails || echo passed)"
+rc=0; timeout 120 sipp -sf "$SIPDIR/uac-rr.xml" -s bob -i 127.0.0.1 -p "$(free_port)" -m 1000 -r 200 -l 200 \
+  "127.0.0.1:$port" -nostdin -trace_err -trace_stat -stf uac.csv >/dev/null 2>&1 || rc=$?
+check "sipp 1,000 calls UAC -> appnet proxy -> UAS, no failure" "0" "$rc"
+check "sipp counted 1,000 successful and no failed call" "1000 0" "$(tail -1 uac.csv | awk -F';' '{print $16, $18}')"
+kill "$UAS" 2>/dev/null || true
+
+echo "appnet phone and caller through the proxy"
+# A second capture holds only appnet's own messages: phone, caller and proxy.
+bg tshark -i lo -f "udp port $port" -w "$WORK/ua.pcapng" -q 2>"$WORK/tshark2.err"
+TSHARK2=$LAST_PID
+wait_for "$WORK/tshark2.err" "Capturing on"
+printf 'pw-bob\n' | "$APPNET" sip phone --user bob@umass.edu --proxy "127.0.0.1:$port" --password-stdin \
+  --auto-answer --calls 1 --trace >phone.log 2>&1 &
+PHONE=$!; PIDS+=("$PHONE")
+wait_for phone.log "200 OK (REGISTER)"
+timeout 30 "$APPNET" sip call --from alice@umass.edu --to bob@umass.edu --proxy "127.0.0.1:$port" \
+  --duration 2 --trace >call.log 2>&1
+cat call.log
+flow=$(grep -oE '(INVITE|100 Trying \(INVITE\)|180 Ringing \(INVITE\)|200 OK \(INVITE\)|ACK|media|BYE|200 OK \(BYE\))$|media' call.log | paste -sd,)
+check "the caller's trace is the deck's flow" "INVITE,100 Trying (INVITE),180 Ringing (INVITE),200 OK (INVITE),ACK,media,BYE,200 OK (BYE)" "$flow"
+sent=$(grep -oE 'sent [0-9]+' call.log | awk '{print $2}')
+recv=$(grep -oE 'received [0-9]+' call.log | awk '{print $2}')
+check "caller sent about 100 packets in 2 s" "yes" "$([ "$sent" -ge 90 ] && [ "$sent" -le 110 ] && echo yes || echo "no ($sent)")"
+check "caller got its echo back" "yes" "$([ "$recv" -ge $((sent - 10)) ] && echo yes || echo "no ($recv)")"
+wait "$PHONE"
+kill -INT "$TSHARK2"; wait "$TSHARK2" 2>/dev/null || true
+check "the phone printed its side of the media" "yes" "$(grep -q 'call ended: packets sent [0-9]* received [0-9]* lost 0' phone.log && echo yes || echo no)"
+
+echo "sipp as the far end of appnet's user agent (no proxy)"
+pport=$(free_port)
+"$APPNET" sip phone --user bob@umass.edu --listen "127.0.0.1:$pport" --auto-answer >phone2.log 2>&1 &
+PIDS+=("$!"); PHONE2=$!
+wait_for phone2.log "on udp"
+rc=0; timeout 60 sipp -sn uac -s bob -i 127.0.0.1 -p "$(free_port)" -m 20 -l 1 -r 10 "127.0.0.1:$pport" \
+  -nostdin -trace_err >/dev/null 2>&1 || rc=$?
+check "sipp's built-in uac places 20 calls to appnet's phone" "0" "$rc"
+kill "$PHONE2" 2>/dev/null || true
+uas2=$(free_port)
+bg sipp -sn uas -i 127.0.0.1 -p "$uas2" -nostdin >/dev/null 2>&1
+UAS2=$LAST_PID
+sleep 0.3
+rc=0; timeout 30 "$APPNET" sip call --from alice@poly.edu --to "bob@umass.edu" --proxy "127.0.0.1:$uas2" \
+  --duration 1 >call2.log 2>&1 || rc=$?
+check "appnet's caller completes a call to sipp's built-in uas" "0" "$rc"
+kill "$UAS2" 2>/dev/null || true
+
+echo "tshark's SIP dissector"
+kill -INT "$TSHARK"; wait "$TSHARK" 2>/dev/null || true
+total=$(tshark -r sip.pcapng -Y sip 2>/dev/null | wc -l)
+check "tshark decoded the SIP traffic" "yes" "$([ "$total" -gt 4000 ] && echo yes || echo "no ($total)")"
+# Display filters that fail to compile make tshark exit non-zero, and set -e stops here.
+bad=$(tshark -r sip.pcapng -Y "sip && (_ws.malformed || _ws.expert.severity >= \"warning\") && udp.srcport == $port" \
+  -T fields -e frame.number -e _ws.expert.message)
+check "tshark: no malformed message or warning in what the proxy sent" "" "$bad"
+ua_total=$(tshark -r ua.pcapng -Y sip | wc -l)
+check "tshark decoded the phone's and caller's messages" "yes" "$([ "$ua_total" -ge 14 ] && echo yes || echo "no ($ua_total)")"
+bad=$(tshark -r ua.pcapng -Y 'sip && (_ws.malformed || _ws.expert.severity >= "warning")' -T fields -e frame.number -e _ws.expert.message)
+check "tshark: no malformed message or warning in what the phone, caller and proxy sent" "" "$bad"
+echo "sip: $CHECKS checks passed"
