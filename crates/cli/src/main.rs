@@ -76,6 +76,11 @@ enum Command {
     Mail(cmd::mail::MailCmd),
     /// A layer-4 TCP/UDP load balancer: one address, many replicas (Maglev, health checks, PROXY protocol).
     Lb(cmd::lb::LbArgs),
+    /// TURN relay (RFC 8656) with STUN: `appnet turn serve`.
+    #[command(subcommand)]
+    Turn(cmd::nat::TurnCmd),
+    /// STUN client: print this host's mapped (server-reflexive) address as IP:PORT.
+    Stun(cmd::nat::StunArgs),
     /// Reproduce published measurements (Chord paper, ...) and write SVG plots.
     #[command(subcommand)]
     Experiment(cmd::experiment::ExperimentCmd),
@@ -108,6 +113,8 @@ fn main() -> std::process::ExitCode {
             Command::Torrent(cmd) => cmd::torrent::run(cmd, &ctx).await,
             Command::Experiment(cmd) => cmd::experiment::run(cmd, &ctx).await,
             Command::Lb(args) => cmd::lb::run(args, &ctx).await,
+            Command::Turn(cmd) => cmd::nat::run_turn(cmd, &ctx).await,
+            Command::Stun(args) => cmd::nat::run_stun(args).await,
             Command::Mail(cmd) => cmd::mail::run(cmd, &ctx).await,
             Command::Ftp(cmd) => cmd::ftp::run(cmd, &ctx).await,
             Command::Sip(cmd) => cmd::sip::run(cmd, &ctx).await,

@@ -12,6 +12,7 @@ pub mod lb;
 pub mod mail;
 pub mod mail_fetch;
 pub mod napster;
+pub mod nat;
 pub mod proxy;
 pub mod resolver;
 pub mod sip;

@@ -158,7 +158,8 @@ impl Message {
                 }
                 code::MESSAGE_INTEGRITY | code::MESSAGE_INTEGRITY_SHA256 => {
                     let sha256 = code == code::MESSAGE_INTEGRITY_SHA256;
-                    let ok = if sha256 { (16..=32).contains(&alen) && alen.is_multiple_of(4) } else { alen == 20 };
+                    let ok =
+                        if sha256 { (16..=32).contains(&alen) && alen.is_multiple_of(4) } else { alen == 20 };
                     if !ok {
                         return Err(WireError::BadAttribute(code));
                     }

@@ -179,6 +179,9 @@ impl Core {
                         (reply, Some(key), sha256, actions)
                     }
                 };
+                if reply.class == Class::Error {
+                    tracing::debug!(%from, method = m, request = ?msg.attrs, reply = ?reply.attrs, "refused");
+                }
                 let data = reply.encode(key.as_ref().map(|k| (&k[..], sha256)), true);
                 actions.insert(0, Action::ToClient { to: from, data });
                 actions
@@ -406,7 +409,9 @@ impl Core {
         let Some(a) = self.allocations.get_mut(&from) else {
             return err(msg, 437, "Allocation Mismatch");
         };
-        if !(0x4000..=0x4FFF).contains(&ch) {
+        // RFC 8656 narrowed the range to 0x4000-0x4FFF; RFC 5766 clients (coturn's among
+        // them) still pick from 0x4000-0x7FFF, and ChannelData framing tells both apart alike.
+        if !(0x4000..=0x7FFF).contains(&ch) {
             return err(msg, 400, "Bad Request");
         }
         if !peers::allowed(peer.ip(), allow) {
