@@ -41,6 +41,8 @@ pub struct SipConfig {
     pub dialog_timeout_secs: u64,
     /// Default seconds before no-answer forwarding (per user: noanswer-secs=).
     pub noanswer_secs: u64,
+    /// Timer C in seconds: an INVITE branch may ring this long (RFC 3261: more than 180).
+    pub timer_c_secs: u64,
     /// Timer T1 in milliseconds (RFC 3261: 500).
     pub t1_ms: u64,
 }
@@ -64,6 +66,7 @@ impl Default for SipConfig {
             nonce_lifetime_secs: 300,
             dialog_timeout_secs: 4 * 3600,
             noanswer_secs: 20,
+            timer_c_secs: 181,
             t1_ms: 500,
         }
     }

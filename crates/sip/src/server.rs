@@ -49,6 +49,7 @@ impl SipServer {
             nonce_lifetime: Duration::from_secs(cfg.nonce_lifetime_secs),
             dialog_timeout: Duration::from_secs(cfg.dialog_timeout_secs),
             noanswer_default: Duration::from_secs(cfg.noanswer_secs),
+            timer_c: Duration::from_secs(cfg.timer_c_secs),
             registrar: RegistrarLimits {
                 default_expires: cfg.default_expires,
                 min_expires: cfg.min_expires,

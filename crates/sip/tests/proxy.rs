@@ -33,6 +33,7 @@ fn config() -> ProxyConfig {
         nonce_lifetime: Duration::from_secs(300),
         dialog_timeout: Duration::from_secs(3600),
         noanswer_default: Duration::from_secs(20),
+        timer_c: Duration::from_secs(181),
         registrar: RegistrarLimits::default(),
         limits: Limits::default(),
         timers: Timers::default(),
@@ -299,4 +300,20 @@ fn admission_control_and_redirect() {
     let moved = to(&out, ALICE).pop().unwrap();
     assert_eq!(moved.code(), Some(302));
     assert_eq!(moved.header("Contact"), Some(format!("<sip:bob@{PHONE1}>").as_str()));
+}
+
+#[test]
+fn timer_c_ends_a_branch_that_rings_forever() {
+    let t0 = Instant::now();
+    let mut p = Proxy::new(config(), HashMap::new());
+    p.on_message(&register(PHONE1, PHONE1, 1, None), addr(PHONE1), t0);
+    let out = p.on_message(&invite("tc", ""), addr(ALICE), t0);
+    let f1 = to(&out, PHONE1).pop().unwrap();
+    let t1 = t0 + Duration::from_secs(100);
+    p.on_message(&answer(&f1, 180, "Ringing", "p1"), addr(PHONE1), t1);
+    assert!(to(&p.tick(t0 + Duration::from_secs(200)), ALICE).is_empty(), "a provisional restarts timer C");
+    let out = p.tick(t1 + Duration::from_secs(181));
+    assert_eq!(to(&out, PHONE1)[0].method(), "CANCEL");
+    assert_eq!(to(&out, ALICE)[0].code(), Some(408));
+    assert_eq!(p.transactions(), 1, "the server transaction now only waits for the ACK");
 }

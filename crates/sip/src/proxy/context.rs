@@ -21,6 +21,8 @@ pub(crate) struct Context {
     pub retargets: u32,
     pub recursions: u32,
     pub cost: u32,
+    /// Timer C (§16.6 step 11): an INVITE's branches may ring this long without news.
+    pub timer_c: Option<Instant>,
 }
 
 impl Context {
@@ -44,6 +46,7 @@ impl Context {
             retargets: 0,
             recursions: 0,
             cost,
+            timer_c: None,
         }
     }
 

@@ -40,6 +40,8 @@ pub struct ProxyConfig {
     pub nonce_lifetime: Duration,
     pub dialog_timeout: Duration,
     pub noanswer_default: Duration,
+    /// Timer C: how long an INVITE branch may stay in Proceeding (RFC 3261: > 3 min).
+    pub timer_c: Duration,
     pub registrar: RegistrarLimits,
     pub limits: Limits,
     pub timers: Timers,
@@ -355,8 +357,12 @@ impl Proxy {
         }
         self.counters.forwarded += started.len() as u64;
         let none = started.is_empty();
+        let timer_c = self.cfg.timer_c;
         if let Some(ctx) = self.contexts.get_mut(&id) {
             ctx.branches.extend(started);
+            if ctx.request.method() == "INVITE" {
+                ctx.timer_c = Some(now + timer_c);
+            }
         }
         if none {
             out.extend(self.finish_context(
@@ -582,6 +588,9 @@ impl Proxy {
         if code < 200 {
             if ctx.final_sent {
                 return Vec::new();
+            }
+            if ctx.timer_c.is_some() {
+                ctx.timer_c = Some(now + self.cfg.timer_c);
             }
             return self.respond(&key, resp, now);
         }
@@ -833,6 +842,25 @@ impl Proxy {
             ctx.done.extend(old);
             ctx.retargets += 1;
             out.extend(self.fork(id, vec![target], now));
+        }
+        // Timer C: branches that ring too long are cancelled and count as 408.
+        let due: Vec<u64> = self
+            .contexts
+            .iter()
+            .filter(|(_, c)| c.timer_c.is_some_and(|t| t <= now) && !c.final_sent)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            out.extend(self.cancel_branches(id, None));
+            let Some(ctx) = self.contexts.get_mut(&id) else { continue };
+            ctx.timer_c = None;
+            let pending: Vec<String> =
+                ctx.branches.iter().filter(|b| !ctx.done.contains(*b)).cloned().collect();
+            ctx.done.extend(pending);
+            let timeout =
+                Message::response_to(&ctx.request, 408, "Request Timeout", Some(&tag_for(&ctx.server_key)));
+            ctx.consider(timeout);
+            out.extend(self.maybe_finish(id, now));
         }
         // Contexts whose server transaction is gone and whose branches are over.
         self.contexts.retain(|_, c| !c.final_sent || c.branches.iter().any(|b| !c.done.contains(b)));
