@@ -5,7 +5,7 @@
 # proxy, phone and caller sent.
 source "$(dirname "$0")/lib.sh"
 SIPDIR="$(cd "$(dirname "$0")/sip" && pwd)"
-for tool in sipp sipsak tshark; do
+for tool in sipp sipsak tshark kamailio; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed (.ci/apt.d/sip.txt)" >&2; exit 1; }
 done
 
@@ -93,6 +93,25 @@ check "caller got its echo back" "yes" "$([ "$recv" -ge $((sent - 10)) ] && echo
 wait "$PHONE"
 kill -INT "$TSHARK2"; wait "$TSHARK2" 2>/dev/null || true
 check "the phone printed its side of the media" "yes" "$(grep -q 'call ended: packets sent [0-9]* received [0-9]* lost 0' phone.log && echo yes || echo no)"
+
+echo "Kamailio as a peer: caller -> Kamailio -> appnet proxy -> phone, and back"
+kport=$(free_port)
+mkdir -p "$WORK/kamrun"
+sed -e "s/@KPORT@/$kport/" -e "s/@APPNET@/$port/" "$SIPDIR/kamailio.cfg" >kamailio.cfg
+kamailio -f kamailio.cfg -c >/dev/null 2>&1 || { echo "FAIL: kamailio rejects interop/sip/kamailio.cfg" >&2; kamailio -f kamailio.cfg -c >&2; exit 1; }
+bg kamailio -f kamailio.cfg -DD -E -Y "$WORK/kamrun"
+KAM=$LAST_PID
+printf 'pw-bob\n' | "$APPNET" sip phone --user bob@umass.edu --proxy "127.0.0.1:$port" --password-stdin \
+  --auto-answer --calls 1 --trace >phone3.log 2>&1 &
+PHONE3=$!; PIDS+=("$PHONE3")
+wait_for phone3.log "200 OK (REGISTER)"
+rc=0; timeout 30 "$APPNET" sip call --from alice@poly.edu --to bob@umass.edu --proxy "127.0.0.1:$kport" \
+  --duration 1 --trace >call3.log 2>&1 || rc=$?
+check "a call from poly.edu through Kamailio to appnet's umass.edu proxy completes" "0" "$rc"
+check "the answer came back through Kamailio (its 100 Trying)" "yes" "$(grep -q 'your call is important' call3.log && echo yes || echo no)"
+check "media flowed both ways through the Kamailio-routed dialog" "yes" "$(grep -q 'lost 0' call3.log && echo yes || echo no)"
+wait "$PHONE3" || true
+kill "$KAM" 2>/dev/null || true
 
 echo "sipp as the far end of appnet's user agent (no proxy)"
 pport=$(free_port)
