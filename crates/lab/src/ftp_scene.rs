@@ -44,12 +44,58 @@ pub struct FtpFacts {
     pub data: Vec<DataConn>,
     /// The commands sent, in order.
     pub commands: Vec<String>,
+    /// The server's lab name (for the event bus).
+    pub server_name: String,
 }
 
-/// Prints the events recorded since the last call and files them into `facts`.
+/// Puts one trace event on the lab's event bus (for `lab --ui`): control lines as FTP messages
+/// between the two hosts, data connections as FTP-DATA arrows from the side that connected.
+fn publish(e: &TraceEvent, client: &str, server: &str, control: Option<(SocketAddr, SocketAddr)>) {
+    crate::events::bus().emit(|| {
+        let (c, s) =
+            control.unwrap_or((SocketAddr::from(([0, 0, 0, 0], 0)), SocketAddr::from(([0, 0, 0, 0], 0))));
+        let (from, to, protocol, bytes) = match e {
+            TraceEvent::Sent(line) => ((client, c), (server, s), "FTP", format!("{line}\r\n").into_bytes()),
+            TraceEvent::Received(line) => {
+                ((server, s), (client, c), "FTP", format!("{line}\r\n").into_bytes())
+            }
+            TraceEvent::DataOpen { local, remote, mode: DataMode::Passive }
+            | TraceEvent::DataTls { local, remote } => {
+                ((client, *local), (server, *remote), "FTP-DATA", Vec::new())
+            }
+            TraceEvent::DataOpen { local, remote, .. } | TraceEvent::DataClose { local, remote, .. } => {
+                ((server, *remote), (client, *local), "FTP-DATA", Vec::new())
+            }
+            TraceEvent::DataRefused { from } => ((client, *from), (client, c), "FTP-DATA", Vec::new()),
+            TraceEvent::ControlOpen { local, remote }
+            | TraceEvent::ControlClose { local, remote }
+            | TraceEvent::TlsStarted { local, remote, .. } => {
+                ((client, *local), (server, *remote), "FTP", Vec::new())
+            }
+        };
+        let fields = vec![("event".to_string(), e.to_string())];
+        crate::events::event(
+            crate::events::Endpoint::new(from.0, from.1),
+            crate::events::Endpoint::new(to.0, to.1),
+            protocol,
+            e.to_string(),
+            fields,
+            bytes,
+            None,
+        )
+    });
+}
+
+/// Prints the events recorded since the last call, puts them on the lab's event bus, and files
+/// them into `facts`.
 fn flush(events: &Mutex<Vec<TraceEvent>>, facts: &mut FtpFacts, say: &mut dyn FnMut(String)) {
     let drained: Vec<TraceEvent> = std::mem::take(&mut *events.lock().unwrap_or_else(|p| p.into_inner()));
     for e in drained {
+        let control = match &e {
+            TraceEvent::ControlOpen { local, remote } => Some((*local, *remote)),
+            _ => facts.control.first().copied(),
+        };
+        publish(&e, CLIENT.0, &facts.server_name, control);
         match &e {
             TraceEvent::ControlOpen { local, remote } => facts.control.push((*local, *remote)),
             TraceEvent::Sent(line) => facts.commands.push(line.clone()),
@@ -78,7 +124,7 @@ pub async fn run(lab: &Lab, say: &mut dyn FnMut(String)) -> Result<FtpFacts, Str
     let server = lab.addr_of(&spec.name).ok_or(format!("{} is not running", spec.name))?;
     let client_ip: IpAddr = CLIENT.1.parse().map_err(|_| "bad client address")?;
     let tree = lab.dir.join("ftp").join(spec.addr.to_string());
-    let mut facts = FtpFacts::default();
+    let mut facts = FtpFacts { server_name: spec.name.clone(), ..FtpFacts::default() };
 
     say(format!(
         "\n== Scene: FTP — one control connection, a new data connection per file ({} at {})",

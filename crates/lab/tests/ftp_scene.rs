@@ -26,6 +26,8 @@ async fn the_ftp_scene_shows_one_control_connection_and_a_data_connection_per_tr
     assert!(directory.contains("ftp.cs.umass.edu") && directory.contains("127.0.10.20"), "{directory}");
     let server = lab.addr_of("ftp.cs.umass.edu").unwrap();
 
+    // What the browser page (lab --ui) would draw: the same exchanges on the event bus.
+    let mut bus = appnet_lab::events::bus().subscribe();
     let mut printed = Vec::new();
     let result = appnet_lab::ftp_scene::run(&lab, &mut |line| printed.push(line)).await;
     let text = printed.join("\n");
@@ -44,5 +46,23 @@ async fn the_ftp_scene_shows_one_control_connection_and_a_data_connection_per_tr
     assert!(facts.commands.iter().any(|c| c.starts_with("PORT 127,0,10,4,")), "{text}");
     assert!(text.contains("C: USER anonymous") && text.contains("S: 226"), "{text}");
     assert!(text.contains("ch2-notes.txt"), "{text}");
+    let mut published = Vec::new();
+    while let Ok(e) = bus.try_recv() {
+        published.push(e);
+    }
+    let ftp: Vec<_> = published.iter().filter(|e| e.protocol.starts_with("FTP")).collect();
+    assert!(
+        ftp.iter().any(|e| e.summary == "C: USER anonymous"
+            && e.from.host == "cis.poly.edu"
+            && e.to.host == "ftp.cs.umass.edu"),
+        "{ftp:?}"
+    );
+    let data_opens =
+        ftp.iter().filter(|e| e.protocol == "FTP-DATA" && e.summary.contains("data connection open")).count();
+    assert_eq!(data_opens, 4, "{ftp:?}");
+    assert!(
+        ftp.iter()
+            .any(|e| e.summary.contains("active: the server connected") && e.from.host == "ftp.cs.umass.edu")
+    );
     println!("{text}");
 }
