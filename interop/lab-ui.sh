@@ -72,6 +72,15 @@ with sync_playwright() as p:
         "els => els.map(g => g.dataset.from + '>' + g.dataset.to + '>' + g.querySelector('title').textContent)")
     print("http", len(http), sum(1 for h in http if h.startswith("cis.poly.edu>www.someschool.edu>") and "GET /someDepartment/" in h),
           sum(1 for h in http if h.startswith("www.someschool.edu>cis.poly.edu>") and "HTTP/1.1 200" in h))
+    # The Fetch control: from cis.poly.edu, resolve www.someschool.edu and GET the page.
+    page.get_by_role("button", name="Fetch").click()
+    page.wait_for_function(
+        "() => document.querySelectorAll('#chart [data-protocol=\"HTTP\"]').length >= 68", timeout=30000)
+    last = page.eval_on_selector_all(
+        "#chart [data-message]",
+        "els => els.slice(-4).map(g => g.dataset.protocol + ' ' + g.dataset.from + '>' + g.dataset.to + ' ' + g.querySelector('title').textContent)")
+    for m in last:
+        print("fetch", m)
     browser.close()
 print("outside", len(outside), " ".join(outside))
 PY
@@ -93,6 +102,11 @@ check "the map draws the lab's hosts" yes "$(awk '/^map_hosts/ {print ($2 > 20) 
 check "no request left the lab's server" "outside 0 " "$(grep '^outside' "$WORK/result.txt")"
 # 3 modes x 11 objects: 33 requests from cis.poly.edu and 33 responses 200 back.
 check "scene 6 draws every request and response" "http 66 33 33" "$(grep '^http ' "$WORK/result.txt")"
+check "Fetch resolves the name, then GETs the page" \
+  "DNS dns.poly.edu>cis.poly.edu|HTTP cis.poly.edu>www.someschool.edu|HTTP www.someschool.edu>cis.poly.edu" \
+  "$(grep '^fetch ' "$WORK/result.txt" | tail -n 3 | awk '{print $2 " " $3}' | paste -sd'|')"
+check "the fetched page came back 200" yes \
+  "$(grep -q '^fetch HTTP www.someschool.edu>cis.poly.edu .*HTTP/1.1 200' "$WORK/result.txt" && echo yes || echo no)"
 check "the screenshot was taken" yes "$([ -s "$OUT/lab-ui.png" ] && echo yes || echo no)"
 check "the text tour printed the same walk" yes \
   "$(grep -q '10. dns.poly.edu → cis.poly.edu: gaia.cs.umass.edu' "$WORK/lab.log" && echo yes || echo no)"

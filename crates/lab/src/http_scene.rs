@@ -31,20 +31,19 @@ pub struct Fetch {
 
 const LIMIT: usize = 16 << 20;
 
-/// The lab name for an address on the page: the Host header's name for the server, the
-/// address for the client (the page names it from the map).
-fn endpoints(s: &TcpStream, server_name: &str) -> (Endpoint, Endpoint) {
-    let local = s.local_addr().map_or(String::new(), |a| a.to_string());
-    let peer = s.peer_addr().map_or(String::new(), |a| a.to_string());
-    let client_ip = local.rsplit_once(':').map_or(local.clone(), |(ip, _)| ip.to_string());
-    let name = server_name.rsplit_once(':').map_or(server_name, |(n, _)| n);
-    (Endpoint::new(client_ip, local), Endpoint::new(name, peer))
+/// The two ends of a connection for the event bus, named by address: the page names them from
+/// its map (the Host header, in the fields, names the origin even when the peer is a proxy).
+fn endpoints(s: &TcpStream) -> (Endpoint, Endpoint) {
+    let ends = [s.local_addr(), s.peer_addr()].map(|a| a.map_or(String::new(), |a| a.to_string()));
+    let ip = |a: &str| a.rsplit_once(':').map_or(a.to_string(), |(ip, _)| ip.to_string());
+    let [local, peer] = ends;
+    (Endpoint::new(ip(&local), &local), Endpoint::new(ip(&peer), &peer))
 }
 
 /// Puts each request in `reqs` (one or several back to back) on the event bus.
-fn emit_requests(s: &TcpStream, server_name: &str, reqs: &str) {
+fn emit_requests(s: &TcpStream, reqs: &str) {
     events::bus().emit_all(|| {
-        let (client, server) = endpoints(s, server_name);
+        let (client, server) = endpoints(s);
         reqs.split_inclusive("\r\n\r\n")
             .map(|r| {
                 let line = r.lines().next().unwrap_or("").to_string();
@@ -85,15 +84,11 @@ fn request(host: &str, path: &str, close: bool) -> String {
 }
 
 /// Reads one response (status line, headers, Content-Length body) and returns (head, body).
-async fn read_response(
-    stream: &mut TcpStream,
-    server_name: &str,
-    pending: &mut Vec<u8>,
-) -> Result<(String, Vec<u8>), String> {
+async fn read_response(stream: &mut TcpStream, pending: &mut Vec<u8>) -> Result<(String, Vec<u8>), String> {
     let started = Instant::now();
     let (head, body) = read_one(stream, pending).await?;
     events::bus().emit(|| {
-        let (client, server) = endpoints(stream, server_name);
+        let (client, server) = endpoints(stream);
         let mut fields = head_fields(&head);
         fields.push(("Body".into(), format!("{} bytes", body.len())));
         let line = head.lines().next().unwrap_or("").to_string();
@@ -151,9 +146,9 @@ pub async fn get_once(
 ) -> Result<(String, Vec<u8>), String> {
     let mut s = connect(from, server).await.map_err(|e| format!("cannot connect to {server}: {e}"))?;
     let req = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n{extra_headers}Connection: close\r\n\r\n");
-    emit_requests(&s, host, &req);
+    emit_requests(&s, &req);
     s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
-    read_response(&mut s, host, &mut Vec::new()).await
+    read_response(&mut s, &mut Vec::new()).await
 }
 
 /// The value of header `name` in a response head.
@@ -189,9 +184,9 @@ pub async fn fetch_page(
             let get = async |p: &str| -> Result<Vec<u8>, String> {
                 let mut s = connect(from, server).await.map_err(err)?;
                 let req = request(host, p, true);
-                emit_requests(&s, host, &req);
+                emit_requests(&s, &req);
                 s.write_all(req.as_bytes()).await.map_err(err)?;
-                let (_, body) = read_response(&mut s, host, &mut Vec::new()).await?;
+                let (_, body) = read_response(&mut s, &mut Vec::new()).await?;
                 Ok(body)
             };
             let page = get(path).await?;
@@ -206,24 +201,24 @@ pub async fn fetch_page(
             let mut s = connect(from, server).await.map_err(err)?;
             let mut pending = Vec::new();
             let req = request(host, path, false);
-            emit_requests(&s, host, &req);
+            emit_requests(&s, &req);
             s.write_all(req.as_bytes()).await.map_err(err)?;
-            let (_, page) = read_response(&mut s, host, &mut pending).await?;
+            let (_, page) = read_response(&mut s, &mut pending).await?;
             bytes += page.len();
             let images = image_paths(path, &String::from_utf8_lossy(&page));
             if mode == Mode::Pipelined {
                 let all: String = images.iter().map(|p| request(host, p, false)).collect();
-                emit_requests(&s, host, &all);
+                emit_requests(&s, &all);
                 s.write_all(all.as_bytes()).await.map_err(err)?;
                 for _ in &images {
-                    bytes += read_response(&mut s, host, &mut pending).await?.1.len();
+                    bytes += read_response(&mut s, &mut pending).await?.1.len();
                 }
             } else {
                 for img in &images {
                     let req = request(host, img, false);
-                    emit_requests(&s, host, &req);
+                    emit_requests(&s, &req);
                     s.write_all(req.as_bytes()).await.map_err(err)?;
-                    bytes += read_response(&mut s, host, &mut pending).await?.1.len();
+                    bytes += read_response(&mut s, &mut pending).await?.1.len();
                 }
             }
             (1, images.len())

@@ -143,7 +143,7 @@ pub async fn run(args: LabArgs, ctx: &Context) -> anyhow::Result<()> {
             };
             let Some(command) = command else { break };
             let r = tokio::select! {
-                r = run_ui_command(&mut lab, command, &mut say) => r,
+                r = appnet_lab::ui::commands::run(&mut lab, command, &mut say) => r,
                 _ = shutdown.wait() => break,
             };
             if let Err(e) = r {
@@ -190,27 +190,6 @@ pub async fn run(args: LabArgs, ctx: &Context) -> anyhow::Result<()> {
     lab.stop().await;
     drop(anycast);
     Ok(())
-}
-
-/// Runs what the page asked for: a scene, or a lookup from one of the tour's client hosts.
-async fn run_ui_command(
-    lab: &mut Lab,
-    command: appnet_lab::ui::Command,
-    say: &mut dyn FnMut(String),
-) -> Result<(), String> {
-    match command {
-        appnet_lab::ui::Command::Scene(n) => appnet_lab::tour::run_scene(lab, n, say).await,
-        appnet_lab::ui::Command::Resolve { from, name } => {
-            let (host, addr, resolver) = appnet_lab::ui::page::CLIENTS
-                .iter()
-                .find(|(c, _, _)| *c == from)
-                .ok_or(format!("no client host {from}"))?;
-            let ip: std::net::IpAddr = addr.parse().map_err(|_| "bad client address".to_string())?;
-            say(format!("\n== From the page: {host} resolves {name}"));
-            let a = appnet_dns::wire::rrtype::code::A;
-            appnet_lab::tour::scene_query(lab, (host, ip), resolver, &name, a, say).await.map(|_| ())
-        }
-    }
 }
 
 #[cfg(test)]

@@ -239,6 +239,11 @@ async function start() {
     const q = "from=" + encodeURIComponent($("resolve-from").value) + "&name=" + encodeURIComponent($("resolve-name").value);
     post("/resolve?" + q);
   });
+  $("fetch").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const q = "from=" + encodeURIComponent($("resolve-from").value) + "&url=" + encodeURIComponent($("fetch-url").value);
+    post("/fetch?" + q);
+  });
   $("filter-proto").addEventListener("change", (ev) => { state.proto = ev.target.value; scheduleDraw(); });
   $("filter-host").addEventListener("change", (ev) => { state.host = ev.target.value; scheduleDraw(); });
   $("pause").addEventListener("click", (ev) => {

@@ -78,10 +78,15 @@ mod tests {
     }
 
     #[test]
-    fn assets_name_no_external_url() {
+    fn assets_load_nothing_from_outside() {
         for asset in [INDEX_HTML, APP_JS, APP_CSS] {
-            let asset = asset.replace("http://www.w3.org/2000/svg", "");
-            assert!(!asset.contains("http://") && !asset.contains("https://") && !asset.contains("//cdn"));
+            for external in
+                ["src=\"http", "href=\"http", "src=\"//", "href=\"//", "url(http", "@import", "fetch(\"http"]
+            {
+                assert!(!asset.contains(external), "{external}");
+            }
         }
+        // The page's own resources, by absolute path.
+        assert!(INDEX_HTML.contains("src=\"/app.js\"") && INDEX_HTML.contains("href=\"/app.css\""));
     }
 }

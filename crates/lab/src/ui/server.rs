@@ -43,6 +43,8 @@ pub enum Command {
     Scene(u32),
     /// From the client host `from`, resolve `name` (type A) through its local DNS server.
     Resolve { from: String, name: String },
+    /// From the client host `from`, resolve the URL's host and GET the URL (http:// only).
+    Fetch { from: String, url: String },
 }
 
 /// The largest request head accepted.
@@ -204,9 +206,19 @@ pub fn route(request_line: &str) -> Route {
             }
             Route::Do(Command::Resolve { from, name })
         }
-        (_, "/" | "/index.html" | "/app.js" | "/app.css" | "/lab.json" | "/events" | "/resolve") => {
-            Route::Error(405)
+        ("POST", "/fetch") => {
+            let from = query_param(query, "from").unwrap_or_default();
+            let url = query_param(query, "url").unwrap_or_default();
+            let known = page::CLIENTS.iter().any(|(c, _, _)| *c == from);
+            if !known || !url.starts_with("http://") || url.len() > 2048 {
+                return Route::Error(400);
+            }
+            Route::Do(Command::Fetch { from, url })
         }
+        (
+            _,
+            "/" | "/index.html" | "/app.js" | "/app.css" | "/lab.json" | "/events" | "/resolve" | "/fetch",
+        ) => Route::Error(405),
         _ => Route::Error(404),
     }
 }
