@@ -143,3 +143,40 @@ async fn a_full_node_answers_503() {
     assert!(ok);
     n.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firewalled_servent_uploads_through_push_and_giv() {
+    let (dw, dp) = (share("fw-wall", true), share("fw-peer", false));
+    logs();
+    let mut config = NodeConfig { firewalled: true, ..NodeConfig::default() };
+    config.upload.listen = harness::any_loopback();
+    let walled = harness::start(Node::bind(config, dw.path()).await.unwrap());
+    let peer = node(&dp, false, vec![walled.addr()], 8).await;
+    assert!(found(peer.addr(), "hey jude", 2).await, "found through the peer");
+    let hits = search(peer.addr(), "hey jude", 2, WAIT).await.unwrap();
+    assert!(hits[0].firewalled, "the QueryHit carries the Push flag");
+
+    let out = TempDir::new("fw-out");
+    let (hit, done) =
+        get(peer.addr(), "hey jude", 2, WAIT, out.path(), DownloadOptions::default()).await.unwrap();
+    assert_eq!(std::fs::read(&done.path).unwrap(), std::fs::read(dw.path().join("Hey Jude.mp3")).unwrap());
+    assert_eq!(hit.addr, walled.addr());
+    // The bytes came over the connection the firewalled servent opened to us (its ephemeral
+    // port), not over one we opened to its listening address.
+    assert_eq!(done.from.len(), 1);
+    assert_ne!(done.from[0].0, walled.addr(), "fetched over the GIV connection");
+    assert!(done.from[0].1 > 0);
+    for n in [peer, walled] {
+        n.stop().await.unwrap();
+    }
+}
+
+#[test]
+fn giv_lines_parse_and_junk_does_not() {
+    use appnet_overlay::gnutella::client::parse_giv;
+    let guid = "0123456789ABCDEF0123456789ABCDEF";
+    assert_eq!(parse_giv(&format!("GIV 7:{guid}/Hey Jude.mp3")), Some((7, guid)));
+    assert_eq!(parse_giv("GIV 7:short/x"), None);
+    assert_eq!(parse_giv("GET / HTTP/1.1"), None);
+    assert_eq!(parse_giv(&format!("GIV x:{guid}/a")), None);
+}

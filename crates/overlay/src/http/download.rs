@@ -125,12 +125,38 @@ pub async fn download(
     out_dir: &Path,
     opts: DownloadOptions,
 ) -> Result<Downloaded, DownloadError> {
+    download_with(sources, None, name, size, sha1, out_dir, opts).await
+}
+
+/// Downloads from one connection the uploader opened to us (a firewalled servent's answer to
+/// a Push: after its `GIV` line the connection carries ordinary HTTP requests from us).
+pub async fn download_pushed(
+    source: Source,
+    conn: TcpStream,
+    name: &str,
+    size: u64,
+    sha1: Sha1,
+    out_dir: &Path,
+    opts: DownloadOptions,
+) -> Result<Downloaded, DownloadError> {
+    download_with(&[], Some((source, conn)), name, size, sha1, out_dir, opts).await
+}
+
+async fn download_with(
+    sources: &[Source],
+    pushed: Option<(Source, TcpStream)>,
+    name: &str,
+    size: u64,
+    sha1: Sha1,
+    out_dir: &Path,
+    opts: DownloadOptions,
+) -> Result<Downloaded, DownloadError> {
     let file_name = safe_file_name(name).ok_or_else(|| DownloadError::BadName(name.to_string()))?;
     let target = out_dir.join(&file_name);
     if std::fs::symlink_metadata(&target).is_ok() {
         return Err(DownloadError::Exists(target));
     }
-    if sources.is_empty() {
+    if sources.is_empty() && pushed.is_none() {
         return Err(DownloadError::NoSource("no sources".into()));
     }
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -148,7 +174,7 @@ pub async fn download(
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)?
     };
-    let result = fetch_into(file, sources, size, sha1, opts).await;
+    let result = fetch_into(file, sources, pushed, size, sha1, opts).await;
     let result = result.and_then(|from| {
         // Link (never replace) the verified file into place, then drop the temporary name.
         std::fs::hard_link(&tmp, &target).map_err(|e| {
@@ -170,6 +196,7 @@ pub async fn download(
 async fn fetch_into(
     file: std::fs::File,
     sources: &[Source],
+    pushed: Option<(Source, TcpStream)>,
     size: u64,
     sha1: Sha1,
     opts: DownloadOptions,
@@ -186,10 +213,11 @@ async fn fetch_into(
         opts,
     });
     let mut tasks = Vec::new();
-    for source in sources.iter().cloned() {
+    let starts = sources.iter().cloned().map(|s| (s, None)).chain(pushed.map(|(s, c)| (s, Some(c))));
+    for (source, conn) in starts {
         let job = job.clone();
         tasks.push(tokio::spawn(async move {
-            let got = worker(&source, &job).await;
+            let got = worker(&source, &job, conn).await;
             (source.addr, got)
         }));
     }
@@ -235,8 +263,8 @@ async fn fetch_into(
 }
 
 /// One source's loop: take a chunk, fetch it, write it; returns the bytes it delivered.
-async fn worker(source: &Source, job: &Job) -> u64 {
-    let mut conn: Option<TcpStream> = None;
+/// `conn` is a connection already open to the source (a pushed one), used first.
+async fn worker(source: &Source, job: &Job, mut conn: Option<TcpStream>) -> u64 {
     let mut delivered = 0u64;
     let mut failures = 0u32;
     let mut queued_for = Duration::ZERO;
