@@ -176,4 +176,51 @@ check "glue gone, serial 102" "102 " \
   "$(kdig @127.0.0.1 -p "$port" +short com SOA | awk '{print $3}') $(kdig @127.0.0.1 -p "$port" +norec www.networkutopia.com A | awk '$1 == "dns1.networkutopia.com." && $4 == "A" {print $5}')"
 kill "$LAST_PID"
 
+echo "appnet dns update (like nsupdate) against Knot and against appnet"
+command -v knotd >/dev/null || { echo "FAIL: knotd missing (see .ci/apt.d/dnssec.txt)" >&2; exit 1; }
+rsecret=$(head -c 32 /dev/urandom | base64)
+# The key file as tsig-keygen writes it.
+printf 'key "registrar" {\n\talgorithm hmac-sha256;\n\tsecret "%s";\n};\n' "$rsecret" > "$WORK/registrar.key"
+KD="$WORK/knot"; mkdir -p "$KD/db"; cp "$WORK/com.zone" "$KD/com.zone"
+kport=$(free_port)
+cat > "$KD/knot.conf" <<KNOT
+server:
+    listen: 127.0.0.1@$kport
+    rundir: $KD
+key:
+  - id: registrar
+    algorithm: hmac-sha256
+    secret: $rsecret
+acl:
+  - id: upd
+    key: registrar
+    action: update
+template:
+  - id: default
+    storage: $KD
+    file: "%s.zone"
+zone:
+  - domain: com
+    acl: upd
+database:
+    storage: $KD/db
+KNOT
+bg bash -c "exec knotd -c '$KD/knot.conf' > '$KD/log' 2>&1"
+wait_tcp 127.0.0.1 "$kport"
+aport=$(free_port)
+bg $APPNET dns serve --zone "com=$WORK/com.zone" --listen "127.0.0.1:$aport" --tsig-key-file "$WORK/registrar.key" --allow-update com=registrar
+wait_tcp 127.0.0.1 "$aport"
+for target in "Knot:$kport" "appnet:$aport"; do
+  who=${target%%:*}; p=${target#*:}
+  upd() { $APPNET dns update --server "127.0.0.1:$p" --key "$WORK/registrar.key" --zone com "$@" 2>&1 || true; }
+  check "$who: appnet dns update inserts networkutopia.com" "update accepted by 127.0.0.1:$p" \
+    "$(upd --prereq 'nxdomain networkutopia.com' add networkutopia.com NS dns1.networkutopia.com add dns1.networkutopia.com A 212.212.212.1)"
+  check "$who: delegation and glue served" "dns1.networkutopia.com. 212.212.212.1" \
+    "$(kdig @127.0.0.1 -p "$p" +norec www.networkutopia.com A | awk '$4 == "NS" {n=$5} $4 == "A" {a=$5} END {print n, a}')"
+  check "$who: serial 101" 101 "$(kdig @127.0.0.1 -p "$p" +short com SOA | awk '{print $3}')"
+  check "$who: a failed prerequisite is reported" yes "$(has YXDOMAIN "$(upd --prereq 'nxdomain networkutopia.com' add x.com A 192.0.2.1)")"
+  check "$who: delete NAME TYPE DATA" "update accepted by 127.0.0.1:$p" "$(upd delete dns1.networkutopia.com A 212.212.212.1)"
+  check "$who: serial 102" 102 "$(kdig @127.0.0.1 -p "$p" +short com SOA | awk '{print $3}')"
+done
+
 echo "dnssec: $CHECKS checks passed"

@@ -133,6 +133,27 @@ pub async fn query_signed(
     Ok(Answer { bytes: check(bytes)?, retried_over_tcp: false, used_tcp: false })
 }
 
+/// Sends an RFC 2136 UPDATE (`packet`, from [`crate::wire::update::build`]) over TCP, signed
+/// with `key` when given (the answer must then be signed too); returns the response code.
+pub async fn update(
+    server: SocketAddr,
+    mut packet: Vec<u8>,
+    key: Option<&Arc<Key>>,
+    timeout: Duration,
+) -> Result<u16, ClientError> {
+    let mut verifier = sign(&mut packet, key);
+    let bytes = tcp_exchange(server, &packet, timeout).await?;
+    let parsed = crate::wire::message::parse(&bytes).map_err(|reason| ClientError::Bad { server, reason })?;
+    if let Some(v) = &mut verifier
+        && let Err(e) = v.check(&bytes, unix_now())
+        && parsed.rcode == 0
+    {
+        // A success must be signed; errors (BADSIG, BADKEY) come back unsigned (RFC 8945 §5.2).
+        return Err(ClientError::Tsig { server, reason: e.to_string() });
+    }
+    Ok(parsed.rcode)
+}
+
 /// One UDP request/response, retried three times within `timeout`; answers with another id or
 /// from another address are ignored.
 pub async fn udp_exchange(

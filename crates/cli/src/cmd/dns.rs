@@ -77,6 +77,13 @@ pub enum DnsCmd {
         appnet dns sign example.com.zone --keys keys/            writes example.com.zone.signed\n  \
         appnet dns sign example.com.zone --keys keys/ --nsec3 --expire 14d -o signed.zone")]
     Sign(super::dnssec::SignArgs),
+    /// Send an RFC 2136 dynamic update, TSIG-signed (like nsupdate).
+    #[command(after_help = "Examples:\n  \
+        appnet dns update --server 127.0.0.1:10053 --key registrar.key --zone com. \\\n      \
+        --prereq 'nxdomain networkutopia.com' add networkutopia.com NS dns1.networkutopia.com \\\n      \
+        add dns1.networkutopia.com A 212.212.212.1\n  \
+        appnet dns update --server ns.example --key k.key --zone example.com delete www.example.com A")]
+    Update(super::dnssec::UpdateArgs),
 }
 
 /// Flags for `dns serve`.
@@ -298,6 +305,7 @@ pub async fn run(cmd: DnsCmd, ctx: &Context) -> anyhow::Result<()> {
         DnsCmd::Keygen(args) => super::dnssec::keygen(args),
         DnsCmd::Ds(args) => super::dnssec::ds(args),
         DnsCmd::Sign(args) => super::dnssec::sign(args),
+        DnsCmd::Update(args) => super::dnssec::update(args).await,
     }
 }
 

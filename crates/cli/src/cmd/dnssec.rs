@@ -5,6 +5,7 @@ use anyhow::{Context as _, bail};
 use appnet_dns::config::{ZoneSource, zone_name_for};
 use appnet_dns::wire::dnssec::{self, Algorithm, SignOptions};
 use appnet_dns::wire::name::{from_text, to_lower};
+use appnet_dns::wire::update::UpdateRr;
 use appnet_dns::wire::zonefile::{self, record_text};
 use appnet_dns::zone::{Severity, check};
 use clap::Args;
@@ -158,6 +159,156 @@ pub fn sign(args: SignArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Flags for `dns update`.
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// The primary server, ADDR[:PORT] (port 53 by default).
+    #[arg(long, value_name = "ADDR")]
+    server: String,
+    /// TSIG key file (tsig-keygen / `key "NAME" { algorithm ...; secret "..."; };`).
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// The zone to update.
+    #[arg(long)]
+    zone: String,
+    /// A prerequisite: `nxdomain NAME`, `yxdomain NAME`, `nxrrset NAME TYPE`,
+    /// `yxrrset NAME TYPE [DATA]` (repeatable).
+    #[arg(long = "prereq", value_name = "COND")]
+    prereqs: Vec<String>,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 5)]
+    timeout: u64,
+    /// Operations: `add NAME [TTL] TYPE DATA...`, `delete NAME [TYPE [DATA...]]`, several in a
+    /// row (each starts with add or delete).
+    #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+    ops: Vec<String>,
+}
+
+fn abs_name(text: &str) -> anyhow::Result<appnet_dns::wire::name::NameBuf> {
+    let t = if text.ends_with('.') { text.to_string() } else { format!("{text}.") };
+    Ok(to_lower(&from_text(&t).map_err(anyhow::Error::msg)?))
+}
+
+/// The wire rdata of `TYPE DATA...` (zone-file syntax, absolute names).
+fn rdata_of(rtype: &str, data: &[String]) -> anyhow::Result<(u16, Vec<u8>)> {
+    let fixed: Vec<String> = data.iter().map(|d| d.to_string()).collect();
+    let line = format!("x. 0 IN {rtype} {}\n", fixed.join(" "));
+    let recs =
+        zonefile::parse_text(&line, "update", appnet_dns::wire::name::ROOT, &zonefile::Includes::Forbidden)
+            .map_err(|e| anyhow::anyhow!("bad record data {:?}: {}", fixed.join(" "), e.reason))?;
+    let r = recs.into_iter().next().context("no record data")?;
+    Ok((r.rtype, r.rdata))
+}
+
+fn type_code(text: &str) -> anyhow::Result<u16> {
+    appnet_dns::wire::rrtype::type_from_text(text).map_err(anyhow::Error::msg)
+}
+
+/// Parses the operations into RFC 2136 update records.
+fn parse_ops(ops: &[String]) -> anyhow::Result<Vec<UpdateRr>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < ops.len() {
+        let verb = ops[i].to_ascii_lowercase();
+        let end = (i + 1..ops.len())
+            .find(|&j| matches!(ops[j].to_ascii_lowercase().as_str(), "add" | "delete"))
+            .unwrap_or(ops.len());
+        let args = &ops[i + 1..end];
+        match (verb.as_str(), args) {
+            ("add", [name, rest @ ..]) if rest.len() >= 2 => {
+                let (ttl, rest) = match rest[0].parse::<u32>() {
+                    Ok(t) if rest.len() >= 3 => (t, &rest[1..]),
+                    _ => (3600, rest),
+                };
+                let (rtype, rdata) = rdata_of(&rest[0], &rest[1..])?;
+                out.push(UpdateRr { name: abs_name(name)?, rtype, class: 1, ttl, rdata });
+            }
+            ("delete", [name]) => {
+                out.push(UpdateRr { name: abs_name(name)?, rtype: 255, class: 255, ttl: 0, rdata: vec![] })
+            }
+            ("delete", [name, t]) => out.push(UpdateRr {
+                name: abs_name(name)?,
+                rtype: type_code(t)?,
+                class: 255,
+                ttl: 0,
+                rdata: vec![],
+            }),
+            ("delete", [name, t, data @ ..]) => {
+                let (rtype, rdata) = rdata_of(t, data)?;
+                out.push(UpdateRr { name: abs_name(name)?, rtype, class: 254, ttl: 0, rdata });
+            }
+            _ => bail!(
+                "cannot read {:?}: want add NAME [TTL] TYPE DATA or delete NAME [TYPE [DATA]]",
+                ops[i..end].join(" ")
+            ),
+        }
+        i = end;
+    }
+    Ok(out)
+}
+
+fn parse_prereq(text: &str) -> anyhow::Result<UpdateRr> {
+    let w: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+    let rr = |name: &str, rtype: u16, class: u16, rdata: Vec<u8>| -> anyhow::Result<UpdateRr> {
+        Ok(UpdateRr { name: abs_name(name)?, rtype, class, ttl: 0, rdata })
+    };
+    match w.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["nxdomain", n] => rr(n, 255, 254, vec![]),
+        ["yxdomain", n] => rr(n, 255, 255, vec![]),
+        ["nxrrset", n, t] => rr(n, type_code(t)?, 254, vec![]),
+        ["yxrrset", n, t] => rr(n, type_code(t)?, 255, vec![]),
+        ["yxrrset", n, t, ..] => {
+            let (rtype, rdata) = rdata_of(t, &w[3..])?;
+            rr(n, rtype, 1, rdata)
+        }
+        _ => bail!(
+            "--prereq {text:?}: want nxdomain NAME, yxdomain NAME, nxrrset NAME TYPE or yxrrset NAME TYPE [DATA]"
+        ),
+    }
+}
+
+/// `dns update`: one RFC 2136 UPDATE, like nsupdate; fails unless the server says NOERROR.
+pub async fn update(args: UpdateArgs) -> anyhow::Result<()> {
+    let server = appnet_dns::config::server_addr(&args.server).map_err(anyhow::Error::msg)?;
+    let key = match &args.key {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let keys = appnet_dns::wire::tsig::parse_key_file(&text).map_err(anyhow::Error::msg)?;
+            Some(std::sync::Arc::new(keys.into_iter().next().context("no key in the key file")?))
+        }
+        None => None,
+    };
+    let zone = abs_name(&args.zone)?;
+    let prereqs = args.prereqs.iter().map(|p| parse_prereq(p)).collect::<anyhow::Result<Vec<_>>>()?;
+    let updates = parse_ops(&args.ops)?;
+    let packet = appnet_dns::wire::update::build(rand_id(), &zone, &prereqs, &updates);
+    let rc = appnet_dns::client::update(
+        server,
+        packet,
+        key.as_ref(),
+        std::time::Duration::from_secs(args.timeout),
+    )
+    .await?;
+    if rc != 0 {
+        let name = match rc {
+            6 => "YXDOMAIN".to_string(),
+            7 => "YXRRSET".to_string(),
+            8 => "NXRRSET".to_string(),
+            9 => "NOTAUTH".to_string(),
+            10 => "NOTZONE".to_string(),
+            other => appnet_dns::client::rcode_name(other),
+        };
+        bail!("update failed: {name}");
+    }
+    println!("update accepted by {server}");
+    Ok(())
+}
+
+fn rand_id() -> u16 {
+    (appnet_dns::clock::unix_now() as u16) ^ (std::process::id() as u16).rotate_left(7)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +320,24 @@ mod tests {
         assert_eq!(parse_duration_secs("2w").unwrap(), 1_209_600);
         assert!(parse_duration_secs("d").is_err());
         assert!(parse_duration_secs("99999999999999999999w").is_err());
+    }
+
+    #[test]
+    fn update_operations_like_nsupdate() {
+        let ops: Vec<String> = "add networkutopia.com NS dns1.networkutopia.com add dns1.networkutopia.com 300 A 212.212.212.1 delete old.com A delete gone.com"
+            .split(' ')
+            .map(str::to_string)
+            .collect();
+        let rrs = parse_ops(&ops).unwrap();
+        assert_eq!(rrs.len(), 4);
+        assert_eq!((rrs[0].rtype, rrs[0].class, rrs[0].ttl), (2, 1, 3600));
+        assert_eq!((rrs[1].rtype, rrs[1].ttl, rrs[1].rdata.clone()), (1, 300, vec![212, 212, 212, 1]));
+        assert_eq!((rrs[2].rtype, rrs[2].class), (1, 255));
+        assert_eq!((rrs[3].rtype, rrs[3].class), (255, 255));
+        assert!(parse_ops(&["add".into(), "x.com".into()]).is_err());
+        assert!(parse_ops(&["frob".into()]).is_err());
+        assert_eq!(parse_prereq("nxdomain a.com").unwrap().class, 254);
+        assert!(parse_prereq("maybe a.com").is_err());
     }
 
     #[test]
