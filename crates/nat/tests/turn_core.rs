@@ -97,6 +97,9 @@ fn allocate_permission_send_data_and_channels() {
     assert_eq!(r.class, Class::Success, "{r:?}");
     let Some(Attr::XorRelayedAddress(relayed)) = r.get(code::XOR_RELAYED_ADDRESS) else { panic!() };
     assert_eq!(relayed.port(), 50000);
+    // A second Allocate (new transaction) on the same 5-tuple is 437.
+    let (r, _) = c.request(&mut core, method::ALLOCATE, vec![Attr::RequestedTransport(17)], now);
+    assert_eq!(error_code(&r), Some(437));
     let peer: SocketAddr = "127.0.0.2:7000".parse().unwrap();
     // Without permission, nothing goes through either way.
     assert_eq!(core.from_peer(50000, peer, b"hi", now), None);
@@ -260,4 +263,24 @@ fn junk_datagrams_are_ignored() {
         let _ = core.from_client("192.0.2.1:1".parse().unwrap(), &junk, now, &mut |_| true);
     }
     assert_eq!(core.allocations(), 0);
+}
+
+#[test]
+fn a_retransmitted_allocate_gets_the_same_success() {
+    let now = Instant::now();
+    let mut core = Core::new(config(&[]), now);
+    let c = Client::new(&mut core, "192.0.2.1:1", "alice", "pw", now);
+    let mut req = Message::new(Class::Request, method::ALLOCATE);
+    req.attrs = vec![
+        Attr::RequestedTransport(17),
+        Attr::Username("alice".into()),
+        Attr::Realm("r".into()),
+        Attr::Nonce(c.nonce.clone()),
+    ];
+    let raw = req.encode(Some((&long_term_key("alice", "r", "pw"), false)), true);
+    let first = one_reply(&core.from_client(c.addr, &raw, now, &mut |_| true));
+    let again = one_reply(&core.from_client(c.addr, &raw, now, &mut |_| true));
+    assert_eq!(first.class, Class::Success);
+    assert_eq!(again.get(code::XOR_RELAYED_ADDRESS), first.get(code::XOR_RELAYED_ADDRESS));
+    assert_eq!(core.allocations(), 1);
 }

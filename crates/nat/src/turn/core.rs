@@ -50,6 +50,8 @@ pub enum Action {
 struct Allocation {
     user: String,
     port: u16,
+    /// The Allocate transaction that made it: a retransmission gets the success again.
+    tid: [u8; 12],
     expires: Instant,
     permissions: HashMap<IpAddr, Instant>,
     channels: HashMap<u16, (SocketAddr, Instant)>,
@@ -254,8 +256,16 @@ impl Core {
         now: Instant,
         bind: &mut dyn FnMut(u16) -> bool,
     ) -> Message {
-        if self.allocations.contains_key(&from) {
-            return err(msg, 437, "Allocation Mismatch");
+        if let Some(a) = self.allocations.get(&from) {
+            if a.tid != msg.tid {
+                return err(msg, 437, "Allocation Mismatch");
+            }
+            let mut r = msg.reply(Class::Success);
+            r.attrs.push(Attr::XorRelayedAddress(SocketAddr::new(self.cfg.relay_ip, a.port)));
+            let left = a.expires.saturating_duration_since(now).as_secs() as u32;
+            r.attrs.push(Attr::Lifetime(left));
+            r.attrs.push(Attr::XorMappedAddress(from));
+            return r;
         }
         match msg.get(code::REQUESTED_TRANSPORT) {
             Some(Attr::RequestedTransport(17)) => {}
@@ -317,6 +327,7 @@ impl Core {
             Allocation {
                 user: user.to_string(),
                 port,
+                tid: msg.tid,
                 expires: now + Duration::from_secs(lifetime as u64),
                 permissions: HashMap::new(),
                 channels: HashMap::new(),

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# STUN/TURN against a hostile tester: junk datagrams, truncated and bit-flipped STUN messages,
+# oversized attribute lengths, ChannelData for unbound channels, forged nonces and wrong
+# passwords in bulk, allocations past the per-user quota; the server keeps answering Binding
+# requests and refuses what it must. Loopback only, a few seconds.
+source "$(dirname "$0")/../lib.sh"
+
+printf 'alice:secret\n' > "$WORK/users"
+PORT=$(free_port)
+bg "$APPNET" turn serve --listen "127.0.0.1:$PORT" --realm lab --users "$WORK/users" \
+  --ports 50500-50599 --user-quota 3
+for _ in $(seq 40); do "$APPNET" stun "127.0.0.1:$PORT" --timeout 0.5 >/dev/null 2>&1 && break; sleep 0.1; done
+
+out=$(python3 - "$PORT" <<'PY'
+import hashlib, hmac, os, random, socket, struct, sys, zlib
+port = int(sys.argv[1]); server = ("127.0.0.1", port)
+COOKIE = 0x2112A442
+def attr(t, v): return struct.pack("!HH", t, len(v)) + v + b"\0" * ((4 - len(v) % 4) % 4)
+def msg(mtype, attrs, tid=None, key=None):
+    tid = tid or os.urandom(12)
+    body = b"".join(attrs)
+    if key is not None:
+        head = struct.pack("!HHI", mtype, len(body) + 24, COOKIE) + tid
+        body += attr(0x0008, hmac.new(key, head + body, hashlib.sha1).digest())
+    head = struct.pack("!HHI", mtype, len(body) + 8, COOKIE) + tid
+    fp = (zlib.crc32(head + body) ^ 0x5354554E) & 0xffffffff
+    return head + body + attr(0x8028, struct.pack("!I", fp))
+def ask(s, data):
+    # replies to earlier junk may still be queued: read until our transaction id comes back
+    s.sendto(data, server)
+    for _ in range(10000):
+        try: r = s.recv(2048)
+        except socket.timeout: return None
+        if r[8:20] == data[8:20]: return r
+    return None
+def code(resp):
+    pos = 20
+    while resp and pos + 4 <= len(resp):
+        t, l = struct.unpack("!HH", resp[pos:pos + 4])
+        if t == 0x0009: return resp[pos + 6] * 100 + resp[pos + 7]
+        pos += 4 + l + (4 - l % 4) % 4
+    return 0
+def nonce_of(resp):
+    pos = 20
+    while pos + 4 <= len(resp):
+        t, l = struct.unpack("!HH", resp[pos:pos + 4])
+        if t == 0x0015: return resp[pos + 4:pos + 4 + l]
+        pos += 4 + l + (4 - l % 4) % 4
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+rnd = random.Random(7)
+good = msg(0x0003, [attr(0x0019, b"\x11\0\0\0")])
+for i in range(3000):
+    kind = i % 5
+    if kind == 0: d = bytes(rnd.getrandbits(8) for _ in range(rnd.randrange(0, 200)))
+    elif kind == 1: d = good[:rnd.randrange(0, len(good))]
+    elif kind == 2:
+        d = bytearray(good); d[rnd.randrange(len(d))] ^= 1 << rnd.randrange(8); d = bytes(d)
+    elif kind == 3: d = good[:20] + struct.pack("!HH", 0x0006, 0xffff) + b"x" * 8
+    else: d = struct.pack("!HH", 0x4000 + rnd.randrange(0x3fff), 4) + b"abcd"
+    s.sendto(d, server)
+alive = ask(s, msg(0x0001, []))
+print("binding-after-junk", int(alive is not None and alive[0:2] == b"\x01\x01"))
+key = hashlib.md5(b"alice:lab:secret").digest()
+forged = [code(ask(s, msg(0x0003, [attr(0x0019, b"\x11\0\0\0"), attr(0x0006, b"alice"), attr(0x0014, b"lab"),
+                                     attr(0x0015, b"%040x" % rnd.getrandbits(160))], key=key))) for _ in range(50)]
+print("forged-nonce-438", int(all(c == 438 for c in forged)))
+n = nonce_of(ask(s, good))
+wrong = hashlib.md5(b"alice:lab:guess").digest()
+bad = [code(ask(s, msg(0x0003, [attr(0x0019, b"\x11\0\0\0"), attr(0x0006, b"alice"), attr(0x0014, b"lab"),
+                                  attr(0x0015, n)], key=wrong))) for _ in range(50)]
+print("wrong-password-401", int(all(c == 401 for c in bad)))
+codes = []
+for i in range(5):
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.settimeout(2)
+    codes.append(code(ask(c, msg(0x0003, [attr(0x0019, b"\x11\0\0\0"), attr(0x0006, b"alice"), attr(0x0014, b"lab"),
+                                            attr(0x0015, n)], key=key))))
+print("user-quota", ",".join(map(str, codes)))
+PY
+)
+echo "$out"
+check "Binding still answered after 3000 hostile datagrams" "binding-after-junk 1" "$(grep binding-after-junk <<<"$out")"
+check "forged nonces get 438" "forged-nonce-438 1" "$(grep forged-nonce <<<"$out")"
+check "wrong passwords get 401" "wrong-password-401 1" "$(grep wrong-password <<<"$out")"
+check "the 4th and 5th allocation of a user get 486" "user-quota 0,0,0,486,486" "$(grep user-quota <<<"$out")"
+echo "nat hostile: $CHECKS checks passed"
