@@ -110,7 +110,11 @@ fn spawn_relay(
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65536];
         loop {
-            let Ok((n, peer)) = relay.recv_from(&mut buf).await else { continue };
+            let Ok((n, peer)) = relay.recv_from(&mut buf).await else {
+                // A socket error (e.g. a queued ICMP error) is not fatal; don't spin on it.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
             let action = lock(&core).from_peer(port, peer, &buf[..n], Instant::now());
             if let Some(Action::ToClient { to, data }) = action {
                 let _ = socket.send_to(&data, to).await;
