@@ -43,6 +43,10 @@ pub struct SipConfig {
     pub noanswer_secs: u64,
     /// Timer C in seconds: an INVITE branch may ring this long (RFC 3261: more than 180).
     pub timer_c_secs: u64,
+    /// Presence subscriptions in all.
+    pub max_subscriptions: usize,
+    /// Presence subscriptions from one address.
+    pub max_subscriptions_per_ip: usize,
     /// Timer T1 in milliseconds (RFC 3261: 500).
     pub t1_ms: u64,
 }
@@ -67,6 +71,8 @@ impl Default for SipConfig {
             dialog_timeout_secs: 4 * 3600,
             noanswer_secs: 20,
             timer_c_secs: 181,
+            max_subscriptions: 10_000,
+            max_subscriptions_per_ip: 100,
             t1_ms: 500,
         }
     }

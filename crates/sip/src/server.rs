@@ -50,6 +50,8 @@ impl SipServer {
             dialog_timeout: Duration::from_secs(cfg.dialog_timeout_secs),
             noanswer_default: Duration::from_secs(cfg.noanswer_secs),
             timer_c: Duration::from_secs(cfg.timer_c_secs),
+            max_subscriptions: cfg.max_subscriptions,
+            max_subscriptions_per_ip: cfg.max_subscriptions_per_ip,
             registrar: RegistrarLimits {
                 default_expires: cfg.default_expires,
                 min_expires: cfg.min_expires,

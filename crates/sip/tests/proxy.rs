@@ -34,6 +34,8 @@ fn config() -> ProxyConfig {
         dialog_timeout: Duration::from_secs(3600),
         noanswer_default: Duration::from_secs(20),
         timer_c: Duration::from_secs(181),
+        max_subscriptions: 100,
+        max_subscriptions_per_ip: 2,
         registrar: RegistrarLimits::default(),
         limits: Limits::default(),
         timers: Timers::default(),
@@ -316,4 +318,81 @@ fn timer_c_ends_a_branch_that_rings_forever() {
     assert_eq!(to(&out, PHONE1)[0].method(), "CANCEL");
     assert_eq!(to(&out, ALICE)[0].code(), Some(408));
     assert_eq!(p.transactions(), 1, "the server transaction now only waits for the ACK");
+}
+
+fn subscribe(call: &str, expires: u32, event: &str) -> Vec<u8> {
+    msg(&format!(
+        "SUBSCRIBE sip:bob@umass.edu SIP/2.0\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKs{call}{expires}\nMax-Forwards: 70\n\
+         From: <sip:alice@poly.edu>;tag=w{call}\nTo: <sip:bob@umass.edu>\nCall-ID: sub-{call}\nCSeq: {} SUBSCRIBE\n\
+         Contact: <sip:alice@{ALICE}>\nEvent: {event}\nExpires: {expires}\n\n",
+        expires + 1
+    ))
+}
+
+fn body(m: &Message) -> String {
+    String::from_utf8_lossy(&m.body).into_owned()
+}
+
+#[test]
+fn presence_follows_registration_and_publish() {
+    let t0 = Instant::now();
+    let mut p = Proxy::new(config(), HashMap::new());
+    let out = p.on_message(&subscribe("1", 600, "presence"), addr(ALICE), t0);
+    let msgs = to(&out, ALICE);
+    assert_eq!(msgs[0].code(), Some(200));
+    assert_eq!(msgs[0].header("Expires"), Some("600"));
+    let notify = &msgs[1];
+    assert_eq!(notify.method(), "NOTIFY");
+    assert_eq!(notify.header("Event"), Some("presence"));
+    assert_eq!(notify.header("Subscription-State"), Some("active;expires=600"));
+    assert_eq!(notify.header("Content-Type"), Some("application/pidf+xml"));
+    assert!(body(notify).contains("<basic>closed</basic>"));
+    assert_eq!(notify.to().unwrap().tag(), Some("w1"));
+    assert_eq!(notify.from().unwrap().tag(), msgs[0].to().unwrap().tag(), "the dialog's tags");
+
+    // Bob registers: the watcher hears "open".
+    let out = p.on_message(&register(PHONE1, PHONE1, 1, None), addr(PHONE1), t0);
+    let n = to(&out, ALICE).pop().expect("NOTIFY on registration");
+    assert!(body(&n).contains("<basic>open</basic>"));
+    assert_eq!(n.cseq(), Some((2, "NOTIFY")));
+    // The watcher's 200 to the NOTIFY ends that client transaction quietly.
+    let ok = Message::response_to(&n, 200, "OK", None);
+    assert!(p.on_message(&ok.to_bytes(), addr(ALICE), t0).is_empty());
+
+    // PUBLISH replaces the document the watchers get.
+    let pidf = "<?xml version=\"1.0\"?><presence xmlns=\"urn:ietf:params:xml:ns:pidf\" entity=\"sip:bob@umass.edu\"><tuple id=\"t\"><status><basic>closed</basic></status><note>in a meeting</note></tuple></presence>";
+    let publish = msg(&format!(
+        "PUBLISH sip:bob@umass.edu SIP/2.0\nVia: SIP/2.0/UDP {PHONE1};branch=z9hG4bKpub1\nMax-Forwards: 70\n\
+         From: <sip:bob@umass.edu>;tag=p\nTo: <sip:bob@umass.edu>\nCall-ID: pub1\nCSeq: 1 PUBLISH\nEvent: presence\n\
+         Expires: 300\nContent-Type: application/pidf+xml\nContent-Length: {}\n\n{pidf}",
+        pidf.len()
+    ));
+    let mut publish = publish;
+    // msg() turned the body's newlines into CRLF; the body has none, so the length holds.
+    publish.truncate(publish.len());
+    let out = p.on_message(&publish, addr(PHONE1), t0);
+    let ok = to(&out, PHONE1).pop().unwrap();
+    assert_eq!(ok.code(), Some(200));
+    assert!(ok.header("SIP-ETag").is_some());
+    let n = to(&out, ALICE).pop().expect("NOTIFY on PUBLISH");
+    assert!(body(&n).contains("in a meeting"));
+
+    // Caps per watcher address; other events refused; Expires: 0 ends the subscription.
+    let r = to(&p.on_message(&subscribe("2", 600, "presence"), addr(ALICE), t0), ALICE)[0].clone();
+    assert_eq!(r.code(), Some(200), "{r:?}");
+    assert_eq!(
+        to(&p.on_message(&subscribe("3", 600, "presence"), addr(ALICE), t0), ALICE)[0].code(),
+        Some(503)
+    );
+    assert_eq!(
+        to(&p.on_message(&subscribe("4", 600, "dialog"), addr(ALICE), t0), ALICE)[0].code(),
+        Some(489)
+    );
+    let out = p.on_message(&subscribe("1", 0, "presence"), addr(ALICE), t0);
+    let n = to(&out, ALICE).pop().unwrap();
+    assert_eq!(n.header("Subscription-State"), Some("terminated;reason=timeout"));
+    assert_eq!(
+        to(&p.on_message(&subscribe("3", 601, "presence"), addr(ALICE), t0), ALICE)[0].code(),
+        Some(200)
+    );
 }

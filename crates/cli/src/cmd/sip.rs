@@ -104,6 +104,15 @@ pub struct SipOptions {
     /// Default seconds before no-answer forwarding [default: 20].
     #[arg(long, value_name = "SECS")]
     noanswer_secs: Option<u64>,
+    /// Seconds an INVITE branch may ring before it is cancelled with 408 (timer C) [default: 181].
+    #[arg(long, value_name = "SECS")]
+    timer_c: Option<u64>,
+    /// Presence subscriptions in all [default: 10000].
+    #[arg(long, value_name = "N")]
+    max_subscriptions: Option<usize>,
+    /// Presence subscriptions from one address [default: 100].
+    #[arg(long, value_name = "N")]
+    max_subscriptions_per_ip: Option<usize>,
 }
 
 impl SipOptions {
@@ -128,6 +137,9 @@ impl SipOptions {
         set(&mut config.nonce_lifetime_secs, self.nonce_lifetime);
         set(&mut config.dialog_timeout_secs, self.dialog_timeout);
         set(&mut config.noanswer_secs, self.noanswer_secs);
+        set(&mut config.timer_c_secs, self.timer_c);
+        set(&mut config.max_subscriptions, self.max_subscriptions);
+        set(&mut config.max_subscriptions_per_ip, self.max_subscriptions_per_ip);
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod admission;
 mod context;
+pub mod presence;
 
 use crate::digest::{self, AuthError, NonceStore};
 use crate::registrar::{RegisterOutcome, Registrar, RegistrarLimits};
@@ -16,6 +17,7 @@ use crate::users::User;
 use crate::wire::{self, Limits, Message, SipUri, Via};
 use admission::Admission;
 use context::Context;
+use presence::{Presence, Subscription};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -42,6 +44,9 @@ pub struct ProxyConfig {
     pub noanswer_default: Duration,
     /// Timer C: how long an INVITE branch may stay in Proceeding (RFC 3261: > 3 min).
     pub timer_c: Duration,
+    /// Presence subscriptions in all, and from one address.
+    pub max_subscriptions: usize,
+    pub max_subscriptions_per_ip: usize,
     pub registrar: RegistrarLimits,
     pub limits: Limits,
     pub timers: Timers,
@@ -82,6 +87,7 @@ pub struct Proxy {
     next_ctx: u64,
     per_ip: HashMap<IpAddr, usize>,
     admission: Option<Admission>,
+    presence: Presence,
     pub counters: Counters,
 }
 
@@ -95,6 +101,7 @@ impl Proxy {
             registrar: Registrar::new(cfg.registrar),
             nonces: NonceStore::new(cfg.nonce_lifetime, 10_000),
             admission: cfg.link_kbps.map(|k| Admission::new(k, cfg.dialog_timeout)),
+            presence: Presence::new(cfg.max_subscriptions, cfg.max_subscriptions_per_ip),
             cfg,
             users,
             server_tx: HashMap::new(),
@@ -261,9 +268,17 @@ impl Proxy {
                 return self.answer_options(&req, key, now);
             }
             "SUBSCRIBE" | "PUBLISH" => {
-                let mut resp = Message::response_to(&req, 489, "Bad Event", Some(&tag_for(&key)));
-                resp.push("Allow-Events", "");
-                return self.respond(&key, resp, now);
+                let event = req.header("Event").and_then(|e| e.split(';').next()).map(str::trim);
+                if event != Some("presence") {
+                    let mut resp = Message::response_to(&req, 489, "Bad Event", Some(&tag_for(&key)));
+                    resp.push("Allow-Events", "presence");
+                    return self.respond(&key, resp, now);
+                }
+                return if req.method() == "SUBSCRIBE" {
+                    self.on_subscribe(req, key, now)
+                } else {
+                    self.on_publish(req, key, now)
+                };
             }
             _ => {}
         }
@@ -685,36 +700,11 @@ impl Proxy {
             return self.respond(&key, resp, now);
         };
         let aor = format!("{}@{}", to.user.clone().unwrap_or_default(), self.cfg.domain);
-        if !self.users.is_empty() {
-            let user = self.users.get(&aor).cloned();
-            let creds = req
-                .headers
-                .iter()
-                .filter(|h| h.name == "Authorization")
-                .filter_map(|h| digest::parse_credentials(&h.value))
-                .find(|c| c.realm.eq_ignore_ascii_case(&self.cfg.domain));
-            let result = match (&creds, &user) {
-                (None, _) => Err(AuthError::Missing),
-                (Some(c), _) if Some(c.username.as_str()) != to.user.as_deref() => Err(AuthError::Denied),
-                (Some(c), u) => {
-                    self.nonces.verify(c, "REGISTER", |a| u.as_ref().map(|u| u.ha1(a).to_string()), now)
-                }
-            };
-            match result {
-                Ok(()) => {}
-                Err(AuthError::Denied) if creds.is_some() && user.is_some() => {
-                    let resp = Message::response_to(&req, 403, "Forbidden", Some(&tag));
-                    return self.respond(&key, resp, now);
-                }
-                Err(e) => {
-                    let mut resp = Message::response_to(&req, 401, "Unauthorized", Some(&tag));
-                    for c in self.nonces.challenge(&self.cfg.domain, e == AuthError::Stale, now) {
-                        resp.push("WWW-Authenticate", c);
-                    }
-                    return self.respond(&key, resp, now);
-                }
-            }
+        if let Some(out) = self.authenticate(&req, &aor, to.user.as_deref(), &key, now) {
+            return out;
         }
+        let was_online = self.registrar.is_online(&aor, now);
+        let mut notify_after = false;
         let resp = match self.registrar.register(&req, &aor, now) {
             RegisterOutcome::Ok(bindings) => {
                 self.counters.registrations += 1;
@@ -722,6 +712,7 @@ impl Proxy {
                 for c in Registrar::contact_values(&bindings, now) {
                     r.push("Contact", c);
                 }
+                notify_after = was_online == bindings.is_empty();
                 r
             }
             RegisterOutcome::IntervalTooBrief(min) => {
@@ -739,7 +730,55 @@ impl Proxy {
                 Message::response_to(&req, 403, "Forbidden (too many contacts)", Some(&tag))
             }
         };
-        self.respond(&key, resp, now)
+        let mut out = self.respond(&key, resp, now);
+        if notify_after {
+            out.extend(self.notify_watchers(&aor, now));
+        }
+        out
+    }
+
+    /// Digest authentication of a request for `aor` (§22): `None` when it may proceed (or no
+    /// users file is configured), else the 401/403 already sent.
+    fn authenticate(
+        &mut self,
+        req: &Message,
+        aor: &str,
+        user_part: Option<&str>,
+        key: &Key,
+        now: Instant,
+    ) -> Option<Vec<Transmit>> {
+        if self.users.is_empty() {
+            return None;
+        }
+        let user = self.users.get(aor).cloned();
+        let creds = req
+            .headers
+            .iter()
+            .filter(|h| h.name == "Authorization")
+            .filter_map(|h| digest::parse_credentials(&h.value))
+            .find(|c| c.realm.eq_ignore_ascii_case(&self.cfg.domain));
+        let result = match (&creds, &user) {
+            (None, _) => Err(AuthError::Missing),
+            (Some(c), _) if Some(c.username.as_str()) != user_part => Err(AuthError::Denied),
+            (Some(c), u) => {
+                self.nonces.verify(c, req.method(), |a| u.as_ref().map(|u| u.ha1(a).to_string()), now)
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(AuthError::Denied) if creds.is_some() && user.is_some() => {
+                let resp = Message::response_to(req, 403, "Forbidden", Some(&tag_for(key)));
+                return Some(self.respond(key, resp, now));
+            }
+            Err(e) => {
+                let mut resp = Message::response_to(req, 401, "Unauthorized", Some(&tag_for(key)));
+                for c in self.nonces.challenge(&self.cfg.domain, e == AuthError::Stale, now) {
+                    resp.push("WWW-Authenticate", c);
+                }
+                return Some(self.respond(key, resp, now));
+            }
+        }
+        None
     }
 
     fn answer_options(&mut self, req: &Message, key: Key, now: Instant) -> Vec<Transmit> {
@@ -864,7 +903,12 @@ impl Proxy {
         }
         // Contexts whose server transaction is gone and whose branches are over.
         self.contexts.retain(|_, c| !c.final_sent || c.branches.iter().any(|b| !c.done.contains(b)));
-        self.registrar.expire(now);
+        for aor in self.registrar.expire(now) {
+            out.extend(self.notify_watchers(&aor, now));
+        }
+        for sub in self.presence.expire(now) {
+            out.extend(self.send_notify(&sub, now, false));
+        }
         if let Some(a) = self.admission.as_mut() {
             a.expire(now);
         }
@@ -908,6 +952,163 @@ impl Proxy {
             req.uri().unwrap_or("")
         ));
         format!("{}{}{:02x}", wire::BRANCH_COOKIE, h, index % 256)
+    }
+}
+
+impl Proxy {
+    fn on_subscribe(&mut self, req: Message, key: Key, now: Instant) -> Vec<Transmit> {
+        let tag = tag_for(&key);
+        let target = req.to().and_then(|t| SipUri::parse(&t.uri)).and_then(|u| u.user);
+        let contact = req.header_values("Contact").first().and_then(|c| wire::NameAddr::parse(c));
+        let (Some(user), Some(from), Some(contact)) = (target, req.from(), contact) else {
+            let resp =
+                Message::response_to(&req, 400, "Bad Request (To user, From and Contact needed)", Some(&tag));
+            return self.respond(&key, resp, now);
+        };
+        let aor = format!("{user}@{}", self.cfg.domain);
+        if !self.users.is_empty() && !self.users.contains_key(&aor) {
+            let resp = Message::response_to(&req, 404, "Not Found", Some(&tag));
+            return self.respond(&key, resp, now);
+        }
+        let remote_tag = from.tag().unwrap_or("").to_string();
+        let dialog = format!("{}|{remote_tag}", req.call_id().unwrap_or(""));
+        let asked = req.expires().map(u64::from).unwrap_or(3600);
+        let expires = Duration::from_secs(asked.min(presence::DEFAULT_EXPIRES.as_secs()));
+        let source_ip = self.server_tx.get(&key).map(|e| e.source.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let local_tag = req.to().and_then(|t| t.tag().map(str::to_string)).unwrap_or_else(|| tag.clone());
+        let is_new = !self.presence.subs.contains_key(&dialog);
+        if is_new && !expires.is_zero() && !self.presence.has_room(source_ip) {
+            let mut resp =
+                Message::response_to(&req, 503, "Service Unavailable (too many subscriptions)", Some(&tag));
+            resp.push("Retry-After", "60");
+            return self.respond(&key, resp, now);
+        }
+        let sub = Subscription {
+            aor,
+            contact: contact.uri,
+            call_id: req.call_id().unwrap_or("").to_string(),
+            remote_tag,
+            local_tag: local_tag.clone(),
+            watcher: from.uri,
+            expires_at: now + expires,
+            cseq: self.presence.subs.get(&dialog).map(|s| s.cseq).unwrap_or(0),
+            source_ip,
+        };
+        let mut resp = Message::response_to(&req, 200, "OK", Some(&local_tag));
+        resp.push("Expires", expires.as_secs().to_string());
+        resp.push("Contact", format!("<sip:{}>", self.sent_by()));
+        let mut out = self.respond(&key, resp, now);
+        if expires.is_zero() {
+            self.presence.subs.remove(&dialog);
+            out.extend(self.send_notify(&sub, now, false));
+        } else {
+            self.presence.subs.insert(dialog, sub.clone());
+            out.extend(self.send_notify(&sub, now, true));
+        }
+        out
+    }
+
+    fn on_publish(&mut self, req: Message, key: Key, now: Instant) -> Vec<Transmit> {
+        let tag = tag_for(&key);
+        let Some(user) = req.uri().and_then(SipUri::parse).and_then(|u| u.user) else {
+            let resp = Message::response_to(&req, 404, "Not Found", Some(&tag));
+            return self.respond(&key, resp, now);
+        };
+        let aor = format!("{user}@{}", self.cfg.domain);
+        if let Some(out) = self.authenticate(&req, &aor, Some(&user), &key, now) {
+            return out;
+        }
+        let expires = req.expires().map(u64::from).unwrap_or(3600).min(presence::DEFAULT_EXPIRES.as_secs());
+        let etag = short_hash(&format!("{aor}{:?}{}", now, req.call_id().unwrap_or("")));
+        let body = match (req.header("SIP-If-Match"), self.presence.published.get(&aor)) {
+            (Some(m), Some(p)) if m == p.etag => {
+                if req.body.is_empty() {
+                    p.body.clone()
+                } else {
+                    req.body.clone()
+                }
+            }
+            (Some(_), _) => {
+                let resp = Message::response_to(&req, 412, "Conditional Request Failed", Some(&tag));
+                return self.respond(&key, resp, now);
+            }
+            (None, _) if req.body.is_empty() => {
+                let resp = Message::response_to(&req, 400, "Bad Request (PIDF body needed)", Some(&tag));
+                return self.respond(&key, resp, now);
+            }
+            (None, _) => req.body.clone(),
+        };
+        if body.len() > 8192 {
+            let resp = Message::response_to(&req, 413, "Request Entity Too Large", Some(&tag));
+            return self.respond(&key, resp, now);
+        }
+        if expires == 0 {
+            self.presence.published.remove(&aor);
+        } else {
+            let published = presence::Published {
+                etag: etag.clone(),
+                body,
+                expires_at: now + Duration::from_secs(expires),
+            };
+            self.presence.published.insert(aor.clone(), published);
+        }
+        let mut resp = Message::response_to(&req, 200, "OK", Some(&tag));
+        resp.push("SIP-ETag", etag);
+        resp.push("Expires", expires.to_string());
+        let mut out = self.respond(&key, resp, now);
+        out.extend(self.notify_watchers(&aor, now));
+        out
+    }
+
+    fn notify_watchers(&mut self, aor: &str, now: Instant) -> Vec<Transmit> {
+        let mut out = Vec::new();
+        for k in self.presence.watchers_of(aor) {
+            if let Some(s) = self.presence.subs.get(&k).cloned() {
+                out.extend(self.send_notify(&s, now, true));
+            }
+        }
+        out
+    }
+
+    /// A NOTIFY in the subscription's dialog (RFC 6665 §4.2.2), through a client transaction.
+    fn send_notify(&mut self, sub: &Subscription, now: Instant, active: bool) -> Vec<Transmit> {
+        let Some(dest) = resolve_uri(&sub.contact) else { return Vec::new() };
+        let dialog = format!("{}|{}", sub.call_id, sub.remote_tag);
+        let cseq = match self.presence.subs.get_mut(&dialog) {
+            Some(s) => {
+                s.cseq += 1;
+                s.cseq
+            }
+            None => sub.cseq + 1,
+        };
+        let mut n = Message::request("NOTIFY", &sub.contact);
+        let branch = format!("{}{}", wire::BRANCH_COOKIE, short_hash(&format!("notify{dialog}{cseq}")));
+        n.push("Via", format!("SIP/2.0/UDP {};branch={branch};rport", self.sent_by()));
+        n.push("Max-Forwards", "70");
+        n.push("From", format!("<sip:{}>;tag={}", sub.aor, sub.local_tag));
+        n.push("To", format!("<{}>;tag={}", sub.watcher, sub.remote_tag));
+        n.push("Call-ID", sub.call_id.clone());
+        n.push("CSeq", format!("{cseq} NOTIFY"));
+        n.push("Contact", format!("<sip:{}>", self.sent_by()));
+        n.push("Event", "presence");
+        if active {
+            n.push("Subscription-State", format!("active;expires={}", presence::left(sub.expires_at, now)));
+        } else {
+            n.push("Subscription-State", "terminated;reason=timeout");
+        }
+        n.push("Content-Type", "application/pidf+xml");
+        n.body = match self.presence.published.get(&sub.aor) {
+            Some(p) => p.body.clone(),
+            None => presence::pidf(&sub.aor, self.registrar.is_online(&sub.aor, now)),
+        };
+        let (tx, outs) = ClientTransaction::start(n, false, self.cfg.timers, now);
+        self.client_tx.insert(branch, ClientEntry { tx, to: dest, ctx: 0 });
+        outs.into_iter()
+            .filter_map(|o| match o {
+                Output::Send(m) => Some(Transmit { to: dest, msg: m }),
+                _ => None,
+            })
+            .collect()
     }
 }
 
