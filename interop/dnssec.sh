@@ -149,7 +149,7 @@ printf 'trust-anchors {\n  %s static-key %s %s %s "%s";\n};\n' "$1" "$2" "$3" "$
 secret=$(head -c 32 /dev/urandom | base64)
 port=$(free_port)
 bg $APPNET dns serve --zone "com=$WORK/com.zone" --listen "127.0.0.1:$port" --tsig-key "registrar:hmac-sha256:$secret" \
-  --allow-update com=registrar --dnssec-keys "$KC"
+  --allow-update com=registrar --dnssec-keys "$KC" --allow-transfer 127.0.0.0/8
 wait_tcp 127.0.0.1 "$port"
 nsu() { printf 'server 127.0.0.1 %s\nzone com.\n%s\nsend\n' "$port" "$1" | nsupdate -t 5 "${@:2}" 2>&1 || true; }
 has() { grep -q -- "$1" <<<"$2" && echo yes || echo no; }
@@ -162,6 +162,8 @@ check "the delegation is served" "dns1.networkutopia.com." \
 check "the glue is in the referral" "212.212.212.1" \
   "$(kdig @127.0.0.1 -p "$port" +norec www.networkutopia.com A | awk '$1 == "dns1.networkutopia.com." && $4 == "A" {print $5}')"
 check "serial bumped" 101 "$(kdig @127.0.0.1 -p "$port" +short com SOA | awk '{print $3}')"
+check "journaled: IXFR from 100 carries the added NS" yes \
+  "$(has 'networkutopia.com.*NS.*dns1.networkutopia.com' "$(kdig @127.0.0.1 -p "$port" -t IXFR=100 com +tcp)")"
 check "re-signed: delv proves the insecure delegation (no DS)" "; negative response, fully validated" \
   "$(delv @127.0.0.1 -p "$port" -a "$WORK/com-anchor.conf" +root=com networkutopia.com DS 2>&1 | grep '^; negative')"
 check "the same prerequisite now fails" yes \
