@@ -11,7 +11,7 @@ use std::path::PathBuf;
 pub struct SipConfig {
     /// The domain served (`bob@DOMAIN`); requests to the listen address count as it too.
     pub domain: String,
-    /// UDP address (port 0 picks a free one).
+    /// UDP and TCP address (port 0 picks a free one).
     pub listen: SocketAddr,
     /// The users file (`appnet sip user add`); without one, registration is not authenticated.
     pub users: Option<PathBuf>,
@@ -47,6 +47,12 @@ pub struct SipConfig {
     pub max_subscriptions: usize,
     /// Presence subscriptions from one address.
     pub max_subscriptions_per_ip: usize,
+    /// TCP connections in all.
+    pub max_tcp_connections: usize,
+    /// TCP connections from one address.
+    pub max_tcp_per_ip: usize,
+    /// Seconds a TCP connection may stay without a complete message.
+    pub tcp_idle_timeout_secs: u64,
     /// Timer T1 in milliseconds (RFC 3261: 500).
     pub t1_ms: u64,
 }
@@ -73,6 +79,9 @@ impl Default for SipConfig {
             timer_c_secs: 181,
             max_subscriptions: 10_000,
             max_subscriptions_per_ip: 100,
+            max_tcp_connections: 1024,
+            max_tcp_per_ip: 64,
+            tcp_idle_timeout_secs: 300,
             t1_ms: 500,
         }
     }

@@ -1,4 +1,7 @@
-//! The UDP driver: owns the socket, feeds datagrams to the proxy core and runs its timers.
+//! The driver: owns the UDP socket and the TCP listener on the same address, feeds
+//! datagrams and framed stream messages to the proxy core (one task) and runs its timers.
+//! Each TCP connection has a reader task (framing by Content-Length, RFC 3261 §18.3) and
+//! the core's answers for that peer are written back on the same connection.
 
 use crate::config::SipConfig;
 use crate::proxy::{Proxy, ProxyConfig};
@@ -6,12 +9,15 @@ use crate::registrar::RegistrarLimits;
 use crate::transaction::Timers;
 use crate::users::{self, UsersError};
 use crate::wire::Limits;
+use appnet_netkit::accept::{Accepted, Acceptor, ConnLimits};
 use appnet_netkit::service::BoxError;
 use appnet_netkit::{Service, Shutdown};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +31,8 @@ pub enum ServeError {
 /// A bound SIP server (registrar + proxy) on UDP.
 pub struct SipServer {
     socket: UdpSocket,
+    acceptor: Acceptor,
+    max_message: usize,
     proxy: Proxy,
     local: SocketAddr,
 }
@@ -34,6 +42,14 @@ impl SipServer {
     pub async fn bind(cfg: SipConfig) -> Result<SipServer, ServeError> {
         let socket = UdpSocket::bind(cfg.listen).await.map_err(|e| ServeError::Bind(cfg.listen, e))?;
         let local = socket.local_addr().map_err(|e| ServeError::Bind(cfg.listen, e))?;
+        let listener = tokio::net::TcpListener::bind(local).await.map_err(|e| ServeError::Bind(local, e))?;
+        let limits = ConnLimits {
+            max_connections: cfg.max_tcp_connections,
+            max_per_ip: cfg.max_tcp_per_ip,
+            request_timeout: Duration::from_secs(cfg.tcp_idle_timeout_secs),
+            idle_timeout: Duration::from_secs(cfg.tcp_idle_timeout_secs),
+        };
+        let acceptor = Acceptor::with_limits(listener, limits);
         let users = match &cfg.users {
             Some(p) => users::load(p)?,
             None => HashMap::new(),
@@ -61,7 +77,13 @@ impl SipServer {
             limits: Limits { max_size: cfg.max_message, max_headers: cfg.max_headers },
             timers: Timers { t1, t2: t1 * 8, t4: t1 * 10 },
         };
-        Ok(SipServer { socket, proxy: Proxy::new(pcfg, users), local })
+        Ok(SipServer {
+            socket,
+            acceptor,
+            max_message: cfg.max_message,
+            proxy: Proxy::new(pcfg, users),
+            local,
+        })
     }
 }
 
@@ -71,7 +93,9 @@ impl Service for SipServer {
     }
 
     async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
-        let SipServer { socket, mut proxy, .. } = self;
+        let SipServer { socket, acceptor, max_message, mut proxy, .. } = self;
+        let (in_tx, mut in_rx) = mpsc::channel::<StreamEvent>(1024);
+        let mut conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
         let mut buf = vec![0u8; 65_536];
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -84,8 +108,39 @@ impl Service for SipServer {
                     // ICMP port unreachable surfaces here on Linux: ignore and go on.
                     Err(_) => continue,
                 },
+                accepted = acceptor.next(&shutdown) => match accepted {
+                    Some(Accepted::Conn(stream, peer, slot)) => {
+                        let (out_tx, out_rx) = mpsc::channel(64);
+                        conns.insert(peer, out_tx);
+                        let events = in_tx.clone();
+                        tokio::spawn(async move {
+                            serve_conn(stream, peer, slot, events.clone(), out_rx, max_message).await;
+                            let _ = events.send(StreamEvent::Closed(peer)).await;
+                        });
+                        continue;
+                    }
+                    // Over the cap: SIP has no greeting to refuse with; close at once.
+                    Some(Accepted::OverCap(stream, _)) => {
+                        drop(stream);
+                        continue;
+                    }
+                    None => break,
+                },
+                ev = in_rx.recv() => match ev {
+                    Some(StreamEvent::Message(peer, bytes)) => proxy.on_stream_message(&bytes, peer, Instant::now()),
+                    Some(StreamEvent::Closed(peer)) => {
+                        conns.remove(&peer);
+                        continue;
+                    }
+                    None => continue,
+                },
             };
             for t in out {
+                if let Some(conn) = conns.get(&t.to) {
+                    // A full or closed connection loses the message, like a lost datagram.
+                    let _ = conn.try_send(t.msg.to_bytes());
+                    continue;
+                }
                 let bytes = t.msg.to_bytes();
                 if let Err(e) = socket.send_to(&bytes, t.to).await {
                     tracing::debug!(to = %t.to, error = %e, "send failed");
@@ -95,5 +150,69 @@ impl Service for SipServer {
         let c = proxy.counters;
         tracing::info!(requests = c.requests, responses = c.responses, bad = c.bad, "sip server stopped");
         Ok(())
+    }
+}
+
+/// What connection tasks tell the core task.
+enum StreamEvent {
+    Message(SocketAddr, Vec<u8>),
+    Closed(SocketAddr),
+}
+
+/// Reads framed messages from one TCP connection and writes the core's answers to it.
+async fn serve_conn(
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: appnet_netkit::accept::ConnSlot,
+    events: mpsc::Sender<StreamEvent>,
+    mut out_rx: mpsc::Receiver<Vec<u8>>,
+    max_message: usize,
+) {
+    let limits = Limits { max_size: max_message, max_headers: usize::MAX };
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 16 * 1024];
+    slot.idle();
+    loop {
+        tokio::select! {
+            _ = slot.closed() => return,
+            out = out_rx.recv() => match out {
+                Some(bytes) => {
+                    if wr.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+                None => return,
+            },
+            r = rd.read(&mut chunk) => {
+                let n = match r {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                buf.extend_from_slice(&chunk[..n]);
+                loop {
+                    // CRLF keep-alives between messages (RFC 5626 §3.5.1): answer with CRLF.
+                    let skip = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+                    if skip > 0 {
+                        if buf[..skip].windows(4).any(|w| w == b"\r\n\r\n") {
+                            let _ = wr.write_all(b"\r\n").await;
+                        }
+                        buf.drain(..skip);
+                    }
+                    match crate::wire::frame_len(&buf, limits) {
+                        Ok(Some(len)) => {
+                            let msg: Vec<u8> = buf.drain(..len).collect();
+                            slot.idle();
+                            if events.send(StreamEvent::Message(peer, msg)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => break,
+                        // Unframeable: the stream cannot be resynchronised; close it.
+                        Err(_) => return,
+                    }
+                }
+            }
+        }
     }
 }

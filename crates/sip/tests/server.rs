@@ -64,3 +64,49 @@ async fn register_and_call_through_the_udp_server() {
     assert_eq!(answer.to().unwrap().tag(), Some("b"));
     running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn tcp_framing_keepalive_and_answers_on_the_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cfg =
+        SipConfig { domain: "umass.edu".into(), listen: harness::any_loopback(), ..SipConfig::default() };
+    let server = SipServer::bind(cfg).await.unwrap();
+    let addr = server.local_addr();
+    let running = harness::start(server);
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let me = s.local_addr().unwrap();
+    let options = format!(
+        "OPTIONS sip:umass.edu SIP/2.0\r\nVia: SIP/2.0/TCP {me};branch=z9hG4bKt1\r\nFrom: <sip:a@poly.edu>;tag=1\r\n\
+         To: <sip:umass.edu>\r\nCall-ID: t1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    // A keep-alive, then the request split in two writes, then a second one in the same write.
+    s.write_all(b"\r\n\r\n").await.unwrap();
+    let (a, b) = options.as_bytes().split_at(40);
+    s.write_all(a).await.unwrap();
+    s.write_all(b).await.unwrap();
+    s.write_all(options.replace("z9hG4bKt1", "z9hG4bKt2").replace("CSeq: 1", "CSeq: 2").as_bytes())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut answers = Vec::new();
+    for _ in 0..20 {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(n > 0, "connection closed early");
+        got.extend_from_slice(&chunk[..n]);
+        while got.starts_with(b"\r\n") {
+            got.drain(..2);
+        }
+        while let Ok(Some(len)) = wire::frame_len(&got, wire::Limits::default()) {
+            answers.push(wire::parse(&got[..len]).unwrap());
+            got.drain(..len);
+        }
+        if answers.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(answers.len(), 2);
+    assert!(answers.iter().all(|m| m.code() == Some(200)));
+    assert_eq!(answers[1].cseq(), Some((2, "OPTIONS")));
+    running.stop().await.unwrap();
+}

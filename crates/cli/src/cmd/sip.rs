@@ -62,7 +62,7 @@ pub struct SipOptions {
     /// The domain served (users are NAME@DOMAIN).
     #[arg(long, value_name = "DOMAIN")]
     domain: Option<String>,
-    /// UDP address to listen on [default: 127.0.0.1:5060].
+    /// UDP and TCP address to listen on [default: 127.0.0.1:5060].
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
     /// Users file (`sip user add`); without it REGISTER is not authenticated.
@@ -113,6 +113,15 @@ pub struct SipOptions {
     /// Presence subscriptions from one address [default: 100].
     #[arg(long, value_name = "N")]
     max_subscriptions_per_ip: Option<usize>,
+    /// TCP connections in all [default: 1024].
+    #[arg(long, value_name = "N")]
+    max_tcp_connections: Option<usize>,
+    /// TCP connections from one address [default: 64].
+    #[arg(long, value_name = "N")]
+    max_tcp_per_ip: Option<usize>,
+    /// Seconds a TCP connection may stay without a complete message [default: 300].
+    #[arg(long, value_name = "SECS")]
+    tcp_idle_timeout: Option<u64>,
 }
 
 impl SipOptions {
@@ -140,6 +149,9 @@ impl SipOptions {
         set(&mut config.timer_c_secs, self.timer_c);
         set(&mut config.max_subscriptions, self.max_subscriptions);
         set(&mut config.max_subscriptions_per_ip, self.max_subscriptions_per_ip);
+        set(&mut config.max_tcp_connections, self.max_tcp_connections);
+        set(&mut config.max_tcp_per_ip, self.max_tcp_per_ip);
+        set(&mut config.tcp_idle_timeout_secs, self.tcp_idle_timeout);
     }
 }
 
@@ -177,7 +189,7 @@ async fn serve(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
     args.options.apply(&mut config);
     let domain = config.domain.clone();
     let server = SipServer::bind(config).await?;
-    println!("appnet sip: serving {domain} on udp {} (Ctrl-C to stop)", server.local_addr());
+    println!("appnet sip: serving {domain} on udp+tcp {} (Ctrl-C to stop)", server.local_addr());
     let _ = std::io::stdout().flush();
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();

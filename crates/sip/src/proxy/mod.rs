@@ -55,6 +55,8 @@ pub struct ProxyConfig {
 struct ServerEntry {
     tx: ServerTransaction,
     source: SocketAddr,
+    /// Arrived over a stream: responses go back on that connection (§18.2.2).
+    reliable: bool,
     ctx: Option<u64>,
 }
 
@@ -88,6 +90,8 @@ pub struct Proxy {
     per_ip: HashMap<IpAddr, usize>,
     admission: Option<Admission>,
     presence: Presence,
+    /// Whether the message being handled arrived over a stream (set per call).
+    inbound_reliable: bool,
     pub counters: Counters,
 }
 
@@ -102,6 +106,7 @@ impl Proxy {
             nonces: NonceStore::new(cfg.nonce_lifetime, 10_000),
             admission: cfg.link_kbps.map(|k| Admission::new(k, cfg.dialog_timeout)),
             presence: Presence::new(cfg.max_subscriptions, cfg.max_subscriptions_per_ip),
+            inbound_reliable: false,
             cfg,
             users,
             server_tx: HashMap::new(),
@@ -130,6 +135,20 @@ impl Proxy {
 
     /// One datagram (or one framed stream message) from `from`.
     pub fn on_message(&mut self, bytes: &[u8], from: SocketAddr, now: Instant) -> Vec<Transmit> {
+        self.inbound_reliable = false;
+        self.handle(bytes, from, now)
+    }
+
+    /// One message framed from a TCP connection with `from`; responses to it are addressed
+    /// to `from`, which the driver maps back to the connection.
+    pub fn on_stream_message(&mut self, bytes: &[u8], from: SocketAddr, now: Instant) -> Vec<Transmit> {
+        self.inbound_reliable = true;
+        let out = self.handle(bytes, from, now);
+        self.inbound_reliable = false;
+        out
+    }
+
+    fn handle(&mut self, bytes: &[u8], from: SocketAddr, now: Instant) -> Vec<Transmit> {
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return Vec::new(); // keep-alive
         }
@@ -192,9 +211,9 @@ impl Proxy {
             return self.reply_stateless(&req, resp, from);
         }
         *self.per_ip.entry(from.ip()).or_default() += 1;
-        let reliable = false;
+        let reliable = self.inbound_reliable;
         let tx = ServerTransaction::new(&req, reliable, self.cfg.timers);
-        self.server_tx.insert(key.clone(), ServerEntry { tx, source: from, ctx: None });
+        self.server_tx.insert(key.clone(), ServerEntry { tx, source: from, reliable, ctx: None });
         let mut out = Vec::new();
         if req.method() == "INVITE" {
             let trying = Message::response_to(&req, 100, "Trying", None);
@@ -808,9 +827,12 @@ impl Proxy {
         for o in outs {
             match o {
                 Output::Send(m) => {
-                    let to = m.top_via().map(|v| via_dest(&v));
-                    let src = self.server_tx.get(key).map(|e| e.source);
-                    if let Some(to) = to.or(src) {
+                    let entry = self.server_tx.get(key).map(|e| (e.source, e.reliable));
+                    let to = match entry {
+                        Some((src, true)) => Some(src),
+                        _ => m.top_via().map(|v| via_dest(&v)).or(entry.map(|e| e.0)),
+                    };
+                    if let Some(to) = to {
                         out.push(Transmit { to, msg: m });
                     }
                 }
@@ -831,7 +853,8 @@ impl Proxy {
     }
 
     fn reply_stateless(&self, _req: &Message, resp: Message, from: SocketAddr) -> Vec<Transmit> {
-        let to = resp.top_via().map(|v| via_dest(&v)).unwrap_or(from);
+        let to =
+            if self.inbound_reliable { from } else { resp.top_via().map(|v| via_dest(&v)).unwrap_or(from) };
         vec![Transmit { to, msg: resp }]
     }
 
