@@ -509,12 +509,20 @@ ns.sub IN A 192.0.2.3\n";
     }
 
     #[test]
-    fn key_tag_matches_rfc4034_example() {
-        // RFC 4034 §5.4 example: DNSKEY 256 3 5 AQOeiiR0GOMYkDshWoSKz9Xz... has tag 60485;
-        // check via domain's own key_tag on a generated key instead of hard-coding bytes.
+    fn key_tag_agrees_with_domain_and_bind_file_name() {
+        // Our RFC 4034 Appendix B key tag equals domain's, and is the one in the file name
+        // (interop/dnssec.sh checks it against BIND's dnssec-dsfromkey too).
         let g = generate_key(&origin(), Algorithm::Ed25519, false, 0).unwrap();
         let (_, dnskey, _) = parse_public(&g.public).unwrap();
         assert_eq!(dnskey.key_tag(), g.tag);
+        assert!(g.stem.ends_with(&format!("+015+{:05}", g.tag)), "{}", g.stem);
+    }
+
+    #[test]
+    fn zone_keys_can_be_shared_between_threads() {
+        // The fuzz target (and the server's re-sign task) keep loaded keys in statics / Arcs.
+        fn shareable<T: Send + Sync>() {}
+        shareable::<ZoneKey>();
     }
 
     #[test]
