@@ -2,14 +2,15 @@
 # appnet sip under attack: junk and truncated datagrams, oversized messages, header floods,
 # missing mandatory headers (400 or 513, never a crash), an open-relay attempt (403), a wrong
 # Digest password and a replayed Authorization (403), Max-Forwards 0 (483), and one address
-# filling the transaction table (503 Retry-After) while another address is still served.
+# filling the transaction table (503 Retry-After) while another address is still served, an
+# endless TCP header block (closed) and too many TCP connections from one address (refused).
 source "$(dirname "$0")/../lib.sh"
 
 users=$WORK/users
 printf 'pw\n' | "$APPNET" sip user add bob@umass.edu --users "$users" --password-stdin >/dev/null
 port=$(free_port)
 bg "$APPNET" sip serve --domain umass.edu --listen "127.0.0.1:$port" --users "$users" \
-  --max-transactions-per-ip 40 --max-headers 50 --max-message 8000
+  --max-transactions-per-ip 40 --max-headers 50 --max-message 8000 --max-tcp-per-ip 3
 
 out=$(timeout 50 python3 - "$port" <<'PY'
 import socket, sys, time, hashlib, re
@@ -85,6 +86,26 @@ for i in range(60):
 print("quota-503", 503 in codes)
 other = sock("127.0.0.2")
 print("other-address", ask(other, req(other, "OPTIONS", "sip:umass.edu", "other"))[0])
+
+# TCP: a header block that never ends is cut at --max-message; a 4th connection from one
+# address is refused while 3 are open; the server still answers over UDP afterwards.
+t = socket.create_connection(srv, timeout=5)
+try:
+    for _ in range(20):
+        t.sendall(b"X-Junk: " + b"a" * 1000 + b"\r\n")
+    closed = t.recv(10) == b""
+except (ConnectionResetError, BrokenPipeError):
+    closed = True
+print("tcp-unframeable-closed", closed)
+held = [socket.create_connection(srv, timeout=5) for _ in range(3)]
+extra = socket.create_connection(srv, timeout=5)
+try:
+    refused = extra.recv(10) == b""
+except ConnectionResetError:
+    refused = True
+print("tcp-per-address-cap", refused)
+for h in held: h.close()
+print("after-tcp", ask(other, req(other, "OPTIONS", "sip:umass.edu", "after"))[0])
 PY
 ) || true
 echo "$out"
@@ -100,4 +121,7 @@ check "right password accepted" "right-password 200" "$(grep '^right-password' <
 check "replayed nonce count refused" "replay 403" "$(grep '^replay' <<<"$out")"
 check "per-address transaction cap" "quota-503 True" "$(grep '^quota-503' <<<"$out")"
 check "another address still served" "other-address 200" "$(grep '^other-address' <<<"$out")"
+check "unframeable TCP stream closed" "tcp-unframeable-closed True" "$(grep '^tcp-unframeable' <<<"$out")"
+check "TCP connections per address capped" "tcp-per-address-cap True" "$(grep '^tcp-per-address' <<<"$out")"
+check "served after the TCP abuse" "after-tcp 200" "$(grep '^after-tcp' <<<"$out")"
 kill -0 "$LAST_PID" && echo "  ok: server still running"
