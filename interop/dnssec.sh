@@ -134,6 +134,36 @@ for chain in nsec nsec3; do
   kill "$LAST_PID"; wait "$LAST_PID" 2>/dev/null || true
 done
 
+echo "NSD serves the appnet-signed zone (RRSIG times as YYYYMMDDHHmmSS) and delv validates it"
+command -v nsd >/dev/null || { echo "FAIL: nsd missing (see .ci/apt.d/dns.txt)" >&2; exit 1; }
+ND="$WORK/nsd"; mkdir -p "$ND"; nport=$(free_port)
+cat > "$ND/nsd.conf" <<NSD
+server:
+    ip-address: 127.0.0.1@$nport
+    port: $nport
+    server-count: 1
+    username: ""
+    chroot: ""
+    zonesdir: "$ND"
+    database: ""
+    pidfile: "$ND/nsd.pid"
+    xfrdfile: "$ND/xfrd.state"
+    zonelistfile: "$ND/zone.list"
+    xfrdir: "$ND"
+    logfile: "$ND/nsd.log"
+remote-control:
+    control-enable: no
+zone:
+    name: example.com
+    zonefile: "$WORK/nsec3.zone"
+NSD
+bg nsd -d -c "$ND/nsd.conf"
+wait_tcp 127.0.0.1 "$nport"
+check "NSD read the signed zone without errors" 0 "$(grep -c 'error' "$ND/nsd.log" || true)"
+check "delv validates NSD's answer" "; fully validated" \
+  "$(delv @127.0.0.1 -p "$nport" -a "$WORK/anchor.conf" +root=example.com www.example.com A 2>&1 | head -1)"
+kill "$LAST_PID"
+
 echo "RFC 2136: nsupdate -y updates appnet (the registrar inserting networkutopia.com into com)"
 command -v nsupdate >/dev/null || { echo "FAIL: nsupdate missing (see .ci/apt.d/dnssec.txt)" >&2; exit 1; }
 cat > "$WORK/com.zone" <<'ZONE'

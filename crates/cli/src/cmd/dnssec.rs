@@ -145,7 +145,11 @@ pub fn sign(args: SignArgs) -> anyhow::Result<()> {
         signed.iter().filter(|r| r.rtype == appnet_dns::wire::rrtype::code::SOA && r.owner == apex);
     let rest = signed.iter().filter(|r| !(r.rtype == appnet_dns::wire::rrtype::code::SOA && r.owner == apex));
     for r in soa_first.chain(rest) {
-        text.push_str(&record_text(&r.owner, r.rtype, r.ttl, &r.rdata));
+        let line = match r.rtype {
+            appnet_dns::wire::rrtype::code::RRSIG => dnssec::rrsig_text(&r.owner, r.ttl, &r.rdata),
+            _ => None,
+        };
+        text.push_str(&line.unwrap_or_else(|| record_text(&r.owner, r.rtype, r.ttl, &r.rdata)));
         text.push('\n');
     }
     let out = args.output.clone().unwrap_or_else(|| {

@@ -166,6 +166,39 @@ pub fn bind_time(unix: u64) -> String {
     format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
+/// An RRSIG record as a zone-file line with its times as `YYYYMMDDHHmmSS` (RFC 4034 §3.2), the
+/// form every server reads (NSD rejects the plain-seconds form). `None` for malformed rdata.
+pub fn rrsig_text(owner: &[u8], ttl: u32, rdata: &[u8]) -> Option<String> {
+    if rdata.len() < 18 {
+        return None;
+    }
+    let covered = u16::from_be_bytes([rdata[0], rdata[1]]);
+    let (alg, labels) = (rdata[2], rdata[3]);
+    let orig_ttl = u32::from_be_bytes([rdata[4], rdata[5], rdata[6], rdata[7]]);
+    let exp = u32::from_be_bytes([rdata[8], rdata[9], rdata[10], rdata[11]]);
+    let inc = u32::from_be_bytes([rdata[12], rdata[13], rdata[14], rdata[15]]);
+    let tag = u16::from_be_bytes([rdata[16], rdata[17]]);
+    let rest = &rdata[18..];
+    let mut end = 0;
+    while end < rest.len() && rest[end] != 0 {
+        end += 1 + rest[end] as usize;
+    }
+    if end >= rest.len() {
+        return None;
+    }
+    let signer = &rest[..=end];
+    let sig = &rest[end + 1..];
+    Some(format!(
+        "{} {ttl} IN RRSIG {} {alg} {labels} {orig_ttl} {} {} {tag} {} {}",
+        name::to_zone_text(owner),
+        super::rrtype::type_name(covered),
+        bind_time(u64::from(exp)),
+        bind_time(u64::from(inc)),
+        name::to_zone_text(signer),
+        base64_lite::encode(sig)
+    ))
+}
+
 /// A DNSKEY read from a `.key` file (and its secret, if the `.private` file was there).
 pub struct ZoneKey {
     /// Owner (the zone), lower-cased wire format.
@@ -523,6 +556,25 @@ ns.sub IN A 192.0.2.3\n";
         // The fuzz target (and the server's re-sign task) keep loaded keys in statics / Arcs.
         fn shareable<T: Send + Sync>() {}
         shareable::<ZoneKey>();
+    }
+
+    #[test]
+    fn rrsig_text_reads_back_identically() {
+        let recs = parse_text(ZONE, "t", &origin(), &Includes::Forbidden).unwrap();
+        let keys = vec![keypair(&origin(), Algorithm::EcdsaP256Sha256, true)];
+        let out = sign_zone(
+            &origin(),
+            &recs,
+            &keys,
+            SignOptions { nsec3: false, inception: 1_700_000_000, expiration: 1_800_000_000 },
+        )
+        .unwrap();
+        let sig = out.iter().find(|r| r.rtype == code::RRSIG).unwrap();
+        let line = rrsig_text(&sig.owner, sig.ttl, &sig.rdata).unwrap();
+        assert!(line.contains(" 20270115080000 20231114221320 "), "{line}");
+        let back = parse_text(&line, "t", name::ROOT, &Includes::Forbidden).unwrap();
+        assert_eq!(back[0].rdata, sig.rdata);
+        assert!(rrsig_text(&sig.owner, 1, &sig.rdata[..10]).is_none());
     }
 
     #[test]
