@@ -47,6 +47,7 @@ impl TurnServer {
             None => Vec::new(),
         };
         let socket = UdpSocket::bind(config.listen).await?;
+        grow_buffers(&socket);
         let local = socket.local_addr()?;
         let relay_ip = match config.relay_ip {
             Some(ip) => ip,
@@ -75,6 +76,16 @@ impl TurnServer {
         );
         Ok(TurnServer { socket: Arc::new(socket), core: Arc::new(Mutex::new(core)), relay_ip })
     }
+}
+
+/// Socket buffers for the listener and relayed sockets: bursts of relayed datagrams outrun the
+/// kernel's default (about 200 KiB) before the driver reads them.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+fn grow_buffers<S: std::os::fd::AsFd>(socket: &S) {
+    let s = socket2::SockRef::from(socket);
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
 }
 
 fn lock(core: &Mutex<Core>) -> std::sync::MutexGuard<'_, Core> {
@@ -148,6 +159,7 @@ impl Service for TurnServer {
                         let actions = core.from_client(from, &buf[..n], Instant::now(), &mut |p| {
                             match std::net::UdpSocket::bind((relay_ip, p)) {
                                 Ok(s) => {
+                                    grow_buffers(&s);
                                     fresh.push((p, s));
                                     true
                                 }
