@@ -36,9 +36,11 @@ with open(f"{work}/sig.q", "w") as f:
         elif r < 0.90: f.write(f"nohost{i}.sig.test A\n")
         else: f.write(f"host{i}.sig.test AAAA\n")
 PY
-"$APPNET" dns keygen sig.test --ksk --keys "$WORK/keys" >/dev/null
-"$APPNET" dns keygen sig.test --keys "$WORK/keys" >/dev/null
-"$APPNET" dns sign "$WORK/sig.test.zone" --keys "$WORK/keys" -o "$WORK/sig.test.signed" >/dev/null
+# SIGNER: the appnet binary that makes the keys and signs (default: the one benchmarked).
+SIGNER=${SIGNER:-$APPNET}
+"$SIGNER" dns keygen sig.test --ksk --keys "$WORK/keys" >/dev/null
+"$SIGNER" dns keygen sig.test --keys "$WORK/keys" >/dev/null
+"$SIGNER" dns sign "$WORK/sig.test.zone" --keys "$WORK/keys" -o "$WORK/sig.test.signed" >/dev/null
 
 # start_SERVER NAME ZONEFILE PORT: starts the server in the background, sets SERVER_PID.
 start_appnet() {
