@@ -366,7 +366,13 @@ impl Lab {
         }
         let (mail_started, mail) = crate::mail_scene::start(&topology, dir).await?;
         for (name, addr, serves, server) in mail_started {
-            members.push(Member { role: Role::Mail, name, addr, serves, running: Some(harness::start(server)) });
+            members.push(Member {
+                role: Role::Mail,
+                name,
+                addr,
+                serves,
+                running: Some(harness::start(server)),
+            });
         }
         let mut lab = Lab {
             topology,

@@ -1,7 +1,7 @@
 //! Unstructured P2P: a Napster directory, Gnutella 0.6 query flooding and ultrapeers (KaZaA-style group leaders).
 
 pub mod gnutella;
-pub mod index;
 pub mod http;
+pub mod index;
 pub mod napster;
 pub mod sim;

@@ -10,7 +10,9 @@ pub mod sdp;
 mod uri;
 
 pub use header::{NameAddr, Via, canonical_name, split_list};
-pub use message::{Header, Limits, Message, ParseError, StartLine, frame_len, parse, parse_lenient, parse_with};
+pub use message::{
+    Header, Limits, Message, ParseError, StartLine, frame_len, parse, parse_lenient, parse_with,
+};
 pub use uri::SipUri;
 
 /// The methods this server knows (RFC 3261, 3262, 3265/6665, 3903, 3428).
