@@ -22,7 +22,7 @@ pub enum SipCmd {
         appnet sip serve --domain umass.edu --users users.txt\n  \
         appnet sip serve --domain umass.edu --redirect                 302 with the contacts\n  \
         appnet sip serve --domain umass.edu --link-kbps 160            at most two G.711 calls")]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage the users file.
     #[command(subcommand)]
     User(UserCmd),
@@ -177,7 +177,7 @@ pub struct UserAddArgs {
 /// Runs a `sip` subcommand.
 pub async fn run(cmd: SipCmd, ctx: &Context) -> anyhow::Result<()> {
     match cmd {
-        SipCmd::Serve(args) => serve(args, ctx).await,
+        SipCmd::Serve(args) => serve(*args, ctx).await,
         SipCmd::User(UserCmd::Add(args)) => user_add(args),
         SipCmd::Phone(args) => super::sip_ua::phone(args).await,
         SipCmd::Call(args) => super::sip_ua::place_call(args).await,
