@@ -61,6 +61,14 @@ pub struct ResolverConfig {
     /// Most upstream queries one client question may cause, name-server address lookups and
     /// retries included; past it the question gets SERVFAIL (at least 1).
     pub max_queries_per_question: usize,
+    /// Validate answers with DNSSEC (RFC 4033-4035): AD on secure answers, SERVFAIL with an
+    /// Extended DNS Error (RFC 8914) on bogus ones, insecure below a proven unsigned delegation.
+    pub dnssec: bool,
+    /// Trust-anchor files (DS and/or DNSKEY records in zone-file format, like Unbound's
+    /// `trust-anchor-file`; `appnet dns ds` output works). Empty: the built-in IANA root
+    /// anchors (KSK-2017, KSK-2024). When any file is given, only the files' anchors are
+    /// trusted — that is how the lab (or a private hierarchy) replaces the IANA root anchor.
+    pub trust_anchors: Vec<PathBuf>,
 }
 
 fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
@@ -99,6 +107,8 @@ impl Default for ResolverConfig {
             max_in_flight_per_zone: 64,
             max_in_flight_per_client: 32,
             max_queries_per_question: crate::iterate::DEFAULT_MAX_QUERIES,
+            dnssec: false,
+            trust_anchors: Vec::new(),
         }
     }
 }

@@ -85,6 +85,14 @@ pub struct ResolverOptions {
     /// Seconds a TCP client has for each whole query [default: 10].
     #[arg(long, value_name = "SECS")]
     tcp_idle_timeout: Option<u64>,
+    /// Validate answers with DNSSEC: AD on secure answers, SERVFAIL with an Extended DNS Error
+    /// on bogus ones; CD=1 from a client returns the data unvalidated.
+    #[arg(long)]
+    dnssec: bool,
+    /// Trust-anchor file: DS and/or DNSKEY records in zone-file format (repeatable; replaces
+    /// the built-in IANA root anchors) [default: root KSK-2017 and KSK-2024].
+    #[arg(long = "trust-anchor", value_name = "FILE")]
+    trust_anchors: Vec<PathBuf>,
 }
 
 impl ResolverOptions {
@@ -111,6 +119,10 @@ impl ResolverOptions {
         set(&mut config.max_tcp_per_ip, self.max_tcp_per_ip);
         set(&mut config.tcp_idle_timeout_secs, self.tcp_idle_timeout);
         config.extra_local_zones.extend(self.local_zones);
+        config.dnssec |= self.dnssec || !self.trust_anchors.is_empty();
+        if !self.trust_anchors.is_empty() {
+            config.trust_anchors = self.trust_anchors;
+        }
     }
 }
 
