@@ -14,6 +14,7 @@
 //! - [`dnssec`]: DNSSEC keys (BIND files), DS, zone signing (domain's `unstable-sign`).
 //! - [`update`]: RFC 2136 UPDATE messages (parsing).
 //! - [`tsig`]: RFC 8945 transaction signatures (sign, verify, multi-message transfers).
+//! - [`verify`]: DNSSEC verification primitives for the validating resolver (RRSIG, DS, NSEC3).
 
 pub mod dnssec;
 pub mod message;
@@ -24,6 +25,7 @@ pub mod rrtype;
 pub mod tcp;
 pub mod tsig;
 pub mod update;
+pub mod verify;
 pub mod zonefile;
 
 pub use name::NameBuf;
