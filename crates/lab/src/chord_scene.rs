@@ -208,7 +208,8 @@ pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<ChordFact
     let mut facts = ChordFacts::default();
 
     say(format!(
-        "\n== Scene 10: the {bits}-bit Chord ring [{}] — who is responsible for key {KEY:04b} ({KEY})?",
+        "{} — {bits} bits, nodes [{}]: who is responsible for key {KEY:04b} ({KEY})?",
+        crate::tour::heading(10),
         list(&ring)
     ));
     say(format!(

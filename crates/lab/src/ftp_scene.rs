@@ -126,10 +126,7 @@ pub async fn run(lab: &Lab, say: &mut dyn FnMut(String)) -> Result<FtpFacts, Str
     let tree = lab.dir.join("ftp").join(spec.addr.to_string());
     let mut facts = FtpFacts { server_name: spec.name.clone(), ..FtpFacts::default() };
 
-    say(format!(
-        "\n== Scene: FTP — one control connection, a new data connection per file ({} at {})",
-        spec.name, server
-    ));
+    say(format!("{} ({} at {})", crate::tour::heading(12), spec.name, server));
     say("FTP sends its control information out of band: commands and replies on one TCP connection".into());
     say("that lasts the whole session and keeps its state (who logged in, the current directory);".into());
     say("every listing and every file on a new TCP connection of its own.".into());

@@ -59,10 +59,7 @@ pub async fn run(lab: &mut Lab, lb: &LbSpec, say: &mut dyn FnMut(String)) -> Res
     let front = SocketAddr::new(IpAddr::V4(lb.addr), port);
     let host = format!("{}:{port}", lb.name);
     let replicas: Vec<String> = lb.replicas.iter().map(|r| r.to_string()).collect();
-    say(format!(
-        "\n== Scene: one address, many machines — {} ({}) is a layer-4 load balancer",
-        lb.name, lb.addr
-    ));
+    say(format!("{}: {} ({})", crate::tour::heading(13), lb.name, lb.addr));
     say(format!(
         "   in front of {} machines: {}. Every TCP connection stays on one machine",
         replicas.len(),

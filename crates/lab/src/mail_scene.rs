@@ -226,7 +226,7 @@ pub async fn run(lab: &crate::Lab, say: &mut dyn FnMut(String)) -> Result<MailFa
     let before = new_files(&to_host.root, bob_domain, bob_user).len();
     let mut facts = MailFacts::default();
 
-    say(format!("\n== Scene: Alice sends a message to Bob ({} → {})", alice.address, bob.address));
+    say(format!("{} (Alice → Bob: {} → {})", crate::tour::heading(11), alice.address, bob.address));
     say(format!(
         "1) Alice's user agent submits the message to her mail server, {} (submission port {}),",
         from_host.name,

@@ -57,7 +57,7 @@ pub async fn run(lab: &Lab, say: &mut dyn FnMut(String)) -> Result<OverlayFacts,
     std::fs::create_dir_all(&out).map_err(|e| format!("overlay scene: {e}"))?;
     let mut facts = OverlayFacts::default();
 
-    say("\n== Scene: \"Hey Jude\" found three ways — a directory, query flooding, ultrapeers".into());
+    say(format!("{} — a directory, query flooding, ultrapeers", crate::tour::heading(14)));
     say(format!("Napster: one directory server ({}) knows who shares what.", run.directory));
     let bob_http = run.sharers[0];
     say(format!(

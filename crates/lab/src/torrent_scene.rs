@@ -293,8 +293,10 @@ pub async fn run(lab: &Lab, say: &mut dyn FnMut(String)) -> Result<TorrentFacts,
     let tracker = harness::start(tracker);
 
     say(format!(
-        "\n== Scene 9: Alice joins a torrent — {name}, {} pieces of {} KiB, tracker {tracker_addr}",
-        spec.pieces, spec.piece_kib
+        "{} — {name}, {} pieces of {} KiB, tracker {tracker_addr}",
+        crate::tour::heading(9),
+        spec.pieces,
+        spec.piece_kib
     ));
     say(format!(
         "Choker rounds compressed in time: tit-for-tat every {:.1} s (BitTorrent: 10 s), optimistic unchoke every {:.1} s (30 s); every peer uploads at most {} KiB/s.",

@@ -279,6 +279,8 @@ pub fn dns_fields(p: &Parsed) -> Vec<(String, String)> {
 }
 
 /// The tour's numbered scenes, by number and title as the tour prints them (the page's buttons).
+/// `run` runs them in this order and `run_scene` dispatches each number; every scene's first line
+/// is [`heading`] of its number, so the text and the buttons cannot drift apart.
 pub const SCENES: &[(u32, &str)] = &[
     (1, "iterative resolution"),
     (2, "the same name again — answered from the cache"),
@@ -290,24 +292,29 @@ pub const SCENES: &[(u32, &str)] = &[
     (8, "a CDN — the nearest replica"),
     (9, "Alice joins a torrent"),
     (10, "the Chord ring"),
+    (11, "alice@crepes.fr mails bob@hamburger.edu"),
+    (12, "FTP — one control connection, a new data connection per file"),
+    (13, "one address, many machines — a layer-4 load balancer"),
+    (14, "Napster, Gnutella and ultrapeers — \"Hey Jude\" found three ways"),
 ];
 
-/// Runs every scene in order, printing through `say`.
+/// Scene `n`'s title line as the tour prints it: "\n== Scene N: title" (empty title for a number
+/// not in [`SCENES`]).
+pub fn heading(n: u32) -> String {
+    let title = SCENES.iter().find(|(s, _)| *s == n).map_or("", |(_, t)| t);
+    format!("\n== Scene {n}: {title}")
+}
+
+/// Prints scene `n`'s heading and why it does not run: the lab's topology lacks its services.
+fn absent(n: u32, what: &str, say: &mut dyn FnMut(String)) {
+    say(heading(n));
+    say(format!("   (skipped: the lab runs no {what})"));
+}
+
+/// Runs every scene of [`SCENES`] in order, printing through `say`.
 pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<(), String> {
     for (n, _) in SCENES {
         run_scene(lab, *n, say).await?;
-    }
-    if lab.mail.len() >= 2 {
-        crate::mail_scene::run(lab, say).await?;
-    }
-    if !lab.topology.ftps.is_empty() {
-        crate::ftp_scene::run(lab, say).await?;
-    }
-    if let Some(lb) = lab.topology.lbs.first().cloned() {
-        crate::lb_scene::run(lab, &lb, say).await?;
-    }
-    if lab.overlay.is_some() {
-        crate::overlay_scene::run(lab, say).await?;
     }
     Ok(())
 }
@@ -320,14 +327,13 @@ fn ip(text: &str) -> IpAddr {
 }
 
 /// Runs scene `n` of [`SCENES`] alone (scenes 2 and 3 expect the cache the scenes before them
-/// filled); a scene whose part of the topology is absent prints nothing.
+/// filled); a scene whose part of the topology is absent prints its heading and says so.
 pub async fn run_scene(lab: &mut Lab, n: u32, say: &mut dyn FnMut(String)) -> Result<(), String> {
     let cis = ip(CIS);
     let cam_host = ip(CAM_HOST);
     match n {
         1 => {
-            say("\n== Scene 1: iterative resolution (textbook figure: cis.poly.edu wants gaia.cs.umass.edu)"
-                .into());
+            say(format!("{} (textbook figure: cis.poly.edu wants gaia.cs.umass.edu)", heading(1)));
             say("The host sends one recursive query to its local DNS server, which walks the hierarchy"
                 .into());
             say("iteratively. umass.edu delegates cs.umass.edu to its own server, so the walk has one more"
@@ -342,7 +348,7 @@ pub async fn run_scene(lab: &mut Lab, n: u32, say: &mut dyn FnMut(String)) -> Re
             }
         }
         2 => {
-            say("\n== Scene 2: the same name again — answered from the cache".into());
+            say(heading(2));
             let (_, sent) =
                 scene_query(lab, ("cis.poly.edu", cis), "dns.poly.edu", "gaia.cs.umass.edu", code::A, say)
                     .await?;
@@ -352,7 +358,7 @@ pub async fn run_scene(lab: &mut Lab, n: u32, say: &mut dyn FnMut(String)) -> Re
             }
         }
         3 => {
-            say("\n== Scene 3: a misspelt name — NXDOMAIN, then from the negative cache (RFC 2308)".into());
+            say(format!("{} (RFC 2308)", heading(3)));
             let (nx, _) =
                 scene_query(lab, ("cis.poly.edu", cis), "dns.poly.edu", "gaai.cs.umass.edu", code::A, say)
                     .await?;
@@ -368,7 +374,7 @@ pub async fn run_scene(lab: &mut Lab, n: u32, say: &mut dyn FnMut(String)) -> Re
             }
         }
         4 => {
-            say("\n== Scene 4: a replica is down — timeout, backoff, the other replica answers".into());
+            say(heading(4));
             say("dns1.stanford.edu goes dark (its packets vanish); a host at Cambridge asks dns.cam.ac.uk"
                 .into());
             say("for www.stanford.edu.".into());
@@ -387,9 +393,12 @@ pub async fn run_scene(lab: &mut Lab, n: u32, say: &mut dyn FnMut(String)) -> Re
             }
         }
         5 => {
-            say("\n== Scene 5: replication — dns2.networkutopia.com is a secondary, filled by zone transfer"
-                .into());
-            if let Some(dns2) = lab.addr_of("dns2.networkutopia.com") {
+            say(format!("{} (dns2.networkutopia.com, from dns1)", heading(5)));
+            let Some(dns2) = lab.addr_of("dns2.networkutopia.com") else {
+                say("   (skipped: the lab runs no dns2.networkutopia.com)".into());
+                return Ok(());
+            };
+            {
                 let ready = appnet_netkit::harness::wait_until(
                     Duration::from_secs(10),
                     Duration::from_millis(50),
@@ -410,8 +419,12 @@ pub async fn run_scene(lab: &mut Lab, n: u32, say: &mut dyn FnMut(String)) -> Re
             }
         }
         6 => {
-            say("\n== Scene 6: the Web page with ten images — non-persistent, persistent, pipelined".into());
-            if let Some(web) = lab.addr_of("www.someschool.edu") {
+            say(format!("{} — non-persistent, persistent, pipelined", heading(6)));
+            let Some(web) = lab.addr_of("www.someschool.edu") else {
+                say("   (skipped: the lab runs no www.someschool.edu)".into());
+                return Ok(());
+            };
+            {
                 say(format!(
                     "cis.poly.edu fetches http://www.someschool.edu:{}/someDepartment/home.index",
                     web.port()
@@ -450,28 +463,45 @@ pub async fn run_scene(lab: &mut Lab, n: u32, say: &mut dyn FnMut(String)) -> Re
                 say("   for all ten images when the requests are pipelined.".into());
             }
         }
-        7 => {
-            if let Some(cache) = lab.topology.caches.first().cloned() {
-                cache_scene(lab, &cache, say).await?;
-            }
-        }
-        8 => {
-            if let Some(cdn) = lab.topology.cdn.clone() {
+        7 => match lab.topology.caches.first().cloned() {
+            Some(cache) => cache_scene(lab, &cache, say).await?,
+            None => absent(7, "institutional cache", say),
+        },
+        8 => match lab.topology.cdn.clone() {
+            Some(cdn) => {
                 cdn_scene(lab, &cdn, say).await?;
                 crate::push_scene::run(lab, &cdn, say).await?;
             }
-        }
+            None => absent(8, "CDN", say),
+        },
+        9 if lab.topology.swarm.is_none() => absent(9, "torrent swarm", say),
         9 => {
-            if lab.topology.swarm.is_some() {
-                crate::torrent_scene::run(lab, say).await?;
-            }
+            crate::torrent_scene::run(lab, say).await?;
         }
+        10 if lab.topology.chord.is_none() => absent(10, "Chord ring", say),
         10 => {
-            if lab.topology.chord.is_some() {
-                crate::chord_scene::run(lab, say).await?;
-            }
+            crate::chord_scene::run(lab, say).await?;
         }
-        _ => return Err(format!("no scene {n}: the tour has scenes 1 to {}", SCENES.len())),
+        11 if lab.mail.len() < 2 => absent(11, "pair of mail servers", say),
+        11 => {
+            crate::mail_scene::run(lab, say).await?;
+        }
+        12 if lab.topology.ftps.is_empty() => absent(12, "FTP server", say),
+        12 => {
+            crate::ftp_scene::run(lab, say).await?;
+        }
+        13 => match lab.topology.lbs.first().cloned() {
+            Some(lb) => crate::lb_scene::run(lab, &lb, say).await?,
+            None => absent(13, "load balancer", say),
+        },
+        14 if lab.overlay.is_none() => absent(14, "Napster/Gnutella overlay", say),
+        14 => {
+            crate::overlay_scene::run(lab, say).await?;
+        }
+        _ => {
+            let all: Vec<String> = SCENES.iter().map(|(s, _)| s.to_string()).collect();
+            return Err(format!("no scene {n}: the tour has scenes {}", all.join(", ")));
+        }
     }
     Ok(())
 }
@@ -488,8 +518,7 @@ async fn cache_scene(
     let url = format!("http://gaia.cs.umass.edu:{}/kurose_ross/index.html", lab.topology.web_port);
     let host = format!("gaia.cs.umass.edu:{}", lab.topology.web_port);
     let cis: IpAddr = "127.0.10.4".parse().expect("static");
-    say("\n== Scene 7: the institutional cache — conditional GET (200, then 304 revalidated, then a hit)"
-        .into());
+    say(format!("{} (200, then 304 revalidated, then a hit)", heading(7)));
     say(format!("cis.poly.edu's browser uses the proxy {} ({proxy}) for {url}", cache.name));
     let steps = [
         ("first request", "", "MISS"),
@@ -522,7 +551,7 @@ async fn cdn_scene(
     say: &mut dyn FnMut(String),
 ) -> Result<(), String> {
     use crate::http_scene::{get_once, header};
-    say(format!("\n== Scene 8: a CDN — {} answered with the nearest replica", cdn.name));
+    say(format!("{} ({} answered by the CDN's DNS)", heading(8), cdn.name));
     say(format!(
         "www.bbc.co.uk's page refers to http://{}:{}/{}; the CDN's DNS ({}) picks a replica by",
         cdn.name, lab.topology.web_port, "popular-image.jpg", cdn.zone
@@ -561,4 +590,19 @@ async fn cdn_scene(
         return Err("scene 8: both networks were sent to the same replica".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenes_are_numbered_once_and_headed_by_their_title() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (n, title) in SCENES {
+            assert!(seen.insert(*n), "scene {n} listed twice");
+            assert_eq!(heading(*n), format!("\n== Scene {n}: {title}"));
+        }
+        assert!((1..=14).all(|n| seen.contains(&n)), "{seen:?}");
+    }
 }
