@@ -17,6 +17,11 @@ pub struct SipConfig {
     pub users: Option<PathBuf>,
     /// Answer 302 with the contacts instead of proxying.
     pub redirect: bool,
+    /// Recursive resolver for locating other domains' servers (RFC 3263); with it,
+    /// authenticated local users may call other domains (without it: 403).
+    pub resolver: Option<SocketAddr>,
+    /// Seconds one RFC 3263 location (all its DNS queries) may take.
+    pub dns_timeout_secs: u64,
     /// Admission control: link capacity per direction in kbit/s (None: off).
     pub link_kbps: Option<u32>,
     /// Largest message in bytes.
@@ -64,6 +69,8 @@ impl Default for SipConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
             users: None,
             redirect: false,
+            resolver: None,
+            dns_timeout_secs: 5,
             link_kbps: None,
             max_message: 65_535,
             max_headers: 100,

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod digest;
+pub mod locate;
 pub mod proxy;
 pub mod registrar;
 pub mod rtp;

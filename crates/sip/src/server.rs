@@ -4,7 +4,8 @@
 //! the core's answers for that peer are written back on the same connection.
 
 use crate::config::SipConfig;
-use crate::proxy::{Proxy, ProxyConfig};
+use crate::locate::{Transport, dns::LocateError, dns::locate};
+use crate::proxy::{Located, Lookup, Proxy, ProxyConfig};
 use crate::registrar::RegistrarLimits;
 use crate::transaction::Timers;
 use crate::users::{self, UsersError};
@@ -35,7 +36,13 @@ pub struct SipServer {
     max_message: usize,
     proxy: Proxy,
     local: SocketAddr,
+    resolver: Option<SocketAddr>,
+    dns_timeout: Duration,
 }
+
+/// RFC 3263 lookups running at once; more get 503 at once (a flood of calls to unknown
+/// domains cannot queue unbounded work).
+const MAX_LOOKUPS: usize = 256;
 
 impl SipServer {
     /// Binds the socket and loads the users file.
@@ -76,6 +83,7 @@ impl SipServer {
             },
             limits: Limits { max_size: cfg.max_message, max_headers: cfg.max_headers },
             timers: Timers { t1, t2: t1 * 8, t4: t1 * 10 },
+            route_other_domains: cfg.resolver.is_some(),
         };
         Ok(SipServer {
             socket,
@@ -83,6 +91,8 @@ impl SipServer {
             max_message: cfg.max_message,
             proxy: Proxy::new(pcfg, users),
             local,
+            resolver: cfg.resolver,
+            dns_timeout: Duration::from_secs(cfg.dns_timeout_secs.max(1)),
         })
     }
 }
@@ -93,8 +103,10 @@ impl Service for SipServer {
     }
 
     async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
-        let SipServer { socket, acceptor, max_message, mut proxy, .. } = self;
+        let SipServer { socket, acceptor, max_message, mut proxy, resolver, dns_timeout, .. } = self;
         let (in_tx, mut in_rx) = mpsc::channel::<StreamEvent>(1024);
+        let (loc_tx, mut loc_rx) = mpsc::channel::<(u64, Located)>(MAX_LOOKUPS);
+        let mut lookups_running = 0usize;
         let mut conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
         let mut buf = vec![0u8; 65_536];
         let mut tick = tokio::time::interval(Duration::from_millis(20));
@@ -134,7 +146,36 @@ impl Service for SipServer {
                     }
                     None => continue,
                 },
+                Some((id, located)) = loc_rx.recv() => {
+                    lookups_running = lookups_running.saturating_sub(1);
+                    proxy.on_located(id, located, Instant::now())
+                }
             };
+            let mut out = out;
+            // The core asked to locate other domains' servers (RFC 3263): one task each.
+            for Lookup { id, uri } in proxy.take_lookups() {
+                let Some(resolver) = resolver.filter(|_| lookups_running < MAX_LOOKUPS) else {
+                    out.extend(proxy.on_located(id, Located::Failed, Instant::now()));
+                    continue;
+                };
+                lookups_running += 1;
+                let tx = loc_tx.clone();
+                tokio::spawn(async move {
+                    let located = match locate(resolver, &uri, &[Transport::Udp], dns_timeout).await {
+                        Ok(t) => Located::Targets(t.into_iter().map(|t| t.addr).collect()),
+                        Err(LocateError::Resolver(e)) => {
+                            tracing::info!(%uri, error = %e, "cannot locate the domain");
+                            Located::Failed
+                        }
+                        Err(e) => {
+                            tracing::info!(%uri, error = %e, "no SIP server for the domain");
+                            Located::NotFound
+                        }
+                    };
+                    tracing::debug!(%uri, ?located, "RFC 3263 location");
+                    let _ = tx.send((id, located)).await;
+                });
+            }
             for t in out {
                 if let Some(conn) = conns.get(&t.to) {
                     // A full or closed connection loses the message, like a lost datagram.

@@ -3,7 +3,7 @@
 //! no answer, admission control, retransmissions absorbed, junk answered with 400.
 
 use appnet_sip::digest::Algorithm;
-use appnet_sip::proxy::{Proxy, ProxyConfig, Transmit};
+use appnet_sip::proxy::{Located, Proxy, ProxyConfig, Transmit};
 use appnet_sip::registrar::RegistrarLimits;
 use appnet_sip::transaction::Timers;
 use appnet_sip::users::{Forwarding, User};
@@ -39,6 +39,7 @@ fn config() -> ProxyConfig {
         registrar: RegistrarLimits::default(),
         limits: Limits::default(),
         timers: Timers::default(),
+        route_other_domains: false,
     }
 }
 
@@ -395,4 +396,111 @@ fn presence_follows_registration_and_publish() {
         to(&p.on_message(&subscribe("3", 601, "presence"), addr(ALICE), t0), ALICE)[0].code(),
         Some(200)
     );
+}
+
+/// An INVITE from alice@umass.edu (a local user) to carol@example.com.
+fn outbound_invite(branch: &str, cseq: u32, from: &str, auth: Option<String>) -> Vec<u8> {
+    let auth = auth.map(|a| format!("Proxy-Authorization: {a}\n")).unwrap_or_default();
+    msg(&format!(
+        "INVITE sip:carol@example.com SIP/2.0\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bK{branch}\nMax-Forwards: 70\n\
+         From: <sip:{from}>;tag=a1\nTo: <sip:carol@example.com>\nCall-ID: out-1\nCSeq: {cseq} INVITE\n\
+         Contact: <sip:alice@{ALICE}>\n{auth}Content-Length: 0\n\n"
+    ))
+}
+
+#[test]
+fn calls_to_other_domains_need_proxy_auth_and_fail_over_between_located_servers() {
+    let t0 = Instant::now();
+    let users = HashMap::from([user("alice@umass.edu", "pw", Forwarding::default())]);
+    let mut p = Proxy::new(ProxyConfig { route_other_domains: true, ..config() }, users);
+    // A stranger is no user of ours: no relay, no lookup.
+    let out = p.on_message(&outbound_invite("s1", 1, "mallory@poly.edu", None), addr(ALICE), t0);
+    assert_eq!(to(&out, ALICE).last().unwrap().code(), Some(403));
+    assert!(p.take_lookups().is_empty());
+    // Alice without credentials: 407 with the proxy's challenges.
+    let out = p.on_message(&outbound_invite("o1", 1, "alice@umass.edu", None), addr(ALICE), t0);
+    let challenge = to(&out, ALICE).pop().unwrap();
+    assert_eq!(challenge.code(), Some(407));
+    assert!(p.take_lookups().is_empty());
+    let (c, header) = appnet_sip::ua::auth::best_challenge(&challenge).expect("a Digest challenge");
+    assert_eq!(header, "Proxy-Authorization");
+    let creds = appnet_sip::ua::auth::answer(&c, "alice", "pw", "INVITE", "sip:carol@example.com", 1);
+    let out = p.on_message(&outbound_invite("o2", 2, "alice@umass.edu", Some(creds)), addr(ALICE), t0);
+    assert_eq!(only(&out).msg.code(), Some(100));
+    let lookups = p.take_lookups();
+    assert_eq!(lookups.len(), 1);
+    assert_eq!(lookups[0].uri, "sip:carol@example.com");
+    // Two servers located: the first answers 503, so the request moves to the second.
+    let (s1, s2) = ("127.0.0.1:7101", "127.0.0.1:7102");
+    let out = p.on_located(lookups[0].id, Located::Targets(vec![addr(s1), addr(s2)]), t0);
+    let first = only(&out);
+    assert_eq!(first.to, addr(s1));
+    assert_eq!(first.msg.uri(), Some("sip:carol@example.com"), "the Request-URI stays");
+    assert!(first.msg.header("Proxy-Authorization").is_none(), "our credentials stop here");
+    assert!(first.msg.header("Record-Route").is_some());
+    let out = p.on_message(&answer(&first.msg, 503, "Service Unavailable", "x"), addr(s1), t0);
+    let second = to(&out, s2);
+    assert_eq!(second.len(), 1, "{out:#?}");
+    assert_eq!(second[0].method(), "INVITE");
+    assert!(to(&out, ALICE).is_empty(), "the caller never sees the 503");
+    let out = p.on_message(&answer(&second[0], 200, "OK", "c1"), addr(s2), t0);
+    assert_eq!(to(&out, ALICE)[0].code(), Some(200));
+    // A domain without SIP servers: 404; a failed resolver: 503.
+    let creds = appnet_sip::ua::auth::answer(&c, "alice", "pw", "INVITE", "sip:carol@example.com", 2);
+    let mut again = String::from_utf8(outbound_invite("o3", 3, "alice@umass.edu", Some(creds))).unwrap();
+    again = again.replace("Call-ID: out-1", "Call-ID: out-2");
+    p.on_message(again.as_bytes(), addr(ALICE), t0);
+    let id = p.take_lookups()[0].id;
+    let out = p.on_located(id, Located::NotFound, t0);
+    assert_eq!(to(&out, ALICE)[0].code(), Some(404));
+}
+
+#[test]
+fn a_timed_out_server_hands_over_to_the_next() {
+    let t0 = Instant::now();
+    let users = HashMap::from([user("alice@umass.edu", "pw", Forwarding::default())]);
+    let mut p = Proxy::new(ProxyConfig { route_other_domains: true, ..config() }, users);
+    let out = p.on_message(&outbound_invite("t1", 1, "alice@umass.edu", None), addr(ALICE), t0);
+    let (c, _) = appnet_sip::ua::auth::best_challenge(&to(&out, ALICE).pop().unwrap()).unwrap();
+    let creds = appnet_sip::ua::auth::answer(&c, "alice", "pw", "INVITE", "sip:carol@example.com", 1);
+    p.on_message(&outbound_invite("t2", 2, "alice@umass.edu", Some(creds)), addr(ALICE), t0);
+    let id = p.take_lookups()[0].id;
+    let (dead, alive) = ("127.0.0.1:7201", "127.0.0.1:7202");
+    p.on_located(id, Located::Targets(vec![addr(dead), addr(alive)]), t0);
+    // Timer B (64·T1) passes with retransmissions to the dead server only.
+    let mut moved = false;
+    for i in 1..=80 {
+        let out = p.tick(t0 + Duration::from_millis(500 * i));
+        assert!(to(&out, ALICE).iter().all(|m| m.code() != Some(408)), "no 408 while a server is left");
+        if to(&out, alive).iter().any(|m| m.method() == "INVITE") {
+            moved = true;
+            break;
+        }
+    }
+    assert!(moved, "the INVITE went to the second server after timer B");
+}
+
+#[test]
+fn only_live_transactions_count_against_the_per_address_cap() {
+    let t0 = Instant::now();
+    let mut p = Proxy::new(ProxyConfig { max_transactions_per_ip: 3, ..config() }, HashMap::new());
+    // Ten OPTIONS answered at once: they linger (timer J) but no longer hold the quota.
+    for i in 0..10 {
+        let options = msg(&format!(
+            "OPTIONS sip:umass.edu SIP/2.0\nVia: SIP/2.0/UDP {ALICE};branch=z9hG4bKcap{i}\nFrom: <sip:a@b>;tag=1\n\
+             To: <sip:umass.edu>\nCall-ID: cap{i}\nCSeq: 1 OPTIONS\n\n"
+        ));
+        assert_eq!(only(&p.on_message(&options, addr(ALICE), t0)).msg.code(), Some(200), "OPTIONS {i}");
+    }
+    assert_eq!(p.transactions(), 10);
+    assert_eq!(p.live_transactions(), 0);
+    // Calls that ring hold it: the fourth unanswered one gets 503.
+    p.on_message(&register(PHONE1, PHONE1, 1, None), addr(PHONE1), t0);
+    for i in 0..3 {
+        let out = p.on_message(&invite(&format!("ring{i}"), ""), addr(ALICE), t0);
+        assert_eq!(to(&out, ALICE)[0].code(), Some(100));
+    }
+    let out = p.on_message(&invite("ring3", ""), addr(ALICE), t0);
+    assert_eq!(to(&out, ALICE).last().unwrap().code(), Some(503));
+    assert_eq!(p.live_transactions(), 3);
 }

@@ -74,6 +74,13 @@ pub struct SipOptions {
     /// Admission control: link capacity per direction in kbit/s; calls beyond it get 503.
     #[arg(long, value_name = "N")]
     link_kbps: Option<u32>,
+    /// Recursive resolver for locating other domains' servers (RFC 3263 NAPTR/SRV/A); with
+    /// it, local users who pass the proxy's 407 challenge may call other domains.
+    #[arg(long, value_name = "ADDR")]
+    resolver: Option<SocketAddr>,
+    /// Seconds one RFC 3263 location may take [default: 5].
+    #[arg(long, value_name = "SECS")]
+    dns_timeout: Option<u64>,
     /// Largest message in bytes [default: 65535].
     #[arg(long, value_name = "BYTES")]
     max_message: Option<usize>,
@@ -83,7 +90,8 @@ pub struct SipOptions {
     /// Transactions in flight in all [default: 20000].
     #[arg(long, value_name = "N")]
     max_transactions: Option<usize>,
-    /// Transactions in flight from one address [default: 2000].
+    /// Transactions awaiting their final response from one address [default: 2000]
+    /// (finished ones that linger to absorb retransmissions count only in --max-transactions).
     #[arg(long, value_name = "N")]
     max_transactions_per_ip: Option<usize>,
     /// Contacts one user may register [default: 10].
@@ -136,6 +144,10 @@ impl SipOptions {
         if self.link_kbps.is_some() {
             config.link_kbps = self.link_kbps;
         }
+        if self.resolver.is_some() {
+            config.resolver = self.resolver;
+        }
+        set(&mut config.dns_timeout_secs, self.dns_timeout);
         set(&mut config.max_message, self.max_message);
         set(&mut config.max_headers, self.max_headers);
         set(&mut config.max_transactions, self.max_transactions);

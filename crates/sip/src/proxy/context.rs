@@ -4,7 +4,8 @@
 use crate::transaction::Key;
 use crate::users::Forwarding;
 use crate::wire::Message;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 /// One proxied request and its branches.
@@ -23,6 +24,9 @@ pub(crate) struct Context {
     pub cost: u32,
     /// Timer C (§16.6 step 11): an INVITE's branches may ring this long without news.
     pub timer_c: Option<Instant>,
+    /// A request for another domain (RFC 3263): its servers not tried yet, in order.
+    pub outbound: bool,
+    pub pending_targets: VecDeque<SocketAddr>,
 }
 
 impl Context {
@@ -47,6 +51,8 @@ impl Context {
             recursions: 0,
             cost,
             timer_c: None,
+            outbound: false,
+            pending_targets: VecDeque::new(),
         }
     }
 

@@ -50,6 +50,28 @@ pub struct ProxyConfig {
     pub registrar: RegistrarLimits,
     pub limits: Limits,
     pub timers: Timers,
+    /// Route requests of authenticated local users to other domains (RFC 3263 location by
+    /// the driver, `--resolver`); when false, every request for another domain gets 403.
+    pub route_other_domains: bool,
+}
+
+/// A location the driver must look up (RFC 3263) and report with [`Proxy::on_located`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    pub id: u64,
+    /// The Request-URI whose domain's servers are wanted.
+    pub uri: String,
+}
+
+/// What the driver found for a [`Lookup`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Located {
+    /// Servers in the order to try them (UDP).
+    Targets(Vec<SocketAddr>),
+    /// The domain has no SIP server (the caller gets 404).
+    NotFound,
+    /// The resolver failed (the caller gets 503).
+    Failed,
 }
 
 struct ServerEntry {
@@ -58,6 +80,10 @@ struct ServerEntry {
     /// Arrived over a stream: responses go back on that connection (§18.2.2).
     reliable: bool,
     ctx: Option<u64>,
+    /// Still counted against its source's per-address cap: no final response sent yet.
+    /// Finished transactions linger (timers I/J absorb retransmissions) but no longer count
+    /// there; the overall cap `max_transactions` still bounds them.
+    live: bool,
 }
 
 struct ClientEntry {
@@ -92,6 +118,8 @@ pub struct Proxy {
     presence: Presence,
     /// Whether the message being handled arrived over a stream (set per call).
     inbound_reliable: bool,
+    /// Locations the driver has to look up (drained by `take_lookups`).
+    lookups: Vec<Lookup>,
     pub counters: Counters,
 }
 
@@ -107,6 +135,7 @@ impl Proxy {
             admission: cfg.link_kbps.map(|k| Admission::new(k, cfg.dialog_timeout)),
             presence: Presence::new(cfg.max_subscriptions, cfg.max_subscriptions_per_ip),
             inbound_reliable: false,
+            lookups: Vec::new(),
             cfg,
             users,
             server_tx: HashMap::new(),
@@ -118,7 +147,7 @@ impl Proxy {
         }
     }
 
-    /// Transactions in flight (server side).
+    /// Server transactions held, live and lingering (bounded by `max_transactions`).
     pub fn transactions(&self) -> usize {
         self.server_tx.len()
     }
@@ -213,7 +242,7 @@ impl Proxy {
         *self.per_ip.entry(from.ip()).or_default() += 1;
         let reliable = self.inbound_reliable;
         let tx = ServerTransaction::new(&req, reliable, self.cfg.timers);
-        self.server_tx.insert(key.clone(), ServerEntry { tx, source: from, reliable, ctx: None });
+        self.server_tx.insert(key.clone(), ServerEntry { tx, source: from, reliable, ctx: None, live: true });
         let mut out = Vec::new();
         if req.method() == "INVITE" {
             let trying = Message::response_to(&req, 100, "Trying", None);
@@ -272,13 +301,7 @@ impl Proxy {
             return self.forward_to_next_hop(req, key, now);
         }
         if !self.is_ours(&uri) {
-            let resp = Message::response_to(
-                &req,
-                403,
-                "Forbidden (not a relay for other domains)",
-                Some(&tag_for(&key)),
-            );
-            return self.respond(&key, resp, now);
+            return self.outbound(req, key, now);
         }
         let target = SipUri::parse(&uri);
         match req.method() {
@@ -332,24 +355,10 @@ impl Proxy {
             }
             return self.respond(&key, resp, now);
         }
-        // Admission control for new calls with an SDP offer.
-        let mut cost = 0;
-        let initial_invite = req.method() == "INVITE" && req.to().is_some_and(|t| t.tag().is_none());
-        if initial_invite && let Some(adm) = self.admission.as_mut() {
-            if let Ok(sdp) = wire::sdp::parse(&req.body) {
-                cost = sdp.cost_kbps();
-            }
-            let cid = req.call_id().unwrap_or("").to_string();
-            if cost > 0 && !adm.admit(&cid, cost, now) {
-                let mut resp = Message::response_to(&req, 503, "Service Unavailable", Some(&tag_for(&key)));
-                resp.push("Retry-After", "30");
-                resp.push(
-                    "Warning",
-                    format!("370 {} \"Insufficient bandwidth on the link\"", self.sent_by()),
-                );
-                return self.respond(&key, resp, now);
-            }
-        }
+        let cost = match self.admit(&req, &key, now) {
+            Ok(c) => c,
+            Err(out) => return out,
+        };
         let id = self.next_ctx;
         self.next_ctx += 1;
         let noanswer_at = forwarding
@@ -365,6 +374,141 @@ impl Proxy {
             e.ctx = Some(id);
         }
         self.fork(id, targets, now)
+    }
+
+    /// Admission control for a new call with an SDP offer: its cost in kbit/s (0 when not
+    /// counted), or the 503 already sent when the link cannot carry it.
+    fn admit(&mut self, req: &Message, key: &Key, now: Instant) -> Result<u32, Vec<Transmit>> {
+        let mut cost = 0;
+        let initial_invite = req.method() == "INVITE" && req.to().is_some_and(|t| t.tag().is_none());
+        if initial_invite && let Some(adm) = self.admission.as_mut() {
+            if let Ok(sdp) = wire::sdp::parse(&req.body) {
+                cost = sdp.cost_kbps();
+            }
+            let cid = req.call_id().unwrap_or("").to_string();
+            if cost > 0 && !adm.admit(&cid, cost, now) {
+                let mut resp = Message::response_to(req, 503, "Service Unavailable", Some(&tag_for(key)));
+                resp.push("Retry-After", "30");
+                resp.push(
+                    "Warning",
+                    format!("370 {} \"Insufficient bandwidth on the link\"", self.sent_by()),
+                );
+                return Err(self.respond(key, resp, now));
+            }
+        }
+        Ok(cost)
+    }
+
+    /// A request for another domain (§16.5 with RFC 3263): refused (no open relay) unless it
+    /// comes from one of our users, who proves it with `Proxy-Authorization` (407 first);
+    /// then the driver is asked to locate the domain's servers.
+    fn outbound(&mut self, mut req: Message, key: Key, now: Instant) -> Vec<Transmit> {
+        let from_user = req
+            .from()
+            .and_then(|f| SipUri::parse(&f.uri))
+            .filter(|u| u.host.eq_ignore_ascii_case(&self.cfg.domain))
+            .and_then(|u| u.user);
+        let Some(user) = from_user.filter(|_| self.cfg.route_other_domains && !self.users.is_empty()) else {
+            let resp = Message::response_to(
+                &req,
+                403,
+                "Forbidden (not a relay for other domains)",
+                Some(&tag_for(&key)),
+            );
+            return self.respond(&key, resp, now);
+        };
+        let aor = format!("{user}@{}", self.cfg.domain);
+        if let Some(out) = self.authenticate_as(&req, &aor, Some(&user), &key, now, true) {
+            return out;
+        }
+        // Our credentials stop here (§22.3); others' go on.
+        let domain = self.cfg.domain.clone();
+        req.headers.retain(|h| {
+            h.name != "Proxy-Authorization"
+                || digest::parse_credentials(&h.value).is_none_or(|c| !c.realm.eq_ignore_ascii_case(&domain))
+        });
+        let cost = match self.admit(&req, &key, now) {
+            Ok(c) => c,
+            Err(out) => return out,
+        };
+        let id = self.next_ctx;
+        self.next_ctx += 1;
+        let uri = req.uri().unwrap_or("").to_string();
+        let mut ctx = Context::new(key.clone(), req, Default::default(), None, cost);
+        ctx.outbound = true;
+        self.contexts.insert(id, ctx);
+        if let Some(e) = self.server_tx.get_mut(&key) {
+            e.ctx = Some(id);
+        }
+        self.lookups.push(Lookup { id, uri });
+        Vec::new()
+    }
+
+    /// Locations queued since the last call: the driver looks each up (RFC 3263) and reports
+    /// with [`Proxy::on_located`].
+    pub fn take_lookups(&mut self) -> Vec<Lookup> {
+        std::mem::take(&mut self.lookups)
+    }
+
+    /// The servers found for lookup `id`: the request goes to the first; a timeout or a 503
+    /// moves it to the next (RFC 3263 §4.3).
+    pub fn on_located(&mut self, id: u64, located: Located, now: Instant) -> Vec<Transmit> {
+        let Some(ctx) = self.contexts.get_mut(&id) else { return Vec::new() };
+        if ctx.cancelled {
+            return self.finish_context(id, now, Some((487, "Request Terminated")));
+        }
+        match located {
+            Located::Targets(t) if !t.is_empty() => {
+                ctx.pending_targets = t.into_iter().take(16).collect();
+                self.try_next_target(id, now)
+            }
+            Located::Targets(_) | Located::NotFound => {
+                self.finish_context(id, now, Some((404, "Not Found (no SIP server for the domain)")))
+            }
+            Located::Failed => {
+                self.finish_context(id, now, Some((503, "Service Unavailable (cannot locate the domain)")))
+            }
+        }
+    }
+
+    /// Sends an outbound request to its next located server, the Request-URI unchanged.
+    fn try_next_target(&mut self, id: u64, now: Instant) -> Vec<Transmit> {
+        let timer_c = self.cfg.timer_c;
+        let Some(ctx) = self.contexts.get_mut(&id) else { return Vec::new() };
+        let Some(dest) = ctx.pending_targets.pop_front() else {
+            return self.finish_context(id, now, Some((503, "Service Unavailable (no server answered)")));
+        };
+        let base = ctx.request.clone();
+        let index = ctx.branches.len() + 1;
+        if base.method() == "INVITE" {
+            ctx.timer_c = Some(now + timer_c);
+        }
+        let mut fwd = base.clone();
+        let branch = self.branch_for(&base, index);
+        self.prepare_forward(&mut fwd, &branch, true);
+        let (tx, outs) = ClientTransaction::start(fwd, false, self.cfg.timers, now);
+        self.client_tx.insert(branch.clone(), ClientEntry { tx, to: dest, ctx: id });
+        if let Some(ctx) = self.contexts.get_mut(&id) {
+            ctx.branches.push(branch);
+        }
+        self.counters.forwarded += 1;
+        outs.into_iter()
+            .filter_map(|o| match o {
+                Output::Send(m) => Some(Transmit { to: dest, msg: m }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// RFC 3263 §4.3: an outbound branch that timed out or got 503 moves on to the next
+    /// server, if any is left and the caller has not cancelled.
+    fn failover(&mut self, id: u64, branch: &str, now: Instant) -> Option<Vec<Transmit>> {
+        let ctx = self.contexts.get_mut(&id)?;
+        if !ctx.outbound || ctx.pending_targets.is_empty() || ctx.final_sent || ctx.cancelled {
+            return None;
+        }
+        ctx.done.insert(branch.to_string());
+        Some(self.try_next_target(id, now))
     }
 
     /// Starts one client transaction per target (§16.6).
@@ -585,6 +729,10 @@ impl Proxy {
                 Output::Send(m) => out.push(Transmit { to, msg: m }),
                 Output::Deliver(r) => out.extend(self.on_branch_response(id, branch, r, now)),
                 Output::Timeout => {
+                    if let Some(next) = self.failover(id, branch, now) {
+                        out.extend(next);
+                        continue;
+                    }
                     let code = 408;
                     if let Some(ctx) = self.contexts.get_mut(&id) {
                         let timeout = Message::response_to(
@@ -628,6 +776,12 @@ impl Proxy {
             }
             return self.respond(&key, resp, now);
         }
+        if code == 503
+            && let Some(next) = self.failover(id, branch, now)
+        {
+            return next;
+        }
+        let Some(ctx) = self.contexts.get_mut(&id) else { return Vec::new() };
         ctx.done.insert(branch.to_string());
         if code < 300 {
             let first = !ctx.final_sent;
@@ -766,14 +920,33 @@ impl Proxy {
         key: &Key,
         now: Instant,
     ) -> Option<Vec<Transmit>> {
+        self.authenticate_as(req, aor, user_part, key, now, false)
+    }
+
+    /// Digest as the registrar (`Authorization`, 401) or as the proxy (`Proxy-Authorization`,
+    /// 407 with `Proxy-Authenticate`, RFC 3261 §22.3): the same nonces and verifier.
+    fn authenticate_as(
+        &mut self,
+        req: &Message,
+        aor: &str,
+        user_part: Option<&str>,
+        key: &Key,
+        now: Instant,
+        proxy: bool,
+    ) -> Option<Vec<Transmit>> {
         if self.users.is_empty() {
             return None;
         }
+        let (header, code, reason, challenge) = if proxy {
+            ("Proxy-Authorization", 407, "Proxy Authentication Required", "Proxy-Authenticate")
+        } else {
+            ("Authorization", 401, "Unauthorized", "WWW-Authenticate")
+        };
         let user = self.users.get(aor).cloned();
         let creds = req
             .headers
             .iter()
-            .filter(|h| h.name == "Authorization")
+            .filter(|h| h.name == header)
             .filter_map(|h| digest::parse_credentials(&h.value))
             .find(|c| c.realm.eq_ignore_ascii_case(&self.cfg.domain));
         let result = match (&creds, &user) {
@@ -790,9 +963,9 @@ impl Proxy {
                 return Some(self.respond(key, resp, now));
             }
             Err(e) => {
-                let mut resp = Message::response_to(req, 401, "Unauthorized", Some(&tag_for(key)));
+                let mut resp = Message::response_to(req, code, reason, Some(&tag_for(key)));
                 for c in self.nonces.challenge(&self.cfg.domain, e == AuthError::Stale, now) {
-                    resp.push("WWW-Authenticate", c);
+                    resp.push(challenge, c);
                 }
                 return Some(self.respond(key, resp, now));
             }
@@ -838,18 +1011,39 @@ impl Proxy {
                 }
                 Output::Terminated | Output::Timeout => {
                     if let Some(e) = self.server_tx.remove(key)
-                        && let Some(n) = self.per_ip.get_mut(&e.source.ip())
+                        && e.live
                     {
-                        *n = n.saturating_sub(1);
-                        if *n == 0 {
-                            self.per_ip.remove(&e.source.ip());
-                        }
+                        self.release_per_ip(e.source.ip());
                     }
                 }
                 Output::Deliver(_) => {}
             }
         }
+        // A final response ends the transaction's claim on its source's quota.
+        if let Some(e) = self.server_tx.get_mut(key)
+            && e.live
+            && e.tx.last_response().and_then(|r| r.code()).is_some_and(|c| c >= 200)
+        {
+            e.live = false;
+            let ip = e.source.ip();
+            self.release_per_ip(ip);
+        }
         out
+    }
+
+    fn release_per_ip(&mut self, ip: IpAddr) {
+        if let Some(n) = self.per_ip.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+    }
+
+    /// Server transactions still waiting for their final response (those counted by the
+    /// per-address cap).
+    pub fn live_transactions(&self) -> usize {
+        self.server_tx.values().filter(|e| e.live).count()
     }
 
     fn reply_stateless(&self, _req: &Message, resp: Message, from: SocketAddr) -> Vec<Transmit> {
