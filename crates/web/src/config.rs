@@ -75,6 +75,9 @@ pub struct WebConfig {
     pub cart_new_burst: u64,
     /// Most concurrent HTTP/2 streams per connection.
     pub h2_max_streams: u32,
+    /// Which HTTP/2 implementation serves connections: appnet's own core (`own`, the default)
+    /// or the earlier driver on the `h2` crate (`h2-crate`).
+    pub h2_engine: H2Engine,
     /// Files up to this size are kept in memory (checked against mtime on each use).
     pub cache_file_max: u64,
     /// Total bytes of the in-memory file cache (0 disables it).
@@ -114,10 +117,22 @@ impl Default for WebConfig {
             cart_new_per_sec: 2,
             cart_new_burst: 20,
             h2_max_streams: 128,
+            h2_engine: H2Engine::default(),
             cache_file_max: 2 * 1024 * 1024,
             cache_total: 128 * 1024 * 1024,
         }
     }
+}
+
+/// The HTTP/2 server implementation (see [`WebConfig::h2_engine`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum H2Engine {
+    /// appnet's sans-IO core ([`crate::h2core`]) driven by [`crate::h2serve`].
+    #[default]
+    Own,
+    /// The `h2` crate behind [`crate::h2srv`].
+    H2Crate,
 }
 
 impl WebConfig {

@@ -209,7 +209,7 @@ fn malformed(req: &Request<h2::RecvStream>) -> Result<(), &'static str> {
 /// A Host or `:authority` that is not `uri-host [":" port]` (RFC 9110 §7.2; RFC 9113 §8.3.1
 /// forbids userinfo in `:authority`): the request gets 400, as over HTTP/1. More than one
 /// Host is refused too.
-fn bad_host<B>(req: &Request<B>) -> Option<&'static str> {
+pub(crate) fn bad_host<B>(req: &Request<B>) -> Option<&'static str> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     if hosts.next().is_some_and(|h| !crate::http1_guard::valid_host(h.as_bytes())) {
         return Some("invalid Host");

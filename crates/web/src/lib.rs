@@ -20,6 +20,8 @@ pub mod config;
 pub mod conn_activity;
 pub mod files;
 pub mod h2_frames;
+pub mod h2core;
+pub mod h2serve;
 pub mod h2srv;
 pub mod http1_conn;
 pub mod http1_guard;

@@ -228,7 +228,7 @@ async fn connection(
         let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
         let conn = ConnInfo { peer, secure: true };
         if h2 {
-            h2srv::serve(tls_stream, handler, conn, shutdown, activity).await;
+            serve_h2(tls_stream, handler, conn, shutdown, activity).await;
         } else {
             serve_h1(tls_stream, handler, conn, shutdown, activity, first_deadline).await;
         }
@@ -254,9 +254,20 @@ async fn connection(
     let io = Rewind::new(first, stream);
     let conn = ConnInfo { peer, secure: false };
     if is_h2 {
-        h2srv::serve(io, handler, conn, shutdown, activity).await;
+        serve_h2(io, handler, conn, shutdown, activity).await;
     } else {
         serve_h1(io, handler, conn, shutdown, activity, first_deadline).await;
+    }
+}
+
+/// HTTP/2 on the engine the config names.
+async fn serve_h2<IO>(io: IO, handler: Arc<Router>, conn: ConnInfo, shutdown: Shutdown, activity: Activity)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match handler.config().h2_engine {
+        crate::config::H2Engine::Own => crate::h2serve::serve(io, handler, conn, shutdown, activity).await,
+        crate::config::H2Engine::H2Crate => h2srv::serve(io, handler, conn, shutdown, activity).await,
     }
 }
 

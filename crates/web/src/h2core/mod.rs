@@ -1,0 +1,14 @@
+//! appnet's own HTTP/2 server connection: a sans-IO core ([`conn::Conn`]: frames, HPACK, flow
+//! control, stream states, limits, push, RFC 9218 priorities) that [`crate::h2serve`] drives
+//! from one task per connection, and the RFC 9218 scheduler ([`priority`]).
+
+pub mod conn;
+pub mod frame;
+pub mod hpack;
+pub mod priority;
+
+#[cfg(test)]
+mod tests;
+
+pub use conn::{Conn, Event, Limits};
+pub use priority::Priority;

@@ -1,0 +1,380 @@
+//! The HTTP/2 driver on appnet's own core ([`crate::h2core`]): one task per connection reads
+//! the socket into the core, answers each request inline (a static file's answer is ready at
+//! once; the apps' futures are polled in the same task, no task per stream), pulls response
+//! bodies as the streams' windows open, and writes each batch of frames with one `writev`.
+
+use crate::body::{Body, RequestBody};
+use crate::conn_activity::{Activity, InService};
+use crate::h2core::frame::Reason;
+use crate::h2core::{Conn, Event, Limits};
+use crate::site::{ConnInfo, PushList, Router};
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use http::{HeaderValue, Request, Response, header};
+use hyper::body::Body as _;
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Payload bytes of DATA the core may put in one write batch.
+const BATCH: usize = 256 * 1024;
+/// Read buffer size.
+const READ_BUF: usize = 64 * 1024;
+
+type Answer = Pin<Box<dyn Future<Output = (u32, Response<Body>, PushCtx)> + Send>>;
+
+/// What a pushed request needs from the request that led to it.
+struct PushCtx {
+    scheme: &'static str,
+    authority: Option<String>,
+    accept_encoding: Option<HeaderValue>,
+}
+
+/// Serves one HTTP/2 connection (after TLS/ALPN or the h2c preface) until it ends.
+pub async fn serve<IO>(
+    io: IO,
+    handler: Arc<Router>,
+    conn: ConnInfo,
+    shutdown: appnet_netkit::Shutdown,
+    activity: Activity,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let cfg = handler.config();
+    let limits = Limits {
+        max_streams: cfg.h2_max_streams,
+        max_header_list: cfg.max_header_bytes,
+        max_body: cfg.max_body,
+        ..Limits::default()
+    };
+    let idle = cfg.idle_timeout();
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let mut d = Driver {
+        core: Conn::new(limits, Instant::now()),
+        handler: handler.clone(),
+        conn,
+        answers: FuturesUnordered::new(),
+        bodies: HashMap::new(),
+        date: DateCache::default(),
+    };
+    let mut out: Vec<Bytes> = Vec::new();
+    let mut rbuf = BytesMut::with_capacity(READ_BUF);
+    let mut busy: Option<InService> = None;
+    let mut read_open = true;
+    let idle_timer = tokio::time::sleep(idle);
+    tokio::pin!(idle_timer);
+    let mut drain_by: Option<tokio::time::Instant> = None;
+    let first_deadline = tokio::time::Instant::now() + cfg.header_timeout();
+    let mut got_request = false;
+    loop {
+        if out.is_empty() {
+            d.core.take_output(BATCH, &mut out);
+        }
+        let working = d.core.open_streams() > 0 || !d.answers.is_empty();
+        if working {
+            if busy.is_none() {
+                busy = Some(activity.enter());
+            }
+        } else {
+            busy = None;
+        }
+        if out.is_empty() {
+            if d.core.is_failed() || (!read_open && !working) {
+                break;
+            }
+            if (d.core.goaway_sent() || d.core.peer_goaway()) && !working {
+                break;
+            }
+        }
+        if d.core.goaway_sent() && drain_by.is_none() {
+            drain_by = Some(tokio::time::Instant::now() + crate::h2srv::DRAIN);
+        }
+        let wants_body = d.bodies.keys().any(|id| d.core.wants_data(*id));
+        let drain_at = drain_by.unwrap_or_else(|| tokio::time::Instant::now() + crate::h2srv::DRAIN);
+        let deadline = if got_request { drain_at } else { drain_at.min(first_deadline) };
+        tokio::select! {
+            r = write_batch(&mut wr, &mut out), if !out.is_empty() => {
+                if r.is_err() {
+                    break;
+                }
+            }
+            r = rd.read_buf(&mut rbuf), if read_open && !d.core.is_failed() => match r {
+                Ok(0) | Err(_) => read_open = false,
+                Ok(_) => {
+                    d.core.recv(&rbuf, Instant::now());
+                    rbuf.clear();
+                    if rbuf.capacity() < READ_BUF {
+                        rbuf.reserve(READ_BUF);
+                    }
+                    if d.events() {
+                        got_request = true;
+                        idle_timer.as_mut().reset(tokio::time::Instant::now() + idle);
+                    }
+                }
+            },
+            Some((id, resp, ctx)) = d.answers.next(), if !d.answers.is_empty() => {
+                d.respond(id, resp, ctx);
+            }
+            (id, frame) = poll_bodies(&mut d.bodies, &d.core), if wants_body => {
+                d.body_frame(id, frame);
+            }
+            _ = shutdown.wait(), if !d.core.goaway_sent() => d.core.shutdown(),
+            _ = &mut idle_timer, if !d.core.goaway_sent() => {
+                if working {
+                    idle_timer.as_mut().reset(tokio::time::Instant::now() + idle);
+                } else {
+                    d.core.shutdown();
+                }
+            }
+            _ = tokio::time::sleep_until(deadline), if drain_by.is_some() || !got_request => {
+                if drain_by.is_some() || !working {
+                    break;
+                }
+                got_request = true;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), wr.shutdown()).await;
+}
+
+/// Writes the batch with one `writev` (as much as the socket takes) and drops what went out.
+async fn write_batch<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Vec<Bytes>) -> io::Result<()> {
+    let n = {
+        let slices: Vec<IoSlice<'_>> = out.iter().take(512).map(|b| IoSlice::new(b)).collect();
+        wr.write_vectored(&slices).await?
+    };
+    if n == 0 {
+        return Err(io::ErrorKind::WriteZero.into());
+    }
+    let mut left = n;
+    let mut done = 0;
+    for b in out.iter_mut() {
+        if left >= b.len() {
+            left -= b.len();
+            done += 1;
+        } else {
+            b.advance(left);
+            break;
+        }
+    }
+    out.drain(..done);
+    if out.is_empty() {
+        wr.flush().await?;
+    }
+    Ok(())
+}
+
+/// Waits for the next frame of any body whose stream wants more.
+async fn poll_bodies(
+    bodies: &mut HashMap<u32, Body>,
+    core: &Conn,
+) -> (u32, Option<Result<hyper::body::Frame<Bytes>, io::Error>>) {
+    std::future::poll_fn(|cx: &mut Context<'_>| {
+        for (&id, body) in bodies.iter_mut() {
+            if !core.wants_data(id) {
+                continue;
+            }
+            if let Poll::Ready(f) = Pin::new(body).poll_frame(cx) {
+                return Poll::Ready((id, f));
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+struct Driver {
+    core: Conn,
+    handler: Arc<Router>,
+    conn: ConnInfo,
+    answers: FuturesUnordered<Answer>,
+    bodies: HashMap<u32, Body>,
+    date: DateCache,
+}
+
+impl Driver {
+    /// Takes the core's events; true if a request arrived.
+    fn events(&mut self) -> bool {
+        let mut any = false;
+        while let Some(ev) = self.core.poll_event() {
+            match ev {
+                Event::Request { stream, req } => {
+                    any = true;
+                    self.request(stream, req);
+                }
+                Event::Refuse { stream, status, why } => {
+                    any = true;
+                    tracing::debug!(peer = %self.conn.peer, "HTTP/2 request refused: {why}");
+                    let resp = self.handler.rejected(status, why, &self.conn);
+                    self.respond(
+                        stream,
+                        resp,
+                        PushCtx { scheme: "http", authority: None, accept_encoding: None },
+                    );
+                }
+                Event::Cancelled { stream } => {
+                    self.bodies.remove(&stream);
+                }
+            }
+        }
+        any
+    }
+
+    fn request(&mut self, stream: u32, req: Request<Bytes>) {
+        let ctx = PushCtx {
+            scheme: if self.conn.secure { "https" } else { "http" },
+            authority: req.uri().authority().map(|a| a.to_string()),
+            accept_encoding: req.headers().get(header::ACCEPT_ENCODING).cloned(),
+        };
+        let refused = match crate::h2srv::bad_host(&req) {
+            Some(why) => Some((400, why)),
+            None => req
+                .headers()
+                .get_all(header::EXPECT)
+                .iter()
+                .any(|v| !crate::http1_guard::expect_ok(v.as_bytes()))
+                .then_some((417, "the only expectation supported is 100-continue")),
+        };
+        if let Some((status, why)) = refused {
+            tracing::debug!(peer = %self.conn.peer, "HTTP/2 request refused: {why}");
+            let resp = self.handler.rejected(status, why, &self.conn);
+            return self.respond(stream, resp, ctx);
+        }
+        let req = req.map(|b| if b.is_empty() { RequestBody::Empty } else { RequestBody::Buffered(b) });
+        self.start(stream, req, ctx);
+    }
+
+    /// Runs the handler: a static file's answer is ready on the first poll and goes out at
+    /// once; anything still pending is polled with the others.
+    fn start(&mut self, stream: u32, req: Request<RequestBody>, ctx: PushCtx) {
+        let handler = self.handler.clone();
+        let conn = self.conn;
+        let mut fut: Answer = Box::pin(async move {
+            let resp = handler.handle(req, &conn).await;
+            (stream, resp, ctx)
+        });
+        match (&mut fut).now_or_never() {
+            Some((id, resp, ctx)) => self.respond(id, resp, ctx),
+            None => self.answers.push(fut),
+        }
+    }
+
+    fn respond(&mut self, id: u32, resp: Response<Body>, ctx: PushCtx) {
+        let (mut parts, body) = resp.into_parts();
+        let push = parts.extensions.remove::<PushList>();
+        for name in [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE] {
+            parts.headers.remove(name);
+        }
+        parts.headers.remove("keep-alive");
+        parts.headers.insert(header::DATE, self.date.get());
+        // Pushes are promised before the page itself, so the client knows not to fetch them.
+        let mut promised = Vec::new();
+        if let (Some(PushList(paths)), Some(authority)) = (push, &ctx.authority) {
+            for path in paths {
+                let mut fields: Vec<(&[u8], &[u8])> = vec![
+                    (b":method", b"GET"),
+                    (b":scheme", ctx.scheme.as_bytes()),
+                    (b":authority", authority.as_bytes()),
+                    (b":path", path.as_bytes()),
+                ];
+                if let Some(ae) = &ctx.accept_encoding {
+                    fields.push((b"accept-encoding", ae.as_bytes()));
+                }
+                let Some(pid) = self.core.push_promise(id, &fields) else { break };
+                let mut b =
+                    Request::builder().method("GET").uri(format!("{}://{authority}{path}", ctx.scheme));
+                if let Some(ae) = &ctx.accept_encoding {
+                    b = b.header(header::ACCEPT_ENCODING, ae.clone());
+                }
+                match b.body(RequestBody::Empty) {
+                    Ok(req) => promised.push((pid, req)),
+                    Err(_) => self.core.reset(pid, Reason::Internal),
+                }
+            }
+        }
+        let eos = body.is_end_stream();
+        if self.core.send_headers(id, parts.status.as_u16(), &parts.headers, eos) && !eos {
+            self.pump(id, body);
+        }
+        for (pid, req) in promised {
+            self.handler.stats().pushed.inc();
+            let ctx = PushCtx { scheme: ctx.scheme, authority: None, accept_encoding: None };
+            self.start(pid, req, ctx);
+        }
+    }
+
+    /// Moves the body's ready frames into the core while its stream wants more; a body with
+    /// nothing ready yet is polled later.
+    fn pump(&mut self, id: u32, mut body: Body) {
+        while self.core.wants_data(id) {
+            match std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).now_or_never() {
+                Some(frame) => {
+                    if !self.frame_in(id, frame, &body) {
+                        return;
+                    }
+                }
+                None => break,
+            }
+        }
+        if self.core.is_sending(id) {
+            self.bodies.insert(id, body);
+        }
+    }
+
+    fn body_frame(&mut self, id: u32, frame: Option<Result<hyper::body::Frame<Bytes>, io::Error>>) {
+        let Some(body) = self.bodies.remove(&id) else { return };
+        if self.frame_in(id, frame, &body) {
+            self.pump(id, body);
+        }
+    }
+
+    /// Queues one body frame; false when the body is over (ended, failed, or the stream gone).
+    fn frame_in(
+        &mut self,
+        id: u32,
+        frame: Option<Result<hyper::body::Frame<Bytes>, io::Error>>,
+        body: &Body,
+    ) -> bool {
+        match frame {
+            None => {
+                self.core.send_data(id, Bytes::new(), true);
+                false
+            }
+            Some(Err(e)) => {
+                tracing::warn!("response body failed: {e}");
+                self.core.reset(id, Reason::Internal);
+                false
+            }
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else { return true };
+                let last = body.is_end_stream();
+                self.core.send_data(id, data, last) && !last
+            }
+        }
+    }
+}
+
+/// The Date header, formatted once a second.
+#[derive(Default)]
+struct DateCache {
+    at: u64,
+    value: Option<HeaderValue>,
+}
+
+impl DateCache {
+    fn get(&mut self) -> HeaderValue {
+        let now = SystemTime::now();
+        let secs = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if self.at != secs || self.value.is_none() {
+            self.at = secs;
+            self.value = HeaderValue::from_str(&httpdate::fmt_http_date(now)).ok();
+        }
+        self.value.clone().unwrap_or_else(|| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+    }
+}
