@@ -81,6 +81,9 @@ enum Command {
     Turn(cmd::nat::TurnCmd),
     /// STUN client: print this host's mapped (server-reflexive) address as IP:PORT.
     Stun(cmd::nat::StunArgs),
+    /// A packet-level link emulator between two network namespaces (delay, jitter, loss, rate, queue).
+    #[command(subcommand)]
+    Link(cmd::link::LinkCmd),
     /// Reproduce published measurements (Chord paper, ...) and write SVG plots.
     #[command(subcommand)]
     Experiment(cmd::experiment::ExperimentCmd),
@@ -113,6 +116,7 @@ fn main() -> std::process::ExitCode {
             Command::Torrent(cmd) => cmd::torrent::run(cmd, &ctx).await,
             Command::Experiment(cmd) => cmd::experiment::run(cmd, &ctx).await,
             Command::Lb(args) => cmd::lb::run(args, &ctx).await,
+            Command::Link(cmd) => cmd::link::run(cmd, &ctx).await,
             Command::Turn(cmd) => cmd::nat::run_turn(cmd, &ctx).await,
             Command::Stun(args) => cmd::nat::run_stun(args).await,
             Command::Mail(cmd) => cmd::mail::run(cmd, &ctx).await,

@@ -9,6 +9,7 @@ pub mod ftp_client;
 pub mod gnutella;
 pub mod lab;
 pub mod lb;
+pub mod link;
 pub mod mail;
 pub mod mail_fetch;
 pub mod napster;
