@@ -19,6 +19,9 @@ pub struct WebConfig {
     pub vhosts: BTreeMap<String, PathBuf>,
     /// Serve HTTPS (HTTP/1.1 and h2 by ALPN). Without `cert`/`key` the lab CA mints a certificate.
     pub tls: bool,
+    /// Also serve HTTP/3 over QUIC on the same IP and port (UDP); needs `tls`. HTTP/1.1 and
+    /// HTTP/2 responses then advertise it with `Alt-Svc`.
+    pub http3: bool,
     /// PEM certificate chain file.
     pub cert: Option<PathBuf>,
     /// PEM private key file.
@@ -91,6 +94,7 @@ impl Default for WebConfig {
             root: PathBuf::from("."),
             vhosts: BTreeMap::new(),
             tls: false,
+            http3: false,
             cert: None,
             key: None,
             ca_dir: None,

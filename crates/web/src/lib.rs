@@ -8,7 +8,7 @@
 //! - [`http1_guard`]: the pure HTTP/1 request-head and framing checks, shared by the server
 //!   and the proxy; [`http1_conn`]: the server's HTTP/1 connection wrapper running them (and
 //!   the timers) in front of hyper; [`h2_frames`]: the RFC 9113 frame checker in front of h2.
-//! - [`server`] / [`h2srv`]: the tokio drivers. [`client`]: `appnet web get`.
+//! - [`server`] / [`h2srv`]: the tokio drivers; [`h3`]: HTTP/3 over QUIC (server and client). [`client`]: `appnet web get`.
 //! - [`config`], [`tls`] (files or the lab CA), [`tls_client`] (trust for outgoing TLS),
 //!   [`stats`] (counters, access log), [`apps`], [`push`].
 
@@ -23,6 +23,7 @@ pub mod h2_frames;
 pub mod h2core;
 pub mod h2serve;
 pub mod h2srv;
+pub mod h3;
 pub mod http1_conn;
 pub mod http1_guard;
 pub mod proxy;

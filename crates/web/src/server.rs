@@ -39,6 +39,7 @@ pub struct WebServer {
     handler: Arc<Router>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     tls_note: Option<String>,
+    h3: Option<crate::h3::server::Http3Server>,
 }
 
 impl WebServer {
@@ -46,19 +47,43 @@ impl WebServer {
     pub async fn bind(config: WebConfig) -> io::Result<WebServer> {
         let listener = bind_tcp(config.listen, &ListenOpts::default())?;
         let addr = listener.local_addr()?;
-        let (tls, tls_note) = if config.tls || config.cert.is_some() {
+        let (tls_cfg, tls_note) = if config.tls || config.cert.is_some() {
             let (cfg, note) = tls_config(&config, addr).map_err(|e| io::Error::other(e.to_string()))?;
-            (Some(tokio_rustls::TlsAcceptor::from(cfg)), note)
+            (Some(cfg), note)
         } else {
             (None, None)
         };
-        let handler = Arc::new(Router::new(config, Stats::new())?);
-        Ok(WebServer { listener, handler, tls, tls_note })
+        let http3 = config.http3;
+        let mut router = Router::new(config, Stats::new())?;
+        let h3_tls = match (&tls_cfg, http3) {
+            (Some(cfg), true) => Some(cfg.clone()),
+            (None, true) => return Err(io::Error::other("HTTP/3 needs TLS: add --tls (or --cert/--key)")),
+            _ => None,
+        };
+        if h3_tls.is_some() {
+            router.advertise_h3(addr.port());
+        }
+        let handler = Arc::new(router);
+        // HTTP/3 on the same IP and port over UDP, with the same certificate.
+        let h3 = match h3_tls {
+            Some(cfg) => Some(
+                crate::h3::server::Http3Server::bind(addr, &cfg, handler.clone())
+                    .map_err(|e| io::Error::other(format!("HTTP/3 on udp {addr}: {e}")))?,
+            ),
+            None => None,
+        };
+        let tls = tls_cfg.map(tokio_rustls::TlsAcceptor::from);
+        Ok(WebServer { listener, handler, tls, tls_note, h3 })
     }
 
     /// For a lab-CA certificate: how clients trust it (a `curl --cacert` line).
     pub fn tls_note(&self) -> Option<&str> {
         self.tls_note.as_deref()
+    }
+
+    /// The UDP address HTTP/3 is served on (with `http3`).
+    pub fn http3_addr(&self) -> Option<SocketAddr> {
+        self.h3.as_ref().and_then(|h| h.local_addr().ok())
     }
 
     /// Whether the server speaks TLS.
@@ -92,6 +117,9 @@ impl Service for WebServer {
     }
 
     async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
+        if let Some(h3) = self.h3 {
+            shutdown.spawn(h3.run(shutdown.clone()));
+        }
         let acceptor = Acceptor::with_limits(self.listener, conn_limits(self.handler.config()));
         let stats = self.handler.stats().clone();
         while let Some(accepted) = acceptor.next(&shutdown).await {

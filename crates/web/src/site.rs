@@ -49,6 +49,8 @@ pub struct Router {
     stats: Stats,
     log: Option<AccessLog>,
     allow: HeaderValue,
+    /// `Alt-Svc` for HTTP/1.1 and HTTP/2 responses when HTTP/3 is served too.
+    alt_svc: Option<HeaderValue>,
 }
 
 /// The server's name in the Server header.
@@ -92,8 +94,14 @@ impl Router {
             vhosts,
             stats,
             allow,
+            alt_svc: None,
             config,
         })
+    }
+
+    /// Advertises HTTP/3 on UDP `port` in every HTTP/1.1 and HTTP/2 response (RFC 7838).
+    pub fn advertise_h3(&mut self, port: u16) {
+        self.alt_svc = Some(crate::h3::server::alt_svc(port));
     }
 
     /// The counters.
@@ -120,8 +128,12 @@ impl Router {
             )
         });
         let head = req.method() == Method::HEAD;
+        let alt_svc = self.alt_svc.as_ref().filter(|_| req.version() != Version::HTTP_3);
         let mut resp = self.route(req, conn).await;
         finish_headers(&mut resp);
+        if let Some(v) = alt_svc {
+            resp.headers_mut().insert(header::ALT_SVC, v.clone());
+        }
         let status = resp.status().as_u16();
         self.stats.count(status);
         if let (Some(log), Some((line, referer, ua))) = (&self.log, log_parts) {

@@ -1,0 +1,194 @@
+//! [`Http3Client`]: one QUIC connection to an HTTP/3 server carrying any number of concurrent
+//! GETs, with 0-RTT resumption from a session-ticket store. `appnet web get --http3` and the
+//! HTTP experiments use it; it never falls back to TCP.
+
+use super::{H3Error, quic};
+use bytes::{Buf, Bytes, BytesMut};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How long the handshake may take before `connect` gives up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest response body [`Http3Client::get`] collects.
+pub const MAX_BODY: usize = 1 << 30;
+
+/// Whom the client trusts.
+#[derive(Debug, Clone)]
+pub enum Roots {
+    /// A rustls root store built by the caller.
+    Store(rustls::RootCertStore),
+    /// A PEM file of CA certificates (e.g. the lab CA's `ca.pem`).
+    CaFile(PathBuf),
+}
+
+impl Roots {
+    fn into_store(self) -> Result<rustls::RootCertStore, H3Error> {
+        match self {
+            Roots::Store(s) => Ok(s),
+            Roots::CaFile(path) => {
+                let mut roots = rustls::RootCertStore::empty();
+                let certs = CertificateDer::pem_file_iter(&path)
+                    .map_err(|_| H3Error::Ca(path.display().to_string()))?;
+                for cert in certs.flatten() {
+                    let _ = roots.add(cert);
+                }
+                if roots.is_empty() {
+                    return Err(H3Error::Ca(path.display().to_string()));
+                }
+                Ok(roots)
+            }
+        }
+    }
+}
+
+impl From<rustls::RootCertStore> for Roots {
+    fn from(s: rustls::RootCertStore) -> Roots {
+        Roots::Store(s)
+    }
+}
+
+impl From<&Path> for Roots {
+    fn from(p: &Path) -> Roots {
+        Roots::CaFile(p.to_path_buf())
+    }
+}
+
+/// An HTTP/3 connection. `get` takes `&self`, so tasks share one client (in an `Arc`) and
+/// their requests run concurrently as separate QUIC streams.
+pub struct Http3Client {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    authority: String,
+    zero_rtt: Arc<AtomicBool>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Http3Client {
+    /// Connects to `addr`, checking the certificate against `server_name` (also the
+    /// `:authority` of the requests). With `ticket_file`, session tickets are kept under that
+    /// key (see [`quic::ticket_store`]) and a later connection with the same key resumes,
+    /// sending its first requests as 0-RTT early data.
+    pub async fn connect(
+        addr: SocketAddr,
+        server_name: &str,
+        roots: impl Into<Roots>,
+        ticket_file: Option<&Path>,
+    ) -> Result<Self, H3Error> {
+        let roots = roots.into().into_store()?;
+        let tickets = ticket_file.map(quic::ticket_store);
+        let config = quic::client_config(roots, tickets)?;
+        let bind: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+        let mut endpoint = quinn::Endpoint::client(bind)?;
+        endpoint.set_default_client_config(config);
+        let tls_name = server_name.trim_start_matches('[').trim_end_matches(']');
+        let connecting = endpoint.connect(addr, tls_name)?;
+        let zero_rtt = Arc::new(AtomicBool::new(false));
+        let conn = match connecting.into_0rtt() {
+            Ok((conn, accepted)) => {
+                let flag = zero_rtt.clone();
+                tokio::spawn(async move {
+                    flag.store(accepted.await, Ordering::Release);
+                });
+                conn
+            }
+            Err(connecting) => tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+                .await
+                .map_err(|_| H3Error::Timeout(CONNECT_TIMEOUT))??,
+        };
+        let (mut driver, send) = h3::client::builder().build(h3_quinn::Connection::new(conn.clone())).await?;
+        let driver = tokio::spawn(async move {
+            let e = driver.wait_idle().await;
+            tracing::debug!("HTTP/3 client connection ended: {e}");
+        });
+        let port = addr.port();
+        let authority = if server_name.contains(':') && !server_name.starts_with('[') {
+            format!("[{server_name}]:{port}")
+        } else {
+            format!("{server_name}:{port}")
+        };
+        Ok(Http3Client { endpoint, conn, send, authority, zero_rtt, driver })
+    }
+
+    /// Whether the server accepted this connection's 0-RTT early data (known once the
+    /// handshake has completed, i.e. after the first response).
+    pub fn used_0rtt(&self) -> bool {
+        self.zero_rtt.load(Ordering::Acquire)
+    }
+
+    /// GETs `path` and returns the status and the whole body.
+    pub async fn get(&self, path: &str) -> Result<(u16, Vec<u8>), H3Error> {
+        let (resp, body) = self.request(http::Method::GET, path, http::HeaderMap::new()).await?;
+        Ok((resp.status().as_u16(), body.to_vec()))
+    }
+
+    /// Sends one bodiless request with extra `headers` and returns the response head and body.
+    pub async fn request(
+        &self,
+        method: http::Method,
+        path: &str,
+        headers: http::HeaderMap,
+    ) -> Result<(http::Response<()>, Bytes), H3Error> {
+        let uri = format!("https://{}{}", self.authority, path);
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(http::header::USER_AGENT, concat!("appnet/", env!("CARGO_PKG_VERSION")))
+            .body(())
+            .map_err(|e| H3Error::Request(e.to_string()))?;
+        req.headers_mut().extend(headers);
+        let mut send = self.send.clone();
+        let mut stream = send.send_request(req).await?;
+        stream.finish().await?;
+        let resp = stream.recv_response().await?;
+        let mut body = BytesMut::new();
+        while let Some(mut chunk) = stream.recv_data().await? {
+            if body.len() + chunk.remaining() > MAX_BODY {
+                return Err(H3Error::Request(format!("response body larger than {MAX_BODY} bytes")));
+            }
+            while chunk.has_remaining() {
+                let piece = chunk.chunk();
+                body.extend_from_slice(piece);
+                let n = piece.len();
+                chunk.advance(n);
+            }
+        }
+        Ok((resp, body.freeze()))
+    }
+
+    /// The server's address as the connection sees it now.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.conn.remote_address()
+    }
+
+    /// Moves the connection to a new local UDP socket (QUIC connection migration, RFC 9000
+    /// §9): the server sees a new address and the connection goes on.
+    pub fn rebind(&self, socket: std::net::UdpSocket) -> Result<(), H3Error> {
+        Ok(self.endpoint.rebind(socket)?)
+    }
+
+    /// The local address the connection sends from.
+    pub fn local_addr(&self) -> Result<SocketAddr, H3Error> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    /// Closes the connection (H3_NO_ERROR) and waits until the server has been told, so its
+    /// session ticket is stored and the server frees the connection at once.
+    pub async fn close(self) {
+        self.conn.close(0x100u32.into(), b"done");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        self.driver.abort();
+    }
+}
+
+impl Drop for Http3Client {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}

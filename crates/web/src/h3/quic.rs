@@ -1,0 +1,92 @@
+//! The QUIC endpoint configurations of the HTTP/3 server and client: TLS 1.3 with ALPN `h3`
+//! (RFC 9114 §3.1), the transport limits from [`WebConfig`], and 0-RTT.
+//!
+//! Session tickets for 0-RTT live in an in-process store keyed by the caller's ticket path:
+//! rustls 0.23 offers no way to serialise a client session, so tickets cannot outlive the
+//! process; every connection made with the same key inside one process shares them.
+
+use super::H3Error;
+use crate::config::WebConfig;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// The ALPN token of HTTP/3 (RFC 9114 §3.1).
+pub const ALPN_H3: &[u8] = b"h3";
+
+/// Unidirectional streams a peer may open: HTTP/3's control stream and QPACK's encoder and
+/// decoder streams, plus room for GREASE (RFC 9114 §6.2.3).
+const MAX_UNI_STREAMS: u32 = 8;
+
+/// Connection attempts quinn buffers before the accept loop sees them (each costs a few KB).
+const MAX_INCOMING: usize = 1024;
+
+/// The server's QUIC configuration: the TCP listener's certificate with ALPN `h3` and early
+/// data enabled, migration allowed, and the limits of `cfg` (streams per connection, idle).
+pub fn server_config(tls: &rustls::ServerConfig, cfg: &WebConfig) -> Result<quinn::ServerConfig, H3Error> {
+    let mut tls = tls.clone();
+    tls.alpn_protocols = vec![ALPN_H3.to_vec()];
+    // QUIC requires max_early_data_size to be 0 or u32::MAX (RFC 9001 §4.6.1); the server
+    // itself only runs safe methods received before the handshake completes.
+    tls.max_early_data_size = u32::MAX;
+    let crypto = QuicServerConfig::try_from(Arc::new(tls)).map_err(|e| H3Error::Tls(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(Arc::new(transport(cfg.h2_max_streams, cfg.idle_timeout())));
+    server.migration(true);
+    server.max_incoming(MAX_INCOMING);
+    Ok(server)
+}
+
+/// The transport limits shared by both ends: concurrent request streams, uni streams, idle.
+fn transport(max_streams: u32, idle: Duration) -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_bidi_streams(max_streams.max(1).into());
+    t.max_concurrent_uni_streams(MAX_UNI_STREAMS.into());
+    if let Ok(idle) = quinn::IdleTimeout::try_from(idle) {
+        t.max_idle_timeout(Some(idle));
+    }
+    t
+}
+
+/// The client's QUIC configuration: TLS 1.3 trusting `roots`, ALPN `h3`, and with a ticket
+/// store, resumption with early data.
+pub fn client_config(
+    roots: rustls::RootCertStore,
+    tickets: Option<Arc<dyn rustls::client::ClientSessionStore>>,
+) -> Result<quinn::ClientConfig, H3Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| H3Error::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN_H3.to_vec()];
+    match tickets {
+        Some(store) => {
+            tls.resumption = rustls::client::Resumption::store(store);
+            tls.enable_early_data = true;
+        }
+        None => tls.resumption = rustls::client::Resumption::disabled(),
+    }
+    let crypto = QuicClientConfig::try_from(Arc::new(tls)).map_err(|e| H3Error::Tls(e.to_string()))?;
+    let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+    client.transport_config(Arc::new(transport(256, Duration::from_secs(30))));
+    Ok(client)
+}
+
+/// Tickets kept per server name in one store.
+const TICKETS_PER_STORE: usize = 64;
+
+/// The session-ticket store for `key`, shared by every connection of this process that names
+/// the same key (see the module documentation for why it is not a file).
+pub fn ticket_store(key: &Path) -> Arc<dyn rustls::client::ClientSessionStore> {
+    static STORES: OnceLock<Mutex<HashMap<PathBuf, Arc<rustls::client::ClientSessionMemoryCache>>>> =
+        OnceLock::new();
+    let mut stores = STORES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    stores
+        .entry(key.to_path_buf())
+        .or_insert_with(|| Arc::new(rustls::client::ClientSessionMemoryCache::new(TICKETS_PER_STORE)))
+        .clone()
+}
