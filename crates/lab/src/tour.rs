@@ -89,9 +89,17 @@ fn tell(
     });
 }
 
+/// A resolver step's query or reply for the page: the message decoded from the bytes the
+/// resolver sent or received (header, question, each section), then the step's outcome.
 fn step_fields(s: &Step, reply: bool) -> Vec<(String, String)> {
-    let flags = if reply { "QR (reply), RD=0 (iterative)" } else { "RD=0 (iterative)" };
-    let mut f = vec![("Question".to_string(), s.question.clone()), ("Flags".to_string(), flags.to_string())];
+    let bytes = if reply { &s.reply } else { &s.query };
+    let mut f = match message::parse(bytes) {
+        Ok(p) => dns_fields(&p),
+        Err(_) => {
+            let flags = if reply { "QR (reply), RD=0 (iterative)" } else { "RD=0 (iterative)" };
+            vec![("Question".to_string(), s.question.clone()), ("Flags".to_string(), flags.to_string())]
+        }
+    };
     if reply {
         match &s.outcome {
             StepOutcome::Referral { zone, servers } => {
@@ -111,7 +119,6 @@ fn step_fields(s: &Step, reply: bool) -> Vec<(String, String)> {
         }
         f.push(("RTT".into(), format!("{:.3} ms", s.rtt.as_secs_f64() * 1000.0)));
     }
-    f.push(("Bytes".into(), "not kept by the resolver's trace (the stub exchanges carry theirs)".into()));
     f
 }
 
@@ -157,7 +164,7 @@ fn print_steps(steps: &[Step], resolver: &Endpoint, n: &mut usize, say: &mut dyn
             StepOutcome::Cached => say(format!("   {name} finds {} in its cache: no query sent", s.question)),
             StepOutcome::Local => say(format!("   {name} answers {} locally", s.question)),
             StepOutcome::Timeout { waited } => {
-                tell(say, query(*n), || step_fields(s, false), &[], None);
+                tell(say, query(*n), || step_fields(s, false), &s.query, None);
                 say(format!(
                     "    … no reply within {:.0} ms: TIMEOUT; back off and try another replica",
                     waited.as_secs_f64() * 1000.0
@@ -165,7 +172,7 @@ fn print_steps(steps: &[Step], resolver: &Endpoint, n: &mut usize, say: &mut dyn
                 *n += 1;
             }
             outcome => {
-                tell(say, query(*n), || step_fields(s, false), &[], None);
+                tell(say, query(*n), || step_fields(s, false), &s.query, None);
                 let reply = match outcome {
                     StepOutcome::Referral { zone, servers } => {
                         format!("referral: ask the {zone} servers [{}]", servers.join(", "))
@@ -184,7 +191,7 @@ fn print_steps(steps: &[Step], resolver: &Endpoint, n: &mut usize, say: &mut dyn
                     to: resolver.clone(),
                     summary: format!("{reply} ({ms:.1} ms)"),
                 };
-                tell(say, line, || step_fields(s, true), &[], Some(s.rtt));
+                tell(say, line, || step_fields(s, true), &s.reply, Some(s.rtt));
                 *n += 2;
             }
         }

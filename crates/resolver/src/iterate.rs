@@ -170,6 +170,10 @@ pub struct Resolution {
     transmit: Option<Transmit>,
     events: VecDeque<Event>,
     done: bool,
+    /// The last query sent upstream and the reply it drew (empty until one came), for the
+    /// [`Step`]s that show the bytes on the wire.
+    last_query: Vec<u8>,
+    last_reply: Vec<u8>,
 }
 
 /// One lookup (name, type) with its CNAME chain so far.
@@ -274,6 +278,8 @@ impl Resolution {
             queries: 0,
             stack: vec![frame],
             pending: None,
+            last_query: Vec::new(),
+            last_reply: Vec::new(),
             transmit: None,
             events: VecDeque::new(),
             done: false,
@@ -317,6 +323,7 @@ impl Resolution {
             return;
         }
         let rtt = now.saturating_duration_since(p.sent_at);
+        self.last_reply = bytes.to_vec();
         let result = match message::parse(bytes) {
             Err(e) => {
                 env.counters.rejected_replies.fetch_add(1, Ordering::Relaxed);
@@ -769,6 +776,8 @@ impl Resolution {
         p.timeout = env.shared().infra.timeout(p.server.ip());
         p.sent_at = now;
         p.deadline = now + p.timeout;
+        self.last_query.clone_from(&query);
+        self.last_reply.clear();
         self.transmit = Some(Transmit { server: p.server, query, tcp: p.tcp, timeout: p.timeout });
     }
 
@@ -784,7 +793,13 @@ impl Resolution {
         outcome: StepOutcome,
         rtt: Duration,
     ) {
-        let step = Step { server_name: server.to_string(), server: addr, question, outcome, rtt };
+        // Only a step that went to a server has bytes on the wire: the last exchange's.
+        let (query, reply) = match addr {
+            Some(_) => (self.last_query.clone(), self.last_reply.clone()),
+            None => (Vec::new(), Vec::new()),
+        };
+        let step =
+            Step { server_name: server.to_string(), server: addr, question, outcome, rtt, query, reply };
         self.events.push_back(Event::Step(step));
     }
 }

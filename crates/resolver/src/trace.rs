@@ -39,6 +39,10 @@ pub struct Step {
     pub outcome: StepOutcome,
     /// Time from query to answer (or to giving up).
     pub rtt: Duration,
+    /// The query as sent on the wire (empty for a step that sent none: cache, local, SERVFAIL).
+    pub query: Vec<u8>,
+    /// The reply as received (empty when none came: a timeout).
+    pub reply: Vec<u8>,
 }
 
 impl fmt::Display for Step {
