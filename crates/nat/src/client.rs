@@ -16,6 +16,8 @@ pub struct BindingResult {
     pub local: SocketAddr,
     /// The server's OTHER-ADDRESS (RFC 5780), when it has a second address.
     pub other: Option<SocketAddr>,
+    /// Where the answer came from (after a CHANGE-REQUEST, another address than the server's).
+    pub from: SocketAddr,
 }
 
 /// Sends a Binding request to `server` from `socket` and waits for the answer; retransmits at
@@ -25,7 +27,18 @@ pub async fn binding_on(
     server: SocketAddr,
     timeout: Duration,
 ) -> std::io::Result<BindingResult> {
-    let req = Message::new(Class::Request, method::BINDING);
+    binding_with(socket, server, Vec::new(), timeout).await
+}
+
+/// [`binding_on`] with extra attributes in the request (e.g. RFC 5780 CHANGE-REQUEST).
+pub async fn binding_with(
+    socket: &UdpSocket,
+    server: SocketAddr,
+    attrs: Vec<Attr>,
+    timeout: Duration,
+) -> std::io::Result<BindingResult> {
+    let mut req = Message::new(Class::Request, method::BINDING);
+    req.attrs = attrs;
     let raw = req.encode(None, true);
     let deadline = tokio::time::Instant::now() + timeout;
     let mut rto = Duration::from_millis(500);
@@ -37,7 +50,7 @@ pub async fn binding_on(
             match tokio::time::timeout_at(wait_until, socket.recv_from(&mut buf)).await {
                 Err(_) => break,
                 Ok(Err(e)) => return Err(e),
-                Ok(Ok((n, _from))) => {
+                Ok(Ok((n, from))) => {
                     let Ok(resp) = Message::decode(&buf[..n]) else { continue };
                     if resp.tid != req.tid || resp.method != method::BINDING {
                         continue;
@@ -66,7 +79,7 @@ pub async fn binding_on(
                     let Some(mapped) = mapped else {
                         return Err(std::io::Error::other("response without a mapped address"));
                     };
-                    return Ok(BindingResult { mapped, local: socket.local_addr()?, other });
+                    return Ok(BindingResult { mapped, local: socket.local_addr()?, other, from });
                 }
             }
         }

@@ -30,6 +30,12 @@ pub struct TurnConfig {
     pub nonce_lifetime_secs: u64,
     /// Longest allocation lifetime granted, in seconds.
     pub max_lifetime_secs: u32,
+    /// A second address, another IP and another port than `listen`, for NAT behaviour discovery
+    /// (RFC 5780: OTHER-ADDRESS, CHANGE-REQUEST, RESPONSE-ORIGIN).
+    pub alt_listen: Option<SocketAddr>,
+    /// Unauthenticated error replies (401, 438, 400) per second per source IP, burst twice that;
+    /// 0 for no limit.
+    pub unauth_rate: u32,
 }
 
 impl Default for TurnConfig {
@@ -46,6 +52,8 @@ impl Default for TurnConfig {
             max_allocations: 10_000,
             nonce_lifetime_secs: 600,
             max_lifetime_secs: 3600,
+            alt_listen: None,
+            unauth_rate: 50,
         }
     }
 }

@@ -74,3 +74,28 @@ async fn binding_and_a_relayed_round_trip() {
     assert_eq!(&buf[..n], &[0x40, 0x00, 0x00, 0x03, b'x', b'y', b'z']);
     running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn rfc5780_discovery_on_loopback_sees_no_nat() {
+    let dir = TempDir::new("nat-discovery");
+    let users = dir.path().join("users");
+    std::fs::write(&users, "alice:pw\n").unwrap();
+    let config = TurnConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        alt_listen: Some("127.0.0.2:0".parse().unwrap()),
+        users: Some(users),
+        ..TurnConfig::default()
+    };
+    let server = TurnServer::bind(config).await.unwrap();
+    let other = server.alt_addr().unwrap();
+    let running = harness::start(server);
+    let addr = running.addr();
+    assert_eq!(other.ip().to_string(), "127.0.0.2");
+    let b =
+        appnet_nat::discovery::discover(addr, Duration::from_secs(5), Duration::from_secs(2)).await.unwrap();
+    assert_eq!(b.first.other, Some(other));
+    assert!(!b.nat);
+    use appnet_nat::discovery::{Filtering, Mapping};
+    assert_eq!(b.mapping, Some(Mapping::EndpointIndependent));
+    assert_eq!(b.filtering, Some(Filtering::EndpointIndependent));
+}

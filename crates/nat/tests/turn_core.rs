@@ -3,7 +3,7 @@
 use appnet_nat::stun::attr::code;
 use appnet_nat::stun::message::method;
 use appnet_nat::stun::{Attr, Class, Message, long_term_key};
-use appnet_nat::turn::{Action, Core, CoreConfig};
+use appnet_nat::turn::{Action, Core, CoreConfig, Origin};
 use appnet_netkit::acl::AccessList;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -21,6 +21,8 @@ fn config(allow: &[&str]) -> CoreConfig {
         nonce_lifetime: Duration::from_secs(60),
         max_lifetime: 3600,
         other_address: None,
+        primary_address: None,
+        unauth_rate: 0,
     }
 }
 
@@ -283,4 +285,85 @@ fn a_retransmitted_allocate_gets_the_same_success() {
     assert_eq!(first.class, Class::Success);
     assert_eq!(again.get(code::XOR_RELAYED_ADDRESS), first.get(code::XOR_RELAYED_ADDRESS));
     assert_eq!(core.allocations(), 1);
+}
+
+fn binding_with(attrs: Vec<Attr>) -> Message {
+    let mut req = Message::new(Class::Request, method::BINDING);
+    req.attrs = attrs;
+    req
+}
+
+#[test]
+fn change_request_moves_the_answer_to_the_other_ip_and_port() {
+    let now = Instant::now();
+    let primary: SocketAddr = "192.0.2.1:3478".parse().unwrap();
+    let other: SocketAddr = "192.0.2.2:3479".parse().unwrap();
+    let cfg = CoreConfig { other_address: Some(other), primary_address: Some(primary), ..config(&[]) };
+    let mut core = Core::new(cfg, now);
+    let from: SocketAddr = "198.51.100.7:4000".parse().unwrap();
+    let cases = [
+        (false, false, Origin::PRIMARY, primary),
+        (true, true, Origin { alt_ip: true, alt_port: true }, other),
+        (false, true, Origin { alt_ip: false, alt_port: true }, "192.0.2.1:3479".parse().unwrap()),
+        (true, false, Origin { alt_ip: true, alt_port: false }, "192.0.2.2:3478".parse().unwrap()),
+    ];
+    for (ip, port, want_origin, want_addr) in cases {
+        let req = binding_with(vec![Attr::ChangeRequest { ip, port }]);
+        let action = core.binding(Origin::PRIMARY, from, &req, now).unwrap();
+        let (origin, to, data) = match action {
+            Action::ToClient { to, data } => (Origin::PRIMARY, to, data),
+            Action::FromOrigin { origin, to, data } => (origin, to, data),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((origin, to), (want_origin, from));
+        let r = Message::decode(&data).unwrap();
+        assert_eq!(r.get(code::XOR_MAPPED_ADDRESS), Some(&Attr::XorMappedAddress(from)));
+        assert_eq!(r.get(code::RESPONSE_ORIGIN), Some(&Attr::ResponseOrigin(want_addr)));
+        assert_eq!(r.get(code::OTHER_ADDRESS), Some(&Attr::OtherAddress(other)));
+    }
+    // A request that arrived on the alternate address names the primary one as the other.
+    let alt = Origin { alt_ip: true, alt_port: true };
+    let Some(Action::FromOrigin { origin, data, .. }) = core.binding(alt, from, &binding_with(vec![]), now)
+    else {
+        panic!("answer from the alternate address expected")
+    };
+    assert_eq!(origin, alt);
+    let r = Message::decode(&data).unwrap();
+    assert_eq!(r.get(code::OTHER_ADDRESS), Some(&Attr::OtherAddress(primary)));
+    // TURN requests are not Binding: the extra addresses do not answer them.
+    assert!(core.binding(alt, from, &Message::new(Class::Request, method::ALLOCATE), now).is_none());
+}
+
+#[test]
+fn change_request_without_a_second_address_is_420() {
+    let now = Instant::now();
+    let mut core = Core::new(config(&[]), now);
+    let from: SocketAddr = "198.51.100.7:4000".parse().unwrap();
+    let req = binding_with(vec![Attr::ChangeRequest { ip: true, port: true }]);
+    let r = one_reply(&core.from_client(from, &req.encode(None, true), now, &mut |_| true));
+    assert_eq!(error_code(&r), Some(420));
+    assert_eq!(r.get(code::UNKNOWN_ATTRIBUTES), Some(&Attr::UnknownAttributes(vec![code::CHANGE_REQUEST])));
+}
+
+#[test]
+fn unauthenticated_error_replies_are_rate_limited_per_source() {
+    let now = Instant::now();
+    let mut core = Core::new(CoreConfig { unauth_rate: 5, ..config(&[]) }, now);
+    let mut req = Message::new(Class::Request, method::ALLOCATE);
+    req.attrs.push(Attr::RequestedTransport(17));
+    let raw = req.encode(None, true);
+    let spoofed: SocketAddr = "203.0.113.9:9".parse().unwrap();
+    let answered =
+        (0..100).filter(|_| !core.from_client(spoofed, &raw, now, &mut |_| true).is_empty()).count();
+    assert_eq!(answered, 10, "burst is twice the rate");
+    // Another source still gets its 401 and the first one's budget refills with time.
+    let other: SocketAddr = "203.0.113.10:9".parse().unwrap();
+    assert_eq!(error_code(&one_reply(&core.from_client(other, &raw, now, &mut |_| true))), Some(401));
+    let later = now + Duration::from_secs(1);
+    let answered =
+        (0..100).filter(|_| !core.from_client(spoofed, &raw, later, &mut |_| true).is_empty()).count();
+    assert_eq!(answered, 5);
+    // Binding answers are not error replies and stay unlimited.
+    let b = Message::new(Class::Request, method::BINDING).encode(None, true);
+    assert!((0..50).all(|_| !core.from_client(spoofed, &b, later, &mut |_| true).is_empty()));
 }

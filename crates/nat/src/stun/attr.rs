@@ -6,6 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 /// Attribute type codes.
 pub mod code {
     pub const MAPPED_ADDRESS: u16 = 0x0001;
+    /// RFC 5780 §7.2: asks the server to answer from its other IP and/or port.
+    pub const CHANGE_REQUEST: u16 = 0x0003;
     pub const USERNAME: u16 = 0x0006;
     pub const MESSAGE_INTEGRITY: u16 = 0x0008;
     pub const ERROR_CODE: u16 = 0x0009;
@@ -57,6 +59,11 @@ pub enum Attr {
     EvenPort(bool),
     ReservationToken([u8; 8]),
     DontFragment,
+    /// RFC 5780 CHANGE-REQUEST: answer from the other IP (`ip`) and/or the other port (`port`).
+    ChangeRequest {
+        ip: bool,
+        port: bool,
+    },
     /// Any other attribute, kept as its type and value.
     Other(u16, Vec<u8>),
 }
@@ -85,6 +92,7 @@ impl Attr {
             Attr::EvenPort(_) => EVEN_PORT,
             Attr::ReservationToken(_) => RESERVATION_TOKEN,
             Attr::DontFragment => DONT_FRAGMENT,
+            Attr::ChangeRequest { .. } => CHANGE_REQUEST,
             Attr::Other(c, _) => *c,
         }
     }
@@ -116,6 +124,9 @@ impl Attr {
             Attr::EvenPort(r) => out.push(if *r { 0x80 } else { 0 }),
             Attr::ReservationToken(t) => out.extend_from_slice(t),
             Attr::DontFragment => {}
+            Attr::ChangeRequest { ip, port } => {
+                out.extend_from_slice(&[0, 0, 0, (*ip as u8) << 2 | (*port as u8) << 1]);
+            }
         }
     }
 
@@ -156,8 +167,10 @@ impl Attr {
                 Attr::ReservationToken(t)
             }
             DONT_FRAGMENT if v.is_empty() => Attr::DontFragment,
+            CHANGE_REQUEST if v.len() == 4 => Attr::ChangeRequest { ip: v[3] & 4 != 0, port: v[3] & 2 != 0 },
             USERNAME | REALM | NONCE | SOFTWARE | ERROR_CODE | UNKNOWN_ATTRIBUTES | CHANNEL_NUMBER
-            | LIFETIME | REQUESTED_TRANSPORT | EVEN_PORT | RESERVATION_TOKEN | DONT_FRAGMENT => {
+            | LIFETIME | REQUESTED_TRANSPORT | EVEN_PORT | RESERVATION_TOKEN | DONT_FRAGMENT
+            | CHANGE_REQUEST => {
                 return Err(WireError::BadAttribute(code));
             }
             _ => Attr::Other(code, v.to_vec()),

@@ -273,6 +273,10 @@ mod tests {
             Attr::EvenPort(true),
             Attr::ReservationToken(*b"abcdefgh"),
             Attr::DontFragment,
+            Attr::ChangeRequest { ip: true, port: false },
+            Attr::ChangeRequest { ip: false, port: true },
+            Attr::ResponseOrigin(v4),
+            Attr::OtherAddress(v6),
             Attr::Other(0x8055, vec![9]),
         ];
         m

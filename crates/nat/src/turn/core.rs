@@ -9,6 +9,7 @@ use crate::stun::attr::code;
 use crate::stun::message::{Decoded, encode_channel_data, method};
 use crate::stun::{Attr, Class, Message, decode_datagram};
 use appnet_netkit::acl::AccessList;
+use appnet_netkit::rate::TokenBucket;
 use ring::hmac;
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -18,6 +19,8 @@ const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
 const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
 const DEFAULT_LIFETIME: u32 = 600;
 const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
+/// Most sources tracked by the unauthenticated-reply limiter; beyond it idle ones are dropped.
+const MAX_LIMITED_SOURCES: usize = 65_536;
 
 /// The core's settings (from [`crate::TurnConfig`] after parsing).
 #[derive(Debug, Clone)]
@@ -32,8 +35,36 @@ pub struct CoreConfig {
     pub max_allocations: usize,
     pub nonce_lifetime: Duration,
     pub max_lifetime: u32,
-    /// The server's second address (RFC 5780 OTHER-ADDRESS), when it has one.
+    /// The server's second address (RFC 5780 OTHER-ADDRESS), when it has one: another IP and
+    /// another port than `primary_address`.
     pub other_address: Option<SocketAddr>,
+    /// The listening address itself, for RESPONSE-ORIGIN (known once the driver has bound it).
+    pub primary_address: Option<SocketAddr>,
+    /// Error replies per second (burst twice that) one source IP gets to requests that are not
+    /// authenticated (401, 438, 400): they go to addresses nobody proved, so a spoofed source
+    /// would otherwise turn the server into an amplifier. 0 means no limit.
+    pub unauth_rate: u32,
+}
+
+/// One of the server's four transport addresses (RFC 5780 §3): the primary or alternate IP
+/// with the primary or alternate port. Requests arrive on all four when the server has a second
+/// address; CHANGE-REQUEST picks which one the answer leaves from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// The alternate IP address rather than the primary one.
+    pub alt_ip: bool,
+    /// The alternate port rather than the primary one.
+    pub alt_port: bool,
+}
+
+impl Origin {
+    /// The listening address.
+    pub const PRIMARY: Origin = Origin { alt_ip: false, alt_port: false };
+
+    /// Index 0..4 (primary, alternate port, alternate IP, both), for the driver's socket table.
+    pub fn index(self) -> usize {
+        (self.alt_ip as usize) << 1 | self.alt_port as usize
+    }
 }
 
 /// What the driver must do.
@@ -41,6 +72,9 @@ pub struct CoreConfig {
 pub enum Action {
     /// Send `data` from the listening socket to `to`.
     ToClient { to: SocketAddr, data: Vec<u8> },
+    /// Send `data` to `to` from another of the server's addresses (RFC 5780 CHANGE-REQUEST, or a
+    /// request that arrived there).
+    FromOrigin { origin: Origin, to: SocketAddr, data: Vec<u8> },
     /// Send `data` from the relayed socket on `port` to `peer`.
     ToPeer { port: u16, peer: SocketAddr, data: Vec<u8> },
     /// The relayed socket on `port` is no longer needed.
@@ -69,6 +103,8 @@ pub struct Core {
     nonce_key: hmac::Key,
     epoch: Instant,
     next_port: u16,
+    /// Per-source budget of unauthenticated error replies.
+    unauth: HashMap<IpAddr, TokenBucket>,
 }
 
 fn err(req: &Message, code: u16, reason: &str) -> Message {
@@ -97,6 +133,7 @@ impl Core {
             nonce_key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             epoch: now,
             next_port,
+            unauth: HashMap::new(),
         }
     }
 
@@ -131,6 +168,67 @@ impl Core {
         same && age < self.cfg.nonce_lifetime.as_secs()
     }
 
+    /// Whether `ip` may get one more unauthenticated error reply now.
+    fn unauth_allowed(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let rate = self.cfg.unauth_rate as u64;
+        if rate == 0 {
+            return true;
+        }
+        if !self.unauth.contains_key(&ip) && self.unauth.len() >= MAX_LIMITED_SOURCES {
+            // Sources whose bucket refilled are no different from new ones: forget them.
+            self.unauth.retain(|_, b| b.available(now) < b.burst());
+            if self.unauth.len() >= MAX_LIMITED_SOURCES {
+                return false;
+            }
+        }
+        self.unauth.entry(ip).or_insert_with(|| TokenBucket::new(rate, rate * 2, now)).try_take(1, now)
+    }
+
+    /// The Binding answer to a request that arrived at `at` (RFC 8489 §7.3, RFC 5780 §6.1):
+    /// XOR-MAPPED-ADDRESS, and with a second address RESPONSE-ORIGIN and OTHER-ADDRESS; a
+    /// CHANGE-REQUEST moves the answer to the other IP and/or port, or gets 420 without a second
+    /// address. Returns nothing for anything but a Binding request.
+    pub fn binding(&mut self, at: Origin, from: SocketAddr, msg: &Message, now: Instant) -> Option<Action> {
+        if (msg.class, msg.method) != (Class::Request, method::BINDING) {
+            return None;
+        }
+        let change = msg.attrs.iter().find_map(|a| match a {
+            Attr::ChangeRequest { ip, port } => Some((*ip, *port)),
+            _ => None,
+        });
+        let (Some(other), Some(primary)) = (self.cfg.other_address, self.cfg.primary_address) else {
+            if change.is_some() {
+                if !self.unauth_allowed(from.ip(), now) {
+                    return None;
+                }
+                let mut r = err(msg, 420, "Unknown Attribute");
+                r.attrs.push(Attr::UnknownAttributes(vec![code::CHANGE_REQUEST]));
+                return Some(Action::ToClient { to: from, data: r.encode(None, true) });
+            }
+            let mut r = msg.reply(Class::Success);
+            r.attrs.push(Attr::XorMappedAddress(from));
+            return Some(Action::ToClient { to: from, data: r.encode(None, true) });
+        };
+        let (ip, port) = change.unwrap_or((false, false));
+        let origin = Origin { alt_ip: at.alt_ip ^ ip, alt_port: at.alt_port ^ port };
+        let addr = |o: Origin| {
+            SocketAddr::new(
+                if o.alt_ip { other.ip() } else { primary.ip() },
+                if o.alt_port { other.port() } else { primary.port() },
+            )
+        };
+        let mut r = msg.reply(Class::Success);
+        r.attrs.push(Attr::XorMappedAddress(from));
+        r.attrs.push(Attr::ResponseOrigin(addr(origin)));
+        r.attrs.push(Attr::OtherAddress(addr(Origin { alt_ip: !at.alt_ip, alt_port: !at.alt_port })));
+        let data = r.encode(None, true);
+        Some(if origin == Origin::PRIMARY {
+            Action::ToClient { to: from, data }
+        } else {
+            Action::FromOrigin { origin, to: from, data }
+        })
+    }
+
     fn challenge(&self, req: &Message, code: u16, reason: &str, now: Instant) -> Message {
         let mut m = err(req, code, reason);
         m.attrs.push(Attr::Realm(self.cfg.realm.clone()));
@@ -155,12 +253,7 @@ impl Core {
         };
         match (msg.class, msg.method) {
             (Class::Request, method::BINDING) => {
-                let mut r = msg.reply(Class::Success);
-                r.attrs.push(Attr::XorMappedAddress(from));
-                if let Some(other) = self.cfg.other_address {
-                    r.attrs.push(Attr::OtherAddress(other));
-                }
-                vec![Action::ToClient { to: from, data: r.encode(None, true) }]
+                self.binding(Origin::PRIMARY, from, &msg, now).into_iter().collect()
             }
             (Class::Indication, method::SEND) => self.send_indication(from, &msg, now).into_iter().collect(),
             (
@@ -184,11 +277,18 @@ impl Core {
                 if reply.class == Class::Error {
                     tracing::debug!(%from, method = m, request = ?msg.attrs, reply = ?reply.attrs, "refused");
                 }
+                if key.is_none() && !self.unauth_allowed(from.ip(), now) {
+                    tracing::debug!(%from, "unauthenticated error reply dropped: source over its rate");
+                    return Vec::new();
+                }
                 let data = reply.encode(key.as_ref().map(|k| (&k[..], sha256)), true);
                 actions.insert(0, Action::ToClient { to: from, data });
                 actions
             }
             (Class::Request, _) => {
+                if !self.unauth_allowed(from.ip(), now) {
+                    return Vec::new();
+                }
                 let r = err(&msg, 400, "Bad Request");
                 vec![Action::ToClient { to: from, data: r.encode(None, true) }]
             }
@@ -495,8 +595,10 @@ impl Core {
         Some(Action::ToClient { to: client, data: out })
     }
 
-    /// Drops expired allocations, permissions, channels and reservations.
+    /// Drops expired allocations, permissions, channels and reservations, and forgets sources
+    /// whose unauthenticated-reply budget has refilled.
     pub fn expire(&mut self, now: Instant) -> Vec<Action> {
+        self.unauth.retain(|_, b| b.available(now) < b.burst());
         let dead: Vec<SocketAddr> =
             self.allocations.iter().filter(|(_, a)| a.expires <= now).map(|(c, _)| *c).collect();
         let mut actions = Vec::new();

@@ -4,4 +4,4 @@ pub mod core;
 pub mod peers;
 pub mod server;
 
-pub use core::{Action, Core, CoreConfig};
+pub use core::{Action, Core, CoreConfig, Origin};
