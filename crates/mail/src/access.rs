@@ -345,6 +345,56 @@ impl tokio::io::AsyncWrite for MailStream {
     }
 }
 
+/// The accept loop POP3 and IMAP share: netkit's per-address and per-listener caps with the
+/// login deadline and the protocol's own autologout, a task per session, and the protocol's
+/// "too busy" line (`busy`) to a client over a cap before it is closed.
+pub async fn serve<F, Fut>(
+    listener: tokio::net::TcpListener,
+    ctx: Arc<AccessContext>,
+    shutdown: appnet_netkit::Shutdown,
+    proto: &'static str,
+    idle_timeout: Duration,
+    busy: &'static [u8],
+    connection: F,
+) -> std::io::Result<()>
+where
+    F: Fn(MailStream, appnet_netkit::accept::ConnSlot, Arc<AccessContext>) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    use appnet_netkit::accept::{Accepted, Acceptor, ConnLimits};
+    use tokio::io::AsyncWriteExt;
+    let l = &ctx.limits;
+    let acceptor = Acceptor::with_limits(
+        listener,
+        ConnLimits {
+            max_connections: l.max_connections.max(1),
+            max_per_ip: l.max_per_ip.max(1),
+            request_timeout: l.login_timeout,
+            idle_timeout,
+        },
+    );
+    while let Some(accepted) = acceptor.next(&shutdown).await {
+        match accepted {
+            Accepted::Conn(stream, peer, slot) => {
+                let _ = stream.set_nodelay(true);
+                let session = connection(MailStream::Plain(stream), slot, ctx.clone());
+                shutdown.spawn(async move {
+                    if let Err(e) = session.await {
+                        tracing::debug!(%peer, "{proto} connection ended: {e}");
+                    }
+                });
+            }
+            Accepted::OverCap(mut stream, peer) => {
+                tracing::debug!(%peer, "{proto}: over capacity");
+                tokio::spawn(async move {
+                    let _ = stream.write_all(busy).await;
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use appnet_netkit::Shutdown;
-use appnet_netkit::accept::{Accepted, Acceptor, ConnLimits, ConnSlot};
+use appnet_netkit::accept::ConnSlot;
 use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer, LiteralAnnouncement};
 use imap_codec::imap_types::core::LiteralMode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 
 use super::session::{Outcome, Session};
 use super::wire;
-use crate::access::{AccessContext, MailStream};
+use crate::access::{self, AccessContext, MailStream};
 
 /// How often an idling session looks for new mail (RFC 2177).
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -29,38 +29,9 @@ pub async fn serve_imap(
     ctx: Arc<AccessContext>,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
-    let l = &ctx.limits;
-    let acceptor = Acceptor::with_limits(
-        listener,
-        ConnLimits {
-            max_connections: l.max_connections.max(1),
-            max_per_ip: l.max_per_ip.max(1),
-            request_timeout: l.login_timeout,
-            idle_timeout: l.imap_idle_timeout,
-        },
-    );
-    while let Some(accepted) = acceptor.next(&shutdown).await {
-        match accepted {
-            Accepted::Conn(stream, peer, slot) => {
-                let ctx = ctx.clone();
-                shutdown.spawn(async move {
-                    let _ = stream.set_nodelay(true);
-                    if let Err(e) = connection(MailStream::Plain(stream), slot, ctx).await {
-                        tracing::debug!(%peer, "imap connection ended: {e}");
-                    }
-                });
-            }
-            Accepted::OverCap(mut stream, peer) => {
-                tracing::debug!(%peer, "imap: over capacity");
-                tokio::spawn(async move {
-                    let _ = stream
-                        .write_all(b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n")
-                        .await;
-                });
-            }
-        }
-    }
-    Ok(())
+    let idle = ctx.limits.imap_idle_timeout;
+    let busy: &[u8] = b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n";
+    access::serve(listener, ctx, shutdown, "imap", idle, busy, connection).await
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

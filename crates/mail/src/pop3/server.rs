@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use appnet_netkit::Shutdown;
-use appnet_netkit::accept::{Accepted, Acceptor, ConnLimits, ConnSlot};
+use appnet_netkit::accept::ConnSlot;
 use appnet_netkit::lines::{Line, read_line_bounded};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 use super::maildrop::{MaildirBackend, MaildirDrop};
 use super::session::{Action, Params, Session};
-use crate::access::{AccessContext, MailStream};
+use crate::access::{self, AccessContext, MailStream};
 
 /// Longest command line (RFC 2449 §4 allows 255 octets; SASL responses need more).
 pub const MAX_LINE: usize = 2048;
@@ -23,37 +23,9 @@ pub async fn serve_pop3(
     ctx: Arc<AccessContext>,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
-    let l = &ctx.limits;
-    let acceptor = Acceptor::with_limits(
-        listener,
-        ConnLimits {
-            max_connections: l.max_connections.max(1),
-            max_per_ip: l.max_per_ip.max(1),
-            request_timeout: l.login_timeout,
-            idle_timeout: l.pop3_idle_timeout,
-        },
-    );
-    while let Some(accepted) = acceptor.next(&shutdown).await {
-        match accepted {
-            Accepted::Conn(stream, peer, slot) => {
-                let ctx = ctx.clone();
-                shutdown.spawn(async move {
-                    let _ = stream.set_nodelay(true);
-                    if let Err(e) = connection(MailStream::Plain(stream), slot, ctx).await {
-                        tracing::debug!(%peer, "pop3 connection ended: {e}");
-                    }
-                });
-            }
-            Accepted::OverCap(mut stream, peer) => {
-                tracing::debug!(%peer, "pop3: over capacity");
-                tokio::spawn(async move {
-                    let _ =
-                        stream.write_all(b"-ERR [SYS/TEMP] Too many connections, try again later\r\n").await;
-                });
-            }
-        }
-    }
-    Ok(())
+    let idle = ctx.limits.pop3_idle_timeout;
+    let busy: &[u8] = b"-ERR [SYS/TEMP] Too many connections, try again later\r\n";
+    access::serve(listener, ctx, shutdown, "pop3", idle, busy, connection).await
 }
 
 async fn connection(stream: MailStream, slot: ConnSlot, ctx: Arc<AccessContext>) -> std::io::Result<()> {
