@@ -15,6 +15,7 @@ use crate::http::upload::{refuse_busy, serve_http};
 use crate::index::ShareIndex;
 use appnet_netkit::accept::{Accepted, Acceptor, ConnSlot};
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
+use appnet_netkit::rate::TokenBucket;
 use appnet_netkit::{BoxError, Service, Shutdown};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
@@ -522,6 +523,11 @@ async fn route_loop(
             });
         }
     };
+    // A routed Push makes this node connect wherever it says, so answering is bounded: a
+    // token bucket and a cap on answers in flight keep a flood of Pushes from turning the node
+    // into a connection cannon, and a Push naming our own listener is refused.
+    let mut push_budget = TokenBucket::new(PUSH_ANSWERS_PER_SEC, PUSH_ANSWER_BURST, Instant::now());
+    let push_inflight = Arc::new(AtomicUsize::new(0));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         let actions = tokio::select! {
@@ -575,17 +581,43 @@ async fn route_loop(
                 }
                 Action::Host(addr) => learn(&shared, std::iter::once(SocketAddr::V4(addr))),
                 Action::PushRequest(push) => {
-                    let (shared, sd) = (shared.clone(), shutdown.clone());
+                    let to = SocketAddr::V4(SocketAddrV4::new(push.ip, push.port));
+                    if names_own_listener(to, shared.upload.config.listen) {
+                        tracing::info!(%to, "refused a Push naming this node's own listener");
+                        continue;
+                    }
+                    if push_inflight.load(Ordering::Relaxed) >= MAX_PUSH_ANSWERS_IN_FLIGHT
+                        || !push_budget.try_take(1, Instant::now())
+                    {
+                        tracing::debug!(%to, "Push not answered: over the answer rate");
+                        continue;
+                    }
+                    push_inflight.fetch_add(1, Ordering::Relaxed);
+                    let (shared, sd, inflight) = (shared.clone(), shutdown.clone(), push_inflight.clone());
                     shutdown.spawn(async move {
                         if let Err(e) = answer_push(&push, &shared, &sd).await {
                             tracing::info!(to = %push.ip, "could not answer a Push: {e}");
                         }
+                        inflight.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
                 Action::Deliver { .. } => {}
             }
         }
     }
+}
+
+/// Pushes answered per second (sustained) and in a burst.
+const PUSH_ANSWERS_PER_SEC: u64 = 4;
+const PUSH_ANSWER_BURST: u64 = 16;
+/// Push answers (outgoing GIV connections and their uploads) at once.
+const MAX_PUSH_ANSWERS_IN_FLIGHT: usize = 16;
+
+/// Whether `to` is this node's own listener (`listen`, or its port on a loopback address when
+/// the node listens on the unspecified address).
+fn names_own_listener(to: SocketAddr, listen: SocketAddr) -> bool {
+    to.port() == listen.port()
+        && (to.ip() == listen.ip() || (listen.ip().is_unspecified() && to.ip().is_loopback()))
 }
 
 /// A Push for one of our files: connect out to the requester, say `GIV <index>:<guid>/<name>`,
@@ -618,5 +650,20 @@ pub fn descriptor_name(d: &Descriptor) -> &'static str {
         Payload::Bye(_) => "Bye",
         Payload::RouteTable(_) => "RouteTableUpdate",
         Payload::Unknown { .. } => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_own_listener;
+
+    #[test]
+    fn a_push_naming_our_own_listener_is_recognised() {
+        let a = |s: &str| s.parse().unwrap();
+        assert!(names_own_listener(a("127.0.11.10:6346"), a("127.0.11.10:6346")));
+        assert!(names_own_listener(a("127.0.0.1:6346"), a("0.0.0.0:6346")));
+        // Another lab peer on the same port is somebody else.
+        assert!(!names_own_listener(a("127.0.11.12:6346"), a("127.0.11.10:6346")));
+        assert!(!names_own_listener(a("127.0.11.10:6347"), a("127.0.11.10:6346")));
     }
 }
