@@ -228,10 +228,9 @@ async fn open_data(job: &mut Job) -> Option<TcpStream> {
         DataTarget::Active(addr) => connect_active(job.local, addr, job.limits.connect_timeout).await,
     };
     match opened {
-        Ok(s) => {
-            let _ = s.set_nodelay(true);
-            Some(s)
-        }
+        // Nagle stays on: a data connection is a bulk stream ended by close (which flushes),
+        // and with TCP_NODELAY every page sendfile hands over leaves as its own segment.
+        Ok(s) => Some(s),
         Err(e) => {
             tracing::debug!("data connection failed: {e}");
             let _ = job.replies.send(Reply::new(425, "Failed to establish connection."));
