@@ -23,6 +23,7 @@ for tool in dovecot python3 taskset; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install dovecot-imapd dovecot-pop3d)" >&2; exit 1; }
 done
 source "$here/lib.sh"
+source "$here/../interop/lib-dovecot.sh"
 release_appnet
 PW=benchpw
 ROOT=$WORK/appnet-root
@@ -81,62 +82,7 @@ stop_all
 
 # --- Dovecot -----------------------------------------------------------------------------
 di=$(free_port); dp=$(free_port)
-mkdir -p "$WORK/dovecot/run" "$WORK/dovecot/state"
-cat > "$WORK/dovecot/dovecot.conf" <<EOF
-base_dir = $WORK/dovecot/run
-state_dir = $WORK/dovecot/state
-log_path = $WORK/dovecot/dovecot.log
-protocols = imap pop3
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-first_valid_uid = 1
-mail_location = maildir:$DROOT/mail/%d/%n
-namespace inbox {
-  inbox = yes
-  separator = .
-}
-passdb {
-  driver = passwd-file
-  args = scheme=SHA512-CRYPT username_format=%u $DROOT/users
-}
-userdb {
-  driver = static
-  args = uid=$MUID gid=$MGID home=$DROOT/mail/%d/%n
-}
-service auth {
-  user = $(id -un)
-}
-service auth-worker {
-  user = $(id -un)
-}
-# Dovecot's documented high-performance login mode.
-service imap-login {
-  inet_listener imap {
-    port = $di
-  }
-  inet_listener imaps {
-    port = 0
-  }
-  service_count = 0
-}
-service pop3-login {
-  inet_listener pop3 {
-    port = $dp
-  }
-  inet_listener pop3s {
-    port = 0
-  }
-  service_count = 0
-}
-protocol imap {
-  mail_max_userip_connections = 256
-}
-protocol pop3 {
-  mail_max_userip_connections = 256
-}
-EOF
+dovecot_config "$WORK/dovecot" "$DROOT" "$di" "$dp" "$MUID" "$MGID" 256 fast
 taskset -c "$SERVER_CPUS" dovecot -F -c "$WORK/dovecot/dovecot.conf" &
 PIDS+=($!)
 wait_port "$di"; wait_port "$dp"

@@ -5,6 +5,7 @@
 # command list, run against appnet and against Dovecot on copies of the same Maildir: the two
 # transcripts must be identical.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib-dovecot.sh"
 
 for tool in curl python3 fetchmail dovecot; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed (see .ci/apt.d/mail.txt)" >&2; exit 1; }
@@ -122,57 +123,7 @@ check "curl imap without TLS: login refused" "67" "$(curl -s --max-time 20 "imap
 
 echo "the scripted IMAP session: appnet vs Dovecot"
 if [ "$(id -u)" = 0 ]; then MUID=65534; MGID=65534; chown -R "$MUID:$MGID" "$DROOT/mail"; chmod 711 "$WORK" "$DROOT"; else MUID=$(id -u); MGID=$(id -g); fi
-mkdir -p "$WORK/dovecot/run" "$WORK/dovecot/state"
-cat > "$WORK/dovecot/dovecot.conf" <<EOF
-base_dir = $WORK/dovecot/run
-state_dir = $WORK/dovecot/state
-log_path = $WORK/dovecot/dovecot.log
-info_log_path = $WORK/dovecot/dovecot.log
-protocols = imap pop3
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain
-first_valid_uid = 1
-mail_location = maildir:$DROOT/mail/%d/%n
-namespace inbox {
-  inbox = yes
-  separator = .
-}
-passdb {
-  driver = passwd-file
-  args = scheme=SHA512-CRYPT username_format=%u $DROOT/users
-}
-userdb {
-  driver = static
-  args = uid=$MUID gid=$MGID home=$DROOT/mail/%d/%n
-}
-service auth {
-  user = $(id -un)
-}
-service auth-worker {
-  user = $(id -un)
-}
-service imap-login {
-  inet_listener imap {
-    port = $dimap
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-service pop3-login {
-  inet_listener pop3 {
-    port = $dpop
-  }
-  inet_listener pop3s {
-    port = 0
-  }
-}
-protocol imap {
-  mail_max_userip_connections = 100
-}
-EOF
+dovecot_config "$WORK/dovecot" "$DROOT" "$dimap" "$dpop" "$MUID" "$MGID" 100
 bg dovecot -F -c "$WORK/dovecot/dovecot.conf"
 wait_tcp 127.0.0.1 "$dimap" || { cat "$WORK/dovecot/dovecot.log" >&2; exit 1; }
 # appnet's INBOX was read above: a fresh tree for the session, copied from Dovecot's.
