@@ -23,6 +23,7 @@ for tool in smtp-source postfix postconf python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install postfix)" >&2; exit 1; }
 done
 source "$here/lib.sh"
+source "$here/../interop/lib-postfix.sh"
 release_appnet
 
 count() { find "$1" -type f 2>/dev/null | wc -l; }
@@ -54,61 +55,7 @@ PIDS+=($!); wait_port "$ap"
 # --- Postfix: a private instance delivering hamburger.edu to a Maildir ------------------------
 PF=$WORK/postfix
 pp=$(free_port)
-mkdir -p "$PF/conf" "$PF/spool" "$PF/data" "$PF/vmail"
-chown postfix:postfix "$PF/data" "$PF/vmail"
-cat > "$PF/conf/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $PF/spool
-data_directory = $PF/data
-command_directory = $(dirname "$(command -v postfix)")
-daemon_directory = $(postconf -dh daemon_directory)
-meta_directory = $(postconf -dh meta_directory)
-shlib_directory = $(postconf -dh shlib_directory)
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = mail.hamburger.edu
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-virtual_mailbox_domains = hamburger.edu
-virtual_mailbox_base = $PF/vmail
-virtual_mailbox_maps = texthash:$PF/conf/vmailbox
-virtual_uid_maps = static:$(id -u postfix)
-virtual_gid_maps = static:$(id -g postfix)
-maillog_file = $PF/maillog
-maillog_file_prefixes = /tmp, /var, $WORK
-alias_maps =
-alias_database =
-biff = no
-smtpd_peername_lookup = no
-EOF
-echo "bob@hamburger.edu hamburger.edu/bob/" > "$PF/conf/vmailbox"
-cat > "$PF/conf/master.cf" <<EOF
-127.0.0.1:$pp inet n - n - - smtpd
-pickup    unix  n - n 60 1 pickup
-cleanup   unix  n - n - 0 cleanup
-qmgr      unix  n - n 300 1 qmgr
-rewrite   unix  - - n - - trivial-rewrite
-bounce    unix  - - n - 0 bounce
-defer     unix  - - n - 0 bounce
-trace     unix  - - n - 0 bounce
-verify    unix  - - n - 1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n - - proxymap
-smtp      unix  - - n - - smtp
-relay     unix  - - n - - smtp
-showq     unix  n - n - - showq
-error     unix  - - n - - error
-retry     unix  - - n - - error
-discard   unix  - - n - - discard
-local     unix  - n n - - local
-virtual   unix  - n n - - virtual
-anvil     unix  - - n - 1 anvil
-scache    unix  - - n - 1 scache
-postlog   unix-dgram n - n - 1 postlogd
-EOF
+postfix_config "$PF" "$pp" mail.hamburger.edu hamburger.edu bob "smtpd_peername_lookup = no"
 taskset -c "$SERVER_CPUS" postfix -c "$PF/conf" start >/dev/null 2>&1 || { cat "$PF/maillog" >&2; exit 1; }
 trap 'postfix -c "$PF/conf" stop >/dev/null 2>&1 || true; stop_all; rm -rf "$WORK"' EXIT
 wait_port "$pp"

@@ -4,6 +4,7 @@
 # from a non-relay address, and Postfix as a peer both ways: Postfix relays into appnet
 # (relayhost), and appnet's queue finds Postfix through an MX record and delivers into it.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib-postfix.sh"
 
 for tool in swaks curl postfix postconf python3; do
   command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed (see .ci/apt.d/mail.txt)" >&2; exit 1; }
@@ -106,66 +107,11 @@ check "python messages delivered" "8" "$(wait_count 8)"
 echo "postfix as a peer"
 # Postfix's daemons run as the postfix user: they must be able to reach their directories.
 chmod 755 "$WORK"
-mkdir -p "$PF/conf" "$PF/spool" "$PF/data" "$PF/vmail"
-chown postfix:postfix "$PF/data" "$PF/vmail"
-pfuid=$(id -u postfix); pfgid=$(id -g postfix)
-cat > "$PF/conf/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $PF/spool
-data_directory = $PF/data
-command_directory = $(dirname "$(command -v postfix)")
-daemon_directory = $(postconf -dh daemon_directory)
-meta_directory = $(postconf -dh meta_directory)
-shlib_directory = $(postconf -dh shlib_directory)
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = mx.postfix.test
-mydomain = postfix.test
+postfix_config "$PF" "$pfport" mx.postfix.test postfix.test carol "mydomain = postfix.test
 myorigin = postfix.test
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 relayhost = [127.0.0.1]:$smtp
 smtp_dns_support_level = disabled
-smtp_host_lookup = native
-virtual_mailbox_domains = postfix.test
-virtual_mailbox_base = $PF/vmail
-virtual_mailbox_maps = texthash:$PF/conf/vmailbox
-virtual_uid_maps = static:$pfuid
-virtual_gid_maps = static:$pfgid
-maillog_file = $PF/maillog
-maillog_file_prefixes = /tmp, /var, $WORK
-alias_maps =
-alias_database =
-biff = no
-EOF
-echo "carol@postfix.test postfix.test/carol/" > "$PF/conf/vmailbox"
-cat > "$PF/conf/master.cf" <<EOF
-127.0.0.1:$pfport inet n - n - - smtpd
-pickup    unix  n - n 60 1 pickup
-cleanup   unix  n - n - 0 cleanup
-qmgr      unix  n - n 300 1 qmgr
-rewrite   unix  - - n - - trivial-rewrite
-bounce    unix  - - n - 0 bounce
-defer     unix  - - n - 0 bounce
-trace     unix  - - n - 0 bounce
-verify    unix  - - n - 1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n - - proxymap
-smtp      unix  - - n - - smtp
-relay     unix  - - n - - smtp
-showq     unix  n - n - - showq
-error     unix  - - n - - error
-retry     unix  - - n - - error
-discard   unix  - - n - - discard
-local     unix  - n n - - local
-virtual   unix  - n n - - virtual
-anvil     unix  - - n - 1 anvil
-scache    unix  - - n - 1 scache
-postlog   unix-dgram n - n - 1 postlogd
-EOF
+smtp_host_lookup = native"
 postfix -c "$PF/conf" start >/dev/null 2>&1 || { cat "$PF/maillog" >&2; echo "FAIL: postfix did not start" >&2; exit 1; }
 wait_tcp 127.0.0.1 "$pfport"
 out=$(swaks --server "127.0.0.1:$pfport" --from carol@postfix.test --to bob@hamburger.edu --header "Subject: relayed by postfix" 2>&1)
