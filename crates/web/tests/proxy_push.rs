@@ -106,29 +106,12 @@ async fn bad_expired_and_replayed_pushes_are_refused_and_change_nothing() {
     assert_eq!(origin.hits(), 0);
     let cached = send(proxy.addr(), "GET", "/a", &[("cache-control", "only-if-cached")]).await;
     assert_eq!(cached.status, 504, "nothing was stored");
-    // A good push, then the very same request again: a replay.
+    // A good push, then the very same request (same timestamp, same signature) again: a replay.
     let other = "http://site.test/b\n";
-    let sig = Secret::new(SECRET).unwrap().sign(now, other.as_bytes());
-    let ts = now.to_string();
-    let headers = [(TIMESTAMP_HEADER, ts.as_str()), (SIGNATURE_HEADER, sig.as_str())];
-    let first = send_body(
-        proxy.addr(),
-        "POST",
-        "/.appnet/push",
-        &headers,
-        Bytes::from_static(b"http://site.test/b\n"),
-    )
-    .await;
+    let first = raw_push(proxy.addr(), other, now, SECRET).await;
     assert_eq!(first.status, 200);
     assert_eq!(origin.hits(), 1);
-    let again = send_body(
-        proxy.addr(),
-        "POST",
-        "/.appnet/push",
-        &headers,
-        Bytes::from_static(b"http://site.test/b\n"),
-    )
-    .await;
+    let again = raw_push(proxy.addr(), other, now, SECRET).await;
     assert_eq!(again.status, 403);
     assert_eq!(origin.hits(), 1, "a replay fetches nothing");
     let got = send(proxy.addr(), "GET", "/metrics", &[]).await;
