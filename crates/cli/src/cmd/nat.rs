@@ -3,7 +3,7 @@
 use super::set;
 use crate::context::Context;
 use anyhow::Context as _;
-use appnet_nat::{TurnConfig, TurnServer, client};
+use appnet_nat::{TurnConfig, TurnServer, discovery};
 use appnet_netkit::{Service, Shutdown};
 use clap::{Args, Subcommand};
 use std::io::Write;
@@ -19,7 +19,9 @@ pub enum TurnCmd {
         printf 'alice:secret\\n' > users.txt\n  \
         appnet turn serve --realm example.org --users users.txt\n  \
         appnet turn serve --listen 0.0.0.0:3478 --relay-ip 192.0.2.10 --realm example.org --users users.txt\n  \
-        appnet turn serve --realm lab --users users.txt --allow-peer 127.0.0.0/8     relay to loopback peers (tests)")]
+        appnet turn serve --realm lab --users users.txt --allow-peer 127.0.0.0/8     relay to loopback peers (tests)\n  \
+        appnet turn serve --listen 192.0.2.10:3478 --alt-listen 192.0.2.11:3479 --realm example.org --users users.txt\n  \
+        (a second address: clients can discover their NAT's mapping and filtering, RFC 5780)")]
     Serve(ServeArgs),
 }
 
@@ -66,6 +68,14 @@ pub struct TurnOptions {
     /// Longest allocation lifetime granted, in seconds [default: 3600].
     #[arg(long, value_name = "SECS")]
     max_lifetime: Option<u32>,
+    /// A second address, another IP and port than --listen, for NAT behaviour discovery
+    /// (RFC 5780: OTHER-ADDRESS, CHANGE-REQUEST, RESPONSE-ORIGIN).
+    #[arg(long, value_name = "ADDR")]
+    alt_listen: Option<SocketAddr>,
+    /// Unauthenticated error replies (401, 438, 400) per second per source IP, burst twice
+    /// that; 0 for no limit [default: 50].
+    #[arg(long, value_name = "N")]
+    unauth_rate: Option<u32>,
 }
 
 impl TurnOptions {
@@ -86,19 +96,30 @@ impl TurnOptions {
         set(&mut config.max_allocations, self.max_allocations);
         set(&mut config.nonce_lifetime_secs, self.nonce_lifetime);
         set(&mut config.max_lifetime_secs, self.max_lifetime);
+        if self.alt_listen.is_some() {
+            config.alt_listen = self.alt_listen;
+        }
+        set(&mut config.unauth_rate, self.unauth_rate);
     }
 }
 
 /// Flags for `appnet stun`.
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
-    appnet stun 127.0.0.1:3478          prints the mapped address, e.g. 127.0.0.1:40123")]
+    appnet stun 127.0.0.1:3478          prints the mapped address, e.g. 127.0.0.1:40123\n\n\
+    When the server has a second address (OTHER-ADDRESS, e.g. `appnet turn serve --alt-listen`),\n\
+    two more lines tell the NAT's behaviour (RFC 5780):\n  \
+    mapping: endpoint-independent | address-dependent | address-and-port-dependent\n  \
+    filtering: endpoint-independent | address-dependent | address-and-port-dependent")]
 pub struct StunArgs {
     /// The STUN server, IP:PORT.
     server: SocketAddr,
     /// Seconds to wait for the answer (retransmitting at 0.5, 1, 2 s ...).
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     timeout: f64,
+    /// Seconds the filtering tests wait for an answer that a filtering NAT drops.
+    #[arg(long, value_name = "SECS", default_value_t = 1.5)]
+    probe: f64,
 }
 
 /// Runs a `turn` subcommand.
@@ -118,15 +139,32 @@ pub async fn run_turn(cmd: TurnCmd, ctx: &Context) -> anyhow::Result<()> {
 
 /// Runs `appnet stun SERVER`: prints the mapped address, and whether a NAT is in the way.
 pub async fn run_stun(args: StunArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.timeout > 0.0 && args.timeout.is_finite(), "--timeout must be a positive number");
-    let r = client::binding(args.server, Duration::from_secs_f64(args.timeout))
-        .await
-        .with_context(|| format!("STUN Binding to {}", args.server))?;
+    for (flag, v) in [("--timeout", args.timeout), ("--probe", args.probe)] {
+        anyhow::ensure!(v > 0.0 && v.is_finite(), "{flag} must be a positive number");
+    }
+    let b = discovery::discover(
+        args.server,
+        Duration::from_secs_f64(args.timeout),
+        Duration::from_secs_f64(args.probe),
+    )
+    .await
+    .with_context(|| format!("STUN Binding to {}", args.server))?;
+    let r = &b.first;
     println!("{}", r.mapped);
-    if r.mapped.port() == r.local.port() && (r.local.ip().is_unspecified() || r.local.ip() == r.mapped.ip()) {
-        eprintln!("port preserved (local port {}): no port-translating NAT seen", r.local.port());
-    } else {
+    if b.nat {
         eprintln!("behind a NAT: local port {} maps to {}", r.local.port(), r.mapped);
+    } else {
+        eprintln!("port preserved (local port {}): no port-translating NAT seen", r.local.port());
+    }
+    match (b.mapping, b.filtering) {
+        (Some(m), f) => {
+            println!("mapping: {m}");
+            match f {
+                Some(f) => println!("filtering: {f}"),
+                None => eprintln!("filtering: unknown (the server ignored CHANGE-REQUEST)"),
+            }
+        }
+        (None, _) => eprintln!("the server has no second address (OTHER-ADDRESS): NAT behaviour not tested"),
     }
     Ok(())
 }
