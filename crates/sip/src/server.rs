@@ -4,7 +4,7 @@
 //! the core's answers for that peer are written back on the same connection.
 
 use crate::config::SipConfig;
-use crate::locate::{Transport, dns::LocateError, dns::locate};
+use crate::locate::{Transport, dns::LocateError, dns::locate_traced};
 use crate::proxy::{Located, Lookup, Proxy, ProxyConfig};
 use crate::registrar::RegistrarLimits;
 use crate::transaction::Timers;
@@ -15,6 +15,8 @@ use appnet_netkit::service::BoxError;
 use appnet_netkit::{Service, Shutdown};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -29,6 +31,18 @@ pub enum ServeError {
     Users(#[from] UsersError),
 }
 
+/// What the server shows an observer (the lab's event bus draws it): every message it
+/// receives or sends, and every RFC 3263 location with its DNS steps.
+#[derive(Debug, Clone, Copy)]
+pub enum Observed<'a> {
+    Received { from: SocketAddr, bytes: &'a [u8] },
+    Sent { to: SocketAddr, bytes: &'a [u8] },
+    Located { uri: &'a str, steps: &'a [String], targets: &'a [SocketAddr] },
+}
+
+/// Called with the server's own address and what it saw.
+pub type Observer = Arc<dyn Fn(SocketAddr, Observed<'_>) + Send + Sync>;
+
 /// A bound SIP server (registrar + proxy) on UDP.
 pub struct SipServer {
     socket: UdpSocket,
@@ -38,6 +52,8 @@ pub struct SipServer {
     local: SocketAddr,
     resolver: Option<SocketAddr>,
     dns_timeout: Duration,
+    users_path: Option<PathBuf>,
+    observer: Option<Observer>,
 }
 
 /// RFC 3263 lookups running at once; more get 503 at once (a flood of calls to unknown
@@ -93,8 +109,21 @@ impl SipServer {
             local,
             resolver: cfg.resolver,
             dns_timeout: Duration::from_secs(cfg.dns_timeout_secs.max(1)),
+            users_path: cfg.users.clone(),
+            observer: None,
         })
     }
+
+    /// Shows every message and location to `observer` (for the lab's event bus).
+    pub fn observe(&mut self, observer: Observer) {
+        self.observer = Some(observer);
+    }
+}
+
+/// The users file's identity (modification time and length), to notice `sip user add`.
+fn file_stamp(path: &std::path::Path) -> Option<(std::time::SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
 }
 
 impl Service for SipServer {
@@ -103,9 +132,28 @@ impl Service for SipServer {
     }
 
     async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
-        let SipServer { socket, acceptor, max_message, mut proxy, resolver, dns_timeout, .. } = self;
+        let SipServer {
+            socket,
+            acceptor,
+            max_message,
+            mut proxy,
+            resolver,
+            dns_timeout,
+            users_path,
+            observer,
+            local,
+            ..
+        } = self;
         let (in_tx, mut in_rx) = mpsc::channel::<StreamEvent>(1024);
-        let (loc_tx, mut loc_rx) = mpsc::channel::<(u64, Located)>(MAX_LOOKUPS);
+        let (loc_tx, mut loc_rx) = mpsc::channel::<LocateDone>(MAX_LOOKUPS);
+        let mut users_stamp = users_path.as_deref().and_then(file_stamp);
+        let mut users_check = tokio::time::interval(Duration::from_secs(1));
+        users_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let observe = |what: Observed<'_>| {
+            if let Some(o) = &observer {
+                o(local, what);
+            }
+        };
         let mut lookups_running = 0usize;
         let mut conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
         let mut buf = vec![0u8; 65_536];
@@ -116,7 +164,10 @@ impl Service for SipServer {
                 _ = shutdown.wait() => break,
                 _ = tick.tick() => proxy.tick(Instant::now()),
                 r = socket.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => proxy.on_message(&buf[..n], from, Instant::now()),
+                    Ok((n, from)) => {
+                        observe(Observed::Received { from, bytes: &buf[..n] });
+                        proxy.on_message(&buf[..n], from, Instant::now())
+                    }
                     // ICMP port unreachable surfaces here on Linux: ignore and go on.
                     Err(_) => continue,
                 },
@@ -139,16 +190,41 @@ impl Service for SipServer {
                     None => break,
                 },
                 ev = in_rx.recv() => match ev {
-                    Some(StreamEvent::Message(peer, bytes)) => proxy.on_stream_message(&bytes, peer, Instant::now()),
+                    Some(StreamEvent::Message(peer, bytes)) => {
+                        observe(Observed::Received { from: peer, bytes: &bytes });
+                        proxy.on_stream_message(&bytes, peer, Instant::now())
+                    }
                     Some(StreamEvent::Closed(peer)) => {
                         conns.remove(&peer);
                         continue;
                     }
                     None => continue,
                 },
-                Some((id, located)) = loc_rx.recv() => {
+                Some(done) = loc_rx.recv() => {
                     lookups_running = lookups_running.saturating_sub(1);
-                    proxy.on_located(id, located, Instant::now())
+                    let targets = match &done.located {
+                        Located::Targets(t) => t.clone(),
+                        _ => Vec::new(),
+                    };
+                    observe(Observed::Located { uri: &done.uri, steps: &done.steps, targets: &targets });
+                    proxy.on_located(done.id, done.located, Instant::now())
+                }
+                _ = users_check.tick(), if users_path.is_some() => {
+                    // `sip user add` replaced the file: new users and forwarding apply at once.
+                    let Some(path) = users_path.as_deref() else { continue };
+                    let stamp = file_stamp(path);
+                    if stamp == users_stamp {
+                        continue;
+                    }
+                    users_stamp = stamp;
+                    match users::load(path) {
+                        Ok(u) => {
+                            tracing::info!(users = u.len(), "users file reloaded");
+                            proxy.set_users(u);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "users file not reloaded"),
+                    }
+                    continue;
                 }
             };
             let mut out = out;
@@ -161,7 +237,10 @@ impl Service for SipServer {
                 lookups_running += 1;
                 let tx = loc_tx.clone();
                 tokio::spawn(async move {
-                    let located = match locate(resolver, &uri, &[Transport::Udp], dns_timeout).await {
+                    let mut steps = Vec::new();
+                    let found =
+                        locate_traced(resolver, &uri, &[Transport::Udp], dns_timeout, &mut steps).await;
+                    let located = match found {
                         Ok(t) => Located::Targets(t.into_iter().map(|t| t.addr).collect()),
                         Err(LocateError::Resolver(e)) => {
                             tracing::info!(%uri, error = %e, "cannot locate the domain");
@@ -173,16 +252,17 @@ impl Service for SipServer {
                         }
                     };
                     tracing::debug!(%uri, ?located, "RFC 3263 location");
-                    let _ = tx.send((id, located)).await;
+                    let _ = tx.send(LocateDone { id, uri, steps, located }).await;
                 });
             }
             for t in out {
+                let bytes = t.msg.to_bytes();
+                observe(Observed::Sent { to: t.to, bytes: &bytes });
                 if let Some(conn) = conns.get(&t.to) {
                     // A full or closed connection loses the message, like a lost datagram.
-                    let _ = conn.try_send(t.msg.to_bytes());
+                    let _ = conn.try_send(bytes);
                     continue;
                 }
-                let bytes = t.msg.to_bytes();
                 if let Err(e) = socket.send_to(&bytes, t.to).await {
                     tracing::debug!(to = %t.to, error = %e, "send failed");
                 }
@@ -192,6 +272,14 @@ impl Service for SipServer {
         tracing::info!(requests = c.requests, responses = c.responses, bad = c.bad, "sip server stopped");
         Ok(())
     }
+}
+
+/// A finished RFC 3263 location, back from its task.
+struct LocateDone {
+    id: u64,
+    uri: String,
+    steps: Vec<String>,
+    located: Located,
 }
 
 /// What connection tasks tell the core task.

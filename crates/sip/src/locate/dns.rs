@@ -37,23 +37,49 @@ pub async fn locate(
     supported: &[Transport],
     timeout: Duration,
 ) -> Result<Vec<Target>, LocateError> {
+    locate_traced(resolver, uri, supported, timeout, &mut Vec::new()).await
+}
+
+/// [`locate`], writing each query and its answer to `steps` ("NAPTR umass.edu → ...").
+pub async fn locate_traced(
+    resolver: SocketAddr,
+    uri: &str,
+    supported: &[Transport],
+    timeout: Duration,
+    steps: &mut Vec<String>,
+) -> Result<Vec<Target>, LocateError> {
+    let trace = std::sync::Mutex::new(std::mem::take(steps));
+    let result = locate_inner(resolver, uri, supported, timeout, &trace).await;
+    *steps = trace.into_inner().unwrap_or_else(|p| p.into_inner());
+    result
+}
+
+type Trace = std::sync::Mutex<Vec<String>>;
+
+async fn locate_inner(
+    resolver: SocketAddr,
+    uri: &str,
+    supported: &[Transport],
+    timeout: Duration,
+    trace: &Trace,
+) -> Result<Vec<Target>, LocateError> {
     let parsed = SipUri::parse(uri).ok_or_else(|| LocateError::BadUri(uri.to_string()))?;
     let sips = parsed.scheme == "sips";
     let targets = match plan(&parsed) {
         Plan::Literal(t) => vec![t],
         Plan::Addresses { host, port, transport } => {
-            let ips = addresses(resolver, &host, &[], timeout).await?;
+            let ips = addresses(resolver, &host, &[], timeout, trace).await?;
             ips.into_iter().map(|ip| Target { addr: SocketAddr::new(ip, port), transport }).collect()
         }
         Plan::Srv { host, transport } => {
             let name = format!("{}.{host}", transport.srv_prefix());
-            match srv_targets(resolver, &name, transport, timeout).await? {
+            match srv_targets(resolver, &name, transport, timeout, trace).await? {
                 t if !t.is_empty() => t,
-                _ => fallback(resolver, &host, transport, timeout).await?,
+                _ => fallback(resolver, &host, transport, timeout, trace).await?,
             }
         }
         Plan::Naptr { host } => {
-            let answer = ask(resolver, &host, NAPTR, timeout).await?;
+            let answer = ask(resolver, &host, NAPTR, timeout, trace).await?;
             let naptrs: Vec<_> = answer
                 .answer
                 .iter()
@@ -71,14 +97,14 @@ pub async fn locate(
             }
             let mut out = Vec::new();
             for (name, t) in srv_names.into_iter().take(MAX_SRV_NAMES) {
-                out.extend(srv_targets(resolver, &name, t, timeout).await?);
+                out.extend(srv_targets(resolver, &name, t, timeout, trace).await?);
                 if !out.is_empty() && !naptrs.is_empty() {
                     break; // the best NAPTR that yields servers decides (§4.1)
                 }
             }
             if out.is_empty() && naptrs.is_empty() {
                 let t = if sips { Transport::Tls } else { Transport::Udp };
-                out = fallback(resolver, &host, t, timeout).await?;
+                out = fallback(resolver, &host, t, timeout, trace).await?;
             }
             out
         }
@@ -96,8 +122,9 @@ async fn fallback(
     host: &str,
     transport: Transport,
     timeout: Duration,
+    trace: &Trace,
 ) -> Result<Vec<Target>, LocateError> {
-    let ips = addresses(resolver, host, &[], timeout).await?;
+    let ips = addresses(resolver, host, &[], timeout, trace).await?;
     Ok(ips
         .into_iter()
         .map(|ip| Target { addr: SocketAddr::new(ip, transport.default_port()), transport })
@@ -109,15 +136,17 @@ async fn srv_targets(
     name: &str,
     transport: Transport,
     timeout: Duration,
+    trace: &Trace,
 ) -> Result<Vec<Target>, LocateError> {
-    let answer = ask(resolver, name, code::SRV, timeout).await?;
+    let answer = ask(resolver, name, code::SRV, timeout, trace).await?;
     let records: Vec<Srv> =
         answer.answer.iter().filter(|r| r.rtype == code::SRV).filter_map(|r| parse_srv(&r.rdata)).collect();
     let ordered = order_srv(&records, |total| rand::random_range(0..=total));
     let mut out = Vec::new();
     for srv in ordered.into_iter().take(MAX_HOSTS) {
         // Addresses from the additional section save a query (RFC 2782).
-        let ips = addresses(resolver, &srv.target, &answer.additional, timeout).await.unwrap_or_default();
+        let ips =
+            addresses(resolver, &srv.target, &answer.additional, timeout, trace).await.unwrap_or_default();
         out.extend(ips.into_iter().map(|ip| Target { addr: SocketAddr::new(ip, srv.port), transport }));
     }
     Ok(out)
@@ -129,6 +158,7 @@ async fn addresses(
     host: &str,
     known: &[Record],
     timeout: Duration,
+    trace: &Trace,
 ) -> Result<Vec<IpAddr>, LocateError> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![ip]);
@@ -137,8 +167,8 @@ async fn addresses(
     if !from_known.is_empty() {
         return Ok(from_known);
     }
-    let mut out = addresses_in(None, &ask(resolver, host, code::A, timeout).await?.answer);
-    if let Ok(v6) = ask(resolver, host, code::AAAA, timeout).await {
+    let mut out = addresses_in(None, &ask(resolver, host, code::A, timeout, trace).await?.answer);
+    if let Ok(v6) = ask(resolver, host, code::AAAA, timeout, trace).await {
         out.extend(addresses_in(None, &v6.answer));
     }
     Ok(out)
@@ -163,7 +193,55 @@ fn addresses_in(owner: Option<&str>, records: &[Record]) -> Vec<IpAddr> {
         })
 }
 
-async fn ask(resolver: SocketAddr, name: &str, qtype: u16, timeout: Duration) -> Result<Parsed, LocateError> {
+async fn ask(
+    resolver: SocketAddr,
+    name: &str,
+    qtype: u16,
+    timeout: Duration,
+    trace: &Trace,
+) -> Result<Parsed, LocateError> {
+    let result = ask_once(resolver, name, qtype, timeout).await;
+    let type_name = match qtype {
+        NAPTR => "NAPTR",
+        code::SRV => "SRV",
+        code::AAAA => "AAAA",
+        _ => "A",
+    };
+    let said = match &result {
+        Ok(p) if p.rcode == 3 => "no such name".to_string(),
+        Ok(p) => {
+            let recs: Vec<String> = p.answer.iter().filter(|r| r.rtype == qtype).map(record_text).collect();
+            if recs.is_empty() { "no records".to_string() } else { recs.join("; ") }
+        }
+        Err(e) => e.to_string(),
+    };
+    if let Ok(mut t) = trace.lock() {
+        t.push(format!("{type_name} {name} → {said}"));
+    }
+    result
+}
+
+/// A record's data as zone-file text, for the trace.
+fn record_text(r: &Record) -> String {
+    match r.rtype {
+        NAPTR => parse_naptr(&r.rdata)
+            .map(|n| {
+                format!("{} {} \"{}\" \"{}\" {}", n.order, n.preference, n.flags, n.services, n.replacement)
+            })
+            .unwrap_or_default(),
+        code::SRV => parse_srv(&r.rdata)
+            .map(|s| format!("{} {} {} {}", s.priority, s.weight, s.port, s.target))
+            .unwrap_or_default(),
+        _ => addresses_in(None, std::slice::from_ref(r)).iter().map(|ip| ip.to_string()).collect(),
+    }
+}
+
+async fn ask_once(
+    resolver: SocketAddr,
+    name: &str,
+    qtype: u16,
+    timeout: Duration,
+) -> Result<Parsed, LocateError> {
     let qname = from_text(name).map_err(|e| LocateError::BadUri(format!("{name}: {e}")))?;
     let opts = QueryOpts { recursion_desired: true, timeout, ..QueryOpts::default() };
     let answer = query(resolver, &qname, qtype, opts).await.map_err(|e| {

@@ -152,6 +152,12 @@ impl Proxy {
         self.server_tx.len()
     }
 
+    /// Replaces the users (the driver re-reads the users file when it changes, so
+    /// `sip user add` and forwarding changes take effect without a restart).
+    pub fn set_users(&mut self, users: HashMap<String, User>) {
+        self.users = users;
+    }
+
     /// Bandwidth reserved by admission control.
     pub fn reserved_kbps(&self) -> u32 {
         self.admission.as_ref().map(|a| a.used_kbps()).unwrap_or(0)
