@@ -121,6 +121,18 @@ pub fn event(
     Event { seq: 0, at_ms: 0.0, from, to, protocol, summary, fields, bytes, latency_ms }
 }
 
+/// Prints `event` as one line of the tour (`indent` then its summary) and puts it on the bus:
+/// the text and the page show the same message.
+pub fn tell(say: &mut dyn FnMut(String), indent: &str, event: Event) {
+    say(format!("{indent}{}", event.summary));
+    bus().emit(|| event);
+}
+
+/// A message's text and bytes as the page shows them: a line of a text protocol, CRLF-ended.
+pub fn line_bytes(line: &str) -> Vec<u8> {
+    format!("{line}\r\n").into_bytes()
+}
+
 /// `s` as a JSON string literal.
 pub fn json_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);

@@ -6,6 +6,7 @@
 //! it with POP3 and then with IMAP.
 
 use crate::LabError;
+use crate::events::{Endpoint, event, line_bytes, tell};
 use crate::topology::Topology;
 use appnet_mail::queue::{Queue, Spool};
 use appnet_mail::smtp::client::{ClientOptions, Outcome};
@@ -213,6 +214,121 @@ fn new_files(root: &Path, domain: &str, user: &str) -> Vec<PathBuf> {
     v
 }
 
+/// The host Alice's user agent runs on (it submits from this lab address).
+pub const ALICE_HOST: (&str, &str) = ("alice's host", "127.0.10.30");
+/// The host Bob's user agent reads his mail from (the fetches leave from the default source).
+pub const BOB_HOST: (&str, &str) = ("bob's host", "127.0.0.1");
+
+/// An SMTP command decoded for the page: the verb and its argument (RFC 5321 §4.1).
+fn command_fields(line: &str) -> Vec<(String, String)> {
+    let (verb, arg) = line.split_once([' ', ':']).unwrap_or((line, ""));
+    let mut f = vec![("Command".to_string(), verb.to_string())];
+    if !arg.is_empty() {
+        f.push(("Argument".into(), arg.trim_start_matches(':').to_string()));
+    }
+    f
+}
+
+/// An SMTP reply line decoded for the page: code and its class (RFC 5321 §4.2.1), whether
+/// more lines follow, the enhanced status code (RFC 3463) and the text.
+fn reply_fields(line: &str) -> Vec<(String, String)> {
+    let code = line.get(..3).unwrap_or(line);
+    let class = match code.as_bytes().first() {
+        Some(b'2') => "positive completion",
+        Some(b'3') => "positive intermediate (send more)",
+        Some(b'4') => "transient failure (try again later)",
+        Some(b'5') => "permanent failure",
+        _ => "not an SMTP reply",
+    };
+    let more = line.as_bytes().get(3) == Some(&b'-');
+    let text = line.get(4..).unwrap_or("");
+    let mut f = vec![
+        ("Reply code".to_string(), format!("{code} ({class})")),
+        ("Last line".to_string(), if more { "no (\"-\" follows the code)" } else { "yes" }.to_string()),
+    ];
+    let first = text.split(' ').next().unwrap_or("");
+    if first.split('.').count() == 3
+        && first.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        f.push(("Enhanced status".into(), first.to_string()));
+    }
+    f.push(("Text".into(), text.to_string()));
+    f
+}
+
+/// Prints an SMTP dialogue traced as "C: "/"S: " lines and puts each command and each reply
+/// line on the event bus as an arrow between the two hosts; the message itself (between
+/// DATA's 354 and the lone ".") travels as one arrow, with its lines as fields.
+fn dialogue(lines: &[String], client: &Endpoint, server: &Endpoint, say: &mut dyn FnMut(String)) {
+    let mut body: Option<Vec<String>> = None;
+    let message = |say: &mut dyn FnMut(String), lines: Vec<String>| {
+        let text = format!("{}\r\n.\r\n", lines.join("\r\n"));
+        let subject = lines.iter().find_map(|l| l.strip_prefix("Subject: ")).unwrap_or("");
+        let summary = format!(
+            "the message: {} lines, {} bytes (Subject: {subject}), ended by \".\"",
+            lines.len(),
+            text.len()
+        );
+        let fields = lines.iter().enumerate().map(|(i, l)| (format!("Line {}", i + 1), l.clone())).collect();
+        tell(
+            say,
+            "   C: ",
+            event(client.clone(), server.clone(), "SMTP", summary, fields, text.into_bytes(), None),
+        );
+    };
+    for l in lines {
+        if let Some(cmd) = l.strip_prefix("C: ") {
+            if let Some(b) = body.as_mut() {
+                if cmd == "." {
+                    let done = std::mem::take(b);
+                    body = None;
+                    message(say, done);
+                } else {
+                    b.push(cmd.to_string());
+                }
+                continue;
+            }
+            // The trace hides AUTH's credentials: its bytes are not shown either.
+            let bytes = if cmd.starts_with("AUTH ") { Vec::new() } else { line_bytes(cmd) };
+            let e = event(
+                client.clone(),
+                server.clone(),
+                "SMTP",
+                cmd.to_string(),
+                command_fields(cmd),
+                bytes,
+                None,
+            );
+            tell(say, "   C: ", e);
+        } else if let Some(reply) = l.strip_prefix("S: ") {
+            if reply.starts_with("354") {
+                body = Some(Vec::new());
+            }
+            let e = event(
+                server.clone(),
+                client.clone(),
+                "SMTP",
+                reply.to_string(),
+                reply_fields(reply),
+                line_bytes(reply),
+                None,
+            );
+            tell(say, "   S: ", e);
+        } else if l.starts_with("(connected to ") {
+            tell(
+                say,
+                "   ",
+                event(client.clone(), server.clone(), "TCP", l.clone(), Vec::new(), Vec::new(), None),
+            );
+        } else {
+            say(format!("   {l}"));
+        }
+    }
+    if let Some(rest) = body.filter(|b| !b.is_empty()) {
+        message(say, rest);
+    }
+}
+
 /// Runs the scene: Alice (first user of the first mail server) writes to Bob (first user of
 /// the second).
 pub async fn run(lab: &crate::Lab, say: &mut dyn FnMut(String)) -> Result<MailFacts, String> {
@@ -243,6 +359,7 @@ pub async fn run(lab: &crate::Lab, say: &mut dyn FnMut(String)) -> Result<MailFa
     let mut opts = ClientOptions::new(from_host.domain.clone());
     opts.timeout = Duration::from_secs(10);
     opts.auth = Some((alice.address.clone(), alice.password.clone()));
+    opts.source = ALICE_HOST.1.parse().ok();
     opts.trace =
         Some(Box::new(move |l: &str| seen.lock().unwrap_or_else(|p| p.into_inner()).push(l.to_string())));
     let message = format!(
@@ -260,9 +377,9 @@ pub async fn run(lab: &crate::Lab, say: &mut dyn FnMut(String)) -> Result<MailFa
     let spool = Spool::open(&from_host.root).map_err(|e| e.to_string())?;
     let waiting = spool.list().unwrap_or_default();
     facts.submission = std::mem::take(&mut *lines.lock().unwrap_or_else(|p| p.into_inner()));
-    for l in &facts.submission {
-        say(format!("   {l}"));
-    }
+    let alice_host = Endpoint::new(ALICE_HOST.0, ALICE_HOST.1);
+    let submission = Endpoint::new(&from_host.name, from_host.submission);
+    dialogue(&facts.submission, &alice_host, &submission, say);
     match result {
         Ok(outcomes) if matches!(outcomes.first(), Some(Outcome::Delivered(_))) => {}
         Ok(outcomes) => return Err(format!("mail scene: submission refused: {outcomes:?}")),
@@ -277,18 +394,39 @@ pub async fn run(lab: &crate::Lab, say: &mut dyn FnMut(String)) -> Result<MailFa
     if let Some(r) = lab.topology.resolvers.first() {
         let resolver = SocketAddr::new(IpAddr::V4(r.addr), lab.topology.dns_port);
         let from_ip = from_host.smtp.ip();
-        let (reply, took) =
-            crate::tour::ask_from(from_ip, resolver, bob_domain, appnet_dns::wire::rrtype::code::MX).await?;
+        let x = crate::tour::ask_exchange(from_ip, resolver, bob_domain, appnet_dns::wire::rrtype::code::MX)
+            .await?;
+        let (reply, took) = (&x.reply, x.elapsed);
+        let me = Endpoint::new(&from_host.name, from_ip);
+        let dns = Endpoint::new(&r.name, resolver);
+        let query_fields = appnet_dns::wire::message::parse(&x.query).map(|p| crate::tour::dns_fields(&p));
+        crate::events::bus().emit(|| {
+            event(
+                me.clone(),
+                dns.clone(),
+                "DNS",
+                format!("recursive query {bob_domain} MX"),
+                query_fields.unwrap_or_default(),
+                x.query.clone(),
+                None,
+            )
+        });
         for rec in
             reply.answer.iter().filter(|r| r.rtype == appnet_dns::wire::rrtype::code::MX && r.rdata.len() > 2)
         {
             let pref = u16::from_be_bytes([rec.rdata[0], rec.rdata[1]]);
             let host = appnet_dns::wire::name::to_text(&rec.rdata[2..]);
-            say(format!(
-                "   {} ({resolver}) answers in {} ms: {bob_domain} MX {pref} {host}",
-                r.name,
-                took.as_millis()
-            ));
+            let summary = format!("answers in {} ms: {bob_domain} MX {pref} {host}", took.as_millis());
+            let e = event(
+                dns.clone(),
+                me.clone(),
+                "DNS",
+                summary,
+                crate::tour::dns_fields(reply),
+                x.raw.clone(),
+                Some(took.as_secs_f64() * 1000.0),
+            );
+            tell(say, &format!("   {} ({resolver}) ", r.name), e);
         }
     }
     let arrived =
@@ -302,9 +440,9 @@ pub async fn run(lab: &crate::Lab, say: &mut dyn FnMut(String)) -> Result<MailFa
         to_host.name,
         to_host.smtp.port()
     ));
-    for l in &facts.relay {
-        say(format!("   {l}"));
-    }
+    let relay_client = Endpoint::new(&from_host.name, from_host.smtp.ip());
+    let relay_server = Endpoint::new(&to_host.name, to_host.smtp);
+    dialogue(&facts.relay, &relay_client, &relay_server, say);
     if !arrived {
         return Err(format!("mail scene: the message did not reach {}'s Maildir", bob.address));
     }
@@ -325,45 +463,100 @@ pub async fn run(lab: &crate::Lab, say: &mut dyn FnMut(String)) -> Result<MailFa
         pop3.port()
     ));
     let fetch_err = |what: &str, e: appnet_mail::fetch::FetchError| format!("mail scene: {what}: {e}");
+    let bob_host = Endpoint::new(BOB_HOST.0, BOB_HOST.1);
+    let pop3_end = Endpoint::new(&to_host.name, pop3);
+    let imap_end = Endpoint::new(&to_host.name, imap);
+    // The fetch helpers keep their dialogues to themselves: each session is one arrow there
+    // (the commands it sends, in order) and one arrow back per message it reports.
+    let session = |to: &Endpoint, proto: &'static str, commands: &[&str]| {
+        crate::events::bus().emit(|| {
+            let fields =
+                commands.iter().enumerate().map(|(i, c)| (format!("Command {}", i + 1), c.to_string()));
+            event(
+                bob_host.clone(),
+                to.clone(),
+                proto,
+                commands.join(", "),
+                fields.collect(),
+                Vec::new(),
+                None,
+            )
+        })
+    };
+    let summary_fields = |m: &appnet_mail::fetch::Summary| {
+        vec![
+            ("Message".to_string(), m.number.to_string()),
+            ("Size".into(), format!("{} octets", m.size)),
+            ("From".into(), m.from.clone()),
+            ("Subject".into(), m.subject.clone()),
+        ]
+    };
+    let user = format!("USER {}", bob.address);
+    session(&pop3_end, "POP3", &[user.as_str(), "PASS (hidden)", "LIST", "TOP n 0 (each message)", "QUIT"]);
     let list = appnet_mail::fetch::pop3_list(pop3, &bob.address, &bob.password)
         .await
         .map_err(|e| fetch_err("POP3 LIST", e))?;
     for m in &list {
-        say(format!(
-            "   POP3 LIST/TOP: {}  {} octets  From: {}  Subject: {}",
+        let summary = format!(
+            "POP3 LIST/TOP: {}  {} octets  From: {}  Subject: {}",
             m.number, m.size, m.from, m.subject
-        ));
+        );
+        tell(
+            say,
+            "   ",
+            event(pop3_end.clone(), bob_host.clone(), "POP3", summary, summary_fields(m), Vec::new(), None),
+        );
     }
     let last = list.last().ok_or("mail scene: Bob's POP3 maildrop is empty")?;
+    let retr = format!("RETR {}", last.number);
+    session(&pop3_end, "POP3", &[user.as_str(), "PASS (hidden)", retr.as_str(), "QUIT"]);
     let got = appnet_mail::fetch::pop3_get(pop3, &bob.address, &bob.password, last.number)
         .await
         .map_err(|e| fetch_err("POP3 RETR", e))?;
     facts.pop3 = String::from_utf8_lossy(&got).into_owned();
-    say(format!(
-        "   POP3 RETR {}: {} octets, the message above (left on the server: no DELE)",
+    let summary = format!(
+        "POP3 RETR {}: {} octets, the message above (left on the server: no DELE)",
         last.number,
         got.len()
-    ));
+    );
+    tell(
+        say,
+        "   ",
+        event(pop3_end.clone(), bob_host.clone(), "POP3", summary, summary_fields(last), got.clone(), None),
+    );
     say(format!("   then with IMAP (port {}), where the message stays on the server in INBOX:", imap.port()));
+    let login = format!("f1 LOGIN {} (password hidden)", bob.address);
+    let head = "f3 FETCH 1:* (RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])";
+    session(&imap_end, "IMAP", &[login.as_str(), "f2 EXAMINE INBOX", head, "f4 LOGOUT"]);
     let list = appnet_mail::fetch::imap_list(imap, &bob.address, &bob.password)
         .await
         .map_err(|e| fetch_err("IMAP FETCH", e))?;
     for m in &list {
-        say(format!(
-            "   IMAP INBOX {}: {} octets  From: {}  Subject: {}",
-            m.number, m.size, m.from, m.subject
-        ));
+        let summary =
+            format!("IMAP INBOX {}: {} octets  From: {}  Subject: {}", m.number, m.size, m.from, m.subject);
+        tell(
+            say,
+            "   ",
+            event(imap_end.clone(), bob_host.clone(), "IMAP", summary, summary_fields(m), Vec::new(), None),
+        );
     }
     let last = list.last().ok_or("mail scene: Bob's INBOX is empty over IMAP")?;
+    let fetch = format!("f3 FETCH {} BODY.PEEK[]", last.number);
+    session(&imap_end, "IMAP", &[login.as_str(), "f2 EXAMINE INBOX", fetch.as_str(), "f4 LOGOUT"]);
     let got = appnet_mail::fetch::imap_get(imap, &bob.address, &bob.password, last.number)
         .await
         .map_err(|e| fetch_err("IMAP BODY.PEEK[]", e))?;
     facts.imap = String::from_utf8_lossy(&got).into_owned();
-    say(format!(
-        "   IMAP FETCH {} BODY.PEEK[]: {} octets, the same message (its \\Seen flag untouched)",
+    let summary = format!(
+        "IMAP FETCH {} BODY.PEEK[]: {} octets, the same message (its \\Seen flag untouched)",
         last.number,
         got.len()
-    ));
+    );
+    tell(
+        say,
+        "   ",
+        event(imap_end.clone(), bob_host.clone(), "IMAP", summary, summary_fields(last), got, None),
+    );
     Ok(facts)
 }
 

@@ -5,6 +5,7 @@
 //! ultrapeers forward to a leaf only on a QRP match (the messages saved are counted); and the
 //! download over HTTP from both peers that have the file, by byte ranges, verified by SHA-1.
 
+use crate::events::{Endpoint, line_bytes, tell};
 use crate::overlay_lab::{OverlayRun, SONG, song};
 use crate::run::Lab;
 use appnet_overlay::gnutella::base32::sha1_urn;
@@ -40,6 +41,62 @@ pub struct OverlayFacts {
     pub download_from: Vec<(SocketAddr, u64)>,
 }
 
+/// A lab name for an overlay address: the peer's name in the directory, the Napster directory,
+/// or Alice's searching client (the only other party the overlay talks to).
+fn peer_name(run: &OverlayRun, addr: SocketAddr) -> String {
+    if let Some(i) = run.flat.iter().position(|a| *a == addr) {
+        return format!("peer{i}-flat");
+    }
+    if let Some(i) = run.tiered.iter().position(|a| *a == addr) {
+        return format!("peer{i}-tiered");
+    }
+    if addr == run.directory {
+        return "napster-directory".into();
+    }
+    "alice's search client".into()
+}
+
+/// Puts the Gnutella descriptors a search moved on the event bus, hop by hop: every Query and
+/// QueryHit a node received, as an arrow from the neighbour that sent it (TTL and hops as on
+/// arrival, duplicates marked), and the QueryHits handed to Alice's searching client.
+fn publish_descriptors(run: &OverlayRun, trace: &[TraceEvent]) {
+    crate::events::bus().emit_all(|| {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for e in trace.iter().filter(|e| matches!(e.kind, "Query" | "QueryHit")) {
+            let from_node = run.flat.contains(&e.neighbour) || run.tiered.contains(&e.neighbour);
+            // A received descriptor is the arrow; a sent one only when the other end is not a
+            // node (its receipt is not traced).
+            let (from, to) = match (e.received, from_node) {
+                (true, _) => (e.neighbour, e.node),
+                (false, false) => (e.node, e.neighbour),
+                (false, true) => continue,
+            };
+            let duplicate = e.received && e.kind == "Query" && !seen.insert((e.guid.0, e.node));
+            let mut fields = vec![
+                ("Descriptor".to_string(), e.kind.to_string()),
+                ("GUID".into(), e.guid.to_string()),
+                ("TTL".into(), e.ttl.to_string()),
+                ("Hops".into(), e.hops.to_string()),
+            ];
+            if duplicate {
+                fields.push(("Routing".into(), "duplicate GUID: dropped, not forwarded".into()));
+            }
+            let dup = if duplicate { " (duplicate: dropped)" } else { "" };
+            out.push(crate::events::event(
+                crate::events::Endpoint::new(peer_name(run, from), from),
+                crate::events::Endpoint::new(peer_name(run, to), to),
+                "Gnutella",
+                format!("{} TTL={} hops={}{dup}", e.kind, e.ttl, e.hops),
+                fields,
+                Vec::new(),
+                None,
+            ));
+        }
+        out
+    });
+}
+
 fn take_trace(run: &OverlayRun) -> Vec<TraceEvent> {
     std::mem::take(&mut *run.trace.lock().unwrap_or_else(|p| p.into_inner()))
 }
@@ -60,12 +117,30 @@ pub async fn run(lab: &Lab, say: &mut dyn FnMut(String)) -> Result<OverlayFacts,
     say(format!("{} — a directory, query flooding, ultrapeers", crate::tour::heading(14)));
     say(format!("Napster: one directory server ({}) knows who shares what.", run.directory));
     let bob_http = run.sharers[0];
+    let hello = Command::Hello(bob_http);
+    let add = Command::Add { size: data.len() as u64, sha1, name: SONG.into() };
     say(format!(
-        " 1. Bob ({}) informs the directory of his IP address and content:\n      {}\n      {}",
+        " 1. Bob ({}) informs the directory of his IP address and content:\n      {hello}\n      {add}",
         spec.peer_addr(spec.bob),
-        Command::Hello(bob_http),
-        Command::Add { size: data.len() as u64, sha1, name: SONG.into() }
     ));
+    let bob_end = Endpoint::new("napster-bob", bob_http);
+    let dir_end = Endpoint::new("napster-directory", run.directory);
+    let alice_end = Endpoint::new("alice's search client", spec.peer_addr(spec.alice));
+    for c in [&hello, &add] {
+        let line = c.to_string();
+        crate::events::bus().emit(|| {
+            let fields = vec![("Command".to_string(), line.clone())];
+            crate::events::event(
+                bob_end.clone(),
+                dir_end.clone(),
+                "Napster",
+                line.clone(),
+                fields,
+                line_bytes(&line),
+                None,
+            )
+        });
+    }
     let mut hits = Vec::new();
     for _ in 0..100 {
         hits = appnet_overlay::napster::client::search(run.directory, "hey jude", Duration::from_secs(5))
@@ -80,8 +155,39 @@ pub async fn run(lab: &Lab, say: &mut dyn FnMut(String)) -> Result<OverlayFacts,
         return Err(format!("Napster: the directory does not list Bob's copy ({hits:?})"));
     }
     say(format!(" 2. Alice queries the directory for \"hey jude\": one request, {} answers:", hits.len()));
+    crate::events::bus().emit(|| {
+        let fields = vec![("Search".to_string(), "hey jude".to_string())];
+        crate::events::event(
+            alice_end.clone(),
+            dir_end.clone(),
+            "Napster",
+            "SEARCH \"hey jude\"".into(),
+            fields,
+            Vec::new(),
+            None,
+        )
+    });
     for h in &hits {
-        say(format!("      {}  {} bytes  {}  at {}", h.name, h.size, sha1_urn(&h.sha1), h.addr));
+        let fields = vec![
+            ("Name".to_string(), h.name.clone()),
+            ("Size".into(), format!("{} bytes", h.size)),
+            ("Hash".into(), sha1_urn(&h.sha1)),
+            ("Sharer".into(), h.addr.to_string()),
+        ];
+        let summary = format!("{}  {} bytes  {}  at {}", h.name, h.size, sha1_urn(&h.sha1), h.addr);
+        tell(
+            say,
+            "      ",
+            crate::events::event(
+                dir_end.clone(),
+                alice_end.clone(),
+                "Napster",
+                summary,
+                fields,
+                Vec::new(),
+                None,
+            ),
+        );
     }
     facts.napster_hits = hits.iter().map(|h| h.addr).collect();
     let napster_out = out.join("napster");
@@ -96,9 +202,27 @@ pub async fn run(lab: &Lab, say: &mut dyn FnMut(String)) -> Result<OverlayFacts,
     )
     .await
     .map_err(|e| format!("Napster step 3: {e}"))?;
+    let request = format!("GET /uri-res/N2R?{urn} HTTP/1.1");
+    crate::events::bus().emit(|| {
+        let fields = vec![("Request line".to_string(), request.clone())];
+        crate::events::event(
+            alice_end.clone(),
+            bob_end.clone(),
+            "HTTP",
+            request.clone(),
+            fields,
+            Vec::new(),
+            None,
+        )
+    });
+    let fetched = got.from.iter().map(|(_, n)| n).sum::<u64>();
+    crate::events::bus().emit(|| {
+        let fields = vec![("Body".to_string(), format!("{fetched} bytes, SHA-1 verified"))];
+        let summary = format!("200 OK: {fetched} bytes");
+        crate::events::event(bob_end.clone(), alice_end.clone(), "HTTP", summary, fields, Vec::new(), None)
+    });
     say(format!(
-        " 3. Alice fetches it from Bob over HTTP, peer to peer: GET /uri-res/N2R?{urn} from {bob_http}: {} bytes, SHA-1 verified",
-        got.from.iter().map(|(_, n)| n).sum::<u64>()
+        " 3. Alice fetches it from Bob over HTTP, peer to peer: GET /uri-res/N2R?{urn} from {bob_http}: {fetched} bytes, SHA-1 verified",
     ));
     say("    The directory answered in one request — and it is the single point of failure.".into());
 
@@ -112,6 +236,7 @@ pub async fn run(lab: &Lab, say: &mut dyn FnMut(String)) -> Result<OverlayFacts,
     say("are dropped), and a QueryHit travels back hop by hop along the Query's reverse path.".into());
     let hits = search_settled(&run, alice_flat, bob, &run.flat).await?;
     let trace = take_trace(&run);
+    publish_descriptors(&run, &trace);
     let queries: Vec<&TraceEvent> = trace.iter().filter(|e| e.kind == "Query").collect();
     for e in queries.iter().filter(|e| e.received) {
         let h = facts.flat_reached.entry(e.node).or_insert(e.hops);
@@ -154,6 +279,7 @@ pub async fn run(lab: &Lab, say: &mut dyn FnMut(String)) -> Result<OverlayFacts,
     say("sent it a QRP table (hashed keywords). Queries flood among ultrapeers only and reach a leaf only on a match.".into());
     let hits = search_settled(&run, alice_tiered, bob, &run.tiered).await?;
     let trace = take_trace(&run);
+    publish_descriptors(&run, &trace);
     facts.tiered_queries = trace.iter().filter(|e| e.kind == "Query" && !e.received).count();
     facts.tiered_hits = hits.iter().map(|h| h.addr).collect();
     let mut seen = std::collections::HashSet::new();
@@ -194,7 +320,17 @@ pub async fn run(lab: &Lab, say: &mut dyn FnMut(String)) -> Result<OverlayFacts,
         sources.len()
     ));
     for (addr, n) in &done.from {
-        say(format!("   GET /uri-res/N2R?{urn}  Range: bytes=…  from {addr}: {n} bytes"));
+        let summary = format!("GET /uri-res/N2R?{urn}  Range: bytes=…  from {addr}: {n} bytes");
+        let fields = vec![
+            ("Request".to_string(), format!("GET /uri-res/N2R?{urn} with Range: bytes=… (128 KiB pieces)")),
+            ("Received".into(), format!("{n} bytes (206 Partial Content)")),
+        ];
+        let peer = Endpoint::new(peer_name(&run, *addr), addr);
+        tell(
+            say,
+            "   ",
+            crate::events::event(peer, alice_end.clone(), "HTTP", summary, fields, Vec::new(), None),
+        );
     }
     say(format!("   SHA-1 verified; saved as {}", done.path.display()));
     facts.download_from = done.from;
