@@ -5,14 +5,21 @@
 
 use crate::admission::Gate;
 use crate::cache::{Answer, CacheStats, Outcome};
+use crate::dnssec::{Ctx, Ede, KeyCache, Limits, Poll, Security, TrustAnchors, Validation, ede};
 use crate::iterate::{Counters, Env, Event, Resolution, Settings, Shared};
 use crate::trace::Step;
 use crate::transport::Transport;
 use appnet_dns::wire::name::NameBuf;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Names whose zone state the validator remembers at most.
+const MAX_ZONE_STATES: usize = 16_384;
+/// Validation verdicts remembered at most (past it the expired ones go, then all).
+const MAX_VERDICTS: usize = 65_536;
 
 /// Network round trips one question may take in the driver beyond 4 per allowed query: the
 /// core stops well before (its query budget, a bounded CNAME chain); this only guards against
@@ -36,6 +43,21 @@ pub struct Resolver<T: Transport> {
     /// When set, every step of every resolution is recorded here too (the lab tour sends real
     /// queries from a host and shows what the resolver did for them).
     recorder: Mutex<Option<Vec<Step>>>,
+    /// DNSSEC validation state, when the settings ask for it.
+    dnssec: Option<Dnssec>,
+}
+
+/// What validation keeps between questions: the anchors, zone states along the chains of trust
+/// and the verdict per cached answer.
+struct Dnssec {
+    anchors: TrustAnchors,
+    limits: Limits,
+    keys: Mutex<KeyCache>,
+    verdicts: Mutex<HashMap<(NameBuf, u16), (Security, Instant)>>,
+}
+
+fn unix_now() -> u32 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
 }
 
 impl<T: Transport> Resolver<T> {
@@ -48,7 +70,103 @@ impl<T: Transport> Resolver<T> {
             settings,
             counters: Counters::default(),
             recorder: Mutex::new(None),
+            dnssec: None,
         }
+        .with_trust_anchors(TrustAnchors::iana())
+    }
+
+    /// Validates with these anchors instead of the built-in IANA root (when `settings.dnssec`).
+    pub fn with_trust_anchors(mut self, anchors: TrustAnchors) -> Resolver<T> {
+        self.dnssec = self.settings.dnssec.then(|| Dnssec {
+            anchors,
+            limits: Limits::default(),
+            keys: Mutex::new(KeyCache::new(MAX_ZONE_STATES)),
+            verdicts: Mutex::new(HashMap::new()),
+        });
+        self
+    }
+
+    /// Whether answers are validated.
+    pub fn validates(&self) -> bool {
+        self.dnssec.is_some()
+    }
+
+    /// The cached verdict on the cached answer to `qname`/`qtype`.
+    pub fn cached_verdict(&self, qname: &[u8], qtype: u16) -> Option<Security> {
+        let d = self.dnssec.as_ref()?;
+        let verdicts = d.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (appnet_dns::wire::name::to_lower(qname), qtype);
+        verdicts.get(&key).filter(|(_, exp)| *exp > now()).map(|(s, _)| s.clone())
+    }
+
+    /// Resolves `qname`/`qtype` and validates the answer (DS and DNSKEY lookups included). A
+    /// resolver without DNSSEC calls everything insecure. A SERVFAIL stays as it is (insecure).
+    pub async fn resolve_secure(&self, qname: &[u8], qtype: u16) -> (Answer, Security) {
+        let answer = self.resolve(qname, qtype).await;
+        let Some(d) = self.dnssec.as_ref() else { return (answer, Security::Insecure) };
+        if answer.outcome == Outcome::ServFail {
+            return (answer, Security::Insecure);
+        }
+        if let Some(v) = self.cached_verdict(qname, qtype) {
+            return (answer, v);
+        }
+        let unix = unix_now();
+        let mut validation = Validation::new(qname, qtype, &answer);
+        let mut lookups = 0;
+        let security = loop {
+            let poll = {
+                let mut keys = d.keys.lock().unwrap_or_else(|e| e.into_inner());
+                let mut ctx =
+                    Ctx { anchors: &d.anchors, keys: &mut keys, limits: &d.limits, now: now(), unix };
+                validation.poll(&mut ctx)
+            };
+            match poll {
+                Poll::Done(s) => break s,
+                Poll::Need(n, t) => {
+                    lookups += 1;
+                    if lookups > d.limits.max_lookups {
+                        break Security::Bogus(Ede::new(
+                            ede::DNSSEC_BOGUS,
+                            "too many lookups for the chain of trust",
+                        ));
+                    }
+                    let a = self.resolve(&n, t).await;
+                    validation.supply(&n, t, a);
+                }
+            }
+        };
+        if let Security::Bogus(e) = &security {
+            tracing::info!(
+                "DNSSEC bogus: {} type {qtype}: {} (EDE {})",
+                appnet_dns::wire::name::to_text(qname),
+                e.text,
+                e.code
+            );
+        }
+        let ttl = match security {
+            Security::Bogus(_) => d.limits.bogus_ttl,
+            _ => answer
+                .records
+                .iter()
+                .chain(&answer.authority)
+                .map(|r| r.ttl)
+                .min()
+                .unwrap_or(0)
+                .min(self.settings.cache.max_ttl),
+        };
+        if ttl > 0 {
+            let at = now();
+            let mut verdicts = d.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+            if verdicts.len() >= MAX_VERDICTS {
+                verdicts.retain(|_, (_, exp)| *exp > at);
+                if verdicts.len() >= MAX_VERDICTS {
+                    verdicts.clear();
+                }
+            }
+            let key = (appnet_dns::wire::name::to_lower(qname), qtype);
+            verdicts.insert(key, (security.clone(), at + Duration::from_secs(u64::from(ttl))));
+        }
+        (answer, security)
     }
 
     /// The counters.
@@ -66,9 +184,13 @@ impl<T: Transport> Resolver<T> {
         self.lock().cache.bytes()
     }
 
-    /// Empties the cache (answers and delegations).
+    /// Empties the cache (answers and delegations) and the validation state.
     pub fn flush(&self) {
         self.lock().cache.clear();
+        if let Some(d) = &self.dnssec {
+            *d.keys.lock().unwrap_or_else(|e| e.into_inner()) = KeyCache::new(MAX_ZONE_STATES);
+            d.verdicts.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {

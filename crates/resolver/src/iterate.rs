@@ -23,11 +23,13 @@ use crate::admission::{Gate, Ticket};
 use crate::cache::{Answer, Cache, CacheLimits, Delegation, Outcome};
 use crate::infra::InfraCache;
 use crate::trace::{Step, StepOutcome};
+use appnet_dns::wire::dnssec::{NSEC, NSEC3};
 use appnet_dns::wire::message::{self, Parsed, Record};
 use appnet_dns::wire::name::{self, NameBuf, is_at_or_below};
 use appnet_dns::wire::query::opcode;
 use appnet_dns::wire::response::rcode;
 use appnet_dns::wire::rrtype::{code, embedded_name, type_name};
+use appnet_dns::wire::verify::{RRSIG, rrsig_covers};
 use appnet_dns::wire::zonefile::record_text;
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -79,6 +81,9 @@ pub struct Settings {
     /// Most upstream queries one client question may cause, nested lookups included (at least
     /// 1); past it the zone being asked counts as failed (SERVFAIL).
     pub max_queries: usize,
+    /// Ask upstream with DO=1 and keep the RRSIGs and NSEC/NSEC3 records the validator needs
+    /// ([`crate::dnssec`]); DS questions go to the parent side of the zone cut.
+    pub dnssec: bool,
 }
 
 /// Counters for the statistics page, the tour and the tests.
@@ -458,10 +463,15 @@ impl Resolution {
         }
         match &env.settings.mode {
             Mode::Iterative { roots } => {
+                // DS lives on the parent side of a zone cut (RFC 4035 §3.1.4.1).
+                let from: &[u8] = match qtype {
+                    code::DS if env.settings.dnssec => name::parent(&current).unwrap_or(&current),
+                    _ => &current,
+                };
                 let cut = env
                     .shared()
                     .cache
-                    .closest_delegation(&current, now)
+                    .closest_delegation(from, now)
                     .unwrap_or_else(|| Delegation { zone: name::ROOT.into(), servers: roots.clone() });
                 self.top().task = Task::Iterate(Iter { cut, glueless: None, ask: None });
                 Flow::Continue
@@ -622,14 +632,17 @@ impl Resolution {
         };
         // The zone's slot is given back as soon as it has answered.
         it.ask = None;
-        match classify(&it.cut, &current, qtype, &reply, env.counters) {
+        match classify(&it.cut, &current, qtype, &reply, env.counters, env.settings.dnssec) {
             Classified::Done(answer, outcome) => {
                 self.note(&server_name, &reply, &current, qtype, outcome);
                 let mut shared = env.shared();
                 let cache = &mut shared.cache;
                 for r in answer.records.iter().filter(|r| r.rtype == code::CNAME) {
-                    let single =
-                        Answer { outcome: Outcome::Positive, records: vec![r.clone()], authority: vec![] };
+                    let single = Answer {
+                        outcome: Outcome::Positive,
+                        records: with_signatures(vec![r.clone()], &answer.records),
+                        authority: vec![],
+                    };
                     cache.insert(&r.owner, code::CNAME, single, now);
                 }
                 let answer = cache.insert(&current, qtype, answer, now);
@@ -691,14 +704,19 @@ impl Resolution {
             }
         };
         let p = &reply.parsed;
-        let chain = follow_chain(&p.answer, &current, qtype);
-        let soa: Vec<Record> = p.authority.iter().filter(|r| r.rtype == code::SOA).cloned().collect();
+        let mut chain = follow_chain(&p.answer, &current, qtype);
+        let mut soa: Vec<Record> = p.authority.iter().filter(|r| r.rtype == code::SOA).cloned().collect();
+        if env.settings.dnssec {
+            chain = with_signatures(chain, &p.answer);
+            soa.extend(denial_records(&p.authority));
+        }
         let (answer, outcome) = if p.rcode == rcode::NXDOMAIN {
             (Answer { outcome: Outcome::NxDomain, records: chain, authority: soa }, StepOutcome::NxDomain)
         } else if !chain.is_empty() {
             let texts = chain.iter().map(|r| record_text(&r.owner, r.rtype, r.ttl, &r.rdata)).collect();
+            let proofs = soa.into_iter().filter(|r| r.rtype != code::SOA && !covers_soa(r)).collect();
             (
-                Answer { outcome: Outcome::Positive, records: chain, authority: vec![] },
+                Answer { outcome: Outcome::Positive, records: chain, authority: proofs },
                 StepOutcome::Answer { records: texts },
             )
         } else {
@@ -765,7 +783,7 @@ impl Resolution {
         self.queries += 1;
         env.counters.upstream_queries.fetch_add(1, Ordering::Relaxed);
         p.id = self.rng.random();
-        let query = message::build_query(
+        let mut query = message::build_query(
             p.id,
             opcode::QUERY,
             &p.sent_name,
@@ -773,6 +791,9 @@ impl Resolution {
             p.rd,
             p.edns.then_some((EDNS_PAYLOAD, 0)),
         );
+        if p.edns && env.settings.dnssec {
+            set_dnssec_ok(&mut query);
+        }
         p.timeout = env.shared().infra.timeout(p.server.ip());
         p.sent_at = now;
         p.deadline = now + p.timeout;
@@ -804,8 +825,54 @@ impl Resolution {
     }
 }
 
-/// Sorts a reply into a final answer, a referral downwards, or a lame/bogus reply.
-fn classify(cut: &Delegation, qname: &[u8], qtype: u16, reply: &Reply, counters: &Counters) -> Classified {
+/// Sets the DO bit of a query's OPT record, the last record of a query [`message::build_query`]
+/// made (flags: the fourth and third bytes from the end, before the empty RDLENGTH).
+fn set_dnssec_ok(query: &mut [u8]) {
+    let n = query.len();
+    if n >= 11 + 12 && query[n - 11..n - 8] == [0, 0, 41] && query[n - 2..] == [0, 0] {
+        query[n - 4] |= 0x80;
+    }
+}
+
+/// `chain` with the RRSIGs in `answers` that cover its RRsets (same owner, covered type).
+fn with_signatures(mut chain: Vec<Record>, answers: &[Record]) -> Vec<Record> {
+    let covered: Vec<(NameBuf, u16)> = chain.iter().map(|r| (name::to_lower(&r.owner), r.rtype)).collect();
+    for r in answers.iter().filter(|r| r.rtype == RRSIG) {
+        let key = (name::to_lower(&r.owner), rrsig_covers(&r.rdata));
+        if covered.contains(&key) && !chain.contains(r) {
+            chain.push(r.clone());
+        }
+    }
+    chain
+}
+
+/// Whether `r` is an RRSIG over an SOA.
+fn covers_soa(r: &Record) -> bool {
+    r.rtype == RRSIG && rrsig_covers(&r.rdata) == code::SOA
+}
+
+/// The denial-of-existence records of an authority section: NSEC, NSEC3 and the RRSIGs over
+/// them and over the SOA (the SOA itself is taken apart).
+fn denial_records(authority: &[Record]) -> impl Iterator<Item = Record> + '_ {
+    authority
+        .iter()
+        .filter(|r| {
+            matches!(r.rtype, NSEC | NSEC3)
+                || (r.rtype == RRSIG && matches!(rrsig_covers(&r.rdata), NSEC | NSEC3 | code::SOA))
+        })
+        .cloned()
+}
+
+/// Sorts a reply into a final answer, a referral downwards, or a lame/bogus reply. With
+/// `dnssec`, answers keep their RRSIGs and negative answers their NSEC/NSEC3 proofs.
+fn classify(
+    cut: &Delegation,
+    qname: &[u8],
+    qtype: u16,
+    reply: &Reply,
+    counters: &Counters,
+    dnssec: bool,
+) -> Classified {
     let p = &reply.parsed;
     let zone = &cut.zone;
     // Only records at or below the zone the server was asked about count (its bailiwick).
@@ -816,16 +883,25 @@ fn classify(cut: &Delegation, qname: &[u8], qtype: u16, reply: &Reply, counters:
         counters.rejected_replies.fetch_add(dropped as u64, Ordering::Relaxed);
         tracing::debug!("dropped {dropped} out-of-bailiwick answer records from {}", reply.from);
     }
-    let soa: Vec<Record> =
+    let mut soa: Vec<Record> =
         p.authority.iter().filter(in_zone).filter(|r| r.rtype == code::SOA).cloned().collect();
-    let chain = follow_chain(&answers, qname, qtype);
+    let mut chain = follow_chain(&answers, qname, qtype);
+    let mut proofs = Vec::new();
+    if dnssec {
+        chain = with_signatures(chain, &answers);
+        let in_zone_authority: Vec<Record> = p.authority.iter().filter(in_zone).cloned().collect();
+        proofs = denial_records(&in_zone_authority).collect();
+    }
     if p.rcode == rcode::NXDOMAIN {
+        soa.extend(proofs);
         let answer = Answer { outcome: Outcome::NxDomain, records: chain, authority: soa };
         return Classified::Done(answer, StepOutcome::NxDomain);
     }
     if !chain.is_empty() {
         let texts = chain.iter().map(|r| record_text(&r.owner, r.rtype, r.ttl, &r.rdata)).collect();
-        let answer = Answer { outcome: Outcome::Positive, records: chain, authority: vec![] };
+        // Wildcard expansions carry the NSEC/NSEC3 proving the name itself does not exist.
+        let authority = proofs.into_iter().filter(|r| !covers_soa(r)).collect();
+        let answer = Answer { outcome: Outcome::Positive, records: chain, authority };
         return Classified::Done(answer, StepOutcome::Answer { records: texts });
     }
     // A referral: NS records for a zone strictly below the cut that contains the name.
@@ -866,6 +942,7 @@ fn classify(cut: &Delegation, qname: &[u8], qtype: u16, reply: &Reply, counters:
         }
     }
     if p.rcode == rcode::NOERROR {
+        soa.extend(proofs);
         let answer = Answer { outcome: Outcome::NoData, records: vec![], authority: soa };
         return Classified::Done(answer, StepOutcome::NoData);
     }
@@ -925,7 +1002,7 @@ fn follow_chain(records: &[Record], qname: &[u8], qtype: u16) -> Vec<Record> {
 
 /// The CNAME target the chain ends on, when the answer has no records of `qtype` there.
 fn dangling_cname(records: &[Record], qtype: u16) -> Option<NameBuf> {
-    let last = records.last()?;
+    let last = records.iter().rev().find(|r| r.rtype != RRSIG)?;
     if last.rtype == qtype || qtype == code::ANY {
         return None;
     }

@@ -13,12 +13,14 @@
 //! - [`lookup`]: a URL's host (`[::1]:5353`, `host:port`) and its address, for clients.
 //! - [`clients`]: access control and per-client rate limits; [`respond`]: query → response.
 //! - [`admission`]: caps on questions in flight per client and upstream exchanges per zone.
+//! - [`dnssec`]: DNSSEC validation (trust anchors, the sans-IO validator, denial proofs).
 //! - [`server`]: the tokio service (UDP + TCP); [`config`], [`hints`]: its settings.
 
 pub mod admission;
 pub mod cache;
 pub mod clients;
 pub mod config;
+pub mod dnssec;
 pub mod driver;
 pub mod hints;
 pub mod infra;

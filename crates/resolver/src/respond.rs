@@ -4,6 +4,7 @@
 use crate::admission::{Gate, Ticket, client_key};
 use crate::cache::Answer;
 use crate::clients::{Admission, Clients};
+use crate::dnssec::{Ede, Security};
 use crate::driver::Resolver;
 use crate::local::LocalZones;
 use crate::transport::Transport;
@@ -109,15 +110,29 @@ impl<T: Transport> Frontend<T> {
             return reply(rcode::REFUSED);
         }
         let limit = limit_for(via, q.edns);
+        let sec = SecOpts::of(packet, q.qtype, q.edns, q.cd);
         if let Some((_, answer)) = self.local.answer(q.qname, q.qtype) {
             self.counters.local_answers.fetch_add(1, Ordering::Relaxed);
-            return Immediate::Reply(Some(write_answer(q.header(), question, opt, &answer, 0, true, limit)));
+            let out = write_answer(q.header(), question, opt, &answer, 0, true, limit, sec, None);
+            return Immediate::Reply(Some(out));
         }
-        match self.resolver.cached_shared(q.qname, q.qtype) {
+        // With validation on, a cached answer is served at once only with its cached verdict
+        // (or when the client set CD); otherwise the slow path validates it.
+        let verdict = match self.resolver.validates() && !q.cd {
+            true => self.resolver.cached_verdict(q.qname, q.qtype).map(Some),
+            false => Some(None),
+        };
+        match self.resolver.cached_shared(q.qname, q.qtype).filter(|_| verdict.is_some()) {
             Some((answer, age)) => {
                 self.resolver.counters().served_from_cache.fetch_add(1, Ordering::Relaxed);
+                let verdict = verdict.flatten();
+                if let Some(Security::Bogus(e)) = &verdict {
+                    self.counters.servfail.fetch_add(1, Ordering::Relaxed);
+                    return Immediate::Reply(Some(bogus(q.header(), question, opt, e)));
+                }
                 self.count_servfail(&answer);
-                Immediate::Reply(Some(write_answer(q.header(), question, opt, &answer, age, false, limit)))
+                let out = write_answer(q.header(), question, opt, &answer, age, false, limit, sec, verdict);
+                Immediate::Reply(Some(out))
             }
             // RD clear: the client asks what we already know; never go upstream for it.
             None if !q.rd => reply(rcode::REFUSED),
@@ -151,9 +166,19 @@ impl<T: Transport> Frontend<T> {
         let q = query::parse(packet).ok()?;
         let question = Question { qname: q.qname, qtype: q.qtype, qclass: q.qclass };
         let opt = q.edns.map(|_| OptOut { payload: CLIENT_PAYLOAD });
-        let answer = self.resolver.resolve(q.qname, q.qtype).await;
+        let sec = SecOpts::of(packet, q.qtype, q.edns, q.cd);
+        let (answer, verdict) = if self.resolver.validates() && !q.cd {
+            let (answer, security) = self.resolver.resolve_secure(q.qname, q.qtype).await;
+            (answer, Some(security))
+        } else {
+            (self.resolver.resolve(q.qname, q.qtype).await, None)
+        };
+        if let Some(Security::Bogus(e)) = &verdict {
+            self.counters.servfail.fetch_add(1, Ordering::Relaxed);
+            return Some(bogus(q.header(), question, opt, e));
+        }
         self.count_servfail(&answer);
-        Some(write_answer(q.header(), question, opt, &answer, 0, false, limit_for(via, q.edns)))
+        Some(write_answer(q.header(), question, opt, &answer, 0, false, limit_for(via, q.edns), sec, verdict))
     }
 
     fn count_servfail(&self, answer: &Answer) {
@@ -187,6 +212,58 @@ fn error(header: Header, question: Option<Question<'_>>, opt: Option<OptOut>, co
     out
 }
 
+/// What the client asked of DNSSEC: DO (keep RRSIG/NSEC/NSEC3 records), AD (RFC 6840 §5.7: a
+/// client setting AD wants it back on secure answers) and CD.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SecOpts {
+    dnssec_ok: bool,
+    ad: bool,
+    cd: bool,
+    /// The question asks for a DNSSEC type itself: nothing is stripped.
+    dnssec_type: bool,
+}
+
+impl SecOpts {
+    fn of(packet: &[u8], qtype: u16, edns: Option<appnet_dns::wire::query::Edns>, cd: bool) -> SecOpts {
+        use appnet_dns::wire::dnssec::{NSEC, NSEC3};
+        use appnet_dns::wire::verify::RRSIG;
+        SecOpts {
+            dnssec_ok: edns.is_some_and(|e| e.dnssec_ok),
+            ad: packet.get(3).is_some_and(|b| b & 0x20 != 0),
+            cd,
+            dnssec_type: matches!(qtype, RRSIG | NSEC | NSEC3 | code::ANY),
+        }
+    }
+}
+
+/// SERVFAIL for a bogus answer, with the Extended DNS Error (RFC 8914) when the client speaks
+/// EDNS.
+fn bogus(header: Header, question: Question<'_>, opt: Option<OptOut>, e: &Ede) -> Vec<u8> {
+    let mut out = error(header, Some(question), opt, rcode::SERVFAIL);
+    if opt.is_some() {
+        add_ede(&mut out, e);
+    }
+    out
+}
+
+/// Appends an EDE option to the message's OPT record: the last record, written without options
+/// by [`response::write`] (owner root, type 41, RDLENGTH 0 at the very end).
+fn add_ede(message: &mut Vec<u8>, e: &Ede) {
+    let n = message.len();
+    if n < 12 + 11 || message[n - 11..n - 8] != [0, 0, 41] || message[n - 2..] != [0, 0] {
+        return;
+    }
+    let text = &e.text.as_bytes()[..e.text.len().min(200)];
+    let option_len = 2 + text.len() as u16;
+    let rdlen = 4 + option_len;
+    message.truncate(n - 2);
+    message.extend_from_slice(&rdlen.to_be_bytes());
+    message.extend_from_slice(&15u16.to_be_bytes());
+    message.extend_from_slice(&option_len.to_be_bytes());
+    message.extend_from_slice(&e.code.to_be_bytes());
+    message.extend_from_slice(text);
+}
+
 /// Borrows grouped RRsets as section entries.
 fn to_refs<'a>(sets: &'a [(&'a [u8], u16, u32, Vec<u8>)]) -> Vec<RrRef<'a>> {
     sets.iter()
@@ -214,6 +291,18 @@ fn rrsets(records: &[Record], age: u32) -> Vec<(&[u8], u16, u32, Vec<u8>)> {
     sets
 }
 
+/// Without DO, the RRSIG, NSEC and NSEC3 records are left out (RFC 4035 §3.2.1).
+fn visible(records: &[Record], sec: SecOpts) -> std::borrow::Cow<'_, [Record]> {
+    use appnet_dns::wire::dnssec::{NSEC, NSEC3};
+    use appnet_dns::wire::verify::RRSIG;
+    let hidden = |r: &Record| matches!(r.rtype, RRSIG | NSEC | NSEC3);
+    if sec.dnssec_ok || sec.dnssec_type || !records.iter().any(hidden) {
+        return std::borrow::Cow::Borrowed(records);
+    }
+    std::borrow::Cow::Owned(records.iter().filter(|r| !hidden(r)).cloned().collect())
+}
+
+#[allow(clippy::too_many_arguments)]
 fn write_answer(
     header: Header,
     question: Question<'_>,
@@ -222,9 +311,13 @@ fn write_answer(
     age: u32,
     aa: bool,
     limit: usize,
+    sec: SecOpts,
+    verdict: Option<Security>,
 ) -> Vec<u8> {
-    let answer_sets = rrsets(&answer.records, age);
-    let authority_sets = rrsets(&answer.authority, age);
+    let records = visible(&answer.records, sec);
+    let authority = visible(&answer.authority, sec);
+    let answer_sets = rrsets(&records, age);
+    let authority_sets = rrsets(&authority, age);
     let answer_refs = to_refs(&answer_sets);
     let authority_refs = to_refs(&authority_sets);
     let reply = Reply {
@@ -237,6 +330,14 @@ fn write_answer(
     };
     let mut out = response::write(header, Some(question), opt, &reply, limit, Vec::new());
     set_ra(&mut out);
+    // AD (RFC 4035 §3.2.3, RFC 6840 §5.7): secure, and the client asked with DO or AD.
+    if verdict == Some(Security::Secure)
+        && (sec.dnssec_ok || sec.ad)
+        && !sec.cd
+        && let Some(flags) = out.get_mut(3)
+    {
+        *flags |= 0x20;
+    }
     out
 }
 

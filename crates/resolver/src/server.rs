@@ -65,6 +65,7 @@ pub fn settings_from(config: &ResolverConfig) -> io::Result<Settings> {
         },
         max_in_flight_per_zone: config.max_in_flight_per_zone,
         max_queries: config.max_queries_per_question,
+        dnssec: config.dnssec,
     })
 }
 
@@ -75,6 +76,8 @@ impl ResolverServer {
         let clients = Clients::new(&config.allow, config.rate_limit_qps, config.rate_limit_loopback)
             .map_err(invalid)?;
         let local = LocalZones::new(&config.extra_local_zones).map_err(invalid)?;
+        let anchors =
+            crate::dnssec::TrustAnchors::load(&config.trust_anchors).map_err(|e| invalid(e.to_string()))?;
         let opts = ListenOpts::default();
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let (udp, tcp) = bind_udp_group_and_tcp(config.listen, workers, &opts, &opts)?;
@@ -83,7 +86,8 @@ impl ResolverServer {
             resolver: Resolver::new(
                 settings,
                 NetTransport { source: Some(addr.ip()).filter(|ip| !ip.is_unspecified()) },
-            ),
+            )
+            .with_trust_anchors(anchors),
             local,
             clients,
             counters: ServiceCounters::default(),

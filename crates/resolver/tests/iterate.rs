@@ -64,6 +64,7 @@ impl Sim {
             cache: CacheLimits::default(),
             max_in_flight_per_zone: 64,
             max_queries: DEFAULT_MAX_QUERIES,
+            dnssec: false,
         };
         Sim {
             net,

@@ -20,6 +20,7 @@ fn resolver(net: &FakeNet, use_0x20: bool) -> Resolver<FakeNet> {
         cache: CacheLimits::default(),
         max_in_flight_per_zone: 64,
         max_queries: DEFAULT_MAX_QUERIES,
+        dnssec: false,
     };
     Resolver::new(settings, net.clone())
 }
@@ -182,6 +183,7 @@ async fn forwarding_mode_asks_the_upstream_resolver_and_caches() {
         cache: CacheLimits::default(),
         max_in_flight_per_zone: 64,
         max_queries: DEFAULT_MAX_QUERIES,
+        dnssec: false,
     };
     let r = Resolver::new(settings, net.clone());
     let answer = r.resolve(&from_text("www.ibm.com.").unwrap(), code::A).await;
@@ -226,6 +228,7 @@ async fn a_flooded_zone_gets_servfail_past_its_in_flight_limit_while_others_reso
         cache: CacheLimits::default(),
         max_in_flight_per_zone: 8,
         max_queries: DEFAULT_MAX_QUERIES,
+        dnssec: false,
     };
     let r = std::sync::Arc::new(Resolver::new(settings, net.clone()));
     let start = tokio::time::Instant::now();
