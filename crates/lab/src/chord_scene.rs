@@ -3,6 +3,7 @@
 //! and peer 4 repairs its successor list; peer 13 joins and takes over key 13. Everything
 //! printed is read from the nodes over RPC (`Info`, `FindSuccessor`), with bounded waits.
 
+use crate::events::{Endpoint, event, tell};
 use crate::run::{Lab, chord_name};
 use appnet_chord::client::{Client, NodeInfo, rpc};
 use appnet_chord::lookup::{Lookup, Step};
@@ -94,6 +95,17 @@ async fn settled(
     true
 }
 
+/// A ring member as the event bus names it (its lab name and address).
+fn peer(n: &NodeRef) -> Endpoint {
+    Endpoint::new(chord_name(n.id.low_u64()), n.addr)
+}
+
+/// Fields shared by the lookup's messages.
+fn key_fields(key: Id, bits: u8) -> Vec<(String, String)> {
+    let k = key.low_u64();
+    vec![("Key".to_string(), format!("{k} ({k:0w$b})", w = usize::from(bits)))]
+}
+
 async fn info(client: &Client, addr: std::net::SocketAddr) -> Result<NodeInfo, String> {
     client.info(addr).await.map_err(|e| format!("chord scene: Info from {addr}: {e}"))
 }
@@ -130,17 +142,24 @@ async fn walk_successors(
         let succ = *me.succs.first().ok_or(format!("peer {} has no successor", at.id.low_u64()))?;
         visited.push(at.id.low_u64());
         let (a, s) = (at.id.low_u64(), succ.id.low_u64());
+        let mut fields = vec![("Key".to_string(), key.low_u64().to_string())];
+        fields.push(("Arc of the successor".into(), format!("({a}, {s}]")));
         if key.in_half_open(&at.id, &succ.id) {
-            say(format!(
-                "   peer {a}: key {} lies in ({a}, {s}], so my successor {s} is responsible",
-                key.low_u64()
-            ));
+            fields.push(("Outcome".into(), format!("{s} is responsible")));
+            let summary =
+                format!("key {} lies in ({a}, {s}], so my successor {s} is responsible", key.low_u64());
+            let e = event(peer(&at), peer(&from), "Chord", summary, fields, Vec::new(), None);
+            tell(say, &format!("   peer {a}: "), e);
             return Ok((visited, s));
         }
-        say(format!(
-            "   peer {a}: key {} is not in ({a}, {s}]: pass the query to my successor {s}",
-            key.low_u64()
-        ));
+        fields.push(("Outcome".into(), format!("forwarded to the successor {s}")));
+        let summary =
+            format!("key {} is not in ({a}, {s}]: pass the query to my successor {s}", key.low_u64());
+        tell(
+            say,
+            &format!("   peer {a}: "),
+            event(peer(&at), peer(&succ), "Chord", summary, fields, Vec::new(), None),
+        );
         at = succ;
     }
     Err("chord scene: the successor walk did not end".into())
@@ -163,21 +182,53 @@ async fn finger_lookup(
                 let req = Request::FindSuccessor { id: key, avoid: lookup.avoid() };
                 let n = node.id.low_u64();
                 asked.push(n);
+                let started = Instant::now();
+                crate::events::bus().emit(|| {
+                    let mut fields = key_fields(key, bits);
+                    fields.push((
+                        "Request".into(),
+                        "FindSuccessor (iterative: the asker asks each peer itself)".into(),
+                    ));
+                    event(
+                        peer(&from),
+                        peer(&node),
+                        "Chord",
+                        format!("FindSuccessor(key {})", key.low_u64()),
+                        fields,
+                        Vec::new(),
+                        None,
+                    )
+                });
                 step = match rpc(node.addr, bits, &req, RPC).await {
                     Ok((_, resp)) => {
-                        match &resp {
-                            Response::Found { succs } => say(format!(
-                                "   ask peer {n}: \"key {} is my successor's: {}\" (successor list [{}])",
-                                key.low_u64(),
-                                succs.first().map_or(0, |s| s.id.low_u64()),
-                                list(&ids(succs))
-                            )),
-                            Response::Closer { nodes } => say(format!(
-                                "   ask peer {n}: \"not mine; the closest preceding peers I know: [{}]\"",
-                                list(&ids(nodes))
-                            )),
-                            other => say(format!("   ask peer {n}: unexpected answer {other:?}")),
-                        }
+                        let ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+                        let mut fields = key_fields(key, bits);
+                        let summary = match &resp {
+                            Response::Found { succs } => {
+                                fields.push(("Response".into(), "Found: the key is my successor's".into()));
+                                fields.push(("Successor list".into(), list(&ids(succs))));
+                                format!(
+                                    "\"key {} is my successor's: {}\" (successor list [{}])",
+                                    key.low_u64(),
+                                    succs.first().map_or(0, |s| s.id.low_u64()),
+                                    list(&ids(succs))
+                                )
+                            }
+                            Response::Closer { nodes } => {
+                                fields.push(("Response".into(), "Closer: ask one of these".into()));
+                                fields.push(("Closest preceding peers".into(), list(&ids(nodes))));
+                                format!(
+                                    "\"not mine; the closest preceding peers I know: [{}]\"",
+                                    list(&ids(nodes))
+                                )
+                            }
+                            other => format!("unexpected answer {other:?}"),
+                        };
+                        tell(
+                            say,
+                            &format!("   ask peer {n}: "),
+                            event(peer(&node), peer(&from), "Chord", summary, fields, Vec::new(), ms),
+                        );
                         lookup.on_response(resp)
                     }
                     Err(e) => {
@@ -300,6 +351,32 @@ pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<ChordFact
         want[0],
         list(&facts.repaired_succs)
     ));
+    let victim_addr = before.succs.first().map(|n| n.addr);
+    crate::events::bus().emit_all(|| {
+        let pred_end = Endpoint::new(chord_name(pred), pred_addr);
+        let gone = Endpoint::new(chord_name(victim), victim_addr.map_or(String::new(), |a| a.to_string()));
+        let next = after.succs.first().map_or(pred_end.clone(), peer);
+        vec![
+            event(
+                pred_end.clone(),
+                gone,
+                "Chord",
+                format!("stabilize: peer {victim} does not answer (it left)"),
+                vec![("Repair time".to_string(), format!("{:.2} s", facts.repair_time.as_secs_f64()))],
+                Vec::new(),
+                None,
+            ),
+            event(
+                pred_end,
+                next,
+                "Chord",
+                format!("stabilize: my successors are now [{}]", list(&facts.repaired_succs)),
+                vec![("Successor list".to_string(), list(&facts.repaired_succs))],
+                Vec::new(),
+                None,
+            ),
+        ]
+    });
 
     // Peer 13 joins through the first node.
     let Some(late) = spec.nodes.iter().find(|n| n.late) else { return Ok(facts) };
@@ -308,6 +385,19 @@ pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<ChordFact
         late.id, ring[0]
     ));
     let joined = lab.start_chord_node(&spec, late, Some(entry)).await.map_err(|e| e.to_string())?;
+    crate::events::bus().emit(|| {
+        let entry_id = peers.iter().find(|p| p.1 == entry).map_or(ring[0], |p| p.0);
+        let fields = vec![("Joining id".to_string(), late.id.to_string())];
+        event(
+            Endpoint::new(chord_name(late.id), joined.addr),
+            Endpoint::new(chord_name(entry_id), entry),
+            "Chord",
+            format!("join: FindSuccessor(my own id {})", late.id),
+            fields,
+            Vec::new(),
+            None,
+        )
+    });
     facts.joined = late.id;
     let joined_at = Instant::now();
     ring.push(late.id);

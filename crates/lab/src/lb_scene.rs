@@ -47,6 +47,65 @@ async fn which_replica(s: &mut TcpStream, host: &str) -> Option<String> {
     tokio::time::timeout(Duration::from_secs(5), read).await.ok().flatten()
 }
 
+/// Puts one kept-alive connection's request on the event bus as the balancer sees it: the
+/// client's GET to the one address, the balancer's forwarding to the machine its hash picked,
+/// and the machine's answer (`served` is None when the connection broke).
+fn publish(client: SocketAddr, front: SocketAddr, lb: &str, backend: &str, served: Option<&str>) {
+    use crate::events::{Endpoint, bus, event};
+    let host = |a: IpAddr| a.to_string();
+    let client_end = Endpoint::new(host(client.ip()), client);
+    let lb_end = Endpoint::new(lb, front);
+    let machine =
+        Endpoint::new(backend, SocketAddr::new(backend.parse().unwrap_or(front.ip()), front.port()));
+    bus().emit_all(|| {
+        let request = format!("GET / HTTP/1.1 (connection {client} → {front})");
+        let flow = vec![
+            ("Flow".to_string(), format!("TCP {client} → {front}")),
+            (
+                "Balancing".into(),
+                "Maglev consistent hash of the 5-tuple: every packet of the connection goes to one machine"
+                    .into(),
+            ),
+            ("Machine".into(), backend.to_string()),
+        ];
+        let mut out = vec![
+            event(
+                client_end.clone(),
+                lb_end.clone(),
+                "HTTP",
+                request.clone(),
+                flow.clone(),
+                Vec::new(),
+                None,
+            ),
+            event(
+                lb_end.clone(),
+                machine.clone(),
+                "LB",
+                format!("forwards {client}'s connection to {backend}"),
+                flow,
+                Vec::new(),
+                None,
+            ),
+        ];
+        let reply = match served {
+            Some(r) => format!("200 OK — \"Served by appnet on {r}\""),
+            None => "connection reset: its machine is gone".to_string(),
+        };
+        let from = if served.is_some() { machine } else { lb_end };
+        out.push(event(
+            from,
+            client_end,
+            "HTTP",
+            reply,
+            vec![("Served by".to_string(), served.unwrap_or("nobody").to_string())],
+            Vec::new(),
+            None,
+        ));
+        out
+    });
+}
+
 async fn connect(from: IpAddr, to: SocketAddr) -> Result<TcpStream, String> {
     let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
     socket.bind(SocketAddr::new(from, 0)).map_err(|e| e.to_string())?;
@@ -94,6 +153,7 @@ pub async fn run(lab: &mut Lab, lb: &LbSpec, say: &mut dyn FnMut(String)) -> Res
         if again != *served {
             return Err(format!("load-balancer scene: a connection moved from {served} to {again}"));
         }
+        publish(local, front, &lb.name, served, Some(&again));
         say(format!(
             "   connection from {from}:{:<5} → {front} → machine {served} (twice, same machine)",
             local.port()
@@ -104,7 +164,9 @@ pub async fn run(lab: &mut Lab, lb: &LbSpec, say: &mut dyn FnMut(String)) -> Res
     say(format!("   Machine {victim} crashes."));
     lab.stop_member_at(victim_addr).await;
     for (from, s, served) in held.iter_mut() {
+        let local = s.local_addr().unwrap_or(SocketAddr::new(*from, 0));
         let after = which_replica(s, &host).await;
+        publish(local, front, &lb.name, served, after.as_deref());
         match (&after, *served == victim) {
             (None, true) => {
                 say(format!("   connection from {from} on {served}: broken (its machine is gone)"))
@@ -141,11 +203,28 @@ pub async fn run(lab: &mut Lab, lb: &LbSpec, say: &mut dyn FnMut(String)) -> Res
         moved * 100.0,
         replicas.len()
     ));
+    crate::events::bus().emit(|| {
+        let fields = vec![
+            ("Machine".to_string(), victim.clone()),
+            ("Flow-key space moved".into(), format!("{:.1}%", moved * 100.0)),
+        ];
+        crate::events::event(
+            crate::events::Endpoint::new(&lb.name, front),
+            crate::events::Endpoint::new(&victim, victim_addr),
+            "LB",
+            format!("health check fails: {victim} taken out, {:.1}% of the flows move", moved * 100.0),
+            fields,
+            Vec::new(),
+            None,
+        )
+    });
     say("   the flows of the other machines stay where they are.".into());
     let from = held[1].0;
     let mut s = connect(from, front).await?;
     let now =
         which_replica(&mut s, &host).await.ok_or("load-balancer scene: a new connection got no answer")?;
+    let local = s.local_addr().unwrap_or(SocketAddr::new(from, 0));
+    publish(local, front, &lb.name, &now, Some(&now));
     if now == victim {
         return Err("load-balancer scene: a new connection reached the dead machine".into());
     }
