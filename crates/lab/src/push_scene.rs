@@ -23,11 +23,33 @@ pub async fn run(lab: &Lab, cdn: &CdnSpec, say: &mut dyn FnMut(String)) -> Resul
     let body = client::body(std::slice::from_ref(&url));
     for r in &cdn.replicas {
         let addr = SocketAddr::new(IpAddr::V4(r.addr), port);
+        let origin = crate::events::Endpoint::new(
+            &cdn.origin,
+            lab.addr_of(&cdn.origin).map_or_else(|| cdn.origin.clone(), |a| a.ip().to_string()),
+        );
+        let replica = crate::events::Endpoint::new(&r.name, addr);
+        crate::events::bus().emit(|| {
+            let fields = vec![
+                ("Request".to_string(), "POST /.appnet/push HTTP/1.1".to_string()),
+                ("URL pushed".into(), url.clone()),
+                ("Authentication".into(), "signed with the lab's push secret (not shown)".into()),
+            ];
+            let summary = format!("POST /.appnet/push: pre-position {url}");
+            crate::events::event(origin.clone(), replica.clone(), "HTTP", summary, fields, body.clone(), None)
+        });
+        let sent = std::time::Instant::now();
         let lines = client::push(&addr.to_string(), &body, &secret, Duration::from_secs(10))
             .await
             .map_err(|e| format!("scene 8b: push to {} ({addr}): {e}", r.name))?;
         let line = lines.first().ok_or(format!("scene 8b: {} answered no line", r.name))?;
-        say(format!("   push to {:<12} {addr}: {} — {}", r.name, line.outcome.word(), line.detail));
+        let summary = format!("{} — {}", line.outcome.word(), line.detail);
+        let fields = vec![
+            ("Outcome".to_string(), line.outcome.word().to_string()),
+            ("Detail".into(), line.detail.clone()),
+        ];
+        let ms = Some(sent.elapsed().as_secs_f64() * 1000.0);
+        let e = crate::events::event(replica, origin, "HTTP", summary, fields, Vec::new(), ms);
+        crate::events::tell(say, &format!("   push to {:<12} {addr}: ", r.name), e);
         if line.outcome != Outcome::Stored {
             return Err(format!("scene 8b: {} did not store {url}", r.name));
         }
