@@ -62,6 +62,7 @@ struct Seen {
 /// The part of a message the scene needs (block data is not kept).
 #[derive(Debug, Clone)]
 enum Msg {
+    Handshake,
     Bitfield(Vec<u32>),
     HaveAll,
     Have(u32),
@@ -122,6 +123,10 @@ async fn pump(
         }
         let skip = handshake.min(n);
         handshake -= skip;
+        if skip > 0 && handshake == 0 {
+            let seen = Seen { at: started.elapsed(), peer: peer.clone(), to_alice, msg: Msg::Handshake };
+            log.lock().unwrap_or_else(|p| p.into_inner()).push(seen);
+        }
         parse.extend_from_slice(&buf[skip..n]);
         loop {
             match Message::decode(&mut parse, 1 << 20) {
@@ -377,23 +382,52 @@ async fn alice(
             let p = m.handle.progress();
             say(format!("   {} ({}) has {}/{} pieces", m.name, m.running.addr(), p.have, p.pieces));
         }
-        let reply = announce_from(ip, tracker, &announce_of(meta, &alice, Event::Started)).await?;
-        say(format!(
-            "1. alice ({}) → tracker: announce started, left = {} bytes",
-            alice.running.addr(),
-            meta.info.total_length()
-        ));
+        let request = announce_of(meta, &alice, Event::Started);
+        let alice_end = crate::events::Endpoint::new("alice", alice.running.addr());
+        let tracker_end = crate::events::Endpoint::new("tracker", tracker);
+        let fields = vec![
+            ("Request".to_string(), "GET /announce (HTTP)".to_string()),
+            ("event".into(), "started".into()),
+            ("port".into(), request.port.to_string()),
+            ("left".into(), format!("{} bytes", request.left)),
+            ("compact".into(), "1".into()),
+        ];
+        let query = format!(
+            "GET /announce?{} HTTP/1.1\r\nHost: {tracker}\r\nConnection: close\r\n\r\n",
+            request.to_query()
+        );
+        let sent = Instant::now();
+        let reply = announce_from(ip, tracker, &request).await?;
+        let summary = format!("announce started, left = {} bytes", meta.info.total_length());
+        let e = crate::events::event(
+            alice_end.clone(),
+            tracker_end.clone(),
+            "BitTorrent",
+            summary,
+            fields,
+            query.into_bytes(),
+            None,
+        );
+        crate::events::tell(say, &format!("1. alice ({}) → tracker: ", alice.running.addr()), e);
         let listed: Vec<String> = reply
             .peers
             .iter()
             .map(|p| format!("{} ({})", names.get(&p.addr).map_or("?", String::as_str), p.addr))
             .collect();
-        say(format!(
-            "2. tracker → alice: {} seeders, {} leechers; peers [{}]",
+        let summary = format!(
+            "{} seeders, {} leechers; peers [{}]",
             reply.complete,
             reply.incomplete,
             listed.join(", ")
-        ));
+        );
+        let mut fields = vec![
+            ("complete".to_string(), reply.complete.to_string()),
+            ("incomplete".into(), reply.incomplete.to_string()),
+        ];
+        fields.extend(listed.iter().enumerate().map(|(i, p)| (format!("peer {}", i + 1), p.clone())));
+        let ms = Some(sent.elapsed().as_secs_f64() * 1000.0);
+        let e = crate::events::event(tracker_end, alice_end, "BitTorrent", summary, fields, Vec::new(), ms);
+        crate::events::tell(say, "2. tracker → alice: ", e);
         facts.listed = reply.peers.iter().filter_map(|p| names.get(&p.addr).cloned()).collect();
         for p in &reply.peers {
             let Some(name) = names.get(&p.addr) else { continue };
@@ -421,6 +455,22 @@ async fn alice(
     Ok(())
 }
 
+/// A swarm member's endpoint by its scene name ("alice", "seeder", "peer1", ...).
+fn endpoint(spec: &SwarmSpec, name: &str) -> crate::events::Endpoint {
+    let ip = match name {
+        "alice" => Some(spec.alice),
+        "seeder" => Some(spec.seeder),
+        _ => name
+            .strip_prefix("peer")
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| spec.peers.get(n.wrapping_sub(1)).copied()),
+    };
+    crate::events::Endpoint::new(
+        name,
+        ip.map_or(String::new(), |ip| SocketAddr::new(IpAddr::V4(ip), spec.port).to_string()),
+    )
+}
+
 /// Prints the story from the tapped messages and fills `facts`.
 fn report(spec: &SwarmSpec, seen: &[Seen], facts: &mut TorrentFacts, say: &mut dyn FnMut(String)) {
     let n = spec.pieces;
@@ -434,7 +484,23 @@ fn report(spec: &SwarmSpec, seen: &[Seen], facts: &mut TorrentFacts, say: &mut d
             last_piece_in = s.at;
         }
     }
-    let mut lines = Vec::new();
+    let mut lines: Vec<(String, crate::events::Event)> = Vec::new();
+    // One tapped message as the tour prints it and the page draws it.
+    let wire = |s: &Seen, summary: String| {
+        let (alice, peer) = (endpoint(spec, "alice"), endpoint(spec, &s.peer));
+        let (from, to, arrow) = if s.to_alice {
+            (peer, alice, format!("{} → alice", s.peer))
+        } else {
+            (alice, peer, format!("alice → {}", s.peer))
+        };
+        let kind = summary.split([' ', '(']).next().unwrap_or("").to_string();
+        let fields = vec![
+            ("Message".to_string(), kind),
+            ("At".into(), format!("{:.3} s after alice started", s.at.as_secs_f64())),
+        ];
+        let e = crate::events::event(from, to, "BitTorrent", summary, fields, Vec::new(), None);
+        (format!("   {:>5.2}s {arrow}: ", s.at.as_secs_f64()), e)
+    };
     for s in seen {
         let bits = holders.entry(s.peer.clone()).or_insert_with(|| vec![false; n as usize]);
         match (&s.msg, s.to_alice) {
@@ -445,21 +511,12 @@ fn report(spec: &SwarmSpec, seen: &[Seen], facts: &mut TorrentFacts, say: &mut d
                     }
                 }
                 facts.bitfields.push((s.peer.clone(), set.len() as u32));
-                lines.push(format!(
-                    "   {:>5.2}s {} → alice: BITFIELD ({} of {n} pieces)",
-                    s.at.as_secs_f64(),
-                    s.peer,
-                    set.len()
-                ));
+                lines.push(wire(s, format!("BITFIELD ({} of {n} pieces)", set.len())));
             }
             (Msg::HaveAll, true) => {
                 bits.iter_mut().for_each(|b| *b = true);
                 facts.bitfields.push((s.peer.clone(), n));
-                lines.push(format!(
-                    "   {:>5.2}s {} → alice: HAVE ALL ({n} of {n} pieces)",
-                    s.at.as_secs_f64(),
-                    s.peer
-                ));
+                lines.push(wire(s, format!("HAVE ALL ({n} of {n} pieces)")));
             }
             (Msg::Have(i), true) => {
                 if let Some(b) = bits.get_mut(*i as usize) {
@@ -481,12 +538,13 @@ fn report(spec: &SwarmSpec, seen: &[Seen], facts: &mut TorrentFacts, say: &mut d
                 let have = mine.iter().filter(|&&b| b).count();
                 let held = count(*i as usize);
                 let line = |why: &str| {
-                    format!(
-                        "   {:>5.2}s alice → {}: REQUEST piece {i:>2} (held by {held} of {} peers; the rarest piece {} has: by {rarest}; {why})",
-                        s.at.as_secs_f64(),
-                        s.peer,
-                        holders.len(),
-                        s.peer,
+                    wire(
+                        s,
+                        format!(
+                            "REQUEST piece {i:>2} (held by {held} of {} peers; the rarest piece {} has: by {rarest}; {why})",
+                            holders.len(),
+                            s.peer,
+                        ),
                     )
                 };
                 if have == 0 {
@@ -501,36 +559,24 @@ fn report(spec: &SwarmSpec, seen: &[Seen], facts: &mut TorrentFacts, say: &mut d
             }
             (Msg::Unchoke, false) => {
                 facts.unchokes.push((s.at.as_secs_f64(), s.peer.clone()));
-                lines.push(format!("   {:>5.2}s alice → {}: UNCHOKE", s.at.as_secs_f64(), s.peer));
+                lines.push(wire(s, "UNCHOKE".into()));
             }
-            (Msg::Choke, false) => {
-                lines.push(format!("   {:>5.2}s alice → {}: CHOKE", s.at.as_secs_f64(), s.peer))
-            }
-            (Msg::Unchoke, true) => {
-                lines.push(format!("   {:>5.2}s {} → alice: UNCHOKE", s.at.as_secs_f64(), s.peer))
-            }
-            (Msg::Choke, true) => {
-                lines.push(format!("   {:>5.2}s {} → alice: CHOKE", s.at.as_secs_f64(), s.peer))
-            }
-            (Msg::Interested, false) => {
-                lines.push(format!("   {:>5.2}s alice → {}: INTERESTED", s.at.as_secs_f64(), s.peer))
-            }
-            (Msg::Interested, true) => {
-                lines.push(format!("   {:>5.2}s {} → alice: INTERESTED", s.at.as_secs_f64(), s.peer))
-            }
-            (Msg::NotInterested, false) => {
-                lines.push(format!("   {:>5.2}s alice → {}: NOT INTERESTED", s.at.as_secs_f64(), s.peer))
-            }
-            (Msg::NotInterested, true) => {
-                lines.push(format!("   {:>5.2}s {} → alice: NOT INTERESTED", s.at.as_secs_f64(), s.peer))
-            }
+            (Msg::Choke, false) => lines.push(wire(s, "CHOKE".into())),
+            (Msg::Unchoke, true) => lines.push(wire(s, "UNCHOKE".into())),
+            (Msg::Choke, true) => lines.push(wire(s, "CHOKE".into())),
+            (Msg::Interested, false) => lines.push(wire(s, "INTERESTED".into())),
+            (Msg::Interested, true) => lines.push(wire(s, "INTERESTED".into())),
+            (Msg::NotInterested, false) => lines.push(wire(s, "NOT INTERESTED".into())),
+            (Msg::NotInterested, true) => lines.push(wire(s, "NOT INTERESTED".into())),
+            (Msg::Handshake, _) => lines
+                .push(wire(s, "HANDSHAKE (BitTorrent protocol, the torrent's info_hash, peer id)".into())),
             (Msg::Bytes(b), false) if s.at <= last_piece_in => facts.uploaded_while_downloading += b,
             _ => {}
         }
     }
     say("4. on the wire (times since alice started):".into());
-    for l in lines {
-        say(l);
+    for (prefix, e) in lines {
+        crate::events::tell(say, &prefix, e);
     }
     let mut per_peer: Vec<(String, u64, u64)> = Vec::new();
     for s in seen {
@@ -546,12 +592,37 @@ fn report(spec: &SwarmSpec, seen: &[Seen], facts: &mut TorrentFacts, say: &mut d
         }
     }
     per_peer.sort();
+    // The PIECE messages summed per peer (one arrow each way, not one per block).
+    let blocks = |peer: &str, to_alice: bool| {
+        seen.iter()
+            .filter(|s| s.peer == peer && s.to_alice == to_alice && matches!(s.msg, Msg::Piece))
+            .count()
+    };
     for (p, down, up) in &per_peer {
         say(format!(
             "   {p}: alice downloaded {} KiB from it and uploaded {} KiB to it",
             down / 1024,
             up / 1024
         ));
+        crate::events::bus().emit_all(|| {
+            let (alice, peer) = (endpoint(spec, "alice"), endpoint(spec, p));
+            let mut out = Vec::new();
+            for (from, to, bytes, to_alice) in
+                [(peer.clone(), alice.clone(), *down, true), (alice, peer, *up, false)]
+            {
+                let n = blocks(p, to_alice);
+                if n == 0 {
+                    continue;
+                }
+                let fields = vec![
+                    ("PIECE messages".to_string(), n.to_string()),
+                    ("Payload".into(), format!("{bytes} bytes")),
+                ];
+                let summary = format!("PIECE ×{n}: {} KiB of blocks", bytes / 1024);
+                out.push(crate::events::event(from, to, "BitTorrent", summary, fields, Vec::new(), None));
+            }
+            out
+        });
     }
     say(format!(
         "5. alice {} in {:.1} s; she uploaded {} KiB in all, {} KiB of it while still downloading (tit-for-tat at work)",
