@@ -39,6 +39,42 @@ pub enum ExperimentCmd {
         appnet experiment search                    10^3, 10^4, 10^5 peers (minutes with --release)\n  \
         appnet experiment search --quick --out /tmp/search")]
     Search(SearchArgs),
+    /// HTTP on an emulated link (root; RTT 100 ms, 10 Mbit/s): non-persistent, parallel,
+    /// persistent, pipelined, HTTP/2 and HTTP/3 (1-RTT and 0-RTT) page loads against the
+    /// textbook's RTT counts, then HTTP/2 vs HTTP/3 under 0-5% loss (head-of-line blocking).
+    #[command(after_help = "Examples:\n  \
+        sudo appnet experiment http --quick --out /tmp/http     a few minutes\n  \
+        sudo appnet experiment http --rtt 40ms --rate 50mbit --losses 0,2,10")]
+    Http(HttpArgs),
+}
+
+/// Flags for `experiment http`.
+#[derive(Args, Debug)]
+pub struct HttpArgs {
+    /// Directory for the SVG plots (and the served page and lab CA, under http-experiment/).
+    #[arg(long, value_name = "DIR", default_value = "experiments")]
+    out: PathBuf,
+    /// Fewer repetitions (3 page loads per way, 8 per loss rate).
+    #[arg(long)]
+    quick: bool,
+    /// Round-trip time of the emulated link.
+    #[arg(long, value_name = "TIME", default_value = "100ms")]
+    rtt: String,
+    /// Rate of the emulated link.
+    #[arg(long, value_name = "RATE", default_value = "10mbit")]
+    rate: String,
+    /// Objects the base page references.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    objects: usize,
+    /// Size of each object in KiB.
+    #[arg(long, value_name = "KIB", default_value_t = 10)]
+    object_kib: usize,
+    /// Loss rates in percent for HTTP/2 vs HTTP/3, comma-separated.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "0,1,2,5")]
+    losses: Vec<f64>,
+    /// Seed of the emulator's random loss.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seed: u64,
 }
 
 /// Flags for `experiment search`.
@@ -151,6 +187,32 @@ pub async fn run(cmd: ExperimentCmd, _ctx: &Context) -> anyhow::Result<()> {
             let report =
                 appnet_lab::experiment::web_cache::run(opts, |step| eprintln!("web-cache: {step}")).await?;
             println!("{report}");
+            Ok(())
+        }
+        ExperimentCmd::Http(a) => {
+            anyhow::ensure!((1..=100).contains(&a.objects), "--objects must be 1..=100");
+            anyhow::ensure!((1..=10_240).contains(&a.object_kib), "--object-kib must be 1..=10240");
+            anyhow::ensure!(
+                !a.losses.is_empty() && a.losses.iter().all(|l| (0.0..=50.0).contains(l)),
+                "--losses must be percentages in [0, 50]"
+            );
+            let opts = appnet_lab::experiment::http::Options {
+                out: a.out,
+                quick: a.quick,
+                rtt: appnet_link::spec::parse_duration(&a.rtt)?,
+                rate_bps: appnet_link::spec::parse_bitrate(&a.rate)?,
+                objects: a.objects,
+                object_size: a.object_kib * 1024,
+                losses: a.losses.iter().map(|l| l / 100.0).collect(),
+                seed: a.seed,
+            };
+            let tables = tokio::task::spawn_blocking(move || {
+                appnet_lab::experiment::http::run(&opts, |step| eprintln!("http experiment: {step}"))
+            })
+            .await??;
+            for t in tables {
+                println!("{t}");
+            }
             Ok(())
         }
         ExperimentCmd::Search(args) => {

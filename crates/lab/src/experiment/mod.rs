@@ -4,12 +4,14 @@
 //!
 //! - [`plot`]: the shared SVG line chart (plotters, SVG backend only).
 //! - [`chord`]: the Chord paper's experiments (path length, load balance, failures, churn).
+//! - [`http`]: the HTTP round-trip scorecard and HTTP/2 vs HTTP/3 under loss, on an emulated link.
 //! - [`p2p_vs_cs`]: client-server against P2P distribution time with real swarms (textbook §2.5.1).
 //! - [`search`]: messages per search and success for Napster, Gnutella flooding, ultrapeers and
 //!   Chord on simulated overlays (deck 004).
 //! - [`web_cache`]: an institutional cache's hit rate and response time (textbook §2.2.5).
 
 pub mod chord;
+pub mod http;
 pub mod p2p_vs_cs;
 pub mod plot;
 pub mod search;
