@@ -11,3 +11,17 @@ pub mod page;
 pub mod server;
 
 pub use server::{Command, UiConfig, serve};
+
+/// Waits until a page is attached to the event bus (its event stream is open), at most
+/// `limit`: `lab --tour --ui` starts the tour once someone watches, so the page draws it from
+/// the first exchange. Returns whether a page came.
+pub async fn wait_for_page(limit: std::time::Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !crate::events::bus().active() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    true
+}
