@@ -14,10 +14,13 @@
 //! - [`tour`]: the guided scenes; [`http_scene`]: the Web scene's fetching; [`chord_scene`]:
 //!   the 4-bit Chord ring; [`torrent_scene`]: Alice joining a torrent; [`ftp_scene`]: FTP's
 //!   control and data connections ([`ftp_site`]: the anonymous FTP tree); [`overlay_scene`]:
-//!   "Hey Jude" found by Napster, flooding and ultrapeers ([`overlay_lab`]: its peers).
+//!   "Hey Jude" found by Napster, flooding and ultrapeers ([`overlay_lab`]: its peers);
+//!   [`registrar_scene`]: the registrar inserting networkutopia.com; [`dnssec_scene`]: a forged
+//!   answer rejected and the chain of trust ([`signing`]: the lab's keys and root anchor).
 
 pub mod cdn;
 pub mod chord_scene;
+pub mod dnssec_scene;
 pub mod error;
 pub mod events;
 pub mod experiment;
@@ -30,7 +33,9 @@ pub mod netns;
 pub mod overlay_lab;
 pub mod overlay_scene;
 pub mod push_scene;
+pub mod registrar_scene;
 pub mod run;
+pub mod signing;
 pub mod sites;
 pub mod topology;
 pub mod torrent_scene;

@@ -17,6 +17,73 @@ fn serves_only(served: &[(&crate::topology::ZoneSpec, bool)], zone: &str) -> boo
     matches!(served, [(z, false)] if fqdn(&z.name) == fqdn(zone))
 }
 
+/// The configuration of the lab's name server at `ip` (its zones from `dir/zones`, signed
+/// online with the lab keys, secondaries transferring from their primary) and what it serves.
+fn dns_config(
+    topology: &Topology,
+    dir: &Path,
+    keys: Option<&crate::signing::LabKeys>,
+    ip: std::net::Ipv4Addr,
+) -> (DnsConfig, Vec<String>) {
+    let port = topology.dns_port;
+    let addr = SocketAddr::new(IpAddr::V4(ip), port);
+    let mut config = DnsConfig { listen: addr, udp_workers: 1, ..DnsConfig::default() };
+    config.state_dir = Some(dir.join("secondary"));
+    let mut labels = Vec::new();
+    for (zone, secondary) in topology.zones_at(ip) {
+        let zname = fqdn(&zone.name);
+        let Some(primary) = zone.servers.iter().find(|s| !s.secondary) else { continue };
+        if secondary {
+            let primary = SocketAddr::new(IpAddr::V4(primary.addr), port);
+            config.secondaries.push(SecondaryZone { name: zname.clone(), primary });
+            labels.push(format!("{zname} (secondary)"));
+        } else {
+            config.zones.push(ZoneSource {
+                name: Some(zname.clone()),
+                file: dir.join("zones").join(zones::file_name(zone)),
+            });
+            for s in zone.servers.iter().filter(|s| s.secondary) {
+                config.notify.push(SocketAddr::new(IpAddr::V4(s.addr), port));
+            }
+            if zone.servers.iter().any(|s| s.secondary) {
+                // Transfers on loopback leave from whichever 127.x address the kernel
+                // picks, so the lab allows its whole loopback network.
+                config.allow_transfer.push("127.0.0.0/8".into());
+            }
+            labels.push(zname);
+        }
+    }
+    if let Some(k) = keys {
+        config.dnssec_keys = Some(k.key_dir.clone());
+        // The registrar may update the zone it registers names in (scene 17).
+        if let Some(reg) = &topology.registrar
+            && config.zones.iter().any(|z| z.name.as_deref() == Some(fqdn(&reg.zone).as_str()))
+        {
+            config.tsig_key_files.push(k.registrar_key.clone());
+            config.allow_update.push(format!("{}={}", fqdn(&reg.zone), crate::signing::REGISTRAR_KEY_NAME));
+        }
+    }
+    (config, labels)
+}
+
+/// The configuration of a lab resolver at `addr`: the lab's root hints, and validation with
+/// the lab's root anchor when the lab is signed.
+pub fn resolver_config(
+    addr: SocketAddr,
+    hints: &Path,
+    upstream_port: u16,
+    keys: Option<&crate::signing::LabKeys>,
+) -> ResolverConfig {
+    ResolverConfig {
+        listen: addr,
+        root_hints: Some(hints.to_path_buf()),
+        upstream_port,
+        dnssec: keys.is_some(),
+        trust_anchors: keys.map(|k| vec![k.anchor.clone()]).unwrap_or_default(),
+        ..ResolverConfig::default()
+    }
+}
+
 /// What a lab service is, for the directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -79,6 +146,8 @@ pub struct Lab {
     pub topology: Topology,
     /// Where its zone files and root hints are.
     pub dir: PathBuf,
+    /// Its DNSSEC keys, anchor and registrar key (`None` with `--no-dnssec`).
+    pub keys: Option<crate::signing::LabKeys>,
     /// Every service, in start order.
     pub members: Vec<Member>,
     resolvers: Vec<(String, SharedFrontend)>,
@@ -136,10 +205,19 @@ impl Lab {
         let zone_dir = dir.join("zones");
         std::fs::create_dir_all(&zone_dir).map_err(files)?;
         std::fs::create_dir_all(dir.join("secondary")).map_err(files)?;
+        // The serial is the start time, so secondaries kept from an earlier start transfer anew.
+        let serial = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs() as u32);
         for z in &topology.zones {
-            std::fs::write(zone_dir.join(zones::file_name(z)), zones::zone_text(&topology, z, 1))
+            std::fs::write(zone_dir.join(zones::file_name(z)), zones::zone_text(&topology, z, serial))
                 .map_err(files)?;
         }
+        let keys = if topology.dnssec {
+            Some(crate::signing::prepare(&topology, dir).map_err(files)?)
+        } else {
+            None
+        };
         let hints = dir.join("root.hints");
         std::fs::write(&hints, zones::root_hints(&topology)).map_err(files)?;
 
@@ -151,32 +229,7 @@ impl Lab {
         for (name, ip) in hosts {
             let served = topology.zones_at(ip);
             let addr = SocketAddr::new(IpAddr::V4(ip), port);
-            let mut config = DnsConfig { listen: addr, udp_workers: 1, ..DnsConfig::default() };
-            config.state_dir = Some(dir.join("secondary"));
-            let mut labels = Vec::new();
-            for (zone, secondary) in &served {
-                let zname = fqdn(&zone.name);
-                if *secondary {
-                    let primary = zone.servers.iter().find(|s| !s.secondary).expect("validated: a primary");
-                    let primary = SocketAddr::new(IpAddr::V4(primary.addr), port);
-                    config.secondaries.push(SecondaryZone { name: zname.clone(), primary });
-                    labels.push(format!("{zname} (secondary)"));
-                } else {
-                    config.zones.push(ZoneSource {
-                        name: Some(zname.clone()),
-                        file: zone_dir.join(zones::file_name(zone)),
-                    });
-                    for s in zone.servers.iter().filter(|s| s.secondary) {
-                        config.notify.push(SocketAddr::new(IpAddr::V4(s.addr), port));
-                    }
-                    if zone.servers.iter().any(|s| s.secondary) {
-                        // Transfers on loopback leave from whichever 127.x address the kernel
-                        // picks, so the lab allows its whole loopback network.
-                        config.allow_transfer.push("127.0.0.0/8".into());
-                    }
-                    labels.push(zname);
-                }
-            }
+            let (config, mut labels) = dns_config(&topology, dir, keys.as_ref(), ip);
             let role = if served.iter().any(|(z, _)| fqdn(&z.name) == ".") {
                 Role::Root
             } else if served
@@ -198,6 +251,9 @@ impl Lab {
                 addr,
                 reason: e.to_string(),
             })?;
+            if keys.is_some() {
+                labels = labels.into_iter().map(|l| format!("{l} signed")).collect();
+            }
             members.push(Member {
                 role,
                 name,
@@ -209,12 +265,7 @@ impl Lab {
         let mut resolvers = Vec::new();
         for r in &topology.resolvers {
             let addr = SocketAddr::new(IpAddr::V4(r.addr), port);
-            let config = ResolverConfig {
-                listen: addr,
-                root_hints: Some(hints.clone()),
-                upstream_port: port,
-                ..ResolverConfig::default()
-            };
+            let config = resolver_config(addr, &hints, port, keys.as_ref());
             let server = ResolverServer::bind(config).await.map_err(|e| LabError::Start {
                 name: r.name.clone(),
                 addr,
@@ -225,7 +276,10 @@ impl Lab {
                 role: Role::Resolver,
                 name: r.name.clone(),
                 addr,
-                serves: "recursive queries from lab hosts".into(),
+                serves: match &keys {
+                    Some(_) => "recursive queries from lab hosts, validating (DNSSEC)".into(),
+                    None => "recursive queries from lab hosts".into(),
+                },
                 running: Some(harness::start(server)),
             });
         }
@@ -376,6 +430,7 @@ impl Lab {
         }
         let mut lab = Lab {
             topology,
+            keys,
             dir: dir.to_path_buf(),
             members,
             resolvers,
@@ -463,6 +518,26 @@ impl Lab {
         self.lbs.iter().find(|(n, _)| n == name).map(|(_, h)| h)
     }
 
+    /// Starts the authoritative server `name` again (after [`stop_member`](Self::stop_member))
+    /// with the configuration the lab gave it; returns whether it was stopped and now runs.
+    pub async fn restart_name_server(&mut self, name: &str) -> Result<bool, LabError> {
+        let Some(m) = self.members.iter().find(|m| m.name == name) else { return Ok(false) };
+        let (IpAddr::V4(ip), addr) = (m.addr.ip(), m.addr) else { return Ok(false) };
+        if m.running.is_some() || !matches!(m.role, Role::Root | Role::Tld | Role::Authoritative) {
+            return Ok(false);
+        }
+        let (config, _) = dns_config(&self.topology, &self.dir, self.keys.as_ref(), ip);
+        let server = DnsServer::bind(config).await.map_err(|e| LabError::Start {
+            name: name.to_string(),
+            addr,
+            reason: e.to_string(),
+        })?;
+        if let Some(m) = self.members.iter_mut().find(|m| m.name == name) {
+            m.running = Some(harness::start(server));
+        }
+        Ok(true)
+    }
+
     /// Stops the service listening at `addr` (replicas share a name); returns whether it ran.
     pub async fn stop_member_at(&mut self, addr: SocketAddr) -> bool {
         let Some(m) = self.members.iter_mut().find(|m| m.addr == addr) else { return false };
@@ -533,6 +608,15 @@ impl Lab {
             out.push_str(&format!("{:<28} {:<27} {:<18} {}\n", m.role.label(), m.name, m.addr, m.serves));
         }
         out.push_str(&format!("\nzone files and root hints: {}\n", self.dir.display()));
+        if let Some(k) = &self.keys {
+            out.push_str(&format!(
+                "DNSSEC: every zone signed (keys in {}); root trust anchor {} (for delv: {}.conf); registrar TSIG key {}\n",
+                k.key_dir.display(),
+                k.anchor.display(),
+                k.anchor.display(),
+                k.registrar_key.display()
+            ));
+        }
         if let Some(r) = self.topology.resolvers.first() {
             out.push_str(&format!(
                 "try: dig @{} -p {} gaia.cs.umass.edu     (or: appnet dns query gaia.cs.umass.edu A --server {}:{})\n",

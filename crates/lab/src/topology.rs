@@ -53,6 +53,20 @@ pub struct Topology {
     /// Unstructured P2P: a Napster directory and two Gnutella overlays on the same peers.
     #[serde(default)]
     pub overlay: Option<OverlaySpec>,
+    /// DNSSEC: every zone signed (keys in `--dir/keys`), DS records in the parents, the root
+    /// anchor in `--dir/root.anchor` and the resolvers validating with it (`--no-dnssec`: off).
+    #[serde(default = "default_dnssec")]
+    pub dnssec: bool,
+    /// The registrar of the "Inserting records into DNS" scene (RFC 2136 updates to com).
+    #[serde(default)]
+    pub registrar: Option<crate::registrar_scene::RegistrarSpec>,
+    /// The attacker of the "DNSSEC fixes this" scene.
+    #[serde(default)]
+    pub attacker: Option<crate::dnssec_scene::AttackerSpec>,
+}
+
+fn default_dnssec() -> bool {
+    true
 }
 
 /// The "Hey Jude" scene's peers: a Napster directory, and `peers` servents on consecutive

@@ -26,7 +26,7 @@ pub struct LabArgs {
     netns: bool,
     /// Serve the lab's page (a map of the hosts and a live message-sequence chart of every
     /// exchange, with buttons for the scenes) on ADDR [default: 127.0.0.1:8000]; the lab then
-    /// stays up until Ctrl-C, also after --tour (which waits up to 60 s for a page to attach).
+    /// stays up until Ctrl-C, also after --tour.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8000")]
     ui: Option<std::net::SocketAddr>,
     /// Connections the page's server accepts in all [default: 64].
@@ -55,6 +55,10 @@ pub struct LabOptions {
     /// The control port of every lab FTP server [default: 2121; 21 needs root].
     #[arg(long, value_name = "N")]
     ftp_port: Option<u16>,
+    /// Plain DNS: no zone signed, no validation, no registrar updates (the lab signs every zone
+    /// and its resolvers validate by default).
+    #[arg(long)]
+    no_dnssec: bool,
 }
 
 impl LabOptions {
@@ -65,11 +69,11 @@ impl LabOptions {
         if let Some(port) = self.ftp_port {
             topology.ftps.iter_mut().for_each(|f| f.port = port);
         }
+        if self.no_dnssec {
+            topology.dnssec = false;
+        }
     }
 }
-
-/// How long `--tour --ui` waits for a page before it runs the tour unwatched.
-const PAGE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Runs `appnet lab`.
 pub async fn run(args: LabArgs, ctx: &Context) -> anyhow::Result<()> {
@@ -129,16 +133,6 @@ pub async fn run(args: LabArgs, ctx: &Context) -> anyhow::Result<()> {
         let shutdown = Shutdown::new();
         shutdown.trigger_on_signals();
         if args.tour {
-            // The tour waits (bounded) for a page, so the page draws it from the first exchange.
-            println!(
-                "Open the page to watch the tour: it starts when a page attaches, or in {} s anyway.",
-                PAGE_WAIT.as_secs()
-            );
-            let _ = std::io::stdout().flush();
-            tokio::select! {
-                _ = appnet_lab::ui::wait_for_page(PAGE_WAIT) => {}
-                _ = shutdown.wait() => {}
-            }
             let r = tokio::select! {
                 r = appnet_lab::tour::run(&mut lab, &mut say) => r,
                 _ = shutdown.wait() => Ok(()),
@@ -213,7 +207,8 @@ mod tests {
     fn flags_override_the_topology_and_absent_flags_keep_it() {
         let mut topology = Topology::default();
         let web = topology.web_port;
-        LabOptions { dns_port: Some(53), web_port: None, ftp_port: Some(21) }.apply(&mut topology);
+        LabOptions { dns_port: Some(53), web_port: None, ftp_port: Some(21), no_dnssec: false }
+            .apply(&mut topology);
         assert_eq!((topology.dns_port, topology.web_port, topology.ftps[0].port), (53, web, 21));
         LabOptions::default().apply(&mut topology);
         assert_eq!((topology.dns_port, topology.web_port, topology.ftps[0].port), (53, web, 21));

@@ -1,0 +1,124 @@
+//! The signed lab: every zone signed with DS in its parent (the secondary serving what it
+//! transferred), scene 17 (the registrar inserting networkutopia.com into com with TSIG-signed
+//! updates) and scene 18 (a forged answer rejected by the validating resolver, the chain of trust
+//! of gaia.cs.umass.edu printed), each run alone and leaving the lab as it found it.
+
+use appnet_dns::wire::rrtype::code;
+use appnet_lab::tour::ask_from;
+use appnet_lab::{Lab, Topology};
+use std::net::{IpAddr, SocketAddr};
+
+/// A port free on the lab's first address (the lab binds every server to the same port).
+fn free_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.1.1:0").unwrap();
+    let port = s.local_addr().unwrap().port();
+    drop(s);
+    port
+}
+
+/// The DNS part of the lab: no ring, swarm, overlay, cache, FTP, mail or load balancer (they
+/// play no part here).
+async fn dns_lab(dir: &std::path::Path) -> Lab {
+    let mut topology = Topology { dns_port: free_port(), web_port: free_port(), ..Topology::default() };
+    topology.chord = None;
+    topology.swarm = None;
+    topology.overlay = None;
+    topology.caches.clear();
+    topology.ftps.clear();
+    topology.mails.clear();
+    topology.lbs.clear();
+    Lab::start(topology, dir).await.expect("lab starts")
+}
+
+fn host() -> IpAddr {
+    "127.0.10.4".parse().unwrap()
+}
+
+/// Sends `qname qtype` with DO=1 (no recursion) to `server`; the reply's records by type.
+async fn types_at(server: SocketAddr, qname: &str, qtype: u16) -> Vec<u16> {
+    let name = appnet_dns::wire::name::from_text(qname).unwrap();
+    let mut q = appnet_dns::wire::message::build_query(7, 0, &name, qtype, false, Some((1232, 0)));
+    let n = q.len();
+    q[n - 4] |= 0x80;
+    let t = appnet_resolver::transport::NetTransport { source: Some(host()) };
+    use appnet_resolver::transport::Transport;
+    let raw = t.exchange(server, &q, true, std::time::Duration::from_secs(4)).await.unwrap();
+    let p = appnet_dns::wire::message::parse(&raw).unwrap();
+    p.answer.iter().map(|r| r.rtype).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lab_is_signed_the_registrar_inserts_networkutopia_and_validation_rejects_a_forgery() {
+    let dir = appnet_netkit::harness::TempDir::new("lab-dnssec");
+    let mut lab = dns_lab(&dir).await;
+    let anchor = std::fs::read_to_string(dir.join("root.anchor")).unwrap();
+    assert!(anchor.contains("IN DS"), "{anchor}");
+    assert!(lab.directory().contains("root trust anchor"), "{}", lab.directory());
+    let port = lab.topology.dns_port;
+    let at = |a: &str| SocketAddr::new(a.parse().unwrap(), port);
+    // The root signs its DNSKEY set and publishes edu's DS; com has networkutopia.com's DS.
+    let root = types_at(at("127.0.1.1"), ".", 48).await;
+    assert!(root.contains(&48) && root.contains(&code::RRSIG), "{root:?}");
+    let ds = types_at(at("127.0.1.1"), "edu", code::DS).await;
+    assert!(ds.contains(&code::DS) && ds.contains(&code::RRSIG), "{ds:?}");
+    let ds = types_at(at("127.0.2.1"), "networkutopia.com", code::DS).await;
+    assert!(ds.contains(&code::DS), "{ds:?}");
+    // The CDN's zone is unsigned: no DS in net.
+    assert!(!types_at(at("127.0.2.1"), "akamai.net", code::DS).await.contains(&code::DS));
+    // The secondary serves the signed zone it transferred.
+    let dns2 = lab.addr_of("dns2.networkutopia.com").unwrap();
+    let ready = appnet_netkit::harness::wait_until(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_millis(50),
+        || async { types_at(dns2, "www.networkutopia.com", code::A).await.contains(&code::RRSIG) },
+    )
+    .await;
+    assert!(ready, "dns2 serves www.networkutopia.com with its RRSIG");
+
+    let mut printed = Vec::new();
+    let result = appnet_lab::registrar_scene::run(&mut lab, &mut |l| printed.push(l)).await;
+    let text = printed.join("\n");
+    result.unwrap_or_else(|e| panic!("scene 17 failed: {e}\n{text}"));
+    assert!(text.contains("add (networkutopia.com., dns1.networkutopia.com., NS)"), "{text}");
+    assert!(text.contains("add (dns1.networkutopia.com., 127.0.3.6, A)"), "{text}");
+    assert!(text.contains("IN DS"), "{text}");
+    assert!(text.contains("NXDOMAIN"), "{text}");
+    assert_eq!(text.matches(": NOERROR (").count(), 3, "three updates accepted\n{text}");
+    // The lab ends as it started: both servers delegated (with glue), DS in com, and the name
+    // resolves for a host whose resolver had cached the NXDOMAIN.
+    let ns = types_at(at("127.0.2.1"), "networkutopia.com", code::NS).await;
+    assert!(ns.is_empty(), "a referral, not an answer: {ns:?}");
+    let resolver = lab.addr_of("dns.poly.edu").unwrap();
+    let (www, _) = ask_from(host(), resolver, "www.networkutopia.com", code::A).await.unwrap();
+    assert_eq!(www.answer.last().map(|r| r.rdata.clone()), Some(vec![127, 0, 10, 5]));
+    // Scene 5 still holds: the secondary answers from its transfer.
+    let mut printed = Vec::new();
+    appnet_lab::tour::run_scene(&mut lab, 5, &mut |l| printed.push(l)).await.unwrap();
+    assert!(printed.join("\n").contains("AA=true"), "{}", printed.join("\n"));
+    // Run again, the scene still holds (the start state was restored).
+    let mut again = Vec::new();
+    let result = appnet_lab::registrar_scene::run(&mut lab, &mut |l| again.push(l)).await;
+    result.unwrap_or_else(|e| panic!("scene 17, second run: {e}\n{}", again.join("\n")));
+
+    // Scene 18 on the same lab (one lab per test binary: the lab's fixed ports are shared).
+    let mut printed = Vec::new();
+    let result = appnet_lab::dnssec_scene::run(&mut lab, &mut |l| printed.push(l)).await;
+    let text = printed.join("\n");
+    result.unwrap_or_else(|e| panic!("scene 18 failed: {e}\n{text}"));
+    assert!(
+        text.contains("www.someschool.edu. 3600 IN A 127.0.20.66"),
+        "the plain resolver passed it on\n{text}"
+    );
+    assert!(text.contains("SERVFAIL"), "{text}");
+    assert!(text.contains("[EDE "), "an Extended DNS Error\n{text}");
+    assert!(text.contains(". DNSKEY KSK (SEP bit), algorithm 13 (ECDSAP256SHA256)"), "{text}");
+    assert!(text.contains("  ← matches the DS above"), "{text}");
+    assert!(text.contains("edu. → DS umass.edu."), "{text}");
+    assert!(text.contains("RRSIG over gaia.cs.umass.edu. A by key tag"), "{text}");
+    assert!(text.contains("[AD: validated]"), "{text}");
+    // The real server is back: the validating resolver finds the genuine address, secure.
+    let resolver = lab.addr_of("dns.poly.edu").unwrap();
+    let (www, _) = ask_from(host(), resolver, "www.someschool.edu", code::A).await.unwrap();
+    assert_eq!(www.answer.last().map(|r| r.rdata.clone()), Some(vec![127, 0, 10, 14]));
+    lab.stop().await;
+}
