@@ -30,6 +30,13 @@ function option(select, value, label) {
   select.appendChild(o);
 }
 
+// A pale colour of its own for every other role (mail, FTP, P2P, SIP, ...), stable across loads.
+function roleColor(role) {
+  let h = 0;
+  for (const c of role) h = (h * 31 + c.charCodeAt(0)) % 360;
+  return `hsl(${h}, 70%, 88%)`;
+}
+
 function drawMap() {
   const svg = $("map");
   svg.textContent = "";
@@ -50,7 +57,7 @@ function drawMap() {
     hosts.forEach((host, i) => {
       const y = pad + 24 + i * rowH;
       const hg = el("g", { class: "host", "data-host": host.name });
-      hg.appendChild(el("rect", { x: x + 6, y, width: colW - 18, height: rowH - 6, rx: 4, fill: colors[host.role] || "#e5e7eb" }));
+      hg.appendChild(el("rect", { x: x + 6, y, width: colW - 18, height: rowH - 6, rx: 4, fill: colors[host.role] || roleColor(host.role) }));
       hg.appendChild(el("text", { x: x + 12, y: y + 14, "font-weight": "600" }, host.name));
       hg.appendChild(el("text", { x: x + 12, y: y + 30 }, host.role + " · " + host.addr));
       hg.appendChild(el("title", {}, host.name + " (" + host.role + ") at " + host.addr));

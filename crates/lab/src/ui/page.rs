@@ -47,6 +47,30 @@ pub fn lab_json(lab: &Lab) -> String {
     for m in &lab.members {
         push(&mut out, &m.name, m.role.label(), &m.addr.to_string());
     }
+    // What the topology runs that is not a lab member: the scenes' own hosts and processes.
+    let known = |addr: &str| lab.members.iter().any(|m| m.addr.ip().to_string() == addr);
+    if lab.mail.len() >= 2 {
+        for (name, addr) in [crate::mail_scene::ALICE_HOST, crate::mail_scene::BOB_HOST] {
+            push(&mut out, name, "client host (mail user agent)", addr);
+        }
+    }
+    for lb in &lab.topology.lbs {
+        for r in lb.replicas.iter().map(|r| r.to_string()).filter(|r| !known(r)) {
+            push(&mut out, &format!("{} machine {r}", lb.name), "load-balanced machine (web server)", &r);
+        }
+    }
+    if let Some(swarm) = &lab.topology.swarm {
+        let tracker = std::net::SocketAddr::new(swarm.tracker.into(), swarm.tracker_port);
+        push(&mut out, "tracker", "BitTorrent tracker (scene 9)", &tracker.to_string());
+        let peers = swarm.peers.iter().enumerate().map(|(i, ip)| (format!("peer{}", i + 1), *ip));
+        for (name, ip) in [("seeder".to_string(), swarm.seeder), ("alice".to_string(), swarm.alice)]
+            .into_iter()
+            .chain(peers)
+        {
+            let addr = std::net::SocketAddr::new(ip.into(), swarm.port);
+            push(&mut out, &name, "BitTorrent peer (scene 9)", &addr.to_string());
+        }
+    }
     out.push_str("],\"scenes\":[");
     for (i, (n, title)) in crate::tour::SCENES.iter().enumerate() {
         let sep = if i > 0 { "," } else { "" };
