@@ -89,6 +89,10 @@ pub struct WebOptions {
     /// Serve HTTPS (h2 and http/1.1 by ALPN); without --cert/--key the lab CA mints a certificate.
     #[arg(long)]
     tls: bool,
+    /// Also serve HTTP/3 over QUIC on the same IP and port (UDP) with the same certificate
+    /// (needs --tls); HTTP/1.1 and HTTP/2 responses advertise it with Alt-Svc.
+    #[arg(long)]
+    http3: bool,
     /// PEM certificate chain (implies --tls).
     #[arg(long, value_name = "FILE", requires = "key")]
     cert: Option<PathBuf>,
@@ -150,6 +154,8 @@ impl WebOptions {
         }
         set(&mut config.listen, self.listen);
         config.tls |= self.tls || self.cert.is_some();
+        config.http3 |= self.http3;
+        anyhow::ensure!(!config.http3 || config.tls, "--http3 needs --tls (QUIC always encrypts)");
         if self.cert.is_some() {
             config.cert = self.cert;
             config.key = self.key;
@@ -183,11 +189,18 @@ pub struct GetArgs {
     /// The URL (http:// or https://).
     url: String,
     /// Speak HTTP/1.0.
-    #[arg(long = "http1.0", conflicts_with = "http2")]
+    #[arg(long = "http1.0", conflicts_with_all = ["http2", "http3"])]
     http10: bool,
     /// Speak HTTP/2 (ALPN h2 over TLS, prior knowledge over cleartext).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "http3")]
     http2: bool,
+    /// Speak HTTP/3 over QUIC (https only; never falls back to TCP).
+    #[arg(long)]
+    http3: bool,
+    /// With --http3: connect once for a session ticket, then send the GET as 0-RTT early data
+    /// on a resumed connection; says on stderr whether the server accepted it.
+    #[arg(long = "0rtt", requires = "http3")]
+    zero_rtt: bool,
     /// Print the status line and headers before the body.
     #[arg(short = 'i', long)]
     include: bool,
@@ -221,6 +234,9 @@ async fn serve(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
     let server = WebServer::bind(config).await.with_context(|| format!("cannot serve on {listen}"))?;
     let scheme = if server.is_tls() { "https" } else { "http" };
     eprintln!("appnet web: serving {scheme}://{} (Ctrl-C to stop)", server.local_addr());
+    if let Some(udp) = server.http3_addr() {
+        eprintln!("appnet web: HTTP/3 on udp {udp}");
+    }
     if let Some(note) = server.tls_note() {
         eprintln!("appnet web: {note}");
     }
@@ -243,7 +259,17 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
         None => None,
     };
     let timeout = Duration::from_secs_f64(args.timeout);
-    let resp = client::get_at(&args.url, proto, args.cacert.as_deref(), timeout, address).await?;
+    let resp = if args.http3 {
+        let (head, body, early) =
+            appnet_web::h3::client::get_url(&args.url, args.cacert.as_deref(), timeout, address, args.zero_rtt)
+                .await?;
+        if args.zero_rtt {
+            eprintln!("appnet web: 0-RTT {}", if early { "accepted" } else { "not accepted" });
+        }
+        head.map(|()| body)
+    } else {
+        client::get_at(&args.url, proto, args.cacert.as_deref(), timeout, address).await?
+    };
     let mut out = std::io::stdout().lock();
     if args.include {
         writeln!(out, "{:?} {}", resp.version(), resp.status())?;

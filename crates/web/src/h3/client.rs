@@ -8,8 +8,6 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// How long the handshake may take before `connect` gives up.
@@ -66,14 +64,15 @@ pub struct Http3Client {
     conn: quinn::Connection,
     send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
     authority: String,
-    zero_rtt: Arc<AtomicBool>,
+    /// With early data attempted: the server's verdict once the handshake is done.
+    zero_rtt: Option<tokio::sync::watch::Receiver<Option<bool>>>,
     driver: tokio::task::JoinHandle<()>,
 }
 
 impl Http3Client {
     /// Connects to `addr`, checking the certificate against `server_name` (also the
     /// `:authority` of the requests). With `ticket_file`, session tickets are kept under that
-    /// key (see [`quic::ticket_store`]) and a later connection with the same key resumes,
+    /// key (see [`quic::client_config`]) and a later connection with the same key resumes,
     /// sending its first requests as 0-RTT early data.
     pub async fn connect(
         addr: SocketAddr,
@@ -82,19 +81,19 @@ impl Http3Client {
         ticket_file: Option<&Path>,
     ) -> Result<Self, H3Error> {
         let roots = roots.into().into_store()?;
-        let tickets = ticket_file.map(quic::ticket_store);
-        let config = quic::client_config(roots, tickets)?;
+        let config = quic::client_config(roots, ticket_file)?;
         let bind: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
         let mut endpoint = quinn::Endpoint::client(bind)?;
         endpoint.set_default_client_config(config);
         let tls_name = server_name.trim_start_matches('[').trim_end_matches(']');
         let connecting = endpoint.connect(addr, tls_name)?;
-        let zero_rtt = Arc::new(AtomicBool::new(false));
+        let mut zero_rtt = None;
         let conn = match connecting.into_0rtt() {
             Ok((conn, accepted)) => {
-                let flag = zero_rtt.clone();
+                let (tx, rx) = tokio::sync::watch::channel(None);
+                zero_rtt = Some(rx);
                 tokio::spawn(async move {
-                    flag.store(accepted.await, Ordering::Release);
+                    let _ = tx.send(Some(accepted.await));
                 });
                 conn
             }
@@ -119,7 +118,14 @@ impl Http3Client {
     /// Whether the server accepted this connection's 0-RTT early data (known once the
     /// handshake has completed, i.e. after the first response).
     pub fn used_0rtt(&self) -> bool {
-        self.zero_rtt.load(Ordering::Acquire)
+        self.zero_rtt.as_ref().is_some_and(|rx| *rx.borrow() == Some(true))
+    }
+
+    /// Waits for the server's verdict on early data (at most until the handshake completes).
+    async fn early_data_verdict(&self) -> Option<bool> {
+        let mut rx = self.zero_rtt.clone()?;
+        let verdict = rx.wait_for(Option::is_some).await.ok().and_then(|v| *v);
+        verdict
     }
 
     /// GETs `path` and returns the status and the whole body.
@@ -130,6 +136,27 @@ impl Http3Client {
 
     /// Sends one bodiless request with extra `headers` and returns the response head and body.
     pub async fn request(
+        &self,
+        method: http::Method,
+        path: &str,
+        headers: http::HeaderMap,
+    ) -> Result<(http::Response<()>, Bytes), H3Error> {
+        match self.exchange(method.clone(), path, headers.clone()).await {
+            // Streams sent as early data that the server rejected are lost: send again in 1-RTT.
+            Err(_) if self.early_data_verdict().await == Some(false) => {
+                self.exchange(method, path, headers).await
+            }
+            Ok(done) => {
+                // The verdict on early data arrives with the handshake; wait for it so
+                // `used_0rtt` is settled once the first response is in.
+                let _ = self.early_data_verdict().await;
+                Ok(done)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn exchange(
         &self,
         method: http::Method,
         path: &str,
@@ -191,4 +218,50 @@ impl Drop for Http3Client {
     fn drop(&mut self) {
         self.driver.abort();
     }
+}
+
+/// One GET of an `https://` URL over HTTP/3, as `appnet web get --http3` does it: the host is
+/// resolved by the system (or `address` is used), the certificate checked against the URL's
+/// host and `cacert` (default: the lab CA). With `zero_rtt`, a first connection fetches a
+/// session ticket and the GET goes out as early data on a second one. Returns the response
+/// head, the body and whether 0-RTT was accepted.
+pub async fn get_url(
+    url: &str,
+    cacert: Option<&Path>,
+    timeout: Duration,
+    address: Option<std::net::IpAddr>,
+    zero_rtt: bool,
+) -> Result<(http::Response<()>, Bytes, bool), H3Error> {
+    let uri: http::Uri = url.parse().map_err(|_| H3Error::Request(format!("bad URL {url}")))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(H3Error::Request(format!("{url}: HTTP/3 needs an https:// URL")));
+    }
+    let host = uri.host().ok_or_else(|| H3Error::Request(format!("{url}: no host")))?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = uri.port_u16().unwrap_or(443);
+    let addr = match address {
+        Some(ip) => SocketAddr::new(ip, port),
+        None => tokio::net::lookup_host((bare.as_str(), port))
+            .await?
+            .next()
+            .ok_or_else(|| H3Error::Request(format!("{bare}: no address")))?,
+    };
+    let default_ca = crate::tls::LabCa::default_dir().join("ca.pem");
+    let roots = Roots::CaFile(cacert.unwrap_or(&default_ca).to_path_buf());
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let key = std::env::temp_dir().join(format!("appnet-h3-tickets-{}", std::process::id()));
+    let run = async {
+        if zero_rtt {
+            let warm = Http3Client::connect(addr, &bare, roots.clone(), Some(&key)).await?;
+            // The ticket arrives after the handshake; one exchange makes sure it is stored.
+            let _ = warm.request(http::Method::HEAD, &path, http::HeaderMap::new()).await?;
+            warm.close().await;
+        }
+        let client = Http3Client::connect(addr, &bare, roots, zero_rtt.then_some(key.as_path())).await?;
+        let (head, body) = client.request(http::Method::GET, &path, http::HeaderMap::new()).await?;
+        let early = client.used_0rtt();
+        client.close().await;
+        Ok::<_, H3Error>((head, body, early))
+    };
+    tokio::time::timeout(timeout, run).await.map_err(|_| H3Error::Timeout(timeout))?
 }

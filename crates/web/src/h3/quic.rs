@@ -3,7 +3,8 @@
 //!
 //! Session tickets for 0-RTT live in an in-process store keyed by the caller's ticket path:
 //! rustls 0.23 offers no way to serialise a client session, so tickets cannot outlive the
-//! process; every connection made with the same key inside one process shares them.
+//! process; every connection made with the same key inside one process shares them (see
+//! [`client_config`]).
 
 use super::H3Error;
 use crate::config::WebConfig;
@@ -50,12 +51,35 @@ fn transport(max_streams: u32, idle: Duration) -> quinn::TransportConfig {
     t
 }
 
-/// The client's QUIC configuration: TLS 1.3 trusting `roots`, ALPN `h3`, and with a ticket
-/// store, resumption with early data.
+/// The client's QUIC configuration: TLS 1.3 trusting `roots`, ALPN `h3`. With a ticket key,
+/// resumption with early data: the configuration is then made once per key and reused (rustls
+/// resumes a session only under the very certificate verifier that saw it), so the first
+/// connection's `roots` stay in force for that key.
 pub fn client_config(
     roots: rustls::RootCertStore,
-    tickets: Option<Arc<dyn rustls::client::ClientSessionStore>>,
+    ticket_key: Option<&Path>,
 ) -> Result<quinn::ClientConfig, H3Error> {
+    static CONFIGS: OnceLock<Mutex<HashMap<PathBuf, quinn::ClientConfig>>> = OnceLock::new();
+    let Some(key) = ticket_key else { return build_client_config(roots, false) };
+    let mut configs = CONFIGS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = configs.get(key) {
+        return Ok(c.clone());
+    }
+    if configs.len() >= MAX_TICKET_KEYS {
+        configs.clear();
+    }
+    let c = build_client_config(roots, true)?;
+    configs.insert(key.to_path_buf(), c.clone());
+    Ok(c)
+}
+
+/// Ticket keys remembered by one process (each holds a few tickets).
+const MAX_TICKET_KEYS: usize = 256;
+
+/// Tickets kept per server name.
+const TICKETS_PER_SERVER: usize = 64;
+
+fn build_client_config(roots: rustls::RootCertStore, resume: bool) -> Result<quinn::ClientConfig, H3Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -63,30 +87,15 @@ pub fn client_config(
         .with_root_certificates(roots)
         .with_no_client_auth();
     tls.alpn_protocols = vec![ALPN_H3.to_vec()];
-    match tickets {
-        Some(store) => {
-            tls.resumption = rustls::client::Resumption::store(store);
-            tls.enable_early_data = true;
-        }
-        None => tls.resumption = rustls::client::Resumption::disabled(),
+    if resume {
+        let store = Arc::new(rustls::client::ClientSessionMemoryCache::new(TICKETS_PER_SERVER));
+        tls.resumption = rustls::client::Resumption::store(store);
+        tls.enable_early_data = true;
+    } else {
+        tls.resumption = rustls::client::Resumption::disabled();
     }
     let crypto = QuicClientConfig::try_from(Arc::new(tls)).map_err(|e| H3Error::Tls(e.to_string()))?;
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
     client.transport_config(Arc::new(transport(256, Duration::from_secs(30))));
     Ok(client)
-}
-
-/// Tickets kept per server name in one store.
-const TICKETS_PER_STORE: usize = 64;
-
-/// The session-ticket store for `key`, shared by every connection of this process that names
-/// the same key (see the module documentation for why it is not a file).
-pub fn ticket_store(key: &Path) -> Arc<dyn rustls::client::ClientSessionStore> {
-    static STORES: OnceLock<Mutex<HashMap<PathBuf, Arc<rustls::client::ClientSessionMemoryCache>>>> =
-        OnceLock::new();
-    let mut stores = STORES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-    stores
-        .entry(key.to_path_buf())
-        .or_insert_with(|| Arc::new(rustls::client::ClientSessionMemoryCache::new(TICKETS_PER_STORE)))
-        .clone()
 }

@@ -1,0 +1,146 @@
+//! HTTP/3: the quinn/h3 client against `web serve --tls --http3` — the same files, vhosts,
+//! conditional and range semantics as HTTP/1.1 and HTTP/2, Alt-Svc on the TCP side, a malformed
+//! request resetting only its stream, 0-RTT resumption, and connection migration.
+
+mod common;
+use appnet_web::client::{self, Proto};
+use appnet_web::h3::client::{Http3Client, Roots};
+use common::*;
+use http::{HeaderMap, HeaderValue, Method, header};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+struct H3Site {
+    _site: TempDir,
+    ca: TempDir,
+    srv: appnet_netkit::harness::Running,
+}
+
+impl H3Site {
+    fn roots(&self) -> Roots {
+        Roots::CaFile(self.ca.path().join("ca.pem"))
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.srv.addr()
+    }
+
+    async fn client(&self, name: &str) -> Http3Client {
+        Http3Client::connect(self.addr(), name, self.roots(), None).await.expect("HTTP/3 connect")
+    }
+}
+
+async fn h3_site(tag: &str) -> H3Site {
+    let site = site(tag);
+    let other = TempDir::new(&format!("{tag}-vhost"));
+    std::fs::write(other.path().join("index.html"), "the other site\n").unwrap();
+    let ca = TempDir::new(&format!("{tag}-ca"));
+    let mut cfg = config(site.path());
+    cfg.tls = true;
+    cfg.http3 = true;
+    cfg.ca_dir = Some(ca.path().to_path_buf());
+    cfg.vhosts.insert("www.other.test".into(), other.path().to_path_buf());
+    let srv = serve(cfg).await;
+    // The vhost directory must outlive the server; keep it inside the CA temp dir's lifetime.
+    std::mem::forget(other);
+    H3Site { _site: site, ca, srv }
+}
+
+#[tokio::test]
+async fn get_conditional_range_and_vhost_over_h3() {
+    let s = h3_site("h3-get").await;
+    let c = s.client("localhost").await;
+    let (status, body) = c.get("/digits.txt").await.unwrap();
+    assert_eq!((status, body.as_slice()), (200, &b"0123456789"[..]));
+
+    let (head, _) = c.request(Method::GET, "/digits.txt", HeaderMap::new()).await.unwrap();
+    let etag = head.headers().get(header::ETAG).expect("ETag").clone();
+    assert!(head.headers().get(header::ALT_SVC).is_none(), "no Alt-Svc over HTTP/3 itself");
+    let mut h = HeaderMap::new();
+    h.insert(header::IF_NONE_MATCH, etag);
+    let (head, body) = c.request(Method::GET, "/digits.txt", h).await.unwrap();
+    assert_eq!(head.status(), 304);
+    assert!(body.is_empty());
+
+    let mut h = HeaderMap::new();
+    h.insert(header::RANGE, HeaderValue::from_static("bytes=2-4"));
+    let (head, body) = c.request(Method::GET, "/digits.txt", h).await.unwrap();
+    assert_eq!(head.status(), 206);
+    assert_eq!(&body[..], b"234");
+
+    // A 5 MB file arrives whole, next to small ones on the same connection.
+    let (big, small) = tokio::join!(c.get("/big.bin"), c.get("/style.css"));
+    let big = big.unwrap();
+    assert_eq!(big.0, 200);
+    assert_eq!(big.1.len(), 5_000_000);
+    assert!(big.1.iter().enumerate().all(|(i, b)| *b == (i as u32 % 251) as u8));
+    assert_eq!(small.unwrap().0, 200);
+
+    let other = s.client("www.other.test").await;
+    let (status, body) = other.get("/").await.unwrap();
+    assert_eq!((status, body.as_slice()), (200, &b"the other site\n"[..]));
+    assert_eq!(c.get("/missing").await.unwrap().0, 404);
+}
+
+#[tokio::test]
+async fn tcp_responses_advertise_h3_with_alt_svc() {
+    let s = h3_site("h3-altsvc").await;
+    let url = format!("https://localhost:{}/digits.txt", s.addr().port());
+    let ca = s.ca.path().join("ca.pem");
+    for proto in [Proto::Http11, Proto::Http2] {
+        let resp = client::get_at(&url, proto, Some(&ca), Duration::from_secs(10), Some(s.addr().ip()))
+            .await
+            .unwrap();
+        let alt = resp.headers().get(header::ALT_SVC).expect("Alt-Svc").to_str().unwrap();
+        assert!(alt.starts_with(&format!("h3=\":{}\"", s.addr().port())), "{proto:?}: {alt}");
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_request_resets_only_its_stream() {
+    let s = h3_site("h3-malformed").await;
+    let c = s.client("localhost").await;
+    let mut bad = HeaderMap::new();
+    bad.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let (bad, good) = tokio::join!(c.request(Method::GET, "/digits.txt", bad), c.get("/index.html"));
+    assert!(bad.is_err(), "a request with Connection: must be reset (RFC 9114 §4.2)");
+    assert_eq!(good.unwrap().0, 200);
+    // The connection itself goes on.
+    assert_eq!(c.get("/digits.txt").await.unwrap().1, b"0123456789");
+}
+
+#[tokio::test]
+async fn zero_rtt_resumption_is_accepted_for_get() {
+    let s = h3_site("h3-0rtt").await;
+    let tickets = s.ca.path().join("tickets");
+    let first = Http3Client::connect(s.addr(), "localhost", s.roots(), Some(&tickets)).await.unwrap();
+    assert_eq!(first.get("/digits.txt").await.unwrap().0, 200);
+    assert!(!first.used_0rtt());
+    first.close().await;
+    let second = Http3Client::connect(s.addr(), "localhost", s.roots(), Some(&tickets)).await.unwrap();
+    let (status, body) = second.get("/digits.txt").await.unwrap();
+    assert_eq!((status, body.as_slice()), (200, &b"0123456789"[..]));
+    assert!(second.used_0rtt(), "the resumed connection's early data was accepted");
+}
+
+#[tokio::test]
+async fn a_client_that_changes_address_keeps_its_connection() {
+    let s = h3_site("h3-migrate").await;
+    let c = s.client("localhost").await;
+    assert_eq!(c.get("/digits.txt").await.unwrap().0, 200);
+    let before = c.local_addr().unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.rebind(socket).unwrap();
+    assert_ne!(c.local_addr().unwrap().port(), before.port());
+    let (status, body) = c.get("/digits.txt").await.unwrap();
+    assert_eq!((status, body.as_slice()), (200, &b"0123456789"[..]));
+}
+
+#[tokio::test]
+async fn http3_without_tls_is_refused_at_bind() {
+    let site = site("h3-notls");
+    let mut cfg = config(site.path());
+    cfg.http3 = true;
+    let err = appnet_web::WebServer::bind(cfg).await.err().expect("no HTTP/3 without TLS");
+    assert!(err.to_string().contains("--tls"), "{err}");
+}
