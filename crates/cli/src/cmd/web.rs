@@ -260,9 +260,14 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
     };
     let timeout = Duration::from_secs_f64(args.timeout);
     let resp = if args.http3 {
-        let (head, body, early) =
-            appnet_web::h3::client::get_url(&args.url, args.cacert.as_deref(), timeout, address, args.zero_rtt)
-                .await?;
+        let (head, body, early) = appnet_web::h3::client::get_url(
+            &args.url,
+            args.cacert.as_deref(),
+            timeout,
+            address,
+            args.zero_rtt,
+        )
+        .await?;
         if args.zero_rtt {
             eprintln!("appnet web: 0-RTT {}", if early { "accepted" } else { "not accepted" });
         }
