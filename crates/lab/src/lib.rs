@@ -36,6 +36,7 @@ pub mod push_scene;
 pub mod registrar_scene;
 pub mod run;
 pub mod signing;
+pub mod sip_scene;
 pub mod sites;
 pub mod topology;
 pub mod torrent_scene;

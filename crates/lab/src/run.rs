@@ -97,6 +97,7 @@ pub enum Role {
     ChordNode,
     Ftp,
     Mail,
+    Sip,
     LoadBalancer,
     NapsterDirectory,
     NapsterPeer,
@@ -118,6 +119,7 @@ impl Role {
             Role::ChordNode => "Chord DHT node",
             Role::Ftp => "FTP server (anonymous)",
             Role::Mail => "mail server (SMTP, submission, queue)",
+            Role::Sip => "SIP server (registrar, proxy)",
             Role::LoadBalancer => "load balancer (layer 4)",
             Role::NapsterDirectory => "Napster directory",
             Role::NapsterPeer => "Napster peer (HTTP)",
@@ -427,6 +429,9 @@ impl Lab {
                 serves,
                 running: Some(harness::start(server)),
             });
+        }
+        for (name, addr, serves, server) in crate::sip_scene::start(&topology, dir).await? {
+            members.push(Member { role: Role::Sip, name, addr, serves, running: Some(harness::start(server)) });
         }
         let mut lab = Lab {
             topology,

@@ -47,6 +47,9 @@ pub struct Topology {
     /// Mail servers (SMTP, submission, the queue) for "Alice sends a message to Bob".
     #[serde(rename = "mail", default)]
     pub mails: Vec<crate::mail_scene::MailSpec>,
+    /// SIP servers (registrar and proxy per domain) for "Alice calls Bob over SIP".
+    #[serde(rename = "sip", default)]
+    pub sips: Vec<crate::sip_scene::SipSpec>,
     /// Layer-4 load balancers: one site's address in front of its replica web servers.
     #[serde(rename = "lb", default)]
     pub lbs: Vec<LbSpec>,

@@ -303,6 +303,7 @@ pub const SCENES: &[(u32, &str)] = &[
     (12, "FTP — one control connection, a new data connection per file"),
     (13, "one address, many machines — a layer-4 load balancer"),
     (14, "Napster, Gnutella and ultrapeers — \"Hey Jude\" found three ways"),
+    (15, "Alice calls Bob over SIP"),
 ];
 
 /// Scene `n`'s title line as the tour prints it: "\n== Scene N: title" (empty title for a number
@@ -504,6 +505,10 @@ pub async fn run_scene(lab: &mut Lab, n: u32, say: &mut dyn FnMut(String)) -> Re
         14 if lab.overlay.is_none() => absent(14, "Napster/Gnutella overlay", say),
         14 => {
             crate::overlay_scene::run(lab, say).await?;
+        }
+        15 if lab.topology.sips.len() < 2 => absent(15, "pair of SIP servers", say),
+        15 => {
+            crate::sip_scene::run(lab, say).await?;
         }
         _ => {
             let all: Vec<String> = SCENES.iter().map(|(s, _)| s.to_string()).collect();

@@ -674,7 +674,8 @@ impl Proxy {
             return out;
         }
         for b in &ctx.branches {
-            if Some(b.as_str()) == keep {
+            // Branches already given up (no-answer retargeting) were cancelled then.
+            if Some(b.as_str()) == keep || ctx.done.contains(b) {
                 continue;
             }
             let Some(e) = self.client_tx.get(b) else { continue };
