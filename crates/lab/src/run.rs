@@ -431,7 +431,13 @@ impl Lab {
             });
         }
         for (name, addr, serves, server) in crate::sip_scene::start(&topology, dir).await? {
-            members.push(Member { role: Role::Sip, name, addr, serves, running: Some(harness::start(server)) });
+            members.push(Member {
+                role: Role::Sip,
+                name,
+                addr,
+                serves,
+                running: Some(harness::start(server)),
+            });
         }
         let mut lab = Lab {
             topology,
