@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# HTTP/3 interop: independent HTTP/3 clients against `appnet web serve --tls --http3` — aioquic
+# (interop/http3_client.py: concurrent streams, a malformed request reset alone) and ngtcp2's
+# gtlsclient (downloads, 0-RTT with its session file, connection migration); Alt-Svc discovery
+# end to end (curl over HTTP/1.1 and HTTP/2 sees Alt-Svc: h3=":PORT", aioquic then uses it);
+# and `appnet web get --http3` against caddy, which serves h3 on the same port.
+source "$(dirname "$0")/lib.sh"
+for tool in curl openssl caddy gtlsclient python3 sha256sum; do
+  command -v "$tool" >/dev/null || { echo "http3 interop needs $tool (.ci/apt.d/web.txt)" >&2; exit 1; }
+done
+python3 -c 'import aioquic' 2>/dev/null || { echo "http3 interop needs aioquic (.ci/pip.d/web.txt)" >&2; exit 1; }
+H3PY=$(dirname "$0")/http3_client.py
+T=(timeout 60)
+sum() { sha256sum "$1" | cut -d' ' -f1; }
+
+# --- a CA and a certificate for localhost, used by appnet and caddy alike -------------------
+pki=$WORK/pki; mkdir -p "$pki"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=interop CA" \
+  -keyout "$pki/ca.key" -out "$pki/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+  -keyout "$pki/key.pem" -out "$pki/req.pem" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > "$pki/ext.cnf"
+openssl x509 -req -in "$pki/req.pem" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial -days 2 \
+  -extfile "$pki/ext.cnf" -out "$pki/cert.pem" 2>/dev/null
+
+site=$WORK/site; mkdir -p "$site"
+echo "hello over QUIC" > "$site/hello.txt"
+head -c 1048576 /dev/urandom > "$site/big.bin"
+head -c 612 /dev/urandom > "$site/small.bin"
+
+port=$(free_port)
+bg "$APPNET" web serve --root "$site" --listen "127.0.0.1:$port" --tls --http3 \
+  --cert "$pki/cert.pem" --key "$pki/key.pem" --quiet
+wait_tcp 127.0.0.1 "$port"
+
+echo "aioquic -> appnet"
+out=$("${T[@]}" python3 "$H3PY" 127.0.0.1 "$port" "$pki/ca.pem" localhost /hello.txt /big.bin /small.bin /missing)
+check "aioquic GET /hello.txt" "200 $(sum "$site/hello.txt")" "$(awk '$1=="/hello.txt"{print $2, $4}' <<<"$out")"
+check "aioquic GET /big.bin (1 MiB) on a concurrent stream" "200 1048576 $(sum "$site/big.bin")" \
+  "$(awk '$1=="/big.bin"{print $2, $3, $4}' <<<"$out")"
+check "aioquic GET /missing is 404" "404" "$(awk '$1=="/missing"{print $2}' <<<"$out")"
+check "no Alt-Svc on HTTP/3 responses" "-" "$(awk '$1=="/hello.txt"{print $5}' <<<"$out")"
+out=$("${T[@]}" python3 "$H3PY" 127.0.0.1 "$port" "$pki/ca.pem" localhost '!/hello.txt' /big.bin \
+  --header 'connection: close')
+check "a malformed request (Connection:) is reset with H3_MESSAGE_ERROR (0x10e)" "RESET 270" \
+  "$(awk '$1=="/hello.txt"{print $2, $3}' <<<"$out")"
+check "... while the other stream on the connection completes" "200 $(sum "$site/big.bin")" \
+  "$(awk '$1=="/big.bin"{print $2, $4}' <<<"$out")"
+
+echo "ngtcp2 gtlsclient -> appnet"
+dl=$WORK/dl; mkdir -p "$dl"
+ng() { "${T[@]}" gtlsclient --exit-on-all-streams-close --download "$dl" "$@" 127.0.0.1 "$port" \
+  "https://localhost:$port/big.bin" "https://localhost:$port/hello.txt"; }
+ng -q >/dev/null 2>&1
+check "gtlsclient downloads big.bin" "$(sum "$site/big.bin")" "$(sum "$dl/big.bin")"
+check "gtlsclient downloads hello.txt" "$(sum "$site/hello.txt")" "$(sum "$dl/hello.txt")"
+rm -f "$dl"/*
+ng --session-file "$WORK/ng.session" --tp-file "$WORK/ng.tp" >"$WORK/ng1.log" 2>&1
+check "gtlsclient saves a session ticket" "yes" "$([ -s "$WORK/ng.session" ] && echo yes)"
+rm -f "$dl"/*
+ng --session-file "$WORK/ng.session" --tp-file "$WORK/ng.tp" >"$WORK/ng2.log" 2>&1
+check "gtlsclient resumes with 0-RTT and the server accepts early data" 1 \
+  "$(grep -c 'Early data was accepted by server' "$WORK/ng2.log" | awk '{print ($1 > 0)}')"
+check "... and the 0-RTT download is intact" "$(sum "$site/big.bin")" "$(sum "$dl/big.bin")"
+rm -f "$dl"/*
+ng --change-local-addr=50ms --delay-stream=100ms >"$WORK/ng3.log" 2>&1
+check "gtlsclient migrates to a new local address mid-connection and still downloads" \
+  "$(sum "$site/big.bin")" "$(sum "$dl/big.bin")"
+
+echo "appnet web get --http3 -> appnet"
+check "web get --http3" "hello over QUIC" \
+  "$("${T[@]}" "$APPNET" web get --http3 "https://localhost:$port/hello.txt" --cacert "$pki/ca.pem")"
+zero=$("${T[@]}" "$APPNET" web get --http3 --0rtt "https://localhost:$port/hello.txt" --cacert "$pki/ca.pem" 2>&1 >/dev/null)
+check "web get --http3 --0rtt: the resumed GET is accepted as early data" "appnet web: 0-RTT accepted" "$zero"
+
+echo "Alt-Svc discovery: curl over TCP, then HTTP/3 on the advertised port"
+for v in --http1.1 --http2; do
+  alt=$("${T[@]}" curl -sS "$v" --cacert "$pki/ca.pem" -o /dev/null -D - "https://localhost:$port/hello.txt" \
+    | tr -d '\r' | awk 'tolower($1)=="alt-svc:"{print $2}')
+  check "curl $v sees Alt-Svc h3 on the same port" "h3=\":$port\";" "$alt"
+done
+h3port=$(sed -E 's/^h3=":([0-9]+)".*/\1/' <<<"$alt")
+out=$("${T[@]}" python3 "$H3PY" 127.0.0.1 "$h3port" "$pki/ca.pem" localhost /hello.txt)
+check "aioquic fetches over the advertised h3 endpoint" "200" "$(awk '{print $2}' <<<"$out")"
+
+echo "appnet web get --http3 -> caddy"
+cport=$(free_port)
+cat > "$WORK/Caddyfile" <<CADDY
+{
+	admin off
+	auto_https off
+	persist_config off
+	servers {
+		protocols h1 h2 h3
+	}
+}
+https://localhost:$cport {
+	tls $pki/cert.pem $pki/key.pem
+	root * $site
+	file_server
+}
+CADDY
+XDG_DATA_HOME=$WORK/caddy-data XDG_CONFIG_HOME=$WORK/caddy-config \
+  bg caddy run --config "$WORK/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1
+wait_tcp 127.0.0.1 "$cport"
+got=""
+for _ in $(seq 1 50); do
+  got=$("${T[@]}" "$APPNET" web get --http3 "https://localhost:$cport/hello.txt" --cacert "$pki/ca.pem" 2>/dev/null) && break
+  sleep 0.1
+done
+check "web get --http3 from caddy" "hello over QUIC" "$got"
+"${T[@]}" "$APPNET" web get --http3 "https://localhost:$cport/big.bin" --cacert "$pki/ca.pem" > "$WORK/caddy-big.bin"
+check "web get --http3 of 1 MiB from caddy" "$(sum "$site/big.bin")" "$(sum "$WORK/caddy-big.bin")"
+tport=$(free_port)
+bg "$APPNET" web serve --root "$site" --listen "127.0.0.1:$tport" --tls --cert "$pki/cert.pem" --key "$pki/key.pem" --quiet
+wait_tcp 127.0.0.1 "$tport"
+check "a TCP-only server answers web get over TCP" "hello over QUIC" \
+  "$("${T[@]}" "$APPNET" web get "https://localhost:$tport/hello.txt" --cacert "$pki/ca.pem")"
+check "... but web get --http3 never falls back to TCP" "failed" \
+  "$("${T[@]}" "$APPNET" web get --http3 --timeout 3 "https://localhost:$tport/hello.txt" --cacert "$pki/ca.pem" >/dev/null 2>&1 || echo failed)"
+echo "http3 interop: $CHECKS checks passed"
