@@ -154,6 +154,12 @@ pub fn lookup_with<'a>(
         Served::Expired => return Plan::new(rcode::SERVFAIL, Kind::Error),
         Served::NotAuthoritative => return Plan::refused(),
     };
+    // RFC 4035 §3.1.4.1: DS lives on the parent side of a cut; a server of both the parent and
+    // the child answers a DS query at the child's apex from the parent.
+    let zone = match (qtype == code::DS && zone.apex() == low, parent(low).map(|p| catalog.lookup(p))) {
+        (true, Some(Served::Zone(up))) => up,
+        _ => zone,
+    };
     let mut plan = Plan::new(rcode::NOERROR, Kind::Answer);
     plan.aa = true;
     plan.zone = Some(zone.apex());
@@ -432,5 +438,22 @@ mod tests {
         let mut scratch = Scratch::new();
         let plan = lookup(&expired, &parent_name, code::A, &mut scratch);
         assert_eq!(plan.rcode, rcode::NXDOMAIN);
+    }
+
+    #[test]
+    fn ds_at_a_child_apex_is_answered_from_the_parent_when_both_are_served() {
+        let text = "$ORIGIN example.\n@ 3600 SOA ns hm 1 2 3 4 5\n@ NS ns\nns A 192.0.2.1\n\
+                    sub NS ns.sub\nns.sub A 192.0.2.2\nsub DS 1 13 2 AABBCCDD\n";
+        let parent = Arc::new(Zone::from_text("example", text).unwrap());
+        let both = ServedZones::new([parent, zone("sub.example")]);
+        let child = from_text("sub.example").unwrap();
+        let mut scratch = Scratch::new();
+        let plan = lookup(&both, &child, code::DS, &mut scratch);
+        assert_eq!(plan.zone, Some(&from_text("example").unwrap()[..]), "the parent answers");
+        assert_eq!((plan.rcode, plan.aa, plan.answer.as_slice().len()), (rcode::NOERROR, true, 1));
+        // Other types at the child's apex still come from the child.
+        let mut scratch = Scratch::new();
+        let plan = lookup(&both, &child, code::SOA, &mut scratch);
+        assert_eq!(plan.zone, Some(&child[..]));
     }
 }
