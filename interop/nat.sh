@@ -59,4 +59,84 @@ wait_stun "$CPORT"
 mapped=$(timeout 10 "$APPNET" stun "127.0.0.1:$CPORT" 2>/dev/null)
 check "appnet stun prints a loopback IP:PORT from coturn" 1 "$(grep -cE '^127\.0\.0\.1:[0-9]+$' <<<"$mapped")"
 
+
+echo "RFC 5780: turnutils_natdiscovery -> appnet turn serve --alt-listen (loopback: no NAT)"
+DPORT=$(free_port)
+DALT=$(free_port)
+bg "$APPNET" turn serve --listen "127.0.0.1:$DPORT" --alt-listen "127.0.0.2:$DALT" --realm lab \
+  --users "$WORK/users" --ports 50500-50599
+wait_stun "$DPORT"
+out=$(timeout 30 turnutils_natdiscovery -m -f -p "$DPORT" 127.0.0.1 2>&1 || true)
+check "natdiscovery: mapping is endpoint independent" 1 "$(grep -c 'NAT with Endpoint Independent Mapping\|No NAT' <<<"$out" | awk '{print ($1 > 0)}')"
+check "natdiscovery: filtering is endpoint independent" 1 "$(grep -c 'Endpoint Independent Filtering' <<<"$out" | awk '{print ($1 > 0)}')"
+out=$(timeout 20 "$APPNET" stun "127.0.0.1:$DPORT" 2>/dev/null)
+check "appnet stun: mapping and filtering on loopback" "mapping: endpoint-independent filtering: endpoint-independent" \
+  "$(grep -E '^(mapping|filtering):' <<<"$out" | tr '\n' ' ' | sed 's/ $//')"
+
+# Real NATs: a client namespace behind a router namespace that masquerades (nftables) towards a
+# "public" namespace where appnet's STUN server has two addresses. Everything lives in
+# namespaces this script creates (100.64.0.0/10 inside them) and is removed at exit.
+echo "RFC 5780 behind real NATs (network namespaces, nftables masquerade)"
+if [ "$(id -u)" != 0 ]; then
+  echo "FAIL: the NAT checks need root (ip netns, nft); run interop/nat.sh as root" >&2
+  exit 1
+fi
+nsp=appnet-nat-i
+remove_namespaces() { for ns in $(ip netns list | awk '{print $1}' | grep "^$nsp-" || true); do ip netns del "$ns" || true; done; }
+trap 'cleanup; remove_namespaces' EXIT
+remove_namespaces
+pub=$nsp-pub
+ip netns add "$pub"
+ip -n "$pub" link set lo up
+ip link add anati-pub netns "$pub" type bridge
+ip -n "$pub" link set anati-pub up
+ip -n "$pub" addr add 100.64.0.1/24 dev anati-pub
+ip -n "$pub" addr add 100.64.0.2/24 dev anati-pub
+ip netns exec "$pub" "$APPNET" turn serve --listen 100.64.0.1:3478 --alt-listen 100.64.0.2:3479 \
+  --realm lab --users "$WORK/users" --ports 50600-50699 &
+LAST_PID=$!; PIDS+=("$LAST_PID")
+
+# nat_site N MODE: namespace $nsp-rtrN (100.64.0.1N outside, 10.N.0.1 inside, masquerade MODE)
+# and $nsp-cliN (10.N.0.2) behind it.
+nat_site() {
+  local n=$1 mode=$2 rtr=$nsp-rtr$1 cli=$nsp-cli$1
+  ip netns add "$rtr"; ip netns add "$cli"
+  ip -n "$rtr" link set lo up; ip -n "$cli" link set lo up
+  ip link add "anati-o$n" netns "$rtr" type veth peer name "anati-p$n" netns "$pub"
+  ip -n "$pub" link set "anati-p$n" master anati-pub up
+  ip -n "$rtr" addr add "100.64.0.1$n/24" dev "anati-o$n"
+  ip -n "$rtr" link set "anati-o$n" up
+  ip link add "anati-i$n" netns "$rtr" type veth peer name "anati-c$n" netns "$cli"
+  ip -n "$rtr" addr add "10.$n.0.1/24" dev "anati-i$n"; ip -n "$rtr" link set "anati-i$n" up
+  ip -n "$cli" addr add "10.$n.0.2/24" dev "anati-c$n"; ip -n "$cli" link set "anati-c$n" up
+  ip -n "$cli" route add default via "10.$n.0.1"
+  ip netns exec "$rtr" sysctl -qw net.ipv4.ip_forward=1
+  ip netns exec "$rtr" nft -f - <<NFT
+table ip appnet_nat {
+  chain post { type nat hook postrouting priority srcnat; oifname "anati-o$n" masquerade $mode; }
+}
+NFT
+}
+nat_site 1 ""
+nat_site 2 "random"
+for ((i = 0; i < 50; i++)); do
+  ip netns exec "$nsp-cli1" "$APPNET" stun 100.64.0.1:3478 --timeout 0.3 >/dev/null 2>&1 && break
+  sleep 0.1
+done
+out=$(ip netns exec "$nsp-cli1" timeout 20 "$APPNET" stun 100.64.0.1:3478 2>/dev/null)
+check "behind masquerade: mapped to the router's address" 1 "$(grep -cE '^100\.64\.0\.11:[0-9]+$' <<<"$out")"
+check "behind masquerade: endpoint-independent mapping, address-and-port-dependent filtering" \
+  "mapping: endpoint-independent filtering: address-and-port-dependent" \
+  "$(grep -E '^(mapping|filtering):' <<<"$out" | tr '\n' ' ' | sed 's/ $//')"
+out=$(ip netns exec "$nsp-cli2" timeout 20 "$APPNET" stun 100.64.0.1:3478 2>/dev/null)
+check "behind masquerade random: address-and-port-dependent (symmetric) mapping" \
+  "mapping: address-and-port-dependent" "$(grep -E '^mapping:' <<<"$out")"
+out=$(ip netns exec "$nsp-cli2" timeout 30 turnutils_natdiscovery -m -p 3478 100.64.0.1 2>&1 || true)
+check "natdiscovery agrees: address and port dependent mapping" 1 \
+  "$(grep -c 'Address and Port Dependent Mapping' <<<"$out" | awk '{print ($1 > 0)}')"
+kill "$LAST_PID" 2>/dev/null || true
+remove_namespaces
+check "no namespace of ours is left" 0 "$(ip netns list | awk '{print $1}' | grep -c "^$nsp-" || true)"
+check "no nftables table of ours in the host" 0 "$(nft list tables | grep -c appnet_nat || true)"
+
 echo "nat: $CHECKS checks passed"

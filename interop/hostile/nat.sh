@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # STUN/TURN against a hostile tester: junk datagrams, truncated and bit-flipped STUN messages,
 # oversized attribute lengths, ChannelData for unbound channels, forged nonces and wrong
-# passwords in bulk, allocations past the per-user quota; the server keeps answering Binding
-# requests and refuses what it must. Loopback only, a few seconds.
+# passwords in bulk, allocations past the per-user quota, a flood of unauthenticated requests
+# (as from a spoofed source: their 401s are rate-limited per source IP); the server keeps
+# answering Binding requests and refuses what it must. Loopback only, a few seconds.
 source "$(dirname "$0")/../lib.sh"
 
 printf 'alice:secret\n' > "$WORK/users"
@@ -26,12 +27,17 @@ def msg(mtype, attrs, tid=None, key=None):
     fp = (zlib.crc32(head + body) ^ 0x5354554E) & 0xffffffff
     return head + body + attr(0x8028, struct.pack("!I", fp))
 def ask(s, data):
-    # replies to earlier junk may still be queued: read until our transaction id comes back
-    s.sendto(data, server)
-    for _ in range(10000):
-        try: r = s.recv(2048)
-        except socket.timeout: return None
-        if r[8:20] == data[8:20]: return r
+    # replies to earlier junk may still be queued: read until our transaction id comes back;
+    # retransmit every 100 ms for 3 s like a client (error replies to unauthenticated
+    # requests are rate-limited per source, and the junk used up this source's budget)
+    s.settimeout(0.1)
+    for _ in range(30):
+        s.sendto(data, server)
+        try:
+            for _ in range(10000):
+                r = s.recv(2048)
+                if r[8:20] == data[8:20]: return r
+        except socket.timeout: continue
     return None
 def code(resp):
     pos = 20
@@ -75,6 +81,22 @@ for i in range(5):
     codes.append(code(ask(c, msg(0x0003, [attr(0x0019, b"\x11\0\0\0"), attr(0x0006, b"alice"), attr(0x0014, b"lab"),
                                             attr(0x0015, n)], key=key))))
 print("user-quota", ",".join(map(str, codes)))
+# 1000 unauthenticated Allocates in a burst (what a spoofed victim address would be sent):
+# the server's --unauth-rate 50 (burst 100) lets few 401s out, and later ones again.
+import time
+time.sleep(2.5)
+f = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); f.settimeout(0.5)
+start = time.monotonic()
+for _ in range(1000): f.sendto(msg(0x0003, [attr(0x0019, b"\x11\0\0\0")]), server)
+got = 0
+try:
+    while True: f.recv(2048); got += 1
+except socket.timeout: pass
+elapsed = time.monotonic() - start
+print("flood-answered", got, "in", round(elapsed, 2), "s")
+print("flood-limited", int(1 <= got <= 100 + 50 * elapsed + 10))
+time.sleep(1)
+print("after-flood-401", code(ask(f, good)))
 PY
 )
 echo "$out"
@@ -82,4 +104,6 @@ check "Binding still answered after 3000 hostile datagrams" "binding-after-junk 
 check "forged nonces get 438" "forged-nonce-438 1" "$(grep forged-nonce <<<"$out")"
 check "wrong passwords get 401" "wrong-password-401 1" "$(grep wrong-password <<<"$out")"
 check "the 4th and 5th allocation of a user get 486" "user-quota 0,0,0,486,486" "$(grep user-quota <<<"$out")"
+check "1000 unauthenticated requests from one source get at most burst + rate 401s" "flood-limited 1" "$(grep flood-limited <<<"$out")"
+check "a second later that source gets its 401 again" "after-flood-401 401" "$(grep after-flood-401 <<<"$out")"
 echo "nat hostile: $CHECKS checks passed"
