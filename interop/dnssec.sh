@@ -2,7 +2,10 @@
 # DNSSEC: zones signed by `appnet dns keygen/sign` are accepted by three independent verifiers
 # (ldns-verify-zone, kzonecheck -d on from Knot, dnssec-verify from BIND), with NSEC and NSEC3,
 # ECDSA P-256 and Ed25519, split KSK/ZSK and a single combined key; `appnet dns ds` matches
-# BIND's dnssec-dsfromkey; key files are BIND's and the secret ones are 0600.
+# BIND's dnssec-dsfromkey; key files are BIND's and the secret ones are 0600. The validating
+# resolver (`dns resolver --dnssec --trust-anchor`) validates a root and children signed by
+# dnssec-signzone and served by Knot: AD for kdig/dig, delv validates through it, bogus gets
+# SERVFAIL with EDE 6, CD=1 returns the data.
 source "$(dirname "$0")/lib.sh"
 
 for tool in ldns-verify-zone kzonecheck dnssec-verify dnssec-dsfromkey; do
@@ -254,5 +257,105 @@ for target in "Knot:$kport" "appnet:$aport"; do
   check "$who: delete NAME TYPE DATA" "update accepted by 127.0.0.1:$p" "$(upd delete dns1.networkutopia.com A 212.212.212.1)"
   check "$who: serial 102" 102 "$(kdig @127.0.0.1 -p "$p" +short com SOA | awk '{print $3}')"
 done
+
+echo "the validating resolver: appnet dns resolver --dnssec over a hierarchy signed by dnssec-signzone, served by Knot"
+for tool in dnssec-keygen dnssec-signzone kdig dig delv knotd; do
+  command -v "$tool" >/dev/null || { echo "FAIL: $tool missing (see .ci/apt.d/dnssec.txt)" >&2; exit 1; }
+done
+VB="$WORK/val"; VK="$VB/keys"; mkdir -p "$VK" "$VB/db"
+kport=$(free_port)
+for z in . example. bad.; do
+  dnssec-keygen -q -K "$VK" -a ECDSAP256SHA256 -f KSK "$z" >/dev/null
+  dnssec-keygen -q -K "$VK" -a ECDSAP256SHA256 "$z" >/dev/null
+done
+ds_of() { for k in "$VK"/K"$1"+*.key; do grep -q 'DNSKEY 257' "$k" && dnssec-dsfromkey -2 "$k"; done; }
+cat > "$VB/root.zone" <<ZONE
+\$TTL 300
+. SOA ns. admin. 1 3600 600 86400 300
+. NS ns.
+ns. A 127.0.0.1
+example. NS ns.example.
+ns.example. A 127.0.0.1
+bad. NS ns.bad.
+ns.bad. A 127.0.0.1
+unsigned. NS ns.unsigned.
+ns.unsigned. A 127.0.0.1
+ZONE
+ds_of example >> "$VB/root.zone"; ds_of bad >> "$VB/root.zone"
+for z in example bad unsigned; do
+  printf '$TTL 300\n@ SOA ns admin 1 3600 600 86400 300\n@ NS ns\nns A 127.0.0.1\nwww A 192.0.2.80\n*.wild TXT "wildcard"\n' \
+    > "$VB/$z.zone"
+done
+(cd "$VB" && dnssec-signzone -q -S -K "$VK" -o . -f root.signed root.zone \
+  && dnssec-signzone -q -S -K "$VK" -3 - -H 0 -o example. -f example.signed example.zone \
+  && dnssec-signzone -q -S -K "$VK" -o bad. -f bad.signed bad.zone)
+# bad.: the address changed under its signature.
+sed -i 's/^\(www\.bad\.[[:space:]].*[[:space:]]A[[:space:]]*\)192\.0\.2\.80/\1203.0.113.66/' "$VB/bad.signed"
+check "bad. tampered" 1 "$(grep -c '203.0.113.66' "$VB/bad.signed")"
+cp "$VB/unsigned.zone" "$VB/unsigned.signed"
+cat > "$VB/knot.conf" <<KNOT
+server:
+    listen: 127.0.0.1@$kport
+    rundir: $VB
+database:
+    storage: $VB/db
+template:
+  - id: default
+    storage: $VB
+    zonefile-sync: -1
+    journal-content: none
+    semantic-checks: off
+zone:
+  - domain: .
+    file: root.signed
+  - domain: example.
+    file: example.signed
+  - domain: bad.
+    file: bad.signed
+  - domain: unsigned.
+    file: unsigned.signed
+KNOT
+bg bash -c "exec knotd -c '$VB/knot.conf' > '$VB/knot.log' 2>&1"
+wait_tcp 127.0.0.1 "$kport"
+for _ in $(seq 1 100); do kdig @127.0.0.1 -p "$kport" +short www.bad. A | grep -q . && break; sleep 0.1; done
+printf '. 3600 NS ns.\nns. 3600 A 127.0.0.1\n' > "$VB/root.hints"
+for k in "$VK"/K.+*.key; do grep -q 'DNSKEY 257' "$k" && dnssec-dsfromkey -2 "$k" > "$VB/root.ds"; done
+set -- $(awk '/DNSKEY 257/ {print $1, $4, $5, $6, $7}' $(grep -l 'DNSKEY 257' "$VK"/K.+*.key))
+printf 'trust-anchors {\n  %s static-key %s %s %s "%s";\n};\n' "$1" "$2" "$3" "$4" "$5" > "$VB/root-anchor.conf"
+rport=$(free_port)
+bg $APPNET dns resolver --listen "127.0.0.1:$rport" --root-hints "$VB/root.hints" --upstream-port "$kport" \
+  --dnssec --trust-anchor "$VB/root.ds"
+wait_tcp 127.0.0.1 "$rport"
+kr() { kdig @127.0.0.1 -p "$rport" +time=5 +retry=1 "$@"; }
+flags() { kr "$@" | grep -o 'Flags: [a-z ]*' | head -1; }
+check "kdig +dnssec: a secure answer has AD" "Flags: qr rd ra ad" "$(flags +dnssec www.example. A)"
+check "kdig +dnssec: RRSIGs come with DO" 1 "$(kr +dnssec www.example. A | grep -c 'RRSIG.*A 13 2')"
+check "dig +adflag: AD without DO" "flags: qr rd ra ad" \
+  "$(dig @127.0.0.1 -p "$rport" +adflag +time=5 www.example. A | grep -o 'flags: [a-z ]*' | head -1)"
+check "dig without DO or AD: no AD" "flags: qr rd ra" \
+  "$(dig @127.0.0.1 -p "$rport" +noadflag +time=5 www.example. A | grep -o 'flags: [a-z ]*' | head -1)"
+check "NSEC3 (dnssec-signzone -3) NXDOMAIN is secure" "NXDOMAIN ad" \
+  "$(kr +dnssec nope.example. A | awk '/status:/ {s=$6} /Flags:/ {f=$NF} END {gsub(",", "", s); print s, f}')"
+check "a wildcard answer is secure" "Flags: qr rd ra ad" "$(flags +dnssec x.wild.example. TXT)"
+check "the root NSEC NODATA is secure" "Flags: qr rd ra ad" "$(flags +dnssec example. MX)"
+check "an unsigned child (no DS) is answered without AD" "192.0.2.80 Flags: qr rd ra" \
+  "$(kr +short www.unsigned. A) $(flags +dnssec www.unsigned. A)"
+check "a tampered answer: SERVFAIL with EDE 6" "SERVFAIL 6" \
+  "$(kr +dnssec www.bad. A | awk '/status:/ {s=$6} /EDE:/ {e=$3} END {gsub(",", "", s); print s, e}')"
+check "dig shows the same EDE" 1 "$(dig @127.0.0.1 -p "$rport" +dnssec www.bad. A | grep -c 'EDE: 6 (DNSSEC Bogus)')"
+check "CD=1: the tampered data, unvalidated" "203.0.113.66" "$(kr +cd +short www.bad. A)"
+check "delv through the resolver validates (its own chain from the anchor)" "; fully validated" \
+  "$(delv @127.0.0.1 -p "$rport" -a "$VB/root-anchor.conf" www.example. A 2>&1 | head -1)"
+check "delv: the NSEC3 denial through the resolver" "; negative response, fully validated" \
+  "$(delv @127.0.0.1 -p "$rport" -a "$VB/root-anchor.conf" nope.example. A 2>&1 | grep '^; negative')"
+check "delv agrees the tampered name is bogus (it gets SERVFAIL)" yes \
+  "$(delv @127.0.0.1 -p "$rport" -a "$VB/root-anchor.conf" www.bad. A 2>&1 | grep -qiE 'SERVFAIL|failed|resolution' && echo yes || echo no)"
+kill "$LAST_PID"
+rport2=$(free_port)
+bg $APPNET dns resolver --listen "127.0.0.1:$rport2" --root-hints "$VB/root.hints" --upstream-port "$kport" --dnssec
+wait_tcp 127.0.0.1 "$rport2"
+check "with the IANA root anchor instead, the private root is bogus (DNSKEY missing)" "SERVFAIL 9" \
+  "$(kdig @127.0.0.1 -p "$rport2" +dnssec www.example. A | awk '/status:/ {s=$6} /EDE:/ {e=$3} END {gsub(",", "", s); print s, e}')"
+kill "$LAST_PID"
 
 echo "dnssec: $CHECKS checks passed"

@@ -51,6 +51,11 @@ pub struct TrustAnchors {
 }
 
 impl TrustAnchors {
+    /// Anchors given as data (tests, fuzzing, a caller with its own store).
+    pub fn new(anchors: Vec<Anchor>) -> TrustAnchors {
+        TrustAnchors { anchors }
+    }
+
     /// The built-in IANA root anchors.
     pub fn iana() -> TrustAnchors {
         TrustAnchors::from_text(IANA_ROOT, "built-in root anchor").unwrap_or_default()
