@@ -19,7 +19,7 @@ wait_tcp 127.0.0.1 "$UI_PORT" 60
 
 OUT=${ARTIFACTS:-$WORK}
 mkdir -p "$OUT"
-timeout 120 python3 - "$UI_PORT" "$OUT/lab-ui.png" >"$WORK/result.txt" <<'PY'
+timeout 400 python3 - "$UI_PORT" "$OUT/lab-ui.png" >"$WORK/result.txt" <<'PY'
 import sys
 from playwright.sync_api import sync_playwright
 
@@ -81,6 +81,45 @@ with sync_playwright() as p:
         "els => els.slice(-4).map(g => g.dataset.protocol + ' ' + g.dataset.from + '>' + g.dataset.to + ' ' + g.querySelector('title').textContent)")
     for m in last:
         print("fetch", m)
+    # One button per scene of the tour, labelled as the tour prints it.
+    scenes = page.evaluate("() => fetch('/lab.json').then(r => r.json()).then(j => j.scenes.map(s => s.title))")
+    missing = [t for t in scenes if page.get_by_role("button", name=t, exact=True).count() != 1]
+    print("scenes", len(scenes), "missing", len(missing), "|".join(missing))
+    # Keyboard: Tab from the button before the mail scene's reaches it; Enter runs it.
+    mail_title = next(t for t in scenes if t.startswith("Scene 11: "))
+    before = scenes[scenes.index(mail_title) - 1]
+    page.get_by_role("button", name=before, exact=True).focus()
+    page.keyboard.press("Tab")
+    print("tabbed", page.evaluate("() => document.activeElement.textContent"))
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('#chart [data-protocol="IMAP"]')].some(
+             g => g.dataset.to === "bob's host" && g.querySelector('title').textContent.includes('BODY.PEEK[]'))""",
+        timeout=60000)
+    smtp = page.eval_on_selector_all(
+        "#chart [data-protocol='SMTP']",
+        "els => els.map(g => g.dataset.from + '>' + g.dataset.to + '>' + g.querySelector('title').textContent)")
+    for m in smtp:
+        print("smtp", m)
+    rcpt = page.locator("#chart [data-protocol='SMTP'][data-from='mail.crepes.fr'][data-to='mail.hamburger.edu']",
+                        has_text="RCPT TO")
+    rcpt.first.click()
+    page.wait_for_selector("#detail-fields tr[data-field='Command']", timeout=5000)
+    for f in page.eval_on_selector_all(
+            "#detail-fields tr", "rows => rows.map(r => r.dataset.field + '=' + r.cells[1].textContent)"):
+        print("smtpfield", f)
+    print("smtphex", page.text_content("#detail-hex").splitlines()[0])
+    # A P2P scene: the Chord lookup, hop by hop.
+    page.get_by_role("button", name=next(t for t in scenes if t.startswith("Scene 10: ")), exact=True).click()
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('#chart [data-protocol="Chord"]')].some(
+             g => g.querySelector('title').textContent.includes('does not answer'))""",
+        timeout=120000)
+    for m in page.eval_on_selector_all(
+            "#chart [data-protocol='Chord']",
+            "els => els.map(g => g.dataset.from + '>' + g.dataset.to + '>' + g.querySelector('title').textContent)"):
+        print("chord", m)
+    page.screenshot(path=shot.replace(".png", "-chord.png"), full_page=False)
     browser.close()
 print("outside", len(outside), " ".join(outside))
 PY
@@ -107,6 +146,22 @@ check "Fetch resolves the name, then GETs the page" \
   "$(grep '^fetch ' "$WORK/result.txt" | tail -n 3 | awk '{print $2 " " $3}' | paste -sd'|')"
 check "the fetched page came back 200" yes \
   "$(grep -q '^fetch HTTP www.someschool.edu>cis.poly.edu .*HTTP/1.1 200' "$WORK/result.txt" && echo yes || echo no)"
+check "one button per scene of the tour" "missing 0" "$(grep '^scenes ' "$WORK/result.txt" | awk '{print $3, $4}')"
+check "the tour has scenes 1 to 14 at least" yes "$(awk '/^scenes / {print ($2 >= 14) ? "yes" : "no"}' "$WORK/result.txt")"
+check "Tab reaches the mail scene's button" yes "$(grep -q '^tabbed Scene 11: alice@crepes.fr mails bob@hamburger.edu' "$WORK/result.txt" && echo yes || echo no)"
+smtp_has() { grep -q "^smtp $1>$2>.*SMTP $3" "$WORK/result.txt" && echo yes || echo no; }
+check "alice's host submits MAIL FROM to mail.crepes.fr" yes "$(smtp_has "alice's host" mail.crepes.fr 'MAIL FROM:<alice@crepes.fr>')"
+check "mail.crepes.fr relays MAIL FROM to mail.hamburger.edu" yes "$(smtp_has mail.crepes.fr mail.hamburger.edu 'MAIL FROM:<alice@crepes.fr>')"
+check "mail.crepes.fr relays RCPT TO to mail.hamburger.edu" yes "$(smtp_has mail.crepes.fr mail.hamburger.edu 'RCPT TO:<bob@hamburger.edu>')"
+check "mail.crepes.fr sends DATA to mail.hamburger.edu" yes "$(smtp_has mail.crepes.fr mail.hamburger.edu 'DATA')"
+check "mail.hamburger.edu answers 250" yes "$(smtp_has mail.hamburger.edu mail.crepes.fr '250 ')"
+check "the message is accepted with 250 queued" yes "$(smtp_has mail.hamburger.edu mail.crepes.fr '250 2.0.0 Ok: queued')"
+check "a click on RCPT TO shows its decoded fields" "smtpfield Command=RCPT|smtpfield Argument=<bob@hamburger.edu>" \
+  "$(grep -E '^smtpfield (Command|Argument)=' "$WORK/result.txt" | head -n 2 | paste -sd'|')"
+check "the SMTP bytes are shown in hex (RCPT)" yes "$(grep -qE '^smtphex 0000  52 43 50 54' "$WORK/result.txt" && echo yes || echo no)"
+check "the Chord lookup: peer 3 asks peer 12" yes "$(grep -q '^chord chord-peer-3>chord-peer-12>.*FindSuccessor(key 14)' "$WORK/result.txt" && echo yes || echo no)"
+check "the Chord lookup: peer 12 answers 15" yes "$(grep -q "^chord chord-peer-12>chord-peer-3>.*is my successor's: 15" "$WORK/result.txt" && echo yes || echo no)"
+check "the Chord leave: peer 4's stabilize finds 5 gone" yes "$(grep -q '^chord chord-peer-4>chord-peer-5>.*does not answer' "$WORK/result.txt" && echo yes || echo no)"
 check "the screenshot was taken" yes "$([ -s "$OUT/lab-ui.png" ] && echo yes || echo no)"
 check "the text tour printed the same walk" yes \
   "$(grep -q '10. dns.poly.edu → cis.poly.edu: gaia.cs.umass.edu' "$WORK/lab.log" && echo yes || echo no)"
