@@ -33,7 +33,13 @@ pub fn add<'a>(catalog: &'a ServedZones, plan: &mut Plan<'a>, qname: &'a [u8]) {
         .unwrap_or(qname);
     let mut lbuf = [0u8; MAX_NAME];
     let low = lower_into(last, &mut lbuf).to_vec();
-    let denial_zone = catalog.find(&low).unwrap_or(zone);
+    let denial_zone = match catalog.find(&low) {
+        // A DS question at a child's apex answered by its parent (RFC 4035 §3.1.4.1): the
+        // parent's chain proves it.
+        Some(z) if z.apex() != apex && z.apex() == &low[..] && last.eq_ignore_ascii_case(qname) => zone,
+        Some(z) => z,
+        None => zone,
+    };
     let mut extra: Vec<RrRef<'a>> = Vec::new();
     match plan.kind {
         Kind::Referral => referral(zone, plan, &mut extra),
@@ -51,7 +57,7 @@ pub fn add<'a>(catalog: &'a ServedZones, plan: &mut Plan<'a>, qname: &'a [u8]) {
     let authority: Vec<RrRef<'a>> = plan.authority.as_slice().to_vec();
     for rr in authority {
         if rr.rtype != code::RRSIG
-            && let Some(z) = catalog.find(&crate::wire::name::to_lower(rr.owner))
+            && let Some(z) = owner_zone(catalog, &crate::wire::name::to_lower(rr.owner), rr.rtype)
             && let Some(sig) = z.node(&crate::wire::name::to_lower(rr.owner)).and_then(|n| n.sigs(rr.rtype))
             && !(rr.rtype == code::NS && plan.kind == Kind::Referral)
         {
@@ -73,6 +79,19 @@ pub fn add<'a>(catalog: &'a ServedZones, plan: &mut Plan<'a>, qname: &'a [u8]) {
     }
 }
 
+/// The zone that holds `rtype` at `owner`: the most specific one, except that a DS at a zone's
+/// apex lives in its parent when this server serves that too (RFC 4035 §3.1.4.1).
+fn owner_zone<'a>(catalog: &'a ServedZones, owner: &[u8], rtype: u16) -> Option<&'a std::sync::Arc<Zone>> {
+    let z = catalog.find(owner)?;
+    if rtype == code::DS
+        && z.apex() == owner
+        && let Some(up) = crate::wire::name::parent(owner).and_then(|p| catalog.find(p))
+    {
+        return Some(up);
+    }
+    Some(z)
+}
+
 fn zone_signed(zone: &Zone) -> bool {
     zone.node(zone.apex()).is_some_and(|n| n.get(crate::wire::dnssec::DNSKEY).is_some())
 }
@@ -87,7 +106,7 @@ fn sign_answer<'a>(catalog: &'a ServedZones, plan: &mut Plan<'a>, qname: &'a [u8
         }
         let mut buf = [0u8; MAX_NAME];
         let low = lower_into(rr.owner, &mut buf);
-        let Some(zone) = catalog.find(low) else { continue };
+        let Some(zone) = owner_zone(catalog, low, rr.rtype) else { continue };
         let node = match zone.node(low) {
             Some(n) => Some(n),
             None if rr.owner.eq_ignore_ascii_case(qname) => plan.synthesized_from.and_then(|w| zone.node(w)),
@@ -255,6 +274,27 @@ plain NS ns.elsewhere.net.\nsigned DS 1 13 2 00000000000000000000000000000000000
         add(cat, &mut plan, &q);
         let t = |s: &[RrRef<'_>]| s.iter().map(|r| r.rtype).collect::<Vec<_>>();
         (t(plan.answer.as_slice()), t(plan.authority.as_slice()), plan.rcode)
+    }
+
+    #[test]
+    fn ds_at_a_served_child_apex_is_signed_and_denied_by_the_parent() {
+        let parent = catalog(false);
+        let mut zones: Vec<Arc<Zone>> = Vec::new();
+        for child in ["signed.example.", "plain.example."] {
+            let text = "@ 3600 SOA ns host 1 2 3 4 5\n@ NS ns\nns A 192.0.2.9\n";
+            let z = Zone::from_text(child, &format!("$ORIGIN {child}\n{text}")).unwrap();
+            zones.push(Arc::new(z));
+        }
+        zones.push(parent.find(&from_text("example.").unwrap()).unwrap().clone());
+        let both = ServedZones::new(zones);
+        assert_eq!(
+            sections(&both, "signed.example.", code::DS),
+            (vec![code::DS, code::RRSIG], vec![], rcode::NOERROR),
+            "the parent's DS with the parent's signature"
+        );
+        let (ans, auth, rc) = sections(&both, "plain.example.", code::DS);
+        assert_eq!((ans, rc), (vec![], rcode::NOERROR));
+        assert_eq!(auth, vec![code::SOA, code::RRSIG, NSEC, code::RRSIG], "the parent's SOA and NSEC");
     }
 
     #[test]
