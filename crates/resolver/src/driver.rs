@@ -107,9 +107,8 @@ impl<T: Transport> Resolver<T> {
         if answer.outcome == Outcome::ServFail {
             return (answer, Security::Insecure);
         }
-        if let Some(v) = self.cached_verdict(qname, qtype) {
-            return (answer, v);
-        }
+        // Always validated here (zone states are cached, so this is cheap): the answer may have
+        // been fetched again since a cached verdict was made.
         let unix = unix_now();
         let mut validation = Validation::new(qname, qtype, &answer);
         let mut lookups = 0;
@@ -152,7 +151,9 @@ impl<T: Transport> Resolver<T> {
                 .map(|r| r.ttl)
                 .min()
                 .unwrap_or(0)
-                .min(self.settings.cache.max_ttl),
+                .min(self.settings.cache.max_ttl)
+                // Expire before the cached answer does, never after it.
+                .saturating_sub(1),
         };
         if ttl > 0 {
             let at = now();

@@ -122,14 +122,15 @@ impl<T: Transport> Frontend<T> {
             true => self.resolver.cached_verdict(q.qname, q.qtype).map(Some),
             false => Some(None),
         };
+        // A bogus verdict is kept for its own time (60 s), even past the answer's.
+        if let Some(Some(Security::Bogus(e))) = &verdict {
+            self.counters.servfail.fetch_add(1, Ordering::Relaxed);
+            return Immediate::Reply(Some(bogus(q.header(), question, opt, e)));
+        }
         match self.resolver.cached_shared(q.qname, q.qtype).filter(|_| verdict.is_some()) {
             Some((answer, age)) => {
                 self.resolver.counters().served_from_cache.fetch_add(1, Ordering::Relaxed);
                 let verdict = verdict.flatten();
-                if let Some(Security::Bogus(e)) = &verdict {
-                    self.counters.servfail.fetch_add(1, Ordering::Relaxed);
-                    return Immediate::Reply(Some(bogus(q.header(), question, opt, e)));
-                }
                 self.count_servfail(&answer);
                 let out = write_answer(q.header(), question, opt, &answer, age, false, limit, sec, verdict);
                 Immediate::Reply(Some(out))
