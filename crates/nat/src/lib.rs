@@ -5,6 +5,7 @@
 pub mod client;
 pub mod config;
 pub mod discovery;
+pub mod skype;
 pub mod stun;
 pub mod turn;
 

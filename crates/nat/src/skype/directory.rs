@@ -1,0 +1,232 @@
+//! The supernode's directory core (sans-IO): user name → verifier, candidates and online status.
+//! It takes a datagram, its source and `now` and returns the answer. A name is bound by its
+//! first registration (salt and StoredKey, see [`super::auth`]); every later registration must
+//! prove the password against a nonce that is bound to the source address and expires. Caps:
+//! names per source IP, online entries in all, and a token bucket per source IP for the
+//! unauthenticated answers (challenges, lookups, errors).
+
+use super::auth;
+use super::wire::{self, Candidate, Msg, Verifier};
+use appnet_netkit::rate::TokenBucket;
+use ring::hmac;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// The directory's limits.
+#[derive(Debug, Clone)]
+pub struct DirectoryConfig {
+    /// How long a registration keeps a user online without a refresh.
+    pub entry_lifetime: Duration,
+    /// How long a challenge nonce stays valid.
+    pub nonce_lifetime: Duration,
+    /// Most names one source IP may bind.
+    pub names_per_ip: usize,
+    /// Most names bound in all.
+    pub max_names: usize,
+    /// Unauthenticated answers per second per source IP (burst twice that).
+    pub requests_per_sec: u32,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        DirectoryConfig {
+            entry_lifetime: Duration::from_secs(120),
+            nonce_lifetime: Duration::from_secs(30),
+            names_per_ip: 8,
+            max_names: 100_000,
+            requests_per_sec: 20,
+        }
+    }
+}
+
+struct Name {
+    verifier: Verifier,
+    bound_by: IpAddr,
+    online: Option<Online>,
+}
+
+struct Online {
+    candidates: Vec<Candidate>,
+    expires: Instant,
+}
+
+/// Most sources tracked by the rate limiter; refilled ones are forgotten first.
+const MAX_SOURCES: usize = 65_536;
+
+/// One SN's share of the directory.
+pub struct Directory {
+    cfg: DirectoryConfig,
+    names: HashMap<String, Name>,
+    bound_per_ip: HashMap<IpAddr, usize>,
+    limits: HashMap<IpAddr, TokenBucket>,
+    nonce_key: hmac::Key,
+    epoch: Instant,
+}
+
+fn error(code: u16, reason: &str) -> Msg {
+    Msg::Error { code, reason: reason.into() }
+}
+
+impl Directory {
+    /// An empty directory; `now` anchors nonce timestamps.
+    pub fn new(cfg: DirectoryConfig, now: Instant) -> Directory {
+        let secret: [u8; 32] = rand::random();
+        Directory {
+            cfg,
+            names: HashMap::new(),
+            bound_per_ip: HashMap::new(),
+            limits: HashMap::new(),
+            nonce_key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            epoch: now,
+        }
+    }
+
+    /// How many users are online.
+    pub fn online(&self) -> usize {
+        self.names.values().filter(|n| n.online.is_some()).count()
+    }
+
+    fn nonce_tag(&self, secs: u64, from: SocketAddr, user: &str) -> [u8; 8] {
+        let mut ctx = hmac::Context::with_key(&self.nonce_key);
+        ctx.update(&secs.to_be_bytes());
+        ctx.update(from.to_string().as_bytes());
+        ctx.update(user.as_bytes());
+        let mut tag = [0u8; 8];
+        tag.copy_from_slice(&ctx.sign().as_ref()[..8]);
+        tag
+    }
+
+    /// A nonce for `user` at `from`: seconds since the epoch and an HMAC over them, the address
+    /// and the name, so it is stateless and useless elsewhere.
+    fn nonce(&self, from: SocketAddr, user: &str, now: Instant) -> [u8; 16] {
+        let secs = now.saturating_duration_since(self.epoch).as_secs();
+        let mut n = [0u8; 16];
+        n[..8].copy_from_slice(&secs.to_be_bytes());
+        n[8..].copy_from_slice(&self.nonce_tag(secs, from, user));
+        n
+    }
+
+    fn nonce_fresh(&self, nonce: &[u8; 16], from: SocketAddr, user: &str, now: Instant) -> bool {
+        let mut s = [0u8; 8];
+        s.copy_from_slice(&nonce[..8]);
+        let secs = u64::from_be_bytes(s);
+        let tag = self.nonce_tag(secs, from, user);
+        let same = tag.iter().zip(&nonce[8..]).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
+        let age = now.saturating_duration_since(self.epoch).as_secs().saturating_sub(secs);
+        let not_future = secs <= now.saturating_duration_since(self.epoch).as_secs();
+        same && not_future && age < self.cfg.nonce_lifetime.as_secs().max(1)
+    }
+
+    fn allowed(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let rate = self.cfg.requests_per_sec.max(1) as u64;
+        if !self.limits.contains_key(&ip) && self.limits.len() >= MAX_SOURCES {
+            self.limits.retain(|_, b| b.available(now) < b.burst());
+            if self.limits.len() >= MAX_SOURCES {
+                return false;
+            }
+        }
+        self.limits.entry(ip).or_insert_with(|| TokenBucket::new(rate, rate * 2, now)).try_take(1, now)
+    }
+
+    /// Handles one datagram from `from`; returns the encoded answer, if any. Undecodable input
+    /// gets nothing (a spoofed source must not get traffic from it).
+    pub fn handle(&mut self, from: SocketAddr, raw: &[u8], now: Instant) -> Option<Vec<u8>> {
+        let (tid, msg) = wire::decode(raw).ok()?;
+        let reply = match msg {
+            Msg::Hello { user } => {
+                if !self.allowed(from.ip(), now) {
+                    return None;
+                }
+                let salt = self.names.get(&user).map(|n| n.verifier.salt);
+                Msg::Challenge { nonce: self.nonce(from, &user, now), salt }
+            }
+            Msg::Lookup { user } => {
+                if !self.allowed(from.ip(), now) {
+                    return None;
+                }
+                match self.names.get(&user) {
+                    None => error(404, "No Such User"),
+                    Some(n) => {
+                        let live = n.online.as_ref().filter(|o| o.expires > now);
+                        Msg::Found {
+                            user,
+                            online: live.is_some(),
+                            candidates: live.map(|o| o.candidates.clone()).unwrap_or_default(),
+                        }
+                    }
+                }
+            }
+            Msg::Register { user, proof, bind, candidates } => {
+                let r = self.register(from, &user, &proof, bind, candidates, now);
+                if matches!(r, Msg::Error { .. }) && !self.allowed(from.ip(), now) {
+                    return None;
+                }
+                r
+            }
+            // Answers are for peers, not for SNs.
+            Msg::Challenge { .. } | Msg::Registered { .. } | Msg::Found { .. } | Msg::Error { .. } => {
+                return None;
+            }
+        };
+        Some(wire::encode(tid, &reply))
+    }
+
+    fn register(
+        &mut self,
+        from: SocketAddr,
+        user: &str,
+        proof: &wire::Proof,
+        bind: Option<Verifier>,
+        candidates: Vec<Candidate>,
+        now: Instant,
+    ) -> Msg {
+        if !self.nonce_fresh(&proof.nonce, from, user, now) {
+            return error(438, "Stale Nonce");
+        }
+        let signed = wire::register_signed_part(user, bind.as_ref(), &candidates);
+        let lifetime = self.cfg.entry_lifetime;
+        let online = Online { candidates, expires: now + lifetime };
+        if let Some(name) = self.names.get_mut(user) {
+            if bind.as_ref().is_some_and(|b| *b != name.verifier) {
+                return error(403, "Name Taken");
+            }
+            if !auth::check(&name.verifier.stored_key, &proof.nonce, &signed, &proof.proof) {
+                return error(401, "Unauthorized");
+            }
+            name.online = Some(online);
+            return Msg::Registered { lifetime: lifetime.as_secs() as u32 };
+        }
+        let Some(verifier) = bind else {
+            return error(404, "No Such User: the first registration binds the name");
+        };
+        if !auth::check(&verifier.stored_key, &proof.nonce, &signed, &proof.proof) {
+            return error(401, "Unauthorized");
+        }
+        let per_ip = self.bound_per_ip.get(&from.ip()).copied().unwrap_or(0);
+        if per_ip >= self.cfg.names_per_ip {
+            return error(429, "Too Many Names From This Address");
+        }
+        if self.names.len() >= self.cfg.max_names {
+            return error(503, "Directory Full");
+        }
+        self.bound_per_ip.insert(from.ip(), per_ip + 1);
+        self.names.insert(user.to_string(), Name { verifier, bound_by: from.ip(), online: Some(online) });
+        Msg::Registered { lifetime: lifetime.as_secs() as u32 }
+    }
+
+    /// Marks users whose registration lapsed offline and forgets refilled rate buckets.
+    pub fn expire(&mut self, now: Instant) {
+        for n in self.names.values_mut() {
+            if n.online.as_ref().is_some_and(|o| o.expires <= now) {
+                n.online = None;
+            }
+        }
+        self.limits.retain(|_, b| b.available(now) < b.burst());
+    }
+
+    /// The source IP that bound `user`, for logs.
+    pub fn bound_by(&self, user: &str) -> Option<IpAddr> {
+        self.names.get(user).map(|n| n.bound_by)
+    }
+}

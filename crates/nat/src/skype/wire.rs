@@ -1,0 +1,388 @@
+//! The supernode (SN) protocol's datagrams: a 10-byte header (`SK`, version, kind, transaction
+//! id) and a body of length-prefixed fields. Pure: bytes in, typed message out, never a panic on
+//! hostile input; every count and length is capped here before anything is allocated.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Largest datagram either side sends or accepts.
+pub const MAX_DATAGRAM: usize = 1200;
+/// Longest user name, in bytes.
+pub const MAX_USER: usize = 64;
+/// Most candidates in one entry.
+pub const MAX_CANDIDATES: usize = 8;
+const MAGIC: &[u8; 2] = b"SK";
+const VERSION: u8 = 1;
+
+/// Why a datagram is not a valid SN message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("datagram larger than {MAX_DATAGRAM} bytes")]
+    TooLong,
+    #[error("truncated")]
+    Short,
+    #[error("not an SN message (magic or version)")]
+    NotSn,
+    #[error("unknown message kind {0}")]
+    Kind(u8),
+    #[error("bad field: {0}")]
+    Field(&'static str),
+    #[error("bytes left after the message")]
+    Trailing,
+}
+
+/// How a peer can be reached (RFC 8445 §5.1.1 candidate types).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CandidateKind {
+    /// An address of the peer's own interface.
+    Host,
+    /// The address a NAT maps it to, learnt from STUN.
+    ServerReflexive,
+    /// An address on a TURN relay.
+    Relayed,
+}
+
+/// One transport address a peer offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Candidate {
+    pub kind: CandidateKind,
+    pub addr: SocketAddr,
+}
+
+/// A user's proof of its password (SCRAM-style, see [`super::auth`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proof {
+    /// The challenge nonce the SN handed out.
+    pub nonce: [u8; 16],
+    /// ClientKey XOR HMAC(StoredKey, auth message).
+    pub proof: [u8; 32],
+}
+
+/// What binds a name the first time: the salt and the stored key (never the password).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verifier {
+    pub salt: [u8; 16],
+    pub stored_key: [u8; 32],
+}
+
+/// One SN protocol message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    /// Peer → SN: asks for a challenge before registering `user`.
+    Hello { user: String },
+    /// SN → peer: a fresh nonce, and the salt when the name is already bound.
+    Challenge { nonce: [u8; 16], salt: Option<[u8; 16]> },
+    /// Peer → SN: publishes `candidates` for `user`, proving the password; `bind` carries the
+    /// verifier on the first registration of the name.
+    Register { user: String, proof: Proof, bind: Option<Verifier>, candidates: Vec<Candidate> },
+    /// SN → peer: the entry is stored for `lifetime` seconds.
+    Registered { lifetime: u32 },
+    /// Peer → SN: who is `user` and how to reach it.
+    Lookup { user: String },
+    /// SN → peer: `user`'s candidates, when online.
+    Found { user: String, online: bool, candidates: Vec<Candidate> },
+    /// SN → peer: a refusal, with a SIP/STUN-like code (401, 403, 404, 429, 400).
+    Error { code: u16, reason: String },
+}
+
+impl Msg {
+    fn kind(&self) -> u8 {
+        match self {
+            Msg::Hello { .. } => 1,
+            Msg::Challenge { .. } => 2,
+            Msg::Register { .. } => 3,
+            Msg::Registered { .. } => 4,
+            Msg::Lookup { .. } => 5,
+            Msg::Found { .. } => 6,
+            Msg::Error { .. } => 7,
+        }
+    }
+}
+
+/// Whether `user` is a valid name: 1..=64 bytes of `a-z 0-9 . _ -`.
+pub fn valid_user(user: &str) -> bool {
+    (1..=MAX_USER).contains(&user.len())
+        && user.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
+/// Encodes `msg` with transaction id `tid`.
+pub fn encode(tid: u32, msg: &Msg) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    out.push(msg.kind());
+    out.extend_from_slice(&tid.to_be_bytes());
+    match msg {
+        Msg::Hello { user } | Msg::Lookup { user } => put_str(&mut out, user),
+        Msg::Challenge { nonce, salt } => {
+            out.extend_from_slice(nonce);
+            put_opt(&mut out, salt.as_ref().map(|s| &s[..]));
+        }
+        Msg::Register { user, proof, bind, candidates } => {
+            put_str(&mut out, user);
+            out.extend_from_slice(&proof.nonce);
+            out.extend_from_slice(&proof.proof);
+            match bind {
+                Some(v) => {
+                    out.push(1);
+                    out.extend_from_slice(&v.salt);
+                    out.extend_from_slice(&v.stored_key);
+                }
+                None => out.push(0),
+            }
+            put_candidates(&mut out, candidates);
+        }
+        Msg::Registered { lifetime } => out.extend_from_slice(&lifetime.to_be_bytes()),
+        Msg::Found { user, online, candidates } => {
+            put_str(&mut out, user);
+            out.push(*online as u8);
+            put_candidates(&mut out, candidates);
+        }
+        Msg::Error { code, reason } => {
+            out.extend_from_slice(&code.to_be_bytes());
+            put_str(&mut out, reason);
+        }
+    }
+    out
+}
+
+/// The bytes a [`Proof`] in a Register covers besides the nonce: everything after the proof
+/// field (the verifier and the candidates), so an SN cannot be fed altered candidates.
+pub fn register_signed_part(user: &str, bind: Option<&Verifier>, candidates: &[Candidate]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_str(&mut out, user);
+    match bind {
+        Some(v) => {
+            out.push(1);
+            out.extend_from_slice(&v.salt);
+            out.extend_from_slice(&v.stored_key);
+        }
+        None => out.push(0),
+    }
+    put_candidates(&mut out, candidates);
+    out
+}
+
+/// Decodes one datagram into its transaction id and message.
+pub fn decode(buf: &[u8]) -> Result<(u32, Msg), WireError> {
+    if buf.len() > MAX_DATAGRAM {
+        return Err(WireError::TooLong);
+    }
+    let mut r = Reader(buf);
+    if r.take(2)? != MAGIC || r.u8()? != VERSION {
+        return Err(WireError::NotSn);
+    }
+    let kind = r.u8()?;
+    let tid = u32::from_be_bytes(r.array()?);
+    let msg = match kind {
+        1 => Msg::Hello { user: r.user()? },
+        2 => Msg::Challenge { nonce: r.array()?, salt: r.opt()? },
+        3 => {
+            let user = r.user()?;
+            let proof = Proof { nonce: r.array()?, proof: r.array()? };
+            let bind = match r.u8()? {
+                0 => None,
+                1 => Some(Verifier { salt: r.array()?, stored_key: r.array()? }),
+                _ => return Err(WireError::Field("verifier flag")),
+            };
+            Msg::Register { user, proof, bind, candidates: r.candidates()? }
+        }
+        4 => Msg::Registered { lifetime: u32::from_be_bytes(r.array()?) },
+        5 => Msg::Lookup { user: r.user()? },
+        6 => {
+            let user = r.user()?;
+            let online = match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(WireError::Field("online flag")),
+            };
+            Msg::Found { user, online, candidates: r.candidates()? }
+        }
+        7 => {
+            let code = u16::from_be_bytes(r.array()?);
+            let reason = r.string()?;
+            Msg::Error { code, reason }
+        }
+        k => return Err(WireError::Kind(k)),
+    };
+    if !r.0.is_empty() {
+        return Err(WireError::Trailing);
+    }
+    Ok((tid, msg))
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let b = &s.as_bytes()[..s.len().min(255)];
+    out.push(b.len() as u8);
+    out.extend_from_slice(b);
+}
+
+fn put_opt(out: &mut Vec<u8>, v: Option<&[u8]>) {
+    match v {
+        Some(v) => {
+            out.push(1);
+            out.extend_from_slice(v);
+        }
+        None => out.push(0),
+    }
+}
+
+fn put_candidates(out: &mut Vec<u8>, cands: &[Candidate]) {
+    let cands = &cands[..cands.len().min(MAX_CANDIDATES)];
+    out.push(cands.len() as u8);
+    for c in cands {
+        out.push(match c.kind {
+            CandidateKind::Host => 0,
+            CandidateKind::ServerReflexive => 1,
+            CandidateKind::Relayed => 2,
+        });
+        match c.addr.ip() {
+            IpAddr::V4(ip) => {
+                out.push(4);
+                out.extend_from_slice(&ip.octets());
+            }
+            IpAddr::V6(ip) => {
+                out.push(6);
+                out.extend_from_slice(&ip.octets());
+            }
+        }
+        out.extend_from_slice(&c.addr.port().to_be_bytes());
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        if self.0.len() < n {
+            return Err(WireError::Short);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn string(&mut self) -> Result<String, WireError> {
+        let n = self.u8()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| WireError::Field("UTF-8"))
+    }
+
+    fn user(&mut self) -> Result<String, WireError> {
+        let s = self.string()?;
+        if valid_user(&s) { Ok(s) } else { Err(WireError::Field("user name")) }
+    }
+
+    fn opt<const N: usize>(&mut self) -> Result<Option<[u8; N]>, WireError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.array()?)),
+            _ => Err(WireError::Field("option flag")),
+        }
+    }
+
+    fn candidates(&mut self) -> Result<Vec<Candidate>, WireError> {
+        let n = self.u8()? as usize;
+        if n > MAX_CANDIDATES {
+            return Err(WireError::Field("too many candidates"));
+        }
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let kind = match self.u8()? {
+                0 => CandidateKind::Host,
+                1 => CandidateKind::ServerReflexive,
+                2 => CandidateKind::Relayed,
+                _ => return Err(WireError::Field("candidate kind")),
+            };
+            let ip = match self.u8()? {
+                4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>()?)),
+                6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>()?)),
+                _ => return Err(WireError::Field("address family")),
+            };
+            let port = u16::from_be_bytes(self.array()?);
+            out.push(Candidate { kind, addr: SocketAddr::new(ip, port) });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Msg> {
+        let cands = vec![
+            Candidate { kind: CandidateKind::Host, addr: "10.1.0.2:5000".parse().unwrap() },
+            Candidate { kind: CandidateKind::ServerReflexive, addr: "100.64.0.11:5000".parse().unwrap() },
+            Candidate { kind: CandidateKind::Relayed, addr: "[2001:db8::1]:49152".parse().unwrap() },
+        ];
+        let proof = Proof { nonce: [7; 16], proof: [9; 32] };
+        vec![
+            Msg::Hello { user: "alice".into() },
+            Msg::Challenge { nonce: [1; 16], salt: None },
+            Msg::Challenge { nonce: [1; 16], salt: Some([2; 16]) },
+            Msg::Register { user: "bob".into(), proof: proof.clone(), bind: None, candidates: cands.clone() },
+            Msg::Register {
+                user: "bob".into(),
+                proof,
+                bind: Some(Verifier { salt: [3; 16], stored_key: [4; 32] }),
+                candidates: Vec::new(),
+            },
+            Msg::Registered { lifetime: 300 },
+            Msg::Lookup { user: "a.b_c-9".into() },
+            Msg::Found { user: "bob".into(), online: true, candidates: cands },
+            Msg::Found { user: "bob".into(), online: false, candidates: Vec::new() },
+            Msg::Error { code: 401, reason: "Unauthorized".into() },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for (i, m) in samples().into_iter().enumerate() {
+            let raw = encode(i as u32, &m);
+            assert!(raw.len() <= MAX_DATAGRAM);
+            assert_eq!(decode(&raw), Ok((i as u32, m)));
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_bit_flip_is_an_error_or_another_valid_message() {
+        for m in samples() {
+            let raw = encode(1, &m);
+            for n in 0..raw.len() {
+                assert!(decode(&raw[..n]).is_err(), "{m:?} cut at {n}");
+            }
+            for i in 0..raw.len() {
+                for bit in 0..8 {
+                    let mut b = raw.clone();
+                    b[i] ^= 1 << bit;
+                    if let Ok((tid, back)) = decode(&b) {
+                        assert_eq!(decode(&encode(tid, &back)), Ok((tid, back)));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_names_and_oversized_input_are_refused() {
+        for user in ["", "Alice", "a b", "é", &"x".repeat(65)] {
+            let mut raw = b"SK\x01\x05\0\0\0\0".to_vec();
+            raw.push(user.len() as u8);
+            raw.extend_from_slice(user.as_bytes());
+            assert!(decode(&raw).is_err(), "{user:?}");
+        }
+        assert_eq!(decode(&vec![0; MAX_DATAGRAM + 1]), Err(WireError::TooLong));
+        let mut raw = encode(0, &Msg::Found { user: "bob".into(), online: true, candidates: Vec::new() });
+        *raw.last_mut().unwrap() = 200;
+        assert!(decode(&raw).is_err());
+    }
+}
