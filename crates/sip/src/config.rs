@@ -22,6 +22,17 @@ pub struct SipConfig {
     pub resolver: Option<SocketAddr>,
     /// Seconds one RFC 3263 location (all its DNS queries) may take.
     pub dns_timeout_secs: u64,
+    /// SIP over TLS (RFC 3261 §26.2, `sips:`) on `tls_listen`, or the TCP port + 1.
+    pub tls: bool,
+    /// Where TLS listens (default: the listen address, port + 1).
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain and key (default: a certificate minted by the lab CA).
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    /// The lab CA's directory (default: netkit's `LabCa::default_dir`).
+    pub ca_dir: Option<PathBuf>,
+    /// Seconds a TLS handshake may take.
+    pub tls_handshake_secs: u64,
     /// Admission control: link capacity per direction in kbit/s (None: off).
     pub link_kbps: Option<u32>,
     /// Largest message in bytes.
@@ -70,6 +81,12 @@ impl Default for SipConfig {
             users: None,
             redirect: false,
             resolver: None,
+            tls: false,
+            tls_listen: None,
+            cert: None,
+            key: None,
+            ca_dir: None,
+            tls_handshake_secs: 10,
             dns_timeout_secs: 5,
             link_kbps: None,
             max_message: 65_535,

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 /// Why the server could not start.
@@ -29,6 +29,17 @@ pub enum ServeError {
     Bind(SocketAddr, std::io::Error),
     #[error(transparent)]
     Users(#[from] UsersError),
+    #[error("TLS: {0}")]
+    Tls(#[from] appnet_netkit::tls::TlsError),
+}
+
+/// The TLS side of the server: its own listener and caps, and the handshake's acceptor.
+struct TlsSide {
+    acceptor: Acceptor,
+    tls: tokio_rustls::TlsAcceptor,
+    addr: SocketAddr,
+    handshake: Duration,
+    note: Option<String>,
 }
 
 /// What the server shows an observer (the lab's event bus draws it): every message it
@@ -54,6 +65,7 @@ pub struct SipServer {
     dns_timeout: Duration,
     users_path: Option<PathBuf>,
     observer: Option<Observer>,
+    tls: Option<TlsSide>,
 }
 
 /// RFC 3263 lookups running at once; more get 503 at once (a flood of calls to unknown
@@ -63,9 +75,7 @@ const MAX_LOOKUPS: usize = 256;
 impl SipServer {
     /// Binds the socket and loads the users file.
     pub async fn bind(cfg: SipConfig) -> Result<SipServer, ServeError> {
-        let socket = UdpSocket::bind(cfg.listen).await.map_err(|e| ServeError::Bind(cfg.listen, e))?;
-        let local = socket.local_addr().map_err(|e| ServeError::Bind(cfg.listen, e))?;
-        let listener = tokio::net::TcpListener::bind(local).await.map_err(|e| ServeError::Bind(local, e))?;
+        let (socket, local, listener) = bind_udp_and_tcp(cfg.listen).await?;
         let limits = ConnLimits {
             max_connections: cfg.max_tcp_connections,
             max_per_ip: cfg.max_tcp_per_ip,
@@ -73,6 +83,34 @@ impl SipServer {
             idle_timeout: Duration::from_secs(cfg.tcp_idle_timeout_secs),
         };
         let acceptor = Acceptor::with_limits(listener, limits);
+        let tls = if cfg.tls || cfg.cert.is_some() {
+            let want = match cfg.tls_listen {
+                Some(a) => a,
+                // Port 0 (tests): any free port; else the TCP port + 1.
+                None if cfg.listen.port() == 0 => SocketAddr::new(local.ip(), 0),
+                None => SocketAddr::new(local.ip(), local.port().saturating_add(1)),
+            };
+            let listener =
+                tokio::net::TcpListener::bind(want).await.map_err(|e| ServeError::Bind(want, e))?;
+            let addr = listener.local_addr().map_err(|e| ServeError::Bind(want, e))?;
+            let (config, note) = appnet_netkit::tls::listener_config(
+                cfg.cert.as_deref(),
+                cfg.key.as_deref(),
+                cfg.ca_dir.as_deref(),
+                addr,
+                std::slice::from_ref(&cfg.domain),
+                &[],
+            )?;
+            Some(TlsSide {
+                acceptor: Acceptor::with_limits(listener, limits),
+                tls: tokio_rustls::TlsAcceptor::from(config),
+                addr,
+                handshake: Duration::from_secs(cfg.tls_handshake_secs.max(1)),
+                note,
+            })
+        } else {
+            None
+        };
         let users = match &cfg.users {
             Some(p) => users::load(p)?,
             None => HashMap::new(),
@@ -111,13 +149,42 @@ impl SipServer {
             dns_timeout: Duration::from_secs(cfg.dns_timeout_secs.max(1)),
             users_path: cfg.users.clone(),
             observer: None,
+            tls,
         })
+    }
+
+    /// The TLS address, when `tls` is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().map(|t| t.addr)
+    }
+
+    /// For a lab-CA certificate: how clients trust it.
+    pub fn tls_note(&self) -> Option<&str> {
+        self.tls.as_ref().and_then(|t| t.note.as_deref())
     }
 
     /// Shows every message and location to `observer` (for the lab's event bus).
     pub fn observe(&mut self, observer: Observer) {
         self.observer = Some(observer);
     }
+}
+
+/// UDP and TCP on one address. With port 0, the port the UDP socket got may be taken for TCP:
+/// then another free port is tried (a bounded number of times).
+async fn bind_udp_and_tcp(
+    listen: SocketAddr,
+) -> Result<(UdpSocket, SocketAddr, tokio::net::TcpListener), ServeError> {
+    let attempts = if listen.port() == 0 { 20 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let socket = UdpSocket::bind(listen).await.map_err(|e| ServeError::Bind(listen, e))?;
+        let local = socket.local_addr().map_err(|e| ServeError::Bind(listen, e))?;
+        match tokio::net::TcpListener::bind(local).await {
+            Ok(listener) => return Ok((socket, local, listener)),
+            Err(e) => last = Some(ServeError::Bind(local, e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| ServeError::Bind(listen, std::io::ErrorKind::AddrInUse.into())))
 }
 
 /// The users file's identity (modification time and length), to notice `sip user add`.
@@ -142,8 +209,10 @@ impl Service for SipServer {
             users_path,
             observer,
             local,
+            tls,
             ..
         } = self;
+        let no_tls = Shutdown::new();
         let (in_tx, mut in_rx) = mpsc::channel::<StreamEvent>(1024);
         let (loc_tx, mut loc_rx) = mpsc::channel::<LocateDone>(MAX_LOOKUPS);
         let mut users_stamp = users_path.as_deref().and_then(file_stamp);
@@ -188,6 +257,32 @@ impl Service for SipServer {
                         continue;
                     }
                     None => break,
+                },
+                // TLS (RFC 3261 §26.2): the handshake in the connection's task, bounded in time.
+                accepted = async {
+                    match &tls {
+                        Some(t) => t.acceptor.next(&shutdown).await,
+                        None => { no_tls.wait().await; None }
+                    }
+                } => match (accepted, &tls) {
+                    (Some(Accepted::Conn(stream, peer, slot)), Some(t)) => {
+                        let (out_tx, out_rx) = mpsc::channel(64);
+                        conns.insert(peer, out_tx);
+                        let events = in_tx.clone();
+                        let (acceptor, limit) = (t.tls.clone(), t.handshake);
+                        tokio::spawn(async move {
+                            if let Ok(Ok(stream)) = tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                                serve_conn(stream, peer, slot, events.clone(), out_rx, max_message).await;
+                            }
+                            let _ = events.send(StreamEvent::Closed(peer)).await;
+                        });
+                        continue;
+                    }
+                    (Some(Accepted::OverCap(stream, _)), _) => {
+                        drop(stream);
+                        continue;
+                    }
+                    _ => break,
                 },
                 ev = in_rx.recv() => match ev {
                     Some(StreamEvent::Message(peer, bytes)) => {
@@ -289,8 +384,8 @@ enum StreamEvent {
 }
 
 /// Reads framed messages from one TCP connection and writes the core's answers to it.
-async fn serve_conn(
-    stream: TcpStream,
+async fn serve_conn<S: tokio::io::AsyncRead + tokio::io::AsyncWrite>(
+    stream: S,
     peer: SocketAddr,
     slot: appnet_netkit::accept::ConnSlot,
     events: mpsc::Sender<StreamEvent>,
@@ -298,7 +393,7 @@ async fn serve_conn(
     max_message: usize,
 ) {
     let limits = Limits { max_size: max_message, max_headers: usize::MAX };
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
     slot.idle();

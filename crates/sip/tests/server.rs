@@ -110,3 +110,50 @@ async fn tcp_framing_keepalive_and_answers_on_the_connection() {
     assert_eq!(answers[1].cseq(), Some((2, "OPTIONS")));
     running.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn options_over_tls_with_a_lab_ca_certificate() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = harness::TempDir::new("sip-tls");
+    let cfg = SipConfig {
+        domain: "umass.edu".into(),
+        listen: harness::any_loopback(),
+        tls: true,
+        ca_dir: Some(dir.path().to_path_buf()),
+        ..SipConfig::default()
+    };
+    let server = SipServer::bind(cfg).await.unwrap();
+    let tls_addr = server.tls_addr().expect("a TLS listener");
+    assert!(server.tls_note().is_some_and(|n| n.contains("ca.pem")));
+    let _running = harness::start(server);
+    let trust =
+        appnet_netkit::tls_client::Trust { lab_ca_dir: Some(dir.path().to_path_buf()), ..Default::default() };
+    let config = appnet_netkit::tls_client::client_config(&trust, &[]).unwrap();
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let tcp = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
+    let name = rustls_pki_name(tls_addr.ip());
+    let mut tls = connector.connect(name, tcp).await.expect("handshake with the lab CA's certificate");
+    let local = tls.get_ref().0.local_addr().unwrap();
+    let options = format!(
+        "OPTIONS sip:umass.edu SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch=z9hG4bKtls1\r\nMax-Forwards: 70\r\n\
+         From: <sip:a@umass.edu>;tag=1\r\nTo: <sip:umass.edu>\r\nCall-ID: tls1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    tls.write_all(options.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 8192];
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await.unwrap().unwrap();
+        assert!(n > 0, "closed early");
+        got.extend_from_slice(&buf[..n]);
+        if wire::frame_len(&got, wire::Limits::default()).ok().flatten().is_some() {
+            break;
+        }
+    }
+    let m = wire::parse(&got).expect("a SIP response over TLS");
+    assert_eq!(m.code(), Some(200));
+    assert!(m.header("Allow").unwrap().contains("INVITE"));
+}
+
+fn rustls_pki_name(ip: std::net::IpAddr) -> tokio_rustls::rustls::pki_types::ServerName<'static> {
+    tokio_rustls::rustls::pki_types::ServerName::IpAddress(ip.into())
+}

@@ -78,6 +78,22 @@ pub struct SipOptions {
     /// it, local users who pass the proxy's 407 challenge may call other domains.
     #[arg(long, value_name = "ADDR")]
     resolver: Option<SocketAddr>,
+    /// Also serve SIP over TLS (sips:) on the TCP port + 1 (or --tls-listen), with --cert/--key
+    /// or a certificate minted by the lab CA.
+    #[arg(long)]
+    tls: bool,
+    /// Address for SIP over TLS (implies --tls).
+    #[arg(long, value_name = "ADDR")]
+    tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain for TLS (implies --tls).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// The lab CA's directory (for the minted certificate).
+    #[arg(long, value_name = "DIR")]
+    ca_dir: Option<PathBuf>,
     /// Seconds one RFC 3263 location may take [default: 5].
     #[arg(long, value_name = "SECS")]
     dns_timeout: Option<u64>,
@@ -148,6 +164,17 @@ impl SipOptions {
             config.resolver = self.resolver;
         }
         set(&mut config.dns_timeout_secs, self.dns_timeout);
+        config.tls |= self.tls || self.tls_listen.is_some() || self.cert.is_some();
+        if self.tls_listen.is_some() {
+            config.tls_listen = self.tls_listen;
+        }
+        if self.cert.is_some() {
+            config.cert = self.cert;
+            config.key = self.key;
+        }
+        if self.ca_dir.is_some() {
+            config.ca_dir = self.ca_dir;
+        }
         set(&mut config.max_message, self.max_message);
         set(&mut config.max_headers, self.max_headers);
         set(&mut config.max_transactions, self.max_transactions);
@@ -202,6 +229,12 @@ async fn serve(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
     let domain = config.domain.clone();
     let server = SipServer::bind(config).await?;
     println!("appnet sip: serving {domain} on udp+tcp {} (Ctrl-C to stop)", server.local_addr());
+    if let Some(tls) = server.tls_addr() {
+        println!("appnet sip: SIP over TLS on {tls}");
+    }
+    if let Some(note) = server.tls_note() {
+        println!("appnet sip: {note}");
+    }
     let _ = std::io::stdout().flush();
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
