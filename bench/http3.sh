@@ -53,7 +53,6 @@ start_caddy() {
 {
 	admin off
 	auto_https off
-	persist_config off
 	servers {
 		protocols h1 h2 h3
 	}
