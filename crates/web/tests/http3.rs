@@ -144,3 +144,60 @@ async fn http3_without_tls_is_refused_at_bind() {
     let err = appnet_web::WebServer::bind(cfg).await.err().expect("no HTTP/3 without TLS");
     assert!(err.to_string().contains("--tls"), "{err}");
 }
+
+async fn limited_site(tag: &str, max_connections: usize, max_per_ip: usize) -> H3Site {
+    let site = site(tag);
+    let ca = TempDir::new(&format!("{tag}-ca"));
+    let mut cfg = config(site.path());
+    cfg.tls = true;
+    cfg.http3 = true;
+    cfg.ca_dir = Some(ca.path().to_path_buf());
+    cfg.max_connections = max_connections;
+    cfg.max_per_ip = Some(max_per_ip);
+    cfg.header_timeout_secs = 1;
+    let srv = serve(cfg).await;
+    H3Site { _site: site, ca, srv }
+}
+
+#[tokio::test]
+async fn one_address_holds_at_most_its_share_and_silent_connections_are_cut() {
+    let s = limited_site("h3-caps", 100, 3).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(s.client("localhost").await);
+    }
+    // The fourth from the same address is refused (CONNECTION_REFUSED), not queued.
+    let fourth = Http3Client::connect(s.addr(), "localhost", s.roots(), None).await;
+    let refused = match fourth {
+        Err(_) => true,
+        Ok(c) => c.get("/digits.txt").await.is_err(),
+    };
+    assert!(refused, "a fourth connection from one address must be refused");
+    // Connections that never send a request are closed at the header timeout (1 s), which
+    // frees the address's slots for a client that does.
+    let freed =
+        appnet_netkit::harness::wait_until(Duration::from_secs(10), Duration::from_millis(200), || async {
+            match Http3Client::connect(s.addr(), "localhost", s.roots(), None).await {
+                Ok(c) => c.get("/digits.txt").await.is_ok_and(|(st, _)| st == 200),
+                Err(_) => false,
+            }
+        })
+        .await;
+    assert!(freed, "silent connections must be cut and their slots reused");
+    for c in held {
+        assert!(c.get("/digits.txt").await.is_err(), "a silent connection was left open");
+    }
+}
+
+#[tokio::test]
+async fn past_half_the_slots_newcomers_are_validated_by_retry_and_still_served() {
+    // max_connections 4: from the third connection on, unvalidated newcomers get a Retry;
+    // a real client answers it and is served.
+    let s = limited_site("h3-retry", 4, 4).await;
+    let a = s.client("localhost").await;
+    let b = s.client("localhost").await;
+    assert_eq!(a.get("/digits.txt").await.unwrap().0, 200);
+    assert_eq!(b.get("/digits.txt").await.unwrap().0, 200);
+    let c = s.client("localhost").await;
+    assert_eq!(c.get("/digits.txt").await.unwrap().0, 200);
+}
