@@ -88,7 +88,9 @@ pub async fn serve<IO>(
             if d.core.is_failed() || (!read_open && !working) {
                 break;
             }
-            if (d.core.goaway_sent() || d.core.peer_goaway()) && !working {
+            // After the client's GOAWAY the connection stays up (it may still PING) until the
+            // client closes it or it idles out.
+            if d.core.goaway_sent() && !working {
                 break;
             }
         }
@@ -245,6 +247,13 @@ impl Driver {
             tracing::debug!(peer = %self.conn.peer, "HTTP/2 request refused: {why}");
             let resp = self.handler.rejected(status, why, &self.conn);
             return self.respond(stream, resp, ctx);
+        }
+        if let (Some(host), Some(authority)) = (req.headers().get(header::HOST), req.uri().authority())
+            && !host.as_bytes().eq_ignore_ascii_case(authority.as_str().as_bytes())
+        {
+            // RFC 9113 §8.3.1: malformed.
+            tracing::debug!(peer = %self.conn.peer, "malformed HTTP/2 request: Host differs from :authority");
+            return self.core.reset(stream, Reason::Protocol);
         }
         let req = req.map(|b| if b.is_empty() { RequestBody::Empty } else { RequestBody::Buffered(b) });
         self.start(stream, req, ctx);

@@ -9,7 +9,7 @@ use super::hpack::{self, Decoder};
 use super::priority::{Priority, Scheduler};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 /// The connection preface every client sends first.
@@ -21,6 +21,9 @@ const MAX_BLOCK: usize = 256 * 1024;
 const MAX_CONTINUATIONS: u32 = 128;
 /// Streams we reset whose late frames are still ignored rather than treated as errors.
 const REMEMBER_RESETS: usize = 128;
+/// Closed client streams remembered, to tell a closed stream (STREAM_CLOSED) from one that
+/// was skipped over and can never open (PROTOCOL_ERROR).
+const REMEMBER_CLOSED: usize = 4096;
 /// Control frames (SETTINGS/PING answers...) pending for a client that does not read them.
 const MAX_PENDING_CONTROL: usize = 1 << 20;
 /// Bytes of a response held per stream before the driver stops pulling its body.
@@ -164,6 +167,8 @@ pub struct Conn {
     /// PRIORITY_UPDATEs for streams not opened yet.
     early_priority: HashMap<u32, Priority>,
     reset_by_us: VecDeque<u32>,
+    closed: HashSet<u32>,
+    closed_order: VecDeque<u32>,
     last_client: u32,
     last_push: u32,
     active: u32,
@@ -209,6 +214,8 @@ impl Conn {
             streams: BTreeMap::new(),
             early_priority: HashMap::new(),
             reset_by_us: VecDeque::new(),
+            closed: HashSet::new(),
+            closed_order: VecDeque::new(),
             last_client: 0,
             last_push: 0,
             active: 0,
@@ -308,6 +315,14 @@ impl Conn {
     }
 
     fn release(&mut self, id: u32, s: &Stream) {
+        if self.closed_order.len() >= REMEMBER_CLOSED
+            && let Some(old) = self.closed_order.pop_front()
+        {
+            self.closed.remove(&old);
+        }
+        if self.closed.insert(id) {
+            self.closed_order.push_back(id);
+        }
         if s.counted {
             self.active = self.active.saturating_sub(1);
         }
@@ -537,6 +552,9 @@ impl Conn {
         if id <= self.last_client {
             if self.reset_by_us.contains(&id) {
                 return;
+            }
+            if !self.closed.contains(&id) {
+                return self.conn_error(Reason::Protocol, "stream id lower than one already used");
             }
             return self.conn_error(Reason::StreamClosed, "HEADERS on a closed stream");
         }
@@ -1029,12 +1047,8 @@ impl HeadBuilder {
             }
             uri = uri.path_and_query(path);
         }
+        // A Host that differs from :authority is the server's to judge (after its Host checks).
         if let Some(authority) = &self.authority {
-            if let Some(host) = self.headers.get(http::header::HOST)
-                && !host.as_bytes().eq_ignore_ascii_case(authority)
-            {
-                return Err("Host differs from :authority");
-            }
             uri = uri.authority(authority.as_slice());
         }
         let uri = uri.build().map_err(|_| "invalid request target")?;
