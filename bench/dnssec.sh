@@ -5,7 +5,7 @@
 # NODATA with NSEC proofs) for the same time. Prints queries/s and the ratios. A report, not a
 # test.
 #
-# Then the validating resolvers: Knot serves a local signed hierarchy (the root and sig.test,
+# Then the validating resolvers: Knot serves a local signed hierarchy (the root and sig.example,
 # both signed by `appnet dns sign`, DS in the root) on 127.0.6.1:53; appnet's resolver
 # (`--dnssec --trust-anchor`) and Unbound (validator module, trust-anchor-file: the same root
 # DS, aggressive-nsec off like appnet) run with the same threads on their own addresses. Cold:
@@ -14,7 +14,7 @@
 #
 #   bench/dnssec.sh                        release build, 10 s per run, threads = CPUs
 #   DURATION=5 THREADS=2 bench/dnssec.sh
-#   SKIP_RESOLVER=1 bench/dnssec.sh        the authoritative half only
+#   SKIP_RESOLVER=1 bench/dnssec.sh        the authoritative half only (SKIP_AUTH=1: the resolvers only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
@@ -121,6 +121,8 @@ qps_of() { # PORT QUERYFILE
     | awk '/Queries per second/ {printf "%d", $4}'
 }
 
+ratio() { python3 -c "a, b = float('$1' or 0), float('$2' or 0); print(f'{a / b:.2f}' if b else '-')"; }
+if [ "${SKIP_AUTH:-0}" != 1 ]; then
 declare -A QPS
 echo "threads per server: $THREADS; dnsperf -D: $CLIENTS clients, $OUTSTANDING outstanding, $DURATION s per run"
 for server in appnet nsd knot; do
@@ -131,11 +133,11 @@ for server in appnet nsd knot; do
   stop_all
   printf '  %-6s DO=1 on a signed zone: %8s q/s\n' "$server" "${QPS[$server]}"
 done
-ratio() { python3 -c "a, b = float('$1' or 0), float('$2' or 0); print(f'{a / b:.2f}' if b else '-')"; }
 echo
 echo "| DO=1, signed $NAMES-name zone (70% A, 20% NXDOMAIN, 10% NODATA) | appnet q/s | NSD q/s | Knot q/s | appnet/NSD | appnet/Knot |"
 echo "|---|---|---|---|---|---|"
 echo "| pre-signed, NSEC | ${QPS[appnet]} | ${QPS[nsd]} | ${QPS[knot]} | $(ratio "${QPS[appnet]}" "${QPS[nsd]}") | $(ratio "${QPS[appnet]}" "${QPS[knot]}") |"
+fi
 
 [ "${SKIP_RESOLVER:-0}" = 1 ] && exit 0
 
@@ -150,11 +152,15 @@ $TTL 86400
 . SOA ns. hostmaster. 1 7200 3600 1209600 300
 . NS ns.
 ns. A 127.0.6.1
-sig.test. NS ns1.sig.test.
-ns1.sig.test. A 127.0.6.1
+sig.example. NS ns1.sig.example.
+ns1.sig.example. A 127.0.6.1
 ZONE
-sed -i 's/^ns1 A 127.0.0.1$/ns1 A 127.0.6.1/' "$WORK/sig.test.zone"
-"$SIGNER" dns sign "$WORK/sig.test.zone" --keys "$K" -o "$WORK/sig.test.signed" >/dev/null
+# The same names under sig.example. (test. is answered locally by both resolvers, RFC 6761).
+sed -e 's/^\$ORIGIN sig.test.$/$ORIGIN sig.example./' -e 's/^ns1 A 127.0.0.1$/ns1 A 127.0.6.1/' \
+  "$WORK/sig.test.zone" > "$WORK/sig.example.zone"
+"$SIGNER" dns keygen sig.example --ksk --keys "$K" >/dev/null
+"$SIGNER" dns keygen sig.example --keys "$K" >/dev/null
+"$SIGNER" dns sign "$WORK/sig.example.zone" --keys "$K" -o "$WORK/sig.example.signed" >/dev/null
 "$SIGNER" dns sign "$WORK/root.zone" --origin . --keys "$K" -o "$WORK/root.signed" >/dev/null
 "$SIGNER" dns ds "$K/$(cat "$WORK/root-ksk").key" > "$WORK/root.ds"
 printf '. 3600000 NS ns.\nns. 3600000 A 127.0.6.1\n' > "$WORK/root.hints"
@@ -174,18 +180,18 @@ template:
 zone:
   - domain: .
     file: "$WORK/root.signed"
-  - domain: sig.test.
-    file: "$WORK/sig.test.signed"
+  - domain: sig.example.
+    file: "$WORK/sig.example.signed"
 CONF
 knotd -c "$KD/knot.conf" > "$KD/stdout.log" 2>&1 & PIDS+=($!)
-for _ in $(seq 1 100); do dig @127.0.6.1 +short +time=1 +tries=1 host1.sig.test A 2>/dev/null | grep -q '^10\.' && break; sleep 0.1; done
+for _ in $(seq 1 100); do dig @127.0.6.1 +short +time=1 +tries=1 host1.sig.example A 2>/dev/null | grep -q '^10\.' && break; sleep 0.1; done
 
 python3 - "$WORK" "$RESOLVER_NAMES" <<'PY'
 import sys
 work, n = sys.argv[1], int(sys.argv[2])
 with open(f"{work}/val.q", "w") as f:
     for i in range(n):
-        f.write(f"host{i}.sig.test A\n" if i % 5 else f"nohost{i}.sig.test A\n")
+        f.write(f"host{i}.sig.example A\n" if i % 5 else f"nohost{i}.sig.example A\n")
 PY
 start_appnet_resolver() {
   TOKIO_WORKER_THREADS=$THREADS "$APPNET" dns resolver --listen 127.0.6.2:53 --root-hints "$WORK/root.hints" \
@@ -222,10 +228,10 @@ CONF
 resolver_ready() { # ADDR
   local i
   for ((i = 0; i < 100; i++)); do
-    dig @"$1" +time=1 +tries=1 +dnssec sig.test SOA 2>/dev/null | grep -q 'flags: qr rd ra ad' && return 0
+    dig @"$1" +time=1 +tries=1 +dnssec sig.example SOA 2>/dev/null | grep -q 'flags: qr rd ra ad' && return 0
     sleep 0.1
   done
-  echo "resolver $1 did not validate sig.test SOA" >&2; return 1
+  echo "resolver $1 did not validate sig.example SOA" >&2; return 1
 }
 perf() { # ADDR [dnsperf args] -> "qps servfail"
   local out="$WORK/perf-$1-$RANDOM.txt"
@@ -236,8 +242,8 @@ declare -A COLD CACHED
 for r in appnet unbound; do
   case $r in appnet) addr=127.0.6.2; start_appnet_resolver ;; unbound) addr=127.0.6.3; start_unbound ;; esac
   resolver_ready "$addr"
-  check_ad=$(dig @"$addr" +dnssec host7.sig.test A | grep -c 'flags: qr rd ra ad' || true)
-  [ "$check_ad" = 1 ] || { echo "$r does not validate host7.sig.test" >&2; exit 1; }
+  check_ad=$(dig @"$addr" +dnssec host7.sig.example A | grep -c 'flags: qr rd ra ad' || true)
+  [ "$check_ad" = 1 ] || { echo "$r does not validate host7.sig.example" >&2; exit 1; }
   read -r COLD[$r] cold_sf <<<"$(perf "$addr" -n 1)"
   read -r CACHED[$r] cached_sf <<<"$(perf "$addr" -l "$DURATION")"
   printf '  %-7s validating: cold %8s q/s (SERVFAIL %s), cached %8s q/s (SERVFAIL %s)\n' \

@@ -147,6 +147,10 @@ impl<'a> Denials<'a> {
                     Proof::Missing
                 };
             }
+            // An empty non-terminal: covered by an NSEC whose next name lies below it.
+            if self.nsec_covering(&qname).is_some_and(|(_, next)| is_at_or_below(next, &qname)) {
+                return Proof::Proven;
+            }
             // Wildcard NODATA: the name is covered, the wildcard at its encloser lacks the type.
             let Some(ce) = self.nsec_closest_encloser(&qname) else { return Proof::Missing };
             return match self.nsec_matching(&wildcard_of(&ce)) {
@@ -292,6 +296,21 @@ impl<'a> Denials<'a> {
 mod tests {
     use super::*;
     use appnet_dns::wire::name::from_text;
+
+    #[test]
+    fn an_empty_non_terminal_is_nodata_with_the_nsec_covering_it() {
+        let n = |t: &str| from_text(t).unwrap();
+        // The root zone has sig.example. but no example. node.
+        let mut rdata = n("sig.example.").to_vec();
+        rdata.extend_from_slice(&[0, 6, 0x20, 0, 0, 0, 0, 0x03]);
+        let nsec =
+            Record { owner: n("com."), rtype: appnet_dns::wire::dnssec::NSEC, class: 1, ttl: 60, rdata };
+        let records = [nsec];
+        let d = Denials::new(&records, 100);
+        assert_eq!(d.nodata(&n("example."), DS), Proof::Proven);
+        assert_eq!(d.ds_denial(&n("example.")), Cut::NotACut);
+        assert_eq!(d.nodata(&n("dz."), DS), Proof::Missing, "covered but not above the next name");
+    }
 
     #[test]
     fn canonical_cover_wraps_at_the_end_of_the_chain() {
