@@ -85,3 +85,34 @@ pub fn parse_users(text: &str) -> Result<Vec<(String, String)>, String> {
     }
     Ok(out)
 }
+
+/// A supernode's settings (`[skype]` table and flags): where it listens and its directory caps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupernodeConfig {
+    /// UDP address of the SN protocol.
+    pub listen: SocketAddr,
+    /// Seconds a registration keeps a user online without a refresh.
+    pub entry_lifetime_secs: u64,
+    /// Seconds a challenge nonce stays valid.
+    pub nonce_lifetime_secs: u64,
+    /// Most names one source IP may bind.
+    pub names_per_ip: usize,
+    /// Most names bound in all.
+    pub max_names: usize,
+    /// Unauthenticated answers (challenges, lookups, errors) per second per source IP.
+    pub requests_per_sec: u32,
+}
+
+impl Default for SupernodeConfig {
+    fn default() -> Self {
+        SupernodeConfig {
+            listen: "127.0.0.1:33033".parse().expect("literal"),
+            entry_lifetime_secs: 120,
+            nonce_lifetime_secs: 30,
+            names_per_ip: 8,
+            max_names: 100_000,
+            requests_per_sec: 20,
+        }
+    }
+}

@@ -119,3 +119,27 @@ fn names_per_address_and_unauthenticated_answers_are_capped() {
     assert!(d.handle(flood, b"SK\x01\x03junk", now).is_none());
     assert!(d.handle(flood, &wire::encode(1, &Msg::Registered { lifetime: 1 }), now).is_none());
 }
+
+#[tokio::test]
+async fn a_peer_registers_over_udp_and_another_finds_it() {
+    use appnet_nat::config::SupernodeConfig;
+    use appnet_nat::skype::{Supernode, client};
+    use appnet_netkit::harness;
+    let config = SupernodeConfig { listen: addr("127.0.0.1:0"), ..SupernodeConfig::default() };
+    let running = harness::start(Supernode::bind(config).await.unwrap());
+    let sn = running.addr();
+    let t = Duration::from_secs(5);
+    let alice = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let host = Candidate { kind: CandidateKind::Host, addr: alice.local_addr().unwrap() };
+    assert_eq!(client::register(&alice, sn, "alice", "secret", vec![host], t).await.unwrap(), 120);
+    // Again: the name is bound now, and the password proves it.
+    assert_eq!(client::register(&alice, sn, "alice", "secret", vec![host], t).await.unwrap(), 120);
+    let bob = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let found = client::lookup(&bob, sn, "alice", t).await.unwrap();
+    assert_eq!(found, client::Found { online: true, candidates: vec![host] });
+    match client::register(&bob, sn, "alice", "guess", Vec::new(), t).await {
+        Err(client::SnError::Refused(401, _)) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(client::lookup(&bob, sn, "carol", t).await, Err(client::SnError::Refused(404, _))));
+}

@@ -1,8 +1,13 @@
 //! The Skype-style supernode overlay's building blocks: the SN protocol codec, the
 //! SCRAM-style authentication of directory entries, the consistent-hashing placement of entries
-//! on two SNs, and the SN's sans-IO directory core.
+//! on two SNs, the SN's sans-IO directory core and its UDP driver, and the peer's side
+//! (register, lookup).
 
 pub mod auth;
+pub mod client;
 pub mod directory;
 pub mod placement;
+pub mod supernode;
 pub mod wire;
+
+pub use supernode::Supernode;
