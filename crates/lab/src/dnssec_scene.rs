@@ -308,7 +308,7 @@ fn forged_zone(lab: &Lab, spec: &AttackerSpec) -> Result<(appnet_dns::zone::Zone
 
 /// Runs scene 18 against the lab; an error says which step did not hold.
 pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<(), String> {
-    say(format!("\n== Scene {SCENE}: {TITLE}"));
+    say(crate::tour::heading(SCENE));
     let (Some(spec), Some(keys)) = (lab.topology.attacker.clone(), lab.keys.clone()) else {
         say("   (skipped: the lab has no attacker, or runs without DNSSEC)".into());
         return Ok(());
@@ -323,14 +323,17 @@ pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<(), Strin
         "{} has taken over {} ({ns_addr}), the name server of {}: it answers {} A with its own",
         spec.name,
         ns.name,
-        fqdn(&zone.name),
+        zone.name.trim_end_matches('.'),
         spec.victim
     ));
     say(format!(
         "address {}, and signs the zone with a key of its own (key tag {attacker_tag}) — but no DS in the",
         spec.addr
     ));
-    say(format!("parent zone names that key: the DS there names the real key of {}.", fqdn(&zone.name)));
+    say(format!(
+        "parent zone names that key: the DS there names the real key of {}.",
+        zone.name.trim_end_matches('.')
+    ));
     lab.stop_member(&ns.name).await;
     let config =
         appnet_dns::DnsConfig { listen: ns_addr, udp_workers: 1, ..appnet_dns::DnsConfig::default() };
@@ -426,7 +429,13 @@ fn ds_info(rdata: &[u8]) -> Option<(u16, u8, u8)> {
 fn rrsig_info(rdata: &[u8]) -> Option<(u16, u8, u16, String)> {
     let covered = u16::from_be_bytes([*rdata.first()?, *rdata.get(1)?]);
     let tag = u16::from_be_bytes([*rdata.get(16)?, *rdata.get(17)?]);
-    let signer = rdata.get(18..).map(to_text).unwrap_or_default();
+    // The signer's name: uncompressed labels up to the root label, then the signature.
+    let rest = rdata.get(18..)?;
+    let mut end = 0;
+    while *rest.get(end)? != 0 {
+        end += 1 + usize::from(rest[end]);
+    }
+    let signer = to_text(rest.get(..=end)?);
     Some((covered, *rdata.get(2)?, tag, signer))
 }
 

@@ -142,7 +142,7 @@ fn tell_update(
 
 /// Runs scene 17 against the lab; an error says which step did not hold.
 pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<(), String> {
-    say(format!("\n== Scene {SCENE}: {TITLE}"));
+    say(crate::tour::heading(SCENE));
     let (Some(spec), Some(keys)) = (lab.topology.registrar.clone(), lab.keys.clone()) else {
         say("   (skipped: the lab has no registrar, or runs without DNSSEC and updates)".into());
         return Ok(());
@@ -173,12 +173,13 @@ pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<(), Strin
     let primary =
         child_spec.servers.iter().find(|s| !s.secondary).ok_or(format!("{child} has no primary"))?;
     let primary_name = to_lower(&from_text(&fqdn(&primary.name))?);
+    let short = child.trim_end_matches('.').to_string();
 
     say(format!(
-        "{child} is in the lab from the start; to replay its registration, {} first withdraws it",
+        "{short} is in the lab from the start; to replay its registration, {} first withdraws it",
         spec.name
     ));
-    say(format!("from the {tld} zone (NS, glue and DS gone):"));
+    say(format!("from the {} zone (NS, glue and DS gone):", tld.trim_end_matches('.')));
     let mut deletes = vec![rr(&apex, code::ANY, CLASS_ANY, 0, Vec::new())];
     let mut lines = vec![format!("delete {child} (every record: NS, DS)")];
     for s in &child_spec.servers {
@@ -201,7 +202,10 @@ pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<(), Strin
     }
     let www = format!("www.{child}");
     let cis: IpAddr = "127.0.10.4".parse().map_err(|_| "address")?;
-    say(format!("Unregistered, {www} does not resolve: the {tld} server has never heard of {child}."));
+    say(format!(
+        "Unregistered, www.{short} does not resolve: the {} server has never heard of {short}.",
+        tld.trim_end_matches('.')
+    ));
     let (before, _) = scene_query(lab, ("cis.poly.edu", cis), "dns.poly.edu", &www, code::A, say).await?;
     if before.rcode != 3 {
         return Err(format!(
@@ -228,10 +232,10 @@ pub async fn run(lab: &mut Lab, say: &mut dyn FnMut(String)) -> Result<(), Strin
     }
     let prereq = [rr(&apex, code::ANY, CLASS_NONE, 0, Vec::new())];
     say(format!(
-        "Network Utopia registers {child}; {} inserts the textbook's two records, and the DS",
+        "Network Utopia registers {short}; {} inserts the textbook's two records, and the DS",
         spec.name
     ));
-    say(format!("of {child}'s key so validating resolvers can follow the chain of trust into it:"));
+    say(format!("of {short}'s key so validating resolvers can follow the chain of trust into it:"));
     let sent = send_update(spec.addr, server, &key, build(rand::random(), &zone, &prereq, &inserts)).await?;
     tell_update(
         say,

@@ -304,6 +304,8 @@ pub const SCENES: &[(u32, &str)] = &[
     (13, "one address, many machines — a layer-4 load balancer"),
     (14, "Napster, Gnutella and ultrapeers — \"Hey Jude\" found three ways"),
     (15, "Alice calls Bob over SIP"),
+    (crate::registrar_scene::SCENE, crate::registrar_scene::TITLE),
+    (crate::dnssec_scene::SCENE, crate::dnssec_scene::TITLE),
 ];
 
 /// Scene `n`'s title line as the tour prints it: "\n== Scene N: title" (empty title for a number
@@ -510,6 +512,8 @@ pub async fn run_scene(lab: &mut Lab, n: u32, say: &mut dyn FnMut(String)) -> Re
         15 => {
             crate::sip_scene::run(lab, say).await?;
         }
+        crate::registrar_scene::SCENE => crate::registrar_scene::run(lab, say).await?,
+        crate::dnssec_scene::SCENE => crate::dnssec_scene::run(lab, say).await?,
         _ => {
             let all: Vec<String> = SCENES.iter().map(|(s, _)| s.to_string()).collect();
             return Err(format!("no scene {n}: the tour has scenes {}", all.join(", ")));

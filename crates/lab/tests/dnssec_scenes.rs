@@ -79,6 +79,7 @@ async fn the_lab_is_signed_the_registrar_inserts_networkutopia_and_validation_re
     let result = appnet_lab::registrar_scene::run(&mut lab, &mut |l| printed.push(l)).await;
     let text = printed.join("\n");
     result.unwrap_or_else(|e| panic!("scene 17 failed: {e}\n{text}"));
+    println!("{text}");
     assert!(text.contains("add (networkutopia.com., dns1.networkutopia.com., NS)"), "{text}");
     assert!(text.contains("add (dns1.networkutopia.com., 127.0.3.6, A)"), "{text}");
     assert!(text.contains("IN DS"), "{text}");
@@ -105,6 +106,7 @@ async fn the_lab_is_signed_the_registrar_inserts_networkutopia_and_validation_re
     let result = appnet_lab::dnssec_scene::run(&mut lab, &mut |l| printed.push(l)).await;
     let text = printed.join("\n");
     result.unwrap_or_else(|e| panic!("scene 18 failed: {e}\n{text}"));
+    println!("{text}");
     assert!(
         text.contains("www.someschool.edu. 3600 IN A 127.0.20.66"),
         "the plain resolver passed it on\n{text}"
