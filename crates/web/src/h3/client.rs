@@ -124,8 +124,7 @@ impl Http3Client {
     /// Waits for the server's verdict on early data (at most until the handshake completes).
     async fn early_data_verdict(&self) -> Option<bool> {
         let mut rx = self.zero_rtt.clone()?;
-        let verdict = rx.wait_for(Option::is_some).await.ok().and_then(|v| *v);
-        verdict
+        rx.wait_for(Option::is_some).await.ok().and_then(|v| *v)
     }
 
     /// GETs `path` and returns the status and the whole body.
