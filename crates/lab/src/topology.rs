@@ -355,6 +355,11 @@ pub struct ZoneSpec {
     /// Host records in zone-file syntax, relative to the zone (`www A 127.0.10.1`).
     #[serde(default)]
     pub records: Vec<String>,
+    /// A deliberately broken chain of trust, like the real dnssec-failed.org: the zone is
+    /// signed, but the DS its parent publishes matches none of its keys, so validating
+    /// resolvers must answer SERVFAIL for every name in it.
+    #[serde(default)]
+    pub bogus_ds: bool,
 }
 
 /// A name server of a zone.

@@ -12,6 +12,10 @@ pub const DELEGATION_TTL: u32 = 86_400;
 /// SOA MINIMUM: how long resolvers keep negative answers (RFC 2308).
 pub const NEGATIVE_TTL: u32 = 300;
 
+/// The DS rdata published for a `bogus_ds` zone: key tag 1, ECDSA P-256, SHA-256 of nothing
+/// any key hashes to (the digest of the empty string).
+pub const BOGUS_DS: &str = "1 13 2 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
 /// The fully qualified, lower-cased form of a name ("edu" → "edu.", "." stays ".").
 pub fn fqdn(name: &str) -> String {
     let n = name.trim().to_ascii_lowercase();
@@ -86,6 +90,10 @@ pub fn zone_text(topo: &Topology, zone: &ZoneSpec, serial: u32) -> String {
     for child in &children {
         for s in &child.servers {
             let _ = writeln!(t, "{} {DELEGATION_TTL} IN NS {}", fqdn(&child.name), fqdn(&s.name));
+        }
+        if child.bogus_ds {
+            // A DS no key of the child matches (the signer keeps a DS already there).
+            let _ = writeln!(t, "{} {DELEGATION_TTL} IN DS {BOGUS_DS}", fqdn(&child.name));
         }
     }
     // Addresses of our own servers and our children's, where the names fall in this zone

@@ -122,5 +122,10 @@ async fn the_lab_is_signed_the_registrar_inserts_networkutopia_and_validation_re
     let resolver = lab.addr_of("dns.poly.edu").unwrap();
     let (www, _) = ask_from(host(), resolver, "www.someschool.edu", code::A).await.unwrap();
     assert_eq!(www.answer.last().map(|r| r.rdata.clone()), Some(vec![127, 0, 10, 14]));
+    // dnssec-failed.org is broken on purpose: its server answers, validators refuse.
+    let failed = lab.addr_of("ns.dnssec-failed.org").unwrap();
+    assert!(types_at(failed, "www.dnssec-failed.org", code::A).await.contains(&code::RRSIG));
+    let (bogus, _) = ask_from(host(), resolver, "www.dnssec-failed.org", code::A).await.unwrap();
+    assert_eq!((bogus.rcode, bogus.answer.len()), (2, 0), "SERVFAIL, no data");
     lab.stop().await;
 }
