@@ -21,6 +21,15 @@ pub const ALPN_H3: &[u8] = b"h3";
 /// decoder streams, plus room for GREASE (RFC 9114 §6.2.3).
 const MAX_UNI_STREAMS: u32 = 8;
 
+/// Unread request bytes one stream may have in flight towards the server.
+const STREAM_RECEIVE_WINDOW: u32 = 256 * 1024;
+
+/// Unread request bytes one connection may have in flight towards the server.
+const CONN_RECEIVE_WINDOW: u32 = 2 * 1024 * 1024;
+
+/// Unacknowledged response bytes the server buffers per connection.
+const SEND_WINDOW: u64 = 4 * 1024 * 1024;
+
 /// Connection attempts quinn buffers before the accept loop sees them (each costs a few KB).
 const MAX_INCOMING: usize = 1024;
 
@@ -34,7 +43,13 @@ pub fn server_config(tls: &rustls::ServerConfig, cfg: &WebConfig) -> Result<quin
     tls.max_early_data_size = u32::MAX;
     let crypto = QuicServerConfig::try_from(Arc::new(tls)).map_err(|e| H3Error::Tls(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    server.transport_config(Arc::new(transport(cfg.h2_max_streams, cfg.idle_timeout())));
+    let mut t = transport(cfg.h2_max_streams, cfg.idle_timeout());
+    // What one connection may make the server hold: request data it has not read yet (quinn's
+    // default connection window is unlimited) and response data not yet acknowledged.
+    t.stream_receive_window(STREAM_RECEIVE_WINDOW.into());
+    t.receive_window(CONN_RECEIVE_WINDOW.into());
+    t.send_window(SEND_WINDOW);
+    server.transport_config(Arc::new(t));
     server.migration(true);
     server.max_incoming(MAX_INCOMING);
     Ok(server)
