@@ -4,6 +4,7 @@
 //! (register, lookup).
 
 pub mod auth;
+pub mod checks;
 pub mod client;
 pub mod directory;
 pub mod placement;
