@@ -201,3 +201,34 @@ async fn past_half_the_slots_newcomers_are_validated_by_retry_and_still_served()
     let c = s.client("localhost").await;
     assert_eq!(c.get("/digits.txt").await.unwrap().0, 200);
 }
+
+#[tokio::test]
+async fn junk_datagrams_and_a_handshake_burst_leave_the_server_serving() {
+    let s = limited_site("h3-flood", 16, 64).await;
+    // 2000 datagrams of junk, some shaped like long-header Initials.
+    let junk = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for i in 0..2000u32 {
+        let mut d = vec![0u8; 1200];
+        for (j, b) in d.iter_mut().enumerate() {
+            *b = (i.wrapping_mul(2654435761).wrapping_add(j as u32 * 40503) >> 13) as u8;
+        }
+        if i % 2 == 0 {
+            d[0] = 0xc0;
+            d[1..5].copy_from_slice(&1u32.to_be_bytes());
+        }
+        let _ = junk.send_to(&d, s.addr()).await;
+    }
+    // 48 handshakes at once against 16 slots: the surplus is evicted or refused, nobody hangs.
+    let burst = (0..48).map(|_| Http3Client::connect(s.addr(), "localhost", s.roots(), None));
+    let clients: Vec<_> = futures_util::future::join_all(burst).await;
+    drop(clients);
+    let served =
+        appnet_netkit::harness::wait_until(Duration::from_secs(10), Duration::from_millis(100), || async {
+            match Http3Client::connect(s.addr(), "localhost", s.roots(), None).await {
+                Ok(c) => c.get("/digits.txt").await.is_ok_and(|(st, _)| st == 200),
+                Err(_) => false,
+            }
+        })
+        .await;
+    assert!(served);
+}
