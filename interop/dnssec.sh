@@ -5,7 +5,10 @@
 # BIND's dnssec-dsfromkey; key files are BIND's and the secret ones are 0600. The validating
 # resolver (`dns resolver --dnssec --trust-anchor`) validates a root and children signed by
 # dnssec-signzone and served by Knot: AD for kdig/dig, delv validates through it, bogus gets
-# SERVFAIL with EDE 6, CD=1 returns the data.
+# SERVFAIL with EDE 6, CD=1 returns the data. The signed lab (appnet lab --dns-port 53, as root):
+# Unbound with the lab's root hints and trust-anchor-file, and the lab's own resolver, report the
+# same names secure (AD), the CDN's unsigned zone insecure and dnssec-failed.org bogus; delv with
+# the lab's anchor (root.anchor.conf) says "fully validated".
 source "$(dirname "$0")/lib.sh"
 
 for tool in ldns-verify-zone kzonecheck dnssec-verify dnssec-dsfromkey; do
@@ -360,5 +363,70 @@ wait_tcp 127.0.0.1 "$rport2"
 check "with the IANA root anchor instead, the private root is bogus (DNSKEY missing)" "SERVFAIL 9" \
   "$(rport=$rport2 status +dnssec www.example. A) $(rport=$rport2 ede_of +dnssec www.example. A)"
 kill "$LAST_PID"
+
+echo "the signed lab on port 53 (root): Unbound and delv validate with the lab's own root anchor"
+if [ "$(id -u)" != 0 ]; then
+  echo "FAIL: the lab on port 53 needs root; run interop/dnssec.sh as root" >&2
+  exit 1
+fi
+command -v unbound >/dev/null || { echo "FAIL: unbound missing (see .ci/apt.d/dnssec.txt)" >&2; exit 1; }
+LAB="$WORK/lab"
+bg $APPNET lab --dns-port 53 --web-port "$(free_port)" --ftp-port "$(free_port)" --dir "$LAB"
+wait_tcp 127.0.4.1 53 60
+check "the lab wrote its root anchor (DS) and the delv form" "yes yes" \
+  "$(has ' IN DS ' "$(cat "$LAB/root.anchor")") $(has 'static-ds' "$(cat "$LAB/root.anchor.conf")")"
+check "key files are 0600" "600" "$(stat -c %a "$LAB"/keys/K* | sort -u | tr '\n' ' ' | xargs)"
+uport=$(free_port)
+cat > "$WORK/unbound.conf" <<UNBOUND
+server:
+  interface: 127.0.0.1
+  port: $uport
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "$WORK"
+  pidfile: ""
+  use-syslog: no
+  logfile: "$WORK/unbound.log"
+  val-log-level: 2
+  root-hints: "$LAB/root.hints"
+  trust-anchor-file: "$LAB/root.anchor"
+  # The lab lives on 127.0.0.0/8; no name is exempt from validation (no domain-insecure).
+  do-not-query-localhost: no
+  access-control: 127.0.0.0/8 allow
+  module-config: "validator iterator"
+UNBOUND
+bg unbound -d -c "$WORK/unbound.conf"
+wait_tcp 127.0.0.1 "$uport"
+# ask SERVER PORT NAME TYPE: "STATUS ad|-" (the AD flag of a DO=1 query).
+ask() {
+  local out; out=$(kdig @"$1" -p "$2" +dnssec +time=5 +retry=1 "$3" "$4")
+  echo "$(grep -o 'status: [A-Z]*' <<<"$out" | cut -d' ' -f2) $(grep -q 'Flags: [a-z ]* ad' <<<"$out" && echo ad || echo -)"
+}
+for who in "Unbound 127.0.0.1 $uport" "dns.poly.edu 127.0.4.1 53"; do
+  read -r name addr p <<<"$who"
+  for q in "gaia.cs.umass.edu A" "www.bbc.co.uk A" "www.ibm.com A" "www.networkutopia.com A" "hamburger.edu MX"; do
+    check "$name: $q is secure" "NOERROR ad" "$(ask "$addr" "$p" $q)"
+  done
+  check "$name: NXDOMAIN in a signed zone is secure" "NXDOMAIN ad" "$(ask "$addr" "$p" gaai.cs.umass.edu A)"
+  check "$name: the unsigned CDN zone is insecure (no AD)" "NOERROR -" "$(ask "$addr" "$p" a128.g.akamai.net A)"
+  check "$name: dnssec-failed.org is bogus" "SERVFAIL -" "$(ask "$addr" "$p" www.dnssec-failed.org A)"
+  check "$name: +cd still gets its data" "127.0.10.30" \
+    "$(kdig @"$addr" -p "$p" +cd +short +time=5 www.dnssec-failed.org A)"
+done
+check "Unbound logs why: no DS matches dnssec-failed.org's keys" yes \
+  "$(has 'validation failure <www.dnssec-failed.org. A IN>: no keys have a DS' "$(cat "$WORK/unbound.log")")"
+check "dns.poly.edu names the reason: EDE 9" 9 \
+  "$(kdig @127.0.4.1 +dnssec +time=5 www.dnssec-failed.org A | awk '/EDE:/ {print $3; exit}')"
+for q in "gaia.cs.umass.edu A" "www.networkutopia.com A" "www.cl.cam.ac.uk A"; do
+  check "delv -a root.anchor.conf through dns.poly.edu: $q" "; fully validated" \
+    "$(delv @127.0.4.1 -a "$LAB/root.anchor.conf" $q 2>&1 | head -1)"
+done
+check "delv: the NSEC denial" "; negative response, fully validated" \
+  "$(delv @127.0.4.1 -a "$LAB/root.anchor.conf" gaai.cs.umass.edu A 2>&1 | grep '^; negative')"
+check "delv through Unbound too" "; fully validated" \
+  "$(delv @127.0.0.1 -p "$uport" -a "$LAB/root.anchor.conf" www.bbc.co.uk A 2>&1 | head -1)"
+check "delv rejects dnssec-failed.org" yes \
+  "$(delv @127.0.4.1 -a "$LAB/root.anchor.conf" www.dnssec-failed.org A 2>&1 | grep -q 'resolution failed' && echo yes || echo no)"
 
 echo "dnssec: $CHECKS checks passed"
