@@ -1,5 +1,6 @@
-//! The TURN server (RFC 8656): a sans-IO core and its tokio driver.
+//! TURN (RFC 8656): the server's sans-IO core and its tokio driver, and a sans-IO client.
 
+pub mod client;
 pub mod core;
 pub mod peers;
 pub mod server;
