@@ -247,8 +247,12 @@ async fn resolve_traced(
             s.server.map_or(String::new(), |a| a.to_string()),
         );
         say(format!("      {} {s}", resolver.host));
-        let q = vec![("Question".to_string(), s.question.clone())];
-        let a = vec![("Question".to_string(), s.question.clone()), ("Outcome".to_string(), s.to_string())];
+        // The exchange as the resolver's trace kept it: decoded fields and the bytes both ways.
+        let decoded = |bytes: &[u8]| message::parse(bytes).map(|p| dns_fields(&p)).ok();
+        let q = decoded(&s.query).unwrap_or_else(|| vec![("Question".to_string(), s.question.clone())]);
+        let mut a = decoded(&s.reply).unwrap_or_default();
+        a.insert(0, ("Outcome".to_string(), s.to_string()));
+        let (query, reply) = (s.query.clone(), s.reply.clone());
         let ms = s.rtt.as_secs_f64() * 1000.0;
         events::bus().emit(|| {
             events::event(
@@ -257,13 +261,12 @@ async fn resolve_traced(
                 "DNS",
                 format!("query {} (iterative)", s.question),
                 q,
-                Vec::new(),
+                query,
                 None,
             )
         });
-        events::bus().emit(|| {
-            events::event(peer.clone(), resolver.clone(), "DNS", s.to_string(), a, Vec::new(), Some(ms))
-        });
+        events::bus()
+            .emit(|| events::event(peer.clone(), resolver.clone(), "DNS", s.to_string(), a, reply, Some(ms)));
     }
     say(format!("   {} → {}: {summary}", resolver.host, host.host));
     Ok(x)
