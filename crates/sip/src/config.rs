@@ -20,6 +20,9 @@ pub struct SipConfig {
     /// Recursive resolver for locating other domains' servers (RFC 3263); with it,
     /// authenticated local users may call other domains (without it: 403).
     pub resolver: Option<SocketAddr>,
+    /// Digest challenges with MD5 only (no SHA-256 second header), for phones that fail on an
+    /// algorithm they do not know (baresip 1.0's libre).
+    pub md5_only: bool,
     /// Seconds one RFC 3263 location (all its DNS queries) may take.
     pub dns_timeout_secs: u64,
     /// SIP over TLS (RFC 3261 §26.2, `sips:`) on `tls_listen`, or the TCP port + 1.
@@ -88,6 +91,7 @@ impl Default for SipConfig {
             ca_dir: None,
             tls_handshake_secs: 10,
             dns_timeout_secs: 5,
+            md5_only: false,
             link_kbps: None,
             max_message: 65_535,
             max_headers: 100,

@@ -138,6 +138,7 @@ impl SipServer {
             limits: Limits { max_size: cfg.max_message, max_headers: cfg.max_headers },
             timers: Timers { t1, t2: t1 * 8, t4: t1 * 10 },
             route_other_domains: cfg.resolver.is_some(),
+            md5_only: cfg.md5_only,
         };
         Ok(SipServer {
             socket,

@@ -40,6 +40,7 @@ fn config() -> ProxyConfig {
         limits: Limits::default(),
         timers: Timers::default(),
         route_other_domains: false,
+        md5_only: false,
     }
 }
 

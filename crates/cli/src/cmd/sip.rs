@@ -94,6 +94,10 @@ pub struct SipOptions {
     /// The lab CA's directory (for the minted certificate).
     #[arg(long, value_name = "DIR")]
     ca_dir: Option<PathBuf>,
+    /// Digest challenges with MD5 only (no SHA-256 second header): for phones that fail on an
+    /// algorithm they do not know instead of skipping it (baresip 1.0).
+    #[arg(long)]
+    md5_only: bool,
     /// Seconds one RFC 3263 location may take [default: 5].
     #[arg(long, value_name = "SECS")]
     dns_timeout: Option<u64>,
@@ -164,6 +168,7 @@ impl SipOptions {
             config.resolver = self.resolver;
         }
         set(&mut config.dns_timeout_secs, self.dns_timeout);
+        config.md5_only |= self.md5_only;
         config.tls |= self.tls || self.tls_listen.is_some() || self.cert.is_some();
         if self.tls_listen.is_some() {
             config.tls_listen = self.tls_listen;

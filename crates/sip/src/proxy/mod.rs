@@ -53,6 +53,9 @@ pub struct ProxyConfig {
     /// Route requests of authenticated local users to other domains (RFC 3263 location by
     /// the driver, `--resolver`); when false, every request for another domain gets 403.
     pub route_other_domains: bool,
+    /// Challenge with MD5 only, no SHA-256 second header (old libre/baresip fail on a
+    /// challenge algorithm they do not know instead of skipping it).
+    pub md5_only: bool,
 }
 
 /// A location the driver must look up (RFC 3263) and report with [`Proxy::on_located`].
@@ -971,7 +974,10 @@ impl Proxy {
             }
             Err(e) => {
                 let mut resp = Message::response_to(req, code, reason, Some(&tag_for(key)));
-                for c in self.nonces.challenge(&self.cfg.domain, e == AuthError::Stale, now) {
+                let n = if self.cfg.md5_only { 1 } else { 2 };
+                for c in
+                    self.nonces.challenge(&self.cfg.domain, e == AuthError::Stale, now).into_iter().take(n)
+                {
                     resp.push(challenge, c);
                 }
                 return Some(self.respond(key, resp, now));
