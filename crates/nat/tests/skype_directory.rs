@@ -143,3 +143,31 @@ async fn a_peer_registers_over_udp_and_another_finds_it() {
     }
     assert!(matches!(client::lookup(&bob, sn, "carol", t).await, Err(client::SnError::Refused(404, _))));
 }
+
+#[test]
+fn offers_are_forwarded_only_from_the_registered_address_to_an_online_callee() {
+    let now = Instant::now();
+    let mut d = Directory::new(DirectoryConfig::default(), now);
+    let (alice, bob) = (addr("10.1.0.2:5000"), addr("10.2.0.2:6000"));
+    register(&mut d, alice, "alice", "pw-a", now);
+    register(&mut d, bob, "bob", "pw-b", now);
+    let offer = Msg::Forward { from: "alice".into(), to: "bob".into(), payload: b"offer".to_vec() };
+    let out = d.handle_all(alice, &wire::encode(3, &offer), now);
+    assert_eq!(out.len(), 2);
+    assert_eq!((out[0].0, wire::decode(&out[0].1).unwrap()), (alice, (3, Msg::Forwarded)));
+    assert_eq!(out[1].0, bob);
+    assert_eq!(
+        wire::decode(&out[1].1).unwrap().1,
+        Msg::Deliver { from: "alice".into(), payload: b"offer".to_vec() }
+    );
+    // Claiming to be alice from elsewhere, calling nobody, or an offline callee: refused.
+    let mallory = addr("10.9.0.2:5000");
+    assert_eq!(code(&ask(&mut d, mallory, &offer, now).unwrap()), 403);
+    let nobody = Msg::Forward { from: "alice".into(), to: "carol".into(), payload: Vec::new() };
+    assert_eq!(code(&ask(&mut d, alice, &nobody, now).unwrap()), 404);
+    let later = now + Duration::from_secs(100);
+    register(&mut d, alice, "alice", "pw-a", later);
+    let after = later + Duration::from_secs(30);
+    d.expire(after);
+    assert_eq!(code(&ask(&mut d, alice, &offer, after).unwrap()), 480);
+}

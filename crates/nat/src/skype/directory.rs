@@ -47,6 +47,8 @@ struct Name {
 }
 
 struct Online {
+    /// Where the registration came from: forwarded payloads go there.
+    addr: SocketAddr,
     candidates: Vec<Candidate>,
     expires: Instant,
 }
@@ -129,21 +131,28 @@ impl Directory {
         self.limits.entry(ip).or_insert_with(|| TokenBucket::new(rate, rate * 2, now)).try_take(1, now)
     }
 
-    /// Handles one datagram from `from`; returns the encoded answer, if any. Undecodable input
-    /// gets nothing (a spoofed source must not get traffic from it).
+    /// Handles one datagram from `from`; returns the encoded answer to it, if any.
+    /// Undecodable input gets nothing (a spoofed source must not get traffic from it).
     pub fn handle(&mut self, from: SocketAddr, raw: &[u8], now: Instant) -> Option<Vec<u8>> {
-        let (tid, msg) = wire::decode(raw).ok()?;
+        self.handle_all(from, raw, now).into_iter().find(|(to, _)| *to == from).map(|(_, d)| d)
+    }
+
+    /// Like [`Directory::handle`], with every datagram to send: the answer to `from`, and for a
+    /// Forward the Deliver to the callee's registered address.
+    pub fn handle_all(&mut self, from: SocketAddr, raw: &[u8], now: Instant) -> Vec<(SocketAddr, Vec<u8>)> {
+        let Ok((tid, msg)) = wire::decode(raw) else { return Vec::new() };
+        let mut out = Vec::new();
         let reply = match msg {
             Msg::Hello { user } => {
                 if !self.allowed(from.ip(), now) {
-                    return None;
+                    return out;
                 }
                 let salt = self.names.get(&user).map(|n| n.verifier.salt);
                 Msg::Challenge { nonce: self.nonce(from, &user, now), salt }
             }
             Msg::Lookup { user } => {
                 if !self.allowed(from.ip(), now) {
-                    return None;
+                    return out;
                 }
                 match self.names.get(&user) {
                     None => error(404, "No Such User"),
@@ -160,16 +169,40 @@ impl Directory {
             Msg::Register { user, proof, bind, candidates } => {
                 let r = self.register(from, &user, &proof, bind, candidates, now);
                 if matches!(r, Msg::Error { .. }) && !self.allowed(from.ip(), now) {
-                    return None;
+                    return out;
                 }
                 r
             }
-            // Answers are for peers, not for SNs.
-            Msg::Challenge { .. } | Msg::Registered { .. } | Msg::Found { .. } | Msg::Error { .. } => {
-                return None;
+            Msg::Forward { from: caller, to, payload } => {
+                if !self.allowed(from.ip(), now) {
+                    return out;
+                }
+                let live = |n: &Name| n.online.as_ref().filter(|o| o.expires > now).map(|o| o.addr);
+                if self.names.get(&caller).and_then(live) != Some(from) {
+                    error(403, "Register From This Address First")
+                } else {
+                    match self.names.get(&to).map(live) {
+                        None => error(404, "No Such User"),
+                        Some(None) => error(480, "Temporarily Unavailable"),
+                        Some(Some(callee)) => {
+                            // A fresh transaction id: the callee answers the caller, not the SN.
+                            let deliver = Msg::Deliver { from: caller, payload };
+                            out.push((callee, wire::encode(rand::random(), &deliver)));
+                            Msg::Forwarded
+                        }
+                    }
+                }
             }
+            // Answers are for peers, not for SNs.
+            Msg::Challenge { .. }
+            | Msg::Registered { .. }
+            | Msg::Found { .. }
+            | Msg::Error { .. }
+            | Msg::Deliver { .. }
+            | Msg::Forwarded => return out,
         };
-        Some(wire::encode(tid, &reply))
+        out.insert(0, (from, wire::encode(tid, &reply)));
+        out
     }
 
     fn register(
@@ -186,7 +219,7 @@ impl Directory {
         }
         let signed = wire::register_signed_part(user, bind.as_ref(), &candidates);
         let lifetime = self.cfg.entry_lifetime;
-        let online = Online { candidates, expires: now + lifetime };
+        let online = Online { addr: from, candidates, expires: now + lifetime };
         if let Some(name) = self.names.get_mut(user) {
             if bind.as_ref().is_some_and(|b| *b != name.verifier) {
                 return error(403, "Name Taken");

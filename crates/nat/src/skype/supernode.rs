@@ -44,8 +44,8 @@ impl Service for Supernode {
                 _ = tick.tick() => self.directory.expire(Instant::now()),
                 got = self.socket.recv_from(&mut buf) => {
                     let Ok((n, from)) = got else { continue };
-                    if let Some(reply) = self.directory.handle(from, &buf[..n], Instant::now()) {
-                        let _ = self.socket.send_to(&reply, from).await;
+                    for (to, data) in self.directory.handle_all(from, &buf[..n], Instant::now()) {
+                        let _ = self.socket.send_to(&data, to).await;
                     }
                 }
             }

@@ -10,6 +10,8 @@ pub const MAX_DATAGRAM: usize = 1200;
 pub const MAX_USER: usize = 64;
 /// Most candidates in one entry.
 pub const MAX_CANDIDATES: usize = 8;
+/// Largest payload an SN forwards between two peers (a call offer or answer).
+pub const MAX_PAYLOAD: usize = 900;
 const MAGIC: &[u8; 2] = b"SK";
 const VERSION: u8 = 1;
 
@@ -80,8 +82,15 @@ pub enum Msg {
     Lookup { user: String },
     /// SN → peer: `user`'s candidates, when online.
     Found { user: String, online: bool, candidates: Vec<Candidate> },
-    /// SN → peer: a refusal, with a SIP/STUN-like code (401, 403, 404, 429, 400).
+    /// SN → peer: a refusal, with a SIP/STUN-like code (401, 403, 404, 429, 480).
     Error { code: u16, reason: String },
+    /// Peer → SN: hand `payload` (an offer or answer: credentials and candidates) to `to`;
+    /// `from` must be registered from the sending address.
+    Forward { from: String, to: String, payload: Vec<u8> },
+    /// SN → peer: `from` sent this through the SN.
+    Deliver { from: String, payload: Vec<u8> },
+    /// SN → peer: the payload went out to the callee's address.
+    Forwarded,
 }
 
 impl Msg {
@@ -94,6 +103,9 @@ impl Msg {
             Msg::Lookup { .. } => 5,
             Msg::Found { .. } => 6,
             Msg::Error { .. } => 7,
+            Msg::Forward { .. } => 8,
+            Msg::Deliver { .. } => 9,
+            Msg::Forwarded => 10,
         }
     }
 }
@@ -141,8 +153,24 @@ pub fn encode(tid: u32, msg: &Msg) -> Vec<u8> {
             out.extend_from_slice(&code.to_be_bytes());
             put_str(&mut out, reason);
         }
+        Msg::Forward { from, to, payload } => {
+            put_str(&mut out, from);
+            put_str(&mut out, to);
+            put_payload(&mut out, payload);
+        }
+        Msg::Deliver { from, payload } => {
+            put_str(&mut out, from);
+            put_payload(&mut out, payload);
+        }
+        Msg::Forwarded => {}
     }
     out
+}
+
+fn put_payload(out: &mut Vec<u8>, p: &[u8]) {
+    let p = &p[..p.len().min(MAX_PAYLOAD)];
+    out.extend_from_slice(&(p.len() as u16).to_be_bytes());
+    out.extend_from_slice(p);
 }
 
 /// The bytes a [`Proof`] in a Register covers besides the nonce: everything after the proof
@@ -202,6 +230,9 @@ pub fn decode(buf: &[u8]) -> Result<(u32, Msg), WireError> {
             let reason = r.string()?;
             Msg::Error { code, reason }
         }
+        8 => Msg::Forward { from: r.user()?, to: r.user()?, payload: r.payload()? },
+        9 => Msg::Deliver { from: r.user()?, payload: r.payload()? },
+        10 => Msg::Forwarded,
         k => return Err(WireError::Kind(k)),
     };
     if !r.0.is_empty() {
@@ -289,6 +320,14 @@ impl<'a> Reader<'a> {
         }
     }
 
+    fn payload(&mut self) -> Result<Vec<u8>, WireError> {
+        let n = u16::from_be_bytes(self.array()?) as usize;
+        if n > MAX_PAYLOAD {
+            return Err(WireError::Field("payload too long"));
+        }
+        Ok(self.take(n)?.to_vec())
+    }
+
     fn candidates(&mut self) -> Result<Vec<Candidate>, WireError> {
         let n = self.u8()? as usize;
         if n > MAX_CANDIDATES {
@@ -341,6 +380,9 @@ mod tests {
             Msg::Found { user: "bob".into(), online: true, candidates: cands },
             Msg::Found { user: "bob".into(), online: false, candidates: Vec::new() },
             Msg::Error { code: 401, reason: "Unauthorized".into() },
+            Msg::Forward { from: "alice".into(), to: "bob".into(), payload: vec![1, 2, 3] },
+            Msg::Deliver { from: "alice".into(), payload: vec![0; MAX_PAYLOAD] },
+            Msg::Forwarded,
         ]
     }
 
