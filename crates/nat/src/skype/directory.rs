@@ -199,7 +199,8 @@ impl Directory {
             | Msg::Found { .. }
             | Msg::Error { .. }
             | Msg::Deliver { .. }
-            | Msg::Forwarded => return out,
+            | Msg::Forwarded
+            | Msg::Offer { .. } => return out,
         };
         out.insert(0, (from, wire::encode(tid, &reply)));
         out

@@ -7,6 +7,8 @@ pub mod auth;
 pub mod checks;
 pub mod client;
 pub mod directory;
+pub mod media;
+pub mod peer;
 pub mod placement;
 pub mod supernode;
 pub mod wire;

@@ -91,6 +91,9 @@ pub enum Msg {
     Deliver { from: String, payload: Vec<u8> },
     /// SN → peer: the payload went out to the callee's address.
     Forwarded,
+    /// Peer → peer inside a Forward/Deliver payload: an offer (`answer` false) or answer for
+    /// session `call`: the ICE-style short-term credentials and the candidates.
+    Offer { call: u32, answer: bool, ufrag: String, pwd: String, candidates: Vec<Candidate> },
 }
 
 impl Msg {
@@ -106,6 +109,7 @@ impl Msg {
             Msg::Forward { .. } => 8,
             Msg::Deliver { .. } => 9,
             Msg::Forwarded => 10,
+            Msg::Offer { .. } => 11,
         }
     }
 }
@@ -163,6 +167,13 @@ pub fn encode(tid: u32, msg: &Msg) -> Vec<u8> {
             put_payload(&mut out, payload);
         }
         Msg::Forwarded => {}
+        Msg::Offer { call, answer, ufrag, pwd, candidates } => {
+            out.extend_from_slice(&call.to_be_bytes());
+            out.push(*answer as u8);
+            put_str(&mut out, ufrag);
+            put_str(&mut out, pwd);
+            put_candidates(&mut out, candidates);
+        }
     }
     out
 }
@@ -233,6 +244,19 @@ pub fn decode(buf: &[u8]) -> Result<(u32, Msg), WireError> {
         8 => Msg::Forward { from: r.user()?, to: r.user()?, payload: r.payload()? },
         9 => Msg::Deliver { from: r.user()?, payload: r.payload()? },
         10 => Msg::Forwarded,
+        11 => {
+            let call = u32::from_be_bytes(r.array()?);
+            let answer = match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(WireError::Field("answer flag")),
+            };
+            let (ufrag, pwd) = (r.string()?, r.string()?);
+            if !(4..=64).contains(&ufrag.len()) || !(16..=128).contains(&pwd.len()) {
+                return Err(WireError::Field("ICE credentials"));
+            }
+            Msg::Offer { call, answer, ufrag, pwd, candidates: r.candidates()? }
+        }
         k => return Err(WireError::Kind(k)),
     };
     if !r.0.is_empty() {
@@ -383,6 +407,16 @@ mod tests {
             Msg::Forward { from: "alice".into(), to: "bob".into(), payload: vec![1, 2, 3] },
             Msg::Deliver { from: "alice".into(), payload: vec![0; MAX_PAYLOAD] },
             Msg::Forwarded,
+            Msg::Offer {
+                call: 9,
+                answer: true,
+                ufrag: "abcd".into(),
+                pwd: "0123456789abcdef0123".into(),
+                candidates: vec![Candidate {
+                    kind: CandidateKind::Relayed,
+                    addr: "192.0.2.1:50000".parse().unwrap(),
+                }],
+            },
         ]
     }
 
