@@ -73,6 +73,9 @@ async fn the_lab_resolves_through_its_hierarchy_and_the_tour_passes() {
     // The torrent and Chord scenes ran to their ends (their facts are tested on their own).
     assert!(text.contains("alice has the whole file"), "{text}");
     assert!(text.contains("key 14 lies in (12, 15]"), "{text}");
+    // DNSSEC: the registrar's updates were accepted and the forgery was rejected as bogus.
+    assert!(text.contains("add (dns1.networkutopia.com., 127.0.3.6, A)"), "{text}");
+    assert!(text.contains("bogus: SERVFAIL"), "{text}");
     // The FTP scene: one control connection, a data connection for the listing and each file.
     assert!(text.contains("4 data connections, one per"), "{text}");
     // The load balancer: a connection per machine of www.stanford.edu; one machine dies, only its
