@@ -81,6 +81,9 @@ enum Command {
     Turn(cmd::nat::TurnCmd),
     /// STUN client: print this host's mapped (server-reflexive) address as IP:PORT.
     Stun(cmd::nat::StunArgs),
+    /// Skype-style overlay: supernodes (the user directory), peers behind NATs, calls and messages.
+    #[command(subcommand)]
+    Skype(cmd::skype::SkypeCmd),
     /// A packet-level link emulator between two network namespaces (delay, jitter, loss, rate, queue).
     #[command(subcommand)]
     Link(cmd::link::LinkCmd),
@@ -119,6 +122,7 @@ fn main() -> std::process::ExitCode {
             Command::Link(cmd) => cmd::link::run(cmd, &ctx).await,
             Command::Turn(cmd) => cmd::nat::run_turn(cmd, &ctx).await,
             Command::Stun(args) => cmd::nat::run_stun(args).await,
+            Command::Skype(cmd) => cmd::skype::run(cmd, &ctx).await,
             Command::Mail(cmd) => cmd::mail::run(cmd, &ctx).await,
             Command::Ftp(cmd) => cmd::ftp::run(cmd, &ctx).await,
             Command::Sip(cmd) => cmd::sip::run(cmd, &ctx).await,

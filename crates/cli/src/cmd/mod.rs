@@ -18,6 +18,7 @@ pub mod proxy;
 pub mod resolver;
 pub mod sip;
 pub mod sip_ua;
+pub mod skype;
 pub mod torrent;
 pub mod torrent_progress;
 pub mod upper;
