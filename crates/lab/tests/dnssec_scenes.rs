@@ -30,6 +30,17 @@ async fn dns_lab(dir: &std::path::Path) -> Lab {
     Lab::start(topology, dir).await.expect("lab starts")
 }
 
+/// Every event emitted since the last call.
+fn drain(
+    rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<appnet_lab::events::Event>>,
+) -> Vec<std::sync::Arc<appnet_lab::events::Event>> {
+    let mut out = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        out.push(e);
+    }
+    out
+}
+
 fn host() -> IpAddr {
     "127.0.10.4".parse().unwrap()
 }
@@ -75,6 +86,8 @@ async fn the_lab_is_signed_the_registrar_inserts_networkutopia_and_validation_re
     .await;
     assert!(ready, "dns2 serves www.networkutopia.com with its RRSIG");
 
+    // The page's view: every message of the scenes is an event (one bus per process).
+    let mut rx = appnet_lab::events::bus().subscribe();
     let mut printed = Vec::new();
     let result = appnet_lab::registrar_scene::run(&mut lab, &mut |l| printed.push(l)).await;
     let text = printed.join("\n");
@@ -85,6 +98,16 @@ async fn the_lab_is_signed_the_registrar_inserts_networkutopia_and_validation_re
     assert!(text.contains("IN DS"), "{text}");
     assert!(text.contains("NXDOMAIN"), "{text}");
     assert_eq!(text.matches(": NOERROR (").count(), 3, "three updates accepted\n{text}");
+    let events = drain(&mut rx);
+    let updates = events
+        .iter()
+        .filter(|e| e.from.host == "registrar.networksolutions.com" && e.summary.starts_with("UPDATE"))
+        .collect::<Vec<_>>();
+    assert_eq!(updates.len(), 3, "three UPDATE events");
+    assert!(updates.iter().all(|e| e.to.host == "a.gtld-servers.net" && !e.bytes.is_empty()));
+    let replies = events.iter().filter(|e| e.summary == "UPDATE NOERROR" && !e.bytes.is_empty()).count();
+    assert_eq!(replies, 3, "three signed replies");
+    assert!(events.iter().any(|e| e.from.host == "dns.poly.edu" && e.summary.contains("NXDOMAIN")));
     // The lab ends as it started: both servers delegated (with glue), DS in com, and the name
     // resolves for a host whose resolver had cached the NXDOMAIN.
     let ns = types_at(at("127.0.2.1"), "networkutopia.com", code::NS).await;
@@ -107,6 +130,16 @@ async fn the_lab_is_signed_the_registrar_inserts_networkutopia_and_validation_re
     let text = printed.join("\n");
     result.unwrap_or_else(|e| panic!("scene 18 failed: {e}\n{text}"));
     println!("{text}");
+    let events = drain(&mut rx);
+    let from_to = |from: &str, to: &str, what: &str| {
+        events.iter().any(|e| {
+            e.from.host == from && e.to.host == to && e.summary.contains(what) && !e.bytes.is_empty()
+        })
+    };
+    assert!(from_to("dns.novalidation.net", "cis.poly.edu", "127.0.20.66"), "the forged answer is drawn");
+    assert!(from_to("dns.someschool.edu", "dns.poly.edu", "127.0.20.66"), "the resolver's step, with bytes");
+    assert!(from_to("dns.poly.edu", "cis.poly.edu", "SERVFAIL"), "the rejection is drawn");
+    assert!(from_to("dns.cs.umass.edu", "cis.poly.edu", "gaia.cs.umass.edu"), "the chain's last link");
     assert!(
         text.contains("www.someschool.edu. 3600 IN A 127.0.20.66"),
         "the plain resolver passed it on\n{text}"
