@@ -78,6 +78,8 @@ struct Session {
     received: u32,
     /// The transaction of our offer's Forward, to match the SN's refusal.
     forward_tid: u32,
+    /// The other side's candidates, from its offer or answer.
+    remotes: Vec<Candidate>,
 }
 
 fn random_string(len: usize) -> String {
@@ -85,9 +87,12 @@ fn random_string(len: usize) -> String {
     (0..len).map(|_| A[rand::random::<u8>() as usize % A.len()] as char).collect()
 }
 
-fn describe(path: &(Candidate, SocketAddr)) -> String {
+/// The path in words: which side's relay it goes through, if any.
+fn describe(path: &(Candidate, SocketAddr), remotes: &[Candidate]) -> String {
+    let theirs_relayed = remotes.iter().any(|c| c.kind == CandidateKind::Relayed && c.addr == path.1);
     match path.0.kind {
         CandidateKind::Relayed => format!("relayed through our TURN address {} to {}", path.0.addr, path.1),
+        _ if theirs_relayed => format!("relayed from {} through their TURN address {}", path.0.addr, path.1),
         _ => format!("direct from {} to {}", path.0.addr, path.1),
     }
 }
@@ -304,6 +309,7 @@ impl Peer {
                 call: None,
                 received: 0,
                 forward_tid,
+                remotes: Vec::new(),
             },
         );
     }
@@ -377,6 +383,7 @@ impl Peer {
             };
             tracing::info!(user = %from, candidates = remotes.len(), "answer received: checking pairs");
             s.key = Some(media::session_key(&s.ours.pwd, &theirs.pwd));
+            s.remotes = remotes.clone();
             s.checks = Some(Checks::new(Role::Controlling, s.ours.clone(), theirs, &bases, &remotes, now));
             return;
         }
@@ -411,6 +418,7 @@ impl Peer {
                 call: None,
                 received: 0,
                 forward_tid: 0,
+                remotes: remotes.clone(),
             },
         );
     }
@@ -422,7 +430,7 @@ impl Peer {
                 Output::Selected { local, remote } => {
                     let Some(s) = self.sessions.get_mut(user) else { continue };
                     s.path = Some((local, remote));
-                    tracing::info!(%user, path = %describe(&(local, remote)), "path selected");
+                    tracing::info!(%user, path = %describe(&(local, remote), &s.remotes), "path selected");
                     let waiting = std::mem::take(&mut s.waiting);
                     for (cmd, reply) in waiting {
                         Box::pin(self.act(user, cmd, reply, now)).await;
@@ -448,11 +456,14 @@ impl Peer {
     }
 
     async fn act(&mut self, user: &str, cmd: Command, reply: Reply, now: Instant) {
-        let Some(path) = self.sessions.get(user).and_then(|s| s.path) else { return };
+        let Some((path, remotes)) = self.sessions.get(user).and_then(|s| Some((s.path?, s.remotes.clone())))
+        else {
+            return;
+        };
         match cmd {
             Command::Message { text, .. } => {
                 self.send_media(user, &Media::Text(text), now).await;
-                let _ = reply.send(format!("sent to {user}, {}", describe(&path)));
+                let _ = reply.send(format!("sent to {user}, {}", describe(&path, &remotes)));
             }
             Command::Call { secs, .. } => {
                 let Some(s) = self.sessions.get_mut(user) else { return };
@@ -576,7 +587,7 @@ impl Peer {
                 self.send_media(&user, &Media::Report { received }, now).await;
             }
             Media::Report { received } => {
-                let path = s.path;
+                let via = s.path.map(|p| describe(&p, &s.remotes)).unwrap_or_default();
                 if let Some(mut call) = s.call.take()
                     && let Some(reply) = call.reply.take()
                 {
@@ -592,7 +603,6 @@ impl Peer {
                             max.as_secs_f64() * 500.0
                         )
                     };
-                    let via = path.map(|p| describe(&p)).unwrap_or_default();
                     let _ = reply.send(format!(
                         "call with {user} ({via}): sent {} voice packets ({VOICE_PPS}/s of {VOICE_BYTES} bytes), {received} received, {lost} lost ({:.1}%), {avg}",
                         call.sent,
