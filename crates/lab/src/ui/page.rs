@@ -71,6 +71,21 @@ pub fn lab_json(lab: &Lab) -> String {
             push(&mut out, &name, "BitTorrent peer (scene 9)", &addr.to_string());
         }
     }
+    if lab.keys.is_some() {
+        if let Some(r) = &lab.topology.registrar {
+            push(&mut out, &r.name, "registrar (RFC 2136 updates to com, scene 17)", &r.addr.to_string());
+        }
+        if let Some(a) = &lab.topology.attacker {
+            push(&mut out, &a.name, "attacker (forged DNS answers, scene 18)", &a.addr.to_string());
+            let plain = std::net::SocketAddr::new(a.plain_resolver.addr.into(), lab.topology.dns_port);
+            push(
+                &mut out,
+                &a.plain_resolver.name,
+                "resolver without DNSSEC validation (scene 18)",
+                &plain.to_string(),
+            );
+        }
+    }
     out.push_str("],\"scenes\":[");
     for (i, (n, title)) in crate::tour::SCENES.iter().enumerate() {
         let sep = if i > 0 { "," } else { "" };
