@@ -7,7 +7,7 @@
 //! [`client_config`]).
 
 use super::H3Error;
-use crate::config::WebConfig;
+use super::server::H3Limits;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,8 +34,8 @@ const SEND_WINDOW: u64 = 4 * 1024 * 1024;
 const MAX_INCOMING: usize = 1024;
 
 /// The server's QUIC configuration: the TCP listener's certificate with ALPN `h3` and early
-/// data enabled, migration allowed, and the limits of `cfg` (streams per connection, idle).
-pub fn server_config(tls: &rustls::ServerConfig, cfg: &WebConfig) -> Result<quinn::ServerConfig, H3Error> {
+/// data enabled, migration allowed, and the `limits` (streams per connection, idle).
+pub fn server_config(tls: &rustls::ServerConfig, limits: &H3Limits) -> Result<quinn::ServerConfig, H3Error> {
     let mut tls = tls.clone();
     tls.alpn_protocols = vec![ALPN_H3.to_vec()];
     // QUIC requires max_early_data_size to be 0 or u32::MAX (RFC 9001 §4.6.1); the server
@@ -43,7 +43,7 @@ pub fn server_config(tls: &rustls::ServerConfig, cfg: &WebConfig) -> Result<quin
     tls.max_early_data_size = u32::MAX;
     let crypto = QuicServerConfig::try_from(Arc::new(tls)).map_err(|e| H3Error::Tls(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut t = transport(cfg.h2_max_streams, cfg.idle_timeout());
+    let mut t = transport(limits.max_streams, limits.idle_timeout);
     // What one connection may make the server hold: request data it has not read yet (quinn's
     // default connection window is unlimited) and response data not yet acknowledged.
     t.stream_receive_window(STREAM_RECEIVE_WINDOW.into());

@@ -1,5 +1,6 @@
 //! The HTTP/3 server driver: a quinn endpoint on the TLS listener's IP and port (UDP), feeding
-//! every request to the same [`Router`] as HTTP/1.1 and HTTP/2.
+//! every request to the same service as HTTP/1.1 and HTTP/2 ([`H3Service`]: the web server's
+//! [`Router`], the caching proxy).
 //!
 //! Limits: connections in all and per client address through netkit's
 //! [`ConnTable`] (a newcomer evicts the connection idle longest; only when all are busy is it
@@ -15,41 +16,126 @@
 
 use super::head::{self, HeadLimits, Verdict};
 use super::{H3Error, quic};
-use crate::body::RequestBody;
+use crate::body::{Body, RequestBody};
 use crate::site::{ConnInfo, Router};
+use crate::stats::Stats;
 use appnet_netkit::Shutdown;
 use appnet_netkit::conn_table::{ConnTable, Phase};
 use bytes::{Buf, Bytes, BytesMut};
 use h3::error::Code;
 use http::{HeaderValue, Method, Response, header};
 use http_body_util::BodyExt;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
 type ReqStream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
 
+/// The limits the HTTP/3 driver enforces for a service.
+#[derive(Debug, Clone, Copy)]
+pub struct H3Limits {
+    /// Connections in all.
+    pub max_connections: usize,
+    /// Connections from one client address.
+    pub max_per_ip: usize,
+    /// For the handshake and first request, and for each request head.
+    pub header_timeout: Duration,
+    /// Without requests before the connection is closed (also QUIC's idle timeout).
+    pub idle_timeout: Duration,
+    /// Concurrent request streams per connection.
+    pub max_streams: u32,
+    /// Header fields per request (more: 431).
+    pub max_headers: usize,
+    /// Request target length (longer: 414).
+    pub max_target: usize,
+    /// QPACK-decoded field-section size (larger: 431, by h3).
+    pub max_field_section: u64,
+    /// Request body size (larger: 413).
+    pub max_body: u64,
+}
+
+/// What serves the requests the HTTP/3 driver takes in.
+pub trait H3Service: Send + Sync + 'static {
+    /// The limits to enforce.
+    fn limits(&self) -> H3Limits;
+    /// Where connection counters go (the web server's), if anywhere.
+    fn stats(&self) -> Option<&Stats>;
+    /// Answers one request whose body has been read in full.
+    fn serve(
+        this: &Arc<Self>,
+        req: http::Request<Bytes>,
+        conn: ConnInfo,
+    ) -> impl Future<Output = Response<Body>> + Send;
+    /// The response for a request refused before it was served (414, 425, 431, 413).
+    fn refuse(&self, status: u16, why: &'static str, conn: &ConnInfo) -> Response<Body>;
+}
+
+impl H3Service for Router {
+    fn limits(&self) -> H3Limits {
+        let cfg = self.config();
+        H3Limits {
+            max_connections: cfg.max_connections,
+            max_per_ip: cfg.max_per_ip.unwrap_or((cfg.max_connections / 8).clamp(1, 64)),
+            header_timeout: cfg.header_timeout(),
+            idle_timeout: cfg.idle_timeout(),
+            max_streams: cfg.h2_max_streams,
+            max_headers: cfg.max_headers,
+            max_target: cfg.max_request_line,
+            max_field_section: cfg.max_header_bytes as u64,
+            max_body: cfg.max_body,
+        }
+    }
+
+    fn stats(&self) -> Option<&Stats> {
+        Some(Router::stats(self))
+    }
+
+    fn serve(
+        this: &Arc<Self>,
+        req: http::Request<Bytes>,
+        conn: ConnInfo,
+    ) -> impl Future<Output = Response<Body>> + Send {
+        let req = req.map(|b| if b.is_empty() { RequestBody::Empty } else { RequestBody::Buffered(b) });
+        let this = this.clone();
+        async move { this.handle(req, &conn).await }
+    }
+
+    fn refuse(&self, status: u16, why: &'static str, conn: &ConnInfo) -> Response<Body> {
+        self.rejected(status, why, conn)
+    }
+}
+
 /// A bound HTTP/3 endpoint, ready to [`run`](Http3Server::run).
-pub struct Http3Server {
+pub struct Http3Server<S: H3Service = Router> {
     endpoint: quinn::Endpoint,
-    router: Arc<Router>,
+    service: Arc<S>,
 }
 
 /// Shared by the accept loop and the connections.
-struct Shared {
-    router: Arc<Router>,
+struct Shared<S> {
+    service: Arc<S>,
+    limits: H3Limits,
     table: Mutex<ConnTable<Arc<Notify>>>,
     retry_above: usize,
 }
 
-impl Http3Server {
+impl<S: H3Service> Shared<S> {
+    fn count(&self, f: impl FnOnce(&Stats)) {
+        if let Some(s) = self.service.stats() {
+            f(s);
+        }
+    }
+}
+
+impl<S: H3Service> Http3Server<S> {
     /// Binds UDP `addr` (the TLS listener's address) with the TLS listener's certificate.
-    pub fn bind(addr: SocketAddr, tls: &rustls::ServerConfig, router: Arc<Router>) -> Result<Self, H3Error> {
-        let config = quic::server_config(tls, router.config())?;
+    pub fn bind(addr: SocketAddr, tls: &rustls::ServerConfig, service: Arc<S>) -> Result<Self, H3Error> {
+        let config = quic::server_config(tls, &service.limits())?;
         let endpoint = quinn::Endpoint::server(config, addr)?;
-        Ok(Http3Server { endpoint, router })
+        Ok(Http3Server { endpoint, service })
     }
 
     /// The bound UDP address.
@@ -59,12 +145,12 @@ impl Http3Server {
 
     /// Serves until `shutdown`, then closes every connection (H3_NO_ERROR) after a short drain.
     pub async fn run(self, shutdown: Shutdown) {
-        let cfg = self.router.config();
-        let max_per_ip = cfg.max_per_ip.unwrap_or((cfg.max_connections / 8).clamp(1, 64));
+        let limits = self.service.limits();
         let shared = Arc::new(Shared {
-            table: Mutex::new(ConnTable::new(cfg.max_connections, max_per_ip)),
-            retry_above: (cfg.max_connections / 2).max(1),
-            router: self.router.clone(),
+            table: Mutex::new(ConnTable::new(limits.max_connections, limits.max_per_ip)),
+            retry_above: (limits.max_connections / 2).max(1),
+            service: self.service.clone(),
+            limits,
         });
         loop {
             let incoming = tokio::select! {
@@ -79,9 +165,8 @@ impl Http3Server {
 }
 
 /// Decides about one connection attempt: Retry, refuse, or accept (evicting if full).
-fn admit(incoming: quinn::Incoming, shared: &Arc<Shared>, shutdown: &Shutdown) {
-    let stats = shared.router.stats();
-    stats.connections.inc();
+fn admit<S: H3Service>(incoming: quinn::Incoming, shared: &Arc<Shared<S>>, shutdown: &Shutdown) {
+    shared.count(|s| s.connections.inc());
     let peer = incoming.remote_address();
     let (busy, admitted) = {
         let mut table = shared.table.lock().unwrap_or_else(|p| p.into_inner());
@@ -100,7 +185,7 @@ fn admit(incoming: quinn::Incoming, shared: &Arc<Shared>, shutdown: &Shutdown) {
             return;
         }
         Some(Err(why)) => {
-            stats.refused.inc();
+            shared.count(|s| s.refused.inc());
             tracing::info!(%peer, ?why, "HTTP/3 connection refused");
             incoming.refuse();
             return;
@@ -108,31 +193,30 @@ fn admit(incoming: quinn::Incoming, shared: &Arc<Shared>, shutdown: &Shutdown) {
         Some(Ok(x)) => x,
     };
     if let Some(victim) = evicted {
-        stats.evicted.inc();
+        shared.count(|s| s.evicted.inc());
         victim.notify_one();
     }
     let (shared, sd) = (shared.clone(), shutdown.clone());
     shutdown.spawn(async move {
-        let stats = shared.router.stats().clone();
-        stats.open.inc();
+        shared.count(|s| s.open.inc());
         match incoming.accept() {
             Ok(connecting) => connection(connecting, peer, id, &shared, kick, sd).await,
             Err(e) => tracing::debug!(%peer, "QUIC accept failed: {e}"),
         }
         shared.table.lock().unwrap_or_else(|p| p.into_inner()).release(id);
-        stats.open.dec();
+        shared.count(|s| s.open.dec());
     });
 }
 
 /// Marks the connection busy while requests are in flight (so it is never evicted then).
-struct InFlight {
+struct InFlight<S> {
     id: u64,
     count: AtomicUsize,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<S>>,
 }
 
-impl InFlight {
-    fn enter(self: &Arc<Self>) -> InFlightGuard {
+impl<S: H3Service> InFlight<S> {
+    fn enter(self: &Arc<Self>) -> InFlightGuard<S> {
         if self.count.fetch_add(1, Ordering::AcqRel) == 0 {
             self.shared.table.lock().unwrap_or_else(|p| p.into_inner()).set_phase(
                 self.id,
@@ -148,9 +232,9 @@ impl InFlight {
     }
 }
 
-struct InFlightGuard(Arc<InFlight>);
+struct InFlightGuard<S: H3Service>(Arc<InFlight<S>>);
 
-impl Drop for InFlightGuard {
+impl<S: H3Service> Drop for InFlightGuard<S> {
     fn drop(&mut self) {
         if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.shared.table.lock().unwrap_or_else(|p| p.into_inner()).set_phase(
@@ -162,17 +246,15 @@ impl Drop for InFlightGuard {
     }
 }
 
-async fn connection(
+async fn connection<S: H3Service>(
     connecting: quinn::Connecting,
     peer: SocketAddr,
     id: u64,
-    shared: &Arc<Shared>,
+    shared: &Arc<Shared<S>>,
     kick: Arc<Notify>,
     shutdown: Shutdown,
 ) {
-    let cfg = shared.router.config();
-    let stats = shared.router.stats();
-    let first_deadline = tokio::time::Instant::now() + cfg.header_timeout();
+    let first_deadline = tokio::time::Instant::now() + shared.limits.header_timeout;
     // The server side of into_0rtt always succeeds: the connection is usable (0.5-RTT) and
     // `confirmed` resolves when the handshake completes.
     let (conn, confirmed) = match connecting.into_0rtt() {
@@ -191,34 +273,30 @@ async fn connection(
     };
     let (tx, rx) = watch::channel(false);
     let conn2 = conn.clone();
-    let stats2 = stats.clone();
     tokio::spawn(async move {
         // Resolves when the handshake completes (or the connection dies).
         let _ = confirmed.await;
         if conn2.close_reason().is_none() {
             let _ = tx.send(true);
-        } else {
-            stats2.timed_out.inc();
         }
     });
     serve(conn, peer, id, shared, kick, shutdown, rx, first_deadline).await
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn serve(
+async fn serve<S: H3Service>(
     conn: quinn::Connection,
     peer: SocketAddr,
     id: u64,
-    shared: &Arc<Shared>,
+    shared: &Arc<Shared<S>>,
     kick: Arc<Notify>,
     shutdown: Shutdown,
     confirmed: watch::Receiver<bool>,
     first_deadline: tokio::time::Instant,
 ) {
-    let cfg = shared.router.config();
-    let stats = shared.router.stats().clone();
+    let limits = shared.limits;
     let mut builder = h3::server::builder();
-    builder.max_field_section_size(cfg.max_header_bytes as u64).send_grease(true);
+    builder.max_field_section_size(limits.max_field_section).send_grease(true);
     let built = tokio::time::timeout_at(
         first_deadline,
         builder.build::<_, Bytes>(h3_quinn::Connection::new(conn.clone())),
@@ -238,10 +316,10 @@ async fn serve(
             a = h3conn.accept() => a,
             _ = tokio::time::sleep_until(deadline) => {
                 if !in_flight.idle() {
-                    deadline = tokio::time::Instant::now() + cfg.idle_timeout();
+                    deadline = tokio::time::Instant::now() + limits.idle_timeout;
                     continue;
                 }
-                stats.timed_out.inc();
+                shared.count(|s| s.timed_out.inc());
                 tracing::debug!(%peer, "no request in time; closing");
                 break;
             }
@@ -256,16 +334,17 @@ async fn serve(
         };
         match accepted {
             Ok(Some(resolver)) => {
-                deadline = tokio::time::Instant::now() + cfg.idle_timeout();
+                deadline = tokio::time::Instant::now() + limits.idle_timeout;
                 let guard = in_flight.enter();
-                let router = shared.router.clone();
+                let service = shared.service.clone();
                 let confirmed = confirmed.clone();
                 // Follows the client's current address (it changes with migration).
                 let info = ConnInfo { peer: conn.remote_address(), secure: true };
                 tokio::spawn(async move {
-                    let head_timeout = router.config().header_timeout();
-                    match tokio::time::timeout(head_timeout, resolver.resolve_request()).await {
-                        Ok(Ok((req, stream))) => request(req, stream, &router, &info, confirmed).await,
+                    match tokio::time::timeout(limits.header_timeout, resolver.resolve_request()).await {
+                        Ok(Ok((req, stream))) => {
+                            request(req, stream, &service, &limits, info, confirmed).await
+                        }
                         Ok(Err(e)) => tracing::debug!(peer = %info.peer, "HTTP/3 request refused: {e}"),
                         Err(_) => tracing::debug!(peer = %info.peer, "HTTP/3 request head timed out"),
                     }
@@ -287,16 +366,17 @@ fn safe(m: &Method) -> bool {
     *m == Method::GET || *m == Method::HEAD || *m == Method::OPTIONS
 }
 
-async fn request(
+async fn request<S: H3Service>(
     req: http::Request<()>,
     mut stream: ReqStream,
-    router: &Router,
-    info: &ConnInfo,
+    service: &Arc<S>,
+    limits: &H3Limits,
+    info: ConnInfo,
     mut confirmed: watch::Receiver<bool>,
 ) {
-    let cfg = router.config();
-    let limits = HeadLimits { max_headers: cfg.max_headers, max_target: cfg.max_request_line };
-    match head::check(req.method(), req.uri(), req.headers(), &limits) {
+    let info = &info;
+    let head_limits = HeadLimits { max_headers: limits.max_headers, max_target: limits.max_target };
+    match head::check(req.method(), req.uri(), req.headers(), &head_limits) {
         Verdict::Pass => {}
         Verdict::Malformed(why) => {
             // RFC 9114 §4.1.2: a stream error; the connection and its other streams go on.
@@ -306,32 +386,31 @@ async fn request(
             return;
         }
         Verdict::Refuse(status, why) => {
-            let resp = router.rejected(status, why, info);
+            let resp = service.refuse(status, why, info);
             send(stream, resp, info).await;
             return;
         }
     }
     if !safe(req.method()) && !*confirmed.borrow() {
         // Possibly replayed early data: run it only once the handshake proves the client live.
-        let wait = tokio::time::timeout(cfg.header_timeout(), confirmed.wait_for(|c| *c));
+        let wait = tokio::time::timeout(limits.header_timeout, confirmed.wait_for(|c| *c));
         if !matches!(wait.await, Ok(Ok(_))) {
-            let resp = router.rejected(425, "early data not confirmed", info);
+            let resp = service.refuse(425, "early data not confirmed", info);
             send(stream, resp, info).await;
             return;
         }
     }
-    let body = match read_body(&mut stream, cfg.max_body, cfg.idle_timeout()).await {
+    let body = match read_body(&mut stream, limits.max_body, limits.idle_timeout).await {
         Ok(b) => b,
         Err(BodyTrouble::TooLarge) => {
-            let resp = router.rejected(413, "request body too large", info);
+            let resp = service.refuse(413, "request body too large", info);
             stream.stop_sending(Code::H3_REQUEST_REJECTED);
             send(stream, resp, info).await;
             return;
         }
         Err(BodyTrouble::Broken) => return,
     };
-    let req = req.map(|()| if body.is_empty() { RequestBody::Empty } else { RequestBody::Buffered(body) });
-    let resp = router.handle(req, info).await;
+    let resp = S::serve(service, req.map(|()| body), *info).await;
     send(stream, resp, info).await;
 }
 
