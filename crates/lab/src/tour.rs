@@ -350,6 +350,12 @@ pub async fn run_scene(lab: &mut Lab, n: u32, say: &mut dyn FnMut(String)) -> Re
                 .into());
             say("exchange than the textbook's 8-step figure (which skips the intermediate dns.umass.edu)."
                 .into());
+            if lab.keys.is_some() {
+                say("The lab is signed: after the answer dns.poly.edu also fetches each zone's DNSKEY and"
+                    .into());
+                say("the DS its parent holds, to validate the chain of trust (scene 18 prints that chain)."
+                    .into());
+            }
             let (first, sent) =
                 scene_query(lab, ("cis.poly.edu", cis), "dns.poly.edu", "gaia.cs.umass.edu", code::A, say)
                     .await?;
