@@ -221,7 +221,12 @@ pub const BOB_HOST: (&str, &str) = ("bob's host", "127.0.0.1");
 
 /// An SMTP command decoded for the page: the verb and its argument (RFC 5321 §4.1).
 fn command_fields(line: &str) -> Vec<(String, String)> {
-    let (verb, arg) = line.split_once([' ', ':']).unwrap_or((line, ""));
+    // MAIL FROM: and RCPT TO: name their path after a two-word verb.
+    let two_words = ["MAIL FROM:", "RCPT TO:"]
+        .iter()
+        .find(|p| line.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)))
+        .map(|p| (&line[..p.len() - 1], &line[p.len()..]));
+    let (verb, arg) = two_words.or_else(|| line.split_once(' ')).unwrap_or((line, ""));
     let mut f = vec![("Command".to_string(), verb.to_string())];
     if !arg.is_empty() {
         f.push(("Argument".into(), arg.trim_start_matches(':').to_string()));
@@ -569,4 +574,29 @@ async fn wait_for(mut check: impl FnMut() -> bool, limit: Duration) -> bool {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     check()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtp_lines_decode_for_the_page() {
+        let f = command_fields("RCPT TO:<bob@hamburger.edu>");
+        assert_eq!(f[0], ("Command".into(), "RCPT TO".into()));
+        assert_eq!(f[1], ("Argument".into(), "<bob@hamburger.edu>".into()));
+        assert_eq!(command_fields("EHLO mail.crepes.fr")[1].1, "mail.crepes.fr");
+        assert_eq!(command_fields("DATA"), vec![("Command".to_string(), "DATA".to_string())]);
+        let r = reply_fields("250 2.1.5 Ok");
+        assert!(r.contains(&("Reply code".into(), "250 (positive completion)".into())), "{r:?}");
+        assert!(r.contains(&("Enhanced status".into(), "2.1.5".into())), "{r:?}");
+        assert!(r.contains(&("Last line".into(), "yes".into())), "{r:?}");
+        assert!(
+            reply_fields("250-PIPELINING")
+                .contains(&("Last line".into(), "no (\"-\" follows the code)".into()))
+        );
+        // Junk does not panic (multi-byte text where the code should be).
+        assert_eq!(reply_fields("é").len(), 3);
+        assert_eq!(command_fields("ü").len(), 1);
+    }
 }

@@ -88,7 +88,8 @@ async fn every_scene_emits_its_exchanges() {
     assert!(has(&mail, "IMAP", "mail.hamburger.edu", "bob's host", "BODY.PEEK[]"), "{text}");
     let rcpt = mail.iter().find(|e| e.summary.starts_with("RCPT TO")).expect("an RCPT");
     assert_eq!(rcpt.bytes, b"RCPT TO:<bob@hamburger.edu>\r\n");
-    assert!(rcpt.fields.contains(&("Command".into(), "RCPT".into())), "{:?}", rcpt.fields);
+    assert!(rcpt.fields.contains(&("Argument".into(), "<bob@hamburger.edu>".into())), "{:?}", rcpt.fields);
+    assert!(rcpt.fields.contains(&("Command".into(), "RCPT TO".into())), "{:?}", rcpt.fields);
     // The text tour printed the same lines.
     assert!(printed.iter().any(|l| l == "   C: RCPT TO:<bob@hamburger.edu>"), "{}", printed.join("\n"));
 
