@@ -236,7 +236,8 @@ resolver_ready() { # ADDR
 perf() { # ADDR [dnsperf args] -> "qps servfail"
   local out="$WORK/perf-$1-$RANDOM.txt"
   dnsperf -s "$1" -p 53 -d "$WORK/val.q" -c "$CLIENTS" -q "$OUTSTANDING" -T 1 -D "${@:2}" > "$out" 2>&1
-  echo "$(awk '/Queries per second/ {printf "%d", $4}' "$out") $(awk '/SERVFAIL/ {print $2; exit}' "$out")"
+  local sf; sf=$(grep -o 'SERVFAIL [0-9]*' "$out" | head -1 | cut -d' ' -f2)
+  echo "$(awk '/Queries per second/ {printf "%d", $4}' "$out") ${sf:-0}"
 }
 declare -A COLD CACHED
 for r in appnet unbound; do
