@@ -161,4 +161,30 @@ async fn the_lab_is_signed_the_registrar_inserts_networkutopia_and_validation_re
     let (bogus, _) = ask_from(host(), resolver, "www.dnssec-failed.org", code::A).await.unwrap();
     assert_eq!((bogus.rcode, bogus.answer.len()), (2, 0), "SERVFAIL, no data");
     lab.stop().await;
+
+    // --no-dnssec: nothing signed, nothing validated (dnssec-failed.org resolves), both scenes
+    // say they are skipped.
+    let plain_dir = appnet_netkit::harness::TempDir::new("lab-no-dnssec");
+    let mut topology = Topology { dns_port: free_port(), web_port: free_port(), ..Topology::default() };
+    topology.dnssec = false;
+    topology.chord = None;
+    topology.swarm = None;
+    topology.overlay = None;
+    topology.caches.clear();
+    topology.ftps.clear();
+    topology.mails.clear();
+    topology.lbs.clear();
+    let mut plain = Lab::start(topology, &plain_dir).await.expect("the plain lab starts");
+    assert!(!plain_dir.join("keys").exists() && !plain_dir.join("root.anchor").exists());
+    let root = SocketAddr::new("127.0.1.1".parse().unwrap(), plain.topology.dns_port);
+    assert!(!types_at(root, ".", 48).await.contains(&48), "no DNSKEY at the root");
+    let resolver = plain.addr_of("dns.poly.edu").unwrap();
+    let (www, _) = ask_from(host(), resolver, "www.dnssec-failed.org", code::A).await.unwrap();
+    assert_eq!(www.answer.last().map(|r| r.rdata.clone()), Some(vec![127, 0, 10, 30]));
+    let mut printed = Vec::new();
+    for n in [17, 18] {
+        appnet_lab::tour::run_scene(&mut plain, n, &mut |l| printed.push(l)).await.unwrap();
+    }
+    assert_eq!(printed.iter().filter(|l| l.contains("(skipped:")).count(), 2, "{printed:?}");
+    plain.stop().await;
 }
