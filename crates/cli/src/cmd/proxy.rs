@@ -35,6 +35,10 @@ pub struct ProxyOptions {
     /// mints a certificate (the curl --cacert line is printed).
     #[arg(long)]
     tls: bool,
+    /// Also serve clients over HTTP/3 (QUIC) on the same IP and port (UDP), with the same
+    /// certificate (needs --tls); TCP responses advertise it with Alt-Svc.
+    #[arg(long)]
+    http3: bool,
     /// PEM certificate chain of the listener (implies --tls).
     #[arg(long, alias = "tls-cert", value_name = "FILE", requires = "key")]
     cert: Option<PathBuf>,
@@ -202,6 +206,8 @@ impl ProxyOptions {
         set(&mut config.push_concurrency, self.push_concurrency);
         set(&mut config.push_max_remembered, self.push_max_remembered);
         config.tls |= self.tls || self.cert.is_some();
+        config.http3 |= self.http3;
+        anyhow::ensure!(!config.http3 || config.is_tls(), "--http3 needs --tls (QUIC always encrypts)");
         if self.cert.is_some() {
             config.cert = self.cert;
             config.key = self.key;
@@ -234,6 +240,9 @@ pub async fn run(args: ProxyArgs, ctx: &Context) -> anyhow::Result<()> {
         ProxyServer::bind(config).await.with_context(|| format!("cannot start the proxy on {listen}"))?;
     let scheme = if server.is_tls() { "https" } else { "http" };
     eprintln!("appnet web proxy: {mode} on {scheme}://{} ({store}; Ctrl-C to stop)", server.local_addr());
+    if let Some(udp) = server.http3_addr() {
+        eprintln!("appnet web proxy: HTTP/3 on udp {udp}");
+    }
     if push {
         eprintln!("appnet web proxy: CDN push on {scheme}://{}/.appnet/push (signed)", server.local_addr());
     }

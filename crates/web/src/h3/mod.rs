@@ -7,6 +7,7 @@
 //!   (fuzzed): malformed requests reset only their own stream.
 //! - [`server`]: the tokio driver (`appnet web serve --tls --http3`): admission per address,
 //!   Retry under load, request and idle timeouts, 0-RTT for safe methods only.
+//! - [`proxy`]: the caching proxy as an HTTP/3 service (`appnet web proxy --tls --http3`).
 //! - [`client`]: [`client::Http3Client`], the library client (`appnet web get --http3`, the
 //!   experiments): one QUIC connection, concurrent GETs from several tasks, 0-RTT resumption.
 //!
@@ -28,6 +29,7 @@
 
 pub mod client;
 pub mod head;
+pub mod proxy;
 pub mod quic;
 pub mod server;
 

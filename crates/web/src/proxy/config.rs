@@ -53,6 +53,9 @@ pub struct ProxyConfig {
     /// Serve HTTPS to clients (HTTP/1.1 and HTTP/2 by ALPN). Without `cert`/`key` the lab CA
     /// mints a certificate, as for `appnet web serve --tls`.
     pub tls: bool,
+    /// Also serve clients over HTTP/3 (QUIC) on the same IP and port (UDP); needs `tls`. TCP
+    /// responses then advertise it with `Alt-Svc`.
+    pub http3: bool,
     /// PEM certificate chain of the listener (implies `tls`).
     pub cert: Option<PathBuf>,
     /// PEM private key of the listener.
@@ -145,6 +148,7 @@ impl Default for ProxyConfig {
             max_inflight_bytes: 64 * 1024 * 1024,
             metrics_path: "/metrics".into(),
             tls: false,
+            http3: false,
             cert: None,
             key: None,
             tls_names: Vec::new(),

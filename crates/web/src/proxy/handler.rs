@@ -257,7 +257,7 @@ impl Proxy {
     /// Handles one request (not CONNECT, which the server driver tunnels).
     pub async fn handle(
         self: &Arc<Self>,
-        req: Request<hyper::body::Incoming>,
+        req: Request<Body>,
         peer: SocketAddr,
     ) -> Response<Body> {
         self.metrics.requests.inc();
@@ -340,13 +340,12 @@ impl Proxy {
     /// Unsafe and other uncacheable methods: forward, stream back, invalidate on success.
     async fn pass(
         &self,
-        req: Request<hyper::body::Incoming>,
+        req: Request<Body>,
         target: Target,
         peer: SocketAddr,
     ) -> Response<Body> {
         self.metrics.passes.inc();
-        let (parts, incoming) = req.into_parts();
-        let body = incoming.map_err(io::Error::other).boxed();
+        let (parts, body) = req.into_parts();
         let up = match self.upstream(parts.method.clone(), &target, &parts.headers, peer, body) {
             Ok(r) => r,
             Err(resp) => return *resp,
@@ -384,7 +383,7 @@ impl Proxy {
     /// and plans again (at most three rounds).
     async fn cached(
         self: &Arc<Self>,
-        req: Request<hyper::body::Incoming>,
+        req: Request<Body>,
         target: Target,
         peer: SocketAddr,
     ) -> Response<Body> {

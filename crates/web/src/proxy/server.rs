@@ -13,6 +13,7 @@ use appnet_netkit::accept::{Accepted, Acceptor, CloseReason, ConnLimits, ConnSlo
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::{BoxError, Service, Shutdown};
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::io;
@@ -31,6 +32,7 @@ pub struct ProxyServer {
     proxy: Arc<Proxy>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     tls_note: Option<String>,
+    h3: Option<crate::h3::server::Http3Server<Proxy>>,
 }
 
 impl ProxyServer {
@@ -48,20 +50,44 @@ impl ProxyServer {
                 &config.tls_names,
             )
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-            (Some(tokio_rustls::TlsAcceptor::from(cfg)), note)
+            (Some(cfg), note)
         } else {
             (None, None)
         };
+        if config.http3 && tls.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "HTTP/3 needs TLS: add --tls (or --cert/--key)",
+            ));
+        }
         let proxy = Proxy::new(config).map_err(|e| match e {
             SetupError::Store(e) => e,
             other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
         })?;
-        Ok(ProxyServer { listener, proxy: Arc::new(proxy), tls, tls_note })
+        let proxy = Arc::new(proxy);
+        // HTTP/3 on the same IP and port over UDP, with the same certificate.
+        let h3 = match (&tls, proxy.config().http3) {
+            (Some(cfg), true) => {
+                let addr = listener.local_addr()?;
+                Some(
+                    crate::h3::server::Http3Server::bind(addr, cfg, proxy.clone())
+                        .map_err(|e| io::Error::other(format!("HTTP/3 on udp {addr}: {e}")))?,
+                )
+            }
+            _ => None,
+        };
+        let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+        Ok(ProxyServer { listener, proxy, tls, tls_note, h3 })
     }
 
     /// For a lab-CA certificate on the listener: how clients trust it (a `curl --cacert` line).
     pub fn tls_note(&self) -> Option<&str> {
         self.tls_note.as_deref()
+    }
+
+    /// The UDP address HTTP/3 is served on (with `http3`).
+    pub fn http3_addr(&self) -> Option<SocketAddr> {
+        self.h3.as_ref().and_then(|h| h.local_addr().ok())
     }
 
     /// Whether the listener speaks TLS.
@@ -81,6 +107,9 @@ impl Service for ProxyServer {
     }
 
     async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
+        if let Some(h3) = self.h3 {
+            shutdown.spawn(h3.run(shutdown.clone()));
+        }
         let acceptor = Acceptor::with_limits(self.listener, conn_limits(self.proxy.config()));
         while let Some(accepted) = acceptor.next(&shutdown).await {
             let (stream, peer, slot) = match accepted {
@@ -176,19 +205,24 @@ async fn connection<IO>(
         .max_concurrent_streams(128)
         .keep_alive_interval(Some(ProxyConfig::secs(cfg.idle_timeout_secs)));
     let (svc_proxy, svc_activity) = (proxy.clone(), activity.clone());
+    let alt_svc = (cfg.http3 && cfg.is_tls()).then(|| crate::h3::server::alt_svc(cfg.listen.port()));
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let proxy = svc_proxy.clone();
         let busy = svc_activity.enter();
         // Taken here, in the order hyper calls the service: one verdict per HTTP/1 head.
         let verdict = svc_activity.next_verdict();
+        let alt_svc = alt_svc.clone();
         async move {
-            let (resp, busy) = if let Verdict::Reject { status, why } = verdict {
+            let (mut resp, busy) = if let Verdict::Reject { status, why } = verdict {
                 (refused(&proxy, status, why, peer), Some(busy))
             } else if req.method() == Method::CONNECT {
                 (connect(&proxy, req, peer, busy).await, None)
             } else {
-                (proxy.handle(req, peer).await, Some(busy))
+                (proxy.handle(req.map(|b| b.map_err(io::Error::other).boxed()), peer).await, Some(busy))
             };
+            if let Some(v) = alt_svc {
+                resp.headers_mut().insert(http::header::ALT_SVC, v);
+            }
             if proxy.config().access_log {
                 println!("{} {}", peer.ip(), resp.status().as_u16());
             }
@@ -227,7 +261,8 @@ async fn connection<IO>(
 
 /// The answer to a head the guard refused (a smuggling shape, a bad version, an oversized or
 /// late head...): its status, and the connection closes (nothing after the head was read).
-fn refused(proxy: &Proxy, status: u16, why: &'static str, peer: SocketAddr) -> Response<Body> {
+/// The answer to a request refused before the proxy saw it (HTTP/1 guard, HTTP/3 limits), counted.
+pub(crate) fn refused(proxy: &Proxy, status: u16, why: &'static str, peer: SocketAddr) -> Response<Body> {
     proxy.metrics().requests.inc();
     tracing::debug!(%peer, status, "request refused: {why}");
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);

@@ -28,7 +28,7 @@ impl Proxy {
     /// `POST /.appnet/push`: see the [module](super).
     pub(in crate::proxy) async fn push(
         self: &Arc<Self>,
-        req: Request<hyper::body::Incoming>,
+        req: Request<Body>,
         peer: SocketAddr,
     ) -> Response<Body> {
         let Some(state) = &self.push else {
