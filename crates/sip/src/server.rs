@@ -101,9 +101,14 @@ impl SipServer {
                 std::slice::from_ref(&cfg.domain),
                 &[],
             )?;
+            // No TLS 1.3 session tickets: SIP peers keep one long connection and do not
+            // resume, and some (sipsak's gnutls loop) take the post-handshake ticket for the
+            // answer and give up.
+            let mut config = (*config).clone();
+            config.send_tls13_tickets = 0;
             Some(TlsSide {
                 acceptor: Acceptor::with_limits(listener, limits),
-                tls: tokio_rustls::TlsAcceptor::from(config),
+                tls: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
                 addr,
                 handshake: Duration::from_secs(cfg.tls_handshake_secs.max(1)),
                 note,
