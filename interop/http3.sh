@@ -3,7 +3,8 @@
 # (interop/http3_client.py: concurrent streams, a malformed request reset alone) and ngtcp2's
 # gtlsclient (downloads, 0-RTT with its session file, connection migration); Alt-Svc discovery
 # end to end (curl over HTTP/1.1 and HTTP/2 sees Alt-Svc: h3=":PORT", aioquic then uses it);
-# and `appnet web get --http3` against caddy, which serves h3 on the same port.
+# `appnet web proxy --tls --http3` serving aioquic from its cache; and `appnet web get --http3`
+# against caddy, which serves h3 on the same port.
 source "$(dirname "$0")/lib.sh"
 for tool in curl openssl caddy gtlsclient python3 sha256sum; do
   command -v "$tool" >/dev/null || { echo "http3 interop needs $tool (.ci/apt.d/web.txt)" >&2; exit 1; }
@@ -82,6 +83,19 @@ done
 h3port=$(sed -E 's/^h3=":([0-9]+)".*/\1/' <<<"$alt")
 out=$("${T[@]}" python3 "$H3PY" 127.0.0.1 "$h3port" "$pki/ca.pem" localhost /hello.txt)
 check "aioquic fetches over the advertised h3 endpoint" "200" "$(awk '{print $2}' <<<"$out")"
+
+echo "aioquic -> appnet web proxy --tls --http3 (reverse proxy of a plain origin)"
+oport=$(free_port)
+bg "$APPNET" web serve --root "$site" --listen "127.0.0.1:$oport" --quiet
+wait_tcp 127.0.0.1 "$oport"
+pport=$(free_port)
+bg "$APPNET" web proxy --reverse "http://127.0.0.1:$oport" --listen "127.0.0.1:$pport" --tls --http3 \
+  --cert "$pki/cert.pem" --key "$pki/key.pem"
+wait_tcp 127.0.0.1 "$pport"
+out=$("${T[@]}" python3 "$H3PY" 127.0.0.1 "$pport" "$pki/ca.pem" localhost /big.bin /hello.txt)
+check "aioquic GET /big.bin through the proxy over h3" "200 $(sum "$site/big.bin")" "$(awk '$1=="/big.bin"{print $2, $4}' <<<"$out")"
+check "aioquic GET /hello.txt through the proxy over h3" "200 $(sum "$site/hello.txt")" "$(awk '$1=="/hello.txt"{print $2, $4}' <<<"$out")"
+check "curl over TCP sees the proxy's Alt-Svc" "h3=\":$pport\";" "$("${T[@]}" curl -sS --cacert "$pki/ca.pem" -o /dev/null -D - "https://localhost:$pport/hello.txt" | tr -d '\r' | awk 'tolower($1)=="alt-svc:"{print $2}')"
 
 echo "appnet web get --http3 -> caddy"
 cport=$(free_port)
