@@ -148,18 +148,57 @@ impl Keyring {
     }
 }
 
+/// `text` with BIND's comments (`#` and `//` to the end of the line, `/* ... */`) replaced by
+/// spaces; inside double quotes nothing is a comment (a base64 secret may contain `//`).
+fn strip_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        if quoted {
+            quoted = c != '"';
+            out.push(c);
+            continue;
+        }
+        match c {
+            '"' => {
+                quoted = true;
+                out.push(c);
+            }
+            '#' => skip_line(&mut chars, &mut out),
+            '/' if chars.peek() == Some(&'/') => skip_line(&mut chars, &mut out),
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut prev = ' ';
+                for c in chars.by_ref() {
+                    if prev == '*' && c == '/' {
+                        break;
+                    }
+                    prev = c;
+                }
+                out.push(' ');
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Drops the rest of the line (the newline itself is kept as a separator).
+fn skip_line(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, out: &mut String) {
+    for c in chars.by_ref() {
+        if c == '\n' {
+            break;
+        }
+    }
+    out.push('\n');
+}
+
 /// Reads the keys of a BIND-style key file (what `tsig-keygen` and `ddns-confgen` print, also
 /// accepted by Knot's `keymgr` import): `key "NAME" { algorithm ALG; secret "BASE64"; };`.
 pub fn parse_key_file(text: &str) -> Result<Vec<Key>, String> {
     // Comments out, then tokens split on whitespace, braces, semicolons and quotes.
-    let cleaned: String = text
-        .lines()
-        .map(|l| {
-            let l = l.split('#').next().unwrap_or_default();
-            l.split("//").next().unwrap_or_default()
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
+    let cleaned = strip_comments(text);
     let mut tokens = cleaned
         .split(|c: char| c.is_whitespace() || matches!(c, '{' | '}' | ';' | '"'))
         .filter(|t| !t.is_empty())

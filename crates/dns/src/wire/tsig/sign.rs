@@ -314,6 +314,12 @@ mod tests {
         assert_eq!(keys.len(), 2);
         assert_eq!(keys[1].algorithm, Algorithm::Sha384);
         assert!(parse_key_file("key x { algorithm hmac-sha256; };").is_err());
+        // A base64 secret may contain "//" (and "#" is no base64, but quotes protect it too);
+        // comments of every BIND kind around it are still comments.
+        let tricky = "/* registrar */ key \"r\" { // the lab's\n algorithm hmac-sha256; # alg\n\
+                      secret \"ab//cd+/ef==\"; };";
+        let keys = parse_key_file(tricky).unwrap();
+        assert_eq!((keys.len(), keys[0].name_text().as_str()), (1, "r."));
     }
 
     #[test]
