@@ -56,6 +56,21 @@ struct Dnssec {
     verdicts: Mutex<HashMap<(NameBuf, u16), (Security, Instant)>>,
 }
 
+/// Seconds until the first RRSIG of `answer` expires (`u32::MAX` without RRSIGs).
+fn signatures_left(answer: &Answer, unix: u32) -> u32 {
+    use appnet_dns::wire::verify::{RRSIG, parse_rrsig};
+    answer
+        .records
+        .iter()
+        .chain(&answer.authority)
+        .filter(|r| r.rtype == RRSIG)
+        .filter_map(|r| parse_rrsig(&r.rdata))
+        .map(|s| s.expiration.wrapping_sub(unix))
+        .map(|left| if (left as i32) < 0 { 0 } else { left })
+        .min()
+        .unwrap_or(u32::MAX)
+}
+
 fn unix_now() -> u32 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
 }
@@ -153,7 +168,9 @@ impl<T: Transport> Resolver<T> {
                 .unwrap_or(0)
                 .min(self.settings.cache.max_ttl)
                 // Expire before the cached answer does, never after it.
-                .saturating_sub(1),
+                .saturating_sub(1)
+                // Nor after a signature it rests on (RFC 4035 §5.3.3).
+                .min(signatures_left(&answer, unix)),
         };
         if ttl > 0 {
             let at = now();
