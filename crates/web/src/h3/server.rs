@@ -143,7 +143,8 @@ impl<S: H3Service> Http3Server<S> {
         self.endpoint.local_addr()
     }
 
-    /// Serves until `shutdown`, then closes every connection (H3_NO_ERROR) after a short drain.
+    /// Serves until `shutdown`: then each connection sends GOAWAY and closes (H3_NO_ERROR), and
+    /// the endpoint waits briefly for the peers to have been told.
     pub async fn run(self, shutdown: Shutdown) {
         let limits = self.service.limits();
         let shared = Arc::new(Shared {
