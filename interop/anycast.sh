@@ -17,7 +17,7 @@ trap 'cleanup; remove_lab_namespaces' EXIT
 
 # A stale namespace, as a killed lab would leave.
 ip netns add "$prefix-stale"
-bg "$APPNET" lab --netns --dir "$WORK/lab" --web-port "$(free_port)" --dns-port "$(free_port)"
+bg "$APPNET" lab --netns --dir "$WORK/lab" --web-port "$(free_port)" --dns-port "$(free_port)" >"$WORK/lab.out" 2>&1
 lab=$LAST_PID
 up=0
 for ((i = 0; i < 300; i++)); do
@@ -39,8 +39,13 @@ check "client-east reaches replica-east" "1" "$(grep -c 'anycast replica replica
 check "client-west reaches replica-west" "1" "$(grep -c 'anycast replica replica-west ' <<<"$b")"
 check "the host's namespace has no 198.18/15 address" "0" "$(ip -4 addr | grep -cE 'inet 198\.1[89]\.' || true)"
 
+# The anycast replicas answer before the rest of the lab has started: Ctrl-C is meant for a
+# lab that says it is up.
+for ((i = 0; i < 600; i++)); do grep -q "The lab is up" "$WORK/lab.out" && break; kill -0 "$lab" 2>/dev/null || break; sleep 0.1; done
+check "the lab said it is up" "1" "$(grep -c "The lab is up" "$WORK/lab.out" || true)"
 kill -INT "$lab"
 for ((i = 0; i < 200; i++)); do kill -0 "$lab" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$lab" 2>/dev/null && tail -20 "$WORK/lab.out" >&2
 check "the lab stopped on SIGINT" "stopped" "$(kill -0 "$lab" 2>/dev/null && echo running || echo stopped)"
 check "no lab namespace is left" "0" "$(gone)"
 echo "anycast: $CHECKS checks passed"
