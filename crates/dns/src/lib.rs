@@ -3,7 +3,8 @@
 //! - [`wire`]: the only room that uses NLnet Labs' `domain` (messages, zone-file text).
 //! - [`zone`], [`served`]: the in-memory zones a server answers from (buildable from text, so
 //!   the lab and tests can run many servers in one process).
-//! - [`answer`]: the RFC 1034 §4.3.2 lookup, sans-IO; [`respond`]: request bytes → response
+//! - [`answer`]: the RFC 1034 §4.3.2 lookup, sans-IO; [`answer_cache`]: finished UDP answers
+//!   reused for repeated questions; [`respond`]: request bytes → response
 //!   bytes (errors, EDNS, transfers, TSIG); [`rrl`]: response rate limiting, sans-IO.
 //! - [`proofs`]: RRSIGs and NSEC/NSEC3 denial proofs for DO=1 answers; [`denial`]: the
 //!   chains' order index.
@@ -20,6 +21,7 @@
 
 pub mod acl;
 pub mod answer;
+pub mod answer_cache;
 pub mod client;
 pub mod clock;
 pub mod config;

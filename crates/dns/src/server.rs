@@ -8,6 +8,7 @@
 
 use crate::acl::{ServerKeys, TransferAcl};
 use crate::answer::Kind;
+use crate::answer_cache::{AnswerCache, CacheKey};
 use crate::clock::unix_now;
 use crate::config::{DnsConfig, zone_name_for};
 use crate::respond::{Outcome, Policy, Transport, canonical, handle_at, notify_reply};
@@ -629,24 +630,32 @@ async fn udp_worker(sock: UdpSocket, shared: Arc<Shared>, shutdown: Shutdown) {
     let mut catalog = shared.served();
     let mut rrl = Rrl::new(shared.config.rrl.clone());
     let mut local = LocalStats::default();
+    // Finished answers of this worker's catalog, emptied whenever the catalog is swapped.
+    let mut cache = AnswerCache::new();
+    let max_udp = shared.policy.max_udp_payload;
     // Busy: take what is waiting straight off the socket; idle: flush counters, wait for more.
     while let Some(n) = rx.recv_next(&sock, &shutdown, || local.flush(&shared.stats)).await {
         let g = shared.generation();
         if g != generation {
             generation = g;
             catalog = shared.served();
+            cache.clear();
         }
         for i in 0..n {
             let (packet, peer) = rx.get(i);
-            let outcome = handle_at(
-                &catalog,
-                &shared.policy,
-                packet,
-                Transport::Udp,
-                peer.ip(),
-                unix_now,
-                tx.take_buffer(),
-            );
+            let key = CacheKey::of(packet, max_udp);
+            let mut out = tx.take_buffer();
+            let outcome = match key.as_ref().and_then(|k| cache.answer(k, packet, &mut out)) {
+                Some((kind, rrl_key)) => Outcome::Reply { bytes: out, kind, key: rrl_key },
+                None => {
+                    let outcome =
+                        handle_at(&catalog, &shared.policy, packet, Transport::Udp, peer.ip(), unix_now, out);
+                    if let (Some(k), Outcome::Reply { bytes, kind, key }) = (&key, &outcome) {
+                        cache.insert(k, bytes, *kind, *key);
+                    }
+                    outcome
+                }
+            };
             let reply = match outcome {
                 Outcome::Reply { mut bytes, kind, key } => {
                     local.count(kind, &shared.stats);

@@ -1,0 +1,369 @@
+//! Finished UDP answers kept per worker, so a repeated question skips parsing, the lookup, the
+//! DNSSEC additions and the message builder (name compression included): the cached bytes are
+//! copied and only the fields that differ between two such requests are patched (ID, RD, CD).
+//! Sans-IO; the driver clears it whenever it picks up a new zone set (reload, transfer, update,
+//! re-signing), so an entry never outlives the data it was built from.
+//!
+//! Only plain requests are cached: opcode QUERY, one uncompressed question, no answer or
+//! authority records, at most one OPT (version 0, well-formed options) and nothing after it, and
+//! no transfer or meta type. Everything such a request's answer depends on besides the ID, RD
+//! and CD bits is in the key: the question name byte for byte (case included), type, class,
+//! whether EDNS was used, DO, and the size limit the reply was built for.
+
+use crate::answer::Kind;
+use crate::wire::name::MAX_NAME;
+use crate::wire::query::Edns;
+use crate::wire::response::udp_limit;
+use crate::zone::Fnv;
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+/// Most entries one cache holds; past this (or [`MAX_BYTES`]) it starts over empty.
+pub const MAX_ENTRIES: usize = 16_384;
+/// Most answer and key bytes one cache holds.
+pub const MAX_BYTES: usize = 4 << 20;
+
+/// Flags byte, question type and class, and the size limit, before the name.
+const KEY_FIXED: usize = 7;
+
+/// What identifies a cacheable request's answer, built from the request bytes without the
+/// full parser.
+#[derive(Clone)]
+pub struct CacheKey {
+    buf: [u8; KEY_FIXED + MAX_NAME],
+    len: usize,
+}
+
+impl CacheKey {
+    /// The key of `packet` when it is a plain request whose answer can be cached (see the
+    /// module doc), for a server whose largest UDP reply is `max_udp_payload`; `None` otherwise
+    /// (the full path answers it).
+    pub fn of(packet: &[u8], max_udp_payload: u16) -> Option<CacheKey> {
+        let header = packet.get(..12)?;
+        // QR clear, opcode QUERY.
+        if header[2] & 0xf8 != 0 {
+            return None;
+        }
+        let count = |i: usize| u16::from_be_bytes([header[i], header[i + 1]]);
+        if count(4) != 1 || count(6) != 0 || count(8) != 0 || count(10) > 1 {
+            return None;
+        }
+        let mut at = 12;
+        loop {
+            let len = usize::from(*packet.get(at)?);
+            if len >= 64 {
+                return None; // a compression pointer or an extended label type
+            }
+            at += 1 + len;
+            if at - 12 > MAX_NAME {
+                return None;
+            }
+            if len == 0 {
+                break;
+            }
+        }
+        let qname = packet.get(12..at)?;
+        let fixed = packet.get(at..at + 4)?;
+        let (qtype, qclass) = ([fixed[0], fixed[1]], [fixed[2], fixed[3]]);
+        let code = u16::from_be_bytes(qtype);
+        // Reserved and meta types, transfers, MAILA/MAILB: the full path decides.
+        if code == 0 || code == 41 || (249..=254).contains(&code) {
+            return None;
+        }
+        at += 4;
+        let mut edns = None;
+        if count(10) == 1 {
+            let opt = packet.get(at..at + 11)?;
+            if opt[0] != 0 || opt[1..3] != [0, 41] || opt[6] != 0 {
+                return None; // not an OPT at the root, or an EDNS version other than 0
+            }
+            let rdlen = usize::from(u16::from_be_bytes([opt[9], opt[10]]));
+            at += 11;
+            let mut options = packet.get(at..at + rdlen)?;
+            while !options.is_empty() {
+                let head = options.get(..4)?;
+                let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+                options = options.get(4 + len..)?;
+            }
+            at += rdlen;
+            edns = Some(Edns {
+                payload: u16::from_be_bytes([opt[3], opt[4]]).max(512),
+                version: 0,
+                dnssec_ok: opt[7] & 0x80 != 0,
+            });
+        }
+        if at != packet.len() {
+            return None;
+        }
+        let limit = u16::try_from(udp_limit(edns, max_udp_payload)).unwrap_or(u16::MAX);
+        let flags = match edns {
+            None => 0,
+            Some(e) => 1 | if e.dnssec_ok { 2 } else { 0 },
+        };
+        let mut key = CacheKey { buf: [0; KEY_FIXED + MAX_NAME], len: KEY_FIXED + qname.len() };
+        key.buf[0] = flags;
+        key.buf[1..3].copy_from_slice(&qtype);
+        key.buf[3..5].copy_from_slice(&qclass);
+        key.buf[5..7].copy_from_slice(&limit.to_be_bytes());
+        key.buf[KEY_FIXED..key.len].copy_from_slice(qname);
+        Some(key)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// One finished answer and what the driver needs besides its bytes.
+struct Cached {
+    reply: Box<[u8]>,
+    kind: Kind,
+    rrl_key: u64,
+}
+
+/// Finished answers by [`CacheKey`], bounded by [`MAX_ENTRIES`] and [`MAX_BYTES`].
+#[derive(Default)]
+pub struct AnswerCache {
+    map: HashMap<Box<[u8]>, Cached, BuildHasherDefault<Fnv>>,
+    bytes: usize,
+}
+
+impl AnswerCache {
+    /// An empty cache.
+    pub fn new() -> AnswerCache {
+        AnswerCache::default()
+    }
+
+    /// Writes the cached answer for `key` into `out` (replacing its contents) with the ID, RD
+    /// and CD of `packet` (the request `key` was made from); returns the answer's kind and
+    /// rate-limit key, or `None` when nothing is cached.
+    pub fn answer(&self, key: &CacheKey, packet: &[u8], out: &mut Vec<u8>) -> Option<(Kind, u64)> {
+        let cached = self.map.get(key.bytes())?;
+        let (id, rd, cd) = (packet.get(..2)?, *packet.get(2)? & 0x01, *packet.get(3)? & 0x10);
+        out.clear();
+        out.extend_from_slice(&cached.reply);
+        if out.len() >= 12 {
+            out[..2].copy_from_slice(id);
+            out[2] = (out[2] & !0x01) | rd;
+            out[3] = (out[3] & !0x10) | cd;
+        }
+        Some((cached.kind, cached.rrl_key))
+    }
+
+    /// Remembers `reply`, the full path's answer to the request `key` was made from.
+    pub fn insert(&mut self, key: &CacheKey, reply: &[u8], kind: Kind, rrl_key: u64) {
+        let size = key.len + reply.len();
+        if self.map.len() >= MAX_ENTRIES || self.bytes + size > MAX_BYTES {
+            self.clear();
+        }
+        let cached = Cached { reply: reply.into(), kind, rrl_key };
+        self.bytes += size;
+        if let Some(old) = self.map.insert(key.bytes().into(), cached) {
+            self.bytes = self.bytes.saturating_sub(key.len + old.reply.len());
+        }
+    }
+
+    /// Forgets everything (the zone set changed).
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.bytes = 0;
+    }
+
+    /// Number of answers held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::respond::{Outcome, Policy, Transport, handle};
+    use crate::served::ServedZones;
+    use crate::wire::dnssec::{Algorithm, SignOptions, generate_key, load_key, sign_zone};
+    use crate::wire::name::from_text;
+    use crate::wire::rrtype::code;
+    use crate::wire::zonefile::{Includes, parse_text};
+    use crate::zone::Zone;
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    const ZONE: &str = "$ORIGIN example.\n$TTL 3600\n@ SOA ns1 host 1 7200 3600 1209600 300\n@ NS ns1\n\
+ns1 A 192.0.2.1\nwww A 192.0.2.2\nwww AAAA 2001:db8::2\n@ MX 10 mail\nmail A 192.0.2.25\n\
+alias CNAME www\n*.wild A 192.0.2.99\nsub NS ns.sub\nns.sub A 192.0.2.3\n\
+big TXT \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"\n\
+big TXT \"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\"\n\
+big TXT \"cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc\"\n\
+big TXT \"dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd\"\n\
+big TXT \"eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee\"\n";
+
+    fn signed_catalog() -> ServedZones {
+        let apex = from_text("example.").unwrap();
+        let g = generate_key(&apex, Algorithm::Ed25519, true, 0).unwrap();
+        let keys = vec![load_key(&g.public, Some(&g.private)).unwrap()];
+        let recs = parse_text(ZONE, "t", &apex, &Includes::Forbidden).unwrap();
+        let opts = SignOptions { nsec3: false, inception: 1, expiration: 2_000_000_000 };
+        let signed = sign_zone(&apex, &recs, &keys, opts).unwrap();
+        ServedZones::new([Arc::new(Zone::from_records(&apex, signed).unwrap())])
+    }
+
+    /// A request: `flags` is the header's third and fourth byte, `opt` (payload, DO, options).
+    fn request(
+        id: u16,
+        flags: [u8; 2],
+        qname: &[u8],
+        qtype: u16,
+        opt: Option<(u16, bool, &[u8])>,
+    ) -> Vec<u8> {
+        let mut p = id.to_be_bytes().to_vec();
+        p.extend_from_slice(&flags);
+        p.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(opt.is_some())]);
+        p.extend_from_slice(qname);
+        p.extend_from_slice(&qtype.to_be_bytes());
+        p.extend_from_slice(&1u16.to_be_bytes());
+        if let Some((payload, dnssec_ok, options)) = opt {
+            p.extend_from_slice(&[0, 0, 41]);
+            p.extend_from_slice(&payload.to_be_bytes());
+            p.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0]);
+            p.extend_from_slice(&(options.len() as u16).to_be_bytes());
+            p.extend_from_slice(options);
+        }
+        p
+    }
+
+    fn full_path(cat: &ServedZones, packet: &[u8]) -> (Vec<u8>, Kind, u64) {
+        let peer: IpAddr = "192.0.2.200".parse().unwrap();
+        match handle(cat, &Policy::default(), packet, Transport::Udp, peer, Vec::new()) {
+            Outcome::Reply { bytes, kind, key } => (bytes, kind, key),
+            other => panic!("not a reply: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cached_answers_equal_the_full_path_byte_for_byte() {
+        let cat = signed_catalog();
+        let max = Policy::default().max_udp_payload;
+        let mut cache = AnswerCache::new();
+        let names = [
+            "www.example.",
+            "WwW.ExAmple.",
+            "example.",
+            "alias.example.",
+            "x.wild.example.",
+            "a.sub.example.",
+            "nope.example.",
+            "big.example.",
+            "nope.elsewhere.",
+        ];
+        let types = [code::A, code::AAAA, code::MX, code::SOA, code::TXT, code::NS, code::ANY, code::DS];
+        let cookie: &[u8] = &[0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8];
+        let opts =
+            [None, Some((512, false, &[][..])), Some((1232, true, &[][..])), Some((4096, true, cookie))];
+        let flag_sets = [[0x00, 0x00], [0x01, 0x00], [0x01, 0x10], [0x00, 0x30]];
+        let mut hits = 0;
+        for name in names {
+            let qname = from_text(name).unwrap();
+            // from_text keeps the case it was given.
+            for qtype in types {
+                for opt in opts {
+                    for (round, flags) in flag_sets.iter().enumerate() {
+                        let id = 0x1234 + round as u16;
+                        let packet = request(id, *flags, &qname, qtype, opt);
+                        let key = CacheKey::of(&packet, max).expect("a plain request is cacheable");
+                        let (want, kind, rrl) = full_path(&cat, &packet);
+                        let mut out = vec![0xaa; 3];
+                        match cache.answer(&key, &packet, &mut out) {
+                            Some(got) => {
+                                hits += 1;
+                                assert_eq!(out, want, "{name} {qtype} {opt:?} {flags:?}");
+                                assert_eq!(got, (kind, rrl));
+                            }
+                            None => cache.insert(&key, &want, kind, rrl),
+                        }
+                    }
+                }
+            }
+        }
+        // One miss per distinct key: the last two EDNS variants share theirs (payloads above
+        // our maximum are capped to it).
+        assert_eq!(hits, names.len() * types.len() * (opts.len() * flag_sets.len() - 3));
+    }
+
+    #[test]
+    fn the_key_tells_apart_what_changes_the_answer() {
+        let max = 1232;
+        let q = from_text("www.example.").unwrap();
+        let key = |p: Vec<u8>| CacheKey::of(&p, max).map(|k| k.bytes().to_vec());
+        let base = key(request(1, [0, 0], &q, code::A, Some((1232, false, &[])))).unwrap();
+        let upper = from_text("WWW.example.").unwrap();
+        assert_ne!(Some(base.clone()), key(request(1, [0, 0], &upper, code::A, Some((1232, false, &[])))));
+        assert_ne!(Some(base.clone()), key(request(1, [0, 0], &q, code::AAAA, Some((1232, false, &[])))));
+        assert_ne!(Some(base.clone()), key(request(1, [0, 0], &q, code::A, Some((1232, true, &[])))));
+        assert_ne!(Some(base.clone()), key(request(1, [0, 0], &q, code::A, Some((512, false, &[])))));
+        assert_ne!(Some(base.clone()), key(request(1, [0, 0], &q, code::A, None)));
+        // Payloads above our maximum are capped to it, so they share the entry.
+        assert_eq!(Some(base.clone()), key(request(9, [1, 0x10], &q, code::A, Some((4096, false, &[])))));
+    }
+
+    #[test]
+    fn only_plain_requests_are_cacheable() {
+        let q = from_text("www.example.").unwrap();
+        let ok = request(1, [0, 0], &q, code::A, Some((1232, false, &[])));
+        assert!(CacheKey::of(&ok, 1232).is_some());
+        let of = |p: &[u8]| CacheKey::of(p, 1232);
+        // A response, NOTIFY, UPDATE.
+        for flags in [[0x80, 0], [4 << 3, 0], [5 << 3, 0]] {
+            assert!(of(&request(1, flags, &q, code::A, None)).is_none());
+        }
+        // Transfers, meta and reserved types.
+        for qtype in [0, 41, 249, 250, code::IXFR, code::AXFR, 253, 254] {
+            assert!(of(&request(1, [0, 0], &q, qtype, None)).is_none(), "type {qtype}");
+        }
+        // Trailing bytes, a cut packet, a compression pointer, two questions.
+        let mut trailing = ok.clone();
+        trailing.push(0);
+        assert!(of(&trailing).is_none());
+        for cut in 0..ok.len() {
+            assert!(of(&ok[..cut]).is_none(), "cut at {cut}");
+        }
+        let mut pointer = request(1, [0, 0], &[], code::A, None);
+        pointer.splice(12..12, [0xc0, 0x0c]);
+        pointer.truncate(pointer.len() - 1 - 4);
+        pointer.extend_from_slice(&[0, 1, 0, 1]);
+        assert!(of(&pointer).is_none());
+        let mut two = ok.clone();
+        two[5] = 2;
+        assert!(of(&two).is_none());
+        // EDNS version 1, a bad option list, a TSIG instead of an OPT.
+        let mut v1 = ok.clone();
+        let n = v1.len();
+        v1[n - 5] = 1;
+        assert!(of(&v1).is_none());
+        assert!(of(&request(1, [0, 0], &q, code::A, Some((1232, false, &[0, 10, 0, 9, 1])))).is_none());
+        let mut tsig = ok.clone();
+        tsig[n - 9] = 250;
+        assert!(of(&tsig).is_none());
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_bounds() {
+        let q = from_text("www.example.").unwrap();
+        let mut cache = AnswerCache::new();
+        let reply = vec![0u8; 600];
+        for i in 0..(MAX_ENTRIES * 2) as u32 {
+            let mut name = vec![8];
+            name.extend_from_slice(format!("{i:08}").as_bytes());
+            name.extend_from_slice(&q);
+            let key = CacheKey::of(&request(1, [0, 0], &name, code::A, None), 1232).unwrap();
+            cache.insert(&key, &reply, Kind::NxDomain, 0);
+            assert!(cache.len() <= MAX_ENTRIES && cache.bytes <= MAX_BYTES);
+        }
+        cache.clear();
+        assert!(cache.is_empty());
+    }
+}
