@@ -106,9 +106,25 @@ fn pair_priority(g: u32, d: u32) -> u64 {
     (1 << 32) * g.min(d) + 2 * g.max(d) + (g > d) as u64
 }
 
+/// Whether a check from base `l` to `r` can work at all: a relay on the public side cannot
+/// reach a private, loopback or link-local host address (coturn even tears the session down
+/// on the send error), nor is hairpinning through the same relay useful next to the pairs
+/// that use one relay.
+fn relay_can_reach(l: &Candidate, r: &Candidate) -> bool {
+    if l.kind != CandidateKind::Relayed {
+        return true;
+    }
+    match r.kind {
+        CandidateKind::Host => !crate::turn::peers::is_restricted(r.addr.ip()),
+        CandidateKind::Relayed => r.addr.ip() != l.addr.ip(),
+        CandidateKind::ServerReflexive => true,
+    }
+}
+
 impl Checks {
     /// Pairs our `bases` (host and relayed candidates: server-reflexive ones share the host
-    /// socket) with their `remotes`, same address family only.
+    /// socket) with their `remotes`, same address family only, leaving out what a relay cannot
+    /// reach.
     pub fn new(
         role: Role,
         ours: Credentials,
@@ -120,7 +136,8 @@ impl Checks {
         let mut pairs = Vec::new();
         for l in bases.iter().filter(|c| c.kind != CandidateKind::ServerReflexive) {
             for r in remotes {
-                if l.addr.is_ipv4() != r.addr.is_ipv4() || pairs.len() >= MAX_PAIRS {
+                if l.addr.is_ipv4() != r.addr.is_ipv4() || pairs.len() >= MAX_PAIRS || !relay_can_reach(l, r)
+                {
                     continue;
                 }
                 if pairs.iter().any(|p: &Pair| p.local == *l && p.remote == r.addr) {

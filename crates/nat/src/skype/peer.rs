@@ -437,6 +437,7 @@ impl Peer {
                     }
                 }
                 Output::Failed => {
+                    tracing::info!(%user, "every candidate pair failed");
                     if let Some(mut s) = self.sessions.remove(user) {
                         for (_, reply) in s.waiting.drain(..) {
                             let _ =
@@ -556,8 +557,14 @@ impl Peer {
             return;
         }
         let Some(call_id) = media::call_of(data) else { return };
-        let Some(s) = self.sessions.values_mut().find(|s| s.call_id == call_id) else { return };
-        let Some(m) = s.key.as_ref().and_then(|k| media::decode(k, data)) else { return };
+        let Some(s) = self.sessions.values_mut().find(|s| s.call_id == call_id) else {
+            tracing::debug!(%from, call_id, "media for no session");
+            return;
+        };
+        let Some(m) = s.key.as_ref().and_then(|k| media::decode(k, data)) else {
+            tracing::debug!(%from, user = %s.user, "media with a bad tag");
+            return;
+        };
         let user = s.user.clone();
         match m {
             Media::Text(t) => {
