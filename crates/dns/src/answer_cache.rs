@@ -18,10 +18,9 @@ use crate::zone::Fnv;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-/// Most entries one cache holds; past this (or [`MAX_BYTES`]) it starts over empty.
-pub const MAX_ENTRIES: usize = 16_384;
-/// Most answer and key bytes one cache holds.
-pub const MAX_BYTES: usize = 4 << 20;
+/// Most bytes (answers, keys and a few bytes each besides) one cache holds; when full it starts
+/// over empty. Per UDP worker: 16 MiB holds some 100,000 small answers or 25,000 DO=1 answers.
+pub const MAX_BYTES: usize = 16 << 20;
 
 /// Flags byte, question type and class, and the size limit, before the name.
 const KEY_FIXED: usize = 7;
@@ -114,18 +113,27 @@ impl CacheKey {
     }
 }
 
-/// One finished answer and what the driver needs besides its bytes.
-struct Cached {
-    reply: Box<[u8]>,
-    kind: Kind,
-    rrl_key: u64,
-}
+/// Bytes before an entry's key in the arena: key length, reply length, kind, rate-limit key.
+const ENTRY_HEAD: usize = 2 + 2 + 1 + 8;
 
-/// Finished answers by [`CacheKey`], bounded by [`MAX_ENTRIES`] and [`MAX_BYTES`].
+const KINDS: [Kind; 6] =
+    [Kind::Answer, Kind::NoData, Kind::NxDomain, Kind::Referral, Kind::Refused, Kind::Error];
+
+/// Finished answers by [`CacheKey`], at most [`MAX_BYTES`] of them. Entries are appended to one
+/// arena (so remembering an answer allocates nothing once the arena has grown, and forgetting
+/// them all frees nothing) and found through an index from the key's hash to the entry's
+/// offset; the stored key is compared on every hit, so a hash collision is only a miss.
 #[derive(Default)]
 pub struct AnswerCache {
-    map: HashMap<Box<[u8]>, Cached, BuildHasherDefault<Fnv>>,
-    bytes: usize,
+    index: HashMap<u64, u32, BuildHasherDefault<Fnv>>,
+    arena: Vec<u8>,
+}
+
+fn hash(key: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = Fnv::default();
+    h.write(key);
+    h.finish()
 }
 
 impl AnswerCache {
@@ -138,45 +146,67 @@ impl AnswerCache {
     /// and CD of `packet` (the request `key` was made from); returns the answer's kind and
     /// rate-limit key, or `None` when nothing is cached.
     pub fn answer(&self, key: &CacheKey, packet: &[u8], out: &mut Vec<u8>) -> Option<(Kind, u64)> {
-        let cached = self.map.get(key.bytes())?;
+        let key = key.bytes();
+        let at = *self.index.get(&hash(key))? as usize;
+        let head = self.arena.get(at..at + ENTRY_HEAD)?;
+        let key_len = usize::from(u16::from_be_bytes([head[0], head[1]]));
+        let reply_len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+        let kind = *KINDS.get(usize::from(head[4]))?;
+        let rrl_key = u64::from_be_bytes(head[5..13].try_into().ok()?);
+        let body = at + ENTRY_HEAD;
+        if self.arena.get(body..body + key_len)? != key {
+            return None;
+        }
+        let reply = self.arena.get(body + key_len..body + key_len + reply_len)?;
         let (id, rd, cd) = (packet.get(..2)?, *packet.get(2)? & 0x01, *packet.get(3)? & 0x10);
         out.clear();
-        out.extend_from_slice(&cached.reply);
+        out.extend_from_slice(reply);
         if out.len() >= 12 {
             out[..2].copy_from_slice(id);
             out[2] = (out[2] & !0x01) | rd;
             out[3] = (out[3] & !0x10) | cd;
         }
-        Some((cached.kind, cached.rrl_key))
+        Some((kind, rrl_key))
     }
 
-    /// Remembers `reply`, the full path's answer to the request `key` was made from.
+    /// Remembers `reply`, the full path's answer to the request `key` was made from. When the
+    /// cache is full it starts over empty.
     pub fn insert(&mut self, key: &CacheKey, reply: &[u8], kind: Kind, rrl_key: u64) {
-        let size = key.len + reply.len();
-        if self.map.len() >= MAX_ENTRIES || self.bytes + size > MAX_BYTES {
+        let key = key.bytes();
+        let Ok(reply_len) = u16::try_from(reply.len()) else { return };
+        let size = ENTRY_HEAD + key.len() + reply.len();
+        if self.arena.len() + size > MAX_BYTES {
             self.clear();
         }
-        let cached = Cached { reply: reply.into(), kind, rrl_key };
-        self.bytes += size;
-        if let Some(old) = self.map.insert(key.bytes().into(), cached) {
-            self.bytes = self.bytes.saturating_sub(key.len + old.reply.len());
-        }
+        let Ok(at) = u32::try_from(self.arena.len()) else { return };
+        self.arena.extend_from_slice(&(key.len() as u16).to_be_bytes());
+        self.arena.extend_from_slice(&reply_len.to_be_bytes());
+        self.arena.push(kind as u8);
+        self.arena.extend_from_slice(&rrl_key.to_be_bytes());
+        self.arena.extend_from_slice(key);
+        self.arena.extend_from_slice(reply);
+        self.index.insert(hash(key), at);
     }
 
     /// Forgets everything (the zone set changed).
     pub fn clear(&mut self) {
-        self.map.clear();
-        self.bytes = 0;
+        self.index.clear();
+        self.arena.clear();
     }
 
     /// Number of answers held.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.index.len()
     }
 
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.index.is_empty()
+    }
+
+    /// Bytes of answers and keys held (at most [`MAX_BYTES`]).
+    pub fn bytes(&self) -> usize {
+        self.arena.len()
     }
 }
 
@@ -355,13 +385,15 @@ big TXT \"eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee
         let q = from_text("www.example.").unwrap();
         let mut cache = AnswerCache::new();
         let reply = vec![0u8; 600];
-        for i in 0..(MAX_ENTRIES * 2) as u32 {
+        for i in 0..(2 * MAX_BYTES / reply.len()) as u32 {
             let mut name = vec![8];
             name.extend_from_slice(format!("{i:08}").as_bytes());
             name.extend_from_slice(&q);
             let key = CacheKey::of(&request(1, [0, 0], &name, code::A, None), 1232).unwrap();
             cache.insert(&key, &reply, Kind::NxDomain, 0);
-            assert!(cache.len() <= MAX_ENTRIES && cache.bytes <= MAX_BYTES);
+            assert!(cache.bytes() <= MAX_BYTES);
+            let mut out = Vec::new();
+            assert!(cache.answer(&key, &request(1, [0, 0], &name, code::A, None), &mut out).is_some());
         }
         cache.clear();
         assert!(cache.is_empty());
