@@ -3,7 +3,9 @@
 # oversized attribute lengths, ChannelData for unbound channels, forged nonces and wrong
 # passwords in bulk, allocations past the per-user quota, a flood of unauthenticated requests
 # (as from a spoofed source: their 401s are rate-limited per source IP); the server keeps
-# answering Binding requests and refuses what it must. Loopback only, a few seconds.
+# answering Binding requests and refuses what it must. Then the skype supernode: junk datagrams,
+# names bound past the per-address cap, a registration with a wrong password, a lookup flood.
+# Loopback only, a few seconds.
 source "$(dirname "$0")/../lib.sh"
 
 printf 'alice:secret\n' > "$WORK/users"
@@ -106,4 +108,65 @@ check "wrong passwords get 401" "wrong-password-401 1" "$(grep wrong-password <<
 check "the 4th and 5th allocation of a user get 486" "user-quota 0,0,0,486,486" "$(grep user-quota <<<"$out")"
 check "1000 unauthenticated requests from one source get at most burst + rate 401s" "flood-limited 1" "$(grep flood-limited <<<"$out")"
 check "a second later that source gets its 401 again" "after-flood-401 401" "$(grep after-flood-401 <<<"$out")"
+
+SN=$(free_port)
+bg "$APPNET" skype supernode --listen "127.0.0.1:$SN" --names-per-ip 3 --requests-per-sec 20
+out=$(python3 - "$SN" <<'PY'
+import hashlib, hmac, os, random, socket, struct, sys, time
+sn = ("127.0.0.1", int(sys.argv[1]))
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.3)
+def frame(kind, body, tid=None):
+    return b"SK\x01" + bytes([kind]) + (tid or os.urandom(4)) + body
+def st(x): return bytes([len(x)]) + x
+def ask(kind, body):
+    d = frame(kind, body)
+    for _ in range(20):
+        s.sendto(d, sn)
+        try:
+            while True:
+                r = s.recv(2048)
+                if r[4:8] == d[4:8]: return r
+        except socket.timeout: continue
+    return None
+def err(r): return struct.unpack("!H", r[8:10])[0] if r and r[3] == 7 else 0
+def register(user, password, salt=None):
+    c = ask(1, st(user))
+    nonce, has_salt = c[8:24], c[24]
+    salt = c[25:41] if has_salt else (salt or os.urandom(16))
+    salted = hashlib.pbkdf2_hmac("sha256", password, salt, 4096)
+    ck = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    sk = hashlib.sha256(ck).digest()
+    bind = b"" if has_salt else b"\x01" + salt + sk
+    signed = st(user) + (bind or b"\x00") + b"\x00"
+    sig = hmac.new(sk, nonce + signed, hashlib.sha256).digest()
+    proof = bytes(a ^ b for a, b in zip(ck, sig))
+    r = ask(3, st(user) + nonce + proof + (bind or b"\x00") + b"\x00")
+    return "ok" if r and r[3] == 4 else str(err(r))
+rnd = random.Random(3)
+for i in range(2000):
+    n = rnd.randrange(0, 80)
+    d = bytes(rnd.getrandbits(8) for _ in range(n))
+    if i % 2: d = b"SK\x01" + bytes([rnd.randrange(0, 13)]) + d
+    s.sendto(d, sn)
+time.sleep(2.5)
+print("lookup-after-junk", err(ask(5, st(b"nobody"))))
+print("bind", ",".join(register(b"u%d" % i, b"pw") for i in range(4)))
+print("takeover", register(b"u0", b"guess"))
+print("owner", register(b"u0", b"pw"))
+time.sleep(2.5)
+f = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); f.settimeout(0.5)
+for _ in range(300): f.sendto(frame(5, st(b"u0")), sn)
+got = 0
+try:
+    while True: f.recv(2048); got += 1
+except socket.timeout: pass
+print("lookup-flood", got, int(got <= 60))
+PY
+)
+echo "$out"
+check "the SN answers a lookup after 2000 junk datagrams (404 for an unknown name)" "lookup-after-junk 404" "$(grep lookup-after-junk <<<"$out")"
+check "one address binds 3 names, the 4th gets 429" "bind ok,ok,ok,429" "$(grep '^bind' <<<"$out")"
+check "a wrong password cannot take a bound name over" "takeover 401" "$(grep takeover <<<"$out")"
+check "the owner's password still registers it" "owner ok" "$(grep owner <<<"$out")"
+check "300 lookups in a burst from one address: at most burst + rate answered" 1 "$(grep lookup-flood <<<"$out" | awk '{print $3}')"
 echo "nat hostile: $CHECKS checks passed"
