@@ -25,6 +25,9 @@ pub const VOICE_BYTES: usize = 160;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Most sessions at once (each holds its checks and keys).
 const MAX_SESSIONS: usize = 32;
+/// A session with a path and no call is forgotten after this long without media either way
+/// (the next message sets up a new one through the SN).
+const IDLE: Duration = Duration::from_secs(300);
 /// Most queued commands waiting for one session's path.
 const MAX_WAITING: usize = 16;
 
@@ -72,6 +75,7 @@ struct Session {
     key: Option<hmac::Key>,
     path: Option<(Candidate, SocketAddr)>,
     waiting: Vec<(Command, Reply)>,
+    /// Until a path is found: when the setup gives up; after: when the idle session is dropped.
     deadline: Instant,
     call: Option<Call>,
     /// Voice packets received from the other side (the stream it is sending us).
@@ -430,6 +434,7 @@ impl Peer {
                 Output::Selected { local, remote } => {
                     let Some(s) = self.sessions.get_mut(user) else { continue };
                     s.path = Some((local, remote));
+                    s.deadline = now + IDLE;
                     tracing::info!(%user, path = %describe(&(local, remote), &s.remotes), "path selected");
                     let waiting = std::mem::take(&mut s.waiting);
                     for (cmd, reply) in waiting {
@@ -457,6 +462,9 @@ impl Peer {
     }
 
     async fn act(&mut self, user: &str, cmd: Command, reply: Reply, now: Instant) {
+        if let Some(s) = self.sessions.get_mut(user) {
+            s.deadline = now + IDLE;
+        }
         let Some((path, remotes)) = self.sessions.get(user).and_then(|s| Some((s.path?, s.remotes.clone())))
         else {
             return;
@@ -496,6 +504,11 @@ impl Peer {
                         let _ = reply.send(format!("error: no answer from {user} (offline, or no path)"));
                     }
                 }
+                continue;
+            }
+            if s.path.is_some() && s.call.is_none() && now > s.deadline {
+                tracing::info!(%user, "idle session closed");
+                self.sessions.remove(&user);
                 continue;
             }
             let outs = s.checks.as_mut().map(|c| c.poll(now)).unwrap_or_default();
@@ -566,6 +579,7 @@ impl Peer {
             return;
         };
         let user = s.user.clone();
+        s.deadline = now + IDLE;
         match m {
             Media::Text(t) => {
                 let _ = lines.send(format!("{user}: {t}"));
