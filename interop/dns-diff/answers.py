@@ -7,6 +7,7 @@ Usage: answers.py ZONE APPNET_PORT NSD_PORT ZONEFILE [SEED]. Prints the mismatch
 there is any.
 """
 import random
+import socket
 import sys
 
 import dns.flags
@@ -51,6 +52,18 @@ def ask(port, name, qtype):
     return dns.query.udp(q, "127.0.0.1", port=port, timeout=3)
 
 
+def ask_raw(port, name, qtype, rd):
+    """(request, response) wire bytes of one UDP question with RD set or clear."""
+    q = dns.message.make_query(name, qtype, want_dnssec=False)
+    if not rd:
+        q.flags &= ~dns.flags.RD
+    wire = q.to_wire()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3)
+        s.sendto(wire, ("127.0.0.1", port))
+        return wire, s.recv(65535)
+
+
 def rrsets(section, drop_apex_ns=None):
     out = set()
     for rrset in section:
@@ -81,6 +94,16 @@ def main():
         if rrsets(a.authority, drop) != rrsets(n.authority, drop):
             diffs.append(f"authority\n      appnet {sorted(rrsets(a.authority, drop))}\n"
                          f"      nsd    {sorted(rrsets(n.authority, drop))}")
+        # Asked twice more with other IDs and RD flags: appnet answers repeated questions from
+        # its per-worker cache of finished answers, which must differ only in ID and RD.
+        first, again = ask_raw(ours_port, name, qtype, True), ask_raw(ours_port, name, qtype, False)
+        for (q, r), rd in ((first, 1), (again, 0)):
+            if r[:2] != q[:2] or r[2] & 1 != rd or (r[2] & 0xFE, r[3:]) != (first[1][2] & 0xFE, first[1][3:]):
+                diffs.append(f"a repeated question (RD={rd}) got different bytes")
+        m = dns.message.from_wire(first[1])
+        same = lambda x: (x.rcode(), x.flags, rrsets(x.answer), rrsets(x.authority), rrsets(x.additional))
+        if same(m) != same(a):
+            diffs.append("the repeated question got another answer")
         if diffs:
             mismatches += 1
             print(f"  MISMATCH {name} {qtype}: " + "; ".join(diffs))
