@@ -73,6 +73,17 @@ out=$(timeout 20 "$APPNET" stun "127.0.0.1:$DPORT" 2>/dev/null)
 check "appnet stun: mapping and filtering on loopback" "mapping: endpoint-independent filtering: endpoint-independent" \
   "$(grep -E '^(mapping|filtering):' <<<"$out" | tr '\n' ' ' | sed 's/ $//')"
 
+echo "RFC 5780: appnet stun -> coturn turnserver with two listening IPs"
+C2=$(free_port)
+bg turnserver -n --listening-ip 127.0.0.1 --listening-ip 127.0.0.2 --listening-port "$C2" --relay-ip 127.0.0.1 \
+  --min-port 50800 --max-port 50899 --no-tls --no-dtls --no-cli --lt-cred-mech --user alice:secret --realm lab \
+  --log-file stdout --pidfile "$WORK/turnserver2.pid" >"$WORK/turnserver2.log" 2>&1
+wait_stun "$C2"
+out=$(timeout 20 "$APPNET" stun "127.0.0.1:$C2" 2>/dev/null)
+check "appnet stun: coturn's OTHER-ADDRESS and CHANGE-REQUEST give the loopback behaviour" \
+  "mapping: endpoint-independent filtering: endpoint-independent" \
+  "$(grep -E '^(mapping|filtering):' <<<"$out" | tr '\n' ' ' | sed 's/ $//')"
+
 # Real NATs: a client namespace behind a router namespace that masquerades (nftables) towards a
 # "public" namespace where appnet's STUN server has two addresses. Everything lives in
 # namespaces this script creates (100.64.0.0/10 inside them) and is removed at exit.
