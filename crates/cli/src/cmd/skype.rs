@@ -327,3 +327,27 @@ async fn control(target: &Target, line: &str) -> anyhow::Result<()> {
     println!("{answer}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_lines_parse_into_commands_and_junk_is_refused() {
+        match parse("message bob hello there") {
+            Ok(Command::Message { to, text }) => {
+                assert_eq!((to.as_str(), text.as_str()), ("bob", "hello there"))
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse("call bob 5") {
+            Ok(Command::Call { to, secs }) => assert_eq!((to.as_str(), secs), ("bob", 5)),
+            other => panic!("{other:?}"),
+        }
+        for bad in
+            ["", "message bob", "message bob ", "call bob", "call bob 0", "call bob 99999", "dial bob 3"]
+        {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
