@@ -102,6 +102,11 @@ pub struct SupernodeConfig {
     pub max_names: usize,
     /// Unauthenticated answers (challenges, lookups, errors) per second per source IP.
     pub requests_per_sec: u32,
+    /// Other SNs to join (`--join`, repeatable): the overlay is learnt from them.
+    pub join: Vec<SocketAddr>,
+    /// File holding the overlay's shared secret (at least 16 bytes); without it SN-SN
+    /// messages are refused and the SN works alone.
+    pub overlay_secret_file: Option<std::path::PathBuf>,
 }
 
 impl Default for SupernodeConfig {
@@ -113,6 +118,8 @@ impl Default for SupernodeConfig {
             names_per_ip: 8,
             max_names: 100_000,
             requests_per_sec: 20,
+            join: Vec::new(),
+            overlay_secret_file: None,
         }
     }
 }

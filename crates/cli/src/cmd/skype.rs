@@ -54,6 +54,13 @@ pub struct SupernodeArgs {
     /// Unauthenticated answers per second per source IP [default: 20].
     #[arg(long, value_name = "N")]
     requests_per_sec: Option<u32>,
+    /// Another SN to join (repeatable); needs --overlay-secret-file.
+    #[arg(long, value_name = "ADDR")]
+    join: Vec<SocketAddr>,
+    /// File with the overlay's shared secret (16+ bytes): SN-SN messages carry an HMAC under
+    /// it; without it the SN refuses them and works alone.
+    #[arg(long, value_name = "FILE")]
+    overlay_secret_file: Option<PathBuf>,
 }
 
 /// Flags for `skype peer`.
@@ -151,6 +158,16 @@ async fn supernode(args: SupernodeArgs, ctx: &Context) -> anyhow::Result<()> {
     set(&mut config.entry_lifetime_secs, args.entry_lifetime);
     set(&mut config.names_per_ip, args.names_per_ip);
     set(&mut config.requests_per_sec, args.requests_per_sec);
+    if !args.join.is_empty() {
+        config.join = args.join;
+    }
+    if args.overlay_secret_file.is_some() {
+        config.overlay_secret_file = args.overlay_secret_file;
+    }
+    anyhow::ensure!(
+        config.join.is_empty() || config.overlay_secret_file.is_some(),
+        "--join needs --overlay-secret-file (SN-SN messages are authenticated)"
+    );
     let listen = config.listen;
     let sn = Supernode::bind(config).await.with_context(|| format!("cannot listen on {listen}"))?;
     println!("appnet skype: supernode on udp {} (Ctrl-C to stop)", sn.local_addr());

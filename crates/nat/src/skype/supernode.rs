@@ -1,23 +1,48 @@
-//! The supernode's tokio driver: one UDP socket feeding the [`Directory`] core, and a
-//! once-a-second tick that takes lapsed registrations offline.
+//! The supernode's tokio driver: one UDP socket feeding the [`Directory`] core (peers) and the
+//! [`Overlay`] core (other SNs, datagrams starting `SO`), and a once-a-second tick that takes
+//! lapsed registrations offline and gossips the overlay's membership.
 
 use super::directory::{Directory, DirectoryConfig};
+use super::overlay::{self, Changes, Overlay, OverlayConfig};
 use crate::config::SupernodeConfig;
 use appnet_netkit::service::BoxError;
 use appnet_netkit::{Service, Shutdown};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
 
 /// A bound supernode.
 pub struct Supernode {
     socket: UdpSocket,
     directory: Directory,
+    overlay: Overlay,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl Supernode {
-    /// Binds the UDP socket.
+    /// Binds the UDP socket and reads the overlay secret, when one is configured.
     pub async fn bind(config: SupernodeConfig) -> std::io::Result<Supernode> {
+        let secret = match &config.overlay_secret_file {
+            Some(path) => {
+                let raw = std::fs::read(path)?;
+                let secret = raw.trim_ascii().to_vec();
+                if secret.len() < overlay::MIN_SECRET {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "overlay secret in {} is shorter than {} bytes",
+                            path.display(),
+                            overlay::MIN_SECRET
+                        ),
+                    ));
+                }
+                Some(secret)
+            }
+            None => None,
+        };
         let socket = UdpSocket::bind(config.listen).await?;
         let cfg = DirectoryConfig {
             entry_lifetime: Duration::from_secs(config.entry_lifetime_secs.max(1)),
@@ -26,7 +51,20 @@ impl Supernode {
             max_names: config.max_names,
             requests_per_sec: config.requests_per_sec,
         };
-        Ok(Supernode { socket, directory: Directory::new(cfg, Instant::now()) })
+        let now = Instant::now();
+        let me = socket.local_addr()?;
+        let overlay =
+            Overlay::new(OverlayConfig::default(), me, secret.as_deref(), config.join, now, unix_ms());
+        Ok(Supernode { socket, directory: Directory::new(cfg, now), overlay })
+    }
+
+    fn log(changes: &Changes) {
+        for sn in &changes.joined {
+            tracing::info!(%sn, "supernode joined the overlay");
+        }
+        for sn in &changes.died {
+            tracing::info!(%sn, "supernode silent: dropped from the overlay");
+        }
     }
 }
 
@@ -39,15 +77,31 @@ impl Service for Supernode {
         let mut buf = vec![0u8; 2048];
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
-            tokio::select! {
+            let out = tokio::select! {
                 _ = shutdown.wait() => break,
-                _ = tick.tick() => self.directory.expire(Instant::now()),
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    self.directory.expire(now);
+                    let mut changes = Changes::default();
+                    let out = self.overlay.tick(now, &mut changes);
+                    Self::log(&changes);
+                    out
+                }
                 got = self.socket.recv_from(&mut buf) => {
                     let Ok((n, from)) = got else { continue };
-                    for (to, data) in self.directory.handle_all(from, &buf[..n], Instant::now()) {
-                        let _ = self.socket.send_to(&data, to).await;
+                    let now = Instant::now();
+                    if overlay::is_overlay(&buf[..n]) {
+                        let mut changes = Changes::default();
+                        let out = self.overlay.receive(from, &buf[..n], now, &mut changes);
+                        Self::log(&changes);
+                        out
+                    } else {
+                        self.directory.handle_all(from, &buf[..n], now)
                     }
                 }
+            };
+            for (to, data) in out {
+                let _ = self.socket.send_to(&data, to).await;
             }
         }
         Ok(())

@@ -1,0 +1,437 @@
+//! Supernode-to-supernode membership (sans-IO): which other SNs are alive. Every SN-SN datagram
+//! is authenticated with the overlay's shared secret: `SO`, version, kind, a wall-clock
+//! timestamp (ms since the Unix epoch) and a random nonce, the body, then HMAC-SHA256 over all of
+//! it. A datagram outside the replay window (±30 s) or whose (sender, nonce) was already seen
+//! inside it is dropped; an SN without a secret refuses every SN-SN datagram and sends none, so
+//! it works alone as before. Members gossip their lists every few seconds (bounded); one not
+//! heard from for a while is dropped.
+
+use ring::hmac;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// Most other SNs one SN keeps (members and addresses learnt but not yet heard from).
+pub const MAX_MEMBERS: usize = 32;
+/// Shortest accepted overlay secret, in bytes.
+pub const MIN_SECRET: usize = 16;
+const MAGIC: &[u8; 2] = b"SO";
+const VERSION: u8 = 1;
+const TAG: usize = 32;
+const HEADER: usize = 2 + 1 + 1 + 8 + 8;
+/// Most (sender, nonce) pairs remembered for replay detection.
+const MAX_SEEN: usize = 65_536;
+
+/// Whether a datagram is meant for the overlay rather than the peer-facing directory.
+pub fn is_overlay(raw: &[u8]) -> bool {
+    raw.starts_with(MAGIC)
+}
+
+/// One SN-SN message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverlayMsg {
+    /// "I am alive, and these are the SNs I know alive": sent to every member each period.
+    Members { sns: Vec<SocketAddr> },
+}
+
+/// Why an overlay datagram is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OverlayError {
+    #[error("truncated or malformed")]
+    Malformed,
+    #[error("not an overlay message (magic or version)")]
+    NotOverlay,
+    #[error("bad HMAC")]
+    BadTag,
+    #[error("timestamp outside the replay window")]
+    Stale,
+    #[error("nonce already seen")]
+    Replay,
+    #[error("unknown message kind {0}")]
+    Kind(u8),
+}
+
+/// An authenticated, timestamped encoding of `msg`.
+pub fn seal(key: &hmac::Key, unix_ms: u64, nonce: u64, msg: &OverlayMsg) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    match msg {
+        OverlayMsg::Members { sns } => {
+            out.push(1);
+            out.extend_from_slice(&unix_ms.to_be_bytes());
+            out.extend_from_slice(&nonce.to_be_bytes());
+            let sns = &sns[..sns.len().min(MAX_MEMBERS)];
+            out.push(sns.len() as u8);
+            sns.iter().for_each(|a| put_addr(&mut out, *a));
+        }
+    }
+    let tag = hmac::sign(key, &out);
+    out.extend_from_slice(tag.as_ref());
+    out
+}
+
+/// Checks the tag and decodes: (timestamp, nonce, message). The replay window is the caller's.
+pub fn open(key: &hmac::Key, raw: &[u8]) -> Result<(u64, u64, OverlayMsg), OverlayError> {
+    if raw.len() < HEADER + TAG || raw.len() > super::wire::MAX_DATAGRAM {
+        return Err(OverlayError::Malformed);
+    }
+    if &raw[..2] != MAGIC || raw[2] != VERSION {
+        return Err(OverlayError::NotOverlay);
+    }
+    let (body, tag) = raw.split_at(raw.len() - TAG);
+    hmac::verify(key, body, tag).map_err(|_| OverlayError::BadTag)?;
+    let mut r = &body[3..];
+    let kind = take(&mut r, 1)?[0];
+    let ts = u64::from_be_bytes(array(&mut r)?);
+    let nonce = u64::from_be_bytes(array(&mut r)?);
+    let msg = match kind {
+        1 => {
+            let n = take(&mut r, 1)?[0] as usize;
+            if n > MAX_MEMBERS {
+                return Err(OverlayError::Malformed);
+            }
+            let mut sns = Vec::with_capacity(n);
+            for _ in 0..n {
+                sns.push(get_addr(&mut r)?);
+            }
+            OverlayMsg::Members { sns }
+        }
+        k => return Err(OverlayError::Kind(k)),
+    };
+    if !r.is_empty() {
+        return Err(OverlayError::Malformed);
+    }
+    Ok((ts, nonce, msg))
+}
+
+fn take<'a>(r: &mut &'a [u8], n: usize) -> Result<&'a [u8], OverlayError> {
+    if r.len() < n {
+        return Err(OverlayError::Malformed);
+    }
+    let (head, rest) = r.split_at(n);
+    *r = rest;
+    Ok(head)
+}
+
+fn array<const N: usize>(r: &mut &[u8]) -> Result<[u8; N], OverlayError> {
+    let mut a = [0u8; N];
+    a.copy_from_slice(take(r, N)?);
+    Ok(a)
+}
+
+fn put_addr(out: &mut Vec<u8>, a: SocketAddr) {
+    match a.ip() {
+        IpAddr::V4(ip) => {
+            out.push(4);
+            out.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            out.push(6);
+            out.extend_from_slice(&ip.octets());
+        }
+    }
+    out.extend_from_slice(&a.port().to_be_bytes());
+}
+
+fn get_addr(r: &mut &[u8]) -> Result<SocketAddr, OverlayError> {
+    let ip = match take(r, 1)?[0] {
+        4 => IpAddr::V4(Ipv4Addr::from(array::<4>(r)?)),
+        6 => IpAddr::V6(Ipv6Addr::from(array::<16>(r)?)),
+        _ => return Err(OverlayError::Malformed),
+    };
+    Ok(SocketAddr::new(ip, u16::from_be_bytes(array(r)?)))
+}
+
+/// The overlay's timers and bounds.
+#[derive(Debug, Clone)]
+pub struct OverlayConfig {
+    /// How often members are told our list (and so that we are alive).
+    pub gossip_every: Duration,
+    /// A member not heard from for this long is dropped.
+    pub dead_after: Duration,
+    /// Accepted clock difference, and how long nonces are remembered.
+    pub replay_window: Duration,
+}
+
+impl Default for OverlayConfig {
+    fn default() -> Self {
+        OverlayConfig {
+            gossip_every: Duration::from_secs(2),
+            dead_after: Duration::from_secs(7),
+            replay_window: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What changed in the membership after a call, so the driver can re-place entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// SNs heard from for the first time (or again after being dropped).
+    pub joined: Vec<SocketAddr>,
+    /// SNs dropped for silence.
+    pub died: Vec<SocketAddr>,
+}
+
+/// One SN's view of the overlay.
+pub struct Overlay {
+    cfg: OverlayConfig,
+    key: Option<hmac::Key>,
+    me: SocketAddr,
+    /// Addresses given with `--join`: tried every period, for good.
+    seeds: Vec<SocketAddr>,
+    /// SNs heard from (authenticated), with when.
+    alive: HashMap<SocketAddr, Instant>,
+    /// Addresses learnt from others' lists, not heard from yet, with when learnt.
+    heard_of: HashMap<SocketAddr, Instant>,
+    seen: HashMap<(SocketAddr, u64), Instant>,
+    epoch: Instant,
+    unix_ms_at_epoch: u64,
+    next_gossip: Instant,
+}
+
+impl Overlay {
+    /// The overlay as seen from `me`; `secret` None refuses all SN-SN traffic. `unix_ms` is the
+    /// wall clock at `now` (timestamps on the wire are wall-clock; everything else is `now`).
+    pub fn new(
+        cfg: OverlayConfig,
+        me: SocketAddr,
+        secret: Option<&[u8]>,
+        seeds: Vec<SocketAddr>,
+        now: Instant,
+        unix_ms: u64,
+    ) -> Overlay {
+        let seeds: Vec<SocketAddr> = seeds.into_iter().filter(|s| *s != me).take(MAX_MEMBERS).collect();
+        Overlay {
+            cfg,
+            key: secret.map(|s| hmac::Key::new(hmac::HMAC_SHA256, s)),
+            me,
+            seeds,
+            alive: HashMap::new(),
+            heard_of: HashMap::new(),
+            seen: HashMap::new(),
+            epoch: now,
+            unix_ms_at_epoch: unix_ms,
+            next_gossip: now,
+        }
+    }
+
+    /// Our own address, as the others see it.
+    pub fn me(&self) -> SocketAddr {
+        self.me
+    }
+
+    /// Whether SN-SN traffic is enabled (a secret was given).
+    pub fn enabled(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// The live SNs, ourselves included, sorted: what the placement ring is built from.
+    pub fn members(&self) -> Vec<SocketAddr> {
+        let mut m: Vec<SocketAddr> = self.alive.keys().copied().chain([self.me]).collect();
+        m.sort();
+        m
+    }
+
+    /// Whether `sn` is a live member (its datagrams may change our state).
+    pub fn is_member(&self, sn: SocketAddr) -> bool {
+        self.alive.contains_key(&sn)
+    }
+
+    fn unix_ms(&self, now: Instant) -> u64 {
+        self.unix_ms_at_epoch.saturating_add(now.saturating_duration_since(self.epoch).as_millis() as u64)
+    }
+
+    /// Seals `msg` for sending now; None without a secret.
+    pub fn seal(&self, msg: &OverlayMsg, now: Instant) -> Option<Vec<u8>> {
+        Some(seal(self.key.as_ref()?, self.unix_ms(now), rand::random(), msg))
+    }
+
+    /// Opens an SN-SN datagram from `from`: tag, replay window and nonce checked.
+    pub fn open(&mut self, from: SocketAddr, raw: &[u8], now: Instant) -> Result<OverlayMsg, OverlayError> {
+        let key = self.key.as_ref().ok_or(OverlayError::BadTag)?;
+        let (ts, nonce, msg) = open(key, raw)?;
+        let ours = self.unix_ms(now);
+        let window = self.cfg.replay_window.as_millis() as u64;
+        if ts.abs_diff(ours) > window {
+            return Err(OverlayError::Stale);
+        }
+        if self.seen.len() >= MAX_SEEN {
+            self.seen.retain(|_, t| now.saturating_duration_since(*t) <= 2 * self.cfg.replay_window);
+            if self.seen.len() >= MAX_SEEN {
+                return Err(OverlayError::Replay);
+            }
+        }
+        if self.seen.insert((from, nonce), now).is_some() {
+            return Err(OverlayError::Replay);
+        }
+        Ok(msg)
+    }
+
+    /// Handles an opened membership message from `from`; returns datagrams to send (our list
+    /// straight back to an SN heard from for the first time, so joining takes one round trip).
+    pub fn handle(
+        &mut self,
+        from: SocketAddr,
+        msg: OverlayMsg,
+        now: Instant,
+        changes: &mut Changes,
+    ) -> Vec<(SocketAddr, Vec<u8>)> {
+        let OverlayMsg::Members { sns } = msg;
+        let mut out = Vec::new();
+        let new = !self.alive.contains_key(&from);
+        if new
+            && self.alive.len() + self.heard_of.len() >= MAX_MEMBERS
+            && self.heard_of.remove(&from).is_none()
+        {
+            return out;
+        }
+        self.alive.insert(from, now);
+        self.heard_of.remove(&from);
+        if new {
+            changes.joined.push(from);
+            if let Some(d) = self.seal(&OverlayMsg::Members { sns: self.members() }, now) {
+                out.push((from, d));
+            }
+        }
+        for sn in sns {
+            if sn != self.me
+                && !self.alive.contains_key(&sn)
+                && self.alive.len() + self.heard_of.len() < MAX_MEMBERS
+            {
+                self.heard_of.entry(sn).or_insert(now);
+            }
+        }
+        out
+    }
+
+    /// Opens and handles a datagram in one go; refused ones are dropped silently.
+    pub fn receive(
+        &mut self,
+        from: SocketAddr,
+        raw: &[u8],
+        now: Instant,
+        changes: &mut Changes,
+    ) -> Vec<(SocketAddr, Vec<u8>)> {
+        match self.open(from, raw, now) {
+            Ok(msg) => self.handle(from, msg, now, changes),
+            Err(e) => {
+                tracing::debug!(%from, error = %e, "overlay datagram refused");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The periodic work: drop silent members, forget stale nonces and addresses, and gossip
+    /// our list to members, seeds and addresses heard of.
+    pub fn tick(&mut self, now: Instant, changes: &mut Changes) -> Vec<(SocketAddr, Vec<u8>)> {
+        if self.key.is_none() || now < self.next_gossip {
+            return Vec::new();
+        }
+        self.next_gossip = now + self.cfg.gossip_every;
+        let dead_after = self.cfg.dead_after;
+        let died: Vec<SocketAddr> = self
+            .alive
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(**t) > dead_after)
+            .map(|(a, _)| *a)
+            .collect();
+        for sn in &died {
+            self.alive.remove(sn);
+        }
+        changes.died.extend(died);
+        self.heard_of.retain(|_, t| now.saturating_duration_since(*t) <= dead_after);
+        let window = self.cfg.replay_window;
+        self.seen.retain(|_, t| now.saturating_duration_since(*t) <= 2 * window);
+        let list = OverlayMsg::Members { sns: self.members() };
+        let mut targets: Vec<SocketAddr> =
+            self.alive.keys().chain(self.heard_of.keys()).chain(self.seeds.iter()).copied().collect();
+        targets.sort();
+        targets.dedup();
+        targets.into_iter().filter_map(|to| Some((to, self.seal(&list, now)?))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"overlay secret for the tests!";
+
+    fn sn(i: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 33000 + i))
+    }
+
+    /// Delivers every datagram among `sns` until none is left (bounded).
+    fn pump(sns: &mut [Overlay], mut queue: Vec<(SocketAddr, SocketAddr, Vec<u8>)>, now: Instant) {
+        for _ in 0..1000 {
+            let Some((from, to, d)) = queue.pop() else { return };
+            if let Some(o) = sns.iter_mut().find(|o| o.me == to) {
+                let mut ch = Changes::default();
+                queue.extend(o.receive(from, &d, now, &mut ch).into_iter().map(|(t, d)| (to, t, d)));
+            }
+        }
+        panic!("datagrams kept flowing");
+    }
+
+    fn tick_all(sns: &mut [Overlay], now: Instant) -> Vec<SocketAddr> {
+        let mut queue = Vec::new();
+        let mut died = Vec::new();
+        for o in sns.iter_mut() {
+            let mut ch = Changes::default();
+            queue.extend(o.tick(now, &mut ch).into_iter().map(|(t, d)| (o.me, t, d)));
+            died.extend(ch.died);
+        }
+        pump(sns, queue, now);
+        died
+    }
+
+    #[test]
+    fn sns_learn_each_other_through_one_seed_and_drop_a_silent_one() {
+        let t0 = Instant::now();
+        let cfg = OverlayConfig::default();
+        let mk = |i: u16, seeds: Vec<SocketAddr>| {
+            Overlay::new(cfg.clone(), sn(i), Some(SECRET), seeds, t0, 1_000_000)
+        };
+        // B and C only know A.
+        let mut sns = vec![mk(0, vec![]), mk(1, vec![sn(0)]), mk(2, vec![sn(0)])];
+        for s in 0..3u64 {
+            tick_all(&mut sns, t0 + Duration::from_secs(2 * s));
+        }
+        for o in &sns {
+            assert_eq!(o.members(), vec![sn(0), sn(1), sn(2)], "as seen from {}", o.me);
+        }
+        // C goes silent: after dead_after the others drop it.
+        sns.pop();
+        let mut died = Vec::new();
+        for s in 3..8u64 {
+            died.extend(tick_all(&mut sns, t0 + Duration::from_secs(2 * s)));
+        }
+        assert_eq!(died, vec![sn(2), sn(2)]);
+        assert_eq!(sns[0].members(), vec![sn(0), sn(1)]);
+    }
+
+    #[test]
+    fn forged_replayed_and_stale_datagrams_are_refused() {
+        let t0 = Instant::now();
+        let mut a = Overlay::new(OverlayConfig::default(), sn(0), Some(SECRET), vec![], t0, 5_000_000);
+        let msg = OverlayMsg::Members { sns: vec![sn(7)] };
+        let good = seal(&hmac::Key::new(hmac::HMAC_SHA256, SECRET), 5_000_000, 42, &msg);
+        assert_eq!(a.open(sn(1), &good, t0), Ok(msg.clone()));
+        assert_eq!(a.open(sn(1), &good, t0), Err(OverlayError::Replay));
+        let other = hmac::Key::new(hmac::HMAC_SHA256, b"another secret, not ours");
+        assert_eq!(a.open(sn(1), &seal(&other, 5_000_000, 43, &msg), t0), Err(OverlayError::BadTag));
+        let mut flipped = seal(&hmac::Key::new(hmac::HMAC_SHA256, SECRET), 5_000_000, 44, &msg);
+        flipped[HEADER] ^= 1;
+        assert_eq!(a.open(sn(1), &flipped, t0), Err(OverlayError::BadTag));
+        let old = seal(&hmac::Key::new(hmac::HMAC_SHA256, SECRET), 5_000_000 - 31_000, 45, &msg);
+        assert_eq!(a.open(sn(1), &old, t0), Err(OverlayError::Stale));
+        // Without a secret nothing is accepted and nothing is sent.
+        let mut alone = Overlay::new(OverlayConfig::default(), sn(0), None, vec![sn(1)], t0, 5_000_000);
+        assert!(alone.open(sn(1), &good, t0).is_err());
+        assert!(alone.tick(t0, &mut Changes::default()).is_empty());
+        for cut in 0..good.len() {
+            assert!(a.open(sn(2), &good[..cut], t0).is_err());
+        }
+    }
+}
