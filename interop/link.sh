@@ -94,7 +94,7 @@ check "SIGTERM removed both namespaces" "0" "$(mine)"
 echo "iperf3 UDP: 5% loss A->B"
 link_up --a2b loss=5% --seed 7
 iperf3_server
-ip netns exec "$A" iperf3 -c 198.18.0.2 -p 5201 -u -b 40M -l 1000 -t 5 -J >"$WORK/udp.json"
+ip netns exec "$A" iperf3 -c 198.18.0.2 -p 5201 -u -b 20M -l 1000 -t 8 -J >"$WORK/udp.json"
 loss=$(iperf3_json "$WORK/udp.json" udp_loss)
 echo "  iperf3 UDP loss $loss% of $(iperf3_json "$WORK/udp.json" udp_packets) datagrams"
 check "UDP loss within 0.5 points of 5%" "yes" "$(within "$loss" 5 0.5)"
@@ -104,7 +104,7 @@ grep 'A->B' "$WORK/link.out" | sed 's/^/  emulator: /'
 echo "iperf3 UDP: bursty loss p=1% r=24% A->B (mean 4%)"
 link_up --a2b burst=1%:24% --seed 3
 iperf3_server
-ip netns exec "$A" iperf3 -c 198.18.0.2 -p 5201 -u -b 40M -l 1000 -t 5 -J >"$WORK/burst.json"
+ip netns exec "$A" iperf3 -c 198.18.0.2 -p 5201 -u -b 20M -l 1000 -t 8 -J >"$WORK/burst.json"
 loss=$(iperf3_json "$WORK/burst.json" udp_loss)
 echo "  iperf3 UDP loss $loss%"
 check "bursty UDP loss within 1 point of 4%" "yes" "$(within "$loss" 4 1)"

@@ -146,6 +146,9 @@ pub async fn run(cmd: LinkCmd, _ctx: &Context) -> anyhow::Result<()> {
                     s.packets, lost, s.lost, s.burst_lost, s.queue_drops, s.reordered
                 );
             }
+            if stats.write_errors > 0 {
+                println!("{} packets refused by the receiving device", stats.write_errors);
+            }
             println!("link {} down: {na} and {nb} removed", a.name);
             Ok(())
         }
