@@ -74,6 +74,14 @@ pub struct SipConfig {
     pub tcp_idle_timeout_secs: u64,
     /// Timer T1 in milliseconds (RFC 3261: 500).
     pub t1_ms: u64,
+    /// Outbound TCP/TLS connections to other servers, in all (one per target address,
+    /// reused); a request that would need one more fails over as after a timeout.
+    pub max_outbound_connections: usize,
+    /// Seconds an outbound TCP connect (and, separately, its TLS handshake) may take.
+    pub connect_timeout_secs: u64,
+    /// Further CA certificates (PEM) trusted for outbound TLS, besides the lab CA
+    /// (`ca_dir`) and the system store.
+    pub cacert: Vec<PathBuf>,
 }
 
 impl Default for SipConfig {
@@ -111,6 +119,9 @@ impl Default for SipConfig {
             max_tcp_per_ip: 64,
             tcp_idle_timeout_secs: 300,
             t1_ms: 500,
+            max_outbound_connections: 256,
+            connect_timeout_secs: 5,
+            cacert: Vec::new(),
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::config::SipConfig;
 use crate::locate::{Transport, dns::LocateError, dns::locate_traced};
-use crate::proxy::{Located, Lookup, Proxy, ProxyConfig};
+use crate::proxy::{Located, Lookup, Outbound, Proxy, ProxyConfig};
 use crate::registrar::RegistrarLimits;
 use crate::transaction::Timers;
 use crate::users::{self, UsersError};
@@ -66,6 +66,17 @@ pub struct SipServer {
     users_path: Option<PathBuf>,
     observer: Option<Observer>,
     tls: Option<TlsSide>,
+    outbound: OutboundSide,
+}
+
+/// How the server opens connections to other servers (RFC 3263 TCP/TLS targets).
+#[derive(Clone)]
+struct OutboundSide {
+    /// None when no CA could be loaded: TLS targets then fail over at once.
+    tls: Option<tokio_rustls::TlsConnector>,
+    max: usize,
+    connect: Duration,
+    idle: Duration,
 }
 
 /// RFC 3263 lookups running at once; more get 503 at once (a flood of calls to unknown
@@ -116,6 +127,25 @@ impl SipServer {
         } else {
             None
         };
+        let trust = appnet_netkit::tls_client::Trust {
+            system: true,
+            lab_ca_dir: Some(cfg.ca_dir.clone().unwrap_or_else(appnet_netkit::tls::LabCa::default_dir)),
+            extra: cfg.cacert.clone(),
+        };
+        let client_tls = match appnet_netkit::tls_client::client_config(&trust, &[]) {
+            Ok(c) => Some(tokio_rustls::TlsConnector::from(c)),
+            Err(e) if cfg.cacert.is_empty() => {
+                tracing::info!(error = %e, "no CA for outbound SIP over TLS");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let outbound = OutboundSide {
+            tls: client_tls,
+            max: cfg.max_outbound_connections,
+            connect: Duration::from_secs(cfg.connect_timeout_secs.max(1)),
+            idle: Duration::from_secs(cfg.tcp_idle_timeout_secs.max(1)),
+        };
         let users = match &cfg.users {
             Some(p) => users::load(p)?,
             None => HashMap::new(),
@@ -156,6 +186,7 @@ impl SipServer {
             users_path: cfg.users.clone(),
             observer: None,
             tls,
+            outbound,
         })
     }
 
@@ -216,8 +247,10 @@ impl Service for SipServer {
             observer,
             local,
             tls,
+            outbound,
             ..
         } = self;
+        let mut outbound_open = 0usize;
         let no_tls = Shutdown::new();
         let (in_tx, mut in_rx) = mpsc::channel::<StreamEvent>(1024);
         let (loc_tx, mut loc_rx) = mpsc::channel::<LocateDone>(MAX_LOOKUPS);
@@ -252,7 +285,7 @@ impl Service for SipServer {
                         conns.insert(peer, out_tx);
                         let events = in_tx.clone();
                         tokio::spawn(async move {
-                            serve_conn(stream, peer, slot, events.clone(), out_rx, max_message).await;
+                            serve_conn(stream, peer, Idle::Slot(slot), events.clone(), out_rx, max_message).await;
                             let _ = events.send(StreamEvent::Closed(peer)).await;
                         });
                         continue;
@@ -278,7 +311,7 @@ impl Service for SipServer {
                         let (acceptor, limit) = (t.tls.clone(), t.handshake);
                         tokio::spawn(async move {
                             if let Ok(Ok(stream)) = tokio::time::timeout(limit, acceptor.accept(stream)).await {
-                                serve_conn(stream, peer, slot, events.clone(), out_rx, max_message).await;
+                                serve_conn(stream, peer, Idle::Slot(slot), events.clone(), out_rx, max_message).await;
                             }
                             let _ = events.send(StreamEvent::Closed(peer)).await;
                         });
@@ -299,12 +332,18 @@ impl Service for SipServer {
                         conns.remove(&peer);
                         continue;
                     }
+                    Some(StreamEvent::OutboundClosed(peer)) => {
+                        conns.remove(&peer);
+                        outbound_open = outbound_open.saturating_sub(1);
+                        continue;
+                    }
+                    Some(StreamEvent::ConnectFailed(peer)) => proxy.on_connect_failed(peer, Instant::now()),
                     None => continue,
                 },
                 Some(done) = loc_rx.recv() => {
                     lookups_running = lookups_running.saturating_sub(1);
-                    let targets = match &done.located {
-                        Located::Targets(t) => t.clone(),
+                    let targets: Vec<SocketAddr> = match &done.located {
+                        Located::Targets(t) => t.iter().map(|t| t.addr).collect(),
                         _ => Vec::new(),
                     };
                     observe(Observed::Located { uri: &done.uri, steps: &done.steps, targets: &targets });
@@ -337,12 +376,16 @@ impl Service for SipServer {
                 };
                 lookups_running += 1;
                 let tx = loc_tx.clone();
+                // TLS targets only when we can verify their certificates.
+                let supported: Vec<Transport> = [Transport::Udp, Transport::Tcp, Transport::Tls]
+                    .into_iter()
+                    .filter(|t| *t != Transport::Tls || outbound.tls.is_some())
+                    .collect();
                 tokio::spawn(async move {
                     let mut steps = Vec::new();
-                    let found =
-                        locate_traced(resolver, &uri, &[Transport::Udp], dns_timeout, &mut steps).await;
+                    let found = locate_traced(resolver, &uri, &supported, dns_timeout, &mut steps).await;
                     let located = match found {
-                        Ok(t) => Located::Targets(t.into_iter().map(|t| t.addr).collect()),
+                        Ok(t) => Located::Targets(t),
                         Err(LocateError::Resolver(e)) => {
                             tracing::info!(%uri, error = %e, "cannot locate the domain");
                             Located::Failed
@@ -356,12 +399,40 @@ impl Service for SipServer {
                     let _ = tx.send(LocateDone { id, uri, steps, located }).await;
                 });
             }
-            for t in out {
+            let mut queue: std::collections::VecDeque<_> = out.into();
+            let mut rounds = 0usize;
+            while let Some(t) = queue.pop_front() {
                 let bytes = t.msg.to_bytes();
                 observe(Observed::Sent { to: t.to, bytes: &bytes });
                 if let Some(conn) = conns.get(&t.to) {
                     // A full or closed connection loses the message, like a lost datagram.
                     let _ = conn.try_send(bytes);
+                    continue;
+                }
+                if let Some(stream) = t.stream {
+                    // Over the cap, or TLS without a CA: fail over at once (bounded: each
+                    // failure removes a branch, and at most 16 targets are tried).
+                    if outbound_open >= outbound.max
+                        || (stream.transport == Transport::Tls && outbound.tls.is_none())
+                    {
+                        rounds += 1;
+                        if rounds <= 64 {
+                            queue.extend(proxy.on_connect_failed(t.to, Instant::now()));
+                        }
+                        continue;
+                    }
+                    let (out_tx, out_rx) = mpsc::channel(64);
+                    let _ = out_tx.try_send(bytes);
+                    conns.insert(t.to, out_tx);
+                    outbound_open += 1;
+                    tokio::spawn(connect_out(
+                        t.to,
+                        stream,
+                        outbound.clone(),
+                        in_tx.clone(),
+                        out_rx,
+                        max_message,
+                    ));
                     continue;
                 }
                 if let Err(e) = socket.send_to(&bytes, t.to).await {
@@ -387,13 +458,76 @@ struct LocateDone {
 enum StreamEvent {
     Message(SocketAddr, Vec<u8>),
     Closed(SocketAddr),
+    /// An outbound connection could not be opened (connect or TLS handshake failed or
+    /// timed out); `OutboundClosed` follows.
+    ConnectFailed(SocketAddr),
+    OutboundClosed(SocketAddr),
+}
+
+/// When a connection is closed for idleness: by its accept slot (inbound), or after this
+/// long without a message either way (outbound).
+enum Idle {
+    Slot(appnet_netkit::accept::ConnSlot),
+    After(Duration),
+}
+
+/// Opens an outbound TCP (and TLS, verifying the certificate against the target's domain,
+/// RFC 5922) connection within the connect timeout, then serves it like an inbound one.
+async fn connect_out(
+    to: SocketAddr,
+    stream: Outbound,
+    side: OutboundSide,
+    events: mpsc::Sender<StreamEvent>,
+    out_rx: mpsc::Receiver<Vec<u8>>,
+    max_message: usize,
+) {
+    let tcp = match tokio::time::timeout(side.connect, tokio::net::TcpStream::connect(to)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::info!(%to, error = %e, "outbound SIP connection failed");
+            None
+        }
+        Err(_) => {
+            tracing::info!(%to, "outbound SIP connection timed out");
+            None
+        }
+    };
+    let idle = Idle::After(side.idle);
+    match (tcp, stream.transport, &side.tls) {
+        (None, _, _) => {
+            let _ = events.send(StreamEvent::ConnectFailed(to)).await;
+        }
+        (Some(tcp), Transport::Tls, Some(connector)) => {
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(stream.name.clone());
+            let tls = match name {
+                Ok(name) => tokio::time::timeout(side.connect, connector.connect(name, tcp)).await.ok(),
+                Err(_) => None,
+            };
+            match tls {
+                Some(Ok(s)) => serve_conn(s, to, idle, events.clone(), out_rx, max_message).await,
+                other => {
+                    let why = match other {
+                        Some(Err(e)) => e.to_string(),
+                        _ => "timed out or bad name".into(),
+                    };
+                    tracing::info!(%to, name = %stream.name, error = %why, "outbound SIP TLS handshake failed");
+                    let _ = events.send(StreamEvent::ConnectFailed(to)).await;
+                }
+            }
+        }
+        (Some(_), Transport::Tls, None) => {
+            let _ = events.send(StreamEvent::ConnectFailed(to)).await;
+        }
+        (Some(tcp), _, _) => serve_conn(tcp, to, idle, events.clone(), out_rx, max_message).await,
+    }
+    let _ = events.send(StreamEvent::OutboundClosed(to)).await;
 }
 
 /// Reads framed messages from one TCP connection and writes the core's answers to it.
 async fn serve_conn<S: tokio::io::AsyncRead + tokio::io::AsyncWrite>(
     stream: S,
     peer: SocketAddr,
-    slot: appnet_netkit::accept::ConnSlot,
+    idle: Idle,
     events: mpsc::Sender<StreamEvent>,
     mut out_rx: mpsc::Receiver<Vec<u8>>,
     max_message: usize,
@@ -402,12 +536,25 @@ async fn serve_conn<S: tokio::io::AsyncRead + tokio::io::AsyncWrite>(
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
-    slot.idle();
+    let mut deadline = tokio::time::Instant::now();
+    let touch = |deadline: &mut tokio::time::Instant| match &idle {
+        Idle::Slot(slot) => slot.idle(),
+        Idle::After(d) => *deadline = tokio::time::Instant::now() + *d,
+    };
+    touch(&mut deadline);
     loop {
         tokio::select! {
-            _ = slot.closed() => return,
+            _ = async {
+                match &idle {
+                    Idle::Slot(slot) => { slot.closed().await; }
+                    Idle::After(_) => tokio::time::sleep_until(deadline).await,
+                }
+            } => return,
             out = out_rx.recv() => match out {
                 Some(bytes) => {
+                    if matches!(idle, Idle::After(_)) {
+                        touch(&mut deadline);
+                    }
                     if wr.write_all(&bytes).await.is_err() {
                         return;
                     }
@@ -432,7 +579,7 @@ async fn serve_conn<S: tokio::io::AsyncRead + tokio::io::AsyncWrite>(
                     match crate::wire::frame_len(&buf, limits) {
                         Ok(Some(len)) => {
                             let msg: Vec<u8> = buf.drain(..len).collect();
-                            slot.idle();
+                            touch(&mut deadline);
                             if events.send(StreamEvent::Message(peer, msg)).await.is_err() {
                                 return;
                             }

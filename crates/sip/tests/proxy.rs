@@ -3,7 +3,8 @@
 //! no answer, admission control, retransmissions absorbed, junk answered with 400.
 
 use appnet_sip::digest::Algorithm;
-use appnet_sip::proxy::{Located, Proxy, ProxyConfig, Transmit};
+use appnet_sip::locate::{Target, Transport};
+use appnet_sip::proxy::{Located, Outbound, Proxy, ProxyConfig, Transmit};
 use appnet_sip::registrar::RegistrarLimits;
 use appnet_sip::transaction::Timers;
 use appnet_sip::users::{Forwarding, User};
@@ -433,7 +434,7 @@ fn calls_to_other_domains_need_proxy_auth_and_fail_over_between_located_servers(
     assert_eq!(lookups[0].uri, "sip:carol@example.com");
     // Two servers located: the first answers 503, so the request moves to the second.
     let (s1, s2) = ("127.0.0.1:7101", "127.0.0.1:7102");
-    let out = p.on_located(lookups[0].id, Located::Targets(vec![addr(s1), addr(s2)]), t0);
+    let out = p.on_located(lookups[0].id, Located::Targets(vec![udp(s1), udp(s2)]), t0);
     let first = only(&out);
     assert_eq!(first.to, addr(s1));
     assert_eq!(first.msg.uri(), Some("sip:carol@example.com"), "the Request-URI stays");
@@ -467,7 +468,7 @@ fn a_timed_out_server_hands_over_to_the_next() {
     p.on_message(&outbound_invite("t2", 2, "alice@umass.edu", Some(creds)), addr(ALICE), t0);
     let id = p.take_lookups()[0].id;
     let (dead, alive) = ("127.0.0.1:7201", "127.0.0.1:7202");
-    p.on_located(id, Located::Targets(vec![addr(dead), addr(alive)]), t0);
+    p.on_located(id, Located::Targets(vec![udp(dead), udp(alive)]), t0);
     // Timer B (64·T1) passes with retransmissions to the dead server only.
     let mut moved = false;
     for i in 1..=80 {
@@ -479,6 +480,53 @@ fn a_timed_out_server_hands_over_to_the_next() {
         }
     }
     assert!(moved, "the INVITE went to the second server after timer B");
+}
+
+fn udp(a: &str) -> Target {
+    Target { addr: addr(a), transport: Transport::Udp }
+}
+
+#[test]
+fn tcp_and_tls_targets_go_over_outbound_connections_and_a_failed_connect_fails_over() {
+    let t0 = Instant::now();
+    let users = HashMap::from([user("alice@umass.edu", "pw", Forwarding::default())]);
+    let mut p = Proxy::new(ProxyConfig { route_other_domains: true, ..config() }, users);
+    let out = p.on_message(&outbound_invite("c1", 1, "alice@umass.edu", None), addr(ALICE), t0);
+    let (c, _) = appnet_sip::ua::auth::best_challenge(&to(&out, ALICE).pop().unwrap()).unwrap();
+    let creds = appnet_sip::ua::auth::answer(&c, "alice", "pw", "INVITE", "sip:carol@example.com", 1);
+    p.on_message(&outbound_invite("c2", 2, "alice@umass.edu", Some(creds)), addr(ALICE), t0);
+    let id = p.take_lookups()[0].id;
+    let (refused, tls) = ("127.0.0.1:7301", "127.0.0.1:7302");
+    let targets = vec![
+        Target { addr: addr(refused), transport: Transport::Tcp },
+        Target { addr: addr(tls), transport: Transport::Tls },
+    ];
+    let first = only(&p.on_located(id, Located::Targets(targets), t0)).clone();
+    assert_eq!(first.to, addr(refused));
+    let stream = Outbound { transport: Transport::Tcp, name: "example.com".into() };
+    assert_eq!(first.stream, Some(stream));
+    assert!(first.msg.header("Via").unwrap().starts_with("SIP/2.0/TCP "), "{:?}", first.msg.header("Via"));
+    // Reliable: no retransmission over TCP.
+    assert!(to(&p.tick(t0 + Duration::from_millis(600)), refused).is_empty());
+    // The connect fails: the request goes to the next target, over TLS checked for example.com.
+    let out = p.on_connect_failed(addr(refused), t0 + Duration::from_millis(700));
+    let second = only(&out);
+    assert_eq!(second.to, addr(tls));
+    assert_eq!(second.stream, Some(Outbound { transport: Transport::Tls, name: "example.com".into() }));
+    assert!(second.msg.header("Via").unwrap().starts_with("SIP/2.0/TLS "));
+    // A second report for the same address changes nothing; the TLS server answers.
+    assert!(p.on_connect_failed(addr(refused), t0 + Duration::from_millis(800)).is_empty());
+    let out = p.on_message(&answer(&second.msg, 200, "OK", "c9"), addr(tls), t0 + Duration::from_millis(900));
+    assert_eq!(to(&out, ALICE)[0].code(), Some(200));
+    // The last target failing too ends in 408 for the caller: nothing is left.
+    let creds = appnet_sip::ua::auth::answer(&c, "alice", "pw", "INVITE", "sip:carol@example.com", 3);
+    let again = String::from_utf8(outbound_invite("c3", 3, "alice@umass.edu", Some(creds))).unwrap();
+    p.on_message(again.replace("Call-ID: out-1", "Call-ID: out-3").as_bytes(), addr(ALICE), t0);
+    let id = p.take_lookups()[0].id;
+    let only_tcp = vec![Target { addr: addr(refused), transport: Transport::Tcp }];
+    p.on_located(id, Located::Targets(only_tcp), t0);
+    let out = p.on_connect_failed(addr(refused), t0);
+    assert!(to(&out, ALICE).iter().any(|m| m.code().is_some_and(|c| c >= 400)), "{out:#?}");
 }
 
 #[test]

@@ -5,7 +5,6 @@ use crate::transaction::Key;
 use crate::users::Forwarding;
 use crate::wire::Message;
 use std::collections::{HashSet, VecDeque};
-use std::net::SocketAddr;
 use std::time::Instant;
 
 /// One proxied request and its branches.
@@ -26,7 +25,7 @@ pub(crate) struct Context {
     pub timer_c: Option<Instant>,
     /// A request for another domain (RFC 3263): its servers not tried yet, in order.
     pub outbound: bool,
-    pub pending_targets: VecDeque<SocketAddr>,
+    pub pending_targets: VecDeque<crate::locate::Target>,
 }
 
 impl Context {

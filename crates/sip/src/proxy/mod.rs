@@ -11,6 +11,7 @@ mod context;
 pub mod presence;
 
 use crate::digest::{self, AuthError, NonceStore};
+use crate::locate::{Target, Transport};
 use crate::registrar::{RegisterOutcome, Registrar, RegistrarLimits};
 use crate::transaction::{ClientTransaction, Key, Output, ServerTransaction, Timers, key_of};
 use crate::users::User;
@@ -22,11 +23,23 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-/// A datagram to send.
+/// A message to send: as a datagram (or on the connection `to` already has), or, with
+/// `stream`, on an outbound TCP/TLS connection the driver opens or reuses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     pub to: SocketAddr,
     pub msg: Message,
+    pub stream: Option<Outbound>,
+}
+
+/// An outbound connection a request needs (RFC 3263 chose TCP or TLS, or a URI says
+/// `;transport=tcp`/`tls` or `sips:`). If it cannot be opened in time, the driver reports
+/// [`Proxy::on_connect_failed`] and the request moves on as after a timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    pub transport: Transport,
+    /// The name the TLS server certificate must carry (RFC 5922: the domain of the URI).
+    pub name: String,
 }
 
 /// The core's settings (built from `SipConfig`).
@@ -69,8 +82,8 @@ pub struct Lookup {
 /// What the driver found for a [`Lookup`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Located {
-    /// Servers in the order to try them (UDP).
-    Targets(Vec<SocketAddr>),
+    /// Servers in the order to try them, each with its transport.
+    Targets(Vec<Target>),
     /// The domain has no SIP server (the caller gets 404).
     NotFound,
     /// The resolver failed (the caller gets 503).
@@ -92,6 +105,8 @@ struct ServerEntry {
 struct ClientEntry {
     tx: ClientTransaction,
     to: SocketAddr,
+    /// Sent over an outbound TCP/TLS connection (None: UDP or the peer's own connection).
+    stream: Option<Outbound>,
     ctx: u64,
 }
 
@@ -209,7 +224,7 @@ impl Proxy {
                             _ => (400, format!("Bad Request ({e})")),
                         };
                         let resp = Message::response_to(&m, code, &reason, None);
-                        vec![Transmit { to: from, msg: resp }]
+                        vec![Transmit { to: from, msg: resp, stream: None }]
                     }
                     _ => Vec::new(),
                 }
@@ -484,29 +499,51 @@ impl Proxy {
     fn try_next_target(&mut self, id: u64, now: Instant) -> Vec<Transmit> {
         let timer_c = self.cfg.timer_c;
         let Some(ctx) = self.contexts.get_mut(&id) else { return Vec::new() };
-        let Some(dest) = ctx.pending_targets.pop_front() else {
+        let Some(target) = ctx.pending_targets.pop_front() else {
             return self.finish_context(id, now, Some((503, "Service Unavailable (no server answered)")));
         };
+        let dest = target.addr;
         let base = ctx.request.clone();
+        let name = base.uri().and_then(SipUri::parse).map(|u| u.host).unwrap_or_default();
+        let stream = outbound_for(target.transport, name);
         let index = ctx.branches.len() + 1;
         if base.method() == "INVITE" {
             ctx.timer_c = Some(now + timer_c);
         }
         let mut fwd = base.clone();
         let branch = self.branch_for(&base, index);
-        self.prepare_forward(&mut fwd, &branch, true);
-        let (tx, outs) = ClientTransaction::start(fwd, false, self.cfg.timers, now);
-        self.client_tx.insert(branch.clone(), ClientEntry { tx, to: dest, ctx: id });
+        self.prepare_forward(&mut fwd, &branch, true, target.transport);
+        let (tx, outs) = ClientTransaction::start(fwd, stream.is_some(), self.cfg.timers, now);
+        self.client_tx.insert(branch.clone(), ClientEntry { tx, to: dest, stream: stream.clone(), ctx: id });
         if let Some(ctx) = self.contexts.get_mut(&id) {
             ctx.branches.push(branch);
         }
         self.counters.forwarded += 1;
         outs.into_iter()
             .filter_map(|o| match o {
-                Output::Send(m) => Some(Transmit { to: dest, msg: m }),
+                Output::Send(m) => Some(Transmit { to: dest, msg: m, stream: stream.clone() }),
                 _ => None,
             })
             .collect()
+    }
+
+    /// The driver could not open (or lost before an answer) the outbound connection to
+    /// `to`: every branch sent on one there ends as if it had timed out, so RFC 3263
+    /// failover moves it to the next server (§4.3), else the caller gets 408.
+    pub fn on_connect_failed(&mut self, to: SocketAddr, now: Instant) -> Vec<Transmit> {
+        let failed: Vec<(String, u64)> = self
+            .client_tx
+            .iter()
+            .filter(|(_, e)| e.to == to && e.stream.is_some())
+            .map(|(b, e)| (b.clone(), e.ctx))
+            .collect();
+        let mut out = Vec::new();
+        for (branch, id) in failed {
+            // Removed first, so its own timer B cannot fail over a second time.
+            self.client_tx.remove(&branch);
+            out.extend(self.run_client_outputs(&branch, id, to, vec![Output::Timeout], now));
+        }
+        out
     }
 
     /// RFC 3263 §4.3: an outbound branch that timed out or got 503 moves on to the next
@@ -532,13 +569,13 @@ impl Proxy {
             let mut fwd = base.clone();
             fwd.set_uri(&target);
             let branch = self.branch_for(&base, start + i + 1);
-            self.prepare_forward(&mut fwd, &branch, true);
+            self.prepare_forward(&mut fwd, &branch, true, Transport::Udp);
             let (tx, outs) = ClientTransaction::start(fwd, false, self.cfg.timers, now);
-            self.client_tx.insert(branch.clone(), ClientEntry { tx, to: dest, ctx: id });
+            self.client_tx.insert(branch.clone(), ClientEntry { tx, to: dest, stream: None, ctx: id });
             started.push(branch.clone());
             for o in outs {
                 if let Output::Send(m) = o {
-                    out.push(Transmit { to: dest, msg: m });
+                    out.push(Transmit { to: dest, msg: m, stream: None });
                 }
             }
         }
@@ -562,13 +599,18 @@ impl Proxy {
     }
 
     /// Via, Max-Forwards and Record-Route for a request we forward.
-    fn prepare_forward(&self, fwd: &mut Message, branch: &str, record_route: bool) {
+    fn prepare_forward(&self, fwd: &mut Message, branch: &str, record_route: bool, transport: Transport) {
         let mf = fwd.max_forwards().unwrap_or(70).saturating_sub(1);
         fwd.set("Max-Forwards", mf.to_string());
         if record_route && matches!(fwd.method(), "INVITE" | "SUBSCRIBE" | "REFER") {
             fwd.push_front("Record-Route", format!("<sip:{};lr>", self.sent_by()));
         }
-        fwd.push_front("Via", format!("SIP/2.0/UDP {};branch={branch};rport", self.sent_by()));
+        let proto = match transport {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        };
+        fwd.push_front("Via", format!("SIP/2.0/{proto} {};branch={branch};rport", self.sent_by()));
     }
 
     /// Forwards along Route or to the Request-URI, statefully (one branch).
@@ -577,6 +619,7 @@ impl Proxy {
             Some(na) => na.uri,
             None => req.uri().unwrap_or("").to_string(),
         };
+        let (transport, stream) = uri_transport(&next);
         let Some(dest) = resolve_uri(&next) else {
             let resp = Message::response_to(
                 &req,
@@ -596,16 +639,16 @@ impl Proxy {
         let Some(ctx) = self.contexts.get(&id) else { return Vec::new() };
         let mut fwd = ctx.request.clone();
         let branch = self.branch_for(&ctx.request, 1);
-        self.prepare_forward(&mut fwd, &branch, false);
-        let (tx, outs) = ClientTransaction::start(fwd, false, self.cfg.timers, now);
-        self.client_tx.insert(branch.clone(), ClientEntry { tx, to: dest, ctx: id });
+        self.prepare_forward(&mut fwd, &branch, false, transport);
+        let (tx, outs) = ClientTransaction::start(fwd, stream.is_some(), self.cfg.timers, now);
+        self.client_tx.insert(branch.clone(), ClientEntry { tx, to: dest, stream: stream.clone(), ctx: id });
         if let Some(ctx) = self.contexts.get_mut(&id) {
             ctx.branches.push(branch);
         }
         self.counters.forwarded += 1;
         outs.into_iter()
             .filter_map(|o| match o {
-                Output::Send(m) => Some(Transmit { to: dest, msg: m }),
+                Output::Send(m) => Some(Transmit { to: dest, msg: m, stream: stream.clone() }),
                 _ => None,
             })
             .collect()
@@ -642,10 +685,11 @@ impl Proxy {
             next
         };
         let Some(dest) = resolve_uri(&next) else { return Vec::new() };
+        let (transport, stream) = uri_transport(&next);
         let incoming = req.top_via().and_then(|v| v.branch().map(str::to_string)).unwrap_or_default();
         let branch = format!("{}{}", wire::BRANCH_COOKIE, short_hash(&format!("ack{incoming}{next}")));
-        self.prepare_forward(&mut req, &branch, false);
-        vec![Transmit { to: dest, msg: req }]
+        self.prepare_forward(&mut req, &branch, false, transport);
+        vec![Transmit { to: dest, msg: req, stream }]
     }
 
     fn on_cancel(&mut self, req: Message, from: SocketAddr, key: Key, now: Instant) -> Vec<Transmit> {
@@ -697,7 +741,7 @@ impl Proxy {
             }
             let n = inv.cseq().map(|c| c.0).unwrap_or(1);
             cancel.push("CSeq", format!("{n} CANCEL"));
-            out.push(Transmit { to: e.to, msg: cancel });
+            out.push(Transmit { to: e.to, msg: cancel, stream: e.stream.clone() });
         }
         out
     }
@@ -715,7 +759,7 @@ impl Proxy {
             // No transaction (2xx retransmission after it ended): forward statelessly.
             resp.remove_first_value("Via");
             return match resp.top_via() {
-                Some(v) => vec![Transmit { to: via_dest(&v), msg: resp }],
+                Some(v) => vec![Transmit { to: via_dest(&v), msg: resp, stream: None }],
                 None => Vec::new(),
             };
         };
@@ -734,9 +778,10 @@ impl Proxy {
         now: Instant,
     ) -> Vec<Transmit> {
         let mut out = Vec::new();
+        let stream = self.client_tx.get(branch).and_then(|e| e.stream.clone());
         for o in outs {
             match o {
-                Output::Send(m) => out.push(Transmit { to, msg: m }),
+                Output::Send(m) => out.push(Transmit { to, msg: m, stream: stream.clone() }),
                 Output::Deliver(r) => out.extend(self.on_branch_response(id, branch, r, now)),
                 Output::Timeout => {
                     if let Some(next) = self.failover(id, branch, now) {
@@ -804,7 +849,7 @@ impl Proxy {
             } else {
                 // Later 2xx are forwarded too (§16.7 step 5), statelessly.
                 if let Some(v) = resp.top_via() {
-                    out.push(Transmit { to: via_dest(&v), msg: resp });
+                    out.push(Transmit { to: via_dest(&v), msg: resp, stream: None });
                 }
             }
             out.extend(self.maybe_finish(id, now));
@@ -1019,7 +1064,7 @@ impl Proxy {
                         _ => m.top_via().map(|v| via_dest(&v)).or(entry.map(|e| e.0)),
                     };
                     if let Some(to) = to {
-                        out.push(Transmit { to, msg: m });
+                        out.push(Transmit { to, msg: m, stream: None });
                     }
                 }
                 Output::Terminated | Output::Timeout => {
@@ -1062,7 +1107,7 @@ impl Proxy {
     fn reply_stateless(&self, _req: &Message, resp: Message, from: SocketAddr) -> Vec<Transmit> {
         let to =
             if self.inbound_reliable { from } else { resp.top_via().map(|v| via_dest(&v)).unwrap_or(from) };
-        vec![Transmit { to, msg: resp }]
+        vec![Transmit { to, msg: resp, stream: None }]
     }
 
     /// Runs due timers: transaction retransmissions and timeouts, no-answer forwarding,
@@ -1332,10 +1377,10 @@ impl Proxy {
             None => presence::pidf(&sub.aor, self.registrar.is_online(&sub.aor, now)),
         };
         let (tx, outs) = ClientTransaction::start(n, false, self.cfg.timers, now);
-        self.client_tx.insert(branch, ClientEntry { tx, to: dest, ctx: 0 });
+        self.client_tx.insert(branch, ClientEntry { tx, to: dest, stream: None, ctx: 0 });
         outs.into_iter()
             .filter_map(|o| match o {
-                Output::Send(m) => Some(Transmit { to: dest, msg: m }),
+                Output::Send(m) => Some(Transmit { to: dest, msg: m, stream: None }),
                 _ => None,
             })
             .collect()
@@ -1377,6 +1422,24 @@ fn resolve_uri(uri: &str) -> Option<SocketAddr> {
         h => h.parse().ok()?,
     };
     Some(SocketAddr::new(ip, u.port.unwrap_or(5060)))
+}
+
+/// The transport a next-hop URI asks for (`sips:` or `;transport=`), with the outbound
+/// connection it needs when that is TCP or TLS.
+fn uri_transport(uri: &str) -> (Transport, Option<Outbound>) {
+    let Some(u) = SipUri::parse(uri) else { return (Transport::Udp, None) };
+    let t = if u.scheme.eq_ignore_ascii_case("sips") {
+        Transport::Tls
+    } else {
+        u.param("transport").and_then(Transport::from_param).unwrap_or(Transport::Udp)
+    };
+    (t, outbound_for(t, u.host))
+}
+
+/// The outbound connection for `transport` (none for UDP), TLS checked against `name`.
+fn outbound_for(transport: Transport, name: String) -> Option<Outbound> {
+    let name = name.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    (transport != Transport::Udp).then_some(Outbound { transport, name })
 }
 
 /// The To tag we put on responses we generate for a transaction (stable across retransmissions).
