@@ -8,6 +8,7 @@
 //! - [`cdn`]: the CDN's DNS and its replica caches.
 //! - [`sites`]: the web servers' generated content.
 //! - [`netns`]: anycast with network namespaces (`--netns`); [`push_scene`]: CDN push.
+//! - [`nat_lab`]: NATs in network namespaces (`--nat`) and scene 16, a call relayed through them.
 //! - [`run`]: starting, stopping and listing the services; [`error`]: why starting failed.
 //! - [`experiment`]: `appnet experiment`'s runs and the shared SVG plotting.
 //! - [`events`]: the bus every exchange travels on; [`ui`]: the page that draws them.
@@ -29,6 +30,7 @@ pub mod ftp_site;
 pub mod http_scene;
 pub mod lb_scene;
 pub mod mail_scene;
+pub mod nat_lab;
 pub mod netns;
 pub mod overlay_lab;
 pub mod overlay_scene;

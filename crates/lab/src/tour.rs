@@ -304,6 +304,7 @@ pub const SCENES: &[(u32, &str)] = &[
     (13, "one address, many machines — a layer-4 load balancer"),
     (14, "Napster, Gnutella and ultrapeers — \"Hey Jude\" found three ways"),
     (15, "Alice calls Bob over SIP"),
+    (crate::nat_lab::SCENE, crate::nat_lab::TITLE),
     (crate::registrar_scene::SCENE, crate::registrar_scene::TITLE),
     (crate::dnssec_scene::SCENE, crate::dnssec_scene::TITLE),
 ];
@@ -518,6 +519,7 @@ pub async fn run_scene(lab: &mut Lab, n: u32, say: &mut dyn FnMut(String)) -> Re
         15 => {
             crate::sip_scene::run(lab, say).await?;
         }
+        crate::nat_lab::SCENE => crate::nat_lab::scene(say).await?,
         crate::registrar_scene::SCENE => crate::registrar_scene::run(lab, say).await?,
         crate::dnssec_scene::SCENE => crate::dnssec_scene::run(lab, say).await?,
         _ => {
