@@ -49,8 +49,42 @@ struct Name {
 struct Online {
     /// Where the registration came from: forwarded payloads go there.
     addr: SocketAddr,
+    /// The SN the peer is attached to, when it is another SN of the overlay.
+    via: Option<SocketAddr>,
     candidates: Vec<Candidate>,
     expires: Instant,
+}
+
+/// A directory entry as replicated between the SNs that own it: the credentials (never the
+/// password) and, when online, where the user is and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    pub verifier: Verifier,
+    pub bound_by: IpAddr,
+    pub online: Option<ReplicaOnline>,
+}
+
+/// The online part of a [`Replica`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaOnline {
+    /// The peer's registered address.
+    pub addr: SocketAddr,
+    /// The SN it is attached to (None: the SN holding the entry).
+    pub via: Option<SocketAddr>,
+    pub candidates: Vec<Candidate>,
+    /// Seconds left before it goes offline.
+    pub secs_left: u32,
+}
+
+/// Where a user can be reached, for forwarding an offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// No such name here.
+    Unknown,
+    /// Bound, but no live registration.
+    Offline,
+    /// Online at `addr`, attached to `via` (None: here).
+    Online { addr: SocketAddr, via: Option<SocketAddr> },
 }
 
 /// Most sources tracked by the rate limiter; refilled ones are forgotten first.
@@ -120,7 +154,8 @@ impl Directory {
         same && not_future && age < self.cfg.nonce_lifetime.as_secs().max(1)
     }
 
-    fn allowed(&mut self, ip: IpAddr, now: Instant) -> bool {
+    /// Takes a token from `ip`'s bucket for an unauthenticated answer.
+    pub fn allowed(&mut self, ip: IpAddr, now: Instant) -> bool {
         let rate = self.cfg.requests_per_sec.max(1) as u64;
         if !self.limits.contains_key(&ip) && self.limits.len() >= MAX_SOURCES {
             self.limits.retain(|_, b| b.available(now) < b.burst());
@@ -220,7 +255,7 @@ impl Directory {
         }
         let signed = wire::register_signed_part(user, bind.as_ref(), &candidates);
         let lifetime = self.cfg.entry_lifetime;
-        let online = Online { addr: from, candidates, expires: now + lifetime };
+        let online = Online { addr: from, via: None, candidates, expires: now + lifetime };
         if let Some(name) = self.names.get_mut(user) {
             if bind.as_ref().is_some_and(|b| *b != name.verifier) {
                 return error(403, "Name Taken");
@@ -257,6 +292,68 @@ impl Directory {
             }
         }
         self.limits.retain(|_, b| b.available(now) < b.burst());
+    }
+
+    /// Where `user` can be reached now.
+    pub fn reach(&self, user: &str, now: Instant) -> Reach {
+        match self.names.get(user) {
+            None => Reach::Unknown,
+            Some(n) => match n.online.as_ref().filter(|o| o.expires > now) {
+                None => Reach::Offline,
+                Some(o) => Reach::Online { addr: o.addr, via: o.via },
+            },
+        }
+    }
+
+    /// Records that `user`'s live registration came through SN `via` (None: directly).
+    pub fn set_via(&mut self, user: &str, via: Option<SocketAddr>) {
+        if let Some(o) = self.names.get_mut(user).and_then(|n| n.online.as_mut()) {
+            o.via = via;
+        }
+    }
+
+    /// The entry to copy to the other owner.
+    pub fn replica(&self, user: &str, now: Instant) -> Option<Replica> {
+        let n = self.names.get(user)?;
+        let online = n.online.as_ref().filter(|o| o.expires > now).map(|o| ReplicaOnline {
+            addr: o.addr,
+            via: o.via,
+            candidates: o.candidates.clone(),
+            secs_left: o.expires.saturating_duration_since(now).as_secs().min(u32::MAX as u64) as u32,
+        });
+        Some(Replica { verifier: n.verifier.clone(), bound_by: n.bound_by, online })
+    }
+
+    /// Stores a copy sent by the other owner. A name already bound here to other credentials
+    /// keeps them (the first binding wins); a full directory refuses new names.
+    pub fn put_replica(&mut self, user: &str, r: Replica, now: Instant) -> bool {
+        let online = r.online.map(|o| Online {
+            addr: o.addr,
+            via: o.via,
+            candidates: o.candidates,
+            expires: now + Duration::from_secs(o.secs_left as u64).min(self.cfg.entry_lifetime),
+        });
+        let full = self.names.len() >= self.cfg.max_names;
+        match self.names.get_mut(user) {
+            Some(n) if n.verifier != r.verifier => false,
+            Some(n) => {
+                if online.is_some() {
+                    n.online = online;
+                }
+                true
+            }
+            None if full || !wire::valid_user(user) => false,
+            None => {
+                self.names
+                    .insert(user.to_string(), Name { verifier: r.verifier, bound_by: r.bound_by, online });
+                true
+            }
+        }
+    }
+
+    /// Every bound name (for re-replication when the ring changes).
+    pub fn users(&self) -> Vec<String> {
+        self.names.keys().cloned().collect()
     }
 
     /// The source IP that bound `user`, for logs.

@@ -8,6 +8,7 @@ pub mod checks;
 pub mod client;
 pub mod directory;
 pub mod media;
+pub mod node;
 pub mod overlay;
 pub mod peer;
 pub mod placement;

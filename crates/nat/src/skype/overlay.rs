@@ -6,6 +6,8 @@
 //! it works alone as before. Members gossip their lists every few seconds (bounded); one not
 //! heard from for a while is dropped.
 
+use super::directory::{Replica, ReplicaOnline};
+use super::wire::{self, MAX_DATAGRAM, Verifier};
 use ring::hmac;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -18,6 +20,8 @@ pub const MIN_SECRET: usize = 16;
 const MAGIC: &[u8; 2] = b"SO";
 const VERSION: u8 = 1;
 const TAG: usize = 32;
+/// Largest SN-SN datagram (a relayed peer datagram and the envelope).
+pub const MAX_OVERLAY_DATAGRAM: usize = 1500;
 const HEADER: usize = 2 + 1 + 1 + 8 + 8;
 /// Most (sender, nonce) pairs remembered for replay detection.
 const MAX_SEEN: usize = 65_536;
@@ -32,6 +36,17 @@ pub fn is_overlay(raw: &[u8]) -> bool {
 pub enum OverlayMsg {
     /// "I am alive, and these are the SNs I know alive": sent to every member each period.
     Members { sns: Vec<SocketAddr> },
+    /// A peer's datagram (from `client`) handed to an SN that owns its user's entry.
+    Relay { client: SocketAddr, raw: Vec<u8> },
+    /// The owner's answer to a [`OverlayMsg::Relay`], for the attachment SN to send to `client`.
+    Reply { client: SocketAddr, raw: Vec<u8> },
+    /// A copy of `user`'s entry for the other owner.
+    Store { user: String, replica: Replica },
+    /// From the caller's owner (caller checked) to the callee's owner: hand `payload` from
+    /// `from` to `to`, and send the caller's answer (transaction `tid`) through `reply_to`.
+    Call { client: SocketAddr, reply_to: SocketAddr, tid: u32, from: String, to: String, payload: Vec<u8> },
+    /// To the SN a peer is attached to: send `raw` to it.
+    Push { to: SocketAddr, raw: Vec<u8> },
 }
 
 /// Why an overlay datagram is refused.
@@ -56,14 +71,57 @@ pub fn seal(key: &hmac::Key, unix_ms: u64, nonce: u64, msg: &OverlayMsg) -> Vec<
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
+    out.push(match msg {
+        OverlayMsg::Members { .. } => 1,
+        OverlayMsg::Relay { .. } => 2,
+        OverlayMsg::Reply { .. } => 3,
+        OverlayMsg::Store { .. } => 4,
+        OverlayMsg::Call { .. } => 5,
+        OverlayMsg::Push { .. } => 6,
+    });
+    out.extend_from_slice(&unix_ms.to_be_bytes());
+    out.extend_from_slice(&nonce.to_be_bytes());
     match msg {
         OverlayMsg::Members { sns } => {
-            out.push(1);
-            out.extend_from_slice(&unix_ms.to_be_bytes());
-            out.extend_from_slice(&nonce.to_be_bytes());
             let sns = &sns[..sns.len().min(MAX_MEMBERS)];
             out.push(sns.len() as u8);
             sns.iter().for_each(|a| put_addr(&mut out, *a));
+        }
+        OverlayMsg::Relay { client, raw }
+        | OverlayMsg::Reply { client, raw }
+        | OverlayMsg::Push { to: client, raw } => {
+            put_addr(&mut out, *client);
+            put_bytes(&mut out, raw);
+        }
+        OverlayMsg::Store { user, replica } => {
+            wire::put_user(&mut out, user);
+            out.extend_from_slice(&replica.verifier.salt);
+            out.extend_from_slice(&replica.verifier.stored_key);
+            put_addr(&mut out, SocketAddr::new(replica.bound_by, 0));
+            match &replica.online {
+                None => out.push(0),
+                Some(o) => {
+                    out.push(1);
+                    put_addr(&mut out, o.addr);
+                    match o.via {
+                        None => out.push(0),
+                        Some(v) => {
+                            out.push(1);
+                            put_addr(&mut out, v);
+                        }
+                    }
+                    out.extend_from_slice(&o.secs_left.to_be_bytes());
+                    wire::put_candidates(&mut out, &o.candidates);
+                }
+            }
+        }
+        OverlayMsg::Call { client, reply_to, tid, from, to, payload } => {
+            put_addr(&mut out, *client);
+            put_addr(&mut out, *reply_to);
+            out.extend_from_slice(&tid.to_be_bytes());
+            wire::put_user(&mut out, from);
+            wire::put_user(&mut out, to);
+            put_bytes(&mut out, payload);
         }
     }
     let tag = hmac::sign(key, &out);
@@ -73,7 +131,7 @@ pub fn seal(key: &hmac::Key, unix_ms: u64, nonce: u64, msg: &OverlayMsg) -> Vec<
 
 /// Checks the tag and decodes: (timestamp, nonce, message). The replay window is the caller's.
 pub fn open(key: &hmac::Key, raw: &[u8]) -> Result<(u64, u64, OverlayMsg), OverlayError> {
-    if raw.len() < HEADER + TAG || raw.len() > super::wire::MAX_DATAGRAM {
+    if raw.len() < HEADER + TAG || raw.len() > MAX_OVERLAY_DATAGRAM {
         return Err(OverlayError::Malformed);
     }
     if &raw[..2] != MAGIC || raw[2] != VERSION {
@@ -97,6 +155,38 @@ pub fn open(key: &hmac::Key, raw: &[u8]) -> Result<(u64, u64, OverlayMsg), Overl
             }
             OverlayMsg::Members { sns }
         }
+        2 => OverlayMsg::Relay { client: get_addr(&mut r)?, raw: get_bytes(&mut r)? },
+        3 => OverlayMsg::Reply { client: get_addr(&mut r)?, raw: get_bytes(&mut r)? },
+        6 => OverlayMsg::Push { to: get_addr(&mut r)?, raw: get_bytes(&mut r)? },
+        4 => {
+            let user = user(&mut r)?;
+            let verifier = Verifier { salt: array(&mut r)?, stored_key: array(&mut r)? };
+            let bound_by = get_addr(&mut r)?.ip();
+            let online = match take(&mut r, 1)?[0] {
+                0 => None,
+                1 => {
+                    let addr = get_addr(&mut r)?;
+                    let via = match take(&mut r, 1)?[0] {
+                        0 => None,
+                        1 => Some(get_addr(&mut r)?),
+                        _ => return Err(OverlayError::Malformed),
+                    };
+                    let secs_left = u32::from_be_bytes(array(&mut r)?);
+                    let candidates = wire::get_candidates(&mut r).map_err(|_| OverlayError::Malformed)?;
+                    Some(ReplicaOnline { addr, via, candidates, secs_left })
+                }
+                _ => return Err(OverlayError::Malformed),
+            };
+            OverlayMsg::Store { user, replica: Replica { verifier, bound_by, online } }
+        }
+        5 => OverlayMsg::Call {
+            client: get_addr(&mut r)?,
+            reply_to: get_addr(&mut r)?,
+            tid: u32::from_be_bytes(array(&mut r)?),
+            from: user(&mut r)?,
+            to: user(&mut r)?,
+            payload: get_bytes(&mut r)?,
+        },
         k => return Err(OverlayError::Kind(k)),
     };
     if !r.is_empty() {
@@ -118,6 +208,24 @@ fn array<const N: usize>(r: &mut &[u8]) -> Result<[u8; N], OverlayError> {
     let mut a = [0u8; N];
     a.copy_from_slice(take(r, N)?);
     Ok(a)
+}
+
+fn user(r: &mut &[u8]) -> Result<String, OverlayError> {
+    wire::get_user(r).map_err(|_| OverlayError::Malformed)
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    let b = &b[..b.len().min(MAX_DATAGRAM)];
+    out.extend_from_slice(&(b.len() as u16).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+fn get_bytes(r: &mut &[u8]) -> Result<Vec<u8>, OverlayError> {
+    let n = u16::from_be_bytes(array(r)?) as usize;
+    if n > MAX_DATAGRAM {
+        return Err(OverlayError::Malformed);
+    }
+    Ok(take(r, n)?.to_vec())
 }
 
 fn put_addr(out: &mut Vec<u8>, a: SocketAddr) {
@@ -277,8 +385,8 @@ impl Overlay {
         now: Instant,
         changes: &mut Changes,
     ) -> Vec<(SocketAddr, Vec<u8>)> {
-        let OverlayMsg::Members { sns } = msg;
         let mut out = Vec::new();
+        let OverlayMsg::Members { sns } = msg else { return out };
         let new = !self.alive.contains_key(&from);
         if new
             && self.alive.len() + self.heard_of.len() >= MAX_MEMBERS

@@ -3,7 +3,8 @@
 //! lapsed registrations offline and gossips the overlay's membership.
 
 use super::directory::{Directory, DirectoryConfig};
-use super::overlay::{self, Changes, Overlay, OverlayConfig};
+use super::node::Node;
+use super::overlay::{self, Overlay, OverlayConfig};
 use crate::config::SupernodeConfig;
 use appnet_netkit::service::BoxError;
 use appnet_netkit::{Service, Shutdown};
@@ -14,8 +15,7 @@ use tokio::net::UdpSocket;
 /// A bound supernode.
 pub struct Supernode {
     socket: UdpSocket,
-    directory: Directory,
-    overlay: Overlay,
+    node: Node,
 }
 
 fn unix_ms() -> u64 {
@@ -55,16 +55,7 @@ impl Supernode {
         let me = socket.local_addr()?;
         let overlay =
             Overlay::new(OverlayConfig::default(), me, secret.as_deref(), config.join, now, unix_ms());
-        Ok(Supernode { socket, directory: Directory::new(cfg, now), overlay })
-    }
-
-    fn log(changes: &Changes) {
-        for sn in &changes.joined {
-            tracing::info!(%sn, "supernode joined the overlay");
-        }
-        for sn in &changes.died {
-            tracing::info!(%sn, "supernode silent: dropped from the overlay");
-        }
+        Ok(Supernode { socket, node: Node::new(Directory::new(cfg, now), overlay) })
     }
 }
 
@@ -79,25 +70,10 @@ impl Service for Supernode {
         loop {
             let out = tokio::select! {
                 _ = shutdown.wait() => break,
-                _ = tick.tick() => {
-                    let now = Instant::now();
-                    self.directory.expire(now);
-                    let mut changes = Changes::default();
-                    let out = self.overlay.tick(now, &mut changes);
-                    Self::log(&changes);
-                    out
-                }
+                _ = tick.tick() => self.node.tick(Instant::now()),
                 got = self.socket.recv_from(&mut buf) => {
                     let Ok((n, from)) = got else { continue };
-                    let now = Instant::now();
-                    if overlay::is_overlay(&buf[..n]) {
-                        let mut changes = Changes::default();
-                        let out = self.overlay.receive(from, &buf[..n], now, &mut changes);
-                        Self::log(&changes);
-                        out
-                    } else {
-                        self.directory.handle_all(from, &buf[..n], now)
-                    }
+                    self.node.handle(from, &buf[..n], Instant::now())
                 }
             };
             for (to, data) in out {

@@ -281,7 +281,7 @@ fn put_opt(out: &mut Vec<u8>, v: Option<&[u8]>) {
     }
 }
 
-fn put_candidates(out: &mut Vec<u8>, cands: &[Candidate]) {
+pub(crate) fn put_candidates(out: &mut Vec<u8>, cands: &[Candidate]) {
     let cands = &cands[..cands.len().min(MAX_CANDIDATES)];
     out.push(cands.len() as u8);
     for c in cands {
@@ -302,6 +302,27 @@ fn put_candidates(out: &mut Vec<u8>, cands: &[Candidate]) {
         }
         out.extend_from_slice(&c.addr.port().to_be_bytes());
     }
+}
+
+/// Reads a candidate list (as [`put_candidates`] writes it) from the front of `r`.
+pub(crate) fn get_candidates(r: &mut &[u8]) -> Result<Vec<Candidate>, WireError> {
+    let mut reader = Reader(r);
+    let out = reader.candidates()?;
+    *r = reader.0;
+    Ok(out)
+}
+
+/// Reads a user name (as [`encode`] writes it) from the front of `r`.
+pub(crate) fn get_user(r: &mut &[u8]) -> Result<String, WireError> {
+    let mut reader = Reader(r);
+    let out = reader.user()?;
+    *r = reader.0;
+    Ok(out)
+}
+
+/// Writes a length-prefixed string.
+pub(crate) fn put_user(out: &mut Vec<u8>, s: &str) {
+    put_str(out, s)
 }
 
 struct Reader<'a>(&'a [u8]);

@@ -1,0 +1,246 @@
+//! A supernode's sans-IO core when it is part of an overlay: the [`Directory`] share it owns,
+//! the [`Overlay`] membership and the consistent-hashing [`Placement`] built from it. A peer's
+//! request about a user (Hello, Register, Lookup, the caller of a Forward) is handled by the
+//! user's first live owner: an SN that does not own it relays the datagram there and sends the
+//! answer back (one hop). A registration is copied to the other owner (salt and stored key
+//! included, so either can check later proofs). An offer goes from the caller's SN to the
+//! caller's owner (which checks the caller's registered address), to the callee's owner, to the
+//! SN the callee is attached to, to the callee: at most three SN hops, never a loop. When the
+//! ring changes, every SN copies the entries it holds to their owners again.
+
+use super::directory::{Directory, Reach, Replica};
+use super::overlay::{self, Changes, Overlay, OverlayMsg};
+use super::placement::Placement;
+use super::wire::{self, Msg};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Datagrams to send: (destination, bytes).
+pub type Out = Vec<(SocketAddr, Vec<u8>)>;
+
+/// One supernode: directory, overlay and ring.
+pub struct Node {
+    directory: Directory,
+    overlay: Overlay,
+    ring: Placement,
+}
+
+fn error(tid: u32, code: u16, reason: &str) -> Vec<u8> {
+    wire::encode(tid, &Msg::Error { code, reason: reason.into() })
+}
+
+impl Node {
+    /// A node from its directory and overlay (the ring starts with the members known).
+    pub fn new(directory: Directory, overlay: Overlay) -> Node {
+        let ring = Placement::new(overlay.members());
+        Node { directory, overlay, ring }
+    }
+
+    /// The directory share held here.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// The live SNs, this one included.
+    pub fn members(&self) -> Vec<SocketAddr> {
+        self.overlay.members()
+    }
+
+    fn me(&self) -> SocketAddr {
+        self.overlay.me()
+    }
+
+    /// The SNs that own `user`'s entry; just this one when the overlay is off.
+    fn owners(&self, user: &str) -> Vec<SocketAddr> {
+        let owners = self.ring.owners(user);
+        if !self.overlay.enabled() || owners.is_empty() { vec![self.me()] } else { owners }
+    }
+
+    fn seal(&self, to: SocketAddr, msg: &OverlayMsg, now: Instant, out: &mut Out) {
+        if let Some(d) = self.overlay.seal(msg, now) {
+            out.push((to, d));
+        }
+    }
+
+    /// Handles one datagram from `from` (a peer, or another SN when it starts with `SO`).
+    pub fn handle(&mut self, from: SocketAddr, raw: &[u8], now: Instant) -> Out {
+        let mut out = Out::new();
+        if overlay::is_overlay(raw) {
+            let Ok(msg) = self.overlay.open(from, raw, now) else { return out };
+            match msg {
+                OverlayMsg::Members { .. } => {
+                    let mut changes = Changes::default();
+                    out = self.overlay.handle(from, msg, now, &mut changes);
+                    self.apply(&changes, now, &mut out);
+                }
+                OverlayMsg::Relay { client, raw } => self.peer(client, &raw, Some(from), now, &mut out),
+                OverlayMsg::Reply { client, raw } => out.push((client, raw)),
+                OverlayMsg::Push { to, raw } => out.push((to, raw)),
+                OverlayMsg::Store { user, mut replica } => {
+                    if let Some(o) = replica.online.as_mut()
+                        && o.via == Some(self.me())
+                    {
+                        o.via = None;
+                    }
+                    if !self.directory.put_replica(&user, replica, now) {
+                        tracing::debug!(%from, user, "replica refused (name bound otherwise, or full)");
+                    }
+                }
+                OverlayMsg::Call { client, reply_to, tid, from: caller, to, payload } => {
+                    self.deliver(client, reply_to, tid, caller, &to, payload, now, &mut out)
+                }
+            }
+            return out;
+        }
+        let Ok((_, msg)) = wire::decode(raw) else { return out };
+        let user = match &msg {
+            Msg::Hello { user } | Msg::Lookup { user } | Msg::Register { user, .. } => user,
+            Msg::Forward { from: caller, .. } => caller,
+            _ => return out,
+        };
+        let owners = self.owners(user);
+        match owners.first() {
+            Some(owner) if !owners.contains(&self.me()) => {
+                if self.directory.allowed(from.ip(), now) {
+                    self.seal(*owner, &OverlayMsg::Relay { client: from, raw: raw.to_vec() }, now, &mut out);
+                }
+            }
+            _ => self.peer(from, raw, None, now, &mut out),
+        }
+        out
+    }
+
+    /// A peer's request for a user owned here; `via` is the SN it came through (None: direct).
+    fn peer(&mut self, client: SocketAddr, raw: &[u8], via: Option<SocketAddr>, now: Instant, out: &mut Out) {
+        let Ok((tid, msg)) = wire::decode(raw) else { return };
+        let reply_to = via.unwrap_or(self.me());
+        match msg {
+            Msg::Forward { from: caller, to, payload } => {
+                if !self.directory.allowed(client.ip(), now) {
+                    return;
+                }
+                if !matches!(self.directory.reach(&caller, now), Reach::Online { addr, .. } if addr == client)
+                {
+                    self.answer(
+                        client,
+                        reply_to,
+                        error(tid, 403, "Register From This Address First"),
+                        now,
+                        out,
+                    );
+                    return;
+                }
+                let owners = self.owners(&to);
+                match owners.first() {
+                    Some(owner) if !owners.contains(&self.me()) => {
+                        let call = OverlayMsg::Call { client, reply_to, tid, from: caller, to, payload };
+                        self.seal(*owner, &call, now, out);
+                    }
+                    _ => self.deliver(client, reply_to, tid, caller, &to, payload, now, out),
+                }
+            }
+            msg => {
+                let registered = match &msg {
+                    Msg::Register { user, .. } => Some(user.clone()),
+                    _ => None,
+                };
+                for (to, d) in self.directory.handle_all(client, raw, now) {
+                    if let (Some(user), Ok((_, Msg::Registered { .. }))) = (&registered, wire::decode(&d)) {
+                        self.directory.set_via(user, via);
+                        self.replicate(user, now, out);
+                    }
+                    self.answer(to, reply_to, d, now, out);
+                }
+            }
+        }
+    }
+
+    /// Sends `raw` to `client`, through `reply_to` when that is another SN.
+    fn answer(&self, client: SocketAddr, reply_to: SocketAddr, raw: Vec<u8>, now: Instant, out: &mut Out) {
+        if reply_to == self.me() {
+            out.push((client, raw));
+        } else {
+            self.seal(reply_to, &OverlayMsg::Reply { client, raw }, now, out);
+        }
+    }
+
+    /// At the callee's owner: hands the payload to the callee (through its SN) and answers the
+    /// caller.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(
+        &mut self,
+        client: SocketAddr,
+        reply_to: SocketAddr,
+        tid: u32,
+        caller: String,
+        to: &str,
+        payload: Vec<u8>,
+        now: Instant,
+        out: &mut Out,
+    ) {
+        let answer = match self.directory.reach(to, now) {
+            Reach::Unknown => error(tid, 404, "No Such User"),
+            Reach::Offline => error(tid, 480, "Temporarily Unavailable"),
+            Reach::Online { addr, via } => {
+                // A fresh transaction id: the callee answers the caller, not the SN.
+                let deliver = wire::encode(rand::random(), &Msg::Deliver { from: caller, payload });
+                match via {
+                    Some(sn) if sn != self.me() => {
+                        self.seal(sn, &OverlayMsg::Push { to: addr, raw: deliver }, now, out)
+                    }
+                    _ => out.push((addr, deliver)),
+                }
+                wire::encode(tid, &Msg::Forwarded)
+            }
+        };
+        self.answer(client, reply_to, answer, now, out);
+    }
+
+    /// Copies `user`'s entry to the other owners.
+    fn replicate(&self, user: &str, now: Instant, out: &mut Out) {
+        if !self.overlay.enabled() {
+            return;
+        }
+        let Some(mut replica) = self.directory.replica(user, now) else { return };
+        if let Some(o) = replica.online.as_mut() {
+            o.via.get_or_insert(self.me());
+        }
+        for owner in self.owners(user).into_iter().filter(|o| *o != self.me()) {
+            let msg = OverlayMsg::Store { user: user.to_string(), replica: replica.clone() };
+            self.seal(owner, &msg, now, out);
+        }
+    }
+
+    /// Rebuilds the ring after a membership change and copies every entry held here to its
+    /// owners (the survivor of a dead SN re-replicates to the next SN on the ring).
+    fn apply(&mut self, changes: &Changes, now: Instant, out: &mut Out) {
+        if changes.joined.is_empty() && changes.died.is_empty() {
+            return;
+        }
+        for sn in &changes.joined {
+            tracing::info!(%sn, "supernode joined the overlay");
+        }
+        for sn in &changes.died {
+            tracing::info!(%sn, "supernode silent: dropped from the overlay");
+        }
+        self.ring = Placement::new(self.overlay.members());
+        // Entries held here go to their owners, also when this SN is no longer one of them.
+        for user in self.directory.users() {
+            self.replicate(&user, now, out);
+        }
+    }
+
+    /// Once a second: lapsed registrations go offline, the overlay gossips and drops silent SNs.
+    pub fn tick(&mut self, now: Instant) -> Out {
+        self.directory.expire(now);
+        let mut changes = Changes::default();
+        let mut out = self.overlay.tick(now, &mut changes);
+        self.apply(&changes, now, &mut out);
+        out
+    }
+
+    /// A replica as the other owner would receive it (for tests and logs).
+    pub fn replica(&self, user: &str, now: Instant) -> Option<Replica> {
+        self.directory.replica(user, now)
+    }
+}
