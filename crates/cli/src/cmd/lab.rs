@@ -24,6 +24,11 @@ pub struct LabArgs {
     /// one address, each client namespace routed to its nearest; all removed when the lab stops.
     #[arg(long)]
     netns: bool,
+    /// Also build NATs in network namespaces (root only; without root the lab starts without
+    /// them): a supernode and a TURN server, Alice and Carol behind endpoint-independent NATs,
+    /// Bob behind a symmetric one (tour scene 16); all removed when the lab stops.
+    #[arg(long)]
+    nat: bool,
     /// Serve the lab's page (a map of the hosts and a live message-sequence chart of every
     /// exchange, with buttons for the scenes) on ADDR [default: 127.0.0.1:8000]; the lab then
     /// stays up until Ctrl-C, also after --tour.
@@ -100,9 +105,21 @@ pub async fn run(args: LabArgs, ctx: &Context) -> anyhow::Result<()> {
             )
         }
     };
+    // Removed (namespaces, nftables tables) when `nat` is dropped, on every way out.
+    let nat = match args.nat {
+        false => None,
+        true if !appnet_lab::netns::is_root() => {
+            println!("--nat needs root (network namespaces, nftables): the lab starts without the NATs");
+            None
+        }
+        true => Some(appnet_lab::nat_lab::NatNet::create(&dir).await?),
+    };
     let mut lab = Lab::start(topology, &dir).await?;
     println!("{}", lab.directory());
     if let Some(net) = &anycast {
+        println!("{}", net.directory());
+    }
+    if let Some(net) = &nat {
         println!("{}", net.directory());
     }
     let ui = match args.ui {
