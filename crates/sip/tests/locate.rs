@@ -1,8 +1,10 @@
 //! RFC 3263 end to end: alice@poly.edu calls bob@umass.edu through poly.edu's proxy, which
 //! answers her with 407 first, then finds umass.edu's server through a real DNS server
-//! (NAPTR → SRV → A): the TCP NAPTR is skipped (the proxy sends over UDP), the SRV record
-//! with the best priority names a dead server, so the INVITE fails over to the next one;
-//! umass.edu's proxy hands it to Bob's registered phone; media flows; BYE follows the route.
+//! (NAPTR → SRV → A): the TCP NAPTR wins, the SRV record with the best priority names a
+//! dead server (the TCP connect is refused), so the INVITE fails over to the next one over
+//! TCP; umass.edu's proxy hands it to Bob's registered phone; media flows; BYE follows the
+//! route. A far domain offering only SIP over TLS (SIPS+D2T) is reached over TLS, its lab-CA
+//! certificate checked for the name umass.edu (RFC 5922).
 
 use appnet_dns::config::ZoneSource;
 use appnet_dns::{DnsConfig, DnsServer};
@@ -20,21 +22,30 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 async fn dns(dir: &Path, sip: SocketAddr, dead: SocketAddr) -> (Running, SocketAddr) {
+    let (s, d) = (sip.port(), dead.port());
+    serve_zone(
+        dir,
+        &format!(
+            "@ IN NAPTR 10 10 \"s\" \"SIP+D2T\" \"\" _sip._tcp.umass.edu.\n\
+             @ IN NAPTR 20 10 \"s\" \"SIP+D2U\" \"\" _sip._udp.umass.edu.\n\
+             _sip._tcp IN SRV 10 10 {d} dead\n_sip._tcp IN SRV 20 10 {s} sip\n\
+             _sip._udp IN SRV 10 10 {d} dead\n_sip._udp IN SRV 20 10 {s} sip\n\
+             dead IN A {}\nsip IN A {}\n",
+            dead.ip(),
+            sip.ip()
+        ),
+    )
+    .await
+}
+
+/// umass.edu's zone with these records, served by a real DNS server.
+async fn serve_zone(dir: &Path, records: &str) -> (Running, SocketAddr) {
     let zone = dir.join("umass.edu.zone");
     std::fs::write(
         &zone,
         format!(
             "$ORIGIN umass.edu.\n$TTL 60\n@ IN SOA ns admin 1 3600 600 86400 60\n@ IN NS ns\nns IN A 127.0.0.1\n\
-             @ IN NAPTR 10 10 \"s\" \"SIP+D2T\" \"\" _sip._tcp.umass.edu.\n\
-             @ IN NAPTR 20 10 \"s\" \"SIP+D2U\" \"\" _sip._udp.umass.edu.\n\
-             _sip._tcp IN SRV 10 10 {} sip\n\
-             _sip._udp IN SRV 10 10 {} dead\n_sip._udp IN SRV 20 10 {} sip\n\
-             dead IN A {}\nsip IN A {}\n",
-            sip.port(),
-            dead.port(),
-            sip.port(),
-            dead.ip(),
-            sip.ip()
+             {records}"
         ),
     )
     .unwrap();
@@ -45,9 +56,9 @@ async fn dns(dir: &Path, sip: SocketAddr, dead: SocketAddr) -> (Running, SocketA
     (start(server), addr)
 }
 
-/// A loopback UDP port nobody listens on.
+/// A loopback port nobody listens on (neither UDP nor TCP).
 async fn dead_port() -> SocketAddr {
-    let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let s = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     s.local_addr().unwrap()
 }
 
@@ -71,8 +82,14 @@ async fn alice_at_poly_calls_bob_at_umass_located_through_dns() {
             .await
             .unwrap();
     assert_eq!(tcp[0].transport, Transport::Tcp, "the better NAPTR wins when supported");
+    assert_eq!(tcp[1].addr, umass_addr);
+    call_bob(dir.path(), resolver, umass_addr, None).await;
+}
 
-    let users = dir.path().join("poly.users");
+/// alice@poly.edu (through a poly.edu proxy using `resolver`, trusting the lab CA in
+/// `ca_dir`) calls bob@umass.edu, whose phone registers with umass.edu at `umass_addr`.
+async fn call_bob(dir: &Path, resolver: SocketAddr, umass_addr: SocketAddr, ca_dir: Option<&Path>) {
+    let users = dir.join("poly.users");
     appnet_sip::users::add_user(&users, "alice@poly.edu", Some("secret"), &[]).unwrap();
     let poly_cfg = SipConfig {
         domain: "poly.edu".into(),
@@ -80,6 +97,7 @@ async fn alice_at_poly_calls_bob_at_umass_located_through_dns() {
         users: Some(users),
         resolver: Some(resolver),
         t1_ms: 50,
+        ca_dir: ca_dir.map(Path::to_path_buf),
         ..SipConfig::default()
     };
     let poly = SipServer::bind(poly_cfg).await.unwrap();
@@ -135,6 +153,100 @@ async fn alice_at_poly_calls_bob_at_umass_located_through_dns() {
     let phone_reports = tokio::time::timeout(Duration::from_secs(10), ph).await.unwrap().unwrap().unwrap();
     assert_eq!(phone_reports.len(), 1, "bob's phone took the call");
     shutdown.trigger();
+}
+
+#[tokio::test]
+async fn a_far_domain_reachable_only_over_tls_is_called_over_tls() {
+    let dir = TempDir::new("sip-locate-tls");
+    let ca = dir.path().join("ca");
+    let umass_cfg = SipConfig {
+        domain: "umass.edu".into(),
+        listen: any_loopback(),
+        tls: true,
+        ca_dir: Some(ca.clone()),
+        ..SipConfig::default()
+    };
+    let umass = SipServer::bind(umass_cfg).await.unwrap();
+    let (umass_addr, tls_addr) = (umass.local_addr(), umass.tls_addr().expect("TLS on"));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut umass = umass;
+    let s = seen.clone();
+    umass.observe(Arc::new(move |_, what| {
+        if let appnet_sip::server::Observed::Received { from, bytes } = what
+            && bytes.starts_with(b"INVITE ")
+        {
+            s.lock().unwrap().push((from, String::from_utf8_lossy(bytes).into_owned()));
+        }
+    }));
+    let _umass = start(umass);
+    let (_dns, resolver) = serve_zone(
+        dir.path(),
+        &format!(
+            "@ IN NAPTR 10 10 \"s\" \"SIPS+D2T\" \"\" _sips._tcp.umass.edu.\n\
+             _sips._tcp IN SRV 10 10 {} sip\nsip IN A {}\n",
+            tls_addr.port(),
+            tls_addr.ip()
+        ),
+    )
+    .await;
+    let found = locate(resolver, "sip:bob@umass.edu", &[Transport::Udp], Duration::from_secs(2)).await;
+    assert!(found.is_err() || found.is_ok_and(|f| f.is_empty()), "no UDP server offered");
+    call_bob(dir.path(), resolver, umass_addr, Some(&ca)).await;
+    let seen = seen.lock().unwrap();
+    let over_tls: Vec<_> = seen.iter().filter(|(_, m)| m.contains("Via: SIP/2.0/TLS ")).collect();
+    assert!(!over_tls.is_empty(), "the INVITE came over TLS: {seen:#?}");
+}
+
+#[tokio::test]
+async fn a_far_domain_whose_certificate_names_another_domain_is_not_called() {
+    let dir = TempDir::new("sip-locate-badtls");
+    let ca = dir.path().join("ca");
+    // The server's certificate is for poly.edu, not umass.edu.
+    let umass_cfg = SipConfig {
+        domain: "elsewhere.edu".into(),
+        listen: any_loopback(),
+        tls: true,
+        ca_dir: Some(ca.clone()),
+        ..SipConfig::default()
+    };
+    let umass = SipServer::bind(umass_cfg).await.unwrap();
+    let tls_addr = umass.tls_addr().expect("TLS on");
+    let _umass = start(umass);
+    let (_dns, resolver) = serve_zone(
+        dir.path(),
+        &format!(
+            "@ IN NAPTR 10 10 \"s\" \"SIPS+D2T\" \"\" _sips._tcp.umass.edu.\n\
+             _sips._tcp IN SRV 10 10 {} sip\nsip IN A {}\n",
+            tls_addr.port(),
+            tls_addr.ip()
+        ),
+    )
+    .await;
+    let users = dir.path().join("poly.users");
+    appnet_sip::users::add_user(&users, "alice@poly.edu", Some("secret"), &[]).unwrap();
+    let poly_cfg = SipConfig {
+        domain: "poly.edu".into(),
+        listen: any_loopback(),
+        users: Some(users),
+        resolver: Some(resolver),
+        ca_dir: Some(ca),
+        ..SipConfig::default()
+    };
+    let poly = SipServer::bind(poly_cfg).await.unwrap();
+    let poly_addr = poly.local_addr();
+    let _poly = start(poly);
+    let cfg = CallConfig {
+        from: "alice@poly.edu".into(),
+        to: "bob@umass.edu".into(),
+        proxy: poly_addr,
+        duration: Duration::from_millis(100),
+        password: Some("secret".into()),
+        audio: tone(440.0, 8000),
+        ring_timeout: Duration::from_secs(10),
+        trace: None,
+    };
+    let r = tokio::time::timeout(Duration::from_secs(20), call(cfg)).await.expect("the call ends");
+    assert!(matches!(r, Err(CallError::Refused(408 | 503, _))), "{r:?}");
 }
 
 #[tokio::test]

@@ -526,7 +526,9 @@ fn tcp_and_tls_targets_go_over_outbound_connections_and_a_failed_connect_fails_o
     let only_tcp = vec![Target { addr: addr(refused), transport: Transport::Tcp }];
     p.on_located(id, Located::Targets(only_tcp), t0);
     let out = p.on_connect_failed(addr(refused), t0);
-    assert!(to(&out, ALICE).iter().any(|m| m.code().is_some_and(|c| c >= 400)), "{out:#?}");
+    let failed = to(&out, ALICE);
+    assert_eq!(failed.last().and_then(|m| m.code()), Some(408), "{out:#?}");
+    assert!(failed[0].header("Via").is_some_and(|v| v.contains(ALICE)), "the caller's Via stays");
 }
 
 #[test]

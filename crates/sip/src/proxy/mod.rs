@@ -790,12 +790,15 @@ impl Proxy {
                     }
                     let code = 408;
                     if let Some(ctx) = self.contexts.get_mut(&id) {
-                        let timeout = Message::response_to(
+                        let mut timeout = Message::response_to(
                             &ctx.request,
                             code,
                             "Request Timeout",
                             Some(&tag_for(&ctx.server_key)),
                         );
+                        // As if it came from the branch: `on_branch_response` pops our Via
+                        // first, and the caller's must stay.
+                        timeout.push_front("Via", format!("SIP/2.0/UDP {};branch={branch}", self.sent_by()));
                         out.extend(self.on_branch_response(id, branch, timeout, now));
                     }
                 }
