@@ -147,9 +147,21 @@ pub struct SipOptions {
     /// TCP connections from one address [default: 64].
     #[arg(long, value_name = "N")]
     max_tcp_per_ip: Option<usize>,
-    /// Seconds a TCP connection may stay without a complete message [default: 300].
+    /// Seconds a TCP connection (inbound or outbound) may stay without a complete message
+    /// [default: 300].
     #[arg(long, value_name = "SECS")]
     tcp_idle_timeout: Option<u64>,
+    /// Outbound TCP/TLS connections to other domains' servers in all (one per target, reused)
+    /// [default: 256].
+    #[arg(long, value_name = "N")]
+    max_outbound_connections: Option<usize>,
+    /// Seconds an outbound TCP connect, and its TLS handshake, may take [default: 5].
+    #[arg(long, value_name = "SECS")]
+    connect_timeout: Option<u64>,
+    /// CA certificate (PEM) trusted for outbound TLS besides the lab CA and the system store
+    /// (repeatable).
+    #[arg(long, value_name = "FILE")]
+    cacert: Vec<PathBuf>,
 }
 
 impl SipOptions {
@@ -196,6 +208,9 @@ impl SipOptions {
         set(&mut config.max_tcp_connections, self.max_tcp_connections);
         set(&mut config.max_tcp_per_ip, self.max_tcp_per_ip);
         set(&mut config.tcp_idle_timeout_secs, self.tcp_idle_timeout);
+        set(&mut config.max_outbound_connections, self.max_outbound_connections);
+        set(&mut config.connect_timeout_secs, self.connect_timeout);
+        config.cacert.extend(self.cacert);
     }
 }
 
