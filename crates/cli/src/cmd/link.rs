@@ -19,7 +19,7 @@ pub enum LinkCmd {
         sudo appnet link up --name demo --rtt 40ms --a2b loss=5%        loss on A->B only\n\n\
         Settings apply to both directions; --a2b / --b2a take key=value,... (rtt, delay, jitter,\n\
         loss, burst, rate, queue, reorder) for one direction, applied after the flags.")]
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Remove namespaces NAME-a and NAME-b left by an emulator that was killed.
     Down(DownArgs),
 }

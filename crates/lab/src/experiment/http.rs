@@ -414,7 +414,8 @@ async fn measure(
         ),
         &["loss %", "protocol", "first object ms (p10-p90)", "whole page ms (p10-p90)", "failed"],
     );
-    let mut series: Vec<(String, Vec<(f64, f64)>, Vec<(f64, f64)>)> =
+    // Per protocol: (name, median first object by loss, median page by loss).
+    let mut series: Vec<(String, Points, Points)> =
         vec![("HTTP/2".into(), Vec::new(), Vec::new()), ("HTTP/3".into(), Vec::new(), Vec::new())];
     for &loss in &opts.losses {
         *spec = link_spec(opts, loss)?;
@@ -586,6 +587,9 @@ fn finish(started: Instant, done: Vec<Result<f64, String>>, zero_rtt: bool) -> R
     let first = times.iter().copied().fold(f64::INFINITY, f64::min);
     Ok(Sample { first: if first.is_finite() { first } else { total }, total, zero_rtt })
 }
+
+/// (x, y) points of a plot line.
+type Points = Vec<(f64, f64)>;
 
 type H2Sender = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
 
