@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# HTTP/2 vs HTTP/3 page-load times on a lossy emulated link (a report, not a test; root): runs
+# `appnet experiment http` (appnet link between two namespaces, RTT 100 ms, 10 Mbit/s, loss
+# 0/1/2/5 %), which prints the RTT scorecard and, per loss rate, the time to the first object and
+# to the whole page for HTTP/2 over TLS and HTTP/3, median and 10th-90th percentiles; then the
+# HTTP/3/HTTP/2 ratio of the median page-load times. The requests/s and MB/s against caddy are
+# bench/http3.sh.
+#
+#   sudo bench/http3-loss.sh                 # 30 page loads per protocol and loss rate
+#   QUICK=1 LOSSES=0,2,5 sudo bench/http3-loss.sh
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/.."
+if [ "$(id -u)" != 0 ]; then
+  echo "bench: the emulated link needs root (network namespaces, TUN)" >&2; exit 1
+fi
+source "$here/lib.sh"
+release_appnet
+LOSSES=${LOSSES:-0,1,2,5}
+args=(--out "$WORK/http" --losses "$LOSSES")
+[ -n "${QUICK:-}" ] && args+=(--quick)
+"$APPNET" experiment http "${args[@]}" | tee "$WORK/http.txt"
+echo
+echo "HTTP/3 / HTTP/2 median page-load time (below 1: HTTP/3 ahead)"
+python3 - "$WORK/http.txt" <<'PY'
+import re, sys
+rows = {}
+for line in open(sys.argv[1]):
+    m = re.match(r'\s*(\d+)\s+HTTP/([23])\s+\S+ \(\S+\)\s+(\d+) ', line)
+    if m:
+        rows.setdefault(m.group(1), {})[m.group(2)] = float(m.group(3))
+for loss, r in rows.items():
+    if '2' in r and '3' in r and r['2'] > 0:
+        print(f"  loss {loss}%: HTTP/3 {r['3']:.0f} ms, HTTP/2 {r['2']:.0f} ms, ratio {r['3'] / r['2']:.2f}")
+PY
