@@ -170,7 +170,7 @@ fn ns_runtime(ns: &str, shutdown: Shutdown) -> Result<(Handle, std::thread::Join
                     let _ = tx.send(Ok(rt.handle().clone()));
                     rt.block_on(shutdown.wait());
                     // Lets the services' own shutdown (the peers' TURN Refresh 0) go out.
-                    rt.block_on(tokio::time::sleep(Duration::from_millis(100)));
+                    rt.block_on(async { tokio::time::sleep(Duration::from_millis(100)).await });
                 }
             }
         })

@@ -16,13 +16,14 @@ async fn bob_is_reached_through_the_relay_and_carol_directly() {
         return;
     }
     let dir = appnet_netkit::harness::TempDir::new("nat-scene");
-    let mut net = NatNet::create(&dir.to_path_buf()).await.expect("the NAT network starts");
+    let mut net = NatNet::create(&dir).await.expect("the NAT network starts");
     assert_eq!(net.namespaces().len(), 7, "{:?}", net.namespaces());
     let mut lines = Vec::new();
     let outcome = nat_lab::calls(&mut |l| lines.push(l)).await;
     net.remove();
     let outcome = outcome.unwrap_or_else(|e| panic!("{e}\n{}", lines.join("\n")));
     let text = lines.join("\n");
+    println!("{text}");
     assert!(outcome.bob_relayed, "bob: {}\n{text}", outcome.bob_path);
     assert!(!outcome.carol_relayed, "carol: {}\n{text}", outcome.carol_path);
     assert!(outcome.carol_path.starts_with("direct"), "{text}");
