@@ -206,14 +206,28 @@ pub async fn run(cmd: ExperimentCmd, _ctx: &Context) -> anyhow::Result<()> {
                 losses: a.losses.iter().map(|l| l / 100.0).collect(),
                 seed: a.seed,
             };
-            let tables = tokio::task::spawn_blocking(move || {
+            let task = tokio::task::spawn_blocking(move || {
                 appnet_lab::experiment::http::run(&opts, |step| eprintln!("http experiment: {step}"))
-            })
-            .await??;
-            for t in tables {
-                println!("{t}");
+            });
+            // Ctrl-C: the measuring threads cannot be cancelled, but the namespaces are removed
+            // before the process exits, so nothing is left behind.
+            let interrupted = appnet_netkit::Shutdown::new();
+            interrupted.trigger_on_signals();
+            tokio::select! {
+                tables = task => {
+                    for t in tables?? {
+                        println!("{t}");
+                    }
+                    Ok(())
+                }
+                _ = interrupted.wait() => {
+                    let name = appnet_lab::experiment::http::LINK_NAME;
+                    for ns in [format!("{name}-a"), format!("{name}-b")] {
+                        appnet_link::netns::delete(&ns);
+                    }
+                    anyhow::bail!("interrupted; the emulated link's namespaces were removed")
+                }
             }
-            Ok(())
         }
         ExperimentCmd::Search(args) => {
             anyhow::ensure!(

@@ -86,7 +86,8 @@ pub enum HttpExperimentError {
     Write(#[from] super::ExperimentError),
 }
 
-const LINK_NAME: &str = "appnet-exp-http";
+/// The emulated link's name (namespaces `appnet-exp-http-a` and `-b`).
+pub const LINK_NAME: &str = "appnet-exp-http";
 const PAGE: &str = "/page/base.html";
 /// Bytes a TCP or QUIC sender may send in its first round trip (10 segments, RFC 6928; quinn's
 /// initial window is the same order).
