@@ -29,6 +29,7 @@ pub mod ftp_scene;
 pub mod ftp_site;
 pub mod http_scene;
 pub mod lb_scene;
+pub mod link_scene;
 pub mod mail_scene;
 pub mod nat_lab;
 pub mod netns;

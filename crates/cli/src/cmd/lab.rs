@@ -29,6 +29,11 @@ pub struct LabArgs {
     /// Bob behind a symmetric one (tour scene 16); all removed when the lab stops.
     #[arg(long)]
     nat: bool,
+    /// With --tour (root): run the Web scene again with cis.poly.edu behind the packet-level
+    /// link emulator, e.g. `rtt=40ms,loss=0` (keys as `appnet link`); without root the tour
+    /// stays on loopback and says so.
+    #[arg(long, value_name = "SPEC", value_parser = parse_link)]
+    link: Option<appnet_link::LinkSpec>,
     /// Serve the lab's page (a map of the hosts and a live message-sequence chart of every
     /// exchange, with buttons for the scenes) on ADDR [default: 127.0.0.1:8000]; the lab then
     /// stays up until Ctrl-C, also after --tour.
@@ -78,6 +83,33 @@ impl LabOptions {
             topology.dnssec = false;
         }
     }
+}
+
+/// `--link SPEC`: the emulator's settings (`rtt=40ms,loss=0`).
+fn parse_link(text: &str) -> Result<appnet_link::LinkSpec, String> {
+    appnet_link::LinkSpec::parse(text).map_err(|e| e.to_string())
+}
+
+/// `--tour --link`: scene 6 over the emulated link (root), its lines printed as they come;
+/// without root, a line saying the tour stayed on loopback.
+async fn link_scene(lab: &appnet_lab::Lab, spec: appnet_link::LinkSpec) -> Result<(), String> {
+    if !appnet_lab::netns::is_root() {
+        println!("--link needs root (network namespaces, TUN): the Web scene ran on loopback only");
+        return Ok(());
+    }
+    let Some(web) = lab.topology.webs.iter().find(|w| w.name == "www.someschool.edu").cloned() else {
+        println!("--link: the lab runs no www.someschool.edu");
+        return Ok(());
+    };
+    let dir = lab.dir.clone();
+    tokio::task::spawn_blocking(move || {
+        appnet_lab::link_scene::run(&spec, &web, &dir, &|line| {
+            println!("{line}");
+            let _ = std::io::stdout().flush();
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 /// Runs `appnet lab`.
@@ -201,6 +233,15 @@ pub async fn run(args: LabArgs, ctx: &Context) -> anyhow::Result<()> {
             let (lines, r) = lines.await?;
             lines.into_iter().for_each(&mut say);
             result = r;
+        }
+        // The emulated link's scene has its own server: it runs even if a later scene failed.
+        if let Some(spec) = args.link.clone()
+            && result.as_ref().err().is_none_or(|e| e != "interrupted")
+        {
+            let r = link_scene(&lab, spec).await;
+            if result.is_ok() {
+                result = r;
+            }
         }
         lab.stop().await;
         drop(anycast);
