@@ -177,6 +177,34 @@ rc=0; timeout 20 "$APPNET" sip call --from mallory@elsewhere.org --to bob@kam.la
   --duration 1 >call5.log 2>&1 || rc=$?
 check "a stranger cannot relay through appnet to kam.lab" "yes" "$(grep -q '403' call5.log && echo yes || echo "no ($(cat call5.log))")"
 
+echo "RFC 3263 over TCP: kam.lab offering only SIP+D2T (Kamailio on TCP), the first SRV target dead"
+dnsport2=$(free_port)
+deadport=$(free_port)
+cat >kamtcp.lab.zone <<ZONE
+\$ORIGIN kam.lab.
+\$TTL 60
+@ IN SOA ns admin 1 3600 600 86400 60
+@ IN NS ns
+ns IN A 127.0.0.1
+@ IN NAPTR 10 10 "s" "SIP+D2T" "" _sip._tcp.kam.lab.
+_sip._tcp IN SRV 10 10 $deadport sip
+_sip._tcp IN SRV 20 10 $kport2 sip
+sip IN A 127.0.0.1
+ZONE
+bg "$APPNET" dns serve --zone kamtcp.lab.zone --listen "127.0.0.1:$dnsport2"
+pport3=$(free_port)
+bg "$APPNET" sip serve --domain poly.edu --listen "127.0.0.1:$pport3" --users poly-users.txt --resolver "127.0.0.1:$dnsport2"
+sleep 0.3
+"$APPNET" sip phone --user bob@kam.lab --proxy "127.0.0.1:$kport2" --auto-answer --calls 1 --trace >phone6.log 2>&1 &
+PHONE6=$!; PIDS+=("$PHONE6")
+wait_for phone6.log "200 OK (REGISTER)"
+rc=0; printf 'pw-alice\n' | timeout 40 "$APPNET" sip call --from alice@poly.edu --to bob@kam.lab \
+  --proxy "127.0.0.1:$pport3" --password-stdin --duration 1 --trace >call6.log 2>&1 || rc=$?
+cat call6.log
+check "alice@poly.edu reaches bob@kam.lab over TCP after the dead SRV target is refused" "0" "$rc"
+check "media both ways through the TCP-forwarded call" "yes" "$(grep -q 'lost 0' call6.log && echo yes || echo no)"
+check "bob's phone behind Kamailio took the TCP-forwarded call and its BYE" "yes" "$(wait "$PHONE6"; grep -q 'call ended' phone6.log && echo yes || echo no)"
+
 echo "SIP over TLS: sipsak OPTIONS with the lab CA's certificate"
 tport=$(low_port)
 tlsport=$(low_port)
