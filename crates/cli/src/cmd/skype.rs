@@ -168,6 +168,11 @@ async fn supernode(args: SupernodeArgs, ctx: &Context) -> anyhow::Result<()> {
         config.join.is_empty() || config.overlay_secret_file.is_some(),
         "--join needs --overlay-secret-file (SN-SN messages are authenticated)"
     );
+    anyhow::ensure!(
+        config.overlay_secret_file.is_none() || !config.listen.ip().is_unspecified(),
+        "an SN of an overlay must --listen on the address the other SNs reach it at, not {}",
+        config.listen
+    );
     let listen = config.listen;
     let sn = Supernode::bind(config).await.with_context(|| format!("cannot listen on {listen}"))?;
     println!("appnet skype: supernode on udp {} (Ctrl-C to stop)", sn.local_addr());
