@@ -41,6 +41,9 @@ pub const PREFIX: &str = "appnet-nat";
 const PUBLIC: &str = "appnet-nat-pub";
 /// The supernode's and the TURN server's address in the public namespace.
 const SERVER_IP: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 1);
+/// The TURN server's second address (RFC 5780 behaviour discovery: `appnet stun` from a user's
+/// namespace tells its NAT's mapping and filtering).
+const ALT_IP: Ipv4Addr = Ipv4Addr::new(100, 64, 0, 2);
 /// The supernode's UDP port.
 const SN_PORT: u16 = 33033;
 /// The TURN (and STUN) server's UDP port.
@@ -223,6 +226,7 @@ impl NatNet {
         self.add_ns(PUBLIC)?;
         ip(&["-n", PUBLIC, "link", "add", "natpub", "type", "bridge"])?;
         ip(&["-n", PUBLIC, "addr", "add", &format!("{SERVER_IP}/24"), "dev", "natpub"])?;
+        ip(&["-n", PUBLIC, "addr", "add", &format!("{ALT_IP}/24"), "dev", "natpub"])?;
         ip(&["-n", PUBLIC, "link", "set", "natpub", "up"])?;
         for s in &SITES {
             let (rtr, cli, n) = (router_ns(s.n), user_ns(s.user), s.n);
@@ -268,6 +272,7 @@ impl NatNet {
                     users: Some(users),
                     ports: "50600-50699".into(),
                     allow_peer: vec!["100.64.0.0/24".into()],
+                    alt_listen: Some(SocketAddr::new(IpAddr::V4(ALT_IP), TURN_PORT + 1)),
                     ..TurnConfig::default()
                 };
                 let turn =
