@@ -78,8 +78,8 @@ pub struct WebConfig {
     pub cart_new_burst: u64,
     /// Most concurrent HTTP/2 streams per connection.
     pub h2_max_streams: u32,
-    /// Which HTTP/2 implementation serves connections: appnet's own core (`own`, the default)
-    /// or the earlier driver on the `h2` crate (`h2-crate`).
+    /// Which HTTP/2 implementation serves connections: the driver on the `h2` crate
+    /// (`h2-crate`, the default for now) or appnet's own core (`own`).
     pub h2_engine: H2Engine,
     /// Files up to this size are kept in memory (checked against mtime on each use).
     pub cache_file_max: u64,
@@ -132,10 +132,11 @@ impl Default for WebConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum H2Engine {
-    /// appnet's sans-IO core ([`crate::h2core`]) driven by [`crate::h2serve`].
-    #[default]
+    /// appnet's sans-IO core ([`crate::h2core`]) driven by [`crate::h2serve`]: conformant
+    /// (httpwg 107/107) and with RFC 9218 priorities, but not yet faster on small files.
     Own,
     /// The `h2` crate behind [`crate::h2srv`].
+    #[default]
     H2Crate,
 }
 

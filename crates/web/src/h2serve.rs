@@ -71,6 +71,14 @@ pub async fn serve<IO>(
     tokio::pin!(idle_timer);
     let mut drain_by: Option<tokio::time::Instant> = None;
     let first_deadline = tokio::time::Instant::now() + cfg.header_timeout();
+    // One timer for the first request's deadline, then the drain after GOAWAY (a timer made
+    // per loop turn would cost a timer-wheel insertion per batch).
+    let deadline_timer = tokio::time::sleep_until(first_deadline);
+    tokio::pin!(deadline_timer);
+    // Polled until it fires once: after that GOAWAY has gone out and the branch is off.
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    let mut last_request = tokio::time::Instant::now();
     let mut got_request = false;
     loop {
         if out.is_empty() {
@@ -95,11 +103,11 @@ pub async fn serve<IO>(
             }
         }
         if d.core.goaway_sent() && drain_by.is_none() {
-            drain_by = Some(tokio::time::Instant::now() + crate::h2srv::DRAIN);
+            let at = tokio::time::Instant::now() + crate::h2srv::DRAIN;
+            drain_by = Some(at);
+            deadline_timer.as_mut().reset(if got_request { at } else { at.min(first_deadline) });
         }
-        let wants_body = d.bodies.keys().any(|id| d.core.wants_data(*id));
-        let drain_at = drain_by.unwrap_or_else(|| tokio::time::Instant::now() + crate::h2srv::DRAIN);
-        let deadline = if got_request { drain_at } else { drain_at.min(first_deadline) };
+        let wants_body = !d.bodies.is_empty() && d.bodies.keys().any(|id| d.core.wants_data(*id));
         tokio::select! {
             r = write_batch(&mut wr, &mut out), if !out.is_empty() => {
                 if r.is_err() {
@@ -116,7 +124,7 @@ pub async fn serve<IO>(
                     }
                     if d.events() {
                         got_request = true;
-                        idle_timer.as_mut().reset(tokio::time::Instant::now() + idle);
+                        last_request = tokio::time::Instant::now();
                     }
                 }
             },
@@ -126,15 +134,17 @@ pub async fn serve<IO>(
             (id, frame) = poll_bodies(&mut d.bodies, &d.core), if wants_body => {
                 d.body_frame(id, frame);
             }
-            _ = shutdown.wait(), if !d.core.goaway_sent() => d.core.shutdown(),
+            _ = &mut stop, if !d.core.goaway_sent() => d.core.shutdown(),
             _ = &mut idle_timer, if !d.core.goaway_sent() => {
-                if working {
-                    idle_timer.as_mut().reset(tokio::time::Instant::now() + idle);
+                let quiet_until = last_request + idle;
+                if working || quiet_until > tokio::time::Instant::now() {
+                    let now = tokio::time::Instant::now();
+                    idle_timer.as_mut().reset(if working { now + idle } else { quiet_until });
                 } else {
                     d.core.shutdown();
                 }
             }
-            _ = tokio::time::sleep_until(deadline), if drain_by.is_some() || !got_request => {
+            _ = &mut deadline_timer, if drain_by.is_some() || !got_request => {
                 if drain_by.is_some() || !working {
                     break;
                 }

@@ -64,6 +64,7 @@ impl Default for Limits {
 
 /// What the connection asks of the server.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per request, moved straight to the server
 pub enum Event {
     /// A complete request (head and body).
     Request {
@@ -326,14 +327,14 @@ impl Conn {
         if s.counted {
             self.active = self.active.saturating_sub(1);
         }
-        if id % 2 == 0 {
+        if id.is_multiple_of(2) {
             self.pushes_open = self.pushes_open.saturating_sub(1);
         }
     }
 
     /// Whether `id` was never opened (RFC 9113 §5.1 "idle").
     fn is_idle(&self, id: u32) -> bool {
-        if id % 2 == 1 { id > self.last_client } else { id > self.last_push }
+        if id.is_multiple_of(2) { id > self.last_push } else { id > self.last_client }
     }
 
     /// Feeds bytes read from the client.
@@ -532,7 +533,7 @@ impl Conn {
             return self.conn_error(Reason::Compression, "undecodable header block");
         }
         let id = b.stream;
-        if id % 2 == 0 {
+        if id.is_multiple_of(2) {
             return self.conn_error(Reason::Protocol, "client stream with an even id");
         }
         if let Some(s) = self.streams.get_mut(&id) {
@@ -631,7 +632,7 @@ impl Conn {
             return self.conn_error(Reason::FrameSize, "short PRIORITY_UPDATE");
         };
         let id = u32::from_be_bytes(*id) & 0x7fff_ffff;
-        if id == 0 || id % 2 == 0 {
+        if id == 0 || id.is_multiple_of(2) {
             return self.conn_error(Reason::Protocol, "PRIORITY_UPDATE for a push or stream 0");
         }
         let prio = Priority::parse(value);

@@ -31,11 +31,7 @@ impl Priority {
                 None => (member, None),
             };
             match (key, val) {
-                (b"u", Some(v)) => {
-                    if let [d @ b'0'..=b'7'] = v {
-                        p.urgency = d - b'0';
-                    }
-                }
+                (b"u", Some([d @ b'0'..=b'7'])) => p.urgency = d - b'0',
                 (b"i", None) | (b"i", Some(b"?1")) => p.incremental = true,
                 (b"i", Some(b"?0")) => p.incremental = false,
                 _ => {}
