@@ -36,7 +36,7 @@ pub struct LabArgs {
     link: Option<appnet_link::LinkSpec>,
     /// Serve the lab's page (a map of the hosts and a live message-sequence chart of every
     /// exchange, with buttons for the scenes) on ADDR [default: 127.0.0.1:8000]; the lab then
-    /// stays up until Ctrl-C, also after --tour.
+    /// stays up until Ctrl-C, also after --tour (which waits up to 60 s for a page to attach).
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8000")]
     ui: Option<std::net::SocketAddr>,
     /// Connections the page's server accepts in all [default: 64].
@@ -84,6 +84,9 @@ impl LabOptions {
         }
     }
 }
+
+/// How long `--tour --ui` waits for a page before it runs the tour unwatched.
+const PAGE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `--link SPEC`: the emulator's settings (`rtt=40ms,loss=0`).
 fn parse_link(text: &str) -> Result<appnet_link::LinkSpec, String> {
@@ -182,6 +185,16 @@ pub async fn run(args: LabArgs, ctx: &Context) -> anyhow::Result<()> {
         let shutdown = Shutdown::new();
         shutdown.trigger_on_signals();
         if args.tour {
+            // The tour waits (bounded) for a page, so the page draws it from the first exchange.
+            println!(
+                "Open the page to watch the tour: it starts when a page attaches, or in {} s anyway.",
+                PAGE_WAIT.as_secs()
+            );
+            let _ = std::io::stdout().flush();
+            tokio::select! {
+                _ = appnet_lab::ui::wait_for_page(PAGE_WAIT) => {}
+                _ = shutdown.wait() => {}
+            }
             let r = tokio::select! {
                 r = appnet_lab::tour::run(&mut lab, &mut say) => r,
                 _ = shutdown.wait() => Ok(()),
