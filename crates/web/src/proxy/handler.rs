@@ -255,11 +255,7 @@ impl Proxy {
     }
 
     /// Handles one request (not CONNECT, which the server driver tunnels).
-    pub async fn handle(
-        self: &Arc<Self>,
-        req: Request<Body>,
-        peer: SocketAddr,
-    ) -> Response<Body> {
+    pub async fn handle(self: &Arc<Self>, req: Request<Body>, peer: SocketAddr) -> Response<Body> {
         self.metrics.requests.inc();
         if !self.allowed(peer) {
             self.metrics.denied.inc();
@@ -338,12 +334,7 @@ impl Proxy {
     }
 
     /// Unsafe and other uncacheable methods: forward, stream back, invalidate on success.
-    async fn pass(
-        &self,
-        req: Request<Body>,
-        target: Target,
-        peer: SocketAddr,
-    ) -> Response<Body> {
+    async fn pass(&self, req: Request<Body>, target: Target, peer: SocketAddr) -> Response<Body> {
         self.metrics.passes.inc();
         let (parts, body) = req.into_parts();
         let up = match self.upstream(parts.method.clone(), &target, &parts.headers, peer, body) {
