@@ -31,7 +31,8 @@ fn catalog() -> &'static (Catalog, Policy) {
         // A key the fuzzer can name (signed requests take the TSIG path up to the MAC check).
         let keys = Keyring::new([Key::parse_spec("k:hmac-sha256:c2VjcmV0").unwrap()]);
         let allow = TransferAcl::parse(&["0.0.0.0/0", "key k"], &keys).unwrap();
-        let policy = Policy { max_udp_payload: 1232, allow_transfer: allow, keys };
+        // Updates have their own target (dns_update); here they are refused like any unsigned one.
+        let policy = Policy { max_udp_payload: 1232, allow_transfer: allow, keys, allow_update: Vec::new() };
         (Catalog::new([Arc::new(zone)]), policy)
     })
 }
@@ -50,6 +51,10 @@ fuzz_target!(|data: &[u8]| {
                 for m in t.messages(16384) {
                     assert!(m.len() <= 16384);
                 }
+            }
+            Outcome::Update { ok, fail, .. } => {
+                parse(&ok).expect("our own update replies parse");
+                parse(&fail).expect("our own update replies parse");
             }
             Outcome::Notify { .. } | Outcome::Ignore => {}
         }
