@@ -308,7 +308,8 @@ pub async fn run(lab: &Lab, say: &mut dyn FnMut(String)) -> Result<OverlayFacts,
         hits.iter().filter(|h| h.sha1 == Some(sha1)).map(|h| Source::by_urn(h.addr, &sha1)).collect();
     let gnutella_out = out.join("gnutella");
     std::fs::create_dir_all(&gnutella_out).map_err(|e| format!("overlay scene: {e}"))?;
-    let opts = DownloadOptions { chunk: 128 * 1024, ..DownloadOptions::default() };
+    // Small ranges, one at a time per source: both sources get some even when one connects late.
+    let opts = DownloadOptions { chunk: 16 * 1024, ..DownloadOptions::default() };
     let done = download(&sources, SONG, data.len() as u64, sha1, &gnutella_out, opts)
         .await
         .map_err(|e| format!("the HTTP download: {e}"))?;
