@@ -33,10 +33,12 @@ printf 'pw\n' | "$APPNET" sip user add "bob@127.0.0.1" --users users.txt --passw
 # start_server NAME PORT: appnet or kamailio on 127.0.0.1:PORT.
 start_server() {
   if [ "$1" = appnet ]; then
-    # All load comes from one address, and completed transactions linger 32 s (timers
-    # J/K): lift the per-address and total caps, which Kamailio does not have either.
+    # Completed transactions linger 32 s (timers J/K) and count towards the total cap (20,000
+    # by default), which 2,000 calls/s would fill: lift it (Kamailio has none). The per-address
+    # cap counts only live transactions and stays at its default although all load comes from
+    # one address.
     "$APPNET" sip serve --domain 127.0.0.1 --listen "127.0.0.1:$2" --users users.txt \
-      --max-transactions 2000000 --max-transactions-per-ip 2000000 >/dev/null 2>&1 &
+      --max-transactions 2000000 >/dev/null 2>&1 &
   else
     sed -e "s/@KPORT@/$2/" -e "s/@WORKERS@/$WORKERS/" "$here/sip/kamailio.cfg" >kam.cfg
     mkdir -p kamrun
