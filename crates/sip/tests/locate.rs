@@ -57,6 +57,29 @@ async fn serve_zone(dir: &Path, records: &str) -> (Running, SocketAddr) {
 }
 
 /// A loopback port nobody listens on (neither UDP nor TCP).
+/// umass.edu's zone offering SIP only over TLS at `tls_addr` (NAPTR SIPS+D2T → SRV → A).
+async fn sips_only_zone(dir: &Path, tls_addr: SocketAddr) -> (Running, SocketAddr) {
+    let records = format!(
+        "@ IN NAPTR 10 10 \"s\" \"SIPS+D2T\" \"\" _sips._tcp.umass.edu.\n\
+         _sips._tcp IN SRV 10 10 {} sip\nsip IN A {}\n",
+        tls_addr.port(),
+        tls_addr.ip()
+    );
+    serve_zone(dir, &records).await
+}
+
+/// A SIP server for `domain` with TLS on (its certificate from the CA in `ca`), not yet running.
+async fn tls_server(domain: &str, ca: &Path) -> SipServer {
+    let cfg = SipConfig {
+        domain: domain.into(),
+        listen: any_loopback(),
+        tls: true,
+        ca_dir: Some(ca.to_path_buf()),
+        ..SipConfig::default()
+    };
+    SipServer::bind(cfg).await.unwrap()
+}
+
 async fn dead_port() -> SocketAddr {
     let s = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     s.local_addr().unwrap()
@@ -159,14 +182,7 @@ async fn call_bob(dir: &Path, resolver: SocketAddr, umass_addr: SocketAddr, ca_d
 async fn a_far_domain_reachable_only_over_tls_is_called_over_tls() {
     let dir = TempDir::new("sip-locate-tls");
     let ca = dir.path().join("ca");
-    let umass_cfg = SipConfig {
-        domain: "umass.edu".into(),
-        listen: any_loopback(),
-        tls: true,
-        ca_dir: Some(ca.clone()),
-        ..SipConfig::default()
-    };
-    let umass = SipServer::bind(umass_cfg).await.unwrap();
+    let umass = tls_server("umass.edu", &ca).await;
     let (umass_addr, tls_addr) = (umass.local_addr(), umass.tls_addr().expect("TLS on"));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mut umass = umass;
@@ -179,16 +195,7 @@ async fn a_far_domain_reachable_only_over_tls_is_called_over_tls() {
         }
     }));
     let _umass = start(umass);
-    let (_dns, resolver) = serve_zone(
-        dir.path(),
-        &format!(
-            "@ IN NAPTR 10 10 \"s\" \"SIPS+D2T\" \"\" _sips._tcp.umass.edu.\n\
-             _sips._tcp IN SRV 10 10 {} sip\nsip IN A {}\n",
-            tls_addr.port(),
-            tls_addr.ip()
-        ),
-    )
-    .await;
+    let (_dns, resolver) = sips_only_zone(dir.path(), tls_addr).await;
     let found = locate(resolver, "sip:bob@umass.edu", &[Transport::Udp], Duration::from_secs(2)).await;
     assert!(found.is_err() || found.is_ok_and(|f| f.is_empty()), "no UDP server offered");
     call_bob(dir.path(), resolver, umass_addr, Some(&ca)).await;
@@ -202,26 +209,10 @@ async fn a_far_domain_whose_certificate_names_another_domain_is_not_called() {
     let dir = TempDir::new("sip-locate-badtls");
     let ca = dir.path().join("ca");
     // The server's certificate is for poly.edu, not umass.edu.
-    let umass_cfg = SipConfig {
-        domain: "elsewhere.edu".into(),
-        listen: any_loopback(),
-        tls: true,
-        ca_dir: Some(ca.clone()),
-        ..SipConfig::default()
-    };
-    let umass = SipServer::bind(umass_cfg).await.unwrap();
+    let umass = tls_server("elsewhere.edu", &ca).await;
     let tls_addr = umass.tls_addr().expect("TLS on");
     let _umass = start(umass);
-    let (_dns, resolver) = serve_zone(
-        dir.path(),
-        &format!(
-            "@ IN NAPTR 10 10 \"s\" \"SIPS+D2T\" \"\" _sips._tcp.umass.edu.\n\
-             _sips._tcp IN SRV 10 10 {} sip\nsip IN A {}\n",
-            tls_addr.port(),
-            tls_addr.ip()
-        ),
-    )
-    .await;
+    let (_dns, resolver) = sips_only_zone(dir.path(), tls_addr).await;
     let users = dir.path().join("poly.users");
     appnet_sip::users::add_user(&users, "alice@poly.edu", Some("secret"), &[]).unwrap();
     let poly_cfg = SipConfig {

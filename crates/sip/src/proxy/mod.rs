@@ -513,18 +513,11 @@ impl Proxy {
         let mut fwd = base.clone();
         let branch = self.branch_for(&base, index);
         self.prepare_forward(&mut fwd, &branch, true, target.transport);
-        let (tx, outs) = ClientTransaction::start(fwd, stream.is_some(), self.cfg.timers, now);
-        self.client_tx.insert(branch.clone(), ClientEntry { tx, to: dest, stream: stream.clone(), ctx: id });
         if let Some(ctx) = self.contexts.get_mut(&id) {
-            ctx.branches.push(branch);
+            ctx.branches.push(branch.clone());
         }
         self.counters.forwarded += 1;
-        outs.into_iter()
-            .filter_map(|o| match o {
-                Output::Send(m) => Some(Transmit { to: dest, msg: m, stream: stream.clone() }),
-                _ => None,
-            })
-            .collect()
+        self.start_client(fwd, branch, dest, stream, id, now)
     }
 
     /// The driver could not open (or lost before an answer) the outbound connection to
@@ -570,14 +563,8 @@ impl Proxy {
             fwd.set_uri(&target);
             let branch = self.branch_for(&base, start + i + 1);
             self.prepare_forward(&mut fwd, &branch, true, Transport::Udp);
-            let (tx, outs) = ClientTransaction::start(fwd, false, self.cfg.timers, now);
-            self.client_tx.insert(branch.clone(), ClientEntry { tx, to: dest, stream: None, ctx: id });
             started.push(branch.clone());
-            for o in outs {
-                if let Output::Send(m) = o {
-                    out.push(Transmit { to: dest, msg: m, stream: None });
-                }
-            }
+            out.extend(self.start_client(fwd, branch, dest, None, id, now));
         }
         self.counters.forwarded += started.len() as u64;
         let none = started.is_empty();
@@ -640,18 +627,11 @@ impl Proxy {
         let mut fwd = ctx.request.clone();
         let branch = self.branch_for(&ctx.request, 1);
         self.prepare_forward(&mut fwd, &branch, false, transport);
-        let (tx, outs) = ClientTransaction::start(fwd, stream.is_some(), self.cfg.timers, now);
-        self.client_tx.insert(branch.clone(), ClientEntry { tx, to: dest, stream: stream.clone(), ctx: id });
         if let Some(ctx) = self.contexts.get_mut(&id) {
-            ctx.branches.push(branch);
+            ctx.branches.push(branch.clone());
         }
         self.counters.forwarded += 1;
-        outs.into_iter()
-            .filter_map(|o| match o {
-                Output::Send(m) => Some(Transmit { to: dest, msg: m, stream: stream.clone() }),
-                _ => None,
-            })
-            .collect()
+        self.start_client(fwd, branch, dest, stream, id, now)
     }
 
     /// ACK for 2xx and other requests we do not keep state for (§16.11).
@@ -1379,11 +1359,25 @@ impl Proxy {
             Some(p) => p.body.clone(),
             None => presence::pidf(&sub.aor, self.registrar.is_online(&sub.aor, now)),
         };
-        let (tx, outs) = ClientTransaction::start(n, false, self.cfg.timers, now);
-        self.client_tx.insert(branch, ClientEntry { tx, to: dest, stream: None, ctx: 0 });
+        self.start_client(n, branch, dest, None, 0, now)
+    }
+
+    /// Starts a client transaction for `msg` on `branch` (context `ctx`, 0 for none) towards
+    /// `to` and returns its first transmissions: the one place a branch is recorded and sent.
+    fn start_client(
+        &mut self,
+        msg: Message,
+        branch: String,
+        to: SocketAddr,
+        stream: Option<Outbound>,
+        ctx: u64,
+        now: Instant,
+    ) -> Vec<Transmit> {
+        let (tx, outs) = ClientTransaction::start(msg, stream.is_some(), self.cfg.timers, now);
+        self.client_tx.insert(branch, ClientEntry { tx, to, stream: stream.clone(), ctx });
         outs.into_iter()
             .filter_map(|o| match o {
-                Output::Send(m) => Some(Transmit { to: dest, msg: m, stream: None }),
+                Output::Send(m) => Some(Transmit { to, msg: m, stream: stream.clone() }),
                 _ => None,
             })
             .collect()
