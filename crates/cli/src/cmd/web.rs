@@ -197,10 +197,15 @@ pub struct GetArgs {
     /// Speak HTTP/3 over QUIC (https only; never falls back to TCP).
     #[arg(long)]
     http3: bool,
-    /// With --http3: connect once for a session ticket, then send the GET as 0-RTT early data
-    /// on a resumed connection; says on stderr whether the server accepted it.
+    /// With --http3: keep session tickets in a file (see --session-file), so that the next
+    /// run resumes and sends its GET as 0-RTT early data; says on stderr whether it did and
+    /// whether the server accepted it.
     #[arg(long = "0rtt", requires = "http3")]
     zero_rtt: bool,
+    /// With --0rtt: the session file (0600; holds resumption secrets)
+    /// [default: $XDG_CACHE_HOME/appnet/h3-sessions or ~/.cache/appnet/h3-sessions].
+    #[arg(long, value_name = "PATH", requires = "zero_rtt")]
+    session_file: Option<PathBuf>,
     /// Print the status line and headers before the body.
     #[arg(short = 'i', long)]
     include: bool,
@@ -260,16 +265,28 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
     };
     let timeout = Duration::from_secs_f64(args.timeout);
     let resp = if args.http3 {
+        let sessions = match (args.zero_rtt, args.session_file) {
+            (false, _) => None,
+            (true, Some(path)) => Some(path),
+            (true, None) => Some(appnet_web::h3::session_file::default_path().context(
+                "--0rtt: no session file (neither XDG_CACHE_HOME nor HOME is set): pass --session-file PATH",
+            )?),
+        };
         let (head, body, early) = appnet_web::h3::client::get_url(
             &args.url,
             args.cacert.as_deref(),
             timeout,
             address,
-            args.zero_rtt,
+            sessions.as_deref(),
         )
         .await?;
-        if args.zero_rtt {
-            eprintln!("appnet web: 0-RTT {}", if early { "accepted" } else { "not accepted" });
+        if let Some(file) = &sessions {
+            let file = file.display();
+            match early {
+                Some(true) => eprintln!("appnet web: 0-RTT accepted (session resumed from {file})"),
+                Some(false) => eprintln!("appnet web: 0-RTT not accepted (resumed from {file}; GET sent again after the handshake)"),
+                None => eprintln!("appnet web: 0-RTT not tried: no session for this server in {file} yet (the next run resumes)"),
+            }
         }
         head.map(|()| body)
     } else {

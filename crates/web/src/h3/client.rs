@@ -1,13 +1,15 @@
 //! [`Http3Client`]: one QUIC connection to an HTTP/3 server carrying any number of concurrent
-//! GETs, with 0-RTT resumption from a session-ticket store. `appnet web get --http3` and the
+//! GETs, with 0-RTT resumption from a session file ([`super::session_file`]). `appnet web get --http3` and the
 //! HTTP experiments use it; it never falls back to TCP.
 
+use super::session_file::SessionFile;
 use super::{H3Error, quic};
 use bytes::{Buf, Bytes, BytesMut};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long the handshake may take before `connect` gives up.
@@ -66,14 +68,17 @@ pub struct Http3Client {
     authority: String,
     /// With early data attempted: the server's verdict once the handshake is done.
     zero_rtt: Option<tokio::sync::watch::Receiver<Option<bool>>>,
+    /// The session file's store, saved by [`Http3Client::close`].
+    sessions: Option<Arc<SessionFile>>,
     driver: tokio::task::JoinHandle<()>,
 }
 
 impl Http3Client {
     /// Connects to `addr`, checking the certificate against `server_name` (also the
-    /// `:authority` of the requests). With `ticket_file`, session tickets are kept under that
-    /// key (see [`quic::client_config`]) and a later connection with the same key resumes,
-    /// sending its first requests as 0-RTT early data.
+    /// `:authority` of the requests). With `ticket_file`, a session ticket stored there for
+    /// this server is used to resume, sending the first requests as 0-RTT early data, and the
+    /// tickets the server sends are written to the file by [`Http3Client::close`] (see
+    /// [`quic::client_config`]), for a later connection in this process or another.
     pub async fn connect(
         addr: SocketAddr,
         server_name: &str,
@@ -81,7 +86,7 @@ impl Http3Client {
         ticket_file: Option<&Path>,
     ) -> Result<Self, H3Error> {
         let roots = roots.into().into_store()?;
-        let config = quic::client_config(roots, ticket_file)?;
+        let (config, sessions) = quic::client_config(roots, ticket_file.map(|p| (p, addr)))?;
         let bind: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
         let mut endpoint = quinn::Endpoint::client(bind)?;
         endpoint.set_default_client_config(config);
@@ -112,13 +117,18 @@ impl Http3Client {
         } else {
             format!("{server_name}:{port}")
         };
-        Ok(Http3Client { endpoint, conn, send, authority, zero_rtt, driver })
+        Ok(Http3Client { endpoint, conn, send, authority, zero_rtt, sessions, driver })
     }
 
     /// Whether the server accepted this connection's 0-RTT early data (known once the
     /// handshake has completed, i.e. after the first response).
     pub fn used_0rtt(&self) -> bool {
         self.zero_rtt.as_ref().is_some_and(|rx| *rx.borrow() == Some(true))
+    }
+
+    /// Whether this connection resumed a stored session and sent early data (accepted or not).
+    pub fn tried_0rtt(&self) -> bool {
+        self.zero_rtt.is_some()
     }
 
     /// Waits for the server's verdict on early data (at most until the handshake completes).
@@ -204,12 +214,18 @@ impl Http3Client {
         Ok(self.endpoint.local_addr()?)
     }
 
-    /// Closes the connection (H3_NO_ERROR) and waits until the server has been told, so its
-    /// session ticket is stored and the server frees the connection at once.
+    /// Closes the connection (H3_NO_ERROR), waits until the server has been told (so it frees
+    /// the connection at once), then writes the session file if there is one.
     pub async fn close(self) {
         self.conn.close(0x100u32.into(), b"done");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
         self.driver.abort();
+        if let Some(sessions) = self.sessions.clone() {
+            let saved = tokio::task::spawn_blocking(move || sessions.save()).await;
+            if let Ok(Err(e)) = saved {
+                tracing::warn!("session file not saved: {e}");
+            }
+        }
     }
 }
 
@@ -221,16 +237,17 @@ impl Drop for Http3Client {
 
 /// One GET of an `https://` URL over HTTP/3, as `appnet web get --http3` does it: the host is
 /// resolved by the system (or `address` is used), the certificate checked against the URL's
-/// host and `cacert` (default: the lab CA). With `zero_rtt`, a first connection fetches a
-/// session ticket and the GET goes out as early data on a second one. Returns the response
-/// head, the body and whether 0-RTT was accepted.
+/// host and `cacert` (default: the lab CA). With `session_file`, a ticket stored there by an
+/// earlier run resumes the session and the GET goes out as 0-RTT early data; the tickets this
+/// connection receives are stored for the next run. Returns the response head, the body and,
+/// when early data was sent, whether the server accepted it.
 pub async fn get_url(
     url: &str,
     cacert: Option<&Path>,
     timeout: Duration,
     address: Option<std::net::IpAddr>,
-    zero_rtt: bool,
-) -> Result<(http::Response<()>, Bytes, bool), H3Error> {
+    session_file: Option<&Path>,
+) -> Result<(http::Response<()>, Bytes, Option<bool>), H3Error> {
     let uri: http::Uri = url.parse().map_err(|_| H3Error::Request(format!("bad URL {url}")))?;
     if uri.scheme_str() != Some("https") {
         return Err(H3Error::Request(format!("{url}: HTTP/3 needs an https:// URL")));
@@ -248,17 +265,10 @@ pub async fn get_url(
     let default_ca = crate::tls::LabCa::default_dir().join("ca.pem");
     let roots = Roots::CaFile(cacert.unwrap_or(&default_ca).to_path_buf());
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let key = std::env::temp_dir().join(format!("appnet-h3-tickets-{}", std::process::id()));
     let run = async {
-        if zero_rtt {
-            let warm = Http3Client::connect(addr, &bare, roots.clone(), Some(&key)).await?;
-            // The ticket arrives after the handshake; one exchange makes sure it is stored.
-            let _ = warm.request(http::Method::HEAD, &path, http::HeaderMap::new()).await?;
-            warm.close().await;
-        }
-        let client = Http3Client::connect(addr, &bare, roots, zero_rtt.then_some(key.as_path())).await?;
+        let client = Http3Client::connect(addr, &bare, roots, session_file).await?;
         let (head, body) = client.request(http::Method::GET, &path, http::HeaderMap::new()).await?;
-        let early = client.used_0rtt();
+        let early = client.tried_0rtt().then(|| client.used_0rtt());
         client.close().await;
         Ok::<_, H3Error>((head, body, early))
     };

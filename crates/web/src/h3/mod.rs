@@ -2,7 +2,8 @@
 //! the request semantics are the same [`Router`](crate::site::Router) as HTTP/1.1 and HTTP/2.
 //!
 //! - [`quic`]: the QUIC endpoint configurations (ALPN `h3`, TLS 1.3 from the TCP listener's
-//!   certificate, transport limits, 0-RTT) and the in-process session-ticket store.
+//!   certificate, transport limits, 0-RTT).
+//! - [`session_file`]: session tickets kept in a file, so a later run resumes with 0-RTT.
 //! - [`head`]: the pure RFC 9114 §4.2/§4.3 request-head checks the server runs before routing
 //!   (fuzzed): malformed requests reset only their own stream.
 //! - [`server`]: the tokio driver (`appnet web serve --tls --http3`): admission per address,
@@ -17,10 +18,12 @@
 //! use appnet_web::h3::client::{Http3Client, Roots};
 //! let addr = "127.0.0.1:8443".parse().unwrap();
 //! let tickets = std::path::Path::new("/tmp/tickets");
-//! // The first connection does a full handshake and receives a session ticket ...
+//! // The first connection does a full handshake; its session ticket goes to the file on close ...
 //! let c = Http3Client::connect(addr, "localhost", Roots::CaFile(ca.into()), Some(tickets)).await?;
 //! let (status, body) = c.get("/index.html").await?;
-//! // ... a second one with the same ticket key sends its requests as 0-RTT early data.
+//! c.close().await;
+//! // ... a second one with the same file (here or in another process) sends its requests as
+//! // 0-RTT early data.
 //! let again = Http3Client::connect(addr, "localhost", Roots::CaFile(ca.into()), Some(tickets)).await?;
 //! let (a, b) = tokio::join!(again.get("/a.jpg"), again.get("/b.jpg"));
 //! assert!(again.used_0rtt());
@@ -32,6 +35,7 @@ pub mod head;
 pub mod proxy;
 pub mod quic;
 pub mod server;
+pub mod session_file;
 
 /// What can go wrong setting up or using HTTP/3, with what to do about it.
 #[derive(Debug, thiserror::Error)]

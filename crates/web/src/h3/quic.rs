@@ -1,17 +1,17 @@
 //! The QUIC endpoint configurations of the HTTP/3 server and client: TLS 1.3 with ALPN `h3`
 //! (RFC 9114 §3.1), the transport limits from [`WebConfig`], and 0-RTT.
 //!
-//! Session tickets for 0-RTT live in an in-process store keyed by the caller's ticket path:
-//! rustls 0.23 offers no way to serialise a client session, so tickets cannot outlive the
-//! process; every connection made with the same key inside one process shares them (see
-//! [`client_config`]).
+//! Session tickets for 0-RTT live in a session file ([`SessionFile`]), so a later connection,
+//! in this process or another, resumes (see [`client_config`]).
 
 use super::H3Error;
 use super::server::H3Limits;
+use super::session_file::{SessionFile, trust_digest};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use rustls::client::danger::ServerCertVerifier;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The ALPN token of HTTP/3 (RFC 9114 §3.1).
@@ -66,51 +66,44 @@ fn transport(max_streams: u32, idle: Duration) -> quinn::TransportConfig {
     t
 }
 
-/// The client's QUIC configuration: TLS 1.3 trusting `roots`, ALPN `h3`. With a ticket key,
-/// resumption with early data: the configuration is then made once per key and reused (rustls
-/// resumes a session only under the very certificate verifier that saw it), so the first
-/// connection's `roots` stay in force for that key.
+/// The client's QUIC configuration: TLS 1.3 trusting `roots`, ALPN `h3`. With a session file,
+/// resumption with early data: the tickets for `addr` under these `roots` are read from the
+/// file into the returned [`SessionFile`] store, which the caller saves when the connection
+/// ends (rustls binds a session to the verifier that saw it; the store binds the tickets it
+/// reads to this configuration's verifier).
 pub fn client_config(
     roots: rustls::RootCertStore,
-    ticket_key: Option<&Path>,
-) -> Result<quinn::ClientConfig, H3Error> {
-    static CONFIGS: OnceLock<Mutex<HashMap<PathBuf, quinn::ClientConfig>>> = OnceLock::new();
-    let Some(key) = ticket_key else { return build_client_config(roots, false) };
-    let mut configs = CONFIGS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(c) = configs.get(key) {
-        return Ok(c.clone());
-    }
-    if configs.len() >= MAX_TICKET_KEYS {
-        configs.clear();
-    }
-    let c = build_client_config(roots, true)?;
-    configs.insert(key.to_path_buf(), c.clone());
-    Ok(c)
-}
-
-/// Ticket keys remembered by one process (each holds a few tickets).
-const MAX_TICKET_KEYS: usize = 256;
-
-/// Tickets kept per server name.
-const TICKETS_PER_SERVER: usize = 64;
-
-fn build_client_config(roots: rustls::RootCertStore, resume: bool) -> Result<quinn::ClientConfig, H3Error> {
+    session_file: Option<(&Path, SocketAddr)>,
+) -> Result<(quinn::ClientConfig, Option<Arc<SessionFile>>), H3Error> {
+    let trust = session_file.map(|_| trust_digest(&roots));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| H3Error::Tls(e.to_string()))?;
+    let suites = provider.cipher_suites.clone();
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| H3Error::Tls(e.to_string()))?
-        .with_root_certificates(roots)
+        .with_webpki_verifier(verifier.clone())
         .with_no_client_auth();
     tls.alpn_protocols = vec![ALPN_H3.to_vec()];
-    if resume {
-        let store = Arc::new(rustls::client::ClientSessionMemoryCache::new(TICKETS_PER_SERVER));
-        tls.resumption = rustls::client::Resumption::store(store);
-        tls.enable_early_data = true;
-    } else {
-        tls.resumption = rustls::client::Resumption::disabled();
-    }
+    let store = match (session_file, trust) {
+        (Some((path, addr)), Some(trust)) => {
+            let verifier: Arc<dyn ServerCertVerifier> = verifier;
+            let creds = tls.client_auth_cert_resolver.clone();
+            let store = Arc::new(SessionFile::open(path, addr, trust, suites, verifier, creds));
+            tls.resumption = rustls::client::Resumption::store(store.clone());
+            tls.enable_early_data = true;
+            Some(store)
+        }
+        _ => {
+            tls.resumption = rustls::client::Resumption::disabled();
+            None
+        }
+    };
     let crypto = QuicClientConfig::try_from(Arc::new(tls)).map_err(|e| H3Error::Tls(e.to_string()))?;
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
     client.transport_config(Arc::new(transport(256, Duration::from_secs(30))));
-    Ok(client)
+    Ok((client, store))
 }

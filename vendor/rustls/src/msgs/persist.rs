@@ -139,6 +139,86 @@ impl Tls13ClientSessionValue {
     }
 }
 
+// ---- APPNET-PATCH begin (see APPNET-PATCH.md): store a TLS 1.3 client session outside the
+// process, so a later run can resume it (and send 0-RTT early data). ----
+
+/// Format version of [`Tls13ClientSessionValue::appnet_encode`].
+const APPNET_SESSION_VERSION: u8 = 1;
+
+impl Tls13ClientSessionValue {
+    /// Encodes this session: cipher suite, ticket, resumption secret, `age_add`,
+    /// `max_early_data_size`, issue time, lifetime, the server's certificate chain and the
+    /// QUIC transport parameters. The bytes hold the resumption secret: store them privately.
+    pub fn appnet_encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        APPNET_SESSION_VERSION.encode(&mut out);
+        self.suite.common.suite.encode(&mut out);
+        self.age_add.encode(&mut out);
+        self.max_early_data_size.encode(&mut out);
+        self.common.ticket.encode(&mut out);
+        self.common.secret.encode(&mut out);
+        self.common.epoch.encode(&mut out);
+        self.common.lifetime_secs.encode(&mut out);
+        self.common.server_cert_chain.encode(&mut out);
+        self.quic_params.encode(&mut out);
+        out
+    }
+
+    /// Decodes what [`Self::appnet_encode`] wrote and binds the session to `verifier` and
+    /// `client_creds`, which must be the ones of the `ClientConfig` that will resume it
+    /// (rustls resumes only under the verifier and resolver that saw a session). `suites` are
+    /// the provider's cipher suites. Malformed bytes or an unknown suite give `None`.
+    pub fn appnet_decode(
+        bytes: &[u8],
+        suites: &[crate::SupportedCipherSuite],
+        verifier: &Arc<dyn ServerCertVerifier>,
+        client_creds: &Arc<dyn ResolvesClientCert>,
+    ) -> Option<Self> {
+        let mut r = Reader::init(bytes);
+        if u8::read(&mut r).ok()? != APPNET_SESSION_VERSION {
+            return None;
+        }
+        let id = CipherSuite::read(&mut r).ok()?;
+        let suite = suites.iter().find_map(|s| match s {
+            crate::SupportedCipherSuite::Tls13(t) if t.common.suite == id => Some(*t),
+            _ => None,
+        })?;
+        let age_add = u32::read(&mut r).ok()?;
+        let max_early_data_size = u32::read(&mut r).ok()?;
+        let ticket = PayloadU16::read(&mut r).ok()?;
+        let secret = Zeroizing::new(PayloadU8::<MaybeEmpty>::read(&mut r).ok()?);
+        let epoch = u64::read(&mut r).ok()?;
+        let lifetime_secs = u32::read(&mut r).ok()?;
+        let chain = CertificateChain::read(&mut r).ok()?.into_owned();
+        let quic_params = PayloadU16::read(&mut r).ok()?;
+        if r.any_left() {
+            return None;
+        }
+        let mut value = Self::new(
+            suite,
+            Arc::new(ticket),
+            &secret.0,
+            chain,
+            verifier,
+            client_creds,
+            UnixTime::since_unix_epoch(core::time::Duration::from_secs(epoch)),
+            lifetime_secs,
+            age_add,
+            max_early_data_size,
+        );
+        value.quic_params = quic_params;
+        Some(value)
+    }
+
+    /// When the ticket stops being usable, in seconds since the Unix epoch.
+    pub fn appnet_expires_at(&self) -> u64 {
+        self.common
+            .epoch
+            .saturating_add(u64::from(self.common.lifetime_secs))
+    }
+}
+// ---- APPNET-PATCH end ----
+
 impl core::ops::Deref for Tls13ClientSessionValue {
     type Target = ClientSessionCommon;
 
