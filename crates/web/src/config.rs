@@ -81,6 +81,9 @@ pub struct WebConfig {
     /// Which HTTP/2 implementation serves connections: the driver on the `h2` crate
     /// (`h2-crate`, the default for now) or appnet's own core (`own`).
     pub h2_engine: H2Engine,
+    /// Serve plain GET and HEAD on HTTP/1 by appnet's own connection loop
+    /// ([`crate::http1_fast`]); `false` sends every HTTP/1 request through hyper.
+    pub http1_fast_path: bool,
     /// Files up to this size are kept in memory (checked against mtime on each use).
     pub cache_file_max: u64,
     /// Total bytes of the in-memory file cache (0 disables it).
@@ -122,6 +125,7 @@ impl Default for WebConfig {
             cart_new_burst: 20,
             h2_max_streams: 128,
             h2_engine: H2Engine::default(),
+            http1_fast_path: true,
             cache_file_max: 2 * 1024 * 1024,
             cache_total: 128 * 1024 * 1024,
         }

@@ -45,6 +45,18 @@ pub enum Verdict {
 /// The pure head check: `Ok(Some((head_len, framing)))` for a complete acceptable head,
 /// `Ok(None)` when more bytes are needed, `Err(verdict)` to reject.
 pub fn check_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<(usize, Framing)>, Verdict> {
+    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    Ok(parse_head(buf, limits, &mut headers)?.map(|(len, framing, _)| (len, framing)))
+}
+
+/// [`check_head`] that also hands back the parsed head, for the HTTP/1 fast path
+/// ([`crate::http1_fast`]), which serves it without parsing it twice. `headers` must hold at
+/// least `limits.max_headers` entries (only that many are used, so the 431 limit is the same).
+pub fn parse_head<'h, 'b>(
+    buf: &'b [u8],
+    limits: &HeadLimits,
+    headers: &'h mut [httparse::Header<'b>],
+) -> Result<Option<(usize, Framing, httparse::Request<'h, 'b>)>, Verdict> {
     let line_end = buf.iter().position(|&b| b == b'\n');
     let leading = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
     match line_end {
@@ -56,8 +68,8 @@ pub fn check_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<(usize, Fram
         }
         _ => {}
     }
-    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut headers);
+    let n = limits.max_headers.min(headers.len());
+    let mut req = httparse::Request::new(&mut headers[..n]);
     let status = match req.parse(buf) {
         Ok(s) => s,
         Err(httparse::Error::Version) => return Err(reject(505, "HTTP version not supported")),
@@ -142,7 +154,7 @@ pub fn check_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<(usize, Fram
             _ => Framing::None,
         }
     };
-    Ok(Some((len, framing)))
+    Ok(Some((len, framing, req)))
 }
 
 /// Whether a Host field value (or HTTP/2 `:authority`) is `uri-host [ ":" port ]` (RFC 9110

@@ -1,6 +1,6 @@
 //! The web server's tokio driver: accepts TCP connections (capped), does TLS with ALPN or
-//! sniffs the h2c preface, and hands each connection to HTTP/1 (hyper behind the
-//! [`http1_conn`](crate::http1_conn)) or HTTP/2 ([`h2srv`](crate::h2srv)). All request logic is in
+//! sniffs the h2c preface, and hands each connection to HTTP/1 (the fast path,
+//! [`http1_fast`], then hyper behind the [`http1_conn`](crate::http1_conn)) or HTTP/2 ([`h2srv`](crate::h2srv)). All request logic is in
 //! [`Router`].
 
 use crate::body::RequestBody;
@@ -9,7 +9,7 @@ use crate::conn_activity::{Activity, InService};
 use crate::http1_conn::{self, Http1Conn, Verdict};
 use crate::site::{CloseAfter, ConnInfo, Router};
 use crate::stats::Stats;
-use crate::{h2srv, tls};
+use crate::{h2srv, http1_fast, tls};
 use appnet_netkit::accept::{Accepted, Acceptor, CloseReason, ConnLimits};
 use appnet_netkit::io::Rewind;
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
@@ -258,7 +258,7 @@ async fn connection(
         if h2 {
             serve_h2(tls_stream, handler, conn, shutdown, activity).await;
         } else {
-            serve_h1(tls_stream, handler, conn, shutdown, activity, first_deadline).await;
+            serve_http1(tls_stream, BytesMut::new(), handler, conn, shutdown, activity, first_deadline).await;
         }
         return;
     }
@@ -279,12 +279,55 @@ async fn connection(
         }
     }
     let is_h2 = first.starts_with(H2_PREFACE);
-    let io = Rewind::new(first, stream);
     let conn = ConnInfo { peer, secure: false };
     if is_h2 {
-        serve_h2(io, handler, conn, shutdown, activity).await;
+        serve_h2(Rewind::new(first, stream), handler, conn, shutdown, activity).await;
     } else {
-        serve_h1(io, handler, conn, shutdown, activity, first_deadline).await;
+        serve_http1(stream, first, handler, conn, shutdown, activity, first_deadline).await;
+    }
+}
+
+/// HTTP/1: the fast path ([`http1_fast`]) for as long as it can serve the connection, then
+/// hyper behind the guard with the bytes read so far (or hyper from the start when the fast
+/// path is off).
+async fn serve_http1<IO>(
+    io: IO,
+    first: BytesMut,
+    handler: Arc<Router>,
+    conn: ConnInfo,
+    shutdown: Shutdown,
+    activity: Activity,
+    first_deadline: tokio::time::Instant,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if !handler.config().http1_fast_path {
+        return serve_h1(Rewind::new(first, io), handler, conn, shutdown, activity, first_deadline).await;
+    }
+    let limits = h1_limits(handler.config());
+    let handed = http1_fast::serve(
+        io,
+        first,
+        handler.clone(),
+        conn,
+        shutdown.clone(),
+        activity.clone(),
+        limits,
+        first_deadline,
+    )
+    .await;
+    if let Some(h) = handed {
+        serve_h1(Rewind::new(h.buf, h.io), handler, conn, shutdown, activity, h.head_due).await;
+    }
+}
+
+fn h1_limits(cfg: &WebConfig) -> http1_conn::Limits {
+    http1_conn::Limits {
+        max_request_line: cfg.max_request_line,
+        max_header_bytes: cfg.max_header_bytes,
+        max_headers: cfg.max_headers,
+        header_timeout: cfg.header_timeout(),
+        idle_timeout: cfg.idle_timeout(),
     }
 }
 
@@ -310,13 +353,7 @@ async fn serve_h1<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let cfg = handler.config();
-    let limits = http1_conn::Limits {
-        max_request_line: cfg.max_request_line,
-        max_header_bytes: cfg.max_header_bytes,
-        max_headers: cfg.max_headers,
-        header_timeout: cfg.header_timeout(),
-        idle_timeout: cfg.idle_timeout(),
-    };
+    let limits = h1_limits(cfg);
     let gated = Http1Conn::new(io, limits, activity.clone()).first_head_by(first_deadline);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

@@ -1,0 +1,275 @@
+//! The HTTP/1.1 fast path: appnet's own connection loop for the common case, in front of the
+//! hyper path ([`crate::http1_conn`] + hyper). It reads big chunks, takes every complete head
+//! in them through the guard's check ([`crate::http1_head::parse`]), serves GET and HEAD by
+//! the [`Router`] (the same routes, files, apps, counters and access log as every other
+//! path), encodes the response heads itself (as hyper would, [`crate::http1_head`]) and writes
+//! the responses to all the pipelined requests of one read with one `writev`.
+//!
+//! Anything else (a request with a body, another method, an upgrade, an expectation, a head
+//! the guard refuses, a head still incomplete at the header timeout) is handed to the hyper
+//! path with the bytes already read, for the rest of the connection: [`HandOff`]. The timers
+//! are the hyper path's: the first head is due at the connection's deadline, a later head
+//! within the header timeout of its first byte (handed off when late, so the hyper path
+//! answers 408), an idle connection closes quietly after the idle timeout; requests are in
+//! service on the connection's [`Activity`] while they are answered and written.
+
+use crate::body::Body;
+use crate::http1_conn::Limits;
+use crate::http1_head::{self, BodyLen, BodyOut, Parsed};
+use crate::site::{CloseAfter, ConnInfo, Router};
+use appnet_netkit::Shutdown;
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderValue, header};
+use http_body_util::BodyExt;
+use hyper::body::Body as _;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::conn_activity::{Activity, InService};
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Bodies up to this size are copied next to their head (one buffer for many small responses).
+const COPY_BODY: usize = 4 * 1024;
+/// Pending response bytes that make the driver write before serving more pipelined requests.
+const FLUSH_AT: usize = 256 * 1024;
+/// Most buffers in one `writev`.
+const MAX_IOV: usize = 64;
+
+/// The connection, for the hyper path: the socket, the bytes read but not served, and when the
+/// head they start is due.
+pub struct HandOff<IO> {
+    /// The client connection.
+    pub io: IO,
+    /// Bytes read and not yet served (they start with a request head).
+    pub buf: BytesMut,
+    /// When that head must be complete (the hyper path's `first_head_by`).
+    pub head_due: Instant,
+}
+
+/// Responses waiting to be written, and the requests they keep in service until then.
+struct Pending {
+    heads: BytesMut,
+    out: VecDeque<Bytes>,
+    bytes: usize,
+    busy: Vec<InService>,
+}
+
+impl Pending {
+    fn new() -> Pending {
+        Pending { heads: BytesMut::with_capacity(8 * 1024), out: VecDeque::new(), bytes: 0, busy: Vec::new() }
+    }
+
+    /// Moves the bytes gathered in `heads` into the output queue.
+    fn seal(&mut self) {
+        if !self.heads.is_empty() {
+            let b = self.heads.split().freeze();
+            self.bytes += b.len();
+            self.out.push_back(b);
+        }
+    }
+
+    fn push(&mut self, data: Bytes) {
+        if data.len() <= COPY_BODY {
+            self.heads.extend_from_slice(&data);
+        } else {
+            self.seal();
+            self.bytes += data.len();
+            self.out.push_back(data);
+        }
+    }
+
+    /// Writes everything queued with as few `writev` calls as the socket allows, then lets
+    /// the requests leave service.
+    async fn flush<IO: AsyncWrite + Unpin>(&mut self, io: &mut IO) -> io::Result<()> {
+        self.seal();
+        while !self.out.is_empty() {
+            let n = {
+                let slices: Vec<IoSlice<'_>> =
+                    self.out.iter().take(MAX_IOV).map(|b| IoSlice::new(b)).collect();
+                io.write_vectored(&slices).await?
+            };
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            let mut left = n;
+            while left > 0 {
+                let Some(front) = self.out.front_mut() else { break };
+                if front.len() <= left {
+                    left -= front.len();
+                    self.out.pop_front();
+                } else {
+                    front.advance(left);
+                    left = 0;
+                }
+            }
+        }
+        self.bytes = 0;
+        self.busy.clear();
+        Ok(())
+    }
+}
+
+/// Serves an HTTP/1 connection whose first bytes are `buf` (see the module docs); returns the
+/// connection when the hyper path must take it over, `None` when it is finished.
+pub async fn serve<IO>(
+    mut io: IO,
+    mut buf: BytesMut,
+    handler: Arc<Router>,
+    conn: ConnInfo,
+    shutdown: Shutdown,
+    activity: Activity,
+    limits: Limits,
+    first_deadline: Instant,
+) -> Option<HandOff<IO>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let head_limits = limits.head();
+    // When the head at the front of `buf` is due; `None` while no head has started.
+    let mut head_due = Some(first_deadline);
+    let mut pending = Pending::new();
+    loop {
+        // Answer every complete head in the buffer.
+        let mut close = false;
+        while !buf.is_empty() {
+            let fast = match http1_head::parse(&buf, &head_limits) {
+                Parsed::Partial => break,
+                Parsed::HandOff => {
+                    if pending.flush(&mut io).await.is_err() {
+                        return None;
+                    }
+                    let head_due = head_due.unwrap_or_else(|| Instant::now() + limits.header_timeout);
+                    return Some(HandOff { io, buf, head_due });
+                }
+                Parsed::Ready(fast) => fast,
+            };
+            buf.advance(fast.len);
+            head_due = None;
+            let busy = activity.enter();
+            let (version, method) = (fast.req.version(), fast.req.method().clone());
+            let resp = handler.handle(fast.req, &conn).await;
+            let (mut parts, body) = resp.into_parts();
+            // A shutdown under way ends keep-alive (hyper's graceful shutdown does the same).
+            let keep_alive = fast.keep_alive && !shutdown.is_triggered();
+            if parts.extensions.get::<CloseAfter>().is_some() {
+                // The field closes the connection (and hyper's state is left as it was).
+                parts.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            let len = if body.is_end_stream() {
+                BodyLen::Empty
+            } else {
+                body.size_hint().exact().map_or(BodyLen::Unknown, BodyLen::Known)
+            };
+            let enc = http1_head::with_date(|date| {
+                http1_head::encode_head(
+                    parts.status,
+                    &mut parts.headers,
+                    version,
+                    &method,
+                    keep_alive,
+                    len,
+                    date,
+                    &mut pending.heads,
+                )
+            });
+            pending.busy.push(busy);
+            if enc.body != BodyOut::Nothing && send_body(body, enc.body, &mut pending, &mut io).await.is_err()
+            {
+                return None;
+            }
+            if enc.close {
+                close = true;
+                break;
+            }
+            if pending.bytes + pending.heads.len() >= FLUSH_AT && pending.flush(&mut io).await.is_err() {
+                return None;
+            }
+        }
+        let flushed = tokio::select! {
+            r = pending.flush(&mut io) => r,
+            _ = shutdown.wait() => match tokio::time::timeout(crate::h2srv::DRAIN, pending.flush(&mut io)).await {
+                Ok(r) => r.and(Err(io::ErrorKind::Interrupted.into())),
+                Err(_) => return None,
+            },
+        };
+        if flushed.is_err() {
+            return None;
+        }
+        if close {
+            let _ = io.shutdown().await;
+            return None;
+        }
+        // Wait for more: the head under way is due at its deadline; with none, the connection
+        // may idle for the idle timeout.
+        if !buf.is_empty() && head_due.is_none() {
+            head_due = Some(Instant::now() + limits.header_timeout);
+        }
+        let deadline = head_due.unwrap_or_else(|| activity.last_done() + limits.idle_timeout);
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        let read = tokio::select! {
+            r = io.read_buf(&mut buf) => r,
+            _ = tokio::time::sleep_until(deadline) => {
+                if buf.is_empty() {
+                    tracing::debug!(peer = %conn.peer, "client connection timed out");
+                    return None;
+                }
+                // A late head: the hyper path answers it with 408.
+                return Some(HandOff { io, buf, head_due: deadline });
+            }
+            _ = shutdown.wait() => return None,
+        };
+        match read {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {
+                if head_due.is_none() {
+                    head_due = Some(Instant::now() + limits.header_timeout);
+                }
+            }
+        }
+    }
+}
+
+/// Queues (or, when large, streams) a response body framed as `out`.
+async fn send_body<IO: AsyncWrite + Unpin>(
+    mut body: Body,
+    out: BodyOut,
+    pending: &mut Pending,
+    io: &mut IO,
+) -> io::Result<()> {
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        if data.is_empty() {
+            continue;
+        }
+        if out == BodyOut::Chunked {
+            pending.heads.extend_from_slice(format!("{:X}\r\n", data.len()).as_bytes());
+            pending.push(data);
+            pending.heads.extend_from_slice(b"\r\n");
+        } else {
+            pending.push(data);
+        }
+        if pending.bytes + pending.heads.len() >= FLUSH_AT {
+            pending.flush_keep_busy(io).await?;
+        }
+    }
+    if out == BodyOut::Chunked {
+        pending.heads.extend_from_slice(b"0\r\n\r\n");
+    }
+    Ok(())
+}
+
+impl Pending {
+    /// [`Pending::flush`] in the middle of a streamed body: the request stays in service.
+    async fn flush_keep_busy<IO: AsyncWrite + Unpin>(&mut self, io: &mut IO) -> io::Result<()> {
+        let busy = std::mem::take(&mut self.busy);
+        let r = self.flush(io).await;
+        self.busy = busy;
+        r
+    }
+}
