@@ -1,0 +1,46 @@
+//! The HTTP/1.1 fast path's head handling over arbitrary bytes: it serves a head only when the
+//! guard passes it (with the same length and no body), and the response head it encodes for any
+//! field set is one well-formed head. Must never panic.
+#![no_main]
+
+use appnet_web::http1_guard::{Framing, HeadLimits, check_head};
+use appnet_web::http1_head::{self, BodyLen, Parsed};
+use bytes::BytesMut;
+use http::StatusCode;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let limits = HeadLimits { max_request_line: 256, max_header_bytes: 1024, max_headers: 16 };
+    let guard = check_head(data, &limits);
+    match http1_head::parse(data, &limits) {
+        Parsed::Ready(fast) => {
+            assert_eq!(guard, Ok(Some((fast.len, Framing::None))));
+            let (parts, _) = fast.req.into_parts();
+            let mut headers = parts.headers;
+            let status = StatusCode::from_u16(100 + (data.len() % 500) as u16).unwrap_or(StatusCode::OK);
+            let body = match data.len() % 3 {
+                0 => BodyLen::Empty,
+                1 => BodyLen::Known(data.len() as u64),
+                _ => BodyLen::Unknown,
+            };
+            let mut dst = BytesMut::new();
+            http1_head::with_date(|date| {
+                http1_head::encode_head(
+                    status,
+                    &mut headers,
+                    parts.version,
+                    &parts.method,
+                    fast.keep_alive,
+                    body,
+                    date,
+                    &mut dst,
+                )
+            });
+            // One head: a status line, fields, and the only empty line at the end.
+            assert!(dst.starts_with(b"HTTP/1.") && dst.ends_with(b"\r\n\r\n"));
+            assert_eq!(dst.windows(4).position(|w| w == b"\r\n\r\n"), Some(dst.len() - 4));
+        }
+        Parsed::Partial => assert_eq!(guard, Ok(None)),
+        Parsed::HandOff => {}
+    }
+});
