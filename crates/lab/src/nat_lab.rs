@@ -292,6 +292,7 @@ impl NatNet {
                 user: s.user.into(),
                 password: password.clone(),
                 supernode: sn_addr,
+                fallback: Vec::new(),
                 listen: "0.0.0.0:0".parse().map_err(|_| "address")?,
                 stun: None,
                 turn: Some((turn_addr, s.user.into(), password)),

@@ -40,6 +40,7 @@ async fn alice_messages_and_calls_bob_through_the_supernode() {
         user: user.into(),
         password: format!("{user}-password"),
         supernode: sn.addr(),
+        fallback: Vec::new(),
         listen: "127.0.0.1:0".parse().unwrap(),
         stun: None,
         turn: Some((turn.addr(), tu.into(), tp.into())),

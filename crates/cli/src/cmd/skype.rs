@@ -69,9 +69,10 @@ pub struct PeerArgs {
     /// The user name (a-z 0-9 . _ -); the first registration binds it to the password.
     #[arg(long)]
     user: String,
-    /// The supernode to register at, IP:PORT.
-    #[arg(long, value_name = "ADDR")]
-    supernode: SocketAddr,
+    /// The supernode to register at, IP:PORT; give it several times for SNs to fail over to
+    /// (the SNs also tell the peer about the overlay's other SNs).
+    #[arg(long, value_name = "ADDR", required = true)]
+    supernode: Vec<SocketAddr>,
     /// Read the password (first line of stdin): directory entry and TURN.
     #[arg(long)]
     password_stdin: bool,
@@ -195,22 +196,24 @@ async fn peer(args: PeerArgs) -> anyhow::Result<()> {
     let path = args.control.clone().unwrap_or_else(|| control_path(&args.user));
     let turn =
         args.turn.map(|a| (a, args.turn_user.clone().unwrap_or_else(|| args.user.clone()), password.clone()));
+    let first = args.supernode[0];
     let cfg = PeerConfig {
         user: args.user.clone(),
         password,
-        supernode: args.supernode,
+        supernode: first,
+        fallback: args.supernode[1..].to_vec(),
         listen: args.listen,
         stun: args.stun,
         turn,
     };
     let peer =
-        Peer::start(cfg).await.with_context(|| format!("registering {} at {}", args.user, args.supernode))?;
+        Peer::start(cfg).await.with_context(|| format!("registering {} at {first}", args.user))?;
     let listener = bind_control(&path)?;
     let list: Vec<String> = peer.candidates().iter().map(|c| format!("{:?} {}", c.kind, c.addr)).collect();
     println!(
         "appnet skype: {} registered at {} with {}; control socket {}",
         args.user,
-        args.supernode,
+        *peer.attached().borrow(),
         list.join(", "),
         path.display()
     );

@@ -185,6 +185,13 @@ impl Directory {
                 let salt = self.names.get(&user).map(|n| n.verifier.salt);
                 Msg::Challenge { nonce: self.nonce(from, &user, now), salt }
             }
+            // Alone, this SN is the only one a peer can attach to.
+            Msg::Ping => {
+                if !self.allowed(from.ip(), now) {
+                    return out;
+                }
+                Msg::Pong { sns: Vec::new() }
+            }
             Msg::Lookup { user } => {
                 if !self.allowed(from.ip(), now) {
                     return out;
@@ -235,7 +242,8 @@ impl Directory {
             | Msg::Error { .. }
             | Msg::Deliver { .. }
             | Msg::Forwarded
-            | Msg::Offer { .. } => return out,
+            | Msg::Offer { .. }
+            | Msg::Pong { .. } => return out,
         };
         out.insert(0, (from, wire::encode(tid, &reply)));
         out

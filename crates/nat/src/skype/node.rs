@@ -92,7 +92,16 @@ impl Node {
             }
             return out;
         }
-        let Ok((_, msg)) = wire::decode(raw) else { return out };
+        let Ok((tid, msg)) = wire::decode(raw) else { return out };
+        if matches!(msg, Msg::Ping) {
+            // The keepalive is answered here, with the SNs the peer can fail over to.
+            if self.directory.allowed(from.ip(), now) {
+                let mut sns = self.members();
+                sns.truncate(wire::MAX_SNS);
+                out.push((from, wire::encode(tid, &Msg::Pong { sns })));
+            }
+            return out;
+        }
         let user = match &msg {
             Msg::Hello { user } | Msg::Lookup { user } | Msg::Register { user, .. } => user,
             Msg::Forward { from: caller, .. } => caller,

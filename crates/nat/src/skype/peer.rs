@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Voice-like stream: 50 packets a second of 160 bytes (20 ms of 8 kHz G.711).
 pub const VOICE_PPS: u32 = 50;
@@ -30,6 +30,10 @@ const MAX_SESSIONS: usize = 32;
 const IDLE: Duration = Duration::from_secs(300);
 /// Most queued commands waiting for one session's path.
 const MAX_WAITING: usize = 16;
+/// How often the peer pings its SN (the keepalive, which also keeps its NAT's mapping open).
+pub const KEEPALIVE: Duration = Duration::from_secs(2);
+/// An SN silent for this long is given up: the peer attaches to the next SN it knows.
+pub const SN_SILENT: Duration = Duration::from_secs(7);
 
 /// The peer's settings.
 #[derive(Debug, Clone)]
@@ -37,6 +41,9 @@ pub struct PeerConfig {
     pub user: String,
     pub password: String,
     pub supernode: SocketAddr,
+    /// SNs to attach to when the current one stops answering, in order; the SNs' Pong answers
+    /// add the overlay's other live SNs.
+    pub fallback: Vec<SocketAddr>,
     /// Local UDP address; with an unspecified IP, the host candidate uses the address the
     /// kernel routes the SN through.
     pub listen: SocketAddr,
@@ -111,6 +118,17 @@ pub struct Peer {
     sessions: HashMap<String, Session>,
     epoch: Instant,
     reregister_at: Instant,
+    /// The SN attached to now.
+    sn: SocketAddr,
+    /// Every SN known: the configured ones first, then the ones the SNs told us about.
+    sns: Vec<SocketAddr>,
+    /// When the current SN last answered.
+    sn_heard: Instant,
+    next_ping: Instant,
+    /// The SN the last registration was accepted through.
+    attached: watch::Sender<SocketAddr>,
+    /// `sns`, for whoever watches.
+    known: watch::Sender<Vec<SocketAddr>>,
 }
 
 impl Peer {
@@ -142,8 +160,28 @@ impl Peer {
                 turn = Some(client);
             }
         }
-        let lifetime =
-            sn::register(&socket, cfg.supernode, &cfg.user, &cfg.password, candidates.clone(), t).await?;
+        let mut sns = vec![cfg.supernode];
+        for a in &cfg.fallback {
+            if !sns.contains(a) && sns.len() < wire::MAX_SNS {
+                sns.push(*a);
+            }
+        }
+        // The first SN that accepts the registration is the one attached to.
+        let mut registered = None;
+        let mut last_error = None;
+        for at in &sns {
+            match sn::register(&socket, *at, &cfg.user, &cfg.password, candidates.clone(), t).await {
+                Ok(lifetime) => {
+                    registered = Some((*at, lifetime));
+                    break;
+                }
+                Err(e @ sn::SnError::Timeout(_)) => last_error = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        let Some((at, lifetime)) = registered else {
+            return Err(last_error.unwrap_or(sn::SnError::Timeout(cfg.supernode)));
+        };
         let now = Instant::now();
         Ok(Peer {
             cfg,
@@ -154,7 +192,35 @@ impl Peer {
             sessions: HashMap::new(),
             epoch: now,
             reregister_at: now + Duration::from_secs(lifetime.max(2) as u64 / 2),
+            sn: at,
+            sn_heard: now,
+            next_ping: now,
+            attached: watch::Sender::new(at),
+            known: watch::Sender::new(sns.clone()),
+            sns,
         })
+    }
+
+    /// The SN the peer is registered through; it changes when the peer fails over.
+    pub fn attached(&self) -> watch::Receiver<SocketAddr> {
+        self.attached.subscribe()
+    }
+
+    /// Every SN the peer knows (configured, then learnt from its SNs' Pong answers); it
+    /// grows as the peer learns more.
+    pub fn supernodes(&self) -> watch::Receiver<Vec<SocketAddr>> {
+        self.known.subscribe()
+    }
+
+    /// The current SN went silent: attach to the next one known and register there at once.
+    fn fail_over(&mut self, now: Instant) {
+        let at = self.sns.iter().position(|a| *a == self.sn).unwrap_or(0);
+        let next = self.sns.get((at + 1) % self.sns.len().max(1)).copied().unwrap_or(self.sn);
+        tracing::warn!(silent = %self.sn, next = %next, "the supernode stopped answering: attaching to another");
+        self.sn = next;
+        self.sn_heard = now;
+        self.next_ping = now;
+        self.reregister_at = now;
     }
 
     /// Our candidates as registered.
@@ -182,12 +248,20 @@ impl Peer {
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();
+                    if now.saturating_duration_since(self.sn_heard) > SN_SILENT {
+                        self.fail_over(now);
+                    }
+                    if now >= self.next_ping {
+                        self.next_ping = now + KEEPALIVE;
+                        let ping = wire::encode(rand::random(), &Msg::Ping);
+                        let _ = self.socket.send_to(&ping, self.sn).await;
+                    }
                     if now >= self.reregister_at {
                         self.reregister_at = now + Duration::from_secs(5);
                         let tid = rand::random();
                         reg_tid = Some(tid);
                         let hello = wire::encode(tid, &Msg::Hello { user: self.cfg.user.clone() });
-                        let _ = self.socket.send_to(&hello, self.cfg.supernode).await;
+                        let _ = self.socket.send_to(&hello, self.sn).await;
                     }
                     self.timers(now, &lines).await;
                 }
@@ -195,8 +269,8 @@ impl Peer {
                     let Ok((n, from)) = got else { continue };
                     let now = Instant::now();
                     let data = buf[..n].to_vec();
-                    if from == self.cfg.supernode {
-                        self.on_sn(&data, &mut reg_tid, now).await;
+                    if from == self.sn {
+                        self.on_sn(&data, &mut reg_tid, now, &lines).await;
                     } else if self.cfg.turn.as_ref().is_some_and(|t| t.0 == from) {
                         let events = self.turn.as_mut().map(|t| t.receive(&data, now)).unwrap_or_default();
                         self.turn_events(events, now, &lines).await;
@@ -297,7 +371,7 @@ impl Peer {
         let fwd =
             Msg::Forward { from: self.cfg.user.clone(), to: to.clone(), payload: wire::encode(0, &offer) };
         let forward_tid = rand::random();
-        let _ = self.socket.send_to(&wire::encode(forward_tid, &fwd), self.cfg.supernode).await;
+        let _ = self.socket.send_to(&wire::encode(forward_tid, &fwd), self.sn).await;
         tracing::info!(user = %to, "offer sent through the supernode");
         self.sessions.insert(
             to.clone(),
@@ -318,9 +392,27 @@ impl Peer {
         );
     }
 
-    async fn on_sn(&mut self, raw: &[u8], reg_tid: &mut Option<u32>, now: Instant) {
+    async fn on_sn(
+        &mut self,
+        raw: &[u8],
+        reg_tid: &mut Option<u32>,
+        now: Instant,
+        lines: &mpsc::UnboundedSender<String>,
+    ) {
         let Ok((tid, msg)) = wire::decode(raw) else { return };
+        self.sn_heard = now;
         match msg {
+            Msg::Pong { sns } => {
+                let before = self.sns.len();
+                for a in sns {
+                    if !self.sns.contains(&a) && self.sns.len() < wire::MAX_SNS {
+                        self.sns.push(a);
+                    }
+                }
+                if self.sns.len() != before {
+                    self.known.send_replace(self.sns.clone());
+                }
+            }
             Msg::Challenge { nonce, salt: Some(salt) } if Some(tid) == *reg_tid => {
                 let key = super::auth::ClientKey::derive(&self.cfg.password, &salt);
                 let v = key.verifier(salt);
@@ -332,11 +424,15 @@ impl Peer {
                     bind: None,
                     candidates: self.candidates.clone(),
                 };
-                let _ = self.socket.send_to(&wire::encode(tid, &reg), self.cfg.supernode).await;
+                let _ = self.socket.send_to(&wire::encode(tid, &reg), self.sn).await;
             }
             Msg::Registered { lifetime } if Some(tid) == *reg_tid => {
                 *reg_tid = None;
                 self.reregister_at = now + Duration::from_secs(lifetime.max(2) as u64 / 2);
+                if *self.attached.borrow() != self.sn {
+                    self.attached.send_replace(self.sn);
+                    let _ = lines.send(format!("appnet skype: re-registered at supernode {}", self.sn));
+                }
             }
             Msg::Deliver { from, payload } => {
                 if let Ok((_, Msg::Offer { call, answer, ufrag, pwd, candidates })) = wire::decode(&payload) {
@@ -404,7 +500,7 @@ impl Peer {
         };
         let fwd =
             Msg::Forward { from: self.cfg.user.clone(), to: from.clone(), payload: wire::encode(0, &reply) };
-        let _ = self.socket.send_to(&wire::encode(rand::random(), &fwd), self.cfg.supernode).await;
+        let _ = self.socket.send_to(&wire::encode(rand::random(), &fwd), self.sn).await;
         tracing::info!(user = %from, candidates = remotes.len(), "offer received: answered, checking pairs");
         let key = media::session_key(&theirs.pwd, &ours.pwd);
         let checks = Checks::new(Role::Controlled, ours.clone(), theirs, &bases, &remotes, now);

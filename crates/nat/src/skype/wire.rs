@@ -94,7 +94,15 @@ pub enum Msg {
     /// Peer → peer inside a Forward/Deliver payload: an offer (`answer` false) or answer for
     /// session `call`: the ICE-style short-term credentials and the candidates.
     Offer { call: u32, answer: bool, ufrag: String, pwd: String, candidates: Vec<Candidate> },
+    /// Peer → SN: the keepalive; a peer whose SN stops answering it attaches to another SN.
+    Ping,
+    /// SN → peer: the answer to a Ping, with the live SNs of the overlay (at most
+    /// [`MAX_SNS`]), so the peer knows where to go when its SN dies.
+    Pong { sns: Vec<SocketAddr> },
 }
+
+/// Most SN addresses in a Pong.
+pub const MAX_SNS: usize = 32;
 
 impl Msg {
     fn kind(&self) -> u8 {
@@ -110,6 +118,8 @@ impl Msg {
             Msg::Deliver { .. } => 9,
             Msg::Forwarded => 10,
             Msg::Offer { .. } => 11,
+            Msg::Ping => 12,
+            Msg::Pong { .. } => 13,
         }
     }
 }
@@ -174,8 +184,30 @@ pub fn encode(tid: u32, msg: &Msg) -> Vec<u8> {
             put_str(&mut out, pwd);
             put_candidates(&mut out, candidates);
         }
+        Msg::Ping => {}
+        Msg::Pong { sns } => {
+            let sns = &sns[..sns.len().min(MAX_SNS)];
+            out.push(sns.len() as u8);
+            for sn in sns {
+                put_addr(&mut out, *sn);
+            }
+        }
     }
     out
+}
+
+fn put_addr(out: &mut Vec<u8>, a: SocketAddr) {
+    match a.ip() {
+        IpAddr::V4(ip) => {
+            out.push(4);
+            out.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            out.push(6);
+            out.extend_from_slice(&ip.octets());
+        }
+    }
+    out.extend_from_slice(&a.port().to_be_bytes());
 }
 
 fn put_payload(out: &mut Vec<u8>, p: &[u8]) {
@@ -257,6 +289,18 @@ pub fn decode(buf: &[u8]) -> Result<(u32, Msg), WireError> {
             }
             Msg::Offer { call, answer, ufrag, pwd, candidates: r.candidates()? }
         }
+        12 => Msg::Ping,
+        13 => {
+            let n = r.u8()? as usize;
+            if n > MAX_SNS {
+                return Err(WireError::Field("too many supernodes"));
+            }
+            let mut sns = Vec::with_capacity(n);
+            for _ in 0..n {
+                sns.push(r.addr()?);
+            }
+            Msg::Pong { sns }
+        }
         k => return Err(WireError::Kind(k)),
     };
     if !r.0.is_empty() {
@@ -290,17 +334,7 @@ pub(crate) fn put_candidates(out: &mut Vec<u8>, cands: &[Candidate]) {
             CandidateKind::ServerReflexive => 1,
             CandidateKind::Relayed => 2,
         });
-        match c.addr.ip() {
-            IpAddr::V4(ip) => {
-                out.push(4);
-                out.extend_from_slice(&ip.octets());
-            }
-            IpAddr::V6(ip) => {
-                out.push(6);
-                out.extend_from_slice(&ip.octets());
-            }
-        }
-        out.extend_from_slice(&c.addr.port().to_be_bytes());
+        put_addr(out, c.addr);
     }
 }
 
@@ -386,15 +420,18 @@ impl<'a> Reader<'a> {
                 2 => CandidateKind::Relayed,
                 _ => return Err(WireError::Field("candidate kind")),
             };
-            let ip = match self.u8()? {
-                4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>()?)),
-                6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>()?)),
-                _ => return Err(WireError::Field("address family")),
-            };
-            let port = u16::from_be_bytes(self.array()?);
-            out.push(Candidate { kind, addr: SocketAddr::new(ip, port) });
+            out.push(Candidate { kind, addr: self.addr()? });
         }
         Ok(out)
+    }
+
+    fn addr(&mut self) -> Result<SocketAddr, WireError> {
+        let ip = match self.u8()? {
+            4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>()?)),
+            6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>()?)),
+            _ => return Err(WireError::Field("address family")),
+        };
+        Ok(SocketAddr::new(ip, u16::from_be_bytes(self.array()?)))
     }
 }
 
@@ -437,6 +474,11 @@ mod tests {
                     kind: CandidateKind::Relayed,
                     addr: "192.0.2.1:50000".parse().unwrap(),
                 }],
+            },
+            Msg::Ping,
+            Msg::Pong { sns: vec![] },
+            Msg::Pong {
+                sns: vec!["192.0.2.1:33033".parse().unwrap(), "[2001:db8::2]:33033".parse().unwrap()],
             },
         ]
     }
