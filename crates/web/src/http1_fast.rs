@@ -14,6 +14,7 @@
 //! service on the connection's [`Activity`] while they are answered and written.
 
 use crate::body::Body;
+use crate::config::WebConfig;
 use crate::http1_conn::Limits;
 use crate::http1_head::{self, BodyLen, BodyOut, Parsed};
 use crate::site::{CloseAfter, ConnInfo, Router};
@@ -48,6 +49,17 @@ pub struct HandOff<IO> {
     pub buf: BytesMut,
     /// When that head must be complete (the hyper path's `first_head_by`).
     pub head_due: Instant,
+}
+
+/// The HTTP/1 limits and timers of a server's config (the same for both paths).
+pub fn limits(cfg: &WebConfig) -> Limits {
+    Limits {
+        max_request_line: cfg.max_request_line,
+        max_header_bytes: cfg.max_header_bytes,
+        max_headers: cfg.max_headers,
+        header_timeout: cfg.header_timeout(),
+        idle_timeout: cfg.idle_timeout(),
+    }
 }
 
 /// Responses waiting to be written, and the requests they keep in service until then.
@@ -122,12 +134,12 @@ pub async fn serve<IO>(
     conn: ConnInfo,
     shutdown: Shutdown,
     activity: Activity,
-    limits: Limits,
     first_deadline: Instant,
 ) -> Option<HandOff<IO>>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
+    let limits = limits(handler.config());
     let head_limits = limits.head();
     // When the head at the front of `buf` is due; `None` while no head has started.
     let mut head_due = Some(first_deadline);
@@ -166,8 +178,7 @@ where
             };
             let enc = http1_head::with_date(|date| {
                 http1_head::encode_head(
-                    parts.status,
-                    &mut parts.headers,
+                    &mut parts,
                     version,
                     &method,
                     keep_alive,

@@ -137,12 +137,11 @@ pub struct Encoded {
     pub close: bool,
 }
 
-/// Writes the response head for `status` and `headers` (the router's response) into `dst` as
+/// Writes the head of `resp` (the router's response) into `dst` as
 /// hyper's HTTP/1 server would for a request of `req_version` and `method` whose keep-alive
 /// wish is `keep_alive`, with the current `date` (29 bytes, IMF-fixdate).
 pub fn encode_head(
-    status: StatusCode,
-    headers: &mut HeaderMap,
+    resp: &mut http::response::Parts,
     req_version: Version,
     method: &Method,
     keep_alive: bool,
@@ -151,6 +150,8 @@ pub fn encode_head(
     dst: &mut BytesMut,
 ) -> Encoded {
     let is_head = *method == Method::HEAD;
+    let status = resp.status;
+    let headers = &mut resp.headers;
     // hyper's enforce_version / fix_keep_alive (the router answers in HTTP/1.1).
     if req_version == Version::HTTP_10 {
         let outgoing_ka = headers.get_all(header::CONNECTION).iter().any(|v| connection_has(v, "keep-alive"));
@@ -340,12 +341,15 @@ mod tests {
         ka: bool,
         body: BodyLen,
     ) -> (String, Encoded) {
-        let mut h = HeaderMap::new();
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        parts.status = StatusCode::from_u16(status).unwrap();
         for (n, val) in fields {
-            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_str(val).unwrap());
+            parts
+                .headers
+                .append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_str(val).unwrap());
         }
         let mut dst = BytesMut::new();
-        let e = encode_head(StatusCode::from_u16(status).unwrap(), &mut h, v, &m, ka, body, b"D", &mut dst);
+        let e = encode_head(&mut parts, v, &m, ka, body, b"D", &mut dst);
         (String::from_utf8(dst.to_vec()).unwrap(), e)
     }
 

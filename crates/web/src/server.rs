@@ -6,7 +6,7 @@
 use crate::body::RequestBody;
 use crate::config::WebConfig;
 use crate::conn_activity::{Activity, InService};
-use crate::http1_conn::{self, Http1Conn, Verdict};
+use crate::http1_conn::{Http1Conn, Verdict};
 use crate::site::{CloseAfter, ConnInfo, Router};
 use crate::stats::Stats;
 use crate::{h2srv, http1_fast, tls};
@@ -304,7 +304,6 @@ async fn serve_http1<IO>(
     if !handler.config().http1_fast_path {
         return serve_h1(Rewind::new(first, io), handler, conn, shutdown, activity, first_deadline).await;
     }
-    let limits = h1_limits(handler.config());
     let handed = http1_fast::serve(
         io,
         first,
@@ -312,22 +311,11 @@ async fn serve_http1<IO>(
         conn,
         shutdown.clone(),
         activity.clone(),
-        limits,
         first_deadline,
     )
     .await;
     if let Some(h) = handed {
         serve_h1(Rewind::new(h.buf, h.io), handler, conn, shutdown, activity, h.head_due).await;
-    }
-}
-
-fn h1_limits(cfg: &WebConfig) -> http1_conn::Limits {
-    http1_conn::Limits {
-        max_request_line: cfg.max_request_line,
-        max_header_bytes: cfg.max_header_bytes,
-        max_headers: cfg.max_headers,
-        header_timeout: cfg.header_timeout(),
-        idle_timeout: cfg.idle_timeout(),
     }
 }
 
@@ -353,7 +341,7 @@ async fn serve_h1<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let cfg = handler.config();
-    let limits = h1_limits(cfg);
+    let limits = http1_fast::limits(cfg);
     let gated = Http1Conn::new(io, limits, activity.clone()).first_head_by(first_deadline);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
