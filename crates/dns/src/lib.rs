@@ -15,7 +15,8 @@
 //!   applies it; [`soa`]: the SOA timers; [`store`]: the state directory
 //!   (secondary zones, journals) written crash-safely; [`acl`]: allow-transfer entries and the
 //!   TSIG key of each remote server.
-//! - [`server`]: the tokio driver (UDP per core + TCP); [`secondary`]: the sans-IO refresh,
+//! - [`server`]: the tokio driver (TCP, zone swaps, updates) and [`udp`]: a thread per UDP
+//!   socket; [`secondary`]: the sans-IO refresh,
 //!   transfer and NOTIFY logic of a secondary zone, driven by [`secondary_driver`];
 //!   [`client`]: queries, AXFR and NOTIFY; [`config`]: settings; [`clock`]: the drivers' clock.
 
@@ -38,6 +39,7 @@ pub mod secondary_driver;
 pub mod serial;
 pub mod served;
 pub mod server;
+pub mod udp;
 pub mod soa;
 pub mod store;
 pub mod update;

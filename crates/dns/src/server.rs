@@ -1,18 +1,17 @@
 //! The authoritative server: a thin tokio driver around [`crate::respond`].
 //!
 //! UDP: one socket per worker on the same port (SO_REUSEPORT, the kernel spreads clients), each
-//! a loop that reuses its receive and send buffers, so answering a query allocates nothing.
+//! served by a thread of its own ([`crate::udp`]) that reuses its receive and send buffers, so
+//! answering a query allocates nothing.
 //! TCP on the same port: two-byte length framing, many queries per connection, an idle timeout
 //! and a connection cap; zone transfers are streamed here. The zone set is swapped atomically on
 //! reload or transfer; workers notice through a generation counter and pick up the new one.
 
 use crate::acl::{ServerKeys, TransferAcl};
 use crate::answer::Kind;
-use crate::answer_cache::{AnswerCache, CacheKey};
 use crate::clock::unix_now;
 use crate::config::{DnsConfig, zone_name_for};
 use crate::respond::{Outcome, Policy, Transport, canonical, handle_at, notify_reply};
-use crate::rrl::{Rrl, Verdict, slip_response};
 use crate::secondary::NotifyVerdict;
 use crate::secondary_driver::{self, SecondaryState};
 use crate::serial::Serial;
@@ -25,15 +24,14 @@ use crate::wire::tcp::{self, read_message, write_message};
 use crate::wire::tsig::Verified;
 use crate::zone::{Zone, ZoneError};
 use appnet_netkit::accept::{Accepted, Acceptor, CloseReason, ConnSlot};
-use appnet_netkit::batch::{RecvBatch, SendBatch};
-use appnet_netkit::listen::{ListenOpts, bind_udp_group_and_tcp};
+use appnet_netkit::listen::{ListenOpts, bind_udp_group_std_and_tcp};
 use appnet_netkit::metrics::{Counter, Gauge, Registry};
 use appnet_netkit::{BoxError, Service, Shutdown};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
 
 /// How long in-flight TCP connections get after shutdown.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(3);
@@ -105,7 +103,7 @@ impl Stats {
     }
 
     /// Adds per-kind counts indexed by `Kind as usize`.
-    fn add(&self, counts: &[u64; 6]) {
+    pub(crate) fn add(&self, counts: &[u64; 6]) {
         let all = [&self.answers, &self.nodata, &self.nxdomain, &self.referrals, &self.refused, &self.errors];
         let kinds = [Kind::Answer, Kind::NoData, Kind::NxDomain, Kind::Referral, Kind::Refused, Kind::Error];
         for (counter, kind) in all.iter().zip(kinds) {
@@ -230,13 +228,14 @@ impl Shared {
         self.catalog.update(f)
     }
 
-    fn generation(&self) -> u64 {
+    /// Bumped whenever the zone set is swapped (workers then pick up the new one).
+    pub(crate) fn generation(&self) -> u64 {
         self.catalog.generation()
     }
 
     /// Answers a NOTIFY: accepted (and a refresh triggered) only for a secondary zone from its
     /// primary's address.
-    fn on_notify(
+    pub(crate) fn on_notify(
         &self,
         apex: &[u8],
         peer: IpAddr,
@@ -416,7 +415,7 @@ pub(crate) fn send_notifies(shared: &Shared, apex: NameBuf) {
 
 /// A bound authoritative server, ready to [`run`](Service::run).
 pub struct DnsServer {
-    udp: Vec<UdpSocket>,
+    udp: Vec<std::net::UdpSocket>,
     tcp: TcpListener,
     shared: Arc<Shared>,
     addr: SocketAddr,
@@ -554,9 +553,9 @@ async fn resign_loop(shared: Arc<Shared>, policy: crate::online::SignPolicy, shu
 }
 
 /// Binds the UDP group (with large socket buffers) and a TCP listener on the same port.
-fn bind_both(addr: SocketAddr, workers: usize) -> io::Result<(Vec<UdpSocket>, TcpListener)> {
+fn bind_both(addr: SocketAddr, workers: usize) -> io::Result<(Vec<std::net::UdpSocket>, TcpListener)> {
     let udp_opts = ListenOpts { recv_buffer: 4 << 20, send_buffer: 4 << 20, ..ListenOpts::default() };
-    bind_udp_group_and_tcp(addr, workers, &udp_opts, &ListenOpts::default())
+    bind_udp_group_std_and_tcp(addr, workers, &udp_opts, &ListenOpts::default())
 }
 
 impl Service for DnsServer {
@@ -566,10 +565,7 @@ impl Service for DnsServer {
 
     async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
         let shared = self.shared;
-        for sock in self.udp {
-            let (shared, sd) = (shared.clone(), shutdown.clone());
-            shutdown.spawn(async move { udp_worker(sock, shared, sd).await });
-        }
+        crate::udp::start(self.udp, &shared, &shutdown)?;
         for state in &shared.secondaries {
             let env = secondary_driver::Env {
                 catalog: shared.catalog.clone(),
@@ -610,109 +606,6 @@ impl Service for DnsServer {
             tracing::warn!("some DNS tasks were still running after {DRAIN_DEADLINE:?}");
         }
         Ok(())
-    }
-}
-
-/// Datagrams received and sent per system call.
-const UDP_BATCH: usize = 32;
-/// Largest request read over UDP (queries are small; longer ones are cut and get FORMERR).
-const UDP_MAX_REQUEST: usize = 8192;
-
-/// Responses counted locally before being added to the shared counters (keeps the hot path off
-/// contended cache lines; the exported counters lag by at most this many per worker).
-const STATS_BATCH: u32 = 64;
-
-async fn udp_worker(sock: UdpSocket, shared: Arc<Shared>, shutdown: Shutdown) {
-    // Many datagrams per system call: the two calls per query otherwise dominate the cost.
-    let mut rx = RecvBatch::new(UDP_BATCH, UDP_MAX_REQUEST);
-    let mut tx = SendBatch::new(UDP_BATCH);
-    let mut generation = shared.generation();
-    let mut catalog = shared.served();
-    let mut rrl = Rrl::new(shared.config.rrl.clone());
-    let mut local = LocalStats::default();
-    // Finished answers of this worker's catalog, emptied whenever the catalog is swapped.
-    let mut cache = AnswerCache::new();
-    let max_udp = shared.policy.max_udp_payload;
-    // Busy: take what is waiting straight off the socket; idle: flush counters, wait for more.
-    while let Some(n) = rx.recv_next(&sock, &shutdown, || local.flush(&shared.stats)).await {
-        let g = shared.generation();
-        if g != generation {
-            generation = g;
-            catalog = shared.served();
-            cache.clear();
-        }
-        for i in 0..n {
-            let (packet, peer) = rx.get(i);
-            let key = CacheKey::of(packet, max_udp);
-            let mut out = tx.take_buffer();
-            let outcome = match key.as_ref().and_then(|k| cache.answer(k, packet, &mut out)) {
-                Some((kind, rrl_key)) => Outcome::Reply { bytes: out, kind, key: rrl_key },
-                None => {
-                    let outcome =
-                        handle_at(&catalog, &shared.policy, packet, Transport::Udp, peer.ip(), unix_now, out);
-                    if let (Some(k), Outcome::Reply { bytes, kind, key }) = (&key, &outcome) {
-                        cache.insert(k, bytes, *kind, *key);
-                    }
-                    outcome
-                }
-            };
-            let reply = match outcome {
-                Outcome::Reply { mut bytes, kind, key } => {
-                    local.count(kind, &shared.stats);
-                    match rrl.check(peer.ip(), key, Instant::now) {
-                        Verdict::Send => {}
-                        Verdict::Slip => {
-                            shared.stats.rrl_slipped.inc();
-                            slip_response(&mut bytes);
-                        }
-                        Verdict::Drop => {
-                            shared.stats.rrl_dropped.inc();
-                            continue;
-                        }
-                    }
-                    bytes
-                }
-                Outcome::Notify { apex, serial, header, qname, tsig } => {
-                    shared.on_notify(&apex, peer.ip(), serial, header, &qname, tsig)
-                }
-                Outcome::Update { apex, base, records, ok, fail } => {
-                    if shared.apply_update(apex, base, records).await { ok } else { fail }
-                }
-                Outcome::Ignore | Outcome::Transfer(_) => continue,
-            };
-            tx.push(reply, peer);
-        }
-        if !tx.is_empty()
-            && let Err(e) = tx.send(&sock).await
-        {
-            tracing::debug!("udp send failed: {e}");
-        }
-    }
-}
-
-/// Per-worker response counts, added to the shared counters in batches.
-#[derive(Default)]
-struct LocalStats {
-    counts: [u64; 6],
-    pending: u32,
-}
-
-impl LocalStats {
-    fn count(&mut self, kind: Kind, stats: &Stats) {
-        self.counts[kind as usize] += 1;
-        self.pending += 1;
-        if self.pending >= STATS_BATCH {
-            self.flush(stats);
-        }
-    }
-
-    fn flush(&mut self, stats: &Stats) {
-        if self.pending == 0 {
-            return;
-        }
-        stats.add(&self.counts);
-        self.counts = [0; 6];
-        self.pending = 0;
     }
 }
 

@@ -3,7 +3,10 @@
 //! per packet (DNS): receive a batch, answer each, send all answers in one call.
 //!
 //! Both halves work on a tokio `UdpSocket` without blocking: they return `WouldBlock` when the
-//! socket has nothing (or no room), and the caller awaits readiness as usual.
+//! socket has nothing (or no room), and the caller awaits readiness as usual. They also work on a
+//! blocking `std::net::UdpSocket` owned by a thread of its own ([`RecvBatch::recv_wait`],
+//! [`SendBatch::send_wait`]): the thread sleeps in the kernel until a datagram arrives, with no
+//! readiness polling, task scheduling or cross-thread wake-up in between (lower latency).
 
 use std::io;
 use std::net::SocketAddr;
@@ -67,14 +70,47 @@ impl RecvBatch {
     pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
         #[cfg(target_os = "linux")]
         {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
             let n = sock.try_io(tokio::io::Interest::READABLE, || {
-                linux::recvmmsg(sock, &mut self.raw, &mut self.bufs, &mut self.lens, &mut self.addrs)
+                linux::recvmmsg(
+                    fd,
+                    libc::MSG_DONTWAIT,
+                    &mut self.raw,
+                    &mut self.bufs,
+                    &mut self.lens,
+                    &mut self.addrs,
+                )
             })?;
             Ok(n)
         }
         #[cfg(not(target_os = "linux"))]
         {
             let (n, addr) = sock.try_recv_from(&mut self.bufs[0])?;
+            self.lens[0] = n;
+            self.addrs[0] = addr;
+            Ok(1)
+        }
+    }
+
+    /// For a blocking socket owned by one thread: waits for the first datagram (at most the
+    /// socket's read timeout, then `WouldBlock` or `TimedOut`), then takes whatever else is
+    /// already waiting, up to the batch size, without waiting again. Returns how many arrived.
+    pub fn recv_wait(&mut self, sock: &std::net::UdpSocket) -> io::Result<usize> {
+        #[cfg(target_os = "linux")]
+        {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
+            linux::recvmmsg(
+                fd,
+                libc::MSG_WAITFORONE,
+                &mut self.raw,
+                &mut self.bufs,
+                &mut self.lens,
+                &mut self.addrs,
+            )
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let (n, addr) = sock.recv_from(&mut self.bufs[0])?;
             self.lens[0] = n;
             self.addrs[0] = addr;
             Ok(1)
@@ -153,7 +189,8 @@ impl SendBatch {
             #[cfg(target_os = "linux")]
             let sent = sock.try_io(tokio::io::Interest::WRITABLE, || {
                 linux::sendmmsg(
-                    sock,
+                    std::os::fd::AsRawFd::as_raw_fd(sock),
+                    libc::MSG_DONTWAIT,
                     &mut self.raw,
                     &self.payloads[start..self.len],
                     &self.addrs[start..self.len],
@@ -174,6 +211,53 @@ impl SendBatch {
         self.len = 0;
         first_err.map_or(Ok(()), Err)
     }
+
+    /// [`send`](Self::send) for a blocking socket owned by one thread: one call for the whole
+    /// batch when the socket has room (a full send buffer blocks up to the socket's write
+    /// timeout). Datagrams the kernel rejects, or that time out, are skipped; the first such
+    /// error is returned after the rest went out.
+    pub fn send_wait(&mut self, sock: &std::net::UdpSocket) -> io::Result<()> {
+        let mut start = 0;
+        let mut first_err = None;
+        while start < self.len {
+            #[cfg(target_os = "linux")]
+            let sent = linux::sendmmsg(
+                std::os::fd::AsRawFd::as_raw_fd(sock),
+                0,
+                &mut self.raw,
+                &self.payloads[start..self.len],
+                &self.addrs[start..self.len],
+            );
+            #[cfg(not(target_os = "linux"))]
+            let sent = sock.send_to(&self.payloads[start], self.addrs[start]).map(|_| 1);
+            match sent {
+                Ok(n) => start += n.max(1),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                    start += 1;
+                }
+            }
+        }
+        self.len = 0;
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+/// Wakes a thread blocked in [`RecvBatch::recv_wait`] on `sock` for good (at shutdown): on
+/// Linux, shutting down the receive side of a UDP socket wakes its sleepers, and every later
+/// receive returns at once. The thread must check its own shutdown flag after each receive
+/// before looking at what it got. Elsewhere this does nothing: the socket's read timeout wakes
+/// the thread instead.
+pub fn interrupt_recv(sock: &std::net::UdpSocket) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: shutdown(2) on a descriptor we own; it touches no memory of ours. Its ENOTCONN on an
+    // unconnected UDP socket is expected (the sleepers are woken all the same).
+    unsafe {
+        libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(sock), libc::SHUT_RD);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = sock;
 }
 
 #[cfg(target_os = "linux")]
@@ -184,8 +268,7 @@ mod linux {
     use std::io;
     use std::mem::{size_of, zeroed};
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-    use std::os::fd::AsRawFd;
-    use tokio::net::UdpSocket;
+    use std::os::fd::RawFd;
 
     pub struct Raw {
         hdrs: Vec<libc::mmsghdr>,
@@ -208,7 +291,8 @@ mod linux {
     // Parallel arrays whose elements point at each other: an index loop says it plainest.
     #[allow(clippy::needless_range_loop)]
     pub fn recvmmsg(
-        sock: &UdpSocket,
+        fd: RawFd,
+        flags: libc::c_int,
         raw: &mut Raw,
         bufs: &mut [Vec<u8>],
         lens: &mut [usize],
@@ -228,13 +312,7 @@ mod linux {
         // SAFETY: every header points at live buffers owned by the caller (`bufs`, `raw`) for
         // the duration of the call, with their true lengths; the kernel writes within them.
         let got = unsafe {
-            libc::recvmmsg(
-                sock.as_raw_fd(),
-                raw.hdrs.as_mut_ptr(),
-                n as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
+            libc::recvmmsg(fd, raw.hdrs.as_mut_ptr(), n as libc::c_uint, flags, std::ptr::null_mut())
         };
         if got < 0 {
             return Err(io::Error::last_os_error());
@@ -251,7 +329,8 @@ mod linux {
 
     #[allow(clippy::needless_range_loop)]
     pub fn sendmmsg(
-        sock: &UdpSocket,
+        fd: RawFd,
+        flags: libc::c_int,
         raw: &mut Raw,
         payloads: &[Vec<u8>],
         addrs: &[SocketAddr],
@@ -274,9 +353,7 @@ mod linux {
         }
         // SAFETY: every header points at live payloads and addresses for the duration of the
         // call; the kernel only reads them.
-        let sent = unsafe {
-            libc::sendmmsg(sock.as_raw_fd(), raw.hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT)
-        };
+        let sent = unsafe { libc::sendmmsg(fd, raw.hdrs.as_mut_ptr(), n as libc::c_uint, flags) };
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -333,6 +410,47 @@ mod linux {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocking_halves_batch_and_a_sleeper_is_interrupted() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let to = server.local_addr().unwrap();
+        let mut out = SendBatch::new(8);
+        for i in 0..5u8 {
+            let mut b = out.take_buffer();
+            b.extend_from_slice(&[i; 3]);
+            out.push(b, to);
+        }
+        out.send_wait(&client).unwrap();
+        let mut batch = RecvBatch::new(8, 512);
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            let n = batch.recv_wait(&server).unwrap();
+            got.extend((0..n).map(|i| batch.get(i).0.to_vec()));
+            if got.len() == 5 {
+                break;
+            }
+        }
+        assert_eq!(got, (0..5u8).map(|i| vec![i; 3]).collect::<Vec<_>>());
+        // A receiver asleep on an empty socket wakes well before its 5 s timeout.
+        let server = std::sync::Arc::new(server);
+        let sleeper = {
+            let server = server.clone();
+            std::thread::spawn(move || {
+                let t = std::time::Instant::now();
+                let _ = RecvBatch::new(1, 64).recv_wait(&server);
+                t.elapsed()
+            })
+        };
+        // Before or after it fell asleep: either way the receive returns at once.
+        interrupt_recv(&server);
+        let slept = sleeper.join().unwrap();
+        if cfg!(target_os = "linux") {
+            assert!(slept < std::time::Duration::from_secs(4), "{slept:?}");
+        }
+    }
 
     #[tokio::test]
     async fn a_batch_goes_out_and_comes_back() {

@@ -56,8 +56,13 @@ pub fn bind_tcp(addr: SocketAddr, opts: &ListenOpts) -> io::Result<tokio::net::T
 
 /// Binds a UDP socket on `addr` (port 0 picks a free port).
 pub fn bind_udp(addr: SocketAddr, opts: &ListenOpts) -> io::Result<tokio::net::UdpSocket> {
-    let socket = new_socket(addr, Type::DGRAM, Protocol::UDP, opts)?;
-    tokio::net::UdpSocket::from_std(socket.into())
+    tokio::net::UdpSocket::from_std(bind_udp_std(addr, opts)?)
+}
+
+/// Binds a UDP socket on `addr` for a thread of its own (non-blocking like the others; the
+/// owner switches it to blocking with a read timeout if it wants to sleep in `recv`).
+pub fn bind_udp_std(addr: SocketAddr, opts: &ListenOpts) -> io::Result<std::net::UdpSocket> {
+    Ok(new_socket(addr, Type::DGRAM, Protocol::UDP, opts)?.into())
 }
 
 /// Binds `count` UDP sockets sharing one port with SO_REUSEPORT (one per worker thread).
@@ -67,12 +72,21 @@ pub fn bind_udp_group(
     count: usize,
     opts: &ListenOpts,
 ) -> io::Result<Vec<tokio::net::UdpSocket>> {
+    bind_udp_group_std(addr, count, opts)?.into_iter().map(tokio::net::UdpSocket::from_std).collect()
+}
+
+/// [`bind_udp_group`] for servers that run each socket on a thread of their own.
+pub fn bind_udp_group_std(
+    addr: SocketAddr,
+    count: usize,
+    opts: &ListenOpts,
+) -> io::Result<Vec<std::net::UdpSocket>> {
     let opts = ListenOpts { reuse_port: count > 1 || opts.reuse_port, ..*opts };
-    let first = bind_udp(addr, &opts)?;
+    let first = bind_udp_std(addr, &opts)?;
     let bound = first.local_addr()?;
     let mut sockets = vec![first];
     for _ in 1..count.max(1) {
-        sockets.push(bind_udp(bound, &opts)?);
+        sockets.push(bind_udp_std(bound, &opts)?);
     }
     Ok(sockets)
 }
@@ -86,9 +100,21 @@ pub fn bind_udp_group_and_tcp(
     udp_opts: &ListenOpts,
     tcp_opts: &ListenOpts,
 ) -> io::Result<(Vec<tokio::net::UdpSocket>, tokio::net::TcpListener)> {
+    let (udp, tcp) = bind_udp_group_std_and_tcp(addr, workers, udp_opts, tcp_opts)?;
+    let udp = udp.into_iter().map(tokio::net::UdpSocket::from_std).collect::<io::Result<_>>()?;
+    Ok((udp, tcp))
+}
+
+/// [`bind_udp_group_and_tcp`] with the UDP sockets left for threads of their own.
+pub fn bind_udp_group_std_and_tcp(
+    addr: SocketAddr,
+    workers: usize,
+    udp_opts: &ListenOpts,
+    tcp_opts: &ListenOpts,
+) -> io::Result<(Vec<std::net::UdpSocket>, tokio::net::TcpListener)> {
     let mut last_err = None;
     for _ in 0..20 {
-        let udp = bind_udp_group(addr, workers, udp_opts)?;
+        let udp = bind_udp_group_std(addr, workers, udp_opts)?;
         let port = udp[0].local_addr()?.port();
         match bind_tcp(SocketAddr::new(addr.ip(), port), tcp_opts) {
             Ok(tcp) => return Ok((udp, tcp)),

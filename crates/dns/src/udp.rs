@@ -1,0 +1,199 @@
+//! The UDP side of the authoritative server: one OS thread per SO_REUSEPORT socket, sleeping in a
+//! blocking `recvmmsg` (as NSD and Knot do), so a datagram reaches its answer with one kernel
+//! wake-up and no readiness polling, task scheduling or work-stealing wake of another thread.
+//!
+//! Each thread owns everything on its hot path: its socket, receive and send batches, answer
+//! cache, rate limiter and response counts (added to the shared counters in batches). The
+//! thread count is the server's worker count (the lab runs one per server). What needs the async
+//! side — applying an RFC 2136 update — is handed to the tokio runtime, which sends that reply
+//! itself; NOTIFY is answered inline (it only wakes the secondary's driver). The threads end
+//! promptly on shutdown: a blocked receive is interrupted (and wakes by itself every
+//! [`IDLE_WAKE`] anyway), and `drain` waits for them like for any task.
+
+use crate::answer::Kind;
+use crate::answer_cache::{AnswerCache, CacheKey};
+use crate::clock::unix_now;
+use crate::respond::{Outcome, Transport, handle_at};
+use crate::rrl::{Rrl, Verdict, slip_response};
+use crate::server::{Shared, Stats};
+use appnet_netkit::Shutdown;
+use appnet_netkit::batch::{RecvBatch, SendBatch, interrupt_recv};
+use std::io;
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
+
+/// Datagrams received and sent per system call.
+const UDP_BATCH: usize = 32;
+/// Largest request read over UDP (queries are small; longer ones are cut and get FORMERR).
+const UDP_MAX_REQUEST: usize = 8192;
+/// Responses counted locally before being added to the shared counters (keeps the hot path off
+/// contended cache lines; the exported counters lag by at most this many per worker).
+const STATS_BATCH: u32 = 64;
+/// How long a blocked receive sleeps before looking at the shutdown flag on its own (shutdown
+/// normally interrupts it at once).
+const IDLE_WAKE: Duration = Duration::from_millis(250);
+/// Longest a full send buffer may hold a worker before the datagram is dropped.
+const SEND_WAIT: Duration = Duration::from_secs(1);
+
+/// Starts one thread per socket. Must be called inside the tokio runtime (updates are handed to
+/// it); every thread is tracked by `shutdown`, so its `drain` waits for them.
+pub(crate) fn start(sockets: Vec<UdpSocket>, shared: &Arc<Shared>, shutdown: &Shutdown) -> io::Result<()> {
+    let runtime = Handle::current();
+    let mut started = Vec::new();
+    for (i, sock) in sockets.into_iter().enumerate() {
+        sock.set_nonblocking(false)?;
+        sock.set_read_timeout(Some(IDLE_WAKE))?;
+        sock.set_write_timeout(Some(SEND_WAIT))?;
+        let sock = Arc::new(sock);
+        // The thread keeps `done` until it ends (also by unwinding); drain waits for that.
+        let (done, ended) = tokio::sync::oneshot::channel::<()>();
+        shutdown.spawn(async move {
+            let _ = ended.await;
+        });
+        let (s, shared, sd, rt) = (sock.clone(), shared.clone(), shutdown.clone(), runtime.clone());
+        std::thread::Builder::new().name(format!("dns-udp-{i}")).spawn(move || {
+            worker(&s, &shared, &sd, &rt);
+            drop(done);
+        })?;
+        started.push(sock);
+    }
+    let sd = shutdown.clone();
+    shutdown.spawn(async move {
+        sd.wait().await;
+        for sock in &started {
+            interrupt_recv(sock);
+        }
+    });
+    Ok(())
+}
+
+/// One worker's loop: receive a batch (sleeping until the first datagram), answer each, send the
+/// answers in one call.
+fn worker(sock: &Arc<UdpSocket>, shared: &Arc<Shared>, shutdown: &Shutdown, runtime: &Handle) {
+    let mut rx = RecvBatch::new(UDP_BATCH, UDP_MAX_REQUEST);
+    let mut tx = SendBatch::new(UDP_BATCH);
+    let mut generation = shared.generation();
+    let mut catalog = shared.served();
+    let mut rrl = Rrl::new(shared.config.rrl.clone());
+    let mut local = LocalStats::default();
+    // Finished answers of this worker's catalog, emptied whenever the catalog is swapped.
+    let mut cache = AnswerCache::new();
+    let max_udp = shared.policy.max_udp_payload;
+    loop {
+        let received = rx.recv_wait(sock);
+        if shutdown.is_triggered() {
+            break;
+        }
+        let n = match received {
+            Ok(n) => n,
+            Err(e) => {
+                // A timeout (idle), a signal, or an ICMP report about an earlier reply.
+                if !matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) {
+                    tracing::debug!("udp receive error: {e}");
+                }
+                local.flush(&shared.stats);
+                continue;
+            }
+        };
+        let g = shared.generation();
+        if g != generation {
+            generation = g;
+            catalog = shared.served();
+            cache.clear();
+        }
+        for i in 0..n {
+            let (packet, peer) = rx.get(i);
+            if packet.is_empty() {
+                continue;
+            }
+            let key = CacheKey::of(packet, max_udp);
+            let mut out = tx.take_buffer();
+            let outcome = match key.as_ref().and_then(|k| cache.answer(k, packet, &mut out)) {
+                Some((kind, rrl_key)) => Outcome::Reply { bytes: out, kind, key: rrl_key },
+                None => {
+                    let outcome =
+                        handle_at(&catalog, &shared.policy, packet, Transport::Udp, peer.ip(), unix_now, out);
+                    if let (Some(k), Outcome::Reply { bytes, kind, key }) = (&key, &outcome) {
+                        cache.insert(k, bytes, *kind, *key);
+                    }
+                    outcome
+                }
+            };
+            let reply = match outcome {
+                Outcome::Reply { mut bytes, kind, key } => {
+                    local.count(kind, &shared.stats);
+                    match rrl.check(peer.ip(), key, Instant::now) {
+                        Verdict::Send => {}
+                        Verdict::Slip => {
+                            shared.stats.rrl_slipped.inc();
+                            slip_response(&mut bytes);
+                        }
+                        Verdict::Drop => {
+                            shared.stats.rrl_dropped.inc();
+                            continue;
+                        }
+                    }
+                    bytes
+                }
+                Outcome::Notify { apex, serial, header, qname, tsig } => {
+                    shared.on_notify(&apex, peer.ip(), serial, header, &qname, tsig)
+                }
+                Outcome::Update { apex, base, records, ok, fail } => {
+                    // Applied on the async side (re-signing, journal, NOTIFY), which answers.
+                    let (shared, sock) = (shared.clone(), sock.clone());
+                    let _in_runtime = runtime.enter();
+                    shutdown.spawn(async move {
+                        let reply = if shared.apply_update(apex, base, records).await { ok } else { fail };
+                        if let Err(e) = sock.send_to(&reply, peer) {
+                            tracing::debug!(%peer, "udp send of an update reply failed: {e}");
+                        }
+                    });
+                    continue;
+                }
+                Outcome::Ignore | Outcome::Transfer(_) => continue,
+            };
+            tx.push(reply, peer);
+        }
+        if !tx.is_empty()
+            && let Err(e) = tx.send_wait(sock)
+        {
+            tracing::debug!("udp send failed: {e}");
+        }
+        // A short batch emptied the socket: the next receive probably sleeps, so publish now.
+        if n < UDP_BATCH {
+            local.flush(&shared.stats);
+        }
+    }
+    local.flush(&shared.stats);
+}
+
+/// Per-worker response counts, added to the shared counters in batches.
+#[derive(Default)]
+struct LocalStats {
+    counts: [u64; 6],
+    pending: u32,
+}
+
+impl LocalStats {
+    fn count(&mut self, kind: Kind, stats: &Stats) {
+        self.counts[kind as usize] += 1;
+        self.pending += 1;
+        if self.pending >= STATS_BATCH {
+            self.flush(stats);
+        }
+    }
+
+    fn flush(&mut self, stats: &Stats) {
+        if self.pending == 0 {
+            return;
+        }
+        stats.add(&self.counts);
+        self.counts = [0; 6];
+        self.pending = 0;
+    }
+}
