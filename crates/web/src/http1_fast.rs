@@ -144,6 +144,13 @@ where
     // When the head at the front of `buf` is due; `None` while no head has started.
     let mut head_due = Some(first_deadline);
     let mut pending = Pending::new();
+    // One shutdown waiter and one timer for the connection's life: the timer is moved earlier
+    // when a deadline comes sooner, and looked at again when it fires, so a busy connection
+    // does not touch the timer wheel (or the shutdown waiter list) per request.
+    let stop = shutdown.wait();
+    tokio::pin!(stop);
+    let timer = tokio::time::sleep_until(first_deadline);
+    tokio::pin!(timer);
     loop {
         // Answer every complete head in the buffer.
         let mut close = false;
@@ -201,8 +208,9 @@ where
             }
         }
         let flushed = tokio::select! {
+            biased;
             r = pending.flush(&mut io) => r,
-            _ = shutdown.wait() => match tokio::time::timeout(crate::h2srv::DRAIN, pending.flush(&mut io)).await {
+            _ = &mut stop => match tokio::time::timeout(crate::h2srv::DRAIN, pending.flush(&mut io)).await {
                 Ok(r) => r.and(Err(io::ErrorKind::Interrupted.into())),
                 Err(_) => return None,
             },
@@ -219,21 +227,35 @@ where
         if !buf.is_empty() && head_due.is_none() {
             head_due = Some(Instant::now() + limits.header_timeout);
         }
-        let deadline = head_due.unwrap_or_else(|| activity.last_done() + limits.idle_timeout);
+        let due = |head_due: Option<Instant>| {
+            head_due.unwrap_or_else(|| activity.last_done() + limits.idle_timeout)
+        };
+        let deadline = due(head_due);
+        if deadline < timer.deadline() || timer.is_elapsed() {
+            timer.as_mut().reset(deadline);
+        }
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
-        let read = tokio::select! {
-            r = io.read_buf(&mut buf) => r,
-            _ = tokio::time::sleep_until(deadline) => {
-                if buf.is_empty() {
-                    tracing::debug!(peer = %conn.peer, "client connection timed out");
-                    return None;
+        let read = loop {
+            tokio::select! {
+                biased;
+                r = io.read_buf(&mut buf) => break r,
+                _ = &mut stop => return None,
+                _ = &mut timer => {
+                    let deadline = due(head_due);
+                    if deadline > Instant::now() {
+                        timer.as_mut().reset(deadline);
+                        continue;
+                    }
+                    if buf.is_empty() {
+                        tracing::debug!(peer = %conn.peer, "client connection timed out");
+                        return None;
+                    }
+                    // A late head: the hyper path answers it with 408.
+                    return Some(HandOff { io, buf, head_due: deadline });
                 }
-                // A late head: the hyper path answers it with 408.
-                return Some(HandOff { io, buf, head_due: deadline });
             }
-            _ = shutdown.wait() => return None,
         };
         match read {
             Ok(0) | Err(_) => return None,
