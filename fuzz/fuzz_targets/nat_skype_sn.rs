@@ -3,13 +3,15 @@
 //! any of it without panicking. SN-SN (overlay) datagrams too: arbitrary bytes are checked
 //! against the overlay key (and the body decoded under a key the input itself is tagged with,
 //! so the decoder is reached), whatever opens re-seals to the same message, and a supernode
-//! core with the overlay on takes any of it.
+//! core with the overlay on takes any of it. Promotion grants (after their AEAD) and probes
+//! too.
 #![no_main]
 
 use appnet_nat::skype::directory::{Directory, DirectoryConfig};
 use appnet_nat::skype::node::Node;
 use appnet_nat::skype::overlay::{self, Overlay, OverlayConfig};
-use appnet_nat::skype::wire;
+use appnet_nat::skype::promotion::Grant;
+use appnet_nat::skype::{candidacy, wire};
 use libfuzzer_sys::fuzz_target;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -22,6 +24,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok((tid, msg)) = wire::decode(data) {
         assert_eq!(wire::decode(&wire::encode(tid, &msg)), Ok((tid, msg)));
     }
+    // A promotion grant as it comes out of its AEAD, and a candidate's SN port's probe answer.
+    let _ = Grant::decode(data);
+    let _ = candidacy::answer_probe(data);
     let key = overlay::key(SECRET);
     // Tag the input with the key, so the body decoder sees arbitrary bytes past the HMAC.
     let tagged = overlay::tag_raw(&key, data);

@@ -296,6 +296,7 @@ impl NatNet {
                 listen: "0.0.0.0:0".parse().map_err(|_| "address")?,
                 stun: None,
                 turn: Some((turn_addr, s.user.into(), password)),
+                promote: None,
             };
             let (cmd_tx, cmd_rx) = mpsc::channel(16);
             let (line_tx, line_rx) = mpsc::unbounded_channel();

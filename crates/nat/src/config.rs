@@ -107,6 +107,10 @@ pub struct SupernodeConfig {
     /// File holding the overlay's shared secret (at least 16 bytes); without it SN-SN
     /// messages are refused and the SN works alone.
     pub overlay_secret_file: Option<std::path::PathBuf>,
+    /// A peer asking to be promoted must have been registered this long from one address.
+    pub promote_min_uptime_secs: u64,
+    /// Peers are promoted while the overlay has fewer live SNs than this (0: never).
+    pub target_supernodes: usize,
 }
 
 impl Default for SupernodeConfig {
@@ -120,6 +124,8 @@ impl Default for SupernodeConfig {
             requests_per_sec: 20,
             join: Vec::new(),
             overlay_secret_file: None,
+            promote_min_uptime_secs: 300,
+            target_supernodes: 8,
         }
     }
 }

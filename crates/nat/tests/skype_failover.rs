@@ -31,6 +31,7 @@ fn cfg(user: &str, supernode: SocketAddr, fallback: Vec<SocketAddr>) -> PeerConf
         listen: "127.0.0.1:0".parse().unwrap(),
         stun: None,
         turn: None,
+        promote: None,
     }
 }
 

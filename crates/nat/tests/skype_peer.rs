@@ -44,6 +44,7 @@ async fn alice_messages_and_calls_bob_through_the_supernode() {
         listen: "127.0.0.1:0".parse().unwrap(),
         stun: None,
         turn: Some((turn.addr(), tu.into(), tp.into())),
+        promote: None,
     };
     let alice = Peer::start(cfg("alice", "alice", "ta")).await.unwrap();
     let bob = Peer::start(cfg("bob", "bob", "tb")).await.unwrap();

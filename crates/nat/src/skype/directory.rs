@@ -53,6 +53,17 @@ struct Online {
     via: Option<SocketAddr>,
     candidates: Vec<Candidate>,
     expires: Instant,
+    /// Since when the user has been registered from `addr` without a break (its uptime, for
+    /// promotion; a copy from the other owner starts counting when it arrives).
+    since: Instant,
+}
+
+/// A live registration, as the promotion policy reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveEntry {
+    pub addr: SocketAddr,
+    pub candidates: Vec<Candidate>,
+    pub since: Instant,
 }
 
 /// A directory entry as replicated between the SNs that own it: the credentials (never the
@@ -243,7 +254,12 @@ impl Directory {
             | Msg::Deliver { .. }
             | Msg::Forwarded
             | Msg::Offer { .. }
-            | Msg::Pong { .. } => return out,
+            | Msg::Pong { .. }
+            // Promotion needs the overlay: the node handles it.
+            | Msg::Promote { .. }
+            | Msg::Probe { .. }
+            | Msg::ProbeAck { .. }
+            | Msg::Promoted { .. } => return out,
         };
         out.insert(0, (from, wire::encode(tid, &reply)));
         out
@@ -263,7 +279,13 @@ impl Directory {
         }
         let signed = wire::register_signed_part(user, bind.as_ref(), &candidates);
         let lifetime = self.cfg.entry_lifetime;
-        let online = Online { addr: from, via: None, candidates, expires: now + lifetime };
+        let since = self
+            .names
+            .get(user)
+            .and_then(|n| n.online.as_ref())
+            .filter(|o| o.addr == from && o.expires > now)
+            .map_or(now, |o| o.since);
+        let online = Online { addr: from, via: None, candidates, expires: now + lifetime, since };
         if let Some(name) = self.names.get_mut(user) {
             if bind.as_ref().is_some_and(|b| *b != name.verifier) {
                 return error(403, "Name Taken");
@@ -313,6 +335,32 @@ impl Directory {
         }
     }
 
+    /// Checks a proof of `user`'s password made for a nonce this SN gave `from`, over `signed`;
+    /// returns the user's StoredKey, or the refusal's code and reason.
+    pub fn check_proof(
+        &self,
+        user: &str,
+        from: SocketAddr,
+        proof: &wire::Proof,
+        signed: &[u8],
+        now: Instant,
+    ) -> Result<[u8; 32], (u16, &'static str)> {
+        if !self.nonce_fresh(&proof.nonce, from, user, now) {
+            return Err((438, "Stale Nonce"));
+        }
+        let n = self.names.get(user).ok_or((404, "No Such User"))?;
+        if !auth::check(&n.verifier.stored_key, &proof.nonce, signed, &proof.proof) {
+            return Err((401, "Unauthorized"));
+        }
+        Ok(n.verifier.stored_key)
+    }
+
+    /// `user`'s live registration, if any.
+    pub fn live(&self, user: &str, now: Instant) -> Option<LiveEntry> {
+        let o = self.names.get(user)?.online.as_ref().filter(|o| o.expires > now)?;
+        Some(LiveEntry { addr: o.addr, candidates: o.candidates.clone(), since: o.since })
+    }
+
     /// Records that `user`'s live registration came through SN `via` (None: directly).
     pub fn set_via(&mut self, user: &str, via: Option<SocketAddr>) {
         if let Some(o) = self.names.get_mut(user).and_then(|n| n.online.as_mut()) {
@@ -340,13 +388,18 @@ impl Directory {
             via: o.via,
             candidates: o.candidates,
             expires: now + Duration::from_secs(o.secs_left as u64).min(self.cfg.entry_lifetime),
+            since: now,
         });
         let full = self.names.len() >= self.cfg.max_names;
         match self.names.get_mut(user) {
             Some(n) if n.verifier != r.verifier => false,
             Some(n) => {
-                if online.is_some() {
-                    n.online = online;
+                if let Some(mut o) = online {
+                    if let Some(old) = n.online.as_ref().filter(|old| old.addr == o.addr && old.expires > now)
+                    {
+                        o.since = old.since;
+                    }
+                    n.online = Some(o);
                 }
                 true
             }

@@ -4,6 +4,7 @@
 //! (register, lookup).
 
 pub mod auth;
+pub mod candidacy;
 pub mod checks;
 pub mod client;
 pub mod directory;
@@ -12,6 +13,7 @@ pub mod node;
 pub mod overlay;
 pub mod peer;
 pub mod placement;
+pub mod promotion;
 pub mod supernode;
 pub mod wire;
 

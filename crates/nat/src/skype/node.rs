@@ -11,9 +11,38 @@
 use super::directory::{Directory, Reach, Replica};
 use super::overlay::{self, Changes, Overlay, OverlayMsg};
 use super::placement::Placement;
-use super::wire::{self, Msg};
+use super::promotion::{self, Grant, PromotionPolicy};
+use super::wire::{self, CandidateKind, Msg};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Most promotions waiting for their probe's answer.
+const MAX_PENDING: usize = 64;
+/// Most grants one SN keeps track of (to withdraw them).
+const MAX_ISSUED: usize = 64;
+/// How long a candidate has to answer the reachability probe.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A promotion waiting for the candidate's SN port to answer our probe.
+struct Pending {
+    user: String,
+    client: SocketAddr,
+    reply_to: SocketAddr,
+    tid: u32,
+    public_key: [u8; 32],
+    stored_key: [u8; 32],
+    sn: SocketAddr,
+    deadline: Instant,
+}
+
+/// A grant this SN issued: withdrawn (revocation gossip) when its peer goes offline or moves,
+/// or the promoted SN goes silent.
+struct Issued {
+    user: String,
+    client: SocketAddr,
+    until_ms: u64,
+}
 
 /// Datagrams to send: (destination, bytes).
 pub type Out = Vec<(SocketAddr, Vec<u8>)>;
@@ -23,6 +52,11 @@ pub struct Node {
     directory: Directory,
     overlay: Overlay,
     ring: Placement,
+    policy: Option<PromotionPolicy>,
+    pending: HashMap<[u8; 16], Pending>,
+    issued: HashMap<SocketAddr, Issued>,
+    /// Our own grant was withdrawn by the overlay.
+    revoked: bool,
 }
 
 fn error(tid: u32, code: u16, reason: &str) -> Vec<u8> {
@@ -33,7 +67,32 @@ impl Node {
     /// A node from its directory and overlay (the ring starts with the members known).
     pub fn new(directory: Directory, overlay: Overlay) -> Node {
         let ring = Placement::new(overlay.members());
-        Node { directory, overlay, ring }
+        Node {
+            directory,
+            overlay,
+            ring,
+            policy: Some(PromotionPolicy::default()),
+            pending: HashMap::new(),
+            issued: HashMap::new(),
+            revoked: false,
+        }
+    }
+
+    /// Sets when this SN promotes peers (None: never). Only an SN holding the overlay secret
+    /// promotes.
+    pub fn with_policy(mut self, policy: Option<PromotionPolicy>) -> Node {
+        self.policy = policy;
+        self
+    }
+
+    /// Installs renewed grant keys (a promoted SN).
+    pub fn renew(&mut self, grant: Grant) {
+        self.overlay.grant(grant.keys);
+    }
+
+    /// Whether this promoted SN must stop: its keys ran out or its grant was withdrawn.
+    pub fn retired(&self, now: Instant) -> bool {
+        self.revoked || self.overlay.expired(now)
     }
 
     /// The directory share held here.
@@ -89,6 +148,19 @@ impl Node {
                 OverlayMsg::Call { client, reply_to, tid, from: caller, to, payload } => {
                     self.deliver(client, reply_to, tid, caller, &to, payload, now, &mut out)
                 }
+                OverlayMsg::Revoke { sn, until_ms } => {
+                    if sn == self.me() {
+                        tracing::warn!(%from, "our supernode grant was withdrawn");
+                        self.revoked = true;
+                    } else {
+                        // Never longer than the two epochs a grant can hold keys for.
+                        let cap = self.overlay.unix_ms_at(now) + 2 * self.overlay.epoch(now).1 as u64 * 1000;
+                        let mut changes = Changes::default();
+                        self.overlay.revoke(sn, until_ms.min(cap), &mut changes);
+                        self.issued.remove(&sn);
+                        self.apply(&changes, now, &mut out);
+                    }
+                }
             }
             return out;
         }
@@ -102,8 +174,25 @@ impl Node {
             }
             return out;
         }
+        match &msg {
+            // Any SN answers a reachability probe (a promoted SN's renewals are probed too).
+            Msg::Probe { nonce } => {
+                if self.directory.allowed(from.ip(), now) {
+                    out.push((from, wire::encode(tid, &Msg::ProbeAck { nonce: *nonce })));
+                }
+                return out;
+            }
+            Msg::ProbeAck { nonce } => {
+                self.probe_answered(from, *nonce, now, &mut out);
+                return out;
+            }
+            _ => {}
+        }
         let user = match &msg {
-            Msg::Hello { user } | Msg::Lookup { user } | Msg::Register { user, .. } => user,
+            Msg::Hello { user }
+            | Msg::Lookup { user }
+            | Msg::Register { user, .. }
+            | Msg::Promote { user, .. } => user,
             Msg::Forward { from: caller, .. } => caller,
             _ => return out,
         };
@@ -148,6 +237,22 @@ impl Node {
                     _ => self.deliver(client, reply_to, tid, caller, &to, payload, now, out),
                 }
             }
+            Msg::Promote { user, sn, public_key, proof } => {
+                if !self.directory.allowed(client.ip(), now) {
+                    return;
+                }
+                match self.promotion_verdict(client, &user, sn, &public_key, &proof, now) {
+                    Err((code, reason)) => self.answer(client, reply_to, error(tid, code, reason), now, out),
+                    Ok(stored_key) => {
+                        let nonce: [u8; 16] = rand::random();
+                        tracing::info!(%user, %sn, "promotion: probing the candidate's SN port");
+                        let deadline = now + PROBE_TIMEOUT;
+                        let p = Pending { user, client, reply_to, tid, public_key, stored_key, sn, deadline };
+                        self.pending.insert(nonce, p);
+                        out.push((sn, wire::encode(rand::random(), &Msg::Probe { nonce })));
+                    }
+                }
+            }
             msg => {
                 let registered = match &msg {
                     Msg::Register { user, .. } => Some(user.clone()),
@@ -161,6 +266,110 @@ impl Node {
                     self.answer(to, reply_to, d, now, out);
                 }
             }
+        }
+    }
+
+    /// Whether `user`, asking from `client`, may become an SN at `sn` (before the probe): its
+    /// StoredKey when so, else the refusal.
+    fn promotion_verdict(
+        &self,
+        client: SocketAddr,
+        user: &str,
+        sn: SocketAddr,
+        public_key: &[u8; 32],
+        proof: &wire::Proof,
+        now: Instant,
+    ) -> Result<[u8; 32], (u16, &'static str)> {
+        let Some(policy) = self.policy.as_ref().filter(|_| self.overlay.is_full()) else {
+            return Err((403, "This Supernode Does Not Promote"));
+        };
+        let signed = wire::promote_signed_part(user, sn, public_key);
+        let stored_key = self.directory.check_proof(user, client, proof, &signed, now)?;
+        let live = self.directory.live(user, now).ok_or((403, "Register First"))?;
+        if live.addr != client {
+            return Err((403, "Register From This Address First"));
+        }
+        // This SN sees the peer's address itself (what STUN would tell it): behind a NAT it
+        // differs from every host candidate the peer registered.
+        let public = live.candidates.iter().any(|c| c.kind == CandidateKind::Host && c.addr == client);
+        if !public || sn.ip() != client.ip() || sn == client {
+            return Err((403, "Not A Public Address"));
+        }
+        if now.saturating_duration_since(live.since) < policy.min_uptime {
+            return Err((403, "Uptime Too Short"));
+        }
+        if self.overlay.is_revoked(sn, now) {
+            return Err((403, "Grant Withdrawn"));
+        }
+        let renewal = self.issued.get(&sn).is_some_and(|g| g.user == user && g.client == client);
+        if !renewal
+            && (sn == self.me()
+                || self.overlay.is_member(sn)
+                || self.members().len() >= policy.target_supernodes
+                || self.issued.len() >= MAX_ISSUED)
+        {
+            return Err((409, "Enough Supernodes"));
+        }
+        if self.pending.len() >= MAX_PENDING {
+            return Err((503, "Busy"));
+        }
+        Ok(stored_key)
+    }
+
+    /// The candidate answered our probe from its SN port: hand it the grant, sealed.
+    fn probe_answered(&mut self, from: SocketAddr, nonce: [u8; 16], now: Instant, out: &mut Out) {
+        if !self.pending.get(&nonce).is_some_and(|p| p.sn == from && p.deadline >= now) {
+            return;
+        }
+        let Some(p) = self.pending.remove(&nonce) else { return };
+        let (epoch, epoch_secs) = self.overlay.epoch(now);
+        let keys =
+            [epoch, epoch + 1].into_iter().filter_map(|e| Some((e, self.overlay.epoch_key(e)?))).collect();
+        let grant = Grant { epoch_secs, keys, members: self.members() };
+        let until_ms = grant.expires_unix().saturating_mul(1000);
+        let answer = match promotion::seal_grant(&p.public_key, &p.stored_key, &p.user, &grant) {
+            Some((public_key, sealed)) => {
+                tracing::info!(user = %p.user, sn = %p.sn, "promoted to supernode");
+                self.issued.insert(p.sn, Issued { user: p.user.clone(), client: p.client, until_ms });
+                wire::encode(p.tid, &Msg::Promoted { public_key, sealed })
+            }
+            None => error(p.tid, 500, "Key Agreement Failed"),
+        };
+        self.answer(p.client, p.reply_to, answer, now, out);
+    }
+
+    /// Probes gone unanswered are refused; grants whose peer went offline or moved, or whose
+    /// SN went silent, are withdrawn from every member.
+    fn promotions(&mut self, died: &[SocketAddr], now: Instant, out: &mut Out) {
+        let late: Vec<[u8; 16]> =
+            self.pending.iter().filter(|(_, p)| p.deadline < now).map(|(n, _)| *n).collect();
+        for nonce in late {
+            if let Some(p) = self.pending.remove(&nonce) {
+                let refusal = error(p.tid, 403, "Not Reachable: the probe of your SN port went unanswered");
+                self.answer(p.client, p.reply_to, refusal, now, out);
+            }
+        }
+        let now_ms = self.overlay.unix_ms_at(now);
+        self.issued.retain(|_, g| g.until_ms > now_ms);
+        let withdraw: Vec<(SocketAddr, u64)> = self
+            .issued
+            .iter()
+            .filter(|(sn, g)| {
+                died.contains(sn)
+                    || !matches!(self.directory.reach(&g.user, now), Reach::Online { addr, .. } if addr == g.client)
+            })
+            .map(|(sn, g)| (*sn, g.until_ms))
+            .collect();
+        for (sn, until_ms) in withdraw {
+            tracing::info!(%sn, "supernode grant withdrawn");
+            self.issued.remove(&sn);
+            let mut changes = Changes::default();
+            self.overlay.revoke(sn, until_ms, &mut changes);
+            let msg = OverlayMsg::Revoke { sn, until_ms };
+            for m in self.members().into_iter().filter(|m| *m != self.me()).chain([sn]) {
+                self.seal(m, &msg, now, out);
+            }
+            self.apply(&changes, now, out);
         }
     }
 
@@ -245,6 +454,7 @@ impl Node {
         let mut changes = Changes::default();
         let mut out = self.overlay.tick(now, &mut changes);
         self.apply(&changes, now, &mut out);
+        self.promotions(&changes.died, now, &mut out);
         out
     }
 

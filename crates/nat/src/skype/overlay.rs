@@ -47,6 +47,9 @@ pub enum OverlayMsg {
     Call { client: SocketAddr, reply_to: SocketAddr, tid: u32, from: String, to: String, payload: Vec<u8> },
     /// To the SN a peer is attached to: send `raw` to it.
     Push { to: SocketAddr, raw: Vec<u8> },
+    /// A promoted SN's grant is withdrawn (its peer went offline or moved, or it went silent):
+    /// refuse `sn` until `until_ms` (Unix ms), when its keys have expired anyway.
+    Revoke { sn: SocketAddr, until_ms: u64 },
 }
 
 /// Why an overlay datagram is refused.
@@ -64,6 +67,8 @@ pub enum OverlayError {
     Replay,
     #[error("unknown message kind {0}")]
     Kind(u8),
+    #[error("sender's grant was withdrawn")]
+    Revoked,
 }
 
 /// An authenticated, timestamped encoding of `msg`.
@@ -78,6 +83,7 @@ pub fn seal(key: &hmac::Key, unix_ms: u64, nonce: u64, msg: &OverlayMsg) -> Vec<
         OverlayMsg::Store { .. } => 4,
         OverlayMsg::Call { .. } => 5,
         OverlayMsg::Push { .. } => 6,
+        OverlayMsg::Revoke { .. } => 7,
     });
     out.extend_from_slice(&unix_ms.to_be_bytes());
     out.extend_from_slice(&nonce.to_be_bytes());
@@ -123,6 +129,10 @@ pub fn seal(key: &hmac::Key, unix_ms: u64, nonce: u64, msg: &OverlayMsg) -> Vec<
             wire::put_user(&mut out, to);
             put_bytes(&mut out, payload);
         }
+        OverlayMsg::Revoke { sn, until_ms } => {
+            put_addr(&mut out, *sn);
+            out.extend_from_slice(&until_ms.to_be_bytes());
+        }
     }
     let tag = hmac::sign(key, &out);
     out.extend_from_slice(tag.as_ref());
@@ -132,6 +142,25 @@ pub fn seal(key: &hmac::Key, unix_ms: u64, nonce: u64, msg: &OverlayMsg) -> Vec<
 /// The HMAC key for an overlay secret.
 pub fn key(secret: &[u8]) -> hmac::Key {
     hmac::Key::new(hmac::HMAC_SHA256, secret)
+}
+
+/// The overlay's key for `epoch` (Unix seconds / epoch length): HMAC-SHA256(secret, "appnet
+/// skype overlay epoch" ‖ epoch as 8 bytes). SN-SN datagrams are tagged with the key of the
+/// epoch their timestamp falls in, so a promoted SN can be handed a few epochs' keys instead of
+/// the secret, and they stop working by themselves.
+pub fn epoch_key(secret: &[u8], epoch: u64) -> [u8; 32] {
+    let mut ctx = hmac::Context::with_key(&key(secret));
+    ctx.update(b"appnet skype overlay epoch");
+    ctx.update(&epoch.to_be_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.sign().as_ref());
+    out
+}
+
+/// The timestamp (Unix ms) in a datagram's header, before its tag is checked (it picks the
+/// epoch's key).
+fn header_ts(raw: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(raw.get(4..12)?.try_into().ok()?))
 }
 
 /// `body` with its tag appended, whatever it holds: lets tests and the fuzz target reach the
@@ -171,6 +200,7 @@ pub fn open(key: &hmac::Key, raw: &[u8]) -> Result<(u64, u64, OverlayMsg), Overl
         2 => OverlayMsg::Relay { client: get_addr(&mut r)?, raw: get_bytes(&mut r)? },
         3 => OverlayMsg::Reply { client: get_addr(&mut r)?, raw: get_bytes(&mut r)? },
         6 => OverlayMsg::Push { to: get_addr(&mut r)?, raw: get_bytes(&mut r)? },
+        7 => OverlayMsg::Revoke { sn: get_addr(&mut r)?, until_ms: u64::from_be_bytes(array(&mut r)?) },
         4 => {
             let user = user(&mut r)?;
             let verifier = Verifier { salt: array(&mut r)?, stored_key: array(&mut r)? };
@@ -273,6 +303,8 @@ pub struct OverlayConfig {
     pub dead_after: Duration,
     /// Accepted clock difference, and how long nonces are remembered.
     pub replay_window: Duration,
+    /// The key period: every datagram is tagged with its epoch's key ([`epoch_key`]).
+    pub epoch: Duration,
 }
 
 impl Default for OverlayConfig {
@@ -281,6 +313,7 @@ impl Default for OverlayConfig {
             gossip_every: Duration::from_secs(2),
             dead_after: Duration::from_secs(7),
             replay_window: Duration::from_secs(30),
+            epoch: Duration::from_secs(600),
         }
     }
 }
@@ -294,10 +327,23 @@ pub struct Changes {
     pub died: Vec<SocketAddr>,
 }
 
+/// Where an SN's overlay keys come from.
+enum Keys {
+    /// A full member: every epoch's key is derived from the shared secret.
+    Secret(Vec<u8>),
+    /// A promoted member: the epochs' keys it was granted, nothing after them.
+    Granted(Vec<(u64, [u8; 32])>),
+}
+
+/// Most revoked SNs remembered.
+const MAX_REVOKED: usize = 1024;
+
 /// One SN's view of the overlay.
 pub struct Overlay {
     cfg: OverlayConfig,
-    key: Option<hmac::Key>,
+    key: Option<Keys>,
+    /// SNs whose grant was withdrawn, until when (Unix ms).
+    revoked: HashMap<SocketAddr, u64>,
     me: SocketAddr,
     /// Addresses given with `--join`: tried every period, for good.
     seeds: Vec<SocketAddr>,
@@ -325,7 +371,8 @@ impl Overlay {
         let seeds: Vec<SocketAddr> = seeds.into_iter().filter(|s| *s != me).take(MAX_MEMBERS).collect();
         Overlay {
             cfg,
-            key: secret.map(|s| hmac::Key::new(hmac::HMAC_SHA256, s)),
+            key: secret.map(|s| Keys::Secret(s.to_vec())),
+            revoked: HashMap::new(),
             me,
             seeds,
             alive: HashMap::new(),
@@ -342,9 +389,75 @@ impl Overlay {
         self.me
     }
 
-    /// Whether SN-SN traffic is enabled (a secret was given).
+    /// Whether SN-SN traffic is enabled (a secret was given, or keys were granted).
     pub fn enabled(&self) -> bool {
         self.key.is_some()
+    }
+
+    /// Whether this SN holds the overlay secret (and so may promote peers).
+    pub fn is_full(&self) -> bool {
+        matches!(self.key, Some(Keys::Secret(_)))
+    }
+
+    /// The epoch `unix_ms` falls in.
+    fn epoch_of(&self, unix_ms: u64) -> u64 {
+        unix_ms / (self.cfg.epoch.as_millis().max(1000) as u64)
+    }
+
+    /// The current epoch and the key period in seconds.
+    pub fn epoch(&self, now: Instant) -> (u64, u32) {
+        (self.epoch_of(self.unix_ms(now)), self.cfg.epoch.as_secs().clamp(1, u32::MAX as u64) as u32)
+    }
+
+    /// The key of `epoch`, when we have it.
+    pub fn epoch_key(&self, epoch: u64) -> Option<[u8; 32]> {
+        match self.key.as_ref()? {
+            Keys::Secret(s) => Some(epoch_key(s, epoch)),
+            Keys::Granted(keys) => keys.iter().find(|(e, _)| *e == epoch).map(|(_, k)| *k),
+        }
+    }
+
+    fn hmac_key(&self, epoch: u64) -> Option<hmac::Key> {
+        Some(key(&self.epoch_key(epoch)?))
+    }
+
+    /// Installs (or renews) granted epoch keys; a full member keeps its secret.
+    pub fn grant(&mut self, keys: Vec<(u64, [u8; 32])>) {
+        if !self.is_full() {
+            self.key = Some(Keys::Granted(keys));
+        }
+    }
+
+    /// Whether a promoted SN's keys have run out (a full member's never do).
+    pub fn expired(&self, now: Instant) -> bool {
+        match &self.key {
+            Some(Keys::Granted(_)) => self.epoch_key(self.epoch_of(self.unix_ms(now))).is_none(),
+            _ => false,
+        }
+    }
+
+    /// Wall-clock ms at `now`.
+    pub fn unix_ms_at(&self, now: Instant) -> u64 {
+        self.unix_ms(now)
+    }
+
+    /// Refuses `sn` until `until_ms`, and drops it from the members.
+    pub fn revoke(&mut self, sn: SocketAddr, until_ms: u64, changes: &mut Changes) {
+        if sn == self.me {
+            return;
+        }
+        if self.revoked.len() < MAX_REVOKED || self.revoked.contains_key(&sn) {
+            self.revoked.insert(sn, until_ms);
+        }
+        self.heard_of.remove(&sn);
+        if self.alive.remove(&sn).is_some() {
+            changes.died.push(sn);
+        }
+    }
+
+    /// Whether `sn` is refused for a withdrawn grant.
+    pub fn is_revoked(&self, sn: SocketAddr, now: Instant) -> bool {
+        self.revoked.get(&sn).is_some_and(|until| *until > self.unix_ms(now))
     }
 
     /// The live SNs, ourselves included, sorted: what the placement ring is built from.
@@ -365,13 +478,18 @@ impl Overlay {
 
     /// Seals `msg` for sending now; None without a secret.
     pub fn seal(&self, msg: &OverlayMsg, now: Instant) -> Option<Vec<u8>> {
-        Some(seal(self.key.as_ref()?, self.unix_ms(now), rand::random(), msg))
+        let ms = self.unix_ms(now);
+        Some(seal(&self.hmac_key(self.epoch_of(ms))?, ms, rand::random(), msg))
     }
 
     /// Opens an SN-SN datagram from `from`: tag, replay window and nonce checked.
     pub fn open(&mut self, from: SocketAddr, raw: &[u8], now: Instant) -> Result<OverlayMsg, OverlayError> {
-        let key = self.key.as_ref().ok_or(OverlayError::BadTag)?;
-        let (ts, nonce, msg) = open(key, raw)?;
+        if self.is_revoked(from, now) {
+            return Err(OverlayError::Revoked);
+        }
+        let ts = header_ts(raw).ok_or(OverlayError::Malformed)?;
+        let key = self.hmac_key(self.epoch_of(ts)).ok_or(OverlayError::BadTag)?;
+        let (ts, nonce, msg) = open(&key, raw)?;
         let ours = self.unix_ms(now);
         let window = self.cfg.replay_window.as_millis() as u64;
         if ts.abs_diff(ours) > window {
@@ -418,6 +536,7 @@ impl Overlay {
         for sn in sns {
             if sn != self.me
                 && !self.alive.contains_key(&sn)
+                && !self.revoked.contains_key(&sn)
                 && self.alive.len() + self.heard_of.len() < MAX_MEMBERS
             {
                 self.heard_of.entry(sn).or_insert(now);
@@ -464,6 +583,8 @@ impl Overlay {
         self.heard_of.retain(|_, t| now.saturating_duration_since(*t) <= dead_after);
         let window = self.cfg.replay_window;
         self.seen.retain(|_, t| now.saturating_duration_since(*t) <= 2 * window);
+        let ms = self.unix_ms(now);
+        self.revoked.retain(|_, until| *until > ms);
         let list = OverlayMsg::Members { sns: self.members() };
         let mut targets: Vec<SocketAddr> =
             self.alive.keys().chain(self.heard_of.keys()).chain(self.seeds.iter()).copied().collect();
@@ -537,15 +658,18 @@ mod tests {
         let t0 = Instant::now();
         let mut a = Overlay::new(OverlayConfig::default(), sn(0), Some(SECRET), vec![], t0, 5_000_000);
         let msg = OverlayMsg::Members { sns: vec![sn(7)] };
-        let good = seal(&hmac::Key::new(hmac::HMAC_SHA256, SECRET), 5_000_000, 42, &msg);
+        let good = seal(&key(&epoch_key(SECRET, 8)), 5_000_000, 42, &msg);
         assert_eq!(a.open(sn(1), &good, t0), Ok(msg.clone()));
         assert_eq!(a.open(sn(1), &good, t0), Err(OverlayError::Replay));
-        let other = hmac::Key::new(hmac::HMAC_SHA256, b"another secret, not ours");
+        // Tagged with the raw secret instead of the epoch's key: refused too.
+        let raw_secret = seal(&key(SECRET), 5_000_000, 46, &msg);
+        assert_eq!(a.open(sn(1), &raw_secret, t0), Err(OverlayError::BadTag));
+        let other = key(&epoch_key(b"another secret, not ours", 8));
         assert_eq!(a.open(sn(1), &seal(&other, 5_000_000, 43, &msg), t0), Err(OverlayError::BadTag));
-        let mut flipped = seal(&hmac::Key::new(hmac::HMAC_SHA256, SECRET), 5_000_000, 44, &msg);
+        let mut flipped = seal(&key(&epoch_key(SECRET, 8)), 5_000_000, 44, &msg);
         flipped[HEADER] ^= 1;
         assert_eq!(a.open(sn(1), &flipped, t0), Err(OverlayError::BadTag));
-        let old = seal(&hmac::Key::new(hmac::HMAC_SHA256, SECRET), 5_000_000 - 31_000, 45, &msg);
+        let old = seal(&key(&epoch_key(SECRET, 8)), 5_000_000 - 31_000, 45, &msg);
         assert_eq!(a.open(sn(1), &old, t0), Err(OverlayError::Stale));
         // Without a secret nothing is accepted and nothing is sent.
         let mut alone = Overlay::new(OverlayConfig::default(), sn(0), None, vec![sn(1)], t0, 5_000_000);
@@ -554,5 +678,34 @@ mod tests {
         for cut in 0..good.len() {
             assert!(a.open(sn(2), &good[..cut], t0).is_err());
         }
+    }
+
+    #[test]
+    fn granted_keys_work_for_their_epochs_only_and_revocation_refuses_the_sender() {
+        let t0 = Instant::now();
+        // Unix time 5,000 s: epoch 8 of 600 s.
+        let full = Overlay::new(OverlayConfig::default(), sn(0), Some(SECRET), vec![], t0, 5_000_000);
+        let mut promoted = Overlay::new(OverlayConfig::default(), sn(1), None, vec![], t0, 5_000_000);
+        assert!(!promoted.enabled());
+        promoted.grant(vec![(8, epoch_key(SECRET, 8)), (9, epoch_key(SECRET, 9))]);
+        assert!(promoted.enabled() && !promoted.is_full() && !promoted.expired(t0));
+        let msg = OverlayMsg::Members { sns: vec![sn(0)] };
+        let mut full = full;
+        assert_eq!(full.open(sn(1), &promoted.seal(&msg, t0).unwrap(), t0), Ok(msg.clone()));
+        assert_eq!(promoted.open(sn(0), &full.seal(&msg, t0).unwrap(), t0), Ok(msg.clone()));
+        // Epoch 10 (6,000 s) is past the grant: it can neither seal nor open, and says so.
+        let later = t0 + Duration::from_secs(1000);
+        assert!(promoted.expired(later) && promoted.seal(&msg, later).is_none());
+        assert_eq!(promoted.open(sn(0), &full.seal(&msg, later).unwrap(), later), Err(OverlayError::BadTag));
+        // A full member grants nothing to itself and keeps deriving.
+        full.grant(Vec::new());
+        assert!(full.is_full() && full.seal(&msg, later).is_some());
+        // Revoked: its datagrams are refused, and it leaves the members.
+        let mut ch = Changes::default();
+        full.handle(sn(1), msg.clone(), t0, &mut ch);
+        assert!(full.is_member(sn(1)));
+        full.revoke(sn(1), 6_000_000, &mut ch);
+        assert!(!full.is_member(sn(1)) && ch.died == vec![sn(1)]);
+        assert_eq!(full.open(sn(1), &promoted.seal(&msg, t0).unwrap(), t0), Err(OverlayError::Revoked));
     }
 }

@@ -4,9 +4,11 @@
 //! ([`Checks`]) and then the media ([`media`]). Commands (send a message, make a call) arrive on
 //! a channel; what other users send comes out on another.
 
+use super::candidacy::{self, Candidacy, Step};
 use super::checks::{Checks, Credentials, Output, Role};
 use super::client as sn;
 use super::media::{self, Media};
+use super::promotion::Grant;
 use super::wire::{self, Candidate, CandidateKind, Msg};
 use crate::turn::client::{Event, TurnClient};
 use appnet_netkit::Shutdown;
@@ -51,6 +53,18 @@ pub struct PeerConfig {
     pub stun: Option<SocketAddr>,
     /// TURN server for the relayed candidate, and its credentials.
     pub turn: Option<(SocketAddr, String, String)>,
+    /// Ask to become a supernode too (`--promote-after`).
+    pub promote: Option<PromoteConfig>,
+}
+
+/// When and where a peer offers to serve as a supernode.
+#[derive(Debug, Clone)]
+pub struct PromoteConfig {
+    /// Ask this long after starting (the SN decides on its own minimum uptime).
+    pub after: Duration,
+    /// The SN port: bound at start (it must answer the SN's unsolicited probe), then the SN
+    /// role's socket. With an unspecified IP, the host candidate's IP is advertised.
+    pub listen: SocketAddr,
 }
 
 /// What a user asks the running peer to do.
@@ -129,6 +143,16 @@ pub struct Peer {
     attached: watch::Sender<SocketAddr>,
     /// `sns`, for whoever watches.
     known: watch::Sender<Vec<SocketAddr>>,
+    /// The SN port, until the SN role takes it over.
+    sn_socket: Option<UdpSocket>,
+    candidacy: Option<Candidacy>,
+    /// Renewed grants for the running SN role.
+    renewals: Option<mpsc::Sender<Grant>>,
+    /// The SN address once promoted.
+    promoted: watch::Sender<Option<SocketAddr>>,
+    /// Probe answers this second (at most 20).
+    probe_budget: (Instant, u32),
+    shutdown: Option<Shutdown>,
 }
 
 impl Peer {
@@ -183,6 +207,16 @@ impl Peer {
             return Err(last_error.unwrap_or(sn::SnError::Timeout(cfg.supernode)));
         };
         let now = Instant::now();
+        let mut sn_socket = None;
+        let mut candidacy = None;
+        if let Some(p) = &cfg.promote {
+            let s = UdpSocket::bind(p.listen).await?;
+            let port = s.local_addr()?.port();
+            let ip = if p.listen.ip().is_unspecified() { host.addr.ip() } else { p.listen.ip() };
+            candidacy =
+                Some(Candidacy::new(&cfg.user, &cfg.password, SocketAddr::new(ip, port), p.after, now));
+            sn_socket = Some(s);
+        }
         Ok(Peer {
             cfg,
             socket,
@@ -197,8 +231,24 @@ impl Peer {
             next_ping: now,
             attached: watch::Sender::new(at),
             known: watch::Sender::new(sns.clone()),
+            sn_socket,
+            candidacy,
+            renewals: None,
+            promoted: watch::Sender::new(None),
+            probe_budget: (now, 0),
+            shutdown: None,
             sns,
         })
+    }
+
+    /// The address this peer serves as a supernode at, once promoted.
+    pub fn promoted(&self) -> watch::Receiver<Option<SocketAddr>> {
+        self.promoted.subscribe()
+    }
+
+    /// The SN port it asks to be promoted at (`--promote-after`).
+    pub fn sn_port(&self) -> Option<SocketAddr> {
+        self.candidacy.as_ref().map(|c| c.sn_addr())
     }
 
     /// The SN the peer is registered through; it changes when the peer fails over.
@@ -239,9 +289,20 @@ impl Peer {
         let mut buf = vec![0u8; 2048];
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         let mut reg_tid: Option<u32> = None;
+        let mut sn_buf = vec![0u8; 2048];
+        self.shutdown = Some(shutdown.clone());
         loop {
             tokio::select! {
                 _ = shutdown.wait() => break,
+                got = async {
+                    match self.sn_socket.as_ref() {
+                        Some(s) => s.recv_from(&mut sn_buf).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let Ok((n, from)) = got else { continue };
+                    self.on_sn_port(&sn_buf[..n], from, Instant::now()).await;
+                }
                 cmd = commands.recv() => {
                     let Some((cmd, reply)) = cmd else { break };
                     self.command(cmd, reply, Instant::now()).await;
@@ -261,6 +322,9 @@ impl Peer {
                         let tid = rand::random();
                         reg_tid = Some(tid);
                         let hello = wire::encode(tid, &Msg::Hello { user: self.cfg.user.clone() });
+                        let _ = self.socket.send_to(&hello, self.sn).await;
+                    }
+                    if let Some(hello) = self.candidacy.as_mut().and_then(|c| c.poll(now)) {
                         let _ = self.socket.send_to(&hello, self.sn).await;
                     }
                     self.timers(now, &lines).await;
@@ -401,6 +465,23 @@ impl Peer {
     ) {
         let Ok((tid, msg)) = wire::decode(raw) else { return };
         self.sn_heard = now;
+        if let Some(c) = self.candidacy.as_mut() {
+            match c.on_sn(tid, &msg, now) {
+                Step::NotOurs => {}
+                Step::Send(d) => {
+                    let _ = self.socket.send_to(&d, self.sn).await;
+                    return;
+                }
+                Step::Granted(grant) => {
+                    self.granted(grant, lines);
+                    return;
+                }
+                Step::Refused(code, reason) => {
+                    tracing::info!(code, %reason, "promotion refused");
+                    return;
+                }
+            }
+        }
         match msg {
             Msg::Pong { sns } => {
                 let before = self.sns.len();
@@ -453,6 +534,51 @@ impl Peer {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// A datagram on the SN port before the SN role runs: only probes are answered.
+    async fn on_sn_port(&mut self, raw: &[u8], from: SocketAddr, now: Instant) {
+        if now.saturating_duration_since(self.probe_budget.0) >= Duration::from_secs(1) {
+            self.probe_budget = (now, 0);
+        }
+        if self.probe_budget.1 >= 20 {
+            return;
+        }
+        if let (Some(ack), Some(s)) = (candidacy::answer_probe(raw), self.sn_socket.as_ref()) {
+            self.probe_budget.1 += 1;
+            let _ = s.send_to(&ack, from).await;
+        }
+    }
+
+    /// A grant arrived: start the SN role on the SN port, or hand it the renewed keys.
+    fn granted(&mut self, grant: Grant, lines: &mpsc::UnboundedSender<String>) {
+        if let Some(r) = &self.renewals
+            && !r.is_closed()
+        {
+            let _ = r.try_send(grant);
+            return;
+        }
+        let (Some(socket), Some(shutdown)) = (self.sn_socket.take(), self.shutdown.clone()) else {
+            // The SN role ran and stopped (its grant ran out or was withdrawn): stay a peer.
+            self.candidacy = None;
+            return;
+        };
+        let (tx, rx) = mpsc::channel(2);
+        let config = crate::config::SupernodeConfig::default();
+        let Some(advertised) = self.candidacy.as_ref().map(|c| c.sn_addr()) else { return };
+        match super::Supernode::promoted(socket, advertised, &config, grant, rx) {
+            Ok(sn) => {
+                use appnet_netkit::Service;
+                tracing::info!(%advertised, "promoted: serving as a supernode too");
+                let _ = lines.send(format!("appnet skype: promoted: supernode on udp {advertised}"));
+                self.promoted.send_replace(Some(advertised));
+                self.renewals = Some(tx);
+                tokio::spawn(async move {
+                    let _ = sn.run(shutdown).await;
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot start the supernode role"),
         }
     }
 

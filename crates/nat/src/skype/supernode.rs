@@ -5,6 +5,7 @@
 use super::directory::{Directory, DirectoryConfig};
 use super::node::Node;
 use super::overlay::{self, Overlay, OverlayConfig};
+use super::promotion::{Grant, PromotionPolicy};
 use crate::config::SupernodeConfig;
 use appnet_netkit::service::BoxError;
 use appnet_netkit::{Service, Shutdown};
@@ -16,6 +17,18 @@ use tokio::net::UdpSocket;
 pub struct Supernode {
     socket: UdpSocket,
     node: Node,
+    /// A promoted SN's renewed grants, from its peer.
+    renewals: Option<tokio::sync::mpsc::Receiver<Grant>>,
+}
+
+fn directory_config(config: &SupernodeConfig) -> DirectoryConfig {
+    DirectoryConfig {
+        entry_lifetime: Duration::from_secs(config.entry_lifetime_secs.max(1)),
+        nonce_lifetime: Duration::from_secs(config.nonce_lifetime_secs.max(1)),
+        names_per_ip: config.names_per_ip,
+        max_names: config.max_names,
+        requests_per_sec: config.requests_per_sec,
+    }
 }
 
 fn unix_ms() -> u64 {
@@ -44,18 +57,39 @@ impl Supernode {
             None => None,
         };
         let socket = UdpSocket::bind(config.listen).await?;
-        let cfg = DirectoryConfig {
-            entry_lifetime: Duration::from_secs(config.entry_lifetime_secs.max(1)),
-            nonce_lifetime: Duration::from_secs(config.nonce_lifetime_secs.max(1)),
-            names_per_ip: config.names_per_ip,
-            max_names: config.max_names,
-            requests_per_sec: config.requests_per_sec,
-        };
+        let cfg = directory_config(&config);
         let now = Instant::now();
         let me = socket.local_addr()?;
+        let policy = (config.target_supernodes > 0).then(|| PromotionPolicy {
+            min_uptime: Duration::from_secs(config.promote_min_uptime_secs),
+            target_supernodes: config.target_supernodes,
+        });
         let overlay =
             Overlay::new(OverlayConfig::default(), me, secret.as_deref(), config.join, now, unix_ms());
-        Ok(Supernode { socket, node: Node::new(Directory::new(cfg, now), overlay) })
+        let node = Node::new(Directory::new(cfg, now), overlay).with_policy(policy);
+        Ok(Supernode { socket, node, renewals: None })
+    }
+
+    /// A promoted peer's SN role on its already bound SN `socket`: the overlay keys come from
+    /// `grant` (and later from `renewals`), not from a secret; it joins the grant's members and
+    /// stops when its keys run out or the overlay withdraws its grant. It promotes nobody.
+    /// `me` is the address the others reach it at (its name on the ring).
+    pub fn promoted(
+        socket: UdpSocket,
+        me: SocketAddr,
+        config: &SupernodeConfig,
+        grant: Grant,
+        renewals: tokio::sync::mpsc::Receiver<Grant>,
+    ) -> std::io::Result<Supernode> {
+        let now = Instant::now();
+        let ocfg = OverlayConfig {
+            epoch: Duration::from_secs(grant.epoch_secs.max(1) as u64),
+            ..OverlayConfig::default()
+        };
+        let mut overlay = Overlay::new(ocfg, me, None, grant.members.clone(), now, unix_ms());
+        overlay.grant(grant.keys);
+        let node = Node::new(Directory::new(directory_config(config), now), overlay).with_policy(None);
+        Ok(Supernode { socket, node, renewals: Some(renewals) })
     }
 }
 
@@ -68,8 +102,24 @@ impl Service for Supernode {
         let mut buf = vec![0u8; 2048];
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
+            if self.node.retired(Instant::now()) {
+                tracing::warn!("supernode grant expired or withdrawn: no longer a supernode");
+                break;
+            }
             let out = tokio::select! {
                 _ = shutdown.wait() => break,
+                grant = async {
+                    match self.renewals.as_mut() {
+                        Some(r) => r.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    match grant {
+                        Some(g) => self.node.renew(g),
+                        None => self.renewals = None,
+                    }
+                    continue;
+                }
                 _ = tick.tick() => self.node.tick(Instant::now()),
                 got = self.socket.recv_from(&mut buf) => {
                     let Ok((n, from)) = got else { continue };

@@ -99,6 +99,17 @@ pub enum Msg {
     /// SN → peer: the answer to a Ping, with the live SNs of the overlay (at most
     /// [`MAX_SNS`]), so the peer knows where to go when its SN dies.
     Pong { sns: Vec<SocketAddr> },
+    /// Peer → SN: make me a supernode at `sn` (my SN port). `public_key` is the peer's
+    /// ephemeral X25519 key for the handoff; the proof (a fresh Challenge's nonce) covers the
+    /// name, `sn` and the key, so nobody can substitute their own (see [`super::promotion`]).
+    Promote { user: String, sn: SocketAddr, public_key: [u8; 32], proof: Proof },
+    /// SN → a candidate's SN port, unsolicited: answer with this nonce if you can hear me.
+    Probe { nonce: [u8; 16] },
+    /// Candidate's SN port → SN: the probe's nonce, from the probed address.
+    ProbeAck { nonce: [u8; 16] },
+    /// SN → peer: promotion granted; `sealed` is the membership grant encrypted under a key
+    /// agreed from both ephemeral keys and bound to the user's credentials.
+    Promoted { public_key: [u8; 32], sealed: Vec<u8> },
 }
 
 /// Most SN addresses in a Pong.
@@ -120,6 +131,10 @@ impl Msg {
             Msg::Offer { .. } => 11,
             Msg::Ping => 12,
             Msg::Pong { .. } => 13,
+            Msg::Promote { .. } => 14,
+            Msg::Probe { .. } => 15,
+            Msg::ProbeAck { .. } => 16,
+            Msg::Promoted { .. } => 17,
         }
     }
 }
@@ -192,7 +207,29 @@ pub fn encode(tid: u32, msg: &Msg) -> Vec<u8> {
                 put_addr(&mut out, *sn);
             }
         }
+        Msg::Promote { user, sn, public_key, proof } => {
+            put_str(&mut out, user);
+            put_addr(&mut out, *sn);
+            out.extend_from_slice(public_key);
+            out.extend_from_slice(&proof.nonce);
+            out.extend_from_slice(&proof.proof);
+        }
+        Msg::Probe { nonce } | Msg::ProbeAck { nonce } => out.extend_from_slice(nonce),
+        Msg::Promoted { public_key, sealed } => {
+            out.extend_from_slice(public_key);
+            put_payload(&mut out, sealed);
+        }
     }
+    out
+}
+
+/// The bytes a [`Proof`] in a Promote covers besides the nonce: the name, the SN address and
+/// the ephemeral key.
+pub fn promote_signed_part(user: &str, sn: SocketAddr, public_key: &[u8; 32]) -> Vec<u8> {
+    let mut out = b"promote".to_vec();
+    put_str(&mut out, user);
+    put_addr(&mut out, sn);
+    out.extend_from_slice(public_key);
     out
 }
 
@@ -301,6 +338,15 @@ pub fn decode(buf: &[u8]) -> Result<(u32, Msg), WireError> {
             }
             Msg::Pong { sns }
         }
+        14 => {
+            let user = r.user()?;
+            let sn = r.addr()?;
+            let public_key = r.array()?;
+            Msg::Promote { user, sn, public_key, proof: Proof { nonce: r.array()?, proof: r.array()? } }
+        }
+        15 => Msg::Probe { nonce: r.array()? },
+        16 => Msg::ProbeAck { nonce: r.array()? },
+        17 => Msg::Promoted { public_key: r.array()?, sealed: r.payload()? },
         k => return Err(WireError::Kind(k)),
     };
     if !r.0.is_empty() {
@@ -476,6 +522,15 @@ mod tests {
                 }],
             },
             Msg::Ping,
+            Msg::Promote {
+                user: "carol".into(),
+                sn: "192.0.2.7:33033".parse().unwrap(),
+                public_key: [5; 32],
+                proof: Proof { nonce: [6; 16], proof: [8; 32] },
+            },
+            Msg::Probe { nonce: [3; 16] },
+            Msg::ProbeAck { nonce: [4; 16] },
+            Msg::Promoted { public_key: [1; 32], sealed: vec![9; 200] },
             Msg::Pong { sns: vec![] },
             Msg::Pong {
                 sns: vec!["192.0.2.1:33033".parse().unwrap(), "[2001:db8::2]:33033".parse().unwrap()],
