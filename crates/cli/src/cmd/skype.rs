@@ -61,6 +61,13 @@ pub struct SupernodeArgs {
     /// it; without it the SN refuses them and works alone.
     #[arg(long, value_name = "FILE")]
     overlay_secret_file: Option<PathBuf>,
+    /// A peer asking to be promoted must have been registered this long from one public
+    /// address [default: 300].
+    #[arg(long, value_name = "SECS")]
+    promote_min_uptime: Option<u64>,
+    /// Promote peers while the overlay has fewer live SNs than this; 0 never [default: 8].
+    #[arg(long, value_name = "N")]
+    target_supernodes: Option<usize>,
 }
 
 /// Flags for `skype peer`.
@@ -91,6 +98,14 @@ pub struct PeerArgs {
     /// Control socket [default: $XDG_RUNTIME_DIR/appnet-skype-USER.sock].
     #[arg(long, value_name = "PATH")]
     control: Option<PathBuf>,
+    /// Offer to serve as a supernode too, asking this many seconds after start (the SN
+    /// promotes a public, reachable, long-lived peer while the overlay wants more SNs).
+    #[arg(long, value_name = "SECS")]
+    promote_after: Option<u64>,
+    /// The SN port for --promote-after (it must be reachable unsolicited) [default: the
+    /// host address, a free port].
+    #[arg(long, value_name = "ADDR", requires = "promote_after")]
+    sn_listen: Option<SocketAddr>,
 }
 
 /// Which running peer a command goes to.
@@ -159,6 +174,8 @@ async fn supernode(args: SupernodeArgs, ctx: &Context) -> anyhow::Result<()> {
     set(&mut config.entry_lifetime_secs, args.entry_lifetime);
     set(&mut config.names_per_ip, args.names_per_ip);
     set(&mut config.requests_per_sec, args.requests_per_sec);
+    set(&mut config.promote_min_uptime_secs, args.promote_min_uptime);
+    set(&mut config.target_supernodes, args.target_supernodes);
     if !args.join.is_empty() {
         config.join = args.join;
     }
@@ -205,11 +222,20 @@ async fn peer(args: PeerArgs) -> anyhow::Result<()> {
         listen: args.listen,
         stun: args.stun,
         turn,
+        promote: args.promote_after.map(|secs| appnet_nat::skype::peer::PromoteConfig {
+            after: std::time::Duration::from_secs(secs),
+            listen: args.sn_listen.unwrap_or_else(|| SocketAddr::new(args.listen.ip(), 0)),
+        }),
     };
-    let peer =
-        Peer::start(cfg).await.with_context(|| format!("registering {} at {first}", args.user))?;
+    let peer = Peer::start(cfg).await.with_context(|| format!("registering {} at {first}", args.user))?;
     let listener = bind_control(&path)?;
     let list: Vec<String> = peer.candidates().iter().map(|c| format!("{:?} {}", c.kind, c.addr)).collect();
+    if let Some(sn) = peer.sn_port() {
+        println!(
+            "appnet skype: SN port {sn} answers probes; asking for promotion in {}s",
+            args.promote_after.unwrap_or(0)
+        );
+    }
     println!(
         "appnet skype: {} registered at {} with {}; control socket {}",
         args.user,
