@@ -15,9 +15,10 @@
 
 use crate::body::Body;
 use crate::config::WebConfig;
+use crate::http1_cache::{self, HeadCache};
 use crate::http1_conn::Limits;
 use crate::http1_head::{self, BodyLen, BodyOut, Parsed};
-use crate::site::{CloseAfter, ConnInfo, Router};
+use crate::site::{CloseAfter, ConnInfo, Router, ServedFile};
 use appnet_netkit::Shutdown;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderValue, header};
@@ -144,6 +145,7 @@ where
     // When the head at the front of `buf` is due; `None` while no head has started.
     let mut head_due = Some(first_deadline);
     let mut pending = Pending::new();
+    let mut cache = HeadCache::default();
     // One shutdown waiter and one timer for the connection's life: the timer is moved earlier
     // when a deadline comes sooner, and looked at again when it fires, so a busy connection
     // does not touch the timer wheel (or the shutdown waiter list) per request.
@@ -155,9 +157,36 @@ where
         // Answer every complete head in the buffer.
         let mut close = false;
         while !buf.is_empty() {
-            let fast = match http1_head::parse(&buf, &head_limits) {
+            // Whole-file answers are kept per connection while the access log is off (the
+            // router logs each request it answers) and no shutdown is under way.
+            let caching = !handler.config().access_log && !shutdown.is_triggered();
+            let second = http1_cache::second_now();
+            let mut parsed = http1_head::parse(&buf, &head_limits, caching, &mut |p| cache.probe(p, second));
+            if let Parsed::Hit { len, entry } = parsed {
+                if let Some(e) = cache.fresh(entry) {
+                    buf.advance(len);
+                    head_due = None;
+                    let busy = activity.enter();
+                    handler.stats().count(200);
+                    pending.heads.extend_from_slice(&e.head);
+                    let end = pending.heads.len();
+                    http1_head::with_date(|date| pending.heads[end - 33..end - 4].copy_from_slice(date));
+                    if !e.body.is_empty() {
+                        pending.push(e.body.clone());
+                    }
+                    pending.busy.push(busy);
+                    if e.close {
+                        close = true;
+                        break;
+                    }
+                    continue;
+                }
+                // The file changed: the router answers.
+                parsed = http1_head::parse(&buf, &head_limits, false, &mut |_| None);
+            }
+            let fast = match parsed {
                 Parsed::Partial => break,
-                Parsed::HandOff => {
+                Parsed::HandOff | Parsed::Hit { .. } => {
                     if pending.flush(&mut io).await.is_err() {
                         return None;
                     }
@@ -174,7 +203,8 @@ where
             let (mut parts, body) = resp.into_parts();
             // A shutdown under way ends keep-alive (hyper's graceful shutdown does the same).
             let keep_alive = fast.keep_alive && !shutdown.is_triggered();
-            if parts.extensions.get::<CloseAfter>().is_some() {
+            let close_after = parts.extensions.get::<CloseAfter>().is_some();
+            if close_after {
                 // The field closes the connection (and hyper's state is left as it was).
                 parts.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
@@ -183,6 +213,7 @@ where
             } else {
                 body.size_hint().exact().map_or(BodyLen::Unknown, BodyLen::Known)
             };
+            let head_at = pending.heads.len();
             let enc = http1_head::with_date(|date| {
                 http1_head::encode_head(
                     &mut parts,
@@ -195,9 +226,34 @@ where
                 )
             });
             pending.busy.push(busy);
-            if enc.body != BodyOut::Nothing && send_body(body, enc.body, &mut pending, &mut io).await.is_err()
-            {
-                return None;
+            let served = parts.extensions.remove::<ServedFile>();
+            match (fast.key, served) {
+                (Some(key), Some(file))
+                    if parts.status == http::StatusCode::OK
+                        && !close_after
+                        && matches!(enc.body, BodyOut::Plain | BodyOut::Nothing) =>
+                {
+                    // Kept for the next identical request: the head as encoded, the body's bytes.
+                    let head = Bytes::copy_from_slice(&pending.heads[head_at..]);
+                    let data = match enc.body {
+                        BodyOut::Nothing => Bytes::new(),
+                        _ => match body.collect().await {
+                            Ok(c) => c.to_bytes(),
+                            Err(_) => return None,
+                        },
+                    };
+                    if !data.is_empty() {
+                        pending.push(data.clone());
+                    }
+                    cache.put(key, head, data, enc.close, file, second);
+                }
+                _ => {
+                    if enc.body != BodyOut::Nothing
+                        && send_body(body, enc.body, &mut pending, &mut io).await.is_err()
+                    {
+                        return None;
+                    }
+                }
             }
             if enc.close {
                 close = true;

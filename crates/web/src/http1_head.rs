@@ -30,6 +30,13 @@ pub enum Parsed {
     HandOff,
     /// A GET or HEAD the fast path serves.
     Ready(FastRequest),
+    /// A GET or HEAD the probe recognised: `entry` is what the probe returned.
+    Hit {
+        /// Bytes of the head.
+        len: usize,
+        /// The probe's answer.
+        entry: usize,
+    },
 }
 
 /// A request head the fast path serves.
@@ -40,20 +47,84 @@ pub struct FastRequest {
     pub req: Request<RequestBody>,
     /// Whether the connection may stay open after the response (as hyper decides it).
     pub keep_alive: bool,
+    /// With `caching`, for a request whose answer depends only on its method, version,
+    /// keep-alive, Host and target (no preconditions, no ranges): those, as one key.
+    pub key: Option<Vec<u8>>,
 }
 
-/// Parses the head at the front of `buf` through the guard (see [`Parsed`]).
-pub fn parse(buf: &[u8], limits: &HeadLimits) -> Parsed {
-    if limits.max_headers <= STACK_HEADERS {
-        let mut headers = [httparse::EMPTY_HEADER; STACK_HEADERS];
-        parse_with(buf, limits, &mut headers)
-    } else {
-        let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-        parse_with(buf, limits, &mut headers)
+/// The parts of a request that alone decide a static file's response (see
+/// [`FastRequest::key`]), for a cache probe.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyParts<'a> {
+    /// Method, version and keep-alive as bits.
+    pub flags: u8,
+    /// The Host field's value (empty when absent).
+    pub host: &'a [u8],
+    /// The request target as sent.
+    pub target: &'a [u8],
+}
+
+impl KeyParts<'_> {
+    /// Whether `key` (from [`KeyParts::to_key`]) is this one.
+    pub fn matches(&self, key: &[u8]) -> bool {
+        key.len() == 2 + self.host.len() + self.target.len()
+            && key[0] == self.flags
+            && key[1..1 + self.host.len()] == *self.host
+            && key[1 + self.host.len()] == b' '
+            && key[2 + self.host.len()..] == *self.target
+    }
+
+    /// The key as bytes.
+    pub fn to_key(&self) -> Vec<u8> {
+        let mut k = Vec::with_capacity(2 + self.host.len() + self.target.len());
+        k.push(self.flags);
+        k.extend_from_slice(self.host);
+        k.push(b' ');
+        k.extend_from_slice(self.target);
+        k
     }
 }
 
-fn parse_with<'b>(buf: &'b [u8], limits: &HeadLimits, headers: &mut [httparse::Header<'b>]) -> Parsed {
+/// Parses the head at the front of `buf` through the guard (see [`Parsed`]). With `caching`,
+/// a request whose answer depends only on its [`KeyParts`] is first shown to `probe`: when it
+/// returns `Some`, the head is [`Parsed::Hit`] and no request is built.
+pub fn parse(
+    buf: &[u8],
+    limits: &HeadLimits,
+    caching: bool,
+    probe: &mut dyn FnMut(&KeyParts<'_>) -> Option<usize>,
+) -> Parsed {
+    if limits.max_headers <= STACK_HEADERS {
+        let mut headers = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        parse_with(buf, limits, &mut headers, caching, probe)
+    } else {
+        let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        parse_with(buf, limits, &mut headers, caching, probe)
+    }
+}
+
+/// Request fields after which a file's response depends on more than the [`KeyParts`].
+const UNCACHED_FIELDS: [HeaderName; 6] = [
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_UNMODIFIED_SINCE,
+    header::RANGE,
+    header::IF_RANGE,
+];
+
+/// `http`'s rule for field values (`HeaderValue::from_bytes`), without building one.
+fn valid_value(v: &[u8]) -> bool {
+    v.iter().all(|&b| (b >= 32 && b != 127) || b == b'\t')
+}
+
+fn parse_with<'b>(
+    buf: &'b [u8],
+    limits: &HeadLimits,
+    headers: &mut [httparse::Header<'b>],
+    caching: bool,
+    probe: &mut dyn FnMut(&KeyParts<'_>) -> Option<usize>,
+) -> Parsed {
     let (len, framing, req) = match parse_head(buf, limits, headers) {
         Ok(Some(h)) => h,
         Ok(None) => return Parsed::Partial,
@@ -70,16 +141,19 @@ fn parse_with<'b>(buf: &'b [u8], limits: &HeadLimits, headers: &mut [httparse::H
     };
     let version = if req.version == Some(1) { Version::HTTP_11 } else { Version::HTTP_10 };
     let Some(path) = req.path.filter(|p| p.len() <= MAX_URI_LEN) else { return Parsed::HandOff };
-    let Ok(uri) = http::Uri::try_from(path) else { return Parsed::HandOff };
-    let mut map = HeaderMap::with_capacity(req.headers.len());
     // hyper's rule: 1.1 stays open unless a Connection field says close; 1.0 closes unless
     // one says keep-alive (and a close anywhere wins).
     let mut keep_alive = version == Version::HTTP_11;
     let mut saw_close = false;
+    let mut cacheable = caching;
+    let mut host: &[u8] = b"";
     for h in req.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else { return Parsed::HandOff };
-        let Ok(value) = HeaderValue::from_bytes(h.value) else { return Parsed::HandOff };
+        if !valid_value(h.value) {
+            return Parsed::HandOff;
+        }
         if name == header::CONNECTION {
+            let value = HeaderValue::from_bytes(h.value).unwrap_or(HeaderValue::from_static(""));
             if saw_close || connection_has(&value, "close") {
                 saw_close = true;
                 keep_alive = false;
@@ -88,7 +162,30 @@ fn parse_with<'b>(buf: &'b [u8], limits: &HeadLimits, headers: &mut [httparse::H
             }
         } else if name == header::UPGRADE || name == header::EXPECT {
             return Parsed::HandOff;
+        } else if name == header::HOST {
+            host = h.value;
+        } else if cacheable && UNCACHED_FIELDS.contains(&name) {
+            cacheable = false;
         }
+    }
+    let Ok(uri) = http::Uri::try_from(path) else { return Parsed::HandOff };
+    let parts = KeyParts {
+        flags: u8::from(method == Method::HEAD)
+            | u8::from(version == Version::HTTP_11) << 1
+            | u8::from(keep_alive) << 2,
+        host,
+        target: path.as_bytes(),
+    };
+    if cacheable && let Some(entry) = probe(&parts) {
+        return Parsed::Hit { len, entry };
+    }
+    let mut map = HeaderMap::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value))
+        else {
+            return Parsed::HandOff;
+        };
         map.append(name, value);
     }
     let mut r = Request::new(RequestBody::Empty);
@@ -96,7 +193,8 @@ fn parse_with<'b>(buf: &'b [u8], limits: &HeadLimits, headers: &mut [httparse::H
     *r.uri_mut() = uri;
     *r.version_mut() = version;
     *r.headers_mut() = map;
-    Parsed::Ready(FastRequest { len, req: r, keep_alive })
+    let key = cacheable.then(|| parts.to_key());
+    Parsed::Ready(FastRequest { len, req: r, keep_alive, key })
 }
 
 /// Whether a comma-separated field value holds `token` (hyper's `connection_has`).
@@ -298,15 +396,16 @@ mod tests {
     }
 
     fn ready(input: &str) -> FastRequest {
-        match parse(input.as_bytes(), &limits()) {
+        match parse(input.as_bytes(), &limits(), true, &mut |_| None) {
             Parsed::Ready(r) => r,
             Parsed::Partial => panic!("{input:?}: partial"),
             Parsed::HandOff => panic!("{input:?}: handed off"),
+            Parsed::Hit { .. } => panic!("{input:?}: hit"),
         }
     }
 
     fn handed_off(input: &str) -> bool {
-        matches!(parse(input.as_bytes(), &limits()), Parsed::HandOff)
+        matches!(parse(input.as_bytes(), &limits(), true, &mut |_| Some(0)), Parsed::HandOff)
     }
 
     #[test]
@@ -321,7 +420,10 @@ mod tests {
         assert!(!ready("GET / HTTP/1.0\r\n\r\n").keep_alive);
         assert!(ready("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
         assert!(!ready("GET / HTTP/1.0\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n").keep_alive);
-        assert!(matches!(parse(b"GET / HTTP/1.1\r\nHost: x\r\n", &limits()), Parsed::Partial));
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\nHost: x\r\n", &limits(), true, &mut |_| None),
+            Parsed::Partial
+        ));
         assert!(handed_off("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na"));
         assert!(handed_off("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na"));
         assert!(handed_off("GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"));
@@ -331,6 +433,22 @@ mod tests {
         assert!(handed_off("GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n"));
         assert!(handed_off("GET / HTTP/1.1\r\n\r\n"), "the guard's 400 (no Host)");
         assert!(handed_off("GET / HTTP/2.0\r\nHost: x\r\n\r\n"), "the guard's 505");
+    }
+
+    #[test]
+    fn only_requests_without_preconditions_or_ranges_have_a_key() {
+        assert_eq!(ready("GET /a HTTP/1.1\r\nHost: x\r\n\r\n").key.unwrap(), b"\x06x /a");
+        assert!(ready("GET /a HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\n").key.is_none());
+        assert!(ready("GET /a HTTP/1.1\r\nHost: x\r\nIf-None-Match: *\r\n\r\n").key.is_none());
+        assert!(ready("GET /a HTTP/1.1\r\nHost: x\r\nif-modified-since: x\r\n\r\n").key.is_none());
+        let off = parse(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", &limits(), false, &mut |_| Some(1));
+        assert!(matches!(off, Parsed::Ready(FastRequest { key: None, .. })), "no caching, no probe");
+        let hit =
+            parse(b"HEAD /a HTTP/1.0\r\n\r\n", &limits(), true, &mut |p| p.matches(b"\x01 /a").then_some(7));
+        assert!(matches!(hit, Parsed::Hit { len: 20, entry: 7 }));
+        let miss =
+            parse(b"HEAD /a HTTP/1.0\r\n\r\n", &limits(), true, &mut |p| p.matches(b"\x01 /b").then_some(7));
+        assert!(matches!(miss, Parsed::Ready(_)));
     }
 
     fn head(

@@ -7,8 +7,9 @@
 //! - [`site`]: the [`site::Router`] shared by both protocol drivers.
 //! - [`http1_guard`]: the pure HTTP/1 request-head and framing checks, shared by the server
 //!   and the proxy; [`http1_conn`]: the server's HTTP/1 connection wrapper running them (and
-//!   the timers) in front of hyper; [`http1_fast`] (with the pure [`http1_head`]): the
-//!   server's own HTTP/1.1 loop for plain GET and HEAD, which hands anything else to hyper;
+//!   the timers) in front of hyper; [`http1_fast`] (with the pure [`http1_head`] and the
+//!   per-connection [`http1_cache`]): the server's own HTTP/1.1 loop for plain GET and HEAD,
+//!   which hands anything else to hyper;
 //!   [`h2_frames`]: the RFC 9113 frame checker in front of h2.
 //! - [`server`] / [`h2srv`]: the tokio drivers; [`h3`]: HTTP/3 over QUIC (server and client). [`client`]: `appnet web get`.
 //! - [`config`], [`tls`] (files or the lab CA), [`tls_client`] (trust for outgoing TLS),
@@ -26,6 +27,7 @@ pub mod h2core;
 pub mod h2serve;
 pub mod h2srv;
 pub mod h3;
+pub mod http1_cache;
 pub mod http1_conn;
 pub mod http1_fast;
 pub mod http1_guard;

@@ -34,6 +34,19 @@ pub struct ConnInfo {
 #[derive(Debug, Clone)]
 pub struct PushList(pub Vec<String>);
 
+/// The file a whole-file 200 response serves from memory, as it was when served (a response
+/// extension): the HTTP/1 fast path may send the same response again while the file's size and
+/// mtime stay the same ([`crate::http1_cache`]).
+#[derive(Debug, Clone)]
+pub struct ServedFile {
+    /// The resolved path.
+    pub path: PathBuf,
+    /// Its size.
+    pub len: u64,
+    /// Its modification time.
+    pub mtime: SystemTime,
+}
+
 /// Marks responses after which an HTTP/1 connection must close (a response extension).
 #[derive(Debug, Clone, Copy)]
 pub struct CloseAfter;
@@ -429,6 +442,13 @@ impl Router {
         let mut r = Response::new(body);
         *r.status_mut() = status;
         *r.headers_mut() = headers;
+        if status == StatusCode::OK && siblings.is_empty() && cached.is_some() {
+            r.extensions_mut().insert(ServedFile {
+                path: info.path.clone(),
+                len: info.len,
+                mtime: info.mtime,
+            });
+        }
         if self.config.push && status == StatusCode::OK && !head && content_type.starts_with("text/html") {
             let pages = &self.config.push_pages;
             let list = match pages.get(req.uri().path()).or_else(|| pages.get(url)) {

@@ -143,3 +143,55 @@ async fn a_late_head_after_fast_answers_gets_408() {
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "{took:?}");
     srv.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn repeated_requests_on_one_connection_answer_as_hyper_does_and_see_file_changes() {
+    let site = site("fast-repeat");
+    let (mut servers, mut stats) = (Vec::new(), Vec::new());
+    for fast in [true, false] {
+        let mut cfg = config(site.path());
+        cfg.http1_fast_path = fast;
+        let server = appnet_web::WebServer::bind(cfg).await.unwrap();
+        stats.push(server.stats());
+        let running = appnet_netkit::harness::start(server);
+        appnet_netkit::harness::wait_tcp(running.addr(), Duration::from_secs(5)).await.unwrap();
+        servers.push(running);
+    }
+    let mut reqs = String::new();
+    for _ in 0..3 {
+        reqs.push_str(
+            "GET /style.css HTTP/1.1\r\nHost: x\r\n\r\nHEAD /style.css HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+        reqs.push_str(
+            "GET /digits.txt HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+        reqs.push_str("GET /digits.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=1-2\r\n\r\n");
+    }
+    reqs.push_str("GET /style.css HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let fast = raw(servers[0].addr(), reqs.as_bytes()).await;
+    let hyper = raw(servers[1].addr(), reqs.as_bytes()).await;
+    assert_eq!(fast.matches("HTTP/1.").count(), 16);
+    assert_eq!(normalize(&fast), normalize(&hyper));
+    assert_eq!(stats[0].responses(200), 13, "cached answers are counted");
+    assert_eq!(stats[0].responses(200), stats[1].responses(200));
+
+    // A file edited between two requests on one connection is served as it is now.
+    let mut s = TcpStream::connect(servers[0].addr()).await.unwrap();
+    let mut answers = Vec::new();
+    for content in ["first\n", "second, longer\n"] {
+        std::fs::write(site.path().join("edit.txt"), content).unwrap();
+        s.write_all(b"GET /edit.txt HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut got = Vec::new();
+        while !String::from_utf8_lossy(&got).ends_with(content) {
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await.unwrap().unwrap();
+            assert!(n > 0, "closed early");
+            got.extend_from_slice(&chunk[..n]);
+        }
+        answers.push(String::from_utf8(got).unwrap());
+    }
+    assert!(answers[1].contains("content-length: 15\r\n"), "{}", answers[1]);
+    for s in servers {
+        s.stop().await.unwrap();
+    }
+}

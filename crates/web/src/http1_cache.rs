@@ -1,0 +1,87 @@
+//! The HTTP/1.1 fast path's per-connection response cache: a whole-file 200 answer the router
+//! gave (marked [`ServedFile`]), encoded once, sent again for the same method, version,
+//! keep-alive, Host and target ([`KeyParts`]) as long as the file's size and mtime have not
+//! changed (one `stat`, as the router does) and within the same second (the router's
+//! path-resolution cache and `Expires` values live that long). Only with the access log off:
+//! the router logs every request it answers. The bytes sent are the router's, with a fresh
+//! Date.
+
+use crate::http1_head::KeyParts;
+use crate::site::ServedFile;
+use bytes::Bytes;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Entries kept per connection.
+const ENTRIES: usize = 8;
+
+/// One cached answer.
+pub struct Entry {
+    key: Vec<u8>,
+    /// The encoded head; its last 33 bytes are the Date value and the blank line.
+    pub head: Bytes,
+    /// The body (empty for HEAD).
+    pub body: Bytes,
+    /// Whether the connection closes after it.
+    pub close: bool,
+    file: ServedFile,
+}
+
+/// A connection's cache (see the module docs).
+#[derive(Default)]
+pub struct HeadCache {
+    entries: Vec<Entry>,
+    second: u64,
+    /// Round-robin replacement.
+    next: usize,
+}
+
+/// The wall-clock second now.
+pub fn second_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl HeadCache {
+    /// The entry for `parts` (its index), forgetting everything from an earlier second.
+    pub fn probe(&mut self, parts: &KeyParts<'_>, second: u64) -> Option<usize> {
+        if second != self.second {
+            self.entries.clear();
+            self.second = second;
+        }
+        self.entries.iter().position(|e| parts.matches(&e.key))
+    }
+
+    /// Entry `i` if its file is still the one served (size and mtime), else forgets it.
+    pub fn fresh(&mut self, i: usize) -> Option<&Entry> {
+        let e = self.entries.get(i)?;
+        let same = std::fs::metadata(&e.file.path)
+            .is_ok_and(|m| m.is_file() && m.len() == e.file.len && m.modified().ok() == Some(e.file.mtime));
+        if !same {
+            self.entries.swap_remove(i);
+            return None;
+        }
+        self.entries.get(i)
+    }
+
+    /// Keeps an answer made in `second`.
+    pub fn put(
+        &mut self,
+        key: Vec<u8>,
+        head: Bytes,
+        body: Bytes,
+        close: bool,
+        file: ServedFile,
+        second: u64,
+    ) {
+        if second != self.second {
+            self.entries.clear();
+            self.second = second;
+        }
+        let e = Entry { key, head, body, close, file };
+        if self.entries.len() < ENTRIES {
+            self.entries.push(e);
+        } else {
+            self.next = (self.next + 1) % ENTRIES;
+            self.entries[self.next] = e;
+        }
+    }
+}
