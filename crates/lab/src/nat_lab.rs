@@ -222,32 +222,42 @@ impl NatNet {
         ip(&["-n", ns, "link", "set", "lo", "up"])
     }
 
-    async fn build(&mut self, dir: &Path) -> Result<Vec<PeerHandle>, String> {
+    /// The public namespace: a bridge holding the servers' two addresses, which the routers'
+    /// uplinks join.
+    fn add_public(&mut self) -> Result<(), String> {
         self.add_ns(PUBLIC)?;
         ip(&["-n", PUBLIC, "link", "add", "natpub", "type", "bridge"])?;
         ip(&["-n", PUBLIC, "addr", "add", &format!("{SERVER_IP}/24"), "dev", "natpub"])?;
         ip(&["-n", PUBLIC, "addr", "add", &format!("{ALT_IP}/24"), "dev", "natpub"])?;
-        ip(&["-n", PUBLIC, "link", "set", "natpub", "up"])?;
+        ip(&["-n", PUBLIC, "link", "set", "natpub", "up"])
+    }
+
+    /// One site: its NAT router (100.64.0.1N on the public bridge, masquerade with the site's
+    /// mode, unsolicited inbound dropped) and the user's namespace behind it (100.65.N.2).
+    fn add_site(&mut self, s: &Site) -> Result<(), String> {
+        let (rtr, cli, n) = (router_ns(s.n), user_ns(s.user), s.n);
+        self.add_ns(&rtr)?;
+        self.add_ns(&cli)?;
+        let (out, port) = (format!("out{n}"), format!("port{n}"));
+        ip(&["link", "add", &out, "netns", &rtr, "type", "veth", "peer", "name", &port, "netns", PUBLIC])?;
+        ip(&["-n", PUBLIC, "link", "set", &port, "master", "natpub", "up"])?;
+        ip(&["-n", &rtr, "addr", "add", &format!("100.64.0.1{n}/24"), "dev", &out])?;
+        ip(&["-n", &rtr, "link", "set", &out, "up"])?;
+        let (inside, up) = (format!("in{n}"), "uplink".to_string());
+        ip(&["link", "add", &inside, "netns", &rtr, "type", "veth", "peer", "name", &up, "netns", &cli])?;
+        ip(&["-n", &rtr, "addr", "add", &format!("100.65.{n}.1/24"), "dev", &inside])?;
+        ip(&["-n", &rtr, "link", "set", &inside, "up"])?;
+        ip(&["-n", &cli, "addr", "add", &format!("100.65.{n}.2/24"), "dev", &up])?;
+        ip(&["-n", &cli, "link", "set", &up, "up"])?;
+        ip(&["-n", &cli, "route", "add", "default", "via", &format!("100.65.{n}.1")])?;
+        run_tool("ip", &["netns", "exec", &rtr, "sysctl", "-qw", "net.ipv4.ip_forward=1"], None)?;
+        run_tool("ip", &["netns", "exec", &rtr, "nft", "-f", "-"], Some(&ruleset(n, s.mode)))
+    }
+
+    async fn build(&mut self, dir: &Path) -> Result<Vec<PeerHandle>, String> {
+        self.add_public()?;
         for s in &SITES {
-            let (rtr, cli, n) = (router_ns(s.n), user_ns(s.user), s.n);
-            self.add_ns(&rtr)?;
-            self.add_ns(&cli)?;
-            let (out, port) = (format!("out{n}"), format!("port{n}"));
-            ip(&[
-                "link", "add", &out, "netns", &rtr, "type", "veth", "peer", "name", &port, "netns", PUBLIC,
-            ])?;
-            ip(&["-n", PUBLIC, "link", "set", &port, "master", "natpub", "up"])?;
-            ip(&["-n", &rtr, "addr", "add", &format!("100.64.0.1{n}/24"), "dev", &out])?;
-            ip(&["-n", &rtr, "link", "set", &out, "up"])?;
-            let (inside, up) = (format!("in{n}"), "uplink".to_string());
-            ip(&["link", "add", &inside, "netns", &rtr, "type", "veth", "peer", "name", &up, "netns", &cli])?;
-            ip(&["-n", &rtr, "addr", "add", &format!("100.65.{n}.1/24"), "dev", &inside])?;
-            ip(&["-n", &rtr, "link", "set", &inside, "up"])?;
-            ip(&["-n", &cli, "addr", "add", &format!("100.65.{n}.2/24"), "dev", &up])?;
-            ip(&["-n", &cli, "link", "set", &up, "up"])?;
-            ip(&["-n", &cli, "route", "add", "default", "via", &format!("100.65.{n}.1")])?;
-            run_tool("ip", &["netns", "exec", &rtr, "sysctl", "-qw", "net.ipv4.ip_forward=1"], None)?;
-            run_tool("ip", &["netns", "exec", &rtr, "nft", "-f", "-"], Some(&ruleset(n, s.mode)))?;
+            self.add_site(s)?;
         }
         // Fresh passwords each run: the directory entries and TURN allocations are authenticated.
         let passwords: Vec<String> =
