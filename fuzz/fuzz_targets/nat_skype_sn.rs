@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     }
     // A promotion grant as it comes out of its AEAD, and a candidate's SN port's probe answer.
     let _ = Grant::decode(data);
-    let _ = candidacy::answer_probe(data);
+    let _ = candidacy::answer_probe(data, &[7; 32]);
     let key = overlay::key(SECRET);
     // Tag the input with the key, so the body decoder sees arbitrary bytes past the HMAC.
     let tagged = overlay::tag_raw(&key, data);

@@ -12,7 +12,7 @@ use appnet_nat::skype::directory::{Directory, DirectoryConfig};
 use appnet_nat::skype::node::{Node, PROBE_TIMEOUT};
 use appnet_nat::skype::overlay::{self, Overlay, OverlayConfig, OverlayMsg};
 use appnet_nat::skype::peer::{Command, Peer, PeerConfig, PromoteConfig};
-use appnet_nat::skype::promotion::{Handoff, PromotionPolicy};
+use appnet_nat::skype::promotion::{Handoff, PromotionPolicy, probe_tag};
 use appnet_nat::skype::wire::{self, Candidate, CandidateKind, Msg, Proof};
 use appnet_nat::skype::{Supernode, client};
 use appnet_netkit::Shutdown;
@@ -92,7 +92,8 @@ fn the_sn_promotes_only_public_reachable_long_lived_peers_and_the_grant_stays_se
     let t0 = Instant::now();
     let me = addr("198.51.100.1:33033");
     let ov = Overlay::new(OverlayConfig::default(), me, Some(SECRET), Vec::new(), t0, 5_000_000);
-    let policy = PromotionPolicy { min_uptime: Duration::from_secs(60), target_supernodes: 8 };
+    // The overlay wants two SNs: this one and one promoted peer.
+    let policy = PromotionPolicy { min_uptime: Duration::from_secs(60), target_supernodes: 2 };
     let mut node = Node::new(Directory::new(DirectoryConfig::default(), t0), ov).with_policy(Some(policy));
 
     // nat: registers from 203.0.113.5:40000 but its host candidate is 10.0.0.2:5000.
@@ -131,8 +132,17 @@ fn the_sn_promotes_only_public_reachable_long_lived_peers_and_the_grant_stays_se
     let (handoff, out) = promote(&mut node, public, "pub", "pw-pub", pub_sn, now);
     let [(_, Msg::Probe { nonce })] = out.as_slice() else { panic!("{out:?}") };
     let mut wire_log: Vec<Vec<u8>> = Vec::new();
-    assert!(ask(&mut node, addr("192.0.2.99:5001"), 3, &Msg::ProbeAck { nonce: *nonce }, now).is_empty());
-    let ack = wire::encode(3, &Msg::ProbeAck { nonce: *nonce });
+    let salt = challenge(&mut node, public, "pub", now).1.unwrap();
+    let stored = ClientKey::derive("pw-pub", &salt).verifier(salt).stored_key;
+    let tag = probe_tag(&stored, nonce);
+    // From elsewhere, or from the SN port but not tagged with pub's StoredKey (another SN
+    // listening there, say): nothing.
+    assert!(
+        ask(&mut node, addr("192.0.2.99:5001"), 3, &Msg::ProbeAck { nonce: *nonce, tag }, now).is_empty()
+    );
+    let wrong = probe_tag(&[0; 32], nonce);
+    assert!(ask(&mut node, pub_sn, 3, &Msg::ProbeAck { nonce: *nonce, tag: wrong }, now).is_empty());
+    let ack = wire::encode(3, &Msg::ProbeAck { nonce: *nonce, tag });
     wire_log.push(ack.clone());
     let out = node.handle(pub_sn, &ack, now);
     wire_log.extend(out.iter().map(|(_, d)| d.clone()));
@@ -140,8 +150,6 @@ fn the_sn_promotes_only_public_reachable_long_lived_peers_and_the_grant_stays_se
     let [(to, Msg::Promoted { public_key, sealed })] = out.as_slice() else { panic!("{out:?}") };
     let (public_key, sealed) = (*public_key, sealed.clone());
     assert_eq!(*to, public);
-    let salt = challenge(&mut node, public, "pub", now).1.unwrap();
-    let stored = ClientKey::derive("pw-pub", &salt).verifier(salt).stored_key;
     // An eavesdropper who knows everything on the wire, and even the StoredKey (the first
     // registration carries it), but not the peer's ephemeral private key: nothing.
     let eve = Handoff::new().unwrap();
@@ -162,6 +170,19 @@ fn the_sn_promotes_only_public_reachable_long_lived_peers_and_the_grant_stays_se
     let hello = promoted.seal(&OverlayMsg::Members { sns: vec![pub_sn] }, now).unwrap();
     node.handle(pub_sn, &hello, now);
     assert!(node.members().contains(&pub_sn));
+    // Renewal: pub asks again as a member (the overlay has its two SNs now); same checks,
+    // probe included, and the same epochs' keys come back.
+    let (handoff, out) = promote(&mut node, public, "pub", "pw-pub", pub_sn, now);
+    let [(_, Msg::Probe { nonce })] = out.as_slice() else { panic!("{out:?}") };
+    let tag = probe_tag(&stored, nonce);
+    let out = ask(&mut node, pub_sn, 4, &Msg::ProbeAck { nonce: *nonce, tag }, now);
+    let [(_, Msg::Promoted { public_key, sealed })] = out.as_slice() else { panic!("{out:?}") };
+    assert_eq!(handoff.open(public_key, &stored, "pub", sealed).unwrap().keys, grant.keys);
+    // Another public peer now: the overlay has enough SNs.
+    let other_pub = addr("192.0.2.30:5000");
+    register(&mut node, other_pub, "opub", other_pub, t0);
+    let (_, out) = promote(&mut node, other_pub, "opub", "pw-opub", addr("192.0.2.30:5001"), now);
+    assert_eq!(refused(&out), Some((409, "Enough Supernodes".into())));
     // A forged membership (a made-up key; the raw secret of another overlay) is refused.
     let ts = 5_000_000 + 66_000;
     let forged = overlay::seal(

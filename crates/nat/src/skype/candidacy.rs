@@ -5,7 +5,7 @@
 //! refusal. Once promoted it asks again every half epoch to renew the grant's keys.
 
 use super::auth::ClientKey;
-use super::promotion::{Grant, Handoff};
+use super::promotion::{self, Grant, Handoff};
 use super::wire::{self, Msg};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -40,6 +40,8 @@ pub struct Candidacy {
     retry: Duration,
     next_at: Instant,
     state: State,
+    /// The user's StoredKey, once a Challenge gave the salt: it tags probe answers.
+    stored_key: Option<[u8; 32]>,
 }
 
 impl Candidacy {
@@ -52,7 +54,13 @@ impl Candidacy {
             retry: after.max(Duration::from_secs(5)),
             next_at: now + after,
             state: State::Idle,
+            stored_key: None,
         }
+    }
+
+    /// The key probe answers are tagged with (known after the first Challenge).
+    pub fn probe_key(&self) -> Option<[u8; 32]> {
+        self.stored_key
     }
 
     /// The SN address the peer asks to be promoted at.
@@ -95,6 +103,7 @@ impl Candidacy {
                 };
                 let key = ClientKey::derive(&self.password, salt);
                 let stored_key = key.verifier(*salt).stored_key;
+                self.stored_key = Some(stored_key);
                 let public_key = handoff.public_key();
                 let signed = wire::promote_signed_part(&self.user, self.sn_addr, &public_key);
                 let proof = wire::Proof { nonce: *nonce, proof: key.prove(&stored_key, nonce, &signed) };
@@ -128,10 +137,14 @@ impl Candidacy {
     }
 }
 
-/// The answer of a candidate's SN port to a probe (before it runs the SN role), if `raw` is one.
-pub fn answer_probe(raw: &[u8]) -> Option<Vec<u8>> {
+/// The answer of a candidate's SN port to a probe, tagged with the user's StoredKey, if `raw`
+/// is one.
+pub fn answer_probe(raw: &[u8], stored_key: &[u8; 32]) -> Option<Vec<u8>> {
     match wire::decode(raw) {
-        Ok((tid, Msg::Probe { nonce })) => Some(wire::encode(tid, &Msg::ProbeAck { nonce })),
+        Ok((tid, Msg::Probe { nonce })) => {
+            let tag = promotion::probe_tag(stored_key, &nonce);
+            Some(wire::encode(tid, &Msg::ProbeAck { nonce, tag }))
+        }
         _ => None,
     }
 }

@@ -57,6 +57,8 @@ pub struct Node {
     issued: HashMap<SocketAddr, Issued>,
     /// Our own grant was withdrawn by the overlay.
     revoked: bool,
+    /// A promoted SN's user's StoredKey: it answers the probes of its grant's renewals.
+    probe_key: Option<[u8; 32]>,
 }
 
 fn error(tid: u32, code: u16, reason: &str) -> Vec<u8> {
@@ -75,7 +77,14 @@ impl Node {
             pending: HashMap::new(),
             issued: HashMap::new(),
             revoked: false,
+            probe_key: None,
         }
+    }
+
+    /// Lets this (promoted) SN answer probes for its user (renewals of its grant).
+    pub fn with_probe_key(mut self, key: [u8; 32]) -> Node {
+        self.probe_key = Some(key);
+        self
     }
 
     /// Sets when this SN promotes peers (None: never). Only an SN holding the overlay secret
@@ -175,15 +184,18 @@ impl Node {
             return out;
         }
         match &msg {
-            // Any SN answers a reachability probe (a promoted SN's renewals are probed too).
+            // A promoted SN answers the probes of its grant's renewals, for its user only.
             Msg::Probe { nonce } => {
-                if self.directory.allowed(from.ip(), now) {
-                    out.push((from, wire::encode(tid, &Msg::ProbeAck { nonce: *nonce })));
+                if let Some(key) = self.probe_key
+                    && self.directory.allowed(from.ip(), now)
+                {
+                    let tag = promotion::probe_tag(&key, nonce);
+                    out.push((from, wire::encode(tid, &Msg::ProbeAck { nonce: *nonce, tag })));
                 }
                 return out;
             }
-            Msg::ProbeAck { nonce } => {
-                self.probe_answered(from, *nonce, now, &mut out);
+            Msg::ProbeAck { nonce, tag } => {
+                self.probe_answered(from, *nonce, tag, now, &mut out);
                 return out;
             }
             _ => {}
@@ -301,10 +313,12 @@ impl Node {
         if self.overlay.is_revoked(sn, now) {
             return Err((403, "Grant Withdrawn"));
         }
-        let renewal = self.issued.get(&sn).is_some_and(|g| g.user == user && g.client == client);
+        // A member asking again renews its keys (whoever granted them: the user's owners change
+        // with the ring); the probe's tag shows the SN there is this user's.
+        let renewal = self.overlay.is_member(sn)
+            || self.issued.get(&sn).is_some_and(|g| g.user == user && g.client == client);
         if !renewal
             && (sn == self.me()
-                || self.overlay.is_member(sn)
                 || self.members().len() >= policy.target_supernodes
                 || self.issued.len() >= MAX_ISSUED)
         {
@@ -317,8 +331,17 @@ impl Node {
     }
 
     /// The candidate answered our probe from its SN port: hand it the grant, sealed.
-    fn probe_answered(&mut self, from: SocketAddr, nonce: [u8; 16], now: Instant, out: &mut Out) {
-        if !self.pending.get(&nonce).is_some_and(|p| p.sn == from && p.deadline >= now) {
+    fn probe_answered(
+        &mut self,
+        from: SocketAddr,
+        nonce: [u8; 16],
+        tag: &[u8; 32],
+        now: Instant,
+        out: &mut Out,
+    ) {
+        if !self.pending.get(&nonce).is_some_and(|p| {
+            p.sn == from && p.deadline >= now && promotion::probe_tag_ok(&p.stored_key, &nonce, tag)
+        }) {
             return;
         }
         let Some(p) = self.pending.remove(&nonce) else { return };
@@ -351,12 +374,15 @@ impl Node {
         }
         let now_ms = self.overlay.unix_ms_at(now);
         self.issued.retain(|_, g| g.until_ms > now_ms);
+        // Whether the user is still online from where it asked is known only while this SN is
+        // one of the entry's owners; otherwise expiry (and the owner refusing renewal) ends it.
         let withdraw: Vec<(SocketAddr, u64)> = self
             .issued
             .iter()
             .filter(|(sn, g)| {
                 died.contains(sn)
-                    || !matches!(self.directory.reach(&g.user, now), Reach::Online { addr, .. } if addr == g.client)
+                    || (self.owners(&g.user).contains(&self.me())
+                        && !matches!(self.directory.reach(&g.user, now), Reach::Online { addr, .. } if addr == g.client))
             })
             .map(|(sn, g)| (*sn, g.until_ms))
             .collect();

@@ -545,7 +545,8 @@ impl Peer {
         if self.probe_budget.1 >= 20 {
             return;
         }
-        if let (Some(ack), Some(s)) = (candidacy::answer_probe(raw), self.sn_socket.as_ref()) {
+        let Some(key) = self.candidacy.as_ref().and_then(|c| c.probe_key()) else { return };
+        if let (Some(ack), Some(s)) = (candidacy::answer_probe(raw, &key), self.sn_socket.as_ref()) {
             self.probe_budget.1 += 1;
             let _ = s.send_to(&ack, from).await;
         }
@@ -566,8 +567,11 @@ impl Peer {
         };
         let (tx, rx) = mpsc::channel(2);
         let config = crate::config::SupernodeConfig::default();
-        let Some(advertised) = self.candidacy.as_ref().map(|c| c.sn_addr()) else { return };
-        match super::Supernode::promoted(socket, advertised, &config, grant, rx) {
+        let Some((advertised, Some(key))) = self.candidacy.as_ref().map(|c| (c.sn_addr(), c.probe_key()))
+        else {
+            return;
+        };
+        match super::Supernode::promoted(socket, advertised, key, &config, grant, rx) {
             Ok(sn) => {
                 use appnet_netkit::Service;
                 tracing::info!(%advertised, "promoted: serving as a supernode too");

@@ -10,7 +10,7 @@
 //! sees two public keys and ciphertext.
 
 use super::wire;
-use ring::{aead, agreement, hkdf, rand::SystemRandom};
+use ring::{aead, agreement, hkdf, hmac, rand::SystemRandom};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -101,6 +101,26 @@ impl Grant {
             _ => Err(GrantError::Malformed),
         }
     }
+}
+
+/// The tag a candidate puts in its ProbeAck: HMAC-SHA256(StoredKey, "appnet skype probe" ‖
+/// nonce). The SN checks it against the user's StoredKey, so an SN that answers probes on the
+/// same IP cannot answer for a user.
+pub fn probe_tag(stored_key: &[u8; 32], nonce: &[u8; 16]) -> [u8; 32] {
+    let mut ctx = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, stored_key));
+    ctx.update(b"appnet skype probe");
+    ctx.update(nonce);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.sign().as_ref());
+    out
+}
+
+/// Whether `tag` is [`probe_tag`] of `nonce` under `stored_key` (constant time).
+pub fn probe_tag_ok(stored_key: &[u8; 32], nonce: &[u8; 16], tag: &[u8; 32]) -> bool {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, stored_key);
+    let mut msg = b"appnet skype probe".to_vec();
+    msg.extend_from_slice(nonce);
+    hmac::verify(&key, &msg, tag).is_ok()
 }
 
 /// The peer's half of the handoff: an ephemeral X25519 key pair.

@@ -73,10 +73,12 @@ impl Supernode {
     /// A promoted peer's SN role on its already bound SN `socket`: the overlay keys come from
     /// `grant` (and later from `renewals`), not from a secret; it joins the grant's members and
     /// stops when its keys run out or the overlay withdraws its grant. It promotes nobody.
-    /// `me` is the address the others reach it at (its name on the ring).
+    /// `me` is the address the others reach it at (its name on the ring); `probe_key` (the
+    /// user's StoredKey) tags its answers to renewal probes.
     pub fn promoted(
         socket: UdpSocket,
         me: SocketAddr,
+        probe_key: [u8; 32],
         config: &SupernodeConfig,
         grant: Grant,
         renewals: tokio::sync::mpsc::Receiver<Grant>,
@@ -88,7 +90,9 @@ impl Supernode {
         };
         let mut overlay = Overlay::new(ocfg, me, None, grant.members.clone(), now, unix_ms());
         overlay.grant(grant.keys);
-        let node = Node::new(Directory::new(directory_config(config), now), overlay).with_policy(None);
+        let node = Node::new(Directory::new(directory_config(config), now), overlay)
+            .with_policy(None)
+            .with_probe_key(probe_key);
         Ok(Supernode { socket, node, renewals: Some(renewals) })
     }
 }

@@ -105,8 +105,10 @@ pub enum Msg {
     Promote { user: String, sn: SocketAddr, public_key: [u8; 32], proof: Proof },
     /// SN → a candidate's SN port, unsolicited: answer with this nonce if you can hear me.
     Probe { nonce: [u8; 16] },
-    /// Candidate's SN port → SN: the probe's nonce, from the probed address.
-    ProbeAck { nonce: [u8; 16] },
+    /// Candidate's SN port → SN: the probe's nonce, from the probed address, with
+    /// HMAC-SHA256(the user's StoredKey, "appnet skype probe" ‖ nonce), so that only the
+    /// candidate (not another SN that happens to listen there) can answer.
+    ProbeAck { nonce: [u8; 16], tag: [u8; 32] },
     /// SN → peer: promotion granted; `sealed` is the membership grant encrypted under a key
     /// agreed from both ephemeral keys and bound to the user's credentials.
     Promoted { public_key: [u8; 32], sealed: Vec<u8> },
@@ -214,7 +216,11 @@ pub fn encode(tid: u32, msg: &Msg) -> Vec<u8> {
             out.extend_from_slice(&proof.nonce);
             out.extend_from_slice(&proof.proof);
         }
-        Msg::Probe { nonce } | Msg::ProbeAck { nonce } => out.extend_from_slice(nonce),
+        Msg::Probe { nonce } => out.extend_from_slice(nonce),
+        Msg::ProbeAck { nonce, tag } => {
+            out.extend_from_slice(nonce);
+            out.extend_from_slice(tag);
+        }
         Msg::Promoted { public_key, sealed } => {
             out.extend_from_slice(public_key);
             put_payload(&mut out, sealed);
@@ -345,7 +351,7 @@ pub fn decode(buf: &[u8]) -> Result<(u32, Msg), WireError> {
             Msg::Promote { user, sn, public_key, proof: Proof { nonce: r.array()?, proof: r.array()? } }
         }
         15 => Msg::Probe { nonce: r.array()? },
-        16 => Msg::ProbeAck { nonce: r.array()? },
+        16 => Msg::ProbeAck { nonce: r.array()?, tag: r.array()? },
         17 => Msg::Promoted { public_key: r.array()?, sealed: r.payload()? },
         k => return Err(WireError::Kind(k)),
     };
@@ -529,7 +535,7 @@ mod tests {
                 proof: Proof { nonce: [6; 16], proof: [8; 32] },
             },
             Msg::Probe { nonce: [3; 16] },
-            Msg::ProbeAck { nonce: [4; 16] },
+            Msg::ProbeAck { nonce: [4; 16], tag: [2; 32] },
             Msg::Promoted { public_key: [1; 32], sealed: vec![9; 200] },
             Msg::Pong { sns: vec![] },
             Msg::Pong {
