@@ -23,6 +23,8 @@ const STACK_HEADERS: usize = 128;
 const MAX_URI_LEN: usize = (u16::MAX - 1) as usize;
 
 /// What the fast path does with the bytes at the front of its buffer.
+// Returned once per request and matched at once: boxing the request would cost an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Parsed {
     /// The next head is not complete yet (and not refused either).
     Partial,
