@@ -18,6 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Names whose zone state the validator remembers at most.
 const MAX_ZONE_STATES: usize = 16_384;
+/// Single-flight gates kept before the unused ones are swept.
+const MAX_FLIGHTS: usize = 1024;
 /// Validation verdicts remembered at most (past it the expired ones go, then all).
 const MAX_VERDICTS: usize = 65_536;
 
@@ -52,8 +54,34 @@ pub struct Resolver<T: Transport> {
 struct Dnssec {
     anchors: TrustAnchors,
     limits: Limits,
-    keys: Mutex<KeyCache>,
+    keys: KeyCache,
     verdicts: Mutex<HashMap<(NameBuf, u16), (Security, Instant)>>,
+    /// One lookup at a time per chain-of-trust RRset (DS or DNSKEY of a name): questions that
+    /// need it while another fetches and checks it wait, then find it cached (the answer, the
+    /// zone state, the passed signature check) instead of all fetching and verifying it.
+    flights: Flights,
+}
+
+/// Single-flight gates per (name, type), held from the lookup until the validator has used
+/// its answer. Gates nobody holds are dropped.
+#[derive(Default)]
+struct Flights(Mutex<HashMap<(NameBuf, u16), std::sync::Weak<tokio::sync::Mutex<()>>>>);
+
+impl Flights {
+    /// The gate for `n`/`t`, shared with every question waiting on it now.
+    fn gate(&self, n: &[u8], t: u16) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_FLIGHTS {
+            map.retain(|_, g| g.strong_count() > 0);
+        }
+        let key = (appnet_dns::wire::name::to_lower(n), t);
+        if let Some(g) = map.get(&key).and_then(std::sync::Weak::upgrade) {
+            return g;
+        }
+        let g = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(key, Arc::downgrade(&g));
+        g
+    }
 }
 
 /// Seconds until the first RRSIG of `answer` expires (`u32::MAX` without RRSIGs).
@@ -95,8 +123,9 @@ impl<T: Transport> Resolver<T> {
         self.dnssec = self.settings.dnssec.then(|| Dnssec {
             anchors,
             limits: Limits::default(),
-            keys: Mutex::new(KeyCache::new(MAX_ZONE_STATES)),
+            keys: KeyCache::new(MAX_ZONE_STATES),
             verdicts: Mutex::new(HashMap::new()),
+            flights: Flights::default(),
         });
         self
     }
@@ -127,13 +156,15 @@ impl<T: Transport> Resolver<T> {
         let unix = unix_now();
         let mut validation = Validation::new(qname, qtype, &answer);
         let mut lookups = 0;
+        // The gate of the last lookup, released once the poll after it has used the answer.
+        let mut flight = None;
         let security = loop {
+            // No lock is held across the poll (signature checks run in parallel).
             let poll = {
-                let mut keys = d.keys.lock().unwrap_or_else(|e| e.into_inner());
-                let mut ctx =
-                    Ctx { anchors: &d.anchors, keys: &mut keys, limits: &d.limits, now: now(), unix };
+                let mut ctx = Ctx { anchors: &d.anchors, keys: &d.keys, limits: &d.limits, now: now(), unix };
                 validation.poll(&mut ctx)
             };
+            drop(flight.take());
             match poll {
                 Poll::Done(s) => break s,
                 Poll::Need(n, t) => {
@@ -144,6 +175,8 @@ impl<T: Transport> Resolver<T> {
                             "too many lookups for the chain of trust",
                         ));
                     }
+                    let gate = d.flights.gate(&n, t);
+                    flight = Some(gate.lock_owned().await);
                     let a = self.resolve(&n, t).await;
                     validation.supply(&n, t, a);
                 }
@@ -206,7 +239,7 @@ impl<T: Transport> Resolver<T> {
     pub fn flush(&self) {
         self.lock().cache.clear();
         if let Some(d) = &self.dnssec {
-            *d.keys.lock().unwrap_or_else(|e| e.into_inner()) = KeyCache::new(MAX_ZONE_STATES);
+            d.keys.clear();
             d.verdicts.lock().unwrap_or_else(|e| e.into_inner()).clear();
         }
     }

@@ -155,6 +155,12 @@ pub fn signed_data(sig: &Rrsig, rrset: &[Record]) -> Result<Vec<u8>, VerifyError
 /// Checks `sig` over `rrset` with the DNSKEY `dnskey` (rdata). Tag, algorithm and time window
 /// are the caller's to check first (they are cheap; this is not).
 pub fn verify(sig: &Rrsig, rrset: &[Record], dnskey: &[u8]) -> Result<(), VerifyError> {
+    verify_signed(sig, &signed_data(sig, rrset)?, dnskey)
+}
+
+/// [`verify`] over signed data already built with [`signed_data`] (a caller that also needs
+/// the data, e.g. for [`fingerprint`], builds it once).
+pub fn verify_signed(sig: &Rrsig, data: &[u8], dnskey: &[u8]) -> Result<(), VerifyError> {
     let (flags, protocol, alg, key) = dnskey_fields(dnskey).ok_or(VerifyError::Malformed)?;
     if !algorithm_supported(alg) || alg != sig.algorithm {
         return Err(VerifyError::Algorithm(sig.algorithm));
@@ -162,8 +168,23 @@ pub fn verify(sig: &Rrsig, rrset: &[Record], dnskey: &[u8]) -> Result<(), Verify
     let dnskey = Dnskey::new(flags, protocol, SecurityAlgorithm::from_int(alg), key)
         .map_err(|_| VerifyError::Malformed)?;
     let public = PublicKey::from_dnskey(&dnskey).map_err(|_| VerifyError::Malformed)?;
-    let data = signed_data(sig, rrset)?;
-    public.verify(&data, &sig.signature).map_err(|_| VerifyError::BadSignature)
+    public.verify(data, &sig.signature).map_err(|_| VerifyError::BadSignature)
+}
+
+/// A SHA-256 digest of one signature check's inputs (the DNSKEY rdata, the signature and the
+/// signed data, each length-prefixed): equal digests mean the same check with the same result,
+/// so a validator may remember the digests of checks that passed and skip the public-key
+/// operation when the same RRset, RRSIG and key come again (as Unbound keeps the security
+/// status of an RRset it has validated).
+pub fn fingerprint(sig: &Rrsig, data: &[u8], dnskey: &[u8]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in [dnskey, &sig.signature, data] {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part);
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 /// Whether DS rdata `ds` is a digest of DNSKEY rdata `dnskey` owned by `owner` (digest types

@@ -139,15 +139,26 @@ impl World {
         unix: u32,
         tamper: impl Fn(&[u8], u16, &mut Answer),
     ) -> Security {
+        self.validate_in(&KeyCache::new(64), qname, qtype, answer, unix, tamper).0
+    }
+
+    /// Validates with the shared state `keys`; also returns the signature checks it made.
+    fn validate_in(
+        &self,
+        keys: &KeyCache,
+        qname: &str,
+        qtype: u16,
+        answer: &Answer,
+        unix: u32,
+        tamper: impl Fn(&[u8], u16, &mut Answer),
+    ) -> (Security, usize) {
         let q = from_text(qname).unwrap();
-        let mut keys = KeyCache::new(64);
         let limits = Limits::default();
         let mut v = Validation::new(&q, qtype, answer);
         for _ in 0..64 {
-            let mut ctx =
-                Ctx { anchors: &self.anchors, keys: &mut keys, limits: &limits, now: Instant::now(), unix };
+            let mut ctx = Ctx { anchors: &self.anchors, keys, limits: &limits, now: Instant::now(), unix };
             match v.poll(&mut ctx) {
-                Poll::Done(s) => return s,
+                Poll::Done(s) => return (s, v.verifications()),
                 Poll::Need(n, t) => {
                     let mut a = self.answer(&n, t);
                     tamper(&n, t, &mut a);
@@ -193,6 +204,35 @@ fn a_tampered_record_is_bogus() {
     a.rdata = vec![203, 0, 113, 66];
     let got = w.validate_with("www.sec.tld.", code::A, &answer, NOW, |_, _, _| {});
     assert_eq!(bogus_code(&got), Some(ede::DNSSEC_BOGUS));
+}
+
+#[test]
+fn a_signature_check_that_passed_is_not_repeated_but_a_changed_rrset_is_checked() {
+    let w = world();
+    let keys = KeyCache::new(64);
+    let nx = w.answer(&from_text("nothere.sec.tld.").unwrap(), code::A);
+    assert_eq!(nx.outcome, Outcome::NxDomain);
+    let (first, checks) = w.validate_in(&keys, "nothere.sec.tld.", code::A, &nx, NOW, |_, _, _| {});
+    assert_eq!(first, Security::Secure);
+    assert!(checks >= 2, "the chain and the denial were checked ({checks})");
+    // The same SOA and NSEC RRsets again (another name they deny): no public-key operation.
+    let nx2 = w.answer(&from_text("nothere2.sec.tld.").unwrap(), code::A);
+    let (again, checks) = w.validate_in(&keys, "nothere2.sec.tld.", code::A, &nx2, NOW, |_, _, _| {});
+    assert_eq!((again, checks), (Security::Secure, 0));
+    // Expired meanwhile: the time window is checked before the remembered pass.
+    let keys_late = KeyCache::new(64);
+    let _ = w.validate_in(&keys_late, "nothere2.sec.tld.", code::A, &nx2, NOW, |_, _, _| {});
+    let (expired, _) =
+        w.validate_in(&keys_late, "nothere2.sec.tld.", code::A, &nx2, NOW + 2 * 86_400, |_, _, _| {});
+    assert!(matches!(expired, Security::Bogus(_)), "{expired:?}");
+    // A changed record under the same RRSIG is checked (and fails), not taken from the cache.
+    let mut forged = w.answer(&from_text("www.sec.tld.").unwrap(), code::A);
+    let (ok, _) = w.validate_in(&keys, "www.sec.tld.", code::A, &forged, NOW, |_, _, _| {});
+    assert_eq!(ok, Security::Secure);
+    forged.records.iter_mut().find(|r| r.rtype == code::A).unwrap().rdata = vec![203, 0, 113, 66];
+    let (got, checks) = w.validate_in(&keys, "www.sec.tld.", code::A, &forged, NOW, |_, _, _| {});
+    assert_eq!(bogus_code(&got), Some(ede::DNSSEC_BOGUS));
+    assert!(checks >= 1);
 }
 
 #[test]
@@ -303,8 +343,8 @@ fn keys_sharing_a_tag_are_tried_only_up_to_the_limit() {
     let zone = from_text("sec.tld.").unwrap();
     let real = w.sec_zsk.clone();
     let limits = Limits::default();
-    let mut keys = KeyCache::new(16);
-    let ctx = Ctx { anchors: &w.anchors, keys: &mut keys, limits: &limits, now: Instant::now(), unix: NOW };
+    let keys = KeyCache::new(16);
+    let ctx = Ctx { anchors: &w.anchors, keys: &keys, limits: &limits, now: Instant::now(), unix: NOW };
     // The real key last, behind ten forged keys with its tag: never reached.
     let mut flood = colliding(&real, 10);
     assert_eq!(flood.len(), 10);
@@ -328,8 +368,8 @@ fn the_failure_budget_stops_a_question() {
     let zone = from_text("sec.tld.").unwrap();
     let forged = colliding(&w.sec_zsk, 4);
     let limits = Limits::default();
-    let mut keys = KeyCache::new(16);
-    let ctx = Ctx { anchors: &w.anchors, keys: &mut keys, limits: &limits, now: Instant::now(), unix: NOW };
+    let keys = KeyCache::new(16);
+    let ctx = Ctx { anchors: &w.anchors, keys: &keys, limits: &limits, now: Instant::now(), unix: NOW };
     let mut v = Validation::new(&from_text("www.sec.tld.").unwrap(), code::A, &answer);
     for _ in 0..10 {
         let _ = v.verify(&ctx, &set, &sigs, &zone, &forged);

@@ -25,8 +25,8 @@ use appnet_dns::wire::verify::{
     self, DS, RRSIG, algorithm_supported, dnskey_fields, ds_fields, ds_matches, in_window, parse_rrsig,
     rrsig_covers,
 };
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What is known about the zone a name lies in.
@@ -40,42 +40,72 @@ pub enum ZoneState {
     Bogus(Ede),
 }
 
-/// Zone states per name, shared by all validations (the validation state cached beside the
-/// records). Bounded: past `max` entries the expired ones go, then everything.
+/// What validations share: the zone state per name (the validation state cached beside the
+/// records) and the signature checks that passed. Each is behind its own lock, taken for one
+/// lookup or insert only, never across a signature check, so validations run in parallel.
+/// Bounded: past `max` entries the expired ones go, then everything.
 #[derive(Debug, Default)]
 pub struct KeyCache {
-    map: HashMap<NameBuf, (ZoneState, Instant)>,
+    zones: Mutex<HashMap<NameBuf, (ZoneState, Instant)>>,
+    /// [`verify::fingerprint`]s of checks that passed: the same RRset with the same RRSIG and
+    /// DNSKEY again (the zone's SOA and NSEC records in every negative answer, the DNSKEY RRset
+    /// for every question that starts while its zone state is being made) costs a digest, not
+    /// a public-key operation. Time windows are checked before this cache is consulted.
+    verified: Mutex<HashSet<[u8; 32]>>,
     max: usize,
 }
 
 impl KeyCache {
-    /// An empty cache of at most `max` names.
+    /// An empty cache of at most `max` names (and `4 * max` passed signature checks).
     pub fn new(max: usize) -> KeyCache {
-        KeyCache { map: HashMap::new(), max: max.max(16) }
+        KeyCache { zones: Mutex::default(), verified: Mutex::default(), max: max.max(16) }
+    }
+
+    fn zones(&self) -> std::sync::MutexGuard<'_, HashMap<NameBuf, (ZoneState, Instant)>> {
+        self.zones.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn get(&self, n: &[u8], now: Instant) -> Option<ZoneState> {
-        self.map.get(n).filter(|(_, exp)| *exp > now).map(|(s, _)| s.clone())
+        self.zones().get(n).filter(|(_, exp)| *exp > now).map(|(s, _)| s.clone())
     }
 
-    fn put(&mut self, n: &[u8], state: ZoneState, ttl: Duration, now: Instant) {
-        if self.map.len() >= self.max {
-            self.map.retain(|_, (_, exp)| *exp > now);
-            if self.map.len() >= self.max {
-                self.map.clear();
+    fn put(&self, n: &[u8], state: ZoneState, ttl: Duration, now: Instant) {
+        let mut map = self.zones();
+        if map.len() >= self.max {
+            map.retain(|_, (_, exp)| *exp > now);
+            if map.len() >= self.max {
+                map.clear();
             }
         }
-        self.map.insert(n.into(), (state, now + ttl));
+        map.insert(n.into(), (state, now + ttl));
+    }
+
+    fn passed(&self, fingerprint: &[u8; 32]) -> bool {
+        self.verified.lock().unwrap_or_else(|e| e.into_inner()).contains(fingerprint)
+    }
+
+    fn remember_pass(&self, fingerprint: [u8; 32]) {
+        let mut set = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if set.len() >= 4 * self.max {
+            set.clear();
+        }
+        set.insert(fingerprint);
+    }
+
+    /// Forgets everything.
+    pub fn clear(&self) {
+        self.zones().clear();
+        self.verified.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// Names with a known state.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.zones().len()
     }
 
-    /// Whether nothing is cached.
+    /// Whether no zone state is cached.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.zones().is_empty()
     }
 }
 
@@ -91,7 +121,7 @@ pub enum Poll {
 /// What a poll consults: anchors, the shared zone states, limits and the clocks.
 pub struct Ctx<'a> {
     pub anchors: &'a TrustAnchors,
-    pub keys: &'a mut KeyCache,
+    pub keys: &'a KeyCache,
     pub limits: &'a Limits,
     /// For cache lifetimes.
     pub now: Instant,
@@ -340,6 +370,8 @@ impl Validation {
                     }) && appnet_dns::wire::dnssec::key_tag(k) == sig.key_tag
                 })
                 .take(limits.max_keys_per_tag);
+            // The signed data of this RRSIG, built once for all its candidate keys.
+            let mut data = None;
             for key in candidates {
                 tried_key = true;
                 if self.work.verifications >= limits.max_verifications
@@ -347,9 +379,20 @@ impl Validation {
                 {
                     return Err(Ede::new(ede::DNSSEC_BOGUS, "signature validation budget exhausted"));
                 }
+                let Ok(data) = data.get_or_insert_with(|| verify::signed_data(&sig, set)) else {
+                    self.work.failures += 1;
+                    break;
+                };
+                let fingerprint = verify::fingerprint(&sig, data, key);
+                if ctx.keys.passed(&fingerprint) {
+                    return Ok(sig.labels);
+                }
                 self.work.verifications += 1;
-                match verify::verify(&sig, set, key) {
-                    Ok(()) => return Ok(sig.labels),
+                match verify::verify_signed(&sig, data, key) {
+                    Ok(()) => {
+                        ctx.keys.remember_pass(fingerprint);
+                        return Ok(sig.labels);
+                    }
                     Err(_) => self.work.failures += 1,
                 }
             }
