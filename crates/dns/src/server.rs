@@ -148,6 +148,11 @@ fn load_zone(
         .map_err(|e| ZoneError::Signing(e.to_string()))
 }
 
+/// Whether the zone name `text` (as configured) names the zone `apex`.
+fn zone_name_is(text: &str, apex: &[u8]) -> bool {
+    name::from_text(text).is_ok_and(|n| name::to_lower(&n) == name::to_lower(apex))
+}
+
 /// A zone loaded from a file, remembered for reloads.
 #[derive(Debug, Clone)]
 struct FileZone {
@@ -177,8 +182,8 @@ impl Shared {
 
     /// Swaps in the records of an accepted update of `apex` made against serial `base`
     /// (re-signed when signing online, journaled for IXFR, saved to the state directory,
-    /// announced with NOTIFY). False when the zone changed meanwhile or signing failed: the
-    /// client gets SERVFAIL and may retry; nothing changed.
+    /// announced with NOTIFY). False when the zone changed meanwhile, signing failed or it
+    /// could not be stored: the client gets SERVFAIL and may retry; nothing changed.
     pub async fn apply_update(
         &self,
         apex: NameBuf,
@@ -213,12 +218,24 @@ impl Shared {
             }
             Err(_) => return false,
         };
-        tracing::info!(zone = %zone.name(), serial = zone.soa().serial, "zone updated (RFC 2136)");
         let apex = NameBuf::from(zone.apex());
-        self.update(|c| c.with_zone(zone.clone()));
+        // Durable (fsynced) before anyone is served it or the client hears back; when it
+        // cannot be stored, nothing changes and the client gets SERVFAIL.
         if let Some(dir) = self.config.state_dir.clone() {
-            save_journals(dir, vec![zone]).await;
+            let file = self.files.iter().find(|f| zone_name_is(&f.name, &apex)).map(|f| f.file.clone());
+            let z = zone.clone();
+            let stored = tokio::task::spawn_blocking(move || match file {
+                Some(file) => store::save_update(&dir, &file, &z),
+                None => store::save_journal(&store::journal_path(&dir, z.apex()), &z),
+            })
+            .await;
+            if let Ok(Err(e)) | Err(e) = stored.map_err(std::io::Error::other) {
+                tracing::error!(zone = %zone.name(), "update refused: cannot store it: {e}");
+                return false;
+            }
         }
+        tracing::info!(zone = %zone.name(), serial = zone.soa().serial, "zone updated (RFC 2136)");
+        self.update(|c| c.with_zone(zone.clone()));
         send_notifies(self, apex);
         true
     }
@@ -445,7 +462,7 @@ impl DnsServer {
             let now = crate::clock::unix_now();
             let load = |f: &FileZone| {
                 load_zone(f, signer.as_ref(), None, now).map(|z| match &state_dir {
-                    Some(dir) => store::with_stored_journal(z, dir, max_journal),
+                    Some(dir) => store::with_stored_updates(z, &f.file, dir, max_journal),
                     None => z,
                 })
             };

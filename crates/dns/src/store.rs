@@ -178,6 +178,115 @@ pub fn with_stored_journal(zone: Zone, dir: &Path, max_bytes: usize) -> Zone {
     }
 }
 
+const UPDATED_HEADER: &str = "; appnet updated zone";
+const UPDATED_TRAILER: &str = "; end of updated zone, checksum ";
+
+/// `DIR/NAME.zone.updated`: a primary zone as RFC 2136 updates left it (the user's zone file is
+/// never rewritten).
+pub fn updated_path(dir: &Path, apex: &[u8]) -> PathBuf {
+    dir.join(format!("{}.zone.updated", file_stem(apex)))
+}
+
+/// A digest of a zone file's bytes: tells whether the file is still the one stored updates
+/// were made on.
+pub fn file_digest(bytes: &[u8]) -> u64 {
+    let mut h = Fnv::default();
+    h.write(bytes);
+    h.finish()
+}
+
+/// The text of the updated-zone file: a header naming the zone file's digest, the zone, and a
+/// trailer with a checksum of everything before it.
+pub fn updated_text(zone: &Zone, origin: u64) -> String {
+    let body = format!(
+        "{UPDATED_HEADER} {} made on zone file digest {origin:016x}\n{}",
+        zone.name(),
+        zone.to_text()
+    );
+    let sum = checksum(&body);
+    format!("{body}{UPDATED_TRAILER}{sum:016x}\n")
+}
+
+/// Makes an accepted update durable before it is answered: the zone as updated (with a digest
+/// of `zone_file`, the file it was loaded from), then its IXFR journal, each written
+/// crash-safely. After a crash between the two the updated zone is kept and the journal, which
+/// then leads to an older serial, is ignored: secondaries get the whole zone, never a wrong
+/// diff.
+pub fn save_update(dir: &Path, zone_file: &Path, zone: &Zone) -> std::io::Result<()> {
+    let origin = file_digest(&std::fs::read(zone_file)?);
+    write_atomically(&updated_path(dir, zone.apex()), updated_text(zone, origin).as_bytes())?;
+    save_journal(&journal_path(dir, zone.apex()), zone)
+}
+
+/// Why a stored updated zone was not used.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdatedError {
+    #[error("cannot read it: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("it is damaged or truncated ({0})")]
+    Corrupt(&'static str),
+    #[error("the zone file was changed since the updates were made (the file's content is served)")]
+    FileChanged,
+    #[error("its records do not load: {0}")]
+    Zone(#[from] crate::zone::ZoneError),
+}
+
+/// Reads the updated zone stored in `dir` for the zone `loaded` from a file whose bytes are
+/// `file_bytes`: `Ok(None)` when there is none; used only when made on exactly this file.
+pub fn load_updated(dir: &Path, loaded: &Zone, file_bytes: &[u8]) -> Result<Option<Zone>, UpdatedError> {
+    use UpdatedError::Corrupt;
+    let text = match std::fs::read(updated_path(dir, loaded.apex())) {
+        Ok(bytes) => String::from_utf8(bytes).map_err(|_| Corrupt("not text"))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let body_end = text.trim_end_matches('\n').rfind('\n').map(|i| i + 1).ok_or(Corrupt("no trailer"))?;
+    let (body, trailer) = text.split_at(body_end);
+    let sum = trailer
+        .trim_end()
+        .strip_prefix(UPDATED_TRAILER)
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .ok_or(Corrupt("no trailer"))?;
+    if sum != checksum(body) {
+        return Err(Corrupt("checksum mismatch"));
+    }
+    let header = body.lines().next().unwrap_or_default();
+    let words: Vec<&str> =
+        header.strip_prefix(UPDATED_HEADER).unwrap_or_default().split_whitespace().collect();
+    let origin = match words[..] {
+        [apex, "made", "on", "zone", "file", "digest", digest]
+            if name::from_text(apex).is_ok_and(|a| name::to_lower(&a) == name::to_lower(loaded.apex())) =>
+        {
+            u64::from_str_radix(digest, 16).map_err(|_| Corrupt("bad header"))?
+        }
+        _ => return Err(Corrupt("bad header")),
+    };
+    if origin != file_digest(file_bytes) {
+        return Err(UpdatedError::FileChanged);
+    }
+    Ok(Some(Zone::from_text(&loaded.name(), body)?))
+}
+
+/// The zone to serve at start for a primary zone `loaded` from `zone_file`: the updated zone
+/// stored in `dir` when the updates were made on this very file (RFC 2136 updates survive a
+/// restart), else the file's zone; either with its stored IXFR journal when one leads to it.
+/// Replaying is idempotent: the stored files are only read.
+pub fn with_stored_updates(loaded: Zone, zone_file: &Path, dir: &Path, max_bytes: usize) -> Zone {
+    let bytes = std::fs::read(zone_file).unwrap_or_default();
+    let zone = match load_updated(dir, &loaded, &bytes) {
+        Ok(Some(updated)) => {
+            tracing::info!(zone = %loaded.name(), file_serial = loaded.soa().serial, serial = updated.soa().serial, "serving the zone as updated (RFC 2136) from {}", updated_path(dir, loaded.apex()).display());
+            updated
+        }
+        Ok(None) => loaded,
+        Err(e) => {
+            tracing::warn!(zone = %loaded.name(), "not using the stored updates {}: {e}", updated_path(dir, loaded.apex()).display());
+            loaded
+        }
+    };
+    with_stored_journal(zone, dir, max_bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

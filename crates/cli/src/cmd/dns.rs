@@ -309,11 +309,32 @@ pub async fn run(cmd: DnsCmd, ctx: &Context) -> anyhow::Result<()> {
     }
 }
 
+/// `FILE.state`, FILE being the zone file of the first zone that accepts updates: where
+/// `dns serve --allow-update` keeps its state when no --state-dir is given.
+fn default_update_state_dir(config: &DnsConfig) -> Option<PathBuf> {
+    let (zone, _) = config.allow_update.first()?.split_once('=')?;
+    let zone = to_lower(&from_text(zone).ok()?);
+    let source = config.zones.iter().find(|z| {
+        zone_name_for(z).ok().and_then(|n| from_text(&n).ok()).is_some_and(|n| to_lower(&n) == zone)
+    })?;
+    let mut dir = source.file.clone().into_os_string();
+    dir.push(".state");
+    Some(PathBuf::from(dir))
+}
+
 async fn serve(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
     let mut config: DnsConfig = ctx.section("dns")?;
     args.options.apply(&mut config)?;
     if config.zones.is_empty() && config.secondaries.is_empty() {
         bail!("nothing to serve: give --zone FILE or --secondary ZONE=PRIMARY");
+    }
+    if !config.allow_update.is_empty() && config.state_dir.is_none() {
+        // Accepted updates are durable by default, beside the zone file (as BIND keeps
+        // FILE.jnl), never written into the zone file itself.
+        if let Some(dir) = default_update_state_dir(&config) {
+            println!("appnet dns: accepted updates are kept in {} (--state-dir to choose)", dir.display());
+            config.state_dir = Some(dir);
+        }
     }
     if !config.secondaries.is_empty() && config.state_dir.is_none() {
         tracing::warn!("no --state-dir: secondary zones are kept in memory only");
