@@ -22,6 +22,8 @@ use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+mod memo;
+
 /// Payload bytes of DATA the core may put in one write batch.
 const BATCH: usize = 256 * 1024;
 /// Read buffer size.
@@ -29,11 +31,13 @@ const READ_BUF: usize = 64 * 1024;
 
 type Answer = Pin<Box<dyn Future<Output = (u32, Response<Body>, PushCtx)> + Send>>;
 
-/// What a pushed request needs from the request that led to it.
+/// What a pushed request needs from the request that led to it, and the memo key of a
+/// request whose answer may be memoized.
 struct PushCtx {
     scheme: &'static str,
     authority: Option<String>,
     accept_encoding: Option<HeaderValue>,
+    memo: Option<memo::Key>,
 }
 
 /// Serves one HTTP/2 connection (after TLS/ALPN or the h2c preface) until it ends.
@@ -62,6 +66,8 @@ pub async fn serve<IO>(
         answers: FuturesUnordered::new(),
         bodies: HashMap::new(),
         date: DateCache::default(),
+        memo: memo::Memo::default(),
+        memo_on: !cfg.access_log,
     };
     let mut out: Vec<Bytes> = Vec::new();
     let mut rbuf = BytesMut::with_capacity(READ_BUF);
@@ -208,6 +214,9 @@ struct Driver {
     answers: FuturesUnordered<Answer>,
     bodies: HashMap<u32, Body>,
     date: DateCache,
+    memo: memo::Memo,
+    /// Memoized answers skip the router, so only without an access log.
+    memo_on: bool,
 }
 
 impl Driver {
@@ -227,7 +236,7 @@ impl Driver {
                     self.respond(
                         stream,
                         resp,
-                        PushCtx { scheme: "http", authority: None, accept_encoding: None },
+                        PushCtx { scheme: "http", authority: None, accept_encoding: None, memo: None },
                     );
                 }
                 Event::Cancelled { stream } => {
@@ -239,10 +248,11 @@ impl Driver {
     }
 
     fn request(&mut self, stream: u32, req: Request<Bytes>) {
-        let ctx = PushCtx {
+        let mut ctx = PushCtx {
             scheme: if self.conn.secure { "https" } else { "http" },
             authority: req.uri().authority().map(|a| a.to_string()),
             accept_encoding: req.headers().get(header::ACCEPT_ENCODING).cloned(),
+            memo: None,
         };
         let refused = match crate::h2srv::bad_host(&req) {
             Some(why) => Some((400, why)),
@@ -265,6 +275,19 @@ impl Driver {
             tracing::debug!(peer = %self.conn.peer, "malformed HTTP/2 request: Host differs from :authority");
             return self.core.reset(stream, Reason::Protocol);
         }
+        if self.memo_on {
+            if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
+                self.memo.clear(); // it may change files
+            } else if let Some(key) = memo::Key::of(&req, req.body().is_empty()) {
+                let second = self.date.second();
+                if let Some(a) = self.memo.get(&key, second) {
+                    let (head, body) = (a.head.clone(), a.body.clone());
+                    self.handler.stats().count(200);
+                    return self.send_memo(stream, &head, body);
+                }
+                ctx.memo = Some(key);
+            }
+        }
         let req = req.map(|b| if b.is_empty() { RequestBody::Empty } else { RequestBody::Buffered(b) });
         self.start(stream, req, ctx);
     }
@@ -284,7 +307,76 @@ impl Driver {
         }
     }
 
-    fn respond(&mut self, id: u32, resp: Response<Body>, ctx: PushCtx) {
+    /// Sends a memoized answer: its head, this second's `Date`, and the body.
+    fn send_memo(&mut self, id: u32, head: &[u8], body: Bytes) {
+        let empty = body.is_empty();
+        if self.core.send_encoded_headers(id, head, self.date.encoded(), empty) && !empty {
+            self.core.send_data(id, body, true);
+        }
+    }
+
+    /// Memoizes a static file's answer and sends it, or gives the response back.
+    fn try_memo(&mut self, id: u32, key: memo::Key, resp: Response<Body>) -> Option<Response<Body>> {
+        let h = resp.headers();
+        let len = h.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if resp.status() != http::StatusCode::OK
+            || !h.contains_key(header::ETAG)
+            || h.contains_key(header::SET_COOKIE)
+            || resp.extensions().get::<PushList>().is_some()
+            || len.is_none()
+            || resp.body().size_hint().exact() != len
+        {
+            return Some(resp);
+        }
+        let (parts, mut body) = resp.into_parts();
+        let data = if len == Some(0) {
+            Bytes::new()
+        } else {
+            let Some(first) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).now_or_never()
+            else {
+                return Some(Response::from_parts(parts, body)); // not ready: nothing taken
+            };
+            match first {
+                Some(Ok(f)) if f.is_data() && body.is_end_stream() => match f.into_data() {
+                    Ok(d) if Some(d.len() as u64) == len => d,
+                    Ok(d) => {
+                        return Some(Response::from_parts(
+                            parts,
+                            Replay::body(Some(Ok(hyper::body::Frame::data(d))), body),
+                        ));
+                    }
+                    Err(f) => return Some(Response::from_parts(parts, Replay::body(Some(Ok(f)), body))),
+                },
+                // Anything else goes out as it came, the frame taken first.
+                first => return Some(Response::from_parts(parts, Replay::body(first, body))),
+            }
+        };
+        let mut head = Vec::with_capacity(160);
+        crate::h2core::hpack::encode_status(200, &mut head);
+        for (name, value) in &parts.headers {
+            if matches!(
+                *name,
+                header::DATE | header::CONNECTION | header::TRANSFER_ENCODING | header::UPGRADE
+            ) || name.as_str() == "keep-alive"
+            {
+                continue;
+            }
+            crate::h2core::hpack::encode_field(name.as_str().as_bytes(), value.as_bytes(), &mut head);
+        }
+        let head = Bytes::from(head);
+        self.memo.put(key, self.date.second(), memo::Answer { head: head.clone(), body: data.clone() });
+        self.send_memo(id, &head, data);
+        None
+    }
+
+    fn respond(&mut self, id: u32, resp: Response<Body>, mut ctx: PushCtx) {
+        let resp = match ctx.memo.take() {
+            Some(key) => match self.try_memo(id, key, resp) {
+                Some(resp) => resp,
+                None => return,
+            },
+            None => resp,
+        };
         let (mut parts, body) = resp.into_parts();
         let push = parts.extensions.remove::<PushList>();
         for name in [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE] {
@@ -323,7 +415,7 @@ impl Driver {
         }
         for (pid, req) in promised {
             self.handler.stats().pushed.inc();
-            let ctx = PushCtx { scheme: ctx.scheme, authority: None, accept_encoding: None };
+            let ctx = PushCtx { scheme: ctx.scheme, authority: None, accept_encoding: None, memo: None };
             self.start(pid, req, ctx);
         }
     }
@@ -379,21 +471,74 @@ impl Driver {
     }
 }
 
-/// The Date header, formatted once a second.
+/// The Date header, formatted (and HPACK-encoded) once a second.
 #[derive(Default)]
 struct DateCache {
     at: u64,
     value: Option<HeaderValue>,
+    encoded: Vec<u8>,
 }
 
 impl DateCache {
-    fn get(&mut self) -> HeaderValue {
+    /// The current second since the epoch (the value is formatted again when it changes).
+    fn second(&mut self) -> u64 {
         let now = SystemTime::now();
         let secs = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if self.at != secs || self.value.is_none() {
             self.at = secs;
             self.value = HeaderValue::from_str(&httpdate::fmt_http_date(now)).ok();
+            self.encoded.clear();
+            if let Some(v) = &self.value {
+                crate::h2core::hpack::encode_field(b"date", v.as_bytes(), &mut self.encoded);
+            }
         }
+        secs
+    }
+
+    fn get(&mut self) -> HeaderValue {
+        self.second();
         self.value.clone().unwrap_or_else(|| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+    }
+
+    /// `date: ...` as an HPACK literal (refreshed by [`DateCache::second`]).
+    fn encoded(&self) -> &[u8] {
+        &self.encoded
+    }
+}
+
+/// A body whose first frame was already taken (to look at it): that frame, then the rest.
+struct Replay {
+    first: Option<Option<Result<hyper::body::Frame<Bytes>, io::Error>>>,
+    rest: Body,
+}
+
+impl Replay {
+    fn body(first: Option<Result<hyper::body::Frame<Bytes>, io::Error>>, rest: Body) -> Body {
+        use http_body_util::BodyExt;
+        Replay { first: Some(first), rest }.boxed()
+    }
+}
+
+impl hyper::body::Body for Replay {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, io::Error>>> {
+        match self.first.take() {
+            Some(None) => Poll::Ready(None), // the body had ended
+            Some(first) => Poll::Ready(first),
+            None => Pin::new(&mut self.rest).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.first {
+            Some(None) => true,
+            Some(Some(_)) => false,
+            None => self.rest.is_end_stream(),
+        }
     }
 }

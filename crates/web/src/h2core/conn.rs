@@ -790,6 +790,35 @@ impl Conn {
         true
     }
 
+    /// Sends a response head already HPACK-encoded (by [`hpack::encode_status`] and
+    /// [`hpack::encode_field`]) in two pieces, `block` then `tail`, so a memoized head and the
+    /// second's `Date` go out without being joined first. Same answers as [`Conn::send_headers`].
+    pub fn send_encoded_headers(&mut self, id: u32, block: &[u8], tail: &[u8], end_stream: bool) -> bool {
+        if self.failed {
+            return false;
+        }
+        let Some(s) = self.streams.get_mut(&id) else { return false };
+        if s.send != Send::Idle {
+            return false;
+        }
+        let len = block.len() + tail.len();
+        if len <= self.peer_max_frame {
+            let flags = frame::END_HEADERS | if end_stream { frame::END_STREAM } else { 0 };
+            frame::head(&mut self.ctl, len, frame::HEADERS, flags, id);
+            self.ctl.extend_from_slice(block);
+            self.ctl.extend_from_slice(tail);
+        } else {
+            let joined = [block, tail].concat();
+            frame::header_block(&mut self.ctl, id, None, &joined, end_stream, self.peer_max_frame);
+        }
+        if end_stream {
+            self.finished(id);
+        } else {
+            s.send = Send::Open;
+        }
+        true
+    }
+
     /// Queues response body bytes; `end_stream` with the last. False when the stream is gone.
     pub fn send_data(&mut self, id: u32, data: Bytes, end_stream: bool) -> bool {
         let Some(s) = self.streams.get_mut(&id) else { return false };

@@ -1,0 +1,150 @@
+//! The HTTP/2 driver's memo of static answers: a plain `GET` of a file (no conditional or
+//! range headers, no body) whose answer was a complete in-memory `200` with an `ETag` is kept,
+//! per connection, as a pre-encoded HPACK head and the cached body bytes, so the next request
+//! for it during the same second skips the router (path checks, `stat`, header building) and
+//! costs a lookup, one copy of the head and a reference to the body. Entries end with the
+//! second (the `Date` granularity; a file changed on disk is seen at the next second) and when
+//! the connection itself writes (PUT/DELETE).
+
+use bytes::Bytes;
+use http::{Method, Request, header};
+
+/// Entries kept per connection (a page and its resources).
+const ENTRIES: usize = 32;
+
+/// What a memoized answer depends on: the site (authority or Host), the target, and the
+/// accepted codings (precompressed variants).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    host: Bytes,
+    target: Bytes,
+    accept_encoding: Bytes,
+}
+
+/// Request fields the file handler reads besides the key: requests with any of them take the
+/// router.
+const PER_REQUEST: [header::HeaderName; 7] = [
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_RANGE,
+    header::RANGE,
+    header::EXPECT,
+];
+
+impl Key {
+    /// The key of a request whose answer may come from the memo: a `GET` without a body and
+    /// without per-request fields.
+    pub fn of<B>(req: &Request<B>, body_empty: bool) -> Option<Key> {
+        if req.method() != Method::GET || !body_empty {
+            return None;
+        }
+        let h = req.headers();
+        if PER_REQUEST.iter().any(|n| h.contains_key(n)) {
+            return None;
+        }
+        let host = match req.uri().authority() {
+            Some(a) => Bytes::copy_from_slice(a.as_str().as_bytes()),
+            None => Bytes::copy_from_slice(h.get(header::HOST)?.as_bytes()),
+        };
+        let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let accept_encoding = h.get(header::ACCEPT_ENCODING).map_or(&[][..], |v| v.as_bytes());
+        Some(Key {
+            host,
+            target: Bytes::copy_from_slice(target.as_bytes()),
+            accept_encoding: Bytes::copy_from_slice(accept_encoding),
+        })
+    }
+}
+
+/// A memoized answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The HPACK-encoded response head without `Date`.
+    pub head: Bytes,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+struct Entry {
+    key: Key,
+    second: u64,
+    answer: Answer,
+}
+
+/// The memo of one connection.
+#[derive(Default)]
+pub struct Memo {
+    entries: Vec<Entry>,
+    next: usize,
+}
+
+impl Memo {
+    /// The answer for `key` memoized during `second`, if any.
+    pub fn get(&self, key: &Key, second: u64) -> Option<&Answer> {
+        self.entries.iter().find(|e| e.second == second && e.key == *key).map(|e| &e.answer)
+    }
+
+    /// Keeps `answer` for `key` until `second` ends, replacing the oldest entry when full.
+    pub fn put(&mut self, key: Key, second: u64, answer: Answer) {
+        let entry = Entry { key, second, answer };
+        if let Some(e) = self.entries.iter_mut().find(|e| e.key == entry.key || e.second != second) {
+            *e = entry;
+        } else if self.entries.len() < ENTRIES {
+            self.entries.push(entry);
+        } else {
+            self.next = (self.next + 1) % ENTRIES;
+            self.entries[self.next] = entry;
+        }
+    }
+
+    /// Forgets everything (the connection changed files).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(uri: &str, extra: Option<(&str, &str)>) -> Request<()> {
+        let mut b = Request::builder().uri(uri);
+        if let Some((n, v)) = extra {
+            b = b.header(n, v);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn only_plain_gets_have_keys() {
+        assert!(Key::of(&req("http://a/x", None), true).is_some());
+        assert!(Key::of(&req("http://a/x", None), false).is_none());
+        assert!(Key::of(&req("http://a/x", Some(("range", "bytes=0-1"))), true).is_none());
+        assert!(Key::of(&req("http://a/x", Some(("if-none-match", "\"x\""))), true).is_none());
+        assert!(Key::of(&req("/x", None), true).is_none()); // no authority, no Host
+        assert!(Key::of(&req("/x", Some(("host", "a"))), true).is_some());
+        let head = Request::builder().method("HEAD").uri("http://a/x").body(()).unwrap();
+        assert!(Key::of(&head, true).is_none());
+    }
+
+    #[test]
+    fn entries_last_one_second_and_differ_by_coding() {
+        let mut m = Memo::default();
+        let k = Key::of(&req("http://a/x", None), true).unwrap();
+        let gz = Key::of(&req("http://a/x", Some(("accept-encoding", "gzip"))), true).unwrap();
+        let a = Answer { head: Bytes::from_static(b"h"), body: Bytes::from_static(b"b") };
+        m.put(k.clone(), 7, a);
+        assert!(m.get(&k, 7).is_some());
+        assert!(m.get(&gz, 7).is_none());
+        assert!(m.get(&k, 8).is_none());
+        for i in 0..100 {
+            let k = Key::of(&req(&format!("http://a/{i}"), None), true).unwrap();
+            m.put(k, 8, Answer { head: Bytes::new(), body: Bytes::new() });
+        }
+        assert!(m.entries.len() <= ENTRIES);
+        m.clear();
+        assert!(m.get(&k, 8).is_none());
+    }
+}
