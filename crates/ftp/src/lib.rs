@@ -3,6 +3,7 @@
 pub mod client;
 pub mod config;
 pub mod fs;
+mod passive;
 pub mod server;
 pub mod session;
 pub mod throttle;

@@ -516,18 +516,7 @@ impl Conn<'_> {
     async fn open_passive(&mut self, extended: bool) -> Reply {
         self.passive = None;
         let ip = self.local.ip();
-        let listener = match self.shared.config.passive_ports {
-            None => bind_tcp(SocketAddr::new(ip, 0), &ListenOpts::default()).ok(),
-            Some((a, b)) => {
-                let (lo, hi) = (a.min(b), a.max(b));
-                let span = u32::from(hi - lo) + 1;
-                let start = rand::random::<u32>() % span;
-                (0..span.min(512)).find_map(|i| {
-                    let port = lo as u32 + (start + i) % span;
-                    bind_passive(SocketAddr::new(ip, port as u16))
-                })
-            }
-        };
+        let listener = crate::passive::listener(ip, self.shared.config.passive_ports);
         let Some(listener) = listener else {
             return Reply::new(425, "No passive port is free; try again later.");
         };
@@ -621,11 +610,6 @@ impl Conn<'_> {
             _ => false,
         }
     }
-}
-
-fn bind_passive(addr: SocketAddr) -> Option<TcpListener> {
-    let opts = ListenOpts::default();
-    bind_tcp(addr, &opts).ok()
 }
 
 fn unix_now() -> i64 {
