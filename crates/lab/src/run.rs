@@ -160,6 +160,8 @@ pub struct Lab {
     lbs: Vec<(String, appnet_lb::LbHandle)>,
     /// The unstructured P2P peers (the "Hey Jude" scene), if the topology has them.
     pub overlay: Option<crate::overlay_lab::OverlayRun>,
+    /// `--link` (root): cis.poly.edu behind the link emulator; scene 6 then runs over it.
+    pub link: Option<crate::link_scene::LinkNet>,
 }
 
 /// A running node of the lab's Chord ring: its id, address and the handle that kills it.
@@ -450,6 +452,7 @@ impl Lab {
             mail,
             lbs,
             overlay: None,
+            link: None,
         };
         if let Some(spec) = lab.topology.overlay.clone() {
             let (run, started) = crate::overlay_lab::start(&spec, dir).await?;
@@ -597,6 +600,10 @@ impl Lab {
 
     /// Stops every service.
     pub async fn stop(mut self) {
+        // The emulated link's namespaces go first (removing them blocks for a moment).
+        if let Some(link) = self.link.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(link)).await;
+        }
         for hole in &self.holes {
             hole.trigger();
         }

@@ -1,20 +1,14 @@
 //! The tour's Chord scene on the lab's real 4-bit ring: key 1110 answered hop by hop with and
 //! without fingers, peer 5 killed and repaired around, peer 13 joining.
 
-use appnet_lab::{Lab, Topology};
+mod common;
 
-/// A port free on the lab's first address (the lab binds every DNS server to the same port).
-fn free_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.1.1:0").unwrap();
-    let port = s.local_addr().unwrap().port();
-    drop(s);
-    port
-}
+use appnet_lab::Lab;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chord_scene_answers_key_14_survives_peer_5_and_takes_in_peer_13() {
     let dir = appnet_netkit::harness::TempDir::new("lab-chord");
-    let mut topology = Topology { dns_port: free_port(), web_port: free_port(), ..Topology::default() };
+    let mut topology = common::topology();
     // Each node picks a free port on its own address, so parallel tests do not collide.
     topology.chord.as_mut().expect("the lab has a ring").port = 0;
     let mut lab = Lab::start(topology, &dir).await.expect("lab starts");

@@ -3,23 +3,17 @@
 //! updates) and scene 18 (a forged answer rejected by the validating resolver, the chain of trust
 //! of gaia.cs.umass.edu printed), each run alone and leaving the lab as it found it.
 
+mod common;
+
 use appnet_dns::wire::rrtype::code;
 use appnet_lab::tour::ask_from;
-use appnet_lab::{Lab, Topology};
+use appnet_lab::Lab;
 use std::net::{IpAddr, SocketAddr};
-
-/// A port free on the lab's first address (the lab binds every server to the same port).
-fn free_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.1.1:0").unwrap();
-    let port = s.local_addr().unwrap().port();
-    drop(s);
-    port
-}
 
 /// The DNS part of the lab: no ring, swarm, overlay, cache, FTP, mail or load balancer (they
 /// play no part here).
 async fn dns_lab(dir: &std::path::Path) -> Lab {
-    let mut topology = Topology { dns_port: free_port(), web_port: free_port(), ..Topology::default() };
+    let mut topology = common::topology();
     topology.chord = None;
     topology.swarm = None;
     topology.overlay = None;
@@ -165,7 +159,7 @@ async fn the_lab_is_signed_the_registrar_inserts_networkutopia_and_validation_re
     // --no-dnssec: nothing signed, nothing validated (dnssec-failed.org resolves), both scenes
     // say they are skipped.
     let plain_dir = appnet_netkit::harness::TempDir::new("lab-no-dnssec");
-    let mut topology = Topology { dns_port: free_port(), web_port: free_port(), ..Topology::default() };
+    let mut topology = common::topology();
     topology.dnssec = false;
     topology.chord = None;
     topology.swarm = None;

@@ -2,21 +2,15 @@
 //! session, a new data connection for the listing and for each of three files (two passive, one
 //! active), each with both ends shown.
 
-use appnet_ftp::client::DataMode;
-use appnet_lab::{Lab, Topology};
+mod common;
 
-/// A port free on the lab's first address (the lab binds every DNS server to the same port).
-fn free_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.1.1:0").unwrap();
-    let port = s.local_addr().unwrap().port();
-    drop(s);
-    port
-}
+use appnet_ftp::client::DataMode;
+use appnet_lab::Lab;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ftp_scene_shows_one_control_connection_and_a_data_connection_per_transfer() {
     let dir = appnet_netkit::harness::TempDir::new("lab-ftp");
-    let mut topology = Topology { dns_port: free_port(), web_port: free_port(), ..Topology::default() };
+    let mut topology = common::topology();
     // Only what the scene needs: the DNS (to find ftp.cs.umass.edu) and the FTP server on a free port.
     topology.chord = None;
     topology.swarm = None;

@@ -1,23 +1,17 @@
 //! The whole lab in one process: every server starts on its 127.x address, the resolvers walk
 //! the hierarchy, and the tour's scenes hold (caching, negative caching, failover, transfer).
 
+mod common;
+
 use appnet_dns::wire::rrtype::code;
 use appnet_lab::tour::ask_from;
-use appnet_lab::{Lab, Topology};
+use appnet_lab::Lab;
 use std::net::IpAddr;
-
-/// A port free on the lab's first address (the lab binds every server to the same port).
-fn free_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.1.1:0").unwrap();
-    let port = s.local_addr().unwrap().port();
-    drop(s);
-    port
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lab_resolves_through_its_hierarchy_and_the_tour_passes() {
     let dir = appnet_netkit::harness::TempDir::new("lab-test");
-    let mut topology = Topology { dns_port: free_port(), web_port: free_port(), ..Topology::default() };
+    let mut topology = common::topology();
     // The ring and the swarm pick free ports on their addresses.
     topology.chord.as_mut().expect("a ring").port = 0;
     let swarm = topology.swarm.as_mut().expect("a swarm");

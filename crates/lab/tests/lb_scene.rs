@@ -1,20 +1,14 @@
 //! The tour's load-balancer scene on the lab's www.stanford.edu: one address (the balancer) in
 //! front of three machines; a connection on each; one machine dies; only its connection breaks.
 
-use appnet_lab::{Lab, Topology};
+mod common;
 
-/// A port free on the lab's first address (the lab binds every DNS server to the same port).
-fn free_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.1.1:0").unwrap();
-    let port = s.local_addr().unwrap().port();
-    drop(s);
-    port
-}
+use appnet_lab::Lab;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_three_machines_and_a_crash_breaks_only_its_connection() {
     let dir = appnet_netkit::harness::TempDir::new("lab-lb");
-    let mut topology = Topology { dns_port: free_port(), web_port: free_port(), ..Topology::default() };
+    let mut topology = common::topology();
     topology.chord = None;
     topology.swarm = None;
     let lb = topology.lbs.first().cloned().expect("the lab has a load balancer");

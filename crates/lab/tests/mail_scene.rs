@@ -2,20 +2,14 @@
 //! hamburger.edu's MX through the lab resolver and speaks SMTP to mail.hamburger.edu, and the
 //! message lands in Bob's Maildir with both servers' Received: lines.
 
-use appnet_lab::{Lab, Topology};
+mod common;
 
-/// A port free on the lab's first address (the lab binds every DNS server to the same port).
-fn free_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.1.1:0").unwrap();
-    let port = s.local_addr().unwrap().port();
-    drop(s);
-    port
-}
+use appnet_lab::Lab;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alice_sends_a_message_to_bob_through_the_mx() {
     let dir = appnet_netkit::harness::TempDir::new("lab-mail");
-    let mut topology = Topology { dns_port: free_port(), web_port: free_port(), ..Topology::default() };
+    let mut topology = common::topology();
     topology.chord = None;
     topology.swarm = None;
     topology.ftps.clear();

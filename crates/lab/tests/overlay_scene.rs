@@ -2,19 +2,14 @@
 //! all 12 peers with Bob's QueryHit coming back along the reverse path, the two-tier overlay
 //! finding the same file with fewer Query messages, and a parallel download from two peers.
 
-use appnet_lab::{Lab, Topology};
+mod common;
 
-fn free_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.1.1:0").unwrap();
-    let port = s.local_addr().unwrap().port();
-    drop(s);
-    port
-}
+use appnet_lab::Lab;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hey_jude_is_found_by_the_directory_by_flooding_and_by_ultrapeers() {
     let dir = appnet_netkit::harness::TempDir::new("lab-overlay");
-    let mut topology = Topology { dns_port: free_port(), web_port: free_port(), ..Topology::default() };
+    let mut topology = common::topology();
     // Only what the scene needs (other services' fixed ports could clash with other tests).
     topology.chord = None;
     topology.swarm = None;

@@ -3,17 +3,12 @@
 //! 10 (Chord) through `tour::run_scene`, checking protocol, sender and receiver of each scene's
 //! key messages. One test, because the bus is one per process.
 
+mod common;
+
 use appnet_lab::events::{Event, bus};
-use appnet_lab::{Lab, Topology};
+use appnet_lab::Lab;
 use std::sync::Arc;
 use tokio::sync::broadcast::Receiver;
-
-fn free_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.1.1:0").unwrap();
-    let port = s.local_addr().unwrap().port();
-    drop(s);
-    port
-}
 
 /// Everything emitted since the last call.
 fn drain(rx: &mut Receiver<Arc<Event>>) -> Vec<Arc<Event>> {
@@ -41,7 +36,7 @@ fn show(events: &[Arc<Event>]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_scene_emits_its_exchanges() {
     let dir = appnet_netkit::harness::TempDir::new("lab-events");
-    let mut topology = Topology { dns_port: free_port(), web_port: free_port(), ..Topology::default() };
+    let mut topology = common::topology();
     topology.swarm = None;
     topology.cdn = None;
     topology.ftps.clear();

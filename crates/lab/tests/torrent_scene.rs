@@ -2,20 +2,14 @@
 //! bitfields, picks rarest first after her first piece, is unchoked and unchokes in rounds,
 //! uploads while downloading, and finishes.
 
-use appnet_lab::{Lab, Topology};
+mod common;
 
-/// A port free on the lab's first address (the lab binds every DNS server to the same port).
-fn free_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.1.1:0").unwrap();
-    let port = s.local_addr().unwrap().port();
-    drop(s);
-    port
-}
+use appnet_lab::Lab;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alice_joins_the_torrent_picks_rarest_first_and_uploads_while_downloading() {
     let dir = appnet_netkit::harness::TempDir::new("lab-torrent");
-    let mut topology = Topology { dns_port: free_port(), web_port: free_port(), ..Topology::default() };
+    let mut topology = common::topology();
     topology.chord = None;
     let swarm = topology.swarm.as_mut().expect("the lab has a swarm");
     // Free ports, so parallel tests do not collide.

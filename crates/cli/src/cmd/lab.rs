@@ -14,6 +14,7 @@ use std::io::Write;
     appnet lab --tour                run the textbook's scenes (DNS, Web, caches, CDN, torrent, Chord), then exit\n  \
     sudo appnet lab --dns-port 53    standard port, so any resolver can use the lab\n  \
     sudo appnet lab --netns --tour   also anycast: replicas in network namespaces sharing one address\n  \
+    sudo appnet lab --tour --link rtt=40ms   the Web scene with cis.poly.edu behind an emulated 40 ms link\n  \
     dig @127.0.4.1 -p 10053 gaia.cs.umass.edu   ask the lab's local DNS server dns.poly.edu")]
 pub struct LabArgs {
     /// Run the guided tour (DNS, the Web page, the institutional cache, the CDN, Alice joining a
@@ -29,9 +30,10 @@ pub struct LabArgs {
     /// Bob behind a symmetric one (tour scene 16); all removed when the lab stops.
     #[arg(long)]
     nat: bool,
-    /// With --tour (root): run the Web scene again with cis.poly.edu behind the packet-level
-    /// link emulator, e.g. `rtt=40ms,loss=0` (keys as `appnet link`); without root the tour
-    /// stays on loopback and says so.
+    /// Put cis.poly.edu behind the packet-level link emulator (root), e.g. `rtt=40ms,loss=0`
+    /// (keys as `appnet link`): the Web scene (6) then fetches over it, so its times show the
+    /// textbook's RTT counts; the namespaces stay up for your own tools while the lab runs.
+    /// Without root the lab stays on loopback and says so.
     #[arg(long, value_name = "SPEC", value_parser = parse_link)]
     link: Option<appnet_link::LinkSpec>,
     /// Serve the lab's page (a map of the hosts and a live message-sequence chart of every
@@ -93,26 +95,23 @@ fn parse_link(text: &str) -> Result<appnet_link::LinkSpec, String> {
     appnet_link::LinkSpec::parse(text).map_err(|e| e.to_string())
 }
 
-/// `--tour --link`: scene 6 over the emulated link (root), its lines printed as they come;
-/// without root, a line saying the tour stayed on loopback.
-async fn link_scene(lab: &appnet_lab::Lab, spec: appnet_link::LinkSpec) -> Result<(), String> {
+/// `--link SPEC`: cis.poly.edu behind the emulated link (root), kept in `lab.link` so scene 6
+/// runs over it; without root, a line saying the lab stays on loopback.
+async fn link_up(lab: &mut appnet_lab::Lab, spec: appnet_link::LinkSpec) -> anyhow::Result<()> {
     if !appnet_lab::netns::is_root() {
-        println!("--link needs root (network namespaces, TUN): the Web scene ran on loopback only");
+        println!("--link needs root (network namespaces, TUN): the lab runs on loopback only (scene 6 too)");
         return Ok(());
     }
     let Some(web) = lab.topology.webs.iter().find(|w| w.name == "www.someschool.edu").cloned() else {
-        println!("--link: the lab runs no www.someschool.edu");
-        return Ok(());
+        anyhow::bail!("--link: the lab runs no www.someschool.edu for scene 6");
     };
     let dir = lab.dir.clone();
-    tokio::task::spawn_blocking(move || {
-        appnet_lab::link_scene::run(&spec, &web, &dir, &|line| {
-            println!("{line}");
-            let _ = std::io::stdout().flush();
-        })
-    })
-    .await
-    .map_err(|e| e.to_string())?
+    let net = tokio::task::spawn_blocking(move || appnet_lab::link_scene::LinkNet::up(&spec, &web, &dir))
+        .await?
+        .map_err(|e| anyhow::anyhow!("--link: {e}"))?;
+    println!("{}", net.directory());
+    lab.link = Some(net);
+    Ok(())
 }
 
 /// Runs `appnet lab`.
@@ -151,6 +150,9 @@ pub async fn run(args: LabArgs, ctx: &Context) -> anyhow::Result<()> {
     };
     let mut lab = Lab::start(topology, &dir).await?;
     println!("{}", lab.directory());
+    if let Some(spec) = args.link.clone() {
+        link_up(&mut lab, spec).await?;
+    }
     if let Some(net) = &anycast {
         println!("{}", net.directory());
     }
@@ -246,15 +248,6 @@ pub async fn run(args: LabArgs, ctx: &Context) -> anyhow::Result<()> {
             let (lines, r) = lines.await?;
             lines.into_iter().for_each(&mut say);
             result = r;
-        }
-        // The emulated link's scene has its own server: it runs even if a later scene failed.
-        if let Some(spec) = args.link.clone()
-            && result.as_ref().err().is_none_or(|e| e != "interrupted")
-        {
-            let r = link_scene(&lab, spec).await;
-            if result.is_ok() {
-                result = r;
-            }
         }
         lab.stop().await;
         drop(anycast);
