@@ -57,7 +57,8 @@ pub struct DnsConfig {
     pub server_keys: Vec<String>,
     /// Bytes of zone changes kept per zone for IXFR (older changes are answered with AXFR).
     pub journal_max_bytes: usize,
-    /// UDP sockets, each served by a thread of its own (SO_REUSEPORT); 0 = one per CPU.
+    /// UDP worker threads (up to four share a socket; the sockets share the port with
+    /// SO_REUSEPORT); 0 = one per CPU.
     pub udp_workers: usize,
     /// Largest UDP response we send, and the EDNS payload size we advertise.
     pub max_udp_payload: u16,

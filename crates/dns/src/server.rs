@@ -1,7 +1,7 @@
 //! The authoritative server: a thin tokio driver around [`crate::respond`].
 //!
-//! UDP: one socket per worker on the same port (SO_REUSEPORT, the kernel spreads clients), each
-//! served by a thread of its own ([`crate::udp`]) that reuses its receive and send buffers, so
+//! UDP: worker threads ([`crate::udp`]) sleeping in `recvmmsg` on a few sockets sharing the port
+//! (SO_REUSEPORT, the kernel spreads clients), each reusing its receive and send buffers, so
 //! answering a query allocates nothing.
 //! TCP on the same port: two-byte length framing, many queries per connection, an idle timeout
 //! and a connection cap; zone transfers are streamed here. The zone set is swapped atomically on
@@ -496,7 +496,7 @@ impl DnsServer {
             allow_update: config.update_acl(&keys).map_err(StartError::Config)?,
             keys,
         };
-        let (udp, tcp) = bind_both(config.listen, config.workers())?;
+        let (udp, tcp) = bind_both(config.listen, crate::udp::sockets_for(config.workers()))?;
         let addr = tcp.local_addr()?;
         let shared = Arc::new(Shared {
             config,
@@ -582,7 +582,8 @@ impl Service for DnsServer {
 
     async fn run(self, shutdown: Shutdown) -> Result<(), BoxError> {
         let shared = self.shared;
-        crate::udp::start(self.udp, &shared, &shutdown)?;
+        let threads = shared.config.workers();
+        crate::udp::start(self.udp, threads, &shared, &shutdown)?;
         for state in &shared.secondaries {
             let env = secondary_driver::Env {
                 catalog: shared.catalog.clone(),

@@ -1,14 +1,21 @@
-//! The UDP side of the authoritative server: one OS thread per SO_REUSEPORT socket, sleeping in a
-//! blocking `recvmmsg` (as NSD and Knot do), so a datagram reaches its answer with one kernel
-//! wake-up and no readiness polling, task scheduling or work-stealing wake of another thread.
+//! The UDP side of the authoritative server: worker threads sleeping in a blocking `recvmmsg`
+//! (as NSD and Knot do), so a datagram reaches its answer with one kernel wake-up and no
+//! readiness polling, task scheduling or work-stealing wake of another thread.
 //!
-//! Each thread owns everything on its hot path: its socket, receive and send batches, answer
-//! cache, rate limiter and response counts (added to the shared counters in batches). The
-//! thread count is the server's worker count (the lab runs one per server). What needs the async
-//! side — applying an RFC 2136 update — is handed to the tokio runtime, which sends that reply
-//! itself; NOTIFY is answered inline (it only wakes the secondary's driver). The threads end
-//! promptly on shutdown: a blocked receive is interrupted (and wakes by itself every
-//! [`IDLE_WAKE`] anyway), and `drain` waits for them like for any task.
+//! Up to [`THREADS_PER_SOCKET`] threads share one socket, and the sockets share the port
+//! (SO_REUSEPORT). Sharing matters: the kernel spreads clients over a port's sockets by a hash of
+//! their addresses, so with one socket per thread a few busy clients can land on one thread
+//! while another idles, and a thread the scheduler preempts holds up its socket's queue. On a
+//! shared socket whichever thread is free takes the next batch, and the kernel wakes only one
+//! sleeper per datagram (exclusive wait).
+//!
+//! Each thread owns everything else on its hot path: receive and send batches, answer cache,
+//! rate limiter and response counts (added to the shared counters in batches). The thread count
+//! is the server's worker count (the lab runs one per server). What needs the async side —
+//! applying an RFC 2136 update — is handed to the tokio runtime, which sends that reply itself;
+//! NOTIFY is answered inline (it only wakes the secondary's driver). The threads end promptly on
+//! shutdown: a blocked receive is interrupted (and wakes by itself every quarter second anyway),
+//! and `drain` waits for them like for any task.
 
 use crate::answer::Kind;
 use crate::answer_cache::{AnswerCache, CacheKey};
@@ -37,35 +44,54 @@ const IDLE_WAKE: Duration = Duration::from_millis(250);
 /// Longest a full send buffer may hold a worker before the datagram is dropped.
 const SEND_WAIT: Duration = Duration::from_secs(1);
 
-/// Starts one thread per socket. Must be called inside the tokio runtime (updates are handed to
-/// it); every thread is tracked by `shutdown`, so its `drain` waits for them.
-pub(crate) fn start(sockets: Vec<UdpSocket>, shared: &Arc<Shared>, shutdown: &Shutdown) -> io::Result<()> {
+/// Most worker threads on one socket.
+pub const THREADS_PER_SOCKET: usize = 4;
+
+/// How many sockets `threads` workers use.
+pub(crate) fn sockets_for(threads: usize) -> usize {
+    threads.max(1).div_ceil(THREADS_PER_SOCKET)
+}
+
+/// Starts `threads` workers spread evenly over `sockets`. Must be called inside the tokio
+/// runtime (updates are handed to it); every thread is tracked by `shutdown`, so its `drain`
+/// waits for them.
+pub(crate) fn start(
+    sockets: Vec<UdpSocket>,
+    threads: usize,
+    shared: &Arc<Shared>,
+    shutdown: &Shutdown,
+) -> io::Result<()> {
     let runtime = Handle::current();
     let mut started = Vec::new();
-    for (i, sock) in sockets.into_iter().enumerate() {
+    for sock in sockets {
         sock.set_nonblocking(false)?;
         sock.set_read_timeout(Some(IDLE_WAKE))?;
         sock.set_write_timeout(Some(SEND_WAIT))?;
-        let sock = Arc::new(sock);
+        started.push(Arc::new(sock));
+    }
+    if started.is_empty() {
+        return Ok(());
+    }
+    let (sd, sockets) = (shutdown.clone(), started.clone());
+    shutdown.spawn(async move {
+        sd.wait().await;
+        for sock in &sockets {
+            interrupt_recv(sock);
+        }
+    });
+    for i in 0..threads.max(started.len()) {
+        let sock = started[i % started.len()].clone();
         // The thread keeps `done` until it ends (also by unwinding); drain waits for that.
         let (done, ended) = tokio::sync::oneshot::channel::<()>();
         shutdown.spawn(async move {
             let _ = ended.await;
         });
-        let (s, shared, sd, rt) = (sock.clone(), shared.clone(), shutdown.clone(), runtime.clone());
+        let (s, shared, sd, rt) = (sock, shared.clone(), shutdown.clone(), runtime.clone());
         std::thread::Builder::new().name(format!("dns-udp-{i}")).spawn(move || {
             worker(&s, &shared, &sd, &rt);
             drop(done);
         })?;
-        started.push(sock);
     }
-    let sd = shutdown.clone();
-    shutdown.spawn(async move {
-        sd.wait().await;
-        for sock in &started {
-            interrupt_recv(sock);
-        }
-    });
     Ok(())
 }
 
