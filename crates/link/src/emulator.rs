@@ -126,6 +126,14 @@ impl Link {
         Ok(())
     }
 
+    /// Kernel TCP's default congestion control in the link's namespaces: new namespaces take
+    /// the host's (BBR on some machines), and one that is not in the host's
+    /// `tcp_allowed_congestion_control` cannot be made their default; set it per socket
+    /// instead (`appnet_netkit::listen::set_tcp_congestion`).
+    pub fn tcp_congestion(&self) -> Result<String, LinkError> {
+        netns::sysctl_get(&self.ns_a(), "net/ipv4/tcp_congestion_control")
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> LinkStats {
         self.shared.lock().map(|s| s.stats).unwrap_or_default()

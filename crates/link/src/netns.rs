@@ -67,6 +67,15 @@ pub fn enter_named(ns: &str) -> Result<(), LinkError> {
         .map_err(|e| LinkError::Setup(format!("cannot enter network namespace {ns}: {e}")))
 }
 
+/// Reads the sysctl `key` inside the network namespace `ns`.
+pub fn sysctl_get(ns: &str, key: &str) -> Result<String, LinkError> {
+    let path = PathBuf::from("/proc/sys").join(key);
+    let shown = path.display().to_string();
+    in_netns(ns, move || std::fs::read_to_string(&path))?
+        .map(|v| v.trim().to_string())
+        .map_err(|e| LinkError::Setup(format!("{shown} in namespace {ns}: {e}")))
+}
+
 fn enter(path: &Path) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     let file = std::fs::File::open(path)?;

@@ -53,3 +53,19 @@ fn tcp_across_the_link_takes_the_configured_rtt_and_nothing_is_left() {
     assert!(stats.a2b.released >= 6 && stats.b2a.released >= 6, "{stats:?}");
     assert_eq!(ours(&name), 0);
 }
+
+#[test]
+fn the_link_namespaces_report_their_tcp_congestion_control() {
+    if !netns::is_root() {
+        eprintln!("skipped: needs root (network namespaces)");
+        return;
+    }
+    // New namespaces take the host's default.
+    let host = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap();
+    let name = format!("aplc{}", std::process::id());
+    let link = Link::up(&name, &LinkSpec::parse("rtt=2ms").unwrap(), 1).unwrap();
+    assert_eq!(link.tcp_congestion().unwrap(), host.trim());
+    assert!(netns::sysctl_get(&link.ns_b(), "net/ipv4/no_such_key").is_err());
+    link.down();
+    assert_eq!(ours(&name), 0);
+}
