@@ -12,6 +12,8 @@ use std::time::Duration;
 
 struct H3Site {
     _site: TempDir,
+    /// The vhost's directory, removed with the site (also when a test fails).
+    _vhost: TempDir,
     ca: TempDir,
     srv: appnet_netkit::harness::Running,
 }
@@ -41,9 +43,7 @@ async fn h3_site(tag: &str) -> H3Site {
     cfg.ca_dir = Some(ca.path().to_path_buf());
     cfg.vhosts.insert("www.other.test".into(), other.path().to_path_buf());
     let srv = serve(cfg).await;
-    // The vhost directory must outlive the server; keep it inside the CA temp dir's lifetime.
-    std::mem::forget(other);
-    H3Site { _site: site, ca, srv }
+    H3Site { _site: site, _vhost: other, ca, srv }
 }
 
 #[tokio::test]
