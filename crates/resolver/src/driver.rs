@@ -65,11 +65,14 @@ struct Dnssec {
 /// Single-flight gates per (name, type), held from the lookup until the validator has used
 /// its answer. Gates nobody holds are dropped.
 #[derive(Default)]
-struct Flights(Mutex<HashMap<(NameBuf, u16), std::sync::Weak<tokio::sync::Mutex<()>>>>);
+struct Flights(Mutex<HashMap<(NameBuf, u16), std::sync::Weak<FlightGate>>>);
+
+/// One single-flight gate.
+type FlightGate = tokio::sync::Mutex<()>;
 
 impl Flights {
     /// The gate for `n`/`t`, shared with every question waiting on it now.
-    fn gate(&self, n: &[u8], t: u16) -> Arc<tokio::sync::Mutex<()>> {
+    fn gate(&self, n: &[u8], t: u16) -> Arc<FlightGate> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= MAX_FLIGHTS {
             map.retain(|_, g| g.strong_count() > 0);
@@ -78,7 +81,7 @@ impl Flights {
         if let Some(g) = map.get(&key).and_then(std::sync::Weak::upgrade) {
             return g;
         }
-        let g = Arc::new(tokio::sync::Mutex::new(()));
+        let g = Arc::new(FlightGate::default());
         map.insert(key, Arc::downgrade(&g));
         g
     }
