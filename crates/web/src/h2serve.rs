@@ -123,8 +123,7 @@ pub async fn serve<IO>(
             r = rd.read_buf(&mut rbuf), if read_open && !d.core.is_failed() => match r {
                 Ok(0) | Err(_) => read_open = false,
                 Ok(_) => {
-                    d.core.recv(&rbuf, Instant::now());
-                    rbuf.clear();
+                    d.core.recv_buf(&mut rbuf, Instant::now());
                     if rbuf.capacity() < READ_BUF {
                         rbuf.reserve(READ_BUF);
                     }
@@ -278,14 +277,14 @@ impl Driver {
         if self.memo_on {
             if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
                 self.memo.clear(); // it may change files
-            } else if let Some(key) = memo::Key::of(&req, req.body().is_empty()) {
+            } else if let Some(key) = memo::KeyRef::of(&req, req.body().is_empty()) {
                 let second = self.date.second();
-                if let Some(a) = self.memo.get(&key, second) {
+                if let Some(a) = self.memo.get(key, second) {
                     let (head, body) = (a.head.clone(), a.body.clone());
                     self.handler.stats().count(200);
                     return self.send_memo(stream, &head, body);
                 }
-                ctx.memo = Some(key);
+                ctx.memo = Some(key.to_owned());
             }
         }
         let req = req.map(|b| if b.is_empty() { RequestBody::Empty } else { RequestBody::Buffered(b) });

@@ -32,6 +32,28 @@ const STREAM_BUFFER: usize = 256 * 1024;
 /// from their own buffer.
 const COPY_BELOW: usize = 2048;
 
+/// Hashing for stream ids (the client picks them, but a set of at most [`REMEMBER_CLOSED`]
+/// entries needs no protection against collisions): one multiplication instead of SipHash.
+type IdHash = std::hash::BuildHasherDefault<IdHasher>;
+
+/// See [`IdHash`].
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// The server's side of the limits and windows.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -168,7 +190,7 @@ pub struct Conn {
     /// PRIORITY_UPDATEs for streams not opened yet.
     early_priority: HashMap<u32, Priority>,
     reset_by_us: VecDeque<u32>,
-    closed: HashSet<u32>,
+    closed: HashSet<u32, IdHash>,
     closed_order: VecDeque<u32>,
     last_client: u32,
     last_push: u32,
@@ -215,7 +237,7 @@ impl Conn {
             streams: BTreeMap::new(),
             early_priority: HashMap::new(),
             reset_by_us: VecDeque::new(),
-            closed: HashSet::new(),
+            closed: HashSet::default(),
             closed_order: VecDeque::new(),
             last_client: 0,
             last_push: 0,
@@ -343,6 +365,27 @@ impl Conn {
             return;
         }
         self.inbuf.extend_from_slice(data);
+        self.process(now);
+    }
+
+    /// Feeds bytes read from the client in `buf`, which is left empty: when nothing is
+    /// pending, the buffer itself is taken (swapped with the core's empty one), not copied.
+    pub fn recv_buf(&mut self, buf: &mut BytesMut, now: Instant) {
+        if self.failed {
+            buf.clear();
+            return;
+        }
+        if self.inbuf.is_empty() {
+            std::mem::swap(&mut self.inbuf, buf);
+        } else {
+            self.inbuf.extend_from_slice(buf);
+        }
+        buf.clear();
+        self.process(now);
+    }
+
+    /// Handles every complete frame in `inbuf`.
+    fn process(&mut self, now: Instant) {
         if !self.preface_done {
             let n = self.inbuf.len().min(PREFACE.len());
             if self.inbuf[..n] != PREFACE[..n] {
@@ -495,18 +538,18 @@ impl Conn {
             self_dependent = dep == h.stream;
             fragment = fragment.slice(5..);
         }
-        let block = Block {
+        let end_stream = h.flags & frame::END_STREAM != 0;
+        if h.flags & frame::END_HEADERS != 0 {
+            // The whole block in one frame (the usual case): decoded where it lies.
+            return self.on_block(h.stream, end_stream, self_dependent, &fragment);
+        }
+        self.block = Some(Block {
             stream: h.stream,
-            end_stream: h.flags & frame::END_STREAM != 0,
+            end_stream,
             self_dependent,
             buf: fragment.to_vec(),
             continuations: 0,
-        };
-        if h.flags & frame::END_HEADERS != 0 {
-            self.on_block(block);
-        } else {
-            self.block = Some(block);
-        }
+        });
     }
 
     fn on_continuation(&mut self, h: FrameHeader, payload: Bytes) {
@@ -519,20 +562,19 @@ impl Conn {
             return self.conn_error(Reason::Calm, "header block too long");
         }
         if h.flags & frame::END_HEADERS != 0 {
-            self.on_block(block);
+            self.on_block(block.stream, block.end_stream, block.self_dependent, &block.buf);
         } else {
             self.block = Some(block);
         }
     }
 
-    fn on_block(&mut self, b: Block) {
+    fn on_block(&mut self, id: u32, end_stream: bool, self_dependent: bool, buf: &[u8]) {
         // Every block goes through the decoder, whatever becomes of its stream: the dynamic
         // table must stay in step with the client's.
         let mut head = HeadBuilder::new(self.limits.max_header_list);
-        if self.decoder.decode(&b.buf, |n, v| head.field(n, v)).is_err() {
+        if self.decoder.decode(buf, |n, v| head.field(n, v)).is_err() {
             return self.conn_error(Reason::Compression, "undecodable header block");
         }
-        let id = b.stream;
         if id.is_multiple_of(2) {
             return self.conn_error(Reason::Protocol, "client stream with an even id");
         }
@@ -541,7 +583,7 @@ impl Conn {
             if !s.recv_open {
                 return self.stream_error(id, Reason::StreamClosed);
             }
-            if !b.end_stream || head.pseudo || head.error.is_some() {
+            if !end_stream || head.pseudo || head.error.is_some() {
                 return self.stream_error(id, Reason::Protocol);
             }
             s.recv_open = false;
@@ -564,7 +606,7 @@ impl Conn {
             return; // above the GOAWAY's last stream: ignored, the client retries elsewhere
         }
         let early = self.early_priority.remove(&id);
-        if b.self_dependent {
+        if self_dependent {
             return self.stream_error(id, Reason::Protocol);
         }
         if self.active >= self.limits.max_streams {
@@ -577,10 +619,10 @@ impl Conn {
                 return self.stream_error(id, Reason::Protocol);
             }
         };
-        if b.end_stream && content_length.is_some_and(|cl| cl != 0) {
+        if end_stream && content_length.is_some_and(|cl| cl != 0) {
             return self.stream_error(id, Reason::Protocol);
         }
-        let mut s = Stream::new(!b.end_stream, self.peer_window, i64::from(self.limits.stream_window));
+        let mut s = Stream::new(!end_stream, self.peer_window, i64::from(self.limits.stream_window));
         s.prio = early.or(prio).unwrap_or_default();
         s.content_length = content_length;
         s.counted = true;
@@ -593,7 +635,7 @@ impl Conn {
         }
         s.head = Some(req);
         self.streams.insert(id, s);
-        if b.end_stream {
+        if end_stream {
             self.dispatch(id);
         }
     }

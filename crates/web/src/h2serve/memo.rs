@@ -33,28 +33,53 @@ const PER_REQUEST: [header::HeaderName; 7] = [
     header::EXPECT,
 ];
 
-impl Key {
+/// A [`Key`] borrowed from its request: looking up a hit allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRef<'a> {
+    host: &'a [u8],
+    target: &'a [u8],
+    accept_encoding: &'a [u8],
+}
+
+impl<'a> KeyRef<'a> {
     /// The key of a request whose answer may come from the memo: a `GET` without a body and
     /// without per-request fields.
-    pub fn of<B>(req: &Request<B>, body_empty: bool) -> Option<Key> {
+    pub fn of<B>(req: &'a Request<B>, body_empty: bool) -> Option<KeyRef<'a>> {
         if req.method() != Method::GET || !body_empty {
             return None;
         }
-        let h = req.headers();
-        if PER_REQUEST.iter().any(|n| h.contains_key(n)) {
-            return None;
+        // One pass over the few fields (names compare as enums), not a hash lookup per name.
+        let mut host_field = None;
+        let mut accept_encoding: &[u8] = &[];
+        for (name, value) in req.headers() {
+            if PER_REQUEST.contains(name) {
+                return None;
+            }
+            if name == header::HOST {
+                host_field = Some(value.as_bytes());
+            } else if name == header::ACCEPT_ENCODING {
+                accept_encoding = value.as_bytes();
+            }
         }
         let host = match req.uri().authority() {
-            Some(a) => Bytes::copy_from_slice(a.as_str().as_bytes()),
-            None => Bytes::copy_from_slice(h.get(header::HOST)?.as_bytes()),
+            Some(a) => a.as_str().as_bytes(),
+            None => host_field?,
         };
-        let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let accept_encoding = h.get(header::ACCEPT_ENCODING).map_or(&[][..], |v| v.as_bytes());
-        Some(Key {
-            host,
-            target: Bytes::copy_from_slice(target.as_bytes()),
-            accept_encoding: Bytes::copy_from_slice(accept_encoding),
-        })
+        let target = req.uri().path_and_query().map_or(&b"/"[..], |p| p.as_str().as_bytes());
+        Some(KeyRef { host, target, accept_encoding })
+    }
+
+    /// The owned key, to keep with an answer.
+    pub fn to_owned(self) -> Key {
+        Key {
+            host: Bytes::copy_from_slice(self.host),
+            target: Bytes::copy_from_slice(self.target),
+            accept_encoding: Bytes::copy_from_slice(self.accept_encoding),
+        }
+    }
+
+    fn matches(&self, k: &Key) -> bool {
+        self.target == k.target && self.host == k.host && self.accept_encoding == k.accept_encoding
     }
 }
 
@@ -82,8 +107,8 @@ pub struct Memo {
 
 impl Memo {
     /// The answer for `key` memoized during `second`, if any.
-    pub fn get(&self, key: &Key, second: u64) -> Option<&Answer> {
-        self.entries.iter().find(|e| e.second == second && e.key == *key).map(|e| &e.answer)
+    pub fn get(&self, key: KeyRef<'_>, second: u64) -> Option<&Answer> {
+        self.entries.iter().find(|e| e.second == second && key.matches(&e.key)).map(|e| &e.answer)
     }
 
     /// Keeps `answer` for `key` until `second` ends, replacing the oldest entry when full.
@@ -119,32 +144,37 @@ mod tests {
 
     #[test]
     fn only_plain_gets_have_keys() {
-        assert!(Key::of(&req("http://a/x", None), true).is_some());
-        assert!(Key::of(&req("http://a/x", None), false).is_none());
-        assert!(Key::of(&req("http://a/x", Some(("range", "bytes=0-1"))), true).is_none());
-        assert!(Key::of(&req("http://a/x", Some(("if-none-match", "\"x\""))), true).is_none());
-        assert!(Key::of(&req("/x", None), true).is_none()); // no authority, no Host
-        assert!(Key::of(&req("/x", Some(("host", "a"))), true).is_some());
+        assert!(KeyRef::of(&req("http://a/x", None), true).is_some());
+        assert!(KeyRef::of(&req("http://a/x", None), false).is_none());
+        assert!(KeyRef::of(&req("http://a/x", Some(("range", "bytes=0-1"))), true).is_none());
+        assert!(KeyRef::of(&req("http://a/x", Some(("if-none-match", "\"x\""))), true).is_none());
+        assert!(KeyRef::of(&req("/x", None), true).is_none()); // no authority, no Host
+        assert!(KeyRef::of(&req("/x", Some(("host", "a"))), true).is_some());
         let head = Request::builder().method("HEAD").uri("http://a/x").body(()).unwrap();
-        assert!(Key::of(&head, true).is_none());
+        assert!(KeyRef::of(&head, true).is_none());
     }
 
     #[test]
     fn entries_last_one_second_and_differ_by_coding() {
         let mut m = Memo::default();
-        let k = Key::of(&req("http://a/x", None), true).unwrap();
-        let gz = Key::of(&req("http://a/x", Some(("accept-encoding", "gzip"))), true).unwrap();
+        let (plain, gzip) = (req("http://a/x", None), req("http://a/x", Some(("accept-encoding", "gzip"))));
+        let k = KeyRef::of(&plain, true).unwrap();
+        let gz = KeyRef::of(&gzip, true).unwrap();
         let a = Answer { head: Bytes::from_static(b"h"), body: Bytes::from_static(b"b") };
-        m.put(k.clone(), 7, a);
-        assert!(m.get(&k, 7).is_some());
-        assert!(m.get(&gz, 7).is_none());
-        assert!(m.get(&k, 8).is_none());
+        m.put(k.to_owned(), 7, a);
+        assert!(m.get(k, 7).is_some());
+        assert!(m.get(gz, 7).is_none());
+        assert!(m.get(k, 8).is_none());
         for i in 0..100 {
-            let k = Key::of(&req(&format!("http://a/{i}"), None), true).unwrap();
-            m.put(k, 8, Answer { head: Bytes::new(), body: Bytes::new() });
+            let r = req(&format!("http://a/{i}"), None);
+            m.put(
+                KeyRef::of(&r, true).unwrap().to_owned(),
+                8,
+                Answer { head: Bytes::new(), body: Bytes::new() },
+            );
         }
         assert!(m.entries.len() <= ENTRIES);
         m.clear();
-        assert!(m.get(&k, 8).is_none());
+        assert!(m.get(k, 8).is_none());
     }
 }
