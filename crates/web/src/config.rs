@@ -78,8 +78,8 @@ pub struct WebConfig {
     pub cart_new_burst: u64,
     /// Most concurrent HTTP/2 streams per connection.
     pub h2_max_streams: u32,
-    /// Which HTTP/2 implementation serves connections: the driver on the `h2` crate
-    /// (`h2-crate`, the default for now) or appnet's own core (`own`).
+    /// Which HTTP/2 implementation serves connections: appnet's own core (`own`, the
+    /// default) or the driver on the `h2` crate (`h2-crate`).
     pub h2_engine: H2Engine,
     /// Serve plain GET and HEAD on HTTP/1 by appnet's own connection loop
     /// ([`crate::http1_fast`]); `false` sends every HTTP/1 request through hyper.
@@ -137,10 +137,11 @@ impl Default for WebConfig {
 #[serde(rename_all = "kebab-case")]
 pub enum H2Engine {
     /// appnet's sans-IO core ([`crate::h2core`]) driven by [`crate::h2serve`]: conformant
-    /// (httpwg 107/107) and with RFC 9218 priorities, but not yet faster on small files.
-    Own,
-    /// The `h2` crate behind [`crate::h2srv`].
+    /// (httpwg 107/107), RFC 9218 priorities, static answers memoized per connection.
     #[default]
+    Own,
+    /// The `h2` crate behind [`crate::h2srv`] (kept selectable: it costs one match per
+    /// connection).
     H2Crate,
 }
 
