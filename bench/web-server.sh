@@ -6,6 +6,8 @@
 #
 #   bench/web-server.sh                 # release build of appnet, 10 s per run
 #   DURATION=5 CONNS=50 WORKERS=1 bench/web-server.sh
+#   WORKERS=2 LOAD_THREADS=2 bench/web-server.sh   # 2 workers per server; on a 2-core machine
+#                                       # server and load then share both CPUs (printed)
 #   APPNET=target/release/appnet bench/web-server.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,6 +16,7 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
 STREAMS=${STREAMS:-10}          # concurrent streams per HTTP/2 connection
 WORKERS=${WORKERS:-1}           # server worker threads/processes, the same for every server
+LOAD_THREADS=${LOAD_THREADS:-1} # wrk and h2load threads
 NCPU=$(nproc)
 # Server on the first CPUs, load generator on the rest (on 2 cores: one each).
 SERVER_CPUS=${SERVER_CPUS:-0-$((WORKERS - 1))}
@@ -77,7 +80,7 @@ stop_server() { kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/de
 
 # --- the load generators: print "REQS_PER_SEC P99_MS" ----------------------------------------
 run_wrk() {
-  local out; out=$(taskset -c "$CLIENT_CPUS" wrk -t1 -c "$CONNS" -d "${DURATION}s" --latency "$1")
+  local out; out=$(taskset -c "$CLIENT_CPUS" wrk -t"$LOAD_THREADS" -c "$CONNS" -d "${DURATION}s" --latency "$1")
   local rps p99
   if echo "$out" | grep -q 'Non-2xx'; then echo "  warning: non-2xx answers from $1" >&2; fi
   rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
@@ -90,7 +93,7 @@ v = sys.argv[1]; m = re.match(r"([0-9.]+)(us|ms|s)$", v)
 print("nan" if not m else "%.2f" % (float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]))' "$1"; }
 run_h2load() {
   local log=$WORK/h2load.log
-  local out; out=$(taskset -c "$CLIENT_CPUS" h2load -c "$CONNS" -m "$STREAMS" -t1 -D "$DURATION" --log-file="$log" "$1" 2>&1)
+  local out; out=$(taskset -c "$CLIENT_CPUS" h2load -c "$CONNS" -m "$STREAMS" -t"$LOAD_THREADS" -D "$DURATION" --log-file="$log" "$1" 2>&1)
   local rps; rps=$(echo "$out" | awk '/^finished in/ {for (i=1;i<=NF;i++) if ($i ~ /req\/s/) {gsub(",","",$(i-1)); print $(i-1)}}')
   local ok; ok=$(echo "$out" | awk '/^requests:/ {print $8}')
   local p99; p99=$(python3 -c '
@@ -101,7 +104,7 @@ print("%.2f" % (d[int(len(d) * 0.99) - 1] / 1000) if d else "nan")' "$log")
 }
 
 declare -A RPS P99
-echo "web-server bench: ${DURATION}s per run, $CONNS connections ($STREAMS streams each for h2), $WORKERS worker thread(s) per server on CPU $SERVER_CPUS, load on CPU $CLIENT_CPUS"
+echo "web-server bench: ${DURATION}s per run, $CONNS connections ($STREAMS streams each for h2), $WORKERS worker thread(s) per server on CPU $SERVER_CPUS, load ($LOAD_THREADS thread(s)) on CPU $CLIENT_CPUS$([ "$SERVER_CPUS" = "$CLIENT_CPUS" ] && echo ' (shared: not enough CPUs to separate them)')"
 for server in appnet nginx h2o; do
   "start_$server"
   # Warm up (file caches, connection setup paths).

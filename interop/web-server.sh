@@ -152,10 +152,10 @@ cport=$(free_port)
 # per-address cap (64), which would answer the extra ones with HTTP/1.1 503.
 printf '[web]\necho_paths = ["/"]\naccess_log = false\nmax_per_ip = 256\n' > "$WORK/conformance.toml"
 result=$(timeout 120 httpwg --frame-timeout 1000 -a "127.0.0.1:$cport" -- "$APPNET" --config "$WORK/conformance.toml" web serve --root "$site" --listen "127.0.0.1:$cport" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' | grep -o 'Passed [0-9]*/[0-9]*' || true)
-check "httpwg (h2c, echo app at /)" "Passed 107/107" "$result"
-# The same suite against appnet's own HTTP/2 core (h2_engine = "own").
+check "httpwg (h2c, echo app at /, the own HTTP/2 core)" "Passed 107/107" "$result"
+# The same suite against the h2 crate's driver (h2_engine = "h2-crate", still selectable).
 oport=$(free_port)
-printf 'h2_engine = "own"\n' >> "$WORK/conformance.toml"
+printf 'h2_engine = "h2-crate"\n' >> "$WORK/conformance.toml"
 result=$(timeout 120 httpwg --frame-timeout 1000 -a "127.0.0.1:$oport" -- "$APPNET" --config "$WORK/conformance.toml" web serve --root "$site" --listen "127.0.0.1:$oport" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' | grep -o 'Passed [0-9]*/[0-9]*' || true)
-check "httpwg against the own HTTP/2 core" "Passed 107/107" "$result"
+check "httpwg against the h2 crate's driver" "Passed 107/107" "$result"
 echo "web-server: $CHECKS checks passed"
