@@ -54,6 +54,21 @@ pub fn bind_tcp(addr: SocketAddr, opts: &ListenOpts) -> io::Result<tokio::net::T
     tokio::net::TcpListener::from_std(socket.into())
 }
 
+/// Sets kernel TCP's congestion control (`cubic`, `reno`, `bbr`, ...) of one socket (Linux
+/// `TCP_CONGESTION`); connections accepted from a listener inherit it. Unlike the namespace's
+/// `net.ipv4.tcp_congestion_control`, it works inside any network namespace for algorithms
+/// outside `tcp_allowed_congestion_control` when the process has CAP_NET_ADMIN.
+pub fn set_tcp_congestion<S: std::os::fd::AsFd>(socket: &S, algorithm: &str) -> io::Result<()> {
+    socket2::SockRef::from(socket).set_tcp_congestion(algorithm.as_bytes()).map_err(|e| {
+        let have = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_congestion_control")
+            .unwrap_or_default();
+        io::Error::new(
+            e.kind(),
+            format!("TCP congestion control {algorithm:?}: {e} (this kernel has: {})", have.trim()),
+        )
+    })
+}
+
 /// Binds a UDP socket on `addr` (port 0 picks a free port).
 pub fn bind_udp(addr: SocketAddr, opts: &ListenOpts) -> io::Result<tokio::net::UdpSocket> {
     tokio::net::UdpSocket::from_std(bind_udp_std(addr, opts)?)

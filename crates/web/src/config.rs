@@ -78,6 +78,12 @@ pub struct WebConfig {
     pub cart_new_burst: u64,
     /// Most concurrent HTTP/2 streams per connection.
     pub h2_max_streams: u32,
+    /// Kernel TCP's congestion control for HTTP/1.1 and HTTP/2 connections (`cubic`, `reno`,
+    /// `bbr`, ...; set on the listener, connections inherit it). Absent: the system's default.
+    pub tcp_congestion: Option<String>,
+    /// The congestion controller of HTTP/3's QUIC connections: `cubic` (the default, as in
+    /// most kernels' TCP), `new-reno` or `bbr`.
+    pub h3_congestion: crate::h3::quic::Congestion,
     /// Which HTTP/2 implementation serves connections: appnet's own core (`own`, the
     /// default) or the driver on the `h2` crate (`h2-crate`).
     pub h2_engine: H2Engine,
@@ -124,6 +130,8 @@ impl Default for WebConfig {
             cart_new_per_sec: 2,
             cart_new_burst: 20,
             h2_max_streams: 128,
+            tcp_congestion: None,
+            h3_congestion: crate::h3::quic::Congestion::default(),
             h2_engine: H2Engine::default(),
             http1_fast_path: true,
             cache_file_max: 2 * 1024 * 1024,

@@ -46,6 +46,9 @@ impl WebServer {
     /// Binds the listener, checks the site directories and sets up TLS.
     pub async fn bind(config: WebConfig) -> io::Result<WebServer> {
         let listener = bind_tcp(config.listen, &ListenOpts::default())?;
+        if let Some(cc) = &config.tcp_congestion {
+            appnet_netkit::listen::set_tcp_congestion(&listener, cc)?;
+        }
         let addr = listener.local_addr()?;
         let (tls_cfg, tls_note) = if config.tls || config.cert.is_some() {
             let (cfg, note) = tls_config(&config, addr).map_err(|e| io::Error::other(e.to_string()))?;

@@ -33,6 +33,7 @@ impl H3Service for Proxy {
             max_target: cfg.max_request_line,
             max_field_section: cfg.max_header_bytes as u64,
             max_body: MAX_BODY,
+            congestion: super::quic::Congestion::default(),
         }
     }
 

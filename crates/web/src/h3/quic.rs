@@ -30,6 +30,12 @@ const CONN_RECEIVE_WINDOW: u32 = 2 * 1024 * 1024;
 /// Unacknowledged response bytes the server buffers per connection.
 const SEND_WINDOW: u64 = 4 * 1024 * 1024;
 
+/// The server's initial congestion window in bytes: RFC 9002 §7.2's cap, as many bytes as
+/// TCP's ten segments (RFC 6928: 14,480 at MSS 1448). quinn's default counts ten datagrams of
+/// the 1200 bytes every path must carry, 12,000, so a page's first flight would be a sixth
+/// smaller over HTTP/3 than over HTTP/2 on the same path.
+pub const INITIAL_WINDOW: u64 = 14_720;
+
 /// Connection attempts quinn buffers before the accept loop sees them (each costs a few KB).
 const MAX_INCOMING: usize = 1024;
 
@@ -49,10 +55,85 @@ pub fn server_config(tls: &rustls::ServerConfig, limits: &H3Limits) -> Result<qu
     t.stream_receive_window(STREAM_RECEIVE_WINDOW.into());
     t.receive_window(CONN_RECEIVE_WINDOW.into());
     t.send_window(SEND_WINDOW);
+    t.congestion_controller_factory(limits.congestion.factory());
+    // Responses one after the other, not round-robin: RFC 9218 §4's default priority (urgency
+    // 3, not incremental) asks for non-incremental responses of equal urgency to be served in
+    // the order requested, so a page's first object completes after its own bytes, not after
+    // a share of every object's. quinn's default (fair) round-robin finished all ten objects
+    // of the experiment's page together, at the end.
+    t.send_fairness(false);
     server.transport_config(Arc::new(t));
     server.migration(true);
     server.max_incoming(MAX_INCOMING);
     Ok(server)
+}
+
+/// The congestion controller of appnet's QUIC connections (`h3_congestion` in the web
+/// server's configuration). Kernel TCP picks its own (`net.ipv4.tcp_congestion_control`, BBR
+/// on some machines), so comparing HTTP/3 with HTTP/2 means naming the same algorithm on both
+/// sides: [`Congestion::linux_tcp`] is the kernel's name for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Congestion {
+    /// CUBIC (RFC 9438): quinn's default and most kernels'. Random loss reads as congestion.
+    #[default]
+    Cubic,
+    /// NewReno as RFC 9002 §7 describes it.
+    NewReno,
+    /// BBR (quinn's is marked experimental): paces to the measured bottleneck rate, so random
+    /// loss does not shrink the window.
+    Bbr,
+}
+
+impl Congestion {
+    /// Every controller, in the order `--help` lists them.
+    pub const ALL: [Congestion; 3] = [Congestion::Cubic, Congestion::NewReno, Congestion::Bbr];
+
+    /// The name used in configuration files and flags.
+    pub fn name(self) -> &'static str {
+        match self {
+            Congestion::Cubic => "cubic",
+            Congestion::NewReno => "new-reno",
+            Congestion::Bbr => "bbr",
+        }
+    }
+
+    /// Linux's name for the same algorithm (`/proc/sys/net/ipv4/tcp_congestion_control`).
+    pub fn linux_tcp(self) -> &'static str {
+        match self {
+            Congestion::Cubic => "cubic",
+            Congestion::NewReno => "reno",
+            Congestion::Bbr => "bbr",
+        }
+    }
+
+    /// The controller, starting from [`INITIAL_WINDOW`].
+    fn factory(self) -> Arc<dyn quinn::congestion::ControllerFactory + Send + Sync> {
+        use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
+        match self {
+            Congestion::Cubic => Arc::new(CubicConfig::default().initial_window(INITIAL_WINDOW).clone()),
+            Congestion::NewReno => Arc::new(NewRenoConfig::default().initial_window(INITIAL_WINDOW).clone()),
+            Congestion::Bbr => Arc::new(BbrConfig::default().initial_window(INITIAL_WINDOW).clone()),
+        }
+    }
+}
+
+impl std::str::FromStr for Congestion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.to_ascii_lowercase();
+        Congestion::ALL
+            .into_iter()
+            .find(|c| c.name() == s || c.linux_tcp() == s || (s == "newreno" && *c == Congestion::NewReno))
+            .ok_or_else(|| format!("unknown congestion control {s:?}: cubic, new-reno or bbr"))
+    }
+}
+
+impl std::fmt::Display for Congestion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The transport limits shared by both ends: concurrent request streams, uni streams, idle.

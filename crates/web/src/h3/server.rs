@@ -55,6 +55,8 @@ pub struct H3Limits {
     pub max_field_section: u64,
     /// Request body size (larger: 413).
     pub max_body: u64,
+    /// The QUIC congestion controller.
+    pub congestion: quic::Congestion,
 }
 
 /// What serves the requests the HTTP/3 driver takes in.
@@ -86,6 +88,7 @@ impl H3Service for Router {
             max_target: cfg.max_request_line,
             max_field_section: cfg.max_header_bytes as u64,
             max_body: cfg.max_body,
+            congestion: cfg.h3_congestion,
         }
     }
 
