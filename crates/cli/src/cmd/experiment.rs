@@ -75,6 +75,10 @@ pub struct HttpArgs {
     /// Seed of the emulator's random loss.
     #[arg(long, value_name = "N", default_value_t = 1)]
     seed: u64,
+    /// Congestion controllers for HTTP/2 vs HTTP/3 under loss, each run on both transports
+    /// (kernel TCP and QUIC): cubic, new-reno, bbr. The first also serves the scorecard.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "cubic,bbr")]
+    cc: Vec<appnet_web::h3::quic::Congestion>,
 }
 
 /// Flags for `experiment search`.
@@ -205,6 +209,7 @@ pub async fn run(cmd: ExperimentCmd, _ctx: &Context) -> anyhow::Result<()> {
                 object_size: a.object_kib * 1024,
                 losses: a.losses.iter().map(|l| l / 100.0).collect(),
                 seed: a.seed,
+                congestion: a.cc,
             };
             let task = tokio::task::spawn_blocking(move || {
                 appnet_lab::experiment::http::run(&opts, |step| eprintln!("http experiment: {step}"))

@@ -23,6 +23,7 @@ use super::{Table, quantile};
 use crate::http_scene::{self, Mode};
 use appnet_link::{Link, LinkSpec};
 use appnet_netkit::{Service, Shutdown};
+use appnet_web::h3::quic::Congestion;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use std::net::{IpAddr, SocketAddr};
@@ -49,6 +50,9 @@ pub struct Options {
     pub losses: Vec<f64>,
     /// Seed of the emulator's random loss.
     pub seed: u64,
+    /// The congestion controllers compared under loss, each on both transports: kernel TCP
+    /// (set per socket) and QUIC run the same algorithm. The first also serves part 1.
+    pub congestion: Vec<Congestion>,
 }
 
 impl Default for Options {
@@ -62,6 +66,7 @@ impl Default for Options {
             object_size: 10 * 1024,
             losses: vec![0.0, 0.01, 0.02, 0.05],
             seed: 1,
+            congestion: vec![Congestion::Cubic, Congestion::Bbr],
         }
     }
 }
@@ -201,9 +206,19 @@ pub fn run(opts: &Options, progress: impl Fn(&str) + Sync) -> Result<Vec<Table>,
     let ca_dir = work.join("ca");
     let mut spec = link_spec(opts, 0.0)?;
     progress(&format!("link {LINK_NAME}: {}", spec.a2b));
+    if opts.congestion.is_empty() {
+        return Err(HttpExperimentError::Setup("no congestion controller to compare".into()));
+    }
     let link = Link::up(LINK_NAME, &spec, opts.seed)?;
+    // The namespaces inherit the host's TCP congestion control, which may be BBR while quinn
+    // runs CUBIC: HTTP/2 and HTTP/3 must run the same algorithm, or the comparison is of
+    // controllers, not protocols. So every TCP socket gets it explicitly.
+    progress(&format!(
+        "kernel TCP's default in the namespaces: {}; set per socket to the controller compared",
+        link.tcp_congestion().unwrap_or_else(|e| e.to_string())
+    ));
     let shutdown = Shutdown::new();
-    let server = start_servers(&link.ns_b(), &site, &ca_dir, shutdown.clone())?;
+    let server = start_servers(&link.ns_b(), &site, &ca_dir, &opts.congestion, shutdown.clone())?;
     let result = std::thread::scope(|scope| {
         let ns_a = link.ns_a();
         let link = &link;
@@ -266,10 +281,12 @@ fn start_servers(
     ns: &str,
     site: &Path,
     ca_dir: &Path,
+    congestion: &[Congestion],
     shutdown: Shutdown,
 ) -> Result<std::thread::JoinHandle<()>, HttpExperimentError> {
     let (tx, rx) = std::sync::mpsc::channel::<Result<(), String>>();
     let (ns, site, ca_dir) = (ns.to_string(), site.to_path_buf(), ca_dir.to_path_buf());
+    let congestion = congestion.to_vec();
     let handle = std::thread::Builder::new()
         .name("exp-http-server".into())
         .spawn(move || {
@@ -285,26 +302,33 @@ fn start_servers(
                 }
             };
             rt.block_on(async move {
-                let config = |port: u16, tls: bool| appnet_web::WebConfig {
+                let config = |port: u16, tls: bool, cc: Congestion| appnet_web::WebConfig {
                     listen: SocketAddr::new(IpAddr::V4(appnet_link::emulator::ADDR_B), port),
                     root: site.clone(),
                     tls,
                     http3: tls,
                     ca_dir: Some(ca_dir.clone()),
                     access_log: false,
+                    tcp_congestion: Some(cc.linux_tcp().to_string()),
+                    h3_congestion: cc,
                     ..appnet_web::WebConfig::default()
                 };
-                let plain = appnet_web::WebServer::bind(config(80, false)).await;
-                let tls = appnet_web::WebServer::bind(config(443, true)).await;
-                let (plain, tls) = match (plain, tls) {
-                    (Ok(p), Ok(t)) => (p, t),
-                    (Err(e), _) | (_, Err(e)) => {
-                        let _ = tx.send(Err(format!("web server in the link's namespace: {e}")));
-                        return;
+                // Port 80 in cleartext; one TLS + HTTP/3 server per controller (443, 444, ...).
+                let mut servers = Vec::new();
+                let plain = (80, false, congestion[0]);
+                let tls = congestion.iter().enumerate().map(|(i, cc)| (tls_port(i), true, *cc));
+                for (port, tls, cc) in std::iter::once(plain).chain(tls) {
+                    match appnet_web::WebServer::bind(config(port, tls, cc)).await {
+                        Ok(s) => servers.push(s),
+                        Err(e) => {
+                            let _ = tx.send(Err(format!("web server in the link's namespace: {e}")));
+                            return;
+                        }
                     }
-                };
+                }
                 let _ = tx.send(Ok(()));
-                let _ = tokio::join!(plain.run(shutdown.clone()), tls.run(shutdown.clone()));
+                let runs = servers.into_iter().map(|s| s.run(shutdown.clone()));
+                let _ = futures_util::future::join_all(runs).await;
             });
         })
         .map_err(|e| HttpExperimentError::Setup(e.to_string()))?;
@@ -313,6 +337,11 @@ fn start_servers(
         Ok(Err(e)) => Err(HttpExperimentError::Setup(e)),
         Err(_) => Err(HttpExperimentError::Setup("the server thread ended before it was ready".into())),
     }
+}
+
+/// The TLS + HTTP/3 port of the `i`th congestion controller.
+fn tls_port(i: usize) -> u16 {
+    443 + i as u16
 }
 
 fn server_addr(port: u16) -> SocketAddr {
@@ -355,7 +384,7 @@ async fn measure(
         let mut totals = Vec::new();
         let mut zero_rtt_used = 0;
         for _ in 0..reps {
-            match load(*way, &ca, &tickets).await {
+            match load(*way, &ca, &tickets, 0, opts.congestion[0]).await {
                 Ok(s) => {
                     totals.push(s.total);
                     zero_rtt_used += usize::from(s.zero_rtt);
@@ -413,50 +442,67 @@ async fn measure(
         &format!(
             "Head-of-line blocking: HTTP/2 (TCP) vs HTTP/3 (QUIC) under random loss, {reps2} page loads each"
         ),
-        &["loss %", "protocol", "first object ms (p10-p90)", "whole page ms (p10-p90)", "failed"],
+        &[
+            "loss %",
+            "congestion control",
+            "protocol",
+            "first object ms (p10-p90)",
+            "whole page ms (p10-p90)",
+            "failed",
+        ],
     );
-    // Per protocol: (name, median first object by loss, median page by loss).
-    let mut series: Vec<(String, Points, Points)> =
-        vec![("HTTP/2".into(), Vec::new(), Vec::new()), ("HTTP/3".into(), Vec::new(), Vec::new())];
+    // Per controller and protocol: (name, median first object by loss, median page by loss).
+    let mut series: Vec<(String, Points, Points)> = opts
+        .congestion
+        .iter()
+        .flat_map(|cc| ["HTTP/2", "HTTP/3"].map(|p| (format!("{p} {cc}"), Vec::new(), Vec::new())))
+        .collect();
     for &loss in &opts.losses {
         *spec = link_spec(opts, loss)?;
         link.set(spec)?;
         progress(&format!("loss {:.1}%: HTTP/2 and HTTP/3, {reps2} page loads each", loss * 100.0));
-        for (k, way) in [Way::Http2, Way::Http3].into_iter().enumerate() {
-            let (mut first, mut total, mut failed) = (Vec::new(), Vec::new(), 0);
+        for (c, &cc) in opts.congestion.iter().enumerate() {
+            // Interleaved, so a busy moment of the machine hits both protocols alike.
+            let mut runs: [(Vec<f64>, Vec<f64>, usize); 2] = Default::default();
             for _ in 0..reps2 {
-                match load(way, &ca, &tickets).await {
-                    Ok(s) => {
-                        first.push(s.first);
-                        total.push(s.total);
+                for (k, way) in [Way::Http2, Way::Http3].into_iter().enumerate() {
+                    match load(way, &ca, &tickets, c, cc).await {
+                        Ok(s) => {
+                            runs[k].0.push(s.first);
+                            runs[k].1.push(s.total);
+                        }
+                        Err(_) => runs[k].2 += 1,
                     }
-                    Err(_) => failed += 1,
                 }
             }
-            first.sort_by(f64::total_cmp);
-            total.sort_by(f64::total_cmp);
-            let spread = |v: &[f64]| {
-                if v.is_empty() {
-                    "-".to_string()
-                } else {
-                    format!(
-                        "{:.0} ({:.0}-{:.0})",
-                        quantile(v, 0.5) * 1e3,
-                        quantile(v, 0.1) * 1e3,
-                        quantile(v, 0.9) * 1e3
-                    )
+            for (k, (mut first, mut total, failed)) in runs.into_iter().enumerate() {
+                first.sort_by(f64::total_cmp);
+                total.sort_by(f64::total_cmp);
+                let spread = |v: &[f64]| {
+                    if v.is_empty() {
+                        "-".to_string()
+                    } else {
+                        format!(
+                            "{:.0} ({:.0}-{:.0})",
+                            quantile(v, 0.5) * 1e3,
+                            quantile(v, 0.1) * 1e3,
+                            quantile(v, 0.9) * 1e3
+                        )
+                    }
+                };
+                t2.rows.push(vec![
+                    format!("{:.0}", loss * 100.0),
+                    cc.to_string(),
+                    ["HTTP/2", "HTTP/3"][k].to_string(),
+                    spread(&first),
+                    spread(&total),
+                    failed.to_string(),
+                ]);
+                let line = &mut series[2 * c + k];
+                if !total.is_empty() {
+                    line.1.push((loss * 100.0, quantile(&first, 0.5) * 1e3));
+                    line.2.push((loss * 100.0, quantile(&total, 0.5) * 1e3));
                 }
-            };
-            t2.rows.push(vec![
-                format!("{:.0}", loss * 100.0),
-                series[k].0.clone(),
-                spread(&first),
-                spread(&total),
-                failed.to_string(),
-            ]);
-            if !total.is_empty() {
-                series[k].1.push((loss * 100.0, quantile(&first, 0.5) * 1e3));
-                series[k].2.push((loss * 100.0, quantile(&total, 0.5) * 1e3));
             }
         }
     }
@@ -481,18 +527,29 @@ async fn measure(
     t2.notes.push(
         "both on TLS 1.3, fresh connection per load; HTTP/3 saves one handshake RTT at any loss".into(),
     );
+    t2.notes.push(
+        "each controller runs on both transports: kernel TCP set per socket (the namespaces' default may differ), quinn for QUIC"
+            .into(),
+    );
     t2.notes.push(format!("plots: {}, {}", first_plot.display(), page_plot.display()));
     Ok(vec![t1, t2])
 }
 
-/// One page load in `way`, with a deadline.
-async fn load(way: Way, ca: &Path, tickets: &Path) -> Result<Sample, String> {
-    tokio::time::timeout(FETCH_TIMEOUT, load_inner(way, ca, tickets))
+/// One page load in `way`, with a deadline, from the TLS server of the `server`th controller
+/// (`cc`, which the client's TCP socket uses too).
+async fn load(way: Way, ca: &Path, tickets: &Path, server: usize, cc: Congestion) -> Result<Sample, String> {
+    tokio::time::timeout(FETCH_TIMEOUT, load_inner(way, ca, tickets, tls_port(server), cc))
         .await
         .map_err(|_| format!("no page within {FETCH_TIMEOUT:?}"))?
 }
 
-async fn load_inner(way: Way, ca: &Path, tickets: &Path) -> Result<Sample, String> {
+async fn load_inner(
+    way: Way,
+    ca: &Path,
+    tickets: &Path,
+    port: u16,
+    cc: Congestion,
+) -> Result<Sample, String> {
     let host = appnet_link::emulator::ADDR_B.to_string();
     let started = Instant::now();
     let mode = match way {
@@ -520,7 +577,7 @@ async fn load_inner(way: Way, ca: &Path, tickets: &Path) -> Result<Sample, Strin
             finish(started, futures_util::future::join_all(gets).await, false)
         }
         Way::Http2 => {
-            let send = h2_connect(ca).await?;
+            let send = h2_connect(ca, port, cc).await?;
             let page = h2_get(&send, PAGE).await?;
             let images = http_scene::image_paths(PAGE, &String::from_utf8_lossy(&page));
             let gets = images.iter().map(|p| {
@@ -536,7 +593,7 @@ async fn load_inner(way: Way, ca: &Path, tickets: &Path) -> Result<Sample, Strin
             let ticket = if way == Way::Http3ZeroRtt {
                 // A first connection leaves a session ticket; it is not timed.
                 let c =
-                    appnet_web::h3::client::Http3Client::connect(server_addr(443), &host, ca, Some(tickets))
+                    appnet_web::h3::client::Http3Client::connect(server_addr(port), &host, ca, Some(tickets))
                         .await
                         .map_err(|e| e.to_string())?;
                 c.get(PAGE).await.map_err(|e| e.to_string())?;
@@ -547,7 +604,7 @@ async fn load_inner(way: Way, ca: &Path, tickets: &Path) -> Result<Sample, Strin
             };
             let started = Instant::now();
             let client = Arc::new(
-                appnet_web::h3::client::Http3Client::connect(server_addr(443), &host, ca, ticket)
+                appnet_web::h3::client::Http3Client::connect(server_addr(port), &host, ca, ticket)
                     .await
                     .map_err(|e| e.to_string())?,
             );
@@ -594,9 +651,12 @@ type Points = Vec<(f64, f64)>;
 
 type H2Sender = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
 
-/// A TLS 1.3 connection negotiating h2 by ALPN, trusting the experiment's lab CA.
-async fn h2_connect(ca: &Path) -> Result<H2Sender, String> {
-    let tcp = tokio::net::TcpStream::connect(server_addr(443)).await.map_err(|e| e.to_string())?;
+/// A TLS 1.3 connection to `port` negotiating h2 by ALPN, trusting the experiment's lab CA,
+/// over a TCP socket running `cc`.
+async fn h2_connect(ca: &Path, port: u16, cc: Congestion) -> Result<H2Sender, String> {
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    appnet_netkit::listen::set_tcp_congestion(&socket, cc.linux_tcp()).map_err(|e| e.to_string())?;
+    let tcp = socket.connect(server_addr(port)).await.map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
     let trust = appnet_netkit::tls_client::Trust { extra: vec![ca.to_path_buf()], ..Default::default() };
     let config = appnet_netkit::tls_client::client_config(&trust, &[b"h2"]).map_err(|e| e.to_string())?;
