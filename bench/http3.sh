@@ -23,6 +23,7 @@ for tool in caddy openssl python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install caddy openssl)" >&2; exit 1; }
 done
 source "$here/lib.sh"
+source "$here/../interop/lib-caddy.sh"
 release_appnet
 LOAD=${H3LOAD:-}
 if [ -z "$LOAD" ]; then
@@ -31,14 +32,8 @@ if [ -z "$LOAD" ]; then
 fi
 site=$WORK/site
 write_site "$site" 1m.bin $((1024 * 1024))
-pki=$WORK/pki; mkdir -p "$pki"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench CA" \
-  -keyout "$pki/ca.key" -out "$pki/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
-  -keyout "$pki/key.pem" -out "$pki/req.pem" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > "$pki/ext.cnf"
-openssl x509 -req -in "$pki/req.pem" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial -days 2 \
-  -extfile "$pki/ext.cnf" -out "$pki/cert.pem" 2>/dev/null
+pki=$WORK/pki
+caddy_pki "$pki" "bench CA"
 
 start_appnet() {
   PORT=$(free_port)
@@ -49,23 +44,8 @@ start_appnet() {
 }
 start_caddy() {
   PORT=$(free_port)
-  cat > "$WORK/Caddyfile" <<CADDY
-{
-	admin off
-	auto_https off
-	servers {
-		protocols h1 h2 h3
-	}
-}
-https://localhost:$PORT {
-	tls $pki/cert.pem $pki/key.pem
-	root * $site
-	file_server
-}
-CADDY
-  GOMAXPROCS=$WORKERS XDG_DATA_HOME=$WORK/caddy-data XDG_CONFIG_HOME=$WORK/caddy-config \
-    taskset -c "$SERVER_CPUS" caddy run --config "$WORK/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1 &
-  PIDS+=($!); wait_port "$PORT"
+  caddy_start "$WORK" "$PORT" "$site" "$pki" env GOMAXPROCS="$WORKERS" taskset -c "$SERVER_CPUS"
+  wait_port "$PORT"
   # caddy opens its UDP socket just after TCP: wait for an HTTP/3 answer.
   for _ in $(seq 50); do
     timeout 5 "$LOAD" "127.0.0.1:$PORT" localhost "$pki/ca.pem" /small.html 1 1 0 >/dev/null 2>&1 && return 0

@@ -6,6 +6,7 @@
 # `appnet web proxy --tls --http3` serving aioquic from its cache; and `appnet web get --http3`
 # against caddy, which serves h3 on the same port.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib-caddy.sh"
 for tool in curl openssl caddy gtlsclient python3 sha256sum; do
   command -v "$tool" >/dev/null || { echo "http3 interop needs $tool (.ci/apt.d/web.txt)" >&2; exit 1; }
 done
@@ -15,14 +16,8 @@ T=(timeout 60)
 sum() { sha256sum "$1" | cut -d' ' -f1; }
 
 # --- a CA and a certificate for localhost, used by appnet and caddy alike -------------------
-pki=$WORK/pki; mkdir -p "$pki"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=interop CA" \
-  -keyout "$pki/ca.key" -out "$pki/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
-  -keyout "$pki/key.pem" -out "$pki/req.pem" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > "$pki/ext.cnf"
-openssl x509 -req -in "$pki/req.pem" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial -days 2 \
-  -extfile "$pki/ext.cnf" -out "$pki/cert.pem" 2>/dev/null
+pki=$WORK/pki
+caddy_pki "$pki" "interop CA"
 
 site=$WORK/site; mkdir -p "$site"
 echo "hello over QUIC" > "$site/hello.txt"
@@ -103,22 +98,7 @@ check "curl over TCP sees the proxy's Alt-Svc" "h3=\":$pport\";" "$("${T[@]}" cu
 
 echo "appnet web get --http3 -> caddy"
 cport=$(free_port)
-cat > "$WORK/Caddyfile" <<CADDY
-{
-	admin off
-	auto_https off
-	servers {
-		protocols h1 h2 h3
-	}
-}
-https://localhost:$cport {
-	tls $pki/cert.pem $pki/key.pem
-	root * $site
-	file_server
-}
-CADDY
-XDG_DATA_HOME=$WORK/caddy-data XDG_CONFIG_HOME=$WORK/caddy-config \
-  bg caddy run --config "$WORK/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1
+caddy_start "$WORK" "$cport" "$site" "$pki"
 wait_tcp 127.0.0.1 "$cport"
 got=""
 for _ in $(seq 1 50); do
