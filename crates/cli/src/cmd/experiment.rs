@@ -77,7 +77,7 @@ pub struct HttpArgs {
     seed: u64,
     /// Congestion controllers for HTTP/2 vs HTTP/3 under loss, each run on both transports
     /// (kernel TCP and QUIC): cubic, new-reno, bbr. The first also serves the scorecard.
-    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "cubic,bbr")]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', default_value = "cubic")]
     cc: Vec<appnet_web::h3::quic::Congestion>,
 }
 

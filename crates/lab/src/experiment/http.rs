@@ -66,7 +66,7 @@ impl Default for Options {
             object_size: 10 * 1024,
             losses: vec![0.0, 0.01, 0.02, 0.05],
             seed: 1,
-            congestion: vec![Congestion::Cubic, Congestion::Bbr],
+            congestion: vec![Congestion::Cubic],
         }
     }
 }
