@@ -1,6 +1,6 @@
 //! The emulator between two real namespaces (root only, as CI runs): a TCP handshake and an
 //! echo across the link take the configured round trips, settings change on a running link,
-//! and nothing is left behind.
+//! and nothing is left behind; the namespaces report the TCP congestion control they inherited.
 
 use appnet_link::emulator::{ADDR_A, ADDR_B};
 use appnet_link::{Link, LinkSpec, netns};
@@ -21,6 +21,10 @@ fn tcp_across_the_link_takes_the_configured_rtt_and_nothing_is_left() {
     let name = format!("aplt{}", std::process::id());
     let link = Link::up(&name, &LinkSpec::parse("rtt=30ms").unwrap(), 1).unwrap();
     assert_eq!(ours(&name), 2);
+    // New namespaces take the host's TCP congestion control.
+    let host = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap();
+    assert_eq!(link.tcp_congestion().unwrap(), host.trim());
+    assert!(netns::sysctl_get(&link.ns_b(), "net/ipv4/no_such_key").is_err());
     let listener = netns::in_netns(&link.ns_b(), || TcpListener::bind((ADDR_B, 0))).unwrap().unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = std::thread::spawn(move || {
@@ -51,21 +55,5 @@ fn tcp_across_the_link_takes_the_configured_rtt_and_nothing_is_left() {
     server.join().unwrap();
     let stats = link.down();
     assert!(stats.a2b.released >= 6 && stats.b2a.released >= 6, "{stats:?}");
-    assert_eq!(ours(&name), 0);
-}
-
-#[test]
-fn the_link_namespaces_report_their_tcp_congestion_control() {
-    if !netns::is_root() {
-        eprintln!("skipped: needs root (network namespaces)");
-        return;
-    }
-    // New namespaces take the host's default.
-    let host = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap();
-    let name = format!("aplc{}", std::process::id());
-    let link = Link::up(&name, &LinkSpec::parse("rtt=2ms").unwrap(), 1).unwrap();
-    assert_eq!(link.tcp_congestion().unwrap(), host.trim());
-    assert!(netns::sysctl_get(&link.ns_b(), "net/ipv4/no_such_key").is_err());
-    link.down();
     assert_eq!(ours(&name), 0);
 }
