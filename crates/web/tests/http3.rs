@@ -13,7 +13,7 @@ use std::time::Duration;
 struct H3Site {
     _site: TempDir,
     /// The vhost's directory, removed with the site (also when a test fails).
-    _vhost: TempDir,
+    _vhost: Option<TempDir>,
     ca: TempDir,
     srv: appnet_netkit::harness::Running,
 }
@@ -43,7 +43,7 @@ async fn h3_site(tag: &str) -> H3Site {
     cfg.ca_dir = Some(ca.path().to_path_buf());
     cfg.vhosts.insert("www.other.test".into(), other.path().to_path_buf());
     let srv = serve(cfg).await;
-    H3Site { _site: site, _vhost: other, ca, srv }
+    H3Site { _site: site, _vhost: Some(other), ca, srv }
 }
 
 #[tokio::test]
@@ -156,7 +156,7 @@ async fn limited_site(tag: &str, max_connections: usize, max_per_ip: usize) -> H
     cfg.max_per_ip = Some(max_per_ip);
     cfg.header_timeout_secs = 1;
     let srv = serve(cfg).await;
-    H3Site { _site: site, ca, srv }
+    H3Site { _site: site, _vhost: None, ca, srv }
 }
 
 #[tokio::test]
