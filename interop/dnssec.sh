@@ -212,6 +212,18 @@ check "nothing changed by the refused ones" "101 " \
 check "delete the glue" "" "$(nsu 'update delete dns1.networkutopia.com. A' -y "hmac-sha256:registrar:$secret")"
 check "glue gone, serial 102" "102 " \
   "$(kdig @127.0.0.1 -p "$port" +short com SOA | awk '{print $3}') $(kdig @127.0.0.1 -p "$port" +norec www.networkutopia.com A | awk '$1 == "dns1.networkutopia.com." && $4 == "A" {print $5}')"
+kill "$LAST_PID"; wait "$LAST_PID" 2>/dev/null || true
+echo "restarted from the same zone file: the accepted updates were kept (in com.zone.state by default)"
+bg $APPNET dns serve --zone "com=$WORK/com.zone" --listen "127.0.0.1:$port" --tsig-key "registrar:hmac-sha256:$secret" \
+  --allow-update com=registrar --dnssec-keys "$KC" --allow-transfer 127.0.0.0/8
+wait_tcp 127.0.0.1 "$port"
+check "after the restart: serial 102, the delegation served, the glue still gone" "102 dns1.networkutopia.com. " \
+  "$(kdig @127.0.0.1 -p "$port" +short com SOA | awk '{print $3}') $(kdig @127.0.0.1 -p "$port" +norec www.networkutopia.com A | awk '$4 == "NS" {print $5}') $(kdig @127.0.0.1 -p "$port" +norec www.networkutopia.com A | awk '$1 == "dns1.networkutopia.com." && $4 == "A" {print $5}')"
+check "after the restart: IXFR from 100 still carries the added NS" yes \
+  "$(has 'networkutopia.com.*NS.*dns1.networkutopia.com' "$(kdig @127.0.0.1 -p "$port" -t IXFR=100 com +tcp)")"
+check "after the restart: delv still proves the insecure delegation" "; negative response, fully validated" \
+  "$(delv @127.0.0.1 -p "$port" -a "$WORK/com-anchor.conf" +root=com networkutopia.com DS 2>&1 | grep '^; negative')"
+check "the zone file itself is untouched (serial 100)" yes "$(grep -q ' 100 1800 900 ' "$WORK/com.zone" && echo yes || echo no)"
 kill "$LAST_PID"
 
 echo "appnet dns update (like nsupdate) against Knot and against appnet"
