@@ -7,19 +7,14 @@
 # ticket keys (restarted) rejecting the early data while the GET still succeeds in 1-RTT.
 # (ngtcp2's gtlsclient resuming from its own session file is checked in interop/http3.sh.)
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib-caddy.sh"
 for tool in openssl caddy stat; do
   command -v "$tool" >/dev/null || { echo "http3-0rtt interop needs $tool (.ci/apt.d/web.txt)" >&2; exit 1; }
 done
 T=(timeout 60)
 
-pki=$WORK/pki; mkdir -p "$pki"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=interop CA" \
-  -keyout "$pki/ca.key" -out "$pki/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
-  -keyout "$pki/key.pem" -out "$pki/req.pem" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > "$pki/ext.cnf"
-openssl x509 -req -in "$pki/req.pem" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" -CAcreateserial -days 2 \
-  -extfile "$pki/ext.cnf" -out "$pki/cert.pem" 2>/dev/null
+pki=$WORK/pki
+caddy_pki "$pki" "interop CA"
 site=$WORK/site; mkdir -p "$site"
 echo "hello over QUIC" > "$site/hello.txt"
 
@@ -87,22 +82,7 @@ check "... and the new tickets resume" "hello over QUIC|accepted" "$(get "$port"
 
 echo "appnet web get --http3 --0rtt -> caddy"
 cport=$(free_port)
-cat > "$WORK/Caddyfile" <<CADDY
-{
-	admin off
-	auto_https off
-	servers {
-		protocols h1 h2 h3
-	}
-}
-https://localhost:$cport {
-	tls $pki/cert.pem $pki/key.pem
-	root * $site
-	file_server
-}
-CADDY
-XDG_DATA_HOME=$WORK/caddy-data XDG_CONFIG_HOME=$WORK/caddy-config \
-  bg caddy run --config "$WORK/Caddyfile" --adapter caddyfile >"$WORK/caddy.log" 2>&1
+caddy_start "$WORK" "$cport" "$site" "$pki"
 wait_tcp 127.0.0.1 "$cport"
 C=$WORK/caddy.sessions
 first=""
