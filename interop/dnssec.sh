@@ -258,7 +258,9 @@ KNOT
 bg bash -c "exec knotd -c '$KD/knot.conf' > '$KD/log' 2>&1"
 wait_tcp 127.0.0.1 "$kport"
 aport=$(free_port)
-bg $APPNET dns serve --zone "com=$WORK/com.zone" --listen "127.0.0.1:$aport" --tsig-key-file "$WORK/registrar.key" --allow-update com=registrar
+# A fresh copy of the zone (next to $WORK/com.zone is the state of the updates made above).
+mkdir -p "$WORK/fresh"; cp "$WORK/com.zone" "$WORK/fresh/com.zone"
+bg $APPNET dns serve --zone "com=$WORK/fresh/com.zone" --listen "127.0.0.1:$aport" --tsig-key-file "$WORK/registrar.key" --allow-update com=registrar
 wait_tcp 127.0.0.1 "$aport"
 for target in "Knot:$kport" "appnet:$aport"; do
   who=${target%%:*}; p=${target#*:}
