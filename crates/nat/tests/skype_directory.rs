@@ -3,6 +3,7 @@
 
 use appnet_nat::skype::auth::ClientKey;
 use appnet_nat::skype::directory::{Directory, DirectoryConfig};
+use appnet_nat::skype::sealing;
 use appnet_nat::skype::wire::{self, Candidate, CandidateKind, Msg, Proof};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -20,7 +21,8 @@ fn ask(d: &mut Directory, from: SocketAddr, msg: &Msg, now: Instant) -> Option<M
 
 /// Hello, then Register with the password; `bind` on the first registration of the name.
 fn register(d: &mut Directory, from: SocketAddr, user: &str, password: &str, now: Instant) -> Msg {
-    let Some(Msg::Challenge { nonce, salt }) = ask(d, from, &Msg::Hello { user: user.into() }, now) else {
+    let Some(Msg::Challenge { nonce, salt, sn_key }) = ask(d, from, &Msg::Hello { user: user.into() }, now)
+    else {
         panic!("no challenge")
     };
     let (salt, bind) = match salt {
@@ -29,7 +31,7 @@ fn register(d: &mut Directory, from: SocketAddr, user: &str, password: &str, now
     };
     let key = ClientKey::derive(password, &salt);
     let v = key.verifier(salt);
-    let bind = bind.map(|_| v.clone());
+    let bind = bind.map(|_| sealing::seal_verifier(&sn_key, user, &v).unwrap());
     let candidates = vec![Candidate { kind: CandidateKind::Host, addr: from }];
     let signed = wire::register_signed_part(user, bind.as_ref(), &candidates);
     let proof = Proof { nonce, proof: key.prove(&v.stored_key, &nonce, &signed) };
@@ -83,7 +85,8 @@ fn rebinding_a_taken_name_is_403_and_stale_or_foreign_nonces_are_438() {
     let mut d = Directory::new(DirectoryConfig::default(), now);
     let alice = addr("10.1.0.2:5000");
     register(&mut d, alice, "alice", "secret", now);
-    let Some(Msg::Challenge { nonce, .. }) = ask(&mut d, alice, &Msg::Hello { user: "alice".into() }, now)
+    let Some(Msg::Challenge { nonce, sn_key, .. }) =
+        ask(&mut d, alice, &Msg::Hello { user: "alice".into() }, now)
     else {
         panic!()
     };
@@ -91,9 +94,10 @@ fn rebinding_a_taken_name_is_403_and_stale_or_foreign_nonces_are_438() {
     let key = ClientKey::derive("mine-now", &salt);
     let v = key.verifier(salt);
     let cands = Vec::new();
-    let signed = wire::register_signed_part("alice", Some(&v), &cands);
+    let sealed = sealing::seal_verifier(&sn_key, "alice", &v).unwrap();
+    let signed = wire::register_signed_part("alice", Some(&sealed), &cands);
     let proof = Proof { nonce, proof: key.prove(&v.stored_key, &nonce, &signed) };
-    let rebind = Msg::Register { user: "alice".into(), proof, bind: Some(v), candidates: cands };
+    let rebind = Msg::Register { user: "alice".into(), proof, bind: Some(sealed), candidates: cands };
     assert_eq!(code(&ask(&mut d, alice, &rebind, now).unwrap()), 403);
     // The same datagram from another address, or too late, has a nonce that is no good.
     assert_eq!(code(&ask(&mut d, addr("10.1.0.9:5000"), &rebind, now).unwrap()), 438);

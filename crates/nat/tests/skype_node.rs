@@ -2,11 +2,12 @@
 //! two owners with its credentials, the first binding holding across SNs, and the survivor
 //! re-replicating when an owner dies.
 
-use appnet_nat::skype::auth::ClientKey;
+use appnet_nat::skype::auth::{self, ClientKey};
 use appnet_nat::skype::directory::{Directory, DirectoryConfig};
 use appnet_nat::skype::node::Node;
 use appnet_nat::skype::overlay::{Overlay, OverlayConfig};
 use appnet_nat::skype::placement::Placement;
+use appnet_nat::skype::sealing;
 use appnet_nat::skype::wire::{self, Candidate, CandidateKind, Msg, Proof};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,12 +23,15 @@ struct Net {
     nodes: HashMap<SocketAddr, Node>,
     /// Datagrams that reached peers: (peer, bytes, the SN that sent them).
     to_peers: Vec<(SocketAddr, Vec<u8>, SocketAddr)>,
+    /// Every datagram sent, as an eavesdropper on every link records it.
+    tap: Vec<Vec<u8>>,
 }
 
 impl Net {
     fn deliver(&mut self, mut queue: Vec<(SocketAddr, SocketAddr, Vec<u8>)>, now: Instant) {
         for _ in 0..10_000 {
             let Some((from, to, d)) = queue.pop() else { return };
+            self.tap.push(d.clone());
             match self.nodes.get_mut(&to) {
                 Some(n) => queue.extend(n.handle(from, &d, now).into_iter().map(|(t, d)| (to, t, d))),
                 None if to.port() >= 40000 => self.to_peers.push((to, d, from)),
@@ -59,7 +63,8 @@ impl Net {
     }
 
     fn register(&mut self, peer: SocketAddr, at: SocketAddr, user: &str, pw: &str, now: Instant) -> Msg {
-        let Some(Msg::Challenge { nonce, salt }) = self.ask(peer, at, &Msg::Hello { user: user.into() }, now)
+        let Some(Msg::Challenge { nonce, salt, sn_key }) =
+            self.ask(peer, at, &Msg::Hello { user: user.into() }, now)
         else {
             panic!("no challenge")
         };
@@ -69,7 +74,7 @@ impl Net {
         };
         let key = ClientKey::derive(pw, &salt);
         let v = key.verifier(salt);
-        let bind = bind.then(|| v.clone());
+        let bind = bind.then(|| sealing::seal_verifier(&sn_key, user, &v).unwrap());
         let candidates = vec![Candidate { kind: CandidateKind::Host, addr: peer }];
         let signed = wire::register_signed_part(user, bind.as_ref(), &candidates);
         let proof = Proof { nonce, proof: key.prove(&v.stored_key, &nonce, &signed) };
@@ -91,8 +96,11 @@ fn entries_live_on_their_two_owners_and_survive_one() {
         let ov = Overlay::new(OverlayConfig::default(), sn(i), Some(SECRET), seeds, t0, 1_000_000);
         (sn(i), Node::new(Directory::new(DirectoryConfig::default(), t0), ov))
     };
-    let mut net =
-        Net { nodes: [mk(0, vec![]), mk(1, vec![sn(0)]), mk(2, vec![sn(0)])].into(), to_peers: Vec::new() };
+    let mut net = Net {
+        nodes: [mk(0, vec![]), mk(1, vec![sn(0)]), mk(2, vec![sn(0)])].into(),
+        to_peers: Vec::new(),
+        tap: Vec::new(),
+    };
     let mut now = t0;
     for _ in 0..3 {
         net.tick(now);
@@ -148,4 +156,100 @@ fn entries_live_on_their_two_owners_and_survive_one() {
             Some(Msg::Found { .. })
         ));
     }
+}
+
+/// Issue 19: an eavesdropper holding every byte of a first registration (peer to SN, the relay
+/// to the owner, the copy to the other owner) and of a later login finds no StoredKey to turn
+/// a proof into ClientKey, so it cannot forge a login; the old clear-text bind is refused.
+#[test]
+fn an_eavesdropper_on_every_link_cannot_recover_the_client_key() {
+    let t0 = Instant::now();
+    let mk = |i: u16, seeds: Vec<SocketAddr>| {
+        let ov = Overlay::new(OverlayConfig::default(), sn(i), Some(SECRET), seeds, t0, 1_000_000);
+        (sn(i), Node::new(Directory::new(DirectoryConfig::default(), t0), ov))
+    };
+    let mut net = Net {
+        nodes: [mk(0, vec![]), mk(1, vec![sn(0)]), mk(2, vec![sn(0)])].into(),
+        to_peers: Vec::new(),
+        tap: Vec::new(),
+    };
+    let mut now = t0;
+    for _ in 0..3 {
+        net.tick(now);
+        now += Duration::from_secs(2);
+    }
+    // Attach alice to the SN that does not own her entry: Relay, Reply and Store all happen.
+    let ring = Placement::new([sn(0), sn(1), sn(2)]);
+    let owners = ring.owners("alice");
+    let at = (0..3).map(sn).find(|a| !owners.contains(a)).unwrap();
+    let alice = SocketAddr::from(([127, 0, 0, 1], 41000));
+    net.tap.clear();
+    assert_eq!(net.register(alice, at, "alice", "pw-alice", now), Msg::Registered { lifetime: 120 });
+    assert!(owners.iter().all(|o| net.nodes[o].replica("alice", now).is_some()), "stored on both owners");
+    let stored = net.nodes[&owners[0]].replica("alice", now).unwrap().verifier;
+    // A later login, tapped too.
+    assert_eq!(net.register(alice, at, "alice", "pw-alice", now), Msg::Registered { lifetime: 120 });
+    let logins: Vec<(Proof, Vec<u8>)> = net
+        .tap
+        .iter()
+        .filter_map(|d| match wire::decode(d) {
+            Ok((_, Msg::Register { user, proof, bind, candidates })) => {
+                Some((proof, wire::register_signed_part(&user, bind.as_ref(), &candidates)))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(logins.len(), 2, "the bind and the login went by");
+    // With the StoredKey, a proof gives ClientKey away (what the old clear bind allowed)...
+    assert!(logins.iter().all(|(p, signed)| auth::check(&stored.stored_key, &p.nonce, signed, &p.proof)));
+    // ...but no 32 bytes anywhere on the wire are it, nor any key that opens a proof.
+    for d in &net.tap {
+        for w in d.windows(32) {
+            let w: [u8; 32] = w.try_into().unwrap();
+            assert_ne!(w, stored.stored_key, "the StoredKey crossed the wire in the clear");
+            for (p, signed) in &logins {
+                assert!(!auth::check(&w, &p.nonce, signed, &p.proof));
+            }
+        }
+    }
+
+    // The old form, the verifier in the clear (flag 1), is refused: the name is not bound.
+    let bob = SocketAddr::from(([127, 0, 0, 1], 41001));
+    let bob_at = ring.owners("bob")[0];
+    let Some(Msg::Challenge { nonce, salt: None, sn_key }) =
+        net.ask(bob, bob_at, &Msg::Hello { user: "bob".into() }, now)
+    else {
+        panic!("no challenge for a new name")
+    };
+    let v = ClientKey::derive("pw-bob", &[1; 16]).verifier([1; 16]);
+    let mut clear = wire::encode(
+        9,
+        &Msg::Register {
+            user: "bob".into(),
+            proof: Proof { nonce, proof: [0; 32] },
+            bind: None,
+            candidates: Vec::new(),
+        },
+    );
+    let flag = 8 + 4 + 48;
+    assert_eq!(clear[flag], 0);
+    clear.truncate(flag);
+    clear.push(1);
+    clear.extend_from_slice(&v.salt);
+    clear.extend_from_slice(&v.stored_key);
+    clear.push(0);
+    net.to_peers.clear();
+    net.deliver(vec![(bob, bob_at, clear)], now);
+    assert!(net.to_peers.is_empty(), "undecodable: no answer");
+    assert!(net.nodes.values().all(|n| n.replica("bob", now).is_none()));
+    // A verifier sealed to another key than the SN's is refused (400), and binds nothing.
+    let other = sealing::SnKey::generate().unwrap().public();
+    assert_ne!(other, sn_key);
+    let key = ClientKey::derive("pw-bob", &[1; 16]);
+    let sealed = sealing::seal_verifier(&other, "bob", &v).unwrap();
+    let signed = wire::register_signed_part("bob", Some(&sealed), &[]);
+    let proof = Proof { nonce, proof: key.prove(&v.stored_key, &nonce, &signed) };
+    let reg = Msg::Register { user: "bob".into(), proof, bind: Some(sealed), candidates: Vec::new() };
+    assert_eq!(code(net.ask(bob, bob_at, &reg, now)), 400);
+    assert!(net.nodes.values().all(|n| n.replica("bob", now).is_none()));
 }

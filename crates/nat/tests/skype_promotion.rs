@@ -13,6 +13,7 @@ use appnet_nat::skype::node::{Node, PROBE_TIMEOUT};
 use appnet_nat::skype::overlay::{self, Overlay, OverlayConfig, OverlayMsg};
 use appnet_nat::skype::peer::{Command, Peer, PeerConfig, PromoteConfig};
 use appnet_nat::skype::promotion::{Handoff, PromotionPolicy, probe_tag};
+use appnet_nat::skype::sealing;
 use appnet_nat::skype::wire::{self, Candidate, CandidateKind, Msg, Proof};
 use appnet_nat::skype::{Supernode, client};
 use appnet_netkit::Shutdown;
@@ -38,21 +39,33 @@ fn decoded(out: Vec<(SocketAddr, Vec<u8>)>) -> Vec<(SocketAddr, Msg)> {
 }
 
 fn challenge(node: &mut Node, from: SocketAddr, user: &str, now: Instant) -> ([u8; 16], Option<[u8; 16]>) {
+    let (nonce, salt, _) = challenge_key(node, from, user, now);
+    (nonce, salt)
+}
+
+/// The Challenge's nonce, salt and SN key.
+fn challenge_key(
+    node: &mut Node,
+    from: SocketAddr,
+    user: &str,
+    now: Instant,
+) -> ([u8; 16], Option<[u8; 16]>, [u8; 32]) {
     match ask(node, from, 1, &Msg::Hello { user: user.into() }, now).as_slice() {
-        [(to, Msg::Challenge { nonce, salt })] if *to == from => (*nonce, *salt),
+        [(to, Msg::Challenge { nonce, salt, sn_key })] if *to == from => (*nonce, *salt, *sn_key),
         other => panic!("{other:?}"),
     }
 }
 
 /// Binds `user` from `from` with `host` as its host candidate.
 fn register(node: &mut Node, from: SocketAddr, user: &str, host: SocketAddr, now: Instant) {
-    let (nonce, salt) = challenge(node, from, user, now);
+    let (nonce, salt, sn_key) = challenge_key(node, from, user, now);
     let salt = salt.unwrap_or([7; 16]);
     let key = ClientKey::derive(&format!("pw-{user}"), &salt);
     let v = key.verifier(salt);
     let cands = vec![Candidate { kind: CandidateKind::Host, addr: host }];
     let bind = Some(v.clone())
-        .filter(|_| node.directory().reach(user, now) == appnet_nat::skype::directory::Reach::Unknown);
+        .filter(|_| node.directory().reach(user, now) == appnet_nat::skype::directory::Reach::Unknown)
+        .map(|v| sealing::seal_verifier(&sn_key, user, &v).unwrap());
     let signed = wire::register_signed_part(user, bind.as_ref(), &cands);
     let proof = Proof { nonce, proof: key.prove(&v.stored_key, &nonce, &signed) };
     let msg = Msg::Register { user: user.into(), proof, bind, candidates: cands };

@@ -96,7 +96,7 @@ impl Candidacy {
             return Step::NotOurs;
         }
         match (std::mem::replace(&mut self.state, State::Idle), msg) {
-            (State::Challenge { since, .. }, Msg::Challenge { nonce, salt: Some(salt) }) => {
+            (State::Challenge { since, .. }, Msg::Challenge { nonce, salt: Some(salt), .. }) => {
                 let Some(handoff) = Handoff::new() else {
                     self.next_at = now + self.retry;
                     return Step::Refused(500, "no random source for the key exchange".into());

@@ -3,7 +3,9 @@
 //! until the timeout; answers are matched by transaction id.
 
 use super::auth::ClientKey;
+use super::sealing;
 use super::wire::{self, Candidate, Msg, Proof};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::UdpSocket;
@@ -15,6 +17,10 @@ pub enum SnError {
     Timeout(SocketAddr),
     #[error("supernode refused: {0} {1}")]
     Refused(u16, String),
+    #[error("supernode {0} presents another key than before (man in the middle?): not binding the name")]
+    KeyChanged(SocketAddr),
+    #[error("supernode {0} sent an unusable X25519 key")]
+    BadKey(SocketAddr),
     #[error("unexpected answer from the supernode")]
     Unexpected,
     #[error("{0}")]
@@ -61,8 +67,23 @@ pub async fn request(
     Err(SnError::Timeout(sn))
 }
 
+/// The SN keys a peer has seen, by the SN address it talks to (in memory): trust on first use,
+/// as SSH. A first registration is sealed only to the key pinned for that SN.
+#[derive(Debug, Default, Clone)]
+pub struct Pins(HashMap<SocketAddr, [u8; 32]>);
+
+impl Pins {
+    /// Pins `key` for `sn` if none is; whether `key` is the one pinned.
+    pub fn check(&mut self, sn: SocketAddr, key: [u8; 32]) -> bool {
+        if self.0.len() >= 4 * wire::MAX_SNS && !self.0.contains_key(&sn) {
+            return true;
+        }
+        *self.0.entry(sn).or_insert(key) == key
+    }
+}
+
 /// Registers `user` with `candidates` at `sn`; binds the name with a fresh salt when it is
-/// new. Returns the entry's lifetime in seconds.
+/// new. Returns the entry's lifetime in seconds. Trusts the SN's key on first use.
 pub async fn register(
     socket: &UdpSocket,
     sn: SocketAddr,
@@ -71,18 +92,39 @@ pub async fn register(
     candidates: Vec<Candidate>,
     timeout: Duration,
 ) -> Result<u32, SnError> {
-    let Msg::Challenge { nonce, salt } =
+    register_pinned(socket, sn, user, password, candidates, timeout, &mut Pins::default()).await
+}
+
+/// [`register`], checking the SN's key against (and adding it to) `pins`: a first registration
+/// is refused (nothing sent) when the SN presents another key than the one seen before.
+pub async fn register_pinned(
+    socket: &UdpSocket,
+    sn: SocketAddr,
+    user: &str,
+    password: &str,
+    candidates: Vec<Candidate>,
+    timeout: Duration,
+    pins: &mut Pins,
+) -> Result<u32, SnError> {
+    let Msg::Challenge { nonce, salt, sn_key } =
         request(socket, sn, &Msg::Hello { user: user.into() }, timeout).await?
     else {
         return Err(SnError::Unexpected);
     };
+    let pinned = pins.check(sn, sn_key);
     let (salt, first) = match salt {
         Some(s) => (s, false),
         None => (rand::random(), true),
     };
+    if first && !pinned {
+        return Err(SnError::KeyChanged(sn));
+    }
     let key = ClientKey::derive(password, &salt);
     let verifier = key.verifier(salt);
-    let bind = first.then(|| verifier.clone());
+    let bind = match first {
+        false => None,
+        true => Some(sealing::seal_verifier(&sn_key, user, &verifier).ok_or(SnError::BadKey(sn))?),
+    };
     let signed = wire::register_signed_part(user, bind.as_ref(), &candidates);
     let proof = Proof { nonce, proof: key.prove(&verifier.stored_key, &nonce, &signed) };
     match request(socket, sn, &Msg::Register { user: user.into(), proof, bind, candidates }, timeout).await? {

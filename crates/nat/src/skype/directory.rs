@@ -6,7 +6,8 @@
 //! unauthenticated answers (challenges, lookups, errors).
 
 use super::auth;
-use super::wire::{self, Candidate, Msg, Verifier};
+use super::sealing::SnKey;
+use super::wire::{self, Candidate, Msg, SealedVerifier, Verifier};
 use appnet_netkit::rate::TokenBucket;
 use ring::hmac;
 use std::collections::HashMap;
@@ -108,6 +109,8 @@ pub struct Directory {
     bound_per_ip: HashMap<IpAddr, usize>,
     limits: HashMap<IpAddr, TokenBucket>,
     nonce_key: hmac::Key,
+    /// Our long-term X25519 key: first registrations seal their verifier to it.
+    sn_key: SnKey,
     epoch: Instant,
 }
 
@@ -125,8 +128,21 @@ impl Directory {
             bound_per_ip: HashMap::new(),
             limits: HashMap::new(),
             nonce_key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            sn_key: SnKey::from_seed(rand::random())
+                .unwrap_or_else(|| unreachable!("X25519 takes any 32-byte seed")),
             epoch: now,
         }
+    }
+
+    /// Uses `key` as this SN's long-term key (one kept across restarts) instead of a fresh one.
+    pub fn with_key(mut self, key: SnKey) -> Directory {
+        self.sn_key = key;
+        self
+    }
+
+    /// The public half of our long-term key, as Challenges advertise it.
+    pub fn sn_key(&self) -> [u8; 32] {
+        self.sn_key.public()
     }
 
     /// How many users are online.
@@ -194,7 +210,7 @@ impl Directory {
                     return out;
                 }
                 let salt = self.names.get(&user).map(|n| n.verifier.salt);
-                Msg::Challenge { nonce: self.nonce(from, &user, now), salt }
+                Msg::Challenge { nonce: self.nonce(from, &user, now), salt, sn_key: self.sn_key.public() }
             }
             // Alone, this SN is the only one a peer can attach to.
             Msg::Ping => {
@@ -270,14 +286,19 @@ impl Directory {
         from: SocketAddr,
         user: &str,
         proof: &wire::Proof,
-        bind: Option<Verifier>,
+        sealed: Option<SealedVerifier>,
         candidates: Vec<Candidate>,
         now: Instant,
     ) -> Msg {
         if !self.nonce_fresh(&proof.nonce, from, user, now) {
             return error(438, "Stale Nonce");
         }
-        let signed = wire::register_signed_part(user, bind.as_ref(), &candidates);
+        let signed = wire::register_signed_part(user, sealed.as_ref(), &candidates);
+        let bind = match sealed.as_ref().map(|s| self.sn_key.open(user, s)) {
+            None => None,
+            Some(Some(v)) => Some(v),
+            Some(None) => return error(400, "Bad Verifier: not sealed to this supernode's key"),
+        };
         let lifetime = self.cfg.entry_lifetime;
         let since = self
             .names

@@ -14,6 +14,7 @@ pub mod overlay;
 pub mod peer;
 pub mod placement;
 pub mod promotion;
+pub mod sealing;
 pub mod supernode;
 pub mod wire;
 

@@ -7,7 +7,8 @@
 //! heard from for a while is dropped.
 
 use super::directory::{Replica, ReplicaOnline};
-use super::wire::{self, MAX_DATAGRAM, Verifier};
+use super::sealing::{self, STORE_SEALED};
+use super::wire::{self, MAX_DATAGRAM};
 use ring::hmac;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -101,8 +102,8 @@ pub fn seal(key: &hmac::Key, unix_ms: u64, nonce: u64, msg: &OverlayMsg) -> Vec<
         }
         OverlayMsg::Store { user, replica } => {
             wire::put_user(&mut out, user);
-            out.extend_from_slice(&replica.verifier.salt);
-            out.extend_from_slice(&replica.verifier.stored_key);
+            // Never the verifier in the clear: sealed under this epoch's key.
+            out.extend_from_slice(&sealing::seal_store(key, user, &replica.verifier));
             put_addr(&mut out, SocketAddr::new(replica.bound_by, 0));
             match &replica.online {
                 None => out.push(0),
@@ -203,7 +204,8 @@ pub fn open(key: &hmac::Key, raw: &[u8]) -> Result<(u64, u64, OverlayMsg), Overl
         7 => OverlayMsg::Revoke { sn: get_addr(&mut r)?, until_ms: u64::from_be_bytes(array(&mut r)?) },
         4 => {
             let user = user(&mut r)?;
-            let verifier = Verifier { salt: array(&mut r)?, stored_key: array(&mut r)? };
+            let sealed: [u8; STORE_SEALED] = array(&mut r)?;
+            let verifier = sealing::open_store(key, &user, &sealed).ok_or(OverlayError::Malformed)?;
             let bound_by = get_addr(&mut r)?.ip();
             let online = match take(&mut r, 1)?[0] {
                 0 => None,

@@ -136,6 +136,8 @@ pub struct Peer {
     sn: SocketAddr,
     /// Every SN known: the configured ones first, then the ones the SNs told us about.
     sns: Vec<SocketAddr>,
+    /// The SN keys seen (trust on first use); a first registration seals only to these.
+    pins: sn::Pins,
     /// When the current SN last answered.
     sn_heard: Instant,
     next_ping: Instant,
@@ -193,8 +195,19 @@ impl Peer {
         // The first SN that accepts the registration is the one attached to.
         let mut registered = None;
         let mut last_error = None;
+        let mut pins = sn::Pins::default();
         for at in &sns {
-            match sn::register(&socket, *at, &cfg.user, &cfg.password, candidates.clone(), t).await {
+            match sn::register_pinned(
+                &socket,
+                *at,
+                &cfg.user,
+                &cfg.password,
+                candidates.clone(),
+                t,
+                &mut pins,
+            )
+            .await
+            {
                 Ok(lifetime) => {
                     registered = Some((*at, lifetime));
                     break;
@@ -238,6 +251,7 @@ impl Peer {
             probe_budget: (now, 0),
             shutdown: None,
             sns,
+            pins,
         })
     }
 
@@ -494,7 +508,11 @@ impl Peer {
                     self.known.send_replace(self.sns.clone());
                 }
             }
-            Msg::Challenge { nonce, salt: Some(salt) } if Some(tid) == *reg_tid => {
+            Msg::Challenge { nonce, salt: Some(salt), sn_key } if Some(tid) == *reg_tid => {
+                if !self.pins.check(self.sn, sn_key) {
+                    // Only a first registration seals to the key; this proof does not use it.
+                    tracing::warn!(sn = %self.sn, "the supernode presents another key than before");
+                }
                 let key = super::auth::ClientKey::derive(&self.cfg.password, &salt);
                 let v = key.verifier(salt);
                 let signed = wire::register_signed_part(&self.cfg.user, None, &self.candidates);

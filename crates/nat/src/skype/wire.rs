@@ -66,16 +66,26 @@ pub struct Verifier {
     pub stored_key: [u8; 32],
 }
 
+/// A first registration's verifier sealed to the SN's long-term X25519 key (see
+/// [`super::sealing`]): the peer's ephemeral public key, then the salt and StoredKey encrypted
+/// with ChaCha20-Poly1305 and its 16-byte tag. The clear form is never sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedVerifier {
+    pub ephemeral: [u8; 32],
+    pub ciphertext: [u8; 64],
+}
+
 /// One SN protocol message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Msg {
     /// Peer → SN: asks for a challenge before registering `user`.
     Hello { user: String },
-    /// SN → peer: a fresh nonce, and the salt when the name is already bound.
-    Challenge { nonce: [u8; 16], salt: Option<[u8; 16]> },
+    /// SN → peer: a fresh nonce, the salt when the name is already bound, and the public X25519
+    /// key of the SN that will check the Register (a first registration seals its verifier to it).
+    Challenge { nonce: [u8; 16], salt: Option<[u8; 16]>, sn_key: [u8; 32] },
     /// Peer → SN: publishes `candidates` for `user`, proving the password; `bind` carries the
-    /// verifier on the first registration of the name.
-    Register { user: String, proof: Proof, bind: Option<Verifier>, candidates: Vec<Candidate> },
+    /// verifier, sealed to the SN's key, on the first registration of the name.
+    Register { user: String, proof: Proof, bind: Option<SealedVerifier>, candidates: Vec<Candidate> },
     /// SN → peer: the entry is stored for `lifetime` seconds.
     Registered { lifetime: u32 },
     /// Peer → SN: who is `user` and how to reach it.
@@ -156,22 +166,16 @@ pub fn encode(tid: u32, msg: &Msg) -> Vec<u8> {
     out.extend_from_slice(&tid.to_be_bytes());
     match msg {
         Msg::Hello { user } | Msg::Lookup { user } => put_str(&mut out, user),
-        Msg::Challenge { nonce, salt } => {
+        Msg::Challenge { nonce, salt, sn_key } => {
             out.extend_from_slice(nonce);
             put_opt(&mut out, salt.as_ref().map(|s| &s[..]));
+            out.extend_from_slice(sn_key);
         }
         Msg::Register { user, proof, bind, candidates } => {
             put_str(&mut out, user);
             out.extend_from_slice(&proof.nonce);
             out.extend_from_slice(&proof.proof);
-            match bind {
-                Some(v) => {
-                    out.push(1);
-                    out.extend_from_slice(&v.salt);
-                    out.extend_from_slice(&v.stored_key);
-                }
-                None => out.push(0),
-            }
+            put_bind(&mut out, bind.as_ref());
             put_candidates(&mut out, candidates);
         }
         Msg::Registered { lifetime } => out.extend_from_slice(&lifetime.to_be_bytes()),
@@ -261,19 +265,24 @@ fn put_payload(out: &mut Vec<u8>, p: &[u8]) {
 
 /// The bytes a [`Proof`] in a Register covers besides the nonce: everything after the proof
 /// field (the verifier and the candidates), so an SN cannot be fed altered candidates.
-pub fn register_signed_part(user: &str, bind: Option<&Verifier>, candidates: &[Candidate]) -> Vec<u8> {
+pub fn register_signed_part(user: &str, bind: Option<&SealedVerifier>, candidates: &[Candidate]) -> Vec<u8> {
     let mut out = Vec::new();
     put_str(&mut out, user);
+    put_bind(&mut out, bind);
+    put_candidates(&mut out, candidates);
+    out
+}
+
+/// Flag 2 and the sealed verifier, or 0. Flag 1 was the verifier in the clear: refused.
+fn put_bind(out: &mut Vec<u8>, bind: Option<&SealedVerifier>) {
     match bind {
         Some(v) => {
-            out.push(1);
-            out.extend_from_slice(&v.salt);
-            out.extend_from_slice(&v.stored_key);
+            out.push(2);
+            out.extend_from_slice(&v.ephemeral);
+            out.extend_from_slice(&v.ciphertext);
         }
         None => out.push(0),
     }
-    put_candidates(&mut out, candidates);
-    out
 }
 
 /// Decodes one datagram into its transaction id and message.
@@ -289,13 +298,16 @@ pub fn decode(buf: &[u8]) -> Result<(u32, Msg), WireError> {
     let tid = u32::from_be_bytes(r.array()?);
     let msg = match kind {
         1 => Msg::Hello { user: r.user()? },
-        2 => Msg::Challenge { nonce: r.array()?, salt: r.opt()? },
+        2 => Msg::Challenge { nonce: r.array()?, salt: r.opt()?, sn_key: r.array()? },
         3 => {
             let user = r.user()?;
             let proof = Proof { nonce: r.array()?, proof: r.array()? };
             let bind = match r.u8()? {
                 0 => None,
-                1 => Some(Verifier { salt: r.array()?, stored_key: r.array()? }),
+                1 => {
+                    return Err(WireError::Field("verifier in the clear (refused: seal it to the SN's key)"));
+                }
+                2 => Some(SealedVerifier { ephemeral: r.array()?, ciphertext: r.array()? }),
                 _ => return Err(WireError::Field("verifier flag")),
             };
             Msg::Register { user, proof, bind, candidates: r.candidates()? }
@@ -500,13 +512,13 @@ mod tests {
         let proof = Proof { nonce: [7; 16], proof: [9; 32] };
         vec![
             Msg::Hello { user: "alice".into() },
-            Msg::Challenge { nonce: [1; 16], salt: None },
-            Msg::Challenge { nonce: [1; 16], salt: Some([2; 16]) },
+            Msg::Challenge { nonce: [1; 16], salt: None, sn_key: [8; 32] },
+            Msg::Challenge { nonce: [1; 16], salt: Some([2; 16]), sn_key: [8; 32] },
             Msg::Register { user: "bob".into(), proof: proof.clone(), bind: None, candidates: cands.clone() },
             Msg::Register {
                 user: "bob".into(),
                 proof,
-                bind: Some(Verifier { salt: [3; 16], stored_key: [4; 32] }),
+                bind: Some(SealedVerifier { ephemeral: [3; 32], ciphertext: [4; 64] }),
                 candidates: Vec::new(),
             },
             Msg::Registered { lifetime: 300 },
@@ -570,6 +582,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_verifier_in_the_clear_is_refused() {
+        let mut raw = encode(1, &Msg::Hello { user: "bob".into() });
+        raw[3] = 3;
+        raw.extend_from_slice(&[0; 48]);
+        raw.push(1);
+        raw.extend_from_slice(&[0; 48]);
+        raw.push(0);
+        assert_eq!(
+            decode(&raw),
+            Err(WireError::Field("verifier in the clear (refused: seal it to the SN's key)"))
+        );
+        raw[8 + 4 + 48] = 0;
+        raw.truncate(8 + 4 + 48 + 1);
+        raw.push(0);
+        assert!(matches!(decode(&raw), Ok((_, Msg::Register { bind: None, .. }))));
     }
 
     #[test]
