@@ -4,13 +4,14 @@
 //! against the overlay key (and the body decoded under a key the input itself is tagged with,
 //! so the decoder is reached), whatever opens re-seals to the same message, and a supernode
 //! core with the overlay on takes any of it. Promotion grants (after their AEAD) and probes
-//! too.
+//! too, and sealed verifiers (a first registration's, a Store's) opened from arbitrary bytes.
 #![no_main]
 
 use appnet_nat::skype::directory::{Directory, DirectoryConfig};
 use appnet_nat::skype::node::Node;
 use appnet_nat::skype::overlay::{self, Overlay, OverlayConfig};
 use appnet_nat::skype::promotion::Grant;
+use appnet_nat::skype::sealing::{self, STORE_SEALED, SnKey};
 use appnet_nat::skype::{candidacy, wire};
 use libfuzzer_sys::fuzz_target;
 use std::sync::Mutex;
@@ -28,6 +29,16 @@ fuzz_target!(|data: &[u8]| {
     let _ = Grant::decode(data);
     let _ = candidacy::answer_probe(data, &[7; 32]);
     let key = overlay::key(SECRET);
+    // A first registration's sealed verifier, and a Store's, from arbitrary bytes.
+    if data.len() >= 96
+        && let (Ok(ephemeral), Ok(ciphertext)) = (data[..32].try_into(), data[32..96].try_into())
+        && let Some(sn) = SnKey::from_seed([9; 32])
+    {
+        let _ = sn.open("alice", &wire::SealedVerifier { ephemeral, ciphertext });
+    }
+    if let Some(Ok(sealed)) = data.get(..STORE_SEALED).map(<[u8; STORE_SEALED]>::try_from) {
+        let _ = sealing::open_store(&key, "alice", &sealed);
+    }
     // Tag the input with the key, so the body decoder sees arbitrary bytes past the HMAC.
     let tagged = overlay::tag_raw(&key, data);
     for raw in [data, &tagged[..]] {

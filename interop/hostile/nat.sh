@@ -129,14 +129,26 @@ def ask(kind, body):
         except socket.timeout: continue
     return None
 def err(r): return struct.unpack("!H", r[8:10])[0] if r and r[3] == 7 else 0
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives import hashes, serialization
+def seal(sn_key, user, plain):
+    # The verifier sealed to the SN's X25519 key (python's own cryptography, not appnet's).
+    e = X25519PrivateKey.generate()
+    shared = e.exchange(X25519PublicKey.from_public_bytes(sn_key))
+    k = HKDF(hashes.SHA256(), 32, None, b"appnet skype bind" + sn_key + user).derive(shared)
+    epub = e.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return epub + ChaCha20Poly1305(k).encrypt(bytes(12), plain, user)
 def register(user, password, salt=None):
     c = ask(1, st(user))
     nonce, has_salt = c[8:24], c[24]
     salt = c[25:41] if has_salt else (salt or os.urandom(16))
+    sn_key = c[41:73] if has_salt else c[25:57]
     salted = hashlib.pbkdf2_hmac("sha256", password, salt, 4096)
     ck = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
     sk = hashlib.sha256(ck).digest()
-    bind = b"" if has_salt else b"\x01" + salt + sk
+    bind = b"" if has_salt else b"\x02" + seal(sn_key, user, salt + sk)
     signed = st(user) + (bind or b"\x00") + b"\x00"
     sig = hmac.new(sk, nonce + signed, hashlib.sha256).digest()
     proof = bytes(a ^ b for a, b in zip(ck, sig))
@@ -150,6 +162,22 @@ for i in range(2000):
     s.sendto(d, sn)
 time.sleep(2.5)
 print("lookup-after-junk", err(ask(5, st(b"nobody"))))
+def clear_bind(user, password):
+    # The old form: the verifier in the clear (flag 1). Refused: no answer, the name stays free.
+    c = ask(1, st(user))
+    nonce, salt = c[8:24], os.urandom(16)
+    ck = hmac.new(hashlib.pbkdf2_hmac("sha256", password, salt, 4096), b"Client Key", hashlib.sha256).digest()
+    sk = hashlib.sha256(ck).digest()
+    bind = b"\x01" + salt + sk
+    sig = hmac.new(sk, nonce + st(user) + bind + b"\x00", hashlib.sha256).digest()
+    d = frame(3, st(user) + nonce + bytes(a ^ b for a, b in zip(ck, sig)) + bind + b"\x00")
+    s.sendto(d, sn)
+    try:
+        while True:
+            if s.recv(2048)[4:8] == d[4:8]: return "answered"
+    except socket.timeout: pass
+    return "refused" if err(ask(5, st(user))) == 404 else "bound"
+print("clear-bind", clear_bind(b"u9", b"pw"))
 print("bind", ",".join(register(b"u%d" % i, b"pw") for i in range(4)))
 print("takeover", register(b"u0", b"guess"))
 print("owner", register(b"u0", b"pw"))
@@ -165,6 +193,7 @@ PY
 )
 echo "$out"
 check "the SN answers a lookup after 2000 junk datagrams (404 for an unknown name)" "lookup-after-junk 404" "$(grep lookup-after-junk <<<"$out")"
+check "a first registration with the verifier in the clear is refused (the name stays unbound)" "clear-bind refused" "$(grep clear-bind <<<"$out")"
 check "one address binds 3 names, the 4th gets 429" "bind ok,ok,ok,429" "$(grep '^bind' <<<"$out")"
 check "a wrong password cannot take a bound name over" "takeover 401" "$(grep takeover <<<"$out")"
 check "the owner's password still registers it" "owner ok" "$(grep owner <<<"$out")"
