@@ -139,21 +139,30 @@ rc=0; timeout 30 "$APPNET" sip call --from alice@poly.edu --to "bob@umass.edu" -
 check "appnet's caller completes a call to sipp's built-in uas" "0" "$rc"
 kill "$UAS2" 2>/dev/null || true
 
+# kam_zone FILE RECORDS: kam.lab's zone with RECORDS (NAPTR/SRV lines); sip.kam.lab is 127.0.0.1.
+kam_zone() {
+  { printf '$ORIGIN kam.lab.\n$TTL 60\n@ IN SOA ns admin 1 3600 600 86400 60\n@ IN NS ns\nns IN A 127.0.0.1\n'
+    printf '%s\nsip IN A 127.0.0.1\n' "$2"; } >"$1"
+}
+
+# call_kam N PORT: bob@kam.lab registers with Kamailio and alice@poly.edu calls him through
+# appnet's proxy on PORT; leaves phoneN.log and callN.log, sets rc (the call's exit) and PHONE.
+call_kam() {
+  "$APPNET" sip phone --user bob@kam.lab --proxy "127.0.0.1:$kport2" --auto-answer --calls 1 --trace >"phone$1.log" 2>&1 &
+  PHONE=$!; PIDS+=("$PHONE")
+  wait_for "phone$1.log" "200 OK (REGISTER)"
+  rc=0; printf 'pw-alice\n' | timeout 40 "$APPNET" sip call --from alice@poly.edu --to bob@kam.lab \
+    --proxy "127.0.0.1:$2" --password-stdin --duration 1 --trace >"call$1.log" 2>&1 || rc=$?
+  cat "call$1.log"
+}
+
 echo "RFC 3263 and Kamailio as the far domain: caller -> appnet (407, NAPTR/SRV/A) -> Kamailio -> phone"
 kport2=$(free_port)
 dnsport=$(free_port)
-cat >kam.lab.zone <<ZONE
-\$ORIGIN kam.lab.
-\$TTL 60
-@ IN SOA ns admin 1 3600 600 86400 60
-@ IN NS ns
-ns IN A 127.0.0.1
-@ IN NAPTR 20 10 "s" "SIP+D2T" "" _sip._tcp.kam.lab.
+kam_zone kam.lab.zone '@ IN NAPTR 20 10 "s" "SIP+D2T" "" _sip._tcp.kam.lab.
 @ IN NAPTR 10 10 "s" "SIP+D2U" "" _sip._udp.kam.lab.
-_sip._tcp IN SRV 10 10 $kport2 sip
-_sip._udp IN SRV 10 10 $kport2 sip
-sip IN A 127.0.0.1
-ZONE
+_sip._tcp IN SRV 10 10 '"$kport2"' sip
+_sip._udp IN SRV 10 10 '"$kport2"' sip'
 bg "$APPNET" dns serve --zone kam.lab.zone --listen "127.0.0.1:$dnsport"
 sed -e "s/@KPORT@/$kport2/" "$SIPDIR/kamailio-registrar.cfg" >kamailio-registrar.cfg
 kamailio -f kamailio-registrar.cfg -c >/dev/null 2>&1 || { echo "FAIL: kamailio rejects interop/sip/kamailio-registrar.cfg" >&2; kamailio -f kamailio-registrar.cfg -c >&2; exit 1; }
@@ -163,16 +172,11 @@ printf 'pw-alice\n' | "$APPNET" sip user add alice@poly.edu --users poly-users.t
 pport2=$(free_port)
 bg "$APPNET" sip serve --domain poly.edu --listen "127.0.0.1:$pport2" --users poly-users.txt --resolver "127.0.0.1:$dnsport"
 sleep 0.3
-"$APPNET" sip phone --user bob@kam.lab --proxy "127.0.0.1:$kport2" --auto-answer --calls 1 --trace >phone4.log 2>&1 &
-PHONE4=$!; PIDS+=("$PHONE4")
-wait_for phone4.log "200 OK (REGISTER)"
-rc=0; printf 'pw-alice\n' | timeout 40 "$APPNET" sip call --from alice@poly.edu --to bob@kam.lab \
-  --proxy "127.0.0.1:$pport2" --password-stdin --duration 1 --trace >call4.log 2>&1 || rc=$?
-cat call4.log
+call_kam 4 "$pport2"
 check "alice@poly.edu reaches bob@kam.lab: appnet locates Kamailio through NAPTR/SRV/A" "0" "$rc"
 check "appnet's proxy asked alice for credentials first (407)" "yes" "$(grep -q '407 Proxy Authentication Required' call4.log && echo yes || echo no)"
 check "the answer came back through Kamailio and appnet, media both ways" "yes" "$(grep -q 'lost 0' call4.log && echo yes || echo no)"
-check "bob's phone behind Kamailio took the call and its BYE" "yes" "$(wait "$PHONE4"; grep -q 'call ended' phone4.log && echo yes || echo no)"
+check "bob's phone behind Kamailio took the call and its BYE" "yes" "$(wait "$PHONE"; grep -q 'call ended' phone4.log && echo yes || echo no)"
 rc=0; timeout 20 "$APPNET" sip call --from mallory@elsewhere.org --to bob@kam.lab --proxy "127.0.0.1:$pport2" \
   --duration 1 >call5.log 2>&1 || rc=$?
 check "a stranger cannot relay through appnet to kam.lab" "yes" "$(grep -q '403' call5.log && echo yes || echo "no ($(cat call5.log))")"
@@ -180,30 +184,17 @@ check "a stranger cannot relay through appnet to kam.lab" "yes" "$(grep -q '403'
 echo "RFC 3263 over TCP: kam.lab offering only SIP+D2T (Kamailio on TCP), the first SRV target dead"
 dnsport2=$(free_port)
 deadport=$(free_port)
-cat >kamtcp.lab.zone <<ZONE
-\$ORIGIN kam.lab.
-\$TTL 60
-@ IN SOA ns admin 1 3600 600 86400 60
-@ IN NS ns
-ns IN A 127.0.0.1
-@ IN NAPTR 10 10 "s" "SIP+D2T" "" _sip._tcp.kam.lab.
-_sip._tcp IN SRV 10 10 $deadport sip
-_sip._tcp IN SRV 20 10 $kport2 sip
-sip IN A 127.0.0.1
-ZONE
+kam_zone kamtcp.lab.zone '@ IN NAPTR 10 10 "s" "SIP+D2T" "" _sip._tcp.kam.lab.
+_sip._tcp IN SRV 10 10 '"$deadport"' sip
+_sip._tcp IN SRV 20 10 '"$kport2"' sip'
 bg "$APPNET" dns serve --zone kamtcp.lab.zone --listen "127.0.0.1:$dnsport2"
 pport3=$(free_port)
 bg "$APPNET" sip serve --domain poly.edu --listen "127.0.0.1:$pport3" --users poly-users.txt --resolver "127.0.0.1:$dnsport2"
 sleep 0.3
-"$APPNET" sip phone --user bob@kam.lab --proxy "127.0.0.1:$kport2" --auto-answer --calls 1 --trace >phone6.log 2>&1 &
-PHONE6=$!; PIDS+=("$PHONE6")
-wait_for phone6.log "200 OK (REGISTER)"
-rc=0; printf 'pw-alice\n' | timeout 40 "$APPNET" sip call --from alice@poly.edu --to bob@kam.lab \
-  --proxy "127.0.0.1:$pport3" --password-stdin --duration 1 --trace >call6.log 2>&1 || rc=$?
-cat call6.log
+call_kam 6 "$pport3"
 check "alice@poly.edu reaches bob@kam.lab over TCP after the dead SRV target is refused" "0" "$rc"
 check "media both ways through the TCP-forwarded call" "yes" "$(grep -q 'lost 0' call6.log && echo yes || echo no)"
-check "bob's phone behind Kamailio took the TCP-forwarded call and its BYE" "yes" "$(wait "$PHONE6"; grep -q 'call ended' phone6.log && echo yes || echo no)"
+check "bob's phone behind Kamailio took the TCP-forwarded call and its BYE" "yes" "$(wait "$PHONE"; grep -q 'call ended' phone6.log && echo yes || echo no)"
 
 echo "SIP over TLS: sipsak OPTIONS with the lab CA's certificate"
 tport=$(low_port)
