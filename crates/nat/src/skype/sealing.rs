@@ -10,9 +10,8 @@
 //!   under HMAC-SHA256(the datagram's epoch key, "appnet skype store"), with a random nonce and
 //!   the user name as AAD.
 //!
-//! ring offers X25519 only as one-shot ephemeral keys; the SN's long-term key is a 32-byte seed
-//! fed to ring's key generation through its fixed-bytes random source, so each agreement
-//! rebuilds the same private key from the seed.
+//! ring offers X25519 only as one-shot ephemeral keys, so the SN's long-term key is
+//! x25519-dalek's `StaticSecret`; the peer's side stays on ring's ephemeral keys.
 
 use super::wire::{SealedVerifier, Verifier};
 use ring::{aead, agreement, hkdf, hmac, rand::SystemRandom};
@@ -27,21 +26,16 @@ pub const STORE_SEALED: usize = 12 + PLAIN + 16;
 /// An SN's long-term X25519 key: peers seal first registrations to it.
 #[derive(Clone)]
 pub struct SnKey {
-    seed: [u8; 32],
+    secret: x25519_dalek::StaticSecret,
     public: [u8; 32],
 }
 
-fn private_from(seed: &[u8; 32]) -> Option<agreement::EphemeralPrivateKey> {
-    #[allow(deprecated)]
-    let rng = ring::test::rand::FixedSliceRandom { bytes: seed };
-    agreement::EphemeralPrivateKey::generate(&agreement::X25519, &rng).ok()
-}
-
 impl SnKey {
-    /// A key from a stored 32-byte seed (None only if ring refuses it).
+    /// A key from a stored 32-byte seed.
     pub fn from_seed(seed: [u8; 32]) -> Option<SnKey> {
-        let public = private_from(&seed)?.compute_public_key().ok()?.as_ref().try_into().ok()?;
-        Some(SnKey { seed, public })
+        let secret = x25519_dalek::StaticSecret::from(seed);
+        let public = x25519_dalek::PublicKey::from(&secret).to_bytes();
+        Some(SnKey { secret, public })
     }
 
     /// A fresh key (None only if the system's random source fails).
@@ -59,9 +53,12 @@ impl SnKey {
     /// Opens a verifier a peer sealed to this key for `user`; None when it was not (tampered,
     /// another SN's key, another name).
     pub fn open(&self, user: &str, sealed: &SealedVerifier) -> Option<Verifier> {
-        let private = private_from(&self.seed)?;
-        let theirs = agreement::UnparsedPublicKey::new(&agreement::X25519, &sealed.ephemeral);
-        let key = agreement::agree_ephemeral(private, &theirs, |s| bind_key(s, &self.public, user)).ok()?;
+        let shared = self.secret.diffie_hellman(&x25519_dalek::PublicKey::from(sealed.ephemeral));
+        // A low-order point gives an all-zero secret anyone knows: refuse it, as ring does.
+        if !shared.was_contributory() {
+            return None;
+        }
+        let key = bind_key(shared.as_bytes(), &self.public, user);
         let mut buf = sealed.ciphertext.to_vec();
         let plain = key.open_in_place(zero_nonce(), aead::Aad::from(user.as_bytes()), &mut buf).ok()?;
         verifier_from(plain)
@@ -157,7 +154,11 @@ mod tests {
     #[test]
     fn a_sealed_verifier_opens_only_at_its_sn_for_its_user() {
         let sn = SnKey::generate().unwrap();
-        assert_eq!(SnKey::from_seed(sn.seed).unwrap().public(), sn.public(), "the seed gives the same key");
+        assert_eq!(
+            SnKey::from_seed(sn.secret.to_bytes()).unwrap().public(),
+            sn.public(),
+            "the seed gives the same key"
+        );
         let sealed = seal_verifier(&sn.public(), "alice", &v()).unwrap();
         assert_eq!(sn.open("alice", &sealed), Some(v()));
         assert_eq!(sn.open("alice", &sealed), Some(v()), "the long-term key opens more than once");
