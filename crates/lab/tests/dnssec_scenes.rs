@@ -6,8 +6,8 @@
 mod common;
 
 use appnet_dns::wire::rrtype::code;
-use appnet_lab::tour::ask_from;
 use appnet_lab::Lab;
+use appnet_lab::tour::ask_from;
 use std::net::{IpAddr, SocketAddr};
 
 /// The DNS part of the lab: no ring, swarm, overlay, cache, FTP, mail or load balancer (they

@@ -4,8 +4,8 @@
 mod common;
 
 use appnet_dns::wire::rrtype::code;
-use appnet_lab::tour::ask_from;
 use appnet_lab::Lab;
+use appnet_lab::tour::ask_from;
 use std::net::IpAddr;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

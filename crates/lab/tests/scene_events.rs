@@ -5,8 +5,8 @@
 
 mod common;
 
-use appnet_lab::events::{Event, bus};
 use appnet_lab::Lab;
+use appnet_lab::events::{Event, bus};
 use std::sync::Arc;
 use tokio::sync::broadcast::Receiver;
 

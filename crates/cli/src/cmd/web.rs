@@ -284,8 +284,12 @@ async fn get(args: GetArgs) -> anyhow::Result<()> {
             let file = file.display();
             match early {
                 Some(true) => eprintln!("appnet web: 0-RTT accepted (session resumed from {file})"),
-                Some(false) => eprintln!("appnet web: 0-RTT not accepted (resumed from {file}; GET sent again after the handshake)"),
-                None => eprintln!("appnet web: 0-RTT not tried: no session for this server in {file} yet (the next run resumes)"),
+                Some(false) => eprintln!(
+                    "appnet web: 0-RTT not accepted (resumed from {file}; GET sent again after the handshake)"
+                ),
+                None => eprintln!(
+                    "appnet web: 0-RTT not tried: no session for this server in {file} yet (the next run resumes)"
+                ),
             }
         }
         head.map(|()| body)
