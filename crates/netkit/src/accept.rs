@@ -104,6 +104,40 @@ impl Shared {
     }
 }
 
+/// One connection policy (limits, connection table, counters) that several [`Acceptor`]s
+/// share, e.g. one per worker thread on the same port: the global and per-address caps then
+/// hold across all of them, and a newcomer on one thread may evict an idle connection of
+/// another.
+#[derive(Clone)]
+pub struct SharedPolicy {
+    shared: Arc<Shared>,
+}
+
+impl SharedPolicy {
+    /// A fresh policy with `limits` and an empty table.
+    pub fn new(limits: ConnLimits) -> SharedPolicy {
+        let table = ConnTable::new(limits.max_connections, limits.max_per_ip);
+        SharedPolicy {
+            shared: Arc::new(Shared { limits, table: Mutex::new(table), stats: ConnStats::default() }),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> ConnLimits {
+        self.shared.limits
+    }
+
+    /// The policy's counters so far (all acceptors together).
+    pub fn stats(&self) -> &ConnStats {
+        &self.shared.stats
+    }
+
+    /// Open connections over all acceptors sharing the policy.
+    pub fn open_connections(&self) -> usize {
+        self.shared.table().len()
+    }
+}
+
 /// A listener that applies [`ConnLimits`].
 pub struct Acceptor {
     listener: TcpListener,
@@ -118,11 +152,17 @@ impl Acceptor {
 
     /// Wraps `listener` with `limits`.
     pub fn with_limits(listener: TcpListener, limits: ConnLimits) -> Acceptor {
-        let table = ConnTable::new(limits.max_connections, limits.max_per_ip);
-        Acceptor {
-            listener,
-            shared: Arc::new(Shared { limits, table: Mutex::new(table), stats: ConnStats::default() }),
-        }
+        Acceptor::with_policy(listener, &SharedPolicy::new(limits))
+    }
+
+    /// Wraps `listener` with a policy other acceptors may share (one table, one set of caps).
+    pub fn with_policy(listener: TcpListener, policy: &SharedPolicy) -> Acceptor {
+        Acceptor { listener, shared: policy.shared.clone() }
+    }
+
+    /// The policy this acceptor applies, to share with another acceptor.
+    pub fn policy(&self) -> SharedPolicy {
+        SharedPolicy { shared: self.shared.clone() }
     }
 
     /// The listening address.
@@ -334,6 +374,30 @@ mod tests {
         third.busy();
         let _d = connect_from([127, 0, 0, 4], addr).await;
         assert!(matches!(acceptor.next(&shutdown).await, Some(Accepted::OverCap(..))));
+    }
+
+    #[tokio::test]
+    async fn acceptors_sharing_a_policy_share_the_caps() {
+        let (first, addr1) = acceptor(ConnLimits { max_per_ip: 1, ..ConnLimits::new(2) });
+        let listener = bind_tcp("127.0.0.1:0".parse().unwrap(), &ListenOpts::default()).unwrap();
+        let addr2 = listener.local_addr().unwrap();
+        let second = Acceptor::with_policy(listener, &first.policy());
+        let shutdown = Shutdown::new();
+        let _a = connect_from([127, 0, 0, 1], addr1).await;
+        let held = conn(first.next(&shutdown).await);
+        held.busy();
+        // The same address on the other acceptor is over its cap...
+        let _b = connect_from([127, 0, 0, 1], addr2).await;
+        assert!(matches!(second.next(&shutdown).await, Some(Accepted::OverCap(..))));
+        // ...another address fills the global cap, and then all slots are busy.
+        let _c = connect_from([127, 0, 0, 2], addr2).await;
+        let other = conn(second.next(&shutdown).await);
+        other.busy();
+        let _d = connect_from([127, 0, 0, 3], addr1).await;
+        assert!(matches!(first.next(&shutdown).await, Some(Accepted::OverCap(..))));
+        assert_eq!(first.policy().open_connections(), 2);
+        assert_eq!(second.stats().refused_per_ip.load(Ordering::Relaxed), 1);
+        assert_eq!(first.stats().refused_full.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test(start_paused = true)]

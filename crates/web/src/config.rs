@@ -94,6 +94,10 @@ pub struct WebConfig {
     pub cache_file_max: u64,
     /// Total bytes of the in-memory file cache (0 disables it).
     pub cache_total: u64,
+    /// TCP worker threads, each with its own single-threaded runtime and accept loop (as
+    /// nginx's worker processes and h2o's threads), sharing one connection table and caps.
+    /// 0 serves on the caller's runtime (the lab and tests do); HTTP/3 always does.
+    pub workers: usize,
 }
 
 impl Default for WebConfig {
@@ -136,6 +140,7 @@ impl Default for WebConfig {
             http1_fast_path: true,
             cache_file_max: 2 * 1024 * 1024,
             cache_total: 128 * 1024 * 1024,
+            workers: 0,
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::http1_conn::{Http1Conn, Verdict};
 use crate::site::{CloseAfter, ConnInfo, Router};
 use crate::stats::Stats;
 use crate::{h2srv, http1_fast, tls};
-use appnet_netkit::accept::{Accepted, Acceptor, CloseReason, ConnLimits};
+use appnet_netkit::accept::{Accepted, Acceptor, CloseReason, ConnLimits, SharedPolicy};
 use appnet_netkit::io::Rewind;
 use appnet_netkit::listen::{ListenOpts, bind_tcp};
 use appnet_netkit::{BoxError, Service, Shutdown};
@@ -36,6 +36,10 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// A bound web server, ready to [`run`](Service::run).
 pub struct WebServer {
     listener: TcpListener,
+    /// With `workers` ≥ 2 and SO_REUSEPORT: the other workers' listeners on the same port.
+    more_listeners: Vec<TcpListener>,
+    /// Worker threads (0: the caller's runtime), see [`WebConfig::workers`].
+    workers: usize,
     handler: Arc<Router>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     tls_note: Option<String>,
@@ -45,11 +49,22 @@ pub struct WebServer {
 impl WebServer {
     /// Binds the listener, checks the site directories and sets up TLS.
     pub async fn bind(config: WebConfig) -> io::Result<WebServer> {
-        let listener = bind_tcp(config.listen, &ListenOpts::default())?;
-        if let Some(cc) = &config.tcp_congestion {
-            appnet_netkit::listen::set_tcp_congestion(&listener, cc)?;
-        }
+        let workers = config.workers;
+        let reuse_port = workers > 1 && accept_mode() == AcceptMode::ReusePort;
+        let opts = ListenOpts { reuse_port, ..ListenOpts::default() };
+        let listener = bind_tcp(config.listen, &opts)?;
         let addr = listener.local_addr()?;
+        let mut more_listeners = Vec::new();
+        if reuse_port {
+            for _ in 1..workers {
+                more_listeners.push(bind_tcp(addr, &opts)?);
+            }
+        }
+        if let Some(cc) = &config.tcp_congestion {
+            for l in std::iter::once(&listener).chain(&more_listeners) {
+                appnet_netkit::listen::set_tcp_congestion(l, cc)?;
+            }
+        }
         let (tls_cfg, tls_note) = if config.tls || config.cert.is_some() {
             let (cfg, note) = tls_config(&config, addr).map_err(|e| io::Error::other(e.to_string()))?;
             (Some(cfg), note)
@@ -76,7 +91,7 @@ impl WebServer {
             None => None,
         };
         let tls = tls_cfg.map(tokio_rustls::TlsAcceptor::from);
-        Ok(WebServer { listener, handler, tls, tls_note, h3 })
+        Ok(WebServer { listener, more_listeners, workers, handler, tls, tls_note, h3 })
     }
 
     /// For a lab-CA certificate: how clients trust it (a `curl --cacert` line).
@@ -123,50 +138,140 @@ impl Service for WebServer {
         if let Some(h3) = self.h3 {
             shutdown.spawn(h3.run(shutdown.clone()));
         }
-        let acceptor = Acceptor::with_limits(self.listener, conn_limits(self.handler.config()));
-        let stats = self.handler.stats().clone();
-        while let Some(accepted) = acceptor.next(&shutdown).await {
-            stats.connections.inc();
-            let (stream, peer, slot) = match accepted {
-                Accepted::Conn(stream, peer, slot) => (stream, peer, slot),
-                Accepted::OverCap(stream, peer) => {
-                    stats.refused.inc();
-                    tracing::info!(%peer, "connection cap reached; refusing");
-                    let plain = self.tls.is_none();
-                    shutdown.spawn(refuse_busy(stream, plain));
-                    continue;
-                }
-            };
-            let (handler, tls, sd, stats) =
-                (self.handler.clone(), self.tls.clone(), shutdown.clone(), stats.clone());
-            shutdown.spawn(async move {
-                stats.open.inc();
-                let _ = stream.set_nodelay(true);
-                let slot = Arc::new(slot);
-                let activity = Activity::new(Some(slot.clone()));
-                // The slot closes the connection when it is evicted for a newcomer or misses its
-                // deadline; it only can while no request is being served.
-                tokio::select! {
-                    _ = connection(stream, peer, handler, tls, sd, activity.clone()) => {}
-                    why = slot.closed() => match why {
-                        CloseReason::Evicted => {
-                            stats.evicted.inc();
-                            tracing::debug!(%peer, "closed to make room for a newcomer");
-                        }
-                        CloseReason::TimedOut => {
-                            stats.timed_out.inc();
-                            tracing::debug!(%peer, "no complete request in time; closed");
-                        }
-                    },
-                }
-                stats.open.dec();
-            });
+        let policy = SharedPolicy::new(conn_limits(self.handler.config()));
+        if self.workers == 0 {
+            let acceptor = Acceptor::with_policy(self.listener, &policy);
+            accept_loop(acceptor, self.handler, self.tls, &shutdown).await;
+        } else {
+            let listeners = std::iter::once(self.listener)
+                .chain(self.more_listeners)
+                .map(|l| l.into_std())
+                .collect::<io::Result<Vec<_>>>()?;
+            let result =
+                run_workers(self.workers, listeners, policy, self.handler, self.tls, &shutdown).await;
+            if let Err(e) = result {
+                shutdown.trigger();
+                let _ = shutdown.drain(DRAIN_DEADLINE).await;
+                return Err(e);
+            }
         }
-        drop(acceptor);
         if !shutdown.drain(DRAIN_DEADLINE).await {
             tracing::warn!("some connections were still open after {DRAIN_DEADLINE:?}");
         }
         Ok(())
+    }
+}
+
+/// How worker threads share the port (chosen by measurement, see docs/web-server.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AcceptMode {
+    /// One listening socket per worker with SO_REUSEPORT: the kernel hashes connections.
+    ReusePort,
+    /// Every worker accepts on a clone of one listening socket: the first awake wins.
+    Shared,
+}
+
+fn accept_mode() -> AcceptMode {
+    match std::env::var("APPNET_WEB_ACCEPT").as_deref() {
+        Ok("reuseport") => AcceptMode::ReusePort,
+        _ => AcceptMode::Shared,
+    }
+}
+
+/// Runs `workers` OS threads, each a `current_thread` runtime with its own accept loop on
+/// `listeners` (one each, or clones of the only one), sharing the router and one connection
+/// policy; returns once every worker has stopped accepting and drained its connections.
+async fn run_workers(
+    workers: usize,
+    listeners: Vec<std::net::TcpListener>,
+    policy: SharedPolicy,
+    handler: Arc<Router>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: &Shutdown,
+) -> Result<(), BoxError> {
+    let mut threads = tokio::task::JoinSet::new();
+    for i in 0..workers {
+        let listener = match listeners.get(i) {
+            Some(l) => l.try_clone()?,
+            None => listeners[0].try_clone()?,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let (policy, handler, tls) = (policy.clone(), handler.clone(), tls.clone());
+        // Each worker drains its own connections on its own runtime, under a child handle
+        // that the caller's shutdown triggers.
+        let sd = shutdown.child();
+        let thread = std::thread::Builder::new().name(format!("web-worker-{i}")).spawn(move || {
+            runtime.block_on(async move {
+                let listener = TcpListener::from_std(listener)?;
+                accept_loop(Acceptor::with_policy(listener, &policy), handler, tls, &sd).await;
+                if !sd.drain(DRAIN_DEADLINE).await {
+                    tracing::warn!(worker = i, "some connections were still open after {DRAIN_DEADLINE:?}");
+                }
+                io::Result::Ok(())
+            })
+        })?;
+        threads.spawn_blocking(move || thread.join());
+    }
+    drop(listeners);
+    let mut failed: Option<BoxError> = None;
+    while let Some(joined) = threads.join_next().await {
+        let outcome = match joined {
+            Ok(Ok(Ok(()))) => continue,
+            Ok(Ok(Err(e))) => BoxError::from(e),
+            Ok(Err(_)) | Err(_) => BoxError::from("a web worker thread panicked"),
+        };
+        tracing::error!("web worker stopped: {outcome}");
+        // One worker down: stop the others rather than serve on a fraction of the threads.
+        shutdown.trigger();
+        failed.get_or_insert(outcome);
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// Accepts connections until `shutdown` and serves each on a task `shutdown` tracks (on the
+/// current runtime).
+async fn accept_loop(
+    acceptor: Acceptor,
+    handler: Arc<Router>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: &Shutdown,
+) {
+    let stats = handler.stats().clone();
+    while let Some(accepted) = acceptor.next(shutdown).await {
+        stats.connections.inc();
+        let (stream, peer, slot) = match accepted {
+            Accepted::Conn(stream, peer, slot) => (stream, peer, slot),
+            Accepted::OverCap(stream, peer) => {
+                stats.refused.inc();
+                tracing::info!(%peer, "connection cap reached; refusing");
+                let plain = tls.is_none();
+                shutdown.spawn(refuse_busy(stream, plain));
+                continue;
+            }
+        };
+        let (handler, tls, sd, stats) = (handler.clone(), tls.clone(), shutdown.clone(), stats.clone());
+        shutdown.spawn(async move {
+            stats.open.inc();
+            let _ = stream.set_nodelay(true);
+            let slot = Arc::new(slot);
+            let activity = Activity::new(Some(slot.clone()));
+            // The slot closes the connection when it is evicted for a newcomer or misses its
+            // deadline; it only can while no request is being served.
+            tokio::select! {
+                _ = connection(stream, peer, handler, tls, sd, activity.clone()) => {}
+                why = slot.closed() => match why {
+                    CloseReason::Evicted => {
+                        stats.evicted.inc();
+                        tracing::debug!(%peer, "closed to make room for a newcomer");
+                    }
+                    CloseReason::TimedOut => {
+                        stats.timed_out.inc();
+                        tracing::debug!(%peer, "no complete request in time; closed");
+                    }
+                },
+            }
+            stats.open.dec();
+        });
     }
 }
 

@@ -140,6 +140,11 @@ pub struct WebOptions {
     /// Serve the counters (Prometheus text format) at this path, e.g. /server-metrics.
     #[arg(long, value_name = "PATH")]
     metrics_path: Option<String>,
+    /// Worker threads, each with its own event loop accepting on the port (like nginx's
+    /// worker_processes auto); 0 serves on the main runtime [default: the CPUs this process
+    /// may run on].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
 }
 
 impl WebOptions {
@@ -175,6 +180,7 @@ impl WebOptions {
         config.apps &= !self.no_apps;
         config.push &= !self.no_push;
         config.access_log &= !self.quiet;
+        set(&mut config.workers, self.workers);
         if let Some(p) = self.metrics_path {
             anyhow::ensure!(p.starts_with('/'), "--metrics-path must start with /");
             config.metrics_path = Some(p);
@@ -234,6 +240,11 @@ pub async fn run(cmd: WebCmd, ctx: &Context) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs, ctx: &Context) -> anyhow::Result<()> {
     let mut config: WebConfig = ctx.section("web")?;
+    // The command's default, unlike the library's (0, the caller's runtime): one worker per
+    // CPU this process may run on, as nginx's `worker_processes auto` and h2o's `num-threads`.
+    if config.workers == 0 {
+        config.workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    }
     args.options.apply(&mut config)?;
     let listen = config.listen;
     let server = WebServer::bind(config).await.with_context(|| format!("cannot serve on {listen}"))?;
