@@ -168,9 +168,7 @@ pub fn add_user(path: &Path, name: &str, password: &str, home: &Path) -> Result<
         out.push_str(&line);
         out.push('\n');
     }
-    appnet_netkit::files::write_atomic(path, out.as_bytes()).map_err(io_err)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
+    appnet_netkit::files::write_private(path, out.as_bytes()).map_err(io_err)?;
     Ok(())
 }
 

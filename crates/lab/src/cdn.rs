@@ -60,12 +60,7 @@ fn write_push_secret(dir: &Path) -> std::io::Result<PathBuf> {
     use rand::Rng;
     let path = push_secret_file(dir);
     let secret: String = (0..32).map(|_| format!("{:02x}", rand::rng().random::<u8>())).collect();
-    appnet_netkit::files::write_atomic(&path, secret.as_bytes())?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
+    appnet_netkit::files::write_private(&path, secret.as_bytes())?;
     Ok(path)
 }
 

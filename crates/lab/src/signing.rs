@@ -13,8 +13,6 @@ use crate::topology::{Topology, ZoneSpec};
 use crate::zones::fqdn;
 use appnet_dns::wire::dnssec::{self, Algorithm};
 use appnet_dns::wire::name::from_text;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 /// Where the zone keys are kept under the lab directory.
@@ -68,16 +66,6 @@ fn existing_key(dir: &Path, zone: &str) -> Option<PathBuf> {
     found.into_iter().next()
 }
 
-/// Writes a file that only its owner may read (0600), replacing any old one crash-safely.
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
 fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -97,9 +85,12 @@ pub fn prepare(topo: &Topology, dir: &Path) -> std::io::Result<LabKeys> {
                 let apex = from_text(&fqdn(&zone.name)).map_err(invalid)?;
                 let key = dnssec::generate_key(&apex, Algorithm::EcdsaP256Sha256, true, unix_now())
                     .map_err(|e| invalid(e.to_string()))?;
-                write_private(&key_dir.join(format!("{}.private", key.stem)), key.private.as_bytes())?;
+                appnet_netkit::files::write_private(
+                    &key_dir.join(format!("{}.private", key.stem)),
+                    key.private.as_bytes(),
+                )?;
                 let public = key_dir.join(format!("{}.key", key.stem));
-                write_private(&public, key.public.as_bytes())?;
+                appnet_netkit::files::write_private(&public, key.public.as_bytes())?;
                 public
             }
         };
@@ -130,7 +121,7 @@ pub fn prepare(topo: &Topology, dir: &Path) -> std::io::Result<LabKeys> {
         let text = format!(
             "key \"{REGISTRAR_KEY_NAME}\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{secret}\";\n}};\n"
         );
-        write_private(&registrar_key, text.as_bytes())?;
+        appnet_netkit::files::write_private(&registrar_key, text.as_bytes())?;
     }
     Ok(LabKeys { key_dir, anchor, registrar_key })
 }

@@ -240,16 +240,10 @@ pub fn add_user(root: &Path, address: &str, password: &str) -> Result<(), MailEr
         out.push_str(&hashed);
         out.push('\n');
     }
-    appnet_netkit::files::write_atomic(&path, out.as_bytes()).map_err(|e| MailError::io(&path, e))?;
-    set_mode(&path, 0o600);
+    appnet_netkit::files::write_private(&path, out.as_bytes()).map_err(|e| MailError::io(&path, e))?;
     maildir::create(&maildir::user_dir(root, &domain, local))
         .map_err(|e| MailError::io(root.join("mail"), e))?;
     Ok(())
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
 }
 
 /// An exclusive advisory lock (flock) held until dropped.

@@ -7,21 +7,40 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Replaces `path` with `data`: written to a temporary sibling, synced, renamed over `path`,
-/// then the directory synced so the rename itself survives a crash.
+/// then the directory synced so the rename itself survives a crash. The file gets the usual
+/// mode (0666 less the umask).
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    replace(path, data, 0o666)
+}
+
+/// [`write_atomic`] for secrets (password hashes, keys, session tickets): the file is 0600 from
+/// the moment it exists, so no other user can read it even while it is being written.
+pub fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
+    replace(path, data, 0o600)
+}
+
+/// The temporary is a new file (`O_CREAT|O_EXCL`, `O_NOFOLLOW`) with a name unique to this
+/// process and call, so a symlink or another writer's file planted at that name is never
+/// written through; the rename replaces a symlink at `path` itself, never its target.
+fn replace(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    // Unique per process and call: concurrent writers of one file never share a temporary.
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".tmp-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
     let tmp = dir.join(tmp_name);
     let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -67,6 +86,22 @@ mod tests {
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.dat")]);
         assert!(write_atomic(&dir.join("missing/state.dat"), b"x").is_err());
+    }
+
+    #[test]
+    fn private_files_are_owner_only_and_a_symlink_is_replaced_not_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = TempDir::new("files-private");
+        let target = dir.join("victim");
+        std::fs::write(&target, b"keep").unwrap();
+        let path = dir.join("secret");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        write_private(&path, b"hash").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep", "the symlink's target is untouched");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_file());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(&path).unwrap(), b"hash");
     }
 
     #[test]

@@ -221,26 +221,11 @@ impl LabCa {
 }
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), TlsError> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(file_err(&tmp))?;
-    f.write_all(data).and_then(|_| f.sync_all()).map_err(file_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(file_err(path))
+    crate::files::write_atomic(path, data).map_err(file_err(path))
 }
 
 fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(file_err(&tmp))?;
-    f.write_all(data).and_then(|_| f.sync_all()).map_err(file_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(file_err(path))
+    crate::files::write_private(path, data).map_err(file_err(path))
 }
 
 #[cfg(test)]

@@ -197,7 +197,7 @@ pub fn add_user(
     let mut lines: Vec<String> = users.values().map(User::line).collect();
     lines.sort();
     let text = format!("# appnet sip users: user@domain:HA1s [forwarding]\n{}\n", lines.join("\n"));
-    appnet_netkit::files::write_atomic(path, text.as_bytes()).map_err(|e| UsersError::Io(shown, e))?;
+    appnet_netkit::files::write_private(path, text.as_bytes()).map_err(|e| UsersError::Io(shown, e))?;
     Ok(user)
 }
 

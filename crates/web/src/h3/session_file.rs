@@ -22,11 +22,10 @@ use rustls::client::{
 };
 use rustls::pki_types::ServerName;
 use std::collections::{HashMap, VecDeque};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The first line of every session file.
@@ -350,9 +349,8 @@ fn read_private(path: &Path) -> std::io::Result<Option<String>> {
     Ok(Some(text))
 }
 
-/// Replaces `path` with `data`, mode 0600: a new temporary sibling (never a symlink), fsync,
-/// rename, directory fsync. The directory is made (0700) if missing; a symlink at `path` is
-/// left alone and reported.
+/// Replaces `path` with `data`, mode 0600 (netkit's crash-safe private write). The directory
+/// is made (0700) if missing; a symlink at `path` is left alone and reported.
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -362,31 +360,7 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
         return Err(std::io::Error::other(format!("{} is a symlink: not replaced", path.display())));
     }
-    let name = path.file_name().ok_or_else(|| std::io::Error::other("no file name"))?;
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
-    let tmp = dir.join(tmp_name);
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-        return written;
-    }
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    appnet_netkit::files::write_private(path, data)
 }
 
 #[cfg(test)]
