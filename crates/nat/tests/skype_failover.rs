@@ -3,24 +3,13 @@
 //! configured list or the SNs' Pong answers), registers there again, and a message and a call
 //! from bob still reach her.
 
-use appnet_nat::config::SupernodeConfig;
-use appnet_nat::skype::Supernode;
+mod common;
+
 use appnet_nat::skype::peer::{Command, Peer, PeerConfig, SN_SILENT};
 use appnet_netkit::Shutdown;
-use appnet_netkit::harness::{self, TempDir};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-
-async fn sn(secret: &std::path::Path, join: Vec<SocketAddr>) -> harness::Running {
-    let config = SupernodeConfig {
-        listen: harness::any_loopback(),
-        overlay_secret_file: Some(secret.to_path_buf()),
-        join,
-        ..SupernodeConfig::default()
-    };
-    harness::start(Supernode::bind(config).await.unwrap())
-}
 
 fn cfg(user: &str, supernode: SocketAddr, fallback: Vec<SocketAddr>) -> PeerConfig {
     PeerConfig {
@@ -57,12 +46,7 @@ async fn until_ok(
 
 #[tokio::test]
 async fn a_peer_whose_sn_dies_reattaches_and_still_gets_messages_and_calls() {
-    let dir = TempDir::new("skype-failover");
-    let secret = dir.path().join("secret");
-    std::fs::write(&secret, "an overlay secret for the failover test\n").unwrap();
-    let a = sn(&secret, Vec::new()).await;
-    let b = sn(&secret, vec![a.addr()]).await;
-    let c = sn(&secret, vec![a.addr()]).await;
+    let (_dir, [a, b, c]) = common::three_sns("skype-failover", |_| {}).await;
     // alice knows only C: the others she learns from C's Pong answers.
     let alice = Peer::start(cfg("alice", c.addr(), Vec::new())).await.unwrap();
     let bob = Peer::start(cfg("bob", b.addr(), vec![a.addr()])).await.unwrap();

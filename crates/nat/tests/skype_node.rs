@@ -28,6 +28,26 @@ struct Net {
 }
 
 impl Net {
+    /// SNs 0, 1 and 2 (1 and 2 joining through 0) after three gossip rounds, and the time now.
+    fn three_sns() -> (Net, Instant) {
+        let t0 = Instant::now();
+        let mk = |i: u16, seeds: Vec<SocketAddr>| {
+            let ov = Overlay::new(OverlayConfig::default(), sn(i), Some(SECRET), seeds, t0, 1_000_000);
+            (sn(i), Node::new(Directory::new(DirectoryConfig::default(), t0), ov))
+        };
+        let mut net = Net {
+            nodes: [mk(0, vec![]), mk(1, vec![sn(0)]), mk(2, vec![sn(0)])].into(),
+            to_peers: Vec::new(),
+            tap: Vec::new(),
+        };
+        let mut now = t0;
+        for _ in 0..3 {
+            net.tick(now);
+            now += Duration::from_secs(2);
+        }
+        (net, now)
+    }
+
     fn deliver(&mut self, mut queue: Vec<(SocketAddr, SocketAddr, Vec<u8>)>, now: Instant) {
         for _ in 0..10_000 {
             let Some((from, to, d)) = queue.pop() else { return };
@@ -91,21 +111,7 @@ fn code(m: Option<Msg>) -> u16 {
 
 #[test]
 fn entries_live_on_their_two_owners_and_survive_one() {
-    let t0 = Instant::now();
-    let mk = |i: u16, seeds: Vec<SocketAddr>| {
-        let ov = Overlay::new(OverlayConfig::default(), sn(i), Some(SECRET), seeds, t0, 1_000_000);
-        (sn(i), Node::new(Directory::new(DirectoryConfig::default(), t0), ov))
-    };
-    let mut net = Net {
-        nodes: [mk(0, vec![]), mk(1, vec![sn(0)]), mk(2, vec![sn(0)])].into(),
-        to_peers: Vec::new(),
-        tap: Vec::new(),
-    };
-    let mut now = t0;
-    for _ in 0..3 {
-        net.tick(now);
-        now += Duration::from_secs(2);
-    }
+    let (mut net, mut now) = Net::three_sns();
     assert!(net.nodes.values().all(|n| n.members() == vec![sn(0), sn(1), sn(2)]));
 
     let ring = Placement::new([sn(0), sn(1), sn(2)]);
@@ -163,21 +169,7 @@ fn entries_live_on_their_two_owners_and_survive_one() {
 /// a proof into ClientKey, so it cannot forge a login; the old clear-text bind is refused.
 #[test]
 fn an_eavesdropper_on_every_link_cannot_recover_the_client_key() {
-    let t0 = Instant::now();
-    let mk = |i: u16, seeds: Vec<SocketAddr>| {
-        let ov = Overlay::new(OverlayConfig::default(), sn(i), Some(SECRET), seeds, t0, 1_000_000);
-        (sn(i), Node::new(Directory::new(DirectoryConfig::default(), t0), ov))
-    };
-    let mut net = Net {
-        nodes: [mk(0, vec![]), mk(1, vec![sn(0)]), mk(2, vec![sn(0)])].into(),
-        to_peers: Vec::new(),
-        tap: Vec::new(),
-    };
-    let mut now = t0;
-    for _ in 0..3 {
-        net.tick(now);
-        now += Duration::from_secs(2);
-    }
+    let (mut net, now) = Net::three_sns();
     // Attach alice to the SN that does not own her entry: Relay, Reply and Store all happen.
     let ring = Placement::new([sn(0), sn(1), sn(2)]);
     let owners = ring.owners("alice");

@@ -2,25 +2,16 @@
 //! different SNs register, find each other and exchange offers through the SNs; an SN dies and
 //! the survivors still answer for every entry.
 
-use appnet_nat::config::SupernodeConfig;
+mod common;
+
+use appnet_nat::skype::client;
 use appnet_nat::skype::wire::{self, Candidate, CandidateKind, Msg};
-use appnet_nat::skype::{Supernode, client};
-use appnet_netkit::harness::{self, TempDir};
+use appnet_netkit::harness;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::UdpSocket;
 
 const T: Duration = Duration::from_secs(5);
-
-async fn sn(secret: &std::path::Path, join: Vec<SocketAddr>) -> harness::Running {
-    let config = SupernodeConfig {
-        listen: harness::any_loopback(),
-        overlay_secret_file: Some(secret.to_path_buf()),
-        join,
-        ..SupernodeConfig::default()
-    };
-    harness::start(Supernode::bind(config).await.unwrap())
-}
 
 async fn peer(sn: SocketAddr, user: &str) -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -37,12 +28,7 @@ async fn found(asker: &UdpSocket, sn: SocketAddr, user: &str, at: SocketAddr) ->
 
 #[tokio::test]
 async fn peers_on_three_sns_find_and_reach_each_other_and_survive_an_sn() {
-    let dir = TempDir::new("skype-overlay");
-    let secret = dir.path().join("secret");
-    std::fs::write(&secret, "an overlay secret for the three SNs\n").unwrap();
-    let a = sn(&secret, Vec::new()).await;
-    let b = sn(&secret, vec![a.addr()]).await;
-    let c = sn(&secret, vec![a.addr()]).await;
+    let (_dir, [a, b, c]) = common::three_sns("skype-overlay", |_| {}).await;
     let sns = [a.addr(), b.addr(), c.addr()];
     // Membership converges within a couple of gossip rounds; until then an SN answers alone,
     // and what it stored is handed to the owners when the ring changes.

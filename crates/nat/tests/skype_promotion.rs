@@ -6,8 +6,10 @@
 //! under one secret, a peer with `promote` is promoted, runs the SN role in its process, joins
 //! the overlay and answers lookups for every user.
 
-use appnet_nat::config::SupernodeConfig;
+mod common;
+
 use appnet_nat::skype::auth::ClientKey;
+use appnet_nat::skype::client;
 use appnet_nat::skype::directory::{Directory, DirectoryConfig};
 use appnet_nat::skype::node::{Node, PROBE_TIMEOUT};
 use appnet_nat::skype::overlay::{self, Overlay, OverlayConfig, OverlayMsg};
@@ -15,9 +17,8 @@ use appnet_nat::skype::peer::{Command, Peer, PeerConfig, PromoteConfig};
 use appnet_nat::skype::promotion::{Handoff, PromotionPolicy, probe_tag};
 use appnet_nat::skype::sealing;
 use appnet_nat::skype::wire::{self, Candidate, CandidateKind, Msg, Proof};
-use appnet_nat::skype::{Supernode, client};
 use appnet_netkit::Shutdown;
-use appnet_netkit::harness::{self, TempDir};
+use appnet_netkit::harness;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
@@ -217,17 +218,6 @@ fn the_sn_promotes_only_public_reachable_long_lived_peers_and_the_grant_stays_se
     assert!(!node.members().contains(&pub_sn), "a withdrawn SN is refused");
 }
 
-async fn sn(secret: &std::path::Path, join: Vec<SocketAddr>) -> harness::Running {
-    let config = SupernodeConfig {
-        listen: harness::any_loopback(),
-        overlay_secret_file: Some(secret.to_path_buf()),
-        join,
-        promote_min_uptime_secs: 1,
-        ..SupernodeConfig::default()
-    };
-    harness::start(Supernode::bind(config).await.unwrap())
-}
-
 /// Whether every user is found online through `at`.
 async fn all_found(asker: &UdpSocket, at: SocketAddr, users: &[String]) -> bool {
     for u in users {
@@ -241,12 +231,7 @@ async fn all_found(asker: &UdpSocket, at: SocketAddr, users: &[String]) -> bool 
 
 #[tokio::test]
 async fn a_public_peer_is_promoted_joins_the_overlay_and_answers_lookups() {
-    let dir = TempDir::new("skype-promotion");
-    let secret = dir.path().join("secret");
-    std::fs::write(&secret, "the overlay secret of the promotion test\n").unwrap();
-    let a = sn(&secret, Vec::new()).await;
-    let b = sn(&secret, vec![a.addr()]).await;
-    let c = sn(&secret, vec![a.addr()]).await;
+    let (_dir, [a, b, c]) = common::three_sns("skype-promotion", |c| c.promote_min_uptime_secs = 1).await;
     let cfg = PeerConfig {
         user: "pat".into(),
         password: "pat-password".into(),

@@ -8,10 +8,10 @@
 
 use super::directory::{Replica, ReplicaOnline};
 use super::sealing::{self, STORE_SEALED};
-use super::wire::{self, MAX_DATAGRAM};
+use super::wire::{self, MAX_DATAGRAM, put_addr};
 use ring::hmac;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Most other SNs one SN keeps (members and addresses learnt but not yet heard from).
@@ -273,27 +273,8 @@ fn get_bytes(r: &mut &[u8]) -> Result<Vec<u8>, OverlayError> {
     Ok(take(r, n)?.to_vec())
 }
 
-fn put_addr(out: &mut Vec<u8>, a: SocketAddr) {
-    match a.ip() {
-        IpAddr::V4(ip) => {
-            out.push(4);
-            out.extend_from_slice(&ip.octets());
-        }
-        IpAddr::V6(ip) => {
-            out.push(6);
-            out.extend_from_slice(&ip.octets());
-        }
-    }
-    out.extend_from_slice(&a.port().to_be_bytes());
-}
-
 fn get_addr(r: &mut &[u8]) -> Result<SocketAddr, OverlayError> {
-    let ip = match take(r, 1)?[0] {
-        4 => IpAddr::V4(Ipv4Addr::from(array::<4>(r)?)),
-        6 => IpAddr::V6(Ipv6Addr::from(array::<16>(r)?)),
-        _ => return Err(OverlayError::Malformed),
-    };
-    Ok(SocketAddr::new(ip, u16::from_be_bytes(array(r)?)))
+    wire::get_addr(r).map_err(|_| OverlayError::Malformed)
 }
 
 /// The overlay's timers and bounds.

@@ -243,7 +243,8 @@ pub fn promote_signed_part(user: &str, sn: SocketAddr, public_key: &[u8; 32]) ->
     out
 }
 
-fn put_addr(out: &mut Vec<u8>, a: SocketAddr) {
+/// Writes an address: 4 or 6, the octets, the port (the overlay uses the same form).
+pub(crate) fn put_addr(out: &mut Vec<u8>, a: SocketAddr) {
     match a.ip() {
         IpAddr::V4(ip) => {
             out.push(4);
@@ -414,6 +415,14 @@ pub(crate) fn get_candidates(r: &mut &[u8]) -> Result<Vec<Candidate>, WireError>
 pub(crate) fn get_user(r: &mut &[u8]) -> Result<String, WireError> {
     let mut reader = Reader(r);
     let out = reader.user()?;
+    *r = reader.0;
+    Ok(out)
+}
+
+/// Reads an address (as [`put_addr`] writes it) from the front of `r`.
+pub(crate) fn get_addr(r: &mut &[u8]) -> Result<SocketAddr, WireError> {
+    let mut reader = Reader(r);
+    let out = reader.addr()?;
     *r = reader.0;
     Ok(out)
 }
