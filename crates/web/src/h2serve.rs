@@ -280,9 +280,13 @@ impl Driver {
             } else if let Some(key) = memo::KeyRef::of(&req, req.body().is_empty()) {
                 let second = self.date.second();
                 if let Some(a) = self.memo.get(key, second) {
-                    let (head, body) = (a.head.clone(), a.body.clone());
                     self.handler.stats().count(200);
-                    return self.send_memo(stream, &head, body);
+                    let empty = a.body.is_empty();
+                    let fields = a.fields.iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+                    if self.core.send_cached_headers(stream, 200, fields, &mut a.head, empty) && !empty {
+                        self.core.send_data(stream, a.body.clone(), true);
+                    }
+                    return;
                 }
                 ctx.memo = Some(key.to_owned());
             }
@@ -303,14 +307,6 @@ impl Driver {
         match (&mut fut).now_or_never() {
             Some((id, resp, ctx)) => self.respond(id, resp, ctx),
             None => self.answers.push(fut),
-        }
-    }
-
-    /// Sends a memoized answer: its head, this second's `Date`, and the body.
-    fn send_memo(&mut self, id: u32, head: &[u8], body: Bytes) {
-        let empty = body.is_empty();
-        if self.core.send_encoded_headers(id, head, self.date.encoded(), empty) && !empty {
-            self.core.send_data(id, body, true);
         }
     }
 
@@ -350,21 +346,29 @@ impl Driver {
                 first => return Some(Response::from_parts(parts, Replay::body(first, body))),
             }
         };
-        let mut head = Vec::with_capacity(160);
-        crate::h2core::hpack::encode_status(200, &mut head);
-        for (name, value) in &parts.headers {
-            if matches!(
-                *name,
-                header::DATE | header::CONNECTION | header::TRANSFER_ENCODING | header::UPGRADE
-            ) || name.as_str() == "keep-alive"
+        let mut fields = Vec::with_capacity(parts.headers.len() + 1);
+        let mut current: Option<header::HeaderName> = None;
+        for (name, value) in parts.headers {
+            if name.is_some() {
+                current = name; // None: another value of the name before
+            }
+            let Some(name) = current.clone() else { continue };
+            if matches!(name, header::DATE | header::CONNECTION | header::TRANSFER_ENCODING | header::UPGRADE)
+                || name.as_str() == "keep-alive"
+                || name.as_str() == "proxy-connection"
             {
                 continue;
             }
-            crate::h2core::hpack::encode_field(name.as_str().as_bytes(), value.as_bytes(), &mut head);
+            fields.push((name, value));
         }
-        let head = Bytes::from(head);
-        self.memo.put(key, self.date.second(), memo::Answer { head: head.clone(), body: data.clone() });
-        self.send_memo(id, &head, data);
+        fields.push((header::DATE, self.date.get()));
+        let second = self.date.at;
+        let answer = self.memo.put(key, second, memo::Answer::new(fields, data));
+        let empty = answer.body.is_empty();
+        let fields = answer.fields.iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+        if self.core.send_cached_headers(id, 200, fields, &mut answer.head, empty) && !empty {
+            self.core.send_data(id, answer.body.clone(), true);
+        }
         None
     }
 
@@ -470,12 +474,11 @@ impl Driver {
     }
 }
 
-/// The Date header, formatted (and HPACK-encoded) once a second.
+/// The Date header, formatted once a second.
 #[derive(Default)]
 struct DateCache {
     at: u64,
     value: Option<HeaderValue>,
-    encoded: Vec<u8>,
 }
 
 impl DateCache {
@@ -486,22 +489,14 @@ impl DateCache {
         if self.at != secs || self.value.is_none() {
             self.at = secs;
             self.value = HeaderValue::from_str(&httpdate::fmt_http_date(now)).ok();
-            self.encoded.clear();
-            if let Some(v) = &self.value {
-                crate::h2core::hpack::encode_field(b"date", v.as_bytes(), &mut self.encoded);
-            }
         }
         secs
     }
 
+    /// This second's `Date` (the second is then in `at`).
     fn get(&mut self) -> HeaderValue {
         self.second();
         self.value.clone().unwrap_or_else(|| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
-    }
-
-    /// `date: ...` as an HPACK literal (refreshed by [`DateCache::second`]).
-    fn encoded(&self) -> &[u8] {
-        &self.encoded
     }
 }
 

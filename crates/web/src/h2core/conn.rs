@@ -6,10 +6,11 @@
 
 use super::frame::{self, FrameHeader, Reason};
 use super::hpack::{self, Decoder};
+use super::hpack_enc::{Encoder, HeadCache};
 use super::priority::{Priority, Scheduler};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// The connection preface every client sends first.
@@ -21,9 +22,9 @@ const MAX_BLOCK: usize = 256 * 1024;
 const MAX_CONTINUATIONS: u32 = 128;
 /// Streams we reset whose late frames are still ignored rather than treated as errors.
 const REMEMBER_RESETS: usize = 128;
-/// Closed client streams remembered, to tell a closed stream (STREAM_CLOSED) from one that
+/// Client streams remembered as opened, to tell a closed stream (STREAM_CLOSED) from one that
 /// was skipped over and can never open (PROTOCOL_ERROR).
-const REMEMBER_CLOSED: usize = 4096;
+const REMEMBER_OPENED: usize = 4096;
 /// Control frames (SETTINGS/PING answers...) pending for a client that does not read them.
 const MAX_PENDING_CONTROL: usize = 1 << 20;
 /// Bytes of a response held per stream before the driver stops pulling its body.
@@ -31,28 +32,6 @@ const STREAM_BUFFER: usize = 256 * 1024;
 /// Payloads up to this size are copied next to their frame header; larger ones are written
 /// from their own buffer.
 const COPY_BELOW: usize = 2048;
-
-/// Hashing for stream ids (the client picks them, but a set of at most [`REMEMBER_CLOSED`]
-/// entries needs no protection against collisions): one multiplication instead of SipHash.
-type IdHash = std::hash::BuildHasherDefault<IdHasher>;
-
-/// See [`IdHash`].
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
 
 /// The server's side of the limits and windows.
 #[derive(Debug, Clone)]
@@ -125,8 +104,9 @@ enum Send {
 struct Stream {
     /// The client may still send DATA (no END_STREAM yet).
     recv_open: bool,
-    /// The request head, until the body is complete.
-    head: Option<Request<()>>,
+    /// The request head, until the body is complete (boxed: streams move inside the map, and
+    /// most requests have no body, so their head never waits here).
+    head: Option<Box<Request<()>>>,
     body: BytesMut,
     content_length: Option<u64>,
     received: u64,
@@ -190,8 +170,8 @@ pub struct Conn {
     /// PRIORITY_UPDATEs for streams not opened yet.
     early_priority: HashMap<u32, Priority>,
     reset_by_us: VecDeque<u32>,
-    closed: HashSet<u32, IdHash>,
-    closed_order: VecDeque<u32>,
+    /// The latest client streams opened, ascending (ids only grow): one not open now is closed.
+    opened: VecDeque<u32>,
     last_client: u32,
     last_push: u32,
     active: u32,
@@ -203,6 +183,9 @@ pub struct Conn {
     send_window: i64,
     recv_window: i64,
     ctl: Vec<u8>,
+    /// What the last [`Conn::take_output`] took from `ctl`: the next buffer's capacity.
+    ctl_hint: usize,
+    encoder: Encoder,
     scheduler: Scheduler,
     events: VecDeque<Event>,
     goaway_sent: bool,
@@ -237,8 +220,7 @@ impl Conn {
             streams: BTreeMap::new(),
             early_priority: HashMap::new(),
             reset_by_us: VecDeque::new(),
-            closed: HashSet::default(),
-            closed_order: VecDeque::new(),
+            opened: VecDeque::new(),
             last_client: 0,
             last_push: 0,
             active: 0,
@@ -250,6 +232,8 @@ impl Conn {
             send_window: frame::DEFAULT_WINDOW,
             recv_window: conn_window,
             ctl,
+            ctl_hint: 4096,
+            encoder: Encoder::default(),
             scheduler: Scheduler::default(),
             events: VecDeque::new(),
             goaway_sent: false,
@@ -338,14 +322,6 @@ impl Conn {
     }
 
     fn release(&mut self, id: u32, s: &Stream) {
-        if self.closed_order.len() >= REMEMBER_CLOSED
-            && let Some(old) = self.closed_order.pop_front()
-        {
-            self.closed.remove(&old);
-        }
-        if self.closed.insert(id) {
-            self.closed_order.push_back(id);
-        }
         if s.counted {
             self.active = self.active.saturating_sub(1);
         }
@@ -596,7 +572,7 @@ impl Conn {
             if self.reset_by_us.contains(&id) {
                 return;
             }
-            if !self.closed.contains(&id) {
+            if self.opened.binary_search(&id).is_err() {
                 return self.conn_error(Reason::Protocol, "stream id lower than one already used");
             }
             return self.conn_error(Reason::StreamClosed, "HEADERS on a closed stream");
@@ -629,15 +605,27 @@ impl Conn {
         self.active += 1;
         if too_big {
             s.too_large = true;
-            self.streams.insert(id, s);
+            self.open(id, s);
             self.events.push_back(Event::Refuse { stream: id, status: 431, why: "request head too large" });
             return;
         }
-        s.head = Some(req);
-        self.streams.insert(id, s);
         if end_stream {
-            self.dispatch(id);
+            // Complete already: handed over at once, never parked in the stream.
+            self.open(id, s);
+            self.events.push_back(Event::Request { stream: id, req: req.map(|()| Bytes::new()) });
+        } else {
+            s.head = Some(Box::new(req));
+            self.open(id, s);
         }
+    }
+
+    /// Opens a client stream.
+    fn open(&mut self, id: u32, s: Stream) {
+        if self.opened.len() >= REMEMBER_OPENED {
+            self.opened.pop_front();
+        }
+        self.opened.push_back(id);
+        self.streams.insert(id, s);
     }
 
     /// Hands a complete request to the server.
@@ -648,7 +636,7 @@ impl Conn {
         }
         let Some(head) = s.head.take() else { return };
         let body = std::mem::take(&mut s.body).freeze();
-        let (parts, ()) = head.into_parts();
+        let (parts, ()) = (*head).into_parts();
         self.events.push_back(Event::Request { stream: id, req: Request::from_parts(parts, body) });
     }
 
@@ -756,7 +744,7 @@ impl Conn {
                     }
                     self.peer_max_frame = value as usize;
                 }
-                // HEADER_TABLE_SIZE: our encoder never uses the dynamic table.
+                frame::SETTINGS_HEADER_TABLE_SIZE => self.encoder.set_peer_max(value as usize),
                 // MAX_HEADER_LIST_SIZE: our response heads are small. Unknown: ignored.
                 _ => {}
             }
@@ -808,54 +796,66 @@ impl Conn {
     /// Sends a response head. `end_stream` when there is no body. False when the stream is
     /// gone (reset, or the connection failed).
     pub fn send_headers(&mut self, id: u32, status: u16, headers: &HeaderMap, end_stream: bool) -> bool {
+        let fields = headers
+            .iter()
+            .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+            .filter(|(n, _)| !is_connection_specific(n));
+        self.send_head(id, end_stream, |enc, out| {
+            enc.begin(out);
+            enc.status(status, out);
+            for (n, v) in fields {
+                enc.field(n, v, out);
+            }
+        })
+    }
+
+    /// Sends a response head whose encoding is kept in `cache` (the driver's memo of static
+    /// answers): while the HPACK table is unchanged the cached bytes go out as they are.
+    /// `fields` must be lower case and free of connection-specific fields, and always the same
+    /// for one cache. Same answers as [`Conn::send_headers`].
+    pub fn send_cached_headers<'a>(
+        &mut self,
+        id: u32,
+        status: u16,
+        fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+        cache: &mut HeadCache,
+        end_stream: bool,
+    ) -> bool {
+        self.send_head(id, end_stream, |enc, out| enc.head(status, fields, cache, out))
+    }
+
+    /// Writes a HEADERS frame (and CONTINUATIONs) whose block `encode` appends, when the
+    /// stream may send one: the block is encoded only then, since encoding changes the HPACK
+    /// table the client's decoder follows.
+    fn send_head(
+        &mut self,
+        id: u32,
+        end_stream: bool,
+        encode: impl FnOnce(&mut Encoder, &mut Vec<u8>),
+    ) -> bool {
         if self.failed {
             return false;
         }
-        let Some(s) = self.streams.get_mut(&id) else { return false };
-        if s.send != Send::Idle {
+        if !self.streams.get(&id).is_some_and(|s| s.send == Send::Idle) {
             return false;
         }
-        let mut block = Vec::with_capacity(128);
-        hpack::encode_status(status, &mut block);
-        for (name, value) in headers {
-            if is_connection_specific(name.as_str().as_bytes()) {
-                continue;
-            }
-            hpack::encode_field(name.as_str().as_bytes(), value.as_bytes(), &mut block);
+        // Encoded in place after a frame header written once its length is known.
+        let start = self.ctl.len();
+        self.ctl.extend_from_slice(&[0; FrameHeader::LEN]);
+        encode(&mut self.encoder, &mut self.ctl);
+        let len = self.ctl.len() - start - FrameHeader::LEN;
+        if len <= self.peer_max_frame {
+            let flags = frame::END_HEADERS | if end_stream { frame::END_STREAM } else { 0 };
+            let h = FrameHeader { len: len as u32, kind: frame::HEADERS, flags, stream: id }.emit();
+            self.ctl[start..start + FrameHeader::LEN].copy_from_slice(&h);
+        } else {
+            let block = self.ctl.split_off(start + FrameHeader::LEN);
+            self.ctl.truncate(start);
+            frame::header_block(&mut self.ctl, id, None, &block, end_stream, self.peer_max_frame);
         }
-        frame::header_block(&mut self.ctl, id, None, &block, end_stream, self.peer_max_frame);
         if end_stream {
             self.finished(id);
         } else if let Some(s) = self.streams.get_mut(&id) {
-            s.send = Send::Open;
-        }
-        true
-    }
-
-    /// Sends a response head already HPACK-encoded (by [`hpack::encode_status`] and
-    /// [`hpack::encode_field`]) in two pieces, `block` then `tail`, so a memoized head and the
-    /// second's `Date` go out without being joined first. Same answers as [`Conn::send_headers`].
-    pub fn send_encoded_headers(&mut self, id: u32, block: &[u8], tail: &[u8], end_stream: bool) -> bool {
-        if self.failed {
-            return false;
-        }
-        let Some(s) = self.streams.get_mut(&id) else { return false };
-        if s.send != Send::Idle {
-            return false;
-        }
-        let len = block.len() + tail.len();
-        if len <= self.peer_max_frame {
-            let flags = frame::END_HEADERS | if end_stream { frame::END_STREAM } else { 0 };
-            frame::head(&mut self.ctl, len, frame::HEADERS, flags, id);
-            self.ctl.extend_from_slice(block);
-            self.ctl.extend_from_slice(tail);
-        } else {
-            let joined = [block, tail].concat();
-            frame::header_block(&mut self.ctl, id, None, &joined, end_stream, self.peer_max_frame);
-        }
-        if end_stream {
-            self.finished(id);
-        } else {
             s.send = Send::Open;
         }
         true
@@ -906,6 +906,8 @@ impl Conn {
         }
         self.last_push = id;
         let mut block = Vec::with_capacity(128);
+        // A header block like any other: it carries a table size update we owe.
+        self.encoder.begin(&mut block);
         for (name, value) in fields {
             hpack::encode_field(name, value, &mut block);
         }
@@ -941,7 +943,7 @@ impl Conn {
     /// Appends the frames to write now: control frames first, then DATA picked by priority
     /// within the windows, up to about `budget` payload bytes.
     pub fn take_output(&mut self, budget: usize, out: &mut Vec<Bytes>) {
-        let mut small = std::mem::take(&mut self.ctl);
+        // Small frames (control, HEADERS, short DATA) gather in `ctl`, written as one buffer.
         let mut sent = 0;
         while sent < budget && !self.failed {
             let conn_open = self.send_window > 0;
@@ -955,7 +957,7 @@ impl Conn {
             let Some(s) = self.streams.get_mut(&id) else { break };
             let Some(front) = s.queue.front_mut() else {
                 // Only END_STREAM is left.
-                frame::head(&mut small, 0, frame::DATA, frame::END_STREAM, id);
+                frame::head(&mut self.ctl, 0, frame::DATA, frame::END_STREAM, id);
                 self.finished(id);
                 continue;
             };
@@ -968,11 +970,11 @@ impl Conn {
             s.send_window -= n as i64;
             self.send_window -= n as i64;
             let end = s.queued == 0 && s.send == Send::Closing;
-            frame::head(&mut small, n, frame::DATA, if end { frame::END_STREAM } else { 0 }, id);
+            frame::head(&mut self.ctl, n, frame::DATA, if end { frame::END_STREAM } else { 0 }, id);
             if n < COPY_BELOW {
-                small.extend_from_slice(&chunk);
+                self.ctl.extend_from_slice(&chunk);
             } else {
-                out.push(Bytes::from(std::mem::take(&mut small)));
+                out.push(self.take_ctl());
                 out.push(chunk);
             }
             sent += n;
@@ -980,9 +982,16 @@ impl Conn {
                 self.finished(id);
             }
         }
-        if !small.is_empty() {
-            out.push(Bytes::from(small));
+        if !self.ctl.is_empty() {
+            out.push(self.take_ctl());
         }
+    }
+
+    /// The gathered small frames; the next buffer starts as large as this one grew (no
+    /// regrowth per batch).
+    fn take_ctl(&mut self) -> Bytes {
+        self.ctl_hint = self.ctl.len().clamp(1024, 64 * 1024);
+        Bytes::from(std::mem::replace(&mut self.ctl, Vec::with_capacity(self.ctl_hint)))
     }
 }
 

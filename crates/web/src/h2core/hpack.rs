@@ -4,7 +4,7 @@
 //! literals without indexing), so the peer's SETTINGS_HEADER_TABLE_SIZE never matters.
 
 /// The static table's names (RFC 7541 Appendix A), index 1 first.
-const STATIC_NAMES: [&str; 61] = [
+pub(super) const STATIC_NAMES: [&str; 61] = [
     ":authority",
     ":method",
     ":method",
@@ -69,7 +69,7 @@ const STATIC_NAMES: [&str; 61] = [
 ];
 
 /// The static table's values where they are not empty (RFC 7541 Appendix A).
-fn static_value(index: usize) -> &'static [u8] {
+pub(super) fn static_value(index: usize) -> &'static [u8] {
     match index {
         2 => b"GET",
         3 => b"POST",
@@ -138,7 +138,7 @@ const HUFFMAN: [(u32, u8); 257] = [
 ];
 
 /// Our SETTINGS_HEADER_TABLE_SIZE (the default; we never announce another).
-const TABLE_SIZE: usize = 4096;
+pub(super) const TABLE_SIZE: usize = 4096;
 /// Longest string a block may carry (a block is at most 256 KiB anyway).
 const MAX_STRING: usize = 256 * 1024;
 
@@ -424,17 +424,17 @@ pub fn encode_field(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
     encode_str(value, out);
 }
 
-fn static_name(name: &[u8]) -> Option<usize> {
+pub(super) fn static_name(name: &[u8]) -> Option<usize> {
     STATIC_NAMES.iter().position(|n| n.as_bytes() == name).map(|i| i + 1)
 }
 
-fn encode_str(s: &[u8], out: &mut Vec<u8>) {
+pub(super) fn encode_str(s: &[u8], out: &mut Vec<u8>) {
     encode_int(s.len(), 7, 0x00, out);
     out.extend_from_slice(s);
 }
 
 /// An HPACK integer with an `prefix`-bit prefix, the first byte's high bits from `flags`.
-fn encode_int(mut value: usize, prefix: u8, flags: u8, out: &mut Vec<u8>) {
+pub(super) fn encode_int(mut value: usize, prefix: u8, flags: u8, out: &mut Vec<u8>) {
     let max = (1usize << prefix) - 1;
     if value < max {
         out.push(flags | value as u8);

@@ -6,6 +6,7 @@
 pub mod conn;
 pub mod frame;
 pub mod hpack;
+pub mod hpack_enc;
 pub mod priority;
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! The HTTP/2 driver's memo of static answers: a plain `GET` of a file (no conditional or
 //! range headers, no body) whose answer was a complete in-memory `200` with an `ETag` is kept,
-//! per connection, as a pre-encoded HPACK head and the cached body bytes, so the next request
-//! for it during the same second skips the router (path checks, `stat`, header building) and
-//! costs a lookup, one copy of the head and a reference to the body. Entries end with the
+//! per connection, as its fields (this second's `Date` included), their last HPACK encoding
+//! and the cached body bytes, so the next request for it during the same second skips the
+//! router (path checks, `stat`, header building) and costs a lookup, one copy of the encoded
+//! head (while the HPACK table is unchanged) and a reference to the body. Entries end with the
 //! second (the `Date` granularity; a file changed on disk is seen at the next second) and when
 //! the connection itself writes (PUT/DELETE).
 
+use crate::h2core::hpack_enc::HeadCache;
 use bytes::Bytes;
-use http::{Method, Request, header};
+use http::{HeaderName, HeaderValue, Method, Request, header};
 
 /// Entries kept per connection (a page and its resources).
 const ENTRIES: usize = 32;
@@ -86,10 +88,19 @@ impl<'a> KeyRef<'a> {
 /// A memoized answer.
 #[derive(Debug, Clone)]
 pub struct Answer {
-    /// The HPACK-encoded response head without `Date`.
-    pub head: Bytes,
+    /// The response fields (lower case, no connection-specific ones, `Date` last).
+    pub fields: Vec<(HeaderName, HeaderValue)>,
+    /// The fields' last HPACK encoding, reused while the connection's table is unchanged.
+    pub head: HeadCache,
     /// The whole body.
     pub body: Bytes,
+}
+
+impl Answer {
+    /// An answer not encoded yet.
+    pub fn new(fields: Vec<(HeaderName, HeaderValue)>, body: Bytes) -> Answer {
+        Answer { fields, head: HeadCache::default(), body }
+    }
 }
 
 struct Entry {
@@ -107,21 +118,25 @@ pub struct Memo {
 
 impl Memo {
     /// The answer for `key` memoized during `second`, if any.
-    pub fn get(&self, key: KeyRef<'_>, second: u64) -> Option<&Answer> {
-        self.entries.iter().find(|e| e.second == second && key.matches(&e.key)).map(|e| &e.answer)
+    pub fn get(&mut self, key: KeyRef<'_>, second: u64) -> Option<&mut Answer> {
+        self.entries.iter_mut().find(|e| e.second == second && key.matches(&e.key)).map(|e| &mut e.answer)
     }
 
     /// Keeps `answer` for `key` until `second` ends, replacing the oldest entry when full.
-    pub fn put(&mut self, key: Key, second: u64, answer: Answer) {
+    pub fn put(&mut self, key: Key, second: u64, answer: Answer) -> &mut Answer {
         let entry = Entry { key, second, answer };
-        if let Some(e) = self.entries.iter_mut().find(|e| e.key == entry.key || e.second != second) {
-            *e = entry;
+        let slot = if let Some(i) = self.entries.iter().position(|e| e.key == entry.key || e.second != second)
+        {
+            i
         } else if self.entries.len() < ENTRIES {
             self.entries.push(entry);
+            return &mut self.entries.last_mut().expect("just pushed").answer;
         } else {
             self.next = (self.next + 1) % ENTRIES;
-            self.entries[self.next] = entry;
-        }
+            self.next
+        };
+        self.entries[slot] = entry;
+        &mut self.entries[slot].answer
     }
 
     /// Forgets everything (the connection changed files).
@@ -160,18 +175,14 @@ mod tests {
         let (plain, gzip) = (req("http://a/x", None), req("http://a/x", Some(("accept-encoding", "gzip"))));
         let k = KeyRef::of(&plain, true).unwrap();
         let gz = KeyRef::of(&gzip, true).unwrap();
-        let a = Answer { head: Bytes::from_static(b"h"), body: Bytes::from_static(b"b") };
+        let a = Answer::new(Vec::new(), Bytes::from_static(b"b"));
         m.put(k.to_owned(), 7, a);
         assert!(m.get(k, 7).is_some());
         assert!(m.get(gz, 7).is_none());
         assert!(m.get(k, 8).is_none());
         for i in 0..100 {
             let r = req(&format!("http://a/{i}"), None);
-            m.put(
-                KeyRef::of(&r, true).unwrap().to_owned(),
-                8,
-                Answer { head: Bytes::new(), body: Bytes::new() },
-            );
+            m.put(KeyRef::of(&r, true).unwrap().to_owned(), 8, Answer::new(Vec::new(), Bytes::new()));
         }
         assert!(m.entries.len() <= ENTRIES);
         m.clear();
