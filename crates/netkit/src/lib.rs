@@ -11,6 +11,7 @@
 //! - [`service`]: the `bind` → `run(shutdown)` contract every service follows.
 //! - [`harness`]: start services in-process on 127.0.0.1:0, wait until ready, stop them.
 //! - [`lines`]: bounded line reading, so no client can grow memory with an endless line.
+//! - [`sendfile`]: file bytes straight to a TCP socket (`sendfile(2)`), head first with `MSG_MORE`.
 //! - [`files`]: crash-safe replacement of state files kept across restarts.
 //! - [`io`]: generic I/O wrappers: replaying sniffed bytes, gathering small writes.
 //! - `tls`, `tls_client` (feature `tls`): the lab CA and rustls configs every TLS service and
@@ -28,6 +29,7 @@ pub mod lines;
 pub mod listen;
 pub mod metrics;
 pub mod rate;
+pub mod sendfile;
 pub mod service;
 pub mod shutdown;
 #[cfg(feature = "tls")]

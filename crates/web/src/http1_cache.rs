@@ -4,9 +4,12 @@
 //! changed (one `stat`, as the router does) and within the same second (the router's
 //! path-resolution cache and `Expires` values live that long). Only with the access log off:
 //! the router logs every request it answers. The bytes sent are the router's, with a fresh
-//! Date.
+//! Date. A body the fast path sends with `sendfile` ([`Payload::File`]) is kept as its length
+//! only: each hit opens the file again and checks it on the open file, so no descriptor is held
+//! between requests and the bytes sent are those of the file checked.
 
 use crate::http1_head::KeyParts;
+use crate::http1_send::{self, FileRange};
 use crate::site::ServedFile;
 use bytes::Bytes;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,11 +22,19 @@ pub struct Entry {
     key: Vec<u8>,
     /// The encoded head; its last 33 bytes are the Date value and the blank line.
     pub head: Bytes,
-    /// The body (empty for HEAD).
-    pub body: Bytes,
+    /// The body.
+    pub body: Payload,
     /// Whether the connection closes after it.
     pub close: bool,
     file: ServedFile,
+}
+
+/// A cached answer's body.
+pub enum Payload {
+    /// The bytes (empty for HEAD).
+    Bytes(Bytes),
+    /// The whole file, sent from the file (its length).
+    File(u64),
 }
 
 /// A connection's cache (see the module docs).
@@ -50,16 +61,27 @@ impl HeadCache {
         self.entries.iter().position(|e| parts.matches(&e.key))
     }
 
-    /// Entry `i` if its file is still the one served (size and mtime), else forgets it.
-    pub fn fresh(&mut self, i: usize) -> Option<&Entry> {
+    /// Entry `i` if its file is still the one served (size and mtime), else forgets it; with
+    /// the file opened for a [`Payload::File`] body.
+    pub fn fresh(&mut self, i: usize) -> Option<(&Entry, Option<FileRange>)> {
         let e = self.entries.get(i)?;
-        let same = std::fs::metadata(&e.file.path)
-            .is_ok_and(|m| m.is_file() && m.len() == e.file.len && m.modified().ok() == Some(e.file.mtime));
+        let (same, range) = match e.body {
+            Payload::Bytes(_) => {
+                let same = std::fs::metadata(&e.file.path).is_ok_and(|m| {
+                    m.is_file() && m.len() == e.file.len && m.modified().ok() == Some(e.file.mtime)
+                });
+                (same, None)
+            }
+            Payload::File(len) => {
+                let range = http1_send::open_range(&e.file.path, e.file.len, e.file.mtime, 0, len);
+                (range.is_some(), range)
+            }
+        };
         if !same {
             self.entries.swap_remove(i);
             return None;
         }
-        self.entries.get(i)
+        Some((self.entries.get(i)?, range))
     }
 
     /// Keeps an answer made in `second`.
@@ -67,7 +89,7 @@ impl HeadCache {
         &mut self,
         key: Vec<u8>,
         head: Bytes,
-        body: Bytes,
+        body: Payload,
         close: bool,
         file: ServedFile,
         second: u64,

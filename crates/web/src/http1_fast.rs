@@ -3,7 +3,8 @@
 //! in them through the guard's check ([`crate::http1_head::parse`]), serves GET and HEAD by
 //! the [`Router`] (the same routes, files, apps, counters and access log as every other
 //! path), encodes the response heads itself (as hyper would, [`crate::http1_head`]) and writes
-//! the responses to all the pipelined requests of one read with one `writev`.
+//! the responses to all the pipelined requests of one read together ([`crate::http1_send`]:
+//! one `writev`, and `sendfile` for large file bodies on plain TCP, a bounded amount per turn).
 //!
 //! Anything else (a request with a body, another method, an upgrade, an expectation, a head
 //! the guard refuses, a head still incomplete at the header timeout) is handed to the hyper
@@ -15,31 +16,27 @@
 
 use crate::body::Body;
 use crate::config::WebConfig;
-use crate::http1_cache::{self, HeadCache};
+use crate::http1_cache::{self, HeadCache, Payload};
 use crate::http1_conn::Limits;
 use crate::http1_head::{self, BodyLen, BodyOut, Parsed};
-use crate::site::{CloseAfter, ConnInfo, Router, ServedFile};
+use crate::http1_send::{self, Pending};
+use crate::site::{CloseAfter, ConnInfo, FileBody, Router, ServedFile};
 use appnet_netkit::Shutdown;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderValue, header};
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
-use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::conn_activity::{Activity, InService};
+use crate::conn_activity::Activity;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
-/// Bodies up to this size are copied next to their head (one buffer for many small responses).
-const COPY_BODY: usize = 4 * 1024;
 /// Pending response bytes that make the driver write before serving more pipelined requests.
-const FLUSH_AT: usize = 256 * 1024;
-/// Most buffers in one `writev`.
-const MAX_IOV: usize = 64;
+const FLUSH_AT: u64 = 256 * 1024;
 
 /// The connection, for the hyper path: the socket, the bytes read but not served, and when the
 /// head they start is due.
@@ -63,69 +60,6 @@ pub fn limits(cfg: &WebConfig) -> Limits {
     }
 }
 
-/// Responses waiting to be written, and the requests they keep in service until then.
-struct Pending {
-    heads: BytesMut,
-    out: VecDeque<Bytes>,
-    bytes: usize,
-    busy: Vec<InService>,
-}
-
-impl Pending {
-    fn new() -> Pending {
-        Pending { heads: BytesMut::with_capacity(8 * 1024), out: VecDeque::new(), bytes: 0, busy: Vec::new() }
-    }
-
-    /// Moves the bytes gathered in `heads` into the output queue.
-    fn seal(&mut self) {
-        if !self.heads.is_empty() {
-            let b = self.heads.split().freeze();
-            self.bytes += b.len();
-            self.out.push_back(b);
-        }
-    }
-
-    fn push(&mut self, data: Bytes) {
-        if data.len() <= COPY_BODY {
-            self.heads.extend_from_slice(&data);
-        } else {
-            self.seal();
-            self.bytes += data.len();
-            self.out.push_back(data);
-        }
-    }
-
-    /// Writes everything queued with as few `writev` calls as the socket allows, then lets
-    /// the requests leave service.
-    async fn flush<IO: AsyncWrite + Unpin>(&mut self, io: &mut IO) -> io::Result<()> {
-        self.seal();
-        while !self.out.is_empty() {
-            let n = {
-                let slices: Vec<IoSlice<'_>> =
-                    self.out.iter().take(MAX_IOV).map(|b| IoSlice::new(b)).collect();
-                io.write_vectored(&slices).await?
-            };
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            let mut left = n;
-            while left > 0 {
-                let Some(front) = self.out.front_mut() else { break };
-                if front.len() <= left {
-                    left -= front.len();
-                    self.out.pop_front();
-                } else {
-                    front.advance(left);
-                    left = 0;
-                }
-            }
-        }
-        self.bytes = 0;
-        self.busy.clear();
-        Ok(())
-    }
-}
-
 /// Serves an HTTP/1 connection whose first bytes are `buf` (see the module docs); returns the
 /// connection when the hyper path must take it over, `None` when it is finished.
 pub async fn serve<IO>(
@@ -138,13 +72,14 @@ pub async fn serve<IO>(
     first_deadline: Instant,
 ) -> Option<HandOff<IO>>
 where
-    IO: AsyncRead + AsyncWrite + Unpin,
+    IO: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let limits = limits(handler.config());
     let head_limits = limits.head();
     // When the head at the front of `buf` is due; `None` while no head has started.
     let mut head_due = Some(first_deadline);
-    let mut pending = Pending::new();
+    let mut pending = Pending::default();
+    let send_files = http1_send::can_send_files(&io);
     let mut cache = HeadCache::default();
     // One shutdown waiter and one timer for the connection's life: the timer is moved earlier
     // when a deadline comes sooner, and looked at again when it fires, so a busy connection
@@ -163,7 +98,7 @@ where
             let second = http1_cache::second_now();
             let mut parsed = http1_head::parse(&buf, &head_limits, caching, &mut |p| cache.probe(p, second));
             if let Parsed::Hit { len, entry } = parsed {
-                if let Some(e) = cache.fresh(entry) {
+                if let Some((e, file)) = cache.fresh(entry) {
                     buf.advance(len);
                     head_due = None;
                     let busy = activity.enter();
@@ -171,8 +106,10 @@ where
                     pending.heads.extend_from_slice(&e.head);
                     let end = pending.heads.len();
                     http1_head::with_date(|date| pending.heads[end - 33..end - 4].copy_from_slice(date));
-                    if !e.body.is_empty() {
-                        pending.push(e.body.clone());
+                    match (&e.body, file) {
+                        (Payload::Bytes(b), _) if !b.is_empty() => pending.push(b.clone()),
+                        (Payload::File(_), Some(range)) => pending.push_file(range),
+                        _ => {}
                     }
                     pending.busy.push(busy);
                     if e.close {
@@ -227,28 +164,44 @@ where
             });
             pending.busy.push(busy);
             let served = parts.extensions.remove::<ServedFile>();
+            // On plain TCP a large file body goes from the file (sendfile), not from `body`.
+            let range = match parts.extensions.remove::<FileBody>() {
+                Some(f) if send_files && enc.body == BodyOut::Plain && f.len >= http1_send::SENDFILE_MIN => {
+                    http1_send::open_body(&f)
+                }
+                _ => None,
+            };
             match (fast.key, served) {
                 (Some(key), Some(file))
                     if parts.status == http::StatusCode::OK
                         && !close_after
                         && matches!(enc.body, BodyOut::Plain | BodyOut::Nothing) =>
                 {
-                    // Kept for the next identical request: the head as encoded, the body's bytes.
+                    // Kept for the next identical request: the head as encoded, the body's bytes
+                    // (or, sent from the file, its length).
                     let head = Bytes::copy_from_slice(&pending.heads[head_at..]);
-                    let data = match enc.body {
-                        BodyOut::Nothing => Bytes::new(),
+                    let payload = match (enc.body, range) {
+                        (BodyOut::Nothing, _) => Payload::Bytes(Bytes::new()),
+                        (_, Some(range)) => {
+                            let len = range.len();
+                            pending.push_file(range);
+                            Payload::File(len)
+                        }
                         _ => match body.collect().await {
-                            Ok(c) => c.to_bytes(),
+                            Ok(c) => {
+                                let data = c.to_bytes();
+                                pending.push(data.clone());
+                                Payload::Bytes(data)
+                            }
                             Err(_) => return None,
                         },
                     };
-                    if !data.is_empty() {
-                        pending.push(data.clone());
-                    }
-                    cache.put(key, head, data, enc.close, file, second);
+                    cache.put(key, head, payload, enc.close, file, second);
                 }
                 _ => {
-                    if enc.body != BodyOut::Nothing
+                    if let Some(range) = range {
+                        pending.push_file(range);
+                    } else if enc.body != BodyOut::Nothing
                         && send_body(body, enc.body, &mut pending, &mut io).await.is_err()
                     {
                         return None;
@@ -259,7 +212,7 @@ where
                 close = true;
                 break;
             }
-            if pending.bytes + pending.heads.len() >= FLUSH_AT && pending.flush(&mut io).await.is_err() {
+            if pending.queued() >= FLUSH_AT && pending.flush(&mut io).await.is_err() {
                 return None;
             }
         }
@@ -325,7 +278,7 @@ where
 }
 
 /// Queues (or, when large, streams) a response body framed as `out`.
-async fn send_body<IO: AsyncWrite + Unpin>(
+async fn send_body<IO: AsyncWrite + Unpin + 'static>(
     mut body: Body,
     out: BodyOut,
     pending: &mut Pending,
@@ -343,7 +296,7 @@ async fn send_body<IO: AsyncWrite + Unpin>(
         } else {
             pending.push(data);
         }
-        if pending.bytes + pending.heads.len() >= FLUSH_AT {
+        if pending.queued() >= FLUSH_AT {
             pending.flush_keep_busy(io).await?;
         }
     }
@@ -351,14 +304,4 @@ async fn send_body<IO: AsyncWrite + Unpin>(
         pending.heads.extend_from_slice(b"0\r\n\r\n");
     }
     Ok(())
-}
-
-impl Pending {
-    /// [`Pending::flush`] in the middle of a streamed body: the request stays in service.
-    async fn flush_keep_busy<IO: AsyncWrite + Unpin>(&mut self, io: &mut IO) -> io::Result<()> {
-        let busy = std::mem::take(&mut self.busy);
-        let r = self.flush(io).await;
-        self.busy = busy;
-        r
-    }
 }

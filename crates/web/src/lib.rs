@@ -9,7 +9,7 @@
 //!   and the proxy; [`http1_conn`]: the server's HTTP/1 connection wrapper running them (and
 //!   the timers) in front of hyper; [`http1_fast`] (with the pure [`http1_head`] and the
 //!   per-connection [`http1_cache`]): the server's own HTTP/1.1 loop for plain GET and HEAD,
-//!   which hands anything else to hyper;
+//!   which hands anything else to hyper, writing with [`http1_send`] (`sendfile` on plain TCP);
 //!   [`h2_frames`]: the RFC 9113 frame checker in front of h2.
 //! - [`server`] / [`h2srv`]: the tokio drivers; [`h3`]: HTTP/3 over QUIC (server and client). [`client`]: `appnet web get`.
 //! - [`config`], [`tls`] (files or the lab CA), [`tls_client`] (trust for outgoing TLS),
@@ -32,6 +32,7 @@ pub mod http1_conn;
 pub mod http1_fast;
 pub mod http1_guard;
 pub mod http1_head;
+pub mod http1_send;
 pub mod proxy;
 pub mod push;
 pub mod server;
