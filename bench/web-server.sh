@@ -33,7 +33,9 @@ write_site "$site" 1m.bin $((1024 * 1024))
 # --- the servers: each prints "H1PORT H2PORT" once listening -----------------------------
 start_appnet() {
   local p; p=$(free_port)
-  TOKIO_WORKER_THREADS=$WORKERS taskset -c "$SERVER_CPUS" "$APPNET" web serve --root "$site" --listen "127.0.0.1:$p" --quiet --no-push --max-per-ip $((CONNS + 16)) 2>"$WORK/appnet.err" &
+  # --workers: one thread with its own event loop per worker, as nginx's processes and h2o's
+  # threads (the main runtime only waits for signals: one thread is plenty).
+  TOKIO_WORKER_THREADS=1 taskset -c "$SERVER_CPUS" "$APPNET" web serve --workers "$WORKERS" --root "$site" --listen "127.0.0.1:$p" --quiet --no-push --max-per-ip $((CONNS + 16)) 2>"$WORK/appnet.err" &
   PIDS+=($!); SERVER_PID=$!; wait_port "$p"; H1=$p; H2=$p
 }
 start_nginx() {

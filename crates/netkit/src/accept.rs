@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -86,19 +86,39 @@ pub struct ConnStats {
 }
 
 /// What the table keeps per connection: the signal that closes it.
+///
+/// Deadlines are nanoseconds after the policy's `epoch` in atomics ([`NO_DEADLINE`] while
+/// busy), so marking a connection busy or idle on every request wakes nobody: the waiter in
+/// [`ConnSlot::closed`] sleeps until the deadline it last saw (`armed`) and, when that timer
+/// fires, re-reads the current one. Only a deadline moved *earlier* than the armed one (or
+/// set while the waiter has no timer) wakes it to re-arm.
 struct Signal {
     evicted: CancellationToken,
-    /// The current deadline (`None` while busy).
-    deadline: watch::Sender<Option<Instant>>,
+    /// The current deadline.
+    deadline: AtomicU64,
+    /// The deadline the waiter sleeps until.
+    armed: AtomicU64,
+    /// Wakes the waiter to re-arm for an earlier deadline.
+    rearm: Notify,
 }
 
+/// "No deadline": the connection is busy.
+const NO_DEADLINE: u64 = u64::MAX;
+
 struct Shared {
+    /// The origin of the deadlines kept in [`Signal`]s.
+    epoch: Instant,
     limits: ConnLimits,
     table: Mutex<ConnTable<Arc<Signal>>>,
     stats: ConnStats,
 }
 
 impl Shared {
+    /// `at` as nanoseconds after the epoch (deadlines are always later than it).
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(NO_DEADLINE - 1)
+    }
+
     fn table(&self) -> std::sync::MutexGuard<'_, ConnTable<Arc<Signal>>> {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -118,7 +138,12 @@ impl SharedPolicy {
     pub fn new(limits: ConnLimits) -> SharedPolicy {
         let table = ConnTable::new(limits.max_connections, limits.max_per_ip);
         SharedPolicy {
-            shared: Arc::new(Shared { limits, table: Mutex::new(table), stats: ConnStats::default() }),
+            shared: Arc::new(Shared {
+                epoch: Instant::now(),
+                limits,
+                table: Mutex::new(table),
+                stats: ConnStats::default(),
+            }),
         }
     }
 
@@ -209,10 +234,12 @@ impl Acceptor {
     /// Applies the policy to a newcomer from `ip`: its slot, or `None` if refused.
     fn admit(&self, ip: IpAddr) -> Option<ConnSlot> {
         let now = Instant::now();
-        let deadline = now + self.shared.limits.request_timeout;
+        let deadline = self.shared.nanos(now + self.shared.limits.request_timeout);
         let signal = Arc::new(Signal {
             evicted: CancellationToken::new(),
-            deadline: watch::Sender::new(Some(deadline)),
+            deadline: AtomicU64::new(deadline),
+            armed: AtomicU64::new(NO_DEADLINE),
+            rearm: Notify::new(),
         });
         let admitted = self.shared.table().admit(ip, now.into_std(), signal.clone());
         let stats = &self.shared.stats;
@@ -274,7 +301,12 @@ impl ConnSlot {
     fn set(&self, phase: Phase, timeout: Option<Duration>) {
         let now = Instant::now();
         self.shared.table().set_phase(self.id, phase, now.into_std());
-        self.signal.deadline.send_replace(timeout.map(|t| now + t));
+        let deadline = timeout.map_or(NO_DEADLINE, |t| self.shared.nanos(now + t));
+        self.signal.deadline.store(deadline, Ordering::SeqCst);
+        // (Paired with the waiter's store of `armed` and re-read of `deadline`.)
+        if deadline < self.signal.armed.load(Ordering::SeqCst) {
+            self.signal.rearm.notify_waiters();
+        }
     }
 
     /// Whether the slot was taken for a newcomer (the connection should close now).
@@ -285,26 +317,36 @@ impl ConnSlot {
     /// Resolves when the connection must be closed: evicted for a newcomer, or its current
     /// deadline passed. Cancel-safe: use it in `select!` next to the connection's reads.
     pub async fn closed(&self) -> CloseReason {
-        let mut deadlines = self.signal.deadline.subscribe();
+        let signal = &*self.signal;
         loop {
-            let deadline = *deadlines.borrow_and_update();
+            // Registered before the deadline is read, so a re-arm between the two is not lost.
+            let rearm = signal.rearm.notified();
+            tokio::pin!(rearm);
+            rearm.as_mut().enable();
+            let deadline = signal.deadline.load(Ordering::SeqCst);
+            signal.armed.store(deadline, Ordering::SeqCst);
+            if signal.deadline.load(Ordering::SeqCst) != deadline {
+                continue;
+            }
+            let timer = async {
+                if deadline == NO_DEADLINE {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep_until(self.shared.epoch + Duration::from_nanos(deadline)).await;
+            };
             tokio::select! {
-                _ = self.signal.evicted.cancelled() => return CloseReason::Evicted,
-                _ = deadlines.changed() => continue,
-                _ = sleep_until(deadline) => {
-                    self.shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
-                    return CloseReason::TimedOut;
+                _ = signal.evicted.cancelled() => return CloseReason::Evicted,
+                _ = rearm => continue,
+                _ = timer => {
+                    // The deadline may have moved later meanwhile (a request came): sleep on.
+                    let now = self.shared.nanos(Instant::now());
+                    if signal.deadline.load(Ordering::SeqCst) <= now {
+                        self.shared.stats.timed_out.fetch_add(1, Ordering::Relaxed);
+                        return CloseReason::TimedOut;
+                    }
                 }
             }
         }
-    }
-}
-
-/// Sleeps until `deadline`, or forever without one.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -22,6 +22,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -141,7 +142,7 @@ impl Service for WebServer {
         let policy = SharedPolicy::new(conn_limits(self.handler.config()));
         if self.workers == 0 {
             let acceptor = Acceptor::with_policy(self.listener, &policy);
-            accept_loop(acceptor, self.handler, self.tls, &shutdown).await;
+            accept_loop(acceptor, self.handler, self.tls, &shutdown, None).await;
         } else {
             let listeners = std::iter::once(self.listener)
                 .chain(self.more_listeners)
@@ -169,12 +170,16 @@ enum AcceptMode {
     ReusePort,
     /// Every worker accepts on a clone of one listening socket: the first awake wins.
     Shared,
+    /// Like `Shared`, but a worker holding more connections than the least loaded one (plus
+    /// [`BALANCE_SLACK`]) leaves newcomers to the others.
+    Balanced,
 }
 
 fn accept_mode() -> AcceptMode {
     match std::env::var("APPNET_WEB_ACCEPT").as_deref() {
         Ok("reuseport") => AcceptMode::ReusePort,
-        _ => AcceptMode::Shared,
+        Ok("shared") => AcceptMode::Shared,
+        _ => AcceptMode::Balanced,
     }
 }
 
@@ -190,7 +195,10 @@ async fn run_workers(
     shutdown: &Shutdown,
 ) -> Result<(), BoxError> {
     let mut threads = tokio::task::JoinSet::new();
+    let balance = (accept_mode() == AcceptMode::Balanced)
+        .then(|| Arc::new(WorkerLoad((0..workers).map(|_| AtomicUsize::new(0)).collect())));
     for i in 0..workers {
+        let balance = balance.clone().map(|b| (b, i));
         let listener = match listeners.get(i) {
             Some(l) => l.try_clone()?,
             None => listeners[0].try_clone()?,
@@ -203,7 +211,7 @@ async fn run_workers(
         let thread = std::thread::Builder::new().name(format!("web-worker-{i}")).spawn(move || {
             runtime.block_on(async move {
                 let listener = TcpListener::from_std(listener)?;
-                accept_loop(Acceptor::with_policy(listener, &policy), handler, tls, &sd).await;
+                accept_loop(Acceptor::with_policy(listener, &policy), handler, tls, &sd, balance).await;
                 if !sd.drain(DRAIN_DEADLINE).await {
                     tracing::warn!(worker = i, "some connections were still open after {DRAIN_DEADLINE:?}");
                 }
@@ -228,16 +236,74 @@ async fn run_workers(
     failed.map_or(Ok(()), Err)
 }
 
+/// Open connections per worker, so that workers sharing one listening socket take turns.
+struct WorkerLoad(Vec<AtomicUsize>);
+
+/// How many connections more than the least loaded worker a worker may hold and still accept.
+const BALANCE_SLACK: usize = 1;
+
+/// How often a worker that leaves newcomers to the others looks again.
+const BALANCE_RECHECK: Duration = Duration::from_millis(1);
+
+impl WorkerLoad {
+    /// Whether worker `me` holds more than its share: the least loaded other worker has room.
+    fn over_share(&self, me: usize) -> bool {
+        let mine = self.0.get(me).map_or(0, |n| n.load(Ordering::Relaxed));
+        let least = (self.0.iter().enumerate())
+            .filter(|&(i, _)| i != me)
+            .map(|(_, n)| n.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(usize::MAX);
+        mine > least.saturating_add(BALANCE_SLACK)
+    }
+}
+
+/// One connection counted against its worker while it lives.
+struct LoadGuard(Option<(Arc<WorkerLoad>, usize)>);
+
+impl LoadGuard {
+    fn new(balance: &Option<(Arc<WorkerLoad>, usize)>) -> LoadGuard {
+        if let Some((load, me)) = balance
+            && let Some(n) = load.0.get(*me)
+        {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        LoadGuard(balance.clone())
+    }
+}
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        if let Some((load, me)) = &self.0
+            && let Some(n) = load.0.get(*me)
+        {
+            n.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// Accepts connections until `shutdown` and serves each on a task `shutdown` tracks (on the
-/// current runtime).
+/// current runtime). With `balance` (the workers' loads and this worker's index), a worker
+/// holding more than its share stops accepting until it no longer does.
 async fn accept_loop(
     acceptor: Acceptor,
     handler: Arc<Router>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: &Shutdown,
+    balance: Option<(Arc<WorkerLoad>, usize)>,
 ) {
     let stats = handler.stats().clone();
-    while let Some(accepted) = acceptor.next(shutdown).await {
+    loop {
+        if let Some((load, me)) = &balance {
+            // Bounded by shutdown; the least loaded worker never waits here.
+            while load.over_share(*me) && !shutdown.is_triggered() {
+                tokio::select! {
+                    _ = shutdown.wait() => {}
+                    _ = tokio::time::sleep(BALANCE_RECHECK) => {}
+                }
+            }
+        }
+        let Some(accepted) = acceptor.next(shutdown).await else { break };
         stats.connections.inc();
         let (stream, peer, slot) = match accepted {
             Accepted::Conn(stream, peer, slot) => (stream, peer, slot),
@@ -250,7 +316,9 @@ async fn accept_loop(
             }
         };
         let (handler, tls, sd, stats) = (handler.clone(), tls.clone(), shutdown.clone(), stats.clone());
+        let load = LoadGuard::new(&balance);
         shutdown.spawn(async move {
+            let _load = load;
             stats.open.inc();
             let _ = stream.set_nodelay(true);
             let slot = Arc::new(slot);
