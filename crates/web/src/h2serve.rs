@@ -246,13 +246,17 @@ impl Driver {
         any
     }
 
-    fn request(&mut self, stream: u32, req: Request<Bytes>) {
-        let mut ctx = PushCtx {
+    /// What a push from this request needs (made only for requests the router answers).
+    fn push_ctx(&self, req: &Request<Bytes>) -> PushCtx {
+        PushCtx {
             scheme: if self.conn.secure { "https" } else { "http" },
             authority: req.uri().authority().map(|a| a.to_string()),
             accept_encoding: req.headers().get(header::ACCEPT_ENCODING).cloned(),
             memo: None,
-        };
+        }
+    }
+
+    fn request(&mut self, stream: u32, req: Request<Bytes>) {
         let refused = match crate::h2srv::bad_host(&req) {
             Some(why) => Some((400, why)),
             None => req
@@ -265,6 +269,7 @@ impl Driver {
         if let Some((status, why)) = refused {
             tracing::debug!(peer = %self.conn.peer, "HTTP/2 request refused: {why}");
             let resp = self.handler.rejected(status, why, &self.conn);
+            let ctx = self.push_ctx(&req);
             return self.respond(stream, resp, ctx);
         }
         if let (Some(host), Some(authority)) = (req.headers().get(header::HOST), req.uri().authority())
@@ -274,6 +279,7 @@ impl Driver {
             tracing::debug!(peer = %self.conn.peer, "malformed HTTP/2 request: Host differs from :authority");
             return self.core.reset(stream, Reason::Protocol);
         }
+        let mut memo_key = None;
         if self.memo_on {
             if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
                 self.memo.clear(); // it may change files
@@ -288,9 +294,11 @@ impl Driver {
                     }
                     return;
                 }
-                ctx.memo = Some(key.to_owned());
+                memo_key = Some(key.to_owned());
             }
         }
+        let mut ctx = self.push_ctx(&req);
+        ctx.memo = memo_key;
         let req = req.map(|b| if b.is_empty() { RequestBody::Empty } else { RequestBody::Buffered(b) });
         self.start(stream, req, ctx);
     }

@@ -7,10 +7,12 @@
 use super::frame::{self, FrameHeader, Reason};
 use super::hpack::{self, Decoder};
 use super::hpack_enc::{Encoder, HeadCache};
+use super::idmap::IdMap;
 use super::priority::{Priority, Scheduler};
 use bytes::{Bytes, BytesMut};
+use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// The connection preface every client sends first.
@@ -166,7 +168,7 @@ pub struct Conn {
     preface_done: bool,
     decoder: Decoder,
     block: Option<Block>,
-    streams: BTreeMap<u32, Stream>,
+    streams: IdMap<Stream>,
     /// PRIORITY_UPDATEs for streams not opened yet.
     early_priority: HashMap<u32, Priority>,
     reset_by_us: VecDeque<u32>,
@@ -217,7 +219,7 @@ impl Conn {
             preface_done: false,
             decoder: Decoder::default(),
             block: None,
-            streams: BTreeMap::new(),
+            streams: IdMap::default(),
             early_priority: HashMap::new(),
             reset_by_us: VecDeque::new(),
             opened: VecDeque::new(),
@@ -294,7 +296,7 @@ impl Conn {
         self.failed = true;
         self.goaway_sent = true;
         frame::goaway(&mut self.ctl, self.last_client, reason);
-        for (&id, s) in &self.streams {
+        for (&id, s) in self.streams.iter() {
             if s.send != Send::Idle || s.head.is_none() {
                 self.events.push_back(Event::Cancelled { stream: id });
             }
@@ -1017,10 +1019,11 @@ fn is_connection_specific(name: &[u8]) -> bool {
 struct HeadBuilder {
     limit: usize,
     size: usize,
-    method: Option<Vec<u8>>,
-    scheme: Option<Vec<u8>>,
-    authority: Option<Vec<u8>>,
-    path: Option<Vec<u8>>,
+    // The pseudo-headers, parsed as they arrive (no copy kept of their bytes).
+    method: Option<Method>,
+    scheme: Option<Scheme>,
+    authority: Option<Authority>,
+    path: Option<PathAndQuery>,
     headers: HeaderMap,
     pseudo: bool,
     regular: bool,
@@ -1061,17 +1064,30 @@ impl HeadBuilder {
             if self.regular {
                 return self.fail("pseudo-header after a regular field");
             }
-            let slot = match pseudo {
-                b"method" => &mut self.method,
-                b"scheme" => &mut self.scheme,
-                b"authority" => &mut self.authority,
-                b"path" => &mut self.path,
+            let (fresh, parsed) = match pseudo {
+                b"method" => {
+                    (self.method.is_none(), Method::from_bytes(value).map(|m| self.method = Some(m)).is_ok())
+                }
+                b"scheme" => {
+                    (self.scheme.is_none(), Scheme::try_from(value).map(|v| self.scheme = Some(v)).is_ok())
+                }
+                b"authority" => (
+                    self.authority.is_none(),
+                    Authority::try_from(value).map(|v| self.authority = Some(v)).is_ok(),
+                ),
+                b"path" => (
+                    self.path.is_none(),
+                    // An empty :path is malformed (RFC 9113 §8.3.1), not "/".
+                    !value.is_empty() && PathAndQuery::try_from(value).map(|v| self.path = Some(v)).is_ok(),
+                ),
                 _ => return self.fail("unknown pseudo-header"),
             };
-            if slot.is_some() {
+            if !fresh {
                 return self.fail("duplicate pseudo-header");
             }
-            *slot = Some(value.to_vec());
+            if !parsed {
+                return self.fail("invalid pseudo-header value");
+            }
             return;
         }
         self.regular = true;
@@ -1111,28 +1127,21 @@ impl HeadBuilder {
             return Err(why);
         }
         let method = self.method.ok_or("no :method")?;
-        let method = Method::from_bytes(&method).map_err(|_| "invalid :method")?;
-        let mut uri = Uri::builder();
+        let mut uri = uri::Parts::default();
         if method == Method::CONNECT {
             if self.authority.is_none() || self.scheme.is_some() || self.path.is_some() {
                 return Err("CONNECT needs :authority only");
             }
         } else {
             let scheme = self.scheme.ok_or("no :scheme")?;
-            let path = self.path.ok_or("no :path")?;
-            if path.is_empty() {
-                return Err("empty :path");
-            }
+            uri.path_and_query = Some(self.path.ok_or("no :path")?);
             if self.authority.is_some() {
-                uri = uri.scheme(scheme.as_slice());
+                uri.scheme = Some(scheme);
             }
-            uri = uri.path_and_query(path);
         }
         // A Host that differs from :authority is the server's to judge (after its Host checks).
-        if let Some(authority) = &self.authority {
-            uri = uri.authority(authority.as_slice());
-        }
-        let uri = uri.build().map_err(|_| "invalid request target")?;
+        uri.authority = self.authority;
+        let uri = Uri::from_parts(uri).map_err(|_| "invalid request target")?;
         let mut req = Request::new(());
         *req.method_mut() = method;
         *req.uri_mut() = uri;

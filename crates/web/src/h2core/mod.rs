@@ -7,6 +7,7 @@ pub mod conn;
 pub mod frame;
 pub mod hpack;
 pub mod hpack_enc;
+mod idmap;
 pub mod priority;
 
 #[cfg(test)]
