@@ -15,8 +15,6 @@ use crate::wire::name::MAX_NAME;
 use crate::wire::query::Edns;
 use crate::wire::response::udp_limit;
 use crate::zone::Fnv;
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 
 /// Most bytes (answers, keys and a few bytes each besides) one cache holds; when full it starts
 /// over empty. Per UDP worker: 16 MiB holds some 100,000 small answers or 25,000 DO=1 answers.
@@ -121,12 +119,22 @@ const KINDS: [Kind; 6] =
 
 /// Finished answers by [`CacheKey`], at most [`MAX_BYTES`] of them. Entries are appended to one
 /// arena (so remembering an answer allocates nothing once the arena has grown, and forgetting
-/// them all frees nothing) and found through an index from the key's hash to the entry's
-/// offset; the stored key is compared on every hit, so a hash collision is only a miss.
+/// them all frees nothing) and found through an open-addressing index of the key's hash and the
+/// entry's offset: one memory access to the slot, one to the entry (big zones make both cache
+/// misses, so there are no more than these two). The stored key is compared on every hit, so a
+/// hash collision is only a miss.
 #[derive(Default)]
 pub struct AnswerCache {
-    index: HashMap<u64, u32, BuildHasherDefault<Fnv>>,
+    /// (upper 32 bits of the key's hash << 32) | (arena offset + 1); 0 = empty. A power of two
+    /// long and at most half full.
+    slots: Vec<u64>,
+    entries: usize,
     arena: Vec<u8>,
+}
+
+/// An index slot for the entry at arena offset `at` (below [`MAX_BYTES`], so it fits 32 bits).
+fn slot(h: u64, at: usize) -> u64 {
+    (h >> 32 << 32) | (at as u64 + 1)
 }
 
 fn hash(key: &[u8]) -> u64 {
@@ -147,17 +155,14 @@ impl AnswerCache {
     /// rate-limit key, or `None` when nothing is cached.
     pub fn answer(&self, key: &CacheKey, packet: &[u8], out: &mut Vec<u8>) -> Option<(Kind, u64)> {
         let key = key.bytes();
-        let at = *self.index.get(&hash(key))? as usize;
+        let (at, _) = self.find(key, hash(key))?;
         let head = self.arena.get(at..at + ENTRY_HEAD)?;
         let key_len = usize::from(u16::from_be_bytes([head[0], head[1]]));
         let reply_len = usize::from(u16::from_be_bytes([head[2], head[3]]));
         let kind = *KINDS.get(usize::from(head[4]))?;
         let rrl_key = u64::from_be_bytes(head[5..13].try_into().ok()?);
-        let body = at + ENTRY_HEAD;
-        if self.arena.get(body..body + key_len)? != key {
-            return None;
-        }
-        let reply = self.arena.get(body + key_len..body + key_len + reply_len)?;
+        let body = at + ENTRY_HEAD + key_len;
+        let reply = self.arena.get(body..body + reply_len)?;
         let (id, rd, cd) = (packet.get(..2)?, *packet.get(2)? & 0x01, *packet.get(3)? & 0x10);
         out.clear();
         out.extend_from_slice(reply);
@@ -178,30 +183,106 @@ impl AnswerCache {
         if self.arena.len() + size > MAX_BYTES {
             self.clear();
         }
-        let Ok(at) = u32::try_from(self.arena.len()) else { return };
+        let at = self.arena.len();
+        if u32::try_from(at).is_err() {
+            return;
+        }
         self.arena.extend_from_slice(&(key.len() as u16).to_be_bytes());
         self.arena.extend_from_slice(&reply_len.to_be_bytes());
         self.arena.push(kind as u8);
         self.arena.extend_from_slice(&rrl_key.to_be_bytes());
         self.arena.extend_from_slice(key);
         self.arena.extend_from_slice(reply);
-        self.index.insert(hash(key), at);
+        let h = hash(key);
+        match self.find(key, h) {
+            // The same key again (not looked up first): the newer entry wins.
+            Some((_, pos)) => self.slots[pos] = slot(h, at),
+            None => {
+                if (self.entries + 1) * 2 > self.slots.len() {
+                    self.grow();
+                }
+                self.place(slot(h, at), h);
+                self.entries += 1;
+            }
+        }
     }
 
-    /// Forgets everything (the zone set changed).
+    /// The arena offset of `key`'s entry and its slot position.
+    fn find(&self, key: &[u8], h: u64) -> Option<(usize, usize)> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut pos = h as usize & mask;
+        // Bounded: the table is at most half full, so an empty slot comes within its length.
+        for _ in 0..self.slots.len() {
+            let s = self.slots[pos];
+            if s == 0 {
+                return None;
+            }
+            if s >> 32 == h >> 32 {
+                let at = (s as u32) as usize - 1;
+                if self.key_at(at) == Some(key) {
+                    return Some((at, pos));
+                }
+            }
+            pos = (pos + 1) & mask;
+        }
+        None
+    }
+
+    /// The key stored in the entry at `at`.
+    fn key_at(&self, at: usize) -> Option<&[u8]> {
+        let head = self.arena.get(at..at + 2)?;
+        let key_len = usize::from(u16::from_be_bytes([head[0], head[1]]));
+        self.arena.get(at + ENTRY_HEAD..at + ENTRY_HEAD + key_len)
+    }
+
+    /// Puts `s` in the first free slot from `h`'s position (there is one: at most half full).
+    fn place(&mut self, s: u64, h: u64) {
+        let mask = self.slots.len() - 1;
+        let mut pos = h as usize & mask;
+        while self.slots[pos] != 0 {
+            pos = (pos + 1) & mask;
+        }
+        self.slots[pos] = s;
+    }
+
+    /// Doubles the index and re-places every entry (their hashes recomputed from the arena).
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(1024);
+        self.slots = vec![0; size];
+        let mut at = 0;
+        while let Some(head) = self.arena.get(at..at + ENTRY_HEAD) {
+            let key_len = usize::from(u16::from_be_bytes([head[0], head[1]]));
+            let reply_len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+            let Some(key) = self.arena.get(at + ENTRY_HEAD..at + ENTRY_HEAD + key_len) else { break };
+            let h = hash(key);
+            // A key inserted twice: only its latest entry is indexed.
+            if let Some((_, pos)) = self.find(key, h) {
+                self.slots[pos] = slot(h, at);
+            } else {
+                self.place(slot(h, at), h);
+            }
+            at += ENTRY_HEAD + key_len + reply_len;
+        }
+    }
+
+    /// Forgets everything (the zone set changed). The index keeps its size.
     pub fn clear(&mut self) {
-        self.index.clear();
+        self.slots.fill(0);
+        self.entries = 0;
         self.arena.clear();
     }
 
     /// Number of answers held.
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.entries
     }
 
     /// Whether nothing is held.
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.entries == 0
     }
 
     /// Bytes of answers and keys held (at most [`MAX_BYTES`]).
@@ -378,6 +459,37 @@ big TXT \"eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee
         let mut tsig = ok.clone();
         tsig[n - 9] = 250;
         assert!(of(&tsig).is_none());
+    }
+
+    #[test]
+    fn every_entry_is_found_after_the_index_grows_and_the_newest_wins() {
+        let q = from_text("example.").unwrap();
+        let mut cache = AnswerCache::new();
+        let packet = |i: u32| {
+            let mut name = vec![8];
+            name.extend_from_slice(format!("{i:08}").as_bytes());
+            name.extend_from_slice(&q);
+            request(i as u16, [0, 0], &name, code::A, None)
+        };
+        let reply = |i: u32| [&[0u8; 12][..], &i.to_be_bytes()].concat();
+        for i in 0..5000 {
+            cache.insert(&CacheKey::of(&packet(i), 1232).unwrap(), &reply(i), Kind::Answer, u64::from(i));
+        }
+        assert_eq!(cache.len(), 5000);
+        for i in 0..5000 {
+            let mut out = Vec::new();
+            let p = packet(i);
+            let got = cache.answer(&CacheKey::of(&p, 1232).unwrap(), &p, &mut out);
+            assert_eq!(got, Some((Kind::Answer, u64::from(i))));
+            assert_eq!(out[12..], i.to_be_bytes());
+        }
+        let p = packet(7);
+        cache.insert(&CacheKey::of(&p, 1232).unwrap(), &reply(70), Kind::NoData, 1);
+        assert_eq!(cache.len(), 5000);
+        let mut out = Vec::new();
+        assert_eq!(cache.answer(&CacheKey::of(&p, 1232).unwrap(), &p, &mut out), Some((Kind::NoData, 1)));
+        assert_eq!(out[12..], 70u32.to_be_bytes());
+        assert!(cache.answer(&CacheKey::of(&packet(5000), 1232).unwrap(), &packet(5000), &mut out).is_none());
     }
 
     #[test]

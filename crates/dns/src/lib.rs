@@ -26,6 +26,7 @@ pub mod answer_cache;
 pub mod client;
 pub mod clock;
 pub mod config;
+mod cpu;
 pub mod delta;
 pub mod denial;
 pub mod journal;

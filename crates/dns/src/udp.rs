@@ -9,6 +9,11 @@
 //! shared socket whichever thread is free takes the next batch, and the kernel wakes only one
 //! sleeper per datagram (exclusive wait).
 //!
+//! A worker that emptied its socket yields the CPU once before it sleeps: when other work is
+//! waiting on that CPU (the clients, on a small machine) it runs first, and the next receive
+//! usually finds a batch instead of sleeping and being woken for each datagram; on an idle CPU
+//! the yield returns at once. With one worker per CPU each is pinned to its own ([`crate::cpu`]).
+//!
 //! Each thread owns everything else on its hot path: receive and send batches, answer cache,
 //! rate limiter and response counts (added to the shared counters in batches). The thread count
 //! is the server's worker count (the lab runs one per server). What needs the async side —
@@ -79,8 +84,11 @@ pub(crate) fn start(
             interrupt_recv(sock);
         }
     });
-    for i in 0..threads.max(started.len()) {
+    let threads = threads.max(started.len());
+    let cpus = crate::cpu::plan(threads, &crate::cpu::allowed());
+    for i in 0..threads {
         let sock = started[i % started.len()].clone();
+        let cpu = cpus.as_ref().and_then(|c| c.get(i).copied());
         // The thread keeps `done` until it ends (also by unwinding); drain waits for that.
         let (done, ended) = tokio::sync::oneshot::channel::<()>();
         shutdown.spawn(async move {
@@ -88,6 +96,9 @@ pub(crate) fn start(
         });
         let (s, shared, sd, rt) = (sock, shared.clone(), shutdown.clone(), runtime.clone());
         std::thread::Builder::new().name(format!("dns-udp-{i}")).spawn(move || {
+            if let Some(cpu) = cpu {
+                crate::cpu::pin_current(cpu);
+            }
             worker(&s, &shared, &sd, &rt);
             drop(done);
         })?;
@@ -107,7 +118,13 @@ fn worker(sock: &Arc<UdpSocket>, shared: &Arc<Shared>, shutdown: &Shutdown, runt
     // Finished answers of this worker's catalog, emptied whenever the catalog is swapped.
     let mut cache = AnswerCache::new();
     let max_udp = shared.policy.max_udp_payload;
+    // Datagrams the last receive returned (0 after a timeout or an error).
+    let mut last = 0;
     loop {
+        if last > 0 && last < UDP_BATCH {
+            // The socket was emptied: let waiting work on this CPU go first (see the module doc).
+            std::thread::yield_now();
+        }
         let received = rx.recv_wait(sock);
         if shutdown.is_triggered() {
             break;
@@ -123,9 +140,11 @@ fn worker(sock: &Arc<UdpSocket>, shared: &Arc<Shared>, shutdown: &Shutdown, runt
                     tracing::debug!("udp receive error: {e}");
                 }
                 local.flush(&shared.stats);
+                last = 0;
                 continue;
             }
         };
+        last = n;
         let g = shared.generation();
         if g != generation {
             generation = g;
