@@ -335,14 +335,27 @@ struct HuffmanTables {
     count: [u32; 31],
     offset: [u16; 31],
     symbols: [u16; 257],
+    /// By the next 9 bits: the symbol whose code is a prefix of them and its length, or length
+    /// 0 when the code is longer (decoded bit by bit from the canonical tables).
+    fast: [(u8, u8); 1 << FAST_BITS],
 }
+
+/// Bits looked up at once by [`huffman_decode`] (the codes of letters, digits and most
+/// punctuation are 5 to 8 bits long).
+const FAST_BITS: u32 = 9;
 
 fn huffman_tables() -> &'static HuffmanTables {
     static TABLES: std::sync::OnceLock<HuffmanTables> = std::sync::OnceLock::new();
     TABLES.get_or_init(|| {
         let mut order: Vec<u16> = (0..257).collect();
         order.sort_by_key(|&s| (HUFFMAN[usize::from(s)].1, HUFFMAN[usize::from(s)].0));
-        let mut t = HuffmanTables { first: [0; 31], count: [0; 31], offset: [0; 31], symbols: [0; 257] };
+        let mut t = HuffmanTables {
+            first: [0; 31],
+            count: [0; 31],
+            offset: [0; 31],
+            symbols: [0; 257],
+            fast: [(0, 0); 1 << FAST_BITS],
+        };
         for (i, &s) in order.iter().enumerate() {
             let (code, len) = HUFFMAN[usize::from(s)];
             let len = usize::from(len);
@@ -352,37 +365,69 @@ fn huffman_tables() -> &'static HuffmanTables {
             }
             t.count[len] += 1;
             t.symbols[i] = s;
+            if len <= FAST_BITS as usize
+                && let Ok(sym) = u8::try_from(s)
+            {
+                let shift = FAST_BITS as usize - len;
+                let base = (code as usize) << shift;
+                for slot in &mut t.fast[base..base + (1 << shift)] {
+                    *slot = (sym, len as u8);
+                }
+            }
         }
         t
     })
 }
 
 /// Decodes a Huffman-coded string (§5.2): the padding must be the EOS code's leading ones,
-/// shorter than a byte; EOS itself is an error.
+/// shorter than a byte; EOS itself is an error. Codes of up to [`FAST_BITS`] bits take one
+/// table lookup, longer ones are decoded bit by bit.
 fn huffman_decode(input: &[u8], out: &mut Vec<u8>) -> Result<(), CompressionError> {
     let t = huffman_tables();
-    let mut code: u32 = 0;
-    let mut len = 0usize;
-    for &byte in input {
-        for shift in (0..8).rev() {
-            code = (code << 1) | u32::from((byte >> shift) & 1);
-            len += 1;
-            let i = code.wrapping_sub(t.first[len]);
-            if i < t.count[len] {
-                let sym = t.symbols[usize::from(t.offset[len]) + i as usize];
+    // Unread bits, most significant first; `have` of them are input.
+    let mut acc: u64 = 0;
+    let mut have: u32 = 0;
+    let mut next = input.iter();
+    loop {
+        while have <= 56 {
+            let Some(&b) = next.next() else { break };
+            acc |= u64::from(b) << (56 - have);
+            have += 8;
+        }
+        if have == 0 {
+            return Ok(());
+        }
+        let (sym, len) = t.fast[(acc >> (64 - FAST_BITS)) as usize];
+        let len = u32::from(len);
+        if len != 0 && len <= have {
+            out.push(sym);
+            acc <<= len;
+            have -= len;
+            continue;
+        }
+        // A longer code (at most 30 bits, all here unless the input ends), or the padding.
+        let mut code: u32 = 0;
+        let mut n = 0usize;
+        loop {
+            if n as u32 == have {
+                // The input ended inside this code: it must be the padding.
+                return if n <= 7 && code == (1 << n) - 1 { Ok(()) } else { Err(CompressionError) };
+            }
+            code = (code << 1) | ((acc >> (63 - n)) & 1) as u32;
+            n += 1;
+            let i = code.wrapping_sub(t.first[n]);
+            if i < t.count[n] {
+                let sym = t.symbols[usize::from(t.offset[n]) + i as usize];
                 let Ok(sym) = u8::try_from(sym) else { return Err(CompressionError) }; // EOS
                 out.push(sym);
-                code = 0;
-                len = 0;
-            } else if len == 30 {
+                acc <<= n;
+                have -= n as u32;
+                break;
+            } else if n == 30 {
                 return Err(CompressionError);
             }
         }
     }
-    if len > 7 || code != (1 << len) - 1 {
-        return Err(CompressionError);
-    }
-    Ok(())
 }
 
 /// Appends `:status`.
@@ -484,6 +529,66 @@ mod tests {
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
         p.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    }
+
+    /// The bit-by-bit decoder the table-driven one replaced, as a reference.
+    fn huffman_decode_slow(input: &[u8], out: &mut Vec<u8>) -> Result<(), CompressionError> {
+        let t = huffman_tables();
+        let (mut code, mut len) = (0u32, 0usize);
+        for &byte in input {
+            for shift in (0..8).rev() {
+                code = (code << 1) | u32::from((byte >> shift) & 1);
+                len += 1;
+                let i = code.wrapping_sub(t.first[len]);
+                if i < t.count[len] {
+                    let sym = t.symbols[usize::from(t.offset[len]) + i as usize];
+                    let Ok(sym) = u8::try_from(sym) else { return Err(CompressionError) };
+                    out.push(sym);
+                    (code, len) = (0, 0);
+                } else if len == 30 {
+                    return Err(CompressionError);
+                }
+            }
+        }
+        if len > 7 || code != (1 << len) - 1 {
+            return Err(CompressionError);
+        }
+        Ok(())
+    }
+
+    fn huffman_encode(s: &[u8]) -> Vec<u8> {
+        let (mut acc, mut bits, mut out) = (0u64, 0u32, Vec::new());
+        for &c in s {
+            let (code, len) = HUFFMAN[usize::from(c)];
+            acc = (acc << len) | u64::from(code);
+            bits += u32::from(len);
+            while bits >= 8 {
+                out.push((acc >> (bits - 8)) as u8);
+                bits -= 8;
+            }
+        }
+        if bits > 0 {
+            out.push(((acc << (8 - bits)) | ((1 << (8 - bits)) - 1)) as u8);
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn huffman_fast_and_slow_agree(s in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+                                       junk in proptest::collection::vec(proptest::num::u8::ANY, 0..16)) {
+            for input in [huffman_encode(&s), junk] {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                let (ra, rb) = (huffman_decode(&input, &mut a), huffman_decode_slow(&input, &mut b));
+                proptest::prop_assert_eq!(ra, rb);
+                if ra.is_ok() {
+                    proptest::prop_assert_eq!(&a, &b);
+                }
+            }
+            let mut a = Vec::new();
+            proptest::prop_assert!(huffman_decode(&huffman_encode(&s), &mut a).is_ok());
+            proptest::prop_assert_eq!(a, s);
+        }
     }
 
     #[test]
