@@ -20,6 +20,10 @@ use crate::zone::Fnv;
 /// over empty. Per UDP worker: 16 MiB holds some 100,000 small answers or 25,000 DO=1 answers.
 pub const MAX_BYTES: usize = 16 << 20;
 
+/// Arena size from which the cache reserves [`MAX_BYTES`] at once on huge pages (small caches
+/// stay small).
+const HUGE_FROM: usize = 2 << 20;
+
 /// Flags byte, question type and class, and the size limit, before the name.
 const KEY_FIXED: usize = 7;
 
@@ -186,6 +190,12 @@ impl AnswerCache {
         let at = self.arena.len();
         if u32::try_from(at).is_err() {
             return;
+        }
+        if at + size > self.arena.capacity() && at >= HUGE_FROM {
+            // A big cache: take the whole budget at once, on huge pages where the kernel
+            // allows (random reads over megabytes otherwise miss the TLB as well).
+            self.arena.reserve_exact(MAX_BYTES - at);
+            crate::memory::prefer_huge_pages(&self.arena);
         }
         self.arena.extend_from_slice(&(key.len() as u16).to_be_bytes());
         self.arena.extend_from_slice(&reply_len.to_be_bytes());
