@@ -52,6 +52,22 @@ check "unsatisfiable range" "416" "$("${C[@]}" -r 999999- -o /dev/null -w '%{htt
 check "precompressed gzip with --compressed" "$(cat "$site/nums.txt" | md5sum)" "$("${C[@]}" --compressed $base/nums.txt | md5sum)"
 check "Vary: Accept-Encoding" "Accept-Encoding" "$("${C[@]}" -I $base/nums.txt | tr -d '\r' | awk -F': ' 'tolower($1)=="vary"{print $2}')"
 
+echo "large files (sendfile on plain TCP, in memory over TLS)"
+head -c 6500000 /dev/urandom > "$site/big.bin"; head -c 1048576 /dev/urandom > "$site/1m.bin"
+big_md5=$(md5sum < "$site/big.bin")
+check "6.5 MB over HTTP/1.1" "$big_md5" "$("${C[@]}" --http1.1 $base/big.bin | md5sum)"
+check "6.5 MB over HTTP/1.0" "$big_md5" "$("${C[@]}" --http1.0 $base/big.bin | md5sum)"
+conns=$(cd "$WORK" && "${C[@]}" -w '%{num_connects}\n' -o m1 -o m2 -o m3 $base/1m.bin $base/1m.bin $base/1m.bin | paste -sd+ | bc)
+check "1 MB three times: one connection" "1" "$conns"
+check "1 MB three times: every byte" "$(cat "$site/1m.bin" "$site/1m.bin" "$site/1m.bin" | md5sum)" "$(cat "$WORK"/m1 "$WORK"/m2 "$WORK"/m3 | md5sum)"
+check "a range in the middle of 6.5 MB" "$(tail -c +1000001 "$site/big.bin" | head -c 4000000 | md5sum)" "$("${C[@]}" -r 1000000-4999999 $base/big.bin | md5sum)"
+check "HEAD of 6.5 MB: its length" "6500000" "$("${C[@]}" -I $base/big.bin | tr -d '\r' | awk -F': ' 'tolower($1)=="content-length"{print $2}')"
+check "HEAD of 6.5 MB: no body" "0" "$("${C[@]}" -I -o /dev/null -w '%{size_download}' $base/big.bin)"
+aria2c -q -d "$WORK" -o aria.bin -x 4 -s 4 -k 1M --allow-overwrite=true $base/big.bin
+check "aria2c, 4 connections of ranges" "$big_md5" "$(md5sum < "$WORK/aria.bin")"
+check "6.5 MB over TLS" "$big_md5" "$("${C[@]}" --http1.1 --cacert "$APPNET_CA_DIR/ca.pem" "https://localhost:$tport/big.bin" | md5sum)"
+rm -f "$site/big.bin" "$site/1m.bin"
+
 echo "virtual hosts and cookies"
 check "vhost by --resolve" "www.foo.com home" "$("${C[@]}" --resolve "www.foo.com:$port:127.0.0.1" "http://www.foo.com:$port/")"
 check "unknown host gets the default site" "body { color: black }" "$("${C[@]}" -H 'Host: nobody.example' $base/style.css)"
