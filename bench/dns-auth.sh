@@ -3,6 +3,8 @@
 # port with the same number of server threads, and dnsperf loads each with the same query file
 # for the same time. Prints queries/s, latency percentiles at a fixed rate, the ratios
 # appnet/NSD and appnet/Knot, and memory after loading a 1M-record zone. A report, not a test.
+# CPU pinning is equal: with one thread per CPU appnet pins its UDP workers one per CPU, Knot
+# always does, and NSD is given cpu-affinity (bench/lib-dns.sh).
 #
 #   bench/dns-auth.sh                       release build, 10 s per run, threads = CPUs
 #   DURATION=30 THREADS=2 bench/dns-auth.sh

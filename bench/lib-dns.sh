@@ -9,12 +9,21 @@ start_appnet() {
 }
 start_nsd() {
   local d="$WORK/nsd-$3"; mkdir -p "$d"
+  # One CPU per server process, as Knot does for its UDP workers unconditionally and appnet
+  # when it runs one worker per CPU (equal footing).
+  local i n; n=$(nproc)
+  local cpus="" pins=""
+  for ((i = 0; i < THREADS; i++)); do
+    ((i < n)) && cpus+=" $i"
+    pins+="    server-$((i + 1))-cpu-affinity: $((i % n))"$'\n'
+  done
   cat > "$d/nsd.conf" <<CONF
 server:
     ip-address: 127.0.0.1@$3
     port: $3
     server-count: $THREADS
-    username: ""
+    cpu-affinity:$cpus
+$pins    username: ""
     chroot: ""
     zonesdir: "$d"
     database: ""

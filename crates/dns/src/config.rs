@@ -58,7 +58,7 @@ pub struct DnsConfig {
     /// Bytes of zone changes kept per zone for IXFR (older changes are answered with AXFR).
     pub journal_max_bytes: usize,
     /// UDP worker threads (up to four share a socket; the sockets share the port with
-    /// SO_REUSEPORT); 0 = one per CPU.
+    /// SO_REUSEPORT); 0 = one per CPU. With one per CPU each is pinned to its own CPU.
     pub udp_workers: usize,
     /// Largest UDP response we send, and the EDNS payload size we advertise.
     pub max_udp_payload: u16,
