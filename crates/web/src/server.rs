@@ -37,8 +37,6 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// A bound web server, ready to [`run`](Service::run).
 pub struct WebServer {
     listener: TcpListener,
-    /// With `workers` ≥ 2 and SO_REUSEPORT: the other workers' listeners on the same port.
-    more_listeners: Vec<TcpListener>,
     /// Worker threads (0: the caller's runtime), see [`WebConfig::workers`].
     workers: usize,
     handler: Arc<Router>,
@@ -51,21 +49,11 @@ impl WebServer {
     /// Binds the listener, checks the site directories and sets up TLS.
     pub async fn bind(config: WebConfig) -> io::Result<WebServer> {
         let workers = config.workers;
-        let reuse_port = workers > 1 && accept_mode() == AcceptMode::ReusePort;
-        let opts = ListenOpts { reuse_port, ..ListenOpts::default() };
-        let listener = bind_tcp(config.listen, &opts)?;
-        let addr = listener.local_addr()?;
-        let mut more_listeners = Vec::new();
-        if reuse_port {
-            for _ in 1..workers {
-                more_listeners.push(bind_tcp(addr, &opts)?);
-            }
-        }
+        let listener = bind_tcp(config.listen, &ListenOpts::default())?;
         if let Some(cc) = &config.tcp_congestion {
-            for l in std::iter::once(&listener).chain(&more_listeners) {
-                appnet_netkit::listen::set_tcp_congestion(l, cc)?;
-            }
+            appnet_netkit::listen::set_tcp_congestion(&listener, cc)?;
         }
+        let addr = listener.local_addr()?;
         let (tls_cfg, tls_note) = if config.tls || config.cert.is_some() {
             let (cfg, note) = tls_config(&config, addr).map_err(|e| io::Error::other(e.to_string()))?;
             (Some(cfg), note)
@@ -92,7 +80,7 @@ impl WebServer {
             None => None,
         };
         let tls = tls_cfg.map(tokio_rustls::TlsAcceptor::from);
-        Ok(WebServer { listener, more_listeners, workers, handler, tls, tls_note, h3 })
+        Ok(WebServer { listener, workers, handler, tls, tls_note, h3 })
     }
 
     /// For a lab-CA certificate: how clients trust it (a `curl --cacert` line).
@@ -144,12 +132,8 @@ impl Service for WebServer {
             let acceptor = Acceptor::with_policy(self.listener, &policy);
             accept_loop(acceptor, self.handler, self.tls, &shutdown, None).await;
         } else {
-            let listeners = std::iter::once(self.listener)
-                .chain(self.more_listeners)
-                .map(|l| l.into_std())
-                .collect::<io::Result<Vec<_>>>()?;
-            let result =
-                run_workers(self.workers, listeners, policy, self.handler, self.tls, &shutdown).await;
+            let listener = self.listener.into_std()?;
+            let result = run_workers(self.workers, listener, policy, self.handler, self.tls, &shutdown).await;
             if let Err(e) = result {
                 shutdown.trigger();
                 let _ = shutdown.drain(DRAIN_DEADLINE).await;
@@ -163,52 +147,46 @@ impl Service for WebServer {
     }
 }
 
-/// How worker threads share the port (chosen by measurement, see docs/web-server.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AcceptMode {
-    /// One listening socket per worker with SO_REUSEPORT: the kernel hashes connections.
-    ReusePort,
-    /// Every worker accepts on a clone of one listening socket: the first awake wins.
-    Shared,
-    /// Like `Shared`, but a worker holding more connections than the least loaded one (plus
-    /// [`BALANCE_SLACK`]) leaves newcomers to the others.
-    Balanced,
-}
-
-fn accept_mode() -> AcceptMode {
-    match std::env::var("APPNET_WEB_ACCEPT").as_deref() {
-        Ok("reuseport") => AcceptMode::ReusePort,
-        Ok("shared") => AcceptMode::Shared,
-        _ => AcceptMode::Balanced,
-    }
-}
-
-/// Runs `workers` OS threads, each a `current_thread` runtime with its own accept loop on
-/// `listeners` (one each, or clones of the only one), sharing the router and one connection
-/// policy; returns once every worker has stopped accepting and drained its connections.
+/// Runs `workers` OS threads, each a `current_thread` runtime with its own accept loop on a
+/// clone of `listener`, sharing the router and one connection policy; returns once every
+/// worker has stopped accepting and drained its connections.
+///
+/// How the workers share the port was chosen by measurement (docs/web-server.md, "Workers"):
+/// SO_REUSEPORT's hash and a plain race on one socket (the thread awake first takes a whole
+/// burst of connections) both left one thread with up to twice the other's connections, so
+/// the workers race on one socket but a worker holding more than the least loaded one (plus
+/// [`BALANCE_SLACK`]) leaves newcomers to the others.
 async fn run_workers(
     workers: usize,
-    listeners: Vec<std::net::TcpListener>,
+    listener: std::net::TcpListener,
     policy: SharedPolicy,
     handler: Arc<Router>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: &Shutdown,
 ) -> Result<(), BoxError> {
     let mut threads = tokio::task::JoinSet::new();
-    let balance = (accept_mode() == AcceptMode::Balanced)
-        .then(|| Arc::new(WorkerLoad((0..workers).map(|_| AtomicUsize::new(0)).collect())));
+    let load = Arc::new(WorkerLoad((0..workers).map(|_| AtomicUsize::new(0)).collect()));
+    let mut failed: Option<BoxError> = None;
     for i in 0..workers {
-        let balance = balance.clone().map(|b| (b, i));
-        let listener = match listeners.get(i) {
-            Some(l) => l.try_clone()?,
-            None => listeners[0].try_clone()?,
+        let balance = Some((load.clone(), i));
+        let started = listener.try_clone().and_then(|l| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            Ok((l, rt))
+        });
+        let (listener, runtime) = match started {
+            Ok(pair) => pair,
+            Err(e) => {
+                // The workers already running stop too (joined below).
+                shutdown.trigger();
+                failed = Some(e.into());
+                break;
+            }
         };
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let (policy, handler, tls) = (policy.clone(), handler.clone(), tls.clone());
         // Each worker drains its own connections on its own runtime, under a child handle
         // that the caller's shutdown triggers.
         let sd = shutdown.child();
-        let thread = std::thread::Builder::new().name(format!("web-worker-{i}")).spawn(move || {
+        let spawned = std::thread::Builder::new().name(format!("web-worker-{i}")).spawn(move || {
             runtime.block_on(async move {
                 let listener = TcpListener::from_std(listener)?;
                 accept_loop(Acceptor::with_policy(listener, &policy), handler, tls, &sd, balance).await;
@@ -217,11 +195,17 @@ async fn run_workers(
                 }
                 io::Result::Ok(())
             })
-        })?;
-        threads.spawn_blocking(move || thread.join());
+        });
+        match spawned {
+            Ok(thread) => drop(threads.spawn_blocking(move || thread.join())),
+            Err(e) => {
+                shutdown.trigger();
+                failed = Some(e.into());
+                break;
+            }
+        }
     }
-    drop(listeners);
-    let mut failed: Option<BoxError> = None;
+    drop(listener);
     while let Some(joined) = threads.join_next().await {
         let outcome = match joined {
             Ok(Ok(Ok(()))) => continue,
@@ -563,5 +547,31 @@ async fn serve_h1<IO>(
             conn_fut.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(h2srv::DRAIN, conn_fut).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_ahead_of_the_least_loaded_leaves_newcomers_to_it() {
+        let load = Arc::new(WorkerLoad((0..3).map(|_| AtomicUsize::new(0)).collect()));
+        let balance = |i| Some((load.clone(), i));
+        let first = LoadGuard::new(&balance(0));
+        assert!(!load.over_share(0), "within the slack of the others");
+        let second = LoadGuard::new(&balance(0));
+        assert!(load.over_share(0));
+        assert!(!load.over_share(1) && !load.over_share(2));
+        let _one = LoadGuard::new(&balance(1));
+        assert!(load.over_share(0), "worker 2 still holds none");
+        let _two = LoadGuard::new(&balance(2));
+        assert!(!load.over_share(0));
+        drop((first, second));
+        assert_eq!(load.0[0].load(Ordering::Relaxed), 0, "a closed connection is uncounted");
+        assert!(!load.over_share(1) && !load.over_share(0));
+        // A single worker never waits for itself.
+        let alone = WorkerLoad(vec![AtomicUsize::new(100)]);
+        assert!(!alone.over_share(0));
     }
 }
