@@ -98,6 +98,8 @@ run_h2load() {
   local out; out=$(taskset -c "$CLIENT_CPUS" h2load -c "$CONNS" -m "$STREAMS" -t"$LOAD_THREADS" -D "$DURATION" --log-file="$log" "$1" 2>&1)
   local rps; rps=$(echo "$out" | awk '/^finished in/ {for (i=1;i<=NF;i++) if ($i ~ /req\/s/) {gsub(",","",$(i-1)); print $(i-1)}}')
   local ok; ok=$(echo "$out" | awk '/^requests:/ {print $8}')
+  local failed; failed=$(echo "$out" | awk '/^requests:/ {print $10}')
+  [ "${failed:-0}" -eq 0 ] || echo "  warning: $1: $failed h2 requests failed" >&2
   local p99; p99=$(python3 -c '
 import sys
 d = sorted(int(l.split()[2]) for l in open(sys.argv[1]) if len(l.split()) >= 3 and l.split()[1] == "200")

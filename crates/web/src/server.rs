@@ -170,7 +170,10 @@ async fn run_workers(
     for i in 0..workers {
         let balance = Some((load.clone(), i));
         let started = listener.try_clone().and_then(|l| {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .on_thread_park(yield_before_parking)
+                .build()?;
             Ok((l, rt))
         });
         let (listener, runtime) = match started {
@@ -218,6 +221,18 @@ async fn run_workers(
         failed.get_or_insert(outcome);
     }
     failed.map_or(Ok(()), Err)
+}
+
+/// Runs before a worker sleeps in `epoll_wait` for lack of work: lets a runnable thread on
+/// this CPU (on a small machine, often the very clients being served) go first, so that the
+/// wait usually finds new requests ready instead of costing a sleep and a wake-up per few
+/// requests (the same as the DNS server's UDP workers do before `recvmmsg`). On an idle CPU it
+/// returns at once.
+fn yield_before_parking() {
+    // SAFETY: sched_yield takes no arguments and only reschedules the calling thread.
+    unsafe {
+        libc::sched_yield();
+    }
 }
 
 /// Open connections per worker, so that workers sharing one listening socket take turns.
