@@ -95,6 +95,8 @@ v = sys.argv[1]; m = re.match(r"([0-9.]+)(us|ms|s)$", v)
 print("nan" if not m else "%.2f" % (float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]))' "$1"; }
 run_h2load() {
   local log=$WORK/h2load.log
+  # h2load appends to --log-file: without this, each p99 would mix in every earlier run's requests.
+  rm -f "$log"
   local out; out=$(taskset -c "$CLIENT_CPUS" h2load -c "$CONNS" -m "$STREAMS" -t"$LOAD_THREADS" -D "$DURATION" --log-file="$log" "$1" 2>&1)
   local rps; rps=$(echo "$out" | awk '/^finished in/ {for (i=1;i<=NF;i++) if ($i ~ /req\/s/) {gsub(",","",$(i-1)); print $(i-1)}}')
   local ok; ok=$(echo "$out" | awk '/^requests:/ {print $8}')
