@@ -1,8 +1,10 @@
 //! The HTTP/1.1 fast path's per-connection response cache: a whole-file 200 answer the router
 //! gave (marked [`ServedFile`]), encoded once, sent again for the same method, version,
 //! keep-alive, Host and target ([`KeyParts`]) as long as the file's size and mtime have not
-//! changed (one `stat`, as the router does) and within the same second (the router's
-//! path-resolution cache and `Expires` values live that long). Only with the access log off:
+//! changed and within the same second (the router's path-resolution cache and `Expires` values
+//! live that long). Whether the file changed is known without a `stat` while the thread's
+//! inotify watches report nothing ([`crate::http1_watch`]); after any notice, or where a file
+//! cannot be watched, a `stat` tells (as the router does). Only with the access log off:
 //! the router logs every request it answers. The bytes sent are the router's, with a fresh
 //! Date. A body the fast path sends with `sendfile` ([`Payload::File`]) is kept as its length
 //! only: each hit opens the file again and checks it on the open file, so no descriptor is held
@@ -10,6 +12,7 @@
 
 use crate::http1_head::KeyParts;
 use crate::http1_send::{self, FileRange};
+use crate::http1_watch::{self, Stamp};
 use crate::site::ServedFile;
 use bytes::Bytes;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,6 +30,8 @@ pub struct Entry {
     /// Whether the connection closes after it.
     pub close: bool,
     file: ServedFile,
+    /// The watches' state when the file was last seen unchanged (see [`HeadCache::fresh`]).
+    stamp: Option<Stamp>,
 }
 
 /// A cached answer's body.
@@ -51,6 +56,12 @@ pub fn second_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Whether `file` is still the size and mtime it was served with (one `stat`).
+fn unchanged(file: &ServedFile) -> bool {
+    std::fs::metadata(&file.path)
+        .is_ok_and(|m| m.is_file() && m.len() == file.len && m.modified().ok() == Some(file.mtime))
+}
+
 impl HeadCache {
     /// The entry for `parts` (its index), forgetting everything from an earlier second.
     pub fn probe(&mut self, parts: &KeyParts<'_>, second: u64) -> Option<usize> {
@@ -64,12 +75,14 @@ impl HeadCache {
     /// Entry `i` if its file is still the one served (size and mtime), else forgets it; with
     /// the file opened for a [`Payload::File`] body.
     pub fn fresh(&mut self, i: usize) -> Option<(&Entry, Option<FileRange>)> {
-        let e = self.entries.get(i)?;
+        let e = self.entries.get_mut(i)?;
         let (same, range) = match e.body {
+            Payload::Bytes(_) if e.stamp.is_some() && http1_watch::current() == e.stamp => (true, None),
             Payload::Bytes(_) => {
-                let same = std::fs::metadata(&e.file.path).is_ok_and(|m| {
-                    m.is_file() && m.len() == e.file.len && m.modified().ok() == Some(e.file.mtime)
-                });
+                // Watched first, then checked: a change after the check is noticed.
+                let stamp = http1_watch::watch(&e.file.path);
+                let same = unchanged(&e.file);
+                e.stamp = stamp.filter(|_| same);
                 (same, None)
             }
             Payload::File(len) => {
@@ -98,7 +111,12 @@ impl HeadCache {
             self.entries.clear();
             self.second = second;
         }
-        let e = Entry { key, head, body, close, file };
+        // (Payload::File bodies are checked on the file they are sent from, every time.)
+        let stamp = match body {
+            Payload::Bytes(_) => http1_watch::watch(&file.path).filter(|_| unchanged(&file)),
+            Payload::File(_) => None,
+        };
+        let e = Entry { key, head, body, close, file, stamp };
         if self.entries.len() < ENTRIES {
             self.entries.push(e);
         } else {

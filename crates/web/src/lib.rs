@@ -33,6 +33,7 @@ pub mod http1_fast;
 pub mod http1_guard;
 pub mod http1_head;
 pub mod http1_send;
+pub mod http1_watch;
 pub mod proxy;
 pub mod push;
 pub mod server;
