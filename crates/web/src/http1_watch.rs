@@ -154,39 +154,55 @@ mod imp {
         }
 
         pub fn watch(&mut self, file: &Path) -> Option<Stamp> {
-            if !self.files.contains(file) {
-                if self.placed >= MAX_WATCHES {
-                    // Start afresh (every stamp given so far goes stale).
-                    *self = Watcher::new()?;
-                }
-                if !file.is_absolute() {
+            // Notices queued before the watches are (re)placed are taken in first: they may mean
+            // that the path now leads to other inodes, which must be watched instead. A notice
+            // arriving while they are placed means the same: place them again (a few times).
+            for _ in 0..3 {
+                let before = self.current()?;
+                if !self.files.contains(file) && !self.place(file) {
                     return None;
                 }
-                let dir = file.parent()?;
-                // The directories first: a change after the file's watch is placed is then
-                // reported by one of them or by the file.
-                let mut up = dir.parent();
-                while let Some(d) = up {
-                    if !self.dirs.contains(d) && !self.parents.contains(d) {
-                        if !self.add(d, UP_MASK) {
-                            return None;
-                        }
-                        self.dirs.insert(d.to_path_buf());
-                    }
-                    up = d.parent();
+                let after = self.current()?;
+                if after == before {
+                    return Some(after);
                 }
-                if !self.parents.contains(dir) {
-                    if !self.add(dir, DIR_MASK) {
-                        return None;
-                    }
-                    self.parents.insert(dir.to_path_buf());
-                }
-                if !self.add(file, FILE_MASK) {
-                    return None;
-                }
-                self.files.insert(file.to_path_buf());
             }
-            self.current()
+            None
+        }
+
+        /// Places the watches for `file` (see the module docs); false if one cannot be.
+        fn place(&mut self, file: &Path) -> bool {
+            if self.placed >= MAX_WATCHES {
+                // Start afresh (every stamp given so far goes stale).
+                match Watcher::new() {
+                    Some(w) => *self = w,
+                    None => return false,
+                }
+            }
+            let Some(dir) = file.parent().filter(|_| file.is_absolute()) else { return false };
+            // The directories first: a change after the file's watch is placed is then reported
+            // by one of them or by the file.
+            let mut up = dir.parent();
+            while let Some(d) = up {
+                if !self.dirs.contains(d) && !self.parents.contains(d) {
+                    if !self.add(d, UP_MASK) {
+                        return false;
+                    }
+                    self.dirs.insert(d.to_path_buf());
+                }
+                up = d.parent();
+            }
+            if !self.parents.contains(dir) {
+                if !self.add(dir, DIR_MASK) {
+                    return false;
+                }
+                self.parents.insert(dir.to_path_buf());
+            }
+            if !self.add(file, FILE_MASK) {
+                return false;
+            }
+            self.files.insert(file.to_path_buf());
+            true
         }
 
         pub fn current(&mut self) -> Option<Stamp> {
@@ -240,6 +256,7 @@ mod imp {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     struct Dir(PathBuf);
     impl Drop for Dir {
@@ -300,6 +317,21 @@ mod tests {
         std::fs::create_dir(d.0.join("unrelated")).unwrap();
         std::fs::write(d.0.join("unrelated/x"), "x").unwrap();
         assert_eq!(current(), Some(stamp));
+    }
+
+    /// Watching a path again after it was replaced (no check in between) watches the new file.
+    #[test]
+    fn rewatch_after_replacement() {
+        let d = dir();
+        let file = d.0.join("sub/a.txt");
+        std::fs::write(&file, "one").unwrap();
+        watch(&file).unwrap();
+        std::fs::write(d.0.join("sub/new"), "three").unwrap();
+        std::fs::rename(d.0.join("sub/new"), &file).unwrap();
+        let stamp = watch(&file).unwrap();
+        assert_eq!(current(), Some(stamp));
+        std::fs::OpenOptions::new().write(true).open(&file).unwrap().write_all(b"T").unwrap();
+        assert_ne!(current(), Some(stamp), "a write to the new file went unnoticed");
     }
 
     /// Past the cap the instance starts afresh: earlier stamps go stale, new ones work.
