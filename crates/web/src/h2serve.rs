@@ -22,6 +22,7 @@ use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+mod fair;
 mod memo;
 
 /// Payload bytes of DATA the core may put in one write batch.
@@ -86,10 +87,18 @@ pub async fn serve<IO>(
     tokio::pin!(stop);
     let mut last_request = tokio::time::Instant::now();
     let mut got_request = false;
+    let fair = fair::Account::join();
     loop {
         if out.is_empty() {
             d.core.take_output(BATCH, &mut out);
         }
+        // Output waits while this connection is too far ahead of its worker's others.
+        let may_write = if out.is_empty() {
+            fair.idle();
+            false
+        } else {
+            fair.may_write()
+        };
         let working = d.core.open_streams() > 0 || !d.answers.is_empty();
         if working {
             if busy.is_none() {
@@ -115,11 +124,11 @@ pub async fn serve<IO>(
         }
         let wants_body = !d.bodies.is_empty() && d.bodies.keys().any(|id| d.core.wants_data(*id));
         tokio::select! {
-            r = write_batch(&mut wr, &mut out), if !out.is_empty() => {
-                if r.is_err() {
-                    break;
-                }
-            }
+            r = write_batch(&mut wr, &mut out), if may_write => match r {
+                Ok(n) => fair.wrote(n),
+                Err(_) => break,
+            },
+            _ = fair.held(), if !out.is_empty() && !may_write => {}
             r = rd.read_buf(&mut rbuf), if read_open && !d.core.is_failed() => match r {
                 Ok(0) | Err(_) => read_open = false,
                 Ok(_) => {
@@ -160,8 +169,9 @@ pub async fn serve<IO>(
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), wr.shutdown()).await;
 }
 
-/// Writes the batch with one `writev` (as much as the socket takes) and drops what went out.
-async fn write_batch<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Vec<Bytes>) -> io::Result<()> {
+/// Writes the batch with one `writev` (as much as the socket takes), drops what went out and
+/// says how many bytes that was.
+async fn write_batch<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Vec<Bytes>) -> io::Result<usize> {
     let n = {
         let slices: Vec<IoSlice<'_>> = out.iter().take(512).map(|b| IoSlice::new(b)).collect();
         wr.write_vectored(&slices).await?
@@ -184,7 +194,7 @@ async fn write_batch<W: AsyncWrite + Unpin>(wr: &mut W, out: &mut Vec<Bytes>) ->
     if out.is_empty() {
         wr.flush().await?;
     }
-    Ok(())
+    Ok(n)
 }
 
 /// Waits for the next frame of any body whose stream wants more.
