@@ -82,6 +82,8 @@ mod imp {
         dirs: HashSet<PathBuf>,
         /// Directories of watched files ([`DIR_MASK`]).
         parents: HashSet<PathBuf>,
+        /// Files whose path goes through a symbolic link: never watched (see [`Watcher::place`]).
+        symlinked: HashSet<PathBuf>,
         /// Watches placed since the instance started (the kernel keeps one per inode).
         placed: usize,
     }
@@ -135,6 +137,7 @@ mod imp {
                 files: HashSet::new(),
                 dirs: HashSet::new(),
                 parents: HashSet::new(),
+                symlinked: HashSet::new(),
                 placed: 0,
             })
         }
@@ -159,6 +162,9 @@ mod imp {
             // arriving while they are placed means the same: place them again (a few times).
             for _ in 0..3 {
                 let before = self.current()?;
+                if self.symlinked.contains(file) {
+                    return None;
+                }
                 if !self.files.contains(file) && !self.place(file) {
                     return None;
                 }
@@ -180,6 +186,20 @@ mod imp {
                 }
             }
             let Some(dir) = file.parent().filter(|_| file.is_absolute()) else { return false };
+            // A path through a symbolic link (the file or any directory above it) is left to
+            // `stat`: a watch follows the link to today's target, and the link itself can be
+            // swapped by a rename in a directory watched only for moves of itself (deploys
+            // switching a `current -> releases/N` link do exactly that).
+            if file
+                .ancestors()
+                .any(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink()))
+            {
+                if self.symlinked.len() >= MAX_WATCHES {
+                    self.symlinked.clear();
+                }
+                self.symlinked.insert(file.to_path_buf());
+                return false;
+            }
             // The directories first: a change after the file's watch is placed is then reported
             // by one of them or by the file.
             let mut up = dir.parent();
@@ -332,6 +352,21 @@ mod tests {
         assert_eq!(current(), Some(stamp));
         std::fs::OpenOptions::new().write(true).open(&file).unwrap().write_all(b"T").unwrap();
         assert_ne!(current(), Some(stamp), "a write to the new file went unnoticed");
+    }
+
+    /// A path through a symbolic link (a directory above, or the file itself) is not watched,
+    /// so its answers are checked with `stat`: swapping the link (`ln -sfn`, a rename in a
+    /// directory watched only for its own moves) would otherwise go unnoticed.
+    #[test]
+    fn symlinked_paths_are_left_to_stat() {
+        let d = dir();
+        std::fs::write(d.0.join("sub/a.txt"), "one").unwrap();
+        std::os::unix::fs::symlink(d.0.join("sub"), d.0.join("current")).unwrap();
+        std::os::unix::fs::symlink(d.0.join("sub/a.txt"), d.0.join("sub/link.txt")).unwrap();
+        assert_eq!(watch(&d.0.join("current/a.txt")), None);
+        assert_eq!(watch(&d.0.join("current/a.txt")), None, "asked again");
+        assert_eq!(watch(&d.0.join("sub/link.txt")), None);
+        assert!(watch(&d.0.join("sub/a.txt")).is_some(), "the real path is watched");
     }
 
     /// Past the cap the instance starts afresh: earlier stamps go stale, new ones work.
