@@ -9,14 +9,10 @@
 //! shared socket whichever thread is free takes the next batch, and the kernel wakes only one
 //! sleeper per datagram (exclusive wait).
 //!
-//! A worker that emptied its socket polls it for [`POLL_WINDOW`] before it sleeps, yielding the
-//! CPU between looks: a datagram arriving meanwhile is taken at once instead of after a kernel
-//! wake-up and a context switch (dnsperf at 20,000 queries/s on 2 CPUs: median round trip ~25
-//! instead of ~40 µs, where NSD's is ~40). Other work waiting on that CPU (the clients, on a
-//! small machine) still runs first, since each look yields, and a yield that let other work run
-//! ends the polling ([`CPU_WANTED`]): the worker only fills moments its CPU would idle. When the
-//! traffic stops it sleeps after the window, so an idle server burns no CPU. With one worker per
-//! CPU each is pinned to its own ([`crate::cpu`]).
+//! A worker that emptied its socket yields the CPU once before it sleeps: when other work is
+//! waiting on that CPU (the clients, on a small machine) it runs first, and the next receive
+//! usually finds a batch instead of sleeping and being woken for each datagram; on an idle CPU
+//! the yield returns at once. With one worker per CPU each is pinned to its own ([`crate::cpu`]).
 //!
 //! Each thread owns everything else on its hot path: receive and send batches, answer cache,
 //! rate limiter and response counts (added to the shared counters in batches). The thread count
@@ -52,16 +48,6 @@ const STATS_BATCH: u32 = 64;
 const IDLE_WAKE: Duration = Duration::from_millis(250);
 /// Longest a full send buffer may hold a worker before the datagram is dropped.
 const SEND_WAIT: Duration = Duration::from_secs(1);
-/// How long a worker that emptied its socket keeps looking for the next datagram (yielding the
-/// CPU between looks) before it sleeps in the kernel. Longer than the gap between datagrams at
-/// moderate rates, short enough that a server receiving a query now and then spends almost
-/// nothing on it (the idea of the kernel's own haltpoll idle polling, one level up).
-const POLL_WINDOW: Duration = Duration::from_micros(100);
-/// A yield that took this long gave the CPU to other work (an empty yield takes under a
-/// microsecond): the worker stops polling and sleeps, so under full load it does not keep
-/// slicing into the clients or other processes. Measured against 5 µs, which kept throughput
-/// but lost most of the latency gain on a CPU shared with the clients.
-const CPU_WANTED: Duration = Duration::from_micros(30);
 
 /// Most worker threads on one socket.
 pub const THREADS_PER_SOCKET: usize = 4;
@@ -135,7 +121,11 @@ fn worker(sock: &Arc<UdpSocket>, shared: &Arc<Shared>, shutdown: &Shutdown, runt
     // Datagrams the last receive returned (0 after a timeout or an error).
     let mut last = 0;
     loop {
-        let received = receive(&mut rx, sock, last > 0);
+        if last > 0 && last < UDP_BATCH {
+            // The socket was emptied: let waiting work on this CPU go first (see the module doc).
+            std::thread::yield_now();
+        }
+        let received = rx.recv_wait(sock);
         if shutdown.is_triggered() {
             break;
         }
@@ -225,32 +215,6 @@ fn worker(sock: &Arc<UdpSocket>, shared: &Arc<Shared>, shutdown: &Shutdown, runt
         }
     }
     local.flush(&shared.stats);
-}
-
-/// The next batch: after a batch (`poll`), whatever arrives within [`POLL_WINDOW`] is taken
-/// without sleeping (the CPU is yielded between looks); then, or when idle, a blocking receive.
-fn receive(rx: &mut RecvBatch, sock: &UdpSocket, poll: bool) -> io::Result<usize> {
-    if poll {
-        let until = Instant::now() + POLL_WINDOW;
-        loop {
-            match rx.recv_now(sock) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                got => return got,
-            }
-            let before = Instant::now();
-            if before >= until {
-                break;
-            }
-            std::thread::yield_now();
-            if before.elapsed() >= CPU_WANTED {
-                // Something else ran meanwhile: this CPU is wanted, so sleep instead of taking
-                // its idle moments (a sleeper is woken by the next datagram, and a worker on
-                // another CPU may be polling the same socket anyway).
-                break;
-            }
-        }
-    }
-    rx.recv_wait(sock)
 }
 
 /// Per-worker response counts, added to the shared counters in batches.

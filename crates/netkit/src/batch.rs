@@ -92,30 +92,6 @@ impl RecvBatch {
         }
     }
 
-    /// For a blocking socket owned by one thread: takes what is waiting now, up to the batch size,
-    /// without sleeping even though the socket blocks; `WouldBlock` when nothing is. Lets a
-    /// worker poll for a moment before it sleeps in [`recv_wait`](Self::recv_wait). Elsewhere
-    /// than on Linux it always returns `WouldBlock` (callers then just wait).
-    pub fn recv_now(&mut self, sock: &std::net::UdpSocket) -> io::Result<usize> {
-        #[cfg(target_os = "linux")]
-        {
-            let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
-            linux::recvmmsg(
-                fd,
-                libc::MSG_DONTWAIT,
-                &mut self.raw,
-                &mut self.bufs,
-                &mut self.lens,
-                &mut self.addrs,
-            )
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = sock;
-            Err(io::ErrorKind::WouldBlock.into())
-        }
-    }
-
     /// For a blocking socket owned by one thread: waits for the first datagram (at most the
     /// socket's read timeout, then `WouldBlock` or `TimedOut`), then takes whatever else is
     /// already waiting, up to the batch size, without waiting again. Returns how many arrived.
