@@ -6,7 +6,10 @@
 //! output waiting may not write more than [`LEAD`] bytes ahead of the connection that has
 //! written least among those still taking data: it waits until that one is served.
 //! A connection whose client takes (almost) nothing holds nobody back: each [`EPOCH`], only
-//! connections that took at least a quarter of the average share count for the floor.
+//! connections that took at least a quarter of the average share count for the floor; and a
+//! connection is never held back longer than [`RECHECK`] at a time (it then writes one batch),
+//! so a slow reader cannot pace the others down to its own rate (held back without a bound,
+//! everyone would advance only as fast as the slow one, which would then keep counting).
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -16,7 +19,7 @@ use tokio::sync::Notify;
 pub const LEAD: u64 = 512 * 1024;
 /// How often each connection's share is looked at to leave slow readers out of the floor.
 pub const EPOCH: Duration = Duration::from_millis(250);
-/// How long a held-back connection waits for a wake-up before it looks again.
+/// How long a connection may be held back at a time; it then writes one batch anyway.
 pub const RECHECK: Duration = Duration::from_millis(20);
 
 /// One connection's account.
@@ -30,6 +33,8 @@ struct Entry {
     epoch_base: u64,
     /// Whether it counts for the floor (took a fair part of the last epoch, or is new).
     counts: bool,
+    /// Since when it has been held back (cleared when it writes).
+    held_since: Option<Instant>,
 }
 
 /// The accounts of one worker's connections (sans-IO: the caller passes `now`).
@@ -90,7 +95,12 @@ impl Share {
             }
             return true;
         }
-        floor.is_none_or(|f| e.sent < f + LEAD)
+        if floor.is_none_or(|f| e.sent < f + LEAD) {
+            return true;
+        }
+        // Held back, but never longer than RECHECK at a time.
+        let since = *e.held_since.get_or_insert(now);
+        now.duration_since(since) >= RECHECK
     }
 
     /// Records `n` bytes written by `i`; true if the floor rose (held-back ones may go on).
@@ -98,6 +108,7 @@ impl Share {
         let before = self.floor();
         if let Some(Some(e)) = self.entries.get_mut(i) {
             e.sent += n as u64;
+            e.held_since = None;
         }
         self.floor() != before
     }
@@ -234,5 +245,23 @@ mod tests {
         s.leave(c);
         s.leave(b);
         assert_eq!(s.join(), b, "slots are reused");
+    }
+
+    /// A reader slow enough to stay the floor still cannot hold the others back for longer
+    /// than RECHECK at a time: each of them writes at least one batch per RECHECK.
+    #[test]
+    fn nobody_is_held_back_longer_than_recheck() {
+        let t = Instant::now();
+        let mut s = Share::new(t);
+        let (fast, slow) = (s.join(), s.join());
+        assert!(s.may_write(fast, t) && s.may_write(slow, t));
+        s.wrote(fast, LEAD as usize);
+        assert!(!s.may_write(fast, t));
+        assert!(!s.may_write(fast, t + RECHECK / 2), "still within RECHECK");
+        assert!(s.may_write(fast, t + RECHECK), "held back for RECHECK: it may write");
+        s.wrote(fast, 1);
+        let t2 = t + RECHECK;
+        assert!(!s.may_write(fast, t2), "the wait starts again after the write");
+        assert!(s.may_write(fast, t2 + RECHECK));
     }
 }
