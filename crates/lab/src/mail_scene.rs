@@ -437,6 +437,13 @@ pub async fn run(lab: &crate::Lab, say: &mut dyn FnMut(String)) -> Result<MailFa
     let arrived =
         wait_for(|| new_files(&to_host.root, bob_domain, bob_user).len() > before, Duration::from_secs(15))
             .await;
+    // The Maildir file is written before the 250 that ends DATA: the relay's dialogue is taken
+    // once it has also read QUIT's 221 (bounded: a missing line only shortens what is shown).
+    if arrived {
+        let said_bye =
+            || relay.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|l| l.starts_with("S: 221"));
+        wait_for(said_bye, Duration::from_secs(5)).await;
+    }
     from_host.queue.set_trace(None);
     facts.relay = std::mem::take(&mut *relay.lock().unwrap_or_else(|p| p.into_inner()));
     say(format!(
