@@ -332,14 +332,14 @@ mod tests {
         let s = pool.stats();
         assert_eq!((s.opened, s.reused, s.idle), (1, 4, 1), "{s:?}");
         // The server goes away (listener and connections): the pooled connection is found
-        // dead, the fresh connection is refused, and the failure comes at once.
+        // dead, the fresh connection is refused, and the failure comes at once (well within `t`).
         server.abort();
         let _ = server.await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let started = std::time::Instant::now();
         let err = pool.rpc(addr, 8, &Request::Ping, t).await.unwrap_err();
         assert!(matches!(err, ClientError::Io(..)), "{err}");
-        assert!(started.elapsed() < Duration::from_millis(500));
+        assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
         assert_eq!(pool.stats().idle, 0);
     }
 

@@ -272,14 +272,15 @@ async fn stats_are_served_and_a_killed_peer_still_fails_fast_through_the_pool() 
     }
     assert!(items >= 20, "{items} items on the ring");
     // The client holds a pooled connection to the victim; once it is killed, the next RPC finds
-    // that connection dead and the fresh one refused: an error at once, not after a timeout.
+    // that connection dead and the fresh one refused: an error at once, not after the client's
+    // 2 s timeout (1 s leaves a loaded machine room and still tells the two apart).
     let victim = peers.pop().unwrap();
     client.info(victim.me.addr).await.expect("info before the kill");
     victim.killer.trigger();
     let _ = victim.running.unwrap().stop().await;
     let t0 = std::time::Instant::now();
     assert!(client.info(victim.me.addr).await.is_err());
-    assert!(t0.elapsed() < Duration::from_millis(300), "took {:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(1), "took {:?}", t0.elapsed());
     // The nodes' own pooled connections to it fail the same way: the ring repairs itself.
     wait_converged(&peers.iter().collect::<Vec<_>>(), "after the kill").await;
     let unreachable: u64 = {

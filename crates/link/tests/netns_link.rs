@@ -49,7 +49,9 @@ fn tcp_across_the_link_takes_the_configured_rtt_and_nothing_is_left() {
     let took = netns::in_netns(&link.ns_a(), echo).unwrap();
     assert!(took >= Duration::from_millis(60) && took < Duration::from_millis(75), "{took:?}");
     link.set(&LinkSpec::parse("rtt=10ms").unwrap()).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    // The emulator thread takes new settings when it next wakes (at least every 50 ms); nothing
+    // shows when it has, so give a busy machine a few of its rounds.
+    std::thread::sleep(Duration::from_millis(250));
     let took = netns::in_netns(&link.ns_a(), echo).unwrap();
     assert!(took >= Duration::from_millis(20) && took < Duration::from_millis(35), "{took:?}");
     server.join().unwrap();

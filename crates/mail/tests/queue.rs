@@ -91,10 +91,11 @@ async fn alice_to_bob_through_the_mx_and_a_bounce_for_an_unknown_user() {
     assert!(text.contains("by mail.hamburger.edu (appnet) with ESMTP"), "{text}");
     assert!(text.contains("by mail.crepes.fr (appnet) with ESMTPA"), "{text}");
     assert!(
-        wait_until(Duration::from_secs(5), Duration::from_millis(50), || async {
+        wait_until(Duration::from_secs(20), Duration::from_millis(50), || async {
             std::fs::read_dir(a_dir.join("queue")).unwrap().count() == 0
         })
-        .await
+        .await,
+        "the delivered message left crepes.fr's queue"
     );
 
     submit(a_sub, "nobody@hamburger.edu", "to nobody").await;

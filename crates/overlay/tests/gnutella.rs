@@ -12,7 +12,10 @@ use appnet_overlay::http::download::DownloadOptions;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-const WAIT: Duration = Duration::from_millis(1500);
+/// How long a search collects QueryHits: the Query floods up to three hops and each hit comes
+/// back along the same path, so a loaded machine needs a margin (TTL 2 reaching nothing is
+/// then also a longer look).
+const WAIT: Duration = Duration::from_secs(3);
 
 fn share(tag: &str, with_song: bool) -> TempDir {
     let dir = TempDir::new(tag);

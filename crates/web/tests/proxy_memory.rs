@@ -185,6 +185,8 @@ async fn collapsed_waiters_fetch_for_themselves_when_the_leader_stops_storing() 
         let g = t.await.unwrap();
         assert_eq!((g.status, g.body.len()), (200, body.len()));
     }
-    assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
+    // Held behind the leader they would wait for the origin timeout (20 s); 15 s leaves three
+    // 24 MB transfers room on a loaded machine and still tells the two apart.
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
     drop(leader);
 }
