@@ -3,8 +3,12 @@
 # benchmark size) and a 1 MB file served by appnet, nginx and h2o in turn, each with the same
 # number of worker threads and pinned to the same CPUs; wrk for HTTP/1.1 keep-alive and h2load
 # for HTTP/2 (h2c prior knowledge), same connections and duration. Prints req/s, p99 and ratios.
+# The three servers stay up side by side and take turns: ROUNDS rounds, each running every test
+# against every server (the order rotating each round), and the table shows each figure's median
+# over the rounds with the spread of the per-round appnet/h2o ratios, so that a slow spell of
+# the machine (on a small VM, ±15 % between consecutive 10 s runs) hits every server alike.
 #
-#   bench/web-server.sh                 # release build of appnet, 10 s per run
+#   bench/web-server.sh                 # release build of appnet, 3 rounds of 5 s per test
 #   DURATION=5 CONNS=50 WORKERS=1 bench/web-server.sh
 #   WORKERS=2 LOAD_THREADS=2 bench/web-server.sh   # 2 workers per server; on a 2-core machine
 #                                       # server and load then share both CPUs (printed)
@@ -12,7 +16,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/.."
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-5}
+ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-64}
 STREAMS=${STREAMS:-10}          # concurrent streams per HTTP/2 connection
 WORKERS=${WORKERS:-1}           # server worker threads/processes, the same for every server
@@ -78,7 +83,6 @@ CONF
   taskset -c "$SERVER_CPUS" h2o -c "$WORK/h2o.conf" >"$WORK/h2o.log" 2>&1 &
   PIDS+=($!); SERVER_PID=$!; wait_port "$p"; H1=$p; H2=$p
 }
-stop_server() { kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
 
 # --- the load generators: print "REQS_PER_SEC P99_MS" ----------------------------------------
 run_wrk() {
@@ -109,29 +113,53 @@ print("%.2f" % (d[int(len(d) * 0.99) - 1] / 1000) if d else "nan")' "$log")
   echo "$rps $p99 $ok"
 }
 
-declare -A RPS P99
-echo "web-server bench: ${DURATION}s per run, $CONNS connections ($STREAMS streams each for h2), $WORKERS worker thread(s) per server on CPU $SERVER_CPUS, load ($LOAD_THREADS thread(s)) on CPU $CLIENT_CPUS$([ "$SERVER_CPUS" = "$CLIENT_CPUS" ] && echo ' (shared: not enough CPUs to separate them)')"
-for server in appnet nginx h2o; do
+declare -A RPS P99 PORT1 PORT2
+servers=(appnet nginx h2o)
+echo "web-server bench: $ROUNDS rounds of ${DURATION}s per test and server, $CONNS connections ($STREAMS streams each for h2), $WORKERS worker thread(s) per server on CPU $SERVER_CPUS, load ($LOAD_THREADS thread(s)) on CPU $CLIENT_CPUS$([ "$SERVER_CPUS" = "$CLIENT_CPUS" ] && echo ' (shared: not enough CPUs to separate them)')"
+for server in "${servers[@]}"; do
   "start_$server"
+  PORT1[$server]=$H1; PORT2[$server]=$H2
   # Warm up (file caches, connection setup paths).
   taskset -c "$CLIENT_CPUS" wrk -t1 -c 8 -d 1s "http://127.0.0.1:$H1/small.html" >/dev/null
-  for file in small.html 1m.bin; do
-    read -r rps p99 < <(run_wrk "http://127.0.0.1:$H1/$file")
-    RPS[$server,h1,$file]=$rps; P99[$server,h1,$file]=$p99
-    read -r rps p99 ok < <(run_h2load "http://127.0.0.1:$H2/$file")
-    RPS[$server,h2,$file]=$rps; P99[$server,h2,$file]=$p99
-    [ "${ok:-0}" -gt 0 ] || echo "  warning: $server h2 $file: no successful requests" >&2
-  done
-  stop_server
 done
+for round in $(seq "$ROUNDS"); do
+  # Rotate who goes first, so that no server always follows the same one.
+  order=("${servers[@]:$(( (round - 1) % 3 ))}" "${servers[@]:0:$(( (round - 1) % 3 ))}")
+  for proto in h1 h2; do
+    for file in small.html 1m.bin; do
+      for server in "${order[@]}"; do
+        if [ $proto = h1 ]; then
+          read -r rps p99 < <(run_wrk "http://127.0.0.1:${PORT1[$server]}/$file")
+        else
+          read -r rps p99 ok < <(run_h2load "http://127.0.0.1:${PORT2[$server]}/$file")
+          [ "${ok:-0}" -gt 0 ] || echo "  warning: $server h2 $file: no successful requests" >&2
+        fi
+        RPS[$server,$proto,$file]+="$rps "; P99[$server,$proto,$file]+="$p99 "
+      done
+    done
+  done
+done
+stop_all
 
-printf '\n%-22s %12s %10s %12s %10s %12s %10s %10s %10s\n' test appnet_req/s p99_ms nginx_req/s p99_ms h2o_req/s p99_ms vs_nginx vs_h2o
+# median LIST: the median of a space-separated list of numbers.
+median() { python3 -c 'import sys, statistics; print("%.2f" % statistics.median(map(float, sys.argv[1:])))' $1; }
+# spread A_LIST B_LIST: the lowest and highest per-round ratio a/b.
+spread() { python3 -c '
+import sys
+a, b = (list(map(float, x.split())) for x in sys.argv[1:])
+r = [x / y for x, y in zip(a, b) if y]
+print("%.2f-%.2f" % (min(r), max(r)) if r else "n/a")' "$1" "$2"; }
+ratio() { python3 -c "import sys; a,b=map(float,sys.argv[1:]); print('%.2fx' % (a/b) if b else 'n/a')" "$1" "$2"; }
+
+printf '\n%-22s %12s %10s %12s %10s %12s %10s %10s %10s %12s\n' test appnet_req/s p99_ms nginx_req/s p99_ms h2o_req/s p99_ms vs_nginx vs_h2o vs_h2o_range
 for proto in h1 h2; do
   for file in small.html 1m.bin; do
     name="$([ $proto = h1 ] && echo 'HTTP/1.1 wrk' || echo 'HTTP/2 h2load') $([ $file = small.html ] && echo 612B || echo 1MB)"
-    a=${RPS[appnet,$proto,$file]}; n=${RPS[nginx,$proto,$file]}; h=${RPS[h2o,$proto,$file]}
-    printf '%-22s %12s %10s %12s %10s %12s %10s %10s %10s\n' "$name" "$a" "${P99[appnet,$proto,$file]}" "$n" "${P99[nginx,$proto,$file]}" "$h" "${P99[h2o,$proto,$file]}" \
-      "$(python3 -c "import sys; a,b=map(float,sys.argv[1:]); print('%.2fx' % (a/b) if b else 'n/a')" "$a" "$n")" \
-      "$(python3 -c "import sys; a,b=map(float,sys.argv[1:]); print('%.2fx' % (a/b) if b else 'n/a')" "$a" "$h")"
+    a=$(median "${RPS[appnet,$proto,$file]}"); n=$(median "${RPS[nginx,$proto,$file]}"); h=$(median "${RPS[h2o,$proto,$file]}")
+    printf '%-22s %12s %10s %12s %10s %12s %10s %10s %10s %12s\n' "$name" "$a" "$(median "${P99[appnet,$proto,$file]}")" \
+      "$n" "$(median "${P99[nginx,$proto,$file]}")" "$h" "$(median "${P99[h2o,$proto,$file]}")" \
+      "$(ratio "$a" "$n")" "$(ratio "$a" "$h")" "$(spread "${RPS[appnet,$proto,$file]}" "${RPS[h2o,$proto,$file]}")"
   done
 done
+echo
+echo "Medians over $ROUNDS rounds; vs_h2o_range: the lowest and highest ratio of a single round."
