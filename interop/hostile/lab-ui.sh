@@ -38,7 +38,8 @@ held = []
 for _ in range(8):
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
     s.sendall(b"GET /events HTTP/1.1\r\n\r\n")
-    s.recv(100)
+    head = s.recv(100)
+    assert head.startswith(b"HTTP/1.1 200"), head  # admitted, not refused
     held.append(s)
 print("overcap", ask(b"GET / HTTP/1.1\r\n\r\n"))
 for s in held:

@@ -310,8 +310,13 @@ impl Service for SipServer {
                         let events = in_tx.clone();
                         let (acceptor, limit) = (t.tls.clone(), t.handshake);
                         tokio::spawn(async move {
-                            if let Ok(Ok(stream)) = tokio::time::timeout(limit, acceptor.accept(stream)).await {
-                                serve_conn(stream, peer, Idle::Slot(slot), events.clone(), out_rx, max_message).await;
+                            match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => {
+                                    let idle = Idle::Slot(slot);
+                                    serve_conn(stream, peer, idle, events.clone(), out_rx, max_message).await;
+                                }
+                                // The handshake dropped the socket: free the slot before waiting.
+                                _ => drop(slot),
                             }
                             let _ = events.send(StreamEvent::Closed(peer)).await;
                         });
@@ -529,15 +534,32 @@ async fn serve_conn<S: tokio::io::AsyncRead + tokio::io::AsyncWrite>(
     peer: SocketAddr,
     idle: Idle,
     events: mpsc::Sender<StreamEvent>,
+    out_rx: mpsc::Receiver<Vec<u8>>,
+    max_message: usize,
+) {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    serve_frames(&mut rd, &mut wr, peer, &idle, events, out_rx, max_message).await;
+    // The slot goes before the socket: once the peer sees the close, its address's count is
+    // already down, so a client that reconnects at once is not refused for this connection.
+    drop(idle);
+    drop((rd, wr));
+}
+
+/// [`serve_conn`]'s loop: frames in, the core's answers out, until close or idle timeout.
+async fn serve_frames<S: tokio::io::AsyncRead + tokio::io::AsyncWrite>(
+    rd: &mut tokio::io::ReadHalf<S>,
+    wr: &mut tokio::io::WriteHalf<S>,
+    peer: SocketAddr,
+    idle: &Idle,
+    events: mpsc::Sender<StreamEvent>,
     mut out_rx: mpsc::Receiver<Vec<u8>>,
     max_message: usize,
 ) {
     let limits = Limits { max_size: max_message, max_headers: usize::MAX };
-    let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = vec![0u8; 16 * 1024];
     let mut deadline = tokio::time::Instant::now();
-    let touch = |deadline: &mut tokio::time::Instant| match &idle {
+    let touch = |deadline: &mut tokio::time::Instant| match idle {
         Idle::Slot(slot) => slot.idle(),
         Idle::After(d) => *deadline = tokio::time::Instant::now() + *d,
     };
@@ -545,7 +567,7 @@ async fn serve_conn<S: tokio::io::AsyncRead + tokio::io::AsyncWrite>(
     loop {
         tokio::select! {
             _ = async {
-                match &idle {
+                match idle {
                     Idle::Slot(slot) => { slot.closed().await; }
                     Idle::After(_) => tokio::time::sleep_until(deadline).await,
                 }

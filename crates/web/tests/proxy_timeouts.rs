@@ -154,11 +154,17 @@ async fn a_full_proxy_closes_an_idle_connection_for_a_newcomer() {
 async fn one_address_cannot_hold_more_than_its_connection_share() {
     let origin = Origin::start(|_, _| Reply::ok("x", &[])).await;
     let proxy = reverse(&origin, |c| c.max_connections_per_ip = Some(2)).await;
+    // From an address the readiness probe did not use: its slot may not be released yet.
+    let from = |_| async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(([127, 0, 5, 3], 0).into()).unwrap();
+        socket.connect(proxy.addr()).await.unwrap()
+    };
     let mut held = Vec::new();
-    for _ in 0..2 {
-        held.push(TcpStream::connect(proxy.addr()).await.unwrap());
+    for i in 0..2 {
+        held.push(from(i).await);
     }
-    let mut third = TcpStream::connect(proxy.addr()).await.unwrap();
+    let mut third = from(2).await;
     third.write_all(b"GET /x HTTP/1.1\r\nHost: site.test\r\n\r\n").await.unwrap();
     let reply = read_response(&mut third).await;
     assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
