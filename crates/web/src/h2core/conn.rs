@@ -550,7 +550,7 @@ impl Conn {
         // Every block goes through the decoder, whatever becomes of its stream: the dynamic
         // table must stay in step with the client's.
         let mut head = HeadBuilder::new(self.limits.max_header_list);
-        if self.decoder.decode(buf, |n, v| head.field(n, v)).is_err() {
+        if self.decoder.decode_with_slots(buf, |n, v, slot| head.field(n, v, slot)).is_err() {
             return self.conn_error(Reason::Compression, "undecodable header block");
         }
         if id.is_multiple_of(2) {
@@ -1015,6 +1015,17 @@ fn is_connection_specific(name: &[u8]) -> bool {
     matches!(name, b"connection" | b"keep-alive" | b"proxy-connection" | b"transfer-encoding" | b"upgrade")
 }
 
+/// A request field as [`HeadBuilder`] parsed it, kept in its HPACK table entry's slot: a
+/// client repeats most fields by index, and they are then not parsed (or copied) again.
+#[derive(Debug, Clone)]
+pub(super) enum Prepared {
+    Method(Method),
+    Scheme(Scheme),
+    Authority(Authority),
+    Path(PathAndQuery),
+    Field(HeaderName, HeaderValue),
+}
+
 /// Collects a decoded request head and checks it (RFC 9113 §8.2, §8.3).
 struct HeadBuilder {
     limit: usize,
@@ -1054,71 +1065,117 @@ impl HeadBuilder {
         self.error.get_or_insert(why);
     }
 
-    fn field(&mut self, name: &[u8], value: &[u8]) {
+    /// Takes one decoded field; `slot` is its table entry's (see
+    /// [`Decoder::decode_with_slots`]): a field parsed before is taken from it as it was
+    /// parsed, and a field parsed now is kept there when nothing but its bytes decided it.
+    fn field(&mut self, name: &[u8], value: &[u8], slot: Option<&mut hpack::Slot>) {
         self.size = self.size.saturating_add(name.len() + value.len() + 32);
         if self.error.is_some() {
             return;
         }
+        match slot {
+            Some(Some(p)) => self.apply(p.clone()),
+            Some(empty) => {
+                if let Some((p, keep)) = self.parse(name, value) {
+                    if keep {
+                        *empty = Some(p.clone());
+                    }
+                    self.apply(p);
+                }
+            }
+            None => {
+                if let Some((p, _)) = self.parse(name, value) {
+                    self.apply(p);
+                }
+            }
+        }
+    }
+
+    /// Checks and parses a field seen for the first time: `None` when it failed the request
+    /// or is counted but not kept; else the parsed field and whether it may be kept in its
+    /// slot (not when it also set something per request: content-length, priority).
+    fn parse(&mut self, name: &[u8], value: &[u8]) -> Option<(Prepared, bool)> {
         if let Some(pseudo) = name.strip_prefix(b":") {
-            self.pseudo = true;
-            if self.regular {
-                return self.fail("pseudo-header after a regular field");
-            }
-            let (fresh, parsed) = match pseudo {
-                b"method" => {
-                    (self.method.is_none(), Method::from_bytes(value).map(|m| self.method = Some(m)).is_ok())
+            let parsed = match pseudo {
+                b"method" => Method::from_bytes(value).ok().map(Prepared::Method),
+                b"scheme" => Scheme::try_from(value).ok().map(Prepared::Scheme),
+                b"authority" => Authority::try_from(value).ok().map(Prepared::Authority),
+                // An empty :path is malformed (RFC 9113 §8.3.1), not "/".
+                b"path" if value.is_empty() => None,
+                b"path" => PathAndQuery::try_from(value).ok().map(Prepared::Path),
+                _ => {
+                    self.fail("unknown pseudo-header");
+                    return None;
                 }
-                b"scheme" => {
-                    (self.scheme.is_none(), Scheme::try_from(value).map(|v| self.scheme = Some(v)).is_ok())
-                }
-                b"authority" => (
-                    self.authority.is_none(),
-                    Authority::try_from(value).map(|v| self.authority = Some(v)).is_ok(),
-                ),
-                b"path" => (
-                    self.path.is_none(),
-                    // An empty :path is malformed (RFC 9113 §8.3.1), not "/".
-                    !value.is_empty() && PathAndQuery::try_from(value).map(|v| self.path = Some(v)).is_ok(),
-                ),
-                _ => return self.fail("unknown pseudo-header"),
             };
-            if !fresh {
-                return self.fail("duplicate pseudo-header");
+            if parsed.is_none() {
+                self.fail("invalid pseudo-header value");
             }
-            if !parsed {
-                return self.fail("invalid pseudo-header value");
-            }
-            return;
+            return parsed.map(|p| (p, true));
         }
         self.regular = true;
         if name.is_empty() || name.iter().any(|c| c.is_ascii_uppercase()) {
-            return self.fail("field name not in lower case");
+            self.fail("field name not in lower case");
+            return None;
         }
         if is_connection_specific(name) || (name == b"te" && value != b"trailers") {
-            return self.fail("connection-specific field");
+            self.fail("connection-specific field");
+            return None;
         }
         if value.first().is_some_and(|b| *b == b' ' || *b == b'\t')
             || value.last().is_some_and(|b| *b == b' ' || *b == b'\t')
         {
-            return self.fail("field value with leading or trailing whitespace");
+            self.fail("field value with leading or trailing whitespace");
+            return None;
         }
+        let mut keep = true;
         if name == b"content-length" {
+            keep = false;
             let parsed = std::str::from_utf8(value).ok().filter(|s| s.bytes().all(|b| b.is_ascii_digit()));
             match parsed.and_then(|s| s.parse::<u64>().ok()) {
                 Some(n) if self.content_length.is_none_or(|c| c == n) => self.content_length = Some(n),
-                _ => return self.fail("invalid content-length"),
+                _ => {
+                    self.fail("invalid content-length");
+                    return None;
+                }
             }
         }
         if name == b"priority" {
+            keep = false;
             self.priority = Some(Priority::parse(value));
         }
         if self.size > self.limit {
-            return; // counted, not kept: the request gets 431
+            return None; // counted, not kept: the request gets 431
         }
         let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) else {
-            return self.fail("invalid field");
+            self.fail("invalid field");
+            return None;
         };
-        self.headers.append(n, v);
+        Some((Prepared::Field(n, v), keep))
+    }
+
+    /// Adds a parsed field to the request.
+    fn apply(&mut self, p: Prepared) {
+        let fresh = match p {
+            Prepared::Field(n, v) => {
+                self.regular = true;
+                if self.size <= self.limit {
+                    self.headers.append(n, v);
+                }
+                return;
+            }
+            Prepared::Method(m) => self.method.replace(m).is_none(),
+            Prepared::Scheme(v) => self.scheme.replace(v).is_none(),
+            Prepared::Authority(v) => self.authority.replace(v).is_none(),
+            Prepared::Path(v) => self.path.replace(v).is_none(),
+        };
+        self.pseudo = true;
+        if self.regular {
+            return self.fail("pseudo-header after a regular field");
+        }
+        if !fresh {
+            self.fail("duplicate pseudo-header");
+        }
     }
 
     #[allow(clippy::type_complexity)]

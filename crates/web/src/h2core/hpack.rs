@@ -1,6 +1,7 @@
 //! HPACK (RFC 7541) for the HTTP/2 core: a decoder (static and dynamic tables, Huffman codes
 //! decoded with canonical-code tables built once, no allocation per field but for dynamic table
-//! entries) and a small encoder that never uses the dynamic table (indexed static entries,
+//! entries; every table entry keeps a slot for what the consumer parsed it into, so a field the
+//! client refers to again is not parsed again) and a small encoder that never uses the dynamic table (indexed static entries,
 //! literals without indexing), so the peer's SETTINGS_HEADER_TABLE_SIZE never matters.
 
 /// The static table's names (RFC 7541 Appendix A), index 1 first.
@@ -147,10 +148,14 @@ const MAX_STRING: usize = 256 * 1024;
 #[error("undecodable header block")]
 pub struct CompressionError;
 
-/// A dynamic table entry: name and value in one allocation.
+/// What the consumer of a table entry made of it (see [`Decoder::decode_with_slots`]).
+pub(super) type Slot = Option<super::conn::Prepared>;
+
+/// A dynamic table entry: name and value in one allocation, and its [`Slot`].
 struct Entry {
     bytes: Box<[u8]>,
     name_len: usize,
+    prepared: Slot,
 }
 
 impl Entry {
@@ -183,6 +188,26 @@ impl Table {
         }
     }
 
+    /// Like [`Table::get`], with the entry's slot (`statics` holds the static table's).
+    fn get_with_slot<'t>(
+        &'t mut self,
+        statics: &'t mut [Slot],
+        index: usize,
+    ) -> Result<(&'t [u8], &'t [u8], &'t mut Slot), CompressionError> {
+        match index {
+            0 => Err(CompressionError),
+            1..=61 => {
+                let slot = statics.get_mut(index).ok_or(CompressionError)?;
+                Ok((STATIC_NAMES[index - 1].as_bytes(), static_value(index), slot))
+            }
+            _ => {
+                let e = self.entries.get_mut(index - 62).ok_or(CompressionError)?;
+                let (name, value) = e.bytes.split_at(e.name_len);
+                Ok((name, value, &mut e.prepared))
+            }
+        }
+    }
+
     fn evict_to(&mut self, max: usize) {
         while self.size > max {
             match self.entries.pop_back() {
@@ -209,6 +234,8 @@ impl Table {
 /// Decodes header blocks; the dynamic table persists across blocks of one connection.
 pub struct Decoder {
     table: Table,
+    /// The static entries' slots by index (up to the highest index used so far).
+    statics: Vec<Slot>,
     name: Vec<u8>,
     value: Vec<u8>,
 }
@@ -217,6 +244,7 @@ impl Default for Decoder {
     fn default() -> Self {
         Decoder {
             table: Table { max: TABLE_SIZE, ..Table::default() },
+            statics: Vec::new(),
             name: Vec::with_capacity(64),
             value: Vec::with_capacity(256),
         }
@@ -233,14 +261,29 @@ impl Decoder {
         block: &[u8],
         mut field: impl FnMut(&[u8], &[u8]),
     ) -> Result<(), CompressionError> {
+        self.decode_with_slots(block, |n, v, _| field(n, v))
+    }
+
+    /// Like [`Decoder::decode`], also passing the slot of the table entry a field came from
+    /// (`None` for literals not kept in the table): what the consumer stores there is handed
+    /// back whenever a later block refers to the same entry, until the entry is evicted. Entries
+    /// never change, so whatever was derived from an entry's bytes stays true of them.
+    pub(super) fn decode_with_slots(
+        &mut self,
+        block: &[u8],
+        mut field: impl FnMut(&[u8], &[u8], Option<&mut Slot>),
+    ) -> Result<(), CompressionError> {
         let mut pos = 0;
         let mut fields = false;
         while let Some(&b) = block.get(pos) {
             if b & 0x80 != 0 {
                 // Indexed field (§6.1).
                 let index = int(block, &mut pos, 7)?;
-                let (n, v) = self.table.get(index)?;
-                field(n, v);
+                if (1..=61).contains(&index) && self.statics.len() <= index {
+                    self.statics.resize_with(index + 1, || None); // only as far as used
+                }
+                let (n, v, slot) = self.table.get_with_slot(&mut self.statics, index)?;
+                field(n, v, Some(slot));
                 fields = true;
             } else if b & 0xe0 == 0x20 {
                 // Dynamic table size update (§6.3): only before the first field.
@@ -254,27 +297,28 @@ impl Decoder {
                 // Literals (§6.2): with incremental indexing (01), without (0000), never (0001).
                 let indexing = b & 0x40 != 0;
                 let index = int(block, &mut pos, if indexing { 6 } else { 4 })?;
-                let Decoder { table, name, value } = self;
+                let Decoder { table, name, value, .. } = self;
                 let name: &[u8] =
                     if index == 0 { string(block, &mut pos, name)? } else { table.get(index)?.0 };
                 let value = string(block, &mut pos, value)?;
                 fields = true;
                 if !indexing {
-                    field(name, value);
+                    field(name, value, None);
                     continue;
                 }
                 let mut bytes = Vec::with_capacity(name.len() + value.len());
                 bytes.extend_from_slice(name);
                 bytes.extend_from_slice(value);
-                let e = Entry { bytes: bytes.into_boxed_slice(), name_len: name.len() };
+                let e = Entry { bytes: bytes.into_boxed_slice(), name_len: name.len(), prepared: None };
                 match table.insert(e) {
                     Ok(()) => {
-                        if let Some(e) = table.entries.front() {
-                            field(e.name(), e.value());
+                        if let Some(e) = table.entries.front_mut() {
+                            let (name, value) = e.bytes.split_at(e.name_len);
+                            field(name, value, Some(&mut e.prepared));
                         }
                     }
                     // Too large for the table: still a field of this block.
-                    Err(e) => field(e.name(), e.value()),
+                    Err(e) => field(e.name(), e.value(), None),
                 }
             }
         }

@@ -326,3 +326,57 @@ fn bytes_split_anywhere_decide_the_same() {
         assert_eq!(req.body().as_ref(), b"hi", "step {step}");
     }
 }
+
+/// A literal field with incremental indexing and a literal name (RFC 7541 §6.2.1).
+fn indexed_literal(name: &str, value: &str, block: &mut Vec<u8>) {
+    block.push(0x40);
+    for s in [name, value] {
+        block.push(s.len() as u8);
+        block.extend_from_slice(s.as_bytes());
+    }
+}
+
+#[test]
+fn fields_repeated_by_index_are_taken_from_their_slots_and_still_checked() {
+    let now = Instant::now();
+    let mut c = open(Limits::default(), &[], now);
+    let head = |stream: u32, block: &[u8], end: bool| {
+        let flags = frame::END_HEADERS | if end { frame::END_STREAM } else { 0 };
+        raw(frame::HEADERS, flags, stream, block)
+    };
+    // First sight: :method and :scheme from the static table, the rest entering the dynamic
+    // table (newest first: content-length 62, x-test 63, :path 64, :authority 65).
+    let mut first = vec![0x82, 0x86];
+    for (n, v) in [(":authority", "example.com"), (":path", "/a"), ("x-test", "1"), ("content-length", "0")] {
+        indexed_literal(n, v, &mut first);
+    }
+    c.recv(&head(1, &first, true), now);
+    // The same request by index only: parsed once, taken from the slots since.
+    c.recv(&head(3, &[0x82, 0x86, 0x80 | 65, 0x80 | 64, 0x80 | 63, 0x80 | 62], true), now);
+    for want in [1, 3] {
+        let (id, req) = request(&mut c);
+        assert_eq!(id, want);
+        assert_eq!((req.method().as_str(), req.uri().path()), ("GET", "/a"));
+        assert_eq!(req.uri().authority().unwrap().as_str(), "example.com");
+        assert_eq!(req.headers()["x-test"], "1");
+        assert_eq!(req.headers()["content-length"], "0");
+    }
+    // Rules that depend on the block, not the field, hold for fields from slots: a
+    // pseudo-header after a regular field, a pseudo-header twice, and content-length (never
+    // kept in a slot) against the body.
+    c.recv(&head(5, &[0x82, 0x86, 0x80 | 63, 0x80 | 65, 0x80 | 64], true), now);
+    c.recv(&head(7, &[0x82, 0x86, 0x80 | 65, 0x80 | 64, 0x80 | 64], true), now);
+    c.recv(&head(9, &[0x82, 0x86, 0x80 | 65, 0x80 | 64, 0x80 | 62], false), now);
+    c.recv(&raw(frame::DATA, frame::END_STREAM, 9, b"abc"), now);
+    let out = output(&mut c);
+    for stream in [5, 7, 9] {
+        assert_eq!(rst_code(&out, stream), Some(Reason::Protocol as u32), "stream {stream}");
+    }
+    for _ in 0..10 {
+        match c.poll_event() {
+            Some(Event::Request { stream, .. }) => panic!("stream {stream} was handed over"),
+            Some(_) => {}
+            None => break,
+        }
+    }
+}

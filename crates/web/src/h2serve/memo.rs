@@ -15,12 +15,13 @@ use http::{HeaderName, HeaderValue, Method, Request, header};
 const ENTRIES: usize = 32;
 
 /// What a memoized answer depends on: the site (authority or Host), the target, and the
-/// accepted codings (precompressed variants).
+/// accepted codings (precompressed variants), in one allocation (target, host, codings) so a
+/// lookup reads one place in memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {
-    host: Bytes,
-    target: Bytes,
-    accept_encoding: Bytes,
+    bytes: Box<[u8]>,
+    target_len: usize,
+    host_len: usize,
 }
 
 /// Request fields the file handler reads besides the key: requests with any of them take the
@@ -74,14 +75,20 @@ impl<'a> KeyRef<'a> {
     /// The owned key, to keep with an answer.
     pub fn to_owned(self) -> Key {
         Key {
-            host: Bytes::copy_from_slice(self.host),
-            target: Bytes::copy_from_slice(self.target),
-            accept_encoding: Bytes::copy_from_slice(self.accept_encoding),
+            bytes: [self.target, self.host, self.accept_encoding].concat().into_boxed_slice(),
+            target_len: self.target.len(),
+            host_len: self.host.len(),
         }
     }
 
     fn matches(&self, k: &Key) -> bool {
-        self.target == k.target && self.host == k.host && self.accept_encoding == k.accept_encoding
+        let (target, rest) = (self.target.len(), self.host.len() + self.accept_encoding.len());
+        if k.target_len != target || k.host_len != self.host.len() || k.bytes.len() != target + rest {
+            return false;
+        }
+        let (t, rest) = k.bytes.split_at(target);
+        let (h, ae) = rest.split_at(k.host_len);
+        self.target == t && self.host == h && self.accept_encoding == ae
     }
 }
 
