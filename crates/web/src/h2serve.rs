@@ -69,6 +69,7 @@ pub async fn serve<IO>(
         date: DateCache::default(),
         memo: memo::Memo::default(),
         memo_on: !cfg.access_log,
+        batch_second: None,
     };
     let mut out: Vec<Bytes> = Vec::new();
     let mut rbuf = BytesMut::with_capacity(READ_BUF);
@@ -226,12 +227,16 @@ struct Driver {
     memo: memo::Memo,
     /// Memoized answers skip the router, so only without an access log.
     memo_on: bool,
+    /// The second the requests taken in this batch of events arrived in (one clock read for
+    /// all of them, at the first that looks in the memo).
+    batch_second: Option<u64>,
 }
 
 impl Driver {
     /// Takes the core's events; true if a request arrived.
     fn events(&mut self) -> bool {
         let mut any = false;
+        self.batch_second = None;
         while let Some(ev) = self.core.poll_event() {
             match ev {
                 Event::Request { stream, req } => {
@@ -294,7 +299,7 @@ impl Driver {
             if !matches!(*req.method(), http::Method::GET | http::Method::HEAD) {
                 self.memo.clear(); // it may change files
             } else if let Some(key) = memo::KeyRef::of(&req, req.body().is_empty()) {
-                let second = self.date.second();
+                let second = *self.batch_second.get_or_insert_with(|| self.date.second());
                 if let Some(a) = self.memo.get(key, second) {
                     self.handler.stats().count(200);
                     let empty = a.body.is_empty();
