@@ -88,8 +88,32 @@ impl<'a> KeyRef<'a> {
         }
         let (t, rest) = k.bytes.split_at(target);
         let (h, ae) = rest.split_at(k.host_len);
-        self.target == t && self.host == h && self.accept_encoding == ae
+        same(self.target, t) && same(self.host, h) && same(self.accept_encoding, ae)
     }
+}
+
+/// Whether two byte strings are equal, compared eight bytes at a time in
+/// line: the parts of a key are short, and three calls to `memcmp` per lookup showed in
+/// profiles.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let word = |s: &[u8], at: usize| {
+        s.get(at..at + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()).map(u64::from_ne_bytes)
+    };
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    // Whole words, then the last eight bytes (overlapping the words before when not aligned).
+    let mut at = 0;
+    while at + 8 <= a.len() {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    at == a.len() || word(a, a.len() - 8) == word(b, b.len() - 8)
 }
 
 /// A memoized answer.
@@ -174,6 +198,20 @@ mod tests {
         assert!(KeyRef::of(&req("/x", Some(("host", "a"))), true).is_some());
         let head = Request::builder().method("HEAD").uri("http://a/x").body(()).unwrap();
         assert!(KeyRef::of(&head, true).is_none());
+    }
+
+    #[test]
+    fn byte_strings_compare_whole() {
+        let long = b"/images/some-rather-long-name.png";
+        for n in 0..long.len() {
+            assert!(same(&long[..n], &long[..n]));
+            for i in 0..n {
+                let mut other = long[..n].to_vec();
+                other[i] ^= 1;
+                assert!(!same(&long[..n], &other), "length {n}, byte {i}");
+            }
+            assert!(!same(&long[..n], &long[..n + 1]));
+        }
     }
 
     #[test]
