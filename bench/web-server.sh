@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Web server benchmark (a report, not a test): the same 612-byte file (h2o's published
-# benchmark size) and a 1 MB file served by appnet, nginx and h2o in turn, each with the same
+# benchmark size) and a 1 MB file served by appnet, nginx and h2o, each with the same
 # number of worker threads and pinned to the same CPUs; wrk for HTTP/1.1 keep-alive and h2load
 # for HTTP/2 (h2c prior knowledge), same connections and duration. Prints req/s, p99 and ratios.
 # The three servers stay up side by side and take turns: ROUNDS rounds, each running every test
@@ -41,7 +41,7 @@ start_appnet() {
   # --workers: one thread with its own event loop per worker, as nginx's processes and h2o's
   # threads (the main runtime only waits for signals: one thread is plenty).
   TOKIO_WORKER_THREADS=1 taskset -c "$SERVER_CPUS" "$APPNET" web serve --workers "$WORKERS" --root "$site" --listen "127.0.0.1:$p" --quiet --no-push --max-per-ip $((CONNS + 16)) 2>"$WORK/appnet.err" &
-  PIDS+=($!); SERVER_PID=$!; wait_port "$p"; H1=$p; H2=$p
+  PIDS+=($!); wait_port "$p"; H1=$p; H2=$p
 }
 start_nginx() {
   local p q; p=$(free_port); q=$(free_port)
@@ -64,7 +64,7 @@ http {
 }
 CONF
   taskset -c "$SERVER_CPUS" nginx -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" &
-  PIDS+=($!); SERVER_PID=$!; wait_port "$p"; wait_port "$q"; H1=$p; H2=$q
+  PIDS+=($!); wait_port "$p"; wait_port "$q"; H1=$p; H2=$q
 }
 start_h2o() {
   local p; p=$(free_port)
@@ -81,7 +81,7 @@ hosts:
         file.dir: $site
 CONF
   taskset -c "$SERVER_CPUS" h2o -c "$WORK/h2o.conf" >"$WORK/h2o.log" 2>&1 &
-  PIDS+=($!); SERVER_PID=$!; wait_port "$p"; H1=$p; H2=$p
+  PIDS+=($!); wait_port "$p"; H1=$p; H2=$p
 }
 
 # --- the load generators: print "REQS_PER_SEC P99_MS" ----------------------------------------
@@ -124,7 +124,7 @@ for server in "${servers[@]}"; do
 done
 for round in $(seq "$ROUNDS"); do
   # Rotate who goes first, so that no server always follows the same one.
-  order=("${servers[@]:$(( (round - 1) % 3 ))}" "${servers[@]:0:$(( (round - 1) % 3 ))}")
+  k=$(( (round - 1) % ${#servers[@]} )); order=("${servers[@]:$k}" "${servers[@]:0:$k}")
   for proto in h1 h2; do
     for file in small.html 1m.bin; do
       for server in "${order[@]}"; do
