@@ -59,6 +59,14 @@ impl From<&Path> for Roots {
     }
 }
 
+/// A QUIC connection once its handshake is done (bounded by [`CONNECT_TIMEOUT`]).
+async fn handshake(connecting: quinn::Connecting) -> Result<quinn::Connection, H3Error> {
+    tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| H3Error::Timeout(CONNECT_TIMEOUT))?
+        .map_err(Into::into)
+}
+
 /// An HTTP/3 connection. `get` takes `&self`, so tasks share one client (in an `Arc`) and
 /// their requests run concurrently as separate QUIC streams.
 pub struct Http3Client {
@@ -93,7 +101,7 @@ impl Http3Client {
         let tls_name = server_name.trim_start_matches('[').trim_end_matches(']');
         let connecting = endpoint.connect(addr, tls_name)?;
         let mut zero_rtt = None;
-        let conn = match connecting.into_0rtt() {
+        let mut conn = match connecting.into_0rtt() {
             Ok((conn, accepted)) => {
                 let (tx, rx) = tokio::sync::watch::channel(None);
                 zero_rtt = Some(rx);
@@ -102,11 +110,35 @@ impl Http3Client {
                 });
                 conn
             }
-            Err(connecting) => tokio::time::timeout(CONNECT_TIMEOUT, connecting)
-                .await
-                .map_err(|_| H3Error::Timeout(CONNECT_TIMEOUT))??,
+            Err(connecting) => handshake(connecting).await?,
         };
-        let (mut driver, send) = h3::client::builder().build(h3_quinn::Connection::new(conn.clone())).await?;
+        let built = h3::client::builder().build(h3_quinn::Connection::new(conn.clone())).await;
+        let (mut driver, send) = match built {
+            Ok(pair) => pair,
+            Err(e) => {
+                let verdict = match &zero_rtt {
+                    Some(rx) => {
+                        let mut rx = rx.clone();
+                        let wait = rx.wait_for(Option::is_some);
+                        tokio::time::timeout(CONNECT_TIMEOUT, wait)
+                            .await
+                            .ok()
+                            .and_then(|v| v.ok())
+                            .and_then(|v| *v)
+                    }
+                    None => None,
+                };
+                if verdict != Some(false) {
+                    return Err(e.into());
+                }
+                // The server rejected the early data before the HTTP/3 control streams were
+                // written (a fast handshake): h3 closed the connection, so a new one is made,
+                // this time waiting for its handshake. `used_0rtt` stays false.
+                tracing::debug!("0-RTT rejected before HTTP/3 was set up: connecting again");
+                conn = handshake(endpoint.connect(addr, tls_name)?).await?;
+                h3::client::builder().build(h3_quinn::Connection::new(conn.clone())).await?
+            }
+        };
         let driver = tokio::spawn(async move {
             let e = driver.wait_idle().await;
             tracing::debug!("HTTP/3 client connection ended: {e}");
