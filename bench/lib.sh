@@ -26,6 +26,22 @@ wait_port() {
   for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
   echo "port $1 not ready" >&2; return 1
 }
+# cpu_ticks PID: the CPU time (user + system, in clock ticks) used so far by PID and every
+# process below it (nginx's workers are child processes; a process's threads are in its count).
+cpu_ticks() {
+  python3 -c '
+import os, sys
+total, todo = 0, [sys.argv[1]]
+while todo:
+    pid = todo.pop()
+    try:
+        total += sum(map(int, open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[11:13]))
+        for t in os.listdir(f"/proc/{pid}/task"):
+            todo += open(f"/proc/{pid}/task/{t}/children").read().split()
+    except OSError:
+        pass
+print(total)' "$1"
+}
 # release_appnet: sets APPNET to a fresh release build unless the caller gave one.
 release_appnet() {
   if [ -z "${APPNET:-}" ]; then

@@ -2,7 +2,9 @@
 # Web server benchmark (a report, not a test): the same 612-byte file (h2o's published
 # benchmark size) and a 1 MB file served by appnet, nginx and h2o, each with the same
 # number of worker threads and pinned to the same CPUs; wrk for HTTP/1.1 keep-alive and h2load
-# for HTTP/2 (h2c prior knowledge), same connections and duration. Prints req/s, p99 and ratios.
+# for HTTP/2 (h2c prior knowledge), same connections and duration. Prints req/s, p99 and ratios,
+# and each server's CPU time per request (where the load generator is the limit, as h2load is
+# with one worker, req/s tie and only the CPU shows which server does less work).
 # The three servers stay up side by side and take turns: ROUNDS rounds, each running every test
 # against every server (the order rotating each round), and the table shows each figure's median
 # over the rounds with the spread of the per-round appnet/h2o ratios, so that a slow spell of
@@ -84,14 +86,14 @@ CONF
   PIDS+=($!); wait_port "$p"; H1=$p; H2=$p
 }
 
-# --- the load generators: print "REQS_PER_SEC P99_MS" ----------------------------------------
+# --- the load generators: print "REQS_PER_SEC P99_MS REQUESTS" ----------------------------------------
 run_wrk() {
   local out; out=$(taskset -c "$CLIENT_CPUS" wrk -t"$LOAD_THREADS" -c "$CONNS" -d "${DURATION}s" --latency "$1")
   local rps p99
   if echo "$out" | grep -q 'Non-2xx'; then echo "  warning: non-2xx answers from $1" >&2; fi
   rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
   p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-  echo "$rps $(to_ms "$p99")"
+  echo "$rps $(to_ms "$p99") $(echo "$out" | awk '/ requests in / {print $1}')"
 }
 to_ms() { python3 -c '
 import sys, re
@@ -113,12 +115,13 @@ print("%.2f" % (d[int(len(d) * 0.99) - 1] / 1000) if d else "nan")' "$log")
   echo "$rps $p99 $ok"
 }
 
-declare -A RPS P99 PORT1 PORT2
+declare -A RPS P99 CPU PORT1 PORT2 SPID
+TICK=$(getconf CLK_TCK)
 servers=(appnet nginx h2o)
 echo "web-server bench: $ROUNDS rounds of ${DURATION}s per test and server, $CONNS connections ($STREAMS streams each for h2), $WORKERS worker thread(s) per server on CPU $SERVER_CPUS, load ($LOAD_THREADS thread(s)) on CPU $CLIENT_CPUS$([ "$SERVER_CPUS" = "$CLIENT_CPUS" ] && echo ' (shared: not enough CPUs to separate them)')"
 for server in "${servers[@]}"; do
   "start_$server"
-  PORT1[$server]=$H1; PORT2[$server]=$H2
+  PORT1[$server]=$H1; PORT2[$server]=$H2; SPID[$server]=${PIDS[-1]}
   # Warm up (file caches, connection setup paths).
   taskset -c "$CLIENT_CPUS" wrk -t1 -c 8 -d 1s "http://127.0.0.1:$H1/small.html" >/dev/null
 done
@@ -128,13 +131,18 @@ for round in $(seq "$ROUNDS"); do
   for proto in h1 h2; do
     for file in small.html 1m.bin; do
       for server in "${order[@]}"; do
+        t0=$(cpu_ticks "${SPID[$server]}")
         if [ $proto = h1 ]; then
-          read -r rps p99 < <(run_wrk "http://127.0.0.1:${PORT1[$server]}/$file")
+          read -r rps p99 ok < <(run_wrk "http://127.0.0.1:${PORT1[$server]}/$file")
         else
           read -r rps p99 ok < <(run_h2load "http://127.0.0.1:${PORT2[$server]}/$file")
           [ "${ok:-0}" -gt 0 ] || echo "  warning: $server h2 $file: no successful requests" >&2
         fi
+        t1=$(cpu_ticks "${SPID[$server]}")
         RPS[$server,$proto,$file]+="$rps "; P99[$server,$proto,$file]+="$p99 "
+        # The server's CPU time per request (µs): what the server spends when the load
+        # generator, not the server, is the limit (then req/s tie and this does not).
+        CPU[$server,$proto,$file]+="$(python3 -c "import sys; t,n=map(float,sys.argv[1:]); print('%.2f' % (t * 1e6 / $TICK / n) if n else 'nan')" $((t1 - t0)) "${ok:-0}") "
       done
     done
   done
@@ -161,5 +169,17 @@ for proto in h1 h2; do
       "$(ratio "$a" "$n")" "$(ratio "$a" "$h")" "$(spread "${RPS[appnet,$proto,$file]}" "${RPS[h2o,$proto,$file]}")"
   done
 done
+
+printf '\n%-22s %12s %12s %12s %10s %12s\n' "server CPU, us/request" appnet nginx h2o vs_h2o vs_h2o_range
+for proto in h1 h2; do
+  for file in small.html 1m.bin; do
+    name="$([ $proto = h1 ] && echo 'HTTP/1.1 wrk' || echo 'HTTP/2 h2load') $([ $file = small.html ] && echo 612B || echo 1MB)"
+    a=$(median "${CPU[appnet,$proto,$file]}"); h=$(median "${CPU[h2o,$proto,$file]}")
+    printf '%-22s %12s %12s %12s %10s %12s\n' "$name" "$a" "$(median "${CPU[nginx,$proto,$file]}")" "$h" \
+      "$(ratio "$a" "$h")" "$(spread "${CPU[appnet,$proto,$file]}" "${CPU[h2o,$proto,$file]}")"
+  done
+done
 echo
 echo "Medians over $ROUNDS rounds; vs_h2o_range: the lowest and highest ratio of a single round."
+echo "Server CPU: user + system time of the server's processes during the run over the requests"
+echo "answered (lower is better; the CPU ratio is appnet/h2o, below 1 when appnet spends less)."
