@@ -1,8 +1,9 @@
 //! HPACK (RFC 7541) for the HTTP/2 core: a decoder (static and dynamic tables, Huffman codes
 //! decoded with canonical-code tables built once, no allocation per field but for dynamic table
 //! entries; every table entry keeps a slot for what the consumer parsed it into, so a field the
-//! client refers to again is not parsed again) and a small encoder that never uses the dynamic table (indexed static entries,
-//! literals without indexing), so the peer's SETTINGS_HEADER_TABLE_SIZE never matters.
+//! client refers to again is not parsed again) and a small encoder that never uses the dynamic
+//! table (indexed static entries, literals without indexing), so the peer's
+//! SETTINGS_HEADER_TABLE_SIZE never matters.
 
 /// The static table's names (RFC 7541 Appendix A), index 1 first.
 pub(super) const STATIC_NAMES: [&str; 61] = [

@@ -59,6 +59,14 @@ impl From<&Path> for Roots {
     }
 }
 
+/// Waits for the server's verdict on early data (at most until the handshake completes):
+/// `None` without early data or if the connection ended first. Used both while connecting
+/// and by [`Http3Client`] once connected.
+async fn early_data_verdict(zero_rtt: Option<&tokio::sync::watch::Receiver<Option<bool>>>) -> Option<bool> {
+    let mut rx = zero_rtt?.clone();
+    rx.wait_for(Option::is_some).await.ok().and_then(|v| *v)
+}
+
 /// A QUIC connection once its handshake is done (bounded by [`CONNECT_TIMEOUT`]).
 async fn handshake(connecting: quinn::Connecting) -> Result<quinn::Connection, H3Error> {
     tokio::time::timeout(CONNECT_TIMEOUT, connecting)
@@ -116,18 +124,8 @@ impl Http3Client {
         let (mut driver, send) = match built {
             Ok(pair) => pair,
             Err(e) => {
-                let verdict = match &zero_rtt {
-                    Some(rx) => {
-                        let mut rx = rx.clone();
-                        let wait = rx.wait_for(Option::is_some);
-                        tokio::time::timeout(CONNECT_TIMEOUT, wait)
-                            .await
-                            .ok()
-                            .and_then(|v| v.ok())
-                            .and_then(|v| *v)
-                    }
-                    None => None,
-                };
+                let wait = early_data_verdict(zero_rtt.as_ref());
+                let verdict = tokio::time::timeout(CONNECT_TIMEOUT, wait).await.ok().flatten();
                 if verdict != Some(false) {
                     return Err(e.into());
                 }
@@ -163,12 +161,6 @@ impl Http3Client {
         self.zero_rtt.is_some()
     }
 
-    /// Waits for the server's verdict on early data (at most until the handshake completes).
-    async fn early_data_verdict(&self) -> Option<bool> {
-        let mut rx = self.zero_rtt.clone()?;
-        rx.wait_for(Option::is_some).await.ok().and_then(|v| *v)
-    }
-
     /// GETs `path` and returns the status and the whole body.
     pub async fn get(&self, path: &str) -> Result<(u16, Vec<u8>), H3Error> {
         let (resp, body) = self.request(http::Method::GET, path, http::HeaderMap::new()).await?;
@@ -184,13 +176,13 @@ impl Http3Client {
     ) -> Result<(http::Response<()>, Bytes), H3Error> {
         match self.exchange(method.clone(), path, headers.clone()).await {
             // Streams sent as early data that the server rejected are lost: send again in 1-RTT.
-            Err(_) if self.early_data_verdict().await == Some(false) => {
+            Err(_) if early_data_verdict(self.zero_rtt.as_ref()).await == Some(false) => {
                 self.exchange(method, path, headers).await
             }
             Ok(done) => {
                 // The verdict on early data arrives with the handshake; wait for it so
                 // `used_0rtt` is settled once the first response is in.
-                let _ = self.early_data_verdict().await;
+                let _ = early_data_verdict(self.zero_rtt.as_ref()).await;
                 Ok(done)
             }
             Err(e) => Err(e),
