@@ -49,6 +49,10 @@ pub struct HeadCache {
     second: u64,
     /// Round-robin replacement.
     next: usize,
+    /// The bytes of the last head that hit ([`HeadCache::remember`]).
+    last_head: Vec<u8>,
+    /// The entry that head hit; `None` once the entries move or go.
+    last_entry: Option<usize>,
 }
 
 /// The wall-clock second now.
@@ -67,9 +71,27 @@ impl HeadCache {
     pub fn probe(&mut self, parts: &KeyParts<'_>, second: u64) -> Option<usize> {
         if second != self.second {
             self.entries.clear();
+            self.last_entry = None;
             self.second = second;
         }
         self.entries.iter().position(|e| parts.matches(&e.key))
+    }
+
+    /// If `buf` starts with the very bytes of the last head that hit, in the same second and
+    /// with the entries unchanged since: that head's length and entry. Clients such as load
+    /// generators and pollers send the same head again and again; the parse and the guard's
+    /// checks are a function of the bytes alone (and of the connection's limits, which do not
+    /// change), so the same bytes would give the same request and find the same entry.
+    pub fn repeat(&self, buf: &[u8], second: u64) -> Option<(usize, usize)> {
+        let entry = self.last_entry?;
+        (second == self.second && buf.starts_with(&self.last_head)).then_some((self.last_head.len(), entry))
+    }
+
+    /// Remembers `head`, whose parse found entry `i` in this second, for [`HeadCache::repeat`].
+    pub fn remember(&mut self, head: &[u8], i: usize) {
+        self.last_head.clear();
+        self.last_head.extend_from_slice(head);
+        self.last_entry = Some(i);
     }
 
     /// Entry `i` if its file is still the one served (size and mtime), else forgets it; with
@@ -92,6 +114,7 @@ impl HeadCache {
         };
         if !same {
             self.entries.swap_remove(i);
+            self.last_entry = None;
             return None;
         }
         Some((self.entries.get(i)?, range))
@@ -111,6 +134,8 @@ impl HeadCache {
             self.entries.clear();
             self.second = second;
         }
+        // Entries are added or replaced: the last hit's index may no longer be its entry.
+        self.last_entry = None;
         // (Payload::File bodies are checked on the file they are sent from, every time.)
         let stamp = match body {
             Payload::Bytes(_) => http1_watch::watch(&file.path).filter(|_| unchanged(&file)),
@@ -123,5 +148,69 @@ impl HeadCache {
             self.next = (self.next + 1) % ENTRIES;
             self.entries[self.next] = e;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &std::path::Path) -> ServedFile {
+        let path = dir.join("a.html");
+        std::fs::write(&path, b"hello").unwrap();
+        let m = std::fs::metadata(&path).unwrap();
+        ServedFile { path, len: m.len(), mtime: m.modified().unwrap() }
+    }
+
+    fn parts(target: &[u8]) -> KeyParts<'_> {
+        KeyParts { flags: 6, host: b"h", target }
+    }
+
+    #[test]
+    fn a_repeated_head_is_the_last_hit_only_while_nothing_moved() {
+        let dir = appnet_netkit::harness::TempDir::new("http1-cache");
+        let mut c = HeadCache::default();
+        let head = b"GET /a.html HTTP/1.1\r\nHost: h\r\n\r\n";
+        assert_eq!(c.repeat(head, 7), None, "nothing hit yet");
+        c.put(
+            parts(b"/a.html").to_key(),
+            Bytes::new(),
+            Payload::Bytes(Bytes::from_static(b"hello")),
+            false,
+            file(dir.path()),
+            7,
+        );
+        let i = c.probe(&parts(b"/a.html"), 7).unwrap();
+        c.remember(head, i);
+        // The same bytes (with the next request behind them) are the same hit.
+        let mut two = head.to_vec();
+        two.extend_from_slice(b"GET /b");
+        assert_eq!(c.repeat(&two, 7), Some((head.len(), i)));
+        // Other bytes, a partial head, or another second are not.
+        assert_eq!(c.repeat(b"GET /b.html HTTP/1.1\r\nHost: h\r\n\r\n", 7), None);
+        assert_eq!(c.repeat(&head[..head.len() - 2], 7), None);
+        assert_eq!(c.repeat(head, 8), None);
+        // A new entry may replace the one remembered: forgotten until the next hit.
+        c.put(
+            parts(b"/b.html").to_key(),
+            Bytes::new(),
+            Payload::Bytes(Bytes::new()),
+            false,
+            file(dir.path()),
+            7,
+        );
+        assert_eq!(c.repeat(head, 7), None);
+        let i = c.probe(&parts(b"/a.html"), 7).unwrap();
+        c.remember(head, i);
+        assert_eq!(c.repeat(head, 7), Some((head.len(), i)));
+        // A file that changed takes its entry out: forgotten as well.
+        std::fs::write(dir.path().join("a.html"), b"changed!").unwrap();
+        assert!(c.fresh(i).is_none());
+        assert_eq!(c.repeat(head, 7), None);
+        // A new second clears every entry.
+        let i = c.probe(&parts(b"/b.html"), 7).unwrap();
+        c.remember(b"GET /b.html HTTP/1.1\r\nHost: h\r\n\r\n", i);
+        assert_eq!(c.probe(&parts(b"/b.html"), 8), None);
+        assert_eq!(c.repeat(b"GET /b.html HTTP/1.1\r\nHost: h\r\n\r\n", 8), None);
     }
 }

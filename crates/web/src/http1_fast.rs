@@ -96,8 +96,16 @@ where
             // router logs each request it answers) and no shutdown is under way.
             let caching = !handler.config().access_log && !shutdown.is_triggered();
             let second = http1_cache::second_now();
-            let mut parsed = http1_head::parse(&buf, &head_limits, caching, &mut |p| cache.probe(p, second));
+            // The same head as the last hit, byte for byte, is that hit again without a parse.
+            let repeat = if caching { cache.repeat(&buf, second) } else { None };
+            let mut parsed = match repeat {
+                Some((len, entry)) => Parsed::Hit { len, entry },
+                None => http1_head::parse(&buf, &head_limits, caching, &mut |p| cache.probe(p, second)),
+            };
             if let Parsed::Hit { len, entry } = parsed {
+                if repeat.is_none() {
+                    cache.remember(&buf[..len], entry);
+                }
                 if let Some((e, file)) = cache.fresh(entry) {
                     buf.advance(len);
                     head_due = None;
