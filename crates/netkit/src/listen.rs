@@ -69,6 +69,15 @@ pub fn set_tcp_congestion<S: std::os::fd::AsFd>(socket: &S, algorithm: &str) -> 
     })
 }
 
+/// Caps the bytes a TCP socket holds unsent (Linux `TCP_NOTSENT_LOWAT`): while more than
+/// `bytes` wait unsent, writes take nothing and the socket does not poll writable. A server
+/// multiplexing many responses on one connection keeps the rest in its own queue, where its
+/// scheduler can still put something more urgent first, instead of committing the whole send
+/// buffer (megabytes once autotuned) in the order it happened to write.
+pub fn set_notsent_lowat<S: std::os::fd::AsFd>(socket: &S, bytes: u32) -> io::Result<()> {
+    socket2::SockRef::from(socket).set_tcp_notsent_lowat(bytes)
+}
+
 /// Binds a UDP socket on `addr` (port 0 picks a free port).
 pub fn bind_udp(addr: SocketAddr, opts: &ListenOpts) -> io::Result<tokio::net::UdpSocket> {
     tokio::net::UdpSocket::from_std(bind_udp_std(addr, opts)?)

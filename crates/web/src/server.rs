@@ -431,6 +431,10 @@ async fn connection(
         let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
         let conn = ConnInfo { peer, secure: true };
         if h2 {
+            let _ = appnet_netkit::listen::set_notsent_lowat(
+                tls_stream.get_ref().0,
+                crate::h2serve::NOTSENT_LOWAT,
+            );
             serve_h2(tls_stream, handler, conn, shutdown, activity).await;
         } else {
             serve_http1(tls_stream, BytesMut::new(), handler, conn, shutdown, activity, first_deadline).await;
@@ -456,6 +460,7 @@ async fn connection(
     let is_h2 = first.starts_with(H2_PREFACE);
     let conn = ConnInfo { peer, secure: false };
     if is_h2 {
+        let _ = appnet_netkit::listen::set_notsent_lowat(&stream, crate::h2serve::NOTSENT_LOWAT);
         serve_h2(Rewind::new(first, stream), handler, conn, shutdown, activity).await;
     } else {
         serve_http1(stream, first, handler, conn, shutdown, activity, first_deadline).await;

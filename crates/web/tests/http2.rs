@@ -248,3 +248,82 @@ async fn an_invalid_host_gets_400_and_an_unknown_expectation_417_over_h2_too() {
     assert_eq!(resp.await.unwrap().status(), 200);
     srv.stop().await.unwrap();
 }
+
+/// One HEADERS frame (END_STREAM, END_HEADERS) asking for `path` with RFC 9218 urgency `u`;
+/// every field a literal without indexing, so no HPACK state is involved.
+fn raw_request(stream: u32, path: &str, u: u8) -> Vec<u8> {
+    let urgency = format!("u={u}");
+    let fields = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":path", path),
+        (":authority", "x"),
+        ("priority", &urgency),
+    ];
+    let mut block = Vec::new();
+    for (name, value) in fields {
+        block.push(0);
+        block.push(name.len() as u8);
+        block.extend_from_slice(name.as_bytes());
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    let mut frame = (block.len() as u32).to_be_bytes()[1..].to_vec();
+    frame.extend_from_slice(&[1, 0x5]);
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(&block);
+    frame
+}
+
+/// The server's socket holds little unsent (TCP_NOTSENT_LOWAT), so a response the RFC 9218
+/// scheduler puts first is not stuck behind megabytes of an earlier one that the kernel already
+/// took: with the kernel's own limit (an autotuned send buffer), 4.5 of the 5 MB low-urgency
+/// body came before the urgent answer here; with the cap, under 1 MB.
+#[tokio::test]
+async fn an_urgent_answer_waits_behind_little_already_queued_in_the_socket() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let site = site("h2lowat");
+    let srv = serve(config(site.path())).await;
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(64 * 1024).unwrap();
+    let mut tcp = sock.connect(srv.addr()).await.unwrap();
+    // Windows wide open (SETTINGS_INITIAL_WINDOW_SIZE and the connection's WINDOW_UPDATE), so
+    // only TCP holds the 5 MB body back; the client reads nothing while the sockets fill.
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4]);
+    hello.extend_from_slice(&(i32::MAX as u32).to_be_bytes());
+    hello.extend_from_slice(&[0, 0, 4, 8, 0, 0, 0, 0, 0]);
+    hello.extend_from_slice(&(i32::MAX as u32 - 65_535).to_be_bytes());
+    hello.extend_from_slice(&raw_request(1, "/big.bin", 7));
+    tcp.write_all(&hello).await.unwrap();
+    // Time for the server to queue all it can (on loopback a few milliseconds); a shorter
+    // wait could only make the check easier to pass, never fail it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tcp.write_all(&raw_request(3, "/digits.txt", 0)).await.unwrap();
+    let read = async {
+        let (mut buf, mut low) = (Vec::new(), 0usize);
+        loop {
+            assert!(tcp.read_buf(&mut buf).await.unwrap() > 0, "closed before the urgent answer");
+            while buf.len() >= 9 {
+                let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
+                if buf.len() < 9 + len {
+                    break;
+                }
+                let (kind, flags) = (buf[3], buf[4]);
+                let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
+                buf.drain(..9 + len);
+                if kind == 0 && stream == 1 {
+                    low += len;
+                }
+                if stream == 3 && flags & 1 == 1 {
+                    return low;
+                }
+            }
+        }
+    };
+    let low = tokio::time::timeout(Duration::from_secs(10), read).await.expect("the urgent answer came");
+    assert!(low < 2 << 20, "{low} bytes of the low-urgency body came before the urgent answer");
+    // Closed first: the server need not wait for the rest of the 5 MB to drain.
+    drop(tcp);
+    srv.stop().await.unwrap();
+}
