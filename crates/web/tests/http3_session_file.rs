@@ -1,6 +1,7 @@
 //! HTTP/3 0-RTT across runs: two clients that share nothing but a session file (each builds
 //! its own TLS configuration, verifier and ticket store) — the second resumes and the server
-//! accepts its GET as early data. A corrupt file is ignored and replaced.
+//! accepts its GET as early data. A corrupt file is ignored and replaced. Early data a server
+//! rejects (a ticket from another server) is sent again once the handshake is done.
 
 mod common;
 use appnet_web::h3::client::{Http3Client, Roots};
@@ -50,4 +51,32 @@ async fn a_second_run_resumes_from_the_session_file_with_early_data() {
     assert_eq!(run(&srv, &ca, &file).await, (false, false), "a corrupt file is ignored");
     assert!(std::fs::read_to_string(&file).unwrap().starts_with("# appnet HTTP/3 session tickets"));
     assert_eq!(run(&srv, &ca, &file).await, (true, true), "and replaced by a good one");
+}
+
+#[tokio::test]
+async fn early_data_another_server_rejects_is_sent_again_after_the_handshake() {
+    let (_site, ca, first) = h3_server("h3-0rtt-reject").await;
+    let dir = TempDir::new("h3-0rtt-reject-store");
+    let file = dir.join("sessions");
+    assert_eq!(run(&first, &ca, &file).await, (false, false));
+    // A second server with the same certificate authority but its own session state: the
+    // ticket the first one issued is moved to the second's address, so the client resumes
+    // with it and sends its GET as early data, which the second server cannot accept.
+    let site2 = site("h3-0rtt-reject-2");
+    let mut cfg = config(site2.path());
+    cfg.tls = true;
+    cfg.http3 = true;
+    cfg.ca_dir = Some(ca.path().to_path_buf());
+    let second = serve(cfg).await;
+    let text = std::fs::read_to_string(&file).unwrap();
+    let (old, new) = (format!(" {} ", first.addr()), format!(" {} ", second.addr()));
+    assert!(text.contains(&old), "a ticket for the first server: {text}");
+    std::fs::write(&file, text.replace(&old, &new)).unwrap();
+    assert_eq!(
+        run(&second, &ca, &file).await,
+        (true, false),
+        "early data tried and rejected, and the GET still answered (checked in run)"
+    );
+    // The rejected connection stored the second server's own tickets: the next run resumes.
+    assert_eq!(run(&second, &ca, &file).await, (true, true));
 }
