@@ -311,6 +311,9 @@ async fn an_urgent_answer_waits_behind_little_already_queued_in_the_socket() {
                 }
                 let (kind, flags) = (buf[3], buf[4]);
                 let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
+                if kind == 1 && stream == 3 {
+                    assert_eq!(buf.get(9), Some(&0x88), "the urgent answer is a 200 (static index 8)");
+                }
                 buf.drain(..9 + len);
                 if kind == 0 && stream == 1 {
                     low += len;
@@ -322,6 +325,7 @@ async fn an_urgent_answer_waits_behind_little_already_queued_in_the_socket() {
         }
     };
     let low = tokio::time::timeout(Duration::from_secs(10), read).await.expect("the urgent answer came");
+    assert!(low > 0, "the low-urgency body was under way");
     assert!(low < 2 << 20, "{low} bytes of the low-urgency body came before the urgent answer");
     // Closed first: the server need not wait for the rest of the 5 MB to drain.
     drop(tcp);
