@@ -2,6 +2,7 @@
 //! streams, server push only when the client allows it, and GOAWAY on shutdown.
 
 mod common;
+use appnet_web::h2_frames::FrameHeader;
 use bytes::Bytes;
 use common::*;
 use http::Request;
@@ -268,11 +269,14 @@ fn raw_request(stream: u32, path: &str, u: u8) -> Vec<u8> {
         block.push(value.len() as u8);
         block.extend_from_slice(value.as_bytes());
     }
-    let mut frame = (block.len() as u32).to_be_bytes()[1..].to_vec();
-    frame.extend_from_slice(&[1, 0x5]);
-    frame.extend_from_slice(&stream.to_be_bytes());
-    frame.extend_from_slice(&block);
-    frame
+    frame(1, 0x5, stream, &block)
+}
+
+/// One frame: its header (the crate's own [`FrameHeader`]) and `payload`.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = FrameHeader { len: payload.len() as u32, kind, flags, stream }.emit().to_vec();
+    out.extend_from_slice(payload);
+    out
 }
 
 /// The server's socket holds little unsent (TCP_NOTSENT_LOWAT), so a response the RFC 9218
@@ -290,10 +294,10 @@ async fn an_urgent_answer_waits_behind_little_already_queued_in_the_socket() {
     // Windows wide open (SETTINGS_INITIAL_WINDOW_SIZE and the connection's WINDOW_UPDATE), so
     // only TCP holds the 5 MB body back; the client reads nothing while the sockets fill.
     let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    hello.extend_from_slice(&[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4]);
-    hello.extend_from_slice(&(i32::MAX as u32).to_be_bytes());
-    hello.extend_from_slice(&[0, 0, 4, 8, 0, 0, 0, 0, 0]);
-    hello.extend_from_slice(&(i32::MAX as u32 - 65_535).to_be_bytes());
+    let mut settings = vec![0, 4];
+    settings.extend_from_slice(&(i32::MAX as u32).to_be_bytes());
+    hello.extend_from_slice(&frame(4, 0, 0, &settings));
+    hello.extend_from_slice(&frame(8, 0, 0, &(i32::MAX as u32 - 65_535).to_be_bytes()));
     hello.extend_from_slice(&raw_request(1, "/big.bin", 7));
     tcp.write_all(&hello).await.unwrap();
     // Time for the server to queue all it can (on loopback a few milliseconds); a shorter
@@ -304,21 +308,20 @@ async fn an_urgent_answer_waits_behind_little_already_queued_in_the_socket() {
         let (mut buf, mut low) = (Vec::new(), 0usize);
         loop {
             assert!(tcp.read_buf(&mut buf).await.unwrap() > 0, "closed before the urgent answer");
-            while buf.len() >= 9 {
-                let len = u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize;
-                if buf.len() < 9 + len {
+            while let Some(h) = FrameHeader::of(&buf) {
+                let end = FrameHeader::LEN + h.payload_len();
+                if buf.len() < end {
                     break;
                 }
-                let (kind, flags) = (buf[3], buf[4]);
-                let stream = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]) & 0x7fff_ffff;
-                if kind == 1 && stream == 3 {
-                    assert_eq!(buf.get(9), Some(&0x88), "the urgent answer is a 200 (static index 8)");
+                if h.kind == 1 && h.stream == 3 {
+                    let status = buf.get(FrameHeader::LEN);
+                    assert_eq!(status, Some(&0x88), "the urgent answer is a 200 (static index 8)");
                 }
-                buf.drain(..9 + len);
-                if kind == 0 && stream == 1 {
-                    low += len;
+                buf.drain(..end);
+                if h.kind == 0 && h.stream == 1 {
+                    low += h.payload_len();
                 }
-                if stream == 3 && flags & 1 == 1 {
+                if h.stream == 3 && h.flags & 1 == 1 {
                     return low;
                 }
             }

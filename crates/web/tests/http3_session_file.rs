@@ -9,14 +9,20 @@ use common::*;
 use std::os::unix::fs::PermissionsExt;
 
 async fn h3_server(tag: &str) -> (TempDir, TempDir, appnet_netkit::harness::Running) {
-    let site = site(tag);
     let ca = TempDir::new(&format!("{tag}-ca"));
+    let (site, srv) = h3_server_of(tag, &ca).await;
+    (site, ca, srv)
+}
+
+/// A server whose certificate comes from the lab CA in `ca` (made there if missing).
+async fn h3_server_of(tag: &str, ca: &TempDir) -> (TempDir, appnet_netkit::harness::Running) {
+    let site = site(tag);
     let mut cfg = config(site.path());
     cfg.tls = true;
     cfg.http3 = true;
     cfg.ca_dir = Some(ca.path().to_path_buf());
     let srv = serve(cfg).await;
-    (site, ca, srv)
+    (site, srv)
 }
 
 /// One run of a client: connect with the session file, GET, close (which saves the file).
@@ -62,12 +68,7 @@ async fn early_data_another_server_rejects_is_sent_again_after_the_handshake() {
     // A second server with the same certificate authority but its own session state: the
     // ticket the first one issued is moved to the second's address, so the client resumes
     // with it and sends its GET as early data, which the second server cannot accept.
-    let site2 = site("h3-0rtt-reject-2");
-    let mut cfg = config(site2.path());
-    cfg.tls = true;
-    cfg.http3 = true;
-    cfg.ca_dir = Some(ca.path().to_path_buf());
-    let second = serve(cfg).await;
+    let (_site2, second) = h3_server_of("h3-0rtt-reject-2", &ca).await;
     let text = std::fs::read_to_string(&file).unwrap();
     let (old, new) = (format!(" {} ", first.addr()), format!(" {} ", second.addr()));
     assert!(text.contains(&old), "a ticket for the first server: {text}");
