@@ -115,7 +115,7 @@ print("%.2f" % (d[int(len(d) * 0.99) - 1] / 1000) if d else "nan")' "$log")
   echo "$rps $p99 $ok"
 }
 
-declare -A RPS P99 CPU PORT1 PORT2 SPID
+declare -A RPS P99 CPU BUSY PORT1 PORT2 SPID
 TICK=$(getconf CLK_TCK)
 servers=(appnet nginx h2o)
 echo "web-server bench: $ROUNDS rounds of ${DURATION}s per test and server, $CONNS connections ($STREAMS streams each for h2), $WORKERS worker thread(s) per server on CPU $SERVER_CPUS, load ($LOAD_THREADS thread(s)) on CPU $CLIENT_CPUS$([ "$SERVER_CPUS" = "$CLIENT_CPUS" ] && echo ' (shared: not enough CPUs to separate them)')"
@@ -131,7 +131,7 @@ for round in $(seq "$ROUNDS"); do
   for proto in h1 h2; do
     for file in small.html 1m.bin; do
       for server in "${order[@]}"; do
-        t0=$(cpu_ticks "${SPID[$server]}")
+        t0=$(cpu_ticks "${SPID[$server]}"); th0=$(thread_ticks "${SPID[$server]}")
         if [ $proto = h1 ]; then
           read -r rps p99 ok < <(run_wrk "http://127.0.0.1:${PORT1[$server]}/$file")
         else
@@ -140,6 +140,7 @@ for round in $(seq "$ROUNDS"); do
         fi
         t1=$(cpu_ticks "${SPID[$server]}")
         RPS[$server,$proto,$file]+="$rps "; P99[$server,$proto,$file]+="$p99 "
+        BUSY[$server,$proto,$file]+="$(busy_threads "$th0" "$(thread_ticks "${SPID[$server]}")") "
         # The server's CPU time per request (µs): what the server spends when the load
         # generator, not the server, is the limit (then req/s tie and this does not).
         CPU[$server,$proto,$file]+="$(python3 -c "import sys; t,n=map(float,sys.argv[1:]); print('%.2f' % (t * 1e6 / $TICK / n) if n else 'nan')" $((t1 - t0)) "${ok:-0}") "
@@ -179,7 +180,22 @@ for proto in h1 h2; do
       "$(ratio "$a" "$h")" "$(spread "${CPU[appnet,$proto,$file]}" "${CPU[h2o,$proto,$file]}")"
   done
 done
+if [ "$WORKERS" -gt 1 ]; then
+  # With the load generator on the same CPUs, how many of a server's workers did the work
+  # decides how many busy threads share the CPUs (docs/web-server.md, "Two workers").
+  printf '\n%-22s %-20s %-20s %-20s\n' "CPU split, threads" appnet nginx h2o
+  for proto in h1 h2; do
+    for file in small.html 1m.bin; do
+      name="$([ $proto = h1 ] && echo 'HTTP/1.1 wrk' || echo 'HTTP/2 h2load') $([ $file = small.html ] && echo 612B || echo 1MB)"
+      printf '%-22s %-20s %-20s %-20s\n' "$name" "${BUSY[appnet,$proto,$file]% }" "${BUSY[nginx,$proto,$file]% }" "${BUSY[h2o,$proto,$file]% }"
+    done
+  done
+fi
 echo
 echo "Medians over $ROUNDS rounds; vs_h2o_range: the lowest and highest ratio of a single round."
 echo "Server CPU: user + system time of the server's processes during the run over the requests"
 echo "answered (lower is better; the CPU ratio is appnet/h2o, below 1 when appnet spends less)."
+if [ "$WORKERS" -gt 1 ]; then
+  echo "CPU split: per round, the share (%) of the server's CPU time used by each of its threads"
+  echo "(nginx: processes) that used a tenth or more; \"100\" means one thread did all the work."
+fi
