@@ -60,15 +60,15 @@ while todo:
 print(" ".join(out))' "$1"
 }
 # busy_threads "BEFORE" "AFTER": each thread's share (%) of the CPU time that all of them used
-# between two thread_ticks snapshots, largest first, joined by "/", leaving out threads under a
-# tenth ("100" means one thread did all the work, "52/48" two did it about equally).
+# between two thread_ticks snapshots, largest first, joined by ":", leaving out threads under a
+# tenth ("100" means one thread did all the work, "52:48" two did it about equally).
 busy_threads() {
   python3 -c '
 import sys
 a, b = ({t: int(n) for t, n in (x.split("=") for x in s.split())} for s in sys.argv[1:])
 d = sorted((n - a.get(t, 0) for t, n in b.items()), reverse=True)
 total = sum(d)
-print("/".join("%d" % round(100 * x / total) for x in d if x * 10 >= total) if total else "-")' "$1" "$2"
+print(":".join("%d" % round(100 * x / total) for x in d if x * 10 >= total) if total else "-")' "$1" "$2"
 }
 # release_appnet: sets APPNET to a fresh release build unless the caller gave one.
 release_appnet() {
