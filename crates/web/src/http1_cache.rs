@@ -12,7 +12,7 @@
 
 use crate::http1_head::KeyParts;
 use crate::http1_send::{self, FileRange};
-use crate::http1_watch::{self, Stamp};
+use crate::http1_watch::{self, Due, Stamp};
 use crate::site::ServedFile;
 use bytes::Bytes;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -96,10 +96,13 @@ impl HeadCache {
 
     /// Entry `i` if its file is still the one served (size and mtime), else forgets it; with
     /// the file opened for a [`Payload::File`] body.
-    pub fn fresh(&mut self, i: usize) -> Option<(&Entry, Option<FileRange>)> {
+    /// `due`: how current the change notices must be for this request ([`http1_watch::Due`]).
+    pub fn fresh(&mut self, i: usize, due: &mut Due) -> Option<(&Entry, Option<FileRange>)> {
         let e = self.entries.get_mut(i)?;
         let (same, range) = match e.body {
-            Payload::Bytes(_) if e.stamp.is_some() && http1_watch::current() == e.stamp => (true, None),
+            Payload::Bytes(_) if e.stamp.is_some() && http1_watch::current_for(due) == e.stamp => {
+                (true, None)
+            }
             Payload::Bytes(_) => {
                 // Watched first, then checked: a change after the check is noticed.
                 let stamp = http1_watch::watch(&e.file.path);
@@ -205,7 +208,7 @@ mod tests {
         assert_eq!(c.repeat(head, 7), Some((head.len(), i)));
         // A file that changed takes its entry out: forgotten as well.
         std::fs::write(dir.path().join("a.html"), b"changed!").unwrap();
-        assert!(c.fresh(i).is_none());
+        assert!(c.fresh(i, &mut Due::Read).is_none());
         assert_eq!(c.repeat(head, 7), None);
         // A new second clears every entry.
         let i = c.probe(&parts(b"/b.html"), 7).unwrap();

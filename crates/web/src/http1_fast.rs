@@ -20,6 +20,7 @@ use crate::http1_cache::{self, HeadCache, Payload};
 use crate::http1_conn::Limits;
 use crate::http1_head::{self, BodyLen, BodyOut, Parsed};
 use crate::http1_send::{self, Pending};
+use crate::http1_watch::Due;
 use crate::site::{CloseAfter, ConnInfo, FileBody, Router, ServedFile};
 use appnet_netkit::Shutdown;
 use bytes::{Buf, Bytes, BytesMut};
@@ -81,6 +82,16 @@ where
     let mut pending = Pending::default();
     let send_files = http1_send::can_send_files(&io);
     let mut cache = HeadCache::default();
+    // Cached answers are checked against the thread's change notices ([`http1_watch::Due`]):
+    // by the queue's readiness for the first request of a read that needed the event loop's
+    // report (a plain socket, read empty before, under a worker's own runtime), else by a read.
+    let seen_by = tokio::runtime::Handle::try_current()
+        .ok()
+        .filter(|h| send_files && h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+        .map(|h| h.id());
+    let mut notices = Due::Read;
+    // Whether the last read left the socket empty (it asked for more than it got).
+    let mut drained = false;
     // One shutdown waiter and one timer for the connection's life: the timer is moved earlier
     // when a deadline comes sooner, and looked at again when it fires, so a busy connection
     // does not touch the timer wheel (or the shutdown waiter list) per request.
@@ -106,7 +117,7 @@ where
                 if repeat.is_none() {
                     cache.remember(&buf[..len], entry);
                 }
-                if let Some((e, file)) = cache.fresh(entry) {
+                if let Some((e, file)) = cache.fresh(entry, &mut notices) {
                     buf.advance(len);
                     head_due = None;
                     let busy = activity.enter();
@@ -254,6 +265,7 @@ where
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
+        let asked = buf.capacity() - buf.len();
         let read = loop {
             tokio::select! {
                 biased;
@@ -276,7 +288,12 @@ where
         };
         match read {
             Ok(0) | Err(_) => return None,
-            Ok(_) => {
+            Ok(n) => {
+                notices = match seen_by {
+                    Some(rt) if drained => Due::Seen(rt),
+                    _ => Due::Read,
+                };
+                drained = n < asked;
                 if head_due.is_none() {
                     head_due = Some(Instant::now() + limits.header_timeout);
                 }

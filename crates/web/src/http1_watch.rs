@@ -13,6 +13,18 @@
 //! finds nothing, instead of a path walk). Changes that no inotify notice reports (a file system
 //! changed by another machine, a mount on top of a directory) are seen when the answer is made
 //! again: the cache forgets everything every second.
+//!
+//! Without a system call ([`Due`]): a worker thread's event loop (a current-thread runtime)
+//! also watches the queue, so a notice queued before the loop's last look (`epoll_wait`) is
+//! known as the queue's readiness, for free. A request whose first byte the same look reported
+//! (the socket had been read empty before, so its next bytes needed a report) is checked that
+//! way: a change made before the request was sent was queued before that look. The queue is
+//! read (`read`) for every other request, once per socket read: the requests behind the first
+//! in one read, after a read that filled the buffer, on TLS, or under a shared runtime; one
+//! read covers every request that had arrived before it. What readiness cannot cover is a
+//! request whose first byte arrives in the microseconds between the look and the read of its
+//! socket (a report for bytes already read may be pending): it is answered from the files as
+//! they were at that look, within the same turn of the event loop.
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +36,19 @@ pub struct Stamp {
     instance: u64,
     /// How many times notices were seen on it.
     generation: u64,
+}
+
+/// How current the thread's notices must be for the request a cached answer is checked for
+/// (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Read the queue (one `read`).
+    Read,
+    /// The request's first byte was reported by the look of this runtime's event loop that
+    /// also saw every notice queued before it: the queue's readiness suffices.
+    Seen(tokio::runtime::Id),
+    /// The queue was read after the request had arrived: the stamp as it is.
+    Known,
 }
 
 /// Watches placed per thread before the instance is started afresh (watches of files no longer
@@ -42,16 +67,27 @@ pub fn current() -> Option<Stamp> {
     imp::with(|w| w.current())
 }
 
+/// The thread's stamp as current as `due` requires; moves `due` on to what the next request
+/// of the same socket read needs (a readiness check covers one request, a read all of them).
+pub fn current_for(due: &mut Due) -> Option<Stamp> {
+    imp::with(|w| w.current_for(due))
+}
+
 #[cfg(target_os = "linux")]
 mod imp {
-    use super::{MAX_WATCHES, PathBuf, Stamp};
+    use super::{Due, MAX_WATCHES, PathBuf, Stamp};
     use std::cell::RefCell;
     use std::collections::HashSet;
     use std::ffi::CString;
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::future::Future;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
     use std::os::unix::ffi::OsStrExt;
     use std::path::Path;
     use std::sync::atomic::{AtomicU64, Ordering};
+    use std::task::{Context, Poll, Waker};
+    use tokio::io::Interest;
+    use tokio::io::unix::AsyncFd;
+    use tokio::runtime::Id;
 
     /// Instances made so far (each gets a distinct number).
     static INSTANCES: AtomicU64 = AtomicU64::new(0);
@@ -72,6 +108,9 @@ mod imp {
 
     /// One thread's inotify instance.
     pub struct Watcher {
+        /// The queue registered with the event loop of a runtime on this thread ([`Due::Seen`]);
+        /// declared before `fd` so that it is deregistered before the descriptor closes.
+        seen: Option<(Id, AsyncFd<RawFd>)>,
         fd: OwnedFd,
         stamp: Stamp,
         /// Files watched (with their directories and the directories above).
@@ -132,6 +171,7 @@ mod imp {
             // SAFETY: `fd` was just opened and nothing else owns it.
             let fd = unsafe { OwnedFd::from_raw_fd(fd) };
             Some(Watcher {
+                seen: None,
                 fd,
                 stamp: Stamp { instance: INSTANCES.fetch_add(1, Ordering::Relaxed), generation: 0 },
                 files: HashSet::new(),
@@ -225,6 +265,56 @@ mod imp {
             true
         }
 
+        pub fn current_for(&mut self, due: &mut Due) -> Option<Stamp> {
+            match *due {
+                Due::Known => Some(self.stamp),
+                Due::Read => {
+                    *due = Due::Known;
+                    self.current()
+                }
+                Due::Seen(rt) => {
+                    *due = Due::Read;
+                    self.current_seen(rt)
+                }
+            }
+        }
+
+        /// The stamp as of the last look of runtime `rt`'s event loop (the current runtime).
+        fn current_seen(&mut self, rt: Id) -> Option<Stamp> {
+            let Some((id, reg)) = self.seen.take().filter(|(id, _)| *id == rt) else {
+                // Registered now, so notices already queued are not yet readiness: read them.
+                // SAFETY: the descriptor stays open and the same for the registration's whole
+                // life: `fd` is owned by this watcher, which drops `seen` first (field order)
+                // and never replaces `fd` without replacing `seen` (a new watcher).
+                let reg = unsafe { AsyncFd::register_with_interest(self.fd.as_raw_fd(), Interest::READABLE) };
+                self.seen = reg.ok().map(|reg| (rt, reg));
+                return self.current();
+            };
+            let stamp = {
+                // Polled once, outside the task's budget (an exhausted budget would say "not
+                // ready" whatever the readiness).
+                let ready = std::pin::pin!(tokio::task::unconstrained(std::future::poll_fn(|cx| {
+                    reg.poll_read_ready(cx)
+                })));
+                match ready.poll(&mut Context::from_waker(Waker::noop())) {
+                    Poll::Pending => Some(self.stamp),
+                    Poll::Ready(Ok(mut guard)) => {
+                        // Read until empty, then the readiness goes (nothing can come in
+                        // between: the event loop runs on this thread).
+                        let stamp = self.current();
+                        if stamp.is_some() {
+                            guard.clear_ready();
+                        }
+                        stamp
+                    }
+                    // The runtime is shutting down: read, and register again next time.
+                    Poll::Ready(Err(_)) => return self.current(),
+                }
+            };
+            self.seen = Some((id, reg));
+            stamp
+        }
+
         pub fn current(&mut self) -> Option<Stamp> {
             // Room for many notices (one is at most 16 bytes and a name); never read back, so
             // left uninitialised rather than cleared on every check.
@@ -264,6 +354,9 @@ mod imp {
             None
         }
         pub fn current(&mut self) -> Option<super::Stamp> {
+            None
+        }
+        pub fn current_for(&mut self, _: &mut super::Due) -> Option<super::Stamp> {
             None
         }
     }
@@ -337,6 +430,37 @@ mod tests {
         std::fs::create_dir(d.0.join("unrelated")).unwrap();
         std::fs::write(d.0.join("unrelated/x"), "x").unwrap();
         assert_eq!(current(), Some(stamp));
+    }
+
+    /// Under a worker's runtime the queue's readiness stands for a read: it shows a change
+    /// once the event loop has looked (as it does before reading any socket it reports), and
+    /// one read lets the rest of a socket read's requests take the stamp as it is.
+    #[tokio::test]
+    async fn the_event_loop_reports_changes_without_a_read() {
+        let rt = tokio::runtime::Handle::current().id();
+        let d = dir();
+        let file = d.0.join("sub/a.txt");
+        std::fs::write(&file, "one").unwrap();
+        let stamp = watch(&file).unwrap();
+        let mut due = Due::Seen(rt);
+        assert_eq!(current_for(&mut due), Some(stamp), "registered (and read)");
+        assert_eq!(due, Due::Read, "the next request of the same read needs a read");
+        tokio::task::yield_now().await;
+        assert_eq!(current_for(&mut Due::Seen(rt)), Some(stamp), "nothing happened");
+        std::fs::write(&file, "two").unwrap();
+        assert_eq!(current_for(&mut Due::Seen(rt)), Some(stamp), "the loop has not looked since");
+        assert_eq!(current_for(&mut Due::Known), Some(stamp), "nor was the queue read");
+        let mut due = Due::Read;
+        let read = current_for(&mut due);
+        assert_ne!(read, Some(stamp), "a read sees the change at once");
+        assert_eq!((due, current_for(&mut due)), (Due::Known, read));
+        let stamp = watch(&file).unwrap();
+        std::fs::write(&file, "three").unwrap();
+        tokio::task::yield_now().await;
+        assert_ne!(current_for(&mut Due::Seen(rt)), Some(stamp), "seen by the loop's look");
+        let stamp = watch(&file).unwrap();
+        tokio::task::yield_now().await;
+        assert_eq!(current_for(&mut Due::Seen(rt)), Some(stamp), "the readiness went with the read");
     }
 
     /// Watching a path again after it was replaced (no check in between) watches the new file.
