@@ -98,6 +98,38 @@ async fn the_per_address_cap_holds_across_threads() {
     srv.stop().await.unwrap();
 }
 
+/// A file edited between requests on one keep-alive connection is served as it is now by
+/// the worker threads' fast path, whose cached answers are checked against the change notices
+/// by the event loop's readiness (the first request of a read) or by reading the queue (the
+/// requests behind it).
+#[tokio::test]
+async fn edits_between_requests_are_seen_on_worker_threads() {
+    let site = site("workers-edit");
+    let srv = serve(two_workers(site.path())).await;
+    let path = site.path().join("edit.txt");
+    let mut s = TcpStream::connect(srv.addr()).await.unwrap();
+    let request = b"GET /edit.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+    for round in 0..40u32 {
+        // The same length every time: only the notice (or the mtime) tells the versions apart.
+        let body = format!("version {round:03}\n");
+        std::fs::write(&path, &body).unwrap();
+        // Every fourth round, two requests in one write.
+        let n = if round % 4 == 3 { 2 } else { 1 };
+        s.write_all(&request.repeat(n)).await.unwrap();
+        let mut got = String::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 4096];
+        while got.matches("version ").count() < n {
+            match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+                Ok(Ok(k)) if k > 0 => got.push_str(&String::from_utf8_lossy(&buf[..k])),
+                other => panic!("round {round}: {other:?} after {got:?}"),
+            }
+        }
+        assert_eq!(got.matches(&body).count(), n, "round {round}: {got}");
+    }
+    srv.stop().await.unwrap();
+}
+
 /// One request with `Connection: close` from `src`; the whole response.
 async fn get_from(src: [u8; 4], to: SocketAddr) -> String {
     let mut s = connect_from(src, to).await;
