@@ -119,6 +119,7 @@ where
                 }
                 if let Some((e, file)) = cache.fresh(entry, &mut notices) {
                     buf.advance(len);
+                    notices.pass();
                     head_due = None;
                     let busy = activity.enter();
                     handler.stats().count(200);
@@ -152,6 +153,7 @@ where
                 Parsed::Ready(fast) => fast,
             };
             buf.advance(fast.len);
+            notices.pass();
             head_due = None;
             let busy = activity.enter();
             let (version, method) = (fast.req.version(), fast.req.method().clone());

@@ -51,6 +51,16 @@ pub enum Due {
     Known,
 }
 
+impl Due {
+    /// Moves on past a request answered without a look at the notices (by the router, or from
+    /// a file checked on open): readiness covers only a read's first request.
+    pub fn pass(&mut self) {
+        if let Due::Seen(_) = self {
+            *self = Due::Read;
+        }
+    }
+}
+
 /// Watches placed per thread before the instance is started afresh (watches of files no longer
 /// cached are dropped that way; each watch holds kernel memory and counts against
 /// `fs.inotify.max_user_watches`).
@@ -454,6 +464,11 @@ mod tests {
         let read = current_for(&mut due);
         assert_ne!(read, Some(stamp), "a read sees the change at once");
         assert_eq!((due, current_for(&mut due)), (Due::Known, read));
+        due.pass();
+        assert_eq!(due, Due::Known, "a read still covers the requests behind");
+        let mut due = Due::Seen(rt);
+        due.pass();
+        assert_eq!(due, Due::Read, "readiness covered only the request passed");
         let stamp = watch(&file).unwrap();
         std::fs::write(&file, "three").unwrap();
         tokio::task::yield_now().await;
