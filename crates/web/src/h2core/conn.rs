@@ -171,6 +171,8 @@ pub struct Conn {
     streams: IdMap<Stream>,
     /// PRIORITY_UPDATEs for streams not opened yet.
     early_priority: HashMap<u32, Priority>,
+    /// Whether the client speaks RFC 9218 (see [`Conn::unsignalled`]).
+    rfc9218_client: bool,
     reset_by_us: VecDeque<u32>,
     /// The latest client streams opened, ascending (ids only grow): one not open now is closed.
     opened: VecDeque<u32>,
@@ -221,6 +223,7 @@ impl Conn {
             block: None,
             streams: IdMap::default(),
             early_priority: HashMap::new(),
+            rfc9218_client: false,
             reset_by_us: VecDeque::new(),
             opened: VecDeque::new(),
             last_client: 0,
@@ -273,6 +276,19 @@ impl Conn {
     /// The highest client stream id seen.
     pub fn last_client_stream(&self) -> u32 {
         self.last_client
+    }
+
+    /// The priority of a response its request gave no signal for. A client that speaks RFC 9218
+    /// (it sent SETTINGS_NO_RFC7540_PRIORITIES = 1, a `priority` field or a PRIORITY_UPDATE)
+    /// gets that scheme's defaults: urgency 3, one response after another (RFC 9218 §2.1, §4).
+    /// Any other client speaks RFC 7540's scheme, where a stream without a signal depends on
+    /// stream 0 with the default weight, like all its siblings, and siblings of equal weight
+    /// share the connection (RFC 7540 §5.3.5): urgency 3, in turn. Clients of that kind (curl,
+    /// nghttp, h2load, download managers) fetch in parallel on purpose and expect the shares;
+    /// served one after another, the last of ten parallel downloads waited for the other nine.
+    /// (Their RFC 7540 weights and dependencies are still not acted on: our SETTINGS say so.)
+    fn unsignalled(&self) -> Priority {
+        Priority { urgency: 3, incremental: !self.rfc9218_client }
     }
 
     /// The priority a stream has now (RFC 9218), if it is open.
@@ -601,7 +617,8 @@ impl Conn {
             return self.stream_error(id, Reason::Protocol);
         }
         let mut s = Stream::new(!end_stream, self.peer_window, i64::from(self.limits.stream_window));
-        s.prio = early.or(prio).unwrap_or_default();
+        self.rfc9218_client |= early.is_some() || prio.is_some();
+        s.prio = early.or(prio).unwrap_or_else(|| self.unsignalled());
         s.content_length = content_length;
         s.counted = true;
         self.active += 1;
@@ -668,6 +685,7 @@ impl Conn {
             return self.conn_error(Reason::Protocol, "PRIORITY_UPDATE for a push or stream 0");
         }
         let prio = Priority::parse(value);
+        self.rfc9218_client = true;
         if let Some(s) = self.streams.get_mut(&id) {
             s.prio = prio;
         } else if id > self.last_client && self.early_priority.len() < self.limits.max_streams as usize {
@@ -747,6 +765,7 @@ impl Conn {
                     self.peer_max_frame = value as usize;
                 }
                 frame::SETTINGS_HEADER_TABLE_SIZE => self.encoder.set_peer_max(value as usize),
+                frame::SETTINGS_NO_RFC7540_PRIORITIES => self.rfc9218_client |= value == 1,
                 // MAX_HEADER_LIST_SIZE: our response heads are small. Unknown: ignored.
                 _ => {}
             }
@@ -914,7 +933,8 @@ impl Conn {
             hpack::encode_field(name, value, &mut block);
         }
         frame::header_block(&mut self.ctl, parent, Some(id), &block, false, self.peer_max_frame);
-        let s = Stream::new(false, self.peer_window, 0);
+        let mut s = Stream::new(false, self.peer_window, 0);
+        s.prio = self.unsignalled();
         self.streams.insert(id, s);
         self.pushes_open += 1;
         Some(id)

@@ -190,6 +190,35 @@ fn incremental_streams_of_one_urgency_take_turns_and_priority_update_reorders() 
 }
 
 #[test]
+fn unsignalled_streams_share_the_connection_unless_the_client_speaks_rfc_9218() {
+    let now = Instant::now();
+    let window = (frame::SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20);
+    let no_7540 = (frame::SETTINGS_NO_RFC7540_PRIORITIES, 1);
+    // (client SETTINGS, the first request's extra fields, DATA frames in the first 64 KiB).
+    type Case<'a> = (&'a [(u16, u32)], &'a [(&'a str, &'a str)], [u32; 4]);
+    let cases: [Case; 3] = [
+        // RFC 7540's scheme (curl, h2load): equal-weight siblings share, a frame each in turn.
+        (&[window], &[], [1, 3, 1, 3]),
+        // RFC 9218 clients: no signal means urgency 3, one response after the other.
+        (&[window, no_7540], &[], [1, 1, 1, 3]),
+        (&[window], &[("priority", "u=3")], [1, 1, 1, 3]),
+    ];
+    for (client, first, want) in cases {
+        let mut c = open(Limits::default(), client, now);
+        for id in [1, 3] {
+            c.recv(&get(id, "/f", if id == 1 { first } else { &[] }, true), now);
+            request(&mut c);
+            c.send_headers(id, 200, &HeaderMap::new(), false);
+            c.send_data(id, Bytes::from(vec![0u8; 48 * 1024]), true);
+        }
+        let order: Vec<u32> =
+            output(&mut c).iter().filter(|f| f.kind == frame::DATA).map(|f| f.stream).collect();
+        assert_eq!(order, want, "client SETTINGS {client:?}, first request {first:?}");
+        assert_eq!(c.priority(3).map(|p| p.urgency), Some(3));
+    }
+}
+
+#[test]
 fn protocol_violations_get_their_rfc_9113_codes() {
     let now = Instant::now();
     let cases: Vec<(Vec<u8>, Reason)> = vec![
