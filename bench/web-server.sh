@@ -3,8 +3,9 @@
 # benchmark size) and a 1 MB file served by appnet, nginx and h2o, each with the same
 # number of worker threads and pinned to the same CPUs; wrk for HTTP/1.1 keep-alive and h2load
 # for HTTP/2 (h2c prior knowledge), same connections and duration. Prints req/s, p99 and ratios,
-# and each server's CPU time per request (where the load generator is the limit, as h2load is
-# with one worker, req/s tie and only the CPU shows which server does less work).
+# and each server's CPU time per request with the load generator's CPU use (where the load
+# generator is the limit, at about 100 % of its CPUs, req/s tie and only the server's CPU per
+# request shows which server does less work).
 # The three servers stay up side by side and take turns: ROUNDS rounds, each running every test
 # against every server (the order rotating each round), and the table shows each figure's median
 # over the rounds with the spread of the per-round appnet/h2o ratios, so that a slow spell of
@@ -29,8 +30,8 @@ NCPU=$(nproc)
 SERVER_CPUS=${SERVER_CPUS:-0-$((WORKERS - 1))}
 CLIENT_CPUS=${CLIENT_CPUS:-$WORKERS-$((NCPU - 1))}
 [ "$WORKERS" -ge "$NCPU" ] && CLIENT_CPUS=0-$((NCPU - 1))
-for tool in wrk h2load nginx h2o python3; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install wrk nghttp2-client nginx-light h2o)" >&2; exit 1; }
+for tool in wrk h2load nginx h2o python3 /usr/bin/time; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is missing (apt-get install wrk nghttp2-client nginx-light h2o time)" >&2; exit 1; }
 done
 source "$here/lib.sh"
 release_appnet
@@ -86,14 +87,18 @@ CONF
   PIDS+=($!); wait_port "$p"; H1=$p; H2=$p
 }
 
-# --- the load generators: print "REQS_PER_SEC P99_MS REQUESTS" ----------------------------------------
+# --- the load generators: print "REQS_PER_SEC P99_MS REQUESTS LOAD_CPU_PERCENT" -------------------
+# LOAD_CPU_PERCENT: the load generator's user + system time over its wall-clock time (100 = one
+# CPU busy throughout); from `/usr/bin/time -o`, written by the `timed` wrapper.
+timed() { /usr/bin/time -f "%e %U %S" -o "$WORK/load.time" "$@"; }
+load_cpu() { tail -n 1 "$WORK/load.time" | awk '{ printf "%.0f", ($1 > 0) ? ($2 + $3) * 100 / $1 : 0 }'; }
 run_wrk() {
-  local out; out=$(taskset -c "$CLIENT_CPUS" wrk -t"$LOAD_THREADS" -c "$CONNS" -d "${DURATION}s" --latency "$1")
+  local out; out=$(timed taskset -c "$CLIENT_CPUS" wrk -t"$LOAD_THREADS" -c "$CONNS" -d "${DURATION}s" --latency "$1")
   local rps p99
   if echo "$out" | grep -q 'Non-2xx'; then echo "  warning: non-2xx answers from $1" >&2; fi
   rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
   p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-  echo "$rps $(to_ms "$p99") $(echo "$out" | awk '/ requests in / {print $1}')"
+  echo "$rps $(to_ms "$p99") $(echo "$out" | awk '/ requests in / {print $1}') $(load_cpu)"
 }
 to_ms() { python3 -c '
 import sys, re
@@ -103,7 +108,7 @@ run_h2load() {
   local log=$WORK/h2load.log
   # h2load appends to --log-file: without this, each p99 would mix in every earlier run's requests.
   rm -f "$log"
-  local out; out=$(taskset -c "$CLIENT_CPUS" h2load -c "$CONNS" -m "$STREAMS" -t"$LOAD_THREADS" -D "$DURATION" --log-file="$log" "$1" 2>&1)
+  local out; out=$(timed taskset -c "$CLIENT_CPUS" h2load -c "$CONNS" -m "$STREAMS" -t"$LOAD_THREADS" -D "$DURATION" --log-file="$log" "$1" 2>&1)
   local rps; rps=$(echo "$out" | awk '/^finished in/ {for (i=1;i<=NF;i++) if ($i ~ /req\/s/) {gsub(",","",$(i-1)); print $(i-1)}}')
   local ok; ok=$(echo "$out" | awk '/^requests:/ {print $8}')
   local failed; failed=$(echo "$out" | awk '/^requests:/ {print $10}')
@@ -112,10 +117,10 @@ run_h2load() {
 import sys
 d = sorted(int(l.split()[2]) for l in open(sys.argv[1]) if len(l.split()) >= 3 and l.split()[1] == "200")
 print("%.2f" % (d[int(len(d) * 0.99) - 1] / 1000) if d else "nan")' "$log")
-  echo "$rps $p99 $ok"
+  echo "$rps $p99 $ok $(load_cpu)"
 }
 
-declare -A RPS P99 CPU BUSY PORT1 PORT2 SPID
+declare -A RPS P99 CPU LOAD BUSY PORT1 PORT2 SPID
 TICK=$(getconf CLK_TCK)
 servers=(appnet nginx h2o)
 echo "web-server bench: $ROUNDS rounds of ${DURATION}s per test and server, $CONNS connections ($STREAMS streams each for h2), $WORKERS worker thread(s) per server on CPU $SERVER_CPUS, load ($LOAD_THREADS thread(s)) on CPU $CLIENT_CPUS$([ "$SERVER_CPUS" = "$CLIENT_CPUS" ] && echo ' (shared: not enough CPUs to separate them)')"
@@ -133,13 +138,13 @@ for round in $(seq "$ROUNDS"); do
       for server in "${order[@]}"; do
         t0=$(cpu_ticks "${SPID[$server]}"); th0=$(thread_ticks "${SPID[$server]}")
         if [ $proto = h1 ]; then
-          read -r rps p99 ok < <(run_wrk "http://127.0.0.1:${PORT1[$server]}/$file")
+          read -r rps p99 ok lcpu < <(run_wrk "http://127.0.0.1:${PORT1[$server]}/$file")
         else
-          read -r rps p99 ok < <(run_h2load "http://127.0.0.1:${PORT2[$server]}/$file")
+          read -r rps p99 ok lcpu < <(run_h2load "http://127.0.0.1:${PORT2[$server]}/$file")
           [ "${ok:-0}" -gt 0 ] || echo "  warning: $server h2 $file: no successful requests" >&2
         fi
         t1=$(cpu_ticks "${SPID[$server]}")
-        RPS[$server,$proto,$file]+="$rps "; P99[$server,$proto,$file]+="$p99 "
+        RPS[$server,$proto,$file]+="$rps "; P99[$server,$proto,$file]+="$p99 "; LOAD[$server,$proto,$file]+="$lcpu "
         BUSY[$server,$proto,$file]+="$(busy_threads "$th0" "$(thread_ticks "${SPID[$server]}")") "
         # The server's CPU time per request (µs): what the server spends when the load
         # generator, not the server, is the limit (then req/s tie and this does not).
@@ -180,6 +185,14 @@ for proto in h1 h2; do
       "$(ratio "$a" "$h")" "$(spread "${CPU[appnet,$proto,$file]}" "${CPU[h2o,$proto,$file]}")"
   done
 done
+printf '\n%-22s %12s %12s %12s\n' "load generator CPU, %" appnet nginx h2o
+for proto in h1 h2; do
+  for file in small.html 1m.bin; do
+    name="$([ $proto = h1 ] && echo 'HTTP/1.1 wrk' || echo 'HTTP/2 h2load') $([ $file = small.html ] && echo 612B || echo 1MB)"
+    printf '%-22s %12s %12s %12s\n' "$name" "$(median "${LOAD[appnet,$proto,$file]}")" \
+      "$(median "${LOAD[nginx,$proto,$file]}")" "$(median "${LOAD[h2o,$proto,$file]}")"
+  done
+done
 if [ "$WORKERS" -gt 1 ]; then
   # With the load generator on the same CPUs, how many of a server's workers did the work
   # decides how many busy threads share the CPUs (docs/web-server.md, "Two workers").
@@ -195,6 +208,8 @@ echo
 echo "Medians over $ROUNDS rounds; vs_h2o_range: the lowest and highest ratio of a single round."
 echo "Server CPU: user + system time of the server's processes during the run over the requests"
 echo "answered (lower is better; the CPU ratio is appnet/h2o, below 1 when appnet spends less)."
+echo "Load generator CPU: its user + system time over its run time, while loading each server"
+echo "(100 per load thread busy throughout: there the load generator, not the server, is the limit)."
 if [ "$WORKERS" -gt 1 ]; then
   echo "CPU split: per round, the share (%) of the server's CPU time used by each of its threads"
   echo "(nginx: processes) that used a tenth or more; \"100\" means one thread did all the work."
