@@ -765,7 +765,14 @@ impl Conn {
                     self.peer_max_frame = value as usize;
                 }
                 frame::SETTINGS_HEADER_TABLE_SIZE => self.encoder.set_peer_max(value as usize),
-                frame::SETTINGS_NO_RFC7540_PRIORITIES => self.rfc9218_client |= value == 1,
+                frame::SETTINGS_NO_RFC7540_PRIORITIES => match value {
+                    0 => {}
+                    1 => self.rfc9218_client = true,
+                    _ => {
+                        return self
+                            .conn_error(Reason::Protocol, "SETTINGS_NO_RFC7540_PRIORITIES not 0 or 1");
+                    }
+                },
                 // MAX_HEADER_LIST_SIZE: our response heads are small. Unknown: ignored.
                 _ => {}
             }

@@ -227,6 +227,8 @@ fn protocol_violations_get_their_rfc_9113_codes() {
         (raw(frame::PING, 0, 0, b"short"), Reason::FrameSize),
         (raw(frame::SETTINGS, 0, 0, &[0, 2, 0, 0, 0, 2]), Reason::Protocol),
         (raw(frame::SETTINGS, 0, 0, &[0, 4, 0x80, 0, 0, 0]), Reason::FlowControl),
+        // RFC 9218 §2.1: SETTINGS_NO_RFC7540_PRIORITIES is 0 or 1.
+        (raw(frame::SETTINGS, 0, 0, &[0, 9, 0, 0, 0, 2]), Reason::Protocol),
         (raw(frame::SETTINGS, frame::ACK, 0, &[0]), Reason::FrameSize),
         (raw(frame::WINDOW_UPDATE, 0, 0, &0u32.to_be_bytes()), Reason::Protocol),
         (raw(frame::CONTINUATION, frame::END_HEADERS, 1, &[]), Reason::Protocol),
