@@ -16,6 +16,8 @@
 #   WORKERS=2 LOAD_THREADS=2 bench/web-server.sh   # 2 workers per server; on a 2-core machine
 #                                       # server and load then share both CPUs (printed)
 #   APPNET=target/release/appnet bench/web-server.sh
+#   ROUNDS=15 TESTS="h1:small.html h2:small.html" bench/web-server.sh   # many paired rounds of
+#                                       # the small-file tests: the ratio's 95 % interval narrows
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/.."
@@ -25,6 +27,14 @@ CONNS=${CONNS:-64}
 STREAMS=${STREAMS:-10}          # concurrent streams per HTTP/2 connection
 WORKERS=${WORKERS:-1}           # server worker threads/processes, the same for every server
 LOAD_THREADS=${LOAD_THREADS:-1} # wrk and h2load threads
+# The tests, as PROTOCOL:FILE (h1 or h2; small.html is 612 bytes, 1m.bin 1 MiB).
+read -r -a TESTS <<< "${TESTS:-h1:small.html h1:1m.bin h2:small.html h2:1m.bin}"
+for test in "${TESTS[@]}"; do
+  case $test in
+    h1:small.html | h1:1m.bin | h2:small.html | h2:1m.bin) ;;
+    *) echo "bench: unknown test '$test' (TESTS takes h1 or h2, a colon, and small.html or 1m.bin)" >&2; exit 1 ;;
+  esac
+done
 NCPU=$(nproc)
 # Server on the first CPUs, load generator on the rest (on 2 cores: one each).
 SERVER_CPUS=${SERVER_CPUS:-0-$((WORKERS - 1))}
@@ -133,28 +143,29 @@ done
 for round in $(seq "$ROUNDS"); do
   # Rotate who goes first, so that no server always follows the same one.
   k=$(( (round - 1) % ${#servers[@]} )); order=("${servers[@]:$k}" "${servers[@]:0:$k}")
-  for proto in h1 h2; do
-    for file in small.html 1m.bin; do
-      for server in "${order[@]}"; do
-        t0=$(cpu_ticks "${SPID[$server]}"); th0=$(thread_ticks "${SPID[$server]}")
-        if [ $proto = h1 ]; then
-          read -r rps p99 ok lcpu < <(run_wrk "http://127.0.0.1:${PORT1[$server]}/$file")
-        else
-          read -r rps p99 ok lcpu < <(run_h2load "http://127.0.0.1:${PORT2[$server]}/$file")
-          [ "${ok:-0}" -gt 0 ] || echo "  warning: $server h2 $file: no successful requests" >&2
-        fi
-        t1=$(cpu_ticks "${SPID[$server]}")
-        RPS[$server,$proto,$file]+="$rps "; P99[$server,$proto,$file]+="$p99 "; LOAD[$server,$proto,$file]+="$lcpu "
-        BUSY[$server,$proto,$file]+="$(busy_threads "$th0" "$(thread_ticks "${SPID[$server]}")") "
-        # The server's CPU time per request (µs): what the server spends when the load
-        # generator, not the server, is the limit (then req/s tie and this does not).
-        CPU[$server,$proto,$file]+="$(python3 -c "import sys; t,n=map(float,sys.argv[1:]); print('%.2f' % (t * 1e6 / $TICK / n) if n else 'nan')" $((t1 - t0)) "${ok:-0}") "
-      done
+  for test in "${TESTS[@]}"; do
+    proto=${test%%:*} file=${test#*:}
+    for server in "${order[@]}"; do
+      t0=$(cpu_ticks "${SPID[$server]}"); th0=$(thread_ticks "${SPID[$server]}")
+      if [ $proto = h1 ]; then
+        read -r rps p99 ok lcpu < <(run_wrk "http://127.0.0.1:${PORT1[$server]}/$file")
+      else
+        read -r rps p99 ok lcpu < <(run_h2load "http://127.0.0.1:${PORT2[$server]}/$file")
+        [ "${ok:-0}" -gt 0 ] || echo "  warning: $server h2 $file: no successful requests" >&2
+      fi
+      t1=$(cpu_ticks "${SPID[$server]}")
+      RPS[$server,$proto,$file]+="$rps "; P99[$server,$proto,$file]+="$p99 "; LOAD[$server,$proto,$file]+="$lcpu "
+      BUSY[$server,$proto,$file]+="$(busy_threads "$th0" "$(thread_ticks "${SPID[$server]}")") "
+      # The server's CPU time per request (µs): what the server spends when the load
+      # generator, not the server, is the limit (then req/s tie and this does not).
+      CPU[$server,$proto,$file]+="$(python3 -c "import sys; t,n=map(float,sys.argv[1:]); print('%.2f' % (t * 1e6 / $TICK / n) if n else 'nan')" $((t1 - t0)) "${ok:-0}") "
     done
   done
 done
 stop_all
 
+# test_name PROTO FILE: the row label of a test.
+test_name() { echo "$([ "$1" = h1 ] && echo 'HTTP/1.1 wrk' || echo 'HTTP/2 h2load') $([ "$2" = small.html ] && echo 612B || echo 1MB)"; }
 # median LIST: the median of a space-separated list of numbers.
 median() { python3 -c 'import sys, statistics; print("%.2f" % statistics.median(map(float, sys.argv[1:])))' $1; }
 # spread A_LIST B_LIST: the lowest and highest per-round ratio a/b.
@@ -164,48 +175,65 @@ a, b = (list(map(float, x.split())) for x in sys.argv[1:])
 r = [x / y for x, y in zip(a, b) if y]
 print("%.2f-%.2f" % (min(r), max(r)) if r else "n/a")' "$1" "$2"; }
 ratio() { python3 -c "import sys; a,b=map(float,sys.argv[1:]); print('%.2fx' % (a/b) if b else 'n/a')" "$1" "$2"; }
+# paired A_LIST B_LIST: the geometric mean of the per-round ratios a/b with its 95 % interval
+# (Student's t over the rounds' log ratios). Each round runs both servers back to back, so the
+# pairs share the machine's slow and fast spells; an interval that contains 1 is a tie.
+paired() { python3 -c '
+import math, statistics, sys
+a, b = (list(map(float, x.split())) for x in sys.argv[1:])
+r = [math.log(x / y) for x, y in zip(a, b) if x > 0 and y > 0]
+if len(r) < 2:
+    print("%.2f" % math.exp(r[0]) if r else "n/a"); sys.exit()
+t = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23,
+     12: 2.18, 14: 2.14, 16: 2.12, 19: 2.09, 24: 2.06, 29: 2.05}
+q = t[max(k for k in t if k <= len(r) - 1)] if len(r) <= 30 else 1.96
+m, h = statistics.mean(r), q * statistics.stdev(r) / math.sqrt(len(r))
+print("%.2f(%.2f-%.2f)" % (math.exp(m), math.exp(m - h), math.exp(m + h)))' "$1" "$2"; }
+# lower A_LIST B_LIST: in how many rounds a was at most b, as "k/n".
+lower() { python3 -c '
+import sys
+a, b = (list(map(float, x.split())) for x in sys.argv[1:])
+print("%d/%d" % (sum(x <= y for x, y in zip(a, b)), min(len(a), len(b))))' "$1" "$2"; }
 
-printf '\n%-22s %12s %10s %12s %10s %12s %10s %10s %10s %12s\n' test appnet_req/s p99_ms nginx_req/s p99_ms h2o_req/s p99_ms vs_nginx vs_h2o vs_h2o_range
-for proto in h1 h2; do
-  for file in small.html 1m.bin; do
-    name="$([ $proto = h1 ] && echo 'HTTP/1.1 wrk' || echo 'HTTP/2 h2load') $([ $file = small.html ] && echo 612B || echo 1MB)"
-    a=$(median "${RPS[appnet,$proto,$file]}"); n=$(median "${RPS[nginx,$proto,$file]}"); h=$(median "${RPS[h2o,$proto,$file]}")
-    printf '%-22s %12s %10s %12s %10s %12s %10s %10s %10s %12s\n' "$name" "$a" "$(median "${P99[appnet,$proto,$file]}")" \
-      "$n" "$(median "${P99[nginx,$proto,$file]}")" "$h" "$(median "${P99[h2o,$proto,$file]}")" \
-      "$(ratio "$a" "$n")" "$(ratio "$a" "$h")" "$(spread "${RPS[appnet,$proto,$file]}" "${RPS[h2o,$proto,$file]}")"
-  done
+printf '\n%-22s %12s %10s %12s %10s %12s %10s %10s %10s %12s %18s %10s\n' test appnet_req/s p99_ms nginx_req/s p99_ms h2o_req/s p99_ms vs_nginx vs_h2o vs_h2o_range vs_h2o_paired p99_lower
+for test in "${TESTS[@]}"; do
+  proto=${test%%:*} file=${test#*:}
+  name=$(test_name "$proto" "$file")
+  a=$(median "${RPS[appnet,$proto,$file]}"); n=$(median "${RPS[nginx,$proto,$file]}"); h=$(median "${RPS[h2o,$proto,$file]}")
+  printf '%-22s %12s %10s %12s %10s %12s %10s %10s %10s %12s %18s %10s\n' "$name" "$a" "$(median "${P99[appnet,$proto,$file]}")" \
+    "$n" "$(median "${P99[nginx,$proto,$file]}")" "$h" "$(median "${P99[h2o,$proto,$file]}")" \
+    "$(ratio "$a" "$n")" "$(ratio "$a" "$h")" "$(spread "${RPS[appnet,$proto,$file]}" "${RPS[h2o,$proto,$file]}")" \
+    "$(paired "${RPS[appnet,$proto,$file]}" "${RPS[h2o,$proto,$file]}")" "$(lower "${P99[appnet,$proto,$file]}" "${P99[h2o,$proto,$file]}")"
 done
 
 printf '\n%-22s %12s %12s %12s %10s %12s\n' "server CPU, us/request" appnet nginx h2o vs_h2o vs_h2o_range
-for proto in h1 h2; do
-  for file in small.html 1m.bin; do
-    name="$([ $proto = h1 ] && echo 'HTTP/1.1 wrk' || echo 'HTTP/2 h2load') $([ $file = small.html ] && echo 612B || echo 1MB)"
-    a=$(median "${CPU[appnet,$proto,$file]}"); h=$(median "${CPU[h2o,$proto,$file]}")
-    printf '%-22s %12s %12s %12s %10s %12s\n' "$name" "$a" "$(median "${CPU[nginx,$proto,$file]}")" "$h" \
-      "$(ratio "$a" "$h")" "$(spread "${CPU[appnet,$proto,$file]}" "${CPU[h2o,$proto,$file]}")"
-  done
+for test in "${TESTS[@]}"; do
+  proto=${test%%:*} file=${test#*:}
+  name=$(test_name "$proto" "$file")
+  a=$(median "${CPU[appnet,$proto,$file]}"); h=$(median "${CPU[h2o,$proto,$file]}")
+  printf '%-22s %12s %12s %12s %10s %12s\n' "$name" "$a" "$(median "${CPU[nginx,$proto,$file]}")" "$h" \
+    "$(ratio "$a" "$h")" "$(spread "${CPU[appnet,$proto,$file]}" "${CPU[h2o,$proto,$file]}")"
 done
 printf '\n%-22s %12s %12s %12s\n' "load generator CPU, %" appnet nginx h2o
-for proto in h1 h2; do
-  for file in small.html 1m.bin; do
-    name="$([ $proto = h1 ] && echo 'HTTP/1.1 wrk' || echo 'HTTP/2 h2load') $([ $file = small.html ] && echo 612B || echo 1MB)"
-    printf '%-22s %12s %12s %12s\n' "$name" "$(median "${LOAD[appnet,$proto,$file]}")" \
-      "$(median "${LOAD[nginx,$proto,$file]}")" "$(median "${LOAD[h2o,$proto,$file]}")"
-  done
+for test in "${TESTS[@]}"; do
+  proto=${test%%:*} file=${test#*:}
+  name=$(test_name "$proto" "$file")
+  printf '%-22s %12s %12s %12s\n' "$name" "$(median "${LOAD[appnet,$proto,$file]}")" \
+    "$(median "${LOAD[nginx,$proto,$file]}")" "$(median "${LOAD[h2o,$proto,$file]}")"
 done
 if [ "$WORKERS" -gt 1 ]; then
   # With the load generator on the same CPUs, how many of a server's workers did the work
   # decides how many busy threads share the CPUs (docs/web-server.md, "Two workers").
   printf '\n%-22s %-20s %-20s %-20s\n' "CPU split, threads" appnet nginx h2o
-  for proto in h1 h2; do
-    for file in small.html 1m.bin; do
-      name="$([ $proto = h1 ] && echo 'HTTP/1.1 wrk' || echo 'HTTP/2 h2load') $([ $file = small.html ] && echo 612B || echo 1MB)"
-      printf '%-22s %-20s %-20s %-20s\n' "$name" "${BUSY[appnet,$proto,$file]% }" "${BUSY[nginx,$proto,$file]% }" "${BUSY[h2o,$proto,$file]% }"
-    done
+  for test in "${TESTS[@]}"; do
+    proto=${test%%:*} file=${test#*:}
+    printf '%-22s %-20s %-20s %-20s\n' "$(test_name "$proto" "$file")" "${BUSY[appnet,$proto,$file]% }" "${BUSY[nginx,$proto,$file]% }" "${BUSY[h2o,$proto,$file]% }"
   done
 fi
 echo
-echo "Medians over $ROUNDS rounds; vs_h2o_range: the lowest and highest ratio of a single round."
+echo "Medians over $ROUNDS rounds; vs_h2o_range: the lowest and highest ratio of a single round;"
+echo "vs_h2o_paired: the geometric mean of the rounds' ratios and its 95 % interval (one that"
+echo "contains 1.00 is a tie); p99_lower: the rounds in which appnet's p99 was at most h2o's."
 echo "Server CPU: user + system time of the server's processes during the run over the requests"
 echo "answered (lower is better; the CPU ratio is appnet/h2o, below 1 when appnet spends less)."
 echo "Load generator CPU: its user + system time over its run time, while loading each server"
