@@ -104,21 +104,23 @@ impl ReplyParser {
         if self.code.is_some_and(|c| c != code) {
             return Err("reply lines with different codes".to_string());
         }
+        // The separator is checked before the text is cut after it: any other byte there may
+        // be inside a multi-byte character (a replaced invalid byte is three).
+        let last = match bytes.get(3) {
+            Some(b'-') => false,
+            None | Some(b' ') => true,
+            Some(_) => return Err(format!("malformed reply line {:?}", truncate(&text, 80))),
+        };
         self.code = Some(code);
-        let sep = bytes.get(3).copied();
-        let rest = if text.len() > 4 { text[4..].to_string() } else { String::new() };
-        self.lines.push(rest);
+        self.lines.push(text.get(4..).unwrap_or_default().to_string());
         if self.lines.len() > MAX_REPLY_LINES {
             return Err("reply has too many lines".to_string());
         }
-        match sep {
-            Some(b'-') => Ok(None),
-            None | Some(b' ') => {
-                self.code = None;
-                Ok(Some(Reply { code, lines: std::mem::take(&mut self.lines) }))
-            }
-            Some(_) => Err(format!("malformed reply line {:?}", truncate(&text, 80))),
+        if !last {
+            return Ok(None);
         }
+        self.code = None;
+        Ok(Some(Reply { code, lines: std::mem::take(&mut self.lines) }))
     }
 }
 
@@ -206,6 +208,12 @@ mod tests {
         assert!(p.push(b"abc hello").is_err());
         assert!(ReplyParser::default().push(b"999 x").is_err());
         assert_eq!(ReplyParser::default().push(b"220").unwrap().unwrap().code, 220);
+        // An invalid byte after the code (found by fuzzing: it became a three-byte
+        // replacement character and the text was cut inside it) is a malformed line.
+        assert!(ReplyParser::default().push(b"511\xff\xff\xff").is_err());
+        let mut p = ReplyParser::default();
+        assert!(p.push(b"250-\xffok").unwrap().is_none());
+        assert_eq!(p.push(b"250 \xff").unwrap().unwrap().lines, ["\u{fffd}ok", "\u{fffd}"]);
         assert_eq!(format_reply(250, &["a", "b"]), "250-a\r\n250 b\r\n");
     }
 
