@@ -1,13 +1,15 @@
-//! The UDP side of the authoritative server: worker threads sleeping in a blocking `recvmmsg`
-//! (as NSD and Knot do), so a datagram reaches its answer with one kernel wake-up and no
-//! readiness polling, task scheduling or work-stealing wake of another thread.
+//! The UDP side of the authoritative server: worker threads of their own that sleep in `poll`
+//! on their socket and take batches with `recvmmsg` (as NSD and Knot do), so a datagram reaches
+//! its answer with one kernel wake-up and no event loop, task scheduling or work-stealing wake
+//! of another thread.
 //!
 //! Up to [`THREADS_PER_SOCKET`] threads share one socket, and the sockets share the port
 //! (SO_REUSEPORT). Sharing matters: the kernel spreads clients over a port's sockets by a hash of
 //! their addresses, so with one socket per thread a few busy clients can land on one thread
 //! while another idles, and a thread the scheduler preempts holds up its socket's queue. On a
-//! shared socket whichever thread is free takes the next batch, and the kernel wakes only one
-//! sleeper per datagram (exclusive wait).
+//! shared socket whichever thread is free takes the next batch: a datagram wakes every sleeper
+//! on the socket and the first to run takes it ([`RecvBatch::recv_wait`] says why not only
+//! one).
 //!
 //! A worker that emptied its socket yields the CPU once before it sleeps: when other work is
 //! waiting on that CPU (the clients, on a small machine) it runs first, and the next receive
