@@ -71,16 +71,7 @@ impl RecvBatch {
         #[cfg(target_os = "linux")]
         {
             let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
-            let n = sock.try_io(tokio::io::Interest::READABLE, || {
-                linux::recvmmsg(
-                    fd,
-                    libc::MSG_DONTWAIT,
-                    &mut self.raw,
-                    &mut self.bufs,
-                    &mut self.lens,
-                    &mut self.addrs,
-                )
-            })?;
+            let n = sock.try_io(tokio::io::Interest::READABLE, || self.take_waiting(fd))?;
             Ok(n)
         }
         #[cfg(not(target_os = "linux"))]
@@ -109,14 +100,7 @@ impl RecvBatch {
         {
             let fd = std::os::fd::AsRawFd::as_raw_fd(sock);
             loop {
-                match linux::recvmmsg(
-                    fd,
-                    libc::MSG_DONTWAIT,
-                    &mut self.raw,
-                    &mut self.bufs,
-                    &mut self.lens,
-                    &mut self.addrs,
-                ) {
+                match self.take_waiting(fd) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     other => return other,
                 }
@@ -147,6 +131,19 @@ impl RecvBatch {
             self.addrs[0] = addr;
             Ok(1)
         }
+    }
+
+    /// One `recvmmsg` that takes what the socket holds, up to the batch size, without waiting.
+    #[cfg(target_os = "linux")]
+    fn take_waiting(&mut self, fd: std::os::fd::RawFd) -> io::Result<usize> {
+        linux::recvmmsg(
+            fd,
+            libc::MSG_DONTWAIT,
+            &mut self.raw,
+            &mut self.bufs,
+            &mut self.lens,
+            &mut self.addrs,
+        )
     }
 
     /// Datagram `i` of the last [`recv`](Self::recv) and its sender.
